@@ -1,0 +1,287 @@
+//! The admin listener: what operators (and the `difusor` commands) use on a running server.
+//!
+//! Routes:
+//! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
+//!   of received, rejected and published packages, and the gate;
+//! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
+//!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text); answers the outcome
+//!   once the publisher has decided;
+//! - `POST /rollback?corte=<id>`: publish an earlier corte again.
+//!
+//! # Guarantees
+//! - Bound to loopback by default; bound elsewhere it requires `Authorization: Bearer
+//!   <admin_token>` on every route ([`crate::config`] refuses to start otherwise), compared in
+//!   constant time.
+//! - An uploaded body is written to the data folder's `tmp/`, never past
+//!   `max_package_bytes`, and removed once the publisher has archived it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use jiff::Timestamp;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::http::{ResBody, full};
+use crate::journal::Journal;
+use crate::publisher::{Command, Live, Outcome, Received, package_name};
+
+/// What the admin handler needs.
+pub(crate) struct Admin {
+    /// The live site.
+    pub(crate) live: Live,
+    /// The journal, for counts.
+    pub(crate) journal: Arc<Journal>,
+    /// The publisher's queue.
+    pub(crate) publisher: mpsc::Sender<Command>,
+    /// Required bearer token, if any.
+    pub(crate) token: Option<String>,
+    /// Where uploads are written first.
+    pub(crate) tmp_dir: PathBuf,
+    /// Largest upload accepted.
+    pub(crate) max_package_bytes: u64,
+    /// Start of publication, if configured.
+    pub(crate) publish_start: Option<Timestamp>,
+    /// End of the required publication period, if configured.
+    pub(crate) publish_end: Option<Timestamp>,
+    /// Promised interval between cortes.
+    pub(crate) update_interval: jiff::SignedDuration,
+    /// When the server started.
+    pub(crate) started_at: Timestamp,
+}
+
+/// Answers one admin request.
+pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResBody> {
+    if !authorised(&admin, req.headers()) {
+        let mut res = json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "this listener needs `Authorization: Bearer <admin_token>`"}),
+        );
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return res;
+    }
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/status") => status(&admin).await,
+        (&Method::POST, "/ingest") => ingest(&admin, req).await,
+        (&Method::POST, "/rollback") => {
+            let corte = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("corte=")))
+                .map(|c| {
+                    percent_encoding::percent_decode_str(c)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                });
+            let Some(corte) = corte else {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "give ?corte=<id>"}),
+                );
+            };
+            let (tx, rx) = oneshot::channel();
+            if admin
+                .publisher
+                .send(Command::Rollback(corte, tx))
+                .await
+                .is_err()
+            {
+                return stopped();
+            }
+            outcome_response(rx.await.ok())
+        }
+        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such route"})),
+    }
+}
+
+fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
+    let Some(token) = &admin.token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+async fn status(admin: &Admin) -> Response<ResBody> {
+    let site = admin.live.load_full();
+    let now = Timestamp::now();
+    let live = site.corte().map(|c| {
+        let age = now.duration_since(c.time.timestamp());
+        json!({
+            "corte": c.id,
+            "corte_time": c.time.timestamp().to_string(),
+            "corte_time_local": c.time.to_string(),
+            "corte_source": c.source,
+            "seq": c.seq,
+            "package": c.package.to_hex(),
+            "package_name": c.package_name,
+            "received_at": c.received_at.to_string(),
+            "live_at": c.live_at.to_string(),
+            "lag_seconds": c.live_at.duration_since(c.time.timestamp()).as_secs_f64(),
+            "age_seconds": age.as_secs(),
+            "stale": age > admin.update_interval * 3,
+            "files": site.len(),
+        })
+    });
+    let journal = admin.journal.clone();
+    let counts = tokio::task::spawn_blocking(move || journal.counts())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let end = admin.publish_end.map(|t| t.to_string());
+    let gate = match admin.publish_start {
+        Some(start) => {
+            json!({"publish_start": start.to_string(), "publish_end": end, "open": now >= start})
+        }
+        None => json!({
+            "publish_start": null, "publish_end": end, "open": true,
+            "warning": "no publish_start is set: results are public as soon as they arrive",
+        }),
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "live": live,
+            "counts": counts,
+            "gate": gate,
+            "started_at": admin.started_at.to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+/// Receives a package over the admin listener and hands it to the publisher.
+async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<ResBody> {
+    let decoded = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+    };
+    let Some(name) = decoded("x-difusor-name").and_then(|n| package_name(std::path::Path::new(&n)))
+    else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "X-Difusor-Name must give the package's file name (no folders, not hidden)"}),
+        );
+    };
+    let sidecar = decoded("x-difusor-sidecar");
+    let signature = decoded("x-difusor-signature");
+    let received_at = Timestamp::now();
+    let tmp = match tempfile::NamedTempFile::new_in(&admin.tmp_dir) {
+        Ok(t) => t.into_temp_path(),
+        Err(e) => {
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": format!("temporary file: {e}")}),
+            );
+        }
+    };
+    if let Err(resp) = receive_body(req.into_body(), &tmp, admin.max_package_bytes).await {
+        return resp;
+    }
+    let (tx, rx) = oneshot::channel();
+    let received = Received {
+        name,
+        path: tmp.to_path_buf(),
+        channel: "cli",
+        sidecar,
+        signature,
+        received_at,
+    };
+    if admin
+        .publisher
+        .send(Command::Ingest(received, Some(tx)))
+        .await
+        .is_err()
+    {
+        return stopped();
+    }
+    let outcome = rx.await.ok();
+    drop(tmp); // archived by now (or refused): our temporary copy goes
+    outcome_response(outcome)
+}
+
+/// Streams a request body into `path`, refusing more than `limit` bytes.
+async fn receive_body(
+    mut body: Incoming,
+    path: &std::path::Path,
+    limit: u64,
+) -> Result<(), Response<ResBody>> {
+    let internal = |e: std::io::Error| {
+        json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": format!("writing the upload: {e}")}),
+        )
+    };
+    let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
+    let mut written = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("upload interrupted: {e}")}),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            written += data.len() as u64;
+            if written > limit {
+                return Err(json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &json!({"error": format!("the package is over max_package_bytes ({limit} bytes)")}),
+                ));
+            }
+            file.write_all(&data).await.map_err(internal)?;
+        }
+    }
+    file.flush().await.map_err(internal)?;
+    Ok(())
+}
+
+fn outcome_response(outcome: Option<Outcome>) -> Response<ResBody> {
+    let Some(outcome) = outcome else {
+        return stopped();
+    };
+    let status = match outcome {
+        Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Outcome::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::OK,
+    };
+    json_response(status, &serde_json::to_value(&outcome).unwrap_or_default())
+}
+
+fn stopped() -> Response<ResBody> {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": "the publisher has stopped; the server is shutting down"}),
+    )
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut res = Response::new(full(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}

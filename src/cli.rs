@@ -1,0 +1,124 @@
+//! The command line: every subcommand and flag, defined once here.
+//!
+//! Settings flags (`--data-dir`, `--listen`, …) come from [`crate::config::SettingArgs`] and
+//! each also reads `DIFUSOR_<NAME>` from the environment; a flag wins over its variable.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::SettingArgs;
+
+/// Receive, verify, keep and publish PREP results packages as an official difusor.
+#[derive(Parser, Debug)]
+#[command(name = "difusor", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Configuration file (default: ./difusor.toml if present).
+    #[arg(long, global = true, env = "DIFUSOR_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum Cmd {
+    /// A simulated election night (SIMULACRO) served at http://127.0.0.1:<port>/, with no
+    /// configuration: a temporary data folder and a new corte every few seconds.
+    Demo {
+        /// Port of the public site.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Time between simulated cortes (`5s`, `500ms`).
+        #[arg(long, default_value = "5s")]
+        every: jiff::SignedDuration,
+    },
+    /// Run the server: rebuild the live site, then receive, publish and serve.
+    Serve {
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
+    /// Write a commented difusor.toml and the folders for a new difusor.
+    Init {
+        /// Folder to set up (created if missing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Institute profile: generic, impepac-morelos-2021, ieem-edomex-2021,
+        /// iepc-durango-2022, iepc-chiapas-2024, ietam-tamaulipas-2018.
+        #[arg(long, default_value = "generic")]
+        profile: String,
+        /// Overwrite an existing difusor.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hand a package to the running server, or process it here if none runs.
+    /// Its `<FILE>.sha256` and `<FILE>.minisig` are sent with it when present.
+    /// Exit status: 0 published, duplicate or archived as older; 1 rejected; 2 error.
+    Ingest {
+        /// The package file.
+        file: PathBuf,
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
+    /// Print the published cortes and the latest events.
+    History {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// How many recent events to show.
+        #[arg(long, default_value_t = 30)]
+        events: usize,
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
+    /// Publish an earlier corte again (by corte id, publication number or package SHA-256).
+    Rollback {
+        /// The corte to return to, as `difusor history` lists it.
+        corte: String,
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
+}
+
+/// Parses the command line, wiring `DIFUSOR_<NAME>` to every setting flag.
+pub(crate) fn parse() -> Cli {
+    let command = with_env(Cli::command());
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Every setting flag also reads `DIFUSOR_<NAME>`; list settings take comma-separated values.
+fn with_env(command: clap::Command) -> clap::Command {
+    let names: Vec<&str> = crate::config::SETTING_DOCS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    command.mut_subcommands(|sub| {
+        sub.mut_args(|arg| {
+            let id = arg.get_id().as_str().to_owned();
+            if names.contains(&id.as_str()) {
+                let arg = arg.env(format!("DIFUSOR_{}", id.to_uppercase()));
+                if matches!(arg.get_action(), clap::ArgAction::Append) {
+                    arg.value_delimiter(',')
+                } else {
+                    arg
+                }
+            } else {
+                arg
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        super::with_env(<super::Cli as clap::CommandFactory>::command()).debug_assert();
+    }
+}

@@ -1,0 +1,206 @@
+//! The operator commands besides `serve`: `init`, `ingest`, `history`, `rollback`.
+//!
+//! `ingest` and `rollback` talk to a running server through its admin listener; when none
+//! answers there, they do the work themselves on the data folder, through the same
+//! [`crate::publisher::Publisher`], so the result is the same either way.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use jiff::Timestamp;
+use tokio::net::TcpStream;
+
+use crate::config::{self, Config};
+use crate::intake::read_evidence;
+use crate::publisher::{Outcome, Received, package_name};
+use crate::serve::{open_store, rebuilt_publisher};
+
+/// Writes `difusor.toml` (commented, with the profile's values) and the folders into `dir`.
+pub(crate) fn init(dir: &Path, profile: &str, force: bool) -> Result<()> {
+    let text = config::commented_file(profile)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(config::DEFAULT_CONFIG_FILE);
+    if file.exists() && !force {
+        bail!(
+            "{} already exists; keep it, or run again with --force to overwrite it",
+            file.display()
+        );
+    }
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    for sub in ["entrada", "archivo", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    println!(
+        "Wrote {} (profile {profile}) and the folders entrada/, archivo/, tmp/.",
+        file.display()
+    );
+    println!(
+        "Next: review publish_start and listen, then run `difusor serve --config {}`.",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Exit status of `ingest` for an outcome: 0 kept (published, duplicate, older), 1 rejected,
+/// 2 failed.
+pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Published { .. } | Outcome::Duplicate { .. } | Outcome::Older { .. } => 0,
+        Outcome::Rejected { .. } => 1,
+        Outcome::Failed { .. } => 2,
+    }
+}
+
+/// Hands `file` to the running server, or processes it here.
+pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
+    let name = package_name(file).ok_or_else(|| {
+        anyhow!(
+            "{} is not a usable package file name (hidden, empty or odd characters)",
+            file.display()
+        )
+    })?;
+    let with = |ext: &str| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(format!(".{ext}"));
+        read_evidence(Path::new(&p))
+    };
+    let (sidecar, signature) = (with("sha256"), with("minisig"));
+    if let Some(stream) = connect(&config).await {
+        let body = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut req = Request::post("/ingest").header("x-difusor-name", enc(&name));
+        if let Some(s) = &sidecar {
+            req = req.header("x-difusor-sidecar", enc(s));
+        }
+        if let Some(s) = &signature {
+            req = req.header("x-difusor-signature", enc(s));
+        }
+        let (_, value) = send(stream, &config, req, Bytes::from(body)).await?;
+        return serde_json::from_value(value.clone())
+            .map_err(|_| anyhow!("the server answered: {value}"));
+    }
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let (publisher, _live) = rebuilt_publisher(&config, &store)?;
+    Ok(publisher.handle(Received {
+        name,
+        path: file.to_owned(),
+        channel: "cli",
+        sidecar,
+        signature,
+        received_at: Timestamp::now(),
+    }))
+}
+
+/// Publishes corte `corte` again, through the running server or here.
+pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
+    if let Some(stream) = connect(&config).await {
+        let enc = percent_encoding::utf8_percent_encode(corte, percent_encoding::NON_ALPHANUMERIC);
+        let req = Request::post(format!("/rollback?corte={enc}"));
+        let (_, value) = send(stream, &config, req, Bytes::new()).await?;
+        return serde_json::from_value(value.clone())
+            .map_err(|_| anyhow!("the server answered: {value}"));
+    }
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let (publisher, _live) = rebuilt_publisher(&config, &store)?;
+    Ok(publisher.rollback(corte))
+}
+
+/// Prints the cortes and the latest events.
+pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> {
+    let store = open_store(config)?;
+    let pubs = store.journal.publications()?;
+    let evs = store.journal.events(events)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"cortes": pubs, "events": evs}))?
+        );
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "#", "corte", "kind", "build", "package", "name", "live at", "lag s",
+    ]);
+    for p in pubs.iter().rev() {
+        t.add_row([
+            p.seq.to_string(),
+            p.corte_id.clone(),
+            p.kind.clone(),
+            format!("{:?}", p.build).to_lowercase(),
+            p.package.to_hex()[..12].to_owned(),
+            p.name.clone(),
+            p.live_at.to_string(),
+            format!("{:.3}", p.lag_ms as f64 / 1000.0),
+        ]);
+    }
+    println!("Cortes published (newest first):\n{t}");
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["#", "at", "event", "package", "detail"]);
+    for e in &evs {
+        t.add_row([
+            e.id.to_string(),
+            e.at.to_string(),
+            e.kind.clone(),
+            e.name.clone().unwrap_or_default(),
+            e.detail.to_string(),
+        ]);
+    }
+    println!("Latest events (newest first):\n{t}");
+    Ok(())
+}
+
+/// A connection to the running server's admin listener, if one answers.
+async fn connect(config: &Config) -> Option<TcpStream> {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        TcpStream::connect(config.admin_listen),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// Sends one request to the admin listener and returns its status and JSON body.
+async fn send(
+    stream: TcpStream,
+    config: &Config,
+    req: http::request::Builder,
+    body: Bytes,
+) -> Result<(StatusCode, serde_json::Value)> {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .context("the admin listener did not answer HTTP")?;
+    tokio::spawn(conn);
+    let mut req = req.header(http::header::HOST, config.admin_listen.to_string());
+    if let Some(token) = &config.admin_token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let res = sender
+        .send_request(req.body(Full::new(body))?)
+        .await
+        .context("the running server did not answer")?;
+    let status = res.status();
+    let bytes = res.into_body().collect().await?.to_bytes();
+    let value = serde_json::from_slice(&bytes).map_err(|_| {
+        anyhow!(
+            "the server answered {status} with: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })?;
+    Ok((status, value))
+}

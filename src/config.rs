@@ -1,0 +1,548 @@
+//! Configuration: every setting defined once, read from five layers, validated into [`Config`].
+//!
+//! A setting has one name, `data_dir` say, and appears as the TOML key `data_dir`, the flag
+//! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The [`settings!`] table below
+//! is the only place a setting is declared: the flags, the TOML schema, the commented
+//! `difusor.toml` that `init` writes and the defaults all come from it.
+//!
+//! Layers, lowest first: built-in default, institute profile (`profiles/*.toml`, embedded),
+//! the config file, the environment, the command line. A higher layer wins.
+//!
+//! # Guarantees
+//! - Unknown keys in the file or a profile are errors, not silently ignored.
+//! - [`Config::from_settings`] refuses any invalid value with a message that names the setting
+//!   and how to fix it; a [`Config`] therefore always holds usable values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytesize::ByteSize;
+use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+use serde::{Deserialize, Serialize};
+
+use crate::package::{CorteRules, EvidencePolicy, Limits, Policy};
+
+/// Declares every setting once: doc, name, type and default.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr ; )+) => {
+        /// Settings given on the command line or in the environment (`DIFUSOR_<NAME>`).
+        /// An absent flag is `None`, so that lower layers show through.
+        #[derive(clap::Args, Serialize, Debug, Default, Clone)]
+        pub(crate) struct SettingArgs {
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, help_heading = "Settings (also DIFUSOR_<NAME> or in difusor.toml)")]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub(crate) $name: Option<$ty>,
+            )+
+        }
+
+        /// Every setting, resolved through the layers. Only [`Config`] is used past start-up.
+        #[derive(Deserialize, Serialize, Debug, Clone)]
+        #[serde(deny_unknown_fields, default)]
+        pub(crate) struct Settings {
+            $(
+                $(#[doc = $doc])+
+                pub(crate) $name: $ty,
+            )+
+        }
+
+        impl Default for Settings {
+            /// The built-in defaults, the lowest layer.
+            fn default() -> Self {
+                Self { $( $name: $default, )+ }
+            }
+        }
+
+        /// Name and documentation of every setting, in declaration order.
+        pub(crate) const SETTING_DOCS: &[(&str, &str)] = &[
+            $( (stringify!($name), concat!($($doc, "\n"),+)), )+
+        ];
+    };
+}
+
+/// How a package is combined with the live site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SiteMode {
+    /// Files of the package overwrite those of the previous corte; the rest stay.
+    Overlay,
+    /// The package is the whole site; nothing of the previous corte stays.
+    Replace,
+}
+
+settings! {
+    /// Folder for the archive, the journal and, by default, the intake folder.
+    /// Relative paths in the config file are relative to the file's folder.
+    data_dir: PathBuf = PathBuf::from(".");
+    /// Folder watched for packages (default: `<data_dir>/entrada`).
+    watch_dir: PathBuf = PathBuf::new();
+    /// Public HTTP address to listen on; repeat the flag for several.
+    listen: Vec<String> = vec!["127.0.0.1:8080".to_owned()];
+    /// Address of the operators' listener (status, controls). Keep it on loopback unless
+    /// `admin_token` is set.
+    admin_listen: String = "127.0.0.1:9180".to_owned();
+    /// Bearer token required on the admin listener; mandatory when it is not on loopback.
+    admin_token: String = String::new();
+    /// Institute profile whose values sit under the config file: generic,
+    /// impepac-morelos-2021, ieem-edomex-2021, iepc-durango-2022, iepc-chiapas-2024,
+    /// ietam-tamaulipas-2018.
+    profile: String = "generic".to_owned();
+    /// Time zone of corte times in package names and of local dates (IANA name).
+    timezone: String = "America/Mexico_City".to_owned();
+    /// Start of publication (RFC 3339, or local `YYYY-MM-DDTHH:MM` in `timezone`). Before it
+    /// the public sees a notice, never results. Empty: no embargo (the server warns).
+    publish_start: String = String::new();
+    /// End of the publication period the call requires; the last corte stays published after
+    /// it. Empty: none.
+    publish_end: String = String::new();
+    /// How often the institute promises a new corte (`15m`); the status page flags a live
+    /// corte older than three intervals.
+    update_interval: String = "15m".to_owned();
+    /// Regular expression finding the corte time in a package name, with named groups
+    /// Y, m, d, H, M and optionally S.
+    corte_pattern: String = crate::package::DEFAULT_NAME_PATTERN.to_owned();
+    /// Where to find the corte time inside a site package when the name has none:
+    /// `<member path>#<JSON pointer>`, e.g. `json/main.json#/corte`. Empty: not used.
+    corte_json_field: String = String::new();
+    /// Text in a package name that marks it as a complete site (replace, not overlay).
+    complete_marker: String = "_COMPLETO".to_owned();
+    /// overlay: a package overwrites files of the previous corte (the calls' default);
+    /// replace: every package is the whole site.
+    site_mode: SiteMode = SiteMode::Overlay;
+    /// `<package>.sha256` sidecar: required or if-present.
+    evidence_sidecar: Policy = Policy::IfPresent;
+    /// Member hash list inside the package (SHA256SUMS, HASH): required or if-present.
+    evidence_member_list: Policy = Policy::IfPresent;
+    /// `<package>.minisig` signature: required or if-present.
+    evidence_signature: Policy = Policy::IfPresent;
+    /// minisign public keys (the `RW…` base64 line, or a path to a `.pub` file).
+    minisign_keys: Vec<String> = Vec::new();
+    /// Names of member hash lists inside a package (case-insensitive).
+    member_list_names: Vec<String> =
+        ["SHA256SUMS", "SHA256SUMS.txt", "HASH", "HASH.txt"].map(String::from).to_vec();
+    /// Largest package file accepted.
+    max_package_bytes: ByteSize = ByteSize::gib(2);
+    /// Most bytes one package may unpack to, nested archives included.
+    max_unpacked_bytes: ByteSize = ByteSize::gib(4);
+    /// Most members one package may hold, nested archives included.
+    max_members: u64 = 500_000;
+    /// Largest single member once unpacked.
+    max_member_bytes: ByteSize = ByteSize::gib(1);
+    /// Highest compression ratio of a member (unpacked / packed) over 1 MiB.
+    max_ratio: u64 = 250;
+    /// Deepest nesting of archives (2: a zip of zips).
+    max_depth: u32 = 2;
+    /// Longest member path, in bytes.
+    max_name_len: u64 = 1024;
+    /// A file in the intake folder written in place is taken once unchanged this long (`2s`).
+    /// A file renamed into place is taken at once.
+    settle: String = "2s".to_owned();
+    /// How long to wait for a required sidecar or signature after the package arrives.
+    evidence_wait: String = "30s".to_owned();
+}
+
+/// Names of the embedded institute profiles, with their text.
+pub(crate) const PROFILES: &[(&str, &str)] = &[
+    ("generic", include_str!("../profiles/generic.toml")),
+    (
+        "impepac-morelos-2021",
+        include_str!("../profiles/impepac-morelos-2021.toml"),
+    ),
+    (
+        "ieem-edomex-2021",
+        include_str!("../profiles/ieem-edomex-2021.toml"),
+    ),
+    (
+        "iepc-durango-2022",
+        include_str!("../profiles/iepc-durango-2022.toml"),
+    ),
+    (
+        "iepc-chiapas-2024",
+        include_str!("../profiles/iepc-chiapas-2024.toml"),
+    ),
+    (
+        "ietam-tamaulipas-2018",
+        include_str!("../profiles/ietam-tamaulipas-2018.toml"),
+    ),
+];
+
+/// The text of profile `name`, or an error listing the known ones.
+pub(crate) fn profile_text(name: &str) -> Result<&'static str> {
+    PROFILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+            anyhow!(
+                "setting `profile`: unknown profile {name:?}; use one of: {}",
+                known.join(", ")
+            )
+        })
+}
+
+/// The file used when `--config` is not given, if it exists in the current folder.
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "difusor.toml";
+
+/// Resolves the layers: defaults < profile < config file < environment < flags.
+///
+/// `config_file` is the explicit `--config`; without it `./difusor.toml` is read if present.
+pub(crate) fn resolve(config_file: Option<&Path>, args: &SettingArgs) -> Result<Settings> {
+    let file = match config_file {
+        Some(path) => Some((path.to_owned(), read_table(path)?)),
+        None => {
+            let path = Path::new(DEFAULT_CONFIG_FILE);
+            path.exists()
+                .then(|| read_table(path).map(|t| (path.to_owned(), t)))
+                .transpose()?
+        }
+    };
+    merge(file, args)
+}
+
+/// Resolves the layers without any config file: defaults < profile < environment < flags.
+pub(crate) fn resolve_embedded(args: &SettingArgs) -> Result<Settings> {
+    merge(None, args)
+}
+
+fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Settings> {
+    let cli = toml::Table::try_from(args).context("internal: command-line settings")?;
+    let profile = cli
+        .get("profile")
+        .or_else(|| file.as_ref().and_then(|(_, t)| t.get("profile")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("generic")
+        .to_owned();
+    let mut merged: toml::Table = toml::from_str(profile_text(&profile)?)
+        .with_context(|| format!("profile {profile:?} is not valid TOML"))?;
+    if let Some((path, mut table)) = file {
+        anchor_relative_paths(&mut table, path.parent().unwrap_or(Path::new(".")));
+        merged.extend(table);
+    }
+    merged.extend(cli);
+    merged.insert("profile".to_owned(), toml::Value::String(profile));
+    Settings::deserialize(merged).map_err(|e| anyhow!("invalid settings: {e}"))
+}
+
+/// Reads a config file into a table, naming the file in any error.
+fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+/// Makes relative `data_dir` and `watch_dir` in a config file relative to the file's folder.
+fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
+    for key in ["data_dir", "watch_dir"] {
+        if let Some(toml::Value::String(s)) = table.get_mut(key) {
+            let p = Path::new(s.as_str());
+            if !s.is_empty() && p.is_relative() {
+                *s = base.join(p).to_string_lossy().into_owned();
+            }
+        }
+    }
+}
+
+/// Validated configuration: what the program runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The settings as resolved, for display.
+    pub(crate) settings: Settings,
+    /// Root of everything the program writes.
+    pub(crate) data_dir: PathBuf,
+    /// The intake folder.
+    pub(crate) watch_dir: PathBuf,
+    /// Public listeners.
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Operators' listener.
+    pub(crate) admin_listen: SocketAddr,
+    /// Bearer token for the admin listener, if any.
+    pub(crate) admin_token: Option<String>,
+    /// Time zone of corte times.
+    pub(crate) timezone: TimeZone,
+    /// Embargo end: no results before it.
+    pub(crate) publish_start: Option<Timestamp>,
+    /// End of the required publication period.
+    pub(crate) publish_end: Option<Timestamp>,
+    /// Promised time between cortes.
+    pub(crate) update_interval: SignedDuration,
+    /// How corte times are found.
+    pub(crate) corte: CorteRules,
+    /// Marker of complete packages in names.
+    pub(crate) complete_marker: String,
+    /// Overlay or replace.
+    pub(crate) site_mode: SiteMode,
+    /// What evidence is required.
+    pub(crate) evidence: EvidencePolicy,
+    /// Unpacking limits.
+    pub(crate) limits: Limits,
+    /// Settle time for files written in place.
+    pub(crate) settle: std::time::Duration,
+    /// Wait for required evidence.
+    pub(crate) evidence_wait: std::time::Duration,
+}
+
+impl Config {
+    /// Resolves and validates in one step.
+    pub(crate) fn load(config_file: Option<&Path>, args: &SettingArgs) -> Result<Self> {
+        Self::from_settings(resolve(config_file, args)?)
+    }
+
+    /// Checks every value; the first invalid one is an error naming the setting and the fix.
+    pub(crate) fn from_settings(s: Settings) -> Result<Self> {
+        let timezone = TimeZone::get(&s.timezone).map_err(|e| {
+            anyhow!(
+                "setting `timezone`: {:?} is not a known IANA time zone ({e}); \
+                 use a name such as America/Mexico_City or America/Hermosillo",
+                s.timezone
+            )
+        })?;
+        let data_dir = s.data_dir.clone();
+        let watch_dir = if s.watch_dir.as_os_str().is_empty() {
+            data_dir.join("entrada")
+        } else {
+            s.watch_dir.clone()
+        };
+        let listen = s
+            .listen
+            .iter()
+            .map(|a| socket_addr("listen", a))
+            .collect::<Result<Vec<_>>>()?;
+        if listen.is_empty() {
+            bail!("setting `listen`: no public address given; add one such as 0.0.0.0:80");
+        }
+        let admin_listen = socket_addr("admin_listen", &s.admin_listen)?;
+        let admin_token = (!s.admin_token.is_empty()).then(|| s.admin_token.clone());
+        if !admin_listen.ip().is_loopback() && admin_token.is_none() {
+            bail!(
+                "setting `admin_listen`: {admin_listen} is reachable from other machines, so \
+                 `admin_token` must be set (a long random string); or listen on 127.0.0.1"
+            );
+        }
+        let publish_start = instant("publish_start", &s.publish_start, &timezone)?;
+        let publish_end = instant("publish_end", &s.publish_end, &timezone)?;
+        if let (Some(a), Some(b)) = (publish_start, publish_end)
+            && b <= a
+        {
+            bail!("setting `publish_end`: {b} is not after `publish_start` {a}; fix either date");
+        }
+        let update_interval = duration("update_interval", &s.update_interval)?;
+        let name_pattern = regex::Regex::new(&s.corte_pattern)
+            .map_err(|e| anyhow!("setting `corte_pattern`: not a valid regular expression: {e}"))?;
+        for group in ["Y", "m", "d", "H", "M"] {
+            if !name_pattern.capture_names().flatten().any(|n| n == group) {
+                bail!(
+                    "setting `corte_pattern`: the named group (?P<{group}>…) is missing; \
+                     the pattern needs Y, m, d, H and M"
+                );
+            }
+        }
+        let json_field = if s.corte_json_field.is_empty() {
+            None
+        } else {
+            let (path, pointer) = s.corte_json_field.split_once('#').ok_or_else(|| {
+                anyhow!(
+                    "setting `corte_json_field`: {:?} lacks `#`; write `<member path>#<JSON \
+                     pointer>`, e.g. json/main.json#/corte",
+                    s.corte_json_field
+                )
+            })?;
+            Some((path.trim_start_matches('/').to_owned(), pointer.to_owned()))
+        };
+        let public_keys = s
+            .minisign_keys
+            .iter()
+            .map(|k| minisign_key(k))
+            .collect::<Result<Vec<_>>>()?;
+        if s.evidence_signature == Policy::Required && public_keys.is_empty() {
+            bail!(
+                "setting `evidence_signature`: signatures are required but `minisign_keys` is \
+                 empty; add the institute's public key or set evidence_signature = \"if-present\""
+            );
+        }
+        let limits = Limits {
+            max_package_bytes: positive("max_package_bytes", s.max_package_bytes.as_u64())?,
+            max_unpacked_bytes: positive("max_unpacked_bytes", s.max_unpacked_bytes.as_u64())?,
+            max_members: positive("max_members", s.max_members)?,
+            max_member_bytes: positive("max_member_bytes", s.max_member_bytes.as_u64())?,
+            max_ratio: positive("max_ratio", s.max_ratio)?,
+            max_depth: u32::try_from(positive("max_depth", u64::from(s.max_depth))?)
+                .unwrap_or(u32::MAX),
+            max_name_len: usize::try_from(positive("max_name_len", s.max_name_len)?)
+                .unwrap_or(usize::MAX),
+        };
+        let settle = duration("settle", &s.settle)?.unsigned_abs();
+        let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
+        Ok(Self {
+            data_dir,
+            watch_dir,
+            listen,
+            admin_listen,
+            admin_token,
+            publish_start,
+            publish_end,
+            update_interval,
+            corte: CorteRules {
+                name_pattern,
+                timezone: timezone.clone(),
+                json_field,
+            },
+            timezone,
+            complete_marker: s.complete_marker.clone(),
+            site_mode: s.site_mode,
+            evidence: EvidencePolicy {
+                sidecar: s.evidence_sidecar,
+                member_list: s.evidence_member_list,
+                signature: s.evidence_signature,
+                public_keys,
+                member_list_names: s.member_list_names.clone(),
+            },
+            limits,
+            settle,
+            evidence_wait,
+            settings: s,
+        })
+    }
+}
+
+fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr> {
+    text.parse().map_err(|_| {
+        anyhow!(
+            "setting `{setting}`: {text:?} is not an address with a port; write it as \
+             127.0.0.1:8080, 0.0.0.0:80 or [::]:443"
+        )
+    })
+}
+
+fn duration(setting: &str, text: &str) -> Result<SignedDuration> {
+    let d: SignedDuration = text.parse().map_err(|e| {
+        anyhow!("setting `{setting}`: {text:?} is not a duration ({e}); write e.g. 2s, 500ms, 15m")
+    })?;
+    if d.is_negative() {
+        bail!("setting `{setting}`: {text:?} is negative; give a positive duration");
+    }
+    Ok(d)
+}
+
+fn positive(setting: &str, value: u64) -> Result<u64> {
+    if value == 0 {
+        bail!("setting `{setting}`: must be greater than zero");
+    }
+    Ok(value)
+}
+
+/// An RFC 3339 instant, or a civil date-time in `tz`; empty is `None`.
+fn instant(setting: &str, text: &str, tz: &TimeZone) -> Result<Option<Timestamp>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Ok(Some(ts));
+    }
+    let civil: jiff::civil::DateTime = text.parse().map_err(|_| {
+        anyhow!(
+            "setting `{setting}`: {text:?} is not a date and time; write 2024-06-02T20:00:00-06:00 \
+             or 2024-06-02T20:00 (local time in `timezone`)"
+        )
+    })?;
+    let zoned = civil.to_zoned_datetime(tz.clone()).with_context(|| {
+        format!("setting `{setting}`: {text:?} does not exist in the time zone")
+    })?;
+    Ok(Some(zoned.timestamp()))
+}
+
+/// A minisign public key from its base64 line or from a `.pub` file.
+fn minisign_key(text: &str) -> Result<minisign_verify::PublicKey> {
+    if let Ok(key) = minisign_verify::PublicKey::from_base64(text.trim()) {
+        return Ok(key);
+    }
+    let content = std::fs::read_to_string(text).map_err(|e| {
+        anyhow!(
+            "setting `minisign_keys`: {text:?} is neither a minisign public key (RW…) nor a \
+             readable file ({e})"
+        )
+    })?;
+    minisign_verify::PublicKey::decode(&content)
+        .or_else(|_| minisign_verify::PublicKey::from_base64(content.trim()))
+        .map_err(|e| anyhow!("setting `minisign_keys`: {text} holds no minisign public key ({e})"))
+}
+
+/// The commented `difusor.toml` that `init` writes: every setting with its documentation,
+/// the profile's values set, the rest commented out at their defaults.
+pub(crate) fn commented_file(profile: &str) -> Result<String> {
+    let profile_table: toml::Table = toml::from_str(profile_text(profile)?)?;
+    let defaults: toml::Table = toml::Table::try_from(Settings::default())?;
+    let mut out = String::from(
+        "# difusor configuration. Every setting is also a flag (--data-dir) and an environment\n\
+         # variable (DIFUSOR_DATA_DIR); flags win over the environment, which wins over this file.\n\
+         # Lines starting with # show the default.\n\n",
+    );
+    for (name, doc) in SETTING_DOCS {
+        for line in doc.lines() {
+            out.push_str(&format!("#{line}\n"));
+        }
+        let line = |value: &toml::Value| {
+            let mut t = toml::Table::new();
+            t.insert((*name).to_owned(), value.clone());
+            toml::to_string(&t).unwrap_or_default()
+        };
+        if *name == "profile" {
+            out.push_str(&line(&toml::Value::String(profile.to_owned())));
+        } else if *name == "data_dir" {
+            out.push_str("data_dir = \".\"\n");
+        } else if let Some(v) = profile_table.get(*name) {
+            out.push_str(&line(v));
+        } else if let Some(v) = defaults.get(*name) {
+            out.push('#');
+            out.push_str(&line(v));
+        } else {
+            out.push_str(&format!("#{name} = \"\"\n"));
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_is_valid() {
+        for (name, text) in PROFILES {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            let settings = Settings::deserialize(table).unwrap();
+            Config::from_settings(settings).unwrap_or_else(|e| panic!("profile {name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn commented_file_parses_back_to_the_profile() {
+        let text = commented_file("iepc-chiapas-2024").unwrap();
+        let settings =
+            Settings::deserialize(toml::from_str::<toml::Table>(&text).unwrap()).unwrap();
+        assert_eq!(settings.evidence_sidecar, Policy::Required);
+        assert_eq!(settings.publish_start, "2024-06-02T20:00:00-06:00");
+        assert_eq!(settings.max_members, Settings::default().max_members);
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let mut s = Settings::deserialize(toml::Table::new()).unwrap();
+        s.timezone = "Mars/Olympus".into();
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.contains("`timezone`"), "{err}");
+
+        let mut s = Settings::deserialize(toml::Table::new()).unwrap();
+        s.admin_listen = "0.0.0.0:9180".into();
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.contains("admin_token"), "{err}");
+
+        let mut t = toml::Table::new();
+        t.insert("no_such_setting".into(), toml::Value::Integer(1));
+        let err = Settings::deserialize(t).unwrap_err().to_string();
+        assert!(err.contains("no_such_setting"), "{err}");
+    }
+}

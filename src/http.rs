@@ -1,0 +1,294 @@
+//! The public HTTP listener: answers visitors from the live site in memory.
+//!
+//! Every response is built from one [`Site`], loaded once per request, so it is entirely
+//! from one corte (invariant 1) and carries that corte's `X-PREP-Corte` and the
+//! `X-PREP-Package` of the package that last wrote the file.
+//!
+//! # Guarantees
+//! - The request path is percent-decoded and normalised before lookup; a path that is not
+//!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
+//!   looked up.
+//! - Before `publish_start` every request, whatever its path or method, gets the Spanish
+//!   embargo page (503 with `Retry-After`) and no byte of results (invariant 5).
+//! - Only GET and HEAD are served; other methods get 405 with `Allow`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::io::ReaderStream;
+
+use crate::publisher::Live;
+use crate::site::{Body, Entry, Site, html_escape};
+
+/// The body type of every response.
+pub(crate) type ResBody = BoxBody<Bytes, std::io::Error>;
+
+/// A complete in-memory body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, serving each with
+/// `handler` over HTTP/1.1 or HTTP/2; then waits up to ten seconds for open requests.
+pub(crate) async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResBody>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after 10 s and were closed");
+    }
+}
+
+/// What the public handler needs.
+pub(crate) struct Public {
+    /// The live site.
+    pub(crate) live: Live,
+    /// Start of publication: nothing but the embargo page before it.
+    pub(crate) publish_start: Option<Timestamp>,
+    /// How the start is shown to people (local time).
+    pub(crate) publish_start_text: String,
+}
+
+/// Answers one public request.
+pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Response<ResBody> {
+    if let Some(start) = public.publish_start
+        && Timestamp::now() < start
+    {
+        return embargo(&public, start);
+    }
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut res = page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Método no permitido",
+                "Este sitio solo admite GET y HEAD.",
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+    };
+    let Some(path) = normalise(req.uri().path()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Solicitud inválida",
+            "La dirección solicitada no es válida.",
+        );
+    };
+    let site = public.live.load_full();
+    if site.corte().is_none() {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Aún no hay resultados",
+            "Todavía no se ha recibido ningún corte de resultados preliminares. Vuelva a intentarlo en unos minutos.",
+        );
+    }
+    let Some(entry) = site.get(&path) else {
+        if site.is_dir(&path) {
+            let mut res = page(StatusCode::MOVED_PERMANENTLY, "Movido", "");
+            if let Ok(loc) = HeaderValue::from_str(&format!("{}/", req.uri().path())) {
+                res.headers_mut().insert(header::LOCATION, loc);
+            }
+            return res;
+        }
+        return page(
+            StatusCode::NOT_FOUND,
+            "No encontrado",
+            "La página solicitada no existe en este sitio.",
+        );
+    };
+    respond(&site, entry, &req, head).await
+}
+
+/// The response for one entry, conditional on `If-None-Match`.
+async fn respond(
+    site: &Site,
+    entry: &Arc<Entry>,
+    req: &Request<Incoming>,
+    head: bool,
+) -> Response<ResBody> {
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().as_bytes() == entry.etag.as_bytes())
+        });
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, full(Bytes::new()))
+    } else if head {
+        (StatusCode::OK, full(Bytes::new()))
+    } else {
+        match &entry.body {
+            Body::Memory(bytes) => (StatusCode::OK, full(bytes.clone())),
+            Body::Archived(path) => match tokio::fs::File::open(path).await {
+                Ok(file) => {
+                    let stream = futures_frames(ReaderStream::with_capacity(file, 256 * 1024));
+                    (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "archived download unreadable");
+                    return page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Error interno",
+                        "El archivo no está disponible en este momento.",
+                    );
+                }
+            },
+        }
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::ETAG, entry.etag.clone());
+    if let Some(corte) = site.corte_header() {
+        h.insert("x-prep-corte", corte.clone());
+    }
+    h.insert("x-prep-package", entry.package.clone());
+    if status == StatusCode::OK {
+        h.insert(header::CONTENT_TYPE, entry.content_type.clone());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.len));
+    }
+    res
+}
+
+fn futures_frames(
+    stream: ReaderStream<tokio::fs::File>,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static
+{
+    use futures_util::StreamExt as _;
+    stream.map(|chunk| chunk.map(Frame::data))
+}
+
+/// The embargo page: results start at `start`.
+fn embargo(public: &Public, start: Timestamp) -> Response<ResBody> {
+    let mut res = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Resultados preliminares: aún no inicia la publicación",
+        &format!(
+            "Los resultados electorales preliminares se publicarán a partir del {}.",
+            public.publish_start_text
+        ),
+    );
+    let wait = start.duration_since(Timestamp::now()).as_secs().max(1);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A small Spanish HTML page.
+pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<ResBody> {
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title></head><body><h1>{t}</h1><p>{x}</p></body></html>\n",
+        t = html_escape(title),
+        x = html_escape(text)
+    );
+    let mut res = Response::new(full(html));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
+}
+
+/// Percent-decodes and normalises a request path: `//` and `.` segments collapse; `..`,
+/// backslashes, NUL and invalid UTF-8 make it unusable (`None`). A trailing `/` is kept.
+pub(crate) fn normalise(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    if !decoded.starts_with('/') || decoded.contains(['\\', '\0']) {
+        return None;
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in decoded.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        if segment == ".." {
+            return None;
+        }
+        out.push('/');
+        out.push_str(segment);
+    }
+    if decoded.ends_with('/') || out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn paths_are_normalised_or_refused() {
+        assert_eq!(normalise("/").as_deref(), Some("/"));
+        assert_eq!(normalise("/a//b/./c").as_deref(), Some("/a/b/c"));
+        assert_eq!(normalise("/datos/").as_deref(), Some("/datos/"));
+        assert_eq!(normalise("/a%20b.csv").as_deref(), Some("/a b.csv"));
+        assert_eq!(normalise("/a/../etc/passwd"), None);
+        assert_eq!(normalise("/%2e%2e/x"), None);
+        assert_eq!(normalise("/a%5Cb"), None);
+        assert_eq!(normalise("/a%00"), None);
+        assert_eq!(normalise("/%ff"), None);
+        assert_eq!(normalise("relative"), None);
+    }
+}

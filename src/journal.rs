@@ -1,0 +1,461 @@
+//! The journal: an append-only record of every event, in SQLite (WAL, synchronous FULL).
+//!
+//! Three tables:
+//! - `events`: everything that happened, with its time (received, rejected and why, archived,
+//!   published with lag, duplicate, older, rollback, start, stop, intake errors);
+//! - `packages`: each package once, by SHA-256, with its last outcome;
+//! - `publications`: each corte that went live, in order, with what it was built on. The live
+//!   site is rebuilt from this table and the archive at start.
+//!
+//! # Guarantees
+//! - Rows are only ever inserted, never updated or deleted, except a package's `outcome`.
+//! - [`Journal::record_publication`] commits (fsynced) before it returns, so a corte is in
+//!   the journal before it is swapped in: a crash can lose a swap, never a record.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::hash::Sha256;
+
+/// A journal failure: the database could not be read or written (our side).
+#[derive(Debug, thiserror::Error)]
+#[error("journal: {0}")]
+pub(crate) struct JournalError(#[from] rusqlite::Error);
+
+type Result<T> = std::result::Result<T, JournalError>;
+
+/// What kind of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum EventKind {
+    /// The server started.
+    Start,
+    /// The server stopped.
+    Stop,
+    /// A package arrived whole on a channel.
+    Received,
+    /// A package failed a check; the live corte did not change.
+    Rejected,
+    /// A package was stored in the archive.
+    Archived,
+    /// A package passed every check; the detail says which evidence it had.
+    Verified,
+    /// A corte went live.
+    Published,
+    /// A package already published arrived again.
+    Duplicate,
+    /// A package older than the live corte was archived and not published.
+    Older,
+    /// An operator rolled back to an earlier corte.
+    Rollback,
+    /// The live site was rebuilt from the archive at start.
+    Rebuilt,
+    /// An intake channel failed (not a package's fault).
+    IntakeError,
+    /// Something an operator should look at.
+    Warning,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Received => "received",
+            Self::Rejected => "rejected",
+            Self::Archived => "archived",
+            Self::Verified => "verified",
+            Self::Published => "published",
+            Self::Duplicate => "duplicate",
+            Self::Older => "older",
+            Self::Rollback => "rollback",
+            Self::Rebuilt => "rebuilt",
+            Self::IntakeError => "intake-error",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Event {
+    /// Row id: the order of events.
+    pub(crate) id: i64,
+    /// When it happened.
+    pub(crate) at: Timestamp,
+    /// What happened.
+    pub(crate) kind: String,
+    /// The package concerned, if any.
+    pub(crate) package: Option<String>,
+    /// The package's file name, if any.
+    pub(crate) name: Option<String>,
+    /// Details (JSON).
+    pub(crate) detail: serde_json::Value,
+}
+
+/// How a publication's site was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Build {
+    /// The package alone is the site.
+    Replace,
+    /// The package over the site of publication `base`.
+    Overlay,
+    /// The site of publication `base`, again.
+    Rollback,
+}
+
+impl Build {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Replace => "replace",
+            Self::Overlay => "overlay",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "replace" => Self::Replace,
+            "rollback" => Self::Rollback,
+            _ => Self::Overlay,
+        }
+    }
+}
+
+/// One corte that went live.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Publication {
+    /// Order of publication, from 1.
+    pub(crate) seq: i64,
+    /// Corte id (`20240602_2015`).
+    pub(crate) corte_id: String,
+    /// Corte time, RFC 3339 with its offset.
+    pub(crate) corte_time: String,
+    /// Where the corte time came from.
+    pub(crate) corte_source: String,
+    /// `site` or `data`.
+    pub(crate) kind: String,
+    /// The package applied (for a rollback: the package of the target).
+    pub(crate) package: Sha256,
+    /// Its file name.
+    pub(crate) name: String,
+    /// How the site was built.
+    pub(crate) build: Build,
+    /// The publication it was built on (overlay) or returns to (rollback).
+    pub(crate) base: Option<i64>,
+    /// When the package was received.
+    pub(crate) received_at: Timestamp,
+    /// When the corte went live.
+    pub(crate) live_at: Timestamp,
+    /// live_at − corte time, in milliseconds.
+    pub(crate) lag_ms: i64,
+}
+
+/// Counts for the status page.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Counts {
+    /// Packages received (events, duplicates included).
+    pub(crate) received: i64,
+    /// Packages rejected.
+    pub(crate) rejected: i64,
+    /// Cortes published (rollbacks included).
+    pub(crate) published: i64,
+}
+
+/// The journal database.
+pub(crate) struct Journal {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    package TEXT,
+    name TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS packages (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    first_received TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publications (
+    seq INTEGER PRIMARY KEY,
+    corte_id TEXT NOT NULL,
+    corte_time TEXT NOT NULL,
+    corte_source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    package TEXT NOT NULL,
+    name TEXT NOT NULL,
+    build TEXT NOT NULL,
+    base INTEGER,
+    received_at TEXT NOT NULL,
+    live_at TEXT NOT NULL,
+    lag_ms INTEGER NOT NULL
+);
+";
+
+impl Journal {
+    /// Opens or creates the journal at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (it has its own
+        // transactions), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an event now.
+    pub(crate) fn record(
+        &self,
+        kind: EventKind,
+        package: Option<(Sha256, &str)>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        insert_event(&self.conn(), kind, package, &detail)
+    }
+
+    /// Records a package's arrival once, and returns its previous outcome if it came before.
+    pub(crate) fn note_package(
+        &self,
+        sha256: Sha256,
+        name: &str,
+        size: u64,
+        at: Timestamp,
+    ) -> Result<Option<String>> {
+        let conn = self.conn();
+        let previous: Option<String> = conn
+            .query_row(
+                "SELECT outcome FROM packages WHERE sha256 = ?1",
+                [sha256.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if previous.is_none() {
+            conn.execute(
+                "INSERT INTO packages (sha256, name, size, first_received, outcome)
+                 VALUES (?1, ?2, ?3, ?4, 'received')",
+                params![sha256.to_hex(), name, size as i64, at.to_string()],
+            )?;
+        }
+        Ok(previous)
+    }
+
+    /// Sets a package's outcome (`published`, `older`, `rejected`).
+    pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",
+            params![sha256.to_hex(), outcome],
+        )?;
+        Ok(())
+    }
+
+    /// Records a corte going live with its `published` event, in one fsynced transaction,
+    /// and returns its sequence number.
+    pub(crate) fn record_publication(&self, p: &Publication) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO publications (corte_id, corte_time, corte_source, kind, package, name,
+                 build, base, received_at, live_at, lag_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                p.corte_id,
+                p.corte_time,
+                p.corte_source,
+                p.kind,
+                p.package.to_hex(),
+                p.name,
+                p.build.as_str(),
+                p.base,
+                p.received_at.to_string(),
+                p.live_at.to_string(),
+                p.lag_ms,
+            ],
+        )?;
+        let seq = tx.last_insert_rowid();
+        let kind = if p.build == Build::Rollback {
+            EventKind::Rollback
+        } else {
+            EventKind::Published
+        };
+        let detail = serde_json::json!({
+            "seq": seq, "corte": p.corte_id, "corte_time": p.corte_time,
+            "corte_source": p.corte_source, "build": p.build, "base": p.base,
+            "lag_seconds": p.lag_ms as f64 / 1000.0,
+        });
+        insert_event(&tx, kind, Some((p.package, &p.name)), &detail)?;
+        if p.build != Build::Rollback {
+            tx.execute(
+                "UPDATE packages SET outcome = 'published' WHERE sha256 = ?1",
+                [p.package.to_hex()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Every publication, oldest first.
+    pub(crate) fn publications(&self) -> Result<Vec<Publication>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, corte_id, corte_time, corte_source, kind, package, name, build, base,
+                    received_at, live_at, lag_ms FROM publications ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let package: String = r.get(5)?;
+            let received: String = r.get(9)?;
+            let live: String = r.get(10)?;
+            Ok(Publication {
+                seq: r.get(0)?,
+                corte_id: r.get(1)?,
+                corte_time: r.get(2)?,
+                corte_source: r.get(3)?,
+                kind: r.get(4)?,
+                package: package.parse().map_err(bad_column(5))?,
+                name: r.get(6)?,
+                build: Build::parse(&r.get::<_, String>(7)?),
+                base: r.get(8)?,
+                received_at: received.parse().map_err(bad_column(9))?,
+                live_at: live.parse().map_err(bad_column(10))?,
+                lag_ms: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub(crate) fn events(&self, limit: usize) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, kind, package, name, detail FROM events ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            let at: String = r.get(1)?;
+            let detail: String = r.get(5)?;
+            Ok(Event {
+                id: r.get(0)?,
+                at: at.parse().map_err(bad_column(1))?,
+                kind: r.get(2)?,
+                package: r.get(3)?,
+                name: r.get(4)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Received, rejected and published counts.
+    pub(crate) fn counts(&self) -> Result<Counts> {
+        let conn = self.conn();
+        let count = |kind: &str| -> Result<i64> {
+            Ok(
+                conn.query_row("SELECT count(*) FROM events WHERE kind = ?1", [kind], |r| {
+                    r.get(0)
+                })?,
+            )
+        };
+        Ok(Counts {
+            received: count("received")?,
+            rejected: count("rejected")?,
+            published: count("published")? + count("rollback")?,
+        })
+    }
+}
+
+fn insert_event(
+    conn: &Connection,
+    kind: EventKind,
+    package: Option<(Sha256, &str)>,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO events (at, kind, package, name, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            Timestamp::now().to_string(),
+            kind.as_str(),
+            package.map(|(sha, _)| sha.to_hex()),
+            package.map(|(_, name)| name),
+            detail.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn bad_column<E: std::error::Error + Send + Sync + 'static>(
+    col: usize,
+) -> impl FnOnce(E) -> rusqlite::Error {
+    move |e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(seq_base: Option<i64>, build: Build) -> Publication {
+        Publication {
+            seq: 0,
+            corte_id: "20240602_2015".into(),
+            corte_time: "2024-06-02T20:15:00-06:00[America/Mexico_City]".into(),
+            corte_source: "name".into(),
+            kind: "site".into(),
+            package: Sha256::of(b"p"),
+            name: "20240602_2015_PREP.zip".into(),
+            build,
+            base: seq_base,
+            received_at: Timestamp::now(),
+            live_at: Timestamp::now(),
+            lag_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn publications_round_trip_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let sha = Sha256::of(b"p");
+        assert_eq!(
+            j.note_package(sha, "p.zip", 1, Timestamp::now()).unwrap(),
+            None
+        );
+        let a = j
+            .record_publication(&publication(None, Build::Replace))
+            .unwrap();
+        let b = j
+            .record_publication(&publication(Some(a), Build::Overlay))
+            .unwrap();
+        assert!(b > a);
+        let all = j.publications().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].base, Some(a));
+        assert_eq!(all[1].build, Build::Overlay);
+        assert_eq!(
+            j.note_package(sha, "p.zip", 1, Timestamp::now())
+                .unwrap()
+                .as_deref(),
+            Some("published")
+        );
+        assert_eq!(j.counts().unwrap().published, 2);
+        assert_eq!(j.events(10).unwrap()[0].kind, "published");
+    }
+}

@@ -1,0 +1,104 @@
+//! difusor: receive, verify, keep and publish PREP results packages as an official difusor.
+//!
+//! The flow of one package, module by module:
+//!
+//! ```text
+//! intake ──► publisher ─┬─► archive (fsync, by SHA-256)
+//!                       ├─► package::verify (limits, names, evidence) ─► corte time
+//!                       ├─► site (overlay or replace, in memory)
+//!                       ├─► journal (fsync) ─► one atomic swap
+//!                       ▼
+//!                     http (visitors)      admin (operators)
+//! ```
+//!
+//! Exit status: 0 success; 1 a package was rejected (`ingest`); 2 any other error, printed
+//! as one message on stderr.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod archive;
+mod cli;
+mod commands;
+mod config;
+mod demo;
+mod hash;
+mod http;
+mod intake;
+mod journal;
+mod package;
+mod publisher;
+mod serve;
+mod site;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::Cmd;
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("difusor: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Dispatches to one function per subcommand.
+fn run(cli: cli::Cli) -> Result<u8> {
+    let config_file = cli.config.as_deref();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Demo { port, every } => {
+            runtime.block_on(demo::run(port, every.unsigned_abs()))?;
+            Ok(0)
+        }
+        Cmd::Serve { settings } => {
+            let config = Config::load(config_file, &settings)?;
+            runtime.block_on(serve::run(config))?;
+            Ok(0)
+        }
+        Cmd::Init {
+            dir,
+            profile,
+            force,
+        } => {
+            commands::init(&dir, &profile, force)?;
+            Ok(0)
+        }
+        Cmd::Ingest { file, settings } => {
+            let config = Config::load(config_file, &settings)?;
+            let outcome = runtime.block_on(commands::ingest(config, &file))?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(commands::exit_code(&outcome))
+        }
+        Cmd::History {
+            json,
+            events,
+            settings,
+        } => {
+            commands::history(&Config::load(config_file, &settings)?, json, events)?;
+            Ok(0)
+        }
+        Cmd::Rollback { corte, settings } => {
+            let config = Config::load(config_file, &settings)?;
+            let outcome = runtime.block_on(commands::rollback(config, &corte))?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(commands::exit_code(&outcome))
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The publisher: the single writer that turns received packages into live cortes.
+//!
+//! Every package from every intake channel passes through [`Publisher::handle`], one at a
+//! time, on one thread: archive → journal → verify → corte time → build site → journal →
+//! swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
+//!
+//! # Invariants (DESIGN.md)
+//! 1. A response is served entirely from one corte: a site is built whole, off to the side,
+//!    and becomes live in one pointer store ([`ArcSwap::store`]); a reader holds the site it
+//!    loaded for the whole response.
+//! 2. Nothing is published that did not verify: sites are built only from a
+//!    [`VerifiedPackage`], which only [`package::verify`] makes. A rejection changes nothing.
+//! 3. Nothing published is lost: a package is archived (fsynced) before it is verified, and
+//!    a corte is recorded in the journal (fsynced) before it is swapped in. At start the live
+//!    site is rebuilt from the journal's last publication and the archive, before any new
+//!    package is taken.
+//! 6. A package whose corte is older than the live one is archived and journaled, never
+//!    published, unless an operator asks for a [`Publisher::rollback`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use jiff::{Timestamp, ZonedDateTime};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::archive::{Archive, ArchiveError};
+use crate::config::{Config, SiteMode};
+use crate::hash::Sha256;
+use crate::journal::{Build, EventKind, Journal, Publication};
+use crate::package::{
+    self, CorteSource, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
+};
+use crate::site::{Applied, Corte, Site};
+
+/// The live site, shared with every server task.
+pub(crate) type Live = Arc<ArcSwap<Site>>;
+
+/// A package handed over by an intake channel, received whole.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The institute's file name (no folders).
+    pub(crate) name: String,
+    /// Where the intake channel left it.
+    pub(crate) path: PathBuf,
+    /// Which channel: `watch`, `cli`, ….
+    pub(crate) channel: &'static str,
+    /// Text of its `.sha256` sidecar, if any.
+    pub(crate) sidecar: Option<String>,
+    /// Text of its `.minisig` signature, if any.
+    pub(crate) signature: Option<String>,
+    /// When it arrived.
+    pub(crate) received_at: Timestamp,
+}
+
+/// What became of a package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub(crate) enum Outcome {
+    /// It is the live corte now.
+    Published {
+        /// Corte id.
+        corte: String,
+        /// SHA-256 of the package.
+        sha256: String,
+        /// Seconds from corte time to going live.
+        lag_seconds: f64,
+    },
+    /// The same bytes were published (or archived as older) before.
+    Duplicate {
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// Its corte is older than the live one: archived, not published.
+    Older {
+        /// Its corte id.
+        corte: String,
+        /// The live corte id.
+        live: String,
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// It failed a check; the live corte is unchanged.
+    Rejected {
+        /// Why, precisely.
+        reason: String,
+        /// SHA-256 of the package, when it could be stored.
+        sha256: Option<String>,
+    },
+    /// This machine failed (disk, journal); the package may be retried.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A request to the publisher thread.
+pub(crate) enum Command {
+    /// Take a package; reply with its outcome if asked.
+    Ingest(Received, Option<oneshot::Sender<Outcome>>),
+    /// Publish again the site of an earlier corte.
+    Rollback(String, oneshot::Sender<Outcome>),
+}
+
+/// The single writer.
+pub(crate) struct Publisher {
+    config: Arc<Config>,
+    archive: Archive,
+    journal: Arc<Journal>,
+    live: Live,
+}
+
+impl Publisher {
+    /// A publisher over the data folder's archive and journal, swapping into `live`.
+    pub(crate) fn new(
+        config: Arc<Config>,
+        archive: Archive,
+        journal: Arc<Journal>,
+        live: Live,
+    ) -> Self {
+        Self {
+            config,
+            archive,
+            journal,
+            live,
+        }
+    }
+
+    /// Runs the publisher on its own thread; packages sent to the returned channel are taken
+    /// in order.
+    pub(crate) fn spawn(self) -> std::io::Result<mpsc::Sender<Command>> {
+        let (tx, mut rx) = mpsc::channel::<Command>(64);
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                while let Some(cmd) = rx.blocking_recv() {
+                    match cmd {
+                        Command::Ingest(received, reply) => {
+                            let outcome = self.handle(received);
+                            if let Some(reply) = reply {
+                                let _ = reply.send(outcome);
+                            }
+                        }
+                        Command::Rollback(corte, reply) => {
+                            let _ = reply.send(self.rollback(&corte));
+                        }
+                    }
+                }
+            })?;
+        Ok(tx)
+    }
+
+    /// Takes one package through every step; see the module documentation.
+    pub(crate) fn handle(&self, r: Received) -> Outcome {
+        let outcome = self.handle_inner(&r);
+        match &outcome {
+            Outcome::Published {
+                corte, lag_seconds, ..
+            } => {
+                tracing::info!(name = %r.name, %corte, lag_seconds, "corte published")
+            }
+            Outcome::Rejected { reason, .. } => {
+                tracing::warn!(name = %r.name, %reason, "package rejected; the live corte is unchanged")
+            }
+            Outcome::Failed { error } => {
+                tracing::error!(name = %r.name, %error, "package not processed")
+            }
+            other => tracing::info!(name = %r.name, outcome = ?other, "package not published"),
+        }
+        outcome
+    }
+
+    fn handle_inner(&self, r: &Received) -> Outcome {
+        let stored =
+            match self
+                .archive
+                .store_file(&r.path, self.config.limits.max_package_bytes)
+            {
+                Ok(stored) => stored,
+                Err(e @ ArchiveError::TooLarge { .. }) => {
+                    let reason = format!("{e}; the package was not stored");
+                    self.event(EventKind::Rejected, None, json!({
+                    "name": r.name, "channel": r.channel, "reason": reason, "fault": "sender",
+                }));
+                    return Outcome::Rejected {
+                        reason,
+                        sha256: None,
+                    };
+                }
+                Err(e) => return self.failed(r, anyhow!(e).context("archiving the package")),
+            };
+        let sha = stored.sha256;
+        let pkg_ref = Some((sha, r.name.as_str()));
+        self.event(
+            EventKind::Received,
+            pkg_ref,
+            json!({
+                "channel": r.channel, "size": stored.size, "received_at": r.received_at.to_string(),
+            }),
+        );
+        for (ext, text) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
+            if let Some(text) = text
+                && let Err(e) = self.archive.store_evidence(sha, ext, text.as_bytes())
+            {
+                return self.failed(r, anyhow!(e).context("archiving the evidence"));
+            }
+        }
+        self.event(EventKind::Archived, pkg_ref, json!({ "path": stored.path }));
+
+        let previous = match self
+            .journal
+            .note_package(sha, &r.name, stored.size, r.received_at)
+        {
+            Ok(p) => p,
+            Err(e) => return self.failed(r, anyhow!(e)),
+        };
+        if matches!(previous.as_deref(), Some("published" | "older")) {
+            self.event(
+                EventKind::Duplicate,
+                pkg_ref,
+                json!({
+                    "channel": r.channel, "previous_outcome": previous,
+                }),
+            );
+            return Outcome::Duplicate {
+                sha256: sha.to_hex(),
+            };
+        }
+
+        let incoming = Incoming {
+            name: r.name.clone(),
+            path: stored.path.clone(),
+            sha256: sha,
+            size: stored.size,
+            sidecar: r.sidecar.clone(),
+            signature: r.signature.clone(),
+        };
+        let pkg = match package::verify(&incoming, &self.config.evidence, &self.config.limits) {
+            Ok(pkg) => pkg,
+            Err(rejection) => {
+                let reason = rejection.to_string();
+                let fault = if rejection.is_senders_fault() {
+                    "sender"
+                } else {
+                    "ours"
+                };
+                self.event(
+                    EventKind::Rejected,
+                    pkg_ref,
+                    json!({
+                        "channel": r.channel, "reason": reason, "fault": fault,
+                    }),
+                );
+                let _ = self.journal.set_outcome(sha, "rejected");
+                return Outcome::Rejected {
+                    reason,
+                    sha256: Some(sha.to_hex()),
+                };
+            }
+        };
+        self.event(
+            EventKind::Verified,
+            pkg_ref,
+            json!({
+                "kind": kind_str(pkg.kind()),
+                "files": pkg.files().len() + pkg.nested().len(),
+                "evidence": pkg.evidence(),
+                "evidence_summary": pkg.evidence().to_string(),
+            }),
+        );
+        let corte = package::corte_time(&pkg, &self.config.corte, r.received_at);
+        if corte.source == CorteSource::Arrival {
+            self.event(
+                EventKind::Warning,
+                pkg_ref,
+                json!({
+                    "warning": "no corte time in the name or the content; the arrival time is used",
+                }),
+            );
+        }
+        let corte_id = corte.id();
+        let live = self.live.load_full();
+        if let Some(current) = live.corte()
+            && corte.time < current.time
+        {
+            self.event(
+                EventKind::Older,
+                pkg_ref,
+                json!({
+                    "corte": corte_id, "live": current.id,
+                }),
+            );
+            let _ = self.journal.set_outcome(sha, "older");
+            return Outcome::Older {
+                corte: corte_id,
+                live: current.id.clone(),
+                sha256: sha.to_hex(),
+            };
+        }
+
+        let replace = pkg.kind() == PackageKind::Site
+            && (live.corte().is_none()
+                || self.config.site_mode == SiteMode::Replace
+                || (!self.config.complete_marker.is_empty()
+                    && r.name.contains(&self.config.complete_marker)));
+        let site = live.apply(&Applied {
+            package: &pkg,
+            archived: stored.path.clone(),
+            corte_id: &corte_id,
+            corte_time: &corte.time,
+            replace,
+        });
+        let live_at = Timestamp::now();
+        let mut publication = Publication {
+            seq: 0,
+            corte_id: corte_id.clone(),
+            corte_time: corte.time.to_string(),
+            corte_source: corte.source.to_string(),
+            kind: kind_str(pkg.kind()).to_owned(),
+            package: sha,
+            name: r.name.clone(),
+            build: if replace {
+                Build::Replace
+            } else {
+                Build::Overlay
+            },
+            base: live.corte().map(|c| c.seq),
+            received_at: r.received_at,
+            live_at,
+            lag_ms: live_at.duration_since(corte.time.timestamp()).as_millis() as i64,
+        };
+        publication.seq = match self.journal.record_publication(&publication) {
+            Ok(seq) => seq,
+            Err(e) => return self.failed(r, anyhow!(e).context("recording the publication")),
+        };
+        self.swap(site, &publication, corte.time, corte.source);
+        Outcome::Published {
+            corte: corte_id,
+            sha256: sha.to_hex(),
+            lag_seconds: publication.lag_ms as f64 / 1000.0,
+        }
+    }
+
+    /// Makes `site` live as the corte of `publication`.
+    fn swap(
+        &self,
+        site: Site,
+        publication: &Publication,
+        time: ZonedDateTime,
+        source: CorteSource,
+    ) {
+        let corte = Corte {
+            seq: publication.seq,
+            id: publication.corte_id.clone(),
+            time,
+            source,
+            package: publication.package,
+            package_name: publication.name.clone(),
+            received_at: publication.received_at,
+            live_at: publication.live_at,
+        };
+        self.live.store(Arc::new(site.with_corte(corte)));
+    }
+
+    /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,
+    /// or a package SHA-256 prefix of at least 8 digits).
+    pub(crate) fn rollback(&self, corte: &str) -> Outcome {
+        match self.rollback_inner(corte) {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed {
+                error: format!("{e:#}"),
+            },
+        }
+    }
+
+    fn rollback_inner(&self, wanted: &str) -> anyhow::Result<Outcome> {
+        let pubs = self.journal.publications()?;
+        let target = pubs
+            .iter()
+            .rev()
+            .find(|p| {
+                p.corte_id == wanted
+                    || p.seq.to_string() == wanted
+                    || (wanted.len() >= 8
+                        && p.package.to_hex().starts_with(&wanted.to_ascii_lowercase()))
+            })
+            .ok_or_else(|| {
+                anyhow!("no published corte matches {wanted:?}; `difusor history` lists them")
+            })?;
+        let site = self.site_at(&pubs, target.seq)?;
+        let live_at = Timestamp::now();
+        let time: ZonedDateTime = target
+            .corte_time
+            .parse()
+            .context("corte time in the journal")?;
+        let mut publication = Publication {
+            build: Build::Rollback,
+            base: Some(target.seq),
+            live_at,
+            lag_ms: 0,
+            ..target.clone()
+        };
+        publication.seq = self.journal.record_publication(&publication)?;
+        let source = source_of(&target.corte_source);
+        self.swap(site, &publication, time, source);
+        tracing::warn!(corte = %target.corte_id, "rolled back by an operator");
+        Ok(Outcome::Published {
+            corte: target.corte_id.clone(),
+            sha256: target.package.to_hex(),
+            lag_seconds: 0.0,
+        })
+    }
+
+    /// Rebuilds the live site from the journal and the archive, before any package is taken.
+    /// Returns the number of packages applied. If the last publication cannot be rebuilt
+    /// (a damaged archive), earlier ones are tried, each failure journaled as a warning.
+    pub(crate) fn rebuild(&self) -> anyhow::Result<usize> {
+        let pubs = self.journal.publications()?;
+        for last in pubs.iter().rev() {
+            match self.site_at(&pubs, last.seq) {
+                Ok(site) => {
+                    let time: ZonedDateTime = last
+                        .corte_time
+                        .parse()
+                        .context("corte time in the journal")?;
+                    let files = site.len();
+                    self.swap(site, last, time, source_of(&last.corte_source));
+                    self.event(
+                        EventKind::Rebuilt,
+                        Some((last.package, &last.name)),
+                        json!({
+                            "seq": last.seq, "corte": last.corte_id, "files": files,
+                        }),
+                    );
+                    return Ok(files);
+                }
+                Err(e) => {
+                    tracing::error!(seq = last.seq, error = %format!("{e:#}"), "cannot rebuild corte; trying the one before");
+                    self.event(EventKind::Warning, Some((last.package, &last.name)), json!({
+                        "warning": format!("cannot rebuild corte {} at start: {e:#}", last.corte_id),
+                    }));
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// The site as it was when publication `seq` went live.
+    fn site_at(&self, pubs: &[Publication], seq: i64) -> anyhow::Result<Site> {
+        let by_seq: HashMap<i64, &Publication> = pubs.iter().map(|p| (p.seq, p)).collect();
+        // Walk back to the first publication, collecting the packages applied on the way.
+        let mut steps = Vec::new();
+        let mut next = Some(seq);
+        while let Some(s) = next {
+            let p = by_seq
+                .get(&s)
+                .ok_or_else(|| anyhow!("publication {s} missing from the journal"))?;
+            if p.build != Build::Rollback {
+                steps.push(*p);
+            }
+            next = p.base;
+            if steps.len() > pubs.len() {
+                return Err(anyhow!("the journal's publications form a loop at {s}"));
+            }
+        }
+        steps.reverse();
+        // Site files before the last replacing site package contribute nothing to the result.
+        let last_replace = steps
+            .iter()
+            .rposition(|p| p.build == Build::Replace && p.kind == "site");
+        let mut site = Site::default();
+        for (i, p) in steps.iter().enumerate() {
+            if p.kind == "site" && last_replace.is_some_and(|r| i < r) {
+                continue;
+            }
+            let pkg = self.reverify(p)?;
+            let time: ZonedDateTime = p.corte_time.parse().context("corte time in the journal")?;
+            site = site.apply(&Applied {
+                package: &pkg,
+                archived: self.archive.path_of(p.package),
+                corte_id: &p.corte_id,
+                corte_time: &time,
+                replace: p.build == Build::Replace,
+            });
+        }
+        Ok(site)
+    }
+
+    /// Checks an archived package's hash and opens it again with today's limits.
+    fn reverify(&self, p: &Publication) -> anyhow::Result<VerifiedPackage> {
+        let stored = self.archive.check(p.package)?;
+        let incoming = Incoming {
+            name: p.name.clone(),
+            path: stored.path,
+            sha256: p.package,
+            size: stored.size,
+            sidecar: self.archive.read_evidence(p.package, "sha256"),
+            signature: self.archive.read_evidence(p.package, "minisig"),
+        };
+        // It verified when it was received; what evidence it had is checked again, but a
+        // policy made stricter since does not unpublish it.
+        let policy = EvidencePolicy {
+            sidecar: Policy::IfPresent,
+            member_list: Policy::IfPresent,
+            signature: Policy::IfPresent,
+            ..self.config.evidence.clone()
+        };
+        package::verify(&incoming, &policy, &self.config.limits)
+            .with_context(|| format!("package {} ({})", p.name, p.package))
+    }
+
+    fn event(&self, kind: EventKind, package: Option<(Sha256, &str)>, detail: serde_json::Value) {
+        if let Err(e) = self.journal.record(kind, package, detail) {
+            tracing::error!(error = %e, "could not write to the journal");
+        }
+    }
+
+    fn failed(&self, r: &Received, e: anyhow::Error) -> Outcome {
+        let error = format!("{e:#}");
+        self.event(
+            EventKind::IntakeError,
+            None,
+            json!({
+                "name": r.name, "channel": r.channel, "error": error, "fault": "ours",
+            }),
+        );
+        Outcome::Failed { error }
+    }
+}
+
+fn kind_str(kind: PackageKind) -> &'static str {
+    match kind {
+        PackageKind::Site => "site",
+        PackageKind::Data => "data",
+    }
+}
+
+fn source_of(text: &str) -> CorteSource {
+    match text {
+        "name" => CorteSource::Name,
+        "csv" => CorteSource::Csv,
+        "json" => CorteSource::Json,
+        _ => CorteSource::Arrival,
+    }
+}
+
+/// The name under which a received file is published: its final path component, refused if
+/// it is empty, hidden, too long or holds control characters.
+pub(crate) fn package_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
+    ok.then(|| name.to_owned())
+}

@@ -1,0 +1,196 @@
+//! `difusor serve`: the main job, wired together.
+//!
+//! Order matters and is part of the guarantees of [`crate::publisher`]: the live site is
+//! rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
+//! program before anything else happens), and only then is the publisher started and the
+//! intake folder watched.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, Admin};
+use crate::archive::Archive;
+use crate::config::Config;
+use crate::http::{self, Public};
+use crate::intake::{self, WatchRules};
+use crate::journal::{EventKind, Journal};
+use crate::publisher::{Live, Publisher};
+use crate::site::Site;
+
+/// The data folder's parts, opened.
+pub(crate) struct Store {
+    /// The archive.
+    pub(crate) archive: Archive,
+    /// The journal.
+    pub(crate) journal: Arc<Journal>,
+}
+
+/// Creates the data folder's layout if needed and opens the archive and journal.
+pub(crate) fn open_store(config: &Config) -> Result<Store> {
+    let data = &config.data_dir;
+    for dir in [data.clone(), data.join("tmp"), config.watch_dir.clone()] {
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!(
+                "cannot create the folder {}; check its permissions",
+                dir.display()
+            )
+        })?;
+    }
+    let archive = Archive::open(&data.join("archivo"))?;
+    let journal_path = data.join("bitacora.sqlite");
+    let journal = Journal::open(&journal_path)
+        .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
+    Ok(Store {
+        archive,
+        journal: Arc::new(journal),
+    })
+}
+
+/// A publisher with the live site rebuilt from the archive and journal.
+pub(crate) fn rebuilt_publisher(config: &Arc<Config>, store: &Store) -> Result<(Publisher, Live)> {
+    let live: Live = Arc::new(ArcSwap::from_pointee(Site::default()));
+    let publisher = Publisher::new(
+        config.clone(),
+        store.archive.clone(),
+        store.journal.clone(),
+        live.clone(),
+    );
+    let files = publisher
+        .rebuild()
+        .context("rebuilding the live site from the archive")?;
+    if let Some(corte) = live.load().corte() {
+        tracing::info!(corte = %corte.id, files, "live site rebuilt from the archive");
+    }
+    Ok((publisher, live))
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub(crate) async fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let (publisher, live) = rebuilt_publisher(&config, &store)?;
+
+    let mut public_listeners = Vec::new();
+    for addr in &config.listen {
+        let l = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (setting `listen`): is another server using it?")
+        })?;
+        tracing::info!(address = %l.local_addr()?, "serving the public site");
+        public_listeners.push(l);
+    }
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (setting `admin_listen`): is another difusor running?",
+                config.admin_listen
+            )
+        })?;
+    tracing::info!(address = %admin_listener.local_addr()?, "admin listener ready");
+    if config.publish_start.is_none() {
+        tracing::warn!("no publish_start is set: results are public as soon as they arrive");
+    }
+
+    let queue = publisher
+        .spawn()
+        .context("cannot start the publisher thread")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    store.journal.record(
+        EventKind::Start,
+        None,
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": config.settings.listen,
+            "live_corte": live.load().corte().map(|c| c.id.clone()),
+        }),
+    )?;
+
+    let public = Arc::new(Public {
+        live: live.clone(),
+        publish_start: config.publish_start,
+        publish_start_text: config
+            .publish_start
+            .map(|t| {
+                t.to_zoned_datetime(config.timezone.clone())
+                    .strftime("%d/%m/%Y a las %H:%M (%Z)")
+                    .to_string()
+            })
+            .unwrap_or_default(),
+    });
+    let admin = Arc::new(Admin {
+        live: live.clone(),
+        journal: store.journal.clone(),
+        publisher: queue.clone(),
+        token: config.admin_token.clone(),
+        tmp_dir: config.data_dir.join("tmp"),
+        max_package_bytes: config.limits.max_package_bytes,
+        publish_start: config.publish_start,
+        publish_end: config.publish_end,
+        update_interval: config.update_interval,
+        started_at: Timestamp::now(),
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in public_listeners {
+        let public = public.clone();
+        tasks.spawn(http::serve(
+            listener,
+            move |req| http::handle(public.clone(), req),
+            stop_rx.clone(),
+        ));
+    }
+    tasks.spawn(http::serve(
+        admin_listener,
+        move |req| admin::handle(admin.clone(), req),
+        stop_rx.clone(),
+    ));
+    let rules = WatchRules {
+        dir: config.watch_dir.clone(),
+        settle: config.settle,
+        evidence_wait: config.evidence_wait,
+        sidecar: config.evidence.sidecar,
+        signature: config.evidence.signature,
+    };
+    let mut watcher = tokio::spawn(intake::watch_folder(
+        rules,
+        queue,
+        store.journal.clone(),
+        stop_rx,
+    ));
+
+    let result = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        ended = &mut watcher => match ended {
+            Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
+            Err(e) => Err(anyhow::anyhow!("the intake folder watcher panicked: {e}")),
+            Ok(Ok(())) => Ok(()),
+        },
+    };
+    tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    store.journal.record(EventKind::Stop, None, json!({}))?;
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

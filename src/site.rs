@@ -1,0 +1,343 @@
+//! The site: the immutable set of files of one corte, as visitors receive them.
+//!
+//! A [`Site`] is built once by the publisher and never changed afterwards; the server reads
+//! it through one atomic pointer. Each path maps to an [`Entry`]: the exact bytes of the
+//! institute's file (in memory, or the archived package itself for downloads), a strong ETag
+//! from the content's SHA-256, the content type, and the package that last wrote it.
+//!
+//! # Guarantees
+//! - Served bytes are the institute's bytes (invariant 4): an entry's body is a member of a
+//!   verified package, unchanged, or the archived package file. The one page made here, the
+//!   `/datos/` listing of data packages, is marked as ours by its content.
+//! - Building a site never modifies the previous one: overlays share unchanged entries.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use jiff::{Timestamp, ZonedDateTime};
+
+use crate::hash::Sha256;
+use crate::package::{CorteSource, Member, PackageKind, VerifiedPackage};
+
+/// Where an entry's bytes are.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// In memory.
+    Memory(Bytes),
+    /// An archived package file on disk (immutable, content-addressed).
+    Archived(PathBuf),
+}
+
+/// One servable file.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The bytes.
+    pub(crate) body: Body,
+    /// Length of the body in bytes.
+    pub(crate) len: u64,
+    /// Strong ETag: the quoted SHA-256 of the body.
+    pub(crate) etag: HeaderValue,
+    /// Content type.
+    pub(crate) content_type: HeaderValue,
+    /// SHA-256 of the package that last wrote this file, for `X-PREP-Package`.
+    pub(crate) package: HeaderValue,
+}
+
+/// The corte a site shows.
+#[derive(Debug, Clone)]
+pub(crate) struct Corte {
+    /// Publication sequence number in the journal.
+    pub(crate) seq: i64,
+    /// Corte id, as in `X-PREP-Corte`.
+    pub(crate) id: String,
+    /// Corte time.
+    pub(crate) time: ZonedDateTime,
+    /// Where the corte time came from.
+    pub(crate) source: CorteSource,
+    /// The package that made this corte.
+    pub(crate) package: Sha256,
+    /// Its file name.
+    pub(crate) package_name: String,
+    /// When the package was received.
+    pub(crate) received_at: Timestamp,
+    /// When the corte went live.
+    pub(crate) live_at: Timestamp,
+}
+
+/// A data package offered for download.
+#[derive(Debug, Clone)]
+struct Download {
+    name: String,
+    corte_id: String,
+    corte_time: String,
+    sha256: Sha256,
+    size: u64,
+}
+
+/// The files of one corte.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Site {
+    corte: Option<Corte>,
+    /// Header value of the corte id, made once.
+    corte_header: Option<HeaderValue>,
+    files: HashMap<String, Arc<Entry>>,
+    /// Every data package, newest first.
+    downloads: Vec<Download>,
+    /// Paths of the newest data package's unpacked files (replaced by the next one).
+    unpacked: Vec<String>,
+}
+
+/// What the publisher knows of a package when building a site from it.
+pub(crate) struct Applied<'a> {
+    /// The verified package.
+    pub(crate) package: &'a VerifiedPackage,
+    /// Where its archived copy is.
+    pub(crate) archived: PathBuf,
+    /// Its corte id and time (RFC 3339), for the downloads page.
+    pub(crate) corte_id: &'a str,
+    /// Corte time as people read it.
+    pub(crate) corte_time: &'a ZonedDateTime,
+    /// Replace the site files instead of overlaying them.
+    pub(crate) replace: bool,
+}
+
+impl Site {
+    /// The live corte, if any.
+    pub(crate) fn corte(&self) -> Option<&Corte> {
+        self.corte.as_ref()
+    }
+
+    /// The `X-PREP-Corte` value, if a corte is live.
+    pub(crate) fn corte_header(&self) -> Option<&HeaderValue> {
+        self.corte_header.as_ref()
+    }
+
+    /// Number of files.
+    pub(crate) fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The entry for a normalised absolute path (`/json/main.json`); a path ending in `/`
+    /// finds its `index.html`.
+    pub(crate) fn get(&self, path: &str) -> Option<&Arc<Entry>> {
+        if path.ends_with('/') {
+            self.files.get(&format!("{path}index.html"))
+        } else {
+            self.files.get(path)
+        }
+    }
+
+    /// Whether `path` is a folder of the site (so `path/` would find its index).
+    pub(crate) fn is_dir(&self, path: &str) -> bool {
+        self.files.contains_key(&format!("{path}/index.html"))
+    }
+
+    /// The same site, marked as showing `corte`.
+    pub(crate) fn with_corte(mut self, corte: Corte) -> Self {
+        self.corte_header = HeaderValue::from_str(&corte.id).ok();
+        self.corte = Some(corte);
+        self
+    }
+
+    /// A new site: this one with `applied` laid over it (or replacing its site files).
+    pub(crate) fn apply(&self, applied: &Applied<'_>) -> Self {
+        let mut next = Site {
+            corte: None,
+            corte_header: None,
+            files: self.files.clone(),
+            downloads: self.downloads.clone(),
+            unpacked: self.unpacked.clone(),
+        };
+        let pkg = applied.package;
+        let package = header_of(pkg.sha256());
+        match pkg.kind() {
+            PackageKind::Site => {
+                if applied.replace {
+                    next.files.retain(|path, _| path.starts_with("/datos/"));
+                }
+                for member in pkg.files() {
+                    next.insert(&format!("/{}", member.path), member, &package);
+                }
+            }
+            PackageKind::Data => next.add_download(applied, &package),
+        }
+        next
+    }
+
+    fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue) {
+        let entry = Entry {
+            len: member.bytes.len() as u64,
+            etag: etag_of(Sha256::of(&member.bytes)),
+            content_type: content_type(path, &member.bytes),
+            package: package.clone(),
+            body: Body::Memory(member.bytes.clone()),
+        };
+        self.files.insert(path.to_owned(), Arc::new(entry));
+    }
+
+    /// A data package: the zip unchanged at `/datos/<name>` (served from the archive), its
+    /// inner files at `/datos/<stem>/…` (replacing the previous data package's), and the
+    /// `/datos/` listing.
+    fn add_download(&mut self, applied: &Applied<'_>, package: &HeaderValue) {
+        let pkg = applied.package;
+        for old in std::mem::take(&mut self.unpacked) {
+            self.files.remove(&old);
+        }
+        let zip_path = format!("/datos/{}", pkg.name());
+        self.files.insert(
+            zip_path,
+            Arc::new(Entry {
+                body: Body::Archived(applied.archived.clone()),
+                len: pkg.size(),
+                etag: etag_of(pkg.sha256()),
+                content_type: content_type(pkg.name(), &[]),
+                package: package.clone(),
+            }),
+        );
+        let stem = stem(pkg.name());
+        for member in pkg.nested().iter().chain(pkg.files()) {
+            let path = format!("/datos/{stem}/{}", member.path);
+            self.insert(&path, member, package);
+            self.unpacked.push(path);
+        }
+        self.downloads.retain(|d| d.sha256 != pkg.sha256());
+        self.downloads.push(Download {
+            name: pkg.name().to_owned(),
+            corte_id: applied.corte_id.to_owned(),
+            corte_time: applied.corte_time.strftime("%d/%m/%Y %H:%M %Z").to_string(),
+            sha256: pkg.sha256(),
+            size: pkg.size(),
+        });
+        self.downloads
+            .sort_by(|a, b| b.corte_id.cmp(&a.corte_id).then(b.name.cmp(&a.name)));
+        let page = Bytes::from(self.downloads_page(&stem, pkg));
+        let member = Member {
+            path: "datos/index.html".to_owned(),
+            bytes: page,
+        };
+        self.insert("/datos/index.html", &member, package);
+    }
+
+    /// The Spanish listing of every data package, newest first.
+    fn downloads_page(&self, newest_stem: &str, newest: &VerifiedPackage) -> String {
+        let mut rows = String::new();
+        for d in &self.downloads {
+            let _ = writeln!(
+                rows,
+                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td><code>{}</code></td></tr>",
+                html_escape(&d.corte_time),
+                url_escape(&d.name),
+                html_escape(&d.name),
+                d.size,
+                d.sha256
+            );
+        }
+        let mut inner = String::new();
+        for m in newest.nested().iter().chain(newest.files()) {
+            let path = format!("{newest_stem}/{}", m.path);
+            let _ = writeln!(
+                inner,
+                "<li><a href=\"{}\">{}</a></li>",
+                url_escape(&path),
+                html_escape(&m.path)
+            );
+        }
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Datos abiertos del PREP</title></head><body>\n\
+             <h1>Datos abiertos del PREP</h1>\n\
+             <p>Cada paquete se publica sin cambios, tal como lo entregó el instituto. \
+             Su huella SHA-256 permite comprobar que el archivo descargado es idéntico.</p>\n\
+             <table><thead><tr><th>Corte</th><th>Archivo</th><th>Bytes</th><th>SHA-256</th></tr></thead>\n\
+             <tbody>\n{rows}</tbody></table>\n\
+             <h2>Archivos del corte más reciente</h2>\n<ul>\n{inner}</ul>\n</body></html>\n"
+        )
+    }
+}
+
+fn header_of(sha: Sha256) -> HeaderValue {
+    HeaderValue::from_str(&sha.to_hex()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn etag_of(sha: Sha256) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", sha.to_hex()))
+        .unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// A package name without its archive extension.
+fn stem(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    for ext in [".tar.gz", ".tgz", ".zip", ".tar"] {
+        if lower.ends_with(ext) {
+            return name[..name.len() - ext.len()].to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+/// The content type by extension; text that is valid UTF-8 says so.
+fn content_type(path: &str, bytes: &[u8]) -> HeaderValue {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let text = mime.type_() == mime_guess::mime::TEXT
+        || mime.subtype() == mime_guess::mime::JSON
+        || mime.subtype() == mime_guess::mime::JAVASCRIPT;
+    let value = if text && std::str::from_utf8(bytes).is_ok() {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_owned()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// Escapes text for HTML.
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a relative URL path, keeping `/`.
+fn url_escape(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'_');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_and_types() {
+        assert_eq!(
+            stem("20210601_1852_PREP_CAMP.zip"),
+            "20210601_1852_PREP_CAMP"
+        );
+        assert_eq!(stem("a.TAR.GZ"), "a");
+        assert_eq!(
+            content_type("/json/main.json", b"{}"),
+            "application/json; charset=utf-8"
+        );
+        assert_eq!(content_type("/a.csv", b"\xe9"), "text/csv");
+        assert_eq!(content_type("/x.zip", b""), "application/zip");
+        assert_eq!(html_escape("<a&\"'>"), "&lt;a&amp;&quot;&#39;&gt;");
+        assert_eq!(url_escape("a b/c.zip"), "a%20b/c.zip");
+    }
+}

@@ -1,0 +1,135 @@
+//! Invariants 2 and 7: every bad package is rejected with its own reason in the journal, the
+//! live corte and its bytes stay as they were, and the process lives on.
+
+mod support;
+
+use support::*;
+
+const LIMITS: &[&str] = &[
+    "--max-members",
+    "1000",
+    "--max-member-bytes",
+    "8MiB",
+    "--max-unpacked-bytes",
+    "64MiB",
+    "--max-ratio",
+    "200",
+    "--max-depth",
+    "2",
+    "--max-name-len",
+    "255",
+    "--max-package-bytes",
+    "4MiB",
+];
+
+#[test]
+fn bad_packages_leave_the_live_corte_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), LIMITS);
+    let good = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), "20240602_2000_PREP_SITIO.zip", &good);
+    server.wait_corte("20240602_2000");
+    let before_main = curl(&server.url("/json/main.json"), &[]);
+    let before_index = curl(&server.url("/"), &[]);
+
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let mut corpus = corpus::write_bad_packages(&staging);
+    // One more: a package over max_package_bytes, refused before it is stored.
+    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|_| fastrand::u8(..)).collect();
+    std::fs::write(staging.join("20240602_2359_PREP_GRANDE.zip"), &big).unwrap();
+    corpus.push(corpus::BadPackage {
+        file_name: "20240602_2359_PREP_GRANDE.zip".into(),
+        reason: "max_package_bytes",
+    });
+    assert!(
+        corpus.len() >= 25,
+        "the corpus has {} packages",
+        corpus.len()
+    );
+
+    let mut reasons = std::collections::HashSet::new();
+    for (n, bad) in corpus.iter().enumerate() {
+        for ext in [".sha256", ".minisig"] {
+            let side = staging.join(format!("{}{ext}", bad.file_name));
+            if side.exists() {
+                std::fs::copy(
+                    &side,
+                    server.entrada().join(format!("{}{ext}", bad.file_name)),
+                )
+                .unwrap();
+            }
+        }
+        let bytes = std::fs::read(staging.join(&bad.file_name)).unwrap();
+        drop_file(&server.entrada(), &bad.file_name, &bytes);
+        let status = server.wait_status(&format!("rejection of {}", bad.file_name), |s| {
+            s["counts"]["rejected"].as_i64() == Some(n as i64 + 1)
+        });
+        assert_eq!(
+            status["live"]["corte"], "20240602_2000",
+            "{} changed the live corte",
+            bad.file_name
+        );
+        let rejected = events(&server, "rejected");
+        let event = rejected
+            .iter()
+            .find(|e| {
+                e["name"] == bad.file_name.as_str() || e["detail"]["name"] == bad.file_name.as_str()
+            })
+            .unwrap_or_else(|| panic!("no rejection recorded for {}", bad.file_name));
+        let reason = event["detail"]["reason"].as_str().unwrap().to_owned();
+        assert!(
+            reason.contains(bad.reason),
+            "{}: reason {reason:?} should mention {:?}",
+            bad.file_name,
+            bad.reason
+        );
+        reasons.insert(reason);
+        assert!(server.alive(), "the server died on {}", bad.file_name);
+    }
+    assert!(
+        reasons.len() >= corpus.len() * 3 / 4,
+        "reasons should be specific: {reasons:#?}"
+    );
+
+    let after_main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(before_main.body, after_main.body);
+    assert_eq!(before_main.header("etag"), after_main.header("etag"));
+    assert_eq!(before_index.body, curl(&server.url("/"), &[]).body);
+    // The oversized file was kept aside, not deleted.
+    assert!(
+        server
+            .entrada()
+            .join(".rechazado.20240602_2359_PREP_GRANDE.zip")
+            .exists()
+    );
+}
+
+#[test]
+fn hostile_request_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    for path in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/a%5c..%5cb",
+        "/%ff",
+        "/a%00b",
+    ] {
+        let r = curl(&server.url(path), &["--path-as-is"]);
+        assert_eq!(r.status, 400, "{path}");
+        assert!(!r.text().contains("root:"), "{path}");
+    }
+    let r = curl(&server.url("/"), &["-X", "POST", "-d", "x"]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = curl(&server.url("/no-existe.html"), &[]);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("No encontrado"));
+}

@@ -1,0 +1,306 @@
+//! From a received package to a published corte, through the CLI and real sockets:
+//! invariants 1–4 and 6 of DESIGN.md on real and generated packages.
+
+mod support;
+
+use std::io::Read;
+
+use support::*;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn inner_file(outer: &[u8], inner_zip: &str, member: &str) -> Vec<u8> {
+    let mut outer = zip::ZipArchive::new(std::io::Cursor::new(outer)).unwrap();
+    let mut inner_bytes = Vec::new();
+    outer
+        .by_name(inner_zip)
+        .unwrap()
+        .read_to_end(&mut inner_bytes)
+        .unwrap();
+    let mut inner = zip::ZipArchive::new(std::io::Cursor::new(inner_bytes)).unwrap();
+    let mut out = Vec::new();
+    inner
+        .by_name(member)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn real_data_package_is_served_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    let sha = sha256_hex(&real);
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &real);
+    server.wait_corte("20210601_1852");
+
+    let zip = curl(&server.url("/datos/20210601_1852_PREP_CAMP.zip"), &[]);
+    assert_eq!(zip.status, 200);
+    assert!(zip.body == real, "the package must be served unchanged");
+    assert_eq!(zip.header("x-prep-corte"), Some("20210601_1852"));
+    assert_eq!(zip.header("x-prep-package"), Some(sha.as_str()));
+
+    for (inner, csv) in [
+        ("20210601_1852_PREP_GOB_CAMP.zip", "CAMP_GOB_2021.csv"),
+        ("20210601_1852_PREP_GOB_CAMP.zip", "LEEME.txt"),
+        (
+            "20210601_1852_PREP_DIP_LOC_CAMP.zip",
+            "CAMP_DIP_LOC_2021.csv",
+        ),
+        ("20210601_1852_PREP_AYUN_CAMP.zip", "CAMP_AYUN_2021.csv"),
+    ] {
+        let stem = inner.trim_end_matches(".zip");
+        let r = curl(
+            &server.url(&format!("/datos/20210601_1852_PREP_CAMP/{stem}/{csv}")),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{stem}/{csv}");
+        assert!(
+            r.body == inner_file(&real, inner, csv),
+            "{stem}/{csv} must be byte-identical"
+        );
+        assert_eq!(r.header("x-prep-package"), Some(sha.as_str()));
+    }
+    let listing = curl(&server.url("/datos/"), &[]);
+    assert_eq!(listing.status, 200);
+    assert!(
+        listing.text().contains(&sha),
+        "the listing shows the package's SHA-256"
+    );
+    assert!(listing.text().contains("01/06/2021 18:52"));
+
+    let status = server.status();
+    assert_eq!(status["live"]["package"], sha);
+    assert_eq!(status["counts"]["published"], 1);
+    assert!(
+        !server
+            .entrada()
+            .join("20210601_1852_PREP_CAMP.zip")
+            .exists(),
+        "taken from the intake folder"
+    );
+}
+
+#[test]
+fn overlay_replace_duplicate_older_rollback_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let entrada = server.entrada();
+
+    let a = site_package("20240602_2000", &[("css/estilo.css", b"body{}")]);
+    drop_file(&entrada, "20240602_2000_PREP_SITIO.zip", &a);
+    server.wait_corte("20240602_2000");
+
+    // Overlay: B carries only json/main.json; the rest stays from A.
+    let b = zip_bytes(&[("json/main.json", br#"{"corte":"20240602_2015"}"#)]);
+    drop_file(&entrada, "20240602_2015_PREP_SITIO.zip", &b);
+    server.wait_corte("20240602_2015");
+    let main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(main.text(), r#"{"corte":"20240602_2015"}"#);
+    assert_eq!(main.header("x-prep-package"), Some(sha256_hex(&b).as_str()));
+    let css = curl(&server.url("/css/estilo.css"), &[]);
+    assert_eq!(css.body, b"body{}");
+    assert_eq!(
+        css.header("x-prep-package"),
+        Some(sha256_hex(&a).as_str()),
+        "kept from A"
+    );
+    assert_eq!(css.header("x-prep-corte"), Some("20240602_2015"));
+    let index = curl(&server.url("/"), &[]);
+    assert_eq!(
+        index.text(),
+        "<html><body>Corte 20240602_2000</body></html>"
+    );
+
+    // Duplicate: the same bytes again change nothing and are recorded once.
+    drop_file(&entrada, "20240602_2015_PREP_SITIO.zip", &b);
+    server.wait_received(3);
+    server.wait_status("duplicate noted", |_| {
+        !events(&server, "duplicate").is_empty()
+    });
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
+
+    // Older: archived, journaled, not published.
+    let old = site_package("20240602_1945", &[]);
+    drop_file(&entrada, "20240602_1945_PREP_SITIO.zip", &old);
+    server.wait_received(4);
+    server.wait_status("older noted", |_| !events(&server, "older").is_empty());
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).text(),
+        r#"{"corte":"20240602_2015"}"#
+    );
+    let archived = server
+        .data
+        .join("archivo")
+        .join(&sha256_hex(&old)[..2])
+        .join(sha256_hex(&old));
+    assert_eq!(
+        std::fs::read(archived).unwrap(),
+        old,
+        "the older package is kept in the archive"
+    );
+
+    // Replace: a package marked complete is the whole site.
+    let c = zip_bytes(&[("index.html", b"<html>completo</html>")]);
+    drop_file(&entrada, "20240602_2030_PREP_SITIO_COMPLETO.zip", &c);
+    server.wait_corte("20240602_2030");
+    assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 404);
+    assert_eq!(curl(&server.url("/css/estilo.css"), &[]).status, 404);
+    assert_eq!(curl(&server.url("/"), &[]).text(), "<html>completo</html>");
+
+    // Rollback to 20:15, through the running server.
+    let out = server.run(&["rollback", "20240602_2015"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_corte("20240602_2015");
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).text(),
+        r#"{"corte":"20240602_2015"}"#
+    );
+    assert_eq!(curl(&server.url("/css/estilo.css"), &[]).body, b"body{}");
+    assert_eq!(events(&server, "rollback").len(), 1);
+
+    // Restart: the same corte and the same bytes, before any new package.
+    let before: Vec<Vec<u8>> = ["/", "/json/main.json", "/css/estilo.css"]
+        .iter()
+        .map(|p| curl(&server.url(p), &[]).body)
+        .collect();
+    server.restart();
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
+    let after: Vec<Vec<u8>> = ["/", "/json/main.json", "/css/estilo.css"]
+        .iter()
+        .map(|p| curl(&server.url(p), &[]).body)
+        .collect();
+    assert_eq!(before, after);
+
+    // A newer package after the rollback overlays the rolled-back site.
+    let d = zip_bytes(&[("json/main.json", br#"{"corte":"20240602_2045"}"#)]);
+    drop_file(&entrada, "20240602_2045_PREP_SITIO.zip", &d);
+    server.wait_corte("20240602_2045");
+    assert_eq!(curl(&server.url("/css/estilo.css"), &[]).body, b"body{}");
+}
+
+#[test]
+fn ingest_command_works_with_and_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let pkg = dir.path().join("20240602_2100_PREP_SITIO.zip");
+    std::fs::write(&pkg, site_package("20240602_2100", &[])).unwrap();
+    std::fs::write(
+        dir.path().join("20240602_2100_PREP_SITIO.zip.sha256"),
+        format!(
+            "{}  20240602_2100_PREP_SITIO.zip\n",
+            sha256_hex(&std::fs::read(&pkg).unwrap())
+        ),
+    )
+    .unwrap();
+
+    // No server: processed directly on the data folder.
+    let out = difusor()
+        .args([
+            "ingest",
+            pkg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "published");
+
+    // The server starts on it and serves that corte.
+    let server = Server::start(&data, &[]);
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+
+    // Through the running server: a bad sidecar is rejected, exit status 1.
+    let bad = dir.path().join("20240602_2115_PREP_SITIO.zip");
+    std::fs::write(&bad, site_package("20240602_2115", &[])).unwrap();
+    std::fs::write(
+        dir.path().join("20240602_2115_PREP_SITIO.zip.sha256"),
+        "0".repeat(64),
+    )
+    .unwrap();
+    let out = server.run(&["ingest", bad.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "rejected");
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+    let received = events(&server, "received");
+    assert!(received.iter().any(|e| e["detail"]["channel"] == "cli"));
+
+    // And a good one is published.
+    std::fs::write(
+        dir.path().join("20240602_2115_PREP_SITIO.zip.sha256"),
+        sha256_hex(&std::fs::read(&bad).unwrap()),
+    )
+    .unwrap();
+    let out = server.run(&["ingest", bad.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.wait_corte("20240602_2115");
+}
+
+#[test]
+fn file_written_in_place_is_taken_only_once_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--settle", "1s"]);
+    let pkg = site_package("20240602_2200", &[("big.bin", &vec![7u8; 300_000])]);
+    let path = server.entrada().join("20240602_2200_PREP_SITIO.zip");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for chunk in pkg.chunks(pkg.len() / 5 + 1) {
+        std::io::Write::write_all(&mut f, chunk).unwrap();
+        std::io::Write::flush(&mut f).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    drop(f);
+    server.wait_corte("20240602_2200");
+    assert_eq!(
+        server.status()["counts"]["rejected"],
+        0,
+        "no partial file was taken"
+    );
+    assert_eq!(server.status()["counts"]["received"], 1);
+    assert_eq!(curl(&server.url("/big.bin"), &[]).body.len(), 300_000);
+}
+
+#[test]
+fn hidden_and_evidence_files_are_not_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    std::fs::write(
+        server.entrada().join(".20240602_2000_PREP.zip.tmp"),
+        b"partial",
+    )
+    .unwrap();
+    std::fs::write(server.entrada().join("x.zip.sha256"), "0".repeat(64)).unwrap();
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(server.status()["counts"]["received"], 1);
+}

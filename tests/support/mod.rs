@@ -1,0 +1,338 @@
+//! Helpers shared by the integration tests: a real `difusor` process on free ports, a real
+//! HTTP client (curl), and packages made in the test.
+//!
+//! Each test binary uses a different subset of these helpers, so unused ones are allowed here.
+#![allow(dead_code)]
+
+pub mod corpus;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn difusor() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_difusor"));
+    c.env_remove("DIFUSOR_CONFIG").env("RUST_LOG", "info");
+    c
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `difusor serve` on a data folder, killed when dropped.
+pub struct Server {
+    pub data: PathBuf,
+    pub port: u16,
+    pub admin_port: u16,
+    pub extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts a server on `data` with fast intake settings and `extra` flags.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            data: data.to_owned(),
+            port: free_port(),
+            admin_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// The flags this server runs with.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-dir".into(),
+            self.data.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{}", self.admin_port),
+        ];
+        if !self.extra.iter().any(|e| e == "--settle") {
+            a.extend(["--settle".into(), "300ms".into()]);
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
+        let child = difusor()
+            .arg("serve")
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the admin listener answers.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("difusor exited early with {status}; log: {}", self.log());
+            }
+            if curl(&self.admin("/status"), &[]).status == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("difusor did not start; log: {}", self.log());
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    /// URL of a public path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// URL of an admin path.
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// The intake folder.
+    pub fn entrada(&self) -> PathBuf {
+        self.data.join("entrada")
+    }
+
+    /// `/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let r = curl(&self.admin("/status"), &[]);
+        assert_eq!(r.status, 200, "status failed: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// The live corte id, if any.
+    pub fn live_corte(&self) -> Option<String> {
+        self.status()["live"]["corte"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until `cond` holds on `/status`, or panics after 30 s.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status();
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; status {s:#}; log: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until the live corte is `id`.
+    pub fn wait_corte(&self, id: &str) {
+        self.wait_status(&format!("corte {id}"), |s| s["live"]["corte"] == id);
+    }
+
+    /// Waits until `n` packages were received in all.
+    pub fn wait_received(&self, n: i64) -> serde_json::Value {
+        self.wait_status(&format!("{n} packages received"), |s| {
+            s["counts"]["received"].as_i64().unwrap_or(0) >= n
+        })
+    }
+
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same folder and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Runs another difusor subcommand against this server's data folder and admin listener.
+    pub fn run(&self, sub: &[&str]) -> Output {
+        difusor()
+            .args(sub)
+            .args([
+                "--data-dir",
+                &self.data.display().to_string(),
+                "--admin-listen",
+                &format!("127.0.0.1:{}", self.admin_port),
+            ])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response as curl saw it.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Fetches `url` with curl and `extra` arguments.
+pub fn curl(url: &str, extra: &[&str]) -> Response {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("h");
+    let body = dir.path().join("b");
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl must be installed");
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let head = std::fs::read_to_string(&headers).unwrap_or_default();
+    let headers = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// A zip archive with these members, in memory.
+pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in members {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// Writes `bytes` into `dir` as `name` the way careful uploaders do: a hidden temporary
+/// name, then a rename.
+pub fn drop_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// A small site package for corte `YYYYMMDD_HHMM`: an index page and `json/main.json`
+/// naming the corte, plus `extra` files.
+pub fn site_package(corte: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let index = format!("<html><body>Corte {corte}</body></html>");
+    let main = format!("{{\"corte\":\"{corte}\"}}");
+    let mut members: Vec<(&str, &[u8])> = vec![
+        ("index.html", index.as_bytes()),
+        ("json/main.json", main.as_bytes()),
+    ];
+    members.extend_from_slice(extra);
+    zip_bytes(&members)
+}
+
+/// The shared real fixtures folder.
+pub fn real_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/real")
+        .join(name)
+}
+
+/// The journal's events of `kind`, as `difusor history --json` prints them.
+pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
+    let out = server.run(&["history", "--json", "--events", "100000"]);
+    assert!(
+        out.status.success(),
+        "history failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
