@@ -142,10 +142,12 @@ fn has_ustar_magic(header: &[u8]) -> bool {
     header.get(257..262) == Some(b"ustar".as_slice())
 }
 
-/// Site or data: data when every top-level file is a zip, CSV or TXT and one is a zip or CSV.
+/// Site or data: data when every top-level file is a zip, CSV or TXT, or has no extension
+/// (hash lists such as `SHA256SUMS` or `HASH`), and one is a zip or CSV.
 fn kind_of(files: &[Member]) -> PackageKind {
     let data_like = |m: &Member| ends_with_ci(&m.path, ".zip") || ends_with_ci(&m.path, ".csv");
-    let allowed = |m: &Member| data_like(m) || ends_with_ci(&m.path, ".txt");
+    let no_extension = |m: &Member| !m.path.rsplit('/').next().unwrap_or("").contains('.');
+    let allowed = |m: &Member| data_like(m) || ends_with_ci(&m.path, ".txt") || no_extension(m);
     if files.iter().all(allowed) && files.iter().any(data_like) {
         PackageKind::Data
     } else {
@@ -217,6 +219,11 @@ impl<'l> Walk<'l> {
             EntryKind::Dir => name.strip_suffix('/').unwrap_or(name),
             EntryKind::File => name,
         };
+        // `tar -C site .` names every member `./…` and the root `./`: the same paths.
+        let bare = bare.trim_start_matches("./");
+        if kind == EntryKind::Dir && (bare.is_empty() || bare == ".") {
+            return Ok(String::new());
+        }
         check_name(bare).map_err(|why| unsafe_name(name, why))?;
         let path = match prefix {
             Some(prefix) => format!("{prefix}/{bare}"),
@@ -819,6 +826,32 @@ mod tests {
     }
 
     #[test]
+    fn a_data_package_may_carry_a_hash_list() {
+        let inner = zip_of(&[("A_GOB_2024.csv", b"x".as_slice())]);
+        let outer = zip_of(&[
+            ("P_GOB.zip", inner.as_slice()),
+            ("SHA256SUMS", b"".as_slice()),
+        ]);
+        let opened = open_bytes(&outer).unwrap();
+        assert_eq!(opened.kind, PackageKind::Data);
+        assert_eq!(paths(&opened.nested), ["P_GOB/A_GOB_2024.csv"]);
+    }
+
+    #[test]
+    fn a_leading_current_directory_is_the_same_path() {
+        let tar = tar_of(&[
+            (b"./", TarKind::Dir),
+            (b"./css/", TarKind::Dir),
+            (b"./css/a.css", TarKind::File(b"x")),
+            (b"./index.html", TarKind::File(b"y")),
+        ]);
+        assert_eq!(
+            paths(&open_bytes(&tar).unwrap().files),
+            ["css/a.css", "index.html"]
+        );
+    }
+
+    #[test]
     fn the_real_package_opens_as_data_with_inner_files_byte_for_byte() {
         let bytes = std::fs::read(fixture()).unwrap();
         let opened = open_bytes(&bytes).unwrap();
@@ -936,7 +969,7 @@ mod tests {
             (b"/etc/passwd", "an absolute path"),
             (b"a/../../x.txt", "a `..` component"),
             (b"..", "a `..` component"),
-            (b"./index.html", "a `.` component"),
+            (b"a/./index.html", "a `.` component"),
             (b"css//site.css", "an empty component (`//`)"),
             (b"css\\site.css", "a backslash"),
             (b"C:/x.txt", "a drive letter"),

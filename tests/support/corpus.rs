@@ -152,6 +152,7 @@ pub fn low_ratio_data(len: usize, seed: u64) -> Vec<u8> {
 /// The kinds of tar entry the corpus writes.
 pub enum TarKind<'a> {
     File(&'a [u8]),
+    Dir,
     Symlink(&'a str),
     HardLink(&'a str),
     CharDevice,
@@ -187,6 +188,10 @@ pub fn tar_of(entries: &[(&[u8], TarKind<'_>)]) -> Vec<u8> {
                 header
                     .set_link_name_literal(target)
                     .expect("set a link name");
+                &[]
+            }
+            TarKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
                 &[]
             }
             TarKind::CharDevice => {
@@ -241,7 +246,11 @@ fn names(c: &mut Corpus<'_>) {
     );
     c.add("zip", &zip_named(b"css\\site.css", data), "a backslash");
     c.add("zip", &zip_named(b"C:/evil.txt", data), "a drive letter");
-    c.add("zip", &zip_named(b"./index.html", data), "a `.` component");
+    c.add(
+        "zip",
+        &zip_named(b"css/./index.html", data),
+        "a `.` component",
+    );
     c.add(
         "zip",
         &zip_named(b"css//site.css", data),
