@@ -92,22 +92,35 @@ pub(crate) fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// Every setting flag also reads `DIFUSOR_<NAME>`; list settings take comma-separated values.
+/// Every setting flag also reads `DIFUSOR_<NAME>` and shows its built-in default; list
+/// settings take comma-separated values.
 fn with_env(command: clap::Command) -> clap::Command {
     let names: Vec<&str> = crate::config::SETTING_DOCS
         .iter()
         .map(|(n, _)| *n)
         .collect();
+    let defaults = toml::Table::try_from(crate::config::Settings::default()).unwrap_or_default();
     command.mut_subcommands(|sub| {
         sub.mut_args(|arg| {
             let id = arg.get_id().as_str().to_owned();
-            if names.contains(&id.as_str()) {
-                let arg = arg.env(format!("DIFUSOR_{}", id.to_uppercase()));
-                if matches!(arg.get_action(), clap::ArgAction::Append) {
-                    arg.value_delimiter(',')
-                } else {
-                    arg
-                }
+            if !names.contains(&id.as_str()) {
+                return arg;
+            }
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let shown = defaults
+                .get(&id)
+                .filter(|v| v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty()));
+            let arg = match shown {
+                Some(v) => arg.long_help(format!("{help}\n\n[default: {v}]")),
+                None => arg,
+            };
+            let arg = arg.env(format!("DIFUSOR_{}", id.to_uppercase()));
+            if matches!(arg.get_action(), clap::ArgAction::Append) {
+                arg.value_delimiter(',')
             } else {
                 arg
             }

@@ -342,6 +342,35 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The newest package archived as older than the live corte whose corte id is `wanted`,
+    /// or whose SHA-256 starts with `wanted` (at least 8 digits).
+    pub(crate) fn older_package(&self, wanted: &str) -> Result<Option<(Sha256, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT package, name, detail FROM events WHERE kind = 'older' ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let wanted_lower = wanted.to_ascii_lowercase();
+        for row in rows {
+            let (package, name, detail) = row?;
+            let corte = serde_json::from_str::<serde_json::Value>(&detail)
+                .ok()
+                .and_then(|d| d["corte"].as_str().map(str::to_owned));
+            let matches = corte.as_deref() == Some(wanted)
+                || (wanted.len() >= 8 && package.starts_with(&wanted_lower));
+            if matches && let Ok(sha) = package.parse() {
+                return Ok(Some((sha, name)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The newest `limit` events, newest first.
     pub(crate) fn events(&self, limit: usize) -> Result<Vec<Event>> {
         let conn = self.conn();

@@ -33,7 +33,7 @@ use crate::config::{Config, SiteMode};
 use crate::hash::Sha256;
 use crate::journal::{Build, EventKind, Journal, Publication};
 use crate::package::{
-    self, CorteSource, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
+    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
 };
 use crate::site::{Applied, Corte, Site};
 
@@ -302,14 +302,29 @@ impl Publisher {
             };
         }
 
+        match self.publish(&pkg, &corte, r.received_at) {
+            Ok(outcome) => outcome,
+            Err(e) => self.failed(r, e.context("recording the publication")),
+        }
+    }
+
+    /// Builds the site of `pkg` over the live one, journals it, and swaps it in.
+    fn publish(
+        &self,
+        pkg: &VerifiedPackage,
+        corte: &CorteTime,
+        received_at: Timestamp,
+    ) -> anyhow::Result<Outcome> {
+        let live = self.live.load_full();
         let replace = pkg.kind() == PackageKind::Site
             && (live.corte().is_none()
                 || self.config.site_mode == SiteMode::Replace
                 || (!self.config.complete_marker.is_empty()
-                    && r.name.contains(&self.config.complete_marker)));
+                    && pkg.name().contains(&self.config.complete_marker)));
+        let corte_id = corte.id();
         let site = live.apply(&Applied {
-            package: &pkg,
-            archived: stored.path.clone(),
+            package: pkg,
+            archived: self.archive.path_of(pkg.sha256()),
             corte_id: &corte_id,
             corte_time: &corte.time,
             replace,
@@ -321,28 +336,25 @@ impl Publisher {
             corte_time: corte.time.to_string(),
             corte_source: corte.source.to_string(),
             kind: kind_str(pkg.kind()).to_owned(),
-            package: sha,
-            name: r.name.clone(),
+            package: pkg.sha256(),
+            name: pkg.name().to_owned(),
             build: if replace {
                 Build::Replace
             } else {
                 Build::Overlay
             },
             base: live.corte().map(|c| c.seq),
-            received_at: r.received_at,
+            received_at,
             live_at,
             lag_ms: live_at.duration_since(corte.time.timestamp()).as_millis() as i64,
         };
-        publication.seq = match self.journal.record_publication(&publication) {
-            Ok(seq) => seq,
-            Err(e) => return self.failed(r, anyhow!(e).context("recording the publication")),
-        };
-        self.swap(site, &publication, corte.time, corte.source);
-        Outcome::Published {
+        publication.seq = self.journal.record_publication(&publication)?;
+        self.swap(site, &publication, corte.time.clone(), corte.source);
+        Ok(Outcome::Published {
             corte: corte_id,
-            sha256: sha.to_hex(),
+            sha256: pkg.sha256().to_hex(),
             lag_seconds: publication.lag_ms as f64 / 1000.0,
-        }
+        })
     }
 
     /// Makes `site` live as the corte of `publication`.
@@ -379,18 +391,15 @@ impl Publisher {
 
     fn rollback_inner(&self, wanted: &str) -> anyhow::Result<Outcome> {
         let pubs = self.journal.publications()?;
-        let target = pubs
-            .iter()
-            .rev()
-            .find(|p| {
-                p.corte_id == wanted
-                    || p.seq.to_string() == wanted
-                    || (wanted.len() >= 8
-                        && p.package.to_hex().starts_with(&wanted.to_ascii_lowercase()))
-            })
-            .ok_or_else(|| {
-                anyhow!("no published corte matches {wanted:?}; `difusor history` lists them")
-            })?;
+        let published = pubs.iter().rev().find(|p| {
+            p.corte_id == wanted
+                || p.seq.to_string() == wanted
+                || (wanted.len() >= 8
+                    && p.package.to_hex().starts_with(&wanted.to_ascii_lowercase()))
+        });
+        let Some(target) = published else {
+            return self.publish_older(wanted);
+        };
         let site = self.site_at(&pubs, target.seq)?;
         let live_at = Timestamp::now();
         let time: ZonedDateTime = target
@@ -413,6 +422,27 @@ impl Publisher {
             sha256: target.package.to_hex(),
             lag_seconds: 0.0,
         })
+    }
+
+    /// Publishes a package that was archived as older than the live corte, laid over the
+    /// live site, because an operator asked for it by corte id or SHA-256 prefix.
+    fn publish_older(&self, wanted: &str) -> anyhow::Result<Outcome> {
+        let (sha, name) = self.journal.older_package(wanted)?.ok_or_else(|| {
+            anyhow!(
+                "no published corte and no archived older package matches {wanted:?}; \
+                 `difusor history` lists them"
+            )
+        })?;
+        let pkg = self.reverify(sha, &name)?;
+        let corte = package::corte_time(&pkg, &self.config.corte, Timestamp::now());
+        let outcome = self.publish(&pkg, &corte, Timestamp::now())?;
+        self.event(
+            EventKind::Rollback,
+            Some((sha, &name)),
+            json!({"corte": corte.id(), "reason": "an operator published an older package"}),
+        );
+        tracing::warn!(corte = %corte.id(), "older package published by an operator");
+        Ok(outcome)
     }
 
     /// Rebuilds the live site from the journal and the archive, before any package is taken.
@@ -477,7 +507,7 @@ impl Publisher {
             if p.kind == "site" && last_replace.is_some_and(|r| i < r) {
                 continue;
             }
-            let pkg = self.reverify(p)?;
+            let pkg = self.reverify(p.package, &p.name)?;
             let time: ZonedDateTime = p.corte_time.parse().context("corte time in the journal")?;
             site = site.apply(&Applied {
                 package: &pkg,
@@ -491,15 +521,15 @@ impl Publisher {
     }
 
     /// Checks an archived package's hash and opens it again with today's limits.
-    fn reverify(&self, p: &Publication) -> anyhow::Result<VerifiedPackage> {
-        let stored = self.archive.check(p.package)?;
+    fn reverify(&self, sha: Sha256, name: &str) -> anyhow::Result<VerifiedPackage> {
+        let stored = self.archive.check(sha)?;
         let incoming = Incoming {
-            name: p.name.clone(),
+            name: name.to_owned(),
             path: stored.path,
-            sha256: p.package,
+            sha256: sha,
             size: stored.size,
-            sidecar: self.archive.read_evidence(p.package, "sha256"),
-            signature: self.archive.read_evidence(p.package, "minisig"),
+            sidecar: self.archive.read_evidence(sha, "sha256"),
+            signature: self.archive.read_evidence(sha, "minisig"),
         };
         // It verified when it was received; what evidence it had is checked again, but a
         // policy made stricter since does not unpublish it.
@@ -510,7 +540,7 @@ impl Publisher {
             ..self.config.evidence.clone()
         };
         package::verify(&incoming, &policy, &self.config.limits)
-            .with_context(|| format!("package {} ({})", p.name, p.package))
+            .with_context(|| format!("package {name} ({sha})"))
     }
 
     fn event(&self, kind: EventKind, package: Option<(Sha256, &str)>, detail: serde_json::Value) {

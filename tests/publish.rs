@@ -186,6 +186,22 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
     drop_file(&entrada, "20240602_2045_PREP_SITIO.zip", &d);
     server.wait_corte("20240602_2045");
     assert_eq!(curl(&server.url("/css/estilo.css"), &[]).body, b"body{}");
+
+    // The older package that was only archived is published when an operator asks.
+    let out = server.run(&["rollback", "20240602_1945"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    server.wait_corte("20240602_1945");
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).text(),
+        r#"{"corte":"20240602_1945"}"#
+    );
+    server.restart();
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_1945"));
+
+    // A corte nobody sent is refused with a plain message.
+    let out = server.run(&["rollback", "20990101_0000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("difusor history"));
 }
 
 #[test]

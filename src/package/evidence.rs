@@ -456,13 +456,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
     }
 
     fn policy() -> EvidencePolicy {
-        EvidencePolicy {
-            sidecar: Policy::IfPresent,
-            member_list: Policy::IfPresent,
-            signature: Policy::IfPresent,
-            public_keys: Vec::new(),
-            member_list_names: vec!["SHA256SUMS".to_owned(), "HASH".to_owned()],
-        }
+        crate::package::tests::lenient_policy()
     }
 
     fn member(path: &str, bytes: &[u8]) -> Member {
