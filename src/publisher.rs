@@ -35,7 +35,7 @@ use crate::journal::{Build, EventKind, Journal, Publication};
 use crate::package::{
     self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
 };
-use crate::site::{Applied, Corte, Site};
+use crate::site::{Applied, Corte, Listed, Site};
 
 /// The live site, shared with every server task.
 pub(crate) type Live = Arc<ArcSwap<Site>>;
@@ -502,9 +502,26 @@ impl Publisher {
         let last_replace = steps
             .iter()
             .rposition(|p| p.build == Build::Replace && p.kind == "site");
+        // Data packages before the last one are only listed: their unpacked files were
+        // replaced by the last one's, and their zips are served from the archive as they are.
+        let last_data = steps.iter().rposition(|p| p.kind == "data");
         let mut site = Site::default();
         for (i, p) in steps.iter().enumerate() {
             if p.kind == "site" && last_replace.is_some_and(|r| i < r) {
+                continue;
+            }
+            if p.kind == "data" && last_data.is_some_and(|d| i < d) {
+                let stored = self.archive.check(p.package)?;
+                let time: ZonedDateTime =
+                    p.corte_time.parse().context("corte time in the journal")?;
+                site = site.list(&Listed {
+                    name: &p.name,
+                    sha256: p.package,
+                    size: stored.size,
+                    archived: stored.path,
+                    corte_id: &p.corte_id,
+                    corte_time: &time,
+                });
                 continue;
             }
             let pkg = self.reverify(p.package, &p.name)?;

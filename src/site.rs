@@ -105,6 +105,22 @@ pub(crate) struct Applied<'a> {
     pub(crate) replace: bool,
 }
 
+/// A data package listed for download without being unpacked (see [`Site::list`]).
+pub(crate) struct Listed<'a> {
+    /// Its file name.
+    pub(crate) name: &'a str,
+    /// SHA-256 of the archived zip.
+    pub(crate) sha256: Sha256,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// The archived zip.
+    pub(crate) archived: PathBuf,
+    /// Its corte id.
+    pub(crate) corte_id: &'a str,
+    /// Its corte time.
+    pub(crate) corte_time: &'a ZonedDateTime,
+}
+
 impl Site {
     /// The live corte, if any.
     pub(crate) fn corte(&self) -> Option<&Corte> {
@@ -187,39 +203,62 @@ impl Site {
         for old in std::mem::take(&mut self.unpacked) {
             self.files.remove(&old);
         }
-        let zip_path = format!("/datos/{}", pkg.name());
-        self.files.insert(
-            zip_path,
-            Arc::new(Entry {
-                body: Body::Archived(applied.archived.clone()),
-                len: pkg.size(),
-                etag: etag_of(pkg.sha256()),
-                content_type: content_type(pkg.name(), &[]),
-                package: package.clone(),
-            }),
-        );
+        self.register(&Listed {
+            name: pkg.name(),
+            sha256: pkg.sha256(),
+            size: pkg.size(),
+            archived: applied.archived.clone(),
+            corte_id: applied.corte_id,
+            corte_time: applied.corte_time,
+        });
         let stem = stem(pkg.name());
         for member in pkg.nested().iter().chain(pkg.files()) {
             let path = format!("/datos/{stem}/{}", member.path);
             self.insert(&path, member, package);
             self.unpacked.push(path);
         }
-        self.downloads.retain(|d| d.sha256 != pkg.sha256());
-        self.downloads.push(Download {
-            name: pkg.name().to_owned(),
-            corte_id: applied.corte_id.to_owned(),
-            corte_time: applied.corte_time.strftime("%d/%m/%Y %H:%M %Z").to_string(),
-            sha256: pkg.sha256(),
-            size: pkg.size(),
-        });
-        self.downloads
-            .sort_by(|a, b| b.corte_id.cmp(&a.corte_id).then(b.name.cmp(&a.name)));
         let page = Bytes::from(self.downloads_page(&stem, pkg));
         let member = Member {
             path: "datos/index.html".to_owned(),
             bytes: page,
         };
         self.insert("/datos/index.html", &member, package);
+    }
+
+    /// A new site: this one with an earlier data package offered again at
+    /// `/datos/<name>`, without unpacking it. Used when rebuilding at start, for data
+    /// packages that verified when they were published and that a later data package has
+    /// since superseded; the last one is applied whole, which writes the listing.
+    pub(crate) fn list(&self, listed: &Listed<'_>) -> Self {
+        let mut next = self.clone();
+        next.corte = None;
+        next.corte_header = None;
+        next.register(listed);
+        next
+    }
+
+    /// Serves the archived zip at `/datos/<name>` and adds it to the listing's rows.
+    fn register(&mut self, listed: &Listed<'_>) {
+        self.files.insert(
+            format!("/datos/{}", listed.name),
+            Arc::new(Entry {
+                body: Body::Archived(listed.archived.clone()),
+                len: listed.size,
+                etag: etag_of(listed.sha256),
+                content_type: content_type(listed.name, &[]),
+                package: header_of(listed.sha256),
+            }),
+        );
+        self.downloads.retain(|d| d.sha256 != listed.sha256);
+        self.downloads.push(Download {
+            name: listed.name.to_owned(),
+            corte_id: listed.corte_id.to_owned(),
+            corte_time: listed.corte_time.strftime("%d/%m/%Y %H:%M %Z").to_string(),
+            sha256: listed.sha256,
+            size: listed.size,
+        });
+        self.downloads
+            .sort_by(|a, b| b.corte_id.cmp(&a.corte_id).then(b.name.cmp(&a.name)));
     }
 
     /// The Spanish listing of every data package, newest first.

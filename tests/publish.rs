@@ -87,6 +87,51 @@ fn real_data_package_is_served_byte_identical() {
 }
 
 #[test]
+fn every_data_package_stays_downloadable_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &real);
+    server.wait_corte("20210601_1852");
+    let inner = zip_bytes(&[(
+        "CAMP_GOB_2021.csv",
+        b"GUBERNATURA\n01/06/2021 19:22 (UTC-5)\n".as_slice(),
+    )]);
+    let next = zip_bytes(&[("20210601_1922_PREP_GOB_CAMP.zip", inner.as_slice())]);
+    drop_file(&server.entrada(), "20210601_1922_PREP_CAMP.zip", &next);
+    server.wait_corte("20210601_1922");
+
+    for _ in 0..2 {
+        assert!(curl(&server.url("/datos/20210601_1852_PREP_CAMP.zip"), &[]).body == real);
+        assert!(curl(&server.url("/datos/20210601_1922_PREP_CAMP.zip"), &[]).body == next);
+        let csv = curl(
+            &server.url(
+                "/datos/20210601_1922_PREP_CAMP/20210601_1922_PREP_GOB_CAMP/CAMP_GOB_2021.csv",
+            ),
+            &[],
+        );
+        assert_eq!(csv.status, 200);
+        let old_csv = curl(
+            &server.url(
+                "/datos/20210601_1852_PREP_CAMP/20210601_1852_PREP_GOB_CAMP/CAMP_GOB_2021.csv",
+            ),
+            &[],
+        );
+        assert_eq!(
+            old_csv.status, 404,
+            "only the newest data package is unpacked"
+        );
+        let listing = curl(&server.url("/datos/"), &[]).text();
+        let (newer, older) = (sha256_hex(&next), sha256_hex(&real));
+        assert!(
+            listing.find(&newer).unwrap() < listing.find(&older).unwrap(),
+            "newest first"
+        );
+        server.restart();
+    }
+}
+
+#[test]
 fn overlay_replace_duplicate_older_rollback_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("d"), &[]);
@@ -189,7 +234,11 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
 
     // The older package that was only archived is published when an operator asks.
     let out = server.run(&["rollback", "20240602_1945"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     server.wait_corte("20240602_1945");
     assert_eq!(
         curl(&server.url("/json/main.json"), &[]).text(),
