@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http::{ResBody, full};
+use crate::http::{BoxedBody, full};
 use crate::journal::Journal;
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
 
@@ -57,7 +57,7 @@ pub(crate) struct Admin {
 }
 
 /// Answers one admin request.
-pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResBody> {
+pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<BoxedBody> {
     if !authorised(&admin, req.headers()) {
         let mut res = json_response(
             StatusCode::UNAUTHORIZED,
@@ -114,7 +114,7 @@ fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-async fn status(admin: &Admin) -> Response<ResBody> {
+async fn status(admin: &Admin) -> Response<BoxedBody> {
     let site = admin.live.load_full();
     let now = Timestamp::now();
     let live = site.corte().map(|c| {
@@ -164,7 +164,7 @@ async fn status(admin: &Admin) -> Response<ResBody> {
 }
 
 /// Receives a package over the admin listener and hands it to the publisher.
-async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<ResBody> {
+async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     let decoded = |name: &str| {
         req.headers()
             .get(name)
@@ -224,7 +224,7 @@ async fn receive_body(
     mut body: Incoming,
     path: &std::path::Path,
     limit: u64,
-) -> Result<(), Response<ResBody>> {
+) -> Result<(), Response<BoxedBody>> {
     let internal = |e: std::io::Error| {
         json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -255,7 +255,7 @@ async fn receive_body(
     Ok(())
 }
 
-fn outcome_response(outcome: Option<Outcome>) -> Response<ResBody> {
+fn outcome_response(outcome: Option<Outcome>) -> Response<BoxedBody> {
     let Some(outcome) = outcome else {
         return stopped();
     };
@@ -267,14 +267,14 @@ fn outcome_response(outcome: Option<Outcome>) -> Response<ResBody> {
     json_response(status, &serde_json::to_value(&outcome).unwrap_or_default())
 }
 
-fn stopped() -> Response<ResBody> {
+fn stopped() -> Response<BoxedBody> {
     json_response(
         StatusCode::SERVICE_UNAVAILABLE,
         &json!({"error": "the publisher has stopped; the server is shutting down"}),
     )
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<BoxedBody> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     let mut res = Response::new(full(Bytes::from(body)));

@@ -12,11 +12,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use jiff::Timestamp;
 use tokio::net::TcpStream;
 
 use crate::config::{self, Config};
+use crate::http::{BoxedBody, file_body, full};
 use crate::intake::read_evidence;
 use crate::publisher::{Outcome, Received, package_name};
 use crate::serve::{open_store, rebuilt_publisher};
@@ -72,7 +73,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
     };
     let (sidecar, signature) = (with("sha256"), with("minisig"));
     if let Some(stream) = connect(&config).await {
-        let body = tokio::fs::read(file)
+        let body = tokio::fs::File::open(file)
             .await
             .with_context(|| format!("cannot read {}", file.display()))?;
         let enc = |s: &str| {
@@ -85,7 +86,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
         if let Some(s) = &signature {
             req = req.header("x-difusor-signature", enc(s));
         }
-        let (_, value) = send(stream, &config, req, Bytes::from(body)).await?;
+        let (_, value) = send(stream, &config, req, file_body(body)).await?;
         return serde_json::from_value(value.clone())
             .map_err(|_| anyhow!("the server answered: {value}"));
     }
@@ -107,7 +108,7 @@ pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
     if let Some(stream) = connect(&config).await {
         let enc = percent_encoding::utf8_percent_encode(corte, percent_encoding::NON_ALPHANUMERIC);
         let req = Request::post(format!("/rollback?corte={enc}"));
-        let (_, value) = send(stream, &config, req, Bytes::new()).await?;
+        let (_, value) = send(stream, &config, req, full(Bytes::new())).await?;
         return serde_json::from_value(value.clone())
             .map_err(|_| anyhow!("the server answered: {value}"));
     }
@@ -179,7 +180,7 @@ async fn send(
     stream: TcpStream,
     config: &Config,
     req: http::request::Builder,
-    body: Bytes,
+    body: BoxedBody,
 ) -> Result<(StatusCode, serde_json::Value)> {
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
@@ -191,7 +192,7 @@ async fn send(
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let res = sender
-        .send_request(req.body(Full::new(body))?)
+        .send_request(req.body(body)?)
         .await
         .context("the running server did not answer")?;
     let status = res.status();

@@ -31,11 +31,11 @@ use tokio_util::io::ReaderStream;
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
-/// The body type of every response.
-pub(crate) type ResBody = BoxBody<Bytes, std::io::Error>;
+/// The body type of every response (and of the requests `difusor` itself sends).
+pub(crate) type BoxedBody = BoxBody<Bytes, std::io::Error>;
 
 /// A complete in-memory body.
-pub(crate) fn full(bytes: impl Into<Bytes>) -> ResBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -49,7 +49,7 @@ pub(crate) async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ResBody>> + Send + 'static,
+    F: Future<Output = Response<BoxedBody>> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -102,7 +102,7 @@ pub(crate) struct Public {
 }
 
 /// Answers one public request.
-pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Response<ResBody> {
+pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Response<BoxedBody> {
     if let Some(start) = public.publish_start
         && Timestamp::now() < start
     {
@@ -160,7 +160,7 @@ async fn respond(
     entry: &Arc<Entry>,
     req: &Request<Incoming>,
     head: bool,
-) -> Response<ResBody> {
+) -> Response<BoxedBody> {
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -177,10 +177,7 @@ async fn respond(
         match &entry.body {
             Body::Memory(bytes) => (StatusCode::OK, full(bytes.clone())),
             Body::Archived(path) => match tokio::fs::File::open(path).await {
-                Ok(file) => {
-                    let stream = futures_frames(ReaderStream::with_capacity(file, 256 * 1024));
-                    (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
-                }
+                Ok(file) => (StatusCode::OK, file_body(file)),
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "archived download unreadable");
                     return page(
@@ -207,16 +204,15 @@ async fn respond(
     res
 }
 
-fn futures_frames(
-    stream: ReaderStream<tokio::fs::File>,
-) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static
-{
+/// A body that streams `file` from disk in 256 KiB chunks.
+pub(crate) fn file_body(file: tokio::fs::File) -> BoxedBody {
     use futures_util::StreamExt as _;
-    stream.map(|chunk| chunk.map(Frame::data))
+    let frames = ReaderStream::with_capacity(file, 256 * 1024).map(|chunk| chunk.map(Frame::data));
+    BodyExt::boxed(StreamBody::new(frames))
 }
 
 /// The embargo page: results start at `start`.
-fn embargo(public: &Public, start: Timestamp) -> Response<ResBody> {
+fn embargo(public: &Public, start: Timestamp) -> Response<BoxedBody> {
     let mut res = page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Resultados preliminares: aún no inicia la publicación",
@@ -234,7 +230,7 @@ fn embargo(public: &Public, start: Timestamp) -> Response<ResBody> {
 }
 
 /// A small Spanish HTML page.
-pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<ResBody> {
+pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<BoxedBody> {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -369,3 +369,51 @@ fn hidden_and_evidence_files_are_not_packages() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(server.status()["counts"]["received"], 1);
 }
+
+#[test]
+fn a_required_sidecar_is_waited_for_then_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &["--evidence-sidecar", "required", "--evidence-wait", "1s"],
+    );
+    // Sidecar first, then the package: published, and the journal says the sidecar verified.
+    let good = site_package("20240602_2000", &[]);
+    std::fs::write(
+        server.entrada().join("20240602_2000_PREP.zip.sha256"),
+        format!("{}  20240602_2000_PREP.zip\n", sha256_hex(&good)),
+    )
+    .unwrap();
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &good);
+    server.wait_corte("20240602_2000");
+    let verified = events(&server, "verified");
+    assert_eq!(
+        verified[0]["detail"]["evidence"]["sidecar"]["verified"].is_string(),
+        true,
+        "{verified:?}"
+    );
+    assert!(
+        !server
+            .entrada()
+            .join("20240602_2000_PREP.zip.sha256")
+            .exists(),
+        "archived with its package"
+    );
+
+    // No sidecar: after evidence_wait the package is rejected, and the live corte stays.
+    drop_file(
+        &server.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    server.wait_status("the rejection", |s| s["counts"]["rejected"] == 1);
+    let rejected = events(&server, "rejected");
+    assert!(
+        rejected[0]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("required"),
+        "{rejected:?}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+}

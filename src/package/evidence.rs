@@ -82,6 +82,7 @@ pub(crate) struct EvidencePolicy {
 
 /// What became of one kind of evidence.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum EvidenceState {
     /// The package came without it.
     Absent,
@@ -711,7 +712,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
         let json = serde_json::to_string(&evidence).unwrap();
         assert_eq!(
             json,
-            r#"{"sidecar":{"Verified":"ok"},"member_list":"Absent","signature":{"Unchecked":"no key"}}"#
+            r#"{"sidecar":{"verified":"ok"},"member_list":"absent","signature":{"unchecked":"no key"}}"#
         );
     }
 }
