@@ -133,3 +133,49 @@ fn hostile_request_paths_are_refused() {
     assert_eq!(r.status, 404);
     assert!(r.text().contains("No encontrado"));
 }
+
+#[test]
+fn before_publish_start_no_result_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &["--publish-start", "2099-06-02T20:00:00-06:00"],
+    );
+    let pkg = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &pkg);
+    server.wait_corte("20240602_2000");
+    assert_eq!(server.status()["gate"]["open"], false);
+    let etag = format!("\"{}\"", {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(br#"{"corte":"20240602_2000"}"#))
+    });
+    let inm = format!("If-None-Match: {etag}");
+    let cases: &[(&str, &[&str])] = &[
+        ("/", &[]),
+        ("/json/main.json", &[]),
+        ("/json/main.json", &["-I"]),
+        ("/json/main.json", &["-H", &inm]),
+        ("/json/main.json", &["--compressed"]),
+        ("/json/main.json", &["-H", "Range: bytes=0-5"]),
+        ("/no-existe", &[]),
+        ("/json/main.json", &["-X", "POST"]),
+    ];
+    for (path, args) in cases {
+        let r = curl(&server.url(path), args);
+        assert_eq!(r.status, 503, "{path} {args:?}");
+        assert!(r.header("retry-after").is_some());
+        assert!(r.header("x-prep-corte").is_none(), "{path} {args:?}");
+        assert!(
+            !r.text().contains("20240602_2000"),
+            "{path} {args:?}: results leaked"
+        );
+        if !args.contains(&"-I") {
+            assert!(
+                r.text()
+                    .contains("se publicarán a partir del 02/06/2099 a las 20:00"),
+                "{}",
+                r.text()
+            );
+        }
+    }
+}
