@@ -83,6 +83,13 @@ impl Archive {
         })
     }
 
+    /// Removes copies a crash left unfinished in `<root>/tmp`: only this module writes
+    /// there, and a file reaches the archive only by a rename out of it, so nothing there was
+    /// ever stored. Only the server calls this, at start, before anything is received.
+    pub(crate) fn clear_unfinished(&self) -> Result<(), ArchiveError> {
+        clear_unfinished(&self.root.join("tmp"))
+    }
+
     /// Where the package with `sha256` is (or would be) stored.
     pub(crate) fn path_of(&self, sha256: Sha256) -> PathBuf {
         let hex = sha256.to_hex();
@@ -168,6 +175,21 @@ impl Archive {
             .map_err(io_err("rename into", dest))?;
         sync_dir(dir)
     }
+}
+
+/// Removes the files in a folder of unfinished writes, saying how many there were.
+pub(crate) fn clear_unfinished(dir: &Path) -> Result<(), ArchiveError> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            fs::remove_file(entry.path()).map_err(io_err("remove", &entry.path()))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed copies left unfinished by a crash");
+    }
+    Ok(())
 }
 
 /// fsync a directory so that a rename inside it survives a crash.

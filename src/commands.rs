@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use crate::config::{self, Config};
 use crate::http::{BoxedBody, file_body, full};
 use crate::intake::read_evidence;
+use crate::journal::Journal;
 use crate::publisher::{Outcome, Received, package_name};
-use crate::serve::{open_store, rebuilt_publisher};
+use crate::serve::{JOURNAL_FILE, open_store, rebuilt_publisher};
 
 /// Writes `difusor.toml` (commented, with the profile's values) and the folders into `dir`.
 pub(crate) fn init(dir: &Path, profile: &str, force: bool) -> Result<()> {
@@ -120,9 +121,16 @@ pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
 
 /// Prints the cortes and the latest events.
 pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> {
-    let store = open_store(config)?;
-    let pubs = store.journal.publications()?;
-    let evs = store.journal.events(events)?;
+    let path = config.data_dir.join(JOURNAL_FILE);
+    if !path.exists() {
+        bail!(
+            "no journal at {}: nothing was received in this data folder yet (check --data-dir or --config)",
+            path.display()
+        );
+    }
+    let journal = Journal::open(&path)?;
+    let pubs = journal.publications()?;
+    let evs = journal.events(events)?;
     if json {
         println!(
             "{}",

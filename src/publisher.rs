@@ -255,7 +255,7 @@ impl Publisher {
                         "channel": r.channel, "reason": reason, "fault": fault,
                     }),
                 );
-                let _ = self.journal.set_outcome(sha, "rejected");
+                self.set_outcome(sha, "rejected");
                 return Outcome::Rejected {
                     reason,
                     sha256: Some(sha.to_hex()),
@@ -294,7 +294,7 @@ impl Publisher {
                     "corte": corte_id, "live": current.id,
                 }),
             );
-            let _ = self.journal.set_outcome(sha, "older");
+            self.set_outcome(sha, "older");
             return Outcome::Older {
                 corte: corte_id,
                 live: current.id.clone(),
@@ -558,6 +558,12 @@ impl Publisher {
         };
         package::verify(&incoming, &policy, &self.config.limits)
             .with_context(|| format!("package {name} ({sha})"))
+    }
+
+    fn set_outcome(&self, sha: Sha256, outcome: &str) {
+        if let Err(e) = self.journal.set_outcome(sha, outcome) {
+            tracing::error!(error = %e, "could not write to the journal");
+        }
     }
 
     fn event(&self, kind: EventKind, package: Option<(Sha256, &str)>, detail: serde_json::Value) {

@@ -15,13 +15,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
-use crate::archive::Archive;
+use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
 use crate::http::{self, Public};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Live, Publisher};
 use crate::site::Site;
+
+/// The journal's file name in the data folder.
+pub(crate) const JOURNAL_FILE: &str = "bitacora.sqlite";
 
 /// The data folder's parts, opened.
 pub(crate) struct Store {
@@ -43,7 +46,7 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
         })?;
     }
     let archive = Archive::open(&data.join("archivo"))?;
-    let journal_path = data.join("bitacora.sqlite");
+    let journal_path = data.join(JOURNAL_FILE);
     let journal = Journal::open(&journal_path)
         .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
     Ok(Store {
@@ -74,6 +77,9 @@ pub(crate) fn rebuilt_publisher(config: &Arc<Config>, store: &Store) -> Result<(
 pub(crate) async fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
     let store = open_store(&config)?;
+    // What a crash left half-written: archive copies, and uploads never acknowledged.
+    store.archive.clear_unfinished()?;
+    clear_unfinished(&config.data_dir.join("tmp"))?;
     let (publisher, live) = rebuilt_publisher(&config, &store)?;
 
     let mut public_listeners = Vec::new();

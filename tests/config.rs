@@ -44,13 +44,33 @@ fn init_writes_a_commented_config_that_serve_accepts() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
     // The written file is accepted; data_dir resolves to its folder.
+    let config = site.join("difusor.toml");
+    let history = || {
+        difusor()
+            .args(["history", "--json", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let empty = history();
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing was received"));
+    let pkg = dir.path().join("20240602_2000_PREP.zip");
+    let bytes = site_package("20240602_2000", &[]);
+    std::fs::write(&pkg, &bytes).unwrap();
+    // The Chiapas profile requires the sidecar.
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(dir.path().join("20240602_2000_PREP.zip.sha256"), digest).unwrap();
     let out = difusor()
         .args([
-            "history",
-            "--json",
+            "ingest",
+            pkg.to_str().unwrap(),
             "--config",
-            site.join("difusor.toml").to_str().unwrap(),
+            config.to_str().unwrap(),
         ])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
         .output()
         .unwrap();
     assert!(
@@ -62,6 +82,14 @@ fn init_writes_a_commented_config_that_serve_accepts() {
         site.join("bitacora.sqlite").exists(),
         "the journal lives in the config's folder"
     );
+    let out = history();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cortes"][0]["corte_id"], "20240602_2000");
 }
 
 #[test]
