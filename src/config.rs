@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytesize::ByteSize;
@@ -22,6 +23,7 @@ use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::package::{CorteRules, EvidencePolicy, Limits, Policy};
+use crate::site::CachePolicy;
 
 /// Declares every setting once: doc, name, type and default.
 macro_rules! settings {
@@ -100,6 +102,12 @@ settings! {
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
+    /// `Cache-Control` per path: `<glob>=<value>` rules, the first match wins; a path no
+    /// rule matches gets `no-cache`. `/json/main.json` must stay uncached (R4.7).
+    cache_rules: Vec<String> = crate::site::DEFAULT_CACHE_RULES.iter().map(|r| (*r).to_owned()).collect();
+    /// With a CDN in front: how long it may serve its last copy when difusor cannot answer
+    /// (`1h`), added as `stale-if-error` to rules that allow storing. Empty: not sent.
+    stale_if_error: String = String::new();
     /// Regular expression finding the corte time in a package name, with named groups
     /// Y, m, d, H, M and optionally S.
     corte_pattern: String = crate::package::DEFAULT_NAME_PATTERN.to_owned();
@@ -278,6 +286,8 @@ pub(crate) struct Config {
     pub(crate) evidence: EvidencePolicy,
     /// Unpacking limits.
     pub(crate) limits: Limits,
+    /// `Cache-Control` per path.
+    pub(crate) cache: Arc<CachePolicy>,
     /// Settle time for files written in place.
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
@@ -373,6 +383,17 @@ impl Config {
             max_name_len: usize::try_from(positive("max_name_len", s.max_name_len)?)
                 .unwrap_or(usize::MAX),
         };
+        let stale_if_error = if s.stale_if_error.is_empty() {
+            None
+        } else {
+            Some(
+                duration("stale_if_error", &s.stale_if_error)?
+                    .as_secs()
+                    .unsigned_abs(),
+            )
+        };
+        let cache = CachePolicy::new(&s.cache_rules, stale_if_error)
+            .map_err(|e| anyhow!("setting `cache_rules`: {e}"))?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
         Ok(Self {
@@ -400,6 +421,7 @@ impl Config {
                 member_list_names: s.member_list_names.clone(),
             },
             limits,
+            cache: Arc::new(cache),
             settle,
             evidence_wait,
             settings: s,

@@ -328,6 +328,7 @@ impl Publisher {
             corte_id: &corte_id,
             corte_time: &corte.time,
             replace,
+            received_at,
         });
         let live_at = Timestamp::now();
         let mut publication = Publication {
@@ -505,7 +506,7 @@ impl Publisher {
         // Data packages before the last one are only listed: their unpacked files were
         // replaced by the last one's, and their zips are served from the archive as they are.
         let last_data = steps.iter().rposition(|p| p.kind == "data");
-        let mut site = Site::default();
+        let mut site = Site::new(self.config.cache.clone());
         for (i, p) in steps.iter().enumerate() {
             if p.kind == "site" && last_replace.is_some_and(|r| i < r) {
                 continue;
@@ -521,6 +522,7 @@ impl Publisher {
                     archived: stored.path,
                     corte_id: &p.corte_id,
                     corte_time: &time,
+                    received_at: p.received_at,
                 });
                 continue;
             }
@@ -532,6 +534,7 @@ impl Publisher {
                 corte_id: &p.corte_id,
                 corte_time: &time,
                 replace: p.build == Build::Replace,
+                received_at: p.received_at,
             });
         }
         Ok(site)

@@ -57,7 +57,7 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
 
 /// A publisher with the live site rebuilt from the archive and journal.
 pub(crate) fn rebuilt_publisher(config: &Arc<Config>, store: &Store) -> Result<(Publisher, Live)> {
-    let live: Live = Arc::new(ArcSwap::from_pointee(Site::default()));
+    let live: Live = Arc::new(ArcSwap::from_pointee(Site::new(config.cache.clone())));
     let publisher = Publisher::new(
         config.clone(),
         store.archive.clone(),

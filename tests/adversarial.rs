@@ -128,7 +128,7 @@ fn hostile_request_paths_are_refused() {
     }
     let r = curl(&server.url("/"), &["-X", "POST", "-d", "x"]);
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     let r = curl(&server.url("/no-existe.html"), &[]);
     assert_eq!(r.status, 404);
     assert!(r.text().contains("No encontrado"));

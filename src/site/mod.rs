@@ -10,11 +10,18 @@
 //!   verified package, unchanged, or the archived package file. The one page made here, the
 //!   `/datos/` listing of data packages, is marked as ours by its content.
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
+//! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
+//!   `Last-Modified`) is computed here, once per file, never per request.
+
+mod cache;
+
+pub(crate) use cache::{CachePolicy, DEFAULT_RULES as DEFAULT_CACHE_RULES};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -45,6 +52,12 @@ pub(crate) struct Entry {
     pub(crate) content_type: HeaderValue,
     /// SHA-256 of the package that last wrote this file, for `X-PREP-Package`.
     pub(crate) package: HeaderValue,
+    /// `Cache-Control`, from the [`CachePolicy`].
+    pub(crate) cache_control: HeaderValue,
+    /// When the package that wrote this file was received (whole seconds).
+    pub(crate) modified: SystemTime,
+    /// `Last-Modified`: `modified` as an HTTP date.
+    pub(crate) last_modified: HeaderValue,
 }
 
 /// The corte a site shows.
@@ -79,8 +92,9 @@ struct Download {
 }
 
 /// The files of one corte.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Site {
+    policy: Arc<CachePolicy>,
     corte: Option<Corte>,
     /// Header value of the corte id, made once.
     corte_header: Option<HeaderValue>,
@@ -103,6 +117,8 @@ pub(crate) struct Applied<'a> {
     pub(crate) corte_time: &'a ZonedDateTime,
     /// Replace the site files instead of overlaying them.
     pub(crate) replace: bool,
+    /// When the package was received: the files' `Last-Modified`.
+    pub(crate) received_at: Timestamp,
 }
 
 /// A data package listed for download without being unpacked (see [`Site::list`]).
@@ -119,9 +135,23 @@ pub(crate) struct Listed<'a> {
     pub(crate) corte_id: &'a str,
     /// Its corte time.
     pub(crate) corte_time: &'a ZonedDateTime,
+    /// When it was received.
+    pub(crate) received_at: Timestamp,
 }
 
 impl Site {
+    /// An empty site whose files will be served with `policy`.
+    pub(crate) fn new(policy: Arc<CachePolicy>) -> Self {
+        Self {
+            policy,
+            corte: None,
+            corte_header: None,
+            files: HashMap::new(),
+            downloads: Vec::new(),
+            unpacked: Vec::new(),
+        }
+    }
+
     /// The live corte, if any.
     pub(crate) fn corte(&self) -> Option<&Corte> {
         self.corte.as_ref()
@@ -161,22 +191,19 @@ impl Site {
 
     /// A new site: this one with `applied` laid over it (or replacing its site files).
     pub(crate) fn apply(&self, applied: &Applied<'_>) -> Self {
-        let mut next = Site {
-            corte: None,
-            corte_header: None,
-            files: self.files.clone(),
-            downloads: self.downloads.clone(),
-            unpacked: self.unpacked.clone(),
-        };
+        let mut next = self.clone();
+        next.corte = None;
+        next.corte_header = None;
         let pkg = applied.package;
         let package = header_of(pkg.sha256());
+        let modified = whole_seconds(applied.received_at);
         match pkg.kind() {
             PackageKind::Site => {
                 if applied.replace {
                     next.files.retain(|path, _| path.starts_with("/datos/"));
                 }
                 for member in pkg.files() {
-                    next.insert(&format!("/{}", member.path), member, &package);
+                    next.insert(&format!("/{}", member.path), member, &package, modified);
                 }
             }
             PackageKind::Data => next.add_download(applied, &package),
@@ -184,12 +211,15 @@ impl Site {
         next
     }
 
-    fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue) {
+    fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue, modified: SystemTime) {
         let entry = Entry {
             len: member.bytes.len() as u64,
             etag: etag_of(Sha256::of(&member.bytes)),
             content_type: content_type(path, &member.bytes),
             package: package.clone(),
+            cache_control: self.policy.for_path(path),
+            modified,
+            last_modified: http_date(modified),
             body: Body::Memory(member.bytes.clone()),
         };
         self.files.insert(path.to_owned(), Arc::new(entry));
@@ -210,11 +240,13 @@ impl Site {
             archived: applied.archived.clone(),
             corte_id: applied.corte_id,
             corte_time: applied.corte_time,
+            received_at: applied.received_at,
         });
+        let modified = whole_seconds(applied.received_at);
         let stem = stem(pkg.name());
         for member in pkg.nested().iter().chain(pkg.files()) {
             let path = format!("/datos/{stem}/{}", member.path);
-            self.insert(&path, member, package);
+            self.insert(&path, member, package, modified);
             self.unpacked.push(path);
         }
         let page = Bytes::from(self.downloads_page(&stem, pkg));
@@ -222,7 +254,7 @@ impl Site {
             path: "datos/index.html".to_owned(),
             bytes: page,
         };
-        self.insert("/datos/index.html", &member, package);
+        self.insert("/datos/index.html", &member, package, modified);
     }
 
     /// A new site: this one with an earlier data package offered again at
@@ -239,16 +271,19 @@ impl Site {
 
     /// Serves the archived zip at `/datos/<name>` and adds it to the listing's rows.
     fn register(&mut self, listed: &Listed<'_>) {
-        self.files.insert(
-            format!("/datos/{}", listed.name),
-            Arc::new(Entry {
-                body: Body::Archived(listed.archived.clone()),
-                len: listed.size,
-                etag: etag_of(listed.sha256),
-                content_type: content_type(listed.name, &[]),
-                package: header_of(listed.sha256),
-            }),
-        );
+        let path = format!("/datos/{}", listed.name);
+        let modified = whole_seconds(listed.received_at);
+        let entry = Entry {
+            body: Body::Archived(listed.archived.clone()),
+            len: listed.size,
+            etag: etag_of(listed.sha256),
+            content_type: content_type(listed.name, &[]),
+            package: header_of(listed.sha256),
+            cache_control: self.policy.for_path(&path),
+            modified,
+            last_modified: http_date(modified),
+        };
+        self.files.insert(path, Arc::new(entry));
         self.downloads.retain(|d| d.sha256 != listed.sha256);
         self.downloads.push(Download {
             name: listed.name.to_owned(),
@@ -297,6 +332,17 @@ impl Site {
              <h2>Archivos del corte más reciente</h2>\n<ul>\n{inner}</ul>\n</body></html>\n"
         )
     }
+}
+
+/// A timestamp cut to whole seconds, as HTTP dates carry it.
+fn whole_seconds(t: Timestamp) -> SystemTime {
+    let secs = u64::try_from(t.as_second()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+fn http_date(t: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(t))
+        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 fn header_of(sha: Sha256) -> HeaderValue {

@@ -10,10 +10,16 @@
 //!   looked up.
 //! - Before `publish_start` every request, whatever its path or method, gets the Spanish
 //!   embargo page (503 with `Retry-After`) and no byte of results (invariant 5).
-//! - Only GET and HEAD are served; other methods get 405 with `Allow`.
+//! - Only GET and HEAD are served (and OPTIONS answered); other methods get 405 with
+//!   `Allow`, and a request with a body gets 413.
+//! - Conditional and range requests are decided by [`conditional`] from the entry's
+//!   validators alone.
+
+mod conditional;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +33,8 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
+
+use conditional::{Plan, Validators};
 
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
@@ -101,27 +109,56 @@ pub(crate) struct Public {
     pub(crate) publish_start_text: String,
 }
 
-/// Answers one public request.
+/// The methods the public site answers.
+const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
+
+/// Answers one public request, with the headers every public response carries.
 pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Response<BoxedBody> {
+    let mut res = route(&public, &req).await;
+    let h = res.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    res
+}
+
+async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> {
     if let Some(start) = public.publish_start
         && Timestamp::now() < start
     {
-        return embargo(&public, start);
+        return embargo(public, start);
     }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
+        Method::OPTIONS => {
+            let mut res = Response::new(full(Bytes::new()));
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            res.headers_mut().insert(header::ALLOW, ALLOWED);
+            return res;
+        }
         _ => {
             let mut res = page(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Método no permitido",
-                "Este sitio solo admite GET y HEAD.",
+                "Este sitio solo admite consultas (GET y HEAD).",
             );
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            res.headers_mut().insert(header::ALLOW, ALLOWED);
             return res;
         }
     };
+    if has_body(req) {
+        return page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Solicitud no admitida",
+            "Las consultas a este sitio no llevan contenido.",
+        );
+    }
     let Some(path) = normalise(req.uri().path()) else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -140,7 +177,7 @@ pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Respo
     let Some(entry) = site.get(&path) else {
         if site.is_dir(&path) {
             let mut res = page(StatusCode::MOVED_PERMANENTLY, "Movido", "");
-            if let Ok(loc) = HeaderValue::from_str(&format!("{}/", req.uri().path())) {
+            if let Ok(loc) = HeaderValue::from_str(&format!("{path}/")) {
                 res.headers_mut().insert(header::LOCATION, loc);
             }
             return res;
@@ -151,63 +188,111 @@ pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Respo
             "La página solicitada no existe en este sitio.",
         );
     };
-    respond(&site, entry, &req, head).await
+    respond(&site, entry, req, head).await
 }
 
-/// The response for one entry, conditional on `If-None-Match`.
+/// Whether the request carries a body (the public site takes none).
+fn has_body(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The response for one entry after its conditional and range headers.
 async fn respond(
     site: &Site,
     entry: &Arc<Entry>,
     req: &Request<Incoming>,
     head: bool,
 ) -> Response<BoxedBody> {
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().as_bytes() == entry.etag.as_bytes())
-        });
-    let (status, body) = if not_modified {
-        (StatusCode::NOT_MODIFIED, full(Bytes::new()))
-    } else if head {
-        (StatusCode::OK, full(Bytes::new()))
-    } else {
-        match &entry.body {
-            Body::Memory(bytes) => (StatusCode::OK, full(bytes.clone())),
-            Body::Archived(path) => match tokio::fs::File::open(path).await {
-                Ok(file) => (StatusCode::OK, file_body(file)),
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "archived download unreadable");
-                    return page(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Error interno",
-                        "El archivo no está disponible en este momento.",
-                    );
-                }
-            },
+    let validators = Validators {
+        etag: &entry.etag,
+        modified: entry.modified,
+        len: entry.len,
+    };
+    let (status, range) = match conditional::plan(req.headers(), &validators, !head) {
+        Plan::NotModified => (StatusCode::NOT_MODIFIED, None),
+        Plan::Full => (StatusCode::OK, Some(0..=entry.len.saturating_sub(1))),
+        Plan::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
+        Plan::Unsatisfiable => {
+            let mut res = Response::new(full(Bytes::new()));
+            *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", entry.len)) {
+                res.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return res;
         }
+    };
+    let body = match &range {
+        Some(r) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "a file of the live site could not be read");
+                return page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Error interno",
+                    "El archivo no está disponible en este momento.",
+                );
+            }
+        },
+        _ => full(Bytes::new()),
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::ETAG, entry.etag.clone());
+    h.insert(header::LAST_MODIFIED, entry.last_modified.clone());
+    h.insert(header::CACHE_CONTROL, entry.cache_control.clone());
     if let Some(corte) = site.corte_header() {
         h.insert("x-prep-corte", corte.clone());
     }
     h.insert("x-prep-package", entry.package.clone());
-    if status == StatusCode::OK {
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(r) = range {
+        let len = if entry.len == 0 {
+            0
+        } else {
+            r.end() - r.start() + 1
+        };
         h.insert(header::CONTENT_TYPE, entry.content_type.clone());
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.len));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if status == StatusCode::PARTIAL_CONTENT
+            && let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start(), r.end(), entry.len))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
     }
     res
 }
 
+/// The bytes `range` (inclusive, within the entry) of an entry's body.
+async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<BoxedBody> {
+    let (start, len) = (*range.start(), range.end() - range.start() + 1);
+    match &entry.body {
+        Body::Memory(bytes) => match (usize::try_from(start), usize::try_from(start + len)) {
+            (Ok(a), Ok(b)) if b <= bytes.len() => Ok(full(bytes.slice(a..b))),
+            _ => Err(std::io::Error::other("range outside the file")),
+        },
+        Body::Archived(path) => {
+            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            let mut file = tokio::fs::File::open(path).await?;
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+            Ok(reader_body(file.take(len)))
+        }
+    }
+}
+
 /// A body that streams `file` from disk in 256 KiB chunks.
 pub(crate) fn file_body(file: tokio::fs::File) -> BoxedBody {
+    reader_body(file)
+}
+
+fn reader_body(reader: impl tokio::io::AsyncRead + Send + Sync + 'static) -> BoxedBody {
     use futures_util::StreamExt as _;
-    let frames = ReaderStream::with_capacity(file, 256 * 1024).map(|chunk| chunk.map(Frame::data));
+    let frames =
+        ReaderStream::with_capacity(reader, 256 * 1024).map(|chunk| chunk.map(Frame::data));
     BodyExt::boxed(StreamBody::new(frames))
 }
 

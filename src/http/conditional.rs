@@ -1,0 +1,180 @@
+//! Conditional and range requests (RFC 9110 §13 and §14), decided before any byte is sent.
+//!
+//! [`plan`] reads the request's validators and `Range` against one entry and says what to
+//! send. It never looks at the body, so the decision costs the same for any file size.
+//!
+//! # Guarantees
+//! - `If-None-Match` takes precedence over `If-Modified-Since`, as the RFC orders; a match
+//!   gives 304 for GET and HEAD.
+//! - Only a single byte range is served (206); several ranges, a malformed header or an
+//!   `If-Range` that does not match the entry's strong ETag or exact date get the whole file
+//!   (200), which the RFC allows. A range wholly past the end gets 416.
+
+use std::ops::RangeInclusive;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, header};
+
+/// What to send.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 200: the whole entry.
+    Full,
+    /// 206: these bytes.
+    Partial(RangeInclusive<u64>),
+    /// 416: the range lies past the end.
+    Unsatisfiable,
+}
+
+/// The validators of one entry.
+pub(crate) struct Validators<'a> {
+    /// Strong ETag, quoted.
+    pub(crate) etag: &'a HeaderValue,
+    /// When the entry last changed (whole seconds).
+    pub(crate) modified: SystemTime,
+    /// Length of the entry in bytes.
+    pub(crate) len: u64,
+}
+
+/// Decides what a GET (`ranges` true) or HEAD gets for an entry.
+pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Plan {
+    if let Some(inm) = text(headers, header::IF_NONE_MATCH) {
+        if etag_list_matches(inm, v.etag, false) {
+            return Plan::NotModified;
+        }
+    } else if let Some(since) = text(headers, header::IF_MODIFIED_SINCE).and_then(date)
+        && v.modified <= since
+    {
+        return Plan::NotModified;
+    }
+    if !ranges {
+        return Plan::Full;
+    }
+    let Some(range) = text(headers, header::RANGE) else {
+        return Plan::Full;
+    };
+    if let Some(if_range) = text(headers, header::IF_RANGE) {
+        let current = if if_range.starts_with('"') || if_range.starts_with("W/") {
+            etag_list_matches(if_range, v.etag, true)
+        } else {
+            date(if_range) == Some(v.modified)
+        };
+        if !current {
+            return Plan::Full;
+        }
+    }
+    let one = std::num::NonZeroUsize::MIN;
+    let Ok(parsed) = http_range_header::parse_range_header_with_max_ranges(range, one) else {
+        return Plan::Full;
+    };
+    match parsed.validate(v.len) {
+        Ok(ranges) => match ranges.into_iter().next() {
+            Some(r) => Plan::Partial(r),
+            None => Plan::Full,
+        },
+        Err(_) => Plan::Unsatisfiable,
+    }
+}
+
+fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn date(text: &str) -> Option<SystemTime> {
+    httpdate::parse_http_date(text).ok()
+}
+
+/// Whether a comma-separated list of entity tags (or `*`) matches `etag`; weak comparison
+/// ignores `W/` prefixes, strong comparison refuses weak tags.
+fn etag_list_matches(list: &str, etag: &HeaderValue, strong: bool) -> bool {
+    let ours = etag.as_bytes();
+    list.split(',').map(str::trim).any(|tag| {
+        if tag == "*" {
+            return !strong;
+        }
+        match tag.strip_prefix("W/") {
+            Some(weak) => !strong && weak.as_bytes() == ours,
+            None => tag.as_bytes() == ours,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(
+                header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn check(pairs: &[(&str, &str)]) -> Plan {
+        let etag = HeaderValue::from_static("\"abc\"");
+        let v = Validators {
+            etag: &etag,
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_380_000),
+            len: 100,
+        };
+        plan(&headers(pairs), &v, true)
+    }
+
+    #[test]
+    fn validators_give_304() {
+        assert_eq!(check(&[("if-none-match", "\"abc\"")]), Plan::NotModified);
+        assert_eq!(
+            check(&[("if-none-match", "\"x\", W/\"abc\"")]),
+            Plan::NotModified
+        );
+        assert_eq!(check(&[("if-none-match", "*")]), Plan::NotModified);
+        assert_eq!(check(&[("if-none-match", "\"other\"")]), Plan::Full);
+        let later =
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_390_000));
+        assert_eq!(check(&[("if-modified-since", &later)]), Plan::NotModified);
+        let earlier =
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_300_000));
+        assert_eq!(check(&[("if-modified-since", &earlier)]), Plan::Full);
+        // If-None-Match wins over If-Modified-Since.
+        assert_eq!(
+            check(&[
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", &later)
+            ]),
+            Plan::Full
+        );
+    }
+
+    #[test]
+    fn single_ranges_are_served_and_the_rest_gets_the_whole_file() {
+        assert_eq!(check(&[("range", "bytes=0-9")]), Plan::Partial(0..=9));
+        assert_eq!(check(&[("range", "bytes=90-")]), Plan::Partial(90..=99));
+        assert_eq!(check(&[("range", "bytes=-5")]), Plan::Partial(95..=99));
+        assert_eq!(check(&[("range", "bytes=200-300")]), Plan::Unsatisfiable);
+        assert_eq!(check(&[("range", "bytes=0-1,5-6")]), Plan::Full);
+        assert_eq!(check(&[("range", "lines=1-2")]), Plan::Full);
+        assert_eq!(
+            check(&[("range", "bytes=0-9"), ("if-range", "\"abc\"")]),
+            Plan::Partial(0..=9)
+        );
+        assert_eq!(
+            check(&[("range", "bytes=0-9"), ("if-range", "\"old\"")]),
+            Plan::Full
+        );
+        assert_eq!(
+            check(&[("range", "bytes=0-9"), ("if-range", "W/\"abc\"")]),
+            Plan::Full
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! Serving from memory with a real client: cache policy, validators, ranges, methods and the
+//! headers every response carries.
+
+mod support;
+
+use support::*;
+
+fn started() -> (tempfile::TempDir, Server, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let css: Vec<u8> = (0..5000u32)
+        .flat_map(|i| format!("/* {i} */\n").into_bytes())
+        .collect();
+    let pkg = site_package("20240602_2000", &[("css/prep.css", &css)]);
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &pkg);
+    server.wait_corte("20240602_2000");
+    (dir, server, css)
+}
+
+#[test]
+fn cache_control_follows_the_policy() {
+    let (_dir, server, _) = started();
+    let main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(
+        main.header("cache-control"),
+        Some("no-cache, no-store, must-revalidate")
+    );
+    assert_eq!(
+        curl(&server.url("/"), &[]).header("cache-control"),
+        Some("no-cache")
+    );
+    assert_eq!(
+        curl(&server.url("/css/prep.css"), &[]).header("cache-control"),
+        Some("public, max-age=60")
+    );
+    assert_eq!(main.header("x-content-type-options"), Some("nosniff"));
+    assert!(main.header("referrer-policy").is_some());
+    assert!(main.header("last-modified").is_some());
+}
+
+#[test]
+fn validators_answer_304() {
+    let (_dir, server, _) = started();
+    let first = curl(&server.url("/css/prep.css"), &[]);
+    let etag = first.header("etag").unwrap().to_owned();
+    let last_modified = first.header("last-modified").unwrap().to_owned();
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.header("x-prep-corte"), Some("20240602_2000"));
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", &format!("If-Modified-Since: {last_modified}")],
+    );
+    assert_eq!(r.status, 304);
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", "If-None-Match: \"otro\""],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, first.body);
+}
+
+#[test]
+fn ranges_from_memory_and_from_the_archive() {
+    let (_dir, server, css) = started();
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", "Range: bytes=100-199"],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, css[100..200]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100-199/{}", css.len()).as_str())
+    );
+    let r = curl(&server.url("/css/prep.css"), &["-H", "Range: bytes=-10"]);
+    assert_eq!(r.body, css[css.len() - 10..]);
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", "Range: bytes=999999-"],
+    );
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{}", css.len()).as_str())
+    );
+    let r = curl(
+        &server.url("/css/prep.css"),
+        &["-H", "Range: bytes=0-9", "-H", "If-Range: \"viejo\""],
+    );
+    assert_eq!(r.status, 200, "a stale If-Range gets the whole file");
+    assert_eq!(r.body, css);
+
+    // A data package is served from the archive: ranges read the file on disk.
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    // (Named for a corte after the live one, so that it is published.)
+    drop_file(&server.entrada(), "20240602_2015_PREP_CAMP.zip", &real);
+    server.wait_corte("20240602_2015");
+    let url = server.url("/datos/20240602_2015_PREP_CAMP.zip");
+    let r = curl(&url, &["-H", "Range: bytes=1000-60999"]);
+    assert_eq!(r.status, 206);
+    assert!(r.body == real[1000..61000]);
+    let etag = curl(&url, &["-I"]).header("etag").unwrap().to_owned();
+    let r = curl(
+        &url,
+        &[
+            "-H",
+            "Range: bytes=60000-",
+            "-H",
+            &format!("If-Range: {etag}"),
+        ],
+    );
+    assert!(r.body == real[60000..]);
+}
+
+#[test]
+fn methods_and_bodies() {
+    let (_dir, server, css) = started();
+    let head = curl(&server.url("/css/prep.css"), &["-I"]);
+    assert_eq!(head.status, 200);
+    // curl -I prints the headers where the body would go: no byte of the file is there.
+    assert!(!head.text().contains("/* 0 */"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(css.len().to_string().as_str())
+    );
+    let options = curl(&server.url("/"), &["-X", "OPTIONS"]);
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS"));
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let r = curl(&server.url("/json/main.json"), &["-X", method]);
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    }
+    let with_body = curl(
+        &server.url("/json/main.json"),
+        &["-X", "GET", "--data-binary", "x"],
+    );
+    assert_eq!(with_body.status, 413);
+    assert!(!with_body.text().contains("20240602_2000"));
+    let folder = curl(&server.url("/css"), &[]);
+    assert_eq!(
+        folder.status, 404,
+        "a folder without index.html is not listed"
+    );
+}
