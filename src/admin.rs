@@ -28,6 +28,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::http::access_log::AccessLog;
 use crate::http::{BoxedBody, full};
 use crate::journal::Journal;
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
@@ -54,6 +55,8 @@ pub(crate) struct Admin {
     pub(crate) update_interval: jiff::SignedDuration,
     /// When the server started.
     pub(crate) started_at: Timestamp,
+    /// The public access log, for its lost-line count.
+    pub(crate) access_log: AccessLog,
 }
 
 /// Answers one admin request.
@@ -158,6 +161,7 @@ async fn status(admin: &Admin) -> Response<BoxedBody> {
             "counts": counts,
             "gate": gate,
             "started_at": admin.started_at.to_string(),
+            "access_log_lost_lines": admin.access_log.lost(),
             "version": env!("CARGO_PKG_VERSION"),
         }),
     )

@@ -22,6 +22,7 @@ use bytesize::ByteSize;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
+use crate::http::access_log::LogFormat;
 use crate::package::{CorteRules, EvidencePolicy, Limits, Policy};
 use crate::site::CachePolicy;
 
@@ -102,6 +103,11 @@ settings! {
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
+    /// Folder of the access logs (default: `<data_dir>/bitacoras`).
+    log_dir: PathBuf = PathBuf::new();
+    /// Access log lines: combined (Combined Log Format, what GoAccess and AWStats read), or
+    /// extended (combined plus request time, corte id and content encoding).
+    access_log_format: LogFormat = LogFormat::Combined;
     /// `Cache-Control` per path: `<glob>=<value>` rules, the first match wins; a path no
     /// rule matches gets `no-cache`. `/json/main.json` must stay uncached (R4.7).
     cache_rules: Vec<String> = crate::site::DEFAULT_CACHE_RULES.iter().map(|r| (*r).to_owned()).collect();
@@ -241,9 +247,9 @@ fn read_table(path: &Path) -> Result<toml::Table> {
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
-/// Makes relative `data_dir` and `watch_dir` in a config file relative to the file's folder.
+/// Makes relative folders in a config file relative to the file's folder.
 fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
-    for key in ["data_dir", "watch_dir"] {
+    for key in ["data_dir", "watch_dir", "log_dir"] {
         if let Some(toml::Value::String(s)) = table.get_mut(key) {
             let p = Path::new(s.as_str());
             if !s.is_empty() && p.is_relative() {
@@ -262,6 +268,8 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     /// The intake folder.
     pub(crate) watch_dir: PathBuf,
+    /// The access logs' folder.
+    pub(crate) log_dir: PathBuf,
     /// Public listeners.
     pub(crate) listen: Vec<SocketAddr>,
     /// Operators' listener.
@@ -314,6 +322,11 @@ impl Config {
             data_dir.join("entrada")
         } else {
             s.watch_dir.clone()
+        };
+        let log_dir = if s.log_dir.as_os_str().is_empty() {
+            data_dir.join("bitacoras")
+        } else {
+            s.log_dir.clone()
         };
         let listen = s
             .listen
@@ -399,6 +412,7 @@ impl Config {
         Ok(Self {
             data_dir,
             watch_dir,
+            log_dir,
             listen,
             admin_listen,
             admin_token,

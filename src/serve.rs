@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::admin::{self, Admin};
 use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
-use crate::http::{self, Public};
+use crate::http::{self, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Live, Publisher};
@@ -117,6 +117,16 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         }),
     )?;
 
+    let (access_log, log_writer) = access_log::start(
+        access_log::Writer {
+            dir: config.log_dir.clone(),
+            format: config.settings.access_log_format,
+            timezone: config.timezone.clone(),
+            journal: store.journal.clone(),
+        },
+        stop_rx.clone(),
+    )
+    .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let public = Arc::new(Public {
         live: live.clone(),
         publish_start: config.publish_start,
@@ -128,6 +138,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
                     .to_string()
             })
             .unwrap_or_default(),
+        access_log: access_log.clone(),
     });
     let admin = Arc::new(Admin {
         live: live.clone(),
@@ -140,6 +151,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         publish_end: config.publish_end,
         update_interval: config.update_interval,
         started_at: Timestamp::now(),
+        access_log,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -147,13 +159,13 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         let public = public.clone();
         tasks.spawn(http::serve(
             listener,
-            move |req| http::handle(public.clone(), req),
+            move |peer, req| http::handle(public.clone(), peer, req),
             stop_rx.clone(),
         ));
     }
     tasks.spawn(http::serve(
         admin_listener,
-        move |req| admin::handle(admin.clone(), req),
+        move |_peer, req| admin::handle(admin.clone(), req),
         stop_rx.clone(),
     ));
     let rules = WatchRules {
@@ -181,6 +193,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    let _ = log_writer.await;
     store.journal.record(EventKind::Stop, None, json!({}))?;
     result
 }

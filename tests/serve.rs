@@ -149,3 +149,56 @@ fn methods_and_bodies() {
         "a folder without index.html is not listed"
     );
 }
+
+#[test]
+fn every_request_is_in_the_access_log_and_goaccess_reads_it() {
+    let (dir, mut server, _) = started();
+    let ua = "Navegador \"raro\" 1.0";
+    for path in [
+        "/",
+        "/json/main.json",
+        "/css/prep.css",
+        "/no-existe",
+        "/json/main.json",
+    ] {
+        curl(&server.url(path), &["-A", ua, "-e", "https://ejemplo.mx/"]);
+    }
+    curl(&server.url("/css/prep.css"), &["-I"]);
+    server.stop(); // SIGTERM: the writer flushes what is queued
+    let log = std::fs::read_to_string(server.data.join("bitacoras/access.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 6, "{log}");
+    assert!(lines[1].starts_with("127.0.0.1 - - ["), "{}", lines[1]);
+    assert!(
+        lines[1].contains("\"GET /json/main.json HTTP/1.1\" 200 "),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with("\"https://ejemplo.mx/\" \"Navegador \\x22raro\\x22 1.0\""),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[3].contains("\" 404 "), "{}", lines[3]);
+    assert!(
+        lines[5].contains("\"HEAD /css/prep.css HTTP/1.1\" 200 0 "),
+        "{}",
+        lines[5]
+    );
+
+    let report = dir.path().join("goaccess.json");
+    let out = std::process::Command::new("goaccess")
+        .arg(server.data.join("bitacoras/access.log"))
+        .args(["--log-format=COMBINED", "--no-global-config", "-o"])
+        .arg(&report)
+        .output()
+        .expect("goaccess must be installed (apt-get install -y goaccess)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    assert_eq!(v["general"]["total_requests"], 6, "{}", v["general"]);
+    assert_eq!(v["general"]["failed_requests"], 0, "every line parsed");
+}

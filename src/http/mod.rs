@@ -15,10 +15,12 @@
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
 
+pub(crate) mod access_log;
 mod conditional;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,7 @@ use tokio_util::io::ReaderStream;
 
 use conditional::{Plan, Validators};
 
+use crate::http::access_log::{AccessLog, Record};
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
@@ -56,14 +59,14 @@ pub(crate) async fn serve<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<BoxedBody>> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, do not spin.
@@ -75,7 +78,7 @@ pub(crate) async fn serve<H, F>(
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let fut = handler(req);
+                    let fut = handler(peer, req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
@@ -107,13 +110,20 @@ pub(crate) struct Public {
     pub(crate) publish_start: Option<Timestamp>,
     /// How the start is shown to people (local time).
     pub(crate) publish_start_text: String,
+    /// Where each request is logged.
+    pub(crate) access_log: AccessLog,
 }
 
 /// The methods the public site answers.
 const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 
-/// Answers one public request, with the headers every public response carries.
-pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Response<BoxedBody> {
+/// Answers one public request, with the headers every public response carries, and logs it.
+pub(crate) async fn handle(
+    public: Arc<Public>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<BoxedBody> {
+    let (at, started) = (Timestamp::now(), std::time::Instant::now());
     let mut res = route(&public, &req).await;
     let h = res.headers_mut();
     h.insert(
@@ -124,6 +134,30 @@ pub(crate) async fn handle(public: Arc<Public>, req: Request<Incoming>) -> Respo
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
+    let text = |headers: &http::HeaderMap, name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let bytes = if req.method() == Method::HEAD {
+        0
+    } else {
+        text(res.headers(), "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    public.access_log.log(Record {
+        client: peer.ip(),
+        at,
+        request: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        status: res.status().as_u16(),
+        bytes,
+        referer: text(req.headers(), "referer"),
+        user_agent: text(req.headers(), "user-agent"),
+        elapsed: started.elapsed(),
+        corte: text(res.headers(), "x-prep-corte"),
+        encoding: text(res.headers(), "content-encoding"),
+    });
     res
 }
 
