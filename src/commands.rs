@@ -93,7 +93,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
     }
     let config = Arc::new(config);
     let store = open_store(&config)?;
-    let (publisher, _live) = rebuilt_publisher(&config, &store)?;
+    let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     Ok(publisher.handle(Received {
         name,
         path: file.to_owned(),
@@ -115,7 +115,7 @@ pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
     }
     let config = Arc::new(config);
     let store = open_store(&config)?;
-    let (publisher, _live) = rebuilt_publisher(&config, &store)?;
+    let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     Ok(publisher.rollback(corte))
 }
 

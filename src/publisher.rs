@@ -35,7 +35,7 @@ use crate::journal::{Build, EventKind, Journal, Publication};
 use crate::package::{
     self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
 };
-use crate::site::{Applied, Corte, Listed, Site};
+use crate::site::{Applied, Compressor, Corte, Listed, Site};
 
 /// The live site, shared with every server task.
 pub(crate) type Live = Arc<ArcSwap<Site>>;
@@ -109,6 +109,8 @@ pub(crate) enum Command {
 /// The single writer.
 pub(crate) struct Publisher {
     config: Arc<Config>,
+    /// Makes the compressed variants of new files after each swap, when set.
+    compressor: Option<Compressor>,
     archive: Archive,
     journal: Arc<Journal>,
     live: Live,
@@ -124,10 +126,17 @@ impl Publisher {
     ) -> Self {
         Self {
             config,
+            compressor: None,
             archive,
             journal,
             live,
         }
+    }
+
+    /// Has the compressed variants of every corte's new files made by `compressor`.
+    pub(crate) fn with_compressor(mut self, compressor: Compressor) -> Self {
+        self.compressor = Some(compressor);
+        self
     }
 
     /// Runs the publisher on its own thread; packages sent to the returned channel are taken
@@ -376,7 +385,12 @@ impl Publisher {
             received_at: publication.received_at,
             live_at: publication.live_at,
         };
-        self.live.store(Arc::new(site.with_corte(corte)));
+        let mut site = site.with_corte(corte);
+        let jobs = site.take_jobs();
+        self.live.store(Arc::new(site));
+        if let Some(compressor) = &self.compressor {
+            compressor.submit(jobs);
+        }
     }
 
     /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,

@@ -21,7 +21,7 @@ use crate::http::{self, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Live, Publisher};
-use crate::site::Site;
+use crate::site::{Compressor, Site};
 
 /// The journal's file name in the data folder.
 pub(crate) const JOURNAL_FILE: &str = "bitacora.sqlite";
@@ -55,15 +55,23 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
     })
 }
 
-/// A publisher with the live site rebuilt from the archive and journal.
-pub(crate) fn rebuilt_publisher(config: &Arc<Config>, store: &Store) -> Result<(Publisher, Live)> {
+/// A publisher with the live site rebuilt from the archive and journal; with a
+/// `compressor`, the compressed variants of every corte's files are made after each swap.
+pub(crate) fn rebuilt_publisher(
+    config: &Arc<Config>,
+    store: &Store,
+    compressor: Option<Compressor>,
+) -> Result<(Publisher, Live)> {
     let live: Live = Arc::new(ArcSwap::from_pointee(Site::new(config.cache.clone())));
-    let publisher = Publisher::new(
+    let mut publisher = Publisher::new(
         config.clone(),
         store.archive.clone(),
         store.journal.clone(),
         live.clone(),
     );
+    if let Some(compressor) = compressor {
+        publisher = publisher.with_compressor(compressor);
+    }
     let files = publisher
         .rebuild()
         .context("rebuilding the live site from the archive")?;
@@ -80,7 +88,8 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
     clear_unfinished(&config.data_dir.join("tmp"))?;
-    let (publisher, live) = rebuilt_publisher(&config, &store)?;
+    let compressor = Compressor::start().context("cannot start the compressor thread")?;
+    let (publisher, live) = rebuilt_publisher(&config, &store, Some(compressor))?;
 
     let mut public_listeners = Vec::new();
     for addr in &config.listen {

@@ -202,3 +202,78 @@ fn every_request_is_in_the_access_log_and_goaccess_reads_it() {
     assert_eq!(v["general"]["total_requests"], 6, "{}", v["general"]);
     assert_eq!(v["general"]["failed_requests"], 0, "every line parsed");
 }
+
+#[test]
+fn every_encoding_decompresses_to_the_corte_bytes() {
+    let (_dir, server, css) = started();
+    let url = server.url("/css/prep.css");
+    // Variants are made after the corte goes live; until then the file goes as it is.
+    let wait_for = |coding: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = curl(&url, &["-H", &format!("Accept-Encoding: {coding}")]);
+            if r.header("content-encoding") == Some(coding) {
+                return r;
+            }
+            assert_eq!(
+                r.body, css,
+                "before its variant exists the file is sent as it is"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {coding} variant after 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let br = wait_for("br");
+    wait_for("gzip");
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut brotli::Decompressor::new(&br.body[..], 4096),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(plain, css);
+    assert!(br.body.len() < css.len() / 3);
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+
+    let gz = curl(&url, &["--compressed", "-H", "Accept-Encoding: gzip"]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        gz.body, css,
+        "curl --compressed inflates it back to the file"
+    );
+
+    let identity = curl(&url, &["-H", "Accept-Encoding: gzip;q=0, br;q=0"]);
+    assert_eq!(identity.header("content-encoding"), None);
+    assert_eq!(identity.body, css);
+    let preferred = curl(&url, &["-H", "Accept-Encoding: br;q=0.5, gzip;q=0.9"]);
+    assert_eq!(preferred.header("content-encoding"), Some("gzip"));
+
+    let etags: std::collections::HashSet<&str> = [&br, &gz, &identity]
+        .iter()
+        .map(|r| r.header("etag").unwrap())
+        .collect();
+    assert_eq!(etags.len(), 3, "one strong ETag per variant");
+    let again = curl(
+        &url,
+        &[
+            "-H",
+            "Accept-Encoding: br",
+            "-H",
+            &format!("If-None-Match: {}", br.header("etag").unwrap()),
+        ],
+    );
+    assert_eq!(again.status, 304);
+    // Files under 256 bytes are not worth a variant.
+    let main = curl(
+        &server.url("/json/main.json"),
+        &["-H", "Accept-Encoding: br"],
+    );
+    assert_eq!(
+        main.header("content-encoding"),
+        None,
+        "too small to be worth it"
+    );
+}

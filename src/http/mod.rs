@@ -17,6 +17,7 @@
 
 pub(crate) mod access_log;
 mod conditional;
+mod negotiate;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -240,14 +241,25 @@ async fn respond(
     req: &Request<Incoming>,
     head: bool,
 ) -> Response<BoxedBody> {
+    // Ranges are served from the file as it is; otherwise the client may get a variant.
+    let chosen = match &entry.variants {
+        Some(v) if !req.headers().contains_key(header::RANGE) => {
+            negotiate::choose(req.headers(), v)
+        }
+        _ => None,
+    };
+    let (etag, len) = match chosen {
+        Some((variant, _)) => (&variant.etag, variant.bytes.len() as u64),
+        None => (&entry.etag, entry.len),
+    };
     let validators = Validators {
-        etag: &entry.etag,
+        etag,
         modified: entry.modified,
-        len: entry.len,
+        len,
     };
     let (status, range) = match conditional::plan(req.headers(), &validators, !head) {
         Plan::NotModified => (StatusCode::NOT_MODIFIED, None),
-        Plan::Full => (StatusCode::OK, Some(0..=entry.len.saturating_sub(1))),
+        Plan::Full => (StatusCode::OK, Some(0..=len.saturating_sub(1))),
         Plan::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
         Plan::Unsatisfiable => {
             let mut res = Response::new(full(Bytes::new()));
@@ -258,8 +270,9 @@ async fn respond(
             return res;
         }
     };
-    let body = match &range {
-        Some(r) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
+    let body = match (&range, chosen) {
+        (Some(_), Some((variant, _))) if !head => full(variant.bytes.clone()),
+        (Some(r), None) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(error = %e, "a file of the live site could not be read");
@@ -275,7 +288,13 @@ async fn respond(
     let mut res = Response::new(body);
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(header::ETAG, entry.etag.clone());
+    h.insert(header::ETAG, etag.clone());
+    if entry.variants.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some((_, coding)) = chosen {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
     h.insert(header::LAST_MODIFIED, entry.last_modified.clone());
     h.insert(header::CACHE_CONTROL, entry.cache_control.clone());
     if let Some(corte) = site.corte_header() {
@@ -284,13 +303,9 @@ async fn respond(
     h.insert("x-prep-package", entry.package.clone());
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(r) = range {
-        let len = if entry.len == 0 {
-            0
-        } else {
-            r.end() - r.start() + 1
-        };
+        let sent = if len == 0 { 0 } else { r.end() - r.start() + 1 };
         h.insert(header::CONTENT_TYPE, entry.content_type.clone());
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(sent));
         if status == StatusCode::PARTIAL_CONTENT
             && let Ok(v) =
                 HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start(), r.end(), entry.len))

@@ -14,8 +14,10 @@
 //!   `Last-Modified`) is computed here, once per file, never per request.
 
 mod cache;
+mod compress;
 
 pub(crate) use cache::{CachePolicy, DEFAULT_RULES as DEFAULT_CACHE_RULES};
+pub(crate) use compress::{Compressor, Job, Variant, Variants};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -29,6 +31,7 @@ use jiff::{Timestamp, ZonedDateTime};
 
 use crate::hash::Sha256;
 use crate::package::{CorteSource, Member, PackageKind, VerifiedPackage};
+use compress::compressible;
 
 /// Where an entry's bytes are.
 #[derive(Debug)]
@@ -58,6 +61,8 @@ pub(crate) struct Entry {
     pub(crate) modified: SystemTime,
     /// `Last-Modified`: `modified` as an HTTP date.
     pub(crate) last_modified: HeaderValue,
+    /// Compressed variants, for files worth compressing (filled after publication).
+    pub(crate) variants: Option<Arc<Variants>>,
 }
 
 /// The corte a site shows.
@@ -103,6 +108,8 @@ pub(crate) struct Site {
     downloads: Vec<Download>,
     /// Paths of the newest data package's unpacked files (replaced by the next one).
     unpacked: Vec<String>,
+    /// Files added since the last [`Site::take_jobs`] that need their variants made.
+    jobs: Vec<Job>,
 }
 
 /// What the publisher knows of a package when building a site from it.
@@ -149,7 +156,23 @@ impl Site {
             files: HashMap::new(),
             downloads: Vec::new(),
             unpacked: Vec::new(),
+            jobs: Vec::new(),
         }
+    }
+
+    /// The files whose variants are still to be made, for the [`Compressor`]; files
+    /// replaced since they were added are left out.
+    pub(crate) fn take_jobs(&mut self) -> Vec<Job> {
+        let files = &self.files;
+        std::mem::take(&mut self.jobs)
+            .into_iter()
+            .filter(|job| {
+                files
+                    .get(&job.path)
+                    .and_then(|e| e.variants.as_ref())
+                    .is_some_and(|v| Arc::ptr_eq(v, &job.variants))
+            })
+            .collect()
     }
 
     /// The live corte, if any.
@@ -212,19 +235,42 @@ impl Site {
     }
 
     fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue, modified: SystemTime) {
+        let etag = etag_of(Sha256::of(&member.bytes));
+        let content_type = content_type(path, &member.bytes);
+        let variants = compressible(content_type.to_str().unwrap_or(""), member.bytes.len())
+            .then(|| self.variants_for(path, &etag, &member.bytes));
         let entry = Entry {
             len: member.bytes.len() as u64,
-            etag: etag_of(Sha256::of(&member.bytes)),
-            content_type: content_type(path, &member.bytes),
+            etag,
+            content_type,
             package: package.clone(),
             cache_control: self.policy.for_path(path),
             modified,
             last_modified: http_date(modified),
+            variants,
             body: Body::Memory(member.bytes.clone()),
         };
         self.files.insert(path.to_owned(), Arc::new(entry));
     }
 
+    /// The variants of the previous file at `path` if its bytes were the same, else new ones
+    /// queued for compression.
+    fn variants_for(&mut self, path: &str, etag: &HeaderValue, bytes: &Bytes) -> Arc<Variants> {
+        if let Some(previous) = self.files.get(path)
+            && previous.etag == *etag
+            && let Some(v) = &previous.variants
+        {
+            return v.clone();
+        }
+        let variants = Arc::new(Variants::default());
+        self.jobs.push(Job {
+            path: path.to_owned(),
+            bytes: bytes.clone(),
+            etag: etag.clone(),
+            variants: variants.clone(),
+        });
+        variants
+    }
     /// A data package: the zip unchanged at `/datos/<name>` (served from the archive), its
     /// inner files at `/datos/<stem>/…` (replacing the previous data package's), and the
     /// `/datos/` listing.
@@ -282,6 +328,7 @@ impl Site {
             cache_control: self.policy.for_path(&path),
             modified,
             last_modified: http_date(modified),
+            variants: None,
         };
         self.files.insert(path, Arc::new(entry));
         self.downloads.retain(|d| d.sha256 != listed.sha256);
