@@ -6,7 +6,10 @@
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text); answers the outcome
 //!   once the publisher has decided;
-//! - `POST /rollback?corte=<id>`: publish an earlier corte again.
+//! - `POST /rollback?corte=<id>`: publish an earlier corte again;
+//! - `POST /notice` with `{"text": "…"}`: the institute's notice replaces the results on
+//!   every public path, at once; `POST /notice/off` lifts it. Both are journaled, and the
+//!   notice stays in force across restarts.
 //!
 //! # Guarantees
 //! - Bound to loopback by default; bound elsewhere it requires `Authorization: Bearer
@@ -29,8 +32,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http::access_log::AccessLog;
+use crate::http::gate::Gate;
 use crate::http::{BoxedBody, full};
-use crate::journal::Journal;
+use crate::journal::{EventKind, Journal};
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
 
 /// What the admin handler needs.
@@ -47,6 +51,8 @@ pub(crate) struct Admin {
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
+    /// Embargo and notice.
+    pub(crate) gate: Arc<Gate>,
     /// Start of publication, if configured.
     pub(crate) publish_start: Option<Timestamp>,
     /// End of the required publication period, if configured.
@@ -75,6 +81,8 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/status") => status(&admin).await,
         (&Method::POST, "/ingest") => ingest(&admin, req).await,
+        (&Method::POST, "/notice") => notice_on(&admin, req).await,
+        (&Method::POST, "/notice/off") => set_notice(&admin, None),
         (&Method::POST, "/rollback") => {
             let corte = req
                 .uri()
@@ -144,16 +152,16 @@ async fn status(admin: &Admin) -> Response<BoxedBody> {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let end = admin.publish_end.map(|t| t.to_string());
-    let gate = match admin.publish_start {
-        Some(start) => {
-            json!({"publish_start": start.to_string(), "publish_end": end, "open": now >= start})
-        }
-        None => json!({
-            "publish_start": null, "publish_end": end, "open": true,
-            "warning": "no publish_start is set: results are public as soon as they arrive",
-        }),
-    };
+    let mut gate = json!({
+        "open": admin.gate.is_open(),
+        "publish_start": admin.publish_start.map(|t| t.to_string()),
+        "publish_end": admin.publish_end.map(|t| t.to_string()),
+        "notice": admin.gate.notice(),
+    });
+    if admin.publish_start.is_none() {
+        gate["warning"] =
+            json!("no publish_start is set: results are public as soon as they arrive");
+    }
     json_response(
         StatusCode::OK,
         &json!({
@@ -164,6 +172,51 @@ async fn status(admin: &Admin) -> Response<BoxedBody> {
             "access_log_lost_lines": admin.access_log.lost(),
             "version": env!("CARGO_PKG_VERSION"),
         }),
+    )
+}
+
+/// Puts the institute's notice in force from a `{"text": "…"}` body.
+async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
+    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("reading the notice: {e}")}),
+            );
+        }
+    };
+    let text = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["text"].as_str().map(|t| t.trim().to_owned()))
+        .filter(|t| !t.is_empty());
+    match text {
+        Some(text) => set_notice(admin, Some(text)),
+        None => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "send {\"text\": \"…\"} with the notice to show"}),
+        ),
+    }
+}
+
+/// Journals the change, then applies it to the gate.
+fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> {
+    let (kind, detail) = match &text {
+        Some(t) => (EventKind::NoticeOn, json!({"text": t})),
+        None => (EventKind::NoticeOff, json!({})),
+    };
+    if let Err(e) = admin.journal.record(kind, None, detail) {
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": format!("{e}; the notice was not changed")}),
+        );
+    }
+    tracing::warn!(notice = ?text, "notice changed by an operator");
+    admin.gate.set_notice(text.clone());
+    json_response(
+        StatusCode::OK,
+        &json!({"notice": text, "open": admin.gate.is_open()}),
     )
 }
 

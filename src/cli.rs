@@ -63,6 +63,18 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         settings: SettingArgs,
     },
+    /// Show the institute's notice instead of results on every public path (`on --text`), or
+    /// results again (`off`), at once; through the running server's admin listener.
+    Notice {
+        /// on or off.
+        state: NoticeState,
+        /// The notice to show (with `on`), as the institute wrote it.
+        #[arg(long, required_if_eq("state", "on"))]
+        text: Option<String>,
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
     /// Print the published cortes and the latest events.
     History {
         /// Print JSON instead of tables.
@@ -83,6 +95,15 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         settings: SettingArgs,
     },
+}
+
+/// Whether the institute's notice is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum NoticeState {
+    /// The notice replaces the results.
+    On,
+    /// The results are shown again.
+    Off,
 }
 
 /// Parses the command line, wiring `DIFUSOR_<NAME>` to every setting flag.

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::config::{self, Config};
 use crate::http::{BoxedBody, file_body, full};
 use crate::intake::read_evidence;
-use crate::journal::Journal;
+use crate::journal::{EventKind, Journal};
 use crate::publisher::{Outcome, Received, package_name};
 use crate::serve::{JOURNAL_FILE, open_store, rebuilt_publisher};
 
@@ -117,6 +117,41 @@ pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
     let store = open_store(&config)?;
     let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     Ok(publisher.rollback(corte))
+}
+
+/// Puts the institute's notice in force (`Some(text)`) or lifts it, through the running
+/// server; with none running, records it in the journal for the next start.
+pub(crate) async fn notice(config: Config, text: Option<String>) -> Result<String> {
+    if let Some(stream) = connect(&config).await {
+        let (path, body) = match &text {
+            Some(t) => ("/notice", serde_json::json!({"text": t}).to_string()),
+            None => ("/notice/off", String::new()),
+        };
+        let (status, value) = send(
+            stream,
+            &config,
+            Request::post(path),
+            full(Bytes::from(body)),
+        )
+        .await?;
+        if !status.is_success() {
+            bail!("the server refused: {value}");
+        }
+        return Ok(match text {
+            Some(_) => "The notice now replaces the results on every public path.".to_owned(),
+            None => "The notice is lifted: the results are shown again.".to_owned(),
+        });
+    }
+    let store = open_store(&config)?;
+    let (kind, detail) = match &text {
+        Some(t) => (EventKind::NoticeOn, serde_json::json!({"text": t})),
+        None => (EventKind::NoticeOff, serde_json::json!({})),
+    };
+    store.journal.record(kind, None, detail)?;
+    Ok(format!(
+        "No server answers at {}; recorded in the journal: it applies when the server starts.",
+        config.admin_listen
+    ))
 }
 
 /// Prints the cortes and the latest events.

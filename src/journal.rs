@@ -58,6 +58,10 @@ pub(crate) enum EventKind {
     IntakeError,
     /// Something an operator should look at.
     Warning,
+    /// The institute's notice replaced the results.
+    NoticeOn,
+    /// The notice was lifted; results are shown again.
+    NoticeOff,
 }
 
 impl EventKind {
@@ -76,6 +80,8 @@ impl EventKind {
             Self::Rebuilt => "rebuilt",
             Self::IntakeError => "intake-error",
             Self::Warning => "warning",
+            Self::NoticeOn => "notice-on",
+            Self::NoticeOff => "notice-off",
         }
     }
 }
@@ -390,6 +396,25 @@ impl Journal {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The notice in force: the text of the last `notice-on`, unless a `notice-off` came after.
+    pub(crate) fn current_notice(&self) -> Result<Option<String>> {
+        let conn = self.conn();
+        let last: Option<(String, String)> = conn
+            .query_row(
+                "SELECT kind, detail FROM events WHERE kind IN ('notice-on', 'notice-off')
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(last.and_then(|(kind, detail)| {
+            (kind == "notice-on")
+                .then(|| serde_json::from_str::<serde_json::Value>(&detail).ok())
+                .flatten()
+                .and_then(|d| d["text"].as_str().map(str::to_owned))
+        }))
     }
 
     /// Received, rejected and published counts.

@@ -86,6 +86,17 @@ fn run(cli: cli::Cli) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(commands::exit_code(&outcome))
         }
+        Cmd::Notice {
+            state,
+            text,
+            settings,
+        } => {
+            let config = Config::load(config_file, &settings)?;
+            let text = (state == cli::NoticeState::On).then(|| text.unwrap_or_default());
+            let said = runtime.block_on(commands::notice(config, text))?;
+            println!("{said}");
+            Ok(0)
+        }
         Cmd::History {
             json,
             events,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::admin::{self, Admin};
 use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
+use crate::http::gate::Gate;
 use crate::http::{self, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
@@ -136,17 +137,22 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         stop_rx.clone(),
     )
     .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
+    let start_text = config
+        .publish_start
+        .map(|t| {
+            t.to_zoned_datetime(config.timezone.clone())
+                .strftime("%d/%m/%Y a las %H:%M (%Z)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let notice = store.journal.current_notice()?;
+    if let Some(text) = &notice {
+        tracing::warn!(%text, "the institute's notice is in force: results are not shown");
+    }
+    let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     let public = Arc::new(Public {
         live: live.clone(),
-        publish_start: config.publish_start,
-        publish_start_text: config
-            .publish_start
-            .map(|t| {
-                t.to_zoned_datetime(config.timezone.clone())
-                    .strftime("%d/%m/%Y a las %H:%M (%Z)")
-                    .to_string()
-            })
-            .unwrap_or_default(),
+        gate: gate.clone(),
         access_log: access_log.clone(),
     });
     let admin = Arc::new(Admin {
@@ -156,6 +162,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         token: config.admin_token.clone(),
         tmp_dir: config.data_dir.join("tmp"),
         max_package_bytes: config.limits.max_package_bytes,
+        gate,
         publish_start: config.publish_start,
         publish_end: config.publish_end,
         update_interval: config.update_interval,

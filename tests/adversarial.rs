@@ -179,3 +179,63 @@ fn before_publish_start_no_result_leaves() {
         }
     }
 }
+
+#[test]
+fn the_institutes_notice_replaces_every_result_until_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let css = "body { color: black }\n".repeat(100);
+    let pkg = site_package("20240602_2000", &[("css/prep.css", css.as_bytes())]);
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &pkg);
+    server.wait_corte("20240602_2000");
+    let etag = curl(&server.url("/css/prep.css"), &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+
+    let text = "El Instituto suspendió la difusión en este portal.";
+    let out = server.run(&["notice", "on", "--text", text]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inm = format!("If-None-Match: {etag}");
+    let cases: &[(&str, &[&str])] = &[
+        ("/", &[]),
+        ("/json/main.json", &[]),
+        ("/css/prep.css", &["--compressed"]),
+        ("/css/prep.css", &["-H", "Accept-Encoding: br"]),
+        ("/css/prep.css", &["-H", "Range: bytes=0-10"]),
+        ("/css/prep.css", &["-H", &inm]),
+        ("/no-existe", &[]),
+    ];
+    let check = |server: &Server| {
+        for (path, args) in cases {
+            let r = curl(&server.url(path), args);
+            assert_eq!(r.status, 200, "{path} {args:?}");
+            assert!(r.text().contains(text), "{path} {args:?}: {}", r.text());
+            assert!(r.header("x-prep-corte").is_none(), "{path} {args:?}");
+            assert!(
+                !r.text().contains("color: black") && !r.text().contains("20240602"),
+                "{path} {args:?}"
+            );
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+        }
+    };
+    check(&server);
+    assert_eq!(server.status()["gate"]["notice"], text);
+    // It survives a restart.
+    server.restart();
+    check(&server);
+
+    let out = server.run(&["notice", "off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(curl(&server.url("/css/prep.css"), &[]).body, css.as_bytes());
+    assert_eq!(events(&server, "notice-on").len(), 1);
+    assert_eq!(events(&server, "notice-off").len(), 1);
+}

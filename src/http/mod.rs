@@ -8,8 +8,8 @@
 //! - The request path is percent-decoded and normalised before lookup; a path that is not
 //!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
 //!   looked up.
-//! - Before `publish_start` every request, whatever its path or method, gets the Spanish
-//!   embargo page (503 with `Retry-After`) and no byte of results (invariant 5).
+//! - The [`gate`] is asked first on every request: before `publish_start`, or while the
+//!   institute's notice is in force, no byte of results leaves (invariant 5).
 //! - Only GET and HEAD are served (and OPTIONS answered); other methods get 405 with
 //!   `Allow`, and a request with a body gets 413.
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
@@ -17,6 +17,7 @@
 
 pub(crate) mod access_log;
 mod conditional;
+pub(crate) mod gate;
 mod negotiate;
 
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ use tokio_util::io::ReaderStream;
 use conditional::{Plan, Validators};
 
 use crate::http::access_log::{AccessLog, Record};
+use crate::http::gate::Gate;
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
@@ -107,10 +109,8 @@ pub(crate) async fn serve<H, F>(
 pub(crate) struct Public {
     /// The live site.
     pub(crate) live: Live,
-    /// Start of publication: nothing but the embargo page before it.
-    pub(crate) publish_start: Option<Timestamp>,
-    /// How the start is shown to people (local time).
-    pub(crate) publish_start_text: String,
+    /// Embargo and notice.
+    pub(crate) gate: Arc<Gate>,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
 }
@@ -163,10 +163,8 @@ pub(crate) async fn handle(
 }
 
 async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> {
-    if let Some(start) = public.publish_start
-        && Timestamp::now() < start
-    {
-        return embargo(public, start);
+    if let Some(closed) = public.gate.closed() {
+        return closed;
     }
     let head = match *req.method() {
         Method::GET => false,
@@ -343,24 +341,6 @@ fn reader_body(reader: impl tokio::io::AsyncRead + Send + Sync + 'static) -> Box
     let frames =
         ReaderStream::with_capacity(reader, 256 * 1024).map(|chunk| chunk.map(Frame::data));
     BodyExt::boxed(StreamBody::new(frames))
-}
-
-/// The embargo page: results start at `start`.
-fn embargo(public: &Public, start: Timestamp) -> Response<BoxedBody> {
-    let mut res = page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Resultados preliminares: aún no inicia la publicación",
-        &format!(
-            "Los resultados electorales preliminares se publicarán a partir del {}.",
-            public.publish_start_text
-        ),
-    );
-    let wait = start.duration_since(Timestamp::now()).as_secs().max(1);
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 /// A small Spanish HTML page.

@@ -1,0 +1,89 @@
+//! The gate: what the public sees instead of results (R4.3, R4.10).
+//!
+//! Two reasons close it: the embargo before `publish_start` (a Spanish page saying when the
+//! preliminary results will be published, 503 with `Retry-After`), and the institute's notice
+//! (`difusor notice on --text "…"`), which suspends the difusor at once and stays until
+//! `difusor notice off`, across restarts (it is kept in the journal).
+//!
+//! # Guarantees
+//! - [`Gate::closed`] is checked before anything else on every public request: when it
+//!   answers, no byte of results leaves, whatever the path, method, encoding, range or
+//!   validators (invariant 5). Its pages carry no ETag of a result and `Cache-Control:
+//!   no-store`.
+
+use arc_swap::ArcSwapOption;
+use http::{HeaderValue, Response, StatusCode, header};
+use jiff::Timestamp;
+
+use super::{BoxedBody, page};
+
+/// The gate's state, shared by the public and admin listeners.
+pub(crate) struct Gate {
+    /// Start of publication.
+    start: Option<Timestamp>,
+    /// The start as people read it (local time, Spanish).
+    start_text: String,
+    /// The institute's notice, when it has suspended the difusor.
+    notice: ArcSwapOption<String>,
+}
+
+impl Gate {
+    /// A gate opening at `start` (shown as `start_text`), with `notice` in force if any.
+    pub(crate) fn new(
+        start: Option<Timestamp>,
+        start_text: String,
+        notice: Option<String>,
+    ) -> Self {
+        Self {
+            start,
+            start_text,
+            notice: ArcSwapOption::from_pointee(notice),
+        }
+    }
+
+    /// The response that replaces results now, if the gate is closed.
+    pub(crate) fn closed(&self) -> Option<Response<BoxedBody>> {
+        if let Some(start) = self.start
+            && Timestamp::now() < start
+        {
+            let mut res = page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Resultados preliminares: aún no inicia la publicación",
+                &format!(
+                    "Los resultados electorales preliminares se publicarán a partir del {}.",
+                    self.start_text
+                ),
+            );
+            let wait = start.duration_since(Timestamp::now()).as_secs().max(1);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            no_store(&mut res);
+            return Some(res);
+        }
+        let notice = self.notice.load();
+        let text = notice.as_deref()?;
+        let mut res = page(StatusCode::OK, "Aviso", text);
+        no_store(&mut res);
+        Some(res)
+    }
+
+    /// Whether results may be served now.
+    pub(crate) fn is_open(&self) -> bool {
+        self.start.is_none_or(|s| Timestamp::now() >= s) && self.notice.load().is_none()
+    }
+
+    /// The notice in force, if any.
+    pub(crate) fn notice(&self) -> Option<String> {
+        self.notice.load().as_deref().cloned()
+    }
+
+    /// Puts a notice in force (`Some`) or lifts it (`None`), at once.
+    pub(crate) fn set_notice(&self, notice: Option<String>) {
+        self.notice.store(notice.map(std::sync::Arc::new));
+    }
+}
+
+fn no_store(res: &mut Response<BoxedBody>) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
