@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::http::access_log::AccessLog;
 use crate::http::gate::Gate;
+use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
@@ -63,6 +64,8 @@ pub(crate) struct Admin {
     pub(crate) started_at: Timestamp,
     /// The public access log, for its lost-line count.
     pub(crate) access_log: AccessLog,
+    /// The public listeners' limits, for the open connection count.
+    pub(crate) limits: Arc<Limits>,
 }
 
 /// Answers one admin request.
@@ -170,6 +173,7 @@ async fn status(admin: &Admin) -> Response<BoxedBody> {
             "gate": gate,
             "started_at": admin.started_at.to_string(),
             "access_log_lost_lines": admin.access_log.lost(),
+            "open_connections": admin.limits.open_connections(),
             "version": env!("CARGO_PKG_VERSION"),
         }),
     )

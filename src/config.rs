@@ -23,6 +23,7 @@ use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::http::access_log::LogFormat;
+use crate::http::limits::LimitSettings;
 use crate::package::{CorteRules, EvidencePolicy, Limits, Policy};
 use crate::site::CachePolicy;
 
@@ -103,6 +104,25 @@ settings! {
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
+    /// Longest wait for a request's headers, and for the next request on an idle kept-alive
+    /// connection; slower clients are cut (slowloris).
+    header_timeout: String = "10s".to_owned();
+    /// Largest request head (request line and headers).
+    max_header_bytes: ByteSize = ByteSize::kib(16);
+    /// Longest request target (path and query), in bytes; longer gets 414.
+    max_uri_bytes: u64 = 8192;
+    /// Most open public connections in all; more are closed at once.
+    max_connections: u64 = 20_000;
+    /// Most open public connections from one address (a whole office behind one NAT
+    /// shares it).
+    max_connections_per_address: u64 = 256;
+    /// Requests per second one address may make on average (0: no limit); more get 429.
+    rate_per_address: u64 = 100;
+    /// Requests one address may make at once above that rate.
+    rate_burst: u64 = 400;
+    /// Proxies whose `X-Forwarded-For` is believed (a CDN, a load balancer), as addresses
+    /// or CIDR ranges.
+    trusted_proxies: Vec<String> = Vec::new();
     /// Folder of the access logs (default: `<data_dir>/bitacoras`).
     log_dir: PathBuf = PathBuf::new();
     /// Access log lines: combined (Combined Log Format, what GoAccess and AWStats read), or
@@ -296,6 +316,10 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// `Cache-Control` per path.
     pub(crate) cache: Arc<CachePolicy>,
+    /// Connection and rate limits of the public listeners.
+    pub(crate) connection_limits: LimitSettings,
+    /// Header read and keep-alive idle timeout.
+    pub(crate) header_timeout: std::time::Duration,
     /// Settle time for files written in place.
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
@@ -407,6 +431,38 @@ impl Config {
         };
         let cache = CachePolicy::new(&s.cache_rules, stale_if_error)
             .map_err(|e| anyhow!("setting `cache_rules`: {e}"))?;
+        let trusted = s
+            .trusted_proxies
+            .iter()
+            .map(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow!(
+                            "setting `trusted_proxies`: {t:?} is not an address or CIDR range; \
+                             write e.g. 10.0.0.0/8 or 192.0.2.10"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let connection_limits = LimitSettings {
+            max_connections: usize::try_from(positive("max_connections", s.max_connections)?)
+                .unwrap_or(usize::MAX),
+            max_per_address: usize::try_from(positive(
+                "max_connections_per_address",
+                s.max_connections_per_address,
+            )?)
+            .unwrap_or(usize::MAX),
+            rate: u32::try_from(s.rate_per_address).unwrap_or(u32::MAX),
+            burst: u32::try_from(s.rate_burst).unwrap_or(u32::MAX),
+            trusted,
+        };
+        let header_timeout = duration("header_timeout", &s.header_timeout)?.unsigned_abs();
+        if header_timeout.is_zero() {
+            bail!("setting `header_timeout`: must be greater than zero; 10s is a good value");
+        }
+        positive("max_uri_bytes", s.max_uri_bytes)?;
+        positive("max_header_bytes", s.max_header_bytes.as_u64())?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
         Ok(Self {
@@ -436,6 +492,8 @@ impl Config {
             },
             limits,
             cache: Arc::new(cache),
+            connection_limits,
+            header_timeout,
             settle,
             evidence_wait,
             settings: s,

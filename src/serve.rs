@@ -18,7 +18,8 @@ use crate::admin::{self, Admin};
 use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
 use crate::http::gate::Gate;
-use crate::http::{self, Public, access_log};
+use crate::http::limits::Limits;
+use crate::http::{self, ConnectionRules, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Live, Publisher};
@@ -150,7 +151,10 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         tracing::warn!(%text, "the institute's notice is in force: results are not shown");
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
+    let limits = Limits::new(config.connection_limits.clone());
     let public = Arc::new(Public {
+        limits: limits.clone(),
+        max_uri_bytes: usize::try_from(config.settings.max_uri_bytes).unwrap_or(usize::MAX),
         live: live.clone(),
         gate: gate.clone(),
         access_log: access_log.clone(),
@@ -168,19 +172,46 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         update_interval: config.update_interval,
         started_at: Timestamp::now(),
         access_log,
+        limits: limits.clone(),
     });
 
+    let max_header_bytes =
+        usize::try_from(config.settings.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        // Quiet addresses leave the rate table, so it cannot grow without bound.
+        let limits = limits.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => limits.forget_quiet(),
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     for listener in public_listeners {
         let public = public.clone();
         tasks.spawn(http::serve(
             listener,
+            ConnectionRules {
+                limits: Some(limits.clone()),
+                header_timeout: config.header_timeout,
+                max_header_bytes,
+            },
             move |peer, req| http::handle(public.clone(), peer, req),
             stop_rx.clone(),
         ));
     }
     tasks.spawn(http::serve(
         admin_listener,
+        ConnectionRules {
+            limits: None,
+            header_timeout: config.header_timeout,
+            max_header_bytes,
+        },
         move |_peer, req| admin::handle(admin.clone(), req),
         stop_rx.clone(),
     ));

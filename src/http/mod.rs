@@ -18,6 +18,7 @@
 pub(crate) mod access_log;
 mod conditional;
 pub(crate) mod gate;
+pub(crate) mod limits;
 mod negotiate;
 
 use std::convert::Infallible;
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use jiff::Timestamp;
 use tokio::net::TcpListener;
@@ -42,6 +43,7 @@ use conditional::{Plan, Validators};
 
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::gate::Gate;
+use crate::http::limits::Limits;
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
@@ -55,10 +57,24 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
         .boxed()
 }
 
+/// How connections are held to account.
+#[derive(Clone)]
+pub(crate) struct ConnectionRules {
+    /// Connection caps, for the public listeners (none for the admin listener).
+    pub(crate) limits: Option<Arc<Limits>>,
+    /// Longest wait for a request's headers, also between requests on a kept-alive
+    /// connection (slowloris).
+    pub(crate) header_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub(crate) max_header_bytes: usize,
+}
+
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with
-/// `handler` over HTTP/1.1 or HTTP/2; then waits up to ten seconds for open requests.
+/// `handler` over HTTP/1.1 or HTTP/2 under `rules`; then waits up to ten seconds for open
+/// requests.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
+    rules: ConnectionRules,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -66,6 +82,19 @@ pub(crate) async fn serve<H, F>(
     F: Future<Output = Response<BoxedBody>> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(rules.header_timeout)
+        .max_buf_size(rules.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(u32::try_from(rules.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(rules.header_timeout);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -78,16 +107,23 @@ pub(crate) async fn serve<H, F>(
                         continue;
                     }
                 };
+                let permit = match &rules.limits {
+                    Some(limits) => match limits.admit(peer.ip()) {
+                        Some(p) => Some(p),
+                        None => continue, // over a cap: closed before any byte is read
+                    },
+                    None => None,
+                };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let fut = handler(peer, req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -111,6 +147,10 @@ pub(crate) struct Public {
     pub(crate) live: Live,
     /// Embargo and notice.
     pub(crate) gate: Arc<Gate>,
+    /// Connection and request-rate limits.
+    pub(crate) limits: Arc<Limits>,
+    /// Longest request target (path and query), in bytes.
+    pub(crate) max_uri_bytes: usize,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
 }
@@ -125,7 +165,16 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<BoxedBody> {
     let (at, started) = (Timestamp::now(), std::time::Instant::now());
-    let mut res = route(&public, &req).await;
+    let client = public.limits.client(peer.ip(), req.headers());
+    let mut res = match public.limits.check_rate(client) {
+        Err(wait) => too_many(wait),
+        Ok(()) if req.uri().to_string().len() > public.max_uri_bytes => page(
+            StatusCode::URI_TOO_LONG,
+            "Dirección demasiado larga",
+            "La dirección solicitada excede el tamaño permitido.",
+        ),
+        Ok(()) => route(&public, &req).await,
+    };
     let h = res.headers_mut();
     h.insert(
         "x-content-type-options",
@@ -148,7 +197,7 @@ pub(crate) async fn handle(
             .unwrap_or(0)
     };
     public.access_log.log(Record {
-        client: peer.ip(),
+        client,
         at,
         request: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
         status: res.status().as_u16(),
@@ -341,6 +390,19 @@ fn reader_body(reader: impl tokio::io::AsyncRead + Send + Sync + 'static) -> Box
     let frames =
         ReaderStream::with_capacity(reader, 256 * 1024).map(|chunk| chunk.map(Frame::data));
     BodyExt::boxed(StreamBody::new(frames))
+}
+
+/// 429: this address asked too often; `wait` until the next request is allowed.
+fn too_many(wait: Duration) -> Response<BoxedBody> {
+    let mut res = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Demasiadas solicitudes",
+        "Se recibieron demasiadas solicitudes desde su dirección. Intente de nuevo en unos segundos.",
+    );
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    res
 }
 
 /// A small Spanish HTML page.
