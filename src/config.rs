@@ -141,6 +141,9 @@ settings! {
     settle: String = "2s".to_owned();
     /// How long to wait for a required sidecar or signature after the package arrives.
     evidence_wait: String = "30s".to_owned();
+    /// Reject a data package whose CSV summary line contradicts its own rows (the journal
+    /// warns of it either way), or whose results CSV cannot be read.
+    reject_inconsistent: bool = false;
 }
 
 /// Names of the embedded institute profiles, with their text.
@@ -282,6 +285,8 @@ pub(crate) struct Config {
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
     pub(crate) evidence_wait: std::time::Duration,
+    /// Reject data packages whose summary contradicts their rows.
+    pub(crate) reject_inconsistent: bool,
 }
 
 impl Config {
@@ -402,6 +407,7 @@ impl Config {
             limits,
             settle,
             evidence_wait,
+            reject_inconsistent: s.reject_inconsistent,
             settings: s,
         })
     }
