@@ -72,7 +72,7 @@ pub(crate) fn inspect_file(
     Ok(Report::new(name, vec![report], Vec::new()))
 }
 
-/// Inspects the results CSVs among a package's files, several at once. A CSV whose first
+/// Inspects the results CSVs among a package's files, as many at once as there are cores. A CSV whose first
 /// bytes hold neither `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is
 /// listed as another file. `progress` is called with the bytes parsed so far, in all.
 pub(crate) fn inspect_members(
@@ -84,36 +84,36 @@ pub(crate) fn inspect_members(
         .iter()
         .partition(|m| is_csv(&m.path) && reader::looks_like_results(&m.bytes));
     let done = AtomicU64::new(0);
-    let reports: Vec<Result<FileReport, ReadError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = results
-            .iter()
-            .map(|m| {
-                let done = &done;
-                scope.spawn(move || {
-                    let mut last = 0;
-                    inspect_csv(&m.path, &m.bytes[..], &mut |at| {
-                        let delta = at.saturating_sub(last);
-                        last = at;
-                        progress(done.fetch_add(delta, Ordering::Relaxed) + delta);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut reports: Vec<Result<FileReport, ReadError>> = Vec::with_capacity(results.len());
+    for batch in results.chunks(threads) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let done = &done;
+                    scope.spawn(move || {
+                        let mut last = 0;
+                        inspect_csv(&m.path, &m.bytes[..], &mut |at| {
+                            let delta = at.saturating_sub(last);
+                            last = at;
+                            progress(done.fetch_add(delta, Ordering::Relaxed) + delta);
+                        })
                     })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(&results)
-            .map(|(h, m)| {
-                h.join().unwrap_or_else(|_| {
+                .collect();
+            for (h, m) in handles.into_iter().zip(batch) {
+                reports.push(h.join().unwrap_or_else(|_| {
                     Err(ReadError {
                         file: m.path.clone(),
                         line: 0,
                         column: None,
                         what: "the inspection stopped unexpectedly".to_owned(),
                     })
-                })
-            })
-            .collect()
-    });
+                }));
+            }
+        });
+    }
     let elections = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
     let other_files = others.iter().map(|m| m.path.clone()).collect();
     Ok(Report::new(input, elections, other_files))
