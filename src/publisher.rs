@@ -1,8 +1,8 @@
 //! The publisher: the single writer that turns received packages into live cortes.
 //!
 //! Every package from every intake channel passes through [`Publisher::handle`], one at a
-//! time, on one thread: archive → journal → verify → corte time → build site → journal →
-//! swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
+//! time, on one thread: archive → journal → verify → inspect (data packages) → corte time →
+//! build site → journal → swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
 //!
 //! # Invariants (DESIGN.md)
 //! 1. A response is served entirely from one corte: a site is built whole, off to the side,
@@ -14,13 +14,12 @@
 //!    a corte is recorded in the journal (fsynced) before it is swapped in. At start the live
 //!    site is rebuilt from the journal's last publication and the archive, before any new
 //!    package is taken.
+//! 6. A package whose corte is older than the live one is archived and journaled, never
+//!    published, unless an operator asks for a [`Publisher::rollback`].
 //!
 //! Every data package is also inspected ([`crate::prep`]) once verified: a summary line that
 //! contradicts its rows is a journal warning, and with `reject_inconsistent` a rejection.
 //! Site packages are not inspected.
-//!
-//! 6. A package whose corte is older than the live one is archived and journaled, never
-//!    published, unless an operator asks for a [`Publisher::rollback`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -357,12 +356,7 @@ impl Publisher {
             }
             let text = differences
                 .iter()
-                .map(|c| {
-                    format!(
-                        "{} declared {:?}, recomputed {}",
-                        c.field, c.declared, c.recomputed
-                    )
-                })
+                .map(|c| c.describe())
                 .collect::<Vec<_>>()
                 .join("; ");
             let warning = format!(

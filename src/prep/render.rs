@@ -39,15 +39,8 @@ pub(crate) fn render(report: &Report) -> String {
         .elections
         .iter()
         .flat_map(|e| {
-            e.differences().map(move |c| {
-                format!(
-                    "{}: {} declared {:?}, recomputed {}",
-                    e.election(),
-                    c.field,
-                    c.declared,
-                    c.recomputed
-                )
-            })
+            e.differences()
+                .map(move |c| format!("{}: {}", e.election(), c.describe()))
         })
         .collect();
     if differences.is_empty() {

@@ -203,6 +203,16 @@ pub(crate) struct FieldCheck {
     pub(crate) equal: bool,
 }
 
+impl FieldCheck {
+    /// The field in words: `TOTAL_VOTOS_C_CS declared "814691", recomputed 814690`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} declared {:?}, recomputed {}",
+            self.field, self.declared, self.recomputed
+        )
+    }
+}
+
 /// Compares every declared field with the tally.
 pub(crate) fn check(declared: &Declared, tally: &Tally) -> Vec<FieldCheck> {
     declared
