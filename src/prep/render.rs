@@ -10,6 +10,9 @@ use super::inspect::FileReport;
 /// How many anomalies are listed per election; the rest are counted.
 const SHOWN_ANOMALIES: usize = 20;
 
+/// How many distinct observations are listed per election, most frequent first.
+const SHOWN_OBSERVATIONS: usize = 20;
+
 /// The report as text for a person at a terminal.
 pub(crate) fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -117,7 +120,7 @@ fn election(out: &mut String, e: &FileReport) {
     let _ = writeln!(out, "by TIPO_CASILLA:  {}", inline(&e.by_casilla_type));
     let _ = writeln!(out, "by CONTABILIZADA: {}", inline(&e.by_contabilizada));
     let mut t = table(&["observation", "actas", "inconsistency"]);
-    for o in &e.by_observation {
+    for o in e.by_observation.iter().take(SHOWN_OBSERVATIONS) {
         let name = if o.observation.is_empty() {
             "(none)"
         } else {
@@ -127,6 +130,13 @@ fn election(out: &mut String, e: &FileReport) {
         t.add_row([name, &o.actas.to_string(), flag]);
     }
     let _ = writeln!(out, "{t}");
+    if e.by_observation.len() > SHOWN_OBSERVATIONS {
+        let _ = writeln!(
+            out,
+            "… and {} more observations (--json lists them all)",
+            e.by_observation.len() - SHOWN_OBSERVATIONS
+        );
+    }
     if e.anomaly_count == 0 {
         let _ = writeln!(out, "rows with anomalies: none");
         return;

@@ -502,3 +502,41 @@ fn unreadable_files_name_the_file_line_and_column() {
     let err = inspect_bytes("c.csv", cut.as_bytes()).unwrap_err();
     assert_eq!(err.line, 10, "{err}");
 }
+
+#[test]
+fn diputaciones_expect_the_rp_acta_of_each_special_casilla() {
+    let good = String::from_utf8(generated(Variant::default())).unwrap();
+    let dip = good
+        .replacen("GUBERNATURA", "DIPUTACIONES LOCALES", 1)
+        .replacen(
+            "5,5,1,4,'80.0000,3,'60.0000,'20.0000,",
+            "6,5,1,4,'66.6666,3,'50.0000,'16.6666,",
+            1,
+        );
+    assert_ne!(dip, good);
+    // The special casilla has one row (mayoría relativa): its RP acta is expected too.
+    let r = inspect_bytes("GEN_DIP_LOC_2021.csv", dip.as_bytes()).unwrap();
+    assert_all_equal(&r, 13);
+    // The same summary is wrong for a governor election, which has no RP actas.
+    let r = inspect_bytes(
+        "GEN_GOB_2021.csv",
+        dip.replacen("DIPUTACIONES LOCALES", "GUBERNATURA", 1)
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(r.differences().any(|c| c.field == "ACTAS_ESPERADAS"));
+
+    // A file that lists the RP acta as a row of its own is not given another one.
+    let special = dip
+        .lines()
+        .find(|l| l.starts_with("'260001S0100'"))
+        .unwrap();
+    let rp = special
+        .replacen("'260001S010005", "'260001S010006", 1)
+        .replacen(",52,52,0,4,,1,D,", ",52,52,0,4,,,D,", 1);
+    assert_ne!(rp, special);
+    let listed = dip.replacen(special, &format!("{special}\n{rp}"), 1);
+    let r = inspect_bytes("GEN_DIP_LOC_2021.csv", listed.as_bytes()).unwrap();
+    assert_eq!(r.rows, 7);
+    assert_all_equal(&r, 13);
+}
