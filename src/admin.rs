@@ -2,7 +2,7 @@
 //!
 //! Routes:
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
-//!   of received, rejected and published packages, and the gate;
+//!   of received, rejected, published and inconsistent packages, and the gate;
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text); answers the outcome
 //!   once the publisher has decided;

@@ -87,6 +87,17 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         settings: SettingArgs,
     },
+    /// Check a data package, an inner zip or a PREP CSV: corte, elections, the declared
+    /// summary beside the one recomputed from the rows, votes, counts and row anomalies.
+    /// Exit status: 0 every declared summary field equals its recomputed value; 1 some
+    /// differ; 2 the input cannot be read.
+    Inspect {
+        /// The package (zip, tar, tar.gz), inner zip or CSV file.
+        path: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Publish an earlier corte again (by corte id, publication number or package SHA-256).
     Rollback {
         /// The corte to return to, as `difusor history` lists it.
@@ -140,7 +151,11 @@ fn with_env(command: clap::Command) -> clap::Command {
                 None => arg,
             };
             let arg = arg.env(format!("DIFUSOR_{}", id.to_uppercase()));
-            if matches!(arg.get_action(), clap::ArgAction::Append) {
+            let is_bool = defaults.get(&id).is_some_and(toml::Value::is_bool);
+            if is_bool {
+                // `--reject-inconsistent` alone means true; `=false` still overrides a file.
+                arg.num_args(0..=1).default_missing_value("true")
+            } else if matches!(arg.get_action(), clap::ArgAction::Append) {
                 arg.value_delimiter(',')
             } else {
                 arg

@@ -1,4 +1,4 @@
-//! The operator commands besides `serve`: `init`, `ingest`, `history`, `rollback`.
+//! The operator commands besides `serve`: `init`, `ingest`, `history`, `rollback`, `inspect`.
 //!
 //! `ingest` and `rollback` talk to a running server through its admin listener; when none
 //! answers there, they do the work themselves on the data folder, through the same
@@ -16,10 +16,12 @@ use http_body_util::BodyExt;
 use jiff::Timestamp;
 use tokio::net::TcpStream;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Settings};
 use crate::http::{BoxedBody, file_body, full};
 use crate::intake::read_evidence;
 use crate::journal::{EventKind, Journal};
+use crate::package::{self, Incoming, Policy};
+use crate::prep;
 use crate::publisher::{Outcome, Received, package_name};
 use crate::serve::{JOURNAL_FILE, open_store, rebuilt_publisher};
 
@@ -247,4 +249,89 @@ async fn send(
         )
     })?;
     Ok((status, value))
+}
+
+/// Inspects a package, an inner zip or a CSV, prints the report, and returns the exit status:
+/// 0 consistent, 1 a declared summary field differs from its recomputed value. A file that
+/// cannot be read is an error (exit status 2).
+pub(crate) fn inspect(path: &Path, json: bool) -> Result<u8> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut magic = Vec::with_capacity(512);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 512), &mut magic)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let input = path.display().to_string();
+    let report = if is_archive(&magic) {
+        let pkg = open_package(path)?;
+        let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
+        let csv_bytes = members.iter().map(|m| m.bytes.len() as u64).sum();
+        let bar = progress_bar(csv_bytes);
+        let report = prep::inspect_members(&input, &members, &|done| bar.set_position(done));
+        bar.finish_and_clear();
+        report?
+    } else {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bar = progress_bar(size);
+        let report = prep::inspect_file(&input, file, &mut |done| bar.set_position(done));
+        bar.finish_and_clear();
+        report?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", prep::render(&report));
+    }
+    Ok(if report.consistent() { 0 } else { 1 })
+}
+
+/// Whether the first bytes of a file are those of a zip, gzip or tar archive.
+fn is_archive(magic: &[u8]) -> bool {
+    magic.starts_with(b"PK\x03\x04")
+        || magic.starts_with(b"PK\x05\x06")
+        || magic.starts_with(b"\x1f\x8b")
+        || magic.get(257..262) == Some(b"ustar")
+}
+
+/// Opens a package with the default limits, checking whatever evidence lies beside it.
+fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (sha256, size) = crate::hash::Sha256::of_reader(file)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let config = Config::from_settings(Settings::default())?;
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".sha256");
+    let incoming = Incoming {
+        name: package_name(path).unwrap_or_else(|| "package".to_owned()),
+        path: path.to_owned(),
+        sha256,
+        size,
+        sidecar: read_evidence(Path::new(&sidecar)),
+        signature: None,
+    };
+    let policy = package::EvidencePolicy {
+        sidecar: Policy::IfPresent,
+        member_list: Policy::IfPresent,
+        signature: Policy::IfPresent,
+        ..config.evidence.clone()
+    };
+    package::verify(&incoming, &policy, &config.limits)
+        .with_context(|| format!("cannot open {} as a package", path.display()))
+}
+
+/// A progress bar on stderr for `len` bytes, drawn only when stderr is a terminal.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -77,8 +77,8 @@ pub(crate) enum SiteMode {
 }
 
 settings! {
-    /// Folder for the archive, the journal and, by default, the intake folder.
-    /// Relative paths in the config file are relative to the file's folder.
+    /// Folder for the archive, the journal and, by default, the intake folder. With a config
+    /// file it defaults to the file's folder; relative paths in the file are relative to it.
     data_dir: PathBuf = PathBuf::from(".");
     /// Folder watched for packages (default: `<data_dir>/entrada`).
     watch_dir: PathBuf = PathBuf::new();
@@ -175,6 +175,9 @@ settings! {
     settle: String = "2s".to_owned();
     /// How long to wait for a required sidecar or signature after the package arrives.
     evidence_wait: String = "30s".to_owned();
+    /// Reject a data package whose CSV summary line contradicts its own rows (the journal
+    /// warns of it either way), or whose results CSV cannot be read.
+    reject_inconsistent: bool = false;
 }
 
 /// Names of the embedded institute profiles, with their text.
@@ -252,6 +255,10 @@ fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Set
     let mut merged: toml::Table = toml::from_str(profile_text(&profile)?)
         .with_context(|| format!("profile {profile:?} is not valid TOML"))?;
     if let Some((path, mut table)) = file {
+        // With a config file, the data folder is the file's folder unless it says otherwise.
+        table
+            .entry("data_dir")
+            .or_insert_with(|| toml::Value::String(".".to_owned()));
         anchor_relative_paths(&mut table, path.parent().unwrap_or(Path::new(".")));
         merged.extend(table);
     }
@@ -324,6 +331,8 @@ pub(crate) struct Config {
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
     pub(crate) evidence_wait: std::time::Duration,
+    /// Reject data packages whose summary contradicts their rows.
+    pub(crate) reject_inconsistent: bool,
 }
 
 impl Config {
@@ -496,6 +505,7 @@ impl Config {
             header_timeout,
             settle,
             evidence_wait,
+            reject_inconsistent: s.reject_inconsistent,
             settings: s,
         })
     }

@@ -171,6 +171,8 @@ pub(crate) struct Counts {
     pub(crate) rejected: i64,
     /// Cortes published (rollbacks included).
     pub(crate) published: i64,
+    /// Data packages whose summary line contradicts their rows (or could not be read).
+    pub(crate) inconsistent: i64,
 }
 
 /// The journal database.
@@ -431,6 +433,12 @@ impl Journal {
             received: count("received")?,
             rejected: count("rejected")?,
             published: count("published")? + count("rollback")?,
+            inconsistent: conn.query_row(
+                "SELECT count(DISTINCT package) FROM events
+                 WHERE kind = 'warning' AND json_extract(detail, '$.check') = 'summary'",
+                [],
+                |r| r.get(0),
+            )?,
         })
     }
 }

@@ -11,8 +11,8 @@
 //!                     http (visitors)      admin (operators)
 //! ```
 //!
-//! Exit status: 0 success; 1 a package was rejected (`ingest`); 2 any other error, printed
-//! as one message on stderr.
+//! Exit status: 0 success; 1 a package was rejected (`ingest`) or is inconsistent (`inspect`);
+//! 2 any other error, printed as one message on stderr.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +27,7 @@ mod http;
 mod intake;
 mod journal;
 mod package;
+mod prep;
 mod publisher;
 mod serve;
 mod site;
@@ -105,6 +106,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
             commands::history(&Config::load(config_file, &settings)?, json, events)?;
             Ok(0)
         }
+        Cmd::Inspect { path, json } => commands::inspect(&path, json),
         Cmd::Rollback { corte, settings } => {
             let config = Config::load(config_file, &settings)?;
             let outcome = runtime.block_on(commands::rollback(config, &corte))?;

@@ -1,8 +1,8 @@
 //! The publisher: the single writer that turns received packages into live cortes.
 //!
 //! Every package from every intake channel passes through [`Publisher::handle`], one at a
-//! time, on one thread: archive → journal → verify → corte time → build site → journal →
-//! swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
+//! time, on one thread: archive → journal → verify → inspect (data packages) → corte time →
+//! build site → journal → swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
 //!
 //! # Invariants (DESIGN.md)
 //! 1. A response is served entirely from one corte: a site is built whole, off to the side,
@@ -16,6 +16,10 @@
 //!    package is taken.
 //! 6. A package whose corte is older than the live one is archived and journaled, never
 //!    published, unless an operator asks for a [`Publisher::rollback`].
+//!
+//! Every data package is also inspected ([`crate::prep`]) once verified: a summary line that
+//! contradicts its rows is a journal warning, and with `reject_inconsistent` a rejection.
+//! Site packages are not inspected.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +39,7 @@ use crate::journal::{Build, EventKind, Journal, Publication};
 use crate::package::{
     self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
 };
+use crate::prep;
 use crate::site::{Applied, Compressor, Corte, Listed, Site};
 
 /// The live site, shared with every server task.
@@ -281,6 +286,23 @@ impl Publisher {
                 "evidence_summary": pkg.evidence().to_string(),
             }),
         );
+        if pkg.kind() == PackageKind::Data
+            && let Some(reason) = self.inspect(&pkg, pkg_ref)
+            && self.config.reject_inconsistent
+        {
+            self.event(
+                EventKind::Rejected,
+                pkg_ref,
+                json!({
+                    "channel": r.channel, "reason": reason, "fault": "sender",
+                }),
+            );
+            let _ = self.journal.set_outcome(sha, "rejected");
+            return Outcome::Rejected {
+                reason,
+                sha256: Some(sha.to_hex()),
+            };
+        }
         let corte = package::corte_time(&pkg, &self.config.corte, r.received_at);
         if corte.source == CorteSource::Arrival {
             self.event(
@@ -315,6 +337,53 @@ impl Publisher {
             Ok(outcome) => outcome,
             Err(e) => self.failed(r, e.context("recording the publication")),
         }
+    }
+
+    /// Inspects the results CSVs of a data package; journals a warning for each election
+    /// whose summary line contradicts its rows, or for a results CSV that cannot be read.
+    /// Returns what is wrong, if anything.
+    fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
+        let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
+        let report = match prep::inspect_members(pkg.name(), &members, &|_| {}) {
+            Ok(report) => report,
+            Err(e) => {
+                let warning = format!("a results CSV cannot be read: {e}");
+                tracing::warn!(name = %pkg.name(), %warning);
+                self.event(
+                    EventKind::Warning,
+                    pkg_ref,
+                    json!({"warning": warning, "check": "summary", "file": e.file}),
+                );
+                return Some(warning);
+            }
+        };
+        let mut problems = Vec::new();
+        for e in &report.elections {
+            let differences: Vec<_> = e.differences().collect();
+            if differences.is_empty() {
+                continue;
+            }
+            let text = differences
+                .iter()
+                .map(|c| c.describe())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let warning = format!(
+                "{}: the summary line contradicts the rows: {text}",
+                e.election()
+            );
+            tracing::warn!(name = %pkg.name(), %warning);
+            self.event(
+                EventKind::Warning,
+                pkg_ref,
+                json!({
+                    "warning": warning, "check": "summary", "file": e.file,
+                    "election": e.title, "fields": differences,
+                }),
+            );
+            problems.push(warning);
+        }
+        (!problems.is_empty()).then(|| problems.join(" | "))
     }
 
     /// Builds the site of `pkg` over the live one, journals it, and swaps it in.

@@ -166,7 +166,15 @@ fn csv_corte(bytes: &[u8], tz: &TimeZone) -> Option<ZonedDateTime> {
     let line = head.split(|b| *b == b'\n').nth(1)?;
     let line = String::from_utf8_lossy(line);
     let cell = first_cell(line.trim_start_matches('\u{feff}').trim());
-    let caps = CORTE_LINE.captures(cell)?;
+    let (dt, offset) = corte_line(cell)?;
+    let instant = offset.to_timestamp(dt).ok()?;
+    Some(instant.to_zoned_datetime(tz.clone()))
+}
+
+/// Reads a corte cell, `DD/MM/YYYY HH:MM[:SS] (UTC±H[:MM])`, into its local date and time and
+/// the offset as written.
+pub(crate) fn corte_line(cell: &str) -> Option<(DateTime, Offset)> {
+    let caps = CORTE_LINE.captures(cell.trim())?;
     let dt = DateTime::new(
         group(&caps, "Y")?,
         group(&caps, "m")?,
@@ -178,9 +186,7 @@ fn csv_corte(bytes: &[u8], tz: &TimeZone) -> Option<ZonedDateTime> {
         0,
     )
     .ok()?;
-    let offset = written_offset(&caps)?;
-    let instant = offset.to_timestamp(dt).ok()?;
-    Some(instant.to_zoned_datetime(tz.clone()))
+    Some((dt, written_offset(&caps)?))
 }
 
 /// The first cell of a CSV line, without its quotes.

@@ -29,7 +29,9 @@ use bytes::Bytes;
 
 use crate::hash::Sha256;
 
-pub(crate) use corte::{CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, corte_time};
+pub(crate) use corte::{
+    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, corte_line, corte_time,
+};
 pub(crate) use evidence::{Evidence, EvidencePolicy, Policy};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.

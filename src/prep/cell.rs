@@ -1,0 +1,271 @@
+//! One cell of a PREP CSV: its wrappings removed, then read as a number, a missing-value
+//! marker, a decimal of the summary line, or a date.
+//!
+//! Every function here works on the raw bytes of one cell and never panics: a cell that is
+//! none of what was asked for comes back as [`Value::Invalid`] or `None`, for the caller to
+//! report with its line and column.
+
+use std::fmt;
+
+/// Removes what institutes wrap cells in: surrounding blanks, `="…"` (a spreadsheet formula
+/// that keeps leading zeros) and the key apostrophes `'040001B0100` / `'150937B0100'`.
+pub(crate) fn bare(cell: &[u8]) -> &[u8] {
+    let mut c = cell.trim_ascii();
+    if let Some(inner) = c.strip_prefix(b"=\"") {
+        c = inner.strip_suffix(b"\"").unwrap_or(inner).trim_ascii();
+    }
+    if let Some(inner) = c.strip_prefix(b"'") {
+        c = inner.strip_suffix(b"'").unwrap_or(inner);
+    }
+    c
+}
+
+/// What a numeric cell holds. A missing-value marker is not zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// A non-negative whole number.
+    Number(u64),
+    /// Empty, `-`, `N/A`, `Sin dato`, `Ilegible`, `Sin acta`, in any letter case.
+    Missing,
+    /// Anything else: text where a number belongs.
+    Invalid,
+}
+
+/// The missing-value markers of FORMATS.md, in upper case.
+const MISSING: &[&[u8]] = &[b"", b"-", b"N/A", b"SIN DATO", b"ILEGIBLE", b"SIN ACTA"];
+
+/// Whether a bare cell is a missing-value marker.
+pub(crate) fn is_missing(bare: &[u8]) -> bool {
+    MISSING.iter().any(|m| bare.eq_ignore_ascii_case(m))
+}
+
+/// Reads a numeric cell (already [`bare`]).
+pub(crate) fn value(bare: &[u8]) -> Value {
+    if let Some(n) = whole(bare) {
+        return Value::Number(n);
+    }
+    if is_missing(bare) {
+        Value::Missing
+    } else {
+        Value::Invalid
+    }
+}
+
+/// A non-empty run of ASCII digits as a number; `None` on anything else or on overflow.
+fn whole(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in bytes {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
+}
+
+/// An exact non-negative decimal: `units / 10^scale`. Values of the summary line are compared
+/// as these, so `0`, `0.0000` and `'0.0000'` are equal and `44.0964` is not `44.0965`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decimal {
+    units: u128,
+    scale: u32,
+}
+
+/// The most decimals a [`Decimal`] is read with; more is not a number of the summary line.
+const MAX_SCALE: u32 = 18;
+
+impl Decimal {
+    /// A whole number.
+    pub(crate) fn whole(n: u64) -> Self {
+        Self {
+            units: u128::from(n),
+            scale: 0,
+        }
+    }
+
+    /// `numerator × 100 / denominator`, truncated (not rounded) to four decimals; zero when
+    /// the denominator is zero (nothing to take a percentage of yet).
+    pub(crate) fn percent_truncated(numerator: u64, denominator: u64) -> Self {
+        let units = if denominator == 0 {
+            0
+        } else {
+            u128::from(numerator) * 1_000_000 / u128::from(denominator)
+        };
+        Self { units, scale: 4 }
+    }
+
+    /// Reads `123`, `84.4183` or `.5` (already [`bare`]); `None` if it is not such a number.
+    pub(crate) fn parse(bare: &[u8]) -> Option<Self> {
+        let (int, frac) = match bare.iter().position(|&b| b == b'.') {
+            Some(dot) => (bare.get(..dot)?, bare.get(dot + 1..)?),
+            None => (bare, &b""[..]),
+        };
+        if (int.is_empty() && frac.is_empty())
+            || frac.len() > MAX_SCALE as usize
+            || int.len() > 20
+            || !int.iter().chain(frac).all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let units = int
+            .iter()
+            .chain(frac)
+            .fold(0u128, |n, &b| n * 10 + u128::from(b - b'0'));
+        Some(Self {
+            units,
+            scale: u32::try_from(frac.len()).ok()?,
+        })
+    }
+
+    /// The value at `scale` decimals, if it has no more than that.
+    fn at_scale(self, scale: u32) -> Option<u128> {
+        self.units
+            .checked_mul(10u128.checked_pow(scale.checked_sub(self.scale)?)?)
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        let scale = self.scale.max(other.scale);
+        self.at_scale(scale) == other.at_scale(scale)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.units);
+        }
+        let div = 10u128.pow(self.scale);
+        write!(
+            f,
+            "{}.{:0width$}",
+            self.units / div,
+            self.units % div,
+            width = self.scale as usize
+        )
+    }
+}
+
+/// A date and time of a row, as a sortable `YYYYMMDDHHMMSS` number. Reads both formats seen in
+/// real files, `04/06/2023 20:01:00` and `2023-06-04 23:25:00` (seconds optional); `None`
+/// on anything else.
+pub(crate) fn date_time(bare: &[u8]) -> Option<u64> {
+    let (date, time) = split_once(bare, b' ')?;
+    let (y, m, d) = if date.get(2) == Some(&b'/') || date.get(1) == Some(&b'/') {
+        let mut parts = date.split(|&b| b == b'/');
+        let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+        (y, m, d)
+    } else {
+        let mut parts = date.split(|&b| b == b'-');
+        (parts.next()?, parts.next()?, parts.next()?)
+    };
+    let mut t = time.trim_ascii().split(|&b| b == b':');
+    let (hh, mm) = (t.next()?, t.next()?);
+    let ss = t.next().unwrap_or(b"0");
+    let (y, m, d) = (small(y, 4)?, small(m, 2)?, small(d, 2)?);
+    let (hh, mm, ss) = (small(hh, 2)?, small(mm, 2)?, small(ss, 2)?);
+    let valid = (1900..=2999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&d)
+        && hh <= 23
+        && mm <= 59
+        && ss <= 60;
+    valid.then(|| ((((y * 100 + m) * 100 + d) * 100 + hh) * 100 + mm) * 100 + ss)
+}
+
+/// Formats a value of [`date_time`] as `YYYY-MM-DD HH:MM:SS`.
+pub(crate) fn format_date_time(n: u64) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        n / 10_000_000_000,
+        n / 100_000_000 % 100,
+        n / 1_000_000 % 100,
+        n / 10_000 % 100,
+        n / 100 % 100,
+        n % 100
+    )
+}
+
+/// A run of 1 to `max` digits.
+fn small(bytes: &[u8], max: usize) -> Option<u64> {
+    if bytes.len() > max {
+        return None;
+    }
+    whole(bytes)
+}
+
+fn split_once(bytes: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == sep)?;
+    Some((bytes.get(..at)?, bytes.get(at + 1..)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappings_are_removed() {
+        assert_eq!(bare(b"'040001B0100"), b"040001B0100");
+        assert_eq!(bare(b"'150937B0100'"), b"150937B0100");
+        assert_eq!(bare(b"=\"0001\""), b"0001");
+        assert_eq!(bare(b" =\"'07'\" "), b"07");
+        assert_eq!(bare(b"'100.0000'"), b"100.0000");
+        assert_eq!(bare(b"ACTA PREP"), b"ACTA PREP");
+        assert_eq!(bare(b"'"), b"");
+    }
+
+    #[test]
+    fn markers_are_missing_not_zero() {
+        for m in [
+            &b""[..],
+            b"-",
+            b"N/A",
+            b"Sin dato",
+            b"SIN DATO",
+            b"Ilegible",
+            b"ILEGIBLE",
+            b"Sin acta",
+            b"SIN ACTA",
+        ] {
+            assert_eq!(value(m), Value::Missing, "{}", String::from_utf8_lossy(m));
+        }
+        assert_eq!(value(b"0"), Value::Number(0));
+        assert_eq!(value(b"0430"), Value::Number(430));
+        assert_eq!(value(b"12a"), Value::Invalid);
+        assert_eq!(value(b"-3"), Value::Invalid);
+        assert_eq!(value(b"99999999999999999999"), Value::Invalid);
+    }
+
+    #[test]
+    fn decimals_compare_by_value() {
+        let d = |s: &str| Decimal::parse(s.as_bytes()).unwrap();
+        assert_eq!(d("0"), d("0.0000"));
+        assert_eq!(d("100.0000"), Decimal::whole(100));
+        assert_eq!(d("44.0964"), Decimal::percent_truncated(814_690, 1_847_519));
+        assert_ne!(d("44.0965"), d("44.0964"));
+        assert_ne!(d("44.09641"), d("44.0964"));
+        assert_eq!(d("44.09640"), d("44.0964"));
+        for bad in ["", ".", "1.2.3", "1,5", "abc", "-1"] {
+            assert!(Decimal::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+        // Truncated, not rounded: 603 / 3748 = 16.08858…
+        assert_eq!(Decimal::percent_truncated(603, 3748).to_string(), "16.0885");
+        assert_eq!(Decimal::percent_truncated(5, 0), Decimal::whole(0));
+    }
+
+    #[test]
+    fn both_date_formats_are_read() {
+        assert_eq!(date_time(b"04/06/2023 20:01:00"), Some(20230604200100));
+        assert_eq!(date_time(b"2023-06-04 23:25:00"), Some(20230604232500));
+        assert_eq!(date_time(b"4/6/2023 20:01"), Some(20230604200100));
+        assert_eq!(format_date_time(20230604232500), "2023-06-04 23:25:00");
+        for bad in ["", "-", "2023-13-01 00:00:00", "04/06/2023", "ayer 20:00"] {
+            assert_eq!(date_time(bad.as_bytes()), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! Inspecting a PREP CSV: one pass over its rows that recomputes the summary, adds up the
+//! votes of counted actas, counts actas by casilla type, by `CONTABILIZADA` and by
+//! observation, and notes the rows that contradict themselves.
+//!
+//! A row anomaly never fails the inspection: it is reported with its line, and the summary
+//! is still recomputed. Only a file that cannot be read as a PREP CSV is an error
+//! ([`ReadError`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::cell::{self, Value};
+use super::reader::{Columns, CorteLine, CsvReader, ReadError, Row, VoteKind, normalise};
+use super::summary::{self, FieldCheck, Tally};
+
+/// At most this many anomalies are kept per file; the rest are only counted.
+const MAX_ANOMALIES: usize = 200;
+
+/// How often (in rows) progress is reported.
+const PROGRESS_ROWS: u64 = 8192;
+
+/// The corte line of a file, as written and as an instant.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CorteReport {
+    /// As written: `01/06/2021 18:52 (UTC-5)`.
+    pub(crate) written: String,
+    /// Local time with the written offset, RFC 3339: `2021-06-01T18:52:00-05:00`.
+    pub(crate) local: String,
+    /// The same instant in UTC.
+    pub(crate) utc: String,
+}
+
+impl CorteReport {
+    fn new(c: &CorteLine) -> Self {
+        let utc = c
+            .offset
+            .to_timestamp(c.local)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        Self {
+            written: c.written.clone(),
+            local: format!("{}{}", c.local, offset_text(c.offset)),
+            utc,
+        }
+    }
+}
+
+/// An offset as RFC 3339 writes it: `-05:00`.
+fn offset_text(offset: jiff::tz::Offset) -> String {
+    let s = offset.seconds();
+    let sign = if s < 0 { '-' } else { '+' };
+    let s = s.unsigned_abs();
+    format!("{sign}{:02}:{:02}", s / 3600, s / 60 % 60)
+}
+
+/// Votes of one column over counted actas.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct VoteTotal {
+    /// The column's name.
+    pub(crate) column: String,
+    /// Party, coalition, independent, not registered or null.
+    pub(crate) kind: VoteKind,
+    /// Sum over counted actas.
+    pub(crate) votes: u64,
+    /// Counted actas where the cell held a missing-value marker (not zero).
+    pub(crate) missing: u64,
+}
+
+/// A row that contradicts itself or holds what its column cannot.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Anomaly {
+    /// 1-based line in the file.
+    pub(crate) line: u64,
+    /// The row's `CLAVE_ACTA`, if it has one.
+    pub(crate) clave_acta: String,
+    /// The column concerned, if one.
+    pub(crate) column: Option<String>,
+    /// What is wrong.
+    pub(crate) what: String,
+}
+
+/// Actas with one observation.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ObservationCount {
+    /// The observation (empty: none).
+    pub(crate) observation: String,
+    /// How many actas.
+    pub(crate) actas: u64,
+    /// Whether it counts as an inconsistency of the acta.
+    pub(crate) inconsistency: bool,
+}
+
+/// Everything `inspect` says about one results CSV.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FileReport {
+    /// Path of the file (inside the package, or as given).
+    pub(crate) file: String,
+    /// The title line (`GUBERNATURA`).
+    pub(crate) title: Option<String>,
+    /// The corte line.
+    pub(crate) corte: Option<CorteReport>,
+    /// Detected encoding.
+    pub(crate) encoding: &'static str,
+    /// Detected separator.
+    pub(crate) separator: char,
+    /// Data rows (actas).
+    pub(crate) rows: u64,
+    /// Whether the file has a summary line.
+    pub(crate) summary_present: bool,
+    /// Each declared summary field beside its recomputed value.
+    pub(crate) summary: Vec<FieldCheck>,
+    /// Whether every declared field equals its recomputed value.
+    pub(crate) consistent: bool,
+    /// Votes per party, coalition and candidate over counted actas.
+    pub(crate) votes: Vec<VoteTotal>,
+    /// Actas by `TIPO_CASILLA` (empty: out of the catalogue).
+    pub(crate) by_casilla_type: BTreeMap<String, u64>,
+    /// Actas by `CONTABILIZADA`.
+    pub(crate) by_contabilizada: BTreeMap<String, u64>,
+    /// Actas by observation, most frequent first.
+    pub(crate) by_observation: Vec<ObservationCount>,
+    /// The latest value of each `FECHA_HORA_…` column, `YYYY-MM-DD HH:MM:SS`.
+    pub(crate) latest: BTreeMap<String, String>,
+    /// How many anomalies in all.
+    pub(crate) anomaly_count: u64,
+    /// The first anomalies, in file order.
+    pub(crate) anomalies: Vec<Anomaly>,
+}
+
+impl FileReport {
+    /// The differing summary fields.
+    pub(crate) fn differences(&self) -> impl Iterator<Item = &FieldCheck> {
+        self.summary.iter().filter(|c| !c.equal)
+    }
+
+    /// The file's election, as reports name it: `CAMP_GOB_2021.csv (GUBERNATURA)`.
+    pub(crate) fn election(&self) -> String {
+        match &self.title {
+            Some(t) => format!("{} ({t})", self.file),
+            None => self.file.clone(),
+        }
+    }
+}
+
+/// Inspects one results CSV read from `input`; `progress` is called now and then with the
+/// bytes parsed so far.
+pub(crate) fn inspect_csv(
+    file: &str,
+    input: impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<FileReport, ReadError> {
+    let mut reader = CsvReader::open(file, input)?;
+    let columns = reader.columns().clone();
+    let mut state = State::new(&columns);
+    while let Some(row) = reader.next_row()? {
+        state.row(&row, &columns);
+        if state.rows.is_multiple_of(PROGRESS_ROWS) {
+            progress(reader.position());
+        }
+    }
+    progress(reader.position());
+    Ok(state.report(file, &reader, &columns))
+}
+
+/// A map keyed by cell bytes. Keys come from the file, but a flood of colliding keys only
+/// slows one inspection down; the fast hasher keeps a national file well over 200 MB/s.
+type FastMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+
+/// The running counts of one pass.
+struct State {
+    rows: u64,
+    tally: Tally,
+    votes: Vec<(u64, u64)>,
+    casilla_types: Vec<(Vec<u8>, u64)>,
+    contabilizada: Vec<(Vec<u8>, u64)>,
+    observations: FastMap<(u64, bool)>,
+    latest: Vec<u64>,
+    claves: FastMap<u64>,
+    key: Vec<u8>,
+    specials: FastMap<u32>,
+    anomalies: Vec<(u64, Vec<u8>, Option<String>, String)>,
+    anomaly_count: u64,
+}
+
+/// The figures of a counted acta that its checks need.
+struct CountedActa {
+    line: u64,
+    /// Sum of its vote cells that hold numbers.
+    sum: u64,
+    calculado: Value,
+    lista: Value,
+    representantes: u64,
+    /// A special casilla (`TIPO_CASILLA` = S): voters from elsewhere, no lista nominal.
+    special: bool,
+}
+
+/// What `CONTABILIZADA` says of a row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Counted,
+    NotCounted,
+    OutOfCatalogue,
+    NotCaptured,
+    Unknown,
+}
+
+impl State {
+    fn new(columns: &Columns) -> Self {
+        Self {
+            rows: 0,
+            tally: Tally::default(),
+            votes: vec![(0, 0); columns.votes.len()],
+            casilla_types: Vec::new(),
+            contabilizada: Vec::new(),
+            observations: FastMap::default(),
+            latest: vec![0; columns.dates.len()],
+            claves: FastMap::default(),
+            key: Vec::new(),
+            specials: FastMap::default(),
+            anomalies: Vec::new(),
+            anomaly_count: 0,
+        }
+    }
+
+    fn anomaly(&mut self, line: u64, clave: &[u8], column: Option<&str>, what: String) {
+        self.anomaly_count += 1;
+        if self.anomalies.len() < MAX_ANOMALIES {
+            self.anomalies
+                .push((line, clave.to_vec(), column.map(str::to_owned), what));
+        }
+    }
+
+    fn row(&mut self, row: &Row<'_>, columns: &Columns) {
+        self.rows += 1;
+        let line = row.line;
+        let clave = columns.clave_acta.map_or(&b""[..], |i| row.cell(i));
+        let contab = row.cell(columns.contabilizada);
+        let status = match contab {
+            b"1" => Status::Counted,
+            b"0" => Status::NotCounted,
+            b"2" | b"-" => Status::OutOfCatalogue,
+            b"" => Status::NotCaptured,
+            _ => Status::Unknown,
+        };
+        count(&mut self.contabilizada, contab);
+        let tipo = row.cell(columns.tipo_casilla);
+        count(&mut self.casilla_types, tipo);
+        let t = &mut self.tally;
+        match status {
+            Status::Counted => {
+                t.contabilizadas += 1;
+                t.registradas += 1;
+                t.esperadas += 1;
+            }
+            Status::NotCounted => {
+                t.no_contabilizadas += 1;
+                t.registradas += 1;
+                t.esperadas += 1;
+            }
+            Status::OutOfCatalogue => {
+                t.fuera_catalogo += 1;
+                t.registradas += 1;
+            }
+            Status::NotCaptured | Status::Unknown => t.esperadas += 1,
+        }
+        if status == Status::Unknown {
+            let what = format!(
+                "CONTABILIZADA is {:?}; expected 1, 0, 2 or -",
+                String::from_utf8_lossy(contab)
+            );
+            self.anomaly(line, clave, Some("CONTABILIZADA"), what);
+        }
+
+        let observation = row.cell(columns.observaciones);
+        let inconsistent = match self.observations.get_mut(observation) {
+            Some((n, inconsistent)) => {
+                *n += 1;
+                *inconsistent
+            }
+            None => {
+                let text = normalise(&String::from_utf8_lossy(observation));
+                let inconsistent = summary::is_inconsistency(&text);
+                self.observations
+                    .insert(observation.to_vec(), (1, inconsistent));
+                inconsistent
+            }
+        };
+        if inconsistent && status != Status::OutOfCatalogue {
+            self.tally.inconsistencias += 1;
+        }
+
+        let mut sum = 0u64;
+        for (v, col) in columns.votes.iter().enumerate() {
+            match cell::value(row.cell(col.index)) {
+                Value::Number(n) => {
+                    sum += n;
+                    if status == Status::Counted
+                        && let Some(total) = self.votes.get_mut(v)
+                    {
+                        total.0 += n;
+                    }
+                }
+                Value::Missing => {
+                    if status == Status::Counted
+                        && let Some(total) = self.votes.get_mut(v)
+                    {
+                        total.1 += 1;
+                    }
+                }
+                Value::Invalid => {
+                    let what = format!(
+                        "{:?} is neither a number nor a missing-value marker",
+                        String::from_utf8_lossy(row.cell(col.index))
+                    );
+                    self.anomaly(line, clave, Some(&col.name), what);
+                }
+            }
+        }
+        let calculado = self.number(row, columns.calculado, "TOTAL_VOTOS_CALCULADO", clave);
+        let lista = self.number(row, columns.lista_nominal, "LISTA_NOMINAL", clave);
+        if status == Status::Counted {
+            let representantes = columns
+                .representantes
+                .and_then(|i| match cell::value(row.cell(i)) {
+                    Value::Number(n) => Some(n),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let acta = CountedActa {
+                line,
+                sum,
+                calculado,
+                lista,
+                representantes,
+                special: tipo.eq_ignore_ascii_case(b"S"),
+            };
+            self.counted(&acta, clave);
+        }
+
+        for (d, (index, name)) in columns.dates.iter().enumerate() {
+            let cell = row.cell(*index);
+            match cell::date_time(cell) {
+                Some(t) => {
+                    if let Some(latest) = self.latest.get_mut(d) {
+                        *latest = (*latest).max(t);
+                    }
+                }
+                None if cell::is_missing(cell) => {}
+                None => {
+                    let what = format!(
+                        "{:?} is in neither date format (DD/MM/YYYY HH:MM:SS, YYYY-MM-DD HH:MM:SS)",
+                        String::from_utf8_lossy(cell)
+                    );
+                    self.anomaly(line, clave, Some(name), what);
+                }
+            }
+        }
+
+        if !cell::is_missing(clave) {
+            self.key.clear();
+            self.key.extend_from_slice(clave);
+            for &i in &columns.levels {
+                self.key.push(0x1f);
+                self.key.extend_from_slice(row.cell(i));
+            }
+            if let Some(first) = self.claves.get(&self.key) {
+                let what = format!("the same acta is already on line {first}");
+                self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
+            } else {
+                self.claves.insert(self.key.clone(), line);
+            }
+        }
+        if tipo.eq_ignore_ascii_case(b"S")
+            && status != Status::OutOfCatalogue
+            && let Some(casilla) = columns.clave_casilla.map(|i| row.cell(i))
+        {
+            *self.specials.entry(casilla.to_vec()).or_default() += 1;
+        }
+    }
+
+    /// A numeric cell; an invalid one is an anomaly and counts as missing.
+    fn number(&mut self, row: &Row<'_>, index: usize, name: &str, clave: &[u8]) -> Value {
+        let v = cell::value(row.cell(index));
+        if v == Value::Invalid {
+            let what = format!(
+                "{:?} is neither a number nor a missing-value marker",
+                String::from_utf8_lossy(row.cell(index))
+            );
+            self.anomaly(row.line, clave, Some(name), what);
+            return Value::Missing;
+        }
+        v
+    }
+
+    /// The sums and checks of a counted acta.
+    fn counted(&mut self, a: &CountedActa, clave: &[u8]) {
+        if let Value::Number(l) = a.lista {
+            self.tally.lista_nominal += l;
+        }
+        let Value::Number(c) = a.calculado else {
+            let what = "a counted acta without TOTAL_VOTOS_CALCULADO".to_owned();
+            self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
+            return;
+        };
+        self.tally.votos_c_cs += c;
+        if !a.special {
+            self.tally.votos_s_cs += c;
+        }
+        if c != a.sum {
+            let what = format!(
+                "TOTAL_VOTOS_CALCULADO is {c} but its votes add up to {}",
+                a.sum
+            );
+            self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
+        }
+        if let Value::Number(l) = a.lista
+            && !a.special
+            && c > l + a.representantes
+        {
+            let what = format!(
+                "{c} votes in a casilla with lista nominal {l} and {} representatives",
+                a.representantes
+            );
+            self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
+        }
+    }
+
+    fn report<R: Read>(self, file: &str, reader: &CsvReader<R>, columns: &Columns) -> FileReport {
+        let preamble = reader.preamble();
+        let mut tally = self.tally.clone();
+        if is_diputaciones(preamble.title.as_deref(), file) {
+            // Each special casilla also has an acta of representación proporcional, expected
+            // but not listed when the file gives mayoría relativa only (the LEEME: "No se
+            // incluyen los votos registrados en las Actas de las Casillas Especiales de
+            // Representación Proporcional").
+            tally.esperadas += self.specials.values().filter(|&&n| n == 1).count() as u64;
+        }
+        let summary = preamble
+            .declared
+            .as_ref()
+            .map(|d| summary::check(d, &tally))
+            .unwrap_or_default();
+        let text = |b: &[u8]| reader.text(b).into_owned();
+        let votes = columns
+            .votes
+            .iter()
+            .zip(&self.votes)
+            .map(|(col, (votes, missing))| VoteTotal {
+                column: col.name.clone(),
+                kind: col.kind,
+                votes: *votes,
+                missing: *missing,
+            })
+            .collect();
+        let mut by_observation: Vec<ObservationCount> = self
+            .observations
+            .iter()
+            .map(|(o, (n, inconsistency))| ObservationCount {
+                observation: text(o),
+                actas: *n,
+                inconsistency: *inconsistency,
+            })
+            .collect();
+        by_observation.sort_by(|a, b| {
+            b.actas
+                .cmp(&a.actas)
+                .then(a.observation.cmp(&b.observation))
+        });
+        let latest = columns
+            .dates
+            .iter()
+            .zip(&self.latest)
+            .filter(|(_, t)| **t > 0)
+            .map(|((_, name), t)| (name.clone(), cell::format_date_time(*t)))
+            .collect();
+        let map = |counts: &[(Vec<u8>, u64)]| -> BTreeMap<String, u64> {
+            counts.iter().map(|(k, n)| (text(k), *n)).collect()
+        };
+        FileReport {
+            file: file.to_owned(),
+            title: preamble.title.clone(),
+            corte: preamble.corte.as_ref().map(CorteReport::new),
+            encoding: reader.encoding().name(),
+            separator: reader.separator(),
+            rows: self.rows,
+            summary_present: preamble.declared.is_some(),
+            consistent: summary.iter().all(|c| c.equal),
+            summary,
+            votes,
+            by_casilla_type: map(&self.casilla_types),
+            by_contabilizada: map(&self.contabilizada),
+            by_observation,
+            latest,
+            anomaly_count: self.anomaly_count,
+            anomalies: self
+                .anomalies
+                .into_iter()
+                .map(|(line, clave, column, what)| Anomaly {
+                    line,
+                    clave_acta: text(&clave),
+                    column,
+                    what,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether a file holds an election of diputaciones, by its title or its name.
+fn is_diputaciones(title: Option<&str>, file: &str) -> bool {
+    let name = file.rsplit('/').next().unwrap_or(file).to_ascii_uppercase();
+    title.is_some_and(|t| normalise(t).contains("DIPUTACION"))
+        || name.contains("_DIP_")
+        || name.contains("_DIP.")
+}
+
+/// Most distinct values kept by [`count`]; further ones are counted together as `(other)`.
+const MAX_DISTINCT: usize = 32;
+
+/// Adds one to `key`'s count in a short list of distinct values.
+fn count(counts: &mut Vec<(Vec<u8>, u64)>, key: &[u8]) {
+    let key = if counts.len() >= MAX_DISTINCT && !counts.iter().any(|(k, _)| k == key) {
+        &b"(other)"[..]
+    } else {
+        key
+    };
+    match counts.iter_mut().find(|(k, _)| k == key) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((key.to_vec(), 1)),
+    }
+}

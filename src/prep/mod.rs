@@ -1,0 +1,131 @@
+//! PREP results files: reading every real variant of the CSV, recomputing its summary, and
+//! inspecting whole data packages.
+//!
+//! What it reads (FORMATS.md): UTF-8 with or without a byte-order mark, or Latin-1; `,` or
+//! `|` as separator; quoted cells and `="…"` cells; key apostrophes (`'040001B0100`,
+//! `'150937B0100'`); LF or CRLF; a title line, a corte line with its UTC offset as written,
+//! an optional blank line, the summary header under any of its spellings and its values, the
+//! column header and one row per acta. Missing-value markers (`-`, `Sin dato`, `Ilegible`, …)
+//! stay distinct from zero.
+//!
+//! # Guarantees
+//! - A file is read as a stream, one row at a time ([`reader`]).
+//! - Every declared summary field is compared by value with the same field recomputed from
+//!   the rows by the rules of FORMATS.md ([`summary`]); a report says which fields differ.
+//! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
+//!   a file that is not a PREP results CSV at all is an error, naming file, line and column.
+
+mod cell;
+mod inspect;
+mod reader;
+mod render;
+mod summary;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::package::Member;
+
+pub(crate) use inspect::{CorteReport, FileReport, inspect_csv};
+pub(crate) use reader::ReadError;
+pub(crate) use render::render;
+
+/// What `inspect` says about a package, an inner zip or one CSV.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// What was inspected, as given.
+    pub(crate) input: String,
+    /// The corte of the first results file that states one.
+    pub(crate) corte: Option<CorteReport>,
+    /// One entry per results CSV (one per election), in package order.
+    pub(crate) elections: Vec<FileReport>,
+    /// The package's other files (candidacies, LEEME, …), not inspected.
+    pub(crate) other_files: Vec<String>,
+}
+
+impl Report {
+    /// A report on the results files `elections`, plus files that were not inspected.
+    pub(crate) fn new(input: &str, elections: Vec<FileReport>, other_files: Vec<String>) -> Self {
+        Self {
+            input: input.to_owned(),
+            corte: elections.iter().find_map(|e| e.corte.clone()),
+            elections,
+            other_files,
+        }
+    }
+
+    /// Whether every declared summary field of every election equals its recomputed value.
+    pub(crate) fn consistent(&self) -> bool {
+        self.elections.iter().all(|e| e.consistent)
+    }
+}
+
+/// Inspects one CSV read from `input`.
+pub(crate) fn inspect_file(
+    name: &str,
+    input: impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, ReadError> {
+    let report = inspect_csv(name, input, progress)?;
+    Ok(Report::new(name, vec![report], Vec::new()))
+}
+
+/// Inspects the results CSVs among a package's files, as many at once as there are cores. A CSV whose first
+/// bytes hold neither `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is
+/// listed as another file. `progress` is called with the bytes parsed so far, in all.
+pub(crate) fn inspect_members(
+    input: &str,
+    members: &[&Member],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Report, ReadError> {
+    let (results, others): (Vec<&Member>, Vec<&Member>) = members
+        .iter()
+        .partition(|m| is_csv(&m.path) && reader::looks_like_results(&m.bytes));
+    let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut reports: Vec<Result<FileReport, ReadError>> = Vec::with_capacity(results.len());
+    for batch in results.chunks(threads) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let done = &done;
+                    scope.spawn(move || {
+                        let mut last = 0;
+                        inspect_csv(&m.path, &m.bytes[..], &mut |at| {
+                            let delta = at.saturating_sub(last);
+                            last = at;
+                            progress(done.fetch_add(delta, Ordering::Relaxed) + delta);
+                        })
+                    })
+                })
+                .collect();
+            for (h, m) in handles.into_iter().zip(batch) {
+                reports.push(h.join().unwrap_or_else(|_| {
+                    Err(ReadError {
+                        file: m.path.clone(),
+                        line: 0,
+                        column: None,
+                        what: "the inspection stopped unexpectedly".to_owned(),
+                    })
+                }));
+            }
+        });
+    }
+    let elections = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let other_files = others.iter().map(|m| m.path.clone()).collect();
+    Ok(Report::new(input, elections, other_files))
+}
+
+/// Whether a path ends in `.csv`, in any letter case.
+fn is_csv(path: &str) -> bool {
+    path.len() >= 4
+        && path
+            .get(path.len() - 4..)
+            .is_some_and(|ext| ext.eq_ignore_ascii_case(".csv"))
+}
+
+#[cfg(test)]
+mod tests;

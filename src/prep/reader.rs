@@ -1,0 +1,538 @@
+//! Reading one PREP CSV as a stream: its encoding and separator, the lines before the rows
+//! (title, corte, summary), the column header, then one row at a time.
+//!
+//! # Guarantees
+//! - Only the first [`HEAD_BYTES`] are held to detect the encoding and the separator; rows are
+//!   read one at a time into one reused record, so memory does not grow with the file.
+//! - Every error names the file, the line and, where there is one, the column.
+//! - A column is found by its name, never by its position, except the party and coalition
+//!   columns: every column between `TOTAL_VOTOS_SACADOS` and `NO_REGISTRADOS` (or
+//!   `NO_REGISTRADAS`) is one.
+
+use std::borrow::Cow;
+use std::io::{Cursor, Read};
+
+use csv::ByteRecord;
+use jiff::civil::DateTime;
+use jiff::tz::Offset;
+
+use super::cell;
+use super::summary::{Declared, Field};
+
+/// How many bytes are looked at to detect the encoding and the separator.
+pub(crate) const HEAD_BYTES: usize = 64 * 1024;
+
+/// How many non-blank lines may come before the column header.
+const MAX_PREAMBLE_LINES: usize = 40;
+
+/// A file that cannot be read as a PREP results CSV.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}, line {line}{}: {what}", column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
+pub(crate) struct ReadError {
+    /// The file (its path inside the package, or on disk).
+    pub(crate) file: String,
+    /// 1-based line where the problem is (0: before the first line, e.g. an I/O failure).
+    pub(crate) line: u64,
+    /// The column concerned, by name or number, if any.
+    pub(crate) column: Option<String>,
+    /// What is wrong.
+    pub(crate) what: String,
+}
+
+/// The text encoding of a file, detected on its first [`HEAD_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// UTF-8 (ASCII included), no byte-order mark.
+    Utf8,
+    /// UTF-8 starting with a byte-order mark.
+    Utf8Bom,
+    /// Not UTF-8: read as Latin-1 (Windows-1252, its superset in practice).
+    Latin1,
+}
+
+impl Encoding {
+    /// Its name in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::Utf8Bom => "UTF-8 with BOM",
+            Encoding::Latin1 => "Latin-1",
+        }
+    }
+}
+
+/// The corte line as written: local date and time and the offset it states.
+#[derive(Debug, Clone)]
+pub(crate) struct CorteLine {
+    /// The cell as written (wrappings removed).
+    pub(crate) written: String,
+    /// Local date and time.
+    pub(crate) local: DateTime,
+    /// The UTC offset written beside it (`UTC-5`).
+    pub(crate) offset: Offset,
+}
+
+/// What comes before the rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Preamble {
+    /// The title line (`GUBERNATURA`).
+    pub(crate) title: Option<String>,
+    /// The corte line.
+    pub(crate) corte: Option<CorteLine>,
+    /// The summary line under its header, if the file has one.
+    pub(crate) declared: Option<Declared>,
+}
+
+/// What a party-like column holds votes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum VoteKind {
+    /// One party.
+    Party,
+    /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CC_…`, `PAN_PRI`).
+    Coalition,
+    /// An independent candidate (`CAND_IND_1`, `CI_…`).
+    Independent,
+    /// `NO_REGISTRADOS`: votes for candidates not registered.
+    NotRegistered,
+    /// `NULOS`: void votes.
+    Null,
+}
+
+/// A column of votes.
+#[derive(Debug, Clone)]
+pub(crate) struct VoteColumn {
+    /// Its header name.
+    pub(crate) name: String,
+    /// Its position.
+    pub(crate) index: usize,
+    /// What it counts.
+    pub(crate) kind: VoteKind,
+}
+
+/// Where each needed column is.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    /// Every header name, normalised (upper case, no accents).
+    pub(crate) names: Vec<String>,
+    /// `CLAVE_ACTA`, if present.
+    pub(crate) clave_acta: Option<usize>,
+    /// `CLAVE_CASILLA`, if present.
+    pub(crate) clave_casilla: Option<usize>,
+    /// The level's id columns (`ID_MUNICIPIO`, `ID_DISTRITO_LOCAL`, …): one casilla may vote
+    /// for two juntas or municipalities, so an acta is known by its key and these.
+    pub(crate) levels: Vec<usize>,
+    /// `TIPO_CASILLA`.
+    pub(crate) tipo_casilla: usize,
+    /// Parties and coalitions in file order, then `NO_REGISTRADOS` and `NULOS`.
+    pub(crate) votes: Vec<VoteColumn>,
+    /// `TOTAL_VOTOS_CALCULADO`.
+    pub(crate) calculado: usize,
+    /// `LISTA_NOMINAL`.
+    pub(crate) lista_nominal: usize,
+    /// `REPRESENTANTES_PP_CI`, if present.
+    pub(crate) representantes: Option<usize>,
+    /// `OBSERVACIONES`.
+    pub(crate) observaciones: usize,
+    /// `CONTABILIZADA`.
+    pub(crate) contabilizada: usize,
+    /// The `FECHA_HORA_…` columns present, with their names.
+    pub(crate) dates: Vec<(usize, String)>,
+}
+
+/// One data row, borrowed from the reader until the next one is read.
+pub(crate) struct Row<'r> {
+    /// Its 1-based line.
+    pub(crate) line: u64,
+    record: &'r ByteRecord,
+}
+
+impl Row<'_> {
+    /// Cell `i` with its wrappings removed; empty if the row is shorter.
+    pub(crate) fn cell(&self, i: usize) -> &[u8] {
+        cell::bare(self.record.get(i).unwrap_or_default())
+    }
+}
+
+/// A PREP CSV being read.
+pub(crate) struct CsvReader<R: Read> {
+    file: String,
+    encoding: Encoding,
+    separator: u8,
+    preamble: Preamble,
+    columns: Columns,
+    reader: csv::Reader<std::io::Chain<Cursor<Vec<u8>>, R>>,
+    record: ByteRecord,
+}
+
+impl<R: Read> CsvReader<R> {
+    /// Detects the encoding and separator, then reads up to the column header.
+    pub(crate) fn open(file: &str, mut input: R) -> Result<Self, ReadError> {
+        let err = |line: u64, what: String| ReadError {
+            file: file.to_owned(),
+            line,
+            column: None,
+            what,
+        };
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        (&mut input)
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| err(0, format!("cannot read: {e}")))?;
+        let encoding = if head.starts_with(b"\xEF\xBB\xBF") {
+            head.drain(..3);
+            Encoding::Utf8Bom
+        } else {
+            match std::str::from_utf8(&head) {
+                // An error at the very end may be a character cut by the head's limit.
+                Err(e) if e.error_len().is_some() => Encoding::Latin1,
+                _ => Encoding::Utf8,
+            }
+        };
+        let separator = separator(&head);
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(separator)
+            .buffer_capacity(256 * 1024)
+            .from_reader(Cursor::new(head).chain(input));
+        let mut this = Self {
+            file: file.to_owned(),
+            encoding,
+            separator,
+            preamble: Preamble::default(),
+            columns: Columns::empty(),
+            reader,
+            record: ByteRecord::new(),
+        };
+        this.read_preamble()?;
+        Ok(this)
+    }
+
+    /// The detected encoding.
+    pub(crate) fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The detected separator.
+    pub(crate) fn separator(&self) -> char {
+        char::from(self.separator)
+    }
+
+    /// The lines before the column header.
+    pub(crate) fn preamble(&self) -> &Preamble {
+        &self.preamble
+    }
+
+    /// Where each needed column is.
+    pub(crate) fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    /// How many bytes have been parsed so far.
+    pub(crate) fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// The text of a cell, decoded by the file's encoding (a cell that is not UTF-8 in a
+    /// UTF-8 file is read as Latin-1).
+    pub(crate) fn text<'b>(&self, bytes: &'b [u8]) -> Cow<'b, str> {
+        decode(bytes, self.encoding)
+    }
+
+    /// The next data row, or `None` at the end. Blank lines are skipped; a row with fewer
+    /// cells than the header, or more that are not empty, is an error.
+    pub(crate) fn next_row(&mut self) -> Result<Option<Row<'_>>, ReadError> {
+        loop {
+            if !self.read_record()? {
+                return Ok(None);
+            }
+            if self.record.iter().all(|c| c.trim_ascii().is_empty()) {
+                continue;
+            }
+            let line = self.line();
+            let want = self.columns.names.len();
+            let extra_filled = self.record.iter().skip(want).any(|c| !c.is_empty());
+            if self.record.len() < want || extra_filled {
+                return Err(self.error(
+                    None,
+                    format!(
+                        "{} cells where the header has {want}; the row is cut or has an \
+                         unquoted separator",
+                        self.record.len()
+                    ),
+                ));
+            }
+            return Ok(Some(Row {
+                line,
+                record: &self.record,
+            }));
+        }
+    }
+
+    /// The line of the current record. The reader's start position of a record includes the
+    /// blank lines it skipped before it, so the line is taken from where the record ended:
+    /// one line before the reader's position, for a record ended by a line break.
+    fn line(&self) -> u64 {
+        let start = self.record.position().map_or(0, csv::Position::line);
+        let end = self.reader.position().line();
+        if end > start { end - 1 } else { start }
+    }
+
+    /// An error at the current record.
+    pub(crate) fn error(&self, column: Option<String>, what: String) -> ReadError {
+        ReadError {
+            file: self.file.clone(),
+            line: self.line(),
+            column,
+            what,
+        }
+    }
+
+    fn read_record(&mut self) -> Result<bool, ReadError> {
+        self.reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| ReadError {
+                file: self.file.clone(),
+                line: e.position().map_or(self.line(), csv::Position::line),
+                column: None,
+                what: format!("not readable as CSV: {e}"),
+            })
+    }
+
+    /// Reads title, corte and summary lines up to and including the column header.
+    fn read_preamble(&mut self) -> Result<(), ReadError> {
+        let mut summary_names: Option<Vec<String>> = None;
+        let mut seen = 0;
+        loop {
+            if !self.read_record()? {
+                return Err(self.error(
+                    None,
+                    "no column header (CLAVE_CASILLA, …): not a PREP results CSV".to_owned(),
+                ));
+            }
+            let names: Vec<String> = self
+                .record
+                .iter()
+                .map(|c| header_name(c, self.encoding))
+                .collect();
+            if names.iter().all(String::is_empty) {
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_PREAMBLE_LINES {
+                return Err(self.error(
+                    None,
+                    format!(
+                        "no column header (CLAVE_CASILLA, …) in the first {MAX_PREAMBLE_LINES} \
+                         lines: not a PREP results CSV"
+                    ),
+                ));
+            }
+            if names
+                .iter()
+                .any(|n| n == "CLAVE_CASILLA" || n == "CLAVE_ACTA")
+            {
+                if let Some(names) = summary_names.take() {
+                    self.preamble.declared = Some(Declared::new(&names, &[]));
+                }
+                self.columns =
+                    Columns::new(names).map_err(|(column, what)| self.error(Some(column), what))?;
+                return Ok(());
+            }
+            if let Some(names) = summary_names.take() {
+                let values: Vec<String> = self
+                    .record
+                    .iter()
+                    .map(|c| decode(cell::bare(c), self.encoding).into_owned())
+                    .collect();
+                self.preamble.declared = Some(Declared::new(&names, &values));
+                continue;
+            }
+            if names.iter().any(|n| Field::from_header(n).is_some()) {
+                summary_names = Some(names);
+                continue;
+            }
+            let first = self.record.get(0).unwrap_or_default();
+            let first = decode(cell::bare(first), self.encoding).trim().to_owned();
+            if self.preamble.corte.is_none()
+                && let Some((local, offset)) = crate::package::corte_line(&first)
+            {
+                self.preamble.corte = Some(CorteLine {
+                    written: first,
+                    local,
+                    offset,
+                });
+            } else if self.preamble.title.is_none() {
+                self.preamble.title = Some(first);
+            }
+        }
+    }
+}
+
+impl Columns {
+    fn empty() -> Self {
+        Self {
+            names: Vec::new(),
+            clave_acta: None,
+            clave_casilla: None,
+            levels: Vec::new(),
+            tipo_casilla: 0,
+            votes: Vec::new(),
+            calculado: 0,
+            lista_nominal: 0,
+            representantes: None,
+            observaciones: 0,
+            contabilizada: 0,
+            dates: Vec::new(),
+        }
+    }
+
+    /// Finds every needed column in a header; a missing one is `(its name, what is wrong)`.
+    fn new(names: Vec<String>) -> Result<Self, (String, String)> {
+        let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
+        let need = |wanted: &[&str]| {
+            find(wanted).ok_or_else(|| {
+                let name = wanted.first().copied().unwrap_or_default().to_owned();
+                let what = format!("the column header lacks {}", wanted.join(" or "));
+                (name, what)
+            })
+        };
+        let sacados = need(&["TOTAL_VOTOS_SACADOS"])?;
+        let no_registrados = need(&["NO_REGISTRADOS", "NO_REGISTRADAS"])?;
+        let nulos = need(&["NULOS"])?;
+        if no_registrados <= sacados {
+            return Err((
+                "NO_REGISTRADOS".to_owned(),
+                "comes before TOTAL_VOTOS_SACADOS; the party columns cannot be found".to_owned(),
+            ));
+        }
+        let parties: Vec<&str> = names
+            .get(sacados + 1..no_registrados)
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut votes: Vec<VoteColumn> = parties
+            .iter()
+            .enumerate()
+            .map(|(i, name)| VoteColumn {
+                name: (*name).to_owned(),
+                index: sacados + 1 + i,
+                kind: vote_kind(name, &parties),
+            })
+            .collect();
+        votes.push(VoteColumn {
+            name: names.get(no_registrados).cloned().unwrap_or_default(),
+            index: no_registrados,
+            kind: VoteKind::NotRegistered,
+        });
+        votes.push(VoteColumn {
+            name: "NULOS".to_owned(),
+            index: nulos,
+            kind: VoteKind::Null,
+        });
+        let dates = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.starts_with("FECHA_HORA"))
+            .map(|(i, n)| (i, n.clone()))
+            .collect();
+        let levels = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                n.starts_with("ID_")
+                    && !["ID_ESTADO", "ID_ENTIDAD", "ID_CASILLA"].contains(&n.as_str())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Self {
+            clave_acta: find(&["CLAVE_ACTA"]),
+            clave_casilla: find(&["CLAVE_CASILLA"]),
+            levels,
+            tipo_casilla: need(&["TIPO_CASILLA"])?,
+            calculado: need(&["TOTAL_VOTOS_CALCULADO"])?,
+            lista_nominal: need(&["LISTA_NOMINAL"])?,
+            representantes: find(&["REPRESENTANTES_PP_CI"]),
+            observaciones: need(&["OBSERVACIONES"])?,
+            contabilizada: need(&["CONTABILIZADA"])?,
+            votes,
+            dates,
+            names,
+        })
+    }
+}
+
+/// What a party-like column counts, from its name and the other party columns' names.
+fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
+    if name.starts_with("CAND_IND") || name.starts_with("CI_") || name.starts_with("IND_") {
+        return VoteKind::Independent;
+    }
+    if name.starts_with("C_") || name.starts_with("CC_") {
+        return VoteKind::Coalition;
+    }
+    let parts: Vec<&str> = name.split(['_', '-']).collect();
+    if parts.len() >= 2 && parts.iter().all(|p| all.contains(p)) {
+        VoteKind::Coalition
+    } else {
+        VoteKind::Party
+    }
+}
+
+/// The separator of the head: `|` if the header lines hold more of it than commas.
+fn separator(head: &[u8]) -> u8 {
+    let line = head
+        .split(|&b| b == b'\n')
+        .find(|l| contains(l, b"ACTAS_ESPERADAS") || contains(l, b"CLAVE_CASILLA"))
+        .unwrap_or(head);
+    let count = |sep: u8| line.iter().filter(|&&b| b == sep).count();
+    if count(b'|') > count(b',') {
+        b'|'
+    } else {
+        b','
+    }
+}
+
+/// Whether the first [`HEAD_BYTES`] of a file look like a PREP results CSV.
+pub(crate) fn looks_like_results(bytes: &[u8]) -> bool {
+    let head = bytes.get(..HEAD_BYTES).unwrap_or(bytes);
+    contains(head, b"CLAVE_CASILLA") || contains(head, b"ACTAS_ESPERADAS")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Decodes a cell: UTF-8 when it is, else Latin-1 (Windows-1252).
+fn decode(bytes: &[u8], encoding: Encoding) -> Cow<'_, str> {
+    if (encoding != Encoding::Latin1 || bytes.is_ascii())
+        && let Ok(s) = std::str::from_utf8(bytes)
+    {
+        return Cow::Borrowed(s);
+    }
+    encoding_rs::WINDOWS_1252
+        .decode_without_bom_handling(bytes)
+        .0
+}
+
+/// A header or observation cell as compared: wrappings removed, upper case, no accents.
+pub(crate) fn header_name(cell: &[u8], encoding: Encoding) -> String {
+    let text = decode(cell::bare(cell), encoding);
+    normalise(text.trim_start_matches('\u{feff}').trim())
+}
+
+/// Upper case without accents: `ACTAS_FUERA_CATÁLOGO` → `ACTAS_FUERA_CATALOGO`.
+pub(crate) fn normalise(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'á' | 'Á' | 'à' | 'À' => 'A',
+            'é' | 'É' | 'è' | 'È' => 'E',
+            'í' | 'Í' | 'ì' | 'Ì' => 'I',
+            'ó' | 'Ó' | 'ò' | 'Ò' => 'O',
+            'ú' | 'Ú' | 'ü' | 'Ü' => 'U',
+            'ñ' | 'Ñ' => 'N',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}

@@ -1,0 +1,164 @@
+//! The human form of an inspection report: plain lines and tables for a terminal.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use super::Report;
+use super::inspect::FileReport;
+
+/// How many anomalies are listed per election; the rest are counted.
+const SHOWN_ANOMALIES: usize = 20;
+
+/// How many distinct observations are listed per election, most frequent first.
+const SHOWN_OBSERVATIONS: usize = 20;
+
+/// The report as text for a person at a terminal.
+pub(crate) fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Input:     {}", report.input);
+    match &report.corte {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "Corte:     {} = {} (UTC {})",
+                c.written, c.local, c.utc
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Corte:     no corte line found");
+        }
+    }
+    let titles: Vec<String> = report.elections.iter().map(FileReport::election).collect();
+    let _ = writeln!(out, "Elections: {}", titles.join(", "));
+    for e in &report.elections {
+        election(&mut out, e);
+    }
+    if !report.other_files.is_empty() {
+        let _ = writeln!(out, "\nNot inspected: {}", report.other_files.join(", "));
+    }
+    let _ = writeln!(out);
+    let differences: Vec<String> = report
+        .elections
+        .iter()
+        .flat_map(|e| {
+            e.differences()
+                .map(move |c| format!("{}: {}", e.election(), c.describe()))
+        })
+        .collect();
+    if differences.is_empty() {
+        let _ = writeln!(
+            out,
+            "CONSISTENT: every declared summary field equals its value recomputed from the rows."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "INCONSISTENT: {} summary field(s) contradict the rows:",
+            differences.len()
+        );
+        for d in differences {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
+    out
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn election(out: &mut String, e: &FileReport) {
+    let _ = writeln!(out, "\n== {}", e.election());
+    let _ = writeln!(
+        out,
+        "{} actas · {} · separator '{}'",
+        e.rows, e.encoding, e.separator
+    );
+    for (column, latest) in &e.latest {
+        let _ = writeln!(out, "latest {column}: {latest}");
+    }
+    if e.summary_present {
+        let mut t = table(&["summary field", "declared", "recomputed", ""]);
+        for c in &e.summary {
+            let mark = if c.equal { "=" } else { "DIFFERENT" };
+            t.add_row([c.field, &c.declared, &c.recomputed, mark]);
+        }
+        let _ = writeln!(out, "{t}");
+    } else {
+        let _ = writeln!(out, "no summary line: nothing to compare");
+    }
+    let mut t = table(&[
+        "votes over counted actas",
+        "kind",
+        "votes",
+        "actas without value",
+    ]);
+    for v in &e.votes {
+        let kind = serde_json::to_value(v.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        t.add_row([
+            v.column.clone(),
+            kind,
+            v.votes.to_string(),
+            v.missing.to_string(),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let inline = |counts: &std::collections::BTreeMap<String, u64>| {
+        counts
+            .iter()
+            .map(|(k, n)| format!("{} {n}", if k.is_empty() { "(empty)" } else { k }))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let _ = writeln!(out, "by TIPO_CASILLA:  {}", inline(&e.by_casilla_type));
+    let _ = writeln!(out, "by CONTABILIZADA: {}", inline(&e.by_contabilizada));
+    let mut t = table(&["observation", "actas", "inconsistency"]);
+    for o in e.by_observation.iter().take(SHOWN_OBSERVATIONS) {
+        let name = if o.observation.is_empty() {
+            "(none)"
+        } else {
+            &o.observation
+        };
+        let flag = if o.inconsistency { "yes" } else { "" };
+        t.add_row([name, &o.actas.to_string(), flag]);
+    }
+    let _ = writeln!(out, "{t}");
+    if e.by_observation.len() > SHOWN_OBSERVATIONS {
+        let _ = writeln!(
+            out,
+            "… and {} more observations (--json lists them all)",
+            e.by_observation.len() - SHOWN_OBSERVATIONS
+        );
+    }
+    if e.anomaly_count == 0 {
+        let _ = writeln!(out, "rows with anomalies: none");
+        return;
+    }
+    let _ = writeln!(out, "rows with anomalies: {}", e.anomaly_count);
+    let mut t = table(&["line", "CLAVE_ACTA", "column", "what"]);
+    for a in e.anomalies.iter().take(SHOWN_ANOMALIES) {
+        t.add_row([
+            a.line.to_string(),
+            a.clave_acta.clone(),
+            a.column.clone().unwrap_or_default(),
+            a.what.clone(),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let shown = e.anomalies.len().min(SHOWN_ANOMALIES) as u64;
+    if e.anomaly_count > shown {
+        let _ = writeln!(
+            out,
+            "… and {} more (--json lists up to {})",
+            e.anomaly_count - shown,
+            e.anomalies.len()
+        );
+    }
+}
