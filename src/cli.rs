@@ -52,6 +52,10 @@ pub(crate) enum Cmd {
         /// Overwrite an existing difusor.toml.
         #[arg(long)]
         force: bool,
+        /// Also make a self-signed certificate for localhost (tls/cert.pem, tls/key.pem) and
+        /// serve HTTPS on 127.0.0.1:8443 with it: for tests and drills, never for the public.
+        #[arg(long)]
+        self_signed: bool,
     },
     /// Hand a package to the running server, or process it here if none runs.
     /// Its `<FILE>.sha256` and `<FILE>.minisig` are sent with it when present.

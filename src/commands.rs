@@ -26,9 +26,7 @@ use crate::publisher::{Outcome, Received, package_name};
 use crate::serve::{JOURNAL_FILE, open_store, rebuilt_publisher};
 
 /// Writes `difusor.toml` (commented, with the profile's values) and the folders into `dir`.
-pub(crate) fn init(dir: &Path, profile: &str, force: bool) -> Result<()> {
-    let text = config::commented_file(profile)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) -> Result<()> {
     let file = dir.join(config::DEFAULT_CONFIG_FILE);
     if file.exists() && !force {
         bail!(
@@ -36,6 +34,23 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool) -> Result<()> {
             file.display()
         );
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut set = toml::Table::new();
+    if self_signed {
+        crate::http::tls::self_signed(&dir.join("tls"))
+            .map_err(|e| anyhow!("cannot write the self-signed pair: {e}"))?;
+        set.insert(
+            "tls_listen".into(),
+            toml::Value::Array(vec!["127.0.0.1:8443".into()]),
+        );
+        set.insert("tls_cert".into(), "tls/cert.pem".into());
+        set.insert("tls_key".into(), "tls/key.pem".into());
+        println!(
+            "Wrote a self-signed certificate for localhost in {} (for tests and drills only).",
+            dir.join("tls").display()
+        );
+    }
+    let text = config::commented_file(profile, &set)?;
     std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     for sub in ["entrada", "archivo", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;

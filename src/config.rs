@@ -84,6 +84,15 @@ settings! {
     watch_dir: PathBuf = PathBuf::new();
     /// Public HTTP address to listen on; repeat the flag for several.
     listen: Vec<String> = vec!["127.0.0.1:8080".to_owned()];
+    /// Public HTTPS address to listen on; repeat the flag for several. Needs `tls_cert` and
+    /// `tls_key`.
+    tls_listen: Vec<String> = Vec::new();
+    /// Certificate chain for HTTPS, PEM. Reloaded on SIGHUP or when the file changes.
+    tls_cert: PathBuf = PathBuf::new();
+    /// Private key for HTTPS, PEM (PKCS#8, PKCS#1 or SEC1).
+    tls_key: PathBuf = PathBuf::new();
+    /// `Strict-Transport-Security` sent on HTTPS responses. Empty: not sent.
+    hsts: String = "max-age=31536000".to_owned();
     /// Address of the operators' listener (status, controls). Keep it on loopback unless
     /// `admin_token` is set.
     admin_listen: String = "127.0.0.1:9180".to_owned();
@@ -276,7 +285,7 @@ fn read_table(path: &Path) -> Result<toml::Table> {
 
 /// Makes relative folders in a config file relative to the file's folder.
 fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
-    for key in ["data_dir", "watch_dir", "log_dir"] {
+    for key in ["data_dir", "watch_dir", "log_dir", "tls_cert", "tls_key"] {
         if let Some(toml::Value::String(s)) = table.get_mut(key) {
             let p = Path::new(s.as_str());
             if !s.is_empty() && p.is_relative() {
@@ -299,6 +308,12 @@ pub(crate) struct Config {
     pub(crate) log_dir: PathBuf,
     /// Public listeners.
     pub(crate) listen: Vec<SocketAddr>,
+    /// Public HTTPS listeners.
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Certificate and key files, when HTTPS is on.
+    pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
+    /// `Strict-Transport-Security` value, if sent.
+    pub(crate) hsts: Option<http::HeaderValue>,
     /// Operators' listener.
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
@@ -366,9 +381,32 @@ impl Config {
             .iter()
             .map(|a| socket_addr("listen", a))
             .collect::<Result<Vec<_>>>()?;
-        if listen.is_empty() {
+        let tls_listen = s
+            .tls_listen
+            .iter()
+            .map(|a| socket_addr("tls_listen", a))
+            .collect::<Result<Vec<_>>>()?;
+        if listen.is_empty() && tls_listen.is_empty() {
             bail!("setting `listen`: no public address given; add one such as 0.0.0.0:80");
         }
+        let tls_files = if tls_listen.is_empty() {
+            None
+        } else if s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty() {
+            bail!(
+                "setting `tls_listen`: HTTPS needs `tls_cert` and `tls_key` (PEM files); \
+                 `difusor init --self-signed` makes a pair for testing"
+            );
+        } else {
+            Some((s.tls_cert.clone(), s.tls_key.clone()))
+        };
+        let hsts =
+            if s.hsts.is_empty() {
+                None
+            } else {
+                Some(http::HeaderValue::from_str(&s.hsts).map_err(|_| {
+                    anyhow!("setting `hsts`: {:?} is not a valid header value", s.hsts)
+                })?)
+            };
         let admin_listen = socket_addr("admin_listen", &s.admin_listen)?;
         let admin_token = (!s.admin_token.is_empty()).then(|| s.admin_token.clone());
         if !admin_listen.ip().is_loopback() && admin_token.is_none() {
@@ -479,6 +517,9 @@ impl Config {
             watch_dir,
             log_dir,
             listen,
+            tls_listen,
+            tls_files,
+            hsts,
             admin_listen,
             admin_token,
             publish_start,
@@ -574,9 +615,11 @@ fn minisign_key(text: &str) -> Result<minisign_verify::PublicKey> {
 }
 
 /// The commented `difusor.toml` that `init` writes: every setting with its documentation,
-/// the profile's values set, the rest commented out at their defaults.
-pub(crate) fn commented_file(profile: &str) -> Result<String> {
-    let profile_table: toml::Table = toml::from_str(profile_text(profile)?)?;
+/// the profile's values and those in `set` written out, the rest commented out at their
+/// defaults.
+pub(crate) fn commented_file(profile: &str, set: &toml::Table) -> Result<String> {
+    let mut profile_table: toml::Table = toml::from_str(profile_text(profile)?)?;
+    profile_table.extend(set.clone());
     let defaults: toml::Table = toml::Table::try_from(Settings::default())?;
     let mut out = String::from(
         "# difusor configuration. Every setting is also a flag (--data-dir) and an environment\n\
@@ -624,7 +667,7 @@ mod tests {
 
     #[test]
     fn commented_file_parses_back_to_the_profile() {
-        let text = commented_file("iepc-chiapas-2024").unwrap();
+        let text = commented_file("iepc-chiapas-2024", &toml::Table::new()).unwrap();
         let settings =
             Settings::deserialize(toml::from_str::<toml::Table>(&text).unwrap()).unwrap();
         assert_eq!(settings.evidence_sidecar, Policy::Required);

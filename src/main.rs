@@ -77,8 +77,9 @@ fn run(cli: cli::Cli) -> Result<u8> {
             dir,
             profile,
             force,
+            self_signed,
         } => {
-            commands::init(&dir, &profile, force)?;
+            commands::init(&dir, &profile, force, self_signed)?;
             Ok(0)
         }
         Cmd::Ingest { file, settings } => {

@@ -19,6 +19,7 @@ use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
+use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
@@ -93,13 +94,28 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let compressor = Compressor::start().context("cannot start the compressor thread")?;
     let (publisher, live) = rebuilt_publisher(&config, &store, Some(compressor))?;
 
+    let tls = match &config.tls_files {
+        Some((cert, key)) => Some(
+            Tls::load(cert, key)
+                .context("cannot use the HTTPS certificate (settings `tls_cert`, `tls_key`)")?,
+        ),
+        None => None,
+    };
+    // (listener, HTTPS) for every public address.
     let mut public_listeners = Vec::new();
-    for addr in &config.listen {
-        let l = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} (setting `listen`): is another server using it?")
-        })?;
-        tracing::info!(address = %l.local_addr()?, "serving the public site");
-        public_listeners.push(l);
+    for (addrs, https, setting) in [
+        (&config.listen, false, "listen"),
+        (&config.tls_listen, true, "tls_listen"),
+    ] {
+        for addr in addrs {
+            let l = TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "cannot listen on {addr} (setting `{setting}`): is another server using it?"
+                )
+            })?;
+            tracing::info!(address = %l.local_addr()?, https, "serving the public site");
+            public_listeners.push((l, https));
+        }
     }
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
@@ -155,6 +171,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let public = Arc::new(Public {
         limits: limits.clone(),
         max_uri_bytes: usize::try_from(config.settings.max_uri_bytes).unwrap_or(usize::MAX),
+        hsts: config.hsts.clone(),
         live: live.clone(),
         gate: gate.clone(),
         access_log: access_log.clone(),
@@ -192,23 +209,28 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             }
         });
     }
-    for listener in public_listeners {
+    for (listener, https) in public_listeners {
         let public = public.clone();
         tasks.spawn(http::serve(
             listener,
             ConnectionRules {
                 limits: Some(limits.clone()),
+                tls: if https { tls.clone() } else { None },
                 header_timeout: config.header_timeout,
                 max_header_bytes,
             },
-            move |peer, req| http::handle(public.clone(), peer, req),
+            move |peer, req| http::handle(public.clone(), peer, https, req),
             stop_rx.clone(),
         ));
+    }
+    if let Some(tls) = tls {
+        tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
     }
     tasks.spawn(http::serve(
         admin_listener,
         ConnectionRules {
             limits: None,
+            tls: None,
             header_timeout: config.header_timeout,
             max_header_bytes,
         },
@@ -243,6 +265,33 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let _ = log_writer.await;
     store.journal.record(EventKind::Stop, None, json!({}))?;
     result
+}
+
+/// Loads the HTTPS certificate again on SIGHUP, or when its files change (checked every
+/// five seconds); a pair that does not load is journaled and the old one kept.
+async fn reload_tls(tls: Arc<Tls>, journal: Arc<Journal>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        let forced = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            _ = every.tick() => false,
+            _ = stop.changed() => return,
+        };
+        match tls.reload(forced) {
+            Ok(true) => tracing::info!("HTTPS certificate reloaded; new connections use it"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the new HTTPS certificate cannot be used; the old one stays");
+                let _ = journal.record(
+                    EventKind::Warning,
+                    None,
+                    json!({"warning": format!("HTTPS certificate not reloaded: {e}")}),
+                );
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -20,6 +20,7 @@ mod conditional;
 pub(crate) mod gate;
 pub(crate) mod limits;
 mod negotiate;
+pub(crate) mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +45,7 @@ use conditional::{Plan, Validators};
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
+use crate::http::tls::Tls;
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
@@ -62,16 +64,18 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
 pub(crate) struct ConnectionRules {
     /// Connection caps, for the public listeners (none for the admin listener).
     pub(crate) limits: Option<Arc<Limits>>,
+    /// TLS, for HTTPS listeners.
+    pub(crate) tls: Option<Arc<Tls>>,
     /// Longest wait for a request's headers, also between requests on a kept-alive
-    /// connection (slowloris).
+    /// connection (slowloris), and for a TLS handshake.
     pub(crate) header_timeout: Duration,
     /// Largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with
-/// `handler` over HTTP/1.1 or HTTP/2 under `rules`; then waits up to ten seconds for open
-/// requests.
+/// `handler` over HTTP/1.1 or HTTP/2 (by ALPN on TLS) under `rules`; then waits up to ten
+/// seconds for open requests.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     rules: ConnectionRules,
@@ -120,11 +124,30 @@ pub(crate) async fn serve<H, F>(
                     let fut = handler(peer, req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let tls = rules.tls.as_ref().map(|t| t.acceptor());
+                let handshake_timeout = rules.header_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = conn.await {
+                    let result = match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return, // too slow a handshake
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -151,6 +174,8 @@ pub(crate) struct Public {
     pub(crate) limits: Arc<Limits>,
     /// Longest request target (path and query), in bytes.
     pub(crate) max_uri_bytes: usize,
+    /// `Strict-Transport-Security` for HTTPS responses, if sent.
+    pub(crate) hsts: Option<HeaderValue>,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
 }
@@ -162,6 +187,7 @@ const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 pub(crate) async fn handle(
     public: Arc<Public>,
     peer: SocketAddr,
+    https: bool,
     req: Request<Incoming>,
 ) -> Response<BoxedBody> {
     let (at, started) = (Timestamp::now(), std::time::Instant::now());
@@ -180,6 +206,9 @@ pub(crate) async fn handle(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if https && let Some(hsts) = &public.hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),

@@ -1,0 +1,155 @@
+//! HTTPS with a real client: HTTP/2 by ALPN, HSTS on HTTPS only, and a certificate renewed
+//! without a restart.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn self_signed(dir: &Path) {
+    let out = difusor()
+        .args(["init", "--self-signed", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// curl over HTTPS trusting `ca`: (HTTP status, HTTP version).
+fn https(url: &str, ca: &Path) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--http2",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, version) = text.split_once(' ').unwrap_or(("0", ""));
+    (code.parse().unwrap_or(0), version.to_owned())
+}
+
+#[test]
+fn https_serves_http2_with_hsts_and_renews_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    self_signed(&first);
+    self_signed(&second);
+    let tls_port = free_port();
+    let live_cert = dir.path().join("cert.pem");
+    let live_key = dir.path().join("key.pem");
+    std::fs::copy(first.join("tls/cert.pem"), &live_cert).unwrap();
+    std::fs::copy(first.join("tls/key.pem"), &live_key).unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--tls-cert",
+            live_cert.to_str().unwrap(),
+            "--tls-key",
+            live_key.to_str().unwrap(),
+        ],
+    );
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+
+    let url = format!("https://localhost:{tls_port}/json/main.json");
+    assert_eq!(
+        https(&url, &first.join("tls/cert.pem")),
+        (200, "2".to_owned())
+    );
+    let r = curl(
+        &url,
+        &["--cacert", first.join("tls/cert.pem").to_str().unwrap()],
+    );
+    assert_eq!(r.text(), r#"{"corte":"20240602_2000"}"#);
+    assert_eq!(r.header("x-prep-corte"), Some("20240602_2000"));
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).header("strict-transport-security"),
+        None,
+        "no HSTS over plain HTTP"
+    );
+    // HTTP/1.1 is offered too.
+    let h1 = curl(
+        &url,
+        &[
+            "--http1.1",
+            "--cacert",
+            first.join("tls/cert.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(h1.status, 200);
+
+    // Renewal: new files in place are picked up without a restart.
+    std::fs::copy(second.join("tls/key.pem"), &live_key).unwrap();
+    std::fs::copy(second.join("tls/cert.pem"), &live_cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while https(&url, &second.join("tls/cert.pem")).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        https(&url, &first.join("tls/cert.pem")).0,
+        0,
+        "the old certificate is no longer offered"
+    );
+}
+
+#[test]
+fn https_without_a_certificate_is_refused_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = difusor()
+        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--tls-listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_cert"));
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let out = difusor()
+        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--tls-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--tls-cert",
+            bad.to_str().unwrap(),
+            "--tls-key",
+            bad.to_str().unwrap(),
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
