@@ -26,6 +26,7 @@ mod hash;
 mod http;
 mod intake;
 mod journal;
+mod metrics;
 mod package;
 mod prep;
 mod publisher;

@@ -23,6 +23,7 @@ use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
+use crate::metrics::Metrics;
 use crate::publisher::{Live, Publisher};
 use crate::site::{Compressor, Site};
 
@@ -168,10 +169,12 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     let limits = Limits::new(config.connection_limits.clone());
+    let metrics = Arc::new(Metrics::new());
     let public = Arc::new(Public {
         limits: limits.clone(),
         max_uri_bytes: usize::try_from(config.settings.max_uri_bytes).unwrap_or(usize::MAX),
         hsts: config.hsts.clone(),
+        metrics: metrics.clone(),
         live: live.clone(),
         gate: gate.clone(),
         access_log: access_log.clone(),
@@ -190,6 +193,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         started_at: Timestamp::now(),
         access_log,
         limits: limits.clone(),
+        metrics,
     });
 
     let max_header_bytes =

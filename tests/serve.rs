@@ -277,3 +277,46 @@ fn every_encoding_decompresses_to_the_corte_bytes() {
         "too small to be worth it"
     );
 }
+
+#[test]
+fn metrics_and_the_status_page_show_the_traffic_and_the_corte() {
+    let (_dir, server, _) = started();
+    for _ in 0..3 {
+        curl(&server.url("/json/main.json"), &[]);
+    }
+    curl(&server.url("/no-existe"), &[]);
+    let metrics = curl(&server.admin("/metrics"), &[]);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text();
+    let count = |needle: &str| {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
+    };
+    assert!(count("difusor_http_requests_total{status=\"200\",encoding=\"Identity\"}") >= 3.0);
+    assert_eq!(
+        count("difusor_http_requests_total{status=\"404\",encoding=\"Identity\"}"),
+        1.0
+    );
+    assert!(count("difusor_http_request_duration_seconds_count") >= 4.0);
+    assert_eq!(count("difusor_packages{outcome=\"published\"}"), 1.0);
+    assert!(count("difusor_live_corte_time_seconds") > 1.7e9);
+
+    let page = curl(&server.admin("/"), &[]);
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("Live corte 20240602_2000"), "{html}");
+    assert!(html.contains("<svg") && html.contains("requests</title>"));
+    assert!(
+        html.contains("no publish_start is set"),
+        "an open gate without a start is loud"
+    );
+}

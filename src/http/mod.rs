@@ -46,6 +46,7 @@ use crate::http::access_log::{AccessLog, Record};
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
+use crate::metrics::{Coding, Metrics};
 use crate::publisher::Live;
 use crate::site::{Body, Entry, Site, html_escape};
 
@@ -176,6 +177,8 @@ pub(crate) struct Public {
     pub(crate) max_uri_bytes: usize,
     /// `Strict-Transport-Security` for HTTPS responses, if sent.
     pub(crate) hsts: Option<HeaderValue>,
+    /// Request counters.
+    pub(crate) metrics: Arc<Metrics>,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
 }
@@ -225,6 +228,16 @@ pub(crate) async fn handle(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    let encoding = text(res.headers(), "content-encoding");
+    let coding = match encoding.as_deref() {
+        Some("br") => Coding::Br,
+        Some("gzip") => Coding::Gzip,
+        _ => Coding::Identity,
+    };
+    let elapsed = started.elapsed();
+    public
+        .metrics
+        .observe(res.status().as_u16(), coding, bytes, elapsed);
     public.access_log.log(Record {
         client,
         at,
@@ -233,9 +246,9 @@ pub(crate) async fn handle(
         bytes,
         referer: text(req.headers(), "referer"),
         user_agent: text(req.headers(), "user-agent"),
-        elapsed: started.elapsed(),
+        elapsed,
         corte: text(res.headers(), "x-prep-corte"),
-        encoding: text(res.headers(), "content-encoding"),
+        encoding,
     });
     res
 }

@@ -1,6 +1,10 @@
 //! The admin listener: what operators (and the `difusor` commands) use on a running server.
 //!
 //! Routes:
+//! - `GET /`: the status page for people: live corte, lag, gate, the history of cortes, and
+//!   the traffic of the last hour drawn as a chart;
+//! - `GET /metrics`: Prometheus text (requests by status and encoding, bytes, latency, live
+//!   corte time and lag, packages, open connections);
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
 //!   of received, rejected, published and inconsistent packages, and the gate;
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
@@ -17,6 +21,8 @@
 //!   constant time.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
 //!   `max_package_bytes`, and removed once the publisher has archived it.
+
+mod page;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +42,7 @@ use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
 use crate::journal::{EventKind, Journal};
+use crate::metrics::{Metrics, Snapshot};
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
 
 /// What the admin handler needs.
@@ -66,6 +73,8 @@ pub(crate) struct Admin {
     pub(crate) access_log: AccessLog,
     /// The public listeners' limits, for the open connection count.
     pub(crate) limits: Arc<Limits>,
+    /// The public listeners' request counters.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Answers one admin request.
@@ -82,7 +91,9 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         return res;
     }
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/status") => status(&admin).await,
+        (&Method::GET, "/status") => json_response(StatusCode::OK, &status_value(&admin).await),
+        (&Method::GET, "/metrics") => metrics(&admin).await,
+        (&Method::GET, "/") => page(&admin).await,
         (&Method::POST, "/ingest") => ingest(&admin, req).await,
         (&Method::POST, "/notice") => notice_on(&admin, req).await,
         (&Method::POST, "/notice/off") => set_notice(&admin, None),
@@ -128,7 +139,8 @@ fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-async fn status(admin: &Admin) -> Response<BoxedBody> {
+/// The state of the server, as `/status` shows it.
+async fn status_value(admin: &Admin) -> serde_json::Value {
     let site = admin.live.load_full();
     let now = Timestamp::now();
     let live = site.corte().map(|c| {
@@ -165,18 +177,60 @@ async fn status(admin: &Admin) -> Response<BoxedBody> {
         gate["warning"] =
             json!("no publish_start is set: results are public as soon as they arrive");
     }
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "live": live,
-            "counts": counts,
-            "gate": gate,
-            "started_at": admin.started_at.to_string(),
-            "access_log_lost_lines": admin.access_log.lost(),
-            "open_connections": admin.limits.open_connections(),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    )
+    json!({
+        "live": live,
+        "counts": counts,
+        "gate": gate,
+        "started_at": admin.started_at.to_string(),
+        "access_log_lost_lines": admin.access_log.lost(),
+        "open_connections": admin.limits.open_connections(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Prometheus metrics.
+async fn metrics(admin: &Admin) -> Response<BoxedBody> {
+    let state = status_value(admin).await;
+    let count = |k: &str| state["counts"][k].as_i64().unwrap_or(0);
+    let snapshot = Snapshot {
+        corte_time: admin
+            .live
+            .load()
+            .corte()
+            .map(|c| c.time.timestamp().as_second()),
+        lag_seconds: state["live"]["lag_seconds"].as_f64(),
+        packages: [
+            ("received", count("received")),
+            ("rejected", count("rejected")),
+            ("published", count("published")),
+        ],
+        open_connections: admin.limits.open_connections(),
+        access_log_lost: admin.access_log.lost(),
+    };
+    let mut res = Response::new(full(admin.metrics.encode(&snapshot)));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+/// The status page for people.
+async fn page(admin: &Admin) -> Response<BoxedBody> {
+    let state = status_value(admin).await;
+    let journal = admin.journal.clone();
+    let cortes = tokio::task::spawn_blocking(move || journal.publications())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let html = page::render(&state, &cortes, &admin.metrics.traffic());
+    let mut res = Response::new(full(html));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
 }
 
 /// Puts the institute's notice in force from a `{"text": "…"}` body.

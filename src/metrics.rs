@@ -1,0 +1,261 @@
+//! Metrics of the public site, for Prometheus (`GET /metrics` on the admin listener) and for
+//! the status page's traffic chart.
+//!
+//! The request path only increments counters (atomics; one read-locked lookup for the
+//! status and encoding pair). Everything read from elsewhere (the live corte, the journal's
+//! counts, open connections) is set when the metrics are read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Minutes of traffic kept for the status page's chart.
+pub(crate) const MINUTES: usize = 60;
+
+/// The content coding of a response.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub(crate) enum Coding {
+    /// As the institute sent it.
+    Identity,
+    /// gzip variant.
+    Gzip,
+    /// brotli variant.
+    Br,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status: u16,
+    encoding: Coding,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PackageLabels {
+    outcome: &'static str,
+}
+
+/// Values read from elsewhere at scrape time.
+pub(crate) struct Snapshot {
+    /// Unix time of the live corte, if any.
+    pub(crate) corte_time: Option<i64>,
+    /// Seconds from corte time to going live, of the live corte.
+    pub(crate) lag_seconds: Option<f64>,
+    /// Packages received, rejected, published (journal counts).
+    pub(crate) packages: [(&'static str, i64); 3],
+    /// Open public connections.
+    pub(crate) open_connections: usize,
+    /// Access log lines lost.
+    pub(crate) access_log_lost: u64,
+}
+
+/// All metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Counter,
+    latency: Histogram,
+    corte_time: Gauge,
+    lag: Gauge<f64, AtomicU64>,
+    packages: Family<PackageLabels, Gauge>,
+    open_connections: Gauge,
+    access_log_lost: Gauge,
+    traffic: Traffic,
+}
+
+impl Metrics {
+    /// Metrics, registered under `difusor_`.
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("difusor");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes = Counter::default();
+        let latency = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ]);
+        let corte_time = Gauge::default();
+        let lag = Gauge::<f64, AtomicU64>::default();
+        let packages = Family::<PackageLabels, Gauge>::default();
+        let open_connections = Gauge::default();
+        let access_log_lost = Gauge::default();
+        registry.register(
+            "http_requests",
+            "Public requests by status and content encoding",
+            requests.clone(),
+        );
+        registry.register(
+            "http_response_body_bytes",
+            "Body bytes sent to the public",
+            bytes.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a public request",
+            latency.clone(),
+        );
+        registry.register(
+            "live_corte_time_seconds",
+            "Unix time of the live corte",
+            corte_time.clone(),
+        );
+        registry.register(
+            "live_corte_lag_seconds",
+            "Seconds from the live corte's time to its going live",
+            lag.clone(),
+        );
+        registry.register(
+            "packages",
+            "Packages received, rejected and published",
+            packages.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open public connections",
+            open_connections.clone(),
+        );
+        registry.register(
+            "access_log_lost_lines",
+            "Access log lines lost because the writer fell behind",
+            access_log_lost.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            bytes,
+            latency,
+            corte_time,
+            lag,
+            packages,
+            open_connections,
+            access_log_lost,
+            traffic: Traffic::default(),
+        }
+    }
+
+    /// Counts one answered public request.
+    pub(crate) fn observe(&self, status: u16, encoding: Coding, bytes: u64, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { status, encoding })
+            .inc();
+        self.bytes.inc_by(bytes);
+        self.latency.observe(elapsed.as_secs_f64());
+        self.traffic.count();
+    }
+
+    /// The Prometheus text exposition, with `snapshot` applied first.
+    pub(crate) fn encode(&self, snapshot: &Snapshot) -> String {
+        self.corte_time.set(snapshot.corte_time.unwrap_or(0));
+        self.lag.set(snapshot.lag_seconds.unwrap_or(0.0));
+        for (outcome, n) in snapshot.packages {
+            self.packages
+                .get_or_create(&PackageLabels { outcome })
+                .set(n);
+        }
+        self.open_connections
+            .set(i64::try_from(snapshot.open_connections).unwrap_or(i64::MAX));
+        self.access_log_lost
+            .set(i64::try_from(snapshot.access_log_lost).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+
+    /// Requests per minute over the last [`MINUTES`] minutes, oldest first.
+    pub(crate) fn traffic(&self) -> Vec<u64> {
+        self.traffic.per_minute()
+    }
+}
+
+/// Requests per minute in a ring of [`MINUTES`] slots.
+struct Traffic {
+    /// For each slot: the minute (since the Unix epoch) it counts, and the count.
+    slots: [(AtomicU64, AtomicU64); MINUTES],
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
+        }
+    }
+}
+
+impl Traffic {
+    fn now_minute() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60)
+    }
+
+    fn count(&self) {
+        let minute = Self::now_minute();
+        let (stamp, count) = &self.slots[(minute % MINUTES as u64) as usize];
+        if stamp.swap(minute, Ordering::Relaxed) != minute {
+            // A new minute in this slot: start over. (Two requests racing here may lose a
+            // count at the turn of a minute; the chart is an overview.)
+            count.store(0, Ordering::Relaxed);
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn per_minute(&self) -> Vec<u64> {
+        let now = Self::now_minute();
+        (0..MINUTES as u64)
+            .rev()
+            .map(|ago| {
+                let minute = now.saturating_sub(ago);
+                let (stamp, count) = &self.slots[(minute % MINUTES as u64) as usize];
+                if stamp.load(Ordering::Relaxed) == minute {
+                    count.load(Ordering::Relaxed)
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_and_exposed() {
+        let m = Metrics::new();
+        m.observe(200, Coding::Br, 100, Duration::from_micros(300));
+        m.observe(200, Coding::Br, 50, Duration::from_micros(300));
+        m.observe(404, Coding::Identity, 10, Duration::from_millis(2));
+        let text = m.encode(&Snapshot {
+            corte_time: Some(1_717_380_900),
+            lag_seconds: Some(1.5),
+            packages: [("received", 3), ("rejected", 1), ("published", 2)],
+            open_connections: 7,
+            access_log_lost: 0,
+        });
+        assert!(
+            text.contains("difusor_http_requests_total{status=\"200\",encoding=\"Br\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_http_response_body_bytes_total 160"),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_live_corte_lag_seconds 1.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_packages{outcome=\"rejected\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("difusor_open_connections 7"), "{text}");
+        assert_eq!(m.traffic().iter().sum::<u64>(), 3);
+        assert_eq!(m.traffic().len(), MINUTES);
+    }
+}
