@@ -91,6 +91,11 @@ settings! {
     tls_cert: PathBuf = PathBuf::new();
     /// Private key for HTTPS, PEM (PKCS#8, PKCS#1 or SEC1).
     tls_key: PathBuf = PathBuf::new();
+    /// Who may show the site in a frame (R4.8 allows it by default): a CSP
+    /// `frame-ancestors` source list such as `'self' https://portal.example.mx`. Empty: anyone.
+    frame_ancestors: String = String::new();
+    /// Threads serving requests (nginx's worker_processes). 0: one per CPU core.
+    workers: u64 = 0;
     /// `Strict-Transport-Security` sent on HTTPS responses. Empty: not sent.
     hsts: String = "max-age=31536000".to_owned();
     /// Address of the operators' listener (status, controls). Keep it on loopback unless
@@ -314,6 +319,8 @@ pub(crate) struct Config {
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
     /// `Strict-Transport-Security` value, if sent.
     pub(crate) hsts: Option<http::HeaderValue>,
+    /// `Content-Security-Policy: frame-ancestors …`, if framing is narrowed.
+    pub(crate) frame_ancestors: Option<http::HeaderValue>,
     /// Operators' listener.
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
@@ -398,6 +405,17 @@ impl Config {
             );
         } else {
             Some((s.tls_cert.clone(), s.tls_key.clone()))
+        };
+        let frame_ancestors = if s.frame_ancestors.is_empty() {
+            None
+        } else {
+            let value = format!("frame-ancestors {}", s.frame_ancestors);
+            Some(http::HeaderValue::from_str(&value).map_err(|_| {
+                anyhow!(
+                    "setting `frame_ancestors`: {:?} is not a valid header value",
+                    s.frame_ancestors
+                )
+            })?)
         };
         let hsts =
             if s.hsts.is_empty() {
@@ -520,6 +538,7 @@ impl Config {
             tls_listen,
             tls_files,
             hsts,
+            frame_ancestors,
             admin_listen,
             admin_token,
             publish_start,

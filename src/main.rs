@@ -58,6 +58,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The async runtime, with `workers` threads (0: one per CPU core).
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    Ok(builder.enable_all().build()?)
+}
+
 /// Dispatches to one function per subcommand.
 fn run(cli: cli::Cli) -> Result<u8> {
     let config_file = cli.config.as_deref();
@@ -71,7 +80,9 @@ fn run(cli: cli::Cli) -> Result<u8> {
         }
         Cmd::Serve { settings } => {
             let config = Config::load(config_file, &settings)?;
-            runtime.block_on(serve::run(config))?;
+            drop(runtime);
+            let workers = usize::try_from(config.settings.workers).unwrap_or(0);
+            self::runtime(workers)?.block_on(serve::run(config))?;
             Ok(0)
         }
         Cmd::Init {

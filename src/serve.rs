@@ -174,6 +174,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         limits: limits.clone(),
         max_uri_bytes: usize::try_from(config.settings.max_uri_bytes).unwrap_or(usize::MAX),
         hsts: config.hsts.clone(),
+        frame_ancestors: config.frame_ancestors.clone(),
         metrics: metrics.clone(),
         live: live.clone(),
         gate: gate.clone(),

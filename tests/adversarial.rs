@@ -178,6 +178,16 @@ fn before_publish_start_no_result_leaves() {
             );
         }
     }
+    // Operators preview the site on the admin listener meanwhile.
+    let preview = curl(&server.admin("/preview/json/main.json"), &[]);
+    assert_eq!(preview.status, 200);
+    assert_eq!(preview.text(), r#"{"corte":"20240602_2000"}"#);
+    let folder = curl(&server.admin("/preview/json"), &[]);
+    assert_eq!(folder.status, 404);
+    assert_eq!(
+        curl(&server.admin("/preview/"), &[]).text(),
+        "<html><body>Corte 20240602_2000</body></html>"
+    );
 }
 
 #[test]

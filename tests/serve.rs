@@ -320,3 +320,27 @@ fn metrics_and_the_status_page_show_the_traffic_and_the_corte() {
         "an open gate without a start is loud"
     );
 }
+
+#[test]
+fn framing_is_allowed_unless_narrowed() {
+    let (_dir, server, _) = started();
+    assert_eq!(
+        curl(&server.url("/"), &[]).header("content-security-policy"),
+        None
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let narrowed = Server::start(
+        &dir.path().join("d"),
+        &["--frame-ancestors", "'self' https://portal.example.mx"],
+    );
+    drop_file(
+        &narrowed.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    narrowed.wait_corte("20240602_2000");
+    assert_eq!(
+        curl(&narrowed.url("/"), &[]).header("content-security-policy"),
+        Some("frame-ancestors 'self' https://portal.example.mx")
+    );
+}

@@ -5,6 +5,8 @@
 //!   the traffic of the last hour drawn as a chart;
 //! - `GET /metrics`: Prometheus text (requests by status and encoding, bytes, latency, live
 //!   corte time and lag, packages, open connections);
+//! - `GET /preview/…`: the live site as the public will see it, whatever the gate says (an
+//!   operator's check before 20:00);
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
 //!   of received, rejected, published and inconsistent packages, and the gate;
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
@@ -94,6 +96,11 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         (&Method::GET, "/status") => json_response(StatusCode::OK, &status_value(&admin).await),
         (&Method::GET, "/metrics") => metrics(&admin).await,
         (&Method::GET, "/") => page(&admin).await,
+        (&(Method::GET | Method::HEAD), path) if path.starts_with("/preview/") => {
+            let raw = req.uri().path().trim_start_matches("/preview").to_owned();
+            let head = req.method() == Method::HEAD;
+            crate::http::from_site(&admin.live, &raw, "/preview", &req, head).await
+        }
         (&Method::POST, "/ingest") => ingest(&admin, req).await,
         (&Method::POST, "/notice") => notice_on(&admin, req).await,
         (&Method::POST, "/notice/off") => set_notice(&admin, None),

@@ -179,6 +179,8 @@ pub(crate) struct Public {
     pub(crate) hsts: Option<HeaderValue>,
     /// Request counters.
     pub(crate) metrics: Arc<Metrics>,
+    /// `Content-Security-Policy` narrowing who may frame the site, if set.
+    pub(crate) frame_ancestors: Option<HeaderValue>,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
 }
@@ -211,6 +213,9 @@ pub(crate) async fn handle(
     );
     if https && let Some(hsts) = &public.hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Some(policy) = &public.frame_ancestors {
+        h.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     }
     h.insert(
         header::REFERRER_POLICY,
@@ -283,14 +288,27 @@ async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> 
             "Las consultas a este sitio no llevan contenido.",
         );
     }
-    let Some(path) = normalise(req.uri().path()) else {
+    from_site(&public.live, req.uri().path(), "", req, head).await
+}
+
+/// Answers a GET (or HEAD) for `raw_path` from the live site, without asking the gate: the
+/// public route once the gate has let the request through, and the operators' preview on the
+/// admin listener (whose paths carry `prefix`).
+pub(crate) async fn from_site(
+    live: &Live,
+    raw_path: &str,
+    prefix: &str,
+    req: &Request<Incoming>,
+    head: bool,
+) -> Response<BoxedBody> {
+    let Some(path) = normalise(raw_path) else {
         return page(
             StatusCode::BAD_REQUEST,
             "Solicitud inválida",
             "La dirección solicitada no es válida.",
         );
     };
-    let site = public.live.load_full();
+    let site = live.load_full();
     if site.corte().is_none() {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -301,7 +319,7 @@ async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> 
     let Some(entry) = site.get(&path) else {
         if site.is_dir(&path) {
             let mut res = page(StatusCode::MOVED_PERMANENTLY, "Movido", "");
-            if let Ok(loc) = HeaderValue::from_str(&format!("{path}/")) {
+            if let Ok(loc) = HeaderValue::from_str(&format!("{prefix}{path}/")) {
                 res.headers_mut().insert(header::LOCATION, loc);
             }
             return res;
