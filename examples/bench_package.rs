@@ -39,7 +39,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         zip.write_all(bytes)?;
         Ok(())
     };
-    put(&mut zip, "index.html", b"<!DOCTYPE html><html lang=\"es\"><head><meta charset=\"utf-8\"><title>PREP</title><link rel=\"stylesheet\" href=\"css/prep.css\"></head><body><div id=\"app\"></div><script src=\"js/prep.js\"></script></body></html>")?;
+    // The page a PREP site opens with: a header, a results table per party, a footer.
+    let mut index = String::from(
+        "<!DOCTYPE html><html lang=\"es\"><head><meta charset=\"utf-8\"><title>PREP</title>\
+         <link rel=\"stylesheet\" href=\"css/prep.css\"></head><body><header><h1>Resultados \
+         Electorales Preliminares</h1><p>Corte: <span id=\"corte\"></span></p></header><table>",
+    );
+    for p in parties {
+        let _ = write!(
+            index,
+            "<tr class=\"partido\"><td><img src=\"img/{p}.svg\" alt=\"{p}\"></td><td id=\"votos-{p}\"></td>\
+             <td id=\"porcentaje-{p}\"></td><td><div class=\"barra\" id=\"barra-{p}\"></div></td></tr>"
+        );
+    }
+    index.push_str("</table><footer>Los datos son preliminares.</footer><script src=\"js/prep.js\"></script></body></html>");
+    put(&mut zip, "index.html", index.as_bytes())?;
     put(
         &mut zip,
         "css/prep.css",
@@ -52,12 +66,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .repeat(2000)
             .as_bytes(),
     )?;
-    put(
-        &mut zip,
-        "json/main.json",
-        format!("{{\"corte\":\"{corte}\",\"actas\":{actas}}}").as_bytes(),
-    )?;
     let districts = (actas / 200).max(1);
+    // main.json as PREP sites have it: the corte, the totals, and votes per party per district.
+    let mut main = format!("{{\"corte\":\"{corte}\",\"actas_esperadas\":{actas},\"distritos\":[");
+    for d in 1..=districts {
+        let _ = write!(
+            main,
+            "{}{{\"distrito\":{d},\"votos\":{{",
+            if d > 1 { "," } else { "" }
+        );
+        for (i, p) in parties.iter().enumerate() {
+            let _ = write!(
+                main,
+                "{}\"{p}\":{}",
+                if i > 0 { "," } else { "" },
+                rng.u32(0..90_000)
+            );
+        }
+        main.push_str("}}");
+    }
+    main.push_str("]}");
+    put(&mut zip, "json/main.json", main.as_bytes())?;
     let municipalities = (actas / 70).max(1);
     for (kind, count) in [("distrito", districts), ("municipio", municipalities)] {
         for n in 1..=count {
