@@ -199,11 +199,16 @@ pub(crate) async fn handle(
     let client = public.limits.client(peer.ip(), req.headers());
     let mut res = match public.limits.check_rate(client) {
         Err(wait) => too_many(wait),
-        Ok(()) if req.uri().to_string().len() > public.max_uri_bytes => page(
-            StatusCode::URI_TOO_LONG,
-            "Dirección demasiado larga",
-            "La dirección solicitada excede el tamaño permitido.",
-        ),
+        Ok(())
+            if req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+                > public.max_uri_bytes =>
+        {
+            page(
+                StatusCode::URI_TOO_LONG,
+                "Dirección demasiado larga",
+                "La dirección solicitada excede el tamaño permitido.",
+            )
+        }
         Ok(()) => route(&public, &req).await,
     };
     let h = res.headers_mut();
