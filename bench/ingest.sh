@@ -45,7 +45,7 @@ CONF
 nginx -c "$work/nginx.conf"
 
 "$bin" serve --data-dir "$work/d" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-  --settle 200ms --max-member-bytes 1GiB 2>"$work/difusor.log" &
+  --settle 200ms --publish-start "" --max-member-bytes 1GiB 2>"$work/difusor.log" &
 pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$admin/status" && break; sleep 0.1; done
 

@@ -139,7 +139,12 @@ fn before_publish_start_no_result_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         &dir.path().join("d"),
-        &["--publish-start", "2099-06-02T20:00:00-06:00"],
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
     );
     let pkg = site_package("20240602_2000", &[]);
     drop_file(&server.entrada(), "20240602_2000_PREP.zip", &pkg);

@@ -64,6 +64,10 @@ impl Server {
         if !self.extra.iter().any(|e| e == "--settle") {
             a.extend(["--settle".into(), "300ms".into()]);
         }
+        // Every profile sets an embargo; tests that are not about it open the gate.
+        if !self.extra.iter().any(|e| e == "--publish-start") {
+            a.extend(["--publish-start".into(), String::new()]);
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
