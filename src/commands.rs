@@ -55,6 +55,14 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
     for sub in ["entrada", "archivo", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
+    let host_key = dir.join("sftp_host_key");
+    if !host_key.exists() {
+        crate::intake::sftp::ensure_host_key(&host_key)?;
+        println!(
+            "Made the SFTP host key {} (used when sftp_listen is set).",
+            host_key.display()
+        );
+    }
     println!(
         "Wrote {} (profile {profile}) and the folders entrada/, archivo/, tmp/.",
         file.display()

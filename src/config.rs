@@ -189,6 +189,27 @@ settings! {
     settle: String = "2s".to_owned();
     /// How long to wait for a required sidecar or signature after the package arrives.
     evidence_wait: String = "30s".to_owned();
+    /// Address of the embedded SFTP server (scp works too), e.g. `0.0.0.0:2222`. Empty: off.
+    /// It can only deliver packages into the intake: no shell, no reading, no deleting.
+    sftp_listen: String = String::new();
+    /// Public keys allowed to upload over SFTP, in OpenSSH `authorized_keys` format (Ed25519 or
+    /// ECDSA; options are ignored). Default: `<data_dir>/sftp_authorized_keys`.
+    sftp_authorized_keys: PathBuf = PathBuf::new();
+    /// Addresses or CIDR ranges that may connect to the SFTP server; repeat the flag for
+    /// several. Others are dropped before authentication.
+    sftp_allow: Vec<String> = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
+    /// The SFTP server's host key (OpenSSH format, Ed25519), made at `init` or at the first
+    /// start if missing, and kept. Default: `<data_dir>/sftp_host_key`.
+    sftp_host_key: PathBuf = PathBuf::new();
+    /// Most SFTP sessions open at once; more are dropped.
+    sftp_max_sessions: u64 = 16;
+    /// Most bytes one SFTP session may upload in all (each file is also held to
+    /// `max_package_bytes`).
+    sftp_max_session_bytes: ByteSize = ByteSize::gib(16);
+    /// An SFTP session quiet this long is closed (`5m`).
+    sftp_idle_timeout: String = "5m".to_owned();
+    /// Failed authentication attempts allowed on one SFTP connection before it is cut.
+    sftp_max_auth_attempts: u64 = 3;
     /// Reject a data package whose CSV summary line contradicts its own rows (the journal
     /// warns of it either way), or whose results CSV cannot be read.
     reject_inconsistent: bool = false;
@@ -290,7 +311,15 @@ fn read_table(path: &Path) -> Result<toml::Table> {
 
 /// Makes relative folders in a config file relative to the file's folder.
 fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
-    for key in ["data_dir", "watch_dir", "log_dir", "tls_cert", "tls_key"] {
+    for key in [
+        "data_dir",
+        "watch_dir",
+        "log_dir",
+        "tls_cert",
+        "tls_key",
+        "sftp_authorized_keys",
+        "sftp_host_key",
+    ] {
         if let Some(toml::Value::String(s)) = table.get_mut(key) {
             let p = Path::new(s.as_str());
             if !s.is_empty() && p.is_relative() {
@@ -355,6 +384,8 @@ pub(crate) struct Config {
     pub(crate) evidence_wait: std::time::Duration,
     /// Reject data packages whose summary contradicts their rows.
     pub(crate) reject_inconsistent: bool,
+    /// The embedded SFTP server, when `sftp_listen` is set.
+    pub(crate) sftp: Option<SftpSettings>,
 }
 
 impl Config {
@@ -530,6 +561,7 @@ impl Config {
         positive("max_header_bytes", s.max_header_bytes.as_u64())?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
+        let sftp = sftp_settings(&s, &data_dir)?;
         Ok(Self {
             data_dir,
             watch_dir,
@@ -566,9 +598,91 @@ impl Config {
             settle,
             evidence_wait,
             reject_inconsistent: s.reject_inconsistent,
+            sftp,
             settings: s,
         })
     }
+}
+
+/// The SFTP server's settings, when `sftp_listen` is set.
+fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> {
+    if s.sftp_listen.is_empty() {
+        return Ok(None);
+    }
+    let listen = socket_addr("sftp_listen", &s.sftp_listen)?;
+    let allow = s
+        .sftp_allow
+        .iter()
+        .map(|a| {
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow!(
+                        "setting `sftp_allow`: {a:?} is neither an address nor a CIDR range; \
+                         write it as 203.0.113.7 or 203.0.113.0/24"
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if allow.is_empty() {
+        bail!("setting `sftp_allow`: no address may connect; add the institute's addresses");
+    }
+    let or_default = |p: &PathBuf, name: &str| {
+        if p.as_os_str().is_empty() {
+            data_dir.join(name)
+        } else {
+            p.clone()
+        }
+    };
+    let idle = duration("sftp_idle_timeout", &s.sftp_idle_timeout)?.unsigned_abs();
+    if idle.is_zero() {
+        bail!("setting `sftp_idle_timeout`: must be greater than zero; 5m is a good value");
+    }
+    Ok(Some(SftpSettings {
+        listen,
+        allow,
+        authorized_keys: or_default(&s.sftp_authorized_keys, "sftp_authorized_keys"),
+        host_key: sftp_host_key_path(s, data_dir),
+        max_sessions: usize::try_from(positive("sftp_max_sessions", s.sftp_max_sessions)?)
+            .unwrap_or(usize::MAX),
+        max_session_bytes: positive("sftp_max_session_bytes", s.sftp_max_session_bytes.as_u64())?,
+        idle_timeout: idle,
+        max_auth_attempts: usize::try_from(positive(
+            "sftp_max_auth_attempts",
+            s.sftp_max_auth_attempts,
+        )?)
+        .unwrap_or(usize::MAX),
+    }))
+}
+
+/// Where the SFTP host key is kept.
+pub(crate) fn sftp_host_key_path(s: &Settings, data_dir: &Path) -> PathBuf {
+    if s.sftp_host_key.as_os_str().is_empty() {
+        data_dir.join("sftp_host_key")
+    } else {
+        s.sftp_host_key.clone()
+    }
+}
+
+/// The embedded SFTP server's settings, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct SftpSettings {
+    /// Address to listen on.
+    pub(crate) listen: SocketAddr,
+    /// Who may connect.
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// OpenSSH `authorized_keys` file.
+    pub(crate) authorized_keys: PathBuf,
+    /// Host key file.
+    pub(crate) host_key: PathBuf,
+    /// Sessions open at once.
+    pub(crate) max_sessions: usize,
+    /// Bytes one session may upload.
+    pub(crate) max_session_bytes: u64,
+    /// Idle time before a session is closed.
+    pub(crate) idle_timeout: std::time::Duration,
+    /// Failed authentication attempts per connection.
+    pub(crate) max_auth_attempts: usize,
 }
 
 fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr> {

@@ -62,6 +62,10 @@ pub(crate) enum EventKind {
     NoticeOn,
     /// The notice was lifted; results are shown again.
     NoticeOff,
+    /// An SFTP session ended: address, key fingerprint, files, bytes, refusals.
+    SftpSession,
+    /// An SFTP connection was dropped before authentication (address, session limit).
+    SftpRefused,
 }
 
 impl EventKind {
@@ -82,6 +86,8 @@ impl EventKind {
             Self::Warning => "warning",
             Self::NoticeOn => "notice-on",
             Self::NoticeOff => "notice-off",
+            Self::SftpSession => "sftp-session",
+            Self::SftpRefused => "sftp-refused",
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
+use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
@@ -127,6 +128,10 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             )
         })?;
     tracing::info!(address = %admin_listener.local_addr()?, "admin listener ready");
+    let sftp_listener = match &config.sftp {
+        Some(settings) => Some(sftp::open(settings).await?),
+        None => None,
+    };
     if config.publish_start.is_none() {
         tracing::warn!("no publish_start is set: results are public as soon as they arrive");
     }
@@ -249,6 +254,21 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         sidecar: config.evidence.sidecar,
         signature: config.evidence.signature,
     };
+    if let (Some(settings), Some(listener)) = (&config.sftp, sftp_listener) {
+        let server = SftpServer {
+            settings: settings.clone(),
+            tmp_dir: config.data_dir.join("tmp"),
+            max_package_bytes: config.limits.max_package_bytes,
+            publisher: queue.clone(),
+            journal: store.journal.clone(),
+        };
+        let stop_sftp = stop_rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = sftp::serve(server, listener, stop_sftp).await {
+                tracing::error!(error = %format!("{e:#}"), "the SFTP intake stopped");
+            }
+        });
+    }
     let mut watcher = tokio::spawn(intake::watch_folder(
         rules,
         queue,

@@ -1,0 +1,12 @@
+//! Intake channels: how packages reach the publisher.
+//!
+//! - [`watch`]: the watched folder, for uploads through the system's OpenSSH, rsync or scripts.
+//! - [`sftp`]: the embedded SFTP server, which can do nothing but deliver packages.
+//!
+//! Every channel hands a complete file to the publisher as a [`crate::publisher::Received`];
+//! none publishes anything itself.
+
+pub(crate) mod sftp;
+mod watch;
+
+pub(crate) use watch::{WatchRules, read_evidence, watch_folder};

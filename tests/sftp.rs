@@ -1,0 +1,473 @@
+//! The embedded SFTP server with Debian's OpenSSH clients (`sftp`, `scp`, `ssh`): uploads with
+//! the right key go live; everything else is refused and changes nothing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::*;
+
+/// A server with SFTP on a free port, and a key pair allowed to upload.
+struct Sftp {
+    server: Server,
+    port: u16,
+    key: PathBuf,
+    dir: PathBuf,
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (apt-get install -y openssh-client)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn start(tmp: &Path, extra: &[&str]) -> Sftp {
+    let key = tmp.join("id_ed25519");
+    keygen(&key);
+    let authorized = tmp.join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut flags = vec![
+        "--sftp-listen",
+        listen.as_str(),
+        "--sftp-authorized-keys",
+        authorized.to_str().unwrap(),
+    ];
+    flags.extend_from_slice(extra);
+    let server = Server::start(&tmp.join("data"), &flags);
+    Sftp {
+        server,
+        port,
+        key,
+        dir: tmp.to_owned(),
+    }
+}
+
+fn ssh_options(cmd: &mut Command, key: &Path) {
+    cmd.args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-i",
+    ])
+    .arg(key)
+    .stdin(Stdio::null());
+}
+
+impl Sftp {
+    /// Runs `sftp -b` with `batch` (one command a line) and extra options.
+    fn batch_with(&self, batch: &str, key: &Path, extra: &[&str]) -> Output {
+        let file = self.dir.join(format!("batch-{}", fastrand::u64(..)));
+        std::fs::write(&file, batch).unwrap();
+        let mut cmd = Command::new("sftp");
+        ssh_options(&mut cmd, key);
+        cmd.args(extra)
+            .arg("-b")
+            .arg(&file)
+            .arg("-P")
+            .arg(self.port.to_string())
+            .arg("instituto@127.0.0.1");
+        cmd.output().expect("sftp")
+    }
+
+    fn batch(&self, batch: &str) -> Output {
+        self.batch_with(batch, &self.key, &[])
+    }
+
+    /// A local file with `bytes`, for uploading.
+    fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = self.dir.join(format!("local-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn ssh(&self, key: &Path, extra: &[&str], remote: &[&str]) -> Output {
+        let mut cmd = Command::new("ssh");
+        ssh_options(&mut cmd, key);
+        cmd.args(extra)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("instituto@127.0.0.1")
+            .args(remote);
+        cmd.output().expect("ssh")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything under `dir`, recursively, as relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sftp_and_scp_uploads_go_live_and_are_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let sidecar = s.local(
+        "PREP_20240602_2000.zip.sha256",
+        format!(
+            "{}  PREP_20240602_2000.zip\n",
+            sha256_hex(&std::fs::read(&pkg).unwrap())
+        )
+        .as_bytes(),
+    );
+    let out = s.batch(&format!(
+        "put {}\nput {}\n",
+        sidecar.display(),
+        pkg.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let verified = events(&s.server, "verified");
+    assert!(
+        verified.iter().any(|e| e.to_string().contains("sidecar")),
+        "the sidecar went with its package: {verified:?}"
+    );
+
+    // scp (SFTP since OpenSSH 9.0).
+    let pkg2 = s.local(
+        "PREP_20240602_2015.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    let mut scp = Command::new("scp");
+    ssh_options(&mut scp, &s.key);
+    let out = scp
+        .arg("-P")
+        .arg(s.port.to_string())
+        .arg(&pkg2)
+        .arg("instituto@127.0.0.1:")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2015");
+
+    // Upload as a hidden name, then rename: delivered at the rename, not before.
+    let pkg3 = s.local(
+        "PREP_20240602_2030.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    let out = s.batch(&format!(
+        "put {} .PREP_20240602_2030.zip.part\nls -la\nrename .PREP_20240602_2030.zip.part PREP_20240602_2030.zip\n",
+        pkg3.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(".PREP_20240602_2030.zip.part"),
+        "the session sees its own upload: {}",
+        text(&out)
+    );
+    s.server.wait_corte("20240602_2030");
+
+    let sessions = events(&s.server, "sftp-session");
+    let files: u64 = sessions
+        .iter()
+        .map(|e| e["detail"]["file_count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(files, 3, "{sessions:#?}");
+    let first = sessions[0]["detail"].clone();
+    assert_eq!(
+        first["address"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.1")
+    );
+    assert!(
+        first["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:"),
+        "{first}"
+    );
+    assert!(first["bytes"].as_u64().unwrap() > 0);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn wrong_key_password_and_other_addresses_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-allow", "127.0.0.1"]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let put = format!("put {}\n", pkg.display());
+
+    let other = tmp.path().join("other_key");
+    keygen(&other);
+    let out = s.batch_with(&put, &other, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out)
+    );
+
+    // A password attempt: the server offers public keys only.
+    let out = s.batch_with(
+        &put,
+        &other,
+        &[
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "PubkeyAuthentication=no",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out)
+    );
+
+    // From 127.0.0.2, not allowed: dropped before the handshake.
+    let out = s.batch_with(&put, &s.key, &["-o", "BindAddress=127.0.0.2"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("Permission denied"),
+        "no authentication was offered: {}",
+        text(&out)
+    );
+    let refused = events(&s.server, "sftp-refused");
+    assert!(
+        refused.iter().any(|e| e["detail"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.2:")),
+        "{refused:?}"
+    );
+    assert_eq!(s.server.live_corte(), None);
+    assert!(tree(&s.server.entrada()).is_empty());
+}
+
+#[test]
+fn no_shell_no_exec_no_other_subsystem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let out = s.ssh(&s.key, &[], &["ls", "/"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("exec request failed"), "{}", text(&out));
+    let out = s.ssh(&s.key, &["-s"], &["netconf"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("subsystem request failed"),
+        "{}",
+        text(&out)
+    );
+    let out = s.ssh(&s.key, &["-T"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let sessions = events(&s.server, "sftp-session");
+    let refusals = sessions
+        .iter()
+        .map(|e| e["detail"]["refusals"].to_string())
+        .collect::<String>();
+    assert!(
+        refusals.contains("exec") && refusals.contains("netconf"),
+        "{refusals}"
+    );
+}
+
+#[test]
+fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--max-package-bytes", "64KiB"]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let data = s.server.data.clone();
+    let before = tree(&data);
+
+    let small = s.local(
+        "PREP_20240602_2015.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    let back = tmp.path().join("back");
+    // (batch, what the client prints, what the journal's session entry says)
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("put {} ../PREP_20240602_2015.zip", small.display()),
+            "Permission denied",
+            "`..` is not allowed",
+        ),
+        (
+            format!("put {} /etc/PREP_20240602_2015.zip", small.display()),
+            "Permission denied",
+            "outside the intake folder",
+        ),
+        (
+            format!(
+                "put {} /tmp/x/../../../PREP_20240602_2015.zip",
+                small.display()
+            ),
+            "Permission denied",
+            "`..` is not allowed",
+        ),
+        (
+            "symlink /etc/passwd enlace".to_owned(),
+            "Permission denied",
+            "symbolic links cannot be made",
+        ),
+        (
+            "mkdir sub".to_owned(),
+            "Permission denied",
+            "folders cannot be made",
+        ),
+        (
+            "rename PREP_20240602_2000.zip ../x.zip".to_owned(),
+            "Permission denied",
+            "`..` is not allowed",
+        ),
+        (
+            "rename PREP_20240602_2000.zip otro.zip".to_owned(),
+            "Permission denied",
+            "files handed over cannot be renamed",
+        ),
+        (
+            "rm PREP_20240602_2000.zip".to_owned(),
+            "Permission denied",
+            "cannot be deleted",
+        ),
+        (
+            format!(
+                "put {} .retenido.part\nget .retenido.part {}",
+                small.display(),
+                back.display()
+            ),
+            "Permission denied",
+            "cannot be read",
+        ),
+        (
+            format!("get PREP_20240602_2000.zip {}", back.display()),
+            "not found",
+            "",
+        ),
+        (
+            format!("get ../archivo {}", back.display()),
+            "not found",
+            "",
+        ),
+    ];
+    for (command, client, journal) in &cases {
+        let out = s.batch(&format!("{command}\n"));
+        assert!(!out.status.success(), "{command} succeeded: {}", text(&out));
+        assert!(
+            text(&out).contains(client),
+            "{command}: expected {client:?} in {}",
+            text(&out)
+        );
+        let refusals: String = events(&s.server, "sftp-session")
+            .iter()
+            .map(|e| e["detail"]["refusals"].to_string())
+            .collect();
+        assert!(
+            refusals.contains(journal),
+            "{command}: expected {journal:?} in {refusals}"
+        );
+    }
+    // Over max_package_bytes: refused at the write, nothing kept.
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let big = s.local("PREP_20240602_2030.zip", &big);
+    let out = s.batch(&format!("put {}\n", big.display()));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Failure"), "{}", text(&out));
+
+    assert!(!tmp.path().join("back").exists());
+    assert_eq!(s.server.live_corte().as_deref(), Some("20240602_2000"));
+    let after: Vec<String> = tree(&data)
+        .into_iter()
+        .filter(|p| !p.starts_with("bitacora"))
+        .collect();
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|p| !p.starts_with("bitacora"))
+        .collect();
+    assert_eq!(before, after, "the data folder changed");
+    assert!(!Path::new("/etc/PREP_20240602_2015.zip").exists());
+    let refusals: String = events(&s.server, "sftp-session")
+        .iter()
+        .map(|e| e["detail"]["refusals"].to_string())
+        .collect();
+    assert!(
+        refusals.contains("symlink") && refusals.contains("larger than the limit"),
+        "{refusals}"
+    );
+}
+
+#[test]
+fn five_clients_at_once_all_land() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let cortes = [
+        "20240602_2000",
+        "20240602_2015",
+        "20240602_2030",
+        "20240602_2045",
+        "20240602_2100",
+    ];
+    let files: Vec<PathBuf> = cortes
+        .iter()
+        .map(|c| {
+            s.local(
+                &format!("PREP_{c}.zip"),
+                &site_package(c, &[("pad.bin", &vec![7u8; 300_000])]),
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| scope.spawn(|| s.batch(&format!("put {}\n", f.display()))))
+            .collect();
+        for h in handles {
+            let out = h.join().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    });
+    s.server.wait_received(5);
+    s.server.wait_corte("20240602_2100");
+    let sessions = events(&s.server, "sftp-session");
+    assert_eq!(sessions.len(), 5, "{sessions:#?}");
+}
