@@ -2,6 +2,8 @@
 //!
 //! A file is taken once it is complete:
 //! - at once when it was renamed into place (how rsync and careful uploaders finish);
+//! - at once when its `<name>.sha256` sidecar, holding a digest, was written after the file
+//!   last changed (an uploader that sends the hash last has finished the package);
 //! - otherwise once its size and modification time have not changed for `settle`.
 //!
 //! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`),
@@ -192,7 +194,8 @@ fn ready(rules: &WatchRules, pending: &mut HashMap<PathBuf, Candidate>) -> Vec<P
             c.stable_since = Instant::now();
             c.renamed = false;
         }
-        let complete = c.renamed || c.stable_since.elapsed() >= rules.settle;
+        let complete =
+            c.renamed || c.stable_since.elapsed() >= rules.settle || sidecar_after(path, modified);
         let evidence_missing = (rules.sidecar == Policy::Required
             && !with_ext(path, "sha256").exists())
             || (rules.signature == Policy::Required && !with_ext(path, "minisig").exists());
@@ -203,6 +206,24 @@ fn ready(rules: &WatchRules, pending: &mut HashMap<PathBuf, Candidate>) -> Vec<P
     });
     out.sort();
     out.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Whether a sidecar holding a digest was written after the package last changed: an
+/// uploader that sends the hash after the package has finished the package.
+fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
+    let sidecar = with_ext(path, "sha256");
+    let Some(package_modified) = package_modified else {
+        return false;
+    };
+    let written_after = std::fs::metadata(&sidecar)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= package_modified);
+    written_after
+        && read_evidence(&sidecar).is_some_and(|text| {
+            text.split_whitespace()
+                .next()
+                .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
 }
 
 /// `<path>.<ext>`.
