@@ -105,6 +105,37 @@ impl Sftp {
     }
 }
 
+/// The journal's `sftp-session` events once `cond` holds on them (a session is journaled
+/// just after its client has gone), or a panic after 20 s.
+fn sessions_when(
+    server: &Server,
+    cond: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let sessions = events(server, "sftp-session");
+        if cond(&sessions) {
+            return sessions;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for sftp-session events: {sessions:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Every refusal journaled so far, once one contains `what`.
+fn refusals_with(server: &Server, what: &str) -> String {
+    let all = |sessions: &[serde_json::Value]| {
+        sessions
+            .iter()
+            .map(|e| e["detail"]["refusals"].to_string())
+            .collect::<String>()
+    };
+    all(&sessions_when(server, |s| all(s).contains(what)))
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -193,7 +224,7 @@ fn sftp_and_scp_uploads_go_live_and_are_journaled() {
     );
     s.server.wait_corte("20240602_2030");
 
-    let sessions = events(&s.server, "sftp-session");
+    let sessions = sessions_when(&s.server, |s| s.len() >= 3);
     let files: u64 = sessions
         .iter()
         .map(|e| e["detail"]["file_count"].as_u64().unwrap_or(0))
@@ -293,11 +324,8 @@ fn no_shell_no_exec_no_other_subsystem() {
     );
     let out = s.ssh(&s.key, &["-T"], &[]);
     assert!(!out.status.success(), "{}", text(&out));
-    let sessions = events(&s.server, "sftp-session");
-    let refusals = sessions
-        .iter()
-        .map(|e| e["detail"]["refusals"].to_string())
-        .collect::<String>();
+    refusals_with(&s.server, "exec");
+    let refusals = refusals_with(&s.server, "netconf");
     assert!(
         refusals.contains("exec") && refusals.contains("netconf"),
         "{refusals}"
@@ -396,10 +424,7 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
             "{command}: expected {client:?} in {}",
             text(&out)
         );
-        let refusals: String = events(&s.server, "sftp-session")
-            .iter()
-            .map(|e| e["detail"]["refusals"].to_string())
-            .collect();
+        let refusals = refusals_with(&s.server, journal);
         assert!(
             refusals.contains(journal),
             "{command}: expected {journal:?} in {refusals}"
@@ -426,10 +451,7 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
         .collect();
     assert_eq!(before, after, "the data folder changed");
     assert!(!Path::new("/etc/PREP_20240602_2015.zip").exists());
-    let refusals: String = events(&s.server, "sftp-session")
-        .iter()
-        .map(|e| e["detail"]["refusals"].to_string())
-        .collect();
+    let refusals = refusals_with(&s.server, "larger than the limit");
     assert!(
         refusals.contains("symlink") && refusals.contains("larger than the limit"),
         "{refusals}"
@@ -468,6 +490,6 @@ fn five_clients_at_once_all_land() {
     });
     s.server.wait_received(5);
     s.server.wait_corte("20240602_2100");
-    let sessions = events(&s.server, "sftp-session");
+    let sessions = sessions_when(&s.server, |s| s.len() >= 5);
     assert_eq!(sessions.len(), 5, "{sessions:#?}");
 }

@@ -183,12 +183,11 @@ pub(crate) async fn serve(
         };
         let ip = peer.ip().to_canonical();
         if !server.settings.allow.iter().any(|net| net.contains(&ip)) {
-            drop(stream);
             refused(&server.journal, peer, "address not in sftp_allow");
+            drop(stream);
             continue;
         }
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
-            drop(stream);
             refused(
                 &server.journal,
                 peer,
