@@ -459,6 +459,46 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
 }
 
 #[test]
+fn the_host_key_is_made_once_private_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start(tmp.path(), &[]);
+    let path = s.server.data.join("sftp_host_key");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let key = std::fs::read(&path).unwrap();
+    let fingerprint = |s: &Sftp| {
+        let out = Command::new("ssh-keyscan")
+            .args(["-t", "ed25519", "-p", &s.port.to_string(), "127.0.0.1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .last()
+            .map(str::to_owned)
+    };
+    let before = fingerprint(&s);
+    assert!(before.is_some());
+    s.server.restart();
+    assert_eq!(std::fs::read(&path).unwrap(), key, "the host key changed");
+    assert_eq!(fingerprint(&s), before);
+
+    // `init` makes it too.
+    let dir = tmp.path().join("nuevo");
+    let out = difusor()
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let made = dir.join("sftp_host_key");
+    assert_eq!(
+        std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
 fn five_clients_at_once_all_land() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(tmp.path(), &[]);
