@@ -31,6 +31,7 @@ mod package;
 mod prep;
 mod publisher;
 mod serve;
+mod simulate;
 mod site;
 
 use std::process::ExitCode;
@@ -76,6 +77,29 @@ fn run(cli: cli::Cli) -> Result<u8> {
     match cli.command {
         Cmd::Demo { port, every } => {
             runtime.block_on(demo::run(port, every.unsigned_abs()))?;
+            Ok(0)
+        }
+        Cmd::Simulate {
+            out,
+            entidad,
+            elecciones,
+            casillas,
+            seed,
+            fecha,
+            desde,
+            every,
+            cortes,
+        } => {
+            drop(runtime);
+            let settings = simulate::Settings {
+                entidad,
+                elecciones,
+                casillas,
+                seed,
+                fecha: fecha.unwrap_or_else(|| jiff::ZonedDateTime::now().date()),
+                desde: desde.unsigned_abs(),
+            };
+            simulate::run(&settings, &out, every.unsigned_abs(), cortes)?;
             Ok(0)
         }
         Cmd::Serve { settings } => {
