@@ -413,7 +413,12 @@ fn candidaturas(catalogue: &Catalogue, election: Election) -> String {
         }
         return out;
     }
-    let (level_id, _) = election.level.columns();
+    // Real files name the area column of every local election ID_DISTRITO_LOCAL, even when
+    // its ids are municipalities (Campeche 2021, AYUN).
+    let level_id = match election.level {
+        Level::FederalDistrict => "ID_DISTRITO_FEDERAL",
+        Level::LocalDistrict | Level::Municipality => "ID_DISTRITO_LOCAL",
+    };
     let mut out =
         format!("ID_ESTADO,{level_id},PARTIDO_CI,CANDIDATURA_PROPIETARIA,CANDIDATURA_SUPLENTE\n");
     for a in 1..=areas {
