@@ -18,7 +18,7 @@ pub(crate) struct Acta {
     pub(crate) fate: Fate,
     /// Votes per party, then per coalition, then not registered, then null.
     pub(crate) votes: Vec<u32>,
-    /// Minutes after 20:00 when it reached the acopio, was captured, and seconds to verify.
+    /// Minutes after 20:00 when it reached the acopio.
     pub(crate) acopio: u32,
     /// Minutes after 20:00 of its capture.
     pub(crate) captura: u32,
