@@ -66,6 +66,17 @@ pub(crate) enum Cmd {
         /// Stop after this many cortes (default: the whole night, to 20:00 of the next day).
         #[arg(long)]
         cortes: Option<u32>,
+        /// Sign every package with this minisign secret key (`difusor keygen` makes one),
+        /// writing `<package>.minisig` beside it.
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+    },
+    /// Make a minisign key pair for signing simulated packages: `difusor.key` (secret, no
+    /// password, for drills) and `difusor.pub` (for `minisign_keys`). Never overwrites.
+    Keygen {
+        /// Folder to write the pair into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Run the server: rebuild the live site, then receive, publish and serve.
     Serve {

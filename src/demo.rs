@@ -59,7 +59,7 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
             let done = tokio::task::spawn_blocking(move || -> Result<()> {
                 if let Some(corte) = sim.packages(n)? {
                     for (name, bytes) in &corte.packages {
-                        simulate::deliver(&dir, name, bytes)?;
+                        simulate::deliver(&dir, name, bytes, None)?;
                     }
                 }
                 Ok(())

@@ -89,6 +89,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
             desde,
             every,
             cortes,
+            sign_key,
         } => {
             drop(runtime);
             let settings = simulate::Settings {
@@ -99,7 +100,23 @@ fn run(cli: cli::Cli) -> Result<u8> {
                 fecha: fecha.unwrap_or_else(|| jiff::ZonedDateTime::now().date()),
                 desde: desde.unsigned_abs(),
             };
-            simulate::run(&settings, &out, every.unsigned_abs(), cortes)?;
+            simulate::run(
+                &settings,
+                &out,
+                every.unsigned_abs(),
+                cortes,
+                sign_key.as_deref(),
+            )?;
+            Ok(0)
+        }
+        Cmd::Keygen { dir } => {
+            let (secret, public) = simulate::keygen(&dir)?;
+            println!("secret key: {}", secret.display());
+            println!("public key: {}", public.display());
+            println!(
+                "servers check signatures with: minisign_keys = [\"{}\"]",
+                public.display()
+            );
             Ok(0)
         }
         Cmd::Serve { settings } => {

@@ -265,6 +265,100 @@ fn a_drill_into_a_running_servers_intake_publishes_every_corte_without_warnings(
     assert!(events(&server, "rejected").is_empty());
 }
 
+#[test]
+fn signed_packages_pass_a_server_that_requires_signatures_and_others_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = difusor()
+        .args(["keygen", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = difusor()
+        .args(["keygen", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "keygen never overwrites a key"
+    );
+    let other = dir.path().join("other");
+    assert!(
+        difusor()
+            .args(["keygen", "--dir"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let public = keys.join("difusor.pub").display().to_string();
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    );
+    server.wait_ready();
+    let secret = keys.join("difusor.key").display().to_string();
+    simulate(
+        &server.entrada(),
+        &[
+            "--casillas",
+            "300",
+            "--cortes",
+            "1",
+            "--desde",
+            "5h",
+            "--sign-key",
+            &secret,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events(&server, "published").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{:#?}",
+            events(&server, "rejected")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Signed with another key: refused.
+    let wrong = other.join("difusor.key").display().to_string();
+    simulate(
+        &server.entrada(),
+        &[
+            "--casillas",
+            "300",
+            "--cortes",
+            "1",
+            "--desde",
+            "6h",
+            "--sign-key",
+            &wrong,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events(&server, "rejected").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{:#?}",
+            events(&server, "published")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(events(&server, "published").len(), 2);
+}
+
 /// A child process stopped with SIGINT (as Ctrl-C) when dropped.
 struct Interrupt(Child);
 

@@ -3,7 +3,8 @@
 //!
 //! Each corte gives two packages, both named for the corte (`YYYYMMDD_HHMM`, local time):
 //! the site package (`…_PREP_SITIO[_COMPLETO]_<ENT>.zip`, [`site`]) and the data package
-//! (`…_PREP_<ENT>.zip`, [`data`]), each delivered with its `.sha256` sidecar ([`deliver`]).
+//! (`…_PREP_<ENT>.zip`, [`data`]), each delivered with its `.sha256` sidecar, and its
+//! `.minisig` signature when a secret key is given ([`deliver`], [`sign`]).
 //!
 //! # Guarantees
 //! - The same settings and seed give the same packages, byte for byte.
@@ -15,6 +16,7 @@ mod acta;
 mod data;
 mod deliver;
 mod election;
+mod sign;
 mod site;
 
 use std::path::Path;
@@ -25,6 +27,7 @@ use jiff::civil::Date;
 
 pub(crate) use deliver::deliver;
 pub(crate) use election::{Catalogue, Election, Entity};
+pub(crate) use sign::keygen;
 
 use data::Corte;
 
@@ -130,17 +133,20 @@ impl Simulation {
 }
 
 /// `difusor simulate`: writes the packages of each corte into `out`, one corte every
-/// `every`, until `cortes` cortes (or the night) are done.
+/// `every`, until `cortes` cortes (or the night) are done; each signed with the minisign
+/// secret key in `sign_key`, if given.
 pub(crate) fn run(
     settings: &Settings,
     out: &Path,
     every: Duration,
     cortes: Option<u32>,
+    sign_key: Option<&Path>,
 ) -> Result<()> {
     use std::io::IsTerminal as _;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let simulation = Simulation::new(settings)?;
+    let key = sign_key.map(sign::load).transpose()?;
     let total = cortes.unwrap_or(u32::MAX).min(simulation.cortes());
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(u64::from(total));
@@ -161,7 +167,7 @@ pub(crate) fn run(
             break;
         };
         for (name, bytes) in &corte.packages {
-            deliver(out, name, bytes)?;
+            deliver(out, name, bytes, key.as_ref())?;
             tracing::info!(package = %name, bytes = bytes.len(), "simulate: delivered");
         }
         bar.set_message(corte.stamp);
