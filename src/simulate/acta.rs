@@ -4,8 +4,8 @@
 //! # Guarantees
 //! - An acta's figures are drawn from its own seeded generator, so they never change between
 //!   cortes; only whether it is captured does.
-//! - An acta is captured at a corte when its capture time is at or before the corte;
-//!   `FECHA_HORA_ACOPIO` ≤ `FECHA_HORA_CAPTURA` ≤ `FECHA_HORA_VERIFICACION`.
+//! - An acta appears captured at a corte once verified at or before the corte, so
+//!   `FECHA_HORA_ACOPIO` ≤ `FECHA_HORA_CAPTURA` ≤ `FECHA_HORA_VERIFICACION` ≤ the corte.
 //! - [`Summary`] applies the rules of FORMATS.md to exactly the rows written, so the summary
 //!   line always equals what the rows give.
 

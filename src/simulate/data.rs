@@ -200,7 +200,9 @@ fn results_csv(
     let width = catalogue.seccion_width;
     for (i, c) in catalogue.casillas.iter().enumerate() {
         let acta = acta::draw(catalogue, i, c, e);
-        let captured = (acta.captura <= corte.minute).then_some(&acta);
+        // Captured at a corte once verified, so no timestamp is later than the corte.
+        let verified = acta.captura * 60 + acta.verification_secs;
+        let captured = (verified <= corte.minute * 60).then_some(&acta);
         let clave = c.clave(entity.id, width);
         let (id, name) = match election.level {
             Level::Municipality => {
@@ -325,7 +327,7 @@ fn results_csv(
         } else {
             "CATD,ESCANER"
         };
-        if arrival > corte.minute {
+        if arrival >= corte.minute {
             continue;
         }
         s.fuera_catalogo += 1;

@@ -67,6 +67,11 @@ fn the_summary_line_is_what_the_rows_give_for_several_seeds_sizes_and_cortes() {
                 );
                 assert_eq!(r.anomaly_count, 0, "{}: {:#?}", r.file, r.anomalies);
                 assert!(r.title.as_deref().unwrap().ends_with("(SIMULACRO)"));
+                // No timestamp is later than the corte.
+                let corte = r.corte.as_ref().unwrap().local[..19].replace('T', " ");
+                for (column, latest) in &r.latest {
+                    assert!(*latest <= corte, "{name}: {column} {latest} after {corte}");
+                }
             }
             if desde >= 3 {
                 // Half the night in: actas captured, counted and not, and out of catalogue.
