@@ -34,6 +34,50 @@ pub(crate) enum Cmd {
         #[arg(long, default_value = "5s")]
         every: jiff::SignedDuration,
     },
+    /// Simulate an election night (SIMULACRO): for each corte, a site package and a data
+    /// package in the real layout, each with its `.sha256`, delivered into a folder.
+    Simulate {
+        /// Folder to deliver into (a difusor's intake folder for a drill).
+        #[arg(long)]
+        out: PathBuf,
+        /// Entity code: AGS, BC, BCS, CAMP, COAH, … ZAC.
+        #[arg(long, default_value = "CAMP")]
+        entidad: String,
+        /// Elections, comma-separated: GUB, DIP_LOC, AYUN (local) or PRES, DIP_FED, SEN.
+        #[arg(long, value_delimiter = ',', default_value = "GUB,DIP_LOC,AYUN")]
+        elecciones: Vec<String>,
+        /// Casillas in the catalogue (100 to 200000; a state has a few thousand, the
+        /// country about 170000).
+        #[arg(long, default_value_t = 5_000)]
+        casillas: u32,
+        /// Seed of every random draw: the same seed gives the same packages.
+        #[arg(long, default_value_t = 2027)]
+        seed: u64,
+        /// Election day (YYYY-MM-DD); default today.
+        #[arg(long)]
+        fecha: Option<jiff::civil::Date>,
+        /// Election-night time of the first corte after 20:00 (`0s`, `6h`).
+        #[arg(long, default_value = "0s")]
+        desde: jiff::SignedDuration,
+        /// Real time between cortes (`15m` as institutes do, `2s` for a fast drill). Each
+        /// corte advances 15 minutes of election night whatever this is.
+        #[arg(long, default_value = "15m")]
+        every: jiff::SignedDuration,
+        /// Stop after this many cortes (default: the whole night, to 20:00 of the next day).
+        #[arg(long)]
+        cortes: Option<u32>,
+        /// Sign every package with this minisign secret key (`difusor keygen` makes one),
+        /// writing `<package>.minisig` beside it.
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+    },
+    /// Make a minisign key pair for signing simulated packages: `difusor.key` (secret, no
+    /// password, for drills) and `difusor.pub` (for `minisign_keys`). Never overwrites.
+    Keygen {
+        /// Folder to write the pair into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Run the server: rebuild the live site, then receive, publish and serve.
     Serve {
         /// Settings.

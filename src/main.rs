@@ -31,6 +31,7 @@ mod package;
 mod prep;
 mod publisher;
 mod serve;
+mod simulate;
 mod site;
 
 use std::process::ExitCode;
@@ -76,6 +77,46 @@ fn run(cli: cli::Cli) -> Result<u8> {
     match cli.command {
         Cmd::Demo { port, every } => {
             runtime.block_on(demo::run(port, every.unsigned_abs()))?;
+            Ok(0)
+        }
+        Cmd::Simulate {
+            out,
+            entidad,
+            elecciones,
+            casillas,
+            seed,
+            fecha,
+            desde,
+            every,
+            cortes,
+            sign_key,
+        } => {
+            drop(runtime);
+            let settings = simulate::Settings {
+                entidad,
+                elecciones,
+                casillas,
+                seed,
+                fecha: fecha.unwrap_or_else(|| jiff::ZonedDateTime::now().date()),
+                desde: desde.unsigned_abs(),
+            };
+            simulate::run(
+                &settings,
+                &out,
+                every.unsigned_abs(),
+                cortes,
+                sign_key.as_deref(),
+            )?;
+            Ok(0)
+        }
+        Cmd::Keygen { dir } => {
+            let (secret, public) = simulate::keygen(&dir)?;
+            println!("secret key: {}", secret.display());
+            println!("public key: {}", public.display());
+            println!(
+                "servers check signatures with: minisign_keys = [\"{}\"]",
+                public.display()
+            );
             Ok(0)
         }
         Cmd::Serve { settings } => {
