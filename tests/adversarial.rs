@@ -150,10 +150,7 @@ fn before_publish_start_no_result_leaves() {
     drop_file(&server.entrada(), "20240602_2000_PREP.zip", &pkg);
     server.wait_corte("20240602_2000");
     assert_eq!(server.status()["gate"]["open"], false);
-    let etag = format!("\"{}\"", {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(br#"{"corte":"20240602_2000"}"#))
-    });
+    let etag = format!("\"{}\"", sha256_hex(br#"{"corte":"20240602_2000"}"#));
     let inm = format!("If-None-Match: {etag}");
     let cases: &[(&str, &[&str])] = &[
         ("/", &[]),

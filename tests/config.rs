@@ -58,10 +58,7 @@ fn init_writes_a_commented_config_that_serve_accepts() {
     let bytes = site_package("20240602_2000", &[]);
     std::fs::write(&pkg, &bytes).unwrap();
     // The Chiapas profile requires the sidecar.
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&bytes))
-    };
+    let digest = sha256_hex(&bytes);
     std::fs::write(dir.path().join("20240602_2000_PREP.zip.sha256"), digest).unwrap();
     let out = difusor()
         .args([

@@ -7,11 +7,6 @@ use std::io::Read;
 
 use support::*;
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 fn inner_file(outer: &[u8], inner_zip: &str, member: &str) -> Vec<u8> {
     let mut outer = zip::ZipArchive::new(std::io::Cursor::new(outer)).unwrap();
     let mut inner_bytes = Vec::new();

@@ -245,11 +245,6 @@ fn sftp_and_scp_uploads_go_live_and_are_journaled() {
     assert!(first["bytes"].as_u64().unwrap() > 0);
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 #[test]
 fn wrong_key_password_and_other_addresses_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

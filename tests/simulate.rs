@@ -33,20 +33,6 @@ fn simulate(out: &Path, args: &[&str]) -> Vec<String> {
     names
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(bytes)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)[..64].to_owned()
-}
-
 #[test]
 fn inspect_finds_every_summary_equal_to_its_rows_for_several_seeds_and_sizes() {
     for (seed, casillas, elecciones, desde) in [

@@ -8,8 +8,7 @@ use std::time::Duration;
 use support::*;
 
 fn sidecar(bytes: &[u8], name: &str) -> String {
-    use sha2::Digest;
-    format!("{}  {name}\n", hex::encode(sha2::Sha256::digest(bytes)))
+    format!("{}  {name}\n", sha256_hex(bytes))
 }
 
 #[test]

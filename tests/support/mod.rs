@@ -316,6 +316,12 @@ pub fn site_package(corte: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     zip_bytes(&members)
 }
 
+/// The SHA-256 of `bytes` as 64 lowercase hex digits, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The shared real fixtures folder.
 pub fn real_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
