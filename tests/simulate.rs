@@ -234,15 +234,7 @@ fn a_drill_into_a_running_servers_intake_publishes_every_corte_without_warnings(
         curl(&server.url("/json/GUB/distrito/1.json"), &[]).status,
         200
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while events(&server, "published").len() < 6 {
-        assert!(
-            Instant::now() < deadline,
-            "{:#?}",
-            events(&server, "published")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_events(&server, "published", 6);
     assert!(
         events(&server, "warning").is_empty(),
         "{:#?}",
@@ -309,15 +301,7 @@ fn signed_packages_pass_a_server_that_requires_signatures_and_others_fail_it() {
             &secret,
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while events(&server, "published").len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "{:#?}",
-            events(&server, "rejected")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_events(&server, "published", 2);
     // Signed with another key: refused.
     let wrong = other.join("difusor.key").display().to_string();
     simulate(
@@ -333,15 +317,7 @@ fn signed_packages_pass_a_server_that_requires_signatures_and_others_fail_it() {
             &wrong,
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while events(&server, "rejected").len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "{:#?}",
-            events(&server, "published")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_events(&server, "rejected", 2);
     assert_eq!(events(&server, "published").len(), 2);
 }
 

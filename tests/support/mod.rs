@@ -346,3 +346,24 @@ pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
         .cloned()
         .collect()
 }
+
+/// Waits until the journal holds at least `n` events of `kind` and returns them, or panics
+/// after 30 s showing the journal's latest events.
+pub fn wait_events(server: &Server, kind: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = events(server, kind);
+        if found.len() >= n {
+            return found;
+        }
+        if Instant::now() > deadline {
+            let out = server.run(&["history", "--json", "--events", "20"]);
+            panic!(
+                "{n} `{kind}` events expected, {} found; journal: {}",
+                found.len(),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
