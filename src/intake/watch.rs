@@ -282,21 +282,20 @@ async fn take(
             }
             return;
         }
+        // Refused before it could be stored: kept aside, with its evidence beside it.
         Outcome::Rejected { sha256: None, .. } => {
-            let aside = path.with_file_name(format!(".rechazado.{name}"));
-            std::fs::rename(path, &aside).map(|_| "renamed aside")
+            std::fs::rename(path, path.with_file_name(format!(".rechazado.{name}")))
         }
-        _ => std::fs::remove_file(path).map(|_| "archived"),
-    };
-    if outcome_keeps_evidence(&outcome) {
-        // Nothing to do: evidence stays beside a file kept aside.
-    } else {
-        for p in [&sidecar_path, &signature_path] {
-            if p.exists() {
-                let _ = std::fs::remove_file(p);
+        // Archived with its evidence: all of it leaves the folder.
+        _ => {
+            for p in [&sidecar_path, &signature_path] {
+                if p.exists() {
+                    let _ = std::fs::remove_file(p);
+                }
             }
+            std::fs::remove_file(path)
         }
-    }
+    };
     if let Err(e) = tidy {
         tracing::error!(path = %path.display(), error = %e, "could not tidy the intake folder");
         let _ = journal.record(
@@ -305,8 +304,4 @@ async fn take(
             json!({"name": name, "channel": "watch", "error": format!("tidying the intake folder: {e}")}),
         );
     }
-}
-
-fn outcome_keeps_evidence(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Rejected { sha256: None, .. })
 }
