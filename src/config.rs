@@ -210,6 +210,29 @@ settings! {
     sftp_idle_timeout: String = "5m".to_owned();
     /// Failed authentication attempts allowed on one SFTP connection before it is cut.
     sftp_max_auth_attempts: u64 = 3;
+    /// URL the institute publishes packages at, polled over HTTPS; repeat the flag for
+    /// several. Ending in `/`: an index listing packages (nginx `autoindex_format json`, a JSON
+    /// array of names, or one name per line), each fetched once. Otherwise: one package that
+    /// changes, fetched when it does. Evidence is read from `<url>.sha256` and `<url>.minisig`.
+    pull_url: Vec<String> = Vec::new();
+    /// Time between polls of each `pull_url` (`10s`).
+    pull_interval: String = "10s".to_owned();
+    /// Longest time one download may take, start to end (`5m`).
+    pull_timeout: String = "5m".to_owned();
+    /// A download with no byte received for this long is abandoned (`30s`).
+    pull_stall_timeout: String = "30s".to_owned();
+    /// Longest wait between polls of a failing URL: waits double from `pull_interval` up to it.
+    pull_max_backoff: String = "2m".to_owned();
+    /// File holding a token sent as `Authorization: Bearer <token>` (kept out of the command
+    /// line and the environment, where other users could read it). Empty: none.
+    pull_token_file: PathBuf = PathBuf::new();
+    /// Client certificate chain (PEM) for services that require one. Needs `pull_client_key`.
+    pull_client_cert: PathBuf = PathBuf::new();
+    /// Private key (PEM) of `pull_client_cert`.
+    pull_client_key: PathBuf = PathBuf::new();
+    /// Extra certificate authorities (PEM) trusted for `pull_url`, e.g. the institute's own.
+    /// The public web's authorities are always trusted.
+    pull_ca: PathBuf = PathBuf::new();
     /// Reject a data package whose CSV summary line contradicts its own rows (the journal
     /// warns of it either way), or whose results CSV cannot be read.
     reject_inconsistent: bool = false;
@@ -319,6 +342,10 @@ fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
         "tls_key",
         "sftp_authorized_keys",
         "sftp_host_key",
+        "pull_token_file",
+        "pull_client_cert",
+        "pull_client_key",
+        "pull_ca",
     ] {
         if let Some(toml::Value::String(s)) = table.get_mut(key) {
             let p = Path::new(s.as_str());
@@ -386,6 +413,8 @@ pub(crate) struct Config {
     pub(crate) reject_inconsistent: bool,
     /// The embedded SFTP server, when `sftp_listen` is set.
     pub(crate) sftp: Option<SftpSettings>,
+    /// HTTPS pull, when `pull_url` is set.
+    pub(crate) pull: Option<PullSettings>,
 }
 
 impl Config {
@@ -562,6 +591,7 @@ impl Config {
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
         let sftp = sftp_settings(&s, &data_dir)?;
+        let pull = pull_settings(&s)?;
         Ok(Self {
             data_dir,
             watch_dir,
@@ -599,6 +629,7 @@ impl Config {
             evidence_wait,
             reject_inconsistent: s.reject_inconsistent,
             sftp,
+            pull,
             settings: s,
         })
     }
@@ -653,6 +684,84 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
         )?)
         .unwrap_or(usize::MAX),
     }))
+}
+
+/// The HTTPS pull's settings, when `pull_url` is set. The files it names are read when the
+/// server starts, so a missing one stops it with the setting's name.
+fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
+    if s.pull_url.is_empty() {
+        return Ok(None);
+    }
+    let urls = s
+        .pull_url
+        .iter()
+        .map(|u| {
+            let url = reqwest::Url::parse(u).map_err(|e| {
+                anyhow!(
+                    "setting `pull_url`: {u:?} is not a URL ({e}); write it as https://host/path"
+                )
+            })?;
+            if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+                bail!("setting `pull_url`: {u:?} must be an https:// URL with a host");
+            }
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+                bail!(
+                    "setting `pull_url`: {u:?} has a query, fragment or user name; give the plain \
+                     address and put secrets in `pull_token_file`"
+                );
+            }
+            Ok(url)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let positive_duration = |setting: &str, text: &str| -> Result<std::time::Duration> {
+        let d = duration(setting, text)?.unsigned_abs();
+        if d.is_zero() {
+            bail!("setting `{setting}`: must be greater than zero");
+        }
+        Ok(d)
+    };
+    let interval = positive_duration("pull_interval", &s.pull_interval)?;
+    let max_backoff = positive_duration("pull_max_backoff", &s.pull_max_backoff)?.max(interval);
+    let optional = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+    let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => bail!(
+            "settings `pull_client_cert` and `pull_client_key`: give both (the certificate \
+             chain and its private key) or neither"
+        ),
+    };
+    Ok(Some(PullSettings {
+        urls,
+        interval,
+        timeout: positive_duration("pull_timeout", &s.pull_timeout)?,
+        stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout)?,
+        max_backoff,
+        token_file: optional(&s.pull_token_file),
+        client_identity,
+        extra_roots: optional(&s.pull_ca),
+    }))
+}
+
+/// HTTPS pull's settings, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct PullSettings {
+    /// What to poll.
+    pub(crate) urls: Vec<reqwest::Url>,
+    /// Time between polls.
+    pub(crate) interval: std::time::Duration,
+    /// Longest download.
+    pub(crate) timeout: std::time::Duration,
+    /// Longest silence within a response.
+    pub(crate) stall_timeout: std::time::Duration,
+    /// Longest wait between polls of a failing URL.
+    pub(crate) max_backoff: std::time::Duration,
+    /// File with the bearer token.
+    pub(crate) token_file: Option<PathBuf>,
+    /// Client certificate chain and key files.
+    pub(crate) client_identity: Option<(PathBuf, PathBuf)>,
+    /// Extra trusted authorities.
+    pub(crate) extra_roots: Option<PathBuf>,
 }
 
 /// Where the SFTP host key is kept.

@@ -66,6 +66,10 @@ pub(crate) enum EventKind {
     SftpSession,
     /// An SFTP connection was dropped before authentication (address, session limit).
     SftpRefused,
+    /// A pulled URL started failing (recorded once per run of failures, not per attempt).
+    PullError,
+    /// A pulled URL that was failing works again: how many attempts failed, since when.
+    PullRecovered,
 }
 
 impl EventKind {
@@ -88,6 +92,8 @@ impl EventKind {
             Self::NoticeOff => "notice-off",
             Self::SftpSession => "sftp-session",
             Self::SftpRefused => "sftp-refused",
+            Self::PullError => "pull-error",
+            Self::PullRecovered => "pull-recovered",
         }
     }
 }
@@ -271,6 +277,19 @@ impl Journal {
             )?;
         }
         Ok(previous)
+    }
+
+    /// Whether a package with this digest was received before (whatever became of it).
+    pub(crate) fn knows_package(&self, sha256: Sha256) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM packages WHERE sha256 = ?1",
+                [sha256.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 
     /// Sets a package's outcome (`published`, `older`, `rejected`).

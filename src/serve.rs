@@ -21,6 +21,7 @@ use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
+use crate::intake::pull::Puller;
 use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
@@ -268,6 +269,25 @@ pub(crate) async fn run(config: Config) -> Result<()> {
                 tracing::error!(error = %format!("{e:#}"), "the SFTP intake stopped");
             }
         });
+    }
+    if let Some(settings) = &config.pull {
+        if settings.urls.iter().any(|u| u.scheme() == "http") {
+            tracing::warn!(
+                "a `pull_url` is plain http: anyone on the way can change what arrives; only \
+                 the evidence (sidecar, signature) protects those packages"
+            );
+        }
+        let puller = Arc::new(Puller::new(
+            settings.clone(),
+            config.data_dir.join("tmp"),
+            config.limits.max_package_bytes,
+            queue.clone(),
+            store.journal.clone(),
+        )?);
+        for url in puller.urls() {
+            tracing::info!(%url, "pulling packages");
+            tasks.spawn(puller.clone().run(url, stop_rx.clone()));
+        }
     }
     let mut watcher = tokio::spawn(intake::watch_folder(
         rules,

@@ -86,26 +86,37 @@ fn stamps(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
     (m(cert), m(key))
 }
 
-/// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1.
-fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
-    let pem_err = |path: &Path| {
-        let path = path.to_owned();
-        move |e: rustls_pki_types::pem::Error| TlsError::Pem {
-            path,
-            why: e.to_string(),
-        }
+/// Every certificate in the PEM file at `path`; at least one.
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_err = |e: rustls_pki_types::pem::Error| TlsError::Pem {
+        path: path.to_owned(),
+        why: e.to_string(),
     };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_err(cert))?
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(pem_err)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err(cert))?;
+        .map_err(pem_err)?;
     if chain.is_empty() {
         return Err(TlsError::Pem {
-            path: cert.to_owned(),
+            path: path.to_owned(),
             why: "no CERTIFICATE block in the file".to_owned(),
         });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
+    Ok(chain)
+}
+
+/// The private key in the PEM file at `path` (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1.
+fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let chain = read_certificates(cert)?;
+    let key_der = read_private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

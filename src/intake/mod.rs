@@ -2,10 +2,12 @@
 //!
 //! - [`watch`]: the watched folder, for uploads through the system's OpenSSH, rsync or scripts.
 //! - [`sftp`]: the embedded SFTP server, which can do nothing but deliver packages.
+//! - [`pull`]: HTTPS pull from a service the institute publishes.
 //!
 //! Every channel hands a complete file to the publisher as a [`crate::publisher::Received`];
 //! none publishes anything itself.
 
+pub(crate) mod pull;
 pub(crate) mod sftp;
 mod watch;
 

@@ -223,7 +223,7 @@ fn check_sidecar(incoming: &Incoming) -> Result<EvidenceState, Rejection> {
 
 /// The digest a sidecar gives for the package `name`: a bare digest, or the `sha256sum` line
 /// whose file name (less any directories) is `name`.
-fn sidecar_digest(text: &str, name: &str) -> Result<Sha256, Rejection> {
+pub(crate) fn sidecar_digest(text: &str, name: &str) -> Result<Sha256, Rejection> {
     let lines: Vec<&str> = text_lines(text).collect();
     if let [only] = lines.as_slice()
         && let Ok(digest) = only.trim().parse::<Sha256>()

@@ -1,0 +1,638 @@
+//! HTTPS pull (`--pull-url`) against a local HTTPS server playing the institute's service:
+//! an index taken once with its evidence and conditional requests, a package replaced while
+//! it is being downloaded, a server that stalls, a token and a client certificate, a package
+//! over the size limit.
+//!
+//! The institute's server here is written on raw sockets on purpose: it must misbehave in
+//! ways no ordinary server does (tear a transfer, stop mid-body).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use support::*;
+
+/// What the institute's server does with one path, besides serving it.
+#[derive(Clone)]
+enum Trick {
+    /// The next GET gets the first half of the current bytes and the rest of these, and from
+    /// then on these (with their sidecar) are what the path holds.
+    TearInto(Vec<u8>),
+    /// Every GET gets its headers and half the body, then silence.
+    Stall,
+}
+
+/// One request as the institute's server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    if_none_match: Option<String>,
+    status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    /// Path → bytes.
+    files: BTreeMap<String, Vec<u8>>,
+    tricks: BTreeMap<String, Trick>,
+    seen: Vec<Seen>,
+    /// `Authorization` value required, if any.
+    token: Option<String>,
+}
+
+/// The institute's HTTPS server.
+struct Institute {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    /// Trust anchor for its certificate.
+    ca_pem: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// A certificate authority, a server certificate for 127.0.0.1 and a client certificate.
+struct Pki {
+    ca_pem: String,
+    server: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    client_pem: (String, String),
+    ca_der: CertificateDer<'static>,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Instituto de prueba CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["difusor".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server: (
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        ),
+        client_pem: (client_cert.pem(), client_key.serialize_pem()),
+    }
+}
+
+impl Institute {
+    /// Starts the server; with `client_auth`, it demands a client certificate from the CA.
+    fn start(dir: &Path, pki: &Pki, client_auth: bool) -> Institute {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(pki.ca_der.clone()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
+            .with_single_cert(pki.server.0.clone(), pki.server.1.clone_key())
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        connection(tls, state).await;
+                    }
+                });
+            }
+        });
+        let ca_pem = dir.join("institute-ca.pem");
+        std::fs::write(&ca_pem, &pki.ca_pem).unwrap();
+        Institute {
+            addr,
+            state,
+            ca_pem,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    /// Puts a package and its sidecar at `dir/name`.
+    fn publish(&self, dir: &str, name: &str, bytes: &[u8]) {
+        let mut s = self.state.lock().unwrap();
+        s.files.insert(format!("{dir}{name}"), bytes.to_vec());
+        s.files.insert(
+            format!("{dir}{name}.sha256"),
+            format!("{}  {name}\n", sha256_hex(bytes)).into_bytes(),
+        );
+    }
+
+    fn trick(&self, path: &str, trick: Option<Trick>) {
+        let mut s = self.state.lock().unwrap();
+        match trick {
+            Some(t) => s.tricks.insert(path.to_owned(), t),
+            None => s.tricks.remove(path),
+        };
+    }
+
+    /// The requests for `path` so far.
+    fn seen(&self, path: &str) -> Vec<Seen> {
+        let s = self.state.lock().unwrap();
+        s.seen.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Waits until `path` was requested `n` times.
+    fn wait_seen(&self, path: &str, n: usize) -> Vec<Seen> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = self.seen(path);
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} requested {} times, {n} expected",
+                seen.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Serves requests on one connection until it closes.
+async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    state: Arc<Mutex<State>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 64 * 1024 {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let path = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("/")
+            .to_owned();
+        let header = |name: &str| {
+            head.split("\r\n").skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        };
+        let if_none_match = header("if-none-match");
+        let (status, headers, body, trick) =
+            answer(&state, &path, header("authorization"), &if_none_match);
+        state.lock().unwrap().seen.push(Seen {
+            path: path.clone(),
+            if_none_match,
+            status,
+        });
+        let reason = match status {
+            200 => "OK",
+            304 => "Not Modified",
+            401 => "Unauthorized",
+            _ => "Not Found",
+        };
+        let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+        for (n, v) in &headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if status != 304 {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        out.push_str("\r\n");
+        if stream.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+        match trick {
+            Some(Trick::Stall) => {
+                let _ = stream.write_all(&body[..body.len() / 2]).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            _ => {
+                if stream.write_all(&body).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = stream.flush().await;
+    }
+}
+
+type Answer = (u16, Vec<(String, String)>, Vec<u8>, Option<Trick>);
+
+/// What the institute answers for `path`.
+fn answer(
+    state: &Mutex<State>,
+    path: &str,
+    authorization: Option<String>,
+    if_none_match: &Option<String>,
+) -> Answer {
+    let mut s = state.lock().unwrap();
+    if s.token.is_some() && s.token != authorization {
+        return (401, vec![], b"token required".to_vec(), None);
+    }
+    let (body, content_type) = if path.ends_with('/') {
+        // nginx's `autoindex_format json`.
+        let entries: Vec<serde_json::Value> = s
+            .files
+            .iter()
+            .filter_map(|(p, b)| {
+                let name = p.strip_prefix(path)?;
+                (!name.contains('/')).then(|| {
+                    serde_json::json!({"name": name, "type": "file",
+                        "mtime": "Sun, 06 Jun 2027 20:00:00 GMT", "size": b.len()})
+                })
+            })
+            .collect();
+        (
+            serde_json::to_vec(&entries).unwrap(),
+            "application/json".to_owned(),
+        )
+    } else {
+        match s.files.get(path) {
+            Some(b) => (b.clone(), "application/octet-stream".to_owned()),
+            None => return (404, vec![], b"no".to_vec(), None),
+        }
+    };
+    let etag = format!("\"{}\"", sha256_hex(&body));
+    let mut headers = vec![
+        ("ETag".to_owned(), etag.clone()),
+        ("Content-Type".to_owned(), content_type),
+    ];
+    let trick = s.tricks.get(path).cloned();
+    if trick.is_none() && if_none_match.as_deref() == Some(etag.as_str()) {
+        return (304, headers, vec![], None);
+    }
+    match trick {
+        Some(Trick::TearInto(new)) => {
+            let half = body.len().min(new.len()) / 2;
+            let mut torn = body[..half].to_vec();
+            torn.extend_from_slice(&new[half..]);
+            s.tricks.remove(path);
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            s.files.insert(
+                format!("{path}.sha256"),
+                format!("{}  {name}\n", sha256_hex(&new)).into_bytes(),
+            );
+            s.files.insert(path.to_owned(), new);
+            headers.retain(|(n, _)| n != "ETag");
+            (200, headers, torn, None)
+        }
+        trick => (200, headers, body, trick),
+    }
+}
+
+/// A site package for corte `stamp` with a large file of random bytes seeded by `filler`, so
+/// that it does not compress and halves of two versions differ.
+fn package(stamp: &str, filler: u8) -> Vec<u8> {
+    let big = relleno(filler);
+    site_package(stamp, &[("img/relleno.bin", &big)])
+}
+
+/// The large file of [`package`] for `filler`.
+fn relleno(filler: u8) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(u64::from(filler));
+    std::iter::repeat_with(|| rng.u8(..))
+        .take(256 * 1024)
+        .collect()
+}
+
+fn pull_args<'a>(institute: &'a Institute, url: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--pull-url",
+        url,
+        "--pull-ca",
+        institute.ca_pem.to_str().unwrap(),
+        "--pull-interval",
+        "200ms",
+        "--pull-max-backoff",
+        "400ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn start_puller(data: &Path, args: &[String]) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(data, &args)
+}
+
+/// The pull's leftovers in the temporary folder.
+fn leftovers(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data.join("tmp"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".pull-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_index_is_pulled_once_in_order_with_its_evidence_and_then_costs_only_a_304() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let (p1, p2, p3) = (
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+        "20270606_2030_PREP_SITIO_CAMP.zip",
+    );
+    institute.publish("/prep/", p1, &package("20270606_2000", 1));
+    institute.publish("/prep/", p2, &package("20270606_2015", 2));
+    // Not a package of this index: ignored, never requested.
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert("/prep/.oculto.zip".to_owned(), b"x".to_vec());
+    let data = dir.path().join("data");
+    let url = institute.url("/prep/");
+    let args = pull_args(&institute, &url, &["--evidence-sidecar", "required"]);
+    let mut server = start_puller(&data, &args);
+    server.wait_corte("20270606_2015");
+
+    // Later polls ask "changed?" and get 304s; each package was downloaded once.
+    let index = institute.wait_seen("/prep/", 4);
+    assert!(
+        index[1..]
+            .iter()
+            .all(|r| r.if_none_match.is_some() && r.status == 304),
+        "{index:?}"
+    );
+    assert_eq!(institute.seen(&format!("/prep/{p1}")).len(), 1);
+    assert_eq!(institute.seen(&format!("/prep/{p2}")).len(), 1);
+    assert!(institute.seen("/prep/.oculto.zip").is_empty());
+    let mut received = events(&server, "received");
+    received.sort_by_key(|e| e["id"].as_i64());
+    assert_eq!(received.len(), 2, "{received:?}");
+    let names: Vec<&str> = received.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, [p1, p2], "taken in the order of cortes");
+    for e in events(&server, "verified") {
+        assert!(
+            e.to_string().contains("matches the .sha256"),
+            "sidecar checked: {e}"
+        );
+    }
+
+    // A new corte appears in the index: taken, the live corte moves on.
+    let third = package("20270606_2030", 3);
+    institute.publish("/prep/", p3, &third);
+    server.wait_corte("20270606_2030");
+    let served = curl(&server.url("/img/relleno.bin"), &[]);
+    assert_eq!(served.status, 200);
+    assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
+
+    // After a restart nothing is downloaded again: the sidecars name digests the journal knows.
+    server.restart();
+    let before = institute.seen("/prep/").len();
+    institute.wait_seen("/prep/", before + 3);
+    for p in [p1, p2, p3] {
+        assert_eq!(institute.seen(&format!("/prep/{p}")).len(), 1, "{p}");
+    }
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2030"));
+    assert!(events(&server, "pull-error").is_empty());
+}
+
+#[test]
+fn a_package_replaced_while_it_is_downloaded_is_fetched_again_and_never_handed_over_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    let path = format!("/prep/ultimo/{name}");
+    let (old, new) = (package("20270606_2000", 1), package("20270606_2000", 9));
+    institute.publish("/prep/ultimo/", name, &old);
+    institute.trick(&path, Some(Trick::TearInto(new.clone())));
+    let data = dir.path().join("data");
+    let url = institute.url(&path);
+    let server = start_puller(
+        &data,
+        &pull_args(&institute, &url, &["--evidence-sidecar", "required"]),
+    );
+    server.wait_corte("20270606_2000");
+
+    // The torn copy matched no sidecar; the second download, the new version, went live.
+    assert!(institute.seen(&path).len() >= 2);
+    let served = curl(&server.url("/img/relleno.bin"), &[]);
+    assert_eq!(sha256_hex(&served.body), sha256_hex(&relleno(9)));
+    let received = events(&server, "received");
+    assert_eq!(received.len(), 1, "only the whole package: {received:?}");
+    assert!(received[0].to_string().contains(&sha256_hex(&new)));
+    assert!(events(&server, "rejected").is_empty());
+    // The single-package address is then polled conditionally.
+    let seen = institute.wait_seen(&path, 4);
+    assert!(seen.last().unwrap().if_none_match.is_some(), "{seen:?}");
+    assert_eq!(seen.last().unwrap().status, 304);
+}
+
+#[test]
+fn a_stalling_server_is_abandoned_journaled_once_and_pulled_from_when_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    let path = format!("/prep/{name}");
+    institute.publish("/prep/", name, &package("20270606_2000", 4));
+    institute.trick(&path, Some(Trick::Stall));
+    let data = dir.path().join("data");
+    let url = institute.url(&path);
+    let server = start_puller(
+        &data,
+        &pull_args(&institute, &url, &["--pull-stall-timeout", "700ms"]),
+    );
+
+    // Several stalled attempts, one journal entry saying why.
+    institute.wait_seen(&path, 3);
+    let errors = wait_events(&server, "pull-error", 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let text = errors[0].to_string();
+    assert!(text.contains("no answer in time"), "{text}");
+    assert!(text.contains(&url), "{text}");
+    assert_eq!(server.live_corte(), None);
+
+    institute.trick(&path, None);
+    server.wait_corte("20270606_2000");
+    let recovered = wait_events(&server, "pull-recovered", 1);
+    assert!(recovered[0]["detail"]["failures"].as_u64().unwrap() >= 3);
+    assert_eq!(events(&server, "pull-error").len(), 1);
+    assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
+}
+
+#[test]
+fn a_token_and_a_client_certificate_are_sent_and_a_missing_token_is_journaled_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let institute = Institute::start(dir.path(), &pki, true);
+    institute.state.lock().unwrap().token = Some("Bearer s3creto".to_owned());
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    institute.publish("/prep/", name, &package("20270606_2000", 5));
+    let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert, &pki.client_pem.0).unwrap();
+    std::fs::write(&key, &pki.client_pem.1).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3creto\n").unwrap();
+    let url = institute.url("/prep/");
+    let identity = [
+        "--pull-client-cert",
+        cert.to_str().unwrap(),
+        "--pull-client-key",
+        key.to_str().unwrap(),
+    ];
+
+    // Certificate without the token: the service says 401, journaled once with what to check.
+    let mut without = start_puller(
+        &dir.path().join("a"),
+        &pull_args(&institute, &url, &identity),
+    );
+    let errors = wait_events(&without, "pull-error", 1);
+    assert!(errors[0].to_string().contains("401"), "{errors:?}");
+    assert!(errors[0].to_string().contains("pull_token_file"));
+    without.stop();
+
+    // Token without the certificate: the TLS handshake is refused.
+    let only_token = ["--pull-token-file", token.to_str().unwrap()];
+    let mut no_cert = start_puller(
+        &dir.path().join("b"),
+        &pull_args(&institute, &url, &only_token),
+    );
+    wait_events(&no_cert, "pull-error", 1);
+    assert_eq!(no_cert.live_corte(), None);
+    no_cert.stop();
+
+    let mut both = identity.to_vec();
+    both.extend(only_token);
+    let server = start_puller(&dir.path().join("c"), &pull_args(&institute, &url, &both));
+    server.wait_corte("20270606_2000");
+    assert!(events(&server, "pull-error").is_empty());
+}
+
+#[test]
+fn a_package_over_the_size_limit_is_not_downloaded_and_the_reason_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    institute.publish(
+        "/prep/",
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        &package("20270606_2000", 6),
+    );
+    let url = institute.url("/prep/");
+    let data = dir.path().join("data");
+    let server = start_puller(
+        &data,
+        &pull_args(&institute, &url, &["--max-package-bytes", "64KiB"]),
+    );
+    let errors = wait_events(&server, "pull-error", 1);
+    let text = errors[0].to_string();
+    assert!(text.contains("max_package_bytes"), "{text}");
+    assert!(events(&server, "received").is_empty());
+    assert!(leftovers(&data).is_empty());
+}
+
+#[test]
+fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["--pull-url", "ftp://instituto.mx/prep/"], "pull_url"),
+        (
+            vec!["--pull-url", "https://instituto.mx/prep/?k=1"],
+            "pull_token_file",
+        ),
+        (
+            vec![
+                "--pull-url",
+                "https://instituto.mx/prep/",
+                "--pull-client-cert",
+                "c.pem",
+            ],
+            "pull_client_key",
+        ),
+        (
+            vec![
+                "--pull-url",
+                "https://instituto.mx/",
+                "--pull-token-file",
+                "/no/such/file",
+            ],
+            "pull_token_file",
+        ),
+        (
+            vec![
+                "--pull-url",
+                "https://instituto.mx/",
+                "--pull-interval",
+                "0s",
+            ],
+            "pull_interval",
+        ),
+    ] {
+        let out = difusor()
+            .arg("serve")
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
