@@ -210,6 +210,11 @@ settings! {
     sftp_idle_timeout: String = "5m".to_owned();
     /// Failed authentication attempts allowed on one SFTP connection before it is cut.
     sftp_max_auth_attempts: u64 = 3;
+    /// An address whose connections fail to log in this many times within `sftp_ban_time` is
+    /// refused for `sftp_ban_time`, before the handshake. 0: never.
+    sftp_ban_after: u64 = 5;
+    /// How long `sftp_ban_after` looks back, and how long a ban lasts (`15m`).
+    sftp_ban_time: String = "15m".to_owned();
     /// URL the institute publishes packages at, polled over HTTPS; repeat the flag for
     /// several. Ending in `/`: an index listing packages (nginx `autoindex_format json`, a JSON
     /// array of names, or one name per line), each fetched once. Otherwise: one package that
@@ -669,7 +674,13 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
     if idle.is_zero() {
         bail!("setting `sftp_idle_timeout`: must be greater than zero; 5m is a good value");
     }
+    let ban_time = duration("sftp_ban_time", &s.sftp_ban_time)?.unsigned_abs();
+    if ban_time.is_zero() && s.sftp_ban_after > 0 {
+        bail!("setting `sftp_ban_time`: must be greater than zero; 15m is a good value");
+    }
     Ok(Some(SftpSettings {
+        ban_after: s.sftp_ban_after,
+        ban_time,
         listen,
         allow,
         authorized_keys: or_default(&s.sftp_authorized_keys, "sftp_authorized_keys"),
@@ -792,6 +803,10 @@ pub(crate) struct SftpSettings {
     pub(crate) idle_timeout: std::time::Duration,
     /// Failed authentication attempts per connection.
     pub(crate) max_auth_attempts: usize,
+    /// Failed connections from one address before it is banned (0: never).
+    pub(crate) ban_after: u64,
+    /// How long strikes count, and how long a ban lasts.
+    pub(crate) ban_time: std::time::Duration,
 }
 
 fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr> {

@@ -528,3 +528,84 @@ fn five_clients_at_once_all_land() {
     let sessions = sessions_when(&s.server, |s| s.len() >= 5);
     assert_eq!(sessions.len(), 5, "{sessions:#?}");
 }
+
+#[test]
+fn an_address_that_keeps_failing_to_log_in_is_banned_even_with_the_right_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(
+        tmp.path(),
+        &[
+            "--sftp-allow",
+            "127.0.0.0/8",
+            "--sftp-ban-after",
+            "2",
+            "--sftp-ban-time",
+            "1h",
+        ],
+    );
+    let other = tmp.path().join("other_key");
+    keygen(&other);
+    for _ in 0..2 {
+        let out = s.batch_with("ls\n", &other, &[]);
+        assert!(
+            text(&out).contains("Permission denied (publickey)"),
+            "{}",
+            text(&out)
+        );
+    }
+    // The second failure banned 127.0.0.1 (journaled once, after its session).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ban = loop {
+        let refused = events(&s.server, "sftp-refused");
+        if let Some(e) = refused.iter().find(|e| {
+            e["detail"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("banned")
+        }) {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ban journaled: {refused:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        ban["detail"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        ban["detail"]["reason"].as_str().unwrap().contains("1h"),
+        "{ban}"
+    );
+
+    // Now even the right key is dropped before the handshake, and not journaled again...
+    let out = s.batch_with("ls\n", &s.key, &[]);
+    assert!(!out.status.success());
+    assert!(!text(&out).contains("Permission denied"), "{}", text(&out));
+    assert_eq!(
+        events(&s.server, "sftp-refused")
+            .iter()
+            .filter(|e| e["detail"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("banned"))
+            .count(),
+        1
+    );
+    // ...while another allowed address still uploads.
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let out = s.batch_with(
+        &format!("put {}\n", pkg.display()),
+        &s.key,
+        &["-o", "BindAddress=127.0.0.2"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+}

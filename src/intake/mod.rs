@@ -7,6 +7,7 @@
 //! Every channel hands a complete file to the publisher as a [`crate::publisher::Received`];
 //! none publishes anything itself.
 
+mod ban;
 pub(crate) mod pull;
 pub(crate) mod sftp;
 mod watch;

@@ -13,7 +13,9 @@
 //!   past `sftp_max_sessions`. Both are journaled (`sftp-refused`).
 //! - Public keys only; no password, keyboard-interactive, shell, exec, pty, forwarding, agent
 //!   or subsystem other than `sftp`. A connection is cut after `sftp_max_auth_attempts`
-//!   failed attempts, and after `sftp_idle_timeout` of silence.
+//!   failed attempts, and after `sftp_idle_timeout` of silence. An address whose connections
+//!   fail to log in `sftp_ban_after` times within `sftp_ban_time` is dropped before the
+//!   handshake for `sftp_ban_time` ([`super::ban`]); the ban is journaled once when it begins.
 //! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
 //!   other than `/<name>`), hidden evidence names and names the publisher would refuse are
 //!   refused with a message. Nothing on disk is ever named by the client: no path, symlink
@@ -30,6 +32,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use jiff::Timestamp;
@@ -45,6 +48,7 @@ use tempfile::TempPath;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use super::ban::Bans;
 use crate::config::SftpSettings;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Command, Outcome, Received, package_name};
@@ -168,6 +172,10 @@ pub(crate) async fn serve(
     });
     tracing::info!(address = %listener.local_addr()?, "SFTP intake ready");
     let sessions = Arc::new(Semaphore::new(server.settings.max_sessions));
+    let bans = Arc::new(Bans::new(
+        server.settings.ban_after,
+        server.settings.ban_time,
+    ));
     let server = Arc::new(server);
     loop {
         let (stream, peer) = tokio::select! {
@@ -184,6 +192,12 @@ pub(crate) async fn serve(
         let ip = peer.ip().to_canonical();
         if !server.settings.allow.iter().any(|net| net.contains(&ip)) {
             refused(&server.journal, peer, "address not in sftp_allow");
+            drop(stream);
+            continue;
+        }
+        if bans.banned_until(ip, Instant::now()).is_some() {
+            // Journaled once, when the ban began; a reconnecting client must not flood it.
+            tracing::warn!(%peer, "SFTP connection dropped: the address is banned");
             drop(stream);
             continue;
         }
@@ -206,6 +220,7 @@ pub(crate) async fn serve(
         };
         let config = config.clone();
         let server = server.clone();
+        let bans = bans.clone();
         tokio::spawn(async move {
             let ended = match russh::server::run_stream(config, stream, handler).await {
                 Ok(session) => session.await.err(),
@@ -216,9 +231,32 @@ pub(crate) async fn serve(
                 Err(p) => p.into_inner().clone(),
             };
             journal_session(&server.journal, peer, &stats, ended.as_ref());
+            if stats.fingerprint.is_some() {
+                bans.clear(ip);
+            } else if stats.failed_auth > 0
+                && let Some(time) = bans.strike(ip, Instant::now())
+            {
+                refused(
+                    &server.journal,
+                    peer,
+                    &format!(
+                        "banned for {} after {} connections that failed to log in \
+                         (sftp_ban_after, sftp_ban_time)",
+                        humantime(time),
+                        server.settings.ban_after
+                    ),
+                );
+            }
             drop(permit);
         });
     }
+}
+
+/// A ban's length in words (`15m`, `1h 30m`).
+fn humantime(d: std::time::Duration) -> String {
+    jiff::SignedDuration::try_from(d)
+        .map(|d| format!("{d:#}"))
+        .unwrap_or_else(|_| format!("{}s", d.as_secs()))
 }
 
 /// Journals a connection dropped before authentication.
@@ -307,6 +345,9 @@ impl russh::server::Handler for SshHandler {
             .keys
             .iter()
             .any(|k| k.key_data() == offer.public_key.key_data());
+        if !known {
+            with_stats(&self.stats, |s| s.failed_auth += 1);
+        }
         Ok(if known { Auth::Accept } else { Auth::reject() })
     }
 
