@@ -186,7 +186,26 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         gate: gate.clone(),
         access_log: access_log.clone(),
     });
+    let puller = match &config.pull {
+        Some(settings) => {
+            if settings.urls.iter().any(|u| u.scheme() == "http") {
+                tracing::warn!(
+                    "a `pull_url` is plain http: anyone on the way can change what arrives; \
+                     only the evidence (sidecar, signature) protects those packages"
+                );
+            }
+            Some(Arc::new(Puller::new(
+                settings.clone(),
+                config.data_dir.join("tmp"),
+                config.limits.max_package_bytes,
+                queue.clone(),
+                store.journal.clone(),
+            )?))
+        }
+        None => None,
+    };
     let admin = Arc::new(Admin {
+        pull: puller.as_ref().map(|p| p.board()),
         live: live.clone(),
         journal: store.journal.clone(),
         publisher: queue.clone(),
@@ -270,20 +289,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             }
         });
     }
-    if let Some(settings) = &config.pull {
-        if settings.urls.iter().any(|u| u.scheme() == "http") {
-            tracing::warn!(
-                "a `pull_url` is plain http: anyone on the way can change what arrives; only \
-                 the evidence (sidecar, signature) protects those packages"
-            );
-        }
-        let puller = Arc::new(Puller::new(
-            settings.clone(),
-            config.data_dir.join("tmp"),
-            config.limits.max_package_bytes,
-            queue.clone(),
-            store.journal.clone(),
-        )?);
+    if let Some(puller) = &puller {
         for url in puller.urls() {
             tracing::info!(%url, "pulling packages");
             tasks.spawn(puller.clone().run(url, stop_rx.clone()));

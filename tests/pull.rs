@@ -507,9 +507,32 @@ fn a_stalling_server_is_abandoned_journaled_once_and_pulled_from_when_it_recover
     assert!(text.contains("no answer in time"), "{text}");
     assert!(text.contains(&url), "{text}");
     assert_eq!(server.live_corte(), None);
+    // Operators see it on the admin listener.
+    let status = server.wait_status("the pull failing", |s| {
+        s["pull"][0]["failures"].as_u64().unwrap_or(0) >= 1
+    });
+    let pull = &status["pull"][0];
+    assert_eq!(pull["url"], url.as_str());
+    assert!(pull["failing_since"].is_string(), "{pull}");
+    assert!(
+        pull["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer in time"),
+        "{pull}"
+    );
+    assert_eq!(pull["packages_handed_over"], 0);
 
     institute.trick(&path, None);
     server.wait_corte("20270606_2000");
+    let status = server.wait_status("the pull working", |s| s["pull"][0]["failures"] == 0);
+    let pull = &status["pull"][0];
+    assert_eq!(pull["packages_handed_over"], 1, "{pull}");
+    assert!(
+        pull["last_error"].is_null() && pull["failing_since"].is_null(),
+        "{pull}"
+    );
+    assert!(pull["last_success"].is_string(), "{pull}");
     let recovered = wait_events(&server, "pull-recovered", 1);
     assert!(recovered[0]["detail"]["failures"].as_u64().unwrap() >= 3);
     assert_eq!(events(&server, "pull-error").len(), 1);

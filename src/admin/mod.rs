@@ -77,6 +77,8 @@ pub(crate) struct Admin {
     pub(crate) limits: Arc<Limits>,
     /// The public listeners' request counters.
     pub(crate) metrics: Arc<Metrics>,
+    /// The HTTPS pull's state per URL, when `pull_url` is set.
+    pub(crate) pull: Option<Arc<crate::intake::pull::Board>>,
 }
 
 /// Answers one admin request.
@@ -191,6 +193,7 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
         "started_at": admin.started_at.to_string(),
         "access_log_lost_lines": admin.access_log.lost(),
         "open_connections": admin.limits.open_connections(),
+        "pull": admin.pull.as_ref().map(|b| b.snapshot()),
         "version": env!("CARGO_PKG_VERSION"),
     })
 }

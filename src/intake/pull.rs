@@ -27,12 +27,14 @@
 //! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
 //!   `pull_max_backoff`. The journal gets one `pull-error` when a URL starts failing and one
 //!   `pull-recovered` when it works again, never one entry per attempt.
+//! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
+//!   last success, packages handed over, and while it fails, since when, how often and why.
 //! - Index entries are names, never paths: a name with `/`, `\`, a control character or a
 //!   leading dot is ignored, so every fetched address is a direct child of the index.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -159,6 +161,7 @@ enum PullError {
 /// Everything the pull tasks share.
 pub(crate) struct Puller {
     client: reqwest::Client,
+    board: Arc<Board>,
     settings: PullSettings,
     tmp_dir: PathBuf,
     max_package_bytes: u64,
@@ -178,6 +181,7 @@ impl Puller {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             client: client(&settings)?,
+            board: Arc::new(Board::default()),
             settings,
             tmp_dir,
             max_package_bytes,
@@ -191,6 +195,11 @@ impl Puller {
         self.settings.urls.clone()
     }
 
+    /// Each URL's state, for operators.
+    pub(crate) fn board(&self) -> Arc<Board> {
+        self.board.clone()
+    }
+
     /// Polls `url` until `shutdown`, backing off while it fails.
     pub(crate) async fn run(self: Arc<Self>, url: Url, mut shutdown: watch::Receiver<bool>) {
         let mut source = Source::new(url);
@@ -200,6 +209,8 @@ impl Puller {
                 r = self.poll(&mut source) => r,
                 _ = shutdown.changed() => return,
             };
+
+            let error = result.as_ref().err().map(ToString::to_string);
             let wait = match result {
                 Ok(()) => {
                     if let Some(s) = streak.take() {
@@ -235,6 +246,8 @@ impl Puller {
                     backoff(self.settings.interval, self.settings.max_backoff, failures)
                 }
             };
+            self.board
+                .update(&source, streak.as_ref(), error.as_deref());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -293,7 +306,7 @@ impl Puller {
                 signature: child(".minisig"),
                 url,
             };
-            match self.take(&target, None).await {
+            match self.take(&target, None, &mut source.handed).await {
                 Ok(_) => {
                     source.taken.insert(entry.name.clone(), entry.clone());
                 }
@@ -332,17 +345,21 @@ impl Puller {
             signature: with_suffix(".minisig"),
             url: url.clone(),
         };
-        source.validators = self.take(&target, Some(response)).await?;
+        source.validators = self
+            .take(&target, Some(response), &mut source.handed)
+            .await?;
         Ok(())
     }
 
     /// Downloads a package until its bytes match its sidecar, and hands it to the publisher;
-    /// `first` is an answer for the package already in hand. Returns the validators of the
-    /// answer whose bytes were taken (or of `first`, when its digest was known already).
+    /// `first` is an answer for the package already in hand; `handed` counts hand-overs.
+    /// Returns the validators of the answer whose bytes were taken (or of `first`, when its
+    /// digest was known already).
     async fn take(
         &self,
         target: &Target,
         mut first: Option<Response>,
+        handed: &mut u64,
     ) -> Result<Validators, PullError> {
         let mut last = None;
         for _ in 0..ATTEMPTS {
@@ -388,6 +405,7 @@ impl Puller {
             };
             let signature = self.evidence(target.signature.as_ref()).await?;
             self.hand_over(target, download, sidecar, signature).await?;
+            *handed += 1;
             return Ok(validators);
         }
         Err(last.unwrap_or_else(|| PullError::NotTaken {
@@ -558,6 +576,8 @@ struct Source {
     validators: Validators,
     /// Index entries handed over (or found already received), as listed then.
     taken: HashMap<String, Listed>,
+    /// Packages handed to the publisher since the start.
+    handed: u64,
 }
 
 impl Source {
@@ -566,7 +586,60 @@ impl Source {
             url,
             validators: Validators::default(),
             taken: HashMap::new(),
+            handed: 0,
         }
+    }
+}
+
+/// Each pulled URL's state, as operators see it on the admin listener.
+#[derive(Debug, Default)]
+pub(crate) struct Board(Mutex<BTreeMap<String, UrlState>>);
+
+/// One pulled URL's state.
+#[derive(Debug, Clone, serde::Serialize)]
+struct UrlState {
+    url: String,
+    last_poll: String,
+    last_success: Option<String>,
+    packages_handed_over: u64,
+    failing_since: Option<String>,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+impl Board {
+    /// Records a poll of `source` that ended with `error`, if any, within `streak`.
+    fn update(&self, source: &Source, streak: Option<&Streak>, error: Option<&str>) {
+        let now = Timestamp::now().to_string();
+        let mut board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let state = board
+            .entry(source.url.to_string())
+            .or_insert_with(|| UrlState {
+                url: source.url.to_string(),
+                last_poll: now.clone(),
+                last_success: None,
+                packages_handed_over: 0,
+                failing_since: None,
+                failures: 0,
+                last_error: None,
+            });
+        state.last_poll = now.clone();
+        state.packages_handed_over = source.handed;
+        state.failing_since = streak.map(|s| s.since.to_string());
+        state.failures = streak.map_or(0, |s| s.failures);
+        match error {
+            Some(e) => state.last_error = Some(e.to_owned()),
+            None => {
+                state.last_success = Some(now);
+                state.last_error = None;
+            }
+        }
+    }
+
+    /// Every URL's state, in URL order.
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        let board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        json!(board.values().collect::<Vec<_>>())
     }
 }
 
