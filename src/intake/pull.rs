@@ -285,6 +285,8 @@ impl Puller {
             why,
         })?;
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+        // What the index no longer lists is forgotten: memory follows the index's limits.
+        source.taken.retain(|name, _| names.contains(name.as_str()));
         let mut packages: Vec<&Listed> = listing
             .iter()
             .filter(|e| !is_evidence(&e.name) && source.taken.get(&e.name) != Some(*e))
