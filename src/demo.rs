@@ -58,8 +58,8 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
             let dir = watch.clone();
             let done = tokio::task::spawn_blocking(move || -> Result<()> {
                 if let Some(corte) = sim.packages(n)? {
-                    for (name, bytes) in &corte.packages {
-                        simulate::deliver(&dir, name, bytes, None)?;
+                    for (name, bytes) in corte.packages {
+                        simulate::into_folder(&dir, &simulate::Delivery::new(name, bytes, None)?)?;
                     }
                 }
                 Ok(())
