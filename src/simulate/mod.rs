@@ -172,28 +172,35 @@ pub(crate) async fn run(settings: &Settings, plan: Plan) -> Result<()> {
         .map(sign::load)
         .transpose()?
         .map(Arc::new);
-    let mut targets = Vec::new();
+    // The folder: --out, or a temporary one to serve.
     let mut temporary = None;
-    if let Some(out) = &plan.out {
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-        targets.push(deliver::Target::Folder(out.clone()));
-    } else if plan.serve.is_some() {
-        let dir = tempfile::Builder::new()
-            .prefix("difusor-simulate-")
-            .tempdir()
-            .context("cannot create a temporary folder to serve")?;
-        targets.push(deliver::Target::Folder(dir.path().to_owned()));
-        temporary = Some(dir);
-    }
-    let serving = match (&plan.serve, targets.first()) {
-        (Some(options), Some(deliver::Target::Folder(dir))) => {
+    let folder = match (&plan.out, &plan.serve) {
+        (Some(out), _) => {
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+            Some(out.clone())
+        }
+        (None, Some(_)) => {
+            let dir = tempfile::Builder::new()
+                .prefix("difusor-simulate-")
+                .tempdir()
+                .context("cannot create a temporary folder to serve")?;
+            let path = dir.path().to_owned();
+            temporary = Some(dir);
+            Some(path)
+        }
+        (None, None) => None,
+    };
+    let serving = match (&plan.serve, &folder) {
+        (Some(options), Some(dir)) => {
             let serving = serve::start(options, dir.clone()).await?;
             eprintln!("serving {} (files in {})", serving.url(), dir.display());
             Some(serving)
         }
         _ => None,
     };
+    let mut targets: Vec<deliver::Target> =
+        folder.into_iter().map(deliver::Target::Folder).collect();
     if let Some(options) = plan.sftp.clone() {
         let uploader = tokio::select! {
             connected = sftp::Uploader::connect(options) => connected?,
