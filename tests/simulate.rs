@@ -1019,3 +1019,68 @@ fn simulate_serves_https_with_a_certificate_and_stops_cleanly_on_ctrl_c() {
         .collect();
     assert_eq!(left.len(), 4, "{left:?}");
 }
+
+#[test]
+fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    assert!(
+        difusor()
+            .args(["keygen", "--dir"])
+            .arg(&keys)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let key = dir.path().join("id_ed25519");
+    ssh_keygen(&key);
+    let authorized = dir.path().join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let port = free_port();
+    let public = keys.join("difusor.pub").display().to_string();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sftp-listen",
+            &format!("127.0.0.1:{port}"),
+            "--sftp-authorized-keys",
+            authorized.to_str().unwrap(),
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    );
+    let target = format!("root@127.0.0.1:{port}");
+    let known_hosts = dir.path().join("known_hosts");
+    let sftp = [
+        "--sftp",
+        &target,
+        "--sftp-key",
+        key.to_str().unwrap(),
+        "--sftp-known-hosts",
+        known_hosts.to_str().unwrap(),
+        "--sftp-accept-new",
+    ];
+    // Unsigned: the server rejects the first package, and the run stops with its reason.
+    let out = simulate_with(&[&sftp[..], &["--cortes", "2"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rejected"), "{stderr}");
+    assert!(
+        !stderr.contains("attempts"),
+        "a rejection is not retried: {stderr}"
+    );
+    assert_eq!(wait_events(&server, "rejected", 1).len(), 1);
+    assert_eq!(server.live_corte(), None);
+    // Signed: the .minisig goes with each package.
+    let secret = keys.join("difusor.key").display().to_string();
+    let out = simulate_with(&[&sftp[..], &["--cortes", "1", "--sign-key", &secret]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_corte("20270606_2000");
+    assert_eq!(wait_events(&server, "published", 2).len(), 2);
+}
