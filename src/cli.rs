@@ -57,6 +57,12 @@ pub(crate) enum Cmd {
         /// Seed of every random draw: the same seed gives the same packages.
         #[arg(long, default_value_t = 2027)]
         seed: u64,
+        /// Parties and coalitions of the fictitious election, comma-separated: parties
+        /// (`MORENA`, or `MORENA=0.38` with its base share of the vote; known parties have
+        /// theirs, others 0.05) and coalitions of listed parties (`PAN+PRI+PRD`; each gives a
+        /// column for every combination of two or more of its parties, as real files do).
+        #[arg(long, default_value = simulate::DEFAULT_PARTIDOS)]
+        partidos: String,
         /// Election day (YYYY-MM-DD); default today.
         #[arg(long)]
         fecha: Option<jiff::civil::Date>,

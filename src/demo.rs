@@ -47,6 +47,7 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
         seed: 2027,
         fecha: today,
         desde: Duration::ZERO,
+        partidos: simulate::DEFAULT_PARTIDOS.to_owned(),
     })?);
     println!("difusor demo: a simulated election night (SIMULACRO)");
     println!("  site:   http://127.0.0.1:{port}/");

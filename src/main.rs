@@ -109,6 +109,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
             serve,
             serve_cert,
             serve_key,
+            partidos,
         } => {
             let settings = simulate::Settings {
                 entidad,
@@ -117,6 +118,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
                 seed,
                 fecha: fecha.unwrap_or_else(|| jiff::ZonedDateTime::now().date()),
                 desde: desde.unsigned_abs(),
+                partidos,
             };
             let sftp = match (sftp, sftp_key) {
                 (Some(address), Some(key)) => Some(simulate::sftp::Options {

@@ -1084,3 +1084,71 @@ fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_r
     server.wait_corte("20270606_2000");
     assert_eq!(wait_events(&server, "published", 2).len(), 2);
 }
+
+#[test]
+fn partidos_chooses_the_ballot_and_the_summary_still_equals_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = simulate(
+        dir.path(),
+        &[
+            "--casillas",
+            "400",
+            "--cortes",
+            "1",
+            "--desde",
+            "5h",
+            "--partidos",
+            "MORENA=0.4,PAN,MC,PES,CI_1,PAN+MC+PES",
+        ],
+    );
+    let data = names
+        .iter()
+        .find(|n| n.ends_with("_PREP_CAMP.zip"))
+        .unwrap();
+    let out = difusor()
+        .args(["inspect", "--json"])
+        .arg(dir.path().join(data))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for e in report["elections"].as_array().unwrap() {
+        assert_eq!(e["consistent"], true, "{e:#}");
+        let columns: Vec<&str> = e["votes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["column"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "MORENA",
+                "PAN",
+                "MC",
+                "PES",
+                "CI_1",
+                "C_PAN_MC_PES",
+                "C_PAN_MC",
+                "C_PAN_PES",
+                "C_MC_PES",
+                "NO_REGISTRADOS",
+                "NULOS"
+            ]
+        );
+    }
+    // A ballot that cannot be is refused, naming the flag.
+    let bad = simulate_with(&[
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--partidos",
+        "PAN,PAN+MC",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--partidos"));
+}

@@ -31,7 +31,7 @@ use anyhow::{Context, Result};
 use jiff::civil::Date;
 
 pub(crate) use deliver::{Delivery, into_folder};
-pub(crate) use election::{Catalogue, Election, Entity};
+pub(crate) use election::{Ballot, Catalogue, DEFAULT_PARTIDOS, Election, Entity};
 pub(crate) use sign::keygen;
 
 use data::Corte;
@@ -57,6 +57,8 @@ pub(crate) struct Settings {
     pub(crate) fecha: Date,
     /// Election-night time of the first corte after 20:00.
     pub(crate) desde: Duration,
+    /// Parties and coalitions (`--partidos`; [`DEFAULT_PARTIDOS`] for today's).
+    pub(crate) partidos: String,
 }
 
 /// One simulated election night.
@@ -88,7 +90,9 @@ impl Simulation {
         if elections.is_empty() {
             anyhow::bail!("--elecciones names no election; use e.g. GUB,DIP_LOC,AYUN");
         }
-        let catalogue = Catalogue::new(entity, elections, settings.casillas, settings.seed)?;
+        let ballot = Ballot::parse(&settings.partidos)?;
+        let catalogue =
+            Catalogue::new(entity, elections, settings.casillas, settings.seed, ballot)?;
         let first_minute = u32::try_from(settings.desde.as_secs() / 60)
             .unwrap_or(LAST_MINUTE)
             .min(LAST_MINUTE);
