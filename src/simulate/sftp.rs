@@ -88,14 +88,21 @@ impl std::str::FromStr for Address {
     }
 }
 
+impl Address {
+    /// `host:port` (`[v6]:port`).
+    fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 impl std::fmt::Display for Address {
     /// `user@host:port` (`user@[v6]:port`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}@[{}]:{}", self.user, self.host, self.port)
-        } else {
-            write!(f, "{}@{}:{}", self.user, self.host, self.port)
-        }
+        write!(f, "{}@{}", self.user, self.host_port())
     }
 }
 
@@ -202,6 +209,14 @@ pub(crate) enum SftpError {
         /// The server's message.
         message: String,
     },
+    /// The connection failed after the handshake, before SFTP was ready.
+    #[error("the connection to {address} failed while setting up SFTP: {why}")]
+    Setup {
+        /// user@host:port.
+        address: String,
+        /// What failed.
+        why: String,
+    },
     /// The connection was lost or timed out.
     #[error("the connection to {address} was lost while sending {name}: {why}")]
     Lost {
@@ -219,7 +234,7 @@ impl SftpError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            Self::Connect { .. } | Self::Handshake { .. } | Self::Lost { .. }
+            Self::Connect { .. } | Self::Handshake { .. } | Self::Setup { .. } | Self::Lost { .. }
         )
     }
 }
@@ -334,9 +349,7 @@ impl Uploader {
         let o = &self.options;
         let address = o.address.to_string();
         let (host, port) = (o.address.host.as_str(), o.address.port);
-        let host_port = address
-            .split_once('@')
-            .map_or(address.clone(), |(_, h)| h.to_owned());
+        let host_port = o.address.host_port();
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
             tokio::net::TcpStream::connect((host, port)),
@@ -388,9 +401,8 @@ impl Uploader {
             }
         };
         let key = PrivateKeyWithHashAlg::new(Arc::clone(&self.key), None);
-        let lost = |why: String| SftpError::Lost {
+        let lost = |why: String| SftpError::Setup {
             address: address.clone(),
-            name: "the first request".to_owned(),
             why,
         };
         let auth = ssh
