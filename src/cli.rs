@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::SettingArgs;
+use crate::simulate;
 
 /// Receive, verify, keep and publish PREP results packages as an official difusor.
 #[derive(Parser, Debug)]
@@ -35,11 +36,14 @@ pub(crate) enum Cmd {
         every: jiff::SignedDuration,
     },
     /// Simulate an election night (SIMULACRO): for each corte, a site package and a data
-    /// package in the real layout, each with its `.sha256`, delivered into a folder.
+    /// package in the real layout, each with its `.sha256`, delivered into a folder, over
+    /// SFTP to a difusor's intake, or served over HTTP for a difusor that pulls (any of
+    /// them, together).
+    #[command(group(clap::ArgGroup::new("target").args(["out", "sftp", "serve"]).multiple(true).required(true)))]
     Simulate {
         /// Folder to deliver into (a difusor's intake folder for a drill).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Entity code: AGS, BC, BCS, CAMP, COAH, … ZAC.
         #[arg(long, default_value = "CAMP")]
         entidad: String,
@@ -53,6 +57,12 @@ pub(crate) enum Cmd {
         /// Seed of every random draw: the same seed gives the same packages.
         #[arg(long, default_value_t = 2027)]
         seed: u64,
+        /// Parties and coalitions of the fictitious election, comma-separated: parties
+        /// (`MORENA`, or `MORENA=0.38` with its base share of the vote; known parties have
+        /// theirs, others 0.05) and coalitions of listed parties (`PAN+PRI+PRD`; each gives a
+        /// column for every combination of two or more of its parties, as real files do).
+        #[arg(long, default_value = simulate::DEFAULT_PARTIDOS)]
+        partidos: String,
         /// Election day (YYYY-MM-DD); default today.
         #[arg(long)]
         fecha: Option<jiff::civil::Date>,
@@ -70,6 +80,33 @@ pub(crate) enum Cmd {
         /// writing `<package>.minisig` beside it.
         #[arg(long)]
         sign_key: Option<PathBuf>,
+        /// Upload every corte to a difusor's SFTP intake (`sftp_listen`), as `user@host[:port]`
+        /// (port 22 by default), over one connection kept for the whole run.
+        #[arg(long, value_name = "USER@HOST[:PORT]", requires = "sftp_key")]
+        sftp: Option<simulate::sftp::Address>,
+        /// OpenSSH private key for --sftp (Ed25519 or ECDSA, without passphrase); its public
+        /// key must be in the server's `sftp_authorized_keys`.
+        #[arg(long, value_name = "PATH", requires = "sftp")]
+        sftp_key: Option<PathBuf>,
+        /// known_hosts file the server's host key is checked against (default:
+        /// ~/.ssh/known_hosts).
+        #[arg(long, value_name = "PATH", requires = "sftp")]
+        sftp_known_hosts: Option<PathBuf>,
+        /// Trust a server whose host key is not yet in known_hosts, and add it there (as
+        /// OpenSSH's StrictHostKeyChecking=accept-new). A changed key is always refused.
+        #[arg(long, requires = "sftp")]
+        sftp_accept_new: bool,
+        /// Serve the delivered files over HTTP on this address (`127.0.0.1:8090`), with a
+        /// JSON index at `/`, for a difusor that pulls; until Ctrl-C after the last corte.
+        /// Without --out, the files are delivered into a temporary folder.
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
+        /// Certificate chain (PEM) to serve HTTPS with, with --serve-key.
+        #[arg(long, value_name = "PEM", requires_all = ["serve", "serve_key"])]
+        serve_cert: Option<PathBuf>,
+        /// Private key (PEM) of --serve-cert.
+        #[arg(long, value_name = "PEM", requires_all = ["serve", "serve_cert"])]
+        serve_key: Option<PathBuf>,
     },
     /// Make a minisign key pair for signing simulated packages: `difusor.key` (secret, no
     /// password, for drills) and `difusor.pub` (for `minisign_keys`). Never overwrites.

@@ -47,6 +47,7 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
         seed: 2027,
         fecha: today,
         desde: Duration::ZERO,
+        partidos: simulate::DEFAULT_PARTIDOS.to_owned(),
     })?);
     println!("difusor demo: a simulated election night (SIMULACRO)");
     println!("  site:   http://127.0.0.1:{port}/");
@@ -58,8 +59,8 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
             let dir = watch.clone();
             let done = tokio::task::spawn_blocking(move || -> Result<()> {
                 if let Some(corte) = sim.packages(n)? {
-                    for (name, bytes) in &corte.packages {
-                        simulate::deliver(&dir, name, bytes, None)?;
+                    for (name, bytes) in corte.packages {
+                        simulate::into_folder(&dir, &simulate::Delivery::new(name, bytes, None)?)?;
                     }
                 }
                 Ok(())

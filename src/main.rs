@@ -68,6 +68,18 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
+/// `~/.ssh/known_hosts`, where OpenSSH keeps the host keys it trusts.
+fn default_known_hosts() -> Result<std::path::PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("HOME is not set: give the known_hosts file with --sftp-known-hosts")
+        })?;
+    Ok(std::path::PathBuf::from(home)
+        .join(".ssh")
+        .join("known_hosts"))
+}
+
 /// Dispatches to one function per subcommand.
 fn run(cli: cli::Cli) -> Result<u8> {
     let config_file = cli.config.as_deref();
@@ -90,8 +102,15 @@ fn run(cli: cli::Cli) -> Result<u8> {
             every,
             cortes,
             sign_key,
+            sftp,
+            sftp_key,
+            sftp_known_hosts,
+            sftp_accept_new,
+            serve,
+            serve_cert,
+            serve_key,
+            partidos,
         } => {
-            drop(runtime);
             let settings = simulate::Settings {
                 entidad,
                 elecciones,
@@ -99,14 +118,33 @@ fn run(cli: cli::Cli) -> Result<u8> {
                 seed,
                 fecha: fecha.unwrap_or_else(|| jiff::ZonedDateTime::now().date()),
                 desde: desde.unsigned_abs(),
+                partidos,
             };
-            simulate::run(
-                &settings,
-                &out,
-                every.unsigned_abs(),
+            let sftp = match (sftp, sftp_key) {
+                (Some(address), Some(key)) => Some(simulate::sftp::Options {
+                    address,
+                    key,
+                    known_hosts: match sftp_known_hosts {
+                        Some(path) => path,
+                        None => default_known_hosts()?,
+                    },
+                    accept_new: sftp_accept_new,
+                }),
+                _ => None,
+            };
+            let serve = serve.map(|listen| simulate::serve::Options {
+                listen,
+                tls: serve_cert.zip(serve_key),
+            });
+            let plan = simulate::Plan {
+                out,
+                sftp,
+                serve,
+                every: every.unsigned_abs(),
                 cortes,
-                sign_key.as_deref(),
-            )?;
+                sign_key,
+            };
+            runtime.block_on(simulate::run(&settings, plan))?;
             Ok(0)
         }
         Cmd::Keygen { dir } => {

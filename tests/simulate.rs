@@ -563,3 +563,592 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
         dt.failures
     );
 }
+
+/// An OpenSSH Ed25519 key pair without passphrase at `path` and `path.pub`.
+fn ssh_keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (apt-get install -y openssh-client)");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Runs `difusor simulate` with `args` (two cortes of a small election on 6 June 2027 by
+/// default) and returns its output.
+fn simulate_with(args: &[&str]) -> std::process::Output {
+    difusor()
+        .args([
+            "simulate",
+            "--every",
+            "0s",
+            "--fecha",
+            "2027-06-06",
+            "--casillas",
+            "300",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    ssh_keygen(&key);
+    let authorized = dir.path().join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sftp-listen",
+            &listen,
+            "--sftp-authorized-keys",
+            authorized.to_str().unwrap(),
+            "--evidence-sidecar",
+            "required",
+        ],
+    );
+    let target = format!("root@127.0.0.1:{port}");
+    let known_hosts = dir.path().join("known_hosts");
+    let key_arg = key.to_str().unwrap();
+    let known_arg = known_hosts.to_str().unwrap();
+
+    // An unknown host is refused, with its fingerprint and the line to add.
+    let out = simulate_with(&[
+        "--sftp",
+        &target,
+        "--sftp-key",
+        key_arg,
+        "--sftp-known-hosts",
+        known_arg,
+        "--cortes",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let shown = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(dir.path().join("data/sftp_host_key"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&shown.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    assert!(stderr.contains(&fingerprint), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 AAAA")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--sftp-accept-new"), "{stderr}");
+    assert_eq!(server.live_corte(), None, "nothing was sent");
+
+    // With --sftp-accept-new the key is learnt and both cortes go over one connection.
+    let out = simulate_with(&[
+        "--sftp",
+        &target,
+        "--sftp-key",
+        key_arg,
+        "--sftp-known-hosts",
+        known_arg,
+        "--sftp-accept-new",
+        "--cortes",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let learnt = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        learnt.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 ")),
+        "{learnt}"
+    );
+    server.wait_corte("20270606_2015");
+    let verified = wait_events(&server, "verified", 4);
+    assert_eq!(verified.len(), 4, "{verified:#?}");
+    assert_eq!(wait_events(&server, "published", 4).len(), 4);
+    assert!(events(&server, "rejected").is_empty());
+    // The refused attempt is journaled too, unauthenticated.
+    let sessions: Vec<_> = wait_events(&server, "sftp-session", 2)
+        .into_iter()
+        .filter(|s| s["detail"]["authenticated"] == true)
+        .collect();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one connection for the run: {sessions:#?}"
+    );
+    assert_eq!(
+        sessions[0]["detail"]["error"],
+        serde_json::Value::Null,
+        "a clean end: {sessions:#?}"
+    );
+    assert_eq!(sessions[0]["detail"]["file_count"], 4, "{sessions:#?}");
+    assert_eq!(sessions[0]["detail"]["refusal_count"], 0, "{sessions:#?}");
+    let main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(main.status, 200);
+
+    // The learnt key is trusted from now on; a wrong client key is refused plainly.
+    let other = dir.path().join("other_ed25519");
+    ssh_keygen(&other);
+    let out = simulate_with(&[
+        "--sftp",
+        &target,
+        "--sftp-key",
+        other.to_str().unwrap(),
+        "--sftp-known-hosts",
+        known_arg,
+        "--cortes",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refused the key"), "{stderr}");
+    assert!(stderr.contains("sftp_authorized_keys"), "{stderr}");
+
+    // A known_hosts that records another key for this server: always refused.
+    let changed = dir.path().join("changed_known_hosts");
+    let other_public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    std::fs::write(&changed, format!("[127.0.0.1]:{port} {other_public}")).unwrap();
+    let out = simulate_with(&[
+        "--sftp",
+        &target,
+        "--sftp-key",
+        key_arg,
+        "--sftp-known-hosts",
+        changed.to_str().unwrap(),
+        "--sftp-accept-new",
+        "--cortes",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HOST KEY CHANGED"), "{stderr}");
+    assert!(stderr.contains(&fingerprint), "{stderr}");
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2015"));
+}
+
+/// A `difusor simulate --serve` running in the background, its stderr in a file; killed
+/// when dropped.
+struct Serving {
+    child: Child,
+    log: std::path::PathBuf,
+    url: String,
+}
+
+impl Serving {
+    /// Starts `simulate` with `args` on a free port (`https` with a certificate) and waits
+    /// until its index lists `files` files.
+    fn start(dir: &Path, scheme: &str, args: &[&str], files: usize, curl_args: &[&str]) -> Serving {
+        let port = free_port();
+        let log = dir.join(format!("simulate-{port}.log"));
+        let child = difusor()
+            .args(["simulate", "--every", "0s", "--fecha", "2027-06-06"])
+            .args(["--casillas", "300", "--serve", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let host = if scheme == "https" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let mut s = Serving {
+            child,
+            log,
+            url: format!("{scheme}://{host}:{port}/"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = curl(&s.url, curl_args);
+            let listed: Vec<serde_json::Value> =
+                serde_json::from_slice(&r.body).unwrap_or_default();
+            if r.status == 200 && listed.len() >= files {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("simulate exited with {status}: {}", s.log());
+            }
+            assert!(Instant::now() < deadline, "not served: {}", s.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and returns the exit status, waiting up to 15 s.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not stop it");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn simulate_serves_its_packages_for_a_difusor_that_pulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serving = Serving::start(dir.path(), "http", &["--cortes", "2"], 8, &[]);
+    let index = curl(&serving.url, &[]);
+    assert_eq!(index.status, 200);
+    assert_eq!(index.header("content-type"), Some("application/json"));
+    assert_eq!(index.header("cache-control"), Some("no-cache"));
+    assert!(index.header("last-modified").is_some());
+    let etag = index.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&index.body).unwrap();
+    let names: Vec<&str> = listed.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert_eq!(
+        names,
+        [
+            "20270606_2000_PREP_CAMP.zip",
+            "20270606_2000_PREP_CAMP.zip.sha256",
+            "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip",
+            "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip.sha256",
+            "20270606_2015_PREP_CAMP.zip",
+            "20270606_2015_PREP_CAMP.zip.sha256",
+            "20270606_2015_PREP_SITIO_CAMP.zip",
+            "20270606_2015_PREP_SITIO_CAMP.zip.sha256",
+        ]
+    );
+    for entry in &listed {
+        assert_eq!(entry["type"], "file", "{entry}");
+        assert!(
+            entry["mtime"].as_str().unwrap().ends_with(" GMT"),
+            "{entry}"
+        );
+    }
+    let again = curl(&serving.url, &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+
+    for entry in listed
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().ends_with(".zip"))
+    {
+        let name = entry["name"].as_str().unwrap();
+        let url = format!("{}{name}", serving.url);
+        let package = curl(&url, &[]);
+        assert_eq!(package.status, 200, "{name}");
+        assert_eq!(package.header("content-type"), Some("application/zip"));
+        assert_eq!(package.body.len() as u64, entry["size"].as_u64().unwrap());
+        let digest = sha256_hex(&package.body);
+        let sidecar = curl(&format!("{url}.sha256"), &[]);
+        assert_eq!(sidecar.status, 200);
+        assert!(
+            sidecar
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/plain"),
+            "{:?}",
+            sidecar.headers
+        );
+        assert_eq!(sidecar.text(), format!("{digest}  {name}\n"));
+        let tag = format!("\"{digest}\"");
+        assert_eq!(package.header("etag"), Some(tag.as_str()));
+        assert_eq!(
+            package.header("content-length"),
+            Some(package.body.len().to_string().as_str())
+        );
+        let cached = curl(&url, &["-H", &format!("If-None-Match: {tag}")]);
+        assert_eq!(cached.status, 304, "{name}");
+        let since = package.header("last-modified").unwrap();
+        let cached = curl(&url, &["-H", &format!("If-Modified-Since: {since}")]);
+        assert_eq!(cached.status, 304, "{name}");
+        let head = curl(&url, &["-I"]);
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("etag"), Some(tag.as_str()));
+    }
+
+    // Only plain visible names of the folder are served.
+    let folder = serving
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split_once("(files in ")
+                .map(|(_, d)| d.trim_end_matches(')').to_owned())
+        })
+        .expect("the folder is printed");
+    std::fs::write(Path::new(&folder).join(".algo"), "hidden").unwrap();
+    std::fs::write(Path::new(&folder).join(".x.zip.part"), "partial").unwrap();
+    for path in [
+        "../x",
+        "%2e%2e/x",
+        ".algo",
+        ".x.zip.part",
+        "a%2Fb",
+        "nada.zip",
+    ] {
+        let r = curl(&format!("{}{path}", serving.url), &["--path-as-is"]);
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let index = curl(&serving.url, &[]);
+    assert!(!index.text().contains(".algo") && !index.text().contains(".part"));
+    assert_eq!(
+        index.header("etag"),
+        Some(etag.as_str()),
+        "hidden files change nothing"
+    );
+    let post = curl(&serving.url, &["-X", "POST"]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    let log = serving.log();
+    assert!(log.contains(&format!("serving {}", serving.url)), "{log}");
+    assert!(log.contains("until Ctrl-C"), "{log}");
+    assert!(serving.terminate().success(), "{}", serving.log());
+    assert!(
+        !Path::new(&folder).exists(),
+        "the temporary folder is removed"
+    );
+}
+
+#[test]
+fn simulate_serves_https_with_a_certificate_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = difusor()
+        .args(["init", "--self-signed", "--dir"])
+        .arg(dir.path().join("tls"))
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let cert = dir.path().join("tls/tls/cert.pem");
+    let key = dir.path().join("tls/tls/key.pem");
+    let out = dir.path().join("out");
+    let cacert = ["--cacert", cert.to_str().unwrap()];
+    let mut serving = Serving::start(
+        dir.path(),
+        "https",
+        &[
+            "--cortes",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--serve-cert",
+            cert.to_str().unwrap(),
+            "--serve-key",
+            key.to_str().unwrap(),
+        ],
+        4,
+        &cacert,
+    );
+    let index = curl(&serving.url, &cacert);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&index.body).unwrap();
+    let name = listed[0]["name"].as_str().unwrap();
+    let package = curl(&format!("{}{name}", serving.url), &cacert);
+    assert_eq!(package.status, 200);
+    assert_eq!(package.body, std::fs::read(out.join(name)).unwrap());
+    assert!(serving.terminate().success(), "{}", serving.log());
+    assert!(out.join(name).exists(), "--out is kept");
+
+    // Ctrl-C during the cortes stops at once, leaving no half-written file.
+    let mut slow = difusor()
+        .args([
+            "simulate",
+            "--every",
+            "30s",
+            "--cortes",
+            "5",
+            "--casillas",
+            "300",
+        ])
+        .args(["--fecha", "2027-06-06", "--out"])
+        .arg(dir.path().join("slow"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("slow/20270606_2000_PREP_CAMP.zip").exists() {
+        assert!(Instant::now() < deadline, "the first corte did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    Command::new("kill")
+        .arg("-INT")
+        .arg(slow.id().to_string())
+        .status()
+        .unwrap();
+    let status = slow.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut stderr = String::new();
+    slow.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("stopped"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("slow"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+}
+
+#[test]
+fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    assert!(
+        difusor()
+            .args(["keygen", "--dir"])
+            .arg(&keys)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let key = dir.path().join("id_ed25519");
+    ssh_keygen(&key);
+    let authorized = dir.path().join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let port = free_port();
+    let public = keys.join("difusor.pub").display().to_string();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sftp-listen",
+            &format!("127.0.0.1:{port}"),
+            "--sftp-authorized-keys",
+            authorized.to_str().unwrap(),
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    );
+    let target = format!("root@127.0.0.1:{port}");
+    let known_hosts = dir.path().join("known_hosts");
+    let sftp = [
+        "--sftp",
+        &target,
+        "--sftp-key",
+        key.to_str().unwrap(),
+        "--sftp-known-hosts",
+        known_hosts.to_str().unwrap(),
+        "--sftp-accept-new",
+    ];
+    // Unsigned: the server rejects the first package, and the run stops with its reason.
+    let out = simulate_with(&[&sftp[..], &["--cortes", "2"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rejected"), "{stderr}");
+    assert!(
+        !stderr.contains("attempts"),
+        "a rejection is not retried: {stderr}"
+    );
+    assert_eq!(wait_events(&server, "rejected", 1).len(), 1);
+    assert_eq!(server.live_corte(), None);
+    // Signed: the .minisig goes with each package.
+    let secret = keys.join("difusor.key").display().to_string();
+    let out = simulate_with(&[&sftp[..], &["--cortes", "1", "--sign-key", &secret]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_corte("20270606_2000");
+    assert_eq!(wait_events(&server, "published", 2).len(), 2);
+}
+
+#[test]
+fn partidos_chooses_the_ballot_and_the_summary_still_equals_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = simulate(
+        dir.path(),
+        &[
+            "--casillas",
+            "400",
+            "--cortes",
+            "1",
+            "--desde",
+            "5h",
+            "--partidos",
+            "MORENA=0.4,PAN,MC,PES,CI_1,PAN+MC+PES",
+        ],
+    );
+    let data = names
+        .iter()
+        .find(|n| n.ends_with("_PREP_CAMP.zip"))
+        .unwrap();
+    let out = difusor()
+        .args(["inspect", "--json"])
+        .arg(dir.path().join(data))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for e in report["elections"].as_array().unwrap() {
+        assert_eq!(e["consistent"], true, "{e:#}");
+        let columns: Vec<&str> = e["votes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["column"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "MORENA",
+                "PAN",
+                "MC",
+                "PES",
+                "CI_1",
+                "C_PAN_MC_PES",
+                "C_PAN_MC",
+                "C_PAN_PES",
+                "C_MC_PES",
+                "NO_REGISTRADOS",
+                "NULOS"
+            ]
+        );
+    }
+    // A ballot that cannot be is refused, naming the flag.
+    let bad = simulate_with(&[
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--partidos",
+        "PAN,PAN+MC",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--partidos"));
+}

@@ -16,7 +16,7 @@
 //!   validators alone.
 
 pub(crate) mod access_log;
-mod conditional;
+pub(crate) mod conditional;
 pub(crate) mod gate;
 pub(crate) mod limits;
 mod negotiate;

@@ -9,7 +9,7 @@
 //! - [`Summary`] applies the rules of FORMATS.md to exactly the rows written, so the summary
 //!   line always equals what the rows give.
 
-use super::election::{COALITIONS, Casilla, Catalogue, Fate, PARTIES, gauss};
+use super::election::{Casilla, Catalogue, Fate, gauss};
 
 /// The figures of one captured acta.
 #[derive(Debug, Clone)]
@@ -84,18 +84,21 @@ pub(crate) fn draw(
     let nulos = (f64::from(voters) * rng.f64() * 0.05).round() as u32;
     let no_registrados = u32::from(rng.f64() < 0.15);
     let valid = voters.saturating_sub(nulos + no_registrados);
-    let weights: Vec<f64> = PARTIES
+    let ballot = &catalogue.ballot;
+    let weights: Vec<f64> = ballot
+        .parties
         .iter()
         .enumerate()
         .map(|(p, (_, share))| {
             share * catalogue.regional(casilla.distrito, p) * (0.2 * gauss(&mut rng)).exp()
         })
         .collect();
-    let coalition_weights: Vec<f64> = COALITIONS
+    let coalition_weights: Vec<f64> = ballot
+        .coalitions
         .iter()
         .map(|(_, members)| {
             let base: f64 = members.iter().filter_map(|&m| weights.get(m)).sum();
-            base * if members.len() == 3 { 0.012 } else { 0.006 }
+            base * if members.len() >= 3 { 0.012 } else { 0.006 }
         })
         .collect();
     let sum: f64 = weights.iter().chain(&coalition_weights).sum();

@@ -16,7 +16,7 @@ use jiff::civil::DateTime;
 use thiserror::Error;
 
 use super::acta::{self, Acta, Summary};
-use super::election::{COALITIONS, Catalogue, Election, Fate, Level, PARTIES};
+use super::election::{Catalogue, Election, Fate, Level};
 
 /// Writing a package failed (only the zip writer can fail, in memory).
 #[derive(Debug, Error)]
@@ -40,14 +40,16 @@ pub(crate) struct Area {
     pub(crate) contabilizadas: u64,
     /// Lista nominal of counted actas.
     pub(crate) lista: u64,
-    /// Votes per column of [`vote_columns`], over counted actas.
+    /// Votes per column of the ballot's [`vote_columns`](super::Ballot::vote_columns), over
+    /// counted actas.
     pub(crate) votos: Vec<u64>,
 }
 
 impl Area {
-    fn new() -> Self {
+    /// An empty area with `columns` vote columns.
+    fn new(columns: usize) -> Self {
         Self {
-            votos: vec![0; vote_columns().len()],
+            votos: vec![0; columns],
             ..Self::default()
         }
     }
@@ -79,16 +81,6 @@ pub(crate) struct Results {
     pub(crate) distritos: Vec<Area>,
     /// By municipality (index + 1 is the id).
     pub(crate) municipios: Vec<Area>,
-}
-
-/// The vote columns, in file order: parties, coalitions, not registered, null.
-pub(crate) fn vote_columns() -> Vec<&'static str> {
-    PARTIES
-        .iter()
-        .map(|(p, _)| *p)
-        .chain(COALITIONS.iter().map(|(c, _)| *c))
-        .chain(["NO_REGISTRADOS", "NULOS"])
-        .collect()
 }
 
 /// A corte: its local time and its minutes after 20:00 of election day.
@@ -190,13 +182,13 @@ fn results_csv(
     corte: &Corte,
 ) -> (String, Results) {
     let entity = &catalogue.entity;
-    let columns = vote_columns();
+    let columns = catalogue.ballot.vote_columns();
     let (level_id, level_name) = election.level.columns();
     let mut rows = String::with_capacity(catalogue.casillas.len() * 330);
     let mut s = Summary::default();
-    let mut total = Area::new();
-    let mut distritos = vec![Area::new(); catalogue.distritos.len()];
-    let mut municipios = vec![Area::new(); catalogue.municipios.len()];
+    let mut total = Area::new(columns.len());
+    let mut distritos = vec![Area::new(columns.len()); catalogue.distritos.len()];
+    let mut municipios = vec![Area::new(columns.len()); catalogue.municipios.len()];
     let width = catalogue.seccion_width;
     for (i, c) in catalogue.casillas.iter().enumerate() {
         let acta = acta::draw(catalogue, i, c, e);
@@ -403,7 +395,12 @@ fn person(i: usize) -> String {
 /// The CANDIDATURA CSV: one candidacy per party (per area in local elections).
 fn candidaturas(catalogue: &Catalogue, election: Election) -> String {
     let id = catalogue.entity.id;
-    let parties: Vec<&str> = PARTIES.iter().map(|(p, _)| *p).collect();
+    let parties: Vec<&str> = catalogue
+        .ballot
+        .parties
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
     let areas = match election.level {
         Level::Municipality => catalogue.municipios.len(),
         Level::LocalDistrict | Level::FederalDistrict => catalogue.distritos.len(),

@@ -1,40 +1,109 @@
-//! Delivery into a folder, as an institute's upload should land: evidence first, then the
-//! package renamed into place.
+//! Where simulated packages go: the [`Delivery`] of one package with its evidence, and the
+//! [`Target`]s that receive the deliveries of each corte (a folder, a difusor's SFTP intake).
+//!
+//! A folder delivery lands as an institute's upload should: evidence first, then the package
+//! renamed into place.
 //!
 //! # Guarantees
-//! - `<name>.sha256` (in `sha256sum` format), and `<name>.minisig` when a key is given, are in
-//!   place before the package appears.
-//! - The package is written as `.<name>.part`, flushed to disk, and renamed to `<name>`: a
-//!   reader of the folder never sees half a package under its final name.
+//! - Evidence is made once per package, whatever the number of targets: `<name>.sha256` (in
+//!   `sha256sum` format), and `<name>.minisig` when a key is given.
+//! - In a folder, the evidence is in place before the package appears, and the package is
+//!   written as `.<name>.part`, flushed to disk, and renamed to `<name>`: a reader of the
+//!   folder never sees half a package under its final name.
+//! - Every target gets the packages of a corte in order, site first.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use crate::hash::Sha256;
 
-/// Delivers package `name` with `bytes` into `dir`, evidence first; signed with `key` if any.
-pub(crate) fn deliver(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    key: Option<&minisign::SecretKey>,
-) -> Result<()> {
-    let digest = Sha256::of(bytes).to_hex();
-    evidence(
-        dir,
-        &format!("{name}.sha256"),
-        &format!("{digest}  {name}\n"),
-    )?;
-    if let Some(key) = key {
-        let signature = super::sign::signature(key, name, bytes)?;
-        evidence(dir, &format!("{name}.minisig"), &signature)?;
+use super::sftp::Uploader;
+
+/// One package, ready for any target: its name, its bytes and its evidence files.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// File name of the package.
+    pub(crate) name: String,
+    /// The package.
+    pub(crate) bytes: Vec<u8>,
+    /// Evidence files delivered before the package: name and text, `.sha256` first.
+    pub(crate) evidence: Vec<(String, String)>,
+}
+
+impl Delivery {
+    /// Package `name` with its `.sha256` sidecar, and its `.minisig` when `key` is given.
+    pub(crate) fn new(
+        name: String,
+        bytes: Vec<u8>,
+        key: Option<&minisign::SecretKey>,
+    ) -> Result<Self> {
+        let digest = Sha256::of(&bytes).to_hex();
+        let mut evidence = vec![(format!("{name}.sha256"), format!("{digest}  {name}\n"))];
+        if let Some(key) = key {
+            let signature = super::sign::signature(key, &name, &bytes)?;
+            evidence.push((format!("{name}.minisig"), signature));
+        }
+        Ok(Self {
+            name,
+            bytes,
+            evidence,
+        })
     }
+}
+
+/// A place the packages of each corte are delivered to.
+pub(crate) enum Target {
+    /// A folder (`--out`, or the folder `--serve` serves).
+    Folder(PathBuf),
+    /// A difusor's SFTP intake (`--sftp`).
+    Sftp(Box<Uploader>),
+}
+
+impl Target {
+    /// Delivers the packages of one corte, in order.
+    pub(crate) async fn deliver(&mut self, corte: &Arc<Vec<Delivery>>) -> Result<()> {
+        match self {
+            Self::Folder(dir) => {
+                let (dir, corte) = (dir.clone(), Arc::clone(corte));
+                tokio::task::spawn_blocking(move || {
+                    corte.iter().try_for_each(|d| into_folder(&dir, d))
+                })
+                .await
+                .context("the folder delivery stopped")?
+            }
+            Self::Sftp(uploader) => uploader.deliver(corte).await,
+        }
+    }
+
+    /// Ends what the target holds open (the SFTP connection).
+    pub(crate) async fn close(&mut self) {
+        if let Self::Sftp(uploader) = self {
+            uploader.close().await;
+        }
+    }
+
+    /// What this target is, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Folder(dir) => dir.display().to_string(),
+            Self::Sftp(uploader) => uploader.describe(),
+        }
+    }
+}
+
+/// Delivers one package into `dir`, evidence first.
+pub(crate) fn into_folder(dir: &Path, delivery: &Delivery) -> Result<()> {
+    for (name, text) in &delivery.evidence {
+        evidence(dir, name, text)?;
+    }
+    let name = &delivery.name;
     let part = dir.join(format!(".{name}.part"));
     let mut file = std::fs::File::create(&part)
         .with_context(|| format!("cannot create {}", part.display()))?;
-    file.write_all(bytes)
+    file.write_all(&delivery.bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", part.display()))?;
     let target = dir.join(name);

@@ -23,6 +23,9 @@ pub(crate) enum SettingsError {
     /// Too few or too many casillas.
     #[error("--casillas must be between 100 and 200000, not {0}")]
     Size(u32),
+    /// A party list that cannot be used.
+    #[error("--partidos: {0}")]
+    Parties(String),
 }
 
 /// The 32 entities: code, INE number and name as CSV files write it.
@@ -204,8 +207,13 @@ impl Election {
     }
 }
 
-/// Parties, with their base share of the vote.
-pub(crate) const PARTIES: &[(&str, f64)] = &[
+/// The parties and coalitions of today's elections (`--partidos` by default), as a spec.
+pub(crate) const DEFAULT_PARTIDOS: &str =
+    "PAN,PRI,PRD,PVEM,PT,MC,MORENA,PAN+PRI+PRD,PVEM+PT+MORENA";
+
+/// Base shares of the vote of known parties; any other party gets [`OTHER_SHARE`] unless its
+/// share is given.
+const KNOWN_SHARES: &[(&str, f64)] = &[
     ("PAN", 0.20),
     ("PRI", 0.13),
     ("PRD", 0.03),
@@ -215,17 +223,174 @@ pub(crate) const PARTIES: &[(&str, f64)] = &[
     ("MORENA", 0.38),
 ];
 
-/// Coalitions: column name and member parties (indices into [`PARTIES`]).
-pub(crate) const COALITIONS: &[(&str, &[usize])] = &[
-    ("C_PAN_PRI_PRD", &[0, 1, 2]),
-    ("C_PAN_PRI", &[0, 1]),
-    ("C_PAN_PRD", &[0, 2]),
-    ("C_PRI_PRD", &[1, 2]),
-    ("C_PVEM_PT_MORENA", &[3, 4, 6]),
-    ("C_PVEM_PT", &[3, 4]),
-    ("C_PVEM_MORENA", &[3, 6]),
-    ("C_PT_MORENA", &[4, 6]),
-];
+/// Base share of a party not in [`KNOWN_SHARES`] whose share is not given.
+const OTHER_SHARE: f64 = 0.05;
+/// Most parties on a ballot.
+const MAX_PARTIES: usize = 20;
+/// Most parties in one coalition (its columns grow as 2^n).
+const MAX_MEMBERS: usize = 5;
+/// Longest party name.
+const MAX_NAME: usize = 16;
+
+/// The parties and coalitions on the ballot, in file order (`--partidos`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Ballot {
+    /// Party column names and their base share of the vote.
+    pub(crate) parties: Vec<(String, f64)>,
+    /// Coalition column names (`C_PAN_PRI`) and their members (indices into `parties`):
+    /// each coalition and every combination of two or more of its parties, as real files
+    /// list them.
+    pub(crate) coalitions: Vec<(String, Vec<usize>)>,
+}
+
+impl Default for Ballot {
+    /// Today's parties and coalitions.
+    fn default() -> Self {
+        Self::parse(DEFAULT_PARTIDOS).unwrap_or_else(|_| Self {
+            parties: Vec::new(),
+            coalitions: Vec::new(),
+        })
+    }
+}
+
+impl Ballot {
+    /// Reads a `--partidos` spec: comma-separated parties (`MORENA`, or `MORENA=0.38` with
+    /// its base share of the vote) and coalitions of listed parties (`PAN+PRI+PRD`).
+    pub(crate) fn parse(spec: &str) -> Result<Self, SettingsError> {
+        let bad = |why: String| SettingsError::Parties(why);
+        let tokens: Vec<&str> = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let mut parties: Vec<(String, f64)> = Vec::new();
+        for token in tokens.iter().filter(|t| !t.contains('+')) {
+            let (name, share) = match token.split_once('=') {
+                Some((name, share)) => {
+                    let share: f64 = share
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 1.0)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "{token:?}: a share is a number above 0 and at most 1, e.g. \
+                                 MORENA=0.38"
+                            ))
+                        })?;
+                    (name.trim(), share)
+                }
+                None => (
+                    *token,
+                    KNOWN_SHARES
+                        .iter()
+                        .find(|(known, _)| known == token)
+                        .map_or(OTHER_SHARE, |(_, share)| *share),
+                ),
+            };
+            check_name(name).map_err(bad)?;
+            if parties.iter().any(|(p, _)| p == name) {
+                return Err(bad(format!("{name} is listed twice")));
+            }
+            parties.push((name.to_owned(), share));
+        }
+        if !(2..=MAX_PARTIES).contains(&parties.len()) {
+            return Err(bad(format!(
+                "list between 2 and {MAX_PARTIES} parties, not {}",
+                parties.len()
+            )));
+        }
+        let mut coalitions: Vec<(String, Vec<usize>)> = Vec::new();
+        for token in tokens.iter().filter(|t| t.contains('+')) {
+            let mut members = Vec::new();
+            for member in token.split('+').map(str::trim) {
+                let index = parties
+                    .iter()
+                    .position(|(p, _)| p == member)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{token:?}: {member:?} is not a listed party; list it too, e.g. \
+                             PAN,PRI,PAN+PRI"
+                        ))
+                    })?;
+                if members.contains(&index) {
+                    return Err(bad(format!("{token:?}: {member} is listed twice")));
+                }
+                members.push(index);
+            }
+            if !(2..=MAX_MEMBERS).contains(&members.len()) {
+                return Err(bad(format!(
+                    "{token:?}: a coalition has between 2 and {MAX_MEMBERS} parties"
+                )));
+            }
+            members.sort_unstable();
+            for combination in combinations(&members) {
+                let name = std::iter::once("C")
+                    .chain(combination.iter().map(|&m| parties[m].0.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("_");
+                if !coalitions.iter().any(|(c, _)| *c == name) {
+                    coalitions.push((name, combination));
+                }
+            }
+        }
+        Ok(Self {
+            parties,
+            coalitions,
+        })
+    }
+
+    /// The vote columns, in file order: parties, coalitions, not registered, null.
+    pub(crate) fn vote_columns(&self) -> Vec<&str> {
+        self.parties
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .chain(self.coalitions.iter().map(|(c, _)| c.as_str()))
+            .chain(["NO_REGISTRADOS", "NULOS"])
+            .collect()
+    }
+}
+
+/// Whether `name` can be a party column: capitals, digits and `_`, starting with a letter.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=MAX_NAME).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !matches!(name, "NO_REGISTRADOS" | "NULOS")
+        && !name.starts_with("C_");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a party name: capitals, digits and _, starting with a capital, up \
+             to {MAX_NAME} characters (e.g. MORENA, PES, CI_1)"
+        ))
+    }
+}
+
+/// Every combination of two or more of `members`, largest first, each size in order:
+/// `[a, b, c]` gives `abc, ab, ac, bc`.
+fn combinations(members: &[usize]) -> Vec<Vec<usize>> {
+    let n = members.len();
+    let mut all = Vec::new();
+    for size in (2..=n).rev() {
+        let mut picked: Vec<usize> = (0..size).collect();
+        loop {
+            all.push(picked.iter().map(|&i| members[i]).collect());
+            // The next combination in lexicographic order, if any.
+            let Some(i) = (0..size).rev().find(|&i| picked[i] < n - size + i) else {
+                break;
+            };
+            picked[i] += 1;
+            for j in i + 1..size {
+                picked[j] = picked[j - 1] + 1;
+            }
+        }
+    }
+    all
+}
 
 /// What became of an acta once it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +457,8 @@ pub(crate) struct Catalogue {
     pub(crate) seccion_width: usize,
     /// The seed.
     pub(crate) seed: u64,
+    /// The parties and coalitions.
+    pub(crate) ballot: Ballot,
 }
 
 /// Roots of fictitious place names.
@@ -378,12 +545,14 @@ fn arrival(rng: &mut fastrand::Rng) -> u32 {
 }
 
 impl Catalogue {
-    /// The catalogue of `casillas` casillas for `elections` in `entity`, from `seed`.
+    /// The catalogue of `casillas` casillas for `elections` in `entity`, with `ballot`,
+    /// from `seed`.
     pub(crate) fn new(
         entity: Entity,
         elections: Vec<Election>,
         casillas: u32,
         seed: u64,
+        ballot: Ballot,
     ) -> Result<Self, SettingsError> {
         if !(100..=200_000).contains(&casillas) {
             return Err(SettingsError::Size(casillas));
@@ -444,6 +613,7 @@ impl Catalogue {
                 .collect(),
             seccion_width: width,
             seed,
+            ballot,
         })
     }
 
@@ -471,7 +641,7 @@ mod tests {
     fn catalogue(n: u32, seed: u64) -> Catalogue {
         let entity = Entity::from_code("camp").unwrap();
         let elections = vec![Election::from_code("GUB").unwrap()];
-        Catalogue::new(entity, elections, n, seed).unwrap()
+        Catalogue::new(entity, elections, n, seed, Ballot::default()).unwrap()
     }
 
     #[test]
@@ -535,6 +705,68 @@ mod tests {
         );
         assert_eq!(Election::from_code("gob").unwrap().code, "GUB");
         let e = Entity::from_code("SON").unwrap();
-        assert!(Catalogue::new(e, vec![], 10, 1).is_err());
+        assert!(Catalogue::new(e, vec![], 10, 1, Ballot::default()).is_err());
+    }
+
+    #[test]
+    fn the_default_ballot_is_todays_and_coalitions_list_every_combination() {
+        let ballot = Ballot::default();
+        assert_eq!(
+            ballot.vote_columns(),
+            [
+                "PAN",
+                "PRI",
+                "PRD",
+                "PVEM",
+                "PT",
+                "MC",
+                "MORENA",
+                "C_PAN_PRI_PRD",
+                "C_PAN_PRI",
+                "C_PAN_PRD",
+                "C_PRI_PRD",
+                "C_PVEM_PT_MORENA",
+                "C_PVEM_PT",
+                "C_PVEM_MORENA",
+                "C_PT_MORENA",
+                "NO_REGISTRADOS",
+                "NULOS"
+            ]
+        );
+        assert_eq!(ballot.parties[6], ("MORENA".to_owned(), 0.38));
+        assert_eq!(ballot.coalitions[4].1, [3, 4, 6]);
+        let custom = Ballot::parse("MORENA=0.5, PAN ,PES,MORENA+PES").unwrap();
+        assert_eq!(
+            custom.vote_columns(),
+            [
+                "MORENA",
+                "PAN",
+                "PES",
+                "C_MORENA_PES",
+                "NO_REGISTRADOS",
+                "NULOS"
+            ]
+        );
+        assert_eq!(custom.parties[0].1, 0.5);
+        assert_eq!(custom.parties[2].1, OTHER_SHARE);
+        let four = Ballot::parse("A,B,C,D,D+C+B+A").unwrap();
+        assert_eq!(four.coalitions.len(), 11);
+        assert_eq!(four.coalitions[0].0, "C_A_B_C_D");
+        assert_eq!(four.coalitions[1].0, "C_A_B_C");
+        assert_eq!(four.coalitions[10].0, "C_C_D");
+        for bad in [
+            "PAN",
+            "PAN,PAN",
+            "PAN,PRI,PAN+MC",
+            "PAN,PRI,PAN+PAN",
+            "PAN,pri",
+            "PAN,PRI=2",
+            "PAN,PRI=x",
+            "PAN,NULOS",
+            "PAN,C_X",
+        ] {
+            let err = Ballot::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--partidos: "), "{bad}: {err}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! Each corte gives two packages, both named for the corte (`YYYYMMDD_HHMM`, local time):
 //! the site package (`…_PREP_SITIO[_COMPLETO]_<ENT>.zip`, [`site`]) and the data package
 //! (`…_PREP_<ENT>.zip`, [`data`]), each delivered with its `.sha256` sidecar, and its
-//! `.minisig` signature when a secret key is given ([`deliver`], [`sign`]).
+//! `.minisig` signature when a secret key is given ([`deliver`], [`sign`]), to every target
+//! asked for: a folder, a difusor's SFTP intake ([`sftp`]), and a folder served over HTTP
+//! for a difusor that pulls ([`serve`]).
 //!
 //! # Guarantees
 //! - The same settings and seed give the same packages, byte for byte.
@@ -16,17 +18,20 @@ mod acta;
 mod data;
 mod deliver;
 mod election;
+pub(crate) mod serve;
+pub(crate) mod sftp;
 mod sign;
 mod site;
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use jiff::civil::Date;
 
-pub(crate) use deliver::deliver;
-pub(crate) use election::{Catalogue, Election, Entity};
+pub(crate) use deliver::{Delivery, into_folder};
+pub(crate) use election::{Ballot, Catalogue, DEFAULT_PARTIDOS, Election, Entity};
 pub(crate) use sign::keygen;
 
 use data::Corte;
@@ -52,6 +57,8 @@ pub(crate) struct Settings {
     pub(crate) fecha: Date,
     /// Election-night time of the first corte after 20:00.
     pub(crate) desde: Duration,
+    /// Parties and coalitions (`--partidos`; [`DEFAULT_PARTIDOS`] for today's).
+    pub(crate) partidos: String,
 }
 
 /// One simulated election night.
@@ -83,7 +90,9 @@ impl Simulation {
         if elections.is_empty() {
             anyhow::bail!("--elecciones names no election; use e.g. GUB,DIP_LOC,AYUN");
         }
-        let catalogue = Catalogue::new(entity, elections, settings.casillas, settings.seed)?;
+        let ballot = Ballot::parse(&settings.partidos)?;
+        let catalogue =
+            Catalogue::new(entity, elections, settings.casillas, settings.seed, ballot)?;
         let first_minute = u32::try_from(settings.desde.as_secs() / 60)
             .unwrap_or(LAST_MINUTE)
             .min(LAST_MINUTE);
@@ -132,22 +141,119 @@ impl Simulation {
     }
 }
 
-/// `difusor simulate`: writes the packages of each corte into `out`, one corte every
-/// `every`, until `cortes` cortes (or the night) are done; each signed with the minisign
-/// secret key in `sign_key`, if given.
-pub(crate) fn run(
-    settings: &Settings,
-    out: &Path,
+/// Where `difusor simulate` delivers, and at what pace.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Folder to deliver into (`--out`).
+    pub(crate) out: Option<PathBuf>,
+    /// SFTP intake to upload to (`--sftp`).
+    pub(crate) sftp: Option<sftp::Options>,
+    /// Address to serve the delivered files on (`--serve`).
+    pub(crate) serve: Option<serve::Options>,
+    /// Real time between cortes.
+    pub(crate) every: Duration,
+    /// Stop after this many cortes (default: the whole night).
+    pub(crate) cortes: Option<u32>,
+    /// Minisign secret key to sign every package with.
+    pub(crate) sign_key: Option<PathBuf>,
+}
+
+/// `difusor simulate`: delivers the packages of each corte to every target of `plan`, one
+/// corte every `every`, until `cortes` cortes (or the night) are done; then, when serving,
+/// serves until Ctrl-C or SIGTERM. A signal during the cortes stops them cleanly.
+pub(crate) async fn run(settings: &Settings, plan: Plan) -> Result<()> {
+    let mut signals = Signals::new()?;
+    if plan.out.is_none() && plan.sftp.is_none() && plan.serve.is_none() {
+        anyhow::bail!(
+            "say where to deliver: --out DIR, --sftp user@host[:port] (with --sftp-key) or \
+             --serve ADDR, alone or together"
+        );
+    }
+    let simulation = Arc::new(Simulation::new(settings)?);
+    let key = plan
+        .sign_key
+        .as_deref()
+        .map(sign::load)
+        .transpose()?
+        .map(Arc::new);
+    // The folder: --out, or a temporary one to serve.
+    let mut temporary = None;
+    let folder = match (&plan.out, &plan.serve) {
+        (Some(out), _) => {
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+            Some(out.clone())
+        }
+        (None, Some(_)) => {
+            let dir = tempfile::Builder::new()
+                .prefix("difusor-simulate-")
+                .tempdir()
+                .context("cannot create a temporary folder to serve")?;
+            let path = dir.path().to_owned();
+            temporary = Some(dir);
+            Some(path)
+        }
+        (None, None) => None,
+    };
+    let serving = match (&plan.serve, &folder) {
+        (Some(options), Some(dir)) => {
+            let serving = serve::start(options, dir.clone()).await?;
+            eprintln!("serving {} (files in {})", serving.url(), dir.display());
+            Some(serving)
+        }
+        _ => None,
+    };
+    let mut targets: Vec<deliver::Target> =
+        folder.into_iter().map(deliver::Target::Folder).collect();
+    if let Some(options) = plan.sftp.clone() {
+        let uploader = tokio::select! {
+            connected = sftp::Uploader::connect(options) => connected?,
+            () = signals.recv() => {
+                eprintln!("stopped before the first corte");
+                return Ok(());
+            }
+        };
+        targets.push(deliver::Target::Sftp(Box::new(uploader)));
+    }
+    let total = plan.cortes.unwrap_or(u32::MAX).min(simulation.cortes());
+    let delivered = tokio::select! {
+        done = deliver_cortes(&simulation, key, &mut targets, total, plan.every) => Some(done?),
+        () = signals.recv() => None,
+    };
+    for target in &mut targets {
+        target.close().await;
+    }
+    match (delivered, serving) {
+        (None, serving) => {
+            eprintln!("stopped by a signal before the last corte");
+            if let Some(serving) = serving {
+                serving.stop().await;
+            }
+        }
+        (Some(n), Some(serving)) => {
+            eprintln!(
+                "{n} cortes delivered; serving {} until Ctrl-C",
+                serving.url()
+            );
+            signals.recv().await;
+            eprintln!("stopping");
+            serving.stop().await;
+        }
+        (Some(_), None) => {}
+    }
+    drop(temporary);
+    Ok(())
+}
+
+/// Makes and delivers cortes `0..total` to every target, `every` apart; returns how many.
+async fn deliver_cortes(
+    simulation: &Arc<Simulation>,
+    key: Option<Arc<minisign::SecretKey>>,
+    targets: &mut [deliver::Target],
+    total: u32,
     every: Duration,
-    cortes: Option<u32>,
-    sign_key: Option<&Path>,
-) -> Result<()> {
+) -> Result<u32> {
     use std::io::IsTerminal as _;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let simulation = Simulation::new(settings)?;
-    let key = sign_key.map(sign::load).transpose()?;
-    let total = cortes.unwrap_or(u32::MAX).min(simulation.cortes());
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(u64::from(total));
         if let Ok(style) =
@@ -159,22 +265,65 @@ pub(crate) fn run(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let mut done = 0;
     for n in 0..total {
         if n > 0 {
-            std::thread::sleep(every);
+            tokio::time::sleep(every).await;
         }
-        let Some(corte) = simulation.packages(n)? else {
+        let (sim, key) = (Arc::clone(simulation), key.clone());
+        let made = tokio::task::spawn_blocking(move || -> Result<_> {
+            let Some(corte) = sim.packages(n)? else {
+                return Ok(None);
+            };
+            let deliveries = corte
+                .packages
+                .into_iter()
+                .map(|(name, bytes)| Delivery::new(name, bytes, key.as_deref()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((corte.stamp, Arc::new(deliveries))))
+        })
+        .await
+        .context("the simulator stopped")??;
+        let Some((stamp, corte)) = made else {
             break;
         };
-        for (name, bytes) in &corte.packages {
-            deliver(out, name, bytes, key.as_ref())?;
-            tracing::info!(package = %name, bytes = bytes.len(), "simulate: delivered");
+        for target in targets.iter_mut() {
+            target.deliver(&corte).await.with_context(|| {
+                format!("corte {stamp}: cannot deliver to {}", target.describe())
+            })?;
+            tracing::info!(corte = %stamp, packages = corte.len(), to = %target.describe(), "simulate: corte delivered");
         }
-        bar.set_message(corte.stamp);
+        bar.set_message(stamp);
         bar.inc(1);
+        done += 1;
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(done)
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, listened for from the start of the run.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts listening.
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]

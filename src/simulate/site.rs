@@ -18,7 +18,7 @@ use std::io::Write as _;
 use serde_json::{Value, json};
 
 use super::acta::percent;
-use super::data::{Area, Corte, PackError, Results, vote_columns};
+use super::data::{Area, Corte, PackError, Results};
 use super::election::Catalogue;
 
 /// A name for the site package of `corte`; the first one says `_COMPLETO`.
@@ -47,12 +47,13 @@ pub(crate) fn package(
     }
     let main = main_json(catalogue, corte, results);
     files.push(("json/main.json".into(), to_bytes(&main)));
+    let columns = catalogue.ballot.vote_columns();
     let mut resumen = "ELECCION,CANDIDATURA,VOTOS\n".to_owned();
     for r in results {
         let code = r.election.code;
         for (d, area) in r.distritos.iter().enumerate() {
             let name = catalogue.distritos.get(d).map_or("", String::as_str);
-            let doc = area_json(name, corte, area);
+            let doc = area_json(&columns, name, corte, area);
             files.push((
                 format!("json/{code}/distrito/{}.json", d + 1),
                 to_bytes(&doc),
@@ -60,13 +61,13 @@ pub(crate) fn package(
         }
         for (m, area) in r.municipios.iter().enumerate() {
             let name = catalogue.municipios.get(m).map_or("", String::as_str);
-            let doc = area_json(name, corte, area);
+            let doc = area_json(&columns, name, corte, area);
             files.push((
                 format!("json/{code}/municipio/{}.json", m + 1),
                 to_bytes(&doc),
             ));
         }
-        for (column, votes) in vote_columns().iter().zip(&r.total.votos) {
+        for (column, votes) in columns.iter().zip(&r.total.votos) {
             resumen.push_str(&format!("{code},{column},{votes}\n"));
         }
     }
@@ -95,10 +96,10 @@ fn label(column: &str) -> String {
     }
 }
 
-/// The figures of one area at `corte`.
-fn area_json(name: &str, corte: &Corte, area: &Area) -> Value {
+/// The figures of one area at `corte`, its votes named by `columns`.
+fn area_json(columns: &[&str], name: &str, corte: &Corte, area: &Area) -> Value {
     let total: u64 = area.votos.iter().sum();
-    let votos: Vec<Value> = vote_columns()
+    let votos: Vec<Value> = columns
         .iter()
         .zip(&area.votos)
         .map(|(c, v)| {
@@ -127,10 +128,11 @@ fn area_json(name: &str, corte: &Corte, area: &Area) -> Value {
 
 /// `json/main.json`: the corte, and each election's figures and areas.
 fn main_json(catalogue: &Catalogue, corte: &Corte, results: &[Results]) -> Value {
+    let columns = catalogue.ballot.vote_columns();
     let elecciones: Vec<Value> = results
         .iter()
         .map(|r| {
-            let mut doc = area_json(&catalogue.entity.name, corte, &r.total);
+            let mut doc = area_json(&columns, &catalogue.entity.name, corte, &r.total);
             let areas = |names: &[String]| -> Vec<Value> {
                 names
                     .iter()

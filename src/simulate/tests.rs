@@ -13,6 +13,7 @@ fn settings(casillas: u32, seed: u64, elecciones: &str, desde_hours: u64) -> Set
         seed,
         fecha: jiff::civil::date(2027, 6, 6),
         desde: Duration::from_secs(desde_hours * 3600),
+        partidos: DEFAULT_PARTIDOS.to_owned(),
     }
 }
 
