@@ -161,7 +161,7 @@ pub(crate) fn package(
 }
 
 /// A zip timestamp for a local time (the corte's, as real packages carry).
-fn zip_time(t: DateTime) -> zip::DateTime {
+pub(super) fn zip_time(t: DateTime) -> zip::DateTime {
     let part = |v: i8| u8::try_from(v).unwrap_or(0);
     zip::DateTime::from_date_and_time(
         u16::try_from(t.year()).unwrap_or(1980),

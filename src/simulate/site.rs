@@ -72,8 +72,11 @@ pub(crate) fn package(
         }
     }
     files.push(("csv/resumen.csv".into(), resumen.into_bytes()));
+    // The corte's time on every entry, as in the data package: the same seed must give the
+    // same bytes whenever it runs.
     let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(super::data::zip_time(corte.time));
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (path, bytes) in &files {
         zip.start_file(path.as_str(), options)?;

@@ -169,9 +169,28 @@ fn the_same_seed_gives_the_same_bytes() {
     let a = Simulation::new(&settings(500, 5, "GUB", 6)).unwrap();
     let b = Simulation::new(&settings(500, 5, "GUB", 6)).unwrap();
     let c = Simulation::new(&settings(500, 6, "GUB", 6)).unwrap();
-    let bytes = |s: &Simulation| s.packages(1).unwrap().unwrap().packages[1].1.clone();
-    assert_eq!(bytes(&a), bytes(&b));
-    assert_ne!(bytes(&a), bytes(&c));
+    let bytes = |s: &Simulation, n: u32| {
+        let corte = s.packages(n).unwrap().unwrap();
+        corte.packages.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
+    };
+    for n in [0, 1] {
+        assert_eq!(bytes(&a, n), bytes(&b, n), "corte {n}");
+        assert_ne!(bytes(&a, n), bytes(&c, n), "corte {n}");
+    }
+    // Nothing in them depends on the clock: every zip entry carries the corte's time.
+    for package in bytes(&a, 1) {
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(package)).unwrap();
+        for i in 0..zip.len() {
+            let entry = zip.by_index(i).unwrap();
+            let t = entry.last_modified().unwrap();
+            assert_eq!(
+                (t.year(), t.month(), t.day(), t.hour(), t.minute()),
+                (2027, 6, 7, 2, 15),
+                "{:?}",
+                entry.name()
+            );
+        }
+    }
 }
 
 #[test]
