@@ -1152,3 +1152,62 @@ fn partidos_chooses_the_ballot_and_the_summary_still_equals_the_rows() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--partidos"));
 }
+
+#[test]
+fn a_drill_by_pull_a_difusor_pulls_every_corte_the_simulator_serves_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = difusor()
+        .args(["init", "--self-signed", "--dir"])
+        .arg(dir.path().join("tls"))
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let cert = dir.path().join("tls/tls/cert.pem");
+    let key = dir.path().join("tls/tls/key.pem");
+    let cacert = ["--cacert", cert.to_str().unwrap()];
+    let serving = Serving::start(
+        dir.path(),
+        "https",
+        &[
+            "--cortes",
+            "3",
+            "--serve-cert",
+            cert.to_str().unwrap(),
+            "--serve-key",
+            key.to_str().unwrap(),
+        ],
+        4,
+        &cacert,
+    );
+    let server = Server::start(
+        &dir.path().join("difusor"),
+        &[
+            "--pull-url",
+            &serving.url,
+            "--pull-ca",
+            cert.to_str().unwrap(),
+            "--pull-interval",
+            "200ms",
+            "--evidence-sidecar",
+            "required",
+        ],
+    );
+    server.wait_corte("20270606_2030");
+    let received = wait_events(&server, "received", 6);
+    assert_eq!(received.len(), 6, "site and data package of each corte");
+    assert!(received.iter().all(|e| e["detail"]["channel"] == "pull"));
+    assert!(events(&server, "rejected").is_empty());
+    assert!(
+        events(&server, "pull-error").is_empty(),
+        "{}",
+        serving.log()
+    );
+    // The site the simulator made is what the difusor serves.
+    let page = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains(r#""corte_id":"20270606_2030""#),
+        "{}",
+        page.text()
+    );
+}

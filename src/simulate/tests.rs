@@ -171,7 +171,11 @@ fn the_same_seed_gives_the_same_bytes() {
     let c = Simulation::new(&settings(500, 6, "GUB", 6)).unwrap();
     let bytes = |s: &Simulation, n: u32| {
         let corte = s.packages(n).unwrap().unwrap();
-        corte.packages.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
+        corte
+            .packages
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect::<Vec<_>>()
     };
     for n in [0, 1] {
         assert_eq!(bytes(&a, n), bytes(&b, n), "corte {n}");
