@@ -16,18 +16,9 @@ struct Sftp {
     dir: PathBuf,
 }
 
-fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen (apt-get install -y openssh-client)");
-    assert!(out.status.success(), "{out:?}");
-}
-
 fn start(tmp: &Path, extra: &[&str]) -> Sftp {
     let key = tmp.join("id_ed25519");
-    keygen(&key);
+    ssh_keygen(&key);
     let authorized = tmp.join("authorized_keys");
     std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
     let port = free_port();
@@ -256,7 +247,7 @@ fn wrong_key_password_and_other_addresses_are_refused() {
     let put = format!("put {}\n", pkg.display());
 
     let other = tmp.path().join("other_key");
-    keygen(&other);
+    ssh_keygen(&other);
     let out = s.batch_with(&put, &other, &[]);
     assert!(!out.status.success());
     assert!(
@@ -544,7 +535,7 @@ fn an_address_that_keeps_failing_to_log_in_is_banned_even_with_the_right_key() {
         ],
     );
     let other = tmp.path().join("other_key");
-    keygen(&other);
+    ssh_keygen(&other);
     for _ in 0..2 {
         let out = s.batch_with("ls\n", &other, &[]);
         assert!(

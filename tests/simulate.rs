@@ -33,6 +33,24 @@ fn simulate(out: &Path, args: &[&str]) -> Vec<String> {
     names
 }
 
+/// `difusor inspect --json PATH`'s report, after checking it found every summary equal to its
+/// rows (exit status 0).
+fn inspect_equal(path: &Path) -> serde_json::Value {
+    let out = difusor()
+        .args(["inspect", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn inspect_finds_every_summary_equal_to_its_rows_for_several_seeds_and_sizes() {
     for (seed, casillas, elecciones, desde) in [
@@ -84,18 +102,7 @@ fn inspect_finds_every_summary_equal_to_its_rows_for_several_seeds_and_sizes() {
             }
         }
         for name in data {
-            let out = difusor()
-                .args(["inspect", "--json"])
-                .arg(dir.path().join(name))
-                .output()
-                .unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let report = inspect_equal(&dir.path().join(name));
             let elections = report["elections"].as_array().unwrap();
             assert_eq!(elections.len(), 3);
             for e in elections {
@@ -562,16 +569,6 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
         "the page had failures: {:#?}",
         dt.failures
     );
-}
-
-/// An OpenSSH Ed25519 key pair without passphrase at `path` and `path.pub`.
-fn ssh_keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen (apt-get install -y openssh-client)");
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// Runs `difusor simulate` with `args` (two cortes of a small election on 6 June 2027 by
@@ -1105,18 +1102,7 @@ fn partidos_chooses_the_ballot_and_the_summary_still_equals_the_rows() {
         .iter()
         .find(|n| n.ends_with("_PREP_CAMP.zip"))
         .unwrap();
-    let out = difusor()
-        .args(["inspect", "--json"])
-        .arg(dir.path().join(data))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = inspect_equal(&dir.path().join(data));
     for e in report["elections"].as_array().unwrap() {
         assert_eq!(e["consistent"], true, "{e:#}");
         let columns: Vec<&str> = e["votes"]

@@ -367,3 +367,13 @@ pub fn wait_events(server: &Server, kind: &str, n: usize) -> Vec<serde_json::Val
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An OpenSSH Ed25519 key pair without passphrase at `path` and `path.pub`.
+pub fn ssh_keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (apt-get install -y openssh-client)");
+    assert!(out.status.success(), "{out:?}");
+}
