@@ -40,6 +40,21 @@ struct PackageLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UrlLabels {
+    url: String,
+}
+
+/// One pulled URL at scrape time.
+pub(crate) struct PullSnapshot {
+    /// The URL.
+    pub(crate) url: String,
+    /// Failed polls in a row (0 while it works).
+    pub(crate) failures: u64,
+    /// Packages handed to the publisher since the start.
+    pub(crate) handed_over: u64,
+}
+
 /// Values read from elsewhere at scrape time.
 pub(crate) struct Snapshot {
     /// Unix time of the live corte, if any.
@@ -52,6 +67,8 @@ pub(crate) struct Snapshot {
     pub(crate) open_connections: usize,
     /// Access log lines lost.
     pub(crate) access_log_lost: u64,
+    /// Each pulled URL.
+    pub(crate) pull: Vec<PullSnapshot>,
 }
 
 /// All metrics.
@@ -65,6 +82,8 @@ pub(crate) struct Metrics {
     packages: Family<PackageLabels, Gauge>,
     open_connections: Gauge,
     access_log_lost: Gauge,
+    pull_failures: Family<UrlLabels, Gauge>,
+    pull_packages: Family<UrlLabels, Gauge>,
     traffic: Traffic,
 }
 
@@ -82,6 +101,18 @@ impl Metrics {
         let packages = Family::<PackageLabels, Gauge>::default();
         let open_connections = Gauge::default();
         let access_log_lost = Gauge::default();
+        let pull_failures = Family::<UrlLabels, Gauge>::default();
+        let pull_packages = Family::<UrlLabels, Gauge>::default();
+        registry.register(
+            "pull_consecutive_failures",
+            "Failed polls in a row of each pulled URL (0 while it works)",
+            pull_failures.clone(),
+        );
+        registry.register(
+            "pull_packages",
+            "Packages each pulled URL handed over since the start",
+            pull_packages.clone(),
+        );
         registry.register(
             "http_requests",
             "Public requests by status and content encoding",
@@ -132,6 +163,8 @@ impl Metrics {
             packages,
             open_connections,
             access_log_lost,
+            pull_failures,
+            pull_packages,
             traffic: Traffic::default(),
         }
     }
@@ -159,6 +192,16 @@ impl Metrics {
             .set(i64::try_from(snapshot.open_connections).unwrap_or(i64::MAX));
         self.access_log_lost
             .set(i64::try_from(snapshot.access_log_lost).unwrap_or(i64::MAX));
+        for p in &snapshot.pull {
+            let labels = UrlLabels { url: p.url.clone() };
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.pull_failures
+                .get_or_create(&labels)
+                .set(gauge(p.failures));
+            self.pull_packages
+                .get_or_create(&labels)
+                .set(gauge(p.handed_over));
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode the metrics");
@@ -237,6 +280,11 @@ mod tests {
             packages: [("received", 3), ("rejected", 1), ("published", 2)],
             open_connections: 7,
             access_log_lost: 0,
+            pull: vec![PullSnapshot {
+                url: "https://prep.instituto.mx/paquetes/".to_owned(),
+                failures: 4,
+                handed_over: 12,
+            }],
         });
         assert!(
             text.contains("difusor_http_requests_total{status=\"200\",encoding=\"Br\"} 2"),
@@ -255,6 +303,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("difusor_open_connections 7"), "{text}");
+        assert!(
+            text.contains(
+                "difusor_pull_consecutive_failures{url=\"https://prep.instituto.mx/paquetes/\"} 4"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_pull_packages{url=\"https://prep.instituto.mx/paquetes/\"} 12"),
+            "{text}"
+        );
         assert_eq!(m.traffic().iter().sum::<u64>(), 3);
         assert_eq!(m.traffic().len(), MINUTES);
     }

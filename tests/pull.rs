@@ -522,6 +522,11 @@ fn a_stalling_server_is_abandoned_journaled_once_and_pulled_from_when_it_recover
         "{pull}"
     );
     assert_eq!(pull["packages_handed_over"], 0);
+    let metrics = curl(&server.admin("/metrics"), &[]).text();
+    assert!(
+        metrics.contains(&format!("difusor_pull_consecutive_failures{{url=\"{url}\"}}")),
+        "{metrics}"
+    );
 
     institute.trick(&path, None);
     server.wait_corte("20270606_2000");

@@ -44,7 +44,7 @@ use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
 use crate::journal::{EventKind, Journal};
-use crate::metrics::{Metrics, Snapshot};
+use crate::metrics::{Metrics, PullSnapshot, Snapshot};
 use crate::publisher::{Command, Live, Outcome, Received, package_name};
 
 /// What the admin handler needs.
@@ -216,6 +216,18 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
         ],
         open_connections: admin.limits.open_connections(),
         access_log_lost: admin.access_log.lost(),
+        pull: state["pull"]
+            .as_array()
+            .map(|urls| {
+                urls.iter()
+                    .map(|u| PullSnapshot {
+                        url: u["url"].as_str().unwrap_or_default().to_owned(),
+                        failures: u["failures"].as_u64().unwrap_or(0),
+                        handed_over: u["packages_handed_over"].as_u64().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let mut res = Response::new(full(admin.metrics.encode(&snapshot)));
     res.headers_mut().insert(
