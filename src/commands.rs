@@ -123,6 +123,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
         name,
         path: file.to_owned(),
         channel: "cli",
+        origin: None,
         sidecar,
         signature,
         received_at: Timestamp::now(),

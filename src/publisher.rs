@@ -54,6 +54,9 @@ pub(crate) struct Received {
     pub(crate) path: PathBuf,
     /// Which channel: `watch`, `cli`, ….
     pub(crate) channel: &'static str,
+    /// Where it came from, for the journal, when the channel knows: the pulled URL, or the
+    /// SFTP client's address and key fingerprint.
+    pub(crate) origin: Option<String>,
     /// Text of its `.sha256` sidecar, if any.
     pub(crate) sidecar: Option<String>,
     /// Text of its `.minisig` signature, if any.
@@ -213,7 +216,8 @@ impl Publisher {
             EventKind::Received,
             pkg_ref,
             json!({
-                "channel": r.channel, "size": stored.size, "received_at": r.received_at.to_string(),
+                "channel": r.channel, "origin": r.origin, "size": stored.size,
+                "received_at": r.received_at.to_string(),
             }),
         );
         for (ext, text) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {

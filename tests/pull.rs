@@ -427,6 +427,14 @@ fn an_index_is_pulled_once_in_order_with_its_evidence_and_then_costs_only_a_304(
     assert_eq!(received.len(), 2, "{received:?}");
     let names: Vec<&str> = received.iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(names, [p1, p2], "taken in the order of cortes");
+    for (e, p) in received.iter().zip([p1, p2]) {
+        assert_eq!(e["detail"]["channel"], "pull");
+        assert_eq!(
+            e["detail"]["origin"],
+            format!("{url}{p}"),
+            "where it came from"
+        );
+    }
     for e in events(&server, "verified") {
         assert!(
             e.to_string().contains("matches the .sha256"),
@@ -524,7 +532,9 @@ fn a_stalling_server_is_abandoned_journaled_once_and_pulled_from_when_it_recover
     assert_eq!(pull["packages_handed_over"], 0);
     let metrics = curl(&server.admin("/metrics"), &[]).text();
     assert!(
-        metrics.contains(&format!("difusor_pull_consecutive_failures{{url=\"{url}\"}}")),
+        metrics.contains(&format!(
+            "difusor_pull_consecutive_failures{{url=\"{url}\"}}"
+        )),
         "{metrics}"
     );
 

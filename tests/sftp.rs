@@ -180,6 +180,23 @@ fn sftp_and_scp_uploads_go_live_and_are_journaled() {
         verified.iter().any(|e| e.to_string().contains("sidecar")),
         "the sidecar went with its package: {verified:?}"
     );
+    // The journal says who sent it: the client's address and its key's fingerprint.
+    let fingerprint = String::from_utf8(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(s.key.with_extension("pub"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_owned();
+    let received = events(&s.server, "received");
+    let origin = received[0]["detail"]["origin"].as_str().unwrap();
+    assert!(
+        origin.starts_with("127.0.0.1:") && origin.ends_with(&fingerprint),
+        "{origin} / {fingerprint}"
+    );
 
     // scp (SFTP since OpenSSH 9.0).
     let pkg2 = s.local(

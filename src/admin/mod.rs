@@ -339,6 +339,7 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
         name,
         path: tmp.to_path_buf(),
         channel: "cli",
+        origin: None,
         sidecar,
         signature,
         received_at,

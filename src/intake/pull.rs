@@ -435,6 +435,7 @@ impl Puller {
             name: target.name.clone(),
             path: path.clone(),
             channel: "pull",
+            origin: Some(target.url.to_string()),
             sidecar,
             signature,
             received_at: Timestamp::now(),

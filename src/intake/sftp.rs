@@ -212,6 +212,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let stats = Arc::new(Mutex::new(SessionStats::default()));
         let handler = SshHandler {
+            peer,
             server: server.clone(),
             keys: keys.clone(),
             stats: stats.clone(),
@@ -314,6 +315,7 @@ fn with_stats(stats: &Mutex<SessionStats>, f: impl FnOnce(&mut SessionStats)) {
 
 /// One SSH connection.
 struct SshHandler {
+    peer: SocketAddr,
     server: Arc<SftpServer>,
     keys: Arc<Vec<PublicKey>>,
     stats: Arc<Mutex<SessionStats>>,
@@ -469,7 +471,16 @@ impl russh::server::Handler for SshHandler {
         };
         self.sftp_started = true;
         session.channel_success(channel_id)?;
+        let fingerprint = match self.stats.lock() {
+            Ok(s) => s.fingerprint.clone(),
+            Err(p) => p.into_inner().fingerprint.clone(),
+        };
         let sftp = SftpHandler {
+            origin: format!(
+                "{} {}",
+                self.peer,
+                fingerprint.as_deref().unwrap_or("(no key)")
+            ),
             server: self.server.clone(),
             stats: self.stats.clone(),
             handles: HashMap::new(),
@@ -524,6 +535,8 @@ enum OpenHandle {
 
 /// One SFTP subsystem: the virtual intake folder of one session.
 struct SftpHandler {
+    /// The client's address and key fingerprint, for the journal.
+    origin: String,
     server: Arc<SftpServer>,
     stats: Arc<Mutex<SessionStats>>,
     handles: HashMap<String, OpenHandle>,
@@ -704,6 +717,7 @@ impl SftpHandler {
             name: name.clone(),
             path: upload.tmp.to_path_buf(),
             channel: "sftp",
+            origin: Some(self.origin.clone()),
             received_at: Timestamp::now(),
         };
         let (tx, rx) = oneshot::channel();

@@ -262,6 +262,7 @@ async fn take(
         name: name.clone(),
         path: path.to_owned(),
         channel: "watch",
+        origin: None,
         sidecar: read_evidence(&sidecar_path),
         signature: read_evidence(&signature_path),
         received_at: Timestamp::now(),
