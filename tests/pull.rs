@@ -674,3 +674,32 @@ fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_latest_alias_is_pulled_under_the_name_its_sidecar_gives_with_that_corte_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let real = "20270606_2045_PREP_SITIO_CAMP.zip";
+    // The site's own JSON names another corte: the name the sidecar gives must win.
+    let bytes = package("20270606_2000", 7);
+    {
+        let mut s = institute.state.lock().unwrap();
+        s.files.insert("/prep/ultimo.zip".to_owned(), bytes.clone());
+        s.files.insert(
+            "/prep/ultimo.zip.sha256".to_owned(),
+            format!("{}  {real}\n", sha256_hex(&bytes)).into_bytes(),
+        );
+    }
+    let data = dir.path().join("data");
+    let url = institute.url("/prep/ultimo.zip");
+    let server = start_puller(
+        &data,
+        &pull_args(&institute, &url, &["--evidence-sidecar", "required"]),
+    );
+    server.wait_corte("20270606_2045");
+    let received = events(&server, "received");
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["name"], real);
+    assert_eq!(received[0]["detail"]["origin"], url.as_str());
+    assert!(events(&server, "rejected").is_empty());
+}

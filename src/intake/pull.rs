@@ -11,7 +11,9 @@
 //! - any other URL is **one package that changes** (a "latest" address): fetched when it
 //!   changes, named by the last segment of the address it was finally served from (after
 //!   redirects), with its evidence at that address plus `.sha256` and `.minisig` (a 404 means
-//!   none).
+//!   none). When that sidecar is one `sha256sum` line naming another file (a "latest" alias,
+//!   `ultimo.zip`, whose sidecar names `20270606_2000_PREP_CAMP.zip`), the package takes that
+//!   name: the institute's name, with its corte time.
 //!
 //! # Guarantees
 //! - Requests are conditional (`If-None-Match`, `If-Modified-Since`): an unchanged index or
@@ -51,7 +53,7 @@ use crate::config::PullSettings;
 use crate::hash::Sha256;
 use crate::http::tls::{read_certificates, read_private_key};
 use crate::journal::{EventKind, Journal};
-use crate::package::sidecar_digest;
+use crate::package::{sidecar_digest, sidecar_single_entry};
 use crate::publisher::{Command, Outcome, Received, package_name};
 
 /// Largest index read.
@@ -307,6 +309,7 @@ impl Puller {
                 sidecar: child(".sha256"),
                 signature: child(".minisig"),
                 url,
+                adopt_name: false,
             };
             match self.take(&target, None, &mut source.handed).await {
                 Ok(_) => {
@@ -346,6 +349,7 @@ impl Puller {
             sidecar: with_suffix(".sha256"),
             signature: with_suffix(".minisig"),
             url: url.clone(),
+            adopt_name: true,
         };
         source.validators = self
             .take(&target, Some(response), &mut source.handed)
@@ -366,13 +370,11 @@ impl Puller {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let sidecar = self.evidence(target.sidecar.as_ref()).await?;
-            let expected = sidecar
-                .as_deref()
-                .and_then(|text| sidecar_digest(text, &target.name).ok());
+            let (mut name, expected) = target.named_digest(sidecar.as_deref());
             if let Some(digest) = expected
                 && self.journal.knows_package(digest).unwrap_or(false)
             {
-                tracing::debug!(package = %target.name, "pull: already received");
+                tracing::debug!(package = %name, "pull: already received");
                 return Ok(first
                     .map(|r| Validators::of(r.headers()))
                     .unwrap_or_default());
@@ -390,23 +392,23 @@ impl Puller {
                 Some(e) if e != download.sha256 => {
                     // Replaced while it was being downloaded? The sidecar says now.
                     let fresh = self.evidence(target.sidecar.as_ref()).await?;
-                    let now = fresh
-                        .as_deref()
-                        .and_then(|text| sidecar_digest(text, &target.name).ok());
+                    let (fresh_name, now) = target.named_digest(fresh.as_deref());
                     if now != Some(download.sha256) {
                         last = Some(PullError::Mismatch {
-                            name: target.name.clone(),
+                            name,
                             got: download.sha256,
                             expected: now.unwrap_or(e),
                         });
                         continue;
                     }
+                    name = fresh_name;
                     fresh
                 }
                 _ => sidecar,
             };
             let signature = self.evidence(target.signature.as_ref()).await?;
-            self.hand_over(target, download, sidecar, signature).await?;
+            self.hand_over(target, name, download, sidecar, signature)
+                .await?;
             *handed += 1;
             return Ok(validators);
         }
@@ -420,6 +422,7 @@ impl Puller {
     async fn hand_over(
         &self,
         target: &Target,
+        name: String,
         download: Download,
         sidecar: Option<String>,
         signature: Option<String>,
@@ -430,9 +433,9 @@ impl Puller {
             dir: self.tmp_dir.clone(),
             source: e.error,
         })?;
-        tracing::info!(package = %target.name, url = %target.url, bytes = download.len, "pulled");
+        tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
         let received = Received {
-            name: target.name.clone(),
+            name: name.clone(),
             path: path.clone(),
             channel: "pull",
             origin: Some(target.url.to_string()),
@@ -442,7 +445,7 @@ impl Puller {
         };
         let (tx, rx) = oneshot::channel();
         let stopping = || PullError::NotTaken {
-            name: target.name.clone(),
+            name: name.clone(),
             error: "the server is stopping".to_owned(),
         };
         self.publisher
@@ -454,10 +457,7 @@ impl Puller {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a pulled file");
         }
         match outcome? {
-            Outcome::Failed { error } => Err(PullError::NotTaken {
-                name: target.name.clone(),
-                error,
-            }),
+            Outcome::Failed { error } => Err(PullError::NotTaken { name, error }),
             // Published, archived, a duplicate, or refused (journaled by the publisher): the
             // same bytes are not fetched again.
             _ => Ok(()),
@@ -672,6 +672,29 @@ struct Target {
     url: Url,
     sidecar: Option<Url>,
     signature: Option<Url>,
+    /// Whether a sidecar naming one other file renames the package (single-package
+    /// addresses; an index's names are the institute's already).
+    adopt_name: bool,
+}
+
+impl Target {
+    /// The package's name and the digest its sidecar `text` gives for it.
+    fn named_digest(&self, text: Option<&str>) -> (String, Option<Sha256>) {
+        let Some(text) = text else {
+            return (self.name.clone(), None);
+        };
+        if let Ok(digest) = sidecar_digest(text, &self.name) {
+            return (self.name.clone(), Some(digest));
+        }
+        match sidecar_single_entry(text) {
+            Some((digest, name))
+                if self.adopt_name && package_name(Path::new(&name)).is_some_and(|n| n == name) =>
+            {
+                (name, Some(digest))
+            }
+            _ => (self.name.clone(), None),
+        }
+    }
 }
 
 /// A finished download.
@@ -930,6 +953,40 @@ mod tests {
         assert_eq!(last_segment(&url("https://a.mx/p/a%2Fb.zip")), None);
         assert_eq!(last_segment(&url("https://a.mx/p/.oculto")), None);
         assert_eq!(last_segment(&url("https://a.mx/")), None);
+    }
+
+    #[test]
+    fn a_latest_alias_takes_the_name_its_sidecar_gives() {
+        let digest = Sha256::of(b"paquete");
+        let target = |adopt_name| Target {
+            name: "ultimo.zip".to_owned(),
+            url: Url::parse("https://a.mx/prep/ultimo.zip").unwrap(),
+            sidecar: None,
+            signature: None,
+            adopt_name,
+        };
+        let real = format!("{digest}  paquetes/20270606_2000_PREP_CAMP.zip\n");
+        assert_eq!(
+            target(true).named_digest(Some(&real)),
+            ("20270606_2000_PREP_CAMP.zip".to_owned(), Some(digest))
+        );
+        // An index's names stand; the sidecar then does not match and the publisher says so.
+        assert_eq!(
+            target(false).named_digest(Some(&real)),
+            ("ultimo.zip".to_owned(), None)
+        );
+        // A sidecar for the alias itself, a bare digest, none, or one naming a hidden file.
+        for (text, expected) in [
+            (Some(format!("{digest}  ultimo.zip")), Some(digest)),
+            (Some(digest.to_hex()), Some(digest)),
+            (None, None),
+            (Some(format!("{digest}  .oculto.zip")), None),
+        ] {
+            assert_eq!(
+                target(true).named_digest(text.as_deref()),
+                ("ultimo.zip".to_owned(), expected)
+            );
+        }
     }
 
     #[test]

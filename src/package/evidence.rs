@@ -260,6 +260,17 @@ pub(crate) fn sidecar_digest(text: &str, name: &str) -> Result<Sha256, Rejection
     }
 }
 
+/// The digest and file name (less any directories) of a sidecar that is exactly one
+/// `sha256sum` line; `None` for a bare digest or several lines.
+pub(crate) fn sidecar_single_entry(text: &str) -> Option<(Sha256, String)> {
+    let mut lines = text_lines(text);
+    let (digest, name) = parse_sum_line(lines.next()?)?;
+    lines
+        .next()
+        .is_none()
+        .then(|| (digest, basename(name).to_owned()))
+}
+
 /// Checks the member list, if the package has one among its top-level files (the first whose
 /// name is one of `names`, in archive order).
 ///

@@ -32,7 +32,7 @@ use crate::hash::Sha256;
 pub(crate) use corte::{
     CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, corte_line, corte_time,
 };
-pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest};
+pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
 #[derive(Debug, Clone)]
