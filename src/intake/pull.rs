@@ -211,43 +211,8 @@ impl Puller {
                 r = self.poll(&mut source) => r,
                 _ = shutdown.changed() => return,
             };
-
-            let error = result.as_ref().err().map(ToString::to_string);
-            let wait = match result {
-                Ok(()) => {
-                    if let Some(s) = streak.take() {
-                        tracing::info!(url = %source.url, failures = s.failures, "pull works again");
-                        self.note(
-                            EventKind::PullRecovered,
-                            json!({"url": source.url.as_str(), "failures": s.failures,
-                                   "since": s.since.to_string()}),
-                        );
-                    }
-                    self.settings.interval
-                }
-                Err(e) => {
-                    let failures = match &mut streak {
-                        Some(s) => {
-                            s.failures += 1;
-                            tracing::debug!(url = %source.url, error = %e, "pull failed again");
-                            s.failures
-                        }
-                        None => {
-                            tracing::warn!(url = %source.url, error = %e, "pull failed");
-                            self.note(
-                                EventKind::PullError,
-                                json!({"url": source.url.as_str(), "error": e.to_string()}),
-                            );
-                            streak = Some(Streak {
-                                failures: 1,
-                                since: Timestamp::now(),
-                            });
-                            1
-                        }
-                    };
-                    backoff(self.settings.interval, self.settings.max_backoff, failures)
-                }
-            };
+            let error = result.err().map(|e| e.to_string());
+            let wait = self.count(&source.url, &mut streak, error.as_deref());
             self.board
                 .update(&source, streak.as_ref(), error.as_deref());
             tokio::select! {
@@ -255,6 +220,42 @@ impl Puller {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Counts a poll of `url` that ended with `error`, if any, into the run of failures,
+    /// journaling where a run begins and ends; returns the wait before the next poll.
+    fn count(&self, url: &Url, streak: &mut Option<Streak>, error: Option<&str>) -> Duration {
+        let Some(error) = error else {
+            if let Some(s) = streak.take() {
+                tracing::info!(%url, failures = s.failures, "pull works again");
+                self.note(
+                    EventKind::PullRecovered,
+                    json!({"url": url.as_str(), "failures": s.failures,
+                           "since": s.since.to_string()}),
+                );
+            }
+            return self.settings.interval;
+        };
+        let failures = match streak {
+            Some(s) => {
+                s.failures += 1;
+                tracing::debug!(%url, error, "pull failed again");
+                s.failures
+            }
+            None => {
+                tracing::warn!(%url, error, "pull failed");
+                self.note(
+                    EventKind::PullError,
+                    json!({"url": url.as_str(), "error": error}),
+                );
+                *streak = Some(Streak {
+                    failures: 1,
+                    since: Timestamp::now(),
+                });
+                1
+            }
+        };
+        backoff(self.settings.interval, self.settings.max_backoff, failures)
     }
 
     /// Records an event; a journal that cannot be written is reported, not fatal here.
