@@ -703,3 +703,32 @@ fn a_latest_alias_is_pulled_under_the_name_its_sidecar_gives_with_that_corte_tim
     assert_eq!(received[0]["detail"]["origin"], url.as_str());
     assert!(events(&server, "rejected").is_empty());
 }
+
+#[test]
+fn an_index_whose_service_stalls_is_left_at_the_first_stall_not_once_per_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let (p1, p2) = (
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+    );
+    institute.publish("/prep/", p1, &package("20270606_2000", 1));
+    institute.publish("/prep/", p2, &package("20270606_2015", 2));
+    for p in [p1, p2] {
+        institute.trick(&format!("/prep/{p}"), Some(Trick::Stall));
+    }
+    let url = institute.url("/prep/");
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &url, &["--pull-stall-timeout", "500ms"]),
+    );
+    institute.wait_seen(&format!("/prep/{p1}"), 2);
+    assert!(institute.seen(&format!("/prep/{p2}")).is_empty());
+    assert_eq!(wait_events(&server, "pull-error", 1).len(), 1);
+
+    // Once it answers again, both come, in order.
+    for p in [p1, p2] {
+        institute.trick(&format!("/prep/{p}"), None);
+    }
+    server.wait_corte("20270606_2015");
+}

@@ -26,6 +26,8 @@
 //!   may have been replaced while it was being downloaded); one that never matches is not handed
 //!   over, and the attempt fails. A torn download never reaches the publisher.
 //! - A package whose sidecar names a digest the journal already holds is not downloaded again.
+//! - In an index, a package that fails for itself (too large, never matching its sidecar) does
+//!   not hold back the ones after it; a service that stops answering ends the poll at once.
 //! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
 //!   `pull_max_backoff`. The journal gets one `pull-error` when a URL starts failing and one
 //!   `pull-recovered` when it works again, never one entry per attempt.
@@ -158,6 +160,14 @@ enum PullError {
         /// Why.
         error: String,
     },
+}
+
+impl PullError {
+    /// Whether the service itself failed (no answer, a broken transfer), rather than one
+    /// package.
+    fn is_transport(&self) -> bool {
+        matches!(self, Self::Request { .. })
+    }
 }
 
 /// Everything the pull tasks share.
@@ -318,7 +328,12 @@ impl Puller {
                 }
                 Err(e) => {
                     tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
+                    // A service that stopped answering would fail the rest as slowly.
+                    let stop = e.is_transport();
                     first_error.get_or_insert(e);
+                    if stop {
+                        break;
+                    }
                 }
             }
         }
@@ -343,12 +358,12 @@ impl Puller {
         let with_suffix = |suffix: &str| {
             let mut u = url.clone();
             u.set_path(&format!("{}{suffix}", url.path()));
-            Some(u)
+            u
         };
         let target = Target {
             name,
-            sidecar: with_suffix(".sha256"),
-            signature: with_suffix(".minisig"),
+            sidecar: Some(with_suffix(".sha256")),
+            signature: Some(with_suffix(".minisig")),
             url: url.clone(),
             adopt_name: true,
         };
