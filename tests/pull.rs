@@ -530,6 +530,11 @@ fn a_stalling_server_is_abandoned_journaled_once_and_pulled_from_when_it_recover
         "{pull}"
     );
     assert_eq!(pull["packages_handed_over"], 0);
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(
+        page.contains(&format!("Pulling {url} fails since")),
+        "the status page says so: {page}"
+    );
     let metrics = curl(&server.admin("/metrics"), &[]).text();
     assert!(
         metrics.contains(&format!(

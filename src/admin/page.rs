@@ -1,10 +1,10 @@
 //! The status page for operators: one self-contained HTML page (no request leaves it) that
 //! refreshes itself every ten seconds.
 //!
-//! It shows first what must not be missed: a closed gate, an institute's notice, or an open
-//! gate with no `publish_start` (results public as soon as they arrive); then the live corte
-//! and its lag, the counts, the traffic of the last hour as an SVG bar chart, and the history
-//! of cortes.
+//! It shows first what must not be missed: a closed gate, an institute's notice, an open
+//! gate with no `publish_start` (results public as soon as they arrive), or a pulled URL that
+//! fails; then the live corte and its lag, the counts, each pulled URL, the traffic of the last
+//! hour as an SVG bar chart, and the history of cortes.
 
 use std::fmt::Write as _;
 
@@ -36,6 +36,20 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
     }
     if let Some(warning) = gate["warning"].as_str() {
         banner(&mut body, "alert", &format!("Warning: {warning}."));
+    }
+    let pulled = state["pull"].as_array().map_or(&[][..], Vec::as_slice);
+    for url in pulled.iter().filter(|u| u["failures"].as_u64() > Some(0)) {
+        banner(
+            &mut body,
+            "alert",
+            &format!(
+                "Pulling {} fails since {} ({} attempts): {}",
+                url["url"].as_str().unwrap_or("?"),
+                url["failing_since"].as_str().unwrap_or("?"),
+                url["failures"],
+                url["last_error"].as_str().unwrap_or("?"),
+            ),
+        );
     }
     let live = &state["live"];
     if live.is_null() {
@@ -76,6 +90,29 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
         state["open_connections"],
         state["access_log_lost_lines"],
     );
+    if !pulled.is_empty() {
+        body.push_str(
+            "<h2>Pulled URLs</h2><table><tr><th>URL</th><th>Last poll</th><th>Last success</th>\
+             <th>Packages</th><th>Failures in a row</th></tr>",
+        );
+        for url in pulled {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+                text(&url["url"]),
+                text(&url["last_poll"]),
+                text(&url["last_success"]),
+                url["packages_handed_over"],
+                if url["failures"].as_u64() > Some(0) {
+                    " class=\"bad\""
+                } else {
+                    ""
+                },
+                url["failures"],
+            );
+        }
+        body.push_str("</table>");
+    }
     body.push_str("<h2>Traffic, last hour</h2>");
     body.push_str(&chart(traffic));
     body.push_str(
