@@ -934,18 +934,7 @@ fn simulate_serves_its_packages_for_a_difusor_that_pulls() {
 #[test]
 fn simulate_serves_https_with_a_certificate_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let init = difusor()
-        .args(["init", "--self-signed", "--dir"])
-        .arg(dir.path().join("tls"))
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let cert = dir.path().join("tls/tls/cert.pem");
-    let key = dir.path().join("tls/tls/key.pem");
+    let (cert, key) = self_signed_pair(&dir.path().join("tls"));
     let out = dir.path().join("out");
     let cacert = ["--cacert", cert.to_str().unwrap()];
     let mut serving = Serving::start(
@@ -1142,14 +1131,7 @@ fn partidos_chooses_the_ballot_and_the_summary_still_equals_the_rows() {
 #[test]
 fn a_drill_by_pull_a_difusor_pulls_every_corte_the_simulator_serves_over_https() {
     let dir = tempfile::tempdir().unwrap();
-    let init = difusor()
-        .args(["init", "--self-signed", "--dir"])
-        .arg(dir.path().join("tls"))
-        .output()
-        .unwrap();
-    assert!(init.status.success());
-    let cert = dir.path().join("tls/tls/cert.pem");
-    let key = dir.path().join("tls/tls/key.pem");
+    let (cert, key) = self_signed_pair(&dir.path().join("tls"));
     let cacert = ["--cacert", cert.to_str().unwrap()];
     let serving = Serving::start(
         dir.path(),

@@ -9,18 +9,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn self_signed(dir: &Path) {
-    let out = difusor()
-        .args(["init", "--self-signed", "--dir", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// curl over HTTPS trusting `ca`: (HTTP status, HTTP version).
 fn https(url: &str, ca: &Path) -> (u16, String) {
     let out = Command::new("curl")
@@ -48,8 +36,8 @@ fn https(url: &str, ca: &Path) -> (u16, String) {
 fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (dir.path().join("a"), dir.path().join("b"));
-    self_signed(&first);
-    self_signed(&second);
+    self_signed_pair(&first);
+    self_signed_pair(&second);
     let tls_port = free_port();
     let live_cert = dir.path().join("cert.pem");
     let live_key = dir.path().join("key.pem");

@@ -377,3 +377,19 @@ pub fn ssh_keygen(path: &Path) {
         .expect("ssh-keygen (apt-get install -y openssh-client)");
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `difusor init --self-signed --dir DIR`: a certificate for localhost and 127.0.0.1, and its
+/// key, returned as (`DIR/tls/cert.pem`, `DIR/tls/key.pem`).
+pub fn self_signed_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = difusor()
+        .args(["init", "--self-signed", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("tls/cert.pem"), dir.join("tls/key.pem"))
+}
