@@ -388,7 +388,7 @@ impl Puller {
             let sidecar = self.evidence(target.sidecar.as_ref()).await?;
             let (mut name, expected) = target.named_digest(sidecar.as_deref());
             if let Some(digest) = expected
-                && self.journal.knows_package(digest).unwrap_or(false)
+                && self.known(digest).await
             {
                 tracing::debug!(package = %name, "pull: already received");
                 return Ok(first
@@ -432,6 +432,17 @@ impl Puller {
             name: target.name.clone(),
             error: "no download matched its .sha256".to_owned(),
         }))
+    }
+
+    /// Whether the journal holds a package with `digest` (read off the async threads; a
+    /// journal that cannot answer means "no", and the package is fetched).
+    async fn known(&self, digest: Sha256) -> bool {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.knows_package(digest))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false)
     }
 
     /// Gives a download to the publisher and waits for what became of it.
