@@ -587,10 +587,7 @@ impl Config {
             burst: u32::try_from(s.rate_burst).unwrap_or(u32::MAX),
             trusted,
         };
-        let header_timeout = duration("header_timeout", &s.header_timeout)?.unsigned_abs();
-        if header_timeout.is_zero() {
-            bail!("setting `header_timeout`: must be greater than zero; 10s is a good value");
-        }
+        let header_timeout = positive_duration("header_timeout", &s.header_timeout, "10s")?;
         positive("max_uri_bytes", s.max_uri_bytes)?;
         positive("max_header_bytes", s.max_header_bytes.as_u64())?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
@@ -670,10 +667,7 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
             p.clone()
         }
     };
-    let idle = duration("sftp_idle_timeout", &s.sftp_idle_timeout)?.unsigned_abs();
-    if idle.is_zero() {
-        bail!("setting `sftp_idle_timeout`: must be greater than zero; 5m is a good value");
-    }
+    let idle = positive_duration("sftp_idle_timeout", &s.sftp_idle_timeout, "5m")?;
     let ban_time = duration("sftp_ban_time", &s.sftp_ban_time)?.unsigned_abs();
     if ban_time.is_zero() && s.sftp_ban_after > 0 {
         bail!("setting `sftp_ban_time`: must be greater than zero; 15m is a good value");
@@ -724,15 +718,9 @@ fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
             Ok(url)
         })
         .collect::<Result<Vec<_>>>()?;
-    let positive_duration = |setting: &str, text: &str| -> Result<std::time::Duration> {
-        let d = duration(setting, text)?.unsigned_abs();
-        if d.is_zero() {
-            bail!("setting `{setting}`: must be greater than zero");
-        }
-        Ok(d)
-    };
-    let interval = positive_duration("pull_interval", &s.pull_interval)?;
-    let max_backoff = positive_duration("pull_max_backoff", &s.pull_max_backoff)?.max(interval);
+    let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
+    let max_backoff =
+        positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
     let optional = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
     let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
         (Some(cert), Some(key)) => Some((cert, key)),
@@ -745,8 +733,8 @@ fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
     Ok(Some(PullSettings {
         urls,
         interval,
-        timeout: positive_duration("pull_timeout", &s.pull_timeout)?,
-        stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout)?,
+        timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
+        stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
         max_backoff,
         token_file: optional(&s.pull_token_file),
         client_identity,
@@ -824,6 +812,15 @@ fn duration(setting: &str, text: &str) -> Result<SignedDuration> {
     })?;
     if d.is_negative() {
         bail!("setting `{setting}`: {text:?} is negative; give a positive duration");
+    }
+    Ok(d)
+}
+
+/// A duration setting that must be above zero; `good` is suggested when it is not.
+fn positive_duration(setting: &str, text: &str, good: &str) -> Result<std::time::Duration> {
+    let d = duration(setting, text)?.unsigned_abs();
+    if d.is_zero() {
+        bail!("setting `{setting}`: must be greater than zero; {good} is a good value");
     }
     Ok(d)
 }
