@@ -207,11 +207,7 @@ fn the_institutes_notice_replaces_every_result_until_lifted() {
 
     let text = "El Instituto suspendió la difusión en este portal.";
     let out = server.run(&["notice", "on", "--text", text]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let inm = format!("If-None-Match: {etag}");
     let cases: &[(&str, &[&str])] = &[
         ("/", &[]),
@@ -242,11 +238,7 @@ fn the_institutes_notice_replaces_every_result_until_lifted() {
     check(&server);
 
     let out = server.run(&["notice", "off"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(curl(&server.url("/css/prep.css"), &[]).body, css.as_bytes());
     assert_eq!(events(&server, "notice-on").len(), 1);
     assert_eq!(events(&server, "notice-off").len(), 1);

@@ -9,21 +9,13 @@ use support::*;
 fn init_writes_a_commented_config_that_serve_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("sitio");
-    let out = difusor()
-        .args([
-            "init",
-            "--dir",
-            site.to_str().unwrap(),
-            "--profile",
-            "iepc-chiapas-2024",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(difusor().args([
+        "init",
+        "--dir",
+        site.to_str().unwrap(),
+        "--profile",
+        "iepc-chiapas-2024",
+    ]));
     let text = std::fs::read_to_string(site.join("difusor.toml")).unwrap();
     assert!(text.contains("profile = \"iepc-chiapas-2024\""));
     assert!(text.contains("evidence_sidecar = \"required\""));
@@ -60,31 +52,22 @@ fn init_writes_a_commented_config_that_serve_accepts() {
     // The Chiapas profile requires the sidecar.
     let digest = sha256_hex(&bytes);
     std::fs::write(dir.path().join("20240602_2000_PREP.zip.sha256"), digest).unwrap();
-    let out = difusor()
-        .args([
-            "ingest",
-            pkg.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        difusor()
+            .args([
+                "ingest",
+                pkg.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]),
     );
     assert!(
         site.join("bitacora.sqlite").exists(),
         "the journal lives in the config's folder"
     );
     let out = history();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cortes"][0]["corte_id"], "20240602_2000");
 }

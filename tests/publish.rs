@@ -195,11 +195,7 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
 
     // Rollback to 20:15, through the running server.
     let out = server.run(&["rollback", "20240602_2015"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     server.wait_corte("20240602_2015");
     assert_eq!(
         curl(&server.url("/json/main.json"), &[]).text(),
@@ -229,11 +225,7 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
 
     // The older package that was only archived is published when an operator asks.
     let out = server.run(&["rollback", "20240602_1945"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_success(&out);
     server.wait_corte("20240602_1945");
     assert_eq!(
         curl(&server.url("/json/main.json"), &[]).text(),
@@ -264,20 +256,15 @@ fn ingest_command_works_with_and_without_a_server() {
     .unwrap();
 
     // No server: processed directly on the data folder.
-    let out = difusor()
-        .args([
-            "ingest",
-            pkg.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        difusor()
+            .args([
+                "ingest",
+                pkg.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "published");
@@ -314,11 +301,7 @@ fn ingest_command_works_with_and_without_a_server() {
     )
     .unwrap();
     let out = server.run(&["ingest", bad.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_success(&out);
     server.wait_corte("20240602_2115");
 }
 

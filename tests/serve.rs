@@ -193,11 +193,7 @@ fn every_request_is_in_the_access_log_and_goaccess_reads_it() {
         .arg(&report)
         .output()
         .expect("goaccess must be installed (apt-get install -y goaccess)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
     assert_eq!(v["general"]["total_requests"], 6, "{}", v["general"]);
     assert_eq!(v["general"]["failed_requests"], 0, "every line parsed");

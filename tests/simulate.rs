@@ -13,17 +13,12 @@ use support::*;
 
 /// Runs `difusor simulate` into `out` and returns the delivered file names, sorted.
 fn simulate(out: &Path, args: &[&str]) -> Vec<String> {
-    let o = difusor()
-        .args(["simulate", "--out"])
-        .arg(out)
-        .args(["--every", "0s", "--fecha", "2027-06-06"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "simulate failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    run_ok(
+        difusor()
+            .args(["simulate", "--out"])
+            .arg(out)
+            .args(["--every", "0s", "--fecha", "2027-06-06"])
+            .args(args),
     );
     let mut names: Vec<String> = std::fs::read_dir(out)
         .unwrap()
@@ -254,16 +249,7 @@ fn a_drill_into_a_running_servers_intake_publishes_every_corte_without_warnings(
 fn signed_packages_pass_a_server_that_requires_signatures_and_others_fail_it() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = difusor()
-        .args(["keygen", "--dir"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
     let again = difusor()
         .args(["keygen", "--dir"])
         .arg(&keys)
@@ -658,11 +644,7 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
         "--cortes",
         "2",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let learnt = std::fs::read_to_string(&known_hosts).unwrap();
     assert!(
         learnt.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 ")),
@@ -1062,11 +1044,7 @@ fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_r
     // Signed: the .minisig goes with each package.
     let secret = keys.join("difusor.key").display().to_string();
     let out = simulate_with(&[&sftp[..], &["--cortes", "1", "--sign-key", &secret]].concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     server.wait_corte("20270606_2000");
     assert_eq!(wait_events(&server, "published", 2).len(), 2);
 }

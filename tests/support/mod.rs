@@ -12,6 +12,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Fails the test unless `out` is a successful exit, showing what the command printed.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Runs `cmd` and requires it to succeed; its output.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert_success(&out);
+    out
+}
+
 /// The binary under test.
 pub fn difusor() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_difusor"));
@@ -332,11 +350,7 @@ pub fn real_fixture(name: &str) -> PathBuf {
 /// The journal's events of `kind`, as `difusor history --json` prints them.
 pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     let out = server.run(&["history", "--json", "--events", "100000"]);
-    assert!(
-        out.status.success(),
-        "history failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["events"]
         .as_array()
@@ -381,15 +395,6 @@ pub fn ssh_keygen(path: &Path) {
 /// `difusor init --self-signed --dir DIR`: a certificate for localhost and 127.0.0.1, and its
 /// key, returned as (`DIR/tls/cert.pem`, `DIR/tls/key.pem`).
 pub fn self_signed_pair(dir: &Path) -> (PathBuf, PathBuf) {
-    let out = difusor()
-        .args(["init", "--self-signed", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(difusor().args(["init", "--self-signed", "--dir"]).arg(dir));
     (dir.join("tls/cert.pem"), dir.join("tls/key.pem"))
 }
