@@ -280,36 +280,19 @@ fn signed_packages_pass_a_server_that_requires_signatures_and_others_fail_it() {
         ],
     );
     server.wait_ready();
-    let secret = keys.join("difusor.key").display().to_string();
-    simulate(
-        &server.entrada(),
-        &[
-            "--casillas",
-            "300",
-            "--cortes",
-            "1",
-            "--desde",
-            "5h",
-            "--sign-key",
-            &secret,
-        ],
-    );
+    // One corte at election-night time `desde`, signed with the key in `dir`.
+    let signed = |desde: &str, dir: &Path| {
+        let key = dir.join("difusor.key").display().to_string();
+        let args = ["--casillas", "300", "--cortes", "1", "--desde", desde];
+        simulate(
+            &server.entrada(),
+            &[&args[..], &["--sign-key", &key]].concat(),
+        );
+    };
+    signed("5h", &keys);
     wait_events(&server, "published", 2);
     // Signed with another key: refused.
-    let wrong = other.join("difusor.key").display().to_string();
-    simulate(
-        &server.entrada(),
-        &[
-            "--casillas",
-            "300",
-            "--cortes",
-            "1",
-            "--desde",
-            "6h",
-            "--sign-key",
-            &wrong,
-        ],
-    );
+    signed("6h", &other);
     wait_events(&server, "rejected", 2);
     assert_eq!(events(&server, "published").len(), 2);
 }
