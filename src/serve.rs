@@ -140,6 +140,17 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let queue = publisher
         .spawn()
         .context("cannot start the publisher thread")?;
+    // Its token, certificate and authorities are read now: a missing file stops the start.
+    let puller = match &config.pull {
+        Some(settings) => Some(Arc::new(Puller::new(
+            settings.clone(),
+            config.data_dir.join("tmp"),
+            config.limits.max_package_bytes,
+            queue.clone(),
+            store.journal.clone(),
+        )?)),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     store.journal.record(
         EventKind::Start,
@@ -186,24 +197,6 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         gate: gate.clone(),
         access_log: access_log.clone(),
     });
-    let puller = match &config.pull {
-        Some(settings) => {
-            if settings.urls.iter().any(|u| u.scheme() == "http") {
-                tracing::warn!(
-                    "a `pull_url` is plain http: anyone on the way can change what arrives; \
-                     only the evidence (sidecar, signature) protects those packages"
-                );
-            }
-            Some(Arc::new(Puller::new(
-                settings.clone(),
-                config.data_dir.join("tmp"),
-                config.limits.max_package_bytes,
-                queue.clone(),
-                store.journal.clone(),
-            )?))
-        }
-        None => None,
-    };
     let admin = Arc::new(Admin {
         pull: puller.as_ref().map(|p| p.board()),
         live: live.clone(),

@@ -191,6 +191,12 @@ impl Puller {
         publisher: mpsc::Sender<Command>,
         journal: Arc<Journal>,
     ) -> anyhow::Result<Self> {
+        if settings.urls.iter().any(|u| u.scheme() == "http") {
+            tracing::warn!(
+                "a `pull_url` is plain http: anyone on the way can change what arrives; only \
+                 the evidence (sidecar, signature) protects those packages"
+            );
+        }
         Ok(Self {
             client: client(&settings)?,
             board: Arc::new(Board::default()),
