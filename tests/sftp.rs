@@ -181,16 +181,7 @@ fn sftp_and_scp_uploads_go_live_and_are_journaled() {
         "the sidecar went with its package: {verified:?}"
     );
     // The journal says who sent it: the client's address and its key's fingerprint.
-    let fingerprint = String::from_utf8(
-        Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(s.key.with_extension("pub"))
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_owned();
+    let fingerprint = ssh_fingerprint(&s.key);
     let received = events(&s.server, "received");
     let origin = received[0]["detail"]["origin"].as_str().unwrap();
     assert!(

@@ -580,32 +580,22 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
     );
     let target = format!("root@127.0.0.1:{port}");
     let known_hosts = dir.path().join("known_hosts");
-    let key_arg = key.to_str().unwrap();
-    let known_arg = known_hosts.to_str().unwrap();
+    // `cortes` cortes over SFTP with the client key `key`, checking the host against `known`.
+    let deliver = |key: &Path, known: &Path, accept_new: bool, cortes: &str| {
+        let mut args = vec!["--sftp", &target, "--sftp-key", key.to_str().unwrap()];
+        args.extend(["--sftp-known-hosts", known.to_str().unwrap()]);
+        if accept_new {
+            args.push("--sftp-accept-new");
+        }
+        args.extend(["--cortes", cortes]);
+        simulate_with(&args)
+    };
 
     // An unknown host is refused, with its fingerprint and the line to add.
-    let out = simulate_with(&[
-        "--sftp",
-        &target,
-        "--sftp-key",
-        key_arg,
-        "--sftp-known-hosts",
-        known_arg,
-        "--cortes",
-        "2",
-    ]);
+    let out = deliver(&key, &known_hosts, false, "2");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    let shown = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(dir.path().join("data/sftp_host_key"))
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8_lossy(&shown.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let fingerprint = ssh_fingerprint(&dir.path().join("data/sftp_host_key"));
     assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
     assert!(stderr.contains(&fingerprint), "{stderr}");
     assert!(
@@ -616,18 +606,7 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
     assert_eq!(server.live_corte(), None, "nothing was sent");
 
     // With --sftp-accept-new the key is learnt and both cortes go over one connection.
-    let out = simulate_with(&[
-        "--sftp",
-        &target,
-        "--sftp-key",
-        key_arg,
-        "--sftp-known-hosts",
-        known_arg,
-        "--sftp-accept-new",
-        "--cortes",
-        "2",
-    ]);
-    assert_success(&out);
+    assert_success(&deliver(&key, &known_hosts, true, "2"));
     let learnt = std::fs::read_to_string(&known_hosts).unwrap();
     assert!(
         learnt.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 ")),
@@ -661,16 +640,7 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
     // The learnt key is trusted from now on; a wrong client key is refused plainly.
     let other = dir.path().join("other_ed25519");
     ssh_keygen(&other);
-    let out = simulate_with(&[
-        "--sftp",
-        &target,
-        "--sftp-key",
-        other.to_str().unwrap(),
-        "--sftp-known-hosts",
-        known_arg,
-        "--cortes",
-        "1",
-    ]);
+    let out = deliver(&other, &known_hosts, false, "1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("refused the key"), "{stderr}");
@@ -680,17 +650,7 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
     let changed = dir.path().join("changed_known_hosts");
     let other_public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     std::fs::write(&changed, format!("[127.0.0.1]:{port} {other_public}")).unwrap();
-    let out = simulate_with(&[
-        "--sftp",
-        &target,
-        "--sftp-key",
-        key_arg,
-        "--sftp-known-hosts",
-        changed.to_str().unwrap(),
-        "--sftp-accept-new",
-        "--cortes",
-        "1",
-    ]);
+    let out = deliver(&key, &changed, true, "1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("HOST KEY CHANGED"), "{stderr}");

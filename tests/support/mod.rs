@@ -398,3 +398,13 @@ pub fn self_signed_pair(dir: &Path) -> (PathBuf, PathBuf) {
     run_ok(difusor().args(["init", "--self-signed", "--dir"]).arg(dir));
     (dir.join("tls/cert.pem"), dir.join("tls/key.pem"))
 }
+
+/// The `SHA256:…` fingerprint `ssh-keygen -lf` gives for the key at `path`.
+pub fn ssh_fingerprint(path: &Path) -> String {
+    let out = run_ok(Command::new("ssh-keygen").arg("-lf").arg(path));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
