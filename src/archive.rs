@@ -107,7 +107,8 @@ impl Archive {
     /// Copies `src` into the archive, hashing while copying, and returns where it is.
     /// Refuses, storing nothing, a file over `limit` bytes.
     pub(crate) fn store_file(&self, src: &Path, limit: u64) -> Result<Stored, ArchiveError> {
-        let input = File::open(src).map_err(io_err("open", src))?;
+        // The source may lie in the intake folder: never through a link, never a FIFO.
+        let input = crate::intake::open_regular(src).map_err(io_err("open", src))?;
         let tmp_dir = self.root.join("tmp");
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create", &tmp_dir))?;

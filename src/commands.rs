@@ -92,10 +92,13 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
             file.display()
         )
     })?;
+    // The operator's own files: a link given here is followed on purpose (the intake
+    // folder never follows one).
+    let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let with = |ext: &str| {
         let mut p = file.as_os_str().to_owned();
         p.push(format!(".{ext}"));
-        read_evidence(Path::new(&p))
+        read_evidence(&followed(Path::new(&p)))
     };
     let (sidecar, signature) = (with("sha256"), with("minisig"));
     if let Some(stream) = connect(&config).await {
@@ -121,7 +124,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
     let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     Ok(publisher.handle(Received {
         name,
-        path: file.to_owned(),
+        path: followed(file),
         channel: "cli",
         origin: None,
         sidecar,

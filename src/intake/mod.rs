@@ -4,12 +4,16 @@
 //! - [`sftp`]: the embedded SFTP server, which can do nothing but deliver packages.
 //! - [`pull`]: HTTPS pull from a service the institute publishes.
 //!
+//! [`file`] opens what senders put on this machine: regular files only, never through a link.
+//!
 //! Every channel hands a complete file to the publisher as a [`crate::publisher::Received`];
 //! none publishes anything itself.
 
 mod ban;
+mod file;
 pub(crate) mod pull;
 pub(crate) mod sftp;
 mod watch;
 
-pub(crate) use watch::{WatchRules, read_evidence, watch_folder};
+pub(crate) use file::{open_regular, read_evidence};
+pub(crate) use watch::{WatchRules, watch_folder};

@@ -1,0 +1,108 @@
+//! Reading files that someone else put on this machine, without trusting what they are.
+//!
+//! Whoever can write into the intake folder can also put there a symbolic link (to a secret
+//! elsewhere on the machine), a FIFO (whose open blocks until a writer comes), a socket or a
+//! device. Every package and evidence file the intake reads is opened through
+//! [`open_regular`], and so is the archive's copy of a package.
+//!
+//! # Guarantees
+//! - A link is never followed (`O_NOFOLLOW`): opening one fails, naming it a link.
+//! - Opening never blocks (`O_NONBLOCK`), and the type is checked on the opened descriptor
+//!   (`fstat`), so a file swapped for a FIFO or a device after any earlier check is still
+//!   refused before a byte is read.
+//! - Evidence is read to at most [`MAX_EVIDENCE_BYTES`].
+
+use std::fs::{File, FileType};
+use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+/// Largest evidence file read (a sidecar or a minisign signature is well under 1 KiB).
+pub(crate) const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
+
+/// Opens `path` for reading only if it is a regular file itself: not a link (to anything),
+/// FIFO, socket, device or folder.
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            not_regular(path, "a symbolic link")
+        } else {
+            io::Error::from(e)
+        }
+    })?;
+    let file = File::from(fd);
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(path, describe(kind)));
+    }
+    Ok(file)
+}
+
+fn not_regular(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}, not a regular file; it is not read",
+            path.display()
+        ),
+    )
+}
+
+/// What a file type is, in words, for messages.
+pub(crate) fn describe(kind: FileType) -> &'static str {
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
+/// Reads an evidence file (a regular file only), at most [`MAX_EVIDENCE_BYTES`]; `None` when
+/// it is absent, not a regular file or not text.
+pub(crate) fn read_evidence(path: &Path) -> Option<String> {
+    let file = open_regular(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_EVIDENCE_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_fifos_and_folders_are_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"secret").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
+
+        assert_eq!(read_evidence(&secret).as_deref(), Some("secret"));
+        let err = open_regular(&link).unwrap_err().to_string();
+        assert!(err.contains("a symbolic link"), "{err}");
+        // Would block forever without O_NONBLOCK: no writer ever comes.
+        let err = open_regular(&fifo).unwrap_err().to_string();
+        assert!(err.contains("FIFO"), "{err}");
+        let err = open_regular(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a folder"), "{err}");
+        assert_eq!(read_evidence(&link), None);
+        assert_eq!(read_evidence(&fifo), None);
+    }
+}
