@@ -184,8 +184,11 @@ settings! {
     max_depth: u32 = 2;
     /// Longest member path, in bytes.
     max_name_len: u64 = 1024;
-    /// A file in the intake folder written in place is taken once unchanged this long (`2s`).
-    /// A file renamed into place is taken at once.
+    /// A file written in place in the intake folder is taken once its writer has closed it
+    /// and it stayed unchanged this long (the time a `.sha256` written last has to arrive);
+    /// where closes cannot be seen (files there at start, network file systems), once
+    /// unchanged this long (`2s`). A file still open is never taken; one renamed into place
+    /// is taken at once.
     settle: String = "2s".to_owned();
     /// How long to wait for a required sidecar or signature after the package arrives.
     evidence_wait: String = "30s".to_owned();

@@ -58,7 +58,8 @@ impl Drop for Sshd {
     }
 }
 
-/// README's recipe: an account whose key may only run `rrsync -wo <intake folder>`.
+/// README's recipe: an account whose key may only run `rrsync -wo -munge -no-del <intake
+/// folder>`.
 #[test]
 fn rsync_through_a_restricted_openssh_account_lands_once() {
     use std::process::Command;
@@ -78,7 +79,7 @@ fn rsync_through_a_restricted_openssh_account_lands_once() {
     std::fs::write(
         dir.join("authorized_keys"),
         format!(
-            "command=\"/usr/bin/rrsync -wo {}\",restrict {public}",
+            "command=\"/usr/bin/rrsync -wo -munge -no-del {}\",restrict {public}",
             entrada.display()
         ),
     )
@@ -155,4 +156,224 @@ fn rsync_through_a_restricted_openssh_account_lands_once() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!dir.join("back.zip").exists());
+
+    // A link sent with `rsync -l` lands pointing nowhere (munged), and is refused.
+    let link = dir.join("PREP_20240602_2015.zip");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    let out = Command::new("rsync")
+        .args(["-l", "-e", &ssh])
+        .arg(&link)
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let refused = wait_events(&server, "rejected", 1);
+    let reason = refused[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("symbolic link") && reason.contains("/rsyncd-munged/"),
+        "{reason}"
+    );
+    assert_eq!(server.status()["counts"]["received"], 1);
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let kind = e.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The `rejected` events of the intake folder, once `n` are journaled.
+fn folder_refusals(server: &Server, n: usize) -> Vec<serde_json::Value> {
+    wait_events(server, "rejected", n)
+        .into_iter()
+        .filter(|e| e["detail"]["channel"] == "watch")
+        .collect()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    run_ok(std::process::Command::new("mkfifo").arg(path));
+}
+
+#[test]
+fn a_fifo_in_the_intake_folder_is_refused_and_stalls_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    // A FIFO where a sidecar belongs: opening it for reading would wait for a writer forever.
+    mkfifo(&entrada.join("PREP_20240602_2000.zip.sha256"));
+    drop_file(
+        &entrada,
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    // A FIFO under a package's name.
+    mkfifo(&entrada.join("PREP_20240602_2015.zip"));
+    drop_file(
+        &entrada,
+        "PREP_20240602_2030.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    server.wait_corte("20240602_2030");
+
+    let refusals = folder_refusals(&server, 2);
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    for e in &refusals {
+        assert!(
+            e["detail"]["reason"].as_str().unwrap().contains("FIFO"),
+            "{e}"
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    for aside in [
+        ".rechazado.PREP_20240602_2000.zip.sha256",
+        ".rechazado.PREP_20240602_2015.zip",
+    ] {
+        let kind = std::fs::symlink_metadata(entrada.join(aside))
+            .unwrap_or_else(|e| panic!("{aside}: {e}"))
+            .file_type();
+        assert!(kind.is_fifo(), "{aside} was set aside as it was");
+    }
+    assert_eq!(server.status()["counts"]["received"], 2);
+}
+
+#[test]
+fn a_symlink_is_refused_set_aside_and_its_target_never_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let secret = tmp.path().join("secreto.txt");
+    let secret_bytes = b"clave-privada-que-no-debe-salir-de-aqui";
+    std::fs::write(&secret, secret_bytes).unwrap();
+    run_ok(
+        std::process::Command::new("ln")
+            .arg("-s")
+            .arg(&secret)
+            .arg(entrada.join("PREP_20240602_2000.zip")),
+    );
+    // A link renamed into place, the way rsync finishes, and a link as a sidecar.
+    let hidden = entrada.join(".PREP_20240602_2015.zip.part");
+    std::os::unix::fs::symlink(&secret, &hidden).unwrap();
+    std::fs::rename(&hidden, entrada.join("PREP_20240602_2015.zip")).unwrap();
+    std::os::unix::fs::symlink(&secret, entrada.join("PREP_20240602_2030.zip.sha256")).unwrap();
+
+    let refusals = folder_refusals(&server, 3);
+    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    for e in &refusals {
+        let reason = e["detail"]["reason"].as_str().unwrap();
+        assert!(reason.contains("symbolic link"), "{reason}");
+        assert!(
+            reason.contains("secreto.txt"),
+            "the journal names the target: {reason}"
+        );
+    }
+    for name in [
+        "PREP_20240602_2000.zip",
+        "PREP_20240602_2015.zip",
+        "PREP_20240602_2030.zip.sha256",
+    ] {
+        let aside = entrada.join(format!(".rechazado.{name}"));
+        let meta = std::fs::symlink_metadata(&aside).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            meta.file_type().is_symlink(),
+            "the link itself is set aside"
+        );
+        assert!(!entrada.join(name).exists());
+    }
+    assert_eq!(std::fs::read(&secret).unwrap(), secret_bytes);
+    // A real package still goes live, and nothing anywhere in the data folder holds the
+    // secret's bytes.
+    drop_file(
+        &entrada,
+        "PREP_20240602_2030.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    server.wait_corte("20240602_2030");
+    assert_eq!(server.status()["counts"]["received"], 1);
+    for file in files_under(&server.data) {
+        let is_link = std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_symlink();
+        if !is_link {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !bytes.windows(secret_bytes.len()).any(|w| w == secret_bytes),
+                "{} holds a copy of the secret",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn names_with_control_characters_are_refused_once_and_set_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let pkg = site_package("20240602_2000", &[]);
+    std::fs::write(entrada.join("PREP_20240602_2000\n.zip"), &pkg).unwrap();
+    drop_file(&entrada, "PREP_20240602\t2015.zip", &pkg);
+
+    let refusals = folder_refusals(&server, 2);
+    let names: Vec<&str> = refusals
+        .iter()
+        .map(|e| e["detail"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"PREP_20240602_2000\n.zip"), "{names:?}");
+    assert!(names.contains(&"PREP_20240602\t2015.zip"), "{names:?}");
+    for e in &refusals {
+        let reason = e["detail"]["reason"].as_str().unwrap();
+        assert!(reason.contains("control characters"), "{reason}");
+    }
+    assert!(entrada.join(".rechazado.PREP_20240602_2000\n.zip").exists());
+    assert!(entrada.join(".rechazado.PREP_20240602\t2015.zip").exists());
+    // Journaled once per file, not at every rescan of the folder (one a second).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(events(&server, "rejected").len(), 2);
+    assert_eq!(server.status()["counts"]["received"], 0);
+}
+
+#[test]
+fn an_upload_written_in_place_is_not_taken_while_its_writer_pauses() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    // settle is 300 ms here: the pause below is many times longer.
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let pad: Vec<u8> = (0..400_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let pkg = site_package("20240602_2000", &[("pad.bin", &pad)]);
+    let (first, rest) = pkg.split_at(pkg.len() / 2);
+
+    let path = entrada.join("PREP_20240602_2000.zip");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(first).unwrap();
+    file.sync_all().unwrap();
+    // The writer holds the file open and sends nothing for 2.5 s (a stalled link).
+    let pause = std::time::Instant::now();
+    while pause.elapsed() < Duration::from_millis(2500) {
+        let counts = server.status()["counts"].clone();
+        assert_eq!(counts["received"], 0, "taken while still open: {counts}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(path.exists());
+    file.write_all(rest).unwrap();
+    drop(file);
+    server.wait_corte("20240602_2000");
+    let counts = server.status()["counts"].clone();
+    assert_eq!(counts["received"], 1, "{counts}");
+    assert_eq!(counts["rejected"], 0, "{counts}");
 }

@@ -2,14 +2,28 @@
 //!
 //! A file is taken once it is complete:
 //! - at once when it was renamed into place (how rsync and careful uploaders finish);
-//! - at once when its `<name>.sha256` sidecar, holding a digest, was written after the file
-//!   last changed (an uploader that sends the hash last has finished the package);
-//! - otherwise once its size and modification time have not changed for `settle`.
+//! - a file written in place, once its writer has closed it (the kernel's close-after-write
+//!   notification, inotify's `IN_CLOSE_WRITE`) and then either its `<name>.sha256` sidecar,
+//!   holding a digest, is written after it (an uploader that sends the hash last has finished
+//!   the package) or it stays unchanged for `settle` (the time such a sidecar has to arrive);
+//! - where no open or close can be seen (files already there at start, events lost when the
+//!   kernel's queue overflowed, network file systems written from another machine), once its
+//!   size and modification time have not changed for `settle`, or its sidecar came after it.
 //!
-//! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`),
-//! nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read with their
-//! package. When the profile requires a sidecar or signature, a complete package waits for
-//! it up to `evidence_wait`, then goes to the publisher without it (and is rejected there).
+//! A file that the events show open, by any process, is never taken, however long its writer
+//! pauses: opens and closes are counted from inotify's `IN_OPEN` and `IN_CLOSE_*`.
+//!
+//! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`; files
+//! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
+//! with their package. When the profile requires a sidecar or signature, a complete package
+//! waits for it up to `evidence_wait`, then goes to the publisher without it (and is rejected
+//! there). Folders are left alone.
+//!
+//! Anything else is refused at once, journaled once (`rejected`, channel `watch`, with the
+//! reason) and set aside as `.rechazado.<name>`: a symbolic link (the link itself is moved,
+//! its target is never read or copied), a FIFO, socket or device, and a name holding control
+//! characters (a newline, a tab…) or not valid UTF-8. Nothing in the folder is read except
+//! through [`super::file::open_regular`], which follows no link and never blocks.
 //!
 //! inotify reports changes; a rescan every second is the safety net for missed events.
 //!
@@ -19,25 +33,26 @@
 //!   leave the folder (the archive holds them). A file that could not be archived because of
 //!   this machine stays, and is retried when it changes or at the next start; one refused for
 //!   its size is renamed to `.rechazado.<name>` and stays.
+//! - No file is opened through a link, and nothing in the folder can stall the intake.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use jiff::Timestamp;
-use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::file::{describe, read_evidence};
 use crate::journal::{self, Journal};
 use crate::package::Policy;
 use crate::publisher::{Command, Outcome, Received, package_name};
-
-/// Largest evidence file read (a sidecar or a minisign signature is well under 1 KiB).
-const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
 
 /// How the watched folder decides a file is complete.
 #[derive(Debug, Clone)]
@@ -54,6 +69,11 @@ pub(crate) struct WatchRules {
     pub(crate) signature: Policy,
 }
 
+/// Prefix of the hidden name a refused file is set aside under.
+const ASIDE_PREFIX: &str = ".rechazado.";
+/// Longest file name on the file systems difusor runs on (`NAME_MAX`).
+const MAX_NAME_BYTES: usize = 255;
+
 /// What is known of a file not yet taken.
 #[derive(Debug)]
 struct Candidate {
@@ -62,6 +82,94 @@ struct Candidate {
     stable_since: Instant,
     first_seen: Instant,
     renamed: bool,
+    /// Opens reported by the events minus closes: above zero, someone has the file open.
+    open: u32,
+}
+
+impl Candidate {
+    fn new(meta: &std::fs::Metadata, renamed: bool) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            stable_since: Instant::now(),
+            first_seen: Instant::now(),
+            renamed,
+            open: 0,
+        }
+    }
+}
+
+/// What an entry of the folder is to this channel.
+enum Entry {
+    /// A package file: a regular file with a name the publisher takes.
+    Package(std::fs::Metadata),
+    /// Not for this channel to take: hidden, evidence, a folder, or gone.
+    Skip,
+    /// Never taken, for this reason.
+    Refused(String),
+}
+
+/// Classifies `path` without following it if it is a link.
+fn classify(path: &Path) -> Entry {
+    let Some(name) = path.file_name() else {
+        return Entry::Skip;
+    };
+    if name.as_bytes().first() == Some(&b'.') {
+        return Entry::Skip;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Entry::Skip;
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Entry::Skip;
+    }
+    if package_name(path).is_none() {
+        return Entry::Refused(
+            "its name holds control characters (such as a newline or a tab) or is not valid \
+             UTF-8; send it again under a plain name"
+                .to_owned(),
+        );
+    }
+    if kind.is_symlink() {
+        let target: String = std::fs::read_link(path)
+            .map(|t| t.to_string_lossy().chars().take(200).collect())
+            .unwrap_or_default();
+        return Entry::Refused(format!(
+            "it is a symbolic link (to {target:?}); links are never followed: put the file \
+             itself in the folder"
+        ));
+    }
+    if !kind.is_file() {
+        return Entry::Refused(format!(
+            "it is {}, not a regular file; only regular files are taken",
+            describe(kind)
+        ));
+    }
+    if is_evidence(path) {
+        Entry::Skip
+    } else {
+        Entry::Package(meta)
+    }
+}
+
+/// Whether a file is evidence read with its package, by its name.
+fn is_evidence(path: &Path) -> bool {
+    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    name.ends_with(b".sha256") || name.ends_with(b".minisig")
+}
+
+/// The folder as this channel sees it.
+struct Folder<'a> {
+    rules: &'a WatchRules,
+    journal: &'a Journal,
+    /// Files not yet taken.
+    pending: HashMap<PathBuf, Candidate>,
+    /// Files the publisher could not take because of this machine, with the size and
+    /// modification time they had then: retried only once they change.
+    failed: HashSet<(PathBuf, u64, Option<SystemTime>)>,
+    /// Refused files that could not be set aside: journaled once, skipped while they stay.
+    stuck: HashSet<PathBuf>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -83,129 +191,256 @@ pub(crate) async fn watch_folder(
         .with_context(|| format!("cannot watch {}", rules.dir.display()))?;
     tracing::info!(dir = %rules.dir.display(), "watching the intake folder");
 
-    let mut pending: HashMap<PathBuf, Candidate> = HashMap::new();
-    let mut failed: HashSet<(PathBuf, u64, Option<SystemTime>)> = HashSet::new();
-    rescan(&rules.dir, &mut pending, &failed);
+    let mut folder = Folder {
+        rules: &rules,
+        journal: &journal,
+        pending: HashMap::new(),
+        failed: HashSet::new(),
+        stuck: HashSet::new(),
+    };
+    folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_rescan = Instant::now();
     loop {
-        tokio::select! {
+        let check = tokio::select! {
             Some(event) = events.recv() => match event {
-                Ok(event) => note_event(&event, &mut pending),
-                Err(e) => tracing::warn!(error = %e, "intake folder watch error; the rescan covers it"),
+                Ok(event) => folder.note_event(&event),
+                Err(e) => {
+                    tracing::warn!(error = %e, "intake folder watch error; the rescan covers it");
+                    false
+                }
             },
             _ = tick.tick() => {
                 if last_rescan.elapsed() >= Duration::from_secs(1) {
-                    rescan(&rules.dir, &mut pending, &failed);
+                    folder.rescan();
                     last_rescan = Instant::now();
                 }
+                true
             }
             _ = shutdown.changed() => return Ok(()),
-        }
-        // Checked after every event too, so a file renamed into place is taken at once.
-        for path in ready(&rules, &mut pending) {
-            pending.remove(&path);
-            take(&path, &publisher, &journal, &mut failed).await;
-        }
-    }
-}
-
-/// Whether a file in the folder is a package to consider.
-fn is_package_file(path: &Path) -> bool {
-    package_name(path).is_some_and(|n| !n.ends_with(".sha256") && !n.ends_with(".minisig"))
-}
-
-fn note_event(event: &notify::Event, pending: &mut HashMap<PathBuf, Candidate>) {
-    let renamed_to = match event.kind {
-        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
-        _ => None,
-    };
-    if let Some(path) = renamed_to {
-        if is_package_file(path)
-            && let Some(c) = candidate(path, true)
-        {
-            pending.insert(path.clone(), c);
-        }
-        return;
-    }
-    match event.kind {
-        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-            for p in &event.paths {
-                pending.remove(p);
-            }
-        }
-        EventKind::Create(_) | EventKind::Modify(_) => {
-            for p in event.paths.iter().filter(|p| is_package_file(p)) {
-                let renamed = pending.get(p).is_some_and(|c| c.renamed);
-                if let Some(c) = candidate(p, renamed) {
-                    pending.insert(p.clone(), c);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn candidate(path: &Path, renamed: bool) -> Option<Candidate> {
-    let meta = std::fs::metadata(path).ok()?;
-    meta.is_file().then(|| Candidate {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-        stable_since: Instant::now(),
-        first_seen: Instant::now(),
-        renamed,
-    })
-}
-
-/// Adds files the events missed (and everything at start).
-fn rescan(
-    dir: &Path,
-    pending: &mut HashMap<PathBuf, Candidate>,
-    failed: &HashSet<(PathBuf, u64, Option<SystemTime>)>,
-) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if pending.contains_key(&path) || !is_package_file(&path) {
+        };
+        if !check {
             continue;
         }
-        if let Some(c) = candidate(&path, false)
-            && !failed.contains(&(path.clone(), c.len, c.modified))
-        {
-            pending.insert(path, c);
+        // Checked after events too, so a file renamed into place is taken at once.
+        for path in folder.ready() {
+            folder.pending.remove(&path);
+            take(&path, &publisher, &journal, &mut folder.failed).await;
         }
     }
 }
 
-/// The candidates complete by the rules, oldest first.
-fn ready(rules: &WatchRules, pending: &mut HashMap<PathBuf, Candidate>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    pending.retain(|path, c| {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return false;
-        };
-        let modified = meta.modified().ok();
-        if meta.len() != c.len || modified != c.modified {
-            c.len = meta.len();
-            c.modified = modified;
-            c.stable_since = Instant::now();
-            c.renamed = false;
+impl Folder<'_> {
+    /// Notes what an event says; whether a file may have become complete by it.
+    fn note_event(&mut self, event: &notify::Event) -> bool {
+        if event.need_rescan() {
+            // Events were lost: who holds which file open is unknown now; settle decides.
+            for c in self.pending.values_mut() {
+                c.open = 0;
+            }
+            self.rescan();
+            return true;
         }
-        let complete =
-            c.renamed || c.stable_since.elapsed() >= rules.settle || sidecar_after(path, modified);
-        let evidence_missing = (rules.sidecar == Policy::Required
-            && !with_ext(path, "sha256").exists())
-            || (rules.signature == Policy::Required && !with_ext(path, "minisig").exists());
-        if complete && (!evidence_missing || c.first_seen.elapsed() >= rules.evidence_wait) {
-            out.push((c.first_seen, path.clone()));
+        match event.kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                if let Some(p) = event.paths.first() {
+                    self.consider(p, Some(true));
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let Some(p) = event.paths.get(1) {
+                    self.consider(p, Some(true));
+                }
+            }
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                for p in &event.paths {
+                    self.pending.remove(p);
+                }
+            }
+            EventKind::Create(_) => {
+                for p in &event.paths {
+                    self.consider(p, Some(false));
+                }
+            }
+            EventKind::Modify(_) => {
+                for p in &event.paths {
+                    self.consider(p, None);
+                }
+            }
+            // Only files already known are counted: an open seen before a file's creation
+            // event cannot happen, and counting others would retry files that failed.
+            EventKind::Access(AccessKind::Open(_)) => {
+                for p in &event.paths {
+                    if let Some(c) = self.pending.get_mut(p) {
+                        c.open = c.open.saturating_add(1);
+                    }
+                }
+                return false;
+            }
+            EventKind::Access(AccessKind::Close(mode)) => {
+                for p in &event.paths {
+                    if let Some(c) = self.pending.get_mut(p) {
+                        c.open = c.open.saturating_sub(1);
+                        if mode == AccessMode::Write {
+                            // The quiet time runs from the writer's close.
+                            c.stable_since = Instant::now();
+                        }
+                    }
+                }
+                return mode == AccessMode::Write;
+            }
+            _ => return false,
         }
         true
-    });
-    out.sort();
-    out.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Looks at `path` after an event: a package becomes (`fresh`: anew, renamed into place
+    /// or not) or stays a candidate; anything refused is refused.
+    fn consider(&mut self, path: &Path, fresh: Option<bool>) {
+        match classify(path) {
+            Entry::Package(meta) => match fresh {
+                Some(renamed) => {
+                    self.pending
+                        .insert(path.to_owned(), Candidate::new(&meta, renamed));
+                }
+                None => {
+                    self.pending
+                        .entry(path.to_owned())
+                        .or_insert_with(|| Candidate::new(&meta, false));
+                }
+            },
+            Entry::Refused(reason) => self.refuse(path, &reason),
+            Entry::Skip => {}
+        }
+    }
+
+    /// Adds files the events missed (and everything at start), and refuses what is refused.
+    fn rescan(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.rules.dir) else {
+            return;
+        };
+        let mut still_stuck = HashSet::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if self.pending.contains_key(&path) {
+                continue;
+            }
+            if self.stuck.contains(&path) {
+                still_stuck.insert(path);
+                continue;
+            }
+            match classify(&path) {
+                Entry::Package(meta) => {
+                    let key = (path, meta.len(), meta.modified().ok());
+                    if !self.failed.contains(&key) {
+                        self.pending.insert(key.0, Candidate::new(&meta, false));
+                    }
+                }
+                Entry::Refused(reason) => self.refuse(&path, &reason),
+                Entry::Skip => {}
+            }
+        }
+        self.stuck = still_stuck;
+    }
+
+    /// Journals why `path` is not taken and sets it aside; once per file.
+    fn refuse(&mut self, path: &Path, reason: &str) {
+        self.pending.remove(path);
+        if self.stuck.contains(path) {
+            return;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = set_aside(path);
+        tracing::warn!(?name, reason, "a file in the intake folder was refused");
+        let set_aside_as = aside
+            .as_ref()
+            .ok()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        let error = aside
+            .as_ref()
+            .err()
+            .map(|e| format!("it could not be set aside: {e}"));
+        let _ = self.journal.record(
+            journal::EventKind::Rejected,
+            None,
+            json!({
+                "name": name, "channel": "watch", "fault": "sender",
+                "reason": format!("{name:?} was not taken: {reason}"),
+                "set_aside": set_aside_as, "error": error,
+            }),
+        );
+        if aside.is_err() {
+            self.stuck.insert(path.to_owned());
+        }
+    }
+
+    /// The candidates complete by the rules, oldest first.
+    fn ready(&mut self) -> Vec<PathBuf> {
+        let rules = self.rules;
+        let mut out = Vec::new();
+        self.pending.retain(|path, c| {
+            let Ok(meta) = std::fs::symlink_metadata(path) else {
+                return false;
+            };
+            if !meta.is_file() {
+                return false; // replaced by something else: the next scan refuses it
+            }
+            let modified = meta.modified().ok();
+            if meta.len() != c.len || modified != c.modified {
+                c.len = meta.len();
+                c.modified = modified;
+                c.stable_since = Instant::now();
+                c.renamed = false;
+            }
+            let complete = c.renamed
+                || c.open == 0
+                    && (c.stable_since.elapsed() >= rules.settle || sidecar_after(path, modified));
+            let evidence_missing = (rules.sidecar == Policy::Required
+                && !is_regular(&with_ext(path, "sha256")))
+                || (rules.signature == Policy::Required && !is_regular(&with_ext(path, "minisig")));
+            if complete && (!evidence_missing || c.first_seen.elapsed() >= rules.evidence_wait) {
+                out.push((c.first_seen, path.clone()));
+            }
+            true
+        });
+        out.sort();
+        out.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// Whether `path` is a regular file itself (not through a link).
+fn is_regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Renames a refused file to a free hidden name beside it, `.rechazado.<name>` (with `.1`,
+/// `.2`… when taken), where it is never taken again. A link is moved itself, not its target.
+fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    for n in 0..100u32 {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!(".{n}")
+        };
+        let room = MAX_NAME_BYTES.saturating_sub(ASIDE_PREFIX.len() + suffix.len());
+        let mut aside = ASIDE_PREFIX.as_bytes().to_vec();
+        aside.extend_from_slice(name.get(..room).unwrap_or(name));
+        aside.extend_from_slice(suffix.as_bytes());
+        let target = path.with_file_name(OsString::from_vec(aside));
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::rename(path, &target)?;
+            return Ok(target);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free name to set it aside under",
+    ))
 }
 
 /// Whether a sidecar holding a digest was written after the package last changed: an
@@ -215,9 +450,11 @@ fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
     let Some(package_modified) = package_modified else {
         return false;
     };
-    let written_after = std::fs::metadata(&sidecar)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= package_modified);
+    let written_after = std::fs::symlink_metadata(&sidecar)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .and_then(|m| m.modified().ok())
+        .is_some_and(|t| t >= package_modified);
     written_after
         && read_evidence(&sidecar).is_some_and(|text| {
             text.split_whitespace()
@@ -234,17 +471,6 @@ fn with_ext(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Reads an evidence file, at most [`MAX_EVIDENCE_BYTES`].
-pub(crate) fn read_evidence(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    file.take(MAX_EVIDENCE_BYTES)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
 /// Hands one complete file to the publisher and tidies the folder after its outcome.
 async fn take(
     path: &Path,
@@ -255,7 +481,7 @@ async fn take(
     let Some(name) = package_name(path) else {
         return;
     };
-    let meta = std::fs::metadata(path).ok();
+    let meta = std::fs::symlink_metadata(path).ok();
     let sidecar_path = with_ext(path, "sha256");
     let signature_path = with_ext(path, "minisig");
     let received = Received {
@@ -284,13 +510,11 @@ async fn take(
             return;
         }
         // Refused before it could be stored: kept aside, with its evidence beside it.
-        Outcome::Rejected { sha256: None, .. } => {
-            std::fs::rename(path, path.with_file_name(format!(".rechazado.{name}")))
-        }
+        Outcome::Rejected { sha256: None, .. } => set_aside(path).map(drop),
         // Archived with its evidence: all of it leaves the folder.
         _ => {
             for p in [&sidecar_path, &signature_path] {
-                if p.exists() {
+                if std::fs::symlink_metadata(p).is_ok() {
                     let _ = std::fs::remove_file(p);
                 }
             }
