@@ -204,17 +204,34 @@ settings! {
     /// The SFTP server's host key (OpenSSH format, Ed25519), made at `init` or at the first
     /// start if missing, and kept. Default: `<data_dir>/sftp_host_key`.
     sftp_host_key: PathBuf = PathBuf::new();
-    /// Most SFTP sessions open at once; more are dropped.
+    /// Most SFTP sessions logged in at once; a login past it is told to come back later.
+    /// Connections still logging in are counted apart (`sftp_max_startups`).
     sftp_max_sessions: u64 = 16;
+    /// Most SFTP connections logging in at once (OpenSSH's `MaxStartups`). At the limit the
+    /// oldest one still in its SSH handshake after 2 s gives way to the new one; if none
+    /// can, the new one is dropped.
+    sftp_max_startups: u64 = 32;
+    /// Most SFTP connections logging in at once from one address (OpenSSH's
+    /// `PerSourceMaxStartups`), so that one address cannot keep the others out.
+    sftp_max_startups_per_address: u64 = 8;
+    /// An SFTP connection that has not finished the SSH handshake (version and key exchange)
+    /// this long after connecting is cut (`10s`).
+    sftp_handshake_timeout: String = "10s".to_owned();
+    /// An SFTP connection that has not logged in this long after connecting is cut
+    /// (OpenSSH's `LoginGraceTime`, `1m`).
+    sftp_login_grace_time: String = "1m".to_owned();
     /// Most bytes one SFTP session may upload in all (each file is also held to
     /// `max_package_bytes`).
     sftp_max_session_bytes: ByteSize = ByteSize::gib(16);
     /// An SFTP session quiet this long is closed (`5m`).
     sftp_idle_timeout: String = "5m".to_owned();
-    /// Failed authentication attempts allowed on one SFTP connection before it is cut.
-    sftp_max_auth_attempts: u64 = 3;
-    /// An address whose connections fail to log in this many times within `sftp_ban_time` is
-    /// refused for `sftp_ban_time`, before the handshake. 0: never.
+    /// Failed authentication attempts allowed on one SFTP connection before it is cut
+    /// (OpenSSH's `MaxAuthTries`: a client offering other keys before the right one uses
+    /// one attempt per key; the first `none` probe of OpenSSH clients is not counted).
+    sftp_max_auth_attempts: u64 = 6;
+    /// An address whose connections end this many times without logging in, after failed
+    /// authentication attempts, within `sftp_ban_time` is refused for `sftp_ban_time`,
+    /// before the handshake. A connection that logs in in the end is no failure. 0: never.
     sftp_ban_after: u64 = 5;
     /// How long `sftp_ban_after` looks back, and how long a ban lasts (`15m`).
     sftp_ban_time: String = "15m".to_owned();
@@ -685,6 +702,23 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
         max_sessions: usize::try_from(positive("sftp_max_sessions", s.sftp_max_sessions)?)
             .unwrap_or(usize::MAX),
         max_session_bytes: positive("sftp_max_session_bytes", s.sftp_max_session_bytes.as_u64())?,
+        max_startups: usize::try_from(positive("sftp_max_startups", s.sftp_max_startups)?)
+            .unwrap_or(usize::MAX),
+        max_startups_per_address: usize::try_from(positive(
+            "sftp_max_startups_per_address",
+            s.sftp_max_startups_per_address,
+        )?)
+        .unwrap_or(usize::MAX),
+        handshake_timeout: positive_duration(
+            "sftp_handshake_timeout",
+            &s.sftp_handshake_timeout,
+            "10s",
+        )?,
+        login_grace_time: positive_duration(
+            "sftp_login_grace_time",
+            &s.sftp_login_grace_time,
+            "1m",
+        )?,
         idle_timeout: idle,
         max_auth_attempts: usize::try_from(positive(
             "sftp_max_auth_attempts",
@@ -786,8 +820,16 @@ pub(crate) struct SftpSettings {
     pub(crate) authorized_keys: PathBuf,
     /// Host key file.
     pub(crate) host_key: PathBuf,
-    /// Sessions open at once.
+    /// Sessions logged in at once.
     pub(crate) max_sessions: usize,
+    /// Connections logging in at once.
+    pub(crate) max_startups: usize,
+    /// Connections logging in at once from one address.
+    pub(crate) max_startups_per_address: usize,
+    /// Longest SSH handshake.
+    pub(crate) handshake_timeout: std::time::Duration,
+    /// Longest time from connecting to logging in.
+    pub(crate) login_grace_time: std::time::Duration,
     /// Bytes one session may upload.
     pub(crate) max_session_bytes: u64,
     /// Idle time before a session is closed.

@@ -17,10 +17,19 @@ struct Sftp {
 }
 
 fn start(tmp: &Path, extra: &[&str]) -> Sftp {
+    start_with_keys(tmp, &[], extra)
+}
+
+/// Like [`start`], also authorizing the public keys `more` (`<key>.pub` files).
+fn start_with_keys(tmp: &Path, more: &[&Path], extra: &[&str]) -> Sftp {
     let key = tmp.join("id_ed25519");
     ssh_keygen(&key);
     let authorized = tmp.join("authorized_keys");
-    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let mut lines = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    for k in more {
+        lines.push_str(&std::fs::read_to_string(k).unwrap());
+    }
+    std::fs::write(&authorized, lines).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut flags = vec![
@@ -607,4 +616,283 @@ fn an_address_that_keeps_failing_to_log_in_is_banned_even_with_the_right_key() {
     );
     assert!(out.status.success(), "{}", text(&out));
     s.server.wait_corte("20240602_2000");
+}
+
+#[test]
+fn a_client_offering_other_keys_first_logs_in_and_is_never_banned() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two failed connections would ban: connections that log in in the end are no failure.
+    let s = start(tmp.path(), &["--sftp-ban-after", "2"]);
+    let others: Vec<PathBuf> = (1..=3)
+        .map(|i| {
+            let k = tmp.path().join(format!("otra_{i}"));
+            ssh_keygen(&k);
+            k
+        })
+        .collect();
+    // `-i` several times: OpenSSH offers them in order, the right key last.
+    let mut extra: Vec<&str> = vec!["-o", "IdentitiesOnly=yes"];
+    for k in &others[1..] {
+        extra.extend(["-i", k.to_str().unwrap()]);
+    }
+    extra.extend(["-i", s.key.to_str().unwrap()]);
+    for corte in ["20240602_2000", "20240602_2015", "20240602_2030"] {
+        let pkg = s.local(&format!("PREP_{corte}.zip"), &site_package(corte, &[]));
+        let out = s.batch_with(&format!("put {}\n", pkg.display()), &others[0], &extra);
+        assert!(out.status.success(), "{}", text(&out));
+        s.server.wait_corte(corte);
+    }
+    let sessions = sessions_when(&s.server, |s| s.len() >= 3);
+    for e in &sessions {
+        assert_eq!(e["detail"]["authenticated"], true, "{e}");
+        assert_eq!(e["detail"]["failed_auth"], 3, "{e}");
+    }
+    let bans: Vec<_> = events(&s.server, "sftp-refused");
+    assert!(bans.is_empty(), "{bans:?}");
+}
+
+/// Opens `n` TCP connections to `port` from 127.0.0.1 that never send a byte; prints `open`,
+/// then, once each is closed by the server or 30 s have passed, how many were closed and
+/// when the last one was.
+const SILENT_CLIENTS: &str = r#"
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+print("open", flush=True)
+start = time.time()
+closed = 0
+for s in socks:
+    s.settimeout(max(0.1, start + 30 - time.time()))
+    try:
+        while s.recv(4096):
+            pass
+        closed += 1
+    except (ConnectionResetError, BrokenPipeError):
+        closed += 1
+    except socket.timeout:
+        pass
+print(closed, round(time.time() - start, 1), flush=True)
+"#;
+
+#[test]
+fn silent_connections_keep_no_one_out_and_are_cut_after_the_handshake_time() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(
+        tmp.path(),
+        &[
+            "--sftp-allow",
+            "127.0.0.0/8",
+            "--sftp-handshake-timeout",
+            "6s",
+        ],
+    );
+    let n = 40;
+    let mut flood = Command::new("python3")
+        .args(["-c", SILENT_CLIENTS, &s.port.to_string(), &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(flood.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "open");
+    let put = |corte: &str, extra: &[&str]| {
+        let pkg = s.local(&format!("PREP_{corte}.zip"), &site_package(corte, &[]));
+        let out = s.batch_with(&format!("put {}\n", pkg.display()), &s.key, extra);
+        assert!(out.status.success(), "during the flood: {}", text(&out));
+        s.server.wait_corte(corte);
+    };
+    // Another allowed address gets in at once: one address holds few places.
+    put("20240602_2000", &["-o", "BindAddress=127.0.0.2"]);
+    // The flooding address itself, once its silent connections have had time to shake
+    // hands and did not: the oldest gives way.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    put("20240602_2015", &[]);
+
+    let last = lines.next().unwrap().unwrap();
+    let _ = flood.wait();
+    let mut fields = last.split_whitespace();
+    let closed: usize = fields.next().unwrap().parse().unwrap();
+    let after: f64 = fields.next().unwrap().parse().unwrap();
+    assert_eq!(closed, n, "every silent connection was closed: {last}");
+    assert!(
+        after < 12.0,
+        "closed after {after} s, not at the handshake limit"
+    );
+    let sessions = sessions_when(&s.server, |s| {
+        s.iter().any(|e| {
+            e["detail"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("sftp_handshake_timeout"))
+        })
+    });
+    assert!(
+        sessions.iter().any(|e| e["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sftp_max_startups"))),
+        "one gave way: {sessions:#?}"
+    );
+    let refused = events(&s.server, "sftp-refused");
+    assert!(
+        refused.iter().any(|e| e["detail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("sftp_max_startups_per_address"))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_connection_that_does_not_log_in_in_time_is_cut() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // A key with a passphrase: the server accepts the key, then the client waits for its
+    // passphrase from an askpass program that takes its time.
+    let locked = tmp.path().join("con_frase");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "frase-secreta", "-f"])
+            .arg(&locked),
+    );
+    let s = start_with_keys(
+        tmp.path(),
+        &[&locked.with_extension("pub")],
+        &["--sftp-login-grace-time", "2s"],
+    );
+    let askpass = tmp.path().join("askpass");
+    let askpass_pid = tmp.path().join("askpass.pid");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+            askpass_pid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = std::time::Instant::now();
+    let mut client = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(&locked)
+        .args([
+            "-p",
+            &s.port.to_string(),
+            "instituto@127.0.0.1",
+            "-s",
+            "sftp",
+        ])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server cuts and journals it while the client still waits for its passphrase.
+    let sessions = sessions_when(&s.server, |s| !s.is_empty());
+    let cut_after = started.elapsed();
+    let _ = client.kill();
+    let _ = client.wait();
+    if let Ok(pid) = std::fs::read_to_string(&askpass_pid) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let error = sessions[0]["detail"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sftp_login_grace_time"), "{sessions:#?}");
+    assert_eq!(sessions[0]["detail"]["authenticated"], false);
+    assert!(
+        cut_after < std::time::Duration::from_secs(10),
+        "cut after {cut_after:?}"
+    );
+}
+
+#[test]
+fn names_with_control_characters_are_refused_over_sftp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    for name in [".parte\tuno.part", "PREP_20240602_2000\t.zip"] {
+        let out = s.batch(&format!("put {} \"{name}\"\n", pkg.display()));
+        assert!(!out.status.success(), "{name:?}: {}", text(&out));
+        assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    }
+    // Both sessions journal their refusal (each once its client has gone).
+    sessions_when(&s.server, |sessions| {
+        sessions
+            .iter()
+            .filter(|e| {
+                e["detail"]["refusals"]
+                    .to_string()
+                    .contains("control characters")
+            })
+            .count()
+            == 2
+    });
+    assert_eq!(s.server.live_corte(), None);
+}
+
+#[test]
+fn a_login_past_the_session_limit_is_told_to_come_back() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-max-sessions", "1"]);
+    // One session logged in and holding its place: its SFTP subsystem answers INIT.
+    let mut first = Command::new("ssh");
+    ssh_options(&mut first, &s.key);
+    let mut first = first
+        .args([
+            "-p",
+            &s.port.to_string(),
+            "instituto@127.0.0.1",
+            "-s",
+            "sftp",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap(); // SSH_FXP_INIT, version 3
+    let mut version = [0u8; 9];
+    first
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut version)
+        .unwrap();
+    assert_eq!(version[4], 2, "SSH_FXP_VERSION");
+
+    let out = s.batch("ls\n");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("too many SFTP sessions"),
+        "{}",
+        text(&out)
+    );
+    let refused = events(&s.server, "sftp-refused");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"]["reason"] == "too many SFTP sessions (sftp_max_sessions)"),
+        "{refused:?}"
+    );
+    drop(stdin);
+    let _ = first.kill();
+    let _ = first.wait();
+    // Its place is free once the server has seen it go.
+    sessions_when(&s.server, |s| s.len() >= 2);
+    let out = s.batch("ls\n");
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -13,6 +13,7 @@ mod ban;
 mod file;
 pub(crate) mod pull;
 pub(crate) mod sftp;
+mod startups;
 mod watch;
 
 pub(crate) use file::{open_regular, read_evidence};

@@ -9,16 +9,25 @@
 //! `<name>.minisig` uploaded in the same session before the package goes with it as evidence.
 //!
 //! # Guarantees
-//! - Addresses outside `sftp_allow` are dropped before the SSH handshake; so are connections
-//!   past `sftp_max_sessions`. Both are journaled (`sftp-refused`).
+//! - Addresses outside `sftp_allow` are dropped before the SSH handshake, and so are
+//!   connections past the places for connections still logging in (`sftp_max_startups`,
+//!   `sftp_max_startups_per_address`, [`super::startups`]); both are journaled
+//!   (`sftp-refused`). Those places are apart from the logged-in sessions'
+//!   (`sftp_max_sessions`), so connections that never log in cannot keep an upload out.
+//! - A connection is cut when it has not finished the SSH handshake within
+//!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting;
+//!   whatever the session is doing, its socket is shut down. The session entry says why.
 //! - Public keys only; no password, keyboard-interactive, shell, exec, pty, forwarding, agent
 //!   or subsystem other than `sftp`. A connection is cut after `sftp_max_auth_attempts`
-//!   failed attempts, and after `sftp_idle_timeout` of silence. An address whose connections
-//!   fail to log in `sftp_ban_after` times within `sftp_ban_time` is dropped before the
-//!   handshake for `sftp_ban_time` ([`super::ban`]); the ban is journaled once when it begins.
+//!   failed attempts (each key offered and refused is one; OpenSSH's first `none` probe is
+//!   not), and after `sftp_idle_timeout` of silence. An address whose connections end without
+//!   logging in, after failed attempts, `sftp_ban_after` times within `sftp_ban_time` is
+//!   dropped before the handshake for `sftp_ban_time` ([`super::ban`]); a connection that logs
+//!   in in the end is no strike. The ban is journaled once when it begins.
 //! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
-//!   other than `/<name>`), hidden evidence names and names the publisher would refuse are
-//!   refused with a message. Nothing on disk is ever named by the client: no path, symlink
+//!   other than `/<name>`), names with control characters (a newline, a tab), hidden evidence
+//!   names and names the publisher would refuse are refused with a message, journaled with
+//!   the session. Nothing on disk is ever named by the client: no path, symlink
 //!   or rename can reach outside the intake, and no symlink or folder is made.
 //! - Nothing can be read back (files open only for writing), and nothing handed over can be
 //!   deleted or renamed; a session may remove only its own upload still in progress.
@@ -49,12 +58,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::ban::Bans;
+use super::file::{MAX_EVIDENCE_BYTES, read_evidence};
+use super::startups::{Startup, Startups, YIELD_AFTER};
 use crate::config::SftpSettings;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Command, Outcome, Received, package_name};
 
-/// Largest evidence file kept in memory (a sidecar or signature is well under 1 KiB).
-const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
 /// Most files one session may hold open at once.
 const MAX_OPEN_HANDLES: usize = 16;
 /// Most uploads one session may keep waiting for a rename.
@@ -149,6 +158,16 @@ pub(crate) async fn open(settings: &SftpSettings) -> anyhow::Result<Listening> {
     })
 }
 
+/// What every connection's task shares.
+struct Shared {
+    server: SftpServer,
+    config: Arc<russh::server::Config>,
+    keys: Vec<PublicKey>,
+    /// Places for logged-in sessions.
+    sessions: Arc<Semaphore>,
+    bans: Bans,
+}
+
 /// Accepts SFTP sessions until `shutdown`.
 pub(crate) async fn serve(
     server: SftpServer,
@@ -160,23 +179,29 @@ pub(crate) async fn serve(
         host_key,
         keys,
     } = listening;
-    let keys = Arc::new(keys);
+    let settings = &server.settings;
     let config = Arc::new(russh::server::Config {
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         keys: vec![host_key],
-        inactivity_timeout: Some(server.settings.idle_timeout),
-        max_auth_attempts: server.settings.max_auth_attempts,
+        inactivity_timeout: Some(settings.idle_timeout),
+        // russh counts the `none` probe OpenSSH clients send first; OpenSSH does not.
+        max_auth_attempts: settings.max_auth_attempts.saturating_add(1),
         auth_rejection_time: std::time::Duration::from_millis(300),
         auth_rejection_time_initial: Some(std::time::Duration::ZERO),
         ..Default::default()
     });
     tracing::info!(address = %listener.local_addr()?, "SFTP intake ready");
-    let sessions = Arc::new(Semaphore::new(server.settings.max_sessions));
-    let bans = Arc::new(Bans::new(
-        server.settings.ban_after,
-        server.settings.ban_time,
+    let startups = Arc::new(Startups::new(
+        settings.max_startups,
+        settings.max_startups_per_address,
     ));
-    let server = Arc::new(server);
+    let shared = Arc::new(Shared {
+        sessions: Arc::new(Semaphore::new(settings.max_sessions)),
+        bans: Bans::new(settings.ban_after, settings.ban_time),
+        config,
+        keys,
+        server,
+    });
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -190,67 +215,169 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => return Ok(()),
         };
         let ip = peer.ip().to_canonical();
-        if !server.settings.allow.iter().any(|net| net.contains(&ip)) {
-            refused(&server.journal, peer, "address not in sftp_allow");
+        let journal = &shared.server.journal;
+        if !shared
+            .server
+            .settings
+            .allow
+            .iter()
+            .any(|net| net.contains(&ip))
+        {
+            refused(journal, peer, "address not in sftp_allow");
             drop(stream);
             continue;
         }
-        if bans.banned_until(ip, Instant::now()).is_some() {
+        if shared.bans.banned_until(ip, Instant::now()).is_some() {
             // Journaled once, when the ban began; a reconnecting client must not flood it.
             tracing::warn!(%peer, "SFTP connection dropped: the address is banned");
             drop(stream);
             continue;
         }
-        let Ok(permit) = sessions.clone().try_acquire_owned() else {
-            refused(
-                &server.journal,
-                peer,
-                "too many SFTP sessions (sftp_max_sessions)",
-            );
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let stats = Arc::new(Mutex::new(SessionStats::default()));
-        let handler = SshHandler {
-            peer,
-            server: server.clone(),
-            keys: keys.clone(),
-            stats: stats.clone(),
-            channels: HashMap::new(),
-            sftp_started: false,
-        };
-        let config = config.clone();
-        let server = server.clone();
-        let bans = bans.clone();
-        tokio::spawn(async move {
-            let ended = match russh::server::run_stream(config, stream, handler).await {
-                Ok(session) => session.await.err(),
-                Err(e) => Some(e),
-            };
-            let stats = match stats.lock() {
-                Ok(s) => s.clone(),
-                Err(p) => p.into_inner().clone(),
-            };
-            journal_session(&server.journal, peer, &stats, ended.as_ref());
-            if stats.fingerprint.is_some() {
-                bans.clear(ip);
-            } else if stats.failed_auth > 0
-                && let Some(time) = bans.strike(ip, Instant::now())
-            {
-                refused(
-                    &server.journal,
-                    peer,
-                    &format!(
-                        "banned for {} after {} connections that failed to log in \
-                         (sftp_ban_after, sftp_ban_time)",
-                        humantime(time),
-                        server.settings.ban_after
-                    ),
-                );
+        let startup = match startups.admit(ip, Instant::now()) {
+            Ok(startup) => startup,
+            Err(reason) => {
+                refused(journal, peer, &reason);
+                continue;
             }
-            drop(permit);
-        });
+        };
+        tokio::spawn(connection(shared.clone(), stream, peer, startup));
     }
+}
+
+/// Where a connection is: the SSH handshake, authentication, logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Authenticating,
+    LoggedIn,
+}
+
+/// Runs one connection to its end under the handshake and login time limits, then journals
+/// it and counts a failed login against its address.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    startup: Startup,
+) {
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to cut it in whatever state the SSH session is.
+    let Ok((stream, cutter)) = stream.into_std().and_then(|s| {
+        let cutter = s.try_clone()?;
+        Ok((tokio::net::TcpStream::from_std(s)?, cutter))
+    }) else {
+        tracing::warn!(%peer, "SFTP connection dropped: its socket could not be set up");
+        return;
+    };
+    let stats = Arc::new(Mutex::new(SessionStats::default()));
+    let (phase_tx, mut phase) = watch::channel(Phase::Handshake);
+    let handler = SshHandler {
+        peer,
+        shared: shared.clone(),
+        stats: stats.clone(),
+        channels: HashMap::new(),
+        sftp_started: false,
+        phase: phase_tx,
+        session: None,
+    };
+    let run = async {
+        russh::server::run_stream(shared.config.clone(), stream, handler)
+            .await?
+            .await
+    };
+    tokio::pin!(run);
+    let settings = &shared.server.settings;
+    let started = tokio::time::Instant::now();
+    let mut startup = Some(startup);
+    let mut phase_open = true;
+    let cut = loop {
+        let now = *phase.borrow();
+        tokio::select! {
+            ended = &mut run => break ended.err().map(|e| format!("{e:#}")),
+            changed = phase.changed(), if phase_open => match changed {
+                Err(_) => phase_open = false,
+                Ok(()) => match *phase.borrow() {
+                    Phase::Authenticating => {
+                        if let Some(s) = &startup {
+                            s.handshake_done();
+                        }
+                    }
+                    Phase::LoggedIn => startup = None,
+                    Phase::Handshake => {}
+                },
+            },
+            _ = tokio::time::sleep_until(started + settings.handshake_timeout),
+                if now == Phase::Handshake => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: the SSH handshake was not finished within {} (sftp_handshake_timeout)",
+                    humantime(settings.handshake_timeout)
+                )).await;
+            }
+            _ = tokio::time::sleep_until(started + settings.login_grace_time),
+                if now != Phase::LoggedIn => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: not logged in within {} (sftp_login_grace_time)",
+                    humantime(settings.login_grace_time)
+                )).await;
+            }
+            () = told_to_give_way(&mut startup) => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: still in the SSH handshake after {}, when every place for \
+                     connections logging in was taken (sftp_max_startups)",
+                    humantime(YIELD_AFTER)
+                )).await;
+            }
+        }
+    };
+    drop(startup);
+    let stats = match stats.lock() {
+        Ok(s) => s.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    journal_session(&shared.server.journal, peer, &stats, cut.as_deref());
+    let ip = peer.ip().to_canonical();
+    if stats.fingerprint.is_some() {
+        shared.bans.clear(ip);
+    } else if stats.failed_auth > 0
+        && let Some(time) = shared.bans.strike(ip, Instant::now())
+    {
+        refused(
+            &shared.server.journal,
+            peer,
+            &format!(
+                "banned for {} after {} connections that failed to log in \
+                 (sftp_ban_after, sftp_ban_time)",
+                humantime(time),
+                settings.ban_after
+            ),
+        );
+    }
+}
+
+/// Resolves when a connection still logging in must give way to a newer one; never once it
+/// has logged in.
+async fn told_to_give_way(startup: &mut Option<Startup>) {
+    let told = match startup {
+        Some(s) => (&mut s.cut).await.is_ok(),
+        None => false,
+    };
+    if !told {
+        // Logged in, or the places went with the server: never.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Cuts a connection's socket (whatever the SSH session is doing, its reads end and its
+/// writes fail), lets the session wind down, and returns `reason`.
+async fn cut_off<F: std::future::Future + Unpin>(
+    socket: &std::net::TcpStream,
+    session: &mut F,
+    reason: String,
+) -> Option<String> {
+    tracing::warn!(reason, "SFTP connection cut");
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session).await;
+    Some(reason)
 }
 
 /// A ban's length in words (`15m`, `1h 30m`).
@@ -270,12 +397,7 @@ fn refused(journal: &Journal, peer: SocketAddr, reason: &str) {
     );
 }
 
-fn journal_session(
-    journal: &Journal,
-    peer: SocketAddr,
-    stats: &SessionStats,
-    ended: Option<&anyhow::Error>,
-) {
+fn journal_session(journal: &Journal, peer: SocketAddr, stats: &SessionStats, ended: Option<&str>) {
     let detail = json!({
         "address": peer.to_string(),
         "user": stats.user,
@@ -287,7 +409,7 @@ fn journal_session(
         "bytes": stats.bytes,
         "refusals": stats.refusals,
         "refusal_count": stats.refusal_count,
-        "error": ended.map(|e| format!("{e:#}")),
+        "error": ended,
     });
     tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
     let _ = journal.record(EventKind::SftpSession, None, detail);
@@ -316,11 +438,14 @@ fn with_stats(stats: &Mutex<SessionStats>, f: impl FnOnce(&mut SessionStats)) {
 /// One SSH connection.
 struct SshHandler {
     peer: SocketAddr,
-    server: Arc<SftpServer>,
-    keys: Arc<Vec<PublicKey>>,
+    shared: Arc<Shared>,
     stats: Arc<Mutex<SessionStats>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     sftp_started: bool,
+    /// Tells the connection's task how far the connection got.
+    phase: watch::Sender<Phase>,
+    /// The place of a logged-in session, held to the end.
+    session: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SshHandler {
@@ -344,6 +469,7 @@ impl russh::server::Handler for SshHandler {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let known = self
+            .shared
             .keys
             .iter()
             .any(|k| k.key_data() == offer.public_key.key_data());
@@ -359,6 +485,7 @@ impl russh::server::Handler for SshHandler {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let known = self
+            .shared
             .keys
             .iter()
             .any(|k| k.key_data() == key.public_key.key_data());
@@ -374,6 +501,34 @@ impl russh::server::Handler for SshHandler {
         Ok(if known { Auth::Accept } else { Auth::reject() })
     }
 
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // Asked when the client starts authenticating: the SSH handshake is over.
+        let _ = self.phase.send(Phase::Authenticating);
+        Ok(None)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        match self.shared.sessions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.session = Some(permit);
+                let _ = self.phase.send(Phase::LoggedIn);
+            }
+            Err(_) => {
+                refused(
+                    &self.shared.server.journal,
+                    self.peer,
+                    "too many SFTP sessions (sftp_max_sessions)",
+                );
+                session.disconnect(
+                    russh::Disconnect::TooManyConnections,
+                    "too many SFTP sessions at once; try again in a moment",
+                    "en",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
         with_stats(&self.stats, |s| s.failed_auth += 1);
         self.refuse("password authentication (only public keys are accepted)".to_owned());
@@ -386,6 +541,10 @@ impl russh::server::Handler for SshHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.session.is_none() {
+            self.refuse("a session channel without a place (sftp_max_sessions)".to_owned());
+            return Ok(()); // dropping the reply refuses the channel
+        }
         if self.channels.len() >= 2 || self.sftp_started {
             self.refuse("a further session channel".to_owned());
             return Ok(()); // dropping the reply refuses the channel
@@ -481,7 +640,7 @@ impl russh::server::Handler for SshHandler {
                 self.peer,
                 fingerprint.as_deref().unwrap_or("(no key)")
             ),
-            server: self.server.clone(),
+            shared: self.shared.clone(),
             stats: self.stats.clone(),
             handles: HashMap::new(),
             next_handle: 0,
@@ -537,7 +696,7 @@ enum OpenHandle {
 struct SftpHandler {
     /// The client's address and key fingerprint, for the journal.
     origin: String,
-    server: Arc<SftpServer>,
+    shared: Arc<Shared>,
     stats: Arc<Mutex<SessionStats>>,
     handles: HashMap<String, OpenHandle>,
     next_handle: u64,
@@ -574,10 +733,17 @@ enum Target {
 
 /// Normalises a client path. Only `/`, `.` and `/<name>` (or `<name>`) exist.
 fn resolve(path: &str) -> Result<Target, StatusReply> {
-    if path.len() > 4096 || path.contains('\0') || path.contains('\\') {
+    if path.len() > 4096 || path.contains('\\') {
         return Err(deny(
             StatusCode::PermissionDenied,
-            "refused: the path is too long or holds NUL or backslash characters",
+            "refused: the path is too long or holds backslash characters",
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(deny(
+            StatusCode::PermissionDenied,
+            "refused: names with control characters (a newline, a tab, NUL…) are not taken; \
+             use a plain name",
         ));
     }
     let mut parts = Vec::new();
@@ -686,11 +852,10 @@ impl SftpHandler {
         upload: Upload,
     ) -> Result<Status, StatusReply> {
         if is_evidence(&name) {
-            use std::io::Read;
-            let mut text = String::new();
-            let read = std::fs::File::open(&upload.tmp)
-                .and_then(|f| f.take(MAX_EVIDENCE_BYTES).read_to_string(&mut text));
-            if upload.len > MAX_EVIDENCE_BYTES || read.is_err() {
+            let text = (upload.len <= MAX_EVIDENCE_BYTES)
+                .then(|| read_evidence(&upload.tmp))
+                .flatten();
+            let Some(text) = text else {
                 return Err(self.refuse(
                     "close",
                     deny(
@@ -698,7 +863,7 @@ impl SftpHandler {
                         format!("refused: {name} is not a text evidence file of at most 64 KiB"),
                     ),
                 ));
-            }
+            };
             if self.evidence.len() >= MAX_PENDING {
                 return Err(self.refuse(
                     "close",
@@ -723,6 +888,7 @@ impl SftpHandler {
         let (tx, rx) = oneshot::channel();
         let failed = |e: &str| deny(StatusCode::Failure, format!("not delivered: {e}"));
         if self
+            .shared
             .server
             .publisher
             .send(Command::Ingest(received, Some(tx)))
@@ -815,7 +981,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         }
         let tmp = tempfile::Builder::new()
             .prefix(".sftp-")
-            .tempfile_in(&self.server.tmp_dir)
+            .tempfile_in(&self.shared.server.tmp_dir)
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot create an SFTP upload file");
                 deny(StatusCode::Failure, "the server cannot store uploads now")
@@ -836,8 +1002,8 @@ impl russh_sftp::server::Handler for SftpHandler {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
-        let limit = self.server.max_package_bytes;
-        let session_limit = self.server.settings.max_session_bytes;
+        let limit = self.shared.server.max_package_bytes;
+        let session_limit = self.shared.server.settings.max_session_bytes;
         let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let end = offset.saturating_add(len);
         let Some(OpenHandle::File { name, file, upload }) = self.handles.get_mut(&handle) else {
