@@ -17,6 +17,9 @@ pub(crate) struct Cli {
     /// Configuration file (default: ./difusor.toml if present).
     #[arg(long, global = true, env = "DIFUSOR_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// Refused with the way to give the token instead (`ps` shows a command line to everyone).
+    #[arg(long, global = true, hide = true, value_name = "TOKEN")]
+    admin_token: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Cmd,
@@ -204,9 +207,22 @@ pub(crate) enum NoticeState {
 
 /// Parses the command line, wiring `DIFUSOR_<NAME>` to every setting flag.
 pub(crate) fn parse() -> Cli {
-    let command = with_env(Cli::command());
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut command = with_env(Cli::command());
+    let matches = command.get_matches_mut();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.admin_token.is_some() {
+        command
+            .error(
+                clap::error::ErrorKind::UnknownArgument,
+                format!(
+                    "--admin-token is not accepted: the command line is visible to every user \
+                     of this machine; {}",
+                    crate::config::ADMIN_TOKEN_WHERE
+                ),
+            )
+            .exit();
+    }
+    cli
 }
 
 /// Every setting flag also reads `DIFUSOR_<NAME>` and shows its built-in default; list

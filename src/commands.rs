@@ -108,7 +108,9 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
-        let mut req = Request::post("/ingest").header("x-difusor-name", enc(&name));
+        let mut req = Request::post("/ingest")
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .header("x-difusor-name", enc(&name));
         if let Some(s) = &sidecar {
             req = req.header("x-difusor-sidecar", enc(s));
         }
@@ -152,17 +154,14 @@ pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
 /// server; with none running, records it in the journal for the next start.
 pub(crate) async fn notice(config: Config, text: Option<String>) -> Result<String> {
     if let Some(stream) = connect(&config).await {
-        let (path, body) = match &text {
-            Some(t) => ("/notice", serde_json::json!({"text": t}).to_string()),
-            None => ("/notice/off", String::new()),
+        let (req, body) = match &text {
+            Some(t) => (
+                Request::post("/notice").header(http::header::CONTENT_TYPE, "application/json"),
+                serde_json::json!({"text": t}).to_string(),
+            ),
+            None => (Request::post("/notice/off"), String::new()),
         };
-        let (status, value) = send(
-            stream,
-            &config,
-            Request::post(path),
-            full(Bytes::from(body)),
-        )
-        .await?;
+        let (status, value) = send(stream, &config, req, full(Bytes::from(body))).await?;
         if !status.is_success() {
             bail!("the server refused: {value}");
         }

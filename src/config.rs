@@ -98,11 +98,18 @@ settings! {
     workers: u64 = 0;
     /// `Strict-Transport-Security` sent on HTTPS responses. Empty: not sent.
     hsts: String = "max-age=31536000".to_owned();
-    /// Address of the operators' listener (status, controls). Keep it on loopback unless
-    /// `admin_token` is set.
+    /// Address of the operators' listener (status, controls). Keep it on loopback unless an
+    /// admin token is set (`admin_token_file`).
     admin_listen: String = "127.0.0.1:9180".to_owned();
-    /// Bearer token required on the admin listener; mandatory when it is not on loopback.
-    admin_token: String = String::new();
+    /// File holding the bearer token the admin listener requires (one line; readable by
+    /// difusor's user only); mandatory when `admin_listen` is not on loopback. The variable
+    /// DIFUSOR_ADMIN_TOKEN may hold the token instead. Never on the command line, where
+    /// `ps` shows it to every user.
+    admin_token_file: PathBuf = PathBuf::new();
+    /// Host names the admin listener answers to besides its own address (and `localhost`
+    /// on loopback), e.g. the name of a proxy in front of it. Requests naming any other
+    /// host are refused, so that no web page can reach it by DNS rebinding.
+    admin_hosts: Vec<String> = Vec::new();
     /// Institute profile whose values sit under the config file: generic,
     /// impepac-morelos-2021, ieem-edomex-2021, iepc-durango-2022, iepc-chiapas-2024,
     /// ietam-tamaulipas-2018.
@@ -303,6 +310,14 @@ pub(crate) fn profile_text(name: &str) -> Result<&'static str> {
         })
 }
 
+/// The environment variable that may hold the admin listener's token.
+const ADMIN_TOKEN_ENV: &str = "DIFUSOR_ADMIN_TOKEN";
+
+/// Where the admin token may be given, for messages.
+pub(crate) const ADMIN_TOKEN_WHERE: &str = "put it in a file named by `admin_token_file` \
+     (readable by difusor's user only) or in the environment variable DIFUSOR_ADMIN_TOKEN; \
+     never on the command line or in the config file, where other users can read it (`ps`)";
+
 /// The file used when `--config` is not given, if it exists in the current folder.
 pub(crate) const DEFAULT_CONFIG_FILE: &str = "difusor.toml";
 
@@ -338,6 +353,12 @@ fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Set
     let mut merged: toml::Table = toml::from_str(profile_text(&profile)?)
         .with_context(|| format!("profile {profile:?} is not valid TOML"))?;
     if let Some((path, mut table)) = file {
+        if table.contains_key("admin_token") {
+            bail!(
+                "config file {}: `admin_token` is not read from the config file; {ADMIN_TOKEN_WHERE}",
+                path.display()
+            );
+        }
         // With a config file, the data folder is the file's folder unless it says otherwise.
         table
             .entry("data_dir")
@@ -368,6 +389,7 @@ fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
         "sftp_authorized_keys",
         "sftp_host_key",
         "pull_token_file",
+        "admin_token_file",
         "pull_client_cert",
         "pull_client_key",
         "pull_ca",
@@ -406,6 +428,8 @@ pub(crate) struct Config {
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
     pub(crate) admin_token: Option<String>,
+    /// Host names the admin listener answers to besides its address (lowercase).
+    pub(crate) admin_hosts: Vec<String>,
     /// Time zone of corte times.
     pub(crate) timezone: TimeZone,
     /// Embargo end: no results before it.
@@ -511,13 +535,31 @@ impl Config {
                 })?)
             };
         let admin_listen = socket_addr("admin_listen", &s.admin_listen)?;
-        let admin_token = (!s.admin_token.is_empty()).then(|| s.admin_token.clone());
+        let admin_token = admin_token(&s.admin_token_file)?;
         if !admin_listen.ip().is_loopback() && admin_token.is_none() {
             bail!(
                 "setting `admin_listen`: {admin_listen} is reachable from other machines, so \
-                 `admin_token` must be set (a long random string); or listen on 127.0.0.1"
+                 an admin token (a long random string) is required: {ADMIN_TOKEN_WHERE}; or \
+                 listen on 127.0.0.1"
             );
         }
+        let admin_hosts = s
+            .admin_hosts
+            .iter()
+            .map(|h| {
+                let ok = !h.is_empty()
+                    && h.parse::<http::uri::Authority>()
+                        .is_ok_and(|a| a.as_str() == h && a.port().is_none() && !h.contains('@'));
+                if ok {
+                    Ok(h.to_ascii_lowercase())
+                } else {
+                    Err(anyhow!(
+                        "setting `admin_hosts`: {h:?} is not a host name; write it as \
+                         difusor-admin.example.mx, without scheme, port or path"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let publish_start = instant("publish_start", &s.publish_start, &timezone)?;
         let publish_end = instant("publish_end", &s.publish_end, &timezone)?;
         if let (Some(a), Some(b)) = (publish_start, publish_end)
@@ -625,6 +667,7 @@ impl Config {
             frame_ancestors,
             admin_listen,
             admin_token,
+            admin_hosts,
             publish_start,
             publish_end,
             update_interval,
@@ -655,6 +698,37 @@ impl Config {
             settings: s,
         })
     }
+}
+
+/// The admin listener's token: from `file` when one is named, else from
+/// [`ADMIN_TOKEN_ENV`]; `None` when neither gives one.
+fn admin_token(file: &Path) -> Result<Option<String>> {
+    let token = if file.as_os_str().is_empty() {
+        match std::env::var(ADMIN_TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => return Ok(None),
+        }
+    } else {
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!("setting `admin_token_file`: cannot read {}", file.display())
+        })?;
+        let token = text.trim().to_owned();
+        if token.is_empty() {
+            bail!(
+                "setting `admin_token_file`: {} is empty; write the token in it (a long random \
+                 string, e.g. from `openssl rand -hex 32`)",
+                file.display()
+            );
+        }
+        token
+    };
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "the admin token holds spaces or characters other than printable ASCII; use a \
+             hex or base64 string (`openssl rand -hex 32`)"
+        );
+    }
+    Ok(Some(token))
 }
 
 /// The SFTP server's settings, when `sftp_listen` is set.

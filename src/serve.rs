@@ -203,6 +203,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         journal: store.journal.clone(),
         publisher: queue.clone(),
         token: config.admin_token.clone(),
+        guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
         tmp_dir: config.data_dir.join("tmp"),
         max_package_bytes: config.limits.max_package_bytes,
         gate,

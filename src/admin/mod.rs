@@ -19,15 +19,25 @@
 //!
 //! # Guarantees
 //! - Bound to loopback by default; bound elsewhere it requires `Authorization: Bearer
-//!   <admin_token>` on every route ([`crate::config`] refuses to start otherwise), compared in
-//!   constant time.
+//!   <token>` on every route ([`crate::config`] refuses to start otherwise), compared in
+//!   constant time. The token comes from `admin_token_file` or `DIFUSOR_ADMIN_TOKEN`, never
+//!   from the command line.
+//! - A web page in an operator's browser cannot use it ([`RequestGuard`]): a request whose
+//!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421,
+//!   so DNS rebinding reads nothing; a state-changing request (any method but GET and HEAD)
+//!   carrying another site's `Origin` is refused with 403, and one a page can send without
+//!   asking first (a CORS-simple `Content-Type`: `text/plain`,
+//!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
+//!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
 //!   `max_package_bytes`, and removed once the publisher has archived it.
 
 mod page;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
@@ -57,6 +67,8 @@ pub(crate) struct Admin {
     pub(crate) publisher: mpsc::Sender<Command>,
     /// Required bearer token, if any.
     pub(crate) token: Option<String>,
+    /// Refuses requests a web page could have sent.
+    pub(crate) guard: RequestGuard,
     /// Where uploads are written first.
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
@@ -83,10 +95,15 @@ pub(crate) struct Admin {
 
 /// Answers one admin request.
 pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Response<BoxedBody> {
+    if let Err((status, reason)) = admin.guard.check(&req) {
+        admin.guard.journal(&admin.journal, &req, &reason);
+        return json_response(status, &json!({"error": reason}));
+    }
     if !authorised(&admin, req.headers()) {
         let mut res = json_response(
             StatusCode::UNAUTHORIZED,
-            &json!({"error": "this listener needs `Authorization: Bearer <admin_token>`"}),
+            &json!({"error": "this listener needs `Authorization: Bearer <token>` (the token \
+                of `admin_token_file` or DIFUSOR_ADMIN_TOKEN)"}),
         );
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -135,6 +152,161 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such route"})),
     }
+}
+
+/// Content types a web page may send to any site without the browser asking first (the
+/// Fetch standard's CORS-safelisted request content types).
+const SIMPLE_CONTENT_TYPES: [&str; 3] = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+];
+
+/// How often refused requests are journaled at most (a hostile page can send many).
+const JOURNAL_REFUSALS_EVERY: Duration = Duration::from_secs(60);
+
+/// Refuses admin requests that a web page in an operator's browser could have sent: those
+/// naming another host (DNS rebinding), and state-changing ones from another site.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    /// The listener's address.
+    listen: SocketAddr,
+    /// Other host names it answers to (lowercase), on any port.
+    names: Vec<String>,
+    /// When a refusal was last journaled.
+    journaled: Mutex<Option<Instant>>,
+}
+
+impl RequestGuard {
+    /// A guard for the listener on `listen`, also answering to `names` (`admin_hosts`).
+    pub(crate) fn new(listen: SocketAddr, names: &[String]) -> Self {
+        Self {
+            listen,
+            names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            journaled: Mutex::new(None),
+        }
+    }
+
+    /// Whether `authority` (`host[:port]`) names this listener: its own address (any
+    /// address when it listens on all of them), `localhost` on loopback, with its port; or
+    /// one of the configured names.
+    fn names_us(&self, authority: &str) -> bool {
+        let Ok(authority) = authority.parse::<http::uri::Authority>() else {
+            return false;
+        };
+        let host = authority.host().to_ascii_lowercase();
+        if self.names.contains(&host) {
+            return true;
+        }
+        if authority.port_u16().unwrap_or(80) != self.listen.port() {
+            return false;
+        }
+        let ip = self.listen.ip();
+        match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(given) => given == ip || ip.is_unspecified(),
+            Err(_) => host == "localhost" && ip.is_loopback(),
+        }
+    }
+
+    /// `Ok` for a request this listener answers; otherwise the status and why.
+    fn check<B: hyper::body::Body>(&self, req: &Request<B>) -> Result<(), (StatusCode, String)> {
+        let headers = req.headers();
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| header_text(headers, header::HOST).map(str::to_owned));
+        let Some(host) = host.filter(|h| self.names_us(h)) else {
+            return Err((
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this listener answers only to {} (or a name listed in `admin_hosts`), \
+                     not to Host {:?}",
+                    self.listen,
+                    header_text(headers, header::HOST).unwrap_or("(none)")
+                ),
+            ));
+        };
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Ok(());
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let same = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.parse::<http::Uri>().ok())
+                .filter(|o| matches!(o.scheme_str(), Some("http" | "https")))
+                .and_then(|o| o.authority().map(|a| self.names_us(a.as_str())))
+                .unwrap_or(false);
+            if !same {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "refused: a request from another site (Origin {:?}) cannot change \
+                         anything here (Host {host})",
+                        String::from_utf8_lossy(origin.as_bytes())
+                    ),
+                ));
+            }
+        }
+        let essence = header_text(headers, header::CONTENT_TYPE).map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+        match essence {
+            Some(t) if SIMPLE_CONTENT_TYPES.contains(&t.as_str()) => Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "refused: Content-Type {t} is what any web page may send; send \
+                     application/json (notices) or application/octet-stream (packages)"
+                ),
+            )),
+            None if !req.body().is_end_stream() => Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "refused: a body needs a Content-Type: application/json (notices) or \
+                 application/octet-stream (packages)"
+                    .to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Journals a refusal, at most once every [`JOURNAL_REFUSALS_EVERY`]; logs every one.
+    fn journal<B>(&self, journal: &Journal, req: &Request<B>, reason: &str) {
+        let headers = req.headers();
+        tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
+        let now = Instant::now();
+        {
+            let mut last = self.journaled.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < JOURNAL_REFUSALS_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let _ = journal.record(
+            EventKind::Warning,
+            None,
+            json!({
+                "check": "admin-request",
+                "warning": format!("the admin listener refused a request a web page could have sent: {reason}"),
+                "method": req.method().as_str(),
+                "path": req.uri().path().chars().take(200).collect::<String>(),
+                "host": header_text(headers, header::HOST),
+                "origin": header_text(headers, header::ORIGIN),
+            }),
+        );
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
@@ -422,4 +594,114 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Boxe
         http::HeaderValue::from_static("application/json"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    fn guard(listen: &str) -> RequestGuard {
+        RequestGuard::new(listen.parse().unwrap(), &["Panel.example.mx".to_owned()])
+    }
+
+    fn request(method: &str, headers: &[(&str, &str)], body: &str) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(method).uri("/notice");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    fn status(g: &RequestGuard, req: &Request<Full<Bytes>>) -> StatusCode {
+        g.check(req).err().map_or(StatusCode::OK, |(s, _)| s)
+    }
+
+    #[test]
+    fn the_host_must_name_this_listener() {
+        let g = guard("127.0.0.1:9180");
+        for host in [
+            "127.0.0.1:9180",
+            "localhost:9180",
+            "panel.example.mx",
+            "PANEL.example.mx:443",
+        ] {
+            assert_eq!(
+                status(&g, &request("GET", &[("host", host)], "")),
+                StatusCode::OK,
+                "{host}"
+            );
+        }
+        for host in [
+            "rebind.evil.example:9180",
+            "rebind.evil.example",
+            "127.0.0.1:8080",
+            "127.0.0.2:9180",
+            "127.0.0.1",
+            "",
+        ] {
+            let req = request("GET", &[("host", host)], "");
+            assert_eq!(status(&g, &req), StatusCode::MISDIRECTED_REQUEST, "{host}");
+        }
+        assert_eq!(
+            status(&g, &request("GET", &[], "")),
+            StatusCode::MISDIRECTED_REQUEST
+        );
+        // Listening on every address: any address literal is this machine; names are not.
+        let all = guard("0.0.0.0:9180");
+        let ok = request("GET", &[("host", "192.0.2.5:9180")], "");
+        assert_eq!(status(&all, &ok), StatusCode::OK);
+        let rebind = request("GET", &[("host", "evil.example:9180")], "");
+        assert_eq!(status(&all, &rebind), StatusCode::MISDIRECTED_REQUEST);
+        let v6 = guard("[::1]:9180");
+        let ok = request("GET", &[("host", "[::1]:9180")], "");
+        assert_eq!(status(&v6, &ok), StatusCode::OK);
+    }
+
+    #[test]
+    fn changes_a_web_page_could_send_are_refused() {
+        let g = guard("127.0.0.1:9180");
+        let host = ("host", "127.0.0.1:9180");
+        let json = ("content-type", "application/json");
+        // (headers, body, what the guard answers)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, StatusCode);
+        let cases: [Case; 9] = [
+            (&[host, json], "{}", StatusCode::OK),
+            (&[host], "", StatusCode::OK),
+            (
+                &[host, json, ("origin", "http://127.0.0.1:9180")],
+                "{}",
+                StatusCode::OK,
+            ),
+            (
+                &[host, json, ("origin", "http://evil.example")],
+                "{}",
+                StatusCode::FORBIDDEN,
+            ),
+            (&[host, ("origin", "null")], "", StatusCode::FORBIDDEN),
+            (
+                &[host, ("content-type", "text/plain;charset=UTF-8")],
+                "{}",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                &[host, ("content-type", "application/x-www-form-urlencoded")],
+                "a=b",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                &[host, ("content-type", "Multipart/Form-Data; boundary=x")],
+                "--x--",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (&[host], "{}", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ];
+        for (headers, body, want) in cases {
+            let req = request("POST", headers, body);
+            assert_eq!(status(&g, &req), want, "{headers:?} {body:?}");
+        }
+        // Reads are guarded by the Host alone: another page cannot read the answer anyway.
+        let read = request("GET", &[host, ("origin", "http://evil.example")], "");
+        assert_eq!(status(&g, &read), StatusCode::OK);
+    }
 }

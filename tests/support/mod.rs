@@ -108,7 +108,7 @@ impl Server {
         self.wait_ready();
     }
 
-    /// Waits until the admin listener answers.
+    /// Waits until the admin listener answers (401 too: it wants its token).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -117,7 +117,7 @@ impl Server {
             {
                 panic!("difusor exited early with {status}; log: {}", self.log());
             }
-            if curl(&self.admin("/status"), &[]).status == 200 {
+            if matches!(curl(&self.admin("/status"), &[]).status, 200 | 401) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

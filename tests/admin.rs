@@ -1,0 +1,191 @@
+//! The admin listener answers operators and the `difusor` commands, never a web page open in
+//! an operator's browser: requests naming another host (DNS rebinding) and state-changing
+//! requests a page could send are refused. Its token is read from a file or the environment,
+//! never from the command line.
+
+mod support;
+
+use support::*;
+
+/// `curl` against the admin listener sending `extra` (method, headers, body).
+fn admin(server: &Server, path: &str, extra: &[&str]) -> Response {
+    curl(&server.admin(path), extra)
+}
+
+#[test]
+fn web_pages_can_neither_change_nor_read_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2015.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    server.wait_corte("20240602_2015");
+    let evil = "Origin: http://evil.example";
+    let notice = r#"{"text":"Resultados falsos"}"#;
+
+    // What a page sends with fetch(…, {mode: "no-cors"}) or a <form>: never asked first.
+    let cases: [(&str, Vec<&str>, u16); 7] = [
+        (
+            "/notice",
+            vec![
+                "-H",
+                evil,
+                "-H",
+                "Content-Type: text/plain",
+                "--data",
+                notice,
+            ],
+            403,
+        ),
+        (
+            "/notice",
+            vec!["-H", "Content-Type: text/plain", "--data", notice],
+            415,
+        ),
+        ("/notice", vec!["--data", "text=Resultados+falsos"], 415),
+        ("/notice", vec!["-F", "text=Resultados falsos"], 415),
+        ("/notice/off", vec!["-X", "POST", "-H", evil], 403),
+        (
+            "/rollback?corte=20240602_2000",
+            vec!["-X", "POST", "-H", evil],
+            403,
+        ),
+        (
+            "/ingest",
+            vec![
+                "-H",
+                evil,
+                "-H",
+                "X-Difusor-Name: PREP_20240602_2030.zip",
+                "--data-binary",
+                "x",
+            ],
+            403,
+        ),
+    ];
+    for (path, extra, want) in &cases {
+        let r = admin(&server, path, extra);
+        assert_eq!(r.status, *want, "{path} {extra:?}: {}", r.text());
+        assert!(r.text().contains("refused"), "{}", r.text());
+    }
+    let status = server.status();
+    assert_eq!(
+        status["gate"]["notice"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    assert_eq!(status["live"]["corte"], "20240602_2015");
+
+    // DNS rebinding: the page's name now points at 127.0.0.1, and the browser sends it.
+    let rebound = format!("Host: rebind.evil.example:{}", server.admin_port);
+    for path in ["/preview/json/main.json", "/status", "/"] {
+        let r = admin(&server, path, &["-H", &rebound]);
+        assert_eq!(r.status, 421, "{path}: {}", r.text());
+        assert!(!r.text().contains("20240602_2015"), "{}", r.text());
+    }
+    let r = admin(&server, "/preview/json/main.json", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("20240602_2015"));
+
+    let warnings = wait_events(&server, "warning", 1);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["detail"]["check"] == "admin-request"),
+        "{warnings:?}"
+    );
+
+    // The commands still work.
+    let out = server.run(&["notice", "on", "--text", "Aviso del Instituto"]);
+    assert_success(&out);
+    assert_eq!(server.status()["gate"]["notice"], "Aviso del Instituto");
+    assert_success(&server.run(&["notice", "off"]));
+    assert_eq!(server.status()["gate"]["notice"], serde_json::Value::Null);
+    assert_success(&server.run(&["rollback", "20240602_2000"]));
+    server.wait_corte("20240602_2000");
+    let pkg = tmp.path().join("PREP_20240602_2030.zip");
+    std::fs::write(&pkg, site_package("20240602_2030", &[])).unwrap();
+    assert_success(&server.run(&["ingest", pkg.to_str().unwrap()]));
+    server.wait_corte("20240602_2030");
+    assert_success(&server.run(&["history"]));
+}
+
+#[test]
+fn the_token_comes_from_a_file_or_the_environment_never_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+
+    // The flag is refused with the way to do it instead.
+    let out = difusor()
+        .args(["history", "--data-dir"])
+        .arg(&data)
+        .args(["--admin-token", "s3creto"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--admin-token is not accepted")
+            && err.contains("admin_token_file")
+            && err.contains("DIFUSOR_ADMIN_TOKEN"),
+        "{err}"
+    );
+    // So is the key in a config file.
+    let file = tmp.path().join("difusor.toml");
+    std::fs::write(&file, "admin_token = \"s3creto\"\n").unwrap();
+    let out = difusor()
+        .args(["history", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin_token_file"), "{err}");
+
+    // From a file: required on every route, and the commands send it.
+    let token = "5f0c2a9e7d1b4c3a8e6f";
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_flag = token_file.to_str().unwrap();
+    let server = Server::start(&data, &["--admin-token-file", token_flag]);
+    assert_eq!(admin(&server, "/status", &[]).status, 401);
+    let bearer = format!("Authorization: Bearer {token}");
+    assert_eq!(admin(&server, "/status", &["-H", &bearer]).status, 200);
+    let out = server.run(&["notice", "on", "--text", "Aviso"]);
+    assert!(!out.status.success(), "no token, no change");
+    assert_success(&server.run(&[
+        "notice",
+        "on",
+        "--text",
+        "Aviso",
+        "--admin-token-file",
+        token_flag,
+    ]));
+    // From the environment.
+    let out = difusor()
+        .args(["notice", "off", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{}", server.admin_port),
+        ])
+        .env("DIFUSOR_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let status = admin(&server, "/status", &["-H", &bearer]);
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(
+        status["gate"]["notice"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+}
