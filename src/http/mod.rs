@@ -12,11 +12,14 @@
 //!   institute's notice is in force, no byte of results leaves (invariant 5).
 //! - Only GET and HEAD are served (and OPTIONS answered); other methods get 405 with
 //!   `Allow`, and a request with a body gets 413.
+//! - Connections are held to `header_timeout` and `send_timeout` ([`conn`]) and, on the
+//!   public listeners, to the caps of [`limits`].
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
 
 pub(crate) mod access_log;
 pub(crate) mod conditional;
+pub(crate) mod conn;
 pub(crate) mod gate;
 pub(crate) mod limits;
 mod negotiate;
@@ -36,13 +39,14 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use jiff::Timestamp;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
 
 use conditional::{Plan, Validators};
 
 use crate::http::access_log::{AccessLog, Record};
+use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
@@ -60,6 +64,24 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
         .boxed()
 }
 
+/// Most connections the kernel queues for a listener before they are accepted (it caps this
+/// at `net.core.somaxconn`): a burst of new connections (a crowd arriving at 20:00, an
+/// attack opening thousands) waits there instead of having its handshakes dropped and
+/// retried a second later.
+const BACKLOG: u32 = 65_535;
+
+/// A listener on `addr` with a deep accept queue ([`BACKLOG`]).
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// How connections are held to account.
 #[derive(Clone)]
 pub(crate) struct ConnectionRules {
@@ -67,9 +89,12 @@ pub(crate) struct ConnectionRules {
     pub(crate) limits: Option<Arc<Limits>>,
     /// TLS, for HTTPS listeners.
     pub(crate) tls: Option<Arc<Tls>>,
-    /// Longest wait for a request's headers, also between requests on a kept-alive
-    /// connection (slowloris), and for a TLS handshake.
+    /// Longest wait for a request's headers, counted from when the connection opened or
+    /// fell quiet (silent clients, slowloris, idle kept-alive connections), and for a TLS
+    /// handshake.
     pub(crate) header_timeout: Duration,
+    /// Longest time a write may stay blocked on a client that does not read.
+    pub(crate) send_timeout: Duration,
     /// Largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
 }
@@ -100,6 +125,10 @@ pub(crate) async fn serve<H, F>(
         .max_header_list_size(u32::try_from(rules.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(rules.header_timeout);
+    let timeouts = Timeouts {
+        header: rules.header_timeout,
+        send: rules.send_timeout,
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -112,44 +141,61 @@ pub(crate) async fn serve<H, F>(
                         continue;
                     }
                 };
-                let permit = match &rules.limits {
+                let (permit, activity) = match &rules.limits {
                     Some(limits) => match limits.admit(peer.ip()) {
-                        Some(p) => Some(p),
+                        Some(p) => {
+                            let activity = p.activity();
+                            (Some(p), activity)
+                        }
                         None => continue, // over a cap: closed before any byte is read
                     },
-                    None => None,
+                    None => (None, Arc::new(Activity::new())),
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let fut = handler(peer, req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
+                let service = {
+                    let (handler, activity) = (handler.clone(), activity.clone());
+                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let busy = activity.begin();
+                        let fut = handler(peer, req);
+                        async move { Ok::<_, Infallible>(conn::finish(fut.await, busy)) }
+                    })
+                };
+                let stream = Tracked::new(stream, activity.clone());
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let tls = rules.tls.as_ref().map(|t| t.acceptor());
                 let handshake_timeout = rules.header_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let result = match tls {
-                        None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Some(acceptor) => {
-                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return, // too slow a handshake
-                            };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
+                    let served = async {
+                        match tls {
+                            None => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Some(acceptor) => {
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => {
+                                        activity.handshake_done();
+                                        s
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        return Ok(());
+                                    }
+                                    Err(_) => return Ok(()), // too slow a handshake
+                                };
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
                         }
                     };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    tokio::select! {
+                        result = served => if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        },
+                        ended = conn::supervise(&activity, timeouts) => {
+                            tracing::debug!(%peer, ?ended, "connection closed");
+                        }
                     }
                 });
             }

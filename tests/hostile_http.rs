@@ -1,0 +1,293 @@
+//! The public listener under hostile and crowded visitors, with real sockets and curl: silent
+//! connections, connection caps filled by them, clients that stop reading, and a carrier
+//! NAT's crowd behind one address.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// The large download of these tests: 12 MiB, kept in memory by the server.
+const BIG: usize = 12 * 1024 * 1024;
+
+/// `open_connections` of `/status`.
+fn open_connections(s: &serde_json::Value) -> u64 {
+    s["open_connections"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn a_silent_connection_is_cut_within_the_header_timeout() {
+    let (_dir, server) = serving(&["--header-timeout", "1s"], &[]);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Part of the HTTP/2 preface, then nothing: the protocol cannot be told yet.
+    let mut preface = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    for (what, stream) in [("silent", &mut silent), ("partial preface", &mut preface)] {
+        let got = read_to_close(stream, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("the {what} connection is still open after 10 s"));
+        assert!(got.is_empty(), "{what}: {}", String::from_utf8_lossy(&got));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "cut after {took:?}, with a header timeout of 1 s"
+    );
+    assert_eq!(curl(&server.url("/"), &[]).status, 200);
+}
+
+#[test]
+fn silent_sockets_filling_the_descriptors_leave_room_for_visitors_and_operators() {
+    open_files_at_least(4096);
+    let dir = tempfile::tempdir().unwrap();
+    // 512 descriptors: a quarter (128) is kept from the public listener.
+    let server = Server::start_with_open_files(
+        &dir.path().join("d"),
+        &["--header-timeout", "60s"],
+        Some(512),
+    );
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    // 600 connections that never send a byte, from six addresses.
+    let silent: Vec<TcpStream> = (0..600)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 6), server.port))
+        .collect();
+    let s = server.wait_status("the public side full of silent connections", |s| {
+        s["connections_evicted"].as_u64().unwrap_or(0) >= 600 - 384
+    });
+    assert!(open_connections(&s) <= 384, "{s:#}");
+    assert_eq!(s["max_open_connections"], 384, "{s:#}");
+    // A visitor still gets in, and the operators' listener still answers.
+    let visitor = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(visitor.status, 200);
+    assert_eq!(visitor.text(), r#"{"corte":"20240602_2000"}"#);
+    assert_eq!(curl(&server.admin("/status"), &[]).status, 200);
+    assert_eq!(curl(&server.admin("/metrics"), &[]).status, 200);
+    drop(silent);
+    assert!(
+        server.log().contains("open-file limit"),
+        "the limit is logged: {}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
+    let (_dir, server) = serving(
+        &[
+            "--max-connections-per-address",
+            "20",
+            "--header-timeout",
+            "60s",
+        ],
+        &[],
+    );
+    let mut held: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    server.wait_status("20 connections from 127.0.0.1", |s| {
+        open_connections(s) == 20
+    });
+    assert_eq!(
+        curl(&server.url("/"), &[]).status,
+        200,
+        "a newcomer gets in"
+    );
+    let oldest = read_to_close(&mut held[0], Duration::from_secs(5));
+    assert_eq!(oldest, Some(Vec::new()), "the oldest idle one gave way");
+    let newest = read_to_close(&mut held[29], Duration::from_millis(500));
+    assert_eq!(newest, None, "the newest is still open");
+}
+
+#[test]
+fn a_connection_with_a_response_in_flight_is_never_evicted() {
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(
+        &["--max-connections", "2"],
+        &[("grande.bin", big.as_slice())],
+    );
+    // Two downloads whose readers are not reading yet: their writes are blocked.
+    let mut downloads: Vec<TcpStream> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|from| {
+            let mut s = connect_from(from, server.port);
+            send_get(&mut s, "/grande.bin").unwrap();
+            s
+        })
+        .collect();
+    server.wait_status("two downloads", |s| open_connections(s) == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = connect_from("127.0.0.4", server.port);
+    send_get(&mut third, "/").unwrap();
+    let got = read_to_close(&mut third, Duration::from_secs(5)).expect("refused at once");
+    assert!(got.is_empty(), "nothing is answered over the cap");
+    let s = server.status();
+    assert_eq!(s["connections_evicted"], 0, "{s:#}");
+    assert!(s["connections_refused"].as_u64().unwrap_or(0) >= 1, "{s:#}");
+    for d in &mut downloads {
+        let (status, body) = read_response(d).expect("the whole download");
+        assert_eq!(status, 200);
+        assert!(body == big, "the download is complete and intact");
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_not() {
+    open_files_at_least(4096);
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            send_get(&mut s, "/grande.bin").unwrap();
+            s
+        })
+        .collect();
+    // A slow reader: 256 KiB every 100 ms, about five seconds for the whole file.
+    let slow = {
+        let port = server.port;
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /grande.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 256 * 1024];
+            loop {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    server.wait_status("the stalled downloads cut", |s| open_connections(s) <= 1);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let got = slow.join().unwrap();
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got[body_at..] == big[..], "the slow download is whole");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the slow download outlived the send timeout"
+    );
+    for s in &mut stalled {
+        let got = read_to_close(s, Duration::from_secs(5)).expect("closed by the server");
+        assert!(got.len() < BIG, "a stalled download was cut");
+    }
+    // Their slots came back.
+    assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
+    server.wait_status("every slot back", |s| open_connections(s) == 0);
+}
+
+/// What the simulated site's page asks for when it loads: the page, its style, script and
+/// image, `json/main.json` and the detail of the first district.
+const PAGE: [&str; 6] = [
+    "/index.html",
+    "/css/prep.css",
+    "/js/prep.js",
+    "/img/logo.svg",
+    "/json/main.json",
+    "/json/PRES/distrito/1.json",
+];
+
+#[test]
+fn three_hundred_browsers_behind_one_address_are_all_answered() {
+    const BROWSERS: usize = 300;
+    open_files_at_least(8192);
+    let (_dir, server) = serving(
+        &[],
+        &[
+            ("css/prep.css", b"body{margin:0}".as_slice()),
+            ("js/prep.js", b"setInterval(actualizar, 2000);".as_slice()),
+            (
+                "img/logo.svg",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".as_slice(),
+            ),
+            ("json/PRES/distrito/1.json", b"{\"id\":1}".as_slice()),
+        ],
+    );
+    // Status of every answer, and the requests that got none.
+    let answers = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let unanswered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let all_at_once = Arc::new(Barrier::new(BROWSERS));
+    let browsers: Vec<_> = (0..BROWSERS)
+        .map(|_| {
+            let (answers, unanswered) = (answers.clone(), unanswered.clone());
+            let (port, all_at_once) = (server.port, all_at_once.clone());
+            std::thread::spawn(move || {
+                let record = |what: &str, answer: Option<(u16, Vec<u8>)>| match answer {
+                    Some((status, _)) => answers.lock().unwrap().push(status),
+                    None => unanswered.lock().unwrap().push(what.to_owned()),
+                };
+                all_at_once.wait();
+                // The page loads over six connections, as a browser opens them.
+                let mut connections = Vec::new();
+                for path in PAGE {
+                    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    record(path, get_on(&mut c, path));
+                    connections.push(c);
+                }
+                // Then it re-reads json/main.json every two seconds, on a kept-alive connection.
+                std::thread::sleep(Duration::from_millis(fastrand::u64(0..2000)));
+                for _ in 0..3 {
+                    record("poll", get_on(&mut connections[4], "/json/main.json"));
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            })
+        })
+        .collect();
+    for b in browsers {
+        b.join().unwrap();
+    }
+    let unanswered = unanswered.lock().unwrap();
+    assert!(
+        unanswered.is_empty(),
+        "{} requests got no answer: {:?}",
+        unanswered.len(),
+        &unanswered[..unanswered.len().min(10)]
+    );
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), BROWSERS * (PAGE.len() + 3));
+    let refused = answers.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "{refused} answers were not 200");
+}
+
+#[test]
+fn ipv6_clients_share_one_rate_per_64() {
+    let (_dir, server) = serving(
+        &[
+            "--trusted-proxies",
+            "127.0.0.1/32",
+            "--rate-per-address",
+            "1",
+            "--rate-burst",
+            "3",
+        ],
+        &[],
+    );
+    // Six addresses of one /64, as one home or phone rotates through them.
+    let statuses: Vec<u16> = (1..=6)
+        .map(|i| {
+            let from = format!("X-Forwarded-For: 2001:db8:1:2::{i:x}");
+            curl(&server.url("/json/main.json"), &["-H", &from]).status
+        })
+        .collect();
+    assert!(
+        statuses.contains(&429),
+        "one /64 shares one rate: {statuses:?}"
+    );
+    let other = curl(
+        &server.url("/json/main.json"),
+        &["-H", "X-Forwarded-For: 2001:db8:1:3::1"],
+    );
+    assert_eq!(other.status, 200, "another /64 has its own");
+}
