@@ -1,6 +1,7 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
-//! connections, connection caps filled by them, clients that stop reading, and a carrier
-//! NAT's crowd behind one address.
+//! connections, connection caps filled by them, clients that stop reading, HEAD and CONNECT
+//! on every generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one
+//! address.
 
 mod support;
 
@@ -186,6 +187,146 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_n
     // Their slots came back.
     assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
     server.wait_status("every slot back", |s| open_connections(s) == 0);
+}
+
+/// GET and HEAD of `path` over `protocol` (curl flags): HEAD gets the same status and
+/// `Content-Length` as GET's body, and no body.
+fn head_matches_get(server: &Server, path: &str, protocol: &[&str], status: u16) {
+    let get = curl(&server.url(path), protocol);
+    assert!(get.complete, "GET {path} {protocol:?}");
+    assert_eq!(get.status, status, "GET {path} {protocol:?}");
+    let mut head_args = protocol.to_vec();
+    head_args.push("-I");
+    let head = curl(&server.url(path), &head_args);
+    assert!(
+        head.complete,
+        "HEAD {path} {protocol:?}: curl failed (a body after the headers resets the stream)"
+    );
+    assert_eq!(head.status, status, "HEAD {path} {protocol:?}");
+    // With -I, curl's output is the response head; anything after it would be a body.
+    assert!(
+        head.text().ends_with("\r\n\r\n"),
+        "HEAD {path} {protocol:?}: {}",
+        head.text()
+    );
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str()),
+        "HEAD {path} {protocol:?}: Content-Length as GET would send"
+    );
+}
+
+const HTTP1: &[&str] = &["--http1.1"];
+const HTTP2: &[&str] = &["--http2-prior-knowledge"];
+
+#[test]
+fn head_never_carries_a_body_over_http1_or_http2() {
+    let (_dir, server) = serving(&[], &[("carpeta/index.html", b"<p>carpeta</p>".as_slice())]);
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&server, "/json/main.json", protocol, 200);
+        head_matches_get(&server, "/no-existe", protocol, 404);
+        head_matches_get(&server, "/%ff", protocol, 400);
+        head_matches_get(&server, "/carpeta", protocol, 301);
+    }
+    assert!(
+        server
+            .run(&["notice", "on", "--text", "Suspendido."])
+            .status
+            .success()
+    );
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&server, "/json/main.json", protocol, 200);
+        assert!(
+            curl(&server.url("/"), protocol)
+                .text()
+                .contains("Suspendido.")
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let embargoed = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    );
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&embargoed, "/", protocol, 503);
+    }
+}
+
+/// Sends `CONNECT` on a fresh connection; the response as text.
+fn connect_method(server: &Server) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(
+        b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(10)).expect("an answer, then a close");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn connect_and_other_methods_get_405_whatever_the_gate_and_no_result_leaks() {
+    let (_dir, server) = serving(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let embargoed = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    );
+    drop_file(
+        &embargoed.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    embargoed.wait_corte("20240602_2000");
+    let check = |server: &Server, gate: &str| {
+        let answer = connect_method(server);
+        assert!(answer.starts_with("HTTP/1.1 405"), "{gate}: {answer}");
+        assert!(
+            answer.to_lowercase().contains("allow: get, head, options"),
+            "{gate}: {answer}"
+        );
+        assert!(!answer.contains("20240602_2000"), "{gate}: {answer}");
+        for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"] {
+            for protocol in [HTTP1, HTTP2] {
+                let mut args = protocol.to_vec();
+                args.extend(["-X", method]);
+                let r = curl(&server.url("/json/main.json"), &args);
+                assert_eq!(r.status, 405, "{gate} {method} {protocol:?}");
+                assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+                assert!(!r.text().contains("20240602_2000"), "{gate} {method}");
+                assert!(r.header("x-prep-corte").is_none(), "{gate} {method}");
+            }
+        }
+    };
+    check(&server, "open");
+    assert!(
+        server
+            .run(&["notice", "on", "--text", "Suspendido."])
+            .status
+            .success()
+    );
+    check(&server, "notice");
+    check(&embargoed, "embargo");
+    // The gate still answers every GET and HEAD.
+    let notice = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(
+        (notice.status, notice.text().contains("Suspendido.")),
+        (200, true)
+    );
+    assert!(!notice.text().contains("20240602_2000"));
+    let embargo = curl(&embargoed.url("/json/main.json"), &["-I"]);
+    assert_eq!(embargo.status, 503);
+    assert!(embargo.header("x-prep-corte").is_none());
 }
 
 /// What the simulated site's page asks for when it loads: the page, its style, script and

@@ -20,6 +20,8 @@
 //! - [`Activity::evict`] succeeds only on an idle connection: at that instant it waits for
 //!   the first byte of a request (or of its TLS handshake) or of its next request, with no
 //!   request in flight and no blocked write. An evicted connection is closed at once.
+//! - No HEAD response carries a body, on any listener and protocol; its `Content-Length` is
+//!   what GET would send ([`finish`]).
 
 use std::io;
 use std::pin::Pin;
@@ -29,12 +31,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderValue, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-use super::BoxedBody;
+use super::{BoxedBody, full};
 
 /// The instant the clock of every [`Activity`] counts from.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -334,9 +336,27 @@ impl Body for InFlight {
     }
 }
 
-/// The response as it goes out, holding its request in flight until sent.
-pub(crate) fn finish(res: Response<BoxedBody>, busy: Busy) -> Response<InFlight> {
-    res.map(|body| InFlight { body, _busy: busy })
+/// The response as it goes out: without a body for HEAD (with the `Content-Length` GET
+/// would send), and holding its request in flight until sent.
+pub(crate) fn finish(res: Response<BoxedBody>, head: bool, busy: Busy) -> Response<InFlight> {
+    let (mut parts, mut body) = res.into_parts();
+    if head {
+        let bodiless = parts.status.is_informational()
+            || matches!(
+                parts.status,
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+            );
+        if !bodiless
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && let Some(len) = body.size_hint().exact()
+        {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        body = full(Bytes::new());
+    }
+    Response::from_parts(parts, InFlight { body, _busy: busy })
 }
 
 #[cfg(test)]

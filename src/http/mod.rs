@@ -8,10 +8,14 @@
 //! - The request path is percent-decoded and normalised before lookup; a path that is not
 //!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
 //!   looked up.
-//! - The [`gate`] is asked first on every request: before `publish_start`, or while the
-//!   institute's notice is in force, no byte of results leaves (invariant 5).
-//! - Only GET and HEAD are served (and OPTIONS answered); other methods get 405 with
-//!   `Allow`, and a request with a body gets 413.
+//! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
+//!   included) gets 405 with `Allow`, whatever the gate says, and a request with a body
+//!   gets 413. Neither answer carries results.
+//! - The [`gate`] is asked on every GET and HEAD before the site is: before
+//!   `publish_start`, or while the institute's notice is in force, no byte of results
+//!   leaves (invariant 5).
+//! - No HEAD response carries a body, on HTTP/1.1 or HTTP/2, and its `Content-Length` is
+//!   what GET would send ([`conn::finish`]).
 //! - Connections are held to `header_timeout` and `send_timeout` ([`conn`]) and, on the
 //!   public listeners, to the caps of [`limits`].
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
@@ -156,8 +160,9 @@ pub(crate) async fn serve<H, F>(
                     let (handler, activity) = (handler.clone(), activity.clone());
                     hyper::service::service_fn(move |req: Request<Incoming>| {
                         let busy = activity.begin();
+                        let head = req.method() == Method::HEAD;
                         let fut = handler(peer, req);
-                        async move { Ok::<_, Infallible>(conn::finish(fut.await, busy)) }
+                        async move { Ok::<_, Infallible>(conn::finish(fut.await, head, busy)) }
                     })
                 };
                 let stream = Tracked::new(stream, activity.clone());
@@ -310,9 +315,8 @@ pub(crate) async fn handle(
 }
 
 async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> {
-    if let Some(closed) = public.gate.closed() {
-        return closed;
-    }
+    // The method first: what is not a read gets no gate page either (a 2xx to CONNECT
+    // would open a tunnel), and no results.
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -332,6 +336,9 @@ async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> 
             return res;
         }
     };
+    if let Some(closed) = public.gate.closed() {
+        return closed;
+    }
     if has_body(req) {
         return page(
             StatusCode::PAYLOAD_TOO_LARGE,
