@@ -3,10 +3,10 @@
 //! Every accepted connection gets an [`Activity`]: how many requests it has in flight,
 //! whether a request is arriving, since when it has been quiet, and whether a write is
 //! blocked on a peer that does not read. [`Tracked`] (under TLS and HTTP) records the bytes
-//! read and written, [`InFlight`] holds a request from the
-//! moment its headers are read until its response body has been handed to the connection,
-//! and [`supervise`] ends the connection when a deadline passes. The connection caps of
-//! [`super::limits`] read the same state to choose which connections give way.
+//! read and written, [`InFlight`] holds a request from the moment its headers are read until
+//! the connection has taken all of its response body, and [`supervise`] ends the connection
+//! when a deadline passes. The connection caps of [`super::limits`] read the same state to
+//! choose which connections give way.
 //!
 //! # Guarantees
 //! - A connection with no request in flight and no blocked write is closed `header_timeout`

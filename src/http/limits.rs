@@ -22,7 +22,7 @@
 //!   or at once when it is evicted.
 //! - The public side never holds more connections than the open-file limit allows once a
 //!   reserve is kept for the admin listener, the archive, the journal, the logs and SFTP
-//!   ([`descriptor_budget`]).
+//!   ([`within_descriptors`]).
 //! - One address flooding gets 429 without costing the others their share: each address has
 //!   its own token bucket (GCRA), and the table forgets quiet addresses every minute.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
@@ -42,7 +42,7 @@ use super::conn::Activity;
 
 /// Most queued connections one admission looks at for one to evict; those in use go to the
 /// back, so the next admission goes on from there.
-pub(crate) const SCAN: usize = 256;
+const SCAN: usize = 256;
 
 /// The configured limits.
 #[derive(Debug, Clone)]
