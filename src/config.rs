@@ -134,9 +134,9 @@ settings! {
     max_uri_bytes: u64 = 8192;
     /// Most open public connections in all; lowered at start to what the open-file limit
     /// allows. An open page keeps one connection (it re-reads `json/main.json` every 2 s),
-    /// so this is how many pages are followed at once. At the cap the oldest idle
-    /// connections give way to new ones.
-    max_connections: u64 = 100_000;
+    /// so this is how many pages are followed at once; each takes about 22 KiB. At the cap
+    /// the oldest idle connections give way to new ones.
+    max_connections: u64 = 50_000;
     /// Most open public connections from one address (an IPv6 /64 counts as one): 2,000
     /// pages behind one carrier NAT address loading their six files at once. At the cap that
     /// address's oldest idle connection gives way.
