@@ -124,9 +124,9 @@ settings! {
     /// cut. Also bounds the TLS handshake.
     header_timeout: String = "10s".to_owned();
     /// Longest time a response may wait for the client to take more of it (nginx's
-    /// `send_timeout`): a connection whose write stays blocked this long is closed. Each
-    /// write that goes through starts the wait again, so a slow download that keeps moving
-    /// is never cut.
+    /// `send_timeout`): a connection whose write stays blocked this long, or (HTTP/2) whose
+    /// response gets no flow-control window, is closed. Each write that goes through starts
+    /// the wait again, so a slow download that keeps moving is never cut.
     send_timeout: String = "60s".to_owned();
     /// Largest request head (request line and headers).
     max_header_bytes: ByteSize = ByteSize::kib(16);

@@ -172,7 +172,11 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_n
         })
     };
     server.wait_status("the stalled downloads cut", |s| open_connections(s) <= 1);
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "cut after {took:?}, with a send timeout of 1 s"
+    );
     let got = slow.join().unwrap();
     let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(got[body_at..] == big[..], "the slow download is whole");
@@ -187,6 +191,71 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_n
     // Their slots came back.
     assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
     server.wait_status("every slot back", |s| open_connections(s) == 0);
+}
+
+/// One HTTP/2 frame: type, flags, stream and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Cleartext HTTP/2 with prior knowledge: the preface, SETTINGS with an initial stream
+    // window of 0, and GET /grande.bin (HPACK: :method GET, :scheme http, :path and
+    // :authority as literals).
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let mut headers = vec![0x82, 0x86, 0x44, 11];
+    headers.extend_from_slice(b"/grande.bin");
+    headers.extend_from_slice(&[0x41, 9]);
+    headers.extend_from_slice(b"localhost");
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
+    s.write_all(&hello).unwrap();
+    let started = Instant::now();
+    // Read everything, acknowledge the server's SETTINGS and PINGs, ping it every 200 ms,
+    // and never open the window.
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => {}
+        }
+        while got.len() >= 9 {
+            let len = usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
+            if got.len() < 9 + len {
+                break;
+            }
+            let frame: Vec<u8> = got.drain(..9 + len).collect();
+            match (frame[3], frame[4] & 1) {
+                (0x4, 0) => s.write_all(&h2_frame(0x4, 1, 0, &[])).unwrap(),
+                (0x6, 0) => s.write_all(&h2_frame(0x6, 1, 0, &frame[9..])).unwrap(),
+                _ => {}
+            }
+        }
+        let _ = s.write_all(&h2_frame(0x6, 0, 0, &[7; 8]));
+    };
+    let took = started.elapsed();
+    assert!(closed, "still open after {took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "cut after {took:?}, with a send timeout of 1 s"
+    );
+    server.wait_status("the slot back", |s| open_connections(s) == 0);
 }
 
 /// GET and HEAD of `path` over `protocol` (curl flags): HEAD gets the same status and

@@ -14,9 +14,11 @@
 //!   a client that never sends a byte, sends only part of a request or of the HTTP/2
 //!   preface, or leaves a kept-alive connection unused. (hyper's own header timeout covers
 //!   HTTP/1.1 heads as well; the HTTP/2 preface sniffing has none.)
-//! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing) is
-//!   closed; every write that goes through starts the wait again, so a slow download that
-//!   keeps moving is never cut (nginx's `send_timeout`).
+//! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing),
+//!   or whose response has waited that long for the connection to take its next frame (over
+//!   HTTP/2, a peer that grants no flow-control window), is closed; every write that goes
+//!   through and every frame taken starts the wait again, so a slow download that keeps
+//!   moving is never cut (nginx's `send_timeout`).
 //! - [`Activity::evict`] succeeds only on an idle connection: at that instant it waits for
 //!   the first byte of a request (or of its TLS handshake) or of its next request, with no
 //!   request in flight and no blocked write. An evicted connection is closed at once.
@@ -66,6 +68,12 @@ pub(crate) struct Activity {
     quiet_since: AtomicU64,
     /// When its current write started to block, in ms since [`EPOCH`] plus one; 0 if none is.
     blocked_since: AtomicU64,
+    /// Response bodies that handed the connection a frame and wait for it to ask for the
+    /// next (over HTTP/2, a client that grants no window never does).
+    waiting: AtomicU64,
+    /// When a response body of the connection last handed over a frame or was asked for
+    /// one, in ms since [`EPOCH`].
+    moved_at: AtomicU64,
     /// Wakes the supervisor on eviction.
     evicted: Notify,
 }
@@ -88,6 +96,8 @@ impl Activity {
             state: AtomicU64::new(0),
             quiet_since: AtomicU64::new(now_ms()),
             blocked_since: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            moved_at: AtomicU64::new(0),
             evicted: Notify::new(),
         }
     }
@@ -166,12 +176,26 @@ impl Activity {
         }
     }
 
+    /// A response body handed over a frame (`true`) or was asked for the next (`false`).
+    fn body_moved(&self, handed_over: bool) {
+        self.moved_at.store(now_ms(), Ordering::Release);
+        if handed_over {
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// The next deadline and what passing it means, or `None` while a request is in flight
     /// and nothing blocks. A request that is arriving (slowloris) counts as none.
     fn deadline(&self, timeouts: &Timeouts) -> Option<(u64, Ended)> {
         let blocked = self.blocked_since.load(Ordering::Acquire);
         if blocked != 0 {
             return Some((blocked - 1 + timeouts.send_ms(), Ended::Stalled));
+        }
+        if self.waiting.load(Ordering::Acquire) != 0 {
+            let moved = self.moved_at.load(Ordering::Acquire);
+            return Some((moved + timeouts.send_ms(), Ended::Stalled));
         }
         if self.state.load(Ordering::Acquire) & IN_FLIGHT != 0 {
             return None;
@@ -215,18 +239,19 @@ impl Timeouts {
 /// Waits until the connection must end, and says why. Run beside the connection; when it
 /// returns, drop the connection.
 pub(crate) async fn supervise(activity: &Activity, timeouts: Timeouts) -> Ended {
-    // While a request is in flight, look again this often: a deadline that starts meanwhile
-    // (the request ends, or a write blocks) lies at least this far ahead.
+    // Look again at least this often: a deadline that starts meanwhile (a request ends, a
+    // write blocks, a response waits) lies at least this far ahead, so none is missed.
     let period = timeouts.header_ms().min(timeouts.send_ms());
     loop {
         if activity.state.load(Ordering::Acquire) & EVICTED != 0 {
             return Ended::Evicted;
         }
         let now = now_ms();
+        let next = now.saturating_add(period);
         let wake = match activity.deadline(&timeouts) {
             Some((at, why)) if at <= now => return why,
-            Some((at, _)) => at,
-            None => now.saturating_add(period),
+            Some((at, _)) => at.min(next),
+            None => next,
         };
         let wake = *EPOCH + Duration::from_millis(wake);
         tokio::select! {
@@ -310,10 +335,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 }
 
 /// A response body that keeps its request in flight until the connection has taken all of
-/// it (and dropped it).
+/// it (and dropped it), and tells its [`Activity`] while it waits for the connection to ask
+/// for its next frame.
 pub(crate) struct InFlight {
     body: BoxedBody,
-    _busy: Busy,
+    busy: Busy,
+    /// A frame was handed over and the next one not asked for yet.
+    waiting: bool,
 }
 
 impl Body for InFlight {
@@ -324,7 +352,17 @@ impl Body for InFlight {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        if this.waiting {
+            this.waiting = false;
+            this.busy.0.body_moved(false);
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+            this.waiting = true;
+            this.busy.0.body_moved(true);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -333,6 +371,14 @@ impl Body for InFlight {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.busy.0.body_moved(false);
+        }
     }
 }
 
@@ -356,7 +402,14 @@ pub(crate) fn finish(res: Response<BoxedBody>, head: bool, busy: Busy) -> Respon
         }
         body = full(Bytes::new());
     }
-    Response::from_parts(parts, InFlight { body, _busy: busy })
+    Response::from_parts(
+        parts,
+        InFlight {
+            body,
+            busy,
+            waiting: false,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -436,7 +436,7 @@ async fn respond(
         }
     };
     let body = match (&range, chosen) {
-        (Some(_), Some((variant, _))) if !head => full(variant.bytes.clone()),
+        (Some(_), Some((variant, _))) if !head => memory_body(variant.bytes.clone()),
         (Some(r), None) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
             Ok(body) => body,
             Err(e) => {
@@ -486,7 +486,7 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<B
     let (start, len) = (*range.start(), range.end() - range.start() + 1);
     match &entry.body {
         Body::Memory(bytes) => match (usize::try_from(start), usize::try_from(start + len)) {
-            (Ok(a), Ok(b)) if b <= bytes.len() => Ok(full(bytes.slice(a..b))),
+            (Ok(a), Ok(b)) if b <= bytes.len() => Ok(memory_body(bytes.slice(a..b))),
             _ => Err(std::io::Error::other("range outside the file")),
         },
         Body::Archived(path) => {
@@ -496,6 +496,24 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<B
             Ok(reader_body(file.take(len)))
         }
     }
+}
+
+/// Largest frame of a body served from memory. A larger file goes out in frames of this
+/// size, each handed over when the connection asks for it, so that the request stays in
+/// flight until the client has taken (nearly) all of it and a client that takes nothing
+/// is seen stalling ([`conn`]).
+const MEMORY_FRAME: usize = 64 * 1024;
+
+/// A body of `bytes` from memory, in frames of at most [`MEMORY_FRAME`] (without copying).
+fn memory_body(bytes: Bytes) -> BoxedBody {
+    if bytes.len() <= MEMORY_FRAME {
+        return full(bytes);
+    }
+    let frames = (0..bytes.len()).step_by(MEMORY_FRAME).map(move |at| {
+        let end = (at + MEMORY_FRAME).min(bytes.len());
+        Ok(Frame::data(bytes.slice(at..end)))
+    });
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
 }
 
 /// A body that streams `file` from disk in 256 KiB chunks.
