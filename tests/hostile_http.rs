@@ -412,7 +412,7 @@ const PAGE: [&str; 6] = [
 #[test]
 fn three_hundred_browsers_behind_one_address_are_all_answered() {
     const BROWSERS: usize = 300;
-    open_files_at_least(8192);
+    open_files_at_least(4096);
     let (_dir, server) = serving(
         &[],
         &[
