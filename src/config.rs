@@ -125,22 +125,36 @@ settings! {
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
-    /// Longest wait for a request's headers, and for the next request on an idle kept-alive
-    /// connection; slower clients are cut (slowloris).
+    /// Longest wait for a request's headers, counted from when the connection opened or
+    /// answered its last request: a client that sends nothing (not even a first byte),
+    /// sends its request too slowly (slowloris) or leaves a kept-alive connection unused is
+    /// cut. Also bounds the TLS handshake.
     header_timeout: String = "10s".to_owned();
+    /// Longest time a response may wait for the client to take more of it (nginx's
+    /// `send_timeout`): a connection whose write stays blocked this long, or (HTTP/2) whose
+    /// response gets no flow-control window, is closed. Each write that goes through starts
+    /// the wait again, so a slow download that keeps moving is never cut.
+    send_timeout: String = "60s".to_owned();
     /// Largest request head (request line and headers).
     max_header_bytes: ByteSize = ByteSize::kib(16);
     /// Longest request target (path and query), in bytes; longer gets 414.
     max_uri_bytes: u64 = 8192;
-    /// Most open public connections in all; more are closed at once.
-    max_connections: u64 = 20_000;
-    /// Most open public connections from one address (a whole office behind one NAT
-    /// shares it).
-    max_connections_per_address: u64 = 256;
-    /// Requests per second one address may make on average (0: no limit); more get 429.
-    rate_per_address: u64 = 100;
-    /// Requests one address may make at once above that rate.
-    rate_burst: u64 = 400;
+    /// Most open public connections in all; lowered at start to what the open-file limit
+    /// allows. An open page keeps one connection (it re-reads `json/main.json` every 2 s),
+    /// so this is how many pages are followed at once; each takes about 22 KiB. At the cap
+    /// the oldest idle connections give way to new ones.
+    max_connections: u64 = 50_000;
+    /// Most open public connections from one address (an IPv6 /64 counts as one): 2,000
+    /// pages behind one carrier NAT address loading their six files at once. At the cap that
+    /// address's oldest idle connection gives way.
+    max_connections_per_address: u64 = 12_000;
+    /// Requests per second one address (an IPv6 /64 counts as one) may make on average
+    /// (0: no limit); more get 429 once the burst is spent. 2,000 pages re-reading
+    /// `json/main.json` every 2 s make 1,000.
+    rate_per_address: u64 = 2000;
+    /// Requests one address may make at once above that rate: 2,000 pages loading their six
+    /// files together.
+    rate_burst: u64 = 12_000;
     /// Proxies whose `X-Forwarded-For` is believed (a CDN, a load balancer), as addresses
     /// or CIDR ranges.
     trusted_proxies: Vec<String> = Vec::new();
@@ -452,8 +466,10 @@ pub(crate) struct Config {
     pub(crate) cache: Arc<CachePolicy>,
     /// Connection and rate limits of the public listeners.
     pub(crate) connection_limits: LimitSettings,
-    /// Header read and keep-alive idle timeout.
+    /// Wait for a request's headers from when the connection opened or fell quiet.
     pub(crate) header_timeout: std::time::Duration,
+    /// Longest a write may stay blocked on a client that does not read.
+    pub(crate) send_timeout: std::time::Duration,
     /// Settle time for files written in place.
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
@@ -650,6 +666,7 @@ impl Config {
             trusted,
         };
         let header_timeout = positive_duration("header_timeout", &s.header_timeout, "10s")?;
+        let send_timeout = positive_duration("send_timeout", &s.send_timeout, "60s")?;
         positive("max_uri_bytes", s.max_uri_bytes)?;
         positive("max_header_bytes", s.max_header_bytes.as_u64())?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
@@ -690,6 +707,7 @@ impl Config {
             cache: Arc::new(cache),
             connection_limits,
             header_timeout,
+            send_timeout,
             settle,
             evidence_wait,
             reject_inconsistent: s.reject_inconsistent,

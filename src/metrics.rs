@@ -65,6 +65,10 @@ pub(crate) struct Snapshot {
     pub(crate) packages: [(&'static str, i64); 3],
     /// Open public connections.
     pub(crate) open_connections: usize,
+    /// Public connections that gave way to new ones at a cap, since the start.
+    pub(crate) connections_evicted: u64,
+    /// Public connections closed at once at a cap (none could give way), since the start.
+    pub(crate) connections_refused: u64,
     /// Access log lines lost.
     pub(crate) access_log_lost: u64,
     /// Each pulled URL.
@@ -81,6 +85,8 @@ pub(crate) struct Metrics {
     lag: Gauge<f64, AtomicU64>,
     packages: Family<PackageLabels, Gauge>,
     open_connections: Gauge,
+    connections_evicted: Gauge,
+    connections_refused: Gauge,
     access_log_lost: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
@@ -100,6 +106,8 @@ impl Metrics {
         let lag = Gauge::<f64, AtomicU64>::default();
         let packages = Family::<PackageLabels, Gauge>::default();
         let open_connections = Gauge::default();
+        let connections_evicted = Gauge::default();
+        let connections_refused = Gauge::default();
         let access_log_lost = Gauge::default();
         let pull_failures = Family::<UrlLabels, Gauge>::default();
         let pull_packages = Family::<UrlLabels, Gauge>::default();
@@ -149,6 +157,16 @@ impl Metrics {
             open_connections.clone(),
         );
         registry.register(
+            "connections_evicted",
+            "Idle public connections closed to make room for new ones at a cap, since the start",
+            connections_evicted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Public connections closed at once at a cap because none was idle, since the start",
+            connections_refused.clone(),
+        );
+        registry.register(
             "access_log_lost_lines",
             "Access log lines lost because the writer fell behind",
             access_log_lost.clone(),
@@ -162,6 +180,8 @@ impl Metrics {
             lag,
             packages,
             open_connections,
+            connections_evicted,
+            connections_refused,
             access_log_lost,
             pull_failures,
             pull_packages,
@@ -190,11 +210,14 @@ impl Metrics {
         }
         self.open_connections
             .set(i64::try_from(snapshot.open_connections).unwrap_or(i64::MAX));
-        self.access_log_lost
-            .set(i64::try_from(snapshot.access_log_lost).unwrap_or(i64::MAX));
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.connections_evicted
+            .set(gauge(snapshot.connections_evicted));
+        self.connections_refused
+            .set(gauge(snapshot.connections_refused));
+        self.access_log_lost.set(gauge(snapshot.access_log_lost));
         for p in &snapshot.pull {
             let labels = UrlLabels { url: p.url.clone() };
-            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.pull_failures
                 .get_or_create(&labels)
                 .set(gauge(p.failures));
@@ -279,6 +302,8 @@ mod tests {
             lag_seconds: Some(1.5),
             packages: [("received", 3), ("rejected", 1), ("published", 2)],
             open_connections: 7,
+            connections_evicted: 3,
+            connections_refused: 1,
             access_log_lost: 0,
             pull: vec![PullSnapshot {
                 url: "https://prep.instituto.mx/paquetes/".to_owned(),
@@ -303,6 +328,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("difusor_open_connections 7"), "{text}");
+        assert!(text.contains("difusor_connections_evicted 3"), "{text}");
         assert!(
             text.contains(
                 "difusor_pull_consecutive_failures{url=\"https://prep.instituto.mx/paquetes/\"} 4"

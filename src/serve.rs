@@ -11,14 +11,13 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
 use crate::archive::{Archive, clear_unfinished};
 use crate::config::Config;
 use crate::http::gate::Gate;
-use crate::http::limits::Limits;
+use crate::http::limits::{self, Limits};
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
 use crate::intake::pull::Puller;
@@ -111,7 +110,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         (&config.tls_listen, true, "tls_listen"),
     ] {
         for addr in addrs {
-            let l = TcpListener::bind(addr).await.with_context(|| {
+            let l = http::listen(*addr).with_context(|| {
                 format!(
                     "cannot listen on {addr} (setting `{setting}`): is another server using it?"
                 )
@@ -120,14 +119,12 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             public_listeners.push((l, https));
         }
     }
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (setting `admin_listen`): is another difusor running?",
-                config.admin_listen
-            )
-        })?;
+    let admin_listener = http::listen(config.admin_listen).with_context(|| {
+        format!(
+            "cannot listen on {} (setting `admin_listen`): is another difusor running?",
+            config.admin_listen
+        )
+    })?;
     tracing::info!(address = %admin_listener.local_addr()?, "admin listener ready");
     let sftp_listener = match &config.sftp {
         Some(settings) => Some(sftp::open(settings).await?),
@@ -185,7 +182,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         tracing::warn!(%text, "the institute's notice is in force: results are not shown");
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
-    let limits = Limits::new(config.connection_limits.clone());
+    let limits = Limits::new(limits::within_descriptors(config.connection_limits.clone()));
     let metrics = Arc::new(Metrics::new());
     let public = Arc::new(Public {
         limits: limits.clone(),
@@ -241,6 +238,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
                 limits: Some(limits.clone()),
                 tls: if https { tls.clone() } else { None },
                 header_timeout: config.header_timeout,
+                send_timeout: config.send_timeout,
                 max_header_bytes,
             },
             move |peer, req| http::handle(public.clone(), peer, https, req),
@@ -256,6 +254,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             limits: None,
             tls: None,
             header_timeout: config.header_timeout,
+            send_timeout: config.send_timeout,
             max_header_bytes,
         },
         move |_peer, req| admin::handle(admin.clone(), req),

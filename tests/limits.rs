@@ -1,40 +1,18 @@
 //! Limits on visitors, with real sockets: slowloris clients are cut, one flooding address gets
-//! 429 while another is served, connection caps, oversized requests, trusted proxies.
+//! 429 while another is served, connection caps against connections with requests in flight,
+//! oversized requests, trusted proxies.
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-fn started(extra: &[&str]) -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("d"), extra);
-    drop_file(
-        &server.entrada(),
-        "20240602_2000_PREP.zip",
-        &site_package("20240602_2000", &[]),
-    );
-    server.wait_corte("20240602_2000");
-    (dir, server)
-}
-
-/// Reads until the server closes the connection; returns what it sent.
-fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut got = Vec::new();
-    match stream.read_to_end(&mut got) {
-        Ok(_) => Some(got),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(got),
-        Err(_) => None,
-    }
-}
-
 #[test]
 fn a_slowloris_client_is_cut_while_others_are_served() {
-    let (_dir, server) = started(&["--header-timeout", "1s"]);
+    let (_dir, server) = serving(&["--header-timeout", "1s"], &[]);
     let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     let started = Instant::now();
@@ -71,7 +49,7 @@ fn a_slowloris_client_is_cut_while_others_are_served() {
 
 #[test]
 fn a_flooding_address_gets_429_and_another_is_still_served() {
-    let (_dir, server) = started(&["--rate-per-address", "1", "--rate-burst", "2"]);
+    let (_dir, server) = serving(&["--rate-per-address", "1", "--rate-burst", "2"], &[]);
     let responses: Vec<Response> = (0..25)
         .map(|_| curl(&server.url("/json/main.json"), &[]))
         .collect();
@@ -94,10 +72,20 @@ fn a_flooding_address_gets_429_and_another_is_still_served() {
 
 #[test]
 fn connection_caps_per_address() {
-    let (_dir, server) = started(&["--max-connections-per-address", "2"]);
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+    let big = incompressible(12 * 1024 * 1024);
+    let (_dir, server) = serving(
+        &["--max-connections-per-address", "2"],
+        &[("grande.bin", big.as_slice())],
+    );
+    // Two downloads in flight (their readers not reading yet): neither can give way.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            send_get(&mut s, "/grande.bin").unwrap();
+            s
+        })
         .collect();
+    server.wait_status("two downloads", |s| s["open_connections"] == 2);
     std::thread::sleep(Duration::from_millis(200));
     let mut third = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -107,6 +95,9 @@ fn connection_caps_per_address() {
         curl(&server.url("/"), &["--interface", "127.0.0.2"]).status,
         200
     );
+    for s in &mut held {
+        assert_eq!(read_response(s).map(|(status, _)| status), Some(200));
+    }
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(curl(&server.url("/"), &[]).status, 200, "slots come back");
@@ -114,7 +105,10 @@ fn connection_caps_per_address() {
 
 #[test]
 fn oversized_requests_are_refused() {
-    let (_dir, server) = started(&["--max-uri-bytes", "100", "--max-header-bytes", "8KiB"]);
+    let (_dir, server) = serving(
+        &["--max-uri-bytes", "100", "--max-header-bytes", "8KiB"],
+        &[],
+    );
     let long = format!("/{}", "a".repeat(200));
     assert_eq!(curl(&server.url(&long), &[]).status, 414);
     let big_header = format!("X-Grande: {}", "b".repeat(20_000));
@@ -125,7 +119,7 @@ fn oversized_requests_are_refused() {
 
 #[test]
 fn forwarded_for_is_believed_from_trusted_proxies_only() {
-    let (_dir, mut server) = started(&["--trusted-proxies", "127.0.0.1/32"]);
+    let (_dir, mut server) = serving(&["--trusted-proxies", "127.0.0.1/32"], &[]);
     curl(&server.url("/"), &["-H", "X-Forwarded-For: 203.0.113.5"]);
     curl(
         &server.url("/"),

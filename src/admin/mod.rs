@@ -8,7 +8,8 @@
 //! - `GET /preview/…`: the live site as the public will see it, whatever the gate says (an
 //!   operator's check before 20:00);
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
-//!   of received, rejected, published and inconsistent packages, and the gate;
+//!   of received, rejected, published and inconsistent packages, the gate, and the public
+//!   connections (open, the cap, evicted and refused at the caps);
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text); answers the outcome
 //!   once the publisher has decided;
@@ -358,6 +359,7 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
         gate["warning"] =
             json!("no publish_start is set: results are public as soon as they arrive");
     }
+    let (evicted, refused) = admin.limits.evicted_and_refused();
     json!({
         "live": live,
         "counts": counts,
@@ -365,6 +367,9 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
         "started_at": admin.started_at.to_string(),
         "access_log_lost_lines": admin.access_log.lost(),
         "open_connections": admin.limits.open_connections(),
+        "max_open_connections": admin.limits.max_connections(),
+        "connections_evicted": evicted,
+        "connections_refused": refused,
         "pull": admin.pull.as_ref().map(|b| b.snapshot()),
         "version": env!("CARGO_PKG_VERSION"),
     })
@@ -387,6 +392,8 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
             ("published", count("published")),
         ],
         open_connections: admin.limits.open_connections(),
+        connections_evicted: state["connections_evicted"].as_u64().unwrap_or(0),
+        connections_refused: state["connections_refused"].as_u64().unwrap_or(0),
         access_log_lost: admin.access_log.lost(),
         pull: state["pull"]
             .as_array()

@@ -1,27 +1,48 @@
 //! Limits on what visitors may take (R5.4, layer 7): connections overall and per address,
-//! and a request rate per address, with trusted proxies' `X-Forwarded-For` believed.
+//! the descriptors the public side may use, and a request rate per address, with trusted
+//! proxies' `X-Forwarded-For` believed.
 //!
-//! Timeouts (slowloris) and header sizes are set on the HTTP connection itself by
-//! [`super::serve`]; this module owns the counting.
+//! Timeouts (silent and slowloris clients, clients that stop reading) and header sizes are
+//! enforced on each connection by [`super::serve`] and [`super::conn`]; this module owns
+//! the counting.
 //!
 //! # Guarantees
-//! - A connection over a cap is closed at once, before any byte is read.
-//! - A connection's slot is given back when it ends, however it ends ([`Permit`] is a guard).
+//! - An "address" is an IPv4 address, or an IPv6 /64 (what one home or phone is given); an
+//!   IPv4-mapped IPv6 peer counts as its IPv4 address. Connection caps and rates count per
+//!   address.
+//! - At a cap, the oldest idle connection (waiting for a first byte or a next request, no
+//!   request in flight, no blocked write) gives way to the new one, as nginx reuses
+//!   connections: at the per-address cap one of that address's own, at the overall cap
+//!   anyone's. "Oldest" is found as a clock does (second chance): connections queue in the
+//!   order they came, and one used since it was queued goes to the back instead, so finding
+//!   one costs O(1) on average and requests never take a lock for it. A connection with a
+//!   request in flight is never evicted; when none idle is found within [`SCAN`] of the
+//!   queue, the new connection is closed at once, before any byte is read.
+//! - A connection's slot is given back when it ends, however it ends ([`Permit`] is a guard),
+//!   or at once when it is evicted.
+//! - The public side never holds more connections than the open-file limit allows once a
+//!   reserve is kept for the admin listener, the archive, the journal, the logs and SFTP
+//!   ([`within_descriptors`]).
 //! - One address flooding gets 429 without costing the others their share: each address has
 //!   its own token bucket (GCRA), and the table forgets quiet addresses every minute.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
 //!   client is the nearest address in the chain that is not itself a trusted proxy.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
 use http::HeaderMap;
 use ipnet::IpNet;
+
+use super::conn::Activity;
+
+/// Most queued connections one admission looks at for one to evict; those in use go to the
+/// back, so the next admission goes on from there.
+const SCAN: usize = 256;
 
 /// The configured limits.
 #[derive(Debug, Clone)]
@@ -38,29 +59,205 @@ pub(crate) struct LimitSettings {
     pub(crate) trusted: Vec<IpNet>,
 }
 
+/// The address connections and requests are counted under: IPv4 as it is, IPv6 by its /64.
+pub(crate) fn address_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+/// Descriptors kept from the public listeners out of an open-file limit: a quarter of it,
+/// at most 1,024, for the admin listener, the archive, the journal, the logs, SFTP and the
+/// pull (which need a few dozen), and the connections being evicted or refused.
+fn descriptor_reserve(limit: u64) -> u64 {
+    (limit / 4).min(1024)
+}
+
+/// `settings` with `max_connections` lowered to what the open-file limit allows, after
+/// raising that limit to its hard limit where the system allows it. Both are logged.
+pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    if before.current != before.maximum
+        && let Err(e) = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: before.maximum,
+                maximum: before.maximum,
+            },
+        )
+    {
+        tracing::warn!(error = %e, "cannot raise the open-file limit to its hard limit");
+    }
+    let Some(limit) = getrlimit(Resource::Nofile).current else {
+        tracing::info!(
+            max_connections = settings.max_connections,
+            "no open-file limit"
+        );
+        return settings;
+    };
+    let public = usize::try_from(limit - descriptor_reserve(limit)).unwrap_or(usize::MAX);
+    tracing::info!(
+        limit,
+        raised_from = before.current,
+        public_connections = public,
+        "open-file limit"
+    );
+    if settings.max_connections > public {
+        tracing::warn!(
+            max_connections = settings.max_connections,
+            lowered_to = public,
+            "`max_connections` is above what the open-file limit allows, with {} descriptors \
+             kept for the admin listener, archive, journal, logs and SFTP; raise the limit \
+             (systemd: LimitNOFILE=) to serve more",
+            descriptor_reserve(limit)
+        );
+        settings.max_connections = public;
+    }
+    settings
+}
+
 /// Live counts against the limits.
 pub(crate) struct Limits {
     settings: LimitSettings,
-    open: AtomicUsize,
-    per_address: Mutex<HashMap<IpAddr, usize>>,
+    table: Mutex<Table>,
     rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
-/// A connection's slot; given back on drop.
+/// Open public connections, overall and by address, each in eviction order.
+#[derive(Default)]
+struct Table {
+    open: usize,
+    queue: Queue,
+    by_address: HashMap<IpAddr, Address>,
+    /// Connections that gave way at a cap, since the start.
+    evicted: u64,
+    /// Connections closed at once because no idle one could give way.
+    refused: u64,
+}
+
+/// One address's open connections.
+#[derive(Default)]
+struct Address {
+    open: usize,
+    queue: Queue,
+}
+
+/// Connections in the order the clock hand meets them. Connections that closed or were
+/// evicted are dropped when met, or when they outnumber the open ones.
+#[derive(Default)]
+struct Queue(VecDeque<Queued>);
+
+struct Queued {
+    address: IpAddr,
+    activity: Arc<Activity>,
+    /// When it was queued (ms on the [`Activity`] clock).
+    at: u64,
+}
+
+impl Queue {
+    fn push(&mut self, address: IpAddr, activity: Arc<Activity>) {
+        let at = super::conn::now_ms();
+        self.0.push_back(Queued {
+            address,
+            activity,
+            at,
+        });
+    }
+
+    /// Evicts the first connection idle since before it was queued; one in use (or used
+    /// since) goes to the back. Looks at [`SCAN`] connections at most.
+    fn evict(&mut self) -> Option<IpAddr> {
+        let now = super::conn::now_ms();
+        for _ in 0..SCAN.min(self.0.len()) {
+            let mut q = self.0.pop_front()?;
+            if q.activity.is_gone() {
+                continue;
+            }
+            if q.activity.idle_since().is_some_and(|since| since <= q.at) && q.activity.evict() {
+                return Some(q.address);
+            }
+            q.at = now;
+            self.0.push_back(q);
+        }
+        None
+    }
+
+    /// Drops the connections that are gone once they outnumber the `open` ones.
+    fn compact(&mut self, open: usize) {
+        if self.0.len() > 2 * open + 64 {
+            self.0.retain(|q| !q.activity.is_gone());
+        }
+    }
+}
+
+impl Table {
+    /// Makes room for one connection from `address`, evicting at the caps; whether there is.
+    fn room(&mut self, address: IpAddr, settings: &LimitSettings) -> bool {
+        let from_address = self.by_address.get(&address).map_or(0, |a| a.open);
+        if from_address >= settings.max_per_address {
+            let evicted = self
+                .by_address
+                .get_mut(&address)
+                .and_then(|a| a.queue.evict());
+            match evicted {
+                Some(a) => self.uncount_evicted(a),
+                None => return false,
+            }
+        }
+        if self.open >= settings.max_connections {
+            match self.queue.evict() {
+                Some(a) => self.uncount_evicted(a),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn uncount_evicted(&mut self, address: IpAddr) {
+        self.evicted += 1;
+        self.uncount(address);
+    }
+
+    /// One connection of `address` no longer holds a slot.
+    fn uncount(&mut self, address: IpAddr) {
+        self.open -= 1;
+        self.queue.compact(self.open);
+        if let Some(a) = self.by_address.get_mut(&address) {
+            a.open -= 1;
+            if a.open == 0 {
+                self.by_address.remove(&address);
+            } else {
+                a.queue.compact(a.open);
+            }
+        }
+    }
+}
+
+/// A connection's slot and its activity; the slot is given back on drop.
 pub(crate) struct Permit {
     limits: Arc<Limits>,
-    ip: IpAddr,
+    address: IpAddr,
+    activity: Arc<Activity>,
+}
+
+impl Permit {
+    /// What the connection is doing, for its IO, requests and supervisor.
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limits.open.fetch_sub(1, Ordering::Relaxed);
-        let mut map = self.limits.lock();
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
+        let mut table = self.limits.lock();
+        // An evicted connection gave its slot back when it was evicted.
+        if !self.activity.close() {
+            table.uncount(self.address);
         }
     }
 }
@@ -74,40 +271,52 @@ impl Limits {
         });
         Arc::new(Self {
             settings,
-            open: AtomicUsize::new(0),
-            per_address: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             rate,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // The map holds plain counts; a panic elsewhere cannot leave it half-updated.
-        self.per_address.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // The table holds plain counts; a panic elsewhere cannot leave it half-updated.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection from `ip`, or `None` if a cap is reached.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.settings.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+    /// A slot for a new connection from `peer`, made by evicting an idle connection at a
+    /// cap; `None` if a cap is reached and none is idle.
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Permit> {
+        let address = address_of(peer);
+        let mut table = self.lock();
+        if !table.room(address, &self.settings) {
+            table.refused += 1;
             return None;
         }
-        let mut map = self.lock();
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.settings.max_per_address {
-            drop(map);
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        *n += 1;
+        let activity = Arc::new(Activity::new());
+        table.open += 1;
+        table.queue.push(address, activity.clone());
+        let entry = table.by_address.entry(address).or_default();
+        entry.open += 1;
+        entry.queue.push(address, activity.clone());
         Some(Permit {
             limits: self.clone(),
-            ip,
+            address,
+            activity,
         })
     }
 
     /// Open connections now.
     pub(crate) fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.lock().open
+    }
+
+    /// The cap on open connections in all.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.settings.max_connections
+    }
+
+    /// Connections evicted and refused at the caps since the start.
+    pub(crate) fn evicted_and_refused(&self) -> (u64, u64) {
+        let table = self.lock();
+        (table.evicted, table.refused)
     }
 
     /// `Ok` if `client` may make a request now, else how long it should wait.
@@ -115,7 +324,7 @@ impl Limits {
         let Some(rate) = &self.rate else {
             return Ok(());
         };
-        rate.check_key(&client).map_err(|not_until| {
+        rate.check_key(&address_of(client)).map_err(|not_until| {
             not_until.wait_time_from(governor::clock::DefaultClock::default().now())
         })
     }
@@ -167,18 +376,83 @@ mod tests {
     }
 
     #[test]
-    fn connection_caps_hold_and_slots_come_back() {
+    fn caps_hold_against_busy_connections_and_slots_come_back() {
         let l = limits(0, &[]);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let busy = |p: &Permit| p.activity().begin();
         let p1 = l.admit(a).unwrap();
-        let _p2 = l.admit(a).unwrap();
+        let p2 = l.admit(a).unwrap();
+        let (_b1, _b2) = (busy(&p1), busy(&p2));
         assert!(l.admit(a).is_none(), "per address");
-        let _p3 = l.admit(b).unwrap();
+        let p3 = l.admit(b).unwrap();
+        let _b3 = busy(&p3);
         assert!(l.admit(b).is_none(), "overall");
+        assert_eq!(l.evicted_and_refused(), (0, 2));
         drop(p1);
         let _p4 = l.admit(b).expect("a slot came back");
         assert_eq!(l.open_connections(), 3);
+    }
+
+    #[test]
+    fn at_a_cap_the_oldest_idle_connection_gives_way() {
+        let l = limits(0, &[]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let oldest = l.admit(a).unwrap();
+        let busy = l.admit(a).unwrap();
+        let _request = busy.activity().begin();
+        // Per address: the address's own idle connection gives way, not the busy one.
+        let newer = l.admit(a).expect("room made at the per-address cap");
+        assert_eq!(oldest.activity().idle_since(), None, "evicted");
+        assert!(!busy.activity().evict(), "still busy, still counted");
+        assert_eq!(l.open_connections(), 2);
+        // Overall: anyone's idle connections give way (here the only one).
+        let b1 = l.admit(b).unwrap();
+        let _request_b = b1.activity().begin();
+        let _b2 = l.admit(b).expect("room made at the overall cap");
+        assert_eq!(newer.activity().idle_since(), None, "evicted");
+        assert_eq!(l.evicted_and_refused(), (2, 0));
+        assert_eq!(l.open_connections(), 3);
+        drop((oldest, newer));
+        assert_eq!(
+            l.open_connections(),
+            3,
+            "evicted slots were given back once"
+        );
+    }
+
+    #[test]
+    fn a_connection_used_since_it_was_queued_gets_a_second_chance() {
+        let l = limits(0, &[]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = l.admit(a).unwrap();
+        let second = l.admit(a).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        drop(first.activity().begin()); // a request, answered: used since queued
+        let _third = l.admit(a).expect("room made");
+        assert!(first.activity().idle_since().is_some(), "kept");
+        assert_eq!(second.activity().idle_since(), None, "evicted instead");
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(address_of(ip("2001:db8:1:2::a")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_of(ip("2001:db8:1:2:ffff:1:2:3")),
+            address_of(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(address_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(address_of(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(address_of(ip("203.0.113.9")), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn a_quarter_of_the_descriptors_up_to_1024_is_kept_from_the_public() {
+        assert_eq!(descriptor_reserve(512), 128);
+        assert_eq!(descriptor_reserve(1024), 256);
+        assert_eq!(descriptor_reserve(1_048_576), 1024);
     }
 
     #[test]

@@ -8,15 +8,22 @@
 //! - The request path is percent-decoded and normalised before lookup; a path that is not
 //!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
 //!   looked up.
-//! - The [`gate`] is asked first on every request: before `publish_start`, or while the
-//!   institute's notice is in force, no byte of results leaves (invariant 5).
-//! - Only GET and HEAD are served (and OPTIONS answered); other methods get 405 with
-//!   `Allow`, and a request with a body gets 413.
+//! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
+//!   included) gets 405 with `Allow`, whatever the gate says, and a request with a body
+//!   gets 413. Neither answer carries results.
+//! - The [`gate`] is asked on every GET and HEAD before the site is: before
+//!   `publish_start`, or while the institute's notice is in force, no byte of results
+//!   leaves (invariant 5).
+//! - No HEAD response carries a body, on HTTP/1.1 or HTTP/2, and its `Content-Length` is
+//!   what GET would send ([`conn::finish`]).
+//! - Connections are held to `header_timeout` and `send_timeout` ([`conn`]) and, on the
+//!   public listeners, to the caps of [`limits`].
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
 
 pub(crate) mod access_log;
 pub(crate) mod conditional;
+pub(crate) mod conn;
 pub(crate) mod gate;
 pub(crate) mod limits;
 mod negotiate;
@@ -36,13 +43,14 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use jiff::Timestamp;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
 
 use conditional::{Plan, Validators};
 
 use crate::http::access_log::{AccessLog, Record};
+use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
@@ -60,6 +68,24 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
         .boxed()
 }
 
+/// Most connections the kernel queues for a listener before they are accepted (it caps this
+/// at `net.core.somaxconn`): a burst of new connections (a crowd arriving at 20:00, an
+/// attack opening thousands) waits there instead of having its handshakes dropped and
+/// retried a second later.
+const BACKLOG: u32 = 65_535;
+
+/// A listener on `addr` with a deep accept queue ([`BACKLOG`]).
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// How connections are held to account.
 #[derive(Clone)]
 pub(crate) struct ConnectionRules {
@@ -67,9 +93,12 @@ pub(crate) struct ConnectionRules {
     pub(crate) limits: Option<Arc<Limits>>,
     /// TLS, for HTTPS listeners.
     pub(crate) tls: Option<Arc<Tls>>,
-    /// Longest wait for a request's headers, also between requests on a kept-alive
-    /// connection (slowloris), and for a TLS handshake.
+    /// Longest wait for a request's headers, counted from when the connection opened or
+    /// fell quiet (silent clients, slowloris, idle kept-alive connections), and for a TLS
+    /// handshake.
     pub(crate) header_timeout: Duration,
+    /// Longest time a write may stay blocked on a client that does not read.
+    pub(crate) send_timeout: Duration,
     /// Largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
 }
@@ -100,6 +129,10 @@ pub(crate) async fn serve<H, F>(
         .max_header_list_size(u32::try_from(rules.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(rules.header_timeout);
+    let timeouts = Timeouts {
+        header: rules.header_timeout,
+        send: rules.send_timeout,
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -112,44 +145,62 @@ pub(crate) async fn serve<H, F>(
                         continue;
                     }
                 };
-                let permit = match &rules.limits {
+                let (permit, activity) = match &rules.limits {
                     Some(limits) => match limits.admit(peer.ip()) {
-                        Some(p) => Some(p),
+                        Some(p) => {
+                            let activity = p.activity();
+                            (Some(p), activity)
+                        }
                         None => continue, // over a cap: closed before any byte is read
                     },
-                    None => None,
+                    None => (None, Arc::new(Activity::new())),
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let fut = handler(peer, req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
+                let service = {
+                    let (handler, activity) = (handler.clone(), activity.clone());
+                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let busy = activity.begin();
+                        let head = req.method() == Method::HEAD;
+                        let fut = handler(peer, req);
+                        async move { Ok::<_, Infallible>(conn::finish(fut.await, head, busy)) }
+                    })
+                };
+                let stream = Tracked::new(stream, activity.clone());
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let tls = rules.tls.as_ref().map(|t| t.acceptor());
                 let handshake_timeout = rules.header_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let result = match tls {
-                        None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Some(acceptor) => {
-                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return, // too slow a handshake
-                            };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
+                    let served = async {
+                        match tls {
+                            None => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Some(acceptor) => {
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => {
+                                        activity.handshake_done();
+                                        s
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        return Ok(());
+                                    }
+                                    Err(_) => return Ok(()), // too slow a handshake
+                                };
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
                         }
                     };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    tokio::select! {
+                        result = served => if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        },
+                        ended = conn::supervise(&activity, timeouts) => {
+                            tracing::debug!(%peer, ?ended, "connection closed");
+                        }
                     }
                 });
             }
@@ -264,9 +315,8 @@ pub(crate) async fn handle(
 }
 
 async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> {
-    if let Some(closed) = public.gate.closed() {
-        return closed;
-    }
+    // The method first: what is not a read gets no gate page either (a 2xx to CONNECT
+    // would open a tunnel), and no results.
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -286,6 +336,9 @@ async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> 
             return res;
         }
     };
+    if let Some(closed) = public.gate.closed() {
+        return closed;
+    }
     if has_body(req) {
         return page(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -383,7 +436,7 @@ async fn respond(
         }
     };
     let body = match (&range, chosen) {
-        (Some(_), Some((variant, _))) if !head => full(variant.bytes.clone()),
+        (Some(_), Some((variant, _))) if !head => memory_body(variant.bytes.clone()),
         (Some(r), None) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
             Ok(body) => body,
             Err(e) => {
@@ -433,7 +486,7 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<B
     let (start, len) = (*range.start(), range.end() - range.start() + 1);
     match &entry.body {
         Body::Memory(bytes) => match (usize::try_from(start), usize::try_from(start + len)) {
-            (Ok(a), Ok(b)) if b <= bytes.len() => Ok(full(bytes.slice(a..b))),
+            (Ok(a), Ok(b)) if b <= bytes.len() => Ok(memory_body(bytes.slice(a..b))),
             _ => Err(std::io::Error::other("range outside the file")),
         },
         Body::Archived(path) => {
@@ -443,6 +496,24 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<B
             Ok(reader_body(file.take(len)))
         }
     }
+}
+
+/// Largest frame of a body served from memory. A larger file goes out in frames of this
+/// size, each handed over when the connection asks for it, so that the request stays in
+/// flight until the client has taken (nearly) all of it and a client that takes nothing
+/// is seen stalling ([`conn`]).
+const MEMORY_FRAME: usize = 64 * 1024;
+
+/// A body of `bytes` from memory, in frames of at most [`MEMORY_FRAME`] (without copying).
+fn memory_body(bytes: Bytes) -> BoxedBody {
+    if bytes.len() <= MEMORY_FRAME {
+        return full(bytes);
+    }
+    let frames = (0..bytes.len()).step_by(MEMORY_FRAME).map(move |at| {
+        let end = (at + MEMORY_FRAME).min(bytes.len());
+        Ok(Frame::data(bytes.slice(at..end)))
+    });
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
 }
 
 /// A body that streams `file` from disk in 256 KiB chunks.

@@ -40,6 +40,8 @@ use crate::http::{BoxedBody, ConnectionRules, file_body, full};
 
 /// Longest wait for a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write may stay blocked on a client that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request head, in bytes.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -97,6 +99,7 @@ pub(crate) async fn start(options: &Options, dir: PathBuf) -> Result<Serving> {
         limits: None,
         tls,
         header_timeout: HEADER_TIMEOUT,
+        send_timeout: SEND_TIMEOUT,
         max_header_bytes: MAX_HEADER_BYTES,
     };
     let state = Arc::new(Folder {

@@ -6,8 +6,8 @@
 
 pub mod corpus;
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +37,37 @@ pub fn difusor() -> Command {
     c
 }
 
+/// The binary under test, run by util-linux's `prlimit` with its open-file limit (soft and
+/// hard) set to `n`, as a service manager's `LimitNOFILE=n` would.
+pub fn difusor_with_open_files(n: u64) -> Command {
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--nofile={n}:{n}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_difusor"))
+        .env_remove("DIFUSOR_CONFIG")
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Raises this test process's open-file limit to its hard limit, and requires at least `n`,
+/// for tests that hold many sockets at once (the servers they start inherit it).
+pub fn open_files_at_least(n: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    assert!(
+        now >= n,
+        "this test holds {n} sockets but the open-file limit is {now}; raise it (ulimit -n)"
+    );
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,17 +83,25 @@ pub struct Server {
     pub port: u16,
     pub admin_port: u16,
     pub extra: Vec<String>,
+    /// The open-file limit the server runs under, when the test sets one.
+    pub open_files: Option<u64>,
     child: Option<Child>,
 }
 
 impl Server {
     /// Starts a server on `data` with fast intake settings and `extra` flags.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::start_with_open_files(data, extra, None)
+    }
+
+    /// Starts a server as [`Server::start`] does, under the open-file limit `open_files`.
+    pub fn start_with_open_files(data: &Path, extra: &[&str], open_files: Option<u64>) -> Server {
         let mut s = Server {
             data: data.to_owned(),
             port: free_port(),
             admin_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            open_files,
             child: None,
         };
         s.spawn();
@@ -96,14 +135,17 @@ impl Server {
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
-        let child = difusor()
-            .arg("serve")
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = match self.open_files {
+            Some(n) => difusor_with_open_files(n),
+            None => difusor(),
+        }
+        .arg("serve")
+        .args(self.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
         self.child = Some(child);
         self.wait_ready();
     }
@@ -246,6 +288,9 @@ impl Drop for Server {
 
 /// A response as curl saw it.
 pub struct Response {
+    /// Whether curl exited with success: a reset stream or a cut transfer is a failure
+    /// even when a status line arrived.
+    pub complete: bool,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -291,10 +336,89 @@ pub fn curl(url: &str, extra: &[&str]) -> Response {
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Response {
+        complete: out.status.success(),
         status,
         headers,
         body: std::fs::read(&body).unwrap_or_default(),
     }
+}
+
+/// A server with corte 20240602_2000 live: [`site_package`] with `files` added.
+pub fn serving(extra: &[&str], files: &[(&str, &[u8])]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), extra);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", files),
+    );
+    server.wait_corte("20240602_2000");
+    (dir, server)
+}
+
+/// Reads until the server closes the connection; what it sent, or `None` if it was still
+/// open after `within`.
+pub fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => Some(got),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(got),
+        Err(_) => None,
+    }
+}
+
+/// A TCP connection to `127.0.0.1:port` from the loopback address `source` (127.0.0.2,
+/// 127.0.0.3 …), as a visitor behind another address would make it.
+pub fn connect_from(source: &str, port: u16) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&socket, &source).unwrap();
+    connect(&socket, &std::net::SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    TcpStream::from(socket)
+}
+
+/// Sends `GET path` on a kept-alive HTTP/1.1 connection, without reading the answer.
+pub fn send_get(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: prep.example\r\n\r\n");
+    stream.write_all(request.as_bytes())
+}
+
+/// Reads one HTTP/1.1 response (its body framed by `Content-Length`): its status and body,
+/// or `None` if the connection was closed (or silent for 20 s) before all of it arrived.
+pub fn read_response(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < head_end + length {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        got.extend_from_slice(&chunk[..n]);
+    }
+    Some((status, got.split_off(head_end)))
+}
+
+/// One HTTP/1.1 exchange on a kept-alive connection: [`send_get`], then [`read_response`].
+pub fn get_on(stream: &mut TcpStream, path: &str) -> Option<(u16, Vec<u8>)> {
+    send_get(stream, path).ok()?;
+    read_response(stream)
 }
 
 /// A zip archive with these members, in memory.
@@ -332,6 +456,11 @@ pub fn site_package(corte: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     ];
     members.extend_from_slice(extra);
     zip_bytes(&members)
+}
+
+/// `len` random bytes: a file no compression shrinks.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    (0..len).map(|_| fastrand::u8(..)).collect()
 }
 
 /// The SHA-256 of `bytes` as 64 lowercase hex digits, as `sha256sum` prints it.

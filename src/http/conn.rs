@@ -1,0 +1,459 @@
+//! One connection's life on a listener: what it is doing, and the deadlines that end it.
+//!
+//! Every accepted connection gets an [`Activity`]: how many requests it has in flight,
+//! whether a request is arriving, since when it has been quiet, and whether a write is
+//! blocked on a peer that does not read. [`Tracked`] (under TLS and HTTP) records the bytes
+//! read and written, [`InFlight`] holds a request from the moment its headers are read until
+//! the connection has taken all of its response body, and [`supervise`] ends the connection
+//! when a deadline passes. The connection caps of [`super::limits`] read the same state to
+//! choose which connections give way.
+//!
+//! # Guarantees
+//! - A connection with no request in flight and no blocked write is closed `header_timeout`
+//!   after it fell quiet (opened, answered its last request, or finished a blocked write):
+//!   a client that never sends a byte, sends only part of a request or of the HTTP/2
+//!   preface, or leaves a kept-alive connection unused. (hyper's own header timeout covers
+//!   HTTP/1.1 heads as well; the HTTP/2 preface sniffing has none.)
+//! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing),
+//!   or whose response has waited that long for the connection to take its next frame (over
+//!   HTTP/2, a peer that grants no flow-control window), is closed; every write that goes
+//!   through and every frame taken starts the wait again, so a slow download that keeps
+//!   moving is never cut (nginx's `send_timeout`).
+//! - [`Activity::evict`] succeeds only on an idle connection: at that instant it waits for
+//!   the first byte of a request (or of its TLS handshake) or of its next request, with no
+//!   request in flight and no blocked write. An evicted connection is closed at once.
+//! - No HEAD response carries a body, on any listener and protocol; its `Content-Length` is
+//!   what GET would send ([`finish`]).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+use super::{BoxedBody, full};
+
+/// The instant the clock of every [`Activity`] counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Milliseconds since [`EPOCH`].
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Set in [`Activity::state`] once the connection is evicted.
+const EVICTED: u64 = 1 << 63;
+/// Set in [`Activity::state`] while bytes of a request (or of a TLS handshake) have arrived
+/// and the request is not in flight yet: the connection is no longer waiting for a first
+/// byte, so it is not idle.
+const RECEIVING: u64 = 1 << 62;
+/// Set in [`Activity::state`] once the connection has ended and given its slot back.
+const CLOSED: u64 = 1 << 61;
+/// The bits of [`Activity::state`] that count requests in flight.
+const IN_FLIGHT: u64 = u32::MAX as u64;
+
+/// What one connection is doing; shared by its IO, its requests, its supervisor and the
+/// connection table.
+pub(crate) struct Activity {
+    /// Requests in flight, with [`RECEIVING`], [`EVICTED`] and [`CLOSED`].
+    state: AtomicU64,
+    /// When it last fell quiet, in ms since [`EPOCH`].
+    quiet_since: AtomicU64,
+    /// When its current write started to block, in ms since [`EPOCH`] plus one; 0 if none is.
+    blocked_since: AtomicU64,
+    /// Response bodies that handed the connection a frame and wait for it to ask for the
+    /// next (over HTTP/2, a client that grants no window never does).
+    waiting: AtomicU64,
+    /// When a response body of the connection last handed over a frame or was asked for
+    /// one, in ms since [`EPOCH`].
+    moved_at: AtomicU64,
+    /// Wakes the supervisor on eviction.
+    evicted: Notify,
+}
+
+/// Why a connection was ended by its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Nothing asked of it for `header_timeout`.
+    Quiet,
+    /// A write blocked for `send_timeout`.
+    Stalled,
+    /// It gave way to a new connection at a cap.
+    Evicted,
+}
+
+impl Activity {
+    /// A connection opened now.
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU64::new(0),
+            quiet_since: AtomicU64::new(now_ms()),
+            blocked_since: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            moved_at: AtomicU64::new(0),
+            evicted: Notify::new(),
+        }
+    }
+
+    /// A request starts; it is in flight until the returned guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> Busy {
+        self.state.fetch_add(1, Ordering::AcqRel);
+        self.state.fetch_and(!RECEIVING, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// The TLS handshake is over: the connection waits for the first byte of a request.
+    pub(crate) fn handshake_done(&self) {
+        self.state.fetch_and(!RECEIVING, Ordering::AcqRel);
+    }
+
+    /// Bytes arrived.
+    fn received(&self) {
+        if self.state.load(Ordering::Acquire) & IN_FLIGHT == 0 {
+            self.state.fetch_or(RECEIVING, Ordering::AcqRel);
+        }
+    }
+
+    /// Since when the connection has been idle (waiting for the first byte of a request, no
+    /// request in flight, no blocked write, not evicted), in ms since [`EPOCH`]; `None` if
+    /// it is not.
+    pub(crate) fn idle_since(&self) -> Option<u64> {
+        if self.blocked_since.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let state = self.state.load(Ordering::Acquire);
+        (state == 0).then(|| self.quiet_since.load(Ordering::Acquire))
+    }
+
+    /// Whether it was evicted or has closed: it holds no slot.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.state.load(Ordering::Acquire) & (EVICTED | CLOSED) != 0
+    }
+
+    /// Marks the connection closed; whether it had been evicted (its slot given back then).
+    pub(crate) fn close(&self) -> bool {
+        self.state.fetch_or(CLOSED, Ordering::AcqRel) & EVICTED != 0
+    }
+
+    /// Evicts the connection if it is idle; whether it was.
+    pub(crate) fn evict(&self) -> bool {
+        if self.blocked_since.load(Ordering::Acquire) != 0
+            || self
+                .state
+                .compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        self.evicted.notify_one();
+        true
+    }
+
+    /// A write could not go through: the peer is not taking the bytes.
+    fn write_blocked(&self) {
+        let _ = self.blocked_since.compare_exchange(
+            0,
+            now_ms() + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// A write went through.
+    fn wrote(&self) {
+        if self.blocked_since.load(Ordering::Acquire) != 0 {
+            // Quiet from now on, set before the block is lifted so that no one sees the
+            // connection unblocked with an older quiet time.
+            self.quiet_since.store(now_ms(), Ordering::Release);
+            self.blocked_since.store(0, Ordering::Release);
+        }
+    }
+
+    /// A response body handed over a frame (`true`) or was asked for the next (`false`).
+    fn body_moved(&self, handed_over: bool) {
+        self.moved_at.store(now_ms(), Ordering::Release);
+        if handed_over {
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The next deadline and what passing it means, or `None` while a request is in flight
+    /// and nothing blocks. A request that is arriving (slowloris) counts as none.
+    fn deadline(&self, timeouts: &Timeouts) -> Option<(u64, Ended)> {
+        let blocked = self.blocked_since.load(Ordering::Acquire);
+        if blocked != 0 {
+            return Some((blocked - 1 + timeouts.send_ms(), Ended::Stalled));
+        }
+        if self.waiting.load(Ordering::Acquire) != 0 {
+            let moved = self.moved_at.load(Ordering::Acquire);
+            return Some((moved + timeouts.send_ms(), Ended::Stalled));
+        }
+        if self.state.load(Ordering::Acquire) & IN_FLIGHT != 0 {
+            return None;
+        }
+        let quiet = self.quiet_since.load(Ordering::Acquire);
+        Some((quiet + timeouts.header_ms(), Ended::Quiet))
+    }
+}
+
+/// A request in flight; dropping it ends the request.
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // Quiet from now, stored before the count drops so that an idle count is never
+        // seen with an older quiet time.
+        self.0.quiet_since.store(now_ms(), Ordering::Release);
+        self.0.state.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The two waits a connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Longest quiet time with no request in flight.
+    pub(crate) header: Duration,
+    /// Longest time a write may stay blocked.
+    pub(crate) send: Duration,
+}
+
+impl Timeouts {
+    fn header_ms(&self) -> u64 {
+        u64::try_from(self.header.as_millis()).unwrap_or(u64::MAX / 4)
+    }
+
+    fn send_ms(&self) -> u64 {
+        u64::try_from(self.send.as_millis()).unwrap_or(u64::MAX / 4)
+    }
+}
+
+/// Waits until the connection must end, and says why. Run beside the connection; when it
+/// returns, drop the connection.
+pub(crate) async fn supervise(activity: &Activity, timeouts: Timeouts) -> Ended {
+    // Look again at least this often: a deadline that starts meanwhile (a request ends, a
+    // write blocks, a response waits) lies at least this far ahead, so none is missed.
+    let period = timeouts.header_ms().min(timeouts.send_ms());
+    loop {
+        if activity.state.load(Ordering::Acquire) & EVICTED != 0 {
+            return Ended::Evicted;
+        }
+        let now = now_ms();
+        let next = now.saturating_add(period);
+        let wake = match activity.deadline(&timeouts) {
+            Some((at, why)) if at <= now => return why,
+            Some((at, _)) => at.min(next),
+            None => next,
+        };
+        let wake = *EPOCH + Duration::from_millis(wake);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = activity.evicted.notified() => return Ended::Evicted,
+        }
+    }
+}
+
+/// A stream whose writes are recorded in an [`Activity`].
+pub(crate) struct Tracked<S> {
+    stream: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    /// `stream`, recording into `activity`.
+    pub(crate) fn new(stream: S, activity: Arc<Activity>) -> Self {
+        Self { stream, activity }
+    }
+
+    fn record(&self, written: &Poll<io::Result<usize>>) {
+        match written {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.received();
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.record(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.record(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request in flight until the connection has taken all of
+/// it (and dropped it), and tells its [`Activity`] while it waits for the connection to ask
+/// for its next frame.
+pub(crate) struct InFlight {
+    body: BoxedBody,
+    busy: Busy,
+    /// A frame was handed over and the next one not asked for yet.
+    waiting: bool,
+}
+
+impl Body for InFlight {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        if this.waiting {
+            this.waiting = false;
+            this.busy.0.body_moved(false);
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+            this.waiting = true;
+            this.busy.0.body_moved(true);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.busy.0.body_moved(false);
+        }
+    }
+}
+
+/// The response as it goes out: without a body for HEAD (with the `Content-Length` GET
+/// would send), and holding its request in flight until sent.
+pub(crate) fn finish(res: Response<BoxedBody>, head: bool, busy: Busy) -> Response<InFlight> {
+    let (mut parts, mut body) = res.into_parts();
+    if head {
+        let bodiless = parts.status.is_informational()
+            || matches!(
+                parts.status,
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+            );
+        if !bodiless
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && let Some(len) = body.size_hint().exact()
+        {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        body = full(Bytes::new());
+    }
+    Response::from_parts(
+        parts,
+        InFlight {
+            body,
+            busy,
+            waiting: false,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_idle_connection_can_be_evicted() {
+        let a = Arc::new(Activity::new());
+        let busy = a.begin();
+        assert_eq!(a.idle_since(), None);
+        assert!(!a.evict(), "a request is in flight");
+        drop(busy);
+        assert!(a.idle_since().is_some());
+        a.write_blocked();
+        assert!(!a.evict(), "a write is blocked");
+        a.wrote();
+        a.received();
+        assert!(!a.evict(), "a request is arriving");
+        drop(a.begin());
+        assert!(a.evict());
+        assert_eq!(a.idle_since(), None, "evicted once");
+        assert!(!a.evict());
+    }
+
+    #[tokio::test]
+    async fn deadlines_follow_what_the_connection_does() {
+        let timeouts = Timeouts {
+            header: Duration::from_secs(10),
+            send: Duration::from_secs(60),
+        };
+        let a = Arc::new(Activity::new());
+        let busy = a.begin();
+        assert_eq!(a.deadline(&timeouts), None);
+        a.write_blocked();
+        let (at, why) = a.deadline(&timeouts).unwrap();
+        assert_eq!(why, Ended::Stalled);
+        assert!(at >= now_ms() + 59_000);
+        a.wrote();
+        drop(busy);
+        let (at, why) = a.deadline(&timeouts).unwrap();
+        assert_eq!(why, Ended::Quiet);
+        assert!(at >= now_ms() + 9_000);
+        a.evict();
+        assert_eq!(supervise(&a, timeouts).await, Ended::Evicted);
+    }
+}

@@ -1,0 +1,503 @@
+//! The public listener under hostile and crowded visitors, with real sockets and curl: silent
+//! connections, connection caps filled by them, clients that stop reading, HEAD and CONNECT
+//! on every generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one
+//! address.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// The large download of these tests: 12 MiB, kept in memory by the server.
+const BIG: usize = 12 * 1024 * 1024;
+
+/// `open_connections` of `/status`.
+fn open_connections(s: &serde_json::Value) -> u64 {
+    s["open_connections"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn a_silent_connection_is_cut_within_the_header_timeout() {
+    let (_dir, server) = serving(&["--header-timeout", "1s"], &[]);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Part of the HTTP/2 preface, then nothing: the protocol cannot be told yet.
+    let mut preface = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    for (what, stream) in [("silent", &mut silent), ("partial preface", &mut preface)] {
+        let got = read_to_close(stream, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("the {what} connection is still open after 10 s"));
+        assert!(got.is_empty(), "{what}: {}", String::from_utf8_lossy(&got));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "cut after {took:?}, with a header timeout of 1 s"
+    );
+    assert_eq!(curl(&server.url("/"), &[]).status, 200);
+}
+
+#[test]
+fn silent_sockets_filling_the_descriptors_leave_room_for_visitors_and_operators() {
+    open_files_at_least(4096);
+    let dir = tempfile::tempdir().unwrap();
+    // 512 descriptors: a quarter (128) is kept from the public listener.
+    let server = Server::start_with_open_files(
+        &dir.path().join("d"),
+        &["--header-timeout", "60s"],
+        Some(512),
+    );
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    // 600 connections that never send a byte, from six addresses.
+    let silent: Vec<TcpStream> = (0..600)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 6), server.port))
+        .collect();
+    let s = server.wait_status("the public side full of silent connections", |s| {
+        s["connections_evicted"].as_u64().unwrap_or(0) >= 600 - 384
+    });
+    assert!(open_connections(&s) <= 384, "{s:#}");
+    assert_eq!(s["max_open_connections"], 384, "{s:#}");
+    // A visitor still gets in, and the operators' listener still answers.
+    let visitor = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(visitor.status, 200);
+    assert_eq!(visitor.text(), r#"{"corte":"20240602_2000"}"#);
+    assert_eq!(curl(&server.admin("/status"), &[]).status, 200);
+    assert_eq!(curl(&server.admin("/metrics"), &[]).status, 200);
+    drop(silent);
+    assert!(
+        server.log().contains("open-file limit"),
+        "the limit is logged: {}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
+    let (_dir, server) = serving(
+        &[
+            "--max-connections-per-address",
+            "20",
+            "--header-timeout",
+            "60s",
+        ],
+        &[],
+    );
+    let mut held: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    server.wait_status("20 connections from 127.0.0.1", |s| {
+        open_connections(s) == 20
+    });
+    assert_eq!(
+        curl(&server.url("/"), &[]).status,
+        200,
+        "a newcomer gets in"
+    );
+    let oldest = read_to_close(&mut held[0], Duration::from_secs(5));
+    assert_eq!(oldest, Some(Vec::new()), "the oldest idle one gave way");
+    let newest = read_to_close(&mut held[29], Duration::from_millis(500));
+    assert_eq!(newest, None, "the newest is still open");
+}
+
+#[test]
+fn a_connection_with_a_response_in_flight_is_never_evicted() {
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(
+        &["--max-connections", "2"],
+        &[("grande.bin", big.as_slice())],
+    );
+    // Two downloads whose readers are not reading yet: their writes are blocked.
+    let mut downloads: Vec<TcpStream> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|from| {
+            let mut s = connect_from(from, server.port);
+            send_get(&mut s, "/grande.bin").unwrap();
+            s
+        })
+        .collect();
+    server.wait_status("two downloads", |s| open_connections(s) == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = connect_from("127.0.0.4", server.port);
+    send_get(&mut third, "/").unwrap();
+    let got = read_to_close(&mut third, Duration::from_secs(5)).expect("refused at once");
+    assert!(got.is_empty(), "nothing is answered over the cap");
+    let s = server.status();
+    assert_eq!(s["connections_evicted"], 0, "{s:#}");
+    assert!(s["connections_refused"].as_u64().unwrap_or(0) >= 1, "{s:#}");
+    for d in &mut downloads {
+        let (status, body) = read_response(d).expect("the whole download");
+        assert_eq!(status, 200);
+        assert!(body == big, "the download is complete and intact");
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_not() {
+    open_files_at_least(4096);
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            send_get(&mut s, "/grande.bin").unwrap();
+            s
+        })
+        .collect();
+    // A slow reader: 256 KiB every 100 ms, about five seconds for the whole file.
+    let slow = {
+        let port = server.port;
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /grande.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 256 * 1024];
+            loop {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    server.wait_status("the stalled downloads cut", |s| open_connections(s) <= 1);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "cut after {took:?}, with a send timeout of 1 s"
+    );
+    let got = slow.join().unwrap();
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got[body_at..] == big[..], "the slow download is whole");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the slow download outlived the send timeout"
+    );
+    for s in &mut stalled {
+        let got = read_to_close(s, Duration::from_secs(5)).expect("closed by the server");
+        assert!(got.len() < BIG, "a stalled download was cut");
+    }
+    // Their slots came back.
+    assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
+    server.wait_status("every slot back", |s| open_connections(s) == 0);
+}
+
+/// One HTTP/2 frame: type, flags, stream and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
+    let big = incompressible(BIG);
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Cleartext HTTP/2 with prior knowledge: the preface, SETTINGS with an initial stream
+    // window of 0, and GET /grande.bin (HPACK: :method GET, :scheme http, :path and
+    // :authority as literals).
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let mut headers = vec![0x82, 0x86, 0x44, 11];
+    headers.extend_from_slice(b"/grande.bin");
+    headers.extend_from_slice(&[0x41, 9]);
+    headers.extend_from_slice(b"localhost");
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
+    s.write_all(&hello).unwrap();
+    let started = Instant::now();
+    // Read everything, acknowledge the server's SETTINGS and PINGs, ping it every 200 ms,
+    // and never open the window.
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => {}
+        }
+        while got.len() >= 9 {
+            let len = usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
+            if got.len() < 9 + len {
+                break;
+            }
+            let frame: Vec<u8> = got.drain(..9 + len).collect();
+            match (frame[3], frame[4] & 1) {
+                (0x4, 0) => s.write_all(&h2_frame(0x4, 1, 0, &[])).unwrap(),
+                (0x6, 0) => s.write_all(&h2_frame(0x6, 1, 0, &frame[9..])).unwrap(),
+                _ => {}
+            }
+        }
+        let _ = s.write_all(&h2_frame(0x6, 0, 0, &[7; 8]));
+    };
+    let took = started.elapsed();
+    assert!(closed, "still open after {took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "cut after {took:?}, with a send timeout of 1 s"
+    );
+    server.wait_status("the slot back", |s| open_connections(s) == 0);
+}
+
+/// GET and HEAD of `path` over `protocol` (curl flags): HEAD gets the same status and
+/// `Content-Length` as GET's body, and no body.
+fn head_matches_get(server: &Server, path: &str, protocol: &[&str], status: u16) {
+    let get = curl(&server.url(path), protocol);
+    assert!(get.complete, "GET {path} {protocol:?}");
+    assert_eq!(get.status, status, "GET {path} {protocol:?}");
+    let mut head_args = protocol.to_vec();
+    head_args.push("-I");
+    let head = curl(&server.url(path), &head_args);
+    assert!(
+        head.complete,
+        "HEAD {path} {protocol:?}: curl failed (a body after the headers resets the stream)"
+    );
+    assert_eq!(head.status, status, "HEAD {path} {protocol:?}");
+    // With -I, curl's output is the response head; anything after it would be a body.
+    assert!(
+        head.text().ends_with("\r\n\r\n"),
+        "HEAD {path} {protocol:?}: {}",
+        head.text()
+    );
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str()),
+        "HEAD {path} {protocol:?}: Content-Length as GET would send"
+    );
+}
+
+const HTTP1: &[&str] = &["--http1.1"];
+const HTTP2: &[&str] = &["--http2-prior-knowledge"];
+
+#[test]
+fn head_never_carries_a_body_over_http1_or_http2() {
+    let (_dir, server) = serving(&[], &[("carpeta/index.html", b"<p>carpeta</p>".as_slice())]);
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&server, "/json/main.json", protocol, 200);
+        head_matches_get(&server, "/no-existe", protocol, 404);
+        head_matches_get(&server, "/%ff", protocol, 400);
+        head_matches_get(&server, "/carpeta", protocol, 301);
+    }
+    assert!(
+        server
+            .run(&["notice", "on", "--text", "Suspendido."])
+            .status
+            .success()
+    );
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&server, "/json/main.json", protocol, 200);
+        assert!(
+            curl(&server.url("/"), protocol)
+                .text()
+                .contains("Suspendido.")
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let embargoed = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    );
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&embargoed, "/", protocol, 503);
+    }
+}
+
+/// Sends `CONNECT` on a fresh connection; the response as text.
+fn connect_method(server: &Server) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(
+        b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(10)).expect("an answer, then a close");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn connect_and_other_methods_get_405_whatever_the_gate_and_no_result_leaks() {
+    let (_dir, server) = serving(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let embargoed = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    );
+    drop_file(
+        &embargoed.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    embargoed.wait_corte("20240602_2000");
+    let check = |server: &Server, gate: &str| {
+        let answer = connect_method(server);
+        assert!(answer.starts_with("HTTP/1.1 405"), "{gate}: {answer}");
+        assert!(
+            answer.to_lowercase().contains("allow: get, head, options"),
+            "{gate}: {answer}"
+        );
+        assert!(!answer.contains("20240602_2000"), "{gate}: {answer}");
+        for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"] {
+            for protocol in [HTTP1, HTTP2] {
+                let mut args = protocol.to_vec();
+                args.extend(["-X", method]);
+                let r = curl(&server.url("/json/main.json"), &args);
+                assert_eq!(r.status, 405, "{gate} {method} {protocol:?}");
+                assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+                assert!(!r.text().contains("20240602_2000"), "{gate} {method}");
+                assert!(r.header("x-prep-corte").is_none(), "{gate} {method}");
+            }
+        }
+    };
+    check(&server, "open");
+    assert!(
+        server
+            .run(&["notice", "on", "--text", "Suspendido."])
+            .status
+            .success()
+    );
+    check(&server, "notice");
+    check(&embargoed, "embargo");
+    // The gate still answers every GET and HEAD.
+    let notice = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(
+        (notice.status, notice.text().contains("Suspendido.")),
+        (200, true)
+    );
+    assert!(!notice.text().contains("20240602_2000"));
+    let embargo = curl(&embargoed.url("/json/main.json"), &["-I"]);
+    assert_eq!(embargo.status, 503);
+    assert!(embargo.header("x-prep-corte").is_none());
+}
+
+/// What the simulated site's page asks for when it loads: the page, its style, script and
+/// image, `json/main.json` and the detail of the first district.
+const PAGE: [&str; 6] = [
+    "/index.html",
+    "/css/prep.css",
+    "/js/prep.js",
+    "/img/logo.svg",
+    "/json/main.json",
+    "/json/PRES/distrito/1.json",
+];
+
+#[test]
+fn three_hundred_browsers_behind_one_address_are_all_answered() {
+    const BROWSERS: usize = 300;
+    open_files_at_least(4096);
+    let (_dir, server) = serving(
+        &[],
+        &[
+            ("css/prep.css", b"body{margin:0}".as_slice()),
+            ("js/prep.js", b"setInterval(actualizar, 2000);".as_slice()),
+            (
+                "img/logo.svg",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".as_slice(),
+            ),
+            ("json/PRES/distrito/1.json", b"{\"id\":1}".as_slice()),
+        ],
+    );
+    // Status of every answer, and the requests that got none.
+    let answers = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let unanswered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let all_at_once = Arc::new(Barrier::new(BROWSERS));
+    let browsers: Vec<_> = (0..BROWSERS)
+        .map(|_| {
+            let (answers, unanswered) = (answers.clone(), unanswered.clone());
+            let (port, all_at_once) = (server.port, all_at_once.clone());
+            std::thread::spawn(move || {
+                let record = |what: &str, answer: Option<(u16, Vec<u8>)>| match answer {
+                    Some((status, _)) => answers.lock().unwrap().push(status),
+                    None => unanswered.lock().unwrap().push(what.to_owned()),
+                };
+                all_at_once.wait();
+                // The page loads over six connections, as a browser opens them.
+                let mut connections = Vec::new();
+                for path in PAGE {
+                    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    record(path, get_on(&mut c, path));
+                    connections.push(c);
+                }
+                // Then it re-reads json/main.json every two seconds, on a kept-alive connection.
+                std::thread::sleep(Duration::from_millis(fastrand::u64(0..2000)));
+                for _ in 0..3 {
+                    record("poll", get_on(&mut connections[4], "/json/main.json"));
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            })
+        })
+        .collect();
+    for b in browsers {
+        b.join().unwrap();
+    }
+    let unanswered = unanswered.lock().unwrap();
+    assert!(
+        unanswered.is_empty(),
+        "{} requests got no answer: {:?}",
+        unanswered.len(),
+        &unanswered[..unanswered.len().min(10)]
+    );
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), BROWSERS * (PAGE.len() + 3));
+    let refused = answers.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "{refused} answers were not 200");
+}
+
+#[test]
+fn ipv6_clients_share_one_rate_per_64() {
+    let (_dir, server) = serving(
+        &[
+            "--trusted-proxies",
+            "127.0.0.1/32",
+            "--rate-per-address",
+            "1",
+            "--rate-burst",
+            "3",
+        ],
+        &[],
+    );
+    // Six addresses of one /64, as one home or phone rotates through them.
+    let statuses: Vec<u16> = (1..=6)
+        .map(|i| {
+            let from = format!("X-Forwarded-For: 2001:db8:1:2::{i:x}");
+            curl(&server.url("/json/main.json"), &["-H", &from]).status
+        })
+        .collect();
+    assert!(
+        statuses.contains(&429),
+        "one /64 shares one rate: {statuses:?}"
+    );
+    let other = curl(
+        &server.url("/json/main.json"),
+        &["-H", "X-Forwarded-For: 2001:db8:1:3::1"],
+    );
+    assert_eq!(other.status, 200, "another /64 has its own");
+}
