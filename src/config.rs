@@ -170,16 +170,29 @@ settings! {
     /// Names of member hash lists inside a package (case-insensitive).
     member_list_names: Vec<String> =
         ["SHA256SUMS", "SHA256SUMS.txt", "HASH", "HASH.txt"].map(String::from).to_vec();
-    /// Largest package file accepted.
-    max_package_bytes: ByteSize = ByteSize::gib(2);
-    /// Most bytes one package may unpack to, nested archives included.
-    max_unpacked_bytes: ByteSize = ByteSize::gib(4);
-    /// Most members one package may hold, nested archives included.
-    max_members: u64 = 500_000;
-    /// Largest single member once unpacked.
-    max_member_bytes: ByteSize = ByteSize::gib(1);
+    /// Largest package file accepted. A national site package is about 36 MB zipped and a
+    /// national data package (CSVs of a few hundred MB) well under 100 MB: 512 MiB leaves room.
+    max_package_bytes: ByteSize = ByteSize::mib(512);
+    /// Most bytes one package may unpack to, nested archives included (a national site package
+    /// unpacks to about 150 MB, a national data package to a few hundred MB). The package is
+    /// held in memory while it is checked, so this is also the memory one package may take.
+    max_unpacked_bytes: ByteSize = ByteSize::gib(1);
+    /// Most members one package may hold, nested archives included (a national site package
+    /// has about 3,300 files).
+    max_members: u64 = 50_000;
+    /// Largest single member once unpacked (the largest CSV is a few hundred MB).
+    max_member_bytes: ByteSize = ByteSize::mib(512);
     /// Highest compression ratio of a member (unpacked / packed) over 1 MiB.
     max_ratio: u64 = 250;
+    /// Highest compression ratio of the whole package: all it unpacks to, nested archives
+    /// included, over the package file's size, once past 1 MiB. Real packages are 4:1 to 15:1;
+    /// many members each small enough to escape `max_ratio` cannot add up to a bomb.
+    max_package_ratio: u64 = 100;
+    /// Most bytes the live site may hold in memory: its files and their compressed variants.
+    /// A package that would take the site past it is refused whole. A national site package
+    /// takes about 250 MiB with its variants; the newest data package's unpacked files are
+    /// held too. Plan for this plus `max_unpacked_bytes` plus 256 MiB of memory.
+    max_site_bytes: ByteSize = ByteSize::gib(1);
     /// Deepest nesting of archives (2: a zip of zips).
     max_depth: u32 = 2;
     /// Longest member path, in bytes.
@@ -545,6 +558,7 @@ impl Config {
             max_members: positive("max_members", s.max_members)?,
             max_member_bytes: positive("max_member_bytes", s.max_member_bytes.as_u64())?,
             max_ratio: positive("max_ratio", s.max_ratio)?,
+            max_package_ratio: positive("max_package_ratio", s.max_package_ratio)?,
             max_depth: u32::try_from(positive("max_depth", u64::from(s.max_depth))?)
                 .unwrap_or(u32::MAX),
             max_name_len: usize::try_from(positive("max_name_len", s.max_name_len)?)
