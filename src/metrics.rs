@@ -61,8 +61,10 @@ pub(crate) struct Snapshot {
     pub(crate) corte_time: Option<i64>,
     /// Seconds from corte time to going live, of the live corte.
     pub(crate) lag_seconds: Option<f64>,
-    /// Packages received, rejected, published (journal counts).
-    pub(crate) packages: [(&'static str, i64); 3],
+    /// Packages received, rejected, published, held and set aside (journal counts).
+    pub(crate) packages: [(&'static str, i64); 5],
+    /// Bytes the live site holds in memory.
+    pub(crate) site_bytes: u64,
     /// Open public connections.
     pub(crate) open_connections: usize,
     /// Access log lines lost.
@@ -80,6 +82,7 @@ pub(crate) struct Metrics {
     corte_time: Gauge,
     lag: Gauge<f64, AtomicU64>,
     packages: Family<PackageLabels, Gauge>,
+    site_bytes: Gauge,
     open_connections: Gauge,
     access_log_lost: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
@@ -99,6 +102,7 @@ impl Metrics {
         let corte_time = Gauge::default();
         let lag = Gauge::<f64, AtomicU64>::default();
         let packages = Family::<PackageLabels, Gauge>::default();
+        let site_bytes = Gauge::default();
         let open_connections = Gauge::default();
         let access_log_lost = Gauge::default();
         let pull_failures = Family::<UrlLabels, Gauge>::default();
@@ -140,8 +144,13 @@ impl Metrics {
         );
         registry.register(
             "packages",
-            "Packages received, rejected and published",
+            "Packages received, rejected and published, and held or set aside now",
             packages.clone(),
+        );
+        registry.register(
+            "site_bytes",
+            "Bytes the live site holds in memory: its files and their compressed variants",
+            site_bytes.clone(),
         );
         registry.register(
             "open_connections",
@@ -161,6 +170,7 @@ impl Metrics {
             corte_time,
             lag,
             packages,
+            site_bytes,
             open_connections,
             access_log_lost,
             pull_failures,
@@ -188,6 +198,8 @@ impl Metrics {
                 .get_or_create(&PackageLabels { outcome })
                 .set(n);
         }
+        self.site_bytes
+            .set(i64::try_from(snapshot.site_bytes).unwrap_or(i64::MAX));
         self.open_connections
             .set(i64::try_from(snapshot.open_connections).unwrap_or(i64::MAX));
         self.access_log_lost
@@ -277,7 +289,14 @@ mod tests {
         let text = m.encode(&Snapshot {
             corte_time: Some(1_717_380_900),
             lag_seconds: Some(1.5),
-            packages: [("received", 3), ("rejected", 1), ("published", 2)],
+            packages: [
+                ("received", 3),
+                ("rejected", 1),
+                ("published", 2),
+                ("held", 1),
+                ("set-aside", 0),
+            ],
+            site_bytes: 4096,
             open_connections: 7,
             access_log_lost: 0,
             pull: vec![PullSnapshot {
@@ -303,6 +322,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("difusor_open_connections 7"), "{text}");
+        assert!(
+            text.contains("difusor_packages{outcome=\"held\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("difusor_site_bytes 4096"), "{text}");
         assert!(
             text.contains(
                 "difusor_pull_consecutive_failures{url=\"https://prep.instituto.mx/paquetes/\"} 4"

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use crate::hash::Sha256;
 
 pub(crate) use corte::{
-    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, corte_line, corte_time,
+    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
 pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
 
