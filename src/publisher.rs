@@ -325,14 +325,21 @@ impl Publisher {
             };
         }
         if previous.as_deref() == Some("set-aside") && !job.force {
-            return self.reject(
-                &job,
-                "this package was set aside earlier, after its processing was interrupted \
-                 twice; an operator may publish it with `difusor rollback <SHA-256>` or \
-                 `difusor ingest --force`"
-                    .to_owned(),
-                "ours",
+            // Refused again, but still set aside: an operator may publish it.
+            let reason = "this package was set aside earlier, after its processing was \
+                          interrupted twice; an operator may publish it with `difusor rollback \
+                          <SHA-256>` or `difusor ingest --force`"
+                .to_owned();
+            self.event(
+                EventKind::Rejected,
+                pkg_ref,
+                json!({"channel": r.channel, "reason": reason, "fault": "ours"}),
             );
+            self.keep_rejected(sha);
+            return Outcome::Rejected {
+                reason,
+                sha256: Some(sha.to_hex()),
+            };
         }
         let attempts = match self.journal.begin_processing(sha) {
             Ok(n) => n,
@@ -521,54 +528,61 @@ impl Publisher {
             }
         };
         for sha in interrupted {
-            let Ok(Some((name, first_received, _))) = self.journal.package(sha) else {
-                continue;
-            };
-            let stored = match self.archive.check(sha) {
-                Ok(stored) => stored,
-                Err(e) => {
-                    self.event(
-                        EventKind::Warning,
-                        Some((sha, &name)),
-                        json!({"warning": format!(
-                            "processing of {name} was interrupted, and its archived copy cannot \
-                             be read to take it again: {e}"
-                        )}),
-                    );
-                    self.set_outcome(sha, "rejected");
-                    continue;
-                }
-            };
-            tracing::warn!(%name, "processing was interrupted by a stop of the server; taking it again");
-            self.event(
-                EventKind::Warning,
-                Some((sha, &name)),
-                json!({"warning": format!(
-                    "processing of {name} was interrupted by a stop of the server; it is taken \
-                     again from the archive, or set aside if it was interrupted before"
-                )}),
-            );
-            let received = Received {
-                name,
-                sidecar: self.archive.read_evidence(&stored.path, "sha256"),
-                signature: self.archive.read_evidence(&stored.path, "minisig"),
-                path: stored.path.clone(),
-                channel: "recovery",
-                origin: None,
-                received_at: first_received,
-            };
-            let outcome = self.process(Job {
-                received: &received,
-                stored,
-                force: false,
-            });
-            log_outcome(&received.name, &outcome);
+            self.take_again(sha);
         }
         self.file_away_pending();
     }
 
-    /// Pending copies left by a crash after their outcome was journaled: verified ones join
-    /// the verified packages, the rest the rejected ones.
+    /// Takes again, from the archive, a package whose processing was interrupted.
+    fn take_again(&self, sha: Sha256) {
+        let Ok(Some((name, first_received, _))) = self.journal.package(sha) else {
+            return;
+        };
+        let stored = match self.archive.check(sha) {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.event(
+                    EventKind::Warning,
+                    Some((sha, &name)),
+                    json!({"warning": format!(
+                        "processing of {name} was interrupted, and its archived copy cannot \
+                         be read to take it again: {e}"
+                    )}),
+                );
+                self.set_outcome(sha, "rejected");
+                return;
+            }
+        };
+        tracing::warn!(%name, "processing was interrupted by a stop of the server; taking it again");
+        self.event(
+            EventKind::Warning,
+            Some((sha, &name)),
+            json!({"warning": format!(
+                "processing of {name} was interrupted by a stop of the server; it is taken \
+                 again from the archive, or set aside if it was interrupted before"
+            )}),
+        );
+        let received = Received {
+            name,
+            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
+            signature: self.archive.read_evidence(&stored.path, "minisig"),
+            path: stored.path.clone(),
+            channel: "recovery",
+            origin: None,
+            received_at: first_received,
+        };
+        let outcome = self.process(Job {
+            received: &received,
+            stored,
+            force: false,
+        });
+        log_outcome(&received.name, &outcome);
+    }
+
+    /// Pending copies left by a crash: one received but not yet begun is taken again; one
+    /// whose outcome was journaled joins the verified packages or the rejected ones; one the
+    /// journal does not know (a crash between storing and journaling) waits where it is for
+    /// its channel to deliver it again.
     fn file_away_pending(&self) {
         let pending = match self.archive.pending() {
             Ok(list) => list,
@@ -581,7 +595,12 @@ impl Publisher {
             let outcome = self.journal.package(sha).ok().flatten().map(|p| p.2);
             let moved = match outcome.as_deref() {
                 Some("published" | "older" | "held") => self.archive.accept(sha).map(|_| ()),
-                _ => self.archive.reject(sha).map(|_| ()),
+                Some("rejected" | "set-aside") => self.archive.reject(sha).map(|_| ()),
+                Some("received") => {
+                    self.take_again(sha);
+                    Ok(())
+                }
+                _ => Ok(()),
             };
             if let Err(e) = moved {
                 tracing::error!(error = %e, %sha, "cannot file away a pending package");

@@ -52,6 +52,8 @@ pub struct Server {
     pub port: u16,
     pub admin_port: u16,
     pub extra: Vec<String>,
+    /// Most bytes of address space the process may map (`prlimit --as`), if capped.
+    pub address_space: Option<u64>,
     child: Option<Child>,
 }
 
@@ -63,6 +65,23 @@ impl Server {
             port: free_port(),
             admin_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            address_space: None,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts a server as [`Server::start`] does, under `prlimit --as=<bytes>` (what
+    /// `ulimit -v` sets) and with at most two malloc arenas, so its address space is
+    /// predictable.
+    pub fn start_capped(data: &Path, extra: &[&str], bytes: u64) -> Server {
+        let mut s = Server {
+            data: data.to_owned(),
+            port: free_port(),
+            admin_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            address_space: Some(bytes),
             child: None,
         };
         s.spawn();
@@ -99,12 +118,31 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to be ready (it may die at once).
+    pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
-        let child = difusor()
+        let mut command = match self.address_space {
+            Some(bytes) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--as={bytes}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_difusor"))
+                    .env_remove("DIFUSOR_CONFIG")
+                    .env("RUST_LOG", "info")
+                    .env("MALLOC_ARENA_MAX", "2");
+                c
+            }
+            None => difusor(),
+        };
+        let child = command
             .arg("serve")
             .args(self.args())
             .stdin(Stdio::null())
@@ -113,7 +151,40 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Waits up to `within` for the process to end by itself; its exit status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The most memory the process has held (VmHWM, peak resident set), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid().unwrap())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
     }
 
     /// Waits until the admin listener answers.
@@ -319,6 +390,32 @@ pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
         w.finish().unwrap();
     }
     buf.into_inner()
+}
+
+/// A zip of `count` members named by `name(i)`, each holding `bytes` compressed once with
+/// `method` and copied raw: a package of thousands of large members is made in a moment.
+pub fn zip_repeated(
+    count: usize,
+    name: impl Fn(usize) -> String,
+    bytes: &[u8],
+    method: zip::CompressionMethod,
+) -> Vec<u8> {
+    let one = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(method)
+            .large_file(bytes.len() >= u32::MAX as usize);
+        w.start_file("x", opts).unwrap();
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(one)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..count {
+        let member = source.by_index(0).unwrap();
+        out.raw_copy_file_rename(member, name(i)).unwrap();
+    }
+    out.finish().unwrap().into_inner()
 }
 
 /// Writes `bytes` into `dir` as `name` the way careful uploaders do: a hidden temporary
