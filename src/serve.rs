@@ -2,8 +2,9 @@
 //!
 //! Order matters and is part of the guarantees of [`crate::publisher`]: the live site is
 //! rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
-//! program before anything else happens), and only then is the publisher started and the
-//! intake folder watched.
+//! program before anything else happens), and only then is the publisher started (it first
+//! takes again, or sets aside, what a crash interrupted, and removes expired rejected
+//! packages, hourly after that) and the intake folder watched.
 
 use std::sync::Arc;
 
