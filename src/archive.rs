@@ -1,16 +1,23 @@
-//! The archive: every package ever received, kept forever under its SHA-256 (R3.1).
+//! The archive: every package received, under its SHA-256 (R3.1): the ones that verified
+//! forever, the rejected ones apart and for a configured time.
 //!
-//! Layout: `<root>/<first two hex digits>/<sha256>` for the package and
-//! `<sha256>.sha256` / `<sha256>.minisig` beside it for its evidence.
+//! Layout, each package with `<sha256>.sha256` / `<sha256>.minisig` beside it for its
+//! evidence:
+//! - `<root>/pendientes/<sha256>`: received, not yet verified ([`Archive::store_file`]);
+//! - `<root>/<first two hex digits>/<sha256>`: verified ([`Archive::accept`]), kept forever;
+//! - `<root>/rechazados/<sha256>`: rejected or set aside ([`Archive::reject`]), removed by
+//!   [`Archive::expire_rejected`] once older than the retention the server is given.
 //!
 //! # Guarantees
 //! - A file appears under its final name only whole: it is written to a temporary name in
 //!   `<root>/tmp`, fsynced, renamed into place, and the directory is fsynced, before
 //!   [`Archive::store_file`] returns. A crash at any point leaves either nothing or the whole
-//!   file under its name.
+//!   file under its name. Moves between the folders are renames, each followed by an fsync
+//!   of both folders; evidence moves before its package.
 //! - The name is the SHA-256 of the bytes, computed while copying; storing the same bytes
 //!   twice keeps one copy.
-//! - Nothing here deletes or overwrites an archived file.
+//! - `<root>/<aa>/` holds only packages that verified, and nothing there is ever deleted or
+//!   overwritten: the live site is rebuilt from it alone.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -68,6 +75,22 @@ pub(crate) struct Stored {
     pub(crate) path: PathBuf,
 }
 
+/// The folder of packages received and not yet verified.
+const PENDING: &str = "pendientes";
+/// The folder of rejected packages.
+const REJECTED: &str = "rechazados";
+/// Kinds of evidence stored beside a package.
+const EVIDENCE: [&str; 2] = ["sha256", "minisig"];
+
+/// A rejected package removed once its retention ran out.
+#[derive(Debug, Clone)]
+pub(crate) struct Expired {
+    /// Its digest.
+    pub(crate) sha256: Sha256,
+    /// How long it had been kept, from when it was received.
+    pub(crate) age: std::time::Duration,
+}
+
 /// Content-addressed, fsynced storage under one folder.
 #[derive(Debug, Clone)]
 pub(crate) struct Archive {
@@ -77,7 +100,9 @@ pub(crate) struct Archive {
 impl Archive {
     /// Opens (creating if needed) the archive under `root`.
     pub(crate) fn open(root: &Path) -> Result<Self, ArchiveError> {
-        fs::create_dir_all(root.join("tmp")).map_err(io_err("create", root))?;
+        for dir in ["tmp", PENDING, REJECTED] {
+            fs::create_dir_all(root.join(dir)).map_err(io_err("create", root))?;
+        }
         Ok(Self {
             root: root.to_owned(),
         })
@@ -90,22 +115,49 @@ impl Archive {
         clear_unfinished(&self.root.join("tmp"))
     }
 
-    /// Where the package with `sha256` is (or would be) stored.
+    /// Where the verified package with `sha256` is (or would be) kept.
     pub(crate) fn path_of(&self, sha256: Sha256) -> PathBuf {
         let hex = sha256.to_hex();
         self.root.join(&hex[..2]).join(hex)
     }
 
-    /// Where evidence of kind `ext` (`sha256`, `minisig`) of a package is stored.
-    pub(crate) fn evidence_path(&self, sha256: Sha256, ext: &str) -> PathBuf {
-        let mut p = self.path_of(sha256).into_os_string();
-        p.push(".");
-        p.push(ext);
-        PathBuf::from(p)
+    /// Where a package not yet verified is kept.
+    fn pending_path(&self, sha256: Sha256) -> PathBuf {
+        self.root.join(PENDING).join(sha256.to_hex())
     }
 
-    /// Copies `src` into the archive, hashing while copying, and returns where it is.
-    /// Refuses, storing nothing, a file over `limit` bytes.
+    /// Where a rejected package is kept.
+    pub(crate) fn rejected_path(&self, sha256: Sha256) -> PathBuf {
+        self.root.join(REJECTED).join(sha256.to_hex())
+    }
+
+    /// Where the package with `sha256` is now: verified, pending or rejected, in that order.
+    pub(crate) fn locate(&self, sha256: Sha256) -> Option<PathBuf> {
+        [
+            self.path_of(sha256),
+            self.pending_path(sha256),
+            self.rejected_path(sha256),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+    }
+
+    /// The packages received and not yet verified or rejected: what a crash interrupted.
+    pub(crate) fn pending(&self) -> Result<Vec<Sha256>, ArchiveError> {
+        let dir = self.root.join(PENDING);
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
+            if let Some(sha) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                found.push(sha);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Copies `src` into the archive, hashing while copying, and returns where it is: the
+    /// verified copy if those bytes verified before, else a pending copy until
+    /// [`Archive::accept`] or [`Archive::reject`]. Refuses, storing nothing, a file over
+    /// `limit` bytes.
     pub(crate) fn store_file(&self, src: &Path, limit: u64) -> Result<Stored, ArchiveError> {
         // The source may lie in the intake folder: never through a link, never a FIFO.
         let input = crate::intake::open_regular(src).map_err(io_err("open", src))?;
@@ -124,22 +176,28 @@ impl Archive {
             }
             hashing.finish()
         };
-        let path = self.path_of(sha256);
-        if path.exists() {
-            return Ok(Stored { sha256, size, path });
+        let verified = self.path_of(sha256);
+        if verified.exists() {
+            return Ok(Stored {
+                sha256,
+                size,
+                path: verified,
+            });
         }
+        let path = self.pending_path(sha256);
         self.persist(tmp, &path)?;
         Ok(Stored { sha256, size, path })
     }
 
-    /// Stores small evidence bytes next to package `sha256` (write-once: an existing file is kept).
+    /// Stores small evidence bytes next to the stored package (write-once: an existing file
+    /// is kept).
     pub(crate) fn store_evidence(
         &self,
-        sha256: Sha256,
+        stored: &Stored,
         ext: &str,
         bytes: &[u8],
     ) -> Result<(), ArchiveError> {
-        let path = self.evidence_path(sha256, ext);
+        let path = evidence_path(&stored.path, ext);
         if path.exists() {
             return Ok(());
         }
@@ -150,20 +208,98 @@ impl Archive {
         self.persist(tmp, &path)
     }
 
-    /// Reads evidence of kind `ext` of package `sha256`, if stored.
-    pub(crate) fn read_evidence(&self, sha256: Sha256, ext: &str) -> Option<String> {
-        fs::read_to_string(self.evidence_path(sha256, ext)).ok()
+    /// Reads evidence of kind `ext` stored beside the package at `package`, if any.
+    pub(crate) fn read_evidence(&self, package: &Path, ext: &str) -> Option<String> {
+        fs::read_to_string(evidence_path(package, ext)).ok()
     }
 
-    /// Checks that the archived package still hashes to its name.
+    /// Moves a package that verified, with its evidence, to where verified packages are kept
+    /// forever; returns that place. A package already there stays as it is.
+    pub(crate) fn accept(&self, sha256: Sha256) -> Result<PathBuf, ArchiveError> {
+        let dest = self.path_of(sha256);
+        for from in [self.pending_path(sha256), self.rejected_path(sha256)] {
+            if from.is_file() {
+                self.move_package(&from, &dest)?;
+            }
+        }
+        Ok(dest)
+    }
+
+    /// Moves a package not yet verified, with its evidence, to the rejected packages; returns
+    /// where it is kept. A package that verified before stays where it is: it may be live.
+    pub(crate) fn reject(&self, sha256: Sha256) -> Result<PathBuf, ArchiveError> {
+        let from = self.pending_path(sha256);
+        let dest = self.rejected_path(sha256);
+        if from.is_file() {
+            self.move_package(&from, &dest)?;
+        }
+        Ok(self.locate(sha256).unwrap_or(dest))
+    }
+
+    /// Removes the rejected packages (and their evidence) received longer than `retention`
+    /// before `now`, and says which.
+    pub(crate) fn expire_rejected(
+        &self,
+        retention: std::time::Duration,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Expired>, ArchiveError> {
+        let dir = self.root.join(REJECTED);
+        let mut expired = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
+            let Some(sha256) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let path = entry.path();
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok());
+            let Some(age) = age.filter(|age| *age > retention) else {
+                continue;
+            };
+            for ext in EVIDENCE {
+                remove_if_present(&evidence_path(&path, ext))?;
+            }
+            remove_if_present(&path)?;
+            expired.push(Expired { sha256, age });
+        }
+        if !expired.is_empty() {
+            sync_dir(&dir)?;
+        }
+        Ok(expired)
+    }
+
+    /// Checks that the archived package, wherever it is kept, still hashes to its name.
     pub(crate) fn check(&self, sha256: Sha256) -> Result<Stored, ArchiveError> {
-        let path = self.path_of(sha256);
+        let path = self.locate(sha256).unwrap_or_else(|| self.path_of(sha256));
         let file = File::open(&path).map_err(io_err("open", &path))?;
         let (actual, size) = Sha256::of_reader(file).map_err(io_err("read", &path))?;
         if actual != sha256 {
             return Err(ArchiveError::Damaged { path, actual });
         }
         Ok(Stored { sha256, size, path })
+    }
+
+    /// Renames a package and its evidence (evidence first) to `dest`, fsyncing both folders.
+    /// Evidence already at the destination is kept (write-once) and the moved copy dropped.
+    fn move_package(&self, from: &Path, dest: &Path) -> Result<(), ArchiveError> {
+        let dest_dir = dest.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dest_dir).map_err(io_err("create", dest_dir))?;
+        for ext in EVIDENCE {
+            let (src, to) = (evidence_path(from, ext), evidence_path(dest, ext));
+            if !src.is_file() {
+                continue;
+            }
+            if to.exists() {
+                remove_if_present(&src)?;
+            } else {
+                fs::rename(&src, &to).map_err(io_err("rename into", &to))?;
+            }
+        }
+        fs::rename(from, dest).map_err(io_err("rename into", dest))?;
+        sync_dir(dest_dir)?;
+        sync_dir(from.parent().unwrap_or(&self.root))
     }
 
     /// fsync the temporary file, rename it to `dest`, fsync the directory.
@@ -175,6 +311,22 @@ impl Archive {
             .map_err(|e| e.error)
             .map_err(io_err("rename into", dest))?;
         sync_dir(dir)
+    }
+}
+
+/// Where evidence of kind `ext` (`sha256`, `minisig`) of the package at `package` is kept.
+fn evidence_path(package: &Path, ext: &str) -> PathBuf {
+    let mut p = package.as_os_str().to_owned();
+    p.push(".");
+    p.push(ext);
+    PathBuf::from(p)
+}
+
+/// Removes a file; one already gone is fine.
+fn remove_if_present(path: &Path) -> Result<(), ArchiveError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -252,8 +404,21 @@ mod tests {
         let b = archive.store_file(&src, 1000).unwrap();
         assert_eq!(a.sha256, Sha256::of(b"package bytes"));
         assert_eq!(a.path, b.path);
+        assert!(a.path.starts_with(dir.path().join("archivo/pendientes")));
         assert_eq!(fs::read(&a.path).unwrap(), b"package bytes");
         assert_eq!(archive.check(a.sha256).unwrap().size, 13);
+        assert_eq!(archive.pending().unwrap(), [a.sha256]);
+        archive.store_evidence(&a, "sha256", b"digest").unwrap();
+        assert_eq!(archive.accept(a.sha256).unwrap(), archive.path_of(a.sha256));
+        assert_eq!(
+            archive.read_evidence(&archive.path_of(a.sha256), "sha256"),
+            Some("digest".to_owned())
+        );
+        assert!(archive.pending().unwrap().is_empty());
+        // Once verified, the same bytes are found there and not stored again.
+        let c = archive.store_file(&src, 1000).unwrap();
+        assert_eq!(c.path, archive.path_of(a.sha256));
+        assert!(archive.pending().unwrap().is_empty());
         // Nothing is left behind in tmp.
         assert_eq!(
             fs::read_dir(dir.path().join("archivo/tmp"))
@@ -274,6 +439,40 @@ mod tests {
             Err(ArchiveError::TooLarge { .. })
         ));
         assert!(!archive.path_of(Sha256::of(&[0u8; 100])).exists());
+    }
+
+    #[test]
+    fn rejected_packages_are_kept_apart_until_their_retention_runs_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let src = dir.path().join("p.zip");
+        fs::write(&src, b"not a package").unwrap();
+        let stored = archive.store_file(&src, 1000).unwrap();
+        archive.store_evidence(&stored, "minisig", b"sig").unwrap();
+        let kept = archive.reject(stored.sha256).unwrap();
+        assert_eq!(
+            kept,
+            dir.path()
+                .join("archivo/rechazados")
+                .join(stored.sha256.to_hex())
+        );
+        assert!(kept.is_file() && archive.read_evidence(&kept, "minisig").is_some());
+        assert!(!archive.path_of(stored.sha256).exists());
+        let hour = std::time::Duration::from_secs(3600);
+        let now = std::time::SystemTime::now();
+        assert!(archive.expire_rejected(hour, now).unwrap().is_empty());
+        let expired = archive.expire_rejected(hour, now + 2 * hour).unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].sha256, stored.sha256);
+        assert!(expired[0].age > hour);
+        assert!(archive.locate(stored.sha256).is_none());
+        assert_eq!(
+            fs::read_dir(dir.path().join("archivo/rechazados"))
+                .unwrap()
+                .count(),
+            0,
+            "its evidence went with it"
+        );
     }
 
     #[test]

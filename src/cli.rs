@@ -143,10 +143,16 @@ pub(crate) enum Cmd {
     },
     /// Hand a package to the running server, or process it here if none runs.
     /// Its `<FILE>.sha256` and `<FILE>.minisig` are sent with it when present.
-    /// Exit status: 0 published, duplicate or archived as older; 1 rejected; 2 error.
+    /// Exit status: 0 published, duplicate or archived as older; 1 rejected; 2 error;
+    /// 3 held for an operator (its corte time is far from the publication window or ahead of
+    /// the clock).
     Ingest {
         /// The package file.
         file: PathBuf,
+        /// Publish it even if its corte time would hold it, or it was set aside after its
+        /// processing was interrupted twice. It is verified all the same.
+        #[arg(long)]
+        force: bool,
         /// Settings.
         #[command(flatten)]
         settings: SettingArgs,

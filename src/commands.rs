@@ -75,17 +75,20 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
 }
 
 /// Exit status of `ingest` for an outcome: 0 kept (published, duplicate, older), 1 rejected,
-/// 2 failed.
+/// 2 failed, 3 held for an operator.
 pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Published { .. } | Outcome::Duplicate { .. } | Outcome::Older { .. } => 0,
         Outcome::Rejected { .. } => 1,
         Outcome::Failed { .. } => 2,
+        Outcome::Held { .. } => 3,
     }
 }
 
-/// Hands `file` to the running server, or processes it here.
-pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
+/// Hands `file` to the running server, or processes it here. With `force`, a package whose
+/// corte time would hold it, or that was set aside, is published all the same (it is
+/// verified all the same).
+pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<Outcome> {
     let name = package_name(file).ok_or_else(|| {
         anyhow!(
             "{} is not a usable package file name (hidden, empty or odd characters)",
@@ -117,6 +120,9 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
         if let Some(s) = &signature {
             req = req.header("x-difusor-signature", enc(s));
         }
+        if force {
+            req = req.header("x-difusor-force", "1");
+        }
         let (_, value) = send(stream, &config, req, file_body(body)).await?;
         return serde_json::from_value(value.clone())
             .map_err(|_| anyhow!("the server answered: {value}"));
@@ -124,7 +130,7 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
     let config = Arc::new(config);
     let store = open_store(&config)?;
     let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
-    Ok(publisher.handle(Received {
+    let received = Received {
         name,
         path: followed(file),
         channel: "cli",
@@ -132,7 +138,12 @@ pub(crate) async fn ingest(config: Config, file: &Path) -> Result<Outcome> {
         sidecar,
         signature,
         received_at: Timestamp::now(),
-    }))
+    };
+    Ok(if force {
+        publisher.handle_forced(received)
+    } else {
+        publisher.handle(received)
+    })
 }
 
 /// Publishes corte `corte` again, through the running server or here.

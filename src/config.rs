@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::access_log::LogFormat;
 use crate::http::limits::LimitSettings;
-use crate::package::{CorteRules, EvidencePolicy, Limits, Policy};
+use crate::package::{CorteRules, EvidencePolicy, Limits, Policy, Window};
 use crate::site::CachePolicy;
 
 /// Declares every setting once: doc, name, type and default.
@@ -122,6 +122,15 @@ settings! {
     /// End of the publication period the call requires; the last corte stays published after
     /// it. Empty: none.
     publish_end: String = String::new();
+    /// A package whose corte time is more than this before `publish_start` or after
+    /// `publish_end` is held (journaled, shown on the status page, not published) until an
+    /// operator publishes it with `difusor rollback <corte>` or `difusor ingest --force`:
+    /// a year or day typo in the name must not replace the night's real cortes. Empty: not
+    /// checked.
+    corte_window_margin: String = "6h".to_owned();
+    /// A package whose corte time is more than this ahead of the clock is held likewise.
+    /// Empty: not checked (drills at another time of day than their simulated night).
+    corte_future_margin: String = "5m".to_owned();
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
@@ -191,18 +200,35 @@ settings! {
     /// Names of member hash lists inside a package (case-insensitive).
     member_list_names: Vec<String> =
         ["SHA256SUMS", "SHA256SUMS.txt", "HASH", "HASH.txt"].map(String::from).to_vec();
-    /// Largest package file accepted.
-    max_package_bytes: ByteSize = ByteSize::gib(2);
-    /// Most bytes one package may unpack to, nested archives included.
-    max_unpacked_bytes: ByteSize = ByteSize::gib(4);
-    /// Most members one package may hold, nested archives included.
-    max_members: u64 = 500_000;
-    /// Largest single member once unpacked.
-    max_member_bytes: ByteSize = ByteSize::gib(1);
+    /// Largest package file accepted. A national site package is about 36 MB zipped and a
+    /// national data package (CSVs of a few hundred MB) well under 100 MB: 512 MiB leaves room.
+    max_package_bytes: ByteSize = ByteSize::mib(512);
+    /// Most bytes one package may unpack to, nested archives included (a national site package
+    /// unpacks to about 150 MB, a national data package to a few hundred MB). The package is
+    /// held in memory while it is checked, so this is also the memory one package may take.
+    max_unpacked_bytes: ByteSize = ByteSize::gib(1);
+    /// Most members one package may hold, nested archives included (a national site package
+    /// has about 3,300 files).
+    max_members: u64 = 50_000;
+    /// Largest single member once unpacked (the largest CSV is a few hundred MB).
+    max_member_bytes: ByteSize = ByteSize::mib(512);
     /// Highest compression ratio of a member (unpacked / packed) over 1 MiB.
     max_ratio: u64 = 250;
+    /// Highest compression ratio of the whole package: all it unpacks to, nested archives
+    /// included, over the package file's size, once past 1 MiB. Real packages are 4:1 to 15:1;
+    /// many members each small enough to escape `max_ratio` cannot add up to a bomb.
+    max_package_ratio: u64 = 100;
+    /// Most bytes the live site may hold in memory: its files and their compressed variants.
+    /// A package that would take the site past it is refused whole. A national site package
+    /// takes about 250 MiB with its variants; the newest data package's unpacked files are
+    /// held too. Plan for this plus `max_unpacked_bytes` plus 256 MiB of memory.
+    max_site_bytes: ByteSize = ByteSize::gib(1);
     /// Deepest nesting of archives (2: a zip of zips).
     max_depth: u32 = 2;
+    /// How long a rejected package is kept in `archivo/rechazados/` (`30d`, `72h`) before it
+    /// is removed; the removal is journaled, and the journal keeps its SHA-256 and the reason
+    /// for ever. Empty: kept for ever.
+    rejected_retention: String = "30d".to_owned();
     /// Longest member path, in bytes.
     max_name_len: u64 = 1024;
     /// A file written in place in the intake folder is taken once its writer has closed it
@@ -462,6 +488,10 @@ pub(crate) struct Config {
     pub(crate) evidence: EvidencePolicy,
     /// Unpacking limits.
     pub(crate) limits: Limits,
+    /// Most bytes the live site may hold in memory.
+    pub(crate) max_site_bytes: u64,
+    /// How long rejected packages are kept; `None`: for ever.
+    pub(crate) rejected_retention: Option<std::time::Duration>,
     /// `Cache-Control` per path.
     pub(crate) cache: Arc<CachePolicy>,
     /// Connection and rate limits of the public listeners.
@@ -584,6 +614,14 @@ impl Config {
             bail!("setting `publish_end`: {b} is not after `publish_start` {a}; fix either date");
         }
         let update_interval = duration("update_interval", &s.update_interval)?;
+        let window = optional_duration("corte_window_margin", &s.corte_window_margin)?
+            .filter(|_| publish_start.is_some() || publish_end.is_some())
+            .map(|margin| Window {
+                start: publish_start,
+                end: publish_end,
+                margin,
+            });
+        let future_margin = optional_duration("corte_future_margin", &s.corte_future_margin)?;
         let name_pattern = regex::Regex::new(&s.corte_pattern)
             .map_err(|e| anyhow!("setting `corte_pattern`: not a valid regular expression: {e}"))?;
         for group in ["Y", "m", "d", "H", "M"] {
@@ -623,11 +661,14 @@ impl Config {
             max_members: positive("max_members", s.max_members)?,
             max_member_bytes: positive("max_member_bytes", s.max_member_bytes.as_u64())?,
             max_ratio: positive("max_ratio", s.max_ratio)?,
+            max_package_ratio: positive("max_package_ratio", s.max_package_ratio)?,
             max_depth: u32::try_from(positive("max_depth", u64::from(s.max_depth))?)
                 .unwrap_or(u32::MAX),
             max_name_len: usize::try_from(positive("max_name_len", s.max_name_len)?)
                 .unwrap_or(usize::MAX),
         };
+        let max_site_bytes = positive("max_site_bytes", s.max_site_bytes.as_u64())?;
+        let rejected_retention = retention("rejected_retention", &s.rejected_retention)?;
         let stale_if_error = if s.stale_if_error.is_empty() {
             None
         } else {
@@ -692,6 +733,8 @@ impl Config {
                 name_pattern,
                 timezone: timezone.clone(),
                 json_field,
+                window,
+                future_margin,
             },
             timezone,
             complete_marker: s.complete_marker.clone(),
@@ -704,6 +747,8 @@ impl Config {
                 member_list_names: s.member_list_names.clone(),
             },
             limits,
+            max_site_bytes,
+            rejected_retention,
             cache: Arc::new(cache),
             connection_limits,
             header_timeout,
@@ -951,6 +996,32 @@ fn duration(setting: &str, text: &str) -> Result<SignedDuration> {
         bail!("setting `{setting}`: {text:?} is negative; give a positive duration");
     }
     Ok(d)
+}
+
+/// A retention: a duration that may be given in days (`30d`), each of 24 hours; empty is
+/// `None` (for ever).
+fn retention(setting: &str, text: &str) -> Result<Option<std::time::Duration>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let span: jiff::Span = text.parse().map_err(|e| {
+        anyhow!("setting `{setting}`: {text:?} is not a duration ({e}); write e.g. 30d or 72h")
+    })?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| anyhow!("setting `{setting}`: {text:?}: {e}; write e.g. 30d or 72h"))?;
+    if d.is_negative() || d.is_zero() {
+        bail!("setting `{setting}`: must be greater than zero; 30d is a good value");
+    }
+    Ok(Some(d.unsigned_abs()))
+}
+
+/// A duration setting where empty means "not checked".
+fn optional_duration(setting: &str, text: &str) -> Result<Option<SignedDuration>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    duration(setting, text).map(Some)
 }
 
 /// A duration setting that must be above zero; `good` is suggested when it is not.

@@ -30,8 +30,10 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
         listen: Some(vec![format!("127.0.0.1:{port}")]),
         admin_listen: Some("127.0.0.1:0".to_owned()),
         settle: Some("200ms".to_owned()),
-        // A drill shows results at once: no embargo.
+        // A drill shows results at once: no embargo, and tonight's simulated cortes are
+        // published now, ahead of the clock.
         publish_start: Some(String::new()),
+        corte_future_margin: Some(String::new()),
         ..Default::default()
     };
     let config = Config::from_settings(resolve_embedded(&args)?)?;

@@ -3,12 +3,16 @@
 //! Three tables:
 //! - `events`: everything that happened, with its time (received, rejected and why, archived,
 //!   published with lag, duplicate, older, rollback, start, stop, intake errors);
-//! - `packages`: each package once, by SHA-256, with its last outcome;
+//! - `packages`: each package once, by SHA-256, with its last outcome (`processing` while the
+//!   publisher works on it, so a start finds what a crash interrupted) and how many times in a
+//!   row its processing began;
 //! - `publications`: each corte that went live, in order, with what it was built on. The live
 //!   site is rebuilt from this table and the archive at start.
 //!
 //! # Guarantees
-//! - Rows are only ever inserted, never updated or deleted, except a package's `outcome`.
+//! - Rows are only ever inserted, never updated or deleted, except a package's `outcome` and
+//!   `attempts`. A rejected package's hash and reason stay in `events` forever, after its
+//!   archived copy is removed.
 //! - [`Journal::record_publication`] commits (fsynced) before it returns, so a corte is in
 //!   the journal before it is swapped in: a crash can lose a swap, never a record.
 
@@ -50,6 +54,14 @@ pub(crate) enum EventKind {
     Duplicate,
     /// A package older than the live corte was archived and not published.
     Older,
+    /// A verified package whose corte time is implausible (far outside the publication
+    /// window, or ahead of the clock) was archived and not published: an operator decides.
+    Held,
+    /// A package whose processing was interrupted (the server died) twice was set aside, not
+    /// retried: an operator decides.
+    SetAside,
+    /// A rejected package's archived copy was removed, its retention over.
+    RejectedRemoved,
     /// An operator rolled back to an earlier corte.
     Rollback,
     /// The live site was rebuilt from the archive at start.
@@ -84,6 +96,9 @@ impl EventKind {
             Self::Published => "published",
             Self::Duplicate => "duplicate",
             Self::Older => "older",
+            Self::Held => "held",
+            Self::SetAside => "set-aside",
+            Self::RejectedRemoved => "rejected-removed",
             Self::Rollback => "rollback",
             Self::Rebuilt => "rebuilt",
             Self::IntakeError => "intake-error",
@@ -185,6 +200,27 @@ pub(crate) struct Counts {
     pub(crate) published: i64,
     /// Data packages whose summary line contradicts their rows (or could not be read).
     pub(crate) inconsistent: i64,
+    /// Packages held for an operator now.
+    pub(crate) held: i64,
+    /// Packages set aside for an operator now.
+    pub(crate) set_aside: i64,
+}
+
+/// A package waiting for an operator: held for its corte time, or set aside.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Waiting {
+    /// SHA-256 of the package.
+    pub(crate) sha256: String,
+    /// Its file name.
+    pub(crate) name: String,
+    /// `held` or `set-aside`.
+    pub(crate) outcome: String,
+    /// When that was decided.
+    pub(crate) at: Timestamp,
+    /// Its corte id, when known.
+    pub(crate) corte: Option<String>,
+    /// Why.
+    pub(crate) reason: String,
 }
 
 /// The journal database.
@@ -206,7 +242,8 @@ CREATE TABLE IF NOT EXISTS packages (
     name TEXT NOT NULL,
     size INTEGER NOT NULL,
     first_received TEXT NOT NULL,
-    outcome TEXT NOT NULL
+    outcome TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS publications (
     seq INTEGER PRIMARY KEY,
@@ -232,6 +269,16 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        let has_attempts: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'attempts'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_attempts {
+            conn.execute_batch(
+                "ALTER TABLE packages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -292,7 +339,82 @@ impl Journal {
         Ok(found.is_some())
     }
 
-    /// Sets a package's outcome (`published`, `older`, `rejected`).
+    /// Marks a package as being processed and returns how many times in a row its processing
+    /// has begun, this time included: more than one means earlier attempts were interrupted.
+    pub(crate) fn begin_processing(&self, sha256: Sha256) -> Result<u32> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE packages SET
+                 attempts = CASE WHEN outcome = 'processing' THEN attempts + 1 ELSE 1 END,
+                 outcome = 'processing'
+             WHERE sha256 = ?1",
+            [sha256.to_hex()],
+        )?;
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT attempts FROM packages WHERE sha256 = ?1",
+                [sha256.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(1);
+        Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+    }
+
+    /// A package's file name, first arrival and last outcome, if it was ever received.
+    pub(crate) fn package(&self, sha256: Sha256) -> Result<Option<(String, Timestamp, String)>> {
+        let row: Option<(String, String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT name, first_received, outcome FROM packages WHERE sha256 = ?1",
+                [sha256.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(name, at, outcome)| {
+            (name, at.parse().unwrap_or(Timestamp::UNIX_EPOCH), outcome)
+        }))
+    }
+
+    /// The packages whose processing began and never ended: a crash interrupted them.
+    pub(crate) fn interrupted(&self) -> Result<Vec<Sha256>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT sha256 FROM packages WHERE outcome = 'processing' ORDER BY first_received",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows
+            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .collect())
+    }
+
+    /// The packages held or set aside now, waiting for an operator, oldest first.
+    pub(crate) fn waiting(&self) -> Result<Vec<Waiting>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT p.sha256, p.name, p.outcome, e.at, e.detail FROM packages p
+             JOIN events e ON e.id = (SELECT max(id) FROM events
+                                      WHERE package = p.sha256 AND kind = p.outcome)
+             WHERE p.outcome IN ('held', 'set-aside') ORDER BY e.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let at: String = r.get(3)?;
+            let detail: String = r.get(4)?;
+            let detail: serde_json::Value =
+                serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+            Ok(Waiting {
+                sha256: r.get(0)?,
+                name: r.get(1)?,
+                outcome: r.get(2)?,
+                at: at.parse().map_err(bad_column(3))?,
+                corte: detail["corte"].as_str().map(str::to_owned),
+                reason: detail["reason"].as_str().unwrap_or_default().to_owned(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Sets a package's outcome (`published`, `older`, `held`, `rejected`, `set-aside`).
     pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: &str) -> Result<()> {
         self.conn().execute(
             "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",
@@ -375,12 +497,16 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// The newest package archived as older than the live corte whose corte id is `wanted`,
-    /// or whose SHA-256 starts with `wanted` (at least 8 digits).
-    pub(crate) fn older_package(&self, wanted: &str) -> Result<Option<(Sha256, String)>> {
+    /// The newest package archived without being published (older than the live corte,
+    /// held, or set aside) and not published since, whose corte id is `wanted`, or whose
+    /// SHA-256 starts with `wanted` (at least 8 digits).
+    pub(crate) fn unpublished_package(&self, wanted: &str) -> Result<Option<(Sha256, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT package, name, detail FROM events WHERE kind = 'older' ORDER BY id DESC",
+            "SELECT e.package, e.name, e.detail FROM events e
+             JOIN packages p ON p.sha256 = e.package
+             WHERE e.kind IN ('older', 'held', 'set-aside') AND p.outcome = e.kind
+             ORDER BY e.id DESC",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -458,6 +584,16 @@ impl Journal {
             received: count("received")?,
             rejected: count("rejected")?,
             published: count("published")? + count("rollback")?,
+            held: conn.query_row(
+                "SELECT count(*) FROM packages WHERE outcome = 'held'",
+                [],
+                |r| r.get(0),
+            )?,
+            set_aside: conn.query_row(
+                "SELECT count(*) FROM packages WHERE outcome = 'set-aside'",
+                [],
+                |r| r.get(0),
+            )?,
             inconsistent: conn.query_row(
                 "SELECT count(DISTINCT package) FROM events
                  WHERE kind = 'warning' AND json_extract(detail, '$.check') = 'summary'",
@@ -544,5 +680,37 @@ mod tests {
         );
         assert_eq!(j.counts().unwrap().published, 2);
         assert_eq!(j.events(10).unwrap()[0].kind, "published");
+    }
+
+    #[test]
+    fn processing_counts_attempts_in_a_row_and_a_held_package_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let sha = Sha256::of(b"q");
+        j.note_package(sha, "20240602_2100_PREP.zip", 1, Timestamp::now())
+            .unwrap();
+        assert_eq!(j.begin_processing(sha).unwrap(), 1);
+        assert_eq!(j.interrupted().unwrap(), [sha]);
+        assert_eq!(j.begin_processing(sha).unwrap(), 2);
+        j.set_outcome(sha, "rejected").unwrap();
+        assert!(j.interrupted().unwrap().is_empty());
+        assert_eq!(j.begin_processing(sha).unwrap(), 1, "a new run starts over");
+        j.record(
+            EventKind::Held,
+            Some((sha, "20240602_2100_PREP.zip")),
+            serde_json::json!({"corte": "20240602_2100", "reason": "ahead of the clock"}),
+        )
+        .unwrap();
+        j.set_outcome(sha, "held").unwrap();
+        let waiting = j.waiting().unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].corte.as_deref(), Some("20240602_2100"));
+        assert_eq!(waiting[0].reason, "ahead of the clock");
+        assert_eq!(j.counts().unwrap().held, 1);
+        let found = j.unpublished_package("20240602_2100").unwrap();
+        assert_eq!(found.map(|(s, _)| s), Some(sha));
+        j.set_outcome(sha, "published").unwrap();
+        assert!(j.waiting().unwrap().is_empty());
+        assert!(j.unpublished_package("20240602_2100").unwrap().is_none());
     }
 }

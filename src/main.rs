@@ -173,9 +173,13 @@ fn run(cli: cli::Cli) -> Result<u8> {
             commands::init(&dir, &profile, force, self_signed)?;
             Ok(0)
         }
-        Cmd::Ingest { file, settings } => {
+        Cmd::Ingest {
+            file,
+            force,
+            settings,
+        } => {
             let config = Config::load(config_file, &settings)?;
-            let outcome = runtime.block_on(commands::ingest(config, &file))?;
+            let outcome = runtime.block_on(commands::ingest(config, &file, force))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(commands::exit_code(&outcome))
         }

@@ -61,8 +61,10 @@ pub(crate) struct Snapshot {
     pub(crate) corte_time: Option<i64>,
     /// Seconds from corte time to going live, of the live corte.
     pub(crate) lag_seconds: Option<f64>,
-    /// Packages received, rejected, published (journal counts).
-    pub(crate) packages: [(&'static str, i64); 3],
+    /// Packages received, rejected, published, held and set aside (journal counts).
+    pub(crate) packages: [(&'static str, i64); 5],
+    /// Bytes the live site holds in memory.
+    pub(crate) site_bytes: u64,
     /// Open public connections.
     pub(crate) open_connections: usize,
     /// Public connections that gave way to new ones at a cap, since the start.
@@ -84,6 +86,7 @@ pub(crate) struct Metrics {
     corte_time: Gauge,
     lag: Gauge<f64, AtomicU64>,
     packages: Family<PackageLabels, Gauge>,
+    site_bytes: Gauge,
     open_connections: Gauge,
     connections_evicted: Gauge,
     connections_refused: Gauge,
@@ -105,6 +108,7 @@ impl Metrics {
         let corte_time = Gauge::default();
         let lag = Gauge::<f64, AtomicU64>::default();
         let packages = Family::<PackageLabels, Gauge>::default();
+        let site_bytes = Gauge::default();
         let open_connections = Gauge::default();
         let connections_evicted = Gauge::default();
         let connections_refused = Gauge::default();
@@ -148,8 +152,13 @@ impl Metrics {
         );
         registry.register(
             "packages",
-            "Packages received, rejected and published",
+            "Packages received, rejected and published, and held or set aside now",
             packages.clone(),
+        );
+        registry.register(
+            "site_bytes",
+            "Bytes the live site holds in memory: its files and their compressed variants",
+            site_bytes.clone(),
         );
         registry.register(
             "open_connections",
@@ -179,6 +188,7 @@ impl Metrics {
             corte_time,
             lag,
             packages,
+            site_bytes,
             open_connections,
             connections_evicted,
             connections_refused,
@@ -208,6 +218,8 @@ impl Metrics {
                 .get_or_create(&PackageLabels { outcome })
                 .set(n);
         }
+        self.site_bytes
+            .set(i64::try_from(snapshot.site_bytes).unwrap_or(i64::MAX));
         self.open_connections
             .set(i64::try_from(snapshot.open_connections).unwrap_or(i64::MAX));
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -300,7 +312,14 @@ mod tests {
         let text = m.encode(&Snapshot {
             corte_time: Some(1_717_380_900),
             lag_seconds: Some(1.5),
-            packages: [("received", 3), ("rejected", 1), ("published", 2)],
+            packages: [
+                ("received", 3),
+                ("rejected", 1),
+                ("published", 2),
+                ("held", 1),
+                ("set-aside", 0),
+            ],
+            site_bytes: 4096,
             open_connections: 7,
             connections_evicted: 3,
             connections_refused: 1,
@@ -329,6 +348,11 @@ mod tests {
         );
         assert!(text.contains("difusor_open_connections 7"), "{text}");
         assert!(text.contains("difusor_connections_evicted 3"), "{text}");
+        assert!(
+            text.contains("difusor_packages{outcome=\"held\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("difusor_site_bytes 4096"), "{text}");
         assert!(
             text.contains(
                 "difusor_pull_consecutive_failures{url=\"https://prep.instituto.mx/paquetes/\"} 4"

@@ -1,21 +1,41 @@
 //! The publisher: the single writer that turns received packages into live cortes.
 //!
 //! Every package from every intake channel passes through [`Publisher::handle`], one at a
-//! time, on one thread: archive → journal → verify → inspect (data packages) → corte time →
-//! build site → journal → swap. Visitors never wait on it; they read the live [`Site`] through one atomic pointer.
+//! time, on one thread: archive (pending) → journal → verify → inspect (data packages) →
+//! corte time → hold? older? → build site → archive (verified) → journal → swap. Visitors
+//! never wait on it; they read the live [`Site`] through one atomic pointer.
 //!
 //! # Invariants (DESIGN.md)
 //! 1. A response is served entirely from one corte: a site is built whole, off to the side,
 //!    and becomes live in one pointer store ([`ArcSwap::store`]); a reader holds the site it
 //!    loaded for the whole response.
 //! 2. Nothing is published that did not verify: sites are built only from a
-//!    [`VerifiedPackage`], which only [`package::verify`] makes. A rejection changes nothing.
-//! 3. Nothing published is lost: a package is archived (fsynced) before it is verified, and
-//!    a corte is recorded in the journal (fsynced) before it is swapped in. At start the live
-//!    site is rebuilt from the journal's last publication and the archive, before any new
-//!    package is taken.
+//!    [`VerifiedPackage`], which only [`package::verify`] makes. A rejection changes nothing;
+//!    the rejected package is kept apart (`archivo/rechazados/`) for `rejected_retention`.
+//! 3. Nothing published is lost: a package is archived (fsynced) before it is verified, moved
+//!    among the verified packages before its corte is journaled, and a corte is recorded in
+//!    the journal (fsynced) before it is swapped in. At start the live site is rebuilt from
+//!    the journal's last publication and the verified packages, before any new package is
+//!    taken.
 //! 6. A package whose corte is older than the live one is archived and journaled, never
 //!    published, unless an operator asks for a [`Publisher::rollback`].
+//!
+//! # What waits for an operator
+//! - A package whose corte time is implausible ([`package::CorteRules::hold_reason`]: far
+//!   outside the publication window, or ahead of the clock) is verified, archived and
+//!   journaled as `held`, and not published: a typo in a name must not replace the night's
+//!   real cortes, nor make them "older". Later cortes publish as if it had not come.
+//! - A package whose processing began and never ended (the process died: a crash, a kill,
+//!   the memory limit) is taken again once at the next start, from the archive; if that is
+//!   interrupted too it is set aside (`set-aside`, kept with the rejected packages), so a
+//!   package that kills the server cannot make it die at every start.
+//!
+//! `difusor rollback <corte or SHA-256>` publishes either; `difusor ingest --force FILE`
+//! ([`Command::Force`]) takes a package past both checks, never past verification.
+//!
+//! # Memory
+//! A package whose site would hold more than `max_site_bytes` (files and compressed
+//! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.
 //!
 //! Every data package is also inspected ([`crate::prep`]) once verified: a summary line that
 //! contradicts its rows is a journal warning, and with `reject_inconsistent` a rejection.
@@ -32,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{Archive, ArchiveError};
+use crate::archive::{Archive, ArchiveError, Stored};
 use crate::config::{Config, SiteMode};
 use crate::hash::Sha256;
 use crate::journal::{Build, EventKind, Journal, Publication};
@@ -44,6 +64,10 @@ use crate::site::{Applied, Compressor, Corte, Listed, Site};
 
 /// The live site, shared with every server task.
 pub(crate) type Live = Arc<ArcSwap<Site>>;
+
+/// How many times in a row a package's processing may begin; when the last of them was
+/// interrupted too, the package is set aside instead of taken again.
+const MAX_ATTEMPTS: u32 = 2;
 
 /// A package handed over by an intake channel, received whole.
 #[derive(Debug)]
@@ -92,7 +116,17 @@ pub(crate) enum Outcome {
         /// SHA-256 of the package.
         sha256: String,
     },
-    /// It failed a check; the live corte is unchanged.
+    /// It verified, but its corte time is implausible: archived, not published until an
+    /// operator says so.
+    Held {
+        /// Its corte id.
+        corte: String,
+        /// Why it is held.
+        reason: String,
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// It failed a check, or was set aside; the live corte is unchanged.
     Rejected {
         /// Why, precisely.
         reason: String,
@@ -110,8 +144,13 @@ pub(crate) enum Outcome {
 pub(crate) enum Command {
     /// Take a package; reply with its outcome if asked.
     Ingest(Received, Option<oneshot::Sender<Outcome>>),
-    /// Publish again the site of an earlier corte.
+    /// Take a package an operator insists on: published even if its corte time would hold it
+    /// or it was set aside. It is verified all the same.
+    Force(Received, oneshot::Sender<Outcome>),
+    /// Publish again the site of an earlier corte, or a package held, set aside or older.
     Rollback(String, oneshot::Sender<Outcome>),
+    /// Remove the rejected packages whose retention is over.
+    Expire,
 }
 
 /// The single writer.
@@ -122,6 +161,23 @@ pub(crate) struct Publisher {
     archive: Archive,
     journal: Arc<Journal>,
     live: Live,
+}
+
+/// A package being processed: what is known of it once it is stored.
+struct Job<'r> {
+    /// What the channel handed over.
+    received: &'r Received,
+    /// Where it is archived.
+    stored: Stored,
+    /// Whether an operator insists on it.
+    force: bool,
+}
+
+impl Job<'_> {
+    /// How the journal refers to the package.
+    fn pkg_ref(&self) -> Option<(Sha256, &str)> {
+        Some((self.stored.sha256, self.received.name.as_str()))
+    }
 }
 
 impl Publisher {
@@ -147,13 +203,15 @@ impl Publisher {
         self
     }
 
-    /// Runs the publisher on its own thread; packages sent to the returned channel are taken
-    /// in order.
+    /// Runs the publisher on its own thread: first what a crash interrupted
+    /// ([`Publisher::recover`]), then packages sent to the returned channel, in order.
     pub(crate) fn spawn(self) -> std::io::Result<mpsc::Sender<Command>> {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
         std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || {
+                self.recover();
+                self.expire_rejected();
                 while let Some(cmd) = rx.blocking_recv() {
                     match cmd {
                         Command::Ingest(received, reply) => {
@@ -162,9 +220,13 @@ impl Publisher {
                                 let _ = reply.send(outcome);
                             }
                         }
+                        Command::Force(received, reply) => {
+                            let _ = reply.send(self.handle_forced(received));
+                        }
                         Command::Rollback(corte, reply) => {
                             let _ = reply.send(self.rollback(&corte));
                         }
+                        Command::Expire => self.expire_rejected(),
                     }
                 }
             })?;
@@ -173,45 +235,52 @@ impl Publisher {
 
     /// Takes one package through every step; see the module documentation.
     pub(crate) fn handle(&self, r: Received) -> Outcome {
-        let outcome = self.handle_inner(&r);
-        match &outcome {
-            Outcome::Published {
-                corte, lag_seconds, ..
-            } => {
-                tracing::info!(name = %r.name, %corte, lag_seconds, "corte published")
-            }
-            Outcome::Rejected { reason, .. } => {
-                tracing::warn!(name = %r.name, %reason, "package rejected; the live corte is unchanged")
-            }
-            Outcome::Failed { error } => {
-                tracing::error!(name = %r.name, %error, "package not processed")
-            }
-            other => tracing::info!(name = %r.name, outcome = ?other, "package not published"),
-        }
+        self.take(r, false)
+    }
+
+    /// Takes one package an operator insists on: see [`Command::Force`].
+    pub(crate) fn handle_forced(&self, r: Received) -> Outcome {
+        self.take(r, true)
+    }
+
+    fn take(&self, r: Received, force: bool) -> Outcome {
+        let outcome = match self.receive(&r) {
+            Ok(stored) => self.process(Job {
+                received: &r,
+                stored,
+                force,
+            }),
+            Err(outcome) => outcome,
+        };
+        log_outcome(&r.name, &outcome);
         outcome
     }
 
-    fn handle_inner(&self, r: &Received) -> Outcome {
-        let stored =
-            match self
-                .archive
-                .store_file(&r.path, self.config.limits.max_package_bytes)
-            {
-                Ok(stored) => stored,
-                Err(e @ ArchiveError::TooLarge { .. }) => {
-                    let reason = format!("{e}; the package was not stored");
-                    self.event(EventKind::Rejected, None, json!({
-                    "name": r.name, "channel": r.channel, "reason": reason, "fault": "sender",
-                }));
-                    return Outcome::Rejected {
-                        reason,
-                        sha256: None,
-                    };
-                }
-                Err(e) => return self.failed(r, anyhow!(e).context("archiving the package")),
-            };
-        let sha = stored.sha256;
-        let pkg_ref = Some((sha, r.name.as_str()));
+    /// Archives a received package (pending verification) with its evidence, and journals
+    /// its arrival.
+    fn receive(&self, r: &Received) -> Result<Stored, Outcome> {
+        let stored = match self
+            .archive
+            .store_file(&r.path, self.config.limits.max_package_bytes)
+        {
+            Ok(stored) => stored,
+            Err(e @ ArchiveError::TooLarge { .. }) => {
+                let reason = format!("{e}; the package was not stored");
+                self.event(
+                    EventKind::Rejected,
+                    None,
+                    json!({
+                        "name": r.name, "channel": r.channel, "reason": reason, "fault": "sender",
+                    }),
+                );
+                return Err(Outcome::Rejected {
+                    reason,
+                    sha256: None,
+                });
+            }
+            Err(e) => return Err(self.failed(r, anyhow!(e).context("archiving the package"))),
+        };
+        let pkg_ref = Some((stored.sha256, r.name.as_str()));
         self.event(
             EventKind::Received,
             pkg_ref,
@@ -222,16 +291,23 @@ impl Publisher {
         );
         for (ext, text) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
             if let Some(text) = text
-                && let Err(e) = self.archive.store_evidence(sha, ext, text.as_bytes())
+                && let Err(e) = self.archive.store_evidence(&stored, ext, text.as_bytes())
             {
-                return self.failed(r, anyhow!(e).context("archiving the evidence"));
+                return Err(self.failed(r, anyhow!(e).context("archiving the evidence")));
             }
         }
         self.event(EventKind::Archived, pkg_ref, json!({ "path": stored.path }));
+        Ok(stored)
+    }
 
+    /// Everything after the package is archived: duplicates, attempts, verification, the
+    /// corte time, and its outcome.
+    fn process(&self, job: Job<'_>) -> Outcome {
+        let (r, sha) = (job.received, job.stored.sha256);
+        let pkg_ref = job.pkg_ref();
         let previous = match self
             .journal
-            .note_package(sha, &r.name, stored.size, r.received_at)
+            .note_package(sha, &r.name, job.stored.size, r.received_at)
         {
             Ok(p) => p,
             Err(e) => return self.failed(r, anyhow!(e)),
@@ -248,36 +324,48 @@ impl Publisher {
                 sha256: sha.to_hex(),
             };
         }
+        if previous.as_deref() == Some("set-aside") && !job.force {
+            // Refused again, but still set aside: an operator may publish it.
+            let reason = "this package was set aside earlier, after its processing was \
+                          interrupted twice; an operator may publish it with `difusor rollback \
+                          <SHA-256>` or `difusor ingest --force`"
+                .to_owned();
+            self.event(
+                EventKind::Rejected,
+                pkg_ref,
+                json!({"channel": r.channel, "reason": reason, "fault": "ours"}),
+            );
+            self.keep_rejected(sha);
+            return Outcome::Rejected {
+                reason,
+                sha256: Some(sha.to_hex()),
+            };
+        }
+        let attempts = match self.journal.begin_processing(sha) {
+            Ok(n) => n,
+            Err(e) => return self.failed(r, anyhow!(e)),
+        };
+        if attempts > MAX_ATTEMPTS && !job.force {
+            return self.set_aside(&job, attempts - 1);
+        }
 
         let incoming = Incoming {
             name: r.name.clone(),
-            path: stored.path.clone(),
+            path: job.stored.path.clone(),
             sha256: sha,
-            size: stored.size,
+            size: job.stored.size,
             sidecar: r.sidecar.clone(),
             signature: r.signature.clone(),
         };
         let pkg = match package::verify(&incoming, &self.config.evidence, &self.config.limits) {
             Ok(pkg) => pkg,
             Err(rejection) => {
-                let reason = rejection.to_string();
                 let fault = if rejection.is_senders_fault() {
                     "sender"
                 } else {
                     "ours"
                 };
-                self.event(
-                    EventKind::Rejected,
-                    pkg_ref,
-                    json!({
-                        "channel": r.channel, "reason": reason, "fault": fault,
-                    }),
-                );
-                self.set_outcome(sha, "rejected");
-                return Outcome::Rejected {
-                    reason,
-                    sha256: Some(sha.to_hex()),
-                };
+                return self.reject(&job, rejection.to_string(), fault);
             }
         };
         self.event(
@@ -294,20 +382,12 @@ impl Publisher {
             && let Some(reason) = self.inspect(&pkg, pkg_ref)
             && self.config.reject_inconsistent
         {
-            self.event(
-                EventKind::Rejected,
-                pkg_ref,
-                json!({
-                    "channel": r.channel, "reason": reason, "fault": "sender",
-                }),
-            );
-            let _ = self.journal.set_outcome(sha, "rejected");
-            return Outcome::Rejected {
-                reason,
-                sha256: Some(sha.to_hex()),
-            };
+            return self.reject(&job, reason, "sender");
         }
-        let corte = package::corte_time(&pkg, &self.config.corte, r.received_at);
+        let corte = match package::corte_time(&pkg, &self.config.corte, r.received_at) {
+            Ok(corte) => corte,
+            Err(impossible) => return self.reject(&job, impossible.to_string(), "sender"),
+        };
         if corte.source == CorteSource::Arrival {
             self.event(
                 EventKind::Warning,
@@ -318,10 +398,18 @@ impl Publisher {
             );
         }
         let corte_id = corte.id();
+        if !job.force
+            && let Some(reason) = self.config.corte.hold_reason(&corte.time, Timestamp::now())
+        {
+            return self.hold(&job, &corte, reason);
+        }
         let live = self.live.load_full();
         if let Some(current) = live.corte()
             && corte.time < current.time
         {
+            if let Err(e) = self.archive.accept(sha) {
+                return self.failed(r, anyhow!(e).context("archiving the verified package"));
+            }
             self.event(
                 EventKind::Older,
                 pkg_ref,
@@ -338,8 +426,221 @@ impl Publisher {
         }
 
         match self.publish(&pkg, &corte, r.received_at) {
-            Ok(outcome) => outcome,
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(too_big)) => self.reject(&job, too_big, "limits"),
             Err(e) => self.failed(r, e.context("recording the publication")),
+        }
+    }
+
+    /// Journals a rejection and keeps the package apart, with the rejected ones.
+    fn reject(&self, job: &Job<'_>, reason: String, fault: &str) -> Outcome {
+        let sha = job.stored.sha256;
+        self.event(
+            EventKind::Rejected,
+            job.pkg_ref(),
+            json!({
+                "channel": job.received.channel, "reason": reason, "fault": fault,
+            }),
+        );
+        self.set_outcome(sha, "rejected");
+        self.keep_rejected(sha);
+        Outcome::Rejected {
+            reason,
+            sha256: Some(sha.to_hex()),
+        }
+    }
+
+    /// Moves a package to the rejected ones; a failure is journaled, not fatal (the package is
+    /// still archived, pending, and is moved at the next start).
+    fn keep_rejected(&self, sha: Sha256) {
+        if let Err(e) = self.archive.reject(sha) {
+            tracing::error!(error = %e, "cannot move a rejected package apart");
+            self.event(
+                EventKind::Warning,
+                None,
+                json!({"warning": format!("cannot move rejected package {sha} apart: {e}")}),
+            );
+        }
+    }
+
+    /// Sets a package aside whose processing was interrupted `interrupted` times in a row.
+    fn set_aside(&self, job: &Job<'_>, interrupted: u32) -> Outcome {
+        let sha = job.stored.sha256;
+        let reason = format!(
+            "processing this package was interrupted {interrupted} times in a row (the server \
+             stopped or died while verifying or publishing it); it is set aside and not taken \
+             again. An operator may publish it with `difusor rollback {}` or `difusor ingest \
+             --force`",
+            sha.to_hex().get(..12).unwrap_or_default()
+        );
+        self.event(
+            EventKind::SetAside,
+            job.pkg_ref(),
+            json!({"channel": job.received.channel, "reason": reason, "attempts": interrupted}),
+        );
+        self.set_outcome(sha, "set-aside");
+        self.keep_rejected(sha);
+        Outcome::Rejected {
+            reason,
+            sha256: Some(sha.to_hex()),
+        }
+    }
+
+    /// Keeps a verified package whose corte time is implausible, unpublished.
+    fn hold(&self, job: &Job<'_>, corte: &CorteTime, reason: String) -> Outcome {
+        let sha = job.stored.sha256;
+        if let Err(e) = self.archive.accept(sha) {
+            return self.failed(
+                job.received,
+                anyhow!(e).context("archiving the verified package"),
+            );
+        }
+        let corte_id = corte.id();
+        let reason = format!(
+            "{reason}; held, not published. If it is right, publish it with `difusor rollback \
+             {corte_id}` or `difusor ingest --force`"
+        );
+        self.event(
+            EventKind::Held,
+            job.pkg_ref(),
+            json!({
+                "corte": corte_id, "corte_time": corte.time.to_string(),
+                "corte_source": corte.source, "reason": reason,
+            }),
+        );
+        self.set_outcome(sha, "held");
+        Outcome::Held {
+            corte: corte_id,
+            reason,
+            sha256: sha.to_hex(),
+        }
+    }
+
+    /// Takes again, from the archive, the packages whose processing a crash interrupted
+    /// (each is set aside instead once it has been interrupted [`MAX_ATTEMPTS`] times), and
+    /// files away pending copies whose outcome is already decided.
+    pub(crate) fn recover(&self) {
+        let interrupted = match self.journal.interrupted() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the journal to recover interrupted packages");
+                return;
+            }
+        };
+        for sha in interrupted {
+            self.take_again(sha);
+        }
+        self.file_away_pending();
+    }
+
+    /// Takes again, from the archive, a package whose processing was interrupted.
+    fn take_again(&self, sha: Sha256) {
+        let Ok(Some((name, first_received, _))) = self.journal.package(sha) else {
+            return;
+        };
+        let stored = match self.archive.check(sha) {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.event(
+                    EventKind::Warning,
+                    Some((sha, &name)),
+                    json!({"warning": format!(
+                        "processing of {name} was interrupted, and its archived copy cannot \
+                         be read to take it again: {e}"
+                    )}),
+                );
+                self.set_outcome(sha, "rejected");
+                return;
+            }
+        };
+        tracing::warn!(%name, "processing was interrupted by a stop of the server; taking it again");
+        self.event(
+            EventKind::Warning,
+            Some((sha, &name)),
+            json!({"warning": format!(
+                "processing of {name} was interrupted by a stop of the server; it is taken \
+                 again from the archive, or set aside if it was interrupted before"
+            )}),
+        );
+        let received = Received {
+            name,
+            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
+            signature: self.archive.read_evidence(&stored.path, "minisig"),
+            path: stored.path.clone(),
+            channel: "recovery",
+            origin: None,
+            received_at: first_received,
+        };
+        let outcome = self.process(Job {
+            received: &received,
+            stored,
+            force: false,
+        });
+        log_outcome(&received.name, &outcome);
+    }
+
+    /// Pending copies left by a crash: one received but not yet begun is taken again; one
+    /// whose outcome was journaled joins the verified packages or the rejected ones; one the
+    /// journal does not know (a crash between storing and journaling) waits where it is for
+    /// its channel to deliver it again.
+    fn file_away_pending(&self) {
+        let pending = match self.archive.pending() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the pending packages");
+                return;
+            }
+        };
+        for sha in pending {
+            let outcome = self.journal.package(sha).ok().flatten().map(|p| p.2);
+            let moved = match outcome.as_deref() {
+                Some("published" | "older" | "held") => self.archive.accept(sha).map(|_| ()),
+                Some("rejected" | "set-aside") => self.archive.reject(sha).map(|_| ()),
+                Some("received") => {
+                    self.take_again(sha);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = moved {
+                tracing::error!(error = %e, %sha, "cannot file away a pending package");
+            }
+        }
+    }
+
+    /// Removes the rejected packages kept longer than `rejected_retention`; each removal is
+    /// journaled (the hash and reason of the rejection stay in the journal).
+    fn expire_rejected(&self) {
+        let Some(retention) = self.config.rejected_retention else {
+            return;
+        };
+        let expired = match self
+            .archive
+            .expire_rejected(retention, std::time::SystemTime::now())
+        {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot remove expired rejected packages");
+                return;
+            }
+        };
+        for gone in expired {
+            let name = self
+                .journal
+                .package(gone.sha256)
+                .ok()
+                .flatten()
+                .map(|p| p.0)
+                .unwrap_or_default();
+            tracing::info!(%name, sha256 = %gone.sha256, "rejected package removed: its retention is over");
+            self.event(
+                EventKind::RejectedRemoved,
+                Some((gone.sha256, &name)),
+                json!({
+                    "age_seconds": gone.age.as_secs(),
+                    "retention_seconds": retention.as_secs(),
+                }),
+            );
         }
     }
 
@@ -390,13 +691,15 @@ impl Publisher {
         (!problems.is_empty()).then(|| problems.join(" | "))
     }
 
-    /// Builds the site of `pkg` over the live one, journals it, and swaps it in.
+    /// Builds the site of `pkg` over the live one, keeps the package among the verified
+    /// ones, journals the corte, and swaps it in. `Ok(Err(reason))` when the site would hold
+    /// more than `max_site_bytes`: nothing changed.
     fn publish(
         &self,
         pkg: &VerifiedPackage,
         corte: &CorteTime,
         received_at: Timestamp,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Result<Outcome, String>> {
         let live = self.live.load_full();
         let replace = pkg.kind() == PackageKind::Site
             && (live.corte().is_none()
@@ -412,6 +715,17 @@ impl Publisher {
             replace,
             received_at,
         });
+        let bytes = site.memory_bytes();
+        if bytes > self.config.max_site_bytes {
+            return Ok(Err(format!(
+                "the site with this package would hold {bytes} bytes in memory, over \
+                 max_site_bytes ({}); the live corte stays",
+                self.config.max_site_bytes
+            )));
+        }
+        self.archive
+            .accept(pkg.sha256())
+            .context("archiving the verified package")?;
         let live_at = Timestamp::now();
         let mut publication = Publication {
             seq: 0,
@@ -433,11 +747,11 @@ impl Publisher {
         };
         publication.seq = self.journal.record_publication(&publication)?;
         self.swap(site, &publication, corte.time.clone(), corte.source);
-        Ok(Outcome::Published {
+        Ok(Ok(Outcome::Published {
             corte: corte_id,
             sha256: pkg.sha256().to_hex(),
             lag_seconds: publication.lag_ms as f64 / 1000.0,
-        })
+        }))
     }
 
     /// Makes `site` live as the corte of `publication`.
@@ -512,24 +826,27 @@ impl Publisher {
         })
     }
 
-    /// Publishes a package that was archived as older than the live corte, laid over the
-    /// live site, because an operator asked for it by corte id or SHA-256 prefix.
+    /// Publishes a package that was archived without being published (older than the live
+    /// corte, held, or set aside), laid over the live site, because an operator asked for it
+    /// by corte id or SHA-256 prefix.
     fn publish_older(&self, wanted: &str) -> anyhow::Result<Outcome> {
-        let (sha, name) = self.journal.older_package(wanted)?.ok_or_else(|| {
+        let (sha, name) = self.journal.unpublished_package(wanted)?.ok_or_else(|| {
             anyhow!(
-                "no published corte and no archived older package matches {wanted:?}; \
-                 `difusor history` lists them"
+                "no published corte and no archived unpublished (older, held or set aside) \
+                 package matches {wanted:?}; `difusor history` lists them"
             )
         })?;
         let pkg = self.reverify(sha, &name)?;
-        let corte = package::corte_time(&pkg, &self.config.corte, Timestamp::now());
-        let outcome = self.publish(&pkg, &corte, Timestamp::now())?;
+        let corte = package::corte_time(&pkg, &self.config.corte, Timestamp::now())?;
+        let outcome = self
+            .publish(&pkg, &corte, Timestamp::now())?
+            .map_err(|too_big| anyhow!(too_big))?;
         self.event(
             EventKind::Rollback,
             Some((sha, &name)),
-            json!({"corte": corte.id(), "reason": "an operator published an older package"}),
+            json!({"corte": corte.id(), "reason": "an operator published a package that had not been published"}),
         );
-        tracing::warn!(corte = %corte.id(), "older package published by an operator");
+        tracing::warn!(corte = %corte.id(), "unpublished package published by an operator");
         Ok(outcome)
     }
 
@@ -632,11 +949,11 @@ impl Publisher {
         let stored = self.archive.check(sha)?;
         let incoming = Incoming {
             name: name.to_owned(),
+            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
+            signature: self.archive.read_evidence(&stored.path, "minisig"),
             path: stored.path,
             sha256: sha,
             size: stored.size,
-            sidecar: self.archive.read_evidence(sha, "sha256"),
-            signature: self.archive.read_evidence(sha, "minisig"),
         };
         // It verified when it was received; what evidence it had is checked again, but a
         // policy made stricter since does not unpublish it.
@@ -672,6 +989,23 @@ impl Publisher {
             }),
         );
         Outcome::Failed { error }
+    }
+}
+
+/// Logs what became of a package.
+fn log_outcome(name: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Published {
+            corte, lag_seconds, ..
+        } => tracing::info!(%name, %corte, lag_seconds, "corte published"),
+        Outcome::Rejected { reason, .. } => {
+            tracing::warn!(%name, %reason, "package rejected; the live corte is unchanged")
+        }
+        Outcome::Held { corte, reason, .. } => {
+            tracing::warn!(%name, %corte, %reason, "package held for an operator")
+        }
+        Outcome::Failed { error } => tracing::error!(%name, %error, "package not processed"),
+        other => tracing::info!(%name, outcome = ?other, "package not published"),
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Order matters and is part of the guarantees of [`crate::publisher`]: the live site is
 //! rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
-//! program before anything else happens), and only then is the publisher started and the
-//! intake folder watched.
+//! program before anything else happens), and only then is the publisher started (it first
+//! takes again, or sets aside, what a crash interrupted, and removes expired rejected
+//! packages, hourly after that) and the intake folder watched.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
-use crate::publisher::{Live, Publisher};
+use crate::publisher::{Command, Live, Publisher};
 use crate::site::{Compressor, Site};
 
 /// The journal's file name in the data folder.
@@ -203,6 +204,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
         tmp_dir: config.data_dir.join("tmp"),
         max_package_bytes: config.limits.max_package_bytes,
+        max_site_bytes: config.max_site_bytes,
         gate,
         publish_start: config.publish_start,
         publish_end: config.publish_end,
@@ -216,6 +218,21 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let max_header_bytes =
         usize::try_from(config.settings.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
     let mut tasks = tokio::task::JoinSet::new();
+    if config.rejected_retention.is_some() {
+        // Rejected packages past their retention are removed by the publisher, hourly.
+        let queue = queue.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => { let _ = queue.send(Command::Expire).await; }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     {
         // Quiet addresses leave the rate table, so it cannot grow without bound.
         let limits = limits.clone();

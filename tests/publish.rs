@@ -255,7 +255,8 @@ fn ingest_command_works_with_and_without_a_server() {
     )
     .unwrap();
 
-    // No server: processed directly on the data folder.
+    // No server: processed directly on the data folder (the generic profile's 2027 window
+    // would hold a 2024 corte).
     let out = run_ok(
         difusor()
             .args([
@@ -263,6 +264,8 @@ fn ingest_command_works_with_and_without_a_server() {
                 pkg.to_str().unwrap(),
                 "--data-dir",
                 data.to_str().unwrap(),
+                "--corte-window-margin",
+                "",
             ])
             .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]),
     );

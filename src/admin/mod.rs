@@ -8,11 +8,14 @@
 //! - `GET /preview/…`: the live site as the public will see it, whatever the gate says (an
 //!   operator's check before 20:00);
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
-//!   of received, rejected, published and inconsistent packages, the gate, and the public
-//!   connections (open, the cap, evicted and refused at the caps);
+//!   of received, rejected, published, inconsistent, held and set-aside packages, the
+//!   packages waiting for an operator (`waiting`), the bytes the live site holds in memory
+//!   (`memory`), the gate, and the public connections (open, the cap, evicted and refused at
+//!   the caps);
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
-//!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text); answers the outcome
-//!   once the publisher has decided;
+//!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text), and
+//!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
+//!   has decided;
 //! - `POST /rollback?corte=<id>`: publish an earlier corte again;
 //! - `POST /notice` with `{"text": "…"}`: the institute's notice replaces the results on
 //!   every public path, at once; `POST /notice/off` lifts it. Both are journaled, and the
@@ -74,6 +77,8 @@ pub(crate) struct Admin {
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
+    /// Most bytes the live site may hold in memory.
+    pub(crate) max_site_bytes: u64,
     /// Embargo and notice.
     pub(crate) gate: Arc<Gate>,
     /// Start of publication, if configured.
@@ -344,11 +349,12 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
         })
     });
     let journal = admin.journal.clone();
-    let counts = tokio::task::spawn_blocking(move || journal.counts())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let (counts, waiting) =
+        tokio::task::spawn_blocking(move || (journal.counts(), journal.waiting()))
+            .await
+            .unwrap_or_else(|_| (Ok(Default::default()), Ok(Vec::new())));
+    let counts = counts.unwrap_or_default();
+    let waiting = waiting.unwrap_or_default();
     let mut gate = json!({
         "open": admin.gate.is_open(),
         "publish_start": admin.publish_start.map(|t| t.to_string()),
@@ -363,6 +369,11 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
     json!({
         "live": live,
         "counts": counts,
+        "waiting": waiting,
+        "memory": {
+            "site_bytes": site.memory_bytes(),
+            "max_site_bytes": admin.max_site_bytes,
+        },
         "gate": gate,
         "started_at": admin.started_at.to_string(),
         "access_log_lost_lines": admin.access_log.lost(),
@@ -390,7 +401,10 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
             ("received", count("received")),
             ("rejected", count("rejected")),
             ("published", count("published")),
+            ("held", count("held")),
+            ("set-aside", count("set_aside")),
         ],
+        site_bytes: state["memory"]["site_bytes"].as_u64().unwrap_or(0),
         open_connections: admin.limits.open_connections(),
         connections_evicted: state["connections_evicted"].as_u64().unwrap_or(0),
         connections_refused: state["connections_refused"].as_u64().unwrap_or(0),
@@ -500,6 +514,7 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     };
     let sidecar = decoded("x-difusor-sidecar");
     let signature = decoded("x-difusor-signature");
+    let force = decoded("x-difusor-force").is_some_and(|v| v == "1");
     let received_at = Timestamp::now();
     let tmp = match tempfile::NamedTempFile::new_in(&admin.tmp_dir) {
         Ok(t) => t.into_temp_path(),
@@ -523,12 +538,12 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
         signature,
         received_at,
     };
-    if admin
-        .publisher
-        .send(Command::Ingest(received, Some(tx)))
-        .await
-        .is_err()
-    {
+    let command = if force {
+        Command::Force(received, tx)
+    } else {
+        Command::Ingest(received, Some(tx))
+    };
+    if admin.publisher.send(command).await.is_err() {
         return stopped();
     }
     let outcome = rx.await.ok();

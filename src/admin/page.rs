@@ -2,9 +2,10 @@
 //! refreshes itself every ten seconds.
 //!
 //! It shows first what must not be missed: a closed gate, an institute's notice, an open
-//! gate with no `publish_start` (results public as soon as they arrive), or a pulled URL that
-//! fails; then the live corte and its lag, the counts, each pulled URL, the traffic of the last
-//! hour as an SVG bar chart, and the history of cortes.
+//! gate with no `publish_start` (results public as soon as they arrive), a pulled URL that
+//! fails, or a package held or set aside for an operator; then the live corte and its lag,
+//! the counts and the memory the site holds, each pulled URL, the traffic of the last hour as
+//! an SVG bar chart, and the history of cortes.
 
 use std::fmt::Write as _;
 
@@ -51,6 +52,24 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
             ),
         );
     }
+    for waiting in state["waiting"].as_array().map_or(&[][..], Vec::as_slice) {
+        let what = if waiting["outcome"] == "held" {
+            "is held, not published"
+        } else {
+            "is set aside, not published"
+        };
+        banner(
+            &mut body,
+            "alert",
+            &format!(
+                "Package {} (corte {}, SHA-256 {}) {what}: {}",
+                waiting["name"].as_str().unwrap_or("?"),
+                waiting["corte"].as_str().unwrap_or("unknown"),
+                waiting["sha256"].as_str().unwrap_or("?"),
+                waiting["reason"].as_str().unwrap_or("?"),
+            ),
+        );
+    }
     let live = &state["live"];
     if live.is_null() {
         banner(&mut body, "info", "No corte is live yet.");
@@ -82,11 +101,16 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
     let counts = &state["counts"];
     let _ = write!(
         body,
-        "<h2>Packages</h2><p>{} received, {} rejected, {} published. {} open connections; \
+        "<h2>Packages</h2><p>{} received, {} rejected, {} published, {} held, {} set aside. \
+         The site holds {} of at most {} bytes in memory. {} open connections; \
          {} access log lines lost.</p>",
         counts["received"],
         counts["rejected"],
         counts["published"],
+        counts["held"],
+        counts["set_aside"],
+        state["memory"]["site_bytes"],
+        state["memory"]["max_site_bytes"],
         state["open_connections"],
         state["access_log_lost_lines"],
     );
@@ -204,6 +228,15 @@ mod tests {
         let html = render(&state, &[], &traffic);
         assert!(html.contains("class=\"alert\">Warning: no publish_start is set"));
         assert!(html.contains("<svg"));
+        let held = serde_json::json!({
+            "live": null, "counts": {}, "gate": {"open": true},
+            "waiting": [{"sha256": "ab12", "name": "20280606_2035_PREP.zip", "outcome": "held",
+                         "corte": "20280606_2035", "reason": "ahead of the clock"}],
+        });
+        assert!(render(&held, &[], &traffic).contains(
+            "class=\"alert\">Package 20280606_2035_PREP.zip (corte 20280606_2035, SHA-256 ab12) \
+             is held, not published: ahead of the clock"
+        ));
         assert_eq!(html.matches("<rect").count(), 60);
         assert!(
             html.contains("height=\"120\" fill"),

@@ -917,6 +917,10 @@ impl SftpHandler {
                 id,
                 &format!("delivered: corte {corte} is older than the live one; archived"),
             )),
+            Outcome::Held { corte, .. } => Ok(ok_status(
+                id,
+                &format!("delivered: corte {corte} is held for an operator (see its corte time)"),
+            )),
             Outcome::Rejected { reason, .. } => Err(deny(
                 StatusCode::Failure,
                 format!("delivered but rejected: {reason}"),

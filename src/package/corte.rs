@@ -3,15 +3,21 @@
 //! [`corte_time`] tries, in order: the package's file name (`20210601_1852_PREP_CAMP.zip`,
 //! local time in the institute's zone), line 2 of the first CSV (`01/06/2021 18:52 (UTC-5)`,
 //! with its written offset), a configured JSON field, and finally the arrival time. It never
-//! fails and never panics: whatever the package holds, the last resort is the arrival time,
-//! and the result says which source it came from.
+//! panics, and fails only when the name matches the corte pattern but gives a time that does
+//! not exist (`20270631_2560`, or a local time skipped by a daylight-time change): such a name
+//! is a typo, and guessing past it could publish the wrong corte. Otherwise the last resort is
+//! the arrival time, and the result says which source it came from.
+//!
+//! [`CorteRules::hold_reason`] says whether a corte time is implausible enough that an
+//! operator must confirm it before it is published: far outside the publication window, or
+//! ahead of the clock.
 
 use std::fmt;
 use std::sync::LazyLock;
 
 use jiff::civil::DateTime;
-use jiff::tz::{Offset, TimeZone};
-use jiff::{Timestamp, ZonedDateTime};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
+use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 use regex::{Captures, Regex};
 
 use super::{Member, VerifiedPackage};
@@ -34,6 +40,85 @@ pub(crate) struct CorteRules {
     pub(crate) timezone: TimeZone,
     /// A member path and a JSON pointer (`/fecha_corte`) to a string holding the corte time.
     pub(crate) json_field: Option<(String, String)>,
+    /// The publication window (`publish_start`, `publish_end`) and how far outside it a
+    /// corte time may be before it is held; `None`: not checked.
+    pub(crate) window: Option<Window>,
+    /// How far ahead of the clock a corte time may be before it is held; `None`: not checked.
+    pub(crate) future_margin: Option<SignedDuration>,
+}
+
+/// The publication window a corte time is expected in.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    /// Start of publication, if set.
+    pub(crate) start: Option<Timestamp>,
+    /// End of the publication period, if set.
+    pub(crate) end: Option<Timestamp>,
+    /// How far before the start or after the end a corte may be.
+    pub(crate) margin: SignedDuration,
+}
+
+/// A package name that matches the corte pattern with a date or time that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the name {name:?} gives the corte time {written:?}, which does not exist ({why}); \
+     the name must be corrected"
+)]
+pub(crate) struct ImpossibleCorte {
+    /// The package name.
+    pub(crate) name: String,
+    /// The part of the name the pattern matched.
+    pub(crate) written: String,
+    /// What is wrong with it.
+    pub(crate) why: String,
+}
+
+impl CorteRules {
+    /// Why a package with corte time `time`, arriving at `now`, must wait for an operator:
+    /// its time is past the configured margin before the window's start or after its end,
+    /// or ahead of `now`. `None` when it may be published.
+    pub(crate) fn hold_reason(&self, time: &ZonedDateTime, now: Timestamp) -> Option<String> {
+        let at = time.timestamp();
+        let shown = |t: Timestamp| t.to_zoned_datetime(self.timezone.clone()).to_string();
+        if let Some(margin) = self.future_margin
+            && at.duration_since(now) > margin
+        {
+            return Some(format!(
+                "its corte time {time} is {} ahead of the clock (more than corte_future_margin, \
+                 {margin:#})",
+                rounded(at.duration_since(now))
+            ));
+        }
+        let window = self.window.as_ref()?;
+        if let Some(start) = window.start
+            && start.duration_since(at) > window.margin
+        {
+            return Some(format!(
+                "its corte time {time} is {} before publish_start {} (more than \
+                 corte_window_margin, {:#})",
+                rounded(start.duration_since(at)),
+                shown(start),
+                window.margin
+            ));
+        }
+        if let Some(end) = window.end
+            && at.duration_since(end) > window.margin
+        {
+            return Some(format!(
+                "its corte time {time} is {} after publish_end {} (more than \
+                 corte_window_margin, {:#})",
+                rounded(at.duration_since(end)),
+                shown(end),
+                window.margin
+            ));
+        }
+        None
+    }
+}
+
+/// A duration cut to whole minutes, for messages.
+fn rounded(d: SignedDuration) -> String {
+    format!("{:#}", SignedDuration::from_mins(d.as_mins()))
 }
 
 /// Where a corte time was found.
@@ -90,43 +175,79 @@ impl CorteTime {
     }
 }
 
-/// The corte time of `pkg` by `rules`, falling back to `arrival`.
+/// The corte time of `pkg` by `rules`, falling back to `arrival`; an error when the name
+/// matches the corte pattern with a time that does not exist.
 pub(crate) fn corte_time(
     pkg: &VerifiedPackage,
     rules: &CorteRules,
     arrival: Timestamp,
-) -> CorteTime {
-    let found = from_name(pkg.name(), rules)
-        .map(|t| (t, CorteSource::Name))
-        .or_else(|| from_csvs(pkg, rules).map(|t| (t, CorteSource::Csv)))
-        .or_else(|| from_json(pkg, rules).map(|t| (t, CorteSource::Json)));
-    match found {
+) -> Result<CorteTime, ImpossibleCorte> {
+    let found = match from_name(pkg.name(), rules)? {
+        Some(time) => Some((time, CorteSource::Name)),
+        None => from_csvs(pkg, rules)
+            .map(|t| (t, CorteSource::Csv))
+            .or_else(|| from_json(pkg, rules).map(|t| (t, CorteSource::Json))),
+    };
+    Ok(match found {
         Some((time, source)) => CorteTime { time, source },
         None => CorteTime {
             time: arrival.to_zoned_datetime(rules.timezone.clone()),
             source: CorteSource::Arrival,
         },
-    }
+    })
 }
 
-/// The time the name pattern finds in `name`, read as local time in the rules' zone.
-fn from_name(name: &str, rules: &CorteRules) -> Option<ZonedDateTime> {
-    let caps = rules.name_pattern.captures(name)?;
-    let seconds = match caps.name("S") {
-        Some(s) => s.as_str().parse().ok()?,
-        None => 0,
+/// The time the name pattern finds in `name`, read as local time in the rules' zone: `None`
+/// when the pattern does not match, an error when it matches a time that does not exist.
+fn from_name(name: &str, rules: &CorteRules) -> Result<Option<ZonedDateTime>, ImpossibleCorte> {
+    let Some(caps) = rules.name_pattern.captures(name).filter(|c| {
+        ["Y", "m", "d", "H", "M"]
+            .iter()
+            .all(|g| c.name(g).is_some())
+    }) else {
+        return Ok(None);
     };
+    let impossible = |why: String| ImpossibleCorte {
+        name: name.to_owned(),
+        written: caps.get(0).map_or("", |m| m.as_str()).to_owned(),
+        why,
+    };
+    let number = |group: &str| -> Result<i64, ImpossibleCorte> {
+        match caps.name(group) {
+            None => Ok(0),
+            Some(m) => m
+                .as_str()
+                .parse()
+                .map_err(|_| impossible(format!("{:?} is not a number", m.as_str()))),
+        }
+    };
+    let field = |group: &str| -> Result<i8, ImpossibleCorte> {
+        let n = number(group)?;
+        i8::try_from(n).map_err(|_| impossible(format!("{group} = {n} is out of range")))
+    };
+    let year = number("Y")?;
+    let year = i16::try_from(year).map_err(|_| impossible(format!("year {year}")))?;
     let dt = DateTime::new(
-        group(&caps, "Y")?,
-        group(&caps, "m")?,
-        group(&caps, "d")?,
-        group(&caps, "H")?,
-        group(&caps, "M")?,
-        seconds,
+        year,
+        field("m")?,
+        field("d")?,
+        field("H")?,
+        field("M")?,
+        field("S")?,
         0,
     )
-    .ok()?;
-    dt.to_zoned_datetime(rules.timezone.clone()).ok()
+    .map_err(|e| impossible(e.to_string()))?;
+    let zoned = rules.timezone.to_ambiguous_zoned_datetime(dt);
+    if let AmbiguousOffset::Gap { .. } = zoned.offset() {
+        return Err(impossible(format!(
+            "the clocks skipped it in {}",
+            rules.timezone.iana_name().unwrap_or("the time zone")
+        )));
+    }
+    zoned
+        .compatible()
+        .map(Some)
+        .map_err(|e| impossible(e.to_string()))
 }
 
 /// A named group of `caps` as a number.
@@ -273,7 +394,14 @@ mod tests {
             name_pattern: Regex::new(DEFAULT_NAME_PATTERN).unwrap(),
             timezone: TimeZone::get("America/Mexico_City").unwrap(),
             json_field: None,
+            window: None,
+            future_margin: None,
         }
+    }
+
+    /// The corte time of a package whose name gives a possible time, if any.
+    fn ok_corte(pkg: &VerifiedPackage, rules: &CorteRules, arrival: Timestamp) -> CorteTime {
+        corte_time(pkg, rules, arrival).unwrap()
     }
 
     fn member(path: &str, bytes: &[u8]) -> Member {
@@ -307,7 +435,7 @@ mod tests {
     #[test]
     fn names_are_local_time_in_the_zone_with_mexicos_2021_daylight_time() {
         let pkg = verify(&incoming(&fixture()), &lenient_policy(), &test_limits()).unwrap();
-        let corte = corte_time(&pkg, &rules(), arrival());
+        let corte = ok_corte(&pkg, &rules(), arrival());
         assert_eq!(corte.source, CorteSource::Name);
         assert_eq!(corte.id(), "20210601_1852");
         assert_eq!(corte.time.offset().seconds(), -5 * 3600);
@@ -317,7 +445,7 @@ mod tests {
     #[test]
     fn names_in_2024_are_utc_minus_six_since_daylight_time_ended() {
         let pkg = package("20240603_2005_PREP.zip", vec![], vec![]);
-        let corte = corte_time(&pkg, &rules(), arrival());
+        let corte = ok_corte(&pkg, &rules(), arrival());
         assert_eq!(
             (corte.source, corte.id()),
             (CorteSource::Name, "20240603_2005".to_owned())
@@ -336,26 +464,69 @@ mod tests {
             ..rules()
         };
         let pkg = package("PREP_2024-06-03T200530.tar.gz", vec![], vec![]);
-        assert_eq!(corte_time(&pkg, &rules, arrival()).id(), "20240603_200530");
+        assert_eq!(ok_corte(&pkg, &rules, arrival()).id(), "20240603_200530");
         let pkg = package("PREP_2024-06-03T200500.tar.gz", vec![], vec![]);
-        assert_eq!(corte_time(&pkg, &rules, arrival()).id(), "20240603_2005");
+        assert_eq!(ok_corte(&pkg, &rules, arrival()).id(), "20240603_2005");
     }
 
     #[test]
-    fn impossible_dates_in_names_fall_through() {
+    fn impossible_times_in_names_are_refused_not_guessed() {
         let csv = member("A_GOB_2024.csv", b"GUBERNATURA\n03/06/2024 20:05 (UTC-6)\n");
         for name in [
             "20241303_2005_PREP.zip",
             "20240632_2005_PREP.zip",
+            "20270631_2560_PREP.zip",
             "20240603_2505_PREP.zip",
+            "20230229_2005_PREP.zip",
         ] {
             let pkg = package(name, vec![csv.clone()], vec![]);
-            let corte = corte_time(&pkg, &rules(), arrival());
-            assert_eq!(
-                (corte.source, corte.id()),
-                (CorteSource::Csv, "20240603_2005".to_owned())
-            );
+            let err = corte_time(&pkg, &rules(), arrival()).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains("does not exist"), "{err}");
         }
+        // 02:30 on 4 April 2021 was skipped in Mexico City (daylight time began).
+        let gap = package("20210404_0230_PREP.zip", vec![], vec![]);
+        let err = corte_time(&gap, &rules(), arrival()).unwrap_err();
+        assert!(err.why.contains("skipped"), "{err}");
+        // 29 February of a leap year exists.
+        let leap = package("20240229_2005_PREP.zip", vec![], vec![]);
+        assert_eq!(ok_corte(&leap, &rules(), arrival()).id(), "20240229_2005");
+    }
+
+    #[test]
+    fn cortes_far_from_the_window_or_ahead_of_the_clock_are_held() {
+        let tz = rules().timezone;
+        let at = |text: &str| -> ZonedDateTime {
+            text.parse::<DateTime>()
+                .unwrap()
+                .to_zoned_datetime(tz.clone())
+                .unwrap()
+        };
+        let now = at("2027-06-06T21:00").timestamp();
+        let held = CorteRules {
+            window: Some(Window {
+                start: Some(at("2027-06-06T20:00").timestamp()),
+                end: Some(at("2027-06-07T20:00").timestamp()),
+                margin: SignedDuration::from_hours(6),
+            }),
+            future_margin: Some(SignedDuration::from_mins(5)),
+            ..rules()
+        };
+        for fine in ["2027-06-06T20:45", "2027-06-06T21:04", "2027-06-06T14:30"] {
+            assert_eq!(held.hold_reason(&at(fine), now), None, "{fine}");
+        }
+        let year_typo = held.hold_reason(&at("2028-06-06T20:35"), now).unwrap();
+        assert!(year_typo.contains("ahead of the clock"), "{year_typo}");
+        let early = held.hold_reason(&at("2027-05-06T20:35"), now).unwrap();
+        assert!(early.contains("before publish_start"), "{early}");
+        let late = held
+            .hold_reason(&at("2027-06-08T20:35"), at("2027-06-09T00:00").timestamp())
+            .unwrap();
+        assert!(late.contains("after publish_end"), "{late}");
+        let ahead = held.hold_reason(&at("2027-06-06T21:06"), now).unwrap();
+        assert!(ahead.contains("6m ahead of the clock"), "{ahead}");
+        // Nothing configured: nothing held.
+        assert_eq!(rules().hold_reason(&at("2099-01-01T00:00"), now), None);
     }
 
     #[test]
@@ -370,7 +541,7 @@ mod tests {
             vec![member("LEEME.txt", b"x"), sonora],
             vec![],
         );
-        let corte = corte_time(&pkg, &rules(), arrival());
+        let corte = ok_corte(&pkg, &rules(), arrival());
         assert_eq!(corte.source, CorteSource::Csv);
         assert_eq!(corte.time.timestamp().to_string(), "2021-06-07T20:19:00Z");
         assert_eq!(corte.id(), "20210607_1519");
@@ -381,7 +552,7 @@ mod tests {
         );
         let no_corte = member("notes.csv", b"a,b\n1,2\n");
         let pkg = package("PREP_CAMP.zip", vec![no_corte], vec![nested]);
-        let corte = corte_time(&pkg, &rules(), arrival());
+        let corte = ok_corte(&pkg, &rules(), arrival());
         assert_eq!(
             (corte.source, corte.id()),
             (CorteSource::Csv, "20210601_1852".to_owned())
@@ -448,14 +619,14 @@ mod tests {
                 vec![],
             )
         };
-        let rfc = corte_time(&json(r#""2024-06-03T20:05:00-06:00""#), &rules, arrival());
+        let rfc = ok_corte(&json(r#""2024-06-03T20:05:00-06:00""#), &rules, arrival());
         assert_eq!(
             (rfc.source, rfc.id()),
             (CorteSource::Json, "20240603_2005".to_owned())
         );
-        let utc = corte_time(&json(r#""2024-06-04T02:05:00Z""#), &rules, arrival());
+        let utc = ok_corte(&json(r#""2024-06-04T02:05:00Z""#), &rules, arrival());
         assert_eq!(utc.id(), "20240603_2005");
-        let local = corte_time(&json(r#""03/06/2024 20:05:30""#), &rules, arrival());
+        let local = ok_corte(&json(r#""03/06/2024 20:05:30""#), &rules, arrival());
         assert_eq!(
             (local.source, local.id()),
             (CorteSource::Json, "20240603_200530".to_owned())
@@ -468,7 +639,7 @@ mod tests {
             r#""03/06/2024""#,
             r#""03/06/2024 20:05:30:01""#,
         ] {
-            let corte = corte_time(&json(useless), &rules, arrival());
+            let corte = ok_corte(&json(useless), &rules, arrival());
             assert_eq!(corte.source, CorteSource::Arrival, "{useless}");
         }
         let broken = package(
@@ -477,7 +648,7 @@ mod tests {
             vec![],
         );
         assert_eq!(
-            corte_time(&broken, &rules, arrival()).source,
+            ok_corte(&broken, &rules, arrival()).source,
             CorteSource::Arrival
         );
     }
@@ -485,7 +656,7 @@ mod tests {
     #[test]
     fn arrival_is_the_last_resort() {
         let pkg = package("PREP_CAMP.zip", vec![member("index.html", b"x")], vec![]);
-        let corte = corte_time(&pkg, &rules(), arrival());
+        let corte = ok_corte(&pkg, &rules(), arrival());
         assert_eq!(corte.source, CorteSource::Arrival);
         assert_eq!(corte.time.timestamp(), arrival());
         assert_eq!(corte.id(), "20240602_201045");
@@ -495,7 +666,7 @@ mod tests {
         };
         let pkg = package("20240603_2005_PREP.zip", vec![], vec![]);
         assert_eq!(
-            corte_time(&pkg, &no_groups, arrival()).source,
+            ok_corte(&pkg, &no_groups, arrival()).source,
             CorteSource::Arrival
         );
         let huge = CorteRules {
@@ -504,10 +675,7 @@ mod tests {
             ..rules()
         };
         let pkg = package("99999999999_1_1_1_1.zip", vec![], vec![]);
-        assert_eq!(
-            corte_time(&pkg, &huge, arrival()).source,
-            CorteSource::Arrival
-        );
+        assert!(corte_time(&pkg, &huge, arrival()).is_err());
     }
 
     #[test]

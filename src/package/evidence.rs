@@ -242,7 +242,14 @@ pub(crate) fn sidecar_digest(text: &str, name: &str) -> Result<Sha256, Rejection
         };
         entries.push(entry);
     }
-    if let Some((digest, _)) = entries.iter().find(|(_, n)| basename(n) == name) {
+    let mut for_name = entries.iter().filter(|(_, n)| basename(n) == name);
+    if let Some((digest, _)) = for_name.next() {
+        if for_name.next().is_some() {
+            return Err(Rejection::Evidence(format!(
+                "the .sha256 file lists {name} more than once: contradictory or repeated \
+                 entries are ambiguous"
+            )));
+        }
         return Ok(*digest);
     }
     match entries.as_slice() {
@@ -274,8 +281,8 @@ pub(crate) fn sidecar_single_entry(text: &str) -> Option<(Sha256, String)> {
 /// Checks the member list, if the package has one among its top-level files (the first whose
 /// name is one of `names`, in archive order).
 ///
-/// When it parses, every path it lists (but its own) must be a file of the package with that
-/// digest, and every other file of the package must be listed. When it does not parse, the
+/// When it parses, it must list each path once, every path it lists (but its own) must be a
+/// file of the package with that digest, and every other file of the package must be listed. When it does not parse, the
 /// list is [`EvidenceState::Unchecked`].
 fn check_member_list(files: &[Member], names: &[String]) -> Result<EvidenceState, Rejection> {
     let Some(list) = files
@@ -290,6 +297,13 @@ fn check_member_list(files: &[Member], names: &[String]) -> Result<EvidenceState
             list.path
         )));
     };
+    let mut seen = HashSet::new();
+    if let Some((_, twice)) = entries.iter().find(|(_, p)| !seen.insert(p.as_str())) {
+        return Err(Rejection::Evidence(format!(
+            "{} lists {twice:?} more than once: contradictory or repeated entries are ambiguous",
+            list.path
+        )));
+    }
     let by_path: HashMap<&str, &Member> = files.iter().map(|m| (m.path.as_str(), m)).collect();
     let mut listed = HashSet::new();
     // A list cannot hold its own digest; `sha256sum * > SHA256SUMS` writes a line for it anyway.
@@ -586,6 +600,38 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
             let why = evidence_error(with_sidecar(garbage));
             assert!(why.contains("the .sha256 file"), "{garbage:?}: {why}");
         }
+    }
+
+    #[test]
+    fn a_sidecar_naming_the_package_twice_is_ambiguous() {
+        let right = Sha256::of(b"package bytes");
+        let wrong = Sha256::of(b"other bytes");
+        for text in [
+            format!("{right}  {NAME}\n{wrong}  {NAME}\n"),
+            format!("{right}  {NAME}\n{right} *{NAME}\n"),
+            format!("{right}  {NAME}\n{wrong}  /otro/{NAME}\n"),
+        ] {
+            let why = evidence_error(with_sidecar(&text));
+            assert!(why.contains("more than once"), "{text:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_member_list_naming_a_path_twice_is_ambiguous() {
+        let index = member("index.html", b"<p>hola</p>");
+        let text = format!(
+            "{}  index.html\n{}  ./index.html\n",
+            Sha256::of(&index.bytes),
+            Sha256::of(b"otro")
+        );
+        let list = member("SHA256SUMS", text.as_bytes());
+        let (_dir, incoming) = package(b"x");
+        let why = evidence_error(check(&incoming, &[index, list], &policy()));
+        assert_eq!(
+            why,
+            "SHA256SUMS lists \"index.html\" more than once: contradictory or repeated entries \
+             are ambiguous"
+        );
     }
 
     #[test]

@@ -10,11 +10,18 @@
 //! - has an absolute path, a `..` or `.` component, an empty component, a backslash, a drive
 //!   letter (`C:`), a NUL or other control character, or a name longer than the limit;
 //! - is a symlink, a hard link, a device, a FIFO or anything but a regular file or directory;
-//! - has the same name as another member, or a name equal to another's but for letter case;
+//! - has a name component ending in a dot or a space (`a.`, `b `), which some systems drop;
+//! - has the same name as another member, or a name equal to another's but for letter case or
+//!   Unicode normalisation (NFC and NFD spellings of `año`);
 //! - has a name that is neither valid UTF-8 nor CP437 (zip) or not UTF-8 (tar);
 //! - would take the package past a [`Limits`] value (members, one member's size, total size,
-//!   compression ratio, nesting depth), measured on the bytes actually inflated, never on the
-//!   sizes the archive declares.
+//!   compression ratio of a member and of the whole package, nesting depth), measured on the
+//!   bytes actually inflated, never on the sizes the archive declares.
+//!
+//! A zip whose local headers disagree with its central directory (another name for the same
+//! entry, overlapping entries, entries missing from the directory) is refused as ambiguous;
+//! a tar without its end-of-archive marker is refused as incomplete. A sidecar or member list
+//! that names the same file twice is refused as ambiguous too.
 //!
 //! Everything is read into memory, bounded by those limits: a verified package is immutable
 //! bytes, ready to become part of a site.
@@ -30,7 +37,7 @@ use bytes::Bytes;
 use crate::hash::Sha256;
 
 pub(crate) use corte::{
-    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, corte_line, corte_time,
+    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
 pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
 
@@ -48,6 +55,9 @@ pub(crate) struct Limits {
     /// Highest ratio of inflated to compressed bytes for one member or a whole tar.gz.
     /// Members under one mebibyte inflated are not held to it.
     pub(crate) max_ratio: u64,
+    /// Highest ratio of all the bytes a package inflates to (nested archives included) to the
+    /// size of the package file. Packages under one mebibyte inflated are not held to it.
+    pub(crate) max_package_ratio: u64,
     /// Deepest nesting of archives: 1 is a plain archive, 2 a zip of zips.
     pub(crate) max_depth: u32,
     /// Longest member path, in bytes.
@@ -161,14 +171,22 @@ pub(crate) enum Rejection {
         /// symlink, hard link, device, FIFO, …
         kind: &'static str,
     },
-    /// Two members with the same name, or names that differ only in letter case.
-    #[error("members {first:?} and {second:?} collide (same name, or same but for case)")]
+    /// Two members with the same name, or names that differ only in letter case or Unicode
+    /// normalisation.
+    #[error(
+        "members {first:?} and {second:?} collide (the same name, or the same but for letter \
+         case or Unicode normalisation)"
+    )]
     Collision {
         /// The first name seen.
         first: String,
         /// The one that collides with it.
         second: String,
     },
+    /// An archive that reads differently depending on how it is read: a zip whose local
+    /// headers disagree with its central directory.
+    #[error("ambiguous archive: {0}")]
+    Ambiguous(String),
     /// A limit of [`Limits`] was passed.
     #[error(
         "limit passed: {what} (limit {limit}); this looks like a damaged package or an archive bomb"
@@ -246,6 +264,7 @@ mod tests {
             max_members: 1000,
             max_member_bytes: 8 * 1024 * 1024,
             max_ratio: 200,
+            max_package_ratio: 100,
             max_depth: 2,
             max_name_len: 255,
         }

@@ -2,9 +2,12 @@
 //!
 //! [`open`] reads every member into memory and returns them only if the whole archive passed
 //! every rule of the parent module's "What it never unpacks": safe names, regular files and
-//! directories only, no two names equal but for case, and every [`Limits`] value measured on
-//! the bytes actually inflated. Nothing here trusts a size, a type or a count that the archive
-//! declares; archive bytes can make it return a [`Rejection`], never panic.
+//! directories only, no two names equal but for case or Unicode normalisation, a zip whose
+//! local headers agree with its central directory, a tar that ends with its end-of-archive
+//! marker, and every [`Limits`] value measured on the bytes actually inflated, as they are
+//! inflated, so a bomb is stopped after a few megabytes. Nothing here trusts a size, a type or
+//! a count that the archive declares; archive bytes can make it return a [`Rejection`], never
+//! panic.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -14,10 +17,12 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use unicode_normalization::UnicodeNormalization as _;
 
 use super::{Limits, Member, PackageKind, Rejection};
 
-/// Members under this many inflated bytes are not held to [`Limits::max_ratio`].
+/// Members under this many inflated bytes are not held to [`Limits::max_ratio`], nor packages
+/// under it in all to [`Limits::max_package_ratio`].
 const RATIO_EXEMPT_BYTES: u64 = 1024 * 1024;
 
 /// How many bytes are read from the inflater at a time, so limits stop a bomb early.
@@ -67,7 +72,7 @@ pub(super) fn open(path: &Path, size: u64, limits: &Limits) -> Result<Opened, Re
     let magic = read_magic(&mut file)?;
     file.seek(SeekFrom::Start(0))?;
 
-    let mut walk = Walk::new(limits);
+    let mut walk = Walk::new(limits, actual);
     let files = match Format::detect(&magic)? {
         Format::Zip => walk.zip(BufReader::new(file), 1, None)?,
         Format::Tar => walk.tar(BufReader::new(file))?,
@@ -175,6 +180,8 @@ enum EntryKind {
 struct Walk<'l> {
     /// The limits of this package.
     limits: &'l Limits,
+    /// Size of the package file, for [`Limits::max_package_ratio`].
+    package_bytes: u64,
     /// Members (files and directories) seen so far, at every depth.
     members: u64,
     /// Bytes of files inflated so far, at every depth.
@@ -184,10 +191,11 @@ struct Walk<'l> {
 }
 
 impl<'l> Walk<'l> {
-    /// A walk that has consumed nothing yet.
-    fn new(limits: &'l Limits) -> Self {
+    /// A walk over a package file of `package_bytes` that has consumed nothing yet.
+    fn new(limits: &'l Limits, package_bytes: u64) -> Self {
         Walk {
             limits,
+            package_bytes,
             members: 0,
             unpacked: 0,
             names: Names::default(),
@@ -240,15 +248,16 @@ impl<'l> Walk<'l> {
     }
 
     /// Reads one member's bytes, stopping as soon as it passes the member size, the total
-    /// size or (when its whole `compressed` size is known) the compression ratio limit.
+    /// size, the whole package's compression ratio, or (for a zip member) its own ratio,
+    /// measured against the compressed bytes pulled so far.
     fn read_member(
         &mut self,
         reader: &mut dyn Read,
         path: &str,
-        compressed: Option<u64>,
+        sizes: Sizes<'_>,
     ) -> Result<Bytes, Rejection> {
         let limits = self.limits;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(self.capacity_hint(&sizes));
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             let n = match reader.read(&mut chunk) {
@@ -269,19 +278,47 @@ impl<'l> Walk<'l> {
                     limit: limits.max_member_bytes,
                 });
             }
-            if self.unpacked.saturating_add(len) > limits.max_unpacked_bytes {
+            let total = self.unpacked.saturating_add(len);
+            if total > limits.max_unpacked_bytes {
                 return Err(Rejection::Limit {
                     what: format!("total unpacked size, at member {path:?}"),
                     limit: limits.max_unpacked_bytes,
                 });
             }
-            if let Some(compressed) = compressed {
+            if let Some(pulled) = &sizes.pulled {
+                let compressed = sizes.compressed.unwrap_or(u64::MAX).min(pulled());
                 check_ratio(len, compressed, limits, || format!("member {path:?}"))?;
             }
+            check_package_ratio(total, self.package_bytes, limits)?;
         }
         self.unpacked = self.unpacked.saturating_add(bytes.len() as u64);
         bytes.shrink_to_fit();
         Ok(Bytes::from(bytes))
+    }
+
+    /// How many bytes to reserve for a member: its declared size, but never more than the
+    /// limits still allow, so a lying header cannot make us reserve memory.
+    fn capacity_hint(&self, sizes: &Sizes<'_>) -> usize {
+        let limits = self.limits;
+        let mut most = limits
+            .max_member_bytes
+            .min(limits.max_unpacked_bytes.saturating_sub(self.unpacked))
+            .min(
+                limits
+                    .max_package_ratio
+                    .saturating_mul(self.package_bytes)
+                    .max(RATIO_EXEMPT_BYTES)
+                    .saturating_sub(self.unpacked),
+            );
+        if let Some(compressed) = sizes.compressed {
+            most = most.min(
+                limits
+                    .max_ratio
+                    .saturating_mul(compressed)
+                    .max(RATIO_EXEMPT_BYTES),
+            );
+        }
+        usize::try_from(sizes.declared.min(most)).unwrap_or(0)
     }
 
     /// Reads a zip archive at nesting `depth`; `prefix` is set for nested zips.
@@ -311,6 +348,14 @@ impl<'l> Walk<'l> {
                 second: name,
             });
         }
+        archive.validate_header_consistency().map_err(|e| {
+            let text = context(&e);
+            if text.contains("header inconsistency") {
+                Rejection::Ambiguous(text)
+            } else {
+                Rejection::NotAnArchive(text)
+            }
+        })?;
         let remaining = self.limits.max_members.saturating_sub(self.members);
         if archive.len() as u64 > remaining {
             return Err(Rejection::Limit {
@@ -332,16 +377,13 @@ impl<'l> Walk<'l> {
             }
             let declared = entry.compressed_size();
             let before = consumed.get();
-            let bytes = self.read_member(&mut entry, &path, Some(declared))?;
-            // A declared compressed size can lie upwards to hide a bomb; the bytes the inflater
-            // actually pulled (plus its small read-ahead) cannot.
-            let pulled = consumed.get().saturating_sub(before);
-            check_ratio(
-                bytes.len() as u64,
-                declared.min(pulled),
-                self.limits,
-                || format!("member {path:?}"),
-            )?;
+            let pulled = || consumed.get().saturating_sub(before);
+            let sizes = Sizes {
+                declared: entry.size(),
+                compressed: Some(declared),
+                pulled: Some(&pulled),
+            };
+            let bytes = self.read_member(&mut entry, &path, sizes)?;
             files.push(Member { path, bytes });
         }
         if depth > 1 {
@@ -464,8 +506,13 @@ impl<'l> Walk<'l> {
             if kind == EntryKind::Dir {
                 continue;
             }
+            let sizes = Sizes {
+                declared: entry.size(),
+                compressed: None,
+                pulled: None,
+            };
             let bytes = self
-                .read_member(&mut entry, &path, None)
+                .read_member(&mut entry, &path, sizes)
                 .map_err(|e| match e {
                     Rejection::NotAnArchive(m) if counter.tripped() => {
                         self.tar_error(counter, "", &m)
@@ -474,8 +521,45 @@ impl<'l> Walk<'l> {
                 })?;
             files.push(Member { path, bytes });
         }
+        // The tar reader stops at the first zero block, or quietly at the end of the stream:
+        // an archive cut at a member boundary reads as a whole one but for that marker.
+        if counter.reached_end() {
+            return Err(Rejection::NotAnArchive(
+                "the tar archive ends without its end-of-archive marker (two zero blocks): it \
+                 is incomplete, cut short or still being written"
+                    .to_owned(),
+            ));
+        }
         Ok((files, archive.into_inner()))
     }
+}
+
+/// What is known of a member's size before it is read.
+struct Sizes<'a> {
+    /// The size its header declares (a hint only: it may lie).
+    declared: u64,
+    /// The compressed size it declares, for a zip member.
+    compressed: Option<u64>,
+    /// The compressed bytes the inflater has pulled so far, for a zip member: unlike the
+    /// declared size, it cannot lie upwards to hide a bomb.
+    pulled: Option<&'a dyn Fn() -> u64>,
+}
+
+/// Refuses a package whose members inflate, in all, to more than
+/// [`Limits::max_package_ratio`] times the package file, once past [`RATIO_EXEMPT_BYTES`]:
+/// many members each just under the per-member exemption cannot add up to a bomb.
+fn check_package_ratio(unpacked: u64, package: u64, limits: &Limits) -> Result<(), Rejection> {
+    if unpacked >= RATIO_EXEMPT_BYTES && unpacked > limits.max_package_ratio.saturating_mul(package)
+    {
+        return Err(Rejection::Limit {
+            what: format!(
+                "compression ratio of the whole package ({unpacked} bytes inflated so far from \
+                 a package of {package}; max_package_ratio)"
+            ),
+            limit: limits.max_package_ratio,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a member of `inflated` bytes made from `compressed` bytes when it is at least
@@ -598,26 +682,36 @@ fn check_name(name: &str) -> Result<(), &'static str> {
             "" => return Err("an empty component (`//`)"),
             "." => return Err("a `.` component"),
             ".." => return Err("a `..` component"),
+            c if c.ends_with(['.', ' ']) => {
+                return Err("a component ending in a dot or a space (ambiguous on some systems)");
+            }
             _ => {}
         }
     }
     Ok(())
 }
 
-/// Every path seen in one package, by lowercase form, to find names that collide.
+/// The form two names are compared in: Unicode NFC, then lowercase. `año` written with a
+/// combining tilde (NFD, as macOS writes it) and with `ñ` (NFC) are one name.
+fn comparable(path: &str) -> String {
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Every path seen in one package, by comparable form ([`comparable`]), to find names that
+/// collide.
 #[derive(Default)]
 struct Names {
-    /// Lowercase file path → the path as written.
+    /// Comparable file path → the path as written.
     files: HashMap<String, String>,
-    /// Lowercase directory path (written or implied by a file's path) → the path as written.
+    /// Comparable directory path (written or implied by a file's path) → the path as written.
     dirs: HashMap<String, String>,
 }
 
 impl Names {
-    /// Records a file; refuses it if it equals, but for case, a file or directory already seen,
-    /// or if one of its parent directories is a file.
+    /// Records a file; refuses it if it equals, but for case or normalisation, a file or
+    /// directory already seen, or if one of its parent directories is a file.
     fn add_file(&mut self, path: &str) -> Result<(), Rejection> {
-        let lower = path.to_lowercase();
+        let lower = comparable(path);
         if let Some(first) = self.files.get(&lower).or_else(|| self.dirs.get(&lower)) {
             return Err(collision(first, path));
         }
@@ -643,9 +737,9 @@ impl Names {
     }
 
     /// Records one directory: it may repeat exactly, but not collide with a file or with a
-    /// directory spelled with other letter case.
+    /// directory spelled with other letter case or normalisation.
     fn add_one_dir(&mut self, dir: &str) -> Result<(), Rejection> {
-        let lower = dir.to_lowercase();
+        let lower = comparable(dir);
         if let Some(first) = self.files.get(&lower) {
             return Err(collision(first, dir));
         }
@@ -689,6 +783,8 @@ fn duplicate_zip_name<R: Read + Seek>(mut reader: R) -> Option<String> {
 struct Counter {
     /// Bytes passed on so far (may exceed `cap` by the one read that tripped it).
     count: Rc<Cell<u64>>,
+    /// Whether a read found the end of the underlying stream.
+    end: Rc<Cell<bool>>,
     /// The most bytes the reader passes on without failing.
     cap: u64,
 }
@@ -702,6 +798,11 @@ impl Counter {
     /// Whether the reader refused to go past its cap.
     fn tripped(&self) -> bool {
         self.count.get() > self.cap
+    }
+
+    /// Whether a read asked for bytes and found the end of the stream instead.
+    fn reached_end(&self) -> bool {
+        self.end.get()
     }
 }
 
@@ -721,6 +822,7 @@ impl<R: Read> CountingReader<R> {
             inner,
             counter: Counter {
                 count: Rc::new(Cell::new(0)),
+                end: Rc::new(Cell::new(false)),
                 cap,
             },
         }
@@ -741,6 +843,9 @@ impl<R: Seek> Seek for CountingReader<R> {
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.counter.end.set(true);
+        }
         let total = self.counter.get().saturating_add(n as u64);
         self.counter.count.set(total);
         if total > self.counter.cap {
@@ -1096,6 +1201,82 @@ mod tests {
     }
 
     #[test]
+    fn nfc_and_nfd_spellings_of_one_name_collide() {
+        let nfc = "datos/a\u{f1}o.csv";
+        let nfd = "datos/an\u{303}o.csv";
+        let zip = zip_of(&[(nfc, b"1"), (nfd, b"2")]);
+        assert!(matches!(open_bytes(&zip), Err(Rejection::Collision { .. })));
+        let dirs = zip_of(&[("a\u{f1}o/x.csv", b"1"), ("an\u{303}o/y.csv", b"2")]);
+        assert!(matches!(
+            open_bytes(&dirs),
+            Err(Rejection::Collision { .. })
+        ));
+        let tar = tar_of(&[
+            (nfc.as_bytes(), TarKind::File(b"1")),
+            (nfd.as_bytes(), TarKind::File(b"2")),
+        ]);
+        assert!(matches!(open_bytes(&tar), Err(Rejection::Collision { .. })));
+        // One spelling alone is fine, and kept as written.
+        assert_eq!(
+            paths(&open_bytes(&zip_of(&[(nfd, b"2")])).unwrap().files),
+            [nfd]
+        );
+    }
+
+    #[test]
+    fn components_ending_in_a_dot_or_a_space_are_refused() {
+        let why_ending = "a component ending in a dot or a space (ambiguous on some systems)";
+        for name in ["index.html.", "css./a.css", "a /b.txt", "notas.txt "] {
+            assert_eq!(
+                why(open_bytes(&zip_of(&[(name, b"x")]))),
+                why_ending,
+                "{name}"
+            );
+            let tar = tar_of(&[(name.as_bytes(), TarKind::File(b"x"))]);
+            assert_eq!(why(open_bytes(&tar)), why_ending, "{name}");
+        }
+        assert!(open_bytes(&zip_of(&[(".well-known/a.txt", b"x"), ("a b.txt", b"y")])).is_ok());
+    }
+
+    #[test]
+    fn a_zip_whose_local_name_differs_from_its_central_name_is_ambiguous() {
+        let mut zip = zip_of(&[("index.html", b"<p>bien</p>"), ("other.html", b"x")]);
+        // Rename the first entry in its local header only (its first occurrence).
+        let at = zip.windows(10).position(|w| w == b"index.html").unwrap();
+        zip[at..at + 10].copy_from_slice(b"evil.html!");
+        match open_bytes(&zip) {
+            Err(Rejection::Ambiguous(why)) => assert!(why.contains("filename mismatch"), "{why}"),
+            other => panic!(
+                "expected an ambiguous zip, got {:?}",
+                other.map(|o| o.files.len())
+            ),
+        }
+    }
+
+    #[test]
+    fn a_tar_without_its_end_of_archive_marker_is_incomplete() {
+        let members: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+            .map(|i| (format!("f/{i:03}.json").into_bytes(), vec![b'x'; 700]))
+            .collect();
+        let entries: Vec<(&[u8], TarKind<'_>)> = members
+            .iter()
+            .map(|(n, d)| (n.as_slice(), TarKind::File(d.as_slice())))
+            .collect();
+        let full = tar_of(&entries);
+        assert_eq!(open_bytes(&full).unwrap().files.len(), 200);
+        // Member 100 starts after 100 headers and 100 padded bodies of 1024 bytes.
+        let cut = &full[..100 * (512 + 1024)];
+        for bytes in [cut.to_vec(), gzip(cut)] {
+            let why = not_an_archive(open_bytes(&bytes));
+            assert!(why.contains("end-of-archive marker"), "{why}");
+        }
+        // Cut inside a member, or inside the marker: incomplete or, with one zero block, whole.
+        assert!(open_bytes(&full[..100 * 1536 + 700]).is_err());
+        let one_zero_block = &full[..200 * 1536 + 512];
+        assert_eq!(open_bytes(one_zero_block).unwrap().files.len(), 200);
+    }
+
+    #[test]
     fn colliding_names_are_refused() {
         let mut dup = zip_of(&[("a.csv", b"1"), ("b.csv", b"2")]);
         patch(&mut dup, b"b.csv", b"a.csv");
@@ -1156,13 +1337,23 @@ mod tests {
         let total = Limits {
             max_unpacked_bytes: 3 * MIB as u64,
             max_ratio: 100_000,
+            max_package_ratio: 100_000,
             ..limits.clone()
         };
         let two = zip_of(&[("a.csv", &zeros), ("b.csv", &zeros)]);
         assert!(limit(open_with(&two, &total)).starts_with("total unpacked size"));
 
         let tar_gz = gzip(&tar_of(&[(b"bomb.csv", TarKind::File(&zeros))]));
-        assert!(limit(open_bytes(&tar_gz)).starts_with("compression ratio of the tar.gz stream"));
+        assert!(limit(open_bytes(&tar_gz)).starts_with("compression ratio of the whole package"));
+        let lax = Limits {
+            max_package_ratio: 100_000,
+            ..limits.clone()
+        };
+        let what = limit(open_with(&tar_gz, &lax));
+        assert!(
+            what.starts_with("compression ratio of the tar.gz stream"),
+            "{what}"
+        );
     }
 
     #[test]
@@ -1188,18 +1379,58 @@ mod tests {
             archive.by_index(0).unwrap().compressed_size() as u32
         };
         // Claim the bomb's compressed data runs on over the next member: 4 MiB from 600 kB
-        // is a ratio of 7, but the inflater pulls only the bomb's few kB and its read-ahead.
+        // would be a ratio of 7. The entries then overlap, which is refused before any
+        // member is read.
         let claimed = real + 600_000;
         patch(&mut zip, &real.to_le_bytes(), &claimed.to_le_bytes());
-        let strict = Limits {
-            max_ratio: 50,
+        match open_bytes(&zip) {
+            Err(Rejection::Ambiguous(why)) => assert!(why.contains("overlapping"), "{why}"),
+            other => panic!(
+                "expected an ambiguous zip, got {:?}",
+                other.map(|o| o.files.len())
+            ),
+        }
+    }
+
+    #[test]
+    fn a_bomb_is_stopped_after_a_few_megabytes_whatever_its_declared_sizes() {
+        // 64 MiB of zeros deflate to about 64 kB: the running ratio, measured on the bytes the
+        // inflater pulled so far, stops it long before the whole member is in memory.
+        let zeros = vec![0u8; 64 * MIB];
+        let bomb = zip_of(&[("bomb.csv", &zeros)]);
+        let roomy = Limits {
+            max_member_bytes: 128 * MIB as u64,
+            max_unpacked_bytes: 128 * MIB as u64,
             ..test_limits()
         };
-        let what = limit(open_with(&zip, &strict));
+        let what = limit(open_with(&bomb, &roomy));
+        let inflated: u64 = what
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(what.starts_with("compression ratio of member"), "{what}");
         assert!(
-            what.starts_with("compression ratio of member \"bomb.csv\""),
+            inflated < 8 * MIB as u64,
+            "stopped only after {inflated} bytes"
+        );
+    }
+
+    #[test]
+    fn many_small_members_cannot_add_up_to_a_bomb() {
+        // Each member is just under the per-member exemption; the whole package is not.
+        let almost = vec![0u8; MIB - 1];
+        let names: Vec<String> = (0..40).map(|i| format!("part{i}.csv")).collect();
+        let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &almost[..])).collect();
+        let zip = zip_of(&members);
+        let what = limit(open_bytes(&zip));
+        assert!(
+            what.starts_with("compression ratio of the whole package"),
             "{what}"
         );
+        // The same members stored are no bomb.
+        assert!(open_bytes(&zip_with(&members[..4], stored())).is_ok());
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub(crate) struct Variants {
     pub(crate) gzip: OnceLock<Option<Variant>>,
 }
 
+impl Variants {
+    /// Bytes of the variants made so far.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        [&self.br, &self.gzip]
+            .into_iter()
+            .filter_map(|v| v.get().and_then(Option::as_ref))
+            .map(|v| v.bytes.len() as u64)
+            .sum()
+    }
+}
+
 /// Whether a file of this content type and size gets variants.
 pub(crate) fn compressible(content_type: &str, len: usize) -> bool {
     len >= MIN_LEN

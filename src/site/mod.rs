@@ -12,6 +12,8 @@
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
 //! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
 //!   `Last-Modified`) is computed here, once per file, never per request.
+//! - [`Site::memory_bytes`] says what the site holds in memory, so the publisher can refuse a
+//!   package that would take it past `max_site_bytes` and operators can watch it.
 
 mod cache;
 mod compress;
@@ -188,6 +190,22 @@ impl Site {
     /// Number of files.
     pub(crate) fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// Bytes this site holds in memory: the bodies of its files and the compressed variants
+    /// made so far (downloads served from the archive are not counted). Entries shared with
+    /// another site are counted here too.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .map(|entry| {
+                let body = match &entry.body {
+                    Body::Memory(bytes) => bytes.len() as u64,
+                    Body::Archived(_) => 0,
+                };
+                body + entry.variants.as_ref().map_or(0, |v| v.memory_bytes())
+            })
+            .sum()
     }
 
     /// The entry for a normalised absolute path (`/json/main.json`); a path ending in `/`

@@ -149,6 +149,12 @@ pub fn low_ratio_data(len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
+/// `len` bytes that do not compress.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(len as u64);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
 /// The kinds of tar entry the corpus writes.
 pub enum TarKind<'a> {
     File(&'a [u8]),
@@ -272,6 +278,16 @@ fn names(c: &mut Corpus<'_>) {
     patch(&mut flagged, "ñ".as_bytes(), b"\xff\xfe");
     c.add("zip", &flagged, "flagged as UTF-8 but not valid UTF-8");
     c.add(
+        "zip",
+        &zip_of(&[("index.html.", data)]),
+        "a component ending in a dot or a space",
+    );
+    c.add(
+        "zip",
+        &zip_of(&[("json /main.json", data)]),
+        "a component ending in a dot or a space",
+    );
+    c.add(
         "tar",
         &tar_of(&[(b"/etc/passwd", TarKind::File(data))]),
         "an absolute path",
@@ -336,6 +352,17 @@ fn collisions(c: &mut Corpus<'_>) {
     c.add("zip", &case, "collide");
     let file_and_dir = zip_of(&[("css", b"1\n"), ("CSS/site.css", b"2\n")]);
     c.add("zip", &file_and_dir, "collide");
+    // `año` with `ñ` (NFC) and with `n` and a combining tilde (NFD, as macOS writes it).
+    let nfc_nfd = zip_of(&[("a\u{f1}o.csv", b"1\n"), ("an\u{303}o.csv", b"2\n")]);
+    c.add("zip", &nfc_nfd, "collide");
+    // The local header names another file than the central directory does.
+    let mut renamed = zip_of(&[("index.html", b"<h1>PREP</h1>\n")]);
+    let at = renamed
+        .windows(10)
+        .position(|w| w == b"index.html")
+        .expect("the local name");
+    renamed[at..at + 10].copy_from_slice(b"indez.html");
+    c.add("zip", &renamed, "ambiguous archive");
 }
 
 /// Packages past a limit.
@@ -355,15 +382,23 @@ fn limits(c: &mut Corpus<'_>) {
         "limit passed: size of member",
     );
 
-    // Many members just under the 1 MiB ratio exemption, 69 MiB in all.
+    // Many members just under the 1 MiB ratio exemption, 69 MiB in all: each passes, the
+    // whole package is a bomb.
     let almost = vec![0u8; MIB - 1];
     let names: Vec<String> = (0..69).map(|i| format!("part{i}.csv")).collect();
     let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &almost[..])).collect();
     c.add(
         "zip",
         &zip_of(&members),
-        "limit passed: total unpacked size",
+        "limit passed: compression ratio of the whole package",
     );
+
+    // The same with an incompressible member first, so the whole package's ratio stays under
+    // its limit and the total size is what passes a limit.
+    let noise = noise(700 * 1024);
+    let mut padded: Vec<(&str, &[u8])> = vec![("noise.bin", &noise[..])];
+    padded.extend_from_slice(&members);
+    c.add("zip", &zip_of(&padded), "limit passed: total unpacked size");
 
     let zeros = vec![0u8; 5 * MIB];
     c.add(
@@ -411,6 +446,18 @@ fn evidence(c: &mut Corpus<'_>) {
     let short_list = sum_line(index, "index.html");
     let pkg = site_zip(&[("app.js", b"1;\n"), ("SHA256SUMS", short_list.as_bytes())]);
     c.add("zip", &pkg, "is not listed in SHA256SUMS");
+
+    let twice = format!("{short_list}{}", sum_line(b"other", "./index.html"));
+    let pkg = site_zip(&[("SHA256SUMS", twice.as_bytes())]);
+    c.add("zip", &pkg, "more than once");
+
+    // The right digest first, another for the same name after it.
+    let name = c.add("zip", &good, "more than once");
+    let other = hex::encode(sha2::Sha256::digest(b"another package"));
+    c.sidecar(
+        &name,
+        &format!("{}{other}  {name}\n", sum_line(&good, &name)),
+    );
 }
 
 /// Damaged files and files that are no archive at all.
@@ -441,6 +488,18 @@ fn damage(c: &mut Corpus<'_>) {
         b"this is a text file, not a zip\n",
         "not a readable archive",
     );
+
+    // A tar cut at a member boundary: every member whole, the end-of-archive marker missing.
+    let members: Vec<(Vec<u8>, &[u8])> = (0..20)
+        .map(|i| (format!("json/{i}.json").into_bytes(), &b"{}"[..]))
+        .collect();
+    let entries: Vec<(&[u8], TarKind<'_>)> = members
+        .iter()
+        .map(|(n, d)| (n.as_slice(), TarKind::File(d)))
+        .collect();
+    let tar = tar_of(&entries);
+    c.add("tar", &tar[..10 * 1024], "end-of-archive marker");
+    c.add("tar.gz", &gzip(&tar[..10 * 1024]), "end-of-archive marker");
 
     let tar_gz = gzip(&tar_of(&[(b"CAMP_GOB_2021.csv", TarKind::File(&text))]));
     c.add(

@@ -37,16 +37,36 @@ pub fn difusor() -> Command {
     c
 }
 
-/// The binary under test, run by util-linux's `prlimit` with its open-file limit (soft and
-/// hard) set to `n`, as a service manager's `LimitNOFILE=n` would.
-pub fn difusor_with_open_files(n: u64) -> Command {
-    let mut c = Command::new("prlimit");
-    c.arg(format!("--nofile={n}:{n}"))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_difusor"))
-        .env_remove("DIFUSOR_CONFIG")
-        .env("RUST_LOG", "info");
-    c
+/// Limits a server process runs under, set by util-linux's `prlimit` as a service
+/// manager's `LimitNOFILE=` and `LimitAS=` would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessLimits {
+    /// Open files, soft and hard.
+    pub open_files: Option<u64>,
+    /// Bytes of address space (what `ulimit -v` sets); malloc is then held to two arenas so
+    /// the address space a run needs is predictable.
+    pub address_space: Option<u64>,
+}
+
+impl ProcessLimits {
+    /// The binary under test, under these limits.
+    pub fn command(&self) -> Command {
+        if self.open_files.is_none() && self.address_space.is_none() {
+            return difusor();
+        }
+        let mut c = Command::new("prlimit");
+        if let Some(n) = self.open_files {
+            c.arg(format!("--nofile={n}:{n}"));
+        }
+        if let Some(bytes) = self.address_space {
+            c.arg(format!("--as={bytes}")).env("MALLOC_ARENA_MAX", "2");
+        }
+        c.arg("--")
+            .arg(env!("CARGO_BIN_EXE_difusor"))
+            .env_remove("DIFUSOR_CONFIG")
+            .env("RUST_LOG", "info");
+        c
+    }
 }
 
 /// Raises this test process's open-file limit to its hard limit, and requires at least `n`,
@@ -83,8 +103,8 @@ pub struct Server {
     pub port: u16,
     pub admin_port: u16,
     pub extra: Vec<String>,
-    /// The open-file limit the server runs under, when the test sets one.
-    pub open_files: Option<u64>,
+    /// Limits the process runs under (`prlimit`), when the test sets any.
+    pub limits: ProcessLimits,
     child: Option<Child>,
 }
 
@@ -101,7 +121,29 @@ impl Server {
             port: free_port(),
             admin_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            open_files,
+            limits: ProcessLimits {
+                open_files,
+                address_space: None,
+            },
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts a server as [`Server::start`] does, under `prlimit --as=<bytes>` (what
+    /// `ulimit -v` sets) and with at most two malloc arenas, so its address space is
+    /// predictable.
+    pub fn start_capped(data: &Path, extra: &[&str], bytes: u64) -> Server {
+        let mut s = Server {
+            data: data.to_owned(),
+            port: free_port(),
+            admin_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            limits: ProcessLimits {
+                open_files: None,
+                address_space: Some(bytes),
+            },
             child: None,
         };
         s.spawn();
@@ -125,29 +167,75 @@ impl Server {
         if !self.extra.iter().any(|e| e == "--publish-start") {
             a.extend(["--publish-start".into(), String::new()]);
         }
+        // Test packages carry fixed corte times (2024, 2027) far from today's clock and from
+        // the windows some tests set; tests that are not about holding such cortes turn the
+        // checks off.
+        for flag in ["--corte-future-margin", "--corte-window-margin"] {
+            if !self.extra.iter().any(|e| e == flag) {
+                a.extend([flag.into(), String::new()]);
+            }
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to be ready (it may die at once).
+    pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
-        let child = match self.open_files {
-            Some(n) => difusor_with_open_files(n),
-            None => difusor(),
-        }
-        .arg("serve")
-        .args(self.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        let child = self
+            .limits
+            .command()
+            .arg("serve")
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Waits up to `within` for the process to end by itself; its exit status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The most memory the process has held (VmHWM, peak resident set), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid().unwrap())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
     }
 
     /// Waits until the admin listener answers (401 too: it wants its token).
@@ -435,6 +523,32 @@ pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
         w.finish().unwrap();
     }
     buf.into_inner()
+}
+
+/// A zip of `count` members named by `name(i)`, each holding `bytes` compressed once with
+/// `method` and copied raw: a package of thousands of large members is made in a moment.
+pub fn zip_repeated(
+    count: usize,
+    name: impl Fn(usize) -> String,
+    bytes: &[u8],
+    method: zip::CompressionMethod,
+) -> Vec<u8> {
+    let one = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(method)
+            .large_file(bytes.len() >= u32::MAX as usize);
+        w.start_file("x", opts).unwrap();
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(one)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..count {
+        let member = source.by_index(0).unwrap();
+        out.raw_copy_file_rename(member, name(i)).unwrap();
+    }
+    out.finish().unwrap().into_inner()
 }
 
 /// Writes `bytes` into `dir` as `name` the way careful uploaders do: a hidden temporary

@@ -1,0 +1,517 @@
+//! Hostile and careless packages through the intake folder and the CLI: bombs under a memory
+//! cap, the memory the live site may hold, a package that kills the server, incomplete tars,
+//! ambiguous evidence, implausible corte times, and where rejected packages are kept.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// The reason the journal gives for rejecting the package named `name`, once it has.
+fn rejection(server: &Server, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = events(server, "rejected")
+            .into_iter()
+            .find(|e| e["name"] == name || e["detail"]["name"] == name);
+        if let Some(event) = found {
+            return event["detail"]["reason"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rejection of {name}; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `VmSize` of a running process, in bytes.
+fn address_space(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A site package of `members` files of 64 MiB each, compressing as real CSVs do (under
+/// 10:1): within every default limit, but it takes hundreds of megabytes to check and serve.
+fn large_package(members: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(64 * MIB + 64);
+    let mut rng = fastrand::Rng::with_seed(11);
+    while data.len() < 64 * MIB {
+        let row = format!(
+            "'{:06}B0100',{},{},{},ACTA PREP\n",
+            rng.u32(..1_000_000),
+            rng.u16(..800),
+            rng.u16(..800),
+            rng.u16(..2000)
+        );
+        data.extend_from_slice(row.as_bytes());
+    }
+    data.truncate(64 * MIB);
+    zip_repeated(
+        members,
+        |i| format!("descargas/parte{i}.dat"),
+        &data,
+        zip::CompressionMethod::Deflated,
+    )
+}
+
+#[test]
+fn bombs_are_refused_in_little_memory_and_the_site_reports_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // What `ulimit -v 1536000` allows; every package limit at its default.
+    let mut server = Server::start_capped(&dir.path().join("d"), &[], 1_536_000 * 1024);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+
+    // 1,500 members of 1,048,575 zero bytes: each just under the per-member ratio exemption.
+    let zeros = vec![0u8; 1_048_575];
+    let many = zip_repeated(
+        1500,
+        |i| format!("datos/parte{i:04}.csv"),
+        &zeros,
+        zip::CompressionMethod::Deflated,
+    );
+    assert!(many.len() < 2_000_000, "{} bytes", many.len());
+    drop_file(&server.entrada(), "20240602_2015_PREP.zip", &many);
+    let why = rejection(&server, "20240602_2015_PREP.zip");
+    assert!(
+        why.contains("compression ratio of the whole package"),
+        "{why}"
+    );
+
+    // A classic zip bomb: 4 GiB of zeros in 16 members, in a 4 MB file.
+    let zeros = vec![0u8; 256 * MIB];
+    let bomb = zip_repeated(
+        16,
+        |i| format!("bomba{i}.csv"),
+        &zeros,
+        zip::CompressionMethod::Deflated,
+    );
+    drop(zeros);
+    drop_file(&server.entrada(), "20240602_2030_PREP.zip", &bomb);
+    let why = rejection(&server, "20240602_2030_PREP.zip");
+    assert!(why.contains("compression ratio of member"), "{why}");
+
+    assert!(server.alive(), "log: {}", server.log());
+    let status = server.status();
+    assert_eq!(status["live"]["corte"], "20240602_2000");
+    let peak = server.peak_rss_kib();
+    assert!(peak < 320 * 1024, "the server held {peak} KiB at its peak");
+    let held = status["memory"]["site_bytes"].as_u64().unwrap();
+    assert!(held > 0 && held < 10_000, "the site holds {held} bytes");
+    assert_eq!(status["memory"]["max_site_bytes"], 1024 * 1024 * 1024);
+    let metrics = curl(&server.admin("/metrics"), &[]).text();
+    assert!(
+        metrics.contains(&format!("difusor_site_bytes {held}")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_package_that_would_take_the_site_past_max_site_bytes_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--max-site-bytes", "300KiB"]);
+    let first = corpus::noise(100 * 1024);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[("a.bin", &first)]),
+    );
+    server.wait_corte("20240602_2000");
+    let second = corpus::noise(250 * 1024);
+    drop_file(
+        &server.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[("b.bin", &second)]),
+    );
+    let why = rejection(&server, "20240602_2015_PREP.zip");
+    assert!(why.contains("over max_site_bytes (307200)"), "{why}");
+    let status = server.status();
+    assert_eq!(status["live"]["corte"], "20240602_2000");
+    let held = status["memory"]["site_bytes"].as_u64().unwrap();
+    assert!((100 * 1024..300 * 1024).contains(&held), "{held}");
+    assert_eq!(curl(&server.url("/b.bin"), &[]).status, 404);
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).text(),
+        r#"{"corte":"20240602_2000"}"#
+    );
+}
+
+#[test]
+fn a_package_that_kills_the_server_is_taken_once_more_then_set_aside_and_no_start_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    // The address space the server maps at rest, under the same malloc settings.
+    let mut server = Server::start_capped(&data, &[], 64 << 30);
+    let rest = address_space(server.pid().unwrap());
+    server.stop();
+    // Room for small packages, not for one that takes 384 MiB to check.
+    server.limits.address_space = Some(rest + 128 * MIB as u64);
+    server.launch();
+    server.wait_ready();
+    let big = large_package(6);
+    let sha = sha256_hex(&big);
+    drop_file(&server.entrada(), "20240602_2100_PREP.zip", &big);
+    let died = server.wait_exit(Duration::from_secs(60));
+    assert!(
+        died.is_some(),
+        "the package should exhaust the capped memory"
+    );
+    // Restarted, it is taken once more from the archive: and dies again.
+    server.launch();
+    let died = server.wait_exit(Duration::from_secs(60));
+    assert!(died.is_some(), "taken once more, it kills the server again");
+    // The third start sets it aside instead, and stays up.
+    server.launch();
+    server.wait_ready();
+    let set_aside = wait_events(&server, "set-aside", 1);
+    assert_eq!(set_aside[0]["package"], sha.as_str());
+    let status = server.wait_status("the package listed as waiting", |s| {
+        s["waiting"][0]["outcome"] == "set-aside"
+    });
+    assert_eq!(status["waiting"][0]["sha256"], sha.as_str());
+    assert_eq!(status["counts"]["set_aside"], 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.entrada().join("20240602_2100_PREP.zip").exists() {
+        assert!(Instant::now() < deadline, "the intake folder keeps it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.alive(), "log: {}", server.log());
+    assert!(data.join("archivo/rechazados").join(&sha).is_file());
+    let interrupted = events(&server, "warning")
+        .iter()
+        .filter(|e| {
+            e["detail"]["warning"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted")
+        })
+        .count();
+    assert_eq!(interrupted, 2, "each interrupted run is journaled");
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(page.contains("is set aside, not published"), "{page}");
+
+    // With room for it, an operator publishes it.
+    server.stop();
+    server.limits.address_space = None;
+    server.launch();
+    server.wait_ready();
+    let out = server.run(&["rollback", &sha[..12]]);
+    assert_success(&out);
+    server.wait_corte("20240602_2100");
+    let part = curl(&server.url("/descargas/parte5.dat"), &["-I"]);
+    assert_eq!(part.status, 200);
+    assert_eq!(part.header("content-length"), Some("67108864"));
+    assert!(data.join("archivo").join(&sha[..2]).join(&sha).is_file());
+    assert!(server.status()["waiting"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_kill_while_a_package_is_processed_does_not_lose_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &[]);
+    let big = large_package(6);
+    let pending = data.join("archivo/pendientes").join(sha256_hex(&big));
+    drop_file(&server.entrada(), "20240602_2100_PREP.zip", &big);
+    // Archived and journaled, and still pending: it is being checked.
+    wait_events(&server, "archived", 1);
+    assert!(
+        pending.exists(),
+        "already checked: the package is too small for this test"
+    );
+    server.kill();
+    assert!(
+        events(&server, "published").is_empty(),
+        "killed before it was published"
+    );
+    server.launch();
+    server.wait_ready();
+    server.wait_corte("20240602_2100");
+    let warnings = events(&server, "warning");
+    assert!(
+        warnings.iter().any(|e| e["detail"]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted")),
+        "{warnings:#?}"
+    );
+    assert!(!pending.exists());
+}
+
+/// `head -c <bytes> <from> > <to>`, as a careless uploader cuts a file.
+fn head(from: &Path, bytes: u64, to: &Path) {
+    let out = run_ok(
+        std::process::Command::new("head")
+            .arg("-c")
+            .arg(bytes.to_string())
+            .arg(from),
+    );
+    std::fs::write(to, out.stdout).unwrap();
+}
+
+#[test]
+fn a_tar_cut_at_a_member_boundary_is_refused_and_so_are_cut_zips_and_tar_gz() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+
+    let mut builder = tar::Builder::new(Vec::new());
+    for i in 0..200 {
+        let body = format!("{{\"distrito\":{i},\"corte\":\"20240602_2015\"}}");
+        let mut header = tar::Header::new_ustar();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, format!("json/d{i:03}.json"), body.as_bytes())
+            .unwrap();
+    }
+    let full = builder.into_inner().unwrap();
+    let full_path = dir.path().join("full.tar");
+    std::fs::write(&full_path, &full).unwrap();
+    let offset = tar::Archive::new(full.as_slice())
+        .entries()
+        .unwrap()
+        .nth(100)
+        .unwrap()
+        .unwrap()
+        .raw_header_position();
+    let cut = dir.path().join("cut.tar");
+    head(&full_path, offset, &cut);
+    std::fs::rename(&cut, server.entrada().join("20240602_2015_PREP.tar")).unwrap();
+    let why = rejection(&server, "20240602_2015_PREP.tar");
+    assert!(why.contains("end-of-archive marker"), "{why}");
+    assert_eq!(curl(&server.url("/json/d050.json"), &[]).status, 404);
+
+    // The same cut, gzipped whole: the gzip stream is fine, the tar inside is not.
+    let cut_bytes = &full[..usize::try_from(offset).unwrap()];
+    drop_file(
+        &server.entrada(),
+        "20240602_2016_PREP.tar.gz",
+        &corpus::gzip(cut_bytes),
+    );
+    let why = rejection(&server, "20240602_2016_PREP.tar.gz");
+    assert!(why.contains("end-of-archive marker"), "{why}");
+    // A tar.gz and a zip cut short: the gzip trailer and the central directory are missing.
+    let gz = corpus::gzip(&full);
+    drop_file(
+        &server.entrada(),
+        "20240602_2017_PREP.tar.gz",
+        &gz[..gz.len() / 2],
+    );
+    let why = rejection(&server, "20240602_2017_PREP.tar.gz");
+    assert!(why.contains("not a readable archive"), "{why}");
+    let zip = site_package("20240602_2018", &[("json/d001.json", b"{}")]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2018_PREP.zip",
+        &zip[..zip.len() - 40],
+    );
+    let why = rejection(&server, "20240602_2018_PREP.zip");
+    assert!(why.contains("not a readable archive"), "{why}");
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+
+    // The whole tar is published with all its 200 files.
+    drop_file(&server.entrada(), "20240602_2020_PREP.tar", &full);
+    server.wait_corte("20240602_2020");
+    for i in [0, 99, 100, 199] {
+        let r = curl(&server.url(&format!("/json/d{i:03}.json")), &[]);
+        assert_eq!(r.status, 200, "d{i:03}");
+    }
+}
+
+#[test]
+fn a_sidecar_or_member_list_that_names_a_file_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let name = "20240602_2015_PREP.zip";
+    let pkg = site_package("20240602_2015", &[]);
+    let right = sha256_hex(&pkg);
+    let other = sha256_hex(b"another package");
+    std::fs::write(
+        server.entrada().join(format!("{name}.sha256")),
+        format!("{right}  {name}\n{other}  {name}\n"),
+    )
+    .unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    let why = rejection(&server, name);
+    assert!(
+        why.contains("lists 20240602_2015_PREP.zip more than once"),
+        "{why}"
+    );
+
+    let index = b"<h1>PREP</h1>".as_slice();
+    let list = format!(
+        "{}  index.html\n{}  ./index.html\n",
+        sha256_hex(index),
+        sha256_hex(b"otro")
+    );
+    let listed = zip_bytes(&[("index.html", index), ("SHA256SUMS", list.as_bytes())]);
+    drop_file(&server.entrada(), "20240602_2030_PREP.zip", &listed);
+    let why = rejection(&server, "20240602_2030_PREP.zip");
+    assert!(why.contains("lists \"index.html\" more than once"), "{why}");
+    assert!(server.live_corte().is_none());
+
+    // With a sidecar that says one thing, the same package is published.
+    std::fs::write(
+        server.entrada().join(format!("{name}.sha256")),
+        format!("{right}  {name}\n"),
+    )
+    .unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    server.wait_corte("20240602_2015");
+}
+
+#[test]
+fn impossible_corte_times_are_refused_and_implausible_ones_held_until_an_operator_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let tz = jiff::tz::TimeZone::get("America/Mexico_City").unwrap();
+    let now = jiff::Timestamp::now().to_zoned_datetime(tz);
+    let at = |minutes: i64| {
+        now.checked_add(jiff::SignedDuration::from_mins(minutes))
+            .unwrap()
+    };
+    let id = |t: &jiff::ZonedDateTime| t.strftime("%Y%m%d_%H%M").to_string();
+    let start = at(-120).timestamp().to_string();
+    let end = at(22 * 60).timestamp().to_string();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            &start,
+            "--publish-end",
+            &end,
+            "--corte-future-margin",
+            "5m",
+            "--corte-window-margin",
+            "6h",
+        ],
+    );
+    let deliver = |corte: &str| {
+        drop_file(
+            &server.entrada(),
+            &format!("{corte}_PREP.zip"),
+            &site_package(corte, &[]),
+        );
+    };
+    let first = id(&at(-30));
+    deliver(&first);
+    server.wait_corte(&first);
+
+    // A year typo: ahead of the clock by a year. Held, not published.
+    let year_typo = format!("{}{}", now.year() + 1, &first[4..]);
+    deliver(&year_typo);
+    let held = wait_events(&server, "held", 1);
+    assert_eq!(held[0]["detail"]["corte"], year_typo.as_str());
+    let reason = held[0]["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("ahead of the clock"), "{reason}");
+    let status = server.wait_status("the held package listed", |s| {
+        s["waiting"].as_array().is_some_and(|w| w.len() == 1)
+    });
+    assert_eq!(status["waiting"][0]["outcome"], "held");
+    assert_eq!(status["waiting"][0]["corte"], year_typo.as_str());
+    assert_eq!(status["counts"]["held"], 1);
+    assert_eq!(status["live"]["corte"], first.as_str());
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(page.contains("is held, not published"), "{page}");
+
+    // An impossible date is refused outright.
+    deliver("20270631_2560");
+    let why = rejection(&server, "20270631_2560_PREP.zip");
+    assert!(why.contains("does not exist"), "{why}");
+
+    // A month typo, long before the window: held too.
+    let month_typo = id(&at(-40 * 24 * 60));
+    deliver(&month_typo);
+    let held = wait_events(&server, "held", 2);
+    let reason = held[0]["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("before publish_start"), "{reason}");
+
+    // The real next corte is published: the held ones are not "newer".
+    let next = id(&at(-15));
+    deliver(&next);
+    server.wait_corte(&next);
+    assert!(events(&server, "older").is_empty());
+
+    // An operator publishes the year typo with rollback…
+    let out = server.run(&["rollback", &year_typo]);
+    assert_success(&out);
+    server.wait_corte(&year_typo);
+    // … and another held package with ingest --force (exit status 3 without it).
+    let later = format!("{}{}", now.year() + 2, &first[4..]);
+    let file = dir.path().join(format!("{later}_PREP.zip"));
+    std::fs::write(&file, site_package(&later, &[])).unwrap();
+    let out = server.run(&["ingest", file.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = server.run(&["ingest", "--force", file.to_str().unwrap()]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "published");
+    server.wait_corte(&later);
+    let waiting = server.status()["waiting"].as_array().unwrap().len();
+    assert_eq!(waiting, 1, "only the month typo still waits");
+}
+
+#[test]
+fn rejected_packages_are_kept_apart_and_removed_after_their_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &["--rejected-retention", "2s"]);
+    let good = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &good);
+    server.wait_corte("20240602_2000");
+    let bad = b"not a package, and perhaps a secret\n";
+    drop_file(&server.entrada(), "20240602_2015_PREP.zip", bad);
+    let why = rejection(&server, "20240602_2015_PREP.zip");
+    assert!(why.contains("not a readable archive"), "{why}");
+
+    let (good_sha, bad_sha) = (sha256_hex(&good), sha256_hex(bad));
+    let archive = data.join("archivo");
+    assert!(archive.join(&good_sha[..2]).join(&good_sha).is_file());
+    assert!(archive.join("rechazados").join(&bad_sha).is_file());
+    assert!(!archive.join(&bad_sha[..2]).join(&bad_sha).exists());
+    assert!(
+        std::fs::read_dir(archive.join("pendientes"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+
+    // Past its retention, the next start removes it and says so; the journal keeps the rest.
+    std::thread::sleep(Duration::from_secs(3));
+    server.restart();
+    let removed = wait_events(&server, "rejected-removed", 1);
+    assert_eq!(removed[0]["package"], bad_sha.as_str());
+    assert_eq!(removed[0]["name"], "20240602_2015_PREP.zip");
+    assert!(!archive.join("rechazados").join(&bad_sha).exists());
+    let rejected = events(&server, "rejected");
+    assert_eq!(rejected[0]["package"], bad_sha.as_str());
+    assert!(rejected[0]["detail"]["reason"].as_str().is_some());
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+}
