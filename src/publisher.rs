@@ -348,7 +348,8 @@ impl Publisher {
     /// Returns what is wrong, if anything.
     fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
-        let report = match prep::inspect_members(pkg.name(), &members, &|_| {}) {
+        let report = match prep::inspect_members(pkg.name(), &members, self.config.reglas, &|_| {})
+        {
             Ok(report) => report,
             Err(e) => {
                 let warning = format!("a results CSV cannot be read: {e}");

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use super::Report;
+use super::definitions::{Definitions, reglas};
 use super::inspect::FileReport;
+use super::{CorteReport, Report};
 
 /// How many anomalies are listed per election; the rest are counted.
 const SHOWN_ANOMALIES: usize = 20;
@@ -18,11 +19,18 @@ pub(crate) fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Input:     {}", report.input);
     match &report.corte {
+        Some(CorteReport {
+            written,
+            local: Some(local),
+            utc: Some(utc),
+        }) => {
+            let _ = writeln!(out, "Corte:     {written} = {local} (UTC {utc})");
+        }
         Some(c) => {
             let _ = writeln!(
                 out,
-                "Corte:     {} = {} (UTC {})",
-                c.written, c.local, c.utc
+                "Corte:     {} (a placeholder: no corte time stated)",
+                c.written
             );
         }
         None => {
@@ -73,21 +81,42 @@ fn table(header: &[&str]) -> Table {
 
 fn election(out: &mut String, e: &FileReport) {
     let _ = writeln!(out, "\n== {}", e.election());
+    let election = serde_json::to_value(e.election)
+        .ok()
+        .and_then(|k| k.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} actas · {} · separator '{}'",
+        "{} actas · {} · separator '{}' · election: {election}",
         e.rows, e.encoding, e.separator
     );
     for (column, latest) in &e.latest {
         let _ = writeln!(out, "latest {column}: {latest}");
     }
     if e.summary_present {
-        let mut t = table(&["summary field", "declared", "recomputed", ""]);
+        let mut t = table(&["summary field", "declared", "recomputed", "definition", ""]);
         for c in &e.summary {
-            let mark = if c.equal { "=" } else { "DIFFERENT" };
-            t.add_row([c.field, &c.declared, &c.recomputed, mark]);
+            if c.equal {
+                t.add_row([c.field, &c.declared, &c.recomputed, &c.variant, "="]);
+            } else {
+                let every: Vec<String> = c
+                    .variants
+                    .iter()
+                    .map(|v| format!("{} ({})", v.value, v.variant))
+                    .collect();
+                t.add_row([
+                    c.field,
+                    &c.declared,
+                    &every.join("\n"),
+                    "none gives it",
+                    "DIFFERENT",
+                ]);
+            }
         }
         let _ = writeln!(out, "{t}");
+        if let Some(d) = &e.definitions {
+            let _ = writeln!(out, "{}", definitions_line(d, e.consistent));
+        }
     } else {
         let _ = writeln!(out, "no summary line: nothing to compare");
     }
@@ -160,5 +189,48 @@ fn election(out: &mut String, e: &FileReport) {
             e.anomaly_count - shown,
             e.anomalies.len()
         );
+    }
+}
+
+/// Which definitions a file's summary was checked by, in one line.
+fn definitions_line(d: &Definitions, consistent: bool) -> String {
+    let institutes = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| match reglas(n) {
+                Some(r) => format!("{n} ({})", r.institute),
+                None => (*n).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rules = if d.rules.is_empty() {
+        "the standard rules".to_owned()
+    } else {
+        d.rules
+            .iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scope = match d.pinned {
+        Some(p) => format!("definitions pinned to {}", institutes(&[p])),
+        None => "every known definition".to_owned(),
+    };
+    if !d.explained_by.is_empty() {
+        format!(
+            "definitions: {} give every declared field ({scope}; rules: {rules})",
+            institutes(&d.explained_by)
+        )
+    } else if consistent {
+        format!(
+            "definitions: every declared field is given by known rules no single institute \
+             is known to combine: {rules} ({scope})"
+        )
+    } else {
+        format!(
+            "definitions: none gives every declared field ({scope}); fields checked by the \
+             one that gives the most: {rules}"
+        )
     }
 }
