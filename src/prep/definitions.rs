@@ -19,7 +19,10 @@
 //! # Guarantees
 //! - A field equal to its recomputed value names the rule(s) that give it; a field is
 //!   DIFFERENT only when the combination that gives the most declared fields does not give it,
-//!   and then every known definition's value is reported beside it.
+//!   and then every known definition's value is reported beside it. A field a rule takes
+//!   from the declared value itself (a catalogue's size, the unlisted RP actas counted, their
+//!   votes) is not counted when combinations are ranked, and between equals a combination an
+//!   institute is known to use wins.
 //! - Rules that only apply to some files (the RP actas of diputaciones, the juntas' zero) are
 //!   tried only on those; a dimension with nothing to act on (no `-` rows) names no rule.
 //! - Nothing here reads the rows: every rule works on the tally, so checking every definition
@@ -494,15 +497,28 @@ impl Context<'_> {
             .whole_number()
     }
 
-    /// How many declared fields `values` gives.
-    fn score(&self, values: &[Value; 13]) -> usize {
-        values
-            .iter()
-            .zip(&self.declared)
-            .filter(|(v, d)| d.flatten().is_some_and(|d| v.admits(d)))
-            .count()
+    /// Which declared fields `values` gives.
+    fn given(&self, values: &[Value; 13]) -> [bool; 13] {
+        let mut given = [false; 13];
+        for (g, (v, d)) in given.iter_mut().zip(values.iter().zip(&self.declared)) {
+            *g = d.flatten().is_some_and(|d| v.admits(d));
+        }
+        given
     }
 }
+
+/// A combination's values, and the fields whose value it took from the declared one (a
+/// catalogue's size, how many unlisted RP actas were counted, their votes): those it gives
+/// by construction, which rank no combination above another.
+struct Evaluation {
+    values: [Value; 13],
+    fitted: [bool; 13],
+}
+
+/// How well a combination explains a declared summary, best highest: whether it gives every
+/// declared field, how many it gives that it did not fit, and whether an institute is known
+/// to define its summary so.
+type Rank = (bool, usize, bool);
 
 /// Checks a declared summary against every definition in scope: all of them, or `pinned`'s.
 pub(crate) fn check(
@@ -522,21 +538,25 @@ pub(crate) fn check(
             .iter()
             .all(|d| !applicable[d.index()] || r.allows(c[d.index()].rule()))
     };
-    // Each combination with its values and its score: how many declared fields it gives,
-    // then whether an institute is known to define its summary so (which breaks ties
-    // between a known definition and an unheard-of one).
-    let evaluated: Vec<(Combination, [Value; 13], (usize, bool))> = combinations(&candidates)
+    let declared_count = ctx.declared.iter().filter(|d| d.is_some()).count();
+    let evaluated: Vec<(Combination, [Value; 13], Rank)> = combinations(&candidates)
         .into_iter()
         .filter_map(|c| {
-            let values = evaluate(&ctx, &c)?;
-            let score = (ctx.score(&values), REGLAS.iter().any(|r| known(&c, r)));
-            Some((c, values, score))
+            let Evaluation { values, fitted } = evaluate(&ctx, &c)?;
+            let given = ctx.given(&values);
+            let all = given.iter().filter(|g| **g).count() == declared_count;
+            let earned = given
+                .iter()
+                .zip(&fitted)
+                .filter(|(g, f)| **g && !**f)
+                .count();
+            let rank = (all, earned, REGLAS.iter().any(|r| known(&c, r)));
+            Some((c, values, rank))
         })
         .collect();
-    let declared_count = ctx.declared.iter().filter(|d| d.is_some()).count();
     let best = evaluated
         .iter()
-        .fold(None::<&(_, _, (usize, bool))>, |best, e| match best {
+        .fold(None::<&(_, _, Rank)>, |best, e| match best {
             Some(b) if b.2 >= e.2 => Some(b),
             _ => Some(e),
         });
@@ -577,7 +597,7 @@ pub(crate) fn check(
         .collect();
     let explaining: Vec<&Combination> = evaluated
         .iter()
-        .filter(|(_, _, (score, _))| *score == declared_count)
+        .filter(|(_, _, (all, _, _))| *all)
         .map(|(c, _, _)| c)
         .collect();
     let explained_by = REGLAS
@@ -736,7 +756,7 @@ impl Reading {
 }
 
 /// Every field by `c`, or `None` when `c` cannot apply to this file.
-fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
+fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<Evaluation> {
     let t = ctx.tally;
     let rule = |d: Dimension| c[d.index()];
     let r = Reading::new(t, rule(Dimension::Dash), rule(Dimension::EmptyObserved));
@@ -772,9 +792,17 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
             .and_then(|d| d.checked_sub(rows))
             .filter(|k| *k <= unlisted)
     };
+    let mut fitted = [false; 13];
     let rp_counted = if rp_expected {
-        fit(Field::ActasContabilizadas, r.counted)
-            .or_else(|| fit(Field::ActasCapturadas, r.captured()))
+        let (k, field) = match fit(Field::ActasContabilizadas, r.counted) {
+            Some(k) => (Some(k), Field::ActasContabilizadas),
+            None => (
+                fit(Field::ActasCapturadas, r.captured()),
+                Field::ActasCapturadas,
+            ),
+        };
+        fitted[field.index()] = k.is_some();
+        k
     } else {
         Some(0)
     };
@@ -787,6 +815,7 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
         let declared = ctx
             .declared_whole(Field::ActasEsperadas)
             .filter(|d| *d >= listed);
+        fitted[Field::ActasEsperadas.index()] = declared.is_some();
         (
             Value::AtLeast(Decimal::whole(listed)),
             declared.unwrap_or(listed),
@@ -805,10 +834,13 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
         _ => Value::Exact(Decimal::whole(t.votos_c_cs)),
     };
     let participation_votes = match rule(Dimension::TotalWithSpecials) {
-        RuleId::TotalWithRpVotes => ctx
-            .declared_whole(Field::TotalVotosCCs)
-            .filter(|d| *d >= t.votos_c_cs)
-            .unwrap_or(t.votos_c_cs),
+        RuleId::TotalWithRpVotes => {
+            let declared = ctx
+                .declared_whole(Field::TotalVotosCCs)
+                .filter(|d| *d >= t.votos_c_cs);
+            fitted[Field::TotalVotosCCs.index()] = declared.is_some();
+            declared.unwrap_or(t.votos_c_cs)
+        }
         _ => t.votos_c_cs,
     };
     let participation = match rule(Dimension::Participation) {
@@ -829,7 +861,7 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
             Decimal::whole(r.counted + unlisted),
         ),
     };
-    Some([
+    let values = [
         esperadas,
         whole(r.captured() + r.out),
         whole(r.out),
@@ -843,7 +875,8 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<[Value; 13]> {
         with_specials,
         whole(without_specials),
         Value::Exact(Decimal::percent_truncated(participation, t.lista_nominal)),
-    ])
+    ];
+    Some(Evaluation { values, fitted })
 }
 
 /// The name of the definition `c` gives `field` by (its named rules in the dimensions the

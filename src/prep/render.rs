@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use super::definitions::{Definitions, reglas};
+use super::definitions::{Definitions, REGLAS, reglas};
 use super::inspect::FileReport;
 use super::{CorteReport, Report};
 
@@ -57,12 +57,20 @@ pub(crate) fn render(report: &Report) -> String {
     if differences.is_empty() {
         let _ = writeln!(
             out,
-            "CONSISTENT: every declared summary field equals its value recomputed from the rows."
+            "CONSISTENT: every declared summary field equals its value recomputed from the rows \
+             by a known definition."
         );
     } else {
+        let scope = report
+            .elections
+            .iter()
+            .find_map(|e| e.definitions.as_ref()?.pinned)
+            .map_or("every known definition".to_owned(), |p| {
+                format!("{p}'s definitions")
+            });
         let _ = writeln!(
             out,
-            "INCONSISTENT: {} summary field(s) contradict the rows:",
+            "INCONSISTENT: {} summary field(s) contradict the rows under {scope}:",
             differences.len()
         );
         for d in differences {
@@ -194,18 +202,8 @@ fn election(out: &mut String, e: &FileReport) {
 
 /// Which definitions a file's summary was checked by, in one line.
 fn definitions_line(d: &Definitions, consistent: bool) -> String {
-    let institutes = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| match reglas(n) {
-                Some(r) => format!("{n} ({})", r.institute),
-                None => (*n).to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let rules = if d.rules.is_empty() {
-        "the standard rules".to_owned()
+        "standard".to_owned()
     } else {
         d.rules
             .iter()
@@ -213,24 +211,36 @@ fn definitions_line(d: &Definitions, consistent: bool) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let scope = match d.pinned {
-        Some(p) => format!("definitions pinned to {}", institutes(&[p])),
-        None => "every known definition".to_owned(),
+    let institute = |name: &str| match reglas(name) {
+        Some(r) => format!("{name} ({})", r.institute),
+        None => name.to_owned(),
     };
-    if !d.explained_by.is_empty() {
-        format!(
-            "definitions: {} give every declared field ({scope}; rules: {rules})",
-            institutes(&d.explained_by)
-        )
-    } else if consistent {
-        format!(
-            "definitions: every declared field is given by known rules no single institute \
-             is known to combine: {rules} ({scope})"
-        )
-    } else {
-        format!(
-            "definitions: none gives every declared field ({scope}); fields checked by the \
-             one that gives the most: {rules}"
-        )
+    match d.pinned {
+        Some(p) if consistent => {
+            format!(
+                "definitions: {}'s give every declared field; rules: {rules}",
+                institute(p)
+            )
+        }
+        Some(p) => format!(
+            "definitions: {}'s do not give every declared field; checked by: {rules}",
+            institute(p)
+        ),
+        None if !d.explained_by.is_empty() => {
+            let by = if d.explained_by.len() == REGLAS.len() {
+                "every known institute's".to_owned()
+            } else {
+                d.explained_by.join(", ")
+            };
+            format!("definitions: {by} give every declared field; rules: {rules}")
+        }
+        None if consistent => format!(
+            "definitions: known rules no single institute is known to combine give every \
+             declared field; rules: {rules}"
+        ),
+        None => format!(
+            "definitions: none known gives every declared field; checked by the one that \
+             gives the most: {rules}"
+        ),
     }
 }
