@@ -968,4 +968,23 @@ mod tests {
         let err = Settings::deserialize(t).unwrap_err().to_string();
         assert!(err.contains("no_such_setting"), "{err}");
     }
+
+    #[test]
+    fn reglas_names_a_known_institute_or_none() {
+        let with = |reglas: &str| {
+            let mut t = toml::Table::new();
+            t.insert("reglas".into(), toml::Value::String(reglas.into()));
+            Config::from_settings(Settings::deserialize(t).unwrap())
+        };
+        assert!(with("").unwrap().reglas.is_none());
+        assert_eq!(
+            with("ieec-2021").unwrap().reglas.map(|r| r.name),
+            Some("ieec-2021")
+        );
+        let err = with("campeche").unwrap_err().to_string();
+        assert!(
+            err.contains("setting `reglas`") && err.contains("ieeq-2018"),
+            "{err}"
+        );
+    }
 }
