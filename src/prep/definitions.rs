@@ -948,6 +948,46 @@ mod tests {
         assert!(reglas_names().contains("ieeq-2018"));
     }
 
+    #[test]
+    fn every_list_of_institutes_and_rules_names_them_all() {
+        let setting = crate::config::SETTING_DOCS
+            .iter()
+            .find(|(name, _)| *name == "reglas")
+            .unwrap()
+            .1;
+        let command = <crate::cli::Cli as clap::CommandFactory>::command();
+        let flag = command
+            .find_subcommand("inspect")
+            .unwrap()
+            .get_arguments()
+            .find(|a| a.get_id() == "reglas")
+            .unwrap()
+            .get_help()
+            .unwrap()
+            .to_string();
+        let docs = include_str!("../../docs/formats.md");
+        for r in REGLAS {
+            assert!(
+                setting.contains(r.name),
+                "the reglas setting lacks {}",
+                r.name
+            );
+            assert!(flag.contains(r.name), "inspect --reglas lacks {}", r.name);
+            assert!(
+                docs.contains(&format!("| `{}` |", r.name)),
+                "docs lack {}",
+                r.name
+            );
+        }
+        for rule in RULES {
+            assert!(
+                docs.contains(&format!("`{}`", rule.name)),
+                "docs lack {}",
+                rule.name
+            );
+        }
+    }
+
     /// The real Sonora 2021 governorship, final corte, as a tally.
     fn sonora() -> Tally {
         let mut t = Tally::default();

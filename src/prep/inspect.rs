@@ -324,7 +324,8 @@ impl State {
                 None if cell::is_missing(cell) => {}
                 None => {
                     let what = format!(
-                        "{:?} is in neither date format (DD/MM/YYYY HH:MM:SS, YYYY-MM-DD HH:MM:SS)",
+                        "{:?} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
+                         YYYY-MM-DD HH:MM[:SS], an offset after it)",
                         String::from_utf8_lossy(cell)
                     );
                     self.anomaly(line, clave, Some(name), what);
