@@ -563,36 +563,16 @@ pub(crate) fn check(
     let Some((best_combination, best_values, _)) = best else {
         return (Vec::new(), definitions(pinned, Vec::new(), Vec::new()));
     };
-    let label = |c: &Combination, field: Field| variant_label(c, field, &applicable);
     let fields = declared
         .fields
         .iter()
         .map(|(field, text)| {
-            let i = field.index();
-            let value = best_values[i];
-            let equal = ctx.declared[i].flatten().is_some_and(|d| value.admits(d));
-            let (variant, seen_in) = label(best_combination, *field);
-            let mut variants: Vec<VariantValue> = Vec::new();
-            for (c, values, _) in &evaluated {
-                let text = values[i].text();
-                if variants.iter().all(|v| v.value != text) {
-                    let (variant, seen_in) = label(c, *field);
-                    variants.push(VariantValue {
-                        variant,
-                        value: text,
-                        seen_in,
-                    });
-                }
-            }
-            FieldCheck {
-                field: field.name(),
-                declared: text.clone(),
-                recomputed: value.text(),
-                equal,
-                variant,
-                seen_in,
-                variants,
-            }
+            let check = FieldOf {
+                field: *field,
+                declared: text,
+                applicable: &applicable,
+            };
+            check.against(&ctx, best_combination, best_values, &evaluated)
         })
         .collect();
     let explaining: Vec<&Combination> = evaluated
@@ -618,6 +598,49 @@ pub(crate) fn check(
         })
         .collect();
     (fields, definitions(pinned, explained_by, rules))
+}
+
+/// One declared field, to be checked against the combinations evaluated.
+struct FieldOf<'a> {
+    field: Field,
+    declared: &'a str,
+    applicable: &'a [bool; Dimension::COUNT],
+}
+
+impl FieldOf<'_> {
+    /// The field beside the value `best` gives it, and every combination's distinct value.
+    fn against(
+        &self,
+        ctx: &Context<'_>,
+        best: &Combination,
+        best_values: &[Value; 13],
+        evaluated: &[(Combination, [Value; 13], Rank)],
+    ) -> FieldCheck {
+        let i = self.field.index();
+        let value = best_values[i];
+        let (variant, seen_in) = variant_label(best, self.field, self.applicable);
+        let mut variants: Vec<VariantValue> = Vec::new();
+        for (c, values, _) in evaluated {
+            let text = values[i].text();
+            if variants.iter().all(|v| v.value != text) {
+                let (variant, seen_in) = variant_label(c, self.field, self.applicable);
+                variants.push(VariantValue {
+                    variant,
+                    value: text,
+                    seen_in,
+                });
+            }
+        }
+        FieldCheck {
+            field: self.field.name(),
+            declared: self.declared.to_owned(),
+            recomputed: value.text(),
+            equal: ctx.declared[i].flatten().is_some_and(|d| value.admits(d)),
+            variant,
+            seen_in,
+            variants,
+        }
+    }
 }
 
 fn definitions(
