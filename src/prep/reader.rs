@@ -333,7 +333,10 @@ impl<R: Read> CsvReader<R> {
             }
             let line = self.line();
             let want = self.columns.names.len();
-            let extra_filled = self.record.iter().skip(want).any(|c| !c.is_empty());
+            // Only cells past the header's are looked at: walking to them cell by cell would
+            // cost as much as the rest of the row.
+            let extra_filled = (want..self.record.len())
+                .any(|i| self.record.get(i).is_some_and(|c| !c.is_empty()));
             if self.record.len() < want || extra_filled {
                 return Err(self.error(
                     None,
