@@ -11,6 +11,13 @@ use std::fmt;
 /// Removes what institutes wrap cells in: surrounding blanks, `="…"` (a spreadsheet formula
 /// that keeps leading zeros) and the key apostrophes `'040001B0100` / `'150937B0100'`.
 pub(crate) fn bare(cell: &[u8]) -> &[u8] {
+    // Most cells (numbers, codes) begin and end with a letter or digit: nothing to remove.
+    if cell.is_empty()
+        || (cell.first().is_some_and(u8::is_ascii_alphanumeric)
+            && cell.last().is_some_and(u8::is_ascii_alphanumeric))
+    {
+        return cell;
+    }
     let mut c = cell.trim_ascii();
     if let Some(inner) = c.strip_prefix(b"=\"") {
         c = inner.strip_suffix(b"\"").unwrap_or(inner).trim_ascii();
