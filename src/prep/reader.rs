@@ -16,11 +16,10 @@
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
 
-use serde::Serialize;
-
 use csv::ByteRecord;
 use jiff::civil::DateTime;
 use jiff::tz::Offset;
+use serde::Serialize;
 
 use super::cell;
 use super::summary::{Declared, Field};
