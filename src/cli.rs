@@ -182,15 +182,20 @@ pub(crate) enum Cmd {
         settings: SettingArgs,
     },
     /// Check a data package, an inner zip or a PREP CSV: corte, elections, the declared
-    /// summary beside the one recomputed from the rows, votes, counts and row anomalies.
-    /// Exit status: 0 every declared summary field equals its recomputed value; 1 some
-    /// differ; 2 the input cannot be read.
+    /// summary beside the one recomputed from the rows by every known definition, votes,
+    /// counts and row anomalies. Exit status: 0 one known definition gives every declared
+    /// summary field; 1 some field is given by none; 2 the input cannot be read.
     Inspect {
         /// The package (zip, tar, tar.gz), inner zip or CSV file.
         path: PathBuf,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Check the summary line by one institute's definitions only: ine-2019, ine-2023,
+        /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024.
+        /// Without it, every known definition counts.
+        #[arg(long, value_name = "NAME")]
+        reglas: Option<String>,
     },
     /// Publish an earlier corte again (by corte id, publication number or package SHA-256).
     Rollback {

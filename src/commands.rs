@@ -288,10 +288,20 @@ async fn send(
     Ok((status, value))
 }
 
-/// Inspects a package, an inner zip or a CSV, prints the report, and returns the exit status:
-/// 0 consistent, 1 a declared summary field differs from its recomputed value. A file that
-/// cannot be read is an error (exit status 2).
-pub(crate) fn inspect(path: &Path, json: bool) -> Result<u8> {
+/// Inspects a package, an inner zip or a CSV by every known definition of the summary, or
+/// those of the institute `reglas` names, prints the report, and returns the exit status: 0
+/// consistent, 1 a declared summary field is given by no definition. A file that cannot be
+/// read, or an unknown `reglas`, is an error (exit status 2).
+pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u8> {
+    let reglas = match reglas.filter(|r| !r.is_empty()) {
+        Some(name) => Some(prep::reglas(name).ok_or_else(|| {
+            anyhow!(
+                "--reglas {name:?}: no known definitions have that name; use one of: {}",
+                prep::reglas_names()
+            )
+        })?),
+        None => None,
+    };
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -304,14 +314,15 @@ pub(crate) fn inspect(path: &Path, json: bool) -> Result<u8> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let csv_bytes = members.iter().map(|m| m.bytes.len() as u64).sum();
         let bar = progress_bar(csv_bytes);
-        let report = prep::inspect_members(&input, &members, &|done| bar.set_position(done));
+        let report =
+            prep::inspect_members(&input, &members, reglas, &|done| bar.set_position(done));
         bar.finish_and_clear();
         report?
     } else {
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let bar = progress_bar(size);
-        let report = prep::inspect_file(&input, file, &mut |done| bar.set_position(done));
+        let report = prep::inspect_file(&input, file, reglas, &mut |done| bar.set_position(done));
         bar.finish_and_clear();
         report?
     };

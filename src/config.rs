@@ -305,9 +305,14 @@ settings! {
     /// Extra certificate authorities (PEM) trusted for `pull_url`, e.g. the institute's own.
     /// The public web's authorities are always trusted.
     pull_ca: PathBuf = PathBuf::new();
-    /// Reject a data package whose CSV summary line contradicts its own rows (the journal
-    /// warns of it either way), or whose results CSV cannot be read.
+    /// Reject a data package whose CSV summary line contradicts its own rows under every
+    /// known definition of its fields (the journal warns of it either way), or whose results
+    /// CSV cannot be read.
     reject_inconsistent: bool = false;
+    /// Check the CSV summary line by one institute's definitions only: ine-2019, ine-2023,
+    /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024.
+    /// Empty: every known definition counts.
+    reglas: String = String::new();
 }
 
 /// Names of the embedded institute profiles, with their text.
@@ -506,6 +511,8 @@ pub(crate) struct Config {
     pub(crate) evidence_wait: std::time::Duration,
     /// Reject data packages whose summary contradicts their rows.
     pub(crate) reject_inconsistent: bool,
+    /// The institute whose definitions the summary is checked by; `None`: every one known.
+    pub(crate) reglas: Option<&'static crate::prep::Reglas>,
     /// The embedded SFTP server, when `sftp_listen` is set.
     pub(crate) sftp: Option<SftpSettings>,
     /// HTTPS pull, when `pull_url` is set.
@@ -756,6 +763,7 @@ impl Config {
             settle,
             evidence_wait,
             reject_inconsistent: s.reject_inconsistent,
+            reglas: reglas_setting(&s.reglas)?,
             sftp,
             pull,
             settings: s,
@@ -792,6 +800,20 @@ fn admin_token(file: &Path) -> Result<Option<String>> {
         );
     }
     Ok(Some(token))
+}
+
+/// The `reglas` setting: an institute whose definitions are known, or empty for all of them.
+fn reglas_setting(name: &str) -> Result<Option<&'static crate::prep::Reglas>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    crate::prep::reglas(name).map(Some).ok_or_else(|| {
+        anyhow!(
+            "setting `reglas`: no known definitions are named {name:?}; use one of: {}, or \
+             leave it empty for every known definition",
+            crate::prep::reglas_names()
+        )
+    })
 }
 
 /// The SFTP server's settings, when `sftp_listen` is set.
@@ -1153,5 +1175,24 @@ mod tests {
         t.insert("no_such_setting".into(), toml::Value::Integer(1));
         let err = Settings::deserialize(t).unwrap_err().to_string();
         assert!(err.contains("no_such_setting"), "{err}");
+    }
+
+    #[test]
+    fn reglas_names_a_known_institute_or_none() {
+        let with = |reglas: &str| {
+            let mut t = toml::Table::new();
+            t.insert("reglas".into(), toml::Value::String(reglas.into()));
+            Config::from_settings(Settings::deserialize(t).unwrap())
+        };
+        assert!(with("").unwrap().reglas.is_none());
+        assert_eq!(
+            with("ieec-2021").unwrap().reglas.map(|r| r.name),
+            Some("ieec-2021")
+        );
+        let err = with("campeche").unwrap_err().to_string();
+        assert!(
+            err.contains("setting `reglas`") && err.contains("ieeq-2018"),
+            "{err}"
+        );
     }
 }

@@ -202,7 +202,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
             commands::history(&Config::load(config_file, &settings)?, json, events)?;
             Ok(0)
         }
-        Cmd::Inspect { path, json } => commands::inspect(&path, json),
+        Cmd::Inspect { path, json, reglas } => commands::inspect(&path, json, reglas.as_deref()),
         Cmd::Rollback { corte, settings } => {
             let config = Config::load(config_file, &settings)?;
             let outcome = runtime.block_on(commands::rollback(config, &corte))?;

@@ -37,9 +37,10 @@
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
 //! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.
 //!
-//! Every data package is also inspected ([`crate::prep`]) once verified: a summary line that
-//! contradicts its rows is a journal warning, and with `reject_inconsistent` a rejection.
-//! Site packages are not inspected.
+//! Every data package is also inspected ([`crate::prep`]) once verified, by every known
+//! definition of the summary or the institute's that the `reglas` setting names: a summary line
+//! that contradicts its rows under all of them is a journal warning, and with
+//! `reject_inconsistent` a rejection. Site packages are not inspected.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -645,11 +646,12 @@ impl Publisher {
     }
 
     /// Inspects the results CSVs of a data package; journals a warning for each election
-    /// whose summary line contradicts its rows, or for a results CSV that cannot be read.
-    /// Returns what is wrong, if anything.
+    /// whose summary line contradicts its rows under every definition in scope, or for a
+    /// results CSV that cannot be read. Returns what is wrong, if anything.
     fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
-        let report = match prep::inspect_members(pkg.name(), &members, &|_| {}) {
+        let report = match prep::inspect_members(pkg.name(), &members, self.config.reglas, &|_| {})
+        {
             Ok(report) => report,
             Err(e) => {
                 let warning = format!("a results CSV cannot be read: {e}");

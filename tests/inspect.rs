@@ -1,5 +1,7 @@
 //! `difusor inspect` through the CLI, and the inspection of data packages on arrival through
-//! a running server: a package whose summary line contradicts its rows is named, loudly.
+//! a running server: a package whose summary line contradicts its rows under every known
+//! definition is named, loudly; one true to its rows under its institute's own definitions
+//! is not.
 
 mod support;
 
@@ -118,7 +120,13 @@ fn the_real_package_and_csv_are_consistent() {
         .find(|c| c["field"] == "TOTAL_VOTOS_C_CS")
         .unwrap();
     assert_eq!(total["recomputed"], "814690");
+    assert_eq!(total["variant"], "standard");
     assert_eq!(v["corte"]["utc"], "2021-06-07T20:19:00Z");
+    let explained = e["definitions"]["explained_by"].as_array().unwrap();
+    assert!(
+        explained.contains(&"iee-sonora-2021".into()),
+        "{explained:?}"
+    );
 }
 
 #[test]
@@ -268,5 +276,389 @@ fn reject_inconsistent_turns_the_difference_into_a_rejection() {
         stdout(&out).contains("ACTAS_REGISTRADAS"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// `difusor inspect --json PATH EXTRA…`: the exit status and the report.
+fn inspect_json(path: &std::path::Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = inspect(&[&[path.to_str().unwrap(), "--json"][..], extra].concat());
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+/// The one election of a derived file's report, after checking that every known definition
+/// together explains it (exit status 0) and that `institute`'s own definitions do.
+fn derived_election(name: &str, institute: &str) -> serde_json::Value {
+    let path = derived_fixture(name);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(0), "{name}: {v:#}");
+    let e = v["elections"][0].clone();
+    assert_eq!(e["consistent"], true);
+    assert!(
+        e["definitions"]["explained_by"]
+            .as_array()
+            .unwrap()
+            .contains(&institute.into()),
+        "{name}: {:#}",
+        e["definitions"]
+    );
+    let (code, pinned) = inspect_json(&path, &["--reglas", institute]);
+    assert_eq!(code, Some(0), "{name} --reglas {institute}: {pinned:#}");
+    assert_eq!(pinned["elections"][0]["definitions"]["pinned"], institute);
+    e
+}
+
+/// A summary field of an election's report.
+fn field<'e>(e: &'e serde_json::Value, name: &str) -> &'e serde_json::Value {
+    e["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {e:#}"))
+}
+
+/// The text report of `difusor inspect PATH --reglas REGLAS`, after checking it exits 1.
+fn inconsistent_under(path: &std::path::Path, reglas: &str) -> String {
+    let out = inspect(&[path.to_str().unwrap(), "--reglas", reglas]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    stdout(&out)
+}
+
+#[test]
+fn campeche_2021_an_out_of_catalogue_row_written_contabilizada_0() {
+    let e = derived_election("camp_fuera_catalogo_contabilizada0.csv", "ieec-2021");
+    assert_eq!(field(&e, "ACTAS_FUERA_CATALOGO")["recomputed"], "1");
+    assert_eq!(field(&e, "ACTAS_NO_CONTABILIZADAS")["recomputed"], "0");
+    assert_eq!(field(&e, "ACTAS_CAPTURADAS")["recomputed"], "1");
+    // Its date with microseconds is a date.
+    assert_eq!(e["anomaly_count"], 0, "{:#}", e["anomalies"]);
+    assert_eq!(e["latest"]["FECHA_HORA_ACOPIO"], "2021-06-07 11:15:00");
+}
+
+#[test]
+fn ine_2023_todos_los_campos_vacios_is_an_inconsistency_and_cr_ends_lines() {
+    let e = derived_election("ine2023_todos_los_campos_vacios.csv", "ine-2023");
+    let incons = field(&e, "PORCENTAJE_ACTAS_INCONSISTENCIAS");
+    assert_eq!(incons["recomputed"], "100.0000");
+    assert_eq!(e["rows"], 1);
+    assert_eq!(e["election"], "senaduria");
+    assert_eq!(e["corte"]["utc"], "2023-02-20T17:05:00Z");
+    let observation = &e["by_observation"][0];
+    assert_eq!(observation["observation"], "['Todos los campos vacíos']");
+    assert_eq!(observation["inconsistency"], true);
+    // The hyphenated coalitions are coalitions.
+    let votes = e["votes"].as_array().unwrap();
+    let coalition = votes.iter().find(|v| v["column"] == "PAN-PRI-PRD").unwrap();
+    assert_eq!(coalition["kind"], "coalition");
+}
+
+#[test]
+fn quintana_roo_2019_a_special_casilla_of_one_row_adds_no_rp_acta() {
+    let e = derived_election("qroo2019_dip_special_single_row.csv", "ieqroo-2019");
+    assert_eq!(field(&e, "ACTAS_ESPERADAS")["recomputed"], "1");
+    assert_eq!(
+        e["title"], "DIPUTACIONES LOCALES",
+        "the sep=| line is not the title"
+    );
+    assert_eq!(e["separator"], "|");
+    assert_eq!(e["corte"]["written"], "2019/06/03 05:47 (UTC-5)");
+    assert_eq!(e["corte"]["utc"], "2019-06-03T10:47:00Z");
+    // Campeche's definitions expect the RP acta of that casilla.
+    let path = derived_fixture("qroo2019_dip_special_single_row.csv");
+    let text = inconsistent_under(&path, "ieec-2021");
+    let line = text
+        .lines()
+        .find(|l| l.contains("ACTAS_ESPERADAS ") && l.contains("DIFFERENT"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("2 (rp-expected)"), "{line}");
+}
+
+#[test]
+fn ine_2019_the_total_column_is_total_votos() {
+    let e = derived_election("ine2019_pue_TOTAL_VOTOS_column.csv", "ine-2019");
+    assert_eq!(field(&e, "TOTAL_VOTOS_C_CS")["recomputed"], "284");
+    assert_eq!(e["encoding"], "Latin-1");
+    assert_eq!(e["corte"]["written"], "3/6/2019 09:15 (UTC-5)");
+    assert_eq!(e["anomaly_count"], 0, "{:#}", e["anomalies"]);
+    assert_eq!(e["latest"]["FECHA_HORA_CAPTURA"], "2019-06-02 20:34:00");
+}
+
+#[test]
+fn ine_2019_percentages_written_with_a_percent_sign() {
+    let e = derived_election("ine2019_pue_thousands_and_percent_summary.csv", "ine-2019");
+    let participation = field(&e, "PORCENTAJE_PARTICIPACION_CIUDADANA");
+    assert_eq!(participation["declared"], "42.9003%");
+    assert_eq!(participation["equal"], true);
+}
+
+#[test]
+fn puebla_2018_a_dash_is_an_acta_not_yet_captured() {
+    let e = derived_election("iee_pue2018_dash_means_not_captured.csv", "iee-puebla-2018");
+    for name in [
+        "ACTAS_ESPERADAS",
+        "ACTAS_REGISTRADAS",
+        "ACTAS_FUERA_CATALOGO",
+    ] {
+        assert_eq!(field(&e, name)["variant"], "dash-not-captured", "{name}");
+    }
+    assert_eq!(
+        field(&e, "ACTAS_FUERA_CATALOGO")["seen_in"][0],
+        "IEE Puebla 2018"
+    );
+    // INE reads the dash as out of the catalogue.
+    let path = derived_fixture("iee_pue2018_dash_means_not_captured.csv");
+    let text = inconsistent_under(&path, "ine-2019");
+    assert!(text.contains("ACTAS_FUERA_CATALOGO"), "{text}");
+}
+
+#[test]
+fn queretaro_2018_sin_acta_rows_are_captured_and_inconsistent() {
+    let e = derived_election("ieeq2018_sin_acta_empty_contabilizada.csv", "ieeq-2018");
+    assert_eq!(
+        field(&e, "ACTAS_CAPTURADAS")["variant"],
+        "empty-observed-captured"
+    );
+    assert_eq!(
+        field(&e, "PORCENTAJE_ACTAS_INCONSISTENCIAS")["variant"],
+        "inconsistency-any-observation + empty-observed-captured"
+    );
+    // MORENA is written `M`: its coalitions are coalitions.
+    let votes = e["votes"].as_array().unwrap();
+    let coalition = votes.iter().find(|v| v["column"] == "MORENA_PT").unwrap();
+    assert_eq!(coalition["kind"], "coalition");
+    let path = derived_fixture("ieeq2018_sin_acta_empty_contabilizada.csv");
+    inconsistent_under(&path, "ieec-2021");
+}
+
+#[test]
+fn campeche_2021_leaves_special_casillas_out_of_participation_during_the_night() {
+    let name = "ieec2021_participation_without_specials_during_operation.csv";
+    let e = derived_election(name, "ieec-2021");
+    let participation = field(&e, "PORCENTAJE_PARTICIPACION_CIUDADANA");
+    assert_eq!(participation["variant"], "participation-without-specials");
+    assert_eq!(participation["recomputed"], "50.0691");
+    // Sonora's definitions take the votes of special casillas: the text report marks the
+    // field DIFFERENT and shows every definition's value.
+    let text = inconsistent_under(&derived_fixture(name), "iee-sonora-2021");
+    let line = text
+        .lines()
+        .find(|l| l.contains("PORCENTAJE_PARTICIPACION_CIUDADANA") && l.contains("DIFFERENT"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("112.8630 (participation-with-specials)"),
+        "{line}"
+    );
+    assert!(text.contains("INCONSISTENT"), "{text}");
+}
+
+#[test]
+fn the_real_sonora_summary_with_thousands_and_percent_signs_is_read() {
+    let real = std::fs::read_to_string(real_fixture(SONORA)).unwrap();
+    let line = "3748,3772,24,3748,100.0000,3164,84.4183,16.0885,584,1847519,814690,808474,44.0964";
+    assert_eq!(real.matches(line).count(), 1);
+    let written = "\"3,748\",\"3,772\",24,\"3,748\",'100.0000%,\"3,164\",'84.4183%,'16.0885%,584,\
+                   \"1,847,519\",\"814,690\",\"808,474\",'44.0964%";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        SONORA,
+        real.replacen(line, written, 1).as_bytes(),
+    );
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(
+        field(&v["elections"][0], "TOTAL_VOTOS_C_CS")["declared"],
+        "814,690"
+    );
+}
+
+#[test]
+fn a_computos_file_is_refused_by_name_with_exit_status_2() {
+    let computos = "CÓMPUTOS DISTRITALES\n\
+        10/06/2018 12:00 (UTC-5)\n\
+        ACTAS_ESPERADAS,ACTAS_COMPUTADAS,PORCENTAJE_ACTAS_COMPUTADAS\n\
+        1,1,100.0000\n\n\
+        CLAVE_CASILLA,CLAVE_ACTA,TIPO_CASILLA,PAN,NO_REGISTRADOS,NULOS,LISTA_NOMINAL\n\
+        '210001B0100,'210001B010005,B,1,0,0,500\n";
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "PUE_GOB_2018.csv", computos.as_bytes());
+    let package = write(
+        dir.path(),
+        "20180710_1200_PREP_PUE.zip",
+        &zip_bytes(&[("PUE_GOB_2018.csv", computos.as_bytes())]),
+    );
+    for path in [csv, package] {
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "PUE_GOB_2018.csv, line 3, column ACTAS_COMPUTADAS: a cómputos file, not PREP results"
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_reglas_exits_2_naming_the_known_ones() {
+    let out = inspect(&[real_fixture(SONORA).to_str().unwrap(), "--reglas", "nadie"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nadie\"") && err.contains("ieec-2021") && err.contains("ieeq-2018"),
+        "{err}"
+    );
+}
+
+/// A derived file without its title line: its election comes from its name.
+fn untitled(name: &str) -> Vec<u8> {
+    let bytes = std::fs::read(derived_fixture(name)).unwrap();
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .unwrap();
+    bytes[end + 1..].to_vec()
+}
+
+#[test]
+fn every_package_shape_is_inspected() {
+    let leeme = b"Descripcion de los campos\r\n".as_slice();
+    let ine2019 = std::fs::read(derived_fixture("ine2019_pue_TOTAL_VOTOS_column.csv")).unwrap();
+    let ieeq = std::fs::read(derived_fixture("ieeq2018_sin_acta_empty_contabilizada.csv")).unwrap();
+    let alcaldias = untitled("camp_fuera_catalogo_contabilizada0.csv");
+    let senado = untitled("ine2023_todos_los_campos_vacios.csv");
+    // An inner zip whose CSV sits in a folder, with a folder entry.
+    let inner = zip_bytes(&[
+        ("DIP LOC/", b""),
+        ("DIP LOC/QRO_DIP_LOC_2018.csv", &ieeq),
+        ("leeme.txt", leeme),
+    ]);
+    // CSVs directly in the package, one with `_ext`, names with spaces, election codes.
+    let package = zip_bytes(&[
+        ("PUE_GOB_ext_2019.csv", &ine2019),
+        ("CDMX_ALC_2024.csv", &alcaldias),
+        ("Senado extraordinario/TAMPS_SEN_FED_2023.csv", &senado),
+        ("20180702_1145_PREP_DIP_LOC_QRO.zip", &inner),
+        ("leeme.txt", leeme),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "20240602_2300_PREP.zip", &package);
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let elections: Vec<(&str, &str)> = v["elections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["file"].as_str().unwrap(), e["election"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        elections,
+        [
+            ("PUE_GOB_ext_2019.csv", "gubernatura"),
+            ("CDMX_ALC_2024.csv", "ayuntamientos"),
+            ("Senado extraordinario/TAMPS_SEN_FED_2023.csv", "senaduria"),
+            (
+                "20180702_1145_PREP_DIP_LOC_QRO/DIP LOC/QRO_DIP_LOC_2018.csv",
+                "diputaciones"
+            ),
+        ]
+    );
+    let others = v["other_files"].as_array().unwrap();
+    assert!(others.contains(&"leeme.txt".into()), "{others:?}");
+    assert!(others.contains(&"20180702_1145_PREP_DIP_LOC_QRO/leeme.txt".into()));
+}
+
+/// A data package holding `csv` as `name`, directly.
+fn csv_package(name: &str, csv: &[u8]) -> Vec<u8> {
+    zip_bytes(&[(name, csv), ("LEEME.txt", b"campos\r\n")])
+}
+
+#[test]
+fn the_server_refuses_only_what_no_known_definition_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--reject-inconsistent"]);
+    // True to its rows only under Querétaro's definitions: published, no warning.
+    let ieeq = std::fs::read(derived_fixture("ieeq2018_sin_acta_empty_contabilizada.csv")).unwrap();
+    let package = csv_package("QRO_DIP_LOC_2018.csv", &ieeq);
+    drop_file(&server.entrada(), "20180702_1145_PREP_QRO.zip", &package);
+    server.wait_corte("20180702_1145");
+    assert_eq!(server.status()["counts"]["inconsistent"], 0);
+    assert!(
+        events(&server, "warning")
+            .iter()
+            .all(|w| w["detail"]["check"] != "summary")
+    );
+    // The same rows with one more acta captured than they show: refused.
+    let off =
+        String::from_utf8(ieeq)
+            .unwrap()
+            .replacen("\n2,2,0,2,100.0000,", "\n2,2,0,3,100.0000,", 1);
+    drop_file(
+        &server.entrada(),
+        "20180702_1200_PREP_QRO.zip",
+        &csv_package("QRO_DIP_LOC_2018.csv", off.as_bytes()),
+    );
+    server.wait_status("the rejection", |s| s["counts"]["rejected"] == 1);
+    assert_eq!(server.live_corte().as_deref(), Some("20180702_1145"));
+    let rejected = events(&server, "rejected");
+    let reason = rejected[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ACTAS_CAPTURADAS declared \"3\", recomputed"),
+        "{reason}"
+    );
+    let warning = events(&server, "warning")
+        .into_iter()
+        .find(|w| w["detail"]["check"] == "summary")
+        .unwrap();
+    let fields = warning["detail"]["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["field"], "ACTAS_CAPTURADAS");
+    assert!(
+        fields[0]["variants"].as_array().unwrap().len() >= 2,
+        "{fields:?}"
+    );
+}
+
+#[test]
+fn the_reglas_setting_pins_the_servers_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &["--reject-inconsistent", "--reglas", "iee-sonora-2021"],
+    );
+    let name = "ieec2021_participation_without_specials_during_operation.csv";
+    let ieec = std::fs::read(derived_fixture(name)).unwrap();
+    drop_file(
+        &server.entrada(),
+        "20210607_1320_PREP_CAMP.zip",
+        &csv_package("CAMP_GOB_2021.csv", &ieec),
+    );
+    server.wait_status("the rejection", |s| s["counts"]["rejected"] == 1);
+    let rejected = events(&server, "rejected");
+    let reason = rejected[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("PORCENTAJE_PARTICIPACION_CIUDADANA"),
+        "{reason}"
+    );
+
+    // An unknown name stops the command at once, naming the setting and the known ones.
+    let file = write(
+        dir.path(),
+        "20210607_1320_PREP_CAMP.zip",
+        &csv_package("CAMP_GOB_2021.csv", &ieec),
+    );
+    let out = difusor()
+        .args(["ingest", &file, "--data-dir"])
+        .arg(dir.path().join("other"))
+        .args(["--reglas", "campeche"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("setting `reglas`") && err.contains("ieec-2021"),
+        "{err}"
     );
 }

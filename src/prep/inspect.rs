@@ -1,6 +1,7 @@
-//! Inspecting a PREP CSV: one pass over its rows that recomputes the summary, adds up the
-//! votes of counted actas, counts actas by casilla type, by `CONTABILIZADA` and by
-//! observation, and notes the rows that contradict themselves.
+//! Inspecting a PREP CSV: one pass over its rows that tallies them for the summary's
+//! definitions, adds up the votes of counted actas, counts actas by casilla type, by
+//! `CONTABILIZADA` and by observation, and notes the rows that contradict themselves; then
+//! the declared summary is checked against every known definition ([`definitions`]).
 //!
 //! A row anomaly never fails the inspection: it is reported with its line, and the summary
 //! is still recomputed. Only a file that cannot be read as a PREP CSV is an error
@@ -12,8 +13,10 @@ use std::io::Read;
 use serde::Serialize;
 
 use super::cell::{self, Value};
-use super::reader::{Columns, CorteLine, CsvReader, ReadError, Row, VoteKind, normalise};
-use super::summary::{self, FieldCheck, Tally};
+use super::definitions::{self, Definitions, Reglas};
+use super::observation::{self, Flags};
+use super::reader::{Columns, CorteLine, CsvReader, Election, ReadError, Row, VoteKind, normalise};
+use super::summary::{FieldCheck, Status, Tally};
 
 /// At most this many anomalies are kept per file; the rest are only counted.
 const MAX_ANOMALIES: usize = 200;
@@ -26,22 +29,25 @@ const PROGRESS_ROWS: u64 = 8192;
 pub(crate) struct CorteReport {
     /// As written: `01/06/2021 18:52 (UTC-5)`.
     pub(crate) written: String,
-    /// Local time with the written offset, RFC 3339: `2021-06-01T18:52:00-05:00`.
-    pub(crate) local: String,
+    /// Local time with the written offset, RFC 3339: `2021-06-01T18:52:00-05:00`; `None` for
+    /// the placeholder `DD/MM/AAAA HH:MM`.
+    pub(crate) local: Option<String>,
     /// The same instant in UTC.
-    pub(crate) utc: String,
+    pub(crate) utc: Option<String>,
 }
 
 impl CorteReport {
     fn new(c: &CorteLine) -> Self {
-        let utc = c
-            .offset
-            .to_timestamp(c.local)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+        let (local, utc) = match c.time {
+            Some((local, offset)) => (
+                Some(format!("{local}{}", offset_text(offset))),
+                offset.to_timestamp(local).ok().map(|t| t.to_string()),
+            ),
+            None => (None, None),
+        };
         Self {
             written: c.written.clone(),
-            local: format!("{}{}", c.local, offset_text(c.offset)),
+            local,
             utc,
         }
     }
@@ -88,7 +94,8 @@ pub(crate) struct ObservationCount {
     pub(crate) observation: String,
     /// How many actas.
     pub(crate) actas: u64,
-    /// Whether it counts as an inconsistency of the acta.
+    /// Whether it reports an inconsistency of the acta (illegible, sin dato, excede lista
+    /// nominal, todos los campos vacíos).
     pub(crate) inconsistency: bool,
 }
 
@@ -99,6 +106,8 @@ pub(crate) struct FileReport {
     pub(crate) file: String,
     /// The title line (`GUBERNATURA`).
     pub(crate) title: Option<String>,
+    /// The election, by the title or the file's name.
+    pub(crate) election: Election,
     /// The corte line.
     pub(crate) corte: Option<CorteReport>,
     /// Detected encoding.
@@ -111,7 +120,9 @@ pub(crate) struct FileReport {
     pub(crate) summary_present: bool,
     /// Each declared summary field beside its recomputed value.
     pub(crate) summary: Vec<FieldCheck>,
-    /// Whether every declared field equals its recomputed value.
+    /// Which definitions the summary was checked by, and whose explain it.
+    pub(crate) definitions: Option<Definitions>,
+    /// Whether one known definition gives every declared field.
     pub(crate) consistent: bool,
     /// Votes per party, coalition and candidate over counted actas.
     pub(crate) votes: Vec<VoteTotal>,
@@ -144,11 +155,12 @@ impl FileReport {
     }
 }
 
-/// Inspects one results CSV read from `input`; `progress` is called now and then with the
-/// bytes parsed so far.
+/// Inspects one results CSV read from `input`, by every known definition or `reglas`'s;
+/// `progress` is called now and then with the bytes parsed so far.
 pub(crate) fn inspect_csv(
     file: &str,
     input: impl Read,
+    reglas: Option<&'static Reglas>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<FileReport, ReadError> {
     let mut reader = CsvReader::open(file, input)?;
@@ -161,7 +173,7 @@ pub(crate) fn inspect_csv(
         }
     }
     progress(reader.position());
-    Ok(state.report(file, &reader, &columns))
+    Ok(state.report(file, &reader, &columns, reglas))
 }
 
 /// A map keyed by cell bytes. Keys come from the file, but a flood of colliding keys only
@@ -175,7 +187,7 @@ struct State {
     votes: Vec<(u64, u64)>,
     casilla_types: Vec<(Vec<u8>, u64)>,
     contabilizada: Vec<(Vec<u8>, u64)>,
-    observations: FastMap<(u64, bool)>,
+    observations: FastMap<(u64, Flags)>,
     latest: Vec<u64>,
     claves: FastMap<u64>,
     key: Vec<u8>,
@@ -194,16 +206,6 @@ struct CountedActa {
     representantes: u64,
     /// A special casilla (`TIPO_CASILLA` = S): voters from elsewhere, no lista nominal.
     special: bool,
-}
-
-/// What `CONTABILIZADA` says of a row.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Counted,
-    NotCounted,
-    OutOfCatalogue,
-    NotCaptured,
-    Unknown,
 }
 
 impl State {
@@ -237,75 +239,47 @@ impl State {
         let line = row.line;
         let clave = columns.clave_acta.map_or(&b""[..], |i| row.cell(i));
         let contab = row.cell(columns.contabilizada);
-        let status = match contab {
-            b"1" => Status::Counted,
-            b"0" => Status::NotCounted,
-            b"2" | b"-" => Status::OutOfCatalogue,
-            b"" => Status::NotCaptured,
-            _ => Status::Unknown,
-        };
+        let status = Status::of(contab);
         count(&mut self.contabilizada, contab);
         let tipo = row.cell(columns.tipo_casilla);
         count(&mut self.casilla_types, tipo);
-        let t = &mut self.tally;
-        match status {
-            Status::Counted => {
-                t.contabilizadas += 1;
-                t.registradas += 1;
-                t.esperadas += 1;
-            }
-            Status::NotCounted => {
-                t.no_contabilizadas += 1;
-                t.registradas += 1;
-                t.esperadas += 1;
-            }
-            Status::OutOfCatalogue => {
-                t.fuera_catalogo += 1;
-                t.registradas += 1;
-            }
-            Status::NotCaptured | Status::Unknown => t.esperadas += 1,
-        }
-        if status == Status::Unknown {
+        if status == Status::Other {
             let what = format!(
-                "CONTABILIZADA is {:?}; expected 1, 0, 2 or -",
+                "CONTABILIZADA is {:?}; expected 1, 0, 2, - or empty",
                 String::from_utf8_lossy(contab)
             );
             self.anomaly(line, clave, Some("CONTABILIZADA"), what);
         }
 
         let observation = row.cell(columns.observaciones);
-        let inconsistent = match self.observations.get_mut(observation) {
-            Some((n, inconsistent)) => {
+        let flags = match self.observations.get_mut(observation) {
+            Some((n, flags)) => {
                 *n += 1;
-                *inconsistent
+                *flags
             }
             None => {
-                let text = normalise(&String::from_utf8_lossy(observation));
-                let inconsistent = summary::is_inconsistency(&text);
-                self.observations
-                    .insert(observation.to_vec(), (1, inconsistent));
-                inconsistent
+                let flags = observation::read(&normalise(&String::from_utf8_lossy(observation)));
+                self.observations.insert(observation.to_vec(), (1, flags));
+                flags
             }
         };
-        if inconsistent && status != Status::OutOfCatalogue {
-            self.tally.inconsistencias += 1;
-        }
+        self.tally.add(status, flags);
+        let out = flags.has(Flags::OUT_OF_CATALOGUE) || status == Status::Two;
+        // The votes of a counted acta add up, unless its observation puts it out of the
+        // catalogue.
+        let counted = status == Status::Counted && !out;
 
         let mut sum = 0u64;
         for (v, col) in columns.votes.iter().enumerate() {
             match cell::value(row.cell(col.index)) {
                 Value::Number(n) => {
                     sum += n;
-                    if status == Status::Counted
-                        && let Some(total) = self.votes.get_mut(v)
-                    {
+                    if counted && let Some(total) = self.votes.get_mut(v) {
                         total.0 += n;
                     }
                 }
                 Value::Missing => {
-                    if status == Status::Counted
-                        && let Some(total) = self.votes.get_mut(v)
-                    {
+                    if counted && let Some(total) = self.votes.get_mut(v) {
                         total.1 += 1;
                     }
                 }
@@ -320,7 +294,7 @@ impl State {
         }
         let calculado = self.number(row, columns.calculado, "TOTAL_VOTOS_CALCULADO", clave);
         let lista = self.number(row, columns.lista_nominal, "LISTA_NOMINAL", clave);
-        if status == Status::Counted {
+        if counted {
             let representantes = columns
                 .representantes
                 .and_then(|i| match cell::value(row.cell(i)) {
@@ -350,7 +324,8 @@ impl State {
                 None if cell::is_missing(cell) => {}
                 None => {
                     let what = format!(
-                        "{:?} is in neither date format (DD/MM/YYYY HH:MM:SS, YYYY-MM-DD HH:MM:SS)",
+                        "{:?} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
+                         YYYY-MM-DD HH:MM[:SS], an offset after it)",
                         String::from_utf8_lossy(cell)
                     );
                     self.anomaly(line, clave, Some(name), what);
@@ -373,7 +348,7 @@ impl State {
             }
         }
         if tipo.eq_ignore_ascii_case(b"S")
-            && status != Status::OutOfCatalogue
+            && !out
             && let Some(casilla) = columns.clave_casilla.map(|i| row.cell(i))
         {
             *self.specials.entry(casilla.to_vec()).or_default() += 1;
@@ -427,21 +402,24 @@ impl State {
         }
     }
 
-    fn report<R: Read>(self, file: &str, reader: &CsvReader<R>, columns: &Columns) -> FileReport {
+    fn report<R: Read>(
+        self,
+        file: &str,
+        reader: &CsvReader<R>,
+        columns: &Columns,
+        reglas: Option<&'static Reglas>,
+    ) -> FileReport {
         let preamble = reader.preamble();
+        let election = Election::of(preamble.title.as_deref(), file);
         let mut tally = self.tally.clone();
-        if is_diputaciones(preamble.title.as_deref(), file) {
-            // Each special casilla also has an acta of representación proporcional, expected
-            // but not listed when the file gives mayoría relativa only (the LEEME: "No se
-            // incluyen los votos registrados en las Actas de las Casillas Especiales de
-            // Representación Proporcional").
-            tally.esperadas += self.specials.values().filter(|&&n| n == 1).count() as u64;
-        }
-        let summary = preamble
-            .declared
-            .as_ref()
-            .map(|d| summary::check(d, &tally))
-            .unwrap_or_default();
+        tally.single_row_specials = self.specials.values().filter(|&&n| n == 1).count() as u64;
+        let (summary, definitions) = match &preamble.declared {
+            Some(declared) => {
+                let (checks, defs) = definitions::check(declared, &tally, election, reglas);
+                (checks, Some(defs))
+            }
+            None => (Vec::new(), None),
+        };
         let text = |b: &[u8]| reader.text(b).into_owned();
         let votes = columns
             .votes
@@ -457,10 +435,10 @@ impl State {
         let mut by_observation: Vec<ObservationCount> = self
             .observations
             .iter()
-            .map(|(o, (n, inconsistency))| ObservationCount {
+            .map(|(o, (n, flags))| ObservationCount {
                 observation: text(o),
                 actas: *n,
-                inconsistency: *inconsistency,
+                inconsistency: flags.has(Flags::INCONSISTENCY),
             })
             .collect();
         by_observation.sort_by(|a, b| {
@@ -481,6 +459,7 @@ impl State {
         FileReport {
             file: file.to_owned(),
             title: preamble.title.clone(),
+            election,
             corte: preamble.corte.as_ref().map(CorteReport::new),
             encoding: reader.encoding().name(),
             separator: reader.separator(),
@@ -488,6 +467,7 @@ impl State {
             summary_present: preamble.declared.is_some(),
             consistent: summary.iter().all(|c| c.equal),
             summary,
+            definitions,
             votes,
             by_casilla_type: map(&self.casilla_types),
             by_contabilizada: map(&self.contabilizada),
@@ -506,14 +486,6 @@ impl State {
                 .collect(),
         }
     }
-}
-
-/// Whether a file holds an election of diputaciones, by its title or its name.
-fn is_diputaciones(title: Option<&str>, file: &str) -> bool {
-    let name = file.rsplit('/').next().unwrap_or(file).to_ascii_uppercase();
-    title.is_some_and(|t| normalise(t).contains("DIPUTACION"))
-        || name.contains("_DIP_")
-        || name.contains("_DIP.")
 }
 
 /// Most distinct values kept by [`count`]; further ones are counted together as `(other)`.

@@ -1,22 +1,29 @@
-//! PREP results files: reading every real variant of the CSV, recomputing its summary, and
-//! inspecting whole data packages.
+//! PREP results files: reading every real variant of the CSV, checking its summary against
+//! every known definition of it, and inspecting whole data packages.
 //!
-//! What it reads (FORMATS.md): UTF-8 with or without a byte-order mark, or Latin-1; `,` or
-//! `|` as separator; quoted cells and `="…"` cells; key apostrophes (`'040001B0100`,
-//! `'150937B0100'`); LF or CRLF; a title line, a corte line with its UTC offset as written,
-//! an optional blank line, the summary header under any of its spellings and its values, the
-//! column header and one row per acta. Missing-value markers (`-`, `Sin dato`, `Ilegible`, …)
-//! stay distinct from zero.
+//! What it reads (`docs/formats.md`): UTF-8 with or without a byte-order mark, or Latin-1;
+//! `,` or `|` as separator, or the one a first line `sep=|` names; quoted cells and `="…"`
+//! cells; key apostrophes (`'040001B0100`, `'150937B0100'`); LF, CRLF or CR line ends; a
+//! title line, a corte line (day or year first, padded or not, or the placeholder
+//! `DD/MM/AAAA`), an optional blank line, the summary header under any of its spellings and
+//! its values (`'99.5698%`, `4,569,608`, `0.369`, ten fields or thirteen), the column header
+//! under the spellings of every institute seen and one row per acta. Missing-value markers
+//! (`-`, `Sin dato`, `Ilegible`, …) stay distinct from zero.
 //!
 //! # Guarantees
 //! - A file is read as a stream, one row at a time ([`reader`]).
-//! - Every declared summary field is compared by value with the same field recomputed from
-//!   the rows by the rules of FORMATS.md ([`summary`]); a report says which fields differ.
+//! - The summary is checked against every known definition of its fields, or the pinned
+//!   institute's ([`definitions`]): a field is reported equal naming the definition that
+//!   gives it, DIFFERENT only when no definition that explains the rest of the line does,
+//!   with every definition's value beside it.
 //! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
-//!   a file that is not a PREP results CSV at all is an error, naming file, line and column.
+//!   a file that is not a PREP results CSV at all (a cómputos file included) is an error,
+//!   naming file, line and column.
 
 mod cell;
+mod definitions;
 mod inspect;
+mod observation;
 mod reader;
 mod render;
 mod summary;
@@ -28,6 +35,7 @@ use serde::Serialize;
 
 use crate::package::Member;
 
+pub(crate) use definitions::{Reglas, reglas, reglas_names};
 pub(crate) use inspect::{CorteReport, FileReport, inspect_csv};
 pub(crate) use reader::ReadError;
 pub(crate) use render::render;
@@ -50,34 +58,40 @@ impl Report {
     pub(crate) fn new(input: &str, elections: Vec<FileReport>, other_files: Vec<String>) -> Self {
         Self {
             input: input.to_owned(),
-            corte: elections.iter().find_map(|e| e.corte.clone()),
+            corte: elections
+                .iter()
+                .find_map(|e| e.corte.clone().filter(|c| c.utc.is_some()))
+                .or_else(|| elections.iter().find_map(|e| e.corte.clone())),
             elections,
             other_files,
         }
     }
 
-    /// Whether every declared summary field of every election equals its recomputed value.
+    /// Whether every election's summary is given, field by field, by one known definition.
     pub(crate) fn consistent(&self) -> bool {
         self.elections.iter().all(|e| e.consistent)
     }
 }
 
-/// Inspects one CSV read from `input`.
+/// Inspects one CSV read from `input`, by every known definition or `reglas`'s.
 pub(crate) fn inspect_file(
     name: &str,
     input: impl Read,
+    reglas: Option<&'static Reglas>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, ReadError> {
-    let report = inspect_csv(name, input, progress)?;
+    let report = inspect_csv(name, input, reglas, progress)?;
     Ok(Report::new(name, vec![report], Vec::new()))
 }
 
-/// Inspects the results CSVs among a package's files, as many at once as there are cores. A CSV whose first
-/// bytes hold neither `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is
-/// listed as another file. `progress` is called with the bytes parsed so far, in all.
+/// Inspects the results CSVs among a package's files, as many at once as there are cores,
+/// by every known definition or `reglas`'s. A CSV whose first bytes hold neither
+/// `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is listed as another
+/// file. `progress` is called with the bytes parsed so far, in all.
 pub(crate) fn inspect_members(
     input: &str,
     members: &[&Member],
+    reglas: Option<&'static Reglas>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, ReadError> {
     let (results, others): (Vec<&Member>, Vec<&Member>) = members
@@ -94,7 +108,7 @@ pub(crate) fn inspect_members(
                     let done = &done;
                     scope.spawn(move || {
                         let mut last = 0;
-                        inspect_csv(&m.path, &m.bytes[..], &mut |at| {
+                        inspect_csv(&m.path, &m.bytes[..], reglas, &mut |at| {
                             let delta = at.saturating_sub(last);
                             last = at;
                             progress(done.fetch_add(delta, Ordering::Relaxed) + delta);

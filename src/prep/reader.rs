@@ -1,13 +1,17 @@
-//! Reading one PREP CSV as a stream: its encoding and separator, the lines before the rows
-//! (title, corte, summary), the column header, then one row at a time.
+//! Reading one PREP CSV as a stream: its encoding, line ends and separator, the lines before
+//! the rows (title, corte, summary), the column header, then one row at a time.
 //!
 //! # Guarantees
-//! - Only the first [`HEAD_BYTES`] are held to detect the encoding and the separator; rows are
-//!   read one at a time into one reused record, so memory does not grow with the file.
-//! - Every error names the file, the line and, where there is one, the column.
-//! - A column is found by its name, never by its position, except the party and coalition
-//!   columns: every column between `TOTAL_VOTOS_SACADOS` and `NO_REGISTRADOS` (or
-//!   `NO_REGISTRADAS`) is one.
+//! - Only the first [`HEAD_BYTES`] are held to detect the encoding, the line ends and the
+//!   separator; rows are read one at a time into one reused record, so memory does not grow
+//!   with the file.
+//! - Every error names the file, the line and, where there is one, the column. Lines are
+//!   counted right whatever ends them: LF, CRLF or CR alone.
+//! - A column is found by its name under any of its spellings, never by its
+//!   position, except the party and coalition columns: every column between the acta's own
+//!   figures (`TOTAL_VOTOS_SACADOS`, …) and `NO_REGISTRADOS` (or `NO_REGISTRADAS`) is one.
+//! - A cómputos file (`ACTAS_COMPUTADAS`: the district counts, a different product) is
+//!   refused by name, never read as PREP results.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -15,6 +19,7 @@ use std::io::{Cursor, Read};
 use csv::ByteRecord;
 use jiff::civil::DateTime;
 use jiff::tz::Offset;
+use serde::Serialize;
 
 use super::cell;
 use super::summary::{Declared, Field};
@@ -66,10 +71,75 @@ impl Encoding {
 pub(crate) struct CorteLine {
     /// The cell as written (wrappings removed).
     pub(crate) written: String,
-    /// Local date and time.
-    pub(crate) local: DateTime,
-    /// The UTC offset written beside it (`UTC-5`).
-    pub(crate) offset: Offset,
+    /// Local date and time and the UTC offset written beside it (`UTC-5`); `None` for the
+    /// placeholder `DD/MM/AAAA HH:MM` of a file made before any corte.
+    pub(crate) time: Option<(DateTime, Offset)>,
+}
+
+/// Which election a file holds, by its title or, without one, its name's election code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Election {
+    /// `PRESIDENCIA`, `PRES`.
+    Presidencia,
+    /// `SENADURÍA`, `SEN`, `SEN_FED`.
+    Senaduria,
+    /// `DIPUTACIONES`, `DIP_LOC`, `DIP_FED`.
+    Diputaciones,
+    /// `GUBERNATURA`, `GOB`, `GUB`.
+    Gubernatura,
+    /// `AYUNTAMIENTOS`, `ALCALDÍAS`, `AYUN`, `ALC`.
+    Ayuntamientos,
+    /// `JUNTAS` (juntas municipales).
+    Juntas,
+    /// Neither title nor name says.
+    Unknown,
+}
+
+impl Election {
+    /// Words of a title, in the order they are looked for (a "presidencia municipal" is an
+    /// ayuntamiento), and the election each names.
+    const TITLE_WORDS: &[(&str, Election)] = &[
+        ("DIPUTACION", Election::Diputaciones),
+        ("JUNTA", Election::Juntas),
+        ("AYUNTAMIENTO", Election::Ayuntamientos),
+        ("ALCALDIA", Election::Ayuntamientos),
+        ("MUNICIP", Election::Ayuntamientos),
+        ("GUBERNATURA", Election::Gubernatura),
+        ("GOBERNA", Election::Gubernatura),
+        ("SENADU", Election::Senaduria),
+        ("SENADO", Election::Senaduria),
+        ("PRESIDENCIA", Election::Presidencia),
+    ];
+
+    /// Election codes of file names (`CAMP_DIP_LOC_2021.csv`, `PUE_GOB_ext_2019.csv`).
+    const CODES: &[(&str, Election)] = &[
+        ("DIP", Election::Diputaciones),
+        ("JUNTAS", Election::Juntas),
+        ("AYUN", Election::Ayuntamientos),
+        ("ALC", Election::Ayuntamientos),
+        ("GOB", Election::Gubernatura),
+        ("GUB", Election::Gubernatura),
+        ("SEN", Election::Senaduria),
+        ("PRES", Election::Presidencia),
+    ];
+
+    /// The election of a file titled `title` at path `file`.
+    pub(crate) fn of(title: Option<&str>, file: &str) -> Self {
+        let by_title = title.map(normalise).and_then(|t| {
+            Self::TITLE_WORDS
+                .iter()
+                .find(|(w, _)| t.contains(w))
+                .map(|(_, e)| *e)
+        });
+        let name = file.rsplit('/').next().unwrap_or(file).to_ascii_uppercase();
+        let by_name = || {
+            name.split(['_', '-', '.', ' '])
+                .find_map(|token| Self::CODES.iter().find(|(c, _)| *c == token))
+                .map(|(_, e)| *e)
+        };
+        by_title.or_else(by_name).unwrap_or(Election::Unknown)
+    }
 }
 
 /// What comes before the rows.
@@ -126,7 +196,7 @@ pub(crate) struct Columns {
     pub(crate) tipo_casilla: usize,
     /// Parties and coalitions in file order, then `NO_REGISTRADOS` and `NULOS`.
     pub(crate) votes: Vec<VoteColumn>,
-    /// `TOTAL_VOTOS_CALCULADO`.
+    /// `TOTAL_VOTOS_CALCULADO` (or another of its spellings).
     pub(crate) calculado: usize,
     /// `LISTA_NOMINAL`.
     pub(crate) lista_nominal: usize,
@@ -161,7 +231,7 @@ pub(crate) struct CsvReader<R: Read> {
     separator: u8,
     preamble: Preamble,
     columns: Columns,
-    reader: csv::Reader<std::io::Chain<Cursor<Vec<u8>>, R>>,
+    reader: csv::Reader<std::io::Chain<Cursor<Vec<u8>>, LineEnds<R>>>,
     record: ByteRecord,
 }
 
@@ -189,13 +259,23 @@ impl<R: Read> CsvReader<R> {
                 _ => Encoding::Utf8,
             }
         };
+        // Lines ended by CR alone (old Mac style, seen in INE 2023) are read as LF lines, so
+        // that records and line numbers come out right.
+        let cr_only = head.contains(&b'\r') && !head.contains(&b'\n');
+        if cr_only {
+            for b in &mut head {
+                if *b == b'\r' {
+                    *b = b'\n';
+                }
+            }
+        }
         let separator = separator(&head);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(separator)
             .buffer_capacity(256 * 1024)
-            .from_reader(Cursor::new(head).chain(input));
+            .from_reader(Cursor::new(head).chain(LineEnds { input, cr_only }));
         let mut this = Self {
             file: file.to_owned(),
             encoding,
@@ -252,7 +332,10 @@ impl<R: Read> CsvReader<R> {
             }
             let line = self.line();
             let want = self.columns.names.len();
-            let extra_filled = self.record.iter().skip(want).any(|c| !c.is_empty());
+            // Only cells past the header's are looked at: walking to them cell by cell would
+            // cost as much as the rest of the row.
+            let extra_filled = (want..self.record.len())
+                .any(|i| self.record.get(i).is_some_and(|c| !c.is_empty()));
             if self.record.len() < want || extra_filled {
                 return Err(self.error(
                     None,
@@ -320,6 +403,18 @@ impl<R: Read> CsvReader<R> {
                 continue;
             }
             seen += 1;
+            if seen == 1 && names.first().is_some_and(|n| n.starts_with("SEP=")) {
+                // Excel's `sep=|` line, before the title: it named the separator.
+                continue;
+            }
+            if names.iter().any(|n| n == "ACTAS_COMPUTADAS") {
+                return Err(self.error(
+                    Some("ACTAS_COMPUTADAS".to_owned()),
+                    "a cómputos file, not PREP results: it reports ACTAS_COMPUTADAS (the \
+                     district counts after election night), which is not what inspect checks"
+                        .to_owned(),
+                ));
+            }
             if seen > MAX_PREAMBLE_LINES {
                 return Err(self.error(
                     None,
@@ -356,12 +451,11 @@ impl<R: Read> CsvReader<R> {
             let first = self.record.get(0).unwrap_or_default();
             let first = decode(cell::bare(first), self.encoding).trim().to_owned();
             if self.preamble.corte.is_none()
-                && let Some((local, offset)) = crate::package::corte_line(&first)
+                && let Some(time) = corte(&first)
             {
                 self.preamble.corte = Some(CorteLine {
                     written: first,
-                    local,
-                    offset,
+                    time,
                 });
             } else if self.preamble.title.is_none() {
                 self.preamble.title = Some(first);
@@ -390,7 +484,11 @@ impl Columns {
 
     /// Finds every needed column in a header; a missing one is `(its name, what is wrong)`.
     fn new(names: Vec<String>) -> Result<Self, (String, String)> {
-        let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
+        let find = |wanted: &[&str]| {
+            wanted
+                .iter()
+                .find_map(|w| names.iter().position(|n| n == w))
+        };
         let need = |wanted: &[&str]| {
             find(wanted).ok_or_else(|| {
                 let name = wanted.first().copied().unwrap_or_default().to_owned();
@@ -398,17 +496,25 @@ impl Columns {
                 (name, what)
             })
         };
-        let sacados = need(&["TOTAL_VOTOS_SACADOS"])?;
-        let no_registrados = need(&["NO_REGISTRADOS", "NO_REGISTRADAS"])?;
-        let nulos = need(&["NULOS"])?;
-        if no_registrados <= sacados {
-            return Err((
-                "NO_REGISTRADOS".to_owned(),
-                "comes before TOTAL_VOTOS_SACADOS; the party columns cannot be found".to_owned(),
-            ));
-        }
+        let no_registrados = need(NO_REGISTRADOS)?;
+        let nulos = need(NULOS)?;
+        // The parties follow the acta's own figures, whichever of them the file has.
+        let figures = ACTA_FIGURES
+            .iter()
+            .flat_map(|spellings| spellings.iter())
+            .filter_map(|w| names.iter().position(|n| n == w))
+            .filter(|i| *i < no_registrados)
+            .max()
+            .ok_or_else(|| {
+                (
+                    "TOTAL_VOTOS_SACADOS".to_owned(),
+                    "no column before NO_REGISTRADOS holds the acta's own figures \
+                     (TOTAL_VOTOS_SACADOS, …): the party columns cannot be found"
+                        .to_owned(),
+                )
+            })?;
         let parties: Vec<&str> = names
-            .get(sacados + 1..no_registrados)
+            .get(figures + 1..no_registrados)
             .unwrap_or_default()
             .iter()
             .map(String::as_str)
@@ -418,7 +524,7 @@ impl Columns {
             .enumerate()
             .map(|(i, name)| VoteColumn {
                 name: (*name).to_owned(),
-                index: sacados + 1 + i,
+                index: figures + 1 + i,
                 kind: vote_kind(name, &parties),
             })
             .collect();
@@ -452,7 +558,7 @@ impl Columns {
             clave_casilla: find(&["CLAVE_CASILLA"]),
             levels,
             tipo_casilla: need(&["TIPO_CASILLA"])?,
-            calculado: need(&["TOTAL_VOTOS_CALCULADO"])?,
+            calculado: need(TOTAL_VOTOS_CALCULADO)?,
             lista_nominal: need(&["LISTA_NOMINAL"])?,
             representantes: find(&["REPRESENTANTES_PP_CI"]),
             observaciones: need(&["OBSERVACIONES"])?,
@@ -464,6 +570,47 @@ impl Columns {
     }
 }
 
+/// Spellings of `TOTAL_VOTOS_CALCULADO`: `TOTAL_VOTOS` (INE 2019), `TOTAL_VOTOS_CALCULADOS`
+/// (IECM 2024). Looked for in this order.
+const TOTAL_VOTOS_CALCULADO: &[&str] = &[
+    "TOTAL_VOTOS_CALCULADO",
+    "TOTAL_VOTOS_CALCULADOS",
+    "TOTAL_VOTOS",
+];
+
+/// Spellings of `NO_REGISTRADOS`.
+const NO_REGISTRADOS: &[&str] = &["NO_REGISTRADOS", "NO_REGISTRADAS"];
+
+/// Spellings of `NULOS`.
+const NULOS: &[&str] = &["NULOS"];
+
+/// The acta's own figures, which come before the party columns, each with its spellings:
+/// `NUM_BOLETAS_SOBRANTES`, `TOTAL_CIUDADANOS_VOTARON` (INE 2019), `PERSONAS_VOTARON` (IECM
+/// 2024).
+const ACTA_FIGURES: &[&[&str]] = &[
+    &["TIPO_ACTA"],
+    &["TOTAL_BOLETAS_SOBRANTES", "NUM_BOLETAS_SOBRANTES"],
+    &[
+        "TOTAL_PERSONAS_VOTARON",
+        "TOTAL_CIUDADANOS_VOTARON",
+        "PERSONAS_VOTARON",
+    ],
+    &["TOTAL_REP_PARTIDO_CI_VOTARON"],
+    &["TOTAL_VOTOS_SACADOS"],
+];
+
+/// Party names written more than one way, and the name each stands for: MORENA as `M`
+/// (IEEQ 2018) or `MOR` (IEEC 2021), PVEM as `PV` (IEE Puebla 2018).
+const PARTY_ALIASES: &[(&str, &str)] = &[("M", "MORENA"), ("MOR", "MORENA"), ("PV", "PVEM")];
+
+/// A party's name as coalitions spell it.
+fn party(name: &str) -> &str {
+    PARTY_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, party)| party)
+}
+
 /// What a party-like column counts, from its name and the other party columns' names.
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     if name.starts_with("CAND_IND") || name.starts_with("CI_") || name.starts_with("IND_") {
@@ -473,15 +620,26 @@ fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
         return VoteKind::Coalition;
     }
     let parts: Vec<&str> = name.split(['_', '-']).collect();
-    if parts.len() >= 2 && parts.iter().all(|p| all.contains(p)) {
+    if parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| all.iter().any(|a| party(a) == party(p)))
+    {
         VoteKind::Coalition
     } else {
         VoteKind::Party
     }
 }
 
-/// The separator of the head: `|` if the header lines hold more of it than commas.
+/// The separator of the head: the one a first line `sep=|` names (a spreadsheet's
+/// convention), else `|` if the header lines hold more of it than commas.
 fn separator(head: &[u8]) -> u8 {
+    if let Some(rest) = head.get(..4).filter(|p| p.eq_ignore_ascii_case(b"sep="))
+        && let Some(&sep) = head.get(rest.len())
+        && [b',', b'|', b';', b'\t'].contains(&sep)
+    {
+        return sep;
+    }
     let line = head
         .split(|&b| b == b'\n')
         .find(|l| contains(l, b"ACTAS_ESPERADAS") || contains(l, b"CLAVE_CASILLA"))
@@ -494,10 +652,60 @@ fn separator(head: &[u8]) -> u8 {
     }
 }
 
-/// Whether the first [`HEAD_BYTES`] of a file look like a PREP results CSV.
+/// Whether the first [`HEAD_BYTES`] of a file look like a PREP results CSV (or a cómputos
+/// file, which is inspected to be refused by name).
 pub(crate) fn looks_like_results(bytes: &[u8]) -> bool {
     let head = bytes.get(..HEAD_BYTES).unwrap_or(bytes);
-    contains(head, b"CLAVE_CASILLA") || contains(head, b"ACTAS_ESPERADAS")
+    [
+        &b"CLAVE_CASILLA"[..],
+        b"ACTAS_ESPERADAS",
+        b"ACTAS_COMPUTADAS",
+    ]
+    .iter()
+    .any(|word| contains(head, word))
+}
+
+/// Reads a file's corte cell: `01/06/2021 18:52 (UTC-5)`, unpadded (`3/6/2019 09:15 (UTC-5)`),
+/// without a space before the offset (`02/07/2018 11:45(UTC-5)`), or year first (`2019/06/03
+/// 05:47 (UTC-5)`). `Some(None)` is the placeholder `DD/MM/AAAA HH:MM` of a file made before
+/// any corte; `None`, not a corte.
+fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
+    if let Some(time) = crate::package::corte_line(cell) {
+        return Some(Some(time));
+    }
+    let cell = cell.trim();
+    let (date, rest) = cell.split_once(char::is_whitespace).unwrap_or((cell, ""));
+    let mut parts = date.split(['/', '-']);
+    if let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+        && y.len() == 4
+        && y.bytes().all(|b| b.is_ascii_digit())
+    {
+        return crate::package::corte_line(&format!("{d}/{m}/{y} {rest}")).map(Some);
+    }
+    let placeholder = normalise(date);
+    (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
+}
+
+/// The input after the head, with every CR turned into LF in a file whose lines end in CR
+/// alone.
+pub(crate) struct LineEnds<R> {
+    input: R,
+    cr_only: bool,
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        if self.cr_only {
+            for b in buf.iter_mut().take(n) {
+                if *b == b'\r' {
+                    *b = b'\n';
+                }
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use super::Report;
+use super::definitions::{Definitions, REGLAS, reglas};
 use super::inspect::FileReport;
+use super::{CorteReport, Report};
 
 /// How many anomalies are listed per election; the rest are counted.
 const SHOWN_ANOMALIES: usize = 20;
@@ -18,11 +19,18 @@ pub(crate) fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Input:     {}", report.input);
     match &report.corte {
+        Some(CorteReport {
+            written,
+            local: Some(local),
+            utc: Some(utc),
+        }) => {
+            let _ = writeln!(out, "Corte:     {written} = {local} (UTC {utc})");
+        }
         Some(c) => {
             let _ = writeln!(
                 out,
-                "Corte:     {} = {} (UTC {})",
-                c.written, c.local, c.utc
+                "Corte:     {} (a placeholder: no corte time stated)",
+                c.written
             );
         }
         None => {
@@ -49,12 +57,20 @@ pub(crate) fn render(report: &Report) -> String {
     if differences.is_empty() {
         let _ = writeln!(
             out,
-            "CONSISTENT: every declared summary field equals its value recomputed from the rows."
+            "CONSISTENT: every declared summary field equals its value recomputed from the rows \
+             by a known definition."
         );
     } else {
+        let scope = report
+            .elections
+            .iter()
+            .find_map(|e| e.definitions.as_ref()?.pinned)
+            .map_or("every known definition".to_owned(), |p| {
+                format!("{p}'s definitions")
+            });
         let _ = writeln!(
             out,
-            "INCONSISTENT: {} summary field(s) contradict the rows:",
+            "INCONSISTENT: {} summary field(s) contradict the rows under {scope}:",
             differences.len()
         );
         for d in differences {
@@ -73,21 +89,42 @@ fn table(header: &[&str]) -> Table {
 
 fn election(out: &mut String, e: &FileReport) {
     let _ = writeln!(out, "\n== {}", e.election());
+    let election = serde_json::to_value(e.election)
+        .ok()
+        .and_then(|k| k.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} actas · {} · separator '{}'",
+        "{} actas · {} · separator '{}' · election: {election}",
         e.rows, e.encoding, e.separator
     );
     for (column, latest) in &e.latest {
         let _ = writeln!(out, "latest {column}: {latest}");
     }
     if e.summary_present {
-        let mut t = table(&["summary field", "declared", "recomputed", ""]);
+        let mut t = table(&["summary field", "declared", "recomputed", "definition", ""]);
         for c in &e.summary {
-            let mark = if c.equal { "=" } else { "DIFFERENT" };
-            t.add_row([c.field, &c.declared, &c.recomputed, mark]);
+            if c.equal {
+                t.add_row([c.field, &c.declared, &c.recomputed, &c.variant, "="]);
+            } else {
+                let every: Vec<String> = c
+                    .variants
+                    .iter()
+                    .map(|v| format!("{} ({})", v.value, v.variant))
+                    .collect();
+                t.add_row([
+                    c.field,
+                    &c.declared,
+                    &every.join("\n"),
+                    "none gives it",
+                    "DIFFERENT",
+                ]);
+            }
         }
         let _ = writeln!(out, "{t}");
+        if let Some(d) = &e.definitions {
+            let _ = writeln!(out, "{}", definitions_line(d, e.consistent));
+        }
     } else {
         let _ = writeln!(out, "no summary line: nothing to compare");
     }
@@ -160,5 +197,50 @@ fn election(out: &mut String, e: &FileReport) {
             e.anomaly_count - shown,
             e.anomalies.len()
         );
+    }
+}
+
+/// Which definitions a file's summary was checked by, in one line.
+fn definitions_line(d: &Definitions, consistent: bool) -> String {
+    let rules = if d.rules.is_empty() {
+        "standard".to_owned()
+    } else {
+        d.rules
+            .iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let institute = |name: &str| match reglas(name) {
+        Some(r) => format!("{name} ({})", r.institute),
+        None => name.to_owned(),
+    };
+    match d.pinned {
+        Some(p) if consistent => {
+            format!(
+                "definitions: {}'s give every declared field; rules: {rules}",
+                institute(p)
+            )
+        }
+        Some(p) => format!(
+            "definitions: {}'s do not give every declared field; checked by: {rules}",
+            institute(p)
+        ),
+        None if !d.explained_by.is_empty() => {
+            let by = if d.explained_by.len() == REGLAS.len() {
+                "every known institute's".to_owned()
+            } else {
+                d.explained_by.join(", ")
+            };
+            format!("definitions: {by} give every declared field; rules: {rules}")
+        }
+        None if consistent => format!(
+            "definitions: known rules no single institute is known to combine give every \
+             declared field; rules: {rules}"
+        ),
+        None => format!(
+            "definitions: none known gives every declared field; checked by the one that \
+             gives the most: {rules}"
+        ),
     }
 }

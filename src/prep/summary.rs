@@ -1,32 +1,22 @@
-//! The summary line of a PREP CSV: its fields under every spelling, and their recomputation
-//! from the rows by the rules of FORMATS.md.
+//! The summary line of a PREP CSV: its fields under every spelling, the values as declared,
+//! and what the rows add up to ([`Tally`]) for the definitions ([`super::definitions`]) to
+//! recompute every field from.
 //!
-//! # Rules (each reproduces the real files exactly)
-//! - `ACTAS_ESPERADAS`: rows not out of the catalogue (`CONTABILIZADA` neither `2` nor `-`);
-//!   in an election of diputaciones, plus one acta of representación proporcional for each
-//!   special casilla that has only one row (its RP acta is expected but not listed).
-//! - `ACTAS_REGISTRADAS`: rows with a `CONTABILIZADA` of `0`, `1`, `2` or `-`.
-//! - `ACTAS_FUERA_CATALOGO`: rows with `2` or `-`.
-//! - `ACTAS_CAPTURADAS`: rows with `0` or `1`; `ACTAS_CONTABILIZADAS`: `1`;
-//!   `ACTAS_NO_CONTABILIZADAS`: `0`.
-//! - `PORCENTAJE_ACTAS_INCONSISTENCIAS`: rows in the catalogue whose `OBSERVACIONES` report an
-//!   inconsistency (an illegible or missing figure, votes over the lista nominal), over
-//!   `ACTAS_ESPERADAS`. "Sin acta" is a missing acta, not an inconsistency.
-//! - `LISTA_NOMINAL_ACTAS_CONTABILIZADAS`, `TOTAL_VOTOS_C_CS`: sums of `LISTA_NOMINAL` and
-//!   `TOTAL_VOTOS_CALCULADO` over counted actas; `TOTAL_VOTOS_S_CS` the same without special
-//!   casillas (`TIPO_CASILLA` = S).
-//! - Percentages are × 100 over their denominator, truncated (not rounded) to four decimals;
-//!   zero over a zero denominator.
+//! The tally keeps no definition of its own: it counts rows by what `CONTABILIZADA` says
+//! ([`Status`]) and by what `OBSERVACIONES` reports ([`Flags`]), and sums the lista nominal
+//! and the votes of counted actas. Every definition reads the same tally, so computing all of
+//! them costs nothing per row.
 //!
-//! Declared values are compared by value ([`Decimal`]); an empty declared field (nothing
-//! captured yet) is zero.
+//! Declared values are compared by value ([`Decimal`]): `0`, `0.0000`, `'0.0000'` and an empty
+//! field (nothing captured yet) are equal; `'99.5698%` and `4,569,608` are read as written.
 
 use serde::Serialize;
 
 use super::cell::{self, Decimal};
+use super::observation::Flags;
 
 /// One field of the summary line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Field {
     /// `ACTAS_ESPERADAS`.
     ActasEsperadas,
@@ -112,58 +102,113 @@ impl Field {
             .copied()
             .unwrap_or("?")
     }
+
+    /// Every field, in the order of the summary line.
+    #[cfg(test)]
+    pub(crate) const ALL: [Field; 13] = [
+        Field::ActasEsperadas,
+        Field::ActasRegistradas,
+        Field::ActasFueraCatalogo,
+        Field::ActasCapturadas,
+        Field::PorcentajeActasCapturadas,
+        Field::ActasContabilizadas,
+        Field::PorcentajeActasContabilizadas,
+        Field::PorcentajeActasInconsistencias,
+        Field::ActasNoContabilizadas,
+        Field::ListaNominalActasContabilizadas,
+        Field::TotalVotosCCs,
+        Field::TotalVotosSCs,
+        Field::PorcentajeParticipacionCiudadana,
+    ];
+
+    /// Its position in [`Field::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What `CONTABILIZADA` says of a row, before any definition reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// `1`.
+    Counted,
+    /// `0`.
+    NotCounted,
+    /// `2`.
+    Two,
+    /// `-`.
+    Dash,
+    /// Empty.
+    Empty,
+    /// Anything else (an anomaly of the row).
+    Other,
+}
+
+impl Status {
+    /// How many statuses there are.
+    pub(crate) const COUNT: usize = 6;
+
+    /// The status a bare `CONTABILIZADA` cell gives.
+    pub(crate) fn of(cell: &[u8]) -> Self {
+        match cell {
+            b"1" => Status::Counted,
+            b"0" => Status::NotCounted,
+            b"2" => Status::Two,
+            b"-" => Status::Dash,
+            b"" => Status::Empty,
+            _ => Status::Other,
+        }
+    }
+
+    /// Every status, in table order.
+    pub(crate) const ALL: [Status; Status::COUNT] = [
+        Status::Counted,
+        Status::NotCounted,
+        Status::Two,
+        Status::Dash,
+        Status::Empty,
+        Status::Other,
+    ];
 }
 
 /// What the rows add up to; fed one row at a time by the inspector.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tally {
-    /// Rows not out of the catalogue.
-    pub(crate) esperadas: u64,
-    /// Rows with a `CONTABILIZADA` value.
-    pub(crate) registradas: u64,
-    /// Rows out of the catalogue.
-    pub(crate) fuera_catalogo: u64,
-    /// Rows counted (`1`).
-    pub(crate) contabilizadas: u64,
-    /// Rows captured but not counted (`0`).
-    pub(crate) no_contabilizadas: u64,
-    /// Rows in the catalogue whose observation reports an inconsistency.
-    pub(crate) inconsistencias: u64,
-    /// Sum of `LISTA_NOMINAL` over counted rows.
+    /// Rows by status and by what their observation reports.
+    rows: [[u64; Flags::COUNT]; Status::COUNT],
+    /// Sum of `LISTA_NOMINAL` over counted actas.
     pub(crate) lista_nominal: u64,
-    /// Sum of `TOTAL_VOTOS_CALCULADO` over counted rows.
+    /// Sum of `TOTAL_VOTOS_CALCULADO` over counted actas.
     pub(crate) votos_c_cs: u64,
     /// The same without special casillas.
     pub(crate) votos_s_cs: u64,
+    /// Special casillas in the catalogue that have one row only (no row for their acta of
+    /// representación proporcional).
+    pub(crate) single_row_specials: u64,
 }
 
 impl Tally {
-    /// The recomputed value of `field`.
-    pub(crate) fn value(&self, field: Field) -> Decimal {
-        let capturadas = self.contabilizadas + self.no_contabilizadas;
-        match field {
-            Field::ActasEsperadas => Decimal::whole(self.esperadas),
-            Field::ActasRegistradas => Decimal::whole(self.registradas),
-            Field::ActasFueraCatalogo => Decimal::whole(self.fuera_catalogo),
-            Field::ActasCapturadas => Decimal::whole(capturadas),
-            Field::PorcentajeActasCapturadas => {
-                Decimal::percent_truncated(capturadas, self.esperadas)
-            }
-            Field::ActasContabilizadas => Decimal::whole(self.contabilizadas),
-            Field::PorcentajeActasContabilizadas => {
-                Decimal::percent_truncated(self.contabilizadas, self.esperadas)
-            }
-            Field::PorcentajeActasInconsistencias => {
-                Decimal::percent_truncated(self.inconsistencias, self.esperadas)
-            }
-            Field::ActasNoContabilizadas => Decimal::whole(self.no_contabilizadas),
-            Field::ListaNominalActasContabilizadas => Decimal::whole(self.lista_nominal),
-            Field::TotalVotosCCs => Decimal::whole(self.votos_c_cs),
-            Field::TotalVotosSCs => Decimal::whole(self.votos_s_cs),
-            Field::PorcentajeParticipacionCiudadana => {
-                Decimal::percent_truncated(self.votos_c_cs, self.lista_nominal)
-            }
+    /// Counts one row.
+    pub(crate) fn add(&mut self, status: Status, flags: Flags) {
+        if let Some(n) = self
+            .rows
+            .get_mut(status as usize)
+            .and_then(|r| r.get_mut(flags.index()))
+        {
+            *n += 1;
         }
+    }
+
+    /// Rows with `status` whose observation's flags pass `which`.
+    pub(crate) fn rows(&self, status: Status, which: impl Fn(Flags) -> bool) -> u64 {
+        self.rows.get(status as usize).map_or(0, |by_flags| {
+            by_flags
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| which(Flags::from_index(*i)))
+                .map(|(_, n)| n)
+                .sum()
+        })
     }
 }
 
@@ -188,6 +233,29 @@ impl Declared {
             .collect();
         Self { fields }
     }
+
+    /// Each field's declared value by [`Field::index`]: `None` when the file does not declare
+    /// it, `Some(None)` when what it wrote is not a number.
+    pub(crate) fn values(&self) -> [Option<Option<Decimal>>; 13] {
+        let mut values = [None; 13];
+        for (field, text) in &self.fields {
+            if let Some(slot) = values.get_mut(field.index()) {
+                *slot = Some(Decimal::parse_summary(cell::bare(text.as_bytes())));
+            }
+        }
+        values
+    }
+}
+
+/// One known definition's value of a field.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct VariantValue {
+    /// The definition, by its rules' names (`rp-expected`), or `standard`.
+    pub(crate) variant: String,
+    /// What it gives (`1200`, `≥ 371665`, `1056–1066`).
+    pub(crate) value: String,
+    /// Where it was seen (institute and year).
+    pub(crate) seen_in: Vec<&'static str>,
 }
 
 /// One declared field beside its recomputed value.
@@ -197,69 +265,43 @@ pub(crate) struct FieldCheck {
     pub(crate) field: &'static str,
     /// As written in the file (wrappings removed).
     pub(crate) declared: String,
-    /// As recomputed from the rows.
+    /// As recomputed from the rows by the definition that explains the file (the one that
+    /// gives the most fields when none gives them all).
     pub(crate) recomputed: String,
-    /// Whether they are the same number.
+    /// Whether the declared value is the recomputed one.
     pub(crate) equal: bool,
+    /// That definition, by its rules' names, or `standard`.
+    pub(crate) variant: String,
+    /// Where it was seen (institute and year).
+    pub(crate) seen_in: Vec<&'static str>,
+    /// Every known definition's value of the field, one per distinct value.
+    pub(crate) variants: Vec<VariantValue>,
 }
 
 impl FieldCheck {
-    /// The field in words: `TOTAL_VOTOS_C_CS declared "814691", recomputed 814690`.
+    /// The field in words: `TOTAL_VOTOS_C_CS declared "814691", recomputed 814690`, with
+    /// every known definition's value when they differ (`… recomputed 1190 (standard) or
+    /// 1200 (rp-expected)`).
     pub(crate) fn describe(&self) -> String {
+        let recomputed = if self.variants.len() > 1 {
+            self.variants
+                .iter()
+                .map(|v| format!("{} ({})", v.value, v.variant))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        } else {
+            self.recomputed.clone()
+        };
         format!(
-            "{} declared {:?}, recomputed {}",
-            self.field, self.declared, self.recomputed
+            "{} declared {:?}, recomputed {recomputed}",
+            self.field, self.declared
         )
     }
-}
-
-/// Compares every declared field with the tally.
-pub(crate) fn check(declared: &Declared, tally: &Tally) -> Vec<FieldCheck> {
-    declared
-        .fields
-        .iter()
-        .map(|(field, text)| {
-            let recomputed = tally.value(*field);
-            let bare = cell::bare(text.as_bytes());
-            let value = if bare.is_empty() {
-                Some(Decimal::whole(0))
-            } else {
-                Decimal::parse(bare)
-            };
-            FieldCheck {
-                field: field.name(),
-                declared: text.clone(),
-                recomputed: recomputed.to_string(),
-                equal: value == Some(recomputed),
-            }
-        })
-        .collect()
-}
-
-/// Whether an observation (upper case, without accents) reports an inconsistency of the acta.
-pub(crate) fn is_inconsistency(observation: &str) -> bool {
-    ["ILEGIBLE", "SIN DATO", "EXCEDE"]
-        .iter()
-        .any(|w| observation.contains(w))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sonora() -> Tally {
-        Tally {
-            esperadas: 3748,
-            registradas: 3772,
-            fuera_catalogo: 24,
-            contabilizadas: 3164,
-            no_contabilizadas: 584,
-            inconsistencias: 603,
-            lista_nominal: 1_847_519,
-            votos_c_cs: 814_690,
-            votos_s_cs: 808_474,
-        }
-    }
 
     #[test]
     fn every_spelling_names_its_field() {
@@ -273,56 +315,50 @@ mod tests {
             Field::PorcentajeActasInconsistencias.name(),
             "PORCENTAJE_ACTAS_INCONSISTENCIAS"
         );
+        for (i, field) in Field::ALL.iter().enumerate() {
+            assert_eq!(field.index(), i);
+            assert_eq!(SPELLINGS[i].0, *field);
+        }
     }
 
     #[test]
-    fn the_sonora_line_is_reproduced_field_by_field() {
+    fn declared_values_are_read_by_value() {
         let names: Vec<String> = SPELLINGS.iter().map(|(f, _)| f.name().into()).collect();
-        let values: Vec<String> =
-            "3748,3772,24,3748,'100.0000',3164,84.4183,16.0885,584,1847519,814690,808474,44.0964"
-                .split(',')
-                .map(String::from)
-                .collect();
-        let checks = check(&Declared::new(&names, &values), &sonora());
-        assert_eq!(checks.len(), 13);
-        assert!(checks.iter().all(|c| c.equal), "{checks:#?}");
-    }
-
-    #[test]
-    fn a_changed_value_is_named() {
-        let names = vec!["TOTAL_VOTOS_C_CS".to_owned(), "ACTAS_ESPERADAS".to_owned()];
-        let values = vec!["814691".to_owned(), "3748".to_owned()];
-        let checks = check(&Declared::new(&names, &values), &sonora());
-        assert!(!checks[0].equal && checks[1].equal);
-        assert_eq!(checks[0].field, "TOTAL_VOTOS_C_CS");
-        assert_eq!(checks[0].recomputed, "814690");
-    }
-
-    #[test]
-    fn empty_fields_before_capture_are_zero() {
-        let names: Vec<String> = SPELLINGS.iter().map(|(f, _)| f.name().into()).collect();
-        let values: Vec<String> = "1190,0,0,0,0,0,0,0,0,0,,0,"
-            .split(',')
+        let values: Vec<String> = "7,672|7672|0||'100.0000%|x|'99.5698%'|0.369"
+            .split('|')
             .map(String::from)
             .collect();
-        let tally = Tally {
-            esperadas: 1190,
-            ..Tally::default()
-        };
-        assert!(
-            check(&Declared::new(&names, &values), &tally)
-                .iter()
-                .all(|c| c.equal)
-        );
+        let declared = Declared::new(&names, &values).values();
+        let d = |s: &str| Some(Decimal::parse(s.as_bytes()));
+        assert_eq!(declared[0], d("7672"));
+        assert_eq!(declared[1], d("7672"));
+        assert_eq!(declared[3], d("0"), "empty is zero");
+        assert_eq!(declared[4], d("100"));
+        assert_eq!(declared[5], Some(None), "not a number");
+        assert_eq!(declared[6], d("99.5698"));
+        assert_eq!(declared[7], d("0.369"));
+        // A 10-field summary line: the fields it lacks are not declared.
+        assert_eq!(declared[8], d("0"), "a missing value is empty");
+        let short = Declared::new(&names[..10], &values).values();
+        assert!(short[10..].iter().all(Option::is_none));
     }
 
     #[test]
-    fn inconsistencies_are_told_from_missing_actas() {
-        assert!(is_inconsistency("ALGUN CAMPO ILEGIBLE O SIN DATO"));
-        assert!(is_inconsistency("TODO ILEGIBLE O SIN DATO"));
-        assert!(is_inconsistency("EXCEDE LISTA NOMINAL"));
-        assert!(!is_inconsistency("SIN ACTA POR PAQUETE NO ENTREGADO"));
-        assert!(!is_inconsistency("FUERA DE CATALOGO"));
-        assert!(!is_inconsistency(""));
+    fn rows_are_told_by_status_and_observation() {
+        let mut t = Tally::default();
+        t.add(Status::of(b"1"), Flags::default());
+        t.add(Status::of(b"1"), Flags::ANY | Flags::INCONSISTENCY);
+        t.add(Status::of(b"0"), Flags::ANY | Flags::OUT_OF_CATALOGUE);
+        t.add(Status::of(b"-"), Flags::default());
+        t.add(Status::of(b"x"), Flags::default());
+        assert_eq!(t.rows(Status::Counted, |_| true), 2);
+        assert_eq!(t.rows(Status::Counted, |f| f.has(Flags::INCONSISTENCY)), 1);
+        assert_eq!(
+            t.rows(Status::NotCounted, |f| f.has(Flags::OUT_OF_CATALOGUE)),
+            1
+        );
+        assert_eq!(t.rows(Status::Dash, |_| true), 1);
+        assert_eq!(t.rows(Status::Other, |_| true), 1);
+        assert_eq!(t.rows(Status::Empty, |_| true), 0);
     }
 }

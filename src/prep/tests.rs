@@ -1,5 +1,6 @@
-//! The reader and the recomputation on both real files and on generated files of every
-//! variant of FORMATS.md.
+//! The reader and the check of the summary on the real files, on cuts of real files whose
+//! declared values are put off by one, and on generated files of every variant of
+//! `docs/formats.md`.
 
 use std::path::Path;
 
@@ -11,8 +12,14 @@ fn real(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+fn derived(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/derived")
+        .join(name)
+}
+
 fn inspect_bytes(name: &str, bytes: &[u8]) -> Result<FileReport, ReadError> {
-    inspect_csv(name, bytes, &mut |_| {})
+    inspect_csv(name, bytes, None, &mut |_| {})
 }
 
 fn assert_all_equal(report: &FileReport, fields: usize) {
@@ -34,8 +41,8 @@ fn the_real_sonora_file_reproduces_every_summary_field() {
     assert_eq!(r.title.as_deref(), Some("GUBERNATURA"));
     let corte = r.corte.as_ref().unwrap();
     assert_eq!(corte.written, "07/06/2021 13:19 (UTC-7)");
-    assert_eq!(corte.local, "2021-06-07T13:19:00-07:00");
-    assert_eq!(corte.utc, "2021-06-07T20:19:00Z");
+    assert_eq!(corte.local.as_deref(), Some("2021-06-07T13:19:00-07:00"));
+    assert_eq!(corte.utc.as_deref(), Some("2021-06-07T20:19:00Z"));
     let field = |name: &str| r.summary.iter().find(|c| c.field == name).unwrap();
     assert_eq!(field("ACTAS_CONTABILIZADAS").recomputed, "3164");
     assert_eq!(field("TOTAL_VOTOS_C_CS").recomputed, "814690");
@@ -80,7 +87,7 @@ fn the_real_campeche_package_reproduces_every_summary_field() {
         }
     }
     let refs: Vec<&Member> = members.iter().collect();
-    let report = inspect_members("CAMP", &refs, &|_| {}).unwrap();
+    let report = inspect_members("CAMP", &refs, None, &|_| {}).unwrap();
     assert_eq!(report.elections.len(), 4);
     assert_eq!(report.other_files.len(), 8, "{:?}", report.other_files);
     for e in &report.elections {
@@ -106,6 +113,29 @@ struct Variant {
     quoted_preamble: bool,
     other_spellings: bool,
     iso_dates: bool,
+    /// A first line `sep=|` (or `sep=,`) before the title (IEQROO 2019, INE 2019).
+    sep_line: bool,
+    /// Lines ended by CR alone (INE 2023).
+    cr_only: bool,
+    /// The corte year first, `2021/06/01 18:52 (UTC-5)` (IEQROO 2019).
+    year_first_corte: bool,
+    /// The corte unpadded, `1/6/2021 18:52(UTC-5)` (INE 2019, IEEQ 2018).
+    unpadded_corte: bool,
+    /// Summary percentages written `'80.0000%` (INE 2019).
+    percent_sign: bool,
+    /// A summary line of ten fields, without the vote totals.
+    ten_fields: bool,
+    /// INE 2019's column names: `TOTAL_VOTOS`, `NUM_BOLETAS_SOBRANTES`,
+    /// `TOTAL_CIUDADANOS_VOTARON`.
+    ine2019_columns: bool,
+    /// IECM 2024's: `TOTAL_VOTOS_CALCULADOS`, `PERSONAS_VOTARON`, `MECANISMO_TRASLADO`.
+    iecm_columns: bool,
+    /// Observations as a Python list, comma-joined, `Sin Acta(3)`, `--` for none (INE 2023).
+    list_observations: bool,
+    /// Dates without seconds, with microseconds or with the offset in the cell.
+    date_variants: bool,
+    /// MORENA written `MOR` and a coalition written with hyphens, `PAN-MORENA`.
+    party_aliases: bool,
 }
 
 /// One generated acta: casilla type, votes (PAN, PRI, C_PAN_PRI, NO_REGISTRADAS, NULOS),
@@ -123,7 +153,20 @@ type GeneratedRow = (
 /// 6 actas (3 counted, 1 not counted, 1 out of the catalogue, 1 not captured).
 fn generated(v: Variant) -> Vec<u8> {
     let sep = if v.pipe { "|" } else { "," };
-    let nl = if v.crlf { "\r\n" } else { "\n" };
+    let nl = if v.cr_only {
+        "\r"
+    } else if v.crlf {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let quoted = |c: &str| {
+        if c.contains(sep) {
+            format!("\"{c}\"")
+        } else {
+            c.to_owned()
+        }
+    };
     let cell = |c: &str| {
         if v.eq_cells && !c.is_empty() {
             format!("=\"{c}\"")
@@ -131,15 +174,25 @@ fn generated(v: Variant) -> Vec<u8> {
             c.to_owned()
         }
     };
-    let date = |d: &str| {
-        if v.iso_dates {
-            format!("2021-06-0{} 2{}:00:00", &d[..1], &d[1..])
-        } else {
-            format!("0{}/06/2021 2{}:00:00", &d[..1], &d[1..])
-        }
+    let date = |d: &str| match (v.iso_dates, v.date_variants) {
+        (true, false) => format!("2021-06-0{} 2{}:00:00", &d[..1], &d[1..]),
+        (false, false) => format!("0{}/06/2021 2{}:00:00", &d[..1], &d[1..]),
+        (true, true) => format!("2021-06-0{} 2{}:00:00.000000", &d[..1], &d[1..]),
+        (false, true) => format!("0{}/06/2021 2{}:00 (UTC-5)", &d[..1], &d[1..]),
     };
     let mut text = String::new();
-    if v.quoted_preamble {
+    if v.sep_line {
+        text.push_str(&format!("sep={sep}{nl}"));
+    }
+    if v.year_first_corte || v.unpadded_corte {
+        text.push_str("GUBERNATURA");
+        text.push_str(nl);
+        text.push_str(if v.year_first_corte {
+            "2021/06/01 18:52 (UTC-5)"
+        } else {
+            "1/6/2021 18:52(UTC-5)"
+        });
+    } else if v.quoted_preamble {
         text.push_str("\"GUBERNATURA, ELECCIÓN ORDINARIA\"");
         text.push_str(nl);
         text.push_str("\"07/06/2021 13:19 (UTC-7)\"");
@@ -173,14 +226,13 @@ fn generated(v: Variant) -> Vec<u8> {
         "TOTAL_VOTOS_S_CS",
         "PORCENTAJE_PARTICIPACION_CIUDADANA",
     ];
-    text.push_str(&header.join(sep));
+    let fields = if v.ten_fields { 10 } else { 13 };
+    text.push_str(&header[..fields].join(sep));
     text.push_str(nl);
-    let pct = |p: &str| {
-        if v.eq_cells {
-            format!("'{p}'")
-        } else {
-            format!("'{p}")
-        }
+    let pct = |p: &str| match (v.eq_cells, v.percent_sign) {
+        (_, true) => format!("'{p}%"),
+        (true, false) => format!("'{p}'"),
+        (false, false) => format!("'{p}"),
     };
     let values = [
         "5".to_owned(),
@@ -197,7 +249,7 @@ fn generated(v: Variant) -> Vec<u8> {
         "201".to_owned(),
         pct("50.6000"),
     ];
-    text.push_str(&values.join(sep));
+    text.push_str(&values[..fields].join(sep));
     text.push_str(nl);
     text.push_str(nl);
     let columns = "CLAVE_CASILLA,CLAVE_ACTA,ID_ESTADO,ESTADO,ID_MUNICIPIO,MUNICIPIO,SECCION,\
@@ -207,6 +259,22 @@ fn generated(v: Variant) -> Vec<u8> {
         REPRESENTANTES_PP_CI,OBSERVACIONES,CONTABILIZADA,MECANISMOS_TRASLADO,CODIGO_INTEGRIDAD,\
         FECHA_HORA_ACOPIO,FECHA_HORA_CAPTURA,FECHA_HORA_VERIFICACION,ORIGEN,DIGITALIZACION,\
         TIPO_DOCUMENTO";
+    let columns = if v.ine2019_columns {
+        columns
+            .replace("TOTAL_VOTOS_CALCULADO,", "TOTAL_VOTOS,")
+            .replace("TOTAL_BOLETAS_SOBRANTES,", "NUM_BOLETAS_SOBRANTES,")
+            .replace("TOTAL_PERSONAS_VOTARON,", "TOTAL_CIUDADANOS_VOTARON,")
+    } else if v.iecm_columns {
+        columns
+            .replace("TOTAL_VOTOS_CALCULADO,", "TOTAL_VOTOS_CALCULADOS,")
+            .replace("TOTAL_PERSONAS_VOTARON,", "PERSONAS_VOTARON,")
+            .replace("MECANISMOS_TRASLADO,", "MECANISMO_TRASLADO,")
+            .replace("TOTAL_VOTOS_SACADOS,", "")
+    } else if v.party_aliases {
+        columns.replace(",PRI,C_PAN_PRI,", ",MOR,PAN-MORENA,")
+    } else {
+        columns.to_owned()
+    };
     text.push_str(&columns.replace(',', sep));
     text.push_str(nl);
     let rows: [GeneratedRow; 6] = [
@@ -238,6 +306,17 @@ fn generated(v: Variant) -> Vec<u8> {
         ),
         ("E", ["", "", "", "", ""], "", "180", "", ""),
     ];
+    let observation = |obs: &str| {
+        if !v.list_observations {
+            return obs.to_owned();
+        }
+        quoted(match obs {
+            "" => "--",
+            "ALGÚN CAMPO ILEGIBLE O SIN DATO" => "['Ilegible', 'Sin dato']",
+            "SIN ACTA POR PAQUETE NO ENTREGADO" => "Sin Acta(3)",
+            other => other,
+        })
+    };
     for (i, (tipo, votes, calc, lista, obs, contab)) in rows.iter().enumerate() {
         let key = if i % 2 == 0 {
             format!("'26000{i}{tipo}0100")
@@ -261,15 +340,17 @@ fn generated(v: Variant) -> Vec<u8> {
             "10".into(),
             (*calc).into(),
             "0".into(),
-            (*calc).into(),
         ];
+        if !v.iecm_columns {
+            cells.push((*calc).into());
+        }
         cells.extend(votes.iter().map(|v| cell(v)));
         cells.extend([
             (*calc).into(),
             (*calc).into(),
             cell(lista),
             "4".into(),
-            (*obs).into(),
+            observation(obs),
             (*contab).into(),
             "D".into(),
             "ab12".into(),
@@ -298,76 +379,87 @@ fn generated(v: Variant) -> Vec<u8> {
 
 #[test]
 fn every_variant_is_read_and_reproduces_its_summary() {
+    let one = |set: fn(&mut Variant)| {
+        let mut v = Variant::default();
+        set(&mut v);
+        v
+    };
     let variants = [
         ("plain", Variant::default()),
         (
             "latin-1 with |",
-            Variant {
-                latin1: true,
-                pipe: true,
-                ..Variant::default()
-            },
+            one(|v| {
+                v.latin1 = true;
+                v.pipe = true;
+            }),
         ),
+        ("=\"…\" cells", one(|v| v.eq_cells = true)),
+        ("CRLF", one(|v| v.crlf = true)),
+        ("BOM", one(|v| v.bom = true)),
+        ("quoted title and corte", one(|v| v.quoted_preamble = true)),
+        ("other spellings", one(|v| v.other_spellings = true)),
+        ("ISO dates", one(|v| v.iso_dates = true)),
+        ("sep=, line", one(|v| v.sep_line = true)),
         (
-            "=\"…\" cells",
-            Variant {
-                eq_cells: true,
-                ..Variant::default()
-            },
+            "sep=| line",
+            one(|v| {
+                v.sep_line = true;
+                v.pipe = true;
+            }),
         ),
+        ("CR line ends", one(|v| v.cr_only = true)),
+        ("corte year first", one(|v| v.year_first_corte = true)),
+        ("corte unpadded", one(|v| v.unpadded_corte = true)),
+        ("percent sign", one(|v| v.percent_sign = true)),
         (
-            "CRLF",
-            Variant {
-                crlf: true,
-                ..Variant::default()
-            },
+            "percent sign with |",
+            one(|v| {
+                v.percent_sign = true;
+                v.pipe = true;
+            }),
         ),
+        ("ten summary fields", one(|v| v.ten_fields = true)),
+        ("INE 2019 columns", one(|v| v.ine2019_columns = true)),
+        ("IECM 2024 columns", one(|v| v.iecm_columns = true)),
+        ("list observations", one(|v| v.list_observations = true)),
+        ("date variants", one(|v| v.date_variants = true)),
         (
-            "BOM",
-            Variant {
-                bom: true,
-                ..Variant::default()
-            },
+            "ISO date variants",
+            one(|v| {
+                v.date_variants = true;
+                v.iso_dates = true;
+            }),
         ),
-        (
-            "quoted title and corte",
-            Variant {
-                quoted_preamble: true,
-                ..Variant::default()
-            },
-        ),
-        (
-            "other spellings",
-            Variant {
-                other_spellings: true,
-                ..Variant::default()
-            },
-        ),
-        (
-            "ISO dates",
-            Variant {
-                iso_dates: true,
-                ..Variant::default()
-            },
-        ),
+        ("party aliases", one(|v| v.party_aliases = true)),
         (
             "all at once",
             Variant {
                 latin1: true,
                 pipe: true,
                 eq_cells: true,
-                crlf: true,
+                crlf: false,
                 bom: false,
-                quoted_preamble: true,
+                quoted_preamble: false,
                 other_spellings: true,
                 iso_dates: true,
+                sep_line: true,
+                cr_only: true,
+                year_first_corte: true,
+                unpadded_corte: false,
+                percent_sign: true,
+                ten_fields: false,
+                ine2019_columns: true,
+                iecm_columns: false,
+                list_observations: true,
+                date_variants: true,
+                party_aliases: false,
             },
         ),
     ];
     for (what, v) in variants {
         let r = inspect_bytes("GEN_GOB_2021.csv", &generated(v))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_all_equal(&r, 13);
+        assert_all_equal(&r, if v.ten_fields { 10 } else { 13 });
         assert_eq!(r.rows, 6, "{what}");
         assert_eq!(r.anomaly_count, 0, "{what}: {:?}", r.anomalies);
         let encoding = match (v.latin1, v.bom) {
@@ -377,7 +469,19 @@ fn every_variant_is_read_and_reproduces_its_summary() {
         };
         assert_eq!(r.encoding, encoding, "{what}");
         assert_eq!(r.separator, if v.pipe { '|' } else { ',' }, "{what}");
-        let (title, corte, utc) = if v.quoted_preamble {
+        let (title, corte, utc) = if v.year_first_corte {
+            (
+                "GUBERNATURA",
+                "2021/06/01 18:52 (UTC-5)",
+                "2021-06-01T23:52:00Z",
+            )
+        } else if v.unpadded_corte {
+            (
+                "GUBERNATURA",
+                "1/6/2021 18:52(UTC-5)",
+                "2021-06-01T23:52:00Z",
+            )
+        } else if v.quoted_preamble {
             (
                 "GUBERNATURA, ELECCIÓN ORDINARIA",
                 "07/06/2021 13:19 (UTC-7)",
@@ -392,19 +496,33 @@ fn every_variant_is_read_and_reproduces_its_summary() {
         };
         assert_eq!(r.title.as_deref(), Some(title), "{what}");
         let c = r.corte.as_ref().unwrap();
-        assert_eq!((c.written.as_str(), c.utc.as_str()), (corte, utc), "{what}");
+        assert_eq!(
+            (c.written.as_str(), c.utc.as_deref()),
+            (corte, Some(utc)),
+            "{what}"
+        );
         let pan = r.votes.iter().find(|v| v.column == "PAN").unwrap();
         assert_eq!(
             (pan.votes, pan.missing),
             (130, 1),
             "{what}: Sin dato is not zero"
         );
-        let coalition = r.votes.iter().find(|v| v.column == "C_PAN_PRI").unwrap();
-        assert_eq!(coalition.kind, reader::VoteKind::Coalition);
+        let coalition_name = if v.party_aliases {
+            "PAN-MORENA"
+        } else {
+            "C_PAN_PRI"
+        };
+        let coalition = r.votes.iter().find(|v| v.column == coalition_name).unwrap();
+        assert_eq!(coalition.kind, reader::VoteKind::Coalition, "{what}");
+        let illegible = if v.list_observations {
+            "['Ilegible', 'Sin dato']"
+        } else {
+            "ALGÚN CAMPO ILEGIBLE O SIN DATO"
+        };
         assert!(
             r.by_observation
                 .iter()
-                .any(|o| o.observation == "ALGÚN CAMPO ILEGIBLE O SIN DATO" && o.inconsistency),
+                .any(|o| o.observation == illegible && o.inconsistency),
             "{what}: {:?}",
             r.by_observation
         );
@@ -505,15 +623,7 @@ fn unreadable_files_name_the_file_line_and_column() {
 
 #[test]
 fn diputaciones_expect_the_rp_acta_of_each_special_casilla() {
-    let good = String::from_utf8(generated(Variant::default())).unwrap();
-    let dip = good
-        .replacen("GUBERNATURA", "DIPUTACIONES LOCALES", 1)
-        .replacen(
-            "5,5,1,4,'80.0000,3,'60.0000,'20.0000,",
-            "6,5,1,4,'66.6666,3,'50.0000,'16.6666,",
-            1,
-        );
-    assert_ne!(dip, good);
+    let dip = diputaciones();
     // The special casilla has one row (mayoría relativa): its RP acta is expected too.
     let r = inspect_bytes("GEN_DIP_LOC_2021.csv", dip.as_bytes()).unwrap();
     assert_all_equal(&r, 13);
@@ -539,4 +649,260 @@ fn diputaciones_expect_the_rp_acta_of_each_special_casilla() {
     let r = inspect_bytes("GEN_DIP_LOC_2021.csv", listed.as_bytes()).unwrap();
     assert_eq!(r.rows, 7);
     assert_all_equal(&r, 13);
+}
+
+/// The cuts of real files, each consistent under its institute's rules
+/// (`../shared/fixtures/derived/PROVENANCE.md`).
+const DERIVED: &[&str] = &[
+    "camp_fuera_catalogo_contabilizada0.csv",
+    "ine2023_todos_los_campos_vacios.csv",
+    "qroo2019_dip_special_single_row.csv",
+    "ine2019_pue_TOTAL_VOTOS_column.csv",
+    "ine2019_pue_thousands_and_percent_summary.csv",
+    "iee_pue2018_dash_means_not_captured.csv",
+    "ieeq2018_sin_acta_empty_contabilizada.csv",
+    "ieec2021_participation_without_specials_during_operation.csv",
+];
+
+/// Where the summary values line of a CSV is (`start..end`), and its separator.
+fn summary_values(bytes: &[u8]) -> (usize, usize, u8) {
+    let header = bytes
+        .windows(15)
+        .position(|w| w == b"ACTAS_ESPERADAS")
+        .expect("a summary header");
+    let line_end = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(bytes.len(), |p| from + p)
+    };
+    let header_end = line_end(header);
+    let sep = if bytes[header..header_end].contains(&b'|') {
+        b'|'
+    } else {
+        b','
+    };
+    let start = if bytes[header_end..].starts_with(b"\r\n") {
+        header_end + 2
+    } else {
+        header_end + 1
+    };
+    (start, line_end(start), sep)
+}
+
+/// `cell` with its number one more (or one less) in its last decimal place, the rest of the
+/// cell (apostrophes, `%`) as written.
+fn off_by_one(cell: &[u8], down: bool) -> Option<Vec<u8>> {
+    let first = cell.iter().position(u8::is_ascii_digit)?;
+    let last = cell.iter().rposition(u8::is_ascii_digit)? + 1;
+    let n = cell::Decimal::parse(&cell[first..last])?.step(down)?;
+    Some([&cell[..first], n.to_string().as_bytes(), &cell[last..]].concat())
+}
+
+#[test]
+fn a_declared_value_off_by_one_is_different_under_every_definition() {
+    let mut cuts = 0;
+    for name in DERIVED {
+        let bytes = std::fs::read(derived(name)).unwrap();
+        let original = inspect_bytes(name, &bytes).unwrap();
+        assert_all_equal(&original, 13);
+        let (start, end, sep) = summary_values(&bytes);
+        let cells: Vec<&[u8]> = bytes[start..end].split(|&b| b == sep).collect();
+        assert_eq!(cells.len(), 13, "{name}");
+        for (i, cell) in cells.iter().enumerate() {
+            for down in [false, true] {
+                let Some(changed) = off_by_one(cell, down) else {
+                    continue;
+                };
+                let mut line = cells.clone();
+                line[i] = &changed;
+                let cut = [&bytes[..start], &line.join(&[sep][..]), &bytes[end..]].concat();
+                let r = inspect_bytes(name, &cut).unwrap();
+                let check = &r.summary[i];
+                let what = format!(
+                    "{name}: {} written {:?} instead of {:?}",
+                    check.field,
+                    String::from_utf8_lossy(&changed),
+                    String::from_utf8_lossy(cell)
+                );
+                assert!(!check.equal && !r.consistent, "{what}: {:#?}", r.summary);
+                for reglas in definitions::REGLAS {
+                    let r = inspect_csv(name, &cut[..], Some(reglas), &mut |_| {}).unwrap();
+                    assert!(!r.consistent, "{what}: explained by {}", reglas.name);
+                }
+                cuts += 1;
+            }
+        }
+    }
+    assert!(cuts >= DERIVED.len() * 13, "only {cuts} cuts");
+}
+
+#[test]
+fn a_placeholder_corte_states_no_time() {
+    let good = String::from_utf8(generated(Variant::default())).unwrap();
+    let before = good.replacen("01/06/2021 18:52 (UTC-5)", "DD/MM/AAAA HH:MM (UTC-6)", 1);
+    assert_ne!(before, good);
+    let r = inspect_bytes("GEN_GOB_2021.csv", before.as_bytes()).unwrap();
+    assert_eq!(r.title.as_deref(), Some("GUBERNATURA"));
+    let corte = r.corte.as_ref().unwrap();
+    assert_eq!(corte.written, "DD/MM/AAAA HH:MM (UTC-6)");
+    assert_eq!((corte.local.as_deref(), corte.utc.as_deref()), (None, None));
+    assert_all_equal(&r, 13);
+}
+
+#[test]
+fn a_computos_file_is_refused_by_name_with_its_line_and_column() {
+    let computos = "CÓMPUTOS DISTRITALES\n\
+        10/06/2018 12:00 (UTC-5)\n\
+        ACTAS_ESPERADAS,ACTAS_COMPUTADAS,PORCENTAJE_ACTAS_COMPUTADAS\n\
+        1,1,100.0000\n\n\
+        CLAVE_CASILLA,CLAVE_ACTA,TIPO_CASILLA,PAN,NO_REGISTRADOS,NULOS,LISTA_NOMINAL\n\
+        '210001B0100,'210001B010005,B,1,0,0,500\n";
+    let err = inspect_bytes("PUE_GOB_2018.csv", computos.as_bytes()).unwrap_err();
+    assert_eq!(
+        (err.line, err.column.as_deref()),
+        (3, Some("ACTAS_COMPUTADAS")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with(
+            "PUE_GOB_2018.csv, line 3, column ACTAS_COMPUTADAS: a cómputos file, not PREP results"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn lines_ended_by_cr_alone_are_counted_in_errors() {
+    let good = generated(Variant {
+        cr_only: true,
+        ..Variant::default()
+    });
+    assert!(!good.contains(&b'\n'));
+    let lines = good
+        .split(|&b| b == b'\r')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(lines, 11, "title, corte, 2 summary lines, header, 6 rows");
+    // Blank lines after the corte and the summary: the header is on line 7, the rows on 8 to 13.
+    let cut = [&good[..], b"'1,'2,26\r"].concat();
+    let err = inspect_bytes("GEN_GOB_2021.csv", &cut).unwrap_err();
+    assert_eq!(err.line, 14, "{err}");
+    let no_lista = String::from_utf8(good)
+        .unwrap()
+        .replacen("LISTA_NOMINAL,", "LISTA,", 1);
+    let err = inspect_bytes("GEN_GOB_2021.csv", no_lista.as_bytes()).unwrap_err();
+    assert_eq!(
+        (err.line, err.column.as_deref()),
+        (7, Some("LISTA_NOMINAL"))
+    );
+}
+
+/// The generated file as a diputaciones election, its summary true under the standard rules
+/// with the special casilla's RP acta expected (IEEC Campeche 2021).
+fn diputaciones() -> String {
+    let good = String::from_utf8(generated(Variant::default())).unwrap();
+    let dip = good
+        .replacen("GUBERNATURA", "DIPUTACIONES LOCALES", 1)
+        .replacen(
+            "5,5,1,4,'80.0000,3,'60.0000,'20.0000,",
+            "6,5,1,4,'66.6666,3,'50.0000,'16.6666,",
+            1,
+        );
+    assert_ne!(dip, good);
+    dip
+}
+
+#[test]
+fn ieec_counts_the_rp_actas_it_does_not_list_and_their_votes_at_the_last_corte() {
+    // One unlisted RP acta counted (captured and counted one more), its 47 votes in
+    // TOTAL_VOTOS_C_CS, the participation over them, and inconsistencies among actas not
+    // counted only: IEEC Campeche 2021 at its last corte.
+    let last = diputaciones().replacen(
+        "6,5,1,4,'66.6666,3,'50.0000,'16.6666,1,500,253,201,'50.6000",
+        "6,5,1,5,'83.3333,4,'66.6666,'0.0000,1,500,300,201,'60.0000",
+        1,
+    );
+    let r = inspect_bytes("GEN_DIP_LOC_2021.csv", last.as_bytes()).unwrap();
+    assert_all_equal(&r, 13);
+    let defs = r.definitions.as_ref().unwrap();
+    assert_eq!(defs.explained_by, ["ieec-2021"]);
+    let field = |name: &str| r.summary.iter().find(|c| c.field == name).unwrap();
+    assert_eq!(field("ACTAS_CONTABILIZADAS").variant, "rp-expected");
+    assert_eq!(field("TOTAL_VOTOS_C_CS").variant, "total-with-rp-votes");
+    assert_eq!(field("TOTAL_VOTOS_C_CS").recomputed, "≥ 253");
+    assert_eq!(
+        field("PORCENTAJE_PARTICIPACION_CIUDADANA").variant,
+        "participation-with-specials + total-with-rp-votes"
+    );
+
+    // Two RP actas counted where the file has one special casilla: no definition gives it.
+    let two = last.replacen(",5,'83.3333,4,'66.6666,", ",6,'100.0000,5,'83.3333,", 1);
+    let r = inspect_bytes("GEN_DIP_LOC_2021.csv", two.as_bytes()).unwrap();
+    assert!(!r.consistent);
+    // Votes beyond the rows with a participation over the rows only: contradictory.
+    let votes_only = last.replacen(",'60.0000", ",'50.6000", 1);
+    let r = inspect_bytes("GEN_DIP_LOC_2021.csv", votes_only.as_bytes()).unwrap();
+    assert!(!r.consistent, "{:#?}", r.summary);
+    // The same line pinned to an institute that expects no RP acta.
+    let r = inspect_csv(
+        "GEN_DIP_LOC_2021.csv",
+        last.as_bytes(),
+        definitions::reglas("ieqroo-2019"),
+        &mut |_| {},
+    )
+    .unwrap();
+    let differing: Vec<&str> = r.differences().map(|c| c.field).collect();
+    assert!(differing.contains(&"ACTAS_ESPERADAS"), "{differing:?}");
+}
+
+#[test]
+fn juntas_may_write_zero_votes_without_special_casillas() {
+    let good = String::from_utf8(generated(Variant::default())).unwrap();
+    let zero = good.replacen(",253,201,", ",253,0,", 1);
+    let juntas = zero.replacen("GUBERNATURA", "JUNTAS MUNICIPALES", 1);
+    let r = inspect_bytes("CAMP_JUNTAS_2021.csv", juntas.as_bytes()).unwrap();
+    assert_all_equal(&r, 13);
+    let s_cs = r
+        .summary
+        .iter()
+        .find(|c| c.field == "TOTAL_VOTOS_S_CS")
+        .unwrap();
+    assert_eq!(s_cs.variant, "without-specials-zero-in-juntas");
+    assert_eq!(s_cs.seen_in, ["IEEC Campeche 2021"]);
+    // In any other election the zero contradicts the rows.
+    let r = inspect_bytes("GEN_GOB_2021.csv", zero.as_bytes()).unwrap();
+    let differing: Vec<&str> = r.differences().map(|c| c.field).collect();
+    assert_eq!(differing, ["TOTAL_VOTOS_S_CS"]);
+}
+
+#[test]
+fn a_file_of_registered_actas_only_is_checked_over_its_declared_catalogue() {
+    let good = String::from_utf8(generated(Variant::default())).unwrap();
+    // Without the acta not yet captured, and a catalogue of 7 actas.
+    let not_captured = good
+        .lines()
+        .find(|l| l.starts_with("'260005E0100'"))
+        .unwrap();
+    let registered = good.replacen(&format!("{not_captured}\n"), "", 1).replacen(
+        "5,5,1,4,'80.0000,3,'60.0000,'20.0000,",
+        "7,5,1,4,'57.1428,3,'42.8571,'14.2857,",
+        1,
+    );
+    let r = inspect_bytes("GEN_GOB_2021.csv", registered.as_bytes()).unwrap();
+    assert_all_equal(&r, 13);
+    let esperadas = &r.summary[0];
+    assert_eq!(
+        (esperadas.variant.as_str(), esperadas.recomputed.as_str()),
+        ("registered-only", "≥ 4")
+    );
+    // The same catalogue with percentages over the actas listed: contradictory.
+    let listed = registered.replacen(
+        ",'57.1428,3,'42.8571,'14.2857,",
+        ",'100.0000,3,'75.0000,'25.0000,",
+        1,
+    );
+    let r = inspect_bytes("GEN_GOB_2021.csv", listed.as_bytes()).unwrap();
+    let differing: Vec<&str> = r.differences().map(|c| c.field).collect();
+    assert_eq!(differing, ["ACTAS_ESPERADAS"]);
 }

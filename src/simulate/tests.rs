@@ -36,7 +36,8 @@ fn inspect(data: &[u8]) -> Vec<crate::prep::FileReport> {
     for (_, inner) in unzip(data) {
         for (name, bytes) in unzip(&inner) {
             if name.ends_with("_2027.csv") && !name.contains("CANDIDATURA") {
-                let report = crate::prep::inspect_file(&name, &bytes[..], &mut |_| {}).unwrap();
+                let report =
+                    crate::prep::inspect_file(&name, &bytes[..], None, &mut |_| {}).unwrap();
                 reports.extend(report.elections);
             }
         }
@@ -69,7 +70,8 @@ fn the_summary_line_is_what_the_rows_give_for_several_seeds_sizes_and_cortes() {
                 assert_eq!(r.anomaly_count, 0, "{}: {:#?}", r.file, r.anomalies);
                 assert!(r.title.as_deref().unwrap().ends_with("(SIMULACRO)"));
                 // No timestamp is later than the corte.
-                let corte = r.corte.as_ref().unwrap().local[..19].replace('T', " ");
+                let local = r.corte.as_ref().unwrap().local.as_deref().unwrap();
+                let corte = local[..19].replace('T', " ");
                 for (column, latest) in &r.latest {
                     assert!(*latest <= corte, "{name}: {column} {latest} after {corte}");
                 }

@@ -509,7 +509,7 @@ pub fn get_on(stream: &mut TcpStream, path: &str) -> Option<(u16, Vec<u8>)> {
     read_response(stream)
 }
 
-/// A zip archive with these members, in memory.
+/// A zip archive with these members, in memory; a name ending in `/` is a folder entry.
 pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     {
@@ -517,6 +517,10 @@ pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated);
         for (name, bytes) in members {
+            if name.ends_with('/') {
+                w.add_directory(*name, opts).unwrap();
+                continue;
+            }
             w.start_file(*name, opts).unwrap();
             w.write_all(bytes).unwrap();
         }
@@ -587,6 +591,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn real_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/real")
+        .join(name)
+}
+
+/// A cut of real rows with its summary rewritten by the institute's rules
+/// (`../shared/fixtures/derived/PROVENANCE.md`).
+pub fn derived_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/derived")
         .join(name)
 }
 
