@@ -107,14 +107,7 @@ fn bad_packages_leave_the_live_corte_untouched() {
 
 #[test]
 fn hostile_request_paths_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("d"), &[]);
-    drop_file(
-        &server.entrada(),
-        "20240602_2000_PREP.zip",
-        &site_package("20240602_2000", &[]),
-    );
-    server.wait_corte("20240602_2000");
+    let (_dir, server) = serving(&[], &[]);
     for path in [
         "/../../etc/passwd",
         "/%2e%2e/%2e%2e/etc/passwd",

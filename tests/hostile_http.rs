@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -313,18 +314,23 @@ fn head_never_carries_a_body_over_http1_or_http2() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let embargoed = Server::start(
-        &dir.path().join("d"),
+    let embargoed = embargoed_server(dir.path());
+    for protocol in [HTTP1, HTTP2] {
+        head_matches_get(&embargoed, "/", protocol, 503);
+    }
+}
+
+/// A server whose publication starts in 2099: every result is under embargo.
+fn embargoed_server(dir: &Path) -> Server {
+    Server::start(
+        &dir.join("d"),
         &[
             "--publish-start",
             "2099-06-02T20:00:00-06:00",
             "--publish-end",
             "",
         ],
-    );
-    for protocol in [HTTP1, HTTP2] {
-        head_matches_get(&embargoed, "/", protocol, 503);
-    }
+    )
 }
 
 /// Sends `CONNECT` on a fresh connection; the response as text.
@@ -342,15 +348,7 @@ fn connect_method(server: &Server) -> String {
 fn connect_and_other_methods_get_405_whatever_the_gate_and_no_result_leaks() {
     let (_dir, server) = serving(&[], &[]);
     let dir = tempfile::tempdir().unwrap();
-    let embargoed = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--publish-start",
-            "2099-06-02T20:00:00-06:00",
-            "--publish-end",
-            "",
-        ],
-    );
+    let embargoed = embargoed_server(dir.path());
     drop_file(
         &embargoed.entrada(),
         "20240602_2000_PREP.zip",

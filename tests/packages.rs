@@ -267,14 +267,7 @@ fn head(from: &Path, bytes: u64, to: &Path) {
 
 #[test]
 fn a_tar_cut_at_a_member_boundary_is_refused_and_so_are_cut_zips_and_tar_gz() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("d"), &[]);
-    drop_file(
-        &server.entrada(),
-        "20240602_2000_PREP.zip",
-        &site_package("20240602_2000", &[]),
-    );
-    server.wait_corte("20240602_2000");
+    let (dir, server) = serving(&[], &[]);
 
     let mut builder = tar::Builder::new(Vec::new());
     for i in 0..200 {

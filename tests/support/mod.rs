@@ -116,34 +116,38 @@ impl Server {
 
     /// Starts a server as [`Server::start`] does, under the open-file limit `open_files`.
     pub fn start_with_open_files(data: &Path, extra: &[&str], open_files: Option<u64>) -> Server {
-        let mut s = Server {
-            data: data.to_owned(),
-            port: free_port(),
-            admin_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            limits: ProcessLimits {
+        Self::start_limited(
+            data,
+            extra,
+            ProcessLimits {
                 open_files,
                 address_space: None,
             },
-            child: None,
-        };
-        s.spawn();
-        s
+        )
     }
 
     /// Starts a server as [`Server::start`] does, under `prlimit --as=<bytes>` (what
     /// `ulimit -v` sets) and with at most two malloc arenas, so its address space is
     /// predictable.
     pub fn start_capped(data: &Path, extra: &[&str], bytes: u64) -> Server {
+        Self::start_limited(
+            data,
+            extra,
+            ProcessLimits {
+                open_files: None,
+                address_space: Some(bytes),
+            },
+        )
+    }
+
+    /// Starts a server as [`Server::start`] does, under `limits`.
+    fn start_limited(data: &Path, extra: &[&str], limits: ProcessLimits) -> Server {
         let mut s = Server {
             data: data.to_owned(),
             port: free_port(),
             admin_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            limits: ProcessLimits {
-                open_files: None,
-                address_space: Some(bytes),
-            },
+            limits,
             child: None,
         };
         s.spawn();
