@@ -546,3 +546,29 @@ fn count(counts: &mut Vec<(Vec<u8>, u64)>, key: &[u8]) {
         None => counts.push((key.to_vec(), 1)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_acta_key_is_seen_once_whatever_its_length() {
+        let mut seen = SeenActas::default();
+        let keys: [&[u8]; 6] = [
+            b"",
+            b"A",
+            b"A\0",
+            &[b'K'; INLINE_KEY - 1],
+            &[b'K'; INLINE_KEY],
+            &[b'K'; 3 * INLINE_KEY],
+        ];
+        for (line, key) in (1..).zip(keys) {
+            assert_eq!(seen.first_or_insert(key, line), None, "{key:?}");
+        }
+        for (line, key) in (1..).zip(keys) {
+            assert_eq!(seen.first_or_insert(key, 100), Some(line), "{key:?}");
+        }
+        assert_eq!(seen.short.len(), 4);
+        assert_eq!(seen.long.len(), 2);
+    }
+}
