@@ -281,19 +281,20 @@ fn sortable([y, m, d]: [u64; 3], [hh, mm, ss]: [u64; 3]) -> Option<u64> {
 /// read by position: a national file has half a million dates.
 fn common_date_time(b: &[u8]) -> Option<u64> {
     let b: &[u8; 19] = b.try_into().ok()?;
+    // Two digits at a fixed position; the positions are constants, so nothing is checked twice.
+    let two = |at: usize| {
+        let (high, low) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+        (high <= 9 && low <= 9).then(|| u64::from(high * 10 + low))
+    };
     let (y, m, d) = match (b[2], b[5], b[4], b[7]) {
-        (b'/', b'/', _, _) => ((6, 4), (3, 2), (0, 2)),
-        (_, _, b'-', b'-') => ((0, 4), (5, 2), (8, 2)),
+        (b'/', b'/', _, _) => (two(6)? * 100 + two(8)?, two(3)?, two(0)?),
+        (_, _, b'-', b'-') => (two(0)? * 100 + two(2)?, two(5)?, two(8)?),
         _ => return None,
     };
     if b[10] != b' ' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let num = |(at, len): (usize, usize)| whole(b.get(at..at + len)?);
-    sortable(
-        [num(y)?, num(m)?, num(d)?],
-        [num((11, 2))?, num((14, 2))?, num((17, 2))?],
-    )
+    sortable([y, m, d], [two(11)?, two(14)?, two(17)?])
 }
 
 /// Whether what follows a time is nothing or a UTC offset: `(UTC-5)`, `UTC-06:00`, `GMT`,

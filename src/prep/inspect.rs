@@ -7,6 +7,7 @@
 //! is still recomputed. Only a file that cannot be read as a PREP CSV is an error
 //! ([`ReadError`]).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
@@ -180,6 +181,45 @@ pub(crate) fn inspect_csv(
 /// slows one inspection down; the fast hasher keeps a national file well over 200 MB/s.
 type FastMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
+/// The longest acta key held inline by [`SeenActas`], plus one byte for its length.
+const INLINE_KEY: usize = 32;
+
+/// The actas already seen, by key (`CLAVE_ACTA` and the level ids), with the line of each. A
+/// key is held inline when it is short, as nearly every one is, so that remembering a national
+/// file's actas allocates nothing per row.
+#[derive(Default)]
+struct SeenActas {
+    /// Keys of fewer than [`INLINE_KEY`] bytes: the key, zeros, and its length last.
+    short: HashMap<[u8; INLINE_KEY], u64, foldhash::fast::RandomState>,
+    /// Longer keys.
+    long: FastMap<u64>,
+}
+
+impl SeenActas {
+    /// The line `key` was first seen on, or `None` after noting it as seen on `line`.
+    fn first_or_insert(&mut self, key: &[u8], line: u64) -> Option<u64> {
+        let mut inline = [0u8; INLINE_KEY];
+        if let (Some(bytes), Ok(len)) = (inline.get_mut(..key.len()), u8::try_from(key.len()))
+            && key.len() < INLINE_KEY
+        {
+            bytes.copy_from_slice(key);
+            inline[INLINE_KEY - 1] = len;
+            return match self.short.entry(inline) {
+                Entry::Occupied(first) => Some(*first.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
+                    None
+                }
+            };
+        }
+        if let Some(first) = self.long.get(key) {
+            return Some(*first);
+        }
+        self.long.insert(key.to_vec(), line);
+        None
+    }
+}
+
 /// The running counts of one pass.
 struct State {
     rows: u64,
@@ -189,7 +229,7 @@ struct State {
     contabilizada: Vec<(Vec<u8>, u64)>,
     observations: FastMap<(u64, Flags)>,
     latest: Vec<u64>,
-    claves: FastMap<u64>,
+    claves: SeenActas,
     key: Vec<u8>,
     specials: FastMap<u32>,
     anomalies: Vec<(u64, Vec<u8>, Option<String>, String)>,
@@ -218,7 +258,7 @@ impl State {
             contabilizada: Vec::new(),
             observations: FastMap::default(),
             latest: vec![0; columns.dates.len()],
-            claves: FastMap::default(),
+            claves: SeenActas::default(),
             key: Vec::new(),
             specials: FastMap::default(),
             anomalies: Vec::new(),
@@ -340,18 +380,21 @@ impl State {
                 self.key.push(0x1f);
                 self.key.extend_from_slice(row.cell(i));
             }
-            if let Some(first) = self.claves.get(&self.key) {
+            if let Some(first) = self.claves.first_or_insert(&self.key, line) {
                 let what = format!("the same acta is already on line {first}");
                 self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
-            } else {
-                self.claves.insert(self.key.clone(), line);
             }
         }
         if tipo.eq_ignore_ascii_case(b"S")
             && !out
             && let Some(casilla) = columns.clave_casilla.map(|i| row.cell(i))
         {
-            *self.specials.entry(casilla.to_vec()).or_default() += 1;
+            match self.specials.get_mut(casilla) {
+                Some(n) => *n += 1,
+                None => {
+                    self.specials.insert(casilla.to_vec(), 1);
+                }
+            }
         }
     }
 
@@ -501,5 +544,31 @@ fn count(counts: &mut Vec<(Vec<u8>, u64)>, key: &[u8]) {
     match counts.iter_mut().find(|(k, _)| k == key) {
         Some((_, n)) => *n += 1,
         None => counts.push((key.to_vec(), 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_acta_key_is_seen_once_whatever_its_length() {
+        let mut seen = SeenActas::default();
+        let keys: [&[u8]; 6] = [
+            b"",
+            b"A",
+            b"A\0",
+            &[b'K'; INLINE_KEY - 1],
+            &[b'K'; INLINE_KEY],
+            &[b'K'; 3 * INLINE_KEY],
+        ];
+        for (line, key) in (1..).zip(keys) {
+            assert_eq!(seen.first_or_insert(key, line), None, "{key:?}");
+        }
+        for (line, key) in (1..).zip(keys) {
+            assert_eq!(seen.first_or_insert(key, 100), Some(line), "{key:?}");
+        }
+        assert_eq!(seen.short.len(), 4);
+        assert_eq!(seen.long.len(), 2);
     }
 }
