@@ -587,6 +587,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// Breaks the archive of data folder `data` for the package `bytes`, as a damaged disk
+/// would: a folder stands where its verified copy is kept (`archivo/<aa>/<sha256>`), so the
+/// copy the server finds there cannot be read. Works as root, where permissions stop nothing.
+/// Removing the returned folder repairs it.
+pub fn break_archive_for(data: &Path, bytes: &[u8]) -> PathBuf {
+    let sha = sha256_hex(bytes);
+    let broken = data.join("archivo").join(&sha[..2]).join(&sha);
+    std::fs::create_dir_all(&broken).unwrap();
+    broken
+}
+
 /// The shared real fixtures folder.
 pub fn real_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
