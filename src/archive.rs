@@ -24,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256;
+use crate::store::{ARCHIVE_PENDING as PENDING, ARCHIVE_REJECTED as REJECTED, ARCHIVE_TMP as TMP};
 
 /// Errors of the archive: always this machine's fault (disk full, permissions).
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +76,6 @@ pub(crate) struct Stored {
     pub(crate) path: PathBuf,
 }
 
-/// The folder of packages received and not yet verified.
-const PENDING: &str = "pendientes";
-/// The folder of rejected packages.
-const REJECTED: &str = "rechazados";
 /// Kinds of evidence stored beside a package.
 const EVIDENCE: [&str; 2] = ["sha256", "minisig"];
 
@@ -100,7 +97,7 @@ pub(crate) struct Archive {
 impl Archive {
     /// Opens (creating if needed) the archive under `root`.
     pub(crate) fn open(root: &Path) -> Result<Self, ArchiveError> {
-        for dir in ["tmp", PENDING, REJECTED] {
+        for dir in [TMP, PENDING, REJECTED] {
             fs::create_dir_all(root.join(dir)).map_err(io_err("create", root))?;
         }
         Ok(Self {
@@ -112,7 +109,7 @@ impl Archive {
     /// there, and a file reaches the archive only by a rename out of it, so nothing there was
     /// ever stored. Only the server calls this, at start, before anything is received.
     pub(crate) fn clear_unfinished(&self) -> Result<(), ArchiveError> {
-        clear_unfinished(&self.root.join("tmp"))
+        clear_unfinished(&self.root.join(TMP))
     }
 
     /// Where the verified package with `sha256` is (or would be) kept.
@@ -161,7 +158,7 @@ impl Archive {
     pub(crate) fn store_file(&self, src: &Path, limit: u64) -> Result<Stored, ArchiveError> {
         // The source may lie in the intake folder: never through a link, never a FIFO.
         let input = crate::intake::open_regular(src).map_err(io_err("open", src))?;
-        let tmp_dir = self.root.join("tmp");
+        let tmp_dir = self.root.join(TMP);
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
         let (sha256, size) = {
@@ -201,7 +198,7 @@ impl Archive {
         if path.exists() {
             return Ok(());
         }
-        let tmp_dir = self.root.join("tmp");
+        let tmp_dir = self.root.join(TMP);
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
         tmp.write_all(bytes).map_err(io_err("write", &path))?;

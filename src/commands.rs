@@ -1,8 +1,11 @@
 //! The operator commands besides `serve`: `init`, `ingest`, `history`, `rollback`, `inspect`.
 //!
-//! `ingest` and `rollback` talk to a running server through its admin listener; when none
-//! answers there, they do the work themselves on the data folder, through the same
-//! [`crate::publisher::Publisher`], so the result is the same either way.
+//! `ingest`, `rollback` and `notice` write to the data folder, which has one writer
+//! ([`crate::store`]). When its lock is free (no server runs on it), they take it and do the
+//! work themselves, through the same [`crate::publisher::Publisher`] a server runs, so the
+//! result is the same either way. When a server holds it, they ask that server through its
+//! admin listener; when that listener does not answer, they stop with a message saying so
+//! ([`Busy`], exit status 4), and never work on the folder beside the server.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +26,8 @@ use crate::journal::{EventKind, Journal};
 use crate::package::{self, Incoming, Policy};
 use crate::prep;
 use crate::publisher::{Outcome, Received, package_name};
-use crate::serve::{JOURNAL_FILE, open_store, rebuilt_publisher};
+use crate::serve::rebuilt_publisher;
+use crate::store::{self, Busy, Layout, Store};
 
 /// Writes `difusor.toml` (commented, with the profile's values) and the folders into `dir`.
 pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) -> Result<()> {
@@ -36,8 +40,9 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut set = toml::Table::new();
+    let layout = Layout::new(dir);
     if self_signed {
-        crate::http::tls::self_signed(&dir.join("tls"))
+        crate::http::tls::self_signed(&layout.self_signed_tls())
             .map_err(|e| anyhow!("cannot write the self-signed pair: {e}"))?;
         set.insert(
             "tls_listen".into(),
@@ -47,15 +52,18 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
         set.insert("tls_key".into(), "tls/key.pem".into());
         println!(
             "Wrote a self-signed certificate for localhost in {} (for tests and drills only).",
-            dir.join("tls").display()
+            layout.self_signed_tls().display()
         );
     }
     let text = config::commented_file(profile, &set)?;
     std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-    for sub in ["entrada", "archivo", "tmp"] {
-        std::fs::create_dir_all(dir.join(sub))?;
+    let mut made = Vec::new();
+    for (folder, name) in layout.init_folders() {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+        made.push(name);
     }
-    let host_key = dir.join("sftp_host_key");
+    let host_key = layout.default_sftp_host_key();
     if !host_key.exists() {
         crate::intake::sftp::ensure_host_key(&host_key)?;
         println!(
@@ -64,8 +72,9 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
         );
     }
     println!(
-        "Wrote {} (profile {profile}) and the folders entrada/, archivo/, tmp/.",
-        file.display()
+        "Wrote {} (profile {profile}) and the folders {}.",
+        file.display(),
+        made.join(", ")
     );
     println!(
         "Next: review publish_start and listen, then run `difusor serve --config {}`.",
@@ -74,8 +83,9 @@ pub(crate) fn init(dir: &Path, profile: &str, force: bool, self_signed: bool) ->
     Ok(())
 }
 
-/// Exit status of `ingest` for an outcome: 0 kept (published, duplicate, older), 1 rejected,
-/// 2 failed, 3 held for an operator.
+/// Exit status of `ingest` for an outcome: 0 kept (published, duplicate, older), 1 rejected
+/// (the package's fault), 2 failed (this machine's fault: send it again), 3 held for an
+/// operator. 4 ([`BUSY_EXIT`]) is for a data folder held by a server that cannot be reached.
 pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Published { .. } | Outcome::Duplicate { .. } | Outcome::Older { .. } => 0,
@@ -85,7 +95,61 @@ pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
     }
 }
 
-/// Hands `file` to the running server, or processes it here. With `force`, a package whose
+/// Says on stderr, for an outcome that is this machine's fault, that the package is not
+/// to blame and should be sent again.
+pub(crate) fn explain(outcome: &Outcome) {
+    if let Outcome::Failed { error, .. } = outcome {
+        eprintln!(
+            "difusor: the package was not taken because of a fault on this server's side, not \
+             of the package ({error}); nothing was decided about it: send it again once that \
+             is repaired"
+        );
+    }
+}
+
+/// Exit status when the data folder is held by another process that cannot be asked.
+pub(crate) const BUSY_EXIT: u8 = 4;
+
+/// Who writes for a command: this process, holding the data folder's lock, or the server
+/// that holds it, asked through its admin listener.
+enum Writer {
+    /// No server runs on the folder: this process holds its lock.
+    Here(Store),
+    /// A connection to the admin listener of the server that holds the folder.
+    Server(TcpStream),
+}
+
+/// Takes the data folder's lock, or finds the server that holds it; a server that does not
+/// answer on `admin_listen` is an error ([`Busy`]), never a reason to write beside it.
+async fn writer(config: &Config) -> Result<Writer> {
+    let busy = match store::lock(&config.data_dir)? {
+        Ok(lock) => {
+            return Ok(Writer::Here(Store::open(
+                &config.data_dir,
+                &config.watch_dir,
+                lock,
+            )?));
+        }
+        Err(busy) => busy,
+    };
+    match connect(config).await {
+        Some(stream) => Ok(Writer::Server(stream)),
+        None => Err(Busy {
+            hint: format!(
+                "nothing answers on its admin listener at {} (setting `admin_listen`), so \
+                 nothing was done. Give this command that server's `admin_listen` (with \
+                 --config or --admin-listen) and, when it has one, its admin token (in \
+                 `admin_token_file` or DIFUSOR_ADMIN_TOKEN); or stop that server to work on \
+                 the folder here",
+                config.admin_listen
+            ),
+            ..busy
+        }
+        .into()),
+    }
+}
+
+/// Hands `file` to the server that holds the data folder, or processes it here. With `force`, a package whose
 /// corte time would hold it, or that was set aside, is published all the same (it is
 /// verified all the same).
 pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<Outcome> {
@@ -104,31 +168,13 @@ pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<O
         read_evidence(&followed(Path::new(&p)))
     };
     let (sidecar, signature) = (with("sha256"), with("minisig"));
-    if let Some(stream) = connect(&config).await {
-        let body = tokio::fs::File::open(file)
-            .await
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
-        let mut req = Request::post("/ingest")
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .header("x-difusor-name", enc(&name));
-        if let Some(s) = &sidecar {
-            req = req.header("x-difusor-sidecar", enc(s));
+    let store = match writer(&config).await? {
+        Writer::Here(store) => store,
+        Writer::Server(stream) => {
+            return ingest_remote(stream, &config, file, &name, sidecar, signature, force).await;
         }
-        if let Some(s) = &signature {
-            req = req.header("x-difusor-signature", enc(s));
-        }
-        if force {
-            req = req.header("x-difusor-force", "1");
-        }
-        let (_, value) = send(stream, &config, req, file_body(body)).await?;
-        return serde_json::from_value(value.clone())
-            .map_err(|_| anyhow!("the server answered: {value}"));
-    }
+    };
     let config = Arc::new(config);
-    let store = open_store(&config)?;
     let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     let received = Received {
         name,
@@ -146,56 +192,97 @@ pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<O
     })
 }
 
-/// Publishes corte `corte` again, through the running server or here.
-pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
-    if let Some(stream) = connect(&config).await {
-        let enc = percent_encoding::utf8_percent_encode(corte, percent_encoding::NON_ALPHANUMERIC);
-        let req = Request::post(format!("/rollback?corte={enc}"));
-        let (_, value) = send(stream, &config, req, full(Bytes::new())).await?;
-        return serde_json::from_value(value.clone())
-            .map_err(|_| anyhow!("the server answered: {value}"));
+/// Uploads `file` to the server's admin listener and returns what became of it.
+async fn ingest_remote(
+    stream: TcpStream,
+    config: &Config,
+    file: &Path,
+    name: &str,
+    sidecar: Option<String>,
+    signature: Option<String>,
+    force: bool,
+) -> Result<Outcome> {
+    let body = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut req = Request::post("/ingest")
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header("x-difusor-name", enc(name));
+    if let Some(s) = &sidecar {
+        req = req.header("x-difusor-sidecar", enc(s));
     }
+    if let Some(s) = &signature {
+        req = req.header("x-difusor-signature", enc(s));
+    }
+    if force {
+        req = req.header("x-difusor-force", "1");
+    }
+    let (_, value) = send(stream, config, req, file_body(body)).await?;
+    serde_json::from_value(value.clone()).map_err(|_| anyhow!("the server answered: {value}"))
+}
+
+/// Publishes corte `corte` again, through the server that holds the data folder or here.
+pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
+    let store = match writer(&config).await? {
+        Writer::Here(store) => store,
+        Writer::Server(stream) => {
+            let enc =
+                percent_encoding::utf8_percent_encode(corte, percent_encoding::NON_ALPHANUMERIC);
+            let req = Request::post(format!("/rollback?corte={enc}"));
+            let (_, value) = send(stream, &config, req, full(Bytes::new())).await?;
+            return serde_json::from_value(value.clone())
+                .map_err(|_| anyhow!("the server answered: {value}"));
+        }
+    };
     let config = Arc::new(config);
-    let store = open_store(&config)?;
     let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
     Ok(publisher.rollback(corte))
 }
 
-/// Puts the institute's notice in force (`Some(text)`) or lifts it, through the running
-/// server; with none running, records it in the journal for the next start.
+/// Puts the institute's notice in force (`Some(text)`) or lifts it, through the server that
+/// holds the data folder; with none running, records it in the journal for the next start.
 pub(crate) async fn notice(config: Config, text: Option<String>) -> Result<String> {
-    if let Some(stream) = connect(&config).await {
-        let (req, body) = match &text {
-            Some(t) => (
-                Request::post("/notice").header(http::header::CONTENT_TYPE, "application/json"),
-                serde_json::json!({"text": t}).to_string(),
-            ),
-            None => (Request::post("/notice/off"), String::new()),
-        };
-        let (status, value) = send(stream, &config, req, full(Bytes::from(body))).await?;
-        if !status.is_success() {
-            bail!("the server refused: {value}");
-        }
-        return Ok(match text {
-            Some(_) => "The notice now replaces the results on every public path.".to_owned(),
-            None => "The notice is lifted: the results are shown again.".to_owned(),
-        });
-    }
-    let store = open_store(&config)?;
+    let store = match writer(&config).await? {
+        Writer::Here(store) => store,
+        Writer::Server(stream) => return notice_remote(stream, &config, text).await,
+    };
     let (kind, detail) = match &text {
         Some(t) => (EventKind::NoticeOn, serde_json::json!({"text": t})),
         None => (EventKind::NoticeOff, serde_json::json!({})),
     };
     store.journal.record(kind, None, detail)?;
-    Ok(format!(
-        "No server answers at {}; recorded in the journal: it applies when the server starts.",
-        config.admin_listen
-    ))
+    Ok(
+        "No server runs on this data folder; recorded in the journal: it applies when the \
+         server starts."
+            .to_owned(),
+    )
+}
+
+/// Asks the server's admin listener to put the notice in force or lift it.
+async fn notice_remote(stream: TcpStream, config: &Config, text: Option<String>) -> Result<String> {
+    let (req, body) = match &text {
+        Some(t) => (
+            Request::post("/notice").header(http::header::CONTENT_TYPE, "application/json"),
+            serde_json::json!({"text": t}).to_string(),
+        ),
+        None => (Request::post("/notice/off"), String::new()),
+    };
+    let (status, value) = send(stream, config, req, full(Bytes::from(body))).await?;
+    if !status.is_success() {
+        bail!("the server refused: {value}");
+    }
+    Ok(match text {
+        Some(_) => "The notice now replaces the results on every public path.".to_owned(),
+        None => "The notice is lifted: the results are shown again.".to_owned(),
+    })
 }
 
 /// Prints the cortes and the latest events.
 pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> {
-    let path = config.data_dir.join(JOURNAL_FILE);
+    let path = Layout::new(&config.data_dir).journal();
     if !path.exists() {
         bail!(
             "no journal at {}: nothing was received in this data folder yet (check --data-dir or --config)",

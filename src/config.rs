@@ -26,6 +26,7 @@ use crate::http::access_log::LogFormat;
 use crate::http::limits::LimitSettings;
 use crate::package::{CorteRules, EvidencePolicy, Limits, Policy, Window};
 use crate::site::CachePolicy;
+use crate::store::Layout;
 
 /// Declares every setting once: doc, name, type and default.
 macro_rules! settings {
@@ -536,12 +537,12 @@ impl Config {
         })?;
         let data_dir = s.data_dir.clone();
         let watch_dir = if s.watch_dir.as_os_str().is_empty() {
-            data_dir.join("entrada")
+            Layout::new(&data_dir).default_watch_dir()
         } else {
             s.watch_dir.clone()
         };
         let log_dir = if s.log_dir.as_os_str().is_empty() {
-            data_dir.join("bitacoras")
+            Layout::new(&data_dir).default_log_dir()
         } else {
             s.log_dir.clone()
         };
@@ -839,13 +840,6 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
     if allow.is_empty() {
         bail!("setting `sftp_allow`: no address may connect; add the institute's addresses");
     }
-    let or_default = |p: &PathBuf, name: &str| {
-        if p.as_os_str().is_empty() {
-            data_dir.join(name)
-        } else {
-            p.clone()
-        }
-    };
     let idle = positive_duration("sftp_idle_timeout", &s.sftp_idle_timeout, "5m")?;
     let ban_time = duration("sftp_ban_time", &s.sftp_ban_time)?.unsigned_abs();
     if ban_time.is_zero() && s.sftp_ban_after > 0 {
@@ -856,7 +850,11 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
         ban_time,
         listen,
         allow,
-        authorized_keys: or_default(&s.sftp_authorized_keys, "sftp_authorized_keys"),
+        authorized_keys: if s.sftp_authorized_keys.as_os_str().is_empty() {
+            Layout::new(data_dir).default_sftp_authorized_keys()
+        } else {
+            s.sftp_authorized_keys.clone()
+        },
         host_key: sftp_host_key_path(s, data_dir),
         max_sessions: usize::try_from(positive("sftp_max_sessions", s.sftp_max_sessions)?)
             .unwrap_or(usize::MAX),
@@ -962,7 +960,7 @@ pub(crate) struct PullSettings {
 /// Where the SFTP host key is kept.
 pub(crate) fn sftp_host_key_path(s: &Settings, data_dir: &Path) -> PathBuf {
     if s.sftp_host_key.as_os_str().is_empty() {
-        data_dir.join("sftp_host_key")
+        Layout::new(data_dir).default_sftp_host_key()
     } else {
         s.sftp_host_key.clone()
     }

@@ -4,8 +4,9 @@
 //! - `events`: everything that happened, with its time (received, rejected and why, archived,
 //!   published with lag, duplicate, older, rollback, start, stop, intake errors);
 //! - `packages`: each package once, by SHA-256, with its last outcome (`processing` while the
-//!   publisher works on it, so a start finds what a crash interrupted) and how many times in a
-//!   row its processing began;
+//!   publisher works on it, so a start finds what a crash interrupted; `failed` when this
+//!   machine could not finish it, so that it is taken again when delivered again) and how
+//!   many times in a row its processing began;
 //! - `publications`: each corte that went live, in order, with what it was built on. The live
 //!   site is rebuilt from this table and the archive at start.
 //!
@@ -326,12 +327,15 @@ impl Journal {
         Ok(previous)
     }
 
-    /// Whether a package with this digest was received before (whatever became of it).
-    pub(crate) fn knows_package(&self, sha256: Sha256) -> Result<bool> {
+    /// Whether what became of the package with this digest is decided: published, older,
+    /// held, rejected or set aside. A package whose processing this machine could not finish
+    /// (`failed`), or that is being processed, is not: its channel delivers it again.
+    pub(crate) fn decided(&self, sha256: Sha256) -> Result<bool> {
         let found: Option<i64> = self
             .conn()
             .query_row(
-                "SELECT 1 FROM packages WHERE sha256 = ?1",
+                "SELECT 1 FROM packages WHERE sha256 = ?1 AND outcome IN
+                     ('published', 'older', 'held', 'rejected', 'set-aside')",
                 [sha256.to_hex()],
                 |r| r.get(0),
             )
@@ -414,7 +418,8 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Sets a package's outcome (`published`, `older`, `held`, `rejected`, `set-aside`).
+    /// Sets a package's outcome (`published`, `older`, `held`, `rejected`, `set-aside`,
+    /// `failed`).
     pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: &str) -> Result<()> {
         self.conn().execute(
             "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",

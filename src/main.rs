@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Exit status: 0 success; 1 a package was rejected (`ingest`) or is inconsistent (`inspect`);
-//! 2 any other error, printed as one message on stderr.
+//! 3 a package is held for an operator (`ingest`); 4 the data folder is held by another
+//! process (a second `serve`, or a command whose server cannot be reached, [`store::Busy`]);
+//! 2 any other error (for `ingest`: this machine failed, not the package), printed as one
+//! message on stderr.
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +36,7 @@ mod publisher;
 mod serve;
 mod simulate;
 mod site;
+mod store;
 
 use std::process::ExitCode;
 
@@ -54,7 +58,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("difusor: {e:#}");
-            ExitCode::from(2)
+            if e.downcast_ref::<store::Busy>().is_some() {
+                ExitCode::from(commands::BUSY_EXIT)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }
@@ -181,6 +189,7 @@ fn run(cli: cli::Cli) -> Result<u8> {
             let config = Config::load(config_file, &settings)?;
             let outcome = runtime.block_on(commands::ingest(config, &file, force))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
+            commands::explain(&outcome);
             Ok(commands::exit_code(&outcome))
         }
         Cmd::Notice {

@@ -33,6 +33,15 @@
 //! `difusor rollback <corte or SHA-256>` publishes either; `difusor ingest --force FILE`
 //! ([`Command::Force`]) takes a package past both checks, never past verification.
 //!
+//! # Whose fault
+//! A package not taken says whose fault that is ([`Fault`]). The sender's (a check it fails,
+//! a limit it passes, a set-aside) is a rejection, [`Outcome::Rejected`]: decided, journaled
+//! `rejected` with `"fault": "sender"`, the package kept with the rejected ones. Anything this
+//! machine could not do (store or read the archived copy, move it, write the journal) is
+//! [`Outcome::Failed`] with [`Fault::Ours`]: journaled as `intake-error`, the package left
+//! undecided (`failed` in the journal, not an interrupted attempt), so that its channel
+//! delivers it again and it is taken as if nothing had happened. It is never a rejection.
+//!
 //! # Memory
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
 //! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.
@@ -90,6 +99,25 @@ pub(crate) struct Received {
     pub(crate) received_at: Timestamp,
 }
 
+/// Whose fault it is that a package was not taken.
+///
+/// Only [`Fault::Sender`] is a rejection: the package (or the institute's service) is at
+/// fault, and sending the same bytes again changes nothing. The others are never told to the
+/// institute as a rejection: what this machine could not do is retried by the channels that
+/// can (pull, the watched folder) and answered as a server error by the others (SFTP, admin,
+/// `ingest`), and the journal does not hold the package as decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Fault {
+    /// The package, or the service that sent it.
+    Sender,
+    /// This machine: the archive (a full or read-only disk, a copy that cannot be read), the
+    /// journal, a rename.
+    Ours,
+    /// The connection that carried it: a pull download or an SFTP session that broke.
+    Transport,
+}
+
 /// What became of a package.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
@@ -127,18 +155,32 @@ pub(crate) enum Outcome {
         /// SHA-256 of the package.
         sha256: String,
     },
-    /// It failed a check, or was set aside; the live corte is unchanged.
+    /// It failed a check, or was set aside; the live corte is unchanged. Always the
+    /// sender's fault ([`Fault::Sender`]).
     Rejected {
         /// Why, precisely.
         reason: String,
         /// SHA-256 of the package, when it could be stored.
         sha256: Option<String>,
     },
-    /// This machine failed (disk, journal); the package may be retried.
+    /// This machine failed (disk, journal); the package is not decided and may be retried.
     Failed {
         /// What went wrong.
         error: String,
+        /// Whose fault: [`Fault::Ours`] from the publisher.
+        fault: Fault,
     },
+}
+
+impl Outcome {
+    /// Whose fault it is that the package was not taken, when it was not.
+    pub(crate) fn fault(&self) -> Option<Fault> {
+        match self {
+            Self::Rejected { .. } => Some(Fault::Sender),
+            Self::Failed { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
 }
 
 /// A request to the publisher thread.
@@ -271,7 +313,7 @@ impl Publisher {
                     EventKind::Rejected,
                     None,
                     json!({
-                        "name": r.name, "channel": r.channel, "reason": reason, "fault": "sender",
+                        "name": r.name, "channel": r.channel, "reason": reason, "fault": Fault::Sender,
                     }),
                 );
                 return Err(Outcome::Rejected {
@@ -334,7 +376,7 @@ impl Publisher {
             self.event(
                 EventKind::Rejected,
                 pkg_ref,
-                json!({"channel": r.channel, "reason": reason, "fault": "ours"}),
+                json!({"channel": r.channel, "reason": reason, "fault": Fault::Sender}),
             );
             self.keep_rejected(sha);
             return Outcome::Rejected {
@@ -344,7 +386,7 @@ impl Publisher {
         }
         let attempts = match self.journal.begin_processing(sha) {
             Ok(n) => n,
-            Err(e) => return self.failed(r, anyhow!(e)),
+            Err(e) => return self.fail(&job, anyhow!(e)),
         };
         if attempts > MAX_ATTEMPTS && !job.force {
             return self.set_aside(&job, attempts - 1);
@@ -360,14 +402,10 @@ impl Publisher {
         };
         let pkg = match package::verify(&incoming, &self.config.evidence, &self.config.limits) {
             Ok(pkg) => pkg,
-            Err(rejection) => {
-                let fault = if rejection.is_senders_fault() {
-                    "sender"
-                } else {
-                    "ours"
-                };
-                return self.reject(&job, rejection.to_string(), fault);
+            Err(rejection) if rejection.is_senders_fault() => {
+                return self.reject(&job, rejection.to_string());
             }
+            Err(ours) => return self.fail(&job, anyhow!(ours)),
         };
         self.event(
             EventKind::Verified,
@@ -383,11 +421,11 @@ impl Publisher {
             && let Some(reason) = self.inspect(&pkg, pkg_ref)
             && self.config.reject_inconsistent
         {
-            return self.reject(&job, reason, "sender");
+            return self.reject(&job, reason);
         }
         let corte = match package::corte_time(&pkg, &self.config.corte, r.received_at) {
             Ok(corte) => corte,
-            Err(impossible) => return self.reject(&job, impossible.to_string(), "sender"),
+            Err(impossible) => return self.reject(&job, impossible.to_string()),
         };
         if corte.source == CorteSource::Arrival {
             self.event(
@@ -409,7 +447,7 @@ impl Publisher {
             && corte.time < current.time
         {
             if let Err(e) = self.archive.accept(sha) {
-                return self.failed(r, anyhow!(e).context("archiving the verified package"));
+                return self.fail(&job, anyhow!(e).context("archiving the verified package"));
             }
             self.event(
                 EventKind::Older,
@@ -428,19 +466,20 @@ impl Publisher {
 
         match self.publish(&pkg, &corte, r.received_at) {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(too_big)) => self.reject(&job, too_big, "limits"),
-            Err(e) => self.failed(r, e.context("recording the publication")),
+            Ok(Err(too_big)) => self.reject(&job, too_big),
+            Err(e) => self.fail(&job, e.context("recording the publication")),
         }
     }
 
-    /// Journals a rejection and keeps the package apart, with the rejected ones.
-    fn reject(&self, job: &Job<'_>, reason: String, fault: &str) -> Outcome {
+    /// Journals a rejection (the sender's fault) and keeps the package apart, with the
+    /// rejected ones.
+    fn reject(&self, job: &Job<'_>, reason: String) -> Outcome {
         let sha = job.stored.sha256;
         self.event(
             EventKind::Rejected,
             job.pkg_ref(),
             json!({
-                "channel": job.received.channel, "reason": reason, "fault": fault,
+                "channel": job.received.channel, "reason": reason, "fault": Fault::Sender,
             }),
         );
         self.set_outcome(sha, "rejected");
@@ -491,10 +530,7 @@ impl Publisher {
     fn hold(&self, job: &Job<'_>, corte: &CorteTime, reason: String) -> Outcome {
         let sha = job.stored.sha256;
         if let Err(e) = self.archive.accept(sha) {
-            return self.failed(
-                job.received,
-                anyhow!(e).context("archiving the verified package"),
-            );
+            return self.fail(job, anyhow!(e).context("archiving the verified package"));
         }
         let corte_id = corte.id();
         let reason = format!(
@@ -547,10 +583,11 @@ impl Publisher {
                     Some((sha, &name)),
                     json!({"warning": format!(
                         "processing of {name} was interrupted, and its archived copy cannot \
-                         be read to take it again: {e}"
-                    )}),
+                         be read to take it again: {e}; it is taken when its channel delivers \
+                         it again"
+                    ), "fault": Fault::Ours}),
                 );
-                self.set_outcome(sha, "rejected");
+                self.set_outcome(sha, "failed");
                 return;
             }
         };
@@ -789,6 +826,7 @@ impl Publisher {
             Ok(outcome) => outcome,
             Err(e) => Outcome::Failed {
                 error: format!("{e:#}"),
+                fault: Fault::Ours,
             },
         }
     }
@@ -981,16 +1019,29 @@ impl Publisher {
         }
     }
 
+    /// This machine failed on a package before its processing began: journaled as an
+    /// `intake-error` of ours, nothing decided.
     fn failed(&self, r: &Received, e: anyhow::Error) -> Outcome {
         let error = format!("{e:#}");
         self.event(
             EventKind::IntakeError,
             None,
             json!({
-                "name": r.name, "channel": r.channel, "error": error, "fault": "ours",
+                "name": r.name, "channel": r.channel, "error": error, "fault": Fault::Ours,
             }),
         );
-        Outcome::Failed { error }
+        Outcome::Failed {
+            error,
+            fault: Fault::Ours,
+        }
+    }
+
+    /// This machine failed on a package whose processing began: as [`Publisher::failed`],
+    /// and the journal holds the package as `failed`, not decided, so that its channel
+    /// delivers it again and a start does not count it as an interrupted attempt.
+    fn fail(&self, job: &Job<'_>, e: anyhow::Error) -> Outcome {
+        self.set_outcome(job.stored.sha256, "failed");
+        self.failed(job.received, e)
     }
 }
 
@@ -1006,7 +1057,9 @@ fn log_outcome(name: &str, outcome: &Outcome) {
         Outcome::Held { corte, reason, .. } => {
             tracing::warn!(%name, %corte, %reason, "package held for an operator")
         }
-        Outcome::Failed { error } => tracing::error!(%name, %error, "package not processed"),
+        Outcome::Failed { error, fault } => {
+            tracing::error!(%name, %error, ?fault, "package not processed")
+        }
         other => tracing::info!(%name, outcome = ?other, "package not published"),
     }
 }

@@ -1,7 +1,8 @@
 //! `difusor serve`: the main job, wired together.
 //!
-//! Order matters and is part of the guarantees of [`crate::publisher`]: the live site is
-//! rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
+//! Order matters and is part of the guarantees of [`crate::publisher`]: the data folder's
+//! lock is taken ([`crate::store`]: a second server on the same folder stops here), the live
+//! site is rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
 //! program before anything else happens), and only then is the publisher started (it first
 //! takes again, or sets aside, what a crash interrupted, and removes expired rejected
 //! packages, hourly after that) and the intake folder watched.
@@ -15,7 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
-use crate::archive::{Archive, clear_unfinished};
+use crate::archive::clear_unfinished;
 use crate::config::Config;
 use crate::http::gate::Gate;
 use crate::http::limits::{self, Limits};
@@ -28,38 +29,7 @@ use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
 use crate::publisher::{Command, Live, Publisher};
 use crate::site::{Compressor, Site};
-
-/// The journal's file name in the data folder.
-pub(crate) const JOURNAL_FILE: &str = "bitacora.sqlite";
-
-/// The data folder's parts, opened.
-pub(crate) struct Store {
-    /// The archive.
-    pub(crate) archive: Archive,
-    /// The journal.
-    pub(crate) journal: Arc<Journal>,
-}
-
-/// Creates the data folder's layout if needed and opens the archive and journal.
-pub(crate) fn open_store(config: &Config) -> Result<Store> {
-    let data = &config.data_dir;
-    for dir in [data.clone(), data.join("tmp"), config.watch_dir.clone()] {
-        std::fs::create_dir_all(&dir).with_context(|| {
-            format!(
-                "cannot create the folder {}; check its permissions",
-                dir.display()
-            )
-        })?;
-    }
-    let archive = Archive::open(&data.join("archivo"))?;
-    let journal_path = data.join(JOURNAL_FILE);
-    let journal = Journal::open(&journal_path)
-        .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
-    Ok(Store {
-        archive,
-        journal: Arc::new(journal),
-    })
-}
+use crate::store::{self, Busy, Store};
 
 /// A publisher with the live site rebuilt from the archive and journal; with a
 /// `compressor`, the compressed variants of every corte's files are made after each swap.
@@ -90,10 +60,16 @@ pub(crate) fn rebuilt_publisher(
 /// Runs until SIGINT or SIGTERM.
 pub(crate) async fn run(config: Config) -> Result<()> {
     let config = Arc::new(config);
-    let store = open_store(&config)?;
+    let lock = store::lock(&config.data_dir)?.map_err(|busy| Busy {
+        hint: "only one server may use a data folder: stop that one first, or give this one \
+               another data_dir"
+            .to_owned(),
+        ..busy
+    })?;
+    let store = Store::open(&config.data_dir, &config.watch_dir, lock)?;
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
-    clear_unfinished(&config.data_dir.join("tmp"))?;
+    clear_unfinished(&store.layout.tmp())?;
     let compressor = Compressor::start().context("cannot start the compressor thread")?;
     let (publisher, live) = rebuilt_publisher(&config, &store, Some(compressor))?;
 
@@ -142,7 +118,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let puller = match &config.pull {
         Some(settings) => Some(Arc::new(Puller::new(
             settings.clone(),
-            config.data_dir.join("tmp"),
+            store.layout.tmp(),
             config.limits.max_package_bytes,
             queue.clone(),
             store.journal.clone(),
@@ -202,7 +178,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         publisher: queue.clone(),
         token: config.admin_token.clone(),
         guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
-        tmp_dir: config.data_dir.join("tmp"),
+        tmp_dir: store.layout.tmp(),
         max_package_bytes: config.limits.max_package_bytes,
         max_site_bytes: config.max_site_bytes,
         gate,
@@ -287,7 +263,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     if let (Some(settings), Some(listener)) = (&config.sftp, sftp_listener) {
         let server = SftpServer {
             settings: settings.clone(),
-            tmp_dir: config.data_dir.join("tmp"),
+            tmp_dir: store.layout.tmp(),
             max_package_bytes: config.limits.max_package_bytes,
             publisher: queue.clone(),
             journal: store.journal.clone(),

@@ -630,6 +630,36 @@ fn a_package_over_the_size_limit_is_not_downloaded_and_the_reason_is_journaled()
 }
 
 #[test]
+fn a_package_this_machine_fails_to_take_is_pulled_again_at_the_next_poll_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    let bytes = package("20270606_2000", 7);
+    institute.publish("/prep/", name, &bytes);
+    let url = institute.url("/prep/");
+    let data = dir.path().join("data");
+    let broken = break_archive_for(&data, &bytes);
+    let mut server = start_puller(&data, &pull_args(&institute, &url, &[]));
+
+    // Our fault, journaled as ours, never as a rejection; not taken, so fetched again at the
+    // next polls although the journal has seen its digest.
+    let errors = wait_events(&server, "intake-error", 1);
+    assert_eq!(errors[0]["detail"]["fault"], "ours", "{errors:?}");
+    assert_eq!(errors[0]["detail"]["channel"], "pull", "{errors:?}");
+    institute.wait_seen(&format!("/prep/{name}"), 3);
+    assert_eq!(events(&server, "pull-error")[0]["detail"]["fault"], "ours");
+    assert!(events(&server, "rejected").is_empty());
+    assert!(server.live_corte().is_none());
+
+    // Repaired while the server is down: the next start takes it.
+    server.stop();
+    std::fs::remove_dir(&broken).unwrap();
+    server.restart();
+    server.wait_corte("20270606_2000");
+    assert!(events(&server, "rejected").is_empty());
+}
+
+#[test]
 fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
     let dir = tempfile::tempdir().unwrap();
     for (args, expected) in [

@@ -896,3 +896,32 @@ fn a_login_past_the_session_limit_is_told_to_come_back() {
     let out = s.batch("ls\n");
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn an_upload_this_server_fails_to_keep_is_a_server_error_not_a_rejection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let bytes = site_package("20240602_2000", &[]);
+    let pkg = s.local("PREP_20240602_2000.zip", &bytes);
+    let broken = break_archive_for(&s.server.data, &bytes);
+
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(!out.status.success(), "{}", text(&out));
+    // OpenSSH's client shows only the status code of the failed close, not its message.
+    assert!(
+        text(&out).contains("close remote: Failure"),
+        "{}",
+        text(&out)
+    );
+    let sessions = sessions_when(&s.server, |e| !e.is_empty());
+    let file = &sessions[0]["detail"]["files"][0];
+    assert_eq!(file["outcome"]["outcome"], "failed", "{file}");
+    assert_eq!(file["outcome"]["fault"], "ours", "{file}");
+    assert!(events(&s.server, "rejected").is_empty());
+
+    // Repaired: the same upload goes live.
+    std::fs::remove_dir(&broken).unwrap();
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+}

@@ -59,7 +59,7 @@ use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::{Metrics, PullSnapshot, Snapshot};
-use crate::publisher::{Command, Live, Outcome, Received, package_name};
+use crate::publisher::{Command, Fault, Live, Outcome, Received, package_name};
 
 /// What the admin handler needs.
 pub(crate) struct Admin {
@@ -591,10 +591,11 @@ fn outcome_response(outcome: Option<Outcome>) -> Response<BoxedBody> {
     let Some(outcome) = outcome else {
         return stopped();
     };
-    let status = match outcome {
-        Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        Outcome::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::OK,
+    // The package's fault is the sender's to fix; any other is this server's.
+    let status = match outcome.fault() {
+        Some(Fault::Sender) => StatusCode::UNPROCESSABLE_ENTITY,
+        Some(Fault::Ours | Fault::Transport) => StatusCode::INTERNAL_SERVER_ERROR,
+        None => StatusCode::OK,
     };
     json_response(status, &serde_json::to_value(&outcome).unwrap_or_default())
 }

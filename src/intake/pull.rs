@@ -25,7 +25,9 @@
 //! - A package whose bytes do not match its `.sha256` is fetched again with a fresh sidecar (it
 //!   may have been replaced while it was being downloaded); one that never matches is not handed
 //!   over, and the attempt fails. A torn download never reaches the publisher.
-//! - A package whose sidecar names a digest the journal already holds is not downloaded again.
+//! - A package whose sidecar names a digest the journal holds as decided is not downloaded
+//!   again. One this machine failed to take (a full disk, a journal error; the publisher's
+//!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
 //! - In an index, a package that fails for itself (too large, never matching its sidecar) does
 //!   not hold back the ones after it; a service that stops answering ends the poll at once.
 //! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
@@ -56,7 +58,7 @@ use crate::hash::Sha256;
 use crate::http::tls::{read_certificates, read_private_key};
 use crate::journal::{EventKind, Journal};
 use crate::package::{sidecar_digest, sidecar_single_entry};
-use crate::publisher::{Command, Outcome, Received, package_name};
+use crate::publisher::{Command, Fault, Outcome, Received, package_name};
 
 /// Largest index read.
 const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
@@ -166,7 +168,16 @@ impl PullError {
     /// Whether the service itself failed (no answer, a broken transfer), rather than one
     /// package.
     fn is_transport(&self) -> bool {
-        matches!(self, Self::Request { .. })
+        self.fault() == Fault::Transport
+    }
+
+    /// Whose fault: the connection, this machine, or the institute's service and files.
+    fn fault(&self) -> Fault {
+        match self {
+            Self::Request { .. } => Fault::Transport,
+            Self::Io { .. } | Self::NotTaken { .. } => Fault::Ours,
+            _ => Fault::Sender,
+        }
     }
 }
 
@@ -227,8 +238,9 @@ impl Puller {
                 r = self.poll(&mut source) => r,
                 _ = shutdown.changed() => return,
             };
-            let error = result.err().map(|e| e.to_string());
-            let wait = self.count(&source.url, &mut streak, error.as_deref());
+            let error = result.err().map(|e| (e.to_string(), e.fault()));
+            let wait = self.count(&source.url, &mut streak, error.as_ref());
+            let error = error.map(|(text, _)| text);
             self.board
                 .update(&source, streak.as_ref(), error.as_deref());
             tokio::select! {
@@ -238,10 +250,16 @@ impl Puller {
         }
     }
 
-    /// Counts a poll of `url` that ended with `error`, if any, into the run of failures,
-    /// journaling where a run begins and ends; returns the wait before the next poll.
-    fn count(&self, url: &Url, streak: &mut Option<Streak>, error: Option<&str>) -> Duration {
-        let Some(error) = error else {
+    /// Counts a poll of `url` that ended with `error` (and whose fault it was), if any, into
+    /// the run of failures, journaling where a run begins and ends; returns the wait before
+    /// the next poll.
+    fn count(
+        &self,
+        url: &Url,
+        streak: &mut Option<Streak>,
+        error: Option<&(String, Fault)>,
+    ) -> Duration {
+        let Some((error, fault)) = error else {
             if let Some(s) = streak.take() {
                 tracing::info!(%url, failures = s.failures, "pull works again");
                 self.note(
@@ -262,7 +280,7 @@ impl Puller {
                 tracing::warn!(%url, error, "pull failed");
                 self.note(
                     EventKind::PullError,
-                    json!({"url": url.as_str(), "error": error}),
+                    json!({"url": url.as_str(), "error": error, "fault": fault}),
                 );
                 *streak = Some(Streak {
                     failures: 1,
@@ -440,11 +458,12 @@ impl Puller {
         }))
     }
 
-    /// Whether the journal holds a package with `digest` (read off the async threads; a
-    /// journal that cannot answer means "no", and the package is fetched).
+    /// Whether the journal holds a package with `digest` as decided (read off the async
+    /// threads; a journal that cannot answer means "no", and the package is fetched). One
+    /// this machine failed to take is fetched again.
     async fn known(&self, digest: Sha256) -> bool {
         let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.knows_package(digest))
+        tokio::task::spawn_blocking(move || journal.decided(digest))
             .await
             .ok()
             .and_then(Result::ok)
@@ -490,9 +509,9 @@ impl Puller {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a pulled file");
         }
         match outcome? {
-            Outcome::Failed { error } => Err(PullError::NotTaken { name, error }),
-            // Published, archived, a duplicate, or refused (journaled by the publisher): the
-            // same bytes are not fetched again.
+            Outcome::Failed { error, .. } => Err(PullError::NotTaken { name, error }),
+            // Published, archived, a duplicate, or refused for itself (journaled by the
+            // publisher): the same bytes are not fetched again.
             _ => Ok(()),
         }
     }

@@ -62,7 +62,7 @@ use super::file::{MAX_EVIDENCE_BYTES, read_evidence};
 use super::startups::{Startup, Startups, YIELD_AFTER};
 use crate::config::SftpSettings;
 use crate::journal::{EventKind, Journal};
-use crate::publisher::{Command, Outcome, Received, package_name};
+use crate::publisher::{Command, Fault, Outcome, Received, package_name};
 
 /// Most files one session may hold open at once.
 const MAX_OPEN_HANDLES: usize = 16;
@@ -293,7 +293,8 @@ async fn connection(
     let cut = loop {
         let now = *phase.borrow();
         tokio::select! {
-            ended = &mut run => break ended.err().map(|e| format!("{e:#}")),
+            // The connection broke, or the client broke the protocol: the transport's fault.
+            ended = &mut run => break ended.err().map(|e| (format!("{e:#}"), Fault::Transport)),
             changed = phase.changed(), if phase_open => match changed {
                 Err(_) => phase_open = false,
                 Ok(()) => match *phase.borrow() {
@@ -334,7 +335,7 @@ async fn connection(
         Ok(s) => s.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    journal_session(&shared.server.journal, peer, &stats, cut.as_deref());
+    journal_session(&shared.server.journal, peer, &stats, cut.as_ref());
     let ip = peer.ip().to_canonical();
     if stats.fingerprint.is_some() {
         shared.bans.clear(ip);
@@ -373,11 +374,11 @@ async fn cut_off<F: std::future::Future + Unpin>(
     socket: &std::net::TcpStream,
     session: &mut F,
     reason: String,
-) -> Option<String> {
+) -> Option<(String, Fault)> {
     tracing::warn!(reason, "SFTP connection cut");
     let _ = socket.shutdown(std::net::Shutdown::Both);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session).await;
-    Some(reason)
+    Some((reason, Fault::Sender))
 }
 
 /// A ban's length in words (`15m`, `1h 30m`).
@@ -397,7 +398,13 @@ fn refused(journal: &Journal, peer: SocketAddr, reason: &str) {
     );
 }
 
-fn journal_session(journal: &Journal, peer: SocketAddr, stats: &SessionStats, ended: Option<&str>) {
+/// Journals a session's end; `ended` is why it ended early, and whose fault that was.
+fn journal_session(
+    journal: &Journal,
+    peer: SocketAddr,
+    stats: &SessionStats,
+    ended: Option<&(String, Fault)>,
+) {
     let detail = json!({
         "address": peer.to_string(),
         "user": stats.user,
@@ -409,7 +416,8 @@ fn journal_session(journal: &Journal, peer: SocketAddr, stats: &SessionStats, en
         "bytes": stats.bytes,
         "refusals": stats.refusals,
         "refusal_count": stats.refusal_count,
-        "error": ended,
+        "error": ended.map(|(error, _)| error),
+        "fault": ended.map(|(_, fault)| fault),
     });
     tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
     let _ = journal.record(EventKind::SftpSession, None, detail);
@@ -925,7 +933,10 @@ impl SftpHandler {
                 StatusCode::Failure,
                 format!("delivered but rejected: {reason}"),
             )),
-            Outcome::Failed { error } => Err(failed(&error)),
+            Outcome::Failed { error, .. } => Err(failed(&format!(
+                "this server failed to keep it (not a fault of the package): {error}; upload it \
+                 again later"
+            ))),
         }
     }
 }

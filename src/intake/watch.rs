@@ -30,9 +30,11 @@
 //! # Guarantees
 //! - A half-written file is never taken by this channel's rules above.
 //! - Each file is handed over once. After the publisher has archived it, it and its evidence
-//!   leave the folder (the archive holds them). A file that could not be archived because of
-//!   this machine stays, and is retried when it changes or at the next start; one refused for
-//!   its size is renamed to `.rechazado.<name>` and stays.
+//!   leave the folder (the archive holds them). A file this machine failed to take (a full
+//!   or read-only disk, a journal error: the publisher's `failed`) stays as it is, never set
+//!   aside, and is retried when it changes, after a wait that doubles from two seconds up to a
+//!   minute, and at the next start; one refused for its size is renamed to `.rechazado.<name>`
+//!   and stays.
 //! - No file is opened through a link, and nothing in the folder can stall the intake.
 
 use std::collections::{HashMap, HashSet};
@@ -52,7 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::file::{describe, read_evidence};
 use crate::journal::{self, Journal};
 use crate::package::Policy;
-use crate::publisher::{Command, Outcome, Received, package_name};
+use crate::publisher::{Command, Fault, Outcome, Received, package_name};
 
 /// How the watched folder decides a file is complete.
 #[derive(Debug, Clone)]
@@ -73,6 +75,19 @@ pub(crate) struct WatchRules {
 const ASIDE_PREFIX: &str = ".rechazado.";
 /// Longest file name on the file systems difusor runs on (`NAME_MAX`).
 const MAX_NAME_BYTES: usize = 255;
+/// The first wait before a file this machine failed to take is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+/// The longest wait between tries of a file this machine keeps failing to take.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// A file this machine failed to take, as it was then, and when to try it again.
+#[derive(Debug)]
+struct Retry {
+    len: u64,
+    modified: Option<SystemTime>,
+    after: Instant,
+    wait: Duration,
+}
 
 /// What is known of a file not yet taken.
 #[derive(Debug)]
@@ -165,9 +180,9 @@ struct Folder<'a> {
     journal: &'a Journal,
     /// Files not yet taken.
     pending: HashMap<PathBuf, Candidate>,
-    /// Files the publisher could not take because of this machine, with the size and
-    /// modification time they had then: retried only once they change.
-    failed: HashSet<(PathBuf, u64, Option<SystemTime>)>,
+    /// Files the publisher could not take because of this machine: retried once they change
+    /// or their wait is over.
+    failed: HashMap<PathBuf, Retry>,
     /// Refused files that could not be set aside: journaled once, skipped while they stay.
     stuck: HashSet<PathBuf>,
 }
@@ -195,7 +210,7 @@ pub(crate) async fn watch_folder(
         rules: &rules,
         journal: &journal,
         pending: HashMap::new(),
-        failed: HashSet::new(),
+        failed: HashMap::new(),
         stuck: HashSet::new(),
     };
     folder.rescan();
@@ -331,9 +346,13 @@ impl Folder<'_> {
             }
             match classify(&path) {
                 Entry::Package(meta) => {
-                    let key = (path, meta.len(), meta.modified().ok());
-                    if !self.failed.contains(&key) {
-                        self.pending.insert(key.0, Candidate::new(&meta, false));
+                    let waiting = self.failed.get(&path).is_some_and(|r| {
+                        r.len == meta.len()
+                            && r.modified == meta.modified().ok()
+                            && Instant::now() < r.after
+                    });
+                    if !waiting {
+                        self.pending.insert(path, Candidate::new(&meta, false));
                     }
                 }
                 Entry::Refused(reason) => self.refuse(&path, &reason),
@@ -341,6 +360,7 @@ impl Folder<'_> {
             }
         }
         self.stuck = still_stuck;
+        self.failed.retain(|path, _| is_regular(path));
     }
 
     /// Journals why `path` is not taken and sets it aside; once per file.
@@ -368,7 +388,7 @@ impl Folder<'_> {
             journal::EventKind::Rejected,
             None,
             json!({
-                "name": name, "channel": "watch", "fault": "sender",
+                "name": name, "channel": "watch", "fault": Fault::Sender,
                 "reason": format!("{name:?} was not taken: {reason}"),
                 "set_aside": set_aside_as, "error": error,
             }),
@@ -476,7 +496,7 @@ async fn take(
     path: &Path,
     publisher: &mpsc::Sender<Command>,
     journal: &Journal,
-    failed: &mut HashSet<(PathBuf, u64, Option<SystemTime>)>,
+    failed: &mut HashMap<PathBuf, Retry>,
 ) {
     let Some(name) = package_name(path) else {
         return;
@@ -502,10 +522,25 @@ async fn take(
         return;
     }
     let Ok(outcome) = rx.await else { return };
+    if !matches!(outcome, Outcome::Failed { .. }) {
+        failed.remove(path);
+    }
     let tidy = match &outcome {
+        // This machine's fault: the file stays as it is, to be tried again.
         Outcome::Failed { .. } => {
             if let Some(m) = meta {
-                failed.insert((path.to_owned(), m.len(), m.modified().ok()));
+                let wait = failed
+                    .get(path)
+                    .map_or(RETRY_FIRST, |r| (r.wait * 2).min(RETRY_MAX));
+                failed.insert(
+                    path.to_owned(),
+                    Retry {
+                        len: m.len(),
+                        modified: m.modified().ok(),
+                        after: Instant::now() + wait,
+                        wait,
+                    },
+                );
             }
             return;
         }

@@ -30,6 +30,26 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd` and returns its output if it ends within `within`; kills it otherwise.
+pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// The binary under test.
 pub fn difusor() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_difusor"));
@@ -589,6 +609,17 @@ pub fn incompressible(len: usize) -> Vec<u8> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Breaks the archive of data folder `data` for the package `bytes`, as a damaged disk
+/// would: a folder stands where its verified copy is kept (`archivo/<aa>/<sha256>`), so the
+/// copy the server finds there cannot be read. Works as root, where permissions stop nothing.
+/// Removing the returned folder repairs it.
+pub fn break_archive_for(data: &Path, bytes: &[u8]) -> PathBuf {
+    let sha = sha256_hex(bytes);
+    let broken = data.join("archivo").join(&sha[..2]).join(&sha);
+    std::fs::create_dir_all(&broken).unwrap();
+    broken
 }
 
 /// The shared real fixtures folder.

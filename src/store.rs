@@ -1,0 +1,247 @@
+//! The data folder: its layout, and the lock that gives it one writer.
+//!
+//! Every name inside the data folder is spelled here and nowhere else:
+//! - `archivo/`: the archive ([`crate::archive`]), with `archivo/pendientes/` (received, not
+//!   yet verified), `archivo/rechazados/` (rejected or set aside), `archivo/tmp/` (copies
+//!   being written) and `archivo/<aa>/` (verified, kept forever);
+//! - `tmp/`: downloads and uploads not yet handed to the publisher;
+//! - `bitacora.sqlite`: the journal ([`crate::journal`]);
+//! - `difusor.lock`: the lock file;
+//! - defaults of settings that point into the folder: `entrada/` (`watch_dir`), `bitacoras/`
+//!   (`log_dir`), `sftp_host_key`, `sftp_authorized_keys`, and `tls/` (what `difusor init
+//!   --self-signed` writes).
+//!
+//! # Guarantees
+//! - One writer per data folder. Whatever writes the archive or the journal (`serve`, and
+//!   `ingest`, `rollback` and `notice` when they work on the folder themselves) first takes
+//!   an exclusive lock on `difusor.lock` ([`std::fs::File::try_lock`]) and holds it until it
+//!   ends; the kernel releases it when the process dies, however it dies. A [`Store`] (the
+//!   archive and the journal opened for writing) can only be opened with that lock in hand.
+//! - The lock never waits: a folder held by another process is [`Busy`], with the holder's
+//!   process id when it wrote one. The id is written into the file after the lock is taken,
+//!   for operators' messages only; the lock itself is the kernel's.
+//! - Reading (the journal for `history`, reports) needs no lock: SQLite's WAL lets readers
+//!   in beside the writer.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::archive::Archive;
+use crate::journal::Journal;
+
+/// The archive's folder in the data folder.
+const ARCHIVE: &str = "archivo";
+/// In the archive: packages received and not yet verified.
+pub(crate) const ARCHIVE_PENDING: &str = "pendientes";
+/// In the archive: rejected or set-aside packages.
+pub(crate) const ARCHIVE_REJECTED: &str = "rechazados";
+/// In the archive: copies being written.
+pub(crate) const ARCHIVE_TMP: &str = "tmp";
+/// Downloads and uploads not yet handed to the publisher.
+const TMP: &str = "tmp";
+/// The journal's file.
+const JOURNAL: &str = "bitacora.sqlite";
+/// The lock file.
+const LOCK: &str = "difusor.lock";
+
+/// The places inside a data folder.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the data folder `root`.
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    /// The archive's folder.
+    pub(crate) fn archive(&self) -> PathBuf {
+        self.root.join(ARCHIVE)
+    }
+
+    /// The folder of downloads and uploads not yet handed over.
+    pub(crate) fn tmp(&self) -> PathBuf {
+        self.root.join(TMP)
+    }
+
+    /// The journal's file.
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.root.join(JOURNAL)
+    }
+
+    /// The lock file.
+    pub(crate) fn lock_file(&self) -> PathBuf {
+        self.root.join(LOCK)
+    }
+
+    /// The intake folder when `watch_dir` is not set.
+    pub(crate) fn default_watch_dir(&self) -> PathBuf {
+        self.root.join("entrada")
+    }
+
+    /// The access logs' folder when `log_dir` is not set.
+    pub(crate) fn default_log_dir(&self) -> PathBuf {
+        self.root.join("bitacoras")
+    }
+
+    /// The SFTP host key when `sftp_host_key` is not set.
+    pub(crate) fn default_sftp_host_key(&self) -> PathBuf {
+        self.root.join("sftp_host_key")
+    }
+
+    /// The SFTP authorized keys when `sftp_authorized_keys` is not set.
+    pub(crate) fn default_sftp_authorized_keys(&self) -> PathBuf {
+        self.root.join("sftp_authorized_keys")
+    }
+
+    /// Where `difusor init --self-signed` writes its certificate and key.
+    pub(crate) fn self_signed_tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+
+    /// The folders `difusor init` makes, as the operator reads them.
+    pub(crate) fn init_folders(&self) -> [(PathBuf, &'static str); 3] {
+        [
+            (self.default_watch_dir(), "entrada/"),
+            (self.archive(), "archivo/"),
+            (self.tmp(), "tmp/"),
+        ]
+    }
+}
+
+/// The data folder is held by another process.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the data folder {} is held by another difusor{} (lock file {}){}",
+    folder.display(),
+    pid.map(|p| format!(", process {p}")).unwrap_or_default(),
+    lock_file.display(),
+    if hint.is_empty() { String::new() } else { format!("; {hint}") }
+)]
+pub(crate) struct Busy {
+    /// The data folder.
+    pub(crate) folder: PathBuf,
+    /// Its lock file.
+    pub(crate) lock_file: PathBuf,
+    /// The holder's process id, as it wrote it.
+    pub(crate) pid: Option<u32>,
+    /// What the operator can do.
+    pub(crate) hint: String,
+}
+
+/// The exclusive lock on a data folder, held until dropped (or the process ends).
+#[derive(Debug)]
+pub(crate) struct Lock {
+    // The lock lives as long as this open file.
+    _file: File,
+}
+
+/// Takes the data folder's lock without waiting: `Ok(Err(busy))` when another process holds
+/// it. The folder is created if needed.
+pub(crate) fn lock(data_dir: &Path) -> Result<std::result::Result<Lock, Busy>> {
+    std::fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}; check its permissions",
+            data_dir.display()
+        )
+    })?;
+    let path = Layout::new(data_dir).lock_file();
+    // Not truncated on open: the holder's process id stays readable until the lock is ours.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file
+                .take(32)
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Ok(Err(Busy {
+                folder: data_dir.to_owned(),
+                lock_file: path,
+                pid,
+                hint: String::new(),
+            }));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    if let Err(e) = written {
+        // Only the message to a second process loses its pid; the lock holds.
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the process id into the lock file");
+    }
+    Ok(Ok(Lock { _file: file }))
+}
+
+/// The data folder opened for writing: the archive and the journal, under its lock.
+pub(crate) struct Store {
+    /// The archive.
+    pub(crate) archive: Archive,
+    /// The journal.
+    pub(crate) journal: Arc<Journal>,
+    /// The data folder's places.
+    pub(crate) layout: Layout,
+    _lock: Lock,
+}
+
+impl Store {
+    /// Creates the data folder's layout if needed (and `watch_dir`) and opens the archive
+    /// and the journal; `lock` proves this process is the folder's only writer.
+    pub(crate) fn open(data_dir: &Path, watch_dir: &Path, lock: Lock) -> Result<Self> {
+        let layout = Layout::new(data_dir);
+        for dir in [layout.tmp(), watch_dir.to_owned()] {
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!(
+                    "cannot create the folder {}; check its permissions",
+                    dir.display()
+                )
+            })?;
+        }
+        let archive = Archive::open(&layout.archive())?;
+        let journal_path = layout.journal();
+        let journal = Journal::open(&journal_path)
+            .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
+        Ok(Self {
+            archive,
+            journal: Arc::new(journal),
+            layout,
+            _lock: lock,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_folder_is_busy_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap().unwrap();
+        let busy = lock(dir.path()).unwrap().unwrap_err();
+        assert_eq!(busy.pid, Some(std::process::id()));
+        assert!(busy.to_string().contains(&dir.path().display().to_string()));
+        drop(first);
+        assert!(lock(dir.path()).unwrap().is_ok(), "free again once dropped");
+    }
+}

@@ -1,0 +1,109 @@
+//! One writer per data folder: a second server on it stops at start; a command that would
+//! write while a server holds it asks that server, or stops when it cannot be reached; with
+//! no server, the command works on the folder itself.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn a_second_server_on_the_same_data_folder_stops_at_start_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let first = Server::start(&data, &[]);
+    let pid = first.pid().unwrap();
+
+    let out = output_within(
+        difusor().args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--publish-start",
+            "",
+        ]),
+        Duration::from_secs(30),
+    )
+    .expect("the second server stops by itself");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!("data folder {} is held", data.display()))
+            && stderr.contains(&format!("process {pid}")),
+        "{stderr}"
+    );
+
+    // The first one never noticed.
+    drop_file(
+        &first.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    first.wait_corte("20240602_2100");
+    assert_eq!(curl(&first.url("/"), &[]).status, 200);
+}
+
+#[test]
+fn a_command_that_cannot_reach_the_server_holding_the_folder_stops_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let pkg = dir.path().join("20240602_2100_PREP_SITIO.zip");
+    std::fs::write(&pkg, site_package("20240602_2100", &[])).unwrap();
+    let mut server = Server::start(&data, &[]);
+    let elsewhere = format!("127.0.0.1:{}", free_port());
+    let command = |sub: &[&str]| {
+        difusor()
+            .args(sub)
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--corte-window-margin",
+                "",
+                "--admin-listen",
+                &elsewhere,
+            ])
+            .output()
+            .unwrap()
+    };
+
+    for sub in [
+        &["ingest", pkg.to_str().unwrap()][..],
+        &["rollback", "20240602_2100"],
+        &["notice", "on", "--text", "Suspendido"],
+    ] {
+        let out = command(sub);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{sub:?}: {stderr}");
+        assert!(
+            stderr.contains("is held by another difusor")
+                && stderr.contains(&format!(
+                    "nothing answers on its admin listener at {elsewhere}"
+                ))
+                && stderr.contains("admin_listen"),
+            "{sub:?}: {stderr}"
+        );
+    }
+    // Nothing was received, published or recorded behind the server's back.
+    let status = server.status();
+    assert_eq!(status["counts"]["received"], 0, "{status:#}");
+    assert!(status["live"]["corte"].is_null(), "{status:#}");
+    for kind in ["received", "published", "notice-on"] {
+        assert!(events(&server, kind).is_empty(), "{kind}");
+    }
+
+    // Through the server's own admin listener the same command works.
+    assert_success(&server.run(&["ingest", pkg.to_str().unwrap()]));
+    server.wait_corte("20240602_2100");
+
+    // With the server stopped, the lock is free: the command works on the folder itself.
+    server.stop();
+    let out = command(&["rollback", "20240602_2100"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "published", "{v}");
+}
