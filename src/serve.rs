@@ -333,9 +333,10 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     )
     .context("cannot start the intake folder's thread")?;
 
+    let mut watching = true;
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
-        ended = &mut watcher => match ended {
+        ended = &mut watcher => match { watching = false; ended } {
             Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
             Err(_) => Err(anyhow::anyhow!("the intake folder watcher panicked")),
             Ok(Ok(())) => Ok(()),
@@ -345,6 +346,9 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    if watching {
+        let _ = watcher.await;
+    }
     let _ = tokio::task::spawn_blocking(move || log_writer.join()).await;
     store
         .journal
