@@ -336,11 +336,14 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let mut watching = true;
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
-        ended = &mut watcher => match { watching = false; ended } {
-            Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
-            Err(_) => Err(anyhow::anyhow!("the intake folder watcher panicked")),
-            Ok(Ok(())) => Ok(()),
-        },
+        ended = &mut watcher => {
+            watching = false;
+            match ended {
+                Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
+                Err(_) => Err(anyhow::anyhow!("the intake folder watcher panicked")),
+                Ok(Ok(())) => Ok(()),
+            }
+        }
         Ok(why) = died => Err(publisher_died(&health, &store.journal, why).await),
     };
     tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
