@@ -10,15 +10,30 @@
 //! - `publications`: each corte that went live, in order, with what it was built on. The live
 //!   site is rebuilt from this table and the archive at start.
 //!
+//! # One writer
+//! Every write goes through one thread, `journal`, that owns the write connection: callers
+//! hand it work over a channel and wait for the result ([`Journal::record`] on threads of
+//! their own, [`Journal::record_async`] on the async threads that serve visitors, which then
+//! wait without blocking), or post an event and go on ([`Journal::post`]): posted events are
+//! written together, in one transaction (one fsync) per batch, in the order they were posted.
+//! Reads use a connection of their own (WAL lets them run while the writer writes).
+//!
 //! # Guarantees
 //! - Rows are only ever inserted, never updated or deleted, except a package's `outcome` and
 //!   `attempts`. A rejected package's hash and reason stay in `events` forever, after its
 //!   archived copy is removed.
 //! - [`Journal::record_publication`] commits (fsynced) before it returns, so a corte is in
 //!   the journal before it is swapped in: a crash can lose a swap, never a record.
+//! - Work is written in the order it was handed over, so a write that returns has also
+//!   written every event posted before it. A [`Journal`] dropped writes what is queued first.
+//! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
+//!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
+//!   up.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -26,10 +41,21 @@ use serde::Serialize;
 
 use crate::hash::Sha256;
 
+/// Most posted events that may wait for the writer; past it, new ones are counted as lost.
+pub(crate) const MAX_QUEUED_EVENTS: usize = 65_536;
+/// Most posted events written in one transaction.
+const MAX_BATCH: usize = 1024;
+
 /// A journal failure: the database could not be read or written (our side).
 #[derive(Debug, thiserror::Error)]
-#[error("journal: {0}")]
-pub(crate) struct JournalError(#[from] rusqlite::Error);
+pub(crate) enum JournalError {
+    /// SQLite failed.
+    #[error("journal: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The writer thread could not start, or has stopped.
+    #[error("journal: the writer thread is not running")]
+    Stopped,
+}
 
 type Result<T> = std::result::Result<T, JournalError>;
 
@@ -83,6 +109,9 @@ pub(crate) enum EventKind {
     PullError,
     /// A pulled URL that was failing works again: how many attempts failed, since when.
     PullRecovered,
+    /// The publisher thread stopped unexpectedly (a defect); the server exits so that its
+    /// service manager starts it again.
+    PublisherDied,
 }
 
 impl EventKind {
@@ -110,6 +139,7 @@ impl EventKind {
             Self::SftpRefused => "sftp-refused",
             Self::PullError => "pull-error",
             Self::PullRecovered => "pull-recovered",
+            Self::PublisherDied => "publisher-died",
         }
     }
 }
@@ -226,7 +256,32 @@ pub(crate) struct Waiting {
 
 /// The journal database.
 pub(crate) struct Journal {
-    conn: Mutex<Connection>,
+    /// The connection reads use.
+    reader: Mutex<Connection>,
+    /// The writer thread's queue; `None` once dropped.
+    writer: Option<mpsc::Sender<Job>>,
+    /// The writer thread, joined when the journal is dropped.
+    thread: Option<JoinHandle<()>>,
+    /// Posted events not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Posted events lost because too many were queued.
+    lost: Arc<AtomicU64>,
+}
+
+/// Work for the writer thread.
+enum Job {
+    /// An event posted by a caller that does not wait.
+    Event(Posted),
+    /// Work whose caller waits for its result.
+    Work(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// An event posted, with the time it was posted.
+struct Posted {
+    at: Timestamp,
+    kind: EventKind,
+    package: Option<(Sha256, String)>,
+    detail: serde_json::Value,
 }
 
 const SCHEMA: &str = "
@@ -263,12 +318,9 @@ CREATE TABLE IF NOT EXISTS publications (
 ";
 
 impl Journal {
-    /// Opens or creates the journal at `path`.
+    /// Opens or creates the journal at `path`, and starts its writer thread.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = connect(path)?;
         conn.execute_batch(SCHEMA)?;
         let has_attempts: bool = conn.query_row(
             "SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'attempts'",
@@ -280,25 +332,108 @@ impl Journal {
                 "ALTER TABLE packages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
             )?;
         }
+        let reader = connect(path)?;
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn({
+                let (queued, lost) = (queued.clone(), lost.clone());
+                move || write_loop(conn, &rx, &queued, &lost)
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start the journal's writer thread");
+                JournalError::Stopped
+            })?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            writer: Some(tx),
+            thread: Some(thread),
+            queued,
+            lost,
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (it has its own
         // transactions), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records an event now.
+    fn send(&self, job: Job) -> Result<()> {
+        self.writer
+            .as_ref()
+            .and_then(|w| w.send(job).ok())
+            .ok_or(JournalError::Stopped)
+    }
+
+    /// Runs `work` on the writer thread and waits for its result, blocking this thread.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Work(Box::new(move |conn| {
+            let _ = tx.send(work(conn));
+        })))?;
+        rx.recv().map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Records an event now, and returns once it is written (fsynced). Blocks this thread:
+    /// async code uses [`Journal::record_async`] or [`Journal::post`].
     pub(crate) fn record(
         &self,
         kind: EventKind,
         package: Option<(Sha256, &str)>,
         detail: serde_json::Value,
     ) -> Result<()> {
-        insert_event(&self.conn(), kind, package, &detail)
+        let (at, package) = (Timestamp::now(), owned(package));
+        self.write(move |conn| insert_event(conn, at, kind, package.as_ref(), &detail))
+    }
+
+    /// Records an event now, and returns once it is written (fsynced), without blocking the
+    /// async thread that waits.
+    pub(crate) async fn record_async(
+        &self,
+        kind: EventKind,
+        package: Option<(Sha256, &str)>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let (at, package) = (Timestamp::now(), owned(package));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Job::Work(Box::new(move |conn| {
+            let _ = tx.send(insert_event(conn, at, kind, package.as_ref(), &detail));
+        })))?;
+        rx.await.map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Hands an event to the writer and goes on at once; it is written with the others
+    /// queued. Errors are logged: nothing waits for them.
+    pub(crate) fn post(
+        &self,
+        kind: EventKind,
+        package: Option<(Sha256, &str)>,
+        detail: serde_json::Value,
+    ) {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_EVENTS {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let posted = Posted {
+            at: Timestamp::now(),
+            kind,
+            package: owned(package),
+            detail,
+        };
+        if self.send(Job::Event(posted)).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(
+                kind = kind.as_str(),
+                "the journal's writer has stopped; event lost"
+            );
+        }
     }
 
     /// Records a package's arrival once, and returns its previous outcome if it came before.
@@ -309,22 +444,24 @@ impl Journal {
         size: u64,
         at: Timestamp,
     ) -> Result<Option<String>> {
-        let conn = self.conn();
-        let previous: Option<String> = conn
-            .query_row(
-                "SELECT outcome FROM packages WHERE sha256 = ?1",
-                [sha256.to_hex()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if previous.is_none() {
-            conn.execute(
-                "INSERT INTO packages (sha256, name, size, first_received, outcome)
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let previous: Option<String> = conn
+                .query_row(
+                    "SELECT outcome FROM packages WHERE sha256 = ?1",
+                    [sha256.to_hex()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if previous.is_none() {
+                conn.execute(
+                    "INSERT INTO packages (sha256, name, size, first_received, outcome)
                  VALUES (?1, ?2, ?3, ?4, 'received')",
-                params![sha256.to_hex(), name, size as i64, at.to_string()],
-            )?;
-        }
-        Ok(previous)
+                    params![sha256.to_hex(), name, size as i64, at.to_string()],
+                )?;
+            }
+            Ok(previous)
+        })
     }
 
     /// Whether what became of the package with this digest is decided: published, older,
@@ -346,23 +483,24 @@ impl Journal {
     /// Marks a package as being processed and returns how many times in a row its processing
     /// has begun, this time included: more than one means earlier attempts were interrupted.
     pub(crate) fn begin_processing(&self, sha256: Sha256) -> Result<u32> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE packages SET
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE packages SET
                  attempts = CASE WHEN outcome = 'processing' THEN attempts + 1 ELSE 1 END,
                  outcome = 'processing'
              WHERE sha256 = ?1",
-            [sha256.to_hex()],
-        )?;
-        let attempts: i64 = conn
-            .query_row(
-                "SELECT attempts FROM packages WHERE sha256 = ?1",
                 [sha256.to_hex()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(1);
-        Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+            )?;
+            let attempts: i64 = conn
+                .query_row(
+                    "SELECT attempts FROM packages WHERE sha256 = ?1",
+                    [sha256.to_hex()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(1);
+            Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+        })
     }
 
     /// A package's file name, first arrival and last outcome, if it was ever received.
@@ -421,56 +559,62 @@ impl Journal {
     /// Sets a package's outcome (`published`, `older`, `held`, `rejected`, `set-aside`,
     /// `failed`).
     pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",
-            params![sha256.to_hex(), outcome],
-        )?;
-        Ok(())
+        let outcome = outcome.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",
+                params![sha256.to_hex(), outcome],
+            )?;
+            Ok(())
+        })
     }
 
     /// Records a corte going live with its `published` event, in one fsynced transaction,
     /// and returns its sequence number.
     pub(crate) fn record_publication(&self, p: &Publication) -> Result<i64> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO publications (corte_id, corte_time, corte_source, kind, package, name,
+        let p = p.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO publications (corte_id, corte_time, corte_source, kind, package, name,
                  build, base, received_at, live_at, lag_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                p.corte_id,
-                p.corte_time,
-                p.corte_source,
-                p.kind,
-                p.package.to_hex(),
-                p.name,
-                p.build.as_str(),
-                p.base,
-                p.received_at.to_string(),
-                p.live_at.to_string(),
-                p.lag_ms,
-            ],
-        )?;
-        let seq = tx.last_insert_rowid();
-        let kind = if p.build == Build::Rollback {
-            EventKind::Rollback
-        } else {
-            EventKind::Published
-        };
-        let detail = serde_json::json!({
-            "seq": seq, "corte": p.corte_id, "corte_time": p.corte_time,
-            "corte_source": p.corte_source, "build": p.build, "base": p.base,
-            "lag_seconds": p.lag_ms as f64 / 1000.0,
-        });
-        insert_event(&tx, kind, Some((p.package, &p.name)), &detail)?;
-        if p.build != Build::Rollback {
-            tx.execute(
-                "UPDATE packages SET outcome = 'published' WHERE sha256 = ?1",
-                [p.package.to_hex()],
+                params![
+                    p.corte_id,
+                    p.corte_time,
+                    p.corte_source,
+                    p.kind,
+                    p.package.to_hex(),
+                    p.name,
+                    p.build.as_str(),
+                    p.base,
+                    p.received_at.to_string(),
+                    p.live_at.to_string(),
+                    p.lag_ms,
+                ],
             )?;
-        }
-        tx.commit()?;
-        Ok(seq)
+            let seq = tx.last_insert_rowid();
+            let kind = if p.build == Build::Rollback {
+                EventKind::Rollback
+            } else {
+                EventKind::Published
+            };
+            let detail = serde_json::json!({
+                "seq": seq, "corte": p.corte_id, "corte_time": p.corte_time,
+                "corte_source": p.corte_source, "build": p.build, "base": p.base,
+                "lag_seconds": p.lag_ms as f64 / 1000.0,
+            });
+            let package = Some((p.package, p.name.clone()));
+            insert_event(&tx, Timestamp::now(), kind, package.as_ref(), &detail)?;
+            if p.build != Build::Rollback {
+                tx.execute(
+                    "UPDATE packages SET outcome = 'published' WHERE sha256 = ?1",
+                    [p.package.to_hex()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(seq)
+        })
     }
 
     /// Every publication, oldest first.
@@ -609,16 +753,94 @@ impl Journal {
     }
 }
 
+impl Drop for Journal {
+    /// Writes what is queued before the journal goes.
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A connection to the journal at `path`: WAL, every commit fsynced.
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn owned(package: Option<(Sha256, &str)>) -> Option<(Sha256, String)> {
+    package.map(|(sha, name)| (sha, name.to_owned()))
+}
+
+/// The writer thread: work in the order it came, posted events in batches of one
+/// transaction each, until every [`Journal`] handle is gone.
+fn write_loop(
+    mut conn: Connection,
+    jobs: &mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
+    lost: &AtomicU64,
+) {
+    let mut reported_lost = 0;
+    let mut next = None;
+    while let Some(job) = next.take().or_else(|| jobs.recv().ok()) {
+        match job {
+            Job::Work(work) => work(&mut conn),
+            Job::Event(first) => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(Job::Event(e)) => batch.push(e),
+                        Ok(work) => {
+                            next = Some(work);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                if let Err(e) = insert_batch(&mut conn, &batch) {
+                    tracing::error!(error = %e, events = batch.len(), "cannot write events to the journal");
+                }
+            }
+        }
+        let now_lost = lost.load(Ordering::Relaxed);
+        if now_lost > reported_lost {
+            let warning = format!(
+                "{} journal events lost: more than {MAX_QUEUED_EVENTS} waited to be written",
+                now_lost - reported_lost
+            );
+            tracing::error!("{warning}");
+            let detail = serde_json::json!({ "warning": warning });
+            let _ = insert_event(&conn, Timestamp::now(), EventKind::Warning, None, &detail);
+            reported_lost = now_lost;
+        }
+    }
+}
+
+/// Writes posted events in one transaction.
+fn insert_batch(conn: &mut Connection, batch: &[Posted]) -> Result<()> {
+    let tx = conn.transaction()?;
+    for e in batch {
+        insert_event(&tx, e.at, e.kind, e.package.as_ref(), &e.detail)?;
+    }
+    Ok(tx.commit()?)
+}
+
 fn insert_event(
     conn: &Connection,
+    at: Timestamp,
     kind: EventKind,
-    package: Option<(Sha256, &str)>,
+    package: Option<&(Sha256, String)>,
     detail: &serde_json::Value,
 ) -> Result<()> {
     conn.execute(
         "INSERT INTO events (at, kind, package, name, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            Timestamp::now().to_string(),
+            at.to_string(),
             kind.as_str(),
             package.map(|(sha, _)| sha.to_hex()),
             package.map(|(_, name)| name),

@@ -73,6 +73,8 @@ pub(crate) struct Snapshot {
     pub(crate) connections_refused: u64,
     /// Access log lines lost.
     pub(crate) access_log_lost: u64,
+    /// Whether the publisher thread runs.
+    pub(crate) publisher_up: bool,
     /// Each pulled URL.
     pub(crate) pull: Vec<PullSnapshot>,
 }
@@ -91,6 +93,7 @@ pub(crate) struct Metrics {
     connections_evicted: Gauge,
     connections_refused: Gauge,
     access_log_lost: Gauge,
+    publisher_up: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
     traffic: Traffic,
@@ -113,6 +116,12 @@ impl Metrics {
         let connections_evicted = Gauge::default();
         let connections_refused = Gauge::default();
         let access_log_lost = Gauge::default();
+        let publisher_up = Gauge::default();
+        registry.register(
+            "publisher_up",
+            "1 while the publisher thread runs; 0 once it stopped unexpectedly (the server exits)",
+            publisher_up.clone(),
+        );
         let pull_failures = Family::<UrlLabels, Gauge>::default();
         let pull_packages = Family::<UrlLabels, Gauge>::default();
         registry.register(
@@ -193,6 +202,7 @@ impl Metrics {
             connections_evicted,
             connections_refused,
             access_log_lost,
+            publisher_up,
             pull_failures,
             pull_packages,
             traffic: Traffic::default(),
@@ -228,6 +238,7 @@ impl Metrics {
         self.connections_refused
             .set(gauge(snapshot.connections_refused));
         self.access_log_lost.set(gauge(snapshot.access_log_lost));
+        self.publisher_up.set(i64::from(snapshot.publisher_up));
         for p in &snapshot.pull {
             let labels = UrlLabels { url: p.url.clone() };
             self.pull_failures
@@ -324,6 +335,7 @@ mod tests {
             connections_evicted: 3,
             connections_refused: 1,
             access_log_lost: 0,
+            publisher_up: true,
             pull: vec![PullSnapshot {
                 url: "https://prep.instituto.mx/paquetes/".to_owned(),
                 failures: 4,

@@ -30,6 +30,13 @@
 //!   interrupted too it is set aside (`set-aside`, kept with the rejected packages), so a
 //!   package that kills the server cannot make it die at every start.
 //!
+//! # When it dies
+//! The thread runs under [`Publisher::spawn`]'s watch: if it ends by a panic (a defect), what
+//! stopped it is reported on [`Running::died`]; `serve` then turns the server's health red,
+//! journals it (`publisher-died`) and exits non-zero, so the service manager starts it again
+//! and the start takes again what was interrupted. Meanwhile every channel that hands it a
+//! package is told the server failed, never that the package was refused.
+//!
 //! `difusor rollback <corte or SHA-256>` publishes either; `difusor ingest --force FILE`
 //! ([`Command::Force`]) takes a package past both checks, never past verification.
 //!
@@ -52,8 +59,9 @@
 //! `reject_inconsistent` a rejection. Site packages are not inspected.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, anyhow};
 use arc_swap::ArcSwap;
@@ -196,6 +204,39 @@ pub(crate) enum Command {
     Expire,
 }
 
+/// A package by this name stops the publisher thread with a panic, in builds with the
+/// `fault-injection` feature only (tests of what happens when it dies; never in a release).
+#[cfg(feature = "fault-injection")]
+pub(crate) const FAULT_PANIC_NAME: &str = "fault-injection-panic-publisher.zip";
+
+/// The publisher thread, running.
+pub(crate) struct Running {
+    /// Its queue.
+    pub(crate) queue: mpsc::Sender<Command>,
+    /// What stopped the thread, if it ended by a panic; closed without a value when it ended
+    /// because its queue was closed (the server stopping).
+    pub(crate) died: oneshot::Receiver<String>,
+}
+
+/// Whether the publisher runs, as the server's health shows it.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// What stopped the publisher thread, once it stopped unexpectedly.
+    publisher_stopped: OnceLock<String>,
+}
+
+impl Health {
+    /// Records that the publisher thread ended unexpectedly, and why.
+    pub(crate) fn publisher_died(&self, why: String) {
+        let _ = self.publisher_stopped.set(why);
+    }
+
+    /// Why the publisher thread is not running, if it stopped unexpectedly.
+    pub(crate) fn publisher_error(&self) -> Option<&str> {
+        self.publisher_stopped.get().map(String::as_str)
+    }
+}
+
 /// The single writer.
 pub(crate) struct Publisher {
     config: Arc<Config>,
@@ -247,33 +288,47 @@ impl Publisher {
     }
 
     /// Runs the publisher on its own thread: first what a crash interrupted
-    /// ([`Publisher::recover`]), then packages sent to the returned channel, in order.
-    pub(crate) fn spawn(self) -> std::io::Result<mpsc::Sender<Command>> {
+    /// ([`Publisher::recover`]), then packages sent to the returned queue, in order.
+    pub(crate) fn spawn(self) -> std::io::Result<Running> {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
+        let (died_tx, died) = oneshot::channel();
         std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || {
-                self.recover();
-                self.expire_rejected();
-                while let Some(cmd) = rx.blocking_recv() {
-                    match cmd {
-                        Command::Ingest(received, reply) => {
-                            let outcome = self.handle(received);
-                            if let Some(reply) = reply {
-                                let _ = reply.send(outcome);
-                            }
-                        }
-                        Command::Force(received, reply) => {
-                            let _ = reply.send(self.handle_forced(received));
-                        }
-                        Command::Rollback(corte, reply) => {
-                            let _ = reply.send(self.rollback(&corte));
-                        }
-                        Command::Expire => self.expire_rejected(),
-                    }
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut rx)));
+                if let Err(panic) = ran {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    let _ = died_tx.send(why);
                 }
             })?;
-        Ok(tx)
+        Ok(Running { queue: tx, died })
+    }
+
+    /// The thread's work, until its queue is closed.
+    fn serve(&self, rx: &mut mpsc::Receiver<Command>) {
+        self.recover();
+        self.expire_rejected();
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Command::Ingest(received, reply) => {
+                    let outcome = self.handle(received);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Command::Force(received, reply) => {
+                    let _ = reply.send(self.handle_forced(received));
+                }
+                Command::Rollback(corte, reply) => {
+                    let _ = reply.send(self.rollback(&corte));
+                }
+                Command::Expire => self.expire_rejected(),
+            }
+        }
     }
 
     /// Takes one package through every step; see the module documentation.
@@ -287,6 +342,11 @@ impl Publisher {
     }
 
     fn take(&self, r: Received, force: bool) -> Outcome {
+        #[cfg(feature = "fault-injection")]
+        assert!(
+            r.name != FAULT_PANIC_NAME,
+            "fault injection: {FAULT_PANIC_NAME} stops the publisher"
+        );
         let outcome = match self.receive(&r) {
             Ok(stored) => self.process(Job {
                 received: &r,

@@ -6,14 +6,24 @@
 //! program before anything else happens), and only then is the publisher started (it first
 //! takes again, or sets aside, what a crash interrupted, and removes expired rejected
 //! packages, hourly after that) and the intake folder watched.
+//!
+//! The async threads serve visitors and wait on nothing slow: the publisher, the journal's
+//! writer, the access log, the folder watcher and each pull run on threads of their own.
+//!
+//! If the publisher thread dies (a defect), the server's health turns red (`/health`,
+//! `/status`, `difusor_publisher_up`), that is logged and journaled (`publisher-died`), and
+//! after [`DEATH_GRACE`] the server stops as on SIGTERM and exits with status 2, so that its
+//! service manager starts it again; the start takes again what was interrupted.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
@@ -27,9 +37,12 @@ use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
-use crate::publisher::{Command, Live, Publisher};
+use crate::publisher::{Command, Health, Live, Publisher, Running};
 use crate::site::{Compressor, Site};
 use crate::store::{self, Busy, Store};
+
+/// How long a server whose publisher died keeps answering (its health red) before it stops.
+const DEATH_GRACE: Duration = Duration::from_secs(3);
 
 /// A publisher with the live site rebuilt from the archive and journal; with a
 /// `compressor`, the compressed variants of every corte's files are made after each swap.
@@ -111,9 +124,10 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         tracing::warn!("no publish_start is set: results are public as soon as they arrive");
     }
 
-    let queue = publisher
+    let Running { queue, died } = publisher
         .spawn()
         .context("cannot start the publisher thread")?;
+    let health = Arc::new(Health::default());
     // Its token, certificate and authorities are read now: a missing file stops the start.
     let puller = match &config.pull {
         Some(settings) => Some(Arc::new(Puller::new(
@@ -126,15 +140,18 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         None => None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    store.journal.record(
-        EventKind::Start,
-        None,
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "listen": config.settings.listen,
-            "live_corte": live.load().corte().map(|c| c.id.clone()),
-        }),
-    )?;
+    store
+        .journal
+        .record_async(
+            EventKind::Start,
+            None,
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "listen": config.settings.listen,
+                "live_corte": live.load().corte().map(|c| c.id.clone()),
+            }),
+        )
+        .await?;
 
     let (access_log, log_writer) = access_log::start(
         access_log::Writer {
@@ -189,6 +206,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         access_log,
         limits: limits.clone(),
         metrics,
+        health: health.clone(),
     });
 
     let max_header_bytes =
@@ -278,30 +296,79 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     if let Some(puller) = &puller {
         for url in puller.urls() {
             tracing::info!(%url, "pulling packages");
-            tasks.spawn(puller.clone().run(url, stop_rx.clone()));
+            let pulling = on_own_thread("pull", puller.clone().run(url, stop_rx.clone()))
+                .context("cannot start a pull thread")?;
+            tasks.spawn(async move {
+                let _ = pulling.await;
+            });
         }
     }
-    let mut watcher = tokio::spawn(intake::watch_folder(
-        rules,
-        queue,
-        store.journal.clone(),
-        stop_rx,
-    ));
+    let mut watcher = on_own_thread(
+        "watch",
+        intake::watch_folder(rules, queue, store.journal.clone(), stop_rx),
+    )
+    .context("cannot start the intake folder's thread")?;
 
+    let mut watching = true;
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
-        ended = &mut watcher => match ended {
-            Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
-            Err(e) => Err(anyhow::anyhow!("the intake folder watcher panicked: {e}")),
-            Ok(Ok(())) => Ok(()),
-        },
+        ended = &mut watcher => {
+            watching = false;
+            match ended {
+                Ok(Err(e)) => Err(e.context("the intake folder cannot be watched; no package could arrive")),
+                Err(_) => Err(anyhow::anyhow!("the intake folder watcher panicked")),
+                Ok(Ok(())) => Ok(()),
+            }
+        }
+        Ok(why) = died => Err(publisher_died(&health, &store.journal, why).await),
     };
     tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    let _ = log_writer.await;
-    store.journal.record(EventKind::Stop, None, json!({}))?;
+    if watching {
+        let _ = watcher.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || log_writer.join()).await;
+    store
+        .journal
+        .record_async(EventKind::Stop, None, json!({}))
+        .await?;
     result
+}
+
+/// Runs `task` on a thread of its own, driven by this runtime's timers and sockets: its file
+/// work (reads, renames, journal writes) then never holds up the threads that serve visitors.
+/// The answer is its result, or an error if it panicked.
+fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    task: impl Future<Output = T> + Send + 'static,
+) -> std::io::Result<oneshot::Receiver<T>> {
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(runtime.block_on(task));
+        })?;
+    Ok(rx)
+}
+
+/// Turns the server's health red, says so in the log and the journal, and gives open
+/// requests [`DEATH_GRACE`]; the error to exit with.
+async fn publisher_died(health: &Health, journal: &Journal, why: String) -> anyhow::Error {
+    tracing::error!(error = %why, "the publisher stopped unexpectedly: nothing can be published; the server exits so that it is started again");
+    health.publisher_died(why.clone());
+    if let Err(e) = journal
+        .record_async(EventKind::PublisherDied, None, json!({"error": why}))
+        .await
+    {
+        tracing::error!(error = %e, "cannot journal that the publisher stopped");
+    }
+    tokio::time::sleep(DEATH_GRACE).await;
+    anyhow::anyhow!(
+        "the publisher stopped unexpectedly ({why}); exiting so that the service manager starts \
+         difusor again"
+    )
 }
 
 /// Loads the HTTPS certificate again on SIGHUP, or when its files change (checked every
@@ -321,7 +388,7 @@ async fn reload_tls(tls: Arc<Tls>, journal: Arc<Journal>, mut stop: watch::Recei
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "the new HTTPS certificate cannot be used; the old one stays");
-                let _ = journal.record(
+                journal.post(
                     EventKind::Warning,
                     None,
                     json!({"warning": format!("HTTPS certificate not reloaded: {e}")}),

@@ -12,6 +12,9 @@
 //!   packages waiting for an operator (`waiting`), the bytes the live site holds in memory
 //!   (`memory`), the gate, and the public connections (open, the cap, evicted and refused at
 //!   the caps);
+//! - `GET /health`: 200 while every part of the server runs, 503 with the reason once one
+//!   stopped (the publisher thread): the server then exits non-zero in a few seconds, for its
+//!   service manager to start it again; `/status` says the same (`healthy`, `publisher`);
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text), and
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
@@ -34,7 +37,8 @@
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
 //!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
-//!   `max_package_bytes`, and removed once the publisher has archived it.
+//!   `max_package_bytes`, and removed once the publisher has archived it. Journal writes wait
+//!   for the journal's writer thread without blocking the async threads.
 
 mod page;
 
@@ -59,7 +63,7 @@ use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::{Metrics, PullSnapshot, Snapshot};
-use crate::publisher::{Command, Fault, Live, Outcome, Received, package_name};
+use crate::publisher::{Command, Fault, Health, Live, Outcome, Received, package_name};
 
 /// What the admin handler needs.
 pub(crate) struct Admin {
@@ -97,6 +101,8 @@ pub(crate) struct Admin {
     pub(crate) metrics: Arc<Metrics>,
     /// The HTTPS pull's state per URL, when `pull_url` is set.
     pub(crate) pull: Option<Arc<crate::intake::pull::Board>>,
+    /// Whether the publisher runs.
+    pub(crate) health: Arc<Health>,
 }
 
 /// Answers one admin request.
@@ -120,6 +126,13 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/status") => json_response(StatusCode::OK, &status_value(&admin).await),
         (&Method::GET, "/metrics") => metrics(&admin).await,
+        (&Method::GET, "/health") => match admin.health.publisher_error() {
+            None => json_response(StatusCode::OK, &json!({"healthy": true})),
+            Some(error) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"healthy": false, "error": format!("the publisher stopped: {error}")}),
+            ),
+        },
         (&Method::GET, "/") => page(&admin).await,
         (&(Method::GET | Method::HEAD), path) if path.starts_with("/preview/") => {
             let raw = req.uri().path().trim_start_matches("/preview").to_owned();
@@ -128,7 +141,7 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         }
         (&Method::POST, "/ingest") => ingest(&admin, req).await,
         (&Method::POST, "/notice") => notice_on(&admin, req).await,
-        (&Method::POST, "/notice/off") => set_notice(&admin, None),
+        (&Method::POST, "/notice/off") => set_notice(&admin, None).await,
         (&Method::POST, "/rollback") => {
             let corte = req
                 .uri()
@@ -296,7 +309,7 @@ impl RequestGuard {
             }
             *last = Some(now);
         }
-        let _ = journal.record(
+        journal.post(
             EventKind::Warning,
             None,
             json!({
@@ -366,7 +379,10 @@ async fn status_value(admin: &Admin) -> serde_json::Value {
             json!("no publish_start is set: results are public as soon as they arrive");
     }
     let (evicted, refused) = admin.limits.evicted_and_refused();
+    let publisher_error = admin.health.publisher_error();
     json!({
+        "healthy": publisher_error.is_none(),
+        "publisher": {"running": publisher_error.is_none(), "error": publisher_error},
         "live": live,
         "counts": counts,
         "waiting": waiting,
@@ -409,6 +425,7 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
         connections_evicted: state["connections_evicted"].as_u64().unwrap_or(0),
         connections_refused: state["connections_refused"].as_u64().unwrap_or(0),
         access_log_lost: admin.access_log.lost(),
+        publisher_up: admin.health.publisher_error().is_none(),
         pull: state["pull"]
             .as_array()
             .map(|urls| {
@@ -465,7 +482,7 @@ async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody>
         .and_then(|v| v["text"].as_str().map(|t| t.trim().to_owned()))
         .filter(|t| !t.is_empty());
     match text {
-        Some(text) => set_notice(admin, Some(text)),
+        Some(text) => set_notice(admin, Some(text)).await,
         None => json_response(
             StatusCode::BAD_REQUEST,
             &json!({"error": "send {\"text\": \"…\"} with the notice to show"}),
@@ -474,12 +491,12 @@ async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody>
 }
 
 /// Journals the change, then applies it to the gate.
-fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> {
+async fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> {
     let (kind, detail) = match &text {
         Some(t) => (EventKind::NoticeOn, json!({"text": t})),
         None => (EventKind::NoticeOff, json!({})),
     };
-    if let Err(e) = admin.journal.record(kind, None, detail) {
+    if let Err(e) = admin.journal.record_async(kind, None, detail).await {
         return json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": format!("{e}; the notice was not changed")}),
@@ -603,7 +620,8 @@ fn outcome_response(outcome: Option<Outcome>) -> Response<BoxedBody> {
 fn stopped() -> Response<BoxedBody> {
     json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({"error": "the publisher has stopped; the server is shutting down"}),
+        &json!({"error": "the publisher is not running (the server is stopping or restarting); \
+            send it again shortly"}),
     )
 }
 

@@ -1,8 +1,9 @@
 //! The access log: one line per public request, in Combined Log Format, written off the
 //! request path (R6.1, R6.2).
 //!
-//! Requests hand a [`Record`] to a bounded queue and go on; one writer task formats and
-//! writes the lines to `<log_dir>/access.log`, flushing at least once a second. At local
+//! Requests hand a [`Record`] to a bounded queue and go on; one writer thread of its own
+//! (`access-log`, never one of the async threads that serve visitors) formats and writes the
+//! lines to `<log_dir>/access.log`, at least once a second. At local
 //! midnight (in `timezone`) the file is closed, renamed `access-YYYY-MM-DD.log` and gzipped
 //! to `access-YYYY-MM-DD.log.gz` (written to a temporary name, fsynced, renamed; the plain
 //! file is removed only after that).
@@ -22,19 +23,23 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::journal::{EventKind, Journal};
 
 /// How many records may wait for the writer.
 const QUEUE: usize = 65_536;
+/// Longest time a line waits in the writer before it is written.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// How long the writer waits for a record before it writes what it has.
+const IDLE: Duration = Duration::from_millis(200);
 
 /// Which line format.
 #[derive(
@@ -76,7 +81,7 @@ pub(crate) struct Record {
 /// The request side: cheap to clone, never blocks.
 #[derive(Clone)]
 pub(crate) struct AccessLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::SyncSender<Record>,
     lost: Arc<AtomicU64>,
 }
 
@@ -106,27 +111,29 @@ pub(crate) struct Writer {
     pub(crate) journal: Arc<Journal>,
 }
 
-/// Starts the writer task; it runs until `shutdown`, then writes what is queued and stops.
+/// Starts the writer thread; it runs until `shutdown`, then writes what is queued and stops.
 pub(crate) fn start(
     writer: Writer,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(AccessLog, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(AccessLog, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(&writer.dir)?;
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
     let lost = Arc::new(AtomicU64::new(0));
     let log = AccessLog {
         tx,
         lost: lost.clone(),
     };
-    let task = tokio::spawn(run(writer, rx, lost, shutdown));
-    Ok((log, task))
+    let thread = std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || run(&writer, &rx, &lost, &shutdown))?;
+    Ok((log, thread))
 }
 
-async fn run(
-    writer: Writer,
-    mut rx: mpsc::Receiver<Record>,
-    lost: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
+fn run(
+    writer: &Writer,
+    rx: &mpsc::Receiver<Record>,
+    lost: &AtomicU64,
+    shutdown: &watch::Receiver<bool>,
 ) {
     let path = writer.dir.join("access.log");
     let mut file = match open_append(&path) {
@@ -140,31 +147,31 @@ async fn run(
         .to_zoned_datetime(writer.timezone.clone())
         .date();
     let mut reported_lost = 0;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut written_at = Instant::now();
     loop {
-        let stopping = tokio::select! {
-            Some(record) = rx.recv() => {
+        let (idle, gone) = match rx.recv_timeout(IDLE) {
+            Ok(record) => {
                 format_line(&record, writer.format, &writer.timezone, &mut buf);
-                if buf.len() >= 60 * 1024 {
-                    write_out(&mut file, &mut buf, &path);
-                }
-                false
+                (false, false)
             }
-            _ = tick.tick() => false,
-            _ = shutdown.changed() => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => (true, false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => (true, true),
         };
+        let stopping = gone || *shutdown.borrow();
         if stopping {
             while let Ok(record) = rx.try_recv() {
                 format_line(&record, writer.format, &writer.timezone, &mut buf);
             }
         }
-        if stopping || rx.is_empty() {
-            write_out(&mut file, &mut buf, &path);
+        if !(stopping || idle || buf.len() >= 60 * 1024 || written_at.elapsed() >= WRITE_EVERY) {
+            continue;
         }
+        write_out(&mut file, &mut buf, &path);
+        written_at = Instant::now();
         let now_lost = lost.load(Ordering::Relaxed);
         if now_lost > reported_lost {
-            let _ = writer.journal.record(
+            writer.journal.post(
                 EventKind::Warning,
                 None,
                 json!({"warning": format!("{} access log lines lost: the writer fell behind", now_lost - reported_lost)}),

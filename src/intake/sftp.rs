@@ -391,7 +391,7 @@ fn humantime(d: std::time::Duration) -> String {
 /// Journals a connection dropped before authentication.
 fn refused(journal: &Journal, peer: SocketAddr, reason: &str) {
     tracing::warn!(%peer, reason, "SFTP connection refused");
-    let _ = journal.record(
+    journal.post(
         EventKind::SftpRefused,
         None,
         json!({"address": peer.to_string(), "reason": reason}),
@@ -420,7 +420,7 @@ fn journal_session(
         "fault": ended.map(|(_, fault)| fault),
     });
     tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
-    let _ = journal.record(EventKind::SftpSession, None, detail);
+    journal.post(EventKind::SftpSession, None, detail);
 }
 
 /// What one session did, for the journal.
@@ -693,7 +693,7 @@ enum OpenHandle {
     /// A file open for writing, with its client name.
     File {
         name: String,
-        file: std::fs::File,
+        file: Arc<std::fs::File>,
         upload: Upload,
     },
     /// The root folder being listed; `true` once listed.
@@ -895,18 +895,19 @@ impl SftpHandler {
         };
         let (tx, rx) = oneshot::channel();
         let failed = |e: &str| deny(StatusCode::Failure, format!("not delivered: {e}"));
-        if self
+        // Not sent means the publisher is gone, and so is the reply channel.
+        let _ = self
             .shared
             .server
             .publisher
             .send(Command::Ingest(received, Some(tx)))
-            .await
-            .is_err()
-        {
-            return Err(failed("the server is stopping; upload it again later"));
-        }
+            .await;
         let Ok(outcome) = rx.await else {
-            return Err(failed("the server is stopping; upload it again later"));
+            tracing::error!(%name, "an SFTP upload was not delivered: the publisher is not running");
+            return Err(failed(
+                "the server cannot take packages now (it is stopping or restarting); upload it \
+                 again shortly",
+            ));
         };
         drop(upload); // archived (or refused) by now: the temporary copy goes
         let entry = json!({"name": name, "outcome": outcome});
@@ -1004,7 +1005,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         let (file, tmp) = tmp.into_parts();
         let handle = self.new_handle(OpenHandle::File {
             name,
-            file,
+            file: Arc::new(file),
             upload: Upload { tmp, len: 0 },
         })?;
         Ok(Handle { id, handle })
@@ -1041,7 +1042,12 @@ impl russh_sftp::server::Handler for SftpHandler {
             self.handles.remove(&handle); // drops the partial file
             return Err(self.refuse("write", deny(StatusCode::Failure, message)));
         }
-        if let Err(e) = file.write_all_at(&data, offset) {
+        // The disk may be slow: written off the async threads that serve visitors.
+        let written = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || file.write_all_at(&data, offset)).await
+        };
+        if let Err(e) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
             tracing::error!(error = %e, "cannot write an SFTP upload");
             self.handles.remove(&handle);
             return Err(deny(

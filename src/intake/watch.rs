@@ -36,6 +36,8 @@
 //!   minute, and at the next start; one refused for its size is renamed to `.rechazado.<name>`
 //!   and stays.
 //! - No file is opened through a link, and nothing in the folder can stall the intake.
+//! - When the publisher is not running, a complete file stays where it is, and that is
+//!   logged and journaled (`intake-error`), never taken for a refusal.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -514,14 +516,22 @@ async fn take(
         received_at: Timestamp::now(),
     };
     let (tx, rx) = oneshot::channel();
-    if publisher
-        .send(Command::Ingest(received, Some(tx)))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let Ok(outcome) = rx.await else { return };
+    // Not sent means the publisher is gone, and so is the reply channel: the answer says so.
+    let _ = publisher.send(Command::Ingest(received, Some(tx))).await;
+    let outcome = rx.await.unwrap_or_else(|_| {
+        let error = "the publisher is not running; the file stays in the folder and is taken \
+                     when the server runs again";
+        tracing::error!(%name, error);
+        journal.post(
+            journal::EventKind::IntakeError,
+            None,
+            json!({"name": name, "channel": "watch", "error": error, "fault": Fault::Ours}),
+        );
+        Outcome::Failed {
+            error: error.to_owned(),
+            fault: Fault::Ours,
+        }
+    });
     if !matches!(outcome, Outcome::Failed { .. }) {
         failed.remove(path);
     }

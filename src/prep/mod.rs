@@ -16,6 +16,9 @@
 //!   institute's ([`definitions`]): a field is reported equal naming the definition that
 //!   gives it, DIFFERENT only when no definition that explains the rest of the line does,
 //!   with every definition's value beside it.
+//! - A package's files are inspected on at most one thread fewer than the machine has cores,
+//!   each at a lower scheduling priority ([`INSPECTION_NICE`]): a national package on
+//!   election night never takes every core from the threads that serve visitors.
 //! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
 //!   a file that is not a PREP results CSV at all (a cómputos file included) is an error,
 //!   naming file, line and column.
@@ -39,6 +42,10 @@ pub(crate) use definitions::{Reglas, reglas, reglas_names};
 pub(crate) use inspect::{CorteReport, FileReport, inspect_csv};
 pub(crate) use reader::ReadError;
 pub(crate) use render::render;
+
+/// The scheduling priority (`nice`) of the threads that inspect a package's files: below
+/// the servers', so visitors are answered first when the cores are busy.
+pub(crate) const INSPECTION_NICE: i32 = 10;
 
 /// What `inspect` says about a package, an inner zip or one CSV.
 #[derive(Debug, Clone, Serialize)]
@@ -84,8 +91,8 @@ pub(crate) fn inspect_file(
     Ok(Report::new(name, vec![report], Vec::new()))
 }
 
-/// Inspects the results CSVs among a package's files, as many at once as there are cores,
-/// by every known definition or `reglas`'s. A CSV whose first bytes hold neither
+/// Inspects the results CSVs among a package's files, as many at once as there are cores
+/// but one (at least one), at [`INSPECTION_NICE`], by every known definition or `reglas`'s. A CSV whose first bytes hold neither
 /// `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is listed as another
 /// file. `progress` is called with the bytes parsed so far, in all.
 pub(crate) fn inspect_members(
@@ -98,7 +105,10 @@ pub(crate) fn inspect_members(
         .iter()
         .partition(|m| is_csv(&m.path) && reader::looks_like_results(&m.bytes));
     let done = AtomicU64::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_sub(1)
+        .max(1);
     let mut reports: Vec<Result<FileReport, ReadError>> = Vec::with_capacity(results.len());
     for batch in results.chunks(threads) {
         std::thread::scope(|scope| {
@@ -107,6 +117,7 @@ pub(crate) fn inspect_members(
                 .map(|m| {
                     let done = &done;
                     scope.spawn(move || {
+                        lower_priority();
                         let mut last = 0;
                         inspect_csv(&m.path, &m.bytes[..], reglas, &mut |at| {
                             let delta = at.saturating_sub(last);
@@ -131,6 +142,19 @@ pub(crate) fn inspect_members(
     let elections = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
     let other_files = others.iter().map(|m| m.path.clone()).collect();
     Ok(Report::new(input, elections, other_files))
+}
+
+/// Lowers the calling thread's scheduling priority to [`INSPECTION_NICE`] (on Linux the
+/// nice value is a thread's own); a thread already lower stays so. Best effort: a failure
+/// is logged, and the inspection goes on.
+fn lower_priority() {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let now = getpriority_process(None).unwrap_or(0);
+    if now < INSPECTION_NICE
+        && let Err(e) = setpriority_process(None, INSPECTION_NICE)
+    {
+        tracing::debug!(error = %e, "cannot lower the inspection's priority");
+    }
 }
 
 /// Whether a path ends in `.csv`, in any letter case.
