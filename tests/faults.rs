@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use support::*;
 
@@ -21,25 +21,29 @@ fn journal(data: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The journal's events of `kind`.
-fn kind(journal: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
-    journal["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
+/// A package written to a file beside a data folder whose archive cannot keep it.
+struct Broken {
+    /// The data folder.
+    data: PathBuf,
+    /// The package file.
+    pkg: PathBuf,
+    /// What stands where its verified copy would go; removing it repairs the archive.
+    broken: PathBuf,
+}
+
+fn broken_archive_for_a_package(dir: &Path) -> Broken {
+    let data = dir.join("d");
+    let bytes = site_package("20240602_2100", &[]);
+    let pkg = dir.join(NAME);
+    std::fs::write(&pkg, &bytes).unwrap();
+    let broken = break_archive_for(&data, &bytes);
+    Broken { data, pkg, broken }
 }
 
 #[test]
 fn ingest_exits_2_naming_our_side_and_the_package_is_taken_once_repaired() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    let bytes = site_package("20240602_2100", &[]);
-    let pkg = dir.path().join(NAME);
-    std::fs::write(&pkg, &bytes).unwrap();
-    let broken = break_archive_for(&data, &bytes);
+    let Broken { data, pkg, broken } = broken_archive_for_a_package(dir.path());
     let ingest = || {
         difusor()
             .args([
@@ -70,8 +74,8 @@ fn ingest_exits_2_naming_our_side_and_the_package_is_taken_once_repaired() {
         "{stderr}"
     );
     let j = journal(&data);
-    assert!(kind(&j, "rejected").is_empty(), "{j:#}");
-    let errors = kind(&j, "intake-error");
+    assert!(of_kind(&j, "rejected").is_empty(), "{j:#}");
+    let errors = of_kind(&j, "intake-error");
     assert_eq!(errors.len(), 1, "{j:#}");
     assert_eq!(errors[0]["detail"]["fault"], "ours");
     assert_eq!(errors[0]["detail"]["channel"], "cli");
@@ -87,11 +91,7 @@ fn ingest_exits_2_naming_our_side_and_the_package_is_taken_once_repaired() {
 #[test]
 fn an_admin_upload_gets_a_server_error_not_a_rejection() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    let bytes = site_package("20240602_2100", &[]);
-    let pkg = dir.path().join(NAME);
-    std::fs::write(&pkg, &bytes).unwrap();
-    let broken = break_archive_for(&data, &bytes);
+    let Broken { data, pkg, broken } = broken_archive_for_a_package(dir.path());
     let server = Server::start(&data, &[]);
     let upload = || {
         curl(

@@ -641,8 +641,12 @@ pub fn derived_fixture(name: &str) -> PathBuf {
 pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     let out = server.run(&["history", "--json", "--events", "100000"]);
     assert_success(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["events"]
+    of_kind(&serde_json::from_slice(&out.stdout).unwrap(), kind)
+}
+
+/// The events of `kind` in `history`, the output of `difusor history --json`.
+pub fn of_kind(history: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
+    history["events"]
         .as_array()
         .unwrap()
         .iter()
