@@ -218,8 +218,9 @@ fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
     headers.extend_from_slice(&[0x41, 9]);
     headers.extend_from_slice(b"localhost");
     hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
-    s.write_all(&hello).unwrap();
+    // Timed from before the request leaves, so the server's clock can only start later.
     let started = Instant::now();
+    s.write_all(&hello).unwrap();
     // Read everything, acknowledge the server's SETTINGS and PINGs, ping it every 200 ms,
     // and never open the window.
     s.set_read_timeout(Some(Duration::from_millis(200)))
