@@ -274,7 +274,7 @@ impl<R: Read> CsvReader<R> {
             .has_headers(false)
             .flexible(true)
             .delimiter(separator)
-            .buffer_capacity(256 * 1024)
+            .buffer_capacity(32 * 1024)
             .from_reader(Cursor::new(head).chain(LineEnds { input, cr_only }));
         let mut this = Self {
             file: file.to_owned(),
