@@ -274,6 +274,8 @@ impl<R: Read> CsvReader<R> {
             .has_headers(false)
             .flexible(true)
             .delimiter(separator)
+            // Small enough to stay in the core's cache between the kernel's copy into it and
+            // the parser's pass over it (BENCHMARKS.md, inspect).
             .buffer_capacity(32 * 1024)
             .from_reader(Cursor::new(head).chain(LineEnds { input, cr_only }));
         let mut this = Self {
