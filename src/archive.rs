@@ -24,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256;
+use crate::package::EVIDENCE_EXTENSIONS;
 use crate::store::{ARCHIVE_PENDING as PENDING, ARCHIVE_REJECTED as REJECTED, ARCHIVE_TMP as TMP};
 
 /// Errors of the archive: always this machine's fault (disk full, permissions).
@@ -75,9 +76,6 @@ pub(crate) struct Stored {
     /// The archived file.
     pub(crate) path: PathBuf,
 }
-
-/// Kinds of evidence stored beside a package.
-const EVIDENCE: [&str; 2] = ["sha256", "minisig"];
 
 /// A rejected package removed once its retention ran out.
 #[derive(Debug, Clone)]
@@ -255,7 +253,7 @@ impl Archive {
             let Some(age) = age.filter(|age| *age > retention) else {
                 continue;
             };
-            for ext in EVIDENCE {
+            for ext in EVIDENCE_EXTENSIONS {
                 remove_if_present(&evidence_path(&path, ext))?;
             }
             remove_if_present(&path)?;
@@ -283,7 +281,7 @@ impl Archive {
     fn move_package(&self, from: &Path, dest: &Path) -> Result<(), ArchiveError> {
         let dest_dir = dest.parent().unwrap_or(&self.root);
         fs::create_dir_all(dest_dir).map_err(io_err("create", dest_dir))?;
-        for ext in EVIDENCE {
+        for ext in EVIDENCE_EXTENSIONS {
             let (src, to) = (evidence_path(from, ext), evidence_path(dest, ext));
             if !src.is_file() {
                 continue;

@@ -22,10 +22,12 @@ use tokio::net::TcpStream;
 use crate::config::{self, Config, Settings};
 use crate::http::{BoxedBody, file_body, full};
 use crate::intake::read_evidence;
+use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
+use crate::package::PackageName;
 use crate::package::{self, Incoming, Policy};
 use crate::prep;
-use crate::publisher::{Outcome, Received, package_name};
+use crate::publisher::Outcome;
 use crate::serve::rebuilt_publisher;
 use crate::store::{self, Busy, Layout, Store};
 
@@ -153,7 +155,7 @@ async fn writer(config: &Config) -> Result<Writer> {
 /// corte time would hold it, or that was set aside, is published all the same (it is
 /// verified all the same).
 pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<Outcome> {
-    let name = package_name(file).ok_or_else(|| {
+    let name = PackageName::of_path(file).ok_or_else(|| {
         anyhow!(
             "{} is not a usable package file name (hidden, empty or odd characters)",
             file.display()
@@ -179,7 +181,7 @@ pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<O
     let received = Received {
         name,
         path: followed(file),
-        channel: "cli",
+        channel: Channel::Cli,
         origin: None,
         sidecar,
         signature,
@@ -439,7 +441,7 @@ fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
     let mut sidecar = path.as_os_str().to_owned();
     sidecar.push(".sha256");
     let incoming = Incoming {
-        name: package_name(path).unwrap_or_else(|| "package".to_owned()),
+        name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
         path: path.to_owned(),
         sha256,
         size,

@@ -7,7 +7,7 @@
 //!
 //! # Invariants (DESIGN.md)
 //! 1. A response is served entirely from one corte: a site is built whole, off to the side,
-//!    and becomes live in one pointer store ([`ArcSwap::store`]); a reader holds the site it
+//!    and becomes live in one pointer store ([`Swap::store`]); a reader holds the site it
 //!    loaded for the whole response.
 //! 2. Nothing is published that did not verify: sites are built only from a
 //!    [`VerifiedPackage`], which only [`package::verify`] makes. A rejection changes nothing;
@@ -60,11 +60,9 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, anyhow};
-use arc_swap::ArcSwap;
 use jiff::{Timestamp, ZonedDateTime};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,39 +71,18 @@ use tokio::sync::{mpsc, oneshot};
 use crate::archive::{Archive, ArchiveError, Stored};
 use crate::config::{Config, SiteMode};
 use crate::hash::Sha256;
+use crate::intake::{Channel, Received};
 use crate::journal::{Build, EventKind, Journal, Publication};
 use crate::package::{
-    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, Policy, VerifiedPackage,
+    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName, Policy,
+    VerifiedPackage,
 };
 use crate::prep;
-use crate::site::{Applied, Compressor, Corte, Listed, Site};
-
-/// The live site, shared with every server task.
-pub(crate) type Live = Arc<ArcSwap<Site>>;
+use crate::site::{Applied, Compressor, Corte, Listed, Site, Swap};
 
 /// How many times in a row a package's processing may begin; when the last of them was
 /// interrupted too, the package is set aside instead of taken again.
 const MAX_ATTEMPTS: u32 = 2;
-
-/// A package handed over by an intake channel, received whole.
-#[derive(Debug)]
-pub(crate) struct Received {
-    /// The institute's file name (no folders).
-    pub(crate) name: String,
-    /// Where the intake channel left it.
-    pub(crate) path: PathBuf,
-    /// Which channel: `watch`, `cli`, ….
-    pub(crate) channel: &'static str,
-    /// Where it came from, for the journal, when the channel knows: the pulled URL, or the
-    /// SFTP client's address and key fingerprint.
-    pub(crate) origin: Option<String>,
-    /// Text of its `.sha256` sidecar, if any.
-    pub(crate) sidecar: Option<String>,
-    /// Text of its `.minisig` signature, if any.
-    pub(crate) signature: Option<String>,
-    /// When it arrived.
-    pub(crate) received_at: Timestamp,
-}
 
 /// Whose fault it is that a package was not taken.
 ///
@@ -191,10 +168,10 @@ impl Outcome {
     }
 }
 
-/// A request to the publisher thread.
-pub(crate) enum Command {
-    /// Take a package; reply with its outcome if asked.
-    Ingest(Received, Option<oneshot::Sender<Outcome>>),
+/// A request to the publisher thread, with where to send its answer.
+enum Command {
+    /// Take a package.
+    Ingest(Received, oneshot::Sender<Outcome>),
     /// Take a package an operator insists on: published even if its corte time would hold it
     /// or it was set aside. It is verified all the same.
     Force(Received, oneshot::Sender<Outcome>),
@@ -204,6 +181,50 @@ pub(crate) enum Command {
     Expire,
 }
 
+/// The publisher thread is not running: the server is stopping, or the thread died (then the
+/// server is about to exit and be started again). Nothing was decided about the package.
+#[derive(Debug, thiserror::Error)]
+#[error("the publisher is not running")]
+pub(crate) struct Stopped;
+
+/// The way to the publisher thread, cloned into every intake channel and the admin listener:
+/// each request waits for the publisher's answer, one package at a time in arrival order.
+#[derive(Clone)]
+pub(crate) struct PublisherHandle {
+    queue: mpsc::Sender<Command>,
+}
+
+impl PublisherHandle {
+    /// Hands over a received package; its outcome once the publisher has decided.
+    pub(crate) async fn ingest(&self, received: Received) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Ingest(received, reply)).await
+    }
+
+    /// Hands over a package an operator insists on ([`Command::Force`]).
+    pub(crate) async fn force(&self, received: Received) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Force(received, reply)).await
+    }
+
+    /// Publishes again an earlier corte, or a package held, set aside or older.
+    pub(crate) async fn rollback(&self, corte: String) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Rollback(corte, reply)).await
+    }
+
+    /// Has the rejected packages whose retention is over removed, without waiting.
+    pub(crate) async fn expire(&self) -> Result<(), Stopped> {
+        self.queue.send(Command::Expire).await.map_err(|_| Stopped)
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Outcome>) -> Command,
+    ) -> Result<Outcome, Stopped> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(command(reply)).await.map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
+    }
+}
+
 /// A package by this name stops the publisher thread with a panic, in builds with the
 /// `fault-injection` feature only (tests of what happens when it dies; never in a release).
 #[cfg(feature = "fault-injection")]
@@ -211,8 +232,8 @@ pub(crate) const FAULT_PANIC_NAME: &str = "fault-injection-panic-publisher.zip";
 
 /// The publisher thread, running.
 pub(crate) struct Running {
-    /// Its queue.
-    pub(crate) queue: mpsc::Sender<Command>,
+    /// The way to it.
+    pub(crate) handle: PublisherHandle,
     /// What stopped the thread, if it ended by a panic; closed without a value when it ended
     /// because its queue was closed (the server stopping).
     pub(crate) died: oneshot::Receiver<String>,
@@ -244,7 +265,7 @@ pub(crate) struct Publisher {
     compressor: Option<Compressor>,
     archive: Archive,
     journal: Arc<Journal>,
-    live: Live,
+    live: Swap,
 }
 
 /// A package being processed: what is known of it once it is stored.
@@ -270,7 +291,7 @@ impl Publisher {
         config: Arc<Config>,
         archive: Archive,
         journal: Arc<Journal>,
-        live: Live,
+        live: Swap,
     ) -> Self {
         Self {
             config,
@@ -305,7 +326,10 @@ impl Publisher {
                     let _ = died_tx.send(why);
                 }
             })?;
-        Ok(Running { queue: tx, died })
+        Ok(Running {
+            handle: PublisherHandle { queue: tx },
+            died,
+        })
     }
 
     /// The thread's work, until its queue is closed.
@@ -315,10 +339,7 @@ impl Publisher {
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
                 Command::Ingest(received, reply) => {
-                    let outcome = self.handle(received);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(outcome);
-                    }
+                    let _ = reply.send(self.handle(received));
                 }
                 Command::Force(received, reply) => {
                     let _ = reply.send(self.handle_forced(received));
@@ -344,7 +365,7 @@ impl Publisher {
     fn take(&self, r: Received, force: bool) -> Outcome {
         #[cfg(feature = "fault-injection")]
         assert!(
-            r.name != FAULT_PANIC_NAME,
+            r.name.as_str() != FAULT_PANIC_NAME,
             "fault injection: {FAULT_PANIC_NAME} stops the publisher"
         );
         let outcome = match self.receive(&r) {
@@ -453,7 +474,7 @@ impl Publisher {
         }
 
         let incoming = Incoming {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             path: job.stored.path.clone(),
             sha256: sha,
             size: job.stored.size,
@@ -502,7 +523,7 @@ impl Publisher {
         {
             return self.hold(&job, &corte, reason);
         }
-        let live = self.live.load_full();
+        let live = self.live.current();
         if let Some(current) = live.corte()
             && corte.time < current.time
         {
@@ -635,6 +656,11 @@ impl Publisher {
         let Ok(Some((name, first_received, _))) = self.journal.package(sha) else {
             return;
         };
+        // The journal holds only names checked when they arrived.
+        let Some(package_name) = PackageName::new(&name) else {
+            tracing::error!(%name, "the journal names an interrupted package with an invalid name; it is not taken again");
+            return;
+        };
         let stored = match self.archive.check(sha) {
             Ok(stored) => stored,
             Err(e) => {
@@ -661,11 +687,11 @@ impl Publisher {
             )}),
         );
         let received = Received {
-            name,
+            name: package_name,
             sidecar: self.archive.read_evidence(&stored.path, "sha256"),
             signature: self.archive.read_evidence(&stored.path, "minisig"),
             path: stored.path.clone(),
-            channel: "recovery",
+            channel: Channel::Recovery,
             origin: None,
             received_at: first_received,
         };
@@ -799,7 +825,7 @@ impl Publisher {
         corte: &CorteTime,
         received_at: Timestamp,
     ) -> anyhow::Result<Result<Outcome, String>> {
-        let live = self.live.load_full();
+        let live = self.live.current();
         let replace = pkg.kind() == PackageKind::Site
             && (live.corte().is_none()
                 || self.config.site_mode == SiteMode::Replace
@@ -873,7 +899,7 @@ impl Publisher {
         };
         let mut site = site.with_corte(corte);
         let jobs = site.take_jobs();
-        self.live.store(Arc::new(site));
+        self.live.store(site);
         if let Some(compressor) = &self.compressor {
             compressor.submit(jobs);
         }
@@ -1138,17 +1164,4 @@ fn source_of(text: &str) -> CorteSource {
         "json" => CorteSource::Json,
         _ => CorteSource::Arrival,
     }
-}
-
-/// The name under which a received file is published: its final path component, refused if
-/// it is empty, hidden, too long or holds control characters.
-pub(crate) fn package_name(path: &Path) -> Option<String> {
-    let name = path.file_name()?.to_str()?;
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name.len() <= 255
-        && !name
-            .chars()
-            .any(|c| c.is_control() || c == '/' || c == '\\');
-    ok.then(|| name.to_owned())
 }

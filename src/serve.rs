@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
@@ -37,8 +36,8 @@ use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
-use crate::publisher::{Command, Health, Live, Publisher, Running};
-use crate::site::{Compressor, Site};
+use crate::publisher::{Health, Publisher, Running};
+use crate::site::{self, Compressor, Live, Site};
 use crate::store::{self, Busy, Store};
 
 /// How long a server whose publisher died keeps answering (its health red) before it stops.
@@ -51,12 +50,12 @@ pub(crate) fn rebuilt_publisher(
     store: &Store,
     compressor: Option<Compressor>,
 ) -> Result<(Publisher, Live)> {
-    let live: Live = Arc::new(ArcSwap::from_pointee(Site::new(config.cache.clone())));
+    let (live, swap) = site::live(Site::new(config.cache.clone()));
     let mut publisher = Publisher::new(
         config.clone(),
         store.archive.clone(),
         store.journal.clone(),
-        live.clone(),
+        swap,
     );
     if let Some(compressor) = compressor {
         publisher = publisher.with_compressor(compressor);
@@ -124,7 +123,10 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         tracing::warn!("no publish_start is set: results are public as soon as they arrive");
     }
 
-    let Running { queue, died } = publisher
+    let Running {
+        handle: queue,
+        died,
+    } = publisher
         .spawn()
         .context("cannot start the publisher thread")?;
     let health = Arc::new(Health::default());
@@ -221,7 +223,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             every.tick().await;
             loop {
                 tokio::select! {
-                    _ = every.tick() => { let _ = queue.send(Command::Expire).await; }
+                    _ = every.tick() => { let _ = queue.expire().await; }
                     _ = stop.changed() => return,
                 }
             }

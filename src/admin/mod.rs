@@ -55,15 +55,17 @@ use jiff::Timestamp;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::http::access_log::AccessLog;
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full};
+use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::{Metrics, PullSnapshot, Snapshot};
-use crate::publisher::{Command, Fault, Health, Live, Outcome, Received, package_name};
+use crate::package::PackageName;
+use crate::publisher::{Fault, Health, Outcome, PublisherHandle, Stopped};
+use crate::site::Live;
 
 /// What the admin handler needs.
 pub(crate) struct Admin {
@@ -71,8 +73,8 @@ pub(crate) struct Admin {
     pub(crate) live: Live,
     /// The journal, for counts.
     pub(crate) journal: Arc<Journal>,
-    /// The publisher's queue.
-    pub(crate) publisher: mpsc::Sender<Command>,
+    /// The way to the publisher.
+    pub(crate) publisher: PublisherHandle,
     /// Required bearer token, if any.
     pub(crate) token: Option<String>,
     /// Refuses requests a web page could have sent.
@@ -158,16 +160,7 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
                     &json!({"error": "give ?corte=<id>"}),
                 );
             };
-            let (tx, rx) = oneshot::channel();
-            if admin
-                .publisher
-                .send(Command::Rollback(corte, tx))
-                .await
-                .is_err()
-            {
-                return stopped();
-            }
-            outcome_response(rx.await.ok())
+            outcome_response(admin.publisher.rollback(corte).await)
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such route"})),
     }
@@ -341,7 +334,7 @@ fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
 
 /// The state of the server, as `/status` shows it.
 async fn status_value(admin: &Admin) -> serde_json::Value {
-    let site = admin.live.load_full();
+    let site = admin.live.load();
     let now = Timestamp::now();
     let live = site.corte().map(|c| {
         let age = now.duration_since(c.time.timestamp());
@@ -522,7 +515,8 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
                     .into_owned()
             })
     };
-    let Some(name) = decoded("x-difusor-name").and_then(|n| package_name(std::path::Path::new(&n)))
+    let Some(name) =
+        decoded("x-difusor-name").and_then(|n| PackageName::of_path(std::path::Path::new(&n)))
     else {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -545,25 +539,20 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     if let Err(resp) = receive_body(req.into_body(), &tmp, admin.max_package_bytes).await {
         return resp;
     }
-    let (tx, rx) = oneshot::channel();
     let received = Received {
         name,
         path: tmp.to_path_buf(),
-        channel: "cli",
+        channel: Channel::Cli,
         origin: None,
         sidecar,
         signature,
         received_at,
     };
-    let command = if force {
-        Command::Force(received, tx)
+    let outcome = if force {
+        admin.publisher.force(received).await
     } else {
-        Command::Ingest(received, Some(tx))
+        admin.publisher.ingest(received).await
     };
-    if admin.publisher.send(command).await.is_err() {
-        return stopped();
-    }
-    let outcome = rx.await.ok();
     drop(tmp); // archived by now (or refused): our temporary copy goes
     outcome_response(outcome)
 }
@@ -604,8 +593,8 @@ async fn receive_body(
     Ok(())
 }
 
-fn outcome_response(outcome: Option<Outcome>) -> Response<BoxedBody> {
-    let Some(outcome) = outcome else {
+fn outcome_response(outcome: Result<Outcome, Stopped>) -> Response<BoxedBody> {
+    let Ok(outcome) = outcome else {
         return stopped();
     };
     // The package's fault is the sender's to fix; any other is this server's.

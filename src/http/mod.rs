@@ -55,8 +55,7 @@ use crate::http::gate::Gate;
 use crate::http::limits::Limits;
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
-use crate::publisher::Live;
-use crate::site::{Body, Entry, Site, html_escape};
+use crate::site::{Body, Entry, Live, Site, html_escape};
 
 /// The body type of every response (and of the requests `difusor` itself sends).
 pub(crate) type BoxedBody = BoxBody<Bytes, std::io::Error>;
@@ -366,7 +365,7 @@ pub(crate) async fn from_site(
             "La dirección solicitada no es válida.",
         );
     };
-    let site = live.load_full();
+    let site = live.load();
     if site.corte().is_none() {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,

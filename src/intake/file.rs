@@ -17,8 +17,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-/// Largest evidence file read (a sidecar or a minisign signature is well under 1 KiB).
-pub(crate) const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
+use crate::package::MAX_EVIDENCE_BYTES;
 
 /// Opens `path` for reading only if it is a regular file itself: not a link (to anything),
 /// FIFO, socket, device or folder.

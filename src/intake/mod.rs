@@ -6,8 +6,8 @@
 //!
 //! [`file`] opens what senders put on this machine: regular files only, never through a link.
 //!
-//! Every channel hands a complete file to the publisher as a [`crate::publisher::Received`];
-//! none publishes anything itself.
+//! Every channel hands a complete file to the publisher as a [`Received`], naming itself with
+//! a [`Channel`]; none publishes anything itself.
 
 mod ban;
 mod file;
@@ -18,3 +18,65 @@ mod watch;
 
 pub(crate) use file::{open_regular, read_evidence};
 pub(crate) use watch::{WatchRules, watch_folder};
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::package::PackageName;
+
+/// Which way a package came in, as the journal and the reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Channel {
+    /// The watched folder.
+    Watch,
+    /// The embedded SFTP server.
+    Sftp,
+    /// HTTPS pull.
+    Pull,
+    /// An operator: `difusor ingest` or the admin upload.
+    Cli,
+    /// Taken again from the archive at start, after a stop interrupted it.
+    Recovery,
+}
+
+impl Channel {
+    /// The name the journal gives it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Watch => "watch",
+            Self::Sftp => "sftp",
+            Self::Pull => "pull",
+            Self::Cli => "cli",
+            Self::Recovery => "recovery",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A package handed over by an intake channel, received whole.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The institute's file name.
+    pub(crate) name: PackageName,
+    /// Where the intake channel left it.
+    pub(crate) path: PathBuf,
+    /// Which channel.
+    pub(crate) channel: Channel,
+    /// Where it came from, for the journal, when the channel knows: the pulled URL, or the
+    /// SFTP client's address and key fingerprint.
+    pub(crate) origin: Option<String>,
+    /// Text of its `.sha256` sidecar, if any.
+    pub(crate) sidecar: Option<String>,
+    /// Text of its `.minisig` signature, if any.
+    pub(crate) signature: Option<String>,
+    /// When it arrived.
+    pub(crate) received_at: Timestamp,
+}

@@ -39,7 +39,7 @@
 //!   leading dot is ignored, so every fetched address is a direct child of the index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,21 +51,22 @@ use reqwest::{Response, StatusCode, Url};
 use serde_json::json;
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
+use super::{Channel, Received};
 use crate::config::PullSettings;
 use crate::hash::Sha256;
 use crate::http::tls::{read_certificates, read_private_key};
 use crate::journal::{EventKind, Journal};
-use crate::package::{sidecar_digest, sidecar_single_entry};
-use crate::publisher::{Command, Fault, Outcome, Received, package_name};
+use crate::package::{
+    MAX_EVIDENCE_BYTES, PackageName, is_evidence, sidecar_digest, sidecar_single_entry,
+};
+use crate::publisher::{Fault, Outcome, PublisherHandle};
 
 /// Largest index read.
 const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 /// Most entries read from an index.
 const MAX_INDEX_ENTRIES: usize = 20_000;
-/// Largest evidence file read (a sidecar or a minisign signature is well under 1 KiB).
-const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
 /// Downloads of one package in one poll while its bytes and its sidecar disagree.
 const ATTEMPTS: usize = 3;
 /// Longest wait for a TCP and TLS connection.
@@ -188,7 +189,7 @@ pub(crate) struct Puller {
     settings: PullSettings,
     tmp_dir: PathBuf,
     max_package_bytes: u64,
-    publisher: mpsc::Sender<Command>,
+    publisher: PublisherHandle,
     journal: Arc<Journal>,
 }
 
@@ -199,7 +200,7 @@ impl Puller {
         settings: PullSettings,
         tmp_dir: PathBuf,
         max_package_bytes: u64,
-        publisher: mpsc::Sender<Command>,
+        publisher: PublisherHandle,
         journal: Arc<Journal>,
     ) -> anyhow::Result<Self> {
         if settings.urls.iter().any(|u| u.scheme() == "http") {
@@ -486,25 +487,31 @@ impl Puller {
             source: e.error,
         })?;
         tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
-        let received = Received {
-            name: name.clone(),
-            path: path.clone(),
-            channel: "pull",
-            origin: Some(target.url.to_string()),
-            sidecar,
-            signature,
-            received_at: Timestamp::now(),
-        };
-        let (tx, rx) = oneshot::channel();
         let stopping = || PullError::NotTaken {
             name: name.clone(),
             error: "the server is stopping".to_owned(),
         };
-        self.publisher
-            .send(Command::Ingest(received, Some(tx)))
-            .await
-            .map_err(|_| stopping())?;
-        let outcome = rx.await.map_err(|_| stopping());
+        let outcome = match PackageName::new(&name) {
+            Some(package) => {
+                let received = Received {
+                    name: package,
+                    path: path.clone(),
+                    channel: Channel::Pull,
+                    origin: Some(target.url.to_string()),
+                    sidecar,
+                    signature,
+                    received_at: Timestamp::now(),
+                };
+                self.publisher
+                    .ingest(received)
+                    .await
+                    .map_err(|_| stopping())
+            }
+            None => Err(PullError::NotTaken {
+                name: name.clone(),
+                error: "not a package file name".to_owned(),
+            }),
+        };
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a pulled file");
         }
@@ -739,9 +746,7 @@ impl Target {
             return (self.name.clone(), Some(digest));
         }
         match sidecar_single_entry(text) {
-            Some((digest, name))
-                if self.adopt_name && package_name(Path::new(&name)).is_some_and(|n| n == name) =>
-            {
+            Some((digest, name)) if self.adopt_name && PackageName::new(&name).is_some() => {
                 (name, Some(digest))
             }
             _ => (self.name.clone(), None),
@@ -838,7 +843,7 @@ fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
     };
     Ok(entries
         .into_iter()
-        .filter(|e| package_name(Path::new(&e.name)).is_some_and(|n| n == e.name))
+        .filter(|e| PackageName::new(&e.name).is_some())
         .collect())
 }
 
@@ -848,16 +853,11 @@ fn child_reference(name: &str) -> String {
     format!("./{}", utf8_percent_encode(name, SEGMENT))
 }
 
-/// Whether a listed name is evidence for a package rather than a package.
-fn is_evidence(name: &str) -> bool {
-    name.ends_with(".sha256") || name.ends_with(".minisig")
-}
-
 /// The decoded last segment of `url`, if it is a valid file name.
 fn last_segment(url: &Url) -> Option<String> {
     let raw = url.path_segments()?.next_back()?;
     let name = percent_decode_str(raw).decode_utf8().ok()?;
-    package_name(Path::new(name.as_ref())).filter(|n| n.as_str() == name)
+    PackageName::new(&name).map(|n| n.to_string())
 }
 
 /// The wait after `failures` failed polls in a row: doubling from `interval`, at most `max`.

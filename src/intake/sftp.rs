@@ -4,7 +4,7 @@
 //! key listed in `sftp_authorized_keys`. What a client sees is a virtual folder, `/`, holding
 //! only the files this session uploaded and has not yet handed over. Uploads are written to a
 //! hidden temporary file in `<data_dir>/tmp` and handed to the publisher
-//! ([`Command::Ingest`], channel `sftp`) when the file is closed, or, for a hidden name
+//! ([`PublisherHandle::ingest`], channel `sftp`) when the file is closed, or, for a hidden name
 //! (`.name.part`), once the client renames it to its final name. A `<name>.sha256` or
 //! `<name>.minisig` uploaded in the same session before the package goes with it as evidence.
 //!
@@ -55,14 +55,15 @@ use russh_sftp::server::StatusReply;
 use serde_json::json;
 use tempfile::TempPath;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::ban::Bans;
-use super::file::{MAX_EVIDENCE_BYTES, read_evidence};
+use super::file::read_evidence;
 use super::startups::{Startup, Startups, YIELD_AFTER};
 use crate::config::SftpSettings;
 use crate::journal::{EventKind, Journal};
-use crate::publisher::{Command, Fault, Outcome, Received, package_name};
+use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+use crate::publisher::{Fault, Outcome, PublisherHandle};
 
 /// Most files one session may hold open at once.
 const MAX_OPEN_HANDLES: usize = 16;
@@ -83,8 +84,8 @@ pub(crate) struct SftpServer {
     pub(crate) tmp_dir: PathBuf,
     /// Largest file accepted.
     pub(crate) max_package_bytes: u64,
-    /// The publisher's queue.
-    pub(crate) publisher: mpsc::Sender<Command>,
+    /// The way to the publisher.
+    pub(crate) publisher: PublisherHandle,
     /// The journal.
     pub(crate) journal: Arc<Journal>,
 }
@@ -784,14 +785,9 @@ fn resolve(path: &str) -> Result<Target, StatusReply> {
     }
 }
 
-/// Whether a name is evidence (`.sha256`, `.minisig`) rather than a package.
-fn is_evidence(name: &str) -> bool {
-    name.ends_with(".sha256") || name.ends_with(".minisig")
-}
-
 /// Whether the publisher takes `name` as a package file name (not hidden, no folders).
 fn is_final_name(name: &str) -> bool {
-    package_name(Path::new(name)).is_some_and(|n| n == name)
+    PackageName::new(name).is_some()
 }
 
 fn file_attrs(len: u64) -> FileAttributes {
@@ -884,25 +880,23 @@ impl SftpHandler {
             self.evidence.insert(name, text);
             return Ok(ok_status(id, "evidence kept for its package"));
         }
-        let received = Received {
+        let Some(package) = PackageName::new(&name) else {
+            return Err(self.refuse(
+                "close",
+                deny(StatusCode::Failure, "refused: not a package file name"),
+            ));
+        };
+        let received = super::Received {
             sidecar: self.evidence.remove(&format!("{name}.sha256")),
             signature: self.evidence.remove(&format!("{name}.minisig")),
-            name: name.clone(),
+            name: package,
             path: upload.tmp.to_path_buf(),
-            channel: "sftp",
+            channel: super::Channel::Sftp,
             origin: Some(self.origin.clone()),
             received_at: Timestamp::now(),
         };
-        let (tx, rx) = oneshot::channel();
         let failed = |e: &str| deny(StatusCode::Failure, format!("not delivered: {e}"));
-        // Not sent means the publisher is gone, and so is the reply channel.
-        let _ = self
-            .shared
-            .server
-            .publisher
-            .send(Command::Ingest(received, Some(tx)))
-            .await;
-        let Ok(outcome) = rx.await else {
+        let Ok(outcome) = self.shared.server.publisher.ingest(received).await else {
             tracing::error!(%name, "an SFTP upload was not delivered: the publisher is not running");
             return Err(failed(
                 "the server cannot take packages now (it is stopping or restarting); upload it \

@@ -51,12 +51,13 @@ use jiff::Timestamp;
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::file::{describe, read_evidence};
+use super::{Channel, Received};
 use crate::journal::{self, Journal};
-use crate::package::Policy;
-use crate::publisher::{Command, Fault, Outcome, Received, package_name};
+use crate::package::{self, PackageName, Policy};
+use crate::publisher::{Fault, Outcome, PublisherHandle};
 
 /// How the watched folder decides a file is complete.
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ fn classify(path: &Path) -> Entry {
     if kind.is_dir() {
         return Entry::Skip;
     }
-    if package_name(path).is_none() {
+    if PackageName::of_path(path).is_none() {
         return Entry::Refused(
             "its name holds control characters (such as a newline or a tab) or is not valid \
              UTF-8; send it again under a plain name"
@@ -172,8 +173,7 @@ fn classify(path: &Path) -> Entry {
 
 /// Whether a file is evidence read with its package, by its name.
 fn is_evidence(path: &Path) -> bool {
-    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-    name.ends_with(b".sha256") || name.ends_with(b".minisig")
+    package::is_evidence(path.file_name().map(OsStrExt::as_bytes).unwrap_or_default())
 }
 
 /// The folder as this channel sees it.
@@ -192,7 +192,7 @@ struct Folder<'a> {
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
 pub(crate) async fn watch_folder(
     rules: WatchRules,
-    publisher: mpsc::Sender<Command>,
+    publisher: PublisherHandle,
     journal: Arc<Journal>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -390,7 +390,7 @@ impl Folder<'_> {
             journal::EventKind::Rejected,
             None,
             json!({
-                "name": name, "channel": "watch", "fault": Fault::Sender,
+                "name": name, "channel": Channel::Watch, "fault": Fault::Sender,
                 "reason": format!("{name:?} was not taken: {reason}"),
                 "set_aside": set_aside_as, "error": error,
             }),
@@ -496,11 +496,11 @@ fn with_ext(path: &Path, ext: &str) -> PathBuf {
 /// Hands one complete file to the publisher and tidies the folder after its outcome.
 async fn take(
     path: &Path,
-    publisher: &mpsc::Sender<Command>,
+    publisher: &PublisherHandle,
     journal: &Journal,
     failed: &mut HashMap<PathBuf, Retry>,
 ) {
-    let Some(name) = package_name(path) else {
+    let Some(name) = PackageName::of_path(path) else {
         return;
     };
     let meta = std::fs::symlink_metadata(path).ok();
@@ -509,23 +509,20 @@ async fn take(
     let received = Received {
         name: name.clone(),
         path: path.to_owned(),
-        channel: "watch",
+        channel: Channel::Watch,
         origin: None,
         sidecar: read_evidence(&sidecar_path),
         signature: read_evidence(&signature_path),
         received_at: Timestamp::now(),
     };
-    let (tx, rx) = oneshot::channel();
-    // Not sent means the publisher is gone, and so is the reply channel: the answer says so.
-    let _ = publisher.send(Command::Ingest(received, Some(tx))).await;
-    let outcome = rx.await.unwrap_or_else(|_| {
+    let outcome = publisher.ingest(received).await.unwrap_or_else(|_| {
         let error = "the publisher is not running; the file stays in the folder and is taken \
                      when the server runs again";
         tracing::error!(%name, error);
         journal.post(
             journal::EventKind::IntakeError,
             None,
-            json!({"name": name, "channel": "watch", "error": error, "fault": Fault::Ours}),
+            json!({"name": name, "channel": Channel::Watch, "error": error, "fault": Fault::Ours}),
         );
         Outcome::Failed {
             error: error.to_owned(),
@@ -571,7 +568,7 @@ async fn take(
         let _ = journal.record(
             journal::EventKind::IntakeError,
             None,
-            json!({"name": name, "channel": "watch", "error": format!("tidying the intake folder: {e}")}),
+            json!({"name": name, "channel": Channel::Watch, "error": format!("tidying the intake folder: {e}")}),
         );
     }
 }

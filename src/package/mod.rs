@@ -28,6 +28,7 @@
 
 mod corte;
 mod evidence;
+mod name;
 mod open;
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub(crate) use corte::{
     CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
 pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
+pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
 #[derive(Debug, Clone)]

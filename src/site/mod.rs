@@ -17,9 +17,11 @@
 
 mod cache;
 mod compress;
+mod live;
 
 pub(crate) use cache::{CachePolicy, DEFAULT_RULES as DEFAULT_CACHE_RULES};
 pub(crate) use compress::{Compressor, Job, Variant, Variants};
+pub(crate) use live::{Live, Swap, live};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
