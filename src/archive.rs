@@ -25,7 +25,13 @@ use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256;
 use crate::package::EVIDENCE_EXTENSIONS;
-use crate::store::{ARCHIVE_PENDING as PENDING, ARCHIVE_REJECTED as REJECTED, ARCHIVE_TMP as TMP};
+
+/// Packages received and not yet verified.
+const PENDING: &str = "pendientes";
+/// Rejected or set-aside packages.
+const REJECTED: &str = "rechazados";
+/// Copies being written.
+const TMP: &str = "tmp";
 
 /// Errors of the archive: always this machine's fault (disk full, permissions).
 #[derive(Debug, thiserror::Error)]

@@ -310,7 +310,7 @@ pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> 
         t.add_row([
             p.seq.to_string(),
             p.corte_id.clone(),
-            p.kind.clone(),
+            p.kind.as_str().to_owned(),
             format!("{:?}", p.build).to_lowercase(),
             p.package.to_hex()[..12].to_owned(),
             p.name.clone(),

@@ -40,6 +40,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::hash::Sha256;
+use crate::package::{CorteSource, PackageKind};
 
 /// Most posted events that may wait for the writer; past it, new ones are counted as lost.
 pub(crate) const MAX_QUEUED_EVENTS: usize = 65_536;
@@ -144,6 +145,94 @@ impl EventKind {
     }
 }
 
+/// Where a package stands, as the journal's `packages.outcome` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PackageState {
+    /// Noted on arrival; its processing has not begun.
+    Received,
+    /// The publisher is working on it (found so at a start: a stop interrupted it).
+    Processing,
+    /// This machine could not finish it: not decided, taken again when delivered again.
+    Failed,
+    /// Published.
+    Published,
+    /// Older than the live corte: archived, not published.
+    Older,
+    /// Held for an operator (an implausible corte time).
+    Held,
+    /// Rejected: the sender's fault.
+    Rejected,
+    /// Set aside after interrupted attempts.
+    SetAside,
+}
+
+impl PackageState {
+    pub(crate) const ALL: [Self; 8] = [
+        Self::Received,
+        Self::Processing,
+        Self::Failed,
+        Self::Published,
+        Self::Older,
+        Self::Held,
+        Self::Rejected,
+        Self::SetAside,
+    ];
+
+    /// How the journal writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processing => "processing",
+            Self::Failed => "failed",
+            Self::Published => "published",
+            Self::Older => "older",
+            Self::Held => "held",
+            Self::Rejected => "rejected",
+            Self::SetAside => "set-aside",
+        }
+    }
+
+    /// Whether what became of the package is decided: its channel need not deliver it again.
+    pub(crate) fn is_decided(self) -> bool {
+        matches!(
+            self,
+            Self::Published | Self::Older | Self::Held | Self::Rejected | Self::SetAside
+        )
+    }
+}
+
+/// Stores an enum of the journal's columns as its text, and reads it back, refusing text this
+/// version does not know (a journal written by a newer one) with a clear error.
+macro_rules! text_column {
+    ($($t:ty),*) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                <$t>::ALL.into_iter().find(|v| v.as_str() == text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!(
+                            "{text:?} is not a {} this version knows",
+                            stringify!($t)
+                        )
+                        .into(),
+                    )
+                })
+            }
+        }
+    )*};
+}
+
+text_column!(PackageState, PackageKind, CorteSource);
+
 /// One recorded event.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Event {
@@ -201,9 +290,9 @@ pub(crate) struct Publication {
     /// Corte time, RFC 3339 with its offset.
     pub(crate) corte_time: String,
     /// Where the corte time came from.
-    pub(crate) corte_source: String,
-    /// `site` or `data`.
-    pub(crate) kind: String,
+    pub(crate) corte_source: CorteSource,
+    /// What the package was for.
+    pub(crate) kind: PackageKind,
     /// The package applied (for a rollback: the package of the target).
     pub(crate) package: Sha256,
     /// Its file name.
@@ -244,8 +333,8 @@ pub(crate) struct Waiting {
     pub(crate) sha256: String,
     /// Its file name.
     pub(crate) name: String,
-    /// `held` or `set-aside`.
-    pub(crate) outcome: String,
+    /// [`PackageState::Held`] or [`PackageState::SetAside`].
+    pub(crate) outcome: PackageState,
     /// When that was decided.
     pub(crate) at: Timestamp,
     /// Its corte id, when known.
@@ -443,10 +532,10 @@ impl Journal {
         name: &str,
         size: u64,
         at: Timestamp,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<PackageState>> {
         let name = name.to_owned();
         self.write(move |conn| {
-            let previous: Option<String> = conn
+            let previous: Option<PackageState> = conn
                 .query_row(
                     "SELECT outcome FROM packages WHERE sha256 = ?1",
                     [sha256.to_hex()],
@@ -456,8 +545,14 @@ impl Journal {
             if previous.is_none() {
                 conn.execute(
                     "INSERT INTO packages (sha256, name, size, first_received, outcome)
-                 VALUES (?1, ?2, ?3, ?4, 'received')",
-                    params![sha256.to_hex(), name, size as i64, at.to_string()],
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        sha256.to_hex(),
+                        name,
+                        size as i64,
+                        at.to_string(),
+                        PackageState::Received
+                    ],
                 )?;
             }
             Ok(previous)
@@ -468,16 +563,9 @@ impl Journal {
     /// held, rejected or set aside. A package whose processing this machine could not finish
     /// (`failed`), or that is being processed, is not: its channel delivers it again.
     pub(crate) fn decided(&self, sha256: Sha256) -> Result<bool> {
-        let found: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM packages WHERE sha256 = ?1 AND outcome IN
-                     ('published', 'older', 'held', 'rejected', 'set-aside')",
-                [sha256.to_hex()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(found.is_some())
+        Ok(self
+            .package(sha256)?
+            .is_some_and(|(_, _, state)| state.is_decided()))
     }
 
     /// Marks a package as being processed and returns how many times in a row its processing
@@ -504,8 +592,11 @@ impl Journal {
     }
 
     /// A package's file name, first arrival and last outcome, if it was ever received.
-    pub(crate) fn package(&self, sha256: Sha256) -> Result<Option<(String, Timestamp, String)>> {
-        let row: Option<(String, String, String)> = self
+    pub(crate) fn package(
+        &self,
+        sha256: Sha256,
+    ) -> Result<Option<(String, Timestamp, PackageState)>> {
+        let row: Option<(String, String, PackageState)> = self
             .conn()
             .query_row(
                 "SELECT name, first_received, outcome FROM packages WHERE sha256 = ?1",
@@ -558,8 +649,7 @@ impl Journal {
 
     /// Sets a package's outcome (`published`, `older`, `held`, `rejected`, `set-aside`,
     /// `failed`).
-    pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: &str) -> Result<()> {
-        let outcome = outcome.to_owned();
+    pub(crate) fn set_outcome(&self, sha256: Sha256, outcome: PackageState) -> Result<()> {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE packages SET outcome = ?2 WHERE sha256 = ?1",
@@ -867,8 +957,8 @@ mod tests {
             seq: 0,
             corte_id: "20240602_2015".into(),
             corte_time: "2024-06-02T20:15:00-06:00[America/Mexico_City]".into(),
-            corte_source: "name".into(),
-            kind: "site".into(),
+            corte_source: CorteSource::Name,
+            kind: PackageKind::Site,
             package: Sha256::of(b"p"),
             name: "20240602_2015_PREP.zip".into(),
             build,
@@ -900,10 +990,8 @@ mod tests {
         assert_eq!(all[1].base, Some(a));
         assert_eq!(all[1].build, Build::Overlay);
         assert_eq!(
-            j.note_package(sha, "p.zip", 1, Timestamp::now())
-                .unwrap()
-                .as_deref(),
-            Some("published")
+            j.note_package(sha, "p.zip", 1, Timestamp::now()).unwrap(),
+            Some(PackageState::Published)
         );
         assert_eq!(j.counts().unwrap().published, 2);
         assert_eq!(j.events(10).unwrap()[0].kind, "published");
@@ -919,7 +1007,7 @@ mod tests {
         assert_eq!(j.begin_processing(sha).unwrap(), 1);
         assert_eq!(j.interrupted().unwrap(), [sha]);
         assert_eq!(j.begin_processing(sha).unwrap(), 2);
-        j.set_outcome(sha, "rejected").unwrap();
+        j.set_outcome(sha, PackageState::Rejected).unwrap();
         assert!(j.interrupted().unwrap().is_empty());
         assert_eq!(j.begin_processing(sha).unwrap(), 1, "a new run starts over");
         j.record(
@@ -928,7 +1016,7 @@ mod tests {
             serde_json::json!({"corte": "20240602_2100", "reason": "ahead of the clock"}),
         )
         .unwrap();
-        j.set_outcome(sha, "held").unwrap();
+        j.set_outcome(sha, PackageState::Held).unwrap();
         let waiting = j.waiting().unwrap();
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].corte.as_deref(), Some("20240602_2100"));
@@ -936,7 +1024,7 @@ mod tests {
         assert_eq!(j.counts().unwrap().held, 1);
         let found = j.unpublished_package("20240602_2100").unwrap();
         assert_eq!(found.map(|(s, _)| s), Some(sha));
-        j.set_outcome(sha, "published").unwrap();
+        j.set_outcome(sha, PackageState::Published).unwrap();
         assert!(j.waiting().unwrap().is_empty());
         assert!(j.unpublished_package("20240602_2100").unwrap().is_none());
     }

@@ -72,7 +72,7 @@ use crate::archive::{Archive, ArchiveError, Stored};
 use crate::config::{Config, SiteMode};
 use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
-use crate::journal::{Build, EventKind, Journal, Publication};
+use crate::journal::{Build, EventKind, Journal, PackageState, Publication};
 use crate::package::{
     self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName, Policy,
     VerifiedPackage,
@@ -436,7 +436,10 @@ impl Publisher {
             Ok(p) => p,
             Err(e) => return self.failed(r, anyhow!(e)),
         };
-        if matches!(previous.as_deref(), Some("published" | "older")) {
+        if matches!(
+            previous,
+            Some(PackageState::Published | PackageState::Older)
+        ) {
             self.event(
                 EventKind::Duplicate,
                 pkg_ref,
@@ -448,7 +451,7 @@ impl Publisher {
                 sha256: sha.to_hex(),
             };
         }
-        if previous.as_deref() == Some("set-aside") && !job.force {
+        if previous == Some(PackageState::SetAside) && !job.force {
             // Refused again, but still set aside: an operator may publish it.
             let reason = "this package was set aside earlier, after its processing was \
                           interrupted twice; an operator may publish it with `difusor rollback \
@@ -492,7 +495,7 @@ impl Publisher {
             EventKind::Verified,
             pkg_ref,
             json!({
-                "kind": kind_str(pkg.kind()),
+                "kind": pkg.kind(),
                 "files": pkg.files().len() + pkg.nested().len(),
                 "evidence": pkg.evidence(),
                 "evidence_summary": pkg.evidence().to_string(),
@@ -537,7 +540,7 @@ impl Publisher {
                     "corte": corte_id, "live": current.id,
                 }),
             );
-            self.set_outcome(sha, "older");
+            self.set_outcome(sha, PackageState::Older);
             return Outcome::Older {
                 corte: corte_id,
                 live: current.id.clone(),
@@ -563,7 +566,7 @@ impl Publisher {
                 "channel": job.received.channel, "reason": reason, "fault": Fault::Sender,
             }),
         );
-        self.set_outcome(sha, "rejected");
+        self.set_outcome(sha, PackageState::Rejected);
         self.keep_rejected(sha);
         Outcome::Rejected {
             reason,
@@ -599,7 +602,7 @@ impl Publisher {
             job.pkg_ref(),
             json!({"channel": job.received.channel, "reason": reason, "attempts": interrupted}),
         );
-        self.set_outcome(sha, "set-aside");
+        self.set_outcome(sha, PackageState::SetAside);
         self.keep_rejected(sha);
         Outcome::Rejected {
             reason,
@@ -626,7 +629,7 @@ impl Publisher {
                 "corte_source": corte.source, "reason": reason,
             }),
         );
-        self.set_outcome(sha, "held");
+        self.set_outcome(sha, PackageState::Held);
         Outcome::Held {
             corte: corte_id,
             reason,
@@ -673,7 +676,7 @@ impl Publisher {
                          it again"
                     ), "fault": Fault::Ours}),
                 );
-                self.set_outcome(sha, "failed");
+                self.set_outcome(sha, PackageState::Failed);
                 return;
             }
         };
@@ -717,10 +720,14 @@ impl Publisher {
         };
         for sha in pending {
             let outcome = self.journal.package(sha).ok().flatten().map(|p| p.2);
-            let moved = match outcome.as_deref() {
-                Some("published" | "older" | "held") => self.archive.accept(sha).map(|_| ()),
-                Some("rejected" | "set-aside") => self.archive.reject(sha).map(|_| ()),
-                Some("received") => {
+            let moved = match outcome {
+                Some(PackageState::Published | PackageState::Older | PackageState::Held) => {
+                    self.archive.accept(sha).map(|_| ())
+                }
+                Some(PackageState::Rejected | PackageState::SetAside) => {
+                    self.archive.reject(sha).map(|_| ())
+                }
+                Some(PackageState::Received) => {
                     self.take_again(sha);
                     Ok(())
                 }
@@ -856,8 +863,8 @@ impl Publisher {
             seq: 0,
             corte_id: corte_id.clone(),
             corte_time: corte.time.to_string(),
-            corte_source: corte.source.to_string(),
-            kind: kind_str(pkg.kind()).to_owned(),
+            corte_source: corte.source,
+            kind: pkg.kind(),
             package: pkg.sha256(),
             name: pkg.name().to_owned(),
             build: if replace {
@@ -942,7 +949,7 @@ impl Publisher {
             ..target.clone()
         };
         publication.seq = self.journal.record_publication(&publication)?;
-        let source = source_of(&target.corte_source);
+        let source = target.corte_source;
         self.swap(site, &publication, time, source);
         tracing::warn!(corte = %target.corte_id, "rolled back by an operator");
         Ok(Outcome::Published {
@@ -989,7 +996,7 @@ impl Publisher {
                         .parse()
                         .context("corte time in the journal")?;
                     let files = site.len();
-                    self.swap(site, last, time, source_of(&last.corte_source));
+                    self.swap(site, last, time, last.corte_source);
                     self.event(
                         EventKind::Rebuilt,
                         Some((last.package, &last.name)),
@@ -1032,16 +1039,16 @@ impl Publisher {
         // Site files before the last replacing site package contribute nothing to the result.
         let last_replace = steps
             .iter()
-            .rposition(|p| p.build == Build::Replace && p.kind == "site");
+            .rposition(|p| p.build == Build::Replace && p.kind == PackageKind::Site);
         // Data packages before the last one are only listed: their unpacked files were
         // replaced by the last one's, and their zips are served from the archive as they are.
-        let last_data = steps.iter().rposition(|p| p.kind == "data");
+        let last_data = steps.iter().rposition(|p| p.kind == PackageKind::Data);
         let mut site = Site::new(self.config.cache.clone());
         for (i, p) in steps.iter().enumerate() {
-            if p.kind == "site" && last_replace.is_some_and(|r| i < r) {
+            if p.kind == PackageKind::Site && last_replace.is_some_and(|r| i < r) {
                 continue;
             }
-            if p.kind == "data" && last_data.is_some_and(|d| i < d) {
+            if p.kind == PackageKind::Data && last_data.is_some_and(|d| i < d) {
                 let stored = self.archive.check(p.package)?;
                 let time: ZonedDateTime =
                     p.corte_time.parse().context("corte time in the journal")?;
@@ -1093,7 +1100,7 @@ impl Publisher {
             .with_context(|| format!("package {name} ({sha})"))
     }
 
-    fn set_outcome(&self, sha: Sha256, outcome: &str) {
+    fn set_outcome(&self, sha: Sha256, outcome: PackageState) {
         if let Err(e) = self.journal.set_outcome(sha, outcome) {
             tracing::error!(error = %e, "could not write to the journal");
         }
@@ -1126,7 +1133,7 @@ impl Publisher {
     /// and the journal holds the package as `failed`, not decided, so that its channel
     /// delivers it again and a start does not count it as an interrupted attempt.
     fn fail(&self, job: &Job<'_>, e: anyhow::Error) -> Outcome {
-        self.set_outcome(job.stored.sha256, "failed");
+        self.set_outcome(job.stored.sha256, PackageState::Failed);
         self.failed(job.received, e)
     }
 }
@@ -1147,21 +1154,5 @@ fn log_outcome(name: &str, outcome: &Outcome) {
             tracing::error!(%name, %error, ?fault, "package not processed")
         }
         other => tracing::info!(%name, outcome = ?other, "package not published"),
-    }
-}
-
-fn kind_str(kind: PackageKind) -> &'static str {
-    match kind {
-        PackageKind::Site => "site",
-        PackageKind::Data => "data",
-    }
-}
-
-fn source_of(text: &str) -> CorteSource {
-    match text {
-        "name" => CorteSource::Name,
-        "csv" => CorteSource::Csv,
-        "json" => CorteSource::Json,
-        _ => CorteSource::Arrival,
     }
 }

@@ -124,7 +124,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     }
 
     let Running {
-        handle: queue,
+        handle: to_publisher,
         died,
     } = publisher
         .spawn()
@@ -136,7 +136,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             settings.clone(),
             store.layout.tmp(),
             config.limits.max_package_bytes,
-            queue.clone(),
+            to_publisher.clone(),
             store.journal.clone(),
         )?)),
         None => None,
@@ -194,7 +194,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         pull: puller.as_ref().map(|p| p.board()),
         live: live.clone(),
         journal: store.journal.clone(),
-        publisher: queue.clone(),
+        publisher: to_publisher.clone(),
         token: config.admin_token.clone(),
         guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
         tmp_dir: store.layout.tmp(),
@@ -216,14 +216,14 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     if config.rejected_retention.is_some() {
         // Rejected packages past their retention are removed by the publisher, hourly.
-        let queue = queue.clone();
+        let to_publisher = to_publisher.clone();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
             every.tick().await;
             loop {
                 tokio::select! {
-                    _ = every.tick() => { let _ = queue.expire().await; }
+                    _ = every.tick() => { let _ = to_publisher.expire().await; }
                     _ = stop.changed() => return,
                 }
             }
@@ -285,7 +285,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             settings: settings.clone(),
             tmp_dir: store.layout.tmp(),
             max_package_bytes: config.limits.max_package_bytes,
-            publisher: queue.clone(),
+            publisher: to_publisher.clone(),
             journal: store.journal.clone(),
         };
         let stop_sftp = stop_rx.clone();
@@ -307,7 +307,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     }
     let mut watcher = on_own_thread(
         "watch",
-        intake::watch_folder(rules, queue, store.journal.clone(), stop_rx),
+        intake::watch_folder(rules, to_publisher, store.journal.clone(), stop_rx),
     )
     .context("cannot start the intake folder's thread")?;
 

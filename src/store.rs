@@ -1,9 +1,8 @@
 //! The data folder: its layout, and the lock that gives it one writer.
 //!
-//! Every name inside the data folder is spelled here and nowhere else:
-//! - `archivo/`: the archive ([`crate::archive`]), with `archivo/pendientes/` (received, not
-//!   yet verified), `archivo/rechazados/` (rejected or set aside), `archivo/tmp/` (copies
-//!   being written) and `archivo/<aa>/` (verified, kept forever);
+//! Every name at the top of the data folder is spelled here and nowhere else:
+//! - `archivo/`: the archive, whose own folders inside it ([`crate::archive`] spells them:
+//!   `pendientes/`, `rechazados/`, `tmp/`, `<aa>/`) no other module knows;
 //! - `tmp/`: downloads and uploads not yet handed to the publisher;
 //! - `bitacora.sqlite`: the journal ([`crate::journal`]);
 //! - `difusor.lock`: the lock file;
@@ -35,12 +34,6 @@ use crate::journal::Journal;
 
 /// The archive's folder in the data folder.
 const ARCHIVE: &str = "archivo";
-/// In the archive: packages received and not yet verified.
-pub(crate) const ARCHIVE_PENDING: &str = "pendientes";
-/// In the archive: rejected or set-aside packages.
-pub(crate) const ARCHIVE_REJECTED: &str = "rechazados";
-/// In the archive: copies being written.
-pub(crate) const ARCHIVE_TMP: &str = "tmp";
 /// Downloads and uploads not yet handed to the publisher.
 const TMP: &str = "tmp";
 /// The journal's file.

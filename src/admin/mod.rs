@@ -41,6 +41,9 @@
 //!   for the journal's writer thread without blocking the async threads.
 
 mod page;
+mod status;
+
+use status::Status;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -126,7 +129,10 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         return res;
     }
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/status") => json_response(StatusCode::OK, &status_value(&admin).await),
+        (&Method::GET, "/status") => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(Status::of(&admin).await).unwrap_or_default(),
+        ),
         (&Method::GET, "/metrics") => metrics(&admin).await,
         (&Method::GET, "/health") => match admin.health.publisher_error() {
             None => json_response(StatusCode::OK, &json!({"healthy": true})),
@@ -332,105 +338,40 @@ fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-/// The state of the server, as `/status` shows it.
-async fn status_value(admin: &Admin) -> serde_json::Value {
-    let site = admin.live.load();
-    let now = Timestamp::now();
-    let live = site.corte().map(|c| {
-        let age = now.duration_since(c.time.timestamp());
-        json!({
-            "corte": c.id,
-            "corte_time": c.time.timestamp().to_string(),
-            "corte_time_local": c.time.to_string(),
-            "corte_source": c.source,
-            "seq": c.seq,
-            "package": c.package.to_hex(),
-            "package_name": c.package_name,
-            "received_at": c.received_at.to_string(),
-            "live_at": c.live_at.to_string(),
-            "lag_seconds": c.live_at.duration_since(c.time.timestamp()).as_secs_f64(),
-            "age_seconds": age.as_secs(),
-            "stale": age > admin.update_interval * 3,
-            "files": site.len(),
-        })
-    });
-    let journal = admin.journal.clone();
-    let (counts, waiting) =
-        tokio::task::spawn_blocking(move || (journal.counts(), journal.waiting()))
-            .await
-            .unwrap_or_else(|_| (Ok(Default::default()), Ok(Vec::new())));
-    let counts = counts.unwrap_or_default();
-    let waiting = waiting.unwrap_or_default();
-    let mut gate = json!({
-        "open": admin.gate.is_open(),
-        "publish_start": admin.publish_start.map(|t| t.to_string()),
-        "publish_end": admin.publish_end.map(|t| t.to_string()),
-        "notice": admin.gate.notice(),
-    });
-    if admin.publish_start.is_none() {
-        gate["warning"] =
-            json!("no publish_start is set: results are public as soon as they arrive");
-    }
-    let (evicted, refused) = admin.limits.evicted_and_refused();
-    let publisher_error = admin.health.publisher_error();
-    json!({
-        "healthy": publisher_error.is_none(),
-        "publisher": {"running": publisher_error.is_none(), "error": publisher_error},
-        "live": live,
-        "counts": counts,
-        "waiting": waiting,
-        "memory": {
-            "site_bytes": site.memory_bytes(),
-            "max_site_bytes": admin.max_site_bytes,
-        },
-        "gate": gate,
-        "started_at": admin.started_at.to_string(),
-        "access_log_lost_lines": admin.access_log.lost(),
-        "open_connections": admin.limits.open_connections(),
-        "max_open_connections": admin.limits.max_connections(),
-        "connections_evicted": evicted,
-        "connections_refused": refused,
-        "pull": admin.pull.as_ref().map(|b| b.snapshot()),
-        "version": env!("CARGO_PKG_VERSION"),
-    })
-}
-
 /// Prometheus metrics.
 async fn metrics(admin: &Admin) -> Response<BoxedBody> {
-    let state = status_value(admin).await;
-    let count = |k: &str| state["counts"][k].as_i64().unwrap_or(0);
+    let state = Status::of(admin).await;
+    let counts = &state.counts;
     let snapshot = Snapshot {
         corte_time: admin
             .live
             .load()
             .corte()
             .map(|c| c.time.timestamp().as_second()),
-        lag_seconds: state["live"]["lag_seconds"].as_f64(),
+        lag_seconds: state.live.as_ref().map(|l| l.lag_seconds),
         packages: [
-            ("received", count("received")),
-            ("rejected", count("rejected")),
-            ("published", count("published")),
-            ("held", count("held")),
-            ("set-aside", count("set_aside")),
+            ("received", counts.received),
+            ("rejected", counts.rejected),
+            ("published", counts.published),
+            ("held", counts.held),
+            ("set-aside", counts.set_aside),
         ],
-        site_bytes: state["memory"]["site_bytes"].as_u64().unwrap_or(0),
-        open_connections: admin.limits.open_connections(),
-        connections_evicted: state["connections_evicted"].as_u64().unwrap_or(0),
-        connections_refused: state["connections_refused"].as_u64().unwrap_or(0),
-        access_log_lost: admin.access_log.lost(),
-        publisher_up: admin.health.publisher_error().is_none(),
-        pull: state["pull"]
-            .as_array()
-            .map(|urls| {
-                urls.iter()
-                    .map(|u| PullSnapshot {
-                        url: u["url"].as_str().unwrap_or_default().to_owned(),
-                        failures: u["failures"].as_u64().unwrap_or(0),
-                        handed_over: u["packages_handed_over"].as_u64().unwrap_or(0),
-                    })
-                    .collect()
+        site_bytes: state.memory.site_bytes,
+        open_connections: state.open_connections,
+        connections_evicted: state.connections_evicted,
+        connections_refused: state.connections_refused,
+        access_log_lost: state.access_log_lost_lines,
+        publisher_up: state.publisher.running,
+        pull: state
+            .pull
+            .iter()
+            .flatten()
+            .map(|u| PullSnapshot {
+                url: u.url.clone(),
+                failures: u.failures,
+                handed_over: u.packages_handed_over,
             })
-            .unwrap_or_default(),
+            .collect(),
     };
     let mut res = Response::new(full(admin.metrics.encode(&snapshot)));
     res.headers_mut().insert(
@@ -442,7 +383,7 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
 
 /// The status page for people.
 async fn page(admin: &Admin) -> Response<BoxedBody> {
-    let state = status_value(admin).await;
+    let state = Status::of(admin).await;
     let journal = admin.journal.clone();
     let cortes = tokio::task::spawn_blocking(move || journal.publications())
         .await

@@ -9,51 +9,51 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
-use crate::journal::Publication;
+use super::status::Status;
+use crate::journal::{PackageState, Publication};
 use crate::site::html_escape;
 
 /// Cortes listed in the history table.
 const HISTORY: usize = 30;
 
-/// The page, from `/status`'s JSON, the journal's publications and requests per minute.
-pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> String {
+/// The page, from the server's [`Status`], the journal's publications and requests per
+/// minute.
+pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) -> String {
     let mut body = String::new();
-    let gate = &state["gate"];
-    if let Some(notice) = gate["notice"].as_str() {
+    let gate = &state.gate;
+    if let Some(notice) = &gate.notice {
         banner(
             &mut body,
             "alert",
             &format!("The institute's notice replaces the results: {notice}"),
         );
-    } else if gate["open"] == false {
-        let start = gate["publish_start"].as_str().unwrap_or("?");
+    } else if !gate.open {
+        let start = gate.publish_start.as_deref().unwrap_or("?");
         banner(
             &mut body,
             "info",
             &format!("Embargo: results are not public before {start}."),
         );
     }
-    if let Some(warning) = gate["warning"].as_str() {
+    if let Some(warning) = gate.warning {
         banner(&mut body, "alert", &format!("Warning: {warning}."));
     }
-    let pulled = state["pull"].as_array().map_or(&[][..], Vec::as_slice);
-    for url in pulled.iter().filter(|u| u["failures"].as_u64() > Some(0)) {
+    let pulled = state.pull.as_deref().unwrap_or_default();
+    for url in pulled.iter().filter(|u| u.failures > 0) {
         banner(
             &mut body,
             "alert",
             &format!(
                 "Pulling {} fails since {} ({} attempts): {}",
-                url["url"].as_str().unwrap_or("?"),
-                url["failing_since"].as_str().unwrap_or("?"),
-                url["failures"],
-                url["last_error"].as_str().unwrap_or("?"),
+                url.url,
+                url.failing_since.as_deref().unwrap_or("?"),
+                url.failures,
+                url.last_error.as_deref().unwrap_or("?"),
             ),
         );
     }
-    for waiting in state["waiting"].as_array().map_or(&[][..], Vec::as_slice) {
-        let what = if waiting["outcome"] == "held" {
+    for waiting in &state.waiting {
+        let what = if waiting.outcome == PackageState::Held {
             "is held, not published"
         } else {
             "is set aside, not published"
@@ -63,56 +63,56 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
             "alert",
             &format!(
                 "Package {} (corte {}, SHA-256 {}) {what}: {}",
-                waiting["name"].as_str().unwrap_or("?"),
-                waiting["corte"].as_str().unwrap_or("unknown"),
-                waiting["sha256"].as_str().unwrap_or("?"),
-                waiting["reason"].as_str().unwrap_or("?"),
+                waiting.name,
+                waiting.corte.as_deref().unwrap_or("unknown"),
+                waiting.sha256,
+                waiting.reason,
             ),
         );
     }
-    let live = &state["live"];
-    if live.is_null() {
-        banner(&mut body, "info", "No corte is live yet.");
-    } else {
-        let stale = if live["stale"] == true {
-            " <strong class=\"bad\">(older than three update intervals)</strong>"
-        } else {
-            ""
-        };
-        let _ = write!(
-            body,
-            "<h2>Live corte {}</h2><table>\
-             <tr><th>Corte time</th><td>{}</td></tr>\
-             <tr><th>Package</th><td>{} <code>{}</code></td></tr>\
-             <tr><th>Went live</th><td>{}</td></tr>\
-             <tr><th>Lag</th><td>{:.3} s (the calls allow 60 s)</td></tr>\
-             <tr><th>Age</th><td>{} s{stale}</td></tr>\
-             <tr><th>Files</th><td>{}</td></tr></table>",
-            text(&live["corte"]),
-            text(&live["corte_time_local"]),
-            text(&live["package_name"]),
-            text(&live["package"]),
-            text(&live["live_at"]),
-            live["lag_seconds"].as_f64().unwrap_or(0.0),
-            live["age_seconds"],
-            live["files"],
-        );
+    match &state.live {
+        None => banner(&mut body, "info", "No corte is live yet."),
+        Some(live) => {
+            let stale = if live.stale {
+                " <strong class=\"bad\">(older than three update intervals)</strong>"
+            } else {
+                ""
+            };
+            let _ = write!(
+                body,
+                "<h2>Live corte {}</h2><table>\
+                 <tr><th>Corte time</th><td>{}</td></tr>\
+                 <tr><th>Package</th><td>{} <code>{}</code></td></tr>\
+                 <tr><th>Went live</th><td>{}</td></tr>\
+                 <tr><th>Lag</th><td>{:.3} s (the calls allow 60 s)</td></tr>\
+                 <tr><th>Age</th><td>{} s{stale}</td></tr>\
+                 <tr><th>Files</th><td>{}</td></tr></table>",
+                html_escape(&live.corte),
+                html_escape(&live.corte_time_local),
+                html_escape(&live.package_name),
+                html_escape(&live.package),
+                html_escape(&live.live_at),
+                live.lag_seconds,
+                live.age_seconds,
+                live.files,
+            );
+        }
     }
-    let counts = &state["counts"];
+    let counts = &state.counts;
     let _ = write!(
         body,
         "<h2>Packages</h2><p>{} received, {} rejected, {} published, {} held, {} set aside. \
          The site holds {} of at most {} bytes in memory. {} open connections; \
          {} access log lines lost.</p>",
-        counts["received"],
-        counts["rejected"],
-        counts["published"],
-        counts["held"],
-        counts["set_aside"],
-        state["memory"]["site_bytes"],
-        state["memory"]["max_site_bytes"],
-        state["open_connections"],
-        state["access_log_lost_lines"],
+        counts.received,
+        counts.rejected,
+        counts.published,
+        counts.held,
+        counts.set_aside,
+        state.memory.site_bytes,
+        state.memory.max_site_bytes,
+        state.open_connections,
+        state.access_log_lost_lines,
     );
     if !pulled.is_empty() {
         body.push_str(
@@ -123,16 +123,16 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-                text(&url["url"]),
-                text(&url["last_poll"]),
-                text(&url["last_success"]),
-                url["packages_handed_over"],
-                if url["failures"].as_u64() > Some(0) {
+                html_escape(&url.url),
+                html_escape(&url.last_poll),
+                html_escape(url.last_success.as_deref().unwrap_or("-")),
+                url.packages_handed_over,
+                if url.failures > 0 {
                     " class=\"bad\""
                 } else {
                     ""
                 },
-                url["failures"],
+                url.failures,
             );
         }
         body.push_str("</table>");
@@ -149,7 +149,7 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
             p.seq,
             html_escape(&p.corte_id),
-            html_escape(&p.kind),
+            p.kind.as_str(),
             p.build,
             html_escape(&p.name),
             p.live_at,
@@ -165,16 +165,12 @@ pub(super) fn render(state: &Value, cortes: &[Publication], traffic: &[u64]) -> 
          .alert{{background:#b00;color:#fff;padding:.6rem}}.info{{background:#eef;padding:.6rem}}\
          .bad{{color:#b00}}</style></head><body><h1>difusor {}</h1>{body}\
          <p><a href=\"/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p></body></html>\n",
-        text(&state["version"]),
+        html_escape(state.version),
     )
 }
 
 fn banner(out: &mut String, class: &str, message: &str) {
     let _ = write!(out, "<p class=\"{class}\">{}</p>", html_escape(message));
-}
-
-fn text(v: &Value) -> String {
-    html_escape(v.as_str().unwrap_or("-"))
 }
 
 /// Requests per minute as an SVG bar chart, oldest minute on the left.
@@ -213,25 +209,59 @@ fn chart(per_minute: &[u64]) -> String {
 mod tests {
     use super::*;
 
+    use crate::admin::status::{GateStatus, Memory, PublisherStatus};
+    use crate::journal::{Counts, Waiting};
+
+    /// A server with nothing live, its gate open without a `publish_start`.
+    fn state() -> Status {
+        Status {
+            healthy: true,
+            publisher: PublisherStatus {
+                running: true,
+                error: None,
+            },
+            live: None,
+            counts: Counts::default(),
+            waiting: Vec::new(),
+            memory: Memory {
+                site_bytes: 0,
+                max_site_bytes: 1,
+            },
+            gate: GateStatus {
+                open: true,
+                publish_start: None,
+                publish_end: None,
+                notice: None,
+                warning: Some("no publish_start is set: results are public as soon as they arrive"),
+            },
+            started_at: String::new(),
+            access_log_lost_lines: 0,
+            open_connections: 0,
+            max_open_connections: 1,
+            connections_evicted: 0,
+            connections_refused: 0,
+            pull: None,
+            version: "0.1.0",
+        }
+    }
+
     #[test]
     fn the_page_warns_of_an_open_gate_without_a_start_and_draws_the_traffic() {
-        let state = serde_json::json!({
-            "live": null,
-            "counts": {"received": 0, "rejected": 0, "published": 0},
-            "gate": {"open": true, "notice": null,
-                     "warning": "no publish_start is set: results are public as soon as they arrive"},
-            "open_connections": 0, "access_log_lost_lines": 0, "version": "0.1.0",
-        });
+        let state = state();
         let mut traffic = vec![0; 60];
         traffic[59] = 10;
         traffic[58] = 5;
         let html = render(&state, &[], &traffic);
         assert!(html.contains("class=\"alert\">Warning: no publish_start is set"));
         assert!(html.contains("<svg"));
-        let held = serde_json::json!({
-            "live": null, "counts": {}, "gate": {"open": true},
-            "waiting": [{"sha256": "ab12", "name": "20280606_2035_PREP.zip", "outcome": "held",
-                         "corte": "20280606_2035", "reason": "ahead of the clock"}],
+        let mut held = self::state();
+        held.waiting.push(Waiting {
+            sha256: "ab12".to_owned(),
+            name: "20280606_2035_PREP.zip".to_owned(),
+            outcome: PackageState::Held,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            corte: Some("20280606_2035".to_owned()),
+            reason: "ahead of the clock".to_owned(),
         });
         assert!(render(&held, &[], &traffic).contains(
             "class=\"alert\">Package 20280606_2035_PREP.zip (corte 20280606_2035, SHA-256 ab12) \

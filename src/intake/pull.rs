@@ -659,14 +659,21 @@ pub(crate) struct Board(Mutex<BTreeMap<String, UrlState>>);
 
 /// One pulled URL's state.
 #[derive(Debug, Clone, serde::Serialize)]
-struct UrlState {
-    url: String,
-    last_poll: String,
-    last_success: Option<String>,
-    packages_handed_over: u64,
-    failing_since: Option<String>,
-    failures: u64,
-    last_error: Option<String>,
+pub(crate) struct UrlState {
+    /// The URL.
+    pub(crate) url: String,
+    /// When it was last polled.
+    pub(crate) last_poll: String,
+    /// When a poll last succeeded.
+    pub(crate) last_success: Option<String>,
+    /// Packages handed to the publisher since the start.
+    pub(crate) packages_handed_over: u64,
+    /// When the current run of failed polls began.
+    pub(crate) failing_since: Option<String>,
+    /// Failed polls in a row.
+    pub(crate) failures: u64,
+    /// What the last failed poll said.
+    pub(crate) last_error: Option<String>,
 }
 
 impl Board {
@@ -699,9 +706,9 @@ impl Board {
     }
 
     /// Every URL's state, in URL order.
-    pub(crate) fn snapshot(&self) -> serde_json::Value {
+    pub(crate) fn snapshot(&self) -> Vec<UrlState> {
         let board = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        json!(board.values().collect::<Vec<_>>())
+        board.values().cloned().collect()
     }
 }
 

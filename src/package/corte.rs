@@ -135,14 +135,24 @@ pub(crate) enum CorteSource {
     Arrival,
 }
 
+impl CorteSource {
+    /// Every source.
+    pub(crate) const ALL: [Self; 4] = [Self::Name, Self::Csv, Self::Json, Self::Arrival];
+
+    /// How the journal and reports write it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Arrival => "arrival",
+        }
+    }
+}
+
 impl fmt::Display for CorteSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CorteSource::Name => "name",
-            CorteSource::Csv => "csv",
-            CorteSource::Json => "json",
-            CorteSource::Arrival => "arrival",
-        })
+        f.write_str(self.as_str())
     }
 }
 

@@ -94,12 +94,26 @@ pub(crate) struct Member {
 }
 
 /// What a package is for (FORMATS.md, "Two kinds of package").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum PackageKind {
     /// The publication site, or part of it: HTML, CSS, JS, JSON, ….
     Site,
     /// Downloads only: every top-level member is a zip, CSV or TXT file.
     Data,
+}
+
+impl PackageKind {
+    /// Every kind.
+    pub(crate) const ALL: [Self; 2] = [Self::Site, Self::Data];
+
+    /// How the journal and reports write it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Site => "site",
+            Self::Data => "data",
+        }
+    }
 }
 
 /// A package that passed every check. Only [`verify`] makes one.

@@ -1,0 +1,176 @@
+//! The server's state as the admin listener shows it: one [`Status`] value, built once per
+//! request, that `/status` serialises as JSON and the status page and `/metrics` read field
+//! by field. A field renamed or removed here is a compile error in every reader, never a
+//! silently empty cell.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::Admin;
+use crate::intake::pull::UrlState;
+use crate::journal::{Counts, Waiting};
+use crate::package::CorteSource;
+
+/// What `/status` answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct Status {
+    /// Whether the server can publish (its publisher runs).
+    pub(crate) healthy: bool,
+    /// The publisher thread.
+    pub(crate) publisher: PublisherStatus,
+    /// The live corte, once one is.
+    pub(crate) live: Option<LiveStatus>,
+    /// Packages by outcome, from the journal.
+    pub(crate) counts: Counts,
+    /// Packages held or set aside for an operator.
+    pub(crate) waiting: Vec<Waiting>,
+    /// What the live site holds in memory.
+    pub(crate) memory: Memory,
+    /// The publication gate.
+    pub(crate) gate: GateStatus,
+    /// When this server started.
+    pub(crate) started_at: String,
+    /// Access log lines lost because the disk could not keep up.
+    pub(crate) access_log_lost_lines: u64,
+    /// Visitors' connections open now.
+    pub(crate) open_connections: usize,
+    /// The most visitors' connections open at once.
+    pub(crate) max_open_connections: usize,
+    /// Idle connections closed to make room for new ones.
+    pub(crate) connections_evicted: u64,
+    /// Connections refused at the cap.
+    pub(crate) connections_refused: u64,
+    /// Each pulled URL, when `pull_url` is set.
+    pub(crate) pull: Option<Vec<UrlState>>,
+    /// This program's version.
+    pub(crate) version: &'static str,
+}
+
+/// The publisher thread's state.
+#[derive(Debug, Serialize)]
+pub(crate) struct PublisherStatus {
+    /// Whether it runs.
+    pub(crate) running: bool,
+    /// What stopped it, if it stopped unexpectedly.
+    pub(crate) error: Option<String>,
+}
+
+/// The live corte.
+#[derive(Debug, Serialize)]
+pub(crate) struct LiveStatus {
+    /// Corte id.
+    pub(crate) corte: String,
+    /// Corte time, UTC.
+    pub(crate) corte_time: String,
+    /// Corte time in the institute's time zone.
+    pub(crate) corte_time_local: String,
+    /// Where the corte time came from.
+    pub(crate) corte_source: CorteSource,
+    /// Publication number in the journal.
+    pub(crate) seq: i64,
+    /// SHA-256 of the package.
+    pub(crate) package: String,
+    /// The package's file name.
+    pub(crate) package_name: String,
+    /// When the package arrived.
+    pub(crate) received_at: String,
+    /// When the corte went live.
+    pub(crate) live_at: String,
+    /// From corte time to going live.
+    pub(crate) lag_seconds: f64,
+    /// From corte time to now.
+    pub(crate) age_seconds: i64,
+    /// Older than three update intervals.
+    pub(crate) stale: bool,
+    /// Files the site holds.
+    pub(crate) files: usize,
+}
+
+/// Memory the live site holds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Memory {
+    /// Files and compressed variants, in bytes.
+    pub(crate) site_bytes: u64,
+    /// `max_site_bytes`.
+    pub(crate) max_site_bytes: u64,
+}
+
+/// The publication gate.
+#[derive(Debug, Serialize)]
+pub(crate) struct GateStatus {
+    /// Whether results are public now.
+    pub(crate) open: bool,
+    /// `publish_start`.
+    pub(crate) publish_start: Option<String>,
+    /// `publish_end`.
+    pub(crate) publish_end: Option<String>,
+    /// The institute's notice in force, if any.
+    pub(crate) notice: Option<String>,
+    /// What an operator must know about the gate's settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) warning: Option<&'static str>,
+}
+
+impl Status {
+    /// The server's state now.
+    pub(crate) async fn of(admin: &Admin) -> Self {
+        let site = admin.live.load();
+        let now = Timestamp::now();
+        let live = site.corte().map(|c| {
+            let age = now.duration_since(c.time.timestamp());
+            LiveStatus {
+                corte: c.id.clone(),
+                corte_time: c.time.timestamp().to_string(),
+                corte_time_local: c.time.to_string(),
+                corte_source: c.source,
+                seq: c.seq,
+                package: c.package.to_hex(),
+                package_name: c.package_name.clone(),
+                received_at: c.received_at.to_string(),
+                live_at: c.live_at.to_string(),
+                lag_seconds: c.live_at.duration_since(c.time.timestamp()).as_secs_f64(),
+                age_seconds: age.as_secs(),
+                stale: age > admin.update_interval * 3,
+                files: site.len(),
+            }
+        });
+        let journal = admin.journal.clone();
+        let (counts, waiting) =
+            tokio::task::spawn_blocking(move || (journal.counts(), journal.waiting()))
+                .await
+                .unwrap_or_else(|_| (Ok(Counts::default()), Ok(Vec::new())));
+        let (evicted, refused) = admin.limits.evicted_and_refused();
+        let publisher_error = admin.health.publisher_error().map(str::to_owned);
+        Self {
+            healthy: publisher_error.is_none(),
+            publisher: PublisherStatus {
+                running: publisher_error.is_none(),
+                error: publisher_error,
+            },
+            live,
+            counts: counts.unwrap_or_default(),
+            waiting: waiting.unwrap_or_default(),
+            memory: Memory {
+                site_bytes: site.memory_bytes(),
+                max_site_bytes: admin.max_site_bytes,
+            },
+            gate: GateStatus {
+                open: admin.gate.is_open(),
+                publish_start: admin.publish_start.map(|t| t.to_string()),
+                publish_end: admin.publish_end.map(|t| t.to_string()),
+                notice: admin.gate.notice(),
+                warning: admin.publish_start.is_none().then_some(
+                    "no publish_start is set: results are public as soon as they arrive",
+                ),
+            },
+            started_at: admin.started_at.to_string(),
+            access_log_lost_lines: admin.access_log.lost(),
+            open_connections: admin.limits.open_connections(),
+            max_open_connections: admin.limits.max_connections(),
+            connections_evicted: evicted,
+            connections_refused: refused,
+            pull: admin.pull.as_ref().map(|b| b.snapshot()),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
