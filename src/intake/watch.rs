@@ -19,7 +19,8 @@
 //! waits for it up to `evidence_wait`, then goes to the publisher without it (and is rejected
 //! there). Folders are left alone.
 //!
-//! Anything else is refused at once, journaled once (`rejected`, channel `watch`, with the
+//! Anything else is refused once it has been unchanged for `settle` (so the tool that made it
+//! has finished with it), journaled once (`rejected`, channel `watch`, with the
 //! reason) and set aside as `.rechazado.<name>`: a symbolic link (the link itself is moved,
 //! its target is never read or copied), a FIFO, socket or device, and a name holding control
 //! characters (a newline, a tab…) or not valid UTF-8. Nothing in the folder is read except
@@ -42,6 +43,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -125,6 +127,19 @@ enum Entry {
     Skip,
     /// Never taken, for this reason.
     Refused(String),
+}
+
+/// Whether the entry `path` itself (not what a link points to) has been unchanged for `quiet`:
+/// its status change time (which no one can set back) is that old.
+fn unchanged_for(path: &Path, quiet: Duration) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        let changed = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(m.ctime()).unwrap_or(0),
+                u32::try_from(m.ctime_nsec()).unwrap_or(0),
+            );
+        changed.elapsed().is_ok_and(|age| age >= quiet)
+    })
 }
 
 /// Classifies `path` without following it if it is a link.
@@ -365,10 +380,12 @@ impl Folder<'_> {
         self.failed.retain(|path, _| is_regular(path));
     }
 
-    /// Journals why `path` is not taken and sets it aside; once per file.
+    /// Journals why `path` is not taken and sets it aside, once per file, when it has been
+    /// unchanged for `settle`: until then the rescan finds it again. (rsync, for one, still
+    /// looks at a link it made after making it.)
     fn refuse(&mut self, path: &Path, reason: &str) {
         self.pending.remove(path);
-        if self.stuck.contains(path) {
+        if self.stuck.contains(path) || !unchanged_for(path, self.rules.settle) {
             return;
         }
         let name = path
