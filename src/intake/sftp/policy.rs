@@ -3,13 +3,14 @@
 //!
 //! # Guarantees
 //! - Public keys only, from `sftp_authorized_keys`; no password, keyboard-interactive, shell,
-//!   exec, pty, forwarding, agent or subsystem other than `sftp`. Each refused request is
-//!   noted in the session's journal entry.
+//!   exec, pty, forwarding, agent or subsystem other than `sftp`. A password, a shell, a
+//!   command, another subsystem or an extra channel is noted in the session's journal entry.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
 //!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
 //!   silence. Failed attempts are counted for the listener's bans.
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
-//!   a session opens channels only once it holds a place, at most one `sftp` subsystem.
+//!   a session opens channels only once it holds a place: at most two, and one `sftp`
+//!   subsystem.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
