@@ -24,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256;
+use crate::intake::evidence_path;
 use crate::package::EVIDENCE_EXTENSIONS;
 
 /// Packages received and not yet verified.
@@ -313,14 +314,6 @@ impl Archive {
             .map_err(io_err("rename into", dest))?;
         sync_dir(dir)
     }
-}
-
-/// Where evidence of kind `ext` (`sha256`, `minisig`) of the package at `package` is kept.
-fn evidence_path(package: &Path, ext: &str) -> PathBuf {
-    let mut p = package.as_os_str().to_owned();
-    p.push(".");
-    p.push(ext);
-    PathBuf::from(p)
 }
 
 /// Removes a file; one already gone is fine.

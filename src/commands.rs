@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 
 use crate::config::{self, Config, Settings};
 use crate::http::{BoxedBody, file_body, full};
-use crate::intake::read_evidence;
 use crate::intake::{Channel, Received};
+use crate::intake::{evidence_path, read_evidence};
 use crate::journal::{EventKind, Journal};
 use crate::package::PackageName;
 use crate::package::{self, Incoming, Policy};
@@ -164,11 +164,7 @@ pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<O
     // The operator's own files: a link given here is followed on purpose (the intake
     // folder never follows one).
     let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    let with = |ext: &str| {
-        let mut p = file.as_os_str().to_owned();
-        p.push(format!(".{ext}"));
-        read_evidence(&followed(Path::new(&p)))
-    };
+    let with = |ext: &str| read_evidence(&followed(&evidence_path(file, ext)));
     let (sidecar, signature) = (with("sha256"), with("minisig"));
     let store = match writer(&config).await? {
         Writer::Here(store) => store,
@@ -438,14 +434,12 @@ fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
     let (sha256, size) = crate::hash::Sha256::of_reader(file)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let config = Config::from_settings(Settings::default())?;
-    let mut sidecar = path.as_os_str().to_owned();
-    sidecar.push(".sha256");
     let incoming = Incoming {
         name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
         path: path.to_owned(),
         sha256,
         size,
-        sidecar: read_evidence(Path::new(&sidecar)),
+        sidecar: read_evidence(&evidence_path(path, "sha256")),
         signature: None,
     };
     let policy = package::EvidencePolicy {

@@ -5,6 +5,9 @@
 //! device. Every package and evidence file the intake reads is opened through
 //! [`open_regular`], and so is the archive's copy of a package.
 //!
+//! A package's evidence lies beside it as `<package>.sha256` and `<package>.minisig`, in the
+//! intake folder as in the archive: [`evidence_path`] names it for both.
+//!
 //! # Guarantees
 //! - A link is never followed (`O_NOFOLLOW`): opening one fails, naming it a link.
 //! - Opening never blocks (`O_NONBLOCK`), and the type is checked on the opened descriptor
@@ -15,7 +18,7 @@
 use std::fs::{File, FileType};
 use std::io::{self, Read};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::package::MAX_EVIDENCE_BYTES;
 
@@ -66,6 +69,15 @@ pub(crate) fn describe(kind: FileType) -> &'static str {
     } else {
         "a special file"
     }
+}
+
+/// The path of `package`'s evidence file with the extension `ext` (`sha256`, `minisig`):
+/// `<package>.<ext>`, beside it.
+pub(crate) fn evidence_path(package: &Path, ext: &str) -> PathBuf {
+    let mut p = package.as_os_str().to_owned();
+    p.push(".");
+    p.push(ext);
+    PathBuf::from(p)
 }
 
 /// Reads an evidence file (a regular file only), at most [`MAX_EVIDENCE_BYTES`]; `None` when

@@ -55,7 +55,7 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::file::{describe, read_evidence};
+use super::file::{describe, evidence_path, read_evidence};
 use super::{Channel, Received};
 use crate::journal::{self, Journal};
 use crate::package::{self, PackageName, Policy};
@@ -439,8 +439,9 @@ impl Folder<'_> {
                 || c.open == 0
                     && (c.stable_since.elapsed() >= rules.settle || sidecar_after(path, modified));
             let evidence_missing = (rules.sidecar == Policy::Required
-                && !is_regular(&with_ext(path, "sha256")))
-                || (rules.signature == Policy::Required && !is_regular(&with_ext(path, "minisig")));
+                && !is_regular(&evidence_path(path, "sha256")))
+                || (rules.signature == Policy::Required
+                    && !is_regular(&evidence_path(path, "minisig")));
             if complete && (!evidence_missing || c.first_seen.elapsed() >= rules.evidence_wait) {
                 out.push((c.first_seen, path.clone()));
             }
@@ -485,7 +486,7 @@ fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
 /// Whether a sidecar holding a digest was written after the package last changed: an
 /// uploader that sends the hash after the package has finished the package.
 fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
-    let sidecar = with_ext(path, "sha256");
+    let sidecar = evidence_path(path, "sha256");
     let Some(package_modified) = package_modified else {
         return false;
     };
@@ -502,14 +503,6 @@ fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
         })
 }
 
-/// `<path>.<ext>`.
-fn with_ext(path: &Path, ext: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".");
-    p.push(ext);
-    PathBuf::from(p)
-}
-
 /// Hands one complete file to the publisher and tidies the folder after its outcome.
 async fn take(
     path: &Path,
@@ -521,8 +514,8 @@ async fn take(
         return;
     };
     let meta = std::fs::symlink_metadata(path).ok();
-    let sidecar_path = with_ext(path, "sha256");
-    let signature_path = with_ext(path, "minisig");
+    let sidecar_path = evidence_path(path, "sha256");
+    let signature_path = evidence_path(path, "minisig");
     let received = Received {
         name: name.clone(),
         path: path.to_owned(),

@@ -1,0 +1,255 @@
+//! The pull channel's HTTP client, and how it reads what it is sent.
+//!
+//! Certificates are checked against the public web's authorities plus `pull_ca`; a client
+//! certificate (`pull_client_cert`, `pull_client_key`) and a bearer token (`pull_token_file`)
+//! are sent when set.
+//!
+//! # Guarantees
+//! - Nothing is decompressed on the way: packages arrive byte for byte as sent.
+//! - Requests are conditional (`If-None-Match`, `If-Modified-Since`): an unchanged index or
+//!   package costs one 304.
+//! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
+//!   and by count while reading. A request is abandoned after `pull_timeout` in all or
+//!   `pull_stall_timeout` without a byte.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Response, StatusCode, Url};
+
+use super::PullError;
+use crate::config::PullSettings;
+use crate::http::tls::{read_certificates, read_private_key};
+
+/// Longest wait for a TCP and TLS connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTPS client of the pull tasks.
+pub(super) struct Client(reqwest::Client);
+
+impl Client {
+    /// The HTTPS client: the public web's authorities plus `pull_ca`, the client certificate
+    /// and the bearer token when set, the timeouts of the settings, no compression (packages
+    /// must arrive byte for byte as sent).
+    pub(super) fn new(settings: &PullSettings) -> anyhow::Result<Self> {
+        let mut roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &settings.extra_roots {
+            let certs = read_certificates(path).context("setting `pull_ca`")?;
+            for cert in certs {
+                roots.add(cert).with_context(|| {
+                    format!(
+                        "setting `pull_ca`: {} holds a certificate that cannot be an authority",
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("cannot set up TLS")?
+            .with_root_certificates(roots);
+        let mut tls = match &settings.client_identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    read_certificates(cert).context("setting `pull_client_cert`")?,
+                    read_private_key(key).context("setting `pull_client_key`")?,
+                )
+                .context("settings `pull_client_cert` and `pull_client_key` do not go together")?,
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut headers = HeaderMap::new();
+        if let Some(path) = &settings.token_file {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("setting `pull_token_file`: cannot read {}", path.display())
+            })?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", text.trim()))
+                .ok()
+                .filter(|_| !text.trim().is_empty())
+                .with_context(|| {
+                    format!(
+                        "setting `pull_token_file`: {} must hold one token on one line",
+                        path.display()
+                    )
+                })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let https_only = settings.urls.iter().all(|u| u.scheme() == "https");
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .default_headers(headers)
+            .user_agent(concat!("difusor/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT.min(settings.stall_timeout))
+            .read_timeout(settings.stall_timeout)
+            .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .https_only(https_only)
+            .build()
+            .context("cannot set up the HTTPS client for `pull_url`")?;
+        Ok(Self(client))
+    }
+
+    /// A GET of `url`, conditional on `validators`; `None` when the server says 304.
+    pub(super) async fn get(
+        &self,
+        url: &Url,
+        validators: &Validators,
+    ) -> Result<Option<Response>, PullError> {
+        let mut request = self.0.get(url.clone());
+        if let Some(etag) = &validators.etag {
+            request = request.header(header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(date) = &validators.last_modified {
+            request = request.header(header::IF_MODIFIED_SINCE, date.clone());
+        }
+        let response = request.send().await.map_err(|e| request_error(url, &e))?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(response)),
+            StatusCode::NOT_MODIFIED if validators.any() => Ok(None),
+            status => Err(PullError::Status {
+                url: url.clone(),
+                status,
+                hint: hint(status),
+            }),
+        }
+    }
+}
+
+/// A response's body, read chunk by chunk and held to a limit.
+pub(super) struct Body {
+    response: Response,
+    url: Url,
+    limit: u64,
+    /// Which limit, for the error.
+    what: &'static str,
+    /// Bytes read so far.
+    len: u64,
+}
+
+impl Body {
+    /// The body of `response` from `url`, refused at once when its `Content-Length` passes
+    /// `limit`.
+    pub(super) fn new(
+        response: Response,
+        url: &Url,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Self, PullError> {
+        let body = Self {
+            response,
+            url: url.clone(),
+            limit,
+            what,
+            len: 0,
+        };
+        if body.response.content_length().is_some_and(|n| n > limit) {
+            return Err(body.too_large());
+        }
+        Ok(body)
+    }
+
+    /// The next chunk, `None` at the end; an error once the bytes read pass the limit.
+    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, PullError> {
+        let Some(chunk) = self
+            .response
+            .chunk()
+            .await
+            .map_err(|e| request_error(&self.url, &e))?
+        else {
+            return Ok(None);
+        };
+        self.len += chunk.len() as u64;
+        if self.len > self.limit {
+            return Err(self.too_large());
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Bytes read so far.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn too_large(&self) -> PullError {
+        PullError::TooLarge {
+            url: self.url.clone(),
+            limit: self.limit,
+            what: self.what,
+        }
+    }
+}
+
+/// A small body, whole, held to `limit`.
+pub(super) async fn read_small(
+    response: Response,
+    url: &Url,
+    limit: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, PullError> {
+    let mut body = Body::new(response, url, limit, what)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.chunk().await? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// `ETag` and `Last-Modified` of an answer, sent back to ask "changed since?".
+#[derive(Debug, Default)]
+pub(super) struct Validators {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+}
+
+impl Validators {
+    pub(super) fn of(headers: &HeaderMap) -> Self {
+        Self {
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: headers.get(header::LAST_MODIFIED).cloned(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+}
+
+/// A transport failure in words, with its causes.
+pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
+    use std::error::Error as _;
+    let mut why = if e.is_timeout() {
+        "no answer in time (`pull_stall_timeout` without a byte, or longer than `pull_timeout`)"
+            .to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "the transfer failed".to_owned()
+    };
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        why.push_str(": ");
+        why.push_str(&c.to_string());
+        cause = c.source();
+    }
+    PullError::Request {
+        url: url.clone(),
+        why,
+    }
+}
+
+/// What to check for a status that says something about this side.
+fn hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            " (check `pull_token_file` or `pull_client_cert`)"
+        }
+        StatusCode::NOT_FOUND => " (check `pull_url`)",
+        _ => "",
+    }
+}

@@ -1,0 +1,362 @@
+//! Fetching one package and its evidence until they agree, and handing it to the publisher.
+//!
+//! A package of an index is fetched with the `.sha256` and `.minisig` the index lists for it
+//! ([`super::index`]). A single-package address (a "latest" address) is fetched when it
+//! changes, named by the last segment of the address it was finally served from (after
+//! redirects), with its evidence at that address plus `.sha256` and `.minisig` (a 404 means
+//! none). When that sidecar is one `sha256sum` line naming another file (a "latest" alias,
+//! `ultimo.zip`, whose sidecar names `20270606_2000_PREP_CAMP.zip`), the package takes that
+//! name: the institute's name, with its corte time.
+//!
+//! # Guarantees
+//! - A download goes to a temporary file in `<data_dir>/tmp`; it is refused beyond
+//!   `max_package_bytes` ([`super::client`] reads every body to its limit). Evidence files
+//!   have their own small limit.
+//! - A package whose bytes do not match its `.sha256` is fetched again with a fresh sidecar (it
+//!   may have been replaced while it was being downloaded); one that never matches is not handed
+//!   over, and the attempt fails. A torn download never reaches the publisher.
+//! - A package whose sidecar names a digest the journal holds as decided is not downloaded
+//!   again. One this machine failed to take (a full disk, a journal error; the publisher's
+//!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
+//! - In an index, a package that fails for itself (too large, never matching its sidecar) does
+//!   not hold back the ones after it; a service that stops answering ends the poll at once.
+//!   An index is remembered (its validators kept) only once all it lists is in.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use reqwest::{Response, StatusCode, Url};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+
+use super::client::{Body, Validators, read_small};
+use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index, target};
+use super::{PullError, Puller, Source};
+use crate::hash::Sha256;
+use crate::intake::{Channel, Received};
+use crate::package::{MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry};
+use crate::publisher::Outcome;
+
+/// Downloads of one package in one poll while its bytes and its sidecar disagree.
+pub(super) const ATTEMPTS: usize = 3;
+
+impl Puller {
+    /// Fetches every package of an index not taken before.
+    pub(super) async fn poll_index(&self, source: &mut Source) -> Result<(), PullError> {
+        let Some(response) = self.client.get(&source.url, &source.validators).await? else {
+            return Ok(());
+        };
+        let validators = Validators::of(response.headers());
+        let body = read_small(response, &source.url, MAX_INDEX_BYTES, "index").await?;
+        let listing = parse_index(&body).map_err(|why| PullError::Index {
+            url: source.url.clone(),
+            why,
+        })?;
+        let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+        // What the index no longer lists is forgotten: memory follows the index's limits.
+        source.taken.retain(|name, _| names.contains(name.as_str()));
+        let fresh: Vec<&Listed> = packages(&listing)
+            .into_iter()
+            .filter(|e| source.taken.get(&e.name) != Some(*e))
+            .collect();
+        let mut first_error = None;
+        for entry in fresh {
+            let Some(target) = target(&source.url, entry, &names) else {
+                continue;
+            };
+            match self.take(&target, None, &mut source.handed).await {
+                Ok(_) => {
+                    source.taken.insert(entry.name.clone(), entry.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
+                    // A service that stopped answering would fail the rest as slowly.
+                    let stop = e.is_transport();
+                    first_error.get_or_insert(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        match first_error {
+            // The index is remembered only once all it lists is in: a 304 must not hide a
+            // package still to fetch.
+            None => {
+                source.validators = validators;
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Fetches a single-package address if it changed.
+    pub(super) async fn poll_package(&self, source: &mut Source) -> Result<(), PullError> {
+        let Some(response) = self.client.get(&source.url, &source.validators).await? else {
+            return Ok(());
+        };
+        let url = response.url().clone();
+        let name = last_segment(&url).ok_or_else(|| PullError::BadName { url: url.clone() })?;
+        let with_suffix = |suffix: &str| {
+            let mut u = url.clone();
+            u.set_path(&format!("{}{suffix}", url.path()));
+            u
+        };
+        let target = Target {
+            name,
+            sidecar: Some(with_suffix(".sha256")),
+            signature: Some(with_suffix(".minisig")),
+            url: url.clone(),
+            adopt_name: true,
+        };
+        source.validators = self
+            .take(&target, Some(response), &mut source.handed)
+            .await?;
+        Ok(())
+    }
+
+    /// Downloads a package until its bytes match its sidecar, and hands it to the publisher;
+    /// `first` is an answer for the package already in hand; `handed` counts hand-overs.
+    /// Returns the validators of the answer whose bytes were taken (or of `first`, when its
+    /// digest was known already).
+    async fn take(
+        &self,
+        target: &Target,
+        mut first: Option<Response>,
+        handed: &mut u64,
+    ) -> Result<Validators, PullError> {
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let sidecar = self.evidence(target.sidecar.as_ref()).await?;
+            let (mut name, expected) = target.named_digest(sidecar.as_deref());
+            if let Some(digest) = expected
+                && self.known(digest).await
+            {
+                tracing::debug!(package = %name, "pull: already received");
+                return Ok(first
+                    .map(|r| Validators::of(r.headers()))
+                    .unwrap_or_default());
+            }
+            let response = match first.take() {
+                Some(r) => r,
+                None => match self.client.get(&target.url, &Validators::default()).await? {
+                    Some(r) => r,
+                    None => return Ok(Validators::default()),
+                },
+            };
+            let validators = Validators::of(response.headers());
+            let download = self.download(response, &target.url).await?;
+            let sidecar = match expected {
+                Some(e) if e != download.sha256 => {
+                    // Replaced while it was being downloaded? The sidecar says now.
+                    let fresh = self.evidence(target.sidecar.as_ref()).await?;
+                    let (fresh_name, now) = target.named_digest(fresh.as_deref());
+                    if now != Some(download.sha256) {
+                        last = Some(PullError::Mismatch {
+                            name,
+                            got: download.sha256,
+                            expected: now.unwrap_or(e),
+                        });
+                        continue;
+                    }
+                    name = fresh_name;
+                    fresh
+                }
+                _ => sidecar,
+            };
+            let signature = self.evidence(target.signature.as_ref()).await?;
+            self.hand_over(target, name, download, sidecar, signature)
+                .await?;
+            *handed += 1;
+            return Ok(validators);
+        }
+        Err(last.unwrap_or_else(|| PullError::NotTaken {
+            name: target.name.clone(),
+            error: "no download matched its .sha256".to_owned(),
+        }))
+    }
+
+    /// Whether the journal holds a package with `digest` as decided (read off the async
+    /// threads; a journal that cannot answer means "no", and the package is fetched). One
+    /// this machine failed to take is fetched again.
+    async fn known(&self, digest: Sha256) -> bool {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.decided(digest))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false)
+    }
+
+    /// Gives a download to the publisher and waits for what became of it.
+    async fn hand_over(
+        &self,
+        target: &Target,
+        name: String,
+        download: Download,
+        sidecar: Option<String>,
+        signature: Option<String>,
+    ) -> Result<(), PullError> {
+        // Kept from here on: if this task is stopped while the publisher reads the file, the
+        // file must stay; what is left in the temporary folder is cleared at the next start.
+        let path = download.file.keep().map_err(|e| PullError::Io {
+            dir: self.tmp_dir.clone(),
+            source: e.error,
+        })?;
+        tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
+        let stopping = || PullError::NotTaken {
+            name: name.clone(),
+            error: "the server is stopping".to_owned(),
+        };
+        let outcome = match PackageName::new(&name) {
+            Some(package) => {
+                let received = Received {
+                    name: package,
+                    path: path.clone(),
+                    channel: Channel::Pull,
+                    origin: Some(target.url.to_string()),
+                    sidecar,
+                    signature,
+                    received_at: Timestamp::now(),
+                };
+                self.publisher
+                    .ingest(received)
+                    .await
+                    .map_err(|_| stopping())
+            }
+            None => Err(PullError::NotTaken {
+                name: name.clone(),
+                error: "not a package file name".to_owned(),
+            }),
+        };
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a pulled file");
+        }
+        match outcome? {
+            Outcome::Failed { error, .. } => Err(PullError::NotTaken { name, error }),
+            // Published, archived, a duplicate, or refused for itself (journaled by the
+            // publisher): the same bytes are not fetched again.
+            _ => Ok(()),
+        }
+    }
+
+    /// The text of an evidence file; `None` when there is no address or the server has none.
+    async fn evidence(&self, url: Option<&Url>) -> Result<Option<String>, PullError> {
+        let Some(url) = url else { return Ok(None) };
+        let response = match self.client.get(url, &Validators::default()).await {
+            Ok(r) => r,
+            Err(PullError::Status {
+                status: StatusCode::NOT_FOUND | StatusCode::GONE,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        let bytes = read_small(response, url, MAX_EVIDENCE_BYTES, "evidence file").await?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// A package body into a temporary file, hashed on the way.
+    async fn download(&self, response: Response, url: &Url) -> Result<Download, PullError> {
+        let mut body = Body::new(response, url, self.max_package_bytes, "max_package_bytes")?;
+        let io = |source| PullError::Io {
+            dir: self.tmp_dir.clone(),
+            source,
+        };
+        let named = tempfile::Builder::new()
+            .prefix(".pull-")
+            .suffix(".part")
+            .tempfile_in(&self.tmp_dir)
+            .map_err(io)?;
+        let (file, path) = named.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = body.chunk().await? {
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(Download {
+            file: path,
+            sha256: Sha256::from_bytes(hasher.finalize().into()),
+            len: body.len(),
+        })
+    }
+}
+
+/// One package to fetch and where its evidence is.
+pub(super) struct Target {
+    pub(super) name: String,
+    pub(super) url: Url,
+    pub(super) sidecar: Option<Url>,
+    pub(super) signature: Option<Url>,
+    /// Whether a sidecar naming one other file renames the package (single-package
+    /// addresses; an index's names are the institute's already).
+    pub(super) adopt_name: bool,
+}
+
+impl Target {
+    /// The package's name and the digest its sidecar `text` gives for it.
+    fn named_digest(&self, text: Option<&str>) -> (String, Option<Sha256>) {
+        let Some(text) = text else {
+            return (self.name.clone(), None);
+        };
+        if let Ok(digest) = sidecar_digest(text, &self.name) {
+            return (self.name.clone(), Some(digest));
+        }
+        match sidecar_single_entry(text) {
+            Some((digest, name)) if self.adopt_name && PackageName::new(&name).is_some() => {
+                (name, Some(digest))
+            }
+            _ => (self.name.clone(), None),
+        }
+    }
+}
+
+/// A finished download.
+struct Download {
+    file: tempfile::TempPath,
+    sha256: Sha256,
+    len: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latest_alias_takes_the_name_its_sidecar_gives() {
+        let digest = Sha256::of(b"paquete");
+        let target = |adopt_name| Target {
+            name: "ultimo.zip".to_owned(),
+            url: Url::parse("https://a.mx/prep/ultimo.zip").unwrap(),
+            sidecar: None,
+            signature: None,
+            adopt_name,
+        };
+        let real = format!("{digest}  paquetes/20270606_2000_PREP_CAMP.zip\n");
+        assert_eq!(
+            target(true).named_digest(Some(&real)),
+            ("20270606_2000_PREP_CAMP.zip".to_owned(), Some(digest))
+        );
+        // An index's names stand; the sidecar then does not match and the publisher says so.
+        assert_eq!(
+            target(false).named_digest(Some(&real)),
+            ("ultimo.zip".to_owned(), None)
+        );
+        // A sidecar for the alias itself, a bare digest, none, or one naming a hidden file.
+        for (text, expected) in [
+            (Some(format!("{digest}  ultimo.zip")), Some(digest)),
+            (Some(digest.to_hex()), Some(digest)),
+            (None, None),
+            (Some(format!("{digest}  .oculto.zip")), None),
+        ] {
+            assert_eq!(
+                target(true).named_digest(text.as_deref()),
+                ("ultimo.zip".to_owned(), expected)
+            );
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The indexes the pull channel reads: what a listing is, which names it takes, where each
+//! listed file is, and which files are evidence rather than packages.
+//!
+//! An index is nginx's `autoindex_format json` listing (`[{"name": …, "type": "file",
+//! "size": …, "mtime": …}]`), a JSON array of names, or plain text with one name per line
+//! (`#` starts a comment). An HTML page is refused with a message saying how to serve one.
+//!
+//! # Guarantees
+//! - Index entries are names, never paths: a name with `/`, `\`, a control character or a
+//!   leading dot is ignored, so every fetched address is a direct child of the index.
+//! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries.
+//! - Every package it lists is fetched in name order (names start with the corte time, so
+//!   that is the order of cortes), with `<name>.sha256` and `<name>.minisig` when the index
+//!   lists them; evidence files are never fetched as packages.
+
+use std::collections::HashSet;
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use reqwest::Url;
+
+use super::fetch::Target;
+use crate::package::{PackageName, is_evidence};
+
+/// Largest index read.
+pub(super) const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Most entries read from an index.
+const MAX_INDEX_ENTRIES: usize = 20_000;
+
+/// Characters escaped when a listed name becomes the last segment of a URL.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// One entry of an index, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Listed {
+    pub(super) name: String,
+    size: Option<u64>,
+    mtime: Option<String>,
+}
+
+/// An entry of a JSON index: a name, or an object with one (nginx's `autoindex_format json`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonEntry {
+    Name(String),
+    Entry {
+        name: String,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+        #[serde(default)]
+        size: Option<u64>,
+        #[serde(default)]
+        mtime: Option<String>,
+    },
+}
+
+/// The files an index lists, valid names only.
+pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "it is not UTF-8 text".to_owned())?;
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let entries: Vec<Listed> = if text.starts_with('[') {
+        let items: Vec<JsonEntry> =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        if items.len() > MAX_INDEX_ENTRIES {
+            return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
+        }
+        items
+            .into_iter()
+            .filter_map(|item| match item {
+                JsonEntry::Name(name) => Some(Listed {
+                    name,
+                    size: None,
+                    mtime: None,
+                }),
+                JsonEntry::Entry {
+                    name,
+                    kind,
+                    size,
+                    mtime,
+                } => (kind.is_none_or(|k| k == "file")).then_some(Listed { name, size, mtime }),
+            })
+            .collect()
+    } else if text.starts_with('<') {
+        return Err(
+            "it is HTML; serve it as JSON (nginx: `autoindex_format json;`) or as \
+                    plain text with one name per line"
+                .to_owned(),
+        );
+    } else {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if lines.len() > MAX_INDEX_ENTRIES {
+            return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
+        }
+        lines
+            .into_iter()
+            .map(|name| Listed {
+                name: name.to_owned(),
+                size: None,
+                mtime: None,
+            })
+            .collect()
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|e| PackageName::new(&e.name).is_some())
+        .collect())
+}
+
+/// A relative reference to the file `name` beside the index: one escaped segment, led by
+/// `./` so a name with a colon cannot read as a scheme.
+fn child_reference(name: &str) -> String {
+    format!("./{}", utf8_percent_encode(name, SEGMENT))
+}
+
+/// The decoded last segment of `url`, if it is a valid file name.
+pub(super) fn last_segment(url: &Url) -> Option<String> {
+    let raw = url.path_segments()?.next_back()?;
+    let name = percent_decode_str(raw).decode_utf8().ok()?;
+    PackageName::new(&name).map(|n| n.to_string())
+}
+
+/// The packages `listing` lists (not their evidence), in name order: names start with the
+/// corte time, so that is the order of cortes.
+pub(super) fn packages(listing: &[Listed]) -> Vec<&Listed> {
+    let mut packages: Vec<&Listed> = listing.iter().filter(|e| !is_evidence(&e.name)).collect();
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    packages
+}
+
+/// The package `entry` of the index at `index`, with its `.sha256` and `.minisig` where the
+/// index lists them (`names`); `None` when it has no address beside the index.
+pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Option<Target> {
+    let child = |suffix: &str| {
+        let name = format!("{}{suffix}", entry.name);
+        let listed = suffix.is_empty() || names.contains(name.as_str());
+        listed
+            .then(|| index.join(&child_reference(&name)).ok())
+            .flatten()
+    };
+    Some(Target {
+        name: entry.name.clone(),
+        url: child("")?,
+        sidecar: child(".sha256"),
+        signature: child(".minisig"),
+        adopt_name: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_in_every_accepted_form_give_their_file_names() {
+        let nginx = br#"[{"name":"sub","type":"directory","mtime":"x"},
+            {"name":"20270606_2000_PREP_CAMP.zip","type":"file","mtime":"Sun, 06 Jun 2027 20:00:00 GMT","size":10},
+            {"name":"../etc/passwd","type":"file"},{"name":".oculto","type":"file"}]"#;
+        let listed = parse_index(nginx).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "20270606_2000_PREP_CAMP.zip");
+        assert_eq!(listed[0].size, Some(10));
+        let names = parse_index(br#"["a.zip", "a.zip.sha256", "b/c.zip"]"#).unwrap();
+        let names: Vec<&str> = names.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["a.zip", "a.zip.sha256"]);
+        let text = parse_index(b"\xef\xbb\xbf# paquetes\na.zip\r\n\n..\nb.zip\n").unwrap();
+        let text: Vec<&str> = text.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(text, ["a.zip", "b.zip"]);
+        assert!(
+            parse_index(b"<html><a href=\"a.zip\">")
+                .unwrap_err()
+                .contains("HTML")
+        );
+        assert!(parse_index(b"[{\"nombre\": 1}]").is_err());
+        assert!(parse_index(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn the_last_segment_is_decoded_and_must_be_a_file_name() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            last_segment(&url("https://a.mx/prep/20270606_2000_PREP_CAMP.zip")).as_deref(),
+            Some("20270606_2000_PREP_CAMP.zip")
+        );
+        assert_eq!(
+            last_segment(&url("https://a.mx/p/paquete%20uno.zip")).as_deref(),
+            Some("paquete uno.zip")
+        );
+        assert_eq!(last_segment(&url("https://a.mx/p/a%2Fb.zip")), None);
+        assert_eq!(last_segment(&url("https://a.mx/p/.oculto")), None);
+        assert_eq!(last_segment(&url("https://a.mx/")), None);
+    }
+
+    #[test]
+    fn names_become_single_escaped_segments() {
+        let base = Url::parse("https://a.mx/prep/").unwrap();
+        let join = |n: &str| base.join(&child_reference(n)).unwrap().to_string();
+        assert_eq!(join("a b#?.zip"), "https://a.mx/prep/a%20b%23%3F.zip");
+        assert_eq!(join("https:x.zip"), "https://a.mx/prep/https:x.zip");
+        assert_eq!(join("x%2F.zip"), "https://a.mx/prep/x%252F.zip");
+    }
+}

@@ -1,0 +1,370 @@
+//! Intake by HTTPS pull (`pull_url`): for institutes that publish their packages as a service
+//! instead of pushing them (R1.3).
+//!
+//! Each URL is polled every `pull_interval` by its own task:
+//! - a URL ending in `/` is an **index** ([`index`]): every package it lists is fetched once,
+//!   in name order, with its evidence when the index lists it. A listed package whose size or
+//!   time changes is looked at again.
+//! - any other URL is **one package that changes** (a "latest" address), fetched when it
+//!   changes ([`fetch`]).
+//!
+//! This module is the poll loop; [`fetch`] downloads and hands packages over, [`index`] reads
+//! indexes, [`client`] is the HTTP client and how it reads bodies.
+//!
+//! # Guarantees
+//! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
+//!   `pull_max_backoff`. The journal gets one `pull-error` when a URL starts failing and one
+//!   `pull-recovered` when it works again, never one entry per attempt.
+//! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
+//!   last success, packages handed over, and while it fails, since when, how often and why.
+
+mod client;
+mod fetch;
+mod index;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::{StatusCode, Url};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::PullSettings;
+use crate::hash::Sha256;
+use crate::journal::{EventKind, Journal};
+use crate::publisher::{Fault, PublisherHandle};
+use client::{Client, Validators};
+use fetch::ATTEMPTS;
+use index::Listed;
+
+/// Why one poll of a URL failed.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    /// No answer, a broken connection, a TLS failure, a timeout.
+    #[error("{url}: {why}")]
+    Request {
+        /// What was asked for.
+        url: Url,
+        /// The transport's reason, in words.
+        why: String,
+    },
+    /// An answer other than the ones expected.
+    #[error("{url}: the server answered {status}{hint}")]
+    Status {
+        /// What was asked for.
+        url: Url,
+        /// Its status.
+        status: StatusCode,
+        /// What to check, for statuses that say.
+        hint: &'static str,
+    },
+    /// More bytes than allowed.
+    #[error("{url}: larger than the {limit}-byte limit ({what})")]
+    TooLarge {
+        /// What was asked for.
+        url: Url,
+        /// The limit.
+        limit: u64,
+        /// Which limit.
+        what: &'static str,
+    },
+    /// An index that cannot be read.
+    #[error("{url}: the index cannot be read: {why}")]
+    Index {
+        /// The index.
+        url: Url,
+        /// What is wrong.
+        why: String,
+    },
+    /// A single-package address whose last segment is not a usable file name.
+    #[error("{url}: its last segment is not a package file name")]
+    BadName {
+        /// The address.
+        url: Url,
+    },
+    /// Bytes that never matched their sidecar.
+    #[error(
+        "{name}: the bytes downloaded never matched its .sha256 in {ATTEMPTS} attempts \
+         (last: {got}, .sha256 says {expected}); not handed over"
+    )]
+    Mismatch {
+        /// The package.
+        name: String,
+        /// The digest of the last download.
+        got: Sha256,
+        /// What the sidecar said.
+        expected: Sha256,
+    },
+    /// This machine could not keep the download.
+    #[error("cannot write the download into {dir}: {source}")]
+    Io {
+        /// The temporary folder.
+        dir: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The publisher could not take it (this machine's fault); it is fetched again.
+    #[error("{name}: not taken: {error}")]
+    NotTaken {
+        /// The package.
+        name: String,
+        /// Why.
+        error: String,
+    },
+}
+
+impl PullError {
+    /// Whether the service itself failed (no answer, a broken transfer), rather than one
+    /// package.
+    fn is_transport(&self) -> bool {
+        self.fault() == Fault::Transport
+    }
+
+    /// Whose fault: the connection, this machine, or the institute's service and files.
+    fn fault(&self) -> Fault {
+        match self {
+            Self::Request { .. } => Fault::Transport,
+            Self::Io { .. } | Self::NotTaken { .. } => Fault::Ours,
+            _ => Fault::Sender,
+        }
+    }
+}
+
+/// Everything the pull tasks share.
+pub(crate) struct Puller {
+    client: Client,
+    board: Arc<Board>,
+    settings: PullSettings,
+    tmp_dir: PathBuf,
+    max_package_bytes: u64,
+    publisher: PublisherHandle,
+    journal: Arc<Journal>,
+}
+
+impl Puller {
+    /// Builds the HTTPS client (reading the token, client certificate and authorities the
+    /// settings name) for pulls into the publisher's queue.
+    pub(crate) fn new(
+        settings: PullSettings,
+        tmp_dir: PathBuf,
+        max_package_bytes: u64,
+        publisher: PublisherHandle,
+        journal: Arc<Journal>,
+    ) -> anyhow::Result<Self> {
+        if settings.urls.iter().any(|u| u.scheme() == "http") {
+            tracing::warn!(
+                "a `pull_url` is plain http: anyone on the way can change what arrives; only \
+                 the evidence (sidecar, signature) protects those packages"
+            );
+        }
+        Ok(Self {
+            client: Client::new(&settings)?,
+            board: Arc::new(Board::default()),
+            settings,
+            tmp_dir,
+            max_package_bytes,
+            publisher,
+            journal,
+        })
+    }
+
+    /// The URLs to poll.
+    pub(crate) fn urls(&self) -> Vec<Url> {
+        self.settings.urls.clone()
+    }
+
+    /// Each URL's state, for operators.
+    pub(crate) fn board(&self) -> Arc<Board> {
+        self.board.clone()
+    }
+
+    /// Polls `url` until `shutdown`, backing off while it fails.
+    pub(crate) async fn run(self: Arc<Self>, url: Url, mut shutdown: watch::Receiver<bool>) {
+        let mut source = Source::new(url);
+        let mut streak: Option<Streak> = None;
+        loop {
+            let result = tokio::select! {
+                r = self.poll(&mut source) => r,
+                _ = shutdown.changed() => return,
+            };
+            let error = result.err().map(|e| (e.to_string(), e.fault()));
+            let wait = self.count(&source.url, &mut streak, error.as_ref());
+            let error = error.map(|(text, _)| text);
+            self.board
+                .update(&source, streak.as_ref(), error.as_deref());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Counts a poll of `url` that ended with `error` (and whose fault it was), if any, into
+    /// the run of failures, journaling where a run begins and ends; returns the wait before
+    /// the next poll.
+    fn count(
+        &self,
+        url: &Url,
+        streak: &mut Option<Streak>,
+        error: Option<&(String, Fault)>,
+    ) -> Duration {
+        let Some((error, fault)) = error else {
+            if let Some(s) = streak.take() {
+                tracing::info!(%url, failures = s.failures, "pull works again");
+                self.note(
+                    EventKind::PullRecovered,
+                    json!({"url": url.as_str(), "failures": s.failures,
+                           "since": s.since.to_string()}),
+                );
+            }
+            return self.settings.interval;
+        };
+        let failures = match streak {
+            Some(s) => {
+                s.failures += 1;
+                tracing::debug!(%url, error, "pull failed again");
+                s.failures
+            }
+            None => {
+                tracing::warn!(%url, error, "pull failed");
+                self.note(
+                    EventKind::PullError,
+                    json!({"url": url.as_str(), "error": error, "fault": fault}),
+                );
+                *streak = Some(Streak {
+                    failures: 1,
+                    since: Timestamp::now(),
+                });
+                1
+            }
+        };
+        backoff(self.settings.interval, self.settings.max_backoff, failures)
+    }
+
+    /// Records an event; a journal that cannot be written is reported, not fatal here.
+    fn note(&self, kind: EventKind, detail: serde_json::Value) {
+        if let Err(e) = self.journal.record(kind, None, detail) {
+            tracing::error!(error = %e, "cannot write to the journal");
+        }
+    }
+
+    /// One look at a source.
+    async fn poll(&self, source: &mut Source) -> Result<(), PullError> {
+        if source.url.path().ends_with('/') {
+            self.poll_index(source).await
+        } else {
+            self.poll_package(source).await
+        }
+    }
+}
+
+/// What is polled, and what is known of it.
+struct Source {
+    url: Url,
+    /// Validators of the last complete look.
+    validators: Validators,
+    /// Index entries handed over (or found already received), as listed then.
+    taken: HashMap<String, Listed>,
+    /// Packages handed to the publisher since the start.
+    handed: u64,
+}
+
+impl Source {
+    fn new(url: Url) -> Self {
+        Self {
+            url,
+            validators: Validators::default(),
+            taken: HashMap::new(),
+            handed: 0,
+        }
+    }
+}
+
+/// A run of failed polls.
+struct Streak {
+    failures: u64,
+    since: Timestamp,
+}
+
+/// Each pulled URL's state, as operators see it on the admin listener.
+#[derive(Debug, Default)]
+pub(crate) struct Board(Mutex<BTreeMap<String, UrlState>>);
+
+/// One pulled URL's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct UrlState {
+    /// The URL.
+    pub(crate) url: String,
+    /// When it was last polled.
+    pub(crate) last_poll: String,
+    /// When a poll last succeeded.
+    pub(crate) last_success: Option<String>,
+    /// Packages handed to the publisher since the start.
+    pub(crate) packages_handed_over: u64,
+    /// When the current run of failed polls began.
+    pub(crate) failing_since: Option<String>,
+    /// Failed polls in a row.
+    pub(crate) failures: u64,
+    /// What the last failed poll said.
+    pub(crate) last_error: Option<String>,
+}
+
+impl Board {
+    /// Records a poll of `source` that ended with `error`, if any, within `streak`.
+    fn update(&self, source: &Source, streak: Option<&Streak>, error: Option<&str>) {
+        let now = Timestamp::now().to_string();
+        let mut board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let state = board
+            .entry(source.url.to_string())
+            .or_insert_with(|| UrlState {
+                url: source.url.to_string(),
+                last_poll: now.clone(),
+                last_success: None,
+                packages_handed_over: 0,
+                failing_since: None,
+                failures: 0,
+                last_error: None,
+            });
+        state.last_poll = now.clone();
+        state.packages_handed_over = source.handed;
+        state.failing_since = streak.map(|s| s.since.to_string());
+        state.failures = streak.map_or(0, |s| s.failures);
+        match error {
+            Some(e) => state.last_error = Some(e.to_owned()),
+            None => {
+                state.last_success = Some(now);
+                state.last_error = None;
+            }
+        }
+    }
+
+    /// Every URL's state, in URL order.
+    pub(crate) fn snapshot(&self) -> Vec<UrlState> {
+        let board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        board.values().cloned().collect()
+    }
+}
+
+/// The wait after `failures` failed polls in a row: doubling from `interval`, at most `max`.
+fn backoff(interval: Duration, max: Duration, failures: u64) -> Duration {
+    let doublings = u32::try_from(failures.min(16)).unwrap_or(16);
+    interval.saturating_mul(1 << doublings).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_ceiling() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(s(10), s(120), 1), s(20));
+        assert_eq!(backoff(s(10), s(120), 2), s(40));
+        assert_eq!(backoff(s(10), s(120), 3), s(80));
+        assert_eq!(backoff(s(10), s(120), 4), s(120));
+        assert_eq!(backoff(s(10), s(120), u64::MAX), s(120));
+    }
+}

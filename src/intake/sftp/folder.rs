@@ -1,0 +1,691 @@
+//! The virtual intake folder of one SFTP session: the `sftp` subsystem's handler.
+//!
+//! A client sees one folder, `/`, holding only the files this session uploaded and has not
+//! yet handed over. Uploads are written to a hidden temporary file in `<data_dir>/tmp` and
+//! handed to the publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
+//! channel `sftp`) when the file is closed, or, for a hidden name (`.name.part`), once the
+//! client renames it to its final name. A `<name>.sha256` or `<name>.minisig` uploaded in the
+//! same session before the package goes with it as evidence.
+//!
+//! # Guarantees
+//! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
+//!   other than `/<name>`), names with control characters (a newline, a tab), hidden evidence
+//!   names and names the publisher would refuse are refused with a message, journaled with
+//!   the session. Nothing on disk is ever named by the client: no path, symlink
+//!   or rename can reach outside the intake, and no symlink or folder is made.
+//! - Nothing can be read back (files open only for writing), and nothing handed over can be
+//!   deleted or renamed; a session may remove only its own upload still in progress.
+//! - A file over `max_package_bytes`, or a session over `sftp_max_session_bytes`, fails at
+//!   the write that passes the limit; the partial file is discarded, never handed over.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use russh_sftp::protocol::{
+    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
+};
+use russh_sftp::server::StatusReply;
+use serde_json::json;
+use tempfile::TempPath;
+
+use super::Shared;
+use super::session::{SessionStats, with_stats};
+use crate::intake::file::read_evidence;
+use crate::intake::{Channel, Received};
+use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+use crate::publisher::Outcome;
+
+/// Most files one session may hold open at once.
+const MAX_OPEN_HANDLES: usize = 16;
+/// Most uploads one session may keep waiting for a rename.
+const MAX_PENDING: usize = 64;
+
+/// An upload written by this session.
+struct Upload {
+    /// The temporary file (removed when dropped).
+    tmp: TempPath,
+    /// Bytes written so far (the highest offset reached).
+    len: u64,
+}
+
+/// An open handle.
+enum OpenHandle {
+    /// A file open for writing, with its client name.
+    File {
+        name: String,
+        file: Arc<std::fs::File>,
+        upload: Upload,
+    },
+    /// The root folder being listed; `true` once listed.
+    Dir(bool),
+}
+
+/// One SFTP subsystem: the virtual intake folder of one session.
+pub(super) struct SftpHandler {
+    /// The client's address and key fingerprint, for the journal.
+    origin: String,
+    shared: Arc<Shared>,
+    stats: Arc<Mutex<SessionStats>>,
+    handles: HashMap<String, OpenHandle>,
+    next_handle: u64,
+    /// Closed uploads under a hidden name, waiting to be renamed to their final name.
+    pending: HashMap<String, Upload>,
+    /// Text of `.sha256` / `.minisig` files uploaded this session, by their name.
+    evidence: HashMap<String, String>,
+    session_bytes: u64,
+    initialized: bool,
+}
+
+impl SftpHandler {
+    /// The folder of a session whose client is `origin` (address and key fingerprint).
+    pub(super) fn new(
+        origin: String,
+        shared: Arc<Shared>,
+        stats: Arc<Mutex<SessionStats>>,
+    ) -> Self {
+        Self {
+            origin,
+            shared,
+            stats,
+            handles: HashMap::new(),
+            next_handle: 0,
+            pending: HashMap::new(),
+            evidence: HashMap::new(),
+            session_bytes: 0,
+            initialized: false,
+        }
+    }
+}
+
+/// A refusal with its message, as the client shows it.
+fn deny(code: StatusCode, message: impl Into<String>) -> StatusReply {
+    StatusReply::new(code).with_message(message)
+}
+
+fn ok_status(id: u32, message: &str) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: message.to_owned(),
+        language_tag: "en-US".to_owned(),
+    }
+}
+
+/// What a client path names in the virtual folder.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    /// The folder itself.
+    Root,
+    /// A file in it.
+    File(String),
+}
+
+/// Normalises a client path. Only `/`, `.` and `/<name>` (or `<name>`) exist.
+fn resolve(path: &str) -> Result<Target, StatusReply> {
+    if path.len() > 4096 || path.contains('\\') {
+        return Err(deny(
+            StatusCode::PermissionDenied,
+            "refused: the path is too long or holds backslash characters",
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(deny(
+            StatusCode::PermissionDenied,
+            "refused: names with control characters (a newline, a tab, NUL…) are not taken; \
+             use a plain name",
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(deny(
+                    StatusCode::PermissionDenied,
+                    "refused: `..` is not allowed; only the intake folder `/` can be reached",
+                ));
+            }
+            p => parts.push(p),
+        }
+    }
+    match parts.as_slice() {
+        [] => Ok(Target::Root),
+        [name] if name.len() <= PackageName::MAX_LEN => Ok(Target::File((*name).to_owned())),
+        [_] => Err(deny(
+            StatusCode::PermissionDenied,
+            format!(
+                "refused: names are limited to {} bytes",
+                PackageName::MAX_LEN
+            ),
+        )),
+        _ => Err(deny(
+            StatusCode::PermissionDenied,
+            format!(
+                "refused: {path:?} is outside the intake folder; upload into `/` only (no \
+                 sub-folders, no absolute paths elsewhere)"
+            ),
+        )),
+    }
+}
+
+/// Whether a client may name an upload `name`: a hidden name (`.name.part`, renamed to its
+/// final name later) that is not an evidence name, or a name the publisher takes as a file
+/// name (a package, or its evidence).
+fn is_upload_name(name: &str) -> bool {
+    if name.starts_with('.') {
+        !is_evidence(name)
+    } else {
+        PackageName::new(name).is_some()
+    }
+}
+
+fn file_attrs(len: u64) -> FileAttributes {
+    FileAttributes {
+        size: Some(len),
+        permissions: Some(0o100_600),
+        ..FileAttributes::empty()
+    }
+}
+
+fn dir_attrs() -> FileAttributes {
+    FileAttributes {
+        permissions: Some(0o040_300),
+        ..FileAttributes::empty()
+    }
+}
+
+impl SftpHandler {
+    /// Notes a refusal in the session's journal entry and returns it for the client.
+    fn refuse(&self, what: &str, reply: StatusReply) -> StatusReply {
+        let message = reply.error_message.clone().unwrap_or_default();
+        tracing::warn!(request = what, %message, "SFTP request refused");
+        with_stats(&self.stats, |s| s.refusal(format!("{what}: {message}")));
+        reply
+    }
+
+    fn resolve_file(&self, what: &str, path: &str) -> Result<String, StatusReply> {
+        match resolve(path).map_err(|r| self.refuse(what, r))? {
+            Target::Root => Err(self.refuse(
+                what,
+                deny(
+                    StatusCode::Failure,
+                    "refused: `/` is the intake folder, not a file",
+                ),
+            )),
+            Target::File(name) => Ok(name),
+        }
+    }
+
+    fn new_handle(&mut self, handle: OpenHandle) -> Result<String, StatusReply> {
+        if self.handles.len() >= MAX_OPEN_HANDLES {
+            return Err(self.refuse(
+                "open",
+                deny(
+                    StatusCode::Failure,
+                    format!("refused: at most {MAX_OPEN_HANDLES} files open at once"),
+                ),
+            ));
+        }
+        self.next_handle += 1;
+        let id = self.next_handle.to_string();
+        self.handles.insert(id.clone(), handle);
+        Ok(id)
+    }
+
+    /// Hands a complete upload to the publisher, or keeps evidence for its package.
+    async fn deliver(
+        &mut self,
+        id: u32,
+        name: String,
+        upload: Upload,
+    ) -> Result<Status, StatusReply> {
+        if is_evidence(&name) {
+            let text = (upload.len <= MAX_EVIDENCE_BYTES)
+                .then(|| read_evidence(&upload.tmp))
+                .flatten();
+            let Some(text) = text else {
+                return Err(self.refuse(
+                    "close",
+                    deny(
+                        StatusCode::Failure,
+                        format!("refused: {name} is not a text evidence file of at most 64 KiB"),
+                    ),
+                ));
+            };
+            if self.evidence.len() >= MAX_PENDING {
+                return Err(self.refuse(
+                    "close",
+                    deny(
+                        StatusCode::Failure,
+                        "refused: too many evidence files this session",
+                    ),
+                ));
+            }
+            self.evidence.insert(name, text);
+            return Ok(ok_status(id, "evidence kept for its package"));
+        }
+        let Some(package) = PackageName::new(&name) else {
+            return Err(self.refuse(
+                "close",
+                deny(StatusCode::Failure, "refused: not a package file name"),
+            ));
+        };
+        let received = Received {
+            sidecar: self.evidence.remove(&format!("{name}.sha256")),
+            signature: self.evidence.remove(&format!("{name}.minisig")),
+            name: package,
+            path: upload.tmp.to_path_buf(),
+            channel: Channel::Sftp,
+            origin: Some(self.origin.clone()),
+            received_at: Timestamp::now(),
+        };
+        let failed = |e: &str| deny(StatusCode::Failure, format!("not delivered: {e}"));
+        let Ok(outcome) = self.shared.server.publisher.ingest(received).await else {
+            tracing::error!(%name, "an SFTP upload was not delivered: the publisher is not running");
+            return Err(failed(
+                "the server cannot take packages now (it is stopping or restarting); upload it \
+                 again shortly",
+            ));
+        };
+        drop(upload); // archived (or refused) by now: the temporary copy goes
+        let entry = json!({"name": name, "outcome": outcome});
+        with_stats(&self.stats, |s| s.file(entry));
+        match outcome {
+            Outcome::Published { corte, .. } => {
+                Ok(ok_status(id, &format!("delivered: corte {corte} is live")))
+            }
+            Outcome::Duplicate { .. } => Ok(ok_status(id, "delivered: already received before")),
+            Outcome::Older { corte, .. } => Ok(ok_status(
+                id,
+                &format!("delivered: corte {corte} is older than the live one; archived"),
+            )),
+            Outcome::Held { corte, .. } => Ok(ok_status(
+                id,
+                &format!("delivered: corte {corte} is held for an operator (see its corte time)"),
+            )),
+            Outcome::Rejected { reason, .. } => Err(deny(
+                StatusCode::Failure,
+                format!("delivered but rejected: {reason}"),
+            )),
+            Outcome::Failed { error, .. } => Err(failed(&format!(
+                "this server failed to keep it (not a fault of the package): {error}; upload it \
+                 again later"
+            ))),
+        }
+    }
+}
+
+impl russh_sftp::server::Handler for SftpHandler {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        deny(
+            StatusCode::OpUnsupported,
+            "not offered: this server only receives uploads",
+        )
+    }
+
+    async fn init(
+        &mut self,
+        _version: u32,
+        _extensions: HashMap<String, String>,
+    ) -> Result<russh_sftp::protocol::Version, Self::Error> {
+        if self.initialized {
+            return Err(deny(
+                StatusCode::BadMessage,
+                "the session is already set up",
+            ));
+        }
+        self.initialized = true;
+        Ok(russh_sftp::protocol::Version::new())
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        _attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
+        let name = self.resolve_file("open", &filename)?;
+        if pflags.contains(OpenFlags::READ) || !pflags.contains(OpenFlags::WRITE) {
+            return Err(self.refuse(
+                "open",
+                deny(
+                    StatusCode::PermissionDenied,
+                    format!("refused: {name} cannot be read; this server only receives uploads"),
+                ),
+            ));
+        }
+        if !is_upload_name(&name) {
+            return Err(self.refuse(
+                "open",
+                deny(
+                    StatusCode::PermissionDenied,
+                    format!("refused: {name:?} is not a name the intake takes"),
+                ),
+            ));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".sftp-")
+            .tempfile_in(&self.shared.server.tmp_dir)
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot create an SFTP upload file");
+                deny(StatusCode::Failure, "the server cannot store uploads now")
+            })?;
+        let (file, tmp) = tmp.into_parts();
+        let handle = self.new_handle(OpenHandle::File {
+            name,
+            file: Arc::new(file),
+            upload: Upload { tmp, len: 0 },
+        })?;
+        Ok(Handle { id, handle })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
+        let limit = self.shared.server.max_package_bytes;
+        let session_limit = self.shared.server.settings.max_session_bytes;
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(len);
+        let Some(OpenHandle::File { name, file, upload }) = self.handles.get_mut(&handle) else {
+            return Err(deny(StatusCode::Failure, "no such open file"));
+        };
+        let over = if end > limit {
+            Some(format!(
+                "refused: {name} is larger than the limit of {limit} bytes (max_package_bytes); \
+                 nothing of it is kept"
+            ))
+        } else if self.session_bytes.saturating_add(len) > session_limit {
+            Some(format!(
+                "refused: this session passed its limit of {session_limit} bytes \
+                 (sftp_max_session_bytes); nothing of {name} is kept"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = over {
+            self.handles.remove(&handle); // drops the partial file
+            return Err(self.refuse("write", deny(StatusCode::Failure, message)));
+        }
+        // The disk may be slow: written off the async threads that serve visitors.
+        let written = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || file.write_all_at(&data, offset)).await
+        };
+        if let Err(e) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+            tracing::error!(error = %e, "cannot write an SFTP upload");
+            self.handles.remove(&handle);
+            return Err(deny(
+                StatusCode::Failure,
+                "the server cannot store this upload now",
+            ));
+        }
+        upload.len = upload.len.max(end);
+        self.session_bytes += len;
+        with_stats(&self.stats, |s| s.bytes += len);
+        Ok(ok_status(id, "Ok"))
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
+        match self.handles.remove(&handle) {
+            Some(OpenHandle::Dir(_)) => Ok(ok_status(id, "Ok")),
+            Some(OpenHandle::File { name, file, upload }) => {
+                drop(file);
+                if name.starts_with('.') {
+                    if self.pending.len() >= MAX_PENDING {
+                        return Err(self.refuse(
+                            "close",
+                            deny(
+                                StatusCode::Failure,
+                                "refused: too many uploads wait for a rename",
+                            ),
+                        ));
+                    }
+                    self.pending.insert(name, upload);
+                    return Ok(ok_status(
+                        id,
+                        "kept; rename it to its final name to deliver it",
+                    ));
+                }
+                self.deliver(id, name, upload).await
+            }
+            None => Err(deny(StatusCode::Failure, "no such handle")),
+        }
+    }
+
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
+        let old = self.resolve_file("rename", &oldpath)?;
+        let new = self.resolve_file("rename", &newpath)?;
+        let Some(upload) = self.pending.remove(&old) else {
+            return Err(self.refuse(
+                "rename",
+                deny(
+                    StatusCode::PermissionDenied,
+                    format!(
+                        "refused: {old:?} is not an upload of this session waiting for its \
+                         name; files handed over cannot be renamed"
+                    ),
+                ),
+            ));
+        };
+        if !is_upload_name(&new) {
+            self.pending.insert(old, upload);
+            return Err(self.refuse(
+                "rename",
+                deny(
+                    StatusCode::PermissionDenied,
+                    format!("refused: {new:?} is not a name the intake takes"),
+                ),
+            ));
+        }
+        if new.starts_with('.') {
+            self.pending.insert(new, upload);
+            return Ok(ok_status(id, "Ok"));
+        }
+        self.deliver(id, new, upload).await
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        let name = self.resolve_file("remove", &filename)?;
+        if self.pending.remove(&name).is_some() {
+            return Ok(ok_status(id, "Ok"));
+        }
+        Err(self.refuse(
+            "remove",
+            deny(
+                StatusCode::PermissionDenied,
+                format!("refused: {name:?} cannot be deleted; files handed over stay"),
+            ),
+        ))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        match resolve(&path).map_err(|r| self.refuse("opendir", r))? {
+            Target::Root => {
+                let handle = self.new_handle(OpenHandle::Dir(false))?;
+                Ok(Handle { id, handle })
+            }
+            Target::File(_) => Err(deny(StatusCode::NoSuchFile, "no such folder")),
+        }
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
+        let names: Vec<File> = self
+            .pending
+            .iter()
+            .map(|(name, u)| File::new(name.clone(), file_attrs(u.len)))
+            .collect();
+        match self.handles.get_mut(&handle) {
+            Some(OpenHandle::Dir(done)) if !*done => {
+                *done = true;
+                Ok(Name { id, files: names })
+            }
+            Some(OpenHandle::Dir(_)) => Err(StatusReply::new(StatusCode::Eof)),
+            _ => Err(deny(StatusCode::Failure, "no such folder handle")),
+        }
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        let shown = match resolve(&path).map_err(|r| self.refuse("realpath", r))? {
+            Target::Root => "/".to_owned(),
+            Target::File(name) => format!("/{name}"),
+        };
+        Ok(Name {
+            id,
+            files: vec![File::dummy(shown)],
+        })
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        self.attrs_of(id, &path)
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        self.attrs_of(id, &path)
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
+        match self.handles.get(&handle) {
+            Some(OpenHandle::File { upload, .. }) => Ok(Attrs {
+                id,
+                attrs: file_attrs(upload.len),
+            }),
+            Some(OpenHandle::Dir(_)) => Ok(Attrs {
+                id,
+                attrs: dir_attrs(),
+            }),
+            None => Err(deny(StatusCode::Failure, "no such handle")),
+        }
+    }
+
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        // Times and modes of an upload mean nothing here; accepted and ignored (scp -p).
+        self.resolve_file("setstat", &path)?;
+        Ok(ok_status(id, "Ok"))
+    }
+
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        if self.handles.contains_key(&handle) {
+            Ok(ok_status(id, "Ok"))
+        } else {
+            Err(deny(StatusCode::Failure, "no such handle"))
+        }
+    }
+
+    async fn mkdir(
+        &mut self,
+        _id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        let shown: String = path.chars().take(80).collect();
+        Err(self.refuse(
+            "mkdir",
+            deny(
+                StatusCode::PermissionDenied,
+                format!("refused: folders cannot be made ({shown:?}); upload into `/` only"),
+            ),
+        ))
+    }
+
+    async fn rmdir(&mut self, _id: u32, _path: String) -> Result<Status, Self::Error> {
+        Err(self.refuse(
+            "rmdir",
+            deny(
+                StatusCode::PermissionDenied,
+                "refused: nothing can be deleted here",
+            ),
+        ))
+    }
+
+    async fn symlink(
+        &mut self,
+        _id: u32,
+        _linkpath: String,
+        _targetpath: String,
+    ) -> Result<Status, Self::Error> {
+        Err(self.refuse(
+            "symlink",
+            deny(
+                StatusCode::PermissionDenied,
+                "refused: symbolic links cannot be made here",
+            ),
+        ))
+    }
+
+    async fn readlink(&mut self, _id: u32, _path: String) -> Result<Name, Self::Error> {
+        Err(deny(
+            StatusCode::NoSuchFile,
+            "there are no symbolic links here",
+        ))
+    }
+}
+
+impl SftpHandler {
+    fn attrs_of(&self, id: u32, path: &str) -> Result<Attrs, StatusReply> {
+        match resolve(path)? {
+            Target::Root => Ok(Attrs {
+                id,
+                attrs: dir_attrs(),
+            }),
+            Target::File(name) => match self.pending.get(&name) {
+                Some(u) => Ok(Attrs {
+                    id,
+                    attrs: file_attrs(u.len),
+                }),
+                None => Err(deny(
+                    StatusCode::NoSuchFile,
+                    format!("{name}: no such file"),
+                )),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_in_the_folder() {
+        assert_eq!(resolve("/"), Ok(Target::Root));
+        assert_eq!(resolve("."), Ok(Target::Root));
+        assert_eq!(resolve("//./"), Ok(Target::Root));
+        assert_eq!(resolve("/a.zip"), Ok(Target::File("a.zip".into())));
+        assert_eq!(resolve("./a.zip"), Ok(Target::File("a.zip".into())));
+        for bad in [
+            "../a.zip",
+            "/../a",
+            "/etc/passwd",
+            "a/b",
+            "a\\b",
+            "x/../y",
+            "a\0",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The embedded SFTP server (`sftp_listen`): a channel that can do nothing but deliver packages.
+//!
+//! The institute connects with OpenSSH's `sftp` or `scp` (which speaks SFTP since 9.0) and a
+//! key listed in `sftp_authorized_keys`. What a client sees is a virtual folder, `/`, holding
+//! only the files this session uploaded and has not yet handed over ([`folder`]).
+//!
+//! This module is the listener: it accepts connections, drops the ones that may not even try,
+//! and holds every connection to its time limits. The rest is in its parts:
+//! - [`policy`]: the SSH side — keys only, what is refused, how login attempts are counted;
+//! - [`folder`]: the virtual folder, its uploads and their delivery to the publisher;
+//! - [`session`]: what each session did, and each refusal, for the journal.
+//!
+//! # Guarantees
+//! - Addresses outside `sftp_allow` are dropped before the SSH handshake, and so are
+//!   connections past the places for connections still logging in (`sftp_max_startups`,
+//!   `sftp_max_startups_per_address`, [`super::startups`]); both are journaled
+//!   (`sftp-refused`). Those places are apart from the logged-in sessions'
+//!   (`sftp_max_sessions`), so connections that never log in cannot keep an upload out.
+//! - A connection is cut when it has not finished the SSH handshake within
+//!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting;
+//!   whatever the session is doing, its socket is shut down. The session entry says why.
+//! - An address whose connections end without logging in, after failed attempts,
+//!   `sftp_ban_after` times within `sftp_ban_time` is dropped before the handshake for
+//!   `sftp_ban_time` ([`super::ban`]); a connection that logs in in the end is no strike. The
+//!   ban is journaled once when it begins.
+
+mod folder;
+mod policy;
+mod session;
+
+pub(crate) use policy::ensure_host_key;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use russh::keys::ssh_key::{PrivateKey, PublicKey};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::ban::Bans;
+use super::startups::{Startup, Startups, YIELD_AFTER};
+use crate::config::SftpSettings;
+use crate::journal::Journal;
+use crate::publisher::{Fault, PublisherHandle};
+use policy::{SshHandler, authorized_keys, ssh_config};
+use session::{SessionStats, journal_session, refused, with_stats};
+
+/// Everything a running SFTP server needs.
+pub(crate) struct SftpServer {
+    /// Validated settings.
+    pub(crate) settings: SftpSettings,
+    /// Where uploads in progress are written.
+    pub(crate) tmp_dir: PathBuf,
+    /// Largest file accepted.
+    pub(crate) max_package_bytes: u64,
+    /// The way to the publisher.
+    pub(crate) publisher: PublisherHandle,
+    /// The journal.
+    pub(crate) journal: Arc<Journal>,
+}
+
+/// The SFTP server's listener and keys, ready to serve.
+pub(crate) struct Listening {
+    listener: TcpListener,
+    host_key: PrivateKey,
+    keys: Vec<PublicKey>,
+}
+
+/// Reads the keys and binds the listener, so that a busy port or an unreadable key stops the
+/// program before anything else happens.
+pub(crate) async fn open(settings: &SftpSettings) -> anyhow::Result<Listening> {
+    let host_key = ensure_host_key(&settings.host_key)?;
+    let keys = authorized_keys(&settings.authorized_keys)?;
+    if keys.is_empty() {
+        tracing::warn!(path = %settings.authorized_keys.display(), "no SFTP key is authorized: nobody can upload");
+    }
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (setting `sftp_listen`): is another server using it?",
+            settings.listen
+        )
+    })?;
+    Ok(Listening {
+        listener,
+        host_key,
+        keys,
+    })
+}
+
+/// What every connection's task shares.
+struct Shared {
+    server: SftpServer,
+    config: Arc<russh::server::Config>,
+    keys: Vec<PublicKey>,
+    /// Places for logged-in sessions.
+    sessions: Arc<Semaphore>,
+    bans: Bans,
+}
+
+/// Accepts SFTP sessions until `shutdown`.
+pub(crate) async fn serve(
+    server: SftpServer,
+    listening: Listening,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Listening {
+        listener,
+        host_key,
+        keys,
+    } = listening;
+    let settings = &server.settings;
+    let config = Arc::new(ssh_config(settings, host_key));
+    tracing::info!(address = %listener.local_addr()?, "SFTP intake ready");
+    let startups = Arc::new(Startups::new(
+        settings.max_startups,
+        settings.max_startups_per_address,
+    ));
+    let shared = Arc::new(Shared {
+        sessions: Arc::new(Semaphore::new(settings.max_sessions)),
+        bans: Bans::new(settings.ban_after, settings.ban_time),
+        config,
+        keys,
+        server,
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SFTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let ip = peer.ip().to_canonical();
+        let journal = &shared.server.journal;
+        if !shared
+            .server
+            .settings
+            .allow
+            .iter()
+            .any(|net| net.contains(&ip))
+        {
+            refused(journal, peer, "address not in sftp_allow");
+            drop(stream);
+            continue;
+        }
+        if shared.bans.banned_until(ip, Instant::now()).is_some() {
+            // Journaled once, when the ban began; a reconnecting client must not flood it.
+            tracing::warn!(%peer, "SFTP connection dropped: the address is banned");
+            drop(stream);
+            continue;
+        }
+        let startup = match startups.admit(ip, Instant::now()) {
+            Ok(startup) => startup,
+            Err(reason) => {
+                refused(journal, peer, &reason);
+                continue;
+            }
+        };
+        tokio::spawn(connection(shared.clone(), stream, peer, startup));
+    }
+}
+
+/// Where a connection is: the SSH handshake, authentication, logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Authenticating,
+    LoggedIn,
+}
+
+/// Runs one connection to its end under the handshake and login time limits, then journals
+/// it and counts a failed login against its address.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    startup: Startup,
+) {
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to cut it in whatever state the SSH session is.
+    let Ok((stream, cutter)) = stream.into_std().and_then(|s| {
+        let cutter = s.try_clone()?;
+        Ok((tokio::net::TcpStream::from_std(s)?, cutter))
+    }) else {
+        tracing::warn!(%peer, "SFTP connection dropped: its socket could not be set up");
+        return;
+    };
+    let stats = Arc::new(Mutex::new(SessionStats::default()));
+    let (phase_tx, mut phase) = watch::channel(Phase::Handshake);
+    let handler = SshHandler::new(peer, shared.clone(), stats.clone(), phase_tx);
+    let run = async {
+        russh::server::run_stream(shared.config.clone(), stream, handler)
+            .await?
+            .await
+    };
+    tokio::pin!(run);
+    let settings = &shared.server.settings;
+    let started = tokio::time::Instant::now();
+    let mut startup = Some(startup);
+    let mut phase_open = true;
+    let cut = loop {
+        let now = *phase.borrow();
+        tokio::select! {
+            // The connection broke, or the client broke the protocol: the transport's fault.
+            ended = &mut run => break ended.err().map(|e| (format!("{e:#}"), Fault::Transport)),
+            changed = phase.changed(), if phase_open => match changed {
+                Err(_) => phase_open = false,
+                Ok(()) => match *phase.borrow() {
+                    Phase::Authenticating => {
+                        if let Some(s) = &startup {
+                            s.handshake_done();
+                        }
+                    }
+                    Phase::LoggedIn => startup = None,
+                    Phase::Handshake => {}
+                },
+            },
+            _ = tokio::time::sleep_until(started + settings.handshake_timeout),
+                if now == Phase::Handshake => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: the SSH handshake was not finished within {} (sftp_handshake_timeout)",
+                    humantime(settings.handshake_timeout)
+                )).await;
+            }
+            _ = tokio::time::sleep_until(started + settings.login_grace_time),
+                if now != Phase::LoggedIn => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: not logged in within {} (sftp_login_grace_time)",
+                    humantime(settings.login_grace_time)
+                )).await;
+            }
+            () = told_to_give_way(&mut startup) => {
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: still in the SSH handshake after {}, when every place for \
+                     connections logging in was taken (sftp_max_startups)",
+                    humantime(YIELD_AFTER)
+                )).await;
+            }
+        }
+    };
+    drop(startup);
+    let stats = with_stats(&stats, |s| s.clone());
+    journal_session(&shared.server.journal, peer, &stats, cut.as_ref());
+    let ip = peer.ip().to_canonical();
+    if stats.fingerprint.is_some() {
+        shared.bans.clear(ip);
+    } else if stats.failed_auth > 0
+        && let Some(time) = shared.bans.strike(ip, Instant::now())
+    {
+        refused(
+            &shared.server.journal,
+            peer,
+            &format!(
+                "banned for {} after {} connections that failed to log in \
+                 (sftp_ban_after, sftp_ban_time)",
+                humantime(time),
+                settings.ban_after
+            ),
+        );
+    }
+}
+
+/// Resolves when a connection still logging in must give way to a newer one; never once it
+/// has logged in.
+async fn told_to_give_way(startup: &mut Option<Startup>) {
+    let told = match startup {
+        Some(s) => (&mut s.cut).await.is_ok(),
+        None => false,
+    };
+    if !told {
+        // Logged in, or the places went with the server: never.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Cuts a connection's socket (whatever the SSH session is doing, its reads end and its
+/// writes fail), lets the session wind down, and returns `reason`.
+async fn cut_off<F: std::future::Future + Unpin>(
+    socket: &std::net::TcpStream,
+    session: &mut F,
+    reason: String,
+) -> Option<(String, Fault)> {
+    tracing::warn!(reason, "SFTP connection cut");
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session).await;
+    Some((reason, Fault::Sender))
+}
+
+/// A ban's length in words (`15m`, `1h 30m`).
+fn humantime(d: std::time::Duration) -> String {
+    jiff::SignedDuration::try_from(d)
+        .map(|d| format!("{d:#}"))
+        .unwrap_or_else(|_| format!("{}s", d.as_secs()))
+}

@@ -1,0 +1,323 @@
+//! The SSH side of the SFTP server: its keys, the russh server configuration and the handler
+//! of each connection, up to the start of the `sftp` subsystem ([`super::folder`] from there).
+//!
+//! # Guarantees
+//! - Public keys only, from `sftp_authorized_keys`; no password, keyboard-interactive, shell,
+//!   exec, pty, forwarding, agent or subsystem other than `sftp`. A password, a shell, a
+//!   command, another subsystem or an extra channel is noted in the session's journal entry.
+//! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
+//!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
+//!   silence. Failed attempts are counted for the listener's bans.
+//! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
+//!   a session opens channels only once it holds a place: at most two, and one `sftp`
+//!   subsystem.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use russh::keys::ssh_key::{AuthorizedKeys, HashAlg, LineEnding, PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::sync::watch;
+
+use super::folder::SftpHandler;
+use super::session::{SessionStats, refused, with_stats};
+use super::{Phase, Shared};
+use crate::config::SftpSettings;
+
+/// Reads the host key at `path`, or makes an Ed25519 one there (mode 0600) if it is missing.
+pub(crate) fn ensure_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
+    if path.exists() {
+        return PrivateKey::read_openssh_file(path).with_context(|| {
+            format!(
+                "cannot read the SFTP host key {} (setting `sftp_host_key`); it must be an \
+                 unencrypted OpenSSH private key",
+                path.display()
+            )
+        });
+    }
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| anyhow::anyhow!("no randomness available to make the SFTP host key"))?;
+    let pair = russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed);
+    let key = PrivateKey::from(pair);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    key.write_openssh_file(path, LineEnding::LF)
+        .with_context(|| format!("cannot write the SFTP host key {}", path.display()))?;
+    tracing::info!(path = %path.display(), fingerprint = %key.fingerprint(HashAlg::Sha256), "made the SFTP host key");
+    Ok(key)
+}
+
+/// Reads the keys allowed to upload.
+pub(super) fn authorized_keys(path: &Path) -> anyhow::Result<Vec<PublicKey>> {
+    let entries = AuthorizedKeys::read_file(path).with_context(|| {
+        format!(
+            "cannot read the SFTP keys {} (setting `sftp_authorized_keys`, OpenSSH \
+             authorized_keys format)",
+            path.display()
+        )
+    })?;
+    Ok(entries
+        .into_iter()
+        .map(|e| e.public_key().clone())
+        .collect())
+}
+
+/// The russh server's configuration: `host_key`, public keys only, the settings' attempt and
+/// silence limits.
+pub(super) fn ssh_config(settings: &SftpSettings, host_key: PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: vec![host_key],
+        inactivity_timeout: Some(settings.idle_timeout),
+        // russh counts the `none` probe OpenSSH clients send first; OpenSSH does not.
+        max_auth_attempts: settings.max_auth_attempts.saturating_add(1),
+        auth_rejection_time: std::time::Duration::from_millis(300),
+        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    }
+}
+
+/// One SSH connection.
+pub(super) struct SshHandler {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stats: Arc<Mutex<SessionStats>>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    sftp_started: bool,
+    /// Tells the connection's task how far the connection got.
+    phase: watch::Sender<Phase>,
+    /// The place of a logged-in session, held to the end.
+    session: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl SshHandler {
+    /// The handler of a new connection from `peer`, which tells `phase` how far it got.
+    pub(super) fn new(
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        stats: Arc<Mutex<SessionStats>>,
+        phase: watch::Sender<Phase>,
+    ) -> Self {
+        Self {
+            peer,
+            shared,
+            stats,
+            channels: HashMap::new(),
+            sftp_started: false,
+            phase,
+            session: None,
+        }
+    }
+
+    fn refuse(&self, what: String) {
+        tracing::warn!(refusal = %what, "SFTP request refused");
+        with_stats(&self.stats, |s| s.refusal(what));
+    }
+}
+
+impl russh::server::Handler for SshHandler {
+    type Error = anyhow::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let known = self
+            .shared
+            .keys
+            .iter()
+            .any(|k| k.key_data() == offer.public_key.key_data());
+        if !known {
+            with_stats(&self.stats, |s| s.failed_auth += 1);
+        }
+        Ok(if known { Auth::Accept } else { Auth::reject() })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let known = self
+            .shared
+            .keys
+            .iter()
+            .any(|k| k.key_data() == key.public_key.key_data());
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        with_stats(&self.stats, |s| {
+            if known {
+                s.user = Some(user.chars().take(64).collect());
+                s.fingerprint = Some(fingerprint);
+            } else {
+                s.failed_auth += 1;
+            }
+        });
+        Ok(if known { Auth::Accept } else { Auth::reject() })
+    }
+
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // Asked when the client starts authenticating: the SSH handshake is over.
+        let _ = self.phase.send(Phase::Authenticating);
+        Ok(None)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        match self.shared.sessions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.session = Some(permit);
+                let _ = self.phase.send(Phase::LoggedIn);
+            }
+            Err(_) => {
+                refused(
+                    &self.shared.server.journal,
+                    self.peer,
+                    "too many SFTP sessions (sftp_max_sessions)",
+                );
+                session.disconnect(
+                    russh::Disconnect::TooManyConnections,
+                    "too many SFTP sessions at once; try again in a moment",
+                    "en",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        with_stats(&self.stats, |s| s.failed_auth += 1);
+        self.refuse("password authentication (only public keys are accepted)".to_owned());
+        Ok(Auth::reject())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.session.is_none() {
+            self.refuse("a session channel without a place (sftp_max_sessions)".to_owned());
+            return Ok(()); // dropping the reply refuses the channel
+        }
+        if self.channels.len() >= 2 || self.sftp_started {
+            self.refuse("a further session channel".to_owned());
+            return Ok(()); // dropping the reply refuses the channel
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The client is done (scp checks the exit status its ssh reports).
+        session.exit_status_request(channel, 0)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("shell".to_owned());
+        self.deny(
+            channel,
+            session,
+            "no shell: this server only receives packages over SFTP\r\n",
+        )
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command: String = String::from_utf8_lossy(data).chars().take(80).collect();
+        self.refuse(format!("exec {command:?}"));
+        self.deny(
+            channel,
+            session,
+            "no commands: this server only receives packages over SFTP\r\n",
+        )
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel_id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name != "sftp" || self.sftp_started {
+            let name: String = name.chars().take(64).collect();
+            self.refuse(format!("subsystem {name:?}"));
+            return self.deny(
+                channel_id,
+                session,
+                "only the sftp subsystem is offered here\r\n",
+            );
+        }
+        let Some(channel) = self.channels.remove(&channel_id) else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        self.sftp_started = true;
+        session.channel_success(channel_id)?;
+        let fingerprint = with_stats(&self.stats, |s| s.fingerprint.clone());
+        let origin = format!(
+            "{} {}",
+            self.peer,
+            fingerprint.as_deref().unwrap_or("(no key)")
+        );
+        let sftp = SftpHandler::new(origin, self.shared.clone(), self.stats.clone());
+        russh_sftp::server::run(channel.into_stream(), sftp).await;
+        Ok(())
+    }
+}
+
+impl SshHandler {
+    /// Refuses a request on `channel` with a message on its error stream, and closes it.
+    fn deny(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+        message: &str,
+    ) -> Result<(), anyhow::Error> {
+        session.channel_failure(channel)?;
+        session.extended_data(channel, 1, message.as_bytes().to_vec())?;
+        session.exit_status_request(channel, 1)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}

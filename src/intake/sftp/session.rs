@@ -1,0 +1,98 @@
+//! What one SFTP session did, for the journal.
+//!
+//! # Guarantees
+//! - Each session is journaled once it ends (`sftp-session`: address, key fingerprint, user,
+//!   files with their outcome, bytes, refusals, and why it ended early, if it did).
+//! - A connection dropped before authentication is journaled as `sftp-refused`, with why.
+//! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
+//!   and [`MAX_LISTED_REFUSALS`] refusals are listed; their counts are always exact.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use crate::journal::{EventKind, Journal};
+use crate::publisher::Fault;
+
+/// Most refusals listed in a session's journal entry (the count is always exact).
+const MAX_LISTED_REFUSALS: usize = 32;
+/// Most files listed in a session's journal entry (the count is always exact).
+const MAX_LISTED_FILES: usize = 256;
+
+/// Journals a connection dropped before authentication.
+pub(super) fn refused(journal: &Journal, peer: SocketAddr, reason: &str) {
+    tracing::warn!(%peer, reason, "SFTP connection refused");
+    journal.post(
+        EventKind::SftpRefused,
+        None,
+        json!({"address": peer.to_string(), "reason": reason}),
+    );
+}
+
+/// Journals a session's end; `ended` is why it ended early, and whose fault that was.
+pub(super) fn journal_session(
+    journal: &Journal,
+    peer: SocketAddr,
+    stats: &SessionStats,
+    ended: Option<&(String, Fault)>,
+) {
+    let detail = json!({
+        "address": peer.to_string(),
+        "user": stats.user,
+        "fingerprint": stats.fingerprint,
+        "authenticated": stats.fingerprint.is_some(),
+        "failed_auth": stats.failed_auth,
+        "files": stats.files,
+        "file_count": stats.file_count,
+        "bytes": stats.bytes,
+        "refusals": stats.refusals,
+        "refusal_count": stats.refusal_count,
+        "error": ended.map(|(error, _)| error),
+        "fault": ended.map(|(_, fault)| fault),
+    });
+    tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
+    journal.post(EventKind::SftpSession, None, detail);
+}
+
+/// What one session did, for the journal.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SessionStats {
+    pub(super) user: Option<String>,
+    pub(super) fingerprint: Option<String>,
+    pub(super) failed_auth: u64,
+    files: Vec<serde_json::Value>,
+    file_count: u64,
+    pub(super) bytes: u64,
+    refusals: Vec<String>,
+    refusal_count: u64,
+}
+
+impl SessionStats {
+    /// Notes a refused request.
+    pub(super) fn refusal(&mut self, what: String) {
+        self.refusal_count += 1;
+        if self.refusals.len() < MAX_LISTED_REFUSALS {
+            self.refusals.push(what);
+        }
+    }
+
+    /// Notes a file handed over, with its outcome.
+    pub(super) fn file(&mut self, entry: serde_json::Value) {
+        self.file_count += 1;
+        if self.files.len() < MAX_LISTED_FILES {
+            self.files.push(entry);
+        }
+    }
+}
+
+/// Runs `f` on a session's stats (still kept if a holder of the lock panicked).
+pub(super) fn with_stats<R>(
+    stats: &Mutex<SessionStats>,
+    f: impl FnOnce(&mut SessionStats) -> R,
+) -> R {
+    match stats.lock() {
+        Ok(mut s) => f(&mut s),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
