@@ -40,6 +40,7 @@ pub(crate) use corte::{
     CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
 pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
+pub(crate) use open::{Format, read_magic};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
 #[derive(Debug, Clone)]
