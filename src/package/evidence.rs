@@ -185,6 +185,12 @@ fn basename(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
+/// The `sha256sum` line for a file `name` whose digest is `digest`: `<hex>  <name>`, with its
+/// line end. [`parse_sum_line`] reads it back (and the `<hex> *<name>` binary-mode form too).
+pub(crate) fn sum_line(digest: Sha256, name: &str) -> String {
+    format!("{digest}  {name}\n")
+}
+
 /// One `<hex>  <name>` / `<hex> *<name>` line of `sha256sum` output, or `None`.
 fn parse_sum_line(line: &str) -> Option<(Sha256, &str)> {
     let hex = line.get(..64)?;
@@ -568,6 +574,15 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
             assert_eq!(evidence.sidecar.word(), "verified", "{text:?}");
             assert!(detail(&evidence.sidecar).contains(&digest));
         }
+    }
+
+    #[test]
+    fn a_written_sum_line_reads_back() {
+        let digest = Sha256::of(b"package bytes");
+        let line = sum_line(digest, NAME);
+        assert_eq!(line, format!("{digest}  {NAME}\n"));
+        assert_eq!(parse_sum_line(line.trim_end()), Some((digest, NAME)));
+        assert!(with_sidecar(&line).is_ok());
     }
 
     #[test]

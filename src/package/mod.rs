@@ -39,7 +39,9 @@ use crate::hash::Sha256;
 pub(crate) use corte::{
     CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
-pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
+pub(crate) use evidence::{
+    Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry, sum_line,
+};
 pub(crate) use open::{Format, read_magic};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
@@ -323,7 +325,7 @@ mod tests {
     #[test]
     fn the_real_package_verifies_against_a_sidecar() {
         let mut inc = incoming(&fixture());
-        inc.sidecar = Some(format!("{}  {}\n", inc.sha256, inc.name));
+        inc.sidecar = Some(sum_line(inc.sha256, &inc.name));
         let policy = EvidencePolicy {
             sidecar: Policy::Required,
             ..lenient_policy()

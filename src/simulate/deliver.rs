@@ -6,7 +6,8 @@
 //!
 //! # Guarantees
 //! - Evidence is made once per package, whatever the number of targets: `<name>.sha256` (in
-//!   `sha256sum` format), and `<name>.minisig` when a key is given.
+//!   `sha256sum` format, written by [`package::sum_line`]), and `<name>.minisig` when a key is
+//!   given.
 //! - In a folder, the evidence is in place before the package appears, and the package is
 //!   written as `.<name>.part`, flushed to disk, and renamed to `<name>`: a reader of the
 //!   folder never sees half a package under its final name.
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::hash::Sha256;
+use crate::package;
 
 use super::sftp::Uploader;
 
@@ -40,8 +42,8 @@ impl Delivery {
         bytes: Vec<u8>,
         key: Option<&minisign::SecretKey>,
     ) -> Result<Self> {
-        let digest = Sha256::of(&bytes).to_hex();
-        let mut evidence = vec![(format!("{name}.sha256"), format!("{digest}  {name}\n"))];
+        let sidecar = package::sum_line(Sha256::of(&bytes), &name);
+        let mut evidence = vec![(format!("{name}.sha256"), sidecar)];
         if let Some(key) = key {
             let signature = super::sign::signature(key, &name, &bytes)?;
             evidence.push((format!("{name}.minisig"), signature));
