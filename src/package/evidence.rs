@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::str::FromStr;
 
 use minisign_verify::{PublicKey, Signature};
 
 use super::{Incoming, Member, Rejection};
-use crate::hash::Sha256;
+use crate::hash::{self, Sha256};
 
 /// Whether one kind of evidence must come with every package.
 #[derive(
@@ -417,17 +417,8 @@ fn verify_file(
         }
         other => SignatureError::Invalid(other.to_string()),
     })?;
-    let mut file = File::open(&incoming.path).map_err(SignatureError::Io)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SignatureError::Io(e)),
-        };
-        verifier.update(buf.get(..n).unwrap_or_default());
-    }
+    let file = File::open(&incoming.path).map_err(SignatureError::Io)?;
+    hash::stream(file, |chunk| verifier.update(chunk)).map_err(SignatureError::Io)?;
     verifier
         .finalize()
         .map_err(|_| SignatureError::Invalid("signature does not match the package".to_owned()))
