@@ -390,11 +390,10 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut magic = Vec::with_capacity(512);
-    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 512), &mut magic)
+    let magic = package::read_magic(&mut file)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let input = path.display().to_string();
-    let report = if is_archive(&magic) {
+    let report = if package::Format::sniff(&magic).is_some() {
         let pkg = open_package(path)?;
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let csv_bytes = members.iter().map(|m| m.bytes.len() as u64).sum();
@@ -417,14 +416,6 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         print!("{}", prep::render(&report));
     }
     Ok(if report.consistent() { 0 } else { 1 })
-}
-
-/// Whether the first bytes of a file are those of a zip, gzip or tar archive.
-fn is_archive(magic: &[u8]) -> bool {
-    magic.starts_with(b"PK\x03\x04")
-        || magic.starts_with(b"PK\x05\x06")
-        || magic.starts_with(b"\x1f\x8b")
-        || magic.get(257..262) == Some(b"ustar")
 }
 
 /// Opens a package with the default limits, checking whatever evidence lies beside it.

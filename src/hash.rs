@@ -3,6 +3,9 @@
 //! A [`Sha256`] is always 32 bytes; its text form is 64 lowercase hex digits, the form
 //! `sha256sum` prints and the one the journal, the archive and the `X-PREP-Package`
 //! header use.
+//!
+//! [`stream`] is how a file is read through any digest or verifier (this one, a minisign
+//! signature's): in large chunks, never whole into memory.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -26,26 +29,40 @@ impl Sha256 {
     }
 
     /// The digest of everything `reader` yields, and how many bytes that was.
-    pub(crate) fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
+    pub(crate) fn of_reader(reader: impl Read) -> io::Result<(Self, u64)> {
         let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            total += n as u64;
-        }
+        let total = stream(reader, |chunk| hasher.update(chunk))?;
         Ok((Self(hasher.finalize().into()), total))
     }
 
     /// The 64-digit lowercase hex form.
     pub(crate) fn to_hex(self) -> String {
         hex::encode(self.0)
+    }
+}
+
+/// How many bytes [`stream`] reads at a time.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Hands everything `reader` yields to `consume`, in chunks of up to [`STREAM_CHUNK`] bytes,
+/// and returns how many bytes that was. Interrupted reads are retried; any other read error
+/// ends the stream.
+pub(crate) fn stream(reader: impl Read, consume: impl FnMut(&[u8])) -> io::Result<u64> {
+    let mut reader = io::BufReader::with_capacity(STREAM_CHUNK, reader);
+    io::copy(&mut reader, &mut Feed(consume))
+}
+
+/// A writer that hands every slice written to it to a function.
+struct Feed<F>(F);
+
+impl<F: FnMut(&[u8])> io::Write for Feed<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (self.0)(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -106,5 +123,41 @@ mod tests {
         assert_eq!(d.to_hex().to_uppercase().parse::<Sha256>().unwrap(), d);
         assert!("abc".parse::<Sha256>().is_err());
         assert!("g".repeat(64).parse::<Sha256>().is_err());
+    }
+
+    #[test]
+    fn streaming_reads_every_byte_in_chunks_and_retries_interrupted_reads() {
+        /// Yields `data`, failing with `Interrupted` before every read.
+        struct Interrupting<'a> {
+            data: &'a [u8],
+            interrupt: bool,
+        }
+        impl Read for Interrupting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.interrupt = !self.interrupt;
+                if self.interrupt {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                self.data.read(buf)
+            }
+        }
+        let data: Vec<u8> = (0..3 * STREAM_CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        let mut chunks = Vec::new();
+        let reader = Interrupting {
+            data: &data,
+            interrupt: false,
+        };
+        let total = stream(reader, |chunk| chunks.push(chunk.to_vec())).unwrap();
+        assert_eq!(total, data.len() as u64);
+        assert!(chunks.iter().all(|c| c.len() <= STREAM_CHUNK));
+        assert_eq!(chunks.concat(), data);
+        let reader = Interrupting {
+            data: &data,
+            interrupt: false,
+        };
+        assert_eq!(
+            Sha256::of_reader(reader).unwrap(),
+            (Sha256::of(&data), data.len() as u64)
+        );
     }
 }

@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::str::FromStr;
 
 use minisign_verify::{PublicKey, Signature};
 
 use super::{Incoming, Member, Rejection};
-use crate::hash::Sha256;
+use crate::hash::{self, Sha256};
 
 /// Whether one kind of evidence must come with every package.
 #[derive(
@@ -183,6 +183,12 @@ fn enforce(policy: Policy, state: &EvidenceState, what: &str) -> Result<(), Reje
 /// The last path component of a name written in a checksum file (`/` or `\` separated).
 fn basename(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// The `sha256sum` line for a file `name` whose digest is `digest`: `<hex>  <name>`, with its
+/// line end. [`parse_sum_line`] reads it back (and the `<hex> *<name>` binary-mode form too).
+pub(crate) fn sum_line(digest: Sha256, name: &str) -> String {
+    format!("{digest}  {name}\n")
 }
 
 /// One `<hex>  <name>` / `<hex> *<name>` line of `sha256sum` output, or `None`.
@@ -411,17 +417,8 @@ fn verify_file(
         }
         other => SignatureError::Invalid(other.to_string()),
     })?;
-    let mut file = File::open(&incoming.path).map_err(SignatureError::Io)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SignatureError::Io(e)),
-        };
-        verifier.update(buf.get(..n).unwrap_or_default());
-    }
+    let file = File::open(&incoming.path).map_err(SignatureError::Io)?;
+    hash::stream(file, |chunk| verifier.update(chunk)).map_err(SignatureError::Io)?;
     verifier
         .finalize()
         .map_err(|_| SignatureError::Invalid("signature does not match the package".to_owned()))
@@ -568,6 +565,15 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
             assert_eq!(evidence.sidecar.word(), "verified", "{text:?}");
             assert!(detail(&evidence.sidecar).contains(&digest));
         }
+    }
+
+    #[test]
+    fn a_written_sum_line_reads_back() {
+        let digest = Sha256::of(b"package bytes");
+        let line = sum_line(digest, NAME);
+        assert_eq!(line, format!("{digest}  {NAME}\n"));
+        assert_eq!(parse_sum_line(line.trim_end()), Some((digest, NAME)));
+        assert!(with_sidecar(&line).is_ok());
     }
 
     #[test]

@@ -40,8 +40,11 @@ use crate::hash::Sha256;
 pub(crate) use corte::{
     CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
 };
-pub(crate) use evidence::{Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry};
+pub(crate) use evidence::{
+    Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry, sum_line,
+};
 pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+pub(crate) use open::{Format, read_magic};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
 #[derive(Debug, Clone)]
@@ -338,7 +341,7 @@ mod tests {
     #[test]
     fn the_real_package_verifies_against_a_sidecar() {
         let mut inc = incoming(&fixture());
-        inc.sidecar = Some(format!("{}  {}\n", inc.sha256, inc.name));
+        inc.sidecar = Some(sum_line(inc.sha256, &inc.name));
         let policy = EvidencePolicy {
             sidecar: Policy::Required,
             ..lenient_policy()

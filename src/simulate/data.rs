@@ -137,27 +137,37 @@ pub(crate) fn package(
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(modified);
     let stored = deflate.compression_method(zip::CompressionMethod::Stored);
-    let mut outer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut inner_zips = Vec::new();
     let mut all = Vec::new();
     for (e, election) in catalogue.elections.iter().enumerate() {
         let (csv, results) = results_csv(catalogue, e, *election, corte);
-        let mut inner = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        inner.start_file("LEEME.txt", deflate)?;
-        inner.write_all(leeme(catalogue, *election).as_bytes())?;
-        inner.start_file(format!("{ent}_{}_{year}.csv", election.code), deflate)?;
-        inner.write_all(csv.as_bytes())?;
-        inner.start_file(
-            format!("{ent}_{}_CANDIDATURA_{year}.csv", election.code),
-            deflate,
-        )?;
-        inner.write_all(candidaturas(catalogue, *election).as_bytes())?;
-        let bytes = inner.finish()?.into_inner();
-        outer.start_file(format!("{stamp}_PREP_{}_{ent}.zip", election.code), stored)?;
-        outer.write_all(&bytes)?;
+        let members = [
+            ("LEEME.txt".to_owned(), leeme(catalogue, *election)),
+            (format!("{ent}_{}_{year}.csv", election.code), csv),
+            (
+                format!("{ent}_{}_CANDIDATURA_{year}.csv", election.code),
+                candidaturas(catalogue, *election),
+            ),
+        ];
+        let inner = zip_of(members, deflate)?;
+        inner_zips.push((format!("{stamp}_PREP_{}_{ent}.zip", election.code), inner));
         all.push(results);
     }
-    let bytes = outer.finish()?.into_inner();
+    let bytes = zip_of(inner_zips, stored)?;
     Ok((package_name(catalogue, corte), bytes, all))
+}
+
+/// A zip, in memory, of `(name, bytes)` members in order, each written with `options`.
+pub(super) fn zip_of<N: AsRef<str>, B: AsRef<[u8]>>(
+    members: impl IntoIterator<Item = (N, B)>,
+    options: zip::write::SimpleFileOptions,
+) -> Result<Vec<u8>, PackError> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in members {
+        zip.start_file(name.as_ref(), options)?;
+        zip.write_all(bytes.as_ref())?;
+    }
+    Ok(zip.finish()?.into_inner())
 }
 
 /// A zip timestamp for a local time (the corte's, as real packages carry).

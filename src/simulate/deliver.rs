@@ -1,26 +1,29 @@
-//! Where simulated packages go: the [`Delivery`] of one package with its evidence, and the
-//! [`Target`]s that receive the deliveries of each corte (a folder, a difusor's SFTP intake).
+//! What a simulated package is once it is ready to go: the [`Delivery`] of one package with
+//! its evidence, and its delivery into a folder ([`into_folder`]).
 //!
 //! A folder delivery lands as an institute's upload should: evidence first, then the package
 //! renamed into place.
 //!
+//! # Who uses whom
+//! This module uses neither [`super::sftp`] nor [`super::target`]; they use it:
+//! [`super::sftp`] uploads a [`Delivery`] over SFTP, and [`super::target`] sends each corte's
+//! deliveries to a folder (through [`into_folder`]) or to the SFTP uploader.
+//!
 //! # Guarantees
 //! - Evidence is made once per package, whatever the number of targets: `<name>.sha256` (in
-//!   `sha256sum` format), and `<name>.minisig` when a key is given.
+//!   `sha256sum` format, written by [`package::sum_line`]), and `<name>.minisig` when a key is
+//!   given.
 //! - In a folder, the evidence is in place before the package appears, and the package is
 //!   written as `.<name>.part`, flushed to disk, and renamed to `<name>`: a reader of the
 //!   folder never sees half a package under its final name.
-//! - Every target gets the packages of a corte in order, site first.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::hash::Sha256;
-
-use super::sftp::Uploader;
+use crate::package;
 
 /// One package, ready for any target: its name, its bytes and its evidence files.
 #[derive(Debug)]
@@ -40,8 +43,8 @@ impl Delivery {
         bytes: Vec<u8>,
         key: Option<&minisign::SecretKey>,
     ) -> Result<Self> {
-        let digest = Sha256::of(&bytes).to_hex();
-        let mut evidence = vec![(format!("{name}.sha256"), format!("{digest}  {name}\n"))];
+        let sidecar = package::sum_line(Sha256::of(&bytes), &name);
+        let mut evidence = vec![(format!("{name}.sha256"), sidecar)];
         if let Some(key) = key {
             let signature = super::sign::signature(key, &name, &bytes)?;
             evidence.push((format!("{name}.minisig"), signature));
@@ -51,46 +54,6 @@ impl Delivery {
             bytes,
             evidence,
         })
-    }
-}
-
-/// A place the packages of each corte are delivered to.
-pub(crate) enum Target {
-    /// A folder (`--out`, or the folder `--serve` serves).
-    Folder(PathBuf),
-    /// A difusor's SFTP intake (`--sftp`).
-    Sftp(Box<Uploader>),
-}
-
-impl Target {
-    /// Delivers the packages of one corte, in order.
-    pub(crate) async fn deliver(&mut self, corte: &Arc<Vec<Delivery>>) -> Result<()> {
-        match self {
-            Self::Folder(dir) => {
-                let (dir, corte) = (dir.clone(), Arc::clone(corte));
-                tokio::task::spawn_blocking(move || {
-                    corte.iter().try_for_each(|d| into_folder(&dir, d))
-                })
-                .await
-                .context("the folder delivery stopped")?
-            }
-            Self::Sftp(uploader) => uploader.deliver(corte).await,
-        }
-    }
-
-    /// Ends what the target holds open (the SFTP connection).
-    pub(crate) async fn close(&mut self) {
-        if let Self::Sftp(uploader) = self {
-            uploader.close().await;
-        }
-    }
-
-    /// What this target is, for messages.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Self::Folder(dir) => dir.display().to_string(),
-            Self::Sftp(uploader) => uploader.describe(),
-        }
     }
 }
 

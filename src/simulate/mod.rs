@@ -5,8 +5,8 @@
 //! the site package (`…_PREP_SITIO[_COMPLETO]_<ENT>.zip`, [`site`]) and the data package
 //! (`…_PREP_<ENT>.zip`, [`data`]), each delivered with its `.sha256` sidecar, and its
 //! `.minisig` signature when a secret key is given ([`deliver`], [`sign`]), to every target
-//! asked for: a folder, a difusor's SFTP intake ([`sftp`]), and a folder served over HTTP
-//! for a difusor that pulls ([`serve`]).
+//! asked for ([`target`]): a folder, a difusor's SFTP intake ([`sftp`]), and a folder served
+//! over HTTP for a difusor that pulls ([`serve`]).
 //!
 //! # Guarantees
 //! - The same settings and seed give the same packages, byte for byte.
@@ -22,6 +22,7 @@ pub(crate) mod serve;
 pub(crate) mod sftp;
 mod sign;
 mod site;
+mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,8 +204,7 @@ pub(crate) async fn run(settings: &Settings, plan: Plan) -> Result<()> {
         }
         _ => None,
     };
-    let mut targets: Vec<deliver::Target> =
-        folder.into_iter().map(deliver::Target::Folder).collect();
+    let mut targets: Vec<target::Target> = folder.into_iter().map(target::Target::Folder).collect();
     if let Some(options) = plan.sftp.clone() {
         let uploader = tokio::select! {
             connected = sftp::Uploader::connect(options) => connected?,
@@ -213,7 +213,7 @@ pub(crate) async fn run(settings: &Settings, plan: Plan) -> Result<()> {
                 return Ok(());
             }
         };
-        targets.push(deliver::Target::Sftp(Box::new(uploader)));
+        targets.push(target::Target::Sftp(Box::new(uploader)));
     }
     let total = plan.cortes.unwrap_or(u32::MAX).min(simulation.cortes());
     let delivered = tokio::select! {
@@ -249,7 +249,7 @@ pub(crate) async fn run(settings: &Settings, plan: Plan) -> Result<()> {
 async fn deliver_cortes(
     simulation: &Arc<Simulation>,
     key: Option<Arc<minisign::SecretKey>>,
-    targets: &mut [deliver::Target],
+    targets: &mut [target::Target],
     total: u32,
     every: Duration,
 ) -> Result<u32> {

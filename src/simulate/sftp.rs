@@ -8,6 +8,10 @@
 //! `<name>` once complete: the rename hands it to the publisher, and its answer is the
 //! package's outcome.
 //!
+//! # Who uses whom
+//! This module uses [`super::deliver`] (what a [`Delivery`] holds) and nothing else of the
+//! delivery modules; [`super::target`] uses it for `--sftp`.
+//!
 //! # Guarantees
 //! - The server's host key is checked against a known_hosts file before anything is sent:
 //!   an unknown host is refused with its SHA-256 fingerprint and the exact line to add, or,

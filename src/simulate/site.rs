@@ -13,12 +13,10 @@
 //! - Its JavaScript re-reads `json/main.json` every two seconds and redraws the page when the
 //!   corte changes.
 
-use std::io::Write as _;
-
 use serde_json::{Value, json};
 
 use super::acta::percent;
-use super::data::{Area, Corte, PackError, Results};
+use super::data::{Area, Corte, PackError, Results, zip_of};
 use super::election::Catalogue;
 
 /// A name for the site package of `corte`; the first one says `_COMPLETO`.
@@ -77,12 +75,7 @@ pub(crate) fn package(
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(super::data::zip_time(corte.time));
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (path, bytes) in &files {
-        zip.start_file(path.as_str(), options)?;
-        zip.write_all(bytes)?;
-    }
-    let bytes = zip.finish()?.into_inner();
+    let bytes = zip_of(files, options)?;
     Ok((package_name(catalogue, corte, complete), bytes))
 }
 

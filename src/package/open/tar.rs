@@ -1,0 +1,203 @@
+//! Reading a tar or tar.gz package.
+//!
+//! The whole tar stream is capped ([`Budget::tar_stream_cap`](super::limits::Budget)), so the
+//! tar reader itself cannot be made to buffer without bound; a tar.gz stream is inflated to its
+//! end, so its checksum is verified and its compression ratio measured. Every member passes the
+//! name rules ([`names`](super::names)), and only regular files and directories are accepted:
+//! links, devices, FIFOs and sparse files are refused. A tar must end with its end-of-archive
+//! marker, so one cut short at a member boundary is refused as incomplete, not read as whole.
+
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read};
+
+use super::super::{Member, Rejection};
+use super::format::{has_ustar_magic, read_magic};
+use super::limits::{Counter, CountingReader, Sizes, check_ratio};
+use super::names::tar_name;
+use super::{EntryKind, Walk};
+
+impl Walk<'_> {
+    /// Reads a plain tar archive.
+    pub(super) fn tar<R: Read>(&mut self, reader: R) -> Result<Vec<Member>, Rejection> {
+        let stream = CountingReader::new(reader, self.budget.tar_stream_cap());
+        let counter = stream.counter();
+        let (files, _) = self.tar_entries(stream, &counter)?;
+        Ok(files)
+    }
+
+    /// Reads a gzip-compressed tar archive of `compressed` bytes; the whole stream, trailing
+    /// bytes included, is inflated so its checksum is verified and its ratio is measured.
+    pub(super) fn tar_gz(&mut self, file: File, compressed: u64) -> Result<Vec<Member>, Rejection> {
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
+        let mut stream = CountingReader::new(gz, self.budget.tar_stream_cap());
+        let counter = stream.counter();
+        let first =
+            read_magic(&mut stream).map_err(|e| self.tar_error(&counter, "gzip stream", &e))?;
+        if !has_ustar_magic(&first) {
+            return Err(Rejection::NotAnArchive(
+                "the gzip stream does not hold a tar archive (no ustar magic)".to_owned(),
+            ));
+        }
+        let (files, mut rest) = self.tar_entries(Cursor::new(first).chain(stream), &counter)?;
+        io::copy(&mut rest, &mut io::sink())
+            .map_err(|e| self.tar_error(&counter, "gzip stream", &e))?;
+        let inflated = counter.get();
+        check_ratio(inflated, compressed, self.limits(), || {
+            "the tar.gz stream".to_owned()
+        })?;
+        Ok(files)
+    }
+
+    /// Explains an error met while reading a tar stream: the stream cap, or a damaged archive.
+    fn tar_error(&self, counter: &Counter, what: &str, e: &dyn std::fmt::Display) -> Rejection {
+        if counter.tripped() {
+            Rejection::Limit {
+                what: "size of the unpacked tar stream, headers included".to_owned(),
+                limit: self.budget.tar_stream_cap(),
+            }
+        } else {
+            Rejection::NotAnArchive(format!("{what}: {e}"))
+        }
+    }
+
+    /// Walks the entries of a tar stream; returns the files and the stream, positioned after
+    /// the archive's end.
+    fn tar_entries<R: Read>(
+        &mut self,
+        stream: R,
+        counter: &Counter,
+    ) -> Result<(Vec<Member>, R), Rejection> {
+        let mut archive = ::tar::Archive::new(stream);
+        let mut files = Vec::new();
+        let entries = archive
+            .entries()
+            .map_err(|e| self.tar_error(counter, "tar", &e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.tar_error(counter, "tar", &e))?;
+            let entry_type = entry.header().entry_type();
+            if entry_type.is_pax_global_extensions() {
+                // Archive-wide metadata (e.g. `git archive`'s commit id): not a member.
+                continue;
+            }
+            self.budget.count_member()?;
+            let name = tar_name(&entry.path_bytes())?;
+            let kind = tar_kind(entry_type, &name)?;
+            let path = self.admit(&name, kind, None)?;
+            if kind == EntryKind::Dir {
+                continue;
+            }
+            let sizes = Sizes {
+                declared: entry.size(),
+                compressed: None,
+                pulled: None,
+            };
+            let bytes = self
+                .budget
+                .read_member(&mut entry, &path, sizes)
+                .map_err(|e| match e {
+                    Rejection::NotAnArchive(m) if counter.tripped() => {
+                        self.tar_error(counter, "", &m)
+                    }
+                    other => other,
+                })?;
+            files.push(Member { path, bytes });
+        }
+        // The tar reader stops at the first zero block, or quietly at the end of the stream:
+        // an archive cut at a member boundary reads as a whole one but for that marker.
+        if counter.reached_end() {
+            return Err(Rejection::NotAnArchive(
+                "the tar archive ends without its end-of-archive marker (two zero blocks): it \
+                 is incomplete, cut short or still being written"
+                    .to_owned(),
+            ));
+        }
+        Ok((files, archive.into_inner()))
+    }
+}
+
+/// A tar member's kind from its entry type; links, devices and the rest are refused.
+fn tar_kind(entry_type: ::tar::EntryType, name: &str) -> Result<EntryKind, Rejection> {
+    use ::tar::EntryType as T;
+    let kind = match entry_type {
+        T::Regular | T::Continuous if name.ends_with('/') => return Ok(EntryKind::Dir),
+        T::Regular | T::Continuous => return Ok(EntryKind::File),
+        T::Directory => return Ok(EntryKind::Dir),
+        T::Symlink => "symlink",
+        T::Link => "hard link",
+        T::Char => "character device",
+        T::Block => "block device",
+        T::Fifo => "FIFO",
+        T::GNUSparse => "sparse file",
+        _ => "special entry",
+    };
+    Err(Rejection::NotARegularFile {
+        name: name.to_owned(),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{not_an_archive, not_regular, open_bytes, paths};
+    use crate::package::corpus::{TarKind, gzip, tar_of};
+
+    #[test]
+    fn long_tar_names_in_gnu_and_pax_headers_are_fine() {
+        let long = format!("{}/main.json", "d".repeat(150));
+        let mut gnu = ::tar::Builder::new(Vec::new());
+        let mut header = ::tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        gnu.append_data(&mut header, &long, &b"{}"[..]).unwrap();
+        let gnu = gnu.into_inner().unwrap();
+        assert_eq!(paths(&open_bytes(&gnu).unwrap().files), [long.as_str()]);
+
+        let mut pax = ::tar::Builder::new(Vec::new());
+        pax.append_pax_extensions([("comment", b"commit abc".as_slice())])
+            .unwrap();
+        let mut header = ::tar::Header::new_ustar();
+        header.set_path("index.html").unwrap();
+        header.set_size(1);
+        header.set_cksum();
+        pax.append(&header, &b"x"[..]).unwrap();
+        let pax = pax.into_inner().unwrap();
+        assert_eq!(paths(&open_bytes(&pax).unwrap().files), ["index.html"]);
+    }
+
+    #[test]
+    fn tar_members_that_are_not_regular_files_are_refused() {
+        for (kind, expected) in [
+            (TarKind::Symlink("/etc/passwd"), "symlink"),
+            (TarKind::HardLink("index.html"), "hard link"),
+            (TarKind::CharDevice, "character device"),
+            (TarKind::BlockDevice, "block device"),
+            (TarKind::Fifo, "FIFO"),
+        ] {
+            let tar = tar_of(&[(b"index.html", TarKind::File(b"x")), (b"other", kind)]);
+            assert_eq!(not_regular(open_bytes(&tar)), expected);
+        }
+    }
+
+    #[test]
+    fn a_tar_without_its_end_of_archive_marker_is_incomplete() {
+        let members: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+            .map(|i| (format!("f/{i:03}.json").into_bytes(), vec![b'x'; 700]))
+            .collect();
+        let entries: Vec<(&[u8], TarKind<'_>)> = members
+            .iter()
+            .map(|(n, d)| (n.as_slice(), TarKind::File(d.as_slice())))
+            .collect();
+        let full = tar_of(&entries);
+        assert_eq!(open_bytes(&full).unwrap().files.len(), 200);
+        // Member 100 starts after 100 headers and 100 padded bodies of 1024 bytes.
+        let cut = &full[..100 * (512 + 1024)];
+        for bytes in [cut.to_vec(), gzip(cut)] {
+            let why = not_an_archive(open_bytes(&bytes));
+            assert!(why.contains("end-of-archive marker"), "{why}");
+        }
+        // Cut inside a member, or inside the marker: incomplete or, with one zero block, whole.
+        assert!(open_bytes(&full[..100 * 1536 + 700]).is_err());
+        let one_zero_block = &full[..200 * 1536 + 512];
+        assert_eq!(open_bytes(one_zero_block).unwrap().files.len(), 200);
+    }
+}
