@@ -8,7 +8,6 @@
 //! ([`Busy`], exit status 4), and never work on the folder beside the server.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -24,10 +23,10 @@ use crate::http::{BoxedBody, file_body, full};
 use crate::intake::{Channel, Received};
 use crate::intake::{evidence_path, read_evidence};
 use crate::journal::{EventKind, Journal};
-use crate::package::PackageName;
-use crate::package::{self, Incoming, Policy};
+use crate::package::{self, Incoming, PackageName, PackageSettings, Policy};
 use crate::prep;
 use crate::publisher::Outcome;
+use crate::sections::Sections;
 use crate::serve::rebuilt_publisher;
 use crate::store::{self, Busy, Layout, Store};
 
@@ -154,7 +153,7 @@ async fn writer(config: &Config) -> Result<Writer> {
 /// Hands `file` to the server that holds the data folder, or processes it here. With `force`, a package whose
 /// corte time would hold it, or that was set aside, is published all the same (it is
 /// verified all the same).
-pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<Outcome> {
+pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Result<Outcome> {
     let name = PackageName::of_path(file).ok_or_else(|| {
         anyhow!(
             "{} is not a usable package file name (hidden, empty or odd characters)",
@@ -166,14 +165,14 @@ pub(crate) async fn ingest(config: Config, file: &Path, force: bool) -> Result<O
     let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let with = |ext: &str| read_evidence(&followed(&evidence_path(file, ext)));
     let (sidecar, signature) = (with("sha256"), with("minisig"));
-    let store = match writer(&config).await? {
+    let config = &sections.config;
+    let store = match writer(config).await? {
         Writer::Here(store) => store,
         Writer::Server(stream) => {
-            return ingest_remote(stream, &config, file, &name, sidecar, signature, force).await;
+            return ingest_remote(stream, config, file, &name, sidecar, signature, force).await;
         }
     };
-    let config = Arc::new(config);
-    let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
+    let (publisher, _live) = rebuilt_publisher(&sections, &store, None)?;
     let received = Received {
         name,
         path: followed(file),
@@ -223,20 +222,20 @@ async fn ingest_remote(
 }
 
 /// Publishes corte `corte` again, through the server that holds the data folder or here.
-pub(crate) async fn rollback(config: Config, corte: &str) -> Result<Outcome> {
-    let store = match writer(&config).await? {
+pub(crate) async fn rollback(sections: Sections, corte: &str) -> Result<Outcome> {
+    let config = &sections.config;
+    let store = match writer(config).await? {
         Writer::Here(store) => store,
         Writer::Server(stream) => {
             let enc =
                 percent_encoding::utf8_percent_encode(corte, percent_encoding::NON_ALPHANUMERIC);
             let req = Request::post(format!("/rollback?corte={enc}"));
-            let (_, value) = send(stream, &config, req, full(Bytes::new())).await?;
+            let (_, value) = send(stream, config, req, full(Bytes::new())).await?;
             return serde_json::from_value(value.clone())
                 .map_err(|_| anyhow!("the server answered: {value}"));
         }
     };
-    let config = Arc::new(config);
-    let (publisher, _live) = rebuilt_publisher(&config, &store, None)?;
+    let (publisher, _live) = rebuilt_publisher(&sections, &store, None)?;
     Ok(publisher.rollback(corte))
 }
 
@@ -425,6 +424,7 @@ fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
     let (sha256, size) = crate::hash::Sha256::of_reader(file)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let config = Config::from_settings(Settings::default())?;
+    let defaults = PackageSettings::from_config(&config)?;
     let incoming = Incoming {
         name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
         path: path.to_owned(),
@@ -437,9 +437,9 @@ fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
         sidecar: Policy::IfPresent,
         member_list: Policy::IfPresent,
         signature: Policy::IfPresent,
-        ..config.evidence.clone()
+        ..defaults.evidence
     };
-    package::verify(&incoming, &policy, &config.limits)
+    package::verify(&incoming, &policy, &defaults.limits)
         .with_context(|| format!("cannot open {} as a package", path.display()))
 }
 

@@ -3,30 +3,36 @@
 //! A setting has one name, `data_dir` say, and appears as the TOML key `data_dir`, the flag
 //! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The [`settings!`] table below
 //! is the only place a setting is declared: the flags, the TOML schema, the commented
-//! `difusor.toml` that `init` writes and the defaults all come from it.
+//! `difusor.toml` that `init` writes and the defaults all come from it. The value types of
+//! the table (`SiteMode`, `Policy`, `LogFormat`) and its defaults are declared here too.
 //!
 //! Layers, lowest first: built-in default, institute profile (`profiles/*.toml`, embedded),
 //! the config file, the environment, the command line. A higher layer wins.
 //!
+//! Validation is split by who uses a setting. [`Config::from_settings`] validates what every
+//! part shares (folders, addresses, the admin listener, the time zone, the publication
+//! window, plain durations, the intake channels) with the value parsers below; each module
+//! that turns settings into its own types does so in a `from_config` next to those types
+//! (`package::PackageSettings`, `site::SiteSettings`, `http::HttpSettings`,
+//! `prep::SummarySettings`), and `crate::sections` runs them all at start. This module names
+//! none of them.
+//!
 //! # Guarantees
 //! - Unknown keys in the file or a profile are errors, not silently ignored.
-//! - [`Config::from_settings`] refuses any invalid value with a message that names the setting
-//!   and how to fix it; a [`Config`] therefore always holds usable values.
+//! - An invalid value is refused with an [`Invalid`] that names the setting and how to fix
+//!   it; a [`Config`] therefore always holds usable values.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytesize::ByteSize;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
-use crate::http::access_log::LogFormat;
-use crate::http::limits::LimitSettings;
-use crate::package::{CorteRules, EvidencePolicy, Limits, Policy, Window};
-use crate::site::CachePolicy;
-use crate::store::Layout;
+use crate::store::layout::Layout;
 
 /// Declares every setting once: doc, name, type and default.
 macro_rules! settings {
@@ -76,6 +82,76 @@ pub(crate) enum SiteMode {
     /// The package is the whole site; nothing of the previous corte stays.
     Replace,
 }
+
+/// Whether one kind of evidence must come with every package.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Policy {
+    /// Missing or uncheckable evidence of this kind rejects the package.
+    Required,
+    /// Evidence of this kind is checked when present; its absence is recorded, not refused.
+    IfPresent,
+}
+
+impl Policy {
+    /// The text form used in configuration: `required` or `if-present`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Policy::Required => "required",
+            Policy::IfPresent => "if-present",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a text is not a [`Policy`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown evidence policy {0:?}: expected \"required\" or \"if-present\"")]
+pub(crate) struct UnknownPolicy(pub(crate) String);
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// Accepts exactly the forms [`Policy`]'s `Display` writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "required" => Ok(Policy::Required),
+            "if-present" => Ok(Policy::IfPresent),
+            other => Err(UnknownPolicy(other.chars().take(40).collect())),
+        }
+    }
+}
+
+/// Which line format.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LogFormat {
+    /// Combined Log Format.
+    Combined,
+    /// Combined, then request time, corte id and content encoding.
+    Extended,
+}
+
+/// The default `corte_pattern`: `YYYYMMDD_HHMM` anywhere in the name.
+pub(crate) const DEFAULT_NAME_PATTERN: &str =
+    r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})";
+
+/// The default `cache_rules`: main.json never cached, HTML and JSON revalidated, the rest briefly.
+pub(crate) const DEFAULT_CACHE_RULES: &[&str] = &[
+    "/json/main.json=no-cache, no-store, must-revalidate",
+    "*.html=no-cache",
+    "*.json=no-cache",
+    "*=public, max-age=60",
+];
 
 settings! {
     /// Folder for the archive, the journal and, by default, the intake folder. With a config
@@ -175,13 +251,13 @@ settings! {
     access_log_format: LogFormat = LogFormat::Combined;
     /// `Cache-Control` per path: `<glob>=<value>` rules, the first match wins; a path no
     /// rule matches gets `no-cache`. `/json/main.json` must stay uncached (R4.7).
-    cache_rules: Vec<String> = crate::site::DEFAULT_CACHE_RULES.iter().map(|r| (*r).to_owned()).collect();
+    cache_rules: Vec<String> = DEFAULT_CACHE_RULES.iter().map(|r| (*r).to_owned()).collect();
     /// With a CDN in front: how long it may serve its last copy when difusor cannot answer
     /// (`1h`), added as `stale-if-error` to rules that allow storing. Empty: not sent.
     stale_if_error: String = String::new();
     /// Regular expression finding the corte time in a package name, with named groups
     /// Y, m, d, H, M and optionally S.
-    corte_pattern: String = crate::package::DEFAULT_NAME_PATTERN.to_owned();
+    corte_pattern: String = DEFAULT_NAME_PATTERN.to_owned();
     /// Where to find the corte time inside a site package when the name has none:
     /// `<member path>#<JSON pointer>`, e.g. `json/main.json#/corte`. Empty: not used.
     corte_json_field: String = String::new();
@@ -449,10 +525,73 @@ fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
     }
 }
 
-/// Validated configuration: what the program runs on.
+/// A setting whose value cannot be used. The message names the setting and how to fix it;
+/// each module that turns settings into its own types refuses a bad value with one of these.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Invalid {
+    /// One setting's value.
+    #[error("setting `{setting}`: {message}")]
+    Value {
+        /// The setting, as its TOML key.
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Two settings that are given together or not at all.
+    #[error("settings `{first}` and `{second}`: {message}")]
+    Pair {
+        /// The first setting.
+        first: &'static str,
+        /// The second setting.
+        second: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The admin token, from its file or the environment, cannot go in a header.
+    #[error(
+        "the admin token holds spaces or characters other than printable ASCII; use a hex or \
+         base64 string (`openssl rand -hex 32`)"
+    )]
+    AdminTokenCharacters,
+}
+
+impl Invalid {
+    /// Setting `setting` has a value that cannot be used: `message` says why and the fix.
+    pub(crate) fn new(setting: &'static str, message: impl Into<String>) -> Self {
+        Self::Value {
+            setting,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same, with the error that made the value unusable.
+    pub(crate) fn because(
+        self,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        match self {
+            Self::Value {
+                setting, message, ..
+            } => Self::Value {
+                setting,
+                message,
+                source: Some(error.into()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Validated configuration: the settings every part shares, in std, jiff and ipnet types.
+/// Each module turns the settings it alone uses into its own types (`from_config` next to
+/// them); `crate::sections` does all of that at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    /// The settings as resolved, for display.
+    /// The settings as resolved, read by the modules' `from_config`.
     pub(crate) settings: Settings,
     /// Root of everything the program writes.
     pub(crate) data_dir: PathBuf,
@@ -466,10 +605,6 @@ pub(crate) struct Config {
     pub(crate) tls_listen: Vec<SocketAddr>,
     /// Certificate and key files, when HTTPS is on.
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
-    /// `Strict-Transport-Security` value, if sent.
-    pub(crate) hsts: Option<http::HeaderValue>,
-    /// `Content-Security-Policy: frame-ancestors …`, if framing is narrowed.
-    pub(crate) frame_ancestors: Option<http::HeaderValue>,
     /// Operators' listener.
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
@@ -484,36 +619,12 @@ pub(crate) struct Config {
     pub(crate) publish_end: Option<Timestamp>,
     /// Promised time between cortes.
     pub(crate) update_interval: SignedDuration,
-    /// How corte times are found.
-    pub(crate) corte: CorteRules,
-    /// Marker of complete packages in names.
-    pub(crate) complete_marker: String,
-    /// Overlay or replace.
-    pub(crate) site_mode: SiteMode,
-    /// What evidence is required.
-    pub(crate) evidence: EvidencePolicy,
-    /// Unpacking limits.
-    pub(crate) limits: Limits,
-    /// Most bytes the live site may hold in memory.
-    pub(crate) max_site_bytes: u64,
     /// How long rejected packages are kept; `None`: for ever.
     pub(crate) rejected_retention: Option<std::time::Duration>,
-    /// `Cache-Control` per path.
-    pub(crate) cache: Arc<CachePolicy>,
-    /// Connection and rate limits of the public listeners.
-    pub(crate) connection_limits: LimitSettings,
-    /// Wait for a request's headers from when the connection opened or fell quiet.
-    pub(crate) header_timeout: std::time::Duration,
-    /// Longest a write may stay blocked on a client that does not read.
-    pub(crate) send_timeout: std::time::Duration,
     /// Settle time for files written in place.
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
     pub(crate) evidence_wait: std::time::Duration,
-    /// Reject data packages whose summary contradicts their rows.
-    pub(crate) reject_inconsistent: bool,
-    /// The institute whose definitions the summary is checked by; `None`: every one known.
-    pub(crate) reglas: Option<&'static crate::prep::Reglas>,
     /// The embedded SFTP server, when `sftp_listen` is set.
     pub(crate) sftp: Option<SftpSettings>,
     /// HTTPS pull, when `pull_url` is set.
@@ -523,16 +634,20 @@ pub(crate) struct Config {
 impl Config {
     /// Resolves and validates in one step.
     pub(crate) fn load(config_file: Option<&Path>, args: &SettingArgs) -> Result<Self> {
-        Self::from_settings(resolve(config_file, args)?)
+        Ok(Self::from_settings(resolve(config_file, args)?)?)
     }
 
-    /// Checks every value; the first invalid one is an error naming the setting and the fix.
-    pub(crate) fn from_settings(s: Settings) -> Result<Self> {
+    /// Checks the shared values; the first invalid one is an error naming the setting and
+    /// the fix.
+    pub(crate) fn from_settings(s: Settings) -> Result<Self, Invalid> {
         let timezone = TimeZone::get(&s.timezone).map_err(|e| {
-            anyhow!(
-                "setting `timezone`: {:?} is not a known IANA time zone ({e}); \
-                 use a name such as America/Mexico_City or America/Hermosillo",
-                s.timezone
+            Invalid::new(
+                "timezone",
+                format!(
+                    "{:?} is not a known IANA time zone ({e}); use a name such as \
+                     America/Mexico_City or America/Hermosillo",
+                    s.timezone
+                ),
             )
         })?;
         let data_dir = s.data_dir.clone();
@@ -546,178 +661,53 @@ impl Config {
         } else {
             s.log_dir.clone()
         };
-        let listen = s
-            .listen
-            .iter()
-            .map(|a| socket_addr("listen", a))
-            .collect::<Result<Vec<_>>>()?;
-        let tls_listen = s
-            .tls_listen
-            .iter()
-            .map(|a| socket_addr("tls_listen", a))
-            .collect::<Result<Vec<_>>>()?;
+        let listen = socket_addrs("listen", &s.listen)?;
+        let tls_listen = socket_addrs("tls_listen", &s.tls_listen)?;
         if listen.is_empty() && tls_listen.is_empty() {
-            bail!("setting `listen`: no public address given; add one such as 0.0.0.0:80");
+            return Err(Invalid::new(
+                "listen",
+                "no public address given; add one such as 0.0.0.0:80",
+            ));
         }
         let tls_files = if tls_listen.is_empty() {
             None
         } else if s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty() {
-            bail!(
-                "setting `tls_listen`: HTTPS needs `tls_cert` and `tls_key` (PEM files); \
-                 `difusor init --self-signed` makes a pair for testing"
-            );
+            return Err(Invalid::new(
+                "tls_listen",
+                "HTTPS needs `tls_cert` and `tls_key` (PEM files); `difusor init --self-signed` \
+                 makes a pair for testing",
+            ));
         } else {
             Some((s.tls_cert.clone(), s.tls_key.clone()))
         };
-        let frame_ancestors = if s.frame_ancestors.is_empty() {
-            None
-        } else {
-            let value = format!("frame-ancestors {}", s.frame_ancestors);
-            Some(http::HeaderValue::from_str(&value).map_err(|_| {
-                anyhow!(
-                    "setting `frame_ancestors`: {:?} is not a valid header value",
-                    s.frame_ancestors
-                )
-            })?)
-        };
-        let hsts =
-            if s.hsts.is_empty() {
-                None
-            } else {
-                Some(http::HeaderValue::from_str(&s.hsts).map_err(|_| {
-                    anyhow!("setting `hsts`: {:?} is not a valid header value", s.hsts)
-                })?)
-            };
         let admin_listen = socket_addr("admin_listen", &s.admin_listen)?;
         let admin_token = admin_token(&s.admin_token_file)?;
         if !admin_listen.ip().is_loopback() && admin_token.is_none() {
-            bail!(
-                "setting `admin_listen`: {admin_listen} is reachable from other machines, so \
-                 an admin token (a long random string) is required: {ADMIN_TOKEN_WHERE}; or \
-                 listen on 127.0.0.1"
-            );
+            return Err(Invalid::new(
+                "admin_listen",
+                format!(
+                    "{admin_listen} is reachable from other machines, so an admin token (a long \
+                     random string) is required: {ADMIN_TOKEN_WHERE}; or listen on 127.0.0.1"
+                ),
+            ));
         }
         let admin_hosts = s
             .admin_hosts
             .iter()
-            .map(|h| {
-                let ok = !h.is_empty()
-                    && h.parse::<http::uri::Authority>()
-                        .is_ok_and(|a| a.as_str() == h && a.port().is_none() && !h.contains('@'));
-                if ok {
-                    Ok(h.to_ascii_lowercase())
-                } else {
-                    Err(anyhow!(
-                        "setting `admin_hosts`: {h:?} is not a host name; write it as \
-                         difusor-admin.example.mx, without scheme, port or path"
-                    ))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|h| admin_host(h))
+            .collect::<Result<Vec<_>, _>>()?;
         let publish_start = instant("publish_start", &s.publish_start, &timezone)?;
         let publish_end = instant("publish_end", &s.publish_end, &timezone)?;
         if let (Some(a), Some(b)) = (publish_start, publish_end)
             && b <= a
         {
-            bail!("setting `publish_end`: {b} is not after `publish_start` {a}; fix either date");
+            return Err(Invalid::new(
+                "publish_end",
+                format!("{b} is not after `publish_start` {a}; fix either date"),
+            ));
         }
         let update_interval = duration("update_interval", &s.update_interval)?;
-        let window = optional_duration("corte_window_margin", &s.corte_window_margin)?
-            .filter(|_| publish_start.is_some() || publish_end.is_some())
-            .map(|margin| Window {
-                start: publish_start,
-                end: publish_end,
-                margin,
-            });
-        let future_margin = optional_duration("corte_future_margin", &s.corte_future_margin)?;
-        let name_pattern = regex::Regex::new(&s.corte_pattern)
-            .map_err(|e| anyhow!("setting `corte_pattern`: not a valid regular expression: {e}"))?;
-        for group in ["Y", "m", "d", "H", "M"] {
-            if !name_pattern.capture_names().flatten().any(|n| n == group) {
-                bail!(
-                    "setting `corte_pattern`: the named group (?P<{group}>…) is missing; \
-                     the pattern needs Y, m, d, H and M"
-                );
-            }
-        }
-        let json_field = if s.corte_json_field.is_empty() {
-            None
-        } else {
-            let (path, pointer) = s.corte_json_field.split_once('#').ok_or_else(|| {
-                anyhow!(
-                    "setting `corte_json_field`: {:?} lacks `#`; write `<member path>#<JSON \
-                     pointer>`, e.g. json/main.json#/corte",
-                    s.corte_json_field
-                )
-            })?;
-            Some((path.trim_start_matches('/').to_owned(), pointer.to_owned()))
-        };
-        let public_keys = s
-            .minisign_keys
-            .iter()
-            .map(|k| minisign_key(k))
-            .collect::<Result<Vec<_>>>()?;
-        if s.evidence_signature == Policy::Required && public_keys.is_empty() {
-            bail!(
-                "setting `evidence_signature`: signatures are required but `minisign_keys` is \
-                 empty; add the institute's public key or set evidence_signature = \"if-present\""
-            );
-        }
-        let limits = Limits {
-            max_package_bytes: positive("max_package_bytes", s.max_package_bytes.as_u64())?,
-            max_unpacked_bytes: positive("max_unpacked_bytes", s.max_unpacked_bytes.as_u64())?,
-            max_members: positive("max_members", s.max_members)?,
-            max_member_bytes: positive("max_member_bytes", s.max_member_bytes.as_u64())?,
-            max_ratio: positive("max_ratio", s.max_ratio)?,
-            max_package_ratio: positive("max_package_ratio", s.max_package_ratio)?,
-            max_depth: u32::try_from(positive("max_depth", u64::from(s.max_depth))?)
-                .unwrap_or(u32::MAX),
-            max_name_len: usize::try_from(positive("max_name_len", s.max_name_len)?)
-                .unwrap_or(usize::MAX),
-        };
-        let max_site_bytes = positive("max_site_bytes", s.max_site_bytes.as_u64())?;
         let rejected_retention = retention("rejected_retention", &s.rejected_retention)?;
-        let stale_if_error = if s.stale_if_error.is_empty() {
-            None
-        } else {
-            Some(
-                duration("stale_if_error", &s.stale_if_error)?
-                    .as_secs()
-                    .unsigned_abs(),
-            )
-        };
-        let cache = CachePolicy::new(&s.cache_rules, stale_if_error)
-            .map_err(|e| anyhow!("setting `cache_rules`: {e}"))?;
-        let trusted = s
-            .trusted_proxies
-            .iter()
-            .map(|t| {
-                t.parse::<ipnet::IpNet>()
-                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        anyhow!(
-                            "setting `trusted_proxies`: {t:?} is not an address or CIDR range; \
-                             write e.g. 10.0.0.0/8 or 192.0.2.10"
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let connection_limits = LimitSettings {
-            max_connections: usize::try_from(positive("max_connections", s.max_connections)?)
-                .unwrap_or(usize::MAX),
-            max_per_address: usize::try_from(positive(
-                "max_connections_per_address",
-                s.max_connections_per_address,
-            )?)
-            .unwrap_or(usize::MAX),
-            rate: u32::try_from(s.rate_per_address).unwrap_or(u32::MAX),
-            burst: u32::try_from(s.rate_burst).unwrap_or(u32::MAX),
-            trusted,
-        };
-        let header_timeout = positive_duration("header_timeout", &s.header_timeout, "10s")?;
-        let send_timeout = positive_duration("send_timeout", &s.send_timeout, "60s")?;
-        positive("max_uri_bytes", s.max_uri_bytes)?;
-        positive("max_header_bytes", s.max_header_bytes.as_u64())?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
         let sftp = sftp_settings(&s, &data_dir)?;
@@ -729,42 +719,16 @@ impl Config {
             listen,
             tls_listen,
             tls_files,
-            hsts,
-            frame_ancestors,
             admin_listen,
             admin_token,
             admin_hosts,
+            timezone,
             publish_start,
             publish_end,
             update_interval,
-            corte: CorteRules {
-                name_pattern,
-                timezone: timezone.clone(),
-                json_field,
-                window,
-                future_margin,
-            },
-            timezone,
-            complete_marker: s.complete_marker.clone(),
-            site_mode: s.site_mode,
-            evidence: EvidencePolicy {
-                sidecar: s.evidence_sidecar,
-                member_list: s.evidence_member_list,
-                signature: s.evidence_signature,
-                public_keys,
-                member_list_names: s.member_list_names.clone(),
-            },
-            limits,
-            max_site_bytes,
             rejected_retention,
-            cache: Arc::new(cache),
-            connection_limits,
-            header_timeout,
-            send_timeout,
             settle,
             evidence_wait,
-            reject_inconsistent: s.reject_inconsistent,
-            reglas: reglas_setting(&s.reglas)?,
             sftp,
             pull,
             settings: s,
@@ -774,76 +738,77 @@ impl Config {
 
 /// The admin listener's token: from `file` when one is named, else from
 /// [`ADMIN_TOKEN_ENV`]; `None` when neither gives one.
-fn admin_token(file: &Path) -> Result<Option<String>> {
+fn admin_token(file: &Path) -> Result<Option<String>, Invalid> {
     let token = if file.as_os_str().is_empty() {
         match std::env::var(ADMIN_TOKEN_ENV) {
             Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => return Ok(None),
         }
     } else {
-        let text = std::fs::read_to_string(file).with_context(|| {
-            format!("setting `admin_token_file`: cannot read {}", file.display())
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Invalid::new(
+                "admin_token_file",
+                format!("cannot read {}", file.display()),
+            )
+            .because(e)
         })?;
         let token = text.trim().to_owned();
         if token.is_empty() {
-            bail!(
-                "setting `admin_token_file`: {} is empty; write the token in it (a long random \
-                 string, e.g. from `openssl rand -hex 32`)",
-                file.display()
-            );
+            return Err(Invalid::new(
+                "admin_token_file",
+                format!(
+                    "{} is empty; write the token in it (a long random string, e.g. from \
+                     `openssl rand -hex 32`)",
+                    file.display()
+                ),
+            ));
         }
         token
     };
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!(
-            "the admin token holds spaces or characters other than printable ASCII; use a \
-             hex or base64 string (`openssl rand -hex 32`)"
-        );
+        return Err(Invalid::AdminTokenCharacters);
     }
     Ok(Some(token))
 }
 
-/// The `reglas` setting: an institute whose definitions are known, or empty for all of them.
-fn reglas_setting(name: &str) -> Result<Option<&'static crate::prep::Reglas>> {
-    if name.is_empty() {
-        return Ok(None);
+/// One of `admin_hosts`: a host name without scheme, port or path, lowercased.
+fn admin_host(h: &str) -> Result<String, Invalid> {
+    let ok = !h.is_empty()
+        && h.parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.as_str() == h && a.port().is_none() && !h.contains('@'));
+    if ok {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(Invalid::new(
+            "admin_hosts",
+            format!(
+                "{h:?} is not a host name; write it as difusor-admin.example.mx, without \
+                 scheme, port or path"
+            ),
+        ))
     }
-    crate::prep::reglas(name).map(Some).ok_or_else(|| {
-        anyhow!(
-            "setting `reglas`: no known definitions are named {name:?}; use one of: {}, or \
-             leave it empty for every known definition",
-            crate::prep::reglas_names()
-        )
-    })
 }
 
 /// The SFTP server's settings, when `sftp_listen` is set.
-fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> {
+fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>, Invalid> {
     if s.sftp_listen.is_empty() {
         return Ok(None);
     }
     let listen = socket_addr("sftp_listen", &s.sftp_listen)?;
-    let allow = s
-        .sftp_allow
-        .iter()
-        .map(|a| {
-            a.parse::<ipnet::IpNet>()
-                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    anyhow!(
-                        "setting `sftp_allow`: {a:?} is neither an address nor a CIDR range; \
-                         write it as 203.0.113.7 or 203.0.113.0/24"
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let allow = networks("sftp_allow", &s.sftp_allow, "203.0.113.7 or 203.0.113.0/24")?;
     if allow.is_empty() {
-        bail!("setting `sftp_allow`: no address may connect; add the institute's addresses");
+        return Err(Invalid::new(
+            "sftp_allow",
+            "no address may connect; add the institute's addresses",
+        ));
     }
     let idle = positive_duration("sftp_idle_timeout", &s.sftp_idle_timeout, "5m")?;
     let ban_time = duration("sftp_ban_time", &s.sftp_ban_time)?.unsigned_abs();
     if ban_time.is_zero() && s.sftp_ban_after > 0 {
-        bail!("setting `sftp_ban_time`: must be greater than zero; 15m is a good value");
+        return Err(Invalid::new(
+            "sftp_ban_time",
+            "must be greater than zero; 15m is a good value",
+        ));
     }
     Ok(Some(SftpSettings {
         ban_after: s.sftp_ban_after,
@@ -856,16 +821,13 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
             s.sftp_authorized_keys.clone()
         },
         host_key: sftp_host_key_path(s, data_dir),
-        max_sessions: usize::try_from(positive("sftp_max_sessions", s.sftp_max_sessions)?)
-            .unwrap_or(usize::MAX),
+        max_sessions: positive_count("sftp_max_sessions", s.sftp_max_sessions)?,
         max_session_bytes: positive("sftp_max_session_bytes", s.sftp_max_session_bytes.as_u64())?,
-        max_startups: usize::try_from(positive("sftp_max_startups", s.sftp_max_startups)?)
-            .unwrap_or(usize::MAX),
-        max_startups_per_address: usize::try_from(positive(
+        max_startups: positive_count("sftp_max_startups", s.sftp_max_startups)?,
+        max_startups_per_address: positive_count(
             "sftp_max_startups_per_address",
             s.sftp_max_startups_per_address,
-        )?)
-        .unwrap_or(usize::MAX),
+        )?,
         handshake_timeout: positive_duration(
             "sftp_handshake_timeout",
             &s.sftp_handshake_timeout,
@@ -877,41 +839,21 @@ fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>> 
             "1m",
         )?,
         idle_timeout: idle,
-        max_auth_attempts: usize::try_from(positive(
-            "sftp_max_auth_attempts",
-            s.sftp_max_auth_attempts,
-        )?)
-        .unwrap_or(usize::MAX),
+        max_auth_attempts: positive_count("sftp_max_auth_attempts", s.sftp_max_auth_attempts)?,
     }))
 }
 
 /// The HTTPS pull's settings, when `pull_url` is set. The files it names are read when the
 /// server starts, so a missing one stops it with the setting's name.
-fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
+fn pull_settings(s: &Settings) -> Result<Option<PullSettings>, Invalid> {
     if s.pull_url.is_empty() {
         return Ok(None);
     }
     let urls = s
         .pull_url
         .iter()
-        .map(|u| {
-            let url = reqwest::Url::parse(u).map_err(|e| {
-                anyhow!(
-                    "setting `pull_url`: {u:?} is not a URL ({e}); write it as https://host/path"
-                )
-            })?;
-            if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
-                bail!("setting `pull_url`: {u:?} must be an https:// URL with a host");
-            }
-            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-                bail!(
-                    "setting `pull_url`: {u:?} has a query, fragment or user name; give the plain \
-                     address and put secrets in `pull_token_file`"
-                );
-            }
-            Ok(url)
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .map(|u| pull_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
     let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
     let max_backoff =
         positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
@@ -919,10 +861,14 @@ fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
     let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
-        _ => bail!(
-            "settings `pull_client_cert` and `pull_client_key`: give both (the certificate \
-             chain and its private key) or neither"
-        ),
+        _ => {
+            return Err(Invalid::Pair {
+                first: "pull_client_cert",
+                second: "pull_client_key",
+                message: "give both (the certificate chain and its private key) or neither"
+                    .to_owned(),
+            });
+        }
     };
     Ok(Some(PullSettings {
         urls,
@@ -934,6 +880,32 @@ fn pull_settings(s: &Settings) -> Result<Option<PullSettings>> {
         client_identity,
         extra_roots: optional(&s.pull_ca),
     }))
+}
+
+/// One of `pull_url`: an http(s) URL with a host and nothing secret in it.
+fn pull_url(u: &str) -> Result<reqwest::Url, Invalid> {
+    let url = reqwest::Url::parse(u).map_err(|e| {
+        Invalid::new(
+            "pull_url",
+            format!("{u:?} is not a URL ({e}); write it as https://host/path"),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(Invalid::new(
+            "pull_url",
+            format!("{u:?} must be an https:// URL with a host"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(Invalid::new(
+            "pull_url",
+            format!(
+                "{u:?} has a query, fragment or user name; give the plain address and put \
+                 secrets in `pull_token_file`"
+            ),
+        ));
+    }
+    Ok(url)
 }
 
 /// HTTPS pull's settings, validated.
@@ -958,7 +930,7 @@ pub(crate) struct PullSettings {
 }
 
 /// Where the SFTP host key is kept.
-pub(crate) fn sftp_host_key_path(s: &Settings, data_dir: &Path) -> PathBuf {
+fn sftp_host_key_path(s: &Settings, data_dir: &Path) -> PathBuf {
     if s.sftp_host_key.as_os_str().is_empty() {
         Layout::new(data_dir).default_sftp_host_key()
     } else {
@@ -999,45 +971,91 @@ pub(crate) struct SftpSettings {
     pub(crate) ban_time: std::time::Duration,
 }
 
-fn socket_addr(setting: &str, text: &str) -> Result<SocketAddr> {
+/// The values of the address settings (`listen`, `tls_listen`).
+fn socket_addrs(setting: &'static str, texts: &[String]) -> Result<Vec<SocketAddr>, Invalid> {
+    texts.iter().map(|a| socket_addr(setting, a)).collect()
+}
+
+/// An address with a port.
+pub(crate) fn socket_addr(setting: &'static str, text: &str) -> Result<SocketAddr, Invalid> {
     text.parse().map_err(|_| {
-        anyhow!(
-            "setting `{setting}`: {text:?} is not an address with a port; write it as \
-             127.0.0.1:8080, 0.0.0.0:80 or [::]:443"
+        Invalid::new(
+            setting,
+            format!(
+                "{text:?} is not an address with a port; write it as 127.0.0.1:8080, \
+                 0.0.0.0:80 or [::]:443"
+            ),
         )
     })
 }
 
-fn duration(setting: &str, text: &str) -> Result<SignedDuration> {
+/// Addresses or CIDR ranges (`10.0.0.0/8`, `192.0.2.10`); `example` shows good values.
+pub(crate) fn networks(
+    setting: &'static str,
+    texts: &[String],
+    example: &str,
+) -> Result<Vec<ipnet::IpNet>, Invalid> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    Invalid::new(
+                        setting,
+                        format!("{t:?} is not an address or CIDR range; write e.g. {example}"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A duration that is not negative (`2s`, `500ms`, `15m`).
+pub(crate) fn duration(setting: &'static str, text: &str) -> Result<SignedDuration, Invalid> {
     let d: SignedDuration = text.parse().map_err(|e| {
-        anyhow!("setting `{setting}`: {text:?} is not a duration ({e}); write e.g. 2s, 500ms, 15m")
+        Invalid::new(
+            setting,
+            format!("{text:?} is not a duration ({e}); write e.g. 2s, 500ms, 15m"),
+        )
     })?;
     if d.is_negative() {
-        bail!("setting `{setting}`: {text:?} is negative; give a positive duration");
+        return Err(Invalid::new(
+            setting,
+            format!("{text:?} is negative; give a positive duration"),
+        ));
     }
     Ok(d)
 }
 
 /// A retention: a duration that may be given in days (`30d`), each of 24 hours; empty is
 /// `None` (for ever).
-fn retention(setting: &str, text: &str) -> Result<Option<std::time::Duration>> {
+fn retention(setting: &'static str, text: &str) -> Result<Option<std::time::Duration>, Invalid> {
     if text.is_empty() {
         return Ok(None);
     }
     let span: jiff::Span = text.parse().map_err(|e| {
-        anyhow!("setting `{setting}`: {text:?} is not a duration ({e}); write e.g. 30d or 72h")
+        Invalid::new(
+            setting,
+            format!("{text:?} is not a duration ({e}); write e.g. 30d or 72h"),
+        )
     })?;
     let d = span
         .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|e| anyhow!("setting `{setting}`: {text:?}: {e}; write e.g. 30d or 72h"))?;
+        .map_err(|e| Invalid::new(setting, format!("{text:?}: {e}; write e.g. 30d or 72h")))?;
     if d.is_negative() || d.is_zero() {
-        bail!("setting `{setting}`: must be greater than zero; 30d is a good value");
+        return Err(Invalid::new(
+            setting,
+            "must be greater than zero; 30d is a good value",
+        ));
     }
     Ok(Some(d.unsigned_abs()))
 }
 
 /// A duration setting where empty means "not checked".
-fn optional_duration(setting: &str, text: &str) -> Result<Option<SignedDuration>> {
+pub(crate) fn optional_duration(
+    setting: &'static str,
+    text: &str,
+) -> Result<Option<SignedDuration>, Invalid> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -1045,23 +1063,36 @@ fn optional_duration(setting: &str, text: &str) -> Result<Option<SignedDuration>
 }
 
 /// A duration setting that must be above zero; `good` is suggested when it is not.
-fn positive_duration(setting: &str, text: &str, good: &str) -> Result<std::time::Duration> {
+pub(crate) fn positive_duration(
+    setting: &'static str,
+    text: &str,
+    good: &str,
+) -> Result<std::time::Duration, Invalid> {
     let d = duration(setting, text)?.unsigned_abs();
     if d.is_zero() {
-        bail!("setting `{setting}`: must be greater than zero; {good} is a good value");
+        return Err(Invalid::new(
+            setting,
+            format!("must be greater than zero; {good} is a good value"),
+        ));
     }
     Ok(d)
 }
 
-fn positive(setting: &str, value: u64) -> Result<u64> {
+/// A number that must be above zero.
+pub(crate) fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
     if value == 0 {
-        bail!("setting `{setting}`: must be greater than zero");
+        return Err(Invalid::new(setting, "must be greater than zero"));
     }
     Ok(value)
 }
 
+/// A count that must be above zero, as a `usize` (saturating).
+pub(crate) fn positive_count(setting: &'static str, value: u64) -> Result<usize, Invalid> {
+    Ok(usize::try_from(positive(setting, value)?).unwrap_or(usize::MAX))
+}
+
 /// An RFC 3339 instant, or a civil date-time in `tz`; empty is `None`.
-fn instant(setting: &str, text: &str, tz: &TimeZone) -> Result<Option<Timestamp>> {
+fn instant(setting: &'static str, text: &str, tz: &TimeZone) -> Result<Option<Timestamp>, Invalid> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -1069,31 +1100,18 @@ fn instant(setting: &str, text: &str, tz: &TimeZone) -> Result<Option<Timestamp>
         return Ok(Some(ts));
     }
     let civil: jiff::civil::DateTime = text.parse().map_err(|_| {
-        anyhow!(
-            "setting `{setting}`: {text:?} is not a date and time; write 2024-06-02T20:00:00-06:00 \
-             or 2024-06-02T20:00 (local time in `timezone`)"
+        Invalid::new(
+            setting,
+            format!(
+                "{text:?} is not a date and time; write 2024-06-02T20:00:00-06:00 or \
+                 2024-06-02T20:00 (local time in `timezone`)"
+            ),
         )
     })?;
-    let zoned = civil.to_zoned_datetime(tz.clone()).with_context(|| {
-        format!("setting `{setting}`: {text:?} does not exist in the time zone")
+    let zoned = civil.to_zoned_datetime(tz.clone()).map_err(|e| {
+        Invalid::new(setting, format!("{text:?} does not exist in the time zone")).because(e)
     })?;
     Ok(Some(zoned.timestamp()))
-}
-
-/// A minisign public key from its base64 line or from a `.pub` file.
-fn minisign_key(text: &str) -> Result<minisign_verify::PublicKey> {
-    if let Ok(key) = minisign_verify::PublicKey::from_base64(text.trim()) {
-        return Ok(key);
-    }
-    let content = std::fs::read_to_string(text).map_err(|e| {
-        anyhow!(
-            "setting `minisign_keys`: {text:?} is neither a minisign public key (RW…) nor a \
-             readable file ({e})"
-        )
-    })?;
-    minisign_verify::PublicKey::decode(&content)
-        .or_else(|_| minisign_verify::PublicKey::from_base64(content.trim()))
-        .map_err(|e| anyhow!("setting `minisign_keys`: {text} holds no minisign public key ({e})"))
 }
 
 /// The commented `difusor.toml` that `init` writes: every setting with its documentation,
@@ -1139,15 +1157,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_profile_is_valid() {
-        for (name, text) in PROFILES {
-            let table: toml::Table = toml::from_str(text).unwrap();
-            let settings = Settings::deserialize(table).unwrap();
-            Config::from_settings(settings).unwrap_or_else(|e| panic!("profile {name}: {e}"));
-        }
-    }
-
-    #[test]
     fn commented_file_parses_back_to_the_profile() {
         let text = commented_file("iepc-chiapas-2024", &toml::Table::new()).unwrap();
         let settings =
@@ -1176,21 +1185,20 @@ mod tests {
     }
 
     #[test]
-    fn reglas_names_a_known_institute_or_none() {
-        let with = |reglas: &str| {
-            let mut t = toml::Table::new();
-            t.insert("reglas".into(), toml::Value::String(reglas.into()));
-            Config::from_settings(Settings::deserialize(t).unwrap())
-        };
-        assert!(with("").unwrap().reglas.is_none());
-        assert_eq!(
-            with("ieec-2021").unwrap().reglas.map(|r| r.name),
-            Some("ieec-2021")
-        );
-        let err = with("campeche").unwrap_err().to_string();
-        assert!(
-            err.contains("setting `reglas`") && err.contains("ieeq-2018"),
-            "{err}"
-        );
+    fn policies_read_and_write_their_text_forms() {
+        for (policy, text) in [
+            (Policy::Required, "required"),
+            (Policy::IfPresent, "if-present"),
+        ] {
+            assert_eq!(policy.to_string(), text);
+            assert_eq!(text.parse::<Policy>().unwrap(), policy);
+            let json = serde_json::to_string(&policy).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), policy);
+            let value = clap::ValueEnum::to_possible_value(&policy).unwrap();
+            assert_eq!(value.get_name(), text);
+        }
+        assert!("Required".parse::<Policy>().is_err());
+        assert!("optional".parse::<Policy>().is_err());
     }
 }

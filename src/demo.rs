@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, SettingArgs, resolve_embedded};
+use crate::sections::Sections;
 use crate::serve;
 use crate::simulate::{self, Simulation};
 
@@ -36,7 +37,8 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
         corte_future_margin: Some(String::new()),
         ..Default::default()
     };
-    let config = Config::from_settings(resolve_embedded(&args)?)?;
+    let sections = Sections::new(Config::from_settings(resolve_embedded(&args)?)?)?;
+    let config = &sections.config;
     let watch = config.watch_dir.clone();
     std::fs::create_dir_all(&watch)?;
     let today = jiff::ZonedDateTime::now()
@@ -78,7 +80,7 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
             tokio::time::sleep(every).await;
         }
     });
-    let result = serve::run(config).await;
+    let result = serve::run(sections).await;
     feeder.abort();
     result
 }

@@ -33,6 +33,7 @@ mod metrics;
 mod package;
 mod prep;
 mod publisher;
+mod sections;
 mod serve;
 mod simulate;
 mod site;
@@ -43,7 +44,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::Cmd;
-use crate::config::Config;
+use crate::sections::Sections;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
@@ -166,10 +167,10 @@ fn run(cli: cli::Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Serve { settings } => {
-            let config = Config::load(config_file, &settings)?;
+            let sections = Sections::load(config_file, &settings)?;
             drop(runtime);
-            let workers = usize::try_from(config.settings.workers).unwrap_or(0);
-            self::runtime(workers)?.block_on(serve::run(config))?;
+            let workers = usize::try_from(sections.config.settings.workers).unwrap_or(0);
+            self::runtime(workers)?.block_on(serve::run(sections))?;
             Ok(0)
         }
         Cmd::Init {
@@ -186,8 +187,8 @@ fn run(cli: cli::Cli) -> Result<u8> {
             force,
             settings,
         } => {
-            let config = Config::load(config_file, &settings)?;
-            let outcome = runtime.block_on(commands::ingest(config, &file, force))?;
+            let sections = Sections::load(config_file, &settings)?;
+            let outcome = runtime.block_on(commands::ingest(sections, &file, force))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             commands::explain(&outcome);
             Ok(commands::exit_code(&outcome))
@@ -197,9 +198,9 @@ fn run(cli: cli::Cli) -> Result<u8> {
             text,
             settings,
         } => {
-            let config = Config::load(config_file, &settings)?;
+            let sections = Sections::load(config_file, &settings)?;
             let text = (state == cli::NoticeState::On).then(|| text.unwrap_or_default());
-            let said = runtime.block_on(commands::notice(config, text))?;
+            let said = runtime.block_on(commands::notice(sections.config, text))?;
             println!("{said}");
             Ok(0)
         }
@@ -208,13 +209,14 @@ fn run(cli: cli::Cli) -> Result<u8> {
             events,
             settings,
         } => {
-            commands::history(&Config::load(config_file, &settings)?, json, events)?;
+            let sections = Sections::load(config_file, &settings)?;
+            commands::history(&sections.config, json, events)?;
             Ok(0)
         }
         Cmd::Inspect { path, json, reglas } => commands::inspect(&path, json, reglas.as_deref()),
         Cmd::Rollback { corte, settings } => {
-            let config = Config::load(config_file, &settings)?;
-            let outcome = runtime.block_on(commands::rollback(config, &corte))?;
+            let sections = Sections::load(config_file, &settings)?;
+            let outcome = runtime.block_on(commands::rollback(sections, &corte))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(commands::exit_code(&outcome))
         }

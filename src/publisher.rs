@@ -69,16 +69,17 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::archive::{Archive, ArchiveError, Stored};
-use crate::config::{Config, SiteMode};
+use crate::config::SiteMode;
 use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
 use crate::journal::{Build, EventKind, Journal, PackageState, Publication};
 use crate::package::{
-    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName, Policy,
-    VerifiedPackage,
+    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName,
+    PackageSettings, Policy, VerifiedPackage,
 };
-use crate::prep;
-use crate::site::{Applied, Compressor, Corte, Listed, Site, Swap};
+use crate::prep::{self, SummarySettings};
+use crate::sections::Sections;
+use crate::site::{Applied, Compressor, Corte, Listed, Site, SiteSettings, Swap};
 
 /// How many times in a row a package's processing may begin; when the last of them was
 /// interrupted too, the package is set aside instead of taken again.
@@ -260,7 +261,14 @@ impl Health {
 
 /// The single writer.
 pub(crate) struct Publisher {
-    config: Arc<Config>,
+    /// What packages are held to.
+    package: PackageSettings,
+    /// How packages make sites.
+    site: SiteSettings,
+    /// How data packages' summaries are checked.
+    summary: SummarySettings,
+    /// How long rejected packages are kept; `None`: for ever.
+    rejected_retention: Option<std::time::Duration>,
     /// Makes the compressed variants of new files after each swap, when set.
     compressor: Option<Compressor>,
     archive: Archive,
@@ -288,13 +296,16 @@ impl Job<'_> {
 impl Publisher {
     /// A publisher over the data folder's archive and journal, swapping into `live`.
     pub(crate) fn new(
-        config: Arc<Config>,
+        sections: &Sections,
         archive: Archive,
         journal: Arc<Journal>,
         live: Swap,
     ) -> Self {
         Self {
-            config,
+            package: sections.package.clone(),
+            site: sections.site.clone(),
+            summary: sections.summary,
+            rejected_retention: sections.config.rejected_retention,
             compressor: None,
             archive,
             journal,
@@ -385,7 +396,7 @@ impl Publisher {
     fn receive(&self, r: &Received) -> Result<Stored, Outcome> {
         let stored = match self
             .archive
-            .store_file(&r.path, self.config.limits.max_package_bytes)
+            .store_file(&r.path, self.package.limits.max_package_bytes)
         {
             Ok(stored) => stored,
             Err(e @ ArchiveError::TooLarge { .. }) => {
@@ -484,7 +495,7 @@ impl Publisher {
             sidecar: r.sidecar.clone(),
             signature: r.signature.clone(),
         };
-        let pkg = match package::verify(&incoming, &self.config.evidence, &self.config.limits) {
+        let pkg = match package::verify(&incoming, &self.package.evidence, &self.package.limits) {
             Ok(pkg) => pkg,
             Err(rejection) if rejection.is_senders_fault() => {
                 return self.reject(&job, rejection.to_string());
@@ -503,11 +514,11 @@ impl Publisher {
         );
         if pkg.kind() == PackageKind::Data
             && let Some(reason) = self.inspect(&pkg, pkg_ref)
-            && self.config.reject_inconsistent
+            && self.summary.reject_inconsistent
         {
             return self.reject(&job, reason);
         }
-        let corte = match package::corte_time(&pkg, &self.config.corte, r.received_at) {
+        let corte = match package::corte_time(&pkg, &self.package.corte, r.received_at) {
             Ok(corte) => corte,
             Err(impossible) => return self.reject(&job, impossible.to_string()),
         };
@@ -522,7 +533,10 @@ impl Publisher {
         }
         let corte_id = corte.id();
         if !job.force
-            && let Some(reason) = self.config.corte.hold_reason(&corte.time, Timestamp::now())
+            && let Some(reason) = self
+                .package
+                .corte
+                .hold_reason(&corte.time, Timestamp::now())
         {
             return self.hold(&job, &corte, reason);
         }
@@ -742,7 +756,7 @@ impl Publisher {
     /// Removes the rejected packages kept longer than `rejected_retention`; each removal is
     /// journaled (the hash and reason of the rejection stay in the journal).
     fn expire_rejected(&self) {
-        let Some(retention) = self.config.rejected_retention else {
+        let Some(retention) = self.rejected_retention else {
             return;
         };
         let expired = match self
@@ -780,7 +794,7 @@ impl Publisher {
     /// results CSV that cannot be read. Returns what is wrong, if anything.
     fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
-        let report = match prep::inspect_members(pkg.name(), &members, self.config.reglas, &|_| {})
+        let report = match prep::inspect_members(pkg.name(), &members, self.summary.reglas, &|_| {})
         {
             Ok(report) => report,
             Err(e) => {
@@ -835,9 +849,9 @@ impl Publisher {
         let live = self.live.current();
         let replace = pkg.kind() == PackageKind::Site
             && (live.corte().is_none()
-                || self.config.site_mode == SiteMode::Replace
-                || (!self.config.complete_marker.is_empty()
-                    && pkg.name().contains(&self.config.complete_marker)));
+                || self.site.mode == SiteMode::Replace
+                || (!self.site.complete_marker.is_empty()
+                    && pkg.name().contains(&self.site.complete_marker)));
         let corte_id = corte.id();
         let site = live.apply(&Applied {
             package: pkg,
@@ -848,11 +862,11 @@ impl Publisher {
             received_at,
         });
         let bytes = site.memory_bytes();
-        if bytes > self.config.max_site_bytes {
+        if bytes > self.site.max_bytes {
             return Ok(Err(format!(
                 "the site with this package would hold {bytes} bytes in memory, over \
                  max_site_bytes ({}); the live corte stays",
-                self.config.max_site_bytes
+                self.site.max_bytes
             )));
         }
         self.archive
@@ -970,7 +984,7 @@ impl Publisher {
             )
         })?;
         let pkg = self.reverify(sha, &name)?;
-        let corte = package::corte_time(&pkg, &self.config.corte, Timestamp::now())?;
+        let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
         let outcome = self
             .publish(&pkg, &corte, Timestamp::now())?
             .map_err(|too_big| anyhow!(too_big))?;
@@ -1043,7 +1057,7 @@ impl Publisher {
         // Data packages before the last one are only listed: their unpacked files were
         // replaced by the last one's, and their zips are served from the archive as they are.
         let last_data = steps.iter().rposition(|p| p.kind == PackageKind::Data);
-        let mut site = Site::new(self.config.cache.clone());
+        let mut site = Site::new(self.site.cache.clone());
         for (i, p) in steps.iter().enumerate() {
             if p.kind == PackageKind::Site && last_replace.is_some_and(|r| i < r) {
                 continue;
@@ -1094,9 +1108,9 @@ impl Publisher {
             sidecar: Policy::IfPresent,
             member_list: Policy::IfPresent,
             signature: Policy::IfPresent,
-            ..self.config.evidence.clone()
+            ..self.package.evidence.clone()
         };
-        package::verify(&incoming, &policy, &self.config.limits)
+        package::verify(&incoming, &policy, &self.package.limits)
             .with_context(|| format!("package {name} ({sha})"))
     }
 

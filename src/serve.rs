@@ -26,7 +26,6 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
-use crate::config::Config;
 use crate::http::gate::Gate;
 use crate::http::limits::{self, Limits};
 use crate::http::tls::Tls;
@@ -37,6 +36,7 @@ use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
 use crate::publisher::{Health, Publisher, Running};
+use crate::sections::Sections;
 use crate::site::{self, Compressor, Live, Site};
 use crate::store::{self, Busy, Store};
 
@@ -46,17 +46,13 @@ const DEATH_GRACE: Duration = Duration::from_secs(3);
 /// A publisher with the live site rebuilt from the archive and journal; with a
 /// `compressor`, the compressed variants of every corte's files are made after each swap.
 pub(crate) fn rebuilt_publisher(
-    config: &Arc<Config>,
+    sections: &Sections,
     store: &Store,
     compressor: Option<Compressor>,
 ) -> Result<(Publisher, Live)> {
-    let (live, swap) = site::live(Site::new(config.cache.clone()));
-    let mut publisher = Publisher::new(
-        config.clone(),
-        store.archive.clone(),
-        store.journal.clone(),
-        swap,
-    );
+    let (live, swap) = site::live(Site::new(sections.site.cache.clone()));
+    let mut publisher =
+        Publisher::new(sections, store.archive.clone(), store.journal.clone(), swap);
     if let Some(compressor) = compressor {
         publisher = publisher.with_compressor(compressor);
     }
@@ -70,8 +66,8 @@ pub(crate) fn rebuilt_publisher(
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub(crate) async fn run(config: Config) -> Result<()> {
-    let config = Arc::new(config);
+pub(crate) async fn run(sections: Sections) -> Result<()> {
+    let config = &sections.config;
     let lock = store::lock(&config.data_dir)?.map_err(|busy| Busy {
         hint: "only one server may use a data folder: stop that one first, or give this one \
                another data_dir"
@@ -83,7 +79,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     store.archive.clear_unfinished()?;
     clear_unfinished(&store.layout.tmp())?;
     let compressor = Compressor::start().context("cannot start the compressor thread")?;
-    let (publisher, live) = rebuilt_publisher(&config, &store, Some(compressor))?;
+    let (publisher, live) = rebuilt_publisher(&sections, &store, Some(compressor))?;
 
     let tls = match &config.tls_files {
         Some((cert, key)) => Some(
@@ -135,7 +131,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         Some(settings) => Some(Arc::new(Puller::new(
             settings.clone(),
             store.layout.tmp(),
-            config.limits.max_package_bytes,
+            sections.package.limits.max_package_bytes,
             to_publisher.clone(),
             store.journal.clone(),
         )?)),
@@ -178,13 +174,13 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         tracing::warn!(%text, "the institute's notice is in force: results are not shown");
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
-    let limits = Limits::new(limits::within_descriptors(config.connection_limits.clone()));
+    let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());
     let public = Arc::new(Public {
         limits: limits.clone(),
-        max_uri_bytes: usize::try_from(config.settings.max_uri_bytes).unwrap_or(usize::MAX),
-        hsts: config.hsts.clone(),
-        frame_ancestors: config.frame_ancestors.clone(),
+        max_uri_bytes: sections.http.max_uri_bytes,
+        hsts: sections.http.hsts.clone(),
+        frame_ancestors: sections.http.frame_ancestors.clone(),
         metrics: metrics.clone(),
         live: live.clone(),
         gate: gate.clone(),
@@ -198,8 +194,8 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         token: config.admin_token.clone(),
         guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
         tmp_dir: store.layout.tmp(),
-        max_package_bytes: config.limits.max_package_bytes,
-        max_site_bytes: config.max_site_bytes,
+        max_package_bytes: sections.package.limits.max_package_bytes,
+        max_site_bytes: sections.site.max_bytes,
         gate,
         publish_start: config.publish_start,
         publish_end: config.publish_end,
@@ -211,8 +207,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         health: health.clone(),
     });
 
-    let max_header_bytes =
-        usize::try_from(config.settings.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
+    let max_header_bytes = sections.http.max_header_bytes;
     let mut tasks = tokio::task::JoinSet::new();
     if config.rejected_retention.is_some() {
         // Rejected packages past their retention are removed by the publisher, hourly.
@@ -250,8 +245,8 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             ConnectionRules {
                 limits: Some(limits.clone()),
                 tls: if https { tls.clone() } else { None },
-                header_timeout: config.header_timeout,
-                send_timeout: config.send_timeout,
+                header_timeout: sections.http.header_timeout,
+                send_timeout: sections.http.send_timeout,
                 max_header_bytes,
             },
             move |peer, req| http::handle(public.clone(), peer, https, req),
@@ -266,8 +261,8 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         ConnectionRules {
             limits: None,
             tls: None,
-            header_timeout: config.header_timeout,
-            send_timeout: config.send_timeout,
+            header_timeout: sections.http.header_timeout,
+            send_timeout: sections.http.send_timeout,
             max_header_bytes,
         },
         move |_peer, req| admin::handle(admin.clone(), req),
@@ -277,14 +272,14 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         dir: config.watch_dir.clone(),
         settle: config.settle,
         evidence_wait: config.evidence_wait,
-        sidecar: config.evidence.sidecar,
-        signature: config.evidence.signature,
+        sidecar: sections.package.evidence.sidecar,
+        signature: sections.package.evidence.signature,
     };
     if let (Some(settings), Some(listener)) = (&config.sftp, sftp_listener) {
         let server = SftpServer {
             settings: settings.clone(),
             tmp_dir: store.layout.tmp(),
-            max_package_bytes: config.limits.max_package_bytes,
+            max_package_bytes: sections.package.limits.max_package_bytes,
             publisher: to_publisher.clone(),
             journal: store.journal.clone(),
         };

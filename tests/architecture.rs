@@ -29,7 +29,10 @@ fn layers(root: &Path) -> BTreeMap<String, u32> {
             );
         }
     }
-    assert!(layers.len() > 10, "docs/architecture.md has no layers table");
+    assert!(
+        layers.len() > 10,
+        "docs/architecture.md has no layers table"
+    );
     layers
 }
 
@@ -62,9 +65,7 @@ fn module_of(src: &Path, file: &Path) -> String {
 fn listed<'a>(layers: &'a BTreeMap<String, u32>, module: &str) -> Option<(&'a str, u32)> {
     layers
         .iter()
-        .filter(|(name, _)| {
-            module == name.as_str() || module.starts_with(&format!("{name}::"))
-        })
+        .filter(|(name, _)| module == name.as_str() || module.starts_with(&format!("{name}::")))
         .max_by_key(|(name, _)| name.len())
         .map(|(name, layer)| (name.as_str(), *layer))
 }
@@ -74,7 +75,10 @@ fn test_modules(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
     let mut tests = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap();
-        let dir = if file.file_name().is_some_and(|n| n == "mod.rs" || n == "main.rs") {
+        let dir = if file
+            .file_name()
+            .is_some_and(|n| n == "mod.rs" || n == "main.rs")
+        {
             file.parent().unwrap().to_owned()
         } else {
             file.with_extension("")
@@ -82,7 +86,9 @@ fn test_modules(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         for pair in lines.windows(2) {
             if pair[0] == "#[cfg(test)]"
-                && let Some(name) = pair[1].strip_prefix("mod ").and_then(|m| m.strip_suffix(';'))
+                && let Some(name) = pair[1]
+                    .strip_prefix("mod ")
+                    .and_then(|m| m.strip_suffix(';'))
             {
                 tests.insert(dir.join(format!("{name}.rs")));
                 tests.insert(dir.join(name).join("mod.rs"));
@@ -133,13 +139,19 @@ fn every_module_uses_only_lower_layers() {
             continue; // main.rs: the top, may use everything
         }
         let Some((from, from_layer)) = listed(&layers, &module) else {
-            broken.push(format!("{}: `{module}` is in no layer of docs/architecture.md", file.display()));
+            broken.push(format!(
+                "{}: `{module}` is in no layer of docs/architecture.md",
+                file.display()
+            ));
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
         for (line, path) in uses(&text) {
             let Some((to, to_layer)) = listed(&layers, &path) else {
-                broken.push(format!("{}:{line}: `crate::{path}` is in no layer", file.display()));
+                broken.push(format!(
+                    "{}:{line}: `crate::{path}` is in no layer",
+                    file.display()
+                ));
                 continue;
             };
             let within = to == from
@@ -154,7 +166,11 @@ fn every_module_uses_only_lower_layers() {
             }
         }
     }
-    assert!(broken.is_empty(), "imports that break the layering:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "imports that break the layering:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]
@@ -163,10 +179,16 @@ fn the_check_sees_a_use_that_breaks_the_layering() {
                 #[cfg(test)]\nuse crate::serve;\n";
     assert_eq!(
         uses(text),
-        [(2, "publisher::Outcome".to_owned()), (3, "site::Live".to_owned())]
+        [
+            (2, "publisher::Outcome".to_owned()),
+            (3, "site::Live".to_owned())
+        ]
     );
     let layers = BTreeMap::from([("intake".to_owned(), 2), ("intake::pull".to_owned(), 6)]);
-    assert_eq!(listed(&layers, "intake::pull::Board"), Some(("intake::pull", 6)));
+    assert_eq!(
+        listed(&layers, "intake::pull::Board"),
+        Some(("intake::pull", 6))
+    );
     assert_eq!(listed(&layers, "intake::Channel"), Some(("intake", 2)));
     assert_eq!(listed(&layers, "intakes"), None);
 }

@@ -41,17 +41,7 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer waits for a record before it writes what it has.
 const IDLE: Duration = Duration::from_millis(200);
 
-/// Which line format.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum LogFormat {
-    /// Combined Log Format.
-    Combined,
-    /// Combined, then request time, corte id and content encoding.
-    Extended,
-}
+pub(crate) use crate::config::LogFormat;
 
 /// What is logged of one request.
 #[derive(Debug)]

@@ -39,6 +39,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use super::conn::Activity;
+use crate::config::{Config, Invalid, networks, positive_count};
 
 /// Most queued connections one admission looks at for one to evict; those in use go to the
 /// back, so the next admission goes on from there.
@@ -57,6 +58,29 @@ pub(crate) struct LimitSettings {
     pub(crate) burst: u32,
     /// Proxies (a CDN, a load balancer) whose `X-Forwarded-For` is believed.
     pub(crate) trusted: Vec<IpNet>,
+}
+
+impl LimitSettings {
+    /// The limits the settings give: `max_connections`, `max_connections_per_address` (each
+    /// above zero), `rate_per_address`, `rate_burst` and `trusted_proxies`.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let trusted = networks(
+            "trusted_proxies",
+            &s.trusted_proxies,
+            "10.0.0.0/8 or 192.0.2.10",
+        )?;
+        Ok(Self {
+            max_connections: positive_count("max_connections", s.max_connections)?,
+            max_per_address: positive_count(
+                "max_connections_per_address",
+                s.max_connections_per_address,
+            )?,
+            rate: u32::try_from(s.rate_per_address).unwrap_or(u32::MAX),
+            burst: u32::try_from(s.rate_burst).unwrap_or(u32::MAX),
+            trusted,
+        })
+    }
 }
 
 /// The address connections and requests are counted under: IPv4 as it is, IPv6 by its /64.

@@ -49,10 +49,11 @@ use tokio_util::io::ReaderStream;
 
 use conditional::{Plan, Validators};
 
+use crate::config::{Config, Invalid, positive_count, positive_duration};
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
-use crate::http::limits::Limits;
+use crate::http::limits::{LimitSettings, Limits};
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
 use crate::site::{Body, Entry, Live, Site, html_escape};
@@ -213,6 +214,67 @@ pub(crate) async fn serve<H, F>(
     {
         tracing::warn!("some connections were still open after 10 s and were closed");
     }
+}
+
+/// How the listeners treat connections and what every public response carries, from the
+/// settings.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    /// `Content-Security-Policy: frame-ancestors …`, if framing is narrowed.
+    pub(crate) frame_ancestors: Option<HeaderValue>,
+    /// `Strict-Transport-Security` value, if sent.
+    pub(crate) hsts: Option<HeaderValue>,
+    /// Connection and rate limits of the public listeners.
+    pub(crate) limits: LimitSettings,
+    /// Wait for a request's headers from when the connection opened or fell quiet.
+    pub(crate) header_timeout: Duration,
+    /// Longest a write may stay blocked on a client that does not read.
+    pub(crate) send_timeout: Duration,
+    /// Longest request target (path and query), in bytes.
+    pub(crate) max_uri_bytes: usize,
+    /// Largest request head, in bytes.
+    pub(crate) max_header_bytes: usize,
+}
+
+impl HttpSettings {
+    /// Every HTTP setting, validated; the first invalid one is the error.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let frame_ancestors = if s.frame_ancestors.is_empty() {
+            None
+        } else {
+            Some(header_value(
+                "frame_ancestors",
+                &s.frame_ancestors,
+                format!("frame-ancestors {}", s.frame_ancestors),
+            )?)
+        };
+        let hsts = if s.hsts.is_empty() {
+            None
+        } else {
+            Some(header_value("hsts", &s.hsts, s.hsts.clone())?)
+        };
+        let limits = LimitSettings::from_config(config)?;
+        let header_timeout = positive_duration("header_timeout", &s.header_timeout, "10s")?;
+        let send_timeout = positive_duration("send_timeout", &s.send_timeout, "60s")?;
+        let max_uri_bytes = positive_count("max_uri_bytes", s.max_uri_bytes)?;
+        let max_header_bytes = positive_count("max_header_bytes", s.max_header_bytes.as_u64())?;
+        Ok(Self {
+            frame_ancestors,
+            hsts,
+            limits,
+            header_timeout,
+            send_timeout,
+            max_uri_bytes,
+            max_header_bytes,
+        })
+    }
+}
+
+/// The header `value` that setting `setting` (set to `text`) asks for.
+fn header_value(setting: &'static str, text: &str, value: String) -> Result<HeaderValue, Invalid> {
+    HeaderValue::try_from(value)
+        .map_err(|_| Invalid::new(setting, format!("{text:?} is not a valid header value")))
 }
 
 /// What the public handler needs.

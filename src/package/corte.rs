@@ -21,10 +21,7 @@ use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 use regex::{Captures, Regex};
 
 use super::{Member, VerifiedPackage};
-
-/// The default package name pattern: `YYYYMMDD_HHMM` anywhere in the name.
-pub(crate) const DEFAULT_NAME_PATTERN: &str =
-    r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})";
+use crate::config::{Config, Invalid, optional_duration};
 
 /// How many bytes of a CSV are looked at for its corte line (line 2).
 const CSV_HEAD_BYTES: usize = 4096;
@@ -33,7 +30,7 @@ const CSV_HEAD_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub(crate) struct CorteRules {
     /// Pattern for the package name, with named groups `Y`, `m`, `d`, `H`, `M` and optionally
-    /// `S`; see [`DEFAULT_NAME_PATTERN`].
+    /// `S`; see [`crate::config::DEFAULT_NAME_PATTERN`].
     pub(crate) name_pattern: Regex,
     /// The institute's time zone: names and local JSON times are read in it, and every
     /// result is expressed in it.
@@ -56,6 +53,62 @@ pub(crate) struct Window {
     pub(crate) end: Option<Timestamp>,
     /// How far before the start or after the end a corte may be.
     pub(crate) margin: SignedDuration,
+}
+
+impl CorteRules {
+    /// The rules the settings give: `corte_pattern`, `corte_json_field`, `timezone`, and the
+    /// holds of `corte_window_margin` (around `publish_start`, `publish_end`) and
+    /// `corte_future_margin`.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let window = optional_duration("corte_window_margin", &s.corte_window_margin)?
+            .filter(|_| config.publish_start.is_some() || config.publish_end.is_some())
+            .map(|margin| Window {
+                start: config.publish_start,
+                end: config.publish_end,
+                margin,
+            });
+        let future_margin = optional_duration("corte_future_margin", &s.corte_future_margin)?;
+        let name_pattern = Regex::new(&s.corte_pattern).map_err(|e| {
+            Invalid::new(
+                "corte_pattern",
+                format!("not a valid regular expression: {e}"),
+            )
+        })?;
+        for group in ["Y", "m", "d", "H", "M"] {
+            if !name_pattern.capture_names().flatten().any(|n| n == group) {
+                return Err(Invalid::new(
+                    "corte_pattern",
+                    format!(
+                        "the named group (?P<{group}>…) is missing; the pattern needs Y, m, d, \
+                         H and M"
+                    ),
+                ));
+            }
+        }
+        let json_field = if s.corte_json_field.is_empty() {
+            None
+        } else {
+            let (path, pointer) = s.corte_json_field.split_once('#').ok_or_else(|| {
+                Invalid::new(
+                    "corte_json_field",
+                    format!(
+                        "{:?} lacks `#`; write `<member path>#<JSON pointer>`, e.g. \
+                         json/main.json#/corte",
+                        s.corte_json_field
+                    ),
+                )
+            })?;
+            Some((path.trim_start_matches('/').to_owned(), pointer.to_owned()))
+        };
+        Ok(Self {
+            name_pattern,
+            timezone: config.timezone.clone(),
+            json_field,
+            window,
+            future_margin,
+        })
+    }
 }
 
 /// A package name that matches the corte pattern with a date or time that does not exist.
@@ -394,6 +447,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::config::DEFAULT_NAME_PATTERN;
     use crate::hash::Sha256;
     use crate::package::evidence::EvidenceState;
     use crate::package::tests::{fixture, incoming, lenient_policy, test_limits};

@@ -11,58 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::str::FromStr;
 
 use minisign_verify::{PublicKey, Signature};
 
 use super::{Incoming, Member, Rejection};
+use crate::config::{Config, Invalid};
 use crate::hash::{self, Sha256};
 
-/// Whether one kind of evidence must come with every package.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Policy {
-    /// Missing or uncheckable evidence of this kind rejects the package.
-    Required,
-    /// Evidence of this kind is checked when present; its absence is recorded, not refused.
-    IfPresent,
-}
-
-impl Policy {
-    /// The text form used in configuration: `required` or `if-present`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Policy::Required => "required",
-            Policy::IfPresent => "if-present",
-        }
-    }
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a text is not a [`Policy`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown evidence policy {0:?}: expected \"required\" or \"if-present\"")]
-pub(crate) struct UnknownPolicy(pub(crate) String);
-
-impl FromStr for Policy {
-    type Err = UnknownPolicy;
-
-    /// Accepts exactly the forms [`Policy`]'s `Display` writes.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "required" => Ok(Policy::Required),
-            "if-present" => Ok(Policy::IfPresent),
-            other => Err(UnknownPolicy(other.chars().take(40).collect())),
-        }
-    }
-}
+pub(crate) use crate::config::Policy;
 
 /// What evidence packages must carry, and what to check signatures and member lists with.
 #[derive(Debug, Clone)]
@@ -78,6 +34,54 @@ pub(crate) struct EvidencePolicy {
     /// Names a top-level member list may have, compared without regard to case
     /// (e.g. `SHA256SUMS`, `HASH`).
     pub(crate) member_list_names: Vec<String>,
+}
+
+impl EvidencePolicy {
+    /// The policy the settings give: `evidence_sidecar`, `evidence_member_list`,
+    /// `evidence_signature`, `minisign_keys` (each read now) and `member_list_names`.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let public_keys = s
+            .minisign_keys
+            .iter()
+            .map(|k| minisign_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        if s.evidence_signature == Policy::Required && public_keys.is_empty() {
+            return Err(Invalid::new(
+                "evidence_signature",
+                "signatures are required but `minisign_keys` is empty; add the institute's \
+                 public key or set evidence_signature = \"if-present\"",
+            ));
+        }
+        Ok(Self {
+            sidecar: s.evidence_sidecar,
+            member_list: s.evidence_member_list,
+            signature: s.evidence_signature,
+            public_keys,
+            member_list_names: s.member_list_names.clone(),
+        })
+    }
+}
+
+/// One of `minisign_keys`: a public key from its base64 line or from a `.pub` file.
+fn minisign_key(text: &str) -> Result<PublicKey, Invalid> {
+    if let Ok(key) = PublicKey::from_base64(text.trim()) {
+        return Ok(key);
+    }
+    let content = std::fs::read_to_string(text).map_err(|e| {
+        Invalid::new(
+            "minisign_keys",
+            format!("{text:?} is neither a minisign public key (RW…) nor a readable file ({e})"),
+        )
+    })?;
+    PublicKey::decode(&content)
+        .or_else(|_| PublicKey::from_base64(content.trim()))
+        .map_err(|e| {
+            Invalid::new(
+                "minisign_keys",
+                format!("{text} holds no minisign public key ({e})"),
+            )
+        })
 }
 
 /// What became of one kind of evidence.
@@ -501,24 +505,6 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
         let (_dir, mut incoming) = package(b"package bytes");
         incoming.sidecar = Some(text.to_owned());
         check(&incoming, &[], &policy())
-    }
-
-    #[test]
-    fn policies_read_and_write_their_text_forms() {
-        for (policy, text) in [
-            (Policy::Required, "required"),
-            (Policy::IfPresent, "if-present"),
-        ] {
-            assert_eq!(policy.to_string(), text);
-            assert_eq!(text.parse::<Policy>().unwrap(), policy);
-            let json = serde_json::to_string(&policy).unwrap();
-            assert_eq!(json, format!("\"{text}\""));
-            assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), policy);
-            let value = clap::ValueEnum::to_possible_value(&policy).unwrap();
-            assert_eq!(value.get_name(), text);
-        }
-        assert!("Required".parse::<Policy>().is_err());
-        assert!("optional".parse::<Policy>().is_err());
     }
 
     #[test]

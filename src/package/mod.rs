@@ -35,11 +35,10 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
+use crate::config::{Config, Invalid, positive, positive_count};
 use crate::hash::Sha256;
 
-pub(crate) use corte::{
-    CorteRules, CorteSource, CorteTime, DEFAULT_NAME_PATTERN, Window, corte_line, corte_time,
-};
+pub(crate) use corte::{CorteRules, CorteSource, CorteTime, corte_line, corte_time};
 pub(crate) use evidence::{
     Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry, sum_line,
 };
@@ -67,6 +66,49 @@ pub(crate) struct Limits {
     pub(crate) max_depth: u32,
     /// Longest member path, in bytes.
     pub(crate) max_name_len: usize,
+}
+
+impl Limits {
+    /// The limits the settings give, each above zero: `max_package_bytes`,
+    /// `max_unpacked_bytes`, `max_members`, `max_member_bytes`, `max_ratio`,
+    /// `max_package_ratio`, `max_depth`, `max_name_len`.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        Ok(Self {
+            max_package_bytes: positive("max_package_bytes", s.max_package_bytes.as_u64())?,
+            max_unpacked_bytes: positive("max_unpacked_bytes", s.max_unpacked_bytes.as_u64())?,
+            max_members: positive("max_members", s.max_members)?,
+            max_member_bytes: positive("max_member_bytes", s.max_member_bytes.as_u64())?,
+            max_ratio: positive("max_ratio", s.max_ratio)?,
+            max_package_ratio: positive("max_package_ratio", s.max_package_ratio)?,
+            max_depth: u32::try_from(positive("max_depth", u64::from(s.max_depth))?)
+                .unwrap_or(u32::MAX),
+            max_name_len: positive_count("max_name_len", s.max_name_len)?,
+        })
+    }
+}
+
+/// What a package is held to, from the settings: how its corte time is found, what evidence
+/// it must carry, and the limits on what it unpacks to.
+#[derive(Debug, Clone)]
+pub(crate) struct PackageSettings {
+    /// How corte times are found, and when one is held.
+    pub(crate) corte: CorteRules,
+    /// What evidence is required, and the keys signatures are checked with.
+    pub(crate) evidence: EvidencePolicy,
+    /// Unpacking limits.
+    pub(crate) limits: Limits,
+}
+
+impl PackageSettings {
+    /// Every package setting, validated; the first invalid one is the error.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        Ok(Self {
+            corte: CorteRules::from_config(config)?,
+            evidence: EvidencePolicy::from_config(config)?,
+            limits: Limits::from_config(config)?,
+        })
+    }
 }
 
 /// A file handed to verification: already received whole and archived under its hash.

@@ -36,12 +36,50 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::config::{Config, Invalid};
 use crate::package::Member;
 
 pub(crate) use definitions::{Reglas, reglas, reglas_names};
 pub(crate) use inspect::{CorteReport, FileReport, inspect_csv};
 pub(crate) use reader::ReadError;
 pub(crate) use render::render;
+
+/// How the publisher checks a data package's summary, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SummarySettings {
+    /// Reject a data package whose summary contradicts its rows (`reject_inconsistent`).
+    pub(crate) reject_inconsistent: bool,
+    /// The institute whose definitions the summary is checked by (`reglas`); `None`: every
+    /// one known.
+    pub(crate) reglas: Option<&'static Reglas>,
+}
+
+impl SummarySettings {
+    /// `reject_inconsistent`, and `reglas`: an institute whose definitions are known, or
+    /// empty for all of them.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let reglas = if s.reglas.is_empty() {
+            None
+        } else {
+            Some(reglas(&s.reglas).ok_or_else(|| {
+                Invalid::new(
+                    "reglas",
+                    format!(
+                        "no known definitions are named {:?}; use one of: {}, or leave it \
+                         empty for every known definition",
+                        s.reglas,
+                        reglas_names()
+                    ),
+                )
+            })?)
+        };
+        Ok(Self {
+            reject_inconsistent: s.reject_inconsistent,
+            reglas,
+        })
+    }
+}
 
 /// The scheduling priority (`nice`) of the threads that inspect a package's files: below
 /// the servers', so visitors are answered first when the cores are busy.

@@ -12,13 +12,7 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use http::HeaderValue;
 
-/// The default rules: main.json never cached, HTML and JSON revalidated, the rest briefly.
-pub(crate) const DEFAULT_RULES: &[&str] = &[
-    "/json/main.json=no-cache, no-store, must-revalidate",
-    "*.html=no-cache",
-    "*.json=no-cache",
-    "*=public, max-age=60",
-];
+use crate::config::{Config, DEFAULT_CACHE_RULES, Invalid, duration};
 
 /// A rule that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +76,22 @@ impl CachePolicy {
         Ok(Self { globs, values })
     }
 
+    /// The policy the settings give: `cache_rules`, with `stale_if_error` when set.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let stale_if_error = if s.stale_if_error.is_empty() {
+            None
+        } else {
+            Some(
+                duration("stale_if_error", &s.stale_if_error)?
+                    .as_secs()
+                    .unsigned_abs(),
+            )
+        };
+        Self::new(&s.cache_rules, stale_if_error)
+            .map_err(|e| Invalid::new("cache_rules", e.to_string()))
+    }
+
     /// The `Cache-Control` value for a file at `path` (absolute, e.g. `/json/main.json`).
     pub(crate) fn for_path(&self, path: &str) -> HeaderValue {
         self.globs
@@ -94,9 +104,12 @@ impl CachePolicy {
 }
 
 impl Default for CachePolicy {
-    /// The [`DEFAULT_RULES`], without `stale-if-error`.
+    /// The [`DEFAULT_CACHE_RULES`], without `stale-if-error`.
     fn default() -> Self {
-        let rules: Vec<String> = DEFAULT_RULES.iter().map(|r| (*r).to_owned()).collect();
+        let rules: Vec<String> = DEFAULT_CACHE_RULES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
         Self::new(&rules, None).unwrap_or(Self {
             globs: GlobSet::empty(),
             values: Vec::new(),
@@ -122,7 +135,10 @@ mod tests {
 
     #[test]
     fn stale_if_error_is_added_where_storing_is_allowed() {
-        let rules: Vec<String> = DEFAULT_RULES.iter().map(|r| (*r).to_owned()).collect();
+        let rules: Vec<String> = DEFAULT_CACHE_RULES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
         let p = CachePolicy::new(&rules, Some(3600)).unwrap();
         assert_eq!(
             p.for_path("/json/main.json"),

@@ -19,7 +19,7 @@ mod cache;
 mod compress;
 mod live;
 
-pub(crate) use cache::{CachePolicy, DEFAULT_RULES as DEFAULT_CACHE_RULES};
+pub(crate) use cache::CachePolicy;
 pub(crate) use compress::{Compressor, Job, Variant, Variants};
 pub(crate) use live::{Live, Swap, live};
 
@@ -33,9 +33,37 @@ use bytes::Bytes;
 use http::HeaderValue;
 use jiff::{Timestamp, ZonedDateTime};
 
+use crate::config::{Config, Invalid, SiteMode, positive};
 use crate::hash::Sha256;
 use crate::package::{CorteSource, Member, PackageKind, VerifiedPackage};
 use compress::compressible;
+
+/// How packages make sites, from the settings.
+#[derive(Debug, Clone)]
+pub(crate) struct SiteSettings {
+    /// `Cache-Control` per path.
+    pub(crate) cache: Arc<CachePolicy>,
+    /// Overlay or replace (`site_mode`).
+    pub(crate) mode: SiteMode,
+    /// Text in a package name that marks it as a complete site (`complete_marker`).
+    pub(crate) complete_marker: String,
+    /// Most bytes the live site may hold in memory (`max_site_bytes`).
+    pub(crate) max_bytes: u64,
+}
+
+impl SiteSettings {
+    /// Every site setting, validated; the first invalid one is the error.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
+        let max_bytes = positive("max_site_bytes", s.max_site_bytes.as_u64())?;
+        Ok(Self {
+            cache: Arc::new(CachePolicy::from_config(config)?),
+            mode: s.site_mode,
+            complete_marker: s.complete_marker.clone(),
+            max_bytes,
+        })
+    }
+}
 
 /// Where an entry's bytes are.
 #[derive(Debug)]

@@ -1,0 +1,114 @@
+//! Every setting validated at start, each by the module that uses it.
+//!
+//! [`Config`] holds the settings every part shares (folders, addresses, the time zone and
+//! the publication window, plain durations); each module turns the settings it alone uses
+//! into its own types with a `from_config` next to those types. [`Sections::new`] calls them
+//! all, so that one invalid setting stops a command before it does anything, with a message
+//! naming the setting; components then receive the section they need.
+//!
+//! This module sits above `http`, `package`, `prep` and `site`, which `config` never names.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::{Config, Invalid, SettingArgs};
+use crate::http::HttpSettings;
+use crate::package::PackageSettings;
+use crate::prep::SummarySettings;
+use crate::site::SiteSettings;
+
+/// The validated settings, by the module that uses them.
+#[derive(Debug, Clone)]
+pub(crate) struct Sections {
+    /// What every part shares.
+    pub(crate) config: Config,
+    /// Corte times, evidence and unpacking limits of packages.
+    pub(crate) package: PackageSettings,
+    /// Cache policy, overlay or replace, memory of the live site.
+    pub(crate) site: SiteSettings,
+    /// Listeners' limits, timeouts and security headers.
+    pub(crate) http: HttpSettings,
+    /// How a data package's summary is checked.
+    pub(crate) summary: SummarySettings,
+}
+
+impl Sections {
+    /// Resolves the layers (`config_file`, environment, `args`) and validates every setting.
+    pub(crate) fn load(config_file: Option<&Path>, args: &SettingArgs) -> Result<Self> {
+        Ok(Self::new(Config::load(config_file, args)?)?)
+    }
+
+    /// Validates every module's settings; the first invalid one is the error.
+    pub(crate) fn new(config: Config) -> Result<Self, Invalid> {
+        Ok(Self {
+            package: PackageSettings::from_config(&config)?,
+            site: SiteSettings::from_config(&config)?,
+            http: HttpSettings::from_config(&config)?,
+            summary: SummarySettings::from_config(&config)?,
+            config,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize as _;
+
+    use super::*;
+    use crate::config::{PROFILES, Settings};
+
+    fn with(settings: Settings) -> Result<Sections> {
+        Ok(Sections::new(Config::from_settings(settings)?)?)
+    }
+
+    #[test]
+    fn every_profile_is_valid() {
+        for (name, text) in PROFILES {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            let settings = Settings::deserialize(table).unwrap();
+            with(settings).unwrap_or_else(|e| panic!("profile {name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for (setting, value) in [
+            ("corte_pattern", toml::Value::from("(?P<Y>\\d{4})")),
+            ("max_members", toml::Value::from(0)),
+            ("cache_rules", toml::Value::from(vec!["*.css"])),
+            ("hsts", toml::Value::from("a\nb")),
+            ("trusted_proxies", toml::Value::from(vec!["proxy"])),
+        ] {
+            let mut t = toml::Table::new();
+            t.insert(setting.into(), value);
+            let err = with(Settings::deserialize(t).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("setting `{setting}`: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn reglas_names_a_known_institute_or_none() {
+        let with_reglas = |reglas: &str| {
+            let mut t = toml::Table::new();
+            t.insert("reglas".into(), toml::Value::String(reglas.into()));
+            with(Settings::deserialize(t).unwrap())
+        };
+        assert!(with_reglas("").unwrap().summary.reglas.is_none());
+        assert_eq!(
+            with_reglas("ieec-2021")
+                .unwrap()
+                .summary
+                .reglas
+                .map(|r| r.name),
+            Some("ieec-2021")
+        );
+        let err = with_reglas("campeche").unwrap_err().to_string();
+        assert!(
+            err.contains("setting `reglas`") && err.contains("ieeq-2018"),
+            "{err}"
+        );
+    }
+}
