@@ -194,7 +194,8 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         journal: store.journal.clone(),
         publisher: queue.clone(),
         token: config.admin_token.clone(),
-        guard: admin::RequestGuard::new(config.admin_listen, &config.admin_hosts),
+        // The address bound, not the one asked for: with port 0 the kernel picks the port.
+        guard: admin::RequestGuard::new(admin_listener.local_addr()?, &config.admin_hosts),
         tmp_dir: store.layout.tmp(),
         max_package_bytes: config.limits.max_package_bytes,
         max_site_bytes: config.max_site_bytes,
