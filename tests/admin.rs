@@ -3,9 +3,7 @@
 //! requests a page could send are refused. Its token is read from a file or the environment,
 //! never from the command line.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// `curl` against the admin listener sending `extra` (method, headers, body).
 fn admin(server: &Server, path: &str, extra: &[&str]) -> Response {
@@ -188,4 +186,13 @@ fn the_token_comes_from_a_file_or_the_environment_never_the_command_line() {
         serde_json::Value::Null,
         "{status}"
     );
+}
+
+#[test]
+fn an_admin_listener_on_port_0_answers_to_the_port_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    // `Server::start` asks for 127.0.0.1:0 and reads the port from the log.
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let r = curl(&server.admin("/status"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -1,9 +1,7 @@
 //! Invariants 2 and 7: every bad package is rejected with its own reason in the journal, the
 //! live corte and its bytes stay as they were, and the process lives on.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const LIMITS: &[&str] = &[
     "--max-members",
@@ -36,7 +34,7 @@ fn bad_packages_leave_the_live_corte_untouched() {
     std::fs::create_dir_all(&staging).unwrap();
     let mut corpus = corpus::write_bad_packages(&staging);
     // One more: a package over max_package_bytes, refused before it is stored.
-    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|_| fastrand::u8(..)).collect();
+    let big = corpus::noise(5 * 1024 * 1024);
     std::fs::write(staging.join("20240602_2359_PREP_GRANDE.zip"), &big).unwrap();
     corpus.push(corpus::BadPackage {
         file_name: "20240602_2359_PREP_GRANDE.zip".into(),

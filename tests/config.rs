@@ -1,9 +1,7 @@
 //! Configuration through the CLI: `init`, profiles, flags over environment over file, and
 //! clear errors for invalid settings.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn init_writes_a_commented_config_that_serve_accepts() {
@@ -60,7 +58,7 @@ fn init_writes_a_commented_config_that_serve_accepts() {
                 "--config",
                 config.to_str().unwrap(),
             ])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]),
+            .args(["--admin-listen", &ReservedPort::hold().addr()]),
     );
     assert!(
         site.join("bitacora.sqlite").exists(),
@@ -110,8 +108,10 @@ fn invalid_settings_name_the_setting_and_the_fix() {
 #[test]
 fn flags_win_over_environment_which_wins_over_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
-    let admin = free_port();
+    // Each source names its own port, so the ports are known before the servers start: held
+    // until then, so that nothing else takes them.
+    let reserved: Vec<ReservedPort> = (0..4).map(|_| ReservedPort::hold()).collect();
+    let [file_port, env_port, flag_port, admin] = [0, 1, 2, 3].map(|i| reserved[i].port);
     let file = dir.path().join("difusor.toml");
     std::fs::write(
         &file,

@@ -1,13 +1,11 @@
 //! Invariant 3: after a crash at any point (SIGKILL), the restart serves the last corte that
 //! had gone live, or a later complete one, never a partial one.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const PACKAGES: usize = 60;
 const FILES: usize = 8;
@@ -75,15 +73,18 @@ fn sigkill_at_random_moments_never_leaves_a_partial_corte() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("d"), &[]);
     let entrada = server.entrada();
+    let mut rng = fastrand::Rng::with_seed(test_seed());
     let fed = Arc::new(AtomicUsize::new(0));
     let feeder = {
         let fed = fed.clone();
+        let mut rng = rng.fork();
         std::thread::spawn(move || {
             for i in 0..PACKAGES {
                 let (name, _, bytes) = package(i);
                 drop_file(&entrada, &name, &bytes);
                 fed.store(i + 1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(fastrand::u64(10..60)));
+                // Packages arrive at uneven moments: the time between them is the test.
+                std::thread::sleep(Duration::from_millis(rng.u64(10..60)));
             }
         })
     };
@@ -91,7 +92,8 @@ fn sigkill_at_random_moments_never_leaves_a_partial_corte() {
     let mut seen: Option<String> = None;
     let mut kills = 0;
     while fed.load(Ordering::SeqCst) < PACKAGES || kills < 8 {
-        std::thread::sleep(Duration::from_millis(fastrand::u64(30..400)));
+        // The kill lands at a random moment of the intake: the moment is the test.
+        std::thread::sleep(Duration::from_millis(rng.u64(30..400)));
         if let Some(live) = server.live_corte() {
             seen = Some(live);
         }

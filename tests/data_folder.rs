@@ -2,11 +2,9 @@
 //! write while a server holds it asks that server, or stops when it cannot be reached; with
 //! no server, the command works on the folder itself.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn a_second_server_on_the_same_data_folder_stops_at_start_and_the_first_keeps_serving() {
@@ -21,9 +19,9 @@ fn a_second_server_on_the_same_data_folder_stops_at_start_and_the_first_keeps_se
             "--data-dir",
             data.to_str().unwrap(),
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            "127.0.0.1:0",
             "--admin-listen",
-            &format!("127.0.0.1:{}", free_port()),
+            "127.0.0.1:0",
             "--publish-start",
             "",
         ]),
@@ -55,7 +53,9 @@ fn a_command_that_cannot_reach_the_server_holding_the_folder_stops_and_writes_no
     let pkg = dir.path().join("20240602_2100_PREP_SITIO.zip");
     std::fs::write(&pkg, site_package("20240602_2100", &[])).unwrap();
     let mut server = Server::start(&data, &[]);
-    let elsewhere = format!("127.0.0.1:{}", free_port());
+    // An address where nothing answers.
+    let nobody = ReservedPort::hold();
+    let elsewhere = nobody.addr();
     let command = |sub: &[&str]| {
         difusor()
             .args(sub)

@@ -3,11 +3,9 @@
 //! answers 500, the watched folder keeps the file and takes it once the fault is repaired.
 //! (Pull: `tests/pull.rs`.)
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 const NAME: &str = "20240602_2100_PREP_SITIO.zip";
 
@@ -54,7 +52,7 @@ fn ingest_exits_2_naming_our_side_and_the_package_is_taken_once_repaired() {
                 "--corte-window-margin",
                 "",
                 "--admin-listen",
-                &format!("127.0.0.1:{}", free_port()),
+                &ReservedPort::hold().addr(),
             ])
             .output()
             .unwrap()

@@ -3,15 +3,13 @@
 //! on every generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one
 //! address.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// The large download of these tests: 12 MiB, kept in memory by the server.
 const BIG: usize = 12 * 1024 * 1024;
@@ -111,7 +109,7 @@ fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
 
 #[test]
 fn a_connection_with_a_response_in_flight_is_never_evicted() {
-    let big = incompressible(BIG);
+    let big = corpus::noise(BIG);
     let (_dir, server) = serving(
         &["--max-connections", "2"],
         &[("grande.bin", big.as_slice())],
@@ -126,7 +124,7 @@ fn a_connection_with_a_response_in_flight_is_never_evicted() {
         })
         .collect();
     server.wait_status("two downloads", |s| open_connections(s) == 2);
-    std::thread::sleep(Duration::from_millis(300));
+    downloads.iter().for_each(wait_answer_begins);
     let mut third = connect_from("127.0.0.4", server.port);
     send_get(&mut third, "/").unwrap();
     let got = read_to_close(&mut third, Duration::from_secs(5)).expect("refused at once");
@@ -144,7 +142,7 @@ fn a_connection_with_a_response_in_flight_is_never_evicted() {
 #[test]
 fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_not() {
     open_files_at_least(4096);
-    let big = incompressible(BIG);
+    let big = corpus::noise(BIG);
     let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
     let started = Instant::now();
     let mut stalled: Vec<TcpStream> = (0..200)
@@ -205,7 +203,7 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
-    let big = incompressible(BIG);
+    let big = corpus::noise(BIG);
     let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     // Cleartext HTTP/2 with prior knowledge: the preface, SETTINGS with an initial stream
@@ -428,8 +426,10 @@ fn three_hundred_browsers_behind_one_address_are_all_answered() {
     let answers = Arc::new(Mutex::new(Vec::<u16>::new()));
     let unanswered = Arc::new(Mutex::new(Vec::<String>::new()));
     let all_at_once = Arc::new(Barrier::new(BROWSERS));
+    let seed = test_seed();
     let browsers: Vec<_> = (0..BROWSERS)
-        .map(|_| {
+        .map(|i| {
+            let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(i as u64));
             let (answers, unanswered) = (answers.clone(), unanswered.clone());
             let (port, all_at_once) = (server.port, all_at_once.clone());
             std::thread::spawn(move || {
@@ -445,8 +445,9 @@ fn three_hundred_browsers_behind_one_address_are_all_answered() {
                     record(path, get_on(&mut c, path));
                     connections.push(c);
                 }
-                // Then it re-reads json/main.json every two seconds, on a kept-alive connection.
-                std::thread::sleep(Duration::from_millis(fastrand::u64(0..2000)));
+                // Then it re-reads json/main.json every two seconds, on a kept-alive connection,
+                // from a moment of its own: the pace of a page's polling is what is tested.
+                std::thread::sleep(Duration::from_millis(rng.u64(0..2000)));
                 for _ in 0..3 {
                     record("poll", get_on(&mut connections[4], "/json/main.json"));
                     std::thread::sleep(Duration::from_secs(2));

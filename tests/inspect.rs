@@ -3,12 +3,10 @@
 //! definition is named, loudly; one true to its rows under its institute's own definitions
 //! is not.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::Output;
 
-use support::*;
+use crate::support::*;
 
 const SONORA: &str = "SON_GOB_2021.csv";
 const CAMPECHE: &str = "20210601_1852_PREP_CAMP.zip";

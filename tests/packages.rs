@@ -2,12 +2,10 @@
 //! cap, the memory the live site may hold, a package that kills the server, incomplete tars,
 //! ambiguous evidence, implausible corte times, and where rejected packages are kept.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 
@@ -269,18 +267,20 @@ fn head(from: &Path, bytes: u64, to: &Path) {
 fn a_tar_cut_at_a_member_boundary_is_refused_and_so_are_cut_zips_and_tar_gz() {
     let (dir, server) = serving(&[], &[]);
 
-    let mut builder = tar::Builder::new(Vec::new());
-    for i in 0..200 {
-        let body = format!("{{\"distrito\":{i},\"corte\":\"20240602_2015\"}}");
-        let mut header = tar::Header::new_ustar();
-        header.set_size(body.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, format!("json/d{i:03}.json"), body.as_bytes())
-            .unwrap();
-    }
-    let full = builder.into_inner().unwrap();
+    // The folder, then its 200 files, as `tar cf` writes them.
+    let files: Vec<(String, String)> = (0..200)
+        .map(|i| {
+            let body = format!("{{\"distrito\":{i},\"corte\":\"20240602_2015\"}}");
+            (format!("json/d{i:03}.json"), body)
+        })
+        .collect();
+    let mut entries = vec![(&b"json/"[..], corpus::TarKind::Dir)];
+    entries.extend(
+        files
+            .iter()
+            .map(|(name, body)| (name.as_bytes(), corpus::TarKind::File(body.as_bytes()))),
+    );
+    let full = corpus::tar_of(&entries);
     let full_path = dir.path().join("full.tar");
     std::fs::write(&full_path, &full).unwrap();
     let offset = tar::Archive::new(full.as_slice())
@@ -497,6 +497,7 @@ fn rejected_packages_are_kept_apart_and_removed_after_their_retention() {
     );
 
     // Past its retention, the next start removes it and says so; the journal keeps the rest.
+    // The retention is a time: it is waited out.
     std::thread::sleep(Duration::from_secs(3));
     server.restart();
     let removed = wait_events(&server, "rejected-removed", 1);

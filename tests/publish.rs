@@ -1,11 +1,9 @@
 //! From a received package to a published corte, through the CLI and real sockets:
 //! invariants 1–4 and 6 of DESIGN.md on real and generated packages.
 
-mod support;
-
 use std::io::Read;
 
-use support::*;
+use crate::support::*;
 
 fn inner_file(outer: &[u8], inner_zip: &str, member: &str) -> Vec<u8> {
     let mut outer = zip::ZipArchive::new(std::io::Cursor::new(outer)).unwrap();
@@ -267,7 +265,7 @@ fn ingest_command_works_with_and_without_a_server() {
                 "--corte-window-margin",
                 "",
             ])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]),
+            .args(["--admin-listen", &ReservedPort::hold().addr()]),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "published");
@@ -318,6 +316,7 @@ fn file_written_in_place_is_taken_only_once_complete() {
     for chunk in pkg.chunks(pkg.len() / 5 + 1) {
         std::io::Write::write_all(&mut f, chunk).unwrap();
         std::io::Write::flush(&mut f).unwrap();
+        // The writer pauses for less than the settle time: what is tested.
         std::thread::sleep(std::time::Duration::from_millis(400));
     }
     drop(f);
@@ -347,6 +346,7 @@ fn hidden_and_evidence_files_are_not_packages() {
         &site_package("20240602_2000", &[]),
     );
     server.wait_corte("20240602_2000");
+    // Nothing more is taken: there is no event to wait for, so a few rescans are waited out.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(server.status()["counts"]["received"], 1);
 }

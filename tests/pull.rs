@@ -6,8 +6,6 @@
 //! The institute's server here is written on raw sockets on purpose: it must misbehave in
 //! ways no ordinary server does (tear a transfer, stop mid-body).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +16,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::*;
+use crate::support::*;
 
 /// What the institute's server does with one path, besides serving it.
 #[derive(Clone)]
@@ -161,7 +159,7 @@ impl Institute {
         s.files.insert(format!("{dir}{name}"), bytes.to_vec());
         s.files.insert(
             format!("{dir}{name}.sha256"),
-            format!("{}  {name}\n", sha256_hex(bytes)).into_bytes(),
+            corpus::sum_line(bytes, name).into_bytes(),
         );
     }
 
@@ -327,7 +325,7 @@ fn answer(
             let name = path.rsplit('/').next().unwrap_or_default().to_owned();
             s.files.insert(
                 format!("{path}.sha256"),
-                format!("{}  {name}\n", sha256_hex(&new)).into_bytes(),
+                corpus::sum_line(&new, &name).into_bytes(),
             );
             s.files.insert(path.to_owned(), new);
             headers.retain(|(n, _)| n != "ETag");
@@ -699,8 +697,7 @@ fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
         let out = difusor()
             .arg("serve")
             .args(["--data-dir", dir.path().to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(&args)
             .output()
             .unwrap();
@@ -722,7 +719,7 @@ fn a_latest_alias_is_pulled_under_the_name_its_sidecar_gives_with_that_corte_tim
         s.files.insert("/prep/ultimo.zip".to_owned(), bytes.clone());
         s.files.insert(
             "/prep/ultimo.zip.sha256".to_owned(),
-            format!("{}  {real}\n", sha256_hex(&bytes)).into_bytes(),
+            corpus::sum_line(&bytes, real).into_bytes(),
         );
     }
     let data = dir.path().join("data");

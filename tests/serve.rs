@@ -1,9 +1,7 @@
 //! Serving from memory with a real client: cache policy, validators, ranges, methods and the
 //! headers every response carries.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn started() -> (tempfile::TempDir, Server, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();

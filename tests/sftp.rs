@@ -1,14 +1,12 @@
 //! The embedded SFTP server with Debian's OpenSSH clients (`sftp`, `scp`, `ssh`): uploads with
 //! the right key go live; everything else is refused and changes nothing.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::*;
+use crate::support::*;
 
-/// A server with SFTP on a free port, and a key pair allowed to upload.
+/// A server with SFTP on a port of its choosing, and a key pair allowed to upload.
 struct Sftp {
     server: Server,
     port: u16,
@@ -30,19 +28,17 @@ fn start_with_keys(tmp: &Path, more: &[&Path], extra: &[&str]) -> Sftp {
         lines.push_str(&std::fs::read_to_string(k).unwrap());
     }
     std::fs::write(&authorized, lines).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let mut flags = vec![
         "--sftp-listen",
-        listen.as_str(),
+        "127.0.0.1:0",
         "--sftp-authorized-keys",
         authorized.to_str().unwrap(),
     ];
     flags.extend_from_slice(extra);
     let server = Server::start(&tmp.join("data"), &flags);
     Sftp {
+        port: server.sftp_port(),
         server,
-        port,
         key,
         dir: tmp.to_owned(),
     }
@@ -67,7 +63,7 @@ fn ssh_options(cmd: &mut Command, key: &Path) {
 impl Sftp {
     /// Runs `sftp -b` with `batch` (one command a line) and extra options.
     fn batch_with(&self, batch: &str, key: &Path, extra: &[&str]) -> Output {
-        let file = self.dir.join(format!("batch-{}", fastrand::u64(..)));
+        let file = self.dir.join(format!("batch-{}", unique()));
         std::fs::write(&file, batch).unwrap();
         let mut cmd = Command::new("sftp");
         ssh_options(&mut cmd, key);
@@ -86,7 +82,7 @@ impl Sftp {
 
     /// A local file with `bytes`, for uploading.
     fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let dir = self.dir.join(format!("local-{}", fastrand::u64(..)));
+        let dir = self.dir.join(format!("local-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();

@@ -2,14 +2,12 @@
 //! `difusor inspect`, a drill into a running server's intake, and the demo site in a real
 //! browser (headless Chromium over the DevTools protocol).
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// Runs `difusor simulate` into `out` and returns the delivered file names, sorted.
 fn simulate(out: &Path, args: &[&str]) -> Vec<String> {
@@ -93,7 +91,7 @@ fn inspect_finds_every_summary_equal_to_its_rows_for_several_seeds_and_sizes() {
                 let bytes = std::fs::read(dir.path().join(name)).unwrap();
                 let sidecar =
                     std::fs::read_to_string(dir.path().join(format!("{name}.sha256"))).unwrap();
-                assert_eq!(sidecar, format!("{}  {name}\n", sha256_hex(&bytes)));
+                assert_eq!(sidecar, corpus::sum_line(&bytes, name));
             }
         }
         for name in data {
@@ -435,16 +433,18 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
         );
         return;
     }
-    let port = free_port();
-    let demo = Interrupt(
+    let logs = tempfile::tempdir().unwrap();
+    let demo_log = logs.path().join("demo.log");
+    let mut demo = Interrupt(
         difusor()
-            .args(["demo", "--port", &port.to_string(), "--every", "4s"])
+            .args(["demo", "--port", "0", "--every", "4s"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&demo_log).unwrap())
             .spawn()
             .unwrap(),
     );
-    let site = format!("http://127.0.0.1:{port}/");
+    let address = wait_logged_address(&mut demo.0, &demo_log, &["serving the public site"]);
+    let site = format!("http://{address}/");
     let deadline = Instant::now() + Duration::from_secs(60);
     while curl(&format!("{site}json/main.json"), &[]).status != 200 {
         assert!(
@@ -454,7 +454,6 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let profile = tempfile::tempdir().unwrap();
-    let debug_port = free_port();
     let mut browser = Command::new("chromium")
         .args([
             "--headless",
@@ -466,7 +465,7 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
             "--no-first-run",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--remote-debugging-port={debug_port}"))
+        .arg("--remote-debugging-port=0")
         .arg("about:blank")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -475,8 +474,15 @@ fn the_demo_site_shows_each_new_corte_in_a_real_browser() {
     let ws = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let r = curl(&format!("http://127.0.0.1:{debug_port}/json/list"), &[]);
-            let targets: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            // Chromium writes the port it bound into its profile.
+            let active = std::fs::read_to_string(profile.path().join("DevToolsActivePort"));
+            let debug_port = active
+                .ok()
+                .and_then(|a| a.lines().next().map(str::to_owned));
+            let targets: serde_json::Value = debug_port
+                .map(|port| curl(&format!("http://127.0.0.1:{port}/json/list"), &[]).body)
+                .and_then(|body| serde_json::from_slice(&body).ok())
+                .unwrap_or_default();
             let page = targets
                 .as_array()
                 .and_then(|t| t.iter().find(|t| t["type"] == "page").cloned());
@@ -565,19 +571,18 @@ fn simulate_uploads_every_corte_over_sftp_and_refuses_unknown_hosts_and_wrong_ke
     ssh_keygen(&key);
     let authorized = dir.path().join("authorized_keys");
     std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let server = Server::start(
         &dir.path().join("data"),
         &[
             "--sftp-listen",
-            &listen,
+            "127.0.0.1:0",
             "--sftp-authorized-keys",
             authorized.to_str().unwrap(),
             "--evidence-sidecar",
             "required",
         ],
     );
+    let port = server.sftp_port();
     let target = format!("root@127.0.0.1:{port}");
     let known_hosts = dir.path().join("known_hosts");
     // `cortes` cortes over SFTP with the client key `key`, checking the host against `known`.
@@ -670,17 +675,24 @@ impl Serving {
     /// Starts `simulate` with `args` on a free port (`https` with a certificate) and waits
     /// until its index lists `files` files.
     fn start(dir: &Path, scheme: &str, args: &[&str], files: usize, curl_args: &[&str]) -> Serving {
-        let port = free_port();
-        let log = dir.join(format!("simulate-{port}.log"));
-        let child = difusor()
+        let log = tempfile::Builder::new()
+            .prefix("simulate-")
+            .suffix(".log")
+            .tempfile_in(dir)
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        let mut child = difusor()
             .args(["simulate", "--every", "0s", "--fecha", "2027-06-06"])
-            .args(["--casillas", "300", "--serve", &format!("127.0.0.1:{port}")])
+            .args(["--casillas", "300", "--serve", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        let port = wait_logged_address(&mut child, &log, &["serving the delivered files"]).port();
         let host = if scheme == "https" {
             "localhost"
         } else {
@@ -947,13 +959,12 @@ fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_r
     ssh_keygen(&key);
     let authorized = dir.path().join("authorized_keys");
     std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
-    let port = free_port();
     let public = keys.join("difusor.pub").display().to_string();
     let server = Server::start(
         &dir.path().join("data"),
         &[
             "--sftp-listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--sftp-authorized-keys",
             authorized.to_str().unwrap(),
             "--evidence-signature",
@@ -962,7 +973,7 @@ fn signed_packages_go_over_sftp_with_their_signature_and_a_rejection_stops_the_r
             &public,
         ],
     );
-    let target = format!("root@127.0.0.1:{port}");
+    let target = format!("root@127.0.0.1:{}", server.sftp_port());
     let known_hosts = dir.path().join("known_hosts");
     let sftp = [
         "--sftp",

@@ -5,14 +5,11 @@
 //!
 //! Nothing a sender can do kills the publisher, so these tests need a build with the
 //! `fault-injection` feature, where a package of a reserved name panics it:
-//! `cargo test --release --features fault-injection --test supervision`.
-#![cfg(feature = "fault-injection")]
-
-mod support;
+//! `cargo test --release --features fault-injection --test tests supervision`.
 
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// The name that panics the publisher in a `fault-injection` build.
 const PANIC_NAME: &str = "fault-injection-panic-publisher.zip";

@@ -2,14 +2,12 @@
 //! read the site; no request fails, and every body belongs to the corte its `X-PREP-Corte`
 //! header names.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::support::*;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use support::*;
 
 const CORTES: usize = 100;
 const CONNECTIONS: usize = 24;
@@ -137,9 +135,13 @@ async fn a_hundred_cortes_go_live_under_load_without_a_torn_response() {
         s.wait_corte(&corte_id(0));
         s
     });
+    let seed = test_seed();
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..CONNECTIONS)
-        .map(|n| tokio::spawn(reader(server.port, stop.clone(), n as u64)))
+        .map(|n| {
+            let seed = seed.wrapping_add(n as u64);
+            tokio::spawn(reader(server.port, stop.clone(), seed))
+        })
         .collect();
     let published = Arc::new(AtomicU64::new(1));
     tokio::task::block_in_place(|| {

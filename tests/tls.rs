@@ -1,13 +1,11 @@
 //! HTTPS with a real client: HTTP/2 by ALPN, HSTS on HTTPS only, and a certificate renewed
 //! without a restart.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// curl over HTTPS trusting `ca`: (HTTP status, HTTP version).
 fn https(url: &str, ca: &Path) -> (u16, String) {
@@ -38,7 +36,6 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     let (first, second) = (dir.path().join("a"), dir.path().join("b"));
     self_signed_pair(&first);
     self_signed_pair(&second);
-    let tls_port = free_port();
     let live_cert = dir.path().join("cert.pem");
     let live_key = dir.path().join("key.pem");
     std::fs::copy(first.join("tls/cert.pem"), &live_cert).unwrap();
@@ -47,7 +44,7 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
         &dir.path().join("d"),
         &[
             "--tls-listen",
-            &format!("127.0.0.1:{tls_port}"),
+            "127.0.0.1:0",
             "--tls-cert",
             live_cert.to_str().unwrap(),
             "--tls-key",
@@ -61,7 +58,7 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     );
     server.wait_corte("20240602_2000");
 
-    let url = format!("https://localhost:{tls_port}/json/main.json");
+    let url = format!("https://localhost:{}/json/main.json", server.tls_port());
     assert_eq!(
         https(&url, &first.join("tls/cert.pem")),
         (200, "2".to_owned())
@@ -115,7 +112,7 @@ fn https_without_a_certificate_is_refused_plainly() {
     let dir = tempfile::tempdir().unwrap();
     let out = difusor()
         .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--tls-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--tls-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -124,14 +121,14 @@ fn https_without_a_certificate_is_refused_plainly() {
     std::fs::write(&bad, "not a certificate").unwrap();
     let out = difusor()
         .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--tls-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--tls-listen", "127.0.0.1:0"])
         .args([
             "--tls-cert",
             bad.to_str().unwrap(),
             "--tls-key",
             bad.to_str().unwrap(),
         ])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -1,15 +1,9 @@
 //! The watched folder takes a file written in place as soon as its `.sha256` sidecar arrives
 //! after it, and never because of a sidecar written before the file was finished.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
-
-fn sidecar(bytes: &[u8], name: &str) -> String {
-    format!("{}  {name}\n", sha256_hex(bytes))
-}
+use crate::support::*;
 
 #[test]
 fn a_sidecar_written_last_completes_its_package() {
@@ -20,11 +14,12 @@ fn a_sidecar_written_last_completes_its_package() {
 
     let pkg = site_package("20240602_2000", &[]);
     std::fs::write(entrada.join("PREP_20240602_2000.zip"), &pkg).unwrap();
+    // Not taken for a while: there is no event to wait for, so the while is waited out.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(server.live_corte(), None, "taken before it was complete");
     std::fs::write(
         entrada.join("PREP_20240602_2000.zip.sha256"),
-        sidecar(&pkg, "PREP_20240602_2000.zip"),
+        corpus::sum_line(&pkg, "PREP_20240602_2000.zip"),
     )
     .unwrap();
     server.wait_corte("20240602_2000");
@@ -38,11 +33,13 @@ fn a_sidecar_written_last_completes_its_package() {
     let pkg = site_package("20240602_2015", &[]);
     std::fs::write(
         entrada.join("PREP_20240602_2015.zip.sha256"),
-        sidecar(&pkg, "PREP_20240602_2015.zip"),
+        corpus::sum_line(&pkg, "PREP_20240602_2015.zip"),
     )
     .unwrap();
+    // The package is written after its sidecar, at a later time.
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(entrada.join("PREP_20240602_2015.zip"), &pkg).unwrap();
+    // And not taken for a while: waited out, as above.
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
     assert!(entrada.join("PREP_20240602_2015.zip").exists());
@@ -84,7 +81,9 @@ fn rsync_through_a_restricted_openssh_account_lands_once() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    // sshd takes its port from its configuration: one held until it listens there.
+    let reserved = ReservedPort::hold();
+    let port = reserved.port;
     std::fs::write(
         dir.join("sshd_config"),
         format!(
@@ -131,6 +130,7 @@ fn rsync_through_a_restricted_openssh_account_lands_once() {
     }
     assert!(sent, "rsync never got through");
     server.wait_corte("20240602_2000");
+    // Not taken a second time: there is no event to wait for, so a rescan is waited out.
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         server.status()["counts"]["received"],

@@ -10,8 +10,6 @@
 //! `max_member_bytes` 8 MiB, `max_unpacked_bytes` 64 MiB, `max_ratio` 200, `max_depth` 2,
 //! `max_name_len` 255, and `SHA256SUMS` among the member list names.
 
-#![allow(dead_code)]
-
 use std::io::{Cursor, Write};
 use std::path::Path;
 
@@ -96,12 +94,46 @@ pub fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
     zip_with(members, deflated())
 }
 
-/// A zip of `(name, bytes)` members written with `options`.
+/// A zip of `(name, bytes)` members written with `options`; a name ending in `/` is a folder
+/// entry.
 pub fn zip_with(members: &[(&str, &[u8])], options: SimpleFileOptions) -> Vec<u8> {
+    let entries: Vec<(&str, ZipEntry<'_>)> = members
+        .iter()
+        .map(|(name, bytes)| {
+            let entry = if name.ends_with('/') {
+                ZipEntry::Dir
+            } else {
+                ZipEntry::File(bytes)
+            };
+            (*name, entry)
+        })
+        .collect();
+    zip_entries(&entries, options)
+}
+
+/// What one entry of a zip written by [`zip_entries`] is.
+pub enum ZipEntry<'a> {
+    File(&'a [u8]),
+    Dir,
+    /// A symbolic link to this target.
+    Symlink(&'a str),
+}
+
+/// A zip of `(name, entry)` entries written with `options`: every zip the tests make is
+/// written here.
+pub fn zip_entries(entries: &[(&str, ZipEntry<'_>)], options: SimpleFileOptions) -> Vec<u8> {
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
-    for (name, bytes) in members {
-        zip.start_file(*name, options).expect("start a zip member");
-        zip.write_all(bytes).expect("write a zip member");
+    for (name, entry) in entries {
+        match entry {
+            ZipEntry::File(bytes) => {
+                zip.start_file(*name, options).expect("start a zip member");
+                zip.write_all(bytes).expect("write a zip member");
+            }
+            ZipEntry::Dir => zip.add_directory(*name, options).expect("add a zip folder"),
+            ZipEntry::Symlink(target) => zip
+                .add_symlink(*name, *target, options)
+                .expect("add a zip symlink"),
+        }
     }
     zip.finish().expect("finish a zip").into_inner()
 }
@@ -149,7 +181,7 @@ pub fn low_ratio_data(len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
-/// `len` bytes that do not compress.
+/// `len` pseudo-random bytes, the same for the same `len`: data that does not compress.
 pub fn noise(len: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(len as u64);
     (0..len).map(|_| rng.u8(..)).collect()
@@ -306,12 +338,13 @@ fn names(c: &mut Corpus<'_>) {
 
 /// Members that are not regular files or directories.
 fn types(c: &mut Corpus<'_>) {
-    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
-    zip.start_file("index.html", deflated()).expect("start");
-    zip.write_all(b"<h1>PREP</h1>\n").expect("write");
-    zip.add_symlink("passwd", "/etc/passwd", deflated())
-        .expect("symlink");
-    let zip = zip.finish().expect("finish").into_inner();
+    let zip = zip_entries(
+        &[
+            ("index.html", ZipEntry::File(b"<h1>PREP</h1>\n")),
+            ("passwd", ZipEntry::Symlink("/etc/passwd")),
+        ],
+        deflated(),
+    );
     c.add("zip", &zip, "is a symlink");
     c.add("zip", &zip_with_mode("queue", 0o010_644, b""), "is a FIFO");
     let tar = |extra: (&'static [u8], TarKind<'static>)| tar_of(&[file_entry(), extra]);
@@ -477,11 +510,7 @@ fn damage(c: &mut Corpus<'_>) {
     }
     c.add("zip", &corrupt, "not a readable archive");
 
-    let empty = ZipWriter::new(Cursor::new(Vec::new()))
-        .finish()
-        .expect("finish an empty zip")
-        .into_inner();
-    c.add("zip", &empty, "the package is empty");
+    c.add("zip", &zip_of(&[]), "the package is empty");
 
     c.add(
         "zip",

@@ -1,13 +1,10 @@
-//! Helpers shared by the integration tests: a real `difusor` process on free ports, a real
+//! Helpers shared by the integration tests: a real `difusor` process on ports it chose, a real
 //! HTTP client (curl), and packages made in the test.
-//!
-//! Each test binary uses a different subset of these helpers, so unused ones are allowed here.
-#![allow(dead_code)]
 
 pub mod corpus;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -108,24 +105,115 @@ pub fn open_files_at_least(n: u64) {
     );
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port on 127.0.0.1 held for a program that must be told its port before it starts (a
+/// setting in a file, a flag of a program that cannot report the port it bound): a socket
+/// bound to it with `SO_REUSEADDR` and never listening. While it is held no other socket is
+/// given the port, connections to it are refused, and a server that also sets `SO_REUSEADDR`
+/// (difusor, OpenSSH's sshd) can still listen on it. Everything else binds port 0 and reads
+/// the port it got ([`logged_address`]).
+pub struct ReservedPort {
+    _socket: rustix::fd::OwnedFd,
+    pub port: u16,
 }
 
-/// A running `difusor serve` on a data folder, killed when dropped.
+impl ReservedPort {
+    /// Holds a port the kernel picks.
+    pub fn hold() -> ReservedPort {
+        use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket, sockopt};
+        let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        sockopt::set_socket_reuseaddr(&socket, true).unwrap();
+        bind(&socket, &std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = std::net::SocketAddr::try_from(getsockname(&socket).unwrap()).unwrap();
+        ReservedPort {
+            _socket: socket,
+            port: addr.port(),
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// `log` without its ANSI colour sequences (`ESC [ … letter`), as tracing colours its lines.
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The address reported by the first line of `log` that contains every one of `needles`, in
+/// its `address=` field or its `url=` field: how a difusor that bound port 0 says which port
+/// it got (`serving the public site`, `admin listener ready`, `SFTP intake ready`,
+/// `simulate: serving the delivered files`).
+pub fn logged_address(log: &str, needles: &[&str]) -> Option<std::net::SocketAddr> {
+    without_colours(log)
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .find_map(|l| {
+            let value = l.split_whitespace().find_map(|w| {
+                w.strip_prefix("address=")
+                    .or_else(|| w.strip_prefix("url="))
+            })?;
+            let host_port = value.split_once("://").map_or(value, |(_, rest)| rest);
+            host_port.trim_end_matches('/').parse().ok()
+        })
+}
+
+/// Waits up to 60 s until the log file `log` of the running `child` reports an address on a
+/// line with every one of `needles` ([`logged_address`]); panics if the child ends first.
+pub fn wait_logged_address(
+    child: &mut Child,
+    log: &Path,
+    needles: &[&str],
+) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(address) = logged_address(&text, needles) {
+            return address;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited with {status} before reporting {needles:?}: {text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needles:?} not reported: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `difusor serve` on a data folder, killed when dropped. Its listeners bind port
+/// 0 at the first start and the ports they got are read from its log; later starts
+/// ([`Server::restart`], [`Server::launch`]) bind those same ports again.
 pub struct Server {
     pub data: PathBuf,
+    /// The public port (0 until the first start has reported it).
     pub port: u16,
+    /// The admin port (0 until the first start has reported it).
     pub admin_port: u16,
+    /// The HTTPS and SFTP ports, when `extra` asks for those listeners.
+    tls_port: Option<u16>,
+    sftp_port: Option<u16>,
     pub extra: Vec<String>,
     /// Limits the process runs under (`prlimit`), when the test sets any.
     pub limits: ProcessLimits,
     child: Option<Child>,
+    /// Where this start's lines begin in the log, which every start appends to.
+    log_from: usize,
 }
 
 impl Server {
@@ -164,11 +252,14 @@ impl Server {
     fn start_limited(data: &Path, extra: &[&str], limits: ProcessLimits) -> Server {
         let mut s = Server {
             data: data.to_owned(),
-            port: free_port(),
-            admin_port: free_port(),
+            port: 0,
+            admin_port: 0,
+            tls_port: None,
+            sftp_port: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             limits,
             child: None,
+            log_from: 0,
         };
         s.spawn();
         s
@@ -199,8 +290,58 @@ impl Server {
                 a.extend([flag.into(), String::new()]);
             }
         }
-        a.extend(self.extra.iter().cloned());
+        // `--tls-listen 127.0.0.1:0` and `--sftp-listen 127.0.0.1:0` keep the port they got.
+        let mut previous: Option<&str> = None;
+        for e in &self.extra {
+            let learned = match previous {
+                Some("--tls-listen") => self.tls_port,
+                Some("--sftp-listen") => self.sftp_port,
+                _ => None,
+            };
+            a.push(match learned {
+                Some(port) => format!("127.0.0.1:{port}"),
+                None => e.clone(),
+            });
+            previous = Some(e);
+        }
         a
+    }
+
+    /// The HTTPS port, for a server started with `--tls-listen 127.0.0.1:0`.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("started with --tls-listen")
+    }
+
+    /// The SFTP port, for a server started with `--sftp-listen 127.0.0.1:0`.
+    pub fn sftp_port(&self) -> u16 {
+        self.sftp_port.expect("started with --sftp-listen")
+    }
+
+    /// Reads the ports this start's listeners report in the log; whether every listener
+    /// the flags ask for has reported.
+    fn read_ports(&mut self) -> bool {
+        let log = self.log();
+        let log = log.get(self.log_from..).unwrap_or_default();
+        let wants = |flag: &str| self.extra.iter().any(|e| e == flag);
+        let (wants_tls, wants_sftp) = (wants("--tls-listen"), wants("--sftp-listen"));
+        let port = |needles: &[&str]| logged_address(log, needles).map(|a| a.port());
+        let public = port(&["serving the public site", "https=false"]);
+        let admin = port(&["admin listener ready"]);
+        let tls = port(&["serving the public site", "https=true"]);
+        let sftp = port(&["SFTP intake ready"]);
+        if let (Some(public), Some(admin)) = (public, admin) {
+            (self.port, self.admin_port) = (public, admin);
+        }
+        if tls.is_some() {
+            self.tls_port = tls;
+        }
+        if sftp.is_some() {
+            self.sftp_port = sftp;
+        }
+        public.is_some()
+            && admin.is_some()
+            && (!wants_tls || tls.is_some())
+            && (!wants_sftp || sftp.is_some())
     }
 
     fn spawn(&mut self) {
@@ -210,6 +351,7 @@ impl Server {
 
     /// Starts the process without waiting for it to be ready (it may die at once).
     pub fn launch(&mut self) {
+        self.log_from = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -262,7 +404,8 @@ impl Server {
             .unwrap()
     }
 
-    /// Waits until the admin listener answers (401 too: it wants its token).
+    /// Waits until every listener has reported its address and the admin listener answers
+    /// (401 too: it wants its token).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -271,7 +414,7 @@ impl Server {
             {
                 panic!("difusor exited early with {status}; log: {}", self.log());
             }
-            if matches!(curl(&self.admin("/status"), &[]).status, 200 | 401) {
+            if self.read_ports() && matches!(curl(&self.admin("/status"), &[]).status, 200 | 401) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -527,30 +670,30 @@ pub fn read_response(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
     Some((status, got.split_off(head_end)))
 }
 
+/// Waits up to 20 s until the server has begun its answer on `stream` (a byte of it is
+/// there to read), without reading it: the request is in flight.
+pub fn wait_answer_begins(stream: &TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = stream.peek(&mut [0u8; 1]).expect("the answer begins");
+    assert_eq!(n, 1, "the connection closed before any answer");
+}
+
 /// One HTTP/1.1 exchange on a kept-alive connection: [`send_get`], then [`read_response`].
 pub fn get_on(stream: &mut TcpStream, path: &str) -> Option<(u16, Vec<u8>)> {
     send_get(stream, path).ok()?;
     read_response(stream)
 }
 
-/// A zip archive with these members, in memory; a name ending in `/` is a folder entry.
+/// A zip archive with these members, deflated and dated now, in memory; a name ending in `/`
+/// is a folder entry.
 pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut w = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in members {
-            if name.ends_with('/') {
-                w.add_directory(*name, opts).unwrap();
-                continue;
-            }
-            w.start_file(*name, opts).unwrap();
-            w.write_all(bytes).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    buf.into_inner()
+    corpus::zip_with(
+        members,
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated),
+    )
 }
 
 /// A zip of `count` members named by `name(i)`, each holding `bytes` compressed once with
@@ -561,15 +704,12 @@ pub fn zip_repeated(
     bytes: &[u8],
     method: zip::CompressionMethod,
 ) -> Vec<u8> {
-    let one = {
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
+    let one = corpus::zip_with(
+        &[("x", bytes)],
+        zip::write::SimpleFileOptions::default()
             .compression_method(method)
-            .large_file(bytes.len() >= u32::MAX as usize);
-        w.start_file("x", opts).unwrap();
-        w.write_all(bytes).unwrap();
-        w.finish().unwrap().into_inner()
-    };
+            .large_file(bytes.len() >= u32::MAX as usize),
+    );
     let mut source = zip::ZipArchive::new(std::io::Cursor::new(one)).unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for i in 0..count {
@@ -600,9 +740,18 @@ pub fn site_package(corte: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     zip_bytes(&members)
 }
 
-/// `len` random bytes: a file no compression shrinks.
-pub fn incompressible(len: usize) -> Vec<u8> {
-    (0..len).map(|_| fastrand::u8(..)).collect()
+/// The seed of a test that draws random numbers: `DIFUSOR_TEST_SEED` when set (to replay a
+/// failed run), a new one otherwise; printed either way, so a failure shows how to replay it.
+pub fn test_seed() -> u64 {
+    let seed = match std::env::var("DIFUSOR_TEST_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .expect("DIFUSOR_TEST_SEED is a number (u64)"),
+        Err(_) => fastrand::u64(..),
+    };
+    eprintln!("random seed {seed}: DIFUSOR_TEST_SEED={seed} replays this test");
+    seed
 }
 
 /// The SHA-256 of `bytes` as 64 lowercase hex digits, as `sha256sum` prints it.
@@ -620,6 +769,12 @@ pub fn break_archive_for(data: &Path, bytes: &[u8]) -> PathBuf {
     let broken = data.join("archivo").join(&sha[..2]).join(&sha);
     std::fs::create_dir_all(&broken).unwrap();
     broken
+}
+
+/// A number no other call in this process returns: for names that must not collide.
+pub fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The shared real fixtures folder.

@@ -1,0 +1,27 @@
+//! The integration tests, one binary: each module drives the `difusor` binary through its
+//! public surface (CLI, real sockets, real clients) with the helpers in `support`.
+//!
+//! One module: `cargo test --release --test tests <module>::`.
+
+mod support;
+
+mod admin;
+mod adversarial;
+mod config;
+mod crash;
+mod data_folder;
+mod faults;
+mod hostile_http;
+mod inspect;
+mod limits;
+mod packages;
+mod publish;
+mod pull;
+mod serve;
+mod sftp;
+mod simulate;
+#[cfg(feature = "fault-injection")]
+mod supervision;
+mod swap;
+mod tls;
+mod watch;
