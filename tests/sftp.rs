@@ -295,7 +295,7 @@ fn wrong_key_password_and_other_addresses_are_refused() {
         "no authentication was offered: {}",
         text(&out)
     );
-    let refused = events(&s.server, "sftp-refused");
+    let refused = wait_events(&s.server, "sftp-refused", 1);
     assert!(
         refused.iter().any(|e| e["detail"]["address"]
             .as_str()
@@ -877,7 +877,7 @@ fn a_login_past_the_session_limit_is_told_to_come_back() {
         "{}",
         text(&out)
     );
-    let refused = events(&s.server, "sftp-refused");
+    let refused = wait_events(&s.server, "sftp-refused", 1);
     assert!(
         refused
             .iter()

@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod adversarial;
+mod architecture;
 mod config;
 mod crash;
 mod data_folder;
