@@ -1,0 +1,428 @@
+//! The publisher: the single writer that turns received packages into live cortes.
+//!
+//! Its work is split by what starts it: [`ingest`] a package handed over, [`rollback`] an
+//! operator's request, [`rebuild`] a start of the server.
+//!
+//! Every package from every intake channel passes through [`Publisher::handle`], one at a
+//! time, on one thread: archive (pending) → journal → verify → inspect (data packages) →
+//! corte time → hold? older? → build site → archive (verified) → journal → swap. Visitors
+//! never wait on it; they read the live [`Site`] through one atomic pointer.
+//!
+//! # Invariants (DESIGN.md)
+//! 1. A response is served entirely from one corte: a site is built whole, off to the side,
+//!    and becomes live in one pointer store ([`Swap::store`]); a reader holds the site it
+//!    loaded for the whole response.
+//! 2. Nothing is published that did not verify: sites are built only from a
+//!    [`VerifiedPackage`], which only [`package::verify`] makes. A rejection changes nothing;
+//!    the rejected package is kept apart (`archivo/rechazados/`) for `rejected_retention`.
+//! 3. Nothing published is lost: a package is archived (fsynced) before it is verified, moved
+//!    among the verified packages before its corte is journaled, and a corte is recorded in
+//!    the journal (fsynced) before it is swapped in. At start the live site is rebuilt from
+//!    the journal's last publication and the verified packages, before any new package is
+//!    taken.
+//! 6. A package whose corte is older than the live one is archived and journaled, never
+//!    published, unless an operator asks for a [`Publisher::rollback`].
+//!
+//! # What waits for an operator
+//! - A package whose corte time is implausible ([`package::CorteRules::hold_reason`]: far
+//!   outside the publication window, or ahead of the clock) is verified, archived and
+//!   journaled as `held`, and not published: a typo in a name must not replace the night's
+//!   real cortes, nor make them "older". Later cortes publish as if it had not come.
+//! - A package whose processing began and never ended (the process died: a crash, a kill,
+//!   the memory limit) is taken again once at the next start, from the archive; if that is
+//!   interrupted too it is set aside (`set-aside`, kept with the rejected packages), so a
+//!   package that kills the server cannot make it die at every start.
+//!
+//! # When it dies
+//! The thread runs under [`Publisher::spawn`]'s watch: if it ends by a panic (a defect), what
+//! stopped it is reported on [`Running::died`]; `serve` then turns the server's health red,
+//! journals it (`publisher-died`) and exits non-zero, so the service manager starts it again
+//! and the start takes again what was interrupted. Meanwhile every channel that hands it a
+//! package is told the server failed, never that the package was refused.
+//!
+//! `difusor rollback <corte or SHA-256>` publishes either; `difusor ingest --force FILE`
+//! ([`Command::Force`]) takes a package past both checks, never past verification.
+//!
+//! # Whose fault
+//! A package not taken says whose fault that is ([`Fault`]). The sender's (a check it fails,
+//! a limit it passes, a set-aside) is a rejection, [`Outcome::Rejected`]: decided, journaled
+//! `rejected` with `"fault": "sender"`, the package kept with the rejected ones. Anything this
+//! machine could not do (store or read the archived copy, move it, write the journal) is
+//! [`Outcome::Failed`] with [`Fault::Ours`]: journaled as `intake-error`, the package left
+//! undecided (`failed` in the journal, not an interrupted attempt), so that its channel
+//! delivers it again and it is taken as if nothing had happened. It is never a rejection.
+//!
+//! # Memory
+//! A package whose site would hold more than `max_site_bytes` (files and compressed
+//! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.
+//!
+//! Every data package is also inspected ([`crate::prep`]) once verified, by every known
+//! definition of the summary or the institute's that the `reglas` setting names: a summary line
+//! that contradicts its rows under all of them is a journal warning, and with
+//! `reject_inconsistent` a rejection. Site packages are not inspected.
+
+mod ingest;
+mod rebuild;
+mod rollback;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, anyhow};
+use jiff::{Timestamp, ZonedDateTime};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::archive::{Archive, ArchiveError, Stored};
+use crate::config::SiteMode;
+use crate::hash::Sha256;
+use crate::intake::{Channel, Received};
+use crate::journal::{Build, EventKind, Journal, PackageState, Publication};
+use crate::package::{
+    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName,
+    PackageSettings, Policy, VerifiedPackage,
+};
+use crate::prep::{self, SummarySettings};
+use crate::sections::Sections;
+use crate::site::{Applied, Compressor, Corte, Listed, Site, SiteSettings, Swap};
+
+/// How many times in a row a package's processing may begin; when the last of them was
+/// interrupted too, the package is set aside instead of taken again.
+const MAX_ATTEMPTS: u32 = 2;
+
+/// Whose fault it is that a package was not taken.
+///
+/// Only [`Fault::Sender`] is a rejection: the package (or the institute's service) is at
+/// fault, and sending the same bytes again changes nothing. The others are never told to the
+/// institute as a rejection: what this machine could not do is retried by the channels that
+/// can (pull, the watched folder) and answered as a server error by the others (SFTP, admin,
+/// `ingest`), and the journal does not hold the package as decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Fault {
+    /// The package, or the service that sent it.
+    Sender,
+    /// This machine: the archive (a full or read-only disk, a copy that cannot be read), the
+    /// journal, a rename.
+    Ours,
+    /// The connection that carried it: a pull download or an SFTP session that broke.
+    Transport,
+}
+
+/// What became of a package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub(crate) enum Outcome {
+    /// It is the live corte now.
+    Published {
+        /// Corte id.
+        corte: String,
+        /// SHA-256 of the package.
+        sha256: String,
+        /// Seconds from corte time to going live.
+        lag_seconds: f64,
+    },
+    /// The same bytes were published (or archived as older) before.
+    Duplicate {
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// Its corte is older than the live one: archived, not published.
+    Older {
+        /// Its corte id.
+        corte: String,
+        /// The live corte id.
+        live: String,
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// It verified, but its corte time is implausible: archived, not published until an
+    /// operator says so.
+    Held {
+        /// Its corte id.
+        corte: String,
+        /// Why it is held.
+        reason: String,
+        /// SHA-256 of the package.
+        sha256: String,
+    },
+    /// It failed a check, or was set aside; the live corte is unchanged. Always the
+    /// sender's fault ([`Fault::Sender`]).
+    Rejected {
+        /// Why, precisely.
+        reason: String,
+        /// SHA-256 of the package, when it could be stored.
+        sha256: Option<String>,
+    },
+    /// This machine failed (disk, journal); the package is not decided and may be retried.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Whose fault: [`Fault::Ours`] from the publisher.
+        fault: Fault,
+    },
+}
+
+impl Outcome {
+    /// Whose fault it is that the package was not taken, when it was not.
+    pub(crate) fn fault(&self) -> Option<Fault> {
+        match self {
+            Self::Rejected { .. } => Some(Fault::Sender),
+            Self::Failed { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
+}
+
+/// A request to the publisher thread, with where to send its answer.
+enum Command {
+    /// Take a package.
+    Ingest(Received, oneshot::Sender<Outcome>),
+    /// Take a package an operator insists on: published even if its corte time would hold it
+    /// or it was set aside. It is verified all the same.
+    Force(Received, oneshot::Sender<Outcome>),
+    /// Publish again the site of an earlier corte, or a package held, set aside or older.
+    Rollback(String, oneshot::Sender<Outcome>),
+    /// Remove the rejected packages whose retention is over.
+    Expire,
+}
+
+/// The publisher thread is not running: the server is stopping, or the thread died (then the
+/// server is about to exit and be started again). Nothing was decided about the package.
+#[derive(Debug, thiserror::Error)]
+#[error("the publisher is not running")]
+pub(crate) struct Stopped;
+
+/// The way to the publisher thread, cloned into every intake channel and the admin listener:
+/// each request waits for the publisher's answer, one package at a time in arrival order.
+#[derive(Clone)]
+pub(crate) struct PublisherHandle {
+    queue: mpsc::Sender<Command>,
+}
+
+impl PublisherHandle {
+    /// Hands over a received package; its outcome once the publisher has decided.
+    pub(crate) async fn ingest(&self, received: Received) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Ingest(received, reply)).await
+    }
+
+    /// Hands over a package an operator insists on ([`Command::Force`]).
+    pub(crate) async fn force(&self, received: Received) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Force(received, reply)).await
+    }
+
+    /// Publishes again an earlier corte, or a package held, set aside or older.
+    pub(crate) async fn rollback(&self, corte: String) -> Result<Outcome, Stopped> {
+        self.ask(|reply| Command::Rollback(corte, reply)).await
+    }
+
+    /// Has the rejected packages whose retention is over removed, without waiting.
+    pub(crate) async fn expire(&self) -> Result<(), Stopped> {
+        self.queue.send(Command::Expire).await.map_err(|_| Stopped)
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Outcome>) -> Command,
+    ) -> Result<Outcome, Stopped> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(command(reply)).await.map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
+    }
+}
+
+/// A package by this name stops the publisher thread with a panic, in builds with the
+/// `fault-injection` feature only (tests of what happens when it dies; never in a release).
+#[cfg(feature = "fault-injection")]
+pub(crate) const FAULT_PANIC_NAME: &str = "fault-injection-panic-publisher.zip";
+
+/// The publisher thread, running.
+pub(crate) struct Running {
+    /// The way to it.
+    pub(crate) handle: PublisherHandle,
+    /// What stopped the thread, if it ended by a panic; closed without a value when it ended
+    /// because its queue was closed (the server stopping).
+    pub(crate) died: oneshot::Receiver<String>,
+}
+
+/// Whether the publisher runs, as the server's health shows it.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// What stopped the publisher thread, once it stopped unexpectedly.
+    publisher_stopped: OnceLock<String>,
+}
+
+impl Health {
+    /// Records that the publisher thread ended unexpectedly, and why.
+    pub(crate) fn publisher_died(&self, why: String) {
+        let _ = self.publisher_stopped.set(why);
+    }
+
+    /// Why the publisher thread is not running, if it stopped unexpectedly.
+    pub(crate) fn publisher_error(&self) -> Option<&str> {
+        self.publisher_stopped.get().map(String::as_str)
+    }
+}
+
+/// The single writer.
+pub(crate) struct Publisher {
+    /// What packages are held to.
+    package: PackageSettings,
+    /// How packages make sites.
+    site: SiteSettings,
+    /// How data packages' summaries are checked.
+    summary: SummarySettings,
+    /// How long rejected packages are kept; `None`: for ever.
+    rejected_retention: Option<std::time::Duration>,
+    /// Makes the compressed variants of new files after each swap, when set.
+    compressor: Option<Compressor>,
+    archive: Archive,
+    journal: Arc<Journal>,
+    live: Swap,
+}
+
+/// A package being processed: what is known of it once it is stored.
+struct Job<'r> {
+    /// What the channel handed over.
+    received: &'r Received,
+    /// Where it is archived.
+    stored: Stored,
+    /// Whether an operator insists on it.
+    force: bool,
+}
+
+impl Job<'_> {
+    /// How the journal refers to the package.
+    fn pkg_ref(&self) -> Option<(Sha256, &str)> {
+        Some((self.stored.sha256, self.received.name.as_str()))
+    }
+}
+
+impl Publisher {
+    /// A publisher over the data folder's archive and journal, swapping into `live`.
+    pub(crate) fn new(
+        sections: &Sections,
+        archive: Archive,
+        journal: Arc<Journal>,
+        live: Swap,
+    ) -> Self {
+        Self {
+            package: sections.package.clone(),
+            site: sections.site.clone(),
+            summary: sections.summary,
+            rejected_retention: sections.config.rejected_retention,
+            compressor: None,
+            archive,
+            journal,
+            live,
+        }
+    }
+
+    /// Has the compressed variants of every corte's new files made by `compressor`.
+    pub(crate) fn with_compressor(mut self, compressor: Compressor) -> Self {
+        self.compressor = Some(compressor);
+        self
+    }
+
+    /// Runs the publisher on its own thread: first what a crash interrupted
+    /// ([`Publisher::recover`]), then packages sent to the returned queue, in order.
+    pub(crate) fn spawn(self) -> std::io::Result<Running> {
+        let (tx, mut rx) = mpsc::channel::<Command>(64);
+        let (died_tx, died) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut rx)));
+                if let Err(panic) = ran {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    let _ = died_tx.send(why);
+                }
+            })?;
+        Ok(Running {
+            handle: PublisherHandle { queue: tx },
+            died,
+        })
+    }
+
+    /// The thread's work, until its queue is closed.
+    fn serve(&self, rx: &mut mpsc::Receiver<Command>) {
+        self.recover();
+        self.expire_rejected();
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Command::Ingest(received, reply) => {
+                    let _ = reply.send(self.handle(received));
+                }
+                Command::Force(received, reply) => {
+                    let _ = reply.send(self.handle_forced(received));
+                }
+                Command::Rollback(corte, reply) => {
+                    let _ = reply.send(self.rollback(&corte));
+                }
+                Command::Expire => self.expire_rejected(),
+            }
+        }
+    }
+
+    fn set_outcome(&self, sha: Sha256, outcome: PackageState) {
+        if let Err(e) = self.journal.set_outcome(sha, outcome) {
+            tracing::error!(error = %e, "could not write to the journal");
+        }
+    }
+
+    fn event(&self, kind: EventKind, package: Option<(Sha256, &str)>, detail: serde_json::Value) {
+        if let Err(e) = self.journal.record(kind, package, detail) {
+            tracing::error!(error = %e, "could not write to the journal");
+        }
+    }
+
+    /// This machine failed on a package before its processing began: journaled as an
+    /// `intake-error` of ours, nothing decided.
+    fn failed(&self, r: &Received, e: anyhow::Error) -> Outcome {
+        let error = format!("{e:#}");
+        self.event(
+            EventKind::IntakeError,
+            None,
+            json!({
+                "name": r.name, "channel": r.channel, "error": error, "fault": Fault::Ours,
+            }),
+        );
+        Outcome::Failed {
+            error,
+            fault: Fault::Ours,
+        }
+    }
+
+    /// This machine failed on a package whose processing began: as [`Publisher::failed`],
+    /// and the journal holds the package as `failed`, not decided, so that its channel
+    /// delivers it again and a start does not count it as an interrupted attempt.
+    fn fail(&self, job: &Job<'_>, e: anyhow::Error) -> Outcome {
+        self.set_outcome(job.stored.sha256, PackageState::Failed);
+        self.failed(job.received, e)
+    }
+}
+
+/// Logs what became of a package.
+fn log_outcome(name: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Published {
+            corte, lag_seconds, ..
+        } => tracing::info!(%name, %corte, lag_seconds, "corte published"),
+        Outcome::Rejected { reason, .. } => {
+            tracing::warn!(%name, %reason, "package rejected; the live corte is unchanged")
+        }
+        Outcome::Held { corte, reason, .. } => {
+            tracing::warn!(%name, %corte, %reason, "package held for an operator")
+        }
+        Outcome::Failed { error, fault } => {
+            tracing::error!(%name, %error, ?fault, "package not processed")
+        }
+        other => tracing::info!(%name, outcome = ?other, "package not published"),
+    }
+}

@@ -1,0 +1,226 @@
+//! What a start does before any new package is taken: take again, from the archive, what a
+//! stop interrupted (or set it aside), file away pending copies, and rebuild the live site from
+//! the journal's publications and the verified packages, each reverified.
+
+use super::*;
+
+impl Publisher {
+    /// Takes again, from the archive, the packages whose processing a crash interrupted
+    /// (each is set aside instead once it has been interrupted [`MAX_ATTEMPTS`] times), and
+    /// files away pending copies whose outcome is already decided.
+    pub(crate) fn recover(&self) {
+        let interrupted = match self.journal.interrupted() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the journal to recover interrupted packages");
+                return;
+            }
+        };
+        for sha in interrupted {
+            self.take_again(sha);
+        }
+        self.file_away_pending();
+    }
+
+    /// Takes again, from the archive, a package whose processing was interrupted.
+    fn take_again(&self, sha: Sha256) {
+        let Ok(Some((name, first_received, _))) = self.journal.package(sha) else {
+            return;
+        };
+        // The journal holds only names checked when they arrived.
+        let Some(package_name) = PackageName::new(&name) else {
+            tracing::error!(%name, "the journal names an interrupted package with an invalid name; it is not taken again");
+            return;
+        };
+        let stored = match self.archive.check(sha) {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.event(
+                    EventKind::Warning,
+                    Some((sha, &name)),
+                    json!({"warning": format!(
+                        "processing of {name} was interrupted, and its archived copy cannot \
+                         be read to take it again: {e}; it is taken when its channel delivers \
+                         it again"
+                    ), "fault": Fault::Ours}),
+                );
+                self.set_outcome(sha, PackageState::Failed);
+                return;
+            }
+        };
+        tracing::warn!(%name, "processing was interrupted by a stop of the server; taking it again");
+        self.event(
+            EventKind::Warning,
+            Some((sha, &name)),
+            json!({"warning": format!(
+                "processing of {name} was interrupted by a stop of the server; it is taken \
+                 again from the archive, or set aside if it was interrupted before"
+            )}),
+        );
+        let received = Received {
+            name: package_name,
+            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
+            signature: self.archive.read_evidence(&stored.path, "minisig"),
+            path: stored.path.clone(),
+            channel: Channel::Recovery,
+            origin: None,
+            received_at: first_received,
+        };
+        let outcome = self.process(Job {
+            received: &received,
+            stored,
+            force: false,
+        });
+        log_outcome(&received.name, &outcome);
+    }
+
+    /// Pending copies left by a crash: one received but not yet begun is taken again; one
+    /// whose outcome was journaled joins the verified packages or the rejected ones; one the
+    /// journal does not know (a crash between storing and journaling) waits where it is for
+    /// its channel to deliver it again.
+    fn file_away_pending(&self) {
+        let pending = match self.archive.pending() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the pending packages");
+                return;
+            }
+        };
+        for sha in pending {
+            let outcome = self.journal.package(sha).ok().flatten().map(|p| p.2);
+            let moved = match outcome {
+                Some(PackageState::Published | PackageState::Older | PackageState::Held) => {
+                    self.archive.accept(sha).map(|_| ())
+                }
+                Some(PackageState::Rejected | PackageState::SetAside) => {
+                    self.archive.reject(sha).map(|_| ())
+                }
+                Some(PackageState::Received) => {
+                    self.take_again(sha);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = moved {
+                tracing::error!(error = %e, %sha, "cannot file away a pending package");
+            }
+        }
+    }
+
+    /// Rebuilds the live site from the journal and the archive, before any package is taken.
+    /// Returns the number of packages applied. If the last publication cannot be rebuilt
+    /// (a damaged archive), earlier ones are tried, each failure journaled as a warning.
+    pub(crate) fn rebuild(&self) -> anyhow::Result<usize> {
+        let pubs = self.journal.publications()?;
+        for last in pubs.iter().rev() {
+            match self.site_at(&pubs, last.seq) {
+                Ok(site) => {
+                    let time: ZonedDateTime = last
+                        .corte_time
+                        .parse()
+                        .context("corte time in the journal")?;
+                    let files = site.len();
+                    self.swap(site, last, time, last.corte_source);
+                    self.event(
+                        EventKind::Rebuilt,
+                        Some((last.package, &last.name)),
+                        json!({
+                            "seq": last.seq, "corte": last.corte_id, "files": files,
+                        }),
+                    );
+                    return Ok(files);
+                }
+                Err(e) => {
+                    tracing::error!(seq = last.seq, error = %format!("{e:#}"), "cannot rebuild corte; trying the one before");
+                    self.event(EventKind::Warning, Some((last.package, &last.name)), json!({
+                        "warning": format!("cannot rebuild corte {} at start: {e:#}", last.corte_id),
+                    }));
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// The site as it was when publication `seq` went live.
+    pub(super) fn site_at(&self, pubs: &[Publication], seq: i64) -> anyhow::Result<Site> {
+        let by_seq: HashMap<i64, &Publication> = pubs.iter().map(|p| (p.seq, p)).collect();
+        // Walk back to the first publication, collecting the packages applied on the way.
+        let mut steps = Vec::new();
+        let mut next = Some(seq);
+        while let Some(s) = next {
+            let p = by_seq
+                .get(&s)
+                .ok_or_else(|| anyhow!("publication {s} missing from the journal"))?;
+            if p.build != Build::Rollback {
+                steps.push(*p);
+            }
+            next = p.base;
+            if steps.len() > pubs.len() {
+                return Err(anyhow!("the journal's publications form a loop at {s}"));
+            }
+        }
+        steps.reverse();
+        // Site files before the last replacing site package contribute nothing to the result.
+        let last_replace = steps
+            .iter()
+            .rposition(|p| p.build == Build::Replace && p.kind == PackageKind::Site);
+        // Data packages before the last one are only listed: their unpacked files were
+        // replaced by the last one's, and their zips are served from the archive as they are.
+        let last_data = steps.iter().rposition(|p| p.kind == PackageKind::Data);
+        let mut site = Site::new(self.site.cache.clone());
+        for (i, p) in steps.iter().enumerate() {
+            if p.kind == PackageKind::Site && last_replace.is_some_and(|r| i < r) {
+                continue;
+            }
+            if p.kind == PackageKind::Data && last_data.is_some_and(|d| i < d) {
+                let stored = self.archive.check(p.package)?;
+                let time: ZonedDateTime =
+                    p.corte_time.parse().context("corte time in the journal")?;
+                site = site.list(&Listed {
+                    name: &p.name,
+                    sha256: p.package,
+                    size: stored.size,
+                    archived: stored.path,
+                    corte_id: &p.corte_id,
+                    corte_time: &time,
+                    received_at: p.received_at,
+                });
+                continue;
+            }
+            let pkg = self.reverify(p.package, &p.name)?;
+            let time: ZonedDateTime = p.corte_time.parse().context("corte time in the journal")?;
+            site = site.apply(&Applied {
+                package: &pkg,
+                archived: self.archive.path_of(p.package),
+                corte_id: &p.corte_id,
+                corte_time: &time,
+                replace: p.build == Build::Replace,
+                received_at: p.received_at,
+            });
+        }
+        Ok(site)
+    }
+
+    /// Checks an archived package's hash and opens it again with today's limits.
+    pub(super) fn reverify(&self, sha: Sha256, name: &str) -> anyhow::Result<VerifiedPackage> {
+        let stored = self.archive.check(sha)?;
+        let incoming = Incoming {
+            name: name.to_owned(),
+            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
+            signature: self.archive.read_evidence(&stored.path, "minisig"),
+            path: stored.path,
+            sha256: sha,
+            size: stored.size,
+        };
+        // It verified when it was received; what evidence it had is checked again, but a
+        // policy made stricter since does not unpublish it.
+        let policy = EvidencePolicy {
+            sidecar: Policy::IfPresent,
+            member_list: Policy::IfPresent,
+            signature: Policy::IfPresent,
+            ..self.package.evidence.clone()
+        };
+        package::verify(&incoming, &policy, &self.package.limits)
+            .with_context(|| format!("package {name} ({sha})"))
+    }
+}

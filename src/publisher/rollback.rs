@@ -1,0 +1,77 @@
+//! Publishing again what an operator names: the site of an earlier corte, or a package held,
+//! set aside or older, always from the verified archive and always journaled.
+
+use super::*;
+
+impl Publisher {
+    /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,
+    /// or a package SHA-256 prefix of at least 8 digits).
+    pub(crate) fn rollback(&self, corte: &str) -> Outcome {
+        match self.rollback_inner(corte) {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed {
+                error: format!("{e:#}"),
+                fault: Fault::Ours,
+            },
+        }
+    }
+
+    fn rollback_inner(&self, wanted: &str) -> anyhow::Result<Outcome> {
+        let pubs = self.journal.publications()?;
+        let published = pubs.iter().rev().find(|p| {
+            p.corte_id == wanted
+                || p.seq.to_string() == wanted
+                || (wanted.len() >= 8
+                    && p.package.to_hex().starts_with(&wanted.to_ascii_lowercase()))
+        });
+        let Some(target) = published else {
+            return self.publish_older(wanted);
+        };
+        let site = self.site_at(&pubs, target.seq)?;
+        let live_at = Timestamp::now();
+        let time: ZonedDateTime = target
+            .corte_time
+            .parse()
+            .context("corte time in the journal")?;
+        let mut publication = Publication {
+            build: Build::Rollback,
+            base: Some(target.seq),
+            live_at,
+            lag_ms: 0,
+            ..target.clone()
+        };
+        publication.seq = self.journal.record_publication(&publication)?;
+        let source = target.corte_source;
+        self.swap(site, &publication, time, source);
+        tracing::warn!(corte = %target.corte_id, "rolled back by an operator");
+        Ok(Outcome::Published {
+            corte: target.corte_id.clone(),
+            sha256: target.package.to_hex(),
+            lag_seconds: 0.0,
+        })
+    }
+
+    /// Publishes a package that was archived without being published (older than the live
+    /// corte, held, or set aside), laid over the live site, because an operator asked for it
+    /// by corte id or SHA-256 prefix.
+    fn publish_older(&self, wanted: &str) -> anyhow::Result<Outcome> {
+        let (sha, name) = self.journal.unpublished_package(wanted)?.ok_or_else(|| {
+            anyhow!(
+                "no published corte and no archived unpublished (older, held or set aside) \
+                 package matches {wanted:?}; `difusor history` lists them"
+            )
+        })?;
+        let pkg = self.reverify(sha, &name)?;
+        let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
+        let outcome = self
+            .publish(&pkg, &corte, Timestamp::now())?
+            .map_err(|too_big| anyhow!(too_big))?;
+        self.event(
+            EventKind::Rollback,
+            Some((sha, &name)),
+            json!({"corte": corte.id(), "reason": "an operator published a package that had not been published"}),
+        );
+        tracing::warn!(corte = %corte.id(), "unpublished package published by an operator");
+        Ok(outcome)
+    }
+}
