@@ -625,10 +625,6 @@ pub(crate) struct Config {
     pub(crate) settle: std::time::Duration,
     /// Wait for required evidence.
     pub(crate) evidence_wait: std::time::Duration,
-    /// The embedded SFTP server, when `sftp_listen` is set.
-    pub(crate) sftp: Option<SftpSettings>,
-    /// HTTPS pull, when `pull_url` is set.
-    pub(crate) pull: Option<PullSettings>,
 }
 
 impl Config {
@@ -710,8 +706,6 @@ impl Config {
         let rejected_retention = retention("rejected_retention", &s.rejected_retention)?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
-        let sftp = sftp_settings(&s, &data_dir)?;
-        let pull = pull_settings(&s)?;
         Ok(Self {
             data_dir,
             watch_dir,
@@ -729,8 +723,6 @@ impl Config {
             rejected_retention,
             settle,
             evidence_wait,
-            sftp,
-            pull,
             settings: s,
         })
     }
@@ -787,188 +779,6 @@ fn admin_host(h: &str) -> Result<String, Invalid> {
             ),
         ))
     }
-}
-
-/// The SFTP server's settings, when `sftp_listen` is set.
-fn sftp_settings(s: &Settings, data_dir: &Path) -> Result<Option<SftpSettings>, Invalid> {
-    if s.sftp_listen.is_empty() {
-        return Ok(None);
-    }
-    let listen = socket_addr("sftp_listen", &s.sftp_listen)?;
-    let allow = networks("sftp_allow", &s.sftp_allow, "203.0.113.7 or 203.0.113.0/24")?;
-    if allow.is_empty() {
-        return Err(Invalid::new(
-            "sftp_allow",
-            "no address may connect; add the institute's addresses",
-        ));
-    }
-    let idle = positive_duration("sftp_idle_timeout", &s.sftp_idle_timeout, "5m")?;
-    let ban_time = duration("sftp_ban_time", &s.sftp_ban_time)?.unsigned_abs();
-    if ban_time.is_zero() && s.sftp_ban_after > 0 {
-        return Err(Invalid::new(
-            "sftp_ban_time",
-            "must be greater than zero; 15m is a good value",
-        ));
-    }
-    Ok(Some(SftpSettings {
-        ban_after: s.sftp_ban_after,
-        ban_time,
-        listen,
-        allow,
-        authorized_keys: if s.sftp_authorized_keys.as_os_str().is_empty() {
-            Layout::new(data_dir).default_sftp_authorized_keys()
-        } else {
-            s.sftp_authorized_keys.clone()
-        },
-        host_key: sftp_host_key_path(s, data_dir),
-        max_sessions: positive_count("sftp_max_sessions", s.sftp_max_sessions)?,
-        max_session_bytes: positive("sftp_max_session_bytes", s.sftp_max_session_bytes.as_u64())?,
-        max_startups: positive_count("sftp_max_startups", s.sftp_max_startups)?,
-        max_startups_per_address: positive_count(
-            "sftp_max_startups_per_address",
-            s.sftp_max_startups_per_address,
-        )?,
-        handshake_timeout: positive_duration(
-            "sftp_handshake_timeout",
-            &s.sftp_handshake_timeout,
-            "10s",
-        )?,
-        login_grace_time: positive_duration(
-            "sftp_login_grace_time",
-            &s.sftp_login_grace_time,
-            "1m",
-        )?,
-        idle_timeout: idle,
-        max_auth_attempts: positive_count("sftp_max_auth_attempts", s.sftp_max_auth_attempts)?,
-    }))
-}
-
-/// The HTTPS pull's settings, when `pull_url` is set. The files it names are read when the
-/// server starts, so a missing one stops it with the setting's name.
-fn pull_settings(s: &Settings) -> Result<Option<PullSettings>, Invalid> {
-    if s.pull_url.is_empty() {
-        return Ok(None);
-    }
-    let urls = s
-        .pull_url
-        .iter()
-        .map(|u| pull_url(u))
-        .collect::<Result<Vec<_>, _>>()?;
-    let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
-    let max_backoff =
-        positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
-    let optional = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
-    let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => {
-            return Err(Invalid::Pair {
-                first: "pull_client_cert",
-                second: "pull_client_key",
-                message: "give both (the certificate chain and its private key) or neither"
-                    .to_owned(),
-            });
-        }
-    };
-    Ok(Some(PullSettings {
-        urls,
-        interval,
-        timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
-        stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
-        max_backoff,
-        token_file: optional(&s.pull_token_file),
-        client_identity,
-        extra_roots: optional(&s.pull_ca),
-    }))
-}
-
-/// One of `pull_url`: an http(s) URL with a host and nothing secret in it.
-fn pull_url(u: &str) -> Result<reqwest::Url, Invalid> {
-    let url = reqwest::Url::parse(u).map_err(|e| {
-        Invalid::new(
-            "pull_url",
-            format!("{u:?} is not a URL ({e}); write it as https://host/path"),
-        )
-    })?;
-    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
-        return Err(Invalid::new(
-            "pull_url",
-            format!("{u:?} must be an https:// URL with a host"),
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(Invalid::new(
-            "pull_url",
-            format!(
-                "{u:?} has a query, fragment or user name; give the plain address and put \
-                 secrets in `pull_token_file`"
-            ),
-        ));
-    }
-    Ok(url)
-}
-
-/// HTTPS pull's settings, validated.
-#[derive(Debug, Clone)]
-pub(crate) struct PullSettings {
-    /// What to poll.
-    pub(crate) urls: Vec<reqwest::Url>,
-    /// Time between polls.
-    pub(crate) interval: std::time::Duration,
-    /// Longest download.
-    pub(crate) timeout: std::time::Duration,
-    /// Longest silence within a response.
-    pub(crate) stall_timeout: std::time::Duration,
-    /// Longest wait between polls of a failing URL.
-    pub(crate) max_backoff: std::time::Duration,
-    /// File with the bearer token.
-    pub(crate) token_file: Option<PathBuf>,
-    /// Client certificate chain and key files.
-    pub(crate) client_identity: Option<(PathBuf, PathBuf)>,
-    /// Extra trusted authorities.
-    pub(crate) extra_roots: Option<PathBuf>,
-}
-
-/// Where the SFTP host key is kept.
-fn sftp_host_key_path(s: &Settings, data_dir: &Path) -> PathBuf {
-    if s.sftp_host_key.as_os_str().is_empty() {
-        Layout::new(data_dir).default_sftp_host_key()
-    } else {
-        s.sftp_host_key.clone()
-    }
-}
-
-/// The embedded SFTP server's settings, validated.
-#[derive(Debug, Clone)]
-pub(crate) struct SftpSettings {
-    /// Address to listen on.
-    pub(crate) listen: SocketAddr,
-    /// Who may connect.
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// OpenSSH `authorized_keys` file.
-    pub(crate) authorized_keys: PathBuf,
-    /// Host key file.
-    pub(crate) host_key: PathBuf,
-    /// Sessions logged in at once.
-    pub(crate) max_sessions: usize,
-    /// Connections logging in at once.
-    pub(crate) max_startups: usize,
-    /// Connections logging in at once from one address.
-    pub(crate) max_startups_per_address: usize,
-    /// Longest SSH handshake.
-    pub(crate) handshake_timeout: std::time::Duration,
-    /// Longest time from connecting to logging in.
-    pub(crate) login_grace_time: std::time::Duration,
-    /// Bytes one session may upload.
-    pub(crate) max_session_bytes: u64,
-    /// Idle time before a session is closed.
-    pub(crate) idle_timeout: std::time::Duration,
-    /// Failed authentication attempts per connection.
-    pub(crate) max_auth_attempts: usize,
-    /// Failed connections from one address before it is banned (0: never).
-    pub(crate) ban_after: u64,
-    /// How long strikes count, and how long a ban lasts.
-    pub(crate) ban_time: std::time::Duration,
 }
 
 /// The values of the address settings (`listen`, `tls_listen`).

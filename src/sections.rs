@@ -6,7 +6,8 @@
 //! all, so that one invalid setting stops a command before it does anything, with a message
 //! naming the setting; components then receive the section they need.
 //!
-//! This module sits above `http`, `package`, `prep` and `site`, which `config` never names.
+//! This module sits above every module whose settings it builds (`package`, `site`, `http`,
+//! `prep`, the publisher, the SFTP and pull channels), none of which `config` names.
 
 use std::path::Path;
 
@@ -14,8 +15,11 @@ use anyhow::Result;
 
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
+use crate::intake::pull::PullSettings;
+use crate::intake::sftp::SftpSettings;
 use crate::package::PackageSettings;
 use crate::prep::SummarySettings;
+use crate::publisher::PublisherSettings;
 use crate::site::SiteSettings;
 
 /// The validated settings, by the module that uses them.
@@ -31,6 +35,10 @@ pub(crate) struct Sections {
     pub(crate) http: HttpSettings,
     /// How a data package's summary is checked.
     pub(crate) summary: SummarySettings,
+    /// The embedded SFTP server, when `sftp_listen` is set.
+    pub(crate) sftp: Option<SftpSettings>,
+    /// HTTPS pull, when `pull_url` is set.
+    pub(crate) pull: Option<PullSettings>,
 }
 
 impl Sections {
@@ -46,8 +54,20 @@ impl Sections {
             site: SiteSettings::from_config(&config)?,
             http: HttpSettings::from_config(&config)?,
             summary: SummarySettings::from_config(&config)?,
+            sftp: SftpSettings::from_config(&config)?,
+            pull: PullSettings::from_config(&config)?,
             config,
         })
+    }
+
+    /// What the publisher works by.
+    pub(crate) fn publisher(&self) -> PublisherSettings {
+        PublisherSettings {
+            package: self.package.clone(),
+            site: self.site.clone(),
+            summary: self.summary,
+            rejected_retention: self.config.rejected_retention,
+        }
     }
 }
 

@@ -51,8 +51,12 @@ pub(crate) fn rebuilt_publisher(
     compressor: Option<Compressor>,
 ) -> Result<(Publisher, Live)> {
     let (live, swap) = site::live(Site::new(sections.site.cache.clone()));
-    let mut publisher =
-        Publisher::new(sections, store.archive.clone(), store.journal.clone(), swap);
+    let mut publisher = Publisher::new(
+        sections.publisher(),
+        store.archive.clone(),
+        store.journal.clone(),
+        swap,
+    );
     if let Some(compressor) = compressor {
         publisher = publisher.with_compressor(compressor);
     }
@@ -111,7 +115,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         )
     })?;
     tracing::info!(address = %admin_listener.local_addr()?, "admin listener ready");
-    let sftp_listener = match &config.sftp {
+    let sftp_listener = match &sections.sftp {
         Some(settings) => Some(sftp::open(settings).await?),
         None => None,
     };
@@ -127,7 +131,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         .context("cannot start the publisher thread")?;
     let health = Arc::new(Health::default());
     // Its token, certificate and authorities are read now: a missing file stops the start.
-    let puller = match &config.pull {
+    let puller = match &sections.pull {
         Some(settings) => Some(Arc::new(Puller::new(
             settings.clone(),
             store.layout.tmp(),
@@ -276,7 +280,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         sidecar: sections.package.evidence.sidecar,
         signature: sections.package.evidence.signature,
     };
-    if let (Some(settings), Some(listener)) = (&config.sftp, sftp_listener) {
+    if let (Some(settings), Some(listener)) = (&sections.sftp, sftp_listener) {
         let server = SftpServer {
             settings: settings.clone(),
             tmp_dir: store.layout.tmp(),

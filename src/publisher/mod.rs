@@ -85,7 +85,6 @@ use crate::package::{
     PackageSettings, Policy, VerifiedPackage,
 };
 use crate::prep::{self, SummarySettings};
-use crate::sections::Sections;
 use crate::site::{Applied, Compressor, Corte, Listed, Site, SiteSettings, Swap};
 
 /// How many times in a row a package's processing may begin; when the last of them was
@@ -266,6 +265,19 @@ impl Health {
     }
 }
 
+/// The settings the publisher works by.
+#[derive(Debug, Clone)]
+pub(crate) struct PublisherSettings {
+    /// What packages are held to.
+    pub(crate) package: PackageSettings,
+    /// How packages make sites.
+    pub(crate) site: SiteSettings,
+    /// How data packages' summaries are checked.
+    pub(crate) summary: SummarySettings,
+    /// How long rejected packages are kept; `None`: for ever.
+    pub(crate) rejected_retention: Option<std::time::Duration>,
+}
+
 /// The single writer.
 pub(crate) struct Publisher {
     /// What packages are held to.
@@ -303,16 +315,22 @@ impl Job<'_> {
 impl Publisher {
     /// A publisher over the data folder's archive and journal, swapping into `live`.
     pub(crate) fn new(
-        sections: &Sections,
+        settings: PublisherSettings,
         archive: Archive,
         journal: Arc<Journal>,
         live: Swap,
     ) -> Self {
+        let PublisherSettings {
+            package,
+            site,
+            summary,
+            rejected_retention,
+        } = settings;
         Self {
-            package: sections.package.clone(),
-            site: sections.site.clone(),
-            summary: sections.summary,
-            rejected_retention: sections.config.rejected_retention,
+            package,
+            site,
+            summary,
+            rejected_retention,
             compressor: None,
             archive,
             journal,

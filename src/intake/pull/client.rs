@@ -21,7 +21,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 
 use super::PullError;
-use crate::config::PullSettings;
+use super::PullSettings;
 use crate::http::tls::{read_certificates, read_private_key};
 
 /// Longest wait for a TCP and TLS connection.

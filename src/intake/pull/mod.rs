@@ -21,6 +21,9 @@
 mod client;
 mod fetch;
 mod index;
+mod settings;
+
+pub(crate) use settings::PullSettings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -32,7 +35,6 @@ use reqwest::{StatusCode, Url};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::PullSettings;
 use crate::hash::Sha256;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};

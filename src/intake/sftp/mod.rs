@@ -27,8 +27,11 @@
 mod folder;
 mod policy;
 mod session;
+mod settings;
 
 pub(crate) use policy::ensure_host_key;
+
+pub(crate) use settings::SftpSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +45,6 @@ use tokio::sync::{Semaphore, watch};
 
 use super::ban::Bans;
 use super::startups::{Startup, Startups, YIELD_AFTER};
-use crate::config::SftpSettings;
 use crate::journal::Journal;
 use crate::publisher::{Fault, PublisherHandle};
 use policy::{SshHandler, authorized_keys, ssh_config};

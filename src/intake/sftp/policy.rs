@@ -23,10 +23,10 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::watch;
 
+use super::SftpSettings;
 use super::folder::SftpHandler;
 use super::session::{SessionStats, refused, with_stats};
 use super::{Phase, Shared};
-use crate::config::SftpSettings;
 
 /// Reads the host key at `path`, or makes an Ed25519 one there (mode 0600) if it is missing.
 pub(crate) fn ensure_host_key(path: &Path) -> anyhow::Result<PrivateKey> {

@@ -1,0 +1,95 @@
+//! HTTPS pull's settings (`pull_*`), validated next to the channel that uses them; each
+//! invalid value is refused with the setting's name and a good value.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, Invalid, positive_duration};
+
+impl PullSettings {
+    /// The HTTPS pull's settings, when `pull_url` is set. The files it names are read when
+    /// the server starts, so a missing one stops it with the setting's name.
+    pub(crate) fn from_config(config: &Config) -> Result<Option<Self>, Invalid> {
+        let s = &config.settings;
+        if s.pull_url.is_empty() {
+            return Ok(None);
+        }
+        let urls = s
+            .pull_url
+            .iter()
+            .map(|u| pull_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
+        let max_backoff =
+            positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
+        let optional = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+        let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(Invalid::Pair {
+                    first: "pull_client_cert",
+                    second: "pull_client_key",
+                    message: "give both (the certificate chain and its private key) or neither"
+                        .to_owned(),
+                });
+            }
+        };
+        Ok(Some(Self {
+            urls,
+            interval,
+            timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
+            stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
+            max_backoff,
+            token_file: optional(&s.pull_token_file),
+            client_identity,
+            extra_roots: optional(&s.pull_ca),
+        }))
+    }
+}
+
+/// One of `pull_url`: an http(s) URL with a host and nothing secret in it.
+fn pull_url(u: &str) -> Result<reqwest::Url, Invalid> {
+    let url = reqwest::Url::parse(u).map_err(|e| {
+        Invalid::new(
+            "pull_url",
+            format!("{u:?} is not a URL ({e}); write it as https://host/path"),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(Invalid::new(
+            "pull_url",
+            format!("{u:?} must be an https:// URL with a host"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(Invalid::new(
+            "pull_url",
+            format!(
+                "{u:?} has a query, fragment or user name; give the plain address and put \
+                 secrets in `pull_token_file`"
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// HTTPS pull's settings, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct PullSettings {
+    /// What to poll.
+    pub(crate) urls: Vec<reqwest::Url>,
+    /// Time between polls.
+    pub(crate) interval: std::time::Duration,
+    /// Longest download.
+    pub(crate) timeout: std::time::Duration,
+    /// Longest silence within a response.
+    pub(crate) stall_timeout: std::time::Duration,
+    /// Longest wait between polls of a failing URL.
+    pub(crate) max_backoff: std::time::Duration,
+    /// File with the bearer token.
+    pub(crate) token_file: Option<PathBuf>,
+    /// Client certificate chain and key files.
+    pub(crate) client_identity: Option<(PathBuf, PathBuf)>,
+    /// Extra trusted authorities.
+    pub(crate) extra_roots: Option<PathBuf>,
+}
