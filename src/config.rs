@@ -609,8 +609,6 @@ pub(crate) struct Config {
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
     pub(crate) admin_token: Option<String>,
-    /// Host names the admin listener answers to besides its address (lowercase).
-    pub(crate) admin_hosts: Vec<String>,
     /// Time zone of corte times.
     pub(crate) timezone: TimeZone,
     /// Embargo end: no results before it.
@@ -687,11 +685,6 @@ impl Config {
                 ),
             ));
         }
-        let admin_hosts = s
-            .admin_hosts
-            .iter()
-            .map(|h| admin_host(h))
-            .collect::<Result<Vec<_>, _>>()?;
         let publish_start = instant("publish_start", &s.publish_start, &timezone)?;
         let publish_end = instant("publish_end", &s.publish_end, &timezone)?;
         if let (Some(a), Some(b)) = (publish_start, publish_end)
@@ -715,7 +708,6 @@ impl Config {
             tls_files,
             admin_listen,
             admin_token,
-            admin_hosts,
             timezone,
             publish_start,
             publish_end,
@@ -761,24 +753,6 @@ fn admin_token(file: &Path) -> Result<Option<String>, Invalid> {
         return Err(Invalid::AdminTokenCharacters);
     }
     Ok(Some(token))
-}
-
-/// One of `admin_hosts`: a host name without scheme, port or path, lowercased.
-fn admin_host(h: &str) -> Result<String, Invalid> {
-    let ok = !h.is_empty()
-        && h.parse::<http::uri::Authority>()
-            .is_ok_and(|a| a.as_str() == h && a.port().is_none() && !h.contains('@'));
-    if ok {
-        Ok(h.to_ascii_lowercase())
-    } else {
-        Err(Invalid::new(
-            "admin_hosts",
-            format!(
-                "{h:?} is not a host name; write it as difusor-admin.example.mx, without \
-                 scheme, port or path"
-            ),
-        ))
-    }
 }
 
 /// The values of the address settings (`listen`, `tls_listen`).

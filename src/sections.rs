@@ -39,6 +39,8 @@ pub(crate) struct Sections {
     pub(crate) sftp: Option<SftpSettings>,
     /// HTTPS pull, when `pull_url` is set.
     pub(crate) pull: Option<PullSettings>,
+    /// The names the admin listener answers to besides its address.
+    pub(crate) admin_hosts: Vec<String>,
 }
 
 impl Sections {
@@ -56,6 +58,7 @@ impl Sections {
             summary: SummarySettings::from_config(&config)?,
             sftp: SftpSettings::from_config(&config)?,
             pull: PullSettings::from_config(&config)?,
+            admin_hosts: crate::admin::admin_hosts(&config)?,
             config,
         })
     }

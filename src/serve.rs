@@ -197,7 +197,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         publisher: to_publisher.clone(),
         token: config.admin_token.clone(),
         // The address bound, not the one asked for: with port 0 the kernel picks the port.
-        guard: admin::RequestGuard::new(admin_listener.local_addr()?, &config.admin_hosts),
+        guard: admin::RequestGuard::new(admin_listener.local_addr()?, &sections.admin_hosts),
         tmp_dir: store.layout.tmp(),
         max_package_bytes: sections.package.limits.max_package_bytes,
         max_site_bytes: sections.site.max_bytes,

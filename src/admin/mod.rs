@@ -59,6 +59,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
+use crate::config::{Config, Invalid};
 use crate::http::access_log::AccessLog;
 use crate::http::gate::Gate;
 use crate::http::limits::Limits;
@@ -108,6 +109,34 @@ pub(crate) struct Admin {
     pub(crate) pull: Option<Arc<crate::intake::pull::Board>>,
     /// Whether the publisher runs.
     pub(crate) health: Arc<Health>,
+}
+
+/// The names of `admin_hosts`, each a host name without scheme, port or path, lowercased.
+pub(crate) fn admin_hosts(config: &Config) -> Result<Vec<String>, Invalid> {
+    config
+        .settings
+        .admin_hosts
+        .iter()
+        .map(|h| admin_host(h))
+        .collect()
+}
+
+/// One of `admin_hosts`: a host name without scheme, port or path, lowercased.
+fn admin_host(h: &str) -> Result<String, Invalid> {
+    let ok = !h.is_empty()
+        && h.parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.as_str() == h && a.port().is_none() && !h.contains('@'));
+    if ok {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(Invalid::new(
+            "admin_hosts",
+            format!(
+                "{h:?} is not a host name; write it as difusor-admin.example.mx, without \
+                 scheme, port or path"
+            ),
+        ))
+    }
 }
 
 /// Answers one admin request.
