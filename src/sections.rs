@@ -102,6 +102,14 @@ mod tests {
             ("cache_rules", toml::Value::from(vec!["*.css"])),
             ("hsts", toml::Value::from("a\nb")),
             ("trusted_proxies", toml::Value::from(vec!["proxy"])),
+            (
+                "admin_hosts",
+                toml::Value::from(vec!["https://admin.example.mx"]),
+            ),
+            (
+                "pull_url",
+                toml::Value::from(vec!["ftp://prep.example.mx/"]),
+            ),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);
@@ -110,6 +118,14 @@ mod tests {
                 .to_string();
             assert!(err.starts_with(&format!("setting `{setting}`: ")), "{err}");
         }
+        // The SFTP server's settings are looked at only when it listens.
+        let mut t = toml::Table::new();
+        t.insert("sftp_listen".into(), "127.0.0.1:2222".into());
+        t.insert("sftp_allow".into(), toml::Value::from(vec!["10.0.0.0/33"]));
+        let err = with(Settings::deserialize(t).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("setting `sftp_allow`: "), "{err}");
     }
 
     #[test]
