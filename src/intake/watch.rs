@@ -563,10 +563,12 @@ async fn take(
         }
         // Refused before it could be stored: kept aside, with its evidence beside it.
         Outcome::Rejected { sha256: None, .. } => set_aside(path).map(drop),
-        // Archived with its evidence: all of it leaves the folder.
+        // Archived with its evidence: all of it leaves the folder. What lies under an
+        // evidence name but is no regular file was not read as evidence: it stays, to be
+        // refused and set aside like anything else that is not a regular file.
         _ => {
             for p in [&sidecar_path, &signature_path] {
-                if std::fs::symlink_metadata(p).is_ok() {
+                if is_regular(p) {
                     let _ = std::fs::remove_file(p);
                 }
             }
