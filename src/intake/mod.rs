@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::package::PackageName;
 
-/// Which way a package came in, as the journal and the reports name it.
+/// Which way a package came in; the journal writes it as its kebab-case name (`watch`,
+/// `sftp`, `pull`, `cli`, `recovery`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Channel {
@@ -40,25 +41,6 @@ pub(crate) enum Channel {
     Cli,
     /// Taken again from the archive at start, after a stop interrupted it.
     Recovery,
-}
-
-impl Channel {
-    /// The name the journal gives it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Watch => "watch",
-            Self::Sftp => "sftp",
-            Self::Pull => "pull",
-            Self::Cli => "cli",
-            Self::Recovery => "recovery",
-        }
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A package handed over by an intake channel, received whole.

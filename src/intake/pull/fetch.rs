@@ -153,7 +153,7 @@ impl Puller {
                     let (fresh_name, now) = target.named_digest(fresh.as_deref());
                     if now != Some(download.sha256) {
                         last = Some(PullError::Mismatch {
-                            name,
+                            name: name.to_string(),
                             got: download.sha256,
                             expected: now.unwrap_or(e),
                         });
@@ -171,7 +171,7 @@ impl Puller {
             return Ok(validators);
         }
         Err(last.unwrap_or_else(|| PullError::NotTaken {
-            name: target.name.clone(),
+            name: target.name.to_string(),
             error: "no download matched its .sha256".to_owned(),
         }))
     }
@@ -192,7 +192,7 @@ impl Puller {
     async fn hand_over(
         &self,
         target: &Target,
-        name: String,
+        name: PackageName,
         download: Download,
         sidecar: Option<String>,
         signature: Option<String>,
@@ -204,36 +204,31 @@ impl Puller {
             source: e.error,
         })?;
         tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
-        let stopping = || PullError::NotTaken {
+        let received = Received {
             name: name.clone(),
-            error: "the server is stopping".to_owned(),
+            path: path.clone(),
+            channel: Channel::Pull,
+            origin: Some(target.url.to_string()),
+            sidecar,
+            signature,
+            received_at: Timestamp::now(),
         };
-        let outcome = match PackageName::new(&name) {
-            Some(package) => {
-                let received = Received {
-                    name: package,
-                    path: path.clone(),
-                    channel: Channel::Pull,
-                    origin: Some(target.url.to_string()),
-                    sidecar,
-                    signature,
-                    received_at: Timestamp::now(),
-                };
-                self.publisher
-                    .ingest(received)
-                    .await
-                    .map_err(|_| stopping())
-            }
-            None => Err(PullError::NotTaken {
-                name: name.clone(),
-                error: "not a package file name".to_owned(),
-            }),
-        };
+        let outcome = self
+            .publisher
+            .ingest(received)
+            .await
+            .map_err(|_| PullError::NotTaken {
+                name: name.to_string(),
+                error: "the server is stopping".to_owned(),
+            });
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a pulled file");
         }
         match outcome? {
-            Outcome::Failed { error, .. } => Err(PullError::NotTaken { name, error }),
+            Outcome::Failed { error, .. } => Err(PullError::NotTaken {
+                name: name.to_string(),
+                error,
+            }),
             // Published, archived, a duplicate, or refused for itself (journaled by the
             // publisher): the same bytes are not fetched again.
             _ => Ok(()),
@@ -288,7 +283,7 @@ impl Puller {
 
 /// One package to fetch and where its evidence is.
 pub(super) struct Target {
-    pub(super) name: String,
+    pub(super) name: PackageName,
     pub(super) url: Url,
     pub(super) sidecar: Option<Url>,
     pub(super) signature: Option<Url>,
@@ -299,7 +294,7 @@ pub(super) struct Target {
 
 impl Target {
     /// The package's name and the digest its sidecar `text` gives for it.
-    fn named_digest(&self, text: Option<&str>) -> (String, Option<Sha256>) {
+    fn named_digest(&self, text: Option<&str>) -> (PackageName, Option<Sha256>) {
         let Some(text) = text else {
             return (self.name.clone(), None);
         };
@@ -307,9 +302,10 @@ impl Target {
             return (self.name.clone(), Some(digest));
         }
         match sidecar_single_entry(text) {
-            Some((digest, name)) if self.adopt_name && PackageName::new(&name).is_some() => {
-                (name, Some(digest))
-            }
+            Some((digest, name)) if self.adopt_name => match PackageName::new(&name) {
+                Some(name) => (name, Some(digest)),
+                None => (self.name.clone(), None),
+            },
             _ => (self.name.clone(), None),
         }
     }
@@ -326,11 +322,15 @@ struct Download {
 mod tests {
     use super::*;
 
+    fn name(text: &str) -> PackageName {
+        PackageName::new(text).unwrap()
+    }
+
     #[test]
     fn a_latest_alias_takes_the_name_its_sidecar_gives() {
         let digest = Sha256::of(b"paquete");
         let target = |adopt_name| Target {
-            name: "ultimo.zip".to_owned(),
+            name: name("ultimo.zip"),
             url: Url::parse("https://a.mx/prep/ultimo.zip").unwrap(),
             sidecar: None,
             signature: None,
@@ -339,12 +339,12 @@ mod tests {
         let real = format!("{digest}  paquetes/20270606_2000_PREP_CAMP.zip\n");
         assert_eq!(
             target(true).named_digest(Some(&real)),
-            ("20270606_2000_PREP_CAMP.zip".to_owned(), Some(digest))
+            (name("20270606_2000_PREP_CAMP.zip"), Some(digest))
         );
         // An index's names stand; the sidecar then does not match and the publisher says so.
         assert_eq!(
             target(false).named_digest(Some(&real)),
-            ("ultimo.zip".to_owned(), None)
+            (name("ultimo.zip"), None)
         );
         // A sidecar for the alias itself, a bare digest, none, or one naming a hidden file.
         for (text, expected) in [
@@ -355,7 +355,7 @@ mod tests {
         ] {
             assert_eq!(
                 target(true).named_digest(text.as_deref()),
-                ("ultimo.zip".to_owned(), expected)
+                (name("ultimo.zip"), expected)
             );
         }
     }

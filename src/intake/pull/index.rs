@@ -131,10 +131,10 @@ fn child_reference(name: &str) -> String {
 }
 
 /// The decoded last segment of `url`, if it is a valid file name.
-pub(super) fn last_segment(url: &Url) -> Option<String> {
+pub(super) fn last_segment(url: &Url) -> Option<PackageName> {
     let raw = url.path_segments()?.next_back()?;
     let name = percent_decode_str(raw).decode_utf8().ok()?;
-    PackageName::new(&name).map(|n| n.to_string())
+    PackageName::new(&name)
 }
 
 /// The packages `listing` lists (not their evidence), in name order: names start with the
@@ -146,7 +146,8 @@ pub(super) fn packages(listing: &[Listed]) -> Vec<&Listed> {
 }
 
 /// The package `entry` of the index at `index`, with its `.sha256` and `.minisig` where the
-/// index lists them (`names`); `None` when it has no address beside the index.
+/// index lists them (`names`); `None` when it has no address beside the index (or, which
+/// [`parse_index`] already excludes, its name is no package name).
 pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Option<Target> {
     let child = |suffix: &str| {
         let name = format!("{}{suffix}", entry.name);
@@ -156,7 +157,7 @@ pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Opti
             .flatten()
     };
     Some(Target {
-        name: entry.name.clone(),
+        name: PackageName::new(&entry.name)?,
         url: child("")?,
         sidecar: child(".sha256"),
         signature: child(".minisig"),
