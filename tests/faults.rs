@@ -42,21 +42,7 @@ fn broken_archive_for_a_package(dir: &Path) -> Broken {
 fn ingest_exits_2_naming_our_side_and_the_package_is_taken_once_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let Broken { data, pkg, broken } = broken_archive_for_a_package(dir.path());
-    let ingest = || {
-        difusor()
-            .args([
-                "ingest",
-                pkg.to_str().unwrap(),
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--corte-window-margin",
-                "",
-                "--admin-listen",
-                &ReservedPort::hold().addr(),
-            ])
-            .output()
-            .unwrap()
-    };
+    let ingest = || ingest_without_server(&pkg, &data);
 
     let out = ingest();
     let (stdout, stderr) = (

@@ -255,18 +255,8 @@ fn ingest_command_works_with_and_without_a_server() {
 
     // No server: processed directly on the data folder (the generic profile's 2027 window
     // would hold a 2024 corte).
-    let out = run_ok(
-        difusor()
-            .args([
-                "ingest",
-                pkg.to_str().unwrap(),
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--corte-window-margin",
-                "",
-            ])
-            .args(["--admin-listen", &ReservedPort::hold().addr()]),
-    );
+    let out = ingest_without_server(&pkg, &data);
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "published");
 

@@ -27,6 +27,25 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `difusor ingest <pkg>` working on the data folder `data` itself, as when no server runs
+/// (its admin address is a reserved port where nothing answers), any corte time taken.
+pub fn ingest_without_server(pkg: &Path, data: &Path) -> Output {
+    let nobody = ReservedPort::hold();
+    difusor()
+        .arg("ingest")
+        .arg(pkg)
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--corte-window-margin",
+            "",
+            "--admin-listen",
+            &nobody.addr(),
+        ])
+        .output()
+        .unwrap()
+}
+
 /// Runs `cmd` and returns its output if it ends within `within`; kills it otherwise.
 pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
     let mut child = cmd
