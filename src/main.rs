@@ -29,6 +29,7 @@ mod hash;
 mod http;
 mod intake;
 mod journal;
+mod memoria;
 mod metrics;
 mod package;
 mod prep;

@@ -1,0 +1,1 @@
+//! Renders a [`super::model::Memoria`] to its deliverables.
