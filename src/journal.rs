@@ -444,6 +444,24 @@ impl Journal {
         })
     }
 
+    /// Opens the journal at `path` for reading only (a report, on a stopped server's folder or
+    /// a copy of it): nothing is created or written, and every write fails with
+    /// [`JournalError::Stopped`].
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Self {
+            reader: Mutex::new(conn),
+            writer: None,
+            thread: None,
+            queued: Arc::new(AtomicUsize::new(0)),
+            lost: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (it has its own
         // transactions), so a poisoned lock is safe to reuse.
@@ -775,19 +793,24 @@ impl Journal {
         let mut stmt = conn.prepare(
             "SELECT id, at, kind, package, name, detail FROM events ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            let at: String = r.get(1)?;
-            let detail: String = r.get(5)?;
-            Ok(Event {
-                id: r.get(0)?,
-                at: at.parse().map_err(bad_column(1))?,
-                kind: r.get(2)?,
-                package: r.get(3)?,
-                name: r.get(4)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-            })
-        })?;
+        let rows = stmt.query_map([limit as i64], event_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every event from `from` (included) to `to` (excluded), oldest first.
+    pub(crate) fn events_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, at, kind, package, name, detail FROM events ORDER BY id")?;
+        let rows = stmt.query_map([], event_row)?;
+        let mut events = Vec::new();
+        for event in rows {
+            let event = event?;
+            if event.at >= from && event.at < to {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     /// The notice in force: the text of the last `notice-on`, unless a `notice-off` came after.
@@ -854,6 +877,20 @@ impl Drop for Journal {
 }
 
 /// A connection to the journal at `path`: WAL, every commit fsynced.
+/// One row of `events`.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let at: String = r.get(1)?;
+    let detail: String = r.get(5)?;
+    Ok(Event {
+        id: r.get(0)?,
+        at: at.parse().map_err(bad_column(1))?,
+        kind: r.get(2)?,
+        package: r.get(3)?,
+        name: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -147,6 +147,8 @@ pub(crate) struct Day {
     pub(crate) bytes: u64,
     /// Unique visitors (people) that day.
     pub(crate) visitors: u64,
+    /// Unique automated clients that day.
+    pub(crate) bot_visitors: u64,
     /// Visits by people that began that day.
     pub(crate) visits: u64,
 }

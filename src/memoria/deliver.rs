@@ -1,0 +1,164 @@
+//! Writes the memoria's folder: the report, its data, the period's access logs and the
+//! checksums over all of it (R6.2, R6.6).
+//!
+//! # Guarantees
+//! - The folder is new or empty: a report never mixes with files already there.
+//! - Every file is written to a temporary name, fsynced and renamed; the folders are fsynced.
+//! - `bitacoras/` holds each access log of the period with the bytes the server wrote: a
+//!   rotated `.gz` is copied as it is, a plain log is gzipped (no name, no time in the gzip
+//!   header, so the same log gives the same bytes).
+//! - `SHA256SUMS` (the `sha256sum` format) lists every other file of the folder, sorted.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::model::Memoria;
+use super::render::{self, Pdf};
+use super::scan::Input;
+
+/// Writes everything into `out`.
+pub(crate) fn write(out: &Path, memoria: &Memoria, logs: &[Input]) -> Result<()> {
+    prepare(out)?;
+    let mut json = serde_json::to_vec_pretty(memoria)?;
+    json.push(b'\n');
+    durable(&out.join("memoria.json"), &json)?;
+    let html = out.join("memoria.html");
+    durable(&html, render::html(memoria).as_bytes())?;
+    let datos = out.join("datos");
+    std::fs::create_dir_all(&datos)
+        .with_context(|| format!("cannot create {}", datos.display()))?;
+    for (name, bytes) in render::tables(memoria) {
+        durable(&datos.join(name), &bytes)?;
+    }
+    sync_dir(&datos)?;
+    let bitacoras = out.join("bitacoras");
+    std::fs::create_dir_all(&bitacoras)
+        .with_context(|| format!("cannot create {}", bitacoras.display()))?;
+    for log in logs {
+        copy_log(log, &bitacoras)?;
+    }
+    sync_dir(&bitacoras)?;
+    match render::pdf(&html, &out.join("memoria.pdf")) {
+        Ok(Pdf::Made) => {}
+        Ok(Pdf::NoChromium) => eprintln!(
+            "memoria.pdf was not made: Chromium is not installed (apt-get install chromium); \
+             memoria.html prints to the same document from any browser"
+        ),
+        Err(e) => eprintln!(
+            "memoria.pdf was not made: {e}; memoria.html prints to the same document from any browser"
+        ),
+    }
+    let sums = checksums(out)?;
+    durable(&out.join("SHA256SUMS"), sums.as_bytes())?;
+    sync_dir(out)?;
+    println!(
+        "Wrote the memoria técnica into {}: memoria.html, memoria.json, datos/, bitacoras/, SHA256SUMS{}.",
+        out.display(),
+        if out.join("memoria.pdf").exists() {
+            ", memoria.pdf"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// Makes `out`, or checks that it is empty.
+fn prepare(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries =
+            std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} is not empty; give a new folder to --out (a report never mixes with other files)",
+                out.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary name, fsynced, then renamed.
+fn durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// Copies one access log into `dir`, gzipped.
+fn copy_log(log: &Input, dir: &Path) -> Result<()> {
+    let name = log
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("an access log without a file name")?;
+    let mut from = std::fs::File::open(&log.path)
+        .with_context(|| format!("cannot read {}", log.path.display()))?;
+    let (dest, gzip) = if log.gzip {
+        (dir.join(&name), false)
+    } else {
+        (dir.join(format!("{name}.gz")), true)
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    let copied = if gzip {
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(tmp.as_file_mut(), flate2::Compression::default());
+        std::io::copy(&mut from, &mut gz).and_then(|_| gz.finish().map(drop))
+    } else {
+        std::io::copy(&mut from, tmp.as_file_mut()).map(drop)
+    };
+    copied
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot copy {} into {}", log.path.display(), dir.display()))?;
+    tmp.persist(&dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(())
+}
+
+/// `sha256sum` lines for every file under `root`, by path.
+fn checksums(root: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    walk(root, root, &mut files)?;
+    files.sort();
+    let mut out = String::new();
+    for rel in files {
+        let path = root.join(&rel);
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (sha, _) = crate::hash::Sha256::of_reader(file)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        out.push_str(&format!("{}  {}\n", sha.to_hex(), rel.display()));
+    }
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else if path.file_name().is_some_and(|n| n != "SHA256SUMS") {
+            out.push(path.strip_prefix(root)?.to_path_buf());
+        }
+    }
+    Ok(())
+}

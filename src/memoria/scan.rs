@@ -1,0 +1,722 @@
+//! Reading the access logs: in parallel, streaming, one pass.
+//!
+//! One thread reads the files in order (plain or gzip), hashes them as read, and cuts them
+//! into blocks of whole lines; a worker per core parses each block's lines and adds what does
+//! not depend on order to a [`Tally`] of its own (hits, bytes, statuses, pages, per-minute
+//! counts and response times); the calling thread takes the blocks' requests back in file
+//! order and follows each visitor ([`super::visitors`]), which does depend on order.
+//!
+//! # Guarantees
+//! - Memory is bounded by the number of distinct visitors and of distinct names counted (each
+//!   table keeps at most [`MAX_NAMES`] names; the rest is counted under one "other" name), not
+//!   by the number of lines: at most a few blocks are in flight at once.
+//! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
+//! - Lines are never dropped silently: every line is a request counted in the period, a
+//!   request outside it, or malformed.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use globset::GlobSet;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use sha2::{Digest, Sha256};
+
+use super::agents::{self, Agent, Agents};
+use super::logline::{self, Line};
+use super::visitors::{Hit, Visitors};
+
+/// Size of a block of lines handed to a worker.
+const BLOCK: usize = 1 << 20;
+/// Most distinct names kept in one table (paths, bots, encodings); more are counted apart.
+pub(crate) const MAX_NAMES: usize = 100_000;
+/// The name more names are counted under.
+pub(crate) const OTHER_NAMES: &str = "(otros, más allá del límite de nombres distintos)";
+/// Most distinct user agents a worker remembers the reading of.
+const MAX_AGENT_CACHE: usize = 50_000;
+/// Longest response time a histogram records, in milliseconds (an hour).
+const MAX_MS: u64 = 3_600_000;
+
+/// A log file to read.
+#[derive(Debug, Clone)]
+pub(crate) struct Input {
+    /// Where it is.
+    pub(crate) path: PathBuf,
+    /// Whether it is gzip.
+    pub(crate) gzip: bool,
+}
+
+/// What a file was, as read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileRead {
+    /// Bytes on disk.
+    pub(crate) bytes: u64,
+    /// SHA-256 of its bytes on disk, hex.
+    pub(crate) sha256: String,
+}
+
+/// What decides what is counted.
+pub(crate) struct Rules<'a> {
+    /// Instants counted: `[from, to)`; `None` counts every line.
+    pub(crate) period: Option<(Timestamp, Timestamp)>,
+    /// Time zone of days.
+    pub(crate) timezone: TimeZone,
+    /// Paths that are pages (HTML documents).
+    pub(crate) pages: &'a GlobSet,
+    /// User-agent rules.
+    pub(crate) agents: &'a Agents,
+    /// When each corte went live, in order: a request is counted for the corte live then.
+    pub(crate) cortes: &'a [Timestamp],
+}
+
+/// Counts that add up in any order.
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// Lines read.
+    pub(crate) lines: u64,
+    /// Lines that are not a request.
+    pub(crate) malformed: u64,
+    /// Requests outside the period.
+    pub(crate) outside: u64,
+    /// Requests in the period.
+    pub(crate) hits: u64,
+    /// Of them, from bots.
+    pub(crate) bot_hits: u64,
+    /// Pages viewed by people.
+    pub(crate) pages: u64,
+    /// Bytes sent.
+    pub(crate) bytes: u64,
+    /// Whether any line carried a response time.
+    pub(crate) timed: bool,
+    /// Requests per status.
+    pub(crate) statuses: Names,
+    /// Requests per encoding (extended logs).
+    pub(crate) encodings: Names,
+    /// Requests per protocol.
+    pub(crate) protocols: Names,
+    /// Pages viewed by people, per path.
+    pub(crate) page_paths: Names,
+    /// Downloads under `/datos/` by people, per path.
+    pub(crate) downloads: Names,
+    /// Bot requests per bot name.
+    pub(crate) bots: Names,
+    /// Per local day.
+    pub(crate) days: HashMap<Date, DayTally, RandomState>,
+    /// Per minute (Unix minute).
+    pub(crate) minutes: HashMap<i64, MinuteTally, RandomState>,
+    /// Requests per second (Unix second).
+    pub(crate) seconds: HashMap<i64, u64, RandomState>,
+    /// Lines per input file.
+    pub(crate) lines_per_file: Vec<u64>,
+}
+
+/// A day's additive counts.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DayTally {
+    /// Requests.
+    pub(crate) hits: u64,
+    /// Pages by people.
+    pub(crate) pages: u64,
+    /// Bytes.
+    pub(crate) bytes: u64,
+}
+
+/// A minute's additive counts.
+pub(crate) struct MinuteTally {
+    /// Requests.
+    pub(crate) hits: u64,
+    /// Pages by people.
+    pub(crate) pages: u64,
+    /// 2xx and 3xx responses.
+    pub(crate) ok: u64,
+    /// 5xx responses.
+    pub(crate) errors: u64,
+    /// 429 responses.
+    pub(crate) throttled: u64,
+    /// Response times, ms.
+    pub(crate) times: Histogram<u32>,
+}
+
+impl MinuteTally {
+    /// No request yet.
+    pub(crate) fn empty() -> Self {
+        Self {
+            hits: 0,
+            pages: 0,
+            ok: 0,
+            errors: 0,
+            throttled: 0,
+            times: new_histogram(),
+        }
+    }
+
+    /// Adds `other`'s counts.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.hits += other.hits;
+        self.pages += other.pages;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.throttled += other.throttled;
+        self.times.add(&other.times).ok();
+    }
+}
+
+/// A histogram of response times in milliseconds, 2 significant digits.
+pub(crate) fn new_histogram() -> Histogram<u32> {
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, MAX_MS, 2).expect("constant bounds are valid")
+}
+
+/// Counts per name, bounded to [`MAX_NAMES`] names.
+#[derive(Default)]
+pub(crate) struct Names(HashMap<Box<str>, u64, RandomState>);
+
+impl Names {
+    fn add(&mut self, name: &[u8], n: u64) {
+        if let Some(count) = self.0.get_mut(bytes_str(name).as_ref()) {
+            *count += n;
+        } else if self.0.len() < MAX_NAMES {
+            self.0.insert(bytes_str(name).into(), n);
+        } else {
+            *self.0.entry(OTHER_NAMES.into()).or_default() += n;
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        for (name, n) in other.0 {
+            self.add(name.as_bytes(), n);
+        }
+    }
+
+    /// The counts, most first, then by name.
+    pub(crate) fn sorted(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.0.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// Log text as a string; bytes outside UTF-8 become U+FFFD.
+fn bytes_str(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+impl Tally {
+    fn merge(&mut self, other: Self) {
+        self.lines += other.lines;
+        self.malformed += other.malformed;
+        self.outside += other.outside;
+        self.hits += other.hits;
+        self.bot_hits += other.bot_hits;
+        self.pages += other.pages;
+        self.bytes += other.bytes;
+        self.timed |= other.timed;
+        self.statuses.merge(other.statuses);
+        self.encodings.merge(other.encodings);
+        self.protocols.merge(other.protocols);
+        self.page_paths.merge(other.page_paths);
+        self.downloads.merge(other.downloads);
+        self.bots.merge(other.bots);
+        for (day, d) in other.days {
+            let mine = self.days.entry(day).or_default();
+            mine.hits += d.hits;
+            mine.pages += d.pages;
+            mine.bytes += d.bytes;
+        }
+        for (minute, m) in other.minutes {
+            match self.minutes.get_mut(&minute) {
+                Some(mine) => mine.add(&m),
+                None => {
+                    self.minutes.insert(minute, m);
+                }
+            }
+        }
+        for (second, n) in other.seconds {
+            *self.seconds.entry(second).or_default() += n;
+        }
+        if self.lines_per_file.len() < other.lines_per_file.len() {
+            self.lines_per_file.resize(other.lines_per_file.len(), 0);
+        }
+        for (mine, n) in self.lines_per_file.iter_mut().zip(other.lines_per_file) {
+            *mine += n;
+        }
+    }
+}
+
+/// A block of lines of one file, in reading order.
+struct Chunk {
+    seq: u64,
+    file: usize,
+    bytes: Vec<u8>,
+    /// Lines skipped as too long before this block.
+    skipped: u64,
+}
+
+/// A block's requests, for the visitor pass.
+pub(crate) struct Block {
+    seq: u64,
+    /// The block's user agents: text and reading; hits refer to them by index.
+    pub(crate) agents: Vec<(Box<[u8]>, Arc<Agent>)>,
+    /// The block's referrer hosts; hits refer to them by index.
+    pub(crate) hosts: Vec<Box<str>>,
+    /// The requests in the period, in file order.
+    pub(crate) hits: Vec<Hit>,
+}
+
+/// The result of reading.
+pub(crate) struct Scanned {
+    /// What adds up.
+    pub(crate) tally: Tally,
+    /// What follows visitors.
+    pub(crate) visitors: Visitors,
+    /// Each input as read.
+    pub(crate) files: Vec<FileRead>,
+}
+
+/// Reads `inputs` in order; `visitors` follows each visitor across them.
+pub(crate) fn scan(
+    inputs: &[Input],
+    rules: &Rules<'_>,
+    mut visitors: Visitors,
+    progress: &ProgressBar,
+) -> io::Result<Scanned> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Chunk>(workers * 2);
+    let (block_tx, block_rx) = crossbeam_channel::bounded::<Block>(workers * 2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || read_all(inputs, &chunk_tx, progress));
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let rx = chunk_rx.clone();
+            let tx = block_tx.clone();
+            handles.push(s.spawn(move || work(&rx, &tx, rules, inputs.len())));
+        }
+        drop(chunk_rx);
+        drop(block_tx);
+        // Blocks arrive in any order; they are followed in reading order.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        for block in block_rx {
+            waiting.insert(block.seq, block);
+            while let Some(block) = waiting.remove(&next) {
+                visitors.follow(&block);
+                next += 1;
+            }
+        }
+        let mut tally = Tally::default();
+        for h in handles {
+            match h.join() {
+                Ok(t) => tally.merge(t),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        let (files, skipped) = match reader.join() {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        tally.malformed += skipped;
+        tally.lines += skipped;
+        Ok(Scanned {
+            tally,
+            visitors,
+            files,
+        })
+    })
+}
+
+/// The reader: every file in order, cut into blocks of whole lines.
+fn read_all(
+    inputs: &[Input],
+    tx: &crossbeam_channel::Sender<Chunk>,
+    progress: &ProgressBar,
+) -> io::Result<(Vec<FileRead>, u64)> {
+    let mut seq = 0;
+    let mut files = Vec::with_capacity(inputs.len());
+    let mut skipped_total = 0;
+    for (index, input) in inputs.iter().enumerate() {
+        let file = std::fs::File::open(&input.path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.path.display())))?;
+        let mut raw = Hashing {
+            inner: file,
+            hash: Sha256::new(),
+            bytes: 0,
+            progress,
+        };
+        let mut skipped = 0;
+        let mut send = |bytes: Vec<u8>, skipped: &mut u64| {
+            let chunk = Chunk {
+                seq,
+                file: index,
+                bytes,
+                skipped: std::mem::take(skipped),
+            };
+            seq += 1;
+            // The workers only stop early when the caller has gone; nothing to do then.
+            tx.send(chunk).is_ok()
+        };
+        let read = if input.gzip {
+            let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(&mut raw));
+            cut_lines(&mut gz, &mut skipped, &mut send)
+        } else {
+            cut_lines(&mut raw, &mut skipped, &mut send)
+        };
+        read.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.path.display())))?;
+        skipped_total += skipped;
+        // Drain the file to its end so the hash covers every byte (a gzip member may end early).
+        io::copy(&mut raw, &mut io::sink())?;
+        files.push(FileRead {
+            bytes: raw.bytes,
+            sha256: hex::encode(raw.hash.finalize()),
+        });
+    }
+    Ok((files, skipped_total))
+}
+
+/// Reads `from` to its end, handing blocks that end at a line end to `send`.
+fn cut_lines(
+    from: &mut impl Read,
+    skipped: &mut u64,
+    send: &mut impl FnMut(Vec<u8>, &mut u64) -> bool,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(BLOCK);
+    let mut skipping = false;
+    loop {
+        let filled = buf.len();
+        buf.resize(BLOCK, 0);
+        let n = loop {
+            match from.read(&mut buf[filled..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        buf.truncate(filled + n);
+        if skipping {
+            match memchr::memchr(b'\n', &buf) {
+                Some(at) => {
+                    buf.drain(..=at);
+                    skipping = false;
+                }
+                None => buf.clear(),
+            }
+        }
+        if n == 0 {
+            if !buf.is_empty() && !send(std::mem::take(&mut buf), skipped) {
+                return Ok(());
+            }
+            return Ok(());
+        }
+        match memchr::memrchr(b'\n', &buf) {
+            Some(at) => {
+                let rest = buf.split_off(at + 1);
+                let block = std::mem::replace(&mut buf, Vec::with_capacity(BLOCK));
+                buf.extend_from_slice(&rest);
+                if !send(block, skipped) {
+                    return Ok(());
+                }
+            }
+            None if buf.len() >= BLOCK => {
+                // One line fills a whole block: count it, skip to its end.
+                *skipped += 1;
+                buf.clear();
+                skipping = true;
+            }
+            None => {}
+        }
+    }
+}
+
+/// A reader that hashes and counts what passes and moves the progress bar.
+struct Hashing<'a, R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+    progress: &'a ProgressBar,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = buf.get(..n).unwrap_or_default();
+        self.hash.update(read);
+        self.bytes += n as u64;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// A worker: parse blocks until the reader is done; return what it counted.
+fn work(
+    rx: &crossbeam_channel::Receiver<Chunk>,
+    tx: &crossbeam_channel::Sender<Block>,
+    rules: &Rules<'_>,
+    files: usize,
+) -> Tally {
+    let mut tally = Tally {
+        lines_per_file: vec![0; files],
+        ..Tally::default()
+    };
+    let mut cache: HashMap<Box<[u8]>, Arc<Agent>, RandomState> = HashMap::default();
+    let mut clock = Clock::new(rules.timezone.clone());
+    for chunk in rx {
+        tally.malformed += chunk.skipped;
+        tally.lines += chunk.skipped;
+        let block = parse_block(&chunk, rules, &mut tally, &mut cache, &mut clock);
+        if tx.send(block).is_err() {
+            break;
+        }
+    }
+    tally
+}
+
+/// Parses one block: the additive counts go to `tally`, the requests to the returned block.
+fn parse_block(
+    chunk: &Chunk,
+    rules: &Rules<'_>,
+    tally: &mut Tally,
+    cache: &mut HashMap<Box<[u8]>, Arc<Agent>, RandomState>,
+    clock: &mut Clock,
+) -> Block {
+    let mut block = Block {
+        seq: chunk.seq,
+        agents: Vec::new(),
+        hosts: Vec::new(),
+        hits: Vec::with_capacity(chunk.bytes.len() / 160),
+    };
+    let mut agent_index: HashMap<&[u8], u32, RandomState> = HashMap::default();
+    let mut host_index: HashMap<String, u32, RandomState> = HashMap::default();
+    let mut lines = 0;
+    for raw in chunk.bytes.split(|&b| b == b'\n') {
+        if raw.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let Some(line) = logline::parse(raw) else {
+            tally.malformed += 1;
+            continue;
+        };
+        let Some(when) = clock.read(line.time) else {
+            tally.malformed += 1;
+            continue;
+        };
+        if rules
+            .period
+            .is_some_and(|(from, to)| when.at < from || when.at >= to)
+        {
+            tally.outside += 1;
+            continue;
+        }
+        let agent_text = line.agent.unwrap_or_default();
+        let agent_id = match agent_index.get(agent_text) {
+            Some(&id) => id,
+            None => {
+                let agent = match cache.get(agent_text) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a = rules.agents.classify(line.agent);
+                        if cache.len() < MAX_AGENT_CACHE {
+                            cache.insert(agent_text.into(), a.clone());
+                        }
+                        a
+                    }
+                };
+                let id = block.agents.len() as u32;
+                block.agents.push((agent_text.into(), agent));
+                agent_index.insert(agent_text, id);
+                id
+            }
+        };
+        let agent = &block.agents[agent_id as usize].1;
+        let bot = agent.bot.is_some();
+        let page = !bot && is_page(&line, rules.pages);
+        count(tally, &line, &when, page, agent);
+        let host = line.referer.and_then(agents::referrer_host).map(|h| {
+            let next = host_index.len() as u32;
+            *host_index.entry(h).or_insert(next)
+        });
+        block.hits.push(Hit {
+            client: client_key(line.client),
+            agent: agent_id,
+            host,
+            at: when.second,
+            minute: when.minute,
+            day: when.day,
+            corte: rules.cortes.partition_point(|&live| live <= when.at) as u32,
+            page,
+            bot,
+        });
+    }
+    tally.lines += lines;
+    if let Some(n) = tally.lines_per_file.get_mut(chunk.file) {
+        *n += lines;
+    }
+    let mut hosts: Vec<(String, u32)> = host_index.into_iter().collect();
+    hosts.sort_by_key(|h| h.1);
+    block.hosts = hosts.into_iter().map(|(h, _)| h.into()).collect();
+    block
+}
+
+/// Adds one request's additive counts.
+fn count(tally: &mut Tally, line: &Line<'_>, when: &When, page: bool, agent: &Agent) {
+    tally.hits += 1;
+    tally.bytes += line.bytes;
+    let status = match line.status {
+        429 => "429",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx (sin 429)",
+        500..=599 => "5xx",
+        _ => "otro",
+    };
+    tally.statuses.add(status.as_bytes(), 1);
+    if line.protocol.is_empty() {
+        tally.protocols.add(b"(sin protocolo)", 1);
+    } else {
+        tally.protocols.add(line.protocol, 1);
+    }
+    if line.elapsed_ms.is_some() {
+        tally.timed = true;
+        tally
+            .encodings
+            .add(line.encoding.unwrap_or(b"identidad"), 1);
+    }
+    if let Some(name) = &agent.bot {
+        tally.bot_hits += 1;
+        tally.bots.add(name.as_bytes(), 1);
+    } else if (200..400).contains(&line.status) {
+        if page {
+            tally.pages += 1;
+            tally.page_paths.add(line.path, 1);
+        }
+        if line.path.starts_with(b"/datos/") {
+            tally.downloads.add(line.path, 1);
+        }
+    }
+    let day = tally.days.entry(when.day).or_default();
+    day.hits += 1;
+    day.bytes += line.bytes;
+    day.pages += u64::from(page);
+    let minute = tally
+        .minutes
+        .entry(when.minute)
+        .or_insert_with(MinuteTally::empty);
+    minute.hits += 1;
+    minute.pages += u64::from(page);
+    minute.ok += u64::from((200..400).contains(&line.status));
+    minute.errors += u64::from((500..600).contains(&line.status));
+    minute.throttled += u64::from(line.status == 429);
+    if let Some(ms) = line.elapsed_ms {
+        minute.times.saturating_record(u64::from(ms));
+    }
+    *tally.seconds.entry(when.second).or_default() += 1;
+}
+
+/// Whether a request by a person is a page view: a GET of an HTML document that succeeded.
+fn is_page(line: &Line<'_>, pages: &GlobSet) -> bool {
+    line.method == b"GET"
+        && (200..400).contains(&line.status)
+        && std::str::from_utf8(line.path).is_ok_and(|p| pages.is_match(p))
+}
+
+/// A client address as a 128-bit key: an IP address as IPv6 (IPv4 mapped), anything else
+/// (a host name) by the first 16 bytes of its SHA-256.
+fn client_key(client: &[u8]) -> u128 {
+    match std::str::from_utf8(client)
+        .ok()
+        .and_then(|c| c.parse::<std::net::IpAddr>().ok())
+    {
+        Some(std::net::IpAddr::V4(v4)) => u128::from(v4.to_ipv6_mapped()),
+        Some(std::net::IpAddr::V6(v6)) => u128::from(v6),
+        None => {
+            let digest = Sha256::digest(client);
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            u128::from_be_bytes(first)
+        }
+    }
+}
+
+/// A request time, read.
+#[derive(Debug, Clone, Copy)]
+struct When {
+    at: Timestamp,
+    second: i64,
+    minute: i64,
+    day: Date,
+}
+
+/// Reads log times; a line with the same time text as the one before costs a comparison.
+struct Clock {
+    timezone: TimeZone,
+    last: Vec<u8>,
+    when: Option<When>,
+}
+
+impl Clock {
+    fn new(timezone: TimeZone) -> Self {
+        Self {
+            timezone,
+            last: Vec::new(),
+            when: None,
+        }
+    }
+
+    fn read(&mut self, text: &[u8]) -> Option<When> {
+        if self.last != text {
+            self.last.clear();
+            self.last.extend_from_slice(text);
+            self.when = jiff::fmt::strtime::parse("%d/%b/%Y:%H:%M:%S %z", text)
+                .and_then(|t| t.to_timestamp())
+                .ok()
+                .map(|at| When {
+                    at,
+                    second: at.as_second(),
+                    minute: at.as_second().div_euclid(60),
+                    day: at.to_zoned_datetime(self.timezone.clone()).date(),
+                });
+        }
+        self.when
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_whole_and_an_endless_line_is_skipped_not_buffered() {
+        let mut text = b"a\nb\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', BLOCK * 3));
+        text.extend_from_slice(b"\nc\nd");
+        let mut blocks = Vec::new();
+        let mut skipped = 0;
+        cut_lines(&mut &text[..], &mut skipped, &mut |b, s| {
+            blocks.push((b, *s));
+            *s = 0;
+            true
+        })
+        .unwrap();
+        let lines: Vec<&[u8]> = blocks
+            .iter()
+            .flat_map(|(b, _)| b.split(|&c| c == b'\n'))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines, [&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>() + skipped, 1);
+        assert!(blocks.iter().all(|(b, _)| b.len() <= BLOCK));
+    }
+
+    #[test]
+    fn clients_are_keyed_by_address_and_names_by_hash() {
+        assert_eq!(client_key(b"192.0.2.1"), client_key(b"::ffff:192.0.2.1"));
+        assert_ne!(client_key(b"host.example"), client_key(b"other.example"));
+        assert_eq!(client_key(b"host.example"), client_key(b"host.example"));
+    }
+}
