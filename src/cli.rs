@@ -220,7 +220,7 @@ pub(crate) enum Cmd {
             long,
             value_name = "GLOBS",
             value_delimiter = ',',
-            default_value = "/,**/,**.html,**.htm"
+            default_value = "/,*/,*.html,*.htm"
         )]
         paginas: Vec<String>,
         /// Globs of the institute's host names, for where visitors came from.
