@@ -165,6 +165,15 @@ pub(crate) enum Origin {
 }
 
 impl Origin {
+    /// Every origin, in the report's order.
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Institute,
+        Self::Social,
+        Self::Search,
+        Self::Other,
+        Self::Direct,
+    ];
+
     /// The Spanish name the report uses.
     pub(crate) fn name(self) -> &'static str {
         match self {

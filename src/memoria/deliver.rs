@@ -119,7 +119,7 @@ fn copy_log(log: &Input, dir: &Path) -> Result<()> {
     let copied = if gzip {
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
-            .write(tmp.as_file_mut(), flate2::Compression::default());
+            .write(tmp.as_file_mut(), flate2::Compression::fast());
         std::io::copy(&mut from, &mut gz).and_then(|_| gz.finish().map(drop))
     } else {
         std::io::copy(&mut from, tmp.as_file_mut()).map(drop)

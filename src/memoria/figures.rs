@@ -7,7 +7,6 @@
 //!   request, so a silent stretch shows as zeros, not as a missing row.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -17,13 +16,13 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Options;
-use super::agents::{self, Agents, Device};
+use super::agents::{self, Agents, Device, Origin};
 use super::incidents;
 use super::model::{
     Baseline, Count, Day, Memoria, Method, Peak, Period, Slot, Source, Totals, Visits,
 };
-use super::scan::{self, Input, MinuteTally, Rules, Scanned};
-use super::visitors::Visitors;
+use super::scan::{self, Input, MinuteTally, Rules, Scanned, Status};
+use super::visitors::{Timeline, Visitors};
 use crate::journal::{Event, Publication};
 
 /// How many names a top list shows in the report (the CSV has as many as the JSON).
@@ -65,8 +64,9 @@ pub(crate) fn compute(req: &Request<'_>) -> Result<Memoria> {
         pages: &pages,
         agents: &agents,
         cortes: &live,
+        institute: &institute,
     };
-    let scanned = read(req.inputs, &rules, &institute, "bitácoras del periodo")?;
+    let scanned = read(req.inputs, &rules, "bitácoras del periodo")?;
     let mut sources = sources_of(req.inputs, &scanned, "bitácora");
     if let Some(journal) = req.journal {
         sources.push(file_source(journal, "diario")?);
@@ -76,12 +76,7 @@ pub(crate) fn compute(req: &Request<'_>) -> Result<Memoria> {
 }
 
 /// Scans `inputs` with a progress bar.
-fn read(
-    inputs: &[Input],
-    rules: &Rules<'_>,
-    institute: &GlobSet,
-    what: &'static str,
-) -> Result<Scanned> {
+fn read(inputs: &[Input], rules: &Rules<'_>, what: &'static str) -> Result<Scanned> {
     let total: u64 = inputs
         .iter()
         .filter_map(|i| std::fs::metadata(&i.path).ok())
@@ -94,11 +89,10 @@ fn read(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let institute = institute.clone();
-    let visitors = Visitors::new(
-        rules.cortes.len(),
-        Box::new(move |host| agents::origin(host, &institute)),
-    );
+    let period = rules
+        .period
+        .map(|(from, to)| (from.as_second(), to.as_second() - 1));
+    let visitors = Visitors::new(rules.cortes.len(), period);
     let scanned = scan::scan(inputs, rules, visitors, &progress).context("cannot read the logs")?;
     progress.finish_and_clear();
     Ok(scanned)
@@ -180,8 +174,9 @@ fn baseline(
             pages,
             agents,
             cortes: &[],
+            institute,
         };
-        let scanned = read(&inputs, &rules, institute, "bitácoras del portal habitual")?;
+        let scanned = read(&inputs, &rules, "bitácoras del portal habitual")?;
         sources.extend(sources_of(&inputs, &scanned, "bitácora base"));
         let n = scanned.tally.days.len().max(1) as f64;
         base.days = Some(scanned.tally.days.len() as u64);
@@ -305,16 +300,33 @@ fn assemble(
         hours,
         peak_minute,
         peak_second,
-        statuses: named(&t.statuses, usize::MAX),
+        statuses: Status::ALL
+            .iter()
+            .map(|&s| Count {
+                name: s.name().to_owned(),
+                count: t.statuses[s as usize],
+            })
+            .filter(|c| c.count > 0)
+            .collect(),
         encodings: named(&t.encodings, usize::MAX),
         protocols: named(&t.protocols, usize::MAX),
         top_pages: named(&t.page_paths, TOP),
         top_downloads: named(&t.downloads, TOP),
-        referrer_kinds: counted(v.origins.iter().map(|(o, &n)| (o.name().to_owned(), n))),
-        referrers: counted(v.hosts.iter().map(|(h, &n)| (h.to_string(), n)))
-            .into_iter()
-            .take(TOP)
-            .collect(),
+        referrer_kinds: counted(
+            Origin::ALL
+                .iter()
+                .map(|&o| (o.name().to_owned(), v.origins[o as usize]))
+                .filter(|o| o.1 > 0),
+        ),
+        referrers: counted(
+            v.host_visits
+                .iter()
+                .filter(|h| h.1 > 0)
+                .map(|(h, n)| (h.to_string(), *n)),
+        )
+        .into_iter()
+        .take(TOP)
+        .collect(),
         browsers: counted(browsers.into_iter().map(|(k, n)| (k.to_owned(), n))),
         systems: counted(systems.into_iter().map(|(k, n)| (k.to_owned(), n))),
         devices: counted(devices.into_iter().map(|(k, n)| (k.name().to_owned(), n))),
@@ -357,7 +369,7 @@ fn minute_slots(t: &scan::Tally, v: &Visitors) -> (Vec<Slot>, Vec<u64>) {
         .map(|m| {
             let tally = t.minutes.get(&m).unwrap_or(&empty);
             (
-                slot(unix(m * 60), tally, &v.minute_people, m, t.timed),
+                slot(unix(m * 60), tally, v.minutes.as_ref(), m, t.timed),
                 tally.ok,
             )
         })
@@ -382,7 +394,7 @@ fn hour_slots(t: &scan::Tally, v: &Visitors) -> Vec<Slot> {
             slot(
                 unix(h * 3600),
                 hours.get(&h).unwrap_or(&empty),
-                &v.hour_people,
+                v.hours.as_ref(),
                 h,
                 t.timed,
             )
@@ -390,10 +402,10 @@ fn hour_slots(t: &scan::Tally, v: &Visitors) -> Vec<Slot> {
         .collect()
 }
 
-fn slot<S: BuildHasher>(
+fn slot(
     start: Timestamp,
     tally: &MinuteTally,
-    people: &HashMap<i64, u64, S>,
+    people: Option<&Timeline>,
     key: i64,
     timed: bool,
 ) -> Slot {
@@ -402,7 +414,7 @@ fn slot<S: BuildHasher>(
         start,
         hits: tally.hits,
         pages: tally.pages,
-        visitors: people.get(&key).copied().unwrap_or(0),
+        visitors: people.map_or(0, |p| p.get(key)),
         errors: tally.errors,
         throttled: tally.throttled,
         p50_ms: timed.then(|| tally.times.value_at_quantile(0.5) as f64),

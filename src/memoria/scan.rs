@@ -28,7 +28,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 
-use super::agents::{self, Agent, Agents};
+use super::agents::{self, Agent, Agents, Origin};
 use super::logline::{self, Line};
 use super::visitors::{Hit, Visitors};
 
@@ -73,6 +73,8 @@ pub(crate) struct Rules<'a> {
     pub(crate) agents: &'a Agents,
     /// When each corte went live, in order: a request is counted for the corte live then.
     pub(crate) cortes: &'a [Timestamp],
+    /// The institute's host names (referrers).
+    pub(crate) institute: &'a GlobSet,
 }
 
 /// Counts that add up in any order.
@@ -94,8 +96,8 @@ pub(crate) struct Tally {
     pub(crate) bytes: u64,
     /// Whether any line carried a response time.
     pub(crate) timed: bool,
-    /// Requests per status.
-    pub(crate) statuses: Names,
+    /// Requests per status class, indexed by [`Status`].
+    pub(crate) statuses: [u64; 7],
     /// Requests per encoding (extended logs).
     pub(crate) encodings: Names,
     /// Requests per protocol.
@@ -173,38 +175,37 @@ pub(crate) fn new_histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, MAX_MS, 2).expect("constant bounds are valid")
 }
 
-/// Counts per name, bounded to [`MAX_NAMES`] names.
+/// Counts per name (log text, as bytes), bounded to [`MAX_NAMES`] names.
 #[derive(Default)]
-pub(crate) struct Names(HashMap<Box<str>, u64, RandomState>);
+pub(crate) struct Names(HashMap<Box<[u8]>, u64, RandomState>);
 
 impl Names {
     fn add(&mut self, name: &[u8], n: u64) {
-        if let Some(count) = self.0.get_mut(bytes_str(name).as_ref()) {
+        if let Some(count) = self.0.get_mut(name) {
             *count += n;
         } else if self.0.len() < MAX_NAMES {
-            self.0.insert(bytes_str(name).into(), n);
+            self.0.insert(name.into(), n);
         } else {
-            *self.0.entry(OTHER_NAMES.into()).or_default() += n;
+            *self.0.entry(OTHER_NAMES.as_bytes().into()).or_default() += n;
         }
     }
 
     fn merge(&mut self, other: Self) {
         for (name, n) in other.0 {
-            self.add(name.as_bytes(), n);
+            self.add(&name, n);
         }
     }
 
-    /// The counts, most first, then by name.
+    /// The counts, most first, then by name; bytes outside UTF-8 become U+FFFD.
     pub(crate) fn sorted(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<_> = self.0.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        let mut v: Vec<_> = self
+            .0
+            .iter()
+            .map(|(k, &n)| (String::from_utf8_lossy(k).into_owned(), n))
+            .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
-}
-
-/// Log text as a string; bytes outside UTF-8 become U+FFFD.
-fn bytes_str(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(b)
 }
 
 impl Tally {
@@ -217,7 +218,9 @@ impl Tally {
         self.pages += other.pages;
         self.bytes += other.bytes;
         self.timed |= other.timed;
-        self.statuses.merge(other.statuses);
+        for (mine, n) in self.statuses.iter_mut().zip(other.statuses) {
+            *mine += n;
+        }
         self.encodings.merge(other.encodings);
         self.protocols.merge(other.protocols);
         self.page_paths.merge(other.page_paths);
@@ -263,8 +266,8 @@ pub(crate) struct Block {
     seq: u64,
     /// The block's user agents: text and reading; hits refer to them by index.
     pub(crate) agents: Vec<(Box<[u8]>, Arc<Agent>)>,
-    /// The block's referrer hosts; hits refer to them by index.
-    pub(crate) hosts: Vec<Box<str>>,
+    /// The block's referrer hosts and their kind; hits refer to them by index.
+    pub(crate) hosts: Vec<(Box<str>, Origin)>,
     /// The requests in the period, in file order.
     pub(crate) hits: Vec<Hit>,
 }
@@ -388,15 +391,11 @@ fn cut_lines(
     let mut skipping = false;
     loop {
         let filled = buf.len();
-        buf.resize(BLOCK, 0);
-        let n = loop {
-            match from.read(&mut buf[filled..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        };
-        buf.truncate(filled + n);
+        // Reads into the spare capacity (no zeroing), up to a whole block.
+        let n = from
+            .by_ref()
+            .take((BLOCK - filled) as u64)
+            .read_to_end(&mut buf)?;
         if skipping {
             match memchr::memchr(b'\n', &buf) {
                 Some(at) => {
@@ -407,8 +406,8 @@ fn cut_lines(
             }
         }
         if n == 0 {
-            if !buf.is_empty() && !send(std::mem::take(&mut buf), skipped) {
-                return Ok(());
+            if !buf.is_empty() {
+                send(std::mem::take(&mut buf), skipped);
             }
             return Ok(());
         }
@@ -475,6 +474,15 @@ fn work(
     tally
 }
 
+/// What a block remembers of the texts it met, so each is read once per block.
+#[derive(Default)]
+struct Seen<'b> {
+    agents: HashMap<&'b [u8], u32, RandomState>,
+    referers: HashMap<&'b [u8], Option<u32>, RandomState>,
+    hosts: HashMap<String, u32, RandomState>,
+    pages: HashMap<&'b [u8], bool, RandomState>,
+}
+
 /// Parses one block: the additive counts go to `tally`, the requests to the returned block.
 fn parse_block(
     chunk: &Chunk,
@@ -489,8 +497,8 @@ fn parse_block(
         hosts: Vec::new(),
         hits: Vec::with_capacity(chunk.bytes.len() / 160),
     };
-    let mut agent_index: HashMap<&[u8], u32, RandomState> = HashMap::default();
-    let mut host_index: HashMap<String, u32, RandomState> = HashMap::default();
+    let mut seen = Seen::default();
+    let mut run = Run::default();
     let mut lines = 0;
     for raw in chunk.bytes.split(|&b| b == b'\n') {
         if raw.is_empty() {
@@ -513,7 +521,7 @@ fn parse_block(
             continue;
         }
         let agent_text = line.agent.unwrap_or_default();
-        let agent_id = match agent_index.get(agent_text) {
+        let agent_id = match seen.agents.get(agent_text) {
             Some(&id) => id,
             None => {
                 let agent = match cache.get(agent_text) {
@@ -528,17 +536,23 @@ fn parse_block(
                 };
                 let id = block.agents.len() as u32;
                 block.agents.push((agent_text.into(), agent));
-                agent_index.insert(agent_text, id);
+                seen.agents.insert(agent_text, id);
                 id
             }
         };
-        let agent = &block.agents[agent_id as usize].1;
+        let Some((_, agent)) = block.agents.get(agent_id as usize) else {
+            continue;
+        };
         let bot = agent.bot.is_some();
-        let page = !bot && is_page(&line, rules.pages);
-        count(tally, &line, &when, page, agent);
-        let host = line.referer.and_then(agents::referrer_host).map(|h| {
-            let next = host_index.len() as u32;
-            *host_index.entry(h).or_insert(next)
+        let page = !bot && is_page(&line, rules.pages, &mut seen.pages);
+        count(tally, &mut run, &line, &when, page, agent);
+        let host = line.referer.and_then(|r| {
+            *seen.referers.entry(r).or_insert_with(|| {
+                agents::referrer_host(r).map(|h| {
+                    let next = seen.hosts.len() as u32;
+                    *seen.hosts.entry(h).or_insert(next)
+                })
+            })
         });
         block.hits.push(Hit {
             client: client_key(line.client),
@@ -552,30 +566,113 @@ fn parse_block(
             bot,
         });
     }
+    run.flush(tally);
     tally.lines += lines;
     if let Some(n) = tally.lines_per_file.get_mut(chunk.file) {
         *n += lines;
     }
-    let mut hosts: Vec<(String, u32)> = host_index.into_iter().collect();
+    let mut hosts: Vec<(String, u32)> = seen.hosts.into_iter().collect();
     hosts.sort_by_key(|h| h.1);
-    block.hosts = hosts.into_iter().map(|(h, _)| h.into()).collect();
+    block.hosts = hosts
+        .into_iter()
+        .map(|(h, _)| {
+            let origin = agents::origin(Some(&h), rules.institute);
+            (h.into(), origin)
+        })
+        .collect();
     block
 }
 
+/// The current second, minute and day's counts, added to the tally when the time moves on:
+/// lines come in time order, so this saves three map lookups on almost every line.
+#[derive(Default)]
+struct Run {
+    second: Option<(i64, u64)>,
+    minute: Option<(i64, MinuteTally)>,
+    day: Option<(Date, DayTally)>,
+}
+
+impl Run {
+    fn flush(&mut self, tally: &mut Tally) {
+        if let Some((second, n)) = self.second.take() {
+            *tally.seconds.entry(second).or_default() += n;
+        }
+        if let Some((minute, m)) = self.minute.take() {
+            match tally.minutes.get_mut(&minute) {
+                Some(mine) => mine.add(&m),
+                None => {
+                    tally.minutes.insert(minute, m);
+                }
+            }
+        }
+        if let Some((day, d)) = self.day.take() {
+            let mine = tally.days.entry(day).or_default();
+            mine.hits += d.hits;
+            mine.pages += d.pages;
+            mine.bytes += d.bytes;
+        }
+    }
+
+    fn second(&mut self, tally: &mut Tally, second: i64) -> &mut u64 {
+        if self.second.as_ref().is_some_and(|s| s.0 != second)
+            && let Some((s, n)) = self.second.take()
+        {
+            *tally.seconds.entry(s).or_default() += n;
+        }
+        &mut self.second.get_or_insert((second, 0)).1
+    }
+
+    fn minute(&mut self, tally: &mut Tally, minute: i64) -> &mut MinuteTally {
+        if self.minute.as_ref().is_some_and(|m| m.0 != minute)
+            && let Some((m, counts)) = self.minute.take()
+        {
+            match tally.minutes.get_mut(&m) {
+                Some(mine) => mine.add(&counts),
+                None => {
+                    tally.minutes.insert(m, counts);
+                }
+            }
+        }
+        &mut self
+            .minute
+            .get_or_insert_with(|| (minute, MinuteTally::empty()))
+            .1
+    }
+
+    fn day(&mut self, tally: &mut Tally, day: Date) -> &mut DayTally {
+        if self.day.as_ref().is_some_and(|d| d.0 != day)
+            && let Some((d, counts)) = self.day.take()
+        {
+            let mine = tally.days.entry(d).or_default();
+            mine.hits += counts.hits;
+            mine.pages += counts.pages;
+            mine.bytes += counts.bytes;
+        }
+        &mut self.day.get_or_insert((day, DayTally::default())).1
+    }
+}
+
 /// Adds one request's additive counts.
-fn count(tally: &mut Tally, line: &Line<'_>, when: &When, page: bool, agent: &Agent) {
+fn count(
+    tally: &mut Tally,
+    run: &mut Run,
+    line: &Line<'_>,
+    when: &When,
+    page: bool,
+    agent: &Agent,
+) {
     tally.hits += 1;
     tally.bytes += line.bytes;
-    let status = match line.status {
-        429 => "429",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx (sin 429)",
-        500..=599 => "5xx",
-        _ => "otro",
+    let class = match line.status {
+        429 => Status::Throttled,
+        100..=199 => Status::Info,
+        200..=299 => Status::Ok,
+        300..=399 => Status::Redirect,
+        400..=499 => Status::ClientError,
+        500..=599 => Status::ServerError,
+        _ => Status::Other,
     };
-    tally.statuses.add(status.as_bytes(), 1);
+    tally.statuses[class as usize] += 1;
     if line.protocol.is_empty() {
         tally.protocols.add(b"(sin protocolo)", 1);
     } else {
@@ -599,14 +696,11 @@ fn count(tally: &mut Tally, line: &Line<'_>, when: &When, page: bool, agent: &Ag
             tally.downloads.add(line.path, 1);
         }
     }
-    let day = tally.days.entry(when.day).or_default();
+    let day = run.day(tally, when.day);
     day.hits += 1;
     day.bytes += line.bytes;
     day.pages += u64::from(page);
-    let minute = tally
-        .minutes
-        .entry(when.minute)
-        .or_insert_with(MinuteTally::empty);
+    let minute = run.minute(tally, when.minute);
     minute.hits += 1;
     minute.pages += u64::from(page);
     minute.ok += u64::from((200..400).contains(&line.status));
@@ -615,14 +709,66 @@ fn count(tally: &mut Tally, line: &Line<'_>, when: &When, page: bool, agent: &Ag
     if let Some(ms) = line.elapsed_ms {
         minute.times.saturating_record(u64::from(ms));
     }
-    *tally.seconds.entry(when.second).or_default() += 1;
+    *run.second(tally, when.second) += 1;
+}
+
+/// A response status class, as the report counts them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Status {
+    /// 1xx.
+    Info,
+    /// 2xx.
+    Ok,
+    /// 3xx.
+    Redirect,
+    /// 4xx but 429.
+    ClientError,
+    /// 429.
+    Throttled,
+    /// 5xx.
+    ServerError,
+    /// Anything else.
+    Other,
+}
+
+impl Status {
+    /// Every class, in the report's order.
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Info,
+        Self::Ok,
+        Self::Redirect,
+        Self::ClientError,
+        Self::Throttled,
+        Self::ServerError,
+        Self::Other,
+    ];
+
+    /// The report's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Info => "1xx",
+            Self::Ok => "2xx",
+            Self::Redirect => "3xx",
+            Self::ClientError => "4xx (sin 429)",
+            Self::Throttled => "429",
+            Self::ServerError => "5xx",
+            Self::Other => "otro",
+        }
+    }
 }
 
 /// Whether a request by a person is a page view: a GET of an HTML document that succeeded.
-fn is_page(line: &Line<'_>, pages: &GlobSet) -> bool {
+/// `known` remembers each path's answer for the block.
+fn is_page<'b>(
+    line: &Line<'b>,
+    pages: &GlobSet,
+    known: &mut HashMap<&'b [u8], bool, RandomState>,
+) -> bool {
     line.method == b"GET"
         && (200..400).contains(&line.status)
-        && std::str::from_utf8(line.path).is_ok_and(|p| pages.is_match(p))
+        && *known
+            .entry(line.path)
+            .or_insert_with(|| std::str::from_utf8(line.path).is_ok_and(|p| pages.is_match(p)))
 }
 
 /// A client address as a 128-bit key: an IP address as IPv6 (IPv4 mapped), anything else

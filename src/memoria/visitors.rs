@@ -46,7 +46,7 @@ pub(crate) struct Hit {
     pub(crate) bot: bool,
 }
 
-/// A visitor's key: address and user agent (an id in [`Visitors::agents`]).
+/// A visitor's key: address and user agent (an id in [`Visitors::readings`]).
 type Key = (u128, u32);
 
 /// The last two values a visitor was counted under, so each is counted once.
@@ -73,17 +73,48 @@ impl<T: PartialEq + Copy> Recent<T> {
 struct Visit {
     start: i64,
     end: i64,
-    pages: u64,
+    pages: u32,
 }
 
 /// One visitor's state.
 struct Visitor {
     bot: bool,
     days: Recent<Date>,
-    hours: Recent<i64>,
-    minutes: Recent<i64>,
+    hours: Recent<u32>,
+    minutes: Recent<u32>,
     cortes: Recent<u32>,
     visit: Option<Visit>,
+}
+
+/// Unique people per slot of a timeline that starts at `first` (a Unix minute or hour).
+pub(crate) struct Timeline {
+    first: i64,
+    /// People per slot, from `first`.
+    pub(crate) people: Vec<u64>,
+}
+
+impl Timeline {
+    fn new(first: i64, last: i64) -> Self {
+        Self {
+            first,
+            people: vec![0; usize::try_from(last - first + 1).unwrap_or(0)],
+        }
+    }
+
+    /// The slot of `key`, if inside the timeline.
+    fn index(&self, key: i64) -> Option<u32> {
+        u32::try_from(key - self.first)
+            .ok()
+            .filter(|&i| (i as usize) < self.people.len())
+    }
+
+    /// People in the slot of `key`.
+    pub(crate) fn get(&self, key: i64) -> u64 {
+        self.index(key)
+            .and_then(|i| self.people.get(i as usize))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// Everything that follows visitors.
@@ -99,27 +130,28 @@ pub(crate) struct Visitors {
     pub(crate) day_bots: HashMap<Date, u64, RandomState>,
     /// Visits begun per day.
     pub(crate) day_visits: HashMap<Date, u64, RandomState>,
-    /// People per hour (Unix hour).
-    pub(crate) hour_people: HashMap<i64, u64, RandomState>,
-    /// People per minute (Unix minute).
-    pub(crate) minute_people: HashMap<i64, u64, RandomState>,
+    /// People per hour (Unix hours), when the period is known.
+    pub(crate) hours: Option<Timeline>,
+    /// People per minute (Unix minutes), when the period is known.
+    pub(crate) minutes: Option<Timeline>,
     /// People per corte (index: cortes gone live by then; 0 before the first).
     pub(crate) corte_people: Vec<u64>,
     /// Every closed visit's duration in seconds.
     pub(crate) durations: Vec<u32>,
     /// Pages over all closed visits.
     pub(crate) visit_pages: u64,
-    /// Visits per origin.
-    pub(crate) origins: HashMap<Origin, u64, RandomState>,
+    /// Visits per origin, indexed by [`Origin`].
+    pub(crate) origins: [u64; Origin::ALL.len()],
+    /// Referring hosts seen; the id is the index in `host_visits`.
+    hosts: HashMap<Box<str>, u32, RandomState>,
     /// Visits per referring host.
-    pub(crate) hosts: HashMap<Box<str>, u64, RandomState>,
-    /// Turns a referrer host into an origin.
-    classify: Box<dyn Fn(Option<&str>) -> Origin + Send>,
+    pub(crate) host_visits: Vec<(Box<str>, u64)>,
 }
 
 impl Visitors {
-    /// Ready to follow; `cortes` is how many cortes there are, `classify` reads a referrer.
-    pub(crate) fn new(cortes: usize, classify: Box<dyn Fn(Option<&str>) -> Origin + Send>) -> Self {
+    /// Ready to follow; `cortes` is how many cortes there are; `period` (Unix seconds,
+    /// first and last) sets the minute and hour timelines (none without it).
+    pub(crate) fn new(cortes: usize, period: Option<(i64, i64)>) -> Self {
         Self {
             agents: HashMap::default(),
             readings: Vec::new(),
@@ -127,14 +159,14 @@ impl Visitors {
             day_people: HashMap::default(),
             day_bots: HashMap::default(),
             day_visits: HashMap::default(),
-            hour_people: HashMap::default(),
-            minute_people: HashMap::default(),
+            hours: period.map(|(a, b)| Timeline::new(a.div_euclid(3600), b.div_euclid(3600))),
+            minutes: period.map(|(a, b)| Timeline::new(a.div_euclid(60), b.div_euclid(60))),
             corte_people: vec![0; cortes + 1],
             durations: Vec::new(),
             visit_pages: 0,
-            origins: HashMap::default(),
+            origins: [0; Origin::ALL.len()],
             hosts: HashMap::default(),
-            classify,
+            host_visits: Vec::new(),
         }
     }
 
@@ -153,19 +185,32 @@ impl Visitors {
                 }
             })
             .collect();
+        let hosts: Vec<(u32, Origin)> = block
+            .hosts
+            .iter()
+            .map(|(host, origin)| {
+                let id = match self.hosts.get(host) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.host_visits.len() as u32;
+                        self.host_visits.push((host.clone(), 0));
+                        self.hosts.insert(host.clone(), id);
+                        id
+                    }
+                };
+                (id, *origin)
+            })
+            .collect();
         for hit in &block.hits {
             let Some(&agent) = ids.get(hit.agent as usize) else {
                 continue;
             };
-            let host = hit
-                .host
-                .and_then(|h| block.hosts.get(h as usize))
-                .map(|h| &**h);
+            let host = hit.host.and_then(|h| hosts.get(h as usize)).copied();
             self.one(hit, agent, host);
         }
     }
 
-    fn one(&mut self, hit: &Hit, agent: u32, host: Option<&str>) {
+    fn one(&mut self, hit: &Hit, agent: u32, host: Option<(u32, Origin)>) {
         let v = self
             .visitors
             .entry((hit.client, agent))
@@ -188,14 +233,17 @@ impl Visitors {
         if v.bot {
             return;
         }
-        if v.hours.first(hit.minute.div_euclid(60)) {
-            *self
-                .hour_people
-                .entry(hit.minute.div_euclid(60))
-                .or_default() += 1;
-        }
-        if v.minutes.first(hit.minute) {
-            *self.minute_people.entry(hit.minute).or_default() += 1;
+        for (timeline, recent, key) in [
+            (&mut self.hours, &mut v.hours, hit.minute.div_euclid(60)),
+            (&mut self.minutes, &mut v.minutes, hit.minute),
+        ] {
+            if let Some(t) = timeline
+                && let Some(i) = t.index(key)
+                && recent.first(i)
+                && let Some(n) = t.people.get_mut(i as usize)
+            {
+                *n += 1;
+            }
         }
         if v.cortes.first(hit.corte)
             && let Some(n) = self.corte_people.get_mut(hit.corte as usize)
@@ -206,22 +254,25 @@ impl Visitors {
             Some(visit) if hit.at - visit.end < VISIT_GAP => {
                 visit.end = visit.end.max(hit.at);
                 visit.start = visit.start.min(hit.at);
-                visit.pages += u64::from(hit.page);
+                visit.pages += u32::from(hit.page);
             }
             open => {
                 if let Some(done) = open.take() {
                     self.durations.push(duration(&done));
-                    self.visit_pages += done.pages;
+                    self.visit_pages += u64::from(done.pages);
                 }
                 *open = Some(Visit {
                     start: hit.at,
                     end: hit.at,
-                    pages: u64::from(hit.page),
+                    pages: u32::from(hit.page),
                 });
                 *self.day_visits.entry(hit.day).or_default() += 1;
-                *self.origins.entry((self.classify)(host)).or_default() += 1;
-                if let Some(h) = host {
-                    *self.hosts.entry(h.into()).or_default() += 1;
+                let origin = host.map_or(Origin::Direct, |h| h.1);
+                self.origins[origin as usize] += 1;
+                if let Some((id, _)) = host
+                    && let Some(h) = self.host_visits.get_mut(id as usize)
+                {
+                    h.1 += 1;
                 }
             }
         }
@@ -234,7 +285,7 @@ impl Visitors {
         for (&(_, agent), v) in &mut self.visitors {
             if let Some(done) = v.visit.take() {
                 self.durations.push(duration(&done));
-                self.visit_pages += done.pages;
+                self.visit_pages += u64::from(done.pages);
             }
             out.push((agent, v.bot));
         }
