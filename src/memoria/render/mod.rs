@@ -1,33 +1,23 @@
-//! Renders a [`super::model::Memoria`] to its deliverables.
+//! Renders a [`super::model::Memoria`] to its deliverables: `memoria.html` (the report, with
+//! its charts inline and a print stylesheet), the CSV files of `datos/`, and `memoria.pdf`
+//! printed from the page by a headless Chromium when one is installed.
+//!
+//! # Guarantees
+//! - Everything is drawn from the one `Memoria`, so the page, its charts and the data files
+//!   cannot disagree.
+//! - Every text that comes from the logs is escaped where it is written (HTML by maud, SVG by
+//!   plotters, CSV by the csv writer); the page runs no script and loads nothing from outside.
+//! - The same `Memoria` gives the same bytes, except the page's one line saying when it was
+//!   made.
 
-use std::path::Path;
+mod chart;
+mod format;
+mod html;
+mod pdf;
+#[cfg(test)]
+mod sample;
+mod tables;
 
-use super::model::Memoria;
-
-/// Whether the PDF was made.
-pub(crate) enum Pdf {
-    /// Written.
-    Made,
-    /// No Chromium on this machine.
-    NoChromium,
-}
-
-/// The PDF could not be made.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct PdfError(String);
-
-/// The report.
-pub(crate) fn html(m: &Memoria) -> String {
-    serde_json::to_string(m).unwrap_or_default()
-}
-
-/// The CSV tables.
-pub(crate) fn tables(_m: &Memoria) -> Vec<(&'static str, Vec<u8>)> {
-    Vec::new()
-}
-
-/// The PDF.
-pub(crate) fn pdf(_html: &Path, _pdf: &Path) -> Result<Pdf, PdfError> {
-    Ok(Pdf::NoChromium)
-}
+pub(crate) use html::html;
+pub(crate) use pdf::{Pdf, pdf};
+pub(crate) use tables::tables;
