@@ -74,6 +74,7 @@ struct Visit {
     start: i64,
     end: i64,
     pages: u64,
+    requests: u64,
 }
 
 /// One visitor's state.
@@ -109,6 +110,9 @@ pub(crate) struct Visitors {
     pub(crate) durations: Vec<u32>,
     /// Pages over all closed visits.
     pub(crate) visit_pages: u64,
+    /// Closed visits of one request (a visit of several requests in one second lasts 0 s
+    /// too, and is not one of them).
+    pub(crate) single_request: u64,
     /// Visits per origin.
     pub(crate) origins: HashMap<Origin, u64, RandomState>,
     /// Visits per referring host.
@@ -132,6 +136,7 @@ impl Visitors {
             corte_people: vec![0; cortes + 1],
             durations: Vec::new(),
             visit_pages: 0,
+            single_request: 0,
             origins: HashMap::default(),
             hosts: HashMap::default(),
             classify,
@@ -207,16 +212,19 @@ impl Visitors {
                 visit.end = visit.end.max(hit.at);
                 visit.start = visit.start.min(hit.at);
                 visit.pages += u64::from(hit.page);
+                visit.requests += 1;
             }
             open => {
                 if let Some(done) = open.take() {
                     self.durations.push(duration(&done));
                     self.visit_pages += done.pages;
+                    self.single_request += u64::from(done.requests == 1);
                 }
                 *open = Some(Visit {
                     start: hit.at,
                     end: hit.at,
                     pages: u64::from(hit.page),
+                    requests: 1,
                 });
                 *self.day_visits.entry(hit.day).or_default() += 1;
                 *self.origins.entry((self.classify)(host)).or_default() += 1;
@@ -235,6 +243,7 @@ impl Visitors {
             if let Some(done) = v.visit.take() {
                 self.durations.push(duration(&done));
                 self.visit_pages += done.pages;
+                self.single_request += u64::from(done.requests == 1);
             }
             out.push((agent, v.bot));
         }
