@@ -447,11 +447,33 @@ impl Journal {
     /// Opens the journal at `path` for reading only (a report, on a stopped server's folder or
     /// a copy of it): nothing is created or written, and every write fails with
     /// [`JournalError::Stopped`].
+    ///
+    /// SQLite creates a WAL database's `-wal` and `-shm` files beside it when a read-only
+    /// connection finds them missing, as they are after a clean stop. Then no server writes
+    /// the journal, so it is opened immutable, which creates nothing; with a `-wal` file (a
+    /// server running, or one that crashed) it is read through the WAL as the server left it.
     pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let immutable = path
+            .to_str()
+            .filter(|_| !Path::new(&wal).exists())
+            .map(|p| {
+                const URI_PATH: &percent_encoding::AsciiSet =
+                    &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+                format!(
+                    "file:{}?immutable=1",
+                    percent_encoding::utf8_percent_encode(p, URI_PATH)
+                )
+            });
+        let conn = match immutable {
+            Some(uri) => {
+                Connection::open_with_flags(uri, flags | rusqlite::OpenFlags::SQLITE_OPEN_URI)?
+            }
+            None => Connection::open_with_flags(path, flags)?,
+        };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self {
             reader: Mutex::new(conn),

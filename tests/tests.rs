@@ -15,6 +15,7 @@ mod faults;
 mod hostile_http;
 mod inspect;
 mod limits;
+mod memoria;
 mod packages;
 mod publish;
 mod pull;

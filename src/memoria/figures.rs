@@ -57,7 +57,13 @@ pub(crate) fn compute(req: &Request<'_>) -> Result<Memoria> {
     let agents = Agents::load()?;
     let pages = globs(&req.options.paginas).context("--paginas")?;
     let institute = globs(&req.options.instituto).context("--instituto")?;
-    let live: Vec<Timestamp> = req.publications.iter().map(|p| p.live_at).collect();
+    // The logs give times to the second: a corte counts from the second it went live, so
+    // the requests of that second after the swap are not given to the corte before.
+    let live: Vec<Timestamp> = req
+        .publications
+        .iter()
+        .map(|p| Timestamp::from_second(p.live_at.as_second()).unwrap_or(p.live_at))
+        .collect();
     let rules = Rules {
         period: Some((req.from, req.to)),
         timezone: req.timezone.clone(),
@@ -292,7 +298,7 @@ fn assemble(
             bytes: t.bytes,
             visitors: people,
             bot_visitors: bots,
-            visits: v.durations.len() as u64,
+            visits: v.closed.durations.len() as u64,
         },
         days,
         visits: visits(v),
@@ -423,7 +429,7 @@ fn slot(
 }
 
 fn visits(v: &Visitors) -> Visits {
-    let d = &v.durations;
+    let d = &v.closed.durations;
     let count = d.len() as u64;
     let total: u64 = d.iter().map(|&s| u64::from(s)).sum();
     let median = match d.len() {
@@ -467,8 +473,8 @@ fn visits(v: &Visitors) -> Visits {
         count,
         mean_seconds: ratio(total),
         median_seconds: median,
-        pages_per_visit: ratio(v.visit_pages),
-        single_request: d.iter().filter(|&&s| s == 0).count() as u64,
+        pages_per_visit: ratio(v.closed.pages),
+        single_request: v.closed.single_request,
         total_seconds: total,
         by_duration,
     }
@@ -549,7 +555,9 @@ fn methods(req: &Request<'_>, timed: bool) -> Vec<Method> {
             "De cada corte publicado en el periodo se dan la hora de corte del paquete, su \
              recepción y su publicación según el diario del servidor; el retraso es \
              publicación − hora de corte (R4.6 pide a lo más 60 s). Los visitantes de un corte \
-             son las personas con alguna solicitud mientras ese corte estuvo publicado."
+             son las personas con alguna solicitud mientras ese corte estuvo publicado; como la \
+             bitácora da la hora al segundo, las solicitudes del segundo en que se publicó un \
+             corte cuentan para ese corte."
                 .to_owned(),
         ),
         m("incidentes", incidents::METHOD.to_owned()),

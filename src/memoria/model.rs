@@ -235,7 +235,8 @@ pub(crate) struct CorteRow {
     pub(crate) live_at: Timestamp,
     /// Live − corte time, in seconds (R4.6 allows 60).
     pub(crate) lag_seconds: f64,
-    /// Unique visitors (people) with a request while it was live.
+    /// Unique visitors (people) with a request while it was live (from the second it went
+    /// live, as the logs give times to the second).
     pub(crate) visitors: u64,
     /// Whether the lag is over 60 s (an incident).
     pub(crate) late: bool,

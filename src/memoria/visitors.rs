@@ -74,6 +74,28 @@ struct Visit {
     start: i64,
     end: i64,
     pages: u32,
+    requests: u32,
+}
+
+/// What the closed visits add up to.
+#[derive(Debug, Default)]
+pub(crate) struct Closed {
+    /// Every closed visit's duration in seconds (sorted once all are closed).
+    pub(crate) durations: Vec<u32>,
+    /// Pages over all closed visits.
+    pub(crate) pages: u64,
+    /// Visits of one request (a visit of several requests in one second lasts 0 s too, and
+    /// is not one of them).
+    pub(crate) single_request: u64,
+}
+
+impl Closed {
+    fn add(&mut self, v: &Visit) {
+        self.durations
+            .push(u32::try_from(v.end - v.start).unwrap_or(u32::MAX));
+        self.pages += u64::from(v.pages);
+        self.single_request += u64::from(v.requests == 1);
+    }
 }
 
 /// One visitor's state.
@@ -136,10 +158,8 @@ pub(crate) struct Visitors {
     pub(crate) minutes: Option<Timeline>,
     /// People per corte (index: cortes gone live by then; 0 before the first).
     pub(crate) corte_people: Vec<u64>,
-    /// Every closed visit's duration in seconds.
-    pub(crate) durations: Vec<u32>,
-    /// Pages over all closed visits.
-    pub(crate) visit_pages: u64,
+    /// The visits closed.
+    pub(crate) closed: Closed,
     /// Visits per origin, indexed by [`Origin`].
     pub(crate) origins: [u64; Origin::ALL.len()],
     /// Referring hosts seen; the id is the index in `host_visits`.
@@ -162,8 +182,7 @@ impl Visitors {
             hours: period.map(|(a, b)| Timeline::new(a.div_euclid(3600), b.div_euclid(3600))),
             minutes: period.map(|(a, b)| Timeline::new(a.div_euclid(60), b.div_euclid(60))),
             corte_people: vec![0; cortes + 1],
-            durations: Vec::new(),
-            visit_pages: 0,
+            closed: Closed::default(),
             origins: [0; Origin::ALL.len()],
             hosts: HashMap::default(),
             host_visits: Vec::new(),
@@ -255,16 +274,17 @@ impl Visitors {
                 visit.end = visit.end.max(hit.at);
                 visit.start = visit.start.min(hit.at);
                 visit.pages += u32::from(hit.page);
+                visit.requests += 1;
             }
             open => {
                 if let Some(done) = open.take() {
-                    self.durations.push(duration(&done));
-                    self.visit_pages += u64::from(done.pages);
+                    self.closed.add(&done);
                 }
                 *open = Some(Visit {
                     start: hit.at,
                     end: hit.at,
                     pages: u32::from(hit.page),
+                    requests: 1,
                 });
                 *self.day_visits.entry(hit.day).or_default() += 1;
                 let origin = host.map_or(Origin::Direct, |h| h.1);
@@ -284,18 +304,13 @@ impl Visitors {
         let mut out = Vec::with_capacity(self.visitors.len());
         for (&(_, agent), v) in &mut self.visitors {
             if let Some(done) = v.visit.take() {
-                self.durations.push(duration(&done));
-                self.visit_pages += u64::from(done.pages);
+                self.closed.add(&done);
             }
             out.push((agent, v.bot));
         }
-        self.durations.sort_unstable();
+        self.closed.durations.sort_unstable();
         out
     }
-}
-
-fn duration(v: &Visit) -> u32 {
-    u32::try_from(v.end - v.start).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

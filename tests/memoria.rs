@@ -1,0 +1,1307 @@
+//! `difusor memoria` through the CLI: a scripted night of access logs, written as difusor's
+//! access log writer writes them (rotated and gzipped at local midnight), gives exactly the
+//! figures its definitions say; GoAccess reading the same lines agrees where the definitions
+//! are the same; the report's folder verifies and is the same twice; and a drill on a real
+//! server gives its incidents, its cortes and every logged request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.0.0 Mobile Safari/537.36";
+const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.0.0 Safari/537.36";
+const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.0 Mobile/15E148 Safari/604.1";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const CURL: &str = "curl/8.5.0";
+
+/// What uap-core and difusor's device classes make of each browser: browser, system, device.
+fn reading(ua: &str) -> (&'static str, &'static str, &'static str) {
+    match ua {
+        IPHONE => ("Mobile Safari", "iOS", "móvil"),
+        ANDROID => ("Chrome Mobile", "Android", "móvil"),
+        WINDOWS => ("Chrome", "Windows", "escritorio"),
+        IPAD => ("Mobile Safari", "iOS", "tableta"),
+        other => panic!("not a browser of the script: {other}"),
+    }
+}
+
+/// The name difusor gives each automated client of the script.
+fn bot_name(ua: Option<&str>) -> Option<&'static str> {
+    match ua {
+        None => Some("(sin agente de usuario)"),
+        Some(GOOGLEBOT) => Some("Googlebot"),
+        Some(CURL) => Some("curl"),
+        Some(_) => None,
+    }
+}
+
+const INE: &str = "https://prep.ine.mx/";
+const FACEBOOK: &str = "https://m.facebook.com/";
+const GOOGLE: &str = "https://www.google.com.mx/";
+const OTHER_SITE: &str = "https://elperiodico.mx/nota";
+
+/// The report's time zone and the offset its logs are written in.
+const ZONE: &str = "America/Mexico_City";
+
+/// One request of the scripted night.
+#[derive(Debug, Clone)]
+struct Req {
+    ip: String,
+    ua: Option<&'static str>,
+    at: DateTime,
+    method: &'static str,
+    target: String,
+    status: u16,
+    bytes: u64,
+    referer: Option<&'static str>,
+}
+
+impl Req {
+    fn instant(&self) -> Timestamp {
+        self.at
+            .to_zoned_datetime(TimeZone::get(ZONE).unwrap())
+            .unwrap()
+            .timestamp()
+    }
+
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap()
+    }
+
+    fn bot(&self) -> bool {
+        bot_name(self.ua).is_some()
+    }
+
+    fn ok(&self) -> bool {
+        (200..400).contains(&self.status)
+    }
+
+    /// The page definition: GET by a person, 2xx/3xx, path matching `/,*/,*.html,*.htm`.
+    fn page(&self) -> bool {
+        let p = self.path();
+        !self.bot()
+            && self.method == "GET"
+            && self.ok()
+            && (p == "/" || p.ends_with('/') || p.ends_with(".html") || p.ends_with(".htm"))
+    }
+
+    /// The line, in Combined format as difusor's access log writer writes it.
+    fn line(&self) -> String {
+        format!(
+            "{} - - [{} -0600] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\"\n",
+            self.ip,
+            self.at.strftime("%d/%b/%Y:%H:%M:%S"),
+            self.method,
+            self.target,
+            self.status,
+            self.bytes,
+            self.referer.unwrap_or("-"),
+            self.ua.unwrap_or("-")
+        )
+    }
+}
+
+/// A local time of the night: `day` 2 or 3 of June 2024.
+fn t(day: i8, h: i8, m: i8, s: i8) -> DateTime {
+    jiff::civil::date(2024, 6, day).at(h, m, s, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn req(
+    ip: &str,
+    ua: Option<&'static str>,
+    at: DateTime,
+    method: &'static str,
+    target: &str,
+    status: u16,
+    bytes: u64,
+    referer: Option<&'static str>,
+) -> Req {
+    Req {
+        ip: ip.to_owned(),
+        ua,
+        at,
+        method,
+        target: target.to_owned(),
+        status,
+        bytes,
+        referer,
+    }
+}
+
+/// How many people with one or two requests fill the night besides the scripted ones.
+const FILLERS: usize = 24;
+/// The malformed line, written once into `access.log`.
+const MALFORMED: &str = "esto no es una solicitud\n";
+
+/// The scripted night of 2 to 3 June 2024, in time order; `seed` places the fillers.
+fn night(seed: u64) -> Vec<Req> {
+    let get = |ip: &str, ua, at, target: &str, status, bytes, referer| {
+        req(ip, Some(ua), at, "GET", target, status, bytes, referer)
+    };
+    let mut r = vec![
+        // Outside the period [20:00, 02:00): a second before it and its end itself.
+        get("192.0.2.99", WINDOWS, t(2, 19, 59, 59), "/", 200, 900, None),
+        get("192.0.2.99", WINDOWS, t(3, 2, 0, 0), "/", 200, 900, None),
+        // A (iPhone): a visit of 120 s from the institute, then 45 min later one of 10 s.
+        get(
+            "203.0.113.10",
+            IPHONE,
+            t(2, 20, 5, 0),
+            "/",
+            200,
+            5000,
+            Some(INE),
+        ),
+        get(
+            "203.0.113.10",
+            IPHONE,
+            t(2, 20, 5, 30),
+            "/json/main.json?v=1",
+            200,
+            700,
+            Some(INE),
+        ),
+        get(
+            "203.0.113.10",
+            IPHONE,
+            t(2, 20, 7, 0),
+            "/index.html",
+            200,
+            5000,
+            Some(INE),
+        ),
+        get("203.0.113.10", IPHONE, t(2, 20, 52, 0), "/", 304, 0, None),
+        get(
+            "203.0.113.10",
+            IPHONE,
+            t(2, 20, 52, 10),
+            "/datos/x.zip",
+            200,
+            250_000,
+            None,
+        ),
+        // B (Android phone): one visit of 30 min across midnight and the rotation.
+        get(
+            "198.51.100.20",
+            ANDROID,
+            t(2, 23, 50, 0),
+            "/",
+            200,
+            5000,
+            Some(FACEBOOK),
+        ),
+        get(
+            "198.51.100.20",
+            ANDROID,
+            t(2, 23, 58, 0),
+            "/json/main.json",
+            200,
+            700,
+            None,
+        ),
+        get(
+            "198.51.100.20",
+            ANDROID,
+            t(3, 0, 5, 0),
+            "/resultados/",
+            200,
+            3000,
+            None,
+        ),
+        get(
+            "198.51.100.20",
+            ANDROID,
+            t(3, 0, 20, 0),
+            "/json/main.json",
+            200,
+            700,
+            None,
+        ),
+        // C (Windows) and E (iPhone) share an address: two visitors of one request each.
+        get(
+            "192.0.2.30",
+            WINDOWS,
+            t(2, 21, 0, 0),
+            "/",
+            200,
+            5000,
+            Some(GOOGLE),
+        ),
+        get("192.0.2.30", IPHONE, t(2, 21, 30, 0), "/", 200, 5000, None),
+        // D (iPad): a visit of 600 s from another site, a page, a style sheet, a download.
+        get(
+            "192.0.2.40",
+            IPAD,
+            t(2, 22, 0, 0),
+            "/",
+            200,
+            5000,
+            Some(OTHER_SITE),
+        ),
+        get(
+            "192.0.2.40",
+            IPAD,
+            t(2, 22, 0, 20),
+            "/css/a.css",
+            200,
+            1200,
+            None,
+        ),
+        get(
+            "192.0.2.40",
+            IPAD,
+            t(2, 22, 1, 0),
+            "/mapa.htm",
+            200,
+            4000,
+            None,
+        ),
+        get(
+            "192.0.2.40",
+            IPAD,
+            t(2, 22, 10, 0),
+            "/datos/x.zip",
+            200,
+            250_000,
+            None,
+        ),
+        // H (Windows): a page and its style sheet in the same second: a visit of two
+        // requests that lasts 0 s; then a page that is not there and a form sent.
+        get("192.0.2.50", WINDOWS, t(2, 21, 15, 0), "/", 200, 5000, None),
+        get(
+            "192.0.2.50",
+            WINDOWS,
+            t(2, 21, 15, 0),
+            "/css/a.css",
+            200,
+            1200,
+            None,
+        ),
+        get(
+            "192.0.2.50",
+            WINDOWS,
+            t(2, 21, 15, 40),
+            "/nada.html",
+            404,
+            150,
+            None,
+        ),
+        req(
+            "192.0.2.50",
+            Some(WINDOWS),
+            t(2, 21, 16, 0),
+            "POST",
+            "/",
+            200,
+            10,
+            None,
+        ),
+        // I (iPad): two requests exactly 30 min apart are two visits.
+        get(
+            "192.0.2.60",
+            IPAD,
+            t(3, 1, 0, 0),
+            "/index.html",
+            200,
+            5000,
+            None,
+        ),
+        get(
+            "192.0.2.60",
+            IPAD,
+            t(3, 1, 30, 0),
+            "/index.html",
+            200,
+            5000,
+            None,
+        ),
+        // J (Android phone): a page and its style sheet in the same second, and nothing
+        // more: a visit of two requests that lasts 0 s, which is not a single request.
+        get(
+            "192.0.2.70",
+            ANDROID,
+            t(3, 0, 45, 0),
+            "/",
+            200,
+            5000,
+            Some(GOOGLE),
+        ),
+        get(
+            "192.0.2.70",
+            ANDROID,
+            t(3, 0, 45, 0),
+            "/css/a.css",
+            200,
+            1200,
+            Some(INE),
+        ),
+        // Bots: a crawler, a tool, a client without a user agent.
+        get(
+            "66.249.66.1",
+            GOOGLEBOT,
+            t(2, 20, 10, 0),
+            "/",
+            200,
+            5000,
+            None,
+        ),
+        get(
+            "66.249.66.1",
+            GOOGLEBOT,
+            t(2, 20, 10, 1),
+            "/robots.txt",
+            404,
+            150,
+            None,
+        ),
+        get(
+            "66.249.66.1",
+            GOOGLEBOT,
+            t(3, 1, 0, 0),
+            "/",
+            200,
+            5000,
+            None,
+        ),
+        get(
+            "10.9.9.9",
+            CURL,
+            t(2, 20, 30, 0),
+            "/json/main.json",
+            200,
+            700,
+            None,
+        ),
+        req(
+            "198.18.0.5",
+            None,
+            t(2, 21, 45, 0),
+            "GET",
+            "/",
+            200,
+            5000,
+            None,
+        ),
+    ];
+    // F (Windows): a burst of 5xx over two minutes (8 then 7, each minute with a success),
+    // and later a minute of 5 errors, which is not a burst.
+    let f = |at, status| {
+        get(
+            "203.0.113.99",
+            WINDOWS,
+            at,
+            "/json/main.json",
+            status,
+            0,
+            None,
+        )
+    };
+    for i in 0..8 {
+        r.push(f(t(2, 23, 10, i * 7), 503));
+    }
+    r.push(f(t(2, 23, 10, 58), 200));
+    for i in 0..7 {
+        r.push(f(t(2, 23, 11, i * 8), 502));
+    }
+    r.push(f(t(2, 23, 11, 59), 200));
+    for i in 0..5 {
+        r.push(f(t(2, 23, 30, i), 500));
+    }
+    r.push(f(t(2, 23, 30, 30), 200));
+    // The tool over its rate limit: 12 answers 429 in one second (the busiest second), and
+    // later 5 in a minute, which is not a burst.
+    for _ in 0..12 {
+        r.push(get(
+            "10.9.9.9",
+            CURL,
+            t(3, 0, 30, 5),
+            "/json/main.json",
+            429,
+            0,
+            None,
+        ));
+    }
+    for i in 0..5 {
+        r.push(get(
+            "10.9.9.9",
+            CURL,
+            t(3, 0, 40, i),
+            "/json/main.json",
+            429,
+            0,
+            None,
+        ));
+    }
+    // Fillers: one page, sometimes the results a while later.
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let browsers = [IPHONE, ANDROID, WINDOWS, IPAD];
+    let referers = [
+        Some(INE),
+        Some(FACEBOOK),
+        Some(GOOGLE),
+        None,
+        Some(OTHER_SITE),
+    ];
+    let pages = ["/", "/index.html", "/index.html?ref=x", "/resultados/"];
+    let start = t(2, 20, 0, 0);
+    for i in 0..FILLERS {
+        let ip = format!("10.1.0.{}", i + 1);
+        let ua = browsers[rng.usize(..browsers.len())];
+        let at = start.checked_add(rng.i64(0..6 * 3600).seconds()).unwrap();
+        let page = pages[rng.usize(..pages.len())];
+        let (status, bytes) = if rng.bool() { (200, 5000) } else { (304, 0) };
+        r.push(get(
+            &ip,
+            ua,
+            at,
+            page,
+            status,
+            bytes,
+            referers[rng.usize(..5)],
+        ));
+        if rng.bool() {
+            let later = at.checked_add(rng.i64(1..1700).seconds()).unwrap();
+            r.push(get(&ip, ua, later, "/json/main.json", 200, 700, None));
+        }
+    }
+    r.sort_by_key(|r| r.at);
+    r
+}
+
+/// A data folder whose `bitacoras/` holds `night` as difusor leaves it: the day of 2 June
+/// rotated and gzipped, the day of 3 June (and one malformed line) in `access.log`.
+fn write_logs(data: &Path, night: &[Req]) -> PathBuf {
+    let logs = data.join("bitacoras");
+    std::fs::create_dir_all(&logs).unwrap();
+    let (june2, june3): (Vec<&Req>, Vec<&Req>) = night.iter().partition(|r| r.at.day() == 2);
+    let text2: String = june2.iter().map(|r| r.line()).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text2.as_bytes()).unwrap();
+    std::fs::write(logs.join("access-2024-06-02.log.gz"), gz.finish().unwrap()).unwrap();
+    let mut text3: String = june3.iter().map(|r| r.line()).collect();
+    let middle = text3.match_indices('\n').nth(3).unwrap().0 + 1;
+    text3.insert_str(middle, MALFORMED);
+    std::fs::write(logs.join("access.log"), text3).unwrap();
+    logs
+}
+
+/// `difusor memoria --data-dir data --out out` with `args`.
+fn memoria(data: &Path, out: &Path, args: &[&str]) -> Output {
+    difusor()
+        .arg("memoria")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `memoria.json` of a report folder.
+fn report(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("memoria.json")).unwrap()).unwrap()
+}
+
+const PERIOD: [&str; 4] = ["--from", "2024-06-02T20:00", "--to", "2024-06-03T02:00"];
+
+/// Counts by name, most first, then by name: how the report orders its lists.
+fn counts<'a>(names: impl IntoIterator<Item = &'a str>) -> Value {
+    let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+    for n in names {
+        *by.entry(n).or_default() += 1;
+    }
+    let mut v: Vec<(&str, u64)> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    Value::Array(
+        v.into_iter()
+            .map(|(name, count)| json!({"name": name, "count": count}))
+            .collect(),
+    )
+}
+
+fn referrer_kind(referer: Option<&str>) -> &'static str {
+    match referer {
+        None => "directo",
+        Some(INE) => "instituto",
+        Some(FACEBOOK) => "redes sociales",
+        Some(GOOGLE) => "buscadores",
+        Some(_) => "otros sitios",
+    }
+}
+
+/// One visit by the definition: a person's requests with gaps under 30 minutes.
+struct Visit<'a> {
+    requests: Vec<&'a Req>,
+}
+
+impl Visit<'_> {
+    fn seconds(&self) -> i64 {
+        let first = self.requests.first().unwrap().instant();
+        let last = self.requests.last().unwrap().instant();
+        last.duration_since(first).as_secs()
+    }
+}
+
+/// The visits of `period`'s requests (people only), visitor by visitor.
+fn visits<'a>(period: &[&'a Req]) -> Vec<Visit<'a>> {
+    let mut by_visitor: BTreeMap<(&str, Option<&str>), Vec<&Req>> = BTreeMap::new();
+    for r in period.iter().filter(|r| !r.bot()) {
+        by_visitor.entry((&r.ip, r.ua)).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for requests in by_visitor.into_values() {
+        let mut current: Vec<&Req> = Vec::new();
+        for r in requests {
+            if let Some(last) = current.last()
+                && r.instant().duration_since(last.instant()).as_secs() >= 30 * 60
+            {
+                out.push(Visit {
+                    requests: std::mem::take(&mut current),
+                });
+            }
+            current.push(r);
+        }
+        out.push(Visit { requests: current });
+    }
+    out
+}
+
+/// The figures the written definitions give for `night` over `[from, to)`, as memoria.json
+/// states them.
+fn expected(night: &[Req], from: Timestamp, to: Timestamp) -> BTreeMap<&'static str, Value> {
+    let period: Vec<&Req> = night
+        .iter()
+        .filter(|r| r.instant() >= from && r.instant() < to)
+        .collect();
+    let people = || period.iter().filter(|r| !r.bot());
+    let distinct = |bot: bool| {
+        period
+            .iter()
+            .filter(|r| r.bot() == bot)
+            .map(|r| (r.ip.as_str(), r.ua))
+            .collect::<BTreeSet<_>>()
+    };
+    let vs = visits(&period);
+    let mut seconds: Vec<i64> = vs.iter().map(Visit::seconds).collect();
+    seconds.sort_unstable();
+    let n = seconds.len();
+    let median = if n % 2 == 1 {
+        seconds[n / 2] as f64
+    } else {
+        (seconds[n / 2 - 1] + seconds[n / 2]) as f64 / 2.0
+    };
+    let total: i64 = seconds.iter().sum();
+    let bucket = |s: i64| match s {
+        0 => "0 s",
+        1..60 => "< 1 min",
+        60..300 => "1–5 min",
+        300..900 => "5–15 min",
+        900..1800 => "15–30 min",
+        1800..3600 => "30–60 min",
+        _ => "≥ 1 h",
+    };
+    let by_duration: Vec<Value> = [
+        "0 s",
+        "< 1 min",
+        "1–5 min",
+        "5–15 min",
+        "15–30 min",
+        "30–60 min",
+        "≥ 1 h",
+    ]
+    .iter()
+    .map(|b| json!({"name": b, "count": seconds.iter().filter(|&&s| bucket(s) == *b).count()}))
+    .collect();
+    let pages: u64 = vs
+        .iter()
+        .map(|v| v.requests.iter().filter(|r| r.page()).count() as u64)
+        .sum();
+    let mut days = Vec::new();
+    for date in period.iter().map(|r| r.at.date()).collect::<BTreeSet<_>>() {
+        let of_day: Vec<&&Req> = period.iter().filter(|r| r.at.date() == date).collect();
+        let visitors = |bot: bool| {
+            of_day
+                .iter()
+                .filter(|r| r.bot() == bot)
+                .map(|r| (r.ip.as_str(), r.ua))
+                .collect::<BTreeSet<_>>()
+                .len()
+        };
+        days.push(json!({
+            "date": date.to_string(),
+            "hits": of_day.len(),
+            "pages": of_day.iter().filter(|r| r.page()).count(),
+            "bytes": of_day.iter().map(|r| r.bytes).sum::<u64>(),
+            "visitors": visitors(false),
+            "bot_visitors": visitors(true),
+            "visits": vs.iter().filter(|v| v.requests[0].at.date() == date).count(),
+        }));
+    }
+    let people_visitors = distinct(false);
+    let peak = |key: fn(&Req) -> Timestamp| {
+        let mut by: BTreeMap<Timestamp, u64> = BTreeMap::new();
+        for r in &period {
+            *by.entry(key(r)).or_default() += 1;
+        }
+        let best = by.values().max().copied().unwrap();
+        let at = by.iter().find(|(_, n)| **n == best).unwrap().0;
+        json!({"at": at.to_string(), "hits": best})
+    };
+    let mut e = BTreeMap::new();
+    e.insert(
+        "totals",
+        json!({
+            "lines": night.len() + 1,
+            "malformed": 1,
+            "outside": night.len() - period.len(),
+            "hits": period.len(),
+            "bot_hits": period.iter().filter(|r| r.bot()).count(),
+            "pages": period.iter().filter(|r| r.page()).count(),
+            "bytes": period.iter().map(|r| r.bytes).sum::<u64>(),
+            "visitors": people_visitors.len(),
+            "bot_visitors": distinct(true).len(),
+            "visits": n,
+        }),
+    );
+    e.insert("days", Value::Array(days));
+    e.insert(
+        "visits",
+        json!({
+            "count": n,
+            "mean_seconds": total as f64 / n as f64,
+            "median_seconds": median,
+            "pages_per_visit": pages as f64 / n as f64,
+            "single_request": vs.iter().filter(|v| v.requests.len() == 1).count(),
+            "total_seconds": total,
+            "by_duration": by_duration,
+        }),
+    );
+    e.insert(
+        "top_pages",
+        counts(people().filter(|r| r.page()).map(|r| r.path())),
+    );
+    e.insert(
+        "top_downloads",
+        counts(
+            people()
+                .filter(|r| r.ok() && r.path().starts_with("/datos/"))
+                .map(|r| r.path()),
+        ),
+    );
+    e.insert(
+        "referrer_kinds",
+        counts(vs.iter().map(|v| referrer_kind(v.requests[0].referer))),
+    );
+    let uas: Vec<&str> = people_visitors.iter().map(|(_, ua)| ua.unwrap()).collect();
+    e.insert("browsers", counts(uas.iter().map(|ua| reading(ua).0)));
+    e.insert("systems", counts(uas.iter().map(|ua| reading(ua).1)));
+    e.insert("devices", counts(uas.iter().map(|ua| reading(ua).2)));
+    e.insert("bots", counts(period.iter().filter_map(|r| bot_name(r.ua))));
+    e.insert(
+        "peak_minute",
+        peak(|r| Timestamp::from_second(r.instant().as_second().div_euclid(60) * 60).unwrap()),
+    );
+    e.insert("peak_second", peak(|r| r.instant()));
+    e
+}
+
+/// The local instant `2024-06-0D hh:mm` as memoria.json writes instants (UTC).
+fn utc(day: i8, h: i8, m: i8) -> String {
+    t(day, h, m, 0)
+        .to_zoned_datetime(TimeZone::get(ZONE).unwrap())
+        .unwrap()
+        .timestamp()
+        .to_string()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_scripted_night_gives_exactly_its_figures() {
+    let seed = test_seed();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("datos-difusor");
+    let night = night(seed);
+    write_logs(&data, &night);
+    let out = dir.path().join("memoria");
+    let run = memoria(&data, &out, &PERIOD);
+    assert_success(&run);
+    let got = report(&out);
+    let from = utc(2, 20, 0).parse().unwrap();
+    let to = utc(3, 2, 0).parse().unwrap();
+    assert_eq!(got["period"]["from"], utc(2, 20, 0));
+    assert_eq!(got["period"]["to"], utc(3, 2, 0));
+    for (field, want) in expected(&night, from, to) {
+        let have = if field == "visits" {
+            let mut v = got["visits"].clone();
+            v.as_object_mut()
+                .unwrap()
+                .retain(|k, _| want.get(k).is_some());
+            v
+        } else {
+            got[field].clone()
+        };
+        assert_eq!(
+            have, want,
+            "memoria.json `{field}` differs from the scripted night (seed {seed}):\n have {have:#}\n want {want:#}"
+        );
+    }
+    // The scripted visitors, counted by hand: A, B, C, E, D, H, I, J and F are people; the
+    // night's only outside visitor has only lines outside the period.
+    assert_eq!(got["totals"]["visitors"], 9 + FILLERS as u64);
+    assert_eq!(
+        got["totals"]["bot_visitors"], 3,
+        "Googlebot, curl, no user agent"
+    );
+    // 19:59:59 and 02:00:00, and the fillers' second requests after 02:00.
+    assert!(got["totals"]["outside"].as_u64().unwrap() >= 2);
+    assert_eq!(got["totals"]["malformed"], 1);
+    assert_eq!(got["peak_second"]["at"], "2024-06-03T06:30:05Z");
+    // The bursts of 5xx and 429, and not the minutes of 5 that stay under the threshold.
+    let bursts: Vec<Value> = got["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "errores-5xx" || i["kind"] == "límite-429")
+        .map(|i| json!([i["kind"], i["at"], i["until"]]))
+        .collect();
+    assert_eq!(
+        bursts,
+        [
+            json!(["errores-5xx", utc(2, 23, 10), utc(2, 23, 12)]),
+            json!(["límite-429", utc(3, 0, 30), utc(3, 0, 31)]),
+        ],
+        "{:#}",
+        got["incidents"]
+    );
+    let texts: Vec<&str> = got["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["text"].as_str())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("15 respuestas")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("12 solicitudes")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        got["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["access-2024-06-02.log.gz", "access.log"],
+        "read in time order; no journal in this folder"
+    );
+}
+
+/// Every file under `root` and its bytes, by relative path.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_report_folder_holds_the_logs_verifies_and_is_the_same_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = write_logs(&data, &night(7));
+    let first = dir.path().join("uno");
+    let second = dir.path().join("dos");
+    assert_success(&memoria(&data, &first, &PERIOD));
+    assert_success(&memoria(&data, &second, &PERIOD));
+
+    // The logs of the period: the rotated gzip as it is, the current log gzipped.
+    assert_eq!(
+        std::fs::read(first.join("bitacoras/access-2024-06-02.log.gz")).unwrap(),
+        std::fs::read(logs.join("access-2024-06-02.log.gz")).unwrap()
+    );
+    assert_eq!(
+        gunzip(&std::fs::read(first.join("bitacoras/access.log.gz")).unwrap()),
+        std::fs::read(logs.join("access.log")).unwrap()
+    );
+
+    // SHA256SUMS lists every other file and `sha256sum -c` run in the folder agrees.
+    let check = run_ok(
+        Command::new("sha256sum")
+            .args(["-c", "--strict", "SHA256SUMS"])
+            .current_dir(&first),
+    );
+    let listed = String::from_utf8_lossy(&check.stdout).lines().count();
+    let all = files(&first);
+    assert_eq!(listed, all.len() - 1, "{all:?}");
+
+    // Twice, the same bytes, but for the generated-at line (and the HTML and PDF).
+    let (a, b) = (all, files(&second));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        if name.starts_with("memoria.html") || name.starts_with("memoria.pdf") {
+            continue;
+        }
+        let without_stamp = |bytes: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("\"generated_at\""))
+                .map(str::to_owned)
+                .collect()
+        };
+        if name == "memoria.json" {
+            assert_eq!(without_stamp(bytes), without_stamp(&b[name]), "{name}");
+        } else if name == "SHA256SUMS" {
+            let other_lines = |text: &[u8]| -> Vec<String> {
+                String::from_utf8_lossy(text)
+                    .lines()
+                    .filter(|l| !l.ends_with(" memoria.json") && !l.ends_with(" memoria.html"))
+                    .map(str::to_owned)
+                    .collect()
+            };
+            assert_eq!(other_lines(bytes), other_lines(&b[name]));
+        } else {
+            assert!(*bytes == b[name], "{name} differs between two runs");
+        }
+    }
+
+    // A folder that is not empty is refused, with nothing written into it.
+    let taken = dir.path().join("ocupada");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("notas.txt"), b"mias").unwrap();
+    let refused = memoria(&data, &taken, &PERIOD);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("is not empty"), "{said}");
+    assert_eq!(files(&taken).keys().collect::<Vec<_>>(), ["notas.txt"]);
+}
+
+#[test]
+fn a_reversed_or_too_long_period_is_refused_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_logs(&data, &night(1));
+    for (period, says) in [
+        (
+            ["--from", "2024-06-03", "--to", "2024-06-02T20:00"],
+            "before it begins",
+        ),
+        (
+            ["--from", "2024-06-02", "--to", "2024-08-03"],
+            "longer than 62 days",
+        ),
+    ] {
+        let out = dir.path().join(format!("m{}", unique()));
+        let refused = memoria(&data, &out, &period);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{period:?}: {said}");
+        assert!(said.contains(says), "{period:?}: {said}");
+        assert!(
+            said.lines().count() == 1 && !said.contains("panicked"),
+            "one plain line: {said}"
+        );
+        assert!(!out.exists(), "nothing written for {period:?}");
+    }
+    // 62 days exactly is a period.
+    let out = dir.path().join("m");
+    assert_success(&memoria(
+        &data,
+        &out,
+        &["--from", "2024-06-02T00:00", "--to", "2024-08-03T00:00"],
+    ));
+}
+
+#[test]
+fn goaccess_agrees_where_the_definitions_are_the_same() {
+    let seed = test_seed();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let night = night(seed);
+    let logs = write_logs(&data, &night);
+    // The same lines, in one plain file, for GoAccess.
+    let mut all = gunzip(&std::fs::read(logs.join("access-2024-06-02.log.gz")).unwrap());
+    all.extend(std::fs::read(logs.join("access.log")).unwrap());
+    let plain = dir.path().join("todo.log");
+    std::fs::write(&plain, &all).unwrap();
+    let ga = dir.path().join("goaccess.json");
+    let ran = Command::new("goaccess")
+        .arg(&plain)
+        // GoAccess leaves a visitor whose requests of a day were all answered 4xx out of
+        // that day's unique visitors unless told otherwise; difusor counts every request's
+        // visitor, so GoAccess is asked to count those too.
+        .args([
+            "--log-format=COMBINED",
+            "--no-query-string",
+            "--4xx-to-unique-count",
+            "-o",
+        ])
+        .arg(&ga)
+        .output()
+        .expect("goaccess (apt-get install -y goaccess)");
+    assert_success(&ran);
+    let ga: Value = serde_json::from_slice(&std::fs::read(&ga).unwrap()).unwrap();
+    // Whole days, as GoAccess counts them: no line is outside the period.
+    let out = dir.path().join("m");
+    assert_success(&memoria(
+        &data,
+        &out,
+        &["--from", "2024-06-02", "--to", "2024-06-03"],
+    ));
+    let m = report(&out);
+    let ctx = format!(
+        "seed {seed}; GoAccess {:#}; difusor {:#}",
+        ga["general"], m["totals"]
+    );
+    assert_eq!(m["totals"]["outside"], 0, "{ctx}");
+
+    // Requests: every valid line is a hit for both; GoAccess's failed lines are malformed.
+    assert_eq!(
+        ga["general"]["valid_requests"], m["totals"]["hits"],
+        "{ctx}"
+    );
+    assert_eq!(
+        ga["general"]["failed_requests"], m["totals"]["malformed"],
+        "{ctx}"
+    );
+    assert_eq!(
+        ga["general"]["total_requests"], m["totals"]["lines"],
+        "{ctx}"
+    );
+    assert_eq!(ga["general"]["bandwidth"], m["totals"]["bytes"], "{ctx}");
+
+    // Unique visitors per day: both count an address with a user agent once a day, but
+    // GoAccess counts automated clients too (crawlers unless --ignore-crawlers, and always
+    // curl and clients without a user agent), which difusor keeps apart: GoAccess's figure
+    // is difusor's people plus its bots of that day. GoAccess's total is the sum of its
+    // days; difusor's total counts a visitor of both days once.
+    let days: HashMap<String, &Value> = m["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["date"].as_str().unwrap().replace('-', ""), d))
+        .collect();
+    let ga_days = ga["visitors"]["data"].as_array().unwrap();
+    assert_eq!(ga_days.len(), days.len(), "{ctx}");
+    let mut sum = 0;
+    for g in ga_days {
+        let d = days[g["data"].as_str().unwrap()];
+        let both = d["visitors"].as_u64().unwrap() + d["bot_visitors"].as_u64().unwrap();
+        assert_eq!(g["visitors"]["count"], both, "day {g:#} vs {d:#}");
+        assert_eq!(g["hits"]["count"], d["hits"], "day {g:#} vs {d:#}");
+        assert_eq!(g["bytes"]["count"], d["bytes"], "day {g:#} vs {d:#}");
+        sum += both;
+    }
+    assert_eq!(ga["general"]["unique_visitors"], sum, "{ctx}");
+    let crossed = night
+        .iter()
+        .filter(|r| !r.bot())
+        .map(|r| (r.ip.as_str(), r.ua))
+        .filter(|v| {
+            let on = |day| {
+                night
+                    .iter()
+                    .any(|r| (r.ip.as_str(), r.ua) == *v && r.at.day() == day)
+            };
+            on(2) && on(3)
+        })
+        .collect::<BTreeSet<_>>()
+        .len() as u64;
+    let people_days: u64 = days.values().map(|d| d["visitors"].as_u64().unwrap()).sum();
+    assert_eq!(
+        m["totals"]["visitors"].as_u64().unwrap() + crossed,
+        people_days
+    );
+
+    // Requested files: GoAccess lists every request but a 404 by path, from anyone, any
+    // method and status; difusor's pages are GETs by people answered 2xx or 3xx. So for
+    // each page, GoAccess's hits are difusor's plus the requests of that path the page
+    // definition leaves out (bots, other methods, 5xx, 429), which the script knows.
+    // GoAccess keeps a row per path and method: they are added up by path.
+    let ga_hits = |panel: &str| -> HashMap<String, u64> {
+        let mut by_path = HashMap::new();
+        for r in ga[panel]["data"].as_array().unwrap() {
+            *by_path
+                .entry(r["data"].as_str().unwrap().to_owned())
+                .or_default() += r["hits"]["count"].as_u64().unwrap();
+        }
+        by_path
+    };
+    let requests = ga_hits("requests");
+    let left_out = |path: &str| {
+        night
+            .iter()
+            .filter(|r| r.path() == path && r.status != 404 && !r.page())
+            .count() as u64
+    };
+    let pages = m["top_pages"].as_array().unwrap();
+    assert!(pages.len() >= 4, "{pages:?}");
+    for p in pages {
+        let path = p["name"].as_str().unwrap();
+        assert_eq!(
+            requests.get(path).copied(),
+            Some(p["count"].as_u64().unwrap() + left_out(path)),
+            "page {path}: GoAccess {requests:?}, difusor {pages:?}"
+        );
+    }
+    // Downloads: GoAccess lists `.zip` among static files; only people fetched them.
+    let statics = ga_hits("static_requests");
+    for d in m["top_downloads"].as_array().unwrap() {
+        let path = d["name"].as_str().unwrap();
+        assert_eq!(
+            statics.get(path).copied(),
+            d["count"].as_u64(),
+            "{statics:?}"
+        );
+    }
+    // GoAccess's 404 panel holds the two paths that were not there.
+    assert_eq!(ga["not_found"]["data"].as_array().unwrap().len(), 2);
+}
+
+/// Lines of every access log in `logs` (the current one and the rotated ones, gzip or not).
+fn logged_lines(logs: &Path) -> usize {
+    std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("access") && (name.ends_with(".log") || name.ends_with(".log.gz"))
+        })
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let text = if p.extension().is_some_and(|e| e == "gz") {
+                gunzip(&bytes)
+            } else {
+                bytes
+            };
+            text.iter().filter(|&&b| b == b'\n').count()
+        })
+        .sum()
+}
+
+/// Waits until the access logs in `logs` hold `n` lines (the writer writes at least once
+/// a second), or panics after 20 s.
+fn wait_logged(logs: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while logged_lines(logs) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} lines expected in the access log, {} there",
+            logged_lines(logs)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A person's browser: `requests` page views of the live site from curl with a browser's
+/// user agent; the access logs in `logs` then hold `*lines` more lines.
+fn browse(server: &Server, requests: usize, logs: &Path, lines: &mut usize) {
+    for i in 0..requests {
+        let path = if i % 2 == 0 { "/" } else { "/json/main.json" };
+        let r = curl(&server.url(path), &["-A", WINDOWS]);
+        assert_eq!(r.status, 200, "{path}");
+    }
+    *lines += requests;
+    wait_logged(logs, *lines);
+    // The logs give times to the second: what comes next happens in a later second.
+    let last = Timestamp::now().as_second();
+    while Timestamp::now().as_second() == last {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether `at` (an instant of memoria.json) is in `[from, to]`.
+fn within(at: &Value, from: Timestamp, to: Timestamp) -> bool {
+    let at: Timestamp = at.as_str().unwrap().parse().unwrap();
+    from <= at && at <= to
+}
+
+#[test]
+fn a_drill_gives_its_incidents_its_cortes_and_every_logged_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    let from = Timestamp::now() - 1.second();
+    let mut server = Server::start(&data, &[]);
+    let first_ready = Timestamp::now();
+    let mut lines = 0;
+
+    // Three cortes, each seen by a person while it is live.
+    let cortes = ["20240602_2000", "20240602_2015", "20240602_2030"];
+    for corte in cortes {
+        drop_file(
+            &server.entrada(),
+            &format!("{corte}_PREP.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+        browse(&server, 4, &logs, &mut lines);
+    }
+
+    // A package that is not a zip: rejected, and the live corte stays.
+    let bad_at = Timestamp::now();
+    drop_file(&server.entrada(), "20240602_2045_PREP.zip", b"no es un zip");
+    server.wait_status("the rejection", |s| s["counts"]["rejected"] == 1);
+    let bad_seen = Timestamp::now();
+
+    // A clean restart, then a crash and a start.
+    server.stop();
+    let restart_at = Timestamp::now();
+    server.launch();
+    server.wait_ready();
+    let restarted = Timestamp::now();
+    browse(&server, 2, &logs, &mut lines);
+    let crash_at = Timestamp::now();
+    server.restart();
+    let recovered = Timestamp::now();
+    browse(&server, 2, &logs, &mut lines);
+
+    // The institute's notice, on and off.
+    let on_at = Timestamp::now();
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso de simulacro"]));
+    let on_done = Timestamp::now();
+    for _ in 0..3 {
+        curl(&server.url("/"), &["-A", WINDOWS]);
+    }
+    lines += 3;
+    wait_logged(&logs, lines);
+    let off_at = Timestamp::now();
+    assert_success(&server.run(&["notice", "off"]));
+    let off_done = Timestamp::now();
+    browse(&server, 2, &logs, &mut lines);
+    server.stop();
+    let to = Timestamp::now() + 1.second();
+
+    let history = server.run(&["history", "--json", "--events", "100000"]);
+    assert_success(&history);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+
+    // The data folder is only read, so a copy of it elsewhere gives the same report.
+    let before = files(&data);
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(Command::new("cp").arg("-a").arg(&data).arg(copy.path()));
+    let period = [
+        "--from".to_owned(),
+        from.to_string(),
+        "--to".to_owned(),
+        to.to_string(),
+    ];
+    let period: Vec<&str> = period.iter().map(String::as_str).collect();
+    let out = dir.path().join("memoria");
+    assert_success(&memoria(&data, &out, &period));
+    let after = files(&data);
+    assert!(
+        before == after,
+        "the data folder was written: {:?} before, {:?} after",
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let m = report(&out);
+    let copied_out = dir.path().join("memoria-copia");
+    assert_success(&memoria(&copy.path().join("d"), &copied_out, &period));
+    let mut a = m.clone();
+    let mut b = report(&copied_out);
+    a["generated_at"] = Value::Null;
+    b["generated_at"] = Value::Null;
+    assert_eq!(a, b, "the report of the copy differs");
+
+    // Every line the server logged is a hit of the period.
+    assert_eq!(m["totals"]["hits"], lines as u64, "{:#}", m["totals"]);
+    assert_eq!(m["totals"]["hits"], logged_lines(&logs) as u64);
+    assert_eq!(m["totals"]["outside"], 0);
+    assert_eq!(m["totals"]["malformed"], 0);
+
+    // The cortes are the journal's, with the visitors that saw each one.
+    let journal: Vec<Value> = history["cortes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            json!([
+                c["corte_id"],
+                c["live_at"],
+                c["lag_ms"].as_f64().unwrap() / 1000.0
+            ])
+        })
+        .collect();
+    let reported: Vec<Value> = m["cortes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!([c["corte_id"], c["live_at"], c["lag_seconds"]]))
+        .collect();
+    assert_eq!(reported, journal);
+    assert_eq!(reported.len(), cortes.len());
+    for c in m["cortes"].as_array().unwrap() {
+        assert!(c["visitors"].as_u64().unwrap() > 0, "{c:#}");
+    }
+
+    // Each incident of the drill, at its time.
+    let incidents = m["incidents"].as_array().unwrap();
+    let of =
+        |kind: &str| -> Vec<&Value> { incidents.iter().filter(|i| i["kind"] == kind).collect() };
+    let show = format!("{:#}", m["incidents"]);
+    let rejected = of("paquete-rechazado");
+    assert_eq!(rejected.len(), 1, "{show}");
+    assert!(within(&rejected[0]["at"], bad_at, bad_seen), "{show}");
+    assert!(
+        rejected[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("20240602_2045_PREP.zip"),
+        "{show}"
+    );
+    let starts = of("reinicio");
+    assert_eq!(
+        starts.len(),
+        2,
+        "the first start and the clean restart: {show}"
+    );
+    assert!(within(&starts[0]["at"], from, first_ready), "{show}");
+    assert!(within(&starts[1]["at"], restart_at, restarted), "{show}");
+    let crashes = of("caída");
+    assert_eq!(crashes.len(), 1, "{show}");
+    assert!(within(&crashes[0]["at"], crash_at, recovered), "{show}");
+    let notice = of("aviso");
+    assert_eq!(notice.len(), 1, "{show}");
+    assert!(within(&notice[0]["at"], on_at, on_done), "{show}");
+    assert!(within(&notice[0]["until"], off_at, off_done), "{show}");
+    assert!(
+        notice[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Aviso de simulacro"),
+        "{show}"
+    );
+    // The test's cortes are dated 2024: each was published long after its corte time.
+    assert_eq!(of("corte-tardío").len(), cortes.len(), "{show}");
+}
