@@ -110,6 +110,7 @@ pub(super) fn sample() -> Memoria {
                 pages: 300_000,
                 bytes: 7_000_000_000,
                 visitors: 80_000,
+                bot_visitors: 900,
                 visits: 100_000,
             },
             Day {
@@ -118,6 +119,7 @@ pub(super) fn sample() -> Memoria {
                 pages: 111_000,
                 bytes: 2_876_543_210,
                 visitors: 30_000,
+                bot_visitors: 400,
                 visits: 23_456,
             },
         ],
