@@ -932,6 +932,73 @@ fn the_report_folder_holds_the_logs_verifies_and_is_the_same_twice() {
 }
 
 #[test]
+fn the_report_renders_in_a_real_browser_and_prints_to_pages() {
+    if !chromium_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_logs(&data, &night(11));
+    let out = dir.path().join("memoria");
+    assert_success(&memoria(&data, &out, &PERIOD));
+    let html = out.join("memoria.html");
+    let url = format!("file://{}", html.display());
+    let browser = |args: &[&str]| {
+        run_ok(
+            Command::new("chromium")
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                ])
+                .arg(format!(
+                    "--user-data-dir={}",
+                    dir.path().join("perfil").display()
+                ))
+                .args(args)
+                .arg(&url),
+        )
+    };
+
+    // The page the browser builds holds the report's sections and its charts.
+    let dom = String::from_utf8(browser(&["--dump-dom"]).stdout).unwrap();
+    for heading in ["Resumen", "Incidentes", "Cortes", "Métodos", "Fuentes"] {
+        assert!(
+            dom.contains(heading),
+            "the rendered page has no {heading:?} section"
+        );
+    }
+    assert!(
+        dom.matches("<svg").count() >= 3,
+        "the rendered page has no charts"
+    );
+
+    // Its first page, as a browser shows it: a picture with content, not a blank page.
+    let shot = dir.path().join("primera.png");
+    browser(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1200,1600",
+    ]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "no screenshot");
+    assert!(
+        png.len() > 30_000,
+        "the screenshot is nearly blank ({} bytes)",
+        png.len()
+    );
+
+    // The printed version: a PDF with pages.
+    let pdf = std::fs::read(out.join("memoria.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF"), "memoria.pdf is not a PDF");
+    let pages = pdf
+        .windows(12)
+        .filter(|w| w.starts_with(b"/Type /Page") && w[11] != b's')
+        .count();
+    assert!(pages >= 2, "memoria.pdf has {pages} pages");
+}
+
+#[test]
 fn a_reversed_or_too_long_period_is_refused_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");

@@ -2,7 +2,10 @@
 //! checksums over all of it (R6.2, R6.6).
 //!
 //! # Guarantees
-//! - The folder is new or empty: a report never mixes with files already there.
+//! - The folder appears whole or not at all: everything is written into a hidden temporary
+//!   folder beside it (`.memoria-…`), which is renamed to the asked name once complete; a
+//!   failure leaves nothing behind. The asked folder must not exist or be empty: a report
+//!   never mixes with files already there.
 //! - Every file is written to a temporary name, fsynced and renamed; the folders are fsynced.
 //! - `bitacoras/` holds each access log of the period with the bytes the server wrote: a
 //!   rotated `.gz` is copied as it is, a plain log is gzipped (no name, no time in the gzip
@@ -18,66 +21,107 @@ use super::model::Memoria;
 use super::render::{self, Pdf};
 use super::scan::Input;
 
-/// Writes everything into `out`.
-pub(crate) fn write(out: &Path, memoria: &Memoria, logs: &[Input]) -> Result<()> {
-    prepare(out)?;
-    let mut json = serde_json::to_vec_pretty(memoria)?;
-    json.push(b'\n');
-    durable(&out.join("memoria.json"), &json)?;
-    let html = out.join("memoria.html");
-    durable(&html, render::html(memoria).as_bytes())?;
-    let datos = out.join("datos");
-    std::fs::create_dir_all(&datos)
-        .with_context(|| format!("cannot create {}", datos.display()))?;
-    for (name, bytes) in render::tables(memoria) {
-        durable(&datos.join(name), &bytes)?;
-    }
-    sync_dir(&datos)?;
-    let bitacoras = out.join("bitacoras");
-    std::fs::create_dir_all(&bitacoras)
-        .with_context(|| format!("cannot create {}", bitacoras.display()))?;
-    for log in logs {
-        copy_log(log, &bitacoras)?;
-    }
-    sync_dir(&bitacoras)?;
-    match render::pdf(&html, &out.join("memoria.pdf")) {
-        Ok(Pdf::Made) => {}
-        Ok(Pdf::NoChromium) => eprintln!(
-            "memoria.pdf was not made: Chromium is not installed (apt-get install chromium); \
-             memoria.html prints to the same document from any browser"
-        ),
-        Err(e) => eprintln!(
-            "memoria.pdf was not made: {e}; memoria.html prints to the same document from any browser"
-        ),
-    }
-    let sums = checksums(out)?;
-    durable(&out.join("SHA256SUMS"), sums.as_bytes())?;
-    sync_dir(out)?;
-    println!(
-        "Wrote the memoria técnica into {}: memoria.html, memoria.json, datos/, bitacoras/, SHA256SUMS{}.",
-        out.display(),
-        if out.join("memoria.pdf").exists() {
-            ", memoria.pdf"
-        } else {
-            ""
-        }
-    );
-    Ok(())
+/// A report folder being written.
+pub(crate) struct Folder {
+    /// Where it is written.
+    tmp: tempfile::TempDir,
+    /// The name it gets when complete.
+    out: PathBuf,
 }
 
-/// Makes `out`, or checks that it is empty.
-fn prepare(out: &Path) -> Result<()> {
-    if out.exists() {
-        let mut entries =
-            std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "{} is not empty; give a new folder to --out (a report never mixes with other files)",
-                out.display()
-            );
+impl Folder {
+    /// Checks that `out` is free and starts writing beside it.
+    pub(crate) fn create(out: &Path) -> Result<Self> {
+        if out.exists() {
+            let mut entries =
+                std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty; give a new folder to --out (a report never mixes with \
+                     other files)",
+                    out.display()
+                );
+            }
         }
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".memoria-")
+            .tempdir_in(parent)
+            .with_context(|| format!("cannot write into {}", parent.display()))?;
+        for sub in ["datos", "bitacoras"] {
+            let dir = tmp.path().join(sub);
+            std::fs::create_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(Self {
+            tmp,
+            out: out.to_owned(),
+        })
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+
+    /// Copies the period's access logs into `bitacoras/`.
+    pub(crate) fn copy_logs(&self, logs: &[Input]) -> Result<()> {
+        let dir = self.tmp.path().join("bitacoras");
+        for log in logs {
+            copy_log(log, &dir)?;
+        }
+        sync_dir(&dir)
+    }
+
+    /// Writes the report, its data and the checksums, and gives the folder its name.
+    pub(crate) fn finish(self, memoria: &Memoria) -> Result<()> {
+        let root = self.tmp.path();
+        let mut json = serde_json::to_vec_pretty(memoria)?;
+        json.push(b'\n');
+        durable(&root.join("memoria.json"), &json)?;
+        let html = root.join("memoria.html");
+        durable(&html, render::html(memoria).as_bytes())?;
+        let datos = root.join("datos");
+        for (name, bytes) in render::tables(memoria) {
+            durable(&datos.join(name), &bytes)?;
+        }
+        sync_dir(&datos)?;
+        let pdf = match render::pdf(&html, &root.join("memoria.pdf")) {
+            Ok(Pdf::Made) => true,
+            Ok(Pdf::NoChromium) => {
+                eprintln!(
+                    "memoria.pdf was not made: Chromium is not installed (apt-get install \
+                     chromium); memoria.html prints to the same document from any browser"
+                );
+                false
+            }
+            Err(e) => {
+                eprintln!(
+                    "memoria.pdf was not made: {e}; memoria.html prints to the same document \
+                     from any browser"
+                );
+                false
+            }
+        };
+        let sums = checksums(root)?;
+        durable(&root.join("SHA256SUMS"), sums.as_bytes())?;
+        sync_dir(root)?;
+        let root = self.tmp.keep();
+        if let Err(e) = std::fs::rename(&root, &self.out) {
+            let _ = std::fs::remove_dir_all(&root);
+            return Err(e).with_context(|| format!("cannot write {}", self.out.display()));
+        }
+        if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        println!(
+            "Wrote the memoria técnica into {}: memoria.html, memoria.json, datos/, bitacoras/, \
+             SHA256SUMS{}.",
+            self.out.display(),
+            if pdf { ", memoria.pdf" } else { "" }
+        );
+        Ok(())
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary name, fsynced, then renamed.
@@ -161,4 +205,24 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_not_finished_leaves_nothing_and_a_full_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("memoria");
+        let folder = Folder::create(&out).unwrap();
+        folder.copy_logs(&[]).unwrap();
+        drop(folder);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("otro.txt"), b"x").unwrap();
+        let refused = Folder::create(&out).err().unwrap().to_string();
+        assert!(refused.contains("is not empty"), "{refused}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

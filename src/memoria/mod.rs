@@ -11,7 +11,8 @@
 //!   runs beside a live server or on a copy of a data folder on another machine.
 //! - The same input gives the same bytes, apart from the one generated-at line (and the PDF,
 //!   whose maker stamps its own date).
-//! - Every file of the folder is written to a temporary name, fsynced and renamed.
+//! - The folder appears whole or not at all (written beside it, renamed when complete); every
+//!   file in it is written to a temporary name, fsynced and renamed.
 //! - Every figure's method is written in the report.
 
 mod agents;
@@ -92,20 +93,28 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
-    let memoria = figures::compute(&figures::Request {
-        from,
-        to,
-        timezone: tz,
-        inputs: &inputs,
-        publications: &publications,
-        events: &events,
-        journal: journal_path.exists().then_some(journal_path.as_path()),
-        update_interval: config.update_interval,
-        options,
-        notes,
+    let folder = deliver::Folder::create(&options.out)?;
+    // The logs are copied into the folder while they are read for the figures.
+    let memoria = std::thread::scope(|s| {
+        let copying = s.spawn(|| folder.copy_logs(&inputs));
+        let memoria = figures::compute(&figures::Request {
+            from,
+            to,
+            timezone: tz,
+            inputs: &inputs,
+            publications: &publications,
+            events: &events,
+            journal: journal_path.exists().then_some(journal_path.as_path()),
+            update_interval: config.update_interval,
+            options,
+            notes,
+        });
+        let copied = copying
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        copied.and(memoria)
     })?;
-    deliver::write(&options.out, &memoria, &inputs)?;
-    Ok(())
+    folder.finish(&memoria)
 }
 
 /// The period asked for, or the configured publication window.

@@ -67,6 +67,23 @@ pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
 }
 
 /// The binary under test.
+/// Whether Chromium is installed for a browser test; on CI its absence fails the test (CI
+/// installs it), elsewhere the test is skipped with a note.
+pub fn chromium_available() -> bool {
+    let chromium = Command::new("chromium").arg("--version").output();
+    if chromium.as_ref().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is not installed, and CI requires this test: apt-get install -y chromium"
+    );
+    eprintln!(
+        "SKIPPED: chromium is not installed (apt-get install -y chromium); CI runs this test"
+    );
+    false
+}
+
 pub fn difusor() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_difusor"));
     c.env_remove("DIFUSOR_CONFIG").env("RUST_LOG", "info");
