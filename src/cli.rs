@@ -188,49 +188,9 @@ pub(crate) enum Cmd {
     /// and SHA256SUMS. Reads the access logs (log_dir, rotated .gz included) and the journal;
     /// never writes the data folder, so it works beside a running server or on a copy.
     Memoria {
-        /// Start of the period: RFC 3339, or a date or date-time in the configured time zone
-        /// (`2024-06-02T20:00`); default publish_start.
-        #[arg(long, value_name = "TIME")]
-        from: Option<String>,
-        /// End of the period (excluded), likewise; a date means the end of that day; default
-        /// publish_end.
-        #[arg(long, value_name = "TIME")]
-        to: Option<String>,
-        /// New or empty folder to write the report into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// The operator's notes, comments and suggestions (Markdown), shown in the report.
-        #[arg(long, value_name = "FILE")]
-        notas: Option<PathBuf>,
-        /// The portal's usual access logs (Combined or Common, plain or gzip, from nginx or
-        /// Apache), for the comparison with its daily average.
-        #[arg(long, value_name = "LOG", num_args = 1..)]
-        base: Vec<PathBuf>,
-        /// The portal's usual visitors per day, when its figures come from elsewhere.
-        #[arg(long, value_name = "N", conflicts_with = "base")]
-        base_visitas: Option<f64>,
-        /// The portal's usual pages per day.
-        #[arg(long, value_name = "N", conflicts_with = "base")]
-        base_paginas: Option<f64>,
-        /// The portal's usual hits per day.
-        #[arg(long, value_name = "N", conflicts_with = "base")]
-        base_hits: Option<f64>,
-        /// Globs of the paths that are pages (HTML documents), comma-separated.
-        #[arg(
-            long,
-            value_name = "GLOBS",
-            value_delimiter = ',',
-            default_value = "/,*/,*.html,*.htm"
-        )]
-        paginas: Vec<String>,
-        /// Globs of the institute's host names, for where visitors came from.
-        #[arg(
-            long,
-            value_name = "GLOBS",
-            value_delimiter = ',',
-            default_value = "ine.mx,*.ine.mx"
-        )]
-        instituto: Vec<String>,
+        /// What to report on and how.
+        #[command(flatten)]
+        options: crate::memoria::Options,
         /// Settings.
         #[command(flatten)]
         settings: SettingArgs,

@@ -214,35 +214,9 @@ fn run(cli: cli::Cli) -> Result<u8> {
             commands::history(&sections.config, json, events)?;
             Ok(0)
         }
-        Cmd::Memoria {
-            from,
-            to,
-            out,
-            notas,
-            base,
-            base_visitas,
-            base_paginas,
-            base_hits,
-            paginas,
-            instituto,
-            settings,
-        } => {
+        Cmd::Memoria { options, settings } => {
             let sections = Sections::load(config_file, &settings)?;
-            memoria::run(
-                &sections.config,
-                &memoria::Options {
-                    from,
-                    to,
-                    out,
-                    notas,
-                    base,
-                    base_visitas,
-                    base_paginas,
-                    base_hits,
-                    paginas,
-                    instituto,
-                },
-            )?;
+            memoria::run(&sections.config, &options)?;
             Ok(0)
         }
         Cmd::Inspect { path, json, reglas } => commands::inspect(&path, json, reglas.as_deref()),

@@ -259,68 +259,61 @@ fn missing_cortes(
 /// no successful response. `ok[i]` is the successful responses of `minutes[i]`.
 pub(crate) fn from_minutes(minutes: &[Slot], ok: &[u64], tz: &TimeZone) -> Vec<Incident> {
     let mut out = Vec::new();
-    runs(
-        minutes,
-        |s, _| s.errors > BURST_MIN && s.errors * 100 > s.hits,
-        |first, last, slots| Incident {
-            at: first.start,
-            until: Some(end_of(last)),
-            kind: "errores-5xx".into(),
-            text: format!(
+    let sum = |slots: &[Slot], of: fn(&Slot) -> u64| slots.iter().map(of).sum::<u64>();
+    let mut runs_of =
+        |kind: &str, hit: &dyn Fn(&Slot, u64) -> bool, text: &dyn Fn(&[Slot]) -> String| {
+            runs(minutes, ok, hit, |slots| {
+                let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+                    return;
+                };
+                out.push(Incident {
+                    at: first.start,
+                    until: Some(end_of(last)),
+                    kind: kind.into(),
+                    text: text(slots),
+                    evidence: format!(
+                        "bitácora de acceso, minutos {} a {}",
+                        local(first.start, tz),
+                        local(last.start, tz)
+                    ),
+                });
+            });
+        };
+    runs_of(
+        "errores-5xx",
+        &|s, _| s.errors > BURST_MIN && s.errors * 100 > s.hits,
+        &|slots| {
+            format!(
                 "{} respuestas de error del servidor (5xx) en {} min",
-                slots.iter().map(|s| s.errors).sum::<u64>(),
+                sum(slots, |s| s.errors),
                 slots.len()
-            ),
-            evidence: minutes_evidence(first, last, tz),
+            )
         },
-        ok,
-        &mut out,
     );
-    runs(
-        minutes,
-        |s, _| s.throttled > BURST_MIN,
-        |first, last, slots| Incident {
-            at: first.start,
-            until: Some(end_of(last)),
-            kind: "límite-429".into(),
-            text: format!(
-                "{} solicitudes rechazadas por exceder el límite por cliente (429) en {} min",
-                slots.iter().map(|s| s.throttled).sum::<u64>(),
-                slots.len()
-            ),
-            evidence: minutes_evidence(first, last, tz),
-        },
-        ok,
-        &mut out,
-    );
-    runs(
-        minutes,
-        |_, ok| ok == 0,
-        |first, last, slots| Incident {
-            at: first.start,
-            until: Some(end_of(last)),
-            kind: "sin-servicio".into(),
-            text: format!(
-                "{} min sin ninguna respuesta exitosa (2xx o 3xx); solicitudes en esos minutos: {}",
-                slots.len(),
-                slots.iter().map(|s| s.hits).sum::<u64>()
-            ),
-            evidence: minutes_evidence(first, last, tz),
-        },
-        ok,
-        &mut out,
-    );
+    runs_of("límite-429", &|s, _| s.throttled > BURST_MIN, &|slots| {
+        format!(
+            "{} solicitudes rechazadas por exceder el límite por cliente (429) en {} min",
+            sum(slots, |s| s.throttled),
+            slots.len()
+        )
+    });
+    runs_of("sin-servicio", &|_, ok| ok == 0, &|slots| {
+        format!(
+            "{} min sin ninguna respuesta exitosa (2xx o 3xx); solicitudes en esos minutos: {}",
+            slots.len(),
+            sum(slots, |s| s.hits)
+        )
+    });
     out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.kind.cmp(&b.kind)));
     out
 }
 
-/// Every run of consecutive minutes for which `hit` holds becomes one incident.
+/// Hands every run of consecutive minutes for which `hit` holds to `found`.
 fn runs(
     minutes: &[Slot],
-    hit: impl Fn(&Slot, u64) -> bool,
-    make: impl Fn(&Slot, &Slot, &[Slot]) -> Incident,
     ok: &[u64],
-    out: &mut Vec<Incident>,
+    hit: &dyn Fn(&Slot, u64) -> bool,
+    mut found: impl FnMut(&[Slot]),
 ) {
     let mut start = None;
     for i in 0..=minutes.len() {
@@ -331,12 +324,8 @@ fn runs(
         match (on, start) {
             (true, None) => start = Some(i),
             (false, Some(first)) => {
-                if let (Some(a), Some(b), Some(slots)) = (
-                    minutes.get(first),
-                    minutes.get(i - 1),
-                    minutes.get(first..i),
-                ) {
-                    out.push(make(a, b, slots));
+                if let Some(slots) = minutes.get(first..i) {
+                    found(slots);
                 }
                 start = None;
             }
@@ -349,14 +338,6 @@ fn end_of(slot: &Slot) -> Timestamp {
     slot.start
         .checked_add(SignedDuration::from_mins(1))
         .unwrap_or(slot.start)
-}
-
-fn minutes_evidence(first: &Slot, last: &Slot, tz: &TimeZone) -> String {
-    format!(
-        "bitácora de acceso, minutos {} a {}",
-        local(first.start, tz),
-        local(last.start, tz)
-    )
 }
 
 fn diario_range(first: i64, last: i64) -> String {

@@ -39,28 +39,51 @@ use crate::store::Layout;
 /// Longest period a report covers.
 const MAX_PERIOD: SignedDuration = SignedDuration::from_hours(62 * 24);
 
-/// What `difusor memoria` was asked for.
-#[derive(Debug, Clone)]
+/// What `difusor memoria` is asked for: its flags.
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Options {
-    /// Start of the period (RFC 3339, or a local date or date-time); default `publish_start`.
+    /// Start of the period: RFC 3339, or a date or date-time in the configured time zone
+    /// (`2024-06-02T20:00`); default publish_start.
+    #[arg(long, value_name = "TIME")]
     pub(crate) from: Option<String>,
-    /// End of the period, likewise; default `publish_end`.
+    /// End of the period (excluded), likewise; a date means the end of that day; default
+    /// publish_end.
+    #[arg(long, value_name = "TIME")]
     pub(crate) to: Option<String>,
-    /// Folder to write the report into.
+    /// New or empty folder to write the report into.
+    #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
-    /// The operator's notes (Markdown).
+    /// The operator's notes, comments and suggestions (Markdown), shown in the report.
+    #[arg(long, value_name = "FILE")]
     pub(crate) notas: Option<PathBuf>,
-    /// The portal's usual access logs.
+    /// The portal's usual access logs (Combined or Common, plain or gzip, from nginx or
+    /// Apache), for the comparison with its daily average.
+    #[arg(long, value_name = "LOG", num_args = 1..)]
     pub(crate) base: Vec<PathBuf>,
-    /// The portal's usual visitors per day, given.
+    /// The portal's usual visitors per day, when its figures come from elsewhere.
+    #[arg(long, value_name = "N", conflicts_with = "base")]
     pub(crate) base_visitas: Option<f64>,
-    /// The portal's usual pages per day, given.
+    /// The portal's usual pages per day.
+    #[arg(long, value_name = "N", conflicts_with = "base")]
     pub(crate) base_paginas: Option<f64>,
-    /// The portal's usual hits per day, given.
+    /// The portal's usual hits per day.
+    #[arg(long, value_name = "N", conflicts_with = "base")]
     pub(crate) base_hits: Option<f64>,
-    /// Globs of the paths that are pages.
+    /// Globs of the paths that are pages (HTML documents), comma-separated; `*` crosses `/`.
+    #[arg(
+        long,
+        value_name = "GLOBS",
+        value_delimiter = ',',
+        default_value = "/,*/,*.html,*.htm"
+    )]
     pub(crate) paginas: Vec<String>,
-    /// Globs of the institute's host names (referrers).
+    /// Globs of the institute's host names, for where visitors came from.
+    #[arg(
+        long,
+        value_name = "GLOBS",
+        value_delimiter = ',',
+        default_value = "ine.mx,*.ine.mx"
+    )]
     pub(crate) instituto: Vec<String>,
 }
 
