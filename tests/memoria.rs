@@ -999,6 +999,141 @@ fn the_report_renders_in_a_real_browser_and_prints_to_pages() {
 }
 
 #[test]
+fn the_usual_portal_from_its_logs_or_its_figures_and_the_operators_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_logs(&data, &night(3));
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let line = |ip: &str, day: u8, path: &str, ua: &str| {
+        format!(
+            "{ip} - - [{day:02}/May/2024:10:00:00 -0600] \"GET {path} HTTP/1.1\" 200 100 \"-\" \"{ua}\"\n"
+        )
+    };
+    // nginx, Combined, gzipped: 13 May: A reads two pages and a stylesheet, B one page, a
+    // robot one; 14 May: A one page.
+    let nginx: String = [
+        line("192.0.2.1", 13, "/", chrome),
+        line("192.0.2.1", 13, "/css/a.css", chrome),
+        line("192.0.2.1", 13, "/otra.html", chrome),
+        line("192.0.2.2", 13, "/", chrome),
+        line("192.0.2.9", 13, "/", google),
+        line("192.0.2.1", 14, "/", chrome),
+    ]
+    .concat();
+    let base = dir.path().join("portal");
+    std::fs::create_dir(&base).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(nginx.as_bytes()).unwrap();
+    std::fs::write(base.join("portal-nginx.log.gz"), gz.finish().unwrap()).unwrap();
+    // Apache, Common (no user agent: every request a person's): 15 May: C a page and the
+    // JSON, D a page.
+    std::fs::write(
+        base.join("portal-apache.log"),
+        "198.51.100.3 - - [15/May/2024:10:00:00 -0600] \"GET / HTTP/1.1\" 200 100\n\
+         198.51.100.3 - - [15/May/2024:10:00:05 -0600] \"GET /json/main.json HTTP/1.1\" 200 100\n\
+         198.51.100.4 - - [15/May/2024:11:00:00 -0600] \"GET /index.html HTTP/1.1\" 200 100\n",
+    )
+    .unwrap();
+    let out = dir.path().join("con-base");
+    let nginx_log = base.join("portal-nginx.log.gz");
+    let apache_log = base.join("portal-apache.log");
+    let mut args: Vec<&str> = PERIOD.to_vec();
+    args.extend([
+        "--base",
+        nginx_log.to_str().unwrap(),
+        apache_log.to_str().unwrap(),
+    ]);
+    assert_success(&memoria(&data, &out, &args));
+    let m = report(&out);
+    let b = &m["baseline"];
+    assert_eq!(b["days"], 3, "{b}");
+    assert_eq!(b["hits_per_day"], 9.0 / 3.0, "{b}");
+    assert_eq!(b["pages_per_day"], 6.0 / 3.0, "{b}");
+    assert_eq!(b["visitors_per_day"], 5.0 / 3.0, "{b}");
+    let text = b["source"].as_str().unwrap();
+    assert!(
+        text.contains("portal-nginx.log.gz") && text.contains("portal-apache.log"),
+        "{text}"
+    );
+    // The election side: the period's figures over its length (6 hours, a quarter of a day).
+    let per_day = |v: &Value| v.as_f64().unwrap() * 4.0;
+    assert_eq!(
+        b["election_hits_per_day"].as_f64(),
+        Some(per_day(&m["totals"]["hits"]))
+    );
+    assert_eq!(
+        b["election_pages_per_day"].as_f64(),
+        Some(per_day(&m["totals"]["pages"]))
+    );
+    let sources: Vec<&str> = m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["role"] == "bitácora base")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["portal-nginx.log.gz", "portal-apache.log"]);
+
+    // Figures given instead, and the operator's notes (Markdown; their HTML shown as text).
+    let notes = dir.path().join("notas.md");
+    let written = "## Sugerencias\n\nAmpliar el ancho de banda. <script>alert(1)</script>\n";
+    std::fs::write(&notes, written).unwrap();
+    let out = dir.path().join("con-cifras");
+    let mut args: Vec<&str> = PERIOD.to_vec();
+    args.extend([
+        "--base-visitas",
+        "1000",
+        "--base-paginas",
+        "2500",
+        "--base-hits",
+        "40000",
+        "--notas",
+        notes.to_str().unwrap(),
+    ]);
+    assert_success(&memoria(&data, &out, &args));
+    let m = report(&out);
+    let b = &m["baseline"];
+    assert_eq!(
+        (
+            &b["visitors_per_day"],
+            &b["pages_per_day"],
+            &b["hits_per_day"],
+            &b["days"]
+        ),
+        (
+            &json!(1000.0),
+            &json!(2500.0),
+            &json!(40000.0),
+            &Value::Null
+        )
+    );
+    assert!(
+        b["source"].as_str().unwrap().contains("--base-visitas"),
+        "{b}"
+    );
+    assert_eq!(m["notes"], written);
+    let html = std::fs::read_to_string(out.join("memoria.html")).unwrap();
+    assert!(html.contains("Sugerencias") && html.contains("Ampliar el ancho de banda"));
+    assert!(
+        !html.contains("<script"),
+        "the notes' HTML must be shown as text"
+    );
+
+    // `--base` with given figures is refused: one comparison, said plainly.
+    let refused = memoria(
+        &data,
+        &dir.path().join("ambas"),
+        &[
+            &PERIOD[..],
+            &["--base", apache_log.to_str().unwrap(), "--base-hits", "1"],
+        ]
+        .concat(),
+    );
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[test]
 fn a_reversed_or_too_long_period_is_refused_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");

@@ -27,7 +27,9 @@ pub(crate) const BOTS_METHOD: &str = "Se consideran clientes automatizados (robo
     presentan como navegador (su agente de usuario no empieza con «Mozilla/» ni con «Opera/»: \
     curl, Wget, bibliotecas de programación). Todos los demás son personas. Las cifras de \
     visitantes, visitas, páginas, navegadores, sistemas y dispositivos cuentan solo personas; \
-    las solicitudes (hits) y los bytes cuentan a todos.";
+    las solicitudes (hits) y los bytes cuentan a todos. En bitácoras en formato Common, que no \
+    registran el agente de usuario, toda solicitud se cuenta como de una persona y el \
+    visitante es la dirección del cliente sola.";
 
 /// How referrers are classified, for the report.
 pub(crate) const REFERRERS_METHOD: &str = "La procedencia de una visita es el sitio de su \
@@ -93,6 +95,17 @@ impl Agents {
         let extractor =
             ua_parser::Extractor::try_from(regexes).map_err(|e| RulesError(e.to_string()))?;
         Ok(Self { extractor })
+    }
+
+    /// The reading of a request whose log does not record the user agent (Common format):
+    /// a person, browser and system unknown.
+    pub(crate) fn unrecorded() -> Arc<Agent> {
+        Arc::new(Agent {
+            browser: "(no registrado)".into(),
+            system: "(no registrado)".into(),
+            device: Device::Other,
+            bot: None,
+        })
     }
 
     /// Reads one user agent (`None`: the request had none).

@@ -34,6 +34,8 @@ pub(crate) struct Line<'a> {
     pub(crate) referer: Option<&'a [u8]>,
     /// User-Agent, when the format has it and it is not `-`.
     pub(crate) agent: Option<&'a [u8]>,
+    /// Whether the format records the user agent (Combined and extended do, Common does not).
+    pub(crate) agent_recorded: bool,
     /// Time to respond in milliseconds (`extended` only).
     pub(crate) elapsed_ms: Option<u32>,
     /// Content encoding sent (`extended` only; `None` for `-`, identity).
@@ -68,6 +70,7 @@ pub(crate) fn parse(line: &[u8]) -> Option<Line<'_>> {
         bytes,
         referer: None,
         agent: None,
+        agent_recorded: false,
         elapsed_ms: None,
         encoding: None,
     };
@@ -78,6 +81,7 @@ pub(crate) fn parse(line: &[u8]) -> Option<Line<'_>> {
     let (agent, rest) = quoted(rest.strip_prefix(b" ")?)?;
     parsed.referer = present(referer);
     parsed.agent = present(agent);
+    parsed.agent_recorded = true;
     if let Some(extra) = rest.strip_prefix(b" ") {
         let (elapsed, extra) = word(extra);
         let (_corte, extra) = word(extra);
@@ -191,6 +195,7 @@ mod tests {
         assert_eq!(common.client, b"host.example");
         assert_eq!((common.status, common.bytes), (304, 0));
         assert_eq!((common.referer, common.agent), (None, None));
+        assert!(!common.agent_recorded);
         let apache = parse(
             br#"::1 - - [10/Oct/2000:13:55:36 -0700] "GET /\"q\" HTTP/1.1" 200 10 "-" "say \"hi\"""#,
         )

@@ -520,14 +520,24 @@ fn parse_block(
             tally.outside += 1;
             continue;
         }
-        let agent_text = line.agent.unwrap_or_default();
+        // A Common log has no user agent at all: its key cannot be a user agent's text
+        // (a NUL never reaches a log line: every writer escapes it).
+        let agent_text = if line.agent_recorded {
+            line.agent.unwrap_or_default()
+        } else {
+            b"\0"
+        };
         let agent_id = match seen.agents.get(agent_text) {
             Some(&id) => id,
             None => {
                 let agent = match cache.get(agent_text) {
                     Some(a) => a.clone(),
                     None => {
-                        let a = rules.agents.classify(line.agent);
+                        let a = if line.agent_recorded {
+                            rules.agents.classify(line.agent)
+                        } else {
+                            Agents::unrecorded()
+                        };
                         if cache.len() < MAX_AGENT_CACHE {
                             cache.insert(agent_text.into(), a.clone());
                         }
