@@ -126,10 +126,18 @@ impl Folder {
 
 /// Writes `bytes` to `path` through a temporary name, fsynced, then renamed.
 fn durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    durable_with(path, |file| file.write_all(bytes))
+}
+
+/// Writes `path` with `write` through a temporary name, fsynced, then renamed.
+fn durable_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write into {}", dir.display()))?;
-    tmp.write_all(bytes)
+    write(tmp.as_file_mut())
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
@@ -153,28 +161,18 @@ fn copy_log(log: &Input, dir: &Path) -> Result<()> {
         .context("an access log without a file name")?;
     let mut from = std::fs::File::open(&log.path)
         .with_context(|| format!("cannot read {}", log.path.display()))?;
-    let (dest, gzip) = if log.gzip {
-        (dir.join(&name), false)
-    } else {
-        (dir.join(format!("{name}.gz")), true)
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write into {}", dir.display()))?;
-    let copied = if gzip {
+    if log.gzip {
+        return durable_with(&dir.join(&name), |file| {
+            std::io::copy(&mut from, file).map(drop)
+        });
+    }
+    durable_with(&dir.join(format!("{name}.gz")), |file| {
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
-            .write(tmp.as_file_mut(), flate2::Compression::fast());
-        std::io::copy(&mut from, &mut gz).and_then(|_| gz.finish().map(drop))
-    } else {
-        std::io::copy(&mut from, tmp.as_file_mut()).map(drop)
-    };
-    copied
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot copy {} into {}", log.path.display(), dir.display()))?;
-    tmp.persist(&dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(())
+            .write(file, flate2::Compression::fast());
+        std::io::copy(&mut from, &mut gz)?;
+        gz.finish().map(drop)
+    })
 }
 
 /// `sha256sum` lines for every file under `root`, by path.

@@ -209,6 +209,24 @@ impl Names {
 }
 
 impl Tally {
+    /// Adds a minute's counts.
+    fn add_minute(&mut self, minute: i64, counts: MinuteTally) {
+        match self.minutes.get_mut(&minute) {
+            Some(mine) => mine.add(&counts),
+            None => {
+                self.minutes.insert(minute, counts);
+            }
+        }
+    }
+
+    /// Adds a day's counts.
+    fn add_day(&mut self, day: Date, counts: DayTally) {
+        let mine = self.days.entry(day).or_default();
+        mine.hits += counts.hits;
+        mine.pages += counts.pages;
+        mine.bytes += counts.bytes;
+    }
+
     fn merge(&mut self, other: Self) {
         self.lines += other.lines;
         self.malformed += other.malformed;
@@ -227,18 +245,10 @@ impl Tally {
         self.downloads.merge(other.downloads);
         self.bots.merge(other.bots);
         for (day, d) in other.days {
-            let mine = self.days.entry(day).or_default();
-            mine.hits += d.hits;
-            mine.pages += d.pages;
-            mine.bytes += d.bytes;
+            self.add_day(day, d);
         }
         for (minute, m) in other.minutes {
-            match self.minutes.get_mut(&minute) {
-                Some(mine) => mine.add(&m),
-                None => {
-                    self.minutes.insert(minute, m);
-                }
-            }
+            self.add_minute(minute, m);
         }
         for (second, n) in other.seconds {
             *self.seconds.entry(second).or_default() += n;
@@ -608,18 +618,10 @@ impl Run {
             *tally.seconds.entry(second).or_default() += n;
         }
         if let Some((minute, m)) = self.minute.take() {
-            match tally.minutes.get_mut(&minute) {
-                Some(mine) => mine.add(&m),
-                None => {
-                    tally.minutes.insert(minute, m);
-                }
-            }
+            tally.add_minute(minute, m);
         }
         if let Some((day, d)) = self.day.take() {
-            let mine = tally.days.entry(day).or_default();
-            mine.hits += d.hits;
-            mine.pages += d.pages;
-            mine.bytes += d.bytes;
+            tally.add_day(day, d);
         }
     }
 
@@ -636,12 +638,7 @@ impl Run {
         if self.minute.as_ref().is_some_and(|m| m.0 != minute)
             && let Some((m, counts)) = self.minute.take()
         {
-            match tally.minutes.get_mut(&m) {
-                Some(mine) => mine.add(&counts),
-                None => {
-                    tally.minutes.insert(m, counts);
-                }
-            }
+            tally.add_minute(m, counts);
         }
         &mut self
             .minute
@@ -653,10 +650,7 @@ impl Run {
         if self.day.as_ref().is_some_and(|d| d.0 != day)
             && let Some((d, counts)) = self.day.take()
         {
-            let mine = tally.days.entry(d).or_default();
-            mine.hits += counts.hits;
-            mine.pages += counts.pages;
-            mine.bytes += counts.bytes;
+            tally.add_day(d, counts);
         }
         &mut self.day.get_or_insert((day, DayTally::default())).1
     }
