@@ -8,7 +8,8 @@
 //! - [`target`]: checking one server ([`fetch`] one request, [`tls`] the handshake,
 //!   [`served`] the corte it shows);
 //! - [`report`]: the verdict, the table and the JSON;
-//! - [`watch`]: checking every period, the suspension and recovery, the observation log.
+//! - [`watch`]: checking every period, the suspension and recovery; [`log`] the observation
+//!   log it writes and `difusor memoria` reads.
 //!
 //! # Guarantees
 //! - Exit status 0 when everything is equal and fresh, 1 when a difference, a missing file,
@@ -19,6 +20,7 @@
 
 mod expected;
 mod fetch;
+pub(crate) mod log;
 mod report;
 mod served;
 mod target;
