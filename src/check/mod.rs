@@ -179,18 +179,12 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
             .expect_corte
             .as_deref()
             .map(|text| {
-                served::corte_id(text, &config.timezone)
-                    .or_else(|| {
-                        crate::memoria::instant(text, &config.timezone, false)
-                            .ok()
-                            .and_then(|t| served::corte_id(&t.to_string(), &config.timezone))
-                    })
-                    .with_context(|| {
-                        format!(
-                            "--expect-corte {text:?}: write the corte as 20270601_2030 or a \
-                             date-time (2027-06-01T20:30)"
-                        )
-                    })
+                served::corte_id(text, &config.timezone).with_context(|| {
+                    format!(
+                        "--expect-corte {text:?}: write the corte as 20270601_2030 or a \
+                         date-time (2027-06-01T20:30, in the configured time zone)"
+                    )
+                })
             })
             .transpose()?,
     };
