@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use reqwest::header::{self, HeaderMap};
 
+use crate::intake::pull::transport_reason;
+
 /// What the check's user agent says it is.
 pub(super) const USER_AGENT: &str = concat!(
     "difusor-check/",
@@ -144,21 +146,7 @@ fn decode(encoding: Option<&str>, raw: &[u8], limit: u64) -> Result<(Vec<u8>, bo
 
 /// A transport failure in words, with its causes.
 fn transport(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut why = if e.is_timeout() {
-        "no complete answer within the timeout".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "the request failed".to_owned()
-    };
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        why.push_str(": ");
-        why.push_str(&c.to_string());
-        cause = c.source();
-    }
-    why
+    transport_reason(e, "no complete answer within the timeout")
 }
 
 #[cfg(test)]

@@ -238,10 +238,22 @@ impl Validators {
 
 /// A transport failure in words, with its causes.
 pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
+    PullError::Request {
+        url: url.clone(),
+        why: transport_reason(
+            e,
+            "no answer in time (`pull_stall_timeout` without a byte, or longer than \
+             `pull_timeout`)",
+        ),
+    }
+}
+
+/// What went wrong with a request, in words (`timed_out` when it timed out), followed by
+/// every cause the error carries.
+pub(crate) fn transport_reason(e: &reqwest::Error, timed_out: &str) -> String {
     use std::error::Error as _;
     let mut why = if e.is_timeout() {
-        "no answer in time (`pull_stall_timeout` without a byte, or longer than `pull_timeout`)"
-            .to_owned()
+        timed_out.to_owned()
     } else if e.is_connect() {
         "cannot connect".to_owned()
     } else {
@@ -253,10 +265,7 @@ pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
         why.push_str(&c.to_string());
         cause = c.source();
     }
-    PullError::Request {
-        url: url.clone(),
-        why,
-    }
+    why
 }
 
 /// What to check for a status that says something about this side.

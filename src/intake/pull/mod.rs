@@ -23,7 +23,7 @@ mod fetch;
 mod index;
 mod settings;
 
-pub(crate) use client::{bearer, tls_config};
+pub(crate) use client::{bearer, tls_config, transport_reason};
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
