@@ -13,6 +13,7 @@ mod crash;
 mod data_folder;
 mod faults;
 mod hostile_http;
+mod hostile_site;
 mod inspect;
 mod limits;
 mod memoria;
