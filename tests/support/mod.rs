@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: a real `difusor` process on ports it chose, a real
-//! HTTP client (curl), and packages made in the test.
+//! HTTP client (curl), packages made in the test, and other real web servers (nginx,
+//! Varnish) in [`webservers`].
 
 pub mod corpus;
+pub mod webservers;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
