@@ -195,6 +195,21 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         settings: SettingArgs,
     },
+    /// Check from outside that a site serves exactly the institute's latest corte: every
+    /// file of the package fetched and compared byte for byte (gzip and br decoded), the
+    /// status and time of each answer, main.json's Cache-Control, the corte shown, TLS and
+    /// HTTP/2; or, with --embargo, that nothing is served before the start. With --watch,
+    /// every period, for a list of servers, with the suspension after 3 failed periods.
+    /// Exit status: 0 all equal and fresh; 1 a difference, a stale corte or a leak; 2 could
+    /// not check (network, TLS, arguments).
+    Check {
+        /// What to check and how.
+        #[command(flatten)]
+        options: crate::check::Options,
+        /// Settings.
+        #[command(flatten)]
+        settings: SettingArgs,
+    },
     /// Check a data package, an inner zip or a PREP CSV: corte, elections, the declared
     /// summary beside the one recomputed from the rows by every known definition, votes,
     /// counts and row anomalies. Exit status: 0 one known definition gives every declared

@@ -393,7 +393,8 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         .with_context(|| format!("cannot read {}", path.display()))?;
     let input = path.display().to_string();
     let report = if package::Format::sniff(&magic).is_some() {
-        let pkg = open_package(path)?;
+        let defaults = PackageSettings::from_config(&Config::from_settings(Settings::default())?)?;
+        let pkg = open_package(path, &defaults)?;
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let csv_bytes = members.iter().map(|m| m.bytes.len() as u64).sum();
         let bar = progress_bar(csv_bytes);
@@ -417,29 +418,32 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     Ok(if report.consistent() { 0 } else { 1 })
 }
 
-/// Opens a package with the default limits, checking whatever evidence lies beside it.
-fn open_package(path: &Path) -> Result<package::VerifiedPackage> {
+/// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
+/// (`<file>.sha256`, `<file>.minisig`) and requiring none: the operator vouches for a file
+/// named on the command line.
+pub(crate) fn open_package(
+    path: &Path,
+    settings: &PackageSettings,
+) -> Result<package::VerifiedPackage> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (sha256, size) = crate::hash::Sha256::of_reader(file)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let config = Config::from_settings(Settings::default())?;
-    let defaults = PackageSettings::from_config(&config)?;
     let incoming = Incoming {
         name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
         path: path.to_owned(),
         sha256,
         size,
         sidecar: read_evidence(&evidence_path(path, "sha256")),
-        signature: None,
+        signature: read_evidence(&evidence_path(path, "minisig")),
     };
     let policy = package::EvidencePolicy {
         sidecar: Policy::IfPresent,
         member_list: Policy::IfPresent,
         signature: Policy::IfPresent,
-        ..defaults.evidence
+        ..settings.evidence.clone()
     };
-    package::verify(&incoming, &policy, &defaults.limits)
+    package::verify(&incoming, &policy, &settings.limits)
         .with_context(|| format!("cannot open {} as a package", path.display()))
 }
 

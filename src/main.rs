@@ -21,6 +21,7 @@
 
 mod admin;
 mod archive;
+mod check;
 mod cli;
 mod commands;
 mod config;
@@ -218,6 +219,10 @@ fn run(cli: cli::Cli) -> Result<u8> {
             let sections = Sections::load(config_file, &settings)?;
             memoria::run(&sections.config, &options)?;
             Ok(0)
+        }
+        Cmd::Check { options, settings } => {
+            let config = config::Config::load(config_file, &settings)?;
+            runtime.block_on(check::run(&config, &options))
         }
         Cmd::Inspect { path, json, reglas } => commands::inspect(&path, json, reglas.as_deref()),
         Cmd::Rollback { corte, settings } => {

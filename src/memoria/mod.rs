@@ -171,7 +171,7 @@ fn period(config: &Config, options: &Options) -> Result<(Timestamp, Timestamp)> 
 /// An instant: RFC 3339 (`2024-06-02T20:00:00-06:00`), a local date-time
 /// (`2024-06-02T20:00`, `2024-06-02 20:00:00`) or a local date (its start; for the end of a
 /// period, the start of the next day, so `--to 2024-06-03` includes that whole day).
-fn instant(text: &str, tz: &TimeZone, end: bool) -> Result<Timestamp> {
+pub(crate) fn instant(text: &str, tz: &TimeZone, end: bool) -> Result<Timestamp> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }

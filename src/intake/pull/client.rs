@@ -22,6 +22,7 @@ use reqwest::{Response, StatusCode, Url};
 
 use super::PullError;
 use super::PullSettings;
+use super::settings::ClientTls;
 use crate::http::tls::{read_certificates, read_private_key};
 
 /// Longest wait for a TCP and TLS connection.
@@ -35,50 +36,10 @@ impl Client {
     /// and the bearer token when set, the timeouts of the settings, no compression (packages
     /// must arrive byte for byte as sent).
     pub(super) fn new(settings: &PullSettings) -> anyhow::Result<Self> {
-        let mut roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = &settings.extra_roots {
-            let certs = read_certificates(path).context("setting `pull_ca`")?;
-            for cert in certs {
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "setting `pull_ca`: {} holds a certificate that cannot be an authority",
-                        path.display()
-                    )
-                })?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("cannot set up TLS")?
-            .with_root_certificates(roots);
-        let mut tls = match &settings.client_identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    read_certificates(cert).context("setting `pull_client_cert`")?,
-                    read_private_key(key).context("setting `pull_client_key`")?,
-                )
-                .context("settings `pull_client_cert` and `pull_client_key` do not go together")?,
-            None => builder.with_no_client_auth(),
-        };
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = tls_config(&settings.tls)?;
         let mut headers = HeaderMap::new();
-        if let Some(path) = &settings.token_file {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("setting `pull_token_file`: cannot read {}", path.display())
-            })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", text.trim()))
-                .ok()
-                .filter(|_| !text.trim().is_empty())
-                .with_context(|| {
-                    format!(
-                        "setting `pull_token_file`: {} must hold one token on one line",
-                        path.display()
-                    )
-                })?;
-            value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
+        if let Some(token) = bearer(&settings.tls)? {
+            headers.insert(header::AUTHORIZATION, token);
         }
         let https_only = settings.urls.iter().all(|u| u.scheme() == "https");
         let client = reqwest::Client::builder()
@@ -119,6 +80,61 @@ impl Client {
             }),
         }
     }
+}
+
+/// The TLS configuration of a client of the institute's servers: the public web's
+/// authorities plus `pull_ca`, the client certificate when set, ALPN for HTTP/2 and 1.1.
+pub(crate) fn tls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &tls.extra_roots {
+        let certs = read_certificates(path).context("setting `pull_ca`")?;
+        for cert in certs {
+            roots.add(cert).with_context(|| {
+                format!(
+                    "setting `pull_ca`: {} holds a certificate that cannot be an authority",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot set up TLS")?
+        .with_root_certificates(roots);
+    let mut config = match &tls.client_identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                read_certificates(cert).context("setting `pull_client_cert`")?,
+                read_private_key(key).context("setting `pull_client_key`")?,
+            )
+            .context("settings `pull_client_cert` and `pull_client_key` do not go together")?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The `Authorization: Bearer …` value of `pull_token_file`, when set (marked sensitive, so
+/// it is never logged).
+pub(crate) fn bearer(tls: &ClientTls) -> anyhow::Result<Option<HeaderValue>> {
+    let Some(path) = &tls.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("setting `pull_token_file`: cannot read {}", path.display()))?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", text.trim()))
+        .ok()
+        .filter(|_| !text.trim().is_empty())
+        .with_context(|| {
+            format!(
+                "setting `pull_token_file`: {} must hold one token on one line",
+                path.display()
+            )
+        })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// A response's body, read chunk by chunk and held to a limit.

@@ -22,7 +22,7 @@ use super::fetch::Target;
 use crate::package::{PackageName, is_evidence};
 
 /// Largest index read.
-pub(super) const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most entries read from an index.
 const MAX_INDEX_ENTRIES: usize = 20_000;
@@ -131,7 +131,7 @@ fn child_reference(name: &str) -> String {
 }
 
 /// The decoded last segment of `url`, if it is a valid file name.
-pub(super) fn last_segment(url: &Url) -> Option<PackageName> {
+pub(crate) fn last_segment(url: &Url) -> Option<PackageName> {
     let raw = url.path_segments()?.next_back()?;
     let name = percent_decode_str(raw).decode_utf8().ok()?;
     PackageName::new(&name)
@@ -163,6 +163,17 @@ pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Opti
         signature: child(".minisig"),
         adopt_name: false,
     })
+}
+
+/// The name and address of the last package the index at `index` (whose body is `body`)
+/// lists in name order, the latest corte; `None` when it lists no package.
+pub(crate) fn latest(index: &Url, body: &[u8]) -> Result<Option<(PackageName, Url)>, String> {
+    let listing = parse_index(body)?;
+    let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+    Ok(packages(&listing)
+        .last()
+        .and_then(|entry| target(index, entry, &names))
+        .map(|t| (t.name, t.url)))
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ mod fetch;
 mod index;
 mod settings;
 
-pub(crate) use settings::PullSettings;
+pub(crate) use client::{bearer, tls_config};
+pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
+pub(crate) use settings::{ClientTls, PullSettings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -21,6 +21,22 @@ impl PullSettings {
         let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
         let max_backoff =
             positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
+        Ok(Some(Self {
+            urls,
+            interval,
+            timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
+            stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
+            max_backoff,
+            tls: ClientTls::from_config(config)?,
+        }))
+    }
+}
+
+impl ClientTls {
+    /// `pull_ca`, `pull_client_cert` with `pull_client_key`, and `pull_token_file`, whether
+    /// or not `pull_url` is set (`difusor check` fetches packages with them too).
+    pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
+        let s = &config.settings;
         let optional = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
         let client_identity = match (optional(&s.pull_client_cert), optional(&s.pull_client_key)) {
             (Some(cert), Some(key)) => Some((cert, key)),
@@ -34,16 +50,11 @@ impl PullSettings {
                 });
             }
         };
-        Ok(Some(Self {
-            urls,
-            interval,
-            timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
-            stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
-            max_backoff,
+        Ok(Self {
             token_file: optional(&s.pull_token_file),
             client_identity,
             extra_roots: optional(&s.pull_ca),
-        }))
+        })
     }
 }
 
@@ -86,6 +97,13 @@ pub(crate) struct PullSettings {
     pub(crate) stall_timeout: std::time::Duration,
     /// Longest wait between polls of a failing URL.
     pub(crate) max_backoff: std::time::Duration,
+    /// Authorities, client certificate and token.
+    pub(crate) tls: ClientTls,
+}
+
+/// How an HTTPS client of the institute's packages identifies the server and itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientTls {
     /// File with the bearer token.
     pub(crate) token_file: Option<PathBuf>,
     /// Client certificate chain and key files.

@@ -1,0 +1,325 @@
+//! Checking one server against what it must serve: its TLS handshake, then every expected
+//! file fetched and compared byte for byte, `main.json`'s headers, and the corte it shows.
+//!
+//! # Guarantees
+//! - Polite: at most `concurrency` requests at once to a server, each within the timeout;
+//!   `main.json` is asked first and once.
+//! - A file is `equal` only when the server answered 200 with exactly the package's bytes
+//!   once decoded; under `--embargo` such a file is a `leak`, and every other answer passes.
+//! - Addresses are built by segments from the package's member paths (each percent-encoded),
+//!   so a member name cannot point a request outside the site's address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::expected::{Expected, File};
+use super::fetch::{Answer, Fetcher};
+use super::report::{CacheControl, FileReport, HeaderCheck, MAIN_CACHE_CONTROL, Outcome, Report};
+use super::served::served_corte;
+use crate::hash::Sha256;
+
+/// Most bytes of a `main.json` the package does not carry that are read for its corte.
+const MAX_UNKNOWN_MAIN: u64 = 4 * 1024 * 1024;
+
+/// A server to check.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    /// What reports call it.
+    pub(super) name: String,
+    /// The site's address, ending in `/`.
+    pub(super) url: Url,
+    /// Headers `main.json`'s answer must carry.
+    pub(super) headers: Vec<HeaderRule>,
+}
+
+/// A header an answer must carry, with the value it must have when one is given.
+#[derive(Debug, Clone)]
+pub(super) struct HeaderRule {
+    /// Its name.
+    pub(super) name: HeaderName,
+    /// Its exact value, or `None` for any.
+    pub(super) value: Option<String>,
+}
+
+impl HeaderRule {
+    /// `Name: value` (the value must be equal) or `Name` (it must be present).
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
+        let (name, value) = match text.split_once(':') {
+            Some((n, v)) => (n.trim(), Some(v.trim().to_owned())),
+            None => (text.trim(), None),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{text:?} is not `Name: value` or `Name`"))?;
+        Ok(Self { name, value })
+    }
+}
+
+/// How every server is checked.
+#[derive(Clone)]
+pub(super) struct Checker {
+    /// The HTTP client.
+    pub(super) fetcher: Fetcher,
+    /// The TLS configuration of the handshake probe.
+    pub(super) tls: Arc<rustls::ClientConfig>,
+    /// Longest wait for one answer or handshake.
+    pub(super) timeout: Duration,
+    /// Most requests at once to one server.
+    pub(super) concurrency: usize,
+    /// Nothing may be served: before the start.
+    pub(super) embargo: bool,
+    /// Where `main.json` is (`json/main.json`).
+    pub(super) main_path: String,
+    /// The institute's time zone.
+    pub(super) timezone: TimeZone,
+    /// The corte the servers must show, when given instead of the package's.
+    pub(super) expect_corte: Option<String>,
+}
+
+impl Checker {
+    /// Checks `target` against `expected`.
+    pub(super) async fn check(&self, target: &Target, expected: &Expected) -> Report {
+        let started = Timestamp::now();
+        let mut report = Report::new(
+            &target.name,
+            target.url.as_str(),
+            rfc3339(started, &self.timezone),
+            self.embargo,
+        );
+        report.package = Some(expected.package.clone());
+        let expected_corte = self
+            .expect_corte
+            .clone()
+            .unwrap_or_else(|| expected.corte.clone());
+        report.expected_corte = Some(expected_corte.clone());
+        if target.url.scheme() == "https" {
+            match super::tls::probe(&target.url, self.tls.clone(), self.timeout).await {
+                Ok(info) => report.tls = Some(info),
+                Err(why) => return report.unchecked(format!("TLS: {why}")),
+            }
+        }
+        let main_file = expected.file(&self.main_path);
+        let main = self
+            .fetcher
+            .get(
+                &address(&target.url, &self.main_path),
+                main_file.map_or(MAX_UNKNOWN_MAIN, |f| f.bytes.len() as u64),
+            )
+            .await;
+        let answers = self.fetch_all(target, expected).await;
+        for (file, answer) in expected.files.iter().zip(&answers) {
+            let answer = match answer {
+                Some(a) => a,
+                None => &main,
+            };
+            report.files.push(self.judge(file, answer));
+        }
+        let main_ok = main.as_ref().ok().filter(|a| a.status == 200);
+        report.http_version = main
+            .as_ref()
+            .ok()
+            .or_else(|| answers.iter().flatten().find_map(|a| a.as_ref().ok()))
+            .map(|a| format!("{:?}", a.version));
+        if !self.embargo {
+            let header = main
+                .as_ref()
+                .ok()
+                .into_iter()
+                .chain(answers.iter().flatten().filter_map(|a| a.as_ref().ok()))
+                .find_map(|a| a.headers.get("x-prep-corte"))
+                .and_then(|v| v.to_str().ok());
+            let main_body = main_ok.filter(|a| a.complete).map(|a| a.body.as_slice());
+            if let Some((corte, seen)) =
+                served_corte(header, main_body, &expected.main_cortes, &self.timezone)
+            {
+                report.stale = corte != expected_corte;
+                report.served_corte = Some(corte);
+                report.served_corte_source = Some(seen);
+            }
+            report.main_cache_control = main_ok.map(|a| {
+                let served = joined(&a.headers, "cache-control");
+                CacheControl {
+                    path: self.main_path.clone(),
+                    ok: served.as_deref() == Some(MAIN_CACHE_CONTROL),
+                    served,
+                }
+            });
+        }
+        let main_headers = main.as_ref().ok().map(|a| &a.headers);
+        report.headers = target
+            .headers
+            .iter()
+            .map(|rule| {
+                let served = main_headers.and_then(|h| joined(h, rule.name.as_str()));
+                HeaderCheck {
+                    name: rule.name.to_string(),
+                    ok: served.is_some()
+                        && (rule.value.is_none() || rule.value.as_deref() == served.as_deref()),
+                    expected: rule.value.clone(),
+                    served,
+                }
+            })
+            .collect();
+        report.conclude();
+        report
+    }
+
+    /// The answers to every expected file but `main.json` (`None` in its place), at most
+    /// `concurrency` at once.
+    async fn fetch_all(
+        &self,
+        target: &Target,
+        expected: &Expected,
+    ) -> Vec<Option<Result<Answer, String>>> {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = JoinSet::new();
+        for (i, file) in expected.files.iter().enumerate() {
+            if file.path == self.main_path {
+                continue;
+            }
+            let fetcher = self.fetcher.clone();
+            let permits = permits.clone();
+            let url = address(&target.url, &file.path);
+            let len = file.bytes.len() as u64;
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                (i, fetcher.get(&url, len).await)
+            });
+        }
+        let mut answers: Vec<Option<Result<Answer, String>>> =
+            expected.files.iter().map(|_| None).collect();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((i, answer)) => {
+                    if let Some(slot) = answers.get_mut(i) {
+                        *slot = Some(answer);
+                    }
+                }
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        answers
+    }
+
+    /// What became of `file` given the server's `answer`.
+    fn judge(&self, file: &File, answer: &Result<Answer, String>) -> FileReport {
+        let mut report = FileReport {
+            path: file.path.clone(),
+            status: None,
+            result: Outcome::Error,
+            millis: None,
+            encoding: None,
+            expected_sha256: file.sha256.to_hex(),
+            served_sha256: None,
+            first_difference: None,
+            error: None,
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(why) => {
+                report.error = Some(why.clone());
+                return report;
+            }
+        };
+        report.status = Some(answer.status);
+        report.millis = Some(answer.millis);
+        report.encoding = answer.encoding;
+        report.served_sha256 = answer.complete.then(|| Sha256::of(&answer.body).to_hex());
+        let same = answer.complete && answer.body == file.bytes;
+        report.result = match (answer.status == 200, same, self.embargo) {
+            (true, true, false) => Outcome::Equal,
+            (true, false, false) => {
+                report.first_difference = Some(first_difference(&file.bytes, &answer.body));
+                Outcome::Different
+            }
+            (false, _, false) => Outcome::Missing,
+            (true, true, true) => Outcome::Leak,
+            (_, _, true) => Outcome::Withheld,
+        };
+        report
+    }
+}
+
+/// The address of `path` under the site's address `base`, one segment at a time.
+pub(super) fn address(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend(path.split('/'));
+    }
+    url
+}
+
+/// The first byte at which `served` is not `expected` (the shorter length when one is the
+/// other's beginning).
+fn first_difference(expected: &[u8], served: &[u8]) -> u64 {
+    let at = expected
+        .iter()
+        .zip(served)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(served.len()));
+    at as u64
+}
+
+/// Every value of the header `name`, joined by `, `, if it was sent.
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// `at` in RFC 3339 with the offset of `tz`, to the second.
+pub(super) fn rfc3339(at: Timestamp, tz: &TimeZone) -> String {
+    at.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_paths_stay_under_the_site_address() {
+        let base = Url::parse("https://prep.example.mx/prep/").unwrap();
+        assert_eq!(
+            address(&base, "json/main.json").as_str(),
+            "https://prep.example.mx/prep/json/main.json"
+        );
+        assert_eq!(
+            address(&base, "a b/x?y#z.json").as_str(),
+            "https://prep.example.mx/prep/a%20b/x%3Fy%23z.json"
+        );
+    }
+
+    #[test]
+    fn the_first_difference_is_found_or_is_where_one_ends() {
+        assert_eq!(first_difference(b"abcdef", b"abXdef"), 2);
+        assert_eq!(first_difference(b"abc", b"abcdef"), 3);
+        assert_eq!(first_difference(b"abcdef", b"ab"), 2);
+    }
+
+    #[test]
+    fn header_rules_read_a_name_or_a_name_and_value() {
+        let r = HeaderRule::parse("X-Content-Type-Options: nosniff").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.value.as_deref()),
+            ("x-content-type-options", Some("nosniff"))
+        );
+        assert_eq!(
+            HeaderRule::parse("Strict-Transport-Security")
+                .unwrap()
+                .value,
+            None
+        );
+        assert!(HeaderRule::parse("no es\tun nombre").is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! `--watch`: every period, the packages read again and every target checked; a state per
+//! target; the suspension after `--fail-after` consecutive failed periods (R5.3) and the
+//! recovery, each said once; every observation appended to the observation log.
+//!
+//! # Guarantees
+//! - One line per target per period on stdout (a JSON object with `--json`), in the order of
+//!   the targets file, printed as each period ends.
+//! - A target that serves the corte before the latest one is `pending`, not failing, for
+//!   `--grace` after the latest package arrived (R4.6 gives a minute); after that it is
+//!   stale. An unreachable target fails its period.
+//! - The observation log is CSV with a header, one row per target per period, each row
+//!   written whole, flushed and fsynced before the next period; an existing log is appended
+//!   to, never rewritten.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::expected::{Expected, Loader};
+use super::report::{Report, Verdict};
+use super::target::{Checker, Target, rfc3339};
+
+/// Columns of the observation log, in order.
+pub(super) const LOG_COLUMNS: [&str; 16] = [
+    "time",
+    "target",
+    "url",
+    "result",
+    "expected_corte",
+    "served_corte",
+    "files",
+    "equal",
+    "different",
+    "missing",
+    "errors",
+    "slowest_millis",
+    "lag_seconds",
+    "consecutive_failures",
+    "event",
+    "detail",
+];
+
+/// Most targets checked at once.
+const PARALLEL_TARGETS: usize = 8;
+
+/// How the watch runs.
+pub(super) struct Plan {
+    /// Time between periods.
+    pub(super) every: Duration,
+    /// Stop after this many periods.
+    pub(super) periods: Option<u64>,
+    /// Consecutive failed periods that suspend a target.
+    pub(super) fail_after: u32,
+    /// How long after a package arrives its corte may still be missing.
+    pub(super) grace: Duration,
+    /// Where observations are appended.
+    pub(super) log: PathBuf,
+    /// JSON lines instead of text lines.
+    pub(super) json: bool,
+}
+
+/// A target's period, as the state machine judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Period {
+    Ok,
+    /// On the previous corte within the grace after a new package.
+    Pending,
+    Fail,
+    Unchecked,
+}
+
+impl Period {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Pending => "pending",
+            Self::Fail => "fail",
+            Self::Unchecked => "unchecked",
+        }
+    }
+}
+
+/// What is remembered of a target between periods.
+#[derive(Debug, Default)]
+struct State {
+    consecutive: u32,
+    /// The corte it was first seen serving, when, as the lag from its package's arrival.
+    lag: Option<(String, i64)>,
+}
+
+/// What a period says about a target beyond its check: for the line and the log.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    period: Period,
+    consecutive_failures: u32,
+    event: Option<&'static str>,
+}
+
+/// Watches `targets` until `plan.periods` or Ctrl-C; the exit status of the last period.
+pub(super) async fn run(
+    checker: &Checker,
+    loader: &mut Loader,
+    targets: &[Target],
+    plan: &Plan,
+) -> Result<u8> {
+    let mut log = Log::open(&plan.log)?;
+    let mut states: HashMap<String, State> = HashMap::new();
+    let mut ticks = tokio::time::interval(plan.every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut done = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+        }
+        let last = match loader.load().await {
+            Ok(expected) => {
+                period(checker, &expected, targets, plan, &mut states, &mut log).await?
+            }
+            Err(e) => {
+                eprintln!(
+                    "{}  sin paquete que comparar: {e:#}",
+                    rfc3339(Timestamp::now(), &checker.timezone)
+                );
+                Verdict::Unchecked
+            }
+        };
+        done += 1;
+        if plan.periods.is_some_and(|n| done >= n) {
+            return Ok(last.exit());
+        }
+    }
+}
+
+/// One period: every target checked, judged, printed and logged; the worst verdict.
+async fn period(
+    checker: &Checker,
+    expected: &Expected,
+    targets: &[Target],
+    plan: &Plan,
+    states: &mut HashMap<String, State>,
+    log: &mut Log,
+) -> Result<Verdict> {
+    let reports = check_all(checker, &Arc::new(expected.clone()), targets).await;
+    let since_arrival = Timestamp::now().duration_since(expected.arrival);
+    let mut worst = Verdict::Ok;
+    for mut report in reports {
+        let state = states.entry(report.target.clone()).or_default();
+        let within_grace = since_arrival.unsigned_abs() < plan.grace && since_arrival.is_positive();
+        let judged = match report.result {
+            Verdict::Ok => Period::Ok,
+            Verdict::Fail if report.stale && within_grace => Period::Pending,
+            Verdict::Fail => Period::Fail,
+            Verdict::Unchecked => Period::Unchecked,
+        };
+        if report.served_corte.as_deref() == Some(expected.corte.as_str())
+            && state.lag.as_ref().is_none_or(|(c, _)| *c != expected.corte)
+        {
+            state.lag = Some((expected.corte.clone(), since_arrival.as_secs()));
+        }
+        report.lag_seconds = state
+            .lag
+            .as_ref()
+            .filter(|(c, _)| report.served_corte.as_deref() == Some(c))
+            .map(|(_, s)| *s);
+        let failed = matches!(judged, Period::Fail | Period::Unchecked);
+        let before = state.consecutive;
+        state.consecutive = if failed { before + 1 } else { 0 };
+        let event = if failed && state.consecutive == plan.fail_after {
+            Some("suspender")
+        } else if !failed && before >= plan.fail_after {
+            Some("recuperado")
+        } else {
+            None
+        };
+        if failed {
+            worst = worst.worst(report.result);
+        }
+        let line = Line {
+            report: &report,
+            period: judged,
+            consecutive_failures: state.consecutive,
+            event,
+        };
+        print_line(&line, before, plan, since_arrival.as_secs());
+        log.append(&line)?;
+    }
+    Ok(worst)
+}
+
+/// Checks every target, at most [`PARALLEL_TARGETS`] at once; the reports in target order.
+pub(super) async fn check_all(
+    checker: &Checker,
+    expected: &Arc<Expected>,
+    targets: &[Target],
+) -> Vec<Report> {
+    let mut reports: Vec<Option<Report>> = targets.iter().map(|_| None).collect();
+    for (chunk_start, chunk) in (0..)
+        .step_by(PARALLEL_TARGETS)
+        .zip(targets.chunks(PARALLEL_TARGETS))
+    {
+        let mut tasks = JoinSet::new();
+        for (i, target) in chunk.iter().enumerate() {
+            let target = target.clone();
+            let expected = expected.clone();
+            let checker = checker.clone();
+            tasks.spawn(async move { (chunk_start + i, checker.check(&target, &expected).await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((i, report)) => {
+                    if let Some(slot) = reports.get_mut(i) {
+                        *slot = Some(report);
+                    }
+                }
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+    }
+    reports.into_iter().flatten().collect()
+}
+
+/// Prints the period's line of a target, and the suspension or recovery line when there is
+/// one.
+fn print_line(line: &Line<'_>, before: u32, plan: &Plan, since_arrival: i64) {
+    let r = line.report;
+    if plan.json {
+        if let Ok(text) = serde_json::to_string(line) {
+            println!("{text}");
+        }
+        return;
+    }
+    let head = format!("{}  {}", r.checked_at, r.target);
+    match line.period {
+        Period::Ok => println!(
+            "{head}  ok  corte {}  {} iguales{}",
+            r.served_corte
+                .as_deref()
+                .or(r.expected_corte.as_deref())
+                .unwrap_or("-"),
+            r.counts.equal,
+            r.lag_seconds
+                .map(|s| format!("  publicado a los {s} s"))
+                .unwrap_or_default()
+        ),
+        Period::Pending => println!(
+            "{head}  actualizando  corte {} → {}  ({since_arrival} s desde la llegada del paquete)",
+            r.served_corte.as_deref().unwrap_or("-"),
+            r.expected_corte.as_deref().unwrap_or("-"),
+        ),
+        Period::Fail | Period::Unchecked => {
+            let n = line.consecutive_failures;
+            println!(
+                "{head}  falla ({n} {} consecutivo{})  {}",
+                if n == 1 { "periodo" } else { "periodos" },
+                if n == 1 { "" } else { "s" },
+                r.headline()
+            );
+        }
+    }
+    match line.event {
+        Some("suspender") => println!(
+            "{head}  suspender: {} periodos consecutivos",
+            line.consecutive_failures
+        ),
+        Some(_) => println!("{head}  recuperado tras {before} periodos con falla"),
+        None => {}
+    }
+}
+
+/// The observation log: CSV, appended, each row fsynced.
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    /// Opens `path` to append, writing the header when the file is new or empty.
+    fn open(path: &Path) -> Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the observation log {}", path.display()))?;
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        if empty {
+            let mut header = csv::Writer::from_writer(Vec::new());
+            header.write_record(LOG_COLUMNS)?;
+            file.write_all(&header.into_inner().context("cannot write the log header")?)
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(Self { file })
+    }
+
+    /// Appends one observation.
+    fn append(&mut self, line: &Line<'_>) -> Result<()> {
+        let r = line.report;
+        let c = &r.counts;
+        let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+        let mut row = csv::Writer::from_writer(Vec::new());
+        row.write_record([
+            r.checked_at.clone(),
+            r.target.clone(),
+            r.url.clone(),
+            line.period.as_str().to_owned(),
+            r.expected_corte.clone().unwrap_or_default(),
+            r.served_corte.clone().unwrap_or_default(),
+            r.files.len().to_string(),
+            c.equal.to_string(),
+            c.different.to_string(),
+            c.missing.to_string(),
+            c.error.to_string(),
+            number(r.slowest_millis.and_then(|m| i64::try_from(m).ok())),
+            number(r.lag_seconds),
+            line.consecutive_failures.to_string(),
+            line.event.unwrap_or_default().to_owned(),
+            r.summary(),
+        ])?;
+        let bytes = row.into_inner().context("cannot write an observation")?;
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .context("cannot write the observation log")
+    }
+}
