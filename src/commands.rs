@@ -23,7 +23,7 @@ use crate::http::{BoxedBody, file_body, full};
 use crate::intake::{Channel, Received};
 use crate::intake::{evidence_path, read_evidence};
 use crate::journal::{EventKind, Journal};
-use crate::package::{self, Incoming, PackageName, PackageSettings, Policy};
+use crate::package::{self, PackageName, PackageSettings};
 use crate::prep;
 use crate::publisher::Outcome;
 use crate::sections::Sections;
@@ -394,7 +394,7 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     let input = path.display().to_string();
     let report = if package::Format::sniff(&magic).is_some() {
         let defaults = PackageSettings::from_config(&Config::from_settings(Settings::default())?)?;
-        let pkg = open_package(path, &defaults)?;
+        let pkg = crate::intake::open_package(path, &defaults)?;
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let csv_bytes = members.iter().map(|m| m.bytes.len() as u64).sum();
         let bar = progress_bar(csv_bytes);
@@ -416,35 +416,6 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         print!("{}", prep::render(&report));
     }
     Ok(if report.consistent() { 0 } else { 1 })
-}
-
-/// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
-/// (`<file>.sha256`, `<file>.minisig`) and requiring none: the operator vouches for a file
-/// named on the command line.
-pub(crate) fn open_package(
-    path: &Path,
-    settings: &PackageSettings,
-) -> Result<package::VerifiedPackage> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (sha256, size) = crate::hash::Sha256::of_reader(file)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let incoming = Incoming {
-        name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
-        path: path.to_owned(),
-        sha256,
-        size,
-        sidecar: read_evidence(&evidence_path(path, "sha256")),
-        signature: read_evidence(&evidence_path(path, "minisig")),
-    };
-    let policy = package::EvidencePolicy {
-        sidecar: Policy::IfPresent,
-        member_list: Policy::IfPresent,
-        signature: Policy::IfPresent,
-        ..settings.evidence.clone()
-    };
-    package::verify(&incoming, &policy, &settings.limits)
-        .with_context(|| format!("cannot open {} as a package", path.display()))
 }
 
 /// A progress bar on stderr for `len` bytes, drawn only when stderr is a terminal.

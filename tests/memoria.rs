@@ -1532,3 +1532,89 @@ fn a_drill_gives_its_incidents_its_cortes_and_every_logged_request() {
     // The test's cortes are dated 2024: each was published long after its corte time.
     assert_eq!(of("corte-tardío").len(), cortes.len(), "{show}");
 }
+
+/// `difusor check --watch` on a `[[target]]` named `name` at `url`, `periods` periods a
+/// tenth of a second apart, appending to `log`; its exit status.
+fn watch_once(package: &Path, name: &str, url: &str, periods: u32, log: &Path) -> Option<i32> {
+    let targets = log.with_extension(format!("targets-{}.toml", unique()));
+    std::fs::write(
+        &targets,
+        format!("[[target]]\nname = \"{name}\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let out = difusor()
+        .args(["check", "--watch", "--every", "100ms", "--periods"])
+        .arg(periods.to_string())
+        .arg("--targets")
+        .arg(&targets)
+        .arg("--package")
+        .arg(package)
+        .arg("--log")
+        .arg(log)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    out.status.code()
+}
+
+#[test]
+fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
+    let (dir, server) = serving(&[], &[]);
+    let package = dir.path().join("20240602_2000_PREP.zip");
+    std::fs::write(&package, site_package("20240602_2000", &[])).unwrap();
+    let log = dir.path().join("observaciones.csv");
+    // Two periods with the site down (a port nobody listens on), then one with it up.
+    let closed = ReservedPort::hold();
+    let down = format!("http://{}/", closed.addr());
+    assert_eq!(watch_once(&package, "sitio", &down, 2, &log), Some(2));
+    assert_eq!(
+        watch_once(&package, "sitio", &server.url("/"), 1, &log),
+        Some(0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,target,url,result,expected_corte,served_corte,files,equal,different,missing,\
+         errors,slowest_millis,lag_seconds,consecutive_failures,event,detail"
+    );
+    assert_eq!(lines.len(), 4, "{text}");
+    let now = Timestamp::now();
+    let from = (now - 1.hour()).to_string();
+    let to = (now + 1.hour()).to_string();
+    let out = dir.path().join("memoria");
+    let made = memoria(
+        &server.data,
+        &out,
+        &[
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--check-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_success(&made);
+    let m = report(&out);
+    let incidents: Vec<&Value> = m["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "verificación-externa")
+        .collect();
+    assert_eq!(incidents.len(), 1, "{:#}", m["incidents"]);
+    let text = incidents[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("sitio") && text.contains(&down) && text.contains("2 periodos"),
+        "{text}"
+    );
+    assert_eq!(
+        incidents[0]["evidence"]
+            .as_str()
+            .unwrap()
+            .split(" (")
+            .next(),
+        Some("observaciones.csv, líneas 2 a 3")
+    );
+}

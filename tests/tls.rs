@@ -138,3 +138,69 @@ fn https_without_a_certificate_is_refused_plainly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn check_over_https_reports_the_handshake_and_stops_at_an_unknown_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_pair(&dir.path().join("pair"));
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let bytes = site_package("20240602_2000", &[]);
+    let package = dir.path().join("20240602_2000_PREP.zip");
+    std::fs::write(&package, &bytes).unwrap();
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &bytes);
+    server.wait_corte("20240602_2000");
+    let url = format!("https://localhost:{}/", server.tls_port());
+    let check = |extra: &[&str]| {
+        let out = difusor()
+            .args(["check", &url, "--json", "--package"])
+            .arg(&package)
+            .args(extra)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+
+    let (code, report) = check(&["--pull-ca", cert.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let tls = &report["tls"];
+    assert_eq!(tls["protocol"], "TLSv1.3", "{tls}");
+    assert_eq!((&tls["alpn"], &tls["http2"]), (&"h2".into(), &true.into()));
+    assert_eq!(report["http_version"], "HTTP/2");
+    // The end of validity is the certificate's own, as openssl reads it.
+    let enddate = Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl (installed with ca-certificates)");
+    let year = String::from_utf8_lossy(&enddate.stdout)
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    let not_after = tls["not_after"].as_str().unwrap();
+    assert!(not_after.starts_with(&year), "{not_after} vs {year}");
+    assert!(tls["days_left"].as_i64().unwrap() > 365, "{tls}");
+
+    // Without the authority the certificate does not verify: nothing is judged, status 2.
+    let (code, report) = check(&[]);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(report["result"], "unchecked");
+    let finding = report["findings"][0].as_str().unwrap();
+    assert!(
+        finding.starts_with("TLS:") && finding.contains("certificate"),
+        "{finding}"
+    );
+    assert_eq!(report["files"].as_array().unwrap().len(), 0);
+}

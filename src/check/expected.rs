@@ -26,9 +26,8 @@ use jiff::Timestamp;
 use reqwest::Url;
 use serde::Serialize;
 
-use crate::commands::open_package;
 use crate::hash::Sha256;
-use crate::intake::pull;
+use crate::intake::{open_package, pull};
 use crate::package::{PackageKind, PackageName, PackageSettings, VerifiedPackage, corte_time};
 
 /// One file the server must serve.

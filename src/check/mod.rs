@@ -8,7 +8,8 @@
 //! - [`target`]: checking one server ([`fetch`] one request, [`tls`] the handshake,
 //!   [`served`] the corte it shows);
 //! - [`report`]: the verdict, the table and the JSON;
-//! - [`watch`]: checking every period, the suspension and recovery, the observation log.
+//! - [`watch`]: checking every period, the suspension and recovery; [`log`] the observation
+//!   log it writes and `difusor memoria` reads.
 //!
 //! # Guarantees
 //! - Exit status 0 when everything is equal and fresh, 1 when a difference, a missing file,
@@ -19,6 +20,7 @@
 
 mod expected;
 mod fetch;
+pub(crate) mod log;
 mod report;
 mod served;
 mod target;
@@ -177,18 +179,12 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
             .expect_corte
             .as_deref()
             .map(|text| {
-                served::corte_id(text, &config.timezone)
-                    .or_else(|| {
-                        crate::memoria::instant(text, &config.timezone, false)
-                            .ok()
-                            .and_then(|t| served::corte_id(&t.to_string(), &config.timezone))
-                    })
-                    .with_context(|| {
-                        format!(
-                            "--expect-corte {text:?}: write the corte as 20270601_2030 or a \
-                             date-time (2027-06-01T20:30)"
-                        )
-                    })
+                served::corte_id(text, &config.timezone).with_context(|| {
+                    format!(
+                        "--expect-corte {text:?}: write the corte as 20270601_2030 or a \
+                         date-time (2027-06-01T20:30, in the configured time zone)"
+                    )
+                })
             })
             .transpose()?,
     };

@@ -94,8 +94,8 @@ static STAMP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{8}_\d{4}(\d{2})?$").expect("the corte stamp pattern is a valid regex")
 });
 
-/// A corte written as `YYYYMMDD_HHMM[SS]`, as the CSV corte line, or in RFC 3339, as the id
-/// package names use, in `tz`.
+/// A corte written as `YYYYMMDD_HHMM[SS]`, as the CSV corte line, in RFC 3339 or as a local
+/// date-time in `tz` (`2027-06-01T20:30`), as the id package names use, in `tz`.
 pub(super) fn corte_id(text: &str, tz: &TimeZone) -> Option<String> {
     let text = text.trim();
     if STAMP.is_match(text) {
@@ -103,7 +103,16 @@ pub(super) fn corte_id(text: &str, tz: &TimeZone) -> Option<String> {
     }
     let instant = match corte_line(text) {
         Some((local, offset)) => offset.to_timestamp(local).ok()?,
-        None => text.parse::<Timestamp>().ok()?,
+        None => match text.parse::<Timestamp>() {
+            Ok(instant) => instant,
+            Err(_) => text
+                .replace(' ', "T")
+                .parse::<jiff::civil::DateTime>()
+                .ok()?
+                .to_zoned_datetime(tz.clone())
+                .ok()?
+                .timestamp(),
+        },
     };
     let time = CorteTime {
         time: instant.to_zoned_datetime(tz.clone()),
@@ -129,6 +138,8 @@ mod tests {
             " 01/06/2027 20:30 (UTC-6) ",
             "2027-06-02T02:30:00Z",
             "2027-06-01T20:30:00-06:00",
+            "2027-06-01T20:30",
+            "2027-06-01 20:30:00",
         ] {
             assert_eq!(
                 corte_id(text, &tz()).as_deref(),

@@ -125,7 +125,7 @@ impl Checker {
             .as_ref()
             .ok()
             .or_else(|| answers.iter().flatten().find_map(|a| a.as_ref().ok()))
-            .map(|a| format!("{:?}", a.version));
+            .map(|a| version_name(a.version).to_owned());
         if !self.embargo {
             let header = main
                 .as_ref()
@@ -274,6 +274,17 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// How people write an HTTP version: `HTTP/1.1`, `HTTP/2`.
+fn version_name(version: reqwest::Version) -> &'static str {
+    match version {
+        reqwest::Version::HTTP_09 => "HTTP/0.9",
+        reqwest::Version::HTTP_10 => "HTTP/1.0",
+        reqwest::Version::HTTP_2 => "HTTP/2",
+        reqwest::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// `at` in RFC 3339 with the offset of `tz`, to the second.

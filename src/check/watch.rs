@@ -13,40 +13,19 @@
 //!   to, never rewritten.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::expected::{Expected, Loader};
+use super::log::Log;
 use super::report::{Report, Verdict};
 use super::target::{Checker, Target, rfc3339};
-
-/// Columns of the observation log, in order.
-pub(super) const LOG_COLUMNS: [&str; 16] = [
-    "time",
-    "target",
-    "url",
-    "result",
-    "expected_corte",
-    "served_corte",
-    "files",
-    "equal",
-    "different",
-    "missing",
-    "errors",
-    "slowest_millis",
-    "lag_seconds",
-    "consecutive_failures",
-    "event",
-    "detail",
-];
 
 /// Most targets checked at once.
 const PARALLEL_TARGETS: usize = 8;
@@ -70,7 +49,7 @@ pub(super) struct Plan {
 /// A target's period, as the state machine judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Period {
+pub(super) enum Period {
     Ok,
     /// On the previous corte within the grace after a new package.
     Pending,
@@ -79,7 +58,8 @@ enum Period {
 }
 
 impl Period {
-    fn as_str(self) -> &'static str {
+    /// As the observation log writes it.
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Pending => "pending",
@@ -99,12 +79,12 @@ struct State {
 
 /// What a period says about a target beyond its check: for the line and the log.
 #[derive(Serialize)]
-struct Line<'a> {
+pub(super) struct Line<'a> {
     #[serde(flatten)]
-    report: &'a Report,
-    period: Period,
-    consecutive_failures: u32,
-    event: Option<&'static str>,
+    pub(super) report: &'a Report,
+    pub(super) period: Period,
+    pub(super) consecutive_failures: u32,
+    pub(super) event: Option<&'static str>,
 }
 
 /// Watches `targets` until `plan.periods` or Ctrl-C; the exit status of the last period.
@@ -276,61 +256,5 @@ fn print_line(line: &Line<'_>, before: u32, plan: &Plan, since_arrival: i64) {
         ),
         Some(_) => println!("{head}  recuperado tras {before} periodos con falla"),
         None => {}
-    }
-}
-
-/// The observation log: CSV, appended, each row fsynced.
-struct Log {
-    file: std::fs::File,
-}
-
-impl Log {
-    /// Opens `path` to append, writing the header when the file is new or empty.
-    fn open(path: &Path) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the observation log {}", path.display()))?;
-        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
-        if empty {
-            let mut header = csv::Writer::from_writer(Vec::new());
-            header.write_record(LOG_COLUMNS)?;
-            file.write_all(&header.into_inner().context("cannot write the log header")?)
-                .and_then(|()| file.sync_data())
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        Ok(Self { file })
-    }
-
-    /// Appends one observation.
-    fn append(&mut self, line: &Line<'_>) -> Result<()> {
-        let r = line.report;
-        let c = &r.counts;
-        let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
-        let mut row = csv::Writer::from_writer(Vec::new());
-        row.write_record([
-            r.checked_at.clone(),
-            r.target.clone(),
-            r.url.clone(),
-            line.period.as_str().to_owned(),
-            r.expected_corte.clone().unwrap_or_default(),
-            r.served_corte.clone().unwrap_or_default(),
-            r.files.len().to_string(),
-            c.equal.to_string(),
-            c.different.to_string(),
-            c.missing.to_string(),
-            c.error.to_string(),
-            number(r.slowest_millis.and_then(|m| i64::try_from(m).ok())),
-            number(r.lag_seconds),
-            line.consecutive_failures.to_string(),
-            line.event.unwrap_or_default().to_owned(),
-            r.summary(),
-        ])?;
-        let bytes = row.into_inner().context("cannot write an observation")?;
-        self.file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .context("cannot write the observation log")
     }
 }

@@ -6,7 +6,9 @@
 //! [`open_regular`], and so is the archive's copy of a package.
 //!
 //! A package's evidence lies beside it as `<package>.sha256` and `<package>.minisig`, in the
-//! intake folder as in the archive: [`evidence_path`] names it for both.
+//! intake folder as in the archive: [`evidence_path`] names it for both. A package file an
+//! operator names on the command line (`inspect`, `check`) is opened and verified by
+//! [`open_package`], with the evidence beside it when present.
 //!
 //! # Guarantees
 //! - A link is never followed (`O_NOFOLLOW`): opening one fails, naming it a link.
@@ -20,7 +22,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use crate::package::MAX_EVIDENCE_BYTES;
+use anyhow::Context as _;
+
+use crate::hash::Sha256;
+use crate::package::{
+    EvidencePolicy, Incoming, MAX_EVIDENCE_BYTES, PackageName, PackageSettings, Policy,
+    VerifiedPackage, verify,
+};
 
 /// Opens `path` for reading only if it is a regular file itself: not a link (to anything),
 /// FIFO, socket, device or folder.
@@ -89,6 +97,35 @@ pub(crate) fn read_evidence(path: &Path) -> Option<String> {
         .read_to_string(&mut text)
         .ok()?;
     Some(text)
+}
+
+/// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
+/// (`<file>.sha256`, `<file>.minisig`) and requiring none: the operator vouches for a file
+/// named on the command line.
+pub(crate) fn open_package(
+    path: &Path,
+    settings: &PackageSettings,
+) -> anyhow::Result<VerifiedPackage> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (sha256, size) =
+        Sha256::of_reader(file).with_context(|| format!("cannot read {}", path.display()))?;
+    let incoming = Incoming {
+        name: PackageName::of_path(path).map_or_else(|| "package".to_owned(), |n| n.to_string()),
+        path: path.to_owned(),
+        sha256,
+        size,
+        sidecar: read_evidence(&evidence_path(path, "sha256")),
+        signature: read_evidence(&evidence_path(path, "minisig")),
+    };
+    let policy = EvidencePolicy {
+        sidecar: Policy::IfPresent,
+        member_list: Policy::IfPresent,
+        signature: Policy::IfPresent,
+        ..settings.evidence.clone()
+    };
+    verify(&incoming, &policy, &settings.limits)
+        .with_context(|| format!("cannot open {} as a package", path.display()))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use super::model::{
 };
 use super::scan::{self, Input, MinuteTally, Rules, Scanned, Status};
 use super::visitors::{Timeline, Visitors};
+use crate::check::log::Observation;
 use crate::journal::{Event, Publication};
 
 /// How many names a top list shows in the report (the CSV has as many as the JSON).
@@ -50,6 +51,8 @@ pub(crate) struct Request<'a> {
     pub(crate) options: &'a Options,
     /// The operator's notes.
     pub(crate) notes: Option<String>,
+    /// The observation logs of `difusor check`, each with its file name.
+    pub(crate) checks: &'a [(String, Vec<Observation>)],
 }
 
 /// Computes the report.
@@ -229,6 +232,7 @@ fn assemble(
     let cortes = incidents::cortes(req.publications, req.from, req.to, &v.corte_people);
     let mut found = incidents::from_journal(req.events, &cortes, req.update_interval, tz);
     found.extend(incidents::from_minutes(&minutes, &ok, tz));
+    found.extend(incidents::from_checks(req.checks, req.from, req.to, tz));
     found.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.kind.cmp(&b.kind)));
     let mut browsers = HashMap::<&str, u64>::new();
     let mut systems = HashMap::<&str, u64>::new();

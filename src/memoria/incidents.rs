@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::model::{CorteRow, Incident, Slot};
+use crate::check::log::Observation;
 use crate::journal::{Build, Event, Publication};
 
 /// R4.6: at most a minute from corte time to publication.
@@ -32,7 +33,12 @@ pub(crate) const METHOD: &str = "Se consideran incidentes, en orden de tiempo: c
     además son más del 1 % de sus solicitudes, o con más de 5 respuestas 429; y cada racha de \
     minutos sin ninguna respuesta exitosa (2xx o 3xx) entre el primer y el último minuto con \
     solicitudes. La evidencia cita los números de evento del diario del servidor o los minutos \
-    de la bitácora.";
+    de la bitácora. Con bitácoras de observación de difusor check (--check-log), también cada \
+    racha de periodos consecutivos en que la verificación externa de un sitio falló, citando las \
+    líneas de esa bitácora.";
+
+/// Most characters of a check's findings quoted in an incident.
+const CHECK_DETAIL_CHARS: usize = 300;
 
 /// The cortes that went live in `[from, to)`, with how many people saw each one.
 /// `people[i]` is the people counted while the `i`-th publication (from 1) was live.
@@ -304,6 +310,74 @@ pub(crate) fn from_minutes(minutes: &[Slot], ok: &[u64], tz: &TimeZone) -> Vec<I
             sum(slots, |s| s.hits)
         )
     });
+    out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.kind.cmp(&b.kind)));
+    out
+}
+
+/// Incidents from the observation logs of `difusor check --watch` (each with its file name):
+/// every run of consecutive failed periods of a target within `[from, to)`.
+pub(crate) fn from_checks(
+    logs: &[(String, Vec<Observation>)],
+    from: Timestamp,
+    to: Timestamp,
+    tz: &TimeZone,
+) -> Vec<Incident> {
+    let mut out = Vec::new();
+    for (file, observations) in logs {
+        let mut by_target: Vec<(&str, Vec<&Observation>)> = Vec::new();
+        for o in observations
+            .iter()
+            .filter(|o| o.time >= from && o.time < to)
+        {
+            match by_target.iter_mut().find(|(t, _)| *t == o.target) {
+                Some((_, rows)) => rows.push(o),
+                None => by_target.push((&o.target, vec![o])),
+            }
+        }
+        for (_, rows) in &mut by_target {
+            rows.sort_by_key(|o| (o.time, o.line));
+            for run in rows.chunk_by(|a, b| a.failed() == b.failed()) {
+                let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                    continue;
+                };
+                if !first.failed() {
+                    continue;
+                }
+                let n = run.len();
+                let suspended = if run.iter().any(|o| o.event == "suspender") {
+                    "; alcanzó el umbral de suspensión"
+                } else {
+                    ""
+                };
+                let detail: String = first.detail.chars().take(CHECK_DETAIL_CHARS).collect();
+                let more = if first.detail.chars().count() > CHECK_DETAIL_CHARS {
+                    "…"
+                } else {
+                    ""
+                };
+                out.push(Incident {
+                    at: first.time,
+                    until: Some(last.time),
+                    kind: "verificación-externa".into(),
+                    text: format!(
+                        "la verificación externa (difusor check) de {} ({}) falló en {n} {} \
+                         consecutivo{}{suspended}: {detail}{more}",
+                        first.target,
+                        first.url,
+                        if n == 1 { "periodo" } else { "periodos" },
+                        if n == 1 { "" } else { "s" },
+                    ),
+                    evidence: format!(
+                        "{file}, líneas {} a {} ({} a {})",
+                        first.line,
+                        last.line,
+                        local(first.time, tz),
+                        local(last.time, tz)
+                    ),
+                });
+            }
+        }
+    }
     out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.kind.cmp(&b.kind)));
     out
 }

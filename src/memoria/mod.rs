@@ -32,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::check::log::Observation;
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::store::Layout;
@@ -85,6 +86,10 @@ pub(crate) struct Options {
         default_value = "ine.mx,*.ine.mx"
     )]
     pub(crate) instituto: Vec<String>,
+    /// Observation logs of `difusor check --watch` (CSV): the failed periods of the
+    /// period become incidents.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub(crate) check_log: Vec<PathBuf>,
 }
 
 /// Makes the memoria into `options.out`.
@@ -116,6 +121,7 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
+    let checks = check_logs(&options.check_log)?;
     let folder = deliver::Folder::create(&options.out)?;
     // The logs are copied into the folder while they are read for the figures.
     let memoria = std::thread::scope(|s| {
@@ -131,6 +137,7 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
             update_interval: config.update_interval,
             options,
             notes,
+            checks: &checks,
         });
         let copied = copying
             .join()
@@ -138,6 +145,27 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
         copied.and(memoria)
     })?;
     folder.finish(&memoria)
+}
+
+/// The observation logs of `difusor check`, each with its file name.
+fn check_logs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Observation>)>> {
+    paths
+        .iter()
+        .map(|path| {
+            let (observations, skipped) = crate::check::log::read(path)?;
+            if skipped > 0 {
+                eprintln!(
+                    "warning: {}: {skipped} rows could not be read and were left out",
+                    path.display()
+                );
+            }
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok((name, observations))
+        })
+        .collect()
 }
 
 /// The period asked for, or the configured publication window.
@@ -171,7 +199,7 @@ fn period(config: &Config, options: &Options) -> Result<(Timestamp, Timestamp)> 
 /// An instant: RFC 3339 (`2024-06-02T20:00:00-06:00`), a local date-time
 /// (`2024-06-02T20:00`, `2024-06-02 20:00:00`) or a local date (its start; for the end of a
 /// period, the start of the next day, so `--to 2024-06-03` includes that whole day).
-pub(crate) fn instant(text: &str, tz: &TimeZone, end: bool) -> Result<Timestamp> {
+fn instant(text: &str, tz: &TimeZone, end: bool) -> Result<Timestamp> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }

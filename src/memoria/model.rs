@@ -251,7 +251,7 @@ pub(crate) struct Incident {
     pub(crate) until: Option<Timestamp>,
     /// Its kind, one word for tables and filters: `paquete-rechazado`, `corte-tardío`,
     /// `corte-faltante`, `aviso`, `reinicio`, `caída`, `errores-5xx`, `límite-429`,
-    /// `canal`, `sin-servicio`, `bitácora`.
+    /// `canal`, `sin-servicio`, `bitácora`, `verificación-externa`.
     pub(crate) kind: String,
     /// What happened, in Spanish, for the institute.
     pub(crate) text: String,

@@ -1,0 +1,179 @@
+//! The observation log of `--watch`: one CSV row per target per period, which `difusor
+//! memoria --check-log` reads back as incidents.
+//!
+//! # Format
+//! UTF-8 CSV with a header line, the columns of [`COLUMNS`]: `time` (RFC 3339 with offset),
+//! `target`, `url`, `result` (`ok`, `pending`, `fail`, `unchecked`), `expected_corte`,
+//! `served_corte`, `files`, `equal`, `different`, `missing`, `errors`, `slowest_millis`,
+//! `lag_seconds`, `consecutive_failures`, `event` (empty, `suspender` or `recuperado`) and
+//! `detail` (the findings, `; `-separated, in Spanish).
+//!
+//! # Guarantees
+//! - Appended, never rewritten: the header is written only to a new or empty file; each row
+//!   is written whole, then fsynced, so a crash loses at most the row being written.
+//! - Reading is bounded ([`MAX_ROWS`]) and tolerant of a torn last line; a row that does not
+//!   read is skipped and counted, never guessed.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+
+use super::watch::Line;
+
+/// Columns of the observation log, in order.
+pub(crate) const COLUMNS: [&str; 16] = [
+    "time",
+    "target",
+    "url",
+    "result",
+    "expected_corte",
+    "served_corte",
+    "files",
+    "equal",
+    "different",
+    "missing",
+    "errors",
+    "slowest_millis",
+    "lag_seconds",
+    "consecutive_failures",
+    "event",
+    "detail",
+];
+
+/// Most rows read from one log.
+const MAX_ROWS: usize = 2_000_000;
+
+/// The observation log: CSV, appended, each row fsynced.
+pub(super) struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    /// Opens `path` to append, writing the header when the file is new or empty.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the observation log {}", path.display()))?;
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        if empty {
+            let mut header = csv::Writer::from_writer(Vec::new());
+            header.write_record(COLUMNS)?;
+            file.write_all(&header.into_inner().context("cannot write the log header")?)
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(Self { file })
+    }
+
+    /// Appends one observation.
+    pub(super) fn append(&mut self, line: &Line<'_>) -> Result<()> {
+        let r = line.report;
+        let c = &r.counts;
+        let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+        let mut row = csv::Writer::from_writer(Vec::new());
+        row.write_record([
+            r.checked_at.clone(),
+            r.target.clone(),
+            r.url.clone(),
+            line.period.as_str().to_owned(),
+            r.expected_corte.clone().unwrap_or_default(),
+            r.served_corte.clone().unwrap_or_default(),
+            r.files.len().to_string(),
+            c.equal.to_string(),
+            c.different.to_string(),
+            c.missing.to_string(),
+            c.error.to_string(),
+            number(r.slowest_millis.and_then(|m| i64::try_from(m).ok())),
+            number(r.lag_seconds),
+            line.consecutive_failures.to_string(),
+            line.event.unwrap_or_default().to_owned(),
+            r.summary(),
+        ])?;
+        let bytes = row.into_inner().context("cannot write an observation")?;
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .context("cannot write the observation log")
+    }
+}
+
+/// One row of an observation log, as read back.
+#[derive(Debug, Clone)]
+pub(crate) struct Observation {
+    /// Its line in the file (the header is line 1).
+    pub(crate) line: u64,
+    /// When the period's check began.
+    pub(crate) time: Timestamp,
+    /// The target's name.
+    pub(crate) target: String,
+    /// Its address.
+    pub(crate) url: String,
+    /// `ok`, `pending`, `fail` or `unchecked`.
+    pub(crate) result: String,
+    /// `suspender`, `recuperado` or empty.
+    pub(crate) event: String,
+    /// The findings.
+    pub(crate) detail: String,
+}
+
+impl Observation {
+    /// Whether the period failed (`fail` or `unchecked`).
+    pub(crate) fn failed(&self) -> bool {
+        matches!(self.result.as_str(), "fail" | "unchecked")
+    }
+}
+
+/// The observations of the log at `path`, and how many rows could not be read.
+pub(crate) fn read(path: &Path) -> Result<(Vec<Observation>, u64)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read the observation log {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("cannot read the observation log {}", path.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(time), Some(target), Some(url), Some(result), Some(event), Some(detail)) = (
+        column("time"),
+        column("target"),
+        column("url"),
+        column("result"),
+        column("event"),
+        column("detail"),
+    ) else {
+        anyhow::bail!(
+            "{} is not an observation log of difusor check (its header must name the columns {})",
+            path.display(),
+            COLUMNS.join(",")
+        );
+    };
+    let mut observations = Vec::new();
+    let mut skipped = 0;
+    for record in reader.records().take(MAX_ROWS) {
+        let Ok(record) = record else {
+            skipped += 1;
+            continue;
+        };
+        let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        let Ok(at) = field(time).parse::<Timestamp>() else {
+            skipped += 1;
+            continue;
+        };
+        observations.push(Observation {
+            line: record.position().map_or(0, |p| p.line()),
+            time: at,
+            target: field(target),
+            url: field(url),
+            result: field(result),
+            event: field(event),
+            detail: field(detail),
+        });
+    }
+    Ok((observations, skipped))
+}
