@@ -1102,3 +1102,51 @@ fn a_drill_by_pull_a_difusor_pulls_every_corte_the_simulator_serves_over_https()
         page.text()
     );
 }
+
+#[test]
+fn check_takes_the_latest_package_from_the_institutes_index_and_a_pulling_difusor_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = Serving::start(dir.path(), "http", &["--cortes", "2"], 8, &[]);
+    let server = Server::start(
+        &dir.path().join("d"),
+        &["--pull-url", &serving.url, "--pull-interval", "200ms"],
+    );
+    server.wait_received(4);
+    server.wait_corte("20270606_2015");
+    let latest = format!("{}20270606_2015_PREP_SITIO_CAMP.zip", serving.url);
+    // The index (its last package in name order) and the package's own address.
+    for package_url in [serving.url.as_str(), latest.as_str()] {
+        let out = difusor()
+            .args([
+                "check",
+                &server.url("/"),
+                "--json",
+                "--package-url",
+                package_url,
+            ])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{package_url}: {report:#}");
+        assert_eq!(
+            report["package"]["name"], "20270606_2015_PREP_SITIO_CAMP.zip",
+            "{package_url}"
+        );
+        assert_eq!(report["served_corte"], "20270606_2015");
+        assert_eq!(report["served_corte_source"], "header");
+        assert!(
+            report["counts"]["equal"].as_u64().unwrap() > 10,
+            "{report:#}"
+        );
+    }
+    // An address that is not there: the check could not be made.
+    let out = difusor()
+        .args(["check", &server.url("/"), "--package-url"])
+        .arg(format!("{}20270606_2100_PREP_SITIO_CAMP.zip", serving.url))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("404"), "{said}");
+}

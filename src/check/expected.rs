@@ -96,6 +96,15 @@ struct Opened {
     whole: Option<Bytes>,
 }
 
+/// What is remembered of a package of a folder: enough to order it and recognise its corte.
+struct Known {
+    name: String,
+    corte: String,
+    kind: PackageKind,
+    /// The digest of its main.json.
+    main: Option<Sha256>,
+}
+
 /// Reads the packages of `source` and keeps those already opened, so a folder or an address
 /// read every period costs only what changed.
 pub(super) struct Loader {
@@ -104,8 +113,8 @@ pub(super) struct Loader {
     complete_marker: String,
     main_path: String,
     client: Option<reqwest::Client>,
-    /// Opened packages of a folder, by path, with the length and time they had.
-    cache: HashMap<PathBuf, (u64, SystemTime, std::sync::Arc<Opened>)>,
+    /// What each package of a folder is, by path, with the length and time it had.
+    cache: HashMap<PathBuf, (u64, SystemTime, Known)>,
     /// The last package fetched from an address: its name, digest and when it first came.
     fetched: Option<(String, Sha256, Timestamp)>,
 }
@@ -175,17 +184,22 @@ impl Loader {
     fn single(&self, opened: &Opened) -> Expected {
         let mut files = BTreeMap::new();
         lay(&mut files, opened);
-        let mut main_cortes = HashMap::new();
-        self.remember_main(&mut main_cortes, opened);
+        let main_cortes = self
+            .main_of(opened)
+            .map(|digest| (digest, opened.corte.clone()))
+            .into_iter()
+            .collect();
         expectation(opened, files, main_cortes)
     }
 
     /// The latest site package of the folder `dir`, over those before it back to the latest
-    /// complete one.
+    /// complete one. What each package is (kind, corte, main.json) is remembered by its
+    /// length and time; only the packages laid are held whole, and only for this call.
     fn folder(&mut self, dir: &Path) -> Result<Expected> {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read the folder {}", dir.display()))?;
         let mut seen = HashMap::new();
+        let mut opened_now: HashMap<PathBuf, Opened> = HashMap::new();
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
             let path = entry.path();
@@ -200,10 +214,14 @@ impl Loader {
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            let opened = match self.cache.remove(&path) {
-                Some((len, time, opened)) if (len, time) == stamp => opened,
+            let known = match self.cache.remove(&path) {
+                Some((len, time, known)) if (len, time) == stamp => known,
                 _ => match self.open(&path) {
-                    Ok(opened) => std::sync::Arc::new(opened),
+                    Ok(opened) => {
+                        let known = self.known(&opened);
+                        opened_now.insert(path.clone(), opened);
+                        known
+                    }
                     // A package still arriving, or not one at all: not expected.
                     Err(e) => {
                         tracing::debug!("{}: {e:#}", path.display());
@@ -211,37 +229,56 @@ impl Loader {
                     }
                 },
             };
-            seen.insert(path, (stamp.0, stamp.1, opened));
+            seen.insert(path, (stamp.0, stamp.1, known));
         }
         self.cache = seen;
-        let mut sites: Vec<&Opened> = self
+        let mut sites: Vec<(&PathBuf, &Known)> = self
             .cache
-            .values()
-            .map(|(_, _, o)| o.as_ref())
-            .filter(|o| o.package.kind() == PackageKind::Site)
+            .iter()
+            .map(|(path, (_, _, known))| (path, known))
+            .filter(|(_, k)| k.kind == PackageKind::Site)
             .collect();
-        if sites.is_empty() {
+        sites.sort_by(|(_, a), (_, b)| (&a.corte, &a.name).cmp(&(&b.corte, &b.name)));
+        let Some(&(latest_path, _)) = sites.last() else {
             bail!(
                 "{} holds no site package yet (data packages are checked one at a time with \
                  --package)",
                 dir.display()
             );
-        }
-        sites.sort_by(|a, b| (&a.corte, a.package.name()).cmp(&(&b.corte, b.package.name())));
+        };
         let from = sites
             .iter()
-            .rposition(|o| o.package.name().contains(&self.complete_marker))
+            .rposition(|(_, k)| k.name.contains(&self.complete_marker))
             .unwrap_or(0);
+        let main_cortes = sites
+            .iter()
+            .filter_map(|(_, k)| Some((k.main?, k.corte.clone())))
+            .collect();
         let mut files = BTreeMap::new();
-        let mut main_cortes = HashMap::new();
-        for opened in &sites {
-            self.remember_main(&mut main_cortes, opened);
+        for (path, _) in sites.get(from..).unwrap_or_default() {
+            match opened_now.get(*path) {
+                Some(opened) => lay(&mut files, opened),
+                None => {
+                    let opened = self.open(path)?;
+                    lay(&mut files, &opened);
+                    opened_now.insert((*path).clone(), opened);
+                }
+            }
         }
-        for opened in &sites[from..] {
-            lay(&mut files, opened);
-        }
-        let latest = sites[sites.len() - 1];
+        let latest = opened_now
+            .get(latest_path)
+            .context("the latest package was not opened")?;
         Ok(expectation(latest, files, main_cortes))
+    }
+
+    /// What is remembered of a package of a folder between periods.
+    fn known(&self, opened: &Opened) -> Known {
+        Known {
+            name: opened.package.name().to_owned(),
+            corte: opened.corte.clone(),
+            kind: opened.package.kind(),
+            main: self.main_of(opened),
+        }
     }
 
     /// Fetches the package at `url` (or the latest an index lists) into a temporary file and
@@ -277,16 +314,14 @@ impl Loader {
         Ok(opened)
     }
 
-    /// Notes the corte of `opened`'s main.json, if it carries one.
-    fn remember_main(&self, main_cortes: &mut HashMap<Sha256, String>, opened: &Opened) {
-        if let Some(main) = opened
+    /// The digest of `opened`'s main.json, if it carries one.
+    fn main_of(&self, opened: &Opened) -> Option<Sha256> {
+        opened
             .package
             .files()
             .iter()
             .find(|m| m.path == self.main_path)
-        {
-            main_cortes.insert(Sha256::of(&main.bytes), opened.corte.clone());
-        }
+            .map(|m| Sha256::of(&m.bytes))
     }
 }
 
