@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod adversarial;
 mod architecture;
+mod check;
 mod config;
 mod crash;
 mod data_folder;

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: a real `difusor` process on ports it chose, a real
-//! HTTP client (curl), and packages made in the test.
+//! HTTP client (curl), packages made in the test, and other real web servers (nginx,
+//! Varnish) in [`webservers`].
 
 pub mod corpus;
+pub mod webservers;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,24 +68,31 @@ pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
     None
 }
 
-/// The binary under test.
-/// Whether Chromium is installed for a browser test; on CI its absence fails the test (CI
-/// installs it), elsewhere the test is skipped with a note.
+/// Whether Chromium is installed for a browser test ([`installed`]).
 pub fn chromium_available() -> bool {
-    let chromium = Command::new("chromium").arg("--version").output();
-    if chromium.as_ref().is_ok_and(|o| o.status.success()) {
+    installed(&["chromium", "--version"], "chromium")
+}
+
+/// Whether the program `command` runs (it is asked for its version, `command` being the
+/// program and that flag), for a test that needs it; on CI its absence fails the test (CI
+/// installs the Debian package `package`), elsewhere the test is skipped with a note.
+pub fn installed(command: &[&str], package: &str) -> bool {
+    let (program, args) = command.split_first().expect("a program to run");
+    let ran = Command::new(program).args(args).output();
+    if ran.as_ref().is_ok_and(|o| o.status.success()) {
         return true;
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "chromium is not installed, and CI requires this test: apt-get install -y chromium"
+        "{program} is not installed, and CI requires this test: apt-get install -y {package}"
     );
     eprintln!(
-        "SKIPPED: chromium is not installed (apt-get install -y chromium); CI runs this test"
+        "SKIPPED: {program} is not installed (apt-get install -y {package}); CI runs this test"
     );
     false
 }
 
+/// The binary under test.
 pub fn difusor() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_difusor"));
     c.env_remove("DIFUSOR_CONFIG").env("RUST_LOG", "info");

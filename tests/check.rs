@@ -1,0 +1,960 @@
+//! `difusor check` through the CLI against real servers on loopback: difusor itself, nginx
+//! serving the package's files unpacked (gzipped, with and without the main.json header, a
+//! byte changed, an older corte, before 20:00), Varnish in front of difusor, a closed port,
+//! the simulator's site laid corte over corte, and watch mode with its observation log while
+//! a target stops answering and comes back.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::webservers::{Nginx, Varnish, nginx_installed, unzip_into, varnish_installed};
+use crate::support::*;
+
+/// The corte a server is still on.
+const OLDER: &str = "20270601_2015";
+/// The corte of the package checked.
+const LATEST: &str = "20270601_2030";
+/// What `json/main.json` must be served with.
+const MAIN_CACHE_CONTROL: &str = "no-cache, no-store, must-revalidate";
+/// The file whose byte is changed, and where.
+const ACTAS: &str = "json/actas.json";
+const CHANGED_AT: usize = 45;
+
+/// The site package of `corte`: an index page, `json/main.json`, a stylesheet, a script, a
+/// JSON of results and an image (never gzipped).
+fn site(corte: &str) -> Vec<u8> {
+    let css = "body { font-family: sans-serif; color: #222 }\n".repeat(40);
+    let js = "function dibuja(corte) { document.title = corte; }\n".repeat(30);
+    let actas: String = (1..=60)
+        .map(|i| format!("{{\"casilla\":{i},\"votos\":{}}}", i * 7))
+        .collect::<Vec<_>>()
+        .join(",");
+    let actas = format!("{{\"corte\":\"{corte}\",\"actas\":[{actas}]}}");
+    let logo: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    site_package(
+        corte,
+        &[
+            ("css/prep.css", css.as_bytes()),
+            ("js/prep.js", js.as_bytes()),
+            (ACTAS, actas.as_bytes()),
+            ("img/logo.png", &logo),
+        ],
+    )
+}
+
+/// The paths of every file [`site`] carries.
+const SITE_FILES: [&str; 6] = [
+    "css/prep.css",
+    "img/logo.png",
+    "index.html",
+    "js/prep.js",
+    "json/actas.json",
+    "json/main.json",
+];
+
+/// The site package of `corte` written into `dir` as the institute names it; its path and
+/// bytes.
+fn package_file(dir: &Path, corte: &str) -> (PathBuf, Vec<u8>) {
+    let bytes = site(corte);
+    let path = dir.join(format!("{corte}_PREP.zip"));
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+/// The files of `package` unpacked into a new folder under `dir`, for a web server to serve.
+fn unpacked(dir: &Path, package: &[u8]) -> PathBuf {
+    let root = dir.join(format!("sitio-{}", unique()));
+    unzip_into(package, &root);
+    root
+}
+
+/// A difusor with the package file `package` (of corte `corte`) delivered and live.
+fn difusor_serving(dir: &Path, package: &Path, corte: &str, extra: &[&str]) -> Server {
+    let server = Server::start(&dir.join(format!("d{}", unique())), extra);
+    let name = package.file_name().unwrap().to_str().unwrap();
+    drop_file(&server.entrada(), name, &std::fs::read(package).unwrap());
+    server.wait_corte(corte);
+    server
+}
+
+/// What one `difusor check` printed, and its exit status.
+struct Checked {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Checked {
+    /// The `--json` report on stdout.
+    fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Requires exit status `code`.
+    fn expect_exit(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status; stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Requires the human output to end with one verdict line beginning `RESULTADO: <what>`
+    /// (the next step follows on it).
+    fn verdict_is(&self, what: &str) {
+        let verdicts: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("RESULTADO:"))
+            .collect();
+        assert_eq!(verdicts.len(), 1, "one verdict: {}", self.stdout);
+        assert_eq!(
+            self.stdout.lines().rfind(|l| !l.trim().is_empty()),
+            Some(verdicts[0]),
+            "the verdict ends the output: {}",
+            self.stdout
+        );
+        let rest = verdicts[0].strip_prefix(&format!("RESULTADO: {what}"));
+        assert!(
+            rest.is_some_and(|r| r.is_empty() || r.starts_with(':')),
+            "`RESULTADO: {what}` expected: {}",
+            self.stdout
+        );
+    }
+}
+
+/// Runs `difusor check <args>` (within 2 minutes).
+fn check(args: &[&str]) -> Checked {
+    let out = output_within(difusor().arg("check").args(args), Duration::from_secs(120))
+        .expect("difusor check ends within 2 minutes");
+    Checked {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `difusor check <args> --json`, requires exit status `code` (and the same `exit` in
+/// the report), and returns the report.
+fn check_json(args: &[&str], code: i32) -> Value {
+    let checked = check(&[args, &["--json"]].concat());
+    checked.expect_exit(code);
+    let report = checked.report();
+    assert_eq!(report["exit"], code, "{report:#}");
+    report
+}
+
+/// The report's entry for the file `path`.
+fn file<'r>(report: &'r Value, path: &str) -> &'r Value {
+    report["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files: {report:#}"))
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {report:#}"))
+}
+
+/// The report's files, `path` and `result`, sorted by path.
+fn results(report: &Value) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = report["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files: {report:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Requires every file of [`site`] in the report with `result`, and the counts to say so.
+fn all_files(report: &Value, result: &str) {
+    let expected: Vec<(String, String)> = SITE_FILES
+        .iter()
+        .map(|p| (p.to_string(), result.to_owned()))
+        .collect();
+    assert_eq!(results(report), expected, "{report:#}");
+    for kind in ["equal", "different", "missing", "leak", "withheld", "error"] {
+        let n = if kind == result { SITE_FILES.len() } else { 0 };
+        assert_eq!(report["counts"][kind], n, "counts.{kind}: {report:#}");
+    }
+}
+
+/// Requires the report's package to be `bytes`, a site package of corte `corte`.
+fn package_is(report: &Value, path: &Path, bytes: &[u8], corte: &str) {
+    let package = &report["package"];
+    assert_eq!(
+        package["name"],
+        path.file_name().unwrap().to_str().unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(package["sha256"], sha256_hex(bytes), "{report:#}");
+    assert_eq!(package["kind"], "site", "{report:#}");
+    assert_eq!(package["corte"], corte, "{report:#}");
+    assert_eq!(report["expected_corte"], corte, "{report:#}");
+}
+
+/// Requires each file's SHA-256 to be the one of its copy under `root`, served and expected.
+fn digests_match(report: &Value, root: &Path) {
+    for path in SITE_FILES {
+        let sha = sha256_hex(&std::fs::read(root.join(path)).unwrap());
+        let f = file(report, path);
+        assert_eq!(f["expected_sha256"], sha.as_str(), "{path}: {report:#}");
+        assert_eq!(f["served_sha256"], sha.as_str(), "{path}: {report:#}");
+        assert_eq!(f["status"], 200, "{path}: {report:#}");
+        assert!(f["first_difference"].is_null(), "{path}: {report:#}");
+    }
+}
+
+/// Requires a passing report of `url` on corte [`LATEST`], served as `source` says.
+fn passes(report: &Value, url: &str, source: &str) {
+    assert_eq!(report["result"], "ok", "{report:#}");
+    assert_eq!(report["url"], url, "{report:#}");
+    assert_eq!(report["target"], url, "no targets file: the URL names it");
+    assert_eq!(report["embargo"], false, "{report:#}");
+    assert_eq!(report["served_corte"], LATEST, "{report:#}");
+    assert_eq!(report["served_corte_source"], source, "{report:#}");
+    assert_eq!(report["stale"], false, "{report:#}");
+    let main = &report["main_cache_control"];
+    assert_eq!(main["path"], "json/main.json", "{report:#}");
+    assert_eq!(main["served"], MAIN_CACHE_CONTROL, "{report:#}");
+    assert_eq!(main["ok"], true, "{report:#}");
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+    all_files(report, "equal");
+}
+
+#[test]
+fn a_difusor_serving_the_corte_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let server = difusor_serving(dir.path(), &package, LATEST, &[]);
+    let url = server.url("/");
+    let report = check_json(&[&url, "--package", package.to_str().unwrap()], 0);
+    package_is(&report, &package, &bytes, LATEST);
+    passes(&report, &url, "header");
+    digests_match(&report, &unpacked(dir.path(), &bytes));
+    assert_eq!(report["http_version"], "HTTP/1.1", "{report:#}");
+    assert!(report["tls"].is_null(), "plain HTTP: {report:#}");
+
+    let human = check(&[&url, "--package", package.to_str().unwrap()]);
+    human.expect_exit(0);
+    human.verdict_is("correcto");
+}
+
+#[test]
+fn a_data_package_is_compared_whole_at_its_datos_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "20210601_1852_PREP_CAMP.zip";
+    let package = real_fixture(name);
+    let real = std::fs::read(&package).unwrap();
+    let server = difusor_serving(dir.path(), &package, "20210601_1852", &[]);
+    let report = check_json(
+        &[&server.url("/"), "--package", package.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(report["result"], "ok", "{report:#}");
+    assert_eq!(report["package"]["kind"], "data", "{report:#}");
+    assert_eq!(report["package"]["sha256"], sha256_hex(&real), "{report:#}");
+    assert_eq!(report["expected_corte"], "20210601_1852", "{report:#}");
+    assert_eq!(report["served_corte"], "20210601_1852", "{report:#}");
+    assert_eq!(report["served_corte_source"], "header", "{report:#}");
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "the package itself: {report:#}");
+    assert_eq!(files[0]["path"], format!("datos/{name}"), "{report:#}");
+    assert_eq!(files[0]["result"], "equal", "{report:#}");
+    assert_eq!(files[0]["served_sha256"], sha256_hex(&real), "{report:#}");
+    // No site was sent: main.json's 404 is no finding.
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+}
+
+#[test]
+fn nginx_serving_the_same_files_gzipped_passes() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let root = unpacked(dir.path(), &bytes);
+    let nginx = Nginx::serve(&root, true);
+    let report = check_json(&[&nginx.url(), "--package", package.to_str().unwrap()], 0);
+    package_is(&report, &package, &bytes, LATEST);
+    // nginx sends no X-PREP-Corte: its main.json is the package's, byte for byte.
+    passes(&report, &nginx.url(), "package");
+    digests_match(&report, &root);
+    // What nginx gzipped was decoded before comparing; the image went as it is.
+    for path in [
+        "css/prep.css",
+        "js/prep.js",
+        ACTAS,
+        "json/main.json",
+        "index.html",
+    ] {
+        assert_eq!(
+            file(&report, path)["encoding"],
+            "gzip",
+            "{path}: {report:#}"
+        );
+    }
+    assert!(
+        file(&report, "img/logo.png")["encoding"].is_null(),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn one_byte_changed_in_one_json_is_found_at_its_offset() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let root = unpacked(dir.path(), &bytes);
+    let original = std::fs::read(root.join(ACTAS)).unwrap();
+    let mut changed = original.clone();
+    assert_eq!(
+        changed[CHANGED_AT],
+        b'1',
+        "{}",
+        String::from_utf8_lossy(&original)
+    );
+    changed[CHANGED_AT] = b'2';
+    std::fs::write(root.join(ACTAS), &changed).unwrap();
+    let nginx = Nginx::serve(&root, true);
+    let args = [
+        nginx.url(),
+        "--package".into(),
+        package.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let report = check_json(&args, 1);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    let actas = file(&report, ACTAS);
+    assert_eq!(actas["result"], "different", "{report:#}");
+    assert_eq!(actas["status"], 200, "{report:#}");
+    assert_eq!(actas["first_difference"], CHANGED_AT, "{report:#}");
+    assert_eq!(
+        actas["expected_sha256"],
+        sha256_hex(&original),
+        "{report:#}"
+    );
+    assert_eq!(actas["served_sha256"], sha256_hex(&changed), "{report:#}");
+    for (path, result) in results(&report) {
+        if path != ACTAS {
+            assert_eq!(result, "equal", "{path}: {report:#}");
+        }
+    }
+    assert_eq!(report["counts"]["different"], 1, "{report:#}");
+    assert_eq!(
+        report["counts"]["equal"],
+        SITE_FILES.len() - 1,
+        "{report:#}"
+    );
+    assert_eq!(report["stale"], false, "main.json is the package's");
+    assert_eq!(report["main_cache_control"]["ok"], true, "{report:#}");
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f.as_str().unwrap().contains(ACTAS)),
+        "a finding names the file: {report:#}"
+    );
+
+    let human = check(&args);
+    human.expect_exit(1);
+    human.verdict_is("diferencias");
+    assert!(human.stdout.contains(ACTAS), "{}", human.stdout);
+}
+
+#[test]
+fn main_json_without_its_cache_control_fails() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let nginx = Nginx::serve(&unpacked(dir.path(), &bytes), false);
+    let report = check_json(&[&nginx.url(), "--package", package.to_str().unwrap()], 1);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    all_files(&report, "equal");
+    let main = &report["main_cache_control"];
+    assert_eq!(main["path"], "json/main.json", "{report:#}");
+    assert_eq!(main["ok"], false, "{report:#}");
+    assert_ne!(main["served"], MAIN_CACHE_CONTROL, "{report:#}");
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("Cache-Control")),
+        "a finding names Cache-Control: {report:#}"
+    );
+}
+
+#[test]
+fn nginx_still_on_the_previous_corte_is_stale_by_its_main_json() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, older) = package_file(dir.path(), OLDER);
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let nginx = Nginx::serve(&unpacked(dir.path(), &older), true);
+    let args = [
+        nginx.url(),
+        "--package".into(),
+        package.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let report = check_json(&args, 1);
+    package_is(&report, &package, &bytes, LATEST);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    assert_eq!(report["stale"], true, "{report:#}");
+    assert_eq!(report["served_corte"], OLDER, "{report:#}");
+    // nginx sends no X-PREP-Corte and no known package has its main.json.
+    assert_eq!(report["served_corte_source"], "main.json", "{report:#}");
+    assert_eq!(file(&report, "json/main.json")["result"], "different");
+
+    let human = check(&args);
+    human.expect_exit(1);
+    human.verdict_is("desactualizado");
+}
+
+#[test]
+fn a_difusor_still_on_the_previous_corte_is_stale_by_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (older, _) = package_file(dir.path(), OLDER);
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let server = difusor_serving(dir.path(), &older, OLDER, &[]);
+    let report = check_json(
+        &[&server.url("/"), "--package", package.to_str().unwrap()],
+        1,
+    );
+    package_is(&report, &package, &bytes, LATEST);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    assert_eq!(report["stale"], true, "{report:#}");
+    assert_eq!(report["served_corte"], OLDER, "{report:#}");
+    assert_eq!(report["served_corte_source"], "header", "{report:#}");
+}
+
+#[test]
+fn before_publish_start_difusor_withholds_every_file_and_nginx_leaks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let tomorrow = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap()
+        .to_string();
+    let server = difusor_serving(
+        dir.path(),
+        &package,
+        LATEST,
+        &["--publish-start", &tomorrow, "--publish-end", ""],
+    );
+    assert_eq!(server.status()["gate"]["open"], false);
+    let url = server.url("/");
+    let report = check_json(
+        &[&url, "--package", package.to_str().unwrap(), "--embargo"],
+        0,
+    );
+    assert_eq!(report["result"], "ok", "{report:#}");
+    assert_eq!(report["embargo"], true, "{report:#}");
+    all_files(&report, "withheld");
+    for path in SITE_FILES {
+        assert_eq!(file(&report, path)["status"], 503, "{path}: {report:#}");
+    }
+    assert!(
+        report["main_cache_control"].is_null(),
+        "not judged under --embargo: {report:#}"
+    );
+
+    if !nginx_installed() {
+        return;
+    }
+    let nginx = Nginx::serve(&unpacked(dir.path(), &bytes), true);
+    let args = [
+        nginx.url(),
+        "--package".into(),
+        package.display().to_string(),
+        "--embargo".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = check_json(&args, 1);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    assert_eq!(report["embargo"], true, "{report:#}");
+    all_files(&report, "leak");
+    let human = check(&args);
+    human.expect_exit(1);
+    human.verdict_is("fuga");
+}
+
+#[test]
+fn varnish_in_front_of_difusor_passes() {
+    if !varnish_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let server = difusor_serving(dir.path(), &package, LATEST, &[]);
+    let varnish = Varnish::front(server.port);
+    // Twice: the second answers come from Varnish's cache where it keeps them.
+    for _ in 0..2 {
+        let report = check_json(&[&varnish.url(), "--package", package.to_str().unwrap()], 0);
+        package_is(&report, &package, &bytes, LATEST);
+        passes(&report, &varnish.url(), "header");
+    }
+}
+
+#[test]
+fn a_closed_port_or_a_missing_package_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    let closed = ReservedPort::hold();
+    let url = format!("http://{}/", closed.addr());
+    let report = check_json(&[&url, "--package", package.to_str().unwrap()], 2);
+    assert_eq!(report["result"], "unchecked", "{report:#}");
+    let human = check(&[&url, "--package", package.to_str().unwrap()]);
+    human.expect_exit(2);
+    human.verdict_is("no se pudo verificar");
+
+    let missing = dir.path().join("20270601_2045_PREP.zip");
+    let checked = check(&[&url, "--package", missing.to_str().unwrap(), "--json"]);
+    checked.expect_exit(2);
+    assert!(
+        checked.stderr.contains("20270601_2045_PREP.zip"),
+        "the message names the package: {}",
+        checked.stderr
+    );
+    assert!(
+        !checked.stderr.contains("panicked"),
+        "a plain message: {}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn nginx_serving_the_simulators_site_laid_corte_over_corte_passes() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("entregas");
+    run_ok(
+        difusor()
+            .args(["simulate", "--out"])
+            .arg(&out)
+            .args(["--cortes", "2", "--every", "1s", "--casillas", "200"])
+            .args(["--fecha", "2027-06-06"]),
+    );
+    let complete = std::fs::read(out.join("20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip")).unwrap();
+    let incremental = out.join("20270606_2015_PREP_SITIO_CAMP.zip");
+    let root = unpacked(dir.path(), &complete);
+    unzip_into(&std::fs::read(&incremental).unwrap(), &root);
+    let nginx = Nginx::serve(&root, true);
+
+    let report = check_json(&[&nginx.url(), "--packages", out.to_str().unwrap()], 0);
+    assert_eq!(report["result"], "ok", "{report:#}");
+    assert_eq!(
+        report["package"]["name"], "20270606_2015_PREP_SITIO_CAMP.zip",
+        "{report:#}"
+    );
+    assert_eq!(report["package"]["kind"], "site", "{report:#}");
+    assert_eq!(report["expected_corte"], "20270606_2015", "{report:#}");
+    assert_eq!(report["served_corte"], "20270606_2015", "{report:#}");
+    assert_eq!(report["stale"], false, "{report:#}");
+    let files = report["files"].as_array().unwrap();
+    assert!(files.len() > 10, "every JSON of the corte: {report:#}");
+    assert!(files.iter().all(|f| f["result"] == "equal"), "{report:#}");
+    file(&report, "json/main.json");
+    assert_eq!(report["main_cache_control"]["ok"], true, "{report:#}");
+}
+
+/// The observation log's columns.
+const LOG_COLUMNS: [&str; 16] = [
+    "time",
+    "target",
+    "url",
+    "result",
+    "expected_corte",
+    "served_corte",
+    "files",
+    "equal",
+    "different",
+    "missing",
+    "errors",
+    "slowest_millis",
+    "lag_seconds",
+    "consecutive_failures",
+    "event",
+    "detail",
+];
+
+/// A `difusor check --watch` running, its stdout read line by line as it prints.
+struct Watching {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Watching {
+    fn start(args: &[&str], stderr: PathBuf) -> Watching {
+        let mut child = difusor()
+            .arg("check")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watching {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits up to 90 s for a line satisfying `cond`, keeping every line read; that line.
+    fn wait_line(&mut self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if cond(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {what}; lines: {:#?}\nstderr: {}",
+                    self.seen,
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    /// Sends Ctrl-C (SIGINT); the exit status if it ends within `within`.
+    fn interrupt(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Kills it at once (SIGKILL).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The lines read that contain `text`.
+    fn lines_with(&self, text: &str) -> Vec<&String> {
+        self.seen.iter().filter(|l| l.contains(text)).collect()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A targets file with the one target `uni` at `url`.
+fn targets_file(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let path = dir.join("objetivos.toml");
+    let text = format!("[[target]]\nname = \"uni\"\nurl = \"{url}\"\n{extra}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn watch_suspends_a_target_that_stops_answering_once_and_sees_it_recover() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    let mut nginx = Nginx::serve(&unpacked(dir.path(), &site(LATEST)), true);
+    let targets = targets_file(dir.path(), &nginx.url(), "");
+    let log = dir.path().join("observaciones.csv");
+    let mut watching = Watching::start(
+        &[
+            "--watch",
+            "--every",
+            "1s",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--package",
+            package.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--periods",
+            "1000",
+        ],
+        dir.path().join("stderr.log"),
+    );
+    let first = watching.wait_line("a passing period", |l| l.contains("  ok  "));
+    assert!(first.contains("  uni  "), "{first}");
+    assert!(first.contains(&format!("corte {LATEST}")), "{first}");
+    assert!(first.contains("6 iguales"), "{first}");
+
+    nginx.stop();
+    watching.wait_line("the suspension", |l| {
+        l.contains("suspender: 3 periodos consecutivos")
+    });
+    nginx.start();
+    let recovered = watching.wait_line("the recovery", |l| l.contains("recuperado tras"));
+    let failed: u64 = recovered
+        .split("recuperado tras ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number of periods: {recovered}"));
+    assert!(
+        recovered.contains(&format!("recuperado tras {failed} periodos con falla")),
+        "{recovered}"
+    );
+    assert!(failed >= 3, "{recovered}");
+    // One more period, to see nothing is announced twice.
+    watching.wait_line("a passing period after the recovery", |l| {
+        l.contains("  ok  ")
+    });
+    // Every row is flushed before the next period's line is printed.
+    watching.kill();
+
+    let failing = watching.lines_with("  falla (");
+    assert!(
+        failing[0].contains("  uni  falla (1 periodo consecutivo)"),
+        "{failing:#?}"
+    );
+    assert!(
+        watching.lines_with("falla (2 periodos consecutivos)").len() == 1,
+        "{:#?}",
+        watching.seen
+    );
+    for text in ["suspender: 3 periodos consecutivos", "recuperado tras"] {
+        assert_eq!(
+            watching.lines_with(text).len(),
+            1,
+            "once: {text}; {:#?}",
+            watching.seen
+        );
+    }
+
+    let mut reader = csv::Reader::from_path(&log).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, LOG_COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let at = |name: &str| LOG_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let column = |row: &csv::StringRecord, name: &str| row[at(name)].to_owned();
+    // A passing period, the failed ones, the recovery (the period after it may be unwritten).
+    assert!(rows.len() >= failed as usize + 2, "{rows:#?}");
+    for row in &rows {
+        assert_eq!(column(row, "target"), "uni", "{row:?}");
+        assert_eq!(column(row, "url"), nginx.url(), "{row:?}");
+        assert_eq!(column(row, "expected_corte"), LATEST, "{row:?}");
+        let time = column(row, "time");
+        assert!(
+            time.parse::<jiff::Timestamp>().is_ok() && time.len() > 20,
+            "RFC 3339 with offset: {row:?}"
+        );
+    }
+    let first = &rows[0];
+    assert_eq!(column(first, "result"), "ok", "{first:?}");
+    assert_eq!(column(first, "served_corte"), LATEST, "{first:?}");
+    assert_eq!(column(first, "files"), "6", "{first:?}");
+    assert_eq!(column(first, "equal"), "6", "{first:?}");
+    assert_eq!(column(first, "consecutive_failures"), "0", "{first:?}");
+    assert_eq!(column(first, "event"), "", "{first:?}");
+
+    let with_event = |event: &str| -> Vec<usize> {
+        (0..rows.len())
+            .filter(|&i| column(&rows[i], "event") == event)
+            .collect()
+    };
+    let (suspended, recovered) = (with_event("suspender"), with_event("recuperado"));
+    assert_eq!(suspended.len(), 1, "{rows:#?}");
+    assert_eq!(recovered.len(), 1, "{rows:#?}");
+    let (suspended, recovered) = (suspended[0], recovered[0]);
+    assert_eq!(column(&rows[suspended], "consecutive_failures"), "3");
+    assert_eq!(column(&rows[suspended], "result"), "unchecked");
+    assert_eq!(column(&rows[recovered], "result"), "ok");
+    // The failed run: `failed` rows just before the recovery, counted 1, 2, 3 …
+    assert!(recovered >= failed as usize, "{rows:#?}");
+    for (n, row) in rows[recovered - failed as usize..recovered]
+        .iter()
+        .enumerate()
+    {
+        // Nothing answers: the check cannot be made, and that fails the period (the first
+        // may have caught nginx stopping halfway through).
+        let result = column(row, "result");
+        assert!(
+            result == "unchecked" || (n == 0 && result == "fail"),
+            "{row:?}"
+        );
+        assert_eq!(
+            column(row, "consecutive_failures"),
+            (n + 1).to_string(),
+            "{row:?}"
+        );
+        assert!(!column(row, "detail").is_empty(), "findings: {row:?}");
+    }
+    assert_eq!(
+        column(&rows[recovered - failed as usize - 1], "result"),
+        "ok",
+        "the run began after a passing period: {rows:#?}"
+    );
+    assert!(suspended < recovered, "{rows:#?}");
+}
+
+#[test]
+fn watch_stops_after_the_periods_asked_with_the_last_periods_result() {
+    if !nginx_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    let nginx = Nginx::serve(&unpacked(dir.path(), &site(LATEST)), false);
+    let targets = targets_file(
+        dir.path(),
+        &nginx.url(),
+        "headers = [\"Content-Type: application/json\", \"X-Content-Type-Options\"]\n",
+    );
+    let log = dir.path().join("observaciones.csv");
+    let checked = check(&[
+        "--watch",
+        "--every",
+        "1s",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--package",
+        package.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--periods",
+        "2",
+        "--json",
+    ]);
+    checked.expect_exit(1);
+    let reports: Vec<Value> = checked
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(
+        reports.len(),
+        2,
+        "one object per period: {}",
+        checked.stdout
+    );
+    for report in &reports {
+        assert_eq!(report["target"], "uni", "{report:#}");
+        assert_eq!(report["url"], nginx.url(), "{report:#}");
+        assert_eq!(report["result"], "fail", "{report:#}");
+        assert_eq!(report["main_cache_control"]["ok"], false, "{report:#}");
+        let headers = report["headers"].as_array().unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| {
+                    h["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+                .unwrap_or_else(|| panic!("{name}: {report:#}"))
+        };
+        assert_eq!(header("Content-Type")["ok"], true, "{report:#}");
+        assert_eq!(header("X-Content-Type-Options")["ok"], false, "{report:#}");
+        all_files(report, "equal");
+    }
+    let rows = csv::Reader::from_path(&log).unwrap().records().count();
+    assert_eq!(rows, 2, "one row per period");
+}
+
+#[test]
+fn watch_stops_with_0_on_ctrl_c_while_a_period_waits_on_a_silent_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    // A server that accepts connections and never answers: a period lasts until its requests
+    // time out (`--timeout`, a few seconds with `--concurrency` 4).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", silent.local_addr().unwrap());
+    let (accepted, connected) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            let Ok(stream) = stream else { break };
+            held.push(stream);
+            if accepted.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut watching = Watching::start(
+        &[
+            &url,
+            "--watch",
+            "--every",
+            "1s",
+            "--timeout",
+            "2s",
+            "--package",
+            package.to_str().unwrap(),
+            "--log",
+            dir.path().join("observaciones.csv").to_str().unwrap(),
+            "--periods",
+            "1000",
+        ],
+        dir.path().join("stderr.log"),
+    );
+    connected
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first period asks the silent server");
+    // Ctrl-C in the middle of a period: it ends by the end of that period at the latest.
+    let status = watching.interrupt(Duration::from_secs(30));
+    let printed: Vec<String> = watching.lines.try_iter().collect();
+    watching.seen.extend(printed);
+    assert!(
+        status.is_some(),
+        "still running 30 s after Ctrl-C (a period's requests time out after 2 s); lines: \
+         {:#?}\nstderr: {}",
+        watching.seen,
+        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+    );
+    let status = status.unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-C stops with 0, not {status}");
+}
