@@ -44,6 +44,8 @@ pub(super) struct Target {
 pub(super) struct HeaderRule {
     /// Its name.
     pub(super) name: HeaderName,
+    /// Its name as the targets file writes it, for reports.
+    pub(super) written: String,
     /// Its exact value, or `None` for any.
     pub(super) value: Option<String>,
 }
@@ -55,9 +57,14 @@ impl HeaderRule {
             Some((n, v)) => (n.trim(), Some(v.trim().to_owned())),
             None => (text.trim(), None),
         };
+        let written = name.to_owned();
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{text:?} is not `Name: value` or `Name`"))?;
-        Ok(Self { name, value })
+        Ok(Self {
+            name,
+            written,
+            value,
+        })
     }
 }
 
@@ -158,7 +165,7 @@ impl Checker {
             .map(|rule| {
                 let served = main_headers.and_then(|h| joined(h, rule.name.as_str()));
                 HeaderCheck {
-                    name: rule.name.to_string(),
+                    name: rule.written.clone(),
                     ok: served.is_some()
                         && (rule.value.is_none() || rule.value.as_deref() == served.as_deref()),
                     expected: rule.value.clone(),

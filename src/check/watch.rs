@@ -3,6 +3,7 @@
 //! recovery, each said once; every observation appended to the observation log.
 //!
 //! # Guarantees
+//! - Ctrl-C or SIGTERM stops it at once with status 0, in a period or between two.
 //! - One line per target per period on stdout (a JSON object with `--json`), in the order of
 //!   the targets file, printed as each period ends.
 //! - A target that serves the corte before the latest one is `pending`, not failing, for
@@ -17,9 +18,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use jiff::Timestamp;
 use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
 use super::expected::{Expected, Loader};
@@ -98,23 +100,31 @@ pub(super) async fn run(
     let mut states: HashMap<String, State> = HashMap::new();
     let mut ticks = tokio::time::interval(plan.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Listening from the start: a Ctrl-C or SIGTERM at any moment, in a period or between
+    // two, stops the watch at once with status 0 (the rows written so far are on disk).
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut done = 0u64;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(0),
-        }
-        let last = match loader.load().await {
-            Ok(expected) => {
-                period(checker, &expected, targets, plan, &mut states, &mut log).await?
+        let watched = async {
+            ticks.tick().await;
+            match loader.load().await {
+                Ok(expected) => {
+                    period(checker, &expected, targets, plan, &mut states, &mut log).await
+                }
+                Err(e) => {
+                    eprintln!(
+                        "{}  sin paquete que comparar: {e:#}",
+                        rfc3339(Timestamp::now(), &checker.timezone)
+                    );
+                    Ok(Verdict::Unchecked)
+                }
             }
-            Err(e) => {
-                eprintln!(
-                    "{}  sin paquete que comparar: {e:#}",
-                    rfc3339(Timestamp::now(), &checker.timezone)
-                );
-                Verdict::Unchecked
-            }
+        };
+        let last = tokio::select! {
+            verdict = watched => verdict?,
+            _ = interrupt.recv() => return Ok(0),
+            _ = terminate.recv() => return Ok(0),
         };
         done += 1;
         if plan.periods.is_some_and(|n| done >= n) {
