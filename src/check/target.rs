@@ -119,28 +119,29 @@ impl Checker {
                 main_file.map_or(MAX_UNKNOWN_MAIN, |f| f.bytes.len() as u64),
             )
             .await;
-        let answers = self.fetch_all(target, expected).await;
-        for (file, answer) in expected.files.iter().zip(&answers) {
-            let answer = match answer {
-                Some(a) => a,
-                None => &main,
-            };
-            report.files.push(self.judge(file, answer));
+        let judged = self.fetch_all(target, expected).await;
+        let mut seen = Vec::new();
+        for (file, judged) in expected.files.iter().zip(judged) {
+            match judged {
+                Some((file_report, answered)) => {
+                    report.files.push(file_report);
+                    seen.extend(answered);
+                }
+                None => report.files.push(judge(file, &main, self.embargo)),
+            }
         }
         let main_ok = main.as_ref().ok().filter(|a| a.status == 200);
-        report.http_version = main
-            .as_ref()
-            .ok()
-            .or_else(|| answers.iter().flatten().find_map(|a| a.as_ref().ok()))
-            .map(|a| version_name(a.version).to_owned());
+        let main_seen = main.as_ref().ok().map(Seen::of);
+        report.http_version = main_seen
+            .iter()
+            .chain(&seen)
+            .next()
+            .map(|s| version_name(s.version).to_owned());
         if !self.embargo {
-            let header = main
-                .as_ref()
-                .ok()
-                .into_iter()
-                .chain(answers.iter().flatten().filter_map(|a| a.as_ref().ok()))
-                .find_map(|a| a.headers.get("x-prep-corte"))
-                .and_then(|v| v.to_str().ok());
+            let header = main_seen
+                .iter()
+                .chain(&seen)
+                .find_map(|s| s.corte.as_deref());
             let main_body = main_ok.filter(|a| a.complete).map(|a| a.body.as_slice());
             if let Some((corte, seen)) =
                 served_corte(header, main_body, &expected.main_cortes, &self.timezone)
@@ -177,13 +178,13 @@ impl Checker {
         report
     }
 
-    /// The answers to every expected file but `main.json` (`None` in its place), at most
-    /// `concurrency` at once.
+    /// Every expected file but `main.json` (`None` in its place) fetched and judged, at most
+    /// `concurrency` at once; each body is dropped once judged, so a site is held once.
     async fn fetch_all(
         &self,
         target: &Target,
         expected: &Expected,
-    ) -> Vec<Option<Result<Answer, String>>> {
+    ) -> Vec<Option<(FileReport, Option<Seen>)>> {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         for (i, file) in expected.files.iter().enumerate() {
@@ -193,64 +194,87 @@ impl Checker {
             let fetcher = self.fetcher.clone();
             let permits = permits.clone();
             let url = address(&target.url, &file.path);
-            let len = file.bytes.len() as u64;
+            let file = file.clone();
+            let embargo = self.embargo;
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                (i, fetcher.get(&url, len).await)
+                let answer = fetcher.get(&url, file.bytes.len() as u64).await;
+                let seen = answer.as_ref().ok().map(Seen::of);
+                (i, (judge(&file, &answer, embargo), seen))
             });
         }
-        let mut answers: Vec<Option<Result<Answer, String>>> =
+        let mut judged: Vec<Option<(FileReport, Option<Seen>)>> =
             expected.files.iter().map(|_| None).collect();
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok((i, answer)) => {
-                    if let Some(slot) = answers.get_mut(i) {
-                        *slot = Some(answer);
+                Ok((i, one)) => {
+                    if let Some(slot) = judged.get_mut(i) {
+                        *slot = Some(one);
                     }
                 }
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
         }
-        answers
+        judged
     }
+}
 
-    /// What became of `file` given the server's `answer`.
-    fn judge(&self, file: &File, answer: &Result<Answer, String>) -> FileReport {
-        let mut report = FileReport {
-            path: file.path.clone(),
-            status: None,
-            result: Outcome::Error,
-            millis: None,
-            encoding: None,
-            expected_sha256: file.sha256.to_hex(),
-            served_sha256: None,
-            first_difference: None,
-            error: None,
-        };
-        let answer = match answer {
-            Ok(a) => a,
-            Err(why) => {
-                report.error = Some(why.clone());
-                return report;
-            }
-        };
-        report.status = Some(answer.status);
-        report.millis = Some(answer.millis);
-        report.encoding = answer.encoding;
-        report.served_sha256 = answer.complete.then(|| Sha256::of(&answer.body).to_hex());
-        let same = answer.complete && answer.body == file.bytes;
-        report.result = match (answer.status == 200, same, self.embargo) {
-            (true, true, false) => Outcome::Equal,
-            (true, false, false) => {
-                report.first_difference = Some(first_difference(&file.bytes, &answer.body));
-                Outcome::Different
-            }
-            (false, _, false) => Outcome::Missing,
-            (true, true, true) => Outcome::Leak,
-            (_, _, true) => Outcome::Withheld,
-        };
-        report
+/// What an answer says besides its body: the corte it names and its HTTP version.
+struct Seen {
+    corte: Option<String>,
+    version: reqwest::Version,
+}
+
+impl Seen {
+    fn of(answer: &Answer) -> Self {
+        Self {
+            corte: answer
+                .headers
+                .get("x-prep-corte")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            version: answer.version,
+        }
     }
+}
+
+/// What became of `file` given the server's `answer`; under `embargo`, served bytes are a
+/// leak and anything else passes.
+fn judge(file: &File, answer: &Result<Answer, String>, embargo: bool) -> FileReport {
+    let mut report = FileReport {
+        path: file.path.clone(),
+        status: None,
+        result: Outcome::Error,
+        millis: None,
+        encoding: None,
+        expected_sha256: file.sha256.to_hex(),
+        served_sha256: None,
+        first_difference: None,
+        error: None,
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(why) => {
+            report.error = Some(why.clone());
+            return report;
+        }
+    };
+    report.status = Some(answer.status);
+    report.millis = Some(answer.millis);
+    report.encoding = answer.encoding;
+    report.served_sha256 = answer.complete.then(|| Sha256::of(&answer.body).to_hex());
+    let same = answer.complete && answer.body == file.bytes;
+    report.result = match (answer.status == 200, same, embargo) {
+        (true, true, false) => Outcome::Equal,
+        (true, false, false) => {
+            report.first_difference = Some(first_difference(&file.bytes, &answer.body));
+            Outcome::Different
+        }
+        (false, _, false) => Outcome::Missing,
+        (true, true, true) => Outcome::Leak,
+        (_, _, true) => Outcome::Withheld,
+    };
+    report
 }
 
 /// The address of `path` under the site's address `base`, one segment at a time.
