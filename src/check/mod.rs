@@ -27,6 +27,7 @@ mod target;
 mod tls;
 mod watch;
 
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -199,7 +200,7 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
         };
         return watch::run(&checker, &mut loader, &targets, &plan).await;
     }
-    let expected = Arc::new(loader.load().await?);
+    let expected = loader.load().await?;
     let reports = watch::check_all(&checker, &expected, &targets).await;
     let mut worst = report::Verdict::Ok;
     for r in &reports {
@@ -228,8 +229,15 @@ fn targets(options: &Options) -> Result<Vec<Target>> {
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot read the targets file {}", path.display()))?;
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_TARGETS_BYTES), &mut text)
+        file.take(MAX_TARGETS_BYTES + 1)
+            .read_to_string(&mut text)
             .with_context(|| format!("cannot read the targets file {}", path.display()))?;
+        if text.len() as u64 > MAX_TARGETS_BYTES {
+            bail!(
+                "{}: a targets file is at most {MAX_TARGETS_BYTES} bytes",
+                path.display()
+            );
+        }
         let parsed: TargetsFile = toml::from_str(&text).with_context(|| {
             format!(
                 "{}: not a targets file; write one [[target]] per server with name = \"…\" \

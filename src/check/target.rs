@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{StreamExt as _, stream};
+
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::expected::{Expected, File};
 use super::fetch::{Answer, Fetcher};
@@ -69,7 +69,6 @@ impl HeaderRule {
 }
 
 /// How every server is checked.
-#[derive(Clone)]
 pub(super) struct Checker {
     /// The HTTP client.
     pub(super) fetcher: Fetcher,
@@ -179,43 +178,26 @@ impl Checker {
     }
 
     /// Every expected file but `main.json` (`None` in its place) fetched and judged, at most
-    /// `concurrency` at once; each body is dropped once judged, so a site is held once.
+    /// `concurrency` at once, in order; each body is dropped once judged, so a site is held
+    /// once.
     async fn fetch_all(
         &self,
         target: &Target,
         expected: &Expected,
     ) -> Vec<Option<(FileReport, Option<Seen>)>> {
-        let permits = Arc::new(Semaphore::new(self.concurrency));
-        let mut tasks = JoinSet::new();
-        for (i, file) in expected.files.iter().enumerate() {
-            if file.path == self.main_path {
-                continue;
-            }
-            let fetcher = self.fetcher.clone();
-            let permits = permits.clone();
-            let url = address(&target.url, &file.path);
-            let file = file.clone();
-            let embargo = self.embargo;
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let answer = fetcher.get(&url, file.bytes.len() as u64).await;
-                let seen = answer.as_ref().ok().map(Seen::of);
-                (i, (judge(&file, &answer, embargo), seen))
-            });
-        }
-        let mut judged: Vec<Option<(FileReport, Option<Seen>)>> =
-            expected.files.iter().map(|_| None).collect();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((i, one)) => {
-                    if let Some(slot) = judged.get_mut(i) {
-                        *slot = Some(one);
-                    }
+        stream::iter(&expected.files)
+            .map(|file| async move {
+                if file.path == self.main_path {
+                    return None;
                 }
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
-        judged
+                let url = address(&target.url, &file.path);
+                let answer = self.fetcher.get(&url, file.bytes.len() as u64).await;
+                let seen = answer.as_ref().ok().map(Seen::of);
+                Some((judge(file, &answer, self.embargo), seen))
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await
     }
 }
 

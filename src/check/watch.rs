@@ -15,14 +15,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures_util::{StreamExt as _, stream};
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinSet;
 
 use super::expected::{Expected, Loader};
 use super::log::Log;
@@ -142,7 +141,7 @@ async fn period(
     states: &mut HashMap<String, State>,
     log: &mut Log,
 ) -> Result<Verdict> {
-    let reports = check_all(checker, &Arc::new(expected.clone()), targets).await;
+    let reports = check_all(checker, expected, targets).await;
     let since_arrival = Timestamp::now().duration_since(expected.arrival);
     let mut worst = Verdict::Ok;
     for mut report in reports {
@@ -192,33 +191,14 @@ async fn period(
 /// Checks every target, at most [`PARALLEL_TARGETS`] at once; the reports in target order.
 pub(super) async fn check_all(
     checker: &Checker,
-    expected: &Arc<Expected>,
+    expected: &Expected,
     targets: &[Target],
 ) -> Vec<Report> {
-    let mut reports: Vec<Option<Report>> = targets.iter().map(|_| None).collect();
-    for (chunk_start, chunk) in (0..)
-        .step_by(PARALLEL_TARGETS)
-        .zip(targets.chunks(PARALLEL_TARGETS))
-    {
-        let mut tasks = JoinSet::new();
-        for (i, target) in chunk.iter().enumerate() {
-            let target = target.clone();
-            let expected = expected.clone();
-            let checker = checker.clone();
-            tasks.spawn(async move { (chunk_start + i, checker.check(&target, &expected).await) });
-        }
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((i, report)) => {
-                    if let Some(slot) = reports.get_mut(i) {
-                        *slot = Some(report);
-                    }
-                }
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
-    }
-    reports.into_iter().flatten().collect()
+    stream::iter(targets)
+        .map(|target| checker.check(target, expected))
+        .buffered(PARALLEL_TARGETS)
+        .collect()
+        .await
 }
 
 /// Prints the period's line of a target, and the suspension or recovery line when there is
