@@ -571,8 +571,27 @@ fn nginx_serving_the_simulators_site_laid_corte_over_corte_passes() {
     let root = unpacked(dir.path(), &complete);
     unzip_into(&std::fs::read(&incremental).unwrap(), &root);
     let nginx = Nginx::serve(&root, true);
+    // A careless institute's folder: a note, a damaged zip, a file too large to be a package
+    // and an upload still under its hidden name. None of them is expected.
+    std::fs::write(out.join("notas.txt"), "corte de prueba\n").unwrap();
+    std::fs::write(
+        out.join("20270606_2030_PREP_SITIO_CAMP.zip"),
+        b"PK\x03\x04roto",
+    )
+    .unwrap();
+    std::fs::write(out.join("grande.zip"), vec![0u8; 3 << 20]).unwrap();
+    std::fs::write(out.join(".20270606_2045_PREP_SITIO_CAMP.zip.part"), b"PK").unwrap();
 
-    let report = check_json(&[&nginx.url(), "--packages", out.to_str().unwrap()], 0);
+    let report = check_json(
+        &[
+            &nginx.url(),
+            "--packages",
+            out.to_str().unwrap(),
+            "--max-package-bytes",
+            "2MiB",
+        ],
+        0,
+    );
     assert_eq!(report["result"], "ok", "{report:#}");
     assert_eq!(
         report["package"]["name"], "20270606_2015_PREP_SITIO_CAMP.zip",

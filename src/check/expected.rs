@@ -113,8 +113,9 @@ pub(super) struct Loader {
     complete_marker: String,
     main_path: String,
     client: Option<reqwest::Client>,
-    /// What each package of a folder is, by path, with the length and time it had.
-    cache: HashMap<PathBuf, (u64, SystemTime, Known)>,
+    /// What each file of a folder is (`None`: not a package), by path, with the length and
+    /// time it had.
+    cache: HashMap<PathBuf, (u64, SystemTime, Option<Known>)>,
     /// The last package fetched from an address: its name, digest and when it first came.
     fetched: Option<(String, Sha256, Timestamp)>,
 }
@@ -220,12 +221,13 @@ impl Loader {
                     Ok(opened) => {
                         let known = self.known(&opened);
                         opened_now.insert(path.clone(), opened);
-                        known
+                        Some(known)
                     }
-                    // A package still arriving, or not one at all: not expected.
+                    // Not a package (or one still arriving): not expected, and not read
+                    // again until its length or time changes.
                     Err(e) => {
                         tracing::debug!("{}: {e:#}", path.display());
-                        continue;
+                        None
                     }
                 },
             };
@@ -235,7 +237,7 @@ impl Loader {
         let mut sites: Vec<(&PathBuf, &Known)> = self
             .cache
             .iter()
-            .map(|(path, (_, _, known))| (path, known))
+            .filter_map(|(path, (_, _, known))| Some((path, known.as_ref()?)))
             .filter(|(_, k)| k.kind == PackageKind::Site)
             .collect();
         sites.sort_by(|(_, a), (_, b)| (&a.corte, &a.name).cmp(&(&b.corte, &b.name)));
@@ -289,7 +291,7 @@ impl Loader {
             .as_ref()
             .context("no client for --package-url")?;
         let (name, address) = if url.path().ends_with('/') {
-            let body = get(client, url, pull::MAX_INDEX_BYTES).await?;
+            let body = get(client, url, pull::MAX_INDEX_BYTES, "index").await?;
             pull::latest(url, &body)
                 .map_err(|why| anyhow::anyhow!("{url} is not an index: {why}"))?
                 .with_context(|| format!("the index {url} lists no package yet"))?
@@ -298,7 +300,13 @@ impl Loader {
                 .with_context(|| format!("{url} does not end in a package's file name"))?;
             (name, url.clone())
         };
-        let bytes = get(client, &address, self.settings.limits.max_package_bytes).await?;
+        let bytes = get(
+            client,
+            &address,
+            self.settings.limits.max_package_bytes,
+            "max_package_bytes",
+        )
+        .await?;
         let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
         let path = dir.path().join(name.as_str());
         std::fs::File::create(&path)
@@ -368,9 +376,14 @@ fn expectation(
     }
 }
 
-/// The body at `url`, to at most `limit` bytes.
-async fn get(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>> {
-    let mut response = client
+/// The body at `url`, to at most `limit` bytes (`what` names the limit).
+async fn get(
+    client: &reqwest::Client,
+    url: &Url,
+    limit: u64,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let response = client
         .get(url.clone())
         .send()
         .await
@@ -378,16 +391,5 @@ async fn get(client: &reqwest::Client, url: &Url, limit: u64) -> Result<Vec<u8>>
     if !response.status().is_success() {
         bail!("{url} answered {}", response.status());
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?
-    {
-        if (body.len() + chunk.len()) as u64 > limit {
-            bail!("{url} is larger than {limit} bytes (max_package_bytes)");
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    Ok(pull::read_small(response, url, limit, what).await?)
 }

@@ -108,6 +108,18 @@ pub(crate) fn open_package(
 ) -> anyhow::Result<VerifiedPackage> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // A file too large to be a package is refused before it is read for its digest.
+    let len = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    let limit = settings.limits.max_package_bytes;
+    if len > limit {
+        anyhow::bail!(
+            "{} is {len} bytes, larger than a package may be (max_package_bytes, {limit})",
+            path.display()
+        );
+    }
     let (sha256, size) =
         Sha256::of_reader(file).with_context(|| format!("cannot read {}", path.display()))?;
     let incoming = Incoming {

@@ -202,7 +202,7 @@ impl Body {
 }
 
 /// A small body, whole, held to `limit`.
-pub(super) async fn read_small(
+pub(crate) async fn read_small(
     response: Response,
     url: &Url,
     limit: u64,

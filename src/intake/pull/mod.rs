@@ -23,7 +23,7 @@ mod fetch;
 mod index;
 mod settings;
 
-pub(crate) use client::{bearer, tls_config, transport_reason};
+pub(crate) use client::{bearer, read_small, tls_config, transport_reason};
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
@@ -46,7 +46,7 @@ use index::Listed;
 
 /// Why one poll of a URL failed.
 #[derive(Debug, thiserror::Error)]
-enum PullError {
+pub(crate) enum PullError {
     /// No answer, a broken connection, a TLS failure, a timeout.
     #[error("{url}: {why}")]
     Request {
