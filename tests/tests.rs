@@ -9,6 +9,7 @@ mod admin;
 mod adversarial;
 mod architecture;
 mod check;
+mod cluster;
 mod config;
 mod crash;
 mod data_folder;

@@ -902,3 +902,98 @@ pub fn ssh_fingerprint(path: &Path) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Whether wrk is installed ([`installed`]). wrk has no option that exits with success:
+/// `-v` prints its version line, then its usage, and exits 1.
+pub fn wrk_installed() -> bool {
+    let version = Command::new("wrk").arg("-v").output();
+    version.is_ok_and(|o| o.stdout.starts_with(b"wrk ")) || installed(&["wrk", "-v"], "wrk")
+}
+
+/// A wrk run (HTTP/1.1 keep-alive, two threads) going on in the background; stopped if
+/// dropped before [`Wrk::finish`].
+pub struct Wrk {
+    child: Option<Child>,
+}
+
+/// What wrk counted when it finished.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrkReport {
+    /// Responses received.
+    pub requests: u64,
+    /// Responses with a status of 400 or more ("Non-2xx or 3xx responses").
+    pub error_statuses: u64,
+    /// Connections that failed to open, reads and writes that failed, and requests with no
+    /// answer within 2 s ("Socket errors").
+    pub socket_errors: u64,
+}
+
+impl WrkReport {
+    /// Requests that did not get a good answer.
+    pub fn failed(&self) -> u64 {
+        self.error_statuses + self.socket_errors
+    }
+
+    /// Reads wrk's printed summary.
+    fn parse(out: &str) -> WrkReport {
+        let mut report = WrkReport::default();
+        let numbers = |text: &str| -> Vec<u64> {
+            text.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        };
+        for line in out.lines().map(str::trim) {
+            if line.contains(" requests in ") {
+                report.requests = numbers(line).first().copied().unwrap_or(0);
+            } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+                report.error_statuses = numbers(rest).iter().sum();
+            } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+                report.socket_errors = numbers(rest).iter().sum();
+            }
+        }
+        report
+    }
+}
+
+impl Wrk {
+    /// `wrk -t2 -c<connections> -d<seconds>s <url>`, started.
+    pub fn start(url: &str, connections: u32, seconds: u32) -> Wrk {
+        let child = Command::new("wrk")
+            .args([
+                "-t2",
+                &format!("-c{connections}"),
+                &format!("-d{seconds}s"),
+                url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wrk (apt-get install -y wrk)");
+        Wrk { child: Some(child) }
+    }
+
+    /// Waits for the end of the run; what wrk counted.
+    pub fn finish(mut self) -> WrkReport {
+        let child = self.child.take().expect("running");
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = WrkReport::parse(&text);
+        eprintln!("wrk: {report:?}\n{text}");
+        report
+    }
+}
+
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Real web servers on loopback for the tests of what a site serves: nginx serving a folder
-//! as a disseminator's own web server would, and Varnish as a cache in front of a backend.
+//! as a disseminator's own web server would, Varnish as a cache in front of a backend, and
+//! HAProxy balancing several difusor nodes.
 //!
 //! Each runs in the foreground as a child of the test, with every file it writes (pid, logs,
 //! temporary folders, Varnish's working folder) inside its own temporary folder; nginx runs
@@ -7,6 +8,7 @@
 //! [`ReservedPort`] it keeps while it lives, so it can stop answering and come back on the
 //! same port, and it is stopped (SIGTERM, then SIGKILL) when dropped.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use super::{ReservedPort, curl, installed};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const VARNISHD: &str = "/usr/sbin/varnishd";
+const HAPROXY: &str = "/usr/sbin/haproxy";
 
 /// Whether nginx is installed ([`installed`]: skipped with a note outside CI).
 pub fn nginx_installed() -> bool {
@@ -24,6 +27,11 @@ pub fn nginx_installed() -> bool {
 /// Whether Varnish is installed ([`installed`]: skipped with a note outside CI).
 pub fn varnish_installed() -> bool {
     installed(&[VARNISHD, "-V"], "varnish")
+}
+
+/// Whether HAProxy is installed ([`installed`]: skipped with a note outside CI).
+pub fn haproxy_installed() -> bool {
+    installed(&[HAPROXY, "-v"], "haproxy")
 }
 
 /// Unpacks the zip `bytes` (a site package) into the folder `dir`, creating it and
@@ -264,8 +272,173 @@ impl Varnish {
         Varnish { daemon }
     }
 
+    /// Varnish running the rules `vcl` (VCL 4.1 text, its backends in it), answering.
+    pub fn with_vcl(vcl: &str) -> Varnish {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.vcl"), vcl).unwrap();
+        let daemon = Daemon::start(
+            dir,
+            ReservedPort::hold(),
+            &[
+                VARNISHD,
+                "-F",
+                "-j",
+                "none",
+                "-a",
+                "127.0.0.1:{port}",
+                "-f",
+                "{dir}/rules.vcl",
+                "-n",
+                "{dir}/varnish",
+                "-s",
+                "malloc,32m",
+            ],
+        );
+        Varnish { daemon }
+    }
+
     /// `http://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         self.daemon.url()
+    }
+
+    /// What `varnishadm <command…>` prints for this Varnish (its ban list: `ban.list`).
+    pub fn admin(&self, command: &[&str]) -> String {
+        let out = Command::new("varnishadm")
+            .arg("-n")
+            .arg(self.daemon.dir.path().join("varnish"))
+            .args(command)
+            .output()
+            .expect("varnishadm (apt-get install -y varnish)");
+        assert!(
+            out.status.success(),
+            "varnishadm {command:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A private HAProxy on `127.0.0.1:<port>` running a configuration the test writes, with
+/// its runtime API on a socket in its folder.
+pub struct Haproxy {
+    daemon: Daemon,
+    /// Further ports its configuration binds, held while it lives.
+    _ports: Vec<ReservedPort>,
+}
+
+/// One server of a backend, as HAProxy's `show stat` reports it.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    /// Its name in the configuration (`node1`).
+    pub name: String,
+    /// `UP`, `DOWN`, `MAINT`, `no check`, or a transition such as `UP 1/2`.
+    pub status: String,
+    /// Sessions (requests, in HTTP mode) sent to it since HAProxy started.
+    pub sessions: u64,
+}
+
+impl Haproxy {
+    /// Runs the configuration `config(port, dir)`, where `port` is the port its first
+    /// frontend must bind on 127.0.0.1 (`port`, held until now) and `dir` its folder, in which
+    /// the configuration puts its runtime API socket at `<dir>/admin.sock`; `ports` are more
+    /// ports the configuration binds. Waits until the frontend answers (any status).
+    pub fn start(
+        port: ReservedPort,
+        ports: Vec<ReservedPort>,
+        config: impl FnOnce(u16, &Path) -> String,
+    ) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(port.port, dir.path());
+        std::fs::write(dir.path().join("haproxy.cfg"), text).unwrap();
+        let daemon = Daemon::start(dir, port, &[HAPROXY, "-db", "-f", "{dir}/haproxy.cfg"]);
+        Haproxy {
+            daemon,
+            _ports: ports,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        self.daemon.url()
+    }
+
+    /// What HAProxy printed (its log goes to standard output).
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    /// Sends `command` to the runtime API and returns its answer.
+    pub fn command(&self, command: &str) -> String {
+        let mut socket =
+            std::os::unix::net::UnixStream::connect(self.daemon.dir.path().join("admin.sock"))
+                .expect("HAProxy's runtime API socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// The servers of `backend`, from `show stat`.
+    pub fn servers(&self, backend: &str) -> Vec<ServerState> {
+        let csv = self.command("show stat");
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .and_then(|l| l.strip_prefix("# "))
+            .expect("show stat begins with its header")
+            .split(',')
+            .collect();
+        let column = |name: &str| {
+            header
+                .iter()
+                .position(|c| *c == name)
+                .unwrap_or_else(|| panic!("show stat has no column {name}: {csv}"))
+        };
+        let (px, sv, status, stot) = (
+            column("pxname"),
+            column("svname"),
+            column("status"),
+            column("stot"),
+        );
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > stot && f[px] == backend)
+            .filter(|f| f[sv] != "FRONTEND" && f[sv] != "BACKEND")
+            .map(|f| ServerState {
+                name: f[sv].to_owned(),
+                status: f[status].to_owned(),
+                sessions: f[stot].parse().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// The server of `backend` named `name`.
+    pub fn server(&self, backend: &str, name: &str) -> ServerState {
+        self.servers(backend)
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in backend {backend}"))
+    }
+
+    /// Waits up to 30 s until every server of `backend` is `UP`.
+    pub fn wait_all_up(&self, backend: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let servers = self.servers(backend);
+            if !servers.is_empty() && servers.iter().all(|s| s.status == "UP") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the servers of {backend} are not all up: {servers:?}; {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
