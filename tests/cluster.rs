@@ -7,8 +7,11 @@
 //!   sends it no visitor after its restart before it serves the corte the primary has live.
 //! - A node stopped (SIGTERM) under load leaves HAProxy's pool while it still answers.
 //! - Through Varnish, `json/main.json` always reaches a node, the other files are
-//!   revalidated with 304 on every request, and once every node serves a new corte no
-//!   visitor gets the previous one.
+//!   revalidated with 304 on every request, once every node serves a new corte no visitor
+//!   gets the previous one, the notice is never kept, and while no node answers the stored
+//!   files (never `json/main.json`) are served as `stale-if-error` allows.
+//! - The notice switched on and off at the primary is in force on every node within a
+//!   second.
 //! - The recipes are valid for the programs that read them (HAProxy, Varnish, nftables,
 //!   systemd, difusor itself).
 
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::support::webservers::{Haproxy, Varnish, haproxy_installed, varnish_installed};
 use crate::support::{
     ReservedPort, Server, Wrk, curl, drop_file, installed, run_ok, self_signed_pair, site_package,
-    ssh_keygen, wrk_installed,
+    ssh_keygen, wait_events, wrk_installed,
 };
 
 /// The first corte every test starts from, and the next ones.
@@ -458,7 +461,7 @@ fn through_varnish_main_json_always_reaches_a_node_and_files_are_revalidated() {
         "difusor.vcl",
         &[(".port = \"80\";", &format!(".port = \"{backend_port}\";"))],
     ));
-    let cluster = Cluster::start(Some(&varnish.url()));
+    let mut cluster = Cluster::start(Some(&varnish.url()));
     let _haproxy = cluster.haproxy(balancer);
     let through = |path: &str| curl(&format!("{}{}", varnish.url(), &path[1..]), &[]);
     wait_for("Varnish to see the balancer up", || {
@@ -552,6 +555,120 @@ fn through_varnish_main_json_always_reaches_a_node_and_files_are_revalidated() {
     wait_for("the nodes' ban in Varnish's ban list", || {
         varnish.admin(&["ban.list"]).contains("obj.http.X-Url ~")
     });
+
+    // The institute's notice (a page marked no-store) passes through at once and is never
+    // kept: lifted, the results are back on the first request.
+    notice_reaches_every_node(&cluster, &["notice", "on", "--text", NOTICE], true);
+    for path in ["/index.html", "/json/main.json"] {
+        let r = through(path);
+        assert!(r.text().contains(NOTICE), "{path}: {}", r.text());
+    }
+    notice_reaches_every_node(&cluster, &["notice", "off"], false);
+    for path in ["/index.html", "/json/main.json"] {
+        let r = through(path);
+        assert_eq!(
+            r.header("x-prep-corte"),
+            Some(SECOND),
+            "{path}: {}",
+            r.text()
+        );
+    }
+
+    // Every node dies: Varnish serves its stored files for as long as their
+    // `stale-if-error` allows (`stale_if_error`), and never json/main.json, whose error is
+    // not kept either: the first request once a node is back gets the file.
+    let index = through("/index.html");
+    for node in &mut cluster.nodes {
+        node.server.kill();
+    }
+    wait_for("Varnish to see no node up", || {
+        through("/json/main.json").status == 503 && through("/index.html").status == 200
+    });
+    let stale = through("/index.html");
+    assert_eq!(
+        stale.body, index.body,
+        "the stored copy while no node answers"
+    );
+    assert_eq!(stale.header("x-prep-corte"), Some(SECOND));
+    for node in &mut cluster.nodes {
+        node.server.restart();
+    }
+    wait_for(
+        "json/main.json through Varnish once the nodes are back",
+        || through("/json/main.json").status == 200,
+    );
+}
+
+/// How long after `difusor notice on/off` (`change`) is asked of the primary each node
+/// serves the notice instead of `json/main.json` (`serves_notice`) or the file again; fails
+/// past 5 s.
+fn notice_reaches_every_node(
+    cluster: &Cluster,
+    change: &[&str],
+    serves_notice: bool,
+) -> Vec<Duration> {
+    let primary = cluster.node_named("node1");
+    let asked = Instant::now();
+    let out = primary.server.run(change);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            loop {
+                let r = curl(&node.server.url("/json/main.json"), &[]);
+                let is_notice = r.text().contains(NOTICE) && r.header("x-prep-corte").is_none();
+                if r.status == 200 && is_notice == serves_notice {
+                    if is_notice {
+                        assert_eq!(r.header("cache-control"), Some("no-store"), "{}", node.name);
+                    }
+                    return asked.elapsed();
+                }
+                assert!(
+                    asked.elapsed() < Duration::from_secs(5),
+                    "{} does not follow `{}` after 5 s: {} {}",
+                    node.name,
+                    change.join(" "),
+                    r.status,
+                    r.text()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .collect()
+}
+
+/// The institute's notice in the tests (R4.10).
+const NOTICE: &str = "El Instituto suspendió la difusión de resultados en este portal.";
+
+#[test]
+fn a_notice_switched_at_the_primary_is_in_force_on_every_node_within_a_second() {
+    let cluster = Cluster::start(None);
+    let on = notice_reaches_every_node(&cluster, &["notice", "on", "--text", NOTICE], true);
+    eprintln!("notice on, in force after: {on:?}");
+    assert!(
+        on.iter().all(|d| *d < Duration::from_secs(1)),
+        "the notice took more than a second to reach a node: {on:?}"
+    );
+    for replica in &cluster.nodes[1..] {
+        let journaled = wait_events(&replica.server, "notice-on", 1);
+        assert_eq!(journaled[0]["detail"]["text"], NOTICE, "{}", replica.name);
+        assert_eq!(journaled[0]["detail"]["source"], "feed", "{}", replica.name);
+    }
+    let off = notice_reaches_every_node(&cluster, &["notice", "off"], false);
+    eprintln!("notice off, results again after: {off:?}");
+    assert!(
+        off.iter().all(|d| *d < Duration::from_secs(1)),
+        "lifting the notice took more than a second to reach a node: {off:?}"
+    );
+    for replica in &cluster.nodes[1..] {
+        let journaled = wait_events(&replica.server, "notice-off", 1);
+        assert_eq!(journaled[0]["detail"]["source"], "feed", "{}", replica.name);
+    }
 }
 
 #[test]

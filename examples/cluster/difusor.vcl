@@ -18,10 +18,11 @@ vcl 4.1;
 #   `no-store` or `private` is never stored;
 # - while no node answers (HAProxy's /balancer-health fails), stored files are served for as
 #   long as the origin's `stale-if-error` allows (the `stale_if_error` setting);
-# - `BAN` (the nodes' `purge_url`, `purge_method = "BAN"`) from a node removes every stored
-#   file whose path matches the regular expression in its `X-Ban-Url` header (`^/` when the
-#   header is missing, prefixed to the request's path); `PURGE` removes the one path it
-#   names. Only the nodes may send either.
+# - `BAN` or `PURGE` from a node (its `purge_url` and `purge_method`: `BAN /` with
+#   `X-Ban-Url: .` after each corte and each notice change) removes every stored file whose
+#   path matches the regular expression in `X-Ban-Url`; without that header, `BAN` removes
+#   the paths that begin with the request's path and `PURGE` the one path it names. Only
+#   the nodes may send either.
 
 import std;
 
@@ -55,7 +56,7 @@ sub vcl_recv {
         if (client.ip !~ difusor_nodes) {
             return (synth(403, "Forbidden"));
         }
-        if (req.method == "PURGE") {
+        if (req.method == "PURGE" && !req.http.X-Ban-Url) {
             return (purge);
         }
         if (req.http.X-Ban-Url) {
