@@ -9,7 +9,7 @@
 //! - [`Gate::closed`] is checked before anything else on every public request: when it
 //!   answers, no byte of results leaves, whatever the path, method, encoding, range or
 //!   validators (invariant 5). Its pages carry no ETag of a result and `Cache-Control:
-//!   no-store`.
+//!   no-store` (as every [`page`] does), so no cache keeps them past the gate's change.
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -57,14 +57,11 @@ impl Gate {
             let wait = start.duration_since(Timestamp::now()).as_secs().max(1);
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-            no_store(&mut res);
             return Some(res);
         }
         let notice = self.notice.load();
         let text = notice.as_deref()?;
-        let mut res = page(StatusCode::OK, "Aviso", text);
-        no_store(&mut res);
-        Some(res)
+        Some(page(StatusCode::OK, "Aviso", text))
     }
 
     /// Whether results may be served now.
@@ -81,9 +78,4 @@ impl Gate {
     pub(crate) fn set_notice(&self, notice: Option<String>) {
         self.notice.store(notice.map(std::sync::Arc::new));
     }
-}
-
-fn no_store(res: &mut Response<BoxedBody>) {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }

@@ -656,6 +656,19 @@ pub fn serving(extra: &[&str], files: &[(&str, &[u8])]) -> (tempfile::TempDir, S
     (dir, server)
 }
 
+/// A server on `<dir>/d` whose publication starts in 2099: every result is under embargo.
+pub fn embargoed_server(dir: &Path) -> Server {
+    Server::start(
+        &dir.join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    )
+}
+
 /// Reads until the server closes the connection; what it sent, or `None` if it was still
 /// open after `within`.
 pub fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {

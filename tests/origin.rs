@@ -1,0 +1,182 @@
+//! difusor as the origin of a load balancer and caches, through real sockets and curl: the
+//! headers every public response carries for caches.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// What every public response carries for caches: `Date`, and never `Age`.
+fn assert_dated(r: &Response, what: &str) {
+    assert!(
+        r.header("date").is_some(),
+        "{what}: no Date: {:?}",
+        r.headers
+    );
+    assert!(
+        r.header("age").is_none(),
+        "{what}: Age sent: {:?}",
+        r.headers
+    );
+}
+
+/// A response that no cache may keep: `Cache-Control: no-store`, dated.
+fn assert_not_stored(r: &Response, what: &str) {
+    assert_eq!(
+        r.header("cache-control"),
+        Some("no-store"),
+        "{what} (status {}): {:?}",
+        r.status,
+        r.headers
+    );
+    assert_dated(r, what);
+}
+
+#[test]
+fn files_revalidate_by_etag_and_errors_are_never_stored() {
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain([0u8; 600])
+        .collect();
+    let css: Vec<u8> = (0..400u32)
+        .flat_map(|i| format!(".c{i} {{ color: red }}\n").into_bytes())
+        .collect();
+    let (_dir, server) = serving(
+        &["--stale-if-error", "1h"],
+        &[
+            ("img/logo.png", &png),
+            ("css/prep.css", &css),
+            ("carpeta/index.html", b"<p>carpeta</p>"),
+        ],
+    );
+
+    // main.json: never stored, so never `stale-if-error` either (R4.7).
+    let main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(main.status, 200);
+    assert_eq!(
+        main.header("cache-control"),
+        Some("no-cache, no-store, must-revalidate")
+    );
+    assert_dated(&main, "main.json");
+
+    // A file with no compressed variant still varies by Accept-Encoding, so that caches key
+    // every file alike.
+    let logo = curl(&server.url("/img/logo.png"), &[]);
+    assert_eq!(logo.status, 200);
+    assert_eq!(logo.body, png);
+    let etag = logo.header("etag").expect("an ETag").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong: {etag}"
+    );
+    assert_eq!(logo.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(
+        logo.header("cache-control"),
+        Some("public, max-age=60, stale-if-error=3600")
+    );
+    assert_dated(&logo, "a file");
+
+    let again = curl(
+        &server.url("/img/logo.png"),
+        &["-H", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(again.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(again.header("cache-control"), logo.header("cache-control"));
+    assert_dated(&again, "a 304");
+
+    let head = curl(&server.url("/img/logo.png"), &["-I"]);
+    assert_eq!(head.status, 200);
+    // With -I, curl's output is the response head; anything after it would be a body.
+    assert!(head.text().ends_with("\r\n\r\n"), "{}", head.text());
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert_eq!(head.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(head.header("cache-control"), logo.header("cache-control"));
+    assert_dated(&head, "HEAD");
+
+    // A compressed variant, once made, has its own strong ETag and revalidates with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let br = loop {
+        let r = curl(&server.url("/css/prep.css"), &["-H", "Accept-Encoding: br"]);
+        if r.header("content-encoding") == Some("br") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no brotli variant: {:?}",
+            r.headers
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let br_etag = br.header("etag").unwrap().to_owned();
+    assert!(br_etag.ends_with("-br\""), "{br_etag}");
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+    let again = curl(
+        &server.url("/css/prep.css"),
+        &[
+            "-H",
+            "Accept-Encoding: br",
+            "-H",
+            &format!("If-None-Match: {br_etag}"),
+        ],
+    );
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+
+    // Over HTTP/2 too.
+    let h2 = curl(&server.url("/img/logo.png"), &["--http2-prior-knowledge"]);
+    assert_eq!(h2.status, 200);
+    assert_eq!(h2.header("vary"), Some("Accept-Encoding"));
+    assert_dated(&h2, "HTTP/2");
+
+    // Errors and redirects: never stored.
+    for (what, path, args, status) in [
+        ("404", "/no-existe.html", vec![], 404),
+        ("405", "/", vec!["-X", "DELETE"], 405),
+        ("400", "/%2e%2e/etc/passwd", vec!["--path-as-is"], 400),
+        ("413", "/", vec!["-X", "GET", "--data", "x"], 413),
+        (
+            "416",
+            "/img/logo.png",
+            vec!["-H", "Range: bytes=99999-"],
+            416,
+        ),
+        ("301", "/carpeta", vec![], 301),
+        ("404 to HEAD", "/no-existe.html", vec!["-I"], 404),
+    ] {
+        let r = curl(&server.url(path), &args);
+        assert_eq!(r.status, status, "{what}");
+        assert_not_stored(&r, what);
+    }
+}
+
+#[test]
+fn gate_pages_and_the_wait_for_a_first_corte_are_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = embargoed_server(dir.path());
+    let r = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert_not_stored(&r, "the embargo page");
+    drop(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let r = curl(&server.url("/"), &[]);
+    assert_eq!(r.status, 503, "no corte yet");
+    assert_not_stored(&r, "the page before the first corte");
+
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso del Instituto"]));
+    let r = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Aviso del Instituto"));
+    assert_not_stored(&r, "the notice");
+}
