@@ -187,6 +187,17 @@ settings! {
     /// on loopback), e.g. the name of a proxy in front of it. Requests naming any other
     /// host are refused, so that no web page can reach it by DNS rebinding.
     admin_hosts: Vec<String> = Vec::new();
+    /// Plain-HTTP addresses answering only `GET` and `HEAD /health`, for a load balancer's
+    /// health check (HAProxy's `option httpchk`): 200 while this node should get visitors, 503
+    /// with the reason otherwise. Keep them on a private network. Empty: off.
+    health_listen: Vec<String> = Vec::new();
+    /// How long a replica may be behind the corte its feed announced before its health turns
+    /// 503 (`5s`).
+    health_max_lag: String = "5s".to_owned();
+    /// On SIGTERM or SIGINT with `health_listen` set: how long the health answers 503
+    /// `draining` while the public listeners go on serving, so that the load balancer moves
+    /// visitors away before the stop (`5s`; allow its check interval times its fall count).
+    drain_time: String = "5s".to_owned();
     /// Institute profile whose values sit under the config file: generic,
     /// impepac-morelos-2021, ieem-edomex-2021, iepc-durango-2022, iepc-chiapas-2024,
     /// ietam-tamaulipas-2018.

@@ -113,6 +113,9 @@ pub(crate) enum EventKind {
     /// The publisher thread stopped unexpectedly (a defect); the server exits so that its
     /// service manager starts it again.
     PublisherDied,
+    /// The server was asked to stop: its load balancer health check fails while the public
+    /// listeners go on serving for `drain_time`.
+    Draining,
 }
 
 impl EventKind {
@@ -141,6 +144,7 @@ impl EventKind {
             Self::PullError => "pull-error",
             Self::PullRecovered => "pull-recovered",
             Self::PublisherDied => "publisher-died",
+            Self::Draining => "draining",
         }
     }
 }

@@ -15,6 +15,7 @@ use anyhow::Result;
 
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
+use crate::http::health::HealthSettings;
 use crate::intake::pull::PullSettings;
 use crate::intake::sftp::SftpSettings;
 use crate::package::PackageSettings;
@@ -41,6 +42,8 @@ pub(crate) struct Sections {
     pub(crate) pull: Option<PullSettings>,
     /// The names the admin listener answers to besides its address.
     pub(crate) admin_hosts: Vec<String>,
+    /// The load balancer's health listener and draining, when `health_listen` is set.
+    pub(crate) health: Option<HealthSettings>,
 }
 
 impl Sections {
@@ -59,6 +62,7 @@ impl Sections {
             sftp: SftpSettings::from_config(&config)?,
             pull: PullSettings::from_config(&config)?,
             admin_hosts: crate::admin::admin_hosts(&config)?,
+            health: HealthSettings::from_config(&config)?,
             config,
         })
     }
@@ -110,6 +114,9 @@ mod tests {
                 "pull_url",
                 toml::Value::from(vec!["ftp://prep.example.mx/"]),
             ),
+            ("health_listen", toml::Value::from(vec!["localhost"])),
+            ("health_max_lag", toml::Value::from("0s")),
+            ("drain_time", toml::Value::from("soon")),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);

@@ -1,5 +1,6 @@
 //! difusor as the origin of a load balancer and caches, through real sockets and curl: the
-//! headers every public response carries for caches.
+//! headers every public response carries for caches, the load balancer's health check and
+//! draining on SIGTERM.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,13 @@ fn assert_not_stored(r: &Response, what: &str) {
         r.headers
     );
     assert_dated(r, what);
+}
+
+/// The health listener's address, from the server's log.
+fn health_url(server: &Server) -> String {
+    let addr = logged_address(&server.log(), &["health check listener ready"])
+        .expect("the health listener reports its address");
+    format!("http://{addr}/health")
 }
 
 #[test]
@@ -179,4 +187,96 @@ fn gate_pages_and_the_wait_for_a_first_corte_are_never_stored() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Aviso del Instituto"));
     assert_not_stored(&r, "the notice");
+}
+
+#[test]
+fn health_says_whether_to_send_visitors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--health-listen", "127.0.0.1:0"]);
+    let health = health_url(&server);
+
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 503);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["serving"], false);
+    assert_eq!(body["reason"], "no corte has been published yet");
+    assert_not_stored(&r, "the health before the first corte");
+
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"serving": true, "corte": "20240602_2000"})
+    );
+    assert_not_stored(&r, "the health");
+
+    let r = curl(&health, &["-I"]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().ends_with("\r\n\r\n"), "{}", r.text());
+
+    // Nothing else is answered; a body sent is never read.
+    let r = curl(&health, &["-X", "POST", "--data", "x"]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let other = health.replace("/health", "/json/main.json");
+    assert_eq!(curl(&other, &[]).status, 404);
+    assert_eq!(curl(&format!("{health}/x"), &[]).status, 404);
+}
+
+#[test]
+fn sigterm_drains_before_the_stop() {
+    let (_dir, mut server) = serving(
+        &["--health-listen", "127.0.0.1:0", "--drain-time", "3s"],
+        &[],
+    );
+    let health = health_url(&server);
+    assert_eq!(curl(&health, &[]).status, 200);
+
+    server.signal("TERM");
+    let signalled = Instant::now();
+    let mut draining_seen = None;
+    let mut last_public_200 = None;
+    let status = loop {
+        if let Some(status) = server.wait_exit(Duration::from_millis(100)) {
+            break status;
+        }
+        let at = signalled.elapsed();
+        assert!(at < Duration::from_secs(20), "still running after {at:?}");
+        let h = curl(&health, &["--max-time", "2"]);
+        if h.status == 200 {
+            assert!(
+                at < Duration::from_millis(500),
+                "health 200 {at:?} after SIGTERM"
+            );
+        } else if h.status == 503 && h.text().contains("\"draining\"") {
+            draining_seen.get_or_insert(at);
+        }
+        if curl(&server.url("/"), &["--max-time", "2"]).status == 200 {
+            last_public_200 = Some(at);
+        }
+    };
+    let exited = signalled.elapsed();
+    assert!(status.success(), "exit {status}");
+    let draining_seen = draining_seen.expect("the health answered 503 draining");
+    assert!(draining_seen < Duration::from_secs(1), "{draining_seen:?}");
+    let last_public_200 = last_public_200.expect("the public site answered while draining");
+    assert!(
+        last_public_200 >= Duration::from_millis(2500),
+        "the public site stopped answering {last_public_200:?} after SIGTERM"
+    );
+    assert!(
+        exited >= Duration::from_secs(3),
+        "exited {exited:?} after SIGTERM"
+    );
+
+    let draining = events(&server, "draining");
+    assert_eq!(draining.len(), 1);
+    assert_eq!(draining[0]["detail"]["drain_time_ms"], 3000);
 }

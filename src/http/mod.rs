@@ -35,6 +35,7 @@ pub(crate) mod access_log;
 pub(crate) mod conditional;
 pub(crate) mod conn;
 pub(crate) mod gate;
+pub(crate) mod health;
 pub(crate) mod limits;
 mod negotiate;
 pub(crate) mod tls;
@@ -76,6 +77,19 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A JSON answer (pretty, ending in a newline).
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<BoxedBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// Most connections the kernel queues for a listener before they are accepted (it caps this

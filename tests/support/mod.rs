@@ -552,6 +552,16 @@ impl Server {
         }
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the server runs");
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string()),
+        );
+    }
+
     /// Starts again on the same folder and ports.
     pub fn restart(&mut self) {
         self.kill();
