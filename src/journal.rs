@@ -116,6 +116,8 @@ pub(crate) enum EventKind {
     /// The server was asked to stop: its load balancer health check fails while the public
     /// listeners go on serving for `drain_time`.
     Draining,
+    /// A cache in front that was failing takes purges again: how many failed, since when.
+    PurgeRecovered,
 }
 
 impl EventKind {
@@ -145,6 +147,7 @@ impl EventKind {
             Self::PullRecovered => "pull-recovered",
             Self::PublisherDied => "publisher-died",
             Self::Draining => "draining",
+            Self::PurgeRecovered => "purge-recovered",
         }
     }
 }

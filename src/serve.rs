@@ -19,6 +19,9 @@
 //! load balancer's health check answers 503 `draining` at once (journaled `draining`), the
 //! public listeners go on serving for `drain_time`, and only then does the stop begin (open
 //! requests get ten seconds). A second signal cuts the wait short.
+//!
+//! With `purge_url` set, the caches in front are purged after each corte made live and each
+//! change of the notice ([`crate::purge`]), by a task that nothing waits for.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
 use crate::publisher::{Publisher, Running};
+use crate::purge::Purger;
 use crate::sections::Sections;
 use crate::site::{self, Compressor, Live, Site};
 use crate::store::{self, Busy, Store};
@@ -90,6 +94,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     clear_unfinished(&store.layout.tmp())?;
     let compressor = Compressor::start().context("cannot start the compressor thread")?;
     let (publisher, live) = rebuilt_publisher(&sections, &store, Some(compressor))?;
+    // Told of every corte made live from here on, the publisher's first ones included.
+    let purger = match &sections.purge {
+        Some(settings) => Some((Purger::new(settings, store.journal.clone())?, live.swaps())),
+        None => None,
+    };
 
     let tls = match &config.tls_files {
         Some((cert, key)) => Some(
@@ -194,6 +203,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         tracing::warn!(%text, "the institute's notice is in force: results are not shown");
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
+    let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());
     let public = Arc::new(Public {
@@ -282,6 +292,9 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             live.clone(),
             stop_rx.clone(),
         ));
+    }
+    if let Some((purger, swaps)) = purger {
+        tasks.spawn(purger.run(swaps, notices, stop_rx.clone()));
     }
     if let Some(tls) = tls {
         tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));

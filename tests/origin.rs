@@ -1,6 +1,6 @@
 //! difusor as the origin of a load balancer and caches, through real sockets and curl: the
-//! headers every public response carries for caches, the load balancer's health check and
-//! draining on SIGTERM.
+//! headers every public response carries for caches, the load balancer's health check,
+//! draining on SIGTERM, and the purge of caches after each corte and notice change.
 
 use std::time::{Duration, Instant};
 
@@ -279,4 +279,115 @@ fn sigterm_drains_before_the_stop() {
     let draining = events(&server, "draining");
     assert_eq!(draining.len(), 1);
     assert_eq!(draining[0]["detail"]["drain_time_ms"], 3000);
+}
+
+#[test]
+fn caches_are_purged_after_each_corte_and_notice_change() {
+    let working = Recorder::start(200);
+    let refusing = Recorder::start(503);
+    let silent = Recorder::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--purge-url",
+            &working.url(),
+            "--purge-url",
+            &refusing.url(),
+            "--purge-url",
+            &silent.url(),
+        ],
+    );
+    let purge_warnings = || -> Vec<serde_json::Value> {
+        events(&server, "warning")
+            .into_iter()
+            .filter(|e| e["detail"]["check"] == "purge")
+            .collect()
+    };
+
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    let heads = working.wait_heads(1);
+    assert!(heads[0].starts_with("BAN / HTTP/1.1\r\n"), "{}", heads[0]);
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("\r\nx-ban-url: .\r\n"),
+        "{}",
+        heads[0]
+    );
+    refusing.wait_heads(1);
+    silent.wait_heads(1);
+
+    // The silent cache is still holding its first purge: the others go on.
+    drop_file(
+        &server.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    server.wait_corte("20240602_2015");
+    working.wait_heads(2);
+    refusing.wait_heads(2);
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso del Instituto"]));
+    working.wait_heads(3);
+    refusing.wait_heads(3);
+    assert_success(&server.run(&["notice", "off"]));
+    working.wait_heads(4);
+    refusing.wait_heads(4);
+
+    // One warning per failing cache, however many purges it failed; the silent one's once
+    // its request timed out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while purge_warnings().len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", purge_warnings());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let warnings = purge_warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    let about = |r: &Recorder| {
+        warnings
+            .iter()
+            .find(|w| w["detail"]["url"] == r.url())
+            .unwrap_or_else(|| panic!("no warning about {}: {warnings:?}", r.url()))["detail"]
+            ["warning"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(about(&refusing).contains("503"), "{}", about(&refusing));
+    assert!(
+        about(&silent).contains("no answer in time"),
+        "{}",
+        about(&silent)
+    );
+    assert!(working.heads().iter().all(|h| h.starts_with("BAN / ")));
+
+    // A cache that works again is journaled once.
+    refusing.set_status(200);
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso"]));
+    refusing.wait_heads(5);
+    let recovered = wait_events(&server, "purge-recovered", 1);
+    assert_eq!(recovered[0]["detail"]["url"], refusing.url());
+    assert!(recovered[0]["detail"]["failures"].as_u64().unwrap() >= 4);
+    assert_eq!(purge_warnings().len(), 2);
+}
+
+#[test]
+fn purge_method_can_be_purge() {
+    let cache = Recorder::start(200);
+    let (_dir, _server) = serving(
+        &["--purge-url", &cache.url(), "--purge-method", "PURGE"],
+        &[],
+    );
+    let heads = cache.wait_heads(1);
+    assert!(heads[0].starts_with("PURGE / HTTP/1.1\r\n"), "{}", heads[0]);
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("\r\nx-ban-url: .\r\n")
+    );
 }
