@@ -4,7 +4,8 @@
 //! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The [`settings!`] table below
 //! is the only place a setting is declared: the flags, the TOML schema, the commented
 //! `difusor.toml` that `init` writes and the defaults all come from it. The value types of
-//! the table (`SiteMode`, `Policy`, `LogFormat`) and its defaults are declared here too.
+//! the table (`SiteMode`, `Policy`, `LogFormat`, `PurgeMethod`) and its defaults are declared
+//! here too.
 //!
 //! Layers, lowest first: built-in default, institute profile (`profiles/*.toml`, embedded),
 //! the config file, the environment, the command line. A higher layer wins.
@@ -141,6 +142,29 @@ pub(crate) enum LogFormat {
     Extended,
 }
 
+/// The method of the purge sent to caches (`purge_method`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "UPPERCASE")]
+#[value(rename_all = "UPPERCASE")]
+pub(crate) enum PurgeMethod {
+    /// `BAN`: Varnish's bans, by regular expression.
+    Ban,
+    /// `PURGE`: for caches that take that method.
+    Purge,
+}
+
+impl PurgeMethod {
+    /// The method as sent.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ban => "BAN",
+            Self::Purge => "PURGE",
+        }
+    }
+}
+
 /// The default `corte_pattern`: `YYYYMMDD_HHMM` anywhere in the name.
 pub(crate) const DEFAULT_NAME_PATTERN: &str =
     r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})";
@@ -187,6 +211,17 @@ settings! {
     /// on loopback), e.g. the name of a proxy in front of it. Requests naming any other
     /// host are refused, so that no web page can reach it by DNS rebinding.
     admin_hosts: Vec<String> = Vec::new();
+    /// Plain-HTTP addresses answering only `GET` and `HEAD /health`, for a load balancer's
+    /// health check (HAProxy's `option httpchk`): 200 while this node should get visitors, 503
+    /// with the reason otherwise. Keep them on a private network. Empty: off.
+    health_listen: Vec<String> = Vec::new();
+    /// How long a replica may be behind the corte its feed announced before its health turns
+    /// 503 (`5s`).
+    health_max_lag: String = "5s".to_owned();
+    /// On SIGTERM or SIGINT with `health_listen` set: how long the health answers 503
+    /// `draining` while the public listeners go on serving, so that the load balancer moves
+    /// visitors away before the stop (`5s`; allow its check interval times its fall count).
+    drain_time: String = "5s".to_owned();
     /// Institute profile whose values sit under the config file: generic,
     /// impepac-morelos-2021, ieem-edomex-2021, iepc-durango-2022, iepc-chiapas-2024,
     /// ietam-tamaulipas-2018.
@@ -255,6 +290,13 @@ settings! {
     /// With a CDN in front: how long it may serve its last copy when difusor cannot answer
     /// (`1h`), added as `stale-if-error` to rules that allow storing. Empty: not sent.
     stale_if_error: String = String::new();
+    /// Caches in front (Varnish, a CDN's purge address), as `http://host:port/` (or https
+    /// with a certificate from the public web's authorities): each is sent a purge of
+    /// everything after each new corte goes live and after each notice change. Empty: none.
+    purge_url: Vec<String> = Vec::new();
+    /// The purge request's method: BAN (Varnish's bans) or PURGE. Either goes to `/` with
+    /// `X-Ban-Url: .`, a regular expression that matches every path.
+    purge_method: PurgeMethod = PurgeMethod::Ban;
     /// Regular expression finding the corte time in a package name, with named groups
     /// Y, m, d, H, M and optionally S.
     corte_pattern: String = DEFAULT_NAME_PATTERN.to_owned();

@@ -113,6 +113,11 @@ pub(crate) enum EventKind {
     /// The publisher thread stopped unexpectedly (a defect); the server exits so that its
     /// service manager starts it again.
     PublisherDied,
+    /// The server was asked to stop: its load balancer health check fails while the public
+    /// listeners go on serving for `drain_time`.
+    Draining,
+    /// A cache in front that was failing takes purges again: how many failed, since when.
+    PurgeRecovered,
 }
 
 impl EventKind {
@@ -141,6 +146,8 @@ impl EventKind {
             Self::PullError => "pull-error",
             Self::PullRecovered => "pull-recovered",
             Self::PublisherDied => "publisher-died",
+            Self::Draining => "draining",
+            Self::PurgeRecovered => "purge-recovered",
         }
     }
 }

@@ -35,6 +35,7 @@ mod metrics;
 mod package;
 mod prep;
 mod publisher;
+mod purge;
 mod sections;
 mod serve;
 mod simulate;

@@ -7,7 +7,8 @@
 //! naming the setting; components then receive the section they need.
 //!
 //! This module sits above every module whose settings it builds (`package`, `site`, `http`,
-//! `prep`, the publisher, the SFTP and pull channels), none of which `config` names.
+//! `prep`, the publisher, the SFTP and pull channels, the purge), none of which `config`
+//! names.
 
 use std::path::Path;
 
@@ -15,11 +16,13 @@ use anyhow::Result;
 
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
+use crate::http::health::HealthSettings;
 use crate::intake::pull::PullSettings;
 use crate::intake::sftp::SftpSettings;
 use crate::package::PackageSettings;
 use crate::prep::SummarySettings;
 use crate::publisher::PublisherSettings;
+use crate::purge::PurgeSettings;
 use crate::site::SiteSettings;
 
 /// The validated settings, by the module that uses them.
@@ -41,6 +44,10 @@ pub(crate) struct Sections {
     pub(crate) pull: Option<PullSettings>,
     /// The names the admin listener answers to besides its address.
     pub(crate) admin_hosts: Vec<String>,
+    /// The load balancer's health listener and draining, when `health_listen` is set.
+    pub(crate) health: Option<HealthSettings>,
+    /// The purge of caches in front, when `purge_url` is set.
+    pub(crate) purge: Option<PurgeSettings>,
 }
 
 impl Sections {
@@ -59,6 +66,8 @@ impl Sections {
             sftp: SftpSettings::from_config(&config)?,
             pull: PullSettings::from_config(&config)?,
             admin_hosts: crate::admin::admin_hosts(&config)?,
+            health: HealthSettings::from_config(&config)?,
+            purge: PurgeSettings::from_config(&config)?,
             config,
         })
     }
@@ -109,6 +118,13 @@ mod tests {
             (
                 "pull_url",
                 toml::Value::from(vec!["ftp://prep.example.mx/"]),
+            ),
+            ("health_listen", toml::Value::from(vec!["localhost"])),
+            ("health_max_lag", toml::Value::from("0s")),
+            ("drain_time", toml::Value::from("soon")),
+            (
+                "purge_url",
+                toml::Value::from(vec!["http://10.0.0.5:6081/prep/"]),
             ),
         ] {
             let mut t = toml::Table::new();

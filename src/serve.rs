@@ -14,6 +14,14 @@
 //! `/status`, `difusor_publisher_up`), that is logged and journaled (`publisher-died`), and
 //! after [`DEATH_GRACE`] the server stops as on SIGTERM and exits with status 2, so that its
 //! service manager starts it again; the start takes again what was interrupted.
+//!
+//! On SIGTERM or SIGINT with `health_listen` set, the server drains first ([`drain`]): the
+//! load balancer's health check answers 503 `draining` at once (journaled `draining`), the
+//! public listeners go on serving for `drain_time`, and only then does the stop begin (open
+//! requests get ten seconds). A second signal cuts the wait short.
+//!
+//! With `purge_url` set, the caches in front are purged after each corte made live and each
+//! change of the notice ([`crate::purge`]), by a task that nothing waits for.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +35,7 @@ use tokio::sync::{oneshot, watch};
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
 use crate::http::gate::Gate;
+use crate::http::health::{self, Health};
 use crate::http::limits::{self, Limits};
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
@@ -35,7 +44,8 @@ use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Metrics;
-use crate::publisher::{Health, Publisher, Running};
+use crate::publisher::{Publisher, Running};
+use crate::purge::Purger;
 use crate::sections::Sections;
 use crate::site::{self, Compressor, Live, Site};
 use crate::store::{self, Busy, Store};
@@ -84,6 +94,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     clear_unfinished(&store.layout.tmp())?;
     let compressor = Compressor::start().context("cannot start the compressor thread")?;
     let (publisher, live) = rebuilt_publisher(&sections, &store, Some(compressor))?;
+    // Told of every corte made live from here on, the publisher's first ones included.
+    let purger = match &sections.purge {
+        Some(settings) => Some((Purger::new(settings, store.journal.clone())?, live.swaps())),
+        None => None,
+    };
 
     let tls = match &config.tls_files {
         Some((cert, key)) => Some(
@@ -115,6 +130,16 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         )
     })?;
     tracing::info!(address = %admin_listener.local_addr()?, "admin listener ready");
+    let mut health_listeners = Vec::new();
+    for addr in sections.health.iter().flat_map(|h| &h.listen) {
+        let l = http::listen(*addr).with_context(|| {
+            format!(
+                "cannot listen on {addr} (setting `health_listen`): is another server using it?"
+            )
+        })?;
+        tracing::info!(address = %l.local_addr()?, "health check listener ready");
+        health_listeners.push(l);
+    }
     let sftp_listener = match &sections.sftp {
         Some(settings) => Some(sftp::open(settings).await?),
         None => None,
@@ -178,6 +203,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         tracing::warn!(%text, "the institute's notice is in force: results are not shown");
     }
     let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
+    let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());
     let public = Arc::new(Public {
@@ -258,6 +284,18 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             stop_rx.clone(),
         ));
     }
+    // The public listeners accept connections: the load balancer may send visitors.
+    for listener in health_listeners {
+        tasks.spawn(health::serve(
+            listener,
+            health.clone(),
+            live.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some((purger, swaps)) = purger {
+        tasks.spawn(purger.run(swaps, notices, stop_rx.clone()));
+    }
     if let Some(tls) = tls {
         tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
     }
@@ -313,7 +351,12 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
 
     let mut watching = true;
     let result = tokio::select! {
-        _ = shutdown_signal() => Ok(()),
+        _ = shutdown_signal() => {
+            if let Some(settings) = &sections.health {
+                drain(&health, settings.drain_time, &store.journal).await;
+            }
+            Ok(())
+        }
         ended = &mut watcher => {
             watching = false;
             match ended {
@@ -371,6 +414,29 @@ async fn publisher_died(health: &Health, journal: &Journal, why: String) -> anyh
         "the publisher stopped unexpectedly ({why}); exiting so that the service manager starts \
          difusor again"
     )
+}
+
+/// Fails the load balancer's health check (`draining`, logged and journaled) and lets the
+/// public listeners serve for `drain_time`, so that the load balancer moves visitors away
+/// before the stop; a second SIGTERM or SIGINT ends the wait.
+async fn drain(health: &Health, drain_time: Duration, journal: &Journal) {
+    health.drain();
+    tracing::info!(
+        ?drain_time,
+        "draining: the health check answers 503; the public site is served until the stop"
+    );
+    let detail =
+        json!({"drain_time_ms": u64::try_from(drain_time.as_millis()).unwrap_or(u64::MAX)});
+    if let Err(e) = journal
+        .record_async(EventKind::Draining, None, detail)
+        .await
+    {
+        tracing::error!(error = %e, "cannot journal that draining began");
+    }
+    tokio::select! {
+        () = tokio::time::sleep(drain_time) => {}
+        () = shutdown_signal() => tracing::warn!("asked again to stop: draining cut short"),
+    }
 }
 
 /// Loads the HTTPS certificate again on SIGHUP, or when its files change (checked every

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -317,19 +316,6 @@ fn head_never_carries_a_body_over_http1_or_http2() {
     for protocol in [HTTP1, HTTP2] {
         head_matches_get(&embargoed, "/", protocol, 503);
     }
-}
-
-/// A server whose publication starts in 2099: every result is under embargo.
-fn embargoed_server(dir: &Path) -> Server {
-    Server::start(
-        &dir.join("d"),
-        &[
-            "--publish-start",
-            "2099-06-02T20:00:00-06:00",
-            "--publish-end",
-            "",
-        ],
-    )
 }
 
 /// Sends `CONNECT` on a fresh connection; the response as text.

@@ -19,6 +19,7 @@ mod hostile_site;
 mod inspect;
 mod limits;
 mod memoria;
+mod origin;
 mod packages;
 mod publish;
 mod pull;

@@ -50,7 +50,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -62,13 +61,14 @@ use tokio::io::AsyncWriteExt;
 use crate::config::{Config, Invalid};
 use crate::http::access_log::AccessLog;
 use crate::http::gate::Gate;
+use crate::http::health::Health;
 use crate::http::limits::Limits;
-use crate::http::{BoxedBody, full};
+use crate::http::{BoxedBody, full, json_response};
 use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::{Metrics, PullSnapshot, Snapshot};
 use crate::package::PackageName;
-use crate::publisher::{Fault, Health, Outcome, PublisherHandle, Stopped};
+use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
 
 /// What the admin handler needs.
@@ -584,21 +584,10 @@ fn stopped() -> Response<BoxedBody> {
     )
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<BoxedBody> {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut res = Response::new(full(Bytes::from(body)));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http_body_util::Full;
 
     fn guard(listen: &str) -> RequestGuard {

@@ -9,11 +9,14 @@
 //! - [`Gate::closed`] is checked before anything else on every public request: when it
 //!   answers, no byte of results leaves, whatever the path, method, encoding, range or
 //!   validators (invariant 5). Its pages carry no ETag of a result and `Cache-Control:
-//!   no-store`.
+//!   no-store` (as every [`page`] does), so no cache keeps them past the gate's change.
+//! - Every change of the notice is announced to every [`Gate::notice_changes`] receiver
+//!   once it is in force (the purge of caches in front).
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Response, StatusCode, header};
 use jiff::Timestamp;
+use tokio::sync::watch;
 
 use super::{BoxedBody, page};
 
@@ -25,6 +28,8 @@ pub(crate) struct Gate {
     start_text: String,
     /// The institute's notice, when it has suspended the difusor.
     notice: ArcSwapOption<String>,
+    /// Sent after each change of the notice.
+    notice_changed: watch::Sender<()>,
 }
 
 impl Gate {
@@ -38,6 +43,7 @@ impl Gate {
             start,
             start_text,
             notice: ArcSwapOption::from_pointee(notice),
+            notice_changed: watch::Sender::new(()),
         }
     }
 
@@ -57,14 +63,11 @@ impl Gate {
             let wait = start.duration_since(Timestamp::now()).as_secs().max(1);
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-            no_store(&mut res);
             return Some(res);
         }
         let notice = self.notice.load();
         let text = notice.as_deref()?;
-        let mut res = page(StatusCode::OK, "Aviso", text);
-        no_store(&mut res);
-        Some(res)
+        Some(page(StatusCode::OK, "Aviso", text))
     }
 
     /// Whether results may be served now.
@@ -77,13 +80,15 @@ impl Gate {
         self.notice.load().as_deref().cloned()
     }
 
-    /// Puts a notice in force (`Some`) or lifts it (`None`), at once.
+    /// Puts a notice in force (`Some`) or lifts it (`None`), at once; then tells every
+    /// [`Gate::notice_changes`] receiver.
     pub(crate) fn set_notice(&self, notice: Option<String>) {
         self.notice.store(notice.map(std::sync::Arc::new));
+        self.notice_changed.send_replace(());
     }
-}
 
-fn no_store(res: &mut Response<BoxedBody>) {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    /// A receiver told of every change of the notice from now on.
+    pub(crate) fn notice_changes(&self) -> watch::Receiver<()> {
+        self.notice_changed.subscribe()
+    }
 }

@@ -20,11 +20,22 @@
 //!   public listeners, to the caps of [`limits`].
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
+//!
+//! # For caches in front (Varnish, a CDN)
+//! - A file of the site carries its strong `ETag`, its rule's `Cache-Control` (`main.json`
+//!   never stored, R4.7; `stale-if-error` where configured, never with `no-store`) and
+//!   `Vary: Accept-Encoding`, also when it has no compressed variant (yet), so that a cache
+//!   keys every file alike whatever the corte; `If-None-Match` gets a 304 with those headers
+//!   and no body.
+//! - Everything else (the gate's pages, errors, redirects, 416) carries `Cache-Control:
+//!   no-store`: a cache never keeps it past the change that ends it.
+//! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
 pub(crate) mod access_log;
 pub(crate) mod conditional;
 pub(crate) mod conn;
 pub(crate) mod gate;
+pub(crate) mod health;
 pub(crate) mod limits;
 mod negotiate;
 pub(crate) mod tls;
@@ -66,6 +77,19 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxedBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A JSON answer (pretty, ending in a newline).
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<BoxedBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// Most connections the kernel queues for a listener before they are accepted (it caps this
@@ -490,6 +514,7 @@ async fn respond(
         Plan::Unsatisfiable => {
             let mut res = Response::new(full(Bytes::new()));
             *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            res.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", entry.len)) {
                 res.headers_mut().insert(header::CONTENT_RANGE, v);
             }
@@ -515,9 +540,7 @@ async fn respond(
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::ETAG, etag.clone());
-    if entry.variants.is_some() {
-        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Some((_, coding)) = chosen {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
     }
@@ -602,7 +625,10 @@ fn too_many(wait: Duration) -> Response<BoxedBody> {
     res
 }
 
-/// A small Spanish HTML page.
+/// `Cache-Control` of every response that is not a file of the site.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// A small Spanish HTML page, never stored by caches.
 pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<BoxedBody> {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
@@ -613,10 +639,12 @@ pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<Boxe
     );
     let mut res = Response::new(full(html));
     *res.status_mut() = status;
-    res.headers_mut().insert(
+    let h = res.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    h.insert(header::CACHE_CONTROL, NO_STORE);
     res
 }
 

@@ -153,6 +153,10 @@ pub(crate) fn from_journal(
                 );
             }
             "pull-recovered" => push("canal", "La descarga de paquetes volvió a funcionar".into()),
+            "purge-recovered" => push(
+                "advertencia",
+                "La caché frente al sitio volvió a aceptar purgas".into(),
+            ),
             "warning" => push("advertencia", reason()),
             "notice-on" => {
                 notice = Some((e.at, reason(), e.id));

@@ -67,7 +67,7 @@ mod rollback;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use jiff::{Timestamp, ZonedDateTime};
@@ -244,25 +244,6 @@ pub(crate) struct Running {
     /// What stopped the thread, if it ended by a panic; closed without a value when it ended
     /// because its queue was closed (the server stopping).
     pub(crate) died: oneshot::Receiver<String>,
-}
-
-/// Whether the publisher runs, as the server's health shows it.
-#[derive(Debug, Default)]
-pub(crate) struct Health {
-    /// What stopped the publisher thread, once it stopped unexpectedly.
-    publisher_stopped: OnceLock<String>,
-}
-
-impl Health {
-    /// Records that the publisher thread ended unexpectedly, and why.
-    pub(crate) fn publisher_died(&self, why: String) {
-        let _ = self.publisher_stopped.set(why);
-    }
-
-    /// Why the publisher thread is not running, if it stopped unexpectedly.
-    pub(crate) fn publisher_error(&self) -> Option<&str> {
-        self.publisher_stopped.get().map(String::as_str)
-    }
 }
 
 /// The settings the publisher works by.

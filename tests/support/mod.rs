@@ -552,6 +552,16 @@ impl Server {
         }
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the server runs");
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string()),
+        );
+    }
+
     /// Starts again on the same folder and ports.
     pub fn restart(&mut self) {
         self.kill();
@@ -654,6 +664,19 @@ pub fn serving(extra: &[&str], files: &[(&str, &[u8])]) -> (tempfile::TempDir, S
     );
     server.wait_corte("20240602_2000");
     (dir, server)
+}
+
+/// A server on `<dir>/d` whose publication starts in 2099: every result is under embargo.
+pub fn embargoed_server(dir: &Path) -> Server {
+    Server::start(
+        &dir.join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+        ],
+    )
 }
 
 /// Reads until the server closes the connection; what it sent, or `None` if it was still
@@ -994,6 +1017,97 @@ impl Drop for Wrk {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP server on 127.0.0.1 that records the head (request line and headers) of every
+/// request it gets and answers each with an empty body and the status it is set to, or
+/// never (status 0: it holds the connection until the client gives up). Stands for a cache
+/// in front of difusor, or any service difusor calls.
+pub struct Recorder {
+    pub addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Recorder {
+    /// Listens on a port the kernel picks, answering `status`.
+    pub fn start(status: u16) -> Recorder {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let recorder = Recorder {
+            addr: listener.local_addr().unwrap(),
+            heads: Arc::new(Mutex::new(Vec::new())),
+            status: Arc::new(AtomicU16::new(status)),
+        };
+        let (heads, status) = (recorder.heads.clone(), recorder.status.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (heads, status) = (heads.clone(), status.clone());
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65_536 {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    heads
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&got).into_owned());
+                    match status.load(Ordering::SeqCst) {
+                        0 => {
+                            let _ = stream.read_to_end(&mut got);
+                        }
+                        code => {
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 {code} Answer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        recorder
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Answers `status` from now on (0: never).
+    pub fn set_status(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The heads received so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// Waits up to 30 s until at least `n` requests have arrived; their heads.
+    pub fn wait_heads(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let heads = self.heads();
+            if heads.len() >= n {
+                return heads;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} requests expected at {}, {} arrived: {heads:?}",
+                self.addr,
+                heads.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

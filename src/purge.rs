@@ -1,0 +1,264 @@
+//! Purge of the caches in front (`purge_url`): after each new corte goes live and after each
+//! change of the notice, every cache is told to drop what it holds of this origin, so that
+//! no visitor is served a file of the previous corte, or results kept from before a notice,
+//! once the origin has changed.
+//!
+//! The request is `<purge_method> /` (`BAN` by default, or `PURGE`) with the header
+//! `X-Ban-Url: .`, a regular expression over paths that matches every path. A Varnish VCL
+//! takes it in one line of `vcl_recv` (after checking the client is allowed):
+//!
+//! ```vcl
+//! if (req.method == "BAN" || req.method == "PURGE") {
+//!     ban("req.url ~ " + req.http.X-Ban-Url);
+//!     return (synth(200, "Banned"));
+//! }
+//! ```
+//!
+//! Files that did not change are then revalidated by their ETag, which costs the origin a
+//! 304 each.
+//!
+//! # Guarantees
+//! - Nobody waits on a cache: the purge runs as a task of its own, told of changes by the
+//!   live site ([`crate::site::Live::swaps`]) and the gate
+//!   ([`crate::http::gate::Gate::notice_changes`]); neither the
+//!   publisher nor a visitor's request waits for it. Changes that come while a cache's
+//!   purge is under way make one more purge of it after that one, not one each.
+//! - Every request is bounded: [`CONNECT_TIMEOUT`] to connect, [`TIMEOUT`] in all; no
+//!   redirect is followed, no proxy used, the answer's body is never read. Each cache is
+//!   followed on its own, so one that does not answer delays none of the others.
+//! - A cache that fails (no answer in time, a refused connection, a status other than 2xx)
+//!   is logged and journaled as a `warning` (check `purge`) when it starts failing, not at
+//!   every purge; `purge-recovered` once it takes a purge again.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use reqwest::{Method, Url};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::{Config, Invalid, PurgeMethod};
+use crate::intake::pull::{ClientTls, tls_config, transport_reason};
+use crate::journal::{EventKind, Journal};
+
+/// Longest wait for a connection to a cache.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a purge request may take, start to end.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
+/// The header naming what to drop, and its value: every path.
+const BAN_URL: (&str, &str) = ("x-ban-url", ".");
+
+/// The purge's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct PurgeSettings {
+    /// The caches (`purge_url`).
+    pub(crate) urls: Vec<Url>,
+    /// The method (`purge_method`).
+    pub(crate) method: PurgeMethod,
+}
+
+impl PurgeSettings {
+    /// The purge's settings, when `purge_url` is set.
+    pub(crate) fn from_config(config: &Config) -> Result<Option<Self>, Invalid> {
+        let s = &config.settings;
+        if s.purge_url.is_empty() {
+            return Ok(None);
+        }
+        let urls = s
+            .purge_url
+            .iter()
+            .map(|u| purge_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Self {
+            urls,
+            method: s.purge_method,
+        }))
+    }
+}
+
+/// One of `purge_url`: the address of a cache, `http(s)://host:port/`, nothing more.
+fn purge_url(u: &str) -> Result<Url, Invalid> {
+    let url = Url::parse(u).map_err(|e| {
+        Invalid::new(
+            "purge_url",
+            format!(
+                "{u:?} is not a URL ({e}); write a cache's address, e.g. http://10.0.0.5:6081/"
+            ),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Invalid::new(
+            "purge_url",
+            format!("{u:?} must be an http:// or https:// address, e.g. http://10.0.0.5:6081/"),
+        ));
+    }
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(Invalid::new(
+            "purge_url",
+            format!(
+                "{u:?} must be only a cache's address (the purge always asks for `/`), with no \
+                 path, query or user; e.g. http://10.0.0.5:6081/"
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// Sends the purges.
+pub(crate) struct Purger {
+    client: reqwest::Client,
+    method: Method,
+    caches: Vec<Url>,
+    journal: std::sync::Arc<Journal>,
+}
+
+/// A run of failed purges of one cache.
+#[derive(Debug)]
+struct Failing {
+    since: Timestamp,
+    failures: u64,
+}
+
+impl Purger {
+    /// The purger of `settings`, journaling into `journal`.
+    pub(crate) fn new(
+        settings: &PurgeSettings,
+        journal: std::sync::Arc<Journal>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config(&ClientTls::default())?)
+            .user_agent(concat!("difusor/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .context("cannot set up the HTTP client for `purge_url`")?;
+        Ok(Self {
+            client,
+            method: Method::from_bytes(settings.method.as_str().as_bytes())
+                .context("setting `purge_method`")?,
+            caches: settings.urls.clone(),
+            journal,
+        })
+    }
+
+    /// Purges every cache after each change `swaps` tells of (a corte made live) and each one
+    /// `notices` tells of (the notice changed), until `stop`. Each cache is followed on its
+    /// own, so one that does not answer holds up none of the others.
+    pub(crate) async fn run(
+        self,
+        swaps: watch::Receiver<Option<i64>>,
+        notices: watch::Receiver<()>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let followed = self
+            .caches
+            .iter()
+            .map(|url| self.follow(url, swaps.clone(), notices.clone(), stop.clone()));
+        futures_util::future::join_all(followed).await;
+    }
+
+    /// Purges the cache at `url` after each change, until `stop`.
+    async fn follow(
+        &self,
+        url: &Url,
+        mut swaps: watch::Receiver<Option<i64>>,
+        mut notices: watch::Receiver<()>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut failing = None;
+        loop {
+            let why = tokio::select! {
+                Ok(()) = swaps.changed() => "a new corte is live",
+                Ok(()) = notices.changed() => "the notice changed",
+                _ = stop.changed() => return,
+            };
+            // What changes while this purge is under way makes the next one.
+            swaps.borrow_and_update();
+            notices.borrow_and_update();
+            tracing::debug!(%url, why, "purging a cache");
+            let answer = tokio::select! {
+                answer = self.purge(url) => answer,
+                _ = stop.changed() => return,
+            };
+            count(&self.journal, url, &mut failing, answer);
+        }
+    }
+
+    /// One purge of the cache at `url`: why it failed, if it did.
+    async fn purge(&self, url: &Url) -> Result<(), String> {
+        let answer = self
+            .client
+            .request(self.method.clone(), url.clone())
+            .header(BAN_URL.0, BAN_URL.1)
+            .send()
+            .await
+            .map_err(|e| transport_reason(&e, "no answer in time"))?;
+        let status = answer.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("it answered {status}"))
+        }
+    }
+}
+
+/// Counts one answer of the cache at `url` into its run of failures, journaling where a run
+/// begins and ends.
+fn count(journal: &Journal, url: &Url, failing: &mut Option<Failing>, answer: Result<(), String>) {
+    match (answer, failing.as_mut()) {
+        (Ok(()), None) => {}
+        (Ok(()), Some(run)) => {
+            tracing::info!(%url, failures = run.failures, "the cache takes purges again");
+            journal.post(
+                EventKind::PurgeRecovered,
+                None,
+                json!({"url": url.as_str(), "failures": run.failures,
+                       "since": run.since.to_string()}),
+            );
+            *failing = None;
+        }
+        (Err(_), Some(run)) => run.failures += 1,
+        (Err(why), None) => {
+            let warning = format!("the cache at {url} did not take the purge: {why}");
+            tracing::warn!(%url, %why, "a cache did not take the purge");
+            journal.post(
+                EventKind::Warning,
+                None,
+                json!({"warning": warning, "check": "purge", "url": url.as_str()}),
+            );
+            *failing = Some(Failing {
+                since: Timestamp::now(),
+                failures: 1,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_url_is_only_an_address() {
+        assert!(purge_url("http://10.0.0.5:6081/").is_ok());
+        assert!(purge_url("https://cache.example.mx").is_ok());
+        for bad in [
+            "ftp://10.0.0.5/",
+            "http://10.0.0.5:6081/prep/",
+            "http://10.0.0.5/?x=1",
+            "http://user:pass@10.0.0.5/",
+            "10.0.0.5:6081",
+        ] {
+            let err = purge_url(bad).unwrap_err().to_string();
+            assert!(err.starts_with("setting `purge_url`: "), "{bad}: {err}");
+        }
+    }
+}
