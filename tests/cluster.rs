@@ -419,12 +419,22 @@ fn a_node_stopped_under_load_leaves_the_pool_while_it_still_answers() {
         node3_sessions() > before + 1000
     });
 
-    let node3 = cluster.node_named_mut("node3");
-    let pid = node3.server.pid().unwrap();
+    let pid = cluster.node_named("node3").server.pid().unwrap();
     run_ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
     let stopping = Instant::now();
-    let (status, health) = cluster.node_named("node3").health();
-    assert_eq!(status, 503, "draining at once: {health}");
+    let node3 = cluster.node_named("node3");
+    wait_for("node3's health to say it is draining", || {
+        let (status, health) = node3.health();
+        status == 503
+            && health["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("draining"))
+    });
+    let draining = curl(&node3.server.url("/json/main.json"), &[]);
+    assert_eq!(
+        draining.status, 200,
+        "a draining node still answers visitors"
+    );
     wait_for("HAProxy to take node3 out", || {
         haproxy.server("nodes", "node3").status.starts_with("DOWN")
     });

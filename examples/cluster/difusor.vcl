@@ -14,10 +14,12 @@ vcl 4.1;
 # - other files are stored fresh for one millisecond (`ttl`) and kept for a day (`keep`)
 #   for their ETag: each request is a conditional request to the origin, answered 304 by
 #   the node when the file did not change;
-# - a 503 (the embargo page, the institute's notice, no node up) and any answer marked
-#   `no-store` or `private` is never stored;
-# - while no node answers (HAProxy's /balancer-health fails), stored files are served for as
-#   long as the origin's `stale-if-error` allows (the `stale_if_error` setting);
+# - an error (the embargo page is a 503) and any answer marked `no-store` or `private` (the
+#   institute's notice) is never stored;
+# - while no node answers (HAProxy answers its own error, marked `X-Balancer-Error`, or its
+#   /balancer-health fails), stored files are served for as long as the origin's
+#   `stale-if-error` allows (the `stale_if_error` setting), and `json/main.json` gets a 503
+#   that is not stored either;
 # - `BAN` or `PURGE` from a node (its `purge_url` and `purge_method`: `BAN /` with
 #   `X-Ban-Url: .` after each corte and each notice change) removes every stored file whose
 #   path matches the regular expression in `X-Ban-Url`; without that header, `BAN` removes
@@ -78,9 +80,15 @@ sub vcl_recv {
         return (pass);
     }
     # A stored copy past its freshness (1 ms) is used only to revalidate, unless no node
-    # answers.
-    if (std.healthy(req.backend_hint)) {
+    # answers: HAProxy's /balancer-health fails, or this request found none (vcl_synth).
+    if (req.restarts == 0) {
+        unset req.http.X-Difusor-Stale;
+    }
+    if (std.healthy(req.backend_hint) && !req.http.X-Difusor-Stale) {
         set req.grace = 0s;
+    } else {
+        # As long as each copy's own grace (its stale-if-error) allows.
+        set req.grace = 365d;
     }
     # Every request revalidates on its own: none waits behind another's revalidation.
     set req.hash_ignore_busy = true;
@@ -93,7 +101,18 @@ sub vcl_backend_response {
     if (bereq.uncacheable) {
         return (deliver);
     }
-    if (beresp.status >= 500 || beresp.http.Cache-Control ~ "(?i)no-store|private") {
+    if (beresp.status >= 500) {
+        if (bereq.is_bgfetch || beresp.http.X-Balancer-Error) {
+            # No node answers (HAProxy says so): the stored copy is kept, never replaced
+            # by the error; the visitor's request is tried again on it (vcl_synth).
+            return (abandon);
+        }
+        # difusor's own (the embargo page before publish_start): passed on, never stored.
+        set beresp.ttl = 0s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }
+    if (beresp.http.Cache-Control ~ "(?i)no-store|private") {
         # Never stored. The marker (hit-for-miss, 1 s) only lets the next requests go to the
         # origin at once instead of waiting for this one.
         set beresp.ttl = 1s;
@@ -112,6 +131,29 @@ sub vcl_backend_response {
         set beresp.grace = 0s;
     }
     return (deliver);
+}
+
+sub vcl_backend_error {
+    # HAProxy itself cannot be reached: as when it has no node.
+    return (abandon);
+}
+
+sub vcl_synth {
+    if (resp.status == 503 && req.restarts == 0 && !req.http.X-Difusor-Stale
+        && (req.method == "GET" || req.method == "HEAD")
+        && req.url !~ "^/json/main\.json(\?.*)?$") {
+        # No node could answer: once more, taking the stored copy if the origin's
+        # stale-if-error still allows it.
+        set req.http.X-Difusor-Stale = "1";
+        return (restart);
+    }
+    if (resp.status == 503) {
+        set resp.http.Content-Type = "text/html; charset=utf-8";
+        set resp.http.Cache-Control = "no-store";
+        set resp.http.Retry-After = "5";
+        synthetic({"<!DOCTYPE html><html lang="es"><head><meta charset="utf-8"><title>PREP</title></head><body><p>El sitio no está disponible en este momento. Intente de nuevo en unos segundos.</p></body></html>"});
+        return (deliver);
+    }
 }
 
 sub vcl_deliver {
