@@ -37,7 +37,7 @@ pub(crate) struct Sections {
     pub(crate) summary: SummarySettings,
     /// The embedded SFTP server, when `sftp_listen` is set.
     pub(crate) sftp: Option<SftpSettings>,
-    /// HTTPS pull, when `pull_url` is set.
+    /// HTTPS pull, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<PullSettings>,
     /// The names the admin listener answers to besides its address.
     pub(crate) admin_hosts: Vec<String>,
@@ -110,6 +110,11 @@ mod tests {
                 "pull_url",
                 toml::Value::from(vec!["ftp://prep.example.mx/"]),
             ),
+            (
+                "replica_of",
+                toml::Value::from("https://10.0.0.1:9443/?t=1"),
+            ),
+            ("feed_listen", toml::Value::from(vec!["10.0.0.1"])),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);
