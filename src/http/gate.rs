@@ -10,10 +10,13 @@
 //!   answers, no byte of results leaves, whatever the path, method, encoding, range or
 //!   validators (invariant 5). Its pages carry no ETag of a result and `Cache-Control:
 //!   no-store`.
+//! - Every change of the notice is announced to [`Gate::changes`] after it is in force, so
+//!   that whoever tells others of it (the replication feed) never waits for a poll.
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Response, StatusCode, header};
 use jiff::Timestamp;
+use tokio::sync::watch;
 
 use super::{BoxedBody, page};
 
@@ -25,6 +28,8 @@ pub(crate) struct Gate {
     start_text: String,
     /// The institute's notice, when it has suspended the difusor.
     notice: ArcSwapOption<String>,
+    /// How many times the notice has changed since the start.
+    changed: watch::Sender<u64>,
 }
 
 impl Gate {
@@ -38,6 +43,7 @@ impl Gate {
             start,
             start_text,
             notice: ArcSwapOption::from_pointee(notice),
+            changed: watch::Sender::new(0),
         }
     }
 
@@ -80,6 +86,12 @@ impl Gate {
     /// Puts a notice in force (`Some`) or lifts it (`None`), at once.
     pub(crate) fn set_notice(&self, notice: Option<String>) {
         self.notice.store(notice.map(std::sync::Arc::new));
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver told of every change of the notice from now on.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
