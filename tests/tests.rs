@@ -21,6 +21,7 @@ mod memoria;
 mod packages;
 mod publish;
 mod pull;
+mod replica;
 mod serve;
 mod sftp;
 mod simulate;
