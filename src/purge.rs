@@ -155,7 +155,7 @@ impl Purger {
     pub(crate) async fn run(
         self,
         swaps: watch::Receiver<Option<i64>>,
-        notices: watch::Receiver<()>,
+        notices: watch::Receiver<u64>,
         stop: watch::Receiver<bool>,
     ) {
         let followed = self
@@ -170,7 +170,7 @@ impl Purger {
         &self,
         url: &Url,
         mut swaps: watch::Receiver<Option<i64>>,
-        mut notices: watch::Receiver<()>,
+        mut notices: watch::Receiver<u64>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut failing = None;

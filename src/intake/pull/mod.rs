@@ -5,6 +5,10 @@
 //! - a URL ending in `/` is an **index** ([`index`]): every package it lists is fetched once,
 //!   in name order, with its evidence when the index lists it. A listed package whose size or
 //!   time changes is looked at again.
+//! - a replica's primary feed (`<replica_of>packages/`) is an index taken in the order it
+//!   lists (the primary's live corte first), asked again as soon as it answers: the feed
+//!   holds a request until its listing changes (long-poll), so a new package arrives at once.
+//!   Polls start at least [`FOLLOW_GAP`] apart.
 //! - any other URL is **one package that changes** (a "latest" address), fetched when it
 //!   changes ([`fetch`]).
 //!
@@ -12,9 +16,10 @@
 //! indexes, [`client`] is the HTTP client and how it reads bodies.
 //!
 //! # Guarantees
-//! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
-//!   `pull_max_backoff`. The journal gets one `pull-error` when a URL starts failing and one
-//!   `pull-recovered` when it works again, never one entry per attempt.
+//! - A URL that fails (the feed too) is polled again after a wait that doubles from
+//!   `pull_interval` up to `pull_max_backoff`. The journal gets one `pull-error` when a URL
+//!   starts failing and one `pull-recovered` when it works again, never one entry per
+//!   attempt.
 //! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
 //!   last success, packages handed over, and while it fails, since when, how often and why.
 
@@ -30,7 +35,7 @@ pub(crate) use settings::{ClientTls, PullSettings};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use reqwest::{StatusCode, Url};
@@ -42,7 +47,12 @@ use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};
 use client::{Client, Validators};
 use fetch::ATTEMPTS;
-use index::Listed;
+use index::{Listed, Order};
+
+/// The shortest time between the starts of two polls of a primary's feed: a feed that
+/// answers at once (a listing that keeps changing, a feed that does not hold) is not asked
+/// more than ten times a second.
+const FOLLOW_GAP: Duration = Duration::from_millis(100);
 
 /// Why one poll of a URL failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +168,12 @@ impl Puller {
         publisher: PublisherHandle,
         journal: Arc<Journal>,
     ) -> anyhow::Result<Self> {
-        if settings.urls.iter().any(|u| u.scheme() == "http") {
+        if settings
+            .urls
+            .iter()
+            .chain(&settings.feed)
+            .any(|u| u.scheme() == "http")
+        {
             tracing::warn!(
                 "a `pull_url` is plain http: anyone on the way can change what arrives; only \
                  the evidence (sidecar, signature) protects those packages"
@@ -175,9 +190,14 @@ impl Puller {
         })
     }
 
-    /// The URLs to poll.
+    /// The URLs to poll, the primary's feed last.
     pub(crate) fn urls(&self) -> Vec<Url> {
-        self.settings.urls.clone()
+        self.settings
+            .urls
+            .iter()
+            .chain(&self.settings.feed)
+            .cloned()
+            .collect()
     }
 
     /// Each URL's state, for operators.
@@ -185,17 +205,24 @@ impl Puller {
         self.board.clone()
     }
 
-    /// Polls `url` until `shutdown`, backing off while it fails.
+    /// Polls `url` until `shutdown`, backing off while it fails; the primary's feed is asked
+    /// again as soon as it answers ([`FOLLOW_GAP`] apart).
     pub(crate) async fn run(self: Arc<Self>, url: Url, mut shutdown: watch::Receiver<bool>) {
-        let mut source = Source::new(url);
+        let follow = self.settings.feed.as_ref() == Some(&url);
+        let mut source = Source::new(url, if follow { Order::Listed } else { Order::Name });
         let mut streak: Option<Streak> = None;
         loop {
+            let started = Instant::now();
             let result = tokio::select! {
                 r = self.poll(&mut source) => r,
                 _ = shutdown.changed() => return,
             };
             let error = result.err().map(|e| (e.to_string(), e.fault()));
-            let wait = self.count(&source.url, &mut streak, error.as_ref());
+            let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
+                Some(backoff) => backoff,
+                None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                None => self.settings.interval,
+            };
             let error = error.map(|(text, _)| text);
             self.board
                 .update(&source, streak.as_ref(), error.as_deref());
@@ -208,13 +235,13 @@ impl Puller {
 
     /// Counts a poll of `url` that ended with `error` (and whose fault it was), if any, into
     /// the run of failures, journaling where a run begins and ends; returns the wait before
-    /// the next poll.
+    /// the next poll after a failure, `None` after a success.
     fn count(
         &self,
         url: &Url,
         streak: &mut Option<Streak>,
         error: Option<&(String, Fault)>,
-    ) -> Duration {
+    ) -> Option<Duration> {
         let Some((error, fault)) = error else {
             if let Some(s) = streak.take() {
                 tracing::info!(%url, failures = s.failures, "pull works again");
@@ -224,7 +251,7 @@ impl Puller {
                            "since": s.since.to_string()}),
                 );
             }
-            return self.settings.interval;
+            return None;
         };
         let failures = match streak {
             Some(s) => {
@@ -245,7 +272,11 @@ impl Puller {
                 1
             }
         };
-        backoff(self.settings.interval, self.settings.max_backoff, failures)
+        Some(backoff(
+            self.settings.interval,
+            self.settings.max_backoff,
+            failures,
+        ))
     }
 
     /// Records an event; a journal that cannot be written is reported, not fatal here.
@@ -268,6 +299,8 @@ impl Puller {
 /// What is polled, and what is known of it.
 struct Source {
     url: Url,
+    /// The order its index's packages are taken in.
+    order: Order,
     /// Validators of the last complete look.
     validators: Validators,
     /// Index entries handed over (or found already received), as listed then.
@@ -277,9 +310,10 @@ struct Source {
 }
 
 impl Source {
-    fn new(url: Url) -> Self {
+    fn new(url: Url, order: Order) -> Self {
         Self {
             url,
+            order,
             validators: Validators::default(),
             taken: HashMap::new(),
             handed: 0,
