@@ -42,7 +42,7 @@ use crate::http::health::{self, Health};
 use crate::http::limits::{self, Limits};
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
-use crate::intake::pull::Puller;
+use crate::intake::pull::{Puller, Replica};
 use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
@@ -182,7 +182,23 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     } = publisher
         .spawn()
         .context("cannot start the publisher thread")?;
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(
+        config.replica_of.is_some(),
+        sections.health.as_ref().map(|h| h.max_lag).unwrap_or_default(),
+    ));
+    let start_text = config
+        .publish_start
+        .map(|t| {
+            t.to_zoned_datetime(config.timezone.clone())
+                .strftime("%d/%m/%Y a las %H:%M (%Z)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let notice = store.journal.current_notice()?;
+    if let Some(text) = &notice {
+        tracing::warn!(%text, "the institute's notice is in force: results are not shown");
+    }
+    let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     // Its token, certificate and authorities are read now: a missing file stops the start.
     let puller = match &sections.pull {
         Some(settings) => Some(Arc::new(Puller::new(
@@ -191,6 +207,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             sections.package.limits.max_package_bytes,
             to_publisher.clone(),
             store.journal.clone(),
+            Replica {
+                gate: gate.clone(),
+                health: health.clone(),
+                live: live.clone(),
+            },
         )?)),
         None => None,
     };
@@ -218,19 +239,6 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         stop_rx.clone(),
     )
     .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
-    let start_text = config
-        .publish_start
-        .map(|t| {
-            t.to_zoned_datetime(config.timezone.clone())
-                .strftime("%d/%m/%Y a las %H:%M (%Z)")
-                .to_string()
-        })
-        .unwrap_or_default();
-    let notice = store.journal.current_notice()?;
-    if let Some(text) = &notice {
-        tracing::warn!(%text, "the institute's notice is in force: results are not shown");
-    }
-    let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());

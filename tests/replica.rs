@@ -2,7 +2,8 @@
 //! replicas that pull it (`replica_of`). Every corte reaches every node within a second, a
 //! replica starting empty takes the live corte first, a replica trusts the feed no more than
 //! the institute, the feed admits only its token or certificate and serves only what it
-//! lists, and `/state` follows the notice and rollbacks.
+//! lists, `/state` follows the notice and rollbacks, and a replica applies both and tells its
+//! load balancer whether it is in step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -699,4 +700,131 @@ fn the_feed_refuses_to_start_open_to_the_network_or_without_credentials() {
         spaced.contains("`feed_token_file`") && spaced.contains("DIFUSOR_FEED_TOKEN"),
         "{spaced}"
     );
+}
+
+/// How long after `since` the public page of `node` first satisfies `done`, polled every
+/// 10 ms for at most ten seconds.
+fn public_within(node: &Server, since: Instant, done: impl Fn(&Response) -> bool) -> Duration {
+    let deadline = since + Duration::from_secs(10);
+    loop {
+        if done(&curl(&node.url("/"), &[])) {
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "the replica never followed its primary");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    for corte in ["20240602_2000", "20240602_2015"] {
+        drop_file(
+            &primary.entrada(),
+            &format!("{corte}_PREP.zip"),
+            &site_package(corte, &[]),
+        );
+        primary.wait_corte(corte);
+    }
+    let replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &["--health-listen", "127.0.0.1:0"],
+    );
+    replica.wait_corte("20240602_2015");
+    let health = health_url(&replica);
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let text = "Difusión suspendida por el Instituto";
+    let since = Instant::now();
+    assert_success(&primary.run(&["notice", "on", "--text", text]));
+    let took = public_within(&replica, since, |r| r.text().contains(text));
+    eprintln!("notice in force on the replica {} ms after it was set", took.as_millis());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let on = wait_events(&replica, "notice-on", 1);
+    assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");
+    assert_eq!(on[0]["detail"]["text"], text);
+
+    let since = Instant::now();
+    assert_success(&primary.run(&["notice", "off"]));
+    let took = public_within(&replica, since, |r| !r.text().contains(text));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    wait_events(&replica, "notice-off", 1);
+
+    // An operator's rollback at the primary holds on the replica, then a new corte replaces it.
+    assert_success(&primary.run(&["rollback", "20240602_2000"]));
+    replica.wait_corte("20240602_2000");
+    drop_file(
+        &primary.entrada(),
+        "20240602_2030_PREP.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    replica.wait_corte("20240602_2030");
+    assert_eq!(curl(&health, &[]).status, 200);
+}
+
+#[test]
+fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    drop_file(
+        &primary.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    primary.wait_corte("20240602_2000");
+    // A replica with a wrong token takes nothing: it serves no corte, and its check says so.
+    let lost = files.replica(
+        &dir.path().join("perdida"),
+        &primary,
+        &files.wrong_token,
+        &["--health-listen", "127.0.0.1:0"],
+    );
+    let r = curl(&health_url(&lost), &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("no corte"), "{}", r.text());
+
+    // A replica that had the first corte and restarts after the primary moved on is kept
+    // out until it serves the primary's corte.
+    // A fixed port, so that the check's address is the same after the restart.
+    let port = ReservedPort::hold();
+    let mut replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &["--health-listen", &port.addr(), "--health-max-lag", "60s"],
+    );
+    replica.wait_corte("20240602_2000");
+    replica.stop();
+    // A large corte, so that catching up takes a while.
+    let large = corpus::noise(24 * 1024 * 1024);
+    let big = site_package("20240602_2015", &[("grande.bin", &large)]);
+    drop_file(&primary.entrada(), "20240602_2015_PREP.zip", &big);
+    primary.wait_corte("20240602_2015");
+    replica.restart();
+    let health = format!("http://{}/health", port.addr());
+    let mut seen_behind = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = curl(&health, &[]);
+        let serving = replica.live_corte();
+        if serving.as_deref() == Some("20240602_2000") && r.status == 200 {
+            panic!("healthy while serving the old corte: {}", r.text());
+        }
+        if r.status == 503 && r.text().contains("catching up") {
+            seen_behind = true;
+        }
+        if r.status == 200 {
+            assert_eq!(serving.as_deref(), Some("20240602_2015"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never caught up: {}", r.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("seen catching up: {seen_behind}");
 }

@@ -837,6 +837,13 @@ pub fn test_seed() -> u64 {
     seed
 }
 
+/// The load balancer's health check URL (`--health-listen`), from the server's log.
+pub fn health_url(server: &Server) -> String {
+    let addr = logged_address(&server.log(), &["health check listener ready"])
+        .expect("the health listener reports its address");
+    format!("http://{addr}/health")
+}
+
 /// The SHA-256 of `bytes` as 64 lowercase hex digits, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

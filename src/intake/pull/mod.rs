@@ -9,11 +9,14 @@
 //!   lists (the primary's live corte first), asked again as soon as it answers: the feed
 //!   holds a request until its listing changes (long-poll), so a new package arrives at once.
 //!   Polls start at least [`FOLLOW_GAP`] apart.
+//! - a replica's primary state (`<replica_of>state`) is long-polled the same way, and the
+//!   notice, rollbacks and live corte it announces are applied here ([`follow`]).
 //! - any other URL is **one package that changes** (a "latest" address), fetched when it
 //!   changes ([`fetch`]).
 //!
 //! This module is the poll loop; [`fetch`] downloads and hands packages over, [`index`] reads
-//! indexes, [`client`] is the HTTP client and how it reads bodies.
+//! indexes, [`follow`] applies a primary's state, [`client`] is the HTTP client and how it
+//! reads bodies.
 //!
 //! # Guarantees
 //! - A URL that fails (the feed too) is polled again after a wait that doubles from
@@ -25,10 +28,12 @@
 
 mod client;
 mod fetch;
+mod follow;
 mod index;
 mod settings;
 
 pub(crate) use client::{bearer, read_small, tls_config, transport_reason};
+pub(crate) use follow::Replica;
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
@@ -47,6 +52,7 @@ use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};
 use client::{Client, Validators};
 use fetch::ATTEMPTS;
+use follow::State;
 use index::{Listed, Order};
 
 /// The shortest time between the starts of two polls of a primary's feed: a feed that
@@ -120,6 +126,22 @@ pub(crate) enum PullError {
         /// The failure.
         source: std::io::Error,
     },
+    /// A primary's state that is not the feed's.
+    #[error("{url}: the primary's state cannot be read: {why}")]
+    State {
+        /// The state's address.
+        url: Url,
+        /// What is wrong.
+        why: String,
+    },
+    /// What the primary's state says could not be done here (this machine's fault).
+    #[error("cannot apply the primary's {what}: {error}")]
+    Apply {
+        /// The notice or a rollback.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
     /// The publisher could not take it (this machine's fault); it is fetched again.
     #[error("{name}: not taken: {error}")]
     NotTaken {
@@ -141,7 +163,7 @@ impl PullError {
     fn fault(&self) -> Fault {
         match self {
             Self::Request { .. } => Fault::Transport,
-            Self::Io { .. } | Self::NotTaken { .. } => Fault::Ours,
+            Self::Io { .. } | Self::NotTaken { .. } | Self::Apply { .. } => Fault::Ours,
             _ => Fault::Sender,
         }
     }
@@ -156,17 +178,21 @@ pub(crate) struct Puller {
     max_package_bytes: u64,
     publisher: PublisherHandle,
     journal: Arc<Journal>,
+    /// What a replica applies of its primary's state (with `replica_of`).
+    replica: Option<Replica>,
 }
 
 impl Puller {
     /// Builds the HTTPS client (reading the token, client certificate and authorities the
-    /// settings name) for pulls into the publisher's queue.
+    /// settings name) for pulls into the publisher's queue; a replica's primary state is
+    /// applied through `replica`.
     pub(crate) fn new(
         settings: PullSettings,
         tmp_dir: PathBuf,
         max_package_bytes: u64,
         publisher: PublisherHandle,
         journal: Arc<Journal>,
+        replica: Replica,
     ) -> anyhow::Result<Self> {
         if settings
             .urls
@@ -182,20 +208,22 @@ impl Puller {
         Ok(Self {
             client: Client::new(&settings)?,
             board: Arc::new(Board::default()),
-            settings,
             tmp_dir,
             max_package_bytes,
+            replica: settings.state.is_some().then_some(replica),
+            settings,
             publisher,
             journal,
         })
     }
 
-    /// The URLs to poll, the primary's feed last.
+    /// The URLs to poll, the primary's feed and state last.
     pub(crate) fn urls(&self) -> Vec<Url> {
         self.settings
             .urls
             .iter()
             .chain(&self.settings.feed)
+            .chain(&self.settings.state)
             .cloned()
             .collect()
     }
@@ -208,13 +236,23 @@ impl Puller {
     /// Polls `url` until `shutdown`, backing off while it fails; the primary's feed is asked
     /// again as soon as it answers ([`FOLLOW_GAP`] apart).
     pub(crate) async fn run(self: Arc<Self>, url: Url, mut shutdown: watch::Receiver<bool>) {
-        let follow = self.settings.feed.as_ref() == Some(&url);
+        let state = self.settings.state.as_ref() == Some(&url);
+        let follow = state || self.settings.feed.as_ref() == Some(&url);
         let mut source = Source::new(url, if follow { Order::Listed } else { Order::Name });
+        // The state's follower is woken by each corte made live here, to apply it again.
+        let mut swaps = match &self.replica {
+            Some(replica) if state => {
+                source.state = Some(None);
+                Some(replica.live.swaps())
+            }
+            _ => None,
+        };
         let mut streak: Option<Streak> = None;
         loop {
             let started = Instant::now();
             let result = tokio::select! {
                 r = self.poll(&mut source) => r,
+                _ = swapped(swaps.as_mut()) => Ok(()),
                 _ = shutdown.changed() => return,
             };
             let error = result.err().map(|e| (e.to_string(), e.fault()));
@@ -288,7 +326,9 @@ impl Puller {
 
     /// One look at a source.
     async fn poll(&self, source: &mut Source) -> Result<(), PullError> {
-        if source.url.path().ends_with('/') {
+        if source.state.is_some() {
+            self.poll_state(source).await
+        } else if source.url.path().ends_with('/') {
             self.poll_index(source).await
         } else {
             self.poll_package(source).await
@@ -307,6 +347,8 @@ struct Source {
     taken: HashMap<String, Listed>,
     /// Packages handed to the publisher since the start.
     handed: u64,
+    /// For a primary's state: the last one read, once one was.
+    state: Option<Option<State>>,
 }
 
 impl Source {
@@ -317,7 +359,20 @@ impl Source {
             validators: Validators::default(),
             taken: HashMap::new(),
             handed: 0,
+            state: None,
         }
+    }
+}
+
+/// Waits for the next corte made live, when there is a receiver; for ever otherwise.
+async fn swapped(swaps: Option<&mut watch::Receiver<Option<i64>>>) {
+    match swaps {
+        Some(swaps) => {
+            if swaps.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -19,6 +19,14 @@ impl PullSettings {
                     .map_err(|e| Invalid::new("replica_of", format!("{base}: {e}")))
             })
             .transpose()?;
+        let state = config
+            .replica_of
+            .as_ref()
+            .map(|base| {
+                base.join("state")
+                    .map_err(|e| Invalid::new("replica_of", format!("{base}: {e}")))
+            })
+            .transpose()?;
         if s.pull_url.is_empty() && feed.is_none() {
             return Ok(None);
         }
@@ -33,6 +41,7 @@ impl PullSettings {
         Ok(Some(Self {
             urls,
             feed,
+            state,
             interval,
             timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
             stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
@@ -76,6 +85,8 @@ pub(crate) struct PullSettings {
     /// The primary's feed listing (`<replica_of>packages/`), polled in its listed order and
     /// asked again at once after each answer.
     pub(crate) feed: Option<reqwest::Url>,
+    /// The primary's state (`<replica_of>state`), followed like the feed and applied here.
+    pub(crate) state: Option<reqwest::Url>,
     /// Time between polls.
     pub(crate) interval: std::time::Duration,
     /// Longest download.
