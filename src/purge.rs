@@ -18,7 +18,7 @@
 //! 304 each.
 //!
 //! # Guarantees
-//! - Nobody waits on a cache: the purge runs as a task of its own, told of changes by the
+//! - Nobody waits on a cache: the purge runs in the background, told of changes by the
 //!   live site ([`crate::site::Live::swaps`]) and the gate
 //!   ([`crate::http::gate::Gate::notice_changes`]); neither the
 //!   publisher nor a visitor's request waits for it. Changes that come while a cache's

@@ -22,7 +22,7 @@
 //! requests get ten seconds). A second signal cuts the wait short.
 //!
 //! With `purge_url` set, the caches in front are purged after each corte made live and each
-//! change of the notice ([`crate::purge`]), by a task that nothing waits for.
+//! change of the notice ([`crate::purge`]), in the background: nothing waits for it.
 
 use std::future::Future;
 use std::sync::Arc;
