@@ -207,6 +207,22 @@ settings! {
     /// DIFUSOR_ADMIN_TOKEN may hold the token instead. Never on the command line, where
     /// `ps` shows it to every user.
     admin_token_file: PathBuf = PathBuf::new();
+    /// Addresses of the private replication feed, where replicas (`replica_of`) take this
+    /// node's verified packages, its live corte and its notice; repeat the flag for several.
+    /// HTTPS with `tls_cert` and `tls_key` (plain HTTP only when every address is loopback),
+    /// and `feed_token_file` or `feed_client_ca` is required. Empty: no feed.
+    feed_listen: Vec<String> = Vec::new();
+    /// File holding the bearer token replicas must send to the feed (one line; readable by
+    /// difusor's user only). The variable DIFUSOR_FEED_TOKEN may hold the token instead.
+    /// Never on the command line, where `ps` shows it to every user.
+    feed_token_file: PathBuf = PathBuf::new();
+    /// Certificate authority (PEM) whose client certificates the feed accepts instead of a
+    /// token (mutual TLS).
+    feed_client_ca: PathBuf = PathBuf::new();
+    /// How long the feed holds a request whose `If-None-Match` still matches before it
+    /// answers 304 (long-poll); a change is answered at once. Keep it under the replicas'
+    /// `pull_stall_timeout`.
+    feed_hold: String = "20s".to_owned();
     /// Host names the admin listener answers to besides its own address (and `localhost`
     /// on loopback), e.g. the name of a proxy in front of it. Requests naming any other
     /// host are refused, so that no web page can reach it by DNS rebinding.
@@ -424,6 +440,12 @@ settings! {
     /// Extra certificate authorities (PEM) trusted for `pull_url`, e.g. the institute's own.
     /// The public web's authorities are always trusted.
     pull_ca: PathBuf = PathBuf::new();
+    /// The primary's replication feed (`feed_listen` there), e.g. `https://10.0.0.1:9443/`,
+    /// on a node fed by another node instead of by the institute: `<replica_of>packages/` is
+    /// pulled like a `pull_url`, through the same verification (`pull_token_file`, `pull_ca`
+    /// and `pull_client_cert` reach it), in the order the feed lists, and asked again at once
+    /// after each answer, so that a new corte arrives within a second. Empty: not a replica.
+    replica_of: String = String::new();
     /// Reject a data package whose CSV summary line contradicts its own rows under every
     /// known definition of its fields (the journal warns of it either way), or whose results
     /// CSV cannot be read.
@@ -476,6 +498,9 @@ pub(crate) fn profile_text(name: &str) -> Result<&'static str> {
 
 /// The environment variable that may hold the admin listener's token.
 const ADMIN_TOKEN_ENV: &str = "DIFUSOR_ADMIN_TOKEN";
+
+/// The environment variable that may hold the replication feed's token.
+const FEED_TOKEN_ENV: &str = "DIFUSOR_FEED_TOKEN";
 
 /// Where the admin token may be given, for messages.
 pub(crate) const ADMIN_TOKEN_WHERE: &str = "put it in a file named by `admin_token_file` \
@@ -554,6 +579,8 @@ fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
         "sftp_host_key",
         "pull_token_file",
         "admin_token_file",
+        "feed_token_file",
+        "feed_client_ca",
         "pull_client_cert",
         "pull_client_key",
         "pull_ca",
@@ -592,12 +619,17 @@ pub(crate) enum Invalid {
         /// What is wrong and how to fix it.
         message: String,
     },
-    /// The admin token, from its file or the environment, cannot go in a header.
+    /// A token, from its file (`setting`) or the environment (`env`), cannot go in a header.
     #[error(
-        "the admin token holds spaces or characters other than printable ASCII; use a hex or \
-         base64 string (`openssl rand -hex 32`)"
+        "the token of `{setting}` (or {env}) holds spaces or characters other than printable \
+         ASCII; use a hex or base64 string (`openssl rand -hex 32`)"
     )]
-    AdminTokenCharacters,
+    TokenCharacters {
+        /// The setting naming the token's file.
+        setting: &'static str,
+        /// The variable that may hold it instead.
+        env: &'static str,
+    },
 }
 
 impl Invalid {
@@ -651,6 +683,10 @@ pub(crate) struct Config {
     pub(crate) admin_listen: SocketAddr,
     /// Bearer token for the admin listener, if any.
     pub(crate) admin_token: Option<String>,
+    /// The replication feed, when `feed_listen` is set.
+    pub(crate) feed: Option<FeedSettings>,
+    /// The primary's feed (`replica_of`), ending in `/`, when this node is a replica.
+    pub(crate) replica_of: Option<url::Url>,
     /// Time zone of corte times.
     pub(crate) timezone: TimeZone,
     /// Embargo end: no results before it.
@@ -717,7 +753,7 @@ impl Config {
             Some((s.tls_cert.clone(), s.tls_key.clone()))
         };
         let admin_listen = socket_addr("admin_listen", &s.admin_listen)?;
-        let admin_token = admin_token(&s.admin_token_file)?;
+        let admin_token = token("admin_token_file", ADMIN_TOKEN_ENV, &s.admin_token_file)?;
         if !admin_listen.ip().is_loopback() && admin_token.is_none() {
             return Err(Invalid::new(
                 "admin_listen",
@@ -737,6 +773,16 @@ impl Config {
                 format!("{b} is not after `publish_start` {a}; fix either date"),
             ));
         }
+        let feed = FeedSettings::from_settings(&s)?;
+        let replica_of = if s.replica_of.is_empty() {
+            None
+        } else {
+            let mut url = service_url("replica_of", &s.replica_of)?;
+            if !url.path().ends_with('/') {
+                url.set_path(&format!("{}/", url.path()));
+            }
+            Some(url)
+        };
         let update_interval = duration("update_interval", &s.update_interval)?;
         let rejected_retention = retention("rejected_retention", &s.rejected_retention)?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
@@ -750,6 +796,8 @@ impl Config {
             tls_files,
             admin_listen,
             admin_token,
+            feed,
+            replica_of,
             timezone,
             publish_start,
             publish_end,
@@ -762,26 +810,96 @@ impl Config {
     }
 }
 
-/// The admin listener's token: from `file` when one is named, else from
-/// [`ADMIN_TOKEN_ENV`]; `None` when neither gives one.
-fn admin_token(file: &Path) -> Result<Option<String>, Invalid> {
+/// The replication feed's listener, validated: who may use it and how it is served.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedSettings {
+    /// Its addresses.
+    pub(crate) listen: Vec<SocketAddr>,
+    /// The bearer token replicas send, if one is required.
+    pub(crate) token: Option<String>,
+    /// The authority whose client certificates are accepted, if any.
+    pub(crate) client_ca: Option<PathBuf>,
+    /// Certificate and key (`tls_cert`, `tls_key`); `None`: plain HTTP, every address on
+    /// loopback.
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Longest hold of a request whose validator still matches.
+    pub(crate) hold: std::time::Duration,
+}
+
+impl FeedSettings {
+    /// The feed's settings when `feed_listen` is set: a token or a client authority is
+    /// required, and HTTPS unless every address is loopback.
+    fn from_settings(s: &Settings) -> Result<Option<Self>, Invalid> {
+        let listen = socket_addrs("feed_listen", &s.feed_listen)?;
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let token = token("feed_token_file", FEED_TOKEN_ENV, &s.feed_token_file)?;
+        let client_ca =
+            (!s.feed_client_ca.as_os_str().is_empty()).then(|| s.feed_client_ca.clone());
+        if token.is_none() && client_ca.is_none() {
+            return Err(Invalid::new(
+                "feed_listen",
+                format!(
+                    "the feed gives this node's packages to whoever it lets in, so it needs a \
+                     token (`feed_token_file`, or the variable {FEED_TOKEN_ENV}) or a client \
+                     certificate authority (`feed_client_ca`)"
+                ),
+            ));
+        }
+        let tls = if s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty() {
+            None
+        } else {
+            Some((s.tls_cert.clone(), s.tls_key.clone()))
+        };
+        if tls.is_none() {
+            if let Some(open) = listen.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(Invalid::Pair {
+                    first: "feed_listen",
+                    second: "tls_cert",
+                    message: format!(
+                        "{open} is reachable from other machines, so the feed is served over \
+                         HTTPS only: set `tls_cert` and `tls_key` (PEM files), or listen on \
+                         127.0.0.1"
+                    ),
+                });
+            }
+            if client_ca.is_some() {
+                return Err(Invalid::Pair {
+                    first: "feed_client_ca",
+                    second: "tls_cert",
+                    message: "client certificates need HTTPS: set `tls_cert` and `tls_key` \
+                              (PEM files), or use `feed_token_file` instead"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(Some(Self {
+            listen,
+            token,
+            client_ca,
+            tls,
+            hold: positive_duration("feed_hold", &s.feed_hold, "20s")?,
+        }))
+    }
+}
+
+/// A listener's bearer token: from `file` (setting `setting`) when one is named, else from
+/// the variable `env`; `None` when neither gives one.
+fn token(setting: &'static str, env: &'static str, file: &Path) -> Result<Option<String>, Invalid> {
     let token = if file.as_os_str().is_empty() {
-        match std::env::var(ADMIN_TOKEN_ENV) {
+        match std::env::var(env) {
             Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => return Ok(None),
         }
     } else {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            Invalid::new(
-                "admin_token_file",
-                format!("cannot read {}", file.display()),
-            )
-            .because(e)
+            Invalid::new(setting, format!("cannot read {}", file.display())).because(e)
         })?;
         let token = text.trim().to_owned();
         if token.is_empty() {
             return Err(Invalid::new(
-                "admin_token_file",
+                setting,
                 format!(
                     "{} is empty; write the token in it (a long random string, e.g. from \
                      `openssl rand -hex 32`)",
@@ -792,7 +910,7 @@ fn admin_token(file: &Path) -> Result<Option<String>, Invalid> {
         token
     };
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Invalid::AdminTokenCharacters);
+        return Err(Invalid::TokenCharacters { setting, env });
     }
     Ok(Some(token))
 }
@@ -813,6 +931,33 @@ pub(crate) fn socket_addr(setting: &'static str, text: &str) -> Result<SocketAdd
             ),
         )
     })
+}
+
+/// The address of an HTTP(S) service: an `https://` (or `http://`) URL with a host and
+/// nothing secret in it (no query, fragment or user name).
+pub(crate) fn service_url(setting: &'static str, text: &str) -> Result<url::Url, Invalid> {
+    let url = url::Url::parse(text).map_err(|e| {
+        Invalid::new(
+            setting,
+            format!("{text:?} is not a URL ({e}); write it as https://host/path"),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(Invalid::new(
+            setting,
+            format!("{text:?} must be an https:// URL with a host"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(Invalid::new(
+            setting,
+            format!(
+                "{text:?} has a query, fragment or user name; give the plain address and put \
+                 secrets in `pull_token_file`"
+            ),
+        ));
+    }
+    Ok(url)
 }
 
 /// Addresses or CIDR ranges (`10.0.0.0/8`, `192.0.2.10`); `example` shows good values.
@@ -1008,6 +1153,88 @@ mod tests {
         t.insert("no_such_setting".into(), toml::Value::Integer(1));
         let err = Settings::deserialize(t).unwrap_err().to_string();
         assert!(err.contains("no_such_setting"), "{err}");
+    }
+
+    #[test]
+    fn the_feed_needs_credentials_and_https_off_loopback() {
+        let feed = |pairs: &[(&str, &str)]| {
+            let mut t = toml::Table::new();
+            for (k, v) in pairs {
+                let value = if *k == "feed_listen" {
+                    toml::Value::from(vec![*v])
+                } else {
+                    toml::Value::from(*v)
+                };
+                t.insert((*k).to_owned(), value);
+            }
+            Config::from_settings(Settings::deserialize(t).unwrap())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("feed.token");
+        std::fs::write(&token, "s3creto-de-prueba\n").unwrap();
+        let token = token.to_str().unwrap();
+        let err = |pairs: &[(&str, &str)]| feed(pairs).unwrap_err().to_string();
+        assert!(
+            err(&[("feed_listen", "127.0.0.1:9443")]).starts_with("setting `feed_listen`: "),
+            "a token or a client authority is required"
+        );
+        let open = err(&[("feed_listen", "0.0.0.0:9443"), ("feed_token_file", token)]);
+        assert!(
+            open.starts_with("settings `feed_listen` and `tls_cert`: "),
+            "{open}"
+        );
+        let ca = err(&[
+            ("feed_listen", "127.0.0.1:9443"),
+            ("feed_client_ca", "/etc/ca.pem"),
+        ]);
+        assert!(
+            ca.starts_with("settings `feed_client_ca` and `tls_cert`: "),
+            "{ca}"
+        );
+        let hold = err(&[
+            ("feed_listen", "127.0.0.1:9443"),
+            ("feed_token_file", token),
+            ("feed_hold", "0s"),
+        ]);
+        assert!(hold.starts_with("setting `feed_hold`: "), "{hold}");
+        let config = feed(&[
+            ("feed_listen", "127.0.0.1:9443"),
+            ("feed_token_file", token),
+        ])
+        .unwrap();
+        let settings = config.feed.unwrap();
+        assert_eq!(settings.token.as_deref(), Some("s3creto-de-prueba"));
+        assert!(settings.tls.is_none(), "plain HTTP on loopback");
+        assert_eq!(settings.hold, std::time::Duration::from_secs(20));
+        let https = feed(&[
+            ("feed_listen", "10.0.0.1:9443"),
+            ("feed_token_file", token),
+            ("tls_cert", "/etc/cert.pem"),
+            ("tls_key", "/etc/key.pem"),
+        ])
+        .unwrap();
+        assert!(https.feed.unwrap().tls.is_some());
+    }
+
+    #[test]
+    fn replica_of_is_a_feed_address_ending_in_a_slash() {
+        let replica = |url: &str| {
+            let mut t = toml::Table::new();
+            t.insert("replica_of".into(), url.into());
+            Config::from_settings(Settings::deserialize(t).unwrap())
+        };
+        assert_eq!(
+            replica("https://10.0.0.1:9443/feed")
+                .unwrap()
+                .replica_of
+                .unwrap()
+                .as_str(),
+            "https://10.0.0.1:9443/feed/"
+        );
+        for bad in ["ftp://10.0.0.1/", "https://u:p@10.0.0.1/", "10.0.0.1:9443"] {
+            let err = replica(bad).unwrap_err().to_string();
+            assert!(err.starts_with("setting `replica_of`: "), "{err}");
+        }
     }
 
     #[test]

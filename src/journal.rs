@@ -316,6 +316,57 @@ pub(crate) struct Publication {
     pub(crate) lag_ms: i64,
 }
 
+/// The publications whose packages built the site of publication `seq`, oldest first: from
+/// the first publication, through each one's `base`, to `seq`; rollbacks, which apply no
+/// package, are passed through.
+pub(crate) fn lineage(
+    pubs: &[Publication],
+    seq: i64,
+) -> std::result::Result<Vec<&Publication>, Lineage> {
+    let by_seq: std::collections::HashMap<i64, &Publication> =
+        pubs.iter().map(|p| (p.seq, p)).collect();
+    let mut steps = Vec::new();
+    let mut next = Some(seq);
+    let mut walked = 0;
+    while let Some(s) = next {
+        let p = by_seq.get(&s).ok_or(Lineage::Missing(s))?;
+        if p.build != Build::Rollback {
+            steps.push(*p);
+        }
+        next = p.base;
+        walked += 1;
+        if walked > pubs.len() {
+            return Err(Lineage::Loop(s));
+        }
+    }
+    steps.reverse();
+    Ok(steps)
+}
+
+/// Why the publications a site was built from cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Lineage {
+    /// A publication names a base the journal does not hold.
+    #[error("publication {0} missing from the journal")]
+    Missing(i64),
+    /// The bases lead round in a circle.
+    #[error("the journal's publications form a loop at {0}")]
+    Loop(i64),
+}
+
+/// A package this node took (published, archived as older, or held), as the journal holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Taken {
+    /// Its SHA-256.
+    pub(crate) sha256: Sha256,
+    /// Its file name.
+    pub(crate) name: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// When it first arrived.
+    pub(crate) first_received: Timestamp,
+}
+
 /// Counts for the status page.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct Counts {
@@ -654,6 +705,60 @@ impl Journal {
         Ok(row.map(|(name, at, outcome)| {
             (name, at.parse().unwrap_or(Timestamp::UNIX_EPOCH), outcome)
         }))
+    }
+
+    /// The packages this node took (published, older or held), in the order they first
+    /// arrived.
+    pub(crate) fn taken(&self) -> Result<Vec<Taken>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT sha256, name, size, first_received FROM packages
+             WHERE outcome IN ('published', 'older', 'held') ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let sha: String = r.get(0)?;
+            let at: String = r.get(3)?;
+            Ok(Taken {
+                sha256: sha.parse().map_err(bad_column(0))?,
+                name: r.get(1)?,
+                size: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                first_received: at.parse().map_err(bad_column(3))?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The publication an operator's last rollback made, as its sequence number and corte
+    /// id: the site of an earlier corte published again, or a package that had not been
+    /// published (older, held, set aside) published then.
+    pub(crate) fn last_rollback(&self) -> Result<Option<(i64, String)>> {
+        let conn = self.conn();
+        let last: Option<(Option<String>, String)> = conn
+            .query_row(
+                "SELECT package, detail FROM events WHERE kind = 'rollback'
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((package, detail)) = last else {
+            return Ok(None);
+        };
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+        let Some(corte) = detail["corte"].as_str() else {
+            return Ok(None);
+        };
+        // A rollback to a published corte is a publication of its own, named in the event;
+        // an unpublished package is published as any other, just before its event.
+        let seq = match detail["seq"].as_i64() {
+            Some(seq) => Some(seq),
+            None => conn.query_row(
+                "SELECT max(seq) FROM publications WHERE package = ?1",
+                [package],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(seq.map(|seq| (seq, corte.to_owned())))
     }
 
     /// The packages whose processing began and never ended: a crash interrupted them.

@@ -26,6 +26,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod feed;
 mod hash;
 mod http;
 mod intake;

@@ -18,7 +18,7 @@
 //! 304 each.
 //!
 //! # Guarantees
-//! - Nobody waits on a cache: the purge runs as a task of its own, told of changes by the
+//! - Nobody waits on a cache: the purge runs in the background, told of changes by the
 //!   live site ([`crate::site::Live::swaps`]) and the gate
 //!   ([`crate::http::gate::Gate::notice_changes`]); neither the
 //!   publisher nor a visitor's request waits for it. Changes that come while a cache's
@@ -155,7 +155,7 @@ impl Purger {
     pub(crate) async fn run(
         self,
         swaps: watch::Receiver<Option<i64>>,
-        notices: watch::Receiver<()>,
+        notices: watch::Receiver<u64>,
         stop: watch::Receiver<bool>,
     ) {
         let followed = self
@@ -170,7 +170,7 @@ impl Purger {
         &self,
         url: &Url,
         mut swaps: watch::Receiver<Option<i64>>,
-        mut notices: watch::Receiver<()>,
+        mut notices: watch::Receiver<u64>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut failing = None;

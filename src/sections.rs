@@ -40,7 +40,7 @@ pub(crate) struct Sections {
     pub(crate) summary: SummarySettings,
     /// The embedded SFTP server, when `sftp_listen` is set.
     pub(crate) sftp: Option<SftpSettings>,
-    /// HTTPS pull, when `pull_url` is set.
+    /// HTTPS pull, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<PullSettings>,
     /// The names the admin listener answers to besides its address.
     pub(crate) admin_hosts: Vec<String>,
@@ -126,6 +126,11 @@ mod tests {
                 "purge_url",
                 toml::Value::from(vec!["http://10.0.0.5:6081/prep/"]),
             ),
+            (
+                "replica_of",
+                toml::Value::from("https://10.0.0.1:9443/?t=1"),
+            ),
+            ("feed_listen", toml::Value::from(vec!["10.0.0.1"])),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);

@@ -2,8 +2,9 @@
 //!
 //! Order matters and is part of the guarantees of [`crate::publisher`]: the data folder's
 //! lock is taken ([`crate::store`]: a second server on the same folder stops here), the live
-//! site is rebuilt from the archive and journal, the listeners are bound (so a busy port stops the
-//! program before anything else happens), and only then is the publisher started (it first
+//! site is rebuilt from the archive and journal, the listeners (public, admin, replication
+//! feed) are bound (so a busy port stops the program before anything else happens), and only
+//! then is the publisher started (it first
 //! takes again, or sets aside, what a crash interrupted, and removes expired rejected
 //! packages, hourly after that) and the intake folder watched.
 //!
@@ -21,7 +22,7 @@
 //! requests get ten seconds). A second signal cuts the wait short.
 //!
 //! With `purge_url` set, the caches in front are purged after each corte made live and each
-//! change of the notice ([`crate::purge`]), by a task that nothing waits for.
+//! change of the notice ([`crate::purge`]), in the background: nothing waits for it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,12 +35,14 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
+use crate::config::FeedSettings;
+use crate::feed::{self, Feed};
 use crate::http::gate::Gate;
 use crate::http::health::{self, Health};
 use crate::http::limits::{self, Limits};
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
-use crate::intake::pull::Puller;
+use crate::intake::pull::{Puller, Replica};
 use crate::intake::sftp::{self, SftpServer};
 use crate::intake::{self, WatchRules};
 use crate::journal::{EventKind, Journal};
@@ -140,6 +143,30 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         tracing::info!(address = %l.local_addr()?, "health check listener ready");
         health_listeners.push(l);
     }
+    let mut feed_listeners = Vec::new();
+    for addr in config.feed.iter().flat_map(|f| &f.listen) {
+        let l = http::listen(*addr).with_context(|| {
+            format!("cannot listen on {addr} (setting `feed_listen`): is another server using it?")
+        })?;
+        let https = config.feed.as_ref().is_some_and(|f| f.tls.is_some());
+        tracing::info!(address = %l.local_addr()?, https, "replication feed ready");
+        feed_listeners.push(l);
+    }
+    // Its certificate and client authority are read now: a file that does not load stops
+    // the start.
+    let feed_tls = match &config.feed {
+        Some(FeedSettings {
+            tls: Some((cert, key)),
+            client_ca,
+            ..
+        }) => Some(
+            Tls::with_client_ca(cert, key, client_ca.as_deref()).context(
+                "cannot serve the replication feed over HTTPS (settings `tls_cert`, `tls_key`, \
+                 `feed_client_ca`)",
+            )?,
+        ),
+        _ => None,
+    };
     let sftp_listener = match &sections.sftp {
         Some(settings) => Some(sftp::open(settings).await?),
         None => None,
@@ -150,11 +177,28 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
 
     let Running {
         handle: to_publisher,
+        decided,
         died,
     } = publisher
         .spawn()
         .context("cannot start the publisher thread")?;
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(
+        config.replica_of.is_some(),
+        sections.health.as_ref().map(|h| h.max_lag).unwrap_or_default(),
+    ));
+    let start_text = config
+        .publish_start
+        .map(|t| {
+            t.to_zoned_datetime(config.timezone.clone())
+                .strftime("%d/%m/%Y a las %H:%M (%Z)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let notice = store.journal.current_notice()?;
+    if let Some(text) = &notice {
+        tracing::warn!(%text, "the institute's notice is in force: results are not shown");
+    }
+    let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     // Its token, certificate and authorities are read now: a missing file stops the start.
     let puller = match &sections.pull {
         Some(settings) => Some(Arc::new(Puller::new(
@@ -163,6 +207,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             sections.package.limits.max_package_bytes,
             to_publisher.clone(),
             store.journal.clone(),
+            Replica {
+                gate: gate.clone(),
+                health: health.clone(),
+                live: live.clone(),
+            },
         )?)),
         None => None,
     };
@@ -190,19 +239,6 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         stop_rx.clone(),
     )
     .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
-    let start_text = config
-        .publish_start
-        .map(|t| {
-            t.to_zoned_datetime(config.timezone.clone())
-                .strftime("%d/%m/%Y a las %H:%M (%Z)")
-                .to_string()
-        })
-        .unwrap_or_default();
-    let notice = store.journal.current_notice()?;
-    if let Some(text) = &notice {
-        tracing::warn!(%text, "the institute's notice is in force: results are not shown");
-    }
-    let gate = Arc::new(Gate::new(config.publish_start, start_text, notice));
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());
@@ -227,7 +263,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         tmp_dir: store.layout.tmp(),
         max_package_bytes: sections.package.limits.max_package_bytes,
         max_site_bytes: sections.site.max_bytes,
-        gate,
+        gate: gate.clone(),
         publish_start: config.publish_start,
         publish_end: config.publish_end,
         update_interval: config.update_interval,
@@ -311,6 +347,37 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         move |_peer, req| admin::handle(admin.clone(), req),
         stop_rx.clone(),
     ));
+    if let Some(settings) = &config.feed {
+        let feed = Feed::new(
+            settings,
+            feed::Sources {
+                live: live.clone(),
+                journal: store.journal.clone(),
+                archive: store.archive.clone(),
+                gate,
+                decided,
+                stop: stop_rx.clone(),
+            },
+        );
+        for listener in feed_listeners {
+            let feed = feed.clone();
+            tasks.spawn(http::serve(
+                listener,
+                ConnectionRules {
+                    limits: None,
+                    tls: feed_tls.clone(),
+                    header_timeout: sections.http.header_timeout,
+                    send_timeout: sections.http.send_timeout,
+                    max_header_bytes,
+                },
+                move |peer, req| feed::handle(feed.clone(), peer, req),
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(tls) = feed_tls {
+            tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
+        }
+    }
     let rules = WatchRules {
         dir: config.watch_dir.clone(),
         settle: config.settle,

@@ -32,13 +32,6 @@ fn assert_not_stored(r: &Response, what: &str) {
     assert_dated(r, what);
 }
 
-/// The health listener's address, from the server's log.
-fn health_url(server: &Server) -> String {
-    let addr = logged_address(&server.log(), &["health check listener ready"])
-        .expect("the health listener reports its address");
-    format!("http://{addr}/health")
-}
-
 #[test]
 fn files_revalidate_by_etag_and_errors_are_never_stored() {
     let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"

@@ -23,6 +23,7 @@ mod origin;
 mod packages;
 mod publish;
 mod pull;
+mod replica;
 mod serve;
 mod sftp;
 mod simulate;

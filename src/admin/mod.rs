@@ -55,7 +55,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use jiff::Timestamp;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Invalid};
@@ -105,7 +104,7 @@ pub(crate) struct Admin {
     pub(crate) limits: Arc<Limits>,
     /// The public listeners' request counters.
     pub(crate) metrics: Arc<Metrics>,
-    /// The HTTPS pull's state per URL, when `pull_url` is set.
+    /// The HTTPS pull's state per URL, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<Arc<crate::intake::pull::Board>>,
     /// Whether the publisher runs.
     pub(crate) health: Arc<Health>,
@@ -357,14 +356,10 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 fn authorised(admin: &Admin, headers: &HeaderMap) -> bool {
-    let Some(token) = &admin.token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+    admin
+        .token
+        .as_ref()
+        .is_none_or(|token| crate::http::bearer_is(headers, token))
 }
 
 /// Prometheus metrics.

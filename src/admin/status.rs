@@ -40,7 +40,7 @@ pub(crate) struct Status {
     pub(crate) connections_evicted: u64,
     /// Connections refused at the cap.
     pub(crate) connections_refused: u64,
-    /// Each pulled URL, when `pull_url` is set.
+    /// Each pulled URL, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<Vec<UrlState>>,
     /// This program's version.
     pub(crate) version: &'static str,

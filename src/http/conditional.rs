@@ -78,6 +78,12 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
     }
 }
 
+/// Whether the request's `If-None-Match` names `etag` (weak comparison, or `*`): the
+/// client's copy is current.
+pub(crate) fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    text(headers, header::IF_NONE_MATCH).is_some_and(|list| etag_list_matches(list, etag, false))
+}
+
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers
         .get(name)

@@ -11,7 +11,8 @@
 //!   validators (invariant 5). Its pages carry no ETag of a result and `Cache-Control:
 //!   no-store` (as every [`page`] does), so no cache keeps them past the gate's change.
 //! - Every change of the notice is announced to every [`Gate::notice_changes`] receiver
-//!   once it is in force (the purge of caches in front).
+//!   once it is in force: the purge of caches in front, and the replication feed's
+//!   long-polls, never wait for a poll.
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -28,8 +29,8 @@ pub(crate) struct Gate {
     start_text: String,
     /// The institute's notice, when it has suspended the difusor.
     notice: ArcSwapOption<String>,
-    /// Sent after each change of the notice.
-    notice_changed: watch::Sender<()>,
+    /// How many times the notice has changed since the start.
+    notice_changed: watch::Sender<u64>,
 }
 
 impl Gate {
@@ -43,7 +44,7 @@ impl Gate {
             start,
             start_text,
             notice: ArcSwapOption::from_pointee(notice),
-            notice_changed: watch::Sender::new(()),
+            notice_changed: watch::Sender::new(0),
         }
     }
 
@@ -84,11 +85,11 @@ impl Gate {
     /// [`Gate::notice_changes`] receiver.
     pub(crate) fn set_notice(&self, notice: Option<String>) {
         self.notice.store(notice.map(std::sync::Arc::new));
-        self.notice_changed.send_replace(());
+        self.notice_changed.send_modify(|n| *n += 1);
     }
 
     /// A receiver told of every change of the notice from now on.
-    pub(crate) fn notice_changes(&self) -> watch::Receiver<()> {
+    pub(crate) fn notice_changes(&self) -> watch::Receiver<u64> {
         self.notice_changed.subscribe()
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! [`Health`] is the one place that says whether this node should get visitors. What bears
 //! on it is written there by whoever learns it: `serve` records that the publisher thread
-//! died and that the node is draining; the live corte is read from the live site. The admin
+//! died and that the node is draining; a replica's follower of its primary's state
+//! (`replica_of`) records the corte the primary serves; the live corte is read from the live
+//! site. The admin
 //! listener's `/health` and `/status` and this listener read it.
 //!
 //! The listener is for HAProxy's `option httpchk` (or any load balancer): plain HTTP, meant
 //! for a private network, answering `GET` and `HEAD /health`:
-//! - 200 `{"serving": true, "corte": "<id>"}` when a corte is live, the publisher runs and
-//!   the node is not draining;
+//! - 200 `{"serving": true, "corte": "<id>"}` when a corte is live, the publisher runs, the
+//!   node is not draining and, on a replica, it serves the corte its primary announced (it
+//!   has since it started, and is not behind a newer one for more than `health_max_lag`);
 //! - 503 `{"serving": false, "reason": "<plain words>"}` otherwise (`draining` once the
 //!   server was asked to stop).
 //!
@@ -22,12 +25,15 @@
 //!   [`MAX_PER_ADDRESS`] per address (the oldest idle one gives way), a request head within
 //!   [`HEADER_TIMEOUT`] and [`MAX_HEAD_BYTES`].
 //! - Draining, once begun, is for good: the process stops after `drain_time`.
+//! - A replica that started (or restarted) behind its primary gets no visitor before it has
+//!   caught up once: the load balancer never sends a visitor to a corte older than the one
+//!   the other nodes serve, except within `health_max_lag` of a new corte.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -56,6 +62,8 @@ pub(crate) struct HealthSettings {
     pub(crate) listen: Vec<SocketAddr>,
     /// How long the public listeners go on serving once draining began (`drain_time`).
     pub(crate) drain_time: Duration,
+    /// How long a replica may serve another corte than its primary's (`health_max_lag`).
+    pub(crate) max_lag: Duration,
 }
 
 impl HealthSettings {
@@ -63,14 +71,18 @@ impl HealthSettings {
     /// `health_max_lag` are checked either way, so that a bad value stops any start.
     pub(crate) fn from_config(config: &Config) -> Result<Option<Self>, Invalid> {
         let s = &config.settings;
-        positive_duration("health_max_lag", &s.health_max_lag, "5s")?;
+        let max_lag = positive_duration("health_max_lag", &s.health_max_lag, "5s")?;
         let drain_time = duration("drain_time", &s.drain_time)?.unsigned_abs();
         let listen = s
             .health_listen
             .iter()
             .map(|a| socket_addr("health_listen", a))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((!listen.is_empty()).then_some(Self { listen, drain_time }))
+        Ok((!listen.is_empty()).then_some(Self {
+            listen,
+            drain_time,
+            max_lag,
+        }))
     }
 }
 
@@ -81,9 +93,67 @@ pub(crate) struct Health {
     publisher_stopped: OnceLock<String>,
     /// Whether the server was asked to stop and is letting the load balancer move visitors.
     draining: AtomicBool,
+    /// Whether this node is a replica, whose primary's state it must have heard.
+    replica: bool,
+    /// Whether the primary's state has been heard since the start.
+    heard: AtomicBool,
+    /// How long a replica may serve another corte than its primary's.
+    max_lag: Duration,
+    /// The corte the primary serves, as its feed last said, and since when this node knows.
+    announced: Mutex<Option<(String, Instant)>>,
+    /// Whether this node has served its primary's corte since it started.
+    caught_up: AtomicBool,
 }
 
 impl Health {
+    /// A node's health; a `replica` gets no visitors before it has heard from its primary,
+    /// and is allowed `max_lag` behind its primary's new cortes.
+    pub(crate) fn new(replica: bool, max_lag: Duration) -> Self {
+        Self {
+            replica,
+            max_lag,
+            ..Self::default()
+        }
+    }
+
+    /// Records the corte the primary serves (`None`: none yet), as its feed says now.
+    pub(crate) fn announce(&self, corte: Option<&str>) {
+        self.heard.store(true, Ordering::Relaxed);
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if announced.as_ref().map(|(c, _)| c.as_str()) != corte {
+            *announced = corte.map(|c| (c.to_owned(), Instant::now()));
+        }
+    }
+
+    /// Why this node, serving `live`, is not in step with its primary, if it is not.
+    fn behind(&self, live: &str) -> Option<String> {
+        if self.replica && !self.heard.load(Ordering::Relaxed) {
+            return Some(format!(
+                "catching up: serving corte {live}, its primary's state not read yet"
+            ));
+        }
+        let announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        let (wanted, since) = announced.as_ref()?;
+        if wanted == live {
+            self.caught_up.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let waited = since.elapsed();
+        if !self.caught_up.load(Ordering::Relaxed) {
+            Some(format!(
+                "catching up: serving corte {live}, its primary serves {wanted}"
+            ))
+        } else if waited > self.max_lag {
+            Some(format!(
+                "behind its primary: serving corte {live}, the primary has served {wanted} for \
+                 {} s",
+                waited.as_secs()
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Records that the publisher thread ended unexpectedly, and why.
     pub(crate) fn publisher_died(&self, why: String) {
         let _ = self.publisher_stopped.set(why);
@@ -107,10 +177,15 @@ impl Health {
         if let Some(why) = self.publisher_error() {
             return Err(format!("the publisher stopped: {why}"));
         }
-        live.load()
+        let corte = live
+            .load()
             .corte()
             .map(|c| c.id.clone())
-            .ok_or_else(|| "no corte has been published yet".to_owned())
+            .ok_or_else(|| "no corte has been published yet".to_owned())?;
+        match self.behind(&corte) {
+            Some(why) => Err(why),
+            None => Ok(corte),
+        }
     }
 }
 
@@ -190,5 +265,24 @@ mod tests {
         );
         health.drain();
         assert_eq!(health.verdict(&live), Err("draining".to_owned()));
+    }
+
+    #[test]
+    fn a_replica_is_healthy_once_caught_up_and_then_within_its_lag() {
+        assert_eq!(Health::default().behind("a"), None, "not a replica");
+        let health = Health::new(true, Duration::from_millis(50));
+        assert!(health.behind("a").unwrap().starts_with("catching up"));
+        health.announce(None);
+        assert_eq!(health.behind("a"), None, "its primary serves nothing yet");
+        health.announce(Some("b"));
+        assert!(health.behind("a").unwrap().starts_with("catching up"));
+        assert_eq!(health.behind("b"), None);
+        health.announce(Some("c"));
+        assert_eq!(health.behind("b"), None, "within its lag of a new corte");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(health.behind("b").unwrap().starts_with("behind its primary"));
+        health.announce(Some("c"));
+        assert!(health.behind("b").is_some(), "the same announcement keeps its time");
+        assert_eq!(health.behind("c"), None);
     }
 }

@@ -110,6 +110,22 @@ pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time so
+/// that the time of a refusal tells nothing of the token.
+pub(crate) fn bearer_is(headers: &http::HeaderMap, token: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// Set on every request of a TLS connection whose client presented a certificate the
+/// listener's authority accepted ([`tls::Tls::with_client_ca`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CertifiedClient;
+
 /// How connections are held to account.
 #[derive(Clone)]
 pub(crate) struct ConnectionRules {
@@ -180,9 +196,14 @@ pub(crate) async fn serve<H, F>(
                     None => (None, Arc::new(Activity::new())),
                 };
                 let _ = stream.set_nodelay(true);
+                // Made once the connection is known: requests of a client that presented an
+                // accepted certificate say so.
                 let service = {
                     let (handler, activity) = (handler.clone(), activity.clone());
-                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                    move |certified: bool| hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        if certified {
+                            req.extensions_mut().insert(CertifiedClient);
+                        }
                         let busy = activity.begin();
                         let head = req.method() == Method::HEAD;
                         let fut = handler(peer, req);
@@ -198,7 +219,7 @@ pub(crate) async fn serve<H, F>(
                     let served = async {
                         match tls {
                             None => {
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                let conn = builder.serve_connection(TokioIo::new(stream), service(false));
                                 watcher.watch(conn.into_owned()).await
                             }
                             Some(acceptor) => {
@@ -213,7 +234,8 @@ pub(crate) async fn serve<H, F>(
                                     }
                                     Err(_) => return Ok(()), // too slow a handshake
                                 };
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                let certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                let conn = builder.serve_connection(TokioIo::new(stream), service(certified));
                                 watcher.watch(conn.into_owned()).await
                             }
                         }

@@ -6,6 +6,11 @@
 //! uses the new pair, connections already open keep theirs, and a pair that does not load is
 //! refused with the old one kept.
 //!
+//! A listener may also ask clients for a certificate ([`Tls::with_client_ca`], the
+//! replication feed's `feed_client_ca`): one that is presented must chain to that authority
+//! or the handshake fails; a client without one is let through, and its requests carry no
+//! [`super::CertifiedClient`], for the listener to refuse them or to ask for a token.
+//!
 //! # Guarantees
 //! - TLS is rustls only, with its safe defaults (TLS 1.2 and 1.3); no OpenSSL.
 //! - A key that does not match the certificate is refused when loading, not at the first
@@ -17,6 +22,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
@@ -35,6 +41,14 @@ pub(crate) enum TlsError {
     /// rustls refused the pair (a key that does not match, an unsupported key type).
     #[error("the certificate and key cannot be used together: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The authority of client certificates cannot be used.
+    #[error("{path}: cannot check client certificates against it: {why}")]
+    ClientCa {
+        /// The authority's file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// Making a self-signed pair failed.
     #[error("cannot make a self-signed certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
@@ -44,20 +58,34 @@ pub(crate) enum TlsError {
 pub(crate) struct Tls {
     cert: PathBuf,
     key: PathBuf,
+    /// The authority client certificates are checked against, if the listener asks for one.
+    client_ca: Option<PathBuf>,
     config: ArcSwap<ServerConfig>,
-    stamp: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    stamp: Mutex<Vec<Option<SystemTime>>>,
 }
 
 impl Tls {
     /// Loads the pair; fails with a message naming the file at fault.
     pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
-        let config = server_config(cert, key)?;
-        Ok(Arc::new(Self {
+        Self::with_client_ca(cert, key, None)
+    }
+
+    /// Loads the pair, asking clients for a certificate from `client_ca` when given (see the
+    /// module documentation); fails with a message naming the file at fault.
+    pub(crate) fn with_client_ca(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let tls = Self {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            config: ArcSwap::from_pointee(config),
-            stamp: Mutex::new(stamps(cert, key)),
-        }))
+            client_ca: client_ca.map(Path::to_owned),
+            config: ArcSwap::from_pointee(server_config(cert, key, client_ca)?),
+            stamp: Mutex::new(Vec::new()),
+        };
+        *tls.stamp.lock().unwrap_or_else(|p| p.into_inner()) = tls.stamps();
+        Ok(Arc::new(tls))
     }
 
     /// An acceptor with the current pair.
@@ -68,22 +96,27 @@ impl Tls {
     /// Loads the pair again if `forced` or if either file changed; returns whether a new
     /// pair is now in use. On failure the old pair stays.
     pub(crate) fn reload(&self, forced: bool) -> Result<bool, TlsError> {
-        let now = stamps(&self.cert, &self.key);
+        let now = self.stamps();
         let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if !forced && *stamp == now {
             return Ok(false);
         }
         *stamp = now;
         drop(stamp);
-        let config = server_config(&self.cert, &self.key)?;
+        let config = server_config(&self.cert, &self.key, self.client_ca.as_deref())?;
         self.config.store(Arc::new(config));
         Ok(true)
     }
-}
 
-fn stamps(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (m(cert), m(key))
+    /// The modification times of its files.
+    fn stamps(&self) -> Vec<Option<SystemTime>> {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| m(p))
+            .collect()
+    }
 }
 
 /// Every certificate in the PEM file at `path`; at least one.
@@ -113,15 +146,37 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Tl
     })
 }
 
-/// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1.
-fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1, checking the
+/// certificates clients present against `client_ca` when given.
+fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<ServerConfig, TlsError> {
     let chain = read_certificates(cert)?;
     let key_der = read_private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let refused = |why: String| TlsError::ClientCa {
+                path: path.to_owned(),
+                why,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in read_certificates(path)? {
+                roots.add(ca).map_err(|e| refused(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| refused(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -178,5 +233,29 @@ mod tests {
             "unchanged files are not reloaded"
         );
         assert!(tls.reload(true).unwrap());
+    }
+
+    #[test]
+    fn a_client_authority_is_read_with_the_pair_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(&dir.path().join("a")).unwrap();
+        let (ca, _) = self_signed(&dir.path().join("ca")).unwrap();
+        let tls = Tls::with_client_ca(&cert, &key, Some(&ca)).unwrap();
+        assert!(!tls.reload(false).unwrap());
+        let missing = dir.path().join("no-ca.pem");
+        let err = Tls::with_client_ca(&cert, &key, Some(&missing))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no-ca.pem"), "{err}");
+        // A change of the authority's file alone is picked up.
+        std::fs::write(&ca, std::fs::read(&cert).unwrap()).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&ca)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(tls.reload(false).unwrap());
     }
 }

@@ -65,7 +65,6 @@ mod ingest;
 mod rebuild;
 mod rollback;
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -73,13 +72,13 @@ use anyhow::{Context, anyhow};
 use jiff::{Timestamp, ZonedDateTime};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::archive::{Archive, ArchiveError, Stored};
 use crate::config::SiteMode;
 use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
-use crate::journal::{Build, EventKind, Journal, PackageState, Publication};
+use crate::journal::{Build, EventKind, Journal, PackageState, Publication, lineage};
 use crate::package::{
     self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName,
     PackageSettings, Policy, VerifiedPackage,
@@ -241,6 +240,9 @@ pub(crate) const FAULT_PANIC_NAME: &str = "fault-injection-panic-publisher.zip";
 pub(crate) struct Running {
     /// The way to it.
     pub(crate) handle: PublisherHandle,
+    /// How many times it has decided something (a package taken or refused, a rollback):
+    /// changed once the journal and the live site say what was decided.
+    pub(crate) decided: watch::Receiver<u64>,
     /// What stopped the thread, if it ended by a panic; closed without a value when it ended
     /// because its queue was closed (the server stopping).
     pub(crate) died: oneshot::Receiver<String>,
@@ -330,10 +332,12 @@ impl Publisher {
     pub(crate) fn spawn(self) -> std::io::Result<Running> {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
         let (died_tx, died) = oneshot::channel();
+        let (decided_tx, decided) = watch::channel(0);
         std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || {
-                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut rx)));
+                let ran =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut rx, &decided_tx)));
                 if let Err(panic) = ran {
                     let why = panic
                         .downcast_ref::<&str>()
@@ -345,24 +349,30 @@ impl Publisher {
             })?;
         Ok(Running {
             handle: PublisherHandle { queue: tx },
+            decided,
             died,
         })
     }
 
-    /// The thread's work, until its queue is closed.
-    fn serve(&self, rx: &mut mpsc::Receiver<Command>) {
+    /// The thread's work, until its queue is closed; `decided` is told after each decision.
+    fn serve(&self, rx: &mut mpsc::Receiver<Command>, decided: &watch::Sender<u64>) {
+        let told = |outcome: Outcome| {
+            decided.send_modify(|n| *n += 1);
+            outcome
+        };
         self.recover();
         self.expire_rejected();
+        decided.send_modify(|n| *n += 1);
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
                 Command::Ingest(received, reply) => {
-                    let _ = reply.send(self.handle(received));
+                    let _ = reply.send(told(self.handle(received)));
                 }
                 Command::Force(received, reply) => {
-                    let _ = reply.send(self.handle_forced(received));
+                    let _ = reply.send(told(self.handle_forced(received)));
                 }
                 Command::Rollback(corte, reply) => {
-                    let _ = reply.send(self.rollback(&corte));
+                    let _ = reply.send(told(self.rollback(&corte)));
                 }
                 Command::Expire => self.expire_rejected(),
             }

@@ -143,23 +143,7 @@ impl Publisher {
 
     /// The site as it was when publication `seq` went live.
     pub(super) fn site_at(&self, pubs: &[Publication], seq: i64) -> anyhow::Result<Site> {
-        let by_seq: HashMap<i64, &Publication> = pubs.iter().map(|p| (p.seq, p)).collect();
-        // Walk back to the first publication, collecting the packages applied on the way.
-        let mut steps = Vec::new();
-        let mut next = Some(seq);
-        while let Some(s) = next {
-            let p = by_seq
-                .get(&s)
-                .ok_or_else(|| anyhow!("publication {s} missing from the journal"))?;
-            if p.build != Build::Rollback {
-                steps.push(*p);
-            }
-            next = p.base;
-            if steps.len() > pubs.len() {
-                return Err(anyhow!("the journal's publications form a loop at {s}"));
-            }
-        }
-        steps.reverse();
+        let steps = lineage(pubs, seq)?;
         // Site files before the last replacing site package contribute nothing to the result.
         let last_replace = steps
             .iter()

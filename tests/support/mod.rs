@@ -250,9 +250,10 @@ pub struct Server {
     pub port: u16,
     /// The admin port (0 until the first start has reported it).
     pub admin_port: u16,
-    /// The HTTPS and SFTP ports, when `extra` asks for those listeners.
+    /// The HTTPS, SFTP and replication feed ports, when `extra` asks for those listeners.
     tls_port: Option<u16>,
     sftp_port: Option<u16>,
+    feed_port: Option<u16>,
     pub extra: Vec<String>,
     /// Limits the process runs under (`prlimit`), when the test sets any.
     pub limits: ProcessLimits,
@@ -301,6 +302,7 @@ impl Server {
             admin_port: 0,
             tls_port: None,
             sftp_port: None,
+            feed_port: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             limits,
             child: None,
@@ -335,12 +337,14 @@ impl Server {
                 a.extend([flag.into(), String::new()]);
             }
         }
-        // `--tls-listen 127.0.0.1:0` and `--sftp-listen 127.0.0.1:0` keep the port they got.
+        // `--tls-listen 127.0.0.1:0`, `--sftp-listen 127.0.0.1:0` and `--feed-listen
+        // 127.0.0.1:0` keep the port they got.
         let mut previous: Option<&str> = None;
         for e in &self.extra {
             let learned = match previous {
                 Some("--tls-listen") => self.tls_port,
                 Some("--sftp-listen") => self.sftp_port,
+                Some("--feed-listen") => self.feed_port,
                 _ => None,
             };
             a.push(match learned {
@@ -362,6 +366,11 @@ impl Server {
         self.sftp_port.expect("started with --sftp-listen")
     }
 
+    /// The replication feed's port, for a server started with `--feed-listen 127.0.0.1:0`.
+    pub fn feed_port(&self) -> u16 {
+        self.feed_port.expect("started with --feed-listen")
+    }
+
     /// Reads the ports this start's listeners report in the log; whether every listener
     /// the flags ask for has reported.
     fn read_ports(&mut self) -> bool {
@@ -369,11 +378,13 @@ impl Server {
         let log = log.get(self.log_from..).unwrap_or_default();
         let wants = |flag: &str| self.extra.iter().any(|e| e == flag);
         let (wants_tls, wants_sftp) = (wants("--tls-listen"), wants("--sftp-listen"));
+        let wants_feed = wants("--feed-listen");
         let port = |needles: &[&str]| logged_address(log, needles).map(|a| a.port());
         let public = port(&["serving the public site", "https=false"]);
         let admin = port(&["admin listener ready"]);
         let tls = port(&["serving the public site", "https=true"]);
         let sftp = port(&["SFTP intake ready"]);
+        let feed = port(&["replication feed ready"]);
         if let (Some(public), Some(admin)) = (public, admin) {
             (self.port, self.admin_port) = (public, admin);
         }
@@ -383,10 +394,14 @@ impl Server {
         if sftp.is_some() {
             self.sftp_port = sftp;
         }
+        if feed.is_some() {
+            self.feed_port = feed;
+        }
         public.is_some()
             && admin.is_some()
             && (!wants_tls || tls.is_some())
             && (!wants_sftp || sftp.is_some())
+            && (!wants_feed || feed.is_some())
     }
 
     fn spawn(&mut self) {
@@ -822,6 +837,13 @@ pub fn test_seed() -> u64 {
     seed
 }
 
+/// The load balancer's health check URL (`--health-listen`), from the server's log.
+pub fn health_url(server: &Server) -> String {
+    let addr = logged_address(&server.log(), &["health check listener ready"])
+        .expect("the health listener reports its address");
+    format!("http://{addr}/health")
+}
+
 /// The SHA-256 of `bytes` as 64 lowercase hex digits, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -907,6 +929,57 @@ pub fn ssh_keygen(path: &Path) {
         .output()
         .expect("ssh-keygen (apt-get install -y openssh-client)");
     assert!(out.status.success(), "{out:?}");
+}
+
+/// A certificate authority, a server certificate for 127.0.0.1 and a client certificate,
+/// both issued by it: for services that check certificates against an authority of their
+/// own (an institute's, a cluster's).
+pub struct Pki {
+    /// The authority's certificate, PEM.
+    pub ca_pem: String,
+    /// The authority's certificate, DER.
+    pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    /// The server's chain and key, DER.
+    pub server: (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    /// The server's certificate and key, PEM.
+    pub server_pem: (String, String),
+    /// The client's certificate and key, PEM.
+    pub client_pem: (String, String),
+}
+
+/// A new [`Pki`].
+pub fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Instituto de prueba CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["difusor".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server: (
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        ),
+        server_pem: (server_cert.pem(), server_key.serialize_pem()),
+        client_pem: (client_cert.pem(), client_key.serialize_pem()),
+    }
 }
 
 /// `difusor init --self-signed --dir DIR`: a certificate for localhost and 127.0.0.1, and its

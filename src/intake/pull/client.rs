@@ -41,7 +41,11 @@ impl Client {
         if let Some(token) = bearer(&settings.tls)? {
             headers.insert(header::AUTHORIZATION, token);
         }
-        let https_only = settings.urls.iter().all(|u| u.scheme() == "https");
+        let https_only = settings
+            .urls
+            .iter()
+            .chain(&settings.feed)
+            .all(|u| u.scheme() == "https");
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .default_headers(headers)

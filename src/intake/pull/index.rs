@@ -10,8 +10,9 @@
 //!   leading dot is ignored, so every fetched address is a direct child of the index.
 //! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries.
 //! - Every package it lists is fetched in name order (names start with the corte time, so
-//!   that is the order of cortes), with `<name>.sha256` and `<name>.minisig` when the index
-//!   lists them; evidence files are never fetched as packages.
+//!   that is the order of cortes), or, from a primary's feed, in the order listed; with
+//!   `<name>.sha256` and `<name>.minisig` when the index lists them. Evidence files are never
+//!   fetched as packages.
 
 use std::collections::HashSet;
 
@@ -43,6 +44,16 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// The order an index's packages are taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// By name: an institute's names start with the corte time, so this is corte order.
+    Name,
+    /// As listed: a primary's feed lists its live corte's packages first, then the rest in
+    /// the order it received them.
+    Listed,
+}
 
 /// One entry of an index, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,11 +148,12 @@ pub(crate) fn last_segment(url: &Url) -> Option<PackageName> {
     PackageName::new(&name)
 }
 
-/// The packages `listing` lists (not their evidence), in name order: names start with the
-/// corte time, so that is the order of cortes.
-pub(super) fn packages(listing: &[Listed]) -> Vec<&Listed> {
+/// The packages `listing` lists (not their evidence), in `order`.
+pub(super) fn packages(listing: &[Listed], order: Order) -> Vec<&Listed> {
     let mut packages: Vec<&Listed> = listing.iter().filter(|e| !is_evidence(&e.name)).collect();
-    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    if order == Order::Name {
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     packages
 }
 
@@ -170,7 +182,7 @@ pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Opti
 pub(crate) fn latest(index: &Url, body: &[u8]) -> Result<Option<(PackageName, Url)>, String> {
     let listing = parse_index(body)?;
     let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
-    Ok(packages(&listing)
+    Ok(packages(&listing, Order::Name)
         .last()
         .and_then(|entry| target(index, entry, &names))
         .map(|t| (t.name, t.url)))
@@ -202,6 +214,21 @@ mod tests {
         );
         assert!(parse_index(b"[{\"nombre\": 1}]").is_err());
         assert!(parse_index(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn packages_are_taken_by_name_or_as_listed() {
+        let listing =
+            parse_index(br#"["b.zip", "b.zip.sha256", "a.zip", "c.zip", "a.zip.minisig"]"#)
+                .unwrap();
+        let names = |order| -> Vec<&str> {
+            packages(&listing, order)
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect()
+        };
+        assert_eq!(names(Order::Name), ["a.zip", "b.zip", "c.zip"]);
+        assert_eq!(names(Order::Listed), ["b.zip", "a.zip", "c.zip"]);
     }
 
     #[test]

@@ -5,32 +5,42 @@
 //! - a URL ending in `/` is an **index** ([`index`]): every package it lists is fetched once,
 //!   in name order, with its evidence when the index lists it. A listed package whose size or
 //!   time changes is looked at again.
+//! - a replica's primary feed (`<replica_of>packages/`) is an index taken in the order it
+//!   lists (the primary's live corte first), asked again as soon as it answers: the feed
+//!   holds a request until its listing changes (long-poll), so a new package arrives at once.
+//!   Polls start at least [`FOLLOW_GAP`] apart.
+//! - a replica's primary state (`<replica_of>state`) is long-polled the same way, and the
+//!   notice, rollbacks and live corte it announces are applied here ([`follow`]).
 //! - any other URL is **one package that changes** (a "latest" address), fetched when it
 //!   changes ([`fetch`]).
 //!
 //! This module is the poll loop; [`fetch`] downloads and hands packages over, [`index`] reads
-//! indexes, [`client`] is the HTTP client and how it reads bodies.
+//! indexes, [`follow`] applies a primary's state, [`client`] is the HTTP client and how it
+//! reads bodies.
 //!
 //! # Guarantees
-//! - A URL that fails is polled again after a wait that doubles from `pull_interval` up to
-//!   `pull_max_backoff`. The journal gets one `pull-error` when a URL starts failing and one
-//!   `pull-recovered` when it works again, never one entry per attempt.
+//! - A URL that fails (the feed too) is polled again after a wait that doubles from
+//!   `pull_interval` up to `pull_max_backoff`. The journal gets one `pull-error` when a URL
+//!   starts failing and one `pull-recovered` when it works again, never one entry per
+//!   attempt.
 //! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
 //!   last success, packages handed over, and while it fails, since when, how often and why.
 
 mod client;
 mod fetch;
+mod follow;
 mod index;
 mod settings;
 
 pub(crate) use client::{bearer, read_small, tls_config, transport_reason};
+pub(crate) use follow::Replica;
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use reqwest::{StatusCode, Url};
@@ -42,7 +52,13 @@ use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};
 use client::{Client, Validators};
 use fetch::ATTEMPTS;
-use index::Listed;
+use follow::State;
+use index::{Listed, Order};
+
+/// The shortest time between the starts of two polls of a primary's feed: a feed that
+/// answers at once (a listing that keeps changing, a feed that does not hold) is not asked
+/// more than ten times a second.
+const FOLLOW_GAP: Duration = Duration::from_millis(100);
 
 /// Why one poll of a URL failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +126,22 @@ pub(crate) enum PullError {
         /// The failure.
         source: std::io::Error,
     },
+    /// A primary's state that is not the feed's.
+    #[error("{url}: the primary's state cannot be read: {why}")]
+    State {
+        /// The state's address.
+        url: Url,
+        /// What is wrong.
+        why: String,
+    },
+    /// What the primary's state says could not be done here (this machine's fault).
+    #[error("cannot apply the primary's {what}: {error}")]
+    Apply {
+        /// The notice or a rollback.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
     /// The publisher could not take it (this machine's fault); it is fetched again.
     #[error("{name}: not taken: {error}")]
     NotTaken {
@@ -131,7 +163,7 @@ impl PullError {
     fn fault(&self) -> Fault {
         match self {
             Self::Request { .. } => Fault::Transport,
-            Self::Io { .. } | Self::NotTaken { .. } => Fault::Ours,
+            Self::Io { .. } | Self::NotTaken { .. } | Self::Apply { .. } => Fault::Ours,
             _ => Fault::Sender,
         }
     }
@@ -146,19 +178,28 @@ pub(crate) struct Puller {
     max_package_bytes: u64,
     publisher: PublisherHandle,
     journal: Arc<Journal>,
+    /// What a replica applies of its primary's state (with `replica_of`).
+    replica: Option<Replica>,
 }
 
 impl Puller {
     /// Builds the HTTPS client (reading the token, client certificate and authorities the
-    /// settings name) for pulls into the publisher's queue.
+    /// settings name) for pulls into the publisher's queue; a replica's primary state is
+    /// applied through `replica`.
     pub(crate) fn new(
         settings: PullSettings,
         tmp_dir: PathBuf,
         max_package_bytes: u64,
         publisher: PublisherHandle,
         journal: Arc<Journal>,
+        replica: Replica,
     ) -> anyhow::Result<Self> {
-        if settings.urls.iter().any(|u| u.scheme() == "http") {
+        if settings
+            .urls
+            .iter()
+            .chain(&settings.feed)
+            .any(|u| u.scheme() == "http")
+        {
             tracing::warn!(
                 "a `pull_url` is plain http: anyone on the way can change what arrives; only \
                  the evidence (sidecar, signature) protects those packages"
@@ -167,17 +208,24 @@ impl Puller {
         Ok(Self {
             client: Client::new(&settings)?,
             board: Arc::new(Board::default()),
-            settings,
             tmp_dir,
             max_package_bytes,
+            replica: settings.state.is_some().then_some(replica),
+            settings,
             publisher,
             journal,
         })
     }
 
-    /// The URLs to poll.
+    /// The URLs to poll, the primary's feed and state last.
     pub(crate) fn urls(&self) -> Vec<Url> {
-        self.settings.urls.clone()
+        self.settings
+            .urls
+            .iter()
+            .chain(&self.settings.feed)
+            .chain(&self.settings.state)
+            .cloned()
+            .collect()
     }
 
     /// Each URL's state, for operators.
@@ -185,17 +233,34 @@ impl Puller {
         self.board.clone()
     }
 
-    /// Polls `url` until `shutdown`, backing off while it fails.
+    /// Polls `url` until `shutdown`, backing off while it fails; the primary's feed is asked
+    /// again as soon as it answers ([`FOLLOW_GAP`] apart).
     pub(crate) async fn run(self: Arc<Self>, url: Url, mut shutdown: watch::Receiver<bool>) {
-        let mut source = Source::new(url);
+        let state = self.settings.state.as_ref() == Some(&url);
+        let follow = state || self.settings.feed.as_ref() == Some(&url);
+        let mut source = Source::new(url, if follow { Order::Listed } else { Order::Name });
+        // The state's follower is woken by each corte made live here, to apply it again.
+        let mut swaps = match &self.replica {
+            Some(replica) if state => {
+                source.state = Some(None);
+                Some(replica.live.swaps())
+            }
+            _ => None,
+        };
         let mut streak: Option<Streak> = None;
         loop {
+            let started = Instant::now();
             let result = tokio::select! {
                 r = self.poll(&mut source) => r,
+                _ = swapped(swaps.as_mut()) => Ok(()),
                 _ = shutdown.changed() => return,
             };
             let error = result.err().map(|e| (e.to_string(), e.fault()));
-            let wait = self.count(&source.url, &mut streak, error.as_ref());
+            let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
+                Some(backoff) => backoff,
+                None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                None => self.settings.interval,
+            };
             let error = error.map(|(text, _)| text);
             self.board
                 .update(&source, streak.as_ref(), error.as_deref());
@@ -208,13 +273,13 @@ impl Puller {
 
     /// Counts a poll of `url` that ended with `error` (and whose fault it was), if any, into
     /// the run of failures, journaling where a run begins and ends; returns the wait before
-    /// the next poll.
+    /// the next poll after a failure, `None` after a success.
     fn count(
         &self,
         url: &Url,
         streak: &mut Option<Streak>,
         error: Option<&(String, Fault)>,
-    ) -> Duration {
+    ) -> Option<Duration> {
         let Some((error, fault)) = error else {
             if let Some(s) = streak.take() {
                 tracing::info!(%url, failures = s.failures, "pull works again");
@@ -224,7 +289,7 @@ impl Puller {
                            "since": s.since.to_string()}),
                 );
             }
-            return self.settings.interval;
+            return None;
         };
         let failures = match streak {
             Some(s) => {
@@ -245,7 +310,11 @@ impl Puller {
                 1
             }
         };
-        backoff(self.settings.interval, self.settings.max_backoff, failures)
+        Some(backoff(
+            self.settings.interval,
+            self.settings.max_backoff,
+            failures,
+        ))
     }
 
     /// Records an event; a journal that cannot be written is reported, not fatal here.
@@ -257,7 +326,9 @@ impl Puller {
 
     /// One look at a source.
     async fn poll(&self, source: &mut Source) -> Result<(), PullError> {
-        if source.url.path().ends_with('/') {
+        if source.state.is_some() {
+            self.poll_state(source).await
+        } else if source.url.path().ends_with('/') {
             self.poll_index(source).await
         } else {
             self.poll_package(source).await
@@ -268,22 +339,40 @@ impl Puller {
 /// What is polled, and what is known of it.
 struct Source {
     url: Url,
+    /// The order its index's packages are taken in.
+    order: Order,
     /// Validators of the last complete look.
     validators: Validators,
     /// Index entries handed over (or found already received), as listed then.
     taken: HashMap<String, Listed>,
     /// Packages handed to the publisher since the start.
     handed: u64,
+    /// For a primary's state: the last one read, once one was.
+    state: Option<Option<State>>,
 }
 
 impl Source {
-    fn new(url: Url) -> Self {
+    fn new(url: Url, order: Order) -> Self {
         Self {
             url,
+            order,
             validators: Validators::default(),
             taken: HashMap::new(),
             handed: 0,
+            state: None,
         }
+    }
+}
+
+/// Waits for the next corte made live, when there is a receiver; for ever otherwise.
+async fn swapped(swaps: Option<&mut watch::Receiver<Option<i64>>>) {
+    match swaps {
+        Some(swaps) => {
+            if swaps.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -3,26 +3,45 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, Invalid, positive_duration};
+use crate::config::{Config, Invalid, positive_duration, service_url};
 
 impl PullSettings {
-    /// The HTTPS pull's settings, when `pull_url` is set. The files it names are read when
-    /// the server starts, so a missing one stops it with the setting's name.
+    /// The HTTPS pull's settings, when `pull_url` or `replica_of` is set. The files it names
+    /// are read when the server starts, so a missing one stops it with the setting's name.
     pub(crate) fn from_config(config: &Config) -> Result<Option<Self>, Invalid> {
         let s = &config.settings;
-        if s.pull_url.is_empty() {
+        // A replica pulls its primary's feed like one more address.
+        let feed = config
+            .replica_of
+            .as_ref()
+            .map(|base| {
+                base.join("packages/")
+                    .map_err(|e| Invalid::new("replica_of", format!("{base}: {e}")))
+            })
+            .transpose()?;
+        let state = config
+            .replica_of
+            .as_ref()
+            .map(|base| {
+                base.join("state")
+                    .map_err(|e| Invalid::new("replica_of", format!("{base}: {e}")))
+            })
+            .transpose()?;
+        if s.pull_url.is_empty() && feed.is_none() {
             return Ok(None);
         }
         let urls = s
             .pull_url
             .iter()
-            .map(|u| pull_url(u))
+            .map(|u| service_url("pull_url", u))
             .collect::<Result<Vec<_>, _>>()?;
         let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
         let max_backoff =
             positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
         Ok(Some(Self {
             urls,
+            feed,
+            state,
             interval,
             timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
             stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
@@ -58,37 +77,16 @@ impl ClientTls {
     }
 }
 
-/// One of `pull_url`: an http(s) URL with a host and nothing secret in it.
-fn pull_url(u: &str) -> Result<reqwest::Url, Invalid> {
-    let url = reqwest::Url::parse(u).map_err(|e| {
-        Invalid::new(
-            "pull_url",
-            format!("{u:?} is not a URL ({e}); write it as https://host/path"),
-        )
-    })?;
-    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
-        return Err(Invalid::new(
-            "pull_url",
-            format!("{u:?} must be an https:// URL with a host"),
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(Invalid::new(
-            "pull_url",
-            format!(
-                "{u:?} has a query, fragment or user name; give the plain address and put \
-                 secrets in `pull_token_file`"
-            ),
-        ));
-    }
-    Ok(url)
-}
-
 /// HTTPS pull's settings, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct PullSettings {
-    /// What to poll.
+    /// What to poll (`pull_url`).
     pub(crate) urls: Vec<reqwest::Url>,
+    /// The primary's feed listing (`<replica_of>packages/`), polled in its listed order and
+    /// asked again at once after each answer.
+    pub(crate) feed: Option<reqwest::Url>,
+    /// The primary's state (`<replica_of>state`), followed like the feed and applied here.
+    pub(crate) state: Option<reqwest::Url>,
     /// Time between polls.
     pub(crate) interval: std::time::Duration,
     /// Longest download.

@@ -1,0 +1,186 @@
+//! A replica's follower of its primary's state (`<replica_of>state`): the operator's actions
+//! that must hold on every node, and the corte the primary serves.
+//!
+//! The state is long-polled like the primary's listing (the feed holds a request whose
+//! `If-None-Match` still matches), and what it says is applied here:
+//! - **the notice** (R4.10): put in force or lifted as at the primary, journaled `notice-on`
+//!   / `notice-off` with `"source": "feed"`, then the gate changed;
+//! - **a rollback**: while the primary's live corte came from an operator's rollback, this
+//!   node serves that corte too, through its own publisher (from its own verified archive,
+//!   journaled as any rollback);
+//! - **the live corte**: announced to the node's [`Health`], so the load balancer sends no
+//!   visitor to a replica that is not in step.
+//!
+//! # Guarantees
+//! - What the last state said is applied again before each poll and after each corte made
+//!   live here (the follower is woken by the swap): a package that arrives here after the
+//!   primary rolled back cannot leave this node on another corte, and an operator's notice
+//!   on a replica does not outlast the primary's.
+//! - Only the notice, a rollback to a corte this node verified itself, and the announced
+//!   corte are taken from the primary: no package, no byte of results. A state larger than
+//!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
+//!   of failures like any pull.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::client::{Validators, read_small};
+use super::{PullError, Puller, Source};
+use crate::http::gate::Gate;
+use crate::http::health::Health;
+use crate::journal::{EventKind, Journal};
+use crate::publisher::{Outcome, PublisherHandle};
+use crate::site::Live;
+
+/// Largest state document read.
+const MAX_STATE_BYTES: u64 = 256 * 1024;
+
+/// What a replica's follower acts on.
+pub(crate) struct Replica {
+    /// Where the notice is put in force.
+    pub(crate) gate: Arc<Gate>,
+    /// Told the corte the primary serves.
+    pub(crate) health: Arc<Health>,
+    /// The corte this node serves.
+    pub(crate) live: Live,
+}
+
+/// The primary's state, as its feed serves it (`src/feed`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub(super) struct State {
+    /// The primary's live corte.
+    live: Option<LiveCorte>,
+    /// The notice in force at the primary.
+    notice: Option<String>,
+    /// The operator's rollback the primary's live corte came from.
+    rollback: Option<Rollback>,
+}
+
+/// The primary's live corte.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct LiveCorte {
+    corte: String,
+}
+
+/// An operator's rollback at the primary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct Rollback {
+    corte: String,
+}
+
+impl State {
+    /// The state in `body`, or why it is not one.
+    pub(super) fn parse(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| format!("not the feed's state: {e}"))
+    }
+}
+
+impl Puller {
+    /// Applies again what the primary's state last said, then waits for it to change (the
+    /// feed holds the request) and applies the new one.
+    pub(super) async fn poll_state(&self, source: &mut Source) -> Result<(), PullError> {
+        let Some(replica) = &self.replica else {
+            return Ok(());
+        };
+        if let Some(Some(last)) = &source.state {
+            replica.apply(last, &self.journal, &self.publisher).await?;
+        }
+        let Some(response) = self.client.get(&source.url, &source.validators).await? else {
+            return Ok(());
+        };
+        let validators = Validators::of(response.headers());
+        let body = read_small(response, &source.url, MAX_STATE_BYTES, "state").await?;
+        let state = State::parse(&body).map_err(|why| PullError::State {
+            url: source.url.clone(),
+            why,
+        })?;
+        replica.apply(&state, &self.journal, &self.publisher).await?;
+        source.state = Some(Some(state));
+        source.validators = validators;
+        Ok(())
+    }
+}
+
+impl Replica {
+    /// Makes this node do what `state` says the primary does.
+    pub(super) async fn apply(
+        &self,
+        state: &State,
+        journal: &Journal,
+        publisher: &PublisherHandle,
+    ) -> Result<(), PullError> {
+        self.health
+            .announce(state.live.as_ref().map(|l| l.corte.as_str()));
+        self.notice(state.notice.as_deref(), journal).await?;
+        match &state.rollback {
+            Some(rollback) => self.roll_back(&rollback.corte, publisher).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Puts the primary's notice in force here, or lifts it, when it differs.
+    async fn notice(&self, notice: Option<&str>, journal: &Journal) -> Result<(), PullError> {
+        let wanted = notice.map(str::trim).filter(|t| !t.is_empty());
+        if self.gate.notice().as_deref() == wanted {
+            return Ok(());
+        }
+        let (kind, detail) = match wanted {
+            Some(text) => (EventKind::NoticeOn, json!({"text": text, "source": "feed"})),
+            None => (EventKind::NoticeOff, json!({"source": "feed"})),
+        };
+        journal
+            .record_async(kind, None, detail)
+            .await
+            .map_err(|e| PullError::Apply {
+                what: "notice",
+                error: format!("{e}; the notice was not changed"),
+            })?;
+        tracing::warn!(notice = ?wanted, "notice changed by the primary");
+        self.gate.set_notice(wanted.map(str::to_owned));
+        Ok(())
+    }
+
+    /// Publishes `corte` again here, unless it is live already.
+    async fn roll_back(&self, corte: &str, publisher: &PublisherHandle) -> Result<(), PullError> {
+        if self.live.load().corte().is_some_and(|c| c.id == corte) {
+            return Ok(());
+        }
+        let failed = |error: String| PullError::Apply {
+            what: "rollback",
+            error,
+        };
+        match publisher.rollback(corte.to_owned()).await {
+            Ok(Outcome::Published { .. }) => {
+                tracing::warn!(%corte, "corte published again, as at the primary");
+                Ok(())
+            }
+            Ok(other) => Err(failed(format!(
+                "corte {corte} could not be published again here: {}",
+                serde_json::to_string(&other).unwrap_or_default()
+            ))),
+            Err(stopped) => Err(failed(stopped.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feeds_state_is_read_and_anything_else_refused() {
+        let state = State::parse(
+            br#"{"live": {"corte": "20240602_2130", "package": "x.zip", "sha256": "ab"},
+                 "notice": "Aviso", "rollback": {"seq": 7, "corte": "20240602_2100"}}"#,
+        )
+        .unwrap();
+        assert_eq!(state.live.unwrap().corte, "20240602_2130");
+        assert_eq!(state.notice.as_deref(), Some("Aviso"));
+        assert_eq!(state.rollback.unwrap().corte, "20240602_2100");
+        let empty = State::parse(br#"{"live": null, "notice": null, "rollback": null}"#).unwrap();
+        assert_eq!(empty.live, None);
+        assert!(State::parse(b"[]").is_err());
+        assert!(State::parse(br#"{"live": {"corte": 5}}"#).is_err());
+    }
+}

@@ -1,0 +1,830 @@
+//! Several nodes: a primary's replication feed (`feed_listen`) over HTTPS with a token, and
+//! replicas that pull it (`replica_of`). Every corte reaches every node within a second, a
+//! replica starting empty takes the live corte first, a replica trusts the feed no more than
+//! the institute, the feed admits only its token or certificate and serves only what it
+//! lists, `/state` follows the notice and rollbacks, and a replica applies both and tells its
+//! load balancer whether it is in step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The feed's token in these tests.
+const TOKEN: &str = "ficha-de-la-red-de-replicas-0123456789";
+
+/// The files a primary and its replicas are started with: an authority, the primary's
+/// certificate, a client certificate, and the token (right and wrong).
+struct Files {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    token: PathBuf,
+    wrong_token: PathBuf,
+}
+
+impl Files {
+    fn write(dir: &Path) -> Files {
+        let pki = pki();
+        let path = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        Files {
+            ca: path("ca.pem", &pki.ca_pem),
+            cert: path("cert.pem", &pki.server_pem.0),
+            key: path("key.pem", &pki.server_pem.1),
+            client_cert: path("client.pem", &pki.client_pem.0),
+            client_key: path("client-key.pem", &pki.client_pem.1),
+            token: path("feed.token", &format!("{TOKEN}\n")),
+            wrong_token: path("wrong.token", "otra-ficha\n"),
+        }
+    }
+
+    fn arg(path: &Path) -> String {
+        path.display().to_string()
+    }
+
+    /// A primary on `data`, its feed on HTTPS with the token, and `extra` flags.
+    fn primary(&self, data: &Path, extra: &[&str]) -> Server {
+        let args = [
+            "--tls-cert".to_owned(),
+            Self::arg(&self.cert),
+            "--tls-key".to_owned(),
+            Self::arg(&self.key),
+            "--feed-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--feed-token-file".to_owned(),
+            Self::arg(&self.token),
+        ];
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        Server::start(data, &all)
+    }
+
+    /// A replica on `data` of `primary`, sending the token in `token`.
+    fn replica(&self, data: &Path, primary: &Server, token: &Path, extra: &[&str]) -> Server {
+        let args = [
+            "--replica-of".to_owned(),
+            format!("https://127.0.0.1:{}/", primary.feed_port()),
+            "--pull-token-file".to_owned(),
+            Self::arg(token),
+            "--pull-ca".to_owned(),
+            Self::arg(&self.ca),
+        ];
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        Server::start(data, &all)
+    }
+
+    /// `path` of `primary`'s feed with curl, trusting the authority, with `extra` arguments.
+    fn get(&self, primary: &Server, path: &str, extra: &[&str]) -> Response {
+        let url = format!("https://127.0.0.1:{}{path}", primary.feed_port());
+        let ca = Self::arg(&self.ca);
+        let mut args = vec!["--cacert", ca.as_str()];
+        args.extend_from_slice(extra);
+        curl(&url, &args)
+    }
+
+    /// The same with the token.
+    fn get_with_token(&self, primary: &Server, path: &str, extra: &[&str]) -> Response {
+        let bearer = format!("Authorization: Bearer {TOKEN}");
+        let mut args = vec!["-H", bearer.as_str()];
+        args.extend_from_slice(extra);
+        self.get(primary, path, &args)
+    }
+}
+
+/// Runs `difusor simulate` into `out`: `cortes` cortes `every` apart, election night
+/// `desde` after 20:00 of `fecha` (at most 97 cortes: the night ends at 20:00 the next day),
+/// with `extra` flags.
+fn simulate(out: &Path, fecha: &str, cortes: u32, every: &str, desde: &str, extra: &[&str]) {
+    run_ok(
+        difusor()
+            .args(["simulate", "--out"])
+            .arg(out)
+            .args(["--fecha", fecha, "--casillas", "300"])
+            .args(["--cortes", &cortes.to_string(), "--every", every])
+            .args(["--desde", desde])
+            .args(extra),
+    );
+}
+
+/// The packages `difusor simulate` delivered into `dir`, in the order it made them: by corte,
+/// the site package first.
+fn packages_in(dir: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".zip"))
+        .collect();
+    names.sort_by_key(|n| (n[..13].to_owned(), !n.contains("_SITIO_")));
+    names.iter().map(|n| dir.join(n)).collect()
+}
+
+/// The publications of `node`, oldest first, as `difusor history --json` lists them.
+fn publications(node: &Server) -> Vec<serde_json::Value> {
+    let out = node.run(&["history", "--json", "--events", "0"]);
+    assert_success(&out);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    history["cortes"].as_array().unwrap().clone()
+}
+
+/// Waits until `node` has published `n` packages.
+fn wait_published(node: &Server, n: i64) {
+    node.wait_status(&format!("{n} packages published"), |s| {
+        s["counts"]["published"].as_i64().unwrap_or(0) >= n
+    });
+}
+
+/// For each corte `node` published: when its last package went live there.
+fn completed(node: &Server) -> BTreeMap<String, jiff::Timestamp> {
+    let mut times = BTreeMap::new();
+    for p in publications(node) {
+        let at: jiff::Timestamp = p["live_at"].as_str().unwrap().parse().unwrap();
+        let corte = p["corte_id"].as_str().unwrap().to_owned();
+        let entry = times.entry(corte).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    times
+}
+
+/// (corte, package) of every publication of `node`.
+fn published_packages(node: &Server) -> BTreeSet<(String, String)> {
+    publications(node)
+        .iter()
+        .map(|p| {
+            (
+                p["corte_id"].as_str().unwrap().to_owned(),
+                p["package"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_corte_reaches_every_replica_within_a_second_of_the_primary() {
+    const CORTES: u32 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    let replicas = [
+        files.replica(&dir.path().join("replica-1"), &primary, &files.token, &[]),
+        files.replica(&dir.path().join("replica-2"), &primary, &files.token, &[]),
+    ];
+    // Two nights of half the cortes each (one night has at most 97), made beforehand and
+    // handed to the primary as an institute sends them: a corte every 100 ms, each package
+    // through `difusor ingest`, which waits for the primary's outcome.
+    let nights = ["2027-06-06", "2027-06-07"].map(|fecha| {
+        let out = dir.path().join(fecha);
+        std::fs::create_dir_all(&out).unwrap();
+        simulate(&out, fecha, CORTES / 2, "0s", "0s", &[]);
+        packages_in(&out)
+    });
+    let packages = 2 * CORTES as usize;
+    let started = Instant::now();
+    for (night, delivered) in nights.iter().enumerate() {
+        for corte in delivered.chunks(2) {
+            let at = Instant::now();
+            for package in corte {
+                assert_success(&primary.run(&["ingest", package.to_str().unwrap()]));
+            }
+            std::thread::sleep(Duration::from_millis(100).saturating_sub(at.elapsed()));
+        }
+        // The second night begins with a complete site package, which the feed lists first:
+        // a replica still taking the end of the first night then would archive what it had
+        // left as older cortes. So the second night starts once every replica has the first.
+        let so_far = (packages / 2 * (night + 1)) as i64;
+        for replica in &replicas {
+            wait_published(replica, so_far);
+        }
+    }
+    eprintln!(
+        "{CORTES} cortes ({packages} packages) delivered and published on 3 nodes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let expected = published_packages(&primary);
+    assert_eq!(expected.len(), packages);
+    for replica in &replicas {
+        assert_eq!(
+            published_packages(replica),
+            expected,
+            "every node publishes the same packages as the same cortes"
+        );
+    }
+    let nodes = [
+        ("primary", completed(&primary)),
+        ("replica-1", completed(&replicas[0])),
+        ("replica-2", completed(&replicas[1])),
+    ];
+    let mut max_skew = Duration::ZERO;
+    for (corte, &at) in &nodes[0].1 {
+        let times: Vec<jiff::Timestamp> = nodes
+            .iter()
+            .map(|(name, times)| {
+                *times
+                    .get(corte)
+                    .unwrap_or_else(|| panic!("corte {corte} never reached {name}"))
+            })
+            .collect();
+        let first = *times.iter().min().unwrap();
+        let last = *times.iter().max().unwrap();
+        let skew = last.duration_since(first).unsigned_abs();
+        max_skew = max_skew.max(skew);
+        let offsets: Vec<String> = nodes
+            .iter()
+            .zip(&times)
+            .map(|((name, _), t)| format!("{name} {:+} ms", t.duration_since(at).as_millis()))
+            .collect();
+        eprintln!(
+            "corte {corte}: {}, skew {} ms",
+            offsets.join(", "),
+            skew.as_millis()
+        );
+    }
+    eprintln!(
+        "replication: nodes=3 cortes={CORTES} skew_max_ms={}",
+        max_skew.as_millis()
+    );
+    assert!(
+        max_skew < Duration::from_secs(1),
+        "the largest skew between the first and the last node to publish a corte is {max_skew:?}"
+    );
+}
+
+#[test]
+fn a_replica_starting_empty_takes_the_live_corte_first_and_the_history_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    // Ten cortes of the night, then a complete site for a later corte: the live corte is
+    // built from that site package and its data package alone.
+    for (cortes, desde) in [(10, "0s"), (1, "5h")] {
+        let out = dir.path().join(desde);
+        std::fs::create_dir_all(&out).unwrap();
+        simulate(&out, "2027-06-06", cortes, "0s", desde, &[]);
+        for package in packages_in(&out) {
+            assert_success(&primary.run(&["ingest", package.to_str().unwrap()]));
+        }
+    }
+    wait_published(&primary, 22);
+    let live = primary.live_corte().unwrap();
+    assert_eq!(live, "20270607_0100");
+
+    let replica = files.replica(&dir.path().join("replica"), &primary, &files.token, &[]);
+    replica.wait_status("every package of the primary", |s| {
+        s["counts"]["received"].as_i64().unwrap_or(0) >= 22
+            && s["pull"][0]["packages_handed_over"].as_i64().unwrap_or(0) >= 22
+    });
+    let published = publications(&replica);
+    let cortes: Vec<&str> = published
+        .iter()
+        .map(|p| p["corte_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cortes,
+        [live.as_str(), live.as_str()],
+        "the live corte (its site package, then its data package) is all a replica publishes"
+    );
+    assert!(
+        published[0]["name"]
+            .as_str()
+            .unwrap()
+            .contains("_SITIO_COMPLETO_"),
+        "{published:#?}"
+    );
+    let older = events(&replica, "older");
+    assert_eq!(older.len(), 20, "the history is archived as older cortes");
+    assert_eq!(replica.live_corte().unwrap(), live);
+    let main = |node: &Server| curl(&node.url("/json/main.json"), &[]);
+    assert_eq!(main(&replica).status, 200);
+    assert_eq!(main(&replica).body, main(&primary).body);
+}
+
+/// A primary that lies, over plain HTTP on loopback: it answers each path of `files` with
+/// its bytes, any other with 404, one request per connection. It runs until the test
+/// process ends.
+fn fake_primary(files: BTreeMap<String, Vec<u8>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or_default();
+            let (status, body) = match files.get(path) {
+                Some(body) => ("200 OK", body.as_slice()),
+                None => ("404 Not Found", &b""[..]),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    addr
+}
+
+/// `zip` with every `main.json` member's content replaced: a package the institute never
+/// sent, which still opens.
+fn tampered(zip: &[u8]) -> Vec<u8> {
+    let mut archive = ::zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let mut member = archive.by_index(i).unwrap();
+        if member.is_dir() {
+            continue;
+        }
+        let name = member.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        member.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("main.json") {
+            bytes = br#"{"corte":"resultados falsos"}"#.to_vec();
+        }
+        members.push((name, bytes));
+    }
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    zip_bytes(&refs)
+}
+
+#[test]
+fn a_replica_refuses_a_package_its_primary_changed_even_with_a_matching_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("llaves");
+    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
+    let delivered = dir.path().join("entregados");
+    std::fs::create_dir_all(&delivered).unwrap();
+    let key = keys.join("difusor.key").display().to_string();
+    simulate(
+        &delivered,
+        "2027-06-06",
+        2,
+        "0s",
+        "0s",
+        &["--sign-key", &key],
+    );
+    let good = "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip";
+    let bad = "20270606_2015_PREP_SITIO_CAMP.zip";
+    let read = |name: &str| std::fs::read(delivered.join(name)).unwrap();
+    let changed = tampered(&read(bad));
+    assert_ne!(changed, read(bad));
+    let mut files = BTreeMap::new();
+    let mut listing = Vec::new();
+    for (name, bytes) in [(good, read(good)), (bad, changed)] {
+        let sidecar = format!("{}  {name}\n", sha256_hex(&bytes));
+        let signature = read(&format!("{name}.minisig"));
+        for (file, body) in [
+            (name.to_owned(), bytes),
+            (format!("{name}.sha256"), sidecar.into_bytes()),
+            (format!("{name}.minisig"), signature),
+        ] {
+            listing.push(serde_json::json!({
+                "name": file, "type": "file", "size": body.len(),
+                "mtime": "Sun, 06 Jun 2027 20:00:00 GMT",
+            }));
+            files.insert(format!("/packages/{file}"), body);
+        }
+    }
+    files.insert(
+        "/packages/".to_owned(),
+        serde_json::to_vec(&listing).unwrap(),
+    );
+    let fake = fake_primary(files);
+
+    let public = keys.join("difusor.pub").display().to_string();
+    let replica = Server::start(
+        &dir.path().join("replica"),
+        &[
+            "--replica-of",
+            &format!("http://{fake}/"),
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    );
+    let rejected = wait_events(&replica, "rejected", 1);
+    assert_eq!(rejected[0]["name"], bad, "{rejected:#?}");
+    assert_eq!(rejected[0]["detail"]["fault"], "sender");
+    let reason = rejected[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("signature does not verify"),
+        "the signature is what the changed bytes fail: {reason}"
+    );
+    wait_events(&replica, "published", 1);
+    assert_eq!(
+        replica.live_corte().as_deref(),
+        Some("20270606_2000"),
+        "the signed package is published, the changed one is not"
+    );
+    let published: Vec<serde_json::Value> = events(&replica, "published");
+    assert_eq!(published.len(), 1, "{published:#?}");
+    let main = curl(&replica.url("/json/main.json"), &[]);
+    assert!(!main.text().contains("resultados falsos"));
+}
+
+/// A request for `path` of `primary`'s feed naming `etag`, in a thread: its answer and how
+/// long it took.
+fn held_request(
+    files: &Files,
+    primary: &Server,
+    path: &str,
+    etag: &str,
+) -> std::thread::JoinHandle<(Response, Duration)> {
+    let url = format!("https://127.0.0.1:{}{path}", primary.feed_port());
+    let args = [
+        "--cacert".to_owned(),
+        Files::arg(&files.ca),
+        "-H".to_owned(),
+        format!("Authorization: Bearer {TOKEN}"),
+        "-H".to_owned(),
+        format!("If-None-Match: {etag}"),
+    ];
+    std::thread::spawn(move || {
+        let asked = Instant::now();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (curl(&url, &args), asked.elapsed())
+    })
+}
+
+#[test]
+fn the_feed_admits_only_its_token_or_certificate_and_serves_only_what_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let client_ca = Files::arg(&files.ca);
+    let primary = files.primary(
+        &dir.path().join("primario"),
+        &["--feed-client-ca", &client_ca, "--feed-hold", "3s"],
+    );
+    let package = site_package("20240602_2000", &[]);
+    let name = "20240602_2000_PREP.zip";
+    drop_file(&primary.entrada(), name, &package);
+    primary.wait_corte("20240602_2000");
+
+    // Without the token, or with another: 401, journaled once a minute per address.
+    let none = files.get(&primary, "/packages/", &[]);
+    assert_eq!(none.status, 401, "{}", none.text());
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let wrong = files.get(
+        &primary,
+        "/packages/",
+        &["-H", "Authorization: Bearer otra-ficha"],
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(files.get(&primary, "/state", &[]).status, 401);
+    let warning = wait_events(&primary, "warning", 1)
+        .into_iter()
+        .find(|w| w["detail"]["check"] == "feed-request")
+        .expect("the refusal is journaled");
+    assert_eq!(warning["detail"]["address"], "127.0.0.1");
+
+    // A replica with the wrong token says so on its status, and takes nothing.
+    let replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.wrong_token,
+        &[],
+    );
+    let status = replica.wait_status("the feed refusing the replica", |s| {
+        s["pull"][0]["failures"].as_i64().unwrap_or(0) >= 1
+    });
+    let error = status["pull"][0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("401") && error.contains("pull_token_file"),
+        "{error}"
+    );
+    assert_eq!(status["counts"]["received"], 0);
+
+    // With the token, or a client certificate of the authority: the listing.
+    let listing = files.get_with_token(&primary, "/packages/", &[]);
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&listing.body).unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [name.to_owned(), format!("{name}.sha256")]);
+    assert_eq!(entries[0]["type"], "file");
+    assert_eq!(entries[0]["size"], package.len());
+    let etag = listing.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let certified = files.get(
+        &primary,
+        "/packages/",
+        &[
+            "--cert",
+            &Files::arg(&files.client_cert),
+            "--key",
+            &Files::arg(&files.client_key),
+        ],
+    );
+    assert_eq!(certified.status, 200, "{}", certified.text());
+    assert_eq!(certified.body, listing.body);
+
+    // Each listed file, and nothing else.
+    let got = files.get_with_token(&primary, &format!("/packages/{name}"), &[]);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, package);
+    let sidecar = files.get_with_token(&primary, &format!("/packages/{name}.sha256"), &[]);
+    assert_eq!(
+        sidecar.text(),
+        format!("{}  {name}\n", sha256_hex(&package))
+    );
+    for path in [
+        format!("/packages/{name}.minisig"),
+        "/packages/20240602_2015_PREP.zip".to_owned(),
+        "/packages/../bitacora.sqlite".to_owned(),
+        "/packages/..%2Fbitacora.sqlite".to_owned(),
+        "/packages/%2e%2e/bitacora.sqlite".to_owned(),
+        "/packages/archivo".to_owned(),
+        "/status".to_owned(),
+        "/".to_owned(),
+    ] {
+        let r = files.get_with_token(&primary, &path, &["--path-as-is"]);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    let post = files.get_with_token(&primary, "/packages/", &["-X", "POST"]);
+    assert_eq!(post.status, 405);
+
+    // A request naming the current listing is held for `feed_hold`, then answered 304 ...
+    let inm = format!("If-None-Match: {etag}");
+    let asked = Instant::now();
+    let unchanged = files.get_with_token(&primary, "/packages/", &["-H", &inm]);
+    assert_eq!(unchanged.status, 304);
+    assert!(asked.elapsed() >= Duration::from_millis(2800), "held 3 s");
+    // ... unless a package arrives meanwhile: then at once, with it.
+    let held = held_request(&files, &primary, "/packages/", &etag);
+    std::thread::sleep(Duration::from_millis(500));
+    drop_file(
+        &primary.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    let (changed, waited) = held.join().unwrap();
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert!(changed.text().contains("20240602_2015_PREP.zip"));
+    assert!(
+        waited < Duration::from_millis(2800),
+        "answered at once: {waited:?}"
+    );
+    let refusals = events(&primary, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "feed-request")
+        .count();
+    assert_eq!(refusals, 1, "one address, journaled once a minute");
+}
+
+#[test]
+fn the_feed_state_follows_the_notice_and_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    for corte in ["20240602_2000", "20240602_2015"] {
+        drop_file(
+            &primary.entrada(),
+            &format!("{corte}_PREP.zip"),
+            &site_package(corte, &[]),
+        );
+        primary.wait_corte(corte);
+    }
+    let state = |extra: &[&str]| {
+        let r = files.get_with_token(&primary, "/state", extra);
+        let value: serde_json::Value = if r.status == 200 {
+            serde_json::from_slice(&r.body).unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        (r.status, r.header("etag").map(str::to_owned), value)
+    };
+    let (status, etag, now) = state(&[]);
+    assert_eq!(status, 200);
+    assert_eq!(now["live"]["corte"], "20240602_2015");
+    assert_eq!(now["live"]["package"], "20240602_2015_PREP.zip");
+    assert_eq!(
+        now["live"]["sha256"],
+        sha256_hex(&site_package("20240602_2015", &[]))
+    );
+    assert_eq!(now["notice"], serde_json::Value::Null);
+    assert_eq!(now["rollback"], serde_json::Value::Null);
+
+    // A request holding the current state is answered as soon as the notice is set.
+    let held = held_request(&files, &primary, "/state", &etag.unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_success(&primary.run(&["notice", "on", "--text", "Difusión suspendida"]));
+    let (noticed, waited) = held.join().unwrap();
+    assert_eq!(noticed.status, 200);
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    let value: serde_json::Value = serde_json::from_slice(&noticed.body).unwrap();
+    assert_eq!(value["notice"], "Difusión suspendida");
+
+    assert_success(&primary.run(&["notice", "off"]));
+    assert_success(&primary.run(&["rollback", "20240602_2000"]));
+    let (_, _, rolled) = state(&[]);
+    assert_eq!(rolled["notice"], serde_json::Value::Null);
+    assert_eq!(rolled["live"]["corte"], "20240602_2000");
+    assert_eq!(rolled["rollback"]["corte"], "20240602_2000");
+    let seq = rolled["rollback"]["seq"].as_i64().unwrap();
+    assert_eq!(
+        publications(&primary).last().unwrap()["seq"].as_i64(),
+        Some(seq),
+        "the rollback's own publication"
+    );
+    // A new corte is no rollback.
+    drop_file(
+        &primary.entrada(),
+        "20240602_2030_PREP.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    primary.wait_corte("20240602_2030");
+    let (_, _, later) = state(&[]);
+    assert_eq!(later["rollback"], serde_json::Value::Null);
+}
+
+#[test]
+fn the_feed_refuses_to_start_open_to_the_network_or_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let token = Files::arg(&files.token);
+    let serve = |args: &[&str], env: Option<&str>| {
+        let mut c = difusor();
+        c.args([
+            "serve",
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap(),
+        ])
+        .args(["--admin-listen", &ReservedPort::hold().addr()])
+        .args(args);
+        if let Some(value) = env {
+            c.env("DIFUSOR_FEED_TOKEN", value);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = serve(
+        &["--feed-listen", "0.0.0.0:0", "--feed-token-file", &token],
+        None,
+    );
+    assert!(
+        open.contains("`feed_listen` and `tls_cert`") && open.contains("HTTPS"),
+        "{open}"
+    );
+    let anyone = serve(&["--feed-listen", "127.0.0.1:0"], None);
+    assert!(
+        anyone.contains("`feed_listen`") && anyone.contains("feed_token_file"),
+        "{anyone}"
+    );
+    // The token may come from the environment instead of a file: it is read, and checked.
+    let spaced = serve(&["--feed-listen", "127.0.0.1:0"], Some("dos palabras"));
+    assert!(
+        spaced.contains("`feed_token_file`") && spaced.contains("DIFUSOR_FEED_TOKEN"),
+        "{spaced}"
+    );
+}
+
+/// How long after `since` the public page of `node` first satisfies `done`, polled every
+/// 10 ms for at most ten seconds.
+fn public_within(node: &Server, since: Instant, done: impl Fn(&Response) -> bool) -> Duration {
+    let deadline = since + Duration::from_secs(10);
+    loop {
+        if done(&curl(&node.url("/"), &[])) {
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "the replica never followed its primary");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    for corte in ["20240602_2000", "20240602_2015"] {
+        drop_file(
+            &primary.entrada(),
+            &format!("{corte}_PREP.zip"),
+            &site_package(corte, &[]),
+        );
+        primary.wait_corte(corte);
+    }
+    let replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &["--health-listen", "127.0.0.1:0"],
+    );
+    replica.wait_corte("20240602_2015");
+    let health = health_url(&replica);
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let text = "Difusión suspendida por el Instituto";
+    let since = Instant::now();
+    assert_success(&primary.run(&["notice", "on", "--text", text]));
+    let took = public_within(&replica, since, |r| r.text().contains(text));
+    eprintln!("notice in force on the replica {} ms after it was set", took.as_millis());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let on = wait_events(&replica, "notice-on", 1);
+    assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");
+    assert_eq!(on[0]["detail"]["text"], text);
+
+    let since = Instant::now();
+    assert_success(&primary.run(&["notice", "off"]));
+    let took = public_within(&replica, since, |r| !r.text().contains(text));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    wait_events(&replica, "notice-off", 1);
+
+    // An operator's rollback at the primary holds on the replica, then a new corte replaces it.
+    assert_success(&primary.run(&["rollback", "20240602_2000"]));
+    replica.wait_corte("20240602_2000");
+    drop_file(
+        &primary.entrada(),
+        "20240602_2030_PREP.zip",
+        &site_package("20240602_2030", &[]),
+    );
+    replica.wait_corte("20240602_2030");
+    assert_eq!(curl(&health, &[]).status, 200);
+}
+
+#[test]
+fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    drop_file(
+        &primary.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    primary.wait_corte("20240602_2000");
+    // A replica with a wrong token takes nothing: it serves no corte, and its check says so.
+    let lost = files.replica(
+        &dir.path().join("perdida"),
+        &primary,
+        &files.wrong_token,
+        &["--health-listen", "127.0.0.1:0"],
+    );
+    let r = curl(&health_url(&lost), &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("no corte"), "{}", r.text());
+
+    // A replica that had the first corte and restarts after the primary moved on is kept
+    // out until it serves the primary's corte.
+    // A fixed port, so that the check's address is the same after the restart.
+    let port = ReservedPort::hold();
+    let mut replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &["--health-listen", &port.addr(), "--health-max-lag", "60s"],
+    );
+    replica.wait_corte("20240602_2000");
+    replica.stop();
+    // A large corte, so that catching up takes a while.
+    let large = corpus::noise(24 * 1024 * 1024);
+    let big = site_package("20240602_2015", &[("grande.bin", &large)]);
+    drop_file(&primary.entrada(), "20240602_2015_PREP.zip", &big);
+    primary.wait_corte("20240602_2015");
+    replica.restart();
+    let health = format!("http://{}/health", port.addr());
+    let mut seen_behind = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = curl(&health, &[]);
+        let serving = replica.live_corte();
+        if serving.as_deref() == Some("20240602_2000") && r.status == 200 {
+            panic!("healthy while serving the old corte: {}", r.text());
+        }
+        if r.status == 503 && r.text().contains("catching up") {
+            seen_behind = true;
+        }
+        if r.status == 200 {
+            assert_eq!(serving.as_deref(), Some("20240602_2015"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never caught up: {}", r.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("seen catching up: {seen_behind}");
+}
