@@ -184,7 +184,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         .context("cannot start the publisher thread")?;
     let health = Arc::new(Health::new(
         config.replica_of.is_some(),
-        sections.health.as_ref().map(|h| h.max_lag).unwrap_or_default(),
+        sections
+            .health
+            .as_ref()
+            .map(|h| h.max_lag)
+            .unwrap_or_default(),
     ));
     let start_text = config
         .publish_start

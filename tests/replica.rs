@@ -710,7 +710,10 @@ fn public_within(node: &Server, since: Instant, done: impl Fn(&Response) -> bool
         if done(&curl(&node.url("/"), &[])) {
             return since.elapsed();
         }
-        assert!(Instant::now() < deadline, "the replica never followed its primary");
+        assert!(
+            Instant::now() < deadline,
+            "the replica never followed its primary"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -743,7 +746,10 @@ fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
     let since = Instant::now();
     assert_success(&primary.run(&["notice", "on", "--text", text]));
     let took = public_within(&replica, since, |r| r.text().contains(text));
-    eprintln!("notice in force on the replica {} ms after it was set", took.as_millis());
+    eprintln!(
+        "notice in force on the replica {} ms after it was set",
+        took.as_millis()
+    );
     assert!(took < Duration::from_secs(1), "{took:?}");
     let on = wait_events(&replica, "notice-on", 1);
     assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");

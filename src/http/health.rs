@@ -280,9 +280,17 @@ mod tests {
         health.announce(Some("c"));
         assert_eq!(health.behind("b"), None, "within its lag of a new corte");
         std::thread::sleep(Duration::from_millis(80));
-        assert!(health.behind("b").unwrap().starts_with("behind its primary"));
+        assert!(
+            health
+                .behind("b")
+                .unwrap()
+                .starts_with("behind its primary")
+        );
         health.announce(Some("c"));
-        assert!(health.behind("b").is_some(), "the same announcement keeps its time");
+        assert!(
+            health.behind("b").is_some(),
+            "the same announcement keeps its time"
+        );
         assert_eq!(health.behind("c"), None);
     }
 }

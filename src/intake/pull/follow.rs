@@ -95,7 +95,9 @@ impl Puller {
             url: source.url.clone(),
             why,
         })?;
-        replica.apply(&state, &self.journal, &self.publisher).await?;
+        replica
+            .apply(&state, &self.journal, &self.publisher)
+            .await?;
         source.state = Some(Some(state));
         source.validators = validators;
         Ok(())
