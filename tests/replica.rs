@@ -594,11 +594,11 @@ fn the_feed_admits_only_its_token_or_certificate_and_serves_only_what_it_lists()
     assert_eq!(refusals, 1, "one address, journaled once a minute");
 }
 
-#[test]
-fn the_feed_state_follows_the_notice_and_rollbacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = Files::write(dir.path());
-    let primary = files.primary(&dir.path().join("primario"), &[]);
+/// The test files in `dir`, and a primary there serving corte 20240602_2015 after
+/// 20240602_2000.
+fn primary_with_two_cortes(dir: &Path) -> (Files, Server) {
+    let files = Files::write(dir);
+    let primary = files.primary(&dir.join("primario"), &[]);
     for corte in ["20240602_2000", "20240602_2015"] {
         drop_file(
             &primary.entrada(),
@@ -607,6 +607,13 @@ fn the_feed_state_follows_the_notice_and_rollbacks() {
         );
         primary.wait_corte(corte);
     }
+    (files, primary)
+}
+
+#[test]
+fn the_feed_state_follows_the_notice_and_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, primary) = primary_with_two_cortes(dir.path());
     let state = |extra: &[&str]| {
         let r = files.get_with_token(&primary, "/state", extra);
         let value: serde_json::Value = if r.status == 200 {
@@ -721,16 +728,7 @@ fn public_within(node: &Server, since: Instant, done: impl Fn(&Response) -> bool
 #[test]
 fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
     let dir = tempfile::tempdir().unwrap();
-    let files = Files::write(dir.path());
-    let primary = files.primary(&dir.path().join("primario"), &[]);
-    for corte in ["20240602_2000", "20240602_2015"] {
-        drop_file(
-            &primary.entrada(),
-            &format!("{corte}_PREP.zip"),
-            &site_package(corte, &[]),
-        );
-        primary.wait_corte(corte);
-    }
+    let (files, primary) = primary_with_two_cortes(dir.path());
     let replica = files.replica(
         &dir.path().join("replica"),
         &primary,

@@ -46,7 +46,7 @@ use crate::config::FeedSettings;
 use crate::hash::Sha256;
 use crate::http::conditional::none_match;
 use crate::http::gate::Gate;
-use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full};
+use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full, json_response};
 use crate::journal::{EventKind, Journal, JournalError, Lineage};
 use crate::site::Live;
 use listing::{Listed, Listing};
@@ -396,13 +396,5 @@ fn not_modified(etag: HeaderValue) -> Response<BoxedBody> {
 
 /// An error as `{"error": …}`.
 fn error(status: StatusCode, text: &str) -> Response<BoxedBody> {
-    let mut body = serde_json::to_vec(&json!({ "error": text })).unwrap_or_default();
-    body.push(b'\n');
-    let mut res = Response::new(full(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    json_response(status, &json!({ "error": text }))
 }
