@@ -55,7 +55,7 @@ impl Puller {
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
         // What the index no longer lists is forgotten: memory follows the index's limits.
         source.taken.retain(|name, _| names.contains(name.as_str()));
-        let fresh: Vec<&Listed> = packages(&listing, source.order)
+        let fresh: Vec<&Listed> = packages(&listing, self.order(source.order))
             .into_iter()
             .filter(|e| source.taken.get(&e.name) != Some(*e))
             .collect();

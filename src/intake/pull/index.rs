@@ -51,7 +51,8 @@ pub(super) enum Order {
     /// By name: an institute's names start with the corte time, so this is corte order.
     Name,
     /// As listed: a primary's feed lists its live corte's packages first, then the rest in
-    /// the order it received them.
+    /// the order it received them. Taken so only while this node serves no corte (see
+    /// [`Puller::order`](super::Puller)).
     Listed,
 }
 

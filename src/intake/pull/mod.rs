@@ -324,6 +324,18 @@ impl Puller {
         }
     }
 
+    /// The order a source's index is taken in now: a primary's feed as listed (its live corte
+    /// first) only while this node serves no corte, by name after that. For a node that
+    /// serves one, a complete site package listed first would make the packages before it
+    /// "older" here, never published, while the primary published them.
+    fn order(&self, order: Order) -> Order {
+        let serving = self
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.live.load().corte().is_some());
+        if serving { Order::Name } else { order }
+    }
+
     /// One look at a source.
     async fn poll(&self, source: &mut Source) -> Result<(), PullError> {
         if source.state.is_some() {
