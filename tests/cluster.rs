@@ -305,21 +305,29 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Three nodes behind the example HAProxy, with wrk (64 connections, `seconds` long) reading
+/// `json/main.json` through it, loopback visitors steered to `node`, once more than a
+/// thousand of wrk's requests have reached `node`.
+fn under_load(node: &str, seconds: u32) -> (Cluster, Haproxy, Wrk) {
+    let cluster = Cluster::start(None);
+    let haproxy = cluster.haproxy(ReservedPort::hold());
+    steer_loopback_to(&haproxy, node);
+    let wrk = Wrk::start(&format!("{}json/main.json", haproxy.url()), 64, seconds);
+    let sessions = || haproxy.server("nodes", node).sessions;
+    let before = sessions();
+    wait_for(&format!("wrk's requests to reach {node}"), || {
+        sessions() > before + 1000
+    });
+    (cluster, haproxy, wrk)
+}
+
 #[test]
 fn a_replica_killed_under_load_costs_no_request_and_gets_visitors_again_only_once_caught_up() {
     if !haproxy_installed() || !wrk_installed() {
         return;
     }
-    let mut cluster = Cluster::start(None);
-    let haproxy = cluster.haproxy(ReservedPort::hold());
-    steer_loopback_to(&haproxy, "node2");
-
-    let wrk = Wrk::start(&format!("{}json/main.json", haproxy.url()), 64, 6);
+    let (mut cluster, haproxy, wrk) = under_load("node2", 6);
     let node2_sessions = || haproxy.server("nodes", "node2").sessions;
-    let before = node2_sessions();
-    wait_for("wrk's requests to reach node2", || {
-        node2_sessions() > before + 1000
-    });
     cluster.node_named_mut("node2").server.kill();
 
     // A corte goes live while node2 is dead: node2 restarts on the previous one.
@@ -409,15 +417,7 @@ fn a_node_stopped_under_load_leaves_the_pool_while_it_still_answers() {
     if !haproxy_installed() || !wrk_installed() {
         return;
     }
-    let mut cluster = Cluster::start(None);
-    let haproxy = cluster.haproxy(ReservedPort::hold());
-    steer_loopback_to(&haproxy, "node3");
-    let wrk = Wrk::start(&format!("{}json/main.json", haproxy.url()), 64, 5);
-    let node3_sessions = || haproxy.server("nodes", "node3").sessions;
-    let before = node3_sessions();
-    wait_for("wrk's requests to reach node3", || {
-        node3_sessions() > before + 1000
-    });
+    let (mut cluster, haproxy, wrk) = under_load("node3", 5);
 
     let pid = cluster.node_named("node3").server.pid().unwrap();
     run_ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
