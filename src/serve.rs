@@ -368,7 +368,10 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             tasks.spawn(http::serve(
                 listener,
                 ConnectionRules {
-                    limits: None,
+                    limits: Some(Limits::private(
+                        feed::MAX_CONNECTIONS,
+                        feed::MAX_PER_ADDRESS,
+                    )),
                     tls: feed_tls.clone(),
                     header_timeout: sections.http.header_timeout,
                     send_timeout: sections.http.send_timeout,

@@ -835,3 +835,26 @@ fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
     }
     eprintln!("seen catching up: {seen_behind}");
 }
+
+#[test]
+fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &[]);
+    let port = primary.feed_port();
+    // Sockets opened at the feed's port and left silent, more than one address may hold.
+    let mut silent: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let r = files.get_with_token(&primary, "/packages/", &[]);
+    assert_eq!(r.status, 200, "the token gets in past silent sockets");
+    let closed = silent
+        .iter_mut()
+        .map(|s| read_to_close(s, Duration::from_millis(50)))
+        .filter(Option::is_some)
+        .count();
+    assert!(
+        closed >= 100 - 32,
+        "the feed keeps at most 32 connections of one address open; it closed only {closed} of 100"
+    );
+}

@@ -23,6 +23,9 @@
 //!   the current one is held until what it names changes (the publisher tells of every
 //!   decision, the gate of every notice change: nothing here polls) or `feed_hold` passes
 //!   (304), or the server stops (304 at once, so a stop never waits for a hold).
+//! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address
+//!   (the oldest idle one gives way): sockets opened at the feed's port and left silent cannot
+//!   take the descriptors the public site needs.
 //! - A package is streamed from the disk in bounded chunks, never read whole into memory.
 //!   A name is matched exactly against the current listing: any other name, `..` or a
 //!   folder included, is 404. Other paths are 404, other methods 405.
@@ -50,6 +53,12 @@ use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full, json_r
 use crate::journal::{EventKind, Journal, JournalError, Lineage};
 use crate::site::Live;
 use listing::{Listed, Listing};
+
+/// Most open connections to the feed: a few replicas, each holding two long-polls and a
+/// download at most.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
+/// Most open connections to the feed from one address (its oldest idle one gives way).
+pub(crate) const MAX_PER_ADDRESS: usize = 32;
 
 /// How often refused requests from one address are journaled at most.
 const JOURNAL_REFUSALS_EVERY: Duration = Duration::from_secs(60);

@@ -41,7 +41,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::limits::{LimitSettings, Limits};
+use super::limits::Limits;
 use super::{BoxedBody, ConnectionRules, json_response};
 use crate::config::{Config, Invalid, duration, positive_duration, socket_addr};
 use crate::site::Live;
@@ -199,15 +199,8 @@ pub(crate) async fn serve(
     live: Live,
     shutdown: watch::Receiver<bool>,
 ) {
-    let limits = Limits::new(LimitSettings {
-        max_connections: MAX_CONNECTIONS,
-        max_per_address: MAX_PER_ADDRESS,
-        rate: 0,
-        burst: 0,
-        trusted: Vec::new(),
-    });
     let rules = ConnectionRules {
-        limits: Some(limits),
+        limits: Some(Limits::private(MAX_CONNECTIONS, MAX_PER_ADDRESS)),
         tls: None,
         header_timeout: HEADER_TIMEOUT,
         send_timeout: HEADER_TIMEOUT,

@@ -288,6 +288,19 @@ impl Drop for Permit {
 
 impl Limits {
     /// Limits with these settings.
+    /// Limits for a private listener (the health check, the replication feed): at most
+    /// `max_connections` open, `max_per_address` from one address (its oldest idle one gives
+    /// way), no rate limit and no proxy believed.
+    pub(crate) fn private(max_connections: usize, max_per_address: usize) -> Arc<Self> {
+        Self::new(LimitSettings {
+            max_connections,
+            max_per_address,
+            rate: 0,
+            burst: 0,
+            trusted: Vec::new(),
+        })
+    }
+
     pub(crate) fn new(settings: LimitSettings) -> Arc<Self> {
         let rate = NonZeroU32::new(settings.rate).map(|r| {
             let burst = NonZeroU32::new(settings.burst).unwrap_or(r);
