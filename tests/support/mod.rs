@@ -769,14 +769,11 @@ pub fn get_on(stream: &mut TcpStream, path: &str) -> Option<(u16, Vec<u8>)> {
     read_response(stream)
 }
 
-/// A zip archive with these members, deflated and dated now, in memory; a name ending in `/`
+/// A zip archive with these members, deflated and dated 1980-01-01 (so the same members always
+/// make the same bytes, whenever they are built), in memory; a name ending in `/`
 /// is a folder entry.
 pub fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
-    corpus::zip_with(
-        members,
-        zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated),
-    )
+    corpus::zip_of(members)
 }
 
 /// A zip of `count` members named by `name(i)`, each holding `bytes` compressed once with
@@ -791,6 +788,7 @@ pub fn zip_repeated(
         &[("x", bytes)],
         zip::write::SimpleFileOptions::default()
             .compression_method(method)
+            .last_modified_time(zip::DateTime::default())
             .large_file(bytes.len() >= u32::MAX as usize),
     );
     let mut source = zip::ZipArchive::new(std::io::Cursor::new(one)).unwrap();
