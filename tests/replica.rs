@@ -128,14 +128,6 @@ fn packages_in(dir: &Path) -> Vec<PathBuf> {
     names.iter().map(|n| dir.join(n)).collect()
 }
 
-/// The publications of `node`, oldest first, as `difusor history --json` lists them.
-fn publications(node: &Server) -> Vec<serde_json::Value> {
-    let out = node.run(&["history", "--json", "--events", "0"]);
-    assert_success(&out);
-    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    history["cortes"].as_array().unwrap().clone()
-}
-
 /// Waits until `node` has published `n` packages.
 fn wait_published(node: &Server, n: i64) {
     node.wait_status(&format!("{n} packages published"), |s| {

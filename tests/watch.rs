@@ -377,3 +377,40 @@ fn an_upload_written_in_place_is_not_taken_while_its_writer_pauses() {
     assert_eq!(counts["received"], 1, "{counts}");
     assert_eq!(counts["rejected"], 0, "{counts}");
 }
+
+/// Packages already in the intake folder when the server starts are found by one scan, in the
+/// order the directory lists them: they are taken in the order of their cortes all the same,
+/// so none is archived as older than a later one and the latest is live.
+#[test]
+fn packages_found_together_at_start_go_live_in_corte_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let entrada = data.join("entrada");
+    std::fs::create_dir_all(&entrada).unwrap();
+    let cortes: Vec<String> = (0..12)
+        .map(|i| format!("20240602_{:02}{:02}", 20 + i / 4, (i % 4) * 15))
+        .collect();
+    // Written latest first, some with a sidecar (complete at once), some without (complete
+    // after `settle`): neither the writing order nor the evidence may change the order taken.
+    for (i, corte) in cortes.iter().enumerate().rev() {
+        let name = format!("{corte}_PREP.zip");
+        let pkg = site_package(corte, &[]);
+        std::fs::write(entrada.join(&name), &pkg).unwrap();
+        if i % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::write(
+                entrada.join(format!("{name}.sha256")),
+                corpus::sum_line(&pkg, &name),
+            )
+            .unwrap();
+        }
+    }
+    let server = Server::start(&data, &[]);
+    server.wait_corte(cortes.last().unwrap());
+    assert_eq!(events(&server, "older"), Vec::<serde_json::Value>::new());
+    let published: Vec<String> = publications(&server)
+        .iter()
+        .map(|p| p["corte_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(published, cortes, "published in corte order");
+}

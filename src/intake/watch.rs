@@ -36,6 +36,9 @@
 //!   aside, and is retried when it changes, after a wait that doubles from two seconds up to a
 //!   minute, and at the next start; one refused for its size is renamed to `.rechazado.<name>`
 //!   and stays.
+//! - Files found together by one scan (those already there at start, or after the kernel
+//!   lost events) are taken in the order of their names, which is their cortes' order, so
+//!   an earlier corte is never archived as older than a later one found with it.
 //! - No file is opened through a link, and nothing in the folder can stall the intake.
 //! - When the publisher is not running, a complete file stays where it is, and that is
 //!   logged and journaled (`intake-error`), never taken for a refusal.
@@ -107,12 +110,13 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn new(meta: &std::fs::Metadata, renamed: bool) -> Self {
+    /// A file seen `now` for the first time.
+    fn new(meta: &std::fs::Metadata, renamed: bool, now: Instant) -> Self {
         Self {
             len: meta.len(),
             modified: meta.modified().ok(),
-            stable_since: Instant::now(),
-            first_seen: Instant::now(),
+            stable_since: now,
+            first_seen: now,
             renamed,
             open: 0,
         }
@@ -332,13 +336,15 @@ impl Folder<'_> {
         match classify(path) {
             Entry::Package(meta) => match fresh {
                 Some(renamed) => {
-                    self.pending
-                        .insert(path.to_owned(), Candidate::new(&meta, renamed));
+                    self.pending.insert(
+                        path.to_owned(),
+                        Candidate::new(&meta, renamed, Instant::now()),
+                    );
                 }
                 None => {
                     self.pending
                         .entry(path.to_owned())
-                        .or_insert_with(|| Candidate::new(&meta, false));
+                        .or_insert_with(|| Candidate::new(&meta, false, Instant::now()));
                 }
             },
             Entry::Refused(reason) => self.refuse(path, &reason),
@@ -347,10 +353,14 @@ impl Folder<'_> {
     }
 
     /// Adds files the events missed (and everything at start), and refuses what is refused.
+    /// The files one scan finds are seen at the same instant: nothing tells which came
+    /// first, so they are taken in the order of their names (their cortes'), not in the
+    /// order the directory lists them.
     fn rescan(&mut self) {
         let Ok(entries) = std::fs::read_dir(&self.rules.dir) else {
             return;
         };
+        let now = Instant::now();
         let mut still_stuck = HashSet::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -369,7 +379,7 @@ impl Folder<'_> {
                             && Instant::now() < r.after
                     });
                     if !waiting {
-                        self.pending.insert(path, Candidate::new(&meta, false));
+                        self.pending.insert(path, Candidate::new(&meta, false, now));
                     }
                 }
                 Entry::Refused(reason) => self.refuse(&path, &reason),
@@ -417,10 +427,14 @@ impl Folder<'_> {
         }
     }
 
-    /// The candidates complete by the rules, oldest first.
+    /// The candidates complete by the rules, the first seen first; those seen at the same
+    /// instant (by one scan) by name: one of them waits for those before it by name to be
+    /// complete too, for at most twice `settle` after it was seen, so a package written
+    /// in place among them never lets a later corte go first.
     fn ready(&mut self) -> Vec<PathBuf> {
         let rules = self.rules;
         let mut out = Vec::new();
+        let mut incomplete = Vec::new();
         self.pending.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false;
@@ -444,8 +458,14 @@ impl Folder<'_> {
                     && !is_regular(&evidence_path(path, "minisig")));
             if complete && (!evidence_missing || c.first_seen.elapsed() >= rules.evidence_wait) {
                 out.push((c.first_seen, path.clone()));
+            } else {
+                incomplete.push((c.first_seen, path.clone()));
             }
             true
+        });
+        out.retain(|(seen, path)| {
+            seen.elapsed() >= rules.settle * 2
+                || !incomplete.iter().any(|(s, p)| s == seen && p < path)
         });
         out.sort();
         out.into_iter().map(|(_, p)| p).collect()

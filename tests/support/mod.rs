@@ -880,6 +880,14 @@ pub fn derived_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The publications of `server`, oldest first, as `difusor history --json` lists them.
+pub fn publications(server: &Server) -> Vec<serde_json::Value> {
+    let out = server.run(&["history", "--json", "--events", "0"]);
+    assert_success(&out);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    history["cortes"].as_array().unwrap().clone()
+}
+
 /// The journal's events of `kind`, as `difusor history --json` prints them.
 pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     let out = server.run(&["history", "--json", "--events", "100000"]);
