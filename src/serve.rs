@@ -342,7 +342,10 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     tasks.spawn(http::serve(
         admin_listener,
         ConnectionRules {
-            limits: None,
+            limits: Some(Limits::private(
+                admin::MAX_CONNECTIONS,
+                admin::MAX_PER_ADDRESS,
+            )),
             tls: None,
             header_timeout: sections.http.header_timeout,
             send_timeout: sections.http.send_timeout,

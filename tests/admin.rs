@@ -196,3 +196,27 @@ fn an_admin_listener_on_port_0_answers_to_the_port_it_got() {
     let r = curl(&server.admin("/status"), &[]);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// Sockets opened at the admin port and left silent cannot keep an operator out: past its
+/// cap the listener closes the oldest idle ones, and `/status` and `notice` still answer.
+#[test]
+fn silent_connections_cannot_keep_an_operator_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let mut silent: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap())
+        .collect();
+    let status = admin(&server, "/status", &[]);
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso de prueba"]));
+    let closed = silent
+        .iter_mut()
+        .map(|s| read_to_close(s, std::time::Duration::from_millis(50)))
+        .filter(Option::is_some)
+        .count();
+    assert!(
+        closed >= 100 - 32,
+        "the admin listener keeps at most 32 connections of one address; it closed only \
+         {closed} of 100"
+    );
+}

@@ -36,6 +36,9 @@
 //!   asking first (a CORS-simple `Content-Type`: `text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
 //!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
+//! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
+//!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
+//!   an operator out.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
 //!   `max_package_bytes`, and removed once the publisher has archived it. Journal writes wait
 //!   for the journal's writer thread without blocking the async threads.
@@ -69,6 +72,11 @@ use crate::metrics::{Metrics, PullSnapshot, Snapshot};
 use crate::package::PackageName;
 use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
+
+/// Most connections the admin listener keeps open.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// Most connections it keeps open from one address (the operator's commands come from one).
+pub(crate) const MAX_PER_ADDRESS: usize = 32;
 
 /// What the admin handler needs.
 pub(crate) struct Admin {

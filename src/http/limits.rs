@@ -287,7 +287,6 @@ impl Drop for Permit {
 }
 
 impl Limits {
-    /// Limits with these settings.
     /// Limits for a private listener (the health check, the replication feed): at most
     /// `max_connections` open, `max_per_address` from one address (its oldest idle one gives
     /// way), no rate limit and no proxy believed.
@@ -301,6 +300,7 @@ impl Limits {
         })
     }
 
+    /// Limits with these settings.
     pub(crate) fn new(settings: LimitSettings) -> Arc<Self> {
         let rate = NonZeroU32::new(settings.rate).map(|r| {
             let burst = NonZeroU32::new(settings.burst).unwrap_or(r);
