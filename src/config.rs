@@ -262,6 +262,17 @@ settings! {
     /// How often the institute promises a new corte (`15m`); the status page flags a live
     /// corte older than three intervals.
     update_interval: String = "15m".to_owned();
+    /// NTP servers (`host` or `host:port`, port 123 by default) asked for the time at start
+    /// and every `ntp_interval`, to check this machine's clock, on which corte times, the
+    /// publication gate and the lag depend. Only checked, never set: keep chrony or
+    /// systemd-timesyncd running. Mexico's official time is served by CENAM:
+    /// `ntp_servers = ["cronos.cenam.mx", "pool.ntp.org"]`. Empty: not checked.
+    ntp_servers: Vec<String> = Vec::new();
+    /// How far the clock may be from the NTP servers' time before the server warns (in its
+    /// log, the journal and the status page); nothing is refused because of it (`1s`).
+    clock_max_offset: String = "1s".to_owned();
+    /// Time between checks of the clock against `ntp_servers` (`5m`).
+    ntp_interval: String = "5m".to_owned();
     /// Longest wait for a request's headers, counted from when the connection opened or
     /// answered its last request: a client that sends nothing (not even a first byte),
     /// sends its request too slowly (slowloris) or leaves a kept-alive connection unused is
@@ -300,6 +311,13 @@ settings! {
     /// Access log lines: combined (Combined Log Format, what GoAccess and AWStats read), or
     /// extended (combined plus request time, corte id and content encoding).
     access_log_format: LogFormat = LogFormat::Combined;
+    /// Where journal events are also sent as RFC 5424 syslog messages: `unix:/dev/log` (or
+    /// another datagram socket's path), `udp://host:port`, or `tcp://host:port` (RFC 6587
+    /// octet counting). Sending never holds anything up: a collector that is down loses
+    /// messages, counted on the status page. Empty: off.
+    syslog: String = String::new();
+    /// The syslog facility of those messages: daemon, local0 … local7, user, …
+    syslog_facility: String = "daemon".to_owned();
     /// `Cache-Control` per path: `<glob>=<value>` rules, the first match wins; a path no
     /// rule matches gets `no-cache`. `/json/main.json` must stay uncached (R4.7).
     cache_rules: Vec<String> = DEFAULT_CACHE_RULES.iter().map(|r| (*r).to_owned()).collect();

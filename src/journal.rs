@@ -26,13 +26,15 @@
 //!   the journal before it is swapped in: a crash can lose a swap, never a record.
 //! - Work is written in the order it was handed over, so a write that returns has also
 //!   written every event posted before it. A [`Journal`] dropped writes what is queued first.
+//! - Once written, every event is handed to the journal's follower, if one was set
+//!   ([`Journal::follow`]: syslog), on the writer thread, in the order written.
 //! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
@@ -118,10 +120,13 @@ pub(crate) enum EventKind {
     Draining,
     /// A cache in front that was failing takes purges again: how many failed, since when.
     PurgeRecovered,
+    /// The clock, past `clock_max_offset`, is within it again: its offset, which server.
+    ClockRecovered,
 }
 
 impl EventKind {
-    fn as_str(self) -> &'static str {
+    /// How the journal writes it (`published`, `notice-on`).
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Start => "start",
             Self::Stop => "stop",
@@ -148,6 +153,7 @@ impl EventKind {
             Self::PublisherDied => "publisher-died",
             Self::Draining => "draining",
             Self::PurgeRecovered => "purge-recovered",
+            Self::ClockRecovered => "clock-recovered",
         }
     }
 }
@@ -401,6 +407,43 @@ pub(crate) struct Waiting {
     pub(crate) reason: String,
 }
 
+/// An event as written, handed to the journal's follower.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    /// When it happened.
+    pub(crate) at: Timestamp,
+    /// What happened.
+    pub(crate) kind: EventKind,
+    /// The package concerned and its file name, if any.
+    pub(crate) package: Option<(Sha256, String)>,
+    /// Details.
+    pub(crate) detail: serde_json::Value,
+}
+
+/// Told of every event once it is written; runs on the writer thread, so it must not block.
+pub(crate) type Follower = Box<dyn Fn(Written) + Send + Sync>;
+
+/// The follower, once set, shared by the handles and the writer thread.
+type Following = Arc<OnceLock<Follower>>;
+
+/// Hands an event just written to the follower, if there is one.
+fn tell(
+    following: &Following,
+    at: Timestamp,
+    kind: EventKind,
+    package: Option<&(Sha256, String)>,
+    detail: &serde_json::Value,
+) {
+    if let Some(follower) = following.get() {
+        follower(Written {
+            at,
+            kind,
+            package: package.cloned(),
+            detail: detail.clone(),
+        });
+    }
+}
+
 /// The journal database.
 pub(crate) struct Journal {
     /// The connection reads use.
@@ -413,6 +456,8 @@ pub(crate) struct Journal {
     queued: Arc<AtomicUsize>,
     /// Posted events lost because too many were queued.
     lost: Arc<AtomicU64>,
+    /// Told of every event written.
+    following: Following,
 }
 
 /// Work for the writer thread.
@@ -483,11 +528,12 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let lost = Arc::new(AtomicU64::new(0));
+        let following = Following::default();
         let thread = std::thread::Builder::new()
             .name("journal".into())
             .spawn({
-                let (queued, lost) = (queued.clone(), lost.clone());
-                move || write_loop(conn, &rx, &queued, &lost)
+                let (queued, lost, following) = (queued.clone(), lost.clone(), following.clone());
+                move || write_loop(conn, &rx, &queued, &lost, &following)
             })
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot start the journal's writer thread");
@@ -499,6 +545,7 @@ impl Journal {
             thread: Some(thread),
             queued,
             lost,
+            following,
         })
     }
 
@@ -539,7 +586,14 @@ impl Journal {
             thread: None,
             queued: Arc::new(AtomicUsize::new(0)),
             lost: Arc::new(AtomicU64::new(0)),
+            following: Following::default(),
         })
+    }
+
+    /// Sets the follower told of every event written from now on; a journal has at most
+    /// one: whether this one was set.
+    pub(crate) fn follow(&self, follower: Follower) -> bool {
+        self.following.set(follower).is_ok()
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -576,7 +630,12 @@ impl Journal {
         detail: serde_json::Value,
     ) -> Result<()> {
         let (at, package) = (Timestamp::now(), owned(package));
-        self.write(move |conn| insert_event(conn, at, kind, package.as_ref(), &detail))
+        let following = self.following.clone();
+        self.write(move |conn| {
+            insert_event(conn, at, kind, package.as_ref(), &detail)?;
+            tell(&following, at, kind, package.as_ref(), &detail);
+            Ok(())
+        })
     }
 
     /// Records an event now, and returns once it is written (fsynced), without blocking the
@@ -589,8 +648,13 @@ impl Journal {
     ) -> Result<()> {
         let (at, package) = (Timestamp::now(), owned(package));
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let following = self.following.clone();
         self.send(Job::Work(Box::new(move |conn| {
-            let _ = tx.send(insert_event(conn, at, kind, package.as_ref(), &detail));
+            let written = insert_event(conn, at, kind, package.as_ref(), &detail);
+            if written.is_ok() {
+                tell(&following, at, kind, package.as_ref(), &detail);
+            }
+            let _ = tx.send(written);
         })))?;
         rx.await.map_err(|_| JournalError::Stopped)?
     }
@@ -815,6 +879,7 @@ impl Journal {
     /// and returns its sequence number.
     pub(crate) fn record_publication(&self, p: &Publication) -> Result<i64> {
         let p = p.clone();
+        let following = self.following.clone();
         self.write(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -847,7 +912,8 @@ impl Journal {
                 "lag_seconds": p.lag_ms as f64 / 1000.0,
             });
             let package = Some((p.package, p.name.clone()));
-            insert_event(&tx, Timestamp::now(), kind, package.as_ref(), &detail)?;
+            let at = Timestamp::now();
+            insert_event(&tx, at, kind, package.as_ref(), &detail)?;
             if p.build != Build::Rollback {
                 tx.execute(
                     "UPDATE packages SET outcome = 'published' WHERE sha256 = ?1",
@@ -855,6 +921,7 @@ impl Journal {
                 )?;
             }
             tx.commit()?;
+            tell(&following, at, kind, package.as_ref(), &detail);
             Ok(seq)
         })
     }
@@ -1044,6 +1111,7 @@ fn write_loop(
     jobs: &mpsc::Receiver<Job>,
     queued: &AtomicUsize,
     lost: &AtomicU64,
+    following: &Following,
 ) {
     let mut reported_lost = 0;
     let mut next = None;
@@ -1063,8 +1131,15 @@ fn write_loop(
                     }
                 }
                 queued.fetch_sub(batch.len(), Ordering::Relaxed);
-                if let Err(e) = insert_batch(&mut conn, &batch) {
-                    tracing::error!(error = %e, events = batch.len(), "cannot write events to the journal");
+                match insert_batch(&mut conn, &batch) {
+                    Ok(()) => {
+                        for e in &batch {
+                            tell(following, e.at, e.kind, e.package.as_ref(), &e.detail);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, events = batch.len(), "cannot write events to the journal");
+                    }
                 }
             }
         }
@@ -1075,8 +1150,10 @@ fn write_loop(
                 now_lost - reported_lost
             );
             tracing::error!("{warning}");
-            let detail = serde_json::json!({ "warning": warning });
-            let _ = insert_event(&conn, Timestamp::now(), EventKind::Warning, None, &detail);
+            let (at, detail) = (Timestamp::now(), serde_json::json!({ "warning": warning }));
+            if insert_event(&conn, at, EventKind::Warning, None, &detail).is_ok() {
+                tell(following, at, EventKind::Warning, None, &detail);
+            }
             reported_lost = now_lost;
         }
     }

@@ -23,6 +23,7 @@ mod admin;
 mod archive;
 mod check;
 mod cli;
+mod clock;
 mod commands;
 mod config;
 mod demo;
@@ -42,6 +43,7 @@ mod serve;
 mod simulate;
 mod site;
 mod store;
+mod syslog;
 
 use std::process::ExitCode;
 
@@ -52,13 +54,7 @@ use crate::sections::Sections;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -70,6 +66,45 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Logs go to stderr; when stderr is the journal's stream (systemd's `JOURNAL_STREAM` names
+/// its device and inode), to journald natively instead, with the fields of each event as
+/// journal fields (`journalctl -o verbose`). `RUST_LOG` filters either (default `info`).
+fn logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let journald = stderr_is_journal().then(tracing_journald::layer);
+    match journald {
+        Some(Ok(layer)) => tracing_subscriber::registry()
+            .with(filter())
+            .with(layer.with_syslog_identifier("difusor".to_owned()))
+            .init(),
+        other => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .init();
+            if let Some(Err(e)) = other {
+                tracing::warn!(error = %e, "journald cannot be reached; logging to stderr");
+            }
+        }
+    }
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` is `<device>:<inode>` of it.
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((device, inode)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    rustix::fs::fstat(std::io::stderr())
+        .is_ok_and(|st| st.st_dev.to_string() == device && st.st_ino.to_string() == inode)
 }
 
 /// The async runtime, with `workers` threads (0: one per CPU core).

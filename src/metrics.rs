@@ -55,6 +55,85 @@ pub(crate) struct PullSnapshot {
     pub(crate) handed_over: u64,
 }
 
+/// The clock check at scrape time.
+pub(crate) struct ClockSnapshot {
+    /// NTP time minus this clock's, in seconds, if a server ever answered.
+    pub(crate) offset_seconds: Option<f64>,
+    /// Unix time of that answer.
+    pub(crate) checked_at: Option<i64>,
+    /// Whether the offset is past `clock_max_offset`.
+    pub(crate) exceeded: bool,
+    /// systemd's `NTPSynchronized`, if known.
+    pub(crate) synchronized: Option<bool>,
+}
+
+/// The clock's and syslog's gauges.
+struct ClockGauges {
+    offset: Gauge<f64, AtomicU64>,
+    checked_at: Gauge,
+    exceeded: Gauge,
+    synchronized: Gauge,
+    syslog_sent: Gauge,
+    syslog_dropped: Gauge,
+}
+
+impl ClockGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let g = Self {
+            offset: Gauge::default(),
+            checked_at: Gauge::default(),
+            exceeded: Gauge::default(),
+            synchronized: Gauge::default(),
+            syslog_sent: Gauge::default(),
+            syslog_dropped: Gauge::default(),
+        };
+        registry.register(
+            "clock_offset_seconds",
+            "NTP time minus this machine's clock at the last answer of `ntp_servers` (positive: \
+             the clock is behind); NaN until one answers",
+            g.offset.clone(),
+        );
+        registry.register(
+            "clock_checked_timestamp_seconds",
+            "Unix time of the last answer of `ntp_servers` (0: none yet)",
+            g.checked_at.clone(),
+        );
+        registry.register(
+            "clock_offset_exceeded",
+            "1 while the clock's offset is past `clock_max_offset`",
+            g.exceeded.clone(),
+        );
+        registry.register(
+            "clock_ntp_synchronized",
+            "systemd's NTPSynchronized: 1 yes, 0 no, -1 unknown",
+            g.synchronized.clone(),
+        );
+        registry.register(
+            "syslog_messages_sent",
+            "Journal events the syslog collector took since the start",
+            g.syslog_sent.clone(),
+        );
+        registry.register(
+            "syslog_messages_dropped",
+            "Journal events not sent to syslog (queue full, collector down) since the start",
+            g.syslog_dropped.clone(),
+        );
+        g
+    }
+
+    fn set(&self, clock: &ClockSnapshot, syslog: Option<(u64, u64)>) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.offset.set(clock.offset_seconds.unwrap_or(f64::NAN));
+        self.checked_at.set(clock.checked_at.unwrap_or(0));
+        self.exceeded.set(i64::from(clock.exceeded));
+        self.synchronized
+            .set(clock.synchronized.map_or(-1, i64::from));
+        let (sent, dropped) = syslog.unwrap_or_default();
+        self.syslog_sent.set(gauge(sent));
+        self.syslog_dropped.set(gauge(dropped));
+    }
+}
+
 /// Values read from elsewhere at scrape time.
 pub(crate) struct Snapshot {
     /// Unix time of the live corte, if any.
@@ -77,6 +156,10 @@ pub(crate) struct Snapshot {
     pub(crate) publisher_up: bool,
     /// Each pulled URL.
     pub(crate) pull: Vec<PullSnapshot>,
+    /// The clock check.
+    pub(crate) clock: ClockSnapshot,
+    /// Syslog messages sent and dropped, when `syslog` is set.
+    pub(crate) syslog: Option<(u64, u64)>,
 }
 
 /// All metrics.
@@ -96,6 +179,7 @@ pub(crate) struct Metrics {
     publisher_up: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
+    clock: ClockGauges,
     traffic: Traffic,
 }
 
@@ -189,7 +273,9 @@ impl Metrics {
             "Access log lines lost because the writer fell behind",
             access_log_lost.clone(),
         );
+        let clock = ClockGauges::register(&mut registry);
         Self {
+            clock,
             registry,
             requests,
             bytes,
@@ -248,6 +334,7 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(gauge(p.handed_over));
         }
+        self.clock.set(&snapshot.clock, snapshot.syslog);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode the metrics");
@@ -341,7 +428,20 @@ mod tests {
                 failures: 4,
                 handed_over: 12,
             }],
+            clock: ClockSnapshot {
+                offset_seconds: Some(-0.25),
+                checked_at: Some(1_717_380_960),
+                exceeded: false,
+                synchronized: None,
+            },
+            syslog: Some((5, 1)),
         });
+        assert!(
+            text.contains("difusor_clock_offset_seconds -0.25"),
+            "{text}"
+        );
+        assert!(text.contains("difusor_clock_ntp_synchronized -1"), "{text}");
+        assert!(text.contains("difusor_syslog_messages_dropped 1"), "{text}");
         assert!(
             text.contains("difusor_http_requests_total{status=\"200\",encoding=\"Br\"} 2"),
             "{text}"

@@ -7,13 +7,14 @@
 //! naming the setting; components then receive the section they need.
 //!
 //! This module sits above every module whose settings it builds (`package`, `site`, `http`,
-//! `prep`, the publisher, the SFTP and pull channels, the purge), none of which `config`
-//! names.
+//! `prep`, the publisher, the SFTP and pull channels, the purge, the clock check, syslog),
+//! none of which `config` names.
 
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::clock::ClockSettings;
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
 use crate::http::health::HealthSettings;
@@ -24,6 +25,7 @@ use crate::prep::SummarySettings;
 use crate::publisher::PublisherSettings;
 use crate::purge::PurgeSettings;
 use crate::site::SiteSettings;
+use crate::syslog::SyslogSettings;
 
 /// The validated settings, by the module that uses them.
 #[derive(Debug, Clone)]
@@ -48,6 +50,10 @@ pub(crate) struct Sections {
     pub(crate) health: Option<HealthSettings>,
     /// The purge of caches in front, when `purge_url` is set.
     pub(crate) purge: Option<PurgeSettings>,
+    /// The check of the clock against `ntp_servers`.
+    pub(crate) clock: ClockSettings,
+    /// Journal events sent to syslog, when `syslog` is set.
+    pub(crate) syslog: Option<SyslogSettings>,
 }
 
 impl Sections {
@@ -68,6 +74,8 @@ impl Sections {
             admin_hosts: crate::admin::admin_hosts(&config)?,
             health: HealthSettings::from_config(&config)?,
             purge: PurgeSettings::from_config(&config)?,
+            clock: ClockSettings::from_config(&config)?,
+            syslog: SyslogSettings::from_config(&config)?,
             config,
         })
     }
@@ -131,6 +139,11 @@ mod tests {
                 toml::Value::from("https://10.0.0.1:9443/?t=1"),
             ),
             ("feed_listen", toml::Value::from(vec!["10.0.0.1"])),
+            ("ntp_servers", toml::Value::from(vec!["ntp://pool.ntp.org"])),
+            ("clock_max_offset", toml::Value::from("0s")),
+            ("ntp_interval", toml::Value::from("often")),
+            ("syslog", toml::Value::from("udp://10.0.0.9")),
+            ("syslog_facility", toml::Value::from("local9")),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);

@@ -23,6 +23,10 @@
 //!
 //! With `purge_url` set, the caches in front are purged after each corte made live and each
 //! change of the notice ([`crate::purge`]), in the background: nothing waits for it.
+//!
+//! The clock is checked against `ntp_servers` from the start ([`crate::clock`]); with `syslog`
+//! set, every journal event from the opening of the journal to the stop is also sent to
+//! syslog ([`crate::syslog`]), and the stop waits up to [`SYSLOG_FLUSH`] for what is queued.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +39,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
+use crate::clock::Clock;
 use crate::config::FeedSettings;
 use crate::feed::{self, Feed};
 use crate::http::gate::Gate;
@@ -52,9 +57,12 @@ use crate::purge::Purger;
 use crate::sections::Sections;
 use crate::site::{self, Compressor, Live, Site};
 use crate::store::{self, Busy, Store};
+use crate::syslog::Syslog;
 
 /// How long a server whose publisher died keeps answering (its health red) before it stops.
 const DEATH_GRACE: Duration = Duration::from_secs(3);
+/// How long the stop waits for journal events still queued for syslog.
+const SYSLOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// A publisher with the live site rebuilt from the archive and journal; with a
 /// `compressor`, the compressed variants of every corte's files are made after each swap.
@@ -92,6 +100,14 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         ..busy
     })?;
     let store = Store::open(&config.data_dir, &config.watch_dir, lock)?;
+    let syslog = match &sections.syslog {
+        Some(settings) => {
+            let syslog = Syslog::start(settings).context("cannot start the syslog thread")?;
+            store.journal.follow(syslog.follower());
+            Some(syslog)
+        }
+        None => None,
+    };
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
     clear_unfinished(&store.layout.tmp())?;
@@ -246,6 +262,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(Metrics::new());
+    let clock = Clock::new(sections.clock.clone());
     let public = Arc::new(Public {
         limits: limits.clone(),
         max_uri_bytes: sections.http.max_uri_bytes,
@@ -276,10 +293,13 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         limits: limits.clone(),
         metrics,
         health: health.clone(),
+        clock: clock.clone(),
+        syslog: syslog.clone(),
     });
 
     let max_header_bytes = sections.http.max_header_bytes;
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(clock.run(store.journal.clone(), stop_rx.clone()));
     if config.rejected_retention.is_some() {
         // Rejected packages past their retention are removed by the publisher, hourly.
         let to_publisher = to_publisher.clone();
@@ -455,6 +475,9 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         .journal
         .record_async(EventKind::Stop, None, json!({}))
         .await?;
+    if let Some(syslog) = &syslog {
+        syslog.flush(SYSLOG_FLUSH).await;
+    }
     result
 }
 

@@ -9,6 +9,7 @@ mod admin;
 mod adversarial;
 mod architecture;
 mod check;
+mod clock;
 mod cluster;
 mod config;
 mod crash;
@@ -30,5 +31,6 @@ mod simulate;
 #[cfg(feature = "fault-injection")]
 mod supervision;
 mod swap;
+mod syslog;
 mod tls;
 mod watch;

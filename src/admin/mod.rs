@@ -68,7 +68,7 @@ use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full, json_response};
 use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
-use crate::metrics::{Metrics, PullSnapshot, Snapshot};
+use crate::metrics::{ClockSnapshot, Metrics, PullSnapshot, Snapshot};
 use crate::package::PackageName;
 use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
@@ -116,6 +116,10 @@ pub(crate) struct Admin {
     pub(crate) pull: Option<Arc<crate::intake::pull::Board>>,
     /// Whether the publisher runs.
     pub(crate) health: Arc<Health>,
+    /// The clock as last checked.
+    pub(crate) clock: Arc<crate::clock::Clock>,
+    /// The syslog sender, when `syslog` is set.
+    pub(crate) syslog: Option<Arc<crate::syslog::Syslog>>,
 }
 
 /// The names of `admin_hosts`, each a host name without scheme, port or path, lowercased.
@@ -394,6 +398,18 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
         connections_refused: state.connections_refused,
         access_log_lost: state.access_log_lost_lines,
         publisher_up: state.publisher.running,
+        clock: ClockSnapshot {
+            offset_seconds: state.clock.offset_seconds,
+            checked_at: state
+                .clock
+                .offset_checked_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| t.as_second()),
+            exceeded: state.clock.offset_exceeded,
+            synchronized: state.clock.ntp_synchronized,
+        },
+        syslog: state.syslog.as_ref().map(|s| (s.sent, s.dropped)),
         pull: state
             .pull
             .iter()

@@ -2,9 +2,10 @@
 //! refreshes itself every ten seconds.
 //!
 //! It shows first what must not be missed: a closed gate, an institute's notice, an open
-//! gate with no `publish_start` (results public as soon as they arrive), a pulled URL that
-//! fails, or a package held or set aside for an operator; then the live corte and its lag,
-//! the counts and the memory the site holds, each pulled URL, the traffic of the last hour as
+//! gate with no `publish_start` (results public as soon as they arrive), a clock off by more
+//! than `clock_max_offset`, a syslog collector that fails, a pulled URL that fails, or a
+//! package held or set aside for an operator; then the live corte and its lag, the counts and
+//! the memory the site holds, the clock, each pulled URL, the traffic of the last hour as
 //! an SVG bar chart, and the history of cortes.
 
 use std::fmt::Write as _;
@@ -37,6 +38,36 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
     }
     if let Some(warning) = gate.warning {
         banner(&mut body, "alert", &format!("Warning: {warning}."));
+    }
+    let clock = &state.clock;
+    if let Some(warning) = &clock.warning {
+        let class = if clock.offset_exceeded {
+            "alert"
+        } else {
+            "info"
+        };
+        banner(&mut body, class, &format!("Clock: {warning}."));
+    }
+    if clock.ntp_synchronized == Some(false) {
+        banner(
+            &mut body,
+            "alert",
+            "Clock: systemd says this machine's clock is not synchronised (timedatectl: \
+             NTPSynchronized=no).",
+        );
+    }
+    if let Some(syslog) = state.syslog.as_ref().filter(|s| s.failing_since.is_some()) {
+        banner(
+            &mut body,
+            "alert",
+            &format!(
+                "Syslog: {} fails since {}: {}; {} events not sent.",
+                syslog.target,
+                syslog.failing_since.as_deref().unwrap_or("?"),
+                syslog.error.as_deref().unwrap_or("?"),
+                syslog.dropped,
+            ),
+        );
     }
     let pulled = state.pull.as_deref().unwrap_or_default();
     for url in pulled.iter().filter(|u| u.failures > 0) {
@@ -114,6 +145,7 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
         state.open_connections,
         state.access_log_lost_lines,
     );
+    clock_section(&mut body, state);
     if !pulled.is_empty() {
         body.push_str(
             "<h2>Pulled URLs</h2><table><tr><th>URL</th><th>Last poll</th><th>Last success</th>\
@@ -169,6 +201,62 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
     )
 }
 
+/// The clock's offset, each server's answer, systemd's view, and syslog's counts.
+fn clock_section(body: &mut String, state: &Status) {
+    let clock = &state.clock;
+    let offset = match (clock.offset_seconds, &clock.server) {
+        (Some(offset), Some(server)) => format!(
+            "{offset:+.3} s from {server} at {} (at most {} s allowed)",
+            clock.offset_checked_at.as_deref().unwrap_or("?"),
+            clock.max_offset_seconds
+        ),
+        _ if !clock.checked => "not checked (no ntp_servers)".to_owned(),
+        _ => "no answer yet".to_owned(),
+    };
+    let synced = match clock.ntp_synchronized {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    };
+    let _ = write!(
+        body,
+        "<h2>Clock</h2><table><tr><th>Offset</th><td{}>{}</td></tr>\
+         <tr><th>Synchronised (systemd)</th><td>{synced}</td></tr>",
+        if clock.offset_exceeded {
+            " class=\"bad\""
+        } else {
+            ""
+        },
+        html_escape(&offset),
+    );
+    for s in &clock.servers {
+        let answer = match (s.offset_seconds, &s.error) {
+            (Some(offset), _) => format!(
+                "{offset:+.3} s, round trip {:.3} s, stratum {}",
+                s.delay_seconds.unwrap_or_default(),
+                s.stratum.unwrap_or_default()
+            ),
+            (None, error) => format!("error: {}", error.as_deref().unwrap_or("?")),
+        };
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            html_escape(&s.server),
+            html_escape(&answer)
+        );
+    }
+    if let Some(syslog) = &state.syslog {
+        let _ = write!(
+            body,
+            "<tr><th>Syslog</th><td>{}: {} sent, {} not sent</td></tr>",
+            html_escape(&syslog.target),
+            syslog.sent,
+            syslog.dropped
+        );
+    }
+    body.push_str("</table>");
+}
+
 fn banner(out: &mut String, class: &str, message: &str) {
     let _ = write!(out, "<p class=\"{class}\">{}</p>", html_escape(message));
 }
@@ -210,6 +298,7 @@ mod tests {
     use super::*;
 
     use crate::admin::status::{GateStatus, Memory, PublisherStatus};
+    use crate::clock::ClockStatus;
     use crate::journal::{Counts, Waiting};
 
     /// A server with nothing live, its gate open without a `publish_start`.
@@ -241,6 +330,19 @@ mod tests {
             connections_evicted: 0,
             connections_refused: 0,
             pull: None,
+            clock: ClockStatus {
+                checked: false,
+                offset_seconds: None,
+                server: None,
+                offset_checked_at: None,
+                last_check: None,
+                max_offset_seconds: 1.0,
+                offset_exceeded: false,
+                warning: None,
+                servers: Vec::new(),
+                ntp_synchronized: None,
+            },
+            syslog: None,
             version: "0.1.0",
         }
     }

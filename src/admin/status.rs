@@ -7,9 +7,11 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Admin;
+use crate::clock::ClockStatus;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
+use crate::syslog::SyslogStatus;
 
 /// What `/status` answers.
 #[derive(Debug, Serialize)]
@@ -42,6 +44,10 @@ pub(crate) struct Status {
     pub(crate) connections_refused: u64,
     /// Each pulled URL, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<Vec<UrlState>>,
+    /// This machine's clock against `ntp_servers` and systemd's view of it.
+    pub(crate) clock: ClockStatus,
+    /// Journal events sent to syslog, when `syslog` is set.
+    pub(crate) syslog: Option<SyslogStatus>,
     /// This program's version.
     pub(crate) version: &'static str,
 }
@@ -170,6 +176,8 @@ impl Status {
             connections_evicted: evicted,
             connections_refused: refused,
             pull: admin.pull.as_ref().map(|b| b.snapshot()),
+            clock: admin.clock.status(),
+            syslog: admin.syslog.as_ref().map(|s| s.status()),
             version: env!("CARGO_PKG_VERSION"),
         }
     }

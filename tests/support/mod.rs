@@ -2,6 +2,7 @@
 //! HTTP client (curl), packages made in the test, and other real web servers (nginx,
 //! Varnish) in [`webservers`].
 
+pub mod collectors;
 pub mod corpus;
 pub mod webservers;
 

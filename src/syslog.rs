@@ -1,0 +1,477 @@
+//! Journal events sent to syslog (`syslog`, `syslog_facility`) as RFC 5424 messages, so that a
+//! site's central log collector holds what the journal holds.
+//!
+//! Each event written to the journal (received, rejected, published, notice on and off, start,
+//! stop, warnings, refusals: every [`EventKind`]) becomes one message: APP-NAME `difusor`,
+//! PROCID the process id, MSGID the event's kind (`published`), the package, its file name
+//! and corte as structured data (`[difusor@32473 package="<sha256>" name="…" corte="…"]`;
+//! 32473 is the enterprise number RFC 5612 sets aside for examples), the event's detail as
+//! JSON in MSG, and a severity by kind ([`severity`]). Over `unix:` (a datagram socket such as
+//! `/dev/log`) and `udp://` one message is one datagram; over `tcp://` messages are framed by
+//! octet counting (RFC 6587 §3.4.1).
+//!
+//! # Guarantees
+//! - Nothing waits for the collector: the journal's writer hands each event to a bounded
+//!   queue ([`QUEUE`]) and goes on; a thread of its own, `syslog`, formats and sends. A
+//!   full queue drops the event, counted (`/status`, `/metrics`).
+//! - A collector that is down stops nothing: every connection and write is bounded in time
+//!   ([`CONNECT_TIMEOUT`], [`WRITE_TIMEOUT`]); the thread keeps the message, tries again
+//!   after a wait that doubles up to [`MAX_BACKOFF`], and logs once when sending starts
+//!   failing and once when it works again.
+//! - A message is at most [`MAX_MESSAGE_BYTES`]: a longer detail is replaced by a JSON
+//!   object saying it was cut, with its beginning.
+
+use std::io::Write as _;
+use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fasyslog::{Facility, SDElement, Severity, format::SyslogContext};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::{Config, Invalid};
+use crate::journal::{EventKind, Follower, Written};
+
+/// Most events waiting to be sent; past it, events are dropped and counted.
+pub(crate) const QUEUE: usize = 4096;
+/// Longest wait for a TCP connection to the collector.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for one message to be taken by the collector's socket.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait before trying a collector that failed again.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Largest message sent, in bytes.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 8192;
+/// The structured data's SD-ID.
+const SD_ID: &str = "difusor@32473";
+
+/// Where messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A local datagram socket (`unix:/dev/log`).
+    Unix(PathBuf),
+    /// `udp://host:port`.
+    Udp(String),
+    /// `tcp://host:port`.
+    Tcp(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Udp(addr) => write!(f, "udp://{addr}"),
+            Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// The syslog settings.
+#[derive(Debug, Clone)]
+pub(crate) struct SyslogSettings {
+    /// `syslog`.
+    pub(crate) target: Target,
+    /// `syslog_facility`.
+    pub(crate) facility: Facility,
+}
+
+impl SyslogSettings {
+    /// The settings, when `syslog` is set.
+    pub(crate) fn from_config(config: &Config) -> Result<Option<Self>, Invalid> {
+        let s = &config.settings;
+        let facility: Facility = s.syslog_facility.parse().map_err(|()| {
+            Invalid::new(
+                "syslog_facility",
+                format!(
+                    "{:?} is not a syslog facility; use daemon, local0 … local7, user, auth, …",
+                    s.syslog_facility.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+        if s.syslog.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            target: target(&s.syslog)?,
+            facility,
+        }))
+    }
+}
+
+/// `unix:/path`, `udp://host:port` or `tcp://host:port`.
+fn target(text: &str) -> Result<Target, Invalid> {
+    let bad = |why: &str| {
+        Invalid::new(
+            "syslog",
+            format!(
+                "{:?} {why}; write unix:/dev/log, udp://10.0.0.9:514 or tcp://logs.example.mx:601",
+                text.chars().take(100).collect::<String>()
+            ),
+        )
+    };
+    if let Some(path) = text.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(bad("needs an absolute socket path"));
+        }
+        return Ok(Target::Unix(PathBuf::from(path)));
+    }
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| bad("is not a syslog address"))?;
+    let host_port = |rest: &str| -> Result<String, Invalid> {
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("needs a port"))?;
+        let port: u16 = port.parse().map_err(|_| bad("has no valid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if port == 0
+            || host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+        {
+            return Err(bad("has no valid host and port"));
+        }
+        Ok(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    };
+    match scheme {
+        "udp" => Ok(Target::Udp(host_port(rest)?)),
+        "tcp" => Ok(Target::Tcp(host_port(rest)?)),
+        _ => Err(bad("names no known transport (unix, udp, tcp)")),
+    }
+}
+
+/// The severity of an event of `kind`.
+pub(crate) fn severity(kind: EventKind) -> Severity {
+    use EventKind as K;
+    match kind {
+        K::PublisherDied => Severity::CRITICAL,
+        K::Rejected | K::IntakeError => Severity::ERROR,
+        K::Warning | K::Held | K::SetAside | K::PullError => Severity::WARNING,
+        K::Start
+        | K::Stop
+        | K::NoticeOn
+        | K::NoticeOff
+        | K::Rollback
+        | K::Draining
+        | K::SftpRefused
+        | K::PullRecovered
+        | K::PurgeRecovered
+        | K::ClockRecovered => Severity::NOTICE,
+        K::Received
+        | K::Archived
+        | K::Verified
+        | K::Published
+        | K::Duplicate
+        | K::Older
+        | K::RejectedRemoved
+        | K::Rebuilt
+        | K::SftpSession => Severity::INFORMATIONAL,
+    }
+}
+
+/// What the admin listener shows of syslog.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SyslogStatus {
+    /// Where messages go.
+    pub(crate) target: String,
+    /// Messages the collector's socket took since the start.
+    pub(crate) sent: u64,
+    /// Events not sent (queue full, or a send that failed) since the start.
+    pub(crate) dropped: u64,
+    /// Since when sending fails, while it does.
+    pub(crate) failing_since: Option<String>,
+    /// Why it fails, while it does.
+    pub(crate) error: Option<String>,
+}
+
+/// Counters and state shared with the sending thread.
+#[derive(Default)]
+struct Shared {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    /// Events handed over and not yet sent or dropped.
+    pending: AtomicU64,
+    failing: std::sync::Mutex<Option<(Timestamp, String)>>,
+}
+
+/// The sender of journal events to syslog.
+pub(crate) struct Syslog {
+    target: Target,
+    queue: crossbeam_channel::Sender<Written>,
+    shared: Arc<Shared>,
+}
+
+impl Syslog {
+    /// Starts the sending thread. Nothing is connected yet: a collector that is down does not
+    /// stop the start.
+    pub(crate) fn start(settings: &SyslogSettings) -> std::io::Result<Arc<Self>> {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let shared = Arc::new(Shared::default());
+        let mut context = SyslogContext::new();
+        context
+            .appname("difusor")
+            .procid(std::process::id().to_string())
+            .facility(settings.facility);
+        std::thread::Builder::new().name("syslog".into()).spawn({
+            let (target, shared) = (settings.target.clone(), shared.clone());
+            move || send_loop(&target, &context, &rx, &shared)
+        })?;
+        tracing::info!(collector = %settings.target, "journal events are also sent to syslog");
+        Ok(Arc::new(Self {
+            target: settings.target.clone(),
+            queue: tx,
+            shared,
+        }))
+    }
+
+    /// What the journal hands each event written: queued, or dropped if the queue is full.
+    pub(crate) fn follower(self: &Arc<Self>) -> Follower {
+        let this = self.clone();
+        Box::new(move |event| {
+            this.shared.pending.fetch_add(1, Ordering::Relaxed);
+            if this.queue.try_send(event).is_err() {
+                this.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                this.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Its state now.
+    pub(crate) fn status(&self) -> SyslogStatus {
+        let failing = self
+            .shared
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        SyslogStatus {
+            target: self.target.to_string(),
+            sent: self.shared.sent.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            failing_since: failing.as_ref().map(|(since, _)| since.to_string()),
+            error: failing.map(|(_, e)| e),
+        }
+    }
+
+    /// Waits up to `within` for the events handed over to be sent (at a stop).
+    pub(crate) async fn flush(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.shared.pending.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// An open way to the collector.
+enum Conn {
+    Unix(UnixDatagram),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    /// Connects to `target`, within [`CONNECT_TIMEOUT`] for each of its addresses.
+    fn open(target: &Target) -> std::io::Result<Self> {
+        match target {
+            Target::Unix(path) => {
+                let socket = UnixDatagram::unbound()?;
+                socket.connect(path)?;
+                socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                Ok(Self::Unix(socket))
+            }
+            Target::Udp(addr) => {
+                let mut last = None;
+                for a in addr.to_socket_addrs()? {
+                    let local: std::net::SocketAddr = if a.is_ipv4() {
+                        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+                    } else {
+                        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                    };
+                    match UdpSocket::bind(local).and_then(|s| s.connect(a).map(|()| s)) {
+                        Ok(s) => return Ok(Self::Udp(s)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+            }
+            Target::Tcp(addr) => {
+                let mut last = None;
+                for a in addr.to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                        Ok(s) => {
+                            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                            s.set_nodelay(true)?;
+                            return Ok(Self::Tcp(s));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+            }
+        }
+    }
+
+    /// Sends one message, framed for its transport.
+    fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Unix(s) => s.send(message).map(drop),
+            Self::Udp(s) => s.send(message).map(drop),
+            Self::Tcp(s) => {
+                let mut framed = format!("{} ", message.len()).into_bytes();
+                framed.extend_from_slice(message);
+                s.write_all(&framed)
+            }
+        }
+    }
+}
+
+/// The `syslog` thread: each event formatted and sent, in order, until the journal is gone.
+fn send_loop(
+    target: &Target,
+    context: &SyslogContext,
+    queue: &crossbeam_channel::Receiver<Written>,
+    shared: &Shared,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut reported_dropped = 0;
+    while let Ok(event) = queue.recv() {
+        let message = format(context, &event);
+        loop {
+            if conn.is_none() {
+                match Conn::open(target) {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        failed(target, shared, &e);
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            match c.send(message.as_bytes()) {
+                Ok(()) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                    backoff = Duration::from_secs(1);
+                    let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some((since, _)) = failing.take() {
+                        tracing::info!(collector = %target, %since, "the syslog collector takes messages again");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    conn = None;
+                    failed(target, shared, &e);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        shared.pending.fetch_sub(1, Ordering::Relaxed);
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped > reported_dropped {
+            tracing::warn!(collector = %target, dropped = dropped - reported_dropped, "journal events not sent to syslog: its queue was full");
+            reported_dropped = dropped;
+        }
+    }
+}
+
+/// Notes that sending to `target` fails; logged when it starts failing.
+fn failed(target: &Target, shared: &Shared, error: &std::io::Error) {
+    let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
+    match failing.as_mut() {
+        Some((_, why)) => *why = error.to_string(),
+        None => {
+            tracing::warn!(collector = %target, %error, "cannot send to the syslog collector; messages wait, and are dropped when too many wait");
+            *failing = Some((Timestamp::now(), error.to_string()));
+        }
+    }
+}
+
+/// The RFC 5424 message of `event`.
+fn format(context: &SyslogContext, event: &Written) -> String {
+    let mut element = SDElement::new(SD_ID).ok();
+    let mut add = |name: &str, value: &str| {
+        if let Some(e) = element.as_mut() {
+            // Names are fixed and valid; values are escaped by the formatter.
+            let _ = e.add_param(name, value);
+        }
+    };
+    if let Some((sha, name)) = &event.package {
+        add("package", &sha.to_hex());
+        add("name", name);
+    }
+    if let Some(corte) = event.detail.get("corte").and_then(|c| c.as_str()) {
+        add("corte", corte);
+    }
+    add("at", &event.at.to_string());
+    let elements = element.into_iter().collect();
+    let mut detail = event.detail.to_string();
+    // Room for the header and the structured data, whose values are bounded by the journal.
+    let room = MAX_MESSAGE_BYTES / 2;
+    if detail.len() > room {
+        let mut cut = room / 2;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail =
+            serde_json::json!({"truncated": true, "bytes": detail.len(), "start": &detail[..cut]})
+                .to_string();
+    }
+    let mut message = context
+        .format_rfc5424(
+            severity(event.kind),
+            Some(event.kind.as_str()),
+            elements,
+            Some(detail),
+        )
+        .to_string();
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_a_socket_path_or_a_host_and_port() {
+        assert_eq!(
+            target("unix:/dev/log").unwrap(),
+            Target::Unix("/dev/log".into())
+        );
+        assert_eq!(
+            target("udp://10.0.0.9:514").unwrap(),
+            Target::Udp("10.0.0.9:514".into())
+        );
+        assert_eq!(
+            target("tcp://[::1]:601").unwrap(),
+            Target::Tcp("[::1]:601".into())
+        );
+        for bad in [
+            "/dev/log",
+            "unix:dev/log",
+            "udp://10.0.0.9",
+            "tcp://:601",
+            "http://logs:514",
+            "tcp://logs example:601",
+        ] {
+            let err = target(bad).unwrap_err().to_string();
+            assert!(err.starts_with("setting `syslog`: "), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Journal events sent to syslog (`syslog`): collectors in the test over UDP, TCP (octet
+//! counting) and a unix datagram socket receive `received`, `published` and `rejected` as
+//! RFC 5424 messages (version 1, PRI = facility × 8 + severity, APP-NAME, PROCID, MSGID, the
+//! package and corte as structured data, the detail as JSON); a collector that does not
+//! listen stops nothing, and is reached once it listens.
+
+use crate::support::collectors::{Rfc5424, SyslogReceiver};
+use crate::support::*;
+
+/// local3, as `--syslog-facility local3` sets it.
+const LOCAL3: u8 = 19;
+/// RFC 5424 severities.
+const ERROR: u8 = 3;
+const NOTICE: u8 = 5;
+const INFORMATIONAL: u8 = 6;
+/// The SD-ID of difusor's structured data.
+const SD_ID: &str = "difusor@32473";
+
+/// Checks the header every message of `server` carries.
+fn assert_header(m: &Rfc5424, server: &Server, severity: u8) {
+    assert_eq!(m.version, 1, "{m:?}");
+    assert_eq!(m.pri, LOCAL3 * 8 + severity, "{m:?}");
+    assert_eq!(m.app_name, "difusor", "{m:?}");
+    assert_eq!(m.procid, server.pid().unwrap().to_string(), "{m:?}");
+    assert!(
+        m.timestamp.parse::<jiff::Timestamp>().is_ok(),
+        "RFC 3339 time: {m:?}"
+    );
+    assert!(!m.hostname.is_empty() && !m.hostname.contains(' '), "{m:?}");
+}
+
+/// A site package and a broken one dropped into `server`'s intake reach `collector` as
+/// `received`, `published` and `rejected` messages.
+fn packages_reach(collector: &SyslogReceiver, server: &Server) {
+    let start = collector.wait_for("start");
+    assert_header(&start, server, NOTICE);
+    let good = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), "PREP_20240602_2000.zip", &good);
+    server.wait_corte("20240602_2000");
+    let sha = sha256_hex(&good);
+
+    let received = collector.wait_for("received");
+    assert_header(&received, server, INFORMATIONAL);
+    assert_eq!(received.param(SD_ID, "package"), Some(sha.as_str()));
+    assert_eq!(
+        received.param(SD_ID, "name"),
+        Some("PREP_20240602_2000.zip")
+    );
+    assert_eq!(received.json()["channel"], "watch", "{received:?}");
+
+    let published = collector.wait_for("published");
+    assert_header(&published, server, INFORMATIONAL);
+    assert_eq!(published.param(SD_ID, "package"), Some(sha.as_str()));
+    assert_eq!(published.param(SD_ID, "corte"), Some("20240602_2000"));
+    assert_eq!(published.json()["corte"], "20240602_2000");
+
+    let broken = b"PK\x03\x04 this is no zip".to_vec();
+    drop_file(&server.entrada(), "PREP_20240602_2015.zip", &broken);
+    let rejected = collector.wait_for("rejected");
+    assert_header(&rejected, server, ERROR);
+    assert_eq!(
+        rejected.param(SD_ID, "package"),
+        Some(sha256_hex(&broken).as_str())
+    );
+    let reason = rejected.json()["reason"].as_str().unwrap().to_owned();
+    assert!(!reason.is_empty(), "{rejected:?}");
+    // The same reason as the journal's.
+    let journaled = wait_events(server, "rejected", 1);
+    assert_eq!(journaled[0]["detail"]["reason"], reason.as_str());
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+}
+
+fn serve_to(collector: &SyslogReceiver, data: &std::path::Path) -> Server {
+    Server::start(
+        data,
+        &["--syslog", &collector.target, "--syslog-facility", "local3"],
+    )
+}
+
+#[test]
+fn events_reach_a_udp_collector_as_rfc5424() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = SyslogReceiver::udp();
+    let server = serve_to(&collector, &tmp.path().join("data"));
+    packages_reach(&collector, &server);
+    let status = server.status();
+    assert!(
+        status["syslog"]["sent"].as_u64().unwrap() >= 4,
+        "{status:#}"
+    );
+    assert_eq!(status["syslog"]["dropped"], 0);
+}
+
+#[test]
+fn events_reach_a_tcp_collector_framed_by_octet_counting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = SyslogReceiver::tcp();
+    let mut server = serve_to(&collector, &tmp.path().join("data"));
+    packages_reach(&collector, &server);
+    // The stop is sent before the process ends.
+    server.stop();
+    collector.wait_for("stop");
+}
+
+#[test]
+fn events_reach_a_unix_datagram_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = SyslogReceiver::unix(&tmp.path().join("log.sock"));
+    let server = serve_to(&collector, &tmp.path().join("data"));
+    packages_reach(&collector, &server);
+}
+
+#[test]
+fn a_collector_that_does_not_listen_stops_nothing_and_is_reached_once_it_listens() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nothing listens on yet: connections are refused.
+    let port = ReservedPort::hold();
+    let mut server = Server::start(
+        &tmp.path().join("data"),
+        &["--syslog", &format!("tcp://{}", port.addr())],
+    );
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    let status = server.wait_status("syslog failing", |s| {
+        s["syslog"]["failing_since"].is_string()
+    });
+    assert!(
+        status["syslog"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{status:#}"
+    );
+    assert_eq!(status["syslog"]["sent"], 0);
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(page.contains("<p class=\"alert\">Syslog: tcp://"), "{page}");
+    assert!(server.alive());
+
+    // The collector comes up: what waited is sent, in order.
+    let listener = std::net::TcpListener::bind(port.addr()).unwrap();
+    let collector = SyslogReceiver::tcp_on(listener);
+    let published = collector.wait_for("published");
+    assert_eq!(published.param(SD_ID, "corte"), Some("20240602_2000"));
+    let ids: Vec<String> = collector
+        .messages()
+        .iter()
+        .filter_map(|m| Rfc5424::parse(m))
+        .map(|m| m.msgid)
+        .collect();
+    let at = |id: &str| ids.iter().position(|m| m == id).unwrap();
+    assert!(
+        at("start") < at("received") && at("received") < at("published"),
+        "{ids:?}"
+    );
+    server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
+}
