@@ -25,6 +25,7 @@ mod publish;
 mod pull;
 mod replica;
 mod serve;
+mod service;
 mod sftp;
 mod simulate;
 #[cfg(feature = "fault-injection")]

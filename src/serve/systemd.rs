@@ -22,10 +22,10 @@ static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Sends `states` to the service manager, if there is one listening.
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        if !FAILED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
-        }
+    if let Err(e) = sd_notify::notify(states)
+        && !FAILED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
     }
 }
 
