@@ -3,6 +3,8 @@
 //! Settings flags (`--data-dir`, `--listen`, …) come from [`crate::config::SettingArgs`] and
 //! each also reads `DIFUSOR_<NAME>` from the environment; a flag wins over its variable.
 
+pub(crate) mod generate;
+
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -226,6 +228,16 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "NAME")]
         reglas: Option<String>,
     },
+    /// Make the manual pages, a shell's completion or the configuration a system package
+    /// installs (`packaging/build-deb.sh` uses it), from this program's own definition.
+    Generate {
+        /// What to make.
+        what: generate::Asset,
+        /// Folder to write the files into (created if missing); their paths are printed.
+        /// Without it, the file (the main page for `man`) goes to standard output.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Publish an earlier corte again (by corte id, publication number or package SHA-256).
     Rollback {
         /// The corte to return to, as `difusor history` lists it.
@@ -247,7 +259,7 @@ pub(crate) enum NoticeState {
 
 /// Parses the command line, wiring `DIFUSOR_<NAME>` to every setting flag.
 pub(crate) fn parse() -> Cli {
-    let mut command = with_env(Cli::command());
+    let mut command = command();
     let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if cli.admin_token.is_some() {
@@ -263,6 +275,11 @@ pub(crate) fn parse() -> Cli {
             .exit();
     }
     cli
+}
+
+/// The whole command line, each setting flag wired to its `DIFUSOR_<NAME>` variable.
+pub(crate) fn command() -> clap::Command {
+    with_env(Cli::command())
 }
 
 /// Every setting flag also reads `DIFUSOR_<NAME>` and shows its built-in default; list

@@ -1126,7 +1126,7 @@ pub(crate) fn commented_file(profile: &str, set: &toml::Table) -> Result<String>
         };
         if *name == "profile" {
             out.push_str(&line(&toml::Value::String(profile.to_owned())));
-        } else if *name == "data_dir" {
+        } else if *name == "data_dir" && !set.contains_key("data_dir") {
             out.push_str("data_dir = \".\"\n");
         } else if let Some(v) = profile_table.get(*name) {
             out.push_str(&line(v));

@@ -80,7 +80,12 @@ pub(crate) async fn run(port: u16, every: Duration) -> Result<()> {
             tokio::time::sleep(every).await;
         }
     });
-    let result = serve::run(sections).await;
+    let source = serve::Source {
+        file: None,
+        embedded: true,
+        args,
+    };
+    let result = serve::run(sections, source).await;
     feeder.abort();
     result
 }

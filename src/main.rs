@@ -209,7 +209,12 @@ fn run(cli: cli::Cli) -> Result<u8> {
             let sections = Sections::load(config_file, &settings)?;
             drop(runtime);
             let workers = usize::try_from(sections.config.settings.workers).unwrap_or(0);
-            self::runtime(workers)?.block_on(serve::run(sections))?;
+            let source = serve::Source {
+                file: config_file.map(ToOwned::to_owned),
+                embedded: false,
+                args: settings,
+            };
+            self::runtime(workers)?.block_on(serve::run(sections, source))?;
             Ok(0)
         }
         Cmd::Init {
@@ -262,6 +267,10 @@ fn run(cli: cli::Cli) -> Result<u8> {
             runtime.block_on(check::run(&config, &options))
         }
         Cmd::Inspect { path, json, reglas } => commands::inspect(&path, json, reglas.as_deref()),
+        Cmd::Generate { what, out_dir } => {
+            cli::generate::run(cli::command(), what, out_dir.as_deref())?;
+            Ok(0)
+        }
         Cmd::Rollback { corte, settings } => {
             let sections = Sections::load(config_file, &settings)?;
             let outcome = runtime.block_on(commands::rollback(sections, &corte))?;

@@ -27,6 +27,16 @@
 //! The clock is checked against `ntp_servers` from the start ([`crate::clock`]); with `syslog`
 //! set, every journal event from the opening of the journal to the stop is also sent to
 //! syslog ([`crate::syslog`]), and the stop waits up to [`SYSLOG_FLUSH`] for what is queued.
+//!
+//! Under a service manager ([`systemd`]): `READY=1` just before the server waits for its end
+//! (the live corte rebuilt, every listener serving), `STOPPING=1` when the stop begins, the
+//! watchdog fed while the publisher lives. SIGHUP always reloads ([`reload`]): the
+//! certificates, and the configuration read again and checked.
+
+mod reload;
+mod systemd;
+
+pub(crate) use reload::Source;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,8 +100,8 @@ pub(crate) fn rebuilt_publisher(
     Ok((publisher, live))
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub(crate) async fn run(sections: Sections) -> Result<()> {
+/// Runs until SIGINT or SIGTERM; `source` is where the configuration is read again on SIGHUP.
+pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     let config = &sections.config;
     let lock = store::lock(&config.data_dir)?.map_err(|busy| Busy {
         hint: "only one server may use a data folder: stop that one first, or give this one \
@@ -108,6 +118,8 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         }
         None => None,
     };
+    let mut reload = reload::Reload::listen(source, config.settings.clone(), store.journal.clone())
+        .context("cannot take SIGHUP")?;
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
     clear_unfinished(&store.layout.tmp())?;
@@ -357,6 +369,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         tasks.spawn(purger.run(swaps, notices, stop_rx.clone()));
     }
     if let Some(tls) = tls {
+        reload.certificates.push(("HTTPS", tls.clone()));
         tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
     }
     tasks.spawn(http::serve(
@@ -405,6 +418,7 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
             ));
         }
         if let Some(tls) = feed_tls {
+            reload.certificates.push(("replication feed", tls.clone()));
             tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
         }
     }
@@ -442,13 +456,25 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     }
     let mut watcher = on_own_thread(
         "watch",
-        intake::watch_folder(rules, to_publisher, store.journal.clone(), stop_rx),
+        intake::watch_folder(rules, to_publisher, store.journal.clone(), stop_rx.clone()),
     )
     .context("cannot start the intake folder's thread")?;
 
+    // Rebuilt, bound and serving: the service manager may count this server as started.
+    reload.status = match live.load().corte() {
+        Some(corte) => format!("serving corte {}", corte.id),
+        None => "serving; no corte published yet".to_owned(),
+    };
+    systemd::ready(&reload.status);
+    systemd::feed_watchdog(health.clone());
+    tasks.spawn(reload.run(stop_rx));
+
     let mut watching = true;
+    let mut told_stopping = false;
     let result = tokio::select! {
         _ = shutdown_signal() => {
+            systemd::stopping();
+            told_stopping = true;
             if let Some(settings) = &sections.health {
                 drain(&health, settings.drain_time, &store.journal).await;
             }
@@ -465,6 +491,9 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         Ok(why) = died => Err(publisher_died(&health, &store.journal, why).await),
     };
     tracing::info!("stopping: no new packages are taken; open requests get ten seconds");
+    if !told_stopping {
+        systemd::stopping();
+    }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     if watching {
@@ -539,19 +568,17 @@ async fn drain(health: &Health, drain_time: Duration, journal: &Journal) {
     }
 }
 
-/// Loads the HTTPS certificate again on SIGHUP, or when its files change (checked every
-/// five seconds); a pair that does not load is journaled and the old one kept.
+/// Loads the HTTPS certificate again when its files change (checked every five seconds; on
+/// SIGHUP [`reload`] does it at once); a pair that does not load is journaled and the old
+/// one kept.
 async fn reload_tls(tls: Arc<Tls>, journal: Arc<Journal>, mut stop: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).ok();
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
-        let forced = tokio::select! {
-            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
-            _ = every.tick() => false,
+        tokio::select! {
+            _ = every.tick() => {}
             _ = stop.changed() => return,
         };
-        match tls.reload(forced) {
+        match tls.reload(false) {
             Ok(true) => tracing::info!("HTTPS certificate reloaded; new connections use it"),
             Ok(false) => {}
             Err(e) => {

@@ -26,6 +26,7 @@ mod publish;
 mod pull;
 mod replica;
 mod serve;
+mod service;
 mod sftp;
 mod simulate;
 #[cfg(feature = "fault-injection")]

@@ -103,7 +103,10 @@ pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
-        TcpSocket::new_v6()?
+        let socket = TcpSocket::new_v6()?;
+        // `[::]:80` beside `0.0.0.0:80`: each listener takes its own family only.
+        rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
+        socket
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;

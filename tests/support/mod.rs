@@ -258,6 +258,8 @@ pub struct Server {
     pub extra: Vec<String>,
     /// Limits the process runs under (`prlimit`), when the test sets any.
     pub limits: ProcessLimits,
+    /// Environment variables the process gets besides the test's own.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     /// Where this start's lines begin in the log, which every start appends to.
     log_from: usize,
@@ -295,6 +297,29 @@ impl Server {
         )
     }
 
+    /// Launches a server as [`Server::start`] does, with the environment variables `env`
+    /// added, without waiting for it ([`Server::wait_ready`] does).
+    pub fn launch_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Server {
+            data: data.to_owned(),
+            port: 0,
+            admin_port: 0,
+            tls_port: None,
+            sftp_port: None,
+            feed_port: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            limits: ProcessLimits::default(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            child: None,
+            log_from: 0,
+        };
+        s.launch();
+        s
+    }
+
     /// Starts a server as [`Server::start`] does, under `limits`.
     fn start_limited(data: &Path, extra: &[&str], limits: ProcessLimits) -> Server {
         let mut s = Server {
@@ -306,6 +331,7 @@ impl Server {
             feed_port: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             limits,
+            env: Vec::new(),
             child: None,
             log_from: 0,
         };
@@ -423,6 +449,7 @@ impl Server {
             .command()
             .arg("serve")
             .args(self.args())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

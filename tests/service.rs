@@ -1,0 +1,356 @@
+//! difusor as a system service: the notifications a real `NOTIFY_SOCKET` listener receives
+//! (`READY=1` only once the rebuilt corte is served, the watchdog, `RELOADING=1` and
+//! `READY=1` on SIGHUP, `STOPPING=1` on SIGTERM), the configuration read again on SIGHUP,
+//! the manual pages and completions of `difusor generate` as `man` and bash read them, and
+//! the unit of `packaging/` as `systemd-analyze` judges it.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A service manager's notification socket: a real Unix datagram socket in `dir`.
+struct Notifications {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Notifications {
+    fn bind(dir: &Path) -> Notifications {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Notifications { socket, path }
+    }
+
+    /// The next datagram, if one arrives within `within`.
+    fn next(&self, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    }
+
+    /// Datagrams until one has the line `line`; every datagram received, that one last.
+    fn until(&self, line: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(d) = self.next(deadline.saturating_duration_since(Instant::now())) {
+            let found = d.lines().any(|l| l == line);
+            seen.push(d);
+            if found {
+                return seen;
+            }
+        }
+        panic!("no {line} within {within:?}; received {seen:?}");
+    }
+}
+
+/// Whether a datagram has the line `line`.
+fn has(datagram: &str, line: &str) -> bool {
+    datagram.lines().any(|l| l == line)
+}
+
+/// Writes `text` as the config file `path` (whole: a temporary name, then a rename).
+fn write_config(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_service_manager_is_told_ready_reloading_and_stopping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // The data folder already holds a corte: the start rebuilds it before READY=1.
+    let pkg = tmp.path().join("PREP_20240602_2000.zip");
+    std::fs::write(&pkg, site_package("20240602_2000", &[])).unwrap();
+    assert_success(&ingest_without_server(&pkg, &data));
+    let config = tmp.path().join("difusor.toml");
+    write_config(&config, "max_connections = 40000\n");
+    let notify = Notifications::bind(tmp.path());
+    let mut server = Server::launch_with_env(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+
+    // READY=1 is the first thing said, and when it is said the public site serves the
+    // rebuilt corte.
+    let first = notify
+        .next(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no notification; log: {}", server.log()));
+    assert!(has(&first, "READY=1"), "first notification: {first:?}");
+    assert!(
+        has(&first, "STATUS=serving corte 20240602_2000"),
+        "{first:?}"
+    );
+    let public = logged_address(&server.log(), &["serving the public site"])
+        .expect("the public listener is bound before READY=1");
+    let r = curl(&format!("http://{public}/"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-prep-corte"), Some("20240602_2000"));
+    server.wait_ready();
+
+    // The watchdog, every half WATCHDOG_USEC (0.5 s): at least three in a generous 10 s.
+    let mut fed = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fed < 3 && Instant::now() < deadline {
+        if notify
+            .next(Duration::from_secs(2))
+            .is_some_and(|d| has(&d, "WATCHDOG=1"))
+        {
+            fed += 1;
+        }
+    }
+    assert!(fed >= 3, "{fed} WATCHDOG=1 in 10 s");
+
+    // SIGHUP without any certificate: reloaded, not killed; still serving.
+    server.signal("HUP");
+    let said = notify.until("READY=1", Duration::from_secs(30));
+    let reloading = said
+        .iter()
+        .position(|d| has(d, "RELOADING=1"))
+        .unwrap_or_else(|| panic!("no RELOADING=1 before READY=1: {said:?}"));
+    assert!(
+        said[reloading].lines().any(|l| l
+            .strip_prefix("MONOTONIC_USEC=")
+            .is_some_and(|v| v.parse::<u64>().is_ok())),
+        "{said:?}"
+    );
+    assert!(server.alive(), "SIGHUP ended the server: {}", server.log());
+    assert_eq!(curl(&server.url("/"), &[]).status, 200);
+    assert!(
+        server.log().contains("no setting changed"),
+        "{}",
+        server.log()
+    );
+
+    // A changed setting is not applied: the journal says it takes effect at the restart.
+    write_config(&config, "max_connections = 30000\n");
+    server.signal("HUP");
+    notify.until("READY=1", Duration::from_secs(30));
+    let warnings = wait_events(&server, "warning", 1);
+    let restart = warnings
+        .iter()
+        .find(|w| w["detail"]["restart_needed"].is_array())
+        .unwrap_or_else(|| panic!("no restart_needed warning: {warnings:?}"));
+    assert_eq!(
+        restart["detail"]["restart_needed"],
+        serde_json::json!(["max_connections"])
+    );
+
+    // An invalid file: journaled, nothing changed, the server serves on.
+    write_config(&config, "max_connections = \"many\"\n");
+    server.signal("HUP");
+    notify.until("READY=1", Duration::from_secs(30));
+    let warnings = wait_events(&server, "warning", 2);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["detail"]["warning"].as_str().is_some_and(|t| t
+                .starts_with("configuration not reloaded, nothing changed")
+                && t.contains("max_connections"))),
+        "{warnings:?}"
+    );
+    assert!(server.alive());
+    let r = curl(&server.url("/"), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-prep-corte"), Some("20240602_2000"));
+
+    // SIGTERM: STOPPING=1, then the process ends cleanly.
+    server.signal("TERM");
+    notify.until("STOPPING=1", Duration::from_secs(30));
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .expect("the server stops");
+    assert!(status.success(), "{status}; log: {}", server.log());
+}
+
+#[test]
+fn sighup_reloads_the_https_certificate_and_nothing_is_sent_without_a_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_pair(&tmp.path().join("tls"));
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("certificate reloaded") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut server = server;
+    assert!(server.alive(), "{}", server.log());
+    let r = curl(
+        &format!("https://127.0.0.1:{}/", server.tls_port()),
+        &["--insecure"],
+    );
+    assert!(r.complete, "HTTPS after the reload: {}", r.text());
+    assert!(
+        !server.log().contains("cannot notify the service manager"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn generate_makes_manual_pages_man_renders_and_completions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let man_dir = tmp.path().join("man");
+    let out = run_ok(
+        difusor()
+            .args(["generate", "man", "--out-dir"])
+            .arg(&man_dir),
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for page in ["difusor.1", "difusor-serve.1", "difusor-generate.1"] {
+        assert!(
+            listed.lines().any(|l| l.ends_with(page)),
+            "{page} not made: {listed}"
+        );
+    }
+    if installed(&["man", "--version"], "man-db") {
+        for (page, expect) in [
+            ("difusor.1", "rollback"),
+            ("difusor-serve.1", "DIFUSOR_DATA_DIR"),
+        ] {
+            let out = run_ok(
+                Command::new("man")
+                    .arg("-l")
+                    .arg(man_dir.join(page))
+                    .env("MANWIDTH", "100")
+                    .env("MANPAGER", "cat"),
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("NAME") && text.contains(expect),
+                "{page}: {text}"
+            );
+        }
+    }
+    // To standard output without --out-dir: the main page.
+    let out = run_ok(difusor().args(["generate", "man"]));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(".ie"));
+
+    for (shell, file, mark) in [
+        ("bash", "difusor.bash", "complete -F"),
+        ("zsh", "_difusor", "#compdef difusor"),
+        ("fish", "difusor.fish", "complete -c difusor"),
+        (
+            "elvish",
+            "difusor.elv",
+            "edit:completion:arg-completer[difusor]",
+        ),
+    ] {
+        run_ok(
+            difusor()
+                .args(["generate", shell, "--out-dir"])
+                .arg(tmp.path()),
+        );
+        let text = std::fs::read_to_string(tmp.path().join(file)).unwrap();
+        assert!(
+            text.contains(mark),
+            "{shell}: {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(
+            text.contains("serve") && text.contains("data-dir"),
+            "{shell}"
+        );
+    }
+    // bash itself loads the completion and registers it for difusor.
+    let script = tmp.path().join("difusor.bash");
+    let out = run_ok(Command::new("bash").arg("-c").arg(format!(
+        "source {} && complete -p difusor",
+        script.display()
+    )));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("difusor"));
+}
+
+#[test]
+fn the_packaged_configuration_starts_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(
+        difusor()
+            .args(["generate", "config", "--out-dir"])
+            .arg(tmp.path()),
+    );
+    let config = tmp.path().join("difusor.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("data_dir = \"/var/lib/difusor\""), "{text}");
+    assert!(
+        text.contains(r#"listen = ["0.0.0.0:80", "[::]:80"]"#),
+        "{text}"
+    );
+    // Every setting of the file checked as at a start; the test's own folder and ports.
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(server.status()["live"]["corte"], serde_json::Value::Null);
+}
+
+#[test]
+fn the_units_pass_systemd_analyze() {
+    if !installed(&["systemd-analyze", "--version"], "systemd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/difusor.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/difusor serve"));
+    let path = tmp.path().join("difusor.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/difusor", env!("CARGO_BIN_EXE_difusor")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd: {said}"
+    );
+    let out = run_ok(
+        Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&path),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for difusor.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level: {report}"));
+    assert!(score < 2.5, "exposure {score}: {report}");
+}
