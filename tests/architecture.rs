@@ -51,7 +51,10 @@ fn module_of(src: &Path, file: &Path) -> String {
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if parts.last().is_some_and(|p| p == "mod" || p == "main") {
+    if parts
+        .last()
+        .is_some_and(|p| p == "mod" || p == "main" || p == "lib")
+    {
         parts.pop();
     }
     parts.join("::")
@@ -73,7 +76,7 @@ fn test_modules(files: &[PathBuf]) -> BTreeSet<PathBuf> {
         let text = std::fs::read_to_string(file).unwrap();
         let dir = if file
             .file_name()
-            .is_some_and(|n| n == "mod.rs" || n == "main.rs")
+            .is_some_and(|n| n == "mod.rs" || n == "main.rs" || n == "lib.rs")
         {
             file.parent().unwrap().to_owned()
         } else {
@@ -130,7 +133,7 @@ fn breaks(root: &Path) -> Vec<String> {
     for file in files.iter().filter(|f| !tests.contains(*f)) {
         let module = module_of(&src, file);
         if module.is_empty() {
-            continue; // main.rs: the top, may use everything
+            continue; // main.rs and lib.rs: the top, may use everything
         }
         let Some((from, from_layer)) = listed(&layers, &module) else {
             broken.push(format!(

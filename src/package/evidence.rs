@@ -140,7 +140,7 @@ impl fmt::Display for Evidence {
 /// Errors are [`Rejection::Evidence`] (evidence contradicts the package, or required evidence
 /// is missing or uncheckable) or [`Rejection::Io`] (the archived copy could not be read to
 /// check its signature).
-pub(super) fn check(
+pub(crate) fn check(
     incoming: &Incoming,
     files: &[Member],
     policy: &EvidencePolicy,

@@ -40,7 +40,8 @@ use crate::hash::Sha256;
 
 pub(crate) use corte::{CorteRules, CorteSource, CorteTime, corte_line, corte_time};
 pub(crate) use evidence::{
-    Evidence, EvidencePolicy, Policy, sidecar_digest, sidecar_single_entry, sum_line,
+    Evidence, EvidencePolicy, Policy, check as check_evidence, sidecar_digest,
+    sidecar_single_entry, sum_line,
 };
 pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
 pub(crate) use open::{Format, read_magic};
