@@ -118,6 +118,10 @@ pub(crate) enum EventKind {
     Draining,
     /// A cache in front that was failing takes purges again: how many failed, since when.
     PurgeRecovered,
+    /// A certificate was obtained over ACME (`acme_domains`): names, serial, end of validity.
+    AcmeCertificate,
+    /// ACME works again after failures: how many attempts failed, since when.
+    AcmeRecovered,
 }
 
 impl EventKind {
@@ -148,6 +152,8 @@ impl EventKind {
             Self::PublisherDied => "publisher-died",
             Self::Draining => "draining",
             Self::PurgeRecovered => "purge-recovered",
+            Self::AcmeCertificate => "acme-certificate",
+            Self::AcmeRecovered => "acme-recovered",
         }
     }
 }

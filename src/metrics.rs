@@ -55,6 +55,16 @@ pub(crate) struct PullSnapshot {
     pub(crate) handed_over: u64,
 }
 
+/// The ACME certificate at scrape time.
+pub(crate) struct AcmeSnapshot {
+    /// Unix time its certificate expires, once there is one.
+    pub(crate) certificate_expiry: Option<i64>,
+    /// Failed attempts in a row (0 while it works).
+    pub(crate) consecutive_failures: u64,
+    /// Failed attempts since the start.
+    pub(crate) failures_total: u64,
+}
+
 /// Values read from elsewhere at scrape time.
 pub(crate) struct Snapshot {
     /// Unix time of the live corte, if any.
@@ -77,6 +87,8 @@ pub(crate) struct Snapshot {
     pub(crate) publisher_up: bool,
     /// Each pulled URL.
     pub(crate) pull: Vec<PullSnapshot>,
+    /// The ACME certificate, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeSnapshot>,
 }
 
 /// All metrics.
@@ -96,7 +108,16 @@ pub(crate) struct Metrics {
     publisher_up: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
+    /// Registered by [`Metrics::with_acme`] only, so that servers without ACME show none.
+    acme: Option<AcmeGauges>,
     traffic: Traffic,
+}
+
+/// The ACME gauges.
+struct AcmeGauges {
+    expiry: Gauge,
+    consecutive_failures: Gauge,
+    failures: Gauge,
 }
 
 impl Metrics {
@@ -205,8 +226,35 @@ impl Metrics {
             publisher_up,
             pull_failures,
             pull_packages,
+            acme: None,
             traffic: Traffic::default(),
         }
+    }
+
+    /// With the gauges of the certificate obtained over ACME (`acme_domains`).
+    pub(crate) fn with_acme(mut self) -> Self {
+        let gauges = AcmeGauges {
+            expiry: Gauge::default(),
+            consecutive_failures: Gauge::default(),
+            failures: Gauge::default(),
+        };
+        self.registry.register(
+            "acme_certificate_expiry_seconds",
+            "Unix time the HTTPS certificate obtained over ACME expires (0: none yet)",
+            gauges.expiry.clone(),
+        );
+        self.registry.register(
+            "acme_consecutive_failures",
+            "Failed ACME attempts in a row (0 while it works)",
+            gauges.consecutive_failures.clone(),
+        );
+        self.registry.register(
+            "acme_failures",
+            "Failed ACME attempts since the start",
+            gauges.failures.clone(),
+        );
+        self.acme = Some(gauges);
+        self
     }
 
     /// Counts one answered public request.
@@ -247,6 +295,13 @@ impl Metrics {
             self.pull_packages
                 .get_or_create(&labels)
                 .set(gauge(p.handed_over));
+        }
+        if let (Some(gauges), Some(acme)) = (&self.acme, &snapshot.acme) {
+            gauges.expiry.set(acme.certificate_expiry.unwrap_or(0));
+            gauges
+                .consecutive_failures
+                .set(gauge(acme.consecutive_failures));
+            gauges.failures.set(gauge(acme.failures_total));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -341,6 +396,7 @@ mod tests {
                 failures: 4,
                 handed_over: 12,
             }],
+            acme: None,
         });
         assert!(
             text.contains("difusor_http_requests_total{status=\"200\",encoding=\"Br\"} 2"),

@@ -7,13 +7,14 @@
 //! naming the setting; components then receive the section they need.
 //!
 //! This module sits above every module whose settings it builds (`package`, `site`, `http`,
-//! `prep`, the publisher, the SFTP and pull channels, the purge), none of which `config`
+//! `prep`, the publisher, the SFTP and pull channels, the purge, ACME), none of which `config`
 //! names.
 
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::acme::AcmeSettings;
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
 use crate::http::health::HealthSettings;
@@ -48,6 +49,8 @@ pub(crate) struct Sections {
     pub(crate) health: Option<HealthSettings>,
     /// The purge of caches in front, when `purge_url` is set.
     pub(crate) purge: Option<PurgeSettings>,
+    /// Automatic HTTPS over ACME, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeSettings>,
 }
 
 impl Sections {
@@ -68,6 +71,7 @@ impl Sections {
             admin_hosts: crate::admin::admin_hosts(&config)?,
             health: HealthSettings::from_config(&config)?,
             purge: PurgeSettings::from_config(&config)?,
+            acme: AcmeSettings::from_config(&config)?,
             config,
         })
     }
@@ -131,6 +135,7 @@ mod tests {
                 toml::Value::from("https://10.0.0.1:9443/?t=1"),
             ),
             ("feed_listen", toml::Value::from(vec!["10.0.0.1"])),
+            ("acme_domains", toml::Value::from(vec!["*.example.mx"])),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);

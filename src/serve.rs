@@ -21,6 +21,9 @@
 //! public listeners go on serving for `drain_time`, and only then does the stop begin (open
 //! requests get ten seconds). A second signal cuts the wait short.
 //!
+//! With `acme_domains` set, the HTTPS certificate is obtained and renewed over ACME
+//! ([`crate::acme`]) in the background; SIGHUP does not touch it.
+//!
 //! With `purge_url` set, the caches in front are purged after each corte made live and each
 //! change of the notice ([`crate::purge`]), in the background: nothing waits for it.
 
@@ -33,6 +36,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
+use crate::acme::Acme;
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
 use crate::config::FeedSettings;
@@ -103,12 +107,20 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         None => None,
     };
 
-    let tls = match &config.tls_files {
-        Some((cert, key)) => Some(
+    // With `acme_domains` the certificate comes over ACME: a kept one is served at once.
+    let acme = match &sections.acme {
+        Some(settings) => Some(Acme::start(settings, &store.layout, store.journal.clone())?),
+        None => None,
+    };
+    let tls = match (&config.tls_files, &acme) {
+        (Some((cert, key)), _) => Some(
             Tls::load(cert, key)
                 .context("cannot use the HTTPS certificate (settings `tls_cert`, `tls_key`)")?,
         ),
-        None => None,
+        (None, Some(acme)) => {
+            Some(Tls::resolved(acme.answers()).context("cannot set up HTTPS for ACME")?)
+        }
+        (None, None) => None,
     };
     // (listener, HTTPS) for every public address.
     let mut public_listeners = Vec::new();
@@ -245,7 +257,11 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(if acme.is_some() {
+        Metrics::new().with_acme()
+    } else {
+        Metrics::new()
+    });
     let public = Arc::new(Public {
         limits: limits.clone(),
         max_uri_bytes: sections.http.max_uri_bytes,
@@ -255,8 +271,10 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
         live: live.clone(),
         gate: gate.clone(),
         access_log: access_log.clone(),
+        acme: acme.as_ref().map(Acme::answers),
     });
     let admin = Arc::new(Admin {
+        acme: acme.as_ref().map(Acme::board),
         pull: puller.as_ref().map(|p| p.board()),
         live: live.clone(),
         journal: store.journal.clone(),
@@ -336,8 +354,14 @@ pub(crate) async fn run(sections: Sections) -> Result<()> {
     if let Some((purger, swaps)) = purger {
         tasks.spawn(purger.run(swaps, notices, stop_rx.clone()));
     }
-    if let Some(tls) = tls {
+    // Only files are reloaded: the ACME certificate is renewed by its own task.
+    if let Some(tls) = tls
+        && config.tls_files.is_some()
+    {
         tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
+    }
+    if let Some(acme) = acme {
+        tasks.spawn(acme.run(stop_rx.clone()));
     }
     tasks.spawn(http::serve(
         admin_listener,

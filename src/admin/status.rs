@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Admin;
+use crate::acme::AcmeStatus;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
@@ -42,6 +43,8 @@ pub(crate) struct Status {
     pub(crate) connections_refused: u64,
     /// Each pulled URL, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<Vec<UrlState>>,
+    /// The certificate obtained over ACME, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeStatus>,
     /// This program's version.
     pub(crate) version: &'static str,
 }
@@ -170,6 +173,7 @@ impl Status {
             connections_evicted: evicted,
             connections_refused: refused,
             pull: admin.pull.as_ref().map(|b| b.snapshot()),
+            acme: admin.acme.as_ref().map(|b| b.snapshot()),
             version: env!("CARGO_PKG_VERSION"),
         }
     }
