@@ -241,8 +241,8 @@ pub(crate) enum AcmeError {
     #[error("{0}")]
     Protocol(#[from] instant_acme::Error),
     /// The ACME server offered no challenge of the kind configured.
-    #[error("the ACME server offers no {0} challenge for {1} (setting `acme_challenge`)")]
-    NoChallenge(&'static str, String),
+    #[error("the ACME server offers no {0} challenge for a name (setting `acme_challenge`)")]
+    NoChallenge(&'static str),
     /// An authorization or the order ended in a state other than valid.
     #[error("{0}")]
     Refused(String),
@@ -827,7 +827,7 @@ impl Acme {
             }
             let mut challenge = authz
                 .challenge(kind.clone())
-                .ok_or_else(|| AcmeError::NoChallenge(name, "a name".to_owned()))?;
+                .ok_or(AcmeError::NoChallenge(name))?;
             let host = challenge.identifier().to_string();
             let key_authorization = challenge.key_authorization();
             match self.settings.challenge {
