@@ -4,7 +4,7 @@
 //! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The [`settings!`] table below
 //! is the only place a setting is declared: the flags, the TOML schema, the commented
 //! `difusor.toml` that `init` writes and the defaults all come from it. The value types of
-//! the table (`SiteMode`, `Policy`, `LogFormat`, `PurgeMethod`) and its defaults are declared
+//! the table (`SiteMode`, `Policy`, `LogFormat`, `PurgeMethod`, `AcmeChallenge`) and its defaults are declared
 //! here too.
 //!
 //! Layers, lowest first: built-in default, institute profile (`profiles/*.toml`, embedded),
@@ -165,6 +165,28 @@ impl PurgeMethod {
     }
 }
 
+/// How the ACME server is shown that this server answers for a name (`acme_challenge`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+pub(crate) enum AcmeChallenge {
+    /// TLS-ALPN-01 (RFC 8737): answered on the HTTPS listener (port 443 in production).
+    #[serde(rename = "tls-alpn-01")]
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+    /// HTTP-01: answered on the plain listener (port 80 in production), before the gate.
+    #[serde(rename = "http-01")]
+    #[value(name = "http-01")]
+    Http01,
+}
+
+/// Let's Encrypt's production directory, the default `acme_directory`.
+pub(crate) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// Let's Encrypt's staging directory: what `acme_directory = "staging"` means.
+pub(crate) const LETS_ENCRYPT_STAGING: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
+
 /// The default `corte_pattern`: `YYYYMMDD_HHMM` anywhere in the name.
 pub(crate) const DEFAULT_NAME_PATTERN: &str =
     r"(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})";
@@ -186,12 +208,32 @@ settings! {
     /// Public HTTP address to listen on; repeat the flag for several.
     listen: Vec<String> = vec!["127.0.0.1:8080".to_owned()];
     /// Public HTTPS address to listen on; repeat the flag for several. Needs `tls_cert` and
-    /// `tls_key`.
+    /// `tls_key`, or `acme_domains`.
     tls_listen: Vec<String> = Vec::new();
     /// Certificate chain for HTTPS, PEM. Reloaded on SIGHUP or when the file changes.
     tls_cert: PathBuf = PathBuf::new();
     /// Private key for HTTPS, PEM (PKCS#8, PKCS#1 or SEC1).
     tls_key: PathBuf = PathBuf::new();
+    /// Names to get a certificate for automatically over ACME (Let's Encrypt), e.g.
+    /// `prep.example.mx`; repeat the flag for several. Setting it turns ACME on: HTTPS on
+    /// `tls_listen` with a certificate obtained, kept in `<data_dir>/acme/` and renewed
+    /// without a restart. Not together with `tls_cert` and `tls_key`. Empty: off.
+    acme_domains: Vec<String> = Vec::new();
+    /// Contact address given to the ACME server (expiry and policy notices). Empty: none.
+    acme_email: String = String::new();
+    /// The ACME server's directory URL. `staging` means Let's Encrypt's staging server
+    /// (certificates no browser trusts, generous rate limits: for trials).
+    acme_directory: String = LETS_ENCRYPT.to_owned();
+    /// Certificate authority (PEM) trusted for the ACME directory's HTTPS, for private ACME
+    /// servers. Empty: the public web's authorities.
+    acme_directory_ca: PathBuf = PathBuf::new();
+    /// How the ACME server checks this server answers for the names: tls-alpn-01 (on
+    /// `tls_listen`, port 443 in production) or http-01 (on `listen`, port 80 in production;
+    /// answered even before `publish_start`).
+    acme_challenge: AcmeChallenge = AcmeChallenge::TlsAlpn01;
+    /// Renew the ACME certificate when less than this is left of it (`30d`, `72h`); never
+    /// before a third of its lifetime has passed.
+    acme_renew_before: String = "30d".to_owned();
     /// Who may show the site in a frame (R4.8 allows it by default): a CSP
     /// `frame-ancestors` source list such as `'self' https://portal.example.mx`. Empty: anyone.
     frame_ancestors: String = String::new();
@@ -602,6 +644,7 @@ fn anchor_relative_paths(table: &mut toml::Table, base: &Path) {
         "pull_client_cert",
         "pull_client_key",
         "pull_ca",
+        "acme_directory_ca",
     ] {
         if let Some(toml::Value::String(s)) = table.get_mut(key) {
             let p = Path::new(s.as_str());
@@ -762,11 +805,17 @@ impl Config {
         let tls_files = if tls_listen.is_empty() {
             None
         } else if s.tls_cert.as_os_str().is_empty() || s.tls_key.as_os_str().is_empty() {
-            return Err(Invalid::new(
-                "tls_listen",
-                "HTTPS needs `tls_cert` and `tls_key` (PEM files); `difusor init --self-signed` \
-                 makes a pair for testing",
-            ));
+            if !s.acme_domains.is_empty() {
+                // The certificate comes over ACME (`crate::acme`).
+                None
+            } else {
+                return Err(Invalid::new(
+                    "tls_listen",
+                    "HTTPS needs `tls_cert` and `tls_key` (PEM files), or `acme_domains` for a \
+                     certificate obtained automatically; `difusor init --self-signed` makes a \
+                     pair for testing",
+                ));
+            }
         } else {
             Some((s.tls_cert.clone(), s.tls_key.clone()))
         };

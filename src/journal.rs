@@ -122,6 +122,10 @@ pub(crate) enum EventKind {
     PurgeRecovered,
     /// The clock, past `clock_max_offset`, is within it again: its offset, which server.
     ClockRecovered,
+    /// A certificate was obtained over ACME (`acme_domains`): names, serial, end of validity.
+    AcmeCertificate,
+    /// ACME works again after failures: how many attempts failed, since when.
+    AcmeRecovered,
 }
 
 impl EventKind {
@@ -154,6 +158,8 @@ impl EventKind {
             Self::Draining => "draining",
             Self::PurgeRecovered => "purge-recovered",
             Self::ClockRecovered => "clock-recovered",
+            Self::AcmeCertificate => "acme-certificate",
+            Self::AcmeRecovered => "acme-recovered",
         }
     }
 }

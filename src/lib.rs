@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acme;
 mod admin;
 mod archive;
 mod check;

@@ -134,6 +134,16 @@ impl ClockGauges {
     }
 }
 
+/// The ACME certificate at scrape time.
+pub(crate) struct AcmeSnapshot {
+    /// Unix time its certificate expires, once there is one.
+    pub(crate) certificate_expiry: Option<i64>,
+    /// Failed attempts in a row (0 while it works).
+    pub(crate) consecutive_failures: u64,
+    /// Failed attempts since the start.
+    pub(crate) failures_total: u64,
+}
+
 /// Values read from elsewhere at scrape time.
 pub(crate) struct Snapshot {
     /// Unix time of the live corte, if any.
@@ -160,6 +170,8 @@ pub(crate) struct Snapshot {
     pub(crate) clock: ClockSnapshot,
     /// Syslog messages sent and dropped, when `syslog` is set.
     pub(crate) syslog: Option<(u64, u64)>,
+    /// The ACME certificate, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeSnapshot>,
 }
 
 /// All metrics.
@@ -180,7 +192,16 @@ pub(crate) struct Metrics {
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
     clock: ClockGauges,
+    /// Registered by [`Metrics::with_acme`] only, so that servers without ACME show none.
+    acme: Option<AcmeGauges>,
     traffic: Traffic,
+}
+
+/// The ACME gauges.
+struct AcmeGauges {
+    expiry: Gauge,
+    consecutive_failures: Gauge,
+    failures: Gauge,
 }
 
 impl Metrics {
@@ -291,8 +312,35 @@ impl Metrics {
             publisher_up,
             pull_failures,
             pull_packages,
+            acme: None,
             traffic: Traffic::default(),
         }
+    }
+
+    /// With the gauges of the certificate obtained over ACME (`acme_domains`).
+    pub(crate) fn with_acme(mut self) -> Self {
+        let gauges = AcmeGauges {
+            expiry: Gauge::default(),
+            consecutive_failures: Gauge::default(),
+            failures: Gauge::default(),
+        };
+        self.registry.register(
+            "acme_certificate_expiry_seconds",
+            "Unix time the HTTPS certificate obtained over ACME expires (0: none yet)",
+            gauges.expiry.clone(),
+        );
+        self.registry.register(
+            "acme_consecutive_failures",
+            "Failed ACME attempts in a row (0 while it works)",
+            gauges.consecutive_failures.clone(),
+        );
+        self.registry.register(
+            "acme_failures",
+            "Failed ACME attempts since the start",
+            gauges.failures.clone(),
+        );
+        self.acme = Some(gauges);
+        self
     }
 
     /// Counts one answered public request.
@@ -335,6 +383,13 @@ impl Metrics {
                 .set(gauge(p.handed_over));
         }
         self.clock.set(&snapshot.clock, snapshot.syslog);
+        if let (Some(gauges), Some(acme)) = (&self.acme, &snapshot.acme) {
+            gauges.expiry.set(acme.certificate_expiry.unwrap_or(0));
+            gauges
+                .consecutive_failures
+                .set(gauge(acme.consecutive_failures));
+            gauges.failures.set(gauge(acme.failures_total));
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode the metrics");
@@ -435,6 +490,7 @@ mod tests {
                 synchronized: None,
             },
             syslog: Some((5, 1)),
+            acme: None,
         });
         assert!(
             text.contains("difusor_clock_offset_seconds -0.25"),

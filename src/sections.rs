@@ -7,13 +7,14 @@
 //! naming the setting; components then receive the section they need.
 //!
 //! This module sits above every module whose settings it builds (`package`, `site`, `http`,
-//! `prep`, the publisher, the SFTP and pull channels, the purge, the clock check, syslog),
-//! none of which `config` names.
+//! `prep`, the publisher, the SFTP and pull channels, the purge, the clock check, syslog,
+//! ACME), none of which `config` names.
 
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::acme::AcmeSettings;
 use crate::clock::ClockSettings;
 use crate::config::{Config, Invalid, SettingArgs};
 use crate::http::HttpSettings;
@@ -54,6 +55,8 @@ pub(crate) struct Sections {
     pub(crate) clock: ClockSettings,
     /// Journal events sent to syslog, when `syslog` is set.
     pub(crate) syslog: Option<SyslogSettings>,
+    /// Automatic HTTPS over ACME, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeSettings>,
 }
 
 impl Sections {
@@ -76,6 +79,7 @@ impl Sections {
             purge: PurgeSettings::from_config(&config)?,
             clock: ClockSettings::from_config(&config)?,
             syslog: SyslogSettings::from_config(&config)?,
+            acme: AcmeSettings::from_config(&config)?,
             config,
         })
     }
@@ -144,6 +148,7 @@ mod tests {
             ("ntp_interval", toml::Value::from("often")),
             ("syslog", toml::Value::from("udp://10.0.0.9")),
             ("syslog_facility", toml::Value::from("local9")),
+            ("acme_domains", toml::Value::from(vec!["*.example.mx"])),
         ] {
             let mut t = toml::Table::new();
             t.insert(setting.into(), value);

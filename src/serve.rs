@@ -21,6 +21,9 @@
 //! public listeners go on serving for `drain_time`, and only then does the stop begin (open
 //! requests get ten seconds). A second signal cuts the wait short.
 //!
+//! With `acme_domains` set, the HTTPS certificate is obtained and renewed over ACME
+//! ([`crate::acme`]) in the background; SIGHUP does not touch it.
+//!
 //! With `purge_url` set, the caches in front are purged after each corte made live and each
 //! change of the notice ([`crate::purge`]), in the background: nothing waits for it.
 //!
@@ -47,6 +50,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
+use crate::acme::Acme;
 use crate::admin::{self, Admin};
 use crate::archive::clear_unfinished;
 use crate::clock::Clock;
@@ -131,12 +135,20 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         None => None,
     };
 
-    let tls = match &config.tls_files {
-        Some((cert, key)) => Some(
+    // With `acme_domains` the certificate comes over ACME: a kept one is served at once.
+    let acme = match &sections.acme {
+        Some(settings) => Some(Acme::start(settings, &store.layout, store.journal.clone())?),
+        None => None,
+    };
+    let tls = match (&config.tls_files, &acme) {
+        (Some((cert, key)), _) => Some(
             Tls::load(cert, key)
                 .context("cannot use the HTTPS certificate (settings `tls_cert`, `tls_key`)")?,
         ),
-        None => None,
+        (None, Some(acme)) => {
+            Some(Tls::resolved(acme.answers()).context("cannot set up HTTPS for ACME")?)
+        }
+        (None, None) => None,
     };
     // (listener, HTTPS) for every public address.
     let mut public_listeners = Vec::new();
@@ -273,7 +285,11 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(if acme.is_some() {
+        Metrics::new().with_acme()
+    } else {
+        Metrics::new()
+    });
     let clock = Clock::new(sections.clock.clone());
     let public = Arc::new(Public {
         limits: limits.clone(),
@@ -284,8 +300,10 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         live: live.clone(),
         gate: gate.clone(),
         access_log: access_log.clone(),
+        acme: acme.as_ref().map(Acme::answers),
     });
     let admin = Arc::new(Admin {
+        acme: acme.as_ref().map(Acme::board),
         pull: puller.as_ref().map(|p| p.board()),
         live: live.clone(),
         journal: store.journal.clone(),
@@ -368,9 +386,15 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     if let Some((purger, swaps)) = purger {
         tasks.spawn(purger.run(swaps, notices, stop_rx.clone()));
     }
-    if let Some(tls) = tls {
+    // Only files are reloaded: the ACME certificate is renewed by its own task.
+    if let Some(tls) = tls
+        && config.tls_files.is_some()
+    {
         reload.certificates.push(("HTTPS", tls.clone()));
         tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
+    }
+    if let Some(acme) = acme {
+        tasks.spawn(acme.run(stop_rx.clone()));
     }
     tasks.spawn(http::serve(
         admin_listener,

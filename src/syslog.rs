@@ -163,7 +163,9 @@ pub(crate) fn severity(kind: EventKind) -> Severity {
         | K::SftpRefused
         | K::PullRecovered
         | K::PurgeRecovered
-        | K::ClockRecovered => Severity::NOTICE,
+        | K::ClockRecovered
+        | K::AcmeCertificate
+        | K::AcmeRecovered => Severity::NOTICE,
         K::Received
         | K::Archived
         | K::Verified

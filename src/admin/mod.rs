@@ -68,7 +68,7 @@ use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full, json_response};
 use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
-use crate::metrics::{ClockSnapshot, Metrics, PullSnapshot, Snapshot};
+use crate::metrics::{AcmeSnapshot, ClockSnapshot, Metrics, PullSnapshot, Snapshot};
 use crate::package::PackageName;
 use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
@@ -120,6 +120,8 @@ pub(crate) struct Admin {
     pub(crate) clock: Arc<crate::clock::Clock>,
     /// The syslog sender, when `syslog` is set.
     pub(crate) syslog: Option<Arc<crate::syslog::Syslog>>,
+    /// The ACME certificate's state, when `acme_domains` is set.
+    pub(crate) acme: Option<Arc<crate::acme::Board>>,
 }
 
 /// The names of `admin_hosts`, each a host name without scheme, port or path, lowercased.
@@ -420,6 +422,11 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
                 handed_over: u.packages_handed_over,
             })
             .collect(),
+        acme: state.acme.as_ref().map(|a| AcmeSnapshot {
+            certificate_expiry: a.certificate.as_ref().map(|c| c.not_after_unix),
+            consecutive_failures: a.consecutive_failures,
+            failures_total: a.failures_total,
+        }),
     };
     let mut res = Response::new(full(admin.metrics.encode(&snapshot)));
     res.headers_mut().insert(

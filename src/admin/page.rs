@@ -83,6 +83,28 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
             ),
         );
     }
+    if let Some(acme) = &state.acme {
+        if acme.consecutive_failures > 0 {
+            banner(
+                &mut body,
+                "alert",
+                &format!(
+                    "ACME: no certificate obtained for {} since {} ({} attempts; the one served \
+                     stays): {}",
+                    acme.domains.join(", "),
+                    acme.failing_since.as_deref().unwrap_or("?"),
+                    acme.consecutive_failures,
+                    acme.last_error.as_deref().unwrap_or("?"),
+                ),
+            );
+        } else if acme.certificate.is_none() {
+            banner(
+                &mut body,
+                "info",
+                "ACME: no certificate yet; HTTPS answers once one is obtained.",
+            );
+        }
+    }
     for waiting in &state.waiting {
         let what = if waiting.outcome == PackageState::Held {
             "is held, not published"
@@ -146,6 +168,41 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
         state.access_log_lost_lines,
     );
     clock_section(&mut body, state);
+    if let Some(acme) = &state.acme {
+        let _ = write!(
+            body,
+            "<h2>HTTPS certificate (ACME)</h2><table><tr><th>Names</th><td>{}</td></tr>\
+             <tr><th>Directory</th><td>{} ({})</td></tr>",
+            html_escape(&acme.domains.join(", ")),
+            html_escape(&acme.directory),
+            serde_json::to_value(acme.challenge)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+        if let Some(c) = &acme.certificate {
+            let _ = write!(
+                body,
+                "<tr><th>Serial</th><td><code>{}</code></td></tr>\
+                 <tr><th>Valid until</th><td>{} ({} days left)</td></tr>",
+                html_escape(&c.serial),
+                html_escape(&c.not_after),
+                c.seconds_left / 86_400,
+            );
+        }
+        let _ = write!(
+            body,
+            "<tr><th>Next attempt</th><td>{}</td></tr>\
+             <tr><th>Failures in a row</th><td{}>{}</td></tr></table>",
+            html_escape(acme.next_attempt_at.as_deref().unwrap_or("-")),
+            if acme.consecutive_failures > 0 {
+                " class=\"bad\""
+            } else {
+                ""
+            },
+            acme.consecutive_failures,
+        );
+    }
     if !pulled.is_empty() {
         body.push_str(
             "<h2>Pulled URLs</h2><table><tr><th>URL</th><th>Last poll</th><th>Last success</th>\
@@ -343,6 +400,7 @@ mod tests {
                 ntp_synchronized: None,
             },
             syslog: None,
+            acme: None,
             version: "0.1.0",
         }
     }

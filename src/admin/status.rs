@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Admin;
+use crate::acme::AcmeStatus;
 use crate::clock::ClockStatus;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
@@ -48,6 +49,8 @@ pub(crate) struct Status {
     pub(crate) clock: ClockStatus,
     /// Journal events sent to syslog, when `syslog` is set.
     pub(crate) syslog: Option<SyslogStatus>,
+    /// The certificate obtained over ACME, when `acme_domains` is set.
+    pub(crate) acme: Option<AcmeStatus>,
     /// This program's version.
     pub(crate) version: &'static str,
 }
@@ -178,6 +181,7 @@ impl Status {
             pull: admin.pull.as_ref().map(|b| b.snapshot()),
             clock: admin.clock.status(),
             syslog: admin.syslog.as_ref().map(|s| s.status()),
+            acme: admin.acme.as_ref().map(|b| b.snapshot()),
             version: env!("CARGO_PKG_VERSION"),
         }
     }

@@ -11,6 +11,9 @@
 //! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
 //!   included) gets 405 with `Allow`, whatever the gate says, and a request with a body
 //!   gets 413. Neither answer carries results.
+//! - With ACME's HTTP-01 ([`challenge`]), `/.well-known/acme-challenge/<token>` on a plain
+//!   listener is answered from the pending challenges alone, before the gate: it is never
+//!   looked up in the site.
 //! - The [`gate`] is asked on every GET and HEAD before the site is: before
 //!   `publish_start`, or while the institute's notice is in force, no byte of results
 //!   leaves (invariant 5).
@@ -32,6 +35,7 @@
 //! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
 pub(crate) mod access_log;
+pub(crate) mod challenge;
 pub(crate) mod conditional;
 pub(crate) mod conn;
 pub(crate) mod gate;
@@ -237,6 +241,10 @@ pub(crate) async fn serve<H, F>(
                                     }
                                     Err(_) => return Ok(()), // too slow a handshake
                                 };
+                                if stream.get_ref().1.alpn_protocol() == Some(challenge::ACME_TLS_ALPN) {
+                                    // A TLS-ALPN-01 validation: the handshake was the answer.
+                                    return Ok(());
+                                }
                                 let certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                                 let conn = builder.serve_connection(TokioIo::new(stream), service(certified));
                                 watcher.watch(conn.into_owned()).await
@@ -344,6 +352,8 @@ pub(crate) struct Public {
     pub(crate) frame_ancestors: Option<HeaderValue>,
     /// Where each request is logged.
     pub(crate) access_log: AccessLog,
+    /// ACME's HTTP-01 answers, when `acme_domains` is set.
+    pub(crate) acme: Option<Arc<challenge::AcmeAnswers>>,
 }
 
 /// The methods the public site answers.
@@ -370,7 +380,7 @@ pub(crate) async fn handle(
                 "La dirección solicitada excede el tamaño permitido.",
             )
         }
-        Ok(()) => route(&public, &req).await,
+        Ok(()) => route(&public, https, &req).await,
     };
     let h = res.headers_mut();
     h.insert(
@@ -424,7 +434,7 @@ pub(crate) async fn handle(
     res
 }
 
-async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> {
+async fn route(public: &Public, https: bool, req: &Request<Incoming>) -> Response<BoxedBody> {
     // The method first: what is not a read gets no gate page either (a 2xx to CONNECT
     // would open a tunnel), and no results.
     let head = match *req.method() {
@@ -446,6 +456,15 @@ async fn route(public: &Public, req: &Request<Incoming>) -> Response<BoxedBody> 
             return res;
         }
     };
+    // ACME's HTTP-01 validation is not the site: it passes before the gate opens.
+    if !https
+        && let Some(answer) = public
+            .acme
+            .as_ref()
+            .and_then(|a| a.http01(req.uri().path()))
+    {
+        return answer;
+    }
     if let Some(closed) = public.gate.closed() {
         return closed;
     }

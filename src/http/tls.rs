@@ -6,6 +6,9 @@
 //! uses the new pair, connections already open keep theirs, and a pair that does not load is
 //! refused with the old one kept.
 //!
+//! With `acme_domains` the certificate comes over ACME instead ([`Tls::resolved`]): no
+//! files, a resolver picks each handshake's certificate, and a reload (SIGHUP) leaves it be.
+//!
 //! A listener may also ask clients for a certificate ([`Tls::with_client_ca`], the
 //! replication feed's `feed_client_ca`): one that is presented must chain to that authority
 //! or the handshake fails; a client without one is let through, and its requests carry no
@@ -22,7 +25,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
@@ -56,11 +59,18 @@ pub(crate) enum TlsError {
 
 /// The live TLS configuration of the public listeners.
 pub(crate) struct Tls {
+    /// The PEM files it was read from; `None` when a resolver picks the certificate of each
+    /// handshake ([`Tls::resolved`]), which then has nothing to reload.
+    files: Option<Files>,
+    config: ArcSwap<ServerConfig>,
+}
+
+/// The files a [`Tls`] reads its pair from.
+struct Files {
     cert: PathBuf,
     key: PathBuf,
     /// The authority client certificates are checked against, if the listener asks for one.
     client_ca: Option<PathBuf>,
-    config: ArcSwap<ServerConfig>,
     stamp: Mutex<Vec<Option<SystemTime>>>,
 }
 
@@ -77,15 +87,38 @@ impl Tls {
         key: &Path,
         client_ca: Option<&Path>,
     ) -> Result<Arc<Self>, TlsError> {
-        let tls = Self {
+        let files = Files {
             cert: cert.to_owned(),
             key: key.to_owned(),
             client_ca: client_ca.map(Path::to_owned),
-            config: ArcSwap::from_pointee(server_config(cert, key, client_ca)?),
             stamp: Mutex::new(Vec::new()),
         };
-        *tls.stamp.lock().unwrap_or_else(|p| p.into_inner()) = tls.stamps();
-        Ok(Arc::new(tls))
+        *files.stamp.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
+        Ok(Arc::new(Self {
+            config: ArcSwap::from_pointee(server_config(cert, key, client_ca)?),
+            files: Some(files),
+        }))
+    }
+
+    /// TLS whose certificate `resolver` picks at each handshake (the certificate obtained
+    /// over ACME, [`super::challenge::AcmeAnswers`]): changing it there changes it for new
+    /// handshakes, without touching open connections. Offers HTTP/2, HTTP/1.1 and the
+    /// TLS-ALPN-01 validation protocol `acme-tls/1`.
+    pub(crate) fn resolved(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<Self>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![
+            b"h2".to_vec(),
+            b"http/1.1".to_vec(),
+            super::challenge::ACME_TLS_ALPN.to_vec(),
+        ];
+        Ok(Arc::new(Self {
+            files: None,
+            config: ArcSwap::from_pointee(config),
+        }))
     }
 
     /// An acceptor with the current pair.
@@ -94,20 +127,26 @@ impl Tls {
     }
 
     /// Loads the pair again if `forced` or if either file changed; returns whether a new
-    /// pair is now in use. On failure the old pair stays.
+    /// pair is now in use. On failure the old pair stays. A [`Tls::resolved`] has no files:
+    /// nothing is reloaded, its certificate stays.
     pub(crate) fn reload(&self, forced: bool) -> Result<bool, TlsError> {
-        let now = self.stamps();
-        let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(files) = &self.files else {
+            return Ok(false);
+        };
+        let now = files.stamps();
+        let mut stamp = files.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if !forced && *stamp == now {
             return Ok(false);
         }
         *stamp = now;
         drop(stamp);
-        let config = server_config(&self.cert, &self.key, self.client_ca.as_deref())?;
+        let config = server_config(&files.cert, &files.key, files.client_ca.as_deref())?;
         self.config.store(Arc::new(config));
         Ok(true)
     }
+}
 
+impl Files {
     /// The modification times of its files.
     fn stamps(&self) -> Vec<Option<SystemTime>> {
         let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();

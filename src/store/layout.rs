@@ -11,6 +11,8 @@ const TMP: &str = "tmp";
 const JOURNAL: &str = "bitacora.sqlite";
 /// The lock file.
 const LOCK: &str = "difusor.lock";
+/// The ACME account and certificate.
+const ACME: &str = "acme";
 
 /// The places inside a data folder.
 #[derive(Debug, Clone)]
@@ -64,6 +66,11 @@ impl Layout {
     /// The SFTP authorized keys when `sftp_authorized_keys` is not set.
     pub(crate) fn default_sftp_authorized_keys(&self) -> PathBuf {
         self.root.join("sftp_authorized_keys")
+    }
+
+    /// The folder of the ACME account key and the certificate obtained over ACME.
+    pub(crate) fn acme(&self) -> PathBuf {
+        self.root.join(ACME)
     }
 
     /// Where `difusor init --self-signed` writes its certificate and key.

@@ -4,6 +4,7 @@
 
 pub mod collectors;
 pub mod corpus;
+pub mod pebble;
 pub mod webservers;
 
 use std::io::{Read, Write};
@@ -269,6 +270,26 @@ impl Server {
     /// Starts a server on `data` with fast intake settings and `extra` flags.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         Self::start_with_open_files(data, extra, None)
+    }
+
+    /// Starts a server as [`Server::start`] does, its public HTTP listener on `port` (held by
+    /// a [`ReservedPort`]) instead of one the kernel picks: for a client that must be told
+    /// the port before the server starts (an ACME server's HTTP-01 validation).
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
+        let mut s = Server {
+            data: data.to_owned(),
+            port,
+            admin_port: 0,
+            tls_port: None,
+            sftp_port: None,
+            feed_port: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            limits: ProcessLimits::default(),
+            child: None,
+            log_from: 0,
+        };
+        s.spawn();
+        s
     }
 
     /// Starts a server as [`Server::start`] does, under the open-file limit `open_files`.

@@ -1,0 +1,444 @@
+//! Automatic HTTPS over ACME against a real ACME server (Pebble): a certificate obtained by
+//! TLS-ALPN-01 and by HTTP-01 (before the gate opens), renewed in place under an open
+//! connection, kept across a restart, and a failed renewal journaled and shown with the old
+//! certificate still served.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::pebble::{Pebble, pebble_installed};
+use crate::support::*;
+
+/// The name the certificates are for; Pebble's DNS answers 127.0.0.1 for every name.
+const NAME: &str = "resultados.prep.test";
+
+/// curl over HTTPS to `NAME` on `port` (resolved to 127.0.0.1), trusting `root`.
+fn https(port: u16, path: &str, root: &Path) -> Response {
+    curl(
+        &format!("https://{NAME}:{port}{path}"),
+        &[
+            "--resolve",
+            &format!("{NAME}:{port}:127.0.0.1"),
+            "--cacert",
+            root.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A TLS client (rustls) trusting only `root`.
+fn client_config(root: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(root).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+use rustls::pki_types::pem::PemObject as _;
+
+/// An HTTP/1.1 keep-alive connection over TLS to `NAME`, as a browser keeps one open.
+struct KeptAlive {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+}
+
+impl KeptAlive {
+    fn open(port: u16, root: &Path) -> KeptAlive {
+        let name = rustls::pki_types::ServerName::try_from(NAME).unwrap();
+        let conn = rustls::ClientConnection::new(client_config(root), name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        KeptAlive { tls }
+    }
+
+    /// The serial number of the certificate this connection got.
+    fn serial(&self) -> String {
+        serial_of(&self.tls.conn.peer_certificates().unwrap()[0])
+    }
+
+    /// GET `path` on this connection: the status and the body.
+    fn get(&mut self, path: &str) -> (u16, Vec<u8>) {
+        write!(
+            self.tls,
+            "GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        .unwrap();
+        self.tls.flush().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.tls.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        let mut body = vec![0; length];
+        self.tls.read_exact(&mut body).unwrap();
+        (status, body)
+    }
+}
+
+/// The serial number of a new connection's certificate (hex bytes, as openssl prints them).
+fn served_serial(port: u16, root: &Path) -> String {
+    KeptAlive::open(port, root).serial()
+}
+
+fn serial_of(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.raw_serial_as_string()
+}
+
+/// The ACME flags of a server using `pebble`.
+fn acme_flags(pebble: &Pebble, tls: &ReservedPort, extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--tls-listen",
+        &tls.addr(),
+        "--acme-domains",
+        NAME,
+        "--acme-email",
+        "soporte@prep.test",
+        "--acme-directory",
+        &pebble.directory,
+        "--acme-directory-ca",
+        pebble.ca.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    flags
+}
+
+/// Waits up to `within` until `cond` holds, or panics naming `what`.
+fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of the metric line starting with `name ` in `/metrics`.
+fn metric(server: &Server, name: &str) -> Option<String> {
+    let text = curl(&server.admin("/metrics"), &[]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(str::to_owned)
+}
+
+#[test]
+fn tls_alpn_01_obtains_renews_in_place_keeps_across_a_restart_and_survives_a_failed_renewal() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ReservedPort::hold();
+    let unused_http = ReservedPort::hold();
+    // Certificates live 90 s; renewed when less than 60 s is left, so 30 s after issue.
+    let mut pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 90);
+    let root = pebble.root();
+    let flags = acme_flags(&pebble, &tls, &["--acme-renew-before", "60s"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &flags);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+
+    // The certificate, obtained by TLS-ALPN-01, is served to curl trusting Pebble's root.
+    wait_until("the ACME certificate", Duration::from_secs(60), || {
+        https(tls.port, "/json/main.json", &root).status == 200
+    });
+    let r = https(tls.port, "/json/main.json", &root);
+    assert_eq!(r.text(), r#"{"corte":"20240602_2000"}"#);
+    let issued = wait_events(&server, "acme-certificate", 1);
+    assert_eq!(issued[0]["detail"]["renewal"], false, "{issued:?}");
+    let first = served_serial(tls.port, &root);
+    let status = server.status();
+    assert_eq!(
+        status["acme"]["certificate"]["serial"],
+        first.as_str(),
+        "{status:#}"
+    );
+    assert_eq!(status["acme"]["challenge"], "tls-alpn-01");
+    assert_eq!(status["acme"]["consecutive_failures"], 0);
+    // Kept in the data folder, private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("acme")), 0o700);
+    assert_eq!(mode(&data.join("acme/certificate.pem")), 0o600);
+    assert_eq!(mode(&data.join("acme/account.json")), 0o600);
+    let kept = std::fs::read_to_string(data.join("acme/certificate.pem")).unwrap();
+    assert!(kept.contains("BEGIN CERTIFICATE") && kept.contains("PRIVATE KEY"));
+
+    // Renewal under an open keep-alive connection that goes on reading, as a page does:
+    // new connections get the new certificate, the open one keeps working with its own.
+    let mut page = KeptAlive::open(tls.port, &root);
+    assert_eq!(page.serial(), first);
+    let mut renewed = first.clone();
+    wait_until("the renewal", Duration::from_secs(90), || {
+        let (status, body) = page.get("/json/main.json");
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &br#"{"corte":"20240602_2000"}"#[..])
+        );
+        renewed = served_serial(tls.port, &root);
+        renewed != first
+    });
+    assert_eq!(
+        page.get("/json/main.json").0,
+        200,
+        "the open connection still works"
+    );
+    assert_eq!(
+        page.serial(),
+        first,
+        "and keeps the certificate it began with"
+    );
+    assert_eq!(https(tls.port, "/json/main.json", &root).status, 200);
+    // Newest first.
+    let issued = wait_events(&server, "acme-certificate", 2);
+    assert_eq!(issued[0]["detail"]["renewal"], true, "{issued:?}");
+    assert_eq!(issued[0]["detail"]["serial"], renewed.as_str());
+    assert_eq!(issued[1]["detail"]["serial"], first.as_str());
+    drop(page);
+
+    // Restart with Pebble stopped: the kept certificate is served at once.
+    pebble.stop();
+    server.restart();
+    assert_eq!(served_serial(tls.port, &root), renewed);
+    assert_eq!(https(tls.port, "/json/main.json", &root).status, 200);
+
+    // Its renewal comes due and fails: journaled, on /status and /metrics; the old
+    // certificate stays.
+    let warnings = wait_until_acme_warning(&server);
+    let detail = &warnings[0]["detail"];
+    assert!(
+        detail["warning"].as_str().unwrap().contains(NAME),
+        "{detail}"
+    );
+    let status = server.wait_status("the failure on /status", |s| {
+        s["acme"]["consecutive_failures"].as_u64() >= Some(1)
+    });
+    assert!(
+        !status["acme"]["last_error"].as_str().unwrap().is_empty(),
+        "{status:#}"
+    );
+    assert_eq!(status["acme"]["certificate"]["serial"], renewed.as_str());
+    let expiry = status["acme"]["certificate"]["not_after_unix"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        metric(&server, "difusor_acme_certificate_expiry_seconds"),
+        Some(expiry.to_string())
+    );
+    assert_eq!(
+        metric(&server, "difusor_acme_consecutive_failures"),
+        Some("1".to_owned())
+    );
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(page.contains("ACME: no certificate obtained"), "{page}");
+    assert_eq!(served_serial(tls.port, &root), renewed);
+    assert_eq!(https(tls.port, "/json/main.json", &root).status, 200);
+}
+
+/// The journal's `warning` events of check `acme`, waited for up to 60 s.
+fn wait_until_acme_warning(server: &Server) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    wait_until("an acme warning", Duration::from_secs(60), || {
+        found = events(server, "warning")
+            .into_iter()
+            .filter(|e| e["detail"]["check"] == "acme")
+            .collect();
+        !found.is_empty()
+    });
+    found
+}
+
+#[test]
+fn http_01_is_answered_before_the_publication_gate_opens() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (http, tls) = (ReservedPort::hold(), ReservedPort::hold());
+    let pebble = Pebble::start(&dir.path().join("pebble"), http.port, tls.port, 3600);
+    let root = pebble.root();
+    let flags = acme_flags(
+        &pebble,
+        &tls,
+        &[
+            "--acme-challenge",
+            "http-01",
+            "--publish-start",
+            "2099-06-02T20:00",
+            "--publish-end",
+            "",
+        ],
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_on(&dir.path().join("d"), http.port, &flags);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    // The certificate is obtained while results are held: HTTPS answers with the gate.
+    wait_until("the ACME certificate", Duration::from_secs(60), || {
+        https(tls.port, "/json/main.json", &root).status == 503
+    });
+    let r = https(tls.port, "/json/main.json", &root);
+    assert!(r.text().contains("se publicarán"), "{}", r.text());
+    assert_eq!(server.status()["acme"]["challenge"], "http-01");
+    wait_events(&server, "acme-certificate", 1);
+    // No pending token now: the challenge path answers 404, never the site nor the gate.
+    let r = curl(&server.url("/.well-known/acme-challenge/abc"), &[]);
+    assert_eq!(r.status, 404);
+    let r = curl(
+        &server.url(&format!("/.well-known/acme-challenge/{}", "a".repeat(300))),
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 503);
+    // Pebble's validation reached the plain listener and was answered there.
+    let log = server.log();
+    assert!(log.contains("answering an ACME HTTP-01 challenge"), "{log}");
+    assert!(!log.contains("ACME TLS-ALPN-01"), "{log}");
+}
+
+#[test]
+fn without_an_acme_server_http_serves_https_refuses_and_the_failure_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed_pair(&dir.path().join("ca"));
+    let tls = ReservedPort::hold();
+    let nowhere = ReservedPort::hold();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            &tls.addr(),
+            "--acme-domains",
+            NAME,
+            "--acme-directory",
+            &format!("https://{}/dir", nowhere.addr()),
+            "--acme-directory-ca",
+            cert.to_str().unwrap(),
+        ],
+    );
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
+    let warnings = wait_until_acme_warning(&server);
+    assert!(
+        warnings[0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{warnings:?}"
+    );
+    let r = curl(
+        &format!("https://{NAME}:{}/", tls.port),
+        &["-k", "--resolve", &format!("{NAME}:{}:127.0.0.1", tls.port)],
+    );
+    assert!(!r.complete && r.status == 0, "the handshake fails");
+    wait_until("the log line", Duration::from_secs(10), || {
+        server
+            .log()
+            .contains("no certificate has been obtained over ACME yet")
+    });
+    let status = server.status();
+    assert!(status["acme"]["certificate"].is_null(), "{status:#}");
+    assert_eq!(status["acme"]["consecutive_failures"], 1);
+    assert!(status["acme"]["next_attempt_at"].is_string());
+    assert_eq!(
+        metric(&server, "difusor_acme_certificate_expiry_seconds"),
+        Some("0".to_owned())
+    );
+    assert_eq!(
+        metric(&server, "difusor_acme_consecutive_failures"),
+        Some("1".to_owned())
+    );
+}
+
+#[test]
+fn acme_settings_that_cannot_work_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_pair(&dir.path().join("pair"));
+    let refused = |extra: &[&str]| {
+        let out = output_within(
+            difusor()
+                .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+                .args(["--admin-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+                .args(extra),
+            Duration::from_secs(20),
+        )
+        .expect("refused at once");
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let both = refused(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--acme-domains",
+        NAME,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        both.contains("settings `acme_domains` and `tls_cert`"),
+        "{both}"
+    );
+    let no_https = refused(&["--acme-domains", NAME]);
+    assert!(
+        no_https.contains("settings `acme_domains` and `tls_listen`"),
+        "{no_https}"
+    );
+    let wildcard = refused(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--acme-domains",
+        "*.prep.test",
+    ]);
+    assert!(wildcard.contains("setting `acme_domains`"), "{wildcard}");
+    let challenge = refused(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--acme-domains",
+        NAME,
+        "--acme-challenge",
+        "dns-01",
+    ]);
+    assert!(challenge.contains("acme-challenge"), "{challenge}");
+}
