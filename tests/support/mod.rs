@@ -276,18 +276,8 @@ impl Server {
     /// a [`ReservedPort`]) instead of one the kernel picks: for a client that must be told
     /// the port before the server starts (an ACME server's HTTP-01 validation).
     pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
-        let mut s = Server {
-            data: data.to_owned(),
-            port,
-            admin_port: 0,
-            tls_port: None,
-            sftp_port: None,
-            feed_port: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            limits: ProcessLimits::default(),
-            child: None,
-            log_from: 0,
-        };
+        let mut s = Self::unstarted(data, extra);
+        s.port = port;
         s.spawn();
         s
     }
@@ -321,7 +311,27 @@ impl Server {
     /// Launches a server as [`Server::start`] does, with the environment variables `env`
     /// added, without waiting for it ([`Server::wait_ready`] does).
     pub fn launch_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut s = Server {
+        let mut s = Self::unstarted(data, extra);
+        s.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        s.launch();
+        s
+    }
+
+    /// Starts a server as [`Server::start`] does, under `limits`.
+    fn start_limited(data: &Path, extra: &[&str], limits: ProcessLimits) -> Server {
+        let mut s = Self::unstarted(data, extra);
+        s.limits = limits;
+        s.spawn();
+        s
+    }
+
+    /// A server on `data` with `extra` flags, not started: ports picked by the kernel, no
+    /// process limits, the test's environment.
+    fn unstarted(data: &Path, extra: &[&str]) -> Server {
+        Server {
             data: data.to_owned(),
             port: 0,
             admin_port: 0,
@@ -330,34 +340,10 @@ impl Server {
             feed_port: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             limits: ProcessLimits::default(),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            child: None,
-            log_from: 0,
-        };
-        s.launch();
-        s
-    }
-
-    /// Starts a server as [`Server::start`] does, under `limits`.
-    fn start_limited(data: &Path, extra: &[&str], limits: ProcessLimits) -> Server {
-        let mut s = Server {
-            data: data.to_owned(),
-            port: 0,
-            admin_port: 0,
-            tls_port: None,
-            sftp_port: None,
-            feed_port: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            limits,
             env: Vec::new(),
             child: None,
             log_from: 0,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// The flags this server runs with.
