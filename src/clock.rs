@@ -341,6 +341,11 @@ impl From<Answer> for ServerCheck {
     }
 }
 
+/// What a server that did not answer in time is reported with.
+fn no_answer() -> String {
+    format!("no answer within {QUERY_TIMEOUT:?}")
+}
+
 /// Asks `server` the time, within [`QUERY_TIMEOUT`].
 async fn ask(server: &NtpServer) -> Answer {
     let at = Timestamp::now();
@@ -361,10 +366,18 @@ async fn ask(server: &NtpServer) -> Answer {
                 .bind_address(bind)
                 .timeout(QUERY_TIMEOUT),
         );
-        client.synchronize(addr).await.map_err(|e| e.to_string())
+        client.synchronize(addr).await.map_err(|e| match e {
+            // The client's own wait ran out before ours: the same silence.
+            rsntp::SynchronizationError::IOError(io)
+                if io.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                no_answer()
+            }
+            other => other.to_string(),
+        })
     })
     .await
-    .unwrap_or_else(|_| Err(format!("no answer within {QUERY_TIMEOUT:?}")));
+    .unwrap_or_else(|_| Err(no_answer()));
     match asked {
         Ok(result) => Answer {
             server: name,
