@@ -59,6 +59,7 @@ use crate::feed::{self, Feed};
 use crate::http::gate::Gate;
 use crate::http::health::{self, Health};
 use crate::http::limits::{self, Limits};
+use crate::http::refusals::Refusals;
 use crate::http::tls::Tls;
 use crate::http::{self, ConnectionRules, Public, access_log};
 use crate::intake::pull::{Puller, Replica};
@@ -359,6 +360,9 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             }
         });
     }
+    // Refused TLS handshakes, of the public listeners and the feed's, journaled once a minute
+    // per address.
+    let handshake_refusals = Arc::new(Refusals::new(store.journal.clone(), "tls-handshake"));
     for (listener, https) in public_listeners {
         let public = public.clone();
         tasks.spawn(http::serve(
@@ -369,6 +373,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
                 header_timeout: sections.http.header_timeout,
                 send_timeout: sections.http.send_timeout,
                 max_header_bytes,
+                handshake_refusals: https.then(|| handshake_refusals.clone()),
             },
             move |peer, req| http::handle(public.clone(), peer, https, req),
             stop_rx.clone(),
@@ -407,6 +412,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             header_timeout: sections.http.header_timeout,
             send_timeout: sections.http.send_timeout,
             max_header_bytes,
+            handshake_refusals: None,
         },
         move |_peer, req| admin::handle(admin.clone(), req),
         stop_rx.clone(),
@@ -436,6 +442,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
                     header_timeout: sections.http.header_timeout,
                     send_timeout: sections.http.send_timeout,
                     max_header_bytes,
+                    handshake_refusals: feed_tls.is_some().then(|| handshake_refusals.clone()),
                 },
                 move |peer, req| feed::handle(feed.clone(), peer, req),
                 stop_rx.clone(),

@@ -204,3 +204,64 @@ fn check_over_https_reports_the_handshake_and_stops_at_an_unknown_authority() {
     );
     assert_eq!(report["files"].as_array().unwrap().len(), 0);
 }
+
+/// A client that speaks no TLS, or none this server accepts, is refused and journaled (a
+/// `warning`, check `tls-handshake`), once a minute per address however many times it tries;
+/// a connection closed before its handshake is no refusal.
+#[test]
+fn refused_handshakes_are_journaled_once_a_minute_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_pair(&dir.path().join("pki"));
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = server.tls_port();
+    let refusals = || {
+        events(&server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "tls-handshake")
+            .collect::<Vec<_>>()
+    };
+    // Connected and closed without a word, as port scanners and TCP checks do.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    // Plain HTTP to the HTTPS port, three times, then a client that offers only TLS 1.1.
+    for _ in 0..3 {
+        let r = curl(&format!("http://127.0.0.1:{port}/"), &[]);
+        assert_ne!(r.status, 200);
+    }
+    let old = Command::new("curl")
+        .args(["-sk", "--tlsv1.1", "--tls-max", "1.1", "-o", "/dev/null"])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .status()
+        .unwrap();
+    assert!(!old.success(), "TLS 1.1 is refused");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refusals().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Whatever else was posted is written by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let journaled = refusals();
+    assert_eq!(
+        journaled.len(),
+        1,
+        "one address, once a minute: {journaled:#?}"
+    );
+    let detail = &journaled[0]["detail"];
+    assert_eq!(detail["address"], "127.0.0.1");
+    assert!(
+        detail["warning"]
+            .as_str()
+            .unwrap()
+            .contains("corrupt message"),
+        "the first refusal is the plain HTTP request, not the closed connection: {detail}"
+    );
+}

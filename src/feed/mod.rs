@@ -32,11 +32,10 @@
 
 mod listing;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -49,8 +48,9 @@ use crate::config::FeedSettings;
 use crate::hash::Sha256;
 use crate::http::conditional::none_match;
 use crate::http::gate::Gate;
+use crate::http::refusals::Refusals;
 use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full, json_response};
-use crate::journal::{EventKind, Journal, JournalError, Lineage};
+use crate::journal::{Journal, JournalError, Lineage};
 use crate::site::Live;
 use listing::{Listed, Listing};
 
@@ -59,13 +59,6 @@ use listing::{Listed, Listing};
 pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// Most open connections to the feed from one address (its oldest idle one gives way).
 pub(crate) const MAX_PER_ADDRESS: usize = 32;
-
-/// How often refused requests from one address are journaled at most.
-const JOURNAL_REFUSALS_EVERY: Duration = Duration::from_secs(60);
-
-/// Most addresses whose last journaled refusal is remembered; past it, refusals of new
-/// addresses are logged but not journaled until older ones are forgotten.
-const MAX_REFUSED_ADDRESSES: usize = 4096;
 
 /// Why the feed could not answer (this node's fault: a 500).
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +100,8 @@ pub(crate) struct Feed {
     hold: Duration,
     /// The listing and the number of decisions it was built after.
     cache: Mutex<Option<(u64, Arc<Listing>)>>,
-    /// When each refused address was last journaled.
-    refused: Mutex<HashMap<IpAddr, Instant>>,
+    /// Refused requests, journaled at most once a minute per address.
+    refusals: Refusals,
 }
 
 /// What the feed is built from.
@@ -138,6 +131,7 @@ impl Feed {
             decided,
             stop,
         } = sources;
+        let refusals = Refusals::new(journal.clone(), "feed-request");
         Arc::new(Self {
             live,
             journal,
@@ -149,7 +143,7 @@ impl Feed {
             client_certificates: settings.client_ca.is_some(),
             hold: settings.hold,
             cache: Mutex::new(None),
-            refused: Mutex::new(HashMap::new()),
+            refusals,
         })
     }
 
@@ -171,41 +165,11 @@ impl Feed {
             "no token and no client certificate"
         };
         tracing::warn!(%peer, path, credentials, "replication feed request refused");
-        if !self.journal_refusal_of(peer) {
-            return;
-        }
-        self.journal.post(
-            EventKind::Warning,
-            None,
-            json!({
-                "check": "feed-request",
-                "warning": format!(
-                    "the replication feed refused a request from {peer} with {credentials}"
-                ),
-                "address": peer.to_string(),
-                "method": req.method().as_str(),
-                "path": path,
-            }),
+        self.refusals.refused(
+            peer,
+            format!("the replication feed refused a request from {peer} with {credentials}"),
+            json!({"method": req.method().as_str(), "path": path}),
         );
-    }
-
-    /// Whether a refusal from `peer` is journaled now: not if one was in the last
-    /// [`JOURNAL_REFUSALS_EVERY`], nor while [`MAX_REFUSED_ADDRESSES`] others were.
-    fn journal_refusal_of(&self, peer: IpAddr) -> bool {
-        let now = Instant::now();
-        let recent = |at: &Instant| now.duration_since(*at) < JOURNAL_REFUSALS_EVERY;
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        if refused.get(&peer).is_some_and(recent) {
-            return false;
-        }
-        if refused.len() >= MAX_REFUSED_ADDRESSES {
-            refused.retain(|_, at| recent(at));
-            if refused.len() >= MAX_REFUSED_ADDRESSES {
-                return false;
-            }
-        }
-        refused.insert(peer, now);
-        true
     }
 
     /// The listing after the publisher's latest decision.

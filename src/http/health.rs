@@ -205,6 +205,7 @@ pub(crate) async fn serve(
         header_timeout: HEADER_TIMEOUT,
         send_timeout: HEADER_TIMEOUT,
         max_header_bytes: MAX_HEAD_BYTES,
+        handshake_refusals: None,
     };
     let handler = move |_peer, req| std::future::ready(answer(&health, &live, &req));
     super::serve(listener, rules, handler, shutdown).await;

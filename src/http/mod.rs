@@ -42,6 +42,7 @@ pub(crate) mod gate;
 pub(crate) mod health;
 pub(crate) mod limits;
 mod negotiate;
+pub(crate) mod refusals;
 pub(crate) mod tls;
 
 use std::convert::Infallible;
@@ -58,6 +59,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use jiff::Timestamp;
+use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
@@ -69,6 +71,7 @@ use crate::http::access_log::{AccessLog, Record};
 use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
 use crate::http::limits::{LimitSettings, Limits};
+use crate::http::refusals::Refusals;
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
 use crate::site::{Body, Entry, Live, Site, html_escape};
@@ -148,6 +151,16 @@ pub(crate) struct ConnectionRules {
     pub(crate) send_timeout: Duration,
     /// Largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
+    /// Where TLS handshakes this listener refuses are journaled (a client speaking no TLS,
+    /// or none this server accepts, or a certificate it does not trust); connections closed
+    /// before or during a handshake are no refusal.
+    pub(crate) handshake_refusals: Option<Arc<Refusals>>,
+}
+
+/// The TLS error a failed handshake ended with, if it was one: a refusal, not a connection
+/// closed or reset by its client.
+fn refusal(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with
@@ -221,6 +234,7 @@ pub(crate) async fn serve<H, F>(
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let tls = rules.tls.as_ref().map(|t| t.acceptor());
                 let handshake_timeout = rules.header_timeout;
+                let handshake_refusals = rules.handshake_refusals.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let served = async {
@@ -237,6 +251,13 @@ pub(crate) async fn serve<H, F>(
                                     }
                                     Ok(Err(e)) => {
                                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        if let (Some(refusals), Some(why)) = (&handshake_refusals, refusal(&e)) {
+                                            refusals.refused(
+                                                peer.ip(),
+                                                format!("TLS handshake from {} refused: {why}", peer.ip()),
+                                                json!({"error": why.to_string()}),
+                                            );
+                                        }
                                         return Ok(());
                                     }
                                     Err(_) => return Ok(()), // too slow a handshake
