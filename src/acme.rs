@@ -44,7 +44,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::{AcmeChallenge, Config, Invalid, LETS_ENCRYPT_STAGING, service_url};
+use crate::config::{
+    AcmeChallenge, Config, Invalid, LETS_ENCRYPT_STAGING, days_or_duration, service_url,
+};
 use crate::http::challenge::{AcmeAnswers, ChallengeError};
 use crate::journal::{EventKind, Journal};
 use crate::store::layout::Layout;
@@ -196,26 +198,6 @@ fn dns_name(text: &str) -> Result<String, &'static str> {
         return Err("is an address, not a host name");
     }
     Ok(name)
-}
-
-/// A positive duration that may be given in days (`30d`, `72h`, `90s`).
-fn days_or_duration(setting: &'static str, text: &str) -> Result<Duration, Invalid> {
-    let span: jiff::Span = text.parse().map_err(|e| {
-        Invalid::new(
-            setting,
-            format!("{text:?} is not a duration ({e}); write e.g. 30d or 72h"),
-        )
-    })?;
-    let d = span
-        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|e| Invalid::new(setting, format!("{text:?}: {e}; write e.g. 30d")))?;
-    if d.is_negative() || d.is_zero() {
-        return Err(Invalid::new(
-            setting,
-            "must be greater than zero; 30d is a good value",
-        ));
-    }
-    Ok(d.unsigned_abs())
 }
 
 /// `e` and every error under it, `: `-separated, each once (an error that shows its source

@@ -1071,6 +1071,14 @@ fn retention(setting: &'static str, text: &str) -> Result<Option<std::time::Dura
     if text.is_empty() {
         return Ok(None);
     }
+    days_or_duration(setting, text).map(Some)
+}
+
+/// A positive duration that may be given in days (`30d`, `72h`, `90s`), each of 24 hours.
+pub(crate) fn days_or_duration(
+    setting: &'static str,
+    text: &str,
+) -> Result<std::time::Duration, Invalid> {
     let span: jiff::Span = text.parse().map_err(|e| {
         Invalid::new(
             setting,
@@ -1086,7 +1094,7 @@ fn retention(setting: &'static str, text: &str) -> Result<Option<std::time::Dura
             "must be greater than zero; 30d is a good value",
         ));
     }
-    Ok(Some(d.unsigned_abs()))
+    Ok(d.unsigned_abs())
 }
 
 /// A duration setting where empty means "not checked".

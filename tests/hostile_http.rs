@@ -206,6 +206,9 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
     let big = corpus::noise(BIG);
     let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    // Timed from before the connection opens, so the server's clock (which may start at the
+    // connection's last progress, its opening included) can only start later.
+    let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     // Cleartext HTTP/2 with prior knowledge: the preface, SETTINGS with an initial stream
     // window of 0, and GET /grande.bin (HPACK: :method GET, :scheme http, :path and
@@ -217,8 +220,6 @@ fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
     headers.extend_from_slice(&[0x41, 9]);
     headers.extend_from_slice(b"localhost");
     hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
-    // Timed from before the request leaves, so the server's clock can only start later.
-    let started = Instant::now();
     s.write_all(&hello).unwrap();
     // Read everything, acknowledge the server's SETTINGS and PINGs, ping it every 200 ms,
     // and never open the window.

@@ -181,18 +181,7 @@ fn a_service_manager_is_told_ready_reloading_and_stopping() {
 #[test]
 fn sighup_reloads_the_https_certificate_and_nothing_is_sent_without_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_pair(&tmp.path().join("tls"));
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_https(&tmp.path().join("data"), &[]);
     server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.log().contains("certificate reloaded") {

@@ -142,18 +142,8 @@ fn https_without_a_certificate_is_refused_plainly() {
 #[test]
 fn check_over_https_reports_the_handshake_and_stops_at_an_unknown_authority() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_pair(&dir.path().join("pair"));
-    let server = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    let cert = server.self_signed_cert();
     let bytes = site_package("20240602_2000", &[]);
     let package = dir.path().join("20240602_2000_PREP.zip");
     std::fs::write(&package, &bytes).unwrap();
@@ -211,18 +201,7 @@ fn check_over_https_reports_the_handshake_and_stops_at_an_unknown_authority() {
 #[test]
 fn refused_handshakes_are_journaled_once_a_minute_per_address() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_pair(&dir.path().join("pki"));
-    let server = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_https(&dir.path().join("d"), &[]);
     let port = server.tls_port();
     let refusals = || {
         events(&server, "warning")

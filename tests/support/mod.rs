@@ -282,6 +282,27 @@ impl Server {
         s
     }
 
+    /// Starts a server as [`Server::start`] does, also serving HTTPS on a port the kernel
+    /// picks with a self-signed certificate for localhost made beside `data` (`<data>.pki/`).
+    pub fn start_https(data: &Path, extra: &[&str]) -> Server {
+        let (cert, key) = self_signed_pair(&data.with_extension("pki"));
+        let mut args = vec![
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Self::start(data, &args)
+    }
+
+    /// The self-signed certificate of a server started by [`Server::start_https`].
+    pub fn self_signed_cert(&self) -> PathBuf {
+        self.data.with_extension("pki").join("tls/cert.pem")
+    }
+
     /// Starts a server as [`Server::start`] does, under the open-file limit `open_files`.
     pub fn start_with_open_files(data: &Path, extra: &[&str], open_files: Option<u64>) -> Server {
         Self::start_limited(
