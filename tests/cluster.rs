@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::webservers::{Haproxy, Varnish, haproxy_installed, varnish_installed};
 use crate::support::{
-    ReservedPort, Server, Wrk, curl, drop_file, installed, run_ok, self_signed_pair, site_package,
-    ssh_keygen, wait_events, wrk_installed,
+    ReservedPort, Server, Wrk, assert_unit_verifies, curl, drop_file, installed, run_ok,
+    self_signed_pair, site_package, ssh_keygen, wait_events, wrk_installed,
 };
 
 /// The first corte every test starts from, and the next ones.
@@ -734,15 +734,6 @@ fn the_recipes_are_valid_for_the_programs_that_read_them() {
             &[("/usr/local/bin/difusor", env!("CARGO_BIN_EXE_difusor"))],
         );
         std::fs::write(unit_dir.join("difusor@.service"), unit).unwrap();
-        let out = Command::new("systemd-analyze")
-            .args(["verify", "--man=no"])
-            .arg(unit_dir.join("difusor@primary.service"))
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && said.trim().is_empty(),
-            "systemd: {said}"
-        );
+        assert_unit_verifies(&unit_dir.join("difusor@primary.service"));
     }
 }

@@ -1246,3 +1246,18 @@ impl Recorder {
         }
     }
 }
+
+/// Asserts that `systemd-analyze verify` accepts the unit file at `path` without a word.
+pub fn assert_unit_verifies(path: &Path) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {}: {said}",
+        path.display()
+    );
+}
