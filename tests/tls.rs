@@ -244,3 +244,33 @@ fn refused_handshakes_are_journaled_once_a_minute_per_address() {
         "the first refusal is the plain HTTP request, not the closed connection: {detail}"
     );
 }
+
+/// Refusals from many addresses cannot flood the journal: at most 60 are journaled a minute,
+/// whatever addresses they come from (here 80 addresses of 127.0.0.0/8, each refused once).
+#[test]
+fn refused_handshakes_from_many_addresses_are_journaled_at_most_sixty_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    let url = format!("http://127.0.0.1:{}/", server.tls_port());
+    for i in 2..82 {
+        let from = format!("127.0.0.{i}");
+        let r = curl(&url, &["--interface", &from]);
+        assert_ne!(r.status, 200, "{from}");
+    }
+    let refusals = || {
+        events(&server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "tls-handshake")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refusals() < 60 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        refusals(),
+        60,
+        "80 addresses refused, 60 journaled in the minute"
+    );
+}

@@ -2,11 +2,14 @@
 //! `warning`s with their `check`, without letting a flood of them flood the journal.
 //!
 //! # Guarantees
-//! - One address is journaled at most once every [`EVERY`]; every refusal is still logged by
-//!   the caller.
+//! - One address (an IPv4 address or an IPv6 /64, as [`super::limits`] counts them) is
+//!   journaled at most once every [`EVERY`]; every refusal is still logged by the caller.
+//! - At most [`MAX_PER_WINDOW`] refusals are journaled in any [`EVERY`], whatever addresses an
+//!   attacker uses; the next one journaled after such a window says how many were not
+//!   (`not_journaled`). So the journal grows by a bounded amount per minute.
 //! - At most [`MAX_ADDRESSES`] addresses are remembered: past that, refusals of addresses not
 //!   journaled in the last [`EVERY`] are not journaled until older ones are forgotten, so
-//!   the table cannot grow without bound whatever addresses an attacker uses.
+//!   the table cannot grow without bound.
 //! - Journaling never blocks: events are posted ([`Journal::post`]).
 
 use std::collections::HashMap;
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::limits::address_of;
 use crate::journal::{EventKind, Journal};
 
 /// How often refusals from one address are journaled at most.
@@ -24,13 +28,27 @@ pub(crate) const EVERY: Duration = Duration::from_secs(60);
 /// Most addresses whose last journaled refusal is remembered.
 pub(crate) const MAX_ADDRESSES: usize = 4096;
 
+/// Most refusals journaled in one [`EVERY`], all addresses together.
+pub(crate) const MAX_PER_WINDOW: usize = 60;
+
 /// The journal of one kind of refusal.
 pub(crate) struct Refusals {
     journal: Arc<Journal>,
     /// The `check` of the warnings journaled (`tls-handshake`, `feed-request`).
     check: &'static str,
+    /// What was journaled lately.
+    recent: Mutex<Recent>,
+}
+
+/// The refusals journaled lately.
+#[derive(Default)]
+struct Recent {
     /// When each refused address was last journaled.
-    last: Mutex<HashMap<IpAddr, Instant>>,
+    last: HashMap<IpAddr, Instant>,
+    /// When the current window of [`EVERY`] began, and how many were journaled in it.
+    window: Option<(Instant, usize)>,
+    /// Refusals not journaled because a window was full, since the last one journaled.
+    skipped: u64,
 }
 
 impl Refusals {
@@ -39,7 +57,7 @@ impl Refusals {
         Self {
             journal,
             check,
-            last: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -47,35 +65,54 @@ impl Refusals {
     /// the check and the address), unless `peer` was journaled in the last [`EVERY`] or the
     /// table is full.
     pub(crate) fn refused(&self, peer: IpAddr, warning: String, detail: Value) {
-        if !self.journal_now(peer) {
+        let Some(skipped) = self.journal_now(peer) else {
             return;
-        }
+        };
         let mut event = json!({
             "check": self.check,
             "warning": warning,
             "address": peer.to_string(),
         });
+        if skipped > 0 {
+            event["not_journaled"] = skipped.into();
+        }
         if let (Some(event), Value::Object(extra)) = (event.as_object_mut(), detail) {
             event.extend(extra);
         }
         self.journal.post(EventKind::Warning, None, event);
     }
 
-    /// Whether a refusal from `peer` is journaled now.
-    fn journal_now(&self, peer: IpAddr) -> bool {
+    /// Whether a refusal from `peer` is journaled now: `Some` with how many were skipped
+    /// for full windows since the last one journaled.
+    fn journal_now(&self, peer: IpAddr) -> Option<u64> {
         let now = Instant::now();
-        let recent = |at: &Instant| now.duration_since(*at) < EVERY;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.get(&peer).is_some_and(recent) {
-            return false;
+        let address = address_of(peer);
+        let fresh = |at: &Instant| now.duration_since(*at) < EVERY;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.last.get(&address).is_some_and(fresh) {
+            return None;
         }
-        if last.len() >= MAX_ADDRESSES {
-            last.retain(|_, at| recent(at));
-            if last.len() >= MAX_ADDRESSES {
-                return false;
+        let journaled = match recent.window {
+            Some((began, n)) if fresh(&began) => n,
+            _ => {
+                recent.window = Some((now, 0));
+                0
+            }
+        };
+        if journaled >= MAX_PER_WINDOW {
+            recent.skipped += 1;
+            return None;
+        }
+        if recent.last.len() >= MAX_ADDRESSES {
+            recent.last.retain(|_, at| fresh(at));
+            if recent.last.len() >= MAX_ADDRESSES {
+                return None;
             }
         }
-        last.insert(peer, now);
-        true
+        recent.last.insert(address, now);
+        if let Some((_, n)) = recent.window.as_mut() {
+            *n += 1;
+        }
+        Some(std::mem::take(&mut recent.skipped))
     }
 }
