@@ -151,19 +151,25 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         }
         (None, None) => None,
     };
-    // (listener, HTTPS) for every public address.
+    // (one listener per worker, HTTPS) for every public address.
+    let workers = match usize::try_from(config.settings.workers) {
+        Ok(0) | Err(_) => std::thread::available_parallelism().map_or(1, usize::from),
+        Ok(n) => n,
+    };
     let mut public_listeners = Vec::new();
     for (addrs, https, setting) in [
         (&config.listen, false, "listen"),
         (&config.tls_listen, true, "tls_listen"),
     ] {
         for addr in addrs {
-            let l = http::listen(*addr).with_context(|| {
+            let l = http::workers::listen_per_worker(*addr, workers).with_context(|| {
                 format!(
                     "cannot listen on {addr} (setting `{setting}`): is another server using it?"
                 )
             })?;
-            tracing::info!(address = %l.local_addr()?, https, "serving the public site");
+            if let Some(first) = l.first() {
+                tracing::info!(address = %first.local_addr()?, https, workers, "serving the public site");
+            }
             public_listeners.push((l, https));
         }
     }
@@ -363,11 +369,12 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     // Refused TLS handshakes, of the public listeners and the feed's, journaled once a minute
     // per address.
     let handshake_refusals = Arc::new(Refusals::new(store.journal.clone(), "tls-handshake"));
-    for (listener, https) in public_listeners {
+    let mut shared = Vec::new();
+    for (listeners, https) in public_listeners {
         let public = public.clone();
-        tasks.spawn(http::serve(
-            listener,
-            ConnectionRules {
+        shared.push(http::workers::Shared {
+            listeners,
+            rules: ConnectionRules {
                 limits: Some(limits.clone()),
                 tls: if https { tls.clone() } else { None },
                 header_timeout: sections.http.header_timeout,
@@ -375,10 +382,14 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
                 max_header_bytes,
                 handshake_refusals: https.then(|| handshake_refusals.clone()),
             },
-            move |peer, req| http::handle(public.clone(), peer, https, req),
-            stop_rx.clone(),
-        ));
+            handler: move |peer, req| http::handle(public.clone(), peer, https, req),
+        });
     }
+    let public_served = http::workers::start(shared, &stop_rx)
+        .context("cannot start the threads that serve visitors")?;
+    tasks.spawn(async move {
+        let _ = public_served.await;
+    });
     // The public listeners accept connections: the load balancer may send visitors.
     for listener in health_listeners {
         tasks.spawn(health::serve(

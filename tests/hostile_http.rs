@@ -89,12 +89,17 @@ fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
         ],
         &[],
     );
-    let mut held: Vec<TcpStream> = (0..30)
-        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
-        .collect();
-    server.wait_status("20 connections from 127.0.0.1", |s| {
-        open_connections(s) == 20
-    });
+    // One at a time, each accepted before the next is opened: with a listening socket per
+    // worker the server's order of acceptance is otherwise not the order of connection.
+    // The first 20 fill the address's share; each of the next 10 takes the oldest's place.
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..30u64 {
+        held.push(TcpStream::connect(("127.0.0.1", server.port)).unwrap());
+        server.wait_status("the connection accepted", |s| {
+            open_connections(s) == (i + 1).min(20)
+                && s["connections_evicted"].as_u64() == Some(i.saturating_sub(19))
+        });
+    }
     assert_eq!(
         curl(&server.url("/"), &[]).status,
         200,

@@ -338,3 +338,56 @@ fn framing_is_allowed_unless_narrowed() {
         Some("frame-ancestors 'self' https://portal.example.mx")
     );
 }
+
+#[test]
+fn each_worker_serves_the_public_port_and_no_second_server_can_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--workers", "3"]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    // One thread of its own per worker.
+    let pid = server.pid().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("http-worker-"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["http-worker-0", "http-worker-1", "http-worker-2"]);
+    // Many connections, all answered whichever worker the kernel gave them to.
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let url = server.url("/json/main.json");
+            std::thread::spawn(move || curl(&url, &[]).status)
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+
+    // A second server on the same port is refused plainly, and the first one keeps it.
+    let other = dir.path().join("other");
+    let out = difusor()
+        .args(["serve", "--data-dir", other.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{}", server.port)])
+        .args(["--admin-listen", "127.0.0.1:0", "--workers", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{} (setting `listen`): is another server using it?",
+            server.port
+        )),
+        "{stderr}"
+    );
+    for _ in 0..20 {
+        assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
+    }
+}

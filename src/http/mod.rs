@@ -44,6 +44,7 @@ pub(crate) mod limits;
 mod negotiate;
 pub(crate) mod refusals;
 pub(crate) mod tls;
+pub(crate) mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -107,6 +108,14 @@ const BACKLOG: u32 = 65_535;
 
 /// A listener on `addr` with a deep accept queue ([`BACKLOG`]).
 pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket_for(addr)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// An unbound socket for a listener on `addr`: `SO_REUSEADDR`, and IPv6 only for an IPv6
+/// address.
+fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -116,8 +125,7 @@ pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
         socket
     };
     socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    Ok(socket)
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time so
@@ -418,39 +426,49 @@ pub(crate) async fn handle(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    let text = |headers: &http::HeaderMap, name: &str| {
-        headers
+    let text = |name: header::HeaderName| {
+        req.headers()
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let bytes = if req.method() == Method::HEAD {
         0
     } else {
-        text(res.headers(), "content-length")
+        res.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let encoding = text(res.headers(), "content-encoding");
-    let coding = match encoding.as_deref() {
-        Some("br") => Coding::Br,
-        Some("gzip") => Coding::Gzip,
+    let coding = match res
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"br") => Coding::Br,
+        Some(b"gzip") => Coding::Gzip,
         _ => Coding::Identity,
     };
     let elapsed = started.elapsed();
     public
         .metrics
         .observe(res.status().as_u16(), coding, bytes, elapsed);
+    let mut request = String::with_capacity(req.uri().path().len() + 24);
+    let _ = std::fmt::Write::write_fmt(
+        &mut request,
+        format_args!("{} {} {:?}", req.method(), req.uri(), req.version()),
+    );
     public.access_log.log(Record {
         client,
         at,
-        request: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        request,
         status: res.status().as_u16(),
         bytes,
-        referer: text(req.headers(), "referer"),
-        user_agent: text(req.headers(), "user-agent"),
+        referer: text(header::REFERER),
+        user_agent: text(header::USER_AGENT),
         elapsed,
-        corte: text(res.headers(), "x-prep-corte"),
-        encoding,
+        corte: res.headers().get("x-prep-corte").cloned(),
+        encoding: coding,
     });
     res
 }
