@@ -274,3 +274,95 @@ fn refused_handshakes_from_many_addresses_are_journaled_at_most_sixty_a_minute()
         "80 addresses refused, 60 journaled in the minute"
     );
 }
+
+/// `openssl s_client` to `port` over `version` (`-tls1_3`, `-tls1_2`), saving its session in
+/// `session` and offering the one saved there before, if any: whether the server resumed it.
+fn resumed(port: u16, version: &str, session: &Path) -> bool {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        version,
+    ])
+    .arg("-sess_out")
+    .arg(session.with_extension("new"));
+    if session.exists() {
+        cmd.arg("-sess_in").arg(session);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(
+                b"GET /json/main.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        // Time for the response and the TLS 1.3 tickets that follow the handshake.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A resumed TLS 1.2 session gets no new ticket: the one offered stays.
+    if session.with_extension("new").exists() {
+        std::fs::rename(session.with_extension("new"), session).unwrap();
+    }
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+    text.lines().any(|l| l.starts_with("Reused,"))
+}
+
+/// `visitors` new visitors to `port`, each a full handshake whose session the server may keep.
+fn other_visitors(port: u16, visitors: usize) {
+    let url = format!("https://localhost:{port}/json/main.json");
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-k",
+        "--http1.1",
+        "--no-sessionid",
+        "-H",
+        "Connection: close",
+    ])
+    .args(["-w", "%{http_code}\n"]);
+    for _ in 0..visitors {
+        cmd.args(["-o", "/dev/null"]).arg(&url);
+    }
+    let out = cmd.output().unwrap();
+    let answered = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "200")
+        .count();
+    assert_eq!(answered, visitors);
+}
+
+#[test]
+fn a_returning_visitor_resumes_its_tls_session_however_many_came_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    for version in ["-tls1_3", "-tls1_2"] {
+        let session = dir.path().join(format!("session{version}"));
+        assert!(
+            !resumed(server.tls_port(), version, &session),
+            "a first visit is a full handshake ({version})"
+        );
+        // More visitors than a server-side session cache of rustls's default size holds:
+        // the session is resumed from its ticket, which the server does not need to keep.
+        other_visitors(server.tls_port(), 600);
+        assert!(
+            resumed(server.tls_port(), version, &session),
+            "a second visit resumes the first one's session ({version})"
+        );
+    }
+}

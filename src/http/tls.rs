@@ -16,6 +16,10 @@
 //!
 //! # Guarantees
 //! - TLS is rustls only, with its safe defaults (TLS 1.2 and 1.3); no OpenSSL.
+//! - A returning visitor resumes its session instead of a full handshake: every
+//!   configuration issues stateless session tickets from one process-wide ticketer
+//!   ([`ticketer`], keys rotated by rustls every six hours, never written anywhere), so a
+//!   certificate reload does not end resumption.
 //! - A key that does not match the certificate is refused when loading, not at the first
 //!   handshake.
 
@@ -115,6 +119,7 @@ impl Tls {
             b"http/1.1".to_vec(),
             super::challenge::ACME_TLS_ALPN.to_vec(),
         ];
+        config.ticketer = ticketer()?;
         Ok(Arc::new(Self {
             files: None,
             config: ArcSwap::from_pointee(config),
@@ -217,7 +222,19 @@ fn server_config(
     };
     let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = ticketer()?;
     Ok(config)
+}
+
+/// The process's session ticketer, made on first use and shared by every configuration.
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, TlsError> {
+    static TICKETER: std::sync::OnceLock<Arc<dyn rustls::server::ProducesTickets>> =
+        std::sync::OnceLock::new();
+    if let Some(t) = TICKETER.get() {
+        return Ok(t.clone());
+    }
+    let made = rustls::crypto::ring::Ticketer::new()?;
+    Ok(TICKETER.get_or_init(|| made).clone())
 }
 
 /// Writes a self-signed certificate for `localhost` and 127.0.0.1 (for tests and drills,
