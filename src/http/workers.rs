@@ -33,8 +33,11 @@ pub(crate) fn listen_per_worker(
     workers: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
     if addr.port() != 0 {
-        // Fails with "address in use" if any socket, sharing or not, holds the address.
-        drop(super::listen(addr)?);
+        // Bound alone (not listening, so no connection can land on it): fails with "address
+        // in use" if any socket, sharing or not, holds the address.
+        let probe = super::socket_for(addr)?;
+        probe.bind(addr)?;
+        drop(probe);
     }
     let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
