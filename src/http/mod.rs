@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -385,6 +385,14 @@ pub(crate) struct Public {
     pub(crate) acme: Option<Arc<challenge::AcmeAnswers>>,
 }
 
+/// Headers of every public response, named once (a name given as text is parsed again on
+/// every insert).
+const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+/// The corte a response is from.
+const X_PREP_CORTE: HeaderName = HeaderName::from_static("x-prep-corte");
+/// The package that last wrote the file served.
+const X_PREP_PACKAGE: HeaderName = HeaderName::from_static("x-prep-package");
+
 /// The methods the public site answers.
 const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 
@@ -412,10 +420,7 @@ pub(crate) async fn handle(
         Ok(()) => route(&public, https, &req).await,
     };
     let h = res.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if https && let Some(hsts) = &public.hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -467,7 +472,7 @@ pub(crate) async fn handle(
         referer: text(header::REFERER),
         user_agent: text(header::USER_AGENT),
         elapsed,
-        corte: res.headers().get("x-prep-corte").cloned(),
+        corte: res.headers().get(&X_PREP_CORTE).cloned(),
         encoding: coding,
     });
     res
@@ -630,9 +635,9 @@ async fn respond(
     h.insert(header::LAST_MODIFIED, entry.last_modified.clone());
     h.insert(header::CACHE_CONTROL, entry.cache_control.clone());
     if let Some(corte) = site.corte_header() {
-        h.insert("x-prep-corte", corte.clone());
+        h.insert(X_PREP_CORTE, corte.clone());
     }
-    h.insert("x-prep-package", entry.package.clone());
+    h.insert(X_PREP_PACKAGE, entry.package.clone());
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(r) = range {
         let sent = if len == 0 { 0 } else { r.end() - r.start() + 1 };
