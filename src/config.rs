@@ -237,7 +237,7 @@ settings! {
     /// Who may show the site in a frame (R4.8 allows it by default): a CSP
     /// `frame-ancestors` source list such as `'self' https://portal.example.mx`. Empty: anyone.
     frame_ancestors: String = String::new();
-    /// Threads serving requests (nginx's worker_processes). 0: one per CPU core.
+    /// Threads serving visitors (nginx's worker_processes), at most 1024. 0: one per CPU core.
     workers: u64 = 0;
     /// `Strict-Transport-Security` sent on HTTPS responses. Empty: not sent.
     hsts: String = "max-age=31536000".to_owned();

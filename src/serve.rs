@@ -152,10 +152,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         (None, None) => None,
     };
     // (one listener per worker, HTTPS) for every public address.
-    let workers = match usize::try_from(config.settings.workers) {
-        Ok(0) | Err(_) => std::thread::available_parallelism().map_or(1, usize::from),
-        Ok(n) => n,
-    };
+    let workers = sections.http.workers;
     let mut public_listeners = Vec::new();
     for (addrs, https, setting) in [
         (&config.listen, false, "listen"),

@@ -82,6 +82,7 @@ fn invalid_settings_name_the_setting_and_the_fix() {
         (&["--corte-pattern", "(?P<Y>\\d{4})"], "`corte_pattern`"),
         (&["--profile", "ine-2099"], "unknown profile"),
         (&["--publish-start", "mañana"], "`publish_start`"),
+        (&["--workers", "10000"], "`workers`"),
     ];
     for (args, expected) in cases {
         let out = difusor()

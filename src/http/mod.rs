@@ -320,7 +320,13 @@ pub(crate) struct HttpSettings {
     pub(crate) max_uri_bytes: usize,
     /// Largest request head, in bytes.
     pub(crate) max_header_bytes: usize,
+    /// Threads serving visitors ([`workers`]): `workers`, or one per CPU core for 0.
+    pub(crate) workers: usize,
 }
+
+/// Most threads `workers` may ask for: a typo (10000 for 10) would otherwise start that
+/// many threads and sockets.
+const MAX_WORKERS: u64 = 1024;
 
 impl HttpSettings {
     /// Every HTTP setting, validated; the first invalid one is the error.
@@ -345,6 +351,16 @@ impl HttpSettings {
         let send_timeout = positive_duration("send_timeout", &s.send_timeout, "60s")?;
         let max_uri_bytes = positive_count("max_uri_bytes", s.max_uri_bytes)?;
         let max_header_bytes = positive_count("max_header_bytes", s.max_header_bytes.as_u64())?;
+        let workers = match s.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n if n > MAX_WORKERS => {
+                return Err(Invalid::new(
+                    "workers",
+                    format!("{n} threads is more than {MAX_WORKERS}; 0 means one per CPU core"),
+                ));
+            }
+            n => usize::try_from(n).unwrap_or(1),
+        };
         Ok(Self {
             frame_ancestors,
             hsts,
@@ -353,6 +369,7 @@ impl HttpSettings {
             send_timeout,
             max_uri_bytes,
             max_header_bytes,
+            workers,
         })
     }
 }
