@@ -349,18 +349,34 @@ fn each_worker_serves_the_public_port_and_no_second_server_can_share_it() {
         &site_package("20240602_2000", &[]),
     );
     server.wait_corte("20240602_2000");
-    // One thread of its own per worker.
+    // One thread of its own per worker: (name, times it was woken so far).
     let pid = server.pid().unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("http-worker-"))
-        .collect();
-    names.sort();
+    let workers = || -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| {
+                let task = t.unwrap().path();
+                let name = std::fs::read_to_string(task.join("comm")).ok()?;
+                let status = std::fs::read_to_string(task.join("status")).ok()?;
+                let woken = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((name.trim().to_owned(), woken))
+            })
+            .filter(|(name, _)| name.starts_with("http-worker-"))
+            .collect();
+        found.sort();
+        found
+    };
+    let before = workers();
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["http-worker-0", "http-worker-1", "http-worker-2"]);
-    // Many connections, all answered whichever worker the kernel gave them to.
-    let handles: Vec<_> = (0..24)
+    // Many connections, all answered, and every worker answers some: an idle worker sleeps
+    // in its poll, so one that is woken has taken connections of its own.
+    let handles: Vec<_> = (0..60)
         .map(|_| {
             let url = server.url("/json/main.json");
             std::thread::spawn(move || curl(&url, &[]).status)
@@ -368,6 +384,9 @@ fn each_worker_serves_the_public_port_and_no_second_server_can_share_it() {
         .collect();
     for h in handles {
         assert_eq!(h.join().unwrap(), 200);
+    }
+    for ((name, was), (_, now)) in before.iter().zip(workers()) {
+        assert!(now > *was, "{name} served no connection");
     }
 
     // A second server on the same port is refused plainly, and the first one keeps it.
