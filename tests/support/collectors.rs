@@ -118,25 +118,28 @@ impl SyslogReceiver {
     /// A collector on a UDP port of 127.0.0.1: one datagram, one message.
     pub fn udp() -> SyslogReceiver {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let receiver = Self::new(format!("udp://{}", socket.local_addr().unwrap()));
-        let messages = receiver.messages.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while let Ok(n) = socket.recv(&mut buf) {
-                push(&messages, &buf[..n]);
-            }
-        });
-        receiver
+        let target = format!("udp://{}", socket.local_addr().unwrap());
+        Self::datagrams(target, move |buf| socket.recv(buf))
     }
 
     /// A collector on a unix datagram socket at `path`.
     pub fn unix(path: &Path) -> SyslogReceiver {
         let socket = UnixDatagram::bind(path).unwrap();
-        let receiver = Self::new(format!("unix:{}", path.display()));
+        Self::datagrams(format!("unix:{}", path.display()), move |buf| {
+            socket.recv(buf)
+        })
+    }
+
+    /// A collector at `target` whose every datagram, read by `recv`, is one message.
+    fn datagrams(
+        target: String,
+        mut recv: impl FnMut(&mut [u8]) -> std::io::Result<usize> + Send + 'static,
+    ) -> SyslogReceiver {
+        let receiver = Self::new(target);
         let messages = receiver.messages.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
-            while let Ok(n) = socket.recv(&mut buf) {
+            while let Ok(n) = recv(&mut buf) {
                 push(&messages, &buf[..n]);
             }
         });
