@@ -11,11 +11,13 @@
 //! # Guarantees
 //! - A file appears under its final name only whole: it is written to a temporary name in
 //!   `<root>/tmp`, fsynced, renamed into place, and the directory is fsynced, before
-//!   [`Archive::store_file`] returns. A crash at any point leaves either nothing or the whole
+//!   [`Archive::store_file`] returns; a file the SFTP intake wrote and hashed is fsynced and
+//!   linked into place, and the directory fsynced, before [`Archive::adopt_file`] returns. A crash at any point leaves either nothing or the whole
 //!   file under its name. Moves between the folders are renames, each followed by an fsync
 //!   of both folders; evidence moves before its package.
-//! - The name is the SHA-256 of the bytes, computed while copying; storing the same bytes
-//!   twice keeps one copy.
+//! - The name is the SHA-256 of the bytes, computed while copying (or, for
+//!   [`Archive::adopt_file`], by the writer that wrote every byte, in order); storing the same
+//!   bytes twice keeps one copy.
 //! - `<root>/<aa>/` holds only packages that verified, and nothing there is ever deleted or
 //!   overwritten: the live site is rebuilt from it alone.
 
@@ -82,6 +84,15 @@ pub(crate) struct Stored {
     pub(crate) size: u64,
     /// The archived file.
     pub(crate) path: PathBuf,
+}
+
+/// The digest and size of a file an intake channel wrote and hashed itself, while writing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hashed {
+    /// SHA-256 of the file's bytes.
+    pub(crate) sha256: Sha256,
+    /// Its size in bytes.
+    pub(crate) size: u64,
 }
 
 /// A rejected package removed once its retention ran out.
@@ -188,6 +199,49 @@ impl Archive {
         }
         let path = self.pending_path(sha256);
         self.persist(tmp, &path)?;
+        Ok(Stored { sha256, size, path })
+    }
+
+    /// Takes `src`, a file this program wrote into its data folder and hashed while writing
+    /// it (`hashed`), into the archive without reading it again: fsynced, then linked under
+    /// its pending name (or not at all when those bytes verified before), the folder fsynced.
+    /// Where a link cannot be made (the archive on another file system), it is copied and
+    /// hashed like [`Archive::store_file`]. Refuses, storing nothing, a file over `limit`.
+    ///
+    /// The caller vouches for `hashed`: only a writer that saw every byte of `src` go in, in
+    /// order, may give it (the SFTP intake's).
+    pub(crate) fn adopt_file(
+        &self,
+        src: &Path,
+        hashed: Hashed,
+        limit: u64,
+    ) -> Result<Stored, ArchiveError> {
+        let Hashed { sha256, size } = hashed;
+        if size > limit {
+            return Err(ArchiveError::TooLarge { size, limit });
+        }
+        let verified = self.path_of(sha256);
+        if verified.exists() {
+            return Ok(Stored {
+                sha256,
+                size,
+                path: verified,
+            });
+        }
+        crate::intake::open_regular(src)
+            .and_then(|file| file.sync_all())
+            .map_err(io_err("fsync", src))?;
+        let path = self.pending_path(sha256);
+        match fs::hard_link(src, &path) {
+            Ok(()) => {}
+            // The same bytes, pending since an earlier attempt.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot link an upload into the archive; copying it");
+                return self.store_file(src, limit);
+            }
+        }
+        sync_dir(path.parent().unwrap_or(&self.root))?;
         Ok(Stored { sha256, size, path })
     }
 
@@ -419,6 +473,76 @@ mod tests {
                 .unwrap()
                 .count(),
             0
+        );
+    }
+
+    /// A file written and hashed elsewhere in the data folder.
+    fn written(dir: &Path, bytes: &[u8]) -> (PathBuf, Hashed) {
+        let src = dir.join("upload");
+        fs::write(&src, bytes).unwrap();
+        let hashed = Hashed {
+            sha256: Sha256::of(bytes),
+            size: bytes.len() as u64,
+        };
+        (src, hashed)
+    }
+
+    #[test]
+    fn adopts_a_hashed_file_without_copying_it_and_once() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let (src, hashed) = written(dir.path(), b"package bytes");
+        let a = archive.adopt_file(&src, hashed, 1000).unwrap();
+        assert_eq!((a.sha256, a.size), (hashed.sha256, 13));
+        assert_eq!(a.path, archive.pending_path(hashed.sha256));
+        // The same file, linked: not a copy.
+        assert_eq!(
+            fs::metadata(&a.path).unwrap().ino(),
+            fs::metadata(&src).unwrap().ino()
+        );
+        assert_eq!(archive.check(a.sha256).unwrap().path, a.path);
+        // Again while pending: the pending copy stays.
+        assert_eq!(archive.adopt_file(&src, hashed, 1000).unwrap().path, a.path);
+        fs::remove_file(&src).unwrap();
+        assert_eq!(fs::read(&a.path).unwrap(), b"package bytes");
+        // Once verified, the same bytes are found there and nothing is stored again.
+        archive.accept(a.sha256).unwrap();
+        let (src, hashed) = written(dir.path(), b"package bytes");
+        let b = archive.adopt_file(&src, hashed, 1000).unwrap();
+        assert_eq!(b.path, archive.path_of(hashed.sha256));
+        assert!(archive.pending().unwrap().is_empty());
+        // Over the limit: refused, nothing stored.
+        let (src, hashed) = written(dir.path(), &[7u8; 100]);
+        assert!(matches!(
+            archive.adopt_file(&src, hashed, 99),
+            Err(ArchiveError::TooLarge { size: 100, .. })
+        ));
+        assert!(archive.locate(hashed.sha256).is_none());
+    }
+
+    /// With the archive on another file system than the upload, no link can be made: the file
+    /// is copied, and hashed again on the way.
+    #[test]
+    fn adopts_from_another_file_system_by_copying() {
+        use std::os::unix::fs::MetadataExt as _;
+        let shm = Path::new("/dev/shm");
+        let dir = tempfile::tempdir().unwrap();
+        if !shm.is_dir()
+            || fs::metadata(shm).unwrap().dev() == fs::metadata(dir.path()).unwrap().dev()
+        {
+            eprintln!("skipped: no second file system at /dev/shm");
+            return;
+        }
+        let other = tempfile::tempdir_in(shm).unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let (src, hashed) = written(other.path(), b"package bytes");
+        let a = archive.adopt_file(&src, hashed, 1000).unwrap();
+        assert_eq!(a.sha256, hashed.sha256);
+        assert_eq!(fs::read(&a.path).unwrap(), b"package bytes");
+        assert_ne!(
+            fs::metadata(&a.path).unwrap().ino(),
+            fs::metadata(&src).unwrap().ino()
         );
     }
 

@@ -174,6 +174,7 @@ pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Resu
     };
     let (publisher, _live) = rebuilt_publisher(&sections, &store, None)?;
     let received = Received {
+        hashed: None,
         name,
         path: followed(file),
         channel: Channel::Cli,

@@ -249,6 +249,50 @@ fn sftp_and_scp_uploads_go_live_and_are_journaled() {
     assert!(first["bytes"].as_u64().unwrap() > 0);
 }
 
+/// Uploads of several megabytes (hundreds of SFTP writes, more than the server queues for its
+/// disk at once), delivered at the close and at a rename: each is archived byte for byte under
+/// the SHA-256 of what was sent, and no upload file is left behind.
+#[test]
+fn large_uploads_are_archived_byte_for_byte_under_their_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let filler: Vec<u8> = (0..6_000_000).map(|_| fastrand::u8(..)).collect();
+    let first = site_package("20240602_2000", &[("datos/relleno.bin", &filler)]);
+    let second = site_package("20240602_2015", &[("datos/relleno.bin", &filler[1..])]);
+    let out = s.batch(&format!(
+        "put {}
+put {} .PREP_20240602_2015.zip.part
+rename .PREP_20240602_2015.zip.part \
+         PREP_20240602_2015.zip
+",
+        s.local("PREP_20240602_2000.zip", &first).display(),
+        s.local("second.zip", &second).display(),
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2015");
+    sessions_when(&s.server, |e| !e.is_empty());
+
+    let received = events(&s.server, "received");
+    for bytes in [&first, &second] {
+        let sha = sha256_hex(bytes);
+        let archived = s.server.data.join("archivo").join(&sha[..2]).join(&sha);
+        assert!(
+            std::fs::read(&archived).unwrap() == *bytes,
+            "{} holds other bytes than were sent",
+            archived.display()
+        );
+        assert!(
+            received.iter().any(|e| e["package"] == sha.as_str()),
+            "the journal names {sha}: {received:#?}"
+        );
+    }
+    assert_eq!(tree(&s.server.data.join("tmp")), Vec::<String>::new());
+    assert_eq!(
+        tree(&s.server.data.join("archivo").join("pendientes")),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn wrong_key_password_and_other_addresses_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

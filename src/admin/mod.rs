@@ -536,6 +536,7 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
         return resp;
     }
     let received = Received {
+        hashed: None,
         name,
         path: tmp.to_path_buf(),
         channel: Channel::Cli,

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::archive::Hashed;
 use crate::package::PackageName;
 
 /// Which way a package came in; the journal writes it as its kebab-case name (`watch`,
@@ -50,6 +51,9 @@ pub(crate) struct Received {
     pub(crate) name: PackageName,
     /// Where the intake channel left it.
     pub(crate) path: PathBuf,
+    /// Its SHA-256 and size, when the channel computed them while writing the file at `path`
+    /// itself (SFTP): the archive then takes that file as it is instead of copying it.
+    pub(crate) hashed: Option<Hashed>,
     /// Which channel.
     pub(crate) channel: Channel,
     /// Where it came from, for the journal, when the channel knows: the pulled URL, or the

@@ -537,6 +537,7 @@ async fn take(
     let sidecar_path = evidence_path(path, "sha256");
     let signature_path = evidence_path(path, "minisig");
     let received = Received {
+        hashed: None,
         name: name.clone(),
         path: path.to_owned(),
         channel: Channel::Watch,

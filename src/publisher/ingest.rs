@@ -37,10 +37,12 @@ impl Publisher {
     /// Archives a received package (pending verification) with its evidence, and journals
     /// its arrival.
     fn receive(&self, r: &Received) -> Result<Stored, Outcome> {
-        let stored = match self
-            .archive
-            .store_file(&r.path, self.package.limits.max_package_bytes)
-        {
+        let limit = self.package.limits.max_package_bytes;
+        let stored = match r.hashed {
+            Some(hashed) => self.archive.adopt_file(&r.path, hashed, limit),
+            None => self.archive.store_file(&r.path, limit),
+        };
+        let stored = match stored {
             Ok(stored) => stored,
             Err(e @ ArchiveError::TooLarge { .. }) => {
                 let reason = format!("{e}; the package was not stored");

@@ -58,6 +58,7 @@ impl Publisher {
             )}),
         );
         let received = Received {
+            hashed: None,
             name: package_name,
             sidecar: self.archive.read_evidence(&stored.path, "sha256"),
             signature: self.archive.read_evidence(&stored.path, "minisig"),

@@ -205,6 +205,7 @@ impl Puller {
         })?;
         tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
         let received = Received {
+            hashed: None,
             name: name.clone(),
             path: path.clone(),
             channel: Channel::Pull,

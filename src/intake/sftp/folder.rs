@@ -19,7 +19,6 @@
 //!   the write that passes the limit; the partial file is discarded, never handed over.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -28,10 +27,10 @@ use russh_sftp::protocol::{
 };
 use russh_sftp::server::StatusReply;
 use serde_json::json;
-use tempfile::TempPath;
 
 use super::Shared;
 use super::session::{SessionStats, with_stats};
+use super::upload::{Closed, Upload};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
@@ -42,22 +41,10 @@ const MAX_OPEN_HANDLES: usize = 16;
 /// Most uploads one session may keep waiting for a rename.
 const MAX_PENDING: usize = 64;
 
-/// An upload written by this session.
-struct Upload {
-    /// The temporary file (removed when dropped).
-    tmp: TempPath,
-    /// Bytes written so far (the highest offset reached).
-    len: u64,
-}
-
 /// An open handle.
 enum OpenHandle {
     /// A file open for writing, with its client name.
-    File {
-        name: String,
-        file: Arc<std::fs::File>,
-        upload: Upload,
-    },
+    File { name: String, upload: Upload },
     /// The root folder being listed; `true` once listed.
     Dir(bool),
 }
@@ -71,7 +58,7 @@ pub(super) struct SftpHandler {
     handles: HashMap<String, OpenHandle>,
     next_handle: u64,
     /// Closed uploads under a hidden name, waiting to be renamed to their final name.
-    pending: HashMap<String, Upload>,
+    pending: HashMap<String, Closed>,
     /// Text of `.sha256` / `.minisig` files uploaded this session, by their name.
     evidence: HashMap<String, String>,
     session_bytes: u64,
@@ -102,6 +89,14 @@ impl SftpHandler {
 /// A refusal with its message, as the client shows it.
 fn deny(code: StatusCode, message: impl Into<String>) -> StatusReply {
     StatusReply::new(code).with_message(message)
+}
+
+/// The reply to a write or close the disk refused.
+fn cannot_store() -> StatusReply {
+    deny(
+        StatusCode::Failure,
+        "the server cannot store this upload now",
+    )
 }
 
 fn ok_status(id: u32, message: &str) -> Status {
@@ -239,7 +234,7 @@ impl SftpHandler {
         &mut self,
         id: u32,
         name: String,
-        upload: Upload,
+        upload: Closed,
     ) -> Result<Status, StatusReply> {
         if is_evidence(&name) {
             let text = (upload.len <= MAX_EVIDENCE_BYTES)
@@ -277,6 +272,7 @@ impl SftpHandler {
             signature: self.evidence.remove(&format!("{name}.minisig")),
             name: package,
             path: upload.tmp.to_path_buf(),
+            hashed: upload.hashed,
             channel: Channel::Sftp,
             origin: Some(self.origin.clone()),
             received_at: Timestamp::now(),
@@ -378,8 +374,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         let (file, tmp) = tmp.into_parts();
         let handle = self.new_handle(OpenHandle::File {
             name,
-            file: Arc::new(file),
-            upload: Upload { tmp, len: 0 },
+            upload: Upload::start(file, tmp),
         })?;
         Ok(Handle { id, handle })
     }
@@ -395,7 +390,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         let session_limit = self.shared.server.settings.max_session_bytes;
         let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let end = offset.saturating_add(len);
-        let Some(OpenHandle::File { name, file, upload }) = self.handles.get_mut(&handle) else {
+        let Some(OpenHandle::File { name, upload }) = self.handles.get_mut(&handle) else {
             return Err(deny(StatusCode::Failure, "no such open file"));
         };
         let over = if end > limit {
@@ -415,20 +410,12 @@ impl russh_sftp::server::Handler for SftpHandler {
             self.handles.remove(&handle); // drops the partial file
             return Err(self.refuse("write", deny(StatusCode::Failure, message)));
         }
-        // The disk may be slow: written off the async threads that serve visitors.
-        let written = {
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || file.write_all_at(&data, offset)).await
-        };
-        if let Err(e) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        // The disk may be slow: written off the async threads, by the upload's writer.
+        if let Err(e) = upload.write(offset, data).await {
             tracing::error!(error = %e, "cannot write an SFTP upload");
             self.handles.remove(&handle);
-            return Err(deny(
-                StatusCode::Failure,
-                "the server cannot store this upload now",
-            ));
+            return Err(cannot_store());
         }
-        upload.len = upload.len.max(end);
         self.session_bytes += len;
         with_stats(&self.stats, |s| s.bytes += len);
         Ok(ok_status(id, "Ok"))
@@ -437,8 +424,11 @@ impl russh_sftp::server::Handler for SftpHandler {
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         match self.handles.remove(&handle) {
             Some(OpenHandle::Dir(_)) => Ok(ok_status(id, "Ok")),
-            Some(OpenHandle::File { name, file, upload }) => {
-                drop(file);
+            Some(OpenHandle::File { name, upload }) => {
+                let upload = upload.close().await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot write an SFTP upload");
+                    cannot_store()
+                })?;
                 if name.starts_with('.') {
                     if self.pending.len() >= MAX_PENDING {
                         return Err(self.refuse(
@@ -561,7 +551,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         match self.handles.get(&handle) {
             Some(OpenHandle::File { upload, .. }) => Ok(Attrs {
                 id,
-                attrs: file_attrs(upload.len),
+                attrs: file_attrs(upload.len()),
             }),
             Some(OpenHandle::Dir(_)) => Ok(Attrs {
                 id,

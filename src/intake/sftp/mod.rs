@@ -8,6 +8,7 @@
 //! and holds every connection to its time limits. The rest is in its parts:
 //! - [`policy`]: the SSH side — keys only, what is refused, how login attempts are counted;
 //! - [`folder`]: the virtual folder, its uploads and their delivery to the publisher;
+//! - [`upload`]: one file being written, hashed and flushed while it arrives;
 //! - [`session`]: what each session did, and each refusal, for the journal.
 //!
 //! # Guarantees
@@ -28,6 +29,7 @@ mod folder;
 mod policy;
 mod session;
 mod settings;
+mod upload;
 
 pub(crate) use policy::ensure_host_key;
 
