@@ -22,7 +22,7 @@ use super::super::{Limits, Rejection};
 const RATIO_EXEMPT_BYTES: u64 = 1024 * 1024;
 
 /// How many bytes are read from the inflater at a time, so limits stop a bomb early.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: u64 = 64 * 1024;
 
 /// Refuses a package larger than [`Limits::max_package_bytes`].
 pub(super) fn check_package_size(size: u64, limits: &Limits) -> Result<(), Rejection> {
@@ -100,19 +100,18 @@ impl<'l> Budget<'l> {
     ) -> Result<Bytes, Rejection> {
         let limits = self.limits;
         let mut bytes = Vec::with_capacity(self.capacity_hint(&sizes));
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            let n = match reader.read(&mut chunk) {
+            // Straight into the member's buffer, at most a chunk at a time (interrupted reads
+            // are retried by `read_to_end`).
+            match reader.take(READ_CHUNK).read_to_end(&mut bytes) {
                 Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) => {}
                 Err(e) => {
                     return Err(Rejection::NotAnArchive(format!(
                         "cannot read member {path:?}: {e}"
                     )));
                 }
-            };
-            bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
             let len = bytes.len() as u64;
             if len > limits.max_member_bytes {
                 return Err(Rejection::Limit {
