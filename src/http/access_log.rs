@@ -302,18 +302,20 @@ fn escape(text: &str, out: &mut Vec<u8>) {
     escape_bytes(text.as_bytes(), out);
 }
 
-fn escape_bytes(text: &[u8], out: &mut Vec<u8>) {
-    for &b in text {
-        match b {
-            b'"' | b'\\' => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
-            0x20..=0x7e => out.push(b),
-            _ => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
-        }
+/// Writes `text` for a quoted log field: printable ASCII as it is, except `"` and `\`, and
+/// every other byte as `\xHH`; runs of plain bytes are copied whole.
+fn escape_bytes(mut text: &[u8], out: &mut Vec<u8>) {
+    let needs_escape = |b: &u8| !matches!(b, 0x20..=0x7e) || *b == b'"' || *b == b'\\';
+    while let Some(at) = text.iter().position(needs_escape) {
+        let (plain, rest) = text.split_at(at);
+        out.extend_from_slice(plain);
+        let Some((b, rest)) = rest.split_first() else {
+            break;
+        };
+        let _ = write!(out, "\\x{b:02X}");
+        text = rest;
     }
+    out.extend_from_slice(text);
 }
 
 #[cfg(test)]
@@ -332,6 +334,20 @@ mod tests {
             elapsed: Duration::from_micros(1500),
             corte: Some(HeaderValue::from_static("20240602_2015")),
             encoding: Coding::Identity,
+        }
+    }
+
+    #[test]
+    fn every_byte_is_escaped_or_kept_between_plain_ones() {
+        for b in 0..=u8::MAX {
+            let mut out = Vec::new();
+            escape_bytes(&[b'a', b, b, b'z'], &mut out);
+            let one = if (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02X}")
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), format!("a{one}{one}z"), "byte {b}");
         }
     }
 
