@@ -347,7 +347,11 @@ mod tests {
             } else {
                 format!("\\x{b:02X}")
             };
-            assert_eq!(String::from_utf8(out).unwrap(), format!("a{one}{one}z"), "byte {b}");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("a{one}{one}z"),
+                "byte {b}"
+            );
         }
     }
 

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::Shared;
 use super::session::{SessionStats, with_stats};
-use super::upload::{Closed, Upload};
+use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
@@ -62,6 +62,8 @@ pub(super) struct SftpHandler {
     /// Text of `.sha256` / `.minisig` files uploaded this session, by their name.
     evidence: HashMap<String, String>,
     session_bytes: u64,
+    /// Room for this session's writes waiting for the disk.
+    queue_room: Arc<tokio::sync::Semaphore>,
     initialized: bool,
 }
 
@@ -81,6 +83,7 @@ impl SftpHandler {
             pending: HashMap::new(),
             evidence: HashMap::new(),
             session_bytes: 0,
+            queue_room: queue_room(),
             initialized: false,
         }
     }
@@ -374,7 +377,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         let (file, tmp) = tmp.into_parts();
         let handle = self.new_handle(OpenHandle::File {
             name,
-            upload: Upload::start(file, tmp),
+            upload: Upload::start(file, tmp, self.queue_room.clone()),
         })?;
         Ok(Handle { id, handle })
     }

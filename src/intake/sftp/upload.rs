@@ -1,11 +1,12 @@
 //! One file being uploaded over SFTP: written, hashed and flushed to disk off the async
 //! threads while the client is still sending.
 //!
-//! Each open upload has a writer on the blocking pool. The session hands it the client's
-//! writes in the order they came; it writes each at its offset, hashes the bytes while they
-//! run on from the start of the file, and has the kernel write them to disk every
-//! [`FLUSH_EVERY`] bytes, so that the hand-over at close neither reads the file again nor
-//! waits for hundreds of megabytes to reach the disk.
+//! Each open upload has a writer task. The session hands it the client's writes in the order
+//! they came; it takes whatever has queued up and writes it in one visit to the blocking pool:
+//! each write at its offset, the bytes hashed while they run on from the start of the file,
+//! and the kernel told to put them on disk every [`FLUSH_EVERY`] bytes. So the hand-over at
+//! close neither reads the file again nor waits for hundreds of megabytes to reach the disk,
+//! and an upload holds a blocking thread only while it has something to write.
 //!
 //! # Guarantees
 //! - The digest given at the end is the SHA-256 and size of the file exactly as written. It is
@@ -14,29 +15,41 @@
 //!   file itself.
 //! - A write the disk refuses fails the upload: the error is reported at the next write or at
 //!   the close, never lost, and the file is never handed over.
-//! - At most [`QUEUED_WRITES`] writes wait for the disk; a client faster than the disk waits.
+//! - The writes of one session waiting for the disk hold at most [`QUEUED_BYTES`] in all
+//!   uploads together (and at most [`QUEUED_WRITES`] writes per upload); a client faster than
+//!   the disk waits.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use sha2::Digest as _;
 use tempfile::TempPath;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::archive::Hashed;
 use crate::hash::Sha256;
 
-/// Writes the session may hand over before it waits for the writer.
-const QUEUED_WRITES: usize = 64;
+/// Bytes of one session's writes that may wait for the disk, in all its uploads together.
+/// Larger than any SFTP write (russh-sftp takes packets of at most 256 KiB).
+const QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// Writes of one upload that may wait for the disk.
+const QUEUED_WRITES: usize = 512;
 /// Bytes written between two flushes to disk.
 const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 
-/// One client write.
+/// The room one session's uploads share for writes waiting for the disk.
+pub(super) fn queue_room() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(QUEUED_BYTES))
+}
+
+/// One client write, holding its room in the session's queue until it is on the file.
 struct Chunk {
     offset: u64,
     data: Vec<u8>,
+    _room: OwnedSemaphorePermit,
 }
 
 /// An upload still open for writing.
@@ -44,6 +57,7 @@ pub(super) struct Upload {
     tmp: TempPath,
     /// Bytes written so far (the highest offset reached).
     len: u64,
+    room: Arc<Semaphore>,
     chunks: mpsc::Sender<Chunk>,
     /// The writer, until it is joined (once it stopped or the upload closed).
     writer: Option<JoinHandle<io::Result<Option<Hashed>>>>,
@@ -61,15 +75,22 @@ pub(super) struct Closed {
 }
 
 impl Upload {
-    /// Starts the writer of `file`, the open temporary file at `tmp`.
-    pub(super) fn start(file: File, tmp: TempPath) -> Self {
+    /// Starts the writer of `file`, the open temporary file at `tmp`; its writes wait in the
+    /// session's `room` (from [`queue_room`]).
+    pub(super) fn start(file: File, tmp: TempPath, room: Arc<Semaphore>) -> Self {
         let (chunks, queue) = mpsc::channel(QUEUED_WRITES);
-        let writer = tokio::task::spawn_blocking(move || write_all(&file, queue));
+        let disk = Disk {
+            file,
+            hasher: Some(sha2::Sha256::new()),
+            end: 0,
+            flushed: 0,
+        };
         Self {
             tmp,
             len: 0,
+            room,
             chunks,
-            writer: Some(writer),
+            writer: Some(tokio::spawn(disk.take(queue))),
         }
     }
 
@@ -82,7 +103,19 @@ impl Upload {
     /// one before it: the upload cannot go on.
     pub(super) async fn write(&mut self, offset: u64, data: Vec<u8>) -> io::Result<()> {
         let end = offset.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
-        if self.chunks.send(Chunk { offset, data }).await.is_err() {
+        let bytes = u32::try_from(data.len().min(QUEUED_BYTES)).unwrap_or(u32::MAX);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(io::Error::other)?;
+        let chunk = Chunk {
+            offset,
+            data,
+            _room: room,
+        };
+        if self.chunks.send(chunk).await.is_err() {
             // The writer stopped: it failed, and says why when joined.
             return Err(self.stopped().await);
         }
@@ -97,6 +130,7 @@ impl Upload {
             len,
             chunks,
             writer,
+            ..
         } = self;
         drop(chunks);
         let writer = writer.ok_or_else(|| io::Error::other("the upload's writer failed"))?;
@@ -117,30 +151,52 @@ impl Upload {
     }
 }
 
-/// The writer: every queued chunk to `file`, until the session closes the queue; the digest
-/// when the chunks ran in order from offset 0.
-fn write_all(file: &File, mut queue: mpsc::Receiver<Chunk>) -> io::Result<Option<Hashed>> {
-    let mut hasher = Some(sha2::Sha256::new());
-    let (mut end, mut flushed) = (0u64, 0u64);
-    while let Some(Chunk { offset, data }) = queue.blocking_recv() {
-        file.write_all_at(&data, offset)?;
-        if offset == end
-            && let Some(hasher) = hasher.as_mut()
-        {
-            hasher.update(&data);
-        } else {
-            hasher = None;
+/// The file as the writer keeps it: how far the bytes run in order from offset 0, hashed,
+/// and how far they are flushed.
+struct Disk {
+    file: File,
+    /// The hash of bytes `0..end`, while every write continued at `end`.
+    hasher: Option<sha2::Sha256>,
+    end: u64,
+    flushed: u64,
+}
+
+impl Disk {
+    /// The writer task: whatever has queued, written in one visit to the blocking pool, until
+    /// the session closes the queue; then the digest, when the writes ran in order.
+    async fn take(mut self, mut queue: mpsc::Receiver<Chunk>) -> io::Result<Option<Hashed>> {
+        let mut batch = Vec::new();
+        while queue.recv_many(&mut batch, QUEUED_WRITES).await > 0 {
+            let chunks = std::mem::take(&mut batch);
+            self = tokio::task::spawn_blocking(move || self.write(chunks).map(|()| self))
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)))?;
         }
-        end = end.max(offset.saturating_add(data.len() as u64));
-        if end - flushed >= FLUSH_EVERY {
-            file.sync_data()?;
-            flushed = end;
-        }
+        Ok(self.hasher.map(|h| Hashed {
+            sha256: Sha256::from_bytes(h.finalize().into()),
+            size: self.end,
+        }))
     }
-    Ok(hasher.map(|h| Hashed {
-        sha256: Sha256::from_bytes(h.finalize().into()),
-        size: end,
-    }))
+
+    /// Writes `chunks` in order (each freeing its room in the queue once written).
+    fn write(&mut self, chunks: Vec<Chunk>) -> io::Result<()> {
+        for Chunk { offset, data, .. } in chunks {
+            self.file.write_all_at(&data, offset)?;
+            if offset == self.end
+                && let Some(hasher) = self.hasher.as_mut()
+            {
+                hasher.update(&data);
+            } else {
+                self.hasher = None;
+            }
+            self.end = self.end.max(offset.saturating_add(data.len() as u64));
+            if self.end - self.flushed >= FLUSH_EVERY {
+                self.file.sync_data()?;
+                self.flushed = self.end;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +210,7 @@ mod tests {
         let (file, tmp) = tempfile::NamedTempFile::new_in(dir.path())
             .unwrap()
             .into_parts();
-        let mut upload = Upload::start(file, tmp);
+        let mut upload = Upload::start(file, tmp, queue_room());
         for (offset, data) in writes {
             upload.write(*offset, data.to_vec()).await.unwrap();
         }
