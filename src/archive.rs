@@ -189,13 +189,8 @@ impl Archive {
             }
             hashing.finish()
         };
-        let verified = self.path_of(sha256);
-        if verified.exists() {
-            return Ok(Stored {
-                sha256,
-                size,
-                path: verified,
-            });
+        if let Some(verified) = self.verified_copy(sha256, size) {
+            return Ok(verified);
         }
         let path = self.pending_path(sha256);
         self.persist(tmp, &path)?;
@@ -220,13 +215,8 @@ impl Archive {
         if size > limit {
             return Err(ArchiveError::TooLarge { size, limit });
         }
-        let verified = self.path_of(sha256);
-        if verified.exists() {
-            return Ok(Stored {
-                sha256,
-                size,
-                path: verified,
-            });
+        if let Some(verified) = self.verified_copy(sha256, size) {
+            return Ok(verified);
         }
         crate::intake::open_regular(src)
             .and_then(|file| file.sync_all())
@@ -243,6 +233,12 @@ impl Archive {
         }
         sync_dir(path.parent().unwrap_or(&self.root))?;
         Ok(Stored { sha256, size, path })
+    }
+
+    /// The copy kept forever of bytes with `sha256`, if they verified before.
+    fn verified_copy(&self, sha256: Sha256, size: u64) -> Option<Stored> {
+        let path = self.path_of(sha256);
+        path.exists().then_some(Stored { sha256, size, path })
     }
 
     /// Stores small evidence bytes next to the stored package (write-once: an existing file
