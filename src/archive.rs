@@ -25,7 +25,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hash::Sha256;
+use crate::hash::{Hashed, Sha256};
 use crate::intake::evidence_path;
 use crate::package::EVIDENCE_EXTENSIONS;
 
@@ -84,15 +84,6 @@ pub(crate) struct Stored {
     pub(crate) size: u64,
     /// The archived file.
     pub(crate) path: PathBuf,
-}
-
-/// The digest and size of a file an intake channel wrote and hashed itself, while writing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hashed {
-    /// SHA-256 of the file's bytes.
-    pub(crate) sha256: Sha256,
-    /// Its size in bytes.
-    pub(crate) size: u64,
 }
 
 /// A rejected package removed once its retention ran out.

@@ -41,6 +41,16 @@ impl Sha256 {
     }
 }
 
+/// The SHA-256 and size of a file, computed by whoever wrote every byte of it (the SFTP
+/// intake's upload writer, for the archive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hashed {
+    /// SHA-256 of the file's bytes.
+    pub(crate) sha256: Sha256,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+}
+
 /// How many bytes [`stream`] reads at a time.
 const STREAM_CHUNK: usize = 256 * 1024;
 

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::archive::Hashed;
+use crate::hash::Hashed;
 use crate::package::PackageName;
 
 /// Which way a package came in; the journal writes it as its kebab-case name (`watch`,

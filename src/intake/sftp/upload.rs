@@ -29,8 +29,7 @@ use tempfile::TempPath;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::archive::Hashed;
-use crate::hash::Sha256;
+use crate::hash::{Hashed, Sha256};
 
 /// Bytes of one session's writes that may wait for the disk, in all its uploads together.
 /// Larger than any SFTP write (russh-sftp takes packets of at most 256 KiB).
