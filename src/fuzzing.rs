@@ -128,15 +128,12 @@ pub fn evidence(bytes: &[u8]) {
     }
     let mut files: Vec<Member> = EVIDENCE_FILES
         .iter()
-        .map(|(path, bytes)| Member {
-            path: (*path).to_owned(),
-            bytes: bytes::Bytes::from_static(bytes),
-        })
+        .map(|(path, bytes)| Member::new(*path, bytes::Bytes::from_static(bytes)))
         .collect();
-    files.push(Member {
-        path: "SHA256SUMS".to_owned(),
-        bytes: bytes::Bytes::copy_from_slice(list),
-    });
+    files.push(Member::new(
+        "SHA256SUMS",
+        bytes::Bytes::copy_from_slice(list),
+    ));
     let incoming = Incoming {
         name: EVIDENCE_PACKAGE.to_owned(),
         path: scratch().join("not-read"),
@@ -152,10 +149,10 @@ pub fn evidence(bytes: &[u8]) {
 /// of a data package, inspected as the publisher inspects one (summary checked against every
 /// known definition) and its report rendered as `difusor inspect` prints it.
 pub fn prep_csv(bytes: &[u8]) {
-    let member = Member {
-        path: "20210601_1852_PREP_GOB_CAMP/CAMP_GOB_2021.csv".to_owned(),
-        bytes: bytes::Bytes::copy_from_slice(bytes),
-    };
+    let member = Member::new(
+        "20210601_1852_PREP_GOB_CAMP/CAMP_GOB_2021.csv",
+        bytes::Bytes::copy_from_slice(bytes),
+    );
     let reglas = defaults().summary.reglas;
     if let Ok(report) = crate::prep::inspect_members("fuzz", &[&member], reglas, &|_| {}) {
         let _ = crate::prep::render(&report);

@@ -469,10 +469,7 @@ mod tests {
     }
 
     fn member(path: &str, bytes: &[u8]) -> Member {
-        Member {
-            path: path.to_owned(),
-            bytes: Bytes::copy_from_slice(bytes),
-        }
+        Member::new(path, Bytes::copy_from_slice(bytes))
     }
 
     /// A verified package named `name` with these files and nested files.

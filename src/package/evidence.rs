@@ -324,7 +324,7 @@ fn check_member_list(files: &[Member], names: &[String]) -> Result<EvidenceState
                 list.path
             )));
         };
-        let actual = Sha256::of(&member.bytes);
+        let actual = member.sha256;
         if actual != *expected {
             return Err(Rejection::Evidence(format!(
                 "{} gives {expected} for {path:?}, but its SHA-256 is {actual}",
@@ -487,10 +487,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
     }
 
     fn member(path: &str, bytes: &[u8]) -> Member {
-        Member {
-            path: path.to_owned(),
-            bytes: Bytes::copy_from_slice(bytes),
-        }
+        Member::new(path, Bytes::copy_from_slice(bytes))
     }
 
     /// The message of an evidence rejection.

@@ -137,6 +137,20 @@ pub(crate) struct Member {
     pub(crate) path: String,
     /// The member's bytes, unchanged.
     pub(crate) bytes: Bytes,
+    /// Their SHA-256 (the site's strong ETag), computed while they were read.
+    pub(crate) sha256: Sha256,
+}
+
+impl Member {
+    /// A member made here rather than read from a package: its digest is computed now.
+    pub(crate) fn new(path: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            path: path.into(),
+            sha256: Sha256::of(&bytes),
+            bytes,
+        }
+    }
 }
 
 /// What a package is for (FORMATS.md, "Two kinds of package").

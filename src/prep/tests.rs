@@ -80,10 +80,7 @@ fn the_real_campeche_package_reproduces_every_summary_field() {
             let mut b = Vec::new();
             let path = format!("{stem}/{}", m.name().unwrap());
             std::io::Read::read_to_end(&mut m, &mut b).unwrap();
-            members.push(Member {
-                path,
-                bytes: b.into(),
-            });
+            members.push(Member::new(path, b));
         }
     }
     let refs: Vec<&Member> = members.iter().collect();

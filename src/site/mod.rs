@@ -283,7 +283,7 @@ impl Site {
     }
 
     fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue, modified: SystemTime) {
-        let etag = etag_of(Sha256::of(&member.bytes));
+        let etag = etag_of(member.sha256);
         let content_type = content_type(path, &member.bytes);
         let variants = compressible(content_type.to_str().unwrap_or(""), member.bytes.len())
             .then(|| self.variants_for(path, &etag, &member.bytes));
@@ -344,10 +344,7 @@ impl Site {
             self.unpacked.push(path);
         }
         let page = Bytes::from(self.downloads_page(&stem, pkg));
-        let member = Member {
-            path: "datos/index.html".to_owned(),
-            bytes: page,
-        };
+        let member = Member::new("datos/index.html", page);
         self.insert("/datos/index.html", &member, package, modified);
     }
 

@@ -91,21 +91,24 @@ impl<'l> Budget<'l> {
 
     /// Reads one member's bytes, stopping as soon as it passes the member size, the total
     /// size, the whole package's compression ratio, or (for a zip member) its own ratio,
-    /// measured against the compressed bytes pulled so far.
+    /// measured against the compressed bytes pulled so far. Every chunk kept is also handed
+    /// to `feed`, in order, as it is read.
     pub(super) fn read_member(
         &mut self,
         reader: &mut dyn Read,
         path: &str,
         sizes: Sizes<'_>,
+        feed: &mut dyn FnMut(&[u8]),
     ) -> Result<Bytes, Rejection> {
         let limits = self.limits;
         let mut bytes = Vec::with_capacity(self.capacity_hint(&sizes));
         loop {
             // Straight into the member's buffer, at most a chunk at a time (interrupted reads
             // are retried by `read_to_end`).
+            let before = bytes.len();
             match reader.take(READ_CHUNK).read_to_end(&mut bytes) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => feed(bytes.get(before..).unwrap_or_default()),
                 Err(e) => {
                     return Err(Rejection::NotAnArchive(format!(
                         "cannot read member {path:?}: {e}"

@@ -12,10 +12,12 @@
 //! One [`Walk`] goes over a package and everything nested in it; its parts are:
 //! - [`format`]: which archive format the first bytes show;
 //! - [`limits`]: the budget of members, sizes and ratios, and the reads that spend it;
+//! - [`digest`]: the SHA-256 of each member (its ETag), computed while it is read;
 //! - [`names`]: the rules every member name must pass, and the collisions between names;
 //! - [`zip`](self::zip) and [`tar`](self::tar): reading each format's members through the
 //!   budget and the name rules.
 
+mod digest;
 mod format;
 mod limits;
 mod names;
@@ -23,13 +25,13 @@ mod tar;
 mod zip;
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::{Limits, Member, PackageKind, Rejection};
 
 pub(crate) use format::{Format, read_magic};
-use limits::{Budget, check_package_size};
+use limits::{Budget, Sizes, check_package_size};
 use names::Names;
 
 /// An archive that passed every check of this module.
@@ -133,6 +135,25 @@ impl<'l> Walk<'l> {
     /// The limits of this package.
     fn limits(&self) -> &'l Limits {
         self.budget.limits()
+    }
+
+    /// Reads one file at `path` through the budget ([`Budget::read_member`]), hashed while
+    /// it is read ([`digest`]).
+    fn read_file(
+        &mut self,
+        reader: &mut dyn Read,
+        path: String,
+        sizes: Sizes<'_>,
+    ) -> Result<Member, Rejection> {
+        let budget = &mut self.budget;
+        let (bytes, sha256) = digest::while_reading(sizes.declared, |feed| {
+            budget.read_member(reader, &path, sizes, feed)
+        })?;
+        Ok(Member {
+            path,
+            bytes,
+            sha256,
+        })
     }
 
     /// Checks a member's name and records it; returns the path it will be served under.

@@ -91,16 +91,15 @@ impl Walk<'_> {
                 compressed: None,
                 pulled: None,
             };
-            let bytes = self
-                .budget
-                .read_member(&mut entry, &path, sizes)
+            let member = self
+                .read_file(&mut entry, path, sizes)
                 .map_err(|e| match e {
                     Rejection::NotAnArchive(m) if counter.tripped() => {
                         self.tar_error(counter, "", &m)
                     }
                     other => other,
                 })?;
-            files.push(Member { path, bytes });
+            files.push(member);
         }
         // The tar reader stops at the first zero block, or quietly at the end of the stream:
         // an archive cut at a member boundary reads as a whole one but for that marker.

@@ -87,8 +87,7 @@ impl Walk<'_> {
                 compressed: Some(declared),
                 pulled: Some(&pulled),
             };
-            let bytes = self.budget.read_member(&mut entry, &path, sizes)?;
-            files.push(Member { path, bytes });
+            files.push(self.read_file(&mut entry, path, sizes)?);
         }
         if depth > 1 {
             let inner = self.open_inner_zips(&files, depth + 1)?;
