@@ -40,7 +40,7 @@ python3 - "$work/pkg" "$runs" <<'PY'
 import hashlib, os, sys, zipfile
 filler = os.urandom(200 * 1000 * 1000)
 for i in range(1, int(sys.argv[2]) + 1):
-    name = f"20270606_2{i:03d}_PREP_SITIO_CAMP.zip"
+    name = f"20240602_2{i:03d}_PREP_SITIO_CAMP.zip"
     path = os.path.join(sys.argv[1], name)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("index.html", f"<html><body>Corte {i}</body></html>")
@@ -51,7 +51,7 @@ for i in range(1, int(sys.argv[2]) + 1):
     with open(path + ".sha256", "w") as f:
         f.write(f"{digest}  {name}\n")
 PY
-size=$(stat -c %s "$work/pkg/20270606_2001_PREP_SITIO_CAMP.zip")
+size=$(stat -c %s "$work/pkg/20240602_2001_PREP_SITIO_CAMP.zip")
 
 cat >"$work/nginx.conf" <<CONF
 worker_processes 2;
@@ -90,8 +90,8 @@ appear() { # name: the sidecar, then the package, renamed into the served folder
 
 d=(); c=()
 for i in $(seq "$runs"); do
-  name="20270606_2$(printf '%03d' "$i")_PREP_SITIO_CAMP.zip"
-  want="20270606_2$(printf '%03d' "$i")"
+  name="20240602_2$(printf '%03d' "$i")_PREP_SITIO_CAMP.zip"
+  want="20240602_2$(printf '%03d' "$i")"
   appear "$name"
   t0=$(now)
   until [ "$(live)" = "$want" ]; do

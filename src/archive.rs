@@ -195,7 +195,7 @@ impl Archive {
     /// hashed like [`Archive::store_file`]. Refuses, storing nothing, a file over `limit`.
     ///
     /// The caller vouches for `hashed`: only a writer that saw every byte of `src` go in, in
-    /// order, may give it (the SFTP intake's).
+    /// order, may give it (the SFTP intake's upload writer, the pull's download).
     pub(crate) fn adopt_file(
         &self,
         src: &Path,

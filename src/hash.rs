@@ -42,7 +42,7 @@ impl Sha256 {
 }
 
 /// The SHA-256 and size of a file, computed by whoever wrote every byte of it (the SFTP
-/// intake's upload writer, for the archive).
+/// intake's upload writer, the pull's download), for the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hashed {
     /// SHA-256 of the file's bytes.

@@ -356,8 +356,9 @@ fn an_index_is_pulled_once_in_order_with_its_evidence_and_then_costs_only_a_304(
         "20270606_2015_PREP_SITIO_CAMP.zip",
         "20270606_2030_PREP_SITIO_CAMP.zip",
     );
-    institute.publish("/prep/", p1, &package("20270606_2000", 1));
-    institute.publish("/prep/", p2, &package("20270606_2015", 2));
+    let (b1, b2) = (package("20270606_2000", 1), package("20270606_2015", 2));
+    institute.publish("/prep/", p1, &b1);
+    institute.publish("/prep/", p2, &b2);
     // Not a package of this index: ignored, never requested.
     institute
         .state
@@ -409,6 +410,16 @@ fn an_index_is_pulled_once_in_order_with_its_evidence_and_then_costs_only_a_304(
     let served = curl(&server.url("/img/relleno.bin"), &[]);
     assert_eq!(served.status, 200);
     assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
+    // Each kept byte for byte under the SHA-256 of what was served.
+    for bytes in [&b1, &b2, &third] {
+        let sha = sha256_hex(bytes);
+        let archived = data.join("archivo").join(&sha[..2]).join(&sha);
+        assert!(
+            std::fs::read(&archived).unwrap() == *bytes,
+            "{} holds other bytes than were served",
+            archived.display()
+        );
+    }
 
     // After a restart nothing is downloaded again: the sidecars name digests the journal knows.
     server.restart();

@@ -52,7 +52,7 @@ pub(crate) struct Received {
     /// Where the intake channel left it.
     pub(crate) path: PathBuf,
     /// Its SHA-256 and size, when the channel computed them while writing the file at `path`
-    /// itself (SFTP): the archive then takes that file as it is instead of copying it.
+    /// itself (SFTP, pull): the archive then takes that file as it is instead of copying it.
     pub(crate) hashed: Option<Hashed>,
     /// Which channel.
     pub(crate) channel: Channel,

@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt as _;
 use super::client::{Body, Validators, read_small};
 use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index, target};
 use super::{PullError, Puller, Source};
-use crate::hash::Sha256;
+use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
 use crate::package::{MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry};
 use crate::publisher::Outcome;
@@ -205,7 +205,11 @@ impl Puller {
         })?;
         tracing::info!(package = %name, url = %target.url, bytes = download.len, "pulled");
         let received = Received {
-            hashed: None,
+            // Hashed while it was downloaded and written: the archive takes the file as it is.
+            hashed: Some(Hashed {
+                sha256: download.sha256,
+                size: download.len,
+            }),
             name: name.clone(),
             path: path.clone(),
             channel: Channel::Pull,
