@@ -1,72 +1,86 @@
 //! The SHA-256 of a member, computed while it is read: every member is served with it as its
 //! strong ETag (`"<sha256>"`), and a member list is checked against it.
 //!
-//! A large member is hashed on a helper thread fed with each chunk as it is read (and
-//! inflated), so hashing overlaps reading instead of following it: a 200 MB member is live
+//! The first [`OVERLAP_FROM`] bytes of a member are hashed on the reading thread. A member
+//! that turns out larger is handed, hash so far and every later chunk, to a helper thread, so
+//! hashing overlaps reading (and inflating) instead of following it: a 200 MB member is live
 //! about a tenth of a second sooner. The work is the same; it is only done sooner.
 //!
 //! # Guarantees
 //! - The digest is of exactly the bytes the member ends up with: every chunk the reader
 //!   appended, in order; none is given for a read that failed.
-//! - At most [`QUEUED_CHUNKS`] chunks wait for the helper; no more than one helper runs per
-//!   member being read. When no thread can be started, the member is hashed on the reading
-//!   thread instead.
+//! - The helper is started from the bytes actually read, never from a size the archive
+//!   declares: a package of many small members claiming to be large starts none. At most one
+//!   helper runs per member being read, and at most [`QUEUED_CHUNKS`] chunks wait for it.
+//!   When no thread can be started, the member is hashed on the reading thread.
 
 use std::sync::mpsc;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use sha2::Digest as _;
 
 use super::super::Rejection;
 use crate::hash::Sha256;
 
-/// Members declared at least this large are hashed on a helper thread.
+/// Bytes of a member hashed on the reading thread; the rest of a larger one goes to a helper.
 const OVERLAP_FROM: u64 = 1024 * 1024;
 /// Chunks that may wait for the helper.
 const QUEUED_CHUNKS: usize = 32;
 
+/// A helper hashing the chunks it is sent, from a hash already begun.
+type Helper<'scope> = (mpsc::SyncSender<Vec<u8>>, ScopedJoinHandle<'scope, Sha256>);
+
 /// Runs `read`, which hands every chunk it keeps to the function it is given, and returns its
-/// result with the SHA-256 of those chunks. `declared` is the member's declared size (only a
-/// hint: a lie changes where the hashing runs, not what it gives).
+/// result with the SHA-256 of those chunks.
 pub(super) fn while_reading<T>(
-    declared: u64,
     read: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<T, Rejection>,
 ) -> Result<(T, Sha256), Rejection> {
-    if declared < OVERLAP_FROM {
-        return here(read);
-    }
     std::thread::scope(|scope| {
-        let (chunks, queue) = mpsc::sync_channel::<Vec<u8>>(QUEUED_CHUNKS);
-        let helper = std::thread::Builder::new()
-            .name("hasher".into())
-            .spawn_scoped(scope, move || {
-                let mut hasher = sha2::Sha256::new();
-                for chunk in queue {
-                    hasher.update(&chunk);
-                }
-                finish(hasher)
-            });
-        let Ok(helper) = helper else {
-            return here(read);
-        };
-        // The helper takes chunks until the queue closes, so a send cannot fail.
+        let mut hasher = sha2::Sha256::new();
+        let mut fed = 0u64;
+        let mut helper: Option<Helper<'_>> = None;
         let out = read(&mut |chunk| {
-            let _ = chunks.send(chunk.to_vec());
+            if let Some((chunks, _)) = &helper {
+                // The helper takes chunks until the queue closes, so a send cannot fail.
+                let _ = chunks.send(chunk.to_vec());
+                return;
+            }
+            hasher.update(chunk);
+            let before = fed;
+            fed = fed.saturating_add(chunk.len() as u64);
+            if before < OVERLAP_FROM && fed >= OVERLAP_FROM {
+                helper = start_helper(scope, hasher.clone());
+            }
         });
-        drop(chunks);
-        let digest = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let digest = match helper {
+            Some((chunks, helper)) => {
+                drop(chunks);
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            None => finish(hasher),
+        };
         out.map(|out| (out, digest))
     })
 }
 
-/// [`while_reading`] on the reading thread alone.
-fn here<T>(
-    read: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<T, Rejection>,
-) -> Result<(T, Sha256), Rejection> {
-    let mut hasher = sha2::Sha256::new();
-    let out = read(&mut |chunk| hasher.update(chunk))?;
-    Ok((out, finish(hasher)))
+/// A helper that goes on from `hasher`; `None` when no thread can be started.
+fn start_helper<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    mut hasher: sha2::Sha256,
+) -> Option<Helper<'scope>> {
+    let (chunks, queue) = mpsc::sync_channel::<Vec<u8>>(QUEUED_CHUNKS);
+    let helper = std::thread::Builder::new()
+        .name("hasher".into())
+        .spawn_scoped(scope, move || {
+            for chunk in queue {
+                hasher.update(&chunk);
+            }
+            finish(hasher)
+        })
+        .ok()?;
+    Some((chunks, helper))
 }
 
 fn finish(hasher: sha2::Sha256) -> Sha256 {
@@ -109,28 +123,29 @@ mod tests {
 
     #[test]
     fn a_failed_read_gives_no_digest() {
-        for declared in [10, 2 * OVERLAP_FROM] {
-            let failed: Result<((), Sha256), Rejection> = while_reading(declared, |feed| {
-                feed(&[1; 4096]);
+        for size in [4096, 2 * OVERLAP_FROM as usize] {
+            let failed: Result<((), Sha256), Rejection> = while_reading(|feed| {
+                feed(&vec![1; size]);
                 Err(Rejection::Empty)
             });
             assert!(matches!(failed, Err(Rejection::Empty)));
         }
     }
 
+    /// Below, at and past the point where a helper takes over, in chunks of every size.
     #[test]
     fn the_digest_is_of_every_chunk_in_order_on_either_thread() {
-        let chunks: Vec<Vec<u8>> = (0..40u8)
-            .map(|i| vec![i; 64 * 1024 + usize::from(i)])
-            .collect();
-        let whole = chunks.concat();
-        for declared in [0, OVERLAP_FROM, u64::MAX] {
-            let (len, digest) = while_reading(declared, |feed| {
+        for count in [3u8, 16, 40] {
+            let chunks: Vec<Vec<u8>> = (0..count)
+                .map(|i| vec![i; 64 * 1024 + usize::from(i)])
+                .collect();
+            let whole = chunks.concat();
+            let (len, digest) = while_reading(|feed| {
                 chunks.iter().for_each(|c| feed(c));
                 Ok(whole.len())
             })
             .unwrap();
-            assert_eq!((len, digest), (whole.len(), Sha256::of(&whole)));
+            assert_eq!((len, digest), (whole.len(), Sha256::of(&whole)), "{count}");
         }
     }
 }

@@ -146,9 +146,8 @@ impl<'l> Walk<'l> {
         sizes: Sizes<'_>,
     ) -> Result<Member, Rejection> {
         let budget = &mut self.budget;
-        let (bytes, sha256) = digest::while_reading(sizes.declared, |feed| {
-            budget.read_member(reader, &path, sizes, feed)
-        })?;
+        let (bytes, sha256) =
+            digest::while_reading(|feed| budget.read_member(reader, &path, sizes, feed))?;
         Ok(Member {
             path,
             bytes,
