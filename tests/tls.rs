@@ -366,3 +366,98 @@ fn a_returning_visitor_resumes_its_tls_session_however_many_came_between() {
         );
     }
 }
+
+/// Bytes that tell their positions apart, from `seed`; `text` keeps them printable (so
+/// that the server also makes compressed variants of them).
+fn contents(len: usize, seed: u64, text: bool) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len)
+        .map(|i| {
+            if text {
+                if i % 61 == 60 {
+                    b'\n'
+                } else {
+                    b"0123456789,abcdefghij"[rng.usize(..21)]
+                }
+            } else {
+                rng.u8(..)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn http2_responses_multiplexed_on_one_connection_arrive_whole() {
+    // Sizes around the HTTP/2 codec's copy threshold (1 KiB), a TLS record (16 KiB), the
+    // server's coalescing limit (16 KiB) and its memory frame (64 KiB), and large files.
+    let sizes = [
+        1, 200, 1024, 1029, 1100, 8_000, 16_384, 16_385, 40_000, 65_536, 70_000, 1_500_000,
+    ];
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        files.push((format!("datos/t{i}.csv"), contents(len, i as u64, true)));
+        files.push((
+            format!("datos/b{i}.bin"),
+            contents(len, 100 + i as u64, false),
+        ));
+    }
+    let members: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &members),
+    );
+    server.wait_corte("20240602_2000");
+
+    // Every file three times, 64 streams at once on one connection; once asking for
+    // compressed variants (decoded by curl), once for the files as they are.
+    for compressed in [true, false] {
+        let out_dir = dir.path().join(format!("out-{compressed}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--http2", "--parallel", "--parallel-max", "64"])
+            .args(["--max-time", "60", "--cacert"])
+            .arg(server.self_signed_cert())
+            .args(["-w", "%{http_code} %{http_version} %{num_connects}\n"]);
+        if compressed {
+            cmd.arg("--compressed");
+        }
+        let mut expected = Vec::new();
+        for round in 0..3 {
+            for (i, (name, bytes)) in files.iter().enumerate() {
+                let out = out_dir.join(format!("{round}-{i}"));
+                cmd.arg("-o")
+                    .arg(&out)
+                    .arg(format!("https://localhost:{}/{name}", server.tls_port()));
+                expected.push((out, name, bytes));
+            }
+        }
+        let out = cmd.output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{report}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("200 2 ")),
+            "every answer 200 over HTTP/2: {report}"
+        );
+        let connects: u32 = lines
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+            .sum();
+        assert_eq!(connects, 1, "all on one connection: {report}");
+        for (path, name, bytes) in expected {
+            let got = std::fs::read(&path).unwrap();
+            assert!(
+                got == **bytes,
+                "{name} (compressed: {compressed}): {} bytes arrived, {} expected",
+                got.len(),
+                bytes.len()
+            );
+        }
+    }
+}

@@ -36,6 +36,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod challenge;
+mod coalesce;
 pub(crate) mod conditional;
 pub(crate) mod conn;
 pub(crate) mod gate;
@@ -275,8 +276,10 @@ pub(crate) async fn serve<H, F>(
                                     return Ok(());
                                 }
                                 let certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                let (stream, flush) = coalesce::coalesced(stream, h2);
                                 let conn = builder.serve_connection(TokioIo::new(stream), service(certified));
-                                watcher.watch(conn.into_owned()).await
+                                flush.around(watcher.watch(conn.into_owned())).await
                             }
                         }
                     };
@@ -644,6 +647,8 @@ async fn respond(
     let mut res = Response::new(body);
     *res.status_mut() = status;
     let h = res.headers_mut();
+    // Room for all of a file's headers and those `handle` adds, made once.
+    h.reserve(16);
     h.insert(header::ETAG, etag.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Some((_, coding)) = chosen {
