@@ -5,10 +5,17 @@
 //! blocked on a peer that does not read. [`Tracked`] (under TLS and HTTP) records the bytes
 //! read and written, [`InFlight`] holds a request from the moment its headers are read until
 //! the connection has taken all of its response body, and [`supervise`] ends the connection
-//! when a deadline passes. The connection caps of [`super::limits`] read the same state to
-//! choose which connections give way.
+//! when its [`Watch`] finds a deadline passed. The connection caps of [`super::limits`] read
+//! the same state to choose which connections give way.
+//!
+//! A listener's connections are looked at together by one [`Watch`], every [`Watch::tick`],
+//! rather than each on a timer of its own: a kept-alive connection whose deadline keeps
+//! moving (a phone re-reading `main.json` every few seconds) costs no wake-up until one
+//! passes, as nginx's timers do.
 //!
 //! # Guarantees
+//! - Every deadline below is enforced within one tick after it passes: a tenth of the
+//!   shorter of the two timeouts, between 10 ms and 1 s.
 //! - A connection with no request in flight and no blocked write is closed `header_timeout`
 //!   after it fell quiet (opened, answered its last request, or finished a blocked write):
 //!   a client that never sends a byte, sends only part of a request or of the HTTP/2
@@ -27,8 +34,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -74,19 +81,22 @@ pub(crate) struct Activity {
     /// When a response body of the connection last handed over a frame or was asked for
     /// one, in ms since [`EPOCH`].
     moved_at: AtomicU64,
-    /// Wakes the supervisor on eviction.
-    evicted: Notify,
+    /// Why its [`Watch`] ended it ([`Ended`] as `u8`, 0 while it has not).
+    ended: AtomicU8,
+    /// Wakes the supervisor: on eviction, or when its [`Watch`] ends it.
+    end: Notify,
 }
 
 /// Why a connection was ended by its supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Ended {
     /// Nothing asked of it for `header_timeout`.
-    Quiet,
+    Quiet = 1,
     /// A write blocked for `send_timeout`.
-    Stalled,
+    Stalled = 2,
     /// It gave way to a new connection at a cap.
-    Evicted,
+    Evicted = 3,
 }
 
 impl Activity {
@@ -98,7 +108,8 @@ impl Activity {
             blocked_since: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             moved_at: AtomicU64::new(0),
-            evicted: Notify::new(),
+            ended: AtomicU8::new(0),
+            end: Notify::new(),
         }
     }
 
@@ -152,8 +163,14 @@ impl Activity {
         {
             return false;
         }
-        self.evicted.notify_one();
+        self.end.notify_one();
         true
+    }
+
+    /// Ends the connection for `why` (its deadline passed).
+    fn end(&self, why: Ended) {
+        self.ended.store(why as u8, Ordering::Release);
+        self.end.notify_one();
     }
 
     /// A write could not go through: the peer is not taking the bytes.
@@ -236,28 +253,84 @@ impl Timeouts {
     }
 }
 
-/// Waits until the connection must end, and says why. Run beside the connection; when it
-/// returns, drop the connection.
-pub(crate) async fn supervise(activity: &Activity, timeouts: Timeouts) -> Ended {
-    // Look again at least this often: a deadline that starts meanwhile (a request ends, a
-    // write blocks, a response waits) lies at least this far ahead, so none is missed.
-    let period = timeouts.header_ms().min(timeouts.send_ms());
+/// Waits until the connection must end, and says why: it was evicted, or its [`Watch`]
+/// found a deadline passed. Run beside the connection; when it returns, drop the connection.
+pub(crate) async fn supervise(activity: &Activity) -> Ended {
     loop {
         if activity.state.load(Ordering::Acquire) & EVICTED != 0 {
             return Ended::Evicted;
         }
-        let now = now_ms();
-        let next = now.saturating_add(period);
-        let wake = match activity.deadline(&timeouts) {
-            Some((at, why)) if at <= now => return why,
-            Some((at, _)) => at.min(next),
-            None => next,
-        };
-        let wake = *EPOCH + Duration::from_millis(wake);
-        tokio::select! {
-            () = tokio::time::sleep_until(wake.into()) => {}
-            () = activity.evicted.notified() => return Ended::Evicted,
+        match activity.ended.load(Ordering::Acquire) {
+            1 => return Ended::Quiet,
+            2 => return Ended::Stalled,
+            _ => activity.end.notified().await,
         }
+    }
+}
+
+/// The open connections of one listener and the deadlines they are held to, looked at
+/// together every [`Watch::tick`].
+pub(crate) struct Watch {
+    timeouts: Timeouts,
+    /// Connections not yet seen ended; an entry whose connection is gone is dropped at the
+    /// next sweep.
+    open: Mutex<Vec<Weak<Activity>>>,
+}
+
+impl Watch {
+    /// A watch over connections held to `timeouts`.
+    pub(crate) fn new(timeouts: Timeouts) -> Self {
+        Self {
+            timeouts,
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How often the connections are looked at: a tenth of the shorter timeout, between
+    /// 10 ms and 1 s.
+    pub(crate) fn tick(&self) -> Duration {
+        (self.timeouts.header.min(self.timeouts.send) / 10)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Watches `activity` from now on.
+    pub(crate) fn add(&self, activity: &Arc<Activity>) {
+        self.lock().push(Arc::downgrade(activity));
+    }
+
+    /// Ends every connection whose deadline has passed, and forgets those that are gone.
+    pub(crate) fn sweep(&self) {
+        let now = now_ms();
+        self.lock().retain(|weak| {
+            let Some(activity) = weak.upgrade() else {
+                return false;
+            };
+            if activity.is_gone() {
+                return false;
+            }
+            match activity.deadline(&self.timeouts) {
+                Some((at, why)) if at <= now => {
+                    activity.end(why);
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+
+    /// Sweeps every tick, for as long as it is awaited.
+    pub(crate) async fn run(&self) {
+        let mut ticks = tokio::time::interval(self.tick());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.sweep();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Activity>>> {
+        // Sweeping leaves the list whole at every step: a panic mid-way loses nothing.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -454,6 +527,57 @@ mod tests {
         assert_eq!(why, Ended::Quiet);
         assert!(at >= now_ms() + 9_000);
         a.evict();
-        assert_eq!(supervise(&a, timeouts).await, Ended::Evicted);
+        assert_eq!(supervise(&a).await, Ended::Evicted);
+    }
+
+    #[tokio::test]
+    async fn the_watch_ends_each_connection_when_its_deadline_passes() {
+        let watch = Watch::new(Timeouts {
+            header: Duration::from_millis(200),
+            send: Duration::from_millis(2_000),
+        });
+        assert_eq!(watch.tick(), Duration::from_millis(20));
+        let quiet = Arc::new(Activity::new());
+        let busy = Arc::new(Activity::new());
+        let stalled = Arc::new(Activity::new());
+        let gone = Arc::new(Activity::new());
+        for a in [&quiet, &busy, &stalled, &gone] {
+            watch.add(a);
+        }
+        let _request = busy.begin();
+        let _blocked_request = stalled.begin();
+        stalled.write_blocked();
+        drop(gone);
+        watch.sweep();
+        assert_eq!(watch.lock().len(), 3, "the gone one is forgotten");
+        assert_eq!(quiet.ended.load(Ordering::Acquire), 0, "not yet");
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        watch.sweep();
+        assert_eq!(supervise(&quiet).await, Ended::Quiet);
+        assert_eq!(busy.ended.load(Ordering::Acquire), 0, "a request in flight");
+        assert_eq!(stalled.ended.load(Ordering::Acquire), 0, "blocked for less");
+        assert_eq!(watch.lock().len(), 2, "an ended one is no longer watched");
+
+        tokio::time::sleep(Duration::from_millis(1_800)).await;
+        watch.sweep();
+        assert_eq!(supervise(&stalled).await, Ended::Stalled);
+        assert_eq!(busy.ended.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn the_watch_ticks_a_tenth_of_the_shorter_timeout_within_bounds() {
+        let tick = |header: u64, send: u64| {
+            Watch::new(Timeouts {
+                header: Duration::from_millis(header),
+                send: Duration::from_millis(send),
+            })
+            .tick()
+        };
+        assert_eq!(tick(10_000, 60_000), Duration::from_secs(1));
+        assert_eq!(tick(1_000, 60_000), Duration::from_millis(100));
+        assert_eq!(tick(60_000, 2_000), Duration::from_millis(200));
+        assert_eq!(tick(50, 50), Duration::from_millis(10));
+        assert_eq!(tick(3_600_000, 3_600_000), Duration::from_secs(1));
     }
 }

@@ -198,10 +198,14 @@ pub(crate) async fn serve<H, F>(
         .max_header_list_size(u32::try_from(rules.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(rules.header_timeout);
-    let timeouts = Timeouts {
+    let watch = Arc::new(conn::Watch::new(Timeouts {
         header: rules.header_timeout,
         send: rules.send_timeout,
-    };
+    }));
+    let sweeper = tokio::spawn({
+        let watch = watch.clone();
+        async move { watch.run().await }
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -224,6 +228,7 @@ pub(crate) async fn serve<H, F>(
                     },
                     None => (None, Arc::new(Activity::new())),
                 };
+                watch.add(&activity);
                 let _ = stream.set_nodelay(true);
                 // Made once the connection is known: requests of a client that presented an
                 // accepted certificate say so.
@@ -287,7 +292,7 @@ pub(crate) async fn serve<H, F>(
                         result = served => if let Err(e) = result {
                             tracing::debug!(error = %e, "connection ended with an error");
                         },
-                        ended = conn::supervise(&activity, timeouts) => {
+                        ended = conn::supervise(&activity) => {
                             tracing::debug!(%peer, ?ended, "connection closed");
                         }
                     }
@@ -303,6 +308,7 @@ pub(crate) async fn serve<H, F>(
     {
         tracing::warn!("some connections were still open after 10 s and were closed");
     }
+    sweeper.abort();
 }
 
 /// How the listeners treat connections and what every public response carries, from the
