@@ -20,9 +20,9 @@
 //! everything on before it shuts the stream; a connection that holds nothing holds no buffer;
 //! a failed send is returned by the connection's next read or write.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
@@ -150,29 +150,49 @@ impl<S: AsyncWrite + Unpin> State<S> {
 impl<S: AsyncWrite + Unpin> Flush<S> {
     /// Drives `conn`, sending what it wrote at the end of each of its polls; once `conn` is
     /// done, finishes sending before returning its output.
-    pub(crate) async fn around<F: Future>(self, conn: F) -> F::Output {
-        if !self.hold {
-            return conn.await;
+    pub(crate) fn around<F: Future>(self, conn: F) -> Around<S, F> {
+        Around {
+            flush: self,
+            conn,
+            output: None,
         }
-        let mut conn = pin!(conn);
-        let mut output = None;
-        poll_fn(move |cx| {
-            if output.is_none()
-                && let Poll::Ready(out) = conn.as_mut().poll(cx)
-            {
-                output = Some(out);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection driven by [`Flush::around`]. (A named future rather than an `async fn`:
+    /// an `async fn` would keep the connection's future twice in every connection's task,
+    /// once as the argument and once pinned.)
+    pub(crate) struct Around<S, F: Future> {
+        flush: Flush<S>,
+        #[pin]
+        conn: F,
+        output: Option<F::Output>,
+    }
+}
+
+impl<S: AsyncWrite + Unpin, F: Future> Future for Around<S, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !this.flush.hold {
+            return this.conn.poll(cx);
+        }
+        if this.output.is_none()
+            && let Poll::Ready(out) = this.conn.poll(cx)
+        {
+            *this.output = Some(out);
+        }
+        // A failure is kept and returned by the connection's next read or write.
+        let drained = lock(&this.flush.state).poll_drain(cx).is_ready();
+        match this.output.take() {
+            Some(out) if drained => Poll::Ready(out),
+            out => {
+                *this.output = out;
+                Poll::Pending
             }
-            // A failure is kept and returned by the connection's next read or write.
-            let drained = lock(&self.state).poll_drain(cx).is_ready();
-            match output.take() {
-                Some(out) if drained => Poll::Ready(out),
-                out => {
-                    output = out;
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        }
     }
 }
 
@@ -247,6 +267,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
+
     use super::*;
 
     /// A socket that records each write, takes at most `take` bytes per write, can be full
