@@ -117,6 +117,11 @@ impl<S: AsyncWrite + Unpin> State<S> {
                 if self.held.capacity() == 0 {
                     // Once, whole: growing by doubling would copy what is held again and again.
                     self.held.reserve_exact(HELD);
+                } else if self.sent > 0 {
+                    // Part went before the socket filled: keep the rest at the front, so
+                    // the buffer never grows past `HELD`.
+                    self.held.drain(..self.sent);
+                    self.sent = 0;
                 }
                 self.held.extend_from_slice(buf);
                 return Poll::Ready(Ok(buf.len()));
@@ -277,6 +282,8 @@ mod tests {
     struct Sink {
         writes: Vec<Vec<u8>>,
         take: Option<usize>,
+        /// Bytes it takes before it fills (`None`: no end).
+        budget: Option<usize>,
         full: bool,
         broken: bool,
         flushes: usize,
@@ -292,12 +299,14 @@ mod tests {
             if self.broken {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
-            if self.full {
+            if self.full || self.budget == Some(0) {
                 return Poll::Pending;
             }
             let mut joined = parts.concat();
             joined.truncate(self.take.unwrap_or(usize::MAX));
+            joined.truncate(self.budget.unwrap_or(usize::MAX));
             let n = joined.len();
+            self.budget = self.budget.map(|b| b - n);
             self.writes.push(joined);
             Poll::Ready(Ok(n))
         }
@@ -461,6 +470,27 @@ mod tests {
         lock(&state).inner.full = false;
         assert!(turn.as_mut().poll(&mut cx()).is_ready());
         assert_eq!(lock(&state).inner.bytes(), data);
+    }
+
+    #[test]
+    fn after_a_partial_send_the_buffer_stays_within_the_limit() {
+        // The socket takes 1,000 bytes and fills.
+        let sink = Sink {
+            budget: Some(1000),
+            ..Sink::default()
+        };
+        let (mut io, flush) = coalesced(sink, true);
+        let first = payload(HELD - 10, 1);
+        write(&mut io, &first);
+        assert!(lock(&flush.state).poll_drain(&mut cx()).is_pending());
+        assert_eq!(lock(&flush.state).sent, 1000);
+        let more = payload(900, 2);
+        write(&mut io, &more);
+        assert!(lock(&flush.state).held.capacity() <= HELD, "never grown");
+        lock(&flush.state).inner.budget = None;
+        let state = flush.state.clone();
+        assert!(end_of_turn(flush).is_pending());
+        assert_eq!(lock(&state).inner.bytes(), [first, more].concat());
     }
 
     #[test]

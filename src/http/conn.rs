@@ -15,7 +15,9 @@
 //!
 //! # Guarantees
 //! - Every deadline below is enforced within one tick after it passes: a tenth of the
-//!   shorter of the two timeouts, between 10 ms and 1 s.
+//!   shorter of the two timeouts, between 10 ms and 1 s. A connection that has ended is
+//!   forgotten by its watch at the next tick (until then the watch holds a weak reference:
+//!   its small [`Activity`], not its buffers).
 //! - A connection with no request in flight and no blocked write is closed `header_timeout`
 //!   after it fell quiet (opened, answered its last request, or finished a blocked write):
 //!   a client that never sends a byte, sends only part of a request or of the HTTP/2
