@@ -202,10 +202,11 @@ pub(crate) async fn serve<H, F>(
         header: rules.header_timeout,
         send: rules.send_timeout,
     }));
-    let sweeper = tokio::spawn({
+    // Stopped when `serve` returns or is dropped.
+    let _sweeper = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
         let watch = watch.clone();
         async move { watch.run().await }
-    });
+    }));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -308,7 +309,6 @@ pub(crate) async fn serve<H, F>(
     {
         tracing::warn!("some connections were still open after 10 s and were closed");
     }
-    sweeper.abort();
 }
 
 /// How the listeners treat connections and what every public response carries, from the
