@@ -198,6 +198,82 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_n
     server.wait_status("every slot back", |s| open_connections(s) == 0);
 }
 
+#[test]
+fn an_http2_client_over_tls_that_stops_reading_is_cut_after_the_send_timeout() {
+    let big = corpus::noise(BIG);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &["--send-timeout", "1s"]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[("grande.bin", big.as_slice())]),
+    );
+    server.wait_corte("20240602_2000");
+    let started = Instant::now();
+    // HTTP/2 over TLS by ALPN; its output is never read, so once the pipe is full it stops
+    // reading the socket: the server's writes (held back and sent together over HTTP/2)
+    // block with the file unsent.
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.tls_port()))
+        .arg("-CAfile")
+        .arg(server.self_signed_cert())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The preface, windows open wide (so that only the socket holds the server back), and
+    // GET /grande.bin over https.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    hello.extend(h2_frame(
+        0x8,
+        0,
+        0,
+        &(0x7fff_ffff_u32 - 65_535).to_be_bytes(),
+    ));
+    let mut headers = vec![0x82, 0x87, 0x44, 11];
+    headers.extend_from_slice(b"/grande.bin");
+    headers.extend_from_slice(&[0x41, 9]);
+    headers.extend_from_slice(b"localhost");
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(&hello).unwrap();
+    stdin.flush().unwrap();
+    server.wait_status("the download under way", |s| open_connections(s) == 1);
+    server.wait_status("the stalled download cut", |s| open_connections(s) == 0);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(999) && took < Duration::from_secs(8),
+        "cut after {took:?}, with a send timeout of 1 s"
+    );
+    // What the client had taken: a response to GET /grande.bin had begun, and not all of it.
+    drop(stdin);
+    let _ = client.kill();
+    let out = client.wait_with_output().unwrap().stdout;
+    let (mut at, mut headers_seen, mut data) = (0, false, 0usize);
+    while let Some(head) = out.get(at..at + 9) {
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        match (head[3], stream) {
+            (0x1, 1) => headers_seen = true,
+            (0x0, 1) => data += len.min(out.len().saturating_sub(at + 9)),
+            _ => {}
+        }
+        at += 9 + len;
+    }
+    assert!(
+        headers_seen,
+        "the response began ({} bytes read)",
+        out.len()
+    );
+    assert!(
+        data > 0 && data < BIG,
+        "part of the file arrived: {data} bytes"
+    );
+}
+
 /// One HTTP/2 frame: type, flags, stream and payload.
 fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).unwrap().to_be_bytes();

@@ -367,21 +367,14 @@ fn a_returning_visitor_resumes_its_tls_session_however_many_came_between() {
     }
 }
 
-/// Bytes that tell their positions apart, from `seed`; `text` keeps them printable (so
-/// that the server also makes compressed variants of them).
-fn contents(len: usize, seed: u64, text: bool) -> Vec<u8> {
+/// Printable text of `len` bytes from `seed`, whose bytes tell their positions apart and
+/// still compress (so that the server also makes compressed variants of it).
+fn text(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len)
-        .map(|i| {
-            if text {
-                if i % 61 == 60 {
-                    b'\n'
-                } else {
-                    b"0123456789,abcdefghij"[rng.usize(..21)]
-                }
-            } else {
-                rng.u8(..)
-            }
+        .map(|i| match i % 61 {
+            60 => b'\n',
+            _ => b"0123456789,abcdefghij"[rng.usize(..21)],
         })
         .collect()
 }
@@ -395,11 +388,8 @@ fn http2_responses_multiplexed_on_one_connection_arrive_whole() {
     ];
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, &len) in sizes.iter().enumerate() {
-        files.push((format!("datos/t{i}.csv"), contents(len, i as u64, true)));
-        files.push((
-            format!("datos/b{i}.bin"),
-            contents(len, 100 + i as u64, false),
-        ));
+        files.push((format!("datos/t{i}.csv"), text(len, i as u64)));
+        files.push((format!("datos/b{i}.bin"), corpus::noise(len)));
     }
     let members: Vec<(&str, &[u8])> = files
         .iter()

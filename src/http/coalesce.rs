@@ -29,7 +29,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most held back: one TLS record's worth of plaintext.
-pub(crate) const HELD: usize = 16 * 1024;
+const HELD: usize = 16 * 1024;
 
 /// The stream and what is held for it, shared by [`Coalesced`] and [`Flush`].
 struct State<S> {

@@ -169,6 +169,15 @@ impl Activity {
         true
     }
 
+    /// Why its [`Watch`] ended it, if it did.
+    fn ended(&self) -> Option<Ended> {
+        match self.ended.load(Ordering::Acquire) {
+            n if n == Ended::Quiet as u8 => Some(Ended::Quiet),
+            n if n == Ended::Stalled as u8 => Some(Ended::Stalled),
+            _ => None,
+        }
+    }
+
     /// Ends the connection for `why` (its deadline passed).
     fn end(&self, why: Ended) {
         self.ended.store(why as u8, Ordering::Release);
@@ -262,10 +271,9 @@ pub(crate) async fn supervise(activity: &Activity) -> Ended {
         if activity.state.load(Ordering::Acquire) & EVICTED != 0 {
             return Ended::Evicted;
         }
-        match activity.ended.load(Ordering::Acquire) {
-            1 => return Ended::Quiet,
-            2 => return Ended::Stalled,
-            _ => activity.end.notified().await,
+        match activity.ended() {
+            Some(why) => return why,
+            None => activity.end.notified().await,
         }
     }
 }
@@ -290,7 +298,7 @@ impl Watch {
 
     /// How often the connections are looked at: a tenth of the shorter timeout, between
     /// 10 ms and 1 s.
-    pub(crate) fn tick(&self) -> Duration {
+    fn tick(&self) -> Duration {
         (self.timeouts.header.min(self.timeouts.send) / 10)
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
@@ -301,7 +309,7 @@ impl Watch {
     }
 
     /// Ends every connection whose deadline has passed, and forgets those that are gone.
-    pub(crate) fn sweep(&self) {
+    fn sweep(&self) {
         let now = now_ms();
         self.lock().retain(|weak| {
             let Some(activity) = weak.upgrade() else {
@@ -552,19 +560,19 @@ mod tests {
         drop(gone);
         watch.sweep();
         assert_eq!(watch.lock().len(), 3, "the gone one is forgotten");
-        assert_eq!(quiet.ended.load(Ordering::Acquire), 0, "not yet");
+        assert_eq!(quiet.ended(), None, "not yet");
 
         tokio::time::sleep(Duration::from_millis(300)).await;
         watch.sweep();
         assert_eq!(supervise(&quiet).await, Ended::Quiet);
-        assert_eq!(busy.ended.load(Ordering::Acquire), 0, "a request in flight");
-        assert_eq!(stalled.ended.load(Ordering::Acquire), 0, "blocked for less");
+        assert_eq!(busy.ended(), None, "a request in flight");
+        assert_eq!(stalled.ended(), None, "blocked for less");
         assert_eq!(watch.lock().len(), 2, "an ended one is no longer watched");
 
         tokio::time::sleep(Duration::from_millis(1_800)).await;
         watch.sweep();
         assert_eq!(supervise(&stalled).await, Ended::Stalled);
-        assert_eq!(busy.ended.load(Ordering::Acquire), 0);
+        assert_eq!(busy.ended(), None);
     }
 
     #[test]
