@@ -366,6 +366,8 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     // Refused TLS handshakes, of the public listeners and the feed's, journaled once a minute
     // per address.
     let handshake_refusals = Arc::new(Refusals::new(store.journal.clone(), "tls-handshake"));
+    // Connections closed because their client broke HTTP, likewise.
+    let protocol_refusals = Arc::new(Refusals::new(store.journal.clone(), "http-protocol"));
     let mut shared = Vec::new();
     for (listeners, https) in public_listeners {
         let public = public.clone();
@@ -378,6 +380,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
                 send_timeout: sections.http.send_timeout,
                 max_header_bytes,
                 handshake_refusals: https.then(|| handshake_refusals.clone()),
+                protocol_refusals: Some(protocol_refusals.clone()),
             },
             handler: move |peer, req| http::handle(public.clone(), peer, https, req),
         });
@@ -421,6 +424,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             send_timeout: sections.http.send_timeout,
             max_header_bytes,
             handshake_refusals: None,
+            protocol_refusals: None,
         },
         move |_peer, req| admin::handle(admin.clone(), req),
         stop_rx.clone(),
@@ -451,6 +455,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
                     send_timeout: sections.http.send_timeout,
                     max_header_bytes,
                     handshake_refusals: feed_tls.is_some().then(|| handshake_refusals.clone()),
+                    protocol_refusals: Some(protocol_refusals.clone()),
                 },
                 move |peer, req| feed::handle(feed.clone(), peer, req),
                 stop_rx.clone(),

@@ -343,6 +343,133 @@ fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
     server.wait_status("the slot back", |s| open_connections(s) == 0);
 }
 
+/// Cleartext HTTP/2 with prior knowledge: the preface and empty SETTINGS.
+fn h2_preface() -> Vec<u8> {
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    hello
+}
+
+/// HPACK for `GET path` on `localhost` over http (`:method` and `:scheme` indexed, `:path` and
+/// `:authority` literals).
+fn h2_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x44, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    block
+}
+
+/// Sends `frames` (ignoring a connection the server has closed), then reads until the server
+/// closes it: the error code of the GOAWAY it sent, if any.
+fn h2_goaway_after(s: &mut TcpStream, frames: impl Iterator<Item = Vec<u8>>) -> Option<u32> {
+    for f in frames {
+        if s.write_all(&f).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let mut code = None;
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len =
+            usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+        if got[at + 3] == 0x7 && at + 17 <= got.len() {
+            code = Some(u32::from_be_bytes(
+                got[at + 13..at + 17].try_into().unwrap(),
+            ));
+        }
+        at += 9 + len;
+    }
+    code
+}
+
+/// The journal's `http-protocol` warnings, once the first is there.
+fn journaled_protocol_refusals(server: &Server) -> Vec<serde_json::Value> {
+    let refusals = || {
+        events(server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "http-protocol")
+            .map(|w| w["detail"].clone())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refusals().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    refusals()
+}
+
+/// The HTTP/2 "rapid reset" attack: streams opened and reset at once, thousands a second, so
+/// that the server starts work the client never waits for. The client is sent a GOAWAY
+/// (ENHANCE_YOUR_CALM) and closed, the refusal is journaled, and others are served.
+#[test]
+fn an_http2_client_resetting_every_stream_it_opens_is_cut_and_journaled() {
+    let (_dir, server) = serving(&[], &[("a.txt", b"hola")]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let get = h2_get("/a.txt");
+    let opened_and_reset = (0..5_000u32).map(|i| {
+        let stream = 2 * i + 1;
+        let mut f = h2_frame(0x1, 0x4 | 0x1, stream, &get);
+        f.extend(h2_frame(0x3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM, CANCEL
+        f
+    });
+    let code = h2_goaway_after(
+        &mut s,
+        std::iter::once(h2_preface()).chain(opened_and_reset),
+    );
+    assert_eq!(code, Some(0xb), "GOAWAY with ENHANCE_YOUR_CALM");
+    let journaled = journaled_protocol_refusals(&server);
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    assert_eq!(journaled[0]["protocol"], "HTTP/2");
+    assert_eq!(journaled[0]["address"], "127.0.0.1");
+    let error = journaled[0]["error"].as_str().unwrap();
+    assert!(error.contains("ENHANCE_YOUR_CALM"), "{error}");
+    let r = curl(&server.url("/a.txt"), &["--http2-prior-knowledge"]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hola"[..]));
+    server.wait_status("the slot back", |s| open_connections(s) == 0);
+}
+
+/// A request head that never ends: HEADERS without END_HEADERS, then CONTINUATION frames of
+/// headers with no end. The server stops reading past its header limit, answers with a
+/// GOAWAY and closes, instead of collecting the headers; the refusal is journaled.
+#[test]
+fn an_http2_request_head_continued_without_end_is_cut_and_journaled() {
+    let (_dir, server) = serving(&["--max-header-bytes", "8KiB"], &[("a.txt", b"hola")]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Literal header fields without indexing, new name: x-relleno: 100 bytes.
+    let mut fields = Vec::new();
+    for _ in 0..100 {
+        fields.extend_from_slice(&[0x00, 9]);
+        fields.extend_from_slice(b"x-relleno");
+        fields.push(100);
+        fields.extend_from_slice(&[b'r'; 100]);
+    }
+    let head = std::iter::once(h2_preface())
+        .chain(std::iter::once(h2_frame(0x1, 0x1, 1, &h2_get("/a.txt"))))
+        .chain((0..10_000).map(|_| h2_frame(0x9, 0, 1, &fields)));
+    let code = h2_goaway_after(&mut s, head);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "GOAWAY with an error: {code:?}"
+    );
+    let journaled = journaled_protocol_refusals(&server);
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    assert_eq!(journaled[0]["protocol"], "HTTP/2");
+    assert_eq!(
+        curl(&server.url("/a.txt"), &["--http2-prior-knowledge"]).status,
+        200
+    );
+}
+
 /// GET and HEAD of `path` over `protocol` (curl flags): HEAD gets the same status and
 /// `Content-Length` as GET's body, and no body.
 fn head_matches_get(server: &Server, path: &str, protocol: &[&str], status: u16) {

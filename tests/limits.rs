@@ -101,8 +101,20 @@ fn connection_caps_per_address() {
     assert_eq!(curl(&server.url("/"), &[]).status, 200, "slots come back");
 }
 
+/// The warnings journaled for connections closed because their client broke HTTP.
+fn protocol_refusals(server: &Server) -> Vec<serde_json::Value> {
+    events(server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "http-protocol")
+        .map(|w| w["detail"].clone())
+        .collect()
+}
+
+/// Too long a target is answered by the site (414, in the access log); a head past the limit
+/// (431) and a malformed one (400) never reach it, so their connections' ends are journaled
+/// (a `warning`, check `http-protocol`), once a minute per address.
 #[test]
-fn oversized_requests_are_refused() {
+fn oversized_and_malformed_request_heads_are_refused_and_journaled() {
     let (_dir, server) = serving(
         &["--max-uri-bytes", "100", "--max-header-bytes", "8KiB"],
         &[],
@@ -110,9 +122,45 @@ fn oversized_requests_are_refused() {
     let long = format!("/{}", "a".repeat(200));
     assert_eq!(curl(&server.url(&long), &[]).status, 414);
     let big_header = format!("X-Grande: {}", "b".repeat(20_000));
-    let r = curl(&server.url("/"), &["-H", &big_header]);
-    assert!(r.status == 431 || r.status == 0, "got {}", r.status);
+    for _ in 0..3 {
+        let r = curl(&server.url("/"), &["-H", &big_header]);
+        assert!(r.status == 431 || r.status == 0, "got {}", r.status);
+    }
+    // A method that is no HTTP token, from another address.
+    let r = curl(&server.url("/"), &["--interface", "127.0.0.2", "-X", "G(T"]);
+    assert_eq!(r.status, 400);
     assert_eq!(curl(&server.url("/"), &[]).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while protocol_refusals(&server).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Whatever else was posted is written by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut journaled = protocol_refusals(&server);
+    journaled.sort_by_key(|d| d["address"].as_str().unwrap().to_owned());
+    assert_eq!(journaled.len(), 2, "one per address: {journaled:?}");
+    for (detail, address, error) in [
+        (&journaled[0], "127.0.0.1", "message head is too large"),
+        (&journaled[1], "127.0.0.2", "invalid HTTP method"),
+    ] {
+        assert_eq!(detail["address"], address);
+        assert_eq!(detail["protocol"], "HTTP/1.1");
+        assert!(
+            detail["error"].as_str().unwrap().contains(error),
+            "{detail}"
+        );
+        assert!(
+            detail["warning"].as_str().unwrap().contains(address),
+            "{detail}"
+        );
+    }
+    // The site's own refusal is in the access log, not the journal.
+    assert!(
+        !journaled
+            .iter()
+            .any(|d| d["error"].as_str().unwrap().contains("URI")),
+        "{journaled:?}"
+    );
 }
 
 #[test]

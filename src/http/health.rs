@@ -206,6 +206,7 @@ pub(crate) async fn serve(
         send_timeout: HEADER_TIMEOUT,
         max_header_bytes: MAX_HEAD_BYTES,
         handshake_refusals: None,
+        protocol_refusals: None,
     };
     let handler = move |_peer, req| std::future::ready(answer(&health, &live, &req));
     super::serve(listener, rules, handler, shutdown).await;

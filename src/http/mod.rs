@@ -35,6 +35,7 @@
 //! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
 pub(crate) mod access_log;
+mod broken;
 pub(crate) mod challenge;
 mod coalesce;
 pub(crate) mod conditional;
@@ -164,6 +165,9 @@ pub(crate) struct ConnectionRules {
     /// or none this server accepts, or a certificate it does not trust); connections closed
     /// before or during a handshake are no refusal.
     pub(crate) handshake_refusals: Option<Arc<Refusals>>,
+    /// Where connections closed because their client broke HTTP are journaled (a malformed
+    /// or oversized request head, an HTTP/2 flood answered with a GOAWAY: [`broken`]).
+    pub(crate) protocol_refusals: Option<Arc<Refusals>>,
 }
 
 /// The TLS error a failed handshake ended with, if it was one: a refusal, not a connection
@@ -250,6 +254,7 @@ pub(crate) async fn serve<H, F>(
                 let tls = rules.tls.as_ref().map(|t| t.acceptor());
                 let handshake_timeout = rules.header_timeout;
                 let handshake_refusals = rules.handshake_refusals.clone();
+                let protocol_refusals = rules.protocol_refusals.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let served = async {
@@ -291,7 +296,19 @@ pub(crate) async fn serve<H, F>(
                     };
                     tokio::select! {
                         result = served => if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                            match broken::broken(&*e) {
+                                Some(b) => {
+                                    tracing::debug!(%peer, protocol = b.protocol, why = %b.why, "closed a connection that broke the protocol");
+                                    if let Some(refusals) = &protocol_refusals {
+                                        refusals.refused(
+                                            peer.ip(),
+                                            format!("{} connection from {} closed for breaking the protocol: {}", b.protocol, peer.ip(), b.why),
+                                            json!({"protocol": b.protocol, "error": b.why}),
+                                        );
+                                    }
+                                }
+                                None => tracing::debug!(error = %e, "connection ended with an error"),
+                            }
                         },
                         ended = conn::supervise(&activity) => {
                             tracing::debug!(%peer, ?ended, "connection closed");

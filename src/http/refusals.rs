@@ -1,5 +1,6 @@
-//! Refusals of one kind (a TLS handshake, a replication feed request) journaled as
-//! `warning`s with their `check`, without letting a flood of them flood the journal.
+//! Refusals of one kind (a TLS handshake, a connection that broke HTTP, a replication feed
+//! request) journaled as `warning`s with their `check`, without letting a flood of them flood
+//! the journal.
 //!
 //! # Guarantees
 //! - One address (an IPv4 address or an IPv6 /64, as [`super::limits`] counts them) is
@@ -34,7 +35,7 @@ pub(crate) const MAX_PER_WINDOW: usize = 60;
 /// The journal of one kind of refusal.
 pub(crate) struct Refusals {
     journal: Arc<Journal>,
-    /// The `check` of the warnings journaled (`tls-handshake`, `feed-request`).
+    /// The `check` of the warnings journaled (`tls-handshake`, `http-protocol`, `feed-request`).
     check: &'static str,
     /// What was journaled lately.
     recent: Mutex<Recent>,

@@ -102,6 +102,7 @@ pub(crate) async fn start(options: &Options, dir: PathBuf) -> Result<Serving> {
         send_timeout: SEND_TIMEOUT,
         max_header_bytes: MAX_HEADER_BYTES,
         handshake_refusals: None,
+        protocol_refusals: None,
     };
     let state = Arc::new(Folder {
         dir,
