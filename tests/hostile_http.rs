@@ -1,7 +1,7 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
-//! connections, connection caps filled by them, clients that stop reading, HEAD and CONNECT
-//! on every generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one
-//! address.
+//! connections, connection caps filled by them, clients that stop reading, HTTP/2 clients
+//! that break the protocol (rapid reset, endless CONTINUATION), HEAD and CONNECT on every
+//! generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one address.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! Limits on visitors, with real sockets: slowloris clients are cut, one flooding address gets
 //! 429 while another is served, connection caps against connections with requests in flight,
-//! oversized requests, trusted proxies.
+//! oversized and malformed requests (and their journal entries), trusted proxies.
 
 use std::io::Write;
 use std::net::TcpStream;
