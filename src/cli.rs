@@ -223,7 +223,8 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
         /// Check the summary line by one institute's definitions only: ine-2019, ine-2023,
-        /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024.
+        /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024,
+        /// ieepco-2022.
         /// Without it, every known definition counts.
         #[arg(long, value_name = "NAME")]
         reglas: Option<String>,

@@ -511,7 +511,8 @@ settings! {
     /// CSV cannot be read.
     reject_inconsistent: bool = false;
     /// Check the CSV summary line by one institute's definitions only: ine-2019, ine-2023,
-    /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024.
+    /// iee-sonora-2021, ieec-2021, iee-puebla-2018, ieeq-2018, ieqroo-2019, iecm-2024,
+    /// ieepco-2022.
     /// Empty: every known definition counts.
     reglas: String = String::new();
 }

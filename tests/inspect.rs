@@ -498,6 +498,34 @@ fn a_computos_file_is_refused_by_name_with_exit_status_2() {
             "{err}"
         );
     }
+    // Cómputos by casilla, as IEQROO writes them (2024: `TOTAL`; 2021: no CLAVE_CASILLA at
+    // all): no summary, and no CONTABILIZADA on the casillas' rows.
+    for (name, header, row) in [
+        (
+            "QROO_AYUN_2024.csv",
+            "CLAVE_CASILLA|CLAVE_ACTA|SECCION|TIPO_CASILLA|PAN|NO_REGISTRADAS|NULOS|TOTAL|\
+             LISTA_NOMINAL|OBSERVACIONES",
+            "=\"230004B0100\"|230004B010002|=\"0004\"|B|28|0|8|36|716|COTEJADO EN PLENO",
+        ),
+        (
+            "QROO_AYUN_2021.csv",
+            "ID_ESTADO|SECCION|TIPO_CASILLA|PAN|NO_REGISTRADOS|NULOS|TOTAL_VOTOS_CALCULADO|\
+             LISTA_NOMINAL|OBSERVACIONES",
+            "23|1|BASICA 1|17|0|2|19|704|RECONTADO EN GRUPO DE TRABAJO",
+        ),
+    ] {
+        let text = format!("sep=|\nAYUNTAMIENTOS\n10/06/2024 14:45 (UTC-5)\n \n{header}\n{row}\n");
+        let path = write(dir.path(), name, text.as_bytes());
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{name}, line 5, column CONTABILIZADA: a cómputos file, not PREP results"
+            )),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -657,6 +685,153 @@ fn the_reglas_setting_pins_the_servers_definitions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("setting `reglas`") && err.contains("ieec-2021"),
+        "{err}"
+    );
+}
+
+/// The Campeche cut (no quoted cells: every comma is a separator) with `from` replaced by
+/// `to`, once.
+fn campeche_cut_with(from: &str, to: &str) -> String {
+    let cut =
+        std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv")).unwrap();
+    assert_eq!(cut.matches(from).count(), 1, "{from}");
+    cut.replacen(from, to, 1)
+}
+
+#[test]
+fn oaxaca_2022_a_percentage_one_ten_thousandth_low_is_its_arithmetic_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    // 362 votes over a lista nominal of 723: 50.06915…, truncated 50.0691.
+    for (written, admitted) in [
+        ("50.0691", true),
+        ("50.0690", true),
+        ("50.0689", false),
+        ("50.0692", false),
+    ] {
+        let csv = campeche_cut_with(",723,362,362,50.0691", &format!(",723,362,362,{written}"));
+        let path = dir.path().join(format!("CAMP_GOB_2021_{written}.csv"));
+        std::fs::write(&path, csv).unwrap();
+        let (code, v) = inspect_json(&path, &[]);
+        let e = &v["elections"][0];
+        let participation = field(e, "PORCENTAJE_PARTICIPACION_CIUDADANA");
+        assert_eq!(code, Some(if admitted { 0 } else { 1 }), "{written}: {e:#}");
+        assert_eq!(
+            participation["equal"], admitted,
+            "{written}: {participation:#}"
+        );
+        let (code, pinned) = inspect_json(&path, &["--reglas", "ieepco-2022"]);
+        assert_eq!(
+            code,
+            Some(if admitted { 0 } else { 1 }),
+            "{written}: {pinned:#}"
+        );
+        if written == "50.0690" {
+            assert!(
+                participation["variant"]
+                    .as_str()
+                    .unwrap()
+                    .contains("percent-one-below"),
+                "{participation:#}"
+            );
+            assert_eq!(participation["recomputed"], "50.0690–50.0691");
+            assert_eq!(
+                e["definitions"]["explained_by"],
+                serde_json::json!(["ieepco-2022"])
+            );
+            // Every other institute's own definitions find it different.
+            let report = inconsistent_under(&path, "ieec-2021");
+            assert!(
+                report.contains("PORCENTAJE_PARTICIPACION_CIUDADANA declared \"50.0690\""),
+                "{report}"
+            );
+        }
+    }
+}
+
+#[test]
+fn independent_candidates_are_told_from_coalitions_however_written() {
+    // IEEM 2024 writes `C_I_LFAF`, IEEPCO 2022 `CI1`, beside coalitions written `C_…`.
+    let csv = campeche_cut_with(",PES,RSP,FM,", ",PES,CI1,C_I_LFAF,");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("CAMP_GOB_2021.csv");
+    std::fs::write(&path, csv).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let kinds: Vec<(String, String)> = v["elections"][0]["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["column"].as_str().unwrap().to_owned(),
+                c["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let kind = |name: &str| {
+        kinds
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, k)| k.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {kinds:?}"))
+    };
+    assert_eq!(kind("CI1"), "independent");
+    assert_eq!(kind("C_I_LFAF"), "independent");
+    assert_eq!(kind("PES"), "party");
+    assert_eq!(kind("C_PAN_PRI_PRD"), "coalition");
+    assert_eq!(kind("C_PT_MOR"), "coalition");
+}
+
+#[test]
+fn a_file_re_saved_with_semicolons_is_read() {
+    let csv = std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv"))
+        .unwrap()
+        .replace(',', ";");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+    let out = inspect(&[&path, "--reglas", "ieec-2021"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("separator ';'"), "{}", stdout(&out));
+}
+
+#[test]
+fn line_numbers_are_right_whatever_ends_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // Title, corte, a blank line, then a column header without NO_REGISTRADOS on line 4.
+    let lines = [
+        "GUBERNATURA",
+        "01/06/2021 18:52 (UTC-5)",
+        "",
+        "CLAVE_CASILLA,PAN",
+    ];
+    for (name, end, last) in [
+        ("lf", "\n", "\n"),
+        ("crlf", "\r\n", "\r\n"),
+        ("cr", "\r", "\r"),
+        ("crlf-unended", "\r\n", ""),
+        ("lf-unended", "\n", ""),
+    ] {
+        let text = lines.join(end) + last;
+        let path = write(dir.path(), &format!("{name}.csv"), text.as_bytes());
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{name}.csv, line 4, column NO_REGISTRADOS")),
+            "{name}: {err}"
+        );
+    }
+    // A file that ends before any column header is reported at its last line with text.
+    let path = write(
+        dir.path(),
+        "cut.csv",
+        b"GUBERNATURA\r\n01/06/2021 18:52 (UTC-5)\r\n\r\n",
+    );
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cut.csv, line 2: the file ends without a column header"),
         "{err}"
     );
 }

@@ -106,6 +106,14 @@ impl Decimal {
         Self { units, scale: 4 }
     }
 
+    /// One unit of its last decimal less (`76.3273` → `76.3272`); zero stays zero.
+    pub(crate) fn one_below(self) -> Self {
+        Self {
+            units: self.units.saturating_sub(1),
+            scale: self.scale,
+        }
+    }
+
     /// Reads `123`, `84.4183` or `.5` (already [`bare`]); `None` if it is not such a number.
     pub(crate) fn parse(bare: &[u8]) -> Option<Self> {
         let (int, frac) = match bare.iter().position(|&b| b == b'.') {

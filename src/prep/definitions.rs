@@ -55,11 +55,13 @@ pub(crate) enum Dimension {
     TotalWithSpecials,
     /// What `TOTAL_VOTOS_S_CS` adds up.
     TotalWithoutSpecials,
+    /// How the four percentages are brought to four decimals.
+    Percentages,
 }
 
 impl Dimension {
     /// How many dimensions there are.
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     /// Every dimension, in the order combinations are written.
     pub(crate) const ALL: [Dimension; Dimension::COUNT] = [
@@ -71,6 +73,7 @@ impl Dimension {
         Dimension::Participation,
         Dimension::TotalWithSpecials,
         Dimension::TotalWithoutSpecials,
+        Dimension::Percentages,
     ];
 
     /// Its position in [`Dimension::ALL`].
@@ -116,6 +119,10 @@ pub(crate) enum RuleId {
     WithoutSpecialsSum,
     /// `TOTAL_VOTOS_S_CS`: zero, in juntas.
     WithoutSpecialsZeroInJuntas,
+    /// Percentages truncated to four decimals.
+    PercentTruncated,
+    /// Percentages truncated, or one ten-thousandth below.
+    PercentOneBelow,
 }
 
 /// One way of defining a summary field, as seen in real files.
@@ -304,6 +311,24 @@ pub(crate) const RULES: &[Rule] = &[
         says: "juntas municipales: TOTAL_VOTOS_S_CS is written 0",
         seen_in: &["IEEC Campeche 2021"],
     },
+    Rule {
+        id: RuleId::PercentTruncated,
+        name: "percent-truncated",
+        dimension: Dimension::Percentages,
+        standard: true,
+        says: "each percentage is × 100 over its denominator, truncated to four decimals",
+        seen_in: &["every institute"],
+    },
+    Rule {
+        id: RuleId::PercentOneBelow,
+        name: "percent-one-below",
+        dimension: Dimension::Percentages,
+        standard: false,
+        says: "a percentage may be written one ten-thousandth below its truncated value (its \
+               arithmetic is not exact); no change of one acta moves a percentage so little, \
+               and the counts and vote totals beside it are still checked exactly",
+        seen_in: &["IEEPCO Oaxaca 2022"],
+    },
 ];
 
 impl RuleId {
@@ -395,6 +420,11 @@ pub(crate) const REGLAS: &[Reglas] = &[
         institute: "IECM Ciudad de México 2024",
         rules: &[],
     },
+    Reglas {
+        name: "ieepco-2022",
+        institute: "IEEPCO Oaxaca 2022",
+        rules: &[RuleId::PercentOneBelow],
+    },
 ];
 
 /// The known institute named `name`.
@@ -415,15 +445,22 @@ const DEPENDS_ON: [&[Dimension]; 13] = {
         &[Dash, EmptyObserved],
         &[Dash],
         &[EmptyObserved, Dash, Rp],
-        &[EmptyObserved, Dash, Catalogue, Rp],
+        &[EmptyObserved, Dash, Catalogue, Rp, Percentages],
         &[Rp],
-        &[Catalogue, Dash, EmptyObserved, Rp],
-        &[Inconsistencies, Dash, EmptyObserved, Catalogue, Rp],
+        &[Catalogue, Dash, EmptyObserved, Rp, Percentages],
+        &[
+            Inconsistencies,
+            Dash,
+            EmptyObserved,
+            Catalogue,
+            Rp,
+            Percentages,
+        ],
         &[],
         &[],
         &[TotalWithSpecials],
         &[TotalWithoutSpecials],
-        &[Participation, TotalWithSpecials],
+        &[Participation, TotalWithSpecials, Percentages],
     ]
 };
 
@@ -620,7 +657,14 @@ impl FieldOf<'_> {
         let value = best_values[i];
         let (variant, seen_in) = variant_label(best, self.field, self.applicable);
         let mut variants: Vec<VariantValue> = Vec::new();
+        // `percent-one-below` widens each value by one unit below it: listed only when the
+        // best definition uses it, it would otherwise double the list and say nothing more.
+        let percentages = Dimension::Percentages.index();
+        let widened = |c: &Combination| c[percentages] == RuleId::PercentOneBelow;
         for (c, values, _) in evaluated {
+            if widened(c) && !widened(best) {
+                continue;
+            }
             let text = values[i].text();
             if variants.iter().all(|v| v.value != text) {
                 let (variant, seen_in) = variant_label(c, self.field, self.applicable);
@@ -683,7 +727,8 @@ fn candidates(
         Dimension::Catalogue
         | Dimension::Inconsistencies
         | Dimension::Participation
-        | Dimension::TotalWithSpecials => true,
+        | Dimension::TotalWithSpecials
+        | Dimension::Percentages => true,
     };
     let mut candidates: [Vec<RuleId>; Dimension::COUNT] = Default::default();
     let mut applicable = [false; Dimension::COUNT];
@@ -876,7 +921,14 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<Evaluation> {
     };
 
     let whole = |n: u64| Value::Exact(Decimal::whole(n));
-    let percent = |n: u64| Value::Exact(Decimal::percent_truncated(n, denominator));
+    let percent_of = |n: u64, over: u64| {
+        let truncated = Decimal::percent_truncated(n, over);
+        match rule(Dimension::Percentages) {
+            RuleId::PercentOneBelow => Value::Between(truncated.one_below(), truncated),
+            _ => Value::Exact(truncated),
+        }
+    };
+    let percent = |n: u64| percent_of(n, denominator);
     let contabilizadas = match rp_counted {
         Some(k) => whole(r.counted + k),
         None => Value::Between(
@@ -897,7 +949,7 @@ fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<Evaluation> {
         whole(t.lista_nominal),
         with_specials,
         whole(without_specials),
-        Value::Exact(Decimal::percent_truncated(participation, t.lista_nominal)),
+        percent_of(participation, t.lista_nominal),
     ];
     Some(Evaluation { values, fitted })
 }

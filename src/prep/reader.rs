@@ -6,12 +6,14 @@
 //!   separator; rows are read one at a time into one reused record, so memory does not grow
 //!   with the file.
 //! - Every error names the file, the line and, where there is one, the column. Lines are
-//!   counted right whatever ends them: LF, CRLF or CR alone.
+//!   counted right whatever ends them (LF, CRLF or CR alone, the last line with or without
+//!   one), blank lines included: [`LineEnds`] gives the parser LF alone.
 //! - A column is found by its name under any of its spellings, never by its
 //!   position, except the party and coalition columns: every column between the acta's own
 //!   figures (`TOTAL_VOTOS_SACADOS`, …) and `NO_REGISTRADOS` (or `NO_REGISTRADAS`) is one.
-//! - A cómputos file (`ACTAS_COMPUTADAS`: the district counts, a different product) is
-//!   refused by name, never read as PREP results.
+//! - A cómputos file (the district counts, a different product: `ACTAS_COMPUTADAS` in its
+//!   summary, or casilla rows without `CONTABILIZADA`) is refused by name, never read as PREP
+//!   results.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -161,7 +163,7 @@ pub(crate) enum VoteKind {
     Party,
     /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CC_…`, `PAN_PRI`).
     Coalition,
-    /// An independent candidate (`CAND_IND_1`, `CI_…`).
+    /// An independent candidate (`CAND_IND_1`, `CI_…`, `C_I_…`, `CI1`).
     Independent,
     /// `NO_REGISTRADOS`: votes for candidates not registered.
     NotRegistered,
@@ -231,7 +233,7 @@ pub(crate) struct CsvReader<R: Read> {
     separator: u8,
     preamble: Preamble,
     columns: Columns,
-    reader: csv::Reader<std::io::Chain<Cursor<Vec<u8>>, LineEnds<R>>>,
+    reader: csv::Reader<LineEnds<std::io::Chain<Cursor<Vec<u8>>, R>>>,
     record: ByteRecord,
 }
 
@@ -259,16 +261,6 @@ impl<R: Read> CsvReader<R> {
                 _ => Encoding::Utf8,
             }
         };
-        // Lines ended by CR alone (old Mac style, seen in INE 2023) are read as LF lines, so
-        // that records and line numbers come out right.
-        let cr_only = head.contains(&b'\r') && !head.contains(&b'\n');
-        if cr_only {
-            for b in &mut head {
-                if *b == b'\r' {
-                    *b = b'\n';
-                }
-            }
-        }
         let separator = separator(&head);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -277,7 +269,7 @@ impl<R: Read> CsvReader<R> {
             // Small enough to stay in the core's cache between the kernel's copy into it and
             // the parser's pass over it (BENCHMARKS.md, inspect).
             .buffer_capacity(32 * 1024)
-            .from_reader(Cursor::new(head).chain(LineEnds { input, cr_only }));
+            .from_reader(LineEnds::new(Cursor::new(head).chain(input)));
         let mut this = Self {
             file: file.to_owned(),
             encoding,
@@ -355,13 +347,10 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
-    /// The line of the current record. The reader's start position of a record includes the
-    /// blank lines it skipped before it, so the line is taken from where the record ended:
-    /// one line before the reader's position, for a record ended by a line break.
+    /// The line of the current record: where it ends, the line before the reader's position
+    /// ([`LineEnds`] ends every record with an LF the parser consumes).
     fn line(&self) -> u64 {
-        let start = self.record.position().map_or(0, csv::Position::line);
-        let end = self.reader.position().line();
-        if end > start { end - 1 } else { start }
+        self.reader.position().line().saturating_sub(1)
     }
 
     /// An error at the current record.
@@ -389,12 +378,18 @@ impl<R: Read> CsvReader<R> {
     fn read_preamble(&mut self) -> Result<(), ReadError> {
         let mut summary_names: Option<Vec<String>> = None;
         let mut seen = 0;
+        // The last line that held anything, for a file that ends before its column header.
+        let mut last_line = 0;
         loop {
             if !self.read_record()? {
-                return Err(self.error(
-                    None,
-                    "no column header (CLAVE_CASILLA, …): not a PREP results CSV".to_owned(),
-                ));
+                return Err(ReadError {
+                    file: self.file.clone(),
+                    line: last_line,
+                    column: None,
+                    what: "the file ends without a column header (CLAVE_CASILLA, …): not a \
+                           PREP results CSV"
+                        .to_owned(),
+                });
             }
             let names: Vec<String> = self
                 .record
@@ -404,6 +399,7 @@ impl<R: Read> CsvReader<R> {
             if names.iter().all(String::is_empty) {
                 continue;
             }
+            last_line = self.line();
             seen += 1;
             if seen == 1 && names.first().is_some_and(|n| n.starts_with("SEP=")) {
                 // Excel's `sep=|` line, before the title: it named the separator.
@@ -414,6 +410,15 @@ impl<R: Read> CsvReader<R> {
                     Some("ACTAS_COMPUTADAS".to_owned()),
                     "a cómputos file, not PREP results: it reports ACTAS_COMPUTADAS (the \
                      district counts after election night), which is not what inspect checks"
+                        .to_owned(),
+                ));
+            }
+            if computos_by_casilla(&names) {
+                return Err(self.error(
+                    Some("CONTABILIZADA".to_owned()),
+                    "a cómputos file, not PREP results: its casilla rows have no \
+                     CONTABILIZADA, which every PREP results file has (the district counts \
+                     after election night, acta by acta), and that is not what inspect checks"
                         .to_owned(),
                 ));
             }
@@ -613,9 +618,27 @@ fn party(name: &str) -> &str {
         .map_or(name, |(_, party)| party)
 }
 
+/// Whether a header line is that of a cómputos file by casilla (IEQROO 2021 and 2024): a
+/// row per casilla (`SECCION`, `TIPO_CASILLA`) with its acta as the district counted it, and
+/// no `CONTABILIZADA`, which every PREP results file has.
+fn computos_by_casilla(names: &[String]) -> bool {
+    let has = |wanted: &str| names.iter().any(|n| n == wanted);
+    has("SECCION") && has("TIPO_CASILLA") && !has("CONTABILIZADA")
+}
+
 /// What a party-like column counts, from its name and the other party columns' names.
+/// Independent candidates are `CAND_IND_1`, `CI_…`, `IND_…`, `C_I_LFAF` (IEEM 2024, before
+/// the coalitions' `C_`) or `CI1` (IEEPCO 2022).
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
-    if name.starts_with("CAND_IND") || name.starts_with("CI_") || name.starts_with("IND_") {
+    let numbered_ci = name
+        .strip_prefix("CI")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if name.starts_with("CAND_IND")
+        || name.starts_with("CI_")
+        || name.starts_with("IND_")
+        || name.starts_with("C_I_")
+        || numbered_ci
+    {
         return VoteKind::Independent;
     }
     if name.starts_with("C_") || name.starts_with("CC_") {
@@ -633,25 +656,31 @@ fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     }
 }
 
+/// The separators a PREP CSV may use: `,` (every institute), `|` (IEQROO), and `;` or a tab
+/// (a file re-saved by a spreadsheet set to Spanish, which writes `;`).
+const SEPARATORS: [u8; 4] = [b',', b'|', b';', b'\t'];
+
 /// The separator of the head: the one a first line `sep=|` names (a spreadsheet's
-/// convention), else `|` if the header lines hold more of it than commas.
+/// convention), else the one the first header line (the summary's or the columns') holds
+/// most of; a comma if none.
 fn separator(head: &[u8]) -> u8 {
     if let Some(rest) = head.get(..4).filter(|p| p.eq_ignore_ascii_case(b"sep="))
         && let Some(&sep) = head.get(rest.len())
-        && [b',', b'|', b';', b'\t'].contains(&sep)
+        && SEPARATORS.contains(&sep)
     {
         return sep;
     }
     let line = head
-        .split(|&b| b == b'\n')
+        .split(|&b| b == b'\n' || b == b'\r')
         .find(|l| contains(l, b"ACTAS_ESPERADAS") || contains(l, b"CLAVE_CASILLA"))
         .unwrap_or(head);
     let count = |sep: u8| line.iter().filter(|&&b| b == sep).count();
-    if count(b'|') > count(b',') {
-        b'|'
-    } else {
-        b','
-    }
+    // The first of the most frequent: a comma wins a tie.
+    SEPARATORS
+        .into_iter()
+        .rev()
+        .max_by_key(|&sep| count(sep))
+        .unwrap_or(b',')
 }
 
 /// Whether the first [`HEAD_BYTES`] of a file look like a PREP results CSV (or a cómputos
@@ -689,25 +718,82 @@ fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
     (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
 }
 
-/// The input after the head, with every CR turned into LF in a file whose lines end in CR
-/// alone.
+/// The input with every line ended by LF alone: CRLF and a CR alone (old Mac style, seen in
+/// INE 2023) become LF, and a last line without a line break gets one. The parser then ends
+/// every record at an LF it has consumed, so a record's line is always the one before the
+/// reader's position, whatever ended the lines and whatever blank lines came before it.
 pub(crate) struct LineEnds<R> {
     input: R,
-    cr_only: bool,
+    /// The last byte given out was a CR turned into LF: an LF that follows it is dropped.
+    after_cr: bool,
+    /// The last byte given out, if any: the input's end adds an LF unless it was one.
+    last: Option<u8>,
+}
+
+impl<R> LineEnds<R> {
+    fn new(input: R) -> Self {
+        Self {
+            input,
+            after_cr: false,
+            last: None,
+        }
+    }
 }
 
 impl<R: Read> Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.input.read(buf)?;
-        if self.cr_only {
-            for b in buf.iter_mut().take(n) {
-                if *b == b'\r' {
-                    *b = b'\n';
+        loop {
+            let n = self.input.read(buf)?;
+            let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
+                // The end of the input (or an empty buffer).
+                if self.last.is_some_and(|b| b != b'\n')
+                    && let Some(first) = buf.first_mut()
+                {
+                    *first = b'\n';
+                    self.last = Some(b'\n');
+                    return Ok(1);
                 }
+                return Ok(0);
+            };
+            let kept = normalise_line_ends(chunk, &mut self.after_cr);
+            if let Some(&last) = chunk.get(..kept).and_then(<[u8]>::last) {
+                self.last = Some(last);
+                return Ok(kept);
             }
+            // The chunk was only the LF of a CRLF split between two reads: read on.
         }
-        Ok(n)
     }
+}
+
+/// Turns every CR in `chunk` into LF and drops the LF that follows one (also when the CR
+/// ended the previous chunk: `after_cr`), moving what is kept to the front. Returns how many
+/// bytes are kept.
+fn normalise_line_ends(chunk: &mut [u8], after_cr: &mut bool) -> usize {
+    let mut read = 0;
+    if std::mem::take(after_cr) && chunk.first() == Some(&b'\n') {
+        read = 1;
+    }
+    let mut kept = 0;
+    while let Some(cr) = chunk
+        .get(read..)
+        .and_then(|rest| memchr::memchr(b'\r', rest))
+    {
+        let cr = read + cr;
+        chunk.copy_within(read..cr, kept);
+        kept += cr - read;
+        if let Some(b) = chunk.get_mut(kept) {
+            *b = b'\n';
+        }
+        kept += 1;
+        read = cr + 1;
+        match chunk.get(read) {
+            Some(b'\n') => read += 1,
+            Some(_) => {}
+            None => *after_cr = true,
+        }
+    }
+    chunk.copy_within(read.., kept);
+    kept + (chunk.len() - read)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -745,4 +831,49 @@ pub(crate) fn normalise(text: &str) -> String {
             c => c.to_ascii_uppercase(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::LineEnds;
+
+    /// Gives its bytes `step` at a time, so that a CRLF falls across two reads.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            let (now, rest) = self.bytes.split_at(n);
+            buf[..n].copy_from_slice(now);
+            self.bytes = rest;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_line_end_becomes_one_lf_however_the_input_is_cut() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"a\r\nb\r\n", b"a\nb\n"),
+            (b"a\rb\r", b"a\nb\n"),
+            (b"a\nb", b"a\nb\n"),
+            (b"a\r\n\r\nb", b"a\n\nb\n"),
+            (b"\r\n\r\r\n\n", b"\n\n\n\n"),
+            (b"a\n\rb", b"a\n\nb\n"),
+            (b"", b""),
+        ];
+        for (input, want) in cases {
+            for step in [1, 2, 3, 64] {
+                let mut out = Vec::new();
+                LineEnds::new(Trickle { bytes: input, step })
+                    .read_to_end(&mut out)
+                    .unwrap();
+                assert_eq!(out, want, "{input:?} read {step} at a time");
+            }
+        }
+    }
 }

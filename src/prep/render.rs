@@ -228,11 +228,11 @@ fn definitions_line(d: &Definitions, consistent: bool) -> String {
         ),
         None if !d.explained_by.is_empty() => {
             let by = if d.explained_by.len() == REGLAS.len() {
-                "every known institute's".to_owned()
+                "every known institute".to_owned()
             } else {
                 d.explained_by.join(", ")
             };
-            format!("definitions: {by} give every declared field; rules: {rules}")
+            format!("definitions: those of {by} give every declared field; rules: {rules}")
         }
         None if consistent => format!(
             "definitions: known rules no single institute is known to combine give every \
