@@ -376,7 +376,8 @@ async fn send(
 /// Inspects a package, an inner zip or a CSV by every known definition of the summary, or
 /// those of the institute `reglas` names, prints the report, and returns the exit status: 0
 /// consistent, 1 a declared summary field is given by no definition. A file that cannot be
-/// read, or an unknown `reglas`, is an error (exit status 2).
+/// read, or an unknown `reglas`, is an error (exit status 2); so is a package with a results
+/// CSV that cannot be read, after the report on all the others.
 pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u8> {
     let reglas = match reglas.filter(|r| !r.is_empty()) {
         Some(name) => Some(prep::reglas(name).ok_or_else(|| {
@@ -402,7 +403,7 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         let report =
             prep::inspect_members(&input, &members, reglas, &|done| bar.set_position(done));
         bar.finish_and_clear();
-        report?
+        report
     } else {
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -416,7 +417,16 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     } else {
         print!("{}", prep::render(&report));
     }
-    Ok(if report.consistent() { 0 } else { 1 })
+    for e in &report.unreadable {
+        eprintln!("difusor: a results CSV cannot be read: {e}");
+    }
+    Ok(if !report.unreadable.is_empty() {
+        2
+    } else if report.consistent() {
+        0
+    } else {
+        1
+    })
 }
 
 /// A progress bar on stderr for `len` bytes, drawn only when stderr is a terminal.

@@ -154,9 +154,8 @@ pub fn prep_csv(bytes: &[u8]) {
         bytes::Bytes::copy_from_slice(bytes),
     );
     let reglas = defaults().summary.reglas;
-    if let Ok(report) = crate::prep::inspect_members("fuzz", &[&member], reglas, &|_| {}) {
-        let _ = crate::prep::render(&report);
-    }
+    let report = crate::prep::inspect_members("fuzz", &[&member], reglas, &|_| {});
+    let _ = crate::prep::render(&report);
 }
 
 /// A request path as a visitor sends it: normalised as the public listener does before it

@@ -233,6 +233,91 @@ fn an_inconsistent_data_package_is_a_journal_warning_and_is_still_published() {
     );
 }
 
+/// A package of two elections: Campeche's governorship with `ACTAS_ESPERADAS` one too many,
+/// and a cómputos file by casilla (IEQROO's shape) that is no PREP results.
+fn package_with_an_unreadable_csv() -> Vec<u8> {
+    let off = campeche_cut_with("\n1,2,1,1,100.0000,", "\n2,2,1,1,100.0000,");
+    let computos = "sep=|\nAYUNTAMIENTOS\n10/06/2024 14:45 (UTC-5)\n\n\
+        CLAVE_CASILLA|SECCION|TIPO_CASILLA|PAN|NO_REGISTRADAS|NULOS|TOTAL|LISTA_NOMINAL\n\
+        =\"230004B0100\"|=\"0004\"|B|28|0|8|36|716\n";
+    zip_bytes(&[
+        ("CAMP_GOB_2021.csv", off.as_bytes()),
+        ("QROO_AYUN_2024.csv", computos.as_bytes()),
+    ])
+}
+
+#[test]
+fn a_package_with_an_unreadable_csv_still_has_its_other_elections_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "20210607_2000_PREP.zip",
+        &package_with_an_unreadable_csv(),
+    );
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("CAMP_GOB_2021.csv (GUBERNATURA): ACTAS_ESPERADAS declared \"2\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOT READ: 1 results CSV(s)")
+            && text.contains("QROO_AYUN_2024.csv, line 5, column CONTABILIZADA: a cómputos file"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a results CSV cannot be read: QROO_AYUN_2024.csv, line 5"),
+        "{err}"
+    );
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(v["elections"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["elections"][0]["consistent"], false);
+    let unreadable = &v["unreadable"][0];
+    assert_eq!(
+        (
+            &unreadable["file"],
+            &unreadable["line"],
+            &unreadable["column"]
+        ),
+        (
+            &"QROO_AYUN_2024.csv".into(),
+            &5.into(),
+            &"CONTABILIZADA".into()
+        ),
+        "{v:#}"
+    );
+
+    // On arrival: a warning for each, and the package is still published.
+    let server = Server::start(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20210607_2000_PREP.zip",
+        &package_with_an_unreadable_csv(),
+    );
+    server.wait_corte("20210607_2000");
+    let warnings: Vec<String> = events(&server, "warning")
+        .iter()
+        .filter(|w| w["detail"]["check"] == "summary")
+        .map(|w| w["detail"]["warning"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("cannot be read: QROO_AYUN_2024.csv")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("ACTAS_ESPERADAS declared \"2\"")),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn a_consistent_data_package_gives_no_warning() {
     let dir = tempfile::tempdir().unwrap();
@@ -834,4 +919,99 @@ fn line_numbers_are_right_whatever_ends_the_lines() {
         err.contains("cut.csv, line 2: the file ends without a column header"),
         "{err}"
     );
+}
+
+/// The Campeche cut with three cells inserted after `TOTAL_VOTOS_SACADOS` on the header and
+/// every row, as INE 2021 lays out the codes of the electronic ballot box's acta.
+fn campeche_cut_with_code_columns() -> String {
+    let cut =
+        std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv")).unwrap();
+    let mut after_header = false;
+    let mut out = String::new();
+    for line in cut.lines() {
+        let mut cells: Vec<&str> = line.split(',').collect();
+        if line.starts_with("CLAVE_CASILLA,") {
+            assert_eq!(cells[15], "TOTAL_VOTOS_SACADOS");
+            cells.splice(
+                16..16,
+                [
+                    "CODIGOS_ENTREGADOS_PMDC",
+                    "CODIGOS_SOBRANTES",
+                    "CODIGOS_UTILIZADOS",
+                ],
+            );
+            after_header = true;
+        } else if after_header && cells.len() > 16 {
+            cells.splice(16..16, ["750", "388", "362"]);
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn ine_2021_the_ballot_box_codes_are_no_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Diputaciones.csv");
+    std::fs::write(&path, campeche_cut_with_code_columns()).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    let columns: Vec<&str> = e["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns.first(), Some(&"PAN"), "{columns:?}");
+    assert!(
+        !columns.iter().any(|c| c.starts_with("CODIGOS")),
+        "{columns:?}"
+    );
+    assert_eq!(e["anomaly_count"], 0, "{e:#}");
+}
+
+#[test]
+fn the_vote_from_abroad_is_no_casilla_over_its_lista_nominal() {
+    let dir = tempfile::tempdir().unwrap();
+    // The counted acta, 362 votes, its lista nominal written 0 (as IEEM 2024 writes it on the
+    // acta of the votes from abroad), as a basic casilla, as the acta from abroad, and with
+    // its representatives not stated.
+    let row = ",B,00,1,5,381,356,6,362,12,78,1,3,4,180,69,2,1,1,5,1,0,0,2,0,3,362,362,723,6,";
+    let cases = [
+        (
+            "B",
+            "0,6",
+            Some("362 votes in a casilla with lista nominal 0 and 6 representatives"),
+        ),
+        ("M", "0,6", None),
+        (
+            "B",
+            "0,N/A",
+            Some("362 votes in a casilla with lista nominal 0 (representatives not stated)"),
+        ),
+    ];
+    for (tipo, lista_reps, anomaly) in cases {
+        let changed = row.replacen(",B,", &format!(",{tipo},"), 1).replacen(
+            ",723,6,",
+            &format!(",{lista_reps},"),
+            1,
+        );
+        let path = dir
+            .path()
+            .join(format!("CAMP_GOB_2021_{tipo}_{}.csv", unique()));
+        std::fs::write(&path, campeche_cut_with(row, &changed)).unwrap();
+        let (_, v) = inspect_json(&path, &[]);
+        let anomalies: Vec<&str> = v["elections"][0]["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["what"].as_str().unwrap())
+            .collect();
+        match anomaly {
+            Some(what) => assert_eq!(anomalies, [what], "{tipo} {lista_reps}"),
+            None => assert!(anomalies.is_empty(), "{tipo}: {anomalies:?}"),
+        }
+    }
 }

@@ -243,9 +243,14 @@ struct CountedActa {
     sum: u64,
     calculado: Value,
     lista: Value,
-    representantes: u64,
+    /// `REPRESENTANTES_PP_CI`, if the file has it and the cell holds a number.
+    representantes: Option<u64>,
     /// A special casilla (`TIPO_CASILLA` = S): voters from elsewhere, no lista nominal.
     special: bool,
+    /// The votes from abroad (`TIPO_CASILLA` = M), one acta for all of them: its lista
+    /// nominal is written as the institute chooses (IEEM 2024 writes 0, IEEPCO 2022 the
+    /// voters registered abroad).
+    abroad: bool,
 }
 
 impl State {
@@ -335,13 +340,13 @@ impl State {
         let calculado = self.number(row, columns.calculado, "TOTAL_VOTOS_CALCULADO", clave);
         let lista = self.number(row, columns.lista_nominal, "LISTA_NOMINAL", clave);
         if counted {
-            let representantes = columns
-                .representantes
-                .and_then(|i| match cell::value(row.cell(i)) {
-                    Value::Number(n) => Some(n),
-                    _ => None,
-                })
-                .unwrap_or(0);
+            let representantes =
+                columns
+                    .representantes
+                    .and_then(|i| match cell::value(row.cell(i)) {
+                        Value::Number(n) => Some(n),
+                        _ => None,
+                    });
             let acta = CountedActa {
                 line,
                 sum,
@@ -349,6 +354,7 @@ impl State {
                 lista,
                 representantes,
                 special: tipo.eq_ignore_ascii_case(b"S"),
+                abroad: tipo.eq_ignore_ascii_case(b"M"),
             };
             self.counted(&acta, clave);
         }
@@ -435,12 +441,17 @@ impl State {
         }
         if let Value::Number(l) = a.lista
             && !a.special
-            && c > l + a.representantes
+            && !a.abroad
+            && c > l + a.representantes.unwrap_or(0)
         {
-            let what = format!(
-                "{c} votes in a casilla with lista nominal {l} and {} representatives",
-                a.representantes
-            );
+            let what = match a.representantes {
+                Some(r) => {
+                    format!("{c} votes in a casilla with lista nominal {l} and {r} representatives")
+                }
+                None => format!(
+                    "{c} votes in a casilla with lista nominal {l} (representatives not stated)"
+                ),
+            };
             self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
         }
     }

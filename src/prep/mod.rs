@@ -2,7 +2,7 @@
 //! every known definition of it, and inspecting whole data packages.
 //!
 //! What it reads (`docs/formats.md`): UTF-8 with or without a byte-order mark, or Latin-1;
-//! `,` or `|` as separator, or the one a first line `sep=|` names; quoted cells and `="…"`
+//! `,`, `|` or `;` as separator, or the one a first line `sep=|` names; quoted cells and `="…"`
 //! cells; key apostrophes (`'040001B0100`, `'150937B0100'`); LF, CRLF or CR line ends; a
 //! title line, a corte line (day or year first, padded or not, or the placeholder
 //! `DD/MM/AAAA`), an optional blank line, the summary header under any of its spellings and
@@ -21,7 +21,8 @@
 //!   election night never takes every core from the threads that serve visitors.
 //! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
 //!   a file that is not a PREP results CSV at all (a cómputos file included) is an error,
-//!   naming file, line and column.
+//!   naming file, line and column; in a package, such a file is reported beside the
+//!   elections of every other file, which are inspected all the same.
 
 mod cell;
 mod definitions;
@@ -94,13 +95,21 @@ pub(crate) struct Report {
     pub(crate) corte: Option<CorteReport>,
     /// One entry per results CSV (one per election), in package order.
     pub(crate) elections: Vec<FileReport>,
+    /// The results CSVs that cannot be read, each with where and why, in package order.
+    pub(crate) unreadable: Vec<ReadError>,
     /// The package's other files (candidacies, LEEME, …), not inspected.
     pub(crate) other_files: Vec<String>,
 }
 
 impl Report {
-    /// A report on the results files `elections`, plus files that were not inspected.
-    pub(crate) fn new(input: &str, elections: Vec<FileReport>, other_files: Vec<String>) -> Self {
+    /// A report on the results files `elections`, those that are `unreadable`, and files
+    /// that were not inspected.
+    pub(crate) fn new(
+        input: &str,
+        elections: Vec<FileReport>,
+        unreadable: Vec<ReadError>,
+        other_files: Vec<String>,
+    ) -> Self {
         Self {
             input: input.to_owned(),
             corte: elections
@@ -108,6 +117,7 @@ impl Report {
                 .find_map(|e| e.corte.clone().filter(|c| c.utc.is_some()))
                 .or_else(|| elections.iter().find_map(|e| e.corte.clone())),
             elections,
+            unreadable,
             other_files,
         }
     }
@@ -126,19 +136,21 @@ pub(crate) fn inspect_file(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, ReadError> {
     let report = inspect_csv(name, input, reglas, progress)?;
-    Ok(Report::new(name, vec![report], Vec::new()))
+    Ok(Report::new(name, vec![report], Vec::new(), Vec::new()))
 }
 
 /// Inspects the results CSVs among a package's files, as many at once as there are cores
 /// but one (at least one), at [`INSPECTION_NICE`], by every known definition or `reglas`'s. A CSV whose first bytes hold neither
 /// `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is listed as another
-/// file. `progress` is called with the bytes parsed so far, in all.
+/// file. A results CSV that cannot be read is reported among [`Report::unreadable`]; the
+/// others are inspected all the same. `progress` is called with the bytes parsed so far, in
+/// all.
 pub(crate) fn inspect_members(
     input: &str,
     members: &[&Member],
     reglas: Option<&'static Reglas>,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Report, ReadError> {
+) -> Report {
     let (results, others): (Vec<&Member>, Vec<&Member>) = members
         .iter()
         .partition(|m| is_csv(&m.path) && reader::looks_like_results(&m.bytes));
@@ -177,9 +189,11 @@ pub(crate) fn inspect_members(
             }
         });
     }
-    let elections = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (elections, unreadable): (Vec<_>, Vec<_>) = reports.into_iter().partition(Result::is_ok);
+    let elections = elections.into_iter().filter_map(Result::ok).collect();
+    let unreadable = unreadable.into_iter().filter_map(Result::err).collect();
     let other_files = others.iter().map(|m| m.path.clone()).collect();
-    Ok(Report::new(input, elections, other_files))
+    Report::new(input, elections, unreadable, other_files)
 }
 
 /// Lowers the calling thread's scheduling priority to [`INSPECTION_NICE`] (on Linux the

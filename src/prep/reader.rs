@@ -33,7 +33,7 @@ pub(crate) const HEAD_BYTES: usize = 64 * 1024;
 const MAX_PREAMBLE_LINES: usize = 40;
 
 /// A file that cannot be read as a PREP results CSV.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
 #[error("{file}, line {line}{}: {what}", column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
 pub(crate) struct ReadError {
     /// The file (its path inside the package, or on disk).
@@ -593,7 +593,9 @@ const NULOS: &[&str] = &["NULOS"];
 
 /// The acta's own figures, which come before the party columns, each with its spellings:
 /// `NUM_BOLETAS_SOBRANTES`, `TOTAL_CIUDADANOS_VOTARON` (INE 2019), `PERSONAS_VOTARON` (IECM
-/// 2024).
+/// 2024), `TOTAL_REP_PARTIDOS_CI_VOTARON` (IEEM 2024); and the codes of the electronic
+/// ballot box's acta, `CODIGOS_ENTREGADOS_PMDC`, `CODIGOS_SOBRANTES`, `CODIGOS_UTILIZADOS`
+/// (INE 2021, after `TOTAL_VOTOS_SACADOS`), which are no votes.
 const ACTA_FIGURES: &[&[&str]] = &[
     &["TIPO_ACTA"],
     &["TOTAL_BOLETAS_SOBRANTES", "NUM_BOLETAS_SOBRANTES"],
@@ -602,8 +604,14 @@ const ACTA_FIGURES: &[&[&str]] = &[
         "TOTAL_CIUDADANOS_VOTARON",
         "PERSONAS_VOTARON",
     ],
-    &["TOTAL_REP_PARTIDO_CI_VOTARON"],
+    &[
+        "TOTAL_REP_PARTIDO_CI_VOTARON",
+        "TOTAL_REP_PARTIDOS_CI_VOTARON",
+    ],
     &["TOTAL_VOTOS_SACADOS"],
+    &["CODIGOS_ENTREGADOS_PMDC"],
+    &["CODIGOS_SOBRANTES"],
+    &["CODIGOS_UTILIZADOS"],
 ];
 
 /// Party names written more than one way, and the name each stands for: MORENA as `M`

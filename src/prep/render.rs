@@ -55,10 +55,15 @@ pub(crate) fn render(report: &Report) -> String {
         })
         .collect();
     if differences.is_empty() {
+        let of = if report.unreadable.is_empty() {
+            ""
+        } else {
+            " of the files read"
+        };
         let _ = writeln!(
             out,
-            "CONSISTENT: every declared summary field equals its value recomputed from the rows \
-             by a known definition."
+            "CONSISTENT: every declared summary field{of} equals its value recomputed from the \
+             rows by a known definition."
         );
     } else {
         let scope = report
@@ -75,6 +80,16 @@ pub(crate) fn render(report: &Report) -> String {
         );
         for d in differences {
             let _ = writeln!(out, "  {d}");
+        }
+    }
+    if !report.unreadable.is_empty() {
+        let _ = writeln!(
+            out,
+            "NOT READ: {} results CSV(s) cannot be read, so their summaries are not checked:",
+            report.unreadable.len()
+        );
+        for e in &report.unreadable {
+            let _ = writeln!(out, "  {e}");
         }
     }
     out

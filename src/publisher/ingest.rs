@@ -332,26 +332,23 @@ impl Publisher {
         }
     }
 
-    /// Inspects the results CSVs of a data package; journals a warning for each election
-    /// whose summary line contradicts its rows under every definition in scope, or for a
-    /// results CSV that cannot be read. Returns what is wrong, if anything.
+    /// Inspects the results CSVs of a data package; journals a warning for each results CSV
+    /// that cannot be read and for each election whose summary line contradicts its rows
+    /// under every definition in scope. Returns what is wrong, if anything.
     fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
-        let report = match prep::inspect_members(pkg.name(), &members, self.summary.reglas, &|_| {})
-        {
-            Ok(report) => report,
-            Err(e) => {
-                let warning = format!("a results CSV cannot be read: {e}");
-                tracing::warn!(name = %pkg.name(), %warning);
-                self.event(
-                    EventKind::Warning,
-                    pkg_ref,
-                    json!({"warning": warning, "check": "summary", "file": e.file}),
-                );
-                return Some(warning);
-            }
-        };
+        let report = prep::inspect_members(pkg.name(), &members, self.summary.reglas, &|_| {});
         let mut problems = Vec::new();
+        for e in &report.unreadable {
+            let warning = format!("a results CSV cannot be read: {e}");
+            tracing::warn!(name = %pkg.name(), %warning);
+            self.event(
+                EventKind::Warning,
+                pkg_ref,
+                json!({"warning": warning, "check": "summary", "file": e.file}),
+            );
+            problems.push(warning);
+        }
         for e in &report.elections {
             let differences: Vec<_> = e.differences().collect();
             if differences.is_empty() {
