@@ -1,6 +1,7 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
 //! connections, connection caps filled by them, clients that stop reading, HTTP/2 clients
-//! that break the protocol (rapid reset, endless CONTINUATION), HEAD and CONNECT on every
+//! that break the protocol (rapid reset, endless CONTINUATION), HTTP/1.1 requests without
+//! exactly one valid `Host`, HEAD and CONNECT on every
 //! generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one address.
 
 use std::io::{Read, Write};
@@ -699,4 +700,58 @@ fn ipv6_clients_share_one_rate_per_64() {
         &["-H", "X-Forwarded-For: 2001:db8:1:3::1"],
     );
     assert_eq!(other.status, 200, "another /64 has its own");
+}
+
+/// The status line of the answer to `request`, sent raw on a fresh connection.
+fn status_line(server: &Server, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(request).unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(10)).expect("an answer, then a close");
+    let got = String::from_utf8_lossy(&got).into_owned();
+    got.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn an_http1_request_must_name_one_valid_host() {
+    let (_dir, server) = serving(&[], &[]);
+    let close = "Connection: close\r\n\r\n";
+    for (request, status) in [
+        (
+            format!("GET / HTTP/1.1\r\nHost: prep.example\r\n{close}"),
+            200,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: prep.example:8080\r\n{close}"),
+            200,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n{close}"),
+            200,
+        ),
+        (format!("GET / HTTP/1.1\r\nHost:\r\n{close}"), 200),
+        (format!("GET / HTTP/1.0\r\n{close}"), 200),
+        (format!("GET / HTTP/1.1\r\n{close}"), 400),
+        (
+            format!("GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n{close}"),
+            400,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: a.example b.example\r\n{close}"),
+            400,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: user@prep.example\r\n{close}"),
+            400,
+        ),
+        (format!("OPTIONS * HTTP/1.1\r\n{close}"), 400),
+    ] {
+        let got = status_line(&server, request.as_bytes());
+        assert!(
+            got.starts_with("HTTP/1.") && got.contains(&format!(" {status} ")),
+            "{request:?}: {got}"
+        );
+    }
+    // HTTP/2 names the host in :authority; curl over h2c with prior knowledge still gets in.
+    let out = curl(&server.url("/"), &["--http2-prior-knowledge"]);
+    assert_eq!(out.status, 200);
 }

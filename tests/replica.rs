@@ -128,13 +128,6 @@ fn packages_in(dir: &Path) -> Vec<PathBuf> {
     names.iter().map(|n| dir.join(n)).collect()
 }
 
-/// Waits until `node` has published `n` packages.
-fn wait_published(node: &Server, n: i64) {
-    node.wait_status(&format!("{n} packages published"), |s| {
-        s["counts"]["published"].as_i64().unwrap_or(0) >= n
-    });
-}
-
 /// For each corte `node` published: when its last package went live there.
 fn completed(node: &Server) -> BTreeMap<String, jiff::Timestamp> {
     let mut times = BTreeMap::new();
@@ -194,7 +187,7 @@ fn every_corte_reaches_every_replica_as_it_is_published_not_at_the_next_poll() {
         // left as older cortes. So the second night starts once every replica has the first.
         let so_far = (packages / 2 * (night + 1)) as i64;
         for replica in &replicas {
-            wait_published(replica, so_far);
+            replica.wait_published(so_far);
         }
     }
     eprintln!(
@@ -269,7 +262,7 @@ fn a_replica_starting_empty_takes_the_live_corte_first_and_the_history_after() {
             assert_success(&primary.run(&["ingest", package.to_str().unwrap()]));
         }
     }
-    wait_published(&primary, 22);
+    primary.wait_published(22);
     let live = primary.live_corte().unwrap();
     assert_eq!(live, "20270607_0100");
 

@@ -224,7 +224,7 @@ fn a_drill_into_a_running_servers_intake_publishes_every_corte_without_warnings(
         ],
     );
     server.wait_corte("20270607_0030");
-    server.wait_received(6);
+    server.wait_published(6);
     let main = curl(&server.url("/json/main.json"), &[]);
     assert_eq!(main.status, 200);
     let main: serde_json::Value = serde_json::from_slice(&main.body).unwrap();
@@ -1084,6 +1084,8 @@ fn a_drill_by_pull_a_difusor_pulls_every_corte_the_simulator_serves_over_https()
         ],
     );
     server.wait_corte("20270606_2030");
+    // The corte is live with its first package; the site comes in its second.
+    server.wait_published(6);
     let received = wait_events(&server, "received", 6);
     assert_eq!(received.len(), 6, "site and data package of each corte");
     assert!(received.iter().all(|e| e["detail"]["channel"] == "pull"));
@@ -1113,6 +1115,7 @@ fn check_takes_the_latest_package_from_the_institutes_index_and_a_pulling_difuso
     );
     server.wait_received(4);
     server.wait_corte("20270606_2015");
+    server.wait_published(4);
     let latest = format!("{}20270606_2015_PREP_SITIO_CAMP.zip", serving.url);
     // The index (its last package in name order) and the package's own address.
     for package_url in [serving.url.as_str(), latest.as_str()] {

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -522,7 +522,14 @@ pub(crate) async fn handle(
 }
 
 async fn route(public: &Public, https: bool, req: &Request<Incoming>) -> Response<BoxedBody> {
-    // The method first: what is not a read gets no gate page either (a 2xx to CONNECT
+    if !host_is_valid(req) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Solicitud inválida",
+            "La solicitud debe nombrar un solo sitio (encabezado Host).",
+        );
+    }
+    // Then the method: what is not a read gets no gate page either (a 2xx to CONNECT
     // would open a tunnel), and no results.
     let head = match *req.method() {
         Method::GET => false,
@@ -605,6 +612,26 @@ pub(crate) async fn from_site(
         );
     };
     respond(&site, entry, req, head).await
+}
+
+/// Whether an HTTP/1.1 request names its host as RFC 9112 (§3.2) requires: exactly one `Host`
+/// field, empty or a host with an optional port. The site does not depend on the host, but a
+/// cache or balancer in front may key on it, and one that reads the first of two `Host`
+/// fields and a server that reads the last must not disagree about what was asked. HTTP/1.0
+/// has no such rule, and HTTP/2 names the host in `:authority`.
+fn host_is_valid(req: &Request<Incoming>) -> bool {
+    if req.version() != Version::HTTP_11 {
+        return true;
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => {
+            let host = host.as_bytes();
+            host.is_empty()
+                || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+        }
+        _ => false,
+    }
 }
 
 /// Whether the request carries a body (the public site takes none).

@@ -597,6 +597,14 @@ impl Server {
         self.wait_status(&format!("corte {id}"), |s| s["live"]["corte"] == id);
     }
 
+    /// Waits until `n` packages were published in all: a corte whose data and site come in
+    /// two packages is whole only once both are.
+    pub fn wait_published(&self, n: i64) -> serde_json::Value {
+        self.wait_status(&format!("{n} packages published"), |s| {
+            s["counts"]["published"].as_i64().unwrap_or(0) >= n
+        })
+    }
+
     /// Waits until `n` packages were received in all.
     pub fn wait_received(&self, n: i64) -> serde_json::Value {
         self.wait_status(&format!("{n} packages received"), |s| {
