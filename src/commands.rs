@@ -376,8 +376,8 @@ async fn send(
 /// Inspects a package, an inner zip or a CSV by every known definition of the summary, or
 /// those of the institute `reglas` names, prints the report, and returns the exit status: 0
 /// consistent, 1 a declared summary field is given by no definition. A file that cannot be
-/// read, or an unknown `reglas`, is an error (exit status 2); so is a package with a results
-/// CSV that cannot be read, after the report on all the others.
+/// read, or an unknown `reglas`, is an error (exit status 2); so is a results CSV that cannot
+/// be read, after the report on every other one (with `json`, the report names it).
 pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u8> {
     let reglas = match reglas.filter(|r| !r.is_empty()) {
         Some(name) => Some(prep::reglas(name).ok_or_else(|| {
@@ -410,15 +410,16 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         let bar = progress_bar(size);
         let report = prep::inspect_file(&input, file, reglas, &mut |done| bar.set_position(done));
         bar.finish_and_clear();
-        report?
+        // A CSV that cannot be read is reported as one: `--json` still gets its report.
+        report.unwrap_or_else(|e| prep::Report::new(&input, Vec::new(), vec![e], Vec::new()))
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    } else if !report.elections.is_empty() || !report.other_files.is_empty() {
         print!("{}", prep::render(&report));
     }
     for e in &report.unreadable {
-        eprintln!("difusor: a results CSV cannot be read: {e}");
+        eprintln!("difusor: {e}");
     }
     Ok(if !report.unreadable.is_empty() {
         2

@@ -190,10 +190,23 @@ fn unreadable_input_exits_2_with_a_reason() {
     let garbage = write(dir.path(), "basura.csv", b"\x00\x01 not, a, PREP file\n");
     let out = inspect(&[&garbage]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("basura.csv") && err.contains("not a PREP results CSV"),
         "{err}"
+    );
+    // With --json, the report says the same on stdout.
+    let (code, v) = inspect_json(std::path::Path::new(&garbage), &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(v["elections"], serde_json::json!([]));
+    assert_eq!(v["unreadable"][0]["file"], garbage.as_str(), "{v:#}");
+    assert!(
+        v["unreadable"][0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("not a PREP results CSV"),
+        "{v:#}"
     );
 
     let real = std::fs::read(real_fixture(CAMPECHE)).unwrap();
@@ -268,7 +281,7 @@ fn a_package_with_an_unreadable_csv_still_has_its_other_elections_checked() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("a results CSV cannot be read: QROO_AYUN_2024.csv, line 5"),
+        err.contains("difusor: QROO_AYUN_2024.csv, line 5, column CONTABILIZADA"),
         "{err}"
     );
     let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
