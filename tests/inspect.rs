@@ -832,6 +832,13 @@ fn oaxaca_2022_a_percentage_one_ten_thousandth_low_is_its_arithmetic_and_no_othe
                 "{participation:#}"
             );
             assert_eq!(participation["recomputed"], "50.0690–50.0691");
+            // The rule is named only where it was needed: the other percentages are exact.
+            let captured = field(e, "PORCENTAJE_ACTAS_CAPTURADAS");
+            assert_eq!(
+                (&captured["variant"], &captured["recomputed"]),
+                (&"standard".into(), &"100.0000".into()),
+                "{captured:#}"
+            );
             assert_eq!(
                 e["definitions"]["explained_by"],
                 serde_json::json!(["ieepco-2022"])

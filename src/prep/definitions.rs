@@ -654,13 +654,28 @@ impl FieldOf<'_> {
         evaluated: &[(Combination, [Value; 13], Rank)],
     ) -> FieldCheck {
         let i = self.field.index();
-        let value = best_values[i];
-        let (variant, seen_in) = variant_label(best, self.field, self.applicable);
-        let mut variants: Vec<VariantValue> = Vec::new();
-        // `percent-one-below` widens each value by one unit below it: listed only when the
-        // best definition uses it, it would otherwise double the list and say nothing more.
+        // `percent-one-below` widens each percentage by one unit below it. A field the best
+        // definition gives exactly truncated is shown by the same definition truncated, so
+        // that the rule is named only where it was needed.
         let percentages = Dimension::Percentages.index();
         let widened = |c: &Combination| c[percentages] == RuleId::PercentOneBelow;
+        let declared = ctx.declared[i].flatten();
+        let exact = widened(best)
+            .then(|| {
+                let mut truncated = *best;
+                truncated[percentages] = RuleId::PercentTruncated;
+                evaluated.iter().find(|(c, _, _)| *c == truncated)
+            })
+            .flatten()
+            .filter(|(_, values, _)| declared.is_some_and(|d| values[i].admits(d)));
+        let (shown, value) = match exact {
+            Some((c, values, _)) => (c, values[i]),
+            None => (best, best_values[i]),
+        };
+        let (variant, seen_in) = variant_label(shown, self.field, self.applicable);
+        let mut variants: Vec<VariantValue> = Vec::new();
+        // The widened values are listed only when the best definition uses that rule: they
+        // would otherwise double the list and say nothing more.
         for (c, values, _) in evaluated {
             if widened(c) && !widened(best) {
                 continue;
@@ -679,7 +694,7 @@ impl FieldOf<'_> {
             field: self.field.name(),
             declared: self.declared.to_owned(),
             recomputed: value.text(),
-            equal: ctx.declared[i].flatten().is_some_and(|d| value.admits(d)),
+            equal: declared.is_some_and(|d| value.admits(d)),
             variant,
             seen_in,
             variants,
