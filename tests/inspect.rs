@@ -787,11 +787,15 @@ fn the_reglas_setting_pins_the_servers_definitions() {
     );
 }
 
-/// The Campeche cut (no quoted cells: every comma is a separator) with `from` replaced by
-/// `to`, once.
+/// The Campeche cut of one counted and one out-of-catalogue acta: no quoted cells, so every
+/// comma is a separator.
+fn campeche_cut() -> String {
+    std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv")).unwrap()
+}
+
+/// [`campeche_cut`] with `from` replaced by `to`, once.
 fn campeche_cut_with(from: &str, to: &str) -> String {
-    let cut =
-        std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv")).unwrap();
+    let cut = campeche_cut();
     assert_eq!(cut.matches(from).count(), 1, "{from}");
     cut.replacen(from, to, 1)
 }
@@ -889,9 +893,7 @@ fn independent_candidates_are_told_from_coalitions_however_written() {
 
 #[test]
 fn a_file_re_saved_with_semicolons_is_read() {
-    let csv = std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv"))
-        .unwrap()
-        .replace(',', ";");
+    let csv = campeche_cut().replace(',', ";");
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
     let out = inspect(&[&path, "--reglas", "ieec-2021"]);
@@ -944,8 +946,7 @@ fn line_numbers_are_right_whatever_ends_the_lines() {
 /// The Campeche cut with three cells inserted after `TOTAL_VOTOS_SACADOS` on the header and
 /// every row, as INE 2021 lays out the codes of the electronic ballot box's acta.
 fn campeche_cut_with_code_columns() -> String {
-    let cut =
-        std::fs::read_to_string(derived_fixture("camp_fuera_catalogo_contabilizada0.csv")).unwrap();
+    let cut = campeche_cut();
     let mut after_header = false;
     let mut out = String::new();
     for line in cut.lines() {

@@ -159,7 +159,8 @@ pub(crate) fn inspect_members(
         .map_or(1, usize::from)
         .saturating_sub(1)
         .max(1);
-    let mut reports: Vec<Result<FileReport, ReadError>> = Vec::with_capacity(results.len());
+    let mut elections: Vec<FileReport> = Vec::with_capacity(results.len());
+    let mut unreadable: Vec<ReadError> = Vec::new();
     for batch in results.chunks(threads) {
         std::thread::scope(|scope| {
             let handles: Vec<_> = batch
@@ -178,20 +179,19 @@ pub(crate) fn inspect_members(
                 })
                 .collect();
             for (h, m) in handles.into_iter().zip(batch) {
-                reports.push(h.join().unwrap_or_else(|_| {
-                    Err(ReadError {
+                match h.join() {
+                    Ok(Ok(report)) => elections.push(report),
+                    Ok(Err(e)) => unreadable.push(e),
+                    Err(_) => unreadable.push(ReadError {
                         file: m.path.clone(),
                         line: 0,
                         column: None,
                         what: "the inspection stopped unexpectedly".to_owned(),
-                    })
-                }));
+                    }),
+                }
             }
         });
     }
-    let (elections, unreadable): (Vec<_>, Vec<_>) = reports.into_iter().partition(Result::is_ok);
-    let elections = elections.into_iter().filter_map(Result::ok).collect();
-    let unreadable = unreadable.into_iter().filter_map(Result::err).collect();
     let other_files = others.iter().map(|m| m.path.clone()).collect();
     Report::new(input, elections, unreadable, other_files)
 }
