@@ -64,7 +64,7 @@ fn a_clock_five_seconds_off_is_shown_and_warned_of_once_per_crossing() {
 
     let page = curl(&server.admin("/"), &[]).text();
     assert!(
-        page.contains("<p class=\"alert\">Clock: this machine&#39;s clock is"),
+        page.contains("<p class=\"alert\">Clock: this machine's clock is"),
         "the page shows the offset first, as an alert: {page}"
     );
     assert!(page.contains("<h2>Clock</h2>"), "{page}");

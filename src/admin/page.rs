@@ -8,87 +8,205 @@
 //! the memory the site holds, the clock, each pulled URL, the traffic of the last hour as
 //! an SVG bar chart, and the history of cortes.
 
-use std::fmt::Write as _;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::status::Status;
 use crate::journal::{PackageState, Publication};
-use crate::site::html_escape;
 
 /// Cortes listed in the history table.
 const HISTORY: usize = 30;
 
+/// The page's style sheet.
+const STYLE: &str = "body{font-family:sans-serif;max-width:60rem;margin:auto;padding:1rem}\
+    table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #ddd}\
+    .alert{background:#b00;color:#fff;padding:.6rem}.info{background:#eef;padding:.6rem}\
+    .bad{color:#b00}";
+
+/// How a banner is shown: something to act on, or to know.
+#[derive(Clone, Copy)]
+enum Banner {
+    Alert,
+    Info,
+}
+
+impl Banner {
+    fn class(self) -> &'static str {
+        match self {
+            Banner::Alert => "alert",
+            Banner::Info => "info",
+        }
+    }
+}
+
 /// The page, from the server's [`Status`], the journal's publications and requests per
-/// minute.
+/// minute. Every text is escaped by the template: nothing read from a package, a peer or
+/// the journal can become markup.
 pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) -> String {
-    let mut body = String::new();
+    let counts = &state.counts;
+    let pulled = state.pull.as_deref().unwrap_or_default();
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="10";
+                title { "difusor status" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "difusor " (state.version) }
+                @for (kind, message) in banners(state) {
+                    p class=(kind.class()) { (message) }
+                }
+                @if let Some(live) = &state.live {
+                    h2 { "Live corte " (live.corte) }
+                    table {
+                        tr { th { "Corte time" } td { (live.corte_time_local) } }
+                        tr { th { "Package" } td { (live.package_name) " " code { (live.package) } } }
+                        tr { th { "Went live" } td { (live.live_at) } }
+                        tr { th { "Lag" } td { (format!("{:.3}", live.lag_seconds)) " s (the calls allow 60 s)" } }
+                        tr {
+                            th { "Age" }
+                            td {
+                                (live.age_seconds) " s"
+                                @if live.stale { " " strong.bad { "(older than three update intervals)" } }
+                            }
+                        }
+                        tr { th { "Files" } td { (live.files) } }
+                    }
+                }
+                h2 { "Packages" }
+                p {
+                    (counts.received) " received, " (counts.rejected) " rejected, "
+                    (counts.published) " published, " (counts.held) " held, "
+                    (counts.set_aside) " set aside. The site holds " (state.memory.site_bytes)
+                    " of at most " (state.memory.max_site_bytes) " bytes in memory. "
+                    (state.open_connections) " open connections; "
+                    (state.access_log_lost_lines) " access log lines lost."
+                }
+                (clock_section(state))
+                @if let Some(acme) = &state.acme {
+                    h2 { "HTTPS certificate (ACME)" }
+                    table {
+                        tr { th { "Names" } td { (acme.domains.join(", ")) } }
+                        tr {
+                            th { "Directory" }
+                            td { (acme.directory) " (" (serde_json::to_value(acme.challenge).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) ")" }
+                        }
+                        @if let Some(c) = &acme.certificate {
+                            tr { th { "Serial" } td { code { (c.serial) } } }
+                            tr { th { "Valid until" } td { (c.not_after) " (" (c.seconds_left / 86_400) " days left)" } }
+                        }
+                        tr { th { "Next attempt" } td { (acme.next_attempt_at.as_deref().unwrap_or("-")) } }
+                        tr { th { "Failures in a row" } td.bad[acme.consecutive_failures > 0] { (acme.consecutive_failures) } }
+                    }
+                }
+                @if !pulled.is_empty() {
+                    h2 { "Pulled URLs" }
+                    table {
+                        tr { th { "URL" } th { "Last poll" } th { "Last success" } th { "Packages" } th { "Failures in a row" } }
+                        @for url in pulled {
+                            tr {
+                                td { (url.url) }
+                                td { (url.last_poll) }
+                                td { (url.last_success.as_deref().unwrap_or("-")) }
+                                td { (url.packages_handed_over) }
+                                td.bad[url.failures > 0] { (url.failures) }
+                            }
+                        }
+                    }
+                }
+                h2 { "Traffic, last hour" }
+                (chart(traffic))
+                h2 { "Cortes" }
+                table {
+                    tr { th { "#" } th { "Corte" } th { "Kind" } th { "Build" } th { "Package" } th { "Went live" } th { "Lag (s)" } }
+                    @for p in cortes.iter().rev().take(HISTORY) {
+                        tr {
+                            td { (p.seq) }
+                            td { (p.corte_id) }
+                            td { (p.kind.as_str()) }
+                            td { (format!("{:?}", p.build)) }
+                            td { (p.name) }
+                            td { (p.live_at) }
+                            td { (format!("{:.3}", p.lag_ms as f64 / 1000.0)) }
+                        }
+                    }
+                }
+                p { a href="/status" { "JSON" } " · " a href="/metrics" { "metrics" } }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// What must not be missed, in order: the gate, the clock, syslog, pulled URLs, ACME,
+/// packages waiting for an operator, and no corte live.
+fn banners(state: &Status) -> Vec<(Banner, String)> {
+    let mut out = Vec::new();
     let gate = &state.gate;
     if let Some(notice) = &gate.notice {
-        banner(
-            &mut body,
-            "alert",
-            &format!("The institute's notice replaces the results: {notice}"),
-        );
+        out.push((
+            Banner::Alert,
+            format!("The institute's notice replaces the results: {notice}"),
+        ));
     } else if !gate.open {
         let start = gate.publish_start.as_deref().unwrap_or("?");
-        banner(
-            &mut body,
-            "info",
-            &format!("Embargo: results are not public before {start}."),
-        );
+        out.push((
+            Banner::Info,
+            format!("Embargo: results are not public before {start}."),
+        ));
     }
     if let Some(warning) = gate.warning {
-        banner(&mut body, "alert", &format!("Warning: {warning}."));
+        out.push((Banner::Alert, format!("Warning: {warning}.")));
     }
     let clock = &state.clock;
     if let Some(warning) = &clock.warning {
-        let class = if clock.offset_exceeded {
-            "alert"
+        let kind = if clock.offset_exceeded {
+            Banner::Alert
         } else {
-            "info"
+            Banner::Info
         };
-        banner(&mut body, class, &format!("Clock: {warning}."));
+        out.push((kind, format!("Clock: {warning}.")));
     }
     if clock.ntp_synchronized == Some(false) {
-        banner(
-            &mut body,
-            "alert",
+        out.push((
+            Banner::Alert,
             "Clock: systemd says this machine's clock is not synchronised (timedatectl: \
-             NTPSynchronized=no).",
-        );
+             NTPSynchronized=no)."
+                .to_owned(),
+        ));
     }
     if let Some(syslog) = state.syslog.as_ref().filter(|s| s.failing_since.is_some()) {
-        banner(
-            &mut body,
-            "alert",
-            &format!(
+        out.push((
+            Banner::Alert,
+            format!(
                 "Syslog: {} fails since {}: {}; {} events not sent.",
                 syslog.target,
                 syslog.failing_since.as_deref().unwrap_or("?"),
                 syslog.error.as_deref().unwrap_or("?"),
                 syslog.dropped,
             ),
-        );
+        ));
     }
     let pulled = state.pull.as_deref().unwrap_or_default();
     for url in pulled.iter().filter(|u| u.failures > 0) {
-        banner(
-            &mut body,
-            "alert",
-            &format!(
+        out.push((
+            Banner::Alert,
+            format!(
                 "Pulling {} fails since {} ({} attempts): {}",
                 url.url,
                 url.failing_since.as_deref().unwrap_or("?"),
                 url.failures,
                 url.last_error.as_deref().unwrap_or("?"),
             ),
-        );
+        ));
     }
     if let Some(acme) = &state.acme {
         if acme.consecutive_failures > 0 {
-            banner(
-                &mut body,
-                "alert",
-                &format!(
+            out.push((
+                Banner::Alert,
+                format!(
                     "ACME: no certificate obtained for {} since {} ({} attempts; the one served \
                      stays): {}",
                     acme.domains.join(", "),
@@ -96,13 +214,12 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
                     acme.consecutive_failures,
                     acme.last_error.as_deref().unwrap_or("?"),
                 ),
-            );
+            ));
         } else if acme.certificate.is_none() {
-            banner(
-                &mut body,
-                "info",
-                "ACME: no certificate yet; HTTPS answers once one is obtained.",
-            );
+            out.push((
+                Banner::Info,
+                "ACME: no certificate yet; HTTPS answers once one is obtained.".to_owned(),
+            ));
         }
     }
     for waiting in &state.waiting {
@@ -111,155 +228,25 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
         } else {
             "is set aside, not published"
         };
-        banner(
-            &mut body,
-            "alert",
-            &format!(
+        out.push((
+            Banner::Alert,
+            format!(
                 "Package {} (corte {}, SHA-256 {}) {what}: {}",
                 waiting.name,
                 waiting.corte.as_deref().unwrap_or("unknown"),
                 waiting.sha256,
                 waiting.reason,
             ),
-        );
+        ));
     }
-    match &state.live {
-        None => banner(&mut body, "info", "No corte is live yet."),
-        Some(live) => {
-            let stale = if live.stale {
-                " <strong class=\"bad\">(older than three update intervals)</strong>"
-            } else {
-                ""
-            };
-            let _ = write!(
-                body,
-                "<h2>Live corte {}</h2><table>\
-                 <tr><th>Corte time</th><td>{}</td></tr>\
-                 <tr><th>Package</th><td>{} <code>{}</code></td></tr>\
-                 <tr><th>Went live</th><td>{}</td></tr>\
-                 <tr><th>Lag</th><td>{:.3} s (the calls allow 60 s)</td></tr>\
-                 <tr><th>Age</th><td>{} s{stale}</td></tr>\
-                 <tr><th>Files</th><td>{}</td></tr></table>",
-                html_escape(&live.corte),
-                html_escape(&live.corte_time_local),
-                html_escape(&live.package_name),
-                html_escape(&live.package),
-                html_escape(&live.live_at),
-                live.lag_seconds,
-                live.age_seconds,
-                live.files,
-            );
-        }
+    if state.live.is_none() {
+        out.push((Banner::Info, "No corte is live yet.".to_owned()));
     }
-    let counts = &state.counts;
-    let _ = write!(
-        body,
-        "<h2>Packages</h2><p>{} received, {} rejected, {} published, {} held, {} set aside. \
-         The site holds {} of at most {} bytes in memory. {} open connections; \
-         {} access log lines lost.</p>",
-        counts.received,
-        counts.rejected,
-        counts.published,
-        counts.held,
-        counts.set_aside,
-        state.memory.site_bytes,
-        state.memory.max_site_bytes,
-        state.open_connections,
-        state.access_log_lost_lines,
-    );
-    clock_section(&mut body, state);
-    if let Some(acme) = &state.acme {
-        let _ = write!(
-            body,
-            "<h2>HTTPS certificate (ACME)</h2><table><tr><th>Names</th><td>{}</td></tr>\
-             <tr><th>Directory</th><td>{} ({})</td></tr>",
-            html_escape(&acme.domains.join(", ")),
-            html_escape(&acme.directory),
-            serde_json::to_value(acme.challenge)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        );
-        if let Some(c) = &acme.certificate {
-            let _ = write!(
-                body,
-                "<tr><th>Serial</th><td><code>{}</code></td></tr>\
-                 <tr><th>Valid until</th><td>{} ({} days left)</td></tr>",
-                html_escape(&c.serial),
-                html_escape(&c.not_after),
-                c.seconds_left / 86_400,
-            );
-        }
-        let _ = write!(
-            body,
-            "<tr><th>Next attempt</th><td>{}</td></tr>\
-             <tr><th>Failures in a row</th><td{}>{}</td></tr></table>",
-            html_escape(acme.next_attempt_at.as_deref().unwrap_or("-")),
-            if acme.consecutive_failures > 0 {
-                " class=\"bad\""
-            } else {
-                ""
-            },
-            acme.consecutive_failures,
-        );
-    }
-    if !pulled.is_empty() {
-        body.push_str(
-            "<h2>Pulled URLs</h2><table><tr><th>URL</th><th>Last poll</th><th>Last success</th>\
-             <th>Packages</th><th>Failures in a row</th></tr>",
-        );
-        for url in pulled {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-                html_escape(&url.url),
-                html_escape(&url.last_poll),
-                html_escape(url.last_success.as_deref().unwrap_or("-")),
-                url.packages_handed_over,
-                if url.failures > 0 {
-                    " class=\"bad\""
-                } else {
-                    ""
-                },
-                url.failures,
-            );
-        }
-        body.push_str("</table>");
-    }
-    body.push_str("<h2>Traffic, last hour</h2>");
-    body.push_str(&chart(traffic));
-    body.push_str(
-        "<h2>Cortes</h2><table><tr><th>#</th><th>Corte</th><th>Kind</th><th>Build</th>\
-         <th>Package</th><th>Went live</th><th>Lag (s)</th></tr>",
-    );
-    for p in cortes.iter().rev().take(HISTORY) {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
-            p.seq,
-            html_escape(&p.corte_id),
-            p.kind.as_str(),
-            p.build,
-            html_escape(&p.name),
-            p.live_at,
-            p.lag_ms as f64 / 1000.0,
-        );
-    }
-    body.push_str("</table>");
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"10\"><title>difusor status</title><style>\
-         body{{font-family:sans-serif;max-width:60rem;margin:auto;padding:1rem}}\
-         table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #ddd}}\
-         .alert{{background:#b00;color:#fff;padding:.6rem}}.info{{background:#eef;padding:.6rem}}\
-         .bad{{color:#b00}}</style></head><body><h1>difusor {}</h1>{body}\
-         <p><a href=\"/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p></body></html>\n",
-        html_escape(state.version),
-    )
+    out
 }
 
 /// The clock's offset, each server's answer, systemd's view, and syslog's counts.
-fn clock_section(body: &mut String, state: &Status) {
+fn clock_section(state: &Status) -> Markup {
     let clock = &state.clock;
     let offset = match (clock.offset_seconds, &clock.server) {
         (Some(offset), Some(server)) => format!(
@@ -275,79 +262,54 @@ fn clock_section(body: &mut String, state: &Status) {
         Some(false) => "no",
         None => "unknown",
     };
-    let _ = write!(
-        body,
-        "<h2>Clock</h2><table><tr><th>Offset</th><td{}>{}</td></tr>\
-         <tr><th>Synchronised (systemd)</th><td>{synced}</td></tr>",
-        if clock.offset_exceeded {
-            " class=\"bad\""
-        } else {
-            ""
-        },
-        html_escape(&offset),
-    );
-    for s in &clock.servers {
-        let answer = match (s.offset_seconds, &s.error) {
-            (Some(offset), _) => format!(
-                "{offset:+.3} s, round trip {:.3} s, stratum {}",
-                s.delay_seconds.unwrap_or_default(),
-                s.stratum.unwrap_or_default()
-            ),
-            (None, error) => format!("error: {}", error.as_deref().unwrap_or("?")),
-        };
-        let _ = write!(
-            body,
-            "<tr><th>{}</th><td>{}</td></tr>",
-            html_escape(&s.server),
-            html_escape(&answer)
-        );
+    html! {
+        h2 { "Clock" }
+        table {
+            tr { th { "Offset" } td.bad[clock.offset_exceeded] { (offset) } }
+            tr { th { "Synchronised (systemd)" } td { (synced) } }
+            @for s in &clock.servers {
+                tr {
+                    th { (s.server) }
+                    td {
+                        @match (s.offset_seconds, &s.error) {
+                            (Some(offset), _) => {
+                                (format!(
+                                    "{offset:+.3} s, round trip {:.3} s, stratum {}",
+                                    s.delay_seconds.unwrap_or_default(),
+                                    s.stratum.unwrap_or_default()
+                                ))
+                            }
+                            (None, error) => { "error: " (error.as_deref().unwrap_or("?")) }
+                        }
+                    }
+                }
+            }
+            @if let Some(syslog) = &state.syslog {
+                tr { th { "Syslog" } td { (syslog.target) ": " (syslog.sent) " sent, " (syslog.dropped) " not sent" } }
+            }
+        }
     }
-    if let Some(syslog) = &state.syslog {
-        let _ = write!(
-            body,
-            "<tr><th>Syslog</th><td>{}: {} sent, {} not sent</td></tr>",
-            html_escape(&syslog.target),
-            syslog.sent,
-            syslog.dropped
-        );
-    }
-    body.push_str("</table>");
-}
-
-fn banner(out: &mut String, class: &str, message: &str) {
-    let _ = write!(out, "<p class=\"{class}\">{}</p>", html_escape(message));
 }
 
 /// Requests per minute as an SVG bar chart, oldest minute on the left.
-fn chart(per_minute: &[u64]) -> String {
+fn chart(per_minute: &[u64]) -> Markup {
     const W: usize = 600;
     const H: usize = 120;
     let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
     let bar = W / per_minute.len().max(1);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" role=\"img\" \
-         aria-label=\"requests per minute in the last hour\">",
-        H + 20
-    );
-    for (i, &n) in per_minute.iter().enumerate() {
-        let h = (n as f64 / max as f64 * H as f64).round() as usize;
-        let _ = write!(
-            svg,
-            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"#2a6\"><title>{n} requests</title></rect>",
-            i * bar,
-            H - h,
-            bar.saturating_sub(1).max(1),
-        );
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(W) height=(H + 20) role="img"
+            aria-label="requests per minute in the last hour" {
+            @for (i, &n) in per_minute.iter().enumerate() {
+                @let h = (n as f64 / max as f64 * H as f64).round() as usize;
+                rect x=(i * bar) y=(H - h) width=(bar.saturating_sub(1).max(1)) height=(h) fill="#2a6" {
+                    title { (n) " requests" }
+                }
+            }
+            text x="0" y=(H + 15) font-size="12" { "60 min ago" }
+            text x=(W) y=(H + 15) font-size="12" text-anchor="end" { "now · peak " (max) "/min" }
+        }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"0\" y=\"{}\" font-size=\"12\">60 min ago</text>\
-         <text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">now · peak {max}/min</text></svg>",
-        H + 15,
-        W,
-        H + 15
-    );
-    svg
 }
 
 #[cfg(test)]

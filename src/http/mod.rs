@@ -77,7 +77,7 @@ use crate::http::limits::{LimitSettings, Limits};
 use crate::http::refusals::Refusals;
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
-use crate::site::{Body, Entry, Live, Site, html_escape};
+use crate::site::{Body, Entry, Live, Site};
 
 /// The body type of every response (and of the requests `difusor` itself sends).
 pub(crate) type BoxedBody = BoxBody<Bytes, std::io::Error>;
@@ -790,13 +790,18 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// A small Spanish HTML page, never stored by caches.
 pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<BoxedBody> {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title></head><body><h1>{t}</h1><p>{x}</p></body></html>\n",
-        t = html_escape(title),
-        x = html_escape(text)
-    );
+    let html = maud::html! {
+        (maud::DOCTYPE)
+        html lang="es" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+            }
+            body { h1 { (title) } p { (text) } }
+        }
+    }
+    .into_string();
     let mut res = Response::new(full(html));
     *res.status_mut() = status;
     let h = res.headers_mut();

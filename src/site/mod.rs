@@ -24,7 +24,6 @@ pub(crate) use compress::{Compressor, Job, Variant, Variants};
 pub(crate) use live::{Live, Swap, live};
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -32,6 +31,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::HeaderValue;
 use jiff::{Timestamp, ZonedDateTime};
+use maud::{DOCTYPE, html};
 
 use crate::config::{Config, Invalid, SiteMode, positive};
 use crate::hash::Sha256;
@@ -388,41 +388,46 @@ impl Site {
             .sort_by(|a, b| b.corte_id.cmp(&a.corte_id).then(b.name.cmp(&a.name)));
     }
 
-    /// The Spanish listing of every data package, newest first.
+    /// The Spanish listing of every data package, newest first. Every name is escaped by
+    /// the template and percent-encoded in its link.
     fn downloads_page(&self, newest_stem: &str, newest: &VerifiedPackage) -> String {
-        let mut rows = String::new();
-        for d in &self.downloads {
-            let _ = writeln!(
-                rows,
-                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td><code>{}</code></td></tr>",
-                html_escape(&d.corte_time),
-                url_escape(&d.name),
-                html_escape(&d.name),
-                d.size,
-                d.sha256
-            );
+        html! {
+            (DOCTYPE)
+            html lang="es" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { "Datos abiertos del PREP" }
+                }
+                body {
+                    h1 { "Datos abiertos del PREP" }
+                    p {
+                        "Cada paquete se publica sin cambios, tal como lo entregó el instituto. \
+                         Su huella SHA-256 permite comprobar que el archivo descargado es idéntico."
+                    }
+                    table {
+                        thead { tr { th { "Corte" } th { "Archivo" } th { "Bytes" } th { "SHA-256" } } }
+                        tbody {
+                            @for d in &self.downloads {
+                                tr {
+                                    td { (d.corte_time) }
+                                    td { a href=(url_escape(&d.name)) { (d.name) } }
+                                    td { (d.size) }
+                                    td { code { (d.sha256) } }
+                                }
+                            }
+                        }
+                    }
+                    h2 { "Archivos del corte más reciente" }
+                    ul {
+                        @for m in newest.nested().iter().chain(newest.files()) {
+                            li { a href=(url_escape(&format!("{newest_stem}/{}", m.path))) { (m.path) } }
+                        }
+                    }
+                }
+            }
         }
-        let mut inner = String::new();
-        for m in newest.nested().iter().chain(newest.files()) {
-            let path = format!("{newest_stem}/{}", m.path);
-            let _ = writeln!(
-                inner,
-                "<li><a href=\"{}\">{}</a></li>",
-                url_escape(&path),
-                html_escape(&m.path)
-            );
-        }
-        format!(
-            "<!DOCTYPE html>\n<html lang=\"es\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>Datos abiertos del PREP</title></head><body>\n\
-             <h1>Datos abiertos del PREP</h1>\n\
-             <p>Cada paquete se publica sin cambios, tal como lo entregó el instituto. \
-             Su huella SHA-256 permite comprobar que el archivo descargado es idéntico.</p>\n\
-             <table><thead><tr><th>Corte</th><th>Archivo</th><th>Bytes</th><th>SHA-256</th></tr></thead>\n\
-             <tbody>\n{rows}</tbody></table>\n\
-             <h2>Archivos del corte más reciente</h2>\n<ul>\n{inner}</ul>\n</body></html>\n"
-        )
+        .into_string()
     }
 }
 
@@ -471,22 +476,6 @@ fn content_type(path: &str, bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-/// Escapes text for HTML.
-pub(crate) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Percent-encodes a relative URL path, keeping `/`.
 fn url_escape(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -514,7 +503,6 @@ mod tests {
         );
         assert_eq!(content_type("/a.csv", b"\xe9"), "text/csv");
         assert_eq!(content_type("/x.zip", b""), "application/zip");
-        assert_eq!(html_escape("<a&\"'>"), "&lt;a&amp;&quot;&#39;&gt;");
         assert_eq!(url_escape("a b/c.zip"), "a%20b/c.zip");
     }
 }
