@@ -727,15 +727,6 @@ impl Journal {
         })
     }
 
-    /// Whether what became of the package with this digest is decided: published, older,
-    /// held, rejected or set aside. A package whose processing this machine could not finish
-    /// (`failed`), or that is being processed, is not: its channel delivers it again.
-    pub(crate) fn decided(&self, sha256: Sha256) -> Result<bool> {
-        Ok(self
-            .package(sha256)?
-            .is_some_and(|(_, _, state)| state.is_decided()))
-    }
-
     /// Marks a package as being processed and returns how many times in a row its processing
     /// has begun, this time included: more than one means earlier attempts were interrupted.
     pub(crate) fn begin_processing(&self, sha256: Sha256) -> Result<u32> {

@@ -737,3 +737,89 @@ fn an_index_whose_service_stalls_is_left_at_the_first_stall_not_once_per_package
     }
     server.wait_corte("20270606_2015");
 }
+
+#[test]
+fn a_latest_address_changed_before_its_sidecar_is_not_skipped_for_the_package_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let (p1, p2) = (
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+    );
+    let (b1, b2) = (package("20270606_2000", 1), package("20270606_2015", 2));
+    let put = |path: &str, bytes: Vec<u8>| {
+        institute
+            .state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_owned(), bytes);
+    };
+    put("/prep/ultimo.zip", b1.clone());
+    put(
+        "/prep/ultimo.zip.sha256",
+        corpus::sum_line(&b1, p1).into_bytes(),
+    );
+    let url = institute.url("/prep/ultimo.zip");
+    let server = start_puller(&dir.path().join("data"), &pull_args(&institute, &url, &[]));
+    server.wait_corte("20270606_2000");
+
+    // The institute replaces the package; its sidecar, still naming the corte before, follows
+    // later. The new bytes are read and checked, never skipped for the digest the sidecar
+    // names, and what they are is journaled while the two disagree.
+    let before = institute.seen("/prep/ultimo.zip").len();
+    put("/prep/ultimo.zip", b2.clone());
+    institute.wait_seen("/prep/ultimo.zip", before + 4);
+    let errors = wait_events(&server, "pull-error", 1);
+    assert!(
+        errors[0].to_string().contains("never matched its .sha256"),
+        "{errors:?}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2000"));
+
+    // Once the sidecar names it, the new corte goes live.
+    put(
+        "/prep/ultimo.zip.sha256",
+        corpus::sum_line(&b2, p2).into_bytes(),
+    );
+    server.wait_corte("20270606_2015");
+    assert_eq!(events(&server, "received").len(), 2);
+    assert!(events(&server, "rejected").is_empty());
+}
+
+#[test]
+fn a_new_index_entry_with_a_sidecar_copied_from_another_package_is_downloaded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let (p1, p2) = (
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+    );
+    let (b1, b2) = (package("20270606_2000", 1), package("20270606_2015", 2));
+    institute.publish("/prep/", p1, &b1);
+    let url = institute.url("/prep/");
+    let server = start_puller(&dir.path().join("data"), &pull_args(&institute, &url, &[]));
+    server.wait_corte("20270606_2000");
+
+    // The second corte is listed with the first one's digest as its sidecar.
+    let sidecar = |bytes: &[u8]| sha256_hex(bytes).into_bytes();
+    {
+        let mut s = institute.state.lock().unwrap();
+        s.files.insert(format!("/prep/{p2}"), b2.clone());
+        s.files.insert(format!("/prep/{p2}.sha256"), sidecar(&b1));
+    }
+    institute.wait_seen(&format!("/prep/{p2}"), 2);
+    let errors = wait_events(&server, "pull-error", 1);
+    assert!(errors[0].to_string().contains(p2), "{errors:?}");
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2000"));
+
+    // Mended, it is taken at the next poll.
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert(format!("/prep/{p2}.sha256"), sidecar(&b2));
+    server.wait_corte("20270606_2015");
+    assert!(events(&server, "rejected").is_empty());
+}

@@ -235,7 +235,8 @@ impl Validators {
         }
     }
 
-    fn any(&self) -> bool {
+    /// Whether the answer carried any: a conditional request can then tell a change.
+    pub(super) fn any(&self) -> bool {
         self.etag.is_some() || self.last_modified.is_some()
     }
 }

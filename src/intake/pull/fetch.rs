@@ -15,8 +15,13 @@
 //! - A package whose bytes do not match its `.sha256` is fetched again with a fresh sidecar (it
 //!   may have been replaced while it was being downloaded); one that never matches is not handed
 //!   over, and the attempt fails. A torn download never reaches the publisher.
-//! - A package whose sidecar names a digest the journal holds as decided is not downloaded
-//!   again. One this machine failed to take (a full disk, a journal error; the publisher's
+//! - A package of an index whose sidecar names a digest the journal holds as decided, under
+//!   that same name, is not downloaded again. A sidecar is never taken for the bytes
+//!   otherwise: a new name whose sidecar names a package already received (a copied
+//!   sidecar), or a "latest" address whose answer changed while its sidecar still names the
+//!   package before (the two are not replaced at once), is downloaded and checked against a
+//!   fresh sidecar, and nothing is remembered until they agree.
+//! - One this machine failed to take (a full disk, a journal error; the publisher's
 //!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
 //! - In an index, a package that fails for itself (too large, never matching its sidecar) does
 //!   not hold back the ones after it; a service that stops answering ends the poll at once.
@@ -117,25 +122,30 @@ impl Puller {
 
     /// Downloads a package until its bytes match its sidecar, and hands it to the publisher;
     /// `first` is an answer for the package already in hand; `handed` counts hand-overs.
-    /// Returns the validators of the answer whose bytes were taken (or of `first`, when its
-    /// digest was known already).
+    /// Returns the validators of the answer whose bytes were taken (none when they were not
+    /// downloaded, being held already).
     async fn take(
         &self,
         target: &Target,
         mut first: Option<Response>,
         handed: &mut u64,
     ) -> Result<Validators, PullError> {
+        // A changed answer that carries validators (a "latest" address) is always read: its
+        // validators are kept once it is taken, so a sidecar not yet updated must not stand
+        // in for its bytes, in any attempt.
+        let changed = first
+            .as_ref()
+            .is_some_and(|r| Validators::of(r.headers()).any());
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let sidecar = self.evidence(target.sidecar.as_ref()).await?;
             let (mut name, expected) = target.named_digest(sidecar.as_deref());
             if let Some(digest) = expected
-                && self.known(digest).await
+                && !changed
+                && self.holds(digest, &name).await
             {
                 tracing::debug!(package = %name, "pull: already received");
-                return Ok(first
-                    .map(|r| Validators::of(r.headers()))
-                    .unwrap_or_default());
+                return Ok(Validators::default());
             }
             let response = match first.take() {
                 Some(r) => r,
@@ -176,16 +186,19 @@ impl Puller {
         }))
     }
 
-    /// Whether the journal holds a package with `digest` as decided (read off the async
-    /// threads; a journal that cannot answer means "no", and the package is fetched). One
-    /// this machine failed to take is fetched again.
-    async fn known(&self, digest: Sha256) -> bool {
+    /// Whether the journal holds `digest` as decided under this same `name`, so that a
+    /// package whose sidecar names it need not be downloaded. Read off the async threads; a
+    /// journal that cannot answer means "no", and the package is fetched. One this machine
+    /// failed to take is fetched again.
+    async fn holds(&self, digest: Sha256, name: &PackageName) -> bool {
         let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.decided(digest))
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || journal.package(digest))
             .await
             .ok()
             .and_then(Result::ok)
-            .unwrap_or(false)
+            .flatten()
+            .is_some_and(|(known, _, state)| known == name && state.is_decided())
     }
 
     /// Gives a download to the publisher and waits for what became of it.
