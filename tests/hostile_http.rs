@@ -755,3 +755,41 @@ fn an_http1_request_must_name_one_valid_host() {
     let out = curl(&server.url("/"), &["--http2-prior-knowledge"]);
     assert_eq!(out.status, 200);
 }
+
+#[test]
+fn header_bytes_that_are_not_utf8_are_logged_as_they_came_never_merged() {
+    let (_dir, server) = serving(&[], &[]);
+    // Two agents and two referers that a lossy decoding would write alike.
+    for (agent, referer) in [
+        (&b"bot\xff\xfe"[..], &b"http://a.example/\xc3("[..]),
+        (&b"bot\xfe\xff"[..], &b"http://a.example/\xe2\x28\xa1"[..]),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let mut request = b"GET / HTTP/1.1\r\nHost: prep.example\r\nUser-Agent: ".to_vec();
+        request.extend_from_slice(agent);
+        request.extend_from_slice(b"\r\nReferer: ");
+        request.extend_from_slice(referer);
+        request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        s.write_all(&request).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+    }
+    let log = server.data.join("bitacoras").join("access.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        text.contains(r#""http://a.example/\xC3(" "bot\xFF\xFE""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""http://a.example/\xE2(\xA1" "bot\xFE\xFF""#),
+        "{text}"
+    );
+}

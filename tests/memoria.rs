@@ -1618,3 +1618,52 @@ fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
         Some("observaciones.csv, líneas 2 a 3")
     );
 }
+
+#[test]
+fn a_host_named_by_the_client_never_reaches_the_report_as_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    let from = Timestamp::now() - 1.second();
+    let server = Server::start(&data, &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+
+    // HTTP/2 carries the scheme and host in every request; HTTP/1.1 may name them in the
+    // request line. Either is logged, and counted, as the path it asks for.
+    for _ in 0..2 {
+        let r = curl(
+            &server.url("/"),
+            &["--http2-prior-knowledge", "-A", WINDOWS],
+        );
+        assert_eq!(r.status, 200);
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        s,
+        "GET http://www.fraude-electoral.example/ HTTP/1.1\r\n\
+         Host: www.fraude-electoral.example\r\nUser-Agent: {WINDOWS}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    wait_logged(&logs, 3);
+    for line in std::fs::read_to_string(logs.join("access.log"))
+        .unwrap()
+        .lines()
+    {
+        assert!(line.contains("\"GET / HTTP/"), "{line}");
+    }
+
+    let to = Timestamp::now() + 1.second();
+    let out = dir.path().join("memoria");
+    let (from, to) = (from.to_string(), to.to_string());
+    assert_success(&memoria(&data, &out, &["--from", &from, "--to", &to]));
+    let m = report(&out);
+    assert_eq!(m["top_pages"], counts(["/"; 3]), "{:#}", m["top_pages"]);
+}

@@ -59,10 +59,11 @@ pub(crate) struct Record {
     pub(crate) status: u16,
     /// Body bytes sent (Content-Length of the response).
     pub(crate) bytes: u64,
-    /// Referer header.
-    pub(crate) referer: Option<String>,
-    /// User-Agent header.
-    pub(crate) user_agent: Option<String>,
+    /// Referer header, its bytes as received (any byte outside printable ASCII is logged as
+    /// `\xHH`, so two different headers never give the same line).
+    pub(crate) referer: Option<Vec<u8>>,
+    /// User-Agent header, its bytes as received.
+    pub(crate) user_agent: Option<Vec<u8>>,
     /// Time to build the response.
     pub(crate) elapsed: Duration,
     /// Corte served, if any (the response's `X-PREP-Corte`, shared with the site).
@@ -279,9 +280,9 @@ fn format_line(r: &Record, format: LogFormat, tz: &TimeZone, stamp: &mut Stamp, 
     let _ = write!(out, "{} - - [{}] \"", r.client, stamp.of(r.at, tz));
     escape(&r.request, out);
     let _ = write!(out, "\" {} {} \"", r.status, r.bytes);
-    escape(r.referer.as_deref().unwrap_or("-"), out);
+    escape_bytes(r.referer.as_deref().unwrap_or(b"-"), out);
     out.extend_from_slice(b"\" \"");
-    escape(r.user_agent.as_deref().unwrap_or("-"), out);
+    escape_bytes(r.user_agent.as_deref().unwrap_or(b"-"), out);
     out.push(b'"');
     if format == LogFormat::Extended {
         let _ = write!(out, " {:.3} ", r.elapsed.as_secs_f64());
@@ -330,7 +331,7 @@ mod tests {
             status: 200,
             bytes: 527,
             referer: None,
-            user_agent: Some("Mozilla/5.0 (ñ)".to_owned()),
+            user_agent: Some("Mozilla/5.0 (ñ)".as_bytes().to_vec()),
             elapsed: Duration::from_micros(1500),
             corte: Some(HeaderValue::from_static("20240602_2015")),
             encoding: Coding::Identity,

@@ -474,11 +474,7 @@ pub(crate) async fn handle(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    let text = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+    let text = |name: header::HeaderName| req.headers().get(name).map(|v| v.as_bytes().to_vec());
     let bytes = if req.method() == Method::HEAD {
         0
     } else {
@@ -501,10 +497,17 @@ pub(crate) async fn handle(
     public
         .metrics
         .observe(res.status().as_u16(), coding, bytes, elapsed);
-    let mut request = String::with_capacity(req.uri().path().len() + 24);
+    // The target as an origin-form request names it (`/path?query`), whatever form it came
+    // in: HTTP/2 and an absolute-form HTTP/1.1 request carry a scheme and a host of the
+    // client's choosing, which must not reach the log's statistics as a page.
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned());
+    let mut request = String::with_capacity(target.len() + 24);
     let _ = std::fmt::Write::write_fmt(
         &mut request,
-        format_args!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        format_args!("{} {target} {:?}", req.method(), req.version()),
     );
     public.access_log.log(Record {
         client,

@@ -120,18 +120,38 @@ fn word(text: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Method, path (query string cut) and protocol of a request line; a line that is not
-/// `METHOD TARGET PROTOCOL` is all path.
+/// `METHOD TARGET PROTOCOL` is all path. An absolute-form target (`http://host/path`, as
+/// other servers log HTTP/1.1 requests sent to a proxy) is read as its path: the host is the
+/// client's to choose.
 fn request_parts(request: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut parts = request.splitn(3, |&b| b == b' ');
     let (Some(method), Some(target), Some(protocol)) = (parts.next(), parts.next(), parts.next())
     else {
         return (b"", request, b"");
     };
+    let target = origin_form(target);
     let path = match memchr(b'?', target) {
         Some(at) => &target[..at],
         None => target,
     };
     (method, path, protocol)
+}
+
+/// The path and query of an absolute-form target (`/` when it names none); any other
+/// target as it is.
+fn origin_form(target: &[u8]) -> &[u8] {
+    let after_scheme = [&b"http://"[..], b"https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    });
+    match after_scheme {
+        None => target,
+        Some(rest) => match memchr::memchr2(b'/', b'?', rest) {
+            Some(at) if rest[at] == b'/' => &rest[at..],
+            _ => b"/",
+        },
+    }
 }
 
 fn present(field: &[u8]) -> Option<&[u8]> {
@@ -203,6 +223,27 @@ mod tests {
         assert_eq!(apache.path, br#"/\"q\""#);
         assert_eq!(apache.referer, None);
         assert_eq!(apache.agent, Some(&br#"say \"hi\""#[..]));
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_read_as_its_path() {
+        let path = |target: &str| {
+            let line = format!(
+                "203.0.113.7 - - [02/Jun/2024:20:15:00 -0600] \"GET {target} HTTP/2.0\" 200 1 \"-\" \"-\""
+            );
+            String::from_utf8(parse(line.as_bytes()).unwrap().path.to_vec()).unwrap()
+        };
+        assert_eq!(
+            path("http://www.fraude.example/datos/a.zip"),
+            "/datos/a.zip"
+        );
+        assert_eq!(
+            path("HTTPS://prep.mx:443/json/main.json?x=1"),
+            "/json/main.json"
+        );
+        assert_eq!(path("https://prep.mx"), "/");
+        assert_eq!(path("https://prep.mx?a=/b"), "/");
+        assert_eq!(path("/http://x/y"), "/http://x/y");
     }
 
     #[test]
