@@ -965,3 +965,76 @@ fn an_upload_this_server_fails_to_keep_is_a_server_error_not_a_rejection() {
     assert!(out.status.success(), "{}", text(&out));
     s.server.wait_corte("20240602_2000");
 }
+
+/// Accepts any host key: the raw client below talks only to the server of its test.
+struct AnyHost;
+
+impl russh::client::Handler for AnyHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// Opens `name` over SFTP and writes one byte at offset `at`, then `PK\x03\x04` at 0, as no
+/// ordinary client does (OpenSSH's `sftp` cannot): what the server answered the writes.
+fn sparse_upload(s: &Sftp, name: &str, at: u64) -> std::io::Result<()> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let key = russh::keys::load_secret_key(&s.key, None).unwrap();
+        let config = std::sync::Arc::new(russh::client::Config::default());
+        let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
+            .await
+            .unwrap();
+        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
+        let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
+        assert!(auth.success());
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
+            .await
+            .unwrap();
+        let mut file = sftp.create(name).await.unwrap();
+        file.seek(std::io::SeekFrom::Start(at)).await?;
+        file.write_all(b"x").await?;
+        file.flush().await?;
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        file.write_all(b"PK\x03\x04").await?;
+        file.shutdown().await
+    })
+}
+
+#[test]
+fn a_write_far_past_the_end_is_charged_for_the_file_it_grows_not_the_bytes_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-max-session-bytes", "1MiB"]);
+    let data = s.server.data.clone();
+    let before = tree(&data);
+
+    // One byte sent 200 MiB into the file: refused, as 200 MiB written would be.
+    let written = sparse_upload(&s, "20240602_2000_PREP.zip", 200 << 20);
+    assert!(written.is_err(), "a 200 MiB hole was accepted");
+    let refusals = refusals_with(&s.server, "sftp_max_session_bytes");
+    assert!(refusals.contains("20240602_2000_PREP.zip"), "{refusals}");
+    // Nothing of it kept, rejected or set aside.
+    let after: Vec<String> = tree(&data)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !p.starts_with("journal"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+
+    // Within the limit a hole is still a file (writes may arrive out of order): handed over,
+    // and rejected for what it holds, which the close tells the client.
+    let closed = sparse_upload(&s, "20240602_2015_PREP.zip", 1000).unwrap_err();
+    assert!(closed.to_string().contains("rejected"), "{closed}");
+    s.server
+        .wait_status("the rejection", |st| st["counts"]["rejected"] == 1);
+}

@@ -16,7 +16,10 @@
 //! - Nothing can be read back (files open only for writing), and nothing handed over can be
 //!   deleted or renamed; a session may remove only its own upload still in progress.
 //! - A file over `max_package_bytes`, or a session over `sftp_max_session_bytes`, fails at
-//!   the write that passes the limit; the partial file is discarded, never handed over.
+//!   the write that passes the limit; the partial file is discarded, never handed over. A
+//!   write is charged to the session for the bytes it sends or for how far it grows its
+//!   file, whichever is more, so a write far past the end (a hole) costs what it will take
+//!   on disk.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -396,12 +399,16 @@ impl russh_sftp::server::Handler for SftpHandler {
         let Some(OpenHandle::File { name, upload }) = self.handles.get_mut(&handle) else {
             return Err(deny(StatusCode::Failure, "no such open file"));
         };
+        // The session pays for what a write sends, or for how far it grows the file if that
+        // is more: a write far past the end leaves a hole that the archive's copy fills with
+        // zeros on disk, so a few bytes sent must not buy hundreds of megabytes stored.
+        let charge = len.max(end.saturating_sub(upload.len()));
         let over = if end > limit {
             Some(format!(
                 "refused: {name} is larger than the limit of {limit} bytes (max_package_bytes); \
                  nothing of it is kept"
             ))
-        } else if self.session_bytes.saturating_add(len) > session_limit {
+        } else if self.session_bytes.saturating_add(charge) > session_limit {
             Some(format!(
                 "refused: this session passed its limit of {session_limit} bytes \
                  (sftp_max_session_bytes); nothing of {name} is kept"
@@ -419,7 +426,7 @@ impl russh_sftp::server::Handler for SftpHandler {
             self.handles.remove(&handle);
             return Err(cannot_store());
         }
-        self.session_bytes += len;
+        self.session_bytes += charge;
         with_stats(&self.stats, |s| s.bytes += len);
         Ok(ok_status(id, "Ok"))
     }
