@@ -5,9 +5,10 @@
 //! a target stops answering and comes back.
 
 use std::io::BufRead;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -981,4 +982,117 @@ fn watch_stops_with_0_on_ctrl_c_while_a_period_waits_on_a_silent_server() {
     );
     let status = status.unwrap();
     assert_eq!(status.code(), Some(0), "Ctrl-C stops with 0, not {status}");
+}
+
+/// A TLS server on loopback presenting `chain` (and `key`) to every client, which does
+/// nothing but shake hands; its port.
+fn tls_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> u16 {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut tcp) = stream else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut tls) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                while tls.is_handshaking() && tls.complete_io(&mut tcp).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_certificates_hostile_names_reach_the_terminal_and_the_log_escaped_never_raw() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    // A private authority the checker is told to trust, and a certificate it issued whose
+    // names set the terminal's title and clear its screen.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Autoridad privada");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![
+        "x\u{1b}]0;PWNED\u{7}.example".to_owned(),
+        "y\u{1b}[2J.example".to_owned(),
+    ])
+    .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "evil\u{1b}[31m");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let port = tls_server(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    );
+    let url = format!("https://127.0.0.1:{port}/");
+    let raw = |text: &str| text.chars().any(|c| c.is_control() && c != '\n');
+
+    // One check, as the operator reads it on a terminal.
+    let checked = check(&[
+        &url,
+        "--package",
+        package.to_str().unwrap(),
+        "--pull-ca",
+        ca_pem.to_str().unwrap(),
+    ]);
+    checked.expect_exit(2);
+    checked.verdict_is("no se pudo verificar");
+    for text in [&checked.stdout, &checked.stderr] {
+        assert!(!raw(text), "a control character printed raw: {text:?}");
+    }
+    assert!(
+        checked.stdout.contains("x\\u{1b}]0;PWNED\\u{7}.example")
+            && checked.stdout.contains("y\\u{1b}[2J.example"),
+        "the names are shown, their escapes visible: {}",
+        checked.stdout
+    );
+
+    // A watch: its line on stdout and its row in the observation log.
+    let log = dir.path().join("observaciones.csv");
+    let watched = check(&[
+        &url,
+        "--watch",
+        "--every",
+        "1s",
+        "--periods",
+        "1",
+        "--package",
+        package.to_str().unwrap(),
+        "--pull-ca",
+        ca_pem.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    watched.expect_exit(2);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for text in [&watched.stdout, &watched.stderr, &logged] {
+        assert!(!raw(text), "a control character printed raw: {text:?}");
+    }
+    assert!(
+        watched.stdout.contains("x\\u{1b}]0;PWNED\\u{7}.example"),
+        "{}",
+        watched.stdout
+    );
+    assert!(logged.contains("y\\u{1b}[2J.example"), "{logged}");
 }
