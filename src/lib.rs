@@ -37,6 +37,7 @@ mod journal;
 mod memoria;
 mod metrics;
 mod package;
+mod peer_text;
 mod prep;
 mod publisher;
 mod purge;

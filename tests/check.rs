@@ -4,10 +4,11 @@
 //! the simulator's site laid corte over corte, and watch mode with its observation log while
 //! a target stops answering and comes back.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read as _, Write as _};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -699,6 +700,29 @@ impl Watching {
         None
     }
 
+    /// Reads every line, each with when it came, until it exits; its exit status, or `None`
+    /// when it is still running `within` from now.
+    fn finish(
+        &mut self,
+        within: Duration,
+    ) -> Option<(std::process::ExitStatus, Vec<(Instant, String)>)> {
+        let deadline = Instant::now() + within;
+        let mut timed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    timed.push((Instant::now(), line));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some((self.child.wait().unwrap(), timed));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            }
+        }
+    }
+
     /// Kills it at once (SIGKILL).
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -981,4 +1005,302 @@ fn watch_stops_with_0_on_ctrl_c_while_a_period_waits_on_a_silent_server() {
     );
     let status = status.unwrap();
     assert_eq!(status.code(), Some(0), "Ctrl-C stops with 0, not {status}");
+}
+
+/// A web server on loopback serving the files of the site package `package` as difusor does
+/// for corte `corte` (`X-PREP-Corte` on every answer, `Cache-Control` of `main.json`), each
+/// answer `delay` after its request; its address.
+fn site_server(dir: &Path, package: &[u8], corte: &str, delay: Duration) -> String {
+    let root = unpacked(dir, package);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let corte = corte.to_owned();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (root, corte) = (root.clone(), corte.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65_536 {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.trim_start_matches('/');
+                std::thread::sleep(delay);
+                let body = (!path.contains("..")).then(|| std::fs::read(root.join(path)).ok());
+                let (status, body) = match body.flatten() {
+                    Some(bytes) => ("200 OK", bytes),
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-PREP-Corte: {corte}\r\n\
+                     Cache-Control: {MAIN_CACHE_CONTROL}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    url
+}
+
+/// The time a watch line begins with.
+fn line_time(line: &str) -> jiff::Timestamp {
+    let at = line.split_whitespace().next().unwrap_or_default();
+    at.parse()
+        .unwrap_or_else(|e| panic!("a line begins with its time ({e}): {line}"))
+}
+
+#[test]
+fn watch_keeps_each_targets_periods_on_time_beside_a_server_that_answers_slowly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    // Both serve the package; `lento` answers every request after 5 s, within the checker's
+    // 10 s per request, so each of its files alone is in time but the six of them take 30 s.
+    let rapido = site_server(dir.path(), &bytes, LATEST, Duration::ZERO);
+    let lento = site_server(dir.path(), &bytes, LATEST, Duration::from_secs(5));
+    let targets = dir.path().join("objetivos.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"rapido\"\nurl = \"{rapido}\"\n\n\
+             [[target]]\nname = \"lento\"\nurl = \"{lento}\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("observaciones.csv");
+    let started = Instant::now();
+    let mut watching = Watching::start(
+        &[
+            "--watch",
+            "--every",
+            "2s",
+            "--periods",
+            "4",
+            "--concurrency",
+            "1",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--package",
+            package.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        dir.path().join("stderr.log"),
+    );
+    // Four periods of 2 s: about 8 s. Waiting on `lento` would take 30 s for the first alone.
+    let finished = watching.finish(Duration::from_secs(22));
+    let Some((status, lines)) = finished else {
+        panic!(
+            "4 periods of 2 s not done in 22 s: the slow target holds the periods up; lines: \
+             {:#?}",
+            watching.seen
+        );
+    };
+    assert!(started.elapsed() < Duration::from_secs(22));
+    // `lento` fails its last period without an answer in time: status 2, as any unchecked.
+    assert_eq!(status.code(), Some(2), "{:#?}", watching.seen);
+
+    let of = |head: &str| -> Vec<&(Instant, String)> {
+        lines.iter().filter(|(_, l)| l.contains(head)).collect()
+    };
+    let fast = of("  rapido  ");
+    assert_eq!(fast.len(), 4, "one line per period: {lines:#?}");
+    for (_, line) in &fast {
+        assert!(
+            line.contains(&format!("  rapido  ok  corte {LATEST}  6 iguales")),
+            "{line}"
+        );
+    }
+    // Its periods begin every 2 s (times to the second), and its lines come as each ends.
+    for pair in fast.windows(2) {
+        let gap = line_time(&pair[1].1).duration_since(line_time(&pair[0].1));
+        assert!(
+            (1..=4).contains(&gap.as_secs()),
+            "periods 2 s apart: {gap:?}: {fast:#?}"
+        );
+    }
+    let span = fast[3].0.duration_since(fast[0].0);
+    assert!(
+        span < Duration::from_secs(12),
+        "4 periods of 2 s printed over {span:?}: {fast:#?}"
+    );
+
+    // `lento` fails each period on time for want of answers by the period's end, and is to be
+    // suspended at its third, printed with that period.
+    let slow = of("  lento  falla (");
+    assert_eq!(slow.len(), 4, "{lines:#?}");
+    for (n, (_, line)) in slow.iter().enumerate() {
+        let periods = if n == 0 {
+            "periodo consecutivo"
+        } else {
+            "periodos consecutivos"
+        };
+        assert!(
+            line.contains(&format!("falla ({} {periods})", n + 1)),
+            "{line}"
+        );
+        assert!(line.contains("no terminó en el plazo de 2 s"), "{line}");
+    }
+    let suspended = of("  lento  suspender: 3 periodos consecutivos");
+    assert_eq!(suspended.len(), 1, "{lines:#?}");
+    assert!(
+        suspended[0].0.duration_since(fast[0].0) < Duration::from_secs(10),
+        "the suspension comes with the third period: {lines:#?}"
+    );
+    assert!(
+        line_time(&suspended[0].1) == line_time(&slow[2].1),
+        "{lines:#?}"
+    );
+
+    let mut reader = csv::Reader::from_path(&log).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let at = |name: &str| LOG_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let of_target = |name: &str| -> Vec<&csv::StringRecord> {
+        rows.iter().filter(|r| &r[at("target")] == name).collect()
+    };
+    let fast_rows = of_target("rapido");
+    assert_eq!(fast_rows.len(), 4, "{rows:#?}");
+    assert!(
+        fast_rows.iter().all(|r| &r[at("result")] == "ok"),
+        "{rows:#?}"
+    );
+    let slow_rows = of_target("lento");
+    assert_eq!(slow_rows.len(), 4, "{rows:#?}");
+    for (n, row) in slow_rows.iter().enumerate() {
+        assert_eq!(&row[at("result")], "unchecked", "{row:?}");
+        assert_eq!(
+            row[at("consecutive_failures")],
+            (n + 1).to_string(),
+            "{row:?}"
+        );
+        assert_eq!(
+            &row[at("event")],
+            if n == 2 { "suspender" } else { "" },
+            "{row:?}"
+        );
+        assert!(
+            row[at("detail")].contains("no terminó en el plazo"),
+            "{row:?}"
+        );
+    }
+}
+
+/// A TLS server on loopback presenting `chain` (and `key`) to every client, which does
+/// nothing but shake hands; its port.
+fn tls_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> u16 {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut tcp) = stream else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut tls) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                while tls.is_handshaking() && tls.complete_io(&mut tcp).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_certificates_hostile_names_reach_the_terminal_and_the_log_escaped_never_raw() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    // A private authority the checker is told to trust, and a certificate it issued whose
+    // names set the terminal's title and clear its screen.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Autoridad privada");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![
+        "x\u{1b}]0;PWNED\u{7}.example".to_owned(),
+        "y\u{1b}[2J.example".to_owned(),
+    ])
+    .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "evil\u{1b}[31m");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let port = tls_server(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    );
+    let url = format!("https://127.0.0.1:{port}/");
+    let raw = |text: &str| text.chars().any(|c| c.is_control() && c != '\n');
+
+    // One check, as the operator reads it on a terminal.
+    let checked = check(&[
+        &url,
+        "--package",
+        package.to_str().unwrap(),
+        "--pull-ca",
+        ca_pem.to_str().unwrap(),
+    ]);
+    checked.expect_exit(2);
+    checked.verdict_is("no se pudo verificar");
+    for text in [&checked.stdout, &checked.stderr] {
+        assert!(!raw(text), "a control character printed raw: {text:?}");
+    }
+    assert!(
+        checked.stdout.contains("x\\u{1b}]0;PWNED\\u{7}.example")
+            && checked.stdout.contains("y\\u{1b}[2J.example"),
+        "the names are shown, their escapes visible: {}",
+        checked.stdout
+    );
+
+    // A watch: its line on stdout and its row in the observation log.
+    let log = dir.path().join("observaciones.csv");
+    let watched = check(&[
+        &url,
+        "--watch",
+        "--every",
+        "1s",
+        "--periods",
+        "1",
+        "--package",
+        package.to_str().unwrap(),
+        "--pull-ca",
+        ca_pem.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    watched.expect_exit(2);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for text in [&watched.stdout, &watched.stderr, &logged] {
+        assert!(!raw(text), "a control character printed raw: {text:?}");
+    }
+    assert!(
+        watched.stdout.contains("x\\u{1b}]0;PWNED\\u{7}.example"),
+        "{}",
+        watched.stdout
+    );
+    assert!(logged.contains("y\\u{1b}[2J.example"), "{logged}");
 }

@@ -14,6 +14,8 @@
 //!   overlay mode would serve it; data packages in a folder are not expected.
 //! - An address is read to `max_package_bytes` (the index to its own limit), within the
 //!   check's timeout per request; the bearer token of `pull_token_file` goes only there.
+//! - A failed request is told through [`pull::transport_reason`]: what the server controls
+//!   in it (its certificate's names) is shown with its control characters made visible.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -383,11 +385,10 @@ async fn get(
     limit: u64,
     what: &'static str,
 ) -> Result<Vec<u8>> {
-    let response = client
-        .get(url.clone())
-        .send()
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?;
+    let response = client.get(url.clone()).send().await.map_err(|e| {
+        let why = pull::transport_reason(&e, "no answer within the timeout");
+        anyhow::anyhow!("cannot fetch {url}: {why}")
+    })?;
     if !response.status().is_success() {
         bail!("{url} answered {}", response.status());
     }

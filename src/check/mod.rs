@@ -100,6 +100,11 @@ pub(crate) struct Options {
     /// The servers to check (TOML: `[[target]]` with name, url and optional headers).
     #[arg(long, value_name = "FILE")]
     pub(crate) targets: Option<PathBuf>,
+    /// In --watch, longest each target's check may take in a period, from the period's start
+    /// (default and most: --every). Files not answered by then count as unanswered and fail
+    /// the period for that target; no server can delay the others' periods.
+    #[arg(long, value_name = "DURATION", requires = "watch")]
+    pub(crate) period_timeout: Option<jiff::SignedDuration>,
     /// Observation log of --watch (CSV, appended).
     #[arg(
         long,
@@ -190,8 +195,20 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
             .transpose()?,
     };
     if options.watch {
+        let every = positive("--every", options.every)?;
+        let period_timeout = match options.period_timeout {
+            Some(d) => positive("--period-timeout", d)?,
+            None => every,
+        };
+        if period_timeout > every {
+            bail!(
+                "--period-timeout must not be longer than --every: a target's check ends before \
+                 the next period begins"
+            );
+        }
         let plan = watch::Plan {
-            every: positive("--every", options.every)?,
+            every,
+            period_timeout,
             periods: options.periods,
             fail_after: options.fail_after,
             grace: options.grace.unsigned_abs(),
@@ -201,7 +218,7 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
         return watch::run(&checker, &mut loader, &targets, &plan).await;
     }
     let expected = loader.load().await?;
-    let reports = watch::check_all(&checker, &expected, &targets).await;
+    let reports = watch::check_all(&checker, &expected, &targets, None).await;
     let mut worst = report::Verdict::Ok;
     for r in &reports {
         worst = worst.worst(r.result);

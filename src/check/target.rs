@@ -8,7 +8,11 @@
 //!   once decoded; under `--embargo` such a file is a `leak`, and every other answer passes.
 //! - Addresses are built by segments from the package's member paths (each percent-encoded),
 //!   so a member name cannot point a request outside the site's address.
+//! - Given a deadline, the check ends by it whatever the server does: a request not answered
+//!   by then is abandoned, none is started after it, and each file left without an answer is
+//!   an error, with a finding that says the check did not end in time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName};
+use tokio::time::Instant;
 
 use super::expected::{Expected, File};
 use super::fetch::{Answer, Fetcher};
@@ -68,6 +73,15 @@ impl HeaderRule {
     }
 }
 
+/// When a check must end, and how to say it when it did not.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadline {
+    /// The instant.
+    pub(super) at: Instant,
+    /// How long the check had (for the finding).
+    pub(super) allowed: Duration,
+}
+
 /// How every server is checked.
 pub(super) struct Checker {
     /// The HTTP client.
@@ -89,8 +103,13 @@ pub(super) struct Checker {
 }
 
 impl Checker {
-    /// Checks `target` against `expected`.
-    pub(super) async fn check(&self, target: &Target, expected: &Expected) -> Report {
+    /// Checks `target` against `expected`, ending by `deadline` when one is given.
+    pub(super) async fn check(
+        &self,
+        target: &Target,
+        expected: &Expected,
+        deadline: Option<Deadline>,
+    ) -> Report {
         let started = Timestamp::now();
         let mut report = Report::new(
             &target.name,
@@ -105,20 +124,27 @@ impl Checker {
             .unwrap_or_else(|| expected.corte.clone());
         report.expected_corte = Some(expected_corte.clone());
         if target.url.scheme() == "https" {
-            match super::tls::probe(&target.url, self.tls.clone(), self.timeout).await {
-                Ok(info) => report.tls = Some(info),
-                Err(why) => return report.unchecked(format!("TLS: {why}")),
+            let probe = super::tls::probe(&target.url, self.tls.clone(), self.timeout);
+            match by(deadline, probe).await {
+                Some(Ok(info)) => report.tls = Some(info),
+                Some(Err(why)) => return report.unchecked(format!("TLS: {why}")),
+                None => {
+                    let files = expected.files.len();
+                    return report.unchecked(late(deadline, files, files));
+                }
             }
         }
         let main_file = expected.file(&self.main_path);
         let main = self
-            .fetcher
             .get(
                 &address(&target.url, &self.main_path),
                 main_file.map_or(MAX_UNKNOWN_MAIN, |f| f.bytes.len() as u64),
+                deadline,
             )
             .await;
-        let judged = self.fetch_all(target, expected).await;
+        let main_late = main.as_ref().is_err_and(Unanswered::is_late);
+        let main = main.map_err(|e| e.to_string());
+        let judged = self.fetch_all(target, expected, deadline).await;
         let mut seen = Vec::new();
         for (file, judged) in expected.files.iter().zip(judged) {
             match judged {
@@ -128,6 +154,17 @@ impl Checker {
                 }
                 None => report.files.push(judge(file, &main, self.embargo)),
             }
+        }
+        let unanswered = report.files.iter().filter(|f| f.error.is_some()).count();
+        let cut = main_late
+            || report
+                .files
+                .iter()
+                .any(|f| f.error.as_deref() == Some(LATE_FILE));
+        if cut {
+            report
+                .findings
+                .push(late(deadline, unanswered, report.files.len()));
         }
         let main_ok = main.as_ref().ok().filter(|a| a.status == 200);
         let main_seen = main.as_ref().ok().map(Seen::of);
@@ -184,6 +221,7 @@ impl Checker {
         &self,
         target: &Target,
         expected: &Expected,
+        deadline: Option<Deadline>,
     ) -> Vec<Option<(FileReport, Option<Seen>)>> {
         stream::iter(&expected.files)
             .map(|file| async move {
@@ -191,7 +229,10 @@ impl Checker {
                     return None;
                 }
                 let url = address(&target.url, &file.path);
-                let answer = self.fetcher.get(&url, file.bytes.len() as u64).await;
+                let answer = self
+                    .get(&url, file.bytes.len() as u64, deadline)
+                    .await
+                    .map_err(|e| e.to_string());
                 let seen = answer.as_ref().ok().map(Seen::of);
                 Some((judge(file, &answer, self.embargo), seen))
             })
@@ -199,6 +240,68 @@ impl Checker {
             .collect()
             .await
     }
+
+    /// One GET by the deadline: none is sent once it has passed, and one not answered by it
+    /// is abandoned.
+    async fn get(
+        &self,
+        url: &Url,
+        expected: u64,
+        deadline: Option<Deadline>,
+    ) -> Result<Answer, Unanswered> {
+        match by(deadline, self.fetcher.get(url, expected)).await {
+            Some(answer) => answer.map_err(Unanswered::Failed),
+            None => Err(Unanswered::Late),
+        }
+    }
+}
+
+/// Why a request has no answer.
+enum Unanswered {
+    /// The transport's reason, in words.
+    Failed(String),
+    /// The check's deadline came first.
+    Late,
+}
+
+impl Unanswered {
+    fn is_late(&self) -> bool {
+        matches!(self, Self::Late)
+    }
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(why) => f.write_str(why),
+            Self::Late => f.write_str(LATE_FILE),
+        }
+    }
+}
+
+/// A file's error when the check's deadline came before its answer.
+const LATE_FILE: &str = "no llegó antes del plazo del periodo";
+
+/// `work` if it ends by `deadline` (`None` when it did not, or the deadline had passed before
+/// it began, and then it is never started).
+async fn by<F: Future>(deadline: Option<Deadline>, work: F) -> Option<F::Output> {
+    let Some(deadline) = deadline else {
+        return Some(work.await);
+    };
+    if Instant::now() >= deadline.at {
+        return None;
+    }
+    tokio::time::timeout_at(deadline.at, work).await.ok()
+}
+
+/// The finding of a check cut by its deadline, `unanswered` of `files` left without answer.
+fn late(deadline: Option<Deadline>, unanswered: usize, files: usize) -> String {
+    let allowed = deadline.map_or(Duration::ZERO, |d| d.allowed);
+    format!(
+        "la verificación no terminó en el plazo de {} s de un periodo (--period-timeout): \
+         {unanswered} de {files} archivos sin respuesta a tiempo",
+        allowed.as_secs_f64()
+    )
 }
 
 /// What an answer says besides its body: the corte it names and its HTTP version.

@@ -6,6 +6,8 @@
 //!   authorities plus `pull_ca`); a handshake that fails says why, and the check of that
 //!   server stops there (exit 2).
 //! - The handshake is bounded by the check's timeout and sends nothing after it.
+//! - What the server controls in a failure (its certificate's names) is shown through
+//!   [`PeerText`]: no control character of it reaches the operator's terminal or the log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,8 @@ use jiff::Timestamp;
 use reqwest::Url;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
+
+use crate::peer_text::PeerText;
 
 /// What the handshake showed.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +51,12 @@ pub(super) async fn probe(
         tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("the TLS handshake with {host}:{port} failed: {e}"))
+            .map_err(|e| {
+                format!(
+                    "the TLS handshake with {host}:{port} failed: {}",
+                    PeerText(e)
+                )
+            })
     };
     let stream = tokio::time::timeout(timeout, handshake)
         .await
@@ -66,7 +75,7 @@ pub(super) async fn probe(
         .and_then(|chain| chain.first())
         .ok_or("the server sent no certificate")?;
     let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|e| format!("the server's certificate cannot be read: {e}"))?;
+        .map_err(|e| format!("the server's certificate cannot be read: {}", PeerText(e)))?;
     let not_after = Timestamp::from_second(certificate.validity().not_after.timestamp())
         .map_err(|e| format!("the certificate's end of validity is out of range: {e}"))?;
     let days_left = not_after.duration_since(Timestamp::now()).as_secs() / 86_400;

@@ -6,6 +6,12 @@
 //! - Ctrl-C or SIGTERM stops it at once with status 0, in a period or between two.
 //! - One line per target per period on stdout (a JSON object with `--json`), in the order of
 //!   the targets file, printed as each period ends.
+//! - Periods keep their time whatever the targets do: each target's check of a period ends
+//!   by `--period-timeout` after the period began (`--every` unless set shorter), and what it
+//!   had not checked by then fails that period for that target, with a finding that says so.
+//!   A slow or hostile server delays no other target's line, verdict or suspension, nor the
+//!   next period. Targets are checked [`PARALLEL_TARGETS`] at a time, each taken up as soon
+//!   as a place is free.
 //! - A target that serves the corte before the latest one is `pending`, not failing, for
 //!   `--grace` after the latest package arrived (R4.6 gives a minute); after that it is
 //!   stale. An unreachable target fails its period.
@@ -26,7 +32,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::expected::{Expected, Loader};
 use super::log::Log;
 use super::report::{Report, Verdict};
-use super::target::{Checker, Target, rfc3339};
+use super::target::{Checker, Deadline, Target, rfc3339};
 
 /// Most targets checked at once.
 const PARALLEL_TARGETS: usize = 8;
@@ -35,6 +41,9 @@ const PARALLEL_TARGETS: usize = 8;
 pub(super) struct Plan {
     /// Time between periods.
     pub(super) every: Duration,
+    /// Longest a target's check may take in one period, from the period's start (at most
+    /// `every`).
+    pub(super) period_timeout: Duration,
     /// Stop after this many periods.
     pub(super) periods: Option<u64>,
     /// Consecutive failed periods that suspend a target.
@@ -106,10 +115,15 @@ pub(super) async fn run(
     let mut done = 0u64;
     loop {
         let watched = async {
-            ticks.tick().await;
+            let began = ticks.tick().await;
+            let deadline = Deadline {
+                at: began + plan.period_timeout,
+                allowed: plan.period_timeout,
+            };
             match loader.load().await {
                 Ok(expected) => {
-                    period(checker, &expected, targets, plan, &mut states, &mut log).await
+                    let reports = check_all(checker, &expected, targets, Some(deadline)).await;
+                    period(&expected, reports, plan, &mut states, &mut log)
                 }
                 Err(e) => {
                     eprintln!(
@@ -132,16 +146,15 @@ pub(super) async fn run(
     }
 }
 
-/// One period: every target checked, judged, printed and logged; the worst verdict.
-async fn period(
-    checker: &Checker,
+/// The end of one period: every target's report judged, printed and logged; the worst
+/// verdict.
+fn period(
     expected: &Expected,
-    targets: &[Target],
+    reports: Vec<Report>,
     plan: &Plan,
     states: &mut HashMap<String, State>,
     log: &mut Log,
 ) -> Result<Verdict> {
-    let reports = check_all(checker, expected, targets).await;
     let since_arrival = Timestamp::now().duration_since(expected.arrival);
     let mut worst = Verdict::Ok;
     for mut report in reports {
@@ -188,17 +201,22 @@ async fn period(
     Ok(worst)
 }
 
-/// Checks every target, at most [`PARALLEL_TARGETS`] at once; the reports in target order.
+/// Checks every target, each by `deadline` when one is given, at most [`PARALLEL_TARGETS`]
+/// at once (a target still being checked never holds back those after it); the reports in
+/// target order.
 pub(super) async fn check_all(
     checker: &Checker,
     expected: &Expected,
     targets: &[Target],
+    deadline: Option<Deadline>,
 ) -> Vec<Report> {
-    stream::iter(targets)
-        .map(|target| checker.check(target, expected))
-        .buffered(PARALLEL_TARGETS)
+    let mut reports: Vec<(usize, Report)> = stream::iter(targets.iter().enumerate())
+        .map(|(i, target)| async move { (i, checker.check(target, expected, deadline).await) })
+        .buffer_unordered(PARALLEL_TARGETS)
         .collect()
-        .await
+        .await;
+    reports.sort_by_key(|(i, _)| *i);
+    reports.into_iter().map(|(_, report)| report).collect()
 }
 
 /// Prints the period's line of a target, and the suspension or recovery line when there is

@@ -8,10 +8,13 @@
 //! - Nothing is decompressed on the way: packages arrive byte for byte as sent.
 //! - Requests are conditional (`If-None-Match`, `If-Modified-Since`): an unchanged index or
 //!   package costs one 304.
+//! - A transport failure is told in words with every cause, a peer's text in them with its
+//!   control characters made visible ([`transport_reason`]).
 //! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
 //!   and by count while reading. A request is abandoned after `pull_timeout` in all or
 //!   `pull_stall_timeout` without a byte.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use super::PullError;
 use super::PullSettings;
 use super::settings::ClientTls;
 use crate::http::tls::{read_certificates, read_private_key};
+use crate::peer_text::PeerText;
 
 /// Longest wait for a TCP and TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -254,7 +258,8 @@ pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
 }
 
 /// What went wrong with a request, in words (`timed_out` when it timed out), followed by
-/// every cause the error carries.
+/// every cause the error carries, as [`PeerText`]: a cause can quote the server (a
+/// certificate's names, a header it sent).
 pub(crate) fn transport_reason(e: &reqwest::Error, timed_out: &str) -> String {
     use std::error::Error as _;
     let mut why = if e.is_timeout() {
@@ -266,8 +271,7 @@ pub(crate) fn transport_reason(e: &reqwest::Error, timed_out: &str) -> String {
     };
     let mut cause = e.source();
     while let Some(c) = cause {
-        why.push_str(": ");
-        why.push_str(&c.to_string());
+        let _ = write!(why, ": {}", PeerText(c));
         cause = c.source();
     }
     why

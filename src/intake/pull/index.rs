@@ -21,6 +21,7 @@ use reqwest::Url;
 
 use super::fetch::Target;
 use crate::package::{PackageName, is_evidence};
+use crate::peer_text::PeerText;
 
 /// Largest index read.
 pub(crate) const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
@@ -86,7 +87,7 @@ pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
     let text = text.trim_start_matches('\u{feff}').trim_start();
     let entries: Vec<Listed> = if text.starts_with('[') {
         let items: Vec<JsonEntry> =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {}", PeerText(e)))?;
         if items.len() > MAX_INDEX_ENTRIES {
             return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
         }
