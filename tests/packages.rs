@@ -64,6 +64,32 @@ fn large_package(members: usize) -> Vec<u8> {
     )
 }
 
+/// A tar.gz whose first entry is a pax extended header (`x`) of `size` zero bytes, then an
+/// `index.html` and the end-of-archive marker.
+fn pax_header_bomb(size: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut header = tar::Header::new_ustar();
+    header.set_path("PaxHeaders/index.html").unwrap();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    gz.write_all(header.as_bytes()).unwrap();
+    let block = vec![0u8; MIB];
+    for _ in 0..size / MIB {
+        gz.write_all(&block).unwrap();
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut index = tar::Header::new_ustar();
+    index.set_size(3);
+    index.set_mode(0o644);
+    tar.append_data(&mut index, "index.html", &b"<p>"[..])
+        .unwrap();
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
 #[test]
 fn bombs_are_refused_in_little_memory_and_the_site_reports_what_it_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,6 +130,14 @@ fn bombs_are_refused_in_little_memory_and_the_site_reports_what_it_holds() {
     drop_file(&server.entrada(), "20240602_2030_PREP.zip", &bomb);
     let why = rejection(&server, "20240602_2030_PREP.zip");
     assert!(why.contains("compression ratio of member"), "{why}");
+
+    // A tar.gz whose first header is a pax extended header of 400 MiB, in under 1 MB: the
+    // tar reader would hold it whole.
+    let pax = pax_header_bomb(400 * MIB);
+    assert!(pax.len() < 1_000_000, "{} bytes", pax.len());
+    drop_file(&server.entrada(), "20240602_2045_PREP.tar.gz", &pax);
+    let why = rejection(&server, "20240602_2045_PREP.tar.gz");
+    assert!(why.contains("headers before one tar member"), "{why}");
 
     assert!(server.alive(), "log: {}", server.log());
     let status = server.status();

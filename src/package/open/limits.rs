@@ -21,6 +21,9 @@ use super::super::{Limits, Rejection};
 /// under it in all to [`Limits::max_package_ratio`].
 const RATIO_EXEMPT_BYTES: u64 = 1024 * 1024;
 
+/// Room for a tar member's headers beyond its names ([`Budget::tar_header_room`]).
+const TAR_HEADER_ROOM: u64 = 64 * 1024;
+
 /// How many bytes are read from the inflater at a time, so limits stop a bomb early.
 const READ_CHUNK: u64 = 64 * 1024;
 
@@ -165,6 +168,14 @@ impl<'l> Budget<'l> {
         usize::try_from(sizes.declared.min(most)).unwrap_or(0)
     }
 
+    /// The most bytes of headers the tar reader may read before one member: its header
+    /// block, and pax extended headers and GNU long names and links, which the reader holds
+    /// in memory whole. Generous for any archiver (a long name and link, times, owners,
+    /// extended attributes), and far from what a header crafted to exhaust memory needs.
+    pub(super) fn tar_header_room(&self) -> u64 {
+        TAR_HEADER_ROOM.saturating_add(2u64.saturating_mul(self.limits.max_name_len as u64))
+    }
+
     /// The most bytes a tar stream may hold: every member at its limit, plus generous room for
     /// headers, long names and padding. Bounds what the tar reader itself buffers.
     pub(super) fn tar_stream_cap(&self) -> u64 {
@@ -210,6 +221,15 @@ fn check_package_ratio(unpacked: u64, package: u64, limits: &Limits) -> Result<(
     Ok(())
 }
 
+/// The most bytes `compressed` bytes may inflate to under [`Limits::max_ratio`] (any size
+/// up to [`RATIO_EXEMPT_BYTES`]).
+pub(super) fn ratio_bound(compressed: u64, limits: &Limits) -> u64 {
+    limits
+        .max_ratio
+        .saturating_mul(compressed)
+        .max(RATIO_EXEMPT_BYTES)
+}
+
 /// Refuses a member of `inflated` bytes made from `compressed` bytes when it is at least
 /// [`RATIO_EXEMPT_BYTES`] and inflates more than [`Limits::max_ratio`] times.
 pub(super) fn check_ratio(
@@ -239,6 +259,8 @@ pub(super) struct Counter {
     end: Rc<Cell<bool>>,
     /// The most bytes the reader passes on without failing.
     cap: u64,
+    /// A tighter bound for a stretch of the stream (the count it may reach), while one is set.
+    stretch: Rc<Cell<Option<u64>>>,
 }
 
 impl Counter {
@@ -250,6 +272,27 @@ impl Counter {
     /// Whether the reader refused to go past its cap.
     pub(super) fn tripped(&self) -> bool {
         self.count.get() > self.cap
+    }
+
+    /// The most bytes the reader passes on without failing.
+    pub(super) fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Lets the reader pass on at most `room` more bytes until [`Counter::unbound`].
+    pub(super) fn bound_next(&self, room: u64) {
+        self.stretch
+            .set(Some(self.count.get().saturating_add(room)));
+    }
+
+    /// Lifts the bound of [`Counter::bound_next`].
+    pub(super) fn unbound(&self) {
+        self.stretch.set(None);
+    }
+
+    /// Whether the reader refused to go past the bound of [`Counter::bound_next`].
+    pub(super) fn stretch_tripped(&self) -> bool {
+        self.stretch.get().is_some_and(|end| self.count.get() > end)
     }
 
     /// Whether a read asked for bytes and found the end of the stream instead.
@@ -276,6 +319,7 @@ impl<R: Read> CountingReader<R> {
                 count: Rc::new(Cell::new(0)),
                 end: Rc::new(Cell::new(false)),
                 cap,
+                stretch: Rc::new(Cell::new(None)),
             },
         }
     }
@@ -300,7 +344,7 @@ impl<R: Read> Read for CountingReader<R> {
         }
         let total = self.counter.get().saturating_add(n as u64);
         self.counter.count.set(total);
-        if total > self.counter.cap {
+        if total > self.counter.cap || self.counter.stretch_tripped() {
             return Err(io::Error::other("unpacked stream limit passed"));
         }
         Ok(n)
@@ -359,8 +403,20 @@ mod tests {
         let two = zip_of(&[("a.csv", &zeros), ("b.csv", &zeros)]);
         assert!(limit(open_with(&two, &total)).starts_with("total unpacked size"));
 
+        // A tar.gz stream is held to max_ratio as it inflates, before its member is whole.
         let tar_gz = gzip(&tar_of(&[(b"bomb.csv", TarKind::File(&zeros))]));
-        assert!(limit(open_bytes(&tar_gz)).starts_with("compression ratio of the whole package"));
+        let what = limit(open_bytes(&tar_gz));
+        assert!(
+            what.starts_with("compression ratio of the tar.gz stream (more than 1048576 bytes"),
+            "{what}"
+        );
+        let lax = Limits {
+            max_ratio: 100_000,
+            ..limits.clone()
+        };
+        assert!(
+            limit(open_with(&tar_gz, &lax)).starts_with("compression ratio of the whole package")
+        );
         let lax = Limits {
             max_package_ratio: 100_000,
             ..limits.clone()

@@ -6,57 +6,102 @@
 //! name rules ([`names`](super::names)), and only regular files and directories are accepted:
 //! links, devices, FIFOs and sparse files are refused. A tar must end with its end-of-archive
 //! marker, so one cut short at a member boundary is refused as incomplete, not read as whole.
+//!
+//! # Guarantees
+//! - The headers read before a member (pax extended headers, GNU long names, which the tar
+//!   reader holds in memory whole) are held to
+//!   [`Budget::tar_header_room`](super::limits::Budget): a header of a gigabyte is refused
+//!   after that room, not read.
+//! - A tar.gz stream is refused as soon as it inflates past `max_ratio` times its compressed
+//!   size, not once it has been inflated to its end.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 
 use super::super::{Member, Rejection};
 use super::format::{has_ustar_magic, read_magic};
-use super::limits::{Counter, CountingReader, Sizes, check_ratio};
+use super::limits::{Counter, CountingReader, Sizes, ratio_bound};
 use super::names::tar_name;
 use super::{EntryKind, Walk};
+
+/// What a tar stream is read from, for what its limits say when one is passed.
+#[derive(Clone, Copy)]
+enum Stream {
+    /// A plain tar file.
+    Plain,
+    /// A tar.gz file of `compressed` bytes.
+    Gzip { compressed: u64 },
+}
 
 impl Walk<'_> {
     /// Reads a plain tar archive.
     pub(super) fn tar<R: Read>(&mut self, reader: R) -> Result<Vec<Member>, Rejection> {
         let stream = CountingReader::new(reader, self.budget.tar_stream_cap());
         let counter = stream.counter();
-        let (files, _) = self.tar_entries(stream, &counter)?;
+        let (files, _) = self.tar_entries(stream, &counter, Stream::Plain)?;
         Ok(files)
     }
 
     /// Reads a gzip-compressed tar archive of `compressed` bytes; the whole stream, trailing
-    /// bytes included, is inflated so its checksum is verified and its ratio is measured.
+    /// bytes included, is inflated so its checksum is verified, and held to `max_ratio` as it
+    /// inflates.
     pub(super) fn tar_gz(&mut self, file: File, compressed: u64) -> Result<Vec<Member>, Rejection> {
         let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
-        let mut stream = CountingReader::new(gz, self.budget.tar_stream_cap());
+        let cap = self
+            .budget
+            .tar_stream_cap()
+            .min(ratio_bound(compressed, self.limits()));
+        let mut stream = CountingReader::new(gz, cap);
         let counter = stream.counter();
-        let first =
-            read_magic(&mut stream).map_err(|e| self.tar_error(&counter, "gzip stream", &e))?;
+        let kind = Stream::Gzip { compressed };
+        let first = read_magic(&mut stream)
+            .map_err(|e| self.tar_error(&counter, kind, "gzip stream", &e))?;
         if !has_ustar_magic(&first) {
             return Err(Rejection::NotAnArchive(
                 "the gzip stream does not hold a tar archive (no ustar magic)".to_owned(),
             ));
         }
-        let (files, mut rest) = self.tar_entries(Cursor::new(first).chain(stream), &counter)?;
+        let (files, mut rest) =
+            self.tar_entries(Cursor::new(first).chain(stream), &counter, kind)?;
         io::copy(&mut rest, &mut io::sink())
-            .map_err(|e| self.tar_error(&counter, "gzip stream", &e))?;
-        let inflated = counter.get();
-        check_ratio(inflated, compressed, self.limits(), || {
-            "the tar.gz stream".to_owned()
-        })?;
+            .map_err(|e| self.tar_error(&counter, kind, "gzip stream", &e))?;
         Ok(files)
     }
 
-    /// Explains an error met while reading a tar stream: the stream cap, or a damaged archive.
-    fn tar_error(&self, counter: &Counter, what: &str, e: &dyn std::fmt::Display) -> Rejection {
-        if counter.tripped() {
-            Rejection::Limit {
+    /// Explains an error met while reading a tar stream: a limit of its reader, or a damaged
+    /// archive.
+    fn tar_error(
+        &self,
+        counter: &Counter,
+        stream: Stream,
+        what: &str,
+        e: &dyn std::fmt::Display,
+    ) -> Rejection {
+        if counter.stretch_tripped() {
+            return Rejection::Limit {
+                what: "headers before one tar member (pax extended headers, GNU long names)"
+                    .to_owned(),
+                limit: self.budget.tar_header_room(),
+            };
+        }
+        if !counter.tripped() {
+            return Rejection::NotAnArchive(format!("{what}: {e}"));
+        }
+        match stream {
+            Stream::Gzip { compressed } if counter.cap() < self.budget.tar_stream_cap() => {
+                Rejection::Limit {
+                    what: format!(
+                        "compression ratio of the tar.gz stream (more than {} bytes inflated \
+                         from {compressed})",
+                        counter.cap()
+                    ),
+                    limit: self.limits().max_ratio,
+                }
+            }
+            _ => Rejection::Limit {
                 what: "size of the unpacked tar stream, headers included".to_owned(),
                 limit: self.budget.tar_stream_cap(),
-            }
-        } else {
-            Rejection::NotAnArchive(format!("{what}: {e}"))
+            },
         }
     }
 
@@ -66,14 +111,25 @@ impl Walk<'_> {
         &mut self,
         stream: R,
         counter: &Counter,
+        kind: Stream,
     ) -> Result<(Vec<Member>, R), Rejection> {
         let mut archive = ::tar::Archive::new(stream);
         let mut files = Vec::new();
-        let entries = archive
+        let mut entries = archive
             .entries()
-            .map_err(|e| self.tar_error(counter, "tar", &e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.tar_error(counter, "tar", &e))?;
+            .map_err(|e| self.tar_error(counter, kind, "tar", &e))?;
+        let room = self.budget.tar_header_room();
+        // Data of the entry before that the reader skips on its way to the next header.
+        let mut skipped = 0;
+        loop {
+            counter.bound_next(room.saturating_add(padded(skipped)));
+            let next = entries
+                .next()
+                .map(|e| e.map_err(|e| self.tar_error(counter, kind, "tar", &e)));
+            counter.unbound();
+            let Some(entry) = next else { break };
+            let mut entry = entry?;
+            skipped = entry.size();
             let entry_type = entry.header().entry_type();
             if entry_type.is_pax_global_extensions() {
                 // Archive-wide metadata (e.g. `git archive`'s commit id): not a member.
@@ -81,9 +137,9 @@ impl Walk<'_> {
             }
             self.budget.count_member()?;
             let name = tar_name(&entry.path_bytes())?;
-            let kind = tar_kind(entry_type, &name)?;
-            let path = self.admit(&name, kind, None)?;
-            if kind == EntryKind::Dir {
+            let kind_of = tar_kind(entry_type, &name)?;
+            let path = self.admit(&name, kind_of, None)?;
+            if kind_of == EntryKind::Dir {
                 continue;
             }
             let sizes = Sizes {
@@ -95,10 +151,11 @@ impl Walk<'_> {
                 .read_file(&mut entry, path, sizes)
                 .map_err(|e| match e {
                     Rejection::NotAnArchive(m) if counter.tripped() => {
-                        self.tar_error(counter, "", &m)
+                        self.tar_error(counter, kind, "", &m)
                     }
                     other => other,
                 })?;
+            skipped = 0;
             files.push(member);
         }
         // The tar reader stops at the first zero block, or quietly at the end of the stream:
@@ -112,6 +169,11 @@ impl Walk<'_> {
         }
         Ok((files, archive.into_inner()))
     }
+}
+
+/// `size` bytes of a tar member's data with the padding to its 512-byte block.
+fn padded(size: u64) -> u64 {
+    size.div_ceil(512).saturating_mul(512)
 }
 
 /// A tar member's kind from its entry type; links, devices and the rest are refused.
@@ -137,7 +199,7 @@ fn tar_kind(entry_type: ::tar::EntryType, name: &str) -> Result<EntryKind, Rejec
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{not_an_archive, not_regular, open_bytes, paths};
+    use super::super::tests::{limit, not_an_archive, not_regular, open_bytes, paths};
     use crate::package::corpus::{TarKind, gzip, tar_of};
 
     #[test]
@@ -161,6 +223,29 @@ mod tests {
         pax.append(&header, &b"x"[..]).unwrap();
         let pax = pax.into_inner().unwrap();
         assert_eq!(paths(&open_bytes(&pax).unwrap().files), ["index.html"]);
+    }
+
+    #[test]
+    fn a_pax_header_past_its_room_is_refused_before_it_is_read_plain_or_gzipped() {
+        let with_pax = |size: usize| {
+            let mut tar = ::tar::Builder::new(Vec::new());
+            tar.append_pax_extensions([("comment", vec![b'a'; size].as_slice())])
+                .unwrap();
+            let mut header = ::tar::Header::new_ustar();
+            header.set_path("index.html").unwrap();
+            header.set_size(1);
+            header.set_cksum();
+            tar.append(&header, &b"x"[..]).unwrap();
+            tar.into_inner().unwrap()
+        };
+        // Within the room: read. Past it: refused by name, plain or gzipped.
+        let fine = with_pax(32 * 1024);
+        assert_eq!(paths(&open_bytes(&fine).unwrap().files), ["index.html"]);
+        let big = with_pax(2 * 1024 * 1024);
+        for bytes in [big.clone(), gzip(&big)] {
+            let what = limit(open_bytes(&bytes));
+            assert!(what.contains("headers before one tar member"), "{what}");
+        }
     }
 
     #[test]
