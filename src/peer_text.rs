@@ -27,13 +27,13 @@ impl<T: fmt::Display> fmt::Display for PeerText<T> {
     }
 }
 
-/// Writes through to a formatter, escaping what [`hidden`] names.
+/// Writes through to a formatter, escaping what [`is_control_or_bidi`] names.
 struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
 
 impl fmt::Write for Escaping<'_, '_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let mut rest = text;
-        while let Some(at) = rest.find(hidden) {
+        while let Some(at) = rest.find(is_control_or_bidi) {
             self.0.write_str(&rest[..at])?;
             let c = rest[at..].chars().next().unwrap_or_default();
             write!(self.0, "\\u{{{:x}}}", u32::from(c))?;
@@ -45,7 +45,7 @@ impl fmt::Write for Escaping<'_, '_> {
 
 /// Whether `c` acts on a terminal or on the order of the text instead of being shown: a
 /// control character (Unicode's `Cc`: C0, DEL, C1) or a bidirectional formatting character.
-fn hidden(c: char) -> bool {
+pub(crate) fn is_control_or_bidi(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -855,14 +855,18 @@ fn a_connection_that_does_not_log_in_in_time_is_cut() {
 }
 
 #[test]
-fn names_with_control_characters_are_refused_over_sftp() {
+fn names_with_control_or_reordering_characters_are_refused_over_sftp() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(tmp.path(), &[]);
     let pkg = s.local(
         "PREP_20240602_2000.zip",
         &site_package("20240602_2000", &[]),
     );
-    for name in [".parte\tuno.part", "PREP_20240602_2000\t.zip"] {
+    for name in [
+        ".parte\tuno.part",
+        "PREP_20240602_2000\t.zip",
+        "PREP_20240602_2000\u{202e}piz.exe.zip",
+    ] {
         let out = s.batch(&format!("put {} \"{name}\"\n", pkg.display()));
         assert!(!out.status.success(), "{name:?}: {}", text(&out));
         assert!(text(&out).contains("Permission denied"), "{}", text(&out));
@@ -877,7 +881,7 @@ fn names_with_control_characters_are_refused_over_sftp() {
                     .contains("control characters")
             })
             .count()
-            == 2
+            == 3
     });
     assert_eq!(s.server.live_corte(), None);
 }

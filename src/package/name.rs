@@ -3,8 +3,10 @@
 //!
 //! A [`PackageName`] is a bare file name (no folders) that is not empty, not hidden (no
 //! leading `.`: temporary and evidence names of the intake channels), at most
-//! [`PackageName::MAX_LEN`] bytes and free of control characters and path separators. Every
-//! channel makes one the same way, so a name refused on one is refused on all.
+//! [`PackageName::MAX_LEN`] bytes and free of path separators, control characters and the
+//! characters that reorder displayed text (a right-to-left override would show
+//! `\u{202e}piz.exe` as `exe.zip` in the journal, on the status page and under `/datos/`).
+//! Every channel makes one the same way, so a name refused on one is refused on all.
 //!
 //! A package's evidence travels beside it as `<name>.sha256` and `<name>.minisig`
 //! ([`EVIDENCE_EXTENSIONS`], [`is_evidence`]), read to at most [`MAX_EVIDENCE_BYTES`] by every
@@ -14,6 +16,8 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
+
+use crate::peer_text::is_control_or_bidi;
 
 /// The extensions of a package's evidence files, `<package>.<ext>`: its SHA-256 sidecar and
 /// its minisign signature.
@@ -48,7 +52,7 @@ impl PackageName {
             && name.len() <= Self::MAX_LEN
             && !name
                 .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\');
+                .any(|c| is_control_or_bidi(c) || c == '/' || c == '\\');
         ok.then(|| Self(name.to_owned()))
     }
 
@@ -102,6 +106,8 @@ mod tests {
             "a\\b.zip",
             "a\nb",
             "a\0b",
+            "20240602_2000_PREP\u{202e}piz.exe.zip",
+            "a\u{2066}b.zip",
             &"x".repeat(256),
         ] {
             assert!(PackageName::new(bad).is_none(), "{bad:?}");

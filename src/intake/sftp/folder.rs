@@ -131,11 +131,11 @@ fn resolve(path: &str) -> Result<Target, StatusReply> {
             "refused: the path is too long or holds backslash characters",
         ));
     }
-    if path.chars().any(char::is_control) {
+    if path.chars().any(crate::peer_text::is_control_or_bidi) {
         return Err(deny(
             StatusCode::PermissionDenied,
-            "refused: names with control characters (a newline, a tab, NUL…) are not taken; \
-             use a plain name",
+            "refused: names with control characters (a newline, a tab, NUL…) or characters \
+             that reorder text (a right-to-left override) are not taken; use a plain name",
         ));
     }
     let mut parts = Vec::new();
