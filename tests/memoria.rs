@@ -497,15 +497,19 @@ fn write_logs(data: &Path, night: &[Req]) -> PathBuf {
 
 /// `difusor memoria --data-dir data --out out` with `args`.
 fn memoria(data: &Path, out: &Path, args: &[&str]) -> Output {
-    difusor()
+    memoria_command(data, out, args).output().unwrap()
+}
+
+fn memoria_command(data: &Path, out: &Path, args: &[&str]) -> Command {
+    let mut command = difusor();
+    command
         .arg("memoria")
         .arg("--data-dir")
         .arg(data)
         .arg("--out")
         .arg(out)
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    command
 }
 
 /// `memoria.json` of a report folder.
@@ -1666,4 +1670,67 @@ fn a_host_named_by_the_client_never_reaches_the_report_as_a_page() {
     assert_success(&memoria(&data, &out, &["--from", &from, "--to", &to]));
     let m = report(&out);
     assert_eq!(m["top_pages"], counts(["/"; 3]), "{:#}", m["top_pages"]);
+}
+
+/// Runs `difusor memoria` like [`memoria`] and returns its output with its peak resident
+/// memory in KiB (`VmHWM`, read while it runs).
+fn memoria_peak(data: &Path, out: &Path, args: &[&str]) -> (Output, u64) {
+    let mut child = memoria_command(data, out, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        let hwm = std::fs::read_to_string(&status_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak)
+}
+
+#[test]
+fn user_agents_as_long_as_a_client_likes_cost_the_report_no_more_than_real_ones() {
+    // 4,000 requests, each with its own user agent of 15 KB (the server's header limit lets a
+    // client send one), then the same requests with a real browser's.
+    let lines = |agent: &dyn Fn(usize) -> String| -> String {
+        (0..4000)
+            .map(|i| {
+                format!(
+                    "203.0.113.{} - - [02/Jun/2024:21:{:02}:00 -0600] \"GET / HTTP/1.1\" 200 100 \
+                     \"https://sitio{i}.example/\" \"{}\"\n",
+                    i % 250,
+                    i % 60,
+                    agent(i)
+                )
+            })
+            .collect()
+    };
+    let peak_of = |text: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+        std::fs::write(data.join("bitacoras").join("access.log"), text).unwrap();
+        let out = dir.path().join("memoria");
+        let (output, peak) = memoria_peak(&data, &out, &PERIOD);
+        assert_success(&output);
+        (report(&out), peak)
+    };
+    let (real, real_peak) = peak_of(lines(&|_| WINDOWS.to_owned()));
+    let (long, long_peak) = peak_of(lines(&|i| {
+        format!("Mozilla/5.0 (X11; Linux x86_64) {}{i}", "x".repeat(15_000))
+    }));
+    assert_eq!(long["totals"]["hits"], 4000);
+    assert_eq!(real["totals"]["hits"], 4000);
+    assert!(
+        long_peak < real_peak + 64 * 1024,
+        "{long_peak} KiB with long agents, {real_peak} KiB with a browser's"
+    );
 }

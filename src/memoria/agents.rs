@@ -119,7 +119,8 @@ impl Agents {
             || !(text.starts_with("Mozilla/") || text.starts_with("Opera/"))
         {
             let name = if browser == "Otro" {
-                text.split(['/', ' ', ';']).next().unwrap_or("").to_owned()
+                let own = text.split(['/', ' ', ';']).next().unwrap_or("");
+                own.chars().take(MAX_BOT_NAME_CHARS).collect()
             } else {
                 browser
             };
@@ -237,8 +238,20 @@ const SEARCH: &[&str] = &[
 /// The host of a referrer URL, lower-cased, when it has one.
 pub(crate) fn referrer_host(referer: &[u8]) -> Option<String> {
     let uri = http::Uri::try_from(referer).ok()?;
-    uri.host().map(str::to_ascii_lowercase)
+    let host = uri.host()?;
+    // A name longer than DNS allows is no site's: cut, it costs no more than a real one.
+    let mut end = host.len().min(MAX_HOST_BYTES);
+    while !host.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(host[..end].to_ascii_lowercase())
 }
+
+/// The longest host name DNS allows.
+const MAX_HOST_BYTES: usize = 253;
+
+/// The longest name a client is counted under when it names itself (`MiBot/1.0`).
+const MAX_BOT_NAME_CHARS: usize = 64;
 
 /// The kind of site `host` is; `institute` holds the institute's host globs.
 pub(crate) fn origin(host: Option<&str>, institute: &GlobSet) -> Origin {

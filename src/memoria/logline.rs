@@ -10,8 +10,13 @@
 //!   unchecked index; fields borrow from the input.
 //! - Quoted fields end at the first `"` that is not escaped by a backslash (Apache writes
 //!   `\"`; nginx and difusor write `\x22`, which holds no quote at all).
+//! - A user agent is read to at most [`MAX_AGENT_BYTES`]: the rest of a longer one (which a
+//!   client can make as long as the server's header limit) is neither kept nor parsed.
 
 use memchr::memchr;
+
+/// The most bytes of a user agent read: a browser's is 100 to 400.
+pub(crate) const MAX_AGENT_BYTES: usize = 512;
 
 /// The fields of one request line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,7 +85,7 @@ pub(crate) fn parse(line: &[u8]) -> Option<Line<'_>> {
     let (referer, rest) = quoted(rest)?;
     let (agent, rest) = quoted(rest.strip_prefix(b" ")?)?;
     parsed.referer = present(referer);
-    parsed.agent = present(agent);
+    parsed.agent = present(agent).map(|a| a.get(..MAX_AGENT_BYTES).unwrap_or(a));
     parsed.agent_recorded = true;
     if let Some(extra) = rest.strip_prefix(b" ") {
         let (elapsed, extra) = word(extra);

@@ -9,7 +9,9 @@
 //! # Guarantees
 //! - Memory is bounded by the number of distinct visitors and of distinct names counted (each
 //!   table keeps at most [`MAX_NAMES`] names; the rest is counted under one "other" name), not
-//!   by the number of lines: at most a few blocks are in flight at once.
+//!   by the number of lines: at most a few blocks are in flight at once. What a client names
+//!   is bounded too, whatever the server let it send: a user agent is read to 512 bytes, a
+//!   referring host to 253, the name a bot gives itself to 64 characters.
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
