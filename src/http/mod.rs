@@ -621,8 +621,15 @@ pub(crate) async fn from_site(
 /// field, empty or a host with an optional port. The site does not depend on the host, but a
 /// cache or balancer in front may key on it, and one that reads the first of two `Host`
 /// fields and a server that reads the last must not disagree about what was asked. HTTP/1.0
-/// has no such rule, and HTTP/2 names the host in `:authority`.
+/// has no such rule. HTTP/2 names the host in `:authority`, which hyper has parsed; it must
+/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not.
 fn host_is_valid(req: &Request<Incoming>) -> bool {
+    if req.version() == Version::HTTP_2 {
+        return req
+            .uri()
+            .authority()
+            .is_none_or(|a| !a.as_str().contains('@'));
+    }
     if req.version() != Version::HTTP_11 {
         return true;
     }

@@ -163,8 +163,9 @@ fn classify(path: &Path) -> Entry {
     }
     if PackageName::of_path(path).is_none() {
         return Entry::Refused(
-            "its name holds control characters (such as a newline or a tab) or is not valid \
-             UTF-8; send it again under a plain name"
+            "its name holds control characters (such as a newline or a tab), characters that \
+             reorder text (a right-to-left override) or a backslash, or is not valid UTF-8; \
+             send it again under a plain name"
                 .to_owned(),
         );
     }
