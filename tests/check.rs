@@ -4,7 +4,7 @@
 //! the simulator's site laid corte over corte, and watch mode with its observation log while
 //! a target stops answering and comes back.
 
-use std::io::{BufRead, Read as _, Write as _};
+use std::io::{BufRead, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -1020,14 +1020,9 @@ fn site_server(dir: &Path, package: &[u8], corte: &str, delay: Duration) -> Stri
             let Ok(mut stream) = stream else { return };
             let (root, corte) = (root.clone(), corte.clone());
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65_536 {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
+                let Some(head) = read_head(&mut stream) else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head);
                 let path = head.split_whitespace().nth(1).unwrap_or("/");
                 let path = path.trim_start_matches('/');

@@ -1164,6 +1164,20 @@ impl Drop for Wrk {
     }
 }
 
+/// An HTTP request's head as a test server reads it: up to its blank line (or 64 KiB);
+/// `None` when the client closed first.
+pub fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65_536 {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(got)
+}
+
 /// An HTTP server on 127.0.0.1 that records the head (request line and headers) of every
 /// request it gets and answers each with an empty body and the status it is set to, or
 /// never (status 0: it holds the connection until the client gives up). Stands for a cache
@@ -1191,14 +1205,9 @@ impl Recorder {
                 let Ok(mut stream) = stream else { return };
                 let (heads, status) = (heads.clone(), status.clone());
                 std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65_536 {
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&chunk[..n]),
-                        }
-                    }
+                    let Some(mut got) = read_head(&mut stream) else {
+                        return;
+                    };
                     heads
                         .lock()
                         .unwrap()

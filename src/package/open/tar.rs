@@ -213,31 +213,25 @@ mod tests {
         let gnu = gnu.into_inner().unwrap();
         assert_eq!(paths(&open_bytes(&gnu).unwrap().files), [long.as_str()]);
 
-        let mut pax = ::tar::Builder::new(Vec::new());
-        pax.append_pax_extensions([("comment", b"commit abc".as_slice())])
-            .unwrap();
+        let pax = with_pax_comment(b"commit abc");
+        assert_eq!(paths(&open_bytes(&pax).unwrap().files), ["index.html"]);
+    }
+
+    /// A tar of one `index.html` after a pax extended header holding `comment`.
+    fn with_pax_comment(comment: &[u8]) -> Vec<u8> {
+        let mut tar = ::tar::Builder::new(Vec::new());
+        tar.append_pax_extensions([("comment", comment)]).unwrap();
         let mut header = ::tar::Header::new_ustar();
         header.set_path("index.html").unwrap();
         header.set_size(1);
         header.set_cksum();
-        pax.append(&header, &b"x"[..]).unwrap();
-        let pax = pax.into_inner().unwrap();
-        assert_eq!(paths(&open_bytes(&pax).unwrap().files), ["index.html"]);
+        tar.append(&header, &b"x"[..]).unwrap();
+        tar.into_inner().unwrap()
     }
 
     #[test]
     fn a_pax_header_past_its_room_is_refused_before_it_is_read_plain_or_gzipped() {
-        let with_pax = |size: usize| {
-            let mut tar = ::tar::Builder::new(Vec::new());
-            tar.append_pax_extensions([("comment", vec![b'a'; size].as_slice())])
-                .unwrap();
-            let mut header = ::tar::Header::new_ustar();
-            header.set_path("index.html").unwrap();
-            header.set_size(1);
-            header.set_cksum();
-            tar.append(&header, &b"x"[..]).unwrap();
-            tar.into_inner().unwrap()
-        };
+        let with_pax = |size: usize| with_pax_comment(&vec![b'a'; size]);
         // Within the room: read. Past it: refused by name, plain or gzipped.
         let fine = with_pax(32 * 1024);
         assert_eq!(paths(&open_bytes(&fine).unwrap().files), ["index.html"]);
