@@ -500,15 +500,17 @@ pub(crate) async fn handle(
     // The target as an origin-form request names it (`/path?query`), whatever form it came
     // in: HTTP/2 and an absolute-form HTTP/1.1 request carry a scheme and a host of the
     // client's choosing, which must not reach the log's statistics as a page.
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned());
-    let mut request = String::with_capacity(target.len() + 24);
-    let _ = std::fmt::Write::write_fmt(
-        &mut request,
-        format_args!("{} {target} {:?}", req.method(), req.version()),
-    );
+    let mut request = String::with_capacity(req.uri().path().len() + 24);
+    let (method, version) = (req.method(), req.version());
+    let _ = match req.uri().path_and_query() {
+        Some(target) => {
+            std::fmt::Write::write_fmt(&mut request, format_args!("{method} {target} {version:?}"))
+        }
+        None => std::fmt::Write::write_fmt(
+            &mut request,
+            format_args!("{method} {} {version:?}", req.uri()),
+        ),
+    };
     public.access_log.log(Record {
         client,
         at,
