@@ -49,6 +49,8 @@ impl Walk<'_> {
         let consumed = reader.counter();
         let mut archive =
             ::zip::ZipArchive::new(reader).map_err(|e| Rejection::NotAnArchive(context(&e)))?;
+        // Before anything else is read of a central directory that lists too many members.
+        self.budget.check_members_ahead(archive.len() as u64)?;
         if archive.has_duplicate_names() {
             let name = duplicate_zip_name(archive.into_inner())
                 .unwrap_or_else(|| "(a name repeated in the zip's central directory)".to_owned());
@@ -66,7 +68,6 @@ impl Walk<'_> {
                 Rejection::NotAnArchive(text)
             }
         })?;
-        self.budget.check_members_ahead(archive.len() as u64)?;
         let mut files = Vec::new();
         for index in 0..archive.len() {
             self.budget.count_member()?;
