@@ -155,16 +155,16 @@ impl Checker {
                 None => report.files.push(judge(file, &main, self.embargo)),
             }
         }
-        let unanswered = report.files.iter().filter(|f| f.error.is_some()).count();
-        let cut = main_late
-            || report
-                .files
-                .iter()
-                .any(|f| f.error.as_deref() == Some(LATE_FILE));
-        if cut {
+        // Only the files the deadline cut: one refused or failed for itself is no late one.
+        let cut = report
+            .files
+            .iter()
+            .filter(|f| f.error.as_deref() == Some(LATE_FILE))
+            .count();
+        if main_late || cut > 0 {
             report
                 .findings
-                .push(late(deadline, unanswered, report.files.len()));
+                .push(late(deadline, cut, report.files.len()));
         }
         let main_ok = main.as_ref().ok().filter(|a| a.status == 200);
         let main_seen = main.as_ref().ok().map(Seen::of);

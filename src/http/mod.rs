@@ -474,7 +474,7 @@ pub(crate) async fn handle(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    let text = |name: header::HeaderName| req.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let raw = |name: header::HeaderName| req.headers().get(name).map(|v| v.as_bytes().to_vec());
     let bytes = if req.method() == Method::HEAD {
         0
     } else {
@@ -517,8 +517,8 @@ pub(crate) async fn handle(
         request,
         status: res.status().as_u16(),
         bytes,
-        referer: text(header::REFERER),
-        user_agent: text(header::USER_AGENT),
+        referer: raw(header::REFERER),
+        user_agent: raw(header::USER_AGENT),
         elapsed,
         corte: res.headers().get(&X_PREP_CORTE).cloned(),
         encoding: coding,

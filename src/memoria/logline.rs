@@ -16,7 +16,7 @@
 use memchr::memchr;
 
 /// The most bytes of a user agent read: a browser's is 100 to 400.
-pub(crate) const MAX_AGENT_BYTES: usize = 512;
+const MAX_AGENT_BYTES: usize = 512;
 
 /// The fields of one request line.
 #[derive(Debug, Clone, Copy, PartialEq)]
