@@ -892,6 +892,31 @@ fn independent_candidates_are_told_from_coalitions_however_written() {
 }
 
 #[test]
+fn coalitions_written_co_are_coalitions() {
+    // IEE Aguascalientes 2022 and IEEH Hidalgo 2022 write their coalitions `CO_PAN_PRI_PRD`,
+    // `CO_PVEM_PT`, beside common candidacies `CC_…` (Hidalgo).
+    let csv = campeche_cut_with(",C_PAN_PRI_PRD,", ",CO_PAN_PRI_PRD,")
+        .replacen(",C_PT_MOR,", ",CO_PVEM_PT,", 1)
+        .replacen(",C_PRI_PRD,", ",CC_PRI_PRD,", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "AGS_GUB_2022.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let votes = v["elections"][0]["votes"].as_array().unwrap();
+    let kind = |name: &str| {
+        votes
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))["kind"]
+            .clone()
+    };
+    assert_eq!(kind("CO_PAN_PRI_PRD"), "coalition");
+    assert_eq!(kind("CO_PVEM_PT"), "coalition");
+    assert_eq!(kind("CC_PRI_PRD"), "coalition");
+    assert_eq!(kind("PVEM"), "party");
+}
+
+#[test]
 fn a_file_re_saved_with_semicolons_is_read() {
     let csv = campeche_cut().replace(',', ";");
     let dir = tempfile::tempdir().unwrap();

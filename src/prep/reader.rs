@@ -161,7 +161,7 @@ pub(crate) struct Preamble {
 pub(crate) enum VoteKind {
     /// One party.
     Party,
-    /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CC_…`, `PAN_PRI`).
+    /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CO_…`, `CC_…`, `PAN_PRI`).
     Coalition,
     /// An independent candidate (`CAND_IND_1`, `CI_…`, `C_I_…`, `CI1`).
     Independent,
@@ -636,7 +636,8 @@ fn computos_by_casilla(names: &[String]) -> bool {
 
 /// What a party-like column counts, from its name and the other party columns' names.
 /// Independent candidates are `CAND_IND_1`, `CI_…`, `IND_…`, `C_I_LFAF` (IEEM 2024, before
-/// the coalitions' `C_`) or `CI1` (IEEPCO 2022).
+/// the coalitions' `C_`) or `CI1` (IEEPCO 2022). Coalitions are `C_…`, `CO_…` (IEE
+/// Aguascalientes 2022, IEEH Hidalgo 2022), `CC_…` (common candidacies), or parties joined.
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     let numbered_ci = name
         .strip_prefix("CI")
@@ -649,7 +650,7 @@ fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     {
         return VoteKind::Independent;
     }
-    if name.starts_with("C_") || name.starts_with("CC_") {
+    if ["C_", "CO_", "CC_"].iter().any(|p| name.starts_with(p)) {
         return VoteKind::Coalition;
     }
     let parts: Vec<&str> = name.split(['_', '-']).collect();
