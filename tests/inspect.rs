@@ -892,6 +892,76 @@ fn independent_candidates_are_told_from_coalitions_however_written() {
 }
 
 #[test]
+fn coalitions_written_co_are_coalitions() {
+    // IEE Aguascalientes 2022 and IEEH Hidalgo 2022 write their coalitions `CO_PAN_PRI_PRD`,
+    // `CO_PVEM_PT`, beside common candidacies `CC_…` (Hidalgo).
+    let csv = campeche_cut_with(",C_PAN_PRI_PRD,", ",CO_PAN_PRI_PRD,")
+        .replacen(",C_PT_MOR,", ",CO_PVEM_PT,", 1)
+        .replacen(",C_PRI_PRD,", ",CC_PRI_PRD,", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "AGS_GUB_2022.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let votes = v["elections"][0]["votes"].as_array().unwrap();
+    let kind = |name: &str| {
+        votes
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))["kind"]
+            .clone()
+    };
+    assert_eq!(kind("CO_PAN_PRI_PRD"), "coalition");
+    assert_eq!(kind("CO_PVEM_PT"), "coalition");
+    assert_eq!(kind("CC_PRI_PRD"), "coalition");
+    assert_eq!(kind("PVEM"), "party");
+}
+
+/// [`campeche_cut`] with its summary lines (header and values) separated by `|`, as INE 2021
+/// writes them before rows separated by `,`.
+fn campeche_cut_with_a_pipe_summary(cut: &str) -> String {
+    let mut lines: Vec<String> = cut.split('\n').map(str::to_owned).collect();
+    assert!(lines[2].starts_with("ACTAS_ESPERADAS,"), "{}", lines[2]);
+    for line in &mut lines[2..4] {
+        *line = line.replace(',', "|");
+    }
+    lines.join("\n")
+}
+
+#[test]
+fn ine_2021_a_summary_separated_by_pipes_before_rows_separated_by_commas_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("DIP_FED_2021.csv");
+    std::fs::write(&path, campeche_cut_with_a_pipe_summary(&campeche_cut())).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(
+        (&e["separator"], &e["summary_separator"]),
+        (&",".into(), &"|".into())
+    );
+    assert_eq!(e["rows"], 2);
+    assert_eq!(e["summary"].as_array().unwrap().len(), 13, "{e:#}");
+    let total = field(e, "TOTAL_VOTOS_C_CS");
+    assert_eq!(
+        (&total["declared"], &total["equal"]),
+        (&"362".into(), &true.into())
+    );
+    let text = stdout(&inspect(&[path.to_str().unwrap()]));
+    assert!(text.contains("separator ',' (summary '|')"), "{text}");
+
+    // The summary so read is checked: one vote more is found.
+    let changed = campeche_cut_with(",723,362,362,", ",723,363,362,");
+    std::fs::write(&path, campeche_cut_with_a_pipe_summary(&changed)).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(1), "{v:#}");
+    let total = field(&v["elections"][0], "TOTAL_VOTOS_C_CS");
+    assert_eq!(
+        (&total["declared"], &total["equal"]),
+        (&"363".into(), &false.into())
+    );
+}
+
+#[test]
 fn a_file_re_saved_with_semicolons_is_read() {
     let csv = campeche_cut().replace(',', ";");
     let dir = tempfile::tempdir().unwrap();

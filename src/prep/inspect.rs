@@ -113,8 +113,10 @@ pub(crate) struct FileReport {
     pub(crate) corte: Option<CorteReport>,
     /// Detected encoding.
     pub(crate) encoding: &'static str,
-    /// Detected separator.
+    /// Detected separator of the rows.
     pub(crate) separator: char,
+    /// Detected separator of the summary lines (the rows' but in INE 2021's files).
+    pub(crate) summary_separator: char,
     /// Data rows (actas).
     pub(crate) rows: u64,
     /// Whether the file has a summary line.
@@ -517,6 +519,7 @@ impl State {
             corte: preamble.corte.as_ref().map(CorteReport::new),
             encoding: reader.encoding().name(),
             separator: reader.separator(),
+            summary_separator: reader.summary_separator(),
             rows: self.rows,
             summary_present: preamble.declared.is_some(),
             consistent: summary.iter().all(|c| c.equal),

@@ -2,13 +2,14 @@
 //! every known definition of it, and inspecting whole data packages.
 //!
 //! What it reads (`docs/formats.md`): UTF-8 with or without a byte-order mark, or Latin-1;
-//! `,`, `|` or `;` as separator, or the one a first line `sep=|` names; quoted cells and `="…"`
-//! cells; key apostrophes (`'040001B0100`, `'150937B0100'`); LF, CRLF or CR line ends; a
-//! title line, a corte line (day or year first, padded or not, or the placeholder
-//! `DD/MM/AAAA`), an optional blank line, the summary header under any of its spellings and
-//! its values (`'99.5698%`, `4,569,608`, `0.369`, ten fields or thirteen), the column header
-//! under the spellings of every institute seen and one row per acta. Missing-value markers
-//! (`-`, `Sin dato`, `Ilegible`, …) stay distinct from zero.
+//! `,`, `|` or `;` as separator, or the one a first line `sep=|` names, and summary lines with
+//! a separator of their own (INE 2021); quoted cells and `="…"` cells; key apostrophes
+//! (`'040001B0100`, `'150937B0100'`); LF, CRLF or CR line ends; a title line, a corte line
+//! (day or year first, padded or not, or the placeholder `DD/MM/AAAA`), an optional blank
+//! line, the summary header under any of its spellings and its values (`'99.5698%`,
+//! `4,569,608`, `0.369`, ten fields or thirteen), the column header under the spellings of
+//! every institute seen and one row per acta. Missing-value markers (`-`, `Sin dato`,
+//! `Ilegible`, …) stay distinct from zero.
 //!
 //! # Guarantees
 //! - A file is read as a stream, one row at a time ([`reader`]).

@@ -161,7 +161,7 @@ pub(crate) struct Preamble {
 pub(crate) enum VoteKind {
     /// One party.
     Party,
-    /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CC_…`, `PAN_PRI`).
+    /// A coalition or common candidacy (`C_PAN_PRI_PRD`, `CO_…`, `CC_…`, `PAN_PRI`).
     Coalition,
     /// An independent candidate (`CAND_IND_1`, `CI_…`, `C_I_…`, `CI1`).
     Independent,
@@ -231,6 +231,7 @@ pub(crate) struct CsvReader<R: Read> {
     file: String,
     encoding: Encoding,
     separator: u8,
+    summary_separator: u8,
     preamble: Preamble,
     columns: Columns,
     reader: csv::Reader<LineEnds<std::io::Chain<Cursor<Vec<u8>>, R>>>,
@@ -261,7 +262,10 @@ impl<R: Read> CsvReader<R> {
                 _ => Encoding::Utf8,
             }
         };
-        let separator = separator(&head);
+        let Separators {
+            rows: separator,
+            summary: summary_separator,
+        } = separators(&head);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -274,6 +278,7 @@ impl<R: Read> CsvReader<R> {
             file: file.to_owned(),
             encoding,
             separator,
+            summary_separator,
             preamble: Preamble::default(),
             columns: Columns::empty(),
             reader,
@@ -288,9 +293,15 @@ impl<R: Read> CsvReader<R> {
         self.encoding
     }
 
-    /// The detected separator.
+    /// The detected separator of the rows.
     pub(crate) fn separator(&self) -> char {
         char::from(self.separator)
+    }
+
+    /// The detected separator of the summary lines: the rows' but where the summary is
+    /// written with another (INE 2021: `|` before rows of `,`).
+    pub(crate) fn summary_separator(&self) -> char {
+        char::from(self.summary_separator)
     }
 
     /// The lines before the column header.
@@ -374,6 +385,41 @@ impl<R: Read> CsvReader<R> {
             })
     }
 
+    /// The cells of a line before the column header. Where the summary lines have a
+    /// separator of their own, a line that holds it is split by it: the summary's header,
+    /// and the line after it (its values, whose numbers may be written `4,569,608`). The
+    /// line is put back together from the cells the rows' separator cut, so nothing in it
+    /// is lost; a cell quoted whole (`"4,569,608"`) loses its quotes, as the parser would
+    /// have taken them.
+    fn preamble_cells(&self, after_summary_header: bool) -> Vec<Vec<u8>> {
+        let cells = || self.record.iter().map(<[u8]>::to_vec).collect();
+        if self.summary_separator == self.separator {
+            return cells();
+        }
+        let line = self.record.iter().collect::<Vec<_>>().join(&self.separator);
+        if !line.contains(&self.summary_separator) {
+            return cells();
+        }
+        let split: Vec<Vec<u8>> = line
+            .split(|&b| b == self.summary_separator)
+            .map(|c| {
+                let c = c.trim_ascii();
+                c.strip_prefix(b"\"")
+                    .and_then(|inner| inner.strip_suffix(b"\""))
+                    .unwrap_or(c)
+                    .to_vec()
+            })
+            .collect();
+        let summary_header = split
+            .iter()
+            .any(|c| Field::from_header(&header_name(c, self.encoding)).is_some());
+        if after_summary_header || summary_header {
+            split
+        } else {
+            cells()
+        }
+    }
+
     /// Reads title, corte and summary lines up to and including the column header.
     fn read_preamble(&mut self) -> Result<(), ReadError> {
         let mut summary_names: Option<Vec<String>> = None;
@@ -391,8 +437,8 @@ impl<R: Read> CsvReader<R> {
                         .to_owned(),
                 });
             }
-            let names: Vec<String> = self
-                .record
+            let cells = self.preamble_cells(summary_names.is_some());
+            let names: Vec<String> = cells
                 .iter()
                 .map(|c| header_name(c, self.encoding))
                 .collect();
@@ -443,8 +489,7 @@ impl<R: Read> CsvReader<R> {
                 return Ok(());
             }
             if let Some(names) = summary_names.take() {
-                let values: Vec<String> = self
-                    .record
+                let values: Vec<String> = cells
                     .iter()
                     .map(|c| decode(cell::bare(c), self.encoding).into_owned())
                     .collect();
@@ -455,7 +500,7 @@ impl<R: Read> CsvReader<R> {
                 summary_names = Some(names);
                 continue;
             }
-            let first = self.record.get(0).unwrap_or_default();
+            let first = cells.first().map_or(&[][..], Vec::as_slice);
             let first = decode(cell::bare(first), self.encoding).trim().to_owned();
             if self.preamble.corte.is_none()
                 && let Some(time) = corte(&first)
@@ -636,7 +681,8 @@ fn computos_by_casilla(names: &[String]) -> bool {
 
 /// What a party-like column counts, from its name and the other party columns' names.
 /// Independent candidates are `CAND_IND_1`, `CI_…`, `IND_…`, `C_I_LFAF` (IEEM 2024, before
-/// the coalitions' `C_`) or `CI1` (IEEPCO 2022).
+/// the coalitions' `C_`) or `CI1` (IEEPCO 2022). Coalitions are `C_…`, `CO_…` (IEE
+/// Aguascalientes 2022, IEEH Hidalgo 2022), `CC_…` (common candidacies), or parties joined.
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     let numbered_ci = name
         .strip_prefix("CI")
@@ -649,7 +695,7 @@ fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     {
         return VoteKind::Independent;
     }
-    if name.starts_with("C_") || name.starts_with("CC_") {
+    if ["C_", "CO_", "CC_"].iter().any(|p| name.starts_with(p)) {
         return VoteKind::Coalition;
     }
     let parts: Vec<&str> = name.split(['_', '-']).collect();
@@ -668,22 +714,46 @@ fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
 /// (a file re-saved by a spreadsheet set to Spanish, which writes `;`).
 const SEPARATORS: [u8; 4] = [b',', b'|', b';', b'\t'];
 
-/// The separator of the head: the one a first line `sep=|` names (a spreadsheet's
-/// convention), else the one the first header line (the summary's or the columns') holds
-/// most of; a comma if none.
-fn separator(head: &[u8]) -> u8 {
+/// The separators of a file's rows and of its summary lines.
+struct Separators {
+    rows: u8,
+    summary: u8,
+}
+
+/// The separators of the head. The one a first line `sep=|` names (a spreadsheet's
+/// convention) is both. Else the rows' is the one the column header (`CLAVE_CASILLA`, …)
+/// holds most of, and the summary's the one its header (`ACTAS_ESPERADAS`, …) holds most
+/// of: INE 2021 writes the summary with `|` and the rows with `,`. Where the head holds only
+/// one of those lines, its separator is both; where it holds neither, the one the head holds
+/// most of is.
+fn separators(head: &[u8]) -> Separators {
     if let Some(rest) = head.get(..4).filter(|p| p.eq_ignore_ascii_case(b"sep="))
         && let Some(&sep) = head.get(rest.len())
         && SEPARATORS.contains(&sep)
     {
-        return sep;
+        return Separators {
+            rows: sep,
+            summary: sep,
+        };
     }
-    let line = head
-        .split(|&b| b == b'\n' || b == b'\r')
-        .find(|l| contains(l, b"ACTAS_ESPERADAS") || contains(l, b"CLAVE_CASILLA"))
-        .unwrap_or(head);
+    let line = |name: &[u8]| {
+        head.split(|&b| b == b'\n' || b == b'\r')
+            .find(|l| contains(l, name))
+    };
+    let columns = line(b"CLAVE_CASILLA").map(most_frequent_separator);
+    let summary = line(b"ACTAS_ESPERADAS").map(most_frequent_separator);
+    let rows = columns
+        .or(summary)
+        .unwrap_or_else(|| most_frequent_separator(head));
+    Separators {
+        rows,
+        summary: summary.unwrap_or(rows),
+    }
+}
+
+/// The separator a line holds most of; the first of [`SEPARATORS`] on a tie (a comma wins).
+fn most_frequent_separator(line: &[u8]) -> u8 {
     let count = |sep: u8| line.iter().filter(|&&b| b == sep).count();
-    // The first of the most frequent: a comma wins a tie.
     SEPARATORS
         .into_iter()
         .rev()

@@ -108,9 +108,14 @@ fn election(out: &mut String, e: &FileReport) {
         .ok()
         .and_then(|k| k.as_str().map(str::to_owned))
         .unwrap_or_default();
+    let summary_separator = if e.summary_separator == e.separator {
+        String::new()
+    } else {
+        format!(" (summary '{}')", e.summary_separator)
+    };
     let _ = writeln!(
         out,
-        "{} actas · {} · separator '{}' · election: {election}",
+        "{} actas · {} · separator '{}'{summary_separator} · election: {election}",
         e.rows, e.encoding, e.separator
     );
     for (column, latest) in &e.latest {
