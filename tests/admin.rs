@@ -1,13 +1,32 @@
 //! The admin listener answers operators and the `difusor` commands, never a web page open in
 //! an operator's browser: requests naming another host (DNS rebinding) and state-changing
-//! requests a page could send are refused. Its token is read from a file or the environment,
+//! requests a page could send are refused, even those of a script that the preview serves
+//! under the listener's own origin. Its token is read from a file or the environment,
 //! never from the command line.
+
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 /// `curl` against the admin listener sending `extra` (method, headers, body).
 fn admin(server: &Server, path: &str, extra: &[&str]) -> Response {
     curl(&server.admin(path), extra)
+}
+
+/// The journal's `warning` events of check `admin-request` (refusals), once there is one
+/// (waited for up to 30 s: the journal is written in the background).
+fn admin_refusals(server: &Server) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: Vec<_> = events(server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "admin-request")
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -114,6 +133,62 @@ fn web_pages_can_neither_change_nor_read_anything() {
     assert_success(&server.run(&["ingest", pkg.to_str().unwrap()]));
     server.wait_corte("20240602_2030");
     assert_success(&server.run(&["history"]));
+}
+
+/// The preview serves the institute's pages, scripts included, under the admin listener's own
+/// origin: a script there (the site's, or one slipped into a package) runs in the operator's
+/// browser and tries to put a notice in force. Chromium sends it as any page's request would,
+/// and it is refused.
+#[test]
+fn a_script_of_the_preview_cannot_change_anything_in_a_real_browser() {
+    if !chromium_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let page = br#"<html><body><p id="r">esperando</p><script>
+fetch("/notice", {method: "POST", headers: {"Content-Type": "application/json"},
+                  body: JSON.stringify({text: "Aviso falso"})})
+  .then(r => { document.getElementById("r").textContent = "respuesta " + r.status; })
+  .catch(e => { document.getElementById("r").textContent = "error " + e; });
+</script></body></html>"#;
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[("prueba.html", page)]),
+    );
+    server.wait_corte("20240602_2000");
+    let out = run_ok(
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                tmp.path().join("perfil").display()
+            ))
+            .arg(server.admin("/preview/prueba.html")),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("respuesta 403"), "the script's request: {dom}");
+    let status = server.status();
+    assert_eq!(
+        status["gate"]["notice"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    let refused = admin_refusals(&server);
+    assert!(
+        refused.iter().any(|w| w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|t| t.contains("preview"))),
+        "{refused:?}"
+    );
 }
 
 #[test]

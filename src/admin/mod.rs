@@ -32,8 +32,9 @@
 //! - A web page in an operator's browser cannot use it ([`RequestGuard`]): a request whose
 //!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421,
 //!   so DNS rebinding reads nothing; a state-changing request (any method but GET and HEAD)
-//!   carrying another site's `Origin` is refused with 403, and one a page can send without
-//!   asking first (a CORS-simple `Content-Type`: `text/plain`,
+//!   that a browser sent (it carries `Origin` or `Sec-Fetch-Site`, whatever the site: the
+//!   preview's pages and scripts run under this listener's own origin) is refused with 403,
+//!   and one a page can send without asking first (a CORS-simple `Content-Type`: `text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
 //!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
@@ -294,24 +295,26 @@ impl RequestGuard {
         if matches!(*req.method(), Method::GET | Method::HEAD) {
             return Ok(());
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let same = origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.parse::<http::Uri>().ok())
-                .filter(|o| matches!(o.scheme_str(), Some("http" | "https")))
-                .and_then(|o| o.authority().map(|a| self.names_us(a.as_str())))
-                .unwrap_or(false);
-            if !same {
-                return Err((
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "refused: a request from another site (Origin {:?}) cannot change \
-                         anything here (Host {host})",
-                        String::from_utf8_lossy(origin.as_bytes())
-                    ),
-                ));
-            }
+        // Browsers send `Origin` (and `Sec-Fetch-Site`) with every request that can change
+        // something, also from a page of this listener: the preview serves the institute's
+        // pages and scripts under this listener's own origin. Changes come from the
+        // commands and scripts, never from a page.
+        let browser = [
+            header::ORIGIN,
+            header::HeaderName::from_static("sec-fetch-site"),
+        ]
+        .into_iter()
+        .find_map(|name| headers.get(&name).map(|value| (name, value)));
+        if let Some((name, value)) = browser {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "refused: a web page sent this request ({name}: {:?}), and no page may \
+                     change anything here (Host {host}), not even one of this listener's \
+                     preview; use the difusor commands",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+            ));
         }
         let essence = header_text(headers, header::CONTENT_TYPE).map(|t| {
             t.split(';')
@@ -681,13 +684,13 @@ mod tests {
         let json = ("content-type", "application/json");
         // (headers, body, what the guard answers)
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, StatusCode);
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             (&[host, json], "{}", StatusCode::OK),
             (&[host], "", StatusCode::OK),
             (
                 &[host, json, ("origin", "http://127.0.0.1:9180")],
                 "{}",
-                StatusCode::OK,
+                StatusCode::FORBIDDEN,
             ),
             (
                 &[host, json, ("origin", "http://evil.example")],
@@ -695,6 +698,11 @@ mod tests {
                 StatusCode::FORBIDDEN,
             ),
             (&[host, ("origin", "null")], "", StatusCode::FORBIDDEN),
+            (
+                &[host, json, ("sec-fetch-site", "same-origin")],
+                "{}",
+                StatusCode::FORBIDDEN,
+            ),
             (
                 &[host, ("content-type", "text/plain;charset=UTF-8")],
                 "{}",
