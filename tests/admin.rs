@@ -295,3 +295,92 @@ fn silent_connections_cannot_keep_an_operator_out() {
          {closed} of 100"
     );
 }
+
+/// An upload that stops halfway (a package, a notice) is answered 408 once it has sent
+/// nothing for `send_timeout`, its connection closed and its temporary file removed, and the
+/// refusal is journaled: a stalled upload holds no connection and no file for ever.
+#[test]
+fn an_upload_that_stops_arriving_is_cut_after_the_send_timeout() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &["--send-timeout", "2s"]);
+    let host = format!("127.0.0.1:{}", server.admin_port);
+    let heads = [
+        format!(
+            "POST /ingest HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+             X-Difusor-Name: PREP_20240602_2000.zip\r\nContent-Length: 100000\r\n\r\nPK\x03\x04"
+        ),
+        format!(
+            "POST /notice HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"text\": \"Av"
+        ),
+    ];
+    for head in &heads {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let answer = read_to_close(&mut stream, Duration::from_secs(10))
+            .expect("the stalled upload is still open after 10 s");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("send_timeout"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "cut before the timeout"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(data.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the stalled upload left {left:?}");
+    let refused = admin_refusals(&server);
+    assert!(
+        refused.iter().any(|w| w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|t| t.contains("stopped arriving"))),
+        "{refused:?}"
+    );
+    // The listener still answers, and a notice sent whole is taken.
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso"]));
+    assert_eq!(server.status()["gate"]["notice"], "Aviso");
+}
+
+/// A request without the token, or with another, gets 401 and is journaled and logged:
+/// guesses at the token leave a trace, the guesses themselves none.
+#[test]
+fn a_wrong_token_is_refused_and_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+    );
+    let r = admin(
+        &server,
+        "/notice/off",
+        &["-X", "POST", "-H", "Authorization: Bearer adivinanza"],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("not this listener's"), "{}", r.text());
+    // Journaled once a minute (the start's own readiness check, without a token, may be the
+    // one journaled); logged every time.
+    let refused = admin_refusals(&server);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let detail = &refused[0]["detail"];
+    assert!(
+        detail["warning"].as_str().unwrap().contains("token"),
+        "{detail}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("the token sent is not this listener's"),
+        "{log}"
+    );
+    assert!(
+        !detail.to_string().contains("adivinanza") && !log.contains("adivinanza"),
+        "the token sent is not written down: {detail}"
+    );
+}

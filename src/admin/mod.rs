@@ -36,13 +36,16 @@
 //!   preview's pages and scripts run under this listener's own origin) is refused with 403,
 //!   and one a page can send without asking first (a CORS-simple `Content-Type`: `text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
-//!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
+//!   415. Refusals, these and a missing or wrong token's 401, are journaled (`warning`,
+//!   check `admin-request`), at most once a minute.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
 //!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
 //!   an operator out.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
-//!   `max_package_bytes`, and removed once the publisher has archived it. Journal writes wait
-//!   for the journal's writer thread without blocking the async threads.
+//!   `max_package_bytes`, and removed once the publisher has archived it. A body (package or
+//!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
+//!   and its temporary file removed, so a stalled upload holds no connection for ever.
+//!   Journal writes wait for the journal's writer thread without blocking the async threads.
 
 mod page;
 mod status;
@@ -95,6 +98,8 @@ pub(crate) struct Admin {
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
+    /// Longest an upload's body may send nothing (`send_timeout`).
+    pub(crate) body_timeout: Duration,
     /// Most bytes the live site may hold in memory.
     pub(crate) max_site_bytes: u64,
     /// Embargo and notice.
@@ -160,11 +165,15 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         return json_response(status, &json!({"error": reason}));
     }
     if !authorised(&admin, req.headers()) {
-        let mut res = json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "this listener needs `Authorization: Bearer <token>` (the token \
-                of `admin_token_file` or DIFUSOR_ADMIN_TOKEN)"}),
-        );
+        let reason = if req.headers().contains_key(header::AUTHORIZATION) {
+            "refused: the token sent is not this listener's (`admin_token_file` or \
+             DIFUSOR_ADMIN_TOKEN)"
+        } else {
+            "refused: this listener needs `Authorization: Bearer <token>` (the token of \
+             `admin_token_file` or DIFUSOR_ADMIN_TOKEN)"
+        };
+        admin.guard.journal(&admin.journal, &req, reason);
+        let mut res = json_response(StatusCode::UNAUTHORIZED, &json!({"error": reason}));
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer"),
@@ -343,8 +352,23 @@ impl RequestGuard {
 
     /// Journals a refusal, at most once every [`JOURNAL_REFUSALS_EVERY`]; logs every one.
     fn journal<B>(&self, journal: &Journal, req: &Request<B>, reason: &str) {
-        let headers = req.headers();
-        tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
+        self.journal_request(journal, req.method(), req.uri(), req.headers(), reason);
+    }
+
+    /// [`RequestGuard::journal`] for a request whose body was taken apart from its head.
+    fn journal_head(&self, journal: &Journal, head: &http::request::Parts, reason: &str) {
+        self.journal_request(journal, &head.method, &head.uri, &head.headers, reason);
+    }
+
+    fn journal_request(
+        &self,
+        journal: &Journal,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        reason: &str,
+    ) {
+        tracing::warn!(%method, path = uri.path(), reason, "admin request refused");
         let now = Instant::now();
         {
             let mut last = self.journaled.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,9 +382,9 @@ impl RequestGuard {
             None,
             json!({
                 "check": "admin-request",
-                "warning": format!("the admin listener refused a request a web page could have sent: {reason}"),
-                "method": req.method().as_str(),
-                "path": req.uri().path().chars().take(200).collect::<String>(),
+                "warning": format!("the admin listener refused a request: {reason}"),
+                "method": method.as_str(),
+                "path": uri.path().chars().take(200).collect::<String>(),
                 "host": header_text(headers, header::HOST),
                 "origin": header_text(headers, header::ORIGIN),
             }),
@@ -459,15 +483,17 @@ async fn page(admin: &Admin) -> Response<BoxedBody> {
 
 /// Puts the institute's notice in force from a `{"text": "…"}` body.
 async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
-    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
-    let body = match limited.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let (head, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, 64 * 1024);
+    let body = match tokio::time::timeout(admin.body_timeout, limited.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             return json_response(
                 StatusCode::BAD_REQUEST,
                 &json!({"error": format!("reading the notice: {e}")}),
             );
         }
+        Err(_) => return body_timed_out(admin, &head, "the notice"),
     };
     let text = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -504,8 +530,9 @@ async fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> 
 
 /// Receives a package over the admin listener and hands it to the publisher.
 async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
+    let (head, body) = req.into_parts();
     let decoded = |name: &str| {
-        req.headers()
+        head.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
@@ -535,8 +562,10 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
             );
         }
     };
-    if let Err(resp) = receive_body(req.into_body(), &tmp, admin.max_package_bytes).await {
-        return resp;
+    match receive_body(body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
+        Ok(()) => {}
+        Err(Unreceived::Refused(resp)) => return resp,
+        Err(Unreceived::Silent) => return body_timed_out(admin, &head, "the package"),
     }
     let received = Received {
         hashed: None,
@@ -557,40 +586,68 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     outcome_response(outcome)
 }
 
-/// Streams a request body into `path`, refusing more than `limit` bytes.
+/// Why an upload's body was not received whole.
+enum Unreceived {
+    /// Refused with this answer (too large, torn, not written).
+    Refused(Response<BoxedBody>),
+    /// Nothing arrived for the body timeout.
+    Silent,
+}
+
+/// Streams a request body into `path`, refusing more than `limit` bytes and giving up when
+/// nothing arrives for `timeout`.
 async fn receive_body(
     mut body: Incoming,
     path: &std::path::Path,
     limit: u64,
-) -> Result<(), Response<BoxedBody>> {
+    timeout: Duration,
+) -> Result<(), Unreceived> {
     let internal = |e: std::io::Error| {
-        json_response(
+        Unreceived::Refused(json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": format!("writing the upload: {e}")}),
-        )
+        ))
     };
     let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
     let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = tokio::time::timeout(timeout, body.frame())
+        .await
+        .map_err(|_| Unreceived::Silent)?
+    {
         let frame = frame.map_err(|e| {
-            json_response(
+            Unreceived::Refused(json_response(
                 StatusCode::BAD_REQUEST,
                 &json!({"error": format!("upload interrupted: {e}")}),
-            )
+            ))
         })?;
         if let Ok(data) = frame.into_data() {
             written += data.len() as u64;
             if written > limit {
-                return Err(json_response(
+                return Err(Unreceived::Refused(json_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &json!({"error": format!("the package is over max_package_bytes ({limit} bytes)")}),
-                ));
+                )));
             }
             file.write_all(&data).await.map_err(internal)?;
         }
     }
     file.flush().await.map_err(internal)?;
     Ok(())
+}
+
+/// The answer to an upload whose body stopped arriving (`what`: the package, the notice),
+/// journaled like every refusal; the connection is closed with it.
+fn body_timed_out(admin: &Admin, head: &http::request::Parts, what: &str) -> Response<BoxedBody> {
+    let reason = format!(
+        "refused: {what} stopped arriving (nothing for {:?}, setting `send_timeout`); send it \
+         again",
+        admin.body_timeout
+    );
+    admin.guard.journal_head(&admin.journal, head, &reason);
+    let mut res = json_response(StatusCode::REQUEST_TIMEOUT, &json!({"error": reason}));
+    res.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    res
 }
 
 fn outcome_response(outcome: Result<Outcome, Stopped>) -> Response<BoxedBody> {
