@@ -123,7 +123,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         }
         None => None,
     };
-    let mut reload = reload::Reload::listen(source, config.settings.clone(), store.journal.clone())
+    let mut reload = reload::Reload::listen(source, config, store.journal.clone())
         .context("cannot take SIGHUP")?;
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
