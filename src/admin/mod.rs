@@ -19,7 +19,8 @@
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text), and
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
 //!   has decided;
-//! - `POST /rollback?corte=<id>`: publish an earlier corte again;
+//! - `POST /rollback?corte=<id>`: publish an earlier corte again; 404 with the outcome
+//!   `rejected` when no corte or archived package has that name;
 //! - `POST /notice` with `{"text": "…"}`: the institute's notice replaces the results on
 //!   every public path, at once; `POST /notice/off` lifts it. Both are journaled, and the
 //!   notice stays in force across restarts.
@@ -218,7 +219,14 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
                     &json!({"error": "give ?corte=<id>"}),
                 );
             };
-            outcome_response(admin.publisher.rollback(corte).await)
+            match admin.publisher.rollback(corte).await {
+                // A rollback is refused only when it names nothing this server has.
+                Ok(outcome @ Outcome::Rejected { .. }) => json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::to_value(&outcome).unwrap_or_default(),
+                ),
+                other => outcome_response(other),
+            }
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such route"})),
     }
