@@ -384,3 +384,38 @@ fn a_wrong_token_is_refused_and_journaled() {
         "the token sent is not written down: {detail}"
     );
 }
+
+/// The `Bearer` scheme is matched whatever its case (RFC 9110 §11.1), on the admin listener
+/// and on the replication feed, which check the token the same way; the token itself is not.
+#[test]
+fn the_bearer_scheme_is_matched_whatever_its_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "5f0c2a9e7d1b4c3a8e6f";
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_flag = token_file.to_str().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--admin-token-file",
+            token_flag,
+            "--feed-listen",
+            "127.0.0.1:0",
+            "--feed-token-file",
+            token_flag,
+        ],
+    );
+    let feed = format!("http://127.0.0.1:{}/state", server.feed_port());
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let header = format!("Authorization: {scheme} {token}");
+        let r = admin(&server, "/status", &["-H", &header]);
+        assert_eq!(r.status, 200, "admin, {header}: {}", r.text());
+        let r = curl(&feed, &["-H", &header]);
+        assert_eq!(r.status, 200, "feed, {header}: {}", r.text());
+    }
+    let upper = format!("Authorization: Bearer {}", token.to_uppercase());
+    assert_eq!(admin(&server, "/status", &["-H", &upper]).status, 401);
+    assert_eq!(curl(&feed, &["-H", &upper]).status, 401);
+    let basic = format!("Authorization: Basic {token}");
+    assert_eq!(admin(&server, "/status", &["-H", &basic]).status, 401);
+}

@@ -131,14 +131,23 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time so
-/// that the time of a refusal tells nothing of the token.
+/// that the time of a refusal tells nothing of the token. The scheme is matched whatever its
+/// case (`bearer`, `BEARER`: RFC 9110 §11.1), followed by one or more spaces.
 pub(crate) fn bearer_is(headers: &http::HeaderMap, token: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, given)| {
+            bool::from(
+                given
+                    .trim_start_matches(' ')
+                    .as_bytes()
+                    .ct_eq(token.as_bytes()),
+            )
+        })
 }
 
 /// Set on every request of a TLS connection whose client presented a certificate the
