@@ -419,3 +419,40 @@ fn the_bearer_scheme_is_matched_whatever_its_case() {
     let basic = format!("Authorization: Basic {token}");
     assert_eq!(admin(&server, "/status", &["-H", &basic]).status, 401);
 }
+
+/// The admin listener holds the `Host` to the public listener's rule: a request with two
+/// `Host` fields, or one with user information, is refused with 400 (a proxy in front that
+/// read the other field, or the host after `@`, would disagree about what was asked).
+#[test]
+fn a_request_must_name_one_host_plainly() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let ours = format!("127.0.0.1:{}", server.admin_port);
+    let ask = |hosts: &[String]| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let fields: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
+        write!(
+            stream,
+            "GET /status HTTP/1.1\r\n{fields}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = ask(std::slice::from_ref(&ours));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for hosts in [
+        vec![ours.clone(), ours.clone()],
+        vec![ours.clone(), "rebind.evil.example".to_owned()],
+        vec![format!("user@{ours}")],
+    ] {
+        let answer = ask(&hosts);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{hosts:?}: {answer}");
+        assert!(answer.contains("one host"), "{hosts:?}: {answer}");
+    }
+}

@@ -31,7 +31,8 @@
 //!   constant time. The token comes from `admin_token_file` or `DIFUSOR_ADMIN_TOKEN`, never
 //!   from the command line.
 //! - A web page in an operator's browser cannot use it ([`RequestGuard`]): a request whose
-//!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421,
+//!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421
+//!   (two `Host` fields, or one with user information, with 400, as the public listener does),
 //!   so DNS rebinding reads nothing; a state-changing request (any method but GET and HEAD)
 //!   that a browser sent (it carries `Origin` or `Sec-Fetch-Site`, whatever the site: the
 //!   preview's pages and scripts run under this listener's own origin) is refused with 403,
@@ -272,6 +273,11 @@ impl RequestGuard {
         let Ok(authority) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
+        // A request target's user information (`http://user@host/`) names no other host,
+        // but no client has reason to send it, and the public listener refuses it too.
+        if authority.as_str().contains('@') {
+            return false;
+        }
         let host = authority.host().to_ascii_lowercase();
         if self.names.contains(&host) {
             return true;
@@ -293,6 +299,14 @@ impl RequestGuard {
     /// `Ok` for a request this listener answers; otherwise the status and why.
     fn check<B: hyper::body::Body>(&self, req: &Request<B>) -> Result<(), (StatusCode, String)> {
         let headers = req.headers();
+        if !crate::http::host_is_valid(req) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "refused: a request must name one host: one Host field, without user \
+                 information (user@)"
+                    .to_owned(),
+            ));
+        }
         let host = req
             .uri()
             .authority()
@@ -727,10 +741,25 @@ mod tests {
             let req = request("GET", &[("host", host)], "");
             assert_eq!(status(&g, &req), StatusCode::MISDIRECTED_REQUEST, "{host}");
         }
+        // One host, named plainly, as the public listener requires.
         assert_eq!(
             status(&g, &request("GET", &[], "")),
-            StatusCode::MISDIRECTED_REQUEST
+            StatusCode::BAD_REQUEST
         );
+        let ours = ("host", "127.0.0.1:9180");
+        for headers in [
+            vec![("host", "user@127.0.0.1:9180")],
+            vec![ours, ours],
+            vec![ours, ("host", "rebind.evil.example:9180")],
+        ] {
+            let req = request("GET", &headers, "");
+            assert_eq!(status(&g, &req), StatusCode::BAD_REQUEST, "{headers:?}");
+        }
+        let target = Request::get("http://user@127.0.0.1:9180/status")
+            .header("host", "127.0.0.1:9180")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(status(&g, &target), StatusCode::MISDIRECTED_REQUEST);
         // Listening on every address: any address literal is this machine; names are not.
         let all = guard("0.0.0.0:9180");
         let ok = request("GET", &[("host", "192.0.2.5:9180")], "");

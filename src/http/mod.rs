@@ -633,8 +633,9 @@ pub(crate) async fn from_site(
 /// cache or balancer in front may key on it, and one that reads the first of two `Host`
 /// fields and a server that reads the last must not disagree about what was asked. HTTP/1.0
 /// has no such rule. HTTP/2 names the host in `:authority`, which hyper has parsed; it must
-/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not.
-fn host_is_valid(req: &Request<Incoming>) -> bool {
+/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not. The admin
+/// listener holds its requests to the same rule.
+pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
     if req.version() == Version::HTTP_2 {
         return req
             .uri()
