@@ -317,6 +317,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         guard: admin::RequestGuard::new(admin_listener.local_addr()?, &sections.admin_hosts),
         tmp_dir: store.layout.tmp(),
         max_package_bytes: sections.package.limits.max_package_bytes,
+        uploads: tokio::sync::Semaphore::new(admin::MAX_UPLOADS),
         body_timeout: sections.http.send_timeout,
         max_site_bytes: sections.site.max_bytes,
         gate: gate.clone(),

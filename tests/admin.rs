@@ -456,3 +456,50 @@ fn a_request_must_name_one_host_plainly() {
         assert!(answer.contains("one host"), "{hosts:?}: {answer}");
     }
 }
+
+/// At most four packages are received at once, whatever the connections (and HTTP/2
+/// streams) they come on: each may hold `max_package_bytes` of temporary disk. One more gets
+/// 503 with `Retry-After`, and once those are done an upload is taken again.
+#[test]
+fn at_most_four_uploads_are_received_at_once() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--send-timeout", "3s"]);
+    let host = format!("127.0.0.1:{}", server.admin_port);
+    let stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+            write!(
+                s,
+                "POST /ingest HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+                 X-Difusor-Name: PREP_20240602_2000.zip\r\nContent-Length: 100000\r\n\r\nPK\x03\x04"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let pkg = tmp.path().join("PREP_20240602_2015.zip");
+    std::fs::write(&pkg, site_package("20240602_2015", &[])).unwrap();
+    let upload = [
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-H",
+        "X-Difusor-Name: PREP_20240602_2015.zip",
+        "--data-binary",
+    ];
+    let body = format!("@{}", pkg.display());
+    let mut args = upload.to_vec();
+    args.push(&body);
+    let r = admin(&server, "/ingest", &args);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("being received already"), "{}", r.text());
+    // The stalled ones are cut after send_timeout; then an upload is taken.
+    for mut s in stalled {
+        assert!(read_to_close(&mut s, Duration::from_secs(10)).is_some());
+    }
+    let r = admin(&server, "/ingest", &args);
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.wait_corte("20240602_2015");
+}

@@ -42,7 +42,8 @@
 //!   check `admin-request`), at most once a minute.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
 //!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
-//!   an operator out.
+//!   an operator out. At most [`MAX_UPLOADS`] packages are received at once, whatever the
+//!   connections and HTTP/2 streams: one more gets 503 with `Retry-After`, journaled.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
 //!   `max_package_bytes`, and removed once the publisher has archived it. A body (package or
 //!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
@@ -83,6 +84,9 @@ use crate::site::Live;
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Most connections it keeps open from one address (the operator's commands come from one).
 pub(crate) const MAX_PER_ADDRESS: usize = 32;
+/// Most package uploads received at once, over every connection and HTTP/2 stream: each may
+/// hold up to `max_package_bytes` in `tmp/`, and the publisher takes them one at a time anyway.
+pub(crate) const MAX_UPLOADS: usize = 4;
 
 /// What the admin handler needs.
 pub(crate) struct Admin {
@@ -100,6 +104,8 @@ pub(crate) struct Admin {
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
+    /// One permit per upload being received ([`MAX_UPLOADS`]).
+    pub(crate) uploads: tokio::sync::Semaphore,
     /// Longest an upload's body may send nothing (`send_timeout`).
     pub(crate) body_timeout: Duration,
     /// Most bytes the live site may hold in memory.
@@ -574,6 +580,18 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     let sidecar = decoded("x-difusor-sidecar");
     let signature = decoded("x-difusor-signature");
     let force = decoded("x-difusor-force").is_some_and(|v| v == "1");
+    // Held until the publisher has decided and the temporary file is gone.
+    let Ok(_upload) = admin.uploads.try_acquire() else {
+        let reason = format!(
+            "refused: {MAX_UPLOADS} packages are being received already; send it again when \
+             one of them is done"
+        );
+        admin.guard.journal_head(&admin.journal, &head, &reason);
+        let mut res = json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": reason}));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return res;
+    };
     let received_at = Timestamp::now();
     let tmp = match tempfile::NamedTempFile::new_in(&admin.tmp_dir) {
         Ok(t) => t.into_temp_path(),
