@@ -19,7 +19,11 @@
 //! - A failure keeps the old certificate in service; it is logged, shown on the admin status
 //!   and `/metrics`, journaled as a `warning` (check `acme`) once per run of failures, and
 //!   `acme-recovered` when a certificate is obtained again. Attempts back off from
-//!   [`FIRST_RETRY`] to [`MAX_RETRY`].
+//!   [`FIRST_RETRY`] to [`MAX_RETRY`]; after a certificate arrives the next order waits at
+//!   least [`FIRST_RETRY`], however short its lifetime.
+//! - A certificate issued is served only if it names every one of `acme_domains`, matches
+//!   the key we asked it for, and is valid now (expired or not yet valid: a failure, the old
+//!   certificate stays).
 //! - Everything the ACME server sends is bounded: [`MAX_RESPONSE_BYTES`] per answer, request
 //!   timeouts, [`ATTEMPT_TIMEOUT`] for a whole order; tokens are checked before they are
 //!   answered.
@@ -59,6 +63,9 @@ pub(crate) const MAX_RETRY: Duration = Duration::from_secs(3600);
 const CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// Longest an order may take, from account to certificate.
 pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How far ahead of this server's clock an issued certificate's start may be (the clocks of
+/// the ACME server and of this one differ a little).
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Largest answer taken from the ACME server.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Most names in `acme_domains` (Let's Encrypt's limit per certificate).
@@ -287,6 +294,26 @@ impl CertInfo {
             )
             .unwrap_or(Timestamp::MIN);
         by_setting.max(floor)
+    }
+
+    /// `Ok` if it is valid at `now` (allowing [`CLOCK_SKEW`] before its start); otherwise
+    /// why it cannot be served.
+    fn valid_at(&self, now: Timestamp) -> Result<(), AcmeError> {
+        let skew = jiff::SignedDuration::try_from(CLOCK_SKEW).unwrap_or_default();
+        if self.not_after <= now {
+            return Err(AcmeError::Certificate(format!(
+                "the certificate issued (serial {}) expired at {}, before it arrived",
+                self.serial, self.not_after
+            )));
+        }
+        if self.not_before > now + skew {
+            return Err(AcmeError::Certificate(format!(
+                "the certificate issued (serial {}) is not valid before {}; this server's \
+                 clock says {now}",
+                self.serial, self.not_before
+            )));
+        }
+        Ok(())
     }
 
     /// Whether it names every one of `domains`.
@@ -662,9 +689,13 @@ impl Acme {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failing: Option<(Timestamp, Timestamp)> = None; // (since, next attempt)
         let mut backoff = FIRST_RETRY;
+        // No order sooner than FIRST_RETRY after a certificate arrived, even one that is due
+        // for renewal as soon as it arrives (a lifetime shorter than the ACME exchange).
+        let mut quiet_until = Timestamp::MIN;
         loop {
             let now = Timestamp::now();
-            let next = failing.map_or_else(|| self.renew_at(now), |(_, next)| next);
+            let next =
+                failing.map_or_else(|| self.renew_at(now).max(quiet_until), |(_, next)| next);
             self.board.update(|s| s.next_attempt = Some(next));
             if next > now {
                 let wait = next.duration_since(now).unsigned_abs().min(CHECK_EVERY);
@@ -705,6 +736,8 @@ impl Acme {
                         );
                     }
                     self.install(kept);
+                    quiet_until = Timestamp::now()
+                        + jiff::SignedDuration::try_from(FIRST_RETRY).unwrap_or_default();
                     self.board.update(|s| {
                         s.consecutive_failures = 0;
                         s.last_error = None;
@@ -862,6 +895,7 @@ impl Acme {
                 kept.info.names, self.settings.domains
             )));
         }
+        kept.info.valid_at(Timestamp::now())?;
         let path = self.dir.join(CERTIFICATE_FILE);
         tokio::task::spawn_blocking(move || write_durably(&path, pem.as_bytes(), 0o600))
             .await

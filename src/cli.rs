@@ -240,6 +240,7 @@ pub(crate) enum Cmd {
         out_dir: Option<PathBuf>,
     },
     /// Publish an earlier corte again (by corte id, publication number or package SHA-256).
+    /// Exit status as `ingest`'s; 1 (rejected) when no such corte was published.
     Rollback {
         /// The corte to return to, as `difusor history` lists it.
         corte: String,

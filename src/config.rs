@@ -20,6 +20,8 @@
 //!
 //! # Guarantees
 //! - Unknown keys in the file or a profile are errors, not silently ignored.
+//! - The config file is read only if it is a regular file (links followed) of at most
+//!   [`MAX_CONFIG_BYTES`].
 //! - An invalid value is refused with an [`Invalid`] that names the setting and how to fix
 //!   it; a [`Config`] therefore always holds usable values.
 
@@ -621,10 +623,48 @@ fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Set
     Settings::deserialize(merged).map_err(|e| anyhow!("invalid settings: {e}"))
 }
 
-/// Reads a config file into a table, naming the file in any error.
+/// Largest config file read: the file `init` writes, every setting commented, is a few
+/// tens of KiB.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file into a table, naming the file in any error. The file (or what a link
+/// leads to) must be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or device put in
+/// its place, or a huge file, is refused instead of read without end.
 fn read_table(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    use std::io::Read as _;
+    let cannot = || format!("cannot read the config file {}", path.display());
+    // Non-blocking, so that opening a FIFO does not wait for a writer.
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file = std::fs::File::from(
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+            .map_err(std::io::Error::from)
+            .with_context(cannot)?,
+    );
+    let meta = file.metadata().with_context(cannot)?;
+    if !meta.is_file() {
+        bail!(
+            "the config file {} is not a regular file (a FIFO, a device or a folder)",
+            path.display()
+        );
+    }
+    let too_large = || {
+        anyhow!(
+            "the config file {} is larger than {} (it holds settings only)",
+            path.display(),
+            ByteSize::b(MAX_CONFIG_BYTES)
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(cannot)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 

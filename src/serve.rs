@@ -123,7 +123,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         }
         None => None,
     };
-    let mut reload = reload::Reload::listen(source, config.settings.clone(), store.journal.clone())
+    let mut reload = reload::Reload::listen(source, config, store.journal.clone())
         .context("cannot take SIGHUP")?;
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
@@ -317,6 +317,8 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         guard: admin::RequestGuard::new(admin_listener.local_addr()?, &sections.admin_hosts),
         tmp_dir: store.layout.tmp(),
         max_package_bytes: sections.package.limits.max_package_bytes,
+        uploads: tokio::sync::Semaphore::new(admin::MAX_UPLOADS),
+        body_timeout: sections.http.send_timeout,
         max_site_bytes: sections.site.max_bytes,
         gate: gate.clone(),
         publish_start: config.publish_start,

@@ -1,7 +1,8 @@
 //! Automatic HTTPS over ACME against a real ACME server (Pebble): a certificate obtained by
 //! TLS-ALPN-01 and by HTTP-01 (before the gate opens), renewed in place under an open
 //! connection, kept across a restart, and a failed renewal journaled and shown with the old
-//! certificate still served.
+//! certificate still served; a certificate that arrives expired is refused and not ordered
+//! again at once.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -330,6 +331,43 @@ fn http_01_is_answered_before_the_publication_gate_opens() {
     let log = server.log();
     assert!(log.contains("answering an ACME HTTP-01 challenge"), "{log}");
     assert!(!log.contains("ACME TLS-ALPN-01"), "{log}");
+}
+
+/// An ACME server issuing certificates that have expired by the time they arrive (Pebble
+/// with a lifetime of one second: its end is its start): each is refused as a failure, never
+/// served, and the server backs off instead of ordering the next one at once.
+#[test]
+fn a_certificate_that_arrives_expired_is_refused_and_not_ordered_again_at_once() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ReservedPort::hold();
+    let unused_http = ReservedPort::hold();
+    let pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 1);
+    let flags = acme_flags(&pebble, &tls, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&dir.path().join("d"), &flags);
+
+    let warnings = wait_until_acme_warning(&server);
+    let error = warnings[0]["detail"]["error"].as_str().unwrap();
+    assert!(error.contains("expired"), "{warnings:?}");
+    // Another order would have come within a second; the next one waits a minute.
+    std::thread::sleep(Duration::from_secs(5));
+    let issued = events(&server, "acme-certificate");
+    assert!(
+        issued.is_empty(),
+        "an expired certificate was taken: {issued:?}"
+    );
+    let status = server.status();
+    assert!(status["acme"]["certificate"].is_null(), "{status:#}");
+    assert_eq!(status["acme"]["consecutive_failures"], 1, "{status:#}");
+    let r = curl(
+        &format!("https://{NAME}:{}/", tls.port),
+        &["-k", "--resolve", &format!("{NAME}:{}:127.0.0.1", tls.port)],
+    );
+    assert!(!r.complete && r.status == 0, "no certificate is served");
+    assert!(!dir.path().join("d/acme/certificate.pem").exists());
 }
 
 #[test]

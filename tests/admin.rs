@@ -1,13 +1,32 @@
 //! The admin listener answers operators and the `difusor` commands, never a web page open in
 //! an operator's browser: requests naming another host (DNS rebinding) and state-changing
-//! requests a page could send are refused. Its token is read from a file or the environment,
+//! requests a page could send are refused, even those of a script that the preview serves
+//! under the listener's own origin. Its token is read from a file or the environment,
 //! never from the command line.
+
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 /// `curl` against the admin listener sending `extra` (method, headers, body).
 fn admin(server: &Server, path: &str, extra: &[&str]) -> Response {
     curl(&server.admin(path), extra)
+}
+
+/// The journal's `warning` events of check `admin-request` (refusals), once there is one
+/// (waited for up to 30 s: the journal is written in the background).
+fn admin_refusals(server: &Server) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: Vec<_> = events(server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "admin-request")
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -116,6 +135,62 @@ fn web_pages_can_neither_change_nor_read_anything() {
     assert_success(&server.run(&["history"]));
 }
 
+/// The preview serves the institute's pages, scripts included, under the admin listener's own
+/// origin: a script there (the site's, or one slipped into a package) runs in the operator's
+/// browser and tries to put a notice in force. Chromium sends it as any page's request would,
+/// and it is refused.
+#[test]
+fn a_script_of_the_preview_cannot_change_anything_in_a_real_browser() {
+    if !chromium_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let page = br#"<html><body><p id="r">esperando</p><script>
+fetch("/notice", {method: "POST", headers: {"Content-Type": "application/json"},
+                  body: JSON.stringify({text: "Aviso falso"})})
+  .then(r => { document.getElementById("r").textContent = "respuesta " + r.status; })
+  .catch(e => { document.getElementById("r").textContent = "error " + e; });
+</script></body></html>"#;
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[("prueba.html", page)]),
+    );
+    server.wait_corte("20240602_2000");
+    let out = run_ok(
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                tmp.path().join("perfil").display()
+            ))
+            .arg(server.admin("/preview/prueba.html")),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("respuesta 403"), "the script's request: {dom}");
+    let status = server.status();
+    assert_eq!(
+        status["gate"]["notice"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    let refused = admin_refusals(&server);
+    assert!(
+        refused.iter().any(|w| w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|t| t.contains("preview"))),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn the_token_comes_from_a_file_or_the_environment_never_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -219,4 +294,212 @@ fn silent_connections_cannot_keep_an_operator_out() {
         "the admin listener keeps at most 32 connections of one address; it closed only \
          {closed} of 100"
     );
+}
+
+/// An upload that stops halfway (a package, a notice) is answered 408 once it has sent
+/// nothing for `send_timeout`, its connection closed and its temporary file removed, and the
+/// refusal is journaled: a stalled upload holds no connection and no file for ever.
+#[test]
+fn an_upload_that_stops_arriving_is_cut_after_the_send_timeout() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &["--send-timeout", "2s"]);
+    let host = format!("127.0.0.1:{}", server.admin_port);
+    let heads = [
+        format!(
+            "POST /ingest HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+             X-Difusor-Name: PREP_20240602_2000.zip\r\nContent-Length: 100000\r\n\r\nPK\x03\x04"
+        ),
+        format!(
+            "POST /notice HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"text\": \"Av"
+        ),
+    ];
+    for head in &heads {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let answer = read_to_close(&mut stream, Duration::from_secs(10))
+            .expect("the stalled upload is still open after 10 s");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("send_timeout"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "cut before the timeout"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(data.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the stalled upload left {left:?}");
+    let refused = admin_refusals(&server);
+    assert!(
+        refused.iter().any(|w| w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|t| t.contains("stopped arriving"))),
+        "{refused:?}"
+    );
+    // The listener still answers, and a notice sent whole is taken.
+    assert_success(&server.run(&["notice", "on", "--text", "Aviso"]));
+    assert_eq!(server.status()["gate"]["notice"], "Aviso");
+}
+
+/// A request without the token, or with another, gets 401 and is journaled and logged:
+/// guesses at the token leave a trace, the guesses themselves none.
+#[test]
+fn a_wrong_token_is_refused_and_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+    );
+    let r = admin(
+        &server,
+        "/notice/off",
+        &["-X", "POST", "-H", "Authorization: Bearer adivinanza"],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("not this listener's"), "{}", r.text());
+    // Journaled once a minute (the start's own readiness check, without a token, may be the
+    // one journaled); logged every time.
+    let refused = admin_refusals(&server);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let detail = &refused[0]["detail"];
+    assert!(
+        detail["warning"].as_str().unwrap().contains("token"),
+        "{detail}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("the token sent is not this listener's"),
+        "{log}"
+    );
+    assert!(
+        !detail.to_string().contains("adivinanza") && !log.contains("adivinanza"),
+        "the token sent is not written down: {detail}"
+    );
+}
+
+/// The `Bearer` scheme is matched whatever its case (RFC 9110 §11.1), on the admin listener
+/// and on the replication feed, which check the token the same way; the token itself is not.
+#[test]
+fn the_bearer_scheme_is_matched_whatever_its_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "5f0c2a9e7d1b4c3a8e6f";
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_flag = token_file.to_str().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--admin-token-file",
+            token_flag,
+            "--feed-listen",
+            "127.0.0.1:0",
+            "--feed-token-file",
+            token_flag,
+        ],
+    );
+    let feed = format!("http://127.0.0.1:{}/state", server.feed_port());
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let header = format!("Authorization: {scheme} {token}");
+        let r = admin(&server, "/status", &["-H", &header]);
+        assert_eq!(r.status, 200, "admin, {header}: {}", r.text());
+        let r = curl(&feed, &["-H", &header]);
+        assert_eq!(r.status, 200, "feed, {header}: {}", r.text());
+    }
+    let upper = format!("Authorization: Bearer {}", token.to_uppercase());
+    assert_eq!(admin(&server, "/status", &["-H", &upper]).status, 401);
+    assert_eq!(curl(&feed, &["-H", &upper]).status, 401);
+    let basic = format!("Authorization: Basic {token}");
+    assert_eq!(admin(&server, "/status", &["-H", &basic]).status, 401);
+}
+
+/// The admin listener holds the `Host` to the public listener's rule: a request with two
+/// `Host` fields, or one with user information, is refused with 400 (a proxy in front that
+/// read the other field, or the host after `@`, would disagree about what was asked).
+#[test]
+fn a_request_must_name_one_host_plainly() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let ours = format!("127.0.0.1:{}", server.admin_port);
+    let ask = |hosts: &[String]| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let fields: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
+        write!(
+            stream,
+            "GET /status HTTP/1.1\r\n{fields}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = ask(std::slice::from_ref(&ours));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for hosts in [
+        vec![ours.clone(), ours.clone()],
+        vec![ours.clone(), "rebind.evil.example".to_owned()],
+        vec![format!("user@{ours}")],
+    ] {
+        let answer = ask(&hosts);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{hosts:?}: {answer}");
+        assert!(answer.contains("one host"), "{hosts:?}: {answer}");
+    }
+}
+
+/// At most four packages are received at once, whatever the connections (and HTTP/2
+/// streams) they come on: each may hold `max_package_bytes` of temporary disk. One more gets
+/// 503 with `Retry-After`, and once those are done an upload is taken again.
+#[test]
+fn at_most_four_uploads_are_received_at_once() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--send-timeout", "3s"]);
+    let host = format!("127.0.0.1:{}", server.admin_port);
+    let stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+            write!(
+                s,
+                "POST /ingest HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+                 X-Difusor-Name: PREP_20240602_2000.zip\r\nContent-Length: 100000\r\n\r\nPK\x03\x04"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let pkg = tmp.path().join("PREP_20240602_2015.zip");
+    std::fs::write(&pkg, site_package("20240602_2015", &[])).unwrap();
+    let upload = [
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-H",
+        "X-Difusor-Name: PREP_20240602_2015.zip",
+        "--data-binary",
+    ];
+    let body = format!("@{}", pkg.display());
+    let mut args = upload.to_vec();
+    args.push(&body);
+    let r = admin(&server, "/ingest", &args);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("being received already"), "{}", r.text());
+    // The stalled ones are cut after send_timeout; then an upload is taken.
+    for mut s in stalled {
+        assert!(read_to_close(&mut s, Duration::from_secs(10)).is_some());
+    }
+    let r = admin(&server, "/ingest", &args);
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.wait_corte("20240602_2015");
 }

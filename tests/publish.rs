@@ -232,10 +232,29 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
     server.restart();
     assert_eq!(server.live_corte().as_deref(), Some("20240602_1945"));
 
-    // A corte nobody sent is refused with a plain message.
+    // A corte nobody sent is the operator's mistake, not this server's: refused with a plain
+    // message (exit status 1, "rejected"; the admin listener answers 404), nothing changed.
     let out = server.run(&["rollback", "20990101_0000"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("difusor history"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("\"rejected\"")
+            && stdout.contains("no corte \\\"20990101_0000\\\" was published")
+            && stdout.contains("difusor history"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("ours") && !stderr.contains("this server's side"),
+        "{stdout}{stderr}"
+    );
+    let r = curl(
+        &server.admin("/rollback?corte=20990101_0000"),
+        &["-X", "POST"],
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("difusor history"), "{}", r.text());
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_1945"));
 }
 
 #[test]

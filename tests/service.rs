@@ -1,6 +1,7 @@
 //! difusor as a system service: the notifications a real `NOTIFY_SOCKET` listener receives
 //! (`READY=1` only once the rebuilt corte is served, the watchdog, `RELOADING=1` and
-//! `READY=1` on SIGHUP, `STOPPING=1` on SIGTERM), the configuration read again on SIGHUP,
+//! `READY=1` on SIGHUP, `STOPPING=1` on SIGTERM), the configuration read again on SIGHUP
+//! (a changed token named, a huge file or a FIFO in its place refused),
 //! the manual pages and completions of `difusor generate` as `man` and bash read them, and
 //! the unit of `packaging/` as `systemd-analyze` judges it.
 
@@ -176,6 +177,92 @@ fn a_service_manager_is_told_ready_reloading_and_stopping() {
         .wait_exit(Duration::from_secs(60))
         .expect("the server stops");
     assert!(status.success(), "{status}; log: {}", server.log());
+}
+
+/// The journal's `warning` events that `matches`, once there is one (up to 30 s).
+fn wait_warning(
+    server: &Server,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: Vec<_> = events(server, "warning")
+            .into_iter()
+            .filter(|w| matches(&w["detail"]))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such warning; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A reload names a token file whose token changed (the old token stays in force until the
+/// restart), and refuses, saying why, a config file far too large to be one and a FIFO put
+/// in its place, without waiting on it: the next SIGHUP is answered.
+#[test]
+fn sighup_names_a_changed_token_and_refuses_a_huge_file_or_a_fifo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("difusor.toml");
+    let token = tmp.path().join("feed.token");
+    std::fs::write(&token, "primer-secreto-0123456789\n").unwrap();
+    let text = format!(
+        "feed_listen = [\"127.0.0.1:0\"]\nfeed_token_file = {:?}\n",
+        token.to_str().unwrap()
+    );
+    write_config(&config, &text);
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let said = |w: &serde_json::Value, what: &str| {
+        w["warning"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("configuration not reloaded") && t.contains(what))
+    };
+
+    // The token rotated in its file: named, for the restart.
+    std::fs::write(&token, "segundo-secreto-9876543210\n").unwrap();
+    server.signal("HUP");
+    let restart = wait_warning(&server, |w| w["restart_needed"].is_array());
+    assert_eq!(
+        restart[0]["detail"]["restart_needed"],
+        serde_json::json!(["feed_token_file"]),
+        "{restart:?}"
+    );
+
+    // Two MiB of comments: not a config file.
+    let huge = format!("{text}{}", "# relleno\n".repeat(220_000));
+    write_config(&config, &huge);
+    server.signal("HUP");
+    wait_warning(&server, |w| said(w, "larger than"));
+
+    // A FIFO in its place: refused at once, no writer awaited.
+    std::fs::remove_file(&config).unwrap();
+    run_ok(Command::new("mkfifo").arg(&config));
+    server.signal("HUP");
+    wait_warning(&server, |w| said(w, "not a regular file"));
+
+    // The reloads go on: the file back, the next SIGHUP reads it.
+    std::fs::remove_file(&config).unwrap();
+    write_config(&config, &text);
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events(&server, "warning")
+        .iter()
+        .filter(|w| w["detail"]["restart_needed"].is_array())
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(curl(&server.url("/"), &[]).complete, "still serving");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! HTTPS with a real client: HTTP/2 by ALPN, HSTS on HTTPS only, and a certificate renewed
-//! without a restart.
+//! without a restart (an expired one refused).
 
 use std::path::Path;
 use std::process::Command;
@@ -104,6 +104,64 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
         https(&url, &first.join("tls/cert.pem")).0,
         0,
         "the old certificate is no longer offered"
+    );
+}
+
+/// A renewal that puts an expired certificate in place (the old one copied back by mistake,
+/// say) is refused: journaled with the reason, and the valid certificate stays in service.
+#[test]
+fn an_expired_certificate_put_in_place_is_refused_and_the_old_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("a");
+    self_signed_pair(&first);
+    let live_cert = dir.path().join("cert.pem");
+    let live_key = dir.path().join("key.pem");
+    std::fs::copy(first.join("tls/cert.pem"), &live_cert).unwrap();
+    std::fs::copy(first.join("tls/key.pem"), &live_key).unwrap();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            live_cert.to_str().unwrap(),
+            "--tls-key",
+            live_key.to_str().unwrap(),
+        ],
+    );
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    let url = format!("https://localhost:{}/json/main.json", server.tls_port());
+    assert_eq!(https(&url, &first.join("tls/cert.pem")).0, 200);
+
+    // A pair for localhost that expired in 2021.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.self_signed(&key).unwrap();
+    std::fs::write(&live_key, key.serialize_pem()).unwrap();
+    std::fs::write(&live_cert, expired.pem()).unwrap();
+    server.signal("HUP");
+    // (The five-second look at the files may find the key changed before the certificate,
+    // and refuse that pair first.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events(&server, "warning").iter().any(|w| {
+        w["detail"]["warning"].as_str().is_some_and(|t| {
+            t.starts_with("HTTPS certificate not reloaded") && t.contains("expired")
+        })
+    }) {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        https(&url, &first.join("tls/cert.pem")).0,
+        200,
+        "the valid certificate is still served"
     );
 }
 

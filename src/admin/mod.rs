@@ -19,7 +19,8 @@
 //!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text), and
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
 //!   has decided;
-//! - `POST /rollback?corte=<id>`: publish an earlier corte again;
+//! - `POST /rollback?corte=<id>`: publish an earlier corte again; 404 with the outcome
+//!   `rejected` when no corte or archived package has that name;
 //! - `POST /notice` with `{"text": "…"}`: the institute's notice replaces the results on
 //!   every public path, at once; `POST /notice/off` lifts it. Both are journaled, and the
 //!   notice stays in force across restarts.
@@ -30,18 +31,24 @@
 //!   constant time. The token comes from `admin_token_file` or `DIFUSOR_ADMIN_TOKEN`, never
 //!   from the command line.
 //! - A web page in an operator's browser cannot use it ([`RequestGuard`]): a request whose
-//!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421,
+//!   `Host` is not this listener's address (or a name in `admin_hosts`) is refused with 421
+//!   (two `Host` fields, or one with user information, with 400, as the public listener does),
 //!   so DNS rebinding reads nothing; a state-changing request (any method but GET and HEAD)
-//!   carrying another site's `Origin` is refused with 403, and one a page can send without
-//!   asking first (a CORS-simple `Content-Type`: `text/plain`,
+//!   that a browser sent (it carries `Origin` or `Sec-Fetch-Site`, whatever the site: the
+//!   preview's pages and scripts run under this listener's own origin) is refused with 403,
+//!   and one a page can send without asking first (a CORS-simple `Content-Type`: `text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
-//!   415. Refusals are journaled (`warning`, check `admin-request`), at most once a minute.
+//!   415. Refusals, these and a missing or wrong token's 401, are journaled (`warning`,
+//!   check `admin-request`), at most once a minute.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
 //!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
-//!   an operator out.
+//!   an operator out. At most [`MAX_UPLOADS`] packages are received at once, whatever the
+//!   connections and HTTP/2 streams: one more gets 503 with `Retry-After`, journaled.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
-//!   `max_package_bytes`, and removed once the publisher has archived it. Journal writes wait
-//!   for the journal's writer thread without blocking the async threads.
+//!   `max_package_bytes`, and removed once the publisher has archived it. A body (package or
+//!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
+//!   and its temporary file removed, so a stalled upload holds no connection for ever.
+//!   Journal writes wait for the journal's writer thread without blocking the async threads.
 
 mod page;
 mod status;
@@ -77,6 +84,9 @@ use crate::site::Live;
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Most connections it keeps open from one address (the operator's commands come from one).
 pub(crate) const MAX_PER_ADDRESS: usize = 32;
+/// Most package uploads received at once, over every connection and HTTP/2 stream: each may
+/// hold up to `max_package_bytes` in `tmp/`, and the publisher takes them one at a time anyway.
+pub(crate) const MAX_UPLOADS: usize = 4;
 
 /// What the admin handler needs.
 pub(crate) struct Admin {
@@ -94,6 +104,10 @@ pub(crate) struct Admin {
     pub(crate) tmp_dir: PathBuf,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
+    /// One permit per upload being received ([`MAX_UPLOADS`]).
+    pub(crate) uploads: tokio::sync::Semaphore,
+    /// Longest an upload's body may send nothing (`send_timeout`).
+    pub(crate) body_timeout: Duration,
     /// Most bytes the live site may hold in memory.
     pub(crate) max_site_bytes: u64,
     /// Embargo and notice.
@@ -159,11 +173,15 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
         return json_response(status, &json!({"error": reason}));
     }
     if !authorised(&admin, req.headers()) {
-        let mut res = json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "this listener needs `Authorization: Bearer <token>` (the token \
-                of `admin_token_file` or DIFUSOR_ADMIN_TOKEN)"}),
-        );
+        let reason = if req.headers().contains_key(header::AUTHORIZATION) {
+            "refused: the token sent is not this listener's (`admin_token_file` or \
+             DIFUSOR_ADMIN_TOKEN)"
+        } else {
+            "refused: this listener needs `Authorization: Bearer <token>` (the token of \
+             `admin_token_file` or DIFUSOR_ADMIN_TOKEN)"
+        };
+        admin.guard.journal(&admin.journal, &req, reason);
+        let mut res = json_response(StatusCode::UNAUTHORIZED, &json!({"error": reason}));
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer"),
@@ -208,7 +226,14 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
                     &json!({"error": "give ?corte=<id>"}),
                 );
             };
-            outcome_response(admin.publisher.rollback(corte).await)
+            match admin.publisher.rollback(corte).await {
+                // A rollback is refused only when it names nothing this server has.
+                Ok(outcome @ Outcome::Rejected { .. }) => json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::to_value(&outcome).unwrap_or_default(),
+                ),
+                other => outcome_response(other),
+            }
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "no such route"})),
     }
@@ -254,6 +279,11 @@ impl RequestGuard {
         let Ok(authority) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
+        // A request target's user information (`http://user@host/`) names no other host,
+        // but no client has reason to send it, and the public listener refuses it too.
+        if authority.as_str().contains('@') {
+            return false;
+        }
         let host = authority.host().to_ascii_lowercase();
         if self.names.contains(&host) {
             return true;
@@ -275,6 +305,14 @@ impl RequestGuard {
     /// `Ok` for a request this listener answers; otherwise the status and why.
     fn check<B: hyper::body::Body>(&self, req: &Request<B>) -> Result<(), (StatusCode, String)> {
         let headers = req.headers();
+        if !crate::http::host_is_valid(req) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "refused: a request must name one host: one Host field, without user \
+                 information (user@)"
+                    .to_owned(),
+            ));
+        }
         let host = req
             .uri()
             .authority()
@@ -294,24 +332,26 @@ impl RequestGuard {
         if matches!(*req.method(), Method::GET | Method::HEAD) {
             return Ok(());
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let same = origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.parse::<http::Uri>().ok())
-                .filter(|o| matches!(o.scheme_str(), Some("http" | "https")))
-                .and_then(|o| o.authority().map(|a| self.names_us(a.as_str())))
-                .unwrap_or(false);
-            if !same {
-                return Err((
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "refused: a request from another site (Origin {:?}) cannot change \
-                         anything here (Host {host})",
-                        String::from_utf8_lossy(origin.as_bytes())
-                    ),
-                ));
-            }
+        // Browsers send `Origin` (and `Sec-Fetch-Site`) with every request that can change
+        // something, also from a page of this listener: the preview serves the institute's
+        // pages and scripts under this listener's own origin. Changes come from the
+        // commands and scripts, never from a page.
+        let browser = [
+            header::ORIGIN,
+            header::HeaderName::from_static("sec-fetch-site"),
+        ]
+        .into_iter()
+        .find_map(|name| headers.get(&name).map(|value| (name, value)));
+        if let Some((name, value)) = browser {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "refused: a web page sent this request ({name}: {:?}), and no page may \
+                     change anything here (Host {host}), not even one of this listener's \
+                     preview; use the difusor commands",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+            ));
         }
         let essence = header_text(headers, header::CONTENT_TYPE).map(|t| {
             t.split(';')
@@ -340,8 +380,23 @@ impl RequestGuard {
 
     /// Journals a refusal, at most once every [`JOURNAL_REFUSALS_EVERY`]; logs every one.
     fn journal<B>(&self, journal: &Journal, req: &Request<B>, reason: &str) {
-        let headers = req.headers();
-        tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
+        self.journal_request(journal, req.method(), req.uri(), req.headers(), reason);
+    }
+
+    /// [`RequestGuard::journal`] for a request whose body was taken apart from its head.
+    fn journal_head(&self, journal: &Journal, head: &http::request::Parts, reason: &str) {
+        self.journal_request(journal, &head.method, &head.uri, &head.headers, reason);
+    }
+
+    fn journal_request(
+        &self,
+        journal: &Journal,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        reason: &str,
+    ) {
+        tracing::warn!(%method, path = uri.path(), reason, "admin request refused");
         let now = Instant::now();
         {
             let mut last = self.journaled.lock().unwrap_or_else(|p| p.into_inner());
@@ -355,9 +410,9 @@ impl RequestGuard {
             None,
             json!({
                 "check": "admin-request",
-                "warning": format!("the admin listener refused a request a web page could have sent: {reason}"),
-                "method": req.method().as_str(),
-                "path": req.uri().path().chars().take(200).collect::<String>(),
+                "warning": format!("the admin listener refused a request: {reason}"),
+                "method": method.as_str(),
+                "path": uri.path().chars().take(200).collect::<String>(),
                 "host": header_text(headers, header::HOST),
                 "origin": header_text(headers, header::ORIGIN),
             }),
@@ -456,15 +511,17 @@ async fn page(admin: &Admin) -> Response<BoxedBody> {
 
 /// Puts the institute's notice in force from a `{"text": "…"}` body.
 async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
-    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
-    let body = match limited.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let (head, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, 64 * 1024);
+    let body = match tokio::time::timeout(admin.body_timeout, limited.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             return json_response(
                 StatusCode::BAD_REQUEST,
                 &json!({"error": format!("reading the notice: {e}")}),
             );
         }
+        Err(_) => return body_timed_out(admin, &head, "the notice"),
     };
     let text = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -501,8 +558,9 @@ async fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> 
 
 /// Receives a package over the admin listener and hands it to the publisher.
 async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
+    let (head, body) = req.into_parts();
     let decoded = |name: &str| {
-        req.headers()
+        head.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
@@ -522,6 +580,18 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     let sidecar = decoded("x-difusor-sidecar");
     let signature = decoded("x-difusor-signature");
     let force = decoded("x-difusor-force").is_some_and(|v| v == "1");
+    // Held until the publisher has decided and the temporary file is gone.
+    let Ok(_upload) = admin.uploads.try_acquire() else {
+        let reason = format!(
+            "refused: {MAX_UPLOADS} packages are being received already; send it again when \
+             one of them is done"
+        );
+        admin.guard.journal_head(&admin.journal, &head, &reason);
+        let mut res = json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": reason}));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return res;
+    };
     let received_at = Timestamp::now();
     let tmp = match tempfile::NamedTempFile::new_in(&admin.tmp_dir) {
         Ok(t) => t.into_temp_path(),
@@ -532,8 +602,10 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
             );
         }
     };
-    if let Err(resp) = receive_body(req.into_body(), &tmp, admin.max_package_bytes).await {
-        return resp;
+    match receive_body(body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
+        Ok(()) => {}
+        Err(Unreceived::Refused(resp)) => return resp,
+        Err(Unreceived::Silent) => return body_timed_out(admin, &head, "the package"),
     }
     let received = Received {
         hashed: None,
@@ -554,40 +626,68 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     outcome_response(outcome)
 }
 
-/// Streams a request body into `path`, refusing more than `limit` bytes.
+/// Why an upload's body was not received whole.
+enum Unreceived {
+    /// Refused with this answer (too large, torn, not written).
+    Refused(Response<BoxedBody>),
+    /// Nothing arrived for the body timeout.
+    Silent,
+}
+
+/// Streams a request body into `path`, refusing more than `limit` bytes and giving up when
+/// nothing arrives for `timeout`.
 async fn receive_body(
     mut body: Incoming,
     path: &std::path::Path,
     limit: u64,
-) -> Result<(), Response<BoxedBody>> {
+    timeout: Duration,
+) -> Result<(), Unreceived> {
     let internal = |e: std::io::Error| {
-        json_response(
+        Unreceived::Refused(json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": format!("writing the upload: {e}")}),
-        )
+        ))
     };
     let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
     let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = tokio::time::timeout(timeout, body.frame())
+        .await
+        .map_err(|_| Unreceived::Silent)?
+    {
         let frame = frame.map_err(|e| {
-            json_response(
+            Unreceived::Refused(json_response(
                 StatusCode::BAD_REQUEST,
                 &json!({"error": format!("upload interrupted: {e}")}),
-            )
+            ))
         })?;
         if let Ok(data) = frame.into_data() {
             written += data.len() as u64;
             if written > limit {
-                return Err(json_response(
+                return Err(Unreceived::Refused(json_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &json!({"error": format!("the package is over max_package_bytes ({limit} bytes)")}),
-                ));
+                )));
             }
             file.write_all(&data).await.map_err(internal)?;
         }
     }
     file.flush().await.map_err(internal)?;
     Ok(())
+}
+
+/// The answer to an upload whose body stopped arriving (`what`: the package, the notice),
+/// journaled like every refusal; the connection is closed with it.
+fn body_timed_out(admin: &Admin, head: &http::request::Parts, what: &str) -> Response<BoxedBody> {
+    let reason = format!(
+        "refused: {what} stopped arriving (nothing for {:?}, setting `send_timeout`); send it \
+         again",
+        admin.body_timeout
+    );
+    admin.guard.journal_head(&admin.journal, head, &reason);
+    let mut res = json_response(StatusCode::REQUEST_TIMEOUT, &json!({"error": reason}));
+    res.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    res
 }
 
 fn outcome_response(outcome: Result<Outcome, Stopped>) -> Response<BoxedBody> {
@@ -659,10 +759,25 @@ mod tests {
             let req = request("GET", &[("host", host)], "");
             assert_eq!(status(&g, &req), StatusCode::MISDIRECTED_REQUEST, "{host}");
         }
+        // One host, named plainly, as the public listener requires.
         assert_eq!(
             status(&g, &request("GET", &[], "")),
-            StatusCode::MISDIRECTED_REQUEST
+            StatusCode::BAD_REQUEST
         );
+        let ours = ("host", "127.0.0.1:9180");
+        for headers in [
+            vec![("host", "user@127.0.0.1:9180")],
+            vec![ours, ours],
+            vec![ours, ("host", "rebind.evil.example:9180")],
+        ] {
+            let req = request("GET", &headers, "");
+            assert_eq!(status(&g, &req), StatusCode::BAD_REQUEST, "{headers:?}");
+        }
+        let target = Request::get("http://user@127.0.0.1:9180/status")
+            .header("host", "127.0.0.1:9180")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(status(&g, &target), StatusCode::MISDIRECTED_REQUEST);
         // Listening on every address: any address literal is this machine; names are not.
         let all = guard("0.0.0.0:9180");
         let ok = request("GET", &[("host", "192.0.2.5:9180")], "");
@@ -681,13 +796,13 @@ mod tests {
         let json = ("content-type", "application/json");
         // (headers, body, what the guard answers)
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, StatusCode);
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             (&[host, json], "{}", StatusCode::OK),
             (&[host], "", StatusCode::OK),
             (
                 &[host, json, ("origin", "http://127.0.0.1:9180")],
                 "{}",
-                StatusCode::OK,
+                StatusCode::FORBIDDEN,
             ),
             (
                 &[host, json, ("origin", "http://evil.example")],
@@ -695,6 +810,11 @@ mod tests {
                 StatusCode::FORBIDDEN,
             ),
             (&[host, ("origin", "null")], "", StatusCode::FORBIDDEN),
+            (
+                &[host, json, ("sec-fetch-site", "same-origin")],
+                "{}",
+                StatusCode::FORBIDDEN,
+            ),
             (
                 &[host, ("content-type", "text/plain;charset=UTF-8")],
                 "{}",

@@ -131,14 +131,23 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time so
-/// that the time of a refusal tells nothing of the token.
+/// that the time of a refusal tells nothing of the token. The scheme is matched whatever its
+/// case (`bearer`, `BEARER`: RFC 9110 §11.1), followed by one or more spaces.
 pub(crate) fn bearer_is(headers: &http::HeaderMap, token: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, given)| {
+            bool::from(
+                given
+                    .trim_start_matches(' ')
+                    .as_bytes()
+                    .ct_eq(token.as_bytes()),
+            )
+        })
 }
 
 /// Set on every request of a TLS connection whose client presented a certificate the
@@ -624,8 +633,9 @@ pub(crate) async fn from_site(
 /// cache or balancer in front may key on it, and one that reads the first of two `Host`
 /// fields and a server that reads the last must not disagree about what was asked. HTTP/1.0
 /// has no such rule. HTTP/2 names the host in `:authority`, which hyper has parsed; it must
-/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not.
-fn host_is_valid(req: &Request<Incoming>) -> bool {
+/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not. The admin
+/// listener holds its requests to the same rule.
+pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
     if req.version() == Version::HTTP_2 {
         return req
             .uri()

@@ -22,6 +22,8 @@
 //!   certificate reload does not end resumption.
 //! - A key that does not match the certificate is refused when loading, not at the first
 //!   handshake.
+//! - A reload refuses a certificate that has expired or is not yet valid: the old pair stays
+//!   (at start such a pair is served, so that plain HTTP and the rest still start).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,7 +101,7 @@ impl Tls {
         };
         *files.stamp.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
         Ok(Arc::new(Self {
-            config: ArcSwap::from_pointee(server_config(cert, key, client_ca)?),
+            config: ArcSwap::from_pointee(server_config(read_certificates(cert)?, key, client_ca)?),
             files: Some(files),
         }))
     }
@@ -132,7 +134,8 @@ impl Tls {
     }
 
     /// Loads the pair again if `forced` or if either file changed; returns whether a new
-    /// pair is now in use. On failure the old pair stays. A [`Tls::resolved`] has no files:
+    /// pair is now in use. On failure (unreadable, mismatched, or a certificate not valid
+    /// now) the old pair stays. A [`Tls::resolved`] has no files:
     /// nothing is reloaded, its certificate stays.
     pub(crate) fn reload(&self, forced: bool) -> Result<bool, TlsError> {
         let Some(files) = &self.files else {
@@ -145,7 +148,9 @@ impl Tls {
         }
         *stamp = now;
         drop(stamp);
-        let config = server_config(&files.cert, &files.key, files.client_ca.as_deref())?;
+        let chain = read_certificates(&files.cert)?;
+        valid_now(&files.cert, &chain, SystemTime::now())?;
+        let config = server_config(chain, &files.key, files.client_ca.as_deref())?;
         self.config.store(Arc::new(config));
         Ok(true)
     }
@@ -190,14 +195,44 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Tl
     })
 }
 
+/// `Ok` if the first certificate of `chain` (read from `path`) is valid at `now`; otherwise
+/// a [`TlsError::Pem`] saying since or until when it is not.
+fn valid_now(path: &Path, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), TlsError> {
+    let refused = |why: String| TlsError::Pem {
+        path: path.to_owned(),
+        why,
+    };
+    let leaf = chain
+        .first()
+        .ok_or_else(|| refused("no CERTIFICATE block in the file".to_owned()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| refused(format!("its first certificate cannot be read: {e}")))?;
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let validity = cert.validity();
+    if validity.not_after.timestamp() < now {
+        return Err(refused(format!(
+            "the certificate expired on {}",
+            validity.not_after
+        )));
+    }
+    if validity.not_before.timestamp() > now {
+        return Err(refused(format!(
+            "the certificate is not valid before {}",
+            validity.not_before
+        )));
+    }
+    Ok(())
+}
+
 /// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1, checking the
 /// certificates clients present against `client_ca` when given.
 fn server_config(
-    cert: &Path,
+    chain: Vec<CertificateDer<'static>>,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<ServerConfig, TlsError> {
-    let chain = read_certificates(cert)?;
     let key_der = read_private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())

@@ -5,7 +5,8 @@ use super::*;
 
 impl Publisher {
     /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,
-    /// or a package SHA-256 prefix of at least 8 digits).
+    /// or a package SHA-256 prefix of at least 8 digits). A `corte` that names nothing this
+    /// server has is [`Outcome::Rejected`]: the operator's request is refused, nothing changes.
     pub(crate) fn rollback(&self, corte: &str) -> Outcome {
         match self.rollback_inner(corte) {
             Ok(outcome) => outcome,
@@ -55,12 +56,18 @@ impl Publisher {
     /// corte, held, or set aside), laid over the live site, because an operator asked for it
     /// by corte id or SHA-256 prefix.
     fn publish_older(&self, wanted: &str) -> anyhow::Result<Outcome> {
-        let (sha, name) = self.journal.unpublished_package(wanted)?.ok_or_else(|| {
-            anyhow!(
-                "no published corte and no archived unpublished (older, held or set aside) \
-                 package matches {wanted:?}; `difusor history` lists them"
-            )
-        })?;
+        let Some((sha, name)) = self.journal.unpublished_package(wanted)? else {
+            // The operator named something this server never had: a refusal, not a fault.
+            return Ok(Outcome::Rejected {
+                reason: format!(
+                    "no corte {wanted:?} was published here, and no package archived without \
+                     being published (older, held or set aside) matches it; nothing changed. \
+                     `difusor history` lists the cortes published, by corte id, number and \
+                     package"
+                ),
+                sha256: None,
+            });
+        };
         let pkg = self.reverify(sha, &name)?;
         let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
         let outcome = self

@@ -3,8 +3,9 @@
 //!
 //! Nothing of the configuration is applied to a running server: listeners, folders and
 //! limits are wired together at start. A reload says which settings differ from those in
-//! force (log and journal `warning`: they take effect at the next restart), and an invalid
-//! file is reported the same way, with nothing changed. The service manager is told
+//! force (log and journal `warning`: they take effect at the next restart), a token file
+//! whose token changed among them, and an invalid file is reported the same way, with
+//! nothing changed. The service manager is told
 //! `RELOADING=1` at the beginning and `READY=1` at the end.
 //!
 //! # Guarantees
@@ -41,6 +42,9 @@ pub(super) struct Reload {
     pub(super) source: Source,
     /// The settings in force.
     pub(super) running: Settings,
+    /// The tokens in force, read from their files at start: a file may keep its name and
+    /// change its token.
+    tokens: Tokens,
     /// The certificates to load again, each with what it serves.
     pub(super) certificates: Vec<(&'static str, Arc<Tls>)>,
     /// Where warnings go.
@@ -55,12 +59,13 @@ impl Reload {
     /// Takes SIGHUP; from here on it reloads instead of ending the process.
     pub(super) fn listen(
         source: Source,
-        running: Settings,
+        running: &Config,
         journal: Arc<Journal>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             source,
-            running,
+            running: running.settings.clone(),
+            tokens: Tokens::of(running),
             certificates: Vec::new(),
             journal,
             status: String::new(),
@@ -139,7 +144,10 @@ impl Reload {
                 );
             }
             Ok(new) => {
-                let changed = changed(&self.running, &new.config.settings);
+                let mut changed = changed(&self.running, &new.config.settings);
+                changed.extend(self.tokens.changed(&Tokens::of(&new.config)));
+                changed.sort();
+                changed.dedup();
                 if changed.is_empty() {
                     tracing::info!(file, "configuration read again: no setting changed");
                 } else {
@@ -160,6 +168,36 @@ impl Reload {
                 }
             }
         }
+    }
+}
+
+/// The listeners' tokens as read from their files (or the environment).
+#[derive(Debug)]
+struct Tokens {
+    /// `admin_token_file`'s.
+    admin: Option<String>,
+    /// `feed_token_file`'s.
+    feed: Option<String>,
+}
+
+impl Tokens {
+    fn of(config: &Config) -> Self {
+        Self {
+            admin: config.admin_token.clone(),
+            feed: config.feed.as_ref().and_then(|f| f.token.clone()),
+        }
+    }
+
+    /// The settings naming the files whose tokens differ between `self` and `read`.
+    fn changed(&self, read: &Self) -> Vec<String> {
+        [
+            ("admin_token_file", self.admin == read.admin),
+            ("feed_token_file", self.feed == read.feed),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name.to_owned())
+        .collect()
     }
 }
 
