@@ -843,3 +843,100 @@ fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
         "the feed keeps at most 32 connections of one address open; it closed only {closed} of 100"
     );
 }
+
+/// A primary's feed as a hostile or broken one answers: plain HTTP on loopback, `/state`
+/// answered with the body it is set to, `/packages/` with an empty listing, anything else 404.
+struct FakePrimary {
+    addr: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl FakePrimary {
+    fn start(state: &[u8]) -> FakePrimary {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake = FakePrimary {
+            addr: listener.local_addr().unwrap(),
+            state: std::sync::Arc::new(std::sync::Mutex::new(state.to_vec())),
+        };
+        let state = fake.state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    let Some(head) = read_head(&mut stream) else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or_default();
+                    let (status, body) = match path {
+                        "/state" => (200, state.lock().unwrap().clone()),
+                        "/packages/" => (200, b"[]".to_vec()),
+                        _ => (404, b"{}".to_vec()),
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(&body);
+                });
+            }
+        });
+        fake
+    }
+
+    /// Answers `/state` with `body` from now on.
+    fn set_state(&self, body: &[u8]) {
+        *self.state.lock().unwrap() = body.to_vec();
+    }
+
+    /// A replica of this primary on `data`, with `extra` flags.
+    fn replica(&self, data: &Path, extra: &[&str]) -> Server {
+        let token = data.with_extension("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let primary = format!("http://{}/", self.addr);
+        let token = token.display().to_string();
+        let mut args = vec!["--replica-of", &primary, "--pull-token-file", &token];
+        args.extend_from_slice(extra);
+        Server::start(data, &args)
+    }
+}
+
+#[test]
+fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Difusión suspendida por el Instituto";
+    let primary = FakePrimary::start(
+        serde_json::json!({"live": null, "notice": text, "rollback": null})
+            .to_string()
+            .as_bytes(),
+    );
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let on = wait_events(&replica, "notice-on", 1);
+    assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");
+    assert!(curl(&replica.url("/"), &[]).text().contains(text));
+
+    // What a proxy in front of the primary may answer while it is down: JSON, but no state.
+    primary.set_state(br#"{"error": "en mantenimiento"}"#);
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/state") && error.contains("missing field"),
+        "{errors:?}"
+    );
+    let state = replica.status()["pull"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"].as_str().unwrap().ends_with("/state"))
+        .cloned()
+        .unwrap();
+    assert!(state["failures"].as_u64().unwrap() >= 1, "{state}");
+    assert!(
+        events(&replica, "notice-off").is_empty(),
+        "the notice was lifted"
+    );
+    assert!(curl(&replica.url("/"), &[]).text().contains(text));
+}

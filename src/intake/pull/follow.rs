@@ -19,7 +19,9 @@
 //! - Only the notice, a rollback to a corte this node verified itself, and the announced
 //!   corte are taken from the primary: no package, no byte of results. A state larger than
 //!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
-//!   of failures like any pull.
+//!   of failures like any pull. The feed's form names `live`, `notice` and `rollback`, each
+//!   `null` when there is none: a document without them (a proxy's error page in JSON,
+//!   another service's answer) is not read as "no notice", so it never lifts one.
 
 use std::sync::Arc;
 
@@ -46,14 +48,18 @@ pub(crate) struct Replica {
     pub(crate) live: Live,
 }
 
-/// The primary's state, as its feed serves it (`src/feed`).
+/// The primary's state, as its feed serves it (`src/feed`): every field present, `null`
+/// when there is none (a missing one is refused, never taken for `null`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub(super) struct State {
     /// The primary's live corte.
+    #[serde(deserialize_with = "Option::deserialize")]
     live: Option<LiveCorte>,
     /// The notice in force at the primary.
+    #[serde(deserialize_with = "Option::deserialize")]
     notice: Option<String>,
     /// The operator's rollback the primary's live corte came from.
+    #[serde(deserialize_with = "Option::deserialize")]
     rollback: Option<Rollback>,
 }
 
@@ -184,5 +190,14 @@ mod tests {
         assert_eq!(empty.live, None);
         assert!(State::parse(b"[]").is_err());
         assert!(State::parse(br#"{"live": {"corte": 5}}"#).is_err());
+        // Another document is no state with every field null.
+        for other in [
+            &br#"{}"#[..],
+            br#"{"error": "en mantenimiento"}"#,
+            br#"{"live": null}"#,
+        ] {
+            let why = State::parse(other).unwrap_err();
+            assert!(why.contains("missing field"), "{why}");
+        }
     }
 }
