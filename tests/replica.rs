@@ -940,3 +940,26 @@ fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
     );
     assert!(curl(&replica.url("/"), &[]).text().contains(text));
 }
+
+#[test]
+fn a_rollback_not_named_by_a_corte_id_is_refused_not_published_again_and_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    for corte in ["20240602_2000", "20240602_2015"] {
+        let path = dir.path().join(format!("{corte}_PREP.zip"));
+        std::fs::write(&path, site_package(corte, &[])).unwrap();
+        assert_success(&replica.run(&["ingest", path.to_str().unwrap()]));
+    }
+    replica.wait_corte("20240602_2015");
+
+    // "1" is this node's first publication to `difusor rollback`, but no corte's id: the
+    // corte it makes live is never named "1".
+    primary.set_state(br#"{"live": null, "notice": null, "rollback": {"seq": 1, "corte": "1"}}"#);
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(error.contains("is not a corte id"), "{errors:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(publications(&replica).len(), 2, "published again");
+    assert_eq!(replica.live_corte().as_deref(), Some("20240602_2015"));
+}

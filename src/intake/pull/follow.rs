@@ -22,6 +22,10 @@
 //!   of failures like any pull. The feed's form names `live`, `notice` and `rollback`, each
 //!   `null` when there is none: a document without them (a proxy's error page in JSON,
 //!   another service's answer) is not read as "no notice", so it never lifts one.
+//! - The cortes a state names are corte ids (`YYYYMMDD_HHMM[SS]`), the only form that names
+//!   the same corte on every node. A rollback naming a publication number or a digest prefix
+//!   (which an operator's rollback here would take, and whose corte then never has that
+//!   name, so it would be published again at every look) is a failed poll.
 
 use std::sync::Arc;
 
@@ -32,6 +36,8 @@ use super::{PullError, Puller, Source};
 use crate::http::gate::Gate;
 use crate::http::health::Health;
 use crate::journal::{EventKind, Journal};
+use crate::package::is_corte_id;
+use crate::peer_text::PeerText;
 use crate::publisher::{Outcome, PublisherHandle};
 use crate::site::Live;
 
@@ -78,7 +84,25 @@ struct Rollback {
 impl State {
     /// The state in `body`, or why it is not one.
     pub(super) fn parse(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| format!("not the feed's state: {e}"))
+        let state: Self = serde_json::from_slice(body)
+            .map_err(|e| format!("not the feed's state: {}", PeerText(e)))?;
+        let named = [
+            ("live corte", state.live.as_ref().map(|l| &l.corte)),
+            (
+                "rollback's corte",
+                state.rollback.as_ref().map(|r| &r.corte),
+            ),
+        ];
+        for (what, corte) in named {
+            if let Some(corte) = corte.filter(|c| !is_corte_id(c)) {
+                let shown: String = corte.chars().take(64).collect();
+                return Err(format!(
+                    "its {what} \"{}\" is not a corte id (YYYYMMDD_HHMM)",
+                    PeerText(shown)
+                ));
+            }
+        }
+        Ok(state)
     }
 }
 
@@ -199,5 +223,23 @@ mod tests {
             let why = State::parse(other).unwrap_err();
             assert!(why.contains("missing field"), "{why}");
         }
+        // A rollback or live corte named other than by its id.
+        for other in [
+            "1",
+            "9a557401",
+            "20240602_2000\n",
+            "",
+            "２０２４０６０２_２０００",
+        ] {
+            let state =
+                json!({"live": null, "notice": null, "rollback": {"seq": 1, "corte": other}});
+            let why = State::parse(state.to_string().as_bytes()).unwrap_err();
+            assert!(why.contains("is not a corte id"), "{why}");
+            let state = json!({"live": {"corte": other}, "notice": null, "rollback": null});
+            assert!(State::parse(state.to_string().as_bytes()).is_err());
+        }
+        let seconds =
+            br#"{"live": {"corte": "20240602_200030"}, "notice": null, "rollback": null}"#;
+        assert!(State::parse(seconds).is_ok());
     }
 }
