@@ -963,3 +963,66 @@ fn a_rollback_not_named_by_a_corte_id_is_refused_not_published_again_and_again()
     assert_eq!(publications(&replica).len(), 2, "published again");
     assert_eq!(replica.live_corte().as_deref(), Some("20240602_2015"));
 }
+
+/// The `/state` entry of `node`'s `/status`, under `pull`.
+fn state_board(node: &Server) -> serde_json::Value {
+    node.status()["pull"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"].as_str().unwrap().ends_with("/state"))
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_rollback_that_goes_live_here_under_another_id_is_published_once_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    // A live corte ahead of the clock: a package whose corte time is its arrival is older.
+    let replica = primary.replica(&dir.path().join("replica"), &["--corte-future-margin", ""]);
+    let dated = dir.path().join("20990602_2000_PREP.zip");
+    std::fs::write(&dated, site_package("20990602_2000", &[])).unwrap();
+    assert_success(&replica.run(&["ingest", dated.to_str().unwrap()]));
+    // No corte in its name, its CSVs or a configured JSON field: its corte time is its
+    // arrival here, and it is worked out again, from the clock, when it is published.
+    let undated = dir.path().join("resultados.zip");
+    std::fs::write(&undated, site_package("sin fecha", &[])).unwrap();
+    assert_success(&replica.run(&["ingest", undated.to_str().unwrap()]));
+    let older = wait_events(&replica, "older", 1);
+    let asked = older[0]["detail"]["corte"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // The primary asks for that corte: it goes live here under the second it is published.
+    let rolled = serde_json::json!({"live": {"corte": asked}, "notice": null,
+                                    "rollback": {"seq": 2, "corte": asked}});
+    primary.set_state(rolled.to_string().as_bytes());
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    let published = replica.live_corte().unwrap();
+    assert_ne!(published, asked);
+    assert!(
+        error.contains(&format!("asked for corte {asked}"))
+            && error.contains(&format!("made corte {published} live instead")),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0]["detail"]["fault"], "sender", "{errors:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events(&replica, "rollback").len(), 1, "published again");
+    assert_eq!(publications(&replica).len(), 2, "published again");
+    assert_eq!(events(&replica, "pull-error").len(), 1);
+    assert_eq!(replica.live_corte().as_deref(), Some(published.as_str()));
+    let board = state_board(&replica);
+    assert!(board["failures"].as_u64().unwrap() > 1, "{board}");
+    assert!(
+        board["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("asked for corte {asked}")),
+        "{board}"
+    );
+
+    // The primary's state changes: the replica follows it again.
+    primary.set_state(br#"{"live": null, "notice": null, "rollback": null}"#);
+    wait_events(&replica, "pull-recovered", 1);
+}

@@ -26,8 +26,12 @@
 //!   the same corte on every node. A rollback naming a publication number or a digest prefix
 //!   (which an operator's rollback here would take, and whose corte then never has that
 //!   name, so it would be published again at every look) is a failed poll.
+//! - A rollback is published here once per rollback of the primary's: when its corte goes
+//!   live here under another id (a corte time taken from arrival is worked out again when it
+//!   is published), the poll fails with both ids, by the primary's fault, until the primary's
+//!   state names something else; it waits for that as for any state, without backing off.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -47,11 +51,14 @@ const MAX_STATE_BYTES: u64 = 256 * 1024;
 /// What a replica's follower acts on.
 pub(crate) struct Replica {
     /// Where the notice is put in force.
-    pub(crate) gate: Arc<Gate>,
+    gate: Arc<Gate>,
     /// Told the corte the primary serves.
-    pub(crate) health: Arc<Health>,
+    health: Arc<Health>,
     /// The corte this node serves.
-    pub(crate) live: Live,
+    pub(super) live: Live,
+    /// The primary's rollback whose corte, published here, went live under another id, and
+    /// that id: it is not published again until the primary's state names another rollback.
+    unmet: Arc<Mutex<Option<(Rollback, String)>>>,
 }
 
 /// The primary's state, as its feed serves it (`src/feed`): every field present, `null`
@@ -75,9 +82,10 @@ struct LiveCorte {
     corte: String,
 }
 
-/// An operator's rollback at the primary.
+/// An operator's rollback at the primary: its publication number there and its corte.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 struct Rollback {
+    seq: i64,
     corte: String,
 }
 
@@ -113,11 +121,16 @@ impl Puller {
         let Some(replica) = &self.replica else {
             return Ok(());
         };
+        // A rollback that cannot be met here does not stop the wait for the next state.
+        let mut unmet = None;
         if let Some(Some(last)) = &source.state {
-            replica.apply(last, &self.journal, &self.publisher).await?;
+            match replica.apply(last, &self.journal, &self.publisher).await {
+                Err(e @ PullError::Unmet { .. }) => unmet = Some(e),
+                other => other?,
+            }
         }
         let Some(response) = self.client.get(&source.url, &source.validators).await? else {
-            return Ok(());
+            return unmet.map_or(Ok(()), Err);
         };
         let validators = Validators::of(response.headers());
         let body = read_small(response, &source.url, MAX_STATE_BYTES, "state").await?;
@@ -125,16 +138,26 @@ impl Puller {
             url: source.url.clone(),
             why,
         })?;
-        replica
-            .apply(&state, &self.journal, &self.publisher)
-            .await?;
-        source.state = Some(Some(state));
+        // Kept before it is applied: a corte made live while applying it may cut this poll
+        // short, and the next one applies this state again, never the one before.
+        source.state = Some(Some(state.clone()));
         source.validators = validators;
-        Ok(())
+        replica.apply(&state, &self.journal, &self.publisher).await
     }
 }
 
 impl Replica {
+    /// A follower that puts the primary's notice in force in `gate`, tells `health` the
+    /// primary's corte, and compares it with the corte `live` here.
+    pub(crate) fn new(gate: Arc<Gate>, health: Arc<Health>, live: Live) -> Self {
+        Self {
+            gate,
+            health,
+            live,
+            unmet: Arc::default(),
+        }
+    }
+
     /// Makes this node do what `state` says the primary does.
     pub(super) async fn apply(
         &self,
@@ -146,7 +169,7 @@ impl Replica {
             .announce(state.live.as_ref().map(|l| l.corte.as_str()));
         self.notice(state.notice.as_deref(), journal).await?;
         match &state.rollback {
-            Some(rollback) => self.roll_back(&rollback.corte, publisher).await,
+            Some(rollback) => self.roll_back(rollback, publisher).await,
             None => Ok(()),
         }
     }
@@ -173,16 +196,56 @@ impl Replica {
         Ok(())
     }
 
-    /// Publishes `corte` again here, unless it is live already.
-    async fn roll_back(&self, corte: &str, publisher: &PublisherHandle) -> Result<(), PullError> {
-        if self.live.load().corte().is_some_and(|c| c.id == corte) {
+    /// Publishes the corte of `rollback` again here, unless it is live already. When it goes
+    /// live under another id (its corte time is not the same here), that is said and it is
+    /// not published again for the same rollback: every attempt would be one more swap.
+    async fn roll_back(
+        &self,
+        rollback: &Rollback,
+        publisher: &PublisherHandle,
+    ) -> Result<(), PullError> {
+        let corte = &rollback.corte;
+        if self.live.load().corte().is_some_and(|c| &c.id == corte) {
             return Ok(());
+        }
+        let unmet = |published: String| PullError::Unmet {
+            asked: corte.clone(),
+            published,
+        };
+        if let Some((_, published)) = self
+            .unmet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(asked, _)| asked == rollback)
+        {
+            return Err(unmet(published.clone()));
         }
         let failed = |error: String| PullError::Apply {
             what: "rollback",
             error,
         };
-        match publisher.rollback(corte.to_owned()).await {
+        // On a task of its own: the corte it makes live wakes the follower, which may drop
+        // this poll, and what it made live must be known all the same.
+        let (wanted, record, publisher) = (rollback.clone(), self.unmet.clone(), publisher.clone());
+        let outcome = tokio::spawn(async move {
+            let outcome = publisher.rollback(wanted.corte.clone()).await;
+            if let Ok(Outcome::Published { corte, .. }) = &outcome
+                && *corte != wanted.corte
+            {
+                *record.lock().unwrap_or_else(|p| p.into_inner()) = Some((wanted, corte.clone()));
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        match outcome {
+            Ok(Outcome::Published {
+                corte: published, ..
+            }) if &published != corte => {
+                tracing::warn!(%corte, %published, "rollback made another corte live here");
+                Err(unmet(published))
+            }
             Ok(Outcome::Published { .. }) => {
                 tracing::warn!(%corte, "corte published again, as at the primary");
                 Ok(())
