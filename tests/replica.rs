@@ -845,10 +845,12 @@ fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
 }
 
 /// A primary's feed as a hostile or broken one answers: plain HTTP on loopback, `/state`
-/// answered with the body it is set to, `/packages/` with an empty listing, anything else 404.
+/// answered with the body it is set to, `/packages/` with an empty listing, anything else 404;
+/// or every path with a redirect, once told where to.
 struct FakePrimary {
     addr: SocketAddr,
     state: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    redirect: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl FakePrimary {
@@ -857,18 +859,30 @@ impl FakePrimary {
         let fake = FakePrimary {
             addr: listener.local_addr().unwrap(),
             state: std::sync::Arc::new(std::sync::Mutex::new(state.to_vec())),
+            redirect: std::sync::Arc::default(),
         };
         let state = fake.state.clone();
+        let redirect = fake.redirect.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let state = state.clone();
+                let redirect = redirect.clone();
                 std::thread::spawn(move || {
                     let Some(head) = read_head(&mut stream) else {
                         return;
                     };
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let path = head.split(' ').nth(1).unwrap_or_default();
+                    if let Some(to) = redirect.lock().unwrap().as_ref() {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 302 Found\r\nLocation: {to}{}\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n",
+                            path.trim_start_matches('/')
+                        );
+                        return;
+                    }
                     let (status, body) = match path {
                         "/state" => (200, state.lock().unwrap().clone()),
                         "/packages/" => (200, b"[]".to_vec()),
@@ -890,6 +904,11 @@ impl FakePrimary {
     /// Answers `/state` with `body` from now on.
     fn set_state(&self, body: &[u8]) {
         *self.state.lock().unwrap() = body.to_vec();
+    }
+
+    /// Answers every path with a redirect to the same path under `base` from now on.
+    fn redirect_to(&self, base: &str) {
+        *self.redirect.lock().unwrap() = Some(base.to_owned());
     }
 
     /// A replica of this primary on `data`, with `extra` flags.
@@ -1025,4 +1044,42 @@ fn a_rollback_that_goes_live_here_under_another_id_is_published_once_and_said() 
     // The primary's state changes: the replica follows it again.
     primary.set_state(br#"{"live": null, "notice": null, "rollback": null}"#);
     wait_events(&replica, "pull-recovered", 1);
+}
+
+#[test]
+fn a_replica_does_not_follow_its_primarys_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Difusión suspendida por el Instituto";
+    let elsewhere = FakePrimary::start(
+        serde_json::json!({"live": null, "notice": text, "rollback": null})
+            .to_string()
+            .as_bytes(),
+    );
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let to = format!("http://{}/", elsewhere.addr);
+    primary.redirect_to(&to);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let errors = wait_events(&replica, "pull-error", 2);
+    for error in &errors {
+        let said = error["detail"]["error"].as_str().unwrap();
+        assert!(
+            said.contains("the primary answered with a redirect to http://")
+                && said.contains("replica_of must name the primary's feed itself"),
+            "{errors:?}"
+        );
+    }
+    let board = state_board(&replica);
+    assert!(
+        board["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("redirect to {to}state")),
+        "{board}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        events(&replica, "notice-on").is_empty(),
+        "the notice of the address it was sent to was taken"
+    );
+    assert!(!curl(&replica.url("/"), &[]).text().contains(text));
 }

@@ -81,6 +81,18 @@ pub(crate) enum PullError {
         /// What to check, for statuses that say.
         hint: &'static str,
     },
+    /// A redirect from a replica's primary, not followed: a replica takes its cortes from
+    /// the one primary it names.
+    #[error(
+        "{url}: the primary answered with a redirect to {to}; replica_of must name the \
+         primary's feed itself"
+    )]
+    Redirect {
+        /// What was asked for.
+        url: Url,
+        /// Where it pointed.
+        to: String,
+    },
     /// More bytes than allowed.
     #[error("{url}: larger than the {limit}-byte limit ({what})")]
     TooLarge {
