@@ -255,11 +255,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             sections.package.limits.max_package_bytes,
             to_publisher.clone(),
             store.journal.clone(),
-            Replica {
-                gate: gate.clone(),
-                health: health.clone(),
-                live: live.clone(),
-            },
+            Replica::new(gate.clone(), health.clone(), live.clone()),
         )?)),
         None => None,
     };

@@ -843,3 +843,243 @@ fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
         "the feed keeps at most 32 connections of one address open; it closed only {closed} of 100"
     );
 }
+
+/// A primary's feed as a hostile or broken one answers: plain HTTP on loopback, `/state`
+/// answered with the body it is set to, `/packages/` with an empty listing, anything else 404;
+/// or every path with a redirect, once told where to.
+struct FakePrimary {
+    addr: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    redirect: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl FakePrimary {
+    fn start(state: &[u8]) -> FakePrimary {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake = FakePrimary {
+            addr: listener.local_addr().unwrap(),
+            state: std::sync::Arc::new(std::sync::Mutex::new(state.to_vec())),
+            redirect: std::sync::Arc::default(),
+        };
+        let state = fake.state.clone();
+        let redirect = fake.redirect.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let state = state.clone();
+                let redirect = redirect.clone();
+                std::thread::spawn(move || {
+                    let Some(head) = read_head(&mut stream) else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or_default();
+                    if let Some(to) = redirect.lock().unwrap().as_ref() {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 302 Found\r\nLocation: {to}{}\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n",
+                            path.trim_start_matches('/')
+                        );
+                        return;
+                    }
+                    let (status, body) = match path {
+                        "/state" => (200, state.lock().unwrap().clone()),
+                        "/packages/" => (200, b"[]".to_vec()),
+                        _ => (404, b"{}".to_vec()),
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(&body);
+                });
+            }
+        });
+        fake
+    }
+
+    /// Answers `/state` with `body` from now on.
+    fn set_state(&self, body: &[u8]) {
+        *self.state.lock().unwrap() = body.to_vec();
+    }
+
+    /// Answers every path with a redirect to the same path under `base` from now on.
+    fn redirect_to(&self, base: &str) {
+        *self.redirect.lock().unwrap() = Some(base.to_owned());
+    }
+
+    /// A replica of this primary on `data`, with `extra` flags.
+    fn replica(&self, data: &Path, extra: &[&str]) -> Server {
+        let token = data.with_extension("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let primary = format!("http://{}/", self.addr);
+        let token = token.display().to_string();
+        let mut args = vec!["--replica-of", &primary, "--pull-token-file", &token];
+        args.extend_from_slice(extra);
+        Server::start(data, &args)
+    }
+}
+
+#[test]
+fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Difusión suspendida por el Instituto";
+    let primary = FakePrimary::start(
+        serde_json::json!({"live": null, "notice": text, "rollback": null})
+            .to_string()
+            .as_bytes(),
+    );
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let on = wait_events(&replica, "notice-on", 1);
+    assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");
+    assert!(curl(&replica.url("/"), &[]).text().contains(text));
+
+    // What a proxy in front of the primary may answer while it is down: JSON, but no state.
+    primary.set_state(br#"{"error": "en mantenimiento"}"#);
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/state") && error.contains("missing field"),
+        "{errors:?}"
+    );
+    let state = replica.status()["pull"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"].as_str().unwrap().ends_with("/state"))
+        .cloned()
+        .unwrap();
+    assert!(state["failures"].as_u64().unwrap() >= 1, "{state}");
+    assert!(
+        events(&replica, "notice-off").is_empty(),
+        "the notice was lifted"
+    );
+    assert!(curl(&replica.url("/"), &[]).text().contains(text));
+}
+
+#[test]
+fn a_rollback_not_named_by_a_corte_id_is_refused_not_published_again_and_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    for corte in ["20240602_2000", "20240602_2015"] {
+        let path = dir.path().join(format!("{corte}_PREP.zip"));
+        std::fs::write(&path, site_package(corte, &[])).unwrap();
+        assert_success(&replica.run(&["ingest", path.to_str().unwrap()]));
+    }
+    replica.wait_corte("20240602_2015");
+
+    // "1" is this node's first publication to `difusor rollback`, but no corte's id: the
+    // corte it makes live is never named "1".
+    primary.set_state(br#"{"live": null, "notice": null, "rollback": {"seq": 1, "corte": "1"}}"#);
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(error.contains("is not a corte id"), "{errors:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(publications(&replica).len(), 2, "published again");
+    assert_eq!(replica.live_corte().as_deref(), Some("20240602_2015"));
+}
+
+/// The `/state` entry of `node`'s `/status`, under `pull`.
+fn state_board(node: &Server) -> serde_json::Value {
+    node.status()["pull"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"].as_str().unwrap().ends_with("/state"))
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_rollback_that_goes_live_here_under_another_id_is_published_once_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    // A live corte ahead of the clock: a package whose corte time is its arrival is older.
+    let replica = primary.replica(&dir.path().join("replica"), &["--corte-future-margin", ""]);
+    let dated = dir.path().join("20990602_2000_PREP.zip");
+    std::fs::write(&dated, site_package("20990602_2000", &[])).unwrap();
+    assert_success(&replica.run(&["ingest", dated.to_str().unwrap()]));
+    // No corte in its name, its CSVs or a configured JSON field: its corte time is its
+    // arrival here, and it is worked out again, from the clock, when it is published.
+    let undated = dir.path().join("resultados.zip");
+    std::fs::write(&undated, site_package("sin fecha", &[])).unwrap();
+    assert_success(&replica.run(&["ingest", undated.to_str().unwrap()]));
+    let older = wait_events(&replica, "older", 1);
+    let asked = older[0]["detail"]["corte"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // The primary asks for that corte: it goes live here under the second it is published.
+    let rolled = serde_json::json!({"live": {"corte": asked}, "notice": null,
+                                    "rollback": {"seq": 2, "corte": asked}});
+    primary.set_state(rolled.to_string().as_bytes());
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    let published = replica.live_corte().unwrap();
+    assert_ne!(published, asked);
+    assert!(
+        error.contains(&format!("asked for corte {asked}"))
+            && error.contains(&format!("made corte {published} live instead")),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0]["detail"]["fault"], "sender", "{errors:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events(&replica, "rollback").len(), 1, "published again");
+    assert_eq!(publications(&replica).len(), 2, "published again");
+    assert_eq!(events(&replica, "pull-error").len(), 1);
+    assert_eq!(replica.live_corte().as_deref(), Some(published.as_str()));
+    let board = state_board(&replica);
+    assert!(board["failures"].as_u64().unwrap() > 1, "{board}");
+    assert!(
+        board["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("asked for corte {asked}")),
+        "{board}"
+    );
+
+    // The primary's state changes: the replica follows it again.
+    primary.set_state(br#"{"live": null, "notice": null, "rollback": null}"#);
+    wait_events(&replica, "pull-recovered", 1);
+}
+
+#[test]
+fn a_replica_does_not_follow_its_primarys_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Difusión suspendida por el Instituto";
+    let elsewhere = FakePrimary::start(
+        serde_json::json!({"live": null, "notice": text, "rollback": null})
+            .to_string()
+            .as_bytes(),
+    );
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let to = format!("http://{}/", elsewhere.addr);
+    primary.redirect_to(&to);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let errors = wait_events(&replica, "pull-error", 2);
+    for error in &errors {
+        let said = error["detail"]["error"].as_str().unwrap();
+        assert!(
+            said.contains("the primary answered with a redirect to http://")
+                && said.contains("replica_of must name the primary's feed itself"),
+            "{errors:?}"
+        );
+    }
+    let board = state_board(&replica);
+    assert!(
+        board["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("redirect to {to}state")),
+        "{board}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        events(&replica, "notice-on").is_empty(),
+        "the notice of the address it was sent to was taken"
+    );
+    assert!(!curl(&replica.url("/"), &[]).text().contains(text));
+}

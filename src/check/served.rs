@@ -12,16 +12,13 @@
 //! - A corte is always written as the package names write it, `YYYYMMDD_HHMM[SS]` in the
 //!   institute's time zone, so two spellings of the same instant compare equal.
 
-use std::sync::LazyLock;
-
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::hash::Sha256;
-use crate::package::{CorteSource, CorteTime, corte_line};
+use crate::package::{CorteSource, CorteTime, corte_line, is_corte_id};
 
 /// Deepest nesting of the served `main.json` looked into.
 const MAX_DEPTH: usize = 8;
@@ -89,16 +86,11 @@ fn collect<'a>(value: &'a Value, key: &'a str, depth: usize, out: &mut Vec<(&'a 
     }
 }
 
-/// `YYYYMMDD_HHMM` or `YYYYMMDD_HHMMSS`, alone.
-static STAMP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\d{8}_\d{4}(\d{2})?$").expect("the corte stamp pattern is a valid regex")
-});
-
 /// A corte written as `YYYYMMDD_HHMM[SS]`, as the CSV corte line, in RFC 3339 or as a local
 /// date-time in `tz` (`2027-06-01T20:30`), as the id package names use, in `tz`.
 pub(super) fn corte_id(text: &str, tz: &TimeZone) -> Option<String> {
     let text = text.trim();
-    if STAMP.is_match(text) {
+    if is_corte_id(text) {
         return Some(text.to_owned());
     }
     let instant = match corte_line(text) {

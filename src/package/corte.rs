@@ -238,6 +238,18 @@ impl CorteTime {
     }
 }
 
+/// Whether `text` is written as a corte's identifier ([`CorteTime::id`]): `YYYYMMDD_HHMM` or
+/// `YYYYMMDD_HHMMSS`, ASCII digits.
+pub(crate) fn is_corte_id(text: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('_') {
+        Some((date, time)) => {
+            date.len() == 8 && matches!(time.len(), 4 | 6) && digits(date) && digits(time)
+        }
+        None => false,
+    }
+}
+
 /// The corte time of `pkg` by `rules`, falling back to `arrival`; an error when the name
 /// matches the corte pattern with a time that does not exist.
 pub(crate) fn corte_time(

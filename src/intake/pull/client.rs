@@ -10,6 +10,8 @@
 //!   package costs one 304.
 //! - A transport failure is told in words with every cause, a peer's text in them with its
 //!   control characters made visible ([`transport_reason`]).
+//! - Redirects from the institute's addresses are followed (five at most); a replica's
+//!   primary is not followed anywhere: its redirect is a failed poll.
 //! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
 //!   and by count while reading. A request is abandoned after `pull_timeout` in all or
 //!   `pull_stall_timeout` without a byte.
@@ -33,35 +35,60 @@ use crate::peer_text::PeerText;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTPS client of the pull tasks.
-pub(super) struct Client(reqwest::Client);
+pub(super) struct Client {
+    /// For the institute's addresses: follows up to five redirects.
+    institute: reqwest::Client,
+    /// For a replica's primary (`replica_of`): follows none.
+    primary: reqwest::Client,
+    /// The primary's feed and state, when this node is a replica.
+    primary_urls: Vec<Url>,
+}
 
 impl Client {
     /// The HTTPS client: the public web's authorities plus `pull_ca`, the client certificate
     /// and the bearer token when set, the timeouts of the settings, no compression (packages
     /// must arrive byte for byte as sent).
     pub(super) fn new(settings: &PullSettings) -> anyhow::Result<Self> {
-        let tls = tls_config(&settings.tls)?;
-        let mut headers = HeaderMap::new();
-        if let Some(token) = bearer(&settings.tls)? {
-            headers.insert(header::AUTHORIZATION, token);
-        }
-        let https_only = settings
-            .urls
+        let build = |redirects| {
+            let tls = tls_config(&settings.tls)?;
+            let mut headers = HeaderMap::new();
+            if let Some(token) = bearer(&settings.tls)? {
+                headers.insert(header::AUTHORIZATION, token);
+            }
+            let https_only = settings
+                .urls
+                .iter()
+                .chain(&settings.feed)
+                .all(|u| u.scheme() == "https");
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .default_headers(headers)
+                .user_agent(concat!("difusor/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(CONNECT_TIMEOUT.min(settings.stall_timeout))
+                .read_timeout(settings.stall_timeout)
+                .timeout(settings.timeout)
+                .redirect(redirects)
+                .https_only(https_only)
+                .build()
+                .context("cannot set up the HTTPS client for `pull_url`")
+        };
+        Ok(Self {
+            institute: build(reqwest::redirect::Policy::limited(5))?,
+            primary: build(reqwest::redirect::Policy::none())?,
+            primary_urls: settings
+                .feed
+                .iter()
+                .chain(&settings.state)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    /// Whether `url` is the primary's feed, state, or something under them.
+    fn is_primary(&self, url: &Url) -> bool {
+        self.primary_urls
             .iter()
-            .chain(&settings.feed)
-            .all(|u| u.scheme() == "https");
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .default_headers(headers)
-            .user_agent(concat!("difusor/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT.min(settings.stall_timeout))
-            .read_timeout(settings.stall_timeout)
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .https_only(https_only)
-            .build()
-            .context("cannot set up the HTTPS client for `pull_url`")?;
-        Ok(Self(client))
+            .any(|p| url.as_str().starts_with(p.as_str()))
     }
 
     /// A GET of `url`, conditional on `validators`; `None` when the server says 304.
@@ -70,7 +97,13 @@ impl Client {
         url: &Url,
         validators: &Validators,
     ) -> Result<Option<Response>, PullError> {
-        let mut request = self.0.get(url.clone());
+        let primary = self.is_primary(url);
+        let client = if primary {
+            &self.primary
+        } else {
+            &self.institute
+        };
+        let mut request = client.get(url.clone());
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag.clone());
         }
@@ -81,6 +114,20 @@ impl Client {
         match response.status() {
             StatusCode::OK => Ok(Some(response)),
             StatusCode::NOT_MODIFIED if validators.any() => Ok(None),
+            status if primary && status.is_redirection() => Err(PullError::Redirect {
+                url: url.clone(),
+                to: response
+                    .headers()
+                    .get(header::LOCATION)
+                    .map(|l| {
+                        let shown: String = String::from_utf8_lossy(l.as_bytes())
+                            .chars()
+                            .take(256)
+                            .collect();
+                        PeerText(shown).to_string()
+                    })
+                    .unwrap_or_else(|| format!("nowhere ({status}, no Location)")),
+            }),
             status => Err(PullError::Status {
                 url: url.clone(),
                 status,

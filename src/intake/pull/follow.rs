@@ -19,9 +19,19 @@
 //! - Only the notice, a rollback to a corte this node verified itself, and the announced
 //!   corte are taken from the primary: no package, no byte of results. A state larger than
 //!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
-//!   of failures like any pull.
+//!   of failures like any pull. The feed's form names `live`, `notice` and `rollback`, each
+//!   `null` when there is none: a document without them (a proxy's error page in JSON,
+//!   another service's answer) is not read as "no notice", so it never lifts one.
+//! - The cortes a state names are corte ids (`YYYYMMDD_HHMM[SS]`), the only form that names
+//!   the same corte on every node. A rollback naming a publication number or a digest prefix
+//!   (which an operator's rollback here would take, and whose corte then never has that
+//!   name, so it would be published again at every look) is a failed poll.
+//! - A rollback is published here once per rollback of the primary's: when its corte goes
+//!   live here under another id (a corte time taken from arrival is worked out again when it
+//!   is published), the poll fails with both ids, by the primary's fault, until the primary's
+//!   state names something else; it waits for that as for any state, without backing off.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -30,6 +40,8 @@ use super::{PullError, Puller, Source};
 use crate::http::gate::Gate;
 use crate::http::health::Health;
 use crate::journal::{EventKind, Journal};
+use crate::package::is_corte_id;
+use crate::peer_text::PeerText;
 use crate::publisher::{Outcome, PublisherHandle};
 use crate::site::Live;
 
@@ -39,21 +51,28 @@ const MAX_STATE_BYTES: u64 = 256 * 1024;
 /// What a replica's follower acts on.
 pub(crate) struct Replica {
     /// Where the notice is put in force.
-    pub(crate) gate: Arc<Gate>,
+    gate: Arc<Gate>,
     /// Told the corte the primary serves.
-    pub(crate) health: Arc<Health>,
+    health: Arc<Health>,
     /// The corte this node serves.
-    pub(crate) live: Live,
+    pub(super) live: Live,
+    /// The primary's rollback whose corte, published here, went live under another id, and
+    /// that id: it is not published again until the primary's state names another rollback.
+    unmet: Arc<Mutex<Option<(Rollback, String)>>>,
 }
 
-/// The primary's state, as its feed serves it (`src/feed`).
+/// The primary's state, as its feed serves it (`src/feed`): every field present, `null`
+/// when there is none (a missing one is refused, never taken for `null`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub(super) struct State {
     /// The primary's live corte.
+    #[serde(deserialize_with = "Option::deserialize")]
     live: Option<LiveCorte>,
     /// The notice in force at the primary.
+    #[serde(deserialize_with = "Option::deserialize")]
     notice: Option<String>,
     /// The operator's rollback the primary's live corte came from.
+    #[serde(deserialize_with = "Option::deserialize")]
     rollback: Option<Rollback>,
 }
 
@@ -63,16 +82,35 @@ struct LiveCorte {
     corte: String,
 }
 
-/// An operator's rollback at the primary.
+/// An operator's rollback at the primary: its publication number there and its corte.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 struct Rollback {
+    seq: i64,
     corte: String,
 }
 
 impl State {
     /// The state in `body`, or why it is not one.
     pub(super) fn parse(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| format!("not the feed's state: {e}"))
+        let state: Self = serde_json::from_slice(body)
+            .map_err(|e| format!("not the feed's state: {}", PeerText(e)))?;
+        let named = [
+            ("live corte", state.live.as_ref().map(|l| &l.corte)),
+            (
+                "rollback's corte",
+                state.rollback.as_ref().map(|r| &r.corte),
+            ),
+        ];
+        for (what, corte) in named {
+            if let Some(corte) = corte.filter(|c| !is_corte_id(c)) {
+                let shown: String = corte.chars().take(64).collect();
+                return Err(format!(
+                    "its {what} \"{}\" is not a corte id (YYYYMMDD_HHMM)",
+                    PeerText(shown)
+                ));
+            }
+        }
+        Ok(state)
     }
 }
 
@@ -83,11 +121,16 @@ impl Puller {
         let Some(replica) = &self.replica else {
             return Ok(());
         };
+        // A rollback that cannot be met here does not stop the wait for the next state.
+        let mut unmet = None;
         if let Some(Some(last)) = &source.state {
-            replica.apply(last, &self.journal, &self.publisher).await?;
+            match replica.apply(last, &self.journal, &self.publisher).await {
+                Err(e @ PullError::Unmet { .. }) => unmet = Some(e),
+                other => other?,
+            }
         }
         let Some(response) = self.client.get(&source.url, &source.validators).await? else {
-            return Ok(());
+            return unmet.map_or(Ok(()), Err);
         };
         let validators = Validators::of(response.headers());
         let body = read_small(response, &source.url, MAX_STATE_BYTES, "state").await?;
@@ -95,16 +138,26 @@ impl Puller {
             url: source.url.clone(),
             why,
         })?;
-        replica
-            .apply(&state, &self.journal, &self.publisher)
-            .await?;
-        source.state = Some(Some(state));
+        // Kept before it is applied: a corte made live while applying it may cut this poll
+        // short, and the next one applies this state again, never the one before.
+        source.state = Some(Some(state.clone()));
         source.validators = validators;
-        Ok(())
+        replica.apply(&state, &self.journal, &self.publisher).await
     }
 }
 
 impl Replica {
+    /// A follower that puts the primary's notice in force in `gate`, tells `health` the
+    /// primary's corte, and compares it with the corte `live` here.
+    pub(crate) fn new(gate: Arc<Gate>, health: Arc<Health>, live: Live) -> Self {
+        Self {
+            gate,
+            health,
+            live,
+            unmet: Arc::default(),
+        }
+    }
+
     /// Makes this node do what `state` says the primary does.
     pub(super) async fn apply(
         &self,
@@ -116,7 +169,7 @@ impl Replica {
             .announce(state.live.as_ref().map(|l| l.corte.as_str()));
         self.notice(state.notice.as_deref(), journal).await?;
         match &state.rollback {
-            Some(rollback) => self.roll_back(&rollback.corte, publisher).await,
+            Some(rollback) => self.roll_back(rollback, publisher).await,
             None => Ok(()),
         }
     }
@@ -143,16 +196,56 @@ impl Replica {
         Ok(())
     }
 
-    /// Publishes `corte` again here, unless it is live already.
-    async fn roll_back(&self, corte: &str, publisher: &PublisherHandle) -> Result<(), PullError> {
-        if self.live.load().corte().is_some_and(|c| c.id == corte) {
+    /// Publishes the corte of `rollback` again here, unless it is live already. When it goes
+    /// live under another id (its corte time is not the same here), that is said and it is
+    /// not published again for the same rollback: every attempt would be one more swap.
+    async fn roll_back(
+        &self,
+        rollback: &Rollback,
+        publisher: &PublisherHandle,
+    ) -> Result<(), PullError> {
+        let corte = &rollback.corte;
+        if self.live.load().corte().is_some_and(|c| &c.id == corte) {
             return Ok(());
+        }
+        let unmet = |published: String| PullError::Unmet {
+            asked: corte.clone(),
+            published,
+        };
+        if let Some((_, published)) = self
+            .unmet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(asked, _)| asked == rollback)
+        {
+            return Err(unmet(published.clone()));
         }
         let failed = |error: String| PullError::Apply {
             what: "rollback",
             error,
         };
-        match publisher.rollback(corte.to_owned()).await {
+        // On a task of its own: the corte it makes live wakes the follower, which may drop
+        // this poll, and what it made live must be known all the same.
+        let (wanted, record, publisher) = (rollback.clone(), self.unmet.clone(), publisher.clone());
+        let outcome = tokio::spawn(async move {
+            let outcome = publisher.rollback(wanted.corte.clone()).await;
+            if let Ok(Outcome::Published { corte, .. }) = &outcome
+                && *corte != wanted.corte
+            {
+                *record.lock().unwrap_or_else(|p| p.into_inner()) = Some((wanted, corte.clone()));
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        match outcome {
+            Ok(Outcome::Published {
+                corte: published, ..
+            }) if &published != corte => {
+                tracing::warn!(%corte, %published, "rollback made another corte live here");
+                Err(unmet(published))
+            }
             Ok(Outcome::Published { .. }) => {
                 tracing::warn!(%corte, "corte published again, as at the primary");
                 Ok(())
@@ -184,5 +277,32 @@ mod tests {
         assert_eq!(empty.live, None);
         assert!(State::parse(b"[]").is_err());
         assert!(State::parse(br#"{"live": {"corte": 5}}"#).is_err());
+        // Another document is no state with every field null.
+        for other in [
+            &br#"{}"#[..],
+            br#"{"error": "en mantenimiento"}"#,
+            br#"{"live": null}"#,
+        ] {
+            let why = State::parse(other).unwrap_err();
+            assert!(why.contains("missing field"), "{why}");
+        }
+        // A rollback or live corte named other than by its id.
+        for other in [
+            "1",
+            "9a557401",
+            "20240602_2000\n",
+            "",
+            "２０２４０６０２_２０００",
+        ] {
+            let state =
+                json!({"live": null, "notice": null, "rollback": {"seq": 1, "corte": other}});
+            let why = State::parse(state.to_string().as_bytes()).unwrap_err();
+            assert!(why.contains("is not a corte id"), "{why}");
+            let state = json!({"live": {"corte": other}, "notice": null, "rollback": null});
+            assert!(State::parse(state.to_string().as_bytes()).is_err());
+        }
+        let seconds =
+            br#"{"live": {"corte": "20240602_200030"}, "notice": null, "rollback": null}"#;
+        assert!(State::parse(seconds).is_ok());
     }
 }

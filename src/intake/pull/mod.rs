@@ -81,6 +81,18 @@ pub(crate) enum PullError {
         /// What to check, for statuses that say.
         hint: &'static str,
     },
+    /// A redirect from a replica's primary, not followed: a replica takes its cortes from
+    /// the one primary it names.
+    #[error(
+        "{url}: the primary answered with a redirect to {to}; replica_of must name the \
+         primary's feed itself"
+    )]
+    Redirect {
+        /// What was asked for.
+        url: Url,
+        /// Where it pointed.
+        to: String,
+    },
     /// More bytes than allowed.
     #[error("{url}: larger than the {limit}-byte limit ({what})")]
     TooLarge {
@@ -134,6 +146,20 @@ pub(crate) enum PullError {
         /// What is wrong.
         why: String,
     },
+    /// A rollback of the primary's that, published here, made another corte live: its
+    /// package's corte time is not the same here (one taken from its arrival). Not tried
+    /// again while the primary's state asks for the same rollback.
+    #[error(
+        "its primary asked for corte {asked}; publishing that corte here made corte \
+         {published} live instead (its package's corte time is worked out otherwise here); \
+         not tried again until the primary's state changes"
+    )]
+    Unmet {
+        /// The corte the primary's state names.
+        asked: String,
+        /// The corte that went live here.
+        published: String,
+    },
     /// What the primary's state says could not be done here (this machine's fault).
     #[error("cannot apply the primary's {what}: {error}")]
     Apply {
@@ -157,6 +183,12 @@ impl PullError {
     /// package.
     fn is_transport(&self) -> bool {
         self.fault() == Fault::Transport
+    }
+
+    /// Whether the next poll waits for the peer to say something new rather than backing off
+    /// (the error lasts until it does).
+    fn waits_on_peer(&self) -> bool {
+        matches!(self, Self::Unmet { .. })
     }
 
     /// Whose fault: the connection, this machine, or the institute's service and files.
@@ -255,8 +287,10 @@ impl Puller {
                 _ = swapped(swaps.as_mut()) => Ok(()),
                 _ = shutdown.changed() => return,
             };
+            let waits = result.as_ref().is_err_and(PullError::waits_on_peer);
             let error = result.err().map(|e| (e.to_string(), e.fault()));
             let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
+                Some(_) if waits => FOLLOW_GAP.saturating_sub(started.elapsed()),
                 Some(backoff) => backoff,
                 None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
                 None => self.settings.interval,
