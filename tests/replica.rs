@@ -983,6 +983,33 @@ fn a_rollback_not_named_by_a_corte_id_is_refused_not_published_again_and_again()
     assert_eq!(replica.live_corte().as_deref(), Some("20240602_2015"));
 }
 
+#[test]
+fn a_rollback_to_a_corte_this_replica_lacks_is_the_primarys_request_refused_nothing_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let path = dir.path().join("20240602_2015_PREP.zip");
+    std::fs::write(&path, site_package("20240602_2015", &[])).unwrap();
+    assert_success(&replica.run(&["ingest", path.to_str().unwrap()]));
+    replica.wait_corte("20240602_2015");
+
+    // A corte id, but one this replica never received.
+    primary.set_state(
+        br#"{"live": null, "notice": null, "rollback": {"seq": 1, "corte": "20240602_2000"}}"#,
+    );
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("asked for corte 20240602_2000, which cannot be published here")
+            && error.contains("nothing changed"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0]["detail"]["fault"], "sender", "{errors:?}");
+    assert!(events(&replica, "rollback").is_empty());
+    assert_eq!(publications(&replica).len(), 1, "published something");
+    assert_eq!(replica.live_corte().as_deref(), Some("20240602_2015"));
+}
+
 /// The `/state` entry of `node`'s `/status`, under `pull`.
 fn state_board(node: &Server) -> serde_json::Value {
     node.status()["pull"]

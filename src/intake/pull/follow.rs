@@ -30,6 +30,9 @@
 //!   live here under another id (a corte time taken from arrival is worked out again when it
 //!   is published), the poll fails with both ids, by the primary's fault, until the primary's
 //!   state names something else; it waits for that as for any state, without backing off.
+//!   A rollback to a corte this replica does not have (not pulled yet) is refused by the
+//!   publisher, changes nothing, and fails the poll by the primary's fault; it is asked again
+//!   after the back-off, by when the corte may have arrived.
 
 use std::sync::{Arc, Mutex};
 
@@ -250,6 +253,10 @@ impl Replica {
                 tracing::warn!(%corte, "corte published again, as at the primary");
                 Ok(())
             }
+            Ok(Outcome::Rejected { reason, .. }) => Err(PullError::NotHeld {
+                asked: corte.clone(),
+                reason,
+            }),
             Ok(other) => Err(failed(format!(
                 "corte {corte} could not be published again here: {}",
                 serde_json::to_string(&other).unwrap_or_default()

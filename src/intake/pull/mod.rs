@@ -160,6 +160,15 @@ pub(crate) enum PullError {
         /// The corte that went live here.
         published: String,
     },
+    /// A rollback of the primary's to a corte this replica does not have: not pulled yet,
+    /// or known here under another id. The primary's request, not this machine's fault.
+    #[error("its primary asked for corte {asked}, which cannot be published here: {reason}")]
+    NotHeld {
+        /// The corte the primary's state names.
+        asked: String,
+        /// The publisher's refusal.
+        reason: String,
+    },
     /// What the primary's state says could not be done here (this machine's fault).
     #[error("cannot apply the primary's {what}: {error}")]
     Apply {
