@@ -945,13 +945,7 @@ fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
         error.contains("/state") && error.contains("missing field"),
         "{errors:?}"
     );
-    let state = replica.status()["pull"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["url"].as_str().unwrap().ends_with("/state"))
-        .cloned()
-        .unwrap();
+    let state = state_board(&replica);
     assert!(state["failures"].as_u64().unwrap() >= 1, "{state}");
     assert!(
         events(&replica, "notice-off").is_empty(),

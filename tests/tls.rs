@@ -1,7 +1,7 @@
 //! HTTPS with a real client: HTTP/2 by ALPN, HSTS on HTTPS only, and a certificate renewed
 //! without a restart (an expired one refused).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,18 +30,15 @@ fn https(url: &str, ca: &Path) -> (u16, String) {
     (code.parse().unwrap_or(0), version.to_owned())
 }
 
-#[test]
-fn https_serves_http2_with_hsts_and_renews_its_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
-    self_signed_pair(&first);
-    self_signed_pair(&second);
-    let live_cert = dir.path().join("cert.pem");
-    let live_key = dir.path().join("key.pem");
-    std::fs::copy(first.join("tls/cert.pem"), &live_cert).unwrap();
-    std::fs::copy(first.join("tls/key.pem"), &live_key).unwrap();
+/// A server under `dir` serving HTTPS with a copy of the pair in `pair/tls/` (the copies'
+/// paths returned, to be replaced in place), with corte 20240602_2000 live.
+fn https_server(dir: &Path, pair: &Path) -> (Server, PathBuf, PathBuf) {
+    let live_cert = dir.join("cert.pem");
+    let live_key = dir.join("key.pem");
+    std::fs::copy(pair.join("tls/cert.pem"), &live_cert).unwrap();
+    std::fs::copy(pair.join("tls/key.pem"), &live_key).unwrap();
     let server = Server::start(
-        &dir.path().join("d"),
+        &dir.join("d"),
         &[
             "--tls-listen",
             "127.0.0.1:0",
@@ -57,6 +54,16 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
         &site_package("20240602_2000", &[]),
     );
     server.wait_corte("20240602_2000");
+    (server, live_cert, live_key)
+}
+
+#[test]
+fn https_serves_http2_with_hsts_and_renews_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    self_signed_pair(&first);
+    self_signed_pair(&second);
+    let (server, live_cert, live_key) = https_server(dir.path(), &first);
 
     let url = format!("https://localhost:{}/json/main.json", server.tls_port());
     assert_eq!(
@@ -114,27 +121,7 @@ fn an_expired_certificate_put_in_place_is_refused_and_the_old_one_kept() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("a");
     self_signed_pair(&first);
-    let live_cert = dir.path().join("cert.pem");
-    let live_key = dir.path().join("key.pem");
-    std::fs::copy(first.join("tls/cert.pem"), &live_cert).unwrap();
-    std::fs::copy(first.join("tls/key.pem"), &live_key).unwrap();
-    let server = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            live_cert.to_str().unwrap(),
-            "--tls-key",
-            live_key.to_str().unwrap(),
-        ],
-    );
-    drop_file(
-        &server.entrada(),
-        "20240602_2000_PREP.zip",
-        &site_package("20240602_2000", &[]),
-    );
-    server.wait_corte("20240602_2000");
+    let (server, live_cert, live_key) = https_server(dir.path(), &first);
     let url = format!("https://localhost:{}/json/main.json", server.tls_port());
     assert_eq!(https(&url, &first.join("tls/cert.pem")).0, 200);
 
