@@ -627,44 +627,53 @@ fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Set
 /// tens of KiB.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// Reads a config file into a table, naming the file in any error. The file (or what a link
-/// leads to) must be a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or device put in
-/// its place, or a huge file, is refused instead of read without end.
-fn read_table(path: &Path) -> Result<toml::Table> {
+/// Why a small file ([`read_small`]) was not read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SmallFileError {
+    /// Opening or reading it failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A FIFO, a device or a folder in its place.
+    #[error("it is not a regular file (a FIFO, a device or a folder)")]
+    NotRegular,
+    /// Larger than it may be.
+    #[error("it is larger than {0}")]
+    TooLarge(ByteSize),
+}
+
+/// The text of the file at `path` (a link followed), if it is a regular file of at most
+/// `max` bytes: a FIFO or device put in its place, or a huge file, is refused
+/// instead of read without end. Opened without blocking, so a FIFO never waits for a writer.
+pub(crate) fn read_small(path: &Path, max: u64) -> Result<String, SmallFileError> {
     use std::io::Read as _;
-    let cannot = || format!("cannot read the config file {}", path.display());
-    // Non-blocking, so that opening a FIFO does not wait for a writer.
     let flags =
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
     let file = std::fs::File::from(
-        rustix::fs::open(path, flags, rustix::fs::Mode::empty())
-            .map_err(std::io::Error::from)
-            .with_context(cannot)?,
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty()).map_err(std::io::Error::from)?,
     );
-    let meta = file.metadata().with_context(cannot)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        bail!(
-            "the config file {} is not a regular file (a FIFO, a device or a folder)",
-            path.display()
-        );
-    }
-    let too_large = || {
-        anyhow!(
-            "the config file {} is larger than {} (it holds settings only)",
-            path.display(),
-            ByteSize::b(MAX_CONFIG_BYTES)
-        )
-    };
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_large());
+        return Err(SmallFileError::NotRegular);
     }
     let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(cannot)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_large());
+    if meta.len() <= max {
+        file.take(max + 1).read_to_string(&mut text)?;
     }
+    if meta.len() > max || text.len() as u64 > max {
+        return Err(SmallFileError::TooLarge(ByteSize::b(max)));
+    }
+    Ok(text)
+}
+
+/// Reads a config file (at most [`MAX_CONFIG_BYTES`], see [`read_small`]) into a table,
+/// naming the file in any error.
+fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = read_small(path, MAX_CONFIG_BYTES).with_context(|| {
+        format!(
+            "cannot read the config file {} (it holds settings only)",
+            path.display()
+        )
+    })?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
@@ -994,6 +1003,26 @@ impl FeedSettings {
 
 /// A listener's bearer token: from `file` (setting `setting`) when one is named, else from
 /// the variable `env`; `None` when neither gives one.
+/// Largest token file read: a token is a line of a few dozen characters.
+pub(crate) const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token files among `settings` (their setting and path) that users other than their
+/// owner may read or write (mode `0o077` bits set): a token there is anyone's on the machine.
+pub(crate) fn exposed_token_files(settings: &Settings) -> Vec<(&'static str, &Path)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    [
+        ("admin_token_file", settings.admin_token_file.as_path()),
+        ("feed_token_file", settings.feed_token_file.as_path()),
+        ("pull_token_file", settings.pull_token_file.as_path()),
+    ]
+    .into_iter()
+    .filter(|(_, path)| {
+        !path.as_os_str().is_empty()
+            && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    })
+    .collect()
+}
+
 fn token(setting: &'static str, env: &'static str, file: &Path) -> Result<Option<String>, Invalid> {
     let token = if file.as_os_str().is_empty() {
         match std::env::var(env) {
@@ -1001,7 +1030,7 @@ fn token(setting: &'static str, env: &'static str, file: &Path) -> Result<Option
             _ => return Ok(None),
         }
     } else {
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let text = read_small(file, MAX_TOKEN_FILE_BYTES).map_err(|e| {
             Invalid::new(setting, format!("cannot read {}", file.display())).because(e)
         })?;
         let token = text.trim().to_owned();

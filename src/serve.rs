@@ -125,6 +125,19 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     };
     let mut reload = reload::Reload::listen(source, config, store.journal.clone())
         .context("cannot take SIGHUP")?;
+    for (setting, path) in crate::config::exposed_token_files(&config.settings) {
+        let warning = format!(
+            "{} (`{setting}`) can be read by other users of this machine, and so can its token;              `chmod 600 {}` and make it difusor's user's",
+            path.display(),
+            path.display()
+        );
+        tracing::warn!("{warning}");
+        store.journal.post(
+            EventKind::Warning,
+            None,
+            json!({"warning": warning, "check": "token-file", "setting": setting}),
+        );
+    }
     // What a crash left half-written: archive copies, and uploads never acknowledged.
     store.archive.clear_unfinished()?;
     clear_unfinished(&store.layout.tmp())?;

@@ -4,9 +4,21 @@
 //! under the listener's own origin. Its token is read from a file or the environment,
 //! never from the command line.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
+
+/// Asserts that a refusal whose warning says `words` is in the journal.
+fn assert_refusal_journaled(server: &Server, words: &str) {
+    let refused = admin_refusals(server);
+    assert!(
+        refused.iter().any(|w| w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|t| t.contains(words))),
+        "no refusal saying {words:?} in {refused:?}"
+    );
+}
 
 /// `curl` against the admin listener sending `extra` (method, headers, body).
 fn admin(server: &Server, path: &str, extra: &[&str]) -> Response {
@@ -159,7 +171,7 @@ fetch("/notice", {method: "POST", headers: {"Content-Type": "application/json"},
     );
     server.wait_corte("20240602_2000");
     let out = run_ok(
-        std::process::Command::new("chromium")
+        Command::new("chromium")
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -182,13 +194,7 @@ fetch("/notice", {method: "POST", headers: {"Content-Type": "application/json"},
         serde_json::Value::Null,
         "{status}"
     );
-    let refused = admin_refusals(&server);
-    assert!(
-        refused.iter().any(|w| w["detail"]["warning"]
-            .as_str()
-            .is_some_and(|t| t.contains("preview"))),
-        "{refused:?}"
-    );
+    assert_refusal_journaled(&server, "preview");
 }
 
 #[test]
@@ -335,13 +341,7 @@ fn an_upload_that_stops_arriving_is_cut_after_the_send_timeout() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "the stalled upload left {left:?}");
-    let refused = admin_refusals(&server);
-    assert!(
-        refused.iter().any(|w| w["detail"]["warning"]
-            .as_str()
-            .is_some_and(|t| t.contains("stopped arriving"))),
-        "{refused:?}"
-    );
+    assert_refusal_journaled(&server, "stopped arriving");
     // The listener still answers, and a notice sent whole is taken.
     assert_success(&server.run(&["notice", "on", "--text", "Aviso"]));
     assert_eq!(server.status()["gate"]["notice"], "Aviso");
@@ -502,4 +502,67 @@ fn at_most_four_uploads_are_received_at_once() {
     let r = admin(&server, "/ingest", &args);
     assert_eq!(r.status, 200, "{}", r.text());
     server.wait_corte("20240602_2015");
+}
+
+/// A token file other users can read is served with, and said at start, with the fix; a FIFO
+/// in its place is refused at once, never waited on.
+#[test]
+fn a_token_file_others_can_read_is_warned_about_and_a_fifo_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("admin.token");
+    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token = token_file.to_str().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--admin-token-file", token]);
+    let token_warnings = |server: &Server| -> Vec<serde_json::Value> {
+        events(server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "token-file")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while token_warnings(&server).is_empty() {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let warned = token_warnings(&server);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["detail"]["setting"], "admin_token_file");
+    let text = warned[0]["detail"]["warning"].as_str().unwrap();
+    assert!(text.contains(&format!("chmod 600 {token}")), "{text}");
+    drop(server);
+
+    // Kept to its owner: nothing to say. The warning would be journaled before `start`, in
+    // the same queue, so once `start` is there it would be too.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = Server::start(&tmp.path().join("data2"), &["--admin-token-file", token]);
+    wait_events(&server, "start", 1);
+    assert!(token_warnings(&server).is_empty());
+    drop(server);
+
+    // A FIFO where the token should be: refused with the reason, at once.
+    std::fs::remove_file(&token_file).unwrap();
+    let fifo = Command::new("mkfifo").arg(&token_file).status().unwrap();
+    assert!(fifo.success());
+    let started = Instant::now();
+    let out = difusor()
+        .args([
+            "serve",
+            "--data-dir",
+            tmp.path().join("data3").to_str().unwrap(),
+        ])
+        .args(["--admin-token-file", token])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin_token_file") && err.contains("not a regular file"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited on the FIFO"
+    );
 }

@@ -177,7 +177,7 @@ pub(crate) fn bearer(tls: &ClientTls) -> anyhow::Result<Option<HeaderValue>> {
     let Some(path) = &tls.token_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_small(path, crate::config::MAX_TOKEN_FILE_BYTES)
         .with_context(|| format!("setting `pull_token_file`: cannot read {}", path.display()))?;
     let mut value = HeaderValue::from_str(&format!("Bearer {}", text.trim()))
         .ok()
