@@ -171,19 +171,8 @@ fetch("/notice", {method: "POST", headers: {"Content-Type": "application/json"},
     );
     server.wait_corte("20240602_2000");
     let out = run_ok(
-        Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                tmp.path().join("perfil").display()
-            ))
+        headless_chromium(&tmp.path().join("perfil"))
+            .args(["--virtual-time-budget=10000", "--dump-dom"])
             .arg(server.admin("/preview/prueba.html")),
     );
     let dom = String::from_utf8_lossy(&out.stdout);

@@ -949,17 +949,7 @@ fn the_report_renders_in_a_real_browser_and_prints_to_pages() {
     let url = format!("file://{}", html.display());
     let browser = |args: &[&str]| {
         run_ok(
-            Command::new("chromium")
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                ])
-                .arg(format!(
-                    "--user-data-dir={}",
-                    dir.path().join("perfil").display()
-                ))
+            headless_chromium(&dir.path().join("perfil"))
                 .args(args)
                 .arg(&url),
         )

@@ -75,6 +75,21 @@ pub fn chromium_available() -> bool {
     installed(&["chromium", "--version"], "chromium")
 }
 
+/// Headless Chromium with a profile of its own in `profile`, for a test's page; the caller
+/// adds its flags and the address.
+pub fn headless_chromium(profile: &Path) -> Command {
+    let mut browser = Command::new("chromium");
+    browser
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    browser
+}
+
 /// Whether the program `command` runs (it is asked for its version, `command` being the
 /// program and that flag), for a test that needs it; on CI its absence fails the test (CI
 /// installs the Debian package `package`), elsewhere the test is skipped with a note.
