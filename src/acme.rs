@@ -52,6 +52,7 @@ use crate::config::{
     AcmeChallenge, Config, Invalid, LETS_ENCRYPT_STAGING, days_or_duration, service_url,
 };
 use crate::http::challenge::{AcmeAnswers, ChallengeError};
+use crate::http::tls;
 use crate::journal::{EventKind, Journal};
 use crate::store::layout::Layout;
 
@@ -63,9 +64,6 @@ pub(crate) const MAX_RETRY: Duration = Duration::from_secs(3600);
 const CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// Longest an order may take, from account to certificate.
 pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
-/// How far ahead of this server's clock an issued certificate's start may be (the clocks of
-/// the ACME server and of this one differ a little).
-const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Largest answer taken from the ACME server.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Most names in `acme_domains` (Let's Encrypt's limit per certificate).
@@ -296,10 +294,10 @@ impl CertInfo {
         by_setting.max(floor)
     }
 
-    /// `Ok` if it is valid at `now` (allowing [`CLOCK_SKEW`] before its start); otherwise
+    /// `Ok` if it is valid at `now` (allowing [`tls::CLOCK_SKEW`] before its start); otherwise
     /// why it cannot be served.
     fn valid_at(&self, now: Timestamp) -> Result<(), AcmeError> {
-        let skew = jiff::SignedDuration::try_from(CLOCK_SKEW).unwrap_or_default();
+        let skew = jiff::SignedDuration::try_from(tls::CLOCK_SKEW).unwrap_or_default();
         if self.not_after <= now {
             return Err(AcmeError::Certificate(format!(
                 "the certificate issued (serial {}) expired at {}, before it arrived",
@@ -430,8 +428,7 @@ impl Http {
             }
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
-                let certs = crate::http::tls::read_certificates(path)
-                    .context("setting `acme_directory_ca`")?;
+                let certs = tls::read_certificates(path).context("setting `acme_directory_ca`")?;
                 for cert in certs {
                     roots.add(cert).with_context(|| {
                         format!(

@@ -27,7 +27,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -195,8 +195,13 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Tl
     })
 }
 
-/// `Ok` if the first certificate of `chain` (read from `path`) is valid at `now`; otherwise
-/// a [`TlsError::Pem`] saying since or until when it is not.
+/// How far ahead of this server's clock a certificate's start may be and still be served:
+/// the clocks of whoever issued it and of this server differ a little.
+pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// `Ok` if the first certificate of `chain` (read from `path`) is valid at `now` (its start
+/// up to [`CLOCK_SKEW`] ahead); otherwise a [`TlsError::Pem`] saying since or until when it
+/// is not.
 fn valid_now(path: &Path, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), TlsError> {
     let refused = |why: String| TlsError::Pem {
         path: path.to_owned(),
@@ -217,7 +222,8 @@ fn valid_now(path: &Path, chain: &[CertificateDer<'_>], now: SystemTime) -> Resu
             validity.not_after
         )));
     }
-    if validity.not_before.timestamp() > now {
+    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(i64::MAX);
+    if validity.not_before.timestamp() > now.saturating_add(skew) {
         return Err(refused(format!(
             "the certificate is not valid before {}",
             validity.not_before
@@ -348,5 +354,24 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert!(tls.reload(false).unwrap());
+    }
+
+    #[test]
+    fn a_certificate_is_served_from_a_little_before_its_start_until_its_end() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2031, 1, 1);
+        let chain = [params.self_signed(&key).unwrap().der().clone()];
+        // 2030-01-01T00:00:00Z
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_893_456_000);
+        let at = |now: SystemTime| valid_now(Path::new("cert.pem"), &chain, now);
+        assert!(at(start + Duration::from_secs(180 * 86_400)).is_ok());
+        assert!(at(start - CLOCK_SKEW + Duration::from_secs(1)).is_ok());
+        let early = at(start - Duration::from_secs(3600)).unwrap_err();
+        assert!(early.to_string().contains("not valid before"), "{early}");
+        let late = at(start + Duration::from_secs(366 * 86_400)).unwrap_err();
+        assert!(late.to_string().contains("expired"), "{late}");
+        assert!(valid_now(Path::new("cert.pem"), &[], start).is_err());
     }
 }
