@@ -184,6 +184,58 @@ fn a_package_that_would_take_the_site_past_max_site_bytes_is_refused_whole() {
     );
 }
 
+/// A package archived as older, whose files would take the site past `max_site_bytes` when
+/// an operator publishes it, is the operator's request refused: exit status 1, 409 from the
+/// admin listener, journaled, the live corte unchanged. Not this server's fault.
+#[test]
+fn a_rollback_that_would_take_the_site_past_max_site_bytes_is_refused_not_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--max-site-bytes", "300KiB"]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    server.wait_corte("20240602_2015");
+    let big = corpus::noise(350 * 1024);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[("b.bin", &big)]),
+    );
+    wait_events(&server, "older", 1);
+
+    let out = server.run(&["rollback", "20240602_2000"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "rejected", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("max_site_bytes"),
+        "{v}"
+    );
+    let r = curl(
+        &server.admin("/rollback?corte=20240602_2000"),
+        &["-X", "POST"],
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    let warnings = events(&server, "warning");
+    assert!(
+        warnings
+            .iter()
+            .any(|e| e["detail"]["check"] == "rollback" && e["detail"]["corte"] == "20240602_2000"),
+        "{warnings:?}"
+    );
+    assert!(events(&server, "intake-error").is_empty());
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
+    assert_eq!(curl(&server.url("/b.bin"), &[]).status, 404);
+}
+
 #[test]
 fn a_package_that_kills_the_server_is_taken_once_more_then_set_aside_and_no_start_loops() {
     let dir = tempfile::tempdir().unwrap();

@@ -315,6 +315,48 @@ fn ingest_command_works_with_and_without_a_server() {
     server.wait_corte("20240602_2115");
 }
 
+/// A package over `max_package_bytes` sent through the running server's admin listener is
+/// rejected as from any other channel: the outcome `rejected`, exit status 1, journaled,
+/// nothing of it kept, the live corte unchanged.
+#[test]
+fn a_package_over_the_limit_sent_to_a_running_server_is_rejected_exit_1_and_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--max-package-bytes", "64KiB"]);
+    let first = dir.path().join("20240602_2100_PREP_SITIO.zip");
+    std::fs::write(&first, site_package("20240602_2100", &[])).unwrap();
+    assert_success(&server.run(&["ingest", first.to_str().unwrap()]));
+
+    let big = dir.path().join("20240602_2115_PREP_SITIO.zip");
+    let noise = corpus::noise(300_000);
+    std::fs::write(&big, site_package("20240602_2115", &[("big.bin", &noise)])).unwrap();
+    let out = server.run(&["ingest", big.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "rejected", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("max_package_bytes"),
+        "{v}"
+    );
+    let rejected = events(&server, "rejected");
+    assert!(
+        rejected.iter().any(|e| e["detail"]["channel"] == "cli"
+            && e["detail"]["name"] == "20240602_2115_PREP_SITIO.zip"
+            && e["detail"]["fault"] == "sender"),
+        "{rejected:?}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join("d/tmp"))
+        .unwrap()
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
+
 #[test]
 fn file_written_in_place_is_taken_only_once_complete() {
     let dir = tempfile::tempdir().unwrap();

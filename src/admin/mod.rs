@@ -20,7 +20,8 @@
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
 //!   has decided;
 //! - `POST /rollback?corte=<id>`: publish an earlier corte again; 404 with the outcome
-//!   `rejected` when no corte or archived package has that name;
+//!   `rejected` when no corte or archived package has that name, 409 when the package it names
+//!   would take the site past `max_site_bytes`;
 //! - `POST /notice` with `{"text": "…"}`: the institute's notice replaces the results on
 //!   every public path, at once; `POST /notice/off` lifts it. Both are journaled, and the
 //!   notice stays in force across restarts.
@@ -45,7 +46,9 @@
 //!   an operator out. At most [`MAX_UPLOADS`] packages are received at once, whatever the
 //!   connections and HTTP/2 streams: one more gets 503 with `Retry-After`, journaled.
 //! - An uploaded body is written to the data folder's `tmp/`, never past
-//!   `max_package_bytes`, and removed once the publisher has archived it. A body (package or
+//!   `max_package_bytes` (one larger is the outcome `rejected` with 413, journaled as the
+//!   publisher journals any rejection, nothing of it kept), and removed once the publisher has
+//!   archived it. A body (package or
 //!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
 //!   and its temporary file removed, so a stalled upload holds no connection for ever.
 //!   Journal writes wait for the journal's writer thread without blocking the async threads.
@@ -227,11 +230,15 @@ pub(crate) async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Respons
                 );
             };
             match admin.publisher.rollback(corte).await {
-                // A rollback is refused only when it names nothing this server has.
-                Ok(outcome @ Outcome::Rejected { .. }) => json_response(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::to_value(&outcome).unwrap_or_default(),
-                ),
+                // Refused: it names nothing this server has (no package), or the package it
+                // names would take the site past `max_site_bytes`.
+                Ok(outcome @ Outcome::Rejected { .. }) => {
+                    let status = match &outcome {
+                        Outcome::Rejected { sha256: None, .. } => StatusCode::NOT_FOUND,
+                        _ => StatusCode::CONFLICT,
+                    };
+                    json_response(status, &serde_json::to_value(&outcome).unwrap_or_default())
+                }
                 other => outcome_response(other),
             }
         }
@@ -605,6 +612,7 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     match receive_body(body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
         Ok(()) => {}
         Err(Unreceived::Refused(resp)) => return resp,
+        Err(Unreceived::TooLarge) => return too_large(admin, &name).await,
         Err(Unreceived::Silent) => return body_timed_out(admin, &head, "the package"),
     }
     let received = Received {
@@ -628,8 +636,10 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
 
 /// Why an upload's body was not received whole.
 enum Unreceived {
-    /// Refused with this answer (too large, torn, not written).
+    /// Refused with this answer (torn, not written).
     Refused(Response<BoxedBody>),
+    /// More than `max_package_bytes` arrived.
+    TooLarge,
     /// Nothing arrived for the body timeout.
     Silent,
 }
@@ -663,16 +673,47 @@ async fn receive_body(
         if let Ok(data) = frame.into_data() {
             written += data.len() as u64;
             if written > limit {
-                return Err(Unreceived::Refused(json_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &json!({"error": format!("the package is over max_package_bytes ({limit} bytes)")}),
-                )));
+                return Err(Unreceived::TooLarge);
             }
             file.write_all(&data).await.map_err(internal)?;
         }
     }
     file.flush().await.map_err(internal)?;
     Ok(())
+}
+
+/// The answer to a package larger than `max_package_bytes`: the sender's fault, journaled
+/// and answered as the publisher rejects one from any other channel (the outcome
+/// `rejected`), with 413; nothing of it is kept.
+async fn too_large(admin: &Admin, name: &PackageName) -> Response<BoxedBody> {
+    let reason = format!(
+        "the package is over the limit of {} bytes (max_package_bytes); the package was not \
+         stored",
+        admin.max_package_bytes
+    );
+    let detail = json!({
+        "name": name, "channel": Channel::Cli, "reason": reason, "fault": Fault::Sender,
+    });
+    if let Err(e) = admin
+        .journal
+        .record_async(EventKind::Rejected, None, detail)
+        .await
+    {
+        tracing::error!(error = %e, "could not write to the journal");
+    }
+    tracing::warn!(%name, %reason, "package rejected; the live corte is unchanged");
+    let mut res = json_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &serde_json::to_value(Outcome::Rejected {
+            reason,
+            sha256: None,
+        })
+        .unwrap_or_default(),
+    );
+    // The rest of the body is not read: the connection cannot carry another request.
+    res.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    res
 }
 
 /// The answer to an upload whose body stopped arriving (`what`: the package, the notice),

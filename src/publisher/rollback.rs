@@ -5,11 +5,25 @@ use super::*;
 
 impl Publisher {
     /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,
-    /// or a package SHA-256 prefix of at least 8 digits). A `corte` that names nothing this
-    /// server has is [`Outcome::Rejected`]: the operator's request is refused, nothing changes.
+    /// or a package SHA-256 prefix of at least 8 digits). The operator's request is refused,
+    /// [`Outcome::Rejected`], nothing changed, and journaled (`warning`, check `rollback`),
+    /// when `corte` names nothing this server has (`sha256` is then `None`) or when the
+    /// package it names would take the site past `max_site_bytes` (`sha256` is the package's).
     pub(crate) fn rollback(&self, corte: &str) -> Outcome {
         match self.rollback_inner(corte) {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                if let Outcome::Rejected { reason, sha256 } = &outcome {
+                    self.event(
+                        EventKind::Warning,
+                        None,
+                        json!({
+                            "warning": format!("rollback to {corte:?} refused: {reason}"),
+                            "check": "rollback", "corte": corte, "sha256": sha256,
+                        }),
+                    );
+                }
+                outcome
+            }
             Err(e) => Outcome::Failed {
                 error: format!("{e:#}"),
                 fault: Fault::Ours,
@@ -70,9 +84,15 @@ impl Publisher {
         };
         let pkg = self.reverify(sha, &name)?;
         let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
-        let outcome = self
-            .publish(&pkg, &corte, Timestamp::now())?
-            .map_err(|too_big| anyhow!(too_big))?;
+        let outcome = match self.publish(&pkg, &corte, Timestamp::now())? {
+            Ok(outcome) => outcome,
+            Err(too_big) => {
+                return Ok(Outcome::Rejected {
+                    reason: too_big,
+                    sha256: Some(sha.to_hex()),
+                });
+            }
+        };
         self.event(
             EventKind::Rollback,
             Some((sha, &name)),
