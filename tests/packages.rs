@@ -236,6 +236,63 @@ fn a_rollback_that_would_take_the_site_past_max_site_bytes_is_refused_not_a_faul
     assert_eq!(curl(&server.url("/b.bin"), &[]).status, 404);
 }
 
+/// A zip whose central directory lists 1,500,000 empty members (138 MB, within
+/// `max_package_bytes`) is refused for their number before that directory is parsed, which
+/// takes about 200 bytes of memory per member: under an address-space limit ample for a
+/// package, it is a rejection, not the end of the process.
+#[test]
+fn a_zip_listing_too_many_members_is_refused_before_its_directory_is_read_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = ProcessLimits {
+        open_files: None,
+        address_space: Some(256 * MIB as u64),
+    };
+    let nobody = ReservedPort::hold();
+    let ingest = |name: &str, bytes: &[u8]| {
+        let pkg = dir.path().join(name);
+        std::fs::write(&pkg, bytes).unwrap();
+        let out = capped
+            .command()
+            .arg("ingest")
+            .arg(&pkg)
+            .arg("--data-dir")
+            .arg(dir.path().join("d"))
+            .args([
+                "--corte-window-margin",
+                "",
+                "--admin-listen",
+                &nobody.addr(),
+            ])
+            .output()
+            .unwrap();
+        std::fs::remove_file(&pkg).unwrap();
+        out
+    };
+    // The limit is ample for a package.
+    let out = ingest(
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[("a.bin", &corpus::noise(MIB))]),
+    );
+    assert_success(&out);
+
+    let out = ingest(
+        "20240602_2015_PREP.zip",
+        &corpus::zip_of_empty_members(1_500_000),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "rejected", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("number of members"),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_package_that_kills_the_server_is_taken_once_more_then_set_aside_and_no_start_loops() {
     let dir = tempfile::tempdir().unwrap();

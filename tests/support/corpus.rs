@@ -138,6 +138,17 @@ pub fn zip_entries(entries: &[(&str, ZipEntry<'_>)], options: SimpleFileOptions)
     zip.finish().expect("finish a zip").into_inner()
 }
 
+/// A zip of `n` empty stored members named by their number in hexadecimal: a central
+/// directory of `n` records of 54 bytes (zip64 past 65,535 members), with nothing to inflate.
+pub fn zip_of_empty_members(n: usize) -> Vec<u8> {
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..n {
+        zip.start_file(format!("{i:08x}"), stored())
+            .expect("start a zip member");
+    }
+    zip.finish().expect("finish a zip").into_inner()
+}
+
 /// Replaces every occurrence of `from` by `to` (same length) in `bytes`: renames a member in
 /// both its local header and its central directory entry.
 pub fn patch(bytes: &mut [u8], from: &[u8], to: &[u8]) {

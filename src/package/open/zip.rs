@@ -37,7 +37,7 @@ impl Walk<'_> {
     /// Reads a zip archive at nesting `depth`; `prefix` is set for nested zips.
     pub(super) fn zip<R: Read + Seek>(
         &mut self,
-        reader: R,
+        mut reader: R,
         depth: u32,
         prefix: Option<&str>,
     ) -> Result<Vec<Member>, Rejection> {
@@ -45,11 +45,17 @@ impl Walk<'_> {
             Some(p) => format!("inner zip {p:?}.zip: {e}"),
             None => e.to_string(),
         };
+        // The zip crate parses the whole central directory when it opens an archive, about
+        // 200 bytes of memory for each 47-byte record: a directory of millions of empty
+        // members would take gigabytes before their count could be refused. The count its
+        // end record declares, which the crate holds the directory to, is refused first.
+        if let Some(declared) = declared_members(&mut reader) {
+            self.budget.check_members_ahead(declared)?;
+        }
         let reader = CountingReader::new(reader, u64::MAX);
         let consumed = reader.counter();
         let mut archive =
             ::zip::ZipArchive::new(reader).map_err(|e| Rejection::NotAnArchive(context(&e)))?;
-        // Before anything else is read of a central directory that lists too many members.
         self.budget.check_members_ahead(archive.len() as u64)?;
         if archive.has_duplicate_names() {
             let name = duplicate_zip_name(archive.into_inner())
@@ -151,6 +157,17 @@ fn zip_kind(mode: Option<u32>, name: &str) -> Result<EntryKind, Rejection> {
     }
 }
 
+/// The number of members the end of central directory record of a zip declares (the zip64
+/// record's when there is one), which the zip crate holds its directory to, read without
+/// parsing the directory (the crate's iterable reader reads only the end records); `None`
+/// when the crate finds no usable end record (opening the archive then says what is wrong).
+fn declared_members<R: Read + Seek>(reader: &mut R) -> Option<u64> {
+    let members = ::zip::unstable::read::ZipIterable::try_new(&mut *reader, Default::default())
+        .ok()?
+        .len();
+    u64::try_from(members).ok()
+}
+
 /// Finds a name that appears twice among the local headers of a zip, for the message of a
 /// duplicate-name rejection (the zip crate's central-directory index keeps only one of them).
 /// Only the compressed bytes are read; `None` when the stream cannot be walked.
@@ -170,9 +187,43 @@ fn duplicate_zip_name<R: Read + Seek>(mut reader: R) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{limit, not_regular, open_bytes, open_with, paths, stored};
-    use crate::package::corpus::{TarKind, tar_of, zip_of, zip_with, zip_with_mode};
+    use super::declared_members;
+    use crate::package::corpus::{
+        TarKind, tar_of, zip_of, zip_of_empty_members, zip_with, zip_with_mode,
+    };
     use crate::package::tests::test_limits;
     use crate::package::{Limits, PackageKind, Rejection};
+    use std::io::Cursor;
+
+    #[test]
+    fn the_member_count_is_read_from_the_end_record_before_the_directory() {
+        let declared = |bytes: &[u8]| declared_members(&mut Cursor::new(bytes));
+        assert_eq!(declared(&zip_of(&[("a", b"1"), ("b", b"2")])), Some(2));
+        assert_eq!(declared(&zip_of(&[])), Some(0));
+        // Zip64: the classic record says 0xFFFF and points to the zip64 one.
+        let big = zip_of_empty_members(70_000);
+        assert_eq!(declared(&big), Some(70_000));
+        let limits = Limits {
+            max_members: 1_000,
+            ..test_limits()
+        };
+        assert_eq!(limit(open_with(&big, &limits)), "number of members");
+        // A comment ending in what looks like an end record claiming 60,000 members, with no
+        // directory behind it: the zip crate passes over it, so no valid zip is refused.
+        let mut fake = b"PK\x05\x06\0\0\0\0\x60\xea\x60\xea".to_vec();
+        fake.extend_from_slice(&[0; 10]);
+        let mut commented = zip_of(&[("a", b"1")]);
+        let comment_len = commented.len() - 2;
+        commented[comment_len..].copy_from_slice(&(fake.len() as u16).to_le_bytes());
+        commented.extend_from_slice(&fake);
+        assert!(declared(&commented).is_none_or(|n| n == 1));
+        assert_eq!(paths(&open_bytes(&commented).unwrap().files), ["a"]);
+        // No end record: left to the zip crate's refusal.
+        assert_eq!(declared(b"PK\x05\x06 not a zip"), None);
+        assert_eq!(declared(&[]), None);
+        let cut = &big[..big.len() - 30];
+        assert_eq!(declared(cut), None);
+    }
 
     #[test]
     fn zip_members_that_are_not_regular_files_are_refused() {
