@@ -127,7 +127,8 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         .context("cannot take SIGHUP")?;
     for (setting, path) in crate::config::exposed_token_files(&config.settings) {
         let warning = format!(
-            "{} (`{setting}`) can be read by other users of this machine, and so can its token;              `chmod 600 {}` and make it difusor's user's",
+            "{} (`{setting}`) can be read by other users of this machine, and so can its \
+             token; `chmod 600 {}` and make it difusor's user's",
             path.display(),
             path.display()
         );

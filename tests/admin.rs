@@ -519,7 +519,10 @@ fn a_token_file_others_can_read_is_warned_about_and_a_fifo_refused() {
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert_eq!(warned[0]["detail"]["setting"], "admin_token_file");
     let text = warned[0]["detail"]["warning"].as_str().unwrap();
-    assert!(text.contains(&format!("chmod 600 {token}")), "{text}");
+    assert!(
+        text.contains(&format!("its token; `chmod 600 {token}`")),
+        "{text}"
+    );
     drop(server);
 
     // Kept to its owner: nothing to say. The warning would be journaled before `start`, in
