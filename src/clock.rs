@@ -12,7 +12,9 @@
 //! - Every question is bounded: [`QUERY_TIMEOUT`] for the name lookup and the answer of one
 //!   server, [`TIMEDATECTL_TIMEOUT`] for `timedatectl`; servers are asked at the same time.
 //!   A server that does not answer, or answers nonsense (rejected by the SNTP client: wrong
-//!   mode, version, origin, a kiss-of-death), is an error on the status page, nothing more.
+//!   mode, version, origin, a kiss-of-death; or times that make a round trip below zero,
+//!   which would otherwise win as the shortest), is an error on the status page, nothing
+//!   more.
 //!   A missing `timedatectl` is "unknown".
 //! - When the offset goes past `clock_max_offset`, that is logged loudly and journaled once
 //!   (`warning`, check `clock`, with the offset); when it is back within,
@@ -378,6 +380,21 @@ async fn ask(server: &NtpServer) -> Answer {
     })
     .await
     .unwrap_or_else(|_| Err(no_answer()));
+    // A round trip below zero means the server claims it held the question longer than the
+    // whole exchange took: its times cannot be right, and its answer would otherwise win
+    // over every honest one (the shortest round trip is taken).
+    let asked = asked.and_then(|result| {
+        let delay = result.round_trip_delay().as_secs_f64();
+        if delay < 0.0 {
+            Err(format!(
+                "its answer is inconsistent: it claims to have held the question {:.3} s longer \
+                 than the round trip took",
+                -delay
+            ))
+        } else {
+            Ok(result)
+        }
+    });
     match asked {
         Ok(result) => Answer {
             server: name,

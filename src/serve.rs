@@ -108,6 +108,9 @@ pub(crate) fn rebuilt_publisher(
 /// Runs until SIGINT or SIGTERM; `source` is where the configuration is read again on SIGHUP.
 pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     let config = &sections.config;
+    if let Some(syslog) = &sections.syslog {
+        syslog.target.check()?;
+    }
     let lock = store::lock(&config.data_dir)?.map_err(|busy| Busy {
         hint: "only one server may use a data folder: stop that one first, or give this one \
                another data_dir"

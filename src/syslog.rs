@@ -17,7 +17,10 @@
 //! - A collector that is down stops nothing: every connection and write is bounded in time
 //!   ([`CONNECT_TIMEOUT`], [`WRITE_TIMEOUT`]); the thread keeps the message, tries again
 //!   after a wait that doubles up to [`MAX_BACKOFF`], and logs once when sending starts
-//!   failing and once when it works again.
+//!   failing and once when it works again. A collector that stops reading is said so in
+//!   plain words, not as the socket's "Resource temporarily unavailable".
+//! - A `unix:` path that names a regular file or a folder is refused at the start of
+//!   `serve` ([`Target::check`]); one that does not exist yet is a collector that is down.
 //! - A message is at most [`MAX_MESSAGE_BYTES`]: a longer detail is replaced by a JSON
 //!   object saying it was cut, with its beginning.
 
@@ -77,6 +80,40 @@ pub(crate) struct SyslogSettings {
     pub(crate) target: Target,
     /// `syslog_facility`.
     pub(crate) facility: Facility,
+}
+
+impl Target {
+    /// Refuses, at the start, a `unix:` path that names something other than a socket (a
+    /// regular file, a folder): a mistake that no waiting would fix. A path that does not
+    /// exist yet is a collector not started yet, and is tried as one that is down.
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        use std::os::unix::fs::FileTypeExt as _;
+        let Self::Unix(path) = self else {
+            return Ok(());
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let kind = meta.file_type();
+        if kind.is_socket() {
+            return Ok(());
+        }
+        let what = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        Err(Invalid::new(
+            "syslog",
+            format!(
+                "{} is {what}, not the collector's socket; name the datagram socket the \
+                 collector listens on, e.g. unix:/dev/log",
+                path.display()
+            ),
+        ))
+    }
 }
 
 impl SyslogSettings {
@@ -351,7 +388,7 @@ fn send_loop(
                 match Conn::open(target) {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
-                        failed(target, shared, &e);
+                        failed(target, shared, e.to_string());
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -371,7 +408,7 @@ fn send_loop(
                 }
                 Err(e) => {
                     conn = None;
-                    failed(target, shared, &e);
+                    failed(target, shared, send_failure(&e));
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -387,14 +424,27 @@ fn send_loop(
 }
 
 /// Notes that sending to `target` fails; logged when it starts failing.
-fn failed(target: &Target, shared: &Shared, error: &std::io::Error) {
+fn failed(target: &Target, shared: &Shared, error: String) {
     let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
     match failing.as_mut() {
-        Some((_, why)) => *why = error.to_string(),
+        Some((_, why)) => *why = error,
         None => {
             tracing::warn!(collector = %target, %error, "cannot send to the syslog collector; messages wait, and are dropped when too many wait");
-            *failing = Some((Timestamp::now(), error.to_string()));
+            *failing = Some((Timestamp::now(), error));
         }
+    }
+}
+
+/// Why sending a message failed, in plain words where the system's are obscure: a socket's
+/// write timeout is reported as "Resource temporarily unavailable".
+fn send_failure(error: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match error.kind() {
+        K::WouldBlock | K::TimedOut => format!(
+            "the collector took no message within {} s: it does not read what it is sent",
+            WRITE_TIMEOUT.as_secs()
+        ),
+        _ => error.to_string(),
     }
 }
 

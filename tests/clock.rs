@@ -214,3 +214,58 @@ fn an_accurate_clock_is_not_warned_of_and_a_silent_server_is_an_error() {
     );
     lonely.wait_corte("20240602_2000");
 }
+
+#[test]
+fn an_answer_with_a_round_trip_below_zero_is_an_error_not_the_offset() {
+    // Its times say it held the question 1000 s, though it answered at once: a round trip of
+    // about -1000 s, and an offset of about 500 s, which would win as the shortest trip.
+    let lying = SntpResponder::claiming_hold(0, 1_000_000);
+    let honest = SntpResponder::start(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--ntp-servers",
+            &lying.server(),
+            "--ntp-servers",
+            &honest.server(),
+            "--ntp-interval",
+            "1s",
+        ],
+    );
+    let status = server.wait_status("both servers answered", |s| {
+        s["clock"]["servers"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    let clock = &status["clock"];
+    assert_eq!(clock["server"], honest.server(), "{clock:#}");
+    assert!(
+        clock["offset_seconds"].as_f64().unwrap().abs() < 0.5,
+        "{clock:#}"
+    );
+    assert_eq!(clock["offset_exceeded"], false, "{clock:#}");
+    let lied = clock["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == lying.server())
+        .unwrap();
+    assert!(lied["offset_seconds"].is_null(), "{lied}");
+    assert!(
+        lied["error"].as_str().unwrap().contains("inconsistent"),
+        "{lied}"
+    );
+    // Checked again: never a warning about the clock.
+    let asked = lying.answered();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lying.answered() < asked + 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        clock_warnings(&server).is_empty(),
+        "{:#?}",
+        clock_warnings(&server)
+    );
+}

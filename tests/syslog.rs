@@ -2,7 +2,10 @@
 //! counting) and a unix datagram socket receive `received`, `published` and `rejected` as
 //! RFC 5424 messages (version 1, PRI = facility × 8 + severity, APP-NAME, PROCID, MSGID, the
 //! package and corte as structured data, the detail as JSON); a collector that does not
-//! listen stops nothing, and is reached once it listens.
+//! listen stops nothing, and is reached once it listens; one that stops reading holds up no
+//! corte and is said in plain words; a `unix:` path that is no socket is refused at start.
+
+use std::time::Duration;
 
 use crate::support::collectors::{Rfc5424, SyslogReceiver};
 use crate::support::*;
@@ -157,4 +160,76 @@ fn a_collector_that_does_not_listen_stops_nothing_and_is_reached_once_it_listens
         "{ids:?}"
     );
     server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
+}
+
+#[test]
+fn a_unix_path_that_is_not_a_socket_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("log");
+    std::fs::write(&file, "").unwrap();
+    for (path, what) in [
+        (&file, "a regular file"),
+        (&tmp.path().to_owned(), "a folder"),
+    ] {
+        let out = output_within(
+            difusor()
+                .args(["serve", "--data-dir"])
+                .arg(tmp.path().join("data"))
+                .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                .args(["--syslog", &format!("unix:{}", path.display())]),
+            Duration::from_secs(20),
+        )
+        .expect("the start is refused at once");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "setting `syslog`: {} is {what}, not the collector's socket",
+                path.display()
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_collector_that_stops_reading_holds_up_nothing_and_is_said_plainly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Bound and never read: once its queue is full, every send waits until its timeout.
+    let path = tmp.path().join("log.sock");
+    let _collector = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let mut server = Server::start(
+        &tmp.path().join("data"),
+        &["--syslog", &format!("unix:{}", path.display())],
+    );
+    for (i, corte) in ["20240602_2000", "20240602_2015", "20240602_2030"]
+        .iter()
+        .enumerate()
+    {
+        let started = std::time::Instant::now();
+        drop_file(
+            &server.entrada(),
+            &format!("PREP_{corte}.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "corte {i} went live {:?} after it was dropped",
+            started.elapsed()
+        );
+        let r = curl(&server.url("/"), &["--max-time", "2"]);
+        assert_eq!(r.status, 200);
+    }
+    let status = server.wait_status("syslog failing", |s| {
+        s["syslog"]["failing_since"].is_string()
+    });
+    let error = status["syslog"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("took no message within 5 s"),
+        "the reason in plain words: {error}"
+    );
+    let page = curl(&server.admin("/"), &[]).text();
+    assert!(page.contains("took no message within 5 s"), "{page}");
+    assert!(server.alive());
 }

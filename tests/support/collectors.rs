@@ -27,6 +27,14 @@ impl SntpResponder {
     /// Answers on a UDP port the kernel picks, its clock `skew_ms` milliseconds ahead of this
     /// machine's (behind when negative).
     pub fn start(skew_ms: i64) -> SntpResponder {
+        Self::claiming_hold(skew_ms, 0)
+    }
+
+    /// As [`SntpResponder::start`], its answers claiming that it held each request `hold_ms`
+    /// milliseconds between receiving it and answering (its transmit time that much past its
+    /// receive time), though it answers at once: with a hold longer than the round trip, the
+    /// answer's times make a round trip below zero.
+    pub fn claiming_hold(skew_ms: i64, hold_ms: i64) -> SntpResponder {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -62,7 +70,8 @@ impl SntpResponder {
                 reply[16..24].copy_from_slice(&now); // reference time
                 reply[24..32].copy_from_slice(&request[40..48]); // originate: their transmit
                 reply[32..40].copy_from_slice(&now); // receive
-                reply[40..48].copy_from_slice(&ntp_time(skew.load(Ordering::SeqCst))); // transmit
+                let transmit = ntp_time(skew.load(Ordering::SeqCst) + hold_ms);
+                reply[40..48].copy_from_slice(&transmit);
                 if socket.send_to(&reply, from).is_ok() {
                     answered.fetch_add(1, Ordering::SeqCst);
                 }
