@@ -243,6 +243,9 @@ pub(crate) async fn rollback(sections: Sections, corte: &str) -> Result<Outcome>
 /// Puts the institute's notice in force (`Some(text)`) or lifts it, through the server that
 /// holds the data folder; with none running, records it in the journal for the next start.
 pub(crate) async fn notice(config: Config, text: Option<String>) -> Result<String> {
+    let text = text
+        .map(|t| crate::http::gate::notice_text(&t))
+        .transpose()?;
     let store = match writer(&config).await? {
         Writer::Here(store) => store,
         Writer::Server(stream) => return notice_remote(stream, &config, text).await,

@@ -187,6 +187,47 @@ fn before_publish_start_no_result_leaves() {
     );
 }
 
+/// A notice of nothing but white space, or of more than 16 KiB, is refused whether a
+/// server runs or the command records it for the next start: an operator's slip never
+/// replaces the results with an empty page.
+#[test]
+fn an_empty_or_oversized_notice_is_refused_with_or_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let long = "a".repeat(16 * 1024 + 1);
+    let nobody = ReservedPort::hold();
+    for (text, says) in [
+        (" \t ", "the notice is empty"),
+        (long.as_str(), "over the limit"),
+    ] {
+        let out = difusor()
+            .args(["notice", "on", "--text", text, "--data-dir"])
+            .arg(&data)
+            .args(["--admin-listen", &nobody.addr()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let server = Server::start(&data, &[]);
+    assert!(events(&server, "notice-on").is_empty());
+    for (text, says) in [
+        (" \t ", "the notice is empty"),
+        (long.as_str(), "over the limit"),
+    ] {
+        let out = server.run(&["notice", "on", "--text", text]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(server.status()["gate"]["notice"].is_null());
+    assert!(events(&server, "notice-on").is_empty());
+    // A notice with white space around it is put in force without it.
+    assert_success(&server.run(&["notice", "on", "--text", "  Aviso del Instituto.\n"]));
+    assert_eq!(server.status()["gate"]["notice"], "Aviso del Instituto.");
+}
+
 #[test]
 fn the_institutes_notice_replaces_every_result_until_lifted() {
     let dir = tempfile::tempdir().unwrap();

@@ -72,7 +72,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Invalid};
 use crate::http::access_log::AccessLog;
-use crate::http::gate::Gate;
+use crate::http::gate::{Gate, notice_text};
 use crate::http::health::Health;
 use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full, json_response};
@@ -530,16 +530,18 @@ async fn notice_on(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody>
         }
         Err(_) => return body_timed_out(admin, &head, "the notice"),
     };
-    let text = serde_json::from_slice::<serde_json::Value>(&body)
+    let raw = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v["text"].as_str().map(|t| t.trim().to_owned()))
-        .filter(|t| !t.is_empty());
-    match text {
-        Some(text) => set_notice(admin, Some(text)).await,
-        None => json_response(
+        .and_then(|v| v["text"].as_str().map(str::to_owned));
+    let Some(raw) = raw else {
+        return json_response(
             StatusCode::BAD_REQUEST,
             &json!({"error": "send {\"text\": \"…\"} with the notice to show"}),
-        ),
+        );
+    };
+    match notice_text(&raw) {
+        Ok(text) => set_notice(admin, Some(text)).await,
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
     }
 }
 

@@ -21,6 +21,33 @@ use tokio::sync::watch;
 
 use super::{BoxedBody, page};
 
+/// Longest notice, in bytes of UTF-8: a page of text, far more than any institute's notice.
+pub(crate) const MAX_NOTICE_BYTES: usize = 16 * 1024;
+
+/// Why a notice's text cannot be put in force.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoticeError {
+    /// Nothing but white space: the public would see an empty page instead of results.
+    #[error("the notice is empty: give the institute's text (`difusor notice on --text \"…\"`)")]
+    Empty,
+    /// Longer than [`MAX_NOTICE_BYTES`].
+    #[error("the notice is {0} bytes long, over the limit of {MAX_NOTICE_BYTES}")]
+    TooLong(usize),
+}
+
+/// The text of a notice as it is put in force, whatever channel it comes by: `raw` without
+/// the white space around it, refused when nothing is left or it is too long.
+pub(crate) fn notice_text(raw: &str) -> Result<String, NoticeError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(NoticeError::Empty);
+    }
+    if text.len() > MAX_NOTICE_BYTES {
+        return Err(NoticeError::TooLong(text.len()));
+    }
+    Ok(text.to_owned())
+}
+
 /// The gate's state, shared by the public and admin listeners.
 pub(crate) struct Gate {
     /// Start of publication.
