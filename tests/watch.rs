@@ -414,3 +414,178 @@ fn packages_found_together_at_start_go_live_in_corte_order() {
         .collect();
     assert_eq!(published, cortes, "published in corte order");
 }
+
+/// Makes a file immutable (`chattr +i`: not even root may remove or rename it) until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Immutable {
+        run_ok(std::process::Command::new("chattr").arg("+i").arg(path));
+        Immutable(path.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A file the server may read but not remove (the folder's owner is another user, or the file
+/// is immutable) is decided once: not taken again at every rescan, flooding the journal and
+/// reading it again and again, until it changes.
+#[test]
+fn a_file_that_cannot_be_removed_after_it_is_taken_is_taken_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let entrada = data.join("entrada");
+    std::fs::create_dir_all(&entrada).unwrap();
+    let good = entrada.join("PREP_20240602_2000.zip");
+    std::fs::write(&good, site_package("20240602_2000", &[])).unwrap();
+    let junk = entrada.join("basura.zip");
+    std::fs::write(&junk, b"not a package").unwrap();
+    let _locks = [Immutable::set(&good), Immutable::set(&junk)];
+
+    let server = Server::start(&data, &[]);
+    server.wait_corte("20240602_2000");
+    wait_events(&server, "rejected", 1);
+    let errors = wait_events(&server, "intake-error", 2);
+    // Many rescans (one a second) later, still one decision and one error for each.
+    std::thread::sleep(Duration::from_millis(4000));
+    assert_eq!(events(&server, "received").len(), 2);
+    assert_eq!(events(&server, "duplicate").len(), 0);
+    assert_eq!(events(&server, "rejected").len(), 1);
+    let errors_now = events(&server, "intake-error");
+    assert_eq!(errors_now.len(), 2, "{errors_now:#?}");
+    for e in &errors {
+        let error = e["detail"]["error"].as_str().unwrap();
+        assert!(error.contains("not taken again until it changes"), "{e}");
+    }
+    assert!(good.exists() && junk.exists());
+
+    // Once it can go and something new comes under the same name, that is taken.
+    drop(_locks);
+    std::fs::remove_file(&good).unwrap();
+    drop_file(
+        &entrada,
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[("nuevo.txt", b"otra vez")]),
+    );
+    server.wait_published(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while good.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!good.exists(), "taken and left in the folder");
+}
+
+/// The intake folder removed while serving is said once; made again, it is watched again, so
+/// an upload written in place there is still not taken while its writer pauses.
+#[test]
+fn an_intake_folder_removed_and_made_again_is_watched_again() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    std::fs::remove_dir_all(&entrada).unwrap();
+    let gone = wait_events(&server, "intake-error", 1);
+    assert!(
+        gone[0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is gone"),
+        "{gone:#?}"
+    );
+    std::fs::create_dir(&entrada).unwrap();
+    // The folder is looked at once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let pkg = site_package("20240602_2000", &[]);
+    let (first, rest) = pkg.split_at(pkg.len() / 2);
+    let mut file = std::fs::File::create(entrada.join("PREP_20240602_2000.zip")).unwrap();
+    file.write_all(first).unwrap();
+    // A pause far longer than settle (300 ms), the file held open.
+    std::thread::sleep(Duration::from_millis(2500));
+    file.write_all(rest).unwrap();
+    drop(file);
+    server.wait_corte("20240602_2000");
+    let counts = server.status()["counts"].clone();
+    assert_eq!(counts["received"], 1, "{counts}");
+    assert_eq!(counts["rejected"], 0, "{counts}");
+    assert_eq!(events(&server, "intake-error").len(), 1);
+}
+
+/// A process that writes a file in the folder without pause makes events faster than they are
+/// looked at, all the more while packages are being taken: the server's memory stays bounded.
+#[test]
+fn a_flood_of_events_does_not_grow_the_server() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let before = server.peak_rss_kib();
+    let mut writer = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(entrada.join("escrito.zip"))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_secs(10) {
+        // Files to take keep the intake busy between the events.
+        if n.is_multiple_of(2000) {
+            drop_file(&entrada, &format!("basura-{n}.zip"), b"not a package");
+        }
+        // Each write is an event.
+        writer.write_all(b"x").unwrap();
+        n += 1;
+    }
+    drop(writer);
+    let peak = server.peak_rss_kib();
+    eprintln!("peak resident memory {before} KiB before, {peak} KiB after {n} writes");
+    assert!(
+        peak < before + 64 * 1024,
+        "peak resident memory grew from {before} KiB to {peak} KiB over {n} writes"
+    );
+    // And the intake still works.
+    std::fs::remove_file(entrada.join("escrito.zip")).unwrap();
+    drop_file(
+        &entrada,
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+}
+
+/// A package sent again under the same name while the first is being taken (a corrected file,
+/// an upload retried) is not removed with the first one unseen: it is taken in turn.
+#[test]
+fn a_package_replaced_while_it_is_taken_is_taken_in_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    // Large enough that verifying and publishing it takes a while after it is received.
+    let pad: Vec<u8> = (0..40_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let first = site_package("20240602_2000", &[("pad.bin", &pad)]);
+    let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
+    drop_file(&entrada, "PREP_20240602_2000.zip", &first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.status()["counts"]["received"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "never received");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The first is received (read whole); the second replaces it before it is tidied away.
+    drop_file(&entrada, "PREP_20240602_2000.zip", &second);
+    server.wait_received(2);
+    let received = events(&server, "received");
+    let sha = sha256_hex(&second);
+    assert!(
+        received.iter().any(|e| e["package"] == sha),
+        "the second was never taken: {received:#?}"
+    );
+}

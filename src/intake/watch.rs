@@ -26,20 +26,28 @@
 //! characters (a newline, a tab…) or not valid UTF-8. Nothing in the folder is read except
 //! through [`super::file::open_regular`], which follows no link and never blocks.
 //!
-//! inotify reports changes; a rescan every second is the safety net for missed events.
+//! inotify reports changes; a rescan every second is the safety net for missed events. At
+//! most [`EVENT_QUEUE`] events wait to be looked at: past that they are dropped and the folder
+//! is rescanned, as after the kernel's own queue overflowed. The rescan also notices the folder
+//! removed (journaled once, `intake-error`) or replaced, and watches the new one.
 //!
 //! # Guarantees
 //! - A half-written file is never taken by this channel's rules above.
 //! - Each file is handed over once. After the publisher has archived it, it and its evidence
-//!   leave the folder (the archive holds them). A file this machine failed to take (a full
-//!   or read-only disk, a journal error: the publisher's `failed`) stays as it is, never set
-//!   aside, and is retried when it changes, after a wait that doubles from two seconds up to a
-//!   minute, and at the next start; one refused for its size is renamed to `.rechazado.<name>`
-//!   and stays.
+//!   leave the folder (the archive holds them), unless another file was put under its name
+//!   meanwhile: that one stays and is taken in turn. A file this machine failed to take (a
+//!   full or read-only disk, a journal error: the publisher's `failed`) stays as it is, never
+//!   set aside, and is retried when it changes, after a wait that doubles from two seconds up
+//!   to a minute, and at the next start; one refused for its size is renamed to
+//!   `.rechazado.<name>` and stays. One decided on that cannot be removed or set aside
+//!   afterwards (the folder's owner does not let this server remove files, an immutable file)
+//!   stays, journaled once (`intake-error`), and is not taken again until it changes or the
+//!   server starts again.
 //! - Files found together by one scan (those already there at start, or after the kernel
 //!   lost events) are taken in the order of their names, which is their cortes' order, so
 //!   an earlier corte is never archived as older than a later one found with it.
-//! - No file is opened through a link, and nothing in the folder can stall the intake.
+//! - No file is opened through a link, and nothing in the folder can stall the intake or
+//!   grow its memory without bound.
 //! - When the publisher is not running, a complete file stays where it is, and that is
 //!   logged and journaled (`intake-error`), never taken for a refusal.
 
@@ -49,6 +57,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -87,6 +96,31 @@ const MAX_NAME_BYTES: usize = 255;
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// The longest wait between tries of a file this machine keeps failing to take.
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Most events waiting to be looked at. Past it, further events are dropped and the folder is
+/// treated as after the kernel's own queue overflowed (rescanned; `settle` decides), so a
+/// process that opens and writes files without pause cannot grow the server's memory.
+const EVENT_QUEUE: usize = 4096;
+
+/// Which file a path named when it was looked at: a file replaced under the same name, or
+/// changed, is another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
 
 /// A file this machine failed to take, as it was then, and when to try it again.
 #[derive(Debug)]
@@ -207,6 +241,9 @@ struct Folder<'a> {
     failed: HashMap<PathBuf, Retry>,
     /// Refused files that could not be set aside: journaled once, skipped while they stay.
     stuck: HashSet<PathBuf>,
+    /// Files the publisher decided on that could not be removed or set aside afterwards:
+    /// journaled once, never taken again while they stay as they were.
+    left: HashMap<PathBuf, FileId>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -218,11 +255,16 @@ pub(crate) async fn watch_folder(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rules.dir)
         .with_context(|| format!("cannot create the intake folder {}", rules.dir.display()))?;
-    let (tx, mut events) = mpsc::unbounded_channel();
+    let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let lost = Arc::new(AtomicBool::new(false));
+    let lost_by_watcher = lost.clone();
     let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
+        if tx.try_send(event).is_err() {
+            lost_by_watcher.store(true, Ordering::Relaxed);
+        }
     })
     .context("cannot start watching the intake folder")?;
+    let mut watched = WatchedFolder::new(&rules.dir);
     watcher
         .watch(&rules.dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {}", rules.dir.display()))?;
@@ -234,6 +276,7 @@ pub(crate) async fn watch_folder(
         pending: HashMap::new(),
         failed: HashMap::new(),
         stuck: HashSet::new(),
+        left: HashMap::new(),
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -249,6 +292,9 @@ pub(crate) async fn watch_folder(
             },
             _ = tick.tick() => {
                 if last_rescan.elapsed() >= Duration::from_secs(1) {
+                    if watched.renew(&mut watcher, &journal) {
+                        folder.forget_opens();
+                    }
                     folder.rescan();
                     last_rescan = Instant::now();
                 }
@@ -256,13 +302,26 @@ pub(crate) async fn watch_folder(
             }
             _ = shutdown.changed() => return Ok(()),
         };
-        if !check {
+        if lost.swap(false, Ordering::Relaxed) {
+            // What the events waiting say the rescan sees anyway.
+            while events.try_recv().is_ok() {}
+            tracing::debug!("intake folder events dropped; rescanning");
+            folder.forget_opens();
+            folder.rescan();
+        } else if !check {
             continue;
         }
         // Checked after events too, so a file renamed into place is taken at once.
         for path in folder.ready() {
             folder.pending.remove(&path);
-            take(&path, &publisher, &journal, &mut folder.failed).await;
+            take(
+                &path,
+                &publisher,
+                &journal,
+                &mut folder.failed,
+                &mut folder.left,
+            )
+            .await;
         }
     }
 }
@@ -271,10 +330,7 @@ impl Folder<'_> {
     /// Notes what an event says; whether a file may have become complete by it.
     fn note_event(&mut self, event: &notify::Event) -> bool {
         if event.need_rescan() {
-            // Events were lost: who holds which file open is unknown now; settle decides.
-            for c in self.pending.values_mut() {
-                c.open = 0;
-            }
+            self.forget_opens();
             self.rescan();
             return true;
         }
@@ -331,10 +387,24 @@ impl Folder<'_> {
         true
     }
 
+    /// Events were lost: who holds which file open is unknown now; settle decides.
+    fn forget_opens(&mut self) {
+        for c in self.pending.values_mut() {
+            c.open = 0;
+        }
+    }
+
+    /// Whether `path`, as `meta` shows it, is a file left in the folder after its outcome,
+    /// unchanged since.
+    fn is_left(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        self.left.get(path) == Some(&FileId::of(meta))
+    }
+
     /// Looks at `path` after an event: a package becomes (`fresh`: anew, renamed into place
     /// or not) or stays a candidate; anything refused is refused.
     fn consider(&mut self, path: &Path, fresh: Option<bool>) {
         match classify(path) {
+            Entry::Package(meta) if self.is_left(path, &meta) => {}
             Entry::Package(meta) => match fresh {
                 Some(renamed) => {
                     self.pending.insert(
@@ -373,6 +443,7 @@ impl Folder<'_> {
                 continue;
             }
             match classify(&path) {
+                Entry::Package(meta) if self.is_left(&path, &meta) => {}
                 Entry::Package(meta) => {
                     let waiting = self.failed.get(&path).is_some_and(|r| {
                         r.len == meta.len()
@@ -389,6 +460,9 @@ impl Folder<'_> {
         }
         self.stuck = still_stuck;
         self.failed.retain(|path, _| is_regular(path));
+        self.left.retain(|path, id| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
+        });
     }
 
     /// Journals why `path` is not taken and sets it aside, once per file, when it has been
@@ -530,6 +604,7 @@ async fn take(
     publisher: &PublisherHandle,
     journal: &Journal,
     failed: &mut HashMap<PathBuf, Retry>,
+    left: &mut HashMap<PathBuf, FileId>,
 ) {
     let Some(name) = PackageName::of_path(path) else {
         return;
@@ -563,6 +638,16 @@ async fn take(
     });
     if !matches!(outcome, Outcome::Failed { .. }) {
         failed.remove(path);
+    }
+    // Another file put under the same name while this one was being taken (a corrected
+    // package, an upload retried) is not this one: it stays, to be taken in turn.
+    let replaced = !matches!(outcome, Outcome::Failed { .. })
+        && meta.as_ref().is_some_and(|before| {
+            std::fs::symlink_metadata(path).is_ok_and(|now| FileId::of(&now) != FileId::of(before))
+        });
+    if replaced {
+        tracing::info!(%name, "replaced in the intake folder while it was taken; the new file is taken in turn");
+        return;
     }
     let tidy = match &outcome {
         // This machine's fault: the file stays as it is, to be tried again.
@@ -598,11 +683,77 @@ async fn take(
         }
     };
     if let Err(e) = tidy {
-        tracing::error!(path = %path.display(), error = %e, "could not tidy the intake folder");
+        // Taking it again would decide it again and fail again: it stays, and is taken again
+        // only once it changes (or at the next start).
+        let error = format!(
+            "tidying the intake folder: {e}; the file stays and is not taken again until it \
+             changes: let this server's user remove files in the folder"
+        );
+        tracing::error!(path = %path.display(), error, "could not tidy the intake folder");
+        if let Some(m) = &meta {
+            left.insert(path.to_owned(), FileId::of(m));
+        }
         let _ = journal.record(
             journal::EventKind::IntakeError,
             None,
-            json!({"name": name, "channel": Channel::Watch, "error": format!("tidying the intake folder: {e}")}),
+            json!({"name": name, "channel": Channel::Watch, "error": error}),
         );
+    }
+}
+
+/// The intake folder as it was when it was last watched: found removed or replaced (by a
+/// new folder or a link to one), it is watched again, and its absence is said once.
+struct WatchedFolder {
+    dir: PathBuf,
+    /// The watched folder's device and inode; `None` while it is gone.
+    id: Option<(u64, u64)>,
+}
+
+impl WatchedFolder {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            id: Self::id_of(dir),
+        }
+    }
+
+    /// The device and inode of the folder `dir` names now (through a link, as configured).
+    fn id_of(dir: &Path) -> Option<(u64, u64)> {
+        std::fs::metadata(dir)
+            .ok()
+            .filter(std::fs::Metadata::is_dir)
+            .map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Watches the folder again if it was replaced since it was watched; whether it was (so
+    /// events of the files in it were missed).
+    fn renew(&mut self, watcher: &mut impl Watcher, journal: &Journal) -> bool {
+        let now = Self::id_of(&self.dir);
+        if now == self.id {
+            return false;
+        }
+        let dir = self.dir.display().to_string();
+        let Some(id) = now else {
+            let error =
+                format!("the intake folder {dir} is gone: nothing is taken until it is made again");
+            tracing::error!(error);
+            journal.post(
+                journal::EventKind::IntakeError,
+                None,
+                json!({"channel": Channel::Watch, "error": error, "fault": Fault::Ours}),
+            );
+            self.id = None;
+            return false;
+        };
+        // The old watch may be gone with its folder already.
+        let _ = watcher.unwatch(&self.dir);
+        if let Err(e) = watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
+            // Tried again at the next rescan; the rescan takes files meanwhile.
+            tracing::warn!(%dir, error = %e, "cannot watch the new intake folder");
+            return false;
+        }
+        tracing::warn!(%dir, "the intake folder was replaced; watching the new one");
+        self.id = Some(id);
+        true
     }
 }
