@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -1298,4 +1298,335 @@ fn a_certificates_hostile_names_reach_the_terminal_and_the_log_escaped_never_raw
         watched.stdout
     );
     assert!(logged.contains("y\\u{1b}[2J.example"), "{logged}");
+}
+
+/// A server on loopback that answers every request with `head` and then drips `body` one
+/// byte a second; its address.
+fn dripping_server(head: String, body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (head, body) = (head.clone(), body.clone());
+            std::thread::spawn(move || {
+                if read_head(&mut stream).is_none() || stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for byte in body {
+                    std::thread::sleep(Duration::from_secs(1));
+                    if stream.write_all(&[byte]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_one_off_check_of_a_slow_site_ends_at_max_time_and_says_it_could_not_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    // Every answer comes 2 s after its request, within the 10 s per request; one request at
+    // a time, the six files would take 12 s.
+    let slow = site_server(dir.path(), &bytes, LATEST, Duration::from_secs(2));
+    let started = Instant::now();
+    let checked = check(&[
+        &slow,
+        "--package",
+        package.to_str().unwrap(),
+        "--concurrency",
+        "1",
+        "--max-time",
+        "3s",
+    ]);
+    let took = started.elapsed();
+    checked.expect_exit(2);
+    checked.verdict_is("no se pudo verificar");
+    assert!(
+        took < Duration::from_secs(8),
+        "--max-time 3s ends the check in about 3 s, not {took:?}: {}",
+        checked.stdout
+    );
+    assert!(
+        checked
+            .stdout
+            .contains("la verificación no terminó en el plazo de 3 s (--max-time)")
+            && checked.stdout.contains("(--max-time); revise"),
+        "{}",
+        checked.stdout
+    );
+
+    let report = check_json(
+        &[
+            &slow,
+            "--package",
+            package.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--max-time",
+            "3s",
+        ],
+        2,
+    );
+    assert_eq!(report["result"], "unchecked", "{report:#}");
+    assert_eq!(report["unfinished"], true, "{report:#}");
+    let late: Vec<&Value> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["error"] == "no llegó antes del plazo de la verificación (--max-time)"
+                && f["result"] == "error"
+        })
+        .collect();
+    assert!(
+        !late.is_empty() && late.len() < SITE_FILES.len(),
+        "some files answered, the rest cut: {report:#}"
+    );
+    assert!(
+        has_finding(
+            &report,
+            &format!(
+                "(--max-time): {} de {} archivos sin respuesta a tiempo",
+                late.len(),
+                SITE_FILES.len()
+            )
+        ),
+        "{report:#}"
+    );
+
+    // A package address that sends its package a byte a second is bounded the same way.
+    let drip = dripping_server(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()),
+        bytes.clone(),
+    );
+    let started = Instant::now();
+    let checked = check(&[
+        &slow,
+        "--package-url",
+        &format!("{drip}{LATEST}_PREP.zip"),
+        "--max-time",
+        "3s",
+    ]);
+    let took = started.elapsed();
+    checked.expect_exit(2);
+    assert!(
+        took < Duration::from_secs(8),
+        "the package's reading ends at --max-time, not after {took:?}"
+    );
+    assert!(
+        checked
+            .stderr
+            .contains("the package was not read within 3 s (--max-time); nothing was checked"),
+        "{}",
+        checked.stderr
+    );
+
+    // --max-time is the one-off check's; a watch has --period-timeout.
+    let both = check(&[
+        &slow,
+        "--package",
+        package.to_str().unwrap(),
+        "--watch",
+        "--max-time",
+        "3s",
+    ]);
+    both.expect_exit(2);
+    assert!(
+        both.stderr.contains("--max-time") && both.stderr.contains("--watch"),
+        "{}",
+        both.stderr
+    );
+}
+
+#[test]
+fn a_watch_whose_package_address_drips_keeps_its_periods() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = package_file(dir.path(), LATEST);
+    let site = site_server(dir.path(), &bytes, LATEST, Duration::ZERO);
+    // The package's address answers at once and then sends its package a byte a second,
+    // each byte within the 10 s per read: thousands of seconds for the whole package.
+    let drip = dripping_server(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bytes.len()),
+        bytes.clone(),
+    );
+    let log = dir.path().join("observaciones.csv");
+    let started = Instant::now();
+    let watched = check(&[
+        &site,
+        "--watch",
+        "--every",
+        "2s",
+        "--periods",
+        "2",
+        "--package-url",
+        &format!("{drip}{LATEST}_PREP.zip"),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+    watched.expect_exit(2);
+    assert!(
+        took < Duration::from_secs(15),
+        "two periods of 2 s end on time, not after {took:?}"
+    );
+    let said: Vec<&str> = watched
+        .stderr
+        .lines()
+        .filter(|l| {
+            l.contains(
+                "sin paquete que comparar: the package was not read within 2 s \
+                        (--period-timeout)",
+            )
+        })
+        .collect();
+    assert_eq!(said.len(), 2, "one line per period: {}", watched.stderr);
+}
+
+#[test]
+fn a_targets_file_that_is_a_fifo_or_hostile_toml_is_refused_at_once_in_one_safe_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    let package = package.to_str().unwrap();
+    let refused = |targets: &Path| {
+        let started = Instant::now();
+        let checked = check(&["--targets", targets.to_str().unwrap(), "--package", package]);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused at once, not after {:?}",
+            started.elapsed()
+        );
+        checked.expect_exit(2);
+        assert!(
+            !checked
+                .stderr
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')),
+            "a control or bidi character printed raw: {:?}",
+            checked.stderr
+        );
+        checked.stderr
+    };
+
+    // A FIFO with no writer: opening it to read would wait for ever.
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let said = refused(&fifo);
+    assert!(said.contains("it is not a regular file"), "{said}");
+
+    // A parse error on a line that sets the terminal's title: the line is never quoted.
+    let escapes = dir.path().join("escapes.toml");
+    std::fs::write(
+        &escapes,
+        "[[target]]\nname = \"x\u{1b}]0;PWNED\u{7}\u{1b}[2J\"\nurl = \"http://a/\"\n",
+    )
+    .unwrap();
+    let said = refused(&escapes);
+    assert!(
+        said.contains("not a targets file (line 2, column 10:"),
+        "{said}"
+    );
+    // A key made of escapes: its name is shown with them visible.
+    let key = dir.path().join("key.toml");
+    std::fs::write(
+        &key,
+        "[[target]]\nname = \"a\"\nurl = \"http://a/\"\n\"x\\u001b]0;T\\u0007\" = 1\n",
+    )
+    .unwrap();
+    let said = refused(&key);
+    assert!(said.contains("x\\u{1b}]0;T\\u{7}"), "{said}");
+    // A line of a megabyte: one short message, not the line.
+    let long = dir.path().join("long.toml");
+    std::fs::write(
+        &long,
+        format!(
+            "[[target]]\nname = \"a\"\nurl = \"http://a/\"\n{}\n",
+            "x".repeat(1_000_000)
+        ),
+    )
+    .unwrap();
+    let said = refused(&long);
+    assert!(said.len() < 1000, "{} bytes said", said.len());
+    // A name that reverses the text after it.
+    let bidi = dir.path().join("bidi.toml");
+    std::fs::write(
+        &bidi,
+        "[[target]]\nname = \"a\u{202e}b\"\nurl = \"http://127.0.0.1:9/\"\n",
+    )
+    .unwrap();
+    let said = refused(&bidi);
+    assert!(
+        said.contains("a target needs a name without control or bidirectional"),
+        "{said}"
+    );
+}
+
+#[test]
+fn header_values_with_control_or_bidi_characters_reach_the_json_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    // Every answer's Cache-Control and X-Frame-Options carry, as UTF-8, a right-to-left
+    // override and a C1 control sequence introducer.
+    let evil = "no-cache\u{202e}\u{9b}2J";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                if read_head(&mut stream).is_some() {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nCache-Control: {evil}\r\n\
+                         X-Frame-Options: {evil}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            });
+        }
+    });
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = \"malo\"\nurl = \"{url}\"\nheaders = [\"X-Frame-Options: DENY\"]\n"
+        ),
+    )
+    .unwrap();
+    let checked = check(&[
+        "--targets",
+        targets.to_str().unwrap(),
+        "--package",
+        package.to_str().unwrap(),
+        "--json",
+    ]);
+    checked.expect_exit(1);
+    assert!(
+        !checked
+            .stdout
+            .chars()
+            .any(|c| c == '\u{202e}' || c == '\u{9b}'),
+        "a control or bidi character printed raw: {:?}",
+        checked.stdout
+    );
+    let report = checked.report();
+    let shown = "no-cache\\u{202e}\\u{9b}2J";
+    assert_eq!(report["headers"][0]["served"], shown, "{report:#}");
+    let table = check(&[
+        "--targets",
+        targets.to_str().unwrap(),
+        "--package",
+        package.to_str().unwrap(),
+    ]);
+    table.expect_exit(1);
+    assert!(
+        table
+            .stdout
+            .contains(&format!("el encabezado X-Frame-Options vale \"{shown}\"")),
+        "{}",
+        table.stdout
+    );
 }

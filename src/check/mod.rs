@@ -27,7 +27,6 @@ mod target;
 mod tls;
 mod watch;
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,9 +36,10 @@ use reqwest::Url;
 use crate::config::Config;
 use crate::intake::pull::{self, ClientTls};
 use crate::package::PackageSettings;
+use crate::peer_text::{PeerText, is_control_or_bidi};
 use expected::{Loader, Source};
 use fetch::Fetcher;
-use target::{Checker, HeaderRule, Target};
+use target::{Checker, Deadline, HeaderRule, Target};
 
 /// Most targets a targets file may list.
 const MAX_TARGETS: usize = 1000;
@@ -82,6 +82,15 @@ pub(crate) struct Options {
     /// Longest wait for one answer or TLS handshake (R4.9: 10 s).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub(crate) timeout: jiff::SignedDuration,
+    /// Longest the whole check may take, the package's reading included (without --watch,
+    /// whose periods have --period-timeout). A check cut by it could not be made: exit 2.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        conflicts_with = "watch"
+    )]
+    pub(crate) max_time: jiff::SignedDuration,
     /// Most requests at once to one server.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub(crate) concurrency: u16,
@@ -217,8 +226,21 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
         };
         return watch::run(&checker, &mut loader, &targets, &plan).await;
     }
-    let expected = loader.load().await?;
-    let reports = watch::check_all(&checker, &expected, &targets, None).await;
+    let max_time = positive("--max-time", options.max_time)?;
+    let deadline = Deadline {
+        at: tokio::time::Instant::now() + max_time,
+        allowed: max_time,
+        whole: true,
+    };
+    let expected = tokio::time::timeout_at(deadline.at, loader.load())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the package was not read within {} s (--max-time); nothing was checked",
+                max_time.as_secs_f64()
+            )
+        })??;
+    let reports = watch::check_all(&checker, &expected, &targets, Some(deadline)).await;
     let mut worst = report::Verdict::Ok;
     for r in &reports {
         worst = worst.worst(r.result);
@@ -243,23 +265,14 @@ fn targets(options: &Options) -> Result<Vec<Target>> {
         });
     }
     if let Some(path) = &options.targets {
-        let file = std::fs::File::open(path)
+        let text = crate::config::read_small(path, MAX_TARGETS_BYTES)
             .with_context(|| format!("cannot read the targets file {}", path.display()))?;
-        let mut text = String::new();
-        file.take(MAX_TARGETS_BYTES + 1)
-            .read_to_string(&mut text)
-            .with_context(|| format!("cannot read the targets file {}", path.display()))?;
-        if text.len() as u64 > MAX_TARGETS_BYTES {
-            bail!(
-                "{}: a targets file is at most {MAX_TARGETS_BYTES} bytes",
-                path.display()
-            );
-        }
-        let parsed: TargetsFile = toml::from_str(&text).with_context(|| {
-            format!(
-                "{}: not a targets file; write one [[target]] per server with name = \"…\" \
-                 and url = \"https://…/\" (and optionally headers = [\"Name: value\"])",
-                path.display()
+        let parsed: TargetsFile = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a targets file ({}); write one [[target]] per server with name = \
+                 \"…\" and url = \"https://…/\" (and optionally headers = [\"Name: value\"])",
+                path.display(),
+                toml_error(&text, &e)
             )
         })?;
         if parsed.target.len() > MAX_TARGETS {
@@ -267,9 +280,10 @@ fn targets(options: &Options) -> Result<Vec<Target>> {
         }
         for entry in parsed.target {
             let name = entry.name.trim().to_owned();
-            if name.is_empty() || name.chars().any(char::is_control) {
+            if name.is_empty() || name.chars().any(is_control_or_bidi) {
                 bail!(
-                    "{}: a target needs a name without control characters",
+                    "{}: a target needs a name without control or bidirectional formatting \
+                     characters",
                     path.display()
                 );
             }
@@ -295,6 +309,25 @@ fn targets(options: &Options) -> Result<Vec<Target>> {
         bail!("nothing to check: give the site's URL or a --targets file with [[target]] entries");
     }
     Ok(targets)
+}
+
+/// Most characters of a targets file's parse error shown.
+const MAX_TOML_ERROR_CHARS: usize = 200;
+
+/// Where a targets file does not parse and why, in one line: never the file's own line,
+/// which may be a megabyte long or hold a terminal's escape sequences.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let message: String = e
+        .message()
+        .trim()
+        .chars()
+        .take(MAX_TOML_ERROR_CHARS)
+        .collect();
+    format!("line {line}, column {column}: {}", PeerText(message))
 }
 
 /// `url` as a site address: http or https with a host, no query or fragment, ending in `/`.

@@ -178,6 +178,9 @@ pub(super) struct Report {
     pub(super) findings: Vec<String>,
     /// Notes that do not fail the check.
     pub(super) warnings: Vec<String>,
+    /// Whether the check was cut by its deadline (`--max-time`, or `--period-timeout` in a
+    /// watch) before every file was answered.
+    pub(super) unfinished: bool,
     /// The verdict.
     pub(super) result: Verdict,
     /// The exit status the verdict gives.
@@ -207,6 +210,7 @@ impl Report {
             lag_seconds: None,
             findings: Vec::new(),
             warnings: Vec::new(),
+            unfinished: false,
             result: Verdict::Unchecked,
             exit: 2,
         }
@@ -249,7 +253,7 @@ impl Report {
         {
             findings.push(match &cc.served {
                 Some(v) => format!(
-                    "{} se sirve con Cache-Control {v:?}; debe ser exactamente \
+                    "{} se sirve con Cache-Control \"{v}\"; debe ser exactamente \
                      {MAIN_CACHE_CONTROL:?} (R4.7)",
                     cc.path
                 ),
@@ -264,7 +268,7 @@ impl Report {
             findings.push(match (&h.expected, &h.served) {
                 (_, None) => format!("falta el encabezado {}", h.name),
                 (Some(e), Some(s)) => {
-                    format!("el encabezado {} vale {s:?}; se espera {e:?}", h.name)
+                    format!("el encabezado {} vale \"{s}\"; se espera {e:?}", h.name)
                 }
                 (None, Some(_)) => format!("el encabezado {} no es el esperado", h.name),
             });
@@ -456,6 +460,11 @@ impl Report {
                     .to_owned()
             }
             Verdict::Ok => "RESULTADO: correcto: sirve el último corte sin alteraciones".to_owned(),
+            Verdict::Unchecked if self.unfinished => {
+                "RESULTADO: no se pudo verificar: la verificación no terminó en el plazo \
+                 (--max-time); revise por qué el sitio responde tan lento o dé un plazo mayor"
+                    .to_owned()
+            }
             Verdict::Unchecked => "RESULTADO: no se pudo verificar: revise la dirección, la red o \
                                    el certificado y vuelva a intentarlo"
                 .to_owned(),

@@ -29,6 +29,7 @@ use super::fetch::{Answer, Fetcher};
 use super::report::{CacheControl, FileReport, HeaderCheck, MAIN_CACHE_CONTROL, Outcome, Report};
 use super::served::served_corte;
 use crate::hash::Sha256;
+use crate::peer_text::{PeerText, is_control_or_bidi};
 
 /// Most bytes of a `main.json` the package does not carry that are read for its corte.
 const MAX_UNKNOWN_MAIN: u64 = 4 * 1024 * 1024;
@@ -62,6 +63,12 @@ impl HeaderRule {
             Some((n, v)) => (n.trim(), Some(v.trim().to_owned())),
             None => (text.trim(), None),
         };
+        if text.chars().any(is_control_or_bidi) {
+            return Err(format!(
+                "\"{}\" holds a control or bidirectional formatting character",
+                PeerText(text)
+            ));
+        }
         let written = name.to_owned();
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{text:?} is not `Name: value` or `Name`"))?;
@@ -80,6 +87,35 @@ pub(super) struct Deadline {
     pub(super) at: Instant,
     /// How long the check had (for the finding).
     pub(super) allowed: Duration,
+    /// Whether it bounds a whole check (`--max-time`), not one period of a watch
+    /// (`--period-timeout`).
+    pub(super) whole: bool,
+}
+
+impl Deadline {
+    /// A file's error when this deadline came before its answer.
+    fn late_file(self) -> &'static str {
+        if self.whole {
+            "no llegó antes del plazo de la verificación (--max-time)"
+        } else {
+            "no llegó antes del plazo del periodo"
+        }
+    }
+
+    /// The finding of a check cut by this deadline, `unanswered` of `files` left without
+    /// answer.
+    fn finding(self, unanswered: usize, files: usize) -> String {
+        let (of, flag) = if self.whole {
+            ("", "--max-time")
+        } else {
+            (" de un periodo", "--period-timeout")
+        };
+        format!(
+            "la verificación no terminó en el plazo de {} s{of} ({flag}): {unanswered} de \
+             {files} archivos sin respuesta a tiempo",
+            self.allowed.as_secs_f64()
+        )
+    }
 }
 
 /// How every server is checked.
@@ -130,7 +166,9 @@ impl Checker {
                 Some(Err(why)) => return report.unchecked(format!("TLS: {why}")),
                 None => {
                     let files = expected.files.len();
-                    return report.unchecked(late(deadline, files, files));
+                    let mut report = report.unchecked(late(deadline, files, files));
+                    report.unfinished = true;
+                    return report;
                 }
             }
         }
@@ -156,15 +194,17 @@ impl Checker {
             }
         }
         // Only the files the deadline cut: one refused or failed for itself is no late one.
+        let late_file = deadline.map(Deadline::late_file);
         let cut = report
             .files
             .iter()
-            .filter(|f| f.error.as_deref() == Some(LATE_FILE))
+            .filter(|f| f.error.is_some() && f.error.as_deref() == late_file)
             .count();
         if main_late || cut > 0 {
             report
                 .findings
                 .push(late(deadline, cut, report.files.len()));
+            report.unfinished = true;
         }
         let main_ok = main.as_ref().ok().filter(|a| a.status == 200);
         let main_seen = main.as_ref().ok().map(Seen::of);
@@ -211,6 +251,11 @@ impl Checker {
             })
             .collect();
         report.conclude();
+        // A whole check cut short could not be made, whatever it found before.
+        if report.unfinished && deadline.is_some_and(|d| d.whole) {
+            report.result = super::report::Verdict::Unchecked;
+            report.exit = report.result.exit();
+        }
         report
     }
 
@@ -251,7 +296,7 @@ impl Checker {
     ) -> Result<Answer, Unanswered> {
         match by(deadline, self.fetcher.get(url, expected)).await {
             Some(answer) => answer.map_err(Unanswered::Failed),
-            None => Err(Unanswered::Late),
+            None => Err(Unanswered::Late(deadline.map_or("", Deadline::late_file))),
         }
     }
 }
@@ -260,13 +305,13 @@ impl Checker {
 enum Unanswered {
     /// The transport's reason, in words.
     Failed(String),
-    /// The check's deadline came first.
-    Late,
+    /// The check's deadline came first (the file's error, in words).
+    Late(&'static str),
 }
 
 impl Unanswered {
     fn is_late(&self) -> bool {
-        matches!(self, Self::Late)
+        matches!(self, Self::Late(_))
     }
 }
 
@@ -274,13 +319,10 @@ impl std::fmt::Display for Unanswered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Failed(why) => f.write_str(why),
-            Self::Late => f.write_str(LATE_FILE),
+            Self::Late(why) => f.write_str(why),
         }
     }
 }
-
-/// A file's error when the check's deadline came before its answer.
-const LATE_FILE: &str = "no llegó antes del plazo del periodo";
 
 /// `work` if it ends by `deadline` (`None` when it did not, or the deadline had passed before
 /// it began, and then it is never started).
@@ -296,11 +338,9 @@ async fn by<F: Future>(deadline: Option<Deadline>, work: F) -> Option<F::Output>
 
 /// The finding of a check cut by its deadline, `unanswered` of `files` left without answer.
 fn late(deadline: Option<Deadline>, unanswered: usize, files: usize) -> String {
-    let allowed = deadline.map_or(Duration::ZERO, |d| d.allowed);
-    format!(
-        "la verificación no terminó en el plazo de {} s de un periodo (--period-timeout): \
-         {unanswered} de {files} archivos sin respuesta a tiempo",
-        allowed.as_secs_f64()
+    deadline.map_or_else(
+        || format!("{unanswered} de {files} archivos sin respuesta a tiempo"),
+        |d| d.finding(unanswered, files),
     )
 }
 
@@ -382,12 +422,14 @@ fn first_difference(expected: &[u8], served: &[u8]) -> u64 {
     at as u64
 }
 
-/// Every value of the header `name`, joined by `, `, if it was sent.
+/// Every value of the header `name`, joined by `, `, if it was sent; what the server put in
+/// it is shown through [`PeerText`], its control and bidirectional formatting characters
+/// (bytes past ASCII read as UTF-8) written as `\u{…}`.
 fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<String> = headers
         .get_all(name)
         .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .map(|v| PeerText(String::from_utf8_lossy(v.as_bytes()).trim()).to_string())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
 }

@@ -6,12 +6,13 @@
 //! - Ctrl-C or SIGTERM stops it at once with status 0, in a period or between two.
 //! - One line per target per period on stdout (a JSON object with `--json`), in the order of
 //!   the targets file, printed as each period ends.
-//! - Periods keep their time whatever the targets do: each target's check of a period ends
-//!   by `--period-timeout` after the period began (`--every` unless set shorter), and what it
-//!   had not checked by then fails that period for that target, with a finding that says so.
-//!   A slow or hostile server delays no other target's line, verdict or suspension, nor the
-//!   next period. Targets are checked [`PARALLEL_TARGETS`] at a time, each taken up as soon
-//!   as a place is free.
+//! - Periods keep their time whatever the targets or the package's address do: reading the
+//!   packages and each target's check of a period end by `--period-timeout` after the period
+//!   began (`--every` unless set shorter); a package not read by then leaves the period
+//!   unchecked, said on stderr, and what a target had not answered by then fails that period
+//!   for that target, with a finding that says so. A slow or hostile server delays no other
+//!   target's line, verdict or suspension, nor the next period. Targets are checked
+//!   [`PARALLEL_TARGETS`] at a time, each taken up as soon as a place is free.
 //! - A target that serves the corte before the latest one is `pending`, not failing, for
 //!   `--grace` after the latest package arrived (R4.6 gives a minute); after that it is
 //!   stale. An unreachable target fails its period.
@@ -119,8 +120,18 @@ pub(super) async fn run(
             let deadline = Deadline {
                 at: began + plan.period_timeout,
                 allowed: plan.period_timeout,
+                whole: false,
             };
-            match loader.load().await {
+            // The package's address is held to the period's time as the targets are.
+            let loaded = tokio::time::timeout_at(deadline.at, loader.load())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "the package was not read within {} s (--period-timeout)",
+                        plan.period_timeout.as_secs_f64()
+                    ))
+                });
+            match loaded {
                 Ok(expected) => {
                     let reports = check_all(checker, &expected, targets, Some(deadline)).await;
                     period(&expected, reports, plan, &mut states, &mut log)
