@@ -1518,47 +1518,32 @@ fn a_targets_file_that_is_a_fifo_or_hostile_toml_is_refused_at_once_in_one_safe_
     let said = refused(&fifo);
     assert!(said.contains("it is not a regular file"), "{said}");
 
+    // What a targets file holding `text` makes the check say.
+    let refused_text = |text: &str| {
+        let path = dir.path().join("targets.toml");
+        std::fs::write(&path, text).unwrap();
+        refused(&path)
+    };
     // A parse error on a line that sets the terminal's title: the line is never quoted.
-    let escapes = dir.path().join("escapes.toml");
-    std::fs::write(
-        &escapes,
-        "[[target]]\nname = \"x\u{1b}]0;PWNED\u{7}\u{1b}[2J\"\nurl = \"http://a/\"\n",
-    )
-    .unwrap();
-    let said = refused(&escapes);
+    let said =
+        refused_text("[[target]]\nname = \"x\u{1b}]0;PWNED\u{7}\u{1b}[2J\"\nurl = \"http://a/\"\n");
     assert!(
         said.contains("not a targets file (line 2, column 10:"),
         "{said}"
     );
     // A key made of escapes: its name is shown with them visible.
-    let key = dir.path().join("key.toml");
-    std::fs::write(
-        &key,
+    let said = refused_text(
         "[[target]]\nname = \"a\"\nurl = \"http://a/\"\n\"x\\u001b]0;T\\u0007\" = 1\n",
-    )
-    .unwrap();
-    let said = refused(&key);
+    );
     assert!(said.contains("x\\u{1b}]0;T\\u{7}"), "{said}");
     // A line of a megabyte: one short message, not the line.
-    let long = dir.path().join("long.toml");
-    std::fs::write(
-        &long,
-        format!(
-            "[[target]]\nname = \"a\"\nurl = \"http://a/\"\n{}\n",
-            "x".repeat(1_000_000)
-        ),
-    )
-    .unwrap();
-    let said = refused(&long);
+    let said = refused_text(&format!(
+        "[[target]]\nname = \"a\"\nurl = \"http://a/\"\n{}\n",
+        "x".repeat(1_000_000)
+    ));
     assert!(said.len() < 1000, "{} bytes said", said.len());
     // A name that reverses the text after it.
-    let bidi = dir.path().join("bidi.toml");
-    std::fs::write(
-        &bidi,
-        "[[target]]\nname = \"a\u{202e}b\"\nurl = \"http://127.0.0.1:9/\"\n",
-    )
-    .unwrap();
-    let said = refused(&bidi);
+    let said = refused_text("[[target]]\nname = \"a\u{202e}b\"\nurl = \"http://127.0.0.1:9/\"\n");
     assert!(
         said.contains("a target needs a name without control or bidirectional"),
         "{said}"

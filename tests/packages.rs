@@ -247,24 +247,10 @@ fn a_zip_listing_too_many_members_is_refused_before_its_directory_is_read_into_m
         open_files: None,
         address_space: Some(256 * MIB as u64),
     };
-    let nobody = ReservedPort::hold();
     let ingest = |name: &str, bytes: &[u8]| {
         let pkg = dir.path().join(name);
         std::fs::write(&pkg, bytes).unwrap();
-        let out = capped
-            .command()
-            .arg("ingest")
-            .arg(&pkg)
-            .arg("--data-dir")
-            .arg(dir.path().join("d"))
-            .args([
-                "--corte-window-margin",
-                "",
-                "--admin-listen",
-                &nobody.addr(),
-            ])
-            .output()
-            .unwrap();
+        let out = ingest_without_server_under(capped, &pkg, &dir.path().join("d"));
         std::fs::remove_file(&pkg).unwrap();
         out
     };

@@ -568,10 +568,7 @@ fn a_package_replaced_while_it_is_taken_is_taken_in_turn() {
     let server = Server::start(&tmp.path().join("data"), &[]);
     let entrada = server.entrada();
     // Large enough that verifying and publishing it takes a while after it is received.
-    let pad: Vec<u8> = (0..40_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let first = site_package("20240602_2000", &[("pad.bin", &pad)]);
+    let first = site_package("20240602_2000", &[("pad.bin", &corpus::noise(40_000_000))]);
     let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
     drop_file(&entrada, "PREP_20240602_2000.zip", &first);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -34,8 +34,14 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// `difusor ingest <pkg>` working on the data folder `data` itself, as when no server runs
 /// (its admin address is a reserved port where nothing answers), any corte time taken.
 pub fn ingest_without_server(pkg: &Path, data: &Path) -> Output {
+    ingest_without_server_under(ProcessLimits::default(), pkg, data)
+}
+
+/// [`ingest_without_server`] with the command run under `limits`.
+pub fn ingest_without_server_under(limits: ProcessLimits, pkg: &Path, data: &Path) -> Output {
     let nobody = ReservedPort::hold();
-    difusor()
+    limits
+        .command()
         .arg("ingest")
         .arg(pkg)
         .arg("--data-dir")
