@@ -179,8 +179,10 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_a_slow_one_is_n
     };
     server.wait_status("the stalled downloads cut", |s| open_connections(s) <= 1);
     let took = started.elapsed();
+    // Uncut, they would stay open for ever; the upper bound leaves room for the 200
+    // connections' set-up and a machine busy with the other hostile tests beside this one.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(12),
         "cut after {took:?}, with a send timeout of 2 s"
     );
     let got = slow.join().unwrap();
