@@ -35,8 +35,10 @@ pub(crate) enum NoticeError {
     TooLong(usize),
 }
 
-/// The text of a notice as it is put in force, whatever channel it comes by: `raw` without
-/// the white space around it, refused when nothing is left or it is too long.
+/// The text of a notice an operator puts in force, by `difusor notice` (with or without a
+/// server) or the admin listener: `raw` without the white space around it, refused when
+/// nothing is left or it is too long. A replica takes its primary's notice as the primary
+/// put it in force (the primary applied this rule).
 pub(crate) fn notice_text(raw: &str) -> Result<String, NoticeError> {
     let text = raw.trim();
     if text.is_empty() {
