@@ -916,6 +916,49 @@ fn coalitions_written_co_are_coalitions() {
     assert_eq!(kind("PVEM"), "party");
 }
 
+/// IETAM Tamaulipas writes a coalition's column under the coalition's own name, in words:
+/// its PREP of 2022 (governorship, `TAMPS_GUB_2022.csv`, corte 06/06/2022 08:00) lists
+/// `PAN`, `PRI`, `C_PAN_PRI_PRD`, …, `MC` and `Juntos Hacemos Historia en Tamaulipas`, the
+/// common candidacy of MORENA, PT and PVEM, whose parties have no column of their own
+/// (the header as read by the public analysis in GitHub `JuveCampos/ArticulosAtiempoTV`,
+/// `2022-06-14 Resultados 2022/02_Scripts/mapa_estados.R`). INE writes some parties out in
+/// words instead (its cómputos of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`): those stay
+/// parties. The rows are the real Campeche cut's, with those headers in place of its own.
+#[test]
+fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
+    let csv = campeche_cut_with(",C_PT_MOR,", ",Juntos Hacemos Historia en Tamaulipas,")
+        .replacen(",MC,", ",MOVIMIENTO CIUDADANO,", 1)
+        .replacen(",RSP,", ",CANDIDATURA INDEPENDIENTE,", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "TAMPS_GUB_2022.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let votes = v["elections"][0]["votes"].as_array().unwrap();
+    let column = |name: &str| {
+        votes
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))
+            .clone()
+    };
+    let juntos = column("JUNTOS HACEMOS HISTORIA EN TAMAULIPAS");
+    assert_eq!(juntos["kind"], "coalition", "{juntos:#}");
+    // The Campeche acta's 2 votes for C_PT_MOR, now under the Tamaulipas name.
+    assert_eq!(juntos["votes"], 2, "{juntos:#}");
+    assert_eq!(column("MOVIMIENTO CIUDADANO")["kind"], "party");
+    assert_eq!(column("CANDIDATURA INDEPENDIENTE")["kind"], "independent");
+    assert_eq!(column("MOR")["kind"], "party");
+    assert_eq!(column("C_PAN_PRI_PRD")["kind"], "coalition");
+    // The text report says so too.
+    let out = inspect(&[&path]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains("JUNTOS HACEMOS HISTORIA EN TAMAULIPAS"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(line.contains("coalition"), "{line}");
+}
+
 /// [`campeche_cut`] with its summary lines (header and values) separated by `|`, as INE 2021
 /// writes them before rows separated by `,`.
 fn campeche_cut_with_a_pipe_summary(cut: &str) -> String {
