@@ -959,6 +959,33 @@ fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
     assert!(line.contains("coalition"), "{line}");
 }
 
+/// INE named the ballots taken out of the box `NUM_BOLETAS_EXTRAIDAS` before it named them
+/// `TOTAL_VOTOS_SACADOS`: its LEEME of 2015 lists `…|NUM_BOLETAS_SOBRANTES|
+/// TOTAL_CIUDADANOS_VOTARON|NUM_BOLETAS_EXTRAIDAS|PAN|PRI|…` and says "NUM_BOLETAS_EXTRAIDAS -
+/// Total de boletas sacadas de la urna" (GitHub `diegovalle/elections2015`, `data/LEEME.txt`),
+/// and public analyses of IEC Coahuila's and OPLE Veracruz's PREP files of 2017 read the same
+/// column before the parties. It is the acta's own figure, no party. The rows are the real
+/// Campeche cut's, its `TOTAL_VOTOS_SACADOS` under the older name.
+#[test]
+fn the_ballots_taken_out_written_num_boletas_extraidas_are_no_party() {
+    let csv = campeche_cut_with(",TOTAL_VOTOS_SACADOS,", ",NUM_BOLETAS_EXTRAIDAS,");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    let columns: Vec<&str> = e["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns.first(), Some(&"PAN"), "{columns:?}");
+    assert!(!columns.contains(&"NUM_BOLETAS_EXTRAIDAS"), "{columns:?}");
+    // The counted acta's total is the sum of its votes, as it was under the newer name.
+    assert_eq!(e["anomaly_count"], 0, "{:#}", e["anomalies"]);
+}
+
 /// [`campeche_cut`] with its summary lines (header and values) separated by `|`, as INE 2021
 /// writes them before rows separated by `,`.
 fn campeche_cut_with_a_pipe_summary(cut: &str) -> String {

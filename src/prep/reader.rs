@@ -638,7 +638,8 @@ const NULOS: &[&str] = &["NULOS"];
 
 /// The acta's own figures, which come before the party columns, each with its spellings:
 /// `NUM_BOLETAS_SOBRANTES`, `TOTAL_CIUDADANOS_VOTARON` (INE 2019), `PERSONAS_VOTARON` (IECM
-/// 2024), `TOTAL_REP_PARTIDOS_CI_VOTARON` (IEEM 2024); and the codes of the electronic
+/// 2024), `TOTAL_REP_PARTIDOS_CI_VOTARON` (IEEM 2024), `NUM_BOLETAS_EXTRAIDAS` (INE's name of
+/// 2015 for `TOTAL_VOTOS_SACADOS`, "boletas sacadas de la urna"); and the codes of the electronic
 /// ballot box's acta, `CODIGOS_ENTREGADOS_PMDC`, `CODIGOS_SOBRANTES`, `CODIGOS_UTILIZADOS`
 /// (INE 2021, after `TOTAL_VOTOS_SACADOS`), which are no votes.
 const ACTA_FIGURES: &[&[&str]] = &[
@@ -653,7 +654,7 @@ const ACTA_FIGURES: &[&[&str]] = &[
         "TOTAL_REP_PARTIDO_CI_VOTARON",
         "TOTAL_REP_PARTIDOS_CI_VOTARON",
     ],
-    &["TOTAL_VOTOS_SACADOS"],
+    &["TOTAL_VOTOS_SACADOS", "NUM_BOLETAS_EXTRAIDAS"],
     &["CODIGOS_ENTREGADOS_PMDC"],
     &["CODIGOS_SOBRANTES"],
     &["CODIGOS_UTILIZADOS"],
