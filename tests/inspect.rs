@@ -919,8 +919,7 @@ fn coalitions_written_co_are_coalitions() {
 /// IETAM Tamaulipas writes a coalition's column under the coalition's own name, in words:
 /// its PREP of 2022 (governorship, `TAMPS_GUB_2022.csv`, corte 06/06/2022 08:00) lists
 /// `PAN`, `PRI`, `C_PAN_PRI_PRD`, …, `MC` and `Juntos Hacemos Historia en Tamaulipas`, the
-/// common candidacy of MORENA, PT and PVEM, whose parties have no column of their own
-/// (the header as read by the public analysis in GitHub `JuveCampos/ArticulosAtiempoTV`,
+/// alliance of MORENA, PT and PVEM (the header as read by the public analysis in GitHub `JuveCampos/ArticulosAtiempoTV`,
 /// `2022-06-14 Resultados 2022/02_Scripts/mapa_estados.R`). INE writes some parties out in
 /// words instead (its cómputos of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`): those stay
 /// parties. The rows are the real Campeche cut's, with those headers in place of its own.

@@ -690,7 +690,7 @@ const PARTIES_IN_WORDS: &[&str] = &["MOVIMIENTO CIUDADANO", "NUEVA ALIANZA", "EN
 /// the coalitions' `C_`), `CI1` (IEEPCO 2022), or a name whose words say `INDEPENDIENTE`.
 /// Coalitions are `C_…`, `CO_…` (IEE Aguascalientes 2022, IEEH Hidalgo 2022), `CC_…` (common
 /// candidacies), parties joined, or the coalition's own name in words (IETAM 2022: `Juntos
-/// Hacemos Historia en Tamaulipas`, the column of MORENA, PT and PVEM's common candidacy):
+/// Hacemos Historia en Tamaulipas`, the alliance of MORENA, PT and PVEM):
 /// parties are written as acronyms, or as one of [`PARTIES_IN_WORDS`], or begin `PARTIDO`.
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     let numbered_ci = name
