@@ -916,6 +916,75 @@ fn coalitions_written_co_are_coalitions() {
     assert_eq!(kind("PVEM"), "party");
 }
 
+/// IETAM Tamaulipas writes a coalition's column under the coalition's own name, in words:
+/// its PREP of 2022 (governorship, `TAMPS_GUB_2022.csv`, corte 06/06/2022 08:00) lists
+/// `PAN`, `PRI`, `C_PAN_PRI_PRD`, …, `MC` and `Juntos Hacemos Historia en Tamaulipas`, the
+/// alliance of MORENA, PT and PVEM (the header as read by the public analysis in GitHub `JuveCampos/ArticulosAtiempoTV`,
+/// `2022-06-14 Resultados 2022/02_Scripts/mapa_estados.R`). INE writes some parties out in
+/// words instead (its cómputos of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`): those stay
+/// parties. The rows are the real Campeche cut's, with those headers in place of its own.
+#[test]
+fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
+    let csv = campeche_cut_with(",C_PT_MOR,", ",Juntos Hacemos Historia en Tamaulipas,")
+        .replacen(",MC,", ",MOVIMIENTO CIUDADANO,", 1)
+        .replacen(",RSP,", ",CANDIDATURA INDEPENDIENTE,", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "TAMPS_GUB_2022.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let votes = v["elections"][0]["votes"].as_array().unwrap();
+    let column = |name: &str| {
+        votes
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))
+            .clone()
+    };
+    let juntos = column("JUNTOS HACEMOS HISTORIA EN TAMAULIPAS");
+    assert_eq!(juntos["kind"], "coalition", "{juntos:#}");
+    // The Campeche acta's 2 votes for C_PT_MOR, now under the Tamaulipas name.
+    assert_eq!(juntos["votes"], 2, "{juntos:#}");
+    assert_eq!(column("MOVIMIENTO CIUDADANO")["kind"], "party");
+    assert_eq!(column("CANDIDATURA INDEPENDIENTE")["kind"], "independent");
+    assert_eq!(column("MOR")["kind"], "party");
+    assert_eq!(column("C_PAN_PRI_PRD")["kind"], "coalition");
+    // The text report says so too.
+    let out = inspect(&[&path]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains("JUNTOS HACEMOS HISTORIA EN TAMAULIPAS"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(line.contains("coalition"), "{line}");
+}
+
+/// INE named the ballots taken out of the box `NUM_BOLETAS_EXTRAIDAS` before it named them
+/// `TOTAL_VOTOS_SACADOS`: its LEEME of 2015 lists `…|NUM_BOLETAS_SOBRANTES|
+/// TOTAL_CIUDADANOS_VOTARON|NUM_BOLETAS_EXTRAIDAS|PAN|PRI|…` and says "NUM_BOLETAS_EXTRAIDAS -
+/// Total de boletas sacadas de la urna" (GitHub `diegovalle/elections2015`, `data/LEEME.txt`),
+/// and public analyses of IEC Coahuila's and OPLE Veracruz's PREP files of 2017 read the same
+/// column before the parties. It is the acta's own figure, no party. The rows are the real
+/// Campeche cut's, its `TOTAL_VOTOS_SACADOS` under the older name.
+#[test]
+fn the_ballots_taken_out_written_num_boletas_extraidas_are_no_party() {
+    let csv = campeche_cut_with(",TOTAL_VOTOS_SACADOS,", ",NUM_BOLETAS_EXTRAIDAS,");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    let columns: Vec<&str> = e["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns.first(), Some(&"PAN"), "{columns:?}");
+    assert!(!columns.contains(&"NUM_BOLETAS_EXTRAIDAS"), "{columns:?}");
+    // The counted acta's total is the sum of its votes, as it was under the newer name.
+    assert_eq!(e["anomaly_count"], 0, "{:#}", e["anomalies"]);
+}
+
 /// [`campeche_cut`] with its summary lines (header and values) separated by `|`, as INE 2021
 /// writes them before rows separated by `,`.
 fn campeche_cut_with_a_pipe_summary(cut: &str) -> String {

@@ -638,7 +638,8 @@ const NULOS: &[&str] = &["NULOS"];
 
 /// The acta's own figures, which come before the party columns, each with its spellings:
 /// `NUM_BOLETAS_SOBRANTES`, `TOTAL_CIUDADANOS_VOTARON` (INE 2019), `PERSONAS_VOTARON` (IECM
-/// 2024), `TOTAL_REP_PARTIDOS_CI_VOTARON` (IEEM 2024); and the codes of the electronic
+/// 2024), `TOTAL_REP_PARTIDOS_CI_VOTARON` (IEEM 2024), `NUM_BOLETAS_EXTRAIDAS` (INE's name of
+/// 2015 for `TOTAL_VOTOS_SACADOS`, "boletas sacadas de la urna"); and the codes of the electronic
 /// ballot box's acta, `CODIGOS_ENTREGADOS_PMDC`, `CODIGOS_SOBRANTES`, `CODIGOS_UTILIZADOS`
 /// (INE 2021, after `TOTAL_VOTOS_SACADOS`), which are no votes.
 const ACTA_FIGURES: &[&[&str]] = &[
@@ -653,7 +654,7 @@ const ACTA_FIGURES: &[&[&str]] = &[
         "TOTAL_REP_PARTIDO_CI_VOTARON",
         "TOTAL_REP_PARTIDOS_CI_VOTARON",
     ],
-    &["TOTAL_VOTOS_SACADOS"],
+    &["TOTAL_VOTOS_SACADOS", "NUM_BOLETAS_EXTRAIDAS"],
     &["CODIGOS_ENTREGADOS_PMDC"],
     &["CODIGOS_SOBRANTES"],
     &["CODIGOS_UTILIZADOS"],
@@ -679,24 +680,46 @@ fn computos_by_casilla(names: &[String]) -> bool {
     has("SECCION") && has("TIPO_CASILLA") && !has("CONTABILIZADA")
 }
 
+/// Parties written out in words instead of their acronym, as INE writes them (its cómputos
+/// of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`, `ENCUENTRO SOCIAL`). Any other column
+/// named in words is a coalition's own name (see [`vote_kind`]).
+const PARTIES_IN_WORDS: &[&str] = &["MOVIMIENTO CIUDADANO", "NUEVA ALIANZA", "ENCUENTRO SOCIAL"];
+
 /// What a party-like column counts, from its name and the other party columns' names.
 /// Independent candidates are `CAND_IND_1`, `CI_…`, `IND_…`, `C_I_LFAF` (IEEM 2024, before
-/// the coalitions' `C_`) or `CI1` (IEEPCO 2022). Coalitions are `C_…`, `CO_…` (IEE
-/// Aguascalientes 2022, IEEH Hidalgo 2022), `CC_…` (common candidacies), or parties joined.
+/// the coalitions' `C_`), `CI1` (IEEPCO 2022), or a name whose words say `INDEPENDIENTE`.
+/// Coalitions are `C_…`, `CO_…` (IEE Aguascalientes 2022, IEEH Hidalgo 2022), `CC_…` (common
+/// candidacies), parties joined, or the coalition's own name in words (IETAM 2022: `Juntos
+/// Hacemos Historia en Tamaulipas`, the alliance of MORENA, PT and PVEM):
+/// parties are written as acronyms, or as one of [`PARTIES_IN_WORDS`], or begin `PARTIDO`.
 fn vote_kind(name: &str, all: &[&str]) -> VoteKind {
     let numbered_ci = name
         .strip_prefix("CI")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let words: Vec<&str> = name.split_whitespace().collect();
     if name.starts_with("CAND_IND")
         || name.starts_with("CI_")
         || name.starts_with("IND_")
         || name.starts_with("C_I_")
         || numbered_ci
+        || name
+            .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+            .any(|w| w.starts_with("INDEPENDIENTE"))
     {
         return VoteKind::Independent;
     }
     if ["C_", "CO_", "CC_"].iter().any(|p| name.starts_with(p)) {
         return VoteKind::Coalition;
+    }
+    if words.len() >= 2 {
+        let in_words = words.join(" ");
+        let a_party =
+            PARTIES_IN_WORDS.contains(&in_words.as_str()) || words.first() == Some(&"PARTIDO");
+        return if a_party {
+            VoteKind::Party
+        } else {
+            VoteKind::Coalition
+        };
     }
     let parts: Vec<&str> = name.split(['_', '-']).collect();
     if parts.len() >= 2
