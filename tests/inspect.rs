@@ -919,15 +919,17 @@ fn coalitions_written_co_are_coalitions() {
 /// IETAM Tamaulipas writes a coalition's column under the coalition's own name, in words:
 /// its PREP of 2022 (governorship, `TAMPS_GUB_2022.csv`, corte 06/06/2022 08:00) lists
 /// `PAN`, `PRI`, `C_PAN_PRI_PRD`, …, `MC` and `Juntos Hacemos Historia en Tamaulipas`, the
-/// alliance of MORENA, PT and PVEM (the header as read by the public analysis in GitHub `JuveCampos/ArticulosAtiempoTV`,
-/// `2022-06-14 Resultados 2022/02_Scripts/mapa_estados.R`). INE writes some parties out in
-/// words instead (its cómputos of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`): those stay
+/// alliance of MORENA, PT and PVEM (the header as read by the public analysis in GitHub
+/// `JuveCampos/ArticulosAtiempoTV`, `2022-06-14 Resultados 2022/02_Scripts/mapa_estados.R`).
+/// INE writes some parties out in words instead (its cómputos of 2018: `MOVIMIENTO
+/// CIUDADANO`, `NUEVA ALIANZA`), and a national party may be (`Fuerza por México`): those stay
 /// parties. The rows are the real Campeche cut's, with those headers in place of its own.
 #[test]
 fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
     let csv = campeche_cut_with(",C_PT_MOR,", ",Juntos Hacemos Historia en Tamaulipas,")
         .replacen(",MC,", ",MOVIMIENTO CIUDADANO,", 1)
-        .replacen(",RSP,", ",CANDIDATURA INDEPENDIENTE,", 1);
+        .replacen(",RSP,", ",CANDIDATURA INDEPENDIENTE,", 1)
+        .replacen(",FM,", ",Fuerza por México,", 1);
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "TAMPS_GUB_2022.csv", csv.as_bytes());
     let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
@@ -945,6 +947,7 @@ fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
     // The Campeche acta's 2 votes for C_PT_MOR, now under the Tamaulipas name.
     assert_eq!(juntos["votes"], 2, "{juntos:#}");
     assert_eq!(column("MOVIMIENTO CIUDADANO")["kind"], "party");
+    assert_eq!(column("FUERZA POR MEXICO")["kind"], "party");
     assert_eq!(column("CANDIDATURA INDEPENDIENTE")["kind"], "independent");
     assert_eq!(column("MOR")["kind"], "party");
     assert_eq!(column("C_PAN_PRI_PRD")["kind"], "coalition");

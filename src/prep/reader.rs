@@ -681,9 +681,18 @@ fn computos_by_casilla(names: &[String]) -> bool {
 }
 
 /// Parties written out in words instead of their acronym, as INE writes them (its cómputos
-/// of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`, `ENCUENTRO SOCIAL`). Any other column
-/// named in words is a coalition's own name (see [`vote_kind`]).
-const PARTIES_IN_WORDS: &[&str] = &["MOVIMIENTO CIUDADANO", "NUEVA ALIANZA", "ENCUENTRO SOCIAL"];
+/// of 2018: `MOVIMIENTO CIUDADANO`, `NUEVA ALIANZA`, `ENCUENTRO SOCIAL`), and the other
+/// national parties of 2018–2024 whose names do not begin `PARTIDO`, as [`normalise`] leaves
+/// them. Any other column named in words is a coalition's own name (see [`vote_kind`]).
+const PARTIES_IN_WORDS: &[&str] = &[
+    "MOVIMIENTO CIUDADANO",
+    "NUEVA ALIANZA",
+    "ENCUENTRO SOCIAL",
+    "MOVIMIENTO REGENERACION NACIONAL",
+    "REDES SOCIALES PROGRESISTAS",
+    "FUERZA POR MEXICO",
+    "ENCUENTRO SOLIDARIO",
+];
 
 /// What a party-like column counts, from its name and the other party columns' names.
 /// Independent candidates are `CAND_IND_1`, `CI_…`, `IND_…`, `C_I_LFAF` (IEEM 2024, before
