@@ -127,7 +127,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         }
         None => None,
     };
-    let mut reload = reload::Reload::listen(source, config, store.journal.clone())
+    let mut reload = reload::Reload::listen(source, &sections, store.journal.clone())
         .context("cannot take SIGHUP")?;
     for (setting, path) in crate::config::exposed_token_files(&config.settings) {
         let warning = format!(
