@@ -17,8 +17,10 @@
 //!   more.
 //!   A missing `timedatectl` is "unknown".
 //! - When the offset goes past `clock_max_offset`, that is logged loudly and journaled once
-//!   (`warning`, check `clock`, with the offset); when it is back within,
-//!   `clock-recovered` is journaled. Nothing is refused because of it.
+//!   (`warning`, check `clock`, with the offset). When no server answers, that is logged and
+//!   journaled once until one answers again (`warning`, check `clock`, with each server's
+//!   error, its control characters escaped). When the offset is known and within again
+//!   after either, `clock-recovered` is journaled. Nothing is refused because of it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Invalid, positive_duration};
 use crate::journal::{EventKind, Journal};
+use crate::peer_text::PeerText;
 
 /// Longest wait for one server: its name looked up and its answer.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -255,13 +258,20 @@ impl Clock {
                 .iter()
                 .map(|s| format!("{}: {}", s.server, s.error.as_deref().unwrap_or("?")))
                 .collect();
-            if !all_failed_before {
-                tracing::warn!(errors = %errors.join("; "), "no NTP server answered: the clock cannot be checked");
-            }
-            state.warning = Some(format!(
+            let warning = format!(
                 "no NTP server answered, the clock is not checked: {}",
                 errors.join("; ")
-            ));
+            );
+            state.warning = Some(warning.clone());
+            drop(state);
+            if !all_failed_before {
+                tracing::warn!(errors = %errors.join("; "), "no NTP server answered: the clock cannot be checked");
+                journal.post(
+                    EventKind::Warning,
+                    None,
+                    json!({"warning": warning, "check": "clock", "errors": errors}),
+                );
+            }
             return;
         };
         state.offset_seconds = Some(offset);
@@ -287,8 +297,8 @@ impl Clock {
                            "server": server, "max_offset_seconds": max}),
                 );
             }
-            (true, false) => {
-                tracing::info!(offset_seconds = offset, %server, "the clock is within clock_max_offset again");
+            (_, false) if was || all_failed_before => {
+                tracing::info!(offset_seconds = offset, %server, "the clock is checked and within clock_max_offset again");
                 journal.post(
                     EventKind::ClockRecovered,
                     None,
@@ -412,7 +422,14 @@ async fn ask(server: &NtpServer) -> Answer {
                 offset_seconds: None,
                 delay_seconds: f64::INFINITY,
                 stratum: None,
-                error: Some(e.chars().take(MAX_ERROR_CHARS).collect()),
+                // It may quote a name server's words.
+                error: Some(
+                    PeerText(&e)
+                        .to_string()
+                        .chars()
+                        .take(MAX_ERROR_CHARS)
+                        .collect(),
+                ),
             }
         }
     }

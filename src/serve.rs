@@ -120,13 +120,14 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     let store = Store::open(&config.data_dir, &config.watch_dir, lock)?;
     let syslog = match &sections.syslog {
         Some(settings) => {
-            let syslog = Syslog::start(settings).context("cannot start the syslog thread")?;
+            let syslog = Syslog::start(settings, Arc::downgrade(&store.journal))
+                .context("cannot start the syslog thread")?;
             store.journal.follow(syslog.follower());
             Some(syslog)
         }
         None => None,
     };
-    let mut reload = reload::Reload::listen(source, config, store.journal.clone())
+    let mut reload = reload::Reload::listen(source, &sections, store.journal.clone())
         .context("cannot take SIGHUP")?;
     for (setting, path) in crate::config::exposed_token_files(&config.settings) {
         let warning = format!(

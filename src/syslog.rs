@@ -17,8 +17,12 @@
 //! - A collector that is down stops nothing: every connection and write is bounded in time
 //!   ([`CONNECT_TIMEOUT`], [`WRITE_TIMEOUT`]); the thread keeps the message, tries again
 //!   after a wait that doubles up to [`MAX_BACKOFF`], and logs once when sending starts
-//!   failing and once when it works again. A collector that stops reading is said so in
-//!   plain words, not as the socket's "Resource temporarily unavailable".
+//!   failing and once when it works again. When sending starts failing, that is also
+//!   journaled once (`warning`, check `syslog`, with the collector, and the error, its
+//!   control characters escaped, in the warning's text), so the journal says from when syslog's copy has a gap; the
+//!   warning itself waits in the queue and reaches the collector when it is back. A collector
+//!   that stops reading is said so in plain words, not as the socket's "Resource temporarily
+//!   unavailable".
 //! - A `unix:` path that names a regular file or a folder is refused at the start of
 //!   `serve` ([`Target::check`]); one that does not exist yet is a collector that is down.
 //! - A message is at most [`MAX_MESSAGE_BYTES`]: a longer detail is replaced by a JSON
@@ -28,16 +32,18 @@ use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use fasyslog::{Facility, SDElement, Severity, format::SyslogContext};
 use jiff::Timestamp;
 use serde::Serialize;
+use serde_json::json;
 
 use crate::config::{Config, Invalid};
-use crate::journal::{EventKind, Follower, Written};
+use crate::journal::{EventKind, Follower, Journal, Written};
+use crate::peer_text::PeerText;
 
 /// Most events waiting to be sent; past it, events are dropped and counted.
 pub(crate) const QUEUE: usize = 4096;
@@ -249,8 +255,12 @@ pub(crate) struct Syslog {
 
 impl Syslog {
     /// Starts the sending thread. Nothing is connected yet: a collector that is down does not
-    /// stop the start.
-    pub(crate) fn start(settings: &SyslogSettings) -> std::io::Result<Arc<Self>> {
+    /// stop the start. `journal` is where a failing collector is journaled; held weakly, as
+    /// the journal holds this sender as its follower.
+    pub(crate) fn start(
+        settings: &SyslogSettings,
+        journal: Weak<Journal>,
+    ) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let shared = Arc::new(Shared::default());
         let mut context = SyslogContext::new();
@@ -260,7 +270,7 @@ impl Syslog {
             .facility(settings.facility);
         std::thread::Builder::new().name("syslog".into()).spawn({
             let (target, shared) = (settings.target.clone(), shared.clone());
-            move || send_loop(&target, &context, &rx, &shared)
+            move || send_loop(&target, &context, &rx, &shared, &journal)
         })?;
         tracing::info!(collector = %settings.target, "journal events are also sent to syslog");
         Ok(Arc::new(Self {
@@ -377,6 +387,7 @@ fn send_loop(
     context: &SyslogContext,
     queue: &crossbeam_channel::Receiver<Written>,
     shared: &Shared,
+    journal: &Weak<Journal>,
 ) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_secs(1);
@@ -388,7 +399,7 @@ fn send_loop(
                 match Conn::open(target) {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
-                        failed(target, shared, e.to_string());
+                        failed(target, shared, journal, e.to_string());
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -408,7 +419,7 @@ fn send_loop(
                 }
                 Err(e) => {
                     conn = None;
-                    failed(target, shared, send_failure(&e));
+                    failed(target, shared, journal, send_failure(&e));
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -423,15 +434,31 @@ fn send_loop(
     }
 }
 
-/// Notes that sending to `target` fails; logged when it starts failing.
-fn failed(target: &Target, shared: &Shared, error: String) {
+/// Notes that sending to `target` fails; logged and journaled when it starts failing.
+fn failed(target: &Target, shared: &Shared, journal: &Weak<Journal>, error: String) {
+    // The error may quote a name server's or the collector's words.
+    let error = PeerText(&error).to_string();
     let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
-    match failing.as_mut() {
-        Some((_, why)) => *why = error,
-        None => {
-            tracing::warn!(collector = %target, %error, "cannot send to the syslog collector; messages wait, and are dropped when too many wait");
-            *failing = Some((Timestamp::now(), error));
-        }
+    if let Some((_, why)) = failing.as_mut() {
+        *why = error;
+        return;
+    }
+    *failing = Some((Timestamp::now(), error.clone()));
+    drop(failing);
+    tracing::warn!(collector = %target, %error, "cannot send to the syslog collector; messages wait, and are dropped when too many wait");
+    if let Some(journal) = journal.upgrade() {
+        journal.post(
+            EventKind::Warning,
+            None,
+            json!({
+                "warning": format!(
+                    "cannot send journal events to the syslog collector {target}: {error}; \
+                     they wait, and are dropped when more than {QUEUE} wait"
+                ),
+                "check": "syslog",
+                "collector": target.to_string(),
+            }),
+        );
     }
 }
 

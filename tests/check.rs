@@ -1615,3 +1615,110 @@ fn header_values_with_control_or_bidi_characters_reach_the_json_escaped() {
         table.stdout
     );
 }
+
+#[test]
+fn an_https_package_address_redirected_to_http_is_refused() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = package_file(dir.path(), LATEST);
+    let site = site_server(dir.path(), &bytes, LATEST, Duration::ZERO);
+
+    // The package over plain HTTP, each request counted.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_url = format!("http://{}/{LATEST}_PREP.zip", plain.local_addr().unwrap());
+    let asked = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn({
+        let (asked, bytes) = (asked.clone(), bytes.clone());
+        move || {
+            for stream in plain.incoming() {
+                let Ok(mut stream) = stream else { return };
+                if read_head(&mut stream).is_none() {
+                    continue;
+                }
+                asked.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = stream.write_all(&bytes);
+            }
+        }
+    });
+
+    // The package's https:// address, whose answer is a redirect to the plain one.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let https_url = format!(
+        "https://127.0.0.1:{}/{LATEST}_PREP.zip",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn({
+        let location = plain_url.clone();
+        move || {
+            for stream in listener.incoming() {
+                let Ok(tcp) = stream else { return };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                if read_head(&mut tls).is_none() {
+                    continue;
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+
+    let checked = check(&[
+        &site,
+        "--package-url",
+        &https_url,
+        "--pull-ca",
+        ca_pem.to_str().unwrap(),
+    ]);
+    checked.expect_exit(2);
+    assert!(
+        checked.stderr.contains(&format!(
+            "cannot fetch {https_url}: the transfer failed: it redirects to {plain_url}, which \
+             is not https"
+        )),
+        "{}",
+        checked.stderr
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "nothing is asked of the http:// address"
+    );
+}

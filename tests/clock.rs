@@ -269,3 +269,70 @@ fn an_answer_with_a_round_trip_below_zero_is_an_error_not_the_offset() {
         clock_warnings(&server)
     );
 }
+
+#[test]
+fn a_server_gone_silent_is_journaled_once_and_its_return_as_recovered() {
+    let ntp = SntpResponder::start(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--ntp-servers", &ntp.server(), "--ntp-interval", "1s"],
+    );
+    server.wait_status("the clock's offset", |s| {
+        s["clock"]["offset_seconds"].as_f64().is_some()
+    });
+
+    ntp.set_silent(true);
+    let status = server.wait_status("no server answering", |s| {
+        s["clock"]["warning"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("no NTP server answered"))
+    });
+    // Two more checks without an answer: still one warning.
+    let mut last = status["clock"]["last_check"].clone();
+    for _ in 0..2 {
+        let status = server.wait_status("another check", |s| s["clock"]["last_check"] != last);
+        last = status["clock"]["last_check"].clone();
+    }
+    let warnings = clock_warnings(&server);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert!(
+        detail["warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("no NTP server answered, the clock is not checked: "),
+        "{detail}"
+    );
+    let errors = detail["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{detail}");
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}: no answer", ntp.server())),
+        "{detail}"
+    );
+    assert!(events(&server, "clock-recovered").is_empty());
+
+    // It answers again: journaled once as recovered, the warning gone.
+    ntp.set_silent(false);
+    let recovered = wait_events(&server, "clock-recovered", 1);
+    assert!(
+        recovered[0]["detail"]["offset_seconds"]
+            .as_f64()
+            .unwrap()
+            .abs()
+            < 0.5,
+        "{recovered:#?}"
+    );
+    server.wait_status("the warning gone", |s| s["clock"]["warning"].is_null());
+    let asked = ntp.answered();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ntp.answered() < asked + 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(events(&server, "clock-recovered").len(), 1);
+    assert_eq!(clock_warnings(&server).len(), 1);
+}

@@ -1104,3 +1104,30 @@ fn a_replica_does_not_follow_its_primarys_redirects() {
     );
     assert!(!curl(&replica.url("/"), &[]).text().contains(text));
 }
+
+#[test]
+fn if_none_match_star_is_answered_at_once_never_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &["--feed-hold", "20s"]);
+    drop_file(
+        &primary.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    primary.wait_corte("20240602_2000");
+    for path in ["/state", "/packages/"] {
+        let current = files.get_with_token(&primary, path, &[]);
+        assert_eq!(current.status, 200, "{path}");
+        let etag = current.header("etag").unwrap().to_owned();
+        for star in ["*", "\"00\", *"] {
+            let (r, waited) = held_request(&files, &primary, path, star).join().unwrap();
+            assert_eq!(r.status, 304, "{path} {star}: {}", r.text());
+            assert_eq!(r.header("etag"), Some(etag.as_str()), "{path} {star}");
+            assert!(
+                waited < Duration::from_secs(5),
+                "{path} with If-None-Match: {star} answered after {waited:?}, not held"
+            );
+        }
+    }
+}

@@ -266,6 +266,76 @@ fn sighup_names_a_changed_token_and_refuses_a_huge_file_or_a_fifo() {
 }
 
 #[test]
+fn sighup_names_a_rotated_pull_token_and_one_that_cannot_be_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("difusor.toml");
+    let token = tmp.path().join("pull.token");
+    let write_token = |text: &str| {
+        std::fs::write(&token, text).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_token("primer-secreto-0123456789\n");
+    // Nothing listens there: the pull fails and goes on, which is all this needs.
+    let port = ReservedPort::hold();
+    write_config(
+        &config,
+        &format!(
+            "pull_url = [\"https://{}/paquetes/\"]\npull_token_file = {:?}\n",
+            port.addr(),
+            token.to_str().unwrap()
+        ),
+    );
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let reloaded = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.log().matches("no setting changed").count() < n {
+            assert!(Instant::now() < deadline, "{}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // The same token: nothing to say.
+    server.signal("HUP");
+    reloaded(1);
+
+    // The token rotated in its file: the pull client still sends the old one, so it is named
+    // for the restart.
+    write_token("segundo-secreto-9876543210\n");
+    server.signal("HUP");
+    let restart = wait_warning(&server, |w| w["restart_needed"].is_array());
+    assert_eq!(
+        restart[0]["detail"]["restart_needed"],
+        serde_json::json!(["pull_token_file"]),
+        "{restart:?}"
+    );
+
+    // Gone: the next start could not read it, said as an invalid configuration.
+    std::fs::remove_file(&token).unwrap();
+    server.signal("HUP");
+    let unread = wait_warning(&server, |w| {
+        w["warning"].as_str().is_some_and(|t| {
+            t.starts_with("configuration not reloaded, nothing changed: ")
+                && t.contains("setting `pull_token_file`: cannot read")
+        })
+    });
+    assert_eq!(unread.len(), 1, "{unread:?}");
+
+    // The first token back: as in force, nothing to say.
+    write_token("primer-secreto-0123456789\n");
+    server.signal("HUP");
+    reloaded(2);
+    let restarts = events(&server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["restart_needed"].is_array())
+        .count();
+    assert_eq!(restarts, 1);
+}
+
+#[test]
 fn sighup_reloads_the_https_certificate_and_nothing_is_sent_without_a_socket() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_https(&tmp.path().join("data"), &[]);

@@ -233,3 +233,43 @@ fn a_collector_that_stops_reading_holds_up_nothing_and_is_said_plainly() {
     assert!(page.contains("took no message within 5 s"), "{page}");
     assert!(server.alive());
 }
+
+/// The journal's `warning` events about syslog.
+fn syslog_warnings(server: &Server) -> Vec<serde_json::Value> {
+    events(server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "syslog")
+        .collect()
+}
+
+#[test]
+fn a_failing_collector_is_journaled_once_and_the_warning_reaches_it_when_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = ReservedPort::hold();
+    let target = format!("tcp://{}", port.addr());
+    let server = Server::start(&tmp.path().join("data"), &["--syslog", &target]);
+    server.wait_status("syslog failing", |s| {
+        s["syslog"]["failing_since"].is_string()
+    });
+    let warnings = wait_events(&server, "warning", 1);
+    // Tried again after 1 s and 2 s: three failures, one warning.
+    std::thread::sleep(Duration::from_secs(4));
+    let journaled = syslog_warnings(&server);
+    assert_eq!(journaled.len(), 1, "{warnings:#?}");
+    let detail = &journaled[0]["detail"];
+    assert_eq!(detail["collector"], target.as_str(), "{detail}");
+    let warning = detail["warning"].as_str().unwrap();
+    assert!(
+        warning.starts_with(&format!(
+            "cannot send journal events to the syslog collector {target}: "
+        )) && warning.contains("refused"),
+        "{warning}"
+    );
+
+    // Back: the warning waited in the queue and reaches the collector; no second one.
+    let collector = SyslogReceiver::tcp_on(std::net::TcpListener::bind(port.addr()).unwrap());
+    let sent = collector.wait_for("warning");
+    assert_eq!(sent.json()["check"], "syslog", "{sent:?}");
+    server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
+    assert_eq!(syslog_warnings(&server).len(), 1);
+}

@@ -171,7 +171,12 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
         _ => bail!("give the package: --package FILE, --packages DIR or --package-url URL"),
     };
     let package_client = match &source {
-        Source::Url(_) => Some(package_client(&client_tls, tls.clone(), timeout)?),
+        Source::Url(url) => Some(package_client(
+            &client_tls,
+            tls.clone(),
+            timeout,
+            url.scheme() == "https",
+        )?),
         _ => None,
     };
     let mut loader = Loader::new(
@@ -358,12 +363,32 @@ fn positive(flag: &str, d: jiff::SignedDuration) -> Result<std::time::Duration> 
     Ok(d.unsigned_abs())
 }
 
-/// The client that fetches the package: pull's TLS options and bearer token.
+/// Most redirects followed when fetching the package.
+const MAX_PACKAGE_REDIRECTS: usize = 5;
+
+/// The client that fetches the package: pull's TLS options and bearer token. With
+/// `https_only` (an `https://` address), as the pull client does, nothing but `https://` is
+/// fetched: a redirect to `http://` is refused, so that neither the token nor the package
+/// travels in the clear.
 fn package_client(
     client_tls: &ClientTls,
     tls: rustls::ClientConfig,
     timeout: std::time::Duration,
+    https_only: bool,
 ) -> Result<reqwest::Client> {
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if https_only && attempt.url().scheme() != "https" {
+            let to = PeerText(attempt.url().as_str()).to_string();
+            attempt.error(format!(
+                "it redirects to {to}, which is not https: an https:// --package-url is only \
+                 followed to https:// addresses"
+            ))
+        } else if attempt.previous().len() > MAX_PACKAGE_REDIRECTS {
+            attempt.error(format!("more than {MAX_PACKAGE_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    });
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = pull::bearer(client_tls)? {
         headers.insert(reqwest::header::AUTHORIZATION, token);
@@ -374,7 +399,8 @@ fn package_client(
         .user_agent(fetch::USER_AGENT)
         .connect_timeout(timeout)
         .read_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(redirects)
+        .https_only(https_only)
         .build()
         .context("cannot set up the HTTP client for --package-url")
 }

@@ -23,6 +23,8 @@
 //!   the current one is held until what it names changes (the publisher tells of every
 //!   decision, the gate of every notice change: nothing here polls) or `feed_hold` passes
 //!   (304), or the server stops (304 at once, so a stop never waits for a hold).
+//!   `If-None-Match: *` matches every version, so no change could end its hold: it is
+//!   answered 304 at once (RFC 9110 §13.1.2), never held.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address
 //!   (the oldest idle one gives way): sockets opened at the feed's port and left silent cannot
 //!   take the descriptors the public site needs.
@@ -46,7 +48,7 @@ use tokio::sync::watch;
 use crate::archive::Archive;
 use crate::config::FeedSettings;
 use crate::hash::Sha256;
-use crate::http::conditional::none_match;
+use crate::http::conditional::{none_match, none_match_any};
 use crate::http::gate::Gate;
 use crate::http::refusals::Refusals;
 use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full, json_response};
@@ -228,12 +230,13 @@ impl Feed {
         let mut notices = self.gate.notice_changes();
         let mut stop = self.stop.clone();
         let until = tokio::time::Instant::now() + self.hold;
+        let any = none_match_any(headers);
         loop {
             let (body, etag) = render().await?;
             if !none_match(headers, &etag) {
                 return Ok(document(body, etag, "application/json"));
             }
-            if *stop.borrow_and_update() {
+            if any || *stop.borrow_and_update() {
                 return Ok(not_modified(etag));
             }
             let changed = tokio::select! {

@@ -84,6 +84,13 @@ pub(crate) fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
     text(headers, header::IF_NONE_MATCH).is_some_and(|list| etag_list_matches(list, etag, false))
 }
 
+/// Whether the request's `If-None-Match` is `*` (or a list holding it): any current
+/// representation matches, whatever its tag.
+pub(crate) fn none_match_any(headers: &HeaderMap) -> bool {
+    text(headers, header::IF_NONE_MATCH)
+        .is_some_and(|list| list.split(',').any(|t| t.trim() == "*"))
+}
+
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers
         .get(name)

@@ -4,8 +4,10 @@
 //! Nothing of the configuration is applied to a running server: listeners, folders and
 //! limits are wired together at start. A reload says which settings differ from those in
 //! force (log and journal `warning`: they take effect at the next restart), a token file
-//! whose token changed among them, and an invalid file is reported the same way, with
-//! nothing changed. The service manager is told
+//! whose token changed among them (`admin_token_file`, `feed_token_file`, and
+//! `pull_token_file` when pulling: the pull client sends the token it read at start), and an
+//! invalid file (a pull token file that cannot be read included) is reported the same way,
+//! with nothing changed. The service manager is told
 //! `RELOADING=1` at the beginning and `READY=1` at the end.
 //!
 //! # Guarantees
@@ -15,6 +17,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -22,6 +25,7 @@ use tokio::sync::watch;
 use super::systemd;
 use crate::config::{Config, SettingArgs, Settings, resolve_embedded};
 use crate::http::tls::Tls;
+use crate::intake::pull;
 use crate::journal::{EventKind, Journal};
 use crate::sections::Sections;
 
@@ -59,13 +63,17 @@ impl Reload {
     /// Takes SIGHUP; from here on it reloads instead of ending the process.
     pub(super) fn listen(
         source: Source,
-        running: &Config,
+        running: &Sections,
         journal: Arc<Journal>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             source,
-            running: running.settings.clone(),
-            tokens: Tokens::of(running),
+            running: running.config.settings.clone(),
+            // A pull token file that cannot be read stops the start right after, where the
+            // pull client reads it.
+            tokens: Tokens::listeners(&running.config)
+                .with_pull(running)
+                .unwrap_or_else(|(t, _)| t),
             certificates: Vec::new(),
             journal,
             status: String::new(),
@@ -115,13 +123,15 @@ impl Reload {
     async fn configuration(&self) {
         let source = self.source.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            if source.embedded {
-                Ok(Sections::new(Config::from_settings(resolve_embedded(
-                    &source.args,
-                )?)?)?)
+            let sections = if source.embedded {
+                Sections::new(Config::from_settings(resolve_embedded(&source.args)?)?)?
             } else {
-                Sections::load(source.file.as_deref(), &source.args)
-            }
+                Sections::load(source.file.as_deref(), &source.args)?
+            };
+            let tokens = Tokens::listeners(&sections.config)
+                .with_pull(&sections)
+                .map_err(|(_, e)| e)?;
+            Ok((sections, tokens))
         })
         .await
         .map_err(|e| anyhow::anyhow!("the configuration reader panicked: {e}"))
@@ -143,9 +153,9 @@ impl Reload {
                     }),
                 );
             }
-            Ok(new) => {
+            Ok((new, tokens)) => {
                 let mut changed = changed(&self.running, &new.config.settings);
-                changed.extend(self.tokens.changed(&Tokens::of(&new.config)));
+                changed.extend(self.tokens.changed(&tokens));
                 changed.sort();
                 changed.dedup();
                 if changed.is_empty() {
@@ -171,20 +181,39 @@ impl Reload {
     }
 }
 
-/// The listeners' tokens as read from their files (or the environment).
+/// The tokens as read from their files (or the environment).
 #[derive(Debug)]
 struct Tokens {
     /// `admin_token_file`'s.
     admin: Option<String>,
     /// `feed_token_file`'s.
     feed: Option<String>,
+    /// `pull_token_file`'s, as the pull client sends it, when pulling.
+    pull: Option<HeaderValue>,
 }
 
 impl Tokens {
-    fn of(config: &Config) -> Self {
+    /// The listeners' tokens, which the configuration holds.
+    fn listeners(config: &Config) -> Self {
         Self {
             admin: config.admin_token.clone(),
             feed: config.feed.as_ref().and_then(|f| f.token.clone()),
+            pull: None,
+        }
+    }
+
+    /// With the pull token read from `pull_token_file`, when `sections` pulls; without it
+    /// and why, when the file cannot be read.
+    fn with_pull(mut self, sections: &Sections) -> Result<Self, (Self, anyhow::Error)> {
+        let Some(settings) = &sections.pull else {
+            return Ok(self);
+        };
+        match pull::bearer(&settings.tls) {
+            Ok(token) => {
+                self.pull = token;
+                Ok(self)
+            }
+            Err(e) => Err((self, e)),
         }
     }
 
@@ -193,6 +222,7 @@ impl Tokens {
         [
             ("admin_token_file", self.admin == read.admin),
             ("feed_token_file", self.feed == read.feed),
+            ("pull_token_file", self.pull == read.pull),
         ]
         .into_iter()
         .filter(|(_, same)| !same)

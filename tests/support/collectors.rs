@@ -20,6 +20,7 @@ pub struct SntpResponder {
     pub addr: SocketAddr,
     skew_ms: Arc<AtomicI64>,
     answered: Arc<AtomicI64>,
+    silent: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -43,11 +44,13 @@ impl SntpResponder {
             addr: socket.local_addr().unwrap(),
             skew_ms: Arc::new(AtomicI64::new(skew_ms)),
             answered: Arc::new(AtomicI64::new(0)),
+            silent: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let (skew, answered, stop) = (
+        let (skew, answered, silent, stop) = (
             responder.skew_ms.clone(),
             responder.answered.clone(),
+            responder.silent.clone(),
             responder.stop.clone(),
         );
         std::thread::spawn(move || {
@@ -57,7 +60,7 @@ impl SntpResponder {
                     continue;
                 };
                 // A client's request: 48 bytes or more, mode 3.
-                if n < 48 || request[0] & 0x07 != 3 {
+                if n < 48 || request[0] & 0x07 != 3 || silent.load(Ordering::SeqCst) {
                     continue;
                 }
                 let now = ntp_time(skew.load(Ordering::SeqCst));
@@ -88,6 +91,11 @@ impl SntpResponder {
     /// Sets the skew from now on.
     pub fn set_skew_ms(&self, skew_ms: i64) {
         self.skew_ms.store(skew_ms, Ordering::SeqCst);
+    }
+
+    /// Stops answering (requests are read and left unanswered), or answers again.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
     }
 
     /// Requests answered so far.
