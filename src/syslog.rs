@@ -19,8 +19,9 @@
 //!   after a wait that doubles up to [`MAX_BACKOFF`], and logs once when sending starts
 //!   failing and once when it works again. When sending starts failing, that is also
 //!   journaled once (`warning`, check `syslog`, with the collector, and the error, its
-//!   control characters escaped, in the warning's text), so the journal says from when syslog's copy has a gap; the
-//!   warning itself waits in the queue and reaches the collector when it is back. A collector
+//!   control characters escaped, in the warning's text), so the journal says from when
+//!   syslog's copy has a gap; the warning itself waits in the queue and reaches the
+//!   collector when it is back. A collector
 //!   that stops reading is said so in plain words, not as the socket's "Resource temporarily
 //!   unavailable".
 //! - A `unix:` path that names a regular file or a folder is refused at the start of
