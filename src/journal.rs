@@ -729,14 +729,17 @@ impl Journal {
 
     /// Marks a package as being processed and returns how many times in a row its processing
     /// has begun, this time included: more than one means earlier attempts were interrupted.
-    pub(crate) fn begin_processing(&self, sha256: Sha256) -> Result<u32> {
+    /// `interrupted: false` says that a `processing` left from the last attempt was no
+    /// interruption (that attempt failed and its outcome could not be written): the count
+    /// starts over.
+    pub(crate) fn begin_processing(&self, sha256: Sha256, interrupted: bool) -> Result<u32> {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE packages SET
-                 attempts = CASE WHEN outcome = 'processing' THEN attempts + 1 ELSE 1 END,
+                 attempts = CASE WHEN outcome = 'processing' AND ?2 THEN attempts + 1 ELSE 1 END,
                  outcome = 'processing'
              WHERE sha256 = ?1",
-                [sha256.to_hex()],
+                params![sha256.to_hex(), interrupted],
             )?;
             let attempts: i64 = conn
                 .query_row(
@@ -1249,12 +1252,21 @@ mod tests {
         let sha = Sha256::of(b"q");
         j.note_package(sha, "20240602_2100_PREP.zip", 1, Timestamp::now())
             .unwrap();
-        assert_eq!(j.begin_processing(sha).unwrap(), 1);
+        assert_eq!(j.begin_processing(sha, true).unwrap(), 1);
         assert_eq!(j.interrupted().unwrap(), [sha]);
-        assert_eq!(j.begin_processing(sha).unwrap(), 2);
+        assert_eq!(j.begin_processing(sha, true).unwrap(), 2);
+        assert_eq!(
+            j.begin_processing(sha, false).unwrap(),
+            1,
+            "a failure whose outcome was not written is no interruption"
+        );
         j.set_outcome(sha, PackageState::Rejected).unwrap();
         assert!(j.interrupted().unwrap().is_empty());
-        assert_eq!(j.begin_processing(sha).unwrap(), 1, "a new run starts over");
+        assert_eq!(
+            j.begin_processing(sha, true).unwrap(),
+            1,
+            "a new run starts over"
+        );
         j.record(
             EventKind::Held,
             Some((sha, "20240602_2100_PREP.zip")),

@@ -164,6 +164,8 @@ pub(crate) struct Snapshot {
     pub(crate) access_log_lost: u64,
     /// Whether the publisher thread runs.
     pub(crate) publisher_up: bool,
+    /// Packages not taken in a row by a fault on this server's side (0 while they are).
+    pub(crate) intake_failures: u64,
     /// Each pulled URL.
     pub(crate) pull: Vec<PullSnapshot>,
     /// The clock check.
@@ -189,6 +191,7 @@ pub(crate) struct Metrics {
     connections_refused: Gauge,
     access_log_lost: Gauge,
     publisher_up: Gauge,
+    intake_failures: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
     clock: ClockGauges,
@@ -226,6 +229,13 @@ impl Metrics {
             "publisher_up",
             "1 while the publisher thread runs; 0 once it stopped unexpectedly (the server exits)",
             publisher_up.clone(),
+        );
+        let intake_failures = Gauge::default();
+        registry.register(
+            "intake_consecutive_failures",
+            "Packages (or tries of one) not taken in a row by a fault on this server's side: a \
+             full or read-only disk, a journal it cannot write (0 while packages are taken)",
+            intake_failures.clone(),
         );
         let pull_failures = Family::<UrlLabels, Gauge>::default();
         let pull_packages = Family::<UrlLabels, Gauge>::default();
@@ -310,6 +320,7 @@ impl Metrics {
             connections_refused,
             access_log_lost,
             publisher_up,
+            intake_failures,
             pull_failures,
             pull_packages,
             acme: None,
@@ -373,6 +384,7 @@ impl Metrics {
             .set(gauge(snapshot.connections_refused));
         self.access_log_lost.set(gauge(snapshot.access_log_lost));
         self.publisher_up.set(i64::from(snapshot.publisher_up));
+        self.intake_failures.set(gauge(snapshot.intake_failures));
         for p in &snapshot.pull {
             let labels = UrlLabels { url: p.url.clone() };
             self.pull_failures
@@ -478,6 +490,7 @@ mod tests {
             connections_refused: 1,
             access_log_lost: 0,
             publisher_up: true,
+            intake_failures: 0,
             pull: vec![PullSnapshot {
                 url: "https://prep.instituto.mx/paquetes/".to_owned(),
                 failures: 4,

@@ -15,6 +15,7 @@ mod cluster;
 mod config;
 mod crash;
 mod data_folder;
+mod disk;
 mod faults;
 mod hostile_http;
 mod hostile_site;

@@ -462,6 +462,7 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
         connections_refused: state.connections_refused,
         access_log_lost: state.access_log_lost_lines,
         publisher_up: state.publisher.running,
+        intake_failures: state.intake_failing.as_ref().map_or(0, |f| f.failures),
         clock: ClockSnapshot {
             offset_seconds: state.clock.offset_seconds,
             checked_at: state
@@ -605,15 +606,16 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     let tmp = match tempfile::NamedTempFile::new_in(&admin.tmp_dir) {
         Ok(t) => t.into_temp_path(),
         Err(e) => {
-            return json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"error": format!("temporary file: {e}")}),
-            );
+            let error = format!("a temporary file in {}: {e}", admin.tmp_dir.display());
+            return upload_failed(admin, &name, error);
         }
     };
     match receive_body(body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
         Ok(()) => {}
         Err(Unreceived::Refused(resp)) => return resp,
+        Err(Unreceived::Unwritten(e)) => {
+            return upload_failed(admin, &name, format!("{}: {e}", tmp.display()));
+        }
         Err(Unreceived::TooLarge) => return too_large(admin, &name).await,
         Err(Unreceived::Silent) => return body_timed_out(admin, &head, "the package"),
     }
@@ -638,8 +640,10 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
 
 /// Why an upload's body was not received whole.
 enum Unreceived {
-    /// Refused with this answer (torn, not written).
+    /// Refused with this answer (torn).
     Refused(Response<BoxedBody>),
+    /// This server could not write it (a full or read-only disk).
+    Unwritten(std::io::Error),
     /// More than `max_package_bytes` arrived.
     TooLarge,
     /// Nothing arrived for the body timeout.
@@ -654,12 +658,7 @@ async fn receive_body(
     limit: u64,
     timeout: Duration,
 ) -> Result<(), Unreceived> {
-    let internal = |e: std::io::Error| {
-        Unreceived::Refused(json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &json!({"error": format!("writing the upload: {e}")}),
-        ))
-    };
+    let internal = Unreceived::Unwritten;
     let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
     let mut written = 0u64;
     while let Some(frame) = tokio::time::timeout(timeout, body.frame())
@@ -682,6 +681,25 @@ async fn receive_body(
     }
     file.flush().await.map_err(internal)?;
     Ok(())
+}
+
+/// The answer to an upload this server could not write (a full or read-only disk): its own
+/// fault, never the package's. Journaled as an `intake-error` and shown on `/status` as the
+/// publisher does for a package it fails to take, and answered as it answers one (`failed`,
+/// `"fault": "ours"`, 500): nothing is decided about the package.
+fn upload_failed(admin: &Admin, name: &PackageName, error: String) -> Response<BoxedBody> {
+    let error = format!("writing the upload to {error}");
+    tracing::error!(%name, %error, "package not received, by a fault on this server's side");
+    admin.publisher.faults().failed(name, Channel::Cli, &error);
+    admin.journal.post(
+        EventKind::IntakeError,
+        None,
+        json!({"name": name, "channel": Channel::Cli, "error": error, "fault": Fault::Ours}),
+    );
+    outcome_response(Ok(Outcome::Failed {
+        error,
+        fault: Fault::Ours,
+    }))
 }
 
 /// The answer to a package larger than `max_package_bytes`: the sender's fault, journaled

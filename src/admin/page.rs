@@ -141,7 +141,7 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
 }
 
 /// What must not be missed, in order: the gate, the clock, syslog, pulled URLs, ACME,
-/// packages waiting for an operator, and no corte live.
+/// packages not taken by a fault of ours, packages waiting for an operator, and no corte live.
 fn banners(state: &Status) -> Vec<(Banner, String)> {
     let mut out = Vec::new();
     let gate = &state.gate;
@@ -221,6 +221,17 @@ fn banners(state: &Status) -> Vec<(Banner, String)> {
                 "ACME: no certificate yet; HTTPS answers once one is obtained.".to_owned(),
             ));
         }
+    }
+    if let Some(f) = &state.intake_failing {
+        out.push((
+            Banner::Alert,
+            format!(
+                "Packages are not being taken, by a fault on this server's side (disk, journal), \
+                 since {} ({} failures; they stay where they came from and are taken again once \
+                 it is repaired). Last: {} at {}: {}",
+                f.since, f.failures, f.name, f.last_at, f.error,
+            ),
+        ));
     }
     for waiting in &state.waiting {
         let what = if waiting.outcome == PackageState::Held {
@@ -331,6 +342,7 @@ mod tests {
             live: None,
             counts: Counts::default(),
             waiting: Vec::new(),
+            intake_failing: None,
             memory: Memory {
                 site_bytes: 0,
                 max_site_bytes: 1,

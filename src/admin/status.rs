@@ -12,6 +12,7 @@ use crate::clock::ClockStatus;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
+use crate::publisher::Failing;
 use crate::syslog::SyslogStatus;
 
 /// What `/status` answers.
@@ -27,6 +28,9 @@ pub(crate) struct Status {
     pub(crate) counts: Counts,
     /// Packages held or set aside for an operator.
     pub(crate) waiting: Vec<Waiting>,
+    /// Packages this server is failing to take because of its own side (a full or read-only
+    /// disk, a journal it cannot write), since when and why; `null` while packages are taken.
+    pub(crate) intake_failing: Option<Failing>,
     /// What the live site holds in memory.
     pub(crate) memory: Memory,
     /// The publication gate.
@@ -159,6 +163,7 @@ impl Status {
             live,
             counts: counts.unwrap_or_default(),
             waiting: waiting.unwrap_or_default(),
+            intake_failing: admin.publisher.faults().failing(),
             memory: Memory {
                 site_bytes: site.memory_bytes(),
                 max_site_bytes: admin.max_site_bytes,

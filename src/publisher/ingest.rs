@@ -61,14 +61,17 @@ impl Publisher {
             Err(e) => return Err(self.failed(r, anyhow!(e).context("archiving the package"))),
         };
         let pkg_ref = Some((stored.sha256, r.name.as_str()));
-        self.event(
+        // A package goes on only with its arrival journaled: the journal is the evidence.
+        if let Err(e) = self.journal.record(
             EventKind::Received,
             pkg_ref,
             json!({
                 "channel": r.channel, "origin": r.origin, "size": stored.size,
                 "received_at": r.received_at.to_string(),
             }),
-        );
+        ) {
+            return Err(self.failed(r, anyhow!(e).context("journaling the package's arrival")));
+        }
         for (ext, text) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
             if let Some(text) = text
                 && let Err(e) = self.archive.store_evidence(&stored, ext, text.as_bytes())
@@ -76,7 +79,12 @@ impl Publisher {
                 return Err(self.failed(r, anyhow!(e).context("archiving the evidence")));
             }
         }
-        self.event(EventKind::Archived, pkg_ref, json!({ "path": stored.path }));
+        if let Err(e) =
+            self.journal
+                .record(EventKind::Archived, pkg_ref, json!({ "path": stored.path }))
+        {
+            return Err(self.failed(r, anyhow!(e).context("journaling the package's arrival")));
+        }
         Ok(stored)
     }
 
@@ -124,9 +132,18 @@ impl Publisher {
                 sha256: Some(sha.to_hex()),
             };
         }
-        let attempts = match self.journal.begin_processing(sha) {
+        // Left `processing` by a failure of this run whose outcome could not be written, it
+        // was not interrupted: counting it would set aside, as if the package killed the
+        // server, a package this machine failed to take.
+        let unrecorded = self.take_unrecorded(sha);
+        let attempts = match self.journal.begin_processing(sha, !unrecorded) {
             Ok(n) => n,
-            Err(e) => return self.fail(&job, anyhow!(e)),
+            Err(e) => {
+                if unrecorded {
+                    self.note_unrecorded(sha);
+                }
+                return self.fail(&job, anyhow!(e));
+            }
         };
         if attempts > MAX_ATTEMPTS && !job.force {
             return self.set_aside(&job, attempts - 1);
@@ -147,7 +164,8 @@ impl Publisher {
             }
             Err(ours) => return self.fail(&job, anyhow!(ours)),
         };
-        self.event(
+        // Nothing is published without its verification journaled.
+        if let Err(e) = self.journal.record(
             EventKind::Verified,
             pkg_ref,
             json!({
@@ -156,7 +174,9 @@ impl Publisher {
                 "evidence": pkg.evidence(),
                 "evidence_summary": pkg.evidence().to_string(),
             }),
-        );
+        ) {
+            return self.fail(&job, anyhow!(e).context("journaling the verification"));
+        }
         if pkg.kind() == PackageKind::Data
             && let Some(reason) = self.inspect(&pkg, pkg_ref)
             && self.summary.reject_inconsistent

@@ -51,6 +51,11 @@
 //! [`Outcome::Failed`] with [`Fault::Ours`]: journaled as `intake-error`, the package left
 //! undecided (`failed` in the journal, not an interrupted attempt), so that its channel
 //! delivers it again and it is taken as if nothing had happened. It is never a rejection.
+//! A package goes on only once its arrival and its verification are journaled; a failure
+//! whose `failed` outcome the journal could not take either (it was locked, its disk full)
+//! is remembered for this run, so that the `processing` it leaves there is not counted as
+//! an interrupted attempt. While such failures go on, [`OurFaults`] says so (`/status`
+//! `intake_failing`): in memory, since the journal may be what fails.
 //!
 //! # Memory
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
@@ -65,8 +70,9 @@ mod ingest;
 mod rebuild;
 mod rollback;
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow};
 use jiff::{Timestamp, ZonedDateTime};
@@ -193,14 +199,76 @@ enum Command {
 #[error("the publisher is not running")]
 pub(crate) struct Stopped;
 
+/// Packages this server is failing to take because of its own side (a full or read-only
+/// disk, a journal it cannot write): the run of such failures going on now, for `/status`,
+/// the status page and `/metrics`. Kept in memory, since the journal may be what fails; a
+/// package taken (or decided on: published, rejected, held…) ends the run.
+#[derive(Debug, Default)]
+pub(crate) struct OurFaults {
+    state: Mutex<Option<Failing>>,
+}
+
+/// A run of packages not taken because of this server's side.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Failing {
+    /// When the first failure of the run happened.
+    pub(crate) since: String,
+    /// When the last one happened.
+    pub(crate) last_at: String,
+    /// How many packages (or tries of one) failed in the run.
+    pub(crate) failures: u64,
+    /// The last package that failed.
+    pub(crate) name: String,
+    /// The channel it came from.
+    pub(crate) channel: Channel,
+    /// What went wrong.
+    pub(crate) error: String,
+}
+
+impl OurFaults {
+    /// Notes that the package `name` from `channel` was not taken because of `error`, ours.
+    pub(crate) fn failed(&self, name: &str, channel: Channel, error: &str) {
+        let now = Timestamp::now().to_string();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, failures) = state
+            .as_ref()
+            .map_or((now.clone(), 0), |f| (f.since.clone(), f.failures));
+        *state = Some(Failing {
+            since,
+            last_at: now,
+            failures: failures.saturating_add(1),
+            name: name.to_owned(),
+            channel,
+            error: error.to_owned(),
+        });
+    }
+
+    /// Notes that a package was decided on: the run of failures, if any, is over.
+    pub(crate) fn decided(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The run of failures going on now, if any.
+    pub(crate) fn failing(&self) -> Option<Failing> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The way to the publisher thread, cloned into every intake channel and the admin listener:
 /// each request waits for the publisher's answer, one package at a time in arrival order.
 #[derive(Clone)]
 pub(crate) struct PublisherHandle {
     queue: mpsc::Sender<Command>,
+    faults: Arc<OurFaults>,
 }
 
 impl PublisherHandle {
+    /// The packages this server is failing to take because of its own side, shared with the
+    /// publisher: a channel that fails before handing a package over notes it here too.
+    pub(crate) fn faults(&self) -> &OurFaults {
+        &self.faults
+    }
+
     /// Hands over a received package; its outcome once the publisher has decided.
     pub(crate) async fn ingest(&self, received: Received) -> Result<Outcome, Stopped> {
         self.ask(|reply| Command::Ingest(received, reply)).await
@@ -276,6 +344,11 @@ pub(crate) struct Publisher {
     archive: Archive,
     journal: Arc<Journal>,
     live: Swap,
+    /// The run of packages not taken because of this server's side.
+    faults: Arc<OurFaults>,
+    /// Packages this run failed on whose `failed` outcome could not be journaled: left
+    /// `processing` there, though nothing interrupted them.
+    unrecorded: Mutex<HashSet<Sha256>>,
 }
 
 /// A package being processed: what is known of it once it is stored.
@@ -318,6 +391,8 @@ impl Publisher {
             archive,
             journal,
             live,
+            faults: Arc::default(),
+            unrecorded: Mutex::default(),
         }
     }
 
@@ -333,6 +408,7 @@ impl Publisher {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
         let (died_tx, died) = oneshot::channel();
         let (decided_tx, decided) = watch::channel(0);
+        let faults = self.faults.clone();
         std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || {
@@ -348,7 +424,7 @@ impl Publisher {
                 }
             })?;
         Ok(Running {
-            handle: PublisherHandle { queue: tx },
+            handle: PublisherHandle { queue: tx, faults },
             decided,
             died,
         })
@@ -360,16 +436,23 @@ impl Publisher {
             decided.send_modify(|n| *n += 1);
             outcome
         };
+        // A package decided on (taken, refused, held…) ends a run of failures of ours.
+        let taken = |outcome: Outcome| {
+            if !matches!(outcome, Outcome::Failed { .. }) {
+                self.faults.decided();
+            }
+            told(outcome)
+        };
         self.recover();
         self.expire_rejected();
         decided.send_modify(|n| *n += 1);
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
                 Command::Ingest(received, reply) => {
-                    let _ = reply.send(told(self.handle(received)));
+                    let _ = reply.send(taken(self.handle(received)));
                 }
                 Command::Force(received, reply) => {
-                    let _ = reply.send(told(self.handle_forced(received)));
+                    let _ = reply.send(taken(self.handle_forced(received)));
                 }
                 Command::Rollback(corte, reply) => {
                     let _ = reply.send(told(self.rollback(&corte)));
@@ -395,6 +478,9 @@ impl Publisher {
     /// `intake-error` of ours, nothing decided.
     fn failed(&self, r: &Received, e: anyhow::Error) -> Outcome {
         let error = format!("{e:#}");
+        // Said at once, before the journal (which may be what fails, and may take its busy
+        // timeout to say so).
+        self.faults.failed(&r.name, r.channel, &error);
         self.event(
             EventKind::IntakeError,
             None,
@@ -412,8 +498,28 @@ impl Publisher {
     /// and the journal holds the package as `failed`, not decided, so that its channel
     /// delivers it again and a start does not count it as an interrupted attempt.
     fn fail(&self, job: &Job<'_>, e: anyhow::Error) -> Outcome {
-        self.set_outcome(job.stored.sha256, PackageState::Failed);
+        let sha = job.stored.sha256;
+        if let Err(e) = self.journal.set_outcome(sha, PackageState::Failed) {
+            tracing::error!(error = %e, "could not write to the journal");
+            self.note_unrecorded(sha);
+        }
         self.failed(job.received, e)
+    }
+
+    /// Notes that this run's failure on `sha` could not be journaled.
+    fn note_unrecorded(&self, sha: Sha256) {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha);
+    }
+
+    /// Whether this run's last failure on `sha` could not be journaled; forgotten here.
+    fn take_unrecorded(&self, sha: Sha256) -> bool {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sha)
     }
 }
 

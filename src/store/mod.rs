@@ -74,13 +74,26 @@ pub(crate) fn lock(data_dir: &Path) -> Result<std::result::Result<Lock, Busy>> {
     })?;
     let path = Layout::new(data_dir).lock_file();
     // Not truncated on open: the holder's process id stays readable until the lock is ours.
-    let mut file = OpenOptions::new()
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        .open(&path);
+    let (mut file, unwritable) = match opened {
+        Ok(file) => (file, None),
+        // A folder this process cannot write (a disk turned read-only, a read-only mount)
+        // may still be held by a server that opened it before: read-only, the file takes
+        // the same lock, which says whether one does (then it is asked, and says what is
+        // wrong). Held by none, nothing here can work on the folder.
+        Err(e) => match File::open(&path) {
+            Ok(file) => (file, Some(e)),
+            Err(_) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the lock file {}", path.display()));
+            }
+        },
+    };
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -100,6 +113,9 @@ pub(crate) fn lock(data_dir: &Path) -> Result<std::result::Result<Lock, Busy>> {
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
+    }
+    if let Some(e) = unwritable {
+        return Err(e).with_context(|| format!("cannot open the lock file {}", path.display()));
     }
     let written = file
         .set_len(0)
