@@ -32,6 +32,19 @@ fn clock_warnings(server: &Server) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Waits for the one `clock-recovered` entry, and checks it tells an offset near zero.
+fn wait_recovered(server: &Server) {
+    let recovered = wait_events(server, "clock-recovered", 1);
+    assert!(
+        recovered[0]["detail"]["offset_seconds"]
+            .as_f64()
+            .unwrap()
+            .abs()
+            < 0.5,
+        "{recovered:#?}"
+    );
+}
+
 #[test]
 fn a_clock_five_seconds_off_is_shown_and_warned_of_once_per_crossing() {
     let ntp = SntpResponder::start(5_000);
@@ -91,15 +104,7 @@ fn a_clock_five_seconds_off_is_shown_and_warned_of_once_per_crossing() {
 
     // The clock agrees again: journaled once, the warning gone.
     ntp.set_skew_ms(0);
-    let recovered = wait_events(&server, "clock-recovered", 1);
-    assert!(
-        recovered[0]["detail"]["offset_seconds"]
-            .as_f64()
-            .unwrap()
-            .abs()
-            < 0.5,
-        "{recovered:#?}"
-    );
+    wait_recovered(&server);
     let status = server.wait_status("the offset within the threshold", |s| {
         s["clock"]["offset_exceeded"] == false
     });
@@ -317,15 +322,7 @@ fn a_server_gone_silent_is_journaled_once_and_its_return_as_recovered() {
 
     // It answers again: journaled once as recovered, the warning gone.
     ntp.set_silent(false);
-    let recovered = wait_events(&server, "clock-recovered", 1);
-    assert!(
-        recovered[0]["detail"]["offset_seconds"]
-            .as_f64()
-            .unwrap()
-            .abs()
-            < 0.5,
-        "{recovered:#?}"
-    );
+    wait_recovered(&server);
     server.wait_status("the warning gone", |s| s["clock"]["warning"].is_null());
     let asked = ntp.answered();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

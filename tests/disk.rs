@@ -13,6 +13,19 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
+/// A server on `data` (with `args`) serving its first corte, `20240602_2100`, taken from its
+/// intake folder.
+fn serving_a_first_corte(data: &Path, args: &[&str]) -> Server {
+    let server = Server::start(data, args);
+    drop_file(
+        &server.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    server.wait_corte("20240602_2100");
+    server
+}
+
 /// Something mounted on `point`, unmounted when dropped, whether the test passed or not.
 struct Mounted {
     point: PathBuf,
@@ -128,13 +141,7 @@ fn a_full_disk_is_said_on_status_the_live_corte_stays_and_the_package_is_taken_o
         return;
     };
     let data = fs.path();
-    let server = Server::start(&data, &["--health-listen", "127.0.0.1:0"]);
-    drop_file(
-        &server.entrada(),
-        "20240602_2100_PREP_SITIO.zip",
-        &site_package("20240602_2100", &[]),
-    );
-    server.wait_corte("20240602_2100");
+    let server = serving_a_first_corte(&data, &["--health-listen", "127.0.0.1:0"]);
 
     // A package larger than what is left once it is in the intake folder: its archived copy
     // does not fit.
@@ -156,13 +163,19 @@ fn a_full_disk_is_said_on_status_the_live_corte_stays_and_the_package_is_taken_o
     );
     assert!(failing["failures"].as_u64().unwrap() >= 1, "{failing}");
 
-    // Then nothing is left at all.
+    // Then nothing is left at all. The late package is larger than any partial copy of the
+    // big one that a retry (the intake may take it twice at once) could still be freeing
+    // while the disk is filled: its upload cannot fit whenever that copy goes.
     let filler = data.join("relleno");
     fill(&filler);
-    let small = data.with_extension("pkgs");
-    std::fs::create_dir(&small).unwrap();
-    let late = small.join("20240602_2120_PREP_SITIO.zip");
-    std::fs::write(&late, site_package("20240602_2120", &[])).unwrap();
+    let elsewhere = data.with_extension("pkgs");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let late = elsewhere.join("20240602_2120_PREP_SITIO.zip");
+    let late_bytes = site_package(
+        "20240602_2120",
+        &[("datos/ruido.bin", &corpus::noise(8 << 20))],
+    );
+    std::fs::write(&late, late_bytes).unwrap();
     let out = server.run(&["ingest", late.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -255,13 +268,7 @@ fn an_upload_the_server_cannot_write_is_its_own_fault_journaled_and_shown_on_sta
 fn a_locked_journal_holds_no_visitor_publishes_nothing_unjournaled_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let server = Server::start(&data, &[]);
-    drop_file(
-        &server.entrada(),
-        "20240602_2100_PREP_SITIO.zip",
-        &site_package("20240602_2100", &[]),
-    );
-    server.wait_corte("20240602_2100");
+    let server = serving_a_first_corte(&data, &[]);
 
     // Someone opens the journal and leaves a write transaction open.
     let holder = rusqlite::Connection::open(data.join("bitacora.sqlite")).unwrap();
@@ -319,13 +326,7 @@ fn a_locked_journal_holds_no_visitor_publishes_nothing_unjournaled_and_catches_u
 fn a_package_whose_failures_the_journal_could_not_record_is_taken_again_never_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let server = Server::start(&data, &[]);
-    drop_file(
-        &server.entrada(),
-        "20240602_2100_PREP_SITIO.zip",
-        &site_package("20240602_2100", &[]),
-    );
-    server.wait_corte("20240602_2100");
+    let server = serving_a_first_corte(&data, &[]);
 
     // The journal takes some writes and not others, as when it is locked at times or its
     // disk fills and frees: here (through triggers put in it from outside) it takes the

@@ -800,6 +800,23 @@ fn campeche_cut_with(from: &str, to: &str) -> String {
     cut.replacen(from, to, 1)
 }
 
+/// `csv` written into `dir` as `name`, and the one election of its report, after checking
+/// that it is read true to its summary (exit status 0).
+fn cut_election(dir: &std::path::Path, name: &str, csv: &str) -> (String, serde_json::Value) {
+    let path = write(dir, name, csv.as_bytes());
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    (path, v["elections"][0].clone())
+}
+
+/// The entry of `column` among an election's votes.
+fn vote_column<'e>(e: &'e serde_json::Value, column: &str) -> &'e serde_json::Value {
+    e["votes"]
+        .as_array()
+        .and_then(|votes| votes.iter().find(|c| c["column"] == column))
+        .unwrap_or_else(|| panic!("no {column} in {:#}", e["votes"]))
+}
+
 #[test]
 fn oaxaca_2022_a_percentage_one_ten_thousandth_low_is_its_arithmetic_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
@@ -862,28 +879,8 @@ fn independent_candidates_are_told_from_coalitions_however_written() {
     // IEEM 2024 writes `C_I_LFAF`, IEEPCO 2022 `CI1`, beside coalitions written `C_…`.
     let csv = campeche_cut_with(",PES,RSP,FM,", ",PES,CI1,C_I_LFAF,");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("CAMP_GOB_2021.csv");
-    std::fs::write(&path, csv).unwrap();
-    let (code, v) = inspect_json(&path, &[]);
-    assert_eq!(code, Some(0), "{v:#}");
-    let kinds: Vec<(String, String)> = v["elections"][0]["votes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["column"].as_str().unwrap().to_owned(),
-                c["kind"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let kind = |name: &str| {
-        kinds
-            .iter()
-            .find(|(c, _)| c == name)
-            .map(|(_, k)| k.as_str())
-            .unwrap_or_else(|| panic!("no {name} in {kinds:?}"))
-    };
+    let (_, e) = cut_election(dir.path(), "CAMP_GOB_2021.csv", &csv);
+    let kind = |name: &str| vote_column(&e, name)["kind"].clone();
     assert_eq!(kind("CI1"), "independent");
     assert_eq!(kind("C_I_LFAF"), "independent");
     assert_eq!(kind("PES"), "party");
@@ -899,17 +896,8 @@ fn coalitions_written_co_are_coalitions() {
         .replacen(",C_PT_MOR,", ",CO_PVEM_PT,", 1)
         .replacen(",C_PRI_PRD,", ",CC_PRI_PRD,", 1);
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "AGS_GUB_2022.csv", csv.as_bytes());
-    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
-    assert_eq!(code, Some(0), "{v:#}");
-    let votes = v["elections"][0]["votes"].as_array().unwrap();
-    let kind = |name: &str| {
-        votes
-            .iter()
-            .find(|c| c["column"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))["kind"]
-            .clone()
-    };
+    let (_, e) = cut_election(dir.path(), "AGS_GUB_2022.csv", &csv);
+    let kind = |name: &str| vote_column(&e, name)["kind"].clone();
     assert_eq!(kind("CO_PAN_PRI_PRD"), "coalition");
     assert_eq!(kind("CO_PVEM_PT"), "coalition");
     assert_eq!(kind("CC_PRI_PRD"), "coalition");
@@ -931,17 +919,8 @@ fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
         .replacen(",RSP,", ",CANDIDATURA INDEPENDIENTE,", 1)
         .replacen(",FM,", ",Fuerza por México,", 1);
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "TAMPS_GUB_2022.csv", csv.as_bytes());
-    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
-    assert_eq!(code, Some(0), "{v:#}");
-    let votes = v["elections"][0]["votes"].as_array().unwrap();
-    let column = |name: &str| {
-        votes
-            .iter()
-            .find(|c| c["column"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {votes:?}"))
-            .clone()
-    };
+    let (path, e) = cut_election(dir.path(), "TAMPS_GUB_2022.csv", &csv);
+    let column = |name: &str| vote_column(&e, name);
     let juntos = column("JUNTOS HACEMOS HISTORIA EN TAMAULIPAS");
     assert_eq!(juntos["kind"], "coalition", "{juntos:#}");
     // The Campeche acta's 2 votes for C_PT_MOR, now under the Tamaulipas name.
@@ -972,10 +951,7 @@ fn tamaulipas_2022_a_coalition_named_in_words_is_a_coalition() {
 fn the_ballots_taken_out_written_num_boletas_extraidas_are_no_party() {
     let csv = campeche_cut_with(",TOTAL_VOTOS_SACADOS,", ",NUM_BOLETAS_EXTRAIDAS,");
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
-    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
-    assert_eq!(code, Some(0), "{v:#}");
-    let e = &v["elections"][0];
+    let (_, e) = cut_election(dir.path(), "CAMP_GOB_2021.csv", &csv);
     let columns: Vec<&str> = e["votes"]
         .as_array()
         .unwrap()

@@ -326,8 +326,10 @@ fn a_package_over_the_limit_sent_to_a_running_server_is_rejected_exit_1_and_jour
     std::fs::write(&first, site_package("20240602_2100", &[])).unwrap();
     assert_success(&server.run(&["ingest", first.to_str().unwrap()]));
 
+    // Far over the limit: the server answers before the sender is done sending, and the
+    // sender still reads that answer (not a connection reset under its last megabytes).
     let big = dir.path().join("20240602_2115_PREP_SITIO.zip");
-    let noise = corpus::noise(300_000);
+    let noise = corpus::noise(8 << 20);
     std::fs::write(&big, site_package("20240602_2115", &[("big.bin", &noise)])).unwrap();
     let out = server.run(&["ingest", big.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);

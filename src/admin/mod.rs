@@ -48,7 +48,9 @@
 //! - An uploaded body is written to the data folder's `tmp/`, never past
 //!   `max_package_bytes` (one larger is the outcome `rejected` with 413, journaled as the
 //!   publisher journals any rejection, nothing of it kept), and removed once the publisher has
-//!   archived it. A body (package or
+//!   archived it. An upload that will not be kept (over the limit, or not writable here) is
+//!   read to its end and dropped, for at most [`DISCARD_TIME`], before it is answered, so
+//!   that its sender reads the answer rather than a reset connection. A body (package or
 //!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
 //!   and its temporary file removed, so a stalled upload holds no connection for ever.
 //!   Journal writes wait for the journal's writer thread without blocking the async threads.
@@ -568,7 +570,7 @@ async fn set_notice(admin: &Admin, text: Option<String>) -> Response<BoxedBody> 
 
 /// Receives a package over the admin listener and hands it to the publisher.
 async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
-    let (head, body) = req.into_parts();
+    let (head, mut body) = req.into_parts();
     let decoded = |name: &str| {
         head.headers
             .get(name)
@@ -607,16 +609,21 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
         Ok(t) => t.into_temp_path(),
         Err(e) => {
             let error = format!("a temporary file in {}: {e}", admin.tmp_dir.display());
+            discard(&mut body, admin.body_timeout).await;
             return upload_failed(admin, &name, error);
         }
     };
-    match receive_body(body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
+    match receive_body(&mut body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
         Ok(()) => {}
         Err(Unreceived::Refused(resp)) => return resp,
         Err(Unreceived::Unwritten(e)) => {
+            discard(&mut body, admin.body_timeout).await;
             return upload_failed(admin, &name, format!("{}: {e}", tmp.display()));
         }
-        Err(Unreceived::TooLarge) => return too_large(admin, &name).await,
+        Err(Unreceived::TooLarge) => {
+            discard(&mut body, admin.body_timeout).await;
+            return too_large(admin, &name).await;
+        }
         Err(Unreceived::Silent) => return body_timed_out(admin, &head, "the package"),
     }
     let received = Received {
@@ -653,7 +660,7 @@ enum Unreceived {
 /// Streams a request body into `path`, refusing more than `limit` bytes and giving up when
 /// nothing arrives for `timeout`.
 async fn receive_body(
-    mut body: Incoming,
+    body: &mut Incoming,
     path: &std::path::Path,
     limit: u64,
     timeout: Duration,
@@ -681,6 +688,25 @@ async fn receive_body(
     }
     file.flush().await.map_err(internal)?;
     Ok(())
+}
+
+/// Longest time spent reading and dropping what is left of an upload that will not be kept
+/// (nginx's `lingering_time`).
+const DISCARD_TIME: Duration = Duration::from_secs(30);
+
+/// Reads and drops what is left of an upload that will not be kept (over the limit, or
+/// not writable here), so that its sender reads the answer instead of a connection reset
+/// under the bytes it is still sending. For at most [`DISCARD_TIME`], each part within
+/// `timeout`: past either, the answer goes out as it is and the connection is closed.
+async fn discard(body: &mut Incoming, timeout: Duration) {
+    let until = tokio::time::Instant::now() + DISCARD_TIME;
+    loop {
+        let part = tokio::time::timeout_at(until, tokio::time::timeout(timeout, body.frame()));
+        match part.await {
+            Ok(Ok(Some(Ok(_)))) => {}
+            _ => return,
+        }
+    }
 }
 
 /// The answer to an upload this server could not write (a full or read-only disk): its own
@@ -730,7 +756,8 @@ async fn too_large(admin: &Admin, name: &PackageName) -> Response<BoxedBody> {
         })
         .unwrap_or_default(),
     );
-    // The rest of the body is not read: the connection cannot carry another request.
+    // The rest of the body may not all have been read: the connection carries no other
+    // request.
     res.headers_mut()
         .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     res
