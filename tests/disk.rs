@@ -112,6 +112,20 @@ fn fill(path: &Path) {
     let _ = f.sync_all();
 }
 
+/// `difusor ingest`'s answer to a package the server could not take by a fault of its own:
+/// exit status 2, the outcome `failed` with `fault: ours`, said so in words.
+fn assert_failed_on_our_side(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["outcome"], "failed", "{v} {stderr}");
+    assert_eq!(v["fault"], "ours", "{v} {stderr}");
+    assert!(
+        stderr.contains("on this server's side, not of the package"),
+        "{stderr}"
+    );
+}
+
 /// `/status`'s `intake_failing`, waited for until it is set.
 fn wait_failing(server: &Server) -> serde_json::Value {
     server.wait_status("packages said not to be taken, on /status", |s| {
@@ -177,15 +191,7 @@ fn a_full_disk_is_said_on_status_the_live_corte_stays_and_the_package_is_taken_o
     );
     std::fs::write(&late, late_bytes).unwrap();
     let out = server.run(&["ingest", late.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(v["outcome"], "failed", "{v} {stderr}");
-    assert_eq!(v["fault"], "ours", "{v} {stderr}");
-    assert!(
-        stderr.contains("on this server's side, not of the package"),
-        "{stderr}"
-    );
+    assert_failed_on_our_side(&out);
     let failing = server.status()["intake_failing"].clone();
     assert_eq!(failing["channel"], "cli", "{failing}");
     assert!(
@@ -236,15 +242,7 @@ fn an_upload_the_server_cannot_write_is_its_own_fault_journaled_and_shown_on_sta
     std::fs::write(&tmp, b"").unwrap();
 
     let out = server.run(&["ingest", pkg.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(v["outcome"], "failed", "{v} {stderr}");
-    assert_eq!(v["fault"], "ours", "{v} {stderr}");
-    assert!(
-        stderr.contains("on this server's side, not of the package"),
-        "{stderr}"
-    );
+    assert_failed_on_our_side(&out);
     let errors = wait_events(&server, "intake-error", 1);
     assert_eq!(errors[0]["detail"]["channel"], "cli", "{errors:?}");
     assert_eq!(errors[0]["detail"]["fault"], "ours", "{errors:?}");

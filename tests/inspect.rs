@@ -809,6 +809,16 @@ fn cut_election(dir: &std::path::Path, name: &str, csv: &str) -> (String, serde_
     (path, v["elections"][0].clone())
 }
 
+/// The names of an election's vote columns, in the report's order.
+fn vote_columns(e: &serde_json::Value) -> Vec<&str> {
+    e["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect()
+}
+
 /// The entry of `column` among an election's votes.
 fn vote_column<'e>(e: &'e serde_json::Value, column: &str) -> &'e serde_json::Value {
     e["votes"]
@@ -952,12 +962,7 @@ fn the_ballots_taken_out_written_num_boletas_extraidas_are_no_party() {
     let csv = campeche_cut_with(",TOTAL_VOTOS_SACADOS,", ",NUM_BOLETAS_EXTRAIDAS,");
     let dir = tempfile::tempdir().unwrap();
     let (_, e) = cut_election(dir.path(), "CAMP_GOB_2021.csv", &csv);
-    let columns: Vec<&str> = e["votes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["column"].as_str().unwrap())
-        .collect();
+    let columns = vote_columns(&e);
     assert_eq!(columns.first(), Some(&"PAN"), "{columns:?}");
     assert!(!columns.contains(&"NUM_BOLETAS_EXTRAIDAS"), "{columns:?}");
     // The counted acta's total is the sum of its votes, as it was under the newer name.
@@ -1097,12 +1102,7 @@ fn ine_2021_the_ballot_box_codes_are_no_votes() {
     let (code, v) = inspect_json(&path, &[]);
     assert_eq!(code, Some(0), "{v:#}");
     let e = &v["elections"][0];
-    let columns: Vec<&str> = e["votes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["column"].as_str().unwrap())
-        .collect();
+    let columns = vote_columns(e);
     assert_eq!(columns.first(), Some(&"PAN"), "{columns:?}");
     assert!(
         !columns.iter().any(|c| c.starts_with("CODIGOS")),
