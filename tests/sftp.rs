@@ -970,6 +970,42 @@ fn an_upload_this_server_fails_to_keep_is_a_server_error_not_a_rejection() {
     s.server.wait_corte("20240602_2000");
 }
 
+/// An upload this server cannot write (its `tmp/` broken, as a damaged disk would leave it)
+/// is its own fault, as for every other channel: journaled as an `intake-error`, in the
+/// session's entry, and said on `/status`; once repaired, the same upload goes live.
+#[test]
+fn an_upload_this_server_cannot_write_is_journaled_and_said_on_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let bytes = site_package("20240602_2000", &[]);
+    let pkg = s.local("PREP_20240602_2000.zip", &bytes);
+    let uploads = s.server.data.join("tmp");
+    std::fs::remove_dir_all(&uploads).unwrap();
+    std::fs::write(&uploads, b"").unwrap();
+
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(!out.status.success(), "{}", text(&out));
+    let errors = wait_events(&s.server, "intake-error", 1);
+    let detail = &errors[0]["detail"];
+    assert_eq!(detail["channel"], "sftp", "{detail}");
+    assert_eq!(detail["fault"], "ours", "{detail}");
+    assert_eq!(detail["name"], "PREP_20240602_2000.zip", "{detail}");
+    let failing = s.server.status()["intake_failing"].clone();
+    assert_eq!(failing["channel"], "sftp", "{failing}");
+    let sessions = sessions_when(&s.server, |e| !e.is_empty());
+    let file = &sessions[0]["detail"]["files"][0];
+    assert_eq!(file["outcome"]["fault"], "ours", "{file}");
+    assert!(events(&s.server, "rejected").is_empty());
+
+    // Repaired: the same upload goes live, and /status is clear.
+    std::fs::remove_file(&uploads).unwrap();
+    std::fs::create_dir(&uploads).unwrap();
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    assert!(s.server.status()["intake_failing"].is_null());
+}
+
 /// Accepts any host key: the raw client below talks only to the server of its test.
 struct AnyHost;
 

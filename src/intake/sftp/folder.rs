@@ -20,6 +20,9 @@
 //!   write is charged to the session for the bytes it sends or for how far it grows its
 //!   file, whichever is more, so a write far past the end (a hole) costs what it will take
 //!   on disk.
+//! - An upload this server cannot write (a full or read-only disk) fails at the open, write
+//!   or close where it happens, as this server's fault: journaled as an `intake-error` and
+//!   said on `/status` (`intake_failing`), never taken for the package's fault.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +39,9 @@ use super::session::{SessionStats, with_stats};
 use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
+use crate::journal::EventKind;
 use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
-use crate::publisher::Outcome;
+use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
 const MAX_OPEN_HANDLES: usize = 16;
@@ -95,14 +99,6 @@ impl SftpHandler {
 /// A refusal with its message, as the client shows it.
 fn deny(code: StatusCode, message: impl Into<String>) -> StatusReply {
     StatusReply::new(code).with_message(message)
-}
-
-/// The reply to a write or close the disk refused.
-fn cannot_store() -> StatusReply {
-    deny(
-        StatusCode::Failure,
-        "the server cannot store this upload now",
-    )
 }
 
 fn ok_status(id: u32, message: &str) -> Status {
@@ -198,6 +194,36 @@ fn dir_attrs() -> FileAttributes {
 }
 
 impl SftpHandler {
+    /// An upload of `name` this server could not write (a full or read-only disk): its own
+    /// fault, as for a package of any other channel it fails to take. Logged, journaled as an
+    /// `intake-error`, noted in the session's entry and on `/status` (`intake_failing`), and
+    /// the reply for the client.
+    fn cannot_store(&self, name: &str, error: &std::io::Error) -> StatusReply {
+        let error = format!("writing the upload: {error}");
+        tracing::error!(%name, %error, "an SFTP upload was not received, by a fault on this server's side");
+        let server = &self.shared.server;
+        server
+            .publisher
+            .faults()
+            .failed(name, Channel::Sftp, &error);
+        server.journal.post(
+            EventKind::IntakeError,
+            None,
+            json!({"name": name, "channel": Channel::Sftp, "error": error, "fault": Fault::Ours}),
+        );
+        let outcome = Outcome::Failed {
+            error,
+            fault: Fault::Ours,
+        };
+        with_stats(&self.stats, |s| {
+            s.file(json!({"name": name, "outcome": outcome}))
+        });
+        deny(
+            StatusCode::Failure,
+            "the server cannot store this upload now",
+        )
+    }
+
     /// Notes a refusal in the session's journal entry and returns it for the client.
     fn refuse(&self, what: &str, reply: StatusReply) -> StatusReply {
         let message = reply.error_message.clone().unwrap_or_default();
@@ -373,10 +399,7 @@ impl russh_sftp::server::Handler for SftpHandler {
         let tmp = tempfile::Builder::new()
             .prefix(".sftp-")
             .tempfile_in(&self.shared.server.tmp_dir)
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot create an SFTP upload file");
-                deny(StatusCode::Failure, "the server cannot store uploads now")
-            })?;
+            .map_err(|e| self.cannot_store(&name, &e))?;
         let (file, tmp) = tmp.into_parts();
         let handle = self.new_handle(OpenHandle::File {
             name,
@@ -422,9 +445,9 @@ impl russh_sftp::server::Handler for SftpHandler {
         }
         // The disk may be slow: written off the async threads, by the upload's writer.
         if let Err(e) = upload.write(offset, data).await {
-            tracing::error!(error = %e, "cannot write an SFTP upload");
+            let name = name.clone();
             self.handles.remove(&handle);
-            return Err(cannot_store());
+            return Err(self.cannot_store(&name, &e));
         }
         self.session_bytes += charge;
         with_stats(&self.stats, |s| s.bytes += len);
@@ -435,10 +458,10 @@ impl russh_sftp::server::Handler for SftpHandler {
         match self.handles.remove(&handle) {
             Some(OpenHandle::Dir(_)) => Ok(ok_status(id, "Ok")),
             Some(OpenHandle::File { name, upload }) => {
-                let upload = upload.close().await.map_err(|e| {
-                    tracing::error!(error = %e, "cannot write an SFTP upload");
-                    cannot_store()
-                })?;
+                let upload = upload
+                    .close()
+                    .await
+                    .map_err(|e| self.cannot_store(&name, &e))?;
                 if name.starts_with('.') {
                     if self.pending.len() >= MAX_PENDING {
                         return Err(self.refuse(
