@@ -286,39 +286,30 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-#[test]
-fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
-    let big = corpus::noise(BIG);
-    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
-    // Timed from before the connection opens, so the server's clock (which may start at the
-    // connection's last progress, its opening included) can only start later.
+/// Asks for `path` over cleartext HTTP/2 with an initial stream window of 0, then answers
+/// the server's SETTINGS and PINGs, pings it every 200 ms and never opens the window: how
+/// long the server took to close the connection, timed from before it opened (so the
+/// server's clock, which may start at the connection's last progress, its opening included,
+/// can only start later), or `None` if it was still open after 8 s.
+fn h2_closed_without_window(server: &Server, path: &str) -> Option<Duration> {
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    // Cleartext HTTP/2 with prior knowledge: the preface, SETTINGS with an initial stream
-    // window of 0, and GET /grande.bin (HPACK: :method GET, :scheme http, :path and
-    // :authority as literals).
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
-    let mut headers = vec![0x82, 0x86, 0x44, 11];
-    headers.extend_from_slice(b"/grande.bin");
-    headers.extend_from_slice(&[0x41, 9]);
-    headers.extend_from_slice(b"localhost");
-    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &headers));
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &h2_get(path)));
     s.write_all(&hello).unwrap();
-    // Read everything, acknowledge the server's SETTINGS and PINGs, ping it every 200 ms,
-    // and never open the window.
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut got = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
-    let closed = loop {
+    loop {
         if started.elapsed() > Duration::from_secs(8) {
-            break false;
+            return None;
         }
         match s.read(&mut chunk) {
-            Ok(0) => break true,
+            Ok(0) => break,
             Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(_) => {}
         }
         while got.len() >= 9 {
@@ -334,16 +325,63 @@ fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
             }
         }
         let _ = s.write_all(&h2_frame(0x6, 0, 0, &[7; 8]));
-    };
-    let took = started.elapsed();
-    assert!(closed, "still open after {took:?}");
-    // The server stamps connections in whole milliseconds (src/http/conn.rs), so its second
-    // may end up to a millisecond before ours.
+    }
+    Some(started.elapsed())
+}
+
+/// Whether `took` is a cut after a send timeout of 1 s. The server stamps connections in
+/// whole milliseconds (src/http/conn.rs), so its second may end up to a millisecond before
+/// ours.
+fn cut_after_one_second(took: Duration) -> bool {
+    took >= Duration::from_millis(999) && took < Duration::from_secs(4)
+}
+
+#[test]
+fn an_http2_client_that_grants_no_window_is_cut_after_the_send_timeout() {
+    let big = corpus::noise(BIG);
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[("grande.bin", big.as_slice())]);
+    let took = h2_closed_without_window(&server, "/grande.bin").expect("still open after 8 s");
     assert!(
-        took >= Duration::from_millis(999) && took < Duration::from_secs(4),
+        cut_after_one_second(took),
         "cut after {took:?}, with a send timeout of 1 s"
     );
     server.wait_status("the slot back", |s| open_connections(s) == 0);
+}
+
+/// A response that fits in one frame (a small file, a 404 page, the gate's page) waits for
+/// the window as a large one does: a client that never grants it is cut after the send
+/// timeout too, never holding its connection (which no cap can evict, a request being in
+/// flight) for ever.
+#[test]
+fn an_http2_client_that_grants_no_window_for_a_small_answer_is_cut_after_the_send_timeout() {
+    let (_dir, server) = serving(&["--send-timeout", "1s"], &[]);
+    for path in ["/json/main.json", "/no-existe"] {
+        let took = h2_closed_without_window(&server, path)
+            .unwrap_or_else(|| panic!("{path}: still open after 8 s"));
+        assert!(
+            cut_after_one_second(took),
+            "{path}: cut after {took:?}, with a send timeout of 1 s"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let embargoed = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--publish-start",
+            "2099-06-02T20:00:00-06:00",
+            "--publish-end",
+            "",
+            "--send-timeout",
+            "1s",
+        ],
+    );
+    let took = h2_closed_without_window(&embargoed, "/json/main.json")
+        .expect("the gate's page: still open after 8 s");
+    assert!(
+        cut_after_one_second(took),
+        "the gate's page: cut after {took:?}, with a send timeout of 1 s"
+    );
+    server.wait_status("the slots back", |s| open_connections(s) == 0);
 }
 
 /// Cleartext HTTP/2 with prior knowledge: the preface and empty SETTINGS.

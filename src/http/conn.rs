@@ -24,8 +24,9 @@
 //!   preface, or leaves a kept-alive connection unused. (hyper's own header timeout covers
 //!   HTTP/1.1 heads as well; the HTTP/2 preface sniffing has none.)
 //! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing),
-//!   or whose response has waited that long for the connection to take its next frame (over
-//!   HTTP/2, a peer that grants no flow-control window), is closed; every write that goes
+//!   or whose response has waited that long for the connection to take its next frame or
+//!   send its last (over HTTP/2, a peer that grants no flow-control window, whatever the
+//!   response's size), is closed; every write that goes
 //!   through and every frame taken starts the wait again, so a slow download that keeps
 //!   moving is never cut (nginx's `send_timeout`).
 //! - [`Activity::evict`] succeeds only on an idle connection: at that instant it waits for
@@ -419,7 +420,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
 /// A response body that keeps its request in flight until the connection has taken all of
 /// it (and dropped it), and tells its [`Activity`] while it waits for the connection to ask
-/// for its next frame.
+/// for its next frame or, after its last, to drop it (hyper's HTTP/2 keeps a body until its
+/// last frame is sent).
 pub(crate) struct InFlight {
     body: BoxedBody,
     busy: Busy,
@@ -441,7 +443,10 @@ impl Body for InFlight {
             this.busy.0.body_moved(false);
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+        // The last frame too: over HTTP/2 the connection holds it (and this body) until the
+        // client's window lets it out, and a client that never opens it would otherwise
+        // keep the request in flight, and its connection, for ever.
+        if matches!(frame, Poll::Ready(Some(Ok(_)))) {
             this.waiting = true;
             this.busy.0.body_moved(true);
         }
