@@ -112,6 +112,61 @@ fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
     assert_eq!(newest, None, "the newest is still open");
 }
 
+/// HTTP/2 clients asking for an archived download a hundred times on each connection, and
+/// granting no window to take any of it: the server keeps only a bounded number of archived
+/// files open (a quarter of its descriptor reserve), answers the rest 503 with
+/// `Retry-After`, and keeps the descriptors the operators' listener and other visitors need.
+#[test]
+fn http2_streams_asking_for_archived_files_cannot_take_every_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1,200 descriptors: 300 kept from the public listener, 75 of them for archived files.
+    let server = Server::start_with_open_files(&dir.path().join("d"), &[], Some(1200));
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &real);
+    server.wait_corte("20210601_1852");
+    let zip = "/datos/20210601_1852_PREP_CAMP.zip";
+    // Twelve connections with an initial window of 0, each opening 100 streams for the zip.
+    let greedy: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+            for stream in (1..200).step_by(2) {
+                hello.extend(h2_frame(0x1, 0x4 | 0x1, stream, &h2_get(zip)));
+            }
+            s.write_all(&hello).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = curl(&server.admin("/status"), &[]);
+    assert_eq!(status.status, 200, "the admin listener must still answer");
+    assert_eq!(curl(&server.url("/datos/"), &[]).status, 200);
+    let busy = curl(&server.url(zip), &[]);
+    assert_eq!(
+        busy.status, 503,
+        "every archived file allowed is being sent"
+    );
+    assert_eq!(busy.header("retry-after"), Some("5"));
+    assert_eq!(busy.header("cache-control"), Some("no-store"));
+    // Once those clients leave, the downloads are served again.
+    drop(greedy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = curl(&server.url(zip), &[]);
+        if r.status == 200 {
+            assert!(r.body == real);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the clients left",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_connection_with_a_response_in_flight_is_never_evicted() {
     let big = corpus::noise(BIG);

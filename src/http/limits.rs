@@ -101,6 +101,24 @@ fn descriptor_reserve(limit: u64) -> u64 {
     (limit / 4).min(1024)
 }
 
+/// Most archived files the public listeners keep open at once to send them (the `/datos/`
+/// downloads, one descriptor each while its response lasts): a quarter of the descriptor
+/// reserve out of the open-file limit now in force, between 1 and 256. An HTTP/2 client
+/// may ask for 100 at once on every connection it holds; without this bound a few
+/// connections that take nothing would use every descriptor the admin listener, the
+/// journal and the archive need.
+pub(crate) fn archive_files() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    limit.map_or(MAX_ARCHIVE_FILES, |limit| {
+        usize::try_from(descriptor_reserve(limit) / 4)
+            .unwrap_or(MAX_ARCHIVE_FILES)
+            .clamp(1, MAX_ARCHIVE_FILES)
+    })
+}
+
+/// Most archived files sent at once, whatever the open-file limit ([`archive_files`]).
+const MAX_ARCHIVE_FILES: usize = 256;
+
 /// `settings` with `max_connections` lowered to what the open-file limit allows, after
 /// raising that limit to its hard limit where the system allows it. Both are logged.
 pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {

@@ -23,6 +23,10 @@
 //!   public listeners, to the caps of [`limits`].
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
+//! - At most [`limits::archive_files`] archived files (the `/datos/` downloads) are open at
+//!   once to be sent; one more asked for meanwhile gets 503 with `Retry-After`, so HTTP/2
+//!   clients asking for a hundred on each connection never take the descriptors the rest of
+//!   the server needs.
 //!
 //! # For caches in front (Varnish, a CDN)
 //! - A file of the site carries its strong `ETag`, its rule's `Cache-Control` (`main.json`
@@ -52,7 +56,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -705,7 +709,17 @@ async fn respond(
         (Some(_), Some((variant, _))) if !head => memory_body(variant.bytes.clone()),
         (Some(r), None) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
             Ok(body) => body,
-            Err(e) => {
+            Err(Unreadable::Busy) => {
+                let mut res = page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Descargas ocupadas",
+                    "Se están enviando demasiadas descargas en este momento. Intente de nuevo en unos segundos.",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(ARCHIVE_BUSY_RETRY));
+                return res;
+            }
+            Err(Unreadable::Io(e)) => {
                 tracing::error!(error = %e, "a file of the live site could not be read");
                 return page(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -747,19 +761,47 @@ async fn respond(
     res
 }
 
-/// The bytes `range` (inclusive, within the entry) of an entry's body.
-async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> std::io::Result<BoxedBody> {
+/// Archived files open at once to send them, over every listener: at most
+/// [`limits::archive_files`], each permit held by its response's body until it ends.
+static ARCHIVE_FILES: LazyLock<tokio::sync::Semaphore> =
+    LazyLock::new(|| tokio::sync::Semaphore::new(limits::archive_files()));
+
+/// `Retry-After` (seconds) of the 503 for an archived file asked for while
+/// [`ARCHIVE_FILES`] are all being sent.
+const ARCHIVE_BUSY_RETRY: u64 = 5;
+
+/// Why an entry's body cannot be sent.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    /// As many archived files as may be open are being sent.
+    #[error("as many archived files as may be open are being sent")]
+    Busy,
+    /// The file could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The bytes `range` (inclusive, within the entry) of an entry's body. An archived file is
+/// opened only with a permit of [`ARCHIVE_FILES`], kept by the body.
+async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody, Unreadable> {
     let (start, len) = (*range.start(), range.end() - range.start() + 1);
     match &entry.body {
         Body::Memory(bytes) => match (usize::try_from(start), usize::try_from(start + len)) {
             (Ok(a), Ok(b)) if b <= bytes.len() => Ok(memory_body(bytes.slice(a..b))),
-            _ => Err(std::io::Error::other("range outside the file")),
+            _ => Err(std::io::Error::other("range outside the file").into()),
         },
         Body::Archived(path) => {
+            use futures_util::StreamExt as _;
             use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            let permit = ARCHIVE_FILES.try_acquire().map_err(|_| Unreadable::Busy)?;
             let mut file = tokio::fs::File::open(path).await?;
             file.seek(std::io::SeekFrom::Start(start)).await?;
-            Ok(reader_body(file.take(len)))
+            let frames =
+                ReaderStream::with_capacity(file.take(len), 256 * 1024).map(move |chunk| {
+                    let _held = &permit;
+                    chunk.map(Frame::data)
+                });
+            Ok(BodyExt::boxed(StreamBody::new(frames)))
         }
     }
 }
