@@ -410,3 +410,31 @@ fn each_worker_serves_the_public_port_and_no_second_server_can_share_it() {
         assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
     }
 }
+
+/// A folder asked for without its trailing slash is redirected to itself with one, its name
+/// percent-encoded in `Location`: a folder named `a?b` or `a%41` is reached, not a query or
+/// another name, and one named `año` is named in ASCII.
+#[test]
+fn a_folder_is_redirected_to_its_own_name_whatever_its_characters() {
+    let (_dir, server) = serving(
+        &[],
+        &[
+            ("año/index.html", b"<p>anio</p>".as_slice()),
+            ("a?b/index.html", b"<p>pregunta</p>".as_slice()),
+            ("a%41/index.html", b"<p>porciento</p>".as_slice()),
+            ("aA/index.html", b"<p>otra</p>".as_slice()),
+        ],
+    );
+    for (asked, location, page) in [
+        ("/a%C3%B1o", "/a%C3%B1o/", "<p>anio</p>"),
+        ("/a%3Fb", "/a%3Fb/", "<p>pregunta</p>"),
+        ("/a%2541", "/a%2541/", "<p>porciento</p>"),
+    ] {
+        let r = curl(&server.url(asked), &[]);
+        assert_eq!(r.status, 301, "{asked}");
+        assert_eq!(r.header("location"), Some(location), "{asked}");
+        let followed = curl(&server.url(location), &[]);
+        assert_eq!(followed.status, 200, "{location}");
+        assert_eq!(followed.text(), page, "{location}");
+    }
+}

@@ -618,7 +618,10 @@ pub(crate) async fn from_site(
     let Some(entry) = site.get(&path) else {
         if site.is_dir(&path) {
             let mut res = page(StatusCode::MOVED_PERMANENTLY, "Movido", "");
-            if let Ok(loc) = HeaderValue::from_str(&format!("{prefix}{path}/")) {
+            // Percent-encoded, so that a folder named `a?b`, `a#b` or `a%41` is the folder the
+            // client asks for next, not a query, a fragment or another name.
+            let encoded = percent_encoding::utf8_percent_encode(&path, LOCATION_PATH);
+            if let Ok(loc) = HeaderValue::from_str(&format!("{prefix}{encoded}/")) {
                 res.headers_mut().insert(header::LOCATION, loc);
             }
             return res;
@@ -631,6 +634,15 @@ pub(crate) async fn from_site(
     };
     respond(&site, entry, req, head).await
 }
+
+/// The bytes a `Location` path percent-encodes: all but letters, digits, `/` and RFC 3986's
+/// other unreserved characters (non-ASCII always is).
+const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Whether an HTTP/1.1 request names its host as RFC 9112 (§3.2) requires: exactly one `Host`
 /// field, empty or a host with an optional port. The site does not depend on the host, but a
