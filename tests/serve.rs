@@ -141,6 +141,14 @@ fn methods_and_bodies() {
     );
     assert_eq!(with_body.status, 413);
     assert!(!with_body.text().contains("20240602_2000"));
+    // A length of zero, however many digits it is written with, is no body.
+    for length in ["0", "00"] {
+        let r = curl(
+            &server.url("/json/main.json"),
+            &["-H", &format!("Content-Length: {length}")],
+        );
+        assert_eq!(r.status, 200, "Content-Length: {length}");
+    }
     let folder = curl(&server.url("/css"), &[]);
     assert_eq!(
         folder.status, 404,

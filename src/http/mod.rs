@@ -672,12 +672,13 @@ pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
     }
 }
 
-/// Whether the request carries a body (the public site takes none).
+/// Whether the request carries a body (the public site takes none). A `Content-Length` of
+/// zero written with more digits (`00`) announces none: hyper has read it as 0.
 fn has_body(req: &Request<Incoming>) -> bool {
     let h = req.headers();
     h.contains_key(header::TRANSFER_ENCODING)
         || h.get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
+            .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0'))
 }
 
 /// The response for one entry after its conditional and range headers.
