@@ -114,7 +114,7 @@ fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
 
 /// HTTP/2 clients asking for an archived download a hundred times on each connection, and
 /// granting no window to take any of it: the server keeps only a bounded number of archived
-/// files open (a quarter of its descriptor reserve), answers the rest 503 with
+/// files open (here a quarter of its descriptor reserve), answers the rest 503 with
 /// `Retry-After`, and keeps the descriptors the operators' listener and other visitors need.
 #[test]
 fn http2_streams_asking_for_archived_files_cannot_take_every_descriptor() {

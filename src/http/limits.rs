@@ -31,7 +31,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
@@ -102,22 +102,37 @@ fn descriptor_reserve(limit: u64) -> u64 {
 }
 
 /// Most archived files the public listeners keep open at once to send them (the `/datos/`
-/// downloads, one descriptor each while its response lasts): a quarter of the descriptor
-/// reserve out of the open-file limit now in force, between 1 and 256. An HTTP/2 client
-/// may ask for 100 at once on every connection it holds; without this bound a few
-/// connections that take nothing would use every descriptor the admin listener, the
-/// journal and the archive need.
+/// downloads, one descriptor each while its response lasts), as [`within_descriptors`]
+/// decided it at start: a quarter of the descriptor reserve, plus the descriptors the
+/// open-file limit leaves beyond `max_connections`. An HTTP/2 client may ask for 100 at once
+/// on every connection it holds; without this bound a few connections that take nothing
+/// would use every descriptor the admin listener, the journal and the archive need.
 pub(crate) fn archive_files() -> usize {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    limit.map_or(MAX_ARCHIVE_FILES, |limit| {
-        usize::try_from(descriptor_reserve(limit) / 4)
-            .unwrap_or(MAX_ARCHIVE_FILES)
-            .clamp(1, MAX_ARCHIVE_FILES)
+    *ARCHIVE_FILES.get_or_init(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        limit.map_or(MAX_ARCHIVE_FILES, |limit| archive_budget(limit, usize::MAX))
     })
 }
 
+/// The process's bound of [`archive_files`]: descriptors are the process's, whatever
+/// listener sends the file.
+static ARCHIVE_FILES: OnceLock<usize> = OnceLock::new();
+
 /// Most archived files sent at once, whatever the open-file limit ([`archive_files`]).
-const MAX_ARCHIVE_FILES: usize = 256;
+const MAX_ARCHIVE_FILES: usize = 16_384;
+
+/// [`archive_files`] under an open-file `limit` with at most `connections` public
+/// connections: a quarter of the reserve, plus what neither the reserve nor the connections
+/// take; at least 1, at most [`MAX_ARCHIVE_FILES`].
+fn archive_budget(limit: u64, connections: usize) -> usize {
+    let reserve = descriptor_reserve(limit);
+    let spare = limit
+        .saturating_sub(reserve)
+        .saturating_sub(u64::try_from(connections).unwrap_or(u64::MAX));
+    usize::try_from((reserve / 4).saturating_add(spare))
+        .unwrap_or(MAX_ARCHIVE_FILES)
+        .clamp(1, MAX_ARCHIVE_FILES)
+}
 
 /// `settings` with `max_connections` lowered to what the open-file limit allows, after
 /// raising that limit to its hard limit where the system allows it. Both are logged.
@@ -160,6 +175,11 @@ pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
         );
         settings.max_connections = public;
     }
+    let files = *ARCHIVE_FILES.get_or_init(|| archive_budget(limit, settings.max_connections));
+    tracing::info!(
+        archived_files = files,
+        "archived files sent at once, at most"
+    );
     settings
 }
 
@@ -428,6 +448,17 @@ mod tests {
             burst: rate,
             trusted: trusted.iter().map(|t| t.parse().unwrap()).collect(),
         })
+    }
+
+    #[test]
+    fn archived_downloads_take_a_quarter_of_the_reserve_and_what_connections_leave() {
+        // systemd's LimitNOFILE=65536 with the default 50,000 connections: 256 + 14,512.
+        assert_eq!(archive_budget(65_536, 50_000), 14_768);
+        // Connections lowered to all the limit allows: a quarter of the reserve alone.
+        assert_eq!(archive_budget(65_536, 64_512), 256);
+        assert_eq!(archive_budget(1_024, 768), 64);
+        assert_eq!(archive_budget(3, 3), 1, "never none");
+        assert_eq!(archive_budget(u64::MAX, 10), MAX_ARCHIVE_FILES);
     }
 
     #[test]
