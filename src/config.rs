@@ -467,7 +467,8 @@ settings! {
     /// Most bytes one SFTP session may upload in all (each file is also held to
     /// `max_package_bytes`).
     sftp_max_session_bytes: ByteSize = ByteSize::gib(16);
-    /// An SFTP session quiet this long is closed (`5m`).
+    /// An SFTP session quiet this long, or whose client takes none of its replies this long,
+    /// is closed (`5m`).
     sftp_idle_timeout: String = "5m".to_owned();
     /// Failed authentication attempts allowed on one SFTP connection before it is cut
     /// (OpenSSH's `MaxAuthTries`: a client offering other keys before the right one uses

@@ -1078,3 +1078,197 @@ fn a_write_far_past_the_end_is_charged_for_the_file_it_grows_not_the_bytes_sent(
     s.server
         .wait_status("the rejection", |st| st["counts"]["rejected"] == 1);
 }
+
+/// SFTP requests of protocol version 3, written by hand, for a client that sends without
+/// waiting for replies.
+mod raw {
+    fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+
+    fn packet(kind: u8, id: Option<u32>, body: &[u8]) -> Vec<u8> {
+        let mut p = vec![kind];
+        if let Some(id) = id {
+            p.extend_from_slice(&id.to_be_bytes());
+        }
+        p.extend_from_slice(body);
+        let mut out = (p.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&p);
+        out
+    }
+
+    /// SSH_FXP_INIT, version 3.
+    pub fn init() -> Vec<u8> {
+        packet(1, None, &3u32.to_be_bytes())
+    }
+
+    /// SSH_FXP_OPEN of `name` to write, created and truncated, no attributes.
+    pub fn open_write(id: u32, name: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        string(&mut body, name.as_bytes());
+        body.extend_from_slice(&0x1au32.to_be_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes());
+        packet(3, Some(id), &body)
+    }
+
+    /// SSH_FXP_WRITE of `data` at `offset` through `handle`.
+    pub fn write(id: u32, handle: &str, offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        string(&mut body, handle.as_bytes());
+        body.extend_from_slice(&offset.to_be_bytes());
+        string(&mut body, data);
+        packet(6, Some(id), &body)
+    }
+
+    /// SSH_FXP_CLOSE of `handle`.
+    pub fn close(id: u32, handle: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        string(&mut body, handle.as_bytes());
+        packet(4, Some(id), &body)
+    }
+
+    /// SSH_FXP_REALPATH of `path`.
+    pub fn realpath(id: u32, path: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        string(&mut body, path.as_bytes());
+        packet(16, Some(id), &body)
+    }
+}
+
+impl Sftp {
+    /// OpenSSH's `ssh -s sftp`, sending the bytes of `requests` as they are, its replies
+    /// going to a pipe nobody reads; a second later each of `then` apart (so that ssh sends
+    /// each in a message of its own); then the end of its input if `end`, else nothing for a
+    /// minute.
+    fn raw_session(&self, requests: Vec<u8>, then: Vec<Vec<u8>>, end: bool) -> std::process::Child {
+        use std::io::Write;
+        let mut cmd = Command::new("ssh");
+        ssh_options(&mut cmd, &self.key);
+        let mut child = cmd
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "instituto@127.0.0.1",
+                "-s",
+                "sftp",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh");
+        let mut stdin = child.stdin.take().unwrap();
+        // The writes wait while the server reads nothing: written apart.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&requests);
+            if !then.is_empty() {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            for bytes in then {
+                if stdin
+                    .write_all(&bytes)
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            if !end {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+        });
+        child
+    }
+}
+
+/// A client that sends requests and never reads the replies fills the channel's window; then
+/// small messages fill the queue of the subsystem that waits to reply: the server stops
+/// reading the connection, and its silence timer with it. It is cut after
+/// `sftp_idle_timeout` all the same, and the session's place is free again.
+#[test]
+fn a_client_that_takes_no_replies_is_cut_and_frees_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(
+        tmp.path(),
+        &["--sftp-max-sessions", "1", "--sftp-idle-timeout", "2s"],
+    );
+    // 60,000 requests, each answered by about fifty bytes: more replies than the client's
+    // window (2 MiB) and the pipe nobody reads can hold. Then thousands of requests, each in
+    // a message of its own.
+    let mut requests = raw::init();
+    for id in 0..60_000 {
+        requests.extend(raw::realpath(id, "/"));
+    }
+    let then = (0..3_000).map(|id| raw::realpath(id, "/")).collect();
+    let mut client = s.raw_session(requests, then, false);
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let error = sessions[0]["detail"]["error"].to_string();
+    assert!(
+        error.contains("took none of this server's replies for 2s (sftp_idle_timeout)"),
+        "{sessions:#?}"
+    );
+    // The place is free: an upload goes through.
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let out = s.batch(&format!("put {}\n", pkg.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+/// A session that ends with an upload still open, or closed under a hidden name and never
+/// renamed, hands neither over, keeps nothing of them, and names both in its journal entry
+/// with the bytes received.
+#[test]
+fn uploads_a_session_leaves_unfinished_are_discarded_and_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let data = s.server.data.clone();
+    let before = tree(&data);
+    let pkg = site_package("20240602_2000", &[]);
+    let mut requests = raw::init();
+    requests.extend(raw::open_write(1, "PREP_20240602_2000.zip"));
+    let half = pkg.len() / 2;
+    requests.extend(raw::write(2, "1", 0, &pkg[..half]));
+    requests.extend(raw::open_write(3, ".PREP_20240602_2015.zip.part"));
+    requests.extend(raw::write(4, "2", 0, &pkg));
+    requests.extend(raw::close(5, "2"));
+    // The requests end, and so does the session, with the first upload still open.
+    let mut client = s.raw_session(requests, Vec::new(), true);
+    let _ = client.wait();
+
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    assert_eq!(detail["file_count"], 0, "{detail:#}");
+    assert_eq!(detail["unfinished_count"], 2, "{detail:#}");
+    let mut unfinished: Vec<(String, u64)> = detail["unfinished"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    unfinished.sort();
+    assert_eq!(
+        unfinished,
+        vec![
+            (".PREP_20240602_2015.zip.part".to_owned(), pkg.len() as u64),
+            ("PREP_20240602_2000.zip".to_owned(), half as u64),
+        ]
+    );
+    assert!(events(&s.server, "received").is_empty());
+    let after: Vec<String> = tree(&data)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !p.starts_with("bitacora"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+}

@@ -586,3 +586,50 @@ fn a_package_replaced_while_it_is_taken_is_taken_in_turn() {
         "the second was never taken: {received:#?}"
     );
 }
+
+/// A `watch_dir` given relative to the working folder (the default `./entrada` of a server
+/// started in its data folder): the events and the rescan name each file the same way, so
+/// files written in place while others are being taken are each taken once, and none is
+/// taken again after it left, as if this server had failed to take it.
+#[test]
+fn a_relative_intake_folder_takes_each_file_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entrada = tmp.path().join("entrada");
+    std::fs::create_dir_all(&entrada).unwrap();
+    // The server runs in this process's working folder: name the folder from there.
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(entrada.strip_prefix("/").unwrap());
+    assert!(relative.is_relative());
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--watch-dir", relative.to_str().unwrap(), "--settle", "2s"],
+    );
+    // Files written in place, a second wave while the first is being taken.
+    for i in 0..60 {
+        std::fs::write(
+            entrada.join(format!("basura-a{i:02}.zip")),
+            b"not a package",
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..20 {
+        std::fs::write(
+            entrada.join(format!("basura-b{i:02}.zip")),
+            b"not a package",
+        )
+        .unwrap();
+    }
+    wait_events(&server, "rejected", 80);
+    std::thread::sleep(Duration::from_secs(3));
+    let errors = events(&server, "intake-error");
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(events(&server, "received").len(), 80);
+    assert_eq!(events(&server, "rejected").len(), 80);
+    let status = server.status();
+    assert!(status["intake_failing"].is_null(), "{status}");
+}

@@ -255,6 +255,14 @@ pub(crate) async fn watch_folder(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rules.dir)
         .with_context(|| format!("cannot create the intake folder {}", rules.dir.display()))?;
+    // The events name files under the folder made absolute (from the working folder, as the
+    // kernel's watch needs it): the rescan names them the same way, or one file would be two
+    // candidates, taken twice.
+    let rules = WatchRules {
+        dir: std::path::absolute(&rules.dir)
+            .with_context(|| format!("cannot resolve the intake folder {}", rules.dir.display()))?,
+        ..rules
+    };
     let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let lost = Arc::new(AtomicBool::new(false));
     let lost_by_watcher = lost.clone();

@@ -20,6 +20,9 @@
 //!   write is charged to the session for the bytes it sends or for how far it grows its
 //!   file, whichever is more, so a write far past the end (a hole) costs what it will take
 //!   on disk.
+//! - An upload the session ends without finishing (still open, or closed under a hidden name
+//!   and never renamed) is discarded, never handed over, and named in the session's entry
+//!   (`unfinished`) with the bytes received.
 //! - An upload this server cannot write (a full or read-only disk) fails at the open, write
 //!   or close where it happens, as this server's fault: journaled as an `intake-error` and
 //!   said on `/status` (`intake_failing`), never taken for the package's fault.
@@ -72,14 +75,19 @@ pub(super) struct SftpHandler {
     /// Room for this session's writes waiting for the disk.
     queue_room: Arc<tokio::sync::Semaphore>,
     initialized: bool,
+    /// Held while this subsystem runs: the listener waits for it to go before it journals
+    /// the session.
+    _running: Option<tokio::sync::watch::Sender<()>>,
 }
 
 impl SftpHandler {
-    /// The folder of a session whose client is `origin` (address and key fingerprint).
+    /// The folder of a session whose client is `origin` (address and key fingerprint),
+    /// holding `running` until it ends.
     pub(super) fn new(
         origin: String,
         shared: Arc<Shared>,
         stats: Arc<Mutex<SessionStats>>,
+        running: Option<tokio::sync::watch::Sender<()>>,
     ) -> Self {
         Self {
             origin,
@@ -92,7 +100,39 @@ impl SftpHandler {
             session_bytes: 0,
             queue_room: queue_room(),
             initialized: false,
+            _running: running,
         }
+    }
+}
+
+impl Drop for SftpHandler {
+    /// The session ended: what it left unfinished is discarded, and named in its entry.
+    fn drop(&mut self) {
+        let open = self.handles.values().filter_map(|h| match h {
+            OpenHandle::File { name, upload } => Some((
+                name,
+                upload.len(),
+                "the session ended before the client closed it",
+            )),
+            OpenHandle::Dir(_) => None,
+        });
+        let waiting = self.pending.iter().map(|(name, u)| {
+            (
+                name,
+                u.len,
+                "closed under a hidden name and never renamed to its final name",
+            )
+        });
+        let unfinished: Vec<_> = open.chain(waiting).collect();
+        if unfinished.is_empty() {
+            return;
+        }
+        with_stats(&self.stats, |s| {
+            for (name, bytes, why) in unfinished {
+                tracing::warn!(%name, bytes, why, "an SFTP upload was left unfinished and discarded");
+                s.unfinished(json!({"name": name, "bytes": bytes, "why": why}));
+            }
+        });
     }
 }
 

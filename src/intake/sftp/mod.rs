@@ -18,8 +18,12 @@
 //!   (`sftp-refused`). Those places are apart from the logged-in sessions'
 //!   (`sftp_max_sessions`), so connections that never log in cannot keep an upload out.
 //! - A connection is cut when it has not finished the SSH handshake within
-//!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting;
-//!   whatever the session is doing, its socket is shut down. The session entry says why.
+//!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting,
+//!   and when its client has taken none of the server's replies for `sftp_idle_timeout`
+//!   ([`stall`]); whatever the session is doing, its socket is shut down. The session entry
+//!   says why.
+//! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
+//!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished.
 //! - An address whose connections end without logging in, after failed attempts,
 //!   `sftp_ban_after` times within `sftp_ban_time` is dropped before the handshake for
 //!   `sftp_ban_time` ([`super::ban`]); a connection that logs in in the end is no strike. The
@@ -29,6 +33,7 @@ mod folder;
 mod policy;
 mod session;
 mod settings;
+mod stall;
 mod upload;
 
 pub(crate) use policy::ensure_host_key;
@@ -171,6 +176,10 @@ pub(crate) async fn serve(
     }
 }
 
+/// Longest wait, once a connection has ended, for its `sftp` subsystem to end (it may be
+/// handing a package over) before the session is journaled.
+const SUBSYSTEM_END_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a connection is: the SSH handshake, authentication, logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -198,13 +207,22 @@ async fn connection(
     };
     let stats = Arc::new(Mutex::new(SessionStats::default()));
     let (phase_tx, mut phase) = watch::channel(Phase::Handshake);
-    let handler = SshHandler::new(peer, shared.clone(), stats.clone(), phase_tx);
-    let run = async {
+    let replies = Arc::new(stall::Replies::default());
+    // Held by the `sftp` subsystem while it runs: closed once it has ended.
+    let (subsystem, mut subsystem_ended) = watch::channel(());
+    let handler = SshHandler::new(
+        peer,
+        shared.clone(),
+        stats.clone(),
+        phase_tx,
+        replies.clone(),
+        subsystem,
+    );
+    let mut run = Box::pin(async {
         russh::server::run_stream(shared.config.clone(), stream, handler)
             .await?
             .await
-    };
-    tokio::pin!(run);
+    });
     let settings = &shared.server.settings;
     let started = tokio::time::Instant::now();
     let mut startup = Some(startup);
@@ -240,6 +258,15 @@ async fn connection(
                     humantime(settings.login_grace_time)
                 )).await;
             }
+            () = stall::waited(&replies, settings.idle_timeout) => {
+                // The subsystem stops first, so the session waits no more to hand it requests.
+                replies.end();
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: the client took none of this server's replies for {} \
+                     (sftp_idle_timeout)",
+                    humantime(settings.idle_timeout)
+                )).await;
+            }
             () = told_to_give_way(&mut startup) => {
                 break cut_off(&cutter, &mut run, format!(
                     "cut: still in the SSH handshake after {}, when every place for \
@@ -250,6 +277,10 @@ async fn connection(
         }
     };
     drop(startup);
+    // The session is over: its subsystem sees the channel end, and notes what it left.
+    drop(run);
+    replies.end();
+    let _ = tokio::time::timeout(SUBSYSTEM_END_WAIT, subsystem_ended.changed()).await;
     let stats = with_stats(&stats, |s| s.clone());
     journal_session(&shared.server.journal, peer, &stats, cut.as_ref());
     let ip = peer.ip().to_canonical();

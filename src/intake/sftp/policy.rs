@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::SftpSettings;
 use super::folder::SftpHandler;
 use super::session::{SessionStats, refused, with_stats};
+use super::stall::{Replies, Watched};
 use super::{Phase, Shared};
 
 /// Reads the host key at `path`, or makes an Ed25519 one there (mode 0600) if it is missing.
@@ -95,15 +96,23 @@ pub(super) struct SshHandler {
     phase: watch::Sender<Phase>,
     /// The place of a logged-in session, held to the end.
     session: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Where the `sftp` subsystem's stream notes replies the client does not take.
+    replies: Arc<Replies>,
+    /// Handed to the `sftp` subsystem, which holds it while it runs.
+    subsystem: Option<watch::Sender<()>>,
 }
 
 impl SshHandler {
-    /// The handler of a new connection from `peer`, which tells `phase` how far it got.
+    /// The handler of a new connection from `peer`, which tells `phase` how far it got; its
+    /// `sftp` subsystem notes in `replies` the replies its client does not take, and holds
+    /// `subsystem` while it runs.
     pub(super) fn new(
         peer: SocketAddr,
         shared: Arc<Shared>,
         stats: Arc<Mutex<SessionStats>>,
         phase: watch::Sender<Phase>,
+        replies: Arc<Replies>,
+        subsystem: watch::Sender<()>,
     ) -> Self {
         Self {
             peer,
@@ -113,6 +122,8 @@ impl SshHandler {
             sftp_started: false,
             phase,
             session: None,
+            replies,
+            subsystem: Some(subsystem),
         }
     }
 
@@ -298,8 +309,14 @@ impl russh::server::Handler for SshHandler {
             self.peer,
             fingerprint.as_deref().unwrap_or("(no key)")
         );
-        let sftp = SftpHandler::new(origin, self.shared.clone(), self.stats.clone());
-        russh_sftp::server::run(channel.into_stream(), sftp).await;
+        let sftp = SftpHandler::new(
+            origin,
+            self.shared.clone(),
+            self.stats.clone(),
+            self.subsystem.take(),
+        );
+        let stream = Watched::new(channel.into_stream(), self.replies.clone());
+        russh_sftp::server::run(stream, sftp).await;
         Ok(())
     }
 }

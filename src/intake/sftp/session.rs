@@ -2,10 +2,12 @@
 //!
 //! # Guarantees
 //! - Each session is journaled once it ends (`sftp-session`: address, key fingerprint, user,
-//!   files with their outcome, bytes, refusals, and why it ended early, if it did).
+//!   files with their outcome, uploads left unfinished, bytes, refusals, and why it ended
+//!   early, if it did).
 //! - A connection dropped before authentication is journaled as `sftp-refused`, with why.
 //! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
-//!   and [`MAX_LISTED_REFUSALS`] refusals are listed; their counts are always exact.
+//!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
+//!   counts are always exact.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -46,6 +48,8 @@ pub(super) fn journal_session(
         "files": stats.files,
         "file_count": stats.file_count,
         "bytes": stats.bytes,
+        "unfinished": stats.unfinished,
+        "unfinished_count": stats.unfinished_count,
         "refusals": stats.refusals,
         "refusal_count": stats.refusal_count,
         "error": ended.map(|(error, _)| error),
@@ -64,6 +68,8 @@ pub(super) struct SessionStats {
     files: Vec<serde_json::Value>,
     file_count: u64,
     pub(super) bytes: u64,
+    unfinished: Vec<serde_json::Value>,
+    unfinished_count: u64,
     refusals: Vec<String>,
     refusal_count: u64,
 }
@@ -74,6 +80,14 @@ impl SessionStats {
         self.refusal_count += 1;
         if self.refusals.len() < MAX_LISTED_REFUSALS {
             self.refusals.push(what);
+        }
+    }
+
+    /// Notes an upload the session left unfinished, discarded.
+    pub(super) fn unfinished(&mut self, entry: serde_json::Value) {
+        self.unfinished_count += 1;
+        if self.unfinished.len() < MAX_LISTED_FILES {
+            self.unfinished.push(entry);
         }
     }
 
