@@ -4,7 +4,8 @@
 //! tar reader itself cannot be made to buffer without bound; a tar.gz stream is inflated to its
 //! end, so its checksum is verified and its compression ratio measured. Every member passes the
 //! name rules ([`names`](super::names)), and only regular files and directories are accepted:
-//! links, devices, FIFOs and sparse files are refused. A tar must end with its end-of-archive
+//! links, devices, FIFOs and sparse files (GNU `S` entries, and regular entries whose pax
+//! header carries `GNU.sparse.*` keys, whose data is a map of pieces) are refused. A tar must end with its end-of-archive
 //! marker, so one cut short at a member boundary is refused as incomplete, not read as whole.
 //!
 //! # Guarantees
@@ -138,6 +139,14 @@ impl Walk<'_> {
             self.budget.count_member()?;
             let name = tar_name(&entry.path_bytes())?;
             let kind_of = tar_kind(entry_type, &name)?;
+            if let Some(real_name) =
+                pax_sparse(&mut entry).map_err(|e| self.tar_error(counter, kind, "tar", &e))?
+            {
+                return Err(Rejection::NotARegularFile {
+                    name: real_name.unwrap_or(name),
+                    kind: "sparse file",
+                });
+            }
             let path = self.admit(&name, kind_of, None)?;
             if kind_of == EntryKind::Dir {
                 continue;
@@ -174,6 +183,28 @@ impl Walk<'_> {
 /// `size` bytes of a tar member's data with the padding to its 512-byte block.
 fn padded(size: u64) -> u64 {
     size.div_ceil(512).saturating_mul(512)
+}
+
+/// Whether a member is a sparse file written the POSIX way (GNU tar's `--sparse` in pax
+/// format, or bsdtar's default for files with holes): a regular entry whose pax header carries
+/// `GNU.sparse.*` keys, whose data is a map of the file's pieces rather than its bytes, and whose
+/// header name may be a made-up `GNUSparseFile.<pid>/<name>`. `Some` with the name the pax
+/// header gives the file, if any, for the message.
+fn pax_sparse<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> io::Result<Option<Option<String>>> {
+    let Some(extensions) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut sparse = None;
+    for extension in extensions {
+        let extension = extension?;
+        let key = extension.key_bytes();
+        if key.starts_with(b"GNU.sparse.") {
+            let real = (key == b"GNU.sparse.name")
+                .then(|| String::from_utf8_lossy(extension.value_bytes()).into_owned());
+            sparse = Some(real.or(sparse.flatten()));
+        }
+    }
+    Ok(sparse)
 }
 
 /// A tar member's kind from its entry type; links, devices and the rest are refused.
