@@ -728,3 +728,44 @@ fn a_sidecar_in_utf16_or_latin1_is_checked_not_taken_for_absent() {
     );
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
 }
+
+#[test]
+fn a_member_list_in_utf16_is_checked_not_left_unchecked() {
+    let (_dir, server) = serving(&[], &[]);
+    // `Get-FileHash` output written by Windows PowerShell 5's `>`: UTF-16 with its mark.
+    let index = b"<h1>PREP</h1>".as_slice();
+    let main = br#"{"corte":"20240602_2015"}"#.as_slice();
+    let list = format!(
+        "{}  index.html\r\n{}  json/main.json\r\n",
+        sha256_hex(index),
+        sha256_hex(main)
+    );
+    let pkg = zip_bytes(&[
+        ("index.html", index),
+        ("json/main.json", main),
+        ("SHA256SUMS", &utf16_with_bom(&list)),
+    ]);
+    drop_file(&server.entrada(), "20240602_2015_PREP.zip", &pkg);
+    server.wait_corte("20240602_2015");
+    let verified = events(&server, "verified");
+    let event = verified
+        .iter()
+        .find(|e| e["name"] == "20240602_2015_PREP.zip")
+        .unwrap();
+    let evidence = &event["detail"]["evidence"];
+    assert_eq!(
+        evidence["member_list"]["verified"], "2 files match SHA256SUMS",
+        "{evidence}"
+    );
+
+    // The same list with a wrong digest is refused, not published as an unchecked list.
+    let wrong = list.replace(&sha256_hex(main), &sha256_hex(b"otro"));
+    let pkg = zip_bytes(&[
+        ("index.html", index),
+        ("json/main.json", main),
+        ("SHA256SUMS", &utf16_with_bom(&wrong)),
+    ]);
+    drop_file(&server.entrada(), "20240602_2016_PREP.zip", &pkg);
+    let why = rejection(&server, "20240602_2016_PREP.zip");
+    assert!(why.contains("for \"json/main.json\""), "{why}");
+}

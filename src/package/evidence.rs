@@ -370,11 +370,11 @@ fn check_member_list(files: &[Member], names: &[String]) -> Result<EvidenceState
     )))
 }
 
-/// The `(digest, path)` entries of a member list, `./` removed; `None` unless every non-empty
-/// line is a `sha256sum` line and there is at least one.
+/// The `(digest, path)` entries of a member list (read as [`evidence_text`] reads it), `./`
+/// removed; `None` unless every non-empty line is a `sha256sum` line and there is at least one.
 fn parse_member_list(bytes: &[u8]) -> Option<Vec<(Sha256, String)>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let entries: Option<Vec<_>> = text_lines(text)
+    let text = evidence_text(bytes);
+    let entries: Option<Vec<_>> = text_lines(&text)
         .map(|line| {
             let (digest, path) = parse_sum_line(line)?;
             let path = path.trim_start_matches("./");
