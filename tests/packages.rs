@@ -769,3 +769,32 @@ fn a_member_list_in_utf16_is_checked_not_left_unchecked() {
     let why = rejection(&server, "20240602_2016_PREP.zip");
     assert!(why.contains("for \"json/main.json\""), "{why}");
 }
+
+#[test]
+fn a_tar_member_named_by_both_a_pax_header_and_a_gnu_long_name_is_refused_as_ambiguous() {
+    let (_dir, server) = serving(&[], &[]);
+    // GNU tar and Python's tarfile take the pax name; a reader that took the long name would
+    // publish the file under another path than the institute sees.
+    let long = format!("{}.html", "g".repeat(120));
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_pax_extensions([("path", b"pax.html".as_slice())])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, &long, &b"BODY"[..]).unwrap();
+    let mut index = tar::Header::new_ustar();
+    index.set_size(3);
+    index.set_mode(0o644);
+    tar.append_data(&mut index, "index.html", &b"<p>"[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    drop_file(&server.entrada(), "20240602_2015_PREP.tar", &tar);
+    let why = rejection(&server, "20240602_2015_PREP.tar");
+    assert!(
+        why.contains("ambiguous archive") && why.contains("named \"pax.html\" by its pax header"),
+        "{why}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+    assert_eq!(curl(&server.url(&format!("/{long}")), &[]).status, 404);
+}

@@ -22,7 +22,8 @@
 //!
 //! A zip whose local headers disagree with its central directory (another name for the same
 //! entry, overlapping entries, entries missing from the directory), or that holds a member
-//! marked as a folder but named as a file and holding bytes, is refused as ambiguous;
+//! marked as a folder but named as a file and holding bytes, is refused as ambiguous, and so
+//! is a tar member whose pax header and GNU long name give two names;
 //! a tar without its end-of-archive marker is refused as incomplete. A sidecar or member list
 //! that names the same file twice is refused as ambiguous too.
 //!
