@@ -638,3 +638,163 @@ fn rejected_packages_are_kept_apart_and_removed_after_their_retention() {
     assert!(rejected[0]["detail"]["reason"].as_str().is_some());
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
 }
+
+#[test]
+fn sparse_files_in_pax_form_are_refused_not_published_as_their_map() {
+    let (_dir, server) = serving(&[], &[]);
+    let v1 = corpus::tar_with_pax_sparse_file();
+    // Sparse format 0.1: the map in the pax header, the data without its holes.
+    let v01 = corpus::tar_with_pax_file(
+        &[
+            ("GNU.sparse.size", b"2097156"),
+            ("GNU.sparse.numblocks", b"1"),
+            ("GNU.sparse.map", b"2097152,4"),
+        ],
+        "datos.csv",
+        b"fin\n",
+    );
+    for (name, tar) in [
+        ("20240602_2015_PREP.tar", v1),
+        ("20240602_2016_PREP.tar.gz", corpus::gzip(&v01)),
+    ] {
+        drop_file(&server.entrada(), name, &tar);
+        let why = rejection(&server, name);
+        assert!(
+            why.contains("\"datos.csv\" is a sparse file"),
+            "{name}: {why}"
+        );
+    }
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+    for path in ["/GNUSparseFile.0/datos.csv", "/datos.csv"] {
+        assert_eq!(curl(&server.url(path), &[]).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn a_zip_member_marked_as_a_folder_but_named_as_a_file_is_refused_not_left_out() {
+    let (_dir, server) = serving(&[], &[]);
+    // unzip and Python's zipfile go by the name and extract `json/main.json` as a file; read
+    // as a folder, it would be left out of a corte published without it.
+    let zip = corpus::zip_with_a_file_marked_as_a_folder();
+    drop_file(&server.entrada(), "20240602_2015_PREP.zip", &zip);
+    let why = rejection(&server, "20240602_2015_PREP.zip");
+    assert!(
+        why.contains("ambiguous archive")
+            && why.contains("\"json/main.json\" is marked as a folder but named as a file"),
+        "{why}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+    let main = curl(&server.url("/json/main.json"), &[]);
+    assert_eq!(main.text(), r#"{"corte":"20240602_2000"}"#);
+}
+
+/// `text` as UTF-16, little-endian, after its byte-order mark: what Windows PowerShell 5
+/// writes with `>` or `Out-File`.
+fn utf16_with_bom(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes
+}
+
+#[test]
+fn a_sidecar_in_utf16_or_latin1_is_checked_not_taken_for_absent() {
+    let (_dir, server) = serving(&[], &[]);
+    let sidecar = |name: &str| server.entrada().join(format!("{name}.sha256"));
+
+    // A right digest in UTF-16: verified.
+    let name = "20240602_2015_PREP.zip";
+    let pkg = site_package("20240602_2015", &[]);
+    let line = format!("{}  {name}\r\n", sha256_hex(&pkg));
+    std::fs::write(sidecar(name), utf16_with_bom(&line)).unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    server.wait_corte("20240602_2015");
+    let verified = events(&server, "verified");
+    let event = verified.iter().find(|e| e["name"] == name).unwrap();
+    let evidence = &event["detail"]["evidence"];
+    assert!(evidence["sidecar"]["verified"].is_string(), "{evidence}");
+
+    // A wrong digest in Latin-1 (a Windows editor's `AÑO`): the package is refused, not
+    // published as if it had come without one.
+    let name = "20240602_2016_PREP_AÑO.zip";
+    let pkg = site_package("20240602_2016", &[]);
+    let mut latin1 = format!("{}  20240602_2016_PREP_A", sha256_hex(b"otro")).into_bytes();
+    latin1.extend_from_slice(b"\xd1O.zip\r\n");
+    std::fs::write(sidecar(name), &latin1).unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    let why = rejection(&server, name);
+    assert!(
+        why.contains(&format!("the .sha256 file says {}", sha256_hex(b"otro"))),
+        "{why}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
+}
+
+#[test]
+fn a_member_list_in_utf16_is_checked_not_left_unchecked() {
+    let (_dir, server) = serving(&[], &[]);
+    // `Get-FileHash` output written by Windows PowerShell 5's `>`: UTF-16 with its mark.
+    let index = b"<h1>PREP</h1>".as_slice();
+    let main = br#"{"corte":"20240602_2015"}"#.as_slice();
+    let list = format!(
+        "{}  index.html\r\n{}  json/main.json\r\n",
+        sha256_hex(index),
+        sha256_hex(main)
+    );
+    let pkg = zip_bytes(&[
+        ("index.html", index),
+        ("json/main.json", main),
+        ("SHA256SUMS", &utf16_with_bom(&list)),
+    ]);
+    drop_file(&server.entrada(), "20240602_2015_PREP.zip", &pkg);
+    server.wait_corte("20240602_2015");
+    let verified = events(&server, "verified");
+    let event = verified
+        .iter()
+        .find(|e| e["name"] == "20240602_2015_PREP.zip")
+        .unwrap();
+    let evidence = &event["detail"]["evidence"];
+    assert_eq!(
+        evidence["member_list"]["verified"], "2 files match SHA256SUMS",
+        "{evidence}"
+    );
+
+    // The same list with a wrong digest is refused, not published as an unchecked list.
+    let wrong = list.replace(&sha256_hex(main), &sha256_hex(b"otro"));
+    let pkg = zip_bytes(&[
+        ("index.html", index),
+        ("json/main.json", main),
+        ("SHA256SUMS", &utf16_with_bom(&wrong)),
+    ]);
+    drop_file(&server.entrada(), "20240602_2016_PREP.zip", &pkg);
+    let why = rejection(&server, "20240602_2016_PREP.zip");
+    assert!(why.contains("for \"json/main.json\""), "{why}");
+}
+
+#[test]
+fn a_tar_member_named_by_both_a_pax_header_and_a_gnu_long_name_is_refused_as_ambiguous() {
+    let (_dir, server) = serving(&[], &[]);
+    // GNU tar and Python's tarfile take the pax name; a reader that took the long name would
+    // publish the file under another path than the institute sees.
+    let long = format!("{}.html", "g".repeat(120));
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_pax_extensions([("path", b"pax.html".as_slice())])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, &long, &b"BODY"[..]).unwrap();
+    let mut index = tar::Header::new_ustar();
+    index.set_size(3);
+    index.set_mode(0o644);
+    tar.append_data(&mut index, "index.html", &b"<p>"[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    drop_file(&server.entrada(), "20240602_2015_PREP.tar", &tar);
+    let why = rejection(&server, "20240602_2015_PREP.tar");
+    assert!(
+        why.contains("ambiguous archive") && why.contains("named \"pax.html\" by its pax header"),
+        "{why}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+    assert_eq!(curl(&server.url(&format!("/{long}")), &[]).status, 404);
+}

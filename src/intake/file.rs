@@ -15,7 +15,8 @@
 //! - Opening never blocks (`O_NONBLOCK`), and the type is checked on the opened descriptor
 //!   (`fstat`), so a file swapped for a FIFO or a device after any earlier check is still
 //!   refused before a byte is read.
-//! - Evidence is read to at most [`MAX_EVIDENCE_BYTES`].
+//! - Evidence is read to at most [`MAX_EVIDENCE_BYTES`], as UTF-8, UTF-16 with its byte-order
+//!   mark, or Latin-1 ([`evidence_text`]): a file that is there is never taken for absent.
 
 use std::fs::{File, FileType};
 use std::io::{self, Read};
@@ -27,7 +28,7 @@ use anyhow::Context as _;
 use crate::hash::Sha256;
 use crate::package::{
     EvidencePolicy, Incoming, MAX_EVIDENCE_BYTES, PackageName, PackageSettings, Policy,
-    VerifiedPackage, verify,
+    VerifiedPackage, evidence_text, verify,
 };
 
 /// Opens `path` for reading only if it is a regular file itself: not a link (to anything),
@@ -88,15 +89,13 @@ pub(crate) fn evidence_path(package: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Reads an evidence file (a regular file only), at most [`MAX_EVIDENCE_BYTES`]; `None` when
-/// it is absent, not a regular file or not text.
+/// Reads an evidence file (a regular file only), at most [`MAX_EVIDENCE_BYTES`], as
+/// [`evidence_text`] decodes it; `None` when it is absent or not a regular file.
 pub(crate) fn read_evidence(path: &Path) -> Option<String> {
     let file = open_regular(path).ok()?;
-    let mut text = String::new();
-    file.take(MAX_EVIDENCE_BYTES)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+    let mut bytes = Vec::new();
+    file.take(MAX_EVIDENCE_BYTES).read_to_end(&mut bytes).ok()?;
+    Some(evidence_text(&bytes))
 }
 
 /// Opens a package file by `settings`' limits, checking whatever evidence lies beside it

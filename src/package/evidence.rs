@@ -206,6 +206,27 @@ fn parse_sum_line(line: &str) -> Option<(Sha256, &str)> {
     (!name.is_empty()).then_some((digest, name))
 }
 
+/// The text of an evidence file as it was sent: UTF-8, or UTF-16 after its byte-order mark
+/// (what Windows PowerShell 5 writes with `>` or `Out-File`), or else Latin-1 (a Windows
+/// editor's `AÑO`). Every file is some text, so one that is there is checked, and refused if
+/// it says nothing usable, rather than taken for absent.
+pub(crate) fn evidence_text(bytes: &[u8]) -> String {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> String {
+        let units = rest.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect()
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => bytes.iter().copied().map(char::from).collect(),
+        },
+    }
+}
+
 /// The non-empty lines of a text file, without a byte-order mark or line-end whitespace.
 fn text_lines(text: &str) -> impl Iterator<Item = &str> {
     text.trim_start_matches('\u{feff}')
@@ -349,11 +370,11 @@ fn check_member_list(files: &[Member], names: &[String]) -> Result<EvidenceState
     )))
 }
 
-/// The `(digest, path)` entries of a member list, `./` removed; `None` unless every non-empty
-/// line is a `sha256sum` line and there is at least one.
+/// The `(digest, path)` entries of a member list (read as [`evidence_text`] reads it), `./`
+/// removed; `None` unless every non-empty line is a `sha256sum` line and there is at least one.
 fn parse_member_list(bytes: &[u8]) -> Option<Vec<(Sha256, String)>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let entries: Option<Vec<_>> = text_lines(text)
+    let text = evidence_text(bytes);
+    let entries: Option<Vec<_>> = text_lines(&text)
         .map(|line| {
             let (digest, path) = parse_sum_line(line)?;
             let path = path.trim_start_matches("./");
@@ -529,6 +550,26 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
             let why = evidence_error(check(&incoming, &[], &required));
             assert!(why.contains("is required but missing"), "{why}");
         }
+    }
+
+    #[test]
+    fn evidence_is_read_as_utf8_utf16_or_latin1_text() {
+        assert_eq!(evidence_text("año\n".as_bytes()), "año\n");
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("año\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(evidence_text(&le), "año\r\n");
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain("año".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(evidence_text(&be), "año");
+        // A lone surrogate is shown as such; an odd last byte is no character.
+        assert_eq!(evidence_text(&[0xFF, 0xFE, 0x00, 0xD8]), "\u{FFFD}");
+        assert_eq!(evidence_text(&[0xFF, 0xFE, b'a', 0, b'b']), "a");
+        // Not UTF-8: Latin-1, as a Windows editor writes `AÑO`.
+        assert_eq!(evidence_text(b"A\xd1O"), "AÑO");
     }
 
     #[test]

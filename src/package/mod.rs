@@ -9,7 +9,9 @@
 //! An archive is refused whole, before anything of it is used, if any member
 //! - has an absolute path, a `..` or `.` component, an empty component, a backslash, a drive
 //!   letter (`C:`), a NUL or other control character, or a name longer than the limit;
-//! - is a symlink, a hard link, a device, a FIFO or anything but a regular file or directory;
+//! - is a symlink, a hard link, a device, a FIFO, a sparse file (a GNU `S` entry, or a regular
+//!   entry whose pax header carries `GNU.sparse.*` keys) or anything but a regular file or
+//!   directory;
 //! - has a name component ending in a dot or a space (`a.`, `b `), which some systems drop;
 //! - has the same name as another member, or a name equal to another's but for letter case or
 //!   Unicode normalisation (NFC and NFD spellings of `año`);
@@ -19,7 +21,9 @@
 //!   bytes actually inflated, never on the sizes the archive declares.
 //!
 //! A zip whose local headers disagree with its central directory (another name for the same
-//! entry, overlapping entries, entries missing from the directory) is refused as ambiguous;
+//! entry, overlapping entries, entries missing from the directory), or that holds a member
+//! marked as a folder but named as a file and holding bytes, is refused as ambiguous, and so
+//! is a tar member whose pax header and GNU long name give two names;
 //! a tar without its end-of-archive marker is refused as incomplete. A sidecar or member list
 //! that names the same file twice is refused as ambiguous too.
 //!
@@ -40,7 +44,7 @@ use crate::hash::Sha256;
 
 pub(crate) use corte::{CorteRules, CorteSource, CorteTime, corte_line, corte_time, is_corte_id};
 pub(crate) use evidence::{
-    Evidence, EvidencePolicy, Policy, check as check_evidence, sidecar_digest,
+    Evidence, EvidencePolicy, Policy, check as check_evidence, evidence_text, sidecar_digest,
     sidecar_single_entry, sum_line,
 };
 pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};

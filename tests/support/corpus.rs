@@ -117,6 +117,9 @@ pub enum ZipEntry<'a> {
     Dir,
     /// A symbolic link to this target.
     Symlink(&'a str),
+    /// A file with these bytes and this unix mode (type and permission bits), whatever the
+    /// mode says it is.
+    WithMode(&'a [u8], u32),
 }
 
 /// A zip of `(name, entry)` entries written with `options`: every zip the tests make is
@@ -133,6 +136,11 @@ pub fn zip_entries(entries: &[(&str, ZipEntry<'_>)], options: SimpleFileOptions)
             ZipEntry::Symlink(target) => zip
                 .add_symlink(*name, *target, options)
                 .expect("add a zip symlink"),
+            ZipEntry::WithMode(bytes, mode) => {
+                let options = options.external_attributes(mode << 16);
+                zip.start_file(*name, options).expect("start a zip member");
+                zip.write_all(bytes).expect("write a zip member");
+            }
         }
     }
     zip.finish().expect("finish a zip").into_inner()
@@ -263,6 +271,57 @@ pub fn tar_of(entries: &[(&[u8], TarKind<'_>)]) -> Vec<u8> {
     builder.into_inner().expect("finish a tar")
 }
 
+/// A tar of an index page and a file `header_name` whose pax header holds `keys`, with `data`:
+/// how GNU tar (`--sparse --format=pax`) and bsdtar write a file with holes.
+pub fn tar_with_pax_file(keys: &[(&str, &[u8])], header_name: &str, data: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut index = tar::Header::new_ustar();
+    index.set_size(3);
+    index.set_mode(0o644);
+    tar.append_data(&mut index, "index.html", &b"<p>"[..])
+        .expect("append a tar entry");
+    tar.append_pax_extensions(keys.iter().copied())
+        .expect("append a pax header");
+    let mut header = tar::Header::new_ustar();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, header_name, data)
+        .expect("append a tar entry");
+    tar.into_inner().expect("finish a tar")
+}
+
+/// A sparse file as GNU tar and bsdtar write it in pax form (sparse format 1.0): a made-up
+/// header name, the real one (`datos.csv`) in the pax header, and data that begins with the
+/// map of the file's pieces.
+pub fn tar_with_pax_sparse_file() -> Vec<u8> {
+    let map_then_data = [b"1\n2097152\n4\n".as_slice(), &[0; 500], b"fin\n"].concat();
+    tar_with_pax_file(
+        &[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"datos.csv"),
+            ("GNU.sparse.realsize", b"2097156"),
+        ],
+        "GNUSparseFile.0/datos.csv",
+        &map_then_data,
+    )
+}
+
+/// A zip of an index page and `json/main.json`, the latter with a folder's unix mode: unzip
+/// and Python's zipfile go by its name and extract a file.
+pub fn zip_with_a_file_marked_as_a_folder() -> Vec<u8> {
+    zip_entries(
+        &[
+            ("index.html", ZipEntry::File(b"<p>nuevo</p>")),
+            (
+                "json/main.json",
+                ZipEntry::WithMode(br#"{"corte":"20240602_2015"}"#, 0o040_755),
+            ),
+        ],
+        stored(),
+    )
+}
+
 /// Gzips `bytes`.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -380,6 +439,12 @@ fn types(c: &mut Corpus<'_>) {
         "is a block device",
     );
     c.add("tar", &tar((b"fifo", TarKind::Fifo)), "is a FIFO");
+    c.add("tar", &tar_with_pax_sparse_file(), "is a sparse file");
+    c.add(
+        "zip",
+        &zip_with_a_file_marked_as_a_folder(),
+        "marked as a folder but named as a file",
+    );
 }
 
 /// The harmless first entry of the tar cases.

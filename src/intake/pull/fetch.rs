@@ -39,7 +39,9 @@ use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index,
 use super::{PullError, Puller, Source};
 use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
-use crate::package::{MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry};
+use crate::package::{
+    MAX_EVIDENCE_BYTES, PackageName, evidence_text, sidecar_digest, sidecar_single_entry,
+};
 use crate::publisher::Outcome;
 
 /// Downloads of one package in one poll while its bytes and its sidecar disagree.
@@ -268,7 +270,7 @@ impl Puller {
             return Ok(None);
         };
         let bytes = read_small(response, url, MAX_EVIDENCE_BYTES, "evidence file").await?;
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        Ok(Some(evidence_text(&bytes)))
     }
 
     /// A package body into a temporary file, hashed on the way.

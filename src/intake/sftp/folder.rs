@@ -317,7 +317,7 @@ impl SftpHandler {
                     "close",
                     deny(
                         StatusCode::Failure,
-                        format!("refused: {name} is not a text evidence file of at most 64 KiB"),
+                        format!("refused: {name} is not an evidence file of at most 64 KiB"),
                     ),
                 ));
             };

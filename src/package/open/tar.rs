@@ -4,7 +4,8 @@
 //! tar reader itself cannot be made to buffer without bound; a tar.gz stream is inflated to its
 //! end, so its checksum is verified and its compression ratio measured. Every member passes the
 //! name rules ([`names`](super::names)), and only regular files and directories are accepted:
-//! links, devices, FIFOs and sparse files are refused. A tar must end with its end-of-archive
+//! links, devices, FIFOs and sparse files (GNU `S` entries, and regular entries whose pax
+//! header carries `GNU.sparse.*` keys, whose data is a map of pieces) are refused. A tar must end with its end-of-archive
 //! marker, so one cut short at a member boundary is refused as incomplete, not read as whole.
 //!
 //! # Guarantees
@@ -138,6 +139,20 @@ impl Walk<'_> {
             self.budget.count_member()?;
             let name = tar_name(&entry.path_bytes())?;
             let kind_of = tar_kind(entry_type, &name)?;
+            let pax = Pax::of(&mut entry).map_err(|e| self.tar_error(counter, kind, "tar", &e))?;
+            if let Some(real_name) = pax.sparse {
+                return Err(Rejection::NotARegularFile {
+                    name: real_name.unwrap_or(name),
+                    kind: "sparse file",
+                });
+            }
+            if let Some(pax_path) = pax.path.filter(|p| **p != *entry.path_bytes()) {
+                return Err(Rejection::Ambiguous(format!(
+                    "tar member {name:?} is named {:?} by its pax header, the name GNU tar and \
+                     other readers give it",
+                    String::from_utf8_lossy(&pax_path)
+                )));
+            }
             let path = self.admit(&name, kind_of, None)?;
             if kind_of == EntryKind::Dir {
                 continue;
@@ -174,6 +189,42 @@ impl Walk<'_> {
 /// `size` bytes of a tar member's data with the padding to its 512-byte block.
 fn padded(size: u64) -> u64 {
     size.div_ceil(512).saturating_mul(512)
+}
+
+/// What the pax header before a member says that the tar reader does not act on.
+#[derive(Default)]
+struct Pax {
+    /// `Some` when the member is a sparse file written the POSIX way (GNU tar's `--sparse` in
+    /// pax format, bsdtar's default for files with holes): a regular entry whose pax header
+    /// carries `GNU.sparse.*` keys, whose data is a map of the file's pieces rather than its
+    /// bytes, and whose header name may be a made-up `GNUSparseFile.<pid>/<name>`; with the
+    /// name the pax header gives the file, if any, for the message.
+    sparse: Option<Option<String>>,
+    /// The `path` the pax header gives. The tar reader prefers a GNU long name to it when an
+    /// entry has both; GNU tar and Python's tarfile do the opposite.
+    path: Option<Vec<u8>>,
+}
+
+impl Pax {
+    /// What the pax header of `entry` says, if it has one.
+    fn of<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> io::Result<Pax> {
+        let mut pax = Pax::default();
+        let Some(extensions) = entry.pax_extensions()? else {
+            return Ok(pax);
+        };
+        for extension in extensions {
+            let extension = extension?;
+            let key = extension.key_bytes();
+            if key == b"path" {
+                pax.path = Some(extension.value_bytes().to_vec());
+            } else if key.starts_with(b"GNU.sparse.") {
+                let real = (key == b"GNU.sparse.name")
+                    .then(|| String::from_utf8_lossy(extension.value_bytes()).into_owned());
+                pax.sparse = Some(real.or(pax.sparse.flatten()));
+            }
+        }
+        Ok(pax)
+    }
 }
 
 /// A tar member's kind from its entry type; links, devices and the rest are refused.

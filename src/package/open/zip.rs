@@ -4,7 +4,9 @@
 //! twice in the directory, local headers that disagree with it, overlapping entries) or holds
 //! more members than the budget allows, before any member is inflated. Every member then
 //! passes the name rules ([`names`](super::names)) and its type is checked from its unix mode:
-//! symlinks, devices, FIFOs, sockets and other special files are refused. Member bytes are
+//! symlinks, devices, FIFOs, sockets and other special files are refused, and so is a member
+//! marked as a folder (by its mode or DOS attribute) but named as a file and holding bytes,
+//! which unzip would extract as a file. Member bytes are
 //! read only through [`Budget::read_member`](super::limits::Budget::read_member), with the
 //! compressed bytes actually pulled, so a lying declared size cannot hide a bomb. Nested zips
 //! are opened to [`Limits::max_depth`](super::super::Limits), under the same budget.
@@ -82,6 +84,15 @@ impl Walk<'_> {
             })?;
             let name = zip_name(&entry)?;
             let kind = zip_kind(entry.unix_mode(), &name)?;
+            if kind == EntryKind::Dir && !name.ends_with('/') && entry.size() > 0 {
+                // unzip and every other reader go by the name and extract a file; read as a
+                // folder, its bytes would be left out of the site without a word.
+                return Err(Rejection::Ambiguous(context(&format_args!(
+                    "member {name:?} is marked as a folder but named as a file, and holds {} \
+                     bytes",
+                    entry.size()
+                ))));
+            }
             let path = self.admit(&name, kind, prefix)?;
             if kind == EntryKind::Dir {
                 continue;
