@@ -124,6 +124,80 @@ fn every_data_package_stays_downloadable_across_restarts() {
     }
 }
 
+/// A site package whose files take the paths of the downloads (`/datos/`, a listed zip, the
+/// newest data package's unpacked files): the downloads stay, so the bytes at each listed
+/// link are the SHA-256 the listing shows; the site's other files under `datos/` are served;
+/// the files left out are journaled; and a restart rebuilds the same site.
+#[test]
+fn a_site_package_cannot_take_the_place_of_a_listed_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    let sha = sha256_hex(&real);
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &real);
+    server.wait_corte("20210601_1852");
+    let unpacked = "datos/20210601_1852_PREP_CAMP/20210601_1852_PREP_GOB_CAMP/CAMP_GOB_2021.csv";
+    let site = site_package(
+        "20210601_1900",
+        &[
+            (
+                "datos/20210601_1852_PREP_CAMP.zip",
+                b"otros bytes".as_slice(),
+            ),
+            ("datos/index.html", b"<p>otra lista</p>"),
+            (unpacked, b"otra tabla"),
+            ("datos/propio.json", b"{\"propio\":1}"),
+        ],
+    );
+    drop_file(&server.entrada(), "20210601_1900_PREP_SITIO.zip", &site);
+    server.wait_corte("20210601_1900");
+    let csv = inner_file(
+        &real,
+        "20210601_1852_PREP_GOB_CAMP.zip",
+        "CAMP_GOB_2021.csv",
+    );
+    for round in 0..2 {
+        let zip = curl(&server.url("/datos/20210601_1852_PREP_CAMP.zip"), &[]);
+        assert!(
+            zip.body == real,
+            "round {round}: the listed zip is the package's"
+        );
+        assert_eq!(zip.header("x-prep-package"), Some(sha.as_str()));
+        let listing = curl(&server.url("/datos/"), &[]).text();
+        assert!(
+            listing.contains(&sha),
+            "round {round}: the listing is difusor's"
+        );
+        assert!(curl(&server.url(&format!("/{unpacked}")), &[]).body == csv);
+        let own = curl(&server.url("/datos/propio.json"), &[]);
+        assert_eq!(
+            own.text(),
+            "{\"propio\":1}",
+            "round {round}: the site's own file"
+        );
+        assert!(
+            curl(&server.url("/index.html"), &[])
+                .text()
+                .contains("20210601_1900")
+        );
+        server.restart();
+        server.wait_corte("20210601_1900");
+    }
+    let warning = events(&server, "warning")
+        .into_iter()
+        .find(|w| w["detail"]["check"] == "datos")
+        .expect("the files left out are journaled");
+    let named = warning["detail"]["files"].to_string();
+    for path in [
+        "/datos/20210601_1852_PREP_CAMP.zip",
+        "/datos/index.html",
+        unpacked,
+    ] {
+        assert!(named.contains(path), "{path} is named: {named}");
+    }
+    assert!(!named.contains("propio"), "{named}");
+}
+
 #[test]
 fn overlay_replace_duplicate_older_rollback_and_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// Most files of one site package named in the warning that they take a download's path.
+const MAX_SHADOWED_NAMED: usize = 20;
+
 impl Publisher {
     /// Takes one package through every step; see the module documentation.
     pub(crate) fn handle(&self, r: Received) -> Outcome {
@@ -432,6 +435,19 @@ impl Publisher {
         self.archive
             .accept(pkg.sha256())
             .context("archiving the verified package")?;
+        let shadowed = live.shadowed_by_downloads(pkg, MAX_SHADOWED_NAMED);
+        if !shadowed.is_empty() {
+            let warning = format!(
+                "files of this site package take the path of a download under /datos/ and                  are not served there (the download is): {}",
+                shadowed.join(", ")
+            );
+            tracing::warn!(name = %pkg.name(), %warning);
+            self.event(
+                EventKind::Warning,
+                Some((pkg.sha256(), pkg.name())),
+                json!({"warning": warning, "check": "datos", "files": shadowed}),
+            );
+        }
         let live_at = Timestamp::now();
         let mut publication = Publication {
             seq: 0,

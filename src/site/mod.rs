@@ -9,6 +9,9 @@
 //! - Served bytes are the institute's bytes (invariant 4): an entry's body is a member of a
 //!   verified package, unchanged, or the archived package file. The one page made here, the
 //!   `/datos/` listing of data packages, is marked as ours by its content.
+//! - The downloads' paths are the downloads': a site package's file at the listing's path, a
+//!   listed zip's or the newest data package's unpacked files' is left out (the publisher
+//!   journals which), so the bytes at a listed link are always those of the SHA-256 listed.
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
 //! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
 //!   `Last-Modified`) is computed here, once per file, never per request.
@@ -271,15 +274,44 @@ impl Site {
         match pkg.kind() {
             PackageKind::Site => {
                 if applied.replace {
-                    next.files.retain(|path, _| path.starts_with("/datos/"));
+                    next.files.retain(|path, _| self.is_download(path));
                 }
                 for member in pkg.files() {
-                    next.insert(&format!("/{}", member.path), member, &package, modified);
+                    let path = format!("/{}", member.path);
+                    if !self.is_download(&path) {
+                        next.insert(&path, member, &package, modified);
+                    }
                 }
             }
             PackageKind::Data => next.add_download(applied, &package),
         }
         next
+    }
+
+    /// Whether `path` is one of the downloads this site offers (the `/datos/` listing, a data
+    /// package's zip or its unpacked files): a site package's file at such a path is not
+    /// served, so the listing's SHA-256 is always that of the bytes at its link.
+    pub(crate) fn is_download(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix("/datos/") else {
+            return false;
+        };
+        !self.downloads.is_empty() && rest == "index.html"
+            || self.downloads.iter().any(|d| d.name == rest)
+            || self.unpacked.iter().any(|p| p == path)
+    }
+
+    /// The files of a site package that [`Site::apply`] leaves out because they would take
+    /// a download's path ([`Site::is_download`]), at most `max` of them.
+    pub(crate) fn shadowed_by_downloads(&self, pkg: &VerifiedPackage, max: usize) -> Vec<String> {
+        if pkg.kind() != PackageKind::Site {
+            return Vec::new();
+        }
+        pkg.files()
+            .iter()
+            .map(|m| format!("/{}", m.path))
+            .filter(|path| self.is_download(path))
+            .take(max)
+            .collect()
     }
 
     fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue, modified: SystemTime) {
