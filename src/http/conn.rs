@@ -26,9 +26,9 @@
 //! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing),
 //!   or whose response has waited that long for the connection to take its next frame or
 //!   send its last (over HTTP/2, a peer that grants no flow-control window, whatever the
-//!   response's size), is closed; every write that goes
-//!   through and every frame taken starts the wait again, so a slow download that keeps
-//!   moving is never cut (nginx's `send_timeout`).
+//!   response's size), is closed; every write that goes through and every frame taken
+//!   starts the wait again, so a slow download that keeps moving is never cut (nginx's
+//!   `send_timeout`).
 //! - [`Activity::evict`] succeeds only on an idle connection: at that instant it waits for
 //!   the first byte of a request (or of its TLS handshake) or of its next request, with no
 //!   request in flight and no blocked write. An evicted connection is closed at once.

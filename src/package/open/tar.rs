@@ -5,8 +5,9 @@
 //! end, so its checksum is verified and its compression ratio measured. Every member passes the
 //! name rules ([`names`](super::names)), and only regular files and directories are accepted:
 //! links, devices, FIFOs and sparse files (GNU `S` entries, and regular entries whose pax
-//! header carries `GNU.sparse.*` keys, whose data is a map of pieces) are refused. A tar must end with its end-of-archive
-//! marker, so one cut short at a member boundary is refused as incomplete, not read as whole.
+//! header carries `GNU.sparse.*` keys, whose data is a map of pieces) are refused. A tar must
+//! end with its end-of-archive marker, so one cut short at a member boundary is refused as
+//! incomplete, not read as whole.
 //!
 //! # Guarantees
 //! - The headers read before a member (pax extended headers, GNU long names, which the tar
