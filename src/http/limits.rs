@@ -119,7 +119,7 @@ pub(crate) fn archive_files() -> usize {
 static ARCHIVE_FILES: OnceLock<usize> = OnceLock::new();
 
 /// Most archived files sent at once, whatever the open-file limit ([`archive_files`]).
-const MAX_ARCHIVE_FILES: usize = 16_384;
+const MAX_ARCHIVE_FILES: usize = 4_096;
 
 /// [`archive_files`] under an open-file `limit` with at most `connections` public
 /// connections: a quarter of the reserve, plus what neither the reserve nor the connections
@@ -452,8 +452,11 @@ mod tests {
 
     #[test]
     fn archived_downloads_take_a_quarter_of_the_reserve_and_what_connections_leave() {
-        // systemd's LimitNOFILE=65536 with the default 50,000 connections: 256 + 14,512.
-        assert_eq!(archive_budget(65_536, 50_000), 14_768);
+        // 16,384 descriptors, 14,000 connections: 256 + 1,360 left beyond them.
+        assert_eq!(archive_budget(16_384, 14_000), 1_616);
+        // systemd's LimitNOFILE=65536 with the default 50,000 connections: 256 + 14,512,
+        // held to the most.
+        assert_eq!(archive_budget(65_536, 50_000), MAX_ARCHIVE_FILES);
         // Connections lowered to all the limit allows: a quarter of the reserve alone.
         assert_eq!(archive_budget(65_536, 64_512), 256);
         assert_eq!(archive_budget(1_024, 768), 64);

@@ -810,7 +810,7 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
             let mut file = tokio::fs::File::open(path).await?;
             file.seek(std::io::SeekFrom::Start(start)).await?;
             let frames =
-                ReaderStream::with_capacity(file.take(len), 256 * 1024).map(move |chunk| {
+                ReaderStream::with_capacity(file.take(len), ARCHIVE_CHUNK).map(move |chunk| {
                     let _held = &permit;
                     chunk.map(Frame::data)
                 });
@@ -818,6 +818,11 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
         }
     }
 }
+
+/// Largest chunk of an archived file read at once to be sent: with at most
+/// [`limits::archive_files`] being sent, the chunks a stalled client's response holds come
+/// to at most 256 MiB in all.
+const ARCHIVE_CHUNK: usize = 64 * 1024;
 
 /// Largest frame of a body served from memory. A larger file goes out in frames of this
 /// size, each handed over when the connection asks for it, so that the request stays in
