@@ -892,21 +892,7 @@ fn a_login_past_the_session_limit_is_told_to_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(tmp.path(), &["--sftp-max-sessions", "1"]);
     // One session logged in and holding its place: its SFTP subsystem answers INIT.
-    let mut first = Command::new("ssh");
-    ssh_options(&mut first, &s.key);
-    let mut first = first
-        .args([
-            "-p",
-            &s.port.to_string(),
-            "instituto@127.0.0.1",
-            "-s",
-            "sftp",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = s.subsystem();
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap(); // SSH_FXP_INIT, version 3
     let mut version = [0u8; 9];
@@ -1137,27 +1123,32 @@ mod raw {
 }
 
 impl Sftp {
+    /// OpenSSH's `ssh -s sftp` logged in with the institute's key, its input and output
+    /// piped to the test as raw SFTP packets.
+    fn subsystem(&self) -> std::process::Child {
+        let mut cmd = Command::new("ssh");
+        ssh_options(&mut cmd, &self.key);
+        cmd.args([
+            "-p",
+            &self.port.to_string(),
+            "instituto@127.0.0.1",
+            "-s",
+            "sftp",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh")
+    }
+
     /// OpenSSH's `ssh -s sftp`, sending the bytes of `requests` as they are, its replies
     /// going to a pipe nobody reads; a second later each of `then` apart (so that ssh sends
     /// each in a message of its own); then the end of its input if `end`, else nothing for a
     /// minute.
     fn raw_session(&self, requests: Vec<u8>, then: Vec<Vec<u8>>, end: bool) -> std::process::Child {
         use std::io::Write;
-        let mut cmd = Command::new("ssh");
-        ssh_options(&mut cmd, &self.key);
-        let mut child = cmd
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "instituto@127.0.0.1",
-                "-s",
-                "sftp",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh");
+        let mut child = self.subsystem();
         let mut stdin = child.stdin.take().unwrap();
         // The writes wait while the server reads nothing: written apart.
         std::thread::spawn(move || {
