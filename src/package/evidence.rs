@@ -207,22 +207,26 @@ fn parse_sum_line(line: &str) -> Option<(Sha256, &str)> {
 }
 
 /// The text of an evidence file as it was sent: UTF-8, or UTF-16 after its byte-order mark
-/// (what Windows PowerShell 5 writes with `>` or `Out-File`), or else Latin-1 (a Windows
-/// editor's `AÑO`). Every file is some text, so one that is there is checked, and refused if
-/// it says nothing usable, rather than taken for absent.
+/// (what Windows PowerShell 5 writes with `>` or `Out-File`), or else Latin-1 (Windows-1252,
+/// a Windows editor's `AÑO`, as the PREP reader takes it). Every file is some text, so one
+/// that is there is checked, and refused if it says nothing usable, rather than taken for
+/// absent.
 pub(crate) fn evidence_text(bytes: &[u8]) -> String {
-    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> String {
-        let units = rest.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
-        char::decode_utf16(units)
-            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-            .collect()
-    };
-    match bytes {
-        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
-        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+    use encoding_rs::{UTF_8, WINDOWS_1252};
+    match encoding_rs::Encoding::for_bom(bytes) {
+        Some((utf16, bom)) if utf16 != UTF_8 => {
+            // Whole code units only: an odd last byte is no character.
+            let units = bytes.get(bom..).unwrap_or_default();
+            let whole = units.len() - units.len() % 2;
+            let units = units.get(..whole).unwrap_or_default();
+            utf16.decode_without_bom_handling(units).0.into_owned()
+        }
         _ => match std::str::from_utf8(bytes) {
             Ok(text) => text.to_owned(),
-            Err(_) => bytes.iter().copied().map(char::from).collect(),
+            Err(_) => WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+                .into_owned(),
         },
     }
 }
