@@ -37,6 +37,7 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
 use http::HeaderMap;
 use ipnet::IpNet;
+use tokio::sync::Semaphore;
 
 use super::conn::Activity;
 use crate::config::{Config, Invalid, networks, positive_count};
@@ -101,22 +102,21 @@ fn descriptor_reserve(limit: u64) -> u64 {
     (limit / 4).min(1024)
 }
 
-/// Most archived files the public listeners keep open at once to send them (the `/datos/`
-/// downloads, one descriptor each while its response lasts), as [`within_descriptors`]
-/// decided it at start: a quarter of the descriptor reserve, plus the descriptors the
-/// open-file limit leaves beyond `max_connections`. An HTTP/2 client may ask for 100 at once
-/// on every connection it holds; without this bound a few connections that take nothing
-/// would use every descriptor the admin listener, the journal and the archive need.
-pub(crate) fn archive_files() -> usize {
-    *ARCHIVE_FILES.get_or_init(|| {
+/// The archived files the public listeners may keep open at once to send them (the `/datos/`
+/// downloads, one permit, and one descriptor, each while its response lasts), as
+/// [`within_descriptors`] decided at start: a quarter of the descriptor reserve, plus the
+/// descriptors the open-file limit leaves beyond `max_connections`. An HTTP/2 client may ask
+/// for 100 at once on every connection it holds; without this bound a few connections that
+/// take nothing would use every descriptor the admin listener, the journal and the archive
+/// need. One for the process: descriptors are the process's, whatever listener sends.
+pub(crate) fn archive_files() -> &'static Semaphore {
+    ARCHIVE_FILES.get_or_init(|| {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        limit.map_or(MAX_ARCHIVE_FILES, |limit| archive_budget(limit, usize::MAX))
+        Semaphore::new(limit.map_or(MAX_ARCHIVE_FILES, |limit| archive_budget(limit, usize::MAX)))
     })
 }
 
-/// The process's bound of [`archive_files`]: descriptors are the process's, whatever
-/// listener sends the file.
-static ARCHIVE_FILES: OnceLock<usize> = OnceLock::new();
+static ARCHIVE_FILES: OnceLock<Semaphore> = OnceLock::new();
 
 /// Most archived files sent at once, whatever the open-file limit ([`archive_files`]).
 const MAX_ARCHIVE_FILES: usize = 4_096;
@@ -175,7 +175,9 @@ pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
         );
         settings.max_connections = public;
     }
-    let files = *ARCHIVE_FILES.get_or_init(|| archive_budget(limit, settings.max_connections));
+    let files = ARCHIVE_FILES
+        .get_or_init(|| Semaphore::new(archive_budget(limit, settings.max_connections)))
+        .available_permits();
     tracing::info!(
         archived_files = files,
         "archived files sent at once, at most"

@@ -56,7 +56,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -774,13 +774,8 @@ async fn respond(
     res
 }
 
-/// Archived files open at once to send them, over every listener: at most
-/// [`limits::archive_files`], each permit held by its response's body until it ends.
-static ARCHIVE_FILES: LazyLock<tokio::sync::Semaphore> =
-    LazyLock::new(|| tokio::sync::Semaphore::new(limits::archive_files()));
-
-/// `Retry-After` (seconds) of the 503 for an archived file asked for while
-/// [`ARCHIVE_FILES`] are all being sent.
+/// `Retry-After` (seconds) of the 503 for an archived file asked for while every
+/// [`limits::archive_files`] permit is held.
 const ARCHIVE_BUSY_RETRY: u64 = 5;
 
 /// Why an entry's body cannot be sent.
@@ -795,7 +790,7 @@ enum Unreadable {
 }
 
 /// The bytes `range` (inclusive, within the entry) of an entry's body. An archived file is
-/// opened only with a permit of [`ARCHIVE_FILES`], kept by the body.
+/// opened only with a permit of [`limits::archive_files`], kept by the body.
 async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody, Unreadable> {
     let (start, len) = (*range.start(), range.end() - range.start() + 1);
     match &entry.body {
@@ -806,7 +801,9 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
         Body::Archived(path) => {
             use futures_util::StreamExt as _;
             use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-            let permit = ARCHIVE_FILES.try_acquire().map_err(|_| Unreadable::Busy)?;
+            let permit = limits::archive_files()
+                .try_acquire()
+                .map_err(|_| Unreadable::Busy)?;
             let mut file = tokio::fs::File::open(path).await?;
             file.seek(std::io::SeekFrom::Start(start)).await?;
             let frames =
