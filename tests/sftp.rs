@@ -80,6 +80,13 @@ impl Sftp {
         self.batch_with(batch, &self.key, &[])
     }
 
+    /// Uploads `pkg` with OpenSSH's `sftp` and waits for `corte` to go live.
+    fn put_until_live(&self, pkg: &Path, corte: &str) {
+        let out = self.batch(&format!("put {}\n", pkg.display()));
+        assert!(out.status.success(), "{}", text(&out));
+        self.server.wait_corte(corte);
+    }
+
     /// A local file with `bytes`, for uploading.
     fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let dir = self.dir.join(format!("local-{}", unique()));
@@ -383,9 +390,7 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
         "PREP_20240602_2000.zip",
         &site_package("20240602_2000", &[]),
     );
-    let out = s.batch(&format!("put {}\n", pkg.display()));
-    assert!(out.status.success(), "{}", text(&out));
-    s.server.wait_corte("20240602_2000");
+    s.put_until_live(&pkg, "20240602_2000");
     let data = s.server.data.clone();
     let before = tree(&data);
 
@@ -951,9 +956,7 @@ fn an_upload_this_server_fails_to_keep_is_a_server_error_not_a_rejection() {
 
     // Repaired: the same upload goes live.
     std::fs::remove_dir(&broken).unwrap();
-    let out = s.batch(&format!("put {}\n", pkg.display()));
-    assert!(out.status.success(), "{}", text(&out));
-    s.server.wait_corte("20240602_2000");
+    s.put_until_live(&pkg, "20240602_2000");
 }
 
 /// An upload this server cannot write (its `tmp/` broken, as a damaged disk would leave it)
@@ -986,9 +989,7 @@ fn an_upload_this_server_cannot_write_is_journaled_and_said_on_status() {
     // Repaired: the same upload goes live, and /status is clear.
     std::fs::remove_file(&uploads).unwrap();
     std::fs::create_dir(&uploads).unwrap();
-    let out = s.batch(&format!("put {}\n", pkg.display()));
-    assert!(out.status.success(), "{}", text(&out));
-    s.server.wait_corte("20240602_2000");
+    s.put_until_live(&pkg, "20240602_2000");
     assert!(s.server.status()["intake_failing"].is_null());
 }
 
@@ -1205,9 +1206,7 @@ fn a_client_that_takes_no_replies_is_cut_and_frees_its_place() {
         "PREP_20240602_2000.zip",
         &site_package("20240602_2000", &[]),
     );
-    let out = s.batch(&format!("put {}\n", pkg.display()));
-    assert!(out.status.success(), "{}", text(&out));
-    s.server.wait_corte("20240602_2000");
+    s.put_until_live(&pkg, "20240602_2000");
     let _ = client.kill();
     let _ = client.wait();
 }
