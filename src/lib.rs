@@ -76,12 +76,18 @@ pub fn main() -> ExitCode {
 
 /// Logs go to stderr; when stderr is the journal's stream (systemd's `JOURNAL_STREAM` names
 /// its device and inode), to journald natively instead, with the fields of each event as
-/// journal fields (`journalctl -o verbose`). `RUST_LOG` filters either (default `info`).
+/// journal fields (`journalctl -o verbose`). `RUST_LOG` filters either (default `info`);
+/// rustls is held to errors ([`TLS_LIBRARY_LOG`]) unless `RUST_LOG` names it.
 fn logging() {
     use tracing_subscriber::prelude::*;
     let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let names_rustls = std::env::var("RUST_LOG").is_ok_and(|spec| spec.contains("rustls"));
+        match TLS_LIBRARY_LOG.parse() {
+            Ok(directive) if !names_rustls => filter.add_directive(directive),
+            _ => filter,
+        }
     };
     let journald = stderr_is_journal().then(tracing_journald::layer);
     match journald {
@@ -100,6 +106,13 @@ fn logging() {
         }
     }
 }
+
+/// The log of rustls: errors only. It logs as warnings what a TLS client sent wrong (an SNI
+/// it cannot use, quoted whole, up to 64 KiB of it; a warning alert; a message out of turn),
+/// once per connection and with no bound, so any client could fill the log or exhaust
+/// journald's rate limit, which then drops difusor's own lines. Refused handshakes are
+/// journaled with their reason under a bound instead (`http::refusals`).
+const TLS_LIBRARY_LOG: &str = "rustls=error";
 
 /// Whether stderr is the journal's stream: `JOURNAL_STREAM` is `<device>:<inode>` of it.
 fn stderr_is_journal() -> bool {

@@ -496,3 +496,115 @@ fn http2_responses_multiplexed_on_one_connection_arrive_whole() {
         }
     }
 }
+
+/// A TLS 1.3 ClientHello record naming `server_name` (any bytes) and offering `alpn`, with
+/// an X25519 key share of random bytes: the server does the whole work of its first flight
+/// while the client computes nothing.
+fn client_hello(server_name: &[u8], alpn: &[&[u8]]) -> Vec<u8> {
+    fn with_len16(body: &[u8]) -> Vec<u8> {
+        let mut v = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+    fn extension(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut v = kind.to_be_bytes().to_vec();
+        v.extend(with_len16(body));
+        v
+    }
+    let mut rng = fastrand::Rng::new();
+    let mut random = |n: usize| (0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>();
+    let mut extensions = Vec::new();
+    let mut name = vec![0];
+    name.extend(with_len16(server_name));
+    extensions.extend(extension(0, &with_len16(&name)));
+    extensions.extend(extension(10, &with_len16(&[0, 0x1d, 0, 0x17])));
+    extensions.extend(extension(13, &with_len16(&[4, 3, 8, 4, 4, 1, 8, 7])));
+    if !alpn.is_empty() {
+        let list: Vec<u8> = alpn
+            .iter()
+            .flat_map(|p| [&[u8::try_from(p.len()).unwrap()][..], p].concat())
+            .collect();
+        extensions.extend(extension(16, &with_len16(&list)));
+    }
+    extensions.extend(extension(43, &[2, 3, 4]));
+    let mut share = vec![0, 0x1d];
+    share.extend(with_len16(&random(32)));
+    extensions.extend(extension(51, &with_len16(&share)));
+    extensions.extend(extension(45, &[1, 1]));
+    let mut body = vec![3, 3];
+    body.extend(random(32));
+    body.push(32);
+    body.extend(random(32));
+    body.extend(with_len16(&[0x13, 0x01, 0x13, 0x02, 0x13, 0x03]));
+    body.extend([1, 0]);
+    body.extend(with_len16(&extensions));
+    let mut handshake = vec![1];
+    handshake.extend(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
+    handshake.extend(body);
+    // In records of at most 16 KiB, as TLS allows.
+    handshake
+        .chunks(16_384)
+        .flat_map(|chunk| [&[22, 3, 1][..], &with_len16(chunk)].concat())
+        .collect()
+}
+
+/// The TLS handshakes of `server` refused and journaled so far.
+fn handshake_refusals(server: &Server) -> Vec<serde_json::Value> {
+    events(server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "tls-handshake")
+        .collect()
+}
+
+/// A server name no TLS server can use (16 KiB of it, with escape sequences, a newline and a
+/// NUL), sent again and again, is refused each time and journaled once with the reason, and
+/// nowhere copied: not into the journal, not into the log, which stays small.
+#[test]
+fn a_hostile_server_name_is_refused_and_journaled_once_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    let log_before = server.log().len();
+    let mut name = b"\x1b[31mevil\n\0".to_vec();
+    name.extend(std::iter::repeat_n(b'z', 16_000));
+    let hello = client_hello(&name, &[b"h2"]);
+    for _ in 0..200 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.tls_port())).unwrap();
+        std::io::Write::write_all(&mut s, &hello).unwrap();
+        let answer = read_to_close(&mut s, Duration::from_secs(10)).expect("closed");
+        assert_eq!(
+            answer.first(),
+            Some(&21),
+            "a TLS alert, no handshake: {answer:?}"
+        );
+    }
+    // A visitor still gets in.
+    let r = curl(
+        &format!("https://127.0.0.1:{}/", server.tls_port()),
+        &["-k"],
+    );
+    assert_eq!(r.status, 503, "served (the page before the first corte)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handshake_refusals(&server).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let journaled = handshake_refusals(&server);
+    assert_eq!(journaled.len(), 1, "{journaled:#?}");
+    let warning = journaled[0]["detail"]["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("refused") && !warning.contains("zzz") && !warning.contains("evil"),
+        "{warning}"
+    );
+    let log = server.log();
+    let logged = &log[log_before..];
+    assert!(
+        !logged.contains("zzzz") && !logged.contains("evil"),
+        "the name reached the log: {}",
+        &logged[..logged.len().min(2_000)]
+    );
+    assert!(
+        logged.len() < 64 * 1024,
+        "200 refusals wrote {} bytes of log",
+        logged.len()
+    );
+}
