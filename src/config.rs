@@ -347,6 +347,11 @@ settings! {
     /// Requests one address may make at once above that rate: 2,000 pages loading their six
     /// files together.
     rate_burst: u64 = 12_000;
+    /// New HTTPS connections per second one address (an IPv6 /64 counts as one) may open on
+    /// average (0: no limit), in bursts of `rate_burst`; past them a connection is closed
+    /// before its handshake, which costs the server far more than the client. Peers in
+    /// `trusted_proxies` are not held to it. Returning visitors keep their connections.
+    tls_handshakes_per_address: u64 = 200;
     /// Proxies whose `X-Forwarded-For` is believed (a CDN, a load balancer), as addresses
     /// or CIDR ranges.
     trusted_proxies: Vec<String> = Vec::new();

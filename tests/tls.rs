@@ -608,3 +608,72 @@ fn a_hostile_server_name_is_refused_and_journaled_once_never_logged() {
         logged.len()
     );
 }
+
+/// One address opening TLS connections as fast as it can, each sending a recorded
+/// ClientHello (the server's key exchange and signature done for a client that computes
+/// nothing), gets handshakes up to its burst and `tls_handshakes_per_address` (here a burst
+/// of 50 and the default 200 a second); the rest are closed before their handshake, and that
+/// is journaled. Another address is served meanwhile, and the first is again a second later.
+#[test]
+fn one_address_opening_tls_connections_without_end_is_held_to_a_handshake_rate() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &["--rate-burst", "50"]);
+    let port = server.tls_port();
+    let hello = client_hello(b"localhost", &[b"h2", b"http/1.1"]);
+    let started = Instant::now();
+    let (mut answered, mut closed) = (0usize, 0usize);
+    for _ in 0..2_000 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut first = [0u8; 1];
+        let first_flight = s.write_all(&hello).is_ok() && matches!(s.read(&mut first), Ok(1));
+        if first_flight && first[0] == 22 {
+            answered += 1;
+        } else {
+            closed += 1;
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    // The burst, the rate over the time taken, and a few for the clock's grain.
+    let allowed = 50 + (200.0 * took).ceil() as usize + 5;
+    assert!(
+        answered <= allowed,
+        "{answered} handshakes in {took:.1} s, {allowed} allowed"
+    );
+    assert!(answered >= 50, "the burst is served: {answered}");
+    assert_eq!(answered + closed, 2_000);
+    let url = format!("https://127.0.0.1:{port}/");
+    let other = curl(&url, &["-k", "--interface", "127.0.0.2"]);
+    assert_eq!(
+        other.status, 503,
+        "another address is served (before the first corte)"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        curl(&url, &["-k"]).status,
+        503,
+        "the same address a second later"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handshake_refusals(&server).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let journaled = handshake_refusals(&server);
+    assert_eq!(journaled.len(), 1, "{journaled:#?}");
+    let detail = &journaled[0]["detail"];
+    assert_eq!(detail["address"], "127.0.0.1");
+    assert!(
+        detail["warning"]
+            .as_str()
+            .unwrap()
+            .contains("closed before their handshake: more than 200 a second"),
+        "{detail}"
+    );
+    let status = server.status();
+    assert_eq!(
+        status["connections_refused"].as_u64(),
+        Some(closed as u64),
+        "counted as refused connections"
+    );
+}

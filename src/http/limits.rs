@@ -25,6 +25,11 @@
 //!   ([`within_descriptors`]).
 //! - One address flooding gets 429 without costing the others their share: each address has
 //!   its own token bucket (GCRA), and the table forgets quiet addresses every minute.
+//! - One address opening TLS connections faster than `tls_handshakes_per_address` (past a
+//!   burst of `rate_burst`) has the next ones closed before their handshake, whose key
+//!   exchange and signature cost the server far more than a client that sends a recorded
+//!   ClientHello and computes nothing; a trusted proxy is not held to it. Its own bucket,
+//!   apart from the requests'.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
 //!   client is the nearest address in the chain that is not itself a trusted proxy.
 
@@ -55,15 +60,18 @@ pub(crate) struct LimitSettings {
     pub(crate) max_per_address: usize,
     /// Requests per second per address (0: no rate limit).
     pub(crate) rate: u32,
-    /// Requests an address may make at once above the rate.
+    /// Requests an address may make at once above the rate, and TLS handshakes above theirs.
     pub(crate) burst: u32,
+    /// New TLS connections per second per address (0: no limit).
+    pub(crate) handshakes: u32,
     /// Proxies (a CDN, a load balancer) whose `X-Forwarded-For` is believed.
     pub(crate) trusted: Vec<IpNet>,
 }
 
 impl LimitSettings {
     /// The limits the settings give: `max_connections`, `max_connections_per_address` (each
-    /// above zero), `rate_per_address`, `rate_burst` and `trusted_proxies`.
+    /// above zero), `rate_per_address`, `rate_burst`, `tls_handshakes_per_address` and
+    /// `trusted_proxies`.
     pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
         let s = &config.settings;
         let trusted = networks(
@@ -79,6 +87,7 @@ impl LimitSettings {
             )?,
             rate: u32::try_from(s.rate_per_address).unwrap_or(u32::MAX),
             burst: u32::try_from(s.rate_burst).unwrap_or(u32::MAX),
+            handshakes: u32::try_from(s.tls_handshakes_per_address).unwrap_or(u32::MAX),
             trusted,
         })
     }
@@ -190,6 +199,7 @@ pub(crate) struct Limits {
     settings: LimitSettings,
     table: Mutex<Table>,
     rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    handshakes: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 /// Open public connections, overall and by address, each in eviction order.
@@ -336,20 +346,24 @@ impl Limits {
             max_per_address,
             rate: 0,
             burst: 0,
+            handshakes: 0,
             trusted: Vec::new(),
         })
     }
 
     /// Limits with these settings.
     pub(crate) fn new(settings: LimitSettings) -> Arc<Self> {
-        let rate = NonZeroU32::new(settings.rate).map(|r| {
-            let burst = NonZeroU32::new(settings.burst).unwrap_or(r);
-            RateLimiter::keyed(Quota::per_second(r).allow_burst(burst))
-        });
+        let per_second = |rate: u32| {
+            NonZeroU32::new(rate).map(|r| {
+                let burst = NonZeroU32::new(settings.burst).unwrap_or(r);
+                RateLimiter::keyed(Quota::per_second(r).allow_burst(burst))
+            })
+        };
         Arc::new(Self {
+            rate: per_second(settings.rate),
+            handshakes: per_second(settings.handshakes),
             settings,
             table: Mutex::new(Table::default()),
-            rate,
         })
     }
 
@@ -406,10 +420,29 @@ impl Limits {
         })
     }
 
+    /// Whether `peer` may start a TLS handshake now: within its address's handshakes per
+    /// second and burst, or a trusted proxy. One that may not is counted as refused (its
+    /// connection is to be closed before any byte is read).
+    pub(crate) fn handshake_allowed(&self, peer: IpAddr) -> bool {
+        let Some(handshakes) = &self.handshakes else {
+            return true;
+        };
+        if self.is_trusted(peer) || handshakes.check_key(&address_of(peer)).is_ok() {
+            return true;
+        }
+        self.lock().refused += 1;
+        false
+    }
+
+    /// The TLS handshakes per second an address may start on average (0: no limit).
+    pub(crate) fn handshakes_per_second(&self) -> u32 {
+        self.settings.handshakes
+    }
+
     /// Forgets addresses whose buckets are full again (call now and then).
     pub(crate) fn forget_quiet(&self) {
-        if let Some(rate) = &self.rate {
-            rate.retain_recent();
+        for limiter in [&self.rate, &self.handshakes].into_iter().flatten() {
+            limiter.retain_recent();
         }
     }
 
@@ -448,6 +481,7 @@ mod tests {
             max_per_address: 2,
             rate,
             burst: rate,
+            handshakes: rate,
             trusted: trusted.iter().map(|t| t.parse().unwrap()).collect(),
         })
     }
@@ -554,6 +588,23 @@ mod tests {
         assert!(l.check_rate(a).is_ok() && l.check_rate(a).is_ok());
         assert!(l.check_rate(a).is_err());
         assert!(l.check_rate(b).is_ok());
+    }
+
+    #[test]
+    fn tls_handshakes_are_held_to_a_rate_per_address_but_a_trusted_proxy_is_not() {
+        let l = limits(2, &["10.9.0.0/16"]);
+        let a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let same: IpAddr = "2001:db8:1:2::b".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(l.handshake_allowed(a) && l.handshake_allowed(same));
+        assert!(!l.handshake_allowed(a), "one /64, one budget");
+        assert!(l.handshake_allowed(b), "another address has its own");
+        assert!(l.check_rate(a).is_ok(), "requests are counted apart");
+        let proxy: IpAddr = "10.9.1.1".parse().unwrap();
+        assert!((0..100).all(|_| l.handshake_allowed(proxy)));
+        assert_eq!(l.evicted_and_refused(), (0, 1));
+        let unlimited = Limits::private(3, 2);
+        assert!((0..100).all(|_| unlimited.handshake_allowed(a)));
     }
 
     #[test]

@@ -236,6 +236,20 @@ pub(crate) async fn serve<H, F>(
                         continue;
                     }
                 };
+                if let (Some(limits), Some(_)) = (&rules.limits, &rules.tls)
+                    && !limits.handshake_allowed(peer.ip())
+                {
+                    // Before `admit`, so that no idle connection gives way to it.
+                    if let Some(refusals) = &rules.handshake_refusals {
+                        let per_second = limits.handshakes_per_second();
+                        refusals.refused(
+                            peer.ip(),
+                            format!("TLS connections from {} closed before their handshake: more than {per_second} a second", peer.ip()),
+                            json!({"error": "tls_handshakes_per_address", "per_second": per_second}),
+                        );
+                    }
+                    continue;
+                }
                 let (permit, activity) = match &rules.limits {
                     Some(limits) => match limits.admit(peer.ip()) {
                         Some(p) => {
