@@ -599,11 +599,13 @@ fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
         .and_then(|m| m.modified().ok())
         .is_some_and(|t| t >= package_modified);
     written_after
-        && read_evidence(&sidecar).is_some_and(|text| {
-            text.split_whitespace()
-                .next()
-                .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
+        && read_evidence(&sidecar)
+            .and_then(|file| file.text())
+            .is_some_and(|text| {
+                text.split_whitespace()
+                    .next()
+                    .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
 }
 
 /// Hands one complete file to the publisher and tidies the folder after its outcome.

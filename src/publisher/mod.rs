@@ -86,7 +86,7 @@ use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
 use crate::journal::{Build, EventKind, Journal, PackageState, Publication, lineage};
 use crate::package::{
-    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName,
+    self, CorteSource, CorteTime, EvidenceFile, EvidencePolicy, Incoming, PackageKind, PackageName,
     PackageSettings, Policy, VerifiedPackage,
 };
 use crate::prep::{self, SummarySettings};
