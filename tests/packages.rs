@@ -244,8 +244,8 @@ fn a_rollback_that_would_take_the_site_past_max_site_bytes_is_refused_not_a_faul
 fn a_zip_listing_too_many_members_is_refused_before_its_directory_is_read_into_memory() {
     let dir = tempfile::tempdir().unwrap();
     let capped = ProcessLimits {
-        open_files: None,
         address_space: Some(256 * MIB as u64),
+        ..ProcessLimits::default()
     };
     let ingest = |name: &str, bytes: &[u8]| {
         let pkg = dir.path().join(name);

@@ -248,6 +248,19 @@ impl OurFaults {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Notes that what made the package `name` from `channel` fail is gone (the file was
+    /// removed, or taken): the run of failures is over if that package was its last.
+    pub(crate) fn gone(&self, name: &str, channel: Channel) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let over = state
+            .as_ref()
+            .is_some_and(|f| f.name == name && f.channel == channel);
+        if over {
+            *state = None;
+        }
+        over
+    }
+
     /// The run of failures going on now, if any.
     pub(crate) fn failing(&self) -> Option<Failing> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
