@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::hash::{Hashed, Sha256};
 use crate::intake::evidence_path;
-use crate::package::EVIDENCE_EXTENSIONS;
+use crate::package::{EVIDENCE_EXTENSIONS, EvidenceFile};
 
 /// Packages received and not yet verified.
 const PENDING: &str = "pendientes";
@@ -251,9 +251,10 @@ impl Archive {
         self.persist(tmp, &path)
     }
 
-    /// Reads evidence of kind `ext` stored beside the package at `package`, if any.
-    pub(crate) fn read_evidence(&self, package: &Path, ext: &str) -> Option<String> {
-        fs::read_to_string(evidence_path(package, ext)).ok()
+    /// Reads evidence of kind `ext` stored beside the package at `package`, if any, as it
+    /// was sent.
+    pub(crate) fn read_evidence(&self, package: &Path, ext: &str) -> Option<EvidenceFile> {
+        crate::intake::read_evidence(&evidence_path(package, ext))
     }
 
     /// Moves a package that verified, with its evidence, to where verified packages are kept
@@ -447,7 +448,7 @@ mod tests {
         assert_eq!(archive.accept(a.sha256).unwrap(), archive.path_of(a.sha256));
         assert_eq!(
             archive.read_evidence(&archive.path_of(a.sha256), "sha256"),
-            Some("digest".to_owned())
+            Some(EvidenceFile::Sent(b"digest".to_vec()))
         );
         assert!(archive.pending().unwrap().is_empty());
         // Once verified, the same bytes are found there and not stored again.

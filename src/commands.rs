@@ -23,7 +23,7 @@ use crate::http::{BoxedBody, file_body, full};
 use crate::intake::{Channel, Received};
 use crate::intake::{evidence_path, read_evidence};
 use crate::journal::{EventKind, Journal};
-use crate::package::{self, PackageName, PackageSettings};
+use crate::package::{self, EvidenceFile, PackageName, PackageSettings};
 use crate::prep;
 use crate::publisher::Outcome;
 use crate::sections::Sections;
@@ -196,8 +196,8 @@ async fn ingest_remote(
     config: &Config,
     file: &Path,
     name: &str,
-    sidecar: Option<String>,
-    signature: Option<String>,
+    sidecar: Option<EvidenceFile>,
+    signature: Option<EvidenceFile>,
     force: bool,
 ) -> Result<Outcome> {
     let body = tokio::fs::File::open(file)
@@ -209,11 +209,23 @@ async fn ingest_remote(
     let mut req = Request::post("/ingest")
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header("x-difusor-name", enc(name));
-    if let Some(s) = &sidecar {
-        req = req.header("x-difusor-sidecar", enc(s));
-    }
-    if let Some(s) = &signature {
-        req = req.header("x-difusor-signature", enc(s));
+    // Evidence goes as the bytes it is, or as its size when too large to be evidence.
+    for (header, file) in [
+        ("x-difusor-sidecar", &sidecar),
+        ("x-difusor-signature", &signature),
+    ] {
+        match file {
+            Some(EvidenceFile::Sent(bytes)) => {
+                let value =
+                    percent_encoding::percent_encode(bytes, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string();
+                req = req.header(header, value);
+            }
+            Some(EvidenceFile::TooLarge(len)) => {
+                req = req.header(format!("{header}-too-large"), len.to_string());
+            }
+            None => {}
+        }
     }
     if force {
         req = req.header("x-difusor-force", "1");

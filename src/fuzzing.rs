@@ -139,7 +139,7 @@ pub fn evidence(bytes: &[u8]) {
         path: scratch().join("not-read"),
         sha256: Sha256::of(EVIDENCE_PACKAGE_BYTES),
         size: EVIDENCE_PACKAGE_BYTES.len() as u64,
-        sidecar: sidecar.map(str::to_owned),
+        sidecar: sidecar.map(|text| package::EvidenceFile::Sent(text.as_bytes().to_vec())),
         signature: None,
     };
     let _ = package::check_evidence(&incoming, &files, &package_settings().evidence);

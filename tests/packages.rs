@@ -244,8 +244,8 @@ fn a_rollback_that_would_take_the_site_past_max_site_bytes_is_refused_not_a_faul
 fn a_zip_listing_too_many_members_is_refused_before_its_directory_is_read_into_memory() {
     let dir = tempfile::tempdir().unwrap();
     let capped = ProcessLimits {
-        open_files: None,
         address_space: Some(256 * MIB as u64),
+        ..ProcessLimits::default()
     };
     let ingest = |name: &str, bytes: &[u8]| {
         let pkg = dir.path().join(name);
@@ -797,4 +797,73 @@ fn a_tar_member_named_by_both_a_pax_header_and_a_gnu_long_name_is_refused_as_amb
     );
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
     assert_eq!(curl(&server.url(&format!("/{long}")), &[]).status, 404);
+}
+
+#[test]
+fn evidence_over_64_kib_is_refused_as_too_large_not_read_in_part() {
+    let (dir, server) = serving(&[], &[]);
+    // A right line first, then more lines than evidence may hold: read in part, it would be
+    // refused for a line cut short, or taken for what its first 64 KiB say.
+    let name = "20240602_2015_PREP.zip";
+    let pkg = site_package("20240602_2015", &[]);
+    let mut sidecar = format!("{}  {name}\n", sha256_hex(&pkg));
+    while sidecar.len() <= 64 * 1024 {
+        sidecar.push_str(&format!("{}  otro.zip\n", sha256_hex(b"otro")));
+    }
+    let size = sidecar.len();
+    std::fs::write(server.entrada().join(format!("{name}.sha256")), &sidecar).unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    let why = rejection(&server, name);
+    let large = format!("the .sha256 file is too large: {} bytes", with_commas(size));
+    assert!(why.contains(&large), "{why}");
+    assert!(why.contains("at most 65,536 bytes"), "{why}");
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+
+    // The same through `ingest`, here for a signature: refused as too large, and said so.
+    let file = dir.path().join("20240602_2030_PREP.zip");
+    std::fs::write(&file, site_package("20240602_2030", &[])).unwrap();
+    std::fs::write(
+        dir.path().join("20240602_2030_PREP.zip.minisig"),
+        vec![b'x'; 70_000],
+    )
+    .unwrap();
+    let out = server.run(&["ingest", file.to_str().unwrap()]);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains("the .minisig file is too large: 70,000 bytes"),
+        "{answer}"
+    );
+    let why = rejection(&server, "20240602_2030_PREP.zip");
+    assert!(why.contains("too large: 70,000 bytes"), "{why}");
+}
+
+/// `n` with a comma between each group of three digits.
+fn with_commas(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn evidence_is_archived_as_the_bytes_sent_not_as_decoded_text() {
+    let (_dir, server) = serving(&[], &[]);
+    let name = "20240602_2015_PREP.zip";
+    let pkg = site_package("20240602_2015", &[]);
+    let sent = utf16_with_bom(&format!("{}  {name}\r\n", sha256_hex(&pkg)));
+    std::fs::write(server.entrada().join(format!("{name}.sha256")), &sent).unwrap();
+    drop_file(&server.entrada(), name, &pkg);
+    server.wait_corte("20240602_2015");
+    let sha = sha256_hex(&pkg);
+    let kept = server
+        .data
+        .join("archivo")
+        .join(&sha[..2])
+        .join(format!("{sha}.sha256"));
+    assert_eq!(std::fs::read(&kept).unwrap(), sent, "{}", kept.display());
 }

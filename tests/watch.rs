@@ -633,3 +633,90 @@ fn a_relative_intake_folder_takes_each_file_once() {
     let status = server.status();
     assert!(status["intake_failing"].is_null(), "{status}");
 }
+
+/// The `intake-error` events naming `name`.
+fn intake_errors(server: &Server, name: &str) -> Vec<serde_json::Value> {
+    events(server, "intake-error")
+        .into_iter()
+        .filter(|e| e["detail"]["name"] == name)
+        .collect()
+}
+
+/// Puts a package `name` that no one but root may open (mode 000) into `entrada`, renamed
+/// into place: the rename's events wake the intake twice.
+fn put_unreadable(entrada: &std::path::Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let part = entrada.join(format!(".{name}.part"));
+    std::fs::write(&part, site_package("20240602_2000", &[])).unwrap();
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::rename(&part, entrada.join(name)).unwrap();
+}
+
+#[test]
+fn a_file_the_server_cannot_open_is_said_once_per_change_however_often_it_is_woken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_bound_by_permissions(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let name = "20240602_2000_PREP.zip";
+    put_unreadable(&entrada, name);
+    let status = server.wait_status("intake failing", |s| {
+        s["intake_failing"]["name"] == name && s["intake_failing"]["failures"].as_u64() >= Some(3)
+    });
+    // Tried at once, then after 2 s and 4 s more: the same failure, said once.
+    let errors = intake_errors(&server, name);
+    assert_eq!(errors.len(), 1, "{errors:#?}; status {status:#}");
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(error.contains("cannot be opened by this server"), "{error}");
+
+    // Changed, it is tried at once, and said again, once.
+    run_ok(std::process::Command::new("touch").arg(entrada.join(name)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while intake_errors(&server, name).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(intake_errors(&server, name).len(), 2);
+}
+
+#[test]
+fn intake_failing_is_cleared_once_the_file_that_failed_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_bound_by_permissions(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let name = "20240602_2000_PREP.zip";
+    put_unreadable(&entrada, name);
+    server.wait_status("intake failing", |s| s["intake_failing"]["name"] == name);
+    // Gone, it fails no more: `/status` says so without waiting for another package.
+    std::fs::remove_file(entrada.join(name)).unwrap();
+    server.wait_status("intake no longer failing", |s| {
+        s["intake_failing"].is_null()
+    });
+    assert_eq!(server.status()["counts"]["received"], 0);
+}
+
+#[test]
+fn a_folder_named_like_a_package_is_journaled_once_and_left_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let folder = entrada.join("20240602_2100_PREP.zip");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("index.html"), b"<h1>PREP</h1>").unwrap();
+    let refusals = folder_refusals(&server, 1);
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    let reason = refusals[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"20240602_2100_PREP.zip\"") && reason.contains("it is a folder"),
+        "{reason}"
+    );
+    // Packages are still taken, and the folder is not said again at each rescan.
+    drop_file(
+        &entrada,
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(folder_refusals(&server, 1).len(), 1);
+    assert!(folder.join("index.html").is_file(), "left where it is");
+}

@@ -16,7 +16,9 @@
 //!   stopped (the publisher thread): the server then exits non-zero in a few seconds, for its
 //!   service manager to start it again; `/status` says the same (`healthy`, `publisher`);
 //! - `POST /ingest`: a package in the body, its file name in `X-Difusor-Name`, its evidence
-//!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (percent-encoded text), and
+//!   in `X-Difusor-Sidecar` / `X-Difusor-Signature` (its bytes as sent, percent-encoded) or,
+//!   for one larger than evidence may be, its size in `X-Difusor-Sidecar-Too-Large` /
+//!   `X-Difusor-Signature-Too-Large` (the package is then refused for it), and
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
 //!   has decided;
 //! - `POST /rollback?corte=<id>`: publish an earlier corte again; 404 with the outcome
@@ -81,7 +83,7 @@ use crate::http::{BoxedBody, full, json_response};
 use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
 use crate::metrics::{AcmeSnapshot, ClockSnapshot, Metrics, PullSnapshot, Snapshot};
-use crate::package::PackageName;
+use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName};
 use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
 
@@ -589,8 +591,22 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
             &json!({"error": "X-Difusor-Name must give the package's file name (no folders, not hidden)"}),
         );
     };
-    let sidecar = decoded("x-difusor-sidecar");
-    let signature = decoded("x-difusor-signature");
+    // The evidence's bytes as sent, or the size of one too large to be sent.
+    let evidence = |name: &str| {
+        let too_large = head
+            .headers
+            .get(format!("{name}-too-large"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = too_large {
+            return Some(EvidenceFile::TooLarge(len.max(MAX_EVIDENCE_BYTES + 1)));
+        }
+        head.headers.get(name).map(|v| {
+            EvidenceFile::of_bytes(percent_encoding::percent_decode(v.as_bytes()).collect())
+        })
+    };
+    let sidecar = evidence("x-difusor-sidecar");
+    let signature = evidence("x-difusor-signature");
     let force = decoded("x-difusor-force").is_some_and(|v| v == "1");
     // Held until the publisher has decided and the temporary file is gone.
     let Ok(_upload) = admin.uploads.try_acquire() else {

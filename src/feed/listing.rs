@@ -76,10 +76,15 @@ impl Listing {
                 .timestamp_to_rfc9110_string(&t.first_received)
                 .unwrap_or_default();
             let path = archive.path_of(t.sha256);
-            let sidecar = archive
-                .read_evidence(&path, "sha256")
-                .unwrap_or_else(|| sum_line(t.sha256, &t.name));
-            let signature = archive.read_evidence(&path, "minisig");
+            // The evidence as the institute sent it.
+            let evidence = |ext| {
+                archive
+                    .read_evidence(&path, ext)
+                    .and_then(|file| file.bytes().map(<[u8]>::to_vec))
+            };
+            let sidecar =
+                evidence("sha256").unwrap_or_else(|| sum_line(t.sha256, &t.name).into_bytes());
+            let signature = evidence("minisig");
             entries.push(Entry {
                 name: t.name.clone(),
                 kind: "file",

@@ -15,8 +15,9 @@
 //! - Opening never blocks (`O_NONBLOCK`), and the type is checked on the opened descriptor
 //!   (`fstat`), so a file swapped for a FIFO or a device after any earlier check is still
 //!   refused before a byte is read.
-//! - Evidence is read to at most [`MAX_EVIDENCE_BYTES`], as UTF-8, UTF-16 with its byte-order
-//!   mark, or Latin-1 ([`evidence_text`]): a file that is there is never taken for absent.
+//! - Evidence is read as it was sent, to at most [`MAX_EVIDENCE_BYTES`]: a larger file is
+//!   known by its size only ([`EvidenceFile::TooLarge`]) and refused for it, never read in
+//!   part; a file that is there is never taken for absent.
 
 use std::fs::{File, FileType};
 use std::io::{self, Read};
@@ -27,8 +28,8 @@ use anyhow::Context as _;
 
 use crate::hash::Sha256;
 use crate::package::{
-    EvidencePolicy, Incoming, MAX_EVIDENCE_BYTES, PackageName, PackageSettings, Policy,
-    VerifiedPackage, evidence_text, verify,
+    EvidenceFile, EvidencePolicy, Incoming, MAX_EVIDENCE_BYTES, PackageName, PackageSettings,
+    Policy, VerifiedPackage, verify,
 };
 
 /// Opens `path` for reading only if it is a regular file itself: not a link (to anything),
@@ -89,13 +90,20 @@ pub(crate) fn evidence_path(package: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Reads an evidence file (a regular file only), at most [`MAX_EVIDENCE_BYTES`], as
-/// [`evidence_text`] decodes it; `None` when it is absent or not a regular file.
-pub(crate) fn read_evidence(path: &Path) -> Option<String> {
+/// Reads an evidence file (a regular file only) as it was sent, or only its size when it is
+/// larger than [`MAX_EVIDENCE_BYTES`]; `None` when it is absent or not a regular file.
+pub(crate) fn read_evidence(path: &Path) -> Option<EvidenceFile> {
     let file = open_regular(path).ok()?;
+    let len = file.metadata().ok()?.len();
     let mut bytes = Vec::new();
-    file.take(MAX_EVIDENCE_BYTES).read_to_end(&mut bytes).ok()?;
-    Some(evidence_text(&bytes))
+    // One byte more than evidence may hold tells a file grown since its size was read.
+    file.take(MAX_EVIDENCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(match EvidenceFile::of_bytes(bytes) {
+        EvidenceFile::TooLarge(read) => EvidenceFile::TooLarge(len.max(read)),
+        sent => sent,
+    })
 }
 
 /// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
@@ -153,7 +161,10 @@ mod tests {
         let fifo = dir.path().join("fifo");
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
 
-        assert_eq!(read_evidence(&secret).as_deref(), Some("secret"));
+        assert_eq!(
+            read_evidence(&secret),
+            Some(EvidenceFile::Sent(b"secret".to_vec()))
+        );
         let err = open_regular(&link).unwrap_err().to_string();
         assert!(err.contains("a symbolic link"), "{err}");
         // Would block forever without O_NONBLOCK: no writer ever comes.

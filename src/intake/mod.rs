@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Hashed;
-use crate::package::PackageName;
+use crate::package::{EvidenceFile, PackageName};
 
 /// Which way a package came in; the journal writes it as its kebab-case name (`watch`,
 /// `sftp`, `pull`, `cli`, `recovery`).
@@ -59,10 +59,10 @@ pub(crate) struct Received {
     /// Where it came from, for the journal, when the channel knows: the pulled URL, or the
     /// SFTP client's address and key fingerprint.
     pub(crate) origin: Option<String>,
-    /// Text of its `.sha256` sidecar, if any.
-    pub(crate) sidecar: Option<String>,
-    /// Text of its `.minisig` signature, if any.
-    pub(crate) signature: Option<String>,
+    /// Its `.sha256` sidecar, if any, as sent.
+    pub(crate) sidecar: Option<EvidenceFile>,
+    /// Its `.minisig` signature, if any, as sent.
+    pub(crate) signature: Option<EvidenceFile>,
     /// When it arrived.
     pub(crate) received_at: Timestamp,
 }

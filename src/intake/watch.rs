@@ -17,7 +17,8 @@
 //! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
 //! with their package. When the profile requires a sidecar or signature, a complete package
 //! waits for it up to `evidence_wait`, then goes to the publisher without it (and is rejected
-//! there). Folders are left alone.
+//! there). Folders are left alone: nothing in them is taken, and each is journaled once
+//! (`rejected`, channel `watch`) while it stays, so a package uploaded as a folder is said.
 //!
 //! Anything else is refused once it has been unchanged for `settle` (so the tool that made it
 //! has finished with it), journaled once (`rejected`, channel `watch`, with the
@@ -37,8 +38,11 @@
 //!   leave the folder (the archive holds them), unless another file was put under its name
 //!   meanwhile: that one stays and is taken in turn. A file this machine failed to take (a
 //!   full or read-only disk, a journal error: the publisher's `failed`) stays as it is, never
-//!   set aside, and is retried when it changes, after a wait that doubles from two seconds up
-//!   to a minute, and at the next start; one refused for its size is renamed to
+//!   set aside, and is retried when it changes (its size, modification or status change
+//!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
+//!   no event shortens the wait. One this server cannot open is journaled once for each
+//!   change of it, not at every try, and `/status` stops saying the intake fails once it is
+//!   gone; one refused for its size is renamed to
 //!   `.rechazado.<name>` and stays. One decided on that cannot be removed or set aside
 //!   afterwards (the folder's owner does not let this server remove files, an immutable file)
 //!   stays, journaled once (`intake-error`), and is not taken again until it changes or the
@@ -67,7 +71,7 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::file::{describe, evidence_path, read_evidence};
+use super::file::{describe, evidence_path, open_regular, read_evidence};
 use super::{Channel, Received};
 use crate::journal::{self, Journal};
 use crate::package::{self, PackageName, Policy};
@@ -125,10 +129,30 @@ impl FileId {
 /// A file this machine failed to take, as it was then, and when to try it again.
 #[derive(Debug)]
 struct Retry {
-    len: u64,
-    modified: Option<SystemTime>,
+    /// The file as it was: one changed since (written, or its permissions changed) is tried
+    /// again at once.
+    id: RetryId,
     after: Instant,
     wait: Duration,
+}
+
+/// What tells a file that failed from the same file changed since: its size, its
+/// modification time and its status change time (a `chmod` that makes it readable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RetryId {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl RetryId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// What is known of a file not yet taken.
@@ -161,8 +185,10 @@ impl Candidate {
 enum Entry {
     /// A package file: a regular file with a name the publisher takes.
     Package(std::fs::Metadata),
-    /// Not for this channel to take: hidden, evidence, a folder, or gone.
+    /// Not for this channel to take: hidden, evidence, or gone.
     Skip,
+    /// A folder, not hidden: left alone, and said once.
+    Folder(std::fs::Metadata),
     /// Never taken, for this reason.
     Refused(String),
 }
@@ -193,7 +219,7 @@ fn classify(path: &Path) -> Entry {
     };
     let kind = meta.file_type();
     if kind.is_dir() {
-        return Entry::Skip;
+        return Entry::Folder(meta);
     }
     if PackageName::of_path(path).is_none() {
         return Entry::Refused(
@@ -234,6 +260,7 @@ fn is_evidence(path: &Path) -> bool {
 struct Folder<'a> {
     rules: &'a WatchRules,
     journal: &'a Journal,
+    publisher: &'a PublisherHandle,
     /// Files not yet taken.
     pending: HashMap<PathBuf, Candidate>,
     /// Files the publisher could not take because of this machine: retried once they change
@@ -244,6 +271,9 @@ struct Folder<'a> {
     /// Files the publisher decided on that could not be removed or set aside afterwards:
     /// journaled once, never taken again while they stay as they were.
     left: HashMap<PathBuf, FileId>,
+    /// Folders in the intake folder, journaled once each while they stay (by device and
+    /// inode).
+    folders: HashMap<PathBuf, (u64, u64)>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -281,10 +311,12 @@ pub(crate) async fn watch_folder(
     let mut folder = Folder {
         rules: &rules,
         journal: &journal,
+        publisher: &publisher,
         pending: HashMap::new(),
         failed: HashMap::new(),
         stuck: HashSet::new(),
         left: HashMap::new(),
+        folders: HashMap::new(),
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -408,11 +440,49 @@ impl Folder<'_> {
         self.left.get(path) == Some(&FileId::of(meta))
     }
 
+    /// Whether `path`, as `meta` shows it, is a file this machine failed to take, unchanged
+    /// since, whose wait is not over: whatever wakes the intake (an event, a rescan), it
+    /// waits.
+    fn is_waiting(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        self.failed
+            .get(path)
+            .is_some_and(|r| r.id == RetryId::of(meta) && Instant::now() < r.after)
+    }
+
+    /// Journals once, while it stays, a folder found in the intake folder: nothing in it is
+    /// taken, and an upload that made it (a package sent as a folder) would otherwise vanish
+    /// unsaid. It is left where it is.
+    fn note_folder(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        let id = (meta.dev(), meta.ino());
+        if self.folders.get(path) == Some(&id) {
+            return;
+        }
+        self.folders.insert(path.to_owned(), id);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let reason = format!(
+            "{name:?} was not taken: it is a folder, and only files are taken from the intake \
+             folder (nothing inside a folder is read); it is left where it is: send the \
+             package file itself"
+        );
+        tracing::warn!(?name, "a folder in the intake folder is left alone");
+        let _ = self.journal.record(
+            journal::EventKind::Rejected,
+            None,
+            json!({
+                "name": name, "channel": Channel::Watch, "fault": Fault::Sender,
+                "reason": reason, "set_aside": null, "error": null,
+            }),
+        );
+    }
+
     /// Looks at `path` after an event: a package becomes (`fresh`: anew, renamed into place
     /// or not) or stays a candidate; anything refused is refused.
     fn consider(&mut self, path: &Path, fresh: Option<bool>) {
         match classify(path) {
-            Entry::Package(meta) if self.is_left(path, &meta) => {}
+            Entry::Package(meta) if self.is_left(path, &meta) || self.is_waiting(path, &meta) => {}
             Entry::Package(meta) => match fresh {
                 Some(renamed) => {
                     self.pending.insert(
@@ -427,6 +497,7 @@ impl Folder<'_> {
                 }
             },
             Entry::Refused(reason) => self.refuse(path, &reason),
+            Entry::Folder(meta) => self.note_folder(path, &meta),
             Entry::Skip => {}
         }
     }
@@ -453,21 +524,33 @@ impl Folder<'_> {
             match classify(&path) {
                 Entry::Package(meta) if self.is_left(&path, &meta) => {}
                 Entry::Package(meta) => {
-                    let waiting = self.failed.get(&path).is_some_and(|r| {
-                        r.len == meta.len()
-                            && r.modified == meta.modified().ok()
-                            && Instant::now() < r.after
-                    });
-                    if !waiting {
+                    if !self.is_waiting(&path, &meta) {
                         self.pending.insert(path, Candidate::new(&meta, false, now));
                     }
                 }
                 Entry::Refused(reason) => self.refuse(&path, &reason),
+                Entry::Folder(meta) => self.note_folder(&path, &meta),
                 Entry::Skip => {}
             }
         }
         self.stuck = still_stuck;
-        self.failed.retain(|path, _| is_regular(path));
+        self.folders.retain(|path, id| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == *id)
+        });
+        // A file this machine kept failing to take that is gone: the failure is over (on
+        // `/status`, `intake_failing`, when it was the last to fail).
+        let publisher = self.publisher;
+        self.failed.retain(|path, _| {
+            if is_regular(path) {
+                return true;
+            }
+            if let Some(name) = PackageName::of_path(path)
+                && publisher.faults().gone(&name, Channel::Watch)
+            {
+                tracing::info!(%name, "the file this server failed to take left the intake folder; the failure is over");
+            }
+            false
+        });
         self.left.retain(|path, id| {
             std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
         });
@@ -599,11 +682,13 @@ fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
         .and_then(|m| m.modified().ok())
         .is_some_and(|t| t >= package_modified);
     written_after
-        && read_evidence(&sidecar).is_some_and(|text| {
-            text.split_whitespace()
-                .next()
-                .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
+        && read_evidence(&sidecar)
+            .and_then(|file| file.text())
+            .is_some_and(|text| {
+                text.split_whitespace()
+                    .next()
+                    .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
 }
 
 /// Hands one complete file to the publisher and tidies the folder after its outcome.
@@ -617,6 +702,16 @@ async fn take(
     let Some(name) = PackageName::of_path(path) else {
         return;
     };
+    match open_regular(path) {
+        Ok(_) => {}
+        // Gone, or replaced by what is not a regular file: the next scan sees to it.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+            ) => {}
+        Err(e) => return cannot_open(path, &name, &e, publisher, journal, failed),
+    }
     let meta = std::fs::symlink_metadata(path).ok();
     let sidecar_path = evidence_path(path, "sha256");
     let signature_path = evidence_path(path, "minisig");
@@ -667,8 +762,7 @@ async fn take(
                 failed.insert(
                     path.to_owned(),
                     Retry {
-                        len: m.len(),
-                        modified: m.modified().ok(),
+                        id: RetryId::of(&m),
                         after: Instant::now() + wait,
                         wait,
                     },
@@ -707,6 +801,51 @@ async fn take(
             json!({"name": name, "channel": Channel::Watch, "error": error}),
         );
     }
+}
+
+/// A complete file this server cannot open (its permissions keep this server's user out): it
+/// stays as it is and is tried again after a wait that doubles up to a minute, or when it
+/// changes. Said on `/status` (`intake_failing`) at every try, journaled (`intake-error`) once
+/// for each change of the file: the same failure a minute later says nothing new.
+fn cannot_open(
+    path: &Path,
+    name: &PackageName,
+    error: &std::io::Error,
+    publisher: &PublisherHandle,
+    journal: &Journal,
+    failed: &mut HashMap<PathBuf, Retry>,
+) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let id = RetryId::of(&meta);
+    let previous = failed.get(path);
+    let said = previous.is_some_and(|r| r.id == id);
+    let wait = previous.map_or(RETRY_FIRST, |r| (r.wait * 2).min(RETRY_MAX));
+    failed.insert(
+        path.to_owned(),
+        Retry {
+            id,
+            after: Instant::now() + wait,
+            wait,
+        },
+    );
+    let error = format!(
+        "{name} in the intake folder cannot be opened by this server ({error}): it stays in \
+         the folder and is tried again when it changes, and at least once a minute; let this \
+         server's user read it"
+    );
+    publisher.faults().failed(name, Channel::Watch, &error);
+    if said {
+        tracing::debug!(%name, "still cannot open a file in the intake folder");
+        return;
+    }
+    tracing::error!(%name, error, "a file in the intake folder cannot be opened");
+    let _ = journal.record(
+        journal::EventKind::IntakeError,
+        None,
+        json!({"name": name, "channel": Channel::Watch, "error": error, "fault": Fault::Ours}),
+    );
 }
 
 /// The intake folder as it was when it was last watched: found removed or replaced (by a

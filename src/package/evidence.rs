@@ -14,7 +14,7 @@ use std::io;
 
 use minisign_verify::{PublicKey, Signature};
 
-use super::{Incoming, Member, Rejection};
+use super::{Incoming, MAX_EVIDENCE_BYTES, Member, Rejection};
 use crate::config::{Config, Invalid};
 use crate::hash::{self, Sha256};
 
@@ -231,6 +231,70 @@ pub(crate) fn evidence_text(bytes: &[u8]) -> String {
     }
 }
 
+/// An evidence file (`.sha256`, `.minisig`) as it came with its package: the bytes the sender
+/// sent, which the archive keeps as they are, or, for a file larger than any evidence may be
+/// ([`MAX_EVIDENCE_BYTES`]), only its size: such a file is not read, and the package is refused
+/// for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EvidenceFile {
+    /// The file's bytes, at most [`MAX_EVIDENCE_BYTES`].
+    Sent(Vec<u8>),
+    /// The file was this many bytes, more than [`MAX_EVIDENCE_BYTES`].
+    TooLarge(u64),
+}
+
+impl EvidenceFile {
+    /// `bytes` as sent, or [`EvidenceFile::TooLarge`] when there are too many of them.
+    pub(crate) fn of_bytes(bytes: Vec<u8>) -> Self {
+        let len = bytes.len() as u64;
+        if len > MAX_EVIDENCE_BYTES {
+            Self::TooLarge(len)
+        } else {
+            Self::Sent(bytes)
+        }
+    }
+
+    /// The bytes as sent; `None` for a file too large to be read.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Self::Sent(bytes) => Some(bytes),
+            Self::TooLarge(_) => None,
+        }
+    }
+
+    /// The text, as [`evidence_text`] decodes it; `None` for a file too large to be read.
+    pub(crate) fn text(&self) -> Option<String> {
+        self.bytes().map(evidence_text)
+    }
+
+    /// The file's text, or the refusal of a file too large to be evidence; `what` names it
+    /// (`the .sha256 file`).
+    fn text_or_refusal(&self, what: &str) -> Result<String, Rejection> {
+        match self {
+            Self::Sent(bytes) => Ok(evidence_text(bytes)),
+            Self::TooLarge(len) => Err(Rejection::Evidence(format!(
+                "{what} is too large: {} bytes, and an evidence file is at most {} bytes; it \
+                 was not read",
+                thousands(*len),
+                thousands(MAX_EVIDENCE_BYTES)
+            ))),
+        }
+    }
+}
+
+/// `n` with a comma between each group of three digits: `65,536`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The non-empty lines of a text file, without a byte-order mark or line-end whitespace.
 fn text_lines(text: &str) -> impl Iterator<Item = &str> {
     text.trim_start_matches('\u{feff}')
@@ -241,10 +305,11 @@ fn text_lines(text: &str) -> impl Iterator<Item = &str> {
 
 /// Checks the `.sha256` sidecar against the package's digest.
 fn check_sidecar(incoming: &Incoming) -> Result<EvidenceState, Rejection> {
-    let Some(text) = incoming.sidecar.as_deref() else {
+    let Some(file) = &incoming.sidecar else {
         return Ok(EvidenceState::Absent);
     };
-    let expected = sidecar_digest(text, &incoming.name)?;
+    let text = file.text_or_refusal("the .sha256 file")?;
+    let expected = sidecar_digest(&text, &incoming.name)?;
     if expected != incoming.sha256 {
         return Err(Rejection::Evidence(format!(
             "the .sha256 file says {expected}, but the package's SHA-256 is {}",
@@ -390,15 +455,16 @@ fn parse_member_list(bytes: &[u8]) -> Option<Vec<(Sha256, String)>> {
 
 /// Checks the minisign signature over the archived package file.
 fn check_signature(incoming: &Incoming, keys: &[PublicKey]) -> Result<EvidenceState, Rejection> {
-    let Some(text) = incoming.signature.as_deref() else {
+    let Some(file) = &incoming.signature else {
         return Ok(EvidenceState::Absent);
     };
+    let text = file.text_or_refusal("the .minisig file")?;
     if keys.is_empty() {
         return Ok(EvidenceState::Unchecked(
             "a signature came with the package, but no public key is configured".to_owned(),
         ));
     }
-    let signature = Signature::decode(text).map_err(|e| {
+    let signature = Signature::decode(&text).map_err(|e| {
         Rejection::Evidence(format!(
             "the .minisig file is not a minisign signature: {e}"
         ))
@@ -525,7 +591,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
 
     fn with_sidecar(text: &str) -> Result<Evidence, Rejection> {
         let (_dir, mut incoming) = package(b"package bytes");
-        incoming.sidecar = Some(text.to_owned());
+        incoming.sidecar = Some(EvidenceFile::Sent(text.as_bytes().to_vec()));
         check(&incoming, &[], &policy())
     }
 
@@ -743,7 +809,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
     fn signatures_verify_against_a_configured_key() {
         let key = PublicKey::from_base64(KEY).unwrap();
         let (_dir, mut incoming) = package(b"test");
-        incoming.signature = Some(SIG.to_owned());
+        incoming.signature = Some(EvidenceFile::Sent(SIG.as_bytes().to_vec()));
         let keys = EvidencePolicy {
             signature: Policy::Required,
             public_keys: vec![PublicKey::from_base64(OTHER_KEY).unwrap(), key.clone()],
@@ -755,7 +821,7 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
 
         // Not over these bytes.
         let (_dir2, mut changed) = package(b"tesT");
-        changed.signature = Some(SIG.to_owned());
+        changed.signature = Some(EvidenceFile::Sent(SIG.as_bytes().to_vec()));
         let why = evidence_error(check(&changed, &[], &keys));
         assert!(why.contains("does not verify"), "{why}");
 
@@ -768,18 +834,20 @@ QtKMXWyYcwdpZAlPF7tE2ENJkRd1ujvKjlj1m9RtHTBnZPa5WKU5uWRs5GoP5M/VqE81QFuMKI5k/SfN
         }
 
         let mut legacy = incoming.clone();
-        legacy.signature = Some(LEGACY_SIG.to_owned());
+        legacy.signature = Some(EvidenceFile::Sent(LEGACY_SIG.as_bytes().to_vec()));
         assert!(evidence_error(check(&legacy, &[], &keys)).contains("legacy"));
 
         let mut garbage = incoming.clone();
-        garbage.signature = Some("untrusted comment: x\nnot base64\n".to_owned());
+        garbage.signature = Some(EvidenceFile::Sent(
+            "untrusted comment: x\nnot base64\n".as_bytes().to_vec(),
+        ));
         assert!(evidence_error(check(&garbage, &[], &keys)).contains("not a minisign signature"));
     }
 
     #[test]
     fn a_signature_without_keys_is_unchecked_unless_required() {
         let (_dir, mut incoming) = package(b"test");
-        incoming.signature = Some(SIG.to_owned());
+        incoming.signature = Some(EvidenceFile::Sent(SIG.as_bytes().to_vec()));
         let evidence = check(&incoming, &[], &policy()).unwrap();
         assert_eq!(evidence.signature.word(), "unchecked");
         assert_eq!(

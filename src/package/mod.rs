@@ -44,7 +44,7 @@ use crate::hash::Sha256;
 
 pub(crate) use corte::{CorteRules, CorteSource, CorteTime, corte_line, corte_time, is_corte_id};
 pub(crate) use evidence::{
-    Evidence, EvidencePolicy, Policy, check as check_evidence, evidence_text, sidecar_digest,
+    Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, sidecar_digest,
     sidecar_single_entry, sum_line,
 };
 pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
@@ -127,10 +127,10 @@ pub(crate) struct Incoming {
     pub(crate) sha256: Sha256,
     /// Size in bytes.
     pub(crate) size: u64,
-    /// Contents of `<name>.sha256`, if one came with it.
-    pub(crate) sidecar: Option<String>,
-    /// Contents of `<name>.minisig`, if one came with it.
-    pub(crate) signature: Option<String>,
+    /// `<name>.sha256`, if one came with it.
+    pub(crate) sidecar: Option<EvidenceFile>,
+    /// `<name>.minisig`, if one came with it.
+    pub(crate) signature: Option<EvidenceFile>,
 }
 
 /// One file of a package, as it will be served: a normalised relative path
@@ -365,7 +365,9 @@ mod tests {
     pub(super) fn incoming(path: &Path) -> Incoming {
         let bytes = std::fs::read(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let sidecar = std::fs::read_to_string(path.with_file_name(format!("{name}.sha256"))).ok();
+        let sidecar = std::fs::read(path.with_file_name(format!("{name}.sha256")))
+            .ok()
+            .map(EvidenceFile::of_bytes);
         Incoming {
             name,
             path: path.to_owned(),
@@ -402,7 +404,9 @@ mod tests {
     #[test]
     fn the_real_package_verifies_against_a_sidecar() {
         let mut inc = incoming(&fixture());
-        inc.sidecar = Some(sum_line(inc.sha256, &inc.name));
+        inc.sidecar = Some(EvidenceFile::Sent(
+            sum_line(inc.sha256, &inc.name).into_bytes(),
+        ));
         let policy = EvidencePolicy {
             sidecar: Policy::Required,
             ..lenient_policy()

@@ -75,9 +75,11 @@ impl Publisher {
         ) {
             return Err(self.failed(r, anyhow!(e).context("journaling the package's arrival")));
         }
-        for (ext, text) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
-            if let Some(text) = text
-                && let Err(e) = self.archive.store_evidence(&stored, ext, text.as_bytes())
+        // Kept as the sender sent it; one too large to be read is not kept, and refuses the
+        // package when it is verified.
+        for (ext, file) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
+            if let Some(bytes) = file.as_ref().and_then(EvidenceFile::bytes)
+                && let Err(e) = self.archive.store_evidence(&stored, ext, bytes)
             {
                 return Err(self.failed(r, anyhow!(e).context("archiving the evidence")));
             }

@@ -86,7 +86,7 @@ use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
 use crate::journal::{Build, EventKind, Journal, PackageState, Publication, lineage};
 use crate::package::{
-    self, CorteSource, CorteTime, EvidencePolicy, Incoming, PackageKind, PackageName,
+    self, CorteSource, CorteTime, EvidenceFile, EvidencePolicy, Incoming, PackageKind, PackageName,
     PackageSettings, Policy, VerifiedPackage,
 };
 use crate::prep::{self, SummarySettings};
@@ -246,6 +246,19 @@ impl OurFaults {
     /// Notes that a package was decided on: the run of failures, if any, is over.
     pub(crate) fn decided(&self) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Notes that what made the package `name` from `channel` fail is gone (the file was
+    /// removed, or taken): the run of failures is over if that package was its last.
+    pub(crate) fn gone(&self, name: &str, channel: Channel) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let over = state
+            .as_ref()
+            .is_some_and(|f| f.name == name && f.channel == channel);
+        if over {
+            *state = None;
+        }
+        over
     }
 
     /// The run of failures going on now, if any.

@@ -131,11 +131,28 @@ pub struct ProcessLimits {
     /// Bytes of address space (what `ulimit -v` sets); malloc is then held to two arenas so
     /// the address space a run needs is predictable.
     pub address_space: Option<u64>,
+    /// Run as a service user would, whom a file's permissions keep out: as root, without
+    /// the capabilities that override them (`setpriv`), so a file of mode 000 cannot be
+    /// opened.
+    pub bound_by_permissions: bool,
 }
 
 impl ProcessLimits {
     /// The binary under test, under these limits.
     pub fn command(&self) -> Command {
+        if self.bound_by_permissions && rustix::process::geteuid().is_root() {
+            assert!(self.open_files.is_none() && self.address_space.is_none());
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--inh-caps=-all",
+                "--bounding-set=-dac_override,-dac_read_search",
+                "--",
+                env!("CARGO_BIN_EXE_difusor"),
+            ])
+            .env_remove("DIFUSOR_CONFIG")
+            .env("RUST_LOG", "info");
+            return c;
+        }
         if self.open_files.is_none() && self.address_space.is_none() {
             return difusor();
         }
@@ -331,7 +348,7 @@ impl Server {
             extra,
             ProcessLimits {
                 open_files,
-                address_space: None,
+                ..ProcessLimits::default()
             },
         )
     }
@@ -344,8 +361,21 @@ impl Server {
             data,
             extra,
             ProcessLimits {
-                open_files: None,
                 address_space: Some(bytes),
+                ..ProcessLimits::default()
+            },
+        )
+    }
+
+    /// Starts a server as [`Server::start`] does, kept out of files by their permissions as a
+    /// service user is, even when the tests run as root.
+    pub fn start_bound_by_permissions(data: &Path, extra: &[&str]) -> Server {
+        Self::start_limited(
+            data,
+            extra,
+            ProcessLimits {
+                bound_by_permissions: true,
+                ..ProcessLimits::default()
             },
         )
     }

@@ -40,7 +40,7 @@ use super::{PullError, Puller, Source};
 use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
 use crate::package::{
-    MAX_EVIDENCE_BYTES, PackageName, evidence_text, sidecar_digest, sidecar_single_entry,
+    EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry,
 };
 use crate::publisher::Outcome;
 
@@ -141,7 +141,8 @@ impl Puller {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let sidecar = self.evidence(target.sidecar.as_ref()).await?;
-            let (mut name, expected) = target.named_digest(sidecar.as_deref());
+            let (mut name, expected) =
+                target.named_digest(sidecar.as_ref().and_then(EvidenceFile::text).as_deref());
             if let Some(digest) = expected
                 && !changed
                 && self.holds(digest, &name).await
@@ -162,7 +163,8 @@ impl Puller {
                 Some(e) if e != download.sha256 => {
                     // Replaced while it was being downloaded? The sidecar says now.
                     let fresh = self.evidence(target.sidecar.as_ref()).await?;
-                    let (fresh_name, now) = target.named_digest(fresh.as_deref());
+                    let (fresh_name, now) =
+                        target.named_digest(fresh.as_ref().and_then(EvidenceFile::text).as_deref());
                     if now != Some(download.sha256) {
                         last = Some(PullError::Mismatch {
                             name: name.to_string(),
@@ -209,8 +211,8 @@ impl Puller {
         target: &Target,
         name: PackageName,
         download: Download,
-        sidecar: Option<String>,
-        signature: Option<String>,
+        sidecar: Option<EvidenceFile>,
+        signature: Option<EvidenceFile>,
     ) -> Result<(), PullError> {
         // Kept from here on: if this task is stopped while the publisher reads the file, the
         // file must stay; what is left in the temporary folder is cleared at the next start.
@@ -256,7 +258,7 @@ impl Puller {
     }
 
     /// The text of an evidence file; `None` when there is no address or the server has none.
-    async fn evidence(&self, url: Option<&Url>) -> Result<Option<String>, PullError> {
+    async fn evidence(&self, url: Option<&Url>) -> Result<Option<EvidenceFile>, PullError> {
         let Some(url) = url else { return Ok(None) };
         let response = match self.client.get(url, &Validators::default()).await {
             Ok(r) => r,
@@ -270,7 +272,7 @@ impl Puller {
             return Ok(None);
         };
         let bytes = read_small(response, url, MAX_EVIDENCE_BYTES, "evidence file").await?;
-        Ok(Some(evidence_text(&bytes)))
+        Ok(Some(EvidenceFile::of_bytes(bytes)))
     }
 
     /// A package body into a temporary file, hashed on the way.

@@ -43,7 +43,7 @@ use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::journal::EventKind;
-use crate::package::{MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
 use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
@@ -70,7 +70,7 @@ pub(super) struct SftpHandler {
     /// Closed uploads under a hidden name, waiting to be renamed to their final name.
     pending: HashMap<String, Closed>,
     /// Text of `.sha256` / `.minisig` files uploaded this session, by their name.
-    evidence: HashMap<String, String>,
+    evidence: HashMap<String, EvidenceFile>,
     session_bytes: u64,
     /// Room for this session's writes waiting for the disk.
     queue_room: Arc<tokio::sync::Semaphore>,
@@ -309,10 +309,11 @@ impl SftpHandler {
         upload: Closed,
     ) -> Result<Status, StatusReply> {
         if is_evidence(&name) {
-            let text = (upload.len <= MAX_EVIDENCE_BYTES)
+            let file = (upload.len <= MAX_EVIDENCE_BYTES)
                 .then(|| read_evidence(&upload.tmp))
-                .flatten();
-            let Some(text) = text else {
+                .flatten()
+                .filter(|file| file.bytes().is_some());
+            let Some(file) = file else {
                 return Err(self.refuse(
                     "close",
                     deny(
@@ -330,7 +331,7 @@ impl SftpHandler {
                     ),
                 ));
             }
-            self.evidence.insert(name, text);
+            self.evidence.insert(name, file);
             return Ok(ok_status(id, "evidence kept for its package"));
         }
         let Some(package) = PackageName::new(&name) else {
