@@ -163,32 +163,38 @@ fn target(text: &str) -> Result<Target, Invalid> {
         }
         return Ok(Target::Unix(PathBuf::from(path)));
     }
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| bad("is not a syslog address"))?;
-    let host_port = |rest: &str| -> Result<String, Invalid> {
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("needs a port"))?;
-        let port: u16 = port.parse().map_err(|_| bad("has no valid port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if port == 0
-            || host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
-        {
-            return Err(bad("has no valid host and port"));
-        }
-        Ok(if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        })
+    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a syslog address ({e})")))?;
+    let wrap: fn(String) -> Target = match url.scheme() {
+        "udp" => Target::Udp,
+        "tcp" => Target::Tcp,
+        _ => return Err(bad("names no known transport (unix, udp, tcp)")),
     };
-    match scheme {
-        "udp" => Ok(Target::Udp(host_port(rest)?)),
-        "tcp" => Ok(Target::Tcp(host_port(rest)?)),
-        _ => Err(bad("names no known transport (unix, udp, tcp)")),
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(bad("must be only a host and a port"));
     }
+    let port = url.port().ok_or_else(|| bad("needs a port"))?;
+    let host = match url.host() {
+        Some(url::Host::Domain(name))
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')) =>
+        {
+            name.to_ascii_lowercase()
+        }
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        _ => return Err(bad("has no valid host")),
+    };
+    if port == 0 {
+        return Err(bad("has no valid port"));
+    }
+    Ok(wrap(format!("{host}:{port}")))
 }
 
 /// The severity of an event of `kind`.
@@ -542,6 +548,10 @@ mod tests {
             target("tcp://[::1]:601").unwrap(),
             Target::Tcp("[::1]:601".into())
         );
+        assert_eq!(
+            target("tcp://Logs.Example.MX:601").unwrap(),
+            Target::Tcp("logs.example.mx:601".into())
+        );
         for bad in [
             "/dev/log",
             "unix:dev/log",
@@ -549,6 +559,13 @@ mod tests {
             "tcp://:601",
             "http://logs:514",
             "tcp://logs example:601",
+            "tcp://[::1:601",
+            "tcp://host:99999",
+            "tcp://host:0",
+            "udp://user@10.0.0.9:514",
+            "tcp://logs:601/path",
+            "tcp://logs:601?x",
+            "tcp://l%C3%B6gs:601",
         ] {
             let err = target(bad).unwrap_err().to_string();
             assert!(err.starts_with("setting `syslog`: "), "{bad}: {err}");

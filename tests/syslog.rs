@@ -162,6 +162,23 @@ fn a_collector_that_does_not_listen_stops_nothing_and_is_reached_once_it_listens
     server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
 }
 
+/// What `serve --syslog <target>` says when it refuses to start, with its exit status.
+fn refused_start(data: &std::path::Path, target: &str) -> (Option<i32>, String) {
+    let out = output_within(
+        difusor()
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--syslog", target]),
+        Duration::from_secs(20),
+    )
+    .expect("the start is refused at once");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_unix_path_that_is_not_a_socket_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
@@ -171,23 +188,51 @@ fn a_unix_path_that_is_not_a_socket_is_refused_at_start() {
         (&file, "a regular file"),
         (&tmp.path().to_owned(), "a folder"),
     ] {
-        let out = output_within(
-            difusor()
-                .args(["serve", "--data-dir"])
-                .arg(tmp.path().join("data"))
-                .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-                .args(["--syslog", &format!("unix:{}", path.display())]),
-            Duration::from_secs(20),
-        )
-        .expect("the start is refused at once");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let (code, stderr) = refused_start(
+            &tmp.path().join("data"),
+            &format!("unix:{}", path.display()),
+        );
+        assert_eq!(code, Some(2), "{stderr}");
         assert!(
             stderr.contains(&format!(
                 "setting `syslog`: {} is {what}, not the collector's socket",
                 path.display()
             )),
             "{stderr}"
+        );
+    }
+}
+
+/// A network address is read as a URL: a malformed one is refused, never mended into
+/// another address (`tcp://[::1:601` was taken for `[::1]:601`).
+#[test]
+fn a_malformed_collector_address_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (target, why) in [
+        (
+            "tcp://[::1:601",
+            "is not a syslog address (invalid IPv6 address)",
+        ),
+        ("tcp://logs example:601", "is not a syslog address"),
+        (
+            "udp://10.0.0.9:70000",
+            "is not a syslog address (invalid port number)",
+        ),
+        ("udp://10.0.0.9", "needs a port"),
+        (
+            "tcp://logs.example.mx:601/ruta",
+            "must be only a host and a port",
+        ),
+        (
+            "tcp://admin@logs.example.mx:601",
+            "must be only a host and a port",
+        ),
+    ] {
+        let (code, stderr) = refused_start(&tmp.path().join("data"), target);
+        assert_eq!(code, Some(2), "{target}: {stderr}");
+        assert!(
+            stderr.contains(&format!("setting `syslog`: {target:?} {why}")),
+            "{target}: {stderr}"
         );
     }
 }
