@@ -275,24 +275,11 @@ impl EvidenceFile {
             Self::TooLarge(len) => Err(Rejection::Evidence(format!(
                 "{what} is too large: {} bytes, and an evidence file is at most {} bytes; it \
                  was not read",
-                thousands(*len),
-                thousands(MAX_EVIDENCE_BYTES)
+                indicatif::HumanCount(*len),
+                indicatif::HumanCount(MAX_EVIDENCE_BYTES)
             ))),
         }
     }
-}
-
-/// `n` with a comma between each group of three digits: `65,536`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The non-empty lines of a text file, without a byte-order mark or line-end whitespace.
