@@ -224,7 +224,8 @@ fn classify(path: &Path) -> Entry {
     if PackageName::of_path(path).is_none() {
         return Entry::Refused(
             "its name holds control characters (such as a newline or a tab), characters that \
-             reorder text (a right-to-left override) or a backslash, or is not valid UTF-8; \
+             reorder text (a right-to-left override) or take no room (a zero-width space) or a \
+             backslash, or is not valid UTF-8; \
              send it again under a plain name"
                 .to_owned(),
         );

@@ -8,7 +8,8 @@
 //! # What it never unpacks
 //! An archive is refused whole, before anything of it is used, if any member
 //! - has an absolute path, a `..` or `.` component, an empty component, a backslash, a drive
-//!   letter (`C:`), a NUL or other control character, or a name longer than the limit;
+//!   letter (`C:`), a control character, a bidirectional formatting character or a zero-width character (which
+//!   disguise a name when it is shown), or a name longer than the limit;
 //! - is a symlink, a hard link, a device, a FIFO, a sparse file (a GNU `S` entry, or a regular
 //!   entry whose pax header carries `GNU.sparse.*` keys) or anything but a regular file or
 //!   directory;
@@ -47,7 +48,9 @@ pub(crate) use evidence::{
     Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, sidecar_digest,
     sidecar_single_entry, sum_line,
 };
-pub(crate) use name::{EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+pub(crate) use name::{
+    EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence,
+};
 pub(crate) use open::{Format, read_magic};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.

@@ -3,9 +3,10 @@
 //!
 //! A [`PackageName`] is a bare file name (no folders) that is not empty, not hidden (no
 //! leading `.`: temporary and evidence names of the intake channels), at most
-//! [`PackageName::MAX_LEN`] bytes and free of path separators, control characters and the
-//! characters that reorder displayed text (a right-to-left override would show
-//! `\u{202e}piz.exe` as `exe.zip` in the journal, on the status page and under `/datos/`).
+//! [`PackageName::MAX_LEN`] bytes and free of path separators and of what disguises a name
+//! when it is shown ([`disguises`]): control characters, the characters that reorder
+//! displayed text (a right-to-left override would show `\u{202e}piz.exe` as `exe.zip` in the
+//! journal, on the status page and under `/datos/`) and those that take no room.
 //! Every channel makes one the same way, so a name refused on one is refused on all.
 //!
 //! A package's evidence travels beside it as `<name>.sha256` and `<name>.minisig`
@@ -26,6 +27,14 @@ pub(crate) const EVIDENCE_EXTENSIONS: [&str; 2] = ["sha256", "minisig"];
 /// The most bytes of an evidence file any channel reads: a sidecar or a signature is a few
 /// hundred bytes, a member list a few thousand.
 pub(crate) const MAX_EVIDENCE_BYTES: u64 = 64 * 1024;
+
+/// Whether `c` disguises a name when it is shown: a control or bidirectional formatting
+/// character ([`is_control_or_bidi`]), or one that takes no room (zero-width space,
+/// non-joiner and joiner, word joiner, byte-order mark), with which `main\u{200b}.json` shows
+/// as `main.json` beside the real one. No institute's file name holds one.
+pub(crate) fn disguises(c: char) -> bool {
+    is_control_or_bidi(c) || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+}
 
 /// Whether a file name is one of a package's evidence files rather than a package.
 pub(crate) fn is_evidence(name: impl AsRef<[u8]>) -> bool {
@@ -50,9 +59,7 @@ impl PackageName {
         let ok = !name.is_empty()
             && !name.starts_with('.')
             && name.len() <= Self::MAX_LEN
-            && !name
-                .chars()
-                .any(|c| is_control_or_bidi(c) || c == '/' || c == '\\');
+            && !name.chars().any(|c| disguises(c) || c == '/' || c == '\\');
         ok.then(|| Self(name.to_owned()))
     }
 

@@ -369,6 +369,17 @@ fn names(c: &mut Corpus<'_>) {
         &zip_named(b"bad\x01name.txt", data),
         "control character",
     );
+    // Shown as `json/main.json`, beside or instead of the real one.
+    c.add(
+        "zip",
+        &zip_of(&[("json/main\u{200b}.json", data)]),
+        "zero-width character",
+    );
+    c.add(
+        "zip",
+        &zip_of(&[("json/\u{202e}nosj.niam", data)]),
+        "bidirectional formatting",
+    );
     let long = format!("{}.html", "a".repeat(300));
     c.add(
         "zip",

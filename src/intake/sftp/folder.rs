@@ -43,7 +43,7 @@ use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::journal::EventKind;
-use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, is_evidence};
+use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence};
 use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
@@ -167,11 +167,12 @@ fn resolve(path: &str) -> Result<Target, StatusReply> {
             "refused: the path is too long or holds backslash characters",
         ));
     }
-    if path.chars().any(crate::peer_text::is_control_or_bidi) {
+    if path.chars().any(disguises) {
         return Err(deny(
             StatusCode::PermissionDenied,
-            "refused: names with control characters (a newline, a tab, NUL…) or characters \
-             that reorder text (a right-to-left override) are not taken; use a plain name",
+            "refused: names with control characters (a newline, a tab, NUL…), characters \
+             that reorder text (a right-to-left override) or take no room (a zero-width \
+             space) are not taken; use a plain name",
         ));
     }
     let mut parts = Vec::new();

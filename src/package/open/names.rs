@@ -2,7 +2,8 @@
 //! names collide.
 //!
 //! [`Names::admit`] is the one gate every member name passes: it refuses (as
-//! [`Rejection::UnsafeName`]) empty names and components, control characters, backslashes,
+//! [`Rejection::UnsafeName`]) empty names and components, characters that disguise a name
+//! when it is shown (control, bidirectional formatting, zero-width), backslashes,
 //! absolute paths, drive letters, `.` and `..` components, components ending in a dot or a
 //! space, and paths longer than [`Limits::max_name_len`](super::super::Limits); and (as
 //! [`Rejection::Collision`]) a name equal to one already seen, or equal but for letter case or
@@ -16,6 +17,7 @@ use std::io::Read;
 use unicode_normalization::UnicodeNormalization as _;
 
 use super::super::Rejection;
+use super::super::name::disguises;
 use super::EntryKind;
 
 /// Bit 11 of a zip entry's general purpose flags: its name is UTF-8 (APPNOTE 4.4.4).
@@ -60,8 +62,10 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("an empty name");
     }
-    if name.chars().any(char::is_control) {
-        return Err("a NUL or other control character");
+    if name.chars().any(disguises) {
+        return Err(
+            "a control character, a bidirectional formatting character or a zero-width character",
+        );
     }
     if name.contains('\\') {
         return Err("a backslash");
@@ -226,7 +230,10 @@ mod tests {
             (b"css\\site.css", "a backslash"),
             (b"C:/x.txt", "a drive letter"),
             (b"c:x.txt", "a drive letter"),
-            (b"a\x00b.txt", "a NUL or other control character"),
+            (
+                b"a\x00b.txt",
+                "a control character, a bidirectional formatting character or a zero-width character",
+            ),
         ];
         for (name, expected) in cases {
             let got = why(open_bytes(&zip_named(name, b"x")));
@@ -234,7 +241,7 @@ mod tests {
         }
         assert_eq!(
             why(open_bytes(&zip_named(b"tab\there.txt", b"x"))),
-            "a NUL or other control character"
+            "a control character, a bidirectional formatting character or a zero-width character"
         );
         let long = "a".repeat(256);
         assert_eq!(
@@ -247,12 +254,23 @@ mod tests {
 
     #[test]
     fn unsafe_names_are_refused_in_tars() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
             (b"/etc/passwd", "an absolute path"),
             (b"../x.txt", "a `..` component"),
             (b"a\\b.txt", "a backslash"),
             (b"D:/x.txt", "a drive letter"),
-            (b"x\x1b.txt", "a NUL or other control character"),
+            (
+                b"x\x1b.txt",
+                "a control character, a bidirectional formatting character or a zero-width character",
+            ),
+            (
+                "json/\u{202e}nosj.niam".as_bytes(),
+                "a control character, a bidirectional formatting character or a zero-width character",
+            ),
+            (
+                "json/main\u{200b}.json".as_bytes(),
+                "a control character, a bidirectional formatting character or a zero-width character",
+            ),
         ];
         for (name, expected) in cases {
             let tar = tar_of(&[(name, TarKind::File(b"x"))]);
