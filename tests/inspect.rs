@@ -1276,3 +1276,30 @@ fn a_data_package_with_a_line_without_an_end_is_published_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+/// A title and a summary value of hundreds of kilobytes are shown cut to 200 characters, in
+/// the report and the journal alike, instead of whole, over and over.
+#[test]
+fn a_huge_title_and_summary_value_are_shown_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = campeche_cut();
+    let huge_title = "T".repeat(500_000);
+    let huge_value = "1".repeat(500_000);
+    let csv = cut
+        .replacen("GUBERNATURA\n", &format!("{huge_title}\n"), 1)
+        .replacen(
+            "\n1,2,1,1,100.0000,",
+            &format!("\n{huge_value},2,1,1,100.0000,"),
+            1,
+        );
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.len() < 20_000, "{} bytes of report", text.len());
+    let shown = format!("{}… (500000 bytes in all)", "1".repeat(200));
+    assert!(
+        text.contains(&format!("ACTAS_ESPERADAS declared \"{shown}\"")),
+        "{text}"
+    );
+}

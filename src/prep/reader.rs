@@ -546,7 +546,7 @@ impl<R: Read> CsvReader<R> {
             if let Some(names) = summary_names.take() {
                 let values: Vec<String> = cells
                     .iter()
-                    .map(|c| decode(cell::bare(c), self.encoding).into_owned())
+                    .map(|c| shown(&decode(cell::bare(c), self.encoding)))
                     .collect();
                 self.preamble.declared = Some(Declared::new(&names, &values));
                 continue;
@@ -565,7 +565,7 @@ impl<R: Read> CsvReader<R> {
                     time,
                 });
             } else if self.preamble.title.is_none() {
-                self.preamble.title = Some(first);
+                self.preamble.title = Some(shown(&first));
             }
         }
     }
@@ -1013,6 +1013,23 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Cow<'_, str> {
 pub(crate) fn header_name(cell: &[u8], encoding: Encoding) -> String {
     let text = decode(cell::bare(cell), encoding);
     normalise(text.trim_start_matches('\u{feff}').trim())
+}
+
+/// The most characters of a title or summary value kept for reports and the journal; no
+/// real one comes near (a summary number, separators and all, is under 60).
+const MAX_SHOWN_CHARS: usize = 200;
+
+/// `text` as reports show it: cut after [`MAX_SHOWN_CHARS`] characters, with `…` and how
+/// long it was.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => format!(
+            "{}… ({} bytes in all)",
+            text.get(..at).unwrap_or_default(),
+            text.len()
+        ),
+    }
 }
 
 /// Upper case without accents: `ACTAS_FUERA_CATÁLOGO` → `ACTAS_FUERA_CATALOGO`.
