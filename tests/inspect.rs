@@ -1154,3 +1154,152 @@ fn the_vote_from_abroad_is_no_casilla_over_its_lista_nominal() {
         }
     }
 }
+
+/// The Campeche cut with `rows` after its two rows.
+fn campeche_cut_and(rows: &[u8]) -> Vec<u8> {
+    let mut csv = campeche_cut().into_bytes();
+    csv.extend_from_slice(rows);
+    csv
+}
+
+/// A file whose one line (or quoted cell) has no end is refused once past 1 MiB, naming the
+/// line where it begins, instead of being held whole; so is a column header of more columns
+/// than any real file has, at once instead of after comparing every column with every other.
+#[test]
+fn a_line_without_an_end_and_a_header_of_thousands_of_columns_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = campeche_cut_and(&vec![b'7'; 3 << 20]);
+    let mut unclosed = campeche_cut_and(b"\"");
+    for _ in 0..40_000 {
+        unclosed.extend_from_slice(&[b'x'; 99]);
+        unclosed.push(b'\n');
+    }
+    for (name, csv) in [
+        ("LONG_GOB_2021.csv", long),
+        ("QUOTE_GOB_2021.csv", unclosed),
+    ] {
+        let path = write(dir.path(), name, &csv);
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{name}, line 9: a line (or a quoted cell across lines) goes on past 1048576 bytes"
+            )),
+            "{err}"
+        );
+    }
+
+    let cut = campeche_cut();
+    let header = cut.lines().nth(5).unwrap();
+    assert!(header.starts_with("CLAVE_CASILLA,"), "{header}");
+    let parties: Vec<String> = (0..5_000).map(|i| format!("P{i}_Q")).collect();
+    let wide_header = header.replacen("PAN,PRI,", &format!("{},PAN,PRI,", parties.join(",")), 1);
+    let wide = cut.lines().take(5).collect::<Vec<_>>().join("\n") + "\n" + &wide_header + "\n";
+    let path = write(dir.path(), "WIDE_GOB_2021.csv", wide.as_bytes());
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WIDE_GOB_2021.csv, line 6: a column header of 5047 columns, over the 1000"),
+        "{err}"
+    );
+}
+
+/// A file of actas each with an observation of its own is reported with the first 1,000
+/// observations and the rest counted together as `(other)`, still in the summary's counts.
+#[test]
+fn observations_past_a_thousand_distinct_ones_are_counted_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = campeche_cut();
+    let row = cut.lines().nth(6).unwrap();
+    assert!(row.contains(",6,,1,F,"), "{row}");
+    let mut rows = String::new();
+    for i in 0..1_500 {
+        let acta = row.replacen("040004B010005", &format!("X{i}"), 1).replacen(
+            ",6,,1,F,",
+            &format!(",6,SIN ACTA {i},0,F,"),
+            1,
+        );
+        rows.push_str(&acta);
+        rows.push('\n');
+    }
+    let path = dir.path().join("OBS_GOB_2021.csv");
+    std::fs::write(&path, campeche_cut_and(rows.as_bytes())).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(1), "the summary counts two actas");
+    let e = &v["elections"][0];
+    assert_eq!(e["rows"], 1_502);
+    let by_observation = e["by_observation"].as_array().unwrap();
+    assert_eq!(
+        by_observation.len(),
+        1_001,
+        "distinct observations kept, and (other)"
+    );
+    let other = &by_observation[0];
+    assert_eq!(other["observation"], "(other)", "{by_observation:?}");
+    assert_eq!(other["actas"], 502, "{by_observation:?}");
+    let seen: u64 = by_observation
+        .iter()
+        .map(|o| o["actas"].as_u64().unwrap())
+        .sum();
+    assert_eq!(seen, 1_502);
+}
+
+/// On arrival, a results CSV with a line that has no end is a plain journal warning, and
+/// the package is published all the same.
+#[test]
+fn a_data_package_with_a_line_without_an_end_is_published_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let csv = campeche_cut_and(&vec![b'7'; 3 << 20]);
+    // Stored, not deflated: a line of one digit repeated would pass the compression ratio limit.
+    let package = zip_repeated(
+        1,
+        |_| "CAMP_GOB_2021.csv".to_owned(),
+        &csv,
+        zip::CompressionMethod::Stored,
+    );
+    drop_file(&server.entrada(), "20210607_2000_PREP_CAMP.zip", &package);
+    server.wait_corte("20210607_2000");
+    let warnings: Vec<String> = events(&server, "warning")
+        .iter()
+        .filter(|w| w["detail"]["check"] == "summary")
+        .map(|w| w["detail"]["warning"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(
+            "a results CSV cannot be read: CAMP_GOB_2021.csv, line 9: a line (or a quoted cell \
+             across lines) goes on past 1048576 bytes"
+        ),
+        "{warnings:?}"
+    );
+}
+
+/// A title and a summary value of hundreds of kilobytes are shown cut to 200 characters, in
+/// the report and the journal alike, instead of whole, over and over.
+#[test]
+fn a_huge_title_and_summary_value_are_shown_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = campeche_cut();
+    let huge_title = "T".repeat(500_000);
+    let huge_value = "1".repeat(500_000);
+    let csv = cut
+        .replacen("GUBERNATURA\n", &format!("{huge_title}\n"), 1)
+        .replacen(
+            "\n1,2,1,1,100.0000,",
+            &format!("\n{huge_value},2,1,1,100.0000,"),
+            1,
+        );
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.len() < 20_000, "{} bytes of report", text.len());
+    let shown = format!("{}… (500000 bytes in all)", "1".repeat(200));
+    assert!(
+        text.contains(&format!("ACTAS_ESPERADAS declared \"{shown}\"")),
+        "{text}"
+    );
+}

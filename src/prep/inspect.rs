@@ -186,15 +186,27 @@ type FastMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 /// The longest acta key held inline by [`SeenActas`], plus one byte for its length.
 const INLINE_KEY: usize = 32;
 
+/// The most distinct actas remembered to find one written twice: about three times a
+/// national file's (about 170,000), in at most 64 MiB.
+const MAX_ACTAS: usize = 500_000;
+
+/// The most bytes of acta keys of [`INLINE_KEY`] bytes or more remembered.
+const MAX_LONG_KEY_BYTES: usize = 16 * 1024 * 1024;
+
 /// The actas already seen, by key (`CLAVE_ACTA` and the level ids), with the line of each. A
 /// key is held inline when it is short, as nearly every one is, so that remembering a national
-/// file's actas allocates nothing per row.
+/// file's actas allocates nothing per row. At most [`MAX_ACTAS`] keys, and
+/// [`MAX_LONG_KEY_BYTES`] of long ones, are remembered; the rest are not compared.
 #[derive(Default)]
 struct SeenActas {
     /// Keys of fewer than [`INLINE_KEY`] bytes: the key, zeros, and its length last.
     short: HashMap<[u8; INLINE_KEY], u64, foldhash::fast::RandomState>,
     /// Longer keys.
     long: FastMap<u64>,
+    /// Bytes of the keys in `long`.
+    long_bytes: usize,
+    /// Whether a key was left unremembered, a limit reached.
+    full: bool,
 }
 
 impl SeenActas {
@@ -206,10 +218,15 @@ impl SeenActas {
         {
             bytes.copy_from_slice(key);
             inline[INLINE_KEY - 1] = len;
+            let room = self.short.len() + self.long.len() < MAX_ACTAS;
             return match self.short.entry(inline) {
                 Entry::Occupied(first) => Some(*first.get()),
-                Entry::Vacant(slot) => {
+                Entry::Vacant(slot) if room => {
                     slot.insert(line);
+                    None
+                }
+                Entry::Vacant(_) => {
+                    self.full = true;
                     None
                 }
             };
@@ -217,6 +234,13 @@ impl SeenActas {
         if let Some(first) = self.long.get(key) {
             return Some(*first);
         }
+        if self.short.len() + self.long.len() >= MAX_ACTAS
+            || self.long_bytes + key.len() > MAX_LONG_KEY_BYTES
+        {
+            self.full = true;
+            return None;
+        }
+        self.long_bytes += key.len();
         self.long.insert(key.to_vec(), line);
         None
     }
@@ -230,6 +254,9 @@ struct State {
     casilla_types: Vec<(Vec<u8>, u64)>,
     contabilizada: Vec<(Vec<u8>, u64)>,
     observations: FastMap<(u64, Flags)>,
+    /// Actas whose observation is past [`MAX_OBSERVATIONS`] or [`MAX_DISTINCT_BYTES`]: those
+    /// that report no inconsistency, and those that do.
+    other_observations: [u64; 2],
     latest: Vec<u64>,
     claves: SeenActas,
     key: Vec<u8>,
@@ -264,6 +291,7 @@ impl State {
             casilla_types: Vec::new(),
             contabilizada: Vec::new(),
             observations: FastMap::default(),
+            other_observations: [0; 2],
             latest: vec![0; columns.dates.len()],
             claves: SeenActas::default(),
             key: Vec::new(),
@@ -273,11 +301,19 @@ impl State {
         }
     }
 
-    fn anomaly(&mut self, line: u64, clave: &[u8], column: Option<&str>, what: String) {
+    /// Counts an anomaly; keeps it, `what` written, while fewer than [`MAX_ANOMALIES`] are
+    /// kept (a file of anomalies on every row is not written out row by row).
+    fn anomaly(
+        &mut self,
+        line: u64,
+        clave: &[u8],
+        column: Option<&str>,
+        what: impl FnOnce() -> String,
+    ) {
         self.anomaly_count += 1;
         if self.anomalies.len() < MAX_ANOMALIES {
             self.anomalies
-                .push((line, clave.to_vec(), column.map(str::to_owned), what));
+                .push((line, clave.to_vec(), column.map(str::to_owned), what()));
         }
     }
 
@@ -291,10 +327,12 @@ impl State {
         let tipo = row.cell(columns.tipo_casilla);
         count(&mut self.casilla_types, tipo);
         if status == Status::Other {
-            let what = format!(
-                "CONTABILIZADA is {:?}; expected 1, 0, 2, - or empty",
-                String::from_utf8_lossy(contab)
-            );
+            let what = || {
+                format!(
+                    "CONTABILIZADA is {:?}; expected 1, 0, 2, - or empty",
+                    String::from_utf8_lossy(contab)
+                )
+            };
             self.anomaly(line, clave, Some("CONTABILIZADA"), what);
         }
 
@@ -306,7 +344,16 @@ impl State {
             }
             None => {
                 let flags = observation::read(&normalise(&String::from_utf8_lossy(observation)));
-                self.observations.insert(observation.to_vec(), (1, flags));
+                if self.observations.len() < MAX_OBSERVATIONS
+                    && observation.len() <= MAX_DISTINCT_BYTES
+                {
+                    self.observations.insert(observation.to_vec(), (1, flags));
+                } else {
+                    let other = usize::from(flags.has(Flags::INCONSISTENCY));
+                    if let Some(n) = self.other_observations.get_mut(other) {
+                        *n += 1;
+                    }
+                }
                 flags
             }
         };
@@ -331,10 +378,12 @@ impl State {
                     }
                 }
                 Value::Invalid => {
-                    let what = format!(
-                        "{:?} is neither a number nor a missing-value marker",
-                        String::from_utf8_lossy(row.cell(col.index))
-                    );
+                    let what = || {
+                        format!(
+                            "{:?} is neither a number nor a missing-value marker",
+                            String::from_utf8_lossy(row.cell(col.index))
+                        )
+                    };
                     self.anomaly(line, clave, Some(&col.name), what);
                 }
             }
@@ -371,11 +420,13 @@ impl State {
                 }
                 None if cell::is_missing(cell) => {}
                 None => {
-                    let what = format!(
-                        "{:?} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
+                    let what = || {
+                        format!(
+                            "{:?} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
                          YYYY-MM-DD HH:MM[:SS], an offset after it)",
-                        String::from_utf8_lossy(cell)
-                    );
+                            String::from_utf8_lossy(cell)
+                        )
+                    };
                     self.anomaly(line, clave, Some(name), what);
                 }
             }
@@ -388,8 +439,19 @@ impl State {
                 self.key.push(0x1f);
                 self.key.extend_from_slice(row.cell(i));
             }
+            let full = self.claves.full;
             if let Some(first) = self.claves.first_or_insert(&self.key, line) {
-                let what = format!("the same acta is already on line {first}");
+                let what = || format!("the same acta is already on line {first}");
+                self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
+            }
+            if self.claves.full && !full {
+                let what = || {
+                    format!(
+                        "more than {MAX_ACTAS} distinct actas (or {MAX_LONG_KEY_BYTES} bytes of \
+                         long acta keys): from this line on, an acta is not checked for being \
+                         written twice"
+                    )
+                };
                 self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
             }
         }
@@ -410,10 +472,12 @@ impl State {
     fn number(&mut self, row: &Row<'_>, index: usize, name: &str, clave: &[u8]) -> Value {
         let v = cell::value(row.cell(index));
         if v == Value::Invalid {
-            let what = format!(
-                "{:?} is neither a number nor a missing-value marker",
-                String::from_utf8_lossy(row.cell(index))
-            );
+            let what = || {
+                format!(
+                    "{:?} is neither a number nor a missing-value marker",
+                    String::from_utf8_lossy(row.cell(index))
+                )
+            };
             self.anomaly(row.line, clave, Some(name), what);
             return Value::Missing;
         }
@@ -426,7 +490,7 @@ impl State {
             self.tally.lista_nominal += l;
         }
         let Value::Number(c) = a.calculado else {
-            let what = "a counted acta without TOTAL_VOTOS_CALCULADO".to_owned();
+            let what = || "a counted acta without TOTAL_VOTOS_CALCULADO".to_owned();
             self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
             return;
         };
@@ -435,10 +499,12 @@ impl State {
             self.tally.votos_s_cs += c;
         }
         if c != a.sum {
-            let what = format!(
-                "TOTAL_VOTOS_CALCULADO is {c} but its votes add up to {}",
-                a.sum
-            );
+            let what = || {
+                format!(
+                    "TOTAL_VOTOS_CALCULADO is {c} but its votes add up to {}",
+                    a.sum
+                )
+            };
             self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
         }
         if let Value::Number(l) = a.lista
@@ -446,7 +512,7 @@ impl State {
             && !a.abroad
             && c > l + a.representantes.unwrap_or(0)
         {
-            let what = match a.representantes {
+            let what = || match a.representantes {
                 Some(r) => {
                     format!("{c} votes in a casilla with lista nominal {l} and {r} representatives")
                 }
@@ -496,6 +562,17 @@ impl State {
                 actas: *n,
                 inconsistency: flags.has(Flags::INCONSISTENCY),
             })
+            .chain(
+                [false, true]
+                    .into_iter()
+                    .zip(self.other_observations)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(inconsistency, actas)| ObservationCount {
+                        observation: OTHER.to_owned(),
+                        actas,
+                        inconsistency,
+                    }),
+            )
             .collect();
         by_observation.sort_by(|a, b| {
             b.actas
@@ -545,13 +622,27 @@ impl State {
     }
 }
 
-/// Most distinct values kept by [`count`]; further ones are counted together as `(other)`.
+/// Most distinct values kept by [`count`]; further ones are counted together as [`OTHER`].
 const MAX_DISTINCT: usize = 32;
+
+/// Most distinct observations kept; actas with further ones are counted together as
+/// [`OTHER`].
+const MAX_OBSERVATIONS: usize = 1000;
+
+/// The longest value kept as a distinct casilla type, `CONTABILIZADA` or observation; a longer
+/// one is counted as [`OTHER`].
+const MAX_DISTINCT_BYTES: usize = 1000;
+
+/// What values past [`MAX_DISTINCT`], [`MAX_OBSERVATIONS`] or [`MAX_DISTINCT_BYTES`] are
+/// counted as.
+const OTHER: &str = "(other)";
 
 /// Adds one to `key`'s count in a short list of distinct values.
 fn count(counts: &mut Vec<(Vec<u8>, u64)>, key: &[u8]) {
-    let key = if counts.len() >= MAX_DISTINCT && !counts.iter().any(|(k, _)| k == key) {
-        &b"(other)"[..]
+    let key = if key.len() > MAX_DISTINCT_BYTES
+        || (counts.len() >= MAX_DISTINCT && !counts.iter().any(|(k, _)| k == key))
+    {
+        OTHER.as_bytes()
     } else {
         key
     };
@@ -584,5 +675,34 @@ mod tests {
         }
         assert_eq!(seen.short.len(), 4);
         assert_eq!(seen.long.len(), 2);
+    }
+
+    #[test]
+    fn past_its_limit_an_acta_key_is_not_remembered_and_the_rest_still_are() {
+        let mut seen = SeenActas::default();
+        for line in 0..MAX_ACTAS as u64 {
+            assert_eq!(seen.first_or_insert(&line.to_le_bytes(), line), None);
+        }
+        assert!(!seen.full);
+        let late = b"one acta too many";
+        assert_eq!(seen.first_or_insert(late, 1), None);
+        assert!(seen.full);
+        assert_eq!(seen.first_or_insert(late, 2), None, "not remembered");
+        assert_eq!(seen.first_or_insert(&7u64.to_le_bytes(), 3), Some(7));
+
+        let mut long = SeenActas::default();
+        let key = |i: usize| {
+            let mut k = vec![b'k'; 64 * 1024];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        };
+        let fit = MAX_LONG_KEY_BYTES / (64 * 1024);
+        for i in 0..fit {
+            assert_eq!(long.first_or_insert(&key(i), i as u64), None);
+        }
+        assert!(!long.full);
+        assert_eq!(long.first_or_insert(&key(fit), 0), None);
+        assert!(long.full && long.long_bytes <= MAX_LONG_KEY_BYTES);
+        assert_eq!(long.first_or_insert(&key(0), 9), Some(0));
     }
 }

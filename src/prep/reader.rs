@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use csv::ByteRecord;
 use jiff::civil::DateTime;
@@ -31,6 +33,19 @@ pub(crate) const HEAD_BYTES: usize = 64 * 1024;
 
 /// How many non-blank lines may come before the column header.
 const MAX_PREAMBLE_LINES: usize = 40;
+
+/// The longest record read: one line, or several joined by a quoted cell's line breaks. A
+/// real row is under 2 KB; a longer record (a line without an end, a quote never closed) is
+/// an error at once, so memory never grows with it.
+pub(crate) const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+
+/// The most columns a column header may name. Real files have under 200; a header is
+/// checked column against column, so this also bounds the time it takes.
+pub(crate) const MAX_COLUMNS: usize = 1000;
+
+/// The parser's buffer: small enough to stay in the core's cache between the kernel's copy
+/// into it and the parser's pass over it (BENCHMARKS.md, inspect).
+const READ_BUFFER: usize = 32 * 1024;
 
 /// A file that cannot be read as a PREP results CSV.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
@@ -226,6 +241,10 @@ impl Row<'_> {
     }
 }
 
+/// What the parser reads: the held head then the rest of the input, its line ends made LF,
+/// each record held to [`MAX_RECORD_BYTES`].
+type Parsed<R> = RecordLimit<LineEnds<std::io::Chain<Cursor<Vec<u8>>, R>>>;
+
 /// A PREP CSV being read.
 pub(crate) struct CsvReader<R: Read> {
     file: String,
@@ -234,8 +253,13 @@ pub(crate) struct CsvReader<R: Read> {
     summary_separator: u8,
     preamble: Preamble,
     columns: Columns,
-    reader: csv::Reader<LineEnds<std::io::Chain<Cursor<Vec<u8>>, R>>>,
+    reader: csv::Reader<Parsed<R>>,
     record: ByteRecord,
+    /// Where the record being read began, in bytes given to the parser; shared with the
+    /// [`RecordLimit`] under the parser.
+    record_start: Arc<AtomicU64>,
+    /// Set by the [`RecordLimit`] when a record passed [`MAX_RECORD_BYTES`].
+    too_long: Arc<AtomicBool>,
 }
 
 impl<R: Read> CsvReader<R> {
@@ -266,14 +290,19 @@ impl<R: Read> CsvReader<R> {
             rows: separator,
             summary: summary_separator,
         } = separators(&head);
+        let record_start = Arc::new(AtomicU64::new(0));
+        let too_long = Arc::new(AtomicBool::new(false));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(separator)
-            // Small enough to stay in the core's cache between the kernel's copy into it and
-            // the parser's pass over it (BENCHMARKS.md, inspect).
-            .buffer_capacity(32 * 1024)
-            .from_reader(LineEnds::new(Cursor::new(head).chain(input)));
+            .buffer_capacity(READ_BUFFER)
+            .from_reader(RecordLimit {
+                input: LineEnds::new(Cursor::new(head).chain(input)),
+                given: 0,
+                record_start: Arc::clone(&record_start),
+                too_long: Arc::clone(&too_long),
+            });
         let mut this = Self {
             file: file.to_owned(),
             encoding,
@@ -283,6 +312,8 @@ impl<R: Read> CsvReader<R> {
             columns: Columns::empty(),
             reader,
             record: ByteRecord::new(),
+            record_start,
+            too_long,
         };
         this.read_preamble()?;
         Ok(this)
@@ -375,14 +406,28 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn read_record(&mut self) -> Result<bool, ReadError> {
-        self.reader
-            .read_byte_record(&mut self.record)
-            .map_err(|e| ReadError {
+        let start = self.reader.position().clone();
+        self.record_start.store(start.byte(), Ordering::Relaxed);
+        self.reader.read_byte_record(&mut self.record).map_err(|e| {
+            if self.too_long.load(Ordering::Relaxed) {
+                return ReadError {
+                    file: self.file.clone(),
+                    line: start.line(),
+                    column: None,
+                    what: format!(
+                        "a line (or a quoted cell across lines) goes on past \
+                             {MAX_RECORD_BYTES} bytes, where a real row is under 2 KB: a line \
+                             without an end, or a quote never closed"
+                    ),
+                };
+            }
+            ReadError {
                 file: self.file.clone(),
                 line: e.position().map_or(self.line(), csv::Position::line),
                 column: None,
                 what: format!("not readable as CSV: {e}"),
-            })
+            }
+        })
     }
 
     /// The cells of a line before the column header. Where the summary lines have a
@@ -481,6 +526,16 @@ impl<R: Read> CsvReader<R> {
                 .iter()
                 .any(|n| n == "CLAVE_CASILLA" || n == "CLAVE_ACTA")
             {
+                if names.len() > MAX_COLUMNS {
+                    return Err(self.error(
+                        None,
+                        format!(
+                            "a column header of {} columns, over the {MAX_COLUMNS} a PREP \
+                             results CSV may have (real ones have under 200)",
+                            names.len()
+                        ),
+                    ));
+                }
                 if let Some(names) = summary_names.take() {
                     self.preamble.declared = Some(Declared::new(&names, &[]));
                 }
@@ -491,7 +546,7 @@ impl<R: Read> CsvReader<R> {
             if let Some(names) = summary_names.take() {
                 let values: Vec<String> = cells
                     .iter()
-                    .map(|c| decode(cell::bare(c), self.encoding).into_owned())
+                    .map(|c| shown(&decode(cell::bare(c), self.encoding)))
                     .collect();
                 self.preamble.declared = Some(Declared::new(&names, &values));
                 continue;
@@ -510,7 +565,7 @@ impl<R: Read> CsvReader<R> {
                     time,
                 });
             } else if self.preamble.title.is_none() {
-                self.preamble.title = Some(first);
+                self.preamble.title = Some(shown(&first));
             }
         }
     }
@@ -828,6 +883,38 @@ fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
     (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
 }
 
+/// The input of the parser, stopped with an error once the record being parsed (begun at
+/// `record_start`, in bytes given out) passes [`MAX_RECORD_BYTES`]: the parser holds a record
+/// whole, so without this one line of hundreds of megabytes would be held whole.
+struct RecordLimit<R> {
+    input: R,
+    /// Bytes given out so far.
+    given: u64,
+    record_start: Arc<AtomicU64>,
+    too_long: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The parser reads ahead by at most its buffer: allow for it past the record's end.
+        let allowed = self
+            .record_start
+            .load(Ordering::Relaxed)
+            .saturating_add(MAX_RECORD_BYTES + READ_BUFFER as u64);
+        let room = allowed.saturating_sub(self.given);
+        if room == 0 && !buf.is_empty() {
+            self.too_long.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other(format!(
+                "a record longer than {MAX_RECORD_BYTES} bytes"
+            )));
+        }
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.input.read(buf.get_mut(..len).unwrap_or_default())?;
+        self.given += n as u64;
+        Ok(n)
+    }
+}
+
 /// The input with every line ended by LF alone: CRLF and a CR alone (old Mac style, seen in
 /// INE 2023) become LF, and a last line without a line break gets one. The parser then ends
 /// every record at an LF it has consumed, so a record's line is always the one before the
@@ -926,6 +1013,23 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Cow<'_, str> {
 pub(crate) fn header_name(cell: &[u8], encoding: Encoding) -> String {
     let text = decode(cell::bare(cell), encoding);
     normalise(text.trim_start_matches('\u{feff}').trim())
+}
+
+/// The most characters of a title or summary value kept for reports and the journal; no
+/// real one comes near (a summary number, separators and all, is under 60).
+const MAX_SHOWN_CHARS: usize = 200;
+
+/// `text` as reports show it: cut after [`MAX_SHOWN_CHARS`] characters, with `…` and how
+/// long it was.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => format!(
+            "{}… ({} bytes in all)",
+            text.get(..at).unwrap_or_default(),
+            text.len()
+        ),
+    }
 }
 
 /// Upper case without accents: `ACTAS_FUERA_CATÁLOGO` → `ACTAS_FUERA_CATALOGO`.
