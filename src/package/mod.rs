@@ -8,8 +8,9 @@
 //! # What it never unpacks
 //! An archive is refused whole, before anything of it is used, if any member
 //! - has an absolute path, a `..` or `.` component, an empty component, a backslash, a drive
-//!   letter (`C:`), a control character, a bidirectional formatting character or a zero-width character (which
-//!   disguise a name when it is shown), or a name longer than the limit;
+//!   letter (`C:`), a control character, a bidirectional formatting character or a
+//!   zero-width character (which disguise a name when it is shown), or a name longer than
+//!   the limit;
 //! - is a symlink, a hard link, a device, a FIFO, a sparse file (a GNU `S` entry, or a regular
 //!   entry whose pax header carries `GNU.sparse.*` keys) or anything but a regular file or
 //!   directory;
