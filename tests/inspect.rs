@@ -1303,3 +1303,32 @@ fn a_huge_title_and_summary_value_are_shown_cut() {
         "{text}"
     );
 }
+
+/// Sums of votes that pass 2^64 (two cells of 19 digits) stay at the largest number instead
+/// of wrapping round to a small one that could look like a real total.
+#[test]
+fn vote_sums_past_the_largest_number_do_not_wrap() {
+    let real = std::fs::read_to_string(real_fixture(SONORA)).unwrap();
+    let huge = "9999999999999999999";
+    let mut changed = real.clone();
+    for (from, to) in [
+        (",430,131,184,70,", ",430,{},184,70,"),
+        (",417,120,188,74,", ",417,{},188,74,"),
+    ] {
+        assert_eq!(changed.matches(from).count(), 1, "{from}");
+        changed = changed.replacen(from, &to.replace("{}", huge), 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), SONORA, changed.as_bytes());
+    let (code, report) = inspect_json(std::path::Path::new(&path), &[]);
+    // The summary line holds no party's votes: only the two rows' totals are anomalies.
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["elections"][0]["anomaly_count"], 2, "{report:#}");
+    let totals: Vec<u64> = report["elections"][0]["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["votes"].as_u64())
+        .collect();
+    assert!(totals.contains(&u64::MAX), "{totals:?}");
+}

@@ -367,9 +367,9 @@ impl State {
         for (v, col) in columns.votes.iter().enumerate() {
             match cell::value(row.cell(col.index)) {
                 Value::Number(n) => {
-                    sum += n;
+                    sum = sum.saturating_add(n);
                     if counted && let Some(total) = self.votes.get_mut(v) {
-                        total.0 += n;
+                        total.0 = total.0.saturating_add(n);
                     }
                 }
                 Value::Missing => {
@@ -487,16 +487,16 @@ impl State {
     /// The sums and checks of a counted acta.
     fn counted(&mut self, a: &CountedActa, clave: &[u8]) {
         if let Value::Number(l) = a.lista {
-            self.tally.lista_nominal += l;
+            self.tally.lista_nominal = self.tally.lista_nominal.saturating_add(l);
         }
         let Value::Number(c) = a.calculado else {
             let what = || "a counted acta without TOTAL_VOTOS_CALCULADO".to_owned();
             self.anomaly(a.line, clave, Some("TOTAL_VOTOS_CALCULADO"), what);
             return;
         };
-        self.tally.votos_c_cs += c;
+        self.tally.votos_c_cs = self.tally.votos_c_cs.saturating_add(c);
         if !a.special {
-            self.tally.votos_s_cs += c;
+            self.tally.votos_s_cs = self.tally.votos_s_cs.saturating_add(c);
         }
         if c != a.sum {
             let what = || {
@@ -510,7 +510,7 @@ impl State {
         if let Value::Number(l) = a.lista
             && !a.special
             && !a.abroad
-            && c > l + a.representantes.unwrap_or(0)
+            && c > l.saturating_add(a.representantes.unwrap_or(0))
         {
             let what = || match a.representantes {
                 Some(r) => {
