@@ -85,10 +85,10 @@ http {
 CONF
 nginx -c "$work/nginx.conf"
 
-# difusor, same workers, no rate limit (the load comes from one address).
+# difusor, same workers, no rate or handshake limit (the load comes from one address).
 "$bin" serve --data-dir "$work/d" --workers "$workers" --listen "127.0.0.1:$d_http" \
   --tls-listen "127.0.0.1:$d_https" --tls-cert "$cert" --tls-key "$key" \
-  --admin-listen "127.0.0.1:$d_admin" --rate-per-address 0 --settle 200ms --publish-start "" 2>"$work/difusor.log" &
+  --admin-listen "127.0.0.1:$d_admin" --rate-per-address 0 --tls-handshakes-per-address 0 --settle 200ms --publish-start "" 2>"$work/difusor.log" &
 dpid=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$d_admin/status" && break; sleep 0.1; done
 cp "$work/20240602_2000_PREP.zip" "$work/d/entrada/.p" && mv "$work/d/entrada/.p" "$work/d/entrada/20240602_2000_PREP.zip"
