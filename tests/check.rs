@@ -1711,3 +1711,54 @@ fn an_https_package_address_redirected_to_http_is_refused() {
         "nothing is asked of the http:// address"
     );
 }
+
+/// `--log` naming a FIFO (or a folder) is refused at once in plain words: opened to write, a
+/// FIFO would hold the watch until some reader came, and it cannot be read back by the
+/// memoria.
+#[test]
+fn an_observation_log_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, _) = package_file(dir.path(), LATEST);
+    let targets = targets_file(dir.path(), "http://127.0.0.1:9/", "");
+    let fifo = dir.path().join("observaciones.csv");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (log, what) in [
+        (&fifo, "a FIFO (named pipe)"),
+        (&dir.path().to_owned(), "a folder"),
+    ] {
+        let started = Instant::now();
+        let watched = check(&[
+            "--watch",
+            "--every",
+            "1s",
+            "--periods",
+            "1",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--package",
+            package.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused at once, not after {:?}",
+            started.elapsed()
+        );
+        watched.expect_exit(2);
+        assert!(
+            watched.stderr.contains(&format!(
+                "the observation log {} is {what}, not a regular file",
+                log.display()
+            )),
+            "{}",
+            watched.stderr
+        );
+    }
+}

@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use jiff::Timestamp;
 
 use super::watch::Line;
+use crate::intake::describe;
 
 /// Columns of the observation log, in order.
 pub(crate) const COLUMNS: [&str; 16] = [
@@ -52,13 +53,34 @@ pub(super) struct Log {
 }
 
 impl Log {
-    /// Opens `path` to append, writing the header when the file is new or empty.
+    /// Opens `path` to append, writing the header when the file is new or empty. Only a
+    /// regular file is taken: a FIFO would hold the watch until some reader opened it (it is
+    /// opened without waiting, then refused), and a device or socket cannot be read back by
+    /// `memoria --check-log`.
     pub(super) fn open(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let not_a_file = |what: &str| {
+            anyhow::anyhow!(
+                "the observation log {} is {what}, not a regular file: the log is appended and \
+                 fsynced row by row and read back by `difusor memoria --check-log`; name a file",
+                path.display()
+            )
+        };
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            return Err(not_a_file(describe(meta.file_type())));
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)
             .with_context(|| format!("cannot open the observation log {}", path.display()))?;
+        let kind = file.metadata()?.file_type();
+        if !kind.is_file() {
+            return Err(not_a_file(describe(kind)));
+        }
         let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
         if empty {
             let mut header = csv::Writer::from_writer(Vec::new());

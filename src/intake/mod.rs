@@ -16,7 +16,7 @@ pub(crate) mod sftp;
 mod startups;
 mod watch;
 
-pub(crate) use file::{evidence_path, open_package, open_regular, read_evidence};
+pub(crate) use file::{describe, evidence_path, open_package, open_regular, read_evidence};
 pub(crate) use watch::{WatchRules, watch_folder};
 
 use std::path::PathBuf;
