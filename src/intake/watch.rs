@@ -136,6 +136,19 @@ struct Retry {
     wait: Duration,
 }
 
+impl Retry {
+    /// The next try of a file, `id`, that failed again: its wait doubles from the one
+    /// `previous` had, from [`RETRY_FIRST`] up to [`RETRY_MAX`].
+    fn after(previous: Option<&Self>, id: RetryId) -> Self {
+        let wait = previous.map_or(RETRY_FIRST, |r| (r.wait * 2).min(RETRY_MAX));
+        Self {
+            id,
+            after: Instant::now() + wait,
+            wait,
+        }
+    }
+}
+
 /// What tells a file that failed from the same file changed since: its size, its
 /// modification time and its status change time (a `chmod` that makes it readable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -757,17 +770,8 @@ async fn take(
         // This machine's fault: the file stays as it is, to be tried again.
         Outcome::Failed { .. } => {
             if let Some(m) = meta {
-                let wait = failed
-                    .get(path)
-                    .map_or(RETRY_FIRST, |r| (r.wait * 2).min(RETRY_MAX));
-                failed.insert(
-                    path.to_owned(),
-                    Retry {
-                        id: RetryId::of(&m),
-                        after: Instant::now() + wait,
-                        wait,
-                    },
-                );
+                let retry = Retry::after(failed.get(path), RetryId::of(&m));
+                failed.insert(path.to_owned(), retry);
             }
             return;
         }
@@ -822,15 +826,8 @@ fn cannot_open(
     let id = RetryId::of(&meta);
     let previous = failed.get(path);
     let said = previous.is_some_and(|r| r.id == id);
-    let wait = previous.map_or(RETRY_FIRST, |r| (r.wait * 2).min(RETRY_MAX));
-    failed.insert(
-        path.to_owned(),
-        Retry {
-            id,
-            after: Instant::now() + wait,
-            wait,
-        },
-    );
+    let retry = Retry::after(previous, id);
+    failed.insert(path.to_owned(), retry);
     let error = format!(
         "{name} in the intake folder cannot be opened by this server ({error}): it stays in \
          the folder and is tried again when it changes, and at least once a minute; let this \
