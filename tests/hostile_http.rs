@@ -167,6 +167,97 @@ fn http2_streams_asking_for_archived_files_cannot_take_every_descriptor() {
     }
 }
 
+/// Opens a cleartext HTTP/2 connection granting an initial window of 0, asks for `path` on
+/// `streams` streams at once, and reads until each has its answer's HEADERS: how many ended
+/// there (END_STREAM: an answer without a body, which needs no window) and how many wait
+/// for a window to send their body. The connection is returned open.
+fn h2_heads_without_window(server: &Server, path: &str, streams: u32) -> (usize, usize, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    for i in 0..streams {
+        hello.extend(h2_frame(0x1, 0x4 | 0x1, 2 * i + 1, &h2_get(path)));
+    }
+    s.write_all(&hello).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut ended, mut waiting) = (0, 0);
+    let (mut got, mut at) = (Vec::new(), 0);
+    let mut chunk = [0u8; 16 * 1024];
+    while ended + waiting < usize::try_from(streams).unwrap() {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "closed after {ended} ended and {waiting} waiting answers"
+        );
+        got.extend_from_slice(&chunk[..n]);
+        while at + 9 <= got.len() {
+            let len = usize::from(got[at]) << 16
+                | usize::from(got[at + 1]) << 8
+                | usize::from(got[at + 2]);
+            if at + 9 + len > got.len() {
+                break;
+            }
+            if got[at + 3] == 0x1 {
+                if got[at + 4] & 0x1 != 0 {
+                    ended += 1;
+                } else {
+                    waiting += 1;
+                }
+            }
+            at += 9 + len;
+        }
+    }
+    (ended, waiting, s)
+}
+
+/// An HTTP/2 client that opens many streams on each of its connections and takes none of the
+/// answers (a window of 0) holds an answer in memory for each until `send_timeout`. Requests
+/// in flight beside each connection's first are held to `max_connections_per_address` from
+/// one address (as many as HTTP/1.1 connections could hold): past that a request is answered
+/// 503 at once, without a body, which needs no window; the refusal is journaled, the places
+/// come back when the client leaves, and other visitors are served meanwhile.
+#[test]
+fn http2_answers_held_without_a_window_are_bounded_by_the_connection_caps() {
+    let (_dir, server) = serving(
+        &["--max-connections-per-address", "4"],
+        &[("a.txt", b"hola")],
+    );
+    // One connection: its first request, and four beside it, wait for a window.
+    let (ended, waiting, first) = h2_heads_without_window(&server, "/a.txt", 20);
+    assert_eq!(
+        (ended, waiting),
+        (15, 5),
+        "503 without a body past the four beside the first"
+    );
+    // A second connection of the same address: its first request is not counted, and there
+    // is no room left beside it.
+    let (ended, waiting, second) = h2_heads_without_window(&server, "/a.txt", 3);
+    assert_eq!((ended, waiting), (2, 1));
+    let journaled = journaled_protocol_refusals(&server);
+    assert_eq!(
+        journaled.len(),
+        1,
+        "once a minute per address: {journaled:?}"
+    );
+    assert_eq!(journaled[0]["error"], "requests_in_flight");
+    assert_eq!(journaled[0]["address"], "127.0.0.1");
+    let warning = journaled[0]["warning"].as_str().unwrap();
+    assert!(warning.contains("answered 503"), "{warning}");
+    // Meanwhile a visitor of another address is served, over either protocol.
+    let other = |args: &[&str]| {
+        let mut a = vec!["--interface", "127.0.0.2"];
+        a.extend_from_slice(args);
+        curl(&server.url("/a.txt"), &a)
+    };
+    assert_eq!(other(&[]).status, 200);
+    assert_eq!(other(&["--http2-prior-knowledge"]).status, 200);
+    // Once the client leaves, its places come back.
+    drop((first, second));
+    server.wait_status("the slots back", |s| open_connections(s) == 0);
+    let (ended, waiting, _again) = h2_heads_without_window(&server, "/a.txt", 5);
+    assert_eq!((ended, waiting), (0, 5));
+}
+
 #[test]
 fn a_connection_with_a_response_in_flight_is_never_evicted() {
     let big = corpus::noise(BIG);

@@ -48,6 +48,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use super::limits::Alongside;
 use super::{BoxedBody, full};
 
 /// The instant the clock of every [`Activity`] counts from.
@@ -118,9 +119,12 @@ impl Activity {
 
     /// A request starts; it is in flight until the returned guard is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> Busy {
-        self.state.fetch_add(1, Ordering::AcqRel);
+        let before = self.state.fetch_add(1, Ordering::AcqRel);
         self.state.fetch_and(!RECEIVING, Ordering::AcqRel);
-        Busy(self.clone())
+        Busy {
+            activity: self.clone(),
+            alongside: before & IN_FLIGHT != 0,
+        }
     }
 
     /// The TLS handshake is over: the connection waits for the first byte of a request.
@@ -235,14 +239,26 @@ impl Activity {
 }
 
 /// A request in flight; dropping it ends the request.
-pub(crate) struct Busy(Arc<Activity>);
+pub(crate) struct Busy {
+    activity: Arc<Activity>,
+    /// Another request of the connection was in flight when this one began (HTTP/2 streams
+    /// at once).
+    alongside: bool,
+}
+
+impl Busy {
+    /// Whether another request of the connection was in flight when this one began.
+    pub(crate) fn alongside(&self) -> bool {
+        self.alongside
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
         // Quiet from now, stored before the count drops so that an idle count is never
         // seen with an older quiet time.
-        self.0.quiet_since.store(now_ms(), Ordering::Release);
-        self.0.state.fetch_sub(1, Ordering::AcqRel);
+        self.activity.quiet_since.store(now_ms(), Ordering::Release);
+        self.activity.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -425,6 +441,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 pub(crate) struct InFlight {
     body: BoxedBody,
     busy: Busy,
+    /// Its place among the requests in flight beside their connection's first, if it is one.
+    _alongside: Option<Alongside>,
     /// A frame was handed over and the next one not asked for yet.
     waiting: bool,
 }
@@ -440,7 +458,7 @@ impl Body for InFlight {
         let this = self.get_mut();
         if this.waiting {
             this.waiting = false;
-            this.busy.0.body_moved(false);
+            this.busy.activity.body_moved(false);
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         // The last frame too: over HTTP/2 the connection holds it (and this body) until the
@@ -448,7 +466,7 @@ impl Body for InFlight {
         // keep the request in flight, and its connection, for ever.
         if matches!(frame, Poll::Ready(Some(Ok(_)))) {
             this.waiting = true;
-            this.busy.0.body_moved(true);
+            this.busy.activity.body_moved(true);
         }
         frame
     }
@@ -465,14 +483,20 @@ impl Body for InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.waiting {
-            self.busy.0.body_moved(false);
+            self.busy.activity.body_moved(false);
         }
     }
 }
 
 /// The response as it goes out: without a body for HEAD (with the `Content-Length` GET
-/// would send), and holding its request in flight until sent.
-pub(crate) fn finish(res: Response<BoxedBody>, head: bool, busy: Busy) -> Response<InFlight> {
+/// would send), and holding its request in flight (and its place `alongside` another of
+/// the connection's, if it has one) until sent.
+pub(crate) fn finish(
+    res: Response<BoxedBody>,
+    head: bool,
+    busy: Busy,
+    alongside: Option<Alongside>,
+) -> Response<InFlight> {
     let (mut parts, mut body) = res.into_parts();
     if head {
         let bodiless = parts.status.is_informational()
@@ -495,6 +519,7 @@ pub(crate) fn finish(res: Response<BoxedBody>, head: bool, busy: Busy) -> Respon
         InFlight {
             body,
             busy,
+            _alongside: alongside,
             waiting: false,
         },
     )

@@ -30,12 +30,20 @@
 //!   exchange and signature cost the server far more than a client that sends a recorded
 //!   ClientHello and computes nothing; a trusted proxy is not held to it. Its own bucket,
 //!   apart from the requests'.
+//! - Requests in flight beside a connection's first (HTTP/2 streams at once, up to 100 a
+//!   connection) are held to `max_connections_per_address` from one address and
+//!   `max_connections` in all ([`Concurrency`]), so the answers clients hold without taking
+//!   them (a stream given no flow-control window keeps its answer, about 4 KB, until
+//!   `send_timeout`) are bounded by the connection caps, as one request per HTTP/1.1
+//!   connection is. A connection's first request in flight is never counted, so HTTP/1.1 and
+//!   one request at a time over HTTP/2 touch none of these counts.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
 //!   client is the nearest address in the chain that is not itself a trusted proxy.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -198,6 +206,8 @@ pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
 pub(crate) struct Limits {
     settings: LimitSettings,
     table: Mutex<Table>,
+    /// Requests in flight beside their connection's first, all addresses together.
+    alongside: AtomicUsize,
     rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
     handshakes: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
@@ -219,6 +229,8 @@ struct Table {
 struct Address {
     open: usize,
     queue: Queue,
+    /// Its requests in flight beside their connection's first ([`Concurrency`]).
+    alongside: Arc<AtomicUsize>,
 }
 
 /// Connections in the order the clock hand meets them. Connections that closed or were
@@ -317,12 +329,71 @@ pub(crate) struct Permit {
     limits: Arc<Limits>,
     address: IpAddr,
     activity: Arc<Activity>,
+    /// Its address's requests in flight beside their connection's first.
+    alongside: Arc<AtomicUsize>,
 }
 
 impl Permit {
     /// What the connection is doing, for its IO, requests and supervisor.
     pub(crate) fn activity(&self) -> Arc<Activity> {
         self.activity.clone()
+    }
+
+    /// The counts its requests in flight beside its first are held to.
+    pub(crate) fn concurrency(&self) -> Concurrency {
+        Concurrency {
+            limits: self.limits.clone(),
+            address: self.alongside.clone(),
+        }
+    }
+}
+
+/// The counts a connection's requests in flight beside its first (HTTP/2 streams at once)
+/// are held to: its address's, at most `max_connections_per_address`, and everyone's, at
+/// most `max_connections`.
+#[derive(Clone)]
+pub(crate) struct Concurrency {
+    limits: Arc<Limits>,
+    address: Arc<AtomicUsize>,
+}
+
+impl Concurrency {
+    /// A place for one more request in flight beside the connection's first, held until the
+    /// guard is dropped; `None` if its address or everyone together have no room.
+    pub(crate) fn admit(&self) -> Option<Alongside> {
+        let settings = &self.limits.settings;
+        if !take(&self.address, settings.max_per_address) {
+            return None;
+        }
+        if !take(&self.limits.alongside, settings.max_connections) {
+            self.address.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Alongside(self.clone()))
+    }
+
+    /// The most requests one address may have in flight beside its connections' first.
+    pub(crate) fn per_address(&self) -> usize {
+        self.limits.settings.max_per_address
+    }
+}
+
+/// Counts one more in `count` if it is below `max`; whether it was.
+fn take(count: &AtomicUsize, max: usize) -> bool {
+    if count.fetch_add(1, Ordering::AcqRel) < max {
+        return true;
+    }
+    count.fetch_sub(1, Ordering::AcqRel);
+    false
+}
+
+/// A request in flight beside its connection's first, counted until dropped.
+pub(crate) struct Alongside(Concurrency);
+
+impl Drop for Alongside {
+    fn drop(&mut self) {
+        self.0.address.fetch_sub(1, Ordering::AcqRel);
+        self.0.limits.alongside.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -364,6 +435,7 @@ impl Limits {
             handshakes: per_second(settings.handshakes),
             settings,
             table: Mutex::new(Table::default()),
+            alongside: AtomicUsize::new(0),
         })
     }
 
@@ -387,10 +459,12 @@ impl Limits {
         let entry = table.by_address.entry(address).or_default();
         entry.open += 1;
         entry.queue.push(address, activity.clone());
+        let alongside = entry.alongside.clone();
         Some(Permit {
             limits: self.clone(),
             address,
             activity,
+            alongside,
         })
     }
 
@@ -498,6 +572,29 @@ mod tests {
         assert_eq!(archive_budget(1_024, 768), 64);
         assert_eq!(archive_budget(3, 3), 1, "never none");
         assert_eq!(archive_budget(u64::MAX, 10), MAX_ARCHIVE_FILES);
+    }
+
+    #[test]
+    fn requests_beside_a_connections_first_are_held_per_address_and_in_all() {
+        // At most 2 beside their connection's first from one address, 3 in all.
+        let l = limits(0, &[]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let (pa, pb) = (l.admit(a).unwrap(), l.admit(b).unwrap());
+        let a1 = pa.concurrency().admit().unwrap();
+        let a2 = pa.concurrency().admit().unwrap();
+        assert!(pa.concurrency().admit().is_none(), "per address");
+        let b1 = pb.concurrency().admit().unwrap();
+        assert!(pb.concurrency().admit().is_none(), "in all");
+        drop(a1);
+        let b2 = pb.concurrency().admit().expect("a place came back");
+        // Another connection of the same address shares its address's count.
+        let pb2 = l.admit("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(pb2.concurrency().admit().is_none());
+        drop((a2, b1, b2));
+        let again: Vec<_> = (0..2).map(|_| pb2.concurrency().admit().unwrap()).collect();
+        assert_eq!(again.len(), 2);
+        assert!(pa.concurrency().admit().is_some(), "one left in all");
     }
 
     #[test]

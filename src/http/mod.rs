@@ -27,6 +27,11 @@
 //!   once to be sent; one more asked for meanwhile gets 503 with `Retry-After`, so HTTP/2
 //!   clients asking for a hundred on each connection never take the descriptors the rest of
 //!   the server needs.
+//! - On listeners with caps, a request in flight beside its connection's first (HTTP/2
+//!   streams at once) past [`limits::Concurrency`] gets 503 with `Retry-After` and no body,
+//!   journaled with the protocol refusals: a client that opens a hundred streams on each
+//!   connection and takes none of the answers holds no more of them than one per HTTP/1.1
+//!   connection would.
 //!
 //! # For caches in front (Varnish, a CDN)
 //! - A file of the site carries its strong `ETag`, its rule's `Cache-Control` (`main.json`
@@ -60,6 +65,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -77,7 +83,7 @@ use crate::config::{Config, Invalid, positive_count, positive_duration};
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
-use crate::http::limits::{LimitSettings, Limits};
+use crate::http::limits::{LimitSettings, Limits, Permit};
 use crate::http::refusals::Refusals;
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
@@ -266,14 +272,29 @@ pub(crate) async fn serve<H, F>(
                 // accepted certificate say so.
                 let service = {
                     let (handler, activity) = (handler.clone(), activity.clone());
+                    let concurrency = permit.as_ref().map(Permit::concurrency);
+                    let refusals = rules.protocol_refusals.clone();
                     move |certified: bool| hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         if certified {
                             req.extensions_mut().insert(CertifiedClient);
                         }
                         let busy = activity.begin();
                         let head = req.method() == Method::HEAD;
+                        let alongside = match &concurrency {
+                            Some(c) if busy.alongside() => match c.admit() {
+                                Some(a) => Some(a),
+                                None => {
+                                    crowded_refused(refusals.as_deref(), peer, c.per_address());
+                                    let res = conn::finish(crowded(), head, busy, None);
+                                    return Either::Left(std::future::ready(Ok(res)));
+                                }
+                            },
+                            _ => None,
+                        };
                         let fut = handler(peer, req);
-                        async move { Ok::<_, Infallible>(conn::finish(fut.await, head, busy)) }
+                        Either::Right(async move {
+                            Ok::<_, Infallible>(conn::finish(fut.await, head, busy, alongside))
+                        })
                     })
                 };
                 let stream = Tracked::new(stream, activity.clone());
@@ -876,6 +897,37 @@ fn too_many(wait: Duration) -> Response<BoxedBody> {
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     res
+}
+
+/// 503 with no body for a request past the requests in flight an address, or everyone, may
+/// have beside their connections' first ([`limits::Concurrency`]). Without a body it needs
+/// no flow-control window: it leaves at once even to a client that takes no answer.
+fn crowded() -> Response<BoxedBody> {
+    let mut res = Response::new(full(Bytes::new()));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = res.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    h.insert(header::CACHE_CONTROL, NO_STORE);
+    res
+}
+
+/// Journals (under `refusals`' bounds) that a request of `peer` was answered [`crowded`]:
+/// its address had `per_address` requests in flight beside their connections' first, or
+/// everyone together `max_connections`.
+fn crowded_refused(refusals: Option<&Refusals>, peer: SocketAddr, per_address: usize) {
+    tracing::debug!(%peer, "request past the requests in flight allowed: 503");
+    if let Some(refusals) = refusals {
+        refusals.refused(
+            peer.ip(),
+            format!(
+                "requests from {} answered 503: too many in flight at once beside their \
+                 connections' first (at most {per_address} from one address), HTTP/2 streams \
+                 whose answers were not taken",
+                peer.ip()
+            ),
+            json!({"error": "requests_in_flight", "per_address": per_address}),
+        );
+    }
 }
 
 /// `Cache-Control` of every response that is not a file of the site.
