@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::{Config, Invalid, positive_duration};
+use crate::config::{Config, Invalid, duration_at_least, positive_duration};
 use crate::journal::{EventKind, Journal};
 use crate::peer_text::PeerText;
 
@@ -86,7 +86,12 @@ impl ClockSettings {
                 .map(|t| ntp_server(t))
                 .collect::<Result<_, _>>()?,
             max_offset: positive_duration("clock_max_offset", &s.clock_max_offset, "1s")?,
-            interval: positive_duration("ntp_interval", &s.ntp_interval, "5m")?,
+            interval: duration_at_least(
+                "ntp_interval",
+                &s.ntp_interval,
+                Duration::from_secs(1),
+                "5m",
+            )?,
         })
     }
 }

@@ -345,7 +345,7 @@ settings! {
     /// `json/main.json` every 2 s make 1,000.
     rate_per_address: u64 = 2000;
     /// Requests one address may make at once above that rate: 2,000 pages loading their six
-    /// files together.
+    /// files together. 0: the rate itself.
     rate_burst: u64 = 12_000;
     /// New HTTPS connections per second one address (an IPv6 /64 counts as one) may open on
     /// average (0: no limit), in bursts of `rate_burst`; past them a connection is closed
@@ -617,10 +617,14 @@ fn merge(file: Option<(PathBuf, toml::Table)>, args: &SettingArgs) -> Result<Set
                 path.display()
             );
         }
-        // With a config file, the data folder is the file's folder unless it says otherwise.
-        table
+        // With a config file, the data folder is the file's folder unless it says otherwise;
+        // an empty value says nothing (never the folder the program was started in).
+        let data_dir = table
             .entry("data_dir")
             .or_insert_with(|| toml::Value::String(".".to_owned()));
+        if data_dir.as_str() == Some("") {
+            *data_dir = toml::Value::String(".".to_owned());
+        }
         anchor_relative_paths(&mut table, path.parent().unwrap_or(Path::new(".")));
         merged.extend(table);
     }
@@ -897,6 +901,7 @@ impl Config {
             ));
         }
         let feed = FeedSettings::from_settings(&s)?;
+        same_address_twice(&s, &listen, &tls_listen, admin_listen, feed.as_ref())?;
         let replica_of = if s.replica_of.is_empty() {
             None
         } else {
@@ -907,6 +912,12 @@ impl Config {
             Some(url)
         };
         let update_interval = duration("update_interval", &s.update_interval)?;
+        if update_interval.is_zero() {
+            return Err(Invalid::new(
+                "update_interval",
+                "must be greater than zero: every corte would be late; 15m is a good value",
+            ));
+        }
         let rejected_retention = retention("rejected_retention", &s.rejected_retention)?;
         let settle = duration("settle", &s.settle)?.unsigned_abs();
         let evidence_wait = duration("evidence_wait", &s.evidence_wait)?.unsigned_abs();
@@ -931,6 +942,55 @@ impl Config {
             settings: s,
         })
     }
+}
+
+/// Refuses an address given to two listeners (`listen` and `admin_listen`, say), or twice to
+/// one: only one of them could have it, and the start would stop at the second, after the
+/// first had begun to serve. Port 0 (any free port) may repeat. `health_listen` and
+/// `sftp_listen` are validated where they are used; here only their valid values count.
+fn same_address_twice(
+    s: &Settings,
+    listen: &[SocketAddr],
+    tls_listen: &[SocketAddr],
+    admin_listen: SocketAddr,
+    feed: Option<&FeedSettings>,
+) -> Result<(), Invalid> {
+    let mut all: Vec<(&'static str, SocketAddr)> = Vec::new();
+    all.extend(listen.iter().map(|a| ("listen", *a)));
+    all.extend(tls_listen.iter().map(|a| ("tls_listen", *a)));
+    all.push(("admin_listen", admin_listen));
+    all.extend(
+        feed.iter()
+            .flat_map(|f| f.listen.iter().map(|a| ("feed_listen", *a))),
+    );
+    let parsed = |text: &String| text.parse::<SocketAddr>().ok();
+    all.extend(
+        s.health_listen
+            .iter()
+            .filter_map(parsed)
+            .map(|a| ("health_listen", a)),
+    );
+    all.extend(parsed(&s.sftp_listen).map(|a| ("sftp_listen", a)));
+    for (i, (first, addr)) in all.iter().enumerate() {
+        if addr.port() == 0 {
+            continue;
+        }
+        let Some((second, _)) = all[i + 1..].iter().find(|(_, other)| other == addr) else {
+            continue;
+        };
+        return Err(if first == second {
+            Invalid::new(first, format!("{addr} is given twice; give it once"))
+        } else {
+            Invalid::Pair {
+                first,
+                second,
+                message: format!(
+                    "both name {addr}, and one address serves one listener; give each its own"
+                ),
+            }
+        });
+    }
+    Ok(())
 }
 
 /// The replication feed's listener, validated: who may use it and how it is served.
@@ -1138,7 +1198,24 @@ pub(crate) fn duration(setting: &'static str, text: &str) -> Result<SignedDurati
             format!("{text:?} is negative; give a positive duration"),
         ));
     }
+    if d > MAX_DURATION {
+        return Err(too_long(setting, text));
+    }
     Ok(d)
+}
+
+/// The longest duration any setting takes: ten years. Every timeout, interval, margin and
+/// retention is far shorter in use; a longer one (a typo, `99999999999h`) would overflow the
+/// clock arithmetic it goes into (a deadline past the end of the monotonic clock, an
+/// interval times three) and stop the server where it is used, long after start.
+pub(crate) const MAX_DURATION: SignedDuration = SignedDuration::from_hours(10 * 365 * 24);
+
+/// The refusal of a duration longer than [`MAX_DURATION`].
+fn too_long(setting: &'static str, text: &str) -> Invalid {
+    Invalid::new(
+        setting,
+        format!("{text:?} is longer than ten years (87600h), the longest duration taken"),
+    )
 }
 
 /// A retention: a duration that may be given in days (`30d`), each of 24 hours; empty is
@@ -1170,6 +1247,9 @@ pub(crate) fn days_or_duration(
             "must be greater than zero; 30d is a good value",
         ));
     }
+    if d > MAX_DURATION {
+        return Err(too_long(setting, text));
+    }
     Ok(d.unsigned_abs())
 }
 
@@ -1195,6 +1275,24 @@ pub(crate) fn positive_duration(
         return Err(Invalid::new(
             setting,
             format!("must be greater than zero; {good} is a good value"),
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration setting that must be at least `floor`: shorter would cut every client before
+/// it could be served, or ask a server again and again without pause. `good` is suggested.
+pub(crate) fn duration_at_least(
+    setting: &'static str,
+    text: &str,
+    floor: std::time::Duration,
+    good: &str,
+) -> Result<std::time::Duration, Invalid> {
+    let d = positive_duration(setting, text, good)?;
+    if d < floor {
+        return Err(Invalid::new(
+            setting,
+            format!("{text:?} is shorter than {floor:?}, the least taken; {good} is a good value"),
         ));
     }
     Ok(d)
@@ -1230,9 +1328,21 @@ fn instant(setting: &'static str, text: &str, tz: &TimeZone) -> Result<Option<Ti
             ),
         )
     })?;
-    let zoned = civil.to_zoned_datetime(tz.clone()).map_err(|e| {
-        Invalid::new(setting, format!("{text:?} does not exist in the time zone")).because(e)
-    })?;
+    // A local time skipped or repeated by a daylight-saving change names no single instant:
+    // refused, never moved by an hour in silence.
+    let zoned = tz
+        .to_ambiguous_zoned_datetime(civil)
+        .unambiguous()
+        .map_err(|e| {
+            Invalid::new(
+                setting,
+                format!(
+                    "{text:?} does not exist or occurs twice in `timezone` (a daylight-saving \
+                 change); write it with its UTC offset, e.g. 2024-06-02T20:00:00-07:00"
+                ),
+            )
+            .because(e)
+        })?;
     Ok(Some(zoned.timestamp()))
 }
 

@@ -300,7 +300,13 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         },
         stop_rx.clone(),
     )
-    .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot write the access log {} (setting `log_dir`); make the folder writable by \
+             difusor's user",
+            config.log_dir.join("access.log").display()
+        )
+    })?;
     let notices = gate.notice_changes();
     let limits = Limits::new(limits::within_descriptors(sections.http.limits.clone()));
     let metrics = Arc::new(if acme.is_some() {

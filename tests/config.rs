@@ -150,3 +150,212 @@ fn flags_win_over_environment_which_wins_over_the_file() {
         );
     }
 }
+
+/// A duration past what any setting takes (`99999999999h` typed for `99s`, the largest a
+/// duration can be), an update interval of zero, a timeout too short to serve anyone or an
+/// interval that would ask a server without pause is refused at start, naming the setting:
+/// never a server that starts, then panics on its first connection (a deadline past the end
+/// of the clock), cuts every visitor, flags every corte as late or polls the institute's
+/// server hundreds of times a second.
+#[test]
+fn durations_out_of_range_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let largest = "9223372036854775807s";
+    let pull: &[&str] = &["--pull-url", "http://127.0.0.1:9/p.zip"];
+    let ntp: &[&str] = &["--ntp-servers", "127.0.0.1:9"];
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (&[], "--header-timeout", largest, "`header_timeout`"),
+        (&[], "--send-timeout", largest, "`send_timeout`"),
+        (&[], "--update-interval", largest, "`update_interval`"),
+        (&[], "--update-interval", "0s", "`update_interval`"),
+        (&[], "--settle", "99999999999h", "`settle`"),
+        (&[], "--rejected-retention", "4000d", "`rejected_retention`"),
+        (&[], "--header-timeout", "1ms", "`header_timeout`"),
+        (&[], "--send-timeout", "10ms", "`send_timeout`"),
+        (pull, "--pull-interval", "1ns", "`pull_interval`"),
+        (ntp, "--ntp-interval", "1ms", "`ntp_interval`"),
+    ];
+    for (with, flag, value, expected) in cases {
+        let out = output_within(
+            difusor()
+                .arg("serve")
+                .args(["--data-dir", dir.path().to_str().unwrap()])
+                .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                .args(*with)
+                .args([*flag, *value]),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| panic!("{flag} {value}: the server started"));
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{flag} {value}: {err}");
+    }
+    // Ten years is still taken.
+    let out = output_within(
+        difusor()
+            .arg("serve")
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--rejected-retention",
+                "3650d",
+                "--header-timeout",
+                "87600h",
+            ]),
+        std::time::Duration::from_secs(3),
+    );
+    assert!(out.is_none(), "the server starts: {out:?}");
+}
+
+/// An access log that cannot be written (`log_dir` where difusor's user may not write; here
+/// a folder in the place of `access.log`) stops the start, naming it: the memoria técnica is
+/// made from those logs, and a server that served the night without them has no record.
+#[test]
+fn an_access_log_that_cannot_be_written_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("bitacoras");
+    std::fs::create_dir_all(logs.join("access.log")).unwrap();
+    let out = output_within(
+        difusor()
+            .arg("serve")
+            .args(["--data-dir", dir.path().join("datos").to_str().unwrap()])
+            .args(["--log-dir", logs.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]),
+        std::time::Duration::from_secs(20),
+    )
+    .expect("the server started without its access log");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("access.log") && err.contains("`log_dir`"),
+        "{err}"
+    );
+}
+
+/// Mistakes a start must refuse before it serves anything, each naming its settings: one
+/// address for two listeners, a local `publish_start` that a daylight-saving change skips or
+/// repeats (it would move the embargo by an hour in silence), and a `max_header_bytes` below
+/// what HTTP/1 can be held to (HTTP/2 would refuse every browser).
+#[test]
+fn settings_a_server_could_not_keep_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = ReservedPort::hold();
+    let other = ReservedPort::hold();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--listen", &port.addr(), "--admin-listen", &port.addr()],
+            "settings `listen` and `admin_listen`",
+        ),
+        (
+            &[
+                "--listen",
+                &port.addr(),
+                "--listen",
+                &port.addr(),
+                "--admin-listen",
+                &other.addr(),
+            ],
+            "setting `listen`",
+        ),
+        (
+            &[
+                "--listen",
+                &port.addr(),
+                "--admin-listen",
+                &other.addr(),
+                "--health-listen",
+                &port.addr(),
+            ],
+            "settings `listen` and `health_listen`",
+        ),
+        (
+            &[
+                "--timezone",
+                "America/Tijuana",
+                "--publish-start",
+                "2026-03-08T02:30",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            "setting `publish_start`",
+        ),
+        (
+            &[
+                "--timezone",
+                "America/Tijuana",
+                "--publish-end",
+                "2026-11-01T01:30",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            "setting `publish_end`",
+        ),
+        (
+            &[
+                "--max-header-bytes",
+                "100",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            "setting `max_header_bytes`",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = output_within(
+            difusor()
+                .arg("serve")
+                .args(["--data-dir", dir.path().to_str().unwrap()])
+                .args(*args),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| panic!("{args:?}: the server started"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+/// `data_dir = ""` in the config file means its default, the file's folder: never the folder
+/// the program happens to be started in (`/` under systemd), where a start from elsewhere
+/// would find neither the journal nor the archive.
+#[test]
+fn an_empty_data_dir_in_the_file_is_the_file_s_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("sitio");
+    let elsewhere = dir.path().join("otra");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let config = site.join("difusor.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"\"\npublish_start = \"\"\ncorte_window_margin = \"\"\n",
+    )
+    .unwrap();
+    let pkg = dir.path().join("20240602_2000_PREP.zip");
+    std::fs::write(&pkg, site_package("20240602_2000", &[])).unwrap();
+    run_ok(
+        difusor()
+            .current_dir(&elsewhere)
+            .args([
+                "ingest",
+                pkg.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .args(["--admin-listen", &ReservedPort::hold().addr()]),
+    );
+    assert!(
+        site.join("bitacora.sqlite").exists(),
+        "the journal is beside the file"
+    );
+    assert!(
+        !elsewhere.join("bitacora.sqlite").exists(),
+        "not in the working folder"
+    );
+}

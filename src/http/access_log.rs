@@ -111,6 +111,9 @@ pub(crate) fn start(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(AccessLog, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(&writer.dir)?;
+    // Opened here, so that a log that cannot be written stops the start instead of leaving
+    // the server serving with no record of it.
+    let file = open_append(&writer.dir.join("access.log"))?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let lost = Arc::new(AtomicU64::new(0));
     let log = AccessLog {
@@ -119,24 +122,18 @@ pub(crate) fn start(
     };
     let thread = std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || run(&writer, &rx, &lost, &shutdown))?;
+        .spawn(move || run(&writer, file, &rx, &lost, &shutdown))?;
     Ok((log, thread))
 }
 
 fn run(
     writer: &Writer,
+    mut file: std::fs::File,
     rx: &mpsc::Receiver<Record>,
     lost: &AtomicU64,
     shutdown: &watch::Receiver<bool>,
 ) {
     let path = writer.dir.join("access.log");
-    let mut file = match open_append(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, path = %path.display(), "cannot open the access log; requests are not logged");
-            return;
-        }
-    };
     let mut day = Timestamp::now()
         .to_zoned_datetime(writer.timezone.clone())
         .date();

@@ -79,7 +79,7 @@ use tokio_util::io::ReaderStream;
 
 use conditional::{Plan, Validators};
 
-use crate::config::{Config, Invalid, positive_count, positive_duration};
+use crate::config::{Config, Invalid, duration_at_least, positive_count};
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
@@ -402,6 +402,10 @@ pub(crate) struct HttpSettings {
 /// many threads and sockets.
 const MAX_WORKERS: u64 = 1024;
 
+/// The least `max_header_bytes` taken: HTTP/1 reads request heads into a buffer of at least
+/// this size whatever the setting, and a browser's head with its cookies can come near it.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+
 impl HttpSettings {
     /// Every HTTP setting, validated; the first invalid one is the error.
     pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
@@ -421,10 +425,22 @@ impl HttpSettings {
             Some(header_value("hsts", &s.hsts, s.hsts.clone())?)
         };
         let limits = LimitSettings::from_config(config)?;
-        let header_timeout = positive_duration("header_timeout", &s.header_timeout, "10s")?;
-        let send_timeout = positive_duration("send_timeout", &s.send_timeout, "60s")?;
+        let second = Duration::from_secs(1);
+        let header_timeout = duration_at_least("header_timeout", &s.header_timeout, second, "10s")?;
+        let send_timeout = duration_at_least("send_timeout", &s.send_timeout, second, "60s")?;
         let max_uri_bytes = positive_count("max_uri_bytes", s.max_uri_bytes)?;
         let max_header_bytes = positive_count("max_header_bytes", s.max_header_bytes.as_u64())?;
+        if max_header_bytes < MIN_HEADER_BYTES {
+            // HTTP/1 cannot be held to less, and HTTP/2 would refuse every browser's request.
+            return Err(Invalid::new(
+                "max_header_bytes",
+                format!(
+                    "{} is less than 8 KiB, the least taken (a browser's request head with its \
+                     cookies); 16 KiB is a good value",
+                    s.max_header_bytes
+                ),
+            ));
+        }
         let workers = match s.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n if n > MAX_WORKERS => {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, Invalid, positive_duration, service_url};
+use crate::config::{Config, Invalid, duration_at_least, positive_duration, service_url};
 
 impl PullSettings {
     /// The HTTPS pull's settings, when `pull_url` or `replica_of` is set. The files it names
@@ -35,7 +35,12 @@ impl PullSettings {
             .iter()
             .map(|u| service_url("pull_url", u))
             .collect::<Result<Vec<_>, _>>()?;
-        let interval = positive_duration("pull_interval", &s.pull_interval, "10s")?;
+        let interval = duration_at_least(
+            "pull_interval",
+            &s.pull_interval,
+            std::time::Duration::from_millis(100),
+            "10s",
+        )?;
         let max_backoff =
             positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
         Ok(Some(Self {
