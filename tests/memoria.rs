@@ -1729,3 +1729,150 @@ fn user_agents_as_long_as_a_client_likes_cost_the_report_no_more_than_real_ones(
         "{long_peak} KiB with long agents, {real_peak} KiB with a browser's"
     );
 }
+
+/// A Combined line of `client` at the local instant `at` (`-06:00`) asking for `path`.
+fn combined(client: &str, at: DateTime, path: &str, agent: &str) -> String {
+    format!(
+        "{client} - - [{} -0600] \"GET {path} HTTP/1.1\" 200 100 \"-\" \"{agent}\"\n",
+        at.strftime("%d/%b/%Y:%H:%M:%S")
+    )
+}
+
+#[test]
+fn months_of_the_usual_portals_logs_cost_no_more_than_a_day_of_them() {
+    // The same 40,000 requests, within one day or one a minute over four weeks: what the
+    // comparison needs (totals and days) does not grow with the minutes they span.
+    let requests = 40_000;
+    let base = |spacing: i64| -> String {
+        (0..requests)
+            .map(|i| {
+                let at = jiff::civil::date(2024, 5, 1).at(0, 0, 0, 0) + (i * spacing).seconds();
+                combined(&format!("198.51.100.{}", i % 250), at, "/", WINDOWS)
+            })
+            .collect()
+    };
+    let peak_of = |text: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+        let log = dir.path().join("portal.log");
+        std::fs::write(&log, text).unwrap();
+        let out = dir.path().join("memoria");
+        let mut args = PERIOD.to_vec();
+        args.extend(["--base", log.to_str().unwrap()]);
+        let (output, peak) = memoria_peak(&data, &out, &args);
+        assert_success(&output);
+        (report(&out)["baseline"].clone(), peak)
+    };
+    let (day, day_peak) = peak_of(base(2));
+    let (month, month_peak) = peak_of(base(60));
+    assert_eq!(day["days"], 1, "{day}");
+    assert_eq!(day["hits_per_day"], 40_000.0, "{day}");
+    assert_eq!(month["days"], 28, "{month}");
+    assert!(
+        day_peak > 0 && month_peak > 0,
+        "{day_peak} KiB, {month_peak} KiB"
+    );
+    assert!(
+        month_peak < day_peak + 48 * 1024,
+        "{month_peak} KiB for four weeks, {day_peak} KiB for a day"
+    );
+}
+
+#[test]
+fn a_request_logged_hours_before_its_visit_began_is_a_visit_of_its_own() {
+    // One person, two requests five minutes apart; then the clock is set back two hours and
+    // the same person makes two more, two minutes apart. Two visits of 5 and 2 minutes, not
+    // one stretched over the two hours.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+    let log: String = [
+        t(2, 23, 0, 0),
+        t(2, 23, 5, 0),
+        t(2, 21, 0, 0),
+        t(2, 21, 2, 0),
+    ]
+    .into_iter()
+    .map(|at| combined("203.0.113.5", at, "/", WINDOWS))
+    .collect();
+    std::fs::write(data.join("bitacoras").join("access.log"), log).unwrap();
+    let out = dir.path().join("memoria");
+    assert_success(&memoria(&data, &out, &PERIOD));
+    let visits = &report(&out)["visits"];
+    assert_eq!(visits["count"], 2, "{visits:#}");
+    assert_eq!(visits["total_seconds"], 7 * 60, "{visits:#}");
+    assert_eq!(visits["single_request"], 0, "{visits:#}");
+}
+
+#[test]
+fn notes_and_logs_named_by_the_operator_that_are_not_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_logs(&data, &night(1));
+    let fifo = dir.path().join("fifo");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let folder = dir.path().join("carpeta");
+    std::fs::create_dir(&folder).unwrap();
+    let large = dir.path().join("notas-largas.md");
+    std::fs::write(&large, "Sin novedad. ".repeat(100_000)).unwrap();
+    let (fifo, folder, large) = (
+        fifo.to_str().unwrap(),
+        folder.to_str().unwrap(),
+        large.to_str().unwrap(),
+    );
+    for (flag, path, says) in [
+        (
+            "--notas",
+            fifo,
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        ("--notas", folder, "is a folder, not a regular file"),
+        ("--notas", large, "larger than 1 MiB"),
+        (
+            "--check-log",
+            fifo,
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        ("--check-log", folder, "is a folder, not a regular file"),
+        ("--base", fifo, "is a FIFO (named pipe), not a regular file"),
+    ] {
+        let out = dir.path().join(format!("m{}", unique()));
+        let mut args = PERIOD.to_vec();
+        args.extend([flag, path]);
+        let refused = output_within(
+            &mut memoria_command(&data, &out, &args),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| panic!("{flag} {path}: still waiting after 20 s"));
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{flag} {path}: {said}");
+        assert!(said.contains(says), "{flag} {path}: {said}");
+        assert!(!out.exists(), "nothing written for {flag} {path}");
+    }
+}
+
+#[test]
+fn an_out_folder_that_is_a_symbolic_link_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    write_logs(&data, &night(1));
+    let empty = dir.path().join("vacia");
+    std::fs::create_dir(&empty).unwrap();
+    let to_empty = dir.path().join("enlace");
+    std::os::unix::fs::symlink(&empty, &to_empty).unwrap();
+    let dangling = dir.path().join("roto");
+    std::os::unix::fs::symlink(dir.path().join("nada"), &dangling).unwrap();
+    for out in [&to_empty, &dangling] {
+        let refused = memoria(&data, out, &PERIOD);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{}: {said}", out.display());
+        assert!(
+            said.contains("is a symbolic link; give --out the path of a new folder"),
+            "{}: {said}",
+            out.display()
+        );
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert!(!dir.path().join("nada").exists());
+}

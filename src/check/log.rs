@@ -150,12 +150,10 @@ impl Observation {
     }
 }
 
-/// The observations of the log at `path`, and how many rows could not be read.
-pub(crate) fn read(path: &Path) -> Result<(Vec<Observation>, u64)> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read the observation log {}", path.display()))?;
+/// The observations of the log at `path` (opened as `file`), and how many rows could not be
+/// read.
+pub(crate) fn read(path: &Path, file: std::fs::File) -> Result<(Vec<Observation>, u64)> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
     let headers = reader
         .headers()
         .with_context(|| format!("cannot read the observation log {}", path.display()))?

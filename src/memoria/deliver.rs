@@ -5,7 +5,8 @@
 //! - The folder appears whole or not at all: everything is written into a hidden temporary
 //!   folder beside it (`.memoria-…`), which is renamed to the asked name once complete; a
 //!   failure leaves nothing behind. The asked folder must not exist or be empty: a report
-//!   never mixes with files already there.
+//!   never mixes with files already there. A symbolic link is refused before anything is
+//!   read.
 //! - Every file is written to a temporary name, fsynced and renamed; the folders are fsynced.
 //! - `bitacoras/` holds each access log of the period with the bytes the server wrote: a
 //!   rotated `.gz` is copied as it is, a plain log is gzipped (no name, no time in the gzip
@@ -32,6 +33,14 @@ pub(crate) struct Folder {
 impl Folder {
     /// Checks that `out` is free and starts writing beside it.
     pub(crate) fn create(out: &Path) -> Result<Self> {
+        // The folder is given its name by a rename at the end, which cannot put it where a
+        // link points: a link is refused now, not after the whole report was made.
+        if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symbolic link; give --out the path of a new folder itself",
+                out.display()
+            );
+        }
         if out.exists() {
             let mut entries =
                 std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;

@@ -74,6 +74,7 @@ pub(crate) fn compute(req: &Request<'_>) -> Result<Memoria> {
         agents: &agents,
         cortes: &live,
         institute: &institute,
+        details: true,
     };
     let scanned = read(req.inputs, &rules, "bitácoras del periodo")?;
     let mut sources = sources_of(req.inputs, &scanned, "bitácora");
@@ -184,6 +185,7 @@ fn baseline(
             agents,
             cortes: &[],
             institute,
+            details: false,
         };
         let scanned = read(&inputs, &rules, "bitácoras del portal habitual")?;
         sources.extend(sources_of(&inputs, &scanned, "bitácora base"));
@@ -419,7 +421,7 @@ fn slot(
     key: i64,
     timed: bool,
 ) -> Slot {
-    let timed = timed && !tally.times.is_empty();
+    let times = tally.times.as_ref().filter(|h| timed && !h.is_empty());
     Slot {
         start,
         hits: tally.hits,
@@ -427,8 +429,8 @@ fn slot(
         visitors: people.map_or(0, |p| p.get(key)),
         errors: tally.errors,
         throttled: tally.throttled,
-        p50_ms: timed.then(|| tally.times.value_at_quantile(0.5) as f64),
-        p99_ms: timed.then(|| tally.times.value_at_quantile(0.99) as f64),
+        p50_ms: times.map(|h| h.value_at_quantile(0.5) as f64),
+        p99_ms: times.map(|h| h.value_at_quantile(0.99) as f64),
     }
 }
 

@@ -39,6 +39,9 @@ use crate::store::Layout;
 
 /// Longest period a report covers.
 const MAX_PERIOD: SignedDuration = SignedDuration::from_hours(62 * 24);
+/// Largest operator's notes read (some 300 printed pages): the notes are put whole into
+/// the page, its PDF and its JSON.
+const MAX_NOTES_BYTES: u64 = 1 << 20;
 
 /// What `difusor memoria` is asked for: its flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -116,11 +119,7 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
             config.log_dir.display()
         );
     }
-    let notes = options
-        .notas
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
-        .transpose()?;
+    let notes = options.notas.as_deref().map(read_notes).transpose()?;
     let checks = check_logs(&options.check_log)?;
     let folder = deliver::Folder::create(&options.out)?;
     // The logs are copied into the folder while they are read for the figures.
@@ -147,12 +146,36 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
     folder.finish(&memoria)
 }
 
+/// The operator's notes: a regular file of UTF-8 text of at most [`MAX_NOTES_BYTES`].
+fn read_notes(path: &std::path::Path) -> Result<String> {
+    use std::io::Read as _;
+    let file = sources::open_named(path, "the notes")?;
+    let mut bytes = Vec::new();
+    file.take(MAX_NOTES_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the notes {}", path.display()))?;
+    if bytes.len() as u64 > MAX_NOTES_BYTES {
+        bail!(
+            "the notes {} are larger than 1 MiB; --notas takes the operator's comments and \
+             suggestions as Markdown text",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "the notes {} are not UTF-8 text; save them as UTF-8",
+            path.display()
+        )
+    })
+}
+
 /// The observation logs of `difusor check`, each with its file name.
 fn check_logs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Observation>)>> {
     paths
         .iter()
         .map(|path| {
-            let (observations, skipped) = crate::check::log::read(path)?;
+            let file = sources::open_named(path, "the observation log")?;
+            let (observations, skipped) = crate::check::log::read(path, file)?;
             if skipped > 0 {
                 eprintln!(
                     "warning: {}: {skipped} rows could not be read and were left out",

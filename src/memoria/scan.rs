@@ -77,6 +77,10 @@ pub(crate) struct Rules<'a> {
     pub(crate) cortes: &'a [Timestamp],
     /// The institute's host names (referrers).
     pub(crate) institute: &'a GlobSet,
+    /// Whether to count per minute, per second and by name (the timeline, the peaks, the
+    /// incidents read from minutes, the rankings); the portal's usual logs need only their
+    /// totals and days, so months of them cost no more than a night.
+    pub(crate) details: bool,
 }
 
 /// Counts that add up in any order.
@@ -143,8 +147,9 @@ pub(crate) struct MinuteTally {
     pub(crate) errors: u64,
     /// 429 responses.
     pub(crate) throttled: u64,
-    /// Response times, ms.
-    pub(crate) times: Histogram<u32>,
+    /// Response times, ms; made at the minute's first timed request (a histogram is 8 KiB,
+    /// and a log without response times has none).
+    pub(crate) times: Option<Box<Histogram<u32>>>,
 }
 
 impl MinuteTally {
@@ -156,7 +161,7 @@ impl MinuteTally {
             ok: 0,
             errors: 0,
             throttled: 0,
-            times: new_histogram(),
+            times: None,
         }
     }
 
@@ -167,7 +172,14 @@ impl MinuteTally {
         self.ok += other.ok;
         self.errors += other.errors;
         self.throttled += other.throttled;
-        self.times.add(&other.times).ok();
+        if let Some(theirs) = &other.times {
+            match &mut self.times {
+                Some(mine) => {
+                    mine.add(&**theirs).ok();
+                }
+                None => self.times = Some(theirs.clone()),
+            }
+        }
     }
 }
 
@@ -567,7 +579,7 @@ fn parse_block(
         };
         let bot = agent.bot.is_some();
         let page = !bot && is_page(&line, rules.pages, &mut seen.pages);
-        count(tally, &mut run, &line, &when, page, agent);
+        count(tally, &mut run, &line, &when, page, agent, rules.details);
         let host = line.referer.and_then(|r| {
             *seen.referers.entry(r).or_insert_with(|| {
                 agents::referrer_host(r).map(|h| {
@@ -666,9 +678,19 @@ fn count(
     when: &When,
     page: bool,
     agent: &Agent,
+    details: bool,
 ) {
     tally.hits += 1;
     tally.bytes += line.bytes;
+    tally.bot_hits += u64::from(agent.bot.is_some());
+    tally.pages += u64::from(page);
+    let day = run.day(tally, when.day);
+    day.hits += 1;
+    day.bytes += line.bytes;
+    day.pages += u64::from(page);
+    if !details {
+        return;
+    }
     let class = match line.status {
         429 => Status::Throttled,
         100..=199 => Status::Info,
@@ -691,21 +713,15 @@ fn count(
             .add(line.encoding.unwrap_or(b"identidad"), 1);
     }
     if let Some(name) = &agent.bot {
-        tally.bot_hits += 1;
         tally.bots.add(name.as_bytes(), 1);
     } else if (200..400).contains(&line.status) {
         if page {
-            tally.pages += 1;
             tally.page_paths.add(line.path, 1);
         }
         if line.path.starts_with(b"/datos/") {
             tally.downloads.add(line.path, 1);
         }
     }
-    let day = run.day(tally, when.day);
-    day.hits += 1;
-    day.bytes += line.bytes;
-    day.pages += u64::from(page);
     let minute = run.minute(tally, when.minute);
     minute.hits += 1;
     minute.pages += u64::from(page);
@@ -713,7 +729,10 @@ fn count(
     minute.errors += u64::from((500..600).contains(&line.status));
     minute.throttled += u64::from(line.status == 429);
     if let Some(ms) = line.elapsed_ms {
-        minute.times.saturating_record(u64::from(ms));
+        minute
+            .times
+            .get_or_insert_with(|| Box::new(new_histogram()))
+            .saturating_record(u64::from(ms));
     }
     *run.second(tally, when.second) += 1;
 }

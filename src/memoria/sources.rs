@@ -7,6 +7,9 @@
 //! - Files are read in time order (days, then the current `access.log`), so visits that
 //!   cross midnight are followed across the rotation.
 //! - Only regular files are taken, never through a symbolic link.
+//! - A file the operator names (`--base`, `--notas`, `--check-log`) is read only if it is a
+//!   regular file, checked on the opened descriptor, which is opened without blocking: a
+//!   FIFO or a folder is refused at once, naming what it is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,22 +83,37 @@ fn rotated_day(name: &str) -> Option<(Date, bool)> {
     Some((day.parse().ok()?, gzip))
 }
 
+/// Opens a file the operator named (`what` says which, for messages): a link is followed,
+/// but only a regular file is read, and the open never waits for a FIFO's writer.
+pub(crate) fn open_named(path: &Path, what: &str) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let kind = file
+        .metadata()
+        .with_context(|| format!("cannot read {what} {}", path.display()))?
+        .file_type();
+    anyhow::ensure!(
+        kind.is_file(),
+        "{what} {} is {}, not a regular file; name a file",
+        path.display(),
+        crate::intake::describe(kind)
+    );
+    Ok(file)
+}
+
 /// The portal's usual logs named by the operator: each a regular file, gzip by its magic.
 pub(crate) fn named_logs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     paths
         .iter()
         .map(|path| {
-            let meta = std::fs::metadata(path)
-                .with_context(|| format!("cannot read the usual log {}", path.display()))?;
-            anyhow::ensure!(
-                meta.is_file(),
-                "{} is not a regular file; give the portal's access log files",
-                path.display()
-            );
+            let mut file = open_named(path, "the usual log")?;
             let mut magic = [0u8; 2];
-            let gzip = std::io::Read::read_exact(&mut std::fs::File::open(path)?, &mut magic)
-                .is_ok()
-                && magic == [0x1f, 0x8b];
+            let gzip =
+                std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == [0x1f, 0x8b];
             Ok(Input {
                 path: path.clone(),
                 gzip,

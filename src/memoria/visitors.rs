@@ -8,7 +8,9 @@
 //!
 //! # Guarantees
 //! - Requests are followed in file order; a request logged a little out of time order (the
-//!   log is written as responses finish) is still counted once per minute, hour and day.
+//!   log is written as responses finish) is still counted once per minute, hour and day, and
+//!   joins its visit; one logged 30 minutes or more before its visit began (a clock set back)
+//!   is a visit of its own, never stretching another.
 //! - Memory is one entry per distinct visitor, plus one duration per visit.
 
 use std::collections::HashMap;
@@ -270,7 +272,10 @@ impl Visitors {
             *n += 1;
         }
         match &mut v.visit {
-            Some(visit) if hit.at - visit.end < VISIT_GAP => {
+            // A request joins the visit when it is less than the gap from the visit's span on
+            // either side: one logged a little out of order joins it, one hours before it (a
+            // clock set back) starts a visit of its own.
+            Some(visit) if hit.at - visit.end < VISIT_GAP && visit.start - hit.at < VISIT_GAP => {
                 visit.end = visit.end.max(hit.at);
                 visit.start = visit.start.min(hit.at);
                 visit.pages += u32::from(hit.page);
