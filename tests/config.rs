@@ -50,16 +50,7 @@ fn init_writes_a_commented_config_that_serve_accepts() {
     // The Chiapas profile requires the sidecar.
     let digest = sha256_hex(&bytes);
     std::fs::write(dir.path().join("20240602_2000_PREP.zip.sha256"), digest).unwrap();
-    run_ok(
-        difusor()
-            .args([
-                "ingest",
-                pkg.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ])
-            .args(["--admin-listen", &ReservedPort::hold().addr()]),
-    );
+    run_ok(&mut ingest_with(&config, &pkg));
     assert!(
         site.join("bitacora.sqlite").exists(),
         "the journal lives in the config's folder"
@@ -339,17 +330,7 @@ fn an_empty_data_dir_in_the_file_is_the_file_s_folder() {
     .unwrap();
     let pkg = dir.path().join("20240602_2000_PREP.zip");
     std::fs::write(&pkg, site_package("20240602_2000", &[])).unwrap();
-    run_ok(
-        difusor()
-            .current_dir(&elsewhere)
-            .args([
-                "ingest",
-                pkg.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-            ])
-            .args(["--admin-listen", &ReservedPort::hold().addr()]),
-    );
+    run_ok(ingest_with(&config, &pkg).current_dir(&elsewhere));
     assert!(
         site.join("bitacora.sqlite").exists(),
         "the journal is beside the file"
@@ -358,4 +339,17 @@ fn an_empty_data_dir_in_the_file_is_the_file_s_folder() {
         !elsewhere.join("bitacora.sqlite").exists(),
         "not in the working folder"
     );
+}
+
+/// `difusor ingest pkg --config config`, on a free admin port.
+fn ingest_with(config: &std::path::Path, pkg: &std::path::Path) -> std::process::Command {
+    let mut cmd = difusor();
+    cmd.args([
+        "ingest",
+        pkg.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .args(["--admin-listen", &ReservedPort::hold().addr()]);
+    cmd
 }
