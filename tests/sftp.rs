@@ -1344,3 +1344,31 @@ fn an_upload_dripped_a_byte_at_a_time_is_cut_at_the_upload_timeout() {
         .collect();
     assert!(after.is_empty(), "{after:?}");
 }
+
+/// A `.sha256` larger than any evidence may be, uploaded before its package, has the package
+/// refused for it, named and journaled, as the intake folder and `ingest` refuse it: it is
+/// not the evidence upload alone that fails, leaving the package to go without it.
+#[test]
+fn a_sidecar_too_large_to_be_evidence_refuses_its_package_over_sftp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = site_package("20240602_2000", &[]);
+    let local = s.local("PREP_20240602_2000.zip", &pkg);
+    let sidecar = local.with_file_name("PREP_20240602_2000.zip.sha256");
+    std::fs::write(&sidecar, vec![b'x'; 70_000]).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\n",
+        sidecar.display(),
+        local.display()
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    let rejected = wait_events(&s.server, "rejected", 1);
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    let why = rejected[0].to_string();
+    assert!(why.contains("PREP_20240602_2000.zip"), "{why}");
+    assert!(
+        why.contains("the .sha256 file is too large: 70,000 bytes"),
+        "{why}"
+    );
+    assert_eq!(s.server.live_corte(), None);
+}

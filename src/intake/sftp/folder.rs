@@ -43,7 +43,7 @@ use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::journal::EventKind;
-use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence};
+use crate::package::{EvidenceFile, PackageName, disguises, is_evidence};
 use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
@@ -320,17 +320,12 @@ impl SftpHandler {
         upload: Closed,
     ) -> Result<Status, StatusReply> {
         if is_evidence(&name) {
-            let file = (upload.len <= MAX_EVIDENCE_BYTES)
-                .then(|| read_evidence(&upload.tmp))
-                .flatten()
-                .filter(|file| file.bytes().is_some());
-            let Some(file) = file else {
-                return Err(self.refuse(
-                    "close",
-                    deny(
-                        StatusCode::Failure,
-                        format!("refused: {name} is not an evidence file of at most 64 KiB"),
-                    ),
+            // One larger than evidence may be is kept by its size only, not read: its package
+            // is refused for it, named and journaled, as from the intake folder.
+            let Some(file) = read_evidence(&upload.tmp) else {
+                return Err(self.cannot_store(
+                    &name,
+                    &std::io::Error::other("its upload could not be read back"),
                 ));
             };
             if self.evidence.len() >= MAX_PENDING {
