@@ -475,6 +475,10 @@ settings! {
     /// An SFTP session quiet this long, or whose client takes none of its replies this long,
     /// is closed (`5m`).
     sftp_idle_timeout: String = "5m".to_owned();
+    /// Longest time a file may stay open for writing over SFTP, from its open to its close
+    /// (`30m`): past it the session is cut and the file discarded, so a client that sends a
+    /// byte now and then, under `sftp_idle_timeout`, cannot hold its session for ever.
+    sftp_upload_timeout: String = "30m".to_owned();
     /// Failed authentication attempts allowed on one SFTP connection before it is cut
     /// (OpenSSH's `MaxAuthTries`: a client offering other keys before the right one uses
     /// one attempt per key; the first `none` probe of OpenSSH clients is not counted).

@@ -823,3 +823,30 @@ fn a_new_index_entry_with_a_sidecar_copied_from_another_package_is_downloaded_an
     server.wait_corte("20270606_2015");
     assert!(events(&server, "rejected").is_empty());
 }
+
+/// A `.sha256` larger than any evidence may be has its package refused for it, named and
+/// journaled, as the intake folder and `ingest` refuse it, instead of failing the address at
+/// every poll.
+#[test]
+fn a_sidecar_too_large_to_be_evidence_refuses_its_package_when_pulled() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    institute.publish("/prep/", name, &package("20270606_2000", 7));
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert(format!("/prep/{name}.sha256"), vec![b'x'; 70_000]);
+    let url = institute.url("/prep/");
+    let data = dir.path().join("data");
+    let server = start_puller(&data, &pull_args(&institute, &url, &[]));
+    let rejected = wait_events(&server, "rejected", 1);
+    let why = rejected[0].to_string();
+    assert!(why.contains(name), "{why}");
+    assert!(why.contains("the .sha256 file is too large"), "{why}");
+    assert!(events(&server, "pull-error").is_empty());
+    assert_eq!(server.live_corte(), None);
+    assert!(leftovers(&data).is_empty());
+}

@@ -1262,3 +1262,113 @@ fn uploads_a_session_leaves_unfinished_are_discarded_and_journaled() {
         .collect();
     assert!(after.is_empty(), "{after:?}");
 }
+
+/// Opens `name` over SFTP and writes one byte every `every`, each waited for, for at most
+/// `until`: the error that ended the upload, if the server ended it.
+fn drip_upload(
+    s: &Sftp,
+    name: &str,
+    every: std::time::Duration,
+    until: std::time::Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let key = russh::keys::load_secret_key(&s.key, None).unwrap();
+        let config = std::sync::Arc::new(russh::client::Config::default());
+        let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
+            .await
+            .unwrap();
+        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
+        let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
+        assert!(auth.success());
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
+            .await
+            .unwrap();
+        let mut file = sftp.create(name).await.unwrap();
+        let end = tokio::time::Instant::now() + until;
+        while tokio::time::Instant::now() < end {
+            file.write_all(b"P").await?;
+            file.flush().await?;
+            tokio::time::sleep(every).await;
+        }
+        Ok(())
+    })
+}
+
+/// A client that keeps a file open and sends a byte now and then, well within
+/// `sftp_idle_timeout`, is cut once the file has been open for `sftp_upload_timeout`: the
+/// half-written file is discarded, never received, and named in the session's entry.
+#[test]
+fn an_upload_dripped_a_byte_at_a_time_is_cut_at_the_upload_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-upload-timeout", "2s"]);
+    let data = s.server.data.clone();
+    let before = tree(&data);
+    let started = std::time::Instant::now();
+    let dripped = drip_upload(
+        &s,
+        "PREP_20240602_2000.zip",
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(20),
+    );
+    let took = started.elapsed();
+    assert!(
+        dripped.is_err(),
+        "the upload ran {took:?} and was never cut"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "cut after {took:?}"
+    );
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    let error = detail["error"].as_str().unwrap_or_default();
+    assert!(error.contains("PREP_20240602_2000.zip"), "{detail:#}");
+    assert!(error.contains("(sftp_upload_timeout)"), "{detail:#}");
+    assert_eq!(detail["unfinished_count"], 1, "{detail:#}");
+    assert_eq!(detail["unfinished"][0]["name"], "PREP_20240602_2000.zip");
+    assert!(
+        detail["unfinished"][0]["bytes"].as_u64().unwrap() > 0,
+        "{detail:#}"
+    );
+    assert!(events(&s.server, "received").is_empty());
+    let after: Vec<String> = tree(&data)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !p.starts_with("bitacora"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+}
+
+/// A `.sha256` larger than any evidence may be, uploaded before its package, has the package
+/// refused for it, named and journaled, as the intake folder and `ingest` refuse it: it is
+/// not the evidence upload alone that fails, leaving the package to go without it.
+#[test]
+fn a_sidecar_too_large_to_be_evidence_refuses_its_package_over_sftp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = site_package("20240602_2000", &[]);
+    let local = s.local("PREP_20240602_2000.zip", &pkg);
+    let sidecar = local.with_file_name("PREP_20240602_2000.zip.sha256");
+    std::fs::write(&sidecar, vec![b'x'; 70_000]).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\n",
+        sidecar.display(),
+        local.display()
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    let rejected = wait_events(&s.server, "rejected", 1);
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    let why = rejected[0].to_string();
+    assert!(why.contains("PREP_20240602_2000.zip"), "{why}");
+    assert!(
+        why.contains("the .sha256 file is too large: 70,000 bytes"),
+        "{why}"
+    );
+    assert_eq!(s.server.live_corte(), None);
+}

@@ -720,3 +720,73 @@ fn a_folder_named_like_a_package_is_journaled_once_and_left_in_place() {
     assert_eq!(folder_refusals(&server, 1).len(), 1);
     assert!(folder.join("index.html").is_file(), "left where it is");
 }
+
+/// Thousands of files that can only be refused (empty, text, noise: what a broken or
+/// compromised script drops) do not hold back a package that arrives among them: it goes live
+/// before them, and each of them is still refused and journaled in the end.
+#[test]
+fn a_package_does_not_wait_behind_a_flood_of_junk() {
+    const JUNK: usize = 600;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let junk_left = || {
+        std::fs::read_dir(&entrada)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("_basura"))
+            .count()
+    };
+    for i in 0..JUNK {
+        let (name, bytes): (String, Vec<u8>) = match i % 3 {
+            0 => (format!("{i:05}_basura.zip"), Vec::new()),
+            1 => (
+                format!("{i:05}_basura.txt"),
+                format!("no es un paquete {i}\n").repeat(50).into_bytes(),
+            ),
+            _ => (format!("{i:05}_basura_PREP.zip"), corpus::noise(2000 + i)),
+        };
+        std::fs::write(staging.join(&name), bytes).unwrap();
+        std::fs::rename(staging.join(&name), entrada.join(&name)).unwrap();
+    }
+    // The junk is being refused when the package comes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while junk_left() == JUNK {
+        assert!(std::time::Instant::now() < deadline, "no junk was taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pkg = site_package("20240602_2000", &[]);
+    std::fs::write(staging.join("PREP_20240602_2000.zip"), &pkg).unwrap();
+    std::fs::rename(
+        staging.join("PREP_20240602_2000.zip"),
+        entrada.join("PREP_20240602_2000.zip"),
+    )
+    .unwrap();
+    server.wait_corte("20240602_2000");
+    let left = junk_left();
+    assert!(
+        left > JUNK / 2,
+        "the package waited until {} of {JUNK} junk files were refused",
+        JUNK - left
+    );
+    // The junk is still refused, each file journaled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while junk_left() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "junk left: {}",
+            junk_left()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rejected = events(&server, "rejected");
+    assert_eq!(
+        rejected
+            .iter()
+            .filter(|e| e.to_string().contains("_basura"))
+            .count(),
+        JUNK
+    );
+}

@@ -52,6 +52,11 @@
 //!   an earlier corte is never archived as older than a later one found with it.
 //! - No file is opened through a link, and nothing in the folder can stall the intake or
 //!   grow its memory without bound.
+//! - A flood of files that can only be refused (their first bytes are no archive's: empty,
+//!   text, noise) does not hold back a package: complete files that begin as an archive go
+//!   first, and the folder is looked at again after every [`TAKE_AT_ONCE`] files taken, so a
+//!   package that arrives meanwhile is taken next. Each of the others is still taken, refused
+//!   and journaled in turn.
 //! - When the publisher is not running, a complete file stays where it is, and that is
 //!   logged and journaled (`intake-error`), never taken for a refusal.
 
@@ -104,6 +109,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// treated as after the kernel's own queue overflowed (rescanned; `settle` decides), so a
 /// process that opens and writes files without pause cannot grow the server's memory.
 const EVENT_QUEUE: usize = 4096;
+/// Most files handed to the publisher before the folder is looked at again: a package that
+/// arrives while thousands of files wait is seen, and goes before those that cannot be
+/// published, after at most this many.
+const TAKE_AT_ONCE: usize = 16;
 
 /// Which file a path named when it was looked at: a file replaced under the same name, or
 /// changed, is another.
@@ -178,6 +187,12 @@ struct Candidate {
     renamed: bool,
     /// Opens reported by the events minus closes: above zero, someone has the file open.
     open: u32,
+    /// Whether its first bytes are those of an archive (zip, tar, tar.gz), looked at once
+    /// it is complete; forgotten when it changes.
+    archive: Option<bool>,
+    /// Opens of it by this server, to look at its first bytes, whose events are yet to come:
+    /// not counted as opens (the kernel tells no close of a file opened for reading).
+    own_opens: u32,
 }
 
 impl Candidate {
@@ -190,7 +205,22 @@ impl Candidate {
             first_seen: now,
             renamed,
             open: 0,
+            archive: None,
+            own_opens: 0,
         }
+    }
+}
+
+/// Whether the file at `path` begins as an archive a package may come in does (zip, tar,
+/// tar.gz): anything else (empty, text, noise) can only be refused, so it never goes before
+/// a file that may be published. And whether it was opened to tell.
+fn looks_like_archive(path: &Path) -> (bool, bool) {
+    match open_regular(path) {
+        Ok(file) => (
+            package::read_magic(file).is_ok_and(|magic| package::Format::sniff(&magic).is_some()),
+            true,
+        ),
+        Err(_) => (false, false),
     }
 }
 
@@ -335,15 +365,23 @@ pub(crate) async fn watch_folder(
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_rescan = Instant::now();
+    // Complete files not taken yet because more than [`TAKE_AT_ONCE`] were: the loop comes
+    // back to them at once, after the events that came meanwhile.
+    let mut backlog = false;
     loop {
         let check = tokio::select! {
-            Some(event) = events.recv() => match event {
-                Ok(event) => folder.note_event(&event),
-                Err(e) => {
-                    tracing::warn!(error = %e, "intake folder watch error; the rescan covers it");
-                    false
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            Some(event) = events.recv() => {
+                let mut check = folder.note_event_or_error(event);
+                // Every event waiting is noted before the folder is looked at again: one
+                // look per event would cost a flood of files as many looks at all of them.
+                for _ in 0..EVENT_QUEUE {
+                    let Ok(event) = events.try_recv() else { break };
+                    check |= folder.note_event_or_error(event);
                 }
-            },
+                check
+            }
             _ = tick.tick() => {
                 if last_rescan.elapsed() >= Duration::from_secs(1) {
                     if watched.renew(&mut watcher, &journal) {
@@ -354,7 +392,7 @@ pub(crate) async fn watch_folder(
                 }
                 true
             }
-            _ = shutdown.changed() => return Ok(()),
+            () = std::future::ready(()), if backlog => true,
         };
         if lost.swap(false, Ordering::Relaxed) {
             // What the events waiting say the rescan sees anyway.
@@ -366,7 +404,9 @@ pub(crate) async fn watch_folder(
             continue;
         }
         // Checked after events too, so a file renamed into place is taken at once.
-        for path in folder.ready() {
+        let ready = folder.ready();
+        backlog = ready.len() > TAKE_AT_ONCE;
+        for path in ready.into_iter().take(TAKE_AT_ONCE) {
             folder.pending.remove(&path);
             take(
                 &path,
@@ -381,6 +421,17 @@ pub(crate) async fn watch_folder(
 }
 
 impl Folder<'_> {
+    /// Notes what an event or a watch error says; whether a file may have become complete.
+    fn note_event_or_error(&mut self, event: notify::Result<notify::Event>) -> bool {
+        match event {
+            Ok(event) => self.note_event(&event),
+            Err(e) => {
+                tracing::warn!(error = %e, "intake folder watch error; the rescan covers it");
+                false
+            }
+        }
+    }
+
     /// Notes what an event says; whether a file may have become complete by it.
     fn note_event(&mut self, event: &notify::Event) -> bool {
         if event.need_rescan() {
@@ -419,7 +470,11 @@ impl Folder<'_> {
             EventKind::Access(AccessKind::Open(_)) => {
                 for p in &event.paths {
                     if let Some(c) = self.pending.get_mut(p) {
-                        c.open = c.open.saturating_add(1);
+                        if c.own_opens > 0 {
+                            c.own_opens -= 1;
+                        } else {
+                            c.open = c.open.saturating_add(1);
+                        }
                     }
                 }
                 return false;
@@ -445,6 +500,7 @@ impl Folder<'_> {
     fn forget_opens(&mut self) {
         for c in self.pending.values_mut() {
             c.open = 0;
+            c.own_opens = 0;
         }
     }
 
@@ -499,10 +555,10 @@ impl Folder<'_> {
             Entry::Package(meta) if self.is_left(path, &meta) || self.is_waiting(path, &meta) => {}
             Entry::Package(meta) => match fresh {
                 Some(renamed) => {
-                    self.pending.insert(
-                        path.to_owned(),
-                        Candidate::new(&meta, renamed, Instant::now()),
-                    );
+                    let mut fresh = Candidate::new(&meta, renamed, Instant::now());
+                    // This server's own opens of the file it replaced are still to be told.
+                    fresh.own_opens = self.pending.get(path).map_or(0, |c| c.own_opens);
+                    self.pending.insert(path.to_owned(), fresh);
                 }
                 None => {
                     self.pending
@@ -607,10 +663,11 @@ impl Folder<'_> {
         }
     }
 
-    /// The candidates complete by the rules, the first seen first; those seen at the same
-    /// instant (by one scan) by name: one of them waits for those before it by name to be
-    /// complete too, for at most twice `settle` after it was seen, so a package written
-    /// in place among them never lets a later corte go first.
+    /// The candidates complete by the rules: those that begin as an archive first, then the
+    /// rest (empty files, text, noise: refused whatever comes), each the first seen first;
+    /// those seen at the same instant (by one scan) by name: one of them waits for those
+    /// before it by name to be complete too, for at most twice `settle` after it was seen,
+    /// so a package written in place among them never lets a later corte go first.
     fn ready(&mut self) -> Vec<PathBuf> {
         let rules = self.rules;
         let mut out = Vec::new();
@@ -628,6 +685,7 @@ impl Folder<'_> {
                 c.modified = modified;
                 c.stable_since = Instant::now();
                 c.renamed = false;
+                c.archive = None;
             }
             let complete = c.renamed
                 || c.open == 0
@@ -637,18 +695,29 @@ impl Folder<'_> {
                 || (rules.signature == Policy::Required
                     && !is_regular(&evidence_path(path, "minisig")));
             if complete && (!evidence_missing || c.first_seen.elapsed() >= rules.evidence_wait) {
-                out.push((c.first_seen, path.clone()));
+                let archive = match c.archive {
+                    Some(archive) => archive,
+                    None => {
+                        let (archive, opened) = looks_like_archive(path);
+                        if opened {
+                            c.own_opens = c.own_opens.saturating_add(1);
+                        }
+                        c.archive = Some(archive);
+                        archive
+                    }
+                };
+                out.push((!archive, c.first_seen, path.clone()));
             } else {
                 incomplete.push((c.first_seen, path.clone()));
             }
             true
         });
-        out.retain(|(seen, path)| {
+        out.retain(|(_, seen, path)| {
             seen.elapsed() >= rules.settle * 2
                 || !incomplete.iter().any(|(s, p)| s == seen && p < path)
         });
         out.sort();
-        out.into_iter().map(|(_, p)| p).collect()
+        out.into_iter().map(|(_, _, p)| p).collect()
     }
 }
 

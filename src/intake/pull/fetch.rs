@@ -11,7 +11,8 @@
 //! # Guarantees
 //! - A download goes to a temporary file in `<data_dir>/tmp`; it is refused beyond
 //!   `max_package_bytes` ([`super::client`] reads every body to its limit). Evidence files
-//!   have their own small limit.
+//!   have their own small limit: one past it is not read further, and its package is handed
+//!   over with it known by its size, to be refused for it, as from every channel.
 //! - A package whose bytes do not match its `.sha256` is fetched again with a fresh sidecar (it
 //!   may have been replaced while it was being downloaded); one that never matches is not handed
 //!   over, and the attempt fails. A torn download never reaches the publisher.
@@ -271,8 +272,17 @@ impl Puller {
         let Some(response) = response else {
             return Ok(None);
         };
-        let bytes = read_small(response, url, MAX_EVIDENCE_BYTES, "evidence file").await?;
-        Ok(Some(EvidenceFile::of_bytes(bytes)))
+        let declared = response.content_length();
+        match read_small(response, url, MAX_EVIDENCE_BYTES, "evidence file").await {
+            Ok(bytes) => Ok(Some(EvidenceFile::of_bytes(bytes))),
+            // Larger than evidence may be: not read further, and kept by its size (its
+            // `Content-Length`, else the most it could be without being too large, plus one),
+            // so that its package is refused for it, named and journaled, as on every channel.
+            Err(PullError::TooLarge { .. }) => Ok(Some(EvidenceFile::TooLarge(
+                declared.unwrap_or(0).max(MAX_EVIDENCE_BYTES + 1),
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// A package body into a temporary file, hashed on the way.

@@ -43,7 +43,7 @@ use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::journal::EventKind;
-use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence};
+use crate::package::{EvidenceFile, PackageName, disguises, is_evidence};
 use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
@@ -298,8 +298,18 @@ impl SftpHandler {
         }
         self.next_handle += 1;
         let id = self.next_handle.to_string();
+        if let OpenHandle::File { name, .. } = &handle {
+            let opened = (name.clone(), tokio::time::Instant::now());
+            with_stats(&self.stats, |s| s.open_uploads.insert(id.clone(), opened));
+        }
         self.handles.insert(id.clone(), handle);
         Ok(id)
+    }
+
+    /// Forgets the open handle `handle` (an open upload is discarded with it).
+    fn drop_handle(&mut self, handle: &str) -> Option<OpenHandle> {
+        with_stats(&self.stats, |s| s.open_uploads.remove(handle));
+        self.handles.remove(handle)
     }
 
     /// Hands a complete upload to the publisher, or keeps evidence for its package.
@@ -310,17 +320,12 @@ impl SftpHandler {
         upload: Closed,
     ) -> Result<Status, StatusReply> {
         if is_evidence(&name) {
-            let file = (upload.len <= MAX_EVIDENCE_BYTES)
-                .then(|| read_evidence(&upload.tmp))
-                .flatten()
-                .filter(|file| file.bytes().is_some());
-            let Some(file) = file else {
-                return Err(self.refuse(
-                    "close",
-                    deny(
-                        StatusCode::Failure,
-                        format!("refused: {name} is not an evidence file of at most 64 KiB"),
-                    ),
+            // One larger than evidence may be is kept by its size only, not read: its package
+            // is refused for it, named and journaled, as from the intake folder.
+            let Some(file) = read_evidence(&upload.tmp) else {
+                return Err(self.cannot_store(
+                    &name,
+                    &std::io::Error::other("its upload could not be read back"),
                 ));
             };
             if self.evidence.len() >= MAX_PENDING {
@@ -482,13 +487,13 @@ impl russh_sftp::server::Handler for SftpHandler {
             None
         };
         if let Some(message) = over {
-            self.handles.remove(&handle); // drops the partial file
+            self.drop_handle(&handle); // drops the partial file
             return Err(self.refuse("write", deny(StatusCode::Failure, message)));
         }
         // The disk may be slow: written off the async threads, by the upload's writer.
         if let Err(e) = upload.write(offset, data).await {
             let name = name.clone();
-            self.handles.remove(&handle);
+            self.drop_handle(&handle);
             return Err(self.cannot_store(&name, &e));
         }
         self.session_bytes += charge;
@@ -497,7 +502,7 @@ impl russh_sftp::server::Handler for SftpHandler {
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
-        match self.handles.remove(&handle) {
+        match self.drop_handle(&handle) {
             Some(OpenHandle::Dir(_)) => Ok(ok_status(id, "Ok")),
             Some(OpenHandle::File { name, upload }) => {
                 let upload = upload

@@ -20,8 +20,9 @@
 //! - A connection is cut when it has not finished the SSH handshake within
 //!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting,
 //!   and when its client has taken none of the server's replies for `sftp_idle_timeout`
-//!   ([`stall`]); whatever the session is doing, its socket is shut down. The session entry
-//!   says why.
+//!   ([`stall`]), or when a file has stayed open for writing for `sftp_upload_timeout`
+//!   (however slowly its client keeps writing); whatever the session is doing, its socket is
+//!   shut down. The session entry says why, and names the upload discarded.
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
 //!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished.
 //! - An address whose connections end without logging in, after failed attempts,
@@ -265,6 +266,14 @@ async fn connection(
                     "cut: the client took none of this server's replies for {} \
                      (sftp_idle_timeout)",
                     humantime(settings.idle_timeout)
+                )).await;
+            }
+            name = session::upload_overdue(&stats, settings.upload_timeout) => {
+                replies.end();
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: {name} was still open for writing {} after it was opened \
+                     (sftp_upload_timeout); nothing of it is kept",
+                    humantime(settings.upload_timeout)
                 )).await;
             }
             () = told_to_give_way(&mut startup) => {

@@ -9,8 +9,12 @@
 //!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
 //!   counts are always exact.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::json;
 
@@ -72,6 +76,9 @@ pub(super) struct SessionStats {
     unfinished_count: u64,
     refusals: Vec<String>,
     refusal_count: u64,
+    /// Files open for writing, by handle: their name and when they were opened (not
+    /// journaled; the listener cuts a session holding one open past `sftp_upload_timeout`).
+    pub(super) open_uploads: HashMap<String, (String, Instant)>,
 }
 
 impl SessionStats {
@@ -96,6 +103,30 @@ impl SessionStats {
         self.file_count += 1;
         if self.files.len() < MAX_LISTED_FILES {
             self.files.push(entry);
+        }
+    }
+}
+
+/// Resolves once a file of the session has been open for writing for `limit`, with its name.
+pub(super) async fn upload_overdue(stats: &Mutex<SessionStats>, limit: Duration) -> String {
+    loop {
+        let oldest = with_stats(stats, |s| {
+            s.open_uploads
+                .values()
+                .min_by_key(|(_, opened)| *opened)
+                .cloned()
+        });
+        match oldest {
+            Some((name, opened)) if opened + limit <= Instant::now() => return name,
+            // Looked at again at least every second: the file may be closed meanwhile, and
+            // another opened.
+            Some((_, opened)) => {
+                tokio::time::sleep_until(
+                    (opened + limit).min(Instant::now() + Duration::from_secs(1)),
+                )
+                .await;
+            }
+            None => tokio::time::sleep(limit.min(Duration::from_secs(1))).await,
         }
     }
 }

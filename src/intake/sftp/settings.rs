@@ -44,6 +44,8 @@ pub(crate) struct SftpSettings {
     pub(crate) max_session_bytes: u64,
     /// Idle time before a session is closed.
     pub(crate) idle_timeout: std::time::Duration,
+    /// Longest time a file may stay open for writing.
+    pub(crate) upload_timeout: std::time::Duration,
     /// Failed authentication attempts per connection.
     pub(crate) max_auth_attempts: usize,
     /// Failed connections from one address before it is banned (0: never).
@@ -107,6 +109,11 @@ impl SftpSettings {
                 "1m",
             )?,
             idle_timeout: idle,
+            upload_timeout: positive_duration(
+                "sftp_upload_timeout",
+                &s.sftp_upload_timeout,
+                "30m",
+            )?,
             max_auth_attempts: positive_count("sftp_max_auth_attempts", s.sftp_max_auth_attempts)?,
         }))
     }
