@@ -378,6 +378,34 @@ fn an_upload_written_in_place_is_not_taken_while_its_writer_pauses() {
     assert_eq!(counts["rejected"], 0, "{counts}");
 }
 
+/// A file written in place and read by another program before it is taken (an on-access
+/// virus scanner, an operator's `sha256sum`, a backup agent): the reader's open is matched by
+/// its close, so the package is taken once both are done, as if no one had read it; one
+/// still held open by its reader waits for that close, as for any program's.
+#[test]
+fn a_package_read_by_another_program_before_it_is_taken_is_still_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    // Read and closed at once after its writer closed it.
+    let path = entrada.join("20240602_2000_PREP.zip");
+    std::fs::write(&path, site_package("20240602_2000", &[])).unwrap();
+    assert!(!std::fs::read(&path).unwrap().is_empty());
+    server.wait_corte("20240602_2000");
+    // Read, and held open by its reader for a while after its writer closed it.
+    let path = entrada.join("20240602_2015_PREP.zip");
+    std::fs::write(&path, site_package("20240602_2015", &[])).unwrap();
+    let reader = std::fs::File::open(&path).unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // settle is 300 ms here
+    let counts = server.status()["counts"].clone();
+    assert_eq!(counts["received"], 1, "taken while still open: {counts}");
+    drop(reader);
+    server.wait_corte("20240602_2015");
+    let counts = server.status()["counts"].clone();
+    assert_eq!(counts["received"], 2, "{counts}");
+    assert_eq!(counts["rejected"], 0, "{counts}");
+}
+
 /// Packages already in the intake folder when the server starts are found by one scan, in the
 /// order the directory lists them: they are taken in the order of their cortes all the same,
 /// so none is archived as older than a later one and the latest is live.

@@ -11,7 +11,9 @@
 //!   size and modification time have not changed for `settle`, or its sidecar came after it.
 //!
 //! A file that the events show open, by any process, is never taken, however long its writer
-//! pauses: opens and closes are counted from inotify's `IN_OPEN` and `IN_CLOSE_*`.
+//! pauses: opens and closes are counted from inotify's `IN_OPEN` and `IN_CLOSE_*`, on a
+//! watch of their own ([`super::opens`]) that is told of a close after a read as well, so a
+//! file read once before it is taken is not counted open for ever.
 //!
 //! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`; files
 //! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
@@ -77,6 +79,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::file::{describe, evidence_path, open_regular, read_evidence};
+use super::opens::{Change, Opens};
 use super::{Channel, Received};
 use crate::journal::{self, Journal};
 use crate::package::{self, PackageName, Policy};
@@ -113,6 +116,9 @@ const EVENT_QUEUE: usize = 4096;
 /// arrives while thousands of files wait is seen, and goes before those that cannot be
 /// published, after at most this many.
 const TAKE_AT_ONCE: usize = 16;
+/// Most files of the folder counted as open at once; past it every count is forgotten and
+/// `settle` decides, as when events are lost.
+const MAX_OPEN_FILES: usize = 4096;
 
 /// Which file a path named when it was looked at: a file replaced under the same name, or
 /// changed, is another.
@@ -185,14 +191,9 @@ struct Candidate {
     stable_since: Instant,
     first_seen: Instant,
     renamed: bool,
-    /// Opens reported by the events minus closes: above zero, someone has the file open.
-    open: u32,
     /// Whether its first bytes are those of an archive (zip, tar, tar.gz), looked at once
     /// it is complete; forgotten when it changes.
     archive: Option<bool>,
-    /// Opens of it by this server, to look at its first bytes, whose events are yet to come:
-    /// not counted as opens (the kernel tells no close of a file opened for reading).
-    own_opens: u32,
 }
 
 impl Candidate {
@@ -204,24 +205,18 @@ impl Candidate {
             stable_since: now,
             first_seen: now,
             renamed,
-            open: 0,
             archive: None,
-            own_opens: 0,
         }
     }
 }
 
 /// Whether the file at `path` begins as an archive a package may come in does (zip, tar,
 /// tar.gz): anything else (empty, text, noise) can only be refused, so it never goes before
-/// a file that may be published. And whether it was opened to tell.
-fn looks_like_archive(path: &Path) -> (bool, bool) {
-    match open_regular(path) {
-        Ok(file) => (
-            package::read_magic(file).is_ok_and(|magic| package::Format::sniff(&magic).is_some()),
-            true,
-        ),
-        Err(_) => (false, false),
-    }
+/// a file that may be published.
+fn looks_like_archive(path: &Path) -> bool {
+    open_regular(path).is_ok_and(|file| {
+        package::read_magic(file).is_ok_and(|magic| package::Format::sniff(&magic).is_some())
+    })
 }
 
 /// What an entry of the folder is to this channel.
@@ -318,6 +313,9 @@ struct Folder<'a> {
     /// Folders in the intake folder, journaled once each while they stay (by device and
     /// inode).
     folders: HashMap<PathBuf, (u64, u64)>,
+    /// Files of the folder open now, by whomever, for reading or writing: opens minus closes
+    /// ([`opens`]). A file in it is not complete, unless it was renamed into place.
+    opened: HashMap<PathBuf, u32>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -350,6 +348,12 @@ pub(crate) async fn watch_folder(
     watcher
         .watch(&rules.dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {}", rules.dir.display()))?;
+    let mut opens = Opens::start(&rules.dir).with_context(|| {
+        format!(
+            "cannot watch who opens the files of {}",
+            rules.dir.display()
+        )
+    })?;
     tracing::info!(dir = %rules.dir.display(), "watching the intake folder");
 
     let mut folder = Folder {
@@ -361,6 +365,7 @@ pub(crate) async fn watch_folder(
         stuck: HashSet::new(),
         left: HashMap::new(),
         folders: HashMap::new(),
+        opened: HashMap::new(),
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -382,9 +387,14 @@ pub(crate) async fn watch_folder(
                 }
                 check
             }
+            change = opens.next() => folder.note_open(change),
             _ = tick.tick() => {
                 if last_rescan.elapsed() >= Duration::from_secs(1) {
                     if watched.renew(&mut watcher, &journal) {
+                        if let Err(e) = opens.renew() {
+                            // Tried again when the folder is next replaced; settle decides.
+                            tracing::warn!(error = %e, "cannot watch who opens the files of the new intake folder");
+                        }
                         folder.forget_opens();
                     }
                     folder.rescan();
@@ -465,43 +475,61 @@ impl Folder<'_> {
                     self.consider(p, None);
                 }
             }
-            // Only files already known are counted: an open seen before a file's creation
-            // event cannot happen, and counting others would retry files that failed.
-            EventKind::Access(AccessKind::Open(_)) => {
+            // Opens and closes are counted from their own watch ([`opens`]), which is told
+            // of every close; here a writer's close only starts the quiet time.
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 for p in &event.paths {
                     if let Some(c) = self.pending.get_mut(p) {
-                        if c.own_opens > 0 {
-                            c.own_opens -= 1;
-                        } else {
-                            c.open = c.open.saturating_add(1);
-                        }
+                        c.stable_since = Instant::now();
                     }
                 }
-                return false;
-            }
-            EventKind::Access(AccessKind::Close(mode)) => {
-                for p in &event.paths {
-                    if let Some(c) = self.pending.get_mut(p) {
-                        c.open = c.open.saturating_sub(1);
-                        if mode == AccessMode::Write {
-                            // The quiet time runs from the writer's close.
-                            c.stable_since = Instant::now();
-                        }
-                    }
-                }
-                return mode == AccessMode::Write;
+                return true;
             }
             _ => return false,
         }
         true
     }
 
+    /// Notes an open or a close; whether a file may have become complete by it (its last
+    /// open closed, or the counts were lost).
+    fn note_open(&mut self, change: Change) -> bool {
+        match change {
+            Change::Opened(path) => {
+                if let Some(n) = self.opened.get_mut(&path) {
+                    *n = n.saturating_add(1);
+                } else if self.opened.len() < MAX_OPEN_FILES {
+                    self.opened.insert(path, 1);
+                } else {
+                    tracing::debug!(
+                        "more intake files open at once than are counted; settle decides"
+                    );
+                    self.forget_opens();
+                }
+                false
+            }
+            Change::Closed(path) => match self.opened.get_mut(&path) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.opened.remove(&path);
+                    true
+                }
+                // Opened before it was watched, or its count was forgotten.
+                None => false,
+            },
+            Change::Lost => {
+                tracing::debug!("who holds the intake files open is unknown; settle decides");
+                self.forget_opens();
+                true
+            }
+        }
+    }
+
     /// Events were lost: who holds which file open is unknown now; settle decides.
     fn forget_opens(&mut self) {
-        for c in self.pending.values_mut() {
-            c.open = 0;
-            c.own_opens = 0;
-        }
+        self.opened.clear();
     }
 
     /// Whether `path`, as `meta` shows it, is a file left in the folder after its outcome,
@@ -555,10 +583,10 @@ impl Folder<'_> {
             Entry::Package(meta) if self.is_left(path, &meta) || self.is_waiting(path, &meta) => {}
             Entry::Package(meta) => match fresh {
                 Some(renamed) => {
-                    let mut fresh = Candidate::new(&meta, renamed, Instant::now());
-                    // This server's own opens of the file it replaced are still to be told.
-                    fresh.own_opens = self.pending.get(path).map_or(0, |c| c.own_opens);
-                    self.pending.insert(path.to_owned(), fresh);
+                    self.pending.insert(
+                        path.to_owned(),
+                        Candidate::new(&meta, renamed, Instant::now()),
+                    );
                 }
                 None => {
                     self.pending
@@ -669,7 +697,7 @@ impl Folder<'_> {
     /// before it by name to be complete too, for at most twice `settle` after it was seen,
     /// so a package written in place among them never lets a later corte go first.
     fn ready(&mut self) -> Vec<PathBuf> {
-        let rules = self.rules;
+        let (rules, opened) = (self.rules, &self.opened);
         let mut out = Vec::new();
         let mut incomplete = Vec::new();
         self.pending.retain(|path, c| {
@@ -688,7 +716,7 @@ impl Folder<'_> {
                 c.archive = None;
             }
             let complete = c.renamed
-                || c.open == 0
+                || !opened.contains_key(path)
                     && (c.stable_since.elapsed() >= rules.settle || sidecar_after(path, modified));
             let evidence_missing = (rules.sidecar == Policy::Required
                 && !is_regular(&evidence_path(path, "sha256")))
@@ -698,10 +726,7 @@ impl Folder<'_> {
                 let archive = match c.archive {
                     Some(archive) => archive,
                     None => {
-                        let (archive, opened) = looks_like_archive(path);
-                        if opened {
-                            c.own_opens = c.own_opens.saturating_add(1);
-                        }
+                        let archive = looks_like_archive(path);
                         c.archive = Some(archive);
                         archive
                     }
