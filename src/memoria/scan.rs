@@ -486,7 +486,7 @@ fn work(
         lines_per_file: vec![0; files],
         ..Tally::default()
     };
-    let mut cache: HashMap<u128, Arc<Agent>, RandomState> = HashMap::default();
+    let mut cache = AgentCache::default();
     let mut clock = Clock::new(rules.timezone.clone());
     for chunk in rx {
         tally.malformed += chunk.skipped;
@@ -497,6 +497,37 @@ fn work(
         }
     }
     tally
+}
+
+/// The readings a worker remembers, by agent fingerprint, each distinct reading held once
+/// (both bounded to [`MAX_AGENT_CACHE`]).
+#[derive(Default)]
+struct AgentCache {
+    by_print: HashMap<u128, Arc<Agent>, RandomState>,
+    distinct: std::collections::HashSet<Arc<Agent>, RandomState>,
+}
+
+impl AgentCache {
+    /// The reading of the agent with fingerprint `print`, read by `read` unless remembered.
+    fn reading(&mut self, print: u128, read: impl FnOnce() -> Arc<Agent>) -> Arc<Agent> {
+        if let Some(a) = self.by_print.get(&print) {
+            return a.clone();
+        }
+        let a = read();
+        let a = match self.distinct.get(&a) {
+            Some(same) => same.clone(),
+            None => {
+                if self.distinct.len() < MAX_AGENT_CACHE {
+                    self.distinct.insert(a.clone());
+                }
+                a
+            }
+        };
+        if self.by_print.len() < MAX_AGENT_CACHE {
+            self.by_print.insert(print, a.clone());
+        }
+        a
+    }
 }
 
 /// What a block remembers of the texts it met, so each is read once per block.
@@ -514,7 +545,7 @@ fn parse_block(
     chunk: &Chunk,
     rules: &Rules<'_>,
     tally: &mut Tally,
-    cache: &mut HashMap<u128, Arc<Agent>, RandomState>,
+    cache: &mut AgentCache,
     clock: &mut Clock,
 ) -> Block {
     let mut block = Block {
@@ -557,20 +588,13 @@ fn parse_block(
             Some(&known) => known,
             None => {
                 let print = fingerprint(&[agent_text]);
-                let agent = match cache.get(&u128::from_be_bytes(print)) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let a = if line.agent_recorded {
-                            rules.agents.classify(line.agent)
-                        } else {
-                            Agents::unrecorded()
-                        };
-                        if cache.len() < MAX_AGENT_CACHE {
-                            cache.insert(u128::from_be_bytes(print), a.clone());
-                        }
-                        a
+                let agent = cache.reading(u128::from_be_bytes(print), || {
+                    if line.agent_recorded {
+                        rules.agents.classify(line.agent)
+                    } else {
+                        Agents::unrecorded()
                     }
-                };
+                });
                 let id = block.agents.len() as u32;
                 block.agents.push(agent);
                 seen.agents.insert(agent_text, (id, print));

@@ -379,6 +379,38 @@ impl Visitors {
 mod tests {
     use super::*;
 
+    fn person(browser: &str) -> Arc<Agent> {
+        Arc::new(Agent {
+            browser: browser.into(),
+            system: "Windows".into(),
+            device: Device::Desktop,
+            bot: None,
+        })
+    }
+
+    #[test]
+    fn each_distinct_reading_is_kept_once_and_past_the_limit_counted_as_other() {
+        let mut v = Visitors::new(0, None);
+        let chrome = v.reading_id(&person("Chrome"));
+        assert_eq!(v.reading_id(&person("Chrome")), chrome);
+        let bot = Arc::new(Agent {
+            browser: "curl".into(),
+            system: "Otro".into(),
+            device: Device::Other,
+            bot: Some("curl".into()),
+        });
+        assert_eq!(v.reading_id(&bot), BOT);
+        for i in 1..MAX_NAMES {
+            v.reading_id(&person(&format!("B{i}")));
+        }
+        assert_eq!(v.readings.len(), MAX_NAMES);
+        let other = v.reading_id(&person("Uno más"));
+        assert_eq!(v.reading_id(&person("Otro más")), other);
+        assert_eq!(&*v.readings[other as usize].browser, OTHER_NAMES);
+        assert_eq!(v.reading_id(&person("Chrome")), chrome);
+        assert_eq!(v.readings.len(), MAX_NAMES + 1);
+    }
+
     #[test]
     fn recent_counts_each_value_once_even_a_little_out_of_order() {
         let mut r = Recent::new();
