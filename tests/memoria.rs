@@ -1876,3 +1876,56 @@ fn an_out_folder_that_is_a_symbolic_link_is_refused_before_reading() {
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
     assert!(!dir.path().join("nada").exists());
 }
+
+#[test]
+fn a_client_sending_a_new_user_agent_with_every_request_costs_a_few_hundred_bytes_each() {
+    // 200,000 requests of people from one address, each with its own user agent of about 500
+    // bytes (what the log keeps of one), then the same requests with one user agent: each
+    // distinct agent is a visitor of its own, and costs the report its visitor's entry, not
+    // its text (before, about 1,100 bytes each: 210 MiB here).
+    let n = 200_000;
+    let lines = |agent: &dyn Fn(usize) -> String| -> String {
+        let mut text = String::with_capacity(n * 600);
+        for i in 0..n {
+            text.push_str(&format!(
+                "203.0.113.7 - - [02/Jun/2024:{}:{:02}:{:02} -0600] \"GET / HTTP/1.1\" 200 100 \
+                 \"-\" \"{}\"\n",
+                21 + i * 2 / n,
+                i * 120 / n % 60,
+                i % 60,
+                agent(i)
+            ));
+        }
+        text
+    };
+    let peak_of = |text: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+        std::fs::write(data.join("bitacoras").join("access.log"), text).unwrap();
+        let out = dir.path().join("memoria");
+        let (output, peak) = memoria_peak(&data, &out, &PERIOD);
+        assert_success(&output);
+        (report(&out), peak)
+    };
+    let pad = "x".repeat(440);
+    let (one, one_peak) = peak_of(lines(&|_| WINDOWS.to_owned()));
+    let (many, many_peak) = peak_of(lines(&|i| {
+        format!("Mozilla/5.0 (X11; Linux x86_64) {pad}{i}")
+    }));
+    assert_eq!(one["totals"]["hits"], n);
+    assert_eq!(one["totals"]["visitors"], 1);
+    assert_eq!(many["totals"]["hits"], n);
+    assert_eq!(many["totals"]["visitors"], n);
+    assert_eq!(many["totals"]["visits"], n);
+    assert_eq!(many["browsers"], json!([{ "name": "Otro", "count": n }]));
+    assert!(
+        one_peak > 0 && many_peak > 0,
+        "{one_peak} KiB, {many_peak} KiB"
+    );
+    // 80 MiB over 200,000 agents: at most 420 bytes each, hash table growth included.
+    assert!(
+        many_peak < one_peak + 80 * 1024,
+        "{many_peak} KiB with {n} distinct agents, {one_peak} KiB with one"
+    );
+}

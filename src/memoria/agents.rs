@@ -3,7 +3,9 @@
 //!
 //! User agents are read with the `ua-parser` crate on the uap-core rules (`uap-core/`,
 //! version 0.18.0, Apache-2.0), the data set most log analysers share; the rules are compiled
-//! once per run (a quarter of a second), and each distinct user agent is read once per worker.
+//! once per run (a quarter of a second), and each distinct user agent is read once per worker
+//! (a worker remembers at most 50,000 readings, each under a SHA-256 of its text, never the
+//! text itself).
 //!
 //! # Guarantees
 //! - An automated client is one the rules call a robot (device `Spider`), one that sends no
@@ -40,7 +42,7 @@ pub(crate) const REFERRERS_METHOD: &str = "La procedencia de una visita es el si
     escrito, favorito o aplicación).";
 
 /// What a user agent says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Agent {
     /// Browser family (`Chrome`, `Mobile Safari`, `Otro`).
     pub(crate) browser: Box<str>,

@@ -239,18 +239,16 @@ fn assemble(
     let mut browsers = HashMap::<&str, u64>::new();
     let mut systems = HashMap::<&str, u64>::new();
     let mut devices = HashMap::<Device, u64>::new();
-    let (mut people, mut bots) = (0, 0);
-    for &(agent, bot) in &per_visitor {
-        if bot {
-            bots += 1;
+    let (per_reading, bots) = per_visitor;
+    let mut people = 0;
+    for (a, &n) in v.readings.iter().zip(&per_reading) {
+        if n == 0 {
             continue;
         }
-        people += 1;
-        if let Some(a) = v.readings.get(agent as usize) {
-            *browsers.entry(&a.browser).or_default() += 1;
-            *systems.entry(&a.system).or_default() += 1;
-            *devices.entry(a.device).or_default() += 1;
-        }
+        people += n;
+        *browsers.entry(&a.browser).or_default() += n;
+        *systems.entry(&a.system).or_default() += n;
+        *devices.entry(a.device).or_default() += n;
     }
     let peak_minute = t
         .minutes

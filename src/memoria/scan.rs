@@ -11,7 +11,8 @@
 //!   table keeps at most [`MAX_NAMES`] names; the rest is counted under one "other" name), not
 //!   by the number of lines: at most a few blocks are in flight at once. What a client names
 //!   is bounded too, whatever the server let it send: a user agent is read to 512 bytes, a
-//!   referring host to 253, the name a bot gives itself to 64 characters.
+//!   referring host to 253, the name a bot gives itself to 64 characters. No user agent's text
+//!   outlives its block: a visitor is known by a 128-bit fingerprint of its address and agent.
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
@@ -288,8 +289,8 @@ struct Chunk {
 /// A block's requests, for the visitor pass.
 pub(crate) struct Block {
     seq: u64,
-    /// The block's user agents: text and reading; hits refer to them by index.
-    pub(crate) agents: Vec<(Box<[u8]>, Arc<Agent>)>,
+    /// The readings of the block's user agents; hits refer to them by index.
+    pub(crate) agents: Vec<Arc<Agent>>,
     /// The block's referrer hosts and their kind; hits refer to them by index.
     pub(crate) hosts: Vec<(Box<str>, Origin)>,
     /// The requests in the period, in file order.
@@ -485,7 +486,7 @@ fn work(
         lines_per_file: vec![0; files],
         ..Tally::default()
     };
-    let mut cache: HashMap<Box<[u8]>, Arc<Agent>, RandomState> = HashMap::default();
+    let mut cache = AgentCache::default();
     let mut clock = Clock::new(rules.timezone.clone());
     for chunk in rx {
         tally.malformed += chunk.skipped;
@@ -498,10 +499,42 @@ fn work(
     tally
 }
 
+/// The readings a worker remembers, by agent fingerprint, each distinct reading held once
+/// (both bounded to [`MAX_AGENT_CACHE`]).
+#[derive(Default)]
+struct AgentCache {
+    by_print: HashMap<u128, Arc<Agent>, RandomState>,
+    distinct: std::collections::HashSet<Arc<Agent>, RandomState>,
+}
+
+impl AgentCache {
+    /// The reading of the agent with fingerprint `print`, read by `read` unless remembered.
+    fn reading(&mut self, print: u128, read: impl FnOnce() -> Arc<Agent>) -> Arc<Agent> {
+        if let Some(a) = self.by_print.get(&print) {
+            return a.clone();
+        }
+        let a = read();
+        let a = match self.distinct.get(&a) {
+            Some(same) => same.clone(),
+            None => {
+                if self.distinct.len() < MAX_AGENT_CACHE {
+                    self.distinct.insert(a.clone());
+                }
+                a
+            }
+        };
+        if self.by_print.len() < MAX_AGENT_CACHE {
+            self.by_print.insert(print, a.clone());
+        }
+        a
+    }
+}
+
 /// What a block remembers of the texts it met, so each is read once per block.
 #[derive(Default)]
 struct Seen<'b> {
-    agents: HashMap<&'b [u8], u32, RandomState>,
+    /// A user agent's index in the block and its fingerprint.
+    agents: HashMap<&'b [u8], (u32, [u8; 16]), RandomState>,
     referers: HashMap<&'b [u8], Option<u32>, RandomState>,
     hosts: HashMap<String, u32, RandomState>,
     pages: HashMap<&'b [u8], bool, RandomState>,
@@ -512,7 +545,7 @@ fn parse_block(
     chunk: &Chunk,
     rules: &Rules<'_>,
     tally: &mut Tally,
-    cache: &mut HashMap<Box<[u8]>, Arc<Agent>, RandomState>,
+    cache: &mut AgentCache,
     clock: &mut Clock,
 ) -> Block {
     let mut block = Block {
@@ -551,30 +584,24 @@ fn parse_block(
         } else {
             b"\0"
         };
-        let agent_id = match seen.agents.get(agent_text) {
-            Some(&id) => id,
+        let (agent_id, print) = match seen.agents.get(agent_text) {
+            Some(&known) => known,
             None => {
-                let agent = match cache.get(agent_text) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let a = if line.agent_recorded {
-                            rules.agents.classify(line.agent)
-                        } else {
-                            Agents::unrecorded()
-                        };
-                        if cache.len() < MAX_AGENT_CACHE {
-                            cache.insert(agent_text.into(), a.clone());
-                        }
-                        a
+                let print = fingerprint(&[agent_text]);
+                let agent = cache.reading(u128::from_be_bytes(print), || {
+                    if line.agent_recorded {
+                        rules.agents.classify(line.agent)
+                    } else {
+                        Agents::unrecorded()
                     }
-                };
+                });
                 let id = block.agents.len() as u32;
-                block.agents.push((agent_text.into(), agent));
-                seen.agents.insert(agent_text, id);
-                id
+                block.agents.push(agent);
+                seen.agents.insert(agent_text, (id, print));
+                (id, print)
             }
         };
-        let Some((_, agent)) = block.agents.get(agent_id as usize) else {
+        let Some(agent) = block.agents.get(agent_id as usize) else {
             continue;
         };
         let bot = agent.bot.is_some();
@@ -589,7 +616,10 @@ fn parse_block(
             })
         });
         block.hits.push(Hit {
-            client: client_key(line.client),
+            visitor: u128::from_be_bytes(fingerprint(&[
+                &client_key(line.client).to_be_bytes(),
+                &print,
+            ])),
             agent: agent_id,
             host,
             at: when.second,
@@ -798,6 +828,19 @@ fn is_page<'b>(
 
 /// A client address as a 128-bit key: an IP address as IPv6 (IPv4 mapped), anything else
 /// (a host name) by the first 16 bytes of its SHA-256.
+/// The first 128 bits of a SHA-256 of `parts`, each preceded by its length: what a user agent
+/// or a visitor is known by instead of its text (two differ when their texts do).
+fn fingerprint(parts: &[&[u8]]) -> [u8; 16] {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.finalize()[..16]);
+    first
+}
+
 fn client_key(client: &[u8]) -> u128 {
     match std::str::from_utf8(client)
         .ok()

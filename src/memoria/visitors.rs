@@ -11,7 +11,11 @@
 //!   log is written as responses finish) is still counted once per minute, hour and day, and
 //!   joins its visit; one logged 30 minutes or more before its visit began (a clock set back)
 //!   is a visit of its own, never stretching another.
-//! - Memory is one entry per distinct visitor, plus one duration per visit.
+//! - Memory is one entry per distinct visitor (a 128-bit key and 56 bytes of state, whatever
+//!   the length of its user agent), plus one duration per visit, plus one entry per distinct
+//!   reading of a person's user agent (browser, system, device class; at most
+//!   [`MAX_NAMES`], the rest counted under one "other" reading). A user agent's text is not
+//!   kept: a visitor is known by a SHA-256 of its address and agent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +23,8 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use jiff::civil::Date;
 
-use super::agents::{Agent, Origin};
-use super::scan::Block;
+use super::agents::{Agent, Device, Origin};
+use super::scan::{Block, MAX_NAMES, OTHER_NAMES};
 
 /// Longest gap between two requests of one visit: 30 minutes, in seconds.
 pub(crate) const VISIT_GAP: i64 = 30 * 60;
@@ -28,9 +32,9 @@ pub(crate) const VISIT_GAP: i64 = 30 * 60;
 /// One request, as the visitor pass needs it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {
-    /// Client address key.
-    pub(crate) client: u128,
-    /// Index of its user agent in the block.
+    /// The visitor: the first 128 bits of a SHA-256 of its address and its user agent.
+    pub(crate) visitor: u128,
+    /// Index of its user agent's reading in the block.
     pub(crate) agent: u32,
     /// Index of its referrer host in the block, if it had one.
     pub(crate) host: Option<u32>,
@@ -48,29 +52,39 @@ pub(crate) struct Hit {
     pub(crate) bot: bool,
 }
 
-/// A visitor's key: address and user agent (an id in [`Visitors::readings`]).
-type Key = (u128, u32);
+/// The reading id of every bot (their names are counted per request, not per visitor).
+const BOT: u32 = u32::MAX;
 
-/// The last two values a visitor was counted under, so each is counted once.
+/// The last two values a visitor was counted under, so each is counted once; `u32::MAX` is
+/// none (no day, hour, minute or corte index reaches it).
 #[derive(Debug, Clone, Copy)]
-struct Recent<T>([Option<T>; 2]);
+struct Recent([u32; 2]);
 
-impl<T: PartialEq + Copy> Recent<T> {
+impl Recent {
+    const NONE: u32 = u32::MAX;
+
     fn new() -> Self {
-        Self([None, None])
+        Self([Self::NONE; 2])
     }
 
     /// Whether `v` is new to this visitor (then it is remembered).
-    fn first(&mut self, v: T) -> bool {
-        if self.0.contains(&Some(v)) {
+    fn first(&mut self, v: u32) -> bool {
+        if self.0.contains(&v) {
             return false;
         }
-        self.0 = [Some(v), self.0[0]];
+        self.0 = [v, self.0[0]];
         true
     }
 }
 
-/// An open visit.
+/// A day as a number, equal for equal days only (none reaches `u32::MAX`).
+fn day_number(day: Date) -> u32 {
+    (((i32::from(day.year()) + 10_000) as u32) << 9)
+        | (u32::from(day.month() as u8) << 5)
+        | u32::from(day.day() as u8)
+}
+
+/// A visit, as closed.
 #[derive(Debug, Clone, Copy)]
 struct Visit {
     start: i64,
@@ -100,14 +114,31 @@ impl Closed {
     }
 }
 
-/// One visitor's state.
+/// One visitor's state, kept small: there may be tens of millions.
 struct Visitor {
-    bot: bool,
-    days: Recent<Date>,
-    hours: Recent<u32>,
-    minutes: Recent<u32>,
-    cortes: Recent<u32>,
-    visit: Option<Visit>,
+    /// Its reading's id in [`Visitors::readings`], or [`BOT`].
+    reading: u32,
+    days: Recent,
+    hours: Recent,
+    minutes: Recent,
+    cortes: Recent,
+    /// The open visit: its first second, its span in seconds (saturated), its pages and its
+    /// requests (0: no visit open).
+    start: i64,
+    span: u32,
+    pages: u32,
+    requests: u32,
+}
+
+impl Visitor {
+    fn open(&self) -> Option<Visit> {
+        (self.requests > 0).then(|| Visit {
+            start: self.start,
+            end: self.start.saturating_add(i64::from(self.span)),
+            pages: self.pages,
+            requests: self.requests,
+        })
+    }
 }
 
 /// Unique people per slot of a timeline that starts at `first` (a Unix minute or hour).
@@ -143,11 +174,11 @@ impl Timeline {
 
 /// Everything that follows visitors.
 pub(crate) struct Visitors {
-    /// User agents seen, by text; the id is the index in `readings`.
-    agents: HashMap<Box<[u8]>, u32, RandomState>,
-    /// Each user agent's reading.
+    /// Each distinct reading of a person's user agent; the id is the index in `readings`.
+    reading_ids: HashMap<Arc<Agent>, u32, RandomState>,
+    /// The distinct readings of people's user agents.
     pub(crate) readings: Vec<Arc<Agent>>,
-    visitors: HashMap<Key, Visitor, RandomState>,
+    visitors: HashMap<u128, Visitor, RandomState>,
     /// People per day.
     pub(crate) day_people: HashMap<Date, u64, RandomState>,
     /// Bots per day.
@@ -175,7 +206,7 @@ impl Visitors {
     /// first and last) sets the minute and hour timelines (none without it).
     pub(crate) fn new(cortes: usize, period: Option<(i64, i64)>) -> Self {
         Self {
-            agents: HashMap::default(),
+            reading_ids: HashMap::default(),
             readings: Vec::new(),
             visitors: HashMap::default(),
             day_people: HashMap::default(),
@@ -196,15 +227,7 @@ impl Visitors {
         let ids: Vec<u32> = block
             .agents
             .iter()
-            .map(|(text, reading)| match self.agents.get(text) {
-                Some(&id) => id,
-                None => {
-                    let id = self.readings.len() as u32;
-                    self.readings.push(reading.clone());
-                    self.agents.insert(text.clone(), id);
-                    id
-                }
-            })
+            .map(|reading| self.reading_id(reading))
             .collect();
         let hosts: Vec<(u32, Origin)> = block
             .hosts
@@ -231,27 +254,57 @@ impl Visitors {
         }
     }
 
-    fn one(&mut self, hit: &Hit, agent: u32, host: Option<(u32, Origin)>) {
-        let v = self
-            .visitors
-            .entry((hit.client, agent))
-            .or_insert_with(|| Visitor {
-                bot: hit.bot,
-                days: Recent::new(),
-                hours: Recent::new(),
-                minutes: Recent::new(),
-                cortes: Recent::new(),
-                visit: None,
+    /// The id of a reading: [`BOT`] for a bot's, one id per distinct person's reading, the
+    /// "other" reading's once there are [`MAX_NAMES`].
+    fn reading_id(&mut self, reading: &Arc<Agent>) -> u32 {
+        if reading.bot.is_some() {
+            return BOT;
+        }
+        if let Some(&id) = self.reading_ids.get(reading) {
+            return id;
+        }
+        let reading = if self.readings.len() < MAX_NAMES {
+            reading.clone()
+        } else {
+            let other = Arc::new(Agent {
+                browser: OTHER_NAMES.into(),
+                system: OTHER_NAMES.into(),
+                device: Device::Other,
+                bot: None,
             });
-        if v.days.first(hit.day) {
-            let per_day = if v.bot {
+            if let Some(&id) = self.reading_ids.get(&other) {
+                return id;
+            }
+            other
+        };
+        let id = self.readings.len() as u32;
+        self.readings.push(reading.clone());
+        self.reading_ids.insert(reading, id);
+        id
+    }
+
+    fn one(&mut self, hit: &Hit, agent: u32, host: Option<(u32, Origin)>) {
+        let v = self.visitors.entry(hit.visitor).or_insert_with(|| Visitor {
+            reading: if hit.bot { BOT } else { agent },
+            days: Recent::new(),
+            hours: Recent::new(),
+            minutes: Recent::new(),
+            cortes: Recent::new(),
+            start: 0,
+            span: 0,
+            pages: 0,
+            requests: 0,
+        });
+        let bot = v.reading == BOT;
+        if v.days.first(day_number(hit.day)) {
+            let per_day = if bot {
                 &mut self.day_bots
             } else {
                 &mut self.day_people
             };
             *per_day.entry(hit.day).or_default() += 1;
         }
-        if v.bot {
+        if bot {
             return;
         }
         for (timeline, recent, key) in [
@@ -271,26 +324,25 @@ impl Visitors {
         {
             *n += 1;
         }
-        match &mut v.visit {
+        match v.open() {
             // A request joins the visit when it is less than the gap from the visit's span on
             // either side: one logged a little out of order joins it, one hours before it (a
             // clock set back) starts a visit of its own.
             Some(visit) if hit.at - visit.end < VISIT_GAP && visit.start - hit.at < VISIT_GAP => {
-                visit.end = visit.end.max(hit.at);
-                visit.start = visit.start.min(hit.at);
-                visit.pages += u32::from(hit.page);
-                visit.requests += 1;
+                let end = visit.end.max(hit.at);
+                v.start = visit.start.min(hit.at);
+                v.span = u32::try_from(end - v.start).unwrap_or(u32::MAX);
+                v.pages = v.pages.saturating_add(u32::from(hit.page));
+                v.requests = v.requests.saturating_add(1);
             }
             open => {
-                if let Some(done) = open.take() {
+                if let Some(done) = open {
                     self.closed.add(&done);
                 }
-                *open = Some(Visit {
-                    start: hit.at,
-                    end: hit.at,
-                    pages: u32::from(hit.page),
-                    requests: 1,
-                });
+                v.start = hit.at;
+                v.span = 0;
+                v.pages = u32::from(hit.page);
+                v.requests = 1;
                 *self.day_visits.entry(hit.day).or_default() += 1;
                 let origin = host.map_or(Origin::Direct, |h| h.1);
                 self.origins[origin as usize] += 1;
@@ -303,18 +355,23 @@ impl Visitors {
         }
     }
 
-    /// Closes the visits still open; returns the visitors (key's agent id, bot) for the
-    /// per-agent counts.
-    pub(crate) fn finish(&mut self) -> Vec<(u32, bool)> {
-        let mut out = Vec::with_capacity(self.visitors.len());
-        for (&(_, agent), v) in &mut self.visitors {
-            if let Some(done) = v.visit.take() {
+    /// Closes the visits still open; returns how many people had each reading (indexed as
+    /// [`Self::readings`]) and how many visitors were bots.
+    pub(crate) fn finish(&mut self) -> (Vec<u64>, u64) {
+        let mut people = vec![0u64; self.readings.len()];
+        let mut bots = 0;
+        for v in self.visitors.values_mut() {
+            if let Some(done) = v.open() {
                 self.closed.add(&done);
             }
-            out.push((agent, v.bot));
+            v.requests = 0;
+            match people.get_mut(v.reading as usize) {
+                Some(n) => *n += 1,
+                None => bots += 1,
+            }
         }
         self.closed.durations.sort_unstable();
-        out
+        (people, bots)
     }
 }
 
@@ -322,8 +379,43 @@ impl Visitors {
 mod tests {
     use super::*;
 
+    fn person(browser: &str) -> Arc<Agent> {
+        Arc::new(Agent {
+            browser: browser.into(),
+            system: "Windows".into(),
+            device: Device::Desktop,
+            bot: None,
+        })
+    }
+
+    #[test]
+    fn each_distinct_reading_is_kept_once_and_past_the_limit_counted_as_other() {
+        let mut v = Visitors::new(0, None);
+        let chrome = v.reading_id(&person("Chrome"));
+        assert_eq!(v.reading_id(&person("Chrome")), chrome);
+        let bot = Arc::new(Agent {
+            browser: "curl".into(),
+            system: "Otro".into(),
+            device: Device::Other,
+            bot: Some("curl".into()),
+        });
+        assert_eq!(v.reading_id(&bot), BOT);
+        for i in 1..MAX_NAMES {
+            v.reading_id(&person(&format!("B{i}")));
+        }
+        assert_eq!(v.readings.len(), MAX_NAMES);
+        let other = v.reading_id(&person("Uno más"));
+        assert_eq!(v.reading_id(&person("Otro más")), other);
+        assert_eq!(&*v.readings[other as usize].browser, OTHER_NAMES);
+        assert_eq!(v.reading_id(&person("Chrome")), chrome);
+        assert_eq!(v.readings.len(), MAX_NAMES + 1);
+    }
+
     #[test]
     fn recent_counts_each_value_once_even_a_little_out_of_order() {
+        let mut r = Recent::new();
+        assert!(r.first(0));
+        assert!(!r.first(0));
         let mut r = Recent::new();
         assert!(r.first(1));
         assert!(r.first(2));
