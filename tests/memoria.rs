@@ -1703,18 +1703,8 @@ fn user_agents_as_long_as_a_client_likes_cost_the_report_no_more_than_real_ones(
             })
             .collect()
     };
-    let peak_of = |text: String| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("d");
-        std::fs::create_dir_all(data.join("bitacoras")).unwrap();
-        std::fs::write(data.join("bitacoras").join("access.log"), text).unwrap();
-        let out = dir.path().join("memoria");
-        let (output, peak) = memoria_peak(&data, &out, &PERIOD);
-        assert_success(&output);
-        (report(&out), peak)
-    };
-    let (real, real_peak) = peak_of(lines(&|_| WINDOWS.to_owned()));
-    let (long, long_peak) = peak_of(lines(&|i| {
+    let (real, real_peak) = night_peak(lines(&|_| WINDOWS.to_owned()));
+    let (long, long_peak) = night_peak(lines(&|i| {
         format!("Mozilla/5.0 (X11; Linux x86_64) {}{i}", "x".repeat(15_000))
     }));
     assert_eq!(long["totals"]["hits"], 4000);
@@ -1898,19 +1888,9 @@ fn a_client_sending_a_new_user_agent_with_every_request_costs_a_few_hundred_byte
         }
         text
     };
-    let peak_of = |text: String| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("d");
-        std::fs::create_dir_all(data.join("bitacoras")).unwrap();
-        std::fs::write(data.join("bitacoras").join("access.log"), text).unwrap();
-        let out = dir.path().join("memoria");
-        let (output, peak) = memoria_peak(&data, &out, &PERIOD);
-        assert_success(&output);
-        (report(&out), peak)
-    };
     let pad = "x".repeat(440);
-    let (one, one_peak) = peak_of(lines(&|_| WINDOWS.to_owned()));
-    let (many, many_peak) = peak_of(lines(&|i| {
+    let (one, one_peak) = night_peak(lines(&|_| WINDOWS.to_owned()));
+    let (many, many_peak) = night_peak(lines(&|i| {
         format!("Mozilla/5.0 (X11; Linux x86_64) {pad}{i}")
     }));
     assert_eq!(one["totals"]["hits"], n);
@@ -1928,4 +1908,17 @@ fn a_client_sending_a_new_user_agent_with_every_request_costs_a_few_hundred_byte
         many_peak < one_peak + 80 * 1024,
         "{many_peak} KiB with {n} distinct agents, {one_peak} KiB with one"
     );
+}
+
+/// The report of a night whose access log is `log`, over [`PERIOD`], and the peak memory
+/// `memoria` took to make it (KiB).
+fn night_peak(log: String) -> (serde_json::Value, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+    std::fs::write(data.join("bitacoras").join("access.log"), log).unwrap();
+    let out = dir.path().join("memoria");
+    let (output, peak) = memoria_peak(&data, &out, &PERIOD);
+    assert_success(&output);
+    (report(&out), peak)
 }

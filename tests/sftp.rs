@@ -1007,6 +1007,30 @@ impl russh::client::Handler for AnyHost {
     }
 }
 
+/// An SFTP session of the institute's key with russh's client, which lets a test do what
+/// OpenSSH's `sftp` cannot; with its SSH connection, to be kept while the session is used.
+async fn sftp_session(
+    s: &Sftp,
+) -> (
+    russh::client::Handle<AnyHost>,
+    russh_sftp::client::SftpSession,
+) {
+    let key = russh::keys::load_secret_key(&s.key, None).unwrap();
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
+        .await
+        .unwrap();
+    let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
+    let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
+    assert!(auth.success());
+    let channel = ssh.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
+        .await
+        .unwrap();
+    (ssh, sftp)
+}
+
 /// Opens `name` over SFTP and writes one byte at offset `at`, then `PK\x03\x04` at 0, as no
 /// ordinary client does (OpenSSH's `sftp` cannot): what the server answered the writes.
 fn sparse_upload(s: &Sftp, name: &str, at: u64) -> std::io::Result<()> {
@@ -1016,19 +1040,7 @@ fn sparse_upload(s: &Sftp, name: &str, at: u64) -> std::io::Result<()> {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let key = russh::keys::load_secret_key(&s.key, None).unwrap();
-        let config = std::sync::Arc::new(russh::client::Config::default());
-        let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
-            .await
-            .unwrap();
-        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
-        let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
-        assert!(auth.success());
-        let channel = ssh.channel_open_session().await.unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
-            .await
-            .unwrap();
+        let (_ssh, sftp) = sftp_session(s).await;
         let mut file = sftp.create(name).await.unwrap();
         file.seek(std::io::SeekFrom::Start(at)).await?;
         file.write_all(b"x").await?;
@@ -1277,19 +1289,7 @@ fn drip_upload(
         .build()
         .unwrap();
     runtime.block_on(async {
-        let key = russh::keys::load_secret_key(&s.key, None).unwrap();
-        let config = std::sync::Arc::new(russh::client::Config::default());
-        let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
-            .await
-            .unwrap();
-        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
-        let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
-        assert!(auth.success());
-        let channel = ssh.channel_open_session().await.unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
-            .await
-            .unwrap();
+        let (_ssh, sftp) = sftp_session(s).await;
         let mut file = sftp.create(name).await.unwrap();
         let end = tokio::time::Instant::now() + until;
         while tokio::time::Instant::now() < end {
