@@ -826,8 +826,6 @@ fn is_page<'b>(
             .or_insert_with(|| std::str::from_utf8(line.path).is_ok_and(|p| pages.is_match(p)))
 }
 
-/// A client address as a 128-bit key: an IP address as IPv6 (IPv4 mapped), anything else
-/// (a host name) by the first 16 bytes of its SHA-256.
 /// The first 128 bits of a SHA-256 of `parts`, each preceded by its length: what a user agent
 /// or a visitor is known by instead of its text (two differ when their texts do).
 fn fingerprint(parts: &[&[u8]]) -> [u8; 16] {
@@ -841,6 +839,8 @@ fn fingerprint(parts: &[&[u8]]) -> [u8; 16] {
     first
 }
 
+/// A client address as a 128-bit key: an IP address as IPv6 (IPv4 mapped), anything else
+/// (a host name) by the first 16 bytes of its SHA-256.
 fn client_key(client: &[u8]) -> u128 {
     match std::str::from_utf8(client)
         .ok()
