@@ -1007,6 +1007,14 @@ impl russh::client::Handler for AnyHost {
     }
 }
 
+/// A runtime on the test's own thread, for the russh client.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// An SFTP session of the institute's key with russh's client, which lets a test do what
 /// OpenSSH's `sftp` cannot; with its SSH connection, to be kept while the session is used.
 async fn sftp_session(
@@ -1035,11 +1043,7 @@ async fn sftp_session(
 /// ordinary client does (OpenSSH's `sftp` cannot): what the server answered the writes.
 fn sparse_upload(s: &Sftp, name: &str, at: u64) -> std::io::Result<()> {
     use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    current_thread().block_on(async {
         let (_ssh, sftp) = sftp_session(s).await;
         let mut file = sftp.create(name).await.unwrap();
         file.seek(std::io::SeekFrom::Start(at)).await?;
@@ -1284,11 +1288,7 @@ fn drip_upload(
     until: std::time::Duration,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    current_thread().block_on(async {
         let (_ssh, sftp) = sftp_session(s).await;
         let mut file = sftp.create(name).await.unwrap();
         let end = tokio::time::Instant::now() + until;
