@@ -1,7 +1,7 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
 //! connections, connection caps filled by them, clients that stop reading, HTTP/2 clients
 //! that break the protocol (rapid reset, endless CONTINUATION), HTTP/1.1 requests without
-//! exactly one valid `Host`, HEAD and CONNECT on every
+//! exactly one valid `Host`, requests smuggled in a body, HEAD and CONNECT on every
 //! generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one address.
 
 use std::io::{Read, Write};
@@ -976,6 +976,84 @@ fn an_http1_request_must_name_one_valid_host() {
     assert_eq!(out.status, 200);
     assert_eq!(h2_status_at(&server, "prep.example"), 0x88);
     assert_eq!(h2_status_at(&server, "user@prep.example"), 0x8c);
+}
+
+/// A request smuggled in the body of another: the public site never reads a body, so the
+/// request that announces one is answered (413, or 405 for another method) and its connection
+/// closed, whatever framing it uses; what follows the head is never answered as a request,
+/// over HTTP/1.1 or 1.0, however a cache in front would have cut the body.
+#[test]
+fn a_request_smuggled_in_a_body_is_never_answered() {
+    let (_dir, server) = serving(&["--header-timeout", "30s"], &[("a.txt", b"hola")]);
+    let smuggled = "GET /a.txt HTTP/1.1\r\nHost: prep.example\r\n\r\n";
+    let chunked = format!("0\r\n\r\n{smuggled}");
+    for (head, body, status) in [
+        (
+            "GET /a.txt HTTP/1.1\r\nTransfer-Encoding: chunked",
+            format!("5\r\nhello\r\n{chunked}"),
+            413,
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nTransfer-Encoding: chunked, chunked",
+            chunked.clone(),
+            413,
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nTransfer-Encoding:\tchunked",
+            chunked.clone(),
+            413,
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",
+            chunked.clone(),
+            413,
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5",
+            format!("hello{smuggled}"),
+            413,
+        ),
+        (
+            "GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5",
+            format!("hello{smuggled}"),
+            413,
+        ),
+        (
+            "POST /a.txt HTTP/1.1\r\nContent-Length: 5",
+            format!("hello{smuggled}"),
+            405,
+        ),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let request = format!("{head}\r\nHost: prep.example\r\n\r\n{body}");
+        s.write_all(request.as_bytes()).unwrap();
+        // Well within the header timeout: a connection left open would not be closed yet.
+        let got = read_to_close(&mut s, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{head:?}: the connection was left open"));
+        let got = String::from_utf8_lossy(&got).into_owned();
+        assert!(
+            got.starts_with("HTTP/1.")
+                && got
+                    .get(8..)
+                    .is_some_and(|rest| rest.starts_with(&format!(" {status} "))),
+            "{head:?}: {got}"
+        );
+        assert_eq!(got.matches("HTTP/1.").count(), 1, "{head:?}: {got}");
+        assert!(!got.contains("hola"), "{head:?}: {got}");
+    }
+    // A request without a body keeps its connection: the next one is answered.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let two =
+        format!("GET /a.txt HTTP/1.1\r\nHost: prep.example\r\nContent-Length: 0\r\n\r\n{smuggled}");
+    s.write_all(two.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.windows(4).filter(|w| *w == b"hola").count() < 2 {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //!   looked up.
 //! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
 //!   included) gets 405 with `Allow`, whatever the gate says, and a request with a body
-//!   gets 413. Neither answer carries results.
+//!   gets 413. Neither answer carries results. Over HTTP/1, any answer to a request that
+//!   announces a body (`Transfer-Encoding`, or a `Content-Length` other than zero) closes the
+//!   connection: no byte after the head is read as another request.
 //! - With ACME's HTTP-01 ([`challenge`]), `/.well-known/acme-challenge/<token>` on a plain
 //!   listener is answered from the pending challenges alone, before the gate: it is never
 //!   looked up in the site.
@@ -87,7 +89,7 @@ use crate::http::limits::{LimitSettings, Limits, Permit};
 use crate::http::refusals::Refusals;
 use crate::http::tls::Tls;
 use crate::metrics::{Coding, Metrics};
-use crate::site::{Body, Entry, Live, Site};
+use crate::site::{ArchivedFile, Body, Entry, Live, Site};
 
 /// The body type of every response (and of the requests `difusor` itself sends).
 pub(crate) type BoxedBody = BoxBody<Bytes, std::io::Error>;
@@ -230,15 +232,19 @@ pub(crate) async fn serve<H, F>(
         let watch = watch.clone();
         async move { watch.run().await }
     }));
+    let mut refusing = AcceptFailures::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        refusing.recovered();
+                        a
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: wait, do not spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        refusing.failed(&e);
+                        tokio::time::sleep(ACCEPT_RETRY).await;
                         continue;
                     }
                 };
@@ -527,6 +533,13 @@ pub(crate) async fn handle(
         Ok(()) => route(&public, https, &req).await,
     };
     let h = res.headers_mut();
+    if req.version() < Version::HTTP_2 && has_body(&req) {
+        // Nothing after a body this site never reads is taken as a request: where the body
+        // ends is the client's framing (`Transfer-Encoding`, `Content-Length`), which a
+        // cache or balancer in front may read otherwise, and a request smuggled in the body
+        // must never be answered on a connection the front shares with others.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if https && let Some(hsts) = &public.hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -825,6 +838,44 @@ async fn respond(
     res
 }
 
+/// The wait before accepting again after an accept failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// How often a run of failed accepts is said again while it lasts.
+const ACCEPT_FAILURES_SAID_EVERY: Duration = Duration::from_secs(60);
+
+/// A run of failed accepts (out of file descriptors, mostly): said when it begins, once a
+/// minute while it lasts, and when it ends, not at every try (twenty a second).
+#[derive(Default)]
+struct AcceptFailures {
+    /// Failures since the run began, and when it was last said.
+    run: Option<(u64, std::time::Instant)>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, e: &std::io::Error) {
+        let now = std::time::Instant::now();
+        match &mut self.run {
+            None => {
+                tracing::error!(error = %e, "cannot accept visitors' connections (out of open files?); they wait in the kernel's queue, tried again every 50 ms");
+                self.run = Some((1, now));
+            }
+            Some((failures, said)) => {
+                *failures += 1;
+                if now.duration_since(*said) >= ACCEPT_FAILURES_SAID_EVERY {
+                    tracing::error!(error = %e, failures = *failures, "still cannot accept visitors' connections");
+                    *said = now;
+                }
+            }
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some((failures, _)) = self.run.take() {
+            tracing::warn!(failures, "accepting visitors' connections again");
+        }
+    }
+}
+
 /// `Retry-After` (seconds) of the 503 for an archived file asked for while every
 /// [`limits::archive_files`] permit is held.
 const ARCHIVE_BUSY_RETRY: u64 = 5;
@@ -849,13 +900,17 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
             (Ok(a), Ok(b)) if b <= bytes.len() => Ok(memory_body(bytes.slice(a..b))),
             _ => Err(std::io::Error::other("range outside the file").into()),
         },
-        Body::Archived(path) => {
+        Body::Archived(archived) => {
             use futures_util::StreamExt as _;
             use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
             let permit = limits::archive_files()
                 .try_acquire()
                 .map_err(|_| Unreadable::Busy)?;
-            let mut file = tokio::fs::File::open(path).await?;
+            let (archived, len) = (archived.clone(), entry.len);
+            let file = tokio::task::spawn_blocking(move || unchanged(&archived, len))
+                .await
+                .map_err(std::io::Error::other)??;
+            let mut file = tokio::fs::File::from_std(file);
             file.seek(std::io::SeekFrom::Start(start)).await?;
             let frames =
                 ReaderStream::with_capacity(file.take(len), ARCHIVE_CHUNK).map(move |chunk| {
@@ -865,6 +920,31 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
             Ok(BodyExt::boxed(StreamBody::new(frames)))
         }
     }
+}
+
+/// Opens an archived file to send it only if it is still the file whose hash was checked
+/// when its corte was built: a regular file (never a link, FIFO or device put in its place),
+/// of `len` bytes, not modified since. Anything else is an error naming what changed, so
+/// that the public never gets other bytes under the package's ETag.
+fn unchanged(archived: &ArchivedFile, len: u64) -> std::io::Result<std::fs::File> {
+    let path = archived.path.display();
+    let file = crate::intake::open_regular(&archived.path).map_err(|e| {
+        std::io::Error::other(format!(
+            "the archived package {path} cannot be opened as the file that was verified: \
+             {e}; it is not served until the archive is repaired (its hash is checked again \
+             at the next start)"
+        ))
+    })?;
+    let meta = file.metadata()?;
+    if meta.len() != len || meta.modified()? != archived.modified {
+        return Err(std::io::Error::other(format!(
+            "the archived package {path} changed on disk since its hash was checked ({} bytes \
+             where {len} were verified, or written since); it is not served until the \
+             archive is repaired (its hash is checked again at the next start)",
+            meta.len()
+        )));
+    }
+    Ok(file)
 }
 
 /// Largest chunk of an archived file read at once to be sent: with at most
