@@ -1922,3 +1922,74 @@ fn night_peak(log: String) -> (serde_json::Value, u64) {
     assert_success(&output);
     (report(&out), peak)
 }
+
+#[test]
+fn a_rotated_log_cut_short_or_damaged_is_named_and_its_lines_before_the_damage_counted() {
+    // A rotation interrupted by a full disk leaves a gzip cut short; a crash can leave bytes
+    // after a whole one. Neither may stop the report of the night: the lines before the
+    // damage are counted, the file named, its hash the file's as it is on disk.
+    let lines: String = (0..2_000)
+        .map(|i| {
+            let at = t(2, 20, 0, 0) + (i * 3).seconds();
+            combined(&format!("198.51.100.{}", i % 200), at, "/", WINDOWS)
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(lines.as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    let later = combined("203.0.113.9", t(3, 1, 0, 0), "/", WINDOWS).repeat(10);
+    for (case, bytes) in [
+        ("cut short", whole[..whole.len() * 2 / 3].to_vec()),
+        ("followed by junk", [&whole[..], &[0u8; 512]].concat()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let logs = data.join("bitacoras");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("access-2024-06-02.log.gz"), &bytes).unwrap();
+        std::fs::write(logs.join("access.log"), &later).unwrap();
+        let out = dir.path().join("memoria");
+        let run = memoria(&data, &out, &PERIOD);
+        assert_success(&run);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("warning:") && stderr.contains("access-2024-06-02.log.gz"),
+            "{case}: {stderr}"
+        );
+        let got = report(&out);
+        let sources = got["sources"].as_array().unwrap();
+        let rotated = sources
+            .iter()
+            .find(|s| s["name"] == "access-2024-06-02.log.gz")
+            .unwrap();
+        let current = sources.iter().find(|s| s["name"] == "access.log").unwrap();
+        assert!(rotated["damage"].is_string(), "{case}: {rotated}");
+        assert_eq!(current["damage"], Value::Null, "{case}: {current}");
+        assert_eq!(rotated["sha256"], sha256_hex(&bytes), "{case}");
+        assert_eq!(rotated["bytes"], bytes.len(), "{case}");
+        assert_eq!(current["lines"], 10, "{case}");
+        let read = rotated["lines"].as_u64().unwrap();
+        if case == "cut short" {
+            assert!((500..2_000).contains(&read), "{case}: {read} lines");
+        } else {
+            assert_eq!(read, 2_000, "{case}");
+        }
+        // Every whole line read is a request of the period; a line the cut left half written
+        // is counted as malformed, not as a request.
+        let totals = &got["totals"];
+        assert_eq!(totals["hits"], read + 10, "{case}: {totals}");
+        let cut = u64::from(case == "cut short");
+        assert_eq!(totals["malformed"], cut, "{case}: {totals}");
+        let html = std::fs::read_to_string(out.join("memoria.html")).unwrap();
+        assert!(
+            html.contains("Archivo incompleto") && html.contains("estaban incompletos"),
+            "{case}"
+        );
+        // The file is delivered as it is.
+        assert_eq!(
+            std::fs::read(out.join("bitacoras/access-2024-06-02.log.gz")).unwrap(),
+            bytes,
+            "{case}"
+        );
+    }
+}

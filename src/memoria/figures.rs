@@ -128,6 +128,7 @@ fn sources_of(inputs: &[Input], scanned: &Scanned, role: &str) -> Vec<Source> {
             bytes: read.bytes,
             lines: scanned.tally.lines_per_file.get(i).copied().unwrap_or(0),
             sha256: read.sha256.clone(),
+            damage: read.damage.clone(),
         })
         .collect()
 }
@@ -150,6 +151,7 @@ fn file_source(path: &Path, role: &str) -> Result<Source> {
         bytes,
         lines: 0,
         sha256: sha.to_hex(),
+        damage: None,
     })
 }
 

@@ -98,6 +98,9 @@ pub(crate) struct Source {
     pub(crate) lines: u64,
     /// SHA-256 of the file as read.
     pub(crate) sha256: String,
+    /// Why the lines past some point could not be read (a gzip cut short); `None` when
+    /// read whole.
+    pub(crate) damage: Option<String>,
 }
 
 /// How one figure is counted.

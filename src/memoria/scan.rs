@@ -16,6 +16,10 @@
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
+//! - A gzip log that is cut short or damaged (a rotation interrupted by a full disk or a
+//!   crash) does not stop the report: its lines up to the damage are counted, a line the
+//!   damage cut is counted as malformed, the file is still hashed whole, and its
+//!   [`FileRead::damage`] says what was wrong. A file the system cannot read stops it.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -62,6 +66,8 @@ pub(crate) struct FileRead {
     pub(crate) bytes: u64,
     /// SHA-256 of its bytes on disk, hex.
     pub(crate) sha256: String,
+    /// Why its lines past some point could not be read, in Spanish; `None` when read whole.
+    pub(crate) damage: Option<String>,
 }
 
 /// What decides what is counted.
@@ -374,6 +380,7 @@ fn read_all(
             inner: file,
             hash: Sha256::new(),
             bytes: 0,
+            failed: false,
             progress,
         };
         let mut skipped = 0;
@@ -394,19 +401,52 @@ fn read_all(
         } else {
             cut_lines(&mut raw, &mut skipped, &mut send)
         };
-        read.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.path.display())))?;
+        let damage = match read {
+            Ok(()) => None,
+            // The file was read; what it held was not a whole gzip stream.
+            Err(e) if input.gzip && !raw.failed => {
+                progress.suspend(|| {
+                    eprintln!(
+                        "warning: {}: {e}: the lines before the damage were counted, the rest \
+                         could not be read; the report names the file",
+                        input.path.display()
+                    );
+                });
+                Some(gzip_damage(&e).to_owned())
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", input.path.display()),
+                ));
+            }
+        };
         skipped_total += skipped;
         // Drain the file to its end so the hash covers every byte (a gzip member may end early).
         io::copy(&mut raw, &mut io::sink())?;
         files.push(FileRead {
             bytes: raw.bytes,
             sha256: hex::encode(raw.hash.finalize()),
+            damage,
         });
     }
     Ok((files, skipped_total))
 }
 
-/// Reads `from` to its end, handing blocks that end at a line end to `send`.
+/// What the report says of a gzip log that could not be read to its end.
+fn gzip_damage(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "el archivo gzip termina antes de su final (está truncado); se contaron sus líneas hasta \
+         ese punto"
+    } else {
+        "el archivo gzip está dañado a partir de cierto punto; se contaron sus líneas hasta ese \
+         punto"
+    }
+}
+
+/// Reads `from` to its end, handing blocks that end at a line end to `send`. When reading
+/// fails, the whole lines read before are handed over first, and a line cut short by the
+/// failure is counted in `skipped`.
 fn cut_lines(
     from: &mut impl Read,
     skipped: &mut u64,
@@ -416,11 +456,12 @@ fn cut_lines(
     let mut skipping = false;
     loop {
         let filled = buf.len();
-        // Reads into the spare capacity (no zeroing), up to a whole block.
-        let n = from
+        // Reads into the spare capacity (no zeroing), up to a whole block; on an error, what
+        // was read before it is in `buf`.
+        let read = from
             .by_ref()
             .take((BLOCK - filled) as u64)
-            .read_to_end(&mut buf)?;
+            .read_to_end(&mut buf);
         if skipping {
             match memchr::memchr(b'\n', &buf) {
                 Some(at) => {
@@ -430,6 +471,20 @@ fn cut_lines(
                 None => buf.clear(),
             }
         }
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                let whole = memchr::memrchr(b'\n', &buf).map_or(0, |at| at + 1);
+                if whole < buf.len() {
+                    *skipped += 1;
+                }
+                buf.truncate(whole);
+                if !buf.is_empty() {
+                    send(buf, skipped);
+                }
+                return Err(e);
+            }
+        };
         if n == 0 {
             if !buf.is_empty() {
                 send(std::mem::take(&mut buf), skipped);
@@ -461,12 +516,16 @@ struct Hashing<'a, R> {
     inner: R,
     hash: Sha256,
     bytes: u64,
+    /// Whether reading the file itself failed (not what was made of its bytes).
+    failed: bool,
     progress: &'a ProgressBar,
 }
 
 impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.failed |= e.kind() != io::ErrorKind::Interrupted;
+        })?;
         let read = buf.get(..n).unwrap_or_default();
         self.hash.update(read);
         self.bytes += n as u64;

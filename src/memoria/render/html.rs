@@ -209,6 +209,11 @@ fn summary(m: &Memoria, tz: &TimeZone) -> Markup {
             "Se leyeron " (format::count(t.lines)) " líneas de bitácora; "
             (format::count(t.malformed)) " no tenían un formato conocido y "
             (format::count(t.outside)) " quedaron fuera del periodo."
+            @let damaged = m.sources.iter().filter(|s| s.damage.is_some()).count();
+            @if damaged > 0 {
+                " " (format::count(damaged as u64)) " archivo(s) de bitácora estaban incompletos; "
+                "se contaron sus líneas hasta el daño (ver " a href="#fuentes" { "Fuentes" } ")."
+            }
         }
     }
 }
@@ -649,6 +654,10 @@ fn sources(m: &Memoria) -> Markup {
                     (NL)
                 }
             }
+        }
+        @for s in m.sources.iter().filter(|s| s.damage.is_some()) {
+            p.aviso { "Archivo incompleto: " span.texto { (s.name) } ": " (s.damage.as_deref().unwrap_or_default()) ". Su huella es la del archivo tal como está." }
+            (NL)
         }
     }
 }

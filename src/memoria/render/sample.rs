@@ -80,13 +80,24 @@ pub(super) fn sample() -> Memoria {
             to: from + SignedDuration::from_hours(8),
             timezone: "America/Mexico_City".to_owned(),
         },
-        sources: vec![Source {
-            role: "bitácora".to_owned(),
-            name: "access.log".to_owned(),
-            bytes: 123_456_789,
-            lines: 1_234_567,
-            sha256: "ab".repeat(32),
-        }],
+        sources: vec![
+            Source {
+                role: "bitácora".to_owned(),
+                name: "access-2024-06-01.log.gz".to_owned(),
+                bytes: 4_096,
+                lines: 17,
+                sha256: "cd".repeat(32),
+                damage: Some("el archivo gzip termina antes de su final".to_owned()),
+            },
+            Source {
+                role: "bitácora".to_owned(),
+                name: "access.log".to_owned(),
+                bytes: 123_456_789,
+                lines: 1_234_567,
+                sha256: "ab".repeat(32),
+                damage: None,
+            },
+        ],
         methods: vec![Method {
             figure: "visitantes únicos".to_owned(),
             text: "Pares distintos de dirección IP y agente de usuario <b>.".to_owned(),
