@@ -1332,3 +1332,171 @@ fn vote_sums_past_the_largest_number_do_not_wrap() {
         .collect();
     assert!(totals.contains(&u64::MAX), "{totals:?}");
 }
+
+/// A results CSV in the layout of 2015–2017, which has no key column (`CLAVE_CASILLA`,
+/// `CLAVE_ACTA`): a casilla is its `SECCION`, `TIPO_CASILLA`, `ID_CASILLA` and `EXT_CONTIGUA`.
+/// The columns, in order, are IEC Coahuila 2017's (`COAH_AYUN_2017.csv` as a public analysis
+/// of it reads it: five lines before the column header, `NA` for Nueva Alianza, `CRYT`,
+/// `SHA`, `FECHA_HORA_REGISTRO`); INE's LEEME of 2015 lists the same acta figures
+/// (`NUM_BOLETAS_SOBRANTES`, `TOTAL_CIUDADANOS_VOTARON`, `NUM_BOLETAS_EXTRAIDAS`) and
+/// `TOTAL_VOTOS`. No institute's file of those years was found in public: the rows and the
+/// summary are made up, the summary being what the rows give (participation without the
+/// special casilla, as before the last corte).
+const LAYOUT_2017_HEADER: &str = "ESTADO,ID_MUNICIPIO_LOCAL,MUNICIPIO_LOCAL,SECCION,ID_CASILLA,\
+    TIPO_CASILLA,EXT_CONTIGUA,UBICACION_CASILLA,TIPO_ACTA,NUM_BOLETAS_SOBRANTES,\
+    TOTAL_CIUDADANOS_VOTARON,NUM_BOLETAS_EXTRAIDAS,PAN,PRI,PRD,PT,PVEM,MC,NA,MORENA,ES,\
+    C_PRI_PVEM,CAND_IND_1,NO_REGISTRADOS,NULOS,TOTAL_VOTOS,LISTA_NOMINAL,OBSERVACIONES,\
+    CONTABILIZADA,CRYT,SHA,FECHA_HORA_ACOPIO,FECHA_HORA_CAPTURA,FECHA_HORA_REGISTRO";
+const LAYOUT_2017_ROWS: &str = "\
+5,1,ABASOLO,1,1,B,0,2,2,200,300,300,50,120,5,3,2,1,4,30,2,10,-,0,8,235,520,,1,CATD,abc,05/06/2017 20:10,05/06/2017 20:20,05/06/2017 20:25
+5,1,ABASOLO,1,1,C,1,2,2,210,290,290,60,100,5,3,2,1,4,40,2,5,-,0,9,231,519,,1,CATD,abd,05/06/2017 20:11,05/06/2017 20:21,05/06/2017 20:26
+5,1,ABASOLO,2,1,S,0,2,3,500,400,400,100,150,10,5,5,5,5,60,5,20,-,1,10,376,0,,1,CATD,abe,05/06/2017 20:12,05/06/2017 20:22,05/06/2017 20:27
+5,2,ACUNA,3,1,B,0,1,2,-,-,-,-,-,-,-,-,-,-,-,-,-,-,-,-,-,600,SIN ACTA,0,,,,,
+";
+const LAYOUT_2017_SUMMARY: &str = "ACTAS_ESPERADAS,ACTAS_REGISTRADAS,ACTAS_FUERA_CATALOGO,\
+    ACTAS_CAPTURADAS,PORCENTAJE_ACTAS_CAPTURADAS,ACTAS_CONTABILIZADAS,\
+    PORCENTAJE_ACTAS_CONTABILIZADAS,PORCENTAJE_ACTAS_INCONSISTENCIAS,ACTAS_NO_CONTABILIZADAS,\
+    LISTA_NOMINAL_ACTAS_CONTABILIZADAS,TOTAL_VOTOS_C_CS,TOTAL_VOTOS_S_CS,\
+    PORCENTAJE_PARTICIPACION_CIUDADANA\n4,4,0,4,100.0000,3,75.0000,0.0000,1,1039,842,466,44.8508";
+
+#[test]
+fn the_layouts_of_2015_to_2017_without_a_key_column_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // IEEM 2017 writes its column header in lower case, and its package is a zip.
+    for (name, header) in [
+        ("COAH_AYUN_2017.csv", LAYOUT_2017_HEADER.to_owned()),
+        ("MEX_GOB_2017.csv", LAYOUT_2017_HEADER.to_lowercase()),
+    ] {
+        let csv = format!(
+            "AYUNTAMIENTOS\n05/06/2017 20:30 (UTC-6)\n{LAYOUT_2017_SUMMARY}\n\n{header}\n\
+             {LAYOUT_2017_ROWS}"
+        );
+        let (path, e) = cut_election(dir.path(), name, &csv);
+        assert_eq!(e["rows"], 4, "{name}: {e:#}");
+        assert_eq!(e["consistent"], true, "{name}: {e:#}");
+        assert_eq!(field(&e, "TOTAL_VOTOS_C_CS")["recomputed"], "842", "{name}");
+        assert_eq!(vote_column(&e, "NA")["kind"], "party", "{name}");
+        assert_eq!(vote_column(&e, "NA")["votes"], 13, "{name}");
+        assert_eq!(vote_column(&e, "C_PRI_PVEM")["kind"], "coalition", "{name}");
+        assert_eq!(
+            vote_column(&e, "CAND_IND_1")["kind"],
+            "independent",
+            "{name}"
+        );
+        assert_eq!(vote_column(&e, "CAND_IND_1")["missing"], 3, "{name}");
+        let package = write(
+            dir.path(),
+            "20170605_2030_PREP.zip",
+            &zip_bytes(&[(name, std::fs::read(&path).unwrap().as_slice())]),
+        );
+        let out = inspect(&[&package]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stdout(&out));
+        assert!(stdout(&out).contains("4 actas"), "{name}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn an_old_layout_without_a_summary_is_read_with_nothing_to_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its first row written twice: the acta is named by its parts, as there is no key.
+    let first = LAYOUT_2017_ROWS.lines().next().unwrap();
+    let csv = format!(
+        "AYUNTAMIENTOS\n05/06/2017 20:30 (UTC-6)\n\n{LAYOUT_2017_HEADER}\n{LAYOUT_2017_ROWS}\
+         {first}\n"
+    );
+    let (path, e) = cut_election(dir.path(), "COAH_AYUN_2017.csv", &csv);
+    assert_eq!(e["summary_present"], false, "{e:#}");
+    assert_eq!(e["rows"], 5, "{e:#}");
+    assert_eq!(e["anomaly_count"], 1, "{e:#}");
+    assert_eq!(e["anomalies"][0]["line"], 9, "{e:#}");
+    assert_eq!(
+        e["anomalies"][0]["what"], "the same acta is already on line 5",
+        "{e:#}"
+    );
+    assert_eq!(vote_column(&e, "MORENA")["votes"], 160, "{e:#}");
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no summary line: nothing to compare")
+            && text.contains("NOTHING TO COMPARE: no summary line in the results read")
+            && !text.contains("CONSISTENT"),
+        "{text}"
+    );
+}
+
+/// INE's cómputos of 2015 (its LEEME, "Cómputos Distritales 2015"): the time and the day as
+/// two lines, a summary `CASILLAS_APROBADAS|…|COMPUTADAS`, and casilla rows that do have
+/// `CONTABILIZADA`, in pipes and Latin-1. The row is made up.
+#[test]
+fn ine_2015_computos_with_contabilizada_are_refused_by_name() {
+    let text = "20:00 horas (UTC-5)\nDomingo 7 de junio de 2015\n\
+        CASILLAS_APROBADAS|CASILLAS_INSTALADAS|CASILLAS_NO_INSTALADAS|CON_PAQUETE_RECIBIDO|\
+        SIN_PAQUETE_RECIBIDO|COMPUTADAS\n1|1|0|1|0|1\n\n\
+        ESTADO|DISTRITO|SECCION|ID_CASILLA|TIPO_CASILLA|EXT_CONTIGUA|UBICACION_CASILLA|\
+        TIPO_ACTA|NUM_BOLETAS_SOBRANTES|TOTAL_CIUDADANOS_VOTARON|NUM_BOLETAS_EXTRAIDAS|PAN|PRI|\
+        NO_REGISTRADOS|NULOS|TOTAL_VOTOS|LISTA_NOMINAL|OBSERVACIONES|CONTABILIZADA\n\
+        1|1|338|1|B|0|1|2|200|300|300|150|100|0|5|255|500|Sin dato|1\n";
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "diputados.csv", text.as_bytes());
+    let package = write(
+        dir.path(),
+        "20150611_1043-listaActas.zip",
+        &zip_bytes(&[("diputados.csv", text.as_bytes())]),
+    );
+    for path in [csv, package] {
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("diputados.csv, line 3, column COMPUTADAS: a cómputos file, not PREP"),
+            "{err}"
+        );
+    }
+}
+
+/// A Latin-1 file (INE 2019 writes `ACTAS_FUERA_DE_CATÁLOGO` and `Móvil` in Latin-1) reads
+/// its observations in Latin-1: `FUERA DE CATÁLOGO` puts its acta out of the catalogue as
+/// it does in UTF-8.
+#[test]
+fn a_latin1_files_observations_are_read_in_latin1() {
+    let cut = campeche_cut().replace("FUERA DE CATALOGO", "FUERA DE CATÁLOGO");
+    assert!(cut.contains("FUERA DE CATÁLOGO"));
+    let (latin1, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&cut);
+    assert!(!unmappable);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "CAMP_GOB_2021.csv", &latin1);
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["encoding"], "Latin-1");
+    assert_eq!(field(e, "ACTAS_FUERA_CATALOGO")["recomputed"], "1", "{e:#}");
+}
+
+#[test]
+fn a_utf16_file_is_refused_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bom, le) in [
+        ("le.csv", [0xFF, 0xFE], true),
+        ("be.csv", [0xFE, 0xFF], false),
+    ] {
+        let mut bytes = bom.to_vec();
+        for unit in campeche_cut().encode_utf16() {
+            bytes.extend(if le {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            });
+        }
+        let path = write(dir.path(), name, &bytes);
+        let out = inspect(&[&path]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let mark = format!("{:02X} {:02X}", bom[0], bom[1]);
+        assert!(
+            err.contains(&format!("{name}, line 1: UTF-16 text"))
+                && err.contains(&format!("byte-order mark {mark}")),
+            "{err}"
+        );
+    }
+}

@@ -16,7 +16,9 @@ use serde::Serialize;
 use super::cell::{self, Value};
 use super::definitions::{self, Definitions, Reglas};
 use super::observation::{self, Flags};
-use super::reader::{Columns, CorteLine, CsvReader, Election, ReadError, Row, VoteKind, normalise};
+use super::reader::{
+    Columns, CorteLine, CsvReader, Election, Encoding, ReadError, Row, VoteKind, decode, normalise,
+};
 use super::summary::{FieldCheck, Status, Tally};
 
 /// At most this many anomalies are kept per file; the rest are only counted.
@@ -168,9 +170,10 @@ pub(crate) fn inspect_csv(
 ) -> Result<FileReport, ReadError> {
     let mut reader = CsvReader::open(file, input)?;
     let columns = reader.columns().clone();
+    let encoding = reader.encoding();
     let mut state = State::new(&columns);
     while let Some(row) = reader.next_row()? {
-        state.row(&row, &columns);
+        state.row(&row, &columns, encoding);
         if state.rows.is_multiple_of(PROGRESS_ROWS) {
             progress(reader.position());
         }
@@ -317,7 +320,7 @@ impl State {
         }
     }
 
-    fn row(&mut self, row: &Row<'_>, columns: &Columns) {
+    fn row(&mut self, row: &Row<'_>, columns: &Columns, encoding: Encoding) {
         self.rows += 1;
         let line = row.line;
         let clave = columns.clave_acta.map_or(&b""[..], |i| row.cell(i));
@@ -343,7 +346,8 @@ impl State {
                 *flags
             }
             None => {
-                let flags = observation::read(&normalise(&String::from_utf8_lossy(observation)));
+                // Read in the file's encoding: `FUERA DE CATÁLOGO` in Latin-1 is not UTF-8.
+                let flags = observation::read(&normalise(&decode(observation, encoding)));
                 if self.observations.len() < MAX_OBSERVATIONS
                     && observation.len() <= MAX_DISTINCT_BYTES
                 {
@@ -432,17 +436,24 @@ impl State {
             }
         }
 
-        if !cell::is_missing(clave) {
+        // Without a key column (the layouts of 2015–2017) an acta is named by its parts.
+        let by_parts = columns.clave_acta.is_none() && !columns.acta_parts.is_empty();
+        let key_column = if by_parts {
+            "SECCION, TIPO_CASILLA, ID_CASILLA, …"
+        } else {
+            "CLAVE_ACTA"
+        };
+        if !cell::is_missing(clave) || by_parts {
             self.key.clear();
             self.key.extend_from_slice(clave);
-            for &i in &columns.levels {
+            for &i in columns.acta_parts.iter().chain(&columns.levels) {
                 self.key.push(0x1f);
                 self.key.extend_from_slice(row.cell(i));
             }
             let full = self.claves.full;
             if let Some(first) = self.claves.first_or_insert(&self.key, line) {
                 let what = || format!("the same acta is already on line {first}");
-                self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
+                self.anomaly(line, clave, Some(key_column), what);
             }
             if self.claves.full && !full {
                 let what = || {
@@ -452,7 +463,7 @@ impl State {
                          written twice"
                     )
                 };
-                self.anomaly(line, clave, Some("CLAVE_ACTA"), what);
+                self.anomaly(line, clave, Some(key_column), what);
             }
         }
         if tipo.eq_ignore_ascii_case(b"S")

@@ -11,9 +11,12 @@
 //! - A column is found by its name under any of its spellings, never by its
 //!   position, except the party and coalition columns: every column between the acta's own
 //!   figures (`TOTAL_VOTOS_SACADOS`, …) and `NO_REGISTRADOS` (or `NO_REGISTRADAS`) is one.
+//! - The column header is the line with `CLAVE_CASILLA` or `CLAVE_ACTA`, or, in the layouts
+//!   of 2015–2017 that have no key column (INE 2015, IEC Coahuila and IEEM 2017), the line with
+//!   `SECCION`, `TIPO_CASILLA` and `CONTABILIZADA`.
 //! - A cómputos file (the district counts, a different product: `ACTAS_COMPUTADAS` in its
-//!   summary, or casilla rows without `CONTABILIZADA`) is refused by name, never read as PREP
-//!   results.
+//!   summary, or `COMPUTADAS` as INE's of 2015 write it, or casilla rows without
+//!   `CONTABILIZADA`) is refused by name, never read as PREP results.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -206,6 +209,10 @@ pub(crate) struct Columns {
     pub(crate) clave_acta: Option<usize>,
     /// `CLAVE_CASILLA`, if present.
     pub(crate) clave_casilla: Option<usize>,
+    /// Where there is no `CLAVE_ACTA` nor `CLAVE_CASILLA` (the layouts of 2015–2017), the
+    /// columns that together name an acta: its state, district, `SECCION`, `TIPO_CASILLA`,
+    /// `ID_CASILLA`, `EXT_CONTIGUA` and `TIPO_ACTA`, those present.
+    pub(crate) acta_parts: Vec<usize>,
     /// The level's id columns (`ID_MUNICIPIO`, `ID_DISTRITO_LOCAL`, …): one casilla may vote
     /// for two juntas or municipalities, so an acta is known by its key and these.
     pub(crate) levels: Vec<usize>,
@@ -276,6 +283,21 @@ impl<R: Read> CsvReader<R> {
             .take(HEAD_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(|e| err(0, format!("cannot read: {e}")))?;
+        if let Some(bom) = [&b"\xFF\xFE"[..], b"\xFE\xFF"]
+            .into_iter()
+            .find(|bom| head.starts_with(bom))
+        {
+            let bom: Vec<String> = bom.iter().map(|b| format!("{b:02X}")).collect();
+            return Err(err(
+                1,
+                format!(
+                    "UTF-16 text (it begins with the byte-order mark {}), which no PREP results \
+                     CSV is written in: they are UTF-8 or Latin-1; saved again as UTF-8 it can \
+                     be read",
+                    bom.join(" ")
+                ),
+            ));
+        }
         let encoding = if head.starts_with(b"\xEF\xBB\xBF") {
             head.drain(..3);
             Encoding::Utf8Bom
@@ -496,12 +518,17 @@ impl<R: Read> CsvReader<R> {
                 // Excel's `sep=|` line, before the title: it named the separator.
                 continue;
             }
-            if names.iter().any(|n| n == "ACTAS_COMPUTADAS") {
+            if let Some(computadas) = names
+                .iter()
+                .find(|n| *n == "ACTAS_COMPUTADAS" || *n == "COMPUTADAS")
+            {
                 return Err(self.error(
-                    Some("ACTAS_COMPUTADAS".to_owned()),
-                    "a cómputos file, not PREP results: it reports ACTAS_COMPUTADAS (the \
-                     district counts after election night), which is not what inspect checks"
-                        .to_owned(),
+                    Some(computadas.clone()),
+                    format!(
+                        "a cómputos file, not PREP results: it reports {computadas} (the \
+                         district counts after election night), which is not what inspect \
+                         checks"
+                    ),
                 ));
             }
             if computos_by_casilla(&names) {
@@ -522,10 +549,7 @@ impl<R: Read> CsvReader<R> {
                     ),
                 ));
             }
-            if names
-                .iter()
-                .any(|n| n == "CLAVE_CASILLA" || n == "CLAVE_ACTA")
-            {
+            if is_column_header(&names) {
                 if names.len() > MAX_COLUMNS {
                     return Err(self.error(
                         None,
@@ -577,6 +601,7 @@ impl Columns {
             names: Vec::new(),
             clave_acta: None,
             clave_casilla: None,
+            acta_parts: Vec::new(),
             levels: Vec::new(),
             tipo_casilla: 0,
             votes: Vec::new(),
@@ -660,9 +685,17 @@ impl Columns {
             })
             .map(|(i, _)| i)
             .collect();
+        let clave_acta = find(&["CLAVE_ACTA"]);
+        let clave_casilla = find(&["CLAVE_CASILLA"]);
+        let acta_parts = if clave_acta.is_none() && clave_casilla.is_none() {
+            ACTA_PARTS.iter().filter_map(|part| find(&[part])).collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
-            clave_acta: find(&["CLAVE_ACTA"]),
-            clave_casilla: find(&["CLAVE_CASILLA"]),
+            clave_acta,
+            clave_casilla,
+            acta_parts,
             levels,
             tipo_casilla: need(&["TIPO_CASILLA"])?,
             calculado: need(TOTAL_VOTOS_CALCULADO)?,
@@ -683,6 +716,21 @@ const TOTAL_VOTOS_CALCULADO: &[&str] = &[
     "TOTAL_VOTOS_CALCULADO",
     "TOTAL_VOTOS_CALCULADOS",
     "TOTAL_VOTOS",
+];
+
+/// The columns that name an acta in a file without `CLAVE_ACTA` nor `CLAVE_CASILLA` (INE's
+/// LEEME of 2015: `ESTADO|DISTRITO|SECCION|ID_CASILLA|TIPO_CASILLA|EXT_CONTIGUA|…|TIPO_ACTA`).
+const ACTA_PARTS: &[&str] = &[
+    "ESTADO",
+    "ID_ESTADO",
+    "ID_ENTIDAD",
+    "DISTRITO",
+    "ID_DISTRITO",
+    "SECCION",
+    "TIPO_CASILLA",
+    "ID_CASILLA",
+    "EXT_CONTIGUA",
+    "TIPO_ACTA",
 ];
 
 /// Spellings of `NO_REGISTRADOS`.
@@ -725,6 +773,17 @@ fn party(name: &str) -> &str {
         .iter()
         .find(|(alias, _)| *alias == name)
         .map_or(name, |(_, party)| party)
+}
+
+/// Whether a line is the column header: it names the acta's key (`CLAVE_CASILLA`,
+/// `CLAVE_ACTA`), or, in the layouts of 2015–2017, which have no key column (INE's LEEME of
+/// 2015: `ESTADO|DISTRITO|SECCION|ID_CASILLA|TIPO_CASILLA|…|CONTABILIZADA`; IEC Coahuila and
+/// IEEM 2017), the casilla's parts (`SECCION`, `TIPO_CASILLA`) beside `CONTABILIZADA`.
+fn is_column_header(names: &[String]) -> bool {
+    let has = |wanted: &str| names.iter().any(|n| n == wanted);
+    has("CLAVE_CASILLA")
+        || has("CLAVE_ACTA")
+        || (has("SECCION") && has("TIPO_CASILLA") && has("CONTABILIZADA"))
 }
 
 /// Whether a header line is that of a cómputos file by casilla (IEQROO 2021 and 2024): a
@@ -810,9 +869,10 @@ struct Separators {
 /// The separators of the head. The one a first line `sep=|` names (a spreadsheet's
 /// convention) is both. Else the rows' is the one the column header (`CLAVE_CASILLA`, …)
 /// holds most of, and the summary's the one its header (`ACTAS_ESPERADAS`, …) holds most
-/// of: INE 2021 writes the summary with `|` and the rows with `,`. Where the head holds only
-/// one of those lines, its separator is both; where it holds neither, the one the head holds
-/// most of is.
+/// of: INE 2021 writes the summary with `|` and the rows with `,`. A column header without
+/// `CLAVE_CASILLA` (the layouts of 2015–2017) is the line with `TIPO_CASILLA`, which no
+/// summary line holds. Where the head holds only one of those lines, its separator is both;
+/// where it holds neither, the one the head holds most of is.
 fn separators(head: &[u8]) -> Separators {
     if let Some(rest) = head.get(..4).filter(|p| p.eq_ignore_ascii_case(b"sep="))
         && let Some(&sep) = head.get(rest.len())
@@ -827,7 +887,9 @@ fn separators(head: &[u8]) -> Separators {
         head.split(|&b| b == b'\n' || b == b'\r')
             .find(|l| contains(l, name))
     };
-    let columns = line(b"CLAVE_CASILLA").map(most_frequent_separator);
+    let columns = line(b"CLAVE_CASILLA")
+        .or_else(|| line(b"TIPO_CASILLA"))
+        .map(most_frequent_separator);
     let summary = line(b"ACTAS_ESPERADAS").map(most_frequent_separator);
     let rows = columns
         .or(summary)
@@ -849,13 +911,16 @@ fn most_frequent_separator(line: &[u8]) -> u8 {
 }
 
 /// Whether the first [`HEAD_BYTES`] of a file look like a PREP results CSV (or a cómputos
-/// file, which is inspected to be refused by name).
+/// file, which is inspected to be refused by name): `CONTABILIZADA` is for the layouts of
+/// 2015–2017, which have no `CLAVE_CASILLA` and may have no summary. Names are matched in any
+/// case (IEEM 2017 writes its column header in lower case).
 pub(crate) fn looks_like_results(bytes: &[u8]) -> bool {
     let head = bytes.get(..HEAD_BYTES).unwrap_or(bytes);
     [
         &b"CLAVE_CASILLA"[..],
         b"ACTAS_ESPERADAS",
         b"ACTAS_COMPUTADAS",
+        b"CONTABILIZADA",
     ]
     .iter()
     .any(|word| contains(head, word))
@@ -993,12 +1058,15 @@ fn normalise_line_ends(chunk: &mut [u8], after_cr: &mut bool) -> usize {
     kept + (chunk.len() - read)
 }
 
+/// Whether `haystack` holds `needle`, in any ASCII case.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Decodes a cell: UTF-8 when it is, else Latin-1 (Windows-1252).
-fn decode(bytes: &[u8], encoding: Encoding) -> Cow<'_, str> {
+pub(crate) fn decode(bytes: &[u8], encoding: Encoding) -> Cow<'_, str> {
     if (encoding != Encoding::Latin1 || bytes.is_ascii())
         && let Ok(s) = std::str::from_utf8(bytes)
     {

@@ -54,7 +54,15 @@ pub(crate) fn render(report: &Report) -> String {
                 .map(move |c| format!("{}: {}", e.election(), c.describe()))
         })
         .collect();
-    if differences.is_empty() {
+    let compared = report.elections.iter().any(|e| e.summary_present);
+    if differences.is_empty() && !compared && !report.elections.is_empty() {
+        // A layout of 2015–2017 may have no summary line: its rows are read all the same.
+        let _ = writeln!(
+            out,
+            "NOTHING TO COMPARE: no summary line in the results read; their rows are counted \
+             above."
+        );
+    } else if differences.is_empty() {
         let of = if report.unreadable.is_empty() {
             ""
         } else {
