@@ -339,7 +339,9 @@ pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> 
             e.at.to_string(),
             e.kind.clone(),
             e.name.clone().unwrap_or_default(),
-            e.detail.to_string(),
+            // A detail may quote a peer (a primary's notice, a server's words): as JSON its
+            // C0 controls are escaped already, and here its C1 and bidi characters too.
+            crate::peer_text::PeerText(&e.detail).to_string(),
         ]);
     }
     println!("Latest events (newest first):\n{t}");

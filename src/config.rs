@@ -575,6 +575,9 @@ const ADMIN_TOKEN_ENV: &str = "DIFUSOR_ADMIN_TOKEN";
 /// The environment variable that may hold the replication feed's token.
 const FEED_TOKEN_ENV: &str = "DIFUSOR_FEED_TOKEN";
 
+/// Shortest feed token accepted, in characters.
+const MIN_FEED_TOKEN_LEN: usize = 16;
+
 /// Where the admin token may be given, for messages.
 pub(crate) const ADMIN_TOKEN_WHERE: &str = "put it in a file named by `admin_token_file` \
      (readable by difusor's user only) or in the environment variable DIFUSOR_ADMIN_TOKEN; \
@@ -910,6 +913,19 @@ impl Config {
             None
         } else {
             let mut url = service_url("replica_of", &s.replica_of)?;
+            // The feed sends notices and rollbacks with nothing to check them by, and the
+            // replica sends its token: plain HTTP only where no one is on the way, as the
+            // feed itself allows it.
+            if url.scheme() == "http" && !is_loopback_host(&url) {
+                return Err(Invalid::new(
+                    "replica_of",
+                    format!(
+                        "{url} is plain http to another machine: anyone on the way could read \
+                         the token and change the primary's notice and rollbacks; use \
+                         https:// (the feed is HTTPS off loopback), e.g. https://10.0.0.1:9443/"
+                    ),
+                ));
+            }
             if !url.path().ends_with('/') {
                 url.set_path(&format!("{}/", url.path()));
             }
@@ -1022,6 +1038,20 @@ impl FeedSettings {
             return Ok(None);
         }
         let token = token("feed_token_file", FEED_TOKEN_ENV, &s.feed_token_file)?;
+        // The feed answers every guess at once, from every address that reaches it: a short
+        // token is found by trying.
+        if let Some(short) = token.as_ref().filter(|t| t.len() < MIN_FEED_TOKEN_LEN) {
+            return Err(Invalid::new(
+                "feed_token_file",
+                format!(
+                    "the token (from the file, or the variable {FEED_TOKEN_ENV}) is {} \
+                     characters long; anyone who reaches the feed can try tokens as fast as it \
+                     answers, so use at least {MIN_FEED_TOKEN_LEN} random characters, e.g. \
+                     `openssl rand -hex 32`",
+                    short.len()
+                ),
+            ));
+        }
         let client_ca =
             (!s.feed_client_ca.as_os_str().is_empty()).then(|| s.feed_client_ca.clone());
         if token.is_none() && client_ca.is_none() {
@@ -1165,6 +1195,16 @@ pub(crate) fn service_url(setting: &'static str, text: &str) -> Result<url::Url,
         ));
     }
     Ok(url)
+}
+
+/// Whether `url` names this machine: a loopback address, or `localhost`.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// Addresses or CIDR ranges (`10.0.0.0/8`, `192.0.2.10`); `example` shows good values.
@@ -1439,6 +1479,16 @@ mod tests {
         std::fs::write(&token, "s3creto-de-prueba\n").unwrap();
         let token = token.to_str().unwrap();
         let err = |pairs: &[(&str, &str)]| feed(pairs).unwrap_err().to_string();
+        let short = dir.path().join("short.token");
+        std::fs::write(&short, "prep2027\n").unwrap();
+        let short = err(&[
+            ("feed_listen", "127.0.0.1:9443"),
+            ("feed_token_file", short.to_str().unwrap()),
+        ]);
+        assert!(
+            short.starts_with("setting `feed_token_file`: ") && short.contains("8 characters"),
+            "{short}"
+        );
         assert!(
             err(&[("feed_listen", "127.0.0.1:9443")]).starts_with("setting `feed_listen`: "),
             "a token or a client authority is required"
@@ -1496,7 +1546,20 @@ mod tests {
                 .as_str(),
             "https://10.0.0.1:9443/feed/"
         );
-        for bad in ["ftp://10.0.0.1/", "https://u:p@10.0.0.1/", "10.0.0.1:9443"] {
+        for good in [
+            "http://127.0.0.1:9443/",
+            "http://[::1]:9443/",
+            "http://localhost/",
+        ] {
+            assert!(replica(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://10.0.0.1/",
+            "https://u:p@10.0.0.1/",
+            "10.0.0.1:9443",
+            "http://10.0.0.1:9443/",
+            "http://primario.example/",
+        ] {
             let err = replica(bad).unwrap_err().to_string();
             assert!(err.starts_with("setting `replica_of`: "), "{err}");
         }

@@ -672,7 +672,8 @@ fn the_feed_refuses_to_start_open_to_the_network_or_without_credentials() {
         if let Some(value) = env {
             c.env("DIFUSOR_FEED_TOKEN", value);
         }
-        let out = c.output().unwrap();
+        let out = output_within(&mut c, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("started with {args:?}"));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -695,6 +696,28 @@ fn the_feed_refuses_to_start_open_to_the_network_or_without_credentials() {
         spaced.contains("`feed_token_file`") && spaced.contains("DIFUSOR_FEED_TOKEN"),
         "{spaced}"
     );
+    // The feed answers a wrong token at once, thousands of times a second: one short enough
+    // to be found by trying is refused, from a file or the environment.
+    let short = dir.path().join("short.token");
+    std::fs::write(&short, "prep2027\n").unwrap();
+    let from_file = serve(
+        &[
+            "--feed-listen",
+            "127.0.0.1:0",
+            "--feed-token-file",
+            Files::arg(&short).as_str(),
+        ],
+        None,
+    );
+    let from_env = serve(&["--feed-listen", "127.0.0.1:0"], Some("prep2027"));
+    for said in [from_file, from_env] {
+        assert!(
+            said.contains("`feed_token_file`")
+                && said.contains("8 characters long")
+                && said.contains("at least 16"),
+            "{said}"
+        );
+    }
 }
 
 /// How long after `since` the public page of `node` first satisfies `done`, polled every
@@ -845,11 +868,12 @@ fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
 }
 
 /// A primary's feed as a hostile or broken one answers: plain HTTP on loopback, `/state`
-/// answered with the body it is set to, `/packages/` with an empty listing, anything else 404;
-/// or every path with a redirect, once told where to.
+/// answered with the body it is set to, `/packages/` with the listing it is set to (empty at
+/// first), anything else 404; or every path with a redirect, once told where to.
 struct FakePrimary {
     addr: SocketAddr,
     state: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    listing: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     redirect: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
@@ -859,14 +883,17 @@ impl FakePrimary {
         let fake = FakePrimary {
             addr: listener.local_addr().unwrap(),
             state: std::sync::Arc::new(std::sync::Mutex::new(state.to_vec())),
+            listing: std::sync::Arc::new(std::sync::Mutex::new(b"[]".to_vec())),
             redirect: std::sync::Arc::default(),
         };
         let state = fake.state.clone();
+        let listing = fake.listing.clone();
         let redirect = fake.redirect.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let state = state.clone();
+                let listing = listing.clone();
                 let redirect = redirect.clone();
                 std::thread::spawn(move || {
                     let Some(head) = read_head(&mut stream) else {
@@ -885,7 +912,7 @@ impl FakePrimary {
                     }
                     let (status, body) = match path {
                         "/state" => (200, state.lock().unwrap().clone()),
-                        "/packages/" => (200, b"[]".to_vec()),
+                        "/packages/" => (200, listing.lock().unwrap().clone()),
                         _ => (404, b"{}".to_vec()),
                     };
                     let _ = write!(
@@ -906,6 +933,11 @@ impl FakePrimary {
         *self.state.lock().unwrap() = body.to_vec();
     }
 
+    /// Answers `/packages/` with `body` from now on.
+    fn set_listing(&self, body: &[u8]) {
+        *self.listing.lock().unwrap() = body.to_vec();
+    }
+
     /// Answers every path with a redirect to the same path under `base` from now on.
     fn redirect_to(&self, base: &str) {
         *self.redirect.lock().unwrap() = Some(base.to_owned());
@@ -923,17 +955,24 @@ impl FakePrimary {
     }
 }
 
-#[test]
-fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = "Difusión suspendida por el Instituto";
+/// A replica in `dir` of a fake primary whose notice is `text`, once it has put the notice in
+/// force: the primary, the replica, and its `notice-on` events.
+fn replica_under_notice(dir: &Path, text: &str) -> (FakePrimary, Server, Vec<serde_json::Value>) {
     let primary = FakePrimary::start(
         serde_json::json!({"live": null, "notice": text, "rollback": null})
             .to_string()
             .as_bytes(),
     );
-    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    let replica = primary.replica(&dir.join("replica"), &[]);
     let on = wait_events(&replica, "notice-on", 1);
+    (primary, replica, on)
+}
+
+#[test]
+fn a_state_that_is_not_the_feeds_never_lifts_the_primarys_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Difusión suspendida por el Instituto";
+    let (primary, replica, on) = replica_under_notice(dir.path(), text);
     assert_eq!(on[0]["detail"]["source"], "feed", "{on:?}");
     assert!(curl(&replica.url("/"), &[]).text().contains(text));
 
@@ -1130,4 +1169,109 @@ fn if_none_match_star_is_answered_at_once_never_held() {
             );
         }
     }
+}
+
+#[test]
+fn a_replica_refuses_plain_http_to_a_primary_on_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("feed.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    // Anyone on the way would read the token and could change the notice and the rollbacks.
+    let mut serve = difusor();
+    serve
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap(),
+        ])
+        .args(["--listen", &ReservedPort::hold().addr()])
+        .args(["--admin-listen", &ReservedPort::hold().addr()])
+        .args(["--replica-of", "http://192.0.2.1:9443/"])
+        .args(["--pull-token-file", token.to_str().unwrap()]);
+    let Some(out) = output_within(&mut serve, Duration::from_secs(10)) else {
+        panic!("a replica of a plain-http primary on another machine started");
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("setting `replica_of`") && said.contains("plain http"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_primarys_notice_longer_than_any_primary_puts_in_force_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    wait_for_state_poll(&replica);
+    // A primary puts at most 16 KiB in force; one switching a longer one on and off ten
+    // times a second would grow the replica's journal by megabytes a second.
+    let long = "Aviso del Instituto. ".repeat(1000);
+    primary.set_state(
+        serde_json::json!({"live": null, "notice": long, "rollback": null})
+            .to_string()
+            .as_bytes(),
+    );
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/state") && error.contains("over the limit of 16384"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0]["detail"]["fault"], "sender", "{errors:?}");
+    assert!(events(&replica, "notice-on").is_empty(), "taken");
+    assert_eq!(replica.status()["gate"]["notice"], serde_json::Value::Null);
+}
+
+/// Waits until `node` has read its primary's state once.
+fn wait_for_state_poll(node: &Server) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while state_board(node)["last_success"].is_null() {
+        assert!(Instant::now() < until, "the state was never read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn history_shows_a_primarys_notice_with_its_control_and_bidi_characters_made_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    // A right-to-left override that reorders what follows on the terminal, and an 8-bit CSI.
+    let text = "Aviso \u{202e}ovitca\u{202c} \u{9b}2J fin";
+    let (_primary, replica, on) = replica_under_notice(dir.path(), text);
+    assert_eq!(on[0]["detail"]["text"], text, "{on:?}");
+    let out = replica.run(&["history"]);
+    assert_success(&out);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !printed.contains(['\u{202e}', '\u{202c}', '\u{9b}']),
+        "printed as sent: {printed}"
+    );
+    assert!(
+        printed.contains("Aviso \\u{202e}ovitca\\u{202c} \\u{9b}2J fin"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_listing_of_a_million_tiny_entries_is_refused_without_holding_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.path().join("replica"), &[]);
+    wait_for_state_poll(&replica);
+    let before = replica.peak_rss_kib();
+    // Within the 4 MiB an index may take, but a million entries: far past the 20 000 read.
+    let entries = vec!["\"a\""; 1_000_000].join(",");
+    primary.set_listing(format!("[{entries}]").as_bytes());
+    let errors = wait_events(&replica, "pull-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("/packages/") && error.contains("more than 20000 entries"),
+        "{errors:?}"
+    );
+    let grew = replica.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grew < 40 * 1024,
+        "reading a 4 MiB listing took {grew} KiB more at its peak"
+    );
 }

@@ -276,8 +276,13 @@ impl Feed {
             return Ok(not_modified(etag));
         }
         let archived = |source| FeedError::Archive { sha256, source };
-        let file = tokio::fs::File::open(self.archive.path_of(sha256))
+        // A regular file only: never what a link put in its place points to.
+        let path = self.archive.path_of(sha256);
+        let file = tokio::task::spawn_blocking(move || crate::intake::open_regular(&path))
             .await
+            .map_err(std::io::Error::other)
+            .and_then(|opened| opened)
+            .map(tokio::fs::File::from_std)
             .map_err(archived)?;
         let len = file.metadata().await.map_err(archived)?.len();
         let mut res = Response::new(file_body(file));

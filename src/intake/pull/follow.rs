@@ -19,7 +19,8 @@
 //! - Only the notice, a rollback to a corte this node verified itself, and the announced
 //!   corte are taken from the primary: no package, no byte of results. A state larger than
 //!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
-//!   of failures like any pull. The feed's form names `live`, `notice` and `rollback`, each
+//!   of failures like any pull, and so is a notice longer than a primary puts in force
+//!   ([`MAX_NOTICE_BYTES`]). The feed's form names `live`, `notice` and `rollback`, each
 //!   `null` when there is none: a document without them (a proxy's error page in JSON,
 //!   another service's answer) is not read as "no notice", so it never lifts one.
 //! - The cortes a state names are corte ids (`YYYYMMDD_HHMM[SS]`), the only form that names
@@ -40,7 +41,7 @@ use serde_json::json;
 
 use super::client::{Validators, read_small};
 use super::{PullError, Puller, Source};
-use crate::http::gate::Gate;
+use crate::http::gate::{Gate, MAX_NOTICE_BYTES};
 use crate::http::health::Health;
 use crate::journal::{EventKind, Journal};
 use crate::package::is_corte_id;
@@ -104,6 +105,17 @@ impl State {
                 state.rollback.as_ref().map(|r| &r.corte),
             ),
         ];
+        // A primary puts no longer notice in force (`notice_text`): a longer one is not the
+        // feed's, and would be journaled at its length at every change.
+        if let Some(notice) = &state.notice
+            && notice.trim().len() > MAX_NOTICE_BYTES
+        {
+            return Err(format!(
+                "its notice is {} bytes long, over the limit of {MAX_NOTICE_BYTES} a primary \
+                 puts in force",
+                notice.trim().len()
+            ));
+        }
         for (what, corte) in named {
             if let Some(corte) = corte.filter(|c| !is_corte_id(c)) {
                 let shown: String = corte.chars().take(64).collect();
@@ -308,6 +320,11 @@ mod tests {
             let state = json!({"live": {"corte": other}, "notice": null, "rollback": null});
             assert!(State::parse(state.to_string().as_bytes()).is_err());
         }
+        // A notice longer than any a primary puts in force.
+        let notice = |n: usize| json!({"live": null, "notice": "A".repeat(n), "rollback": null});
+        assert!(State::parse(notice(MAX_NOTICE_BYTES).to_string().as_bytes()).is_ok());
+        let why = State::parse(notice(MAX_NOTICE_BYTES + 1).to_string().as_bytes()).unwrap_err();
+        assert!(why.contains("over the limit"), "{why}");
         let seconds =
             br#"{"live": {"corte": "20240602_200030"}, "notice": null, "rollback": null}"#;
         assert!(State::parse(seconds).is_ok());

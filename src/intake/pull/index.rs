@@ -81,16 +81,52 @@ enum JsonEntry {
     },
 }
 
+/// What a JSON index's array is cut short with, past [`MAX_INDEX_ENTRIES`] entries.
+const TOO_MANY: &str = "too many entries";
+
+/// A JSON index's entries, read one by one and refused past [`MAX_INDEX_ENTRIES`]: a listing
+/// of millions of tiny entries is never held whole (an entry takes far more memory than its
+/// few bytes of JSON).
+struct Bounded(Vec<JsonEntry>);
+
+impl<'de> serde::Deserialize<'de> for Bounded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Bounded;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bounded, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<JsonEntry>()? {
+                    if items.len() == MAX_INDEX_ENTRIES {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    items.push(item);
+                }
+                Ok(Bounded(items))
+            }
+        }
+        deserializer.deserialize_seq(Entries)
+    }
+}
+
 /// The files an index lists, valid names only.
 pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "it is not UTF-8 text".to_owned())?;
     let text = text.trim_start_matches('\u{feff}').trim_start();
     let entries: Vec<Listed> = if text.starts_with('[') {
-        let items: Vec<JsonEntry> =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {}", PeerText(e)))?;
-        if items.len() > MAX_INDEX_ENTRIES {
-            return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
-        }
+        let items = match serde_json::from_str::<Bounded>(text) {
+            Ok(Bounded(items)) => items,
+            Err(e) if e.to_string().starts_with(TOO_MANY) => {
+                return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
+            }
+            Err(e) => return Err(format!("invalid JSON: {}", PeerText(e))),
+        };
         items
             .into_iter()
             .filter_map(|item| match item {
@@ -118,6 +154,7 @@ pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .take(MAX_INDEX_ENTRIES + 1)
             .collect();
         if lines.len() > MAX_INDEX_ENTRIES {
             return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
@@ -215,6 +252,19 @@ mod tests {
                 .contains("HTML")
         );
         assert!(parse_index(b"[{\"nombre\": 1}]").is_err());
+        // Entries past the limit, however small, in either form.
+        let many = |n: usize, each: &str, sep: &str| vec![each; n].join(sep);
+        let json = format!("[{}]", many(MAX_INDEX_ENTRIES, "\"a\"", ","));
+        assert_eq!(
+            parse_index(json.as_bytes()).unwrap().len(),
+            MAX_INDEX_ENTRIES
+        );
+        let json = format!("[{}]", many(MAX_INDEX_ENTRIES + 1, "\"a\"", ","));
+        let why = parse_index(json.as_bytes()).unwrap_err();
+        assert_eq!(why, format!("more than {MAX_INDEX_ENTRIES} entries"));
+        let text = many(MAX_INDEX_ENTRIES + 1, "a", "\n");
+        let why = parse_index(text.as_bytes()).unwrap_err();
+        assert_eq!(why, format!("more than {MAX_INDEX_ENTRIES} entries"));
         assert!(parse_index(&[0xff, 0xfe]).is_err());
     }
 
