@@ -902,8 +902,8 @@ async fn take(
     }
 }
 
-/// A complete file this server cannot open (its permissions keep this server's user out): it
-/// stays as it is and is tried again after a wait that doubles up to a minute, or when it
+/// A complete file this server cannot open (its permissions keep this server's user out, or
+/// the server is out of open files): it stays as it is and is tried again after a wait that doubles up to a minute, or when it
 /// changes. Said on `/status` (`intake_failing`) at every try, journaled (`intake-error`) once
 /// for each change of the file: the same failure a minute later says nothing new.
 fn cannot_open(
@@ -924,8 +924,8 @@ fn cannot_open(
     failed.insert(path.to_owned(), retry);
     let error = format!(
         "{name} in the intake folder cannot be opened by this server ({error}): it stays in \
-         the folder and is tried again when it changes, and at least once a minute; let this \
-         server's user read it"
+         the folder and is tried again when it changes, and at least once a minute; {}",
+        open_hint(error)
     );
     publisher.faults().failed(name, Channel::Watch, &error);
     if said {
@@ -938,6 +938,23 @@ fn cannot_open(
         None,
         json!({"name": name, "channel": Channel::Watch, "error": error, "fault": Fault::Ours}),
     );
+}
+
+/// What the operator can do about a file of the intake folder that cannot be opened.
+fn open_hint(error: &std::io::Error) -> &'static str {
+    use rustix::io::Errno;
+    match Errno::from_io_error(error) {
+        Some(Errno::MFILE) => {
+            "this server has used up its open files (LimitNOFILE, `ulimit -n`): raise the \
+             limit, or wait for visitors' connections to end"
+        }
+        Some(Errno::NFILE) => {
+            "the system has used up its open files (fs.file-max): raise it, or stop what \
+             holds them"
+        }
+        Some(Errno::ACCESS | Errno::PERM) => "let this server's user read it",
+        _ => "check the file and the disk it is on",
+    }
 }
 
 /// The intake folder as it was when it was last watched: found removed or replaced (by a
@@ -994,5 +1011,22 @@ impl WatchedFolder {
         tracing::warn!(%dir, "the intake folder was replaced; watching the new one");
         self.id = Some(id);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_cannot_be_opened_gets_the_hint_of_its_cause() {
+        use rustix::io::Errno;
+        let hint =
+            |errno: Errno| open_hint(&std::io::Error::from_raw_os_error(errno.raw_os_error()));
+        assert!(hint(Errno::MFILE).contains("LimitNOFILE"));
+        assert!(hint(Errno::NFILE).contains("fs.file-max"));
+        assert_eq!(hint(Errno::ACCESS), "let this server's user read it");
+        assert_eq!(hint(Errno::PERM), "let this server's user read it");
+        assert!(hint(Errno::IO).contains("disk"));
     }
 }
