@@ -26,8 +26,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::hash::{Hashed, Sha256};
-use crate::intake::evidence_path;
+use crate::intake::{evidence_path, open_regular};
 use crate::package::{EVIDENCE_EXTENSIONS, EvidenceFile};
+use crate::site::ArchivedFile;
 
 /// Packages received and not yet verified.
 const PENDING: &str = "pendientes";
@@ -314,15 +315,32 @@ impl Archive {
         Ok(expired)
     }
 
-    /// Checks that the archived package, wherever it is kept, still hashes to its name.
+    /// Checks that the archived package, wherever it is kept, still hashes to its name. It
+    /// is opened as a regular file only, never through a link: a link, FIFO or device put in
+    /// its place is an error, not read (a FIFO or `/dev/zero` would never end).
     pub(crate) fn check(&self, sha256: Sha256) -> Result<Stored, ArchiveError> {
         let path = self.locate(sha256).unwrap_or_else(|| self.path_of(sha256));
-        let file = File::open(&path).map_err(io_err("open", &path))?;
+        let file = open_regular(&path).map_err(io_err("open", &path))?;
         let (actual, size) = Sha256::of_reader(file).map_err(io_err("read", &path))?;
         if actual != sha256 {
             return Err(ArchiveError::Damaged { path, actual });
         }
         Ok(Stored { sha256, size, path })
+    }
+
+    /// The archived package with `sha256`, wherever it is kept now, as the site serves it
+    /// from where verified packages are kept: that place and the file's modification time
+    /// (kept by the renames between the archive's folders), read from a regular file only.
+    pub(crate) fn archived_file(&self, sha256: Sha256) -> Result<ArchivedFile, ArchiveError> {
+        let path = self.locate(sha256).unwrap_or_else(|| self.path_of(sha256));
+        let modified = open_regular(&path)
+            .and_then(|f| f.metadata())
+            .and_then(|m| m.modified())
+            .map_err(io_err("open", &path))?;
+        Ok(ArchivedFile {
+            path: self.path_of(sha256),
+            modified,
+        })
     }
 
     /// Renames a package and its evidence (evidence first) to `dest`, fsyncing both folders.

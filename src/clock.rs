@@ -21,6 +21,11 @@
 //!   journaled once until one answers again (`warning`, check `clock`, with each server's
 //!   error, its control characters escaped). When the offset is known and within again
 //!   after either, `clock-recovered` is journaled. Nothing is refused because of it.
+//! - A jump of the clock (set forward or back by more than `clock_max_offset` beside the
+//!   monotonic clock, looked at every [`JUMP_CHECK`]) is logged as an error and journaled
+//!   (`warning`, check `clock`, `jump_seconds`) at once, and the servers are asked again:
+//!   the gate opens by this clock, so a jump past `publish_start` is said the second it
+//!   happens, not at the next `ntp_interval`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -220,7 +225,9 @@ impl Clock {
         self.state().clone()
     }
 
-    /// Checks at once, then every `ntp_interval`, until `stop`.
+    /// Checks at once, then every `ntp_interval`, until `stop`; and every [`JUMP_CHECK`],
+    /// whether the clock jumped ([`Jumps`]): a jump is said at once and the servers asked
+    /// again.
     pub(crate) async fn run(
         self: Arc<Self>,
         journal: Arc<Journal>,
@@ -228,12 +235,45 @@ impl Clock {
     ) {
         let mut every = tokio::time::interval(self.settings.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut jump_check = tokio::time::interval(JUMP_CHECK);
+        jump_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut jumps = Jumps::new();
         loop {
             tokio::select! {
                 _ = every.tick() => self.check(&journal).await,
+                _ = jump_check.tick() => {
+                    if let Some(jump) = jumps.jumped(self.settings.max_offset) {
+                        self.jumped(jump, &journal);
+                        self.check(&journal).await;
+                    }
+                }
                 _ = stop.changed() => return,
             }
         }
+    }
+
+    /// Says that the clock jumped by `jump` seconds (forward when positive): in the log as an
+    /// error and in the journal as a `warning` (check `clock`).
+    fn jumped(&self, jump: f64, journal: &Journal) {
+        let (direction, cause) = if jump > 0.0 {
+            (
+                "forward",
+                "someone or something set it, or the machine was suspended",
+            )
+        } else {
+            ("back", "someone or something set it")
+        };
+        let warning = format!(
+            "this machine's clock jumped {direction} by {:.1} s ({cause}); publish_start, corte \
+             times and lags are read from it: check it against a time service",
+            jump.abs()
+        );
+        tracing::error!(jump_seconds = jump, "CLOCK JUMPED: {warning}");
+        journal.post(
+            EventKind::Warning,
+            None,
+            json!({"warning": warning, "check": "clock", "jump_seconds": jump}),
+        );
     }
 
     /// Asks every server and systemd, and records what they said.
@@ -312,6 +352,37 @@ impl Clock {
             }
             _ => tracing::debug!(offset_seconds = offset, %server, "clock checked"),
         }
+    }
+}
+
+/// How often the clock is compared with the monotonic clock, to tell a jump.
+const JUMP_CHECK: Duration = Duration::from_secs(1);
+
+/// Tells a jump of the wall clock: how far it moved, beside the monotonic clock (which
+/// nothing sets), since the last look.
+struct Jumps {
+    wall: std::time::SystemTime,
+    steady: std::time::Instant,
+}
+
+impl Jumps {
+    fn new() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            steady: std::time::Instant::now(),
+        }
+    }
+
+    /// The jump in seconds since the last look (positive: forward), when it is past `max`.
+    fn jumped(&mut self, max: Duration) -> Option<f64> {
+        let (wall, steady) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let moved = match wall.duration_since(self.wall) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        let jump = moved - steady.duration_since(self.steady).as_secs_f64();
+        (self.wall, self.steady) = (wall, steady);
+        (jump.abs() > max.as_secs_f64()).then_some(jump)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The clock check: difusor asks the NTP servers of `ntp_servers` (here a real SNTP server in
 //! the test, its clock skewed as the test says) and shows the offset on `/status`, `/metrics`
 //! and the status page; past `clock_max_offset` it warns in the journal once per crossing and
-//! journals the return; a server that does not answer is an error shown, never a crash.
+//! journals the return; a server that does not answer is an error shown, never a crash. A
+//! jump of the clock itself (libfaketime moving one process's clock) is said at once.
 
 use std::time::Duration;
 
@@ -332,4 +333,99 @@ fn a_server_gone_silent_is_journaled_once_and_its_return_as_recovered() {
     }
     assert_eq!(events(&server, "clock-recovered").len(), 1);
     assert_eq!(clock_warnings(&server).len(), 1);
+}
+
+/// Debian's libfaketime (`faketime`), which makes a program's wall clock read what a file
+/// says (`FAKETIME_TIMESTAMP_FILE`, read again at every call), its monotonic clock left
+/// alone: this machine's clock set, for one process, without touching anyone else's.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libfaketime is not installed, and CI requires this test: apt-get install -y faketime"
+        );
+        eprintln!("SKIPPED: libfaketime is not installed (apt-get install -y faketime)");
+    }
+    found
+}
+
+/// The clock jump warnings journaled, with how far it jumped.
+fn jumps(server: &Server) -> Vec<f64> {
+    events(server, "warning")
+        .iter()
+        .filter_map(|w| w["detail"]["jump_seconds"].as_f64())
+        .collect()
+}
+
+#[test]
+fn a_clock_set_forward_or_back_while_serving_is_said_at_once() {
+    let Some(lib) = libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "+0").unwrap();
+    let start = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string();
+    let mut server = Server::launch_with_env(
+        &dir.path().join("d"),
+        &["--publish-start", &start, "--publish-end", ""],
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    server.wait_ready();
+    drop_file(
+        &server.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    server.wait_corte("20240602_2100");
+    assert_eq!(curl(&server.url("/"), &[]).status, 503, "before the start");
+
+    // Two hours forward: past publish_start, which is read from this clock.
+    std::fs::write(&offset, "+2h").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while jumps(&server).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a jump of two hours is not journaled; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let forward = jumps(&server);
+    assert_eq!(forward.len(), 1, "{forward:?}");
+    assert!((forward[0] - 7200.0).abs() < 60.0, "{forward:?}");
+    assert!(server.log().contains("CLOCK JUMPED"), "{}", server.log());
+
+    // And back.
+    std::fs::write(&offset, "+0").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while jumps(&server).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a jump back is not journaled; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let both = jumps(&server);
+    assert!(both.iter().any(|j| (j + 7200.0).abs() < 60.0), "{both:?}");
+    assert_eq!(
+        curl(&server.url("/"), &[]).status,
+        503,
+        "before the start again"
+    );
 }

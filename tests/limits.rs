@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -180,4 +181,53 @@ fn forwarded_for_is_believed_from_trusted_proxies_only() {
     let log = std::fs::read_to_string(server.data.join("bitacoras/access.log")).unwrap();
     let clients: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(clients, ["203.0.113.5", "127.0.0.2"], "{log}");
+}
+
+/// Lines of the server's log that say its accepts fail.
+fn accept_failure_lines(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("accept failed") || l.contains("cannot accept visitors"))
+        .count()
+}
+
+/// Out of file descriptors (the open-file limit lowered under the running server): visitors'
+/// connections wait in the kernel's queue, the log says so once, not twenty times a second,
+/// and says when they are accepted again.
+#[test]
+fn out_of_descriptors_is_said_once_and_its_end_too_not_at_every_accept() {
+    let (_dir, server) = serving(&["--workers", "1"], &[]);
+    let pid = server.pid().unwrap().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft: usize = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // The soft limit only, which any process may move below its hard one.
+    let limit = |n: usize| {
+        run_ok(Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={n}:")]));
+    };
+    limit(open + 2);
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = server.log();
+    assert_eq!(accept_failure_lines(&log), 1, "{log}");
+
+    drop(held);
+    limit(soft);
+    assert_eq!(curl(&server.url("/"), &[]).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .log()
+        .contains("accepting visitors' connections again")
+    {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

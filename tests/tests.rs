@@ -35,5 +35,6 @@ mod simulate;
 mod supervision;
 mod swap;
 mod syslog;
+mod tampered;
 mod tls;
 mod watch;

@@ -222,6 +222,19 @@ fn banners(state: &Status) -> Vec<(Banner, String)> {
             ));
         }
     }
+    if let Some(b) = &state.live_behind {
+        let serving = b.serving.as_deref().map_or_else(
+            || "no corte: none could be rebuilt".to_owned(),
+            |c| format!("corte {c}, the latest that could"),
+        );
+        out.push((
+            Banner::Alert,
+            format!(
+                "The live corte is not the last one published: at start {} publication(s) could                  not be rebuilt from the archive, the last of them corte {} ({}). Served: {}.                  Repair the archive from a copy and restart, or publish a new corte.",
+                b.not_rebuilt, b.last_published, b.error, serving,
+            ),
+        ));
+    }
     if let Some(f) = &state.intake_failing {
         out.push((
             Banner::Alert,
@@ -343,6 +356,7 @@ mod tests {
             counts: Counts::default(),
             waiting: Vec::new(),
             intake_failing: None,
+            live_behind: None,
             memory: Memory {
                 site_bytes: 0,
                 max_site_bytes: 1,

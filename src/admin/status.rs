@@ -12,7 +12,7 @@ use crate::clock::ClockStatus;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
-use crate::publisher::Failing;
+use crate::publisher::{Behind, Failing};
 use crate::syslog::SyslogStatus;
 
 /// What `/status` answers.
@@ -31,6 +31,9 @@ pub(crate) struct Status {
     /// Packages this server is failing to take because of its own side (a full or read-only
     /// disk, a journal it cannot write), since when and why; `null` while packages are taken.
     pub(crate) intake_failing: Option<Failing>,
+    /// The live corte is not the last one published: the start could not rebuild the later
+    /// ones from the archive (a package damaged or gone); `null` once a corte goes live.
+    pub(crate) live_behind: Option<Behind>,
     /// What the live site holds in memory.
     pub(crate) memory: Memory,
     /// The publication gate.
@@ -164,6 +167,7 @@ impl Status {
             counts: counts.unwrap_or_default(),
             waiting: waiting.unwrap_or_default(),
             intake_failing: admin.publisher.faults().failing(),
+            live_behind: admin.publisher.faults().behind(),
             memory: Memory {
                 site_bytes: site.memory_bytes(),
                 max_site_bytes: admin.max_site_bytes,

@@ -418,9 +418,13 @@ impl Publisher {
                 || (!self.site.complete_marker.is_empty()
                     && pkg.name().contains(&self.site.complete_marker)));
         let corte_id = corte.id();
+        let archived = self
+            .archive
+            .archived_file(pkg.sha256())
+            .context("reading the archived copy of the verified package")?;
         let site = live.apply(&Applied {
             package: pkg,
-            archived: self.archive.path_of(pkg.sha256()),
+            archived,
             corte_id: &corte_id,
             corte_time: &corte.time,
             replace,
@@ -499,6 +503,9 @@ impl Publisher {
         let mut site = site.with_corte(corte);
         let jobs = site.take_jobs();
         self.live.store(site);
+        // A corte that goes live is the last one published (a start that fell back says so
+        // itself once it has swapped).
+        self.faults.set_behind(None);
         if let Some(compressor) = &self.compressor {
             compressor.submit(jobs);
         }

@@ -203,9 +203,28 @@ pub(crate) struct Stopped;
 /// disk, a journal it cannot write): the run of such failures going on now, for `/status`,
 /// the status page and `/metrics`. Kept in memory, since the journal may be what fails; a
 /// package taken (or decided on: published, rejected, held…) ends the run.
+///
+/// It also keeps what a start could not rebuild: when the last corte published cannot be
+/// built again from the archive (a package damaged or gone), an earlier one is served and
+/// [`Behind`] says so until a new corte goes live.
 #[derive(Debug, Default)]
 pub(crate) struct OurFaults {
     state: Mutex<Option<Failing>>,
+    behind: Mutex<Option<Behind>>,
+}
+
+/// The live corte is not the last one published: the start could not rebuild the later
+/// ones from the archive, and serves the latest it could (or none).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Behind {
+    /// The last corte published, which could not be rebuilt.
+    pub(crate) last_published: String,
+    /// The corte served instead; `None` when none could be rebuilt.
+    pub(crate) serving: Option<String>,
+    /// Publications after the one served that could not be rebuilt.
+    pub(crate) not_rebuilt: usize,
+    /// Why the last one could not be rebuilt.
+    pub(crate) error: String,
 }
 
 /// A run of packages not taken because of this server's side.
@@ -264,6 +283,20 @@ impl OurFaults {
     /// The run of failures going on now, if any.
     pub(crate) fn failing(&self) -> Option<Failing> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Notes what the start serves instead of the last corte published; `None` once the
+    /// live corte is the last one published again.
+    pub(crate) fn set_behind(&self, behind: Option<Behind>) {
+        *self.behind.lock().unwrap_or_else(|p| p.into_inner()) = behind;
+    }
+
+    /// Whether the live corte is behind the last one published, and how.
+    pub(crate) fn behind(&self) -> Option<Behind> {
+        self.behind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

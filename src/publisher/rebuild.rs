@@ -110,9 +110,22 @@ impl Publisher {
 
     /// Rebuilds the live site from the journal and the archive, before any package is taken.
     /// Returns the number of packages applied. If the last publication cannot be rebuilt
-    /// (a damaged archive), earlier ones are tried, each failure journaled as a warning.
+    /// (a damaged archive), earlier ones are tried, each failure journaled as a warning, and
+    /// [`OurFaults::behind`](super::OurFaults::behind) says what is served instead until a
+    /// new corte goes live.
     pub(crate) fn rebuild(&self) -> anyhow::Result<usize> {
         let pubs = self.journal.publications()?;
+        // The last publication and why it could not be rebuilt, and how many could not.
+        let mut behind: Option<(String, String)> = None;
+        let mut not_rebuilt = 0;
+        let fell_back = |behind: Option<(String, String)>, serving: Option<&str>, not_rebuilt| {
+            behind.map(|(last_published, error)| Behind {
+                last_published,
+                serving: serving.map(str::to_owned),
+                not_rebuilt,
+                error,
+            })
+        };
         for last in pubs.iter().rev() {
             match self.site_at(&pubs, last.seq) {
                 Ok(site) => {
@@ -122,6 +135,8 @@ impl Publisher {
                         .context("corte time in the journal")?;
                     let files = site.len();
                     self.swap(site, last, time, last.corte_source);
+                    self.faults
+                        .set_behind(fell_back(behind, Some(&last.corte_id), not_rebuilt));
                     self.event(
                         EventKind::Rebuilt,
                         Some((last.package, &last.name)),
@@ -136,9 +151,12 @@ impl Publisher {
                     self.event(EventKind::Warning, Some((last.package, &last.name)), json!({
                         "warning": format!("cannot rebuild corte {} at start: {e:#}", last.corte_id),
                     }));
+                    behind.get_or_insert_with(|| (last.corte_id.clone(), format!("{e:#}")));
+                    not_rebuilt += 1;
                 }
             }
         }
+        self.faults.set_behind(fell_back(behind, None, not_rebuilt));
         Ok(0)
     }
 
@@ -165,7 +183,7 @@ impl Publisher {
                     name: &p.name,
                     sha256: p.package,
                     size: stored.size,
-                    archived: stored.path,
+                    archived: self.archive.archived_file(p.package)?,
                     corte_id: &p.corte_id,
                     corte_time: &time,
                     received_at: p.received_at,
@@ -176,7 +194,7 @@ impl Publisher {
             let time: ZonedDateTime = p.corte_time.parse().context("corte time in the journal")?;
             site = site.apply(&Applied {
                 package: &pkg,
-                archived: self.archive.path_of(p.package),
+                archived: self.archive.archived_file(p.package)?,
                 corte_id: &p.corte_id,
                 corte_time: &time,
                 replace: p.build == Build::Replace,

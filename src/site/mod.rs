@@ -74,7 +74,17 @@ pub(crate) enum Body {
     /// In memory.
     Memory(Bytes),
     /// An archived package file on disk (immutable, content-addressed).
-    Archived(PathBuf),
+    Archived(ArchivedFile),
+}
+
+/// An archived package file as it was when its hash was checked: served only while it is
+/// still that file (a regular file, not a link, of the same size and modification time).
+#[derive(Debug, Clone)]
+pub(crate) struct ArchivedFile {
+    /// Where it is kept.
+    pub(crate) path: PathBuf,
+    /// Its modification time then: any write since changes it.
+    pub(crate) modified: SystemTime,
 }
 
 /// One servable file.
@@ -151,8 +161,8 @@ pub(crate) struct Site {
 pub(crate) struct Applied<'a> {
     /// The verified package.
     pub(crate) package: &'a VerifiedPackage,
-    /// Where its archived copy is.
-    pub(crate) archived: PathBuf,
+    /// Its archived copy.
+    pub(crate) archived: ArchivedFile,
     /// Its corte id and time (RFC 3339), for the downloads page.
     pub(crate) corte_id: &'a str,
     /// Corte time as people read it.
@@ -172,7 +182,7 @@ pub(crate) struct Listed<'a> {
     /// Its size in bytes.
     pub(crate) size: u64,
     /// The archived zip.
-    pub(crate) archived: PathBuf,
+    pub(crate) archived: ArchivedFile,
     /// Its corte id.
     pub(crate) corte_id: &'a str,
     /// Its corte time.
