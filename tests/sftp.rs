@@ -1015,14 +1015,8 @@ fn current_thread() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// An SFTP session of the institute's key with russh's client, which lets a test do what
-/// OpenSSH's `sftp` cannot; with its SSH connection, to be kept while the session is used.
-async fn sftp_session(
-    s: &Sftp,
-) -> (
-    russh::client::Handle<AnyHost>,
-    russh_sftp::client::SftpSession,
-) {
+/// An SSH connection logged in with the institute's key, by russh's client.
+async fn ssh_login(s: &Sftp) -> russh::client::Handle<AnyHost> {
     let key = russh::keys::load_secret_key(&s.key, None).unwrap();
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)
@@ -1031,6 +1025,18 @@ async fn sftp_session(
     let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
     let auth = ssh.authenticate_publickey("instituto", key).await.unwrap();
     assert!(auth.success());
+    ssh
+}
+
+/// An SFTP session of the institute's key with russh's client, which lets a test do what
+/// OpenSSH's `sftp` cannot; with its SSH connection, to be kept while the session is used.
+async fn sftp_session(
+    s: &Sftp,
+) -> (
+    russh::client::Handle<AnyHost>,
+    russh_sftp::client::SftpSession,
+) {
+    let ssh = ssh_login(s).await;
     let channel = ssh.channel_open_session().await.unwrap();
     channel.request_subsystem(true, "sftp").await.unwrap();
     let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
@@ -1371,4 +1377,41 @@ fn a_sidecar_too_large_to_be_evidence_refuses_its_package_over_sftp() {
         "{why}"
     );
     assert_eq!(s.server.live_corte(), None);
+}
+
+/// A client that opens a session channel and sends on it before asking for the `sftp`
+/// subsystem (no OpenSSH client does: data, `env` and `window-change` requests, hundreds of
+/// each) has it read and set aside: the server goes on reading the connection, sees it end,
+/// journals the session with the refusal, and its place is free again.
+#[test]
+fn a_channel_sent_to_before_its_subsystem_cannot_hold_a_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-max-sessions", "1"]);
+    current_thread().block_on(async {
+        let ssh = ssh_login(&s).await;
+        let channel = ssh.channel_open_session().await.unwrap();
+        for _ in 0..300 {
+            channel.data_bytes(&b"PK"[..]).await.unwrap();
+            channel.set_env(false, "LANG", "C").await.unwrap();
+            channel.window_change(80, 24, 0, 0).await.unwrap();
+        }
+        // Answered: the session still reads what its client sends.
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            ssh.channel_open_session(),
+        )
+        .await;
+        assert!(second.is_ok(), "the server stopped answering its client");
+        ssh.disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .unwrap();
+    });
+    let refusals = refusals_with(&s.server, "before the sftp subsystem");
+    assert!(refusals.contains("data"), "{refusals}");
+    // The place is free: an upload goes through.
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    s.put_until_live(&pkg, "20240602_2000");
 }

@@ -11,6 +11,13 @@
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
 //!   a session opens channels only once it holds a place: at most two, and one `sftp`
 //!   subsystem.
+//! - Nothing a client sends on a channel can stop the session from reading its connection: a
+//!   channel not yet given to the `sftp` subsystem is read all the while ([`Held`]), and what
+//!   is sent on it before the subsystem is asked for (data, `env`, `window-change`…) is set
+//!   aside, never taken for SFTP requests; data there is noted in the session's entry. (russh
+//!   queues a channel's messages for its reader and, once that queue is full, reads the
+//!   connection no more until one is taken: such a session would see neither its silence
+//!   timer nor its client's end, and keep its place for good.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use russh::keys::ssh_key::{AuthorizedKeys, HashAlg, LineEnding, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::sync::watch;
+use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::SftpSettings;
 use super::folder::SftpHandler;
@@ -90,7 +98,8 @@ pub(super) struct SshHandler {
     peer: SocketAddr,
     shared: Arc<Shared>,
     stats: Arc<Mutex<SessionStats>>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Session channels opened and not yet given to the `sftp` subsystem (or refused).
+    channels: HashMap<ChannelId, Held>,
     sftp_started: bool,
     /// Tells the connection's task how far the connection got.
     phase: watch::Sender<Phase>,
@@ -222,7 +231,8 @@ impl russh::server::Handler for SshHandler {
             self.refuse("a further session channel".to_owned());
             return Ok(()); // dropping the reply refuses the channel
         }
-        self.channels.insert(channel.id(), channel);
+        self.channels
+            .insert(channel.id(), Held::read(channel, self.stats.clone()));
         reply.accept().await;
         Ok(())
     }
@@ -301,6 +311,10 @@ impl russh::server::Handler for SshHandler {
             session.channel_failure(channel_id)?;
             return Ok(());
         };
+        let Some(channel) = channel.take().await else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
         self.sftp_started = true;
         session.channel_success(channel_id)?;
         let fingerprint = with_stats(&self.stats, |s| s.fingerprint.clone());
@@ -336,5 +350,75 @@ impl SshHandler {
         session.close(channel)?;
         self.channels.remove(&channel);
         Ok(())
+    }
+}
+
+/// A session channel opened and not yet given to the `sftp` subsystem, read all the while.
+///
+/// russh hands each message of a channel (its data, and requests such as `env`) to a queue of
+/// `channel_buffer_size` for the channel's reader, and waits, reading the connection no more,
+/// while that queue is full. A channel held unread would let a client stop its session for
+/// good with a hundred messages; so a task reads it, and sets aside what it reads, until the
+/// channel is taken for the subsystem ([`Held::take`]) or dropped.
+struct Held {
+    /// Sent to take the channel back; dropped to let it go.
+    take: oneshot::Sender<()>,
+    /// The reading task, which gives the channel back.
+    reader: JoinHandle<Option<Channel<Msg>>>,
+}
+
+impl Held {
+    /// Starts reading `channel`; data sent on it is noted in `stats` as a refusal, once.
+    fn read(mut channel: Channel<Msg>, stats: Arc<Mutex<SessionStats>>) -> Self {
+        let (take, mut taken) = oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            let mut noted = false;
+            let mut note = |msg: &ChannelMsg| {
+                let data = matches!(
+                    msg,
+                    ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. }
+                );
+                if data && !noted {
+                    noted = true;
+                    let what = "data on a session channel before the sftp subsystem was asked \
+                                for (set aside)";
+                    tracing::warn!(refusal = what, "SFTP request refused");
+                    with_stats(&stats, |s| s.refusal(what.to_owned()));
+                }
+                matches!(msg, ChannelMsg::RequestSubsystem { .. })
+            };
+            // Whether the subsystem request, which comes just before the channel is taken,
+            // has been read (a request for another subsystem drops the channel instead).
+            let mut asked = false;
+            let take = loop {
+                tokio::select! {
+                    biased;
+                    take = &mut taken => break take.is_ok(),
+                    msg = channel.wait() => match msg {
+                        Some(msg) => asked |= note(&msg),
+                        None => break taken.await.is_ok(),
+                    },
+                }
+            };
+            if !take {
+                return None;
+            }
+            // What came before the subsystem request is set aside, never handed on as SFTP.
+            while !asked {
+                match channel.wait().await {
+                    Some(msg) => asked = note(&msg),
+                    None => break,
+                }
+            }
+            Some(channel)
+        });
+        Self { take, reader }
+    }
+
+    /// Stops reading and gives the channel back, ready for the subsystem whose request was
+    /// its last message.
+    async fn take(self) -> Option<Channel<Msg>> {
+        let _ = self.take.send(());
+        self.reader.await.ok().flatten()
     }
 }
