@@ -1,8 +1,9 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
 //! connections, connection caps filled by them, clients that stop reading, HTTP/2 clients
-//! that break the protocol (rapid reset, endless CONTINUATION), HTTP/1.1 requests without
-//! exactly one valid `Host`, requests smuggled in a body, HEAD and CONNECT on every
-//! generated page over HTTP/1.1 and HTTP/2, and a carrier NAT's crowd behind one address.
+//! that break the protocol (rapid reset, endless CONTINUATION) or ask for nothing but flood
+//! PING and SETTINGS frames, HTTP/1.1 requests without exactly one valid `Host`, requests
+//! smuggled in a body, HEAD and CONNECT on every generated page over HTTP/1.1 and HTTP/2,
+//! and a carrier NAT's crowd behind one address.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -1091,5 +1092,78 @@ fn header_bytes_that_are_not_utf8_are_logged_as_they_came_never_merged() {
     assert!(
         text.contains(r#""http://a.example/\xE2(\xA1" "bot\xFE\xFF""#),
         "{text}"
+    );
+}
+
+/// Floods the server over cleartext HTTP/2 with `frame` and sends no request, reading the
+/// answers only now and then (nothing for a second, then all of them for 200 ms, well within
+/// the send timeout), so that the server's writes keep blocking and going through: how long
+/// the server took to close the connection, or `None` if it was still open after 10 s.
+fn h2_flood_read_slowly(server: &Server, frame: &[u8]) -> Option<Duration> {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let flood = {
+        let mut w = s.try_clone().unwrap();
+        let batch: Vec<u8> = frame.repeat(1_000);
+        std::thread::spawn(move || {
+            if w.write_all(&h2_preface()).is_err() {
+                return;
+            }
+            // Until the server closes the connection (or 20 s, should it never).
+            while started.elapsed() < Duration::from_secs(20) && w.write_all(&batch).is_ok() {}
+        })
+    };
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let closed = 'open: loop {
+        if started.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        // Nothing read for a second (the server's writes block), then everything the
+        // server sends for 200 ms (they go through).
+        std::thread::sleep(Duration::from_secs(1));
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            match s.read(&mut chunk) {
+                Ok(0) => break 'open Some(started.elapsed()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    break 'open Some(started.elapsed());
+                }
+                Ok(_) | Err(_) => {}
+            }
+        }
+    };
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    flood.join().unwrap();
+    closed
+}
+
+/// A client that sends no request but floods PING or SETTINGS frames, and reads the
+/// server's acknowledgements slowly enough that its writes block, then go through, then
+/// block again: the connection is cut `header_timeout` after it opened, as a silent one is,
+/// never held (with its descriptor and buffers) for as long as the client keeps it up.
+#[test]
+fn an_http2_client_flooding_pings_or_settings_without_a_request_is_cut_after_the_header_timeout() {
+    let (_dir, server) = serving(&["--header-timeout", "1s", "--send-timeout", "3s"], &[]);
+    for (what, frame) in [
+        ("PING", h2_frame(0x6, 0, 0, &[7; 8])),
+        ("SETTINGS", h2_frame(0x4, 0, 0, &[])),
+    ] {
+        let took = h2_flood_read_slowly(&server, &frame)
+            .unwrap_or_else(|| panic!("{what} flood: still open after 10 s"));
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2_900),
+            "{what} flood: cut after {took:?}, with a header timeout of 1 s (send timeout 3 s)"
+        );
+    }
+    server.wait_status("the slots back", |s| open_connections(s) == 0);
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &["--http2-prior-knowledge"]).status,
+        200
     );
 }

@@ -19,10 +19,18 @@
 //!   forgotten by its watch at the next tick (until then the watch holds a weak reference:
 //!   its small [`Activity`], not its buffers).
 //! - A connection with no request in flight and no blocked write is closed `header_timeout`
-//!   after it fell quiet (opened, answered its last request, or finished a blocked write):
-//!   a client that never sends a byte, sends only part of a request or of the HTTP/2
-//!   preface, or leaves a kept-alive connection unused. (hyper's own header timeout covers
-//!   HTTP/1.1 heads as well; the HTTP/2 preface sniffing has none.)
+//!   after it fell quiet (opened, answered its last request, or finished a blocked write of
+//!   the end of a response): a client that never sends a byte, sends only part of a request
+//!   or of the HTTP/2 preface, or leaves a kept-alive connection unused. (hyper's own header
+//!   timeout covers HTTP/1.1 heads as well; the HTTP/2 preface sniffing has none.)
+//! - Only a write that may carry bytes of a response restarts that quiet time: the
+//!   connection counts an upper bound of the response bytes handed to it and not yet
+//!   written ([`Activity::owed`]: heads, body frames, with what HTTP/2, chunked encoding and
+//!   TLS add). Once every one is written, what the connection still writes with no request
+//!   in flight is what the client provoked without asking for anything (HTTP/2 PING and
+//!   SETTINGS acknowledgements), and the connection is closed `header_timeout` after it fell
+//!   quiet whether those writes block or not: a client that floods PING or SETTINGS frames
+//!   and reads the answers now and then holds its connection no longer than a silent one.
 //! - A connection whose write has been blocked for `send_timeout` (the peer reads nothing),
 //!   or whose response has waited that long for the connection to take its next frame or
 //!   send its last (over HTTP/2, a peer that grants no flow-control window, whatever the
@@ -77,6 +85,10 @@ pub(crate) struct Activity {
     state: AtomicU64,
     /// When it last fell quiet, in ms since [`EPOCH`].
     quiet_since: AtomicU64,
+    /// At least as many bytes as the responses handed to the connection still have to be
+    /// written (their heads and frames, with what framing and TLS add, counted generously,
+    /// so it may stay above zero once they are out); 0 once they surely are.
+    owed: AtomicU64,
     /// When its current write started to block, in ms since [`EPOCH`] plus one; 0 if none is.
     blocked_since: AtomicU64,
     /// Response bodies that handed the connection a frame and wait for it to ask for the
@@ -109,6 +121,7 @@ impl Activity {
         Self {
             state: AtomicU64::new(0),
             quiet_since: AtomicU64::new(now_ms()),
+            owed: AtomicU64::new(0),
             blocked_since: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             moved_at: AtomicU64::new(0),
@@ -199,14 +212,35 @@ impl Activity {
         );
     }
 
-    /// A write went through.
-    fn wrote(&self) {
+    /// `n` bytes were written.
+    fn wrote(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let owed = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |owed| {
+                (owed != 0).then(|| owed.saturating_sub(n))
+            })
+            .unwrap_or(0);
         if self.blocked_since.load(Ordering::Acquire) != 0 {
-            // Quiet from now on, set before the block is lifted so that no one sees the
-            // connection unblocked with an older quiet time.
-            self.quiet_since.store(now_ms(), Ordering::Release);
+            if owed != 0 {
+                // The end of a response may have gone out: quiet from now on, set before
+                // the block is lifted so that no one sees the connection unblocked with an
+                // older quiet time.
+                self.quiet_since.store(now_ms(), Ordering::Release);
+            }
             self.blocked_since.store(0, Ordering::Release);
         }
+    }
+
+    /// A response was handed over with `bytes` of body to come (head and framing counted).
+    fn owe(&self, bytes: u64) {
+        self.owed.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// An upper bound of the response bytes not yet written ([`Activity::owed`]).
+    #[cfg(test)]
+    fn owed_now(&self) -> u64 {
+        self.owed.load(Ordering::Acquire)
     }
 
     /// A response body handed over a frame (`true`) or was asked for the next (`false`).
@@ -223,10 +257,24 @@ impl Activity {
     /// and nothing blocks. A request that is arriving (slowloris) counts as none.
     fn deadline(&self, timeouts: &Timeouts) -> Option<(u64, Ended)> {
         let blocked = self.blocked_since.load(Ordering::Acquire);
+        let waiting = self.waiting.load(Ordering::Acquire);
         if blocked != 0 {
-            return Some((blocked - 1 + timeouts.send_ms(), Ended::Stalled));
+            let stalled = blocked - 1 + timeouts.send_ms();
+            if waiting == 0
+                && self.state.load(Ordering::Acquire) & IN_FLIGHT == 0
+                && self.owed.load(Ordering::Acquire) == 0
+            {
+                // Every byte of its responses is out: what blocks is what the client
+                // provoked without a request (PING or SETTINGS acknowledgements), held to
+                // the quiet time as a silent connection is.
+                let quiet = self.quiet_since.load(Ordering::Acquire) + timeouts.header_ms();
+                if quiet < stalled {
+                    return Some((quiet, Ended::Quiet));
+                }
+            }
+            return Some((stalled, Ended::Stalled));
         }
-        if self.waiting.load(Ordering::Acquire) != 0 {
+        if waiting != 0 {
             let moved = self.moved_at.load(Ordering::Acquire);
             return Some((moved + timeouts.send_ms(), Ended::Stalled));
         }
@@ -376,7 +424,7 @@ impl<S> Tracked<S> {
     fn record(&self, written: &Poll<io::Result<usize>>) {
         match written {
             Poll::Pending => self.activity.write_blocked(),
-            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(*n),
             Poll::Ready(_) => {}
         }
     }
@@ -461,6 +509,11 @@ impl Body for InFlight {
             this.busy.activity.body_moved(false);
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame
+            && let Some(data) = f.data_ref()
+        {
+            this.busy.activity.owe(framed(data.len()));
+        }
         // The last frame too: over HTTP/2 the connection holds it (and this body) until the
         // client's window lets it out, and a client that never opens it would otherwise
         // keep the request in flight, and its connection, for ever.
@@ -486,6 +539,22 @@ impl Drop for InFlight {
             self.busy.activity.body_moved(false);
         }
     }
+}
+
+/// What framing may add to the bytes of a body on their way out, per frame handed over and
+/// per 16 KiB: an HTTP/2 frame head (9 bytes), a TLS record's head, type and tag (22), an
+/// HTTP/1.1 chunk's size line and end (at most 20). Counted generously: more only lets the
+/// end of a response keep its connection while it goes out.
+const FRAMING: u64 = 64;
+
+/// What a response's head may take on the wire beyond its header fields: the status line
+/// or `:status`, `Date`, `Content-Length` or `Transfer-Encoding`, `Connection`, and TLS.
+const HEAD_EXTRA: u64 = 256;
+
+/// The most `len` bytes of body may take on the wire ([`FRAMING`]).
+fn framed(len: usize) -> u64 {
+    let len = u64::try_from(len).unwrap_or(u64::MAX / 2);
+    len.saturating_add(FRAMING.saturating_mul(len / 16_384 + 1))
 }
 
 /// The response as it goes out: without a body for HEAD (with the `Content-Length` GET
@@ -514,6 +583,12 @@ pub(crate) fn finish(
         }
         body = full(Bytes::new());
     }
+    // The head: its fields as HTTP/1.1 writes them (HPACK only makes them smaller).
+    let head_bytes = parts.headers.iter().fold(HEAD_EXTRA, |sum, (name, value)| {
+        let field = name.as_str().len() + value.len() + 4;
+        sum.saturating_add(u64::try_from(field).unwrap_or(u64::MAX))
+    });
+    busy.activity.owe(head_bytes);
     Response::from_parts(
         parts,
         InFlight {
@@ -539,7 +614,7 @@ mod tests {
         assert!(a.idle_since().is_some());
         a.write_blocked();
         assert!(!a.evict(), "a write is blocked");
-        a.wrote();
+        a.wrote(1);
         a.received();
         assert!(!a.evict(), "a request is arriving");
         drop(a.begin());
@@ -561,7 +636,7 @@ mod tests {
         let (at, why) = a.deadline(&timeouts).unwrap();
         assert_eq!(why, Ended::Stalled);
         assert!(at >= now_ms() + 59_000);
-        a.wrote();
+        a.wrote(1);
         drop(busy);
         let (at, why) = a.deadline(&timeouts).unwrap();
         assert_eq!(why, Ended::Quiet);
@@ -603,6 +678,45 @@ mod tests {
         watch.sweep();
         assert_eq!(supervise(&stalled).await, Ended::Stalled);
         assert_eq!(busy.ended(), None);
+    }
+
+    #[test]
+    fn only_writes_that_may_end_a_response_restart_the_quiet_time() {
+        let timeouts = Timeouts {
+            header: Duration::from_secs(10),
+            send: Duration::from_secs(60),
+        };
+        // No response owed (PING acknowledgements): a write that blocks and goes through
+        // leaves the quiet time where it was, and a blocked one is held to it.
+        let a = Arc::new(Activity::new());
+        let (opened, _) = a.deadline(&timeouts).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        a.write_blocked();
+        assert_eq!(a.deadline(&timeouts), Some((opened, Ended::Quiet)));
+        a.wrote(17);
+        assert_eq!(a.deadline(&timeouts), Some((opened, Ended::Quiet)));
+
+        // The end of a response still going out: each write that goes through restarts it,
+        // and a blocked one is held to the send timeout, until every byte owed is written.
+        let busy = a.begin();
+        a.owe(framed(100_000));
+        assert!(a.owed_now() > 100_000);
+        drop(busy);
+        let (answered, _) = a.deadline(&timeouts).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        a.write_blocked();
+        assert_eq!(a.deadline(&timeouts).unwrap().1, Ended::Stalled);
+        a.wrote(60_000);
+        let (restarted, why) = a.deadline(&timeouts).unwrap();
+        assert_eq!(why, Ended::Quiet);
+        assert!(restarted > answered, "restarted by the end of the response");
+        a.write_blocked();
+        assert_eq!(a.deadline(&timeouts).unwrap().1, Ended::Stalled);
+        a.wrote(1_000_000);
+        assert_eq!(a.owed_now(), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        a.write_blocked();
+        assert_eq!(a.deadline(&timeouts), Some((restarted, Ended::Quiet)));
     }
 
     #[test]
