@@ -187,6 +187,14 @@ fn a_site_package_cannot_take_the_place_of_a_listed_download() {
         .into_iter()
         .find(|w| w["detail"]["check"] == "datos")
         .expect("the files left out are journaled");
+    let said = warning["detail"]["warning"].as_str().unwrap_or("");
+    assert!(
+        said.starts_with(
+            "files of this site package take the path of a download under /datos/ and are not \
+             served there (the download is): "
+        ),
+        "{said}"
+    );
     let named = warning["detail"]["files"].to_string();
     for path in [
         "/datos/20210601_1852_PREP_CAMP.zip",

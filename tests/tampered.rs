@@ -133,7 +133,10 @@ fn a_link_to_an_endless_file_in_the_archive_does_not_stop_the_start() {
     );
     let page = curl(&server.admin("/"), &[]).text();
     assert!(
-        page.contains("The live corte is not the last one published"),
+        page.contains(
+            "The live corte is not the last one published: at start 1 publication(s) could \
+             not be rebuilt from the archive, the last of them corte 20240602_2115"
+        ),
         "{page}"
     );
     let third = site_package("20240602_2130", &[]);

@@ -230,7 +230,9 @@ fn banners(state: &Status) -> Vec<(Banner, String)> {
         out.push((
             Banner::Alert,
             format!(
-                "The live corte is not the last one published: at start {} publication(s) could                  not be rebuilt from the archive, the last of them corte {} ({}). Served: {}.                  Repair the archive from a copy and restart, or publish a new corte.",
+                "The live corte is not the last one published: at start {} publication(s) could \
+                 not be rebuilt from the archive, the last of them corte {} ({}). Served: {}. \
+                 Repair the archive from a copy and restart, or publish a new corte.",
                 b.not_rebuilt, b.last_published, b.error, serving,
             ),
         ));

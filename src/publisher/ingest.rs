@@ -444,7 +444,8 @@ impl Publisher {
         let shadowed = live.shadowed_by_downloads(pkg, MAX_SHADOWED_NAMED);
         if !shadowed.is_empty() {
             let warning = format!(
-                "files of this site package take the path of a download under /datos/ and                  are not served there (the download is): {}",
+                "files of this site package take the path of a download under /datos/ and \
+                 are not served there (the download is): {}",
                 shadowed.join(", ")
             );
             tracing::warn!(name = %pkg.name(), %warning);
