@@ -1040,15 +1040,18 @@ impl FeedSettings {
         let token = token("feed_token_file", FEED_TOKEN_ENV, &s.feed_token_file)?;
         // The feed answers every guess at once, from every address that reaches it: a short
         // token is found by trying.
-        if let Some(short) = token.as_ref().filter(|t| t.len() < MIN_FEED_TOKEN_LEN) {
+        if let Some(short) = token
+            .as_ref()
+            .map(|t| t.chars().count())
+            .filter(|n| *n < MIN_FEED_TOKEN_LEN)
+        {
             return Err(Invalid::new(
                 "feed_token_file",
                 format!(
-                    "the token (from the file, or the variable {FEED_TOKEN_ENV}) is {} \
+                    "the token (from the file, or the variable {FEED_TOKEN_ENV}) is {short} \
                      characters long; anyone who reaches the feed can try tokens as fast as it \
                      answers, so use at least {MIN_FEED_TOKEN_LEN} random characters, e.g. \
                      `openssl rand -hex 32`",
-                    short.len()
                 ),
             ));
         }

@@ -363,6 +363,23 @@ fn jumps(server: &Server) -> Vec<f64> {
         .collect()
 }
 
+/// Waits (at most 30 s) until `n` clock jumps are journaled, the last being `what`.
+fn wait_jumps(server: &Server, n: usize, what: &str) -> Vec<f64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let jumps = jumps(server);
+        if jumps.len() >= n {
+            return jumps;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} is not journaled; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_clock_set_forward_or_back_while_serving_is_said_at_once() {
     let Some(lib) = libfaketime() else {
@@ -396,32 +413,14 @@ fn a_clock_set_forward_or_back_while_serving_is_said_at_once() {
 
     // Two hours forward: past publish_start, which is read from this clock.
     std::fs::write(&offset, "+2h").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while jumps(&server).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a jump of two hours is not journaled; log: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let forward = jumps(&server);
+    let forward = wait_jumps(&server, 1, "a jump of two hours");
     assert_eq!(forward.len(), 1, "{forward:?}");
     assert!((forward[0] - 7200.0).abs() < 60.0, "{forward:?}");
     assert!(server.log().contains("CLOCK JUMPED"), "{}", server.log());
 
     // And back.
     std::fs::write(&offset, "+0").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while jumps(&server).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a jump back is not journaled; log: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let both = jumps(&server);
+    let both = wait_jumps(&server, 2, "a jump back");
     assert!(both.iter().any(|j| (j + 7200.0).abs() < 60.0), "{both:?}");
     assert_eq!(
         curl(&server.url("/"), &[]).status,

@@ -1202,9 +1202,7 @@ fn a_replica_refuses_plain_http_to_a_primary_on_another_machine() {
 #[test]
 fn a_primarys_notice_longer_than_any_primary_puts_in_force_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
-    let replica = primary.replica(&dir.path().join("replica"), &[]);
-    wait_for_state_poll(&replica);
+    let (primary, replica) = idle_replica(dir.path());
     // A primary puts at most 16 KiB in force; one switching a longer one on and off ten
     // times a second would grow the replica's journal by megabytes a second.
     let long = "Aviso del Instituto. ".repeat(1000);
@@ -1222,6 +1220,14 @@ fn a_primarys_notice_longer_than_any_primary_puts_in_force_is_refused() {
     assert_eq!(errors[0]["detail"]["fault"], "sender", "{errors:?}");
     assert!(events(&replica, "notice-on").is_empty(), "taken");
     assert_eq!(replica.status()["gate"]["notice"], serde_json::Value::Null);
+}
+
+/// A primary with nothing live and no notice, and its replica once it has read that state.
+fn idle_replica(dir: &std::path::Path) -> (FakePrimary, Server) {
+    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
+    let replica = primary.replica(&dir.join("replica"), &[]);
+    wait_for_state_poll(&replica);
+    (primary, replica)
 }
 
 /// Waits until `node` has read its primary's state once.
@@ -1256,9 +1262,7 @@ fn history_shows_a_primarys_notice_with_its_control_and_bidi_characters_made_vis
 #[test]
 fn a_listing_of_a_million_tiny_entries_is_refused_without_holding_them() {
     let dir = tempfile::tempdir().unwrap();
-    let primary = FakePrimary::start(br#"{"live": null, "notice": null, "rollback": null}"#);
-    let replica = primary.replica(&dir.path().join("replica"), &[]);
-    wait_for_state_poll(&replica);
+    let (primary, replica) = idle_replica(dir.path());
     let before = replica.peak_rss_kib();
     // Within the 4 MiB an index may take, but a million entries: far past the 20 000 read.
     let entries = vec!["\"a\""; 1_000_000].join(",");

@@ -903,9 +903,10 @@ async fn take(
 }
 
 /// A complete file this server cannot open (its permissions keep this server's user out, or
-/// the server is out of open files): it stays as it is and is tried again after a wait that doubles up to a minute, or when it
-/// changes. Said on `/status` (`intake_failing`) at every try, journaled (`intake-error`) once
-/// for each change of the file: the same failure a minute later says nothing new.
+/// the server is out of open files): it stays as it is and is tried again after a wait that
+/// doubles up to a minute, or when it changes. Said on `/status` (`intake_failing`) at every
+/// try, journaled (`intake-error`) once for each change of the file, with what to do about
+/// its cause ([`open_hint`]): the same failure a minute later says nothing new.
 fn cannot_open(
     path: &Path,
     name: &PackageName,
