@@ -580,6 +580,11 @@ fn the_feed_admits_only_its_token_or_certificate_and_serves_only_what_it_lists()
         .filter(|w| w["detail"]["check"] == "feed-request")
         .count();
     assert_eq!(refusals, 1, "one address, journaled once a minute");
+    let logged = primary
+        .log()
+        .matches("replication feed request refused")
+        .count();
+    assert_eq!(logged, 1, "and logged once a minute: {}", primary.log());
 }
 
 /// The test files in `dir`, and a primary there serving corte 20240602_2015 after

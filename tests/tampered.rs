@@ -32,21 +32,36 @@ fn a_download_changed_in_the_archive_while_serving_is_refused_never_sent_as_the_
     let aside = dir.path().join("apartado.zip");
     std::fs::rename(&kept, &aside).unwrap();
     std::os::unix::fs::symlink(&secret, &kept).unwrap();
-    let r = curl(&url, &[]);
-    assert_eq!(r.status, 500, "a link is not followed: {}", r.text());
-    assert!(
-        !r.text().contains("PRIVATE KEY"),
-        "the link's target was served: {}",
-        r.text()
+    // A visitor repeating the request gets 500 each time, and the log says it once.
+    for _ in 0..5 {
+        let r = curl(&url, &[]);
+        assert_eq!(r.status, 500, "a link is not followed: {}", r.text());
+        assert!(
+            !r.text().contains("PRIVATE KEY"),
+            "the link's target was served: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        server.log().matches("symbolic link").count(),
+        1,
+        "{}",
+        server.log()
     );
-    assert!(server.log().contains("symbolic link"), "{}", server.log());
 
-    // The file put back as it was: served again.
+    // The file put back as it was: served again, and said.
     std::fs::remove_file(&kept).unwrap();
     std::fs::rename(&aside, &kept).unwrap();
     let r = curl(&url, &[]);
     assert_eq!(r.status, 200);
     assert!(r.body == real);
+    assert!(
+        server
+            .log()
+            .contains("is the verified file again, and sent"),
+        "{}",
+        server.log()
+    );
 
     // One byte written into it, in place: the same size, other bytes.
     let mut damaged = real.clone();
@@ -54,16 +69,21 @@ fn a_download_changed_in_the_archive_while_serving_is_refused_never_sent_as_the_
     damaged[at] ^= 0xff;
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&kept, &damaged).unwrap();
-    let r = curl(&url, &[]);
+    for _ in 0..5 {
+        let r = curl(&url, &[]);
+        assert_eq!(
+            r.status, 500,
+            "bytes the package did not have are not served under its ETag"
+        );
+        assert!(r.body != damaged);
+    }
+    // A new run of failures: said again, once.
     assert_eq!(
-        r.status, 500,
-        "bytes the package did not have are not served under its ETag"
-    );
-    assert!(r.body != damaged);
-    assert!(
         server
             .log()
-            .contains("changed on disk since its hash was checked"),
+            .matches("changed on disk since its hash was checked")
+            .count(),
+        1,
         "{}",
         server.log()
     );

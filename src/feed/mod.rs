@@ -16,8 +16,8 @@
 //! # Guarantees
 //! - Every request needs `Authorization: Bearer <feed token>` (compared in constant time)
 //!   or, over HTTPS with `feed_client_ca`, a client certificate from that authority. Others
-//!   get 401, and a `warning` in the journal (`"check": "feed-request"`) at most once a
-//!   minute per address. Served over HTTPS with the node's certificate, or plain HTTP on
+//!   get 401, and a `warning` in the journal (`"check": "feed-request"`) and the log at
+//!   most once a minute per address. Served over HTTPS with the node's certificate, or plain HTTP on
 //!   loopback only ([`crate::config`] refuses anything else).
 //! - `/packages/` and `/state` carry a strong ETag. A request whose `If-None-Match` names
 //!   the current one is held until what it names changes (the publisher tells of every
@@ -158,7 +158,9 @@ impl Feed {
         token || (self.client_certificates && req.extensions().get::<CertifiedClient>().is_some())
     }
 
-    /// Logs a refused request, and journals it unless `peer` was journaled in the last minute.
+    /// Journals a refused request unless `peer` was journaled in the last minute, and logs
+    /// it: as a warning when journaled, at `debug` otherwise, so that an address repeating
+    /// wrong tokens cannot flood the log.
     fn refused(&self, peer: IpAddr, req: &Request<Incoming>) {
         let path: String = req.uri().path().chars().take(200).collect();
         let credentials = if req.headers().contains_key(header::AUTHORIZATION) {
@@ -166,12 +168,16 @@ impl Feed {
         } else {
             "no token and no client certificate"
         };
-        tracing::warn!(%peer, path, credentials, "replication feed request refused");
-        self.refusals.refused(
+        let journaled = self.refusals.refused(
             peer,
             format!("the replication feed refused a request from {peer} with {credentials}"),
             json!({"method": req.method().as_str(), "path": path}),
         );
+        if journaled {
+            tracing::warn!(%peer, path, credentials, "replication feed request refused; more from this address within a minute are logged at debug only");
+        } else {
+            tracing::debug!(%peer, path, credentials, "replication feed request refused");
+        }
     }
 
     /// The listing after the publisher's latest decision.

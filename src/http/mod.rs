@@ -64,6 +64,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -797,7 +798,7 @@ async fn respond(
                 return res;
             }
             Err(Unreadable::Io(e)) => {
-                tracing::error!(error = %e, "a file of the live site could not be read");
+                unreadable(entry, &e);
                 return page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Error interno",
@@ -900,17 +901,20 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
             (Ok(a), Ok(b)) if b <= bytes.len() => Ok(memory_body(bytes.slice(a..b))),
             _ => Err(std::io::Error::other("range outside the file").into()),
         },
-        Body::Archived(archived) => {
+        Body::Archived { file, failing } => {
             use futures_util::StreamExt as _;
             use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
             let permit = limits::archive_files()
                 .try_acquire()
                 .map_err(|_| Unreadable::Busy)?;
-            let (archived, len) = (archived.clone(), entry.len);
-            let file = tokio::task::spawn_blocking(move || unchanged(&archived, len))
+            let (archived, len) = (file.clone(), entry.len);
+            let opened = tokio::task::spawn_blocking(move || unchanged(&archived, len))
                 .await
                 .map_err(std::io::Error::other)??;
-            let mut file = tokio::fs::File::from_std(file);
+            if failing.load(Ordering::Relaxed) && failing.swap(false, Ordering::Relaxed) {
+                tracing::warn!(path = %file.path.display(), "the archived package that could not be sent is the verified file again, and sent");
+            }
+            let mut file = tokio::fs::File::from_std(opened);
             file.seek(std::io::SeekFrom::Start(start)).await?;
             let frames =
                 ReaderStream::with_capacity(file.take(len), ARCHIVE_CHUNK).map(move |chunk| {
@@ -919,6 +923,21 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
                 });
             Ok(BodyExt::boxed(StreamBody::new(frames)))
         }
+    }
+}
+
+/// Logs why `entry`'s body could not be sent: an archived file changed or gone is said at
+/// `error` once per run of failures (until it is sent again), then at `debug`, so that a
+/// visitor repeating the request cannot flood the log with it.
+fn unreadable(entry: &Entry, e: &std::io::Error) {
+    let first = match &entry.body {
+        Body::Archived { failing, .. } => !failing.swap(true, Ordering::Relaxed),
+        Body::Memory(_) => true,
+    };
+    if first {
+        tracing::error!(error = %e, "a file of the live site could not be read; said again only once it has been sent");
+    } else {
+        tracing::debug!(error = %e, "a file of the live site could not be read");
     }
 }
 

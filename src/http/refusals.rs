@@ -4,7 +4,8 @@
 //!
 //! # Guarantees
 //! - One address (an IPv4 address or an IPv6 /64, as [`super::limits`] counts them) is
-//!   journaled at most once every [`EVERY`]; every refusal is still logged by the caller.
+//!   journaled at most once every [`EVERY`]; every refusal is still logged by the caller
+//!   (at `debug`, or louder only when it was journaled, so the log is bounded too).
 //! - At most [`MAX_PER_WINDOW`] refusals are journaled in any [`EVERY`], whatever addresses an
 //!   attacker uses; the next one journaled after such a window says how many were not
 //!   (`not_journaled`). So the journal grows by a bounded amount per minute.
@@ -64,10 +65,10 @@ impl Refusals {
 
     /// Journals the refusal of `peer` (a `warning` saying `warning`, with `detail`'s fields,
     /// the check and the address), unless `peer` was journaled in the last [`EVERY`] or the
-    /// table is full.
-    pub(crate) fn refused(&self, peer: IpAddr, warning: String, detail: Value) {
+    /// table is full. Whether it was journaled.
+    pub(crate) fn refused(&self, peer: IpAddr, warning: String, detail: Value) -> bool {
         let Some(skipped) = self.journal_now(peer) else {
-            return;
+            return false;
         };
         let mut event = json!({
             "check": self.check,
@@ -81,6 +82,7 @@ impl Refusals {
             event.extend(extra);
         }
         self.journal.post(EventKind::Warning, None, event);
+        true
     }
 
     /// Whether a refusal from `peer` is journaled now: `Some` with how many were skipped

@@ -29,6 +29,7 @@ pub(crate) use live::{Live, Swap, live};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -74,7 +75,13 @@ pub(crate) enum Body {
     /// In memory.
     Memory(Bytes),
     /// An archived package file on disk (immutable, content-addressed).
-    Archived(ArchivedFile),
+    Archived {
+        /// The file as it was verified.
+        file: ArchivedFile,
+        /// Whether the last attempt to send it found it changed or gone: its error is
+        /// logged once per run of failures, not at every request a visitor repeats.
+        failing: AtomicBool,
+    },
 }
 
 /// An archived package file as it was when its hash was checked: served only while it is
@@ -244,7 +251,7 @@ impl Site {
             .map(|entry| {
                 let body = match &entry.body {
                     Body::Memory(bytes) => bytes.len() as u64,
-                    Body::Archived(_) => 0,
+                    Body::Archived { .. } => 0,
                 };
                 body + entry.variants.as_ref().map_or(0, |v| v.memory_bytes())
             })
@@ -407,7 +414,10 @@ impl Site {
         let path = format!("/datos/{}", listed.name);
         let modified = whole_seconds(listed.received_at);
         let entry = Entry {
-            body: Body::Archived(listed.archived.clone()),
+            body: Body::Archived {
+                file: listed.archived.clone(),
+                failing: AtomicBool::new(false),
+            },
             len: listed.size,
             etag: etag_of(listed.sha256),
             content_type: content_type(listed.name, &[]),
