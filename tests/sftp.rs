@@ -1415,3 +1415,144 @@ fn a_channel_sent_to_before_its_subsystem_cannot_hold_a_place() {
     );
     s.put_until_live(&pkg, "20240602_2000");
 }
+
+/// Anyone can open connections to the SFTP port. A flood of them from an address not in
+/// `sftp_allow` costs the journal and the log one entry a minute for that address, and the
+/// next entry journaled counts those left out.
+#[test]
+fn a_flood_of_connections_not_allowed_costs_the_journal_one_entry_a_minute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let began = jiff::Timestamp::now();
+    let flood = 300;
+    for _ in 0..flood {
+        drop(connect_from("127.0.0.2", s.port));
+    }
+    // One from another address, accepted after the whole flood: journaled.
+    drop(connect_from("127.0.0.3", s.port));
+    let from = |refused: &[serde_json::Value], address: &str| -> Vec<serde_json::Value> {
+        refused
+            .iter()
+            .filter(|e| {
+                e["detail"]["address"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("{address}:"))
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let refused = events(&s.server, "sftp-refused");
+        if !from(&refused, "127.0.0.3").is_empty() {
+            break refused;
+        }
+        assert!(std::time::Instant::now() < deadline, "{refused:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(from(&refused, "127.0.0.2").len(), 1, "{refused:#?}");
+    let last = &from(&refused, "127.0.0.3")[0];
+    assert_eq!(
+        last["detail"]["reason"], "address not in sftp_allow",
+        "{last}"
+    );
+    assert_eq!(last["detail"]["not_journaled"], flood - 1, "{last}");
+    let log = s.server.log();
+    assert_eq!(
+        log.matches("SFTP connection refused").count(),
+        2,
+        "one line per address journaled: {log}"
+    );
+
+    // The report counts every connection refused, those left out of the journal too.
+    let out = tmp.path().join("memoria");
+    let to = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    assert_success(
+        &difusor()
+            .arg("memoria")
+            .arg("--data-dir")
+            .arg(&s.server.data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--from", &began.to_string(), "--to", &to.to_string()])
+            .output()
+            .unwrap(),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("memoria.json")).unwrap()).unwrap();
+    let refusals: Vec<&str> = report["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "canal")
+        .filter_map(|i| i["text"].as_str())
+        .collect();
+    assert_eq!(
+        refusals,
+        [format!(
+            "{} conexiones SFTP rechazadas antes de autenticarse",
+            flood + 1
+        )],
+        "{:#}",
+        report["incidents"]
+    );
+}
+
+/// Out of file descriptors, the SFTP listener says so once, not at every accept, and says
+/// when it accepts again.
+#[test]
+fn sftp_out_of_descriptors_is_said_once_and_its_end_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pid = s.server.pid().unwrap().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = |n: &str| {
+        run_ok(Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={n}:")]));
+    };
+    let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    limit(&(open + 2).to_string());
+    let held: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let log = s.server.log();
+    let failures = log
+        .lines()
+        .filter(|l| l.contains("SFTP accept failed") || l.contains("cannot accept"))
+        .count();
+    assert_eq!(failures, 1, "{log}");
+    assert!(
+        log.contains("cannot accept the institute's SFTP connections"),
+        "{log}"
+    );
+
+    // The connections left in the queue are accepted first, and take the places of
+    // connections logging in from this address until the server sees them closed.
+    drop(held);
+    limit(&soft);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = s.batch("ls\n");
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        s.server
+            .log()
+            .contains("accepting the institute's SFTP connections again"),
+        "{}",
+        s.server.log()
+    );
+}

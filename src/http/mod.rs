@@ -45,6 +45,7 @@
 //!   no-store`: a cache never keeps it past the change that ends it.
 //! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
+pub(crate) mod accept;
 pub(crate) mod access_log;
 mod broken;
 pub(crate) mod challenge;
@@ -83,6 +84,7 @@ use tokio_util::io::ReaderStream;
 use conditional::{Plan, Validators};
 
 use crate::config::{Config, Invalid, duration_at_least, positive_count};
+use crate::http::accept::AcceptFailures;
 use crate::http::access_log::{AccessLog, Record};
 use crate::http::conn::{Activity, Timeouts, Tracked};
 use crate::http::gate::Gate;
@@ -233,7 +235,7 @@ pub(crate) async fn serve<H, F>(
         let watch = watch.clone();
         async move { watch.run().await }
     }));
-    let mut refusing = AcceptFailures::default();
+    let mut refusing = AcceptFailures::new("visitors' connections");
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -243,9 +245,7 @@ pub(crate) async fn serve<H, F>(
                         a
                     }
                     Err(e) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        refusing.failed(&e);
-                        tokio::time::sleep(ACCEPT_RETRY).await;
+                        refusing.failed(&e).await;
                         continue;
                     }
                 };
@@ -837,44 +837,6 @@ async fn respond(
         }
     }
     res
-}
-
-/// The wait before accepting again after an accept failed.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-/// How often a run of failed accepts is said again while it lasts.
-const ACCEPT_FAILURES_SAID_EVERY: Duration = Duration::from_secs(60);
-
-/// A run of failed accepts (out of file descriptors, mostly): said when it begins, once a
-/// minute while it lasts, and when it ends, not at every try (twenty a second).
-#[derive(Default)]
-struct AcceptFailures {
-    /// Failures since the run began, and when it was last said.
-    run: Option<(u64, std::time::Instant)>,
-}
-
-impl AcceptFailures {
-    fn failed(&mut self, e: &std::io::Error) {
-        let now = std::time::Instant::now();
-        match &mut self.run {
-            None => {
-                tracing::error!(error = %e, "cannot accept visitors' connections (out of open files?); they wait in the kernel's queue, tried again every 50 ms");
-                self.run = Some((1, now));
-            }
-            Some((failures, said)) => {
-                *failures += 1;
-                if now.duration_since(*said) >= ACCEPT_FAILURES_SAID_EVERY {
-                    tracing::error!(error = %e, failures = *failures, "still cannot accept visitors' connections");
-                    *said = now;
-                }
-            }
-        }
-    }
-
-    fn recovered(&mut self) {
-        if let Some((failures, _)) = self.run.take() {
-            tracing::warn!(failures, "accepting visitors' connections again");
-        }
-    }
 }
 
 /// `Retry-After` (seconds) of the 503 for an archived file asked for while every

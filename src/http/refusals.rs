@@ -1,14 +1,15 @@
 //! Refusals of one kind (a TLS handshake, a connection that broke HTTP, a replication feed
-//! request) journaled as `warning`s with their `check`, without letting a flood of them flood
-//! the journal.
+//! request, an SFTP connection dropped before its handshake) journaled without letting a
+//! flood of them flood the journal or the log.
 //!
 //! # Guarantees
 //! - One address (an IPv4 address or an IPv6 /64, as [`super::limits`] counts them) is
 //!   journaled at most once every [`EVERY`]; every refusal is still logged by the caller
 //!   (at `debug`, or louder only when it was journaled, so the log is bounded too).
 //! - At most [`MAX_PER_WINDOW`] refusals are journaled in any [`EVERY`], whatever addresses an
-//!   attacker uses; the next one journaled after such a window says how many were not
-//!   (`not_journaled`). So the journal grows by a bounded amount per minute.
+//!   attacker uses. The next one journaled says how many were not since the one before it
+//!   (`not_journaled`), so the journal grows by a bounded amount per minute and still counts
+//!   every refusal but those of the last minute of a flood.
 //! - At most [`MAX_ADDRESSES`] addresses are remembered: past that, refusals of addresses not
 //!   journaled in the last [`EVERY`] are not journaled until older ones are forgotten, so
 //!   the table cannot grow without bound.
@@ -33,12 +34,18 @@ pub(crate) const MAX_ADDRESSES: usize = 4096;
 /// Most refusals journaled in one [`EVERY`], all addresses together.
 pub(crate) const MAX_PER_WINDOW: usize = 60;
 
-/// The journal of one kind of refusal.
+/// The journal of one kind of refusal: `warning`s with their `check`.
 pub(crate) struct Refusals {
     journal: Arc<Journal>,
     /// The `check` of the warnings journaled (`tls-handshake`, `http-protocol`, `feed-request`).
     check: &'static str,
-    /// What was journaled lately.
+    /// Which refusals are journaled.
+    throttle: Throttle,
+}
+
+/// Which refusals of one kind are journaled, under the bounds of this module.
+#[derive(Default)]
+pub(crate) struct Throttle {
     recent: Mutex<Recent>,
 }
 
@@ -49,7 +56,7 @@ struct Recent {
     last: HashMap<IpAddr, Instant>,
     /// When the current window of [`EVERY`] began, and how many were journaled in it.
     window: Option<(Instant, usize)>,
-    /// Refusals not journaled because a window was full, since the last one journaled.
+    /// Refusals not journaled since the last one journaled.
     skipped: u64,
 }
 
@@ -59,7 +66,7 @@ impl Refusals {
         Self {
             journal,
             check,
-            recent: Mutex::new(Recent::default()),
+            throttle: Throttle::default(),
         }
     }
 
@@ -67,7 +74,7 @@ impl Refusals {
     /// the check and the address), unless `peer` was journaled in the last [`EVERY`] or the
     /// table is full. Whether it was journaled.
     pub(crate) fn refused(&self, peer: IpAddr, warning: String, detail: Value) -> bool {
-        let Some(skipped) = self.journal_now(peer) else {
+        let Some(skipped) = self.throttle.admit(peer) else {
             return false;
         };
         let mut event = json!({
@@ -84,15 +91,18 @@ impl Refusals {
         self.journal.post(EventKind::Warning, None, event);
         true
     }
+}
 
-    /// Whether a refusal from `peer` is journaled now: `Some` with how many were skipped
-    /// for full windows since the last one journaled.
-    fn journal_now(&self, peer: IpAddr) -> Option<u64> {
+impl Throttle {
+    /// Whether a refusal from `peer` is journaled now: `Some` with how many were not since
+    /// the last one journaled.
+    pub(crate) fn admit(&self, peer: IpAddr) -> Option<u64> {
         let now = Instant::now();
         let address = address_of(peer);
         let fresh = |at: &Instant| now.duration_since(*at) < EVERY;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.last.get(&address).is_some_and(fresh) {
+            recent.skipped += 1;
             return None;
         }
         let journaled = match recent.window {
@@ -109,6 +119,7 @@ impl Refusals {
         if recent.last.len() >= MAX_ADDRESSES {
             recent.last.retain(|_, at| fresh(at));
             if recent.last.len() >= MAX_ADDRESSES {
+                recent.skipped += 1;
                 return None;
             }
         }

@@ -175,17 +175,26 @@ pub(crate) fn from_journal(
                     evidence: diario_range(id, e.id),
                 });
             }
-            "sftp-refused" => match &mut refusals {
-                Some((_, until, n, _, last)) if e.at.duration_since(*until) < REFUSALS_APART => {
-                    *until = e.at;
-                    *n += 1;
-                    *last = e.id;
+            "sftp-refused" => {
+                // An entry stands for itself and those left out of the journal before it.
+                let count = e.detail["not_journaled"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                match &mut refusals {
+                    Some((_, until, n, _, last))
+                        if e.at.duration_since(*until) < REFUSALS_APART =>
+                    {
+                        *until = e.at;
+                        *n = n.saturating_add(count);
+                        *last = e.id;
+                    }
+                    _ => {
+                        flush_refusals(&mut refusals, &mut out);
+                        refusals = Some((e.at, e.at, count, e.id, e.id));
+                    }
                 }
-                _ => {
-                    flush_refusals(&mut refusals, &mut out);
-                    refusals = Some((e.at, e.at, 1, e.id, e.id));
-                }
-            },
+            }
             _ => {}
         }
     }

@@ -15,7 +15,8 @@
 //! - Addresses outside `sftp_allow` are dropped before the SSH handshake, and so are
 //!   connections past the places for connections still logging in (`sftp_max_startups`,
 //!   `sftp_max_startups_per_address`, [`super::startups`]); both are journaled
-//!   (`sftp-refused`). Those places are apart from the logged-in sessions'
+//!   (`sftp-refused`) within the bounds of [`Throttle`], so that no flood of connections
+//!   can flood the journal or the log. Those places are apart from the logged-in sessions'
 //!   (`sftp_max_sessions`), so connections that never log in cannot keep an upload out.
 //! - A connection is cut when it has not finished the SSH handshake within
 //!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting,
@@ -23,12 +24,14 @@
 //!   ([`stall`]), or when a file has stayed open for writing for `sftp_upload_timeout`
 //!   (however slowly its client keeps writing); whatever the session is doing, its socket is
 //!   shut down. The session entry says why, and names the upload discarded.
+//! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
+//!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
 //!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished.
 //! - An address whose connections end without logging in, after failed attempts,
 //!   `sftp_ban_after` times within `sftp_ban_time` is dropped before the handshake for
 //!   `sftp_ban_time` ([`super::ban`]); a connection that logs in in the end is no strike. The
-//!   ban is journaled once when it begins.
+//!   ban is journaled and logged once when it begins.
 
 mod folder;
 mod policy;
@@ -53,10 +56,12 @@ use tokio::sync::{Semaphore, watch};
 
 use super::ban::Bans;
 use super::startups::{Startup, Startups, YIELD_AFTER};
+use crate::http::accept::AcceptFailures;
+use crate::http::refusals::Throttle;
 use crate::journal::Journal;
 use crate::publisher::{Fault, PublisherHandle};
 use policy::{SshHandler, authorized_keys, ssh_config};
-use session::{SessionStats, journal_session, refused, with_stats};
+use session::{SessionStats, journal_session, refused, refused_before_handshake, with_stats};
 
 /// Everything a running SFTP server needs.
 pub(crate) struct SftpServer {
@@ -128,6 +133,8 @@ pub(crate) async fn serve(
         settings.max_startups,
         settings.max_startups_per_address,
     ));
+    let refusals = Throttle::default();
+    let mut failing = AcceptFailures::new("the institute's SFTP connections");
     let shared = Arc::new(Shared {
         sessions: Arc::new(Semaphore::new(settings.max_sessions)),
         bans: Bans::new(settings.ban_after, settings.ban_time),
@@ -137,11 +144,15 @@ pub(crate) async fn serve(
     });
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+            accepted = listener.accept() => match accepted.and_then(|(s, peer)| Ok((with_cutter(s)?, peer))) {
+                Ok(a) => {
+                    failing.recovered();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "SFTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Out of descriptors (for the socket, or its second handle): one run of
+                    // failures, however often an accept succeeds in between.
+                    failing.failed(&e).await;
                     continue;
                 }
             },
@@ -156,25 +167,36 @@ pub(crate) async fn serve(
             .iter()
             .any(|net| net.contains(&ip))
         {
-            refused(journal, peer, "address not in sftp_allow");
+            refused_before_handshake(journal, &refusals, peer, "address not in sftp_allow");
             drop(stream);
             continue;
         }
         if shared.bans.banned_until(ip, Instant::now()).is_some() {
-            // Journaled once, when the ban began; a reconnecting client must not flood it.
-            tracing::warn!(%peer, "SFTP connection dropped: the address is banned");
+            // Journaled and logged once, when the ban began; a reconnecting client must not
+            // flood either.
+            tracing::debug!(%peer, "SFTP connection dropped: the address is banned");
             drop(stream);
             continue;
         }
         let startup = match startups.admit(ip, Instant::now()) {
             Ok(startup) => startup,
             Err(reason) => {
-                refused(journal, peer, &reason);
+                refused_before_handshake(journal, &refusals, peer, &reason);
                 continue;
             }
         };
         tokio::spawn(connection(shared.clone(), stream, peer, startup));
     }
+}
+
+/// An accepted connection and a second handle on its socket, to cut it in whatever state
+/// the SSH session is.
+fn with_cutter(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let stream = stream.into_std()?;
+    let cutter = stream.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(stream)?, cutter))
 }
 
 /// Longest wait, once a connection has ended, for its `sftp` subsystem to end (it may be
@@ -193,19 +215,11 @@ enum Phase {
 /// it and counts a failed login against its address.
 async fn connection(
     shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
+    (stream, cutter): (tokio::net::TcpStream, std::net::TcpStream),
     peer: SocketAddr,
     startup: Startup,
 ) {
     let _ = stream.set_nodelay(true);
-    // A second handle on the socket, to cut it in whatever state the SSH session is.
-    let Ok((stream, cutter)) = stream.into_std().and_then(|s| {
-        let cutter = s.try_clone()?;
-        Ok((tokio::net::TcpStream::from_std(s)?, cutter))
-    }) else {
-        tracing::warn!(%peer, "SFTP connection dropped: its socket could not be set up");
-        return;
-    };
     let stats = Arc::new(Mutex::new(SessionStats::default()));
     let (phase_tx, mut phase) = watch::channel(Phase::Handshake);
     let replies = Arc::new(stall::Replies::default());

@@ -4,7 +4,9 @@
 //! - Each session is journaled once it ends (`sftp-session`: address, key fingerprint, user,
 //!   files with their outcome, uploads left unfinished, bytes, refusals, and why it ended
 //!   early, if it did).
-//! - A connection dropped before authentication is journaled as `sftp-refused`, with why.
+//! - A connection dropped before authentication is journaled as `sftp-refused`, with why;
+//!   one dropped before its handshake only within the bounds of [`Throttle`], the next entry
+//!   saying how many were left out (`not_journaled`).
 //! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
 //!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
 //!   counts are always exact.
@@ -18,6 +20,7 @@ use tokio::time::Instant;
 
 use serde_json::json;
 
+use crate::http::refusals::Throttle;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::Fault;
 
@@ -29,11 +32,34 @@ const MAX_LISTED_FILES: usize = 256;
 /// Journals a connection dropped before authentication.
 pub(super) fn refused(journal: &Journal, peer: SocketAddr, reason: &str) {
     tracing::warn!(%peer, reason, "SFTP connection refused");
-    journal.post(
-        EventKind::SftpRefused,
-        None,
-        json!({"address": peer.to_string(), "reason": reason}),
-    );
+    post_refused(journal, peer, reason, 0);
+}
+
+/// Journals a connection dropped before its SSH handshake under `throttle`'s bounds (any
+/// address may open such connections as fast as it likes): logged as a warning when
+/// journaled, at `debug` otherwise.
+pub(super) fn refused_before_handshake(
+    journal: &Journal,
+    throttle: &Throttle,
+    peer: SocketAddr,
+    reason: &str,
+) {
+    match throttle.admit(peer.ip()) {
+        Some(skipped) => {
+            tracing::warn!(%peer, reason, "SFTP connection refused; more from this address within a minute are logged at debug only");
+            post_refused(journal, peer, reason, skipped);
+        }
+        None => tracing::debug!(%peer, reason, "SFTP connection refused"),
+    }
+}
+
+/// Posts an `sftp-refused` entry; `not_journaled` refusals were left out since the last one.
+fn post_refused(journal: &Journal, peer: SocketAddr, reason: &str, not_journaled: u64) {
+    let mut detail = json!({"address": peer.to_string(), "reason": reason});
+    if not_journaled > 0 {
+        detail["not_journaled"] = not_journaled.into();
+    }
+    journal.post(EventKind::SftpRefused, None, detail);
 }
 
 /// Journals a session's end; `ended` is why it ended early, and whose fault that was.
