@@ -419,3 +419,77 @@ fn a_command_given_a_read_only_view_of_the_folder_reaches_the_server_that_holds_
         "{stderr}"
     );
 }
+
+/// The access log on a disk that fills up: the lines of the requests served meanwhile are
+/// held, then written whole, once each and in order, when space is freed. The log says so
+/// when it begins and when it ends, not at every try.
+#[test]
+fn access_log_lines_a_full_disk_refuses_are_held_and_written_once_it_is_freed() {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = fs.path();
+    let server = serving_a_first_corte(
+        &dir.path().join("d"),
+        &["--log-dir", logs.to_str().unwrap()],
+    );
+    let filler = logs.join("relleno");
+    fill(&filler);
+    let n = 50;
+    for i in 0..n {
+        let r = curl(&server.url(&format!("/?lleno={i}")), &[]);
+        assert_eq!(r.status, 200, "visitors are served while the log waits");
+    }
+    // A second of tries, twenty a second: said once.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = server.log();
+    assert_eq!(
+        log.matches("cannot write the access log").count(),
+        1,
+        "{log}"
+    );
+    let access = logs.join("access.log");
+    assert!(
+        !std::fs::read_to_string(&access).unwrap().contains("lleno="),
+        "nothing fits"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let written = loop {
+        let written = std::fs::read_to_string(&access).unwrap();
+        if written.contains(&format!("lleno={} ", n - 1)) {
+            break written;
+        }
+        assert!(Instant::now() < deadline, "{written}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<&str> = written.lines().filter(|l| l.contains("lleno=")).collect();
+    let expected: Vec<String> = (0..n)
+        .map(|i| format!("GET /?lleno={i} HTTP/1.1"))
+        .collect();
+    assert_eq!(lines.len(), n, "{written}");
+    for (line, request) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with("127.0.0.1 - - [") && line.contains(request.as_str()),
+            "{line}"
+        );
+    }
+    assert!(
+        server
+            .log()
+            .contains("the access log is written again, with the lines held meanwhile"),
+        "{}",
+        server.log()
+    );
+    assert!(
+        events(&server, "warning")
+            .iter()
+            .any(|w| w["detail"]["warning"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot write the access log")),
+        "journaled"
+    );
+}

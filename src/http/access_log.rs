@@ -19,6 +19,10 @@
 //! - No line is lost silently: when the queue is full the line is counted, and the writer
 //!   journals how many were lost, once per second at most, as a `warning` event; the count
 //!   is also in `/status`.
+//! - Lines the file refuses (a full disk) are held, up to [`MAX_HELD`] bytes, and written
+//!   from the byte where the write stopped once it takes them again: no line is cut, merged
+//!   or written twice. Past that, lines are counted lost as above. The run of refusals is
+//!   journaled when it begins and logged when it begins, once a minute and when it ends.
 //! - Text from the client (request line, Referer, User-Agent) is escaped: `"`, `\` and
 //!   bytes outside printable ASCII are written as `\xHH`, so a line cannot be forged.
 
@@ -27,7 +31,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use jiff::Timestamp;
@@ -140,17 +144,21 @@ fn run(
     let mut reported_lost = 0;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut stamp = Stamp::default();
+    let mut refused = Refused::default();
+    // A line is formatted while fewer than `MAX_HELD` bytes wait to be written; past that,
+    // it is counted lost.
+    let mut take = |record: &Record, buf: &mut Vec<u8>| {
+        if buf.len() < MAX_HELD {
+            format_line(record, writer.format, &writer.timezone, &mut stamp, buf);
+        } else {
+            lost.fetch_add(1, Ordering::Relaxed);
+        }
+    };
     loop {
         let mut gone = false;
         loop {
             match rx.try_recv() {
-                Ok(record) => format_line(
-                    &record,
-                    writer.format,
-                    &writer.timezone,
-                    &mut stamp,
-                    &mut buf,
-                ),
+                Ok(record) => take(&record, &mut buf),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     gone = true;
@@ -162,22 +170,21 @@ fn run(
         let stopping = gone || *shutdown.borrow();
         if stopping {
             while let Ok(record) = rx.try_recv() {
-                format_line(
-                    &record,
-                    writer.format,
-                    &writer.timezone,
-                    &mut stamp,
-                    &mut buf,
-                );
+                take(&record, &mut buf);
             }
         }
-        write_out(&mut file, &mut buf, &path);
+        refused.write_out(&mut file, &mut buf, &path, &writer.journal);
         let now_lost = lost.load(Ordering::Relaxed);
         if now_lost > reported_lost {
             writer.journal.post(
                 EventKind::Warning,
                 None,
-                json!({"warning": format!("{} access log lines lost: the writer fell behind", now_lost - reported_lost)}),
+                json!({"warning": format!(
+                    "{} access log lines lost: the writer fell behind, or the file refused \
+                     them for longer than {} MiB of lines could be held",
+                    now_lost - reported_lost,
+                    MAX_HELD >> 20
+                )}),
             );
             reported_lost = now_lost;
         }
@@ -195,6 +202,14 @@ fn run(
         }
         if stopping {
             let _ = file.sync_all();
+            if !buf.is_empty() {
+                let lines = buf.iter().filter(|b| **b == b'\n').count();
+                tracing::error!(
+                    lines,
+                    path = %path.display(),
+                    "stopping with access log lines the file still refused; they are lost"
+                );
+            }
             return;
         }
         std::thread::sleep(TICK);
@@ -208,14 +223,74 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-fn write_out(file: &mut std::fs::File, buf: &mut Vec<u8>, path: &Path) {
-    if buf.is_empty() {
-        return;
+/// Most bytes of lines held while `access.log` refuses them (a full disk): about 80,000
+/// lines. Past it, lines are counted lost, and journaled as such, instead of held.
+const MAX_HELD: usize = 16 << 20;
+
+/// How often a run of refused writes is said again while it lasts.
+const REFUSED_SAID_EVERY: Duration = Duration::from_secs(60);
+
+/// The run of writes `access.log` refused, if one is going on: when it was last said.
+#[derive(Default)]
+struct Refused {
+    since: Option<Instant>,
+}
+
+impl Refused {
+    /// Writes what `buf` holds to `file`, as much as the file takes. What it refuses stays
+    /// in `buf` from the exact byte where the write stopped, to be written at the next tick,
+    /// so that no line is lost, cut or written twice while the disk is full for a while. A
+    /// run of refusals is logged when it begins (and journaled), once a minute while it
+    /// lasts, and when it ends.
+    fn write_out(
+        &mut self,
+        file: &mut std::fs::File,
+        buf: &mut Vec<u8>,
+        path: &Path,
+        journal: &Journal,
+    ) {
+        let mut done = 0;
+        let mut failed = None;
+        while done < buf.len() {
+            match file.write(&buf[done..]) {
+                Ok(0) => {
+                    failed = Some(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        buf.drain(..done);
+        let now = Instant::now();
+        match (failed, self.since) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.since = None;
+                tracing::warn!(path = %path.display(), "the access log is written again, with the lines held meanwhile");
+            }
+            (Some(e), None) => {
+                self.since = Some(now);
+                let warning = format!(
+                    "cannot write the access log {}: {e}; its lines are held (up to {} MiB) \
+                     and written once it can be written again",
+                    path.display(),
+                    MAX_HELD >> 20
+                );
+                tracing::error!("{warning}");
+                journal.post(EventKind::Warning, None, json!({"warning": warning}));
+            }
+            (Some(e), Some(said)) if now.duration_since(said) >= REFUSED_SAID_EVERY => {
+                self.since = Some(now);
+                tracing::error!(error = %e, held_bytes = buf.len(), path = %path.display(), "still cannot write the access log");
+            }
+            (Some(_), Some(_)) => {}
+        }
     }
-    if let Err(e) = file.write_all(buf) {
-        tracing::error!(error = %e, path = %path.display(), "cannot write the access log");
-    }
-    buf.clear();
 }
 
 /// Renames the day's log aside, gzips it durably, and opens a fresh `access.log`.
