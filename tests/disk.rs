@@ -483,13 +483,5 @@ fn access_log_lines_a_full_disk_refuses_are_held_and_written_once_it_is_freed() 
         "{}",
         server.log()
     );
-    assert!(
-        events(&server, "warning")
-            .iter()
-            .any(|w| w["detail"]["warning"]
-                .as_str()
-                .unwrap_or("")
-                .contains("cannot write the access log")),
-        "journaled"
-    );
+    assert!(warned(&server, "cannot write the access log"), "journaled");
 }

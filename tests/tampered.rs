@@ -93,16 +93,7 @@ fn a_download_changed_in_the_archive_while_serving_is_refused_never_sent_as_the_
     let mut server = server;
     server.restart();
     assert_ne!(curl(&url, &[]).status, 200);
-    assert!(
-        events(&server, "warning")
-            .iter()
-            .any(|w| w["detail"]["warning"]
-                .as_str()
-                .unwrap_or("")
-                .contains("damaged")),
-        "{}",
-        server.log()
-    );
+    assert!(warned(&server, "damaged"), "{}", server.log());
 }
 
 #[test]

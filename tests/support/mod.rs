@@ -1010,6 +1010,15 @@ pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     of_kind(&serde_json::from_slice(&out.stdout).unwrap(), kind)
 }
 
+/// Whether a `warning` in the journal says `text`.
+pub fn warned(server: &Server, text: &str) -> bool {
+    events(server, "warning").iter().any(|w| {
+        w["detail"]["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains(text))
+    })
+}
+
 /// The events of `kind` in `history`, the output of `difusor history --json`.
 pub fn of_kind(history: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
     history["events"]
