@@ -17,8 +17,8 @@
 //! - Every request needs `Authorization: Bearer <feed token>` (compared in constant time)
 //!   or, over HTTPS with `feed_client_ca`, a client certificate from that authority. Others
 //!   get 401, and a `warning` in the journal (`"check": "feed-request"`) and the log at
-//!   most once a minute per address. Served over HTTPS with the node's certificate, or plain HTTP on
-//!   loopback only ([`crate::config`] refuses anything else).
+//!   most once a minute per address. Served over HTTPS with the node's certificate, or
+//!   plain HTTP on loopback only ([`crate::config`] refuses anything else).
 //! - `/packages/` and `/state` carry a strong ETag. A request whose `If-None-Match` names
 //!   the current one is held until what it names changes (the publisher tells of every
 //!   decision, the gate of every notice change: nothing here polls) or `feed_hold` passes
