@@ -441,7 +441,8 @@ fn access_log_lines_a_full_disk_refuses_are_held_and_written_once_it_is_freed() 
         let r = curl(&server.url(&format!("/?lleno={i}")), &[]);
         assert_eq!(r.status, 200, "visitors are served while the log waits");
     }
-    // A second of tries, twenty a second: said once.
+    // A second of tries, twenty a second (the first lines may fit in what is left of the
+    // file's last page): said once.
     std::thread::sleep(Duration::from_secs(1));
     let log = server.log();
     assert_eq!(
@@ -450,10 +451,6 @@ fn access_log_lines_a_full_disk_refuses_are_held_and_written_once_it_is_freed() 
         "{log}"
     );
     let access = logs.join("access.log");
-    assert!(
-        !std::fs::read_to_string(&access).unwrap().contains("lleno="),
-        "nothing fits"
-    );
 
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
