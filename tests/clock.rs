@@ -363,7 +363,8 @@ fn jumps(server: &Server) -> Vec<f64> {
         .collect()
 }
 
-/// Waits (at most 30 s) until `n` clock jumps are journaled, the last being `what`.
+/// Waits (at most 30 s) until `n` clock jumps are journaled, and returns them; `what` names
+/// the last one in the failure message.
 fn wait_jumps(server: &Server, n: usize, what: &str) -> Vec<f64> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

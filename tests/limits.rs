@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -196,21 +195,9 @@ fn accept_failure_lines(log: &str) -> usize {
 #[test]
 fn out_of_descriptors_is_said_once_and_its_end_too_not_at_every_accept() {
     let (_dir, server) = serving(&["--workers", "1"], &[]);
-    let pid = server.pid().unwrap().to_string();
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let soft: usize = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    // The soft limit only, which any process may move below its hard one.
-    let limit = |n: usize| {
-        run_ok(Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={n}:")]));
-    };
+    let pid = server.pid().unwrap();
+    let open = open_files(pid);
+    let (soft, limit) = open_files_limit(pid);
     limit(open + 2);
     let held: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())

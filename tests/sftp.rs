@@ -1505,21 +1505,10 @@ fn a_flood_of_connections_not_allowed_costs_the_journal_one_entry_a_minute() {
 fn sftp_out_of_descriptors_is_said_once_and_its_end_too() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(tmp.path(), &[]);
-    let pid = s.server.pid().unwrap().to_string();
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    let limit = |n: &str| {
-        run_ok(Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={n}:")]));
-    };
-    let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    limit(&(open + 2).to_string());
+    let pid = s.server.pid().unwrap();
+    let open = open_files(pid);
+    let (soft, limit) = open_files_limit(pid);
+    limit(open + 2);
     let held: Vec<std::net::TcpStream> = (0..20)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
         .collect();
@@ -1538,7 +1527,7 @@ fn sftp_out_of_descriptors_is_said_once_and_its_end_too() {
     // The connections left in the queue are accepted first, and take the places of
     // connections logging in from this address until the server sees them closed.
     drop(held);
-    limit(&soft);
+    limit(soft);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let out = s.batch("ls\n");

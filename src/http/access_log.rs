@@ -233,7 +233,7 @@ const REFUSED_SAID_EVERY: Duration = Duration::from_secs(60);
 /// The run of writes `access.log` refused, if one is going on: when it was last said.
 #[derive(Default)]
 struct Refused {
-    since: Option<Instant>,
+    said: Option<Instant>,
 }
 
 impl Refused {
@@ -267,14 +267,14 @@ impl Refused {
         }
         buf.drain(..done);
         let now = Instant::now();
-        match (failed, self.since) {
+        match (failed, self.said) {
             (None, None) => {}
             (None, Some(_)) => {
-                self.since = None;
+                self.said = None;
                 tracing::warn!(path = %path.display(), "the access log is written again, with the lines held meanwhile");
             }
             (Some(e), None) => {
-                self.since = Some(now);
+                self.said = Some(now);
                 let warning = format!(
                     "cannot write the access log {}: {e}; its lines are held (up to {} MiB) \
                      and written once it can be written again",
@@ -285,7 +285,7 @@ impl Refused {
                 journal.post(EventKind::Warning, None, json!({"warning": warning}));
             }
             (Some(e), Some(said)) if now.duration_since(said) >= REFUSED_SAID_EVERY => {
-                self.since = Some(now);
+                self.said = Some(now);
                 tracing::error!(error = %e, held_bytes = buf.len(), path = %path.display(), "still cannot write the access log");
             }
             (Some(_), Some(_)) => {}

@@ -1010,6 +1010,30 @@ pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     of_kind(&serde_json::from_slice(&out.stdout).unwrap(), kind)
 }
 
+/// The soft open-file limit of the running process `pid`, and a way to set it (any process
+/// may move it below its hard limit): what a server out of descriptors is tested with.
+pub fn open_files_limit(pid: u32) -> (usize, impl Fn(usize)) {
+    let pid = pid.to_string();
+    let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let set = move |n: usize| {
+        run_ok(Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={n}:")]));
+    };
+    (soft, set)
+}
+
+/// How many descriptors the process `pid` has open.
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
 /// Whether a `warning` in the journal says `text`.
 pub fn warned(server: &Server, text: &str) -> bool {
     events(server, "warning").iter().any(|w| {
