@@ -335,26 +335,6 @@ fn a_server_gone_silent_is_journaled_once_and_its_return_as_recovered() {
     assert_eq!(clock_warnings(&server).len(), 1);
 }
 
-/// Debian's libfaketime (`faketime`), which makes a program's wall clock read what a file
-/// says (`FAKETIME_TIMESTAMP_FILE`, read again at every call), its monotonic clock left
-/// alone: this machine's clock set, for one process, without touching anyone else's.
-fn libfaketime() -> Option<std::path::PathBuf> {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "libfaketime is not installed, and CI requires this test: apt-get install -y faketime"
-        );
-        eprintln!("SKIPPED: libfaketime is not installed (apt-get install -y faketime)");
-    }
-    found
-}
-
 /// The clock jump warnings journaled, with how far it jumped.
 fn jumps(server: &Server) -> Vec<f64> {
     events(server, "warning")

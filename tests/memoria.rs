@@ -729,14 +729,6 @@ fn utc(day: i8, h: i8, m: i8) -> String {
         .to_string()
 }
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
 #[test]
 fn a_scripted_night_gives_exactly_its_figures() {
     let seed = test_seed();

@@ -3,9 +3,10 @@
 //!
 //! # Guarantees
 //! - A day's log is read once: when both `access-D.log` and `access-D.log.gz` exist (a
-//!   rotation interrupted after the gzip was made durable), the gzip is read.
-//! - Files are read in time order (days, then the current `access.log`), so visits that
-//!   cross midnight are followed across the rotation.
+//!   rotation interrupted after the gzip was made durable), the gzip is read. The further
+//!   logs of a day a clock set back made (`access-D.2.log[.gz]`, …) are each read too.
+//! - Files are read in time order (days and their parts, then the current `access.log`), so
+//!   visits that cross midnight are followed across the rotation.
 //! - Only regular files are taken, never through a symbolic link.
 //! - A file the operator names (`--base`, `--notas`, `--check-log`) is read only if it is a
 //!   regular file, checked on the opened descriptor, which is opened without blocking: a
@@ -35,7 +36,7 @@ pub(crate) fn logs_of_period(
     }
     let first = from.to_zoned_datetime(tz.clone()).date().yesterday()?;
     let last = to.to_zoned_datetime(tz.clone()).date().tomorrow()?;
-    let mut days: BTreeMap<Date, Input> = BTreeMap::new();
+    let mut days: BTreeMap<(Date, u32), Input> = BTreeMap::new();
     let mut current = None;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
@@ -53,7 +54,7 @@ pub(crate) fn logs_of_period(
             });
             continue;
         }
-        let Some((date, gzip)) = rotated_day(name) else {
+        let Some((date, part, gzip)) = rotated_day(name) else {
             continue;
         };
         if date < first || date > last {
@@ -63,24 +64,32 @@ pub(crate) fn logs_of_period(
             path: entry.path(),
             gzip,
         };
-        match days.get(&date) {
+        match days.get(&(date, part)) {
             Some(seen) if seen.gzip => {}
             _ => {
-                days.insert(date, input);
+                days.insert((date, part), input);
             }
         }
     }
     Ok(days.into_values().chain(current).collect())
 }
 
-/// The day of a rotated log's name, and whether it is gzip: `access-2024-06-02.log[.gz]`.
-fn rotated_day(name: &str) -> Option<(Date, bool)> {
+/// The day of a rotated log's name, its part (1, or the `N` of a further log of the day),
+/// and whether it is gzip: `access-2024-06-02.log[.gz]`, `access-2024-06-02.2.log[.gz]`.
+fn rotated_day(name: &str) -> Option<(Date, u32, bool)> {
     let rest = name.strip_prefix("access-")?;
-    let (day, gzip) = match rest.strip_suffix(".log.gz") {
-        Some(day) => (day, true),
+    let (stem, gzip) = match rest.strip_suffix(".log.gz") {
+        Some(stem) => (stem, true),
         None => (rest.strip_suffix(".log")?, false),
     };
-    Some((day.parse().ok()?, gzip))
+    let (day, part) = match stem.split_once('.') {
+        Some((day, part)) if part.bytes().all(|b| b.is_ascii_digit()) => {
+            (day, part.parse().ok().filter(|&n| n >= 2)?)
+        }
+        Some(_) => return None,
+        None => (stem, 1),
+    };
+    Some((day.parse().ok()?, part, gzip))
 }
 
 /// Opens a file the operator named (`what` says which, for messages): a link is followed,
@@ -135,6 +144,12 @@ mod tests {
             "access-2024-06-01.log",
             "access-2024-06-02.log",
             "access-2024-06-02.log.gz",
+            "access-2024-06-02.10.log.gz",
+            "access-2024-06-02.2.log",
+            "access-2024-06-02.2.log.gz",
+            "access-2024-06-02.3.log",
+            "access-2024-06-02.1.log",
+            "access-2024-06-02.x.log",
             "access-2024-06-03.log.gz",
             "access-2024-06-09.log.gz",
             "error.log",
@@ -155,6 +170,9 @@ mod tests {
             [
                 "access-2024-06-01.log",
                 "access-2024-06-02.log.gz",
+                "access-2024-06-02.2.log.gz",
+                "access-2024-06-02.3.log",
+                "access-2024-06-02.10.log.gz",
                 "access-2024-06-03.log.gz",
                 "access.log"
             ]

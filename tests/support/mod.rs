@@ -1362,3 +1362,30 @@ pub fn assert_unit_verifies(path: &Path) {
         path.display()
     );
 }
+
+/// Debian's libfaketime (`faketime`), which makes a program's wall clock read what a file
+/// says (`FAKETIME_TIMESTAMP_FILE`, read again at every call), its monotonic clock left
+/// alone: this machine's clock set, for one process, without touching anyone else's.
+pub fn libfaketime() -> Option<std::path::PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libfaketime is not installed, and CI requires this test: apt-get install -y faketime"
+        );
+        eprintln!("SKIPPED: libfaketime is not installed (apt-get install -y faketime)");
+    }
+    found
+}
+
+/// The bytes of a gzip file (every member, as `gzip -d` reads them).
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out).unwrap();
+    out
+}

@@ -6,9 +6,9 @@
 //! [`TICK`], takes what is queued, formats it and writes the lines to
 //! `<log_dir>/access.log` with one write. It is never woken per record: a request pays for
 //! a lock-free push and nothing else (no futex, no context switch). At local
-//! midnight (in `timezone`) the file is closed, renamed `access-YYYY-MM-DD.log` and gzipped
-//! to `access-YYYY-MM-DD.log.gz` (written to a temporary name, fsynced, renamed; the plain
-//! file is removed only after that).
+//! midnight (in `timezone`) the file is closed and gzipped to `access-YYYY-MM-DD.log.gz`,
+//! as it is at start when it was last written on another day; [`file`] owns the file, its
+//! name and its rotation.
 //!
 //! Format: `combined` is exactly what GoAccess, AWStats and every log tool read as
 //! COMBINED; `extended` appends the request time in seconds, the corte id and the content
@@ -23,6 +23,8 @@
 //!   from the byte where the write stopped once it takes them again: no line is cut, merged
 //!   or written twice. Past that, lines are counted lost as above. The run of refusals is
 //!   journaled when it begins and logged when it begins, once a minute and when it ends.
+//! - Lines go to the file named `access.log`, whoever moved or removed the one before, and a
+//!   rotation never overwrites an earlier day's log (see [`file`]).
 //! - Text from the client (request line, Referer, User-Agent) is escaped: `"`, `\` and
 //!   bytes outside printable ASCII are written as `\xHH`, so a line cannot be forged.
 
@@ -41,6 +43,10 @@ use tokio::sync::watch;
 
 use crate::journal::{EventKind, Journal};
 use crate::metrics::Coding;
+
+mod file;
+
+use file::LogFile;
 
 /// How many records may wait for the writer.
 const QUEUE: usize = 65_536;
@@ -117,7 +123,7 @@ pub(crate) fn start(
     std::fs::create_dir_all(&writer.dir)?;
     // Opened here, so that a log that cannot be written stops the start instead of leaving
     // the server serving with no record of it.
-    let file = open_append(&writer.dir.join("access.log"))?;
+    let file = LogFile::open(&writer.dir)?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let lost = Arc::new(AtomicU64::new(0));
     let log = AccessLog {
@@ -132,13 +138,16 @@ pub(crate) fn start(
 
 fn run(
     writer: &Writer,
-    mut file: std::fs::File,
+    mut file: LogFile,
     rx: &mpsc::Receiver<Record>,
     lost: &AtomicU64,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let path = writer.dir.join("access.log");
-    let mut day = Timestamp::now()
+    // The day of the lines already in `access.log`: a server started after midnight rotates
+    // at once the log it left the day before.
+    let mut day = file
+        .last_written()
+        .unwrap_or_else(Timestamp::now)
         .to_zoned_datetime(writer.timezone.clone())
         .date();
     let mut reported_lost = 0;
@@ -173,7 +182,15 @@ fn run(
                 take(&record, &mut buf);
             }
         }
-        refused.write_out(&mut file, &mut buf, &path, &writer.journal);
+        if !buf.is_empty() {
+            let path = file.path().to_owned();
+            refused.write_out(
+                file.current(&writer.journal),
+                &mut buf,
+                &path,
+                &writer.journal,
+            );
+        }
         let now_lost = lost.load(Ordering::Relaxed);
         if now_lost > reported_lost {
             writer.journal.post(
@@ -192,21 +209,16 @@ fn run(
             .to_zoned_datetime(writer.timezone.clone())
             .date();
         if today != day {
-            match rotate(&path, &writer.dir, day) {
-                Ok(f) => file = f,
-                Err(e) => {
-                    tracing::error!(error = %e, "access log rotation failed; still writing to access.log")
-                }
-            }
+            file.rotate(day, &writer.journal);
             day = today;
         }
         if stopping {
-            let _ = file.sync_all();
+            file.sync();
             if !buf.is_empty() {
                 let lines = buf.iter().filter(|b| **b == b'\n').count();
                 tracing::error!(
                     lines,
-                    path = %path.display(),
+                    path = %file.path().display(),
                     "stopping with access log lines the file still refused; they are lost"
                 );
             }
@@ -214,13 +226,6 @@ fn run(
         }
         std::thread::sleep(TICK);
     }
-}
-
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
 }
 
 /// Most bytes of lines held while `access.log` refuses them (a full disk): about 80,000
@@ -291,35 +296,6 @@ impl Refused {
             (Some(_), Some(_)) => {}
         }
     }
-}
-
-/// Renames the day's log aside, gzips it durably, and opens a fresh `access.log`.
-fn rotate(path: &Path, dir: &Path, day: jiff::civil::Date) -> std::io::Result<std::fs::File> {
-    let closed = dir.join(format!("access-{day}.log"));
-    std::fs::rename(path, &closed)?;
-    let fresh = open_append(path)?;
-    let gz = dir.join(format!("access-{day}.log.gz"));
-    let closed_for_task = closed.clone();
-    std::thread::spawn(move || {
-        if let Err(e) = gzip_durably(&closed_for_task, &gz) {
-            tracing::error!(error = %e, "could not gzip {}; it stays uncompressed", closed_for_task.display());
-        }
-    });
-    Ok(fresh)
-}
-
-fn gzip_durably(src: &Path, dest: &Path) -> std::io::Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut enc = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
-        std::io::copy(&mut std::fs::File::open(src)?, &mut enc)?;
-        enc.finish()?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    std::fs::remove_file(src)
 }
 
 /// The last second written as a log timestamp, and its text: lines of the same second
@@ -456,29 +432,5 @@ mod tests {
                 .unwrap()
                 .ends_with("\" 0.002 20240602_2015 -\n")
         );
-    }
-
-    #[test]
-    fn rotation_gzips_the_closed_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        std::fs::write(&path, b"line\n").unwrap();
-        let day: jiff::civil::Date = "2024-06-02".parse().unwrap();
-        let _fresh = rotate(&path, dir.path(), day).unwrap();
-        let gz = dir.path().join("access-2024-06-02.log.gz");
-        for _ in 0..100 {
-            if gz.exists() && !dir.path().join("access-2024-06-02.log").exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
-            &mut text,
-        )
-        .unwrap();
-        assert_eq!(text, "line\n");
-        assert!(path.exists(), "a fresh access.log is open");
     }
 }
