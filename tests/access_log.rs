@@ -291,3 +291,66 @@ fn an_access_log_moved_away_or_removed_while_serving_is_started_again_and_said()
         server.log()
     );
 }
+
+#[test]
+fn a_start_finishes_the_rotations_a_stop_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    std::fs::create_dir_all(&logs).unwrap();
+    let lines = |range: std::ops::Range<u32>| -> Vec<u8> {
+        range
+            .map(|n| {
+                format!("203.0.113.7 - - [01/Jun/2030:12:00:00 -0600] \"GET /json/main.json?n={n} HTTP/1.1\" 200 10 \"-\" \"curl\"\n")
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    let gzip = |bytes: &[u8]| -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, bytes).unwrap();
+        enc.finish().unwrap()
+    };
+    // Stopped before its gzip was made: left plain.
+    std::fs::write(logs.join("access-2030-05-30.log"), lines(0..5)).unwrap();
+    // Stopped after its gzip was made durable, before the plain file was removed.
+    std::fs::write(logs.join("access-2030-05-31.log"), lines(5..10)).unwrap();
+    std::fs::write(logs.join("access-2030-05-31.log.gz"), gzip(&lines(5..10))).unwrap();
+    // A gzip that does not hold what the plain file holds: neither is removed.
+    std::fs::write(logs.join("access-2030-06-01.2.log"), lines(10..15)).unwrap();
+    std::fs::write(
+        logs.join("access-2030-06-01.2.log.gz"),
+        gzip(&lines(10..12)),
+    )
+    .unwrap();
+    // A gzip cut short by the stop, under its temporary name.
+    std::fs::write(logs.join(".access-gz-Xy12Ab"), &gzip(&lines(0..5))[..20]).unwrap();
+
+    let server = Server::start(&data, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logs.join("access-2030-05-30.log").exists()
+        || logs.join("access-2030-05-31.log").exists()
+        || logs.join(".access-gz-Xy12Ab").exists()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "left as it was: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ids_in(&logs.join("access-2030-05-30.log.gz")), once(0..5));
+    assert_eq!(ids_in(&logs.join("access-2030-05-31.log.gz")), once(5..10));
+    assert_eq!(ids_in(&logs.join("access-2030-06-01.2.log")), once(10..15));
+    assert_eq!(
+        ids_in(&logs.join("access-2030-06-01.2.log.gz")),
+        once(10..12)
+    );
+    assert!(
+        server
+            .log()
+            .contains("an access log and its gzip hold different lines"),
+        "{}",
+        server.log()
+    );
+}

@@ -21,6 +21,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 use super::scan::Input;
+use crate::http::access_log::Rotated;
 
 /// The logs in `dir` that may hold requests of `[from, to)`: the days of the period and the
 /// day on each side (a line is written when its response ends, and a rotation happens at
@@ -54,7 +55,12 @@ pub(crate) fn logs_of_period(
             });
             continue;
         }
-        let Some((date, part, gzip)) = rotated_day(name) else {
+        let Some(Rotated {
+            day: date,
+            part,
+            gzip,
+        }) = Rotated::of(name)
+        else {
             continue;
         };
         if date < first || date > last {
@@ -72,24 +78,6 @@ pub(crate) fn logs_of_period(
         }
     }
     Ok(days.into_values().chain(current).collect())
-}
-
-/// The day of a rotated log's name, its part (1, or the `N` of a further log of the day),
-/// and whether it is gzip: `access-2024-06-02.log[.gz]`, `access-2024-06-02.2.log[.gz]`.
-fn rotated_day(name: &str) -> Option<(Date, u32, bool)> {
-    let rest = name.strip_prefix("access-")?;
-    let (stem, gzip) = match rest.strip_suffix(".log.gz") {
-        Some(stem) => (stem, true),
-        None => (rest.strip_suffix(".log")?, false),
-    };
-    let (day, part) = match stem.split_once('.') {
-        Some((day, part)) if part.bytes().all(|b| b.is_ascii_digit()) => {
-            (day, part.parse().ok().filter(|&n| n >= 2)?)
-        }
-        Some(_) => return None,
-        None => (stem, 1),
-    };
-    Some((day.parse().ok()?, part, gzip))
 }
 
 /// Opens a file the operator named (`what` says which, for messages): a link is followed,

@@ -13,6 +13,9 @@
 //!   log of that day already exists (the clock was set back across midnight),
 //!   `access-YYYY-MM-DD.2.log`, `.3`, …; its gzip is made durable under a temporary name and
 //!   linked in without replacing, and only then is the plain file removed.
+//! - A start finishes the rotations a stop cut short: a rotated log left plain is gzipped,
+//!   one left beside its gzip is removed only once the gzip is read through and found to hold
+//!   the same bytes, and the temporary files of gzips cut short are removed.
 //! - A rotation that fails leaves the lines going to a file whose name the log and the journal
 //!   give: `access.log` when the rename failed or a failed reopening could be undone, the
 //!   renamed file otherwise.
@@ -29,6 +32,41 @@ use crate::journal::{EventKind, Journal};
 /// Most logs of one day kept apart (`access-D.log` … `access-D.999.log`): past that, the
 /// rotation fails and the day's lines go on in `access.log`.
 const MAX_PARTS: u32 = 999;
+
+/// What a rotated log's name says: `access-2024-06-02.log[.gz]`, or a further log of the
+/// day, `access-2024-06-02.2.log[.gz]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rotated {
+    /// The day its lines were written.
+    pub(crate) day: Date,
+    /// 1, or the `N` of a further log of the day.
+    pub(crate) part: u32,
+    /// Whether it is the gzip.
+    pub(crate) gzip: bool,
+}
+
+impl Rotated {
+    /// Reads a file name; `None` for any name the writer does not give a rotated log.
+    pub(crate) fn of(name: &str) -> Option<Rotated> {
+        let rest = name.strip_prefix("access-")?;
+        let (stem, gzip) = match rest.strip_suffix(".log.gz") {
+            Some(stem) => (stem, true),
+            None => (rest.strip_suffix(".log")?, false),
+        };
+        let (day, part) = match stem.split_once('.') {
+            Some((day, part)) if part.bytes().all(|b| b.is_ascii_digit()) => {
+                (day, part.parse().ok().filter(|&n| n >= 2)?)
+            }
+            Some(_) => return None,
+            None => (stem, 1),
+        };
+        Some(Rotated {
+            day: day.parse().ok()?,
+            part,
+            gzip,
+        })
+    }
+}
 
 /// The open `access.log`.
 pub(super) struct LogFile {
@@ -85,11 +123,16 @@ impl RotateError {
 }
 
 impl LogFile {
-    /// Opens (creating it if need be) `<dir>/access.log` for appending.
+    /// Opens (creating it if need be) `<dir>/access.log` for appending, and finishes in a
+    /// thread of its own the rotations a stop interrupted ([`finish_rotations`]).
     pub(super) fn open(dir: &Path) -> std::io::Result<LogFile> {
         let path = dir.join("access.log");
         let file = open_append(&path)?;
         let id = identity(&file.metadata()?);
+        let left = dir.to_owned();
+        std::thread::Builder::new()
+            .name("access-log-gzip".into())
+            .spawn(move || finish_rotations(&left))?;
         Ok(LogFile {
             dir: dir.to_owned(),
             path,
@@ -189,11 +232,12 @@ impl LogFile {
         self.follow_name(journal);
         match self.rotate_to(day) {
             Ok(closed) => {
-                std::thread::spawn(move || {
-                    if let Err(e) = gzip_durably(&closed) {
-                        tracing::error!(error = %e, "could not gzip {}; it stays uncompressed", closed.display());
-                    }
-                });
+                let gzip = std::thread::Builder::new()
+                    .name("access-log-gzip".into())
+                    .spawn(move || gzip_or_say(&closed));
+                if let Err(e) = gzip {
+                    tracing::error!(error = %e, "cannot start gzipping the day's access log; it stays uncompressed until the next start");
+                }
             }
             Err(e) => {
                 let warning = format!(
@@ -292,12 +336,107 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Gzips `log` ([`gzip_durably`]), logging a failure.
+fn gzip_or_say(log: &Path) {
+    if let Err(e) = gzip_durably(log) {
+        tracing::error!(error = %e, "could not gzip {}; it stays uncompressed", log.display());
+    }
+}
+
+/// The prefix of the temporary files gzips are written to, before their rename.
+const GZIP_TEMP: &str = ".access-gz-";
+
+/// Finishes what a stop left of earlier rotations in `dir`: removes the temporary files of
+/// gzips cut short, gzips a rotated log left plain, and removes a plain log whose gzip was
+/// made durable, after reading the gzip through and finding it holds the same bytes (both
+/// are kept, and the difference logged, otherwise).
+fn finish_rotations(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if name.starts_with(GZIP_TEMP) {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        if Rotated::of(name).is_none_or(|r| r.gzip) {
+            continue;
+        }
+        let gz = gz_of(&path);
+        if !gz.exists() {
+            tracing::info!(log = %path.display(), "gzipping an access log a stop left uncompressed");
+            gzip_or_say(&path);
+            continue;
+        }
+        match same_lines(&path, &gz) {
+            Ok(true) => match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(log = %path.display(), "removed an access log a stop left beside its gzip, which holds the same lines")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, log = %path.display(), "cannot remove an access log already gzipped")
+                }
+            },
+            Ok(false) => tracing::warn!(
+                log = %path.display(),
+                gzip = %gz.display(),
+                "an access log and its gzip hold different lines; both are kept (memoria reads the gzip)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, log = %path.display(), "cannot compare an access log with its gzip; both are kept")
+            }
+        }
+    }
+}
+
+/// Whether `gz` decompresses to exactly the bytes of `plain`, read in chunks.
+fn same_lines(plain: &Path, gz: &Path) -> std::io::Result<bool> {
+    let mut a = std::io::BufReader::new(std::fs::File::open(plain)?);
+    let mut b =
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(std::fs::File::open(gz)?));
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = read_full(&mut a, &mut x)?;
+        let m = read_full(&mut b, &mut y)?;
+        if x[..n] != y[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the end: how many bytes.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// Gzips `log` beside itself (`.gz`) durably and without replacing a file of that name, then
 /// removes `log`.
 fn gzip_durably(log: &Path) -> std::io::Result<()> {
     let dest = gz_of(log);
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(GZIP_TEMP)
+        .tempfile_in(dir)?;
     {
         let mut enc = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
         std::io::copy(&mut std::fs::File::open(log)?, &mut enc)?;

@@ -47,6 +47,7 @@ use crate::metrics::Coding;
 mod file;
 
 use file::LogFile;
+pub(crate) use file::Rotated;
 
 /// How many records may wait for the writer.
 const QUEUE: usize = 65_536;
