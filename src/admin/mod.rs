@@ -42,7 +42,9 @@
 //!   and one a page can send without asking first (a CORS-simple `Content-Type`: `text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`, or none with a body) with
 //!   415. Refusals, these and a missing or wrong token's 401, are journaled (`warning`,
-//!   check `admin-request`), at most once a minute.
+//!   check `admin-request`), at most once a minute, and logged, at most
+//!   [`LOG_REFUSALS_PER_MINUTE`] a minute (the first logged after that says how many were
+//!   not, `not_logged`).
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address;
 //!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
 //!   an operator out. At most [`MAX_UPLOADS`] packages are received at once, whatever the
@@ -261,6 +263,10 @@ const SIMPLE_CONTENT_TYPES: [&str; 3] = [
 /// How often refused requests are journaled at most (a hostile page can send many).
 const JOURNAL_REFUSALS_EVERY: Duration = Duration::from_secs(60);
 
+/// How many refused requests are logged in each minute; the others are counted, and the
+/// count logged with the first refusal of a later minute.
+const LOG_REFUSALS_PER_MINUTE: u32 = 10;
+
 /// Refuses admin requests that a web page in an operator's browser could have sent: those
 /// naming another host (DNS rebinding), and state-changing ones from another site.
 #[derive(Debug)]
@@ -269,8 +275,19 @@ pub(crate) struct RequestGuard {
     listen: SocketAddr,
     /// Other host names it answers to (lowercase), on any port.
     names: Vec<String>,
+    /// The refusals journaled and logged lately.
+    said: Mutex<Said>,
+}
+
+/// The refusals journaled and logged lately.
+#[derive(Debug, Default)]
+struct Said {
     /// When a refusal was last journaled.
-    journaled: Mutex<Option<Instant>>,
+    journaled: Option<Instant>,
+    /// When the current minute of logging began, and how many were logged in it.
+    window: Option<(Instant, u32)>,
+    /// Refusals not logged since the last one logged.
+    not_logged: u64,
 }
 
 impl RequestGuard {
@@ -279,7 +296,7 @@ impl RequestGuard {
         Self {
             listen,
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
-            journaled: Mutex::new(None),
+            said: Mutex::new(Said::default()),
         }
     }
 
@@ -389,7 +406,8 @@ impl RequestGuard {
         }
     }
 
-    /// Journals a refusal, at most once every [`JOURNAL_REFUSALS_EVERY`]; logs every one.
+    /// Journals a refusal, at most once every [`JOURNAL_REFUSALS_EVERY`]; logs it if fewer
+    /// than [`LOG_REFUSALS_PER_MINUTE`] were logged in the current minute.
     fn journal<B>(&self, journal: &Journal, req: &Request<B>, reason: &str) {
         self.journal_request(journal, req.method(), req.uri(), req.headers(), reason);
     }
@@ -407,14 +425,33 @@ impl RequestGuard {
         headers: &HeaderMap,
         reason: &str,
     ) {
-        tracing::warn!(%method, path = uri.path(), reason, "admin request refused");
         let now = Instant::now();
-        {
-            let mut last = self.journaled.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| now.duration_since(t) < JOURNAL_REFUSALS_EVERY) {
-                return;
+        let journal_it = {
+            let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+            let (began, logged) = match said.window {
+                Some((began, logged)) if now.duration_since(began) < JOURNAL_REFUSALS_EVERY => {
+                    (began, logged)
+                }
+                _ => (now, 0),
+            };
+            if logged < LOG_REFUSALS_PER_MINUTE {
+                said.window = Some((began, logged + 1));
+                let not_logged = std::mem::take(&mut said.not_logged);
+                tracing::warn!(%method, path = uri.path(), reason, not_logged, "admin request refused");
+            } else {
+                said.window = Some((began, logged));
+                said.not_logged += 1;
             }
-            *last = Some(now);
+            let due = said
+                .journaled
+                .is_none_or(|t| now.duration_since(t) >= JOURNAL_REFUSALS_EVERY);
+            if due {
+                said.journaled = Some(now);
+            }
+            due
+        };
+        if !journal_it {
+            return;
         }
         journal.post(
             EventKind::Warning,
