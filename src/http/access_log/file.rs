@@ -129,10 +129,14 @@ impl LogFile {
         let path = dir.join("access.log");
         let file = open_append(&path)?;
         let id = identity(&file.metadata()?);
-        let left = dir.to_owned();
-        std::thread::Builder::new()
-            .name("access-log-gzip".into())
-            .spawn(move || finish_rotations(&left))?;
+        // Listed now, before this writer rotates anything: a file it rotates later is its
+        // own gzip thread's alone.
+        let left = leftovers(dir);
+        if !left.is_empty() {
+            std::thread::Builder::new()
+                .name("access-log-gzip".into())
+                .spawn(move || finish_rotations(&left))?;
+        }
         Ok(LogFile {
             dir: dir.to_owned(),
             path,
@@ -346,38 +350,46 @@ fn gzip_or_say(log: &Path) {
 /// The prefix of the temporary files gzips are written to, before their rename.
 const GZIP_TEMP: &str = ".access-gz-";
 
-/// Finishes what a stop left of earlier rotations in `dir`: removes the temporary files of
-/// gzips cut short, gzips a rotated log left plain, and removes a plain log whose gzip was
-/// made durable, after reading the gzip through and finding it holds the same bytes (both
-/// are kept, and the difference logged, otherwise).
-fn finish_rotations(dir: &Path) {
+/// What a stop left of earlier rotations in `dir`: the temporary files of gzips cut short,
+/// and the rotated logs left plain.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|name| {
+                name.starts_with(GZIP_TEMP) || Rotated::of(name).is_some_and(|r| !r.gzip)
+            })
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Finishes what a stop left of earlier rotations ([`leftovers`]): removes the temporary
+/// files of gzips cut short, gzips a rotated log left plain, and removes a plain log whose
+/// gzip was made durable, after reading the gzip through and finding it holds the same bytes
+/// (both are kept, and the difference logged, otherwise).
+fn finish_rotations(left: &[PathBuf]) {
+    for path in left {
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(GZIP_TEMP))
+        {
+            let _ = std::fs::remove_file(path);
             continue;
         }
-        if name.starts_with(GZIP_TEMP) {
-            let _ = std::fs::remove_file(&path);
-            continue;
-        }
-        if Rotated::of(name).is_none_or(|r| r.gzip) {
-            continue;
-        }
-        let gz = gz_of(&path);
+        let gz = gz_of(path);
         if !gz.exists() {
             tracing::info!(log = %path.display(), "gzipping an access log a stop left uncompressed");
-            gzip_or_say(&path);
+            gzip_or_say(path);
             continue;
         }
-        match same_lines(&path, &gz) {
-            Ok(true) => match std::fs::remove_file(&path) {
+        match same_lines(path, &gz) {
+            Ok(true) => match std::fs::remove_file(path) {
                 Ok(()) => {
                     tracing::info!(log = %path.display(), "removed an access log a stop left beside its gzip, which holds the same lines")
                 }
