@@ -336,17 +336,22 @@ fn an_upload_that_stops_arriving_is_cut_after_the_send_timeout() {
     assert_eq!(server.status()["gate"]["notice"], "Aviso");
 }
 
+/// A server in `dir` whose admin listener requires the token of a file.
+fn with_a_token(dir: &std::path::Path) -> Server {
+    let token_file = dir.join("admin.token");
+    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
+    Server::start(
+        &dir.join("data"),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+    )
+}
+
 /// A request without the token, or with another, gets 401 and is journaled and logged:
 /// guesses at the token leave a trace, the guesses themselves none.
 #[test]
 fn a_wrong_token_is_refused_and_journaled() {
     let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("admin.token");
-    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &["--admin-token-file", token_file.to_str().unwrap()],
-    );
+    let server = with_a_token(tmp.path());
     let r = admin(
         &server,
         "/notice/off",
@@ -380,12 +385,7 @@ fn a_wrong_token_is_refused_and_journaled() {
 #[test]
 fn a_flood_of_wrong_tokens_is_logged_ten_times_a_minute() {
     let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("admin.token");
-    std::fs::write(&token_file, "5f0c2a9e7d1b4c3a8e6f\n").unwrap();
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &["--admin-token-file", token_file.to_str().unwrap()],
-    );
+    let server = with_a_token(tmp.path());
     for _ in 0..40 {
         let r = admin(
             &server,
