@@ -553,13 +553,27 @@ fn h2_get_at(path: &str, authority: &str) -> Vec<u8> {
     block
 }
 
+/// HPACK for a header field `name: value`, literal and not indexed.
+fn h2_literal(name: &str, value: &str) -> Vec<u8> {
+    let mut field = vec![0x00, u8::try_from(name.len()).unwrap()];
+    field.extend_from_slice(name.as_bytes());
+    field.push(u8::try_from(value.len()).unwrap());
+    field.extend_from_slice(value.as_bytes());
+    field
+}
+
 /// The status of one HTTP/2 `GET /` naming `authority`, read from the first byte of the
 /// answer's header block (the server indexes `:status` in HPACK's static table: 0x88 is 200,
 /// 0x8c is 400).
 fn h2_status_at(server: &Server, authority: &str) -> u8 {
+    h2_status_of(server, &h2_get_at("/", authority))
+}
+
+/// The status of one HTTP/2 request of header `block`, as [`h2_status_at`] reads it.
+fn h2_status_of(server: &Server, block: &[u8]) -> u8 {
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let mut hello = h2_preface();
-    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &h2_get_at("/", authority)));
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, block));
     s.write_all(&hello).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = Vec::new();
@@ -576,7 +590,7 @@ fn h2_status_at(server: &Server, authority: &str) -> u8 {
             at += 9 + len;
         }
         let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed without an answer for {authority:?}");
+        assert!(n > 0, "closed without an answer for {block:?}");
         got.extend_from_slice(&chunk[..n]);
     }
 }
@@ -977,6 +991,30 @@ fn an_http1_request_must_name_one_valid_host() {
     assert_eq!(out.status, 200);
     assert_eq!(h2_status_at(&server, "prep.example"), 0x88);
     assert_eq!(h2_status_at(&server, "user@prep.example"), 0x8c);
+    // A `host` field over HTTP/2 is held to the same rules, and must name what `:authority`
+    // names when both are sent (RFC 9113 §8.3.1).
+    let without_authority = [0x82, 0x86, 0x44, 0x01, b'/'];
+    for (hosts, authority, status) in [
+        (&["prep.example"][..], None, 0x88),
+        (&["prep.example"][..], Some("PREP.example"), 0x88),
+        (&["a.example", "b@evil.example"][..], None, 0x8c),
+        (&["a.example", "a.example"][..], None, 0x8c),
+        (&["user@prep.example"][..], None, 0x8c),
+        (&["b.example"][..], Some("a.example"), 0x8c),
+    ] {
+        let mut block = match authority {
+            Some(authority) => h2_get_at("/", authority),
+            None => without_authority.to_vec(),
+        };
+        for host in hosts {
+            block.extend(h2_literal("host", host));
+        }
+        assert_eq!(
+            h2_status_of(&server, &block),
+            status,
+            "host {hosts:?}, :authority {authority:?}"
+        );
+    }
 }
 
 /// A request smuggled in the body of another: the public site never reads a body, so the
@@ -1076,15 +1114,7 @@ fn header_bytes_that_are_not_utf8_are_logged_as_they_came_never_merged() {
         s.read_to_end(&mut answer).unwrap();
         assert!(answer.starts_with(b"HTTP/1.1 200"));
     }
-    let log = server.data.join("bitacoras").join("access.log");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 2 || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let text = server.access_log_with(2);
     assert!(
         text.contains(r#""http://a.example/\xC3(" "bot\xFF\xFE""#),
         "{text}"
@@ -1092,6 +1122,57 @@ fn header_bytes_that_are_not_utf8_are_logged_as_they_came_never_merged() {
     assert!(
         text.contains(r#""http://a.example/\xE2(\xA1" "bot\xFE\xFF""#),
         "{text}"
+    );
+}
+
+/// A visitor's long headers and target are cut in the access log, each field at 1 KiB marked
+/// `...`: over HTTP/2 a header sent once is named again with one byte, so lines as long as the
+/// headers would let a visitor write kilobytes of log for each byte it sends. A page the
+/// server makes itself (a 404) is logged with the bytes it sent.
+#[test]
+fn long_headers_are_cut_in_the_access_log_and_pages_are_logged_with_their_size() {
+    let (_dir, server) = serving(&[], &[]);
+    let target = format!("/json/main.json?{}", "q".repeat(3000));
+    let referer = format!("http://a.example/{}", "r".repeat(3000));
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: prep.example\r\nReferer: {referer}\r\nUser-Agent: "
+    )
+    .into_bytes();
+    request.extend_from_slice(&[0xFF; 4000]);
+    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    let missing = curl(&server.url("/no-existe"), &[]);
+    assert_eq!(missing.status, 404);
+    assert!(!missing.body.is_empty());
+
+    let text = server.access_log_with(2);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let cut_target = &target[..1024];
+    let cut_referer = &referer[..1024];
+    let cut_agent = "\\xFF".repeat(1024);
+    assert!(
+        lines[0].contains(&format!("\"GET {cut_target}... HTTP/1.1\" 200 ")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(&format!("\"{cut_referer}...\" \"{cut_agent}...\"")),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].len() < 7 * 1024, "{} bytes", lines[0].len());
+    assert!(
+        lines[1].contains(&format!(
+            "\"GET /no-existe HTTP/1.1\" 404 {} ",
+            missing.body.len()
+        )),
+        "{}",
+        lines[1]
     );
 }
 

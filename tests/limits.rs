@@ -68,6 +68,45 @@ fn a_flooding_address_gets_429_and_another_is_still_served() {
     assert_eq!(curl(&server.url("/json/main.json"), &[]).status, 200);
 }
 
+/// A flood of requests past an address's rate, pipelined on one connection as an HTTP/2
+/// client sends them for a few bytes each, writes ten of its 429 answers a second to the
+/// access log and counts the others in `/status`: a flood cannot fill the disk with lines.
+#[test]
+fn a_flood_past_the_rate_logs_ten_429_a_second_and_counts_the_rest() {
+    let (_dir, mut server) = serving(&["--rate-per-address", "1", "--rate-burst", "1"], &[]);
+    const REQUESTS: usize = 300;
+    let mut flood = b"GET /json/main.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS - 1);
+    flood
+        .extend_from_slice(b"GET /json/main.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(&flood).unwrap();
+    let answers = read_to_close(&mut s, Duration::from_secs(20)).expect("every answer, then close");
+    let seconds = started.elapsed().as_secs() + 1;
+    let answers = String::from_utf8_lossy(&answers);
+    let limited = answers.matches("HTTP/1.1 429 ").count();
+    assert_eq!(
+        limited + answers.matches("HTTP/1.1 200 ").count(),
+        REQUESTS,
+        "one answer a request"
+    );
+    assert!(
+        limited >= REQUESTS - 5,
+        "{limited} of {REQUESTS} past the rate"
+    );
+    let unlogged = server.status()["access_log_unlogged_429"]
+        .as_u64()
+        .expect("access_log_unlogged_429 in /status");
+    server.stop(); // the writer flushes what is queued
+    let log = std::fs::read_to_string(server.data.join("bitacoras/access.log")).unwrap();
+    let logged = log.lines().filter(|l| l.contains("\" 429 ")).count();
+    assert_eq!(logged as u64 + unlogged, limited as u64, "{log}");
+    assert!(
+        (1..=10 * seconds as usize).contains(&logged),
+        "{logged} lines of 429 in {seconds} s: {log}"
+    );
+}
+
 #[test]
 fn connection_caps_per_address() {
     let big = corpus::noise(12 * 1024 * 1024);
@@ -176,10 +215,32 @@ fn forwarded_for_is_believed_from_trusted_proxies_only() {
             "X-Forwarded-For: 198.51.100.7",
         ],
     );
+    // A proxy that writes its hop with a port, or a hop it cannot name, after what the
+    // client sent: the client's own entry is never believed.
+    for chain in [
+        "198.51.100.7, 203.0.113.6:4711",
+        "198.51.100.7, [2001:db8::5]:4711",
+        "198.51.100.7, unknown",
+    ] {
+        curl(
+            &server.url("/"),
+            &["-H", &format!("X-Forwarded-For: {chain}")],
+        );
+    }
     server.stop();
     let log = std::fs::read_to_string(server.data.join("bitacoras/access.log")).unwrap();
     let clients: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
-    assert_eq!(clients, ["203.0.113.5", "127.0.0.2"], "{log}");
+    assert_eq!(
+        clients,
+        [
+            "203.0.113.5",
+            "127.0.0.2",
+            "203.0.113.6",
+            "2001:db8::5",
+            "127.0.0.1"
+        ],
+        "{log}"
+    );
 }
 
 /// Lines of the server's log that say its accepts fail.

@@ -82,7 +82,8 @@ pub(super) fn render(state: &Status, cortes: &[Publication], traffic: &[u64]) ->
                     (counts.set_aside) " set aside. The site holds " (state.memory.site_bytes)
                     " of at most " (state.memory.max_site_bytes) " bytes in memory. "
                     (state.open_connections) " open connections; "
-                    (state.access_log_lost_lines) " access log lines lost."
+                    (state.access_log_lost_lines) " access log lines lost; "
+                    (state.access_log_unlogged_429) " answers 429 not logged (past ten a second from one address)."
                 }
                 (clock_section(state))
                 @if let Some(acme) = &state.acme {
@@ -372,6 +373,7 @@ mod tests {
             },
             started_at: String::new(),
             access_log_lost_lines: 0,
+            access_log_unlogged_429: 0,
             open_connections: 0,
             max_open_connections: 1,
             connections_evicted: 0,

@@ -42,6 +42,8 @@ pub(crate) struct Status {
     pub(crate) started_at: String,
     /// Access log lines lost because the disk could not keep up.
     pub(crate) access_log_lost_lines: u64,
+    /// 429 answers not written to the access log: past the first ten a second of an address.
+    pub(crate) access_log_unlogged_429: u64,
     /// Visitors' connections open now.
     pub(crate) open_connections: usize,
     /// The most visitors' connections open at once.
@@ -183,6 +185,7 @@ impl Status {
             },
             started_at: admin.started_at.to_string(),
             access_log_lost_lines: admin.access_log.lost(),
+            access_log_unlogged_429: admin.limits.refusals_unlogged(),
             open_connections: admin.limits.open_connections(),
             max_open_connections: admin.limits.max_connections(),
             connections_evicted: evicted,

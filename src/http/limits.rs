@@ -24,7 +24,10 @@
 //!   reserve is kept for the admin listener, the archive, the journal, the logs and SFTP
 //!   ([`within_descriptors`]).
 //! - One address flooding gets 429 without costing the others their share: each address has
-//!   its own token bucket (GCRA), and the table forgets quiet addresses every minute.
+//!   its own token bucket (GCRA), and the table forgets quiet addresses every minute. Of its
+//!   429 answers, [`LOGGED_REFUSALS_PER_SECOND`] a second are logged in the access log and
+//!   the others counted ([`Limits::log_refusal`]): a client sending thousands of requests a
+//!   second over one HTTP/2 connection, each a few bytes, cannot fill the disk with lines.
 //! - One address opening TLS connections faster than `tls_handshakes_per_address` (past a
 //!   burst of `rate_burst`) has the next ones closed before their handshake, whose key
 //!   exchange and signature cost the server far more than a client that sends a recorded
@@ -38,12 +41,13 @@
 //!   connection is. A connection's first request in flight is never counted, so HTTP/1.1 and
 //!   one request at a time over HTTP/2 touch none of these counts.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
-//!   client is the nearest address in the chain that is not itself a trusted proxy.
+//!   client is the nearest address in the chain that is not itself a trusted proxy, read
+//!   from the right and never past an entry that names no address ([`Limits::client`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -54,6 +58,21 @@ use tokio::sync::Semaphore;
 
 use super::conn::Activity;
 use crate::config::{Config, Invalid, networks, positive_count};
+
+/// The 429 answers to one address that are written to the access log each second (in a
+/// burst of as many); past them they are counted, in `/status`.
+pub(crate) const LOGGED_REFUSALS_PER_SECOND: u32 = 10;
+
+/// The address of one `X-Forwarded-For` entry: an IP address, bracketed or not, with or
+/// without a port; `None` for anything else.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
 
 /// Most queued connections one admission looks at for one to evict; those in use go to the
 /// back, so the next admission goes on from there.
@@ -210,6 +229,10 @@ pub(crate) struct Limits {
     alongside: AtomicUsize,
     rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
     handshakes: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The 429 answers logged, per address ([`LOGGED_REFUSALS_PER_SECOND`]).
+    refusals_logged: DefaultKeyedRateLimiter<IpAddr>,
+    /// The 429 answers not logged since the start.
+    refusals_unlogged: AtomicU64,
 }
 
 /// Open public connections, overall and by address, each in eviction order.
@@ -436,6 +459,10 @@ impl Limits {
             settings,
             table: Mutex::new(Table::default()),
             alongside: AtomicUsize::new(0),
+            refusals_logged: RateLimiter::keyed(Quota::per_second(
+                NonZeroU32::new(LOGGED_REFUSALS_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+            )),
+            refusals_unlogged: AtomicU64::new(0),
         })
     }
 
@@ -494,6 +521,22 @@ impl Limits {
         })
     }
 
+    /// Whether a 429 answer to `client` is to be written to the access log: the first
+    /// [`LOGGED_REFUSALS_PER_SECOND`] a second of each address are; the others are counted
+    /// ([`Self::refusals_unlogged`]).
+    pub(crate) fn log_refusal(&self, client: IpAddr) -> bool {
+        let logged = self.refusals_logged.check_key(&address_of(client)).is_ok();
+        if !logged {
+            self.refusals_unlogged.fetch_add(1, Ordering::Relaxed);
+        }
+        logged
+    }
+
+    /// The 429 answers not written to the access log since the start ([`Self::log_refusal`]).
+    pub(crate) fn refusals_unlogged(&self) -> u64 {
+        self.refusals_unlogged.load(Ordering::Relaxed)
+    }
+
     /// Whether `peer` may start a TLS handshake now: within its address's handshakes per
     /// second and burst, or a trusted proxy. One that may not is counted as refused (its
     /// connection is to be closed before any byte is read).
@@ -518,26 +561,36 @@ impl Limits {
         for limiter in [&self.rate, &self.handshakes].into_iter().flatten() {
             limiter.retain_recent();
         }
+        self.refusals_logged.retain_recent();
     }
 
     /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
-    /// untrusted address of `X-Forwarded-For`.
+    /// address of `X-Forwarded-For` that is not itself a trusted proxy. The chain is read
+    /// from the right, one hop at a time, each entry written by the proxy on its right: an
+    /// entry that names no address (`unknown`, a proxy's own token) ends the walk at the
+    /// last proxy trusted, so what a client wrote to the left of it is never believed.
+    /// An entry may carry a port (`203.0.113.5:4711`, `[2001:db8::5]:4711`).
     pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.is_trusted(peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = headers
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
             .collect();
-        chain
-            .into_iter()
-            .rev()
-            .find(|a| !self.is_trusted(*a))
-            .unwrap_or(peer)
+        let mut client = peer;
+        for entry in entries.into_iter().rev() {
+            let Some(address) = forwarded_address(entry) else {
+                break;
+            };
+            client = address;
+            if !self.is_trusted(address) {
+                break;
+            }
+        }
+        client
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -722,5 +775,32 @@ mod tests {
             l.client("10.0.0.5".parse().unwrap(), &h),
             "10.0.0.5".parse::<IpAddr>().unwrap()
         );
+        // What a client wrote to the left of an entry naming no address is not believed.
+        for chain in [
+            "198.51.100.7, unknown",
+            "198.51.100.7, unknown, 10.1.1.1",
+            "198.51.100.7, _hidden",
+        ] {
+            h.insert("x-forwarded-for", chain.parse().unwrap());
+            assert_ne!(
+                l.client("10.0.0.5".parse().unwrap(), &h),
+                "198.51.100.7".parse::<IpAddr>().unwrap(),
+                "{chain}"
+            );
+        }
+        for (chain, client) in [
+            ("198.51.100.7, 203.0.113.5:4711", "203.0.113.5"),
+            ("198.51.100.7, [2001:db8::5]:4711", "2001:db8::5"),
+            ("198.51.100.7, [2001:db8::5]", "2001:db8::5"),
+            ("198.51.100.7,2001:db8::6", "2001:db8::6"),
+            ("198.51.100.7, 203.0.113.5, 10.2.2.2:80", "203.0.113.5"),
+        ] {
+            h.insert("x-forwarded-for", chain.parse().unwrap());
+            assert_eq!(
+                l.client("10.0.0.5".parse().unwrap(), &h),
+                client.parse::<IpAddr>().unwrap(),
+                "{chain}"
+            );
+        }
     }
 }

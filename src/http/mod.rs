@@ -9,10 +9,13 @@
 //!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
 //!   looked up.
 //! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
-//!   included) gets 405 with `Allow`, whatever the gate says, and a request with a body
-//!   gets 413. Neither answer carries results. Over HTTP/1, any answer to a request that
-//!   announces a body (`Transfer-Encoding`, or a `Content-Length` other than zero) closes the
-//!   connection: no byte after the head is read as another request.
+//!   included) gets 405 with `Allow`, whatever the gate says, and a request that announces
+//!   a body (`Transfer-Encoding`, or a `Content-Length` other than zero) gets 413. Neither
+//!   answer carries results. Over HTTP/1, any answer to a request that announces a body
+//!   closes the connection: no byte after the head is read as another request. Over HTTP/2
+//!   a GET's DATA frames sent without announcing them (a client may close a stream with an
+//!   empty one) are never read: framing leaves no doubt where they end, and the stream's
+//!   flow-control window bounds what is held until the answer is sent.
 //! - With ACME's HTTP-01 ([`challenge`]), `/.well-known/acme-challenge/<token>` on a plain
 //!   listener is answered from the pending challenges alone, before the gate: it is never
 //!   looked up in the site.
@@ -519,8 +522,12 @@ pub(crate) async fn handle(
 ) -> Response<BoxedBody> {
     let (at, started) = (Timestamp::now(), std::time::Instant::now());
     let client = public.limits.client(peer.ip(), req.headers());
+    let mut logged = true;
     let mut res = match public.limits.check_rate(client) {
-        Err(wait) => too_many(wait),
+        Err(wait) => {
+            logged = public.limits.log_refusal(client);
+            too_many(wait)
+        }
         Ok(())
             if req.uri().path_and_query().map_or(0, |p| p.as_str().len())
                 > public.max_uri_bytes =>
@@ -552,15 +559,10 @@ pub(crate) async fn handle(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    let raw = |name: header::HeaderName| req.headers().get(name).map(|v| v.as_bytes().to_vec());
     let bytes = if req.method() == Method::HEAD {
         0
     } else {
-        res.headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        body_bytes(&res)
     };
     let coding = match res
         .headers()
@@ -575,19 +577,21 @@ pub(crate) async fn handle(
     public
         .metrics
         .observe(res.status().as_u16(), coding, bytes, elapsed);
+    if !logged {
+        return res;
+    }
     // The target as an origin-form request names it (`/path?query`), whatever form it came
     // in: HTTP/2 and an absolute-form HTTP/1.1 request carry a scheme and a host of the
     // client's choosing, which must not reach the log's statistics as a page.
-    let mut request = String::with_capacity(req.uri().path().len() + 24);
-    let (method, version) = (req.method(), req.version());
-    let _ = match req.uri().path_and_query() {
-        Some(target) => {
-            std::fmt::Write::write_fmt(&mut request, format_args!("{method} {target} {version:?}"))
-        }
-        None => std::fmt::Write::write_fmt(
-            &mut request,
-            format_args!("{method} {} {version:?}", req.uri()),
-        ),
+    let target = match req.uri().path_and_query() {
+        Some(target) => std::borrow::Cow::Borrowed(target.as_str()),
+        None => std::borrow::Cow::Owned(req.uri().to_string()),
+    };
+    let request = access_log::request_field(req.method().as_str(), &target, req.version());
+    let clipped = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| access_log::clipped(v.as_bytes()))
     };
     public.access_log.log(Record {
         client,
@@ -595,13 +599,24 @@ pub(crate) async fn handle(
         request,
         status: res.status().as_u16(),
         bytes,
-        referer: raw(header::REFERER),
-        user_agent: raw(header::USER_AGENT),
+        referer: clipped(header::REFERER),
+        user_agent: clipped(header::USER_AGENT),
         elapsed,
         corte: res.headers().get(&X_PREP_CORTE).cloned(),
         encoding: coding,
     });
     res
+}
+
+/// The body bytes `res` sends: its `Content-Length`, or the exact size of a body this server
+/// made (a page, a notice), which carries no `Content-Length` until hyper writes it.
+fn body_bytes(res: &Response<BoxedBody>) -> u64 {
+    res.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| hyper::body::Body::size_hint(res.body()).exact())
+        .unwrap_or(0)
 }
 
 async fn route(public: &Public, https: bool, req: &Request<Incoming>) -> Response<BoxedBody> {
@@ -713,27 +728,30 @@ const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHAN
 /// field, empty or a host with an optional port. The site does not depend on the host, but a
 /// cache or balancer in front may key on it, and one that reads the first of two `Host`
 /// fields and a server that reads the last must not disagree about what was asked. HTTP/1.0
-/// has no such rule. HTTP/2 names the host in `:authority`, which hyper has parsed; it must
-/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not. The admin
-/// listener holds its requests to the same rule.
+/// may name none, but not two. HTTP/2 names the host in `:authority`, which hyper has parsed; it must
+/// not carry the user information RFC 9113 (§8.3.1) forbids, as a `Host` must not; a `Host`
+/// field sent beside it (an intermediary may keep one) is held to HTTP/1.1's rules and must
+/// name the same host, or a front reading one and a back reading the other would disagree.
+/// The admin listener holds its requests to the same rule.
 pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
-    if req.version() == Version::HTTP_2 {
-        return req
-            .uri()
-            .authority()
-            .is_none_or(|a| !a.as_str().contains('@'));
-    }
-    if req.version() != Version::HTTP_11 {
-        return true;
-    }
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(host), None) => {
-            let host = host.as_bytes();
-            host.is_empty()
-                || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+    let host = match (hosts.next(), hosts.next()) {
+        (host, None) => host.map(HeaderValue::as_bytes),
+        _ => return false,
+    };
+    let one_host = |host: &[u8]| {
+        host.is_empty() || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+    };
+    match req.version() {
+        Version::HTTP_2 => {
+            let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+            authority.is_none_or(|a| !a.contains(&b'@'))
+                && host.is_none_or(|h| {
+                    one_host(h) && authority.is_none_or(|a| a.eq_ignore_ascii_case(h))
+                })
         }
-        _ => false,
+        Version::HTTP_11 => host.is_some_and(one_host),
+        _ => true,
     }
 }
 

@@ -616,6 +616,20 @@ impl Server {
         serde_json::from_slice(&r.body).unwrap()
     }
 
+    /// The access log once it holds at least `lines` lines (the writer takes what is queued
+    /// every 50 ms), or as it is after 20 s.
+    pub fn access_log_with(&self, lines: usize) -> String {
+        let log = self.data.join("bitacoras").join("access.log");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() >= lines || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The live corte id, if any.
     pub fn live_corte(&self) -> Option<String> {
         self.status()["live"]["corte"].as_str().map(str::to_owned)

@@ -27,6 +27,10 @@
 //!   rotation never overwrites an earlier day's log (see [`file`]).
 //! - Text from the client (request line, Referer, User-Agent) is escaped: `"`, `\` and
 //!   bytes outside printable ASCII are written as `\xHH`, so a line cannot be forged.
+//! - A line is a few KiB at most, whatever the client sends: each of those three fields
+//!   keeps its first [`MAX_FIELD_BYTES`] bytes and is marked cut ([`clipped`]). Over HTTP/2 a
+//!   header sent once can be named again with one byte; without the cut, a visitor could
+//!   make kilobytes of log per byte it sends.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -64,16 +68,16 @@ pub(crate) struct Record {
     pub(crate) client: IpAddr,
     /// When the request arrived.
     pub(crate) at: Timestamp,
-    /// Method, target and version, as received.
+    /// Method, target and version, as received ([`request_field`]).
     pub(crate) request: String,
     /// Response status.
     pub(crate) status: u16,
     /// Body bytes sent (Content-Length of the response).
     pub(crate) bytes: u64,
     /// Referer header, its bytes as received (any byte outside printable ASCII is logged as
-    /// `\xHH`, so two different headers never give the same line).
+    /// `\xHH`, so two different headers never give the same line), [`clipped`].
     pub(crate) referer: Option<Vec<u8>>,
-    /// User-Agent header, its bytes as received.
+    /// User-Agent header, its bytes as received, [`clipped`].
     pub(crate) user_agent: Option<Vec<u8>>,
     /// Time to build the response.
     pub(crate) elapsed: Duration,
@@ -81,6 +85,41 @@ pub(crate) struct Record {
     pub(crate) corte: Option<HeaderValue>,
     /// Content coding sent.
     pub(crate) encoding: Coding,
+}
+
+/// The most bytes of a client's text one field of a line keeps (the request, Referer,
+/// User-Agent). Real browsers' User-Agent is under 400 bytes, and a target past this is
+/// a 404 or a 414 whose first KiB says what it was.
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
+/// What ends a field cut at [`MAX_FIELD_BYTES`].
+const CUT: &[u8] = b"...";
+
+/// The bytes of a header to log: `text` itself, or its first [`MAX_FIELD_BYTES`] followed
+/// by `...`.
+pub(crate) fn clipped(text: &[u8]) -> Vec<u8> {
+    match text.get(..MAX_FIELD_BYTES) {
+        Some(head) if text.len() > MAX_FIELD_BYTES => [head, CUT].concat(),
+        _ => text.to_vec(),
+    }
+}
+
+/// The request field of a line: `method target version`, the method and the target each
+/// cut as [`clipped`] is, before a character rather than within one.
+pub(crate) fn request_field(method: &str, target: &str, version: http::Version) -> String {
+    let mut field = String::with_capacity(target.len().min(MAX_FIELD_BYTES) + 24);
+    for part in [method, target] {
+        let end = (0..=MAX_FIELD_BYTES.min(part.len()))
+            .rev()
+            .find(|&at| part.is_char_boundary(at))
+            .unwrap_or(0);
+        field.push_str(part.get(..end).unwrap_or_default());
+        if end < part.len() {
+            field.push_str("...");
+        }
+        field.push(' ');
+    }
+    let _ = std::fmt::Write::write_fmt(&mut field, format_args!("{version:?}"));
+    field
 }
 
 /// The request side: cheap to clone, never blocks.
