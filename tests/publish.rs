@@ -124,6 +124,45 @@ fn every_data_package_stays_downloadable_across_restarts() {
     }
 }
 
+/// A data package sent again under the same name with other bytes (the institute corrected
+/// it): `/datos/` keeps one row for the name, the one whose bytes its link serves, before and
+/// after a restart; a listing never shows a SHA-256 its link does not give.
+#[test]
+fn a_data_package_sent_again_with_other_bytes_is_listed_once_with_what_its_link_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let name = "20210601_1922_PREP_CAMP.zip";
+    let version = |corte: &str| {
+        let inner = zip_bytes(&[(
+            "CAMP_GOB_2021.csv",
+            format!("GUBERNATURA\n{corte} (UTC-5)\n").as_bytes(),
+        )]);
+        zip_bytes(&[("20210601_1922_PREP_GOB_CAMP.zip", inner.as_slice())])
+    };
+    let (first, second) = (version("01/06/2021 19:22"), version("01/06/2021 19:22 "));
+    assert_ne!(first, second);
+    drop_file(&server.entrada(), name, &first);
+    server.wait_corte("20210601_1922");
+    let published = server.status()["counts"]["published"].as_u64().unwrap();
+    drop_file(&server.entrada(), name, &second);
+    server.wait_status("the second version published", |s| {
+        s["counts"]["published"].as_u64() == Some(published + 1)
+    });
+    for _ in 0..2 {
+        let served = curl(&server.url(&format!("/datos/{name}")), &[]);
+        assert!(served.body == second, "the link serves the second version");
+        let listing = curl(&server.url("/datos/"), &[]).text();
+        assert_eq!(
+            listing.matches(&format!(">{name}<")).count(),
+            1,
+            "{listing}"
+        );
+        assert!(listing.contains(&sha256_hex(&second)), "{listing}");
+        assert!(!listing.contains(&sha256_hex(&first)), "{listing}");
+        server.restart();
+    }
+}
+
 /// A site package whose files take the paths of the downloads (`/datos/`, a listed zip, the
 /// newest data package's unpacked files): the downloads stay, so the bytes at each listed
 /// link are the SHA-256 the listing shows; the site's other files under `datos/` are served;

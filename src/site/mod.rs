@@ -11,7 +11,9 @@
 //!   `/datos/` listing of data packages, is marked as ours by its content.
 //! - The downloads' paths are the downloads': a site package's file at the listing's path, a
 //!   listed zip's or the newest data package's unpacked files' is left out (the publisher
-//!   journals which), so the bytes at a listed link are always those of the SHA-256 listed.
+//!   journals which), so the bytes at a listed link are always those of the SHA-256 listed;
+//!   a name has one row, the package its link serves (one sent again under its name, other
+//!   bytes, takes the earlier one's row).
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
 //! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
 //!   `Last-Modified`) is computed here, once per file, never per request.
@@ -428,7 +430,10 @@ impl Site {
             variants: None,
         };
         self.files.insert(path, Arc::new(entry));
-        self.downloads.retain(|d| d.sha256 != listed.sha256);
+        // One row a link: a package sent again under its name (other bytes) takes the row of
+        // the one its link no longer serves, so every SHA-256 listed is what its link gives.
+        self.downloads
+            .retain(|d| d.sha256 != listed.sha256 && d.name != listed.name);
         self.downloads.push(Download {
             name: listed.name.to_owned(),
             corte_id: listed.corte_id.to_owned(),
