@@ -394,7 +394,8 @@ async fn send(
 /// those of the institute `reglas` names, prints the report, and returns the exit status: 0
 /// consistent, 1 a declared summary field is given by no definition. A file that cannot be
 /// read, or an unknown `reglas`, is an error (exit status 2); so is a results CSV that cannot
-/// be read, after the report on every other one (with `json`, the report names it).
+/// be read, after the report on every other one (with `json`, the report names it), and so
+/// is an input in which no results CSV is read at all: nothing checked is no success.
 pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u8> {
     let reglas = match reglas.filter(|r| !r.is_empty()) {
         Some(name) => Some(prep::reglas(name).ok_or_else(|| {
@@ -438,13 +439,18 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     for e in &report.unreadable {
         eprintln!("difusor: {e}");
     }
-    Ok(if !report.unreadable.is_empty() {
-        2
-    } else if report.consistent() {
-        0
-    } else {
-        1
-    })
+    if report.elections.is_empty() && report.unreadable.is_empty() {
+        eprintln!("difusor: {input}: no PREP results CSV in it: nothing was checked");
+    }
+    Ok(
+        if !report.unreadable.is_empty() || report.elections.is_empty() {
+            2
+        } else if report.consistent() {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 /// A progress bar on stderr for `len` bytes, drawn only when stderr is a terminal.

@@ -1500,3 +1500,116 @@ fn a_utf16_file_is_refused_in_plain_words() {
         );
     }
 }
+
+/// The candidacies a state's package carries beside its results: a CSV of other content.
+const CANDIDACIES: &[u8] = b"ID_ESTADO,ESTADO,PARTIDO_CI,CANDIDATURA\n26,SONORA,PAN,X\n";
+
+/// A Sonora package whose results CSV holds `results`, beside its candidacies.
+fn sonora_package(results: &[u8]) -> Vec<u8> {
+    zip_bytes(&[
+        ("SON_GOB_2021.csv", results),
+        ("SON_GOB_CANDIDATURAS_2021.csv", CANDIDACIES),
+    ])
+}
+
+/// Whether a text report calls the input consistent.
+fn says_consistent(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("CONSISTENT"))
+}
+
+/// A package's results CSV that is no text (empty, UTF-16, NUL bytes) is reported as a
+/// results CSV that cannot be read, with what it is, never taken for another file: the
+/// package is not called consistent, and the exit status is 2. A package in which no results
+/// CSV is read at all is not called consistent either.
+#[test]
+fn a_package_whose_results_csv_is_not_text_is_not_read_and_not_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = std::fs::read(real_fixture(SONORA)).unwrap();
+    let text = String::from_utf8(real[3..].to_vec()).unwrap();
+    let mut utf16 = vec![0xFF, 0xFE];
+    let mut utf16_unmarked = Vec::new();
+    for unit in text.encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+        utf16_unmarked.extend(unit.to_le_bytes());
+    }
+    for (case, bytes, what) in [
+        ("empty", Vec::new(), "the file is empty"),
+        ("nul", vec![0u8; real.len()], "NUL bytes"),
+        ("utf16", utf16, "UTF-16 text"),
+        ("utf16-unmarked", utf16_unmarked, "NUL bytes"),
+    ] {
+        let path = write(
+            dir.path(),
+            &format!("20210607_1319_PREP_GOB_SON_{case}.zip"),
+            &sonora_package(&bytes),
+        );
+        let out = inspect(&[&path]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(2), "{case}: {text}");
+        assert!(!says_consistent(&text), "{case}: {text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("difusor: SON_GOB_2021.csv, line 1: ") && err.contains(what),
+            "{case}: {err}"
+        );
+        let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+        assert_eq!(code, Some(2), "{case}: {v:#}");
+        assert_eq!(
+            v["unreadable"][0]["file"], "SON_GOB_2021.csv",
+            "{case}: {v:#}"
+        );
+        assert_eq!(
+            v["other_files"],
+            serde_json::json!(["SON_GOB_CANDIDATURAS_2021.csv"]),
+            "{case}: {v:#}"
+        );
+    }
+
+    // Cut after its corte: read, and not readable as results; nothing else is called consistent.
+    let path = write(
+        dir.path(),
+        "20210607_1319_PREP_GOB_SON_cut.zip",
+        &sonora_package(&real[..60]),
+    );
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(!says_consistent(&stdout(&out)), "{}", stdout(&out));
+
+    // No results CSV at all: nothing was checked, which is no success.
+    let path = write(
+        dir.path(),
+        "20210607_1319_PREP_GOB_SON_none.zip",
+        &zip_bytes(&[("SON_GOB_CANDIDATURAS_2021.csv", CANDIDACIES)]),
+    );
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        !says_consistent(&text) && text.contains("NOTHING CHECKED"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no PREP results CSV"), "{err}");
+}
+
+/// On arrival with `reject_inconsistent`, a package whose results CSV is empty is rejected
+/// naming the file, as one whose results CSV cannot be read.
+#[test]
+fn a_package_whose_results_csv_is_empty_is_rejected_by_reject_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--reject-inconsistent"]);
+    let file = dir.path().join("20210607_1319_PREP_GOB_SON.zip");
+    std::fs::write(&file, sonora_package(b"")).unwrap();
+    let out = server.run(&["ingest", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("a results CSV cannot be read: SON_GOB_2021.csv, line 1: the file is empty"),
+        "{text}"
+    );
+    assert_eq!(
+        server.status()["live"],
+        serde_json::Value::Null,
+        "nothing published"
+    );
+}

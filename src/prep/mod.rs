@@ -21,9 +21,13 @@
 //!   each at a lower scheduling priority ([`INSPECTION_NICE`]): a national package on
 //!   election night never takes every core from the threads that serve visitors.
 //! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
-//!   a file that is not a PREP results CSV at all (a cómputos file included) is an error,
-//!   naming file, line and column; in a package, such a file is reported beside the
-//!   elections of every other file, which are inspected all the same.
+//!   a file that is not a PREP results CSV at all is an error, naming file, line and column: a
+//!   cómputos file; a file that is no text (empty, UTF-16, NUL bytes). In a package, such a
+//!   file is reported beside the elections of every other file, which are inspected all the
+//!   same.
+//! - A package's `.csv` file that is no text is such a file, never taken for another file
+//!   (candidacies, …): it cannot be told whether it held results. A package in which no
+//!   results CSV is read is never called consistent ([`Report::consistent`]).
 
 mod cell;
 mod definitions;
@@ -123,9 +127,10 @@ impl Report {
         }
     }
 
-    /// Whether every election's summary is given, field by field, by one known definition.
+    /// Whether at least one election was read and every election's summary is given, field
+    /// by field, by one known definition: with no election read, nothing is consistent.
     pub(crate) fn consistent(&self) -> bool {
-        self.elections.iter().all(|e| e.consistent)
+        !self.elections.is_empty() && self.elections.iter().all(|e| e.consistent)
     }
 }
 
@@ -141,11 +146,13 @@ pub(crate) fn inspect_file(
 }
 
 /// Inspects the results CSVs among a package's files, as many at once as there are cores
-/// but one (at least one), at [`INSPECTION_NICE`], by every known definition or `reglas`'s. A CSV whose first bytes hold neither
-/// `CLAVE_CASILLA` nor `ACTAS_ESPERADAS` (a list of candidacies, …) is listed as another
-/// file. A results CSV that cannot be read is reported among [`Report::unreadable`]; the
-/// others are inspected all the same. `progress` is called with the bytes parsed so far, in
-/// all.
+/// but one (at least one), at [`INSPECTION_NICE`], by every known definition or `reglas`'s. A
+/// CSV whose first bytes are text that holds neither `CLAVE_CASILLA` nor `ACTAS_ESPERADAS`
+/// (a list of candidacies, …) is listed as another file; one whose first bytes are no text
+/// ([`reader::not_text`]: empty, UTF-16, NUL bytes) is inspected, to be reported as
+/// unreadable with what it is. A results CSV that cannot be read is reported among
+/// [`Report::unreadable`]; the others are inspected all the same. `progress` is called with
+/// the bytes parsed so far, in all.
 pub(crate) fn inspect_members(
     input: &str,
     members: &[&Member],
@@ -154,7 +161,7 @@ pub(crate) fn inspect_members(
 ) -> Report {
     let (results, others): (Vec<&Member>, Vec<&Member>) = members
         .iter()
-        .partition(|m| is_csv(&m.path) && reader::looks_like_results(&m.bytes));
+        .partition(|m| is_csv(&m.path) && maybe_results(&m.bytes));
     let done = AtomicU64::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -208,6 +215,13 @@ fn lower_priority() {
     {
         tracing::debug!(error = %e, "cannot lower the inspection's priority");
     }
+}
+
+/// Whether a `.csv` file may hold results, by its first [`reader::HEAD_BYTES`]: it looks like
+/// them, or it is no text, so that what it holds cannot be told.
+fn maybe_results(bytes: &[u8]) -> bool {
+    let head = bytes.get(..reader::HEAD_BYTES).unwrap_or(bytes);
+    reader::looks_like_results(head) || reader::not_text(head).is_some()
 }
 
 /// Whether a path ends in `.csv`, in any letter case.

@@ -17,6 +17,8 @@
 //! - A cómputos file (the district counts, a different product: `ACTAS_COMPUTADAS` in its
 //!   summary, or `COMPUTADAS` as INE's of 2015 write it, or casilla rows without
 //!   `CONTABILIZADA`) is refused by name, never read as PREP results.
+//! - A file that is no text ([`not_text`]: empty, UTF-16 or another byte-order mark, NUL
+//!   bytes) is refused saying what it is.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -283,20 +285,8 @@ impl<R: Read> CsvReader<R> {
             .take(HEAD_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(|e| err(0, format!("cannot read: {e}")))?;
-        if let Some(bom) = [&b"\xFF\xFE"[..], b"\xFE\xFF"]
-            .into_iter()
-            .find(|bom| head.starts_with(bom))
-        {
-            let bom: Vec<String> = bom.iter().map(|b| format!("{b:02X}")).collect();
-            return Err(err(
-                1,
-                format!(
-                    "UTF-16 text (it begins with the byte-order mark {}), which no PREP results \
-                     CSV is written in: they are UTF-8 or Latin-1; saved again as UTF-8 it can \
-                     be read",
-                    bom.join(" ")
-                ),
-            ));
+        if let Some(what) = not_text(&head) {
+            return Err(err(1, what));
         }
         let encoding = if head.starts_with(b"\xEF\xBB\xBF") {
             head.drain(..3);
@@ -948,6 +938,53 @@ fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
     (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
 }
 
+/// Why the first [`HEAD_BYTES`] of a file are not text a PREP CSV is written in, if they are
+/// not: an empty file (or only blank lines), a byte-order mark of UTF-16, UTF-32 or another
+/// encoding no institute writes in, or, where the head does not look like results
+/// ([`looks_like_results`]), NUL bytes: UTF-16 without its mark, a spreadsheet or an archive
+/// named `.csv`, or a damaged file. A NUL byte in a cell of a file that does look like results
+/// is that row's anomaly, not the file's.
+pub(crate) fn not_text(head: &[u8]) -> Option<String> {
+    const MARKS: &[(&[u8], &str)] = &[
+        (b"\xFF\xFE\0\0", "UTF-32"),
+        (b"\0\0\xFE\xFF", "UTF-32"),
+        (b"\xFF\xFE", "UTF-16"),
+        (b"\xFE\xFF", "UTF-16"),
+        (b"\x2B\x2F\x76", "UTF-7"),
+        (b"\xF7\x64\x4C", "UTF-1"),
+        (b"\xDD\x73\x66\x73", "UTF-EBCDIC"),
+        (b"\x0E\xFE\xFF", "SCSU"),
+        (b"\xFB\xEE\x28", "BOCU-1"),
+        (b"\x84\x31\x95\x33", "GB 18030"),
+    ];
+    if let Some((mark, encoding)) = MARKS.iter().find(|(mark, _)| head.starts_with(mark)) {
+        let mark: Vec<String> = mark.iter().map(|b| format!("{b:02X}")).collect();
+        return Some(format!(
+            "{encoding} text (it begins with the byte-order mark {}), which no PREP results CSV \
+             is written in: they are UTF-8 or Latin-1; saved again as UTF-8 it can be read",
+            mark.join(" ")
+        ));
+    }
+    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Some(if text.is_empty() {
+            "the file is empty: no title, summary, column header nor rows".to_owned()
+        } else {
+            "the file is empty: only blank lines, no column header nor rows".to_owned()
+        });
+    }
+    if looks_like_results(text) {
+        return None;
+    }
+    memchr::memchr(0, text).map(|at| {
+        format!(
+            "binary data, not a PREP results CSV: NUL bytes (the first at byte {at}), which \
+             no text file holds; UTF-16 without a byte-order mark, a spreadsheet or an archive \
+             named .csv, or a damaged file"
+        )
+    })
+}
+
 /// The input of the parser, stopped with an error once the record being parsed (begun at
 /// `record_start`, in bytes given out) passes [`MAX_RECORD_BYTES`]: the parser holds a record
 /// whole, so without this one line of hundreds of megabytes would be held whole.
@@ -1119,7 +1156,7 @@ pub(crate) fn normalise(text: &str) -> String {
 mod tests {
     use std::io::Read;
 
-    use super::LineEnds;
+    use super::{LineEnds, not_text};
 
     /// Gives its bytes `step` at a time, so that a CRLF falls across two reads.
     struct Trickle<'a> {
@@ -1134,6 +1171,27 @@ mod tests {
             buf[..n].copy_from_slice(now);
             self.bytes = rest;
             Ok(n)
+        }
+    }
+
+    #[test]
+    fn what_is_no_text_is_told_and_results_with_a_nul_are_not() {
+        let no_text: [(&[u8], &str); 5] = [
+            (b"", "the file is empty"),
+            (b"\xEF\xBB\xBF\r\n\r\n", "only blank lines"),
+            (b"\xFF\xFE\0\0A\0\0\0", "UTF-32 text"),
+            (b"\xFE\xFF\0A", "UTF-16 text"),
+            (b"A\0B\0C\0", "NUL bytes (the first at byte 1)"),
+        ];
+        for (head, what) in no_text {
+            let said = not_text(head).unwrap_or_default();
+            assert!(said.contains(what), "{head:?}: {said}");
+        }
+        for text in [
+            &b"GUBERNATURA\nCLAVE_CASILLA,X\n7,\0\n"[..],
+            b"ID,PARTIDO\n1,PAN\n",
+        ] {
+            assert_eq!(not_text(text), None, "{text:?}");
         }
     }
 

@@ -55,7 +55,13 @@ pub(crate) fn render(report: &Report) -> String {
         })
         .collect();
     let compared = report.elections.iter().any(|e| e.summary_present);
-    if differences.is_empty() && !compared && !report.elections.is_empty() {
+    if report.elections.is_empty() {
+        // Nothing read is nothing checked: never called consistent.
+        let _ = writeln!(
+            out,
+            "NOTHING CHECKED: no PREP results CSV was read, so no summary was checked."
+        );
+    } else if differences.is_empty() && !compared {
         // A layout of 2015–2017 may have no summary line: its rows are read all the same.
         let _ = writeln!(
             out,
