@@ -1501,6 +1501,27 @@ fn a_utf16_file_is_refused_in_plain_words() {
     }
 }
 
+/// The real Sonora file's lines, each without its line end.
+fn sonora_lines() -> Vec<String> {
+    let real = std::fs::read_to_string(real_fixture(SONORA)).unwrap();
+    real.lines().map(str::to_owned).collect()
+}
+
+/// `lines` joined by LF, with a last one.
+fn joined(lines: &[String]) -> Vec<u8> {
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+/// Sonora's cell `index` of the row on line `line` (1-based) set to `value`; no quoted cell
+/// of the file holds a comma, so every comma is a separator.
+fn set_cell(lines: &mut [String], line: usize, index: usize, value: &str) {
+    let row = &mut lines[line - 1];
+    let mut cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells.len(), 38, "line {line}: {row}");
+    cells[index] = value;
+    *row = cells.join(",");
+}
+
 /// The candidacies a state's package carries beside its results: a CSV of other content.
 const CANDIDACIES: &[u8] = b"ID_ESTADO,ESTADO,PARTIDO_CI,CANDIDATURA\n26,SONORA,PAN,X\n";
 
@@ -1612,4 +1633,70 @@ fn a_package_whose_results_csv_is_empty_is_rejected_by_reject_inconsistent() {
         serde_json::Value::Null,
         "nothing published"
     );
+}
+
+/// Sonora with its quotes taken out (no quoted cell of it holds a comma) and the last cell of
+/// its 101st row, on line 107, written `"ACTA PREP`: a quote opened and never closed.
+fn sonora_with_an_unclosed_quote() -> Vec<String> {
+    let mut lines: Vec<String> = sonora_lines().iter().map(|l| l.replace('"', "")).collect();
+    assert!(lines[106].ends_with(",ACTA PREP"), "{}", lines[106]);
+    lines[106] = lines[106].replace(",ACTA PREP", ",\"ACTA PREP");
+    lines
+}
+
+/// A quote never closed is an error naming the line where it opened, with or without a
+/// summary line, instead of every row after it read as one cell; so is a quoted cell that
+/// holds whole rows. A quoted cell with a line break inside it is read as before.
+#[test]
+fn an_unclosed_quote_is_an_error_naming_the_line_where_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = sonora_with_an_unclosed_quote();
+    let path = write(dir.path(), SONORA, &joined(&lines));
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "SON_GOB_2021.csv, line 107: a quoted cell opened on this line is never closed"
+        ),
+        "{err}"
+    );
+
+    // Without its summary lines (2 lines fewer), where nothing would be compared.
+    let mut unsummed = lines.clone();
+    unsummed.drain(2..4);
+    let path = write(dir.path(), SONORA, &joined(&unsummed));
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "SON_GOB_2021.csv, line 105: a quoted cell opened on this line is never closed"
+        ),
+        "{err}"
+    );
+
+    // Closed a hundred rows later: the rows between are inside one cell.
+    let mut closed_late = lines.clone();
+    assert!(closed_late[206].ends_with(",ACTA PREP"));
+    closed_late[206].push('"');
+    let path = write(dir.path(), SONORA, &joined(&closed_late));
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "SON_GOB_2021.csv, line 107: a quoted cell opened on this line holds whole rows"
+        ) && err.contains("line 108"),
+        "{err}"
+    );
+
+    // A quoted cell with a line break and quotes inside it is one cell, as it should be.
+    let mut embedded = sonora_lines();
+    set_cell(&mut embedded, 7, 3, "\"SONORA\n\"\"MX\"\"\"");
+    let path = write(dir.path(), SONORA, &joined(&embedded));
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["elections"][0]["rows"], 3772, "{v:#}");
+    assert_eq!(v["elections"][0]["anomaly_count"], 0, "{v:#}");
 }

@@ -19,6 +19,9 @@
 //!   `CONTABILIZADA`) is refused by name, never read as PREP results.
 //! - A file that is no text ([`not_text`]: empty, UTF-16 or another byte-order mark, NUL
 //!   bytes) is refused saying what it is.
+//! - A quote never closed never swallows the rest of the file silently: the file ending inside
+//!   a quoted cell, or a quoted cell holding whole rows, is an error naming the line where the
+//!   quote opened. A quoted cell with line breaks inside it is read as one cell.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -269,6 +272,9 @@ pub(crate) struct CsvReader<R: Read> {
     record_start: Arc<AtomicU64>,
     /// Set by the [`RecordLimit`] when a record passed [`MAX_RECORD_BYTES`].
     too_long: Arc<AtomicBool>,
+    /// Set by the [`RecordLimit`], at the input's end inside a quoted cell, to the line that
+    /// cell opened on (0: none).
+    unclosed: Arc<AtomicU64>,
 }
 
 impl<R: Read> CsvReader<R> {
@@ -304,6 +310,7 @@ impl<R: Read> CsvReader<R> {
         } = separators(&head);
         let record_start = Arc::new(AtomicU64::new(0));
         let too_long = Arc::new(AtomicBool::new(false));
+        let unclosed = Arc::new(AtomicU64::new(0));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -314,6 +321,8 @@ impl<R: Read> CsvReader<R> {
                 given: 0,
                 record_start: Arc::clone(&record_start),
                 too_long: Arc::clone(&too_long),
+                quotes: Quotes::new(separator),
+                unclosed: Arc::clone(&unclosed),
             });
         let mut this = Self {
             file: file.to_owned(),
@@ -326,6 +335,7 @@ impl<R: Read> CsvReader<R> {
             record: ByteRecord::new(),
             record_start,
             too_long,
+            unclosed,
         };
         this.read_preamble()?;
         Ok(this)
@@ -369,9 +379,11 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// The next data row, or `None` at the end. Blank lines are skipped; a row with fewer
-    /// cells than the header, or more that are not empty, is an error.
+    /// cells than the header, or more that are not empty, is an error, and so is a quoted
+    /// cell that holds whole rows ([`CsvReader::swallowed_row`]).
     pub(crate) fn next_row(&mut self) -> Result<Option<Row<'_>>, ReadError> {
         loop {
+            let first_line = self.reader.position().line();
             if !self.read_record()? {
                 return Ok(None);
             }
@@ -379,6 +391,23 @@ impl<R: Read> CsvReader<R> {
                 continue;
             }
             let line = self.line();
+            // Only a record that ends past the line it began on (blank lines before it
+            // included) can hold a line break: the others are not looked into.
+            if line > first_line
+                && let Some((opened, row)) = self.swallowed_row()
+            {
+                return Err(ReadError {
+                    file: self.file.clone(),
+                    line: opened,
+                    column: None,
+                    what: format!(
+                        "a quoted cell opened on this line holds whole rows (line {row} inside \
+                         it has the {} separators of a row): a quote is missing or one too \
+                         many, and the rows inside the cell would be lost",
+                        self.columns.names.len().saturating_sub(1)
+                    ),
+                });
+            }
             let want = self.columns.names.len();
             // Only cells past the header's are looked at: walking to them cell by cell would
             // cost as much as the rest of the row.
@@ -401,6 +430,30 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
+    /// In the record just read, the first line inside a cell that holds as many separators
+    /// as a whole row, with the line where that cell opened: `(opened, row)`. A real cell
+    /// with a line break (an observation written on two lines) holds a few words, never a
+    /// row.
+    fn swallowed_row(&self) -> Option<(u64, u64)> {
+        let separators = self.columns.names.len().saturating_sub(1);
+        if separators == 0 {
+            return None;
+        }
+        let breaks = |cell: &[u8]| memchr::memchr_iter(b'\n', cell).count() as u64;
+        let all: u64 = self.record.iter().map(breaks).sum();
+        // The record ends on the current line: it began as many lines before as it holds breaks.
+        let mut line = self.line().saturating_sub(all);
+        for cell in &self.record {
+            for (inside, part) in (0..).zip(cell.split(|&b| b == b'\n')).skip(1) {
+                if memchr::memchr_iter(self.separator, part).count() >= separators {
+                    return Some((line, line + inside));
+                }
+            }
+            line += breaks(cell);
+        }
+        None
+    }
+
     /// The line of the current record: where it ends, the line before the reader's position
     /// ([`LineEnds`] ends every record with an LF the parser consumes).
     fn line(&self) -> u64 {
@@ -417,29 +470,49 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
+    /// Reads the next record. The input ending inside a quoted cell is an error naming the
+    /// line where the cell opened: the parser would give every line after it as that cell.
     fn read_record(&mut self) -> Result<bool, ReadError> {
         let start = self.reader.position().clone();
         self.record_start.store(start.byte(), Ordering::Relaxed);
-        self.reader.read_byte_record(&mut self.record).map_err(|e| {
-            if self.too_long.load(Ordering::Relaxed) {
-                return ReadError {
-                    file: self.file.clone(),
-                    line: start.line(),
-                    column: None,
-                    what: format!(
-                        "a line (or a quoted cell across lines) goes on past \
+        let read = self
+            .reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| {
+                if self.too_long.load(Ordering::Relaxed) {
+                    return ReadError {
+                        file: self.file.clone(),
+                        line: start.line(),
+                        column: None,
+                        what: format!(
+                            "a line (or a quoted cell across lines) goes on past \
                              {MAX_RECORD_BYTES} bytes, where a real row is under 2 KB: a line \
                              without an end, or a quote never closed"
-                    ),
-                };
-            }
-            ReadError {
+                        ),
+                    };
+                }
+                ReadError {
+                    file: self.file.clone(),
+                    line: e.position().map_or(self.line(), csv::Position::line),
+                    column: None,
+                    what: format!("not readable as CSV: {e}"),
+                }
+            })?;
+        let opened = self.unclosed.load(Ordering::Relaxed);
+        if opened > 0 {
+            return Err(ReadError {
                 file: self.file.clone(),
-                line: e.position().map_or(self.line(), csv::Position::line),
+                line: opened,
                 column: None,
-                what: format!("not readable as CSV: {e}"),
-            }
-        })
+                what: format!(
+                    "a quoted cell opened on this line is never closed: the file ends inside \
+                     it, so every line after it, to line {}, would be read as that one cell; \
+                     a closing quote (\") is missing, or a quote is one too many",
+                    self.line().max(opened)
+                ),
+            });
+        }
+        Ok(read)
     }
 
     /// The cells of a line before the column header. Where the summary lines have a
@@ -985,6 +1058,85 @@ pub(crate) fn not_text(head: &[u8]) -> Option<String> {
     })
 }
 
+/// The parser's quoting followed over the bytes it is given, as it reads them: a quote opens
+/// a quoted cell only at a cell's start (`="…"` cells and a quote inside a word are text), two
+/// quotes inside one stand for one, and the next quote closes it. Tells whether the input ends
+/// inside a quoted cell, and on which line that cell opened.
+struct Quotes {
+    separator: u8,
+    /// The line the quoted cell being read opened on, if one is.
+    open: Option<u64>,
+    /// Line ends given so far.
+    lines: u64,
+    /// The byte before the next one (a line end, at the start).
+    before: u8,
+    /// Inside a quoted cell, the last byte given was a quote: it closes the cell unless
+    /// another quote follows.
+    quote_last: bool,
+}
+
+impl Quotes {
+    fn new(separator: u8) -> Self {
+        Self {
+            separator,
+            open: None,
+            lines: 0,
+            before: b'\n',
+            quote_last: false,
+        }
+    }
+
+    /// Follows the quoting over the next bytes given to the parser.
+    fn scan(&mut self, chunk: &[u8]) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
+        let mut at = 0;
+        if std::mem::take(&mut self.quote_last) {
+            if chunk.first() == Some(&b'"') {
+                at = 1;
+            } else {
+                self.open = None;
+            }
+        }
+        while let Some(rest) = chunk.get(at..) {
+            let Some(q) = memchr::memchr(b'"', rest) else {
+                self.lines += line_ends(rest);
+                break;
+            };
+            self.lines += line_ends(rest.get(..q).unwrap_or_default());
+            let quote = at + q;
+            at = quote + 1;
+            if self.open.is_some() {
+                match chunk.get(at) {
+                    Some(b'"') => at += 1,
+                    Some(_) => self.open = None,
+                    None => self.quote_last = true,
+                }
+            } else {
+                let before = quote
+                    .checked_sub(1)
+                    .and_then(|i| chunk.get(i).copied())
+                    .unwrap_or(self.before);
+                if before == self.separator || before == b'\n' {
+                    self.open = Some(self.lines + 1);
+                }
+            }
+        }
+        self.before = last;
+    }
+
+    /// At the input's end: the line of the quoted cell left open, if one is.
+    fn open_at_end(&self) -> Option<u64> {
+        self.open.filter(|_| !self.quote_last)
+    }
+}
+
+/// How many line ends (LF) `bytes` hold.
+fn line_ends(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
 /// The input of the parser, stopped with an error once the record being parsed (begun at
 /// `record_start`, in bytes given out) passes [`MAX_RECORD_BYTES`]: the parser holds a record
 /// whole, so without this one line of hundreds of megabytes would be held whole.
@@ -994,6 +1146,10 @@ struct RecordLimit<R> {
     given: u64,
     record_start: Arc<AtomicU64>,
     too_long: Arc<AtomicBool>,
+    /// The quoting of what was given out.
+    quotes: Quotes,
+    /// Set at the input's end to the line of a quoted cell left open.
+    unclosed: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for RecordLimit<R> {
@@ -1013,6 +1169,15 @@ impl<R: Read> Read for RecordLimit<R> {
         let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let n = self.input.read(buf.get_mut(..len).unwrap_or_default())?;
         self.given += n as u64;
+        match buf.get(..n) {
+            Some(given) if n > 0 => self.quotes.scan(given),
+            _ if len > 0 => {
+                if let Some(line) = self.quotes.open_at_end() {
+                    self.unclosed.store(line, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
         Ok(n)
     }
 }
@@ -1156,7 +1321,7 @@ pub(crate) fn normalise(text: &str) -> String {
 mod tests {
     use std::io::Read;
 
-    use super::{LineEnds, not_text};
+    use super::{LineEnds, Quotes, not_text};
 
     /// Gives its bytes `step` at a time, so that a CRLF falls across two reads.
     struct Trickle<'a> {
@@ -1171,6 +1336,34 @@ mod tests {
             buf[..n].copy_from_slice(now);
             self.bytes = rest;
             Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_quoted_cell_left_open_is_found_however_the_input_is_cut() {
+        let cases: [(&[u8], Option<u64>); 8] = [
+            (b"a,b\n\"c\",d\n", None),
+            (b"a,\"b\nc\"\"d\",e\n", None),
+            (b"a,=\"b\",12\" TV\n", None),
+            (b"a,\"b\"\"\"\n", None),
+            (b"a\nb,\"c\nd\n", Some(2)),
+            (b"a,\"b\"\"\n", Some(1)),
+            (b"a\n\"b\"x,\"c\n", Some(2)),
+            (b"\"", Some(1)),
+        ];
+        for (input, want) in cases {
+            for step in [1, 2, 3, 64] {
+                let mut quotes = Quotes::new(b',');
+                for chunk in input.chunks(step) {
+                    quotes.scan(chunk);
+                }
+                assert_eq!(
+                    quotes.open_at_end(),
+                    want,
+                    "{:?} given {step} at a time",
+                    String::from_utf8_lossy(input)
+                );
+            }
         }
     }
 
