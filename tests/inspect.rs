@@ -1700,3 +1700,53 @@ fn an_unclosed_quote_is_an_error_naming_the_line_where_it_opened() {
     assert_eq!(v["elections"][0]["rows"], 3772, "{v:#}");
     assert_eq!(v["elections"][0]["anomaly_count"], 0, "{v:#}");
 }
+
+/// A row with more (or fewer) cells than the header is an anomaly named by its line, not
+/// counted, and the rest of the file is read; a flood of them is listed up to the anomaly
+/// limit. A file most of whose rows do not fit the header is not read as results.
+#[test]
+fn a_row_with_an_unquoted_separator_is_an_anomaly_and_the_rest_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = sonora_lines();
+    set_cell(&mut lines, 107, 3, "SONORA, MX");
+    let path = write(dir.path(), SONORA, &joined(&lines));
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(1), "one acta fewer than the summary: {v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["rows"], 3771, "{e:#}");
+    assert_eq!(e["unread_rows"], 1, "{e:#}");
+    assert_eq!(e["anomaly_count"], 1, "{e:#}");
+    assert_eq!(e["anomalies"][0]["line"], 107, "{e:#}");
+    let what = e["anomalies"][0]["what"].as_str().unwrap();
+    assert!(what.contains("39 cells where the header has 38"), "{what}");
+    assert_eq!(field(e, "ACTAS_REGISTRADAS")["recomputed"], "3771", "{e:#}");
+
+    // 300 such rows: all counted, the first 200 listed, the rest read.
+    let mut many = sonora_lines();
+    for line in 7..307 {
+        set_cell(&mut many, line, 3, "SONORA, MX");
+    }
+    let path = write(dir.path(), SONORA, &joined(&many));
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(1), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["rows"], 3472, "{e:#}");
+    assert_eq!(e["anomaly_count"], 300);
+    assert_eq!(e["anomalies"].as_array().unwrap().len(), 200);
+
+    // Every row (but those whose last cell is empty, which the shift leaves looking whole): not
+    // the rows of that header.
+    let mut all = sonora_lines();
+    for line in 7..=all.len() {
+        set_cell(&mut all, line, 3, "SONORA, MX");
+    }
+    let path = write(dir.path(), SONORA, &joined(&all));
+    let out = inspect(&[&path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SON_GOB_2021.csv, line 7: ")
+            && err.contains(" of its 3772 rows have a number of cells other than the header's 38"),
+        "{err}"
+    );
+}

@@ -4,8 +4,9 @@
 //! the declared summary is checked against every known definition ([`definitions`]).
 //!
 //! A row anomaly never fails the inspection: it is reported with its line, and the summary
-//! is still recomputed. Only a file that cannot be read as a PREP CSV is an error
-//! ([`ReadError`]).
+//! is still recomputed. A row whose cells do not fit the header is such an anomaly, and is
+//! not counted as an acta. Only a file that cannot be read as a PREP CSV is an error
+//! ([`ReadError`]): so is one more than half of whose rows do not fit its header.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -121,6 +122,9 @@ pub(crate) struct FileReport {
     pub(crate) summary_separator: char,
     /// Data rows (actas).
     pub(crate) rows: u64,
+    /// Rows not read as actas because their cells do not fit the column header (each is
+    /// among the anomalies).
+    pub(crate) unread_rows: u64,
     /// Whether the file has a summary line.
     pub(crate) summary_present: bool,
     /// Each declared summary field beside its recomputed value.
@@ -173,12 +177,18 @@ pub(crate) fn inspect_csv(
     let encoding = reader.encoding();
     let mut state = State::new(&columns);
     while let Some(row) = reader.next_row()? {
-        state.row(&row, &columns, encoding);
-        if state.rows.is_multiple_of(PROGRESS_ROWS) {
+        match row.malformed {
+            Some(cells) => state.malformed(&row, &columns, cells),
+            None => state.row(&row, &columns, encoding),
+        }
+        if (state.rows + state.unread_rows).is_multiple_of(PROGRESS_ROWS) {
             progress(reader.position());
         }
     }
     progress(reader.position());
+    if let Some(e) = state.mostly_malformed(file, &columns) {
+        return Err(e);
+    }
     Ok(state.report(file, &reader, &columns, reglas))
 }
 
@@ -266,6 +276,10 @@ struct State {
     specials: FastMap<u32>,
     anomalies: Vec<(u64, Vec<u8>, Option<String>, String)>,
     anomaly_count: u64,
+    /// Rows whose cells do not fit the header.
+    unread_rows: u64,
+    /// The line of the first of them.
+    first_unread: u64,
 }
 
 /// The figures of a counted acta that its checks need.
@@ -301,7 +315,45 @@ impl State {
             specials: FastMap::default(),
             anomalies: Vec::new(),
             anomaly_count: 0,
+            unread_rows: 0,
+            first_unread: 0,
         }
+    }
+
+    /// A row of `cells` cells, which do not fit the header: an anomaly, and no acta.
+    fn malformed(&mut self, row: &Row<'_>, columns: &Columns, cells: usize) {
+        self.unread_rows += 1;
+        if self.first_unread == 0 {
+            self.first_unread = row.line;
+        }
+        let clave = columns.clave_acta.map_or(&b""[..], |i| row.cell(i));
+        let what = || {
+            format!(
+                "{cells} cells where the header has {}; the row is cut or has an unquoted \
+                 separator, and is not counted",
+                columns.names.len()
+            )
+        };
+        self.anomaly(row.line, clave, None, what);
+    }
+
+    /// The error of a file more than half of whose rows do not fit its header: these are no
+    /// rows of it (another separator, or not a PREP results CSV), and its report would count
+    /// next to nothing.
+    fn mostly_malformed(&self, file: &str, columns: &Columns) -> Option<ReadError> {
+        let all = self.rows + self.unread_rows;
+        (self.unread_rows > 0 && self.unread_rows * 2 > all).then(|| ReadError {
+            file: file.to_owned(),
+            line: self.first_unread,
+            column: None,
+            what: format!(
+                "{} of its {all} rows have a number of cells other than the header's {} (the \
+                 first on this line): more than half, so they are not rows of that header; \
+                 their separator is another, or this is not a PREP results CSV",
+                self.unread_rows,
+                columns.names.len()
+            ),
+        })
     }
 
     /// Counts an anomaly; keeps it, `what` written, while fewer than [`MAX_ANOMALIES`] are
@@ -609,6 +661,7 @@ impl State {
             separator: reader.separator(),
             summary_separator: reader.summary_separator(),
             rows: self.rows,
+            unread_rows: self.unread_rows,
             summary_present: preamble.declared.is_some(),
             consistent: summary.iter().all(|c| c.equal),
             summary,

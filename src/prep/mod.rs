@@ -20,12 +20,13 @@
 //! - A package's files are inspected on at most one thread fewer than the machine has cores,
 //!   each at a lower scheduling priority ([`INSPECTION_NICE`]): a national package on
 //!   election night never takes every core from the threads that serve visitors.
-//! - Bad rows never stop an inspection: they are reported as anomalies with their line. Only
-//!   a file that is not a PREP results CSV at all is an error, naming file, line and column: a
+//! - Bad rows never stop an inspection: they are reported as anomalies with their line, a
+//!   row whose cells do not fit the header included (it is not counted as an acta). Only a
+//!   file that is not a PREP results CSV at all is an error, naming file, line and column: a
 //!   cómputos file; a file that is no text (empty, UTF-16, NUL bytes); one with a quote never
-//!   closed, or a quoted cell holding whole rows, whose rows cannot be told apart. In a
-//!   package, such a file is reported beside the elections of every other file, which are
-//!   inspected all the same.
+//!   closed, or a quoted cell holding whole rows, whose rows cannot be told apart; one most of
+//!   whose rows do not fit its header. In a package, such a file is reported beside the
+//!   elections of every other file, which are inspected all the same.
 //! - A package's `.csv` file that is no text is such a file, never taken for another file
 //!   (candidacies, …): it cannot be told whether it held results. A package in which no
 //!   results CSV is read is never called consistent ([`Report::consistent`]).

@@ -22,6 +22,8 @@
 //! - A quote never closed never swallows the rest of the file silently: the file ending inside
 //!   a quoted cell, or a quoted cell holding whole rows, is an error naming the line where the
 //!   quote opened. A quoted cell with line breaks inside it is read as one cell.
+//! - A row whose cells do not fit the header is returned marked ([`Row::malformed`]), for the
+//!   caller to report, and reading goes on.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -243,6 +245,9 @@ pub(crate) struct Columns {
 pub(crate) struct Row<'r> {
     /// Its 1-based line.
     pub(crate) line: u64,
+    /// How many cells it has, where they do not fit the header: fewer than its columns, or
+    /// more that are not empty (a cut row, or an unquoted separator). Such a row is no acta.
+    pub(crate) malformed: Option<usize>,
     record: &'r ByteRecord,
 }
 
@@ -379,8 +384,9 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// The next data row, or `None` at the end. Blank lines are skipped; a row with fewer
-    /// cells than the header, or more that are not empty, is an error, and so is a quoted
-    /// cell that holds whole rows ([`CsvReader::swallowed_row`]).
+    /// cells than the header, or more that are not empty, is returned marked
+    /// [`Row::malformed`]. A quoted cell that holds whole rows is an error
+    /// ([`CsvReader::swallowed_row`]).
     pub(crate) fn next_row(&mut self) -> Result<Option<Row<'_>>, ReadError> {
         loop {
             let first_line = self.reader.position().line();
@@ -413,18 +419,10 @@ impl<R: Read> CsvReader<R> {
             // cost as much as the rest of the row.
             let extra_filled = (want..self.record.len())
                 .any(|i| self.record.get(i).is_some_and(|c| !c.is_empty()));
-            if self.record.len() < want || extra_filled {
-                return Err(self.error(
-                    None,
-                    format!(
-                        "{} cells where the header has {want}; the row is cut or has an \
-                         unquoted separator",
-                        self.record.len()
-                    ),
-                ));
-            }
+            let malformed = (self.record.len() < want || extra_filled).then(|| self.record.len());
             return Ok(Some(Row {
                 line,
+                malformed,
                 record: &self.record,
             }));
         }

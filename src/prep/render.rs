@@ -132,6 +132,14 @@ fn election(out: &mut String, e: &FileReport) {
         "{} actas · {} · separator '{}'{summary_separator} · election: {election}",
         e.rows, e.encoding, e.separator
     );
+    if e.unread_rows > 0 {
+        let _ = writeln!(
+            out,
+            "{} rows not read as actas: their cells do not fit the column header (see the \
+             anomalies)",
+            e.unread_rows
+        );
+    }
     for (column, latest) in &e.latest {
         let _ = writeln!(out, "latest {column}: {latest}");
     }

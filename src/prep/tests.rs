@@ -615,8 +615,32 @@ fn unreadable_files_name_the_file_line_and_column() {
         .map(|l| format!("{l}\n"))
         .collect::<String>()
         + "'1,'2,26\n";
-    let err = inspect_bytes("c.csv", cut.as_bytes()).unwrap_err();
-    assert_eq!(err.line, 10, "{err}");
+    // A cut row is an anomaly at its line, not counted; the rows before it are read.
+    let r = inspect_bytes("c.csv", cut.as_bytes()).unwrap();
+    assert_eq!((r.rows, r.unread_rows), (2, 1));
+    assert_eq!(cut_row_line(&r), Some(10), "{:#?}", r.anomalies);
+    // Alone, or with fewer rows that fit than do not, such rows are no rows of this header.
+    let alone: String = good
+        .lines()
+        .take(7)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "'1,'2,26\n";
+    let err = inspect_bytes("c.csv", alone.as_bytes()).unwrap_err();
+    assert_eq!(err.line, 8, "{err}");
+    assert!(
+        err.what
+            .starts_with("1 of its 1 rows have a number of cells"),
+        "{err}"
+    );
+}
+
+/// The line of the first row whose cells do not fit the header, among a report's anomalies.
+fn cut_row_line(r: &FileReport) -> Option<u64> {
+    r.anomalies
+        .iter()
+        .find(|a| a.column.is_none() && a.what.contains("cells where the header has"))
+        .map(|a| a.line)
 }
 
 #[test]
@@ -798,8 +822,8 @@ fn lines_ended_by_cr_alone_are_counted_in_errors() {
     assert_eq!(lines, 11, "title, corte, 2 summary lines, header, 6 rows");
     // Blank lines after the corte and the summary: the header is on line 7, the rows on 8 to 13.
     let cut = [&good[..], b"'1,'2,26\r"].concat();
-    let err = inspect_bytes("GEN_GOB_2021.csv", &cut).unwrap_err();
-    assert_eq!(err.line, 14, "{err}");
+    let r = inspect_bytes("GEN_GOB_2021.csv", &cut).unwrap();
+    assert_eq!(cut_row_line(&r), Some(14), "{:#?}", r.anomalies);
     let no_lista = String::from_utf8(good)
         .unwrap()
         .replacen("LISTA_NOMINAL,", "LISTA,", 1);
