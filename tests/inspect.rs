@@ -1750,3 +1750,56 @@ fn a_row_with_an_unquoted_separator_is_an_anomaly_and_the_rest_is_read() {
         "{err}"
     );
 }
+
+/// `difusor inspect PATH --json`, with its peak resident memory in KiB (`VmHWM`, read while it
+/// runs).
+fn inspect_peak(path: &str) -> (Output, u64) {
+    let child = difusor()
+        .args(["inspect", path, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut child = child;
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        let hwm = std::fs::read_to_string(&status_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak)
+}
+
+/// Special casillas are told apart without keeping their keys: 500 rows of casilla type S,
+/// each with a `CLAVE_CASILLA` of 100 KB, cost no more memory than the same rows of type B.
+#[test]
+fn special_casillas_with_huge_keys_cost_no_more_memory_than_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = sonora_lines();
+    let file = |tipo: &str| {
+        let mut out: Vec<String> = vec![lines[0].clone(), lines[1].clone(), lines[5].clone()];
+        for i in 0..500 {
+            let mut row = vec![lines[6].clone()];
+            set_cell(&mut row, 1, 0, &format!("{i:08}{}", "K".repeat(100_000)));
+            set_cell(&mut row, 1, 1, &format!("A{i}"));
+            set_cell(&mut row, 1, 8, tipo);
+            out.push(row.remove(0));
+        }
+        write(dir.path(), &format!("{tipo}_GOB_2021.csv"), &joined(&out))
+    };
+    let (b, b_peak) = inspect_peak(&file("B"));
+    let (s, s_peak) = inspect_peak(&file("S"));
+    assert_eq!(b.status.code(), Some(0), "{}", stdout(&b));
+    assert_eq!(s.status.code(), Some(0), "{}", stdout(&s));
+    assert!(
+        s_peak < b_peak + 16 * 1024,
+        "special casillas: {s_peak} KiB at most, others {b_peak} KiB"
+    );
+}

@@ -7,9 +7,13 @@
 //! is still recomputed. A row whose cells do not fit the header is such an anomaly, and is
 //! not counted as an acta. Only a file that cannot be read as a PREP CSV is an error
 //! ([`ReadError`]): so is one more than half of whose rows do not fit its header.
+//!
+//! What one inspection holds is bounded whatever the file: special casillas are told apart by
+//! a hash of their key, at most [`MAX_SPECIALS`] of them.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::io::Read;
 
 use serde::Serialize;
@@ -192,6 +196,43 @@ pub(crate) fn inspect_csv(
     Ok(state.report(file, &reader, &columns, reglas))
 }
 
+/// The most distinct special casillas told apart: a national file has about 1,500.
+const MAX_SPECIALS: usize = 100_000;
+
+/// Rows per special casilla (`TIPO_CASILLA` = S), by a 64-bit hash of its `CLAVE_CASILLA`:
+/// the keys themselves are not kept, so a casilla costs 16 bytes however long its key. Two
+/// keys of one hash (about one chance in 10^9 for a national file's) would count as one
+/// casilla. At most [`MAX_SPECIALS`] casillas; the rows of further ones are not counted.
+#[derive(Default)]
+struct Specials {
+    rows: HashMap<u64, u32, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// Whether a casilla was left uncounted, the limit reached.
+    full: bool,
+}
+
+impl Specials {
+    /// Counts a row of the special casilla `key`.
+    fn add(&mut self, key: &[u8]) {
+        let room = self.rows.len() < MAX_SPECIALS;
+        match self.rows.entry(self.hasher.hash_one(key)) {
+            Entry::Occupied(mut n) => {
+                let rows = n.get_mut();
+                *rows = rows.saturating_add(1);
+            }
+            Entry::Vacant(slot) if room => {
+                slot.insert(1);
+            }
+            Entry::Vacant(_) => self.full = true,
+        }
+    }
+
+    /// How many special casillas have one row.
+    fn single_row(&self) -> u64 {
+        self.rows.values().filter(|&&n| n == 1).count() as u64
+    }
+}
+
 /// A map keyed by cell bytes. Keys come from the file, but a flood of colliding keys only
 /// slows one inspection down; the fast hasher keeps a national file well over 200 MB/s.
 type FastMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
@@ -273,7 +314,7 @@ struct State {
     latest: Vec<u64>,
     claves: SeenActas,
     key: Vec<u8>,
-    specials: FastMap<u32>,
+    specials: Specials,
     anomalies: Vec<(u64, Vec<u8>, Option<String>, String)>,
     anomaly_count: u64,
     /// Rows whose cells do not fit the header.
@@ -312,7 +353,7 @@ impl State {
             latest: vec![0; columns.dates.len()],
             claves: SeenActas::default(),
             key: Vec::new(),
-            specials: FastMap::default(),
+            specials: Specials::default(),
             anomalies: Vec::new(),
             anomaly_count: 0,
             unread_rows: 0,
@@ -522,11 +563,16 @@ impl State {
             && !out
             && let Some(casilla) = columns.clave_casilla.map(|i| row.cell(i))
         {
-            match self.specials.get_mut(casilla) {
-                Some(n) => *n += 1,
-                None => {
-                    self.specials.insert(casilla.to_vec(), 1);
-                }
+            let full = self.specials.full;
+            self.specials.add(casilla);
+            if self.specials.full && !full {
+                let what = || {
+                    format!(
+                        "more than {MAX_SPECIALS} special casillas: from this line on, a new one \
+                         is not counted among the special casillas of one row"
+                    )
+                };
+                self.anomaly(line, clave, Some("CLAVE_CASILLA"), what);
             }
         }
     }
@@ -597,7 +643,7 @@ impl State {
         let preamble = reader.preamble();
         let election = Election::of(preamble.title.as_deref(), file);
         let mut tally = self.tally.clone();
-        tally.single_row_specials = self.specials.values().filter(|&&n| n == 1).count() as u64;
+        tally.single_row_specials = self.specials.single_row();
         let (summary, definitions) = match &preamble.declared {
             Some(declared) => {
                 let (checks, defs) = definitions::check(declared, &tally, election, reglas);
