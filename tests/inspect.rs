@@ -1803,3 +1803,41 @@ fn special_casillas_with_huge_keys_cost_no_more_memory_than_others() {
         "special casillas: {s_peak} KiB at most, others {b_peak} KiB"
     );
 }
+
+/// Anomalies quote a cell cut to 200 characters with its length: 50 rows with a vote cell of
+/// 200,000 characters make a report of kilobytes, not of the cells.
+#[test]
+fn anomalies_quote_huge_cells_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = sonora_lines();
+    for line in 7..57 {
+        set_cell(&mut lines, line, 18, &"x".repeat(200_000));
+    }
+    let path = write(dir.path(), SONORA, &joined(&lines));
+    let out = inspect(&[&path, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "anomalies alone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() < 500_000,
+        "{} bytes of report",
+        out.stdout.len()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["elections"][0];
+    let in_mc: Vec<&serde_json::Value> = e["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["column"] == "MC")
+        .collect();
+    assert_eq!(in_mc.len(), 50, "{e:#}");
+    let what = in_mc[0]["what"].as_str().unwrap();
+    assert!(
+        what.starts_with(&format!("\"{}\"… (200000 bytes in all)", "x".repeat(200))),
+        "{what}"
+    );
+}

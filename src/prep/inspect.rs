@@ -8,8 +8,9 @@
 //! not counted as an acta. Only a file that cannot be read as a PREP CSV is an error
 //! ([`ReadError`]): so is one more than half of whose rows do not fit its header.
 //!
-//! What one inspection holds is bounded whatever the file: special casillas are told apart by
-//! a hash of their key, at most [`MAX_SPECIALS`] of them.
+//! What one inspection holds is bounded whatever the file: anomalies quote a cell cut to
+//! [`MAX_SHOWN_CHARS`] characters, and special casillas are told apart by a hash of their key,
+//! at most [`MAX_SPECIALS`] of them.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,8 @@ use super::cell::{self, Value};
 use super::definitions::{self, Definitions, Reglas};
 use super::observation::{self, Flags};
 use super::reader::{
-    Columns, CorteLine, CsvReader, Election, Encoding, ReadError, Row, VoteKind, decode, normalise,
+    Columns, CorteLine, CsvReader, Election, Encoding, MAX_SHOWN_CHARS, ReadError, Row, VoteKind,
+    decode, normalise,
 };
 use super::summary::{FieldCheck, Status, Tally};
 
@@ -194,6 +196,20 @@ pub(crate) fn inspect_csv(
         return Err(e);
     }
     Ok(state.report(file, &reader, &columns, reglas))
+}
+
+/// A cell as an anomaly quotes it: `"…"`, cut after [`MAX_SHOWN_CHARS`] characters with how
+/// long it was, so that rows of huge cells make no huge report.
+fn quoted(cell: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cell);
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        None => format!("{text:?}"),
+        Some((at, _)) => format!(
+            "{:?}… ({} bytes in all)",
+            text.get(..at).unwrap_or_default(),
+            cell.len()
+        ),
+    }
 }
 
 /// The most distinct special casillas told apart: a national file has about 1,500.
@@ -408,8 +424,13 @@ impl State {
     ) {
         self.anomaly_count += 1;
         if self.anomalies.len() < MAX_ANOMALIES {
+            // A key is cut as a quoted cell is: a row of huge cells makes no huge report.
+            let clave = match clave.get(..MAX_SHOWN_CHARS) {
+                Some(cut) if clave.len() > MAX_SHOWN_CHARS => [cut, b"..."].concat(),
+                _ => clave.to_vec(),
+            };
             self.anomalies
-                .push((line, clave.to_vec(), column.map(str::to_owned), what()));
+                .push((line, clave, column.map(str::to_owned), what()));
         }
     }
 
@@ -425,8 +446,8 @@ impl State {
         if status == Status::Other {
             let what = || {
                 format!(
-                    "CONTABILIZADA is {:?}; expected 1, 0, 2, - or empty",
-                    String::from_utf8_lossy(contab)
+                    "CONTABILIZADA is {}; expected 1, 0, 2, - or empty",
+                    quoted(contab)
                 )
             };
             self.anomaly(line, clave, Some("CONTABILIZADA"), what);
@@ -477,8 +498,8 @@ impl State {
                 Value::Invalid => {
                     let what = || {
                         format!(
-                            "{:?} is neither a number nor a missing-value marker",
-                            String::from_utf8_lossy(row.cell(col.index))
+                            "{} is neither a number nor a missing-value marker",
+                            quoted(row.cell(col.index))
                         )
                     };
                     self.anomaly(line, clave, Some(&col.name), what);
@@ -519,9 +540,9 @@ impl State {
                 None => {
                     let what = || {
                         format!(
-                            "{:?} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
+                            "{} is not a date written any known way (DD/MM/YYYY HH:MM[:SS] or \
                          YYYY-MM-DD HH:MM[:SS], an offset after it)",
-                            String::from_utf8_lossy(cell)
+                            quoted(cell)
                         )
                     };
                     self.anomaly(line, clave, Some(name), what);
@@ -583,8 +604,8 @@ impl State {
         if v == Value::Invalid {
             let what = || {
                 format!(
-                    "{:?} is neither a number nor a missing-value marker",
-                    String::from_utf8_lossy(row.cell(index))
+                    "{} is neither a number nor a missing-value marker",
+                    quoted(row.cell(index))
                 )
             };
             self.anomaly(row.line, clave, Some(name), what);

@@ -1285,11 +1285,11 @@ pub(crate) fn header_name(cell: &[u8], encoding: Encoding) -> String {
 
 /// The most characters of a title or summary value kept for reports and the journal; no
 /// real one comes near (a summary number, separators and all, is under 60).
-const MAX_SHOWN_CHARS: usize = 200;
+pub(crate) const MAX_SHOWN_CHARS: usize = 200;
 
 /// `text` as reports show it: cut after [`MAX_SHOWN_CHARS`] characters, with `…` and how
 /// long it was.
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     match text.char_indices().nth(MAX_SHOWN_CHARS) {
         None => text.to_owned(),
         Some((at, _)) => format!(
