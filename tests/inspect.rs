@@ -1841,3 +1841,33 @@ fn anomalies_quote_huge_cells_cut() {
         "{what}"
     );
 }
+
+/// A corte line written no known way is named, with its text, instead of no corte at all.
+#[test]
+fn a_corte_line_written_no_known_way_is_shown_as_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    for corte in [
+        "07-06-2021 13:19 (UTC-7)",
+        "07/06/2021 01:19 p.m. (UTC-7)",
+        "07/06/2021 13:19",
+        "31/02/2021 13:19 (UTC-7)",
+        "2021-06-07T13:19:00-07:00",
+    ] {
+        let csv = campeche_cut_with("07/06/2021 20:00 (UTC-5)", corte);
+        let path = write(dir.path(), "CAMP_GOB_2021.csv", csv.as_bytes());
+        let out = inspect(&[&path]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{corte}: {text}");
+        let line = text.lines().find(|l| l.starts_with("Corte:")).unwrap();
+        assert!(
+            line.starts_with("Corte:     not read: line 2 of ")
+                && line.ends_with(&format!(
+                    "CAMP_GOB_2021.csv looks like a corte but is written no known way: {corte}"
+                )),
+            "{corte}: {text}"
+        );
+        let (_, v) = inspect_json(std::path::Path::new(&path), &[]);
+        assert_eq!(v["elections"][0]["unread_corte"]["line"], 2, "{v:#}");
+        assert_eq!(v["elections"][0]["unread_corte"]["written"], corte, "{v:#}");
+    }
+}

@@ -71,6 +71,16 @@ fn offset_text(offset: jiff::tz::Offset) -> String {
     format!("{sign}{:02}:{:02}", s / 3600, s / 60 % 60)
 }
 
+/// A line before the column header that looks like a corte (it begins with a date) but is
+/// written no known way.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct UnreadCorte {
+    /// 1-based line in the file.
+    pub(crate) line: u64,
+    /// The line's first cell as written, cut to 200 characters.
+    pub(crate) written: String,
+}
+
 /// Votes of one column over counted actas.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct VoteTotal {
@@ -120,6 +130,8 @@ pub(crate) struct FileReport {
     pub(crate) election: Election,
     /// The corte line.
     pub(crate) corte: Option<CorteReport>,
+    /// Without a corte read, a line that looks like one but is written no known way.
+    pub(crate) unread_corte: Option<UnreadCorte>,
     /// Detected encoding.
     pub(crate) encoding: &'static str,
     /// Detected separator of the rows.
@@ -724,6 +736,14 @@ impl State {
             title: preamble.title.clone(),
             election,
             corte: preamble.corte.as_ref().map(CorteReport::new),
+            unread_corte: preamble
+                .unread_corte
+                .as_ref()
+                .filter(|_| preamble.corte.is_none())
+                .map(|(line, written)| UnreadCorte {
+                    line: *line,
+                    written: written.clone(),
+                }),
             encoding: reader.encoding().name(),
             separator: reader.separator(),
             summary_separator: reader.summary_separator(),

@@ -178,6 +178,9 @@ pub(crate) struct Preamble {
     pub(crate) corte: Option<CorteLine>,
     /// The summary line under its header, if the file has one.
     pub(crate) declared: Option<Declared>,
+    /// A line that looks like a corte (it begins with a date) but is written no known way:
+    /// its line and text (cut as [`shown`] cuts). Only while no corte is read.
+    pub(crate) unread_corte: Option<(u64, String)>,
 }
 
 /// What a party-like column holds votes for.
@@ -649,6 +652,11 @@ impl<R: Read> CsvReader<R> {
                     written: first,
                     time,
                 });
+                self.preamble.unread_corte = None;
+            } else if self.preamble.corte.is_none() && begins_with_a_date(&first) {
+                if self.preamble.unread_corte.is_none() {
+                    self.preamble.unread_corte = Some((self.line(), shown(&first)));
+                }
             } else if self.preamble.title.is_none() {
                 self.preamble.title = Some(shown(&first));
             }
@@ -1007,6 +1015,21 @@ fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
     }
     let placeholder = normalise(date);
     (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
+}
+
+/// Whether a line begins with what looks like a date (`07-06-2021`, `31/02/2021`,
+/// `2021-06-07T13:19`): three groups of digits joined by `/`, `-` or `.`. A corte written no
+/// known way is told by it from a title.
+fn begins_with_a_date(text: &str) -> bool {
+    let date = text
+        .split(|c: char| c.is_whitespace() || c == 'T')
+        .next()
+        .unwrap_or_default();
+    let parts: Vec<&str> = date.split(['/', '-', '.']).collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Why the first [`HEAD_BYTES`] of a file are not text a PREP CSV is written in, if they are

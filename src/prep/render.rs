@@ -33,9 +33,23 @@ pub(crate) fn render(report: &Report) -> String {
                 c.written
             );
         }
-        None => {
-            let _ = writeln!(out, "Corte:     no corte line found");
-        }
+        None => match report
+            .elections
+            .iter()
+            .find_map(|e| Some((&e.file, e.unread_corte.as_ref()?)))
+        {
+            Some((file, c)) => {
+                let _ = writeln!(
+                    out,
+                    "Corte:     not read: line {} of {file} looks like a corte but is written \
+                     no known way: {}",
+                    c.line, c.written
+                );
+            }
+            None => {
+                let _ = writeln!(out, "Corte:     no corte line found");
+            }
+        },
     }
     let titles: Vec<String> = report.elections.iter().map(FileReport::election).collect();
     let _ = writeln!(out, "Elections: {}", titles.join(", "));
