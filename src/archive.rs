@@ -20,6 +20,12 @@
 //!   bytes twice keeps one copy.
 //! - `<root>/<aa>/` holds only packages that verified, and nothing there is ever deleted or
 //!   overwritten: the live site is rebuilt from it alone.
+//! - The evidence beside a verified package is the evidence it was verified with, or none if
+//!   it verified without: evidence is written only beside a copy not yet verified, always the
+//!   evidence of the delivery being taken (an earlier delivery's is replaced, or removed when
+//!   this one has none of that kind), and it moves with that copy. A rejected delivery's
+//!   evidence stays with the rejected copy (the last rejected delivery's, when the same bytes
+//!   were rejected more than once) and never joins a verified package.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -233,18 +239,29 @@ impl Archive {
         path.exists().then_some(Stored { sha256, size, path })
     }
 
-    /// Stores small evidence bytes next to the stored package (write-once: an existing file
-    /// is kept).
+    /// Keeps a delivery's evidence of kind `ext` beside its stored package: `bytes` as sent,
+    /// written whole (temporary file, fsync, rename) over what an earlier delivery of the same
+    /// bytes left there, or, when this delivery has none (`None`), none: what is beside a
+    /// copy not yet verified is always the evidence of the delivery being taken, so that it is
+    /// what the package is verified with and what moves with it. A copy that verified before
+    /// is left as it is, with the evidence it was verified with.
     pub(crate) fn store_evidence(
         &self,
         stored: &Stored,
         ext: &str,
-        bytes: &[u8],
+        bytes: Option<&[u8]>,
     ) -> Result<(), ArchiveError> {
-        let path = evidence_path(&stored.path, ext);
-        if path.exists() {
+        if stored.path == self.path_of(stored.sha256) {
             return Ok(());
         }
+        let path = evidence_path(&stored.path, ext);
+        let Some(bytes) = bytes else {
+            if path.exists() {
+                remove_if_present(&path)?;
+                sync_dir(path.parent().unwrap_or(&self.root))?;
+            }
+            return Ok(());
+        };
         let tmp_dir = self.root.join(TMP);
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
@@ -259,19 +276,35 @@ impl Archive {
     }
 
     /// Moves a package that verified, with its evidence, to where verified packages are kept
-    /// forever; returns that place. A package already there stays as it is.
+    /// forever; returns that place. The copy moved is the one just verified: the pending copy
+    /// of the delivery being taken, else (a package published by an operator from the
+    /// rejected ones) the rejected copy. A rejected copy of the same bytes stays with the
+    /// rejected packages, with its own evidence, until its retention runs out. A package
+    /// already there stays as it is, with its evidence; a pending copy of it is dropped.
     pub(crate) fn accept(&self, sha256: Sha256) -> Result<PathBuf, ArchiveError> {
         let dest = self.path_of(sha256);
-        for from in [self.pending_path(sha256), self.rejected_path(sha256)] {
-            if from.is_file() {
-                self.move_package(&from, &dest)?;
+        let pending = self.pending_path(sha256);
+        if dest.is_file() {
+            if pending.is_file() {
+                self.remove_package(&pending)?;
             }
+            return Ok(dest);
+        }
+        let from = if pending.is_file() {
+            pending
+        } else {
+            self.rejected_path(sha256)
+        };
+        if from.is_file() {
+            self.move_package(&from, &dest)?;
         }
         Ok(dest)
     }
 
     /// Moves a package not yet verified, with its evidence, to the rejected packages; returns
-    /// where it is kept. A package that verified before stays where it is: it may be live.
+    /// where it is kept. A rejected copy of the same bytes already there is replaced, with its
+    /// evidence, by this one: the rejected copy and its evidence are those of the last
+    /// rejected delivery. A package that verified before stays where it is: it may be live.
     pub(crate) fn reject(&self, sha256: Sha256) -> Result<PathBuf, ArchiveError> {
         let from = self.pending_path(sha256);
         let dest = self.rejected_path(sha256);
@@ -343,25 +376,63 @@ impl Archive {
         })
     }
 
+    /// Moves evidence of kind `ext` kept beside the verified package `sha256`, which it was
+    /// never verified with (a rejected delivery's, left there by an earlier version), to the
+    /// rejected packages: beside the rejected copy of the same bytes, made by a link to the
+    /// verified one when there is none, so that it is kept, and removed, as a rejected
+    /// delivery's. Where that copy has evidence of its own of that kind, that is kept and the
+    /// stray file removed. Returns where the rejected copy is.
+    pub(crate) fn set_aside_evidence(
+        &self,
+        sha256: Sha256,
+        ext: &str,
+    ) -> Result<PathBuf, ArchiveError> {
+        let verified = self.path_of(sha256);
+        let stray = evidence_path(&verified, ext);
+        let rejected = self.rejected_path(sha256);
+        if !rejected.is_file() {
+            fs::hard_link(&verified, &rejected).map_err(io_err("link", &rejected))?;
+        }
+        let to = evidence_path(&rejected, ext);
+        if to.exists() {
+            remove_if_present(&stray)?;
+        } else {
+            fs::rename(&stray, &to).map_err(io_err("rename into", &to))?;
+        }
+        sync_dir(rejected.parent().unwrap_or(&self.root))?;
+        sync_dir(verified.parent().unwrap_or(&self.root))?;
+        Ok(rejected)
+    }
+
     /// Renames a package and its evidence (evidence first) to `dest`, fsyncing both folders.
-    /// Evidence already at the destination is kept (write-once) and the moved copy dropped.
+    /// A package already at `dest` (an earlier rejected copy of the same bytes) is removed
+    /// first, with its evidence, so that what is beside `dest` afterwards is the moved copy's
+    /// evidence only. Evidence at `dest` without a package there is what a move interrupted
+    /// by a crash brought; it is kept unless the moved copy has its own of that kind.
     fn move_package(&self, from: &Path, dest: &Path) -> Result<(), ArchiveError> {
         let dest_dir = dest.parent().unwrap_or(&self.root);
         fs::create_dir_all(dest_dir).map_err(io_err("create", dest_dir))?;
+        if dest.is_file() {
+            self.remove_package(dest)?;
+        }
         for ext in EVIDENCE_EXTENSIONS {
             let (src, to) = (evidence_path(from, ext), evidence_path(dest, ext));
-            if !src.is_file() {
-                continue;
-            }
-            if to.exists() {
-                remove_if_present(&src)?;
-            } else {
+            if src.is_file() {
                 fs::rename(&src, &to).map_err(io_err("rename into", &to))?;
             }
         }
         fs::rename(from, dest).map_err(io_err("rename into", dest))?;
         sync_dir(dest_dir)?;
         sync_dir(from.parent().unwrap_or(&self.root))
+    }
+
+    /// Removes a package and its evidence (evidence first), fsyncing its folder.
+    fn remove_package(&self, path: &Path) -> Result<(), ArchiveError> {
+        for ext in EVIDENCE_EXTENSIONS {
+            remove_if_present(&evidence_path(path, ext))?;
+        }
+        remove_if_present(path)?;
+        sync_dir(path.parent().unwrap_or(&self.root))
     }
 
     /// fsync the temporary file, rename it to `dest`, fsync the directory.
@@ -462,7 +533,9 @@ mod tests {
         assert_eq!(fs::read(&a.path).unwrap(), b"package bytes");
         assert_eq!(archive.check(a.sha256).unwrap().size, 13);
         assert_eq!(archive.pending().unwrap(), [a.sha256]);
-        archive.store_evidence(&a, "sha256", b"digest").unwrap();
+        archive
+            .store_evidence(&a, "sha256", Some(&b"digest"[..]))
+            .unwrap();
         assert_eq!(archive.accept(a.sha256).unwrap(), archive.path_of(a.sha256));
         assert_eq!(
             archive.read_evidence(&archive.path_of(a.sha256), "sha256"),
@@ -572,7 +645,9 @@ mod tests {
         let src = dir.path().join("p.zip");
         fs::write(&src, b"not a package").unwrap();
         let stored = archive.store_file(&src, 1000).unwrap();
-        archive.store_evidence(&stored, "minisig", b"sig").unwrap();
+        archive
+            .store_evidence(&stored, "minisig", Some(&b"sig"[..]))
+            .unwrap();
         let kept = archive.reject(stored.sha256).unwrap();
         assert_eq!(
             kept,
@@ -597,6 +672,73 @@ mod tests {
             0,
             "its evidence went with it"
         );
+    }
+
+    /// The same bytes rejected for their evidence, then sent again without it: the verified
+    /// copy keeps none, the rejected copy keeps the rejected delivery's.
+    #[test]
+    fn a_verified_copy_keeps_only_the_evidence_it_was_verified_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let src = dir.path().join("p.zip");
+        fs::write(&src, b"package bytes").unwrap();
+        let first = archive.store_file(&src, 1000).unwrap();
+        archive
+            .store_evidence(&first, "sha256", Some(&b"stale"[..]))
+            .unwrap();
+        let rejected = archive.reject(first.sha256).unwrap();
+        // Rejected again, with other evidence: the rejected copy is the last delivery's.
+        let again = archive.store_file(&src, 1000).unwrap();
+        archive
+            .store_evidence(&again, "sha256", Some(&b"wrong"[..]))
+            .unwrap();
+        archive.reject(again.sha256).unwrap();
+        assert_eq!(
+            archive.read_evidence(&rejected, "sha256"),
+            Some(EvidenceFile::Sent(b"wrong".to_vec()))
+        );
+        // Sent again without a sidecar, and verified: nothing joins the verified copy.
+        let last = archive.store_file(&src, 1000).unwrap();
+        assert_eq!(last.path, archive.pending_path(last.sha256));
+        archive.store_evidence(&last, "sha256", None).unwrap();
+        let verified = archive.accept(last.sha256).unwrap();
+        assert!(verified.is_file() && !archive.pending_path(last.sha256).exists());
+        assert_eq!(archive.read_evidence(&verified, "sha256"), None);
+        assert_eq!(
+            archive.read_evidence(&rejected, "sha256"),
+            Some(EvidenceFile::Sent(b"wrong".to_vec()))
+        );
+        // A delivery of bytes already verified changes none of its evidence.
+        let dup = archive.store_file(&src, 1000).unwrap();
+        assert_eq!(dup.path, verified);
+        archive
+            .store_evidence(&dup, "sha256", Some(&b"other"[..]))
+            .unwrap();
+        assert_eq!(archive.read_evidence(&verified, "sha256"), None);
+    }
+
+    /// Evidence an earlier version left beside a verified package is moved beside a rejected
+    /// copy made for it.
+    #[test]
+    fn stray_evidence_is_set_aside_beside_a_rejected_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let src = dir.path().join("p.zip");
+        fs::write(&src, b"package bytes").unwrap();
+        let stored = archive.store_file(&src, 1000).unwrap();
+        let verified = archive.accept(stored.sha256).unwrap();
+        fs::write(evidence_path(&verified, "minisig"), b"stray").unwrap();
+        let kept = archive
+            .set_aside_evidence(stored.sha256, "minisig")
+            .unwrap();
+        assert_eq!(kept, archive.rejected_path(stored.sha256));
+        assert_eq!(fs::read(&kept).unwrap(), b"package bytes");
+        assert_eq!(
+            archive.read_evidence(&kept, "minisig"),
+            Some(EvidenceFile::Sent(b"stray".to_vec()))
+        );
+        assert_eq!(archive.read_evidence(&verified, "minisig"), None);
+        assert_eq!(archive.check(stored.sha256).unwrap().path, verified);
     }
 
     #[test]

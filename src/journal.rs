@@ -19,8 +19,9 @@
 //! Reads use a connection of their own (WAL lets them run while the writer writes).
 //!
 //! # Guarantees
-//! - Rows are only ever inserted, never updated or deleted, except a package's `outcome` and
-//!   `attempts`. A rejected package's hash and reason stay in `events` forever, after its
+//! - Rows are only ever inserted, never updated or deleted, except a package's `outcome`,
+//!   `attempts` and `name` (the name of the delivery taken last: [`Journal::note_package`],
+//!   [`Journal::record_publication`]). A rejected package's hash and reason stay in `events` forever, after its
 //!   archived copy is removed.
 //! - [`Journal::record_publication`] commits (fsynced) before it returns, so a corte is in
 //!   the journal before it is swapped in: a crash can lose a swap, never a record.
@@ -371,7 +372,7 @@ pub(crate) enum Lineage {
 pub(crate) struct Taken {
     /// Its SHA-256.
     pub(crate) sha256: Sha256,
-    /// Its file name.
+    /// Its file name: the name it was taken under.
     pub(crate) name: String,
     /// Its size in bytes.
     pub(crate) size: u64,
@@ -693,7 +694,12 @@ impl Journal {
         }
     }
 
-    /// Records a package's arrival once, and returns its previous outcome if it came before.
+    /// Records a package's arrival, and returns its previous outcome if it came before. The
+    /// package is noted once, at its first arrival; a later arrival that is taken again (any
+    /// but a package published or archived as older, whose arrivals are duplicates) renames
+    /// it: the journal names a package after the delivery being taken, so that a package
+    /// rejected under a mistaken name and sent again under the right one is known, taken
+    /// again after a stop, and listed to replicas under the right one.
     pub(crate) fn note_package(
         &self,
         sha256: Sha256,
@@ -710,18 +716,27 @@ impl Journal {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if previous.is_none() {
-                conn.execute(
-                    "INSERT INTO packages (sha256, name, size, first_received, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        sha256.to_hex(),
-                        name,
-                        size as i64,
-                        at.to_string(),
-                        PackageState::Received
-                    ],
-                )?;
+            match previous {
+                None => {
+                    conn.execute(
+                        "INSERT INTO packages (sha256, name, size, first_received, outcome)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            sha256.to_hex(),
+                            name,
+                            size as i64,
+                            at.to_string(),
+                            PackageState::Received
+                        ],
+                    )?;
+                }
+                Some(PackageState::Published | PackageState::Older) => {}
+                Some(_) => {
+                    conn.execute(
+                        "UPDATE packages SET name = ?2 WHERE sha256 = ?1",
+                        params![sha256.to_hex(), name],
+                    )?;
+                }
             }
             Ok(previous)
         })
@@ -753,7 +768,8 @@ impl Journal {
         })
     }
 
-    /// A package's file name, first arrival and last outcome, if it was ever received.
+    /// A package's file name (that of the delivery taken last), first arrival and last outcome,
+    /// if it was ever received.
     pub(crate) fn package(
         &self,
         sha256: Sha256,
@@ -768,6 +784,62 @@ impl Journal {
             .optional()?;
         Ok(row.map(|(name, at, outcome)| {
             (name, at.parse().unwrap_or(Timestamp::UNIX_EPOCH), outcome)
+        }))
+    }
+
+    /// Renames each published package the journal names otherwise than its last
+    /// publication: an earlier version kept the name of a package's first arrival, so a
+    /// package rejected under a mistaken name and published under the right one was listed
+    /// to replicas under the mistaken one. Returns each renamed package with its old and new
+    /// names.
+    pub(crate) fn name_published_as_published(&self) -> Result<Vec<(Sha256, String, String)>> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let renamed = {
+                let mut stmt = tx.prepare(
+                    "SELECT sha256, name, published FROM (
+                         SELECT p.sha256, p.name, (SELECT u.name FROM publications u
+                             WHERE u.package = p.sha256 AND u.build != 'rollback'
+                             ORDER BY u.seq DESC LIMIT 1) AS published
+                         FROM packages p WHERE p.outcome = 'published')
+                     WHERE published IS NOT NULL AND published != name",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    let sha: String = r.get(0)?;
+                    Ok((sha.parse().map_err(bad_column(0))?, r.get(1)?, r.get(2)?))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<(Sha256, String, String)>>>()?
+            };
+            for (sha, _, name) in &renamed {
+                tx.execute(
+                    "UPDATE packages SET name = ?2 WHERE sha256 = ?1",
+                    params![sha.to_hex(), name],
+                )?;
+            }
+            tx.commit()?;
+            Ok(renamed)
+        })
+    }
+
+    /// Which evidence the package `sha256` was last verified with, as its latest `verified`
+    /// event says (`{"sidecar": "absent" | {"verified": …}, …}`), and when; `None` when the
+    /// journal holds no verification of it.
+    pub(crate) fn verified_evidence(
+        &self,
+        sha256: Sha256,
+    ) -> Result<Option<(String, serde_json::Value)>> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT at, detail FROM events WHERE kind = 'verified' AND package = ?1
+                 ORDER BY id DESC LIMIT 1",
+                [sha256.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(at, detail)| {
+            let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            (at, detail["evidence"].clone())
         }))
     }
 
@@ -916,8 +988,8 @@ impl Journal {
             insert_event(&tx, at, kind, package.as_ref(), &detail)?;
             if p.build != Build::Rollback {
                 tx.execute(
-                    "UPDATE packages SET outcome = 'published' WHERE sha256 = ?1",
-                    [p.package.to_hex()],
+                    "UPDATE packages SET outcome = 'published', name = ?2 WHERE sha256 = ?1",
+                    params![p.package.to_hex(), p.name],
                 )?;
             }
             tx.commit()?;

@@ -867,3 +867,166 @@ fn evidence_is_archived_as_the_bytes_sent_not_as_decoded_text() {
         .join(format!("{sha}.sha256"));
     assert_eq!(std::fs::read(&kept).unwrap(), sent, "{}", kept.display());
 }
+
+/// A server with the replication feed on loopback, and a way to fetch from it.
+fn with_feed(dir: &Path) -> (Server, impl Fn(&Server, &str) -> Response) {
+    let token = dir.join("feed.token");
+    std::fs::write(&token, "ficha-de-prueba-0123456789abcdef\n").unwrap();
+    let server = Server::start(
+        &dir.join("d"),
+        &[
+            "--feed-listen",
+            "127.0.0.1:0",
+            "--feed-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let get = |server: &Server, path: &str| {
+        curl(
+            &format!("http://127.0.0.1:{}{path}", server.feed_port()),
+            &[
+                "-H",
+                "Authorization: Bearer ficha-de-prueba-0123456789abcdef",
+            ],
+        )
+    };
+    (server, get)
+}
+
+/// `difusor ingest` of `bytes` as `name` (a `.sha256` beside it when `sidecar` is given):
+/// the outcome it prints.
+fn ingest_as(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    sidecar: Option<&str>,
+) -> String {
+    let sent = dir.join(format!("envio-{}", unique()));
+    std::fs::create_dir_all(&sent).unwrap();
+    let file = sent.join(name);
+    std::fs::write(&file, bytes).unwrap();
+    if let Some(text) = sidecar {
+        std::fs::write(sent.join(format!("{name}.sha256")), text).unwrap();
+    }
+    let out = server.run(&["ingest", file.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    v["outcome"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_package_resent_without_what_got_it_rejected_is_kept_listed_and_rebuilt_as_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, feed) = with_feed(dir.path());
+    let first = site_package("20241204_1000", &[]);
+    assert_eq!(
+        ingest_as(&server, dir.path(), "20241204_1000_PREP.zip", &first, None),
+        "published"
+    );
+
+    // A stale sidecar gets the package rejected; the same bytes sent again without it publish.
+    let name = "20241204_1015_PREP.zip";
+    let pkg = site_package("20241204_1015", &[]);
+    let (sha, stale) = (sha256_hex(&pkg), sha256_hex(&first));
+    let stale_line = format!("{stale}  {name}\n");
+    assert_eq!(
+        ingest_as(&server, dir.path(), name, &pkg, Some(&stale_line)),
+        "rejected"
+    );
+    assert_eq!(
+        ingest_as(&server, dir.path(), name, &pkg, None),
+        "published"
+    );
+    let archive = server.data.join("archivo");
+    let verified = archive.join(&sha[..2]).join(&sha);
+    assert!(verified.is_file());
+    assert!(
+        !verified.with_file_name(format!("{sha}.sha256")).exists(),
+        "the rejected attempt's sidecar was kept beside the package verified without one"
+    );
+    let rejected = archive.join("rechazados").join(format!("{sha}.sha256"));
+    assert_eq!(std::fs::read_to_string(&rejected).unwrap(), stale_line);
+
+    // The feed serves a sidecar that names the package's digest.
+    let sidecar = feed(&server, &format!("/packages/{name}.sha256"));
+    assert_eq!(sidecar.status, 200);
+    assert!(sidecar.text().starts_with(&sha), "{}", sidecar.text());
+
+    // A start rebuilds the corte that was live.
+    server.restart();
+    assert_eq!(server.live_corte().as_deref(), Some("20241204_1015"));
+    assert!(!server.log().contains("cannot rebuild"), "{}", server.log());
+    let page = curl(&server.url("/"), &[]);
+    assert_eq!(page.header("x-prep-corte"), Some("20241204_1015"));
+
+    // A typo in the name gets it rejected; the same bytes under the right name publish, and
+    // the feed lists them under that name.
+    let pkg = site_package("20241204_1045", &[]);
+    assert_eq!(
+        ingest_as(&server, dir.path(), "20241304_1045_PREP.zip", &pkg, None),
+        "rejected"
+    );
+    assert_eq!(
+        ingest_as(&server, dir.path(), "20241204_1045_PREP.zip", &pkg, None),
+        "published"
+    );
+    let listing = feed(&server, "/packages/").text();
+    assert!(listing.contains("\"20241204_1045_PREP.zip\""), "{listing}");
+    assert!(!listing.contains("20241304"), "{listing}");
+    let state: serde_json::Value = serde_json::from_slice(&feed(&server, "/state").body).unwrap();
+    assert_eq!(
+        state["live"]["package"], "20241204_1045_PREP.zip",
+        "{state}"
+    );
+    let got = feed(&server, "/packages/20241204_1045_PREP.zip");
+    assert_eq!(sha256_hex(&got.body), sha256_hex(&pkg));
+}
+
+#[test]
+fn a_sidecar_a_package_was_never_verified_with_is_set_aside_at_start_not_fallen_back_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, feed) = with_feed(dir.path());
+    let first = site_package("20241204_1000", &[]);
+    assert_eq!(
+        ingest_as(&server, dir.path(), "20241204_1000_PREP.zip", &first, None),
+        "published"
+    );
+    let name = "20241204_1015_PREP.zip";
+    let pkg = site_package("20241204_1015", &[]);
+    assert_eq!(
+        ingest_as(&server, dir.path(), name, &pkg, None),
+        "published"
+    );
+
+    // A data folder from an earlier version: a rejected delivery's sidecar beside the package
+    // verified without one.
+    server.stop();
+    let sha = sha256_hex(&pkg);
+    let stale = format!("{}  {name}\n", sha256_hex(&first));
+    let verified = server.data.join("archivo").join(&sha[..2]).join(&sha);
+    std::fs::write(verified.with_file_name(format!("{sha}.sha256")), &stale).unwrap();
+    server.launch();
+    server.wait_ready();
+
+    assert_eq!(
+        server.live_corte().as_deref(),
+        Some("20241204_1015"),
+        "{}",
+        server.log()
+    );
+    let warning = wait_events(&server, "warning", 1)
+        .into_iter()
+        .find(|e| e["detail"]["check"] == "evidence")
+        .expect("the stray sidecar is journaled");
+    let said = warning["detail"]["warning"].as_str().unwrap();
+    assert!(said.contains("verified without one"), "{said}");
+    assert!(!verified.with_file_name(format!("{sha}.sha256")).exists());
+    let kept = server
+        .data
+        .join("archivo/rechazados")
+        .join(format!("{sha}.sha256"));
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), stale);
+    let sidecar = feed(&server, &format!("/packages/{name}.sha256"));
+    assert!(sidecar.text().starts_with(&sha), "{}", sidecar.text());
+}

@@ -9,9 +9,11 @@
 //! - Order: the packages the live site was built from (from its latest complete site package
 //!   through the live one) first, then the rest, each in the order they first arrived here;
 //!   a replica starting empty publishes the live corte before it files away the history.
-//! - Each package is followed by its `<name>.sha256` (the sidecar archived with it, else the
-//!   `sha256sum` line of its digest) and its `<name>.minisig` when one was archived, exactly
-//!   as received.
+//! - Each package is listed under the name it was taken under (the journal's), and followed
+//!   by its `<name>.sha256` (the sidecar archived with it when that gives the package's
+//!   SHA-256 for that name, else the `sha256sum` line of its digest: a sidecar that does not
+//!   was never the one it was taken with, and would make every replica refuse it) and its
+//!   `<name>.minisig` when one was archived, exactly as received.
 //! - [`Listing::get`] matches a name exactly against the listing: nothing else of the disk
 //!   can be reached through it.
 
@@ -26,7 +28,9 @@ use super::FeedError;
 use crate::archive::Archive;
 use crate::hash::Sha256;
 use crate::journal::{Build, Journal, Taken, lineage};
-use crate::package::{PackageKind, PackageName, is_evidence, sum_line};
+use crate::package::{
+    PackageKind, PackageName, evidence_text, is_evidence, sidecar_digest, sum_line,
+};
 
 /// The listing at one moment, with what each listed name serves.
 pub(super) struct Listing {
@@ -82,8 +86,11 @@ impl Listing {
                     .read_evidence(&path, ext)
                     .and_then(|file| file.bytes().map(<[u8]>::to_vec))
             };
-            let sidecar =
-                evidence("sha256").unwrap_or_else(|| sum_line(t.sha256, &t.name).into_bytes());
+            let sidecar = evidence("sha256")
+                .filter(|bytes| {
+                    sidecar_digest(&evidence_text(bytes), &t.name).ok() == Some(t.sha256)
+                })
+                .unwrap_or_else(|| sum_line(t.sha256, &t.name).into_bytes());
             let signature = evidence("minisig");
             entries.push(Entry {
                 name: t.name.clone(),

@@ -8,7 +8,8 @@
 //!   replica's pull reads it as any index and verifies each package as if it came from the
 //!   institute;
 //! - `/packages/<name>`, `/packages/<name>.sha256`, `/packages/<name>.minisig`: a package's
-//!   bytes from the verified archive, its sidecar, its signature exactly as received;
+//!   bytes from the verified archive under the name it was taken under, its sidecar (the one
+//!   it was taken with, or its digest's `sha256sum` line), its signature exactly as received;
 //! - `/state`: `{"live": {"corte", "package", "sha256"} | null, "notice": text | null,
 //!   "rollback": {"seq", "corte"} | null}`, where `rollback` is the operator's last rollback
 //!   when the live corte came from it.

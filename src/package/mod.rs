@@ -46,8 +46,8 @@ use crate::hash::Sha256;
 
 pub(crate) use corte::{CorteRules, CorteSource, CorteTime, corte_line, corte_time, is_corte_id};
 pub(crate) use evidence::{
-    Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, sidecar_digest,
-    sidecar_single_entry, sum_line,
+    Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, evidence_text,
+    sidecar_digest, sidecar_single_entry, sum_line,
 };
 pub(crate) use name::{
     EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence,

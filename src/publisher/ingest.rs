@@ -75,12 +75,12 @@ impl Publisher {
         ) {
             return Err(self.failed(r, anyhow!(e).context("journaling the package's arrival")));
         }
-        // Kept as the sender sent it; one too large to be read is not kept, and refuses the
-        // package when it is verified.
+        // Kept as the sender sent it, in place of what an earlier delivery of the same bytes
+        // left: what the package is verified with. One too large to be read is not kept, and
+        // refuses the package when it is verified.
         for (ext, file) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
-            if let Some(bytes) = file.as_ref().and_then(EvidenceFile::bytes)
-                && let Err(e) = self.archive.store_evidence(&stored, ext, bytes)
-            {
+            let bytes = file.as_ref().and_then(EvidenceFile::bytes);
+            if let Err(e) = self.archive.store_evidence(&stored, ext, bytes) {
                 return Err(self.failed(r, anyhow!(e).context("archiving the evidence")));
             }
         }

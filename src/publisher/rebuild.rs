@@ -1,6 +1,8 @@
-//! What a start does before any new package is taken: take again, from the archive, what a
-//! stop interrupted (or set it aside), file away pending copies, and rebuild the live site from
-//! the journal's publications and the verified packages, each reverified.
+//! What a start does before any new package is taken: name each published package as it was
+//! published, take again, from the archive, what a stop interrupted (or set it aside), file
+//! away pending copies, and rebuild the live site from the journal's publications and the
+//! verified packages, each reverified (evidence beside a package that the journal says it was
+//! verified without is set aside then, and journaled).
 
 use super::*;
 
@@ -16,10 +18,36 @@ impl Publisher {
                 return;
             }
         };
+        self.rename_as_published();
         for sha in interrupted {
             self.take_again(sha);
         }
         self.file_away_pending();
+    }
+
+    /// Has the journal name every published package as it was published (an earlier version
+    /// kept the name of its first arrival, perhaps a rejected one), each renaming journaled.
+    fn rename_as_published(&self) {
+        let renamed = match self.journal.name_published_as_published() {
+            Ok(renamed) => renamed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the names of the published packages");
+                return;
+            }
+        };
+        for (sha, old, name) in renamed {
+            let warning = format!(
+                "the journal named the published package {name} ({sha}) {old}, the name of an \
+                 earlier delivery of the same bytes; it is named {name}, as it was published, \
+                 from now on (the replication feed lists it so)"
+            );
+            tracing::warn!(%name, %old, %sha, "published package renamed as published");
+            self.event(
+                EventKind::Warning,
+                Some((sha, &name)),
+                json!({"warning": warning, "check": "name", "was": old}),
+            );
+        }
     }
 
     /// Takes again, from the archive, a package whose processing was interrupted.
@@ -205,25 +233,112 @@ impl Publisher {
     }
 
     /// Checks an archived package's hash and opens it again with today's limits.
+    ///
+    /// A package that no longer verifies with the evidence beside it is checked against the
+    /// journal: evidence of a kind its last verification had none of was never what it was
+    /// verified with (a rejected delivery's, which an earlier version kept beside it). That
+    /// file is moved to the rejected packages, the finding journaled as a `warning`, and the
+    /// package verified again with what it was verified with. Evidence it was verified with
+    /// that fails now (the key changed, the file was damaged) still fails it, and so does
+    /// everything when the journal holds no verification of the package: nothing is guessed.
     pub(super) fn reverify(&self, sha: Sha256, name: &str) -> anyhow::Result<VerifiedPackage> {
+        let failed = match self.verify_archived(sha, name, &[])? {
+            Ok(pkg) => return Ok(pkg),
+            Err(rejection) => rejection,
+        };
+        let stray = self.stray_evidence(sha);
+        if stray.is_empty() {
+            return Err(anyhow!(failed)).with_context(|| format!("package {name} ({sha})"));
+        }
+        let mut without = Vec::new();
+        for (ext, verified_at) in stray {
+            self.set_aside_evidence(sha, name, ext, &verified_at, &failed);
+            without.push(ext);
+        }
+        self.verify_archived(sha, name, &without)?
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("package {name} ({sha})"))
+    }
+
+    /// Verifies the archived package `sha` as `name` with the evidence beside it but for the
+    /// kinds in `without`, under the evidence policy of a start: what evidence it has is
+    /// checked again, but a policy made stricter since does not unpublish it. `Err` when its
+    /// copy cannot be read.
+    fn verify_archived(
+        &self,
+        sha: Sha256,
+        name: &str,
+        without: &[&str],
+    ) -> anyhow::Result<Result<VerifiedPackage, package::Rejection>> {
         let stored = self.archive.check(sha)?;
+        let evidence = |ext| {
+            (!without.contains(&ext))
+                .then(|| self.archive.read_evidence(&stored.path, ext))
+                .flatten()
+        };
         let incoming = Incoming {
             name: name.to_owned(),
-            sidecar: self.archive.read_evidence(&stored.path, "sha256"),
-            signature: self.archive.read_evidence(&stored.path, "minisig"),
+            sidecar: evidence("sha256"),
+            signature: evidence("minisig"),
             path: stored.path,
             sha256: sha,
             size: stored.size,
         };
-        // It verified when it was received; what evidence it had is checked again, but a
-        // policy made stricter since does not unpublish it.
         let policy = EvidencePolicy {
             sidecar: Policy::IfPresent,
             member_list: Policy::IfPresent,
             signature: Policy::IfPresent,
             ..self.package.evidence.clone()
         };
-        package::verify(&incoming, &policy, &self.package.limits)
-            .with_context(|| format!("package {name} ({sha})"))
+        Ok(package::verify(&incoming, &policy, &self.package.limits))
+    }
+
+    /// The evidence files beside the verified package `sha` of kinds the journal says its last
+    /// verification had none of, each with when that verification was journaled.
+    fn stray_evidence(&self, sha: Sha256) -> Vec<(&'static str, String)> {
+        let Ok(Some((at, evidence))) = self.journal.verified_evidence(sha) else {
+            return Vec::new();
+        };
+        let path = self.archive.path_of(sha);
+        [("sha256", "sidecar"), ("minisig", "signature")]
+            .into_iter()
+            .filter(|(ext, kind)| {
+                evidence[kind] == "absent" && self.archive.read_evidence(&path, ext).is_some()
+            })
+            .map(|(ext, _)| (ext, at.clone()))
+            .collect()
+    }
+
+    /// Moves the `.ext` file beside the verified package `sha`, which it was verified without
+    /// (journaled at `verified_at`), to the rejected packages, and says so in the journal and
+    /// the log. The file is not used either way.
+    fn set_aside_evidence(
+        &self,
+        sha: Sha256,
+        name: &str,
+        ext: &str,
+        verified_at: &str,
+        failed: &package::Rejection,
+    ) {
+        let moved = match self.archive.set_aside_evidence(sha, ext) {
+            Ok(kept) => format!(
+                "it is moved to the rejected packages, beside {}",
+                kept.display()
+            ),
+            Err(e) => format!("it is not used, but could not be moved away: {e}"),
+        };
+        let warning = format!(
+            "the archived package {name} ({sha}) has a .{ext} file beside it that it was not \
+             verified with: the journal says it was verified without one ({verified_at}), and \
+             the file does not verify it ({failed}). It came from another delivery of the same \
+             bytes (a rejected one, which an earlier version kept beside it); {moved}, and \
+             the package is checked with the evidence it was verified with"
+        );
+        tracing::warn!(%name, %sha, %warning, "evidence a package was not verified with set aside");
+        self.event(
+            EventKind::Warning,
+            Some((sha, name)),
+            json!({"warning": warning, "check": "evidence", "file": format!("{name}.{ext}")}),
+        );
     }
 }
