@@ -818,3 +818,43 @@ fn a_package_does_not_wait_behind_a_flood_of_junk() {
         JUNK
     );
 }
+
+/// A file found complete and removed before its turn in the batch comes is not taken: no
+/// `intake-error`, and `/status` does not say the intake is failing.
+#[test]
+fn a_file_removed_while_it_waits_its_turn_is_skipped_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let entrada = data.join("entrada");
+    std::fs::create_dir_all(&entrada).unwrap();
+    let mut rng = fastrand::Rng::with_seed(test_seed());
+    let filler: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+        .take(2 << 20)
+        .collect();
+    // One batch: no more than the watcher takes before it looks at the folder again.
+    let cortes: Vec<String> = (0..12)
+        .map(|i| format!("20240602_20{:02}", i * 2))
+        .collect();
+    for corte in &cortes {
+        let pkg = site_package(corte, &[("descargas/relleno.bin", &filler)]);
+        std::fs::write(entrada.join(format!("{corte}_PREP.zip")), pkg).unwrap();
+    }
+    let server = Server::start(&data, &[]);
+    // The batch is under way: the last package waits its turn, and is removed.
+    server.wait_received(1);
+    let last = format!("{}_PREP.zip", cortes.last().unwrap());
+    std::fs::remove_file(entrada.join(&last)).unwrap();
+    server.wait_published(cortes.len() as i64 - 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let received = events(&server, "received");
+    assert!(
+        !received.iter().any(|e| e["name"] == last.as_str()),
+        "{last} was taken before it was removed: the batch went too fast for this test"
+    );
+    assert_eq!(
+        intake_errors(&server, &last),
+        Vec::<serde_json::Value>::new()
+    );
+    let status = server.status();
+    assert!(status["intake_failing"].is_null(), "{status}");
+}

@@ -51,7 +51,9 @@
 //!   server starts again.
 //! - Files found together by one scan (those already there at start, or after the kernel
 //!   lost events) are taken in the order of their names, which is their cortes' order, so
-//!   an earlier corte is never archived as older than a later one found with it.
+//!   an earlier corte is never archived as older than a later one found with it. One removed
+//!   (or replaced by what is not a regular file) before its turn comes is skipped, not
+//!   taken and no error: the next scan sees to what is there then.
 //! - No file is opened through a link, and nothing in the folder can stall the intake or
 //!   grow its memory without bound.
 //! - A flood of files that can only be refused (their first bytes are no archive's: empty,
@@ -812,12 +814,17 @@ async fn take(
     };
     match open_regular(path) {
         Ok(_) => {}
-        // Gone, or replaced by what is not a regular file: the next scan sees to it.
+        // Gone, or replaced by what is not a regular file, while it waited its turn: not
+        // taken, and no failure; the next scan sees to what is there now.
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
-            ) => {}
+            ) =>
+        {
+            tracing::debug!(%name, error = %e, "gone from the intake folder before its turn; skipped");
+            return;
+        }
         Err(e) => return cannot_open(path, &name, &e, publisher, journal, failed),
     }
     let meta = std::fs::symlink_metadata(path).ok();
