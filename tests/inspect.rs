@@ -1754,27 +1754,7 @@ fn a_row_with_an_unquoted_separator_is_an_anomaly_and_the_rest_is_read() {
 /// `difusor inspect PATH --json`, with its peak resident memory in KiB (`VmHWM`, read while it
 /// runs).
 fn inspect_peak(path: &str) -> (Output, u64) {
-    let child = difusor()
-        .args(["inspect", path, "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut child = child;
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        let hwm = std::fs::read_to_string(&status_file)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        peak = peak.max(hwm);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    (child.wait_with_output().unwrap(), peak)
+    output_and_peak(difusor().args(["inspect", path, "--json"]))
 }
 
 /// Special casillas are told apart without keeping their keys: 500 rows of casilla type S,

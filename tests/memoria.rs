@@ -1657,25 +1657,7 @@ fn a_host_named_by_the_client_never_reaches_the_report_as_a_page() {
 /// Runs `difusor memoria` like [`memoria`] and returns its output with its peak resident
 /// memory in KiB (`VmHWM`, read while it runs).
 fn memoria_peak(data: &Path, out: &Path, args: &[&str]) -> (Output, u64) {
-    let mut child = memoria_command(data, out, args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        let hwm = std::fs::read_to_string(&status_file)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        peak = peak.max(hwm);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    (child.wait_with_output().unwrap(), peak)
+    output_and_peak(&mut memoria_command(data, out, args))
 }
 
 #[test]

@@ -561,14 +561,7 @@ impl Server {
 
     /// The most memory the process has held (VmHWM, peak resident set), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid().unwrap())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap()
+        peak_rss_kib(self.pid().unwrap()).expect("the server's VmHWM")
     }
 
     /// Waits until every listener has reported its address and the admin listener answers
@@ -1402,4 +1395,31 @@ pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out).unwrap();
     out
+}
+
+/// The most memory process `pid` has held (VmHWM, peak resident set), in KiB; `None` once it
+/// is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Runs `command` to its end, its output piped, sampling its peak resident memory every
+/// 5 ms: its output, and that peak in KiB.
+pub fn output_and_peak(command: &mut Command) -> (Output, u64) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak)
 }
