@@ -336,24 +336,41 @@ pub(crate) fn lineage(
     pubs: &[Publication],
     seq: i64,
 ) -> std::result::Result<Vec<&Publication>, Lineage> {
+    let mut steps: Vec<&Publication> = chain(pubs, seq)?
+        .into_iter()
+        .filter(|p| p.build != Build::Rollback)
+        .collect();
+    steps.reverse();
+    Ok(steps)
+}
+
+/// The latest rollback among publication `seq` and those it was built on (followed through
+/// their bases, as [`lineage`] follows them), if any: the site of `seq` holds nothing older
+/// than what that rollback brought back.
+pub(crate) fn last_rollback(
+    pubs: &[Publication],
+    seq: i64,
+) -> std::result::Result<Option<&Publication>, Lineage> {
+    Ok(chain(pubs, seq)?
+        .into_iter()
+        .find(|p| p.build == Build::Rollback))
+}
+
+/// Publication `seq` and every one it was built on, through each one's `base`, newest first.
+fn chain(pubs: &[Publication], seq: i64) -> std::result::Result<Vec<&Publication>, Lineage> {
     let by_seq: std::collections::HashMap<i64, &Publication> =
         pubs.iter().map(|p| (p.seq, p)).collect();
-    let mut steps = Vec::new();
+    let mut walked = Vec::new();
     let mut next = Some(seq);
-    let mut walked = 0;
     while let Some(s) = next {
         let p = by_seq.get(&s).ok_or(Lineage::Missing(s))?;
-        if p.build != Build::Rollback {
-            steps.push(*p);
-        }
+        walked.push(*p);
         next = p.base;
-        walked += 1;
-        if walked > pubs.len() {
+        if walked.len() > pubs.len() {
             return Err(Lineage::Loop(s));
         }
     }
-    steps.reverse();
-    Ok(steps)
+    Ok(walked)
 }
 
 /// Why the publications a site was built from cannot be followed.

@@ -378,6 +378,49 @@ fn overlay_replace_duplicate_older_rollback_and_restart() {
     assert_eq!(server.live_corte().as_deref(), Some("20240602_1945"));
 }
 
+/// A rollback never sends a file's `Last-Modified` back in time: a client revalidating by
+/// date alone (`If-Modified-Since`, no ETag) holding the withdrawn corte's copy is sent the
+/// file brought back, before and after a restart, and one holding that is told 304.
+#[test]
+fn a_rollback_is_news_to_a_client_revalidating_by_date_alone() {
+    let second = std::time::Duration::from_millis(1100);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("d"), &[]);
+    let entrada = server.entrada();
+    drop_file(
+        &entrada,
+        "20240602_2000_PREP_SITIO.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    std::thread::sleep(second); // received a second later, as cortes minutes apart are
+    let b = zip_bytes(&[("json/main.json", br#"{"corte":"20240602_2015"}"#)]);
+    drop_file(&entrada, "20240602_2015_PREP_SITIO.zip", &b);
+    server.wait_corte("20240602_2015");
+    let withdrawn = curl(&server.url("/json/main.json"), &[]);
+    let held = withdrawn.header("last-modified").unwrap().to_owned();
+    std::thread::sleep(second);
+    assert_success(&server.run(&["rollback", "20240602_2000"]));
+    server.wait_corte("20240602_2000");
+    for restarted in [false, true] {
+        if restarted {
+            server.restart();
+        }
+        let since = |date: &str| {
+            curl(
+                &server.url("/json/main.json"),
+                &["-H", &format!("If-Modified-Since: {date}")],
+            )
+        };
+        let back = since(&held);
+        assert_eq!(back.status, 200, "restarted: {restarted}; held {held}");
+        assert_eq!(back.text(), r#"{"corte":"20240602_2000"}"#);
+        let date = back.header("last-modified").unwrap();
+        assert_ne!(date, held);
+        assert_eq!(since(date).status, 304, "restarted: {restarted}");
+    }
+}
+
 #[test]
 fn ingest_command_works_with_and_without_a_server() {
     let dir = tempfile::tempdir().unwrap();

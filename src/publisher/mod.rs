@@ -84,7 +84,9 @@ use crate::archive::{Archive, ArchiveError, Stored};
 use crate::config::SiteMode;
 use crate::hash::Sha256;
 use crate::intake::{Channel, Received};
-use crate::journal::{Build, EventKind, Journal, PackageState, Publication, lineage};
+use crate::journal::{
+    Build, EventKind, Journal, PackageState, Publication, last_rollback, lineage,
+};
 use crate::package::{
     self, CorteSource, CorteTime, EvidenceFile, EvidencePolicy, Incoming, PackageKind, PackageName,
     PackageSettings, Policy, VerifiedPackage,

@@ -188,8 +188,19 @@ impl Publisher {
         Ok(0)
     }
 
-    /// The site as it was when publication `seq` went live.
+    /// The site as it was when publication `seq` went live, no file's `Last-Modified`
+    /// earlier than the last rollback it was built on ([`Site::modified_no_earlier_than`]).
     pub(super) fn site_at(&self, pubs: &[Publication], seq: i64) -> anyhow::Result<Site> {
+        let site = self.files_at(pubs, seq)?;
+        Ok(match last_rollback(pubs, seq)? {
+            Some(rollback) => site.modified_no_earlier_than(rollback.live_at),
+            None => site,
+        })
+    }
+
+    /// The files of the site as it was when publication `seq` went live, each modified when
+    /// the package that wrote it was received.
+    fn files_at(&self, pubs: &[Publication], seq: i64) -> anyhow::Result<Site> {
         let steps = lineage(pubs, seq)?;
         // Site files before the last replacing site package contribute nothing to the result.
         let last_replace = steps

@@ -42,8 +42,12 @@ impl Publisher {
         let Some(target) = published else {
             return self.publish_older(wanted);
         };
-        let site = self.site_at(&pubs, target.seq)?;
         let live_at = Timestamp::now();
+        // What it brings back is modified now for visitors: their copies of what it
+        // withdraws are later than the files' own receipt times.
+        let site = self
+            .site_at(&pubs, target.seq)?
+            .modified_no_earlier_than(live_at);
         let time: ZonedDateTime = target
             .corte_time
             .parse()

@@ -17,6 +17,10 @@
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
 //! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
 //!   `Last-Modified`) is computed here, once per file, never per request.
+//! - A file's `Last-Modified` is when the package that wrote it was received, or the last
+//!   rollback of the site's history if that is later ([`Site::modified_no_earlier_than`]):
+//!   it never goes back in time at a URL, so a date-only revalidation never keeps a copy
+//!   of a withdrawn corte.
 //! - [`Site::memory_bytes`] says what the site holds in memory, so the publisher can refuse a
 //!   package that would take it past `max_site_bytes` and operators can watch it.
 
@@ -117,6 +121,29 @@ pub(crate) struct Entry {
     pub(crate) last_modified: HeaderValue,
     /// Compressed variants, for files worth compressing (filled after publication).
     pub(crate) variants: Option<Arc<Variants>>,
+}
+
+impl Entry {
+    /// This entry, its bytes and variants shared, as modified at `at`.
+    fn modified_at(&self, at: SystemTime) -> Self {
+        Self {
+            body: match &self.body {
+                Body::Memory(bytes) => Body::Memory(bytes.clone()),
+                Body::Archived { file, .. } => Body::Archived {
+                    file: file.clone(),
+                    failing: AtomicBool::new(false),
+                },
+            },
+            len: self.len,
+            etag: self.etag.clone(),
+            content_type: self.content_type.clone(),
+            package: self.package.clone(),
+            cache_control: self.cache_control.clone(),
+            modified: at,
+            last_modified: http_date(at),
+            variants: self.variants.clone(),
+        }
+    }
 }
 
 /// The corte a site shows.
@@ -305,6 +332,20 @@ impl Site {
             PackageKind::Data => next.add_download(applied, &package),
         }
         next
+    }
+
+    /// This site with every file modified before `at` marked modified at `at`: a rollback
+    /// brings back files whose own receipt times are older than the copies visitors hold of
+    /// the files it withdrew, and a client revalidating by date alone (`If-Modified-Since`)
+    /// must be told they changed. Files a later package wrote keep their own, later, time.
+    pub(crate) fn modified_no_earlier_than(mut self, at: Timestamp) -> Self {
+        let at = whole_seconds(at);
+        for entry in self.files.values_mut() {
+            if entry.modified < at {
+                *entry = Arc::new(entry.modified_at(at));
+            }
+        }
+        self
     }
 
     /// Whether `path` is one of the downloads this site offers (the `/datos/` listing, a data
