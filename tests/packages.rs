@@ -915,15 +915,23 @@ fn ingest_as(
     v["outcome"].as_str().unwrap_or_default().to_owned()
 }
 
+/// [`with_feed`], with corte 20241204_1000 published: the server, the feed and its package.
+fn with_feed_and_a_first_corte(
+    dir: &Path,
+) -> (Server, impl Fn(&Server, &str) -> Response, Vec<u8>) {
+    let (server, feed) = with_feed(dir);
+    let first = site_package("20241204_1000", &[]);
+    assert_eq!(
+        ingest_as(&server, dir, "20241204_1000_PREP.zip", &first, None),
+        "published"
+    );
+    (server, feed, first)
+}
+
 #[test]
 fn a_package_resent_without_what_got_it_rejected_is_kept_listed_and_rebuilt_as_published() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, feed) = with_feed(dir.path());
-    let first = site_package("20241204_1000", &[]);
-    assert_eq!(
-        ingest_as(&server, dir.path(), "20241204_1000_PREP.zip", &first, None),
-        "published"
-    );
+    let (mut server, feed, first) = with_feed_and_a_first_corte(dir.path());
 
     // A stale sidecar gets the package rejected; the same bytes sent again without it publish.
     let name = "20241204_1015_PREP.zip";
@@ -986,12 +994,7 @@ fn a_package_resent_without_what_got_it_rejected_is_kept_listed_and_rebuilt_as_p
 #[test]
 fn a_sidecar_a_package_was_never_verified_with_is_set_aside_at_start_not_fallen_back_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, feed) = with_feed(dir.path());
-    let first = site_package("20241204_1000", &[]);
-    assert_eq!(
-        ingest_as(&server, dir.path(), "20241204_1000_PREP.zip", &first, None),
-        "published"
-    );
+    let (mut server, feed, first) = with_feed_and_a_first_corte(dir.path());
     let name = "20241204_1015_PREP.zip";
     let pkg = site_package("20241204_1015", &[]);
     assert_eq!(
