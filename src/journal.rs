@@ -79,6 +79,9 @@ pub(crate) enum EventKind {
     Archived,
     /// A package passed every check; the detail says which evidence it had.
     Verified,
+    /// A `.sha256` sidecar came after its package was taken, and gives its digest: its text,
+    /// and when the package was taken. The package is not checked or changed again.
+    EvidenceLate,
     /// A corte went live.
     Published,
     /// A package already published arrived again.
@@ -139,6 +142,7 @@ impl EventKind {
             Self::Rejected => "rejected",
             Self::Archived => "archived",
             Self::Verified => "verified",
+            Self::EvidenceLate => "evidence-late",
             Self::Published => "published",
             Self::Duplicate => "duplicate",
             Self::Older => "older",

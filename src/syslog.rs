@@ -210,6 +210,7 @@ pub(crate) fn severity(kind: EventKind) -> Severity {
         | K::NoticeOff
         | K::Rollback
         | K::Draining
+        | K::EvidenceLate
         | K::SftpRefused
         | K::PullRecovered
         | K::PurgeRecovered

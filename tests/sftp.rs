@@ -1545,3 +1545,63 @@ fn sftp_out_of_descriptors_is_said_once_and_its_end_too() {
         s.server.log()
     );
 }
+
+/// `mput` sends `X.zip` before `X.zip.sha256`: the package is taken when it is closed,
+/// without its sidecar (`if-present`). The sidecar that follows and gives its digest is
+/// journaled as that package's evidence, come late, with the client it came from; one that
+/// gives another digest is kept for the next upload of that name, as before.
+#[test]
+fn a_sidecar_put_after_its_package_is_journaled_as_its_evidence_come_late() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let name = "PREP_20240602_2000.zip";
+    let pkg = site_package("20240602_2000", &[]);
+    let local = s.local(name, &pkg);
+    let sidecar = local.with_file_name(format!("{name}.sha256"));
+    std::fs::write(&sidecar, corpus::sum_line(&pkg, name)).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\n",
+        local.display(),
+        sidecar.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let late = wait_events(&s.server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "sftp", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert!(
+        detail["origin"]
+            .as_str()
+            .is_some_and(|o| o.contains("127.0.0.1")),
+        "{detail}"
+    );
+
+    // Package, then a sidecar that is not its own, then the package it is for.
+    let wrong = site_package("20240602_2000", &[("malo.txt", b"primero")]);
+    let right = site_package("20240602_2000", &[("bueno.txt", b"segundo")]);
+    let wrong_local = s.local(name, &wrong);
+    let right_local = s.local(name, &right);
+    let right_sidecar = right_local.with_file_name(format!("{name}.sha256"));
+    std::fs::write(&right_sidecar, corpus::sum_line(&right, name)).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\nput {}\n",
+        wrong_local.display(),
+        right_sidecar.display(),
+        right_local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let verified = wait_events(&s.server, "verified", 3);
+    let right_verified = verified
+        .iter()
+        .find(|e| e["package"] == sha256_hex(&right))
+        .expect("the package its sidecar is for verified");
+    assert!(
+        right_verified["detail"]
+            .to_string()
+            .contains("\"sidecar\":{\"verified\""),
+        "{right_verified}"
+    );
+    assert_eq!(events(&s.server, "evidence-late").len(), 1);
+}

@@ -858,3 +858,79 @@ fn a_file_removed_while_it_waits_its_turn_is_skipped_not_an_error() {
     let status = server.status();
     assert!(status["intake_failing"].is_null(), "{status}");
 }
+
+/// rsync and `mput` send `X.zip` before `X.zip.sha256`: under `if-present` the package is
+/// taken at once, without it. The sidecar that comes after and gives the package's digest
+/// is journaled as that package's evidence, come late, and leaves the folder: a corrected
+/// package sent again under the same name is not rejected for it. A sidecar that gives
+/// another digest stays, and goes with the next upload of its name (evidence first).
+#[test]
+fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--settle", "1s"]);
+    let entrada = server.entrada();
+    let name = "PREP_20240602_2000.zip";
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&entrada, name, &first);
+    server.wait_corte("20240602_2000");
+    let sum = corpus::sum_line(&first, name);
+    drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
+
+    let late = wait_events(&server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&first), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "watch", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert_eq!(detail["sidecar"], sum.as_str(), "{detail}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while entrada.join(format!("{name}.sha256")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar come late stayed in the folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Corrected and sent again, package first: taken without evidence, not rejected.
+    let second = site_package("20240602_2015", &[("corregido.txt", b"segundo envio")]);
+    drop_file(&entrada, "PREP_20240602_2015.zip", &second);
+    server.wait_corte("20240602_2015");
+    let third = site_package("20240602_2000", &[("corregido.txt", b"tercer envio")]);
+    drop_file(&entrada, name, &third);
+    server.wait_received(3);
+    let rejected = events(&server, "rejected");
+    assert!(rejected.is_empty(), "{rejected:#?}");
+    let verified = wait_events(&server, "verified", 3);
+    assert!(
+        verified.iter().any(|e| e["package"] == sha256_hex(&third)),
+        "{verified:#?}"
+    );
+
+    // A sidecar for the next upload of a name, sent first: it matches no package taken, so
+    // it stays, and is the evidence its package is verified with.
+    let fourth = site_package("20240602_2015", &[("corregido.txt", b"cuarto envio")]);
+    let sidecar = entrada.join("PREP_20240602_2015.zip.sha256");
+    drop_file(
+        &entrada,
+        "PREP_20240602_2015.zip.sha256",
+        corpus::sum_line(&fourth, "PREP_20240602_2015.zip").as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        sidecar.exists(),
+        "a sidecar for no package taken was removed"
+    );
+    assert_eq!(events(&server, "evidence-late").len(), 1);
+    drop_file(&entrada, "PREP_20240602_2015.zip", &fourth);
+    let verified = wait_events(&server, "verified", 4);
+    let fourth_verified = verified
+        .iter()
+        .find(|e| e["package"] == sha256_hex(&fourth))
+        .expect("the fourth package verified");
+    assert!(
+        fourth_verified["detail"]
+            .to_string()
+            .contains("\"sidecar\":{\"verified\""),
+        "{fourth_verified}"
+    );
+}

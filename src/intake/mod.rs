@@ -11,6 +11,7 @@
 
 mod ban;
 mod file;
+mod late;
 mod opens;
 pub(crate) mod pull;
 pub(crate) mod sftp;

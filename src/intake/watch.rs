@@ -17,7 +17,8 @@
 //!
 //! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`; files
 //! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
-//! with their package. When the profile requires a sidecar or signature, a complete package
+//! with their package; a `.sha256` that comes after its package was taken is looked at alone
+//! by the scan ([`super::late`]). When the profile requires a sidecar or signature, a complete package
 //! waits for it up to `evidence_wait`, then goes to the publisher without it (and is rejected
 //! there). Folders are left alone: nothing in them is taken, and each is journaled once
 //! (`rejected`, channel `watch`) while it stays, so a package uploaded as a folder is said.
@@ -36,9 +37,12 @@
 //!
 //! # Guarantees
 //! - A half-written file is never taken by this channel's rules above.
-//! - Each file is handed over once. After the publisher has archived it, it and its evidence
-//!   leave the folder (the archive holds them), unless another file was put under its name
-//!   meanwhile: that one stays and is taken in turn. A file this machine failed to take (a
+//! - Each file is handed over once. After the publisher has archived it, it and the evidence
+//!   read with it leave the folder (the archive holds them), unless another file was put
+//!   under its name meanwhile: that one stays and is taken in turn. Evidence written after
+//!   it was read is not removed with it, unread. A `.sha256` that gives the digest of the
+//!   package taken last under its name, with no package beside it, is journaled
+//!   (`evidence-late`) and leaves the folder; any other evidence stays for its package. A file this machine failed to take (a
 //!   full or read-only disk, a journal error: the publisher's `failed`) stays as it is, never
 //!   set aside, and is retried when it changes (its size, modification or status change
 //!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
@@ -81,6 +85,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::file::{describe, evidence_path, open_regular, read_evidence};
+use super::late::Taken;
 use super::opens::{Change, Opens};
 use super::{Channel, Received};
 use crate::journal::{self, Journal};
@@ -227,6 +232,9 @@ enum Entry {
     Package(std::fs::Metadata),
     /// Not for this channel to take: hidden, evidence, or gone.
     Skip,
+    /// A `.sha256` sidecar, a regular file: read with its package, or alone when it came
+    /// after its package was taken ([`super::late`]).
+    Sidecar(std::fs::Metadata),
     /// A folder, not hidden: left alone, and said once.
     Folder(std::fs::Metadata),
     /// Never taken, for this reason.
@@ -285,7 +293,9 @@ fn classify(path: &Path) -> Entry {
             describe(kind)
         ));
     }
-    if is_evidence(path) {
+    if path.extension().is_some_and(|e| e == "sha256") && is_evidence(path) {
+        Entry::Sidecar(meta)
+    } else if is_evidence(path) {
         Entry::Skip
     } else {
         Entry::Package(meta)
@@ -318,6 +328,11 @@ struct Folder<'a> {
     /// Files of the folder open now, by whomever, for reading or writing: opens minus closes
     /// ([`opens`]). A file in it is not complete, unless it was renamed into place.
     opened: HashMap<PathBuf, u32>,
+    /// The packages taken lately, for a sidecar that comes after its package.
+    taken: Taken,
+    /// Sidecars with no package beside them that were looked at and left (they match no
+    /// package taken): not read again while they stay as they were.
+    sidecars_left: HashMap<PathBuf, FileId>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -368,6 +383,8 @@ pub(crate) async fn watch_folder(
         left: HashMap::new(),
         folders: HashMap::new(),
         opened: HashMap::new(),
+        taken: Taken::default(),
+        sidecars_left: HashMap::new(),
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -426,6 +443,7 @@ pub(crate) async fn watch_folder(
                 &journal,
                 &mut folder.failed,
                 &mut folder.left,
+                &folder.taken,
             )
             .await;
         }
@@ -598,7 +616,7 @@ impl Folder<'_> {
             },
             Entry::Refused(reason) => self.refuse(path, &reason),
             Entry::Folder(meta) => self.note_folder(path, &meta),
-            Entry::Skip => {}
+            Entry::Sidecar(_) | Entry::Skip => {}
         }
     }
 
@@ -630,10 +648,14 @@ impl Folder<'_> {
                 }
                 Entry::Refused(reason) => self.refuse(&path, &reason),
                 Entry::Folder(meta) => self.note_folder(&path, &meta),
+                Entry::Sidecar(meta) => self.look_at_sidecar(&path, &meta),
                 Entry::Skip => {}
             }
         }
         self.stuck = still_stuck;
+        self.sidecars_left.retain(|path, id| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
+        });
         self.folders.retain(|path, id| {
             std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == *id)
         });
@@ -654,6 +676,41 @@ impl Folder<'_> {
         self.left.retain(|path, id| {
             std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
         });
+    }
+
+    /// Looks at a sidecar found by a scan: one with no package beside it, complete (unchanged
+    /// for `settle` and open by no one), that gives the digest of the package last taken
+    /// under its name came after that package ([`super::late`]): it is journaled and leaves
+    /// the folder, where it would otherwise be read with the next upload of that name. Any
+    /// other is left as it is, and not read again until it changes.
+    fn look_at_sidecar(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        let package = path.with_extension("");
+        let id = FileId::of(meta);
+        if self.sidecars_left.get(path) == Some(&id)
+            || is_regular(&package)
+            || self.opened.contains_key(path)
+            || !unchanged_for(path, self.rules.settle)
+        {
+            return;
+        }
+        let late = PackageName::of_path(&package)
+            .zip(read_evidence(path))
+            .and_then(|(name, sidecar)| self.taken.late(&name, &sidecar));
+        let unchanged = std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == id);
+        match late {
+            Some(late) if unchanged => {
+                late.record(self.journal, Channel::Watch, None);
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a sidecar come late from the intake folder");
+                    self.sidecars_left.insert(path.to_owned(), id);
+                }
+            }
+            // Changed while it was read: looked at again by the next scan.
+            Some(_) => {}
+            None => {
+                self.sidecars_left.insert(path.to_owned(), id);
+            }
+        }
     }
 
     /// Journals why `path` is not taken and sets it aside, once per file, when it has been
@@ -808,6 +865,7 @@ async fn take(
     journal: &Journal,
     failed: &mut HashMap<PathBuf, Retry>,
     left: &mut HashMap<PathBuf, FileId>,
+    taken: &Taken,
 ) {
     let Some(name) = PackageName::of_path(path) else {
         return;
@@ -830,14 +888,16 @@ async fn take(
     let meta = std::fs::symlink_metadata(path).ok();
     let sidecar_path = evidence_path(path, "sha256");
     let signature_path = evidence_path(path, "minisig");
+    let (sidecar, sidecar_read) = read_evidence_once(&sidecar_path);
+    let (signature, signature_read) = read_evidence_once(&signature_path);
     let received = Received {
         hashed: None,
         name: name.clone(),
         path: path.to_owned(),
         channel: Channel::Watch,
         origin: None,
-        sidecar: read_evidence(&sidecar_path),
-        signature: read_evidence(&signature_path),
+        sidecar,
+        signature,
         received_at: Timestamp::now(),
     };
     let outcome = publisher.ingest(received).await.unwrap_or_else(|_| {
@@ -857,6 +917,7 @@ async fn take(
     if !matches!(outcome, Outcome::Failed { .. }) {
         failed.remove(path);
     }
+    taken.note(&name, &outcome);
     // Another file put under the same name while this one was being taken (a corrected
     // package, an upload retried) is not this one: it stays, to be taken in turn.
     let replaced = !matches!(outcome, Outcome::Failed { .. })
@@ -880,10 +941,16 @@ async fn take(
         Outcome::Rejected { sha256: None, .. } => set_aside(path).map(drop),
         // Archived with its evidence: all of it leaves the folder. What lies under an
         // evidence name but is no regular file was not read as evidence: it stays, to be
-        // refused and set aside like anything else that is not a regular file.
+        // refused and set aside like anything else that is not a regular file. Evidence
+        // written there after it was read (a sidecar sent after its package) was not
+        // read either: it stays, to be looked at alone ([`Folder::look_at_sidecar`]).
         _ => {
-            for p in [&sidecar_path, &signature_path] {
-                if is_regular(p) {
+            for (p, read) in [
+                (&sidecar_path, sidecar_read),
+                (&signature_path, signature_read),
+            ] {
+                let same = std::fs::symlink_metadata(p).is_ok_and(|m| Some(FileId::of(&m)) == read);
+                if same {
                     let _ = std::fs::remove_file(p);
                 }
             }
@@ -907,6 +974,16 @@ async fn take(
             json!({"name": name, "channel": Channel::Watch, "error": error}),
         );
     }
+}
+
+/// Reads the evidence file at `path` ([`read_evidence`]), with which file was read: `None`
+/// when there was none, or it changed while it was read (then it is not known which was).
+fn read_evidence_once(path: &Path) -> (Option<package::EvidenceFile>, Option<FileId>) {
+    let before = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
+    let evidence = read_evidence(path);
+    let after = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
+    let read = before.filter(|_| evidence.is_some() && before == after);
+    (evidence, read)
 }
 
 /// A complete file this server cannot open (its permissions keep this server's user out, or

@@ -5,7 +5,10 @@
 //! handed to the publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
 //! channel `sftp`) when the file is closed, or, for a hidden name (`.name.part`), once the
 //! client renames it to its final name. A `<name>.sha256` or `<name>.minisig` uploaded in the
-//! same session before the package goes with it as evidence.
+//! same session before the package goes with it as evidence. A `.sha256` uploaded after its
+//! package, giving the digest of the package last taken under its name, is journaled as that
+//! package's evidence come late (`evidence-late`, [`crate::intake`]'s `late`); any other is
+//! kept for the next upload of its name in the session.
 //!
 //! # Guarantees
 //! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
@@ -328,6 +331,23 @@ impl SftpHandler {
                     &std::io::Error::other("its upload could not be read back"),
                 ));
             };
+            // A sidecar sent after its package (by `mput`, in name order) that gives the
+            // digest of the package taken under its name is that package's, come late.
+            if let Some(late) = name
+                .strip_suffix(".sha256")
+                .and_then(PackageName::new)
+                .and_then(|package| self.shared.taken.late(&package, &file))
+            {
+                late.record(
+                    &self.shared.server.journal,
+                    Channel::Sftp,
+                    Some(&self.origin),
+                );
+                return Ok(ok_status(
+                    id,
+                    "evidence recorded: it gives the digest of the package sent before it under                      its name, which was taken without it; send evidence before its package to                      have it checked first",
+                ));
+            }
             if self.evidence.len() >= MAX_PENDING {
                 return Err(self.refuse(
                     "close",
@@ -346,6 +366,7 @@ impl SftpHandler {
                 deny(StatusCode::Failure, "refused: not a package file name"),
             ));
         };
+        let package_name = package.clone();
         let received = Received {
             sidecar: self.evidence.remove(&format!("{name}.sha256")),
             signature: self.evidence.remove(&format!("{name}.minisig")),
@@ -365,6 +386,7 @@ impl SftpHandler {
             ));
         };
         drop(upload); // archived (or refused) by now: the temporary copy goes
+        self.shared.taken.note(&package_name, &outcome);
         let entry = json!({"name": name, "outcome": outcome});
         with_stats(&self.stats, |s| s.file(entry));
         match outcome {

@@ -55,6 +55,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::ban::Bans;
+use super::late::Taken;
 use super::startups::{Startup, Startups, YIELD_AFTER};
 use crate::http::accept::AcceptFailures;
 use crate::http::refusals::Throttle;
@@ -113,6 +114,8 @@ struct Shared {
     /// Places for logged-in sessions.
     sessions: Arc<Semaphore>,
     bans: Bans,
+    /// The packages sessions handed over lately, for a sidecar sent after its package.
+    taken: Taken,
 }
 
 /// Accepts SFTP sessions until `shutdown`.
@@ -141,6 +144,7 @@ pub(crate) async fn serve(
         config,
         keys,
         server,
+        taken: Taken::default(),
     });
     loop {
         let (stream, peer) = tokio::select! {
