@@ -934,3 +934,28 @@ fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_uplo
         "{fourth_verified}"
     );
 }
+
+/// A sidecar written while its package is being taken (after the package was read, with no
+/// evidence beside it) is not removed with the package, unread: it stays, and is journaled
+/// as the package's evidence come late.
+#[test]
+fn a_sidecar_written_while_its_package_is_taken_is_not_removed_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--settle", "1s"]);
+    let entrada = server.entrada();
+    let name = "PREP_20240602_2000.zip";
+    // Large enough that verifying and publishing it takes a while after it is received.
+    let pkg = site_package("20240602_2000", &[("pad.bin", &corpus::noise(40_000_000))]);
+    drop_file(&entrada, name, &pkg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.status()["counts"]["received"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "never received");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sum = corpus::sum_line(&pkg, name);
+    drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
+    server.wait_corte("20240602_2000");
+    let late = wait_events(&server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
+    assert_eq!(late[0]["detail"]["sidecar"], sum.as_str());
+}
