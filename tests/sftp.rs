@@ -1592,16 +1592,6 @@ fn a_sidecar_put_after_its_package_is_journaled_as_its_evidence_come_late() {
         right_local.display()
     ));
     assert!(out.status.success(), "{}", text(&out));
-    let verified = wait_events(&s.server, "verified", 3);
-    let right_verified = verified
-        .iter()
-        .find(|e| e["package"] == sha256_hex(&right))
-        .expect("the package its sidecar is for verified");
-    assert!(
-        right_verified["detail"]
-            .to_string()
-            .contains("\"sidecar\":{\"verified\""),
-        "{right_verified}"
-    );
+    assert_verified_with_sidecar(&s.server, 3, &right);
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }

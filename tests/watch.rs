@@ -922,17 +922,7 @@ fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_uplo
     );
     assert_eq!(events(&server, "evidence-late").len(), 1);
     drop_file(&entrada, "PREP_20240602_2015.zip", &fourth);
-    let verified = wait_events(&server, "verified", 4);
-    let fourth_verified = verified
-        .iter()
-        .find(|e| e["package"] == sha256_hex(&fourth))
-        .expect("the fourth package verified");
-    assert!(
-        fourth_verified["detail"]
-            .to_string()
-            .contains("\"sidecar\":{\"verified\""),
-        "{fourth_verified}"
-    );
+    assert_verified_with_sidecar(&server, 4, &fourth);
 }
 
 /// A sidecar written while its package is being taken (after the package was read, with no

@@ -1061,6 +1061,23 @@ pub fn of_kind(history: &serde_json::Value, kind: &str) -> Vec<serde_json::Value
         .collect()
 }
 
+/// Waits for `n` `verified` events, and asserts that the package `bytes` is among them,
+/// verified against its `.sha256` sidecar.
+pub fn assert_verified_with_sidecar(server: &Server, n: usize, bytes: &[u8]) {
+    let verified = wait_events(server, "verified", n);
+    let sha = sha256_hex(bytes);
+    let found = verified
+        .iter()
+        .find(|e| e["package"] == sha)
+        .unwrap_or_else(|| panic!("{sha} not verified: {verified:#?}"));
+    assert!(
+        found["detail"]
+            .to_string()
+            .contains("\"sidecar\":{\"verified\""),
+        "{found}"
+    );
+}
+
 /// Waits until the journal holds at least `n` events of `kind` and returns them, or panics
 /// after 30 s showing the journal's latest events.
 pub fn wait_events(server: &Server, kind: &str, n: usize) -> Vec<serde_json::Value> {
