@@ -1635,6 +1635,64 @@ fn a_package_whose_results_csv_is_empty_is_rejected_by_reject_inconsistent() {
     );
 }
 
+/// On arrival, a data package in which no results CSV is found (candidacies and a LEEME) is
+/// published with a journal warning that nothing in it was checked, naming its files, even
+/// under `reject_inconsistent`: nothing in it contradicts a summary, so it is neither rejected
+/// nor counted as inconsistent. A site package is never inspected and says nothing of it.
+#[test]
+fn a_data_package_without_results_is_published_with_a_warning_that_nothing_was_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--reject-inconsistent"]);
+    let site = site_package(
+        "20210607_1300",
+        &[("descargas/SON_GOB_CANDIDATURAS_2021.csv", CANDIDACIES)],
+    );
+    drop_file(&server.entrada(), "20210607_1300_PREP_SITIO.zip", &site);
+    server.wait_corte("20210607_1300");
+    let inspection = || -> Vec<serde_json::Value> {
+        events(&server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "inspection")
+            .collect()
+    };
+    assert_eq!(
+        inspection(),
+        Vec::<serde_json::Value>::new(),
+        "a site package"
+    );
+
+    let package = zip_bytes(&[
+        ("SON_GOB_CANDIDATURAS_2021.csv", CANDIDACIES),
+        ("LEEME.txt", b"campos\r\n"),
+    ]);
+    drop_file(
+        &server.entrada(),
+        "20210607_1319_PREP_GOB_SON.zip",
+        &package,
+    );
+    server.wait_corte("20210607_1319");
+    let status = server.status();
+    assert_eq!(status["counts"]["rejected"], 0, "{status:#}");
+    assert_eq!(status["counts"]["inconsistent"], 0, "{status:#}");
+    let warnings = inspection();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let w = &warnings[0];
+    assert_eq!(w["name"], "20210607_1319_PREP_GOB_SON.zip", "{w:#}");
+    let text = w["detail"]["warning"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "no PREP results CSV was read from this data package, so nothing in it was checked"
+        ) && text.contains("(2: SON_GOB_CANDIDATURAS_2021.csv, LEEME.txt)"),
+        "{text}"
+    );
+    assert_eq!(
+        w["detail"]["files"],
+        serde_json::json!(["SON_GOB_CANDIDATURAS_2021.csv", "LEEME.txt"]),
+        "{w:#}"
+    );
+    assert_eq!(w["detail"]["file_count"], 2, "{w:#}");
+}
+
 /// Sonora with its quotes taken out (no quoted cell of it holds a comma) and the last cell of
 /// its 101st row, on line 107, written `"ACTA PREP`: a quote opened and never closed.
 fn sonora_with_an_unclosed_quote() -> Vec<String> {

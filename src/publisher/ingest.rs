@@ -8,6 +8,9 @@ use super::*;
 /// Most files of one site package named in the warning that they take a download's path.
 const MAX_SHADOWED_NAMED: usize = 20;
 
+/// Most files of one data package named in the warning that none of them is a results CSV.
+const MAX_UNINSPECTED_NAMED: usize = 20;
+
 impl Publisher {
     /// Takes one package through every step; see the module documentation.
     pub(crate) fn handle(&self, r: Received) -> Outcome {
@@ -360,9 +363,17 @@ impl Publisher {
     /// Inspects the results CSVs of a data package; journals a warning for each results CSV
     /// that cannot be read and for each election whose summary line contradicts its rows
     /// under every definition in scope. Returns what is wrong, if anything.
+    ///
+    /// A package in which no results CSV is found at all (neither read nor unreadable) is
+    /// journaled as a warning of its own ([`Publisher::nothing_checked`]), and is not returned
+    /// as wrong: nothing in it contradicts a summary, so `reject_inconsistent` never rejects it.
     fn inspect(&self, pkg: &VerifiedPackage, pkg_ref: Option<(Sha256, &str)>) -> Option<String> {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let report = prep::inspect_members(pkg.name(), &members, self.summary.reglas, &|_| {});
+        if report.elections.is_empty() && report.unreadable.is_empty() {
+            self.nothing_checked(pkg, pkg_ref, &report.other_files);
+            return None;
+        }
         let mut problems = Vec::new();
         for e in &report.unreadable {
             let warning = format!("a results CSV cannot be read: {e}");
@@ -400,6 +411,43 @@ impl Publisher {
             problems.push(warning);
         }
         (!problems.is_empty()).then(|| problems.join(" | "))
+    }
+
+    /// Journals (and logs) the warning that no results CSV was read from the data package
+    /// `pkg`, so that nothing in it was checked: `"check": "inspection"`, naming the first
+    /// [`MAX_UNINSPECTED_NAMED`] of the files it holds (`files`) and how many there are
+    /// (`file_count`). It is not a summary warning: the package is not counted as
+    /// inconsistent.
+    fn nothing_checked(
+        &self,
+        pkg: &VerifiedPackage,
+        pkg_ref: Option<(Sha256, &str)>,
+        files: &[String],
+    ) {
+        let named: Vec<&str> = files
+            .iter()
+            .take(MAX_UNINSPECTED_NAMED)
+            .map(String::as_str)
+            .collect();
+        let more = match files.len().saturating_sub(named.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let warning = format!(
+            "no PREP results CSV was read from this data package, so nothing in it was checked: \
+             none of the files it holds looks like results ({}: {}{more})",
+            files.len(),
+            named.join(", ")
+        );
+        tracing::warn!(name = %pkg.name(), %warning);
+        self.event(
+            EventKind::Warning,
+            pkg_ref,
+            json!({
+                "warning": warning, "check": "inspection", "files": named,
+                "file_count": files.len(),
+            }),
+        );
     }
 
     /// Builds the site of `pkg` over the live one, keeps the package among the verified

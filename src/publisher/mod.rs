@@ -64,7 +64,9 @@
 //! Every data package is also inspected ([`crate::prep`]) once verified, by every known
 //! definition of the summary or the institute's that the `reglas` setting names: a summary line
 //! that contradicts its rows under all of them is a journal warning, and with
-//! `reject_inconsistent` a rejection. Site packages are not inspected.
+//! `reject_inconsistent` a rejection. A data package in which no results CSV is found at all
+//! is a journal warning that nothing in it was checked, never a rejection: nothing in it
+//! contradicts a summary. Site packages are not inspected.
 
 mod ingest;
 mod rebuild;
