@@ -1909,3 +1909,85 @@ fn a_corte_line_written_no_known_way_is_shown_as_unread() {
         assert_eq!(v["elections"][0]["unread_corte"]["written"], corte, "{v:#}");
     }
 }
+
+/// A summary header's names that name no known field are named in the report, text and JSON,
+/// instead of skipped unsaid: one written with a space instead of `_`, and one no institute
+/// was seen to write. The other fields are read and checked as before.
+#[test]
+fn summary_fields_named_no_known_way_are_named_as_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = sonora_lines();
+    assert!(lines[2].contains(",ACTAS_REGISTRADAS,"), "{}", lines[2]);
+    lines[2] =
+        lines[2].replacen(",ACTAS_REGISTRADAS,", ",ACTAS REGISTRADAS,", 1) + ",ACTAS_ANULADAS";
+    lines[3].push_str(",0");
+    let path = write(dir.path(), SONORA, &joined(&lines));
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "2 summary field(s) not read, so not checked, named no known way (line 3): \
+             \"ACTAS REGISTRADAS\", \"ACTAS_ANULADAS\""
+        ),
+        "{text}"
+    );
+    let end = text
+        .split_once("SUMMARY FIELDS NOT READ: named no known way, so not checked:\n")
+        .map(|(_, end)| end)
+        .unwrap_or_else(|| panic!("no SUMMARY FIELDS NOT READ: {text}"));
+    assert!(
+        end.starts_with("  ")
+            && end.contains(
+                "SON_GOB_2021.csv (GUBERNATURA): \"ACTAS REGISTRADAS\", \"ACTAS_ANULADAS\"\n"
+            ),
+        "{text}"
+    );
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(
+        e["unread_summary_fields"],
+        serde_json::json!({
+            "line": 3, "count": 2, "names": ["ACTAS REGISTRADAS", "ACTAS_ANULADAS"],
+        }),
+        "{e:#}"
+    );
+    assert_eq!(e["summary"].as_array().unwrap().len(), 12, "{e:#}");
+
+    // Every name known, the real file's: nothing to name.
+    let (_, v) = inspect_json(&real_fixture(SONORA), &[]);
+    assert_eq!(
+        v["elections"][0]["unread_summary_fields"],
+        serde_json::Value::Null
+    );
+    let (_, v) = inspect_json(&real_fixture(CAMPECHE), &[]);
+    for e in v["elections"].as_array().unwrap() {
+        assert_eq!(e["unread_summary_fields"], serde_json::Value::Null, "{e:#}");
+    }
+
+    // A thousand unknown names of 500 characters: the first 20 named, each cut, all counted.
+    let mut hostile = sonora_lines();
+    for i in 0..1_000 {
+        hostile[2].push_str(&format!(",N{i:03}_{}", "X".repeat(496)));
+    }
+    let path = write(dir.path(), SONORA, &joined(&hostile));
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.len() < 30_000, "{} bytes of report", text.len());
+    let (_, v) = inspect_json(std::path::Path::new(&path), &[]);
+    let unread = &v["elections"][0]["unread_summary_fields"];
+    assert_eq!(unread["count"], 1_000, "{unread:#}");
+    let names = unread["names"].as_array().unwrap();
+    assert_eq!(names.len(), 20, "{unread:#}");
+    let first = format!("N000_{}… (501 bytes in all)", "X".repeat(195));
+    assert_eq!(names[0], first.as_str());
+    assert!(
+        text.contains(&format!(
+            "1000 summary field(s) not read, so not checked, named no known way (line 3): \
+             \"{first}\""
+        )) && text.contains(" and 980 more"),
+        "{text}"
+    );
+}

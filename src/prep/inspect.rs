@@ -23,8 +23,8 @@ use super::cell::{self, Value};
 use super::definitions::{self, Definitions, Reglas};
 use super::observation::{self, Flags};
 use super::reader::{
-    Columns, CorteLine, CsvReader, Election, Encoding, MAX_SHOWN_CHARS, ReadError, Row, VoteKind,
-    decode, normalise,
+    Columns, CorteLine, CsvReader, Election, Encoding, MAX_SHOWN_CHARS, ReadError, Row,
+    UnreadSummaryFields, VoteKind, decode, normalise,
 };
 use super::summary::{FieldCheck, Status, Tally};
 
@@ -147,6 +147,9 @@ pub(crate) struct FileReport {
     pub(crate) summary_present: bool,
     /// Each declared summary field beside its recomputed value.
     pub(crate) summary: Vec<FieldCheck>,
+    /// The summary header's names that name no known field: their values are neither read
+    /// nor checked, and are not among `summary`. `None` when every name is known.
+    pub(crate) unread_summary_fields: Option<UnreadSummaryFields>,
     /// Which definitions the summary was checked by, and whose explain it.
     pub(crate) definitions: Option<Definitions>,
     /// Whether one known definition gives every declared field.
@@ -752,6 +755,7 @@ impl State {
             summary_present: preamble.declared.is_some(),
             consistent: summary.iter().all(|c| c.equal),
             summary,
+            unread_summary_fields: preamble.unread_summary.clone(),
             definitions,
             votes,
             by_casilla_type: map(&self.casilla_types),

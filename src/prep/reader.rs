@@ -24,6 +24,9 @@
 //!   quote opened. A quoted cell with line breaks inside it is read as one cell.
 //! - A row whose cells do not fit the header is returned marked ([`Row::malformed`]), for the
 //!   caller to report, and reading goes on.
+//! - A summary header's names that name no known field are never skipped unsaid: they are
+//!   kept for the report ([`Preamble::unread_summary`]), at most [`MAX_UNREAD_SUMMARY_NAMES`]
+//!   of them and each cut to 200 characters, with how many there are in all.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -181,6 +184,55 @@ pub(crate) struct Preamble {
     /// A line that looks like a corte (it begins with a date) but is written no known way:
     /// its line and text (cut as [`shown`] cuts). Only while no corte is read.
     pub(crate) unread_corte: Option<(u64, String)>,
+    /// The names of the summary header that name no known field, so that their values are
+    /// not read nor checked; `None` when every name is known (or there is no summary).
+    pub(crate) unread_summary: Option<UnreadSummaryFields>,
+}
+
+/// The most names of unknown summary fields kept per file; the rest are only counted. A
+/// real summary line has at most 13 fields.
+pub(crate) const MAX_UNREAD_SUMMARY_NAMES: usize = 20;
+
+/// The names of a summary header that name no known field ([`Field::from_header`]), as
+/// written. Empty names are none: a separator at the end of the header leaves one.
+///
+/// Bounded whatever the header: at most [`MAX_UNREAD_SUMMARY_NAMES`] names are kept, each cut
+/// as [`shown`] cuts (200 characters, then how long it was); `count` says how many there are
+/// in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct UnreadSummaryFields {
+    /// 1-based line of the summary header.
+    pub(crate) line: u64,
+    /// How many of its names are unknown, in all.
+    pub(crate) count: u64,
+    /// The first [`MAX_UNREAD_SUMMARY_NAMES`] of them in file order, as written (wrappings
+    /// removed), each cut to 200 characters.
+    pub(crate) names: Vec<String>,
+}
+
+impl UnreadSummaryFields {
+    /// The unknown names among a summary header's `cells` on `line`, whose normalised names
+    /// ([`header_name`]) are `names`; `None` when there are none.
+    fn of(line: u64, cells: &[Vec<u8>], names: &[String], encoding: Encoding) -> Option<Self> {
+        let mut unread = Self {
+            line,
+            count: 0,
+            names: Vec::new(),
+        };
+        for (cell, name) in cells.iter().zip(names) {
+            if name.is_empty() || Field::from_header(name).is_some() {
+                continue;
+            }
+            unread.count += 1;
+            if unread.names.len() < MAX_UNREAD_SUMMARY_NAMES {
+                let written = decode(cell::bare(cell), encoding);
+                unread
+                    .names
+                    .push(shown(written.trim_start_matches('\u{feff}').trim()));
+            }
+        }
+        (unread.count > 0).then_some(unread)
+    }
 }
 
 /// What a party-like column holds votes for.
@@ -640,6 +692,8 @@ impl<R: Read> CsvReader<R> {
                 continue;
             }
             if names.iter().any(|n| Field::from_header(n).is_some()) {
+                self.preamble.unread_summary =
+                    UnreadSummaryFields::of(self.line(), &cells, &names, self.encoding);
                 summary_names = Some(names);
                 continue;
             }
@@ -1342,7 +1396,45 @@ pub(crate) fn normalise(text: &str) -> String {
 mod tests {
     use std::io::Read;
 
-    use super::{LineEnds, Quotes, not_text};
+    use super::{
+        Encoding, LineEnds, MAX_UNREAD_SUMMARY_NAMES, Quotes, UnreadSummaryFields, header_name,
+        not_text,
+    };
+
+    #[test]
+    fn unknown_summary_names_are_kept_as_written_and_bounded() {
+        let unread = |cells: &[&[u8]]| {
+            let cells: Vec<Vec<u8>> = cells.iter().map(|c| c.to_vec()).collect();
+            let names: Vec<String> = cells
+                .iter()
+                .map(|c| header_name(c, Encoding::Utf8))
+                .collect();
+            UnreadSummaryFields::of(3, &cells, &names, Encoding::Utf8)
+        };
+        // Known names under any spelling, and the empty name a trailing separator leaves.
+        assert_eq!(
+            unread(&[
+                b"\xEF\xBB\xBFACTAS_ESPERADAS",
+                b"ACTAS_FUERA_CAT\xC3\x81LOGO",
+                b" ",
+                b""
+            ]),
+            None
+        );
+        let some = unread(&[b"ACTAS_ESPERADAS", b"=\"Actas Registradas\"", b"X", b""]).unwrap();
+        assert_eq!((some.line, some.count), (3, 2));
+        assert_eq!(some.names, ["Actas Registradas", "X"]);
+        let long = vec![b'Y'; 1000];
+        let many: Vec<&[u8]> = std::iter::repeat_n(&long[..], 5000).collect();
+        let bounded = unread(&many).unwrap();
+        assert_eq!(bounded.count, 5000);
+        assert_eq!(bounded.names.len(), MAX_UNREAD_SUMMARY_NAMES);
+        assert!(
+            bounded.names.iter().all(|n| n.chars().count() < 230),
+            "{:?}",
+            bounded.names[0]
+        );
+    }
 
     /// Gives its bytes `step` at a time, so that a CRLF falls across two reads.
     struct Trickle<'a> {

@@ -6,6 +6,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::definitions::{Definitions, REGLAS, reglas};
 use super::inspect::FileReport;
+use super::reader::UnreadSummaryFields;
 use super::{CorteReport, Report};
 
 /// How many anomalies are listed per election; the rest are counted.
@@ -110,6 +111,23 @@ pub(crate) fn render(report: &Report) -> String {
             let _ = writeln!(out, "  {d}");
         }
     }
+    let unread_fields: Vec<String> = report
+        .elections
+        .iter()
+        .filter_map(|e| {
+            let u = e.unread_summary_fields.as_ref()?;
+            Some(format!("{}: {}", e.election(), unread_names(u)))
+        })
+        .collect();
+    if !unread_fields.is_empty() {
+        let _ = writeln!(
+            out,
+            "SUMMARY FIELDS NOT READ: named no known way, so not checked:"
+        );
+        for u in unread_fields {
+            let _ = writeln!(out, "  {u}");
+        }
+    }
     if !report.unreadable.is_empty() {
         let _ = writeln!(
             out,
@@ -180,6 +198,15 @@ fn election(out: &mut String, e: &FileReport) {
         let _ = writeln!(out, "{t}");
         if let Some(d) = &e.definitions {
             let _ = writeln!(out, "{}", definitions_line(d, e.consistent));
+        }
+        if let Some(u) = &e.unread_summary_fields {
+            let _ = writeln!(
+                out,
+                "{} summary field(s) not read, so not checked, named no known way (line {}): {}",
+                u.count,
+                u.line,
+                unread_names(u)
+            );
         }
     } else {
         let _ = writeln!(out, "no summary line: nothing to compare");
@@ -253,6 +280,18 @@ fn election(out: &mut String, e: &FileReport) {
             e.anomaly_count - shown,
             e.anomalies.len()
         );
+    }
+}
+
+/// The unknown names of a summary header, quoted, in file order: `"ACTAS REGISTRADAS",
+/// "ACTAS_ANULADAS"`, then how many more there are past those kept.
+fn unread_names(u: &UnreadSummaryFields) -> String {
+    let names: Vec<String> = u.names.iter().map(|n| format!("{n:?}")).collect();
+    let more = u.count.saturating_sub(u.names.len() as u64);
+    if more == 0 {
+        names.join(", ")
+    } else {
+        format!("{} and {more} more", names.join(", "))
     }
 }
 

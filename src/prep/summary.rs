@@ -221,7 +221,8 @@ pub(crate) struct Declared {
 
 impl Declared {
     /// Pairs a summary header with its values line. Header cells must already be normalised
-    /// ([`super::reader::header_name`]); unknown names are skipped, a missing value is empty.
+    /// ([`super::reader::header_name`]); unknown names are skipped (the reader reports them:
+    /// [`super::reader::UnreadSummaryFields`]), a missing value is empty.
     pub(crate) fn new(names: &[String], values: &[String]) -> Self {
         let fields = names
             .iter()
