@@ -1991,3 +1991,60 @@ fn summary_fields_named_no_known_way_are_named_as_not_read() {
         "{text}"
     );
 }
+
+/// A separator at the end of a line is read as no cell: a row with one cell more than its
+/// header, that cell empty, is read as its cells, not shifted and not an anomaly, whether one
+/// row ends so, every row, or every line (the summary lines and the column header included).
+/// A row with an unquoted separator inside it, whose last cell is not empty, is still
+/// refused.
+#[test]
+fn a_separator_at_the_end_of_a_line_is_read_as_no_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = sonora_lines();
+    let (_, whole) = inspect_json(&real_fixture(SONORA), &[]);
+    let whole = &whole["elections"][0];
+    let ends = |lines: &[usize]| {
+        let mut l = real.clone();
+        for &i in lines {
+            l[i - 1].push(',');
+        }
+        joined(&l)
+    };
+    let all_rows: Vec<usize> = (7..=real.len()).collect();
+    let every_line: Vec<usize> = [1, 2, 3, 4, 6].into_iter().chain(7..=real.len()).collect();
+    for (case, csv) in [
+        ("the first row", ends(&[7])),
+        ("every row", ends(&all_rows)),
+        ("every line", ends(&every_line)),
+    ] {
+        let path = write(dir.path(), SONORA, &csv);
+        let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+        assert_eq!(code, Some(0), "{case}: {v:#}");
+        let e = &v["elections"][0];
+        assert_eq!(e["rows"], 3772, "{case}: {e:#}");
+        assert_eq!(e["unread_rows"], 0, "{case}: {e:#}");
+        assert_eq!(e["anomaly_count"], 0, "{case}: {e:#}");
+        assert_eq!(e["consistent"], true, "{case}: {e:#}");
+        assert_eq!(e["summary"].as_array().unwrap().len(), 13, "{case}");
+        // The same cells in the same columns: every vote, count and date as the file's own.
+        for key in ["votes", "by_casilla_type", "by_contabilizada", "latest"] {
+            assert_eq!(e[key], whole[key], "{case}: {key}");
+        }
+        assert_eq!(
+            e["unread_summary_fields"],
+            serde_json::Value::Null,
+            "{case}"
+        );
+    }
+
+    // The first row with an unquoted separator inside a cell and a trailing separator: one cell
+    // more that is not empty, refused as before.
+    let mut shifted = real.clone();
+    set_cell(&mut shifted, 7, 3, "SONORA, MX");
+    shifted[6].push(',');
+    let path = write(dir.path(), SONORA, &joined(&shifted));
+    let (_, v) = inspect_json(std::path::Path::new(&path), &[]);
+    let e = &v["elections"][0];
+    assert_eq!(e["unread_rows"], 1, "{e:#}");
+    assert_eq!(e["anomalies"][0]["line"], 7, "{e:#}");
+}

@@ -24,6 +24,13 @@
 //!   quote opened. A quoted cell with line breaks inside it is read as one cell.
 //! - A row whose cells do not fit the header is returned marked ([`Row::malformed`]), for the
 //!   caller to report, and reading goes on.
+//! - A separator at the end of a line is no cell: a row with more cells than the header, all
+//!   of those past it empty (one row, or every row, ending in a separator where the header
+//!   does not), is read as its cells, by position from the first, and is not marked; so is
+//!   every row of a file whose every line, the header's included, ends in one. A row with an
+//!   unquoted separator inside a cell and an empty last cell has the same cells as such a
+//!   row, and cannot be told from it: it is read so too, its cells after that separator one
+//!   column off.
 //! - A summary header's names that name no known field are never skipped unsaid: they are
 //!   kept for the report ([`Preamble::unread_summary`]), at most [`MAX_UNREAD_SUMMARY_NAMES`]
 //!   of them and each cut to 200 characters, with how many there are in all.
