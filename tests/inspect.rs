@@ -2048,3 +2048,41 @@ fn a_separator_at_the_end_of_a_line_is_read_as_no_cell() {
     assert_eq!(e["unread_rows"], 1, "{e:#}");
     assert_eq!(e["anomalies"][0]["line"], 7, "{e:#}");
 }
+
+/// On arrival, a summary field named no known way is a journal warning naming it (`"check":
+/// "inspection"`), so the operator knows it went unchecked; it is not a contradiction, so
+/// even under `reject_inconsistent` the package is published and not counted inconsistent.
+#[test]
+fn a_package_whose_summary_names_a_field_no_known_way_is_published_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--reject-inconsistent"]);
+    let mut lines = sonora_lines();
+    lines[2] = lines[2].replacen(",ACTAS_REGISTRADAS,", ",ACTAS REGISTRADAS,", 1);
+    let package = zip_bytes(&[(SONORA, joined(&lines).as_slice())]);
+    drop_file(
+        &server.entrada(),
+        "20210607_1319_PREP_GOB_SON.zip",
+        &package,
+    );
+    server.wait_corte("20210607_1319");
+    let status = server.status();
+    assert_eq!(status["counts"]["rejected"], 0, "{status:#}");
+    assert_eq!(status["counts"]["inconsistent"], 0, "{status:#}");
+    let warnings: Vec<serde_json::Value> = events(&server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "inspection")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert_eq!(
+        detail["warning"],
+        "SON_GOB_2021.csv (GUBERNATURA): 1 summary field(s) named no known way, so not \
+         checked (line 3): \"ACTAS REGISTRADAS\"",
+        "{detail:#}"
+    );
+    assert_eq!(
+        detail["unread_summary_fields"]["names"],
+        serde_json::json!(["ACTAS REGISTRADAS"]),
+        "{detail:#}"
+    );
+}

@@ -218,6 +218,18 @@ pub(crate) struct UnreadSummaryFields {
 }
 
 impl UnreadSummaryFields {
+    /// The unknown names, quoted, in file order: `"ACTAS REGISTRADAS", "ACTAS_ANULADAS"`,
+    /// then how many more there are past those kept.
+    pub(crate) fn names_shown(&self) -> String {
+        let names: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+        let more = self.count.saturating_sub(self.names.len() as u64);
+        if more == 0 {
+            names.join(", ")
+        } else {
+            format!("{} and {more} more", names.join(", "))
+        }
+    }
+
     /// The unknown names among a summary header's `cells` on `line`, whose normalised names
     /// ([`header_name`]) are `names`; `None` when there are none.
     fn of(line: u64, cells: &[Vec<u8>], names: &[String], encoding: Encoding) -> Option<Self> {

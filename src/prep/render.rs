@@ -6,7 +6,6 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::definitions::{Definitions, REGLAS, reglas};
 use super::inspect::FileReport;
-use super::reader::UnreadSummaryFields;
 use super::{CorteReport, Report};
 
 /// How many anomalies are listed per election; the rest are counted.
@@ -116,7 +115,7 @@ pub(crate) fn render(report: &Report) -> String {
         .iter()
         .filter_map(|e| {
             let u = e.unread_summary_fields.as_ref()?;
-            Some(format!("{}: {}", e.election(), unread_names(u)))
+            Some(format!("{}: {}", e.election(), u.names_shown()))
         })
         .collect();
     if !unread_fields.is_empty() {
@@ -205,7 +204,7 @@ fn election(out: &mut String, e: &FileReport) {
                 "{} summary field(s) not read, so not checked, named no known way (line {}): {}",
                 u.count,
                 u.line,
-                unread_names(u)
+                u.names_shown()
             );
         }
     } else {
@@ -280,18 +279,6 @@ fn election(out: &mut String, e: &FileReport) {
             e.anomaly_count - shown,
             e.anomalies.len()
         );
-    }
-}
-
-/// The unknown names of a summary header, quoted, in file order: `"ACTAS REGISTRADAS",
-/// "ACTAS_ANULADAS"`, then how many more there are past those kept.
-fn unread_names(u: &UnreadSummaryFields) -> String {
-    let names: Vec<String> = u.names.iter().map(|n| format!("{n:?}")).collect();
-    let more = u.count.saturating_sub(u.names.len() as u64);
-    if more == 0 {
-        names.join(", ")
-    } else {
-        format!("{} and {more} more", names.join(", "))
     }
 }
 

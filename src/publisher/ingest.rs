@@ -364,6 +364,10 @@ impl Publisher {
     /// that cannot be read and for each election whose summary line contradicts its rows
     /// under every definition in scope. Returns what is wrong, if anything.
     ///
+    /// A summary field named no known way is journaled as a warning too (`"check":
+    /// "inspection"`), and is not returned as wrong either: it is not checked, not
+    /// contradicted.
+    ///
     /// A package in which no results CSV is found at all (neither read nor unreadable) is
     /// journaled as a warning of its own ([`Publisher::nothing_checked`]), and is not returned
     /// as wrong: nothing in it contradicts a summary, so `reject_inconsistent` never rejects it.
@@ -386,6 +390,25 @@ impl Publisher {
             problems.push(warning);
         }
         for e in &report.elections {
+            // Not a contradiction: the fields are not checked, and the operator is told so.
+            if let Some(u) = &e.unread_summary_fields {
+                let warning = format!(
+                    "{}: {} summary field(s) named no known way, so not checked (line {}): {}",
+                    e.election(),
+                    u.count,
+                    u.line,
+                    u.names_shown()
+                );
+                tracing::warn!(name = %pkg.name(), %warning);
+                self.event(
+                    EventKind::Warning,
+                    pkg_ref,
+                    json!({
+                        "warning": warning, "check": "inspection", "file": e.file,
+                        "election": e.title, "unread_summary_fields": u,
+                    }),
+                );
+            }
             let differences: Vec<_> = e.differences().collect();
             if differences.is_empty() {
                 continue;
