@@ -5,6 +5,8 @@
 //! - [`pull`]: HTTPS pull from a service the institute publishes.
 //!
 //! [`file`] opens what senders put on this machine: regular files only, never through a link.
+//! [`late`] tells a `.sha256` sent after its package was taken, for the watched folder and
+//! SFTP.
 //!
 //! Every channel hands a complete file to the publisher as a [`Received`], naming itself with
 //! a [`Channel`]; none publishes anything itself.
