@@ -614,3 +614,34 @@ fn a_required_sidecar_is_waited_for_then_enforced() {
     );
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
 }
+
+/// A package whose name carries no corte time takes it from the corte line of its results
+/// CSV, however the institute laid that out: after a spreadsheet's `sep=|` line (line 3, not
+/// 2), unpadded (`3/6/2019 09:15`), year first (`2019/06/03 05:47`), or with lines ended by a
+/// CR alone. Each is the real layout of a derived fixture.
+#[test]
+fn a_package_named_without_a_time_takes_its_corte_from_its_csv_in_every_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("d"), &[]);
+    let layouts = [
+        ("qroo2019_dip_special_single_row.csv", "20190603_0547"),
+        ("ine2019_pue_TOTAL_VOTOS_column.csv", "20190603_0915"),
+        ("ine2023_todos_los_campos_vacios.csv", "20230220_1105"),
+    ];
+    for (n, (file, corte)) in layouts.iter().enumerate() {
+        let csv = std::fs::read(derived_fixture(file)).unwrap();
+        let package = zip_bytes(&[(file, csv.as_slice())]);
+        drop_file(&server.entrada(), &format!("PREP_DATOS_{n}.zip"), &package);
+        server.wait_corte(corte);
+    }
+    let history = server.run(&["history", "--json"]);
+    assert_success(&history);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let sources: Vec<&serde_json::Value> = history["cortes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{history:#}"))
+        .iter()
+        .map(|p| &p["corte_source"])
+        .collect();
+    assert_eq!(sources, ["csv", "csv", "csv"], "{history:#}");
+}

@@ -1,8 +1,10 @@
 //! The corte time of a verified package: the moment of the results it carries.
 //!
 //! [`corte_time`] tries, in order: the package's file name (`20210601_1852_PREP_CAMP.zip`,
-//! local time in the institute's zone), line 2 of the first CSV (`01/06/2021 18:52 (UTC-5)`,
-//! with its written offset), a configured JSON field, and finally the arrival time. It never
+//! local time in the institute's zone), the corte line of the first CSV that has one
+//! (`01/06/2021 18:52 (UTC-5)`, with its written offset: line 2 in most layouts, line 3 after
+//! a spreadsheet's `sep=|` line, whatever its line ends, [`corte_cell`]'s forms), a configured
+//! JSON field, and finally the arrival time. It never
 //! panics, and fails only when the name matches the corte pattern but gives a time that does
 //! not exist (`20270631_2560`, or a local time skipped by a daylight-time change): such a name
 //! is a typo, and guessing past it could publish the wrong corte. Otherwise the last resort is
@@ -23,8 +25,11 @@ use regex::{Captures, Regex};
 use super::{Member, VerifiedPackage};
 use crate::config::{Config, Invalid, optional_duration};
 
-/// How many bytes of a CSV are looked at for its corte line (line 2).
+/// How many bytes of a CSV are looked at for its corte line.
 const CSV_HEAD_BYTES: usize = 4096;
+/// How many lines of a CSV, blank ones not counted, are looked at for its corte line: it is
+/// line 2 in most layouts, line 3 after a spreadsheet's `sep=|` line.
+const CSV_CORTE_LINES: usize = 6;
 
 /// How to find the corte time of a package.
 #[derive(Debug, Clone)]
@@ -180,7 +185,7 @@ fn rounded(d: SignedDuration) -> String {
 pub(crate) enum CorteSource {
     /// The package's file name.
     Name,
-    /// Line 2 of a CSV of the package.
+    /// The corte line of a CSV of the package.
     Csv,
     /// The configured JSON field.
     Json,
@@ -353,18 +358,45 @@ static CORTE_LINE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("the corte line pattern is a valid regex")
 });
 
-/// The corte time written on line 2 of a CSV, converted to `tz`.
+/// The corte time written on the first line of a CSV's head whose first cell is a corte
+/// ([`corte_cell`]), among its first [`CSV_CORTE_LINES`] lines that are not blank, converted
+/// to `tz`.
 ///
-/// Tolerates a byte-order mark, CRLF line ends, quotes around the cell and further (empty)
-/// cells after it.
+/// Tolerates a byte-order mark, line ends of LF, CRLF or CR alone, a `sep=` line, quotes
+/// around the cell and further (empty) cells after it.
 fn csv_corte(bytes: &[u8], tz: &TimeZone) -> Option<ZonedDateTime> {
     let head = bytes.get(..CSV_HEAD_BYTES).unwrap_or(bytes);
-    let line = head.split(|b| *b == b'\n').nth(1)?;
-    let line = String::from_utf8_lossy(line);
-    let cell = first_cell(line.trim_start_matches('\u{feff}').trim());
-    let (dt, offset) = corte_line(cell)?;
+    let (dt, offset) = head
+        .split(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .take(CSV_CORTE_LINES)
+        .find_map(|line| {
+            let line = String::from_utf8_lossy(line);
+            corte_cell(first_cell(line.trim_start_matches('\u{feff}').trim()))
+        })?;
     let instant = offset.to_timestamp(dt).ok()?;
     Some(instant.to_zoned_datetime(tz.clone()))
+}
+
+/// Reads a corte cell as PREP CSVs write it: `01/06/2021 18:52 (UTC-5)` ([`corte_line`]),
+/// unpadded (`3/6/2019 09:15 (UTC-5)`), without a space before the offset (`02/07/2018
+/// 11:45(UTC-5)`), or year first (`2019/06/03 05:47 (UTC-5)`).
+pub(crate) fn corte_cell(cell: &str) -> Option<(DateTime, Offset)> {
+    if let Some(time) = corte_line(cell) {
+        return Some(time);
+    }
+    let cell = cell.trim();
+    let (date, rest) = cell.split_once(char::is_whitespace).unwrap_or((cell, ""));
+    let mut parts = date.split(['/', '-']);
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    corte_line(&format!("{d}/{m}/{y} {rest}"))
 }
 
 /// Reads a corte cell, `DD/MM/YYYY HH:MM[:SS] (UTC±H[:MM])`, into its local date and time and

@@ -1073,19 +1073,11 @@ pub(crate) fn looks_like_results(bytes: &[u8]) -> bool {
 /// 05:47 (UTC-5)`). `Some(None)` is the placeholder `DD/MM/AAAA HH:MM` of a file made before
 /// any corte; `None`, not a corte.
 fn corte(cell: &str) -> Option<Option<(DateTime, Offset)>> {
-    if let Some(time) = crate::package::corte_line(cell) {
+    if let Some(time) = crate::package::corte_cell(cell) {
         return Some(Some(time));
     }
     let cell = cell.trim();
-    let (date, rest) = cell.split_once(char::is_whitespace).unwrap_or((cell, ""));
-    let mut parts = date.split(['/', '-']);
-    if let (Some(y), Some(m), Some(d), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-        && y.len() == 4
-        && y.bytes().all(|b| b.is_ascii_digit())
-    {
-        return crate::package::corte_line(&format!("{d}/{m}/{y} {rest}")).map(Some);
-    }
+    let date = cell.split(char::is_whitespace).next().unwrap_or(cell);
     let placeholder = normalise(date);
     (placeholder == "DD/MM/AAAA" || placeholder == "DD/MM/YYYY").then_some(None)
 }
