@@ -1649,14 +1649,8 @@ fn a_data_package_without_results_is_published_with_a_warning_that_nothing_was_c
     );
     drop_file(&server.entrada(), "20210607_1300_PREP_SITIO.zip", &site);
     server.wait_corte("20210607_1300");
-    let inspection = || -> Vec<serde_json::Value> {
-        events(&server, "warning")
-            .into_iter()
-            .filter(|w| w["detail"]["check"] == "inspection")
-            .collect()
-    };
     assert_eq!(
-        inspection(),
+        inspection_warnings(&server),
         Vec::<serde_json::Value>::new(),
         "a site package"
     );
@@ -1665,16 +1659,7 @@ fn a_data_package_without_results_is_published_with_a_warning_that_nothing_was_c
         ("SON_GOB_CANDIDATURAS_2021.csv", CANDIDACIES),
         ("LEEME.txt", b"campos\r\n"),
     ]);
-    drop_file(
-        &server.entrada(),
-        "20210607_1319_PREP_GOB_SON.zip",
-        &package,
-    );
-    server.wait_corte("20210607_1319");
-    let status = server.status();
-    assert_eq!(status["counts"]["rejected"], 0, "{status:#}");
-    assert_eq!(status["counts"]["inconsistent"], 0, "{status:#}");
-    let warnings = inspection();
+    let warnings = published_with_inspection_warnings(&server, &package);
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     let w = &warnings[0];
     assert_eq!(w["name"], "20210607_1319_PREP_GOB_SON.zip", "{w:#}");
@@ -2059,19 +2044,7 @@ fn a_package_whose_summary_names_a_field_no_known_way_is_published_with_a_warnin
     let mut lines = sonora_lines();
     lines[2] = lines[2].replacen(",ACTAS_REGISTRADAS,", ",ACTAS REGISTRADAS,", 1);
     let package = zip_bytes(&[(SONORA, joined(&lines).as_slice())]);
-    drop_file(
-        &server.entrada(),
-        "20210607_1319_PREP_GOB_SON.zip",
-        &package,
-    );
-    server.wait_corte("20210607_1319");
-    let status = server.status();
-    assert_eq!(status["counts"]["rejected"], 0, "{status:#}");
-    assert_eq!(status["counts"]["inconsistent"], 0, "{status:#}");
-    let warnings: Vec<serde_json::Value> = events(&server, "warning")
-        .into_iter()
-        .filter(|w| w["detail"]["check"] == "inspection")
-        .collect();
+    let warnings = published_with_inspection_warnings(&server, &package);
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     let detail = &warnings[0]["detail"];
     assert_eq!(
@@ -2085,4 +2058,24 @@ fn a_package_whose_summary_names_a_field_no_known_way_is_published_with_a_warnin
         serde_json::json!(["ACTAS REGISTRADAS"]),
         "{detail:#}"
     );
+}
+
+/// Drops `package` as corte 20210607_1319 of Sonora, waits for it to go live, checks that it
+/// was neither rejected nor counted inconsistent, and returns the journal's warnings of
+/// `"check": "inspection"`.
+fn published_with_inspection_warnings(server: &Server, package: &[u8]) -> Vec<serde_json::Value> {
+    drop_file(&server.entrada(), "20210607_1319_PREP_GOB_SON.zip", package);
+    server.wait_corte("20210607_1319");
+    let status = server.status();
+    assert_eq!(status["counts"]["rejected"], 0, "{status:#}");
+    assert_eq!(status["counts"]["inconsistent"], 0, "{status:#}");
+    inspection_warnings(server)
+}
+
+/// The journal's warnings of `"check": "inspection"`.
+fn inspection_warnings(server: &Server) -> Vec<serde_json::Value> {
+    events(server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "inspection")
+        .collect()
 }

@@ -375,17 +375,16 @@ impl Publisher {
         let members: Vec<&package::Member> = pkg.files().iter().chain(pkg.nested()).collect();
         let report = prep::inspect_members(pkg.name(), &members, self.summary.reglas, &|_| {});
         if report.elections.is_empty() && report.unreadable.is_empty() {
-            self.nothing_checked(pkg, pkg_ref, &report.other_files);
+            self.nothing_checked(pkg_ref, &report.other_files);
             return None;
         }
         let mut problems = Vec::new();
         for e in &report.unreadable {
             let warning = format!("a results CSV cannot be read: {e}");
-            tracing::warn!(name = %pkg.name(), %warning);
-            self.event(
-                EventKind::Warning,
+            self.warn(
                 pkg_ref,
-                json!({"warning": warning, "check": "summary", "file": e.file}),
+                &warning,
+                json!({"check": "summary", "file": e.file}),
             );
             problems.push(warning);
         }
@@ -399,12 +398,11 @@ impl Publisher {
                     u.line,
                     u.names_shown()
                 );
-                tracing::warn!(name = %pkg.name(), %warning);
-                self.event(
-                    EventKind::Warning,
+                self.warn(
                     pkg_ref,
+                    &warning,
                     json!({
-                        "warning": warning, "check": "inspection", "file": e.file,
+                        "check": "inspection", "file": e.file,
                         "election": e.title, "unread_summary_fields": u,
                     }),
                 );
@@ -422,12 +420,11 @@ impl Publisher {
                 "{}: the summary line contradicts the rows: {text}",
                 e.election()
             );
-            tracing::warn!(name = %pkg.name(), %warning);
-            self.event(
-                EventKind::Warning,
+            self.warn(
                 pkg_ref,
+                &warning,
                 json!({
-                    "warning": warning, "check": "summary", "file": e.file,
+                    "check": "summary", "file": e.file,
                     "election": e.title, "fields": differences,
                 }),
             );
@@ -437,16 +434,11 @@ impl Publisher {
     }
 
     /// Journals (and logs) the warning that no results CSV was read from the data package
-    /// `pkg`, so that nothing in it was checked: `"check": "inspection"`, naming the first
+    /// `pkg_ref`, so that nothing in it was checked: `"check": "inspection"`, naming the first
     /// [`MAX_UNINSPECTED_NAMED`] of the files it holds (`files`) and how many there are
     /// (`file_count`). It is not a summary warning: the package is not counted as
     /// inconsistent.
-    fn nothing_checked(
-        &self,
-        pkg: &VerifiedPackage,
-        pkg_ref: Option<(Sha256, &str)>,
-        files: &[String],
-    ) {
+    fn nothing_checked(&self, pkg_ref: Option<(Sha256, &str)>, files: &[String]) {
         let named: Vec<&str> = files
             .iter()
             .take(MAX_UNINSPECTED_NAMED)
@@ -462,12 +454,11 @@ impl Publisher {
             files.len(),
             named.join(", ")
         );
-        tracing::warn!(name = %pkg.name(), %warning);
-        self.event(
-            EventKind::Warning,
+        self.warn(
             pkg_ref,
+            &warning,
             json!({
-                "warning": warning, "check": "inspection", "files": named,
+                "check": "inspection", "files": named,
                 "file_count": files.len(),
             }),
         );
@@ -519,11 +510,10 @@ impl Publisher {
                  are not served there (the download is): {}",
                 shadowed.join(", ")
             );
-            tracing::warn!(name = %pkg.name(), %warning);
-            self.event(
-                EventKind::Warning,
+            self.warn(
                 Some((pkg.sha256(), pkg.name())),
-                json!({"warning": warning, "check": "datos", "files": shadowed}),
+                &warning,
+                json!({"check": "datos", "files": shadowed}),
             );
         }
         let live_at = Timestamp::now();

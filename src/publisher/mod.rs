@@ -518,6 +518,17 @@ impl Publisher {
         }
     }
 
+    /// Logs `warning` about a package and journals it: a `warning` event whose detail is
+    /// `detail` (an object) with the text as `"warning"`.
+    fn warn(&self, package: Option<(Sha256, &str)>, warning: &str, mut detail: serde_json::Value) {
+        let name = package.map_or("", |(_, name)| name);
+        tracing::warn!(name, %warning);
+        if let Some(fields) = detail.as_object_mut() {
+            fields.insert("warning".to_owned(), warning.into());
+        }
+        self.event(EventKind::Warning, package, detail);
+    }
+
     fn event(&self, kind: EventKind, package: Option<(Sha256, &str)>, detail: serde_json::Value) {
         if let Err(e) = self.journal.record(kind, package, detail) {
             tracing::error!(error = %e, "could not write to the journal");
