@@ -18,10 +18,11 @@
 //! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`; files
 //! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
 //! with their package; a `.sha256` that comes after its package was taken is looked at alone
-//! by the scan ([`super::late`]). When the profile requires a sidecar or signature, a complete package
-//! waits for it up to `evidence_wait`, then goes to the publisher without it (and is rejected
-//! there). Folders are left alone: nothing in them is taken, and each is journaled once
-//! (`rejected`, channel `watch`) while it stays, so a package uploaded as a folder is said.
+//! by the scan ([`super::late`]). When the profile requires a sidecar or signature, a
+//! complete package waits for it up to `evidence_wait`, then goes to the publisher without it
+//! (and is rejected there). Folders are left alone: nothing in them is taken, and each is
+//! journaled once (`rejected`, channel `watch`) while it stays, so a package uploaded as a
+//! folder is said.
 //!
 //! Anything else is refused once it has been unchanged for `settle` (so the tool that made it
 //! has finished with it), journaled once (`rejected`, channel `watch`, with the
@@ -42,9 +43,9 @@
 //!   under its name meanwhile: that one stays and is taken in turn. Evidence written after
 //!   it was read is not removed with it, unread. A `.sha256` that gives the digest of the
 //!   package taken last under its name, with no package beside it, is journaled
-//!   (`evidence-late`) and leaves the folder; any other evidence stays for its package. A file this machine failed to take (a
-//!   full or read-only disk, a journal error: the publisher's `failed`) stays as it is, never
-//!   set aside, and is retried when it changes (its size, modification or status change
+//!   (`evidence-late`) and leaves the folder; any other evidence stays for its package. A
+//!   file this machine failed to take (a full or read-only disk, a journal error: the
+//!   publisher's `failed`) stays as it is, never set aside, and is retried when it changes (its size, modification or status change
 //!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
 //!   no event shortens the wait. One this server cannot open is journaled once for each
 //!   change of it, not at every try, and `/status` stops saying the intake fails once it is
