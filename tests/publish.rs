@@ -421,6 +421,80 @@ fn a_rollback_is_news_to_a_client_revalidating_by_date_alone() {
     }
 }
 
+/// Two cortes received within one second leave `json/main.json` with the same
+/// `Last-Modified`. A client revalidating by date alone (`If-Modified-Since`, no ETag) that
+/// holds the first is sent the second, not told 304; a range asked `If-Range` that date is
+/// sent whole, not spliced onto the first. A file the second corte left as it was still gets
+/// 304, and so does the next corte's file, received a second later, on its own date.
+#[test]
+fn a_corte_received_within_the_second_of_the_one_before_is_news_to_a_client_revalidating_by_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let entrada = server.entrada();
+    let css: (&str, &[u8]) = ("css/estilo.css", b"body { color: #333 }");
+    let since = |path: &str, date: &str, extra: &[&str]| {
+        let mut args = vec!["-H".to_owned(), format!("If-Modified-Since: {date}")];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&server.url(path), &args)
+    };
+    let mut same_second = None;
+    for hour in 19..24 {
+        // At the start of a second, so that both arrive within it.
+        while std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis()
+            > 50
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (first, second) = (format!("20240602_{hour}00"), format!("20240602_{hour}15"));
+        let publish = |corte: &str| {
+            let name = format!("{corte}_PREP_SITIO.zip");
+            drop_file(&entrada, &name, &site_package(corte, &[css]));
+            server.wait_corte(corte);
+            curl(&server.url("/json/main.json"), &[])
+        };
+        let held = publish(&first);
+        let now = publish(&second);
+        let date = held.header("last-modified").unwrap().to_owned();
+        if now.header("last-modified") == Some(date.as_str()) {
+            same_second = Some((date, now.text()));
+            break;
+        }
+    }
+    let (date, now) = same_second.expect("no two cortes were received within one second");
+    let revalidated = since("/json/main.json", &date, &[]);
+    assert_eq!(revalidated.status, 200, "{}", revalidated.text());
+    assert_eq!(revalidated.text(), now);
+    let range = since(
+        "/json/main.json",
+        &date,
+        &["-H", &format!("If-Range: {date}"), "-r", "0-4"],
+    );
+    assert_eq!(range.status, 200, "{}", range.text());
+    assert_eq!(range.text(), now);
+
+    // The file the second corte did not change keeps answering its date.
+    let style = curl(&server.url("/css/estilo.css"), &[]);
+    let style_date = style.header("last-modified").unwrap();
+    assert_eq!(since("/css/estilo.css", style_date, &[]).status, 304);
+
+    // The next corte, a second later: its date is its own again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    drop_file(
+        &entrada,
+        "20240603_0100_PREP_SITIO.zip",
+        &site_package("20240603_0100", &[css]),
+    );
+    server.wait_corte("20240603_0100");
+    let next = curl(&server.url("/json/main.json"), &[]);
+    let next_date = next.header("last-modified").unwrap();
+    assert_ne!(next_date, date);
+    assert_eq!(since("/json/main.json", next_date, &[]).status, 304);
+}
+
 #[test]
 fn ingest_command_works_with_and_without_a_server() {
     let dir = tempfile::tempdir().unwrap();

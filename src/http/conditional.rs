@@ -6,6 +6,9 @@
 //! # Guarantees
 //! - `If-None-Match` takes precedence over `If-Modified-Since`, as the RFC orders; a match
 //!   gives 304 for GET and HEAD.
+//! - A date names a copy only if no other bytes were served under it
+//!   ([`Validators::date_shared`]): `If-Modified-Since` gives 304 for an entry so dated only
+//!   when the client's date is later, and an `If-Range` date never matches it.
 //! - Only a single byte range is served (206); several ranges, a malformed header or an
 //!   `If-Range` that does not match the entry's strong ETag or exact date get the whole file
 //!   (200), which the RFC allows. A range wholly past the end gets 416.
@@ -34,6 +37,8 @@ pub(crate) struct Validators<'a> {
     pub(crate) etag: &'a HeaderValue,
     /// When the entry last changed (whole seconds).
     pub(crate) modified: SystemTime,
+    /// Whether other bytes were served under the same date (a change within one second).
+    pub(crate) date_shared: bool,
     /// Length of the entry in bytes.
     pub(crate) len: u64,
 }
@@ -45,7 +50,7 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
             return Plan::NotModified;
         }
     } else if let Some(since) = text(headers, header::IF_MODIFIED_SINCE).and_then(date)
-        && v.modified <= since
+        && (v.modified < since || v.modified == since && !v.date_shared)
     {
         return Plan::NotModified;
     }
@@ -59,7 +64,7 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
         let current = if if_range.starts_with('"') || if_range.starts_with("W/") {
             etag_list_matches(if_range, v.etag, true)
         } else {
-            date(if_range) == Some(v.modified)
+            !v.date_shared && date(if_range) == Some(v.modified)
         };
         if !current {
             return Plan::Full;
@@ -134,14 +139,48 @@ mod tests {
         h
     }
 
+    const MODIFIED: u64 = 1_717_380_000;
+
     fn check(pairs: &[(&str, &str)]) -> Plan {
+        check_dated(pairs, false)
+    }
+
+    fn check_dated(pairs: &[(&str, &str)], date_shared: bool) -> Plan {
         let etag = HeaderValue::from_static("\"abc\"");
         let v = Validators {
             etag: &etag,
-            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_380_000),
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(MODIFIED),
+            date_shared,
             len: 100,
         };
         plan(&headers(pairs), &v, true)
+    }
+
+    #[test]
+    fn a_date_other_bytes_were_served_under_names_no_copy() {
+        let at = |secs| httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let same = at(MODIFIED);
+        assert_eq!(check(&[("if-modified-since", &same)]), Plan::NotModified);
+        assert_eq!(
+            check_dated(&[("if-modified-since", &same)], true),
+            Plan::Full
+        );
+        let later = at(MODIFIED + 1);
+        assert_eq!(
+            check_dated(&[("if-modified-since", &later)], true),
+            Plan::NotModified
+        );
+        let range = [("range", "bytes=0-9"), ("if-range", same.as_str())];
+        assert_eq!(check(&range), Plan::Partial(0..=9));
+        assert_eq!(check_dated(&range, true), Plan::Full);
+        // The ETag still tells the copies apart.
+        assert_eq!(
+            check_dated(
+                &[("if-none-match", "\"abc\""), ("if-modified-since", &same)],
+                true
+            ),
+            Plan::NotModified
+        );
     }
 
     #[test]

@@ -785,6 +785,7 @@ async fn respond(
     let validators = Validators {
         etag,
         modified: entry.modified,
+        date_shared: entry.date_shared,
         len,
     };
     let (status, range) = match conditional::plan(req.headers(), &validators, !head) {

@@ -14,9 +14,9 @@
 //!   an encoded `%2F`, a hidden name) gets 404; nothing outside the folder is ever read.
 //! - Every file carries a strong `ETag`, `"<SHA-256 of its bytes in hex>"`, and
 //!   `Last-Modified`; the index carries a strong `ETag` that changes whenever the listing
-//!   does, `Last-Modified` and `Cache-Control: no-cache`. `If-None-Match` (and, for files,
-//!   `If-Modified-Since`) get 304, decided by [`crate::http::conditional`]. The index honours
-//!   only its ETag: two cortes can arrive within the same second.
+//!   does, `Last-Modified` and `Cache-Control: no-cache`. `If-None-Match` and, for files,
+//!   `If-Modified-Since` get 304, decided by [`crate::http::conditional`]. The index's own
+//!   date never does (two cortes can arrive within the same second), only a later one.
 //! - GET and HEAD only; any other method gets 405 with `Allow: GET, HEAD`.
 
 use std::collections::HashMap;
@@ -206,16 +206,15 @@ async fn index(
         .await
         .map_err(std::io::Error::other)??;
     let etag = strong_etag(&body);
-    let mut conditions = headers.clone();
-    // Only the ETag validates the index: two cortes can arrive within one second.
-    conditions.remove(header::IF_MODIFIED_SINCE);
     let len = u64::try_from(body.len()).unwrap_or(u64::MAX);
     let validators = Validators {
         etag: &etag,
         modified,
+        // Only the ETag validates the index: two cortes can arrive within one second.
+        date_shared: true,
         len,
     };
-    let not_modified = conditional::plan(&conditions, &validators, false) == Plan::NotModified;
+    let not_modified = conditional::plan(headers, &validators, false) == Plan::NotModified;
     let mut res = if not_modified || head {
         Response::new(full(Vec::new()))
     } else {
@@ -322,6 +321,8 @@ async fn file(
     let validators = Validators {
         etag: &found.etag,
         modified: found.modified,
+        // A package's file is written once under its name.
+        date_shared: false,
         len: found.len,
     };
     let not_modified = conditional::plan(headers, &validators, false) == Plan::NotModified;

@@ -54,9 +54,11 @@ impl Swap {
     }
 
     /// Makes `site` live in one pointer store; readers that loaded the previous one keep it.
-    /// Then tells every [`Live::swaps`] receiver.
+    /// Its files' dates are first weighed against the copies visitors may hold
+    /// ([`Site::dated_after`]). Then tells every [`Live::swaps`] receiver.
     pub(crate) fn store(&self, site: Site) {
         let seq = site.corte().map(|c| c.seq);
+        let site = site.dated_after(&self.current());
         self.0.site.store(Arc::new(site));
         self.0.swapped.send_replace(seq);
     }

@@ -21,6 +21,9 @@
 //!   rollback of the site's history if that is later ([`Site::modified_no_earlier_than`]):
 //!   it never goes back in time at a URL, so a date-only revalidation never keeps a copy
 //!   of a withdrawn corte.
+//! - A file that changed within the second its date names (two cortes received in one
+//!   second) is marked as sharing its date when its site goes live ([`Site::dated_after`]):
+//!   the date alone then never revalidates it, so no visitor keeps the other bytes by it.
 //! - [`Site::memory_bytes`] says what the site holds in memory, so the publisher can refuse a
 //!   package that would take it past `max_site_bytes` and operators can watch it.
 
@@ -119,6 +122,10 @@ pub(crate) struct Entry {
     pub(crate) modified: SystemTime,
     /// `Last-Modified`: `modified` as an HTTP date.
     pub(crate) last_modified: HeaderValue,
+    /// Whether a visitor may hold other bytes of this path under the same `Last-Modified`
+    /// (the file changed within one second): the date alone then names no one copy, so it
+    /// never answers a revalidation or an `If-Range` ([`Site::dated_after`]).
+    pub(crate) date_shared: bool,
     /// Compressed variants, for files worth compressing (filled after publication).
     pub(crate) variants: Option<Arc<Variants>>,
 }
@@ -126,6 +133,24 @@ pub(crate) struct Entry {
 impl Entry {
     /// This entry, its bytes and variants shared, as modified at `at`.
     fn modified_at(&self, at: SystemTime) -> Self {
+        Self {
+            modified: at,
+            last_modified: http_date(at),
+            date_shared: false,
+            ..self.copy()
+        }
+    }
+
+    /// This entry with its date marked as shared with other bytes.
+    fn date_shared(&self) -> Self {
+        Self {
+            date_shared: true,
+            ..self.copy()
+        }
+    }
+
+    /// This entry again, its bytes and variants shared.
+    fn copy(&self) -> Self {
         Self {
             body: match &self.body {
                 Body::Memory(bytes) => Body::Memory(bytes.clone()),
@@ -139,8 +164,9 @@ impl Entry {
             content_type: self.content_type.clone(),
             package: self.package.clone(),
             cache_control: self.cache_control.clone(),
-            modified: at,
-            last_modified: http_date(at),
+            modified: self.modified,
+            last_modified: self.last_modified.clone(),
+            date_shared: self.date_shared,
             variants: self.variants.clone(),
         }
     }
@@ -348,6 +374,32 @@ impl Site {
         self
     }
 
+    /// This site, about to replace `live`, with the date of each entry marked shared
+    /// ([`Entry::date_shared`]) where a visitor may hold other bytes of its path under the
+    /// same `Last-Modified`: a file that changed within one second must not be answered 304,
+    /// or a range of it sent, on its date alone.
+    ///
+    /// A copy served by `live` carries the date of `live`'s entry; one served earlier, the
+    /// date of an entry no later than the second `live` went live (every entry is dated no
+    /// later than its site went live). So an entry is marked when it differs from `live`'s
+    /// at its path (or `live` has none there) and is dated no later than `live` went live;
+    /// an entry `live` served as it is keeps its mark. A site replacing none (at start) has
+    /// no copies to be told from.
+    pub(crate) fn dated_after(mut self, live: &Site) -> Self {
+        let Some(went_live) = live.corte().map(|c| whole_seconds(c.live_at)) else {
+            return self;
+        };
+        for (path, entry) in &mut self.files {
+            let served_unmarked = live.files.get(path).is_some_and(|old| {
+                old.etag == entry.etag && old.modified == entry.modified && !old.date_shared
+            });
+            if !served_unmarked && !entry.date_shared && entry.modified <= went_live {
+                *entry = Arc::new(entry.date_shared());
+            }
+        }
+        self
+    }
+
     /// Whether `path` is one of the downloads this site offers (the `/datos/` listing, a data
     /// package's zip or its unpacked files): a site package's file at such a path is not
     /// served, so the listing's SHA-256 is always that of the bytes at its link.
@@ -387,6 +439,7 @@ impl Site {
             cache_control: self.policy.for_path(path),
             modified,
             last_modified: http_date(modified),
+            date_shared: false,
             variants,
             body: Body::Memory(member.bytes.clone()),
         };
@@ -468,6 +521,7 @@ impl Site {
             cache_control: self.policy.for_path(&path),
             modified,
             last_modified: http_date(modified),
+            date_shared: false,
             variants: None,
         };
         self.files.insert(path, Arc::new(entry));
