@@ -2060,6 +2060,104 @@ fn a_package_whose_summary_names_a_field_no_known_way_is_published_with_a_warnin
     );
 }
 
+/// The real Sonora file with its summary header's thirteen names replaced by names no
+/// institute was seen to write.
+fn sonora_with_a_summary_named_no_known_way() -> Vec<String> {
+    let mut lines = sonora_lines();
+    assert!(lines[2].starts_with("ACTAS_ESPERADAS,"), "{}", lines[2]);
+    let width = lines[2].split(',').count();
+    lines[2] = (1..=width)
+        .map(|i| format!("CAMPO {i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    lines
+}
+
+/// A summary header none of whose names is known, over its line of values, is not passed
+/// over as if the file had no summary: the report says there is one, that nothing of it was
+/// read, and names its fields; the title stays the file's own. A title of two cells with no
+/// values under it is still a title.
+#[test]
+fn a_summary_none_of_whose_names_is_known_is_named_as_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        SONORA,
+        &joined(&sonora_with_a_summary_named_no_known_way()),
+    );
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "a summary line none of whose 13 field(s) is named a known way (line 3): nothing \
+             to compare; not read: \"CAMPO 1\", \"CAMPO 2\""
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("no summary line"), "{text}");
+    assert!(
+        text.contains("NOTHING TO COMPARE: no summary field named a known way in the results read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SUMMARY FIELDS NOT READ: named no known way, so not checked:\n  "),
+        "{text}"
+    );
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["title"], "GUBERNATURA", "{e:#}");
+    assert_eq!(e["summary_present"], false, "{e:#}");
+    let unread = &e["unread_summary_fields"];
+    assert_eq!(unread["line"], 3, "{unread:#}");
+    assert_eq!(unread["count"], 13, "{unread:#}");
+    assert_eq!(unread["names"][12], "CAMPO 13", "{unread:#}");
+
+    // No title line: the header is not taken for one.
+    let mut untitled = sonora_with_a_summary_named_no_known_way();
+    untitled.remove(0);
+    let path = write(dir.path(), SONORA, &joined(&untitled));
+    let (_, v) = inspect_json(std::path::Path::new(&path), &[]);
+    let e = &v["elections"][0];
+    assert_eq!(e["unread_summary_fields"]["line"], 2, "{e:#}");
+    assert_ne!(e["title"], "CAMPO 1", "{e:#}");
+
+    // A title of two cells over the column header, and no summary: nothing unread.
+    let mut lines = sonora_lines();
+    lines[0] = "PROCESO ELECTORAL 2021,GUBERNATURA".to_owned();
+    lines.drain(2..4);
+    let path = write(dir.path(), SONORA, &joined(&lines));
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("no summary line: nothing to compare"),
+        "{text}"
+    );
+    assert!(!text.contains("SUMMARY FIELDS NOT READ"), "{text}");
+}
+
+/// A package whose results CSV has a summary none of whose names is known is published, with
+/// a warning naming its fields: the operator knows nothing of it was checked.
+#[test]
+fn a_package_whose_summary_names_no_field_a_known_way_is_published_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--reject-inconsistent"]);
+    let lines = sonora_with_a_summary_named_no_known_way();
+    let package = zip_bytes(&[(SONORA, joined(&lines).as_slice())]);
+    let warnings = published_with_inspection_warnings(&server, &package);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert_eq!(detail["unread_summary_fields"]["count"], 13, "{detail:#}");
+    assert!(
+        detail["warning"]
+            .as_str()
+            .unwrap()
+            .contains("13 summary field(s) named no known way, so not checked (line 3)"),
+        "{detail:#}"
+    );
+}
+
 /// Drops `package` as corte 20210607_1319 of Sonora, waits for it to go live, checks that it
 /// was neither rejected nor counted inconsistent, and returns the journal's warnings of
 /// `"check": "inspection"`.

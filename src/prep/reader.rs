@@ -33,7 +33,9 @@
 //!   column off.
 //! - A summary header's names that name no known field are never skipped unsaid: they are
 //!   kept for the report ([`Preamble::unread_summary`]), at most [`MAX_UNREAD_SUMMARY_NAMES`]
-//!   of them and each cut to 200 characters, with how many there are in all.
+//!   of them and each cut to 200 characters, with how many there are in all. So are those of
+//!   a header none of whose names is known, when a line of as many summary values follows it
+//!   (two names or more, none a number or a date): it is no title, and no summary read.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -625,6 +627,9 @@ impl<R: Read> CsvReader<R> {
     /// Reads title, corte and summary lines up to and including the column header.
     fn read_preamble(&mut self) -> Result<(), ReadError> {
         let mut summary_names: Option<Vec<String>> = None;
+        // A line that may be a summary header none of whose names is known: its line, its
+        // cells, and whether the title was still unread before it (it may have become one).
+        let mut unknown_header: Option<(u64, Vec<Vec<u8>>, bool)> = None;
         let mut seen = 0;
         // The last line that held anything, for a file that ends before its column header.
         let mut last_line = 0;
@@ -649,6 +654,7 @@ impl<R: Read> CsvReader<R> {
             }
             last_line = self.line();
             seen += 1;
+            let unknown_header_above = unknown_header.take();
             if seen == 1 && names.first().is_some_and(|n| n.starts_with("SEP=")) {
                 // Excel's `sep=|` line, before the title: it named the separator.
                 continue;
@@ -715,6 +721,27 @@ impl<R: Read> CsvReader<R> {
                     UnreadSummaryFields::of(self.line(), &cells, &names, self.encoding);
                 summary_names = Some(names);
                 continue;
+            }
+            // Names no known way over a line of numbers: a summary that cannot be read, named
+            // for the report rather than passed over as a title.
+            if let Some((line, header, untitled)) = unknown_header_above
+                && self.preamble.declared.is_none()
+                && is_values_line(&cells, header.len())
+            {
+                if untitled {
+                    self.preamble.title = None;
+                }
+                let header_names: Vec<String> = header
+                    .iter()
+                    .map(|c| header_name(c, self.encoding))
+                    .collect();
+                self.preamble.unread_summary =
+                    UnreadSummaryFields::of(line, &header, &header_names, self.encoding);
+                continue;
+            }
+            if is_names_line(&cells) {
+                let untitled = self.preamble.title.is_none();
+                unknown_header = Some((self.line(), trimmed(&cells).to_vec(), untitled));
             }
             let first = cells.first().map_or(&[][..], Vec::as_slice);
             let first = decode(cell::bare(first), self.encoding).trim().to_owned();
@@ -921,6 +948,39 @@ fn party(name: &str) -> &str {
 /// `CLAVE_ACTA`), or, in the layouts of 2015–2017, which have no key column (INE's LEEME of
 /// 2015: `ESTADO|DISTRITO|SECCION|ID_CASILLA|TIPO_CASILLA|…|CONTABILIZADA`; IEC Coahuila and
 /// IEEM 2017), the casilla's parts (`SECCION`, `TIPO_CASILLA`) beside `CONTABILIZADA`.
+/// A line's cells without the empty ones at its end (a separator at the end of a line).
+fn trimmed(cells: &[Vec<u8>]) -> &[Vec<u8>] {
+    let filled = cells
+        .iter()
+        .rposition(|c| !cell::bare(c).is_empty())
+        .map_or(0, |last| last + 1);
+    cells.get(..filled).unwrap_or_default()
+}
+
+/// Whether a preamble line reads as a summary header: two names or more, none of them a
+/// number or a date.
+fn is_names_line(cells: &[Vec<u8>]) -> bool {
+    let names: Vec<&[u8]> = cells
+        .iter()
+        .map(|c| cell::bare(c))
+        .filter(|c| !c.is_empty())
+        .collect();
+    names.len() >= 2
+        && names.iter().all(|name| {
+            cell::Decimal::parse_summary(name).is_none() && cell::date_time(name).is_none()
+        })
+}
+
+/// Whether a preamble line reads as the values under a summary header of `width` names: as
+/// many cells, each a value of the summary line (empty is none captured yet).
+fn is_values_line(cells: &[Vec<u8>], width: usize) -> bool {
+    let cells = trimmed(cells);
+    cells.len() == width
+        && cells
+            .iter()
+            .all(|c| cell::Decimal::parse_summary(cell::bare(c)).is_some())
+}
+
 fn is_column_header(names: &[String]) -> bool {
     let has = |wanted: &str| names.iter().any(|n| n == wanted);
     has("CLAVE_CASILLA")

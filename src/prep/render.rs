@@ -77,10 +77,18 @@ pub(crate) fn render(report: &Report) -> String {
         );
     } else if differences.is_empty() && !compared {
         // A layout of 2015–2017 may have no summary line: its rows are read all the same.
+        let what = if report
+            .elections
+            .iter()
+            .any(|e| e.unread_summary_fields.is_some())
+        {
+            "no summary field named a known way"
+        } else {
+            "no summary line"
+        };
         let _ = writeln!(
             out,
-            "NOTHING TO COMPARE: no summary line in the results read; their rows are counted \
-             above."
+            "NOTHING TO COMPARE: {what} in the results read; their rows are counted above."
         );
     } else if differences.is_empty() {
         let of = if report.unreadable.is_empty() {
@@ -207,6 +215,15 @@ fn election(out: &mut String, e: &FileReport) {
                 u.names_shown()
             );
         }
+    } else if let Some(u) = &e.unread_summary_fields {
+        let _ = writeln!(
+            out,
+            "a summary line none of whose {} field(s) is named a known way (line {}): nothing \
+             to compare; not read: {}",
+            u.count,
+            u.line,
+            u.names_shown()
+        );
     } else {
         let _ = writeln!(out, "no summary line: nothing to compare");
     }
