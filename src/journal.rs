@@ -33,6 +33,7 @@
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
@@ -49,6 +50,8 @@ use crate::package::{CorteSource, PackageKind};
 pub(crate) const MAX_QUEUED_EVENTS: usize = 65_536;
 /// Most posted events written in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Most of the latest events [`Journal::taken_arrivals`] looks back through.
+const MAX_ARRIVAL_LOOKBACK: i64 = 1 << 18;
 
 /// A journal failure: the database could not be read or written (our side).
 #[derive(Debug, thiserror::Error)]
@@ -362,8 +365,7 @@ pub(crate) fn last_rollback(
 
 /// Publication `seq` and every one it was built on, through each one's `base`, newest first.
 fn chain(pubs: &[Publication], seq: i64) -> std::result::Result<Vec<&Publication>, Lineage> {
-    let by_seq: std::collections::HashMap<i64, &Publication> =
-        pubs.iter().map(|p| (p.seq, p)).collect();
+    let by_seq: HashMap<i64, &Publication> = pubs.iter().map(|p| (p.seq, p)).collect();
     let mut walked = Vec::new();
     let mut next = Some(seq);
     while let Some(s) = next {
@@ -399,6 +401,18 @@ pub(crate) struct Taken {
     pub(crate) size: u64,
     /// When it first arrived.
     pub(crate) first_received: Timestamp,
+}
+
+/// A delivery a channel handed over whose package was taken (published, already there,
+/// older, held), as the journal's events tell it: what the channel noted then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TakenArrival {
+    /// The name it was delivered under.
+    pub(crate) name: String,
+    /// Its SHA-256.
+    pub(crate) sha256: Sha256,
+    /// When what became of it was journaled.
+    pub(crate) at: Timestamp,
 }
 
 /// Counts for the status page.
@@ -883,6 +897,66 @@ impl Journal {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The latest delivery by `channel` (as its `received` events name it: `watch`, `sftp`)
+    /// under each of at most `names` names whose package was taken, newest first: under
+    /// each name, the one a channel that never stopped would remember.
+    ///
+    /// A delivery's outcome is the first of `published`, `duplicate`, `older`, `held`,
+    /// `rejected` or `set-aside` journaled for its package after it arrived (the publisher
+    /// takes one package at a time); the first four took it. A delivery refused, or that
+    /// this machine failed to take (no outcome before the package's next arrival), is not
+    /// one; nor does it hide an earlier delivery under its name that was taken. One whose
+    /// processing a stop interrupted is taken when the start took it again from the
+    /// archive. Only the last [`MAX_ARRIVAL_LOOKBACK`] events are read; a row that cannot be
+    /// read as written (a digest, a time) is passed over.
+    pub(crate) fn taken_arrivals(&self, channel: &str, names: usize) -> Result<Vec<TakenArrival>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT kind, package, name, at, detail FROM events
+             WHERE id > (SELECT coalesce(max(id), 0) FROM events) - ?1
+               AND package IS NOT NULL
+               AND kind IN ('received', 'published', 'duplicate', 'older', 'held', 'rejected',
+                            'set-aside')
+             ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query([MAX_ARRIVAL_LOOKBACK])?;
+        // Going back in time: the outcome met last for each package is the one that followed
+        // its latest arrival not yet met, with when it was journaled if it took the package.
+        let mut outcomes: HashMap<String, Option<String>> = HashMap::new();
+        let mut found: Vec<TakenArrival> = Vec::new();
+        let mut named = HashSet::new();
+        while found.len() < names
+            && let Some(row) = rows.next()?
+        {
+            let (kind, package): (String, String) = (row.get(0)?, row.get(1)?);
+            let at: String = row.get(3)?;
+            if kind != "received" {
+                let took = !matches!(kind.as_str(), "rejected" | "set-aside");
+                outcomes.insert(package, took.then_some(at));
+                continue;
+            }
+            let Some(Some(at)) = outcomes.remove(&package) else {
+                continue;
+            };
+            let (name, detail): (Option<String>, String) = (row.get(2)?, row.get(4)?);
+            let by_channel = serde_json::from_str::<serde_json::Value>(&detail)
+                .is_ok_and(|d| d["channel"].as_str() == Some(channel));
+            let arrival = name.filter(|_| by_channel).and_then(|name| {
+                Some(TakenArrival {
+                    sha256: package.parse().ok()?,
+                    at: at.parse().ok()?,
+                    name,
+                })
+            });
+            if let Some(arrival) = arrival
+                && named.insert(arrival.name.clone())
+            {
+                found.push(arrival);
+            }
+        }
+        Ok(found)
     }
 
     /// The publication an operator's last rollback made, as its sequence number and corte

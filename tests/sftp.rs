@@ -1595,3 +1595,39 @@ fn a_sidecar_put_after_its_package_is_journaled_as_its_evidence_come_late() {
     assert_verified_with_sidecar(&s.server, 3, &right);
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }
+
+/// The packages taken before a crash are remembered at the next start: a sidecar put in a
+/// later session that gives the digest of the package taken last under its name is journaled
+/// as that package's evidence, come late, and is not kept for the next upload of the name: a
+/// corrected package put after it is published, not rejected for it.
+#[test]
+fn a_sidecar_put_after_a_crash_is_journaled_as_the_evidence_of_the_package_taken_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start(tmp.path(), &[]);
+    let name = "PREP_20240602_2000.zip";
+    let pkg = site_package("20240602_2000", &[]);
+    s.put_until_live(&s.local(name, &pkg), "20240602_2000");
+    s.server.kill();
+    s.server.restart();
+
+    let sidecar = s.local(
+        &format!("{name}.sha256"),
+        corpus::sum_line(&pkg, name).as_bytes(),
+    );
+    let corrected = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
+    let corrected_local = s.local(name, &corrected);
+    let out = s.batch(&format!(
+        "put {}\nput {}\n",
+        sidecar.display(),
+        corrected_local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let late = wait_events(&s.server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "sftp", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    s.server.wait_published(2);
+    let rejected = events(&s.server, "rejected");
+    assert!(rejected.is_empty(), "{rejected:#?}");
+}

@@ -925,6 +925,63 @@ fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_uplo
     assert_verified_with_sidecar(&server, 4, &fourth);
 }
 
+/// The packages taken before a crash are remembered at the next start: a sidecar put in the
+/// folder meanwhile that gives the digest of the package taken last under its name is
+/// journaled as that package's evidence, come late, and leaves the folder, so a corrected
+/// package sent again under the name, package first, is not rejected for it.
+#[test]
+fn a_sidecar_come_late_is_known_after_a_crash_and_not_read_with_the_next_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("data"), &["--settle", "1s"]);
+    let entrada = server.entrada();
+    let name = "PREP_20240602_2000.zip";
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&entrada, name, &first);
+    server.wait_corte("20240602_2000");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while entrada.join(name).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the package taken stayed in the folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    server.kill();
+    let sum = corpus::sum_line(&first, name);
+    let sidecar = entrada.join(format!("{name}.sha256"));
+    drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
+    server.restart();
+
+    let late = wait_events(&server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&first), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "watch", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert_eq!(detail["sidecar"], sum.as_str(), "{detail}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sidecar.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar come late stayed in the folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Corrected and sent again, package first: taken without evidence and published.
+    let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
+    drop_file(&entrada, name, &second);
+    server.wait_received(2);
+    let verified = wait_events(&server, "verified", 2);
+    assert!(
+        verified.iter().any(|e| e["package"] == sha256_hex(&second)),
+        "{verified:#?}"
+    );
+    let rejected = events(&server, "rejected");
+    assert!(rejected.is_empty(), "{rejected:#?}");
+    server.wait_published(2);
+}
+
 /// A sidecar written while its package is being taken (after the package was read, with no
 /// evidence beside it) is not removed with the package, unread: it stays, and is journaled
 /// as the package's evidence come late.

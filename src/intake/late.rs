@@ -8,7 +8,9 @@
 //! be said to be waiting for its package.
 //!
 //! Each channel notes here the packages it handed over that were archived as verified
-//! ([`Taken::note`]). A sidecar that then arrives with no package beside it is looked up
+//! ([`Taken::note`]), and starts with those the journal says it handed over before the server
+//! last stopped or crashed ([`Taken::from_journal`]): a sidecar put while the server was down
+//! is told as well. A sidecar that arrives with no package beside it is looked up
 //! ([`Taken::late`]): when it gives the digest of the last package taken under its name, it
 //! is that package's evidence, come late. It is journaled (`evidence-late`, with its text and
 //! the package's digest) and leaves the channel: nothing is lost, since the journal holds it
@@ -21,6 +23,11 @@
 //! - Only a sidecar whose digest equals the taken package's is consumed; any other is left
 //!   as it was.
 //! - Memory is bounded: the last [`KEPT`] packages taken are remembered, by name.
+//! - It survives a stop or a crash: at start each channel remembers what it would had it kept
+//!   running, as far as the journal's last events tell (a delivery taken, not one refused
+//!   after it under its name; one a stop interrupted once the start took it again). A
+//!   journal that cannot be read is logged and the channel starts with nothing remembered:
+//!   it takes packages all the same.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -68,12 +75,47 @@ impl Taken {
         let Ok(sha) = sha.parse::<Sha256>() else {
             return;
         };
+        self.remember(name.clone(), sha, Timestamp::now());
+    }
+
+    /// The packages `channel` handed over lately that were taken, as the journal tells them
+    /// ([`Journal::taken_arrivals`]): what [`Taken::note`] would hold had the server not
+    /// stopped since. A journal that cannot be read leaves it empty, logged: a sidecar that
+    /// comes late then stays for the next upload of its name, as it would without this memory.
+    pub(crate) fn from_journal(journal: &Journal, channel: Channel) -> Self {
+        let taken = Self::default();
+        // As its `received` events name it: `watch`, `sftp`.
+        let named = json!(channel);
+        let Some(channel_name) = named.as_str() else {
+            return taken;
+        };
+        match journal.taken_arrivals(channel_name, KEPT) {
+            Ok(arrivals) => {
+                // Oldest first, as they were noted.
+                for arrival in arrivals.into_iter().rev() {
+                    if let Some(name) = PackageName::new(&arrival.name) {
+                        taken.remember(name, arrival.sha256, arrival.at);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                channel = channel_name, error = %e,
+                "cannot read the packages taken lately from the journal; a sidecar that comes \
+                 after a package taken before this start stays for the next upload of its name"
+            ),
+        }
+        taken
+    }
+
+    /// Remembers `sha` as the package last taken under `name`, at `at`, forgetting the oldest
+    /// past [`KEPT`].
+    fn remember(&self, name: PackageName, sha: Sha256, at: Timestamp) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|(n, _, _)| n != name);
+        recent.retain(|(n, _, _)| *n != name);
         if recent.len() >= KEPT {
             recent.pop_front();
         }
-        recent.push_back((name.clone(), sha, Timestamp::now()));
+        recent.push_back((name, sha, at));
     }
 
     /// Whether `sidecar`, the `.sha256` of `package`, gives the digest of the package last
@@ -168,5 +210,95 @@ mod tests {
         }
         let recent = taken.recent.lock().unwrap();
         assert_eq!(recent.len(), KEPT);
+    }
+
+    /// Journals a delivery of `bytes` as `name` by `channel`, and then what became of it.
+    fn deliver(journal: &Journal, bytes: &[u8], name: &str, channel: &str, kind: EventKind) {
+        let package = Some((Sha256::of(bytes), name));
+        let channel = json!({ "channel": channel });
+        journal
+            .record(EventKind::Received, package, channel)
+            .unwrap();
+        journal.record(kind, package, json!({})).unwrap();
+    }
+
+    #[test]
+    fn a_start_remembers_what_its_channel_took_before_as_the_journal_tells_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal")).unwrap();
+        // Taken, then a later delivery under the name refused: the taken one stays.
+        deliver(&journal, b"one", "A.zip", "watch", EventKind::Published);
+        deliver(&journal, b"two", "A.zip", "watch", EventKind::Rejected);
+        // Taken by another channel: that channel's.
+        deliver(&journal, b"three", "B.zip", "sftp", EventKind::Older);
+        // The same bytes again, already there: taken.
+        deliver(&journal, b"four", "C.zip", "watch", EventKind::Held);
+        deliver(&journal, b"four", "C.zip", "watch", EventKind::Duplicate);
+        // Set aside, then published by an operator: the channel noted it refused.
+        deliver(&journal, b"five", "D.zip", "watch", EventKind::SetAside);
+        let five = Some((Sha256::of(b"five"), "D.zip"));
+        journal
+            .record(EventKind::Published, five, json!({}))
+            .unwrap();
+        // This machine failed on it (no outcome), then it was delivered again and refused.
+        let six = Some((Sha256::of(b"six"), "E.zip"));
+        let by_watch = json!({ "channel": "watch" });
+        journal
+            .record(EventKind::Received, six, by_watch.clone())
+            .unwrap();
+        deliver(&journal, b"six", "E.zip", "watch", EventKind::Rejected);
+        // Interrupted by a stop, and taken again from the archive at the start.
+        let seven = Some((Sha256::of(b"seven"), "F.zip"));
+        journal
+            .record(EventKind::Received, seven, by_watch)
+            .unwrap();
+        journal.record(EventKind::Start, None, json!({})).unwrap();
+        journal
+            .record(EventKind::Published, seven, json!({}))
+            .unwrap();
+
+        let watch = Taken::from_journal(&journal, Channel::Watch);
+        let sftp = Taken::from_journal(&journal, Channel::Sftp);
+        let is_late = |taken: &Taken, bytes: &[u8], name: &str| {
+            let name = PackageName::new(name).unwrap();
+            taken.late(&name, &sidecar(bytes, name.as_str())).is_some()
+        };
+        assert!(is_late(&watch, b"one", "A.zip"));
+        assert!(!is_late(&watch, b"two", "A.zip"));
+        assert!(!is_late(&watch, b"three", "B.zip"));
+        assert!(is_late(&sftp, b"three", "B.zip"));
+        assert!(!is_late(&sftp, b"one", "A.zip"));
+        assert!(is_late(&watch, b"four", "C.zip"));
+        assert!(!is_late(&watch, b"five", "D.zip"));
+        assert!(!is_late(&watch, b"six", "E.zip"));
+        assert!(is_late(&watch, b"seven", "F.zip"));
+    }
+
+    #[test]
+    fn a_start_remembers_the_latest_names_taken_and_goes_on_empty_without_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal")).unwrap();
+        for n in 0..=KEPT {
+            deliver(
+                &journal,
+                b"x",
+                &format!("P{n}.zip"),
+                "watch",
+                EventKind::Older,
+            );
+        }
+        let watch = Taken::from_journal(&journal, Channel::Watch);
+        let names: Vec<String> = (watch.recent.lock().unwrap().iter())
+            .map(|(name, _, _)| name.to_string())
+            .collect();
+        let latest: Vec<String> = (1..=KEPT).map(|n| format!("P{n}.zip")).collect();
+        assert_eq!(names, latest, "oldest first, as they were noted");
+
+        // A journal with no tables cannot be read: the channel starts all the same.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let unreadable = Journal::open_read_only(&empty).unwrap();
+        let watch = Taken::from_journal(&unreadable, Channel::Watch);
+        assert!(watch.recent.lock().unwrap().is_empty());
     }
 }

@@ -329,7 +329,8 @@ struct Folder<'a> {
     /// Files of the folder open now, by whomever, for reading or writing: opens minus closes
     /// ([`opens`]). A file in it is not complete, unless it was renamed into place.
     opened: HashMap<PathBuf, u32>,
-    /// The packages taken lately, for a sidecar that comes after its package.
+    /// The packages taken lately (before this start too, as the journal tells), for a
+    /// sidecar that comes after its package.
     taken: Taken,
     /// Sidecars with no package beside them that were looked at and left (they match no
     /// package taken): not read again while they stay as they were.
@@ -384,7 +385,7 @@ pub(crate) async fn watch_folder(
         left: HashMap::new(),
         folders: HashMap::new(),
         opened: HashMap::new(),
-        taken: Taken::default(),
+        taken: Taken::from_journal(&journal, Channel::Watch),
         sidecars_left: HashMap::new(),
     };
     folder.rescan();

@@ -54,6 +54,7 @@ use russh::keys::ssh_key::{PrivateKey, PublicKey};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::Channel;
 use super::ban::Bans;
 use super::late::Taken;
 use super::startups::{Startup, Startups, YIELD_AFTER};
@@ -114,7 +115,8 @@ struct Shared {
     /// Places for logged-in sessions.
     sessions: Arc<Semaphore>,
     bans: Bans,
-    /// The packages sessions handed over lately, for a sidecar sent after its package.
+    /// The packages sessions handed over lately (before this start too, as the journal
+    /// tells), for a sidecar sent after its package.
     taken: Taken,
 }
 
@@ -138,13 +140,14 @@ pub(crate) async fn serve(
     ));
     let refusals = Throttle::default();
     let mut failing = AcceptFailures::new("the institute's SFTP connections");
+    let taken = Taken::from_journal(&server.journal, Channel::Sftp);
     let shared = Arc::new(Shared {
         sessions: Arc::new(Semaphore::new(settings.max_sessions)),
         bans: Bans::new(settings.ban_after, settings.ban_time),
         config,
         keys,
         server,
-        taken: Taken::default(),
+        taken,
     });
     loop {
         let (stream, peer) = tokio::select! {
