@@ -345,7 +345,9 @@ impl SftpHandler {
                 );
                 return Ok(ok_status(
                     id,
-                    "evidence recorded: it gives the digest of the package sent before it under                      its name, which was taken without it; send evidence before its package to                      have it checked first",
+                    "evidence recorded: it gives the digest of the package sent before it under \
+                     its name, which was taken without it; send evidence before its package to \
+                     have it checked first",
                 ));
             }
             if self.evidence.len() >= MAX_PENDING {
