@@ -876,20 +876,12 @@ fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_uplo
     let sum = corpus::sum_line(&first, name);
     drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
 
-    let late = wait_events(&server, "evidence-late", 1);
-    assert_eq!(late[0]["package"], sha256_hex(&first), "{late:#?}");
-    let detail = &late[0]["detail"];
-    assert_eq!(detail["channel"], "watch", "{detail}");
-    assert_eq!(detail["matches"], true, "{detail}");
-    assert_eq!(detail["sidecar"], sum.as_str(), "{detail}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while entrada.join(format!("{name}.sha256")).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sidecar come late stayed in the folder"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_late_evidence_taken(
+        &server,
+        &first,
+        &sum,
+        &entrada.join(format!("{name}.sha256")),
+    );
 
     // Corrected and sent again, package first: taken without evidence, not rejected.
     let second = site_package("20240602_2015", &[("corregido.txt", b"segundo envio")]);
@@ -953,20 +945,7 @@ fn a_sidecar_come_late_is_known_after_a_crash_and_not_read_with_the_next_upload(
     drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
     server.restart();
 
-    let late = wait_events(&server, "evidence-late", 1);
-    assert_eq!(late[0]["package"], sha256_hex(&first), "{late:#?}");
-    let detail = &late[0]["detail"];
-    assert_eq!(detail["channel"], "watch", "{detail}");
-    assert_eq!(detail["matches"], true, "{detail}");
-    assert_eq!(detail["sidecar"], sum.as_str(), "{detail}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sidecar.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sidecar come late stayed in the folder"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_late_evidence_taken(&server, &first, &sum, &sidecar);
 
     // Corrected and sent again, package first: taken without evidence and published.
     let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
@@ -980,6 +959,30 @@ fn a_sidecar_come_late_is_known_after_a_crash_and_not_read_with_the_next_upload(
     let rejected = events(&server, "rejected");
     assert!(rejected.is_empty(), "{rejected:#?}");
     server.wait_published(2);
+}
+
+/// Waits for the one `evidence-late` event, of `package` by the intake folder with `sum` as
+/// its sidecar's text, and for that sidecar to leave the folder.
+fn assert_late_evidence_taken(
+    server: &Server,
+    package: &[u8],
+    sum: &str,
+    sidecar: &std::path::Path,
+) {
+    let late = wait_events(server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(package), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "watch", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert_eq!(detail["sidecar"], sum, "{detail}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sidecar.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar come late stayed in the folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A sidecar written while its package is being taken (after the package was read, with no
