@@ -424,15 +424,16 @@ fn a_rollback_is_news_to_a_client_revalidating_by_date_alone() {
 /// Two cortes received within one second leave `json/main.json` with the same
 /// `Last-Modified`. A client revalidating by date alone (`If-Modified-Since`, no ETag) that
 /// holds the first is sent the second, not told 304; a range asked `If-Range` that date is
-/// sent whole, not spliced onto the first. A file the second corte left as it was still gets
-/// 304, and so does the next corte's file, received a second later, on its own date.
+/// sent whole, not spliced onto the first; so too after a restart. A file the second corte
+/// left as it was still gets 304, and so does the next corte's file, received a second
+/// later, on its own date.
 #[test]
 fn a_corte_received_within_the_second_of_the_one_before_is_news_to_a_client_revalidating_by_date() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("d"), &[]);
+    let mut server = Server::start(&dir.path().join("d"), &[]);
     let entrada = server.entrada();
     let css: (&str, &[u8]) = ("css/estilo.css", b"body { color: #333 }");
-    let since = |path: &str, date: &str, extra: &[&str]| {
+    let since = |server: &Server, path: &str, date: &str, extra: &[&str]| {
         let mut args = vec!["-H".to_owned(), format!("If-Modified-Since: {date}")];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -465,21 +466,29 @@ fn a_corte_received_within_the_second_of_the_one_before_is_news_to_a_client_reva
         }
     }
     let (date, now) = same_second.expect("no two cortes were received within one second");
-    let revalidated = since("/json/main.json", &date, &[]);
-    assert_eq!(revalidated.status, 200, "{}", revalidated.text());
-    assert_eq!(revalidated.text(), now);
-    let range = since(
-        "/json/main.json",
-        &date,
-        &["-H", &format!("If-Range: {date}"), "-r", "0-4"],
-    );
-    assert_eq!(range.status, 200, "{}", range.text());
-    assert_eq!(range.text(), now);
+    for restarted in [false, true] {
+        if restarted {
+            server.restart();
+        }
+        let revalidated = since(&server, "/json/main.json", &date, &[]);
+        assert_eq!(revalidated.status, 200, "restarted: {restarted}");
+        assert_eq!(revalidated.text(), now);
+        let if_range = format!("If-Range: {date}");
+        let range = since(
+            &server,
+            "/json/main.json",
+            &date,
+            &["-H", &if_range, "-r", "0-4"],
+        );
+        assert_eq!(range.status, 200, "restarted: {restarted}");
+        assert_eq!(range.text(), now);
 
-    // The file the second corte did not change keeps answering its date.
-    let style = curl(&server.url("/css/estilo.css"), &[]);
-    let style_date = style.header("last-modified").unwrap();
-    assert_eq!(since("/css/estilo.css", style_date, &[]).status, 304);
+        // The file the second corte did not change keeps answering its date.
+        let style = curl(&server.url("/css/estilo.css"), &[]);
+        let style_date = style.header("last-modified").unwrap();
+        let revalidated = since(&server, "/css/estilo.css", style_date, &[]);
+        assert_eq!(revalidated.status, 304, "restarted: {restarted}");
+    }
 
     // The next corte, a second later: its date is its own again.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -492,7 +501,10 @@ fn a_corte_received_within_the_second_of_the_one_before_is_news_to_a_client_reva
     let next = curl(&server.url("/json/main.json"), &[]);
     let next_date = next.header("last-modified").unwrap();
     assert_ne!(next_date, date);
-    assert_eq!(since("/json/main.json", next_date, &[]).status, 304);
+    assert_eq!(
+        since(&server, "/json/main.json", next_date, &[]).status,
+        304
+    );
 }
 
 #[test]

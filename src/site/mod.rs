@@ -22,7 +22,8 @@
 //!   it never goes back in time at a URL, so a date-only revalidation never keeps a copy
 //!   of a withdrawn corte.
 //! - A file that changed within the second its date names (two cortes received in one
-//!   second) is marked as sharing its date when its site goes live ([`Site::dated_after`]):
+//!   second) is marked as sharing its date when its site is built ([`Site::apply`], so a
+//!   start that rebuilds it marks it again) and when it goes live ([`Site::dated_after`]):
 //!   the date alone then never revalidates it, so no visitor keeps the other bytes by it.
 //! - [`Site::memory_bytes`] says what the site holds in memory, so the publisher can refuse a
 //!   package that would take it past `max_site_bytes` and operators can watch it.
@@ -357,7 +358,9 @@ impl Site {
             }
             PackageKind::Data => next.add_download(applied, &package),
         }
-        next
+        // Marked now, not only when it goes live: a start rebuilding the site the same
+        // way marks it again.
+        next.marked_against(self, None)
     }
 
     /// This site with every file modified before `at` marked modified at `at`: a rollback
@@ -384,16 +387,31 @@ impl Site {
     /// later than its site went live). So an entry is marked when it differs from `live`'s
     /// at its path (or `live` has none there) and is dated no later than `live` went live;
     /// an entry `live` served as it is keeps its mark. A site replacing none (at start) has
-    /// no copies to be told from.
-    pub(crate) fn dated_after(mut self, live: &Site) -> Self {
-        let Some(went_live) = live.corte().map(|c| whole_seconds(c.live_at)) else {
-            return self;
-        };
+    /// only the marks it was built with ([`Site::apply`]).
+    pub(crate) fn dated_after(self, live: &Site) -> Self {
+        match live.corte().map(|c| whole_seconds(c.live_at)) {
+            Some(went_live) => self.marked_against(live, Some(went_live)),
+            None => self,
+        }
+    }
+
+    /// This site with the date of each of its entries marked shared where the entry at its
+    /// path in `before` holds other bytes under the same date, or the same bytes under a
+    /// date marked shared, or (with `bound`) where it differs from `before`'s and is dated
+    /// no later than `bound`.
+    fn marked_against(mut self, before: &Site, bound: Option<SystemTime>) -> Self {
         for (path, entry) in &mut self.files {
-            let served_unmarked = live.files.get(path).is_some_and(|old| {
-                old.etag == entry.etag && old.modified == entry.modified && !old.date_shared
-            });
-            if !served_unmarked && !entry.date_shared && entry.modified <= went_live {
+            if entry.date_shared {
+                continue;
+            }
+            let old = before.files.get(path);
+            let shared = match old {
+                Some(old) if old.modified == entry.modified => {
+                    old.etag != entry.etag || old.date_shared
+                }
+                _ => bound.is_some_and(|bound| entry.modified <= bound),
+            };
+            if shared {
                 *entry = Arc::new(entry.date_shared());
             }
         }
@@ -502,7 +520,7 @@ impl Site {
         next.corte = None;
         next.corte_header = None;
         next.register(listed);
-        next
+        next.marked_against(self, None)
     }
 
     /// Serves the archived zip at `/datos/<name>` and adds it to the listing's rows.
