@@ -787,6 +787,36 @@ fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
     assert_eq!(curl(&health, &[]).status, 200);
 }
 
+/// The primary's new corte can reach a replica while the primary's last state it read
+/// still names a rollback (the listing and the state are two polls): it goes live there and
+/// is rolled back over, as the rollback must hold. Once the state says the primary moved on
+/// to that corte, the replica serves it again, from its own archive: it is not left on the
+/// rolled-back corte until the next one. The package comes here by the replica's own intake
+/// folder, so that it is surely there before the state changes.
+#[test]
+fn a_replica_moves_on_from_a_rollback_to_a_corte_it_took_before_the_state_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, primary) = primary_with_two_cortes(dir.path());
+    let replica = files.replica(&dir.path().join("replica"), &primary, &files.token, &[]);
+    replica.wait_corte("20240602_2015");
+    assert_success(&primary.run(&["rollback", "20240602_2000"]));
+    replica.wait_corte("20240602_2000");
+
+    let next = site_package("20240602_2030", &[]);
+    drop_file(&replica.entrada(), "20240602_2030_PREP.zip", &next);
+    // Live there, then rolled back over: the primary's state still names its rollback.
+    replica.wait_status("the new corte taken and rolled back over", |s| {
+        s["counts"]["published"].as_i64().unwrap_or(0) >= 4 && s["live"]["corte"] == "20240602_2000"
+    });
+    assert_eq!(events(&replica, "rollback").len(), 2);
+
+    drop_file(&primary.entrada(), "20240602_2030_PREP.zip", &next);
+    primary.wait_corte("20240602_2030");
+    replica.wait_corte("20240602_2030");
+    let r = curl(&replica.url("/json/main.json"), &[]);
+    assert_eq!(r.text(), r#"{"corte":"20240602_2030"}"#);
+}
+
 #[test]
 fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
     let dir = tempfile::tempdir().unwrap();

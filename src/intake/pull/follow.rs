@@ -16,6 +16,10 @@
 //!   live here (the follower is woken by the swap): a package that arrives here after the
 //!   primary rolled back cannot leave this node on another corte, and an operator's notice
 //!   on a replica does not outlast the primary's.
+//! - Nor can a rollback outlast the primary's: once its state names none, a corte the
+//!   rollback was made live over here that is the primary's live corte (its new corte,
+//!   arrived here before the state that said so) is published again here, from this node's
+//!   archive. Any other corte goes live here as it is pulled.
 //! - Only the notice, a rollback to a corte this node verified itself, and the announced
 //!   corte are taken from the primary: no package, no byte of results. A state larger than
 //!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
@@ -63,7 +67,23 @@ pub(crate) struct Replica {
     /// The primary's rollback whose corte, published here, went live under another id, and
     /// that id: it is not published again until the primary's state names another rollback.
     unmet: Arc<Mutex<Option<(Rollback, String)>>>,
+    /// The corte a rollback of the primary's made live here, while it is, and the cortes it
+    /// was made live over ([`Replica::roll_forward`]).
+    held: Arc<Mutex<Option<Held>>>,
 }
+
+/// A corte a rollback of the primary's made live here.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Its id, as live here.
+    corte: String,
+    /// The cortes live here when it was made live again, the latest [`MAX_HELD_OVER`]: one
+    /// the primary went on to serve is published again here once the primary says so.
+    over: Vec<String>,
+}
+
+/// How many cortes a rollback made live over are remembered.
+const MAX_HELD_OVER: usize = 16;
 
 /// The primary's state, as its feed serves it (`src/feed`): every field present, `null`
 /// when there is none (a missing one is refused, never taken for `null`).
@@ -170,6 +190,7 @@ impl Replica {
             health,
             live,
             unmet: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -185,7 +206,10 @@ impl Replica {
         self.notice(state.notice.as_deref(), journal).await?;
         match &state.rollback {
             Some(rollback) => self.roll_back(rollback, publisher).await,
-            None => Ok(()),
+            None => {
+                let primary = state.live.as_ref().map(|l| l.corte.as_str());
+                self.roll_forward(primary, publisher).await
+            }
         }
     }
 
@@ -227,10 +251,7 @@ impl Replica {
             asked: corte.clone(),
             published,
         };
-        if let Some((_, published)) = self
-            .unmet
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        if let Some((_, published)) = lock(&self.unmet)
             .as_ref()
             .filter(|(asked, _)| asked == rollback)
         {
@@ -243,12 +264,29 @@ impl Replica {
         // On a task of its own: the corte it makes live wakes the follower, which may drop
         // this poll, and what it made live must be known all the same.
         let (wanted, record, publisher) = (rollback.clone(), self.unmet.clone(), publisher.clone());
+        let (held, here) = (
+            self.held.clone(),
+            self.live.load().corte().map(|c| c.id.clone()),
+        );
         let outcome = tokio::spawn(async move {
             let outcome = publisher.rollback(wanted.corte.clone()).await;
-            if let Ok(Outcome::Published { corte, .. }) = &outcome
-                && *corte != wanted.corte
-            {
-                *record.lock().unwrap_or_else(|p| p.into_inner()) = Some((wanted, corte.clone()));
+            if let Ok(Outcome::Published { corte, .. }) = &outcome {
+                let mut held = lock(&held);
+                let mut over = match held.take() {
+                    Some(before) if before.corte == *corte => before.over,
+                    _ => Vec::new(),
+                };
+                over.extend(here);
+                if over.len() > MAX_HELD_OVER {
+                    over.remove(0);
+                }
+                *held = Some(Held {
+                    corte: corte.clone(),
+                    over,
+                });
+                if *corte != wanted.corte {
+                    *lock(&record) = Some((wanted, corte.clone()));
+                }
             }
             outcome
         })
@@ -276,6 +314,83 @@ impl Replica {
             Err(stopped) => Err(failed(stopped.to_string())),
         }
     }
+
+    /// Once the primary's state names no rollback, replaces the corte a rollback of its made
+    /// live here (if it still is) with the primary's live corte, when that is one the
+    /// rollback was made live over here: the primary's new corte reached this node while the
+    /// last state still named the rollback, went live, and was rolled back over
+    /// ([`Replica::apply`] after each swap). Taken already, it would never go live here by
+    /// itself. It is published again from this node's own archive. A corte not here yet
+    /// changes nothing: pulled, it goes live as any new corte does.
+    async fn roll_forward(
+        &self,
+        primary: Option<&str>,
+        publisher: &PublisherHandle,
+    ) -> Result<(), PullError> {
+        let here = self.live.load().corte().map(|c| c.id.clone());
+        let wanted = {
+            let mut held = lock(&self.held);
+            let Some(h) = held.as_ref().filter(|h| Some(&h.corte) == here.as_ref()) else {
+                // Nothing held here, or another corte went live since.
+                *held = None;
+                return Ok(());
+            };
+            match primary {
+                Some(primary) if h.over.iter().any(|c| c == primary) => primary.to_owned(),
+                // The primary serves this one too: nothing left to replace.
+                Some(primary) if primary == h.corte => {
+                    *held = None;
+                    return Ok(());
+                }
+                // A corte not here yet goes live as any new one when it is pulled.
+                _ => return Ok(()),
+            }
+        };
+        let (held, publisher, corte) = (self.held.clone(), publisher.clone(), wanted.clone());
+        // On a task of its own, as a rollback: the corte it makes live wakes the follower.
+        let outcome = tokio::spawn(async move {
+            let outcome = publisher.rollback(corte).await;
+            if let Ok(Outcome::Published { .. }) = &outcome {
+                *lock(&held) = None;
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| PullError::Apply {
+            what: "rollback",
+            error: e.to_string(),
+        })?;
+        match outcome {
+            Ok(Outcome::Published { corte, .. }) => {
+                tracing::warn!(
+                    %corte,
+                    "the primary moved on from its rollback: its live corte published here again"
+                );
+            }
+            Ok(other) => {
+                return Err(PullError::Apply {
+                    what: "rollback",
+                    error: format!(
+                        "the primary moved on from its rollback to {wanted}, which could not be \
+                         published again here: {}",
+                        serde_json::to_string(&other).unwrap_or_default()
+                    ),
+                });
+            }
+            Err(stopped) => {
+                return Err(PullError::Apply {
+                    what: "rollback",
+                    error: stopped.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value behind `mutex`, also after a panic elsewhere while it was held.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
