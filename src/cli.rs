@@ -30,7 +30,7 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum Cmd {
-    /// A simulated election night (SIMULACRO) served at http://127.0.0.1:<port>/, with no
+    /// A simulated election night (SIMULACRO) served at `http://127.0.0.1:<port>/`, with no
     /// configuration: a temporary data folder and a new corte every few seconds.
     Demo {
         /// Port of the public site.

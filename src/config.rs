@@ -1,7 +1,7 @@
 //! Configuration: every setting defined once, read from five layers, validated into [`Config`].
 //!
 //! A setting has one name, `data_dir` say, and appears as the TOML key `data_dir`, the flag
-//! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The [`settings!`] table below
+//! `--data-dir` and the environment variable `DIFUSOR_DATA_DIR`. The `settings!` table below
 //! is the only place a setting is declared: the flags, the TOML schema, the commented
 //! `difusor.toml` that `init` writes and the defaults all come from it. The value types of
 //! the table (`SiteMode`, `Policy`, `LogFormat`, `PurgeMethod`, `AcmeChallenge`) and its defaults are declared

@@ -14,7 +14,7 @@
 //! Exit status: 0 success; 1 a package was rejected (`ingest`), a corte to return to does not
 //! exist (`rollback`), or a package is inconsistent (`inspect`);
 //! 3 a package is held for an operator (`ingest`); 4 the data folder is held by another
-//! process (a second `serve`, or a command whose server cannot be reached, [`store::Busy`]);
+//! process (a second `serve`, or a command whose server cannot be reached, `store::Busy`);
 //! 2 any other error (for `ingest`: this machine failed, not the package), printed as one
 //! message on stderr.
 

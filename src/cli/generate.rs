@@ -18,7 +18,7 @@ use crate::config;
 /// What `difusor generate` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Asset {
-    /// Manual pages, section 1: difusor.1 and difusor-<subcommand>.1.
+    /// Manual pages, section 1: `difusor.1` and `difusor-<subcommand>.1`.
     Man,
     /// Bash completion (`difusor.bash`).
     Bash,

@@ -4,7 +4,7 @@
 //! - [`sftp`]: the embedded SFTP server, which can do nothing but deliver packages.
 //! - [`pull`]: HTTPS pull from a service the institute publishes.
 //!
-//! [`file`] opens what senders put on this machine: regular files only, never through a link.
+//! [`file`](mod@file) opens what senders put on this machine: regular files only, never through a link.
 //! [`late`] tells a `.sha256` sent after its package was taken, for the watched folder and
 //! SFTP.
 //!

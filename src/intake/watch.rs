@@ -327,7 +327,7 @@ struct Folder<'a> {
     /// inode).
     folders: HashMap<PathBuf, (u64, u64)>,
     /// Files of the folder open now, by whomever, for reading or writing: opens minus closes
-    /// ([`opens`]). A file in it is not complete, unless it was renamed into place.
+    /// ([`super::opens`]). A file in it is not complete, unless it was renamed into place.
     opened: HashMap<PathBuf, u32>,
     /// The packages taken lately (before this start too, as the journal tells), for a
     /// sidecar that comes after its package.

@@ -121,7 +121,7 @@ impl Field {
         Field::PorcentajeParticipacionCiudadana,
     ];
 
-    /// Its position in [`Field::ALL`].
+    /// Its position in the summary line's order (the order of its variants).
     pub(crate) fn index(self) -> usize {
         self as usize
     }

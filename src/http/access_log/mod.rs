@@ -7,7 +7,7 @@
 //! `<log_dir>/access.log` with one write. It is never woken per record: a request pays for
 //! a lock-free push and nothing else (no futex, no context switch). At local
 //! midnight (in `timezone`) the file is closed and gzipped to `access-YYYY-MM-DD.log.gz`,
-//! as it is at start when it was last written on another day; [`file`] owns the file, its
+//! as it is at start when it was last written on another day; [`file`](mod@file) owns the file, its
 //! name and its rotation.
 //!
 //! Format: `combined` is exactly what GoAccess, AWStats and every log tool read as
@@ -24,7 +24,7 @@
 //!   or written twice. Past that, lines are counted lost as above. The run of refusals is
 //!   journaled when it begins and logged when it begins, once a minute and when it ends.
 //! - Lines go to the file named `access.log`, whoever moved or removed the one before, and a
-//!   rotation never overwrites an earlier day's log (see [`file`]).
+//!   rotation never overwrites an earlier day's log (see [`file`](mod@file)).
 //! - Text from the client (request line, Referer, User-Agent) is escaped: `"`, `\` and
 //!   bytes outside printable ASCII are written as `\xHH`, so a line cannot be forged.
 //! - A line is a few KiB at most, whatever the client sends: each of those three fields

@@ -10,11 +10,11 @@
 //! panic.
 //!
 //! One [`Walk`] goes over a package and everything nested in it; its parts are:
-//! - [`format`]: which archive format the first bytes show;
+//! - [`format`](mod@format): which archive format the first bytes show;
 //! - [`limits`]: the budget of members, sizes and ratios, and the reads that spend it;
 //! - [`digest`]: the SHA-256 of each member (its ETag), computed while it is read;
 //! - [`names`]: the rules every member name must pass, and the collisions between names;
-//! - [`zip`](self::zip) and [`tar`](self::tar): reading each format's members through the
+//! - [`zip`] and [`tar`]: reading each format's members through the
 //!   budget and the name rules.
 
 mod digest;
@@ -114,8 +114,8 @@ enum EntryKind {
 }
 
 /// The state of one walk over a package: limits consumed so far (nested archives included)
-/// and every name seen, for collision checks. The readers of [`zip`](self::zip) and
-/// [`tar`](self::tar) add their methods to it.
+/// and every name seen, for collision checks. The readers of [`zip`] and
+/// [`tar`] add their methods to it.
 struct Walk<'l> {
     /// What this package may still spend.
     budget: Budget<'l>,
