@@ -785,6 +785,18 @@ fn a_replica_applies_its_primarys_notice_within_a_second_and_its_rollbacks() {
     );
     replica.wait_corte("20240602_2030");
     assert_eq!(curl(&health, &[]).status, 200);
+    // Whichever of the corte and the state reached the replica first, nothing was asked of
+    // its publisher that it had to refuse.
+    assert_no_refused_rollback(&replica);
+}
+
+/// No rollback was refused on `node` (journaled as a `warning` of check `rollback`).
+fn assert_no_refused_rollback(node: &Server) {
+    let refused: Vec<_> = events(node, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "rollback")
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
 }
 
 /// The primary's new corte can reach a replica while the primary's last state it read
@@ -815,6 +827,7 @@ fn a_replica_moves_on_from_a_rollback_to_a_corte_it_took_before_the_state_said_s
     replica.wait_corte("20240602_2030");
     let r = curl(&replica.url("/json/main.json"), &[]);
     assert_eq!(r.text(), r#"{"corte":"20240602_2030"}"#);
+    assert_no_refused_rollback(&replica);
 }
 
 #[test]

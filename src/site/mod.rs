@@ -143,7 +143,7 @@ impl Entry {
     }
 
     /// This entry with its date marked as shared with other bytes.
-    fn date_shared(&self) -> Self {
+    fn with_date_shared(&self) -> Self {
         Self {
             date_shared: true,
             ..self.copy()
@@ -412,7 +412,7 @@ impl Site {
                 _ => bound.is_some_and(|bound| entry.modified <= bound),
             };
             if shared {
-                *entry = Arc::new(entry.date_shared());
+                *entry = Arc::new(entry.with_date_shared());
             }
         }
         self

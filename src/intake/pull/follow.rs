@@ -73,7 +73,7 @@ pub(crate) struct Replica {
 }
 
 /// A corte a rollback of the primary's made live here.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Held {
     /// Its id, as live here.
     corte: String,
