@@ -2137,6 +2137,74 @@ fn a_summary_none_of_whose_names_is_known_is_named_as_not_read() {
     assert!(!text.contains("SUMMARY FIELDS NOT READ"), "{text}");
 }
 
+/// [`campeche_cut`] with its summary lines separated by `|` before rows separated by `,`, as
+/// INE 2021 writes them, its thirteen names replaced by names no institute was seen to write
+/// and its lista nominal written with a thousands comma (`4,569,608` in INE's files).
+fn campeche_cut_with_a_pipe_summary_named_no_known_way() -> Vec<String> {
+    let cut = campeche_cut_with_a_pipe_summary(&campeche_cut());
+    let mut lines: Vec<String> = cut.split('\n').map(str::to_owned).collect();
+    let width = lines[2].split('|').count();
+    assert_eq!(width, 13, "{}", lines[2]);
+    lines[2] = (1..=width)
+        .map(|i| format!("CAMPO {i}"))
+        .collect::<Vec<_>>()
+        .join("|");
+    assert_eq!(lines[3].matches("|723|").count(), 1, "{}", lines[3]);
+    lines[3] = lines[3].replace("|723|", "|1,723|");
+    lines
+}
+
+/// A summary none of whose names is known, written with a separator of its own (`|`, as INE
+/// 2021 writes its summary before rows separated by `,`), is named as not read with that
+/// separator, as one of the rows' separator is: never passed over as no summary, nor its
+/// header taken for the title.
+#[test]
+fn a_summary_none_of_whose_names_is_known_separated_apart_from_the_rows_is_named_as_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = campeche_cut_with_a_pipe_summary_named_no_known_way();
+    let path = write(dir.path(), "DIP_FED_2021.csv", lines.join("\n").as_bytes());
+    let out = inspect(&[&path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "a summary line none of whose 13 field(s) is named a known way (line 3): nothing \
+             to compare; not read: \"CAMPO 1\", \"CAMPO 2\""
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("no summary line"), "{text}");
+    assert!(text.contains("separator ',' (summary '|')"), "{text}");
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["title"], "GUBERNATURA", "{e:#}");
+    assert_eq!(e["summary_present"], false, "{e:#}");
+    assert_eq!(e["summary_separator"], "|", "{e:#}");
+    assert_eq!(e["rows"], 2, "{e:#}");
+    let unread = &e["unread_summary_fields"];
+    assert_eq!(unread["line"], 3, "{unread:#}");
+    assert_eq!(unread["count"], 13, "{unread:#}");
+    assert_eq!(unread["names"][12], "CAMPO 13", "{unread:#}");
+
+    // No title line: the header is not taken for one.
+    let mut untitled = lines;
+    untitled.remove(0);
+    let path = write(
+        dir.path(),
+        "DIP_FED_2021.csv",
+        untitled.join("\n").as_bytes(),
+    );
+    let (code, v) = inspect_json(std::path::Path::new(&path), &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let e = &v["elections"][0];
+    assert_eq!(e["unread_summary_fields"]["line"], 2, "{e:#}");
+    assert!(
+        !e["title"].as_str().unwrap_or_default().contains("CAMPO"),
+        "{e:#}"
+    );
+}
+
 /// A package whose results CSV has a summary none of whose names is known is published, with
 /// a warning naming its fields: the operator knows nothing of it was checked.
 #[test]

@@ -35,7 +35,10 @@
 //!   kept for the report ([`Preamble::unread_summary`]), at most [`MAX_UNREAD_SUMMARY_NAMES`]
 //!   of them and each cut to 200 characters, with how many there are in all. So are those of
 //!   a header none of whose names is known, when a line of as many summary values follows it
-//!   (two names or more, none a number or a date): it is no title, and no summary read.
+//!   (two names or more, none a number or a date): it is no title, and no summary read. Such
+//!   a header is cut by the rows' separator or, where it holds no known name to give the
+//!   summary's own ([`separators`]), by another one that cuts its values line alike (INE
+//!   2021 writes its summary with `|` before rows of `,`), which is then the summary's.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -600,20 +603,9 @@ impl<R: Read> CsvReader<R> {
         if self.summary_separator == self.separator {
             return cells();
         }
-        let line = self.record.iter().collect::<Vec<_>>().join(&self.separator);
-        if !line.contains(&self.summary_separator) {
+        let Some(split) = self.split_by(self.summary_separator) else {
             return cells();
-        }
-        let split: Vec<Vec<u8>> = line
-            .split(|&b| b == self.summary_separator)
-            .map(|c| {
-                let c = c.trim_ascii();
-                c.strip_prefix(b"\"")
-                    .and_then(|inner| inner.strip_suffix(b"\""))
-                    .unwrap_or(c)
-                    .to_vec()
-            })
-            .collect();
+        };
         let summary_header = split
             .iter()
             .any(|c| Field::from_header(&header_name(c, self.encoding)).is_some());
@@ -624,12 +616,52 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
+    /// The line just read, put back together from the cells the rows' separator cut, split
+    /// by `separator` instead; `None` where the line does not hold it. A cell quoted whole
+    /// (`"4,569,608"`) loses its quotes, as the parser would have taken them.
+    fn split_by(&self, separator: u8) -> Option<Vec<Vec<u8>>> {
+        let line = self.record.iter().collect::<Vec<_>>().join(&self.separator);
+        line.contains(&separator).then(|| {
+            line.split(|&b| b == separator)
+                .map(|c| {
+                    let c = c.trim_ascii();
+                    c.strip_prefix(b"\"")
+                        .and_then(|inner| inner.strip_suffix(b"\""))
+                        .unwrap_or(c)
+                        .to_vec()
+                })
+                .collect()
+        })
+    }
+
+    /// The line just read as a summary header none of whose names is known: its cells, and
+    /// the separator that cuts it into two names or more. The rows' separator first; then,
+    /// where no known summary named its own ([`separators`]), each other one, for a summary
+    /// written with a separator of its own (INE 2021: `|` before rows of `,`) whose every
+    /// name is unknown.
+    fn names_line(&self, cells: &[Vec<u8>]) -> Option<(Vec<Vec<u8>>, u8)> {
+        if is_names_line(cells) {
+            return Some((trimmed(cells).to_vec(), self.separator));
+        }
+        if self.summary_separator != self.separator {
+            return None;
+        }
+        SEPARATORS
+            .into_iter()
+            .filter(|&sep| sep != self.separator)
+            .find_map(|sep| {
+                let split = self.split_by(sep)?;
+                is_names_line(&split).then(|| (trimmed(&split).to_vec(), sep))
+            })
+    }
+
     /// Reads title, corte and summary lines up to and including the column header.
     fn read_preamble(&mut self) -> Result<(), ReadError> {
         let mut summary_names: Option<Vec<String>> = None;
         // A line that may be a summary header none of whose names is known: its line, its
-        // cells, and whether the title was still unread before it (it may have become one).
-        let mut unknown_header: Option<(u64, Vec<Vec<u8>>, bool)> = None;
+        // cells, the separator that cut them, and whether the title was still unread before
+        // it (it may have become one).
+        let mut unknown_header: Option<(u64, Vec<Vec<u8>>, u8, bool)> = None;
         let mut seen = 0;
         // The last line that held anything, for a file that ends before its column header.
         let mut last_line = 0;
@@ -724,13 +756,19 @@ impl<R: Read> CsvReader<R> {
             }
             // Names no known way over a line of numbers: a summary that cannot be read, named
             // for the report rather than passed over as a title.
-            if let Some((line, header, untitled)) = unknown_header_above
+            if let Some((line, header, separator, untitled)) = unknown_header_above
                 && self.preamble.declared.is_none()
-                && is_values_line(&cells, header.len())
+                && (if separator == self.separator {
+                    is_values_line(&cells, header.len())
+                } else {
+                    self.split_by(separator)
+                        .is_some_and(|values| is_values_line(&values, header.len()))
+                })
             {
                 if untitled {
                     self.preamble.title = None;
                 }
+                self.summary_separator = separator;
                 let header_names: Vec<String> = header
                     .iter()
                     .map(|c| header_name(c, self.encoding))
@@ -739,9 +777,9 @@ impl<R: Read> CsvReader<R> {
                     UnreadSummaryFields::of(line, &header, &header_names, self.encoding);
                 continue;
             }
-            if is_names_line(&cells) {
+            if let Some((header, separator)) = self.names_line(&cells) {
                 let untitled = self.preamble.title.is_none();
-                unknown_header = Some((self.line(), trimmed(&cells).to_vec(), untitled));
+                unknown_header = Some((self.line(), header, separator, untitled));
             }
             let first = cells.first().map_or(&[][..], Vec::as_slice);
             let first = decode(cell::bare(first), self.encoding).trim().to_owned();
