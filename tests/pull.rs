@@ -1,7 +1,7 @@
 //! HTTPS pull (`--pull-url`) against a local HTTPS server playing the institute's service:
 //! an index taken once with its evidence and conditional requests, a package replaced while
 //! it is being downloaded, a server that stalls, a token and a client certificate, a package
-//! over the size limit.
+//! over the size limit, redirects to another server and to plain http.
 //!
 //! The institute's server here is written on raw sockets on purpose: it must misbehave in
 //! ways no ordinary server does (tear a transfer, stop mid-body).
@@ -24,6 +24,8 @@ enum Trick {
     TearInto(Vec<u8>),
     /// Every GET gets its headers and half the body, then silence.
     Stall,
+    /// Every GET gets a `302 Found` to this address.
+    Redirect(String),
 }
 
 /// One request as the institute's server saw it.
@@ -31,6 +33,8 @@ enum Trick {
 struct Seen {
     path: String,
     if_none_match: Option<String>,
+    /// The `Authorization` header sent.
+    authorization: Option<String>,
     status: u16,
 }
 
@@ -47,6 +51,8 @@ struct State {
 /// The institute's HTTPS server.
 struct Institute {
     addr: SocketAddr,
+    /// `https`, or `http` for [`Institute::start_plain`].
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     /// Trust anchor for its certificate.
     ca_pem: PathBuf,
@@ -56,6 +62,18 @@ struct Institute {
 impl Institute {
     /// Starts the server; with `client_auth`, it demands a client certificate from the CA.
     fn start(dir: &Path, pki: &Pki, client_auth: bool) -> Institute {
+        Self::serve(dir, pki, Some(client_auth))
+    }
+
+    /// Starts the server on plain HTTP, as a careless service's other address.
+    fn start_plain(dir: &Path, pki: &Pki) -> Institute {
+        Self::serve(dir, pki, None)
+    }
+
+    /// Starts the server: HTTPS when `tls` says whether it demands a client certificate,
+    /// plain HTTP when it is `None`.
+    fn serve(dir: &Path, pki: &Pki, tls: Option<bool>) -> Institute {
+        let client_auth = tls.unwrap_or(false);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -95,7 +113,9 @@ impl Institute {
                 let acceptor = acceptor.clone();
                 let state = shared.clone();
                 tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(tcp).await {
+                    if tls.is_none() {
+                        connection(tcp, state).await;
+                    } else if let Ok(tls) = acceptor.accept(tcp).await {
                         connection(tls, state).await;
                     }
                 });
@@ -105,6 +125,7 @@ impl Institute {
         std::fs::write(&ca_pem, &pki.ca_pem).unwrap();
         Institute {
             addr,
+            scheme: if tls.is_some() { "https" } else { "http" },
             state,
             ca_pem,
             _runtime: runtime,
@@ -112,7 +133,7 @@ impl Institute {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.addr.port())
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.addr.port())
     }
 
     /// Puts a package and its sidecar at `dir/name`.
@@ -192,15 +213,18 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             })
         };
         let if_none_match = header("if-none-match");
+        let authorization = header("authorization");
         let (status, headers, body, trick) =
-            answer(&state, &path, header("authorization"), &if_none_match);
+            answer(&state, &path, authorization.clone(), &if_none_match);
         state.lock().unwrap().seen.push(Seen {
             path: path.clone(),
             if_none_match,
+            authorization,
             status,
         });
         let reason = match status {
             200 => "OK",
+            302 => "Found",
             304 => "Not Modified",
             401 => "Unauthorized",
             _ => "Not Found",
@@ -245,6 +269,9 @@ fn answer(
     let mut s = state.lock().unwrap();
     if s.token.is_some() && s.token != authorization {
         return (401, vec![], b"token required".to_vec(), None);
+    }
+    if let Some(Trick::Redirect(to)) = s.tricks.get(path) {
+        return (302, vec![("Location".to_owned(), to.clone())], vec![], None);
     }
     let (body, content_type) = if path.ends_with('/') {
         // nginx's `autoindex_format json`.
@@ -849,4 +876,101 @@ fn a_sidecar_too_large_to_be_evidence_refuses_its_package_when_pulled() {
     assert!(events(&server, "pull-error").is_empty());
     assert_eq!(server.live_corte(), None);
     assert!(leftovers(&data).is_empty());
+}
+
+/// A "latest" address the institute redirects to another server (a CDN): the token goes to
+/// the institute's own server only, never to the other one, neither with the redirect nor with
+/// the evidence and downloads asked at the address the redirect ended at.
+#[test]
+fn the_token_goes_only_to_the_institutes_server_never_to_one_a_redirect_leads_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let institute = Institute::start(dir.path(), &pki, false);
+    let cdn = Institute::start(dir.path(), &pki, false);
+    institute.state.lock().unwrap().token = Some("Bearer s3creto".to_owned());
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    cdn.publish("/cdn/", name, &package("20270606_2000", 8));
+    let to = cdn.url(&format!("/cdn/{name}"));
+    institute.trick("/prep/ultimo.zip", Some(Trick::Redirect(to)));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3creto\n").unwrap();
+    let url = institute.url("/prep/ultimo.zip");
+    let extra = [
+        "--pull-token-file",
+        token.to_str().unwrap(),
+        "--evidence-sidecar",
+        "required",
+    ];
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &url, &extra),
+    );
+    server.wait_corte("20270606_2000");
+
+    // The institute's own server is sent the token; the other server never is: not for the
+    // package, nor for its .sha256 and .minisig beside it there.
+    let asked = institute.seen("/prep/ultimo.zip");
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer s3creto")),
+        "{asked:?}"
+    );
+    let seen = cdn.state.lock().unwrap().seen.clone();
+    assert!(
+        seen.iter().any(|r| r.path == format!("/cdn/{name}.sha256")),
+        "{seen:?}"
+    );
+    let leaked: Vec<&Seen> = seen.iter().filter(|r| r.authorization.is_some()).collect();
+    assert!(
+        leaked.is_empty(),
+        "the token went to a server pull_url does not name: {leaked:?}"
+    );
+    assert!(events(&server, "pull-error").is_empty());
+
+    // Should that server want a token, the journal says why none was sent.
+    cdn.state.lock().unwrap().token = Some("Bearer s3creto".to_owned());
+    let errors = wait_events(&server, "pull-error", 1);
+    let text = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        text.contains("401") && text.contains("was not sent"),
+        "{text}"
+    );
+}
+
+/// A careless service whose https:// address redirects to http:// (a proxy ending TLS in
+/// front of a server that writes its own address): not followed, also when another `pull_url`
+/// is plain http, and journaled as the service's fault with where it pointed.
+#[test]
+fn an_https_address_redirected_to_plain_http_is_not_followed_even_beside_a_plain_pull_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let institute = Institute::start(dir.path(), &pki, false);
+    let plain = Institute::start_plain(dir.path(), &pki);
+    let name = "20270606_2000_PREP_SITIO_CAMP.zip";
+    plain.publish("/prep/", name, &package("20270606_2000", 9));
+    let to = plain.url(&format!("/prep/{name}"));
+    institute.trick("/prep/ultimo.zip", Some(Trick::Redirect(to.clone())));
+    let url = institute.url("/prep/ultimo.zip");
+    // A plain http mirror inside the institute's network, listing nothing yet.
+    let mirror = plain.url("/espejo/");
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &url, &["--pull-url", &mirror]),
+    );
+    institute.wait_seen("/prep/ultimo.zip", 2);
+    plain.wait_seen("/espejo/", 1);
+    assert!(
+        plain.seen(&format!("/prep/{name}")).is_empty(),
+        "an https:// pull_url was followed to {to}"
+    );
+    let errors = wait_events(&server, "pull-error", 1);
+    let error = errors
+        .iter()
+        .find(|e| e["detail"]["url"] == url.as_str())
+        .unwrap_or_else(|| panic!("no pull-error for {url}: {errors:?}"));
+    let text = error["detail"]["error"].as_str().unwrap();
+    assert!(text.contains(&to) && text.contains("not https"), "{text}");
+    assert_eq!(error["detail"]["fault"], "sender", "{error}");
+    assert_eq!(server.live_corte(), None);
 }

@@ -10,8 +10,14 @@
 //!   package costs one 304.
 //! - A transport failure is told in words with every cause, a peer's text in them with its
 //!   control characters made visible ([`transport_reason`]).
-//! - Redirects from the institute's addresses are followed (five at most); a replica's
-//!   primary is not followed anywhere: its redirect is a failed poll.
+//! - Redirects from the institute's addresses are followed ([`MAX_REDIRECTS`] at most), never
+//!   from an `https://` address to one that is not (whatever other `pull_url`s are plain
+//!   http): such a redirect is a failed poll by the service's fault, saying where it pointed.
+//!   A replica's primary is not followed anywhere: its redirect is a failed poll.
+//! - The bearer token goes only to the servers `pull_url` and `replica_of` name (the same
+//!   scheme, host and port): never to a server a redirect leads to, neither with the redirect
+//!   nor with the evidence and downloads asked at the address it ended at. A 401 or 403 from
+//!   such a server says so.
 //! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
 //!   and by count while reading. A request is abandoned after `pull_timeout` in all or
 //!   `pull_stall_timeout` without a byte.
@@ -24,6 +30,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
+use url::Origin;
 
 use super::PullError;
 use super::PullSettings;
@@ -34,6 +41,9 @@ use crate::peer_text::PeerText;
 /// Longest wait for a TCP and TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most redirects followed for one request to the institute's addresses.
+const MAX_REDIRECTS: usize = 5;
+
 /// The HTTPS client of the pull tasks.
 pub(super) struct Client {
     /// For the institute's addresses: follows up to five redirects.
@@ -42,6 +52,10 @@ pub(super) struct Client {
     primary: reqwest::Client,
     /// The primary's feed and state, when this node is a replica.
     primary_urls: Vec<Url>,
+    /// `Authorization: Bearer …` of `pull_token_file`, when set.
+    token: Option<HeaderValue>,
+    /// The servers the token is sent to: those of `pull_url` and `replica_of`.
+    token_origins: Vec<Origin>,
 }
 
 impl Client {
@@ -51,10 +65,6 @@ impl Client {
     pub(super) fn new(settings: &PullSettings) -> anyhow::Result<Self> {
         let build = |redirects| {
             let tls = tls_config(&settings.tls)?;
-            let mut headers = HeaderMap::new();
-            if let Some(token) = bearer(&settings.tls)? {
-                headers.insert(header::AUTHORIZATION, token);
-            }
             let https_only = settings
                 .urls
                 .iter()
@@ -62,7 +72,6 @@ impl Client {
                 .all(|u| u.scheme() == "https");
             reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)
-                .default_headers(headers)
                 .user_agent(concat!("difusor/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(CONNECT_TIMEOUT.min(settings.stall_timeout))
                 .read_timeout(settings.stall_timeout)
@@ -73,7 +82,7 @@ impl Client {
                 .context("cannot set up the HTTPS client for `pull_url`")
         };
         Ok(Self {
-            institute: build(reqwest::redirect::Policy::limited(5))?,
+            institute: build(institute_redirects())?,
             primary: build(reqwest::redirect::Policy::none())?,
             primary_urls: settings
                 .feed
@@ -81,7 +90,22 @@ impl Client {
                 .chain(&settings.state)
                 .cloned()
                 .collect(),
+            token: bearer(&settings.tls)?,
+            token_origins: settings
+                .urls
+                .iter()
+                .chain(&settings.feed)
+                .chain(&settings.state)
+                .map(Url::origin)
+                .collect(),
         })
+    }
+
+    /// The token to send with a request for `url`: only to a server the settings name.
+    fn token_for(&self, url: &Url) -> Option<&HeaderValue> {
+        self.token
+            .as_ref()
+            .filter(|_| self.token_origins.contains(&url.origin()))
     }
 
     /// Whether `url` is the primary's feed, state, or something under them.
@@ -104,6 +128,11 @@ impl Client {
             &self.institute
         };
         let mut request = client.get(url.clone());
+        // Per request, not a default header: a download at the address a redirect ended at
+        // (a package's evidence beside it) must not carry it to another server.
+        if let Some(token) = self.token_for(url) {
+            request = request.header(header::AUTHORIZATION, token.clone());
+        }
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag.clone());
         }
@@ -128,13 +157,38 @@ impl Client {
                     })
                     .unwrap_or_else(|| format!("nowhere ({status}, no Location)")),
             }),
-            status => Err(PullError::Status {
-                url: url.clone(),
-                status,
-                hint: hint(status),
-            }),
+            status => {
+                // reqwest drops the token on a redirect to another server.
+                let withheld = self.token.is_some()
+                    && (self.token_for(url).is_none() || response.url().origin() != url.origin());
+                Err(PullError::Status {
+                    url: url.clone(),
+                    status,
+                    hint: hint(status, withheld),
+                })
+            }
         }
     }
+}
+
+/// How the institute's addresses are followed: [`MAX_REDIRECTS`] at most, and from an
+/// `https://` address only to `https://` ones, whether or not the client is `https_only`
+/// (it is not when some `pull_url` is plain http).
+fn institute_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if from_https && attempt.url().scheme() != "https" {
+            let to = PeerText(attempt.url().as_str()).to_string();
+            attempt.error(format!(
+                "it redirects to {to}, which is not https: an https:// address is followed \
+                 only to https:// ones, so that nothing of it travels in the clear"
+            ))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The TLS configuration of a client of the institute's servers: the public web's
@@ -292,8 +346,14 @@ impl Validators {
     }
 }
 
-/// A transport failure in words, with its causes.
+/// A transport failure in words, with its causes; a redirect not followed is the service's.
 pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
+    if e.is_redirect() {
+        return PullError::BadRedirect {
+            url: url.clone(),
+            why: causes(e),
+        };
+    }
     PullError::Request {
         url: url.clone(),
         why: transport_reason(
@@ -308,25 +368,42 @@ pub(super) fn request_error(url: &Url, e: &reqwest::Error) -> PullError {
 /// every cause the error carries, as [`PeerText`]: a cause can quote the server (a
 /// certificate's names, a header it sent).
 pub(crate) fn transport_reason(e: &reqwest::Error, timed_out: &str) -> String {
-    use std::error::Error as _;
-    let mut why = if e.is_timeout() {
-        timed_out.to_owned()
+    let why = if e.is_timeout() {
+        timed_out
     } else if e.is_connect() {
-        "cannot connect".to_owned()
+        "cannot connect"
     } else {
-        "the transfer failed".to_owned()
+        "the transfer failed"
     };
+    match causes(e) {
+        causes if causes.is_empty() => why.to_owned(),
+        causes => format!("{why}: {causes}"),
+    }
+}
+
+/// Every cause `e` carries, as [`PeerText`], joined by `: `.
+fn causes(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut why = String::new();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let _ = write!(why, ": {}", PeerText(c));
+        if !why.is_empty() {
+            why.push_str(": ");
+        }
+        let _ = write!(why, "{}", PeerText(c));
         cause = c.source();
     }
     why
 }
 
-/// What to check for a status that says something about this side.
-fn hint(status: StatusCode) -> &'static str {
+/// What to check for a status that says something about this side; `withheld` when the
+/// token was not sent, the address being on another server than the settings name.
+fn hint(status: StatusCode, withheld: bool) -> &'static str {
     match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if withheld => {
+            " (the token of `pull_token_file` was not sent: it goes only to the servers \
+             `pull_url` names, and this address, reached by a redirect, is on another)"
+        }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             " (check `pull_token_file` or `pull_client_cert`)"
         }

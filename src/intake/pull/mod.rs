@@ -93,6 +93,15 @@ pub(crate) enum PullError {
         /// Where it pointed.
         to: String,
     },
+    /// A redirect of the institute's not followed: from an `https://` address to one that is
+    /// not, or one too many.
+    #[error("{url}: the redirect was not followed: {why}")]
+    BadRedirect {
+        /// What was asked for.
+        url: Url,
+        /// Why, with where it pointed.
+        why: String,
+    },
     /// More bytes than allowed.
     #[error("{url}: larger than the {limit}-byte limit ({what})")]
     TooLarge {
