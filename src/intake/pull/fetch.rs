@@ -5,9 +5,9 @@
 //! changes, named by the last segment of the address it was finally served from (after
 //! redirects), with its evidence at that address plus `.sha256` and `.minisig` (a 404 means
 //! none; asked without the token when that address is on another server, as
-//! [`super::client`] guarantees). When that sidecar is one `sha256sum` line naming another file (a "latest" alias,
-//! `ultimo.zip`, whose sidecar names `20270606_2000_PREP_CAMP.zip`), the package takes that
-//! name: the institute's name, with its corte time.
+//! [`super::client`] guarantees). When that sidecar is one `sha256sum` line naming another
+//! file (a "latest" alias, `ultimo.zip`, whose sidecar names `20270606_2000_PREP_CAMP.zip`),
+//! the package takes that name: the institute's name, with its corte time.
 //!
 //! # Guarantees
 //! - A download goes to a temporary file in `<data_dir>/tmp`; it is refused beyond
