@@ -1201,7 +1201,7 @@ pub(crate) fn service_url(setting: &'static str, text: &str) -> Result<url::Url,
 }
 
 /// Whether `url` names this machine: a loopback address, or `localhost`.
-fn is_loopback_host(url: &url::Url) -> bool {
+pub(crate) fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -660,6 +660,8 @@ fn a_package_this_machine_fails_to_take_is_pulled_again_at_the_next_poll_and_aft
 #[test]
 fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
     let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3creto\n").unwrap();
     for (args, expected) in [
         (vec!["--pull-url", "ftp://instituto.mx/prep/"], "pull_url"),
         (
@@ -684,6 +686,16 @@ fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
             ],
             "pull_token_file",
         ),
+        // A token that would travel in the clear to another machine.
+        (
+            vec![
+                "--pull-url",
+                "http://instituto.mx/prep/",
+                "--pull-token-file",
+                token.to_str().unwrap(),
+            ],
+            "pull_token_file",
+        ),
         (
             vec![
                 "--pull-url",
@@ -694,13 +706,15 @@ fn pull_settings_that_cannot_work_stop_the_server_with_the_setting_named() {
             "pull_interval",
         ),
     ] {
-        let out = difusor()
-            .arg("serve")
-            .args(["--data-dir", dir.path().to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = output_within(
+            difusor()
+                .arg("serve")
+                .args(["--data-dir", dir.path().to_str().unwrap()])
+                .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                .args(&args),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("{args:?} was accepted: the server kept running"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");

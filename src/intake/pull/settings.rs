@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, Invalid, duration_at_least, positive_duration, service_url};
+use crate::config::{
+    Config, Invalid, duration_at_least, is_loopback_host, positive_duration, service_url,
+};
 
 impl PullSettings {
     /// The HTTPS pull's settings, when `pull_url` or `replica_of` is set. The files it names
@@ -43,6 +45,24 @@ impl PullSettings {
         )?;
         let max_backoff =
             positive_duration("pull_max_backoff", &s.pull_max_backoff, "2m")?.max(interval);
+        let tls = ClientTls::from_config(config)?;
+        // The token goes with every request to a `pull_url`: never in the clear past this
+        // machine (`replica_of` is held to the same rule).
+        if tls.token_file.is_some()
+            && let Some(url) = urls
+                .iter()
+                .find(|u| u.scheme() == "http" && !is_loopback_host(u))
+        {
+            return Err(Invalid::new(
+                "pull_token_file",
+                format!(
+                    "{url} is plain http to another machine: the token would travel in the \
+                     clear for anyone on the way to read and use; write the address as \
+                     https://, or leave `pull_token_file` unset (the evidence, sidecar \
+                     or signature, alone then protects what arrives over http)"
+                ),
+            ));
+        }
         Ok(Some(Self {
             urls,
             feed,
@@ -51,7 +71,7 @@ impl PullSettings {
             timeout: positive_duration("pull_timeout", &s.pull_timeout, "5m")?,
             stall_timeout: positive_duration("pull_stall_timeout", &s.pull_stall_timeout, "30s")?,
             max_backoff,
-            tls: ClientTls::from_config(config)?,
+            tls,
         }))
     }
 }
