@@ -17,7 +17,8 @@
 //! - The bearer token goes only to the servers `pull_url` and `replica_of` name (the same
 //!   scheme, host and port): never to a server a redirect leads to, neither with the redirect
 //!   nor with the evidence and downloads asked at the address it ended at. A 401 or 403 from
-//!   such a server says so.
+//!   such a server says so. Nor over plain http past this machine: such a `pull_url` beside
+//!   a token stops the server at start ([`super::settings`]).
 //! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
 //!   and by count while reading. A request is abandoned after `pull_timeout` in all or
 //!   `pull_stall_timeout` without a byte.
