@@ -82,8 +82,9 @@ pub(crate) enum EventKind {
     Archived,
     /// A package passed every check; the detail says which evidence it had.
     Verified,
-    /// A `.sha256` sidecar came after its package was taken, and gives its digest: its text,
-    /// and when the package was taken. The package is not checked or changed again.
+    /// Evidence came after its package was taken and matches it: a `.sha256` sidecar that
+    /// gives its digest, or a `.minisig` signature that verifies it with a configured key. Its
+    /// text, and when the package was taken. The package is not checked or changed again.
     EvidenceLate,
     /// A corte went live.
     Published,

@@ -488,18 +488,25 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             tasks.spawn(reload_tls(tls, store.journal.clone(), stop_rx.clone()));
         }
     }
+    let late_signatures = intake::SignatureCheck {
+        keys: sections.package.evidence.public_keys.clone(),
+        archive: store.archive.clone(),
+        max_bytes: sections.package.limits.max_package_bytes,
+    };
     let rules = WatchRules {
         dir: config.watch_dir.clone(),
         settle: config.settle,
         evidence_wait: config.evidence_wait,
         sidecar: sections.package.evidence.sidecar,
         signature: sections.package.evidence.signature,
+        late_signatures: late_signatures.clone(),
     };
     if let (Some(settings), Some(listener)) = (&sections.sftp, sftp_listener) {
         let server = SftpServer {
             settings: settings.clone(),
             tmp_dir: store.layout.tmp(),
             max_package_bytes: sections.package.limits.max_package_bytes,
+            late_signatures,
             publisher: to_publisher.clone(),
             journal: store.journal.clone(),
         };

@@ -1631,3 +1631,74 @@ fn a_sidecar_put_after_a_crash_is_journaled_as_the_evidence_of_the_package_taken
     let rejected = events(&s.server, "rejected");
     assert!(rejected.is_empty(), "{rejected:#?}");
 }
+
+/// `mput` sends `X.zip` before `X.zip.minisig`: the package is taken when it is closed,
+/// without its signature (`evidence_signature = "if-present"`). The signature that follows
+/// and verifies it with a configured key is journaled as that package's evidence, come late,
+/// with the client it came from, and is not kept for the next upload of the name in the
+/// session: a corrected package put after it, unsigned, is published, not rejected for it.
+/// A signature that does not verify the package taken is kept for the next upload of its
+/// name, as before, and that package is verified with it.
+#[test]
+fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let s = start(
+        tmp.path(),
+        &[
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let name = "PREP_20240602_2000.zip";
+    let minisig = format!("{name}.minisig");
+    let pkg = site_package("20240602_2000", &[]);
+    let local = s.local(name, &pkg);
+    let signature = minisign_signature(&secret, name, &pkg);
+    let signature_local = local.with_file_name(&minisig);
+    std::fs::write(&signature_local, &signature).unwrap();
+    let corrected = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
+    let corrected_local = s.local(name, &corrected);
+    let out = s.batch(&format!(
+        "put {}\nput {}\nput {}\n",
+        local.display(),
+        signature_local.display(),
+        corrected_local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let late = wait_events(&s.server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "sftp", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert_eq!(detail["evidence"], minisig.as_str(), "{detail}");
+    assert_eq!(detail["signature"], signature.as_str(), "{detail}");
+    assert!(
+        detail["origin"]
+            .as_str()
+            .is_some_and(|o| o.contains("127.0.0.1")),
+        "{detail}"
+    );
+    s.server.wait_published(2);
+    let rejected = events(&s.server, "rejected");
+    assert!(rejected.is_empty(), "{rejected:#?}");
+
+    // Package, then a signature that is not its own, then the package it is for.
+    let wrong = site_package("20240602_2000", &[("malo.txt", b"tercero")]);
+    let right = site_package("20240602_2000", &[("bueno.txt", b"cuarto")]);
+    let wrong_local = s.local(name, &wrong);
+    let right_local = s.local(name, &right);
+    let right_signature = right_local.with_file_name(&minisig);
+    std::fs::write(&right_signature, minisign_signature(&secret, name, &right)).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\nput {}\n",
+        wrong_local.display(),
+        right_signature.display(),
+        right_local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verified_with_signature(&s.server, 4, &right);
+    assert_eq!(events(&s.server, "evidence-late").len(), 1);
+}

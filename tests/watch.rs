@@ -879,7 +879,7 @@ fn a_sidecar_sent_after_its_package_is_journaled_and_not_read_with_the_next_uplo
     assert_late_evidence_taken(
         &server,
         &first,
-        &sum,
+        ("sidecar", &sum),
         &entrada.join(format!("{name}.sha256")),
     );
 
@@ -945,7 +945,7 @@ fn a_sidecar_come_late_is_known_after_a_crash_and_not_read_with_the_next_upload(
     drop_file(&entrada, &format!("{name}.sha256"), sum.as_bytes());
     server.restart();
 
-    assert_late_evidence_taken(&server, &first, &sum, &sidecar);
+    assert_late_evidence_taken(&server, &first, ("sidecar", &sum), &sidecar);
 
     // Corrected and sent again, package first: taken without evidence and published.
     let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
@@ -961,28 +961,109 @@ fn a_sidecar_come_late_is_known_after_a_crash_and_not_read_with_the_next_upload(
     server.wait_published(2);
 }
 
-/// Waits for the one `evidence-late` event, of `package` by the intake folder with `sum` as
-/// its sidecar's text, and for that sidecar to leave the folder.
+/// Waits for the one `evidence-late` event, of `package` by the intake folder with `text` as
+/// its evidence of `kind` (`sidecar`, `signature`), and for that file, `evidence`, to leave
+/// the folder.
 fn assert_late_evidence_taken(
     server: &Server,
     package: &[u8],
-    sum: &str,
-    sidecar: &std::path::Path,
+    (kind, text): (&str, &str),
+    evidence: &std::path::Path,
 ) {
     let late = wait_events(server, "evidence-late", 1);
     assert_eq!(late[0]["package"], sha256_hex(package), "{late:#?}");
     let detail = &late[0]["detail"];
     assert_eq!(detail["channel"], "watch", "{detail}");
     assert_eq!(detail["matches"], true, "{detail}");
-    assert_eq!(detail["sidecar"], sum, "{detail}");
+    assert_eq!(detail[kind], text, "{detail}");
+    let file_name = evidence.file_name().unwrap().to_str().unwrap();
+    assert_eq!(detail["evidence"], file_name, "{detail}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sidecar.exists() {
+    while evidence.exists() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the sidecar come late stayed in the folder"
+            "the {kind} come late stayed in the folder"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// rsync and `mput` send `X.zip` before `X.zip.minisig`: under `evidence_signature =
+/// "if-present"` the package is taken at once, without it. The signature that comes after
+/// and verifies the package with a configured key is journaled as that package's evidence,
+/// come late, and leaves the folder: a corrected package sent again under the same name,
+/// unsigned, is published, not rejected for it. A signature that does not verify the package
+/// taken (one by a key not configured, one of the next upload of the name, sent first) stays:
+/// the latter is what its package is verified with.
+#[test]
+fn a_signature_sent_after_its_package_is_journaled_and_not_read_with_the_next_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let (_, other_secret) = minisign_keys(&tmp.path().join("other-keys"));
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--settle",
+            "1s",
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let entrada = server.entrada();
+    let name = "PREP_20240602_2000.zip";
+    let minisig = format!("{name}.minisig");
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&entrada, name, &first);
+    server.wait_corte("20240602_2000");
+    let signature = minisign_signature(&secret, name, &first);
+    drop_file(&entrada, &minisig, signature.as_bytes());
+
+    assert_late_evidence_taken(
+        &server,
+        &first,
+        ("signature", &signature),
+        &entrada.join(&minisig),
+    );
+
+    // Corrected and sent again under the name, unsigned: published, not rejected.
+    let second = site_package("20240602_2000", &[("corregido.txt", b"segundo envio")]);
+    drop_file(&entrada, name, &second);
+    server.wait_received(2);
+    server.wait_published(2);
+    let rejected = events(&server, "rejected");
+    assert!(rejected.is_empty(), "{rejected:#?}");
+
+    // A signature of the package taken, by a key that is not configured: it verifies
+    // nothing, and stays.
+    let stranger = entrada.join(&minisig);
+    drop_file(
+        &entrada,
+        &minisig,
+        minisign_signature(&other_secret, name, &second).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(stranger.exists(), "a signature by another key was removed");
+    std::fs::remove_file(&stranger).unwrap();
+
+    // A signature for the next upload of the name, sent first: it does not verify the package
+    // taken, so it stays, and is the evidence its package is verified with.
+    let third = site_package("20240602_2000", &[("corregido.txt", b"tercer envio")]);
+    drop_file(
+        &entrada,
+        &minisig,
+        minisign_signature(&secret, name, &third).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        entrada.join(&minisig).exists(),
+        "a signature of no package taken was removed"
+    );
+    assert_eq!(events(&server, "evidence-late").len(), 1);
+    drop_file(&entrada, name, &third);
+    assert_verified_with_signature(&server, 3, &third);
+    assert!(events(&server, "rejected").is_empty());
 }
 
 /// A sidecar written while its package is being taken (after the package was read, with no

@@ -1,27 +1,49 @@
-//! A `.sha256` sidecar that comes after its package was taken.
+//! Evidence (a `.sha256` sidecar, a `.minisig` signature) that comes after its package was
+//! taken.
 //!
-//! An uploader that sends the package first and its sidecar second (rsync and `sftp mput`
-//! send in name order, and `X.zip` comes before `X.zip.sha256`) hands the package over
-//! before its evidence exists. Under `evidence_sidecar = "if-present"` the package is taken
-//! without it. Its sidecar must then neither lie in the intake folder to be read with the
-//! next upload of that name (where it would reject a corrected package for not matching) nor
-//! be said to be waiting for its package.
+//! An uploader that sends the package first and its evidence second (rsync and `sftp mput`
+//! send in name order, and `X.zip` comes before `X.zip.minisig` and `X.zip.sha256`) hands the
+//! package over before its evidence exists. Under `evidence_sidecar = "if-present"` and
+//! `evidence_signature = "if-present"` the package is taken without it. Its evidence must
+//! then neither lie in the channel to be read with the next upload of that name (where it
+//! would reject a corrected package for not matching) nor be said to be waiting for its
+//! package.
 //!
 //! Each channel notes here the packages it handed over that were archived as verified
 //! ([`Taken::note`]), and starts with those the journal says it handed over before the server
-//! last stopped or crashed ([`Taken::from_journal`]): a sidecar put while the server was down
-//! is told as well. A sidecar that arrives with no package beside it is looked up
-//! ([`Taken::late`]): when it gives the digest of the last package taken under its name, it
-//! is that package's evidence, come late. It is journaled (`evidence-late`, with its text and
-//! the package's digest) and leaves the channel: nothing is lost, since the journal holds it
-//! whole. A sidecar that gives another digest stays for the next upload of its name, as
-//! before: it may be the evidence of a corrected package sent evidence first.
+//! last stopped or crashed ([`Taken::from_journal`]): evidence put while the server was down
+//! is told as well. Evidence that arrives with no package beside it is looked up: a sidecar
+//! ([`Taken::late`]) that gives the digest of the last package taken under its name, or a
+//! signature ([`Taken::late_signature`]) that verifies, with one of `minisign_keys`, the
+//! bytes of that package as the archive keeps them, is that package's evidence, come late.
+//! It is journaled (`evidence-late`, with its text and the package's digest) and leaves the
+//! channel: nothing is lost, since the journal holds it whole. Any other stays for the next
+//! upload of its name, as before: it may be the evidence of a corrected package sent
+//! evidence first.
+//!
+//! A signature come late is not kept in the archive beside its package: the evidence beside
+//! a verified package is what it was verified with ([`crate::archive`]), as the journal's
+//! `verified` entry says, and this signature was not. Kept there, it would be checked again
+//! at every start with the keys of that day (a key retired since would fail it, and it would
+//! be set aside with a warning that it came from another delivery), and it would be served
+//! to replicas beside the package as if the package had been checked with it. The journal's
+//! `evidence-late` entry is its record.
+//!
+//! With no `minisign_keys` nothing can verify a signature: one that comes late stays. That is
+//! harmless: with no key a signature is only `unchecked` with the next upload of its name, and
+//! never rejects it (`evidence_signature = "required"` needs a key to start at all).
 //!
 //! # Guarantees
 //! - A package already taken is never changed, published again or rejected by evidence that
 //!   came after it: the journal says what came, and whether it matches.
-//! - Only a sidecar whose digest equals the taken package's is consumed; any other is left
-//!   as it was.
+//! - Only a sidecar whose digest equals the taken package's, or a signature that verifies the
+//!   taken package's archived bytes with a configured key, is consumed; any other is left as
+//!   it was.
+//! - Checking a signature reads the archived package once, opened as a regular file (never
+//!   through a link), only when the signature names a configured key, and never more than
+//!   `max_package_bytes` of it; once for each upload of a signature, or each change of one
+//!   in the intake folder. The SFTP channel does it on the blocking pool, off the async
+//!   threads; the intake folder on its own thread, as all its file work.
 //! - Memory is bounded: the last [`KEPT`] packages taken are remembered, by name.
 //! - It survives a stop or a crash: at start each channel remembers what it would had it kept
 //!   running, as far as the journal's last events tell (a delivery taken, not one refused
@@ -30,15 +52,19 @@
 //!   it takes packages all the same.
 
 use std::collections::VecDeque;
+use std::io::{self, Read};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
+use minisign_verify::PublicKey;
 use serde_json::json;
 
 use super::Channel;
+use super::file::open_regular;
+use crate::archive::Archive;
 use crate::hash::Sha256;
 use crate::journal::{EventKind, Journal};
-use crate::package::{EvidenceFile, PackageName, sidecar_digest};
+use crate::package::{EvidenceFile, PackageName, sidecar_digest, verify_signature};
 use crate::publisher::Outcome;
 
 /// How many packages taken are remembered, the latest of each name.
@@ -51,13 +77,36 @@ pub(crate) struct Taken {
     recent: Mutex<VecDeque<(PackageName, Sha256, Timestamp)>>,
 }
 
-/// A sidecar that gives the digest of the package taken under its name before it came.
+/// What a signature come late is checked with: the keys signatures are verified with
+/// (`minisign_keys`), the archive the package taken is read from, and the most of it that is
+/// read (`max_package_bytes`: no package taken is larger).
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureCheck {
+    /// The keys one of which must verify the signature; none, and no signature is late.
+    pub(crate) keys: Vec<PublicKey>,
+    /// Where the package taken is read from, by its digest.
+    pub(crate) archive: Archive,
+    /// The most bytes of the package that are read.
+    pub(crate) max_bytes: u64,
+}
+
+/// Evidence that matches the package taken under its name before it came.
 #[derive(Debug)]
 pub(crate) struct Late {
     package: PackageName,
     sha256: Sha256,
     taken_at: Timestamp,
     text: String,
+    kind: LateKind,
+}
+
+/// Which evidence came late.
+#[derive(Debug)]
+enum LateKind {
+    /// A `.sha256` sidecar giving the package's digest.
+    Sidecar,
+    /// A `.minisig` signature that verifies the package; its trusted comment.
+    Signature(String),
 }
 
 impl Taken {
@@ -118,45 +167,140 @@ impl Taken {
         recent.push_back((name, sha, at));
     }
 
+    /// The digest of the package last taken under `name`, and when it was taken.
+    fn last(&self, name: &PackageName) -> Option<(Sha256, Timestamp)> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        (recent.iter().rev())
+            .find(|(n, _, _)| n == name)
+            .map(|(_, sha256, at)| (*sha256, *at))
+    }
+
+    /// Whether `evidence`, the file `name` (`<package>.sha256` or `<package>.minisig`) come
+    /// with no package beside it, matches the package last taken under its name
+    /// ([`Taken::late`], [`Taken::late_signature`]). May read that package: call it off the
+    /// async threads.
+    pub(crate) fn late_evidence(
+        &self,
+        name: &str,
+        evidence: &EvidenceFile,
+        check: &SignatureCheck,
+    ) -> Option<Late> {
+        if let Some(package) = name.strip_suffix(".sha256").and_then(PackageName::new) {
+            return self.late(&package, evidence);
+        }
+        let package = name.strip_suffix(".minisig").and_then(PackageName::new)?;
+        self.late_signature(&package, evidence, check)
+    }
+
     /// Whether `sidecar`, the `.sha256` of `package`, gives the digest of the package last
     /// taken under that name: then it is that package's evidence, come late.
-    pub(crate) fn late(&self, package: &PackageName, sidecar: &EvidenceFile) -> Option<Late> {
+    fn late(&self, package: &PackageName, sidecar: &EvidenceFile) -> Option<Late> {
         let text = sidecar.text()?;
         let digest = sidecar_digest(&text, package.as_str()).ok()?;
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, sha256, taken_at) = recent.iter().rev().find(|(n, _, _)| n == package)?;
-        (*sha256 == digest).then(|| Late {
+        let (sha256, taken_at) = self.last(package)?;
+        (sha256 == digest).then(|| Late {
             package: package.clone(),
-            sha256: *sha256,
-            taken_at: *taken_at,
+            sha256,
+            taken_at,
             text,
+            kind: LateKind::Sidecar,
         })
+    }
+
+    /// Whether `signature`, the `.minisig` of `package`, verifies with one of `check`'s keys
+    /// the package last taken under that name, read from the archive: then it is that
+    /// package's evidence, come late. Reads the package (up to `check.max_bytes`) when the
+    /// signature names one of the keys: call it off the async threads.
+    fn late_signature(
+        &self,
+        package: &PackageName,
+        signature: &EvidenceFile,
+        check: &SignatureCheck,
+    ) -> Option<Late> {
+        if check.keys.is_empty() {
+            return None;
+        }
+        let text = signature.text()?;
+        let (sha256, taken_at) = self.last(package)?;
+        let path = check.archive.locate(sha256)?;
+        let open = || -> io::Result<io::Take<std::fs::File>> {
+            let file = open_regular(&path)?;
+            if file.metadata()?.len() > check.max_bytes {
+                return Err(io::Error::other(
+                    "the archived package is larger than max_package_bytes",
+                ));
+            }
+            Ok(file.take(check.max_bytes))
+        };
+        match verify_signature(&text, &check.keys, open) {
+            Ok(trusted_comment) => Some(Late {
+                package: package.clone(),
+                sha256,
+                taken_at,
+                text,
+                kind: LateKind::Signature(trusted_comment),
+            }),
+            Err(e) => {
+                tracing::debug!(%package, error = %e, "a signature with no package beside it does not verify the package taken last under its name; it stays");
+                None
+            }
+        }
     }
 }
 
 impl Late {
-    /// Journals the sidecar come late (`evidence-late`), as it was sent, for the package it
+    /// What the evidence says of its package, for its sender: `gives the digest of`.
+    pub(crate) fn says(&self) -> &'static str {
+        match self.kind {
+            LateKind::Sidecar => "gives the digest of",
+            LateKind::Signature(_) => "is a valid signature of",
+        }
+    }
+
+    /// Journals the evidence come late (`evidence-late`), as it was sent, for the package it
     /// matches; `origin` names the SFTP client when known.
     pub(crate) fn record(&self, journal: &Journal, channel: Channel, origin: Option<&str>) {
-        let evidence = format!("{}.sha256", self.package);
-        tracing::info!(
-            package = %self.package,
-            "a sidecar came after its package was taken; it gives the package's digest"
-        );
+        let package = &self.package;
+        let mut detail = json!({
+            "channel": channel, "origin": origin, "matches": true,
+            "taken_at": self.taken_at.to_string(),
+        });
+        match &self.kind {
+            LateKind::Sidecar => {
+                let evidence = format!("{package}.sha256");
+                tracing::info!(
+                    %package,
+                    "a sidecar came after its package was taken; it gives the package's digest"
+                );
+                detail["sidecar"] = json!(self.text);
+                detail["note"] = json!(format!(
+                    "{evidence} came after {package} was taken (without it), and gives its \
+                     digest: the package was not checked against it before it was published \
+                     or archived; send the sidecar before its package to have it checked first"
+                ));
+                detail["evidence"] = json!(evidence);
+            }
+            LateKind::Signature(trusted_comment) => {
+                let evidence = format!("{package}.minisig");
+                tracing::info!(
+                    %package,
+                    "a signature came after its package was taken; it verifies the package"
+                );
+                detail["signature"] = json!(self.text);
+                detail["trusted_comment"] = json!(trusted_comment);
+                detail["note"] = json!(format!(
+                    "{evidence} came after {package} was taken, and is a valid signature of \
+                     it by a configured key: the package was not checked against it before \
+                     it was published or archived, and it is kept in this entry, not in the archive; \
+                     send the signature before its package to have it checked first"
+                ));
+                detail["evidence"] = json!(evidence);
+            }
+        }
         let _ = journal.record(
             EventKind::EvidenceLate,
-            Some((self.sha256, self.package.as_str())),
-            json!({
-                "channel": channel, "origin": origin, "evidence": evidence,
-                "sidecar": self.text, "matches": true,
-                "taken_at": self.taken_at.to_string(),
-                "note": format!(
-                    "{evidence} came after {} was taken (without it), and gives its digest: \
-                     the package was not checked against it before it was published or \
-                     archived; send the sidecar before its package to have it checked first",
-                    self.package
-                ),
-            }),
+            Some((self.sha256, package.as_str())),
+            detail,
         );
     }
 }
@@ -192,6 +336,68 @@ mod tests {
         taken.note(&name, &published(b"two"));
         assert!(taken.late(&name, &sidecar(b"one", name.as_str())).is_none());
         assert!(taken.late(&name, &sidecar(b"two", name.as_str())).is_some());
+    }
+
+    /// A key pair, its public half as `minisign_keys` gives it.
+    fn key_pair() -> (minisign::SecretKey, PublicKey) {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let public = PublicKey::from_base64(&pair.pk.to_base64()).unwrap();
+        (pair.sk, public)
+    }
+
+    fn signature(key: &minisign::SecretKey, bytes: &[u8]) -> EvidenceFile {
+        let sig = minisign::sign(None, key, bytes, None, None).unwrap();
+        EvidenceFile::of_bytes(sig.into_string().into_bytes())
+    }
+
+    #[test]
+    fn only_a_signature_of_the_archived_package_last_taken_by_a_configured_key_is_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let one = b"package one".as_slice();
+        let source = dir.path().join("one.zip");
+        std::fs::write(&source, one).unwrap();
+        let stored = archive.store_file(&source, 1000).unwrap();
+        archive.accept(stored.sha256).unwrap();
+        let (key, public) = key_pair();
+        let (other_key, other_public) = key_pair();
+        let check = SignatureCheck {
+            keys: vec![other_public, public],
+            archive,
+            max_bytes: 1000,
+        };
+        let taken = Taken::default();
+        let name = PackageName::new("PREP_20240602_2000.zip").unwrap();
+        let late = |sig: &EvidenceFile, check: &SignatureCheck| {
+            taken.late_signature(&name, sig, check).is_some()
+        };
+        // Nothing taken under the name yet.
+        assert!(!late(&signature(&key, one), &check));
+        taken.note(&name, &published(one));
+        assert!(late(&signature(&key, one), &check));
+        assert!(late(&signature(&other_key, one), &check));
+        // Of other bytes, by a key not configured, not a signature, or with no keys at all.
+        assert!(!late(&signature(&key, b"package two"), &check));
+        let (stranger, _) = key_pair();
+        assert!(!late(&signature(&stranger, one), &check));
+        assert!(!late(
+            &EvidenceFile::of_bytes(b"not a signature".to_vec()),
+            &check
+        ));
+        let no_keys = SignatureCheck {
+            keys: Vec::new(),
+            ..check.clone()
+        };
+        assert!(!late(&signature(&key, one), &no_keys));
+        // An archived package larger than any package may be now is not read.
+        let smaller = SignatureCheck {
+            max_bytes: one.len() as u64 - 1,
+            ..check.clone()
+        };
+        assert!(!late(&signature(&key, one), &smaller));
+        // Bytes taken that the archive does not hold (gone, or never stored there).
+        taken.note(&name, &published(b"package two"));
+        assert!(!late(&signature(&key, b"package two"), &check));
     }
 
     #[test]

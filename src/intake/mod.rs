@@ -5,8 +5,8 @@
 //! - [`pull`]: HTTPS pull from a service the institute publishes.
 //!
 //! [`file`](mod@file) opens what senders put on this machine: regular files only, never through a link.
-//! [`late`] tells a `.sha256` sent after its package was taken, for the watched folder and
-//! SFTP.
+//! [`late`] tells evidence (a `.sha256`, a `.minisig`) sent after its package was taken, for
+//! the watched folder and SFTP.
 //!
 //! Every channel hands a complete file to the publisher as a [`Received`], naming itself with
 //! a [`Channel`]; none publishes anything itself.
@@ -21,6 +21,7 @@ mod startups;
 mod watch;
 
 pub(crate) use file::{describe, evidence_path, open_package, open_regular, read_evidence};
+pub(crate) use late::SignatureCheck;
 pub(crate) use watch::{WatchRules, watch_folder};
 
 use std::path::PathBuf;

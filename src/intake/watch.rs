@@ -17,8 +17,8 @@
 //!
 //! Names starting with `.` are never taken (uploads in progress: rsync's `.name.XXXXXX`; files
 //! set aside), nor evidence files (`<package>.sha256`, `<package>.minisig`), which are read
-//! with their package; a `.sha256` that comes after its package was taken is looked at alone
-//! by the scan ([`super::late`]). When the profile requires a sidecar or signature, a
+//! with their package; evidence that comes after its package was taken is looked at alone by
+//! the scan ([`super::late`]). When the profile requires a sidecar or signature, a
 //! complete package waits for it up to `evidence_wait`, then goes to the publisher without it
 //! (and is rejected there). Folders are left alone: nothing in them is taken, and each is
 //! journaled once (`rejected`, channel `watch`) while it stays, so a package uploaded as a
@@ -42,8 +42,9 @@
 //!   read with it leave the folder (the archive holds them), unless another file was put
 //!   under its name meanwhile: that one stays and is taken in turn. Evidence written after
 //!   it was read is not removed with it, unread. A `.sha256` that gives the digest of the
-//!   package taken last under its name, with no package beside it, is journaled
-//!   (`evidence-late`) and leaves the folder; any other evidence stays for its package. A
+//!   package taken last under its name, or a `.minisig` that verifies that package with a
+//!   configured key, with no package beside it, is journaled (`evidence-late`) and leaves the
+//!   folder; any other evidence stays for its package. A
 //!   file this machine failed to take (a full or read-only disk, a journal error: the
 //!   publisher's `failed`) stays as it is, never set aside, and is retried when it changes (its size, modification or status change
 //!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
@@ -86,7 +87,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::file::{describe, evidence_path, open_regular, read_evidence};
-use super::late::Taken;
+use super::late::{SignatureCheck, Taken};
 use super::opens::{Change, Opens};
 use super::{Channel, Received};
 use crate::journal::{self, Journal};
@@ -106,6 +107,8 @@ pub(crate) struct WatchRules {
     pub(crate) sidecar: Policy,
     /// Whether a `.minisig` signature is required.
     pub(crate) signature: Policy,
+    /// What a signature that comes after its package is checked with.
+    pub(crate) late_signatures: SignatureCheck,
 }
 
 /// Prefix of the hidden name a refused file is set aside under.
@@ -233,9 +236,9 @@ enum Entry {
     Package(std::fs::Metadata),
     /// Not for this channel to take: hidden, evidence, or gone.
     Skip,
-    /// A `.sha256` sidecar, a regular file: read with its package, or alone when it came
-    /// after its package was taken ([`super::late`]).
-    Sidecar(std::fs::Metadata),
+    /// Evidence (`.sha256`, `.minisig`), a regular file: read with its package, or alone when
+    /// it came after its package was taken ([`super::late`]).
+    Evidence(std::fs::Metadata),
     /// A folder, not hidden: left alone, and said once.
     Folder(std::fs::Metadata),
     /// Never taken, for this reason.
@@ -294,10 +297,8 @@ fn classify(path: &Path) -> Entry {
             describe(kind)
         ));
     }
-    if path.extension().is_some_and(|e| e == "sha256") && is_evidence(path) {
-        Entry::Sidecar(meta)
-    } else if is_evidence(path) {
-        Entry::Skip
+    if is_evidence(path) {
+        Entry::Evidence(meta)
     } else {
         Entry::Package(meta)
     }
@@ -329,12 +330,12 @@ struct Folder<'a> {
     /// Files of the folder open now, by whomever, for reading or writing: opens minus closes
     /// ([`super::opens`]). A file in it is not complete, unless it was renamed into place.
     opened: HashMap<PathBuf, u32>,
-    /// The packages taken lately (before this start too, as the journal tells), for a
-    /// sidecar that comes after its package.
+    /// The packages taken lately (before this start too, as the journal tells), for
+    /// evidence that comes after its package.
     taken: Taken,
-    /// Sidecars with no package beside them that were looked at and left (they match no
-    /// package taken): not read again while they stay as they were.
-    sidecars_left: HashMap<PathBuf, FileId>,
+    /// Evidence with no package beside it that was looked at and left (it matches no package
+    /// taken): not read again while it stays as it was.
+    evidence_left: HashMap<PathBuf, FileId>,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -386,7 +387,7 @@ pub(crate) async fn watch_folder(
         folders: HashMap::new(),
         opened: HashMap::new(),
         taken: Taken::from_journal(&journal, Channel::Watch),
-        sidecars_left: HashMap::new(),
+        evidence_left: HashMap::new(),
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -618,7 +619,7 @@ impl Folder<'_> {
             },
             Entry::Refused(reason) => self.refuse(path, &reason),
             Entry::Folder(meta) => self.note_folder(path, &meta),
-            Entry::Sidecar(_) | Entry::Skip => {}
+            Entry::Evidence(_) | Entry::Skip => {}
         }
     }
 
@@ -650,12 +651,12 @@ impl Folder<'_> {
                 }
                 Entry::Refused(reason) => self.refuse(&path, &reason),
                 Entry::Folder(meta) => self.note_folder(&path, &meta),
-                Entry::Sidecar(meta) => self.look_at_sidecar(&path, &meta),
+                Entry::Evidence(meta) => self.look_at_evidence(&path, &meta),
                 Entry::Skip => {}
             }
         }
         self.stuck = still_stuck;
-        self.sidecars_left.retain(|path, id| {
+        self.evidence_left.retain(|path, id| {
             std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
         });
         self.folders.retain(|path, id| {
@@ -680,37 +681,41 @@ impl Folder<'_> {
         });
     }
 
-    /// Looks at a sidecar found by a scan: one with no package beside it, complete (unchanged
-    /// for `settle` and open by no one), that gives the digest of the package last taken
-    /// under its name came after that package ([`super::late`]): it is journaled and leaves
+    /// Looks at evidence found by a scan: evidence with no package beside it, complete
+    /// (unchanged for `settle` and open by no one), that matches the package last taken under
+    /// its name (a `.sha256` giving its digest, a `.minisig` that verifies it with a
+    /// configured key) came after that package ([`super::late`]): it is journaled and leaves
     /// the folder, where it would otherwise be read with the next upload of that name. Any
-    /// other is left as it is, and not read again until it changes.
-    fn look_at_sidecar(&mut self, path: &Path, meta: &std::fs::Metadata) {
+    /// other is left as it is, and not read again until it changes. A signature is checked
+    /// here, on the intake folder's own thread, by reading the archived package.
+    fn look_at_evidence(&mut self, path: &Path, meta: &std::fs::Metadata) {
         let package = path.with_extension("");
         let id = FileId::of(meta);
-        if self.sidecars_left.get(path) == Some(&id)
+        if self.evidence_left.get(path) == Some(&id)
             || is_regular(&package)
             || self.opened.contains_key(path)
             || !unchanged_for(path, self.rules.settle)
         {
             return;
         }
-        let late = PackageName::of_path(&package)
+        let late = (path.file_name().and_then(|n| n.to_str()))
             .zip(read_evidence(path))
-            .and_then(|(name, sidecar)| self.taken.late(&name, &sidecar));
+            .and_then(|(name, evidence)| {
+                (self.taken).late_evidence(name, &evidence, &self.rules.late_signatures)
+            });
         let unchanged = std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == id);
         match late {
             Some(late) if unchanged => {
                 late.record(self.journal, Channel::Watch, None);
                 if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a sidecar come late from the intake folder");
-                    self.sidecars_left.insert(path.to_owned(), id);
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove evidence come late from the intake folder");
+                    self.evidence_left.insert(path.to_owned(), id);
                 }
             }
             // Changed while it was read: looked at again by the next scan.
             Some(_) => {}
             None => {
-                self.sidecars_left.insert(path.to_owned(), id);
+                self.evidence_left.insert(path.to_owned(), id);
             }
         }
     }
@@ -945,7 +950,7 @@ async fn take(
         // evidence name but is no regular file was not read as evidence: it stays, to be
         // refused and set aside like anything else that is not a regular file. Evidence
         // written there after it was read (a sidecar sent after its package) was not
-        // read either: it stays, to be looked at alone ([`Folder::look_at_sidecar`]).
+        // read either: it stays, to be looked at alone ([`Folder::look_at_evidence`]).
         _ => {
             for (p, read) in [
                 (&sidecar_path, sidecar_read),

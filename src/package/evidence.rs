@@ -451,59 +451,73 @@ fn check_signature(incoming: &Incoming, keys: &[PublicKey]) -> Result<EvidenceSt
             "a signature came with the package, but no public key is configured".to_owned(),
         ));
     }
-    let signature = Signature::decode(&text).map_err(|e| {
-        Rejection::Evidence(format!(
-            "the .minisig file is not a minisign signature: {e}"
-        ))
-    })?;
-    let mut reasons = Vec::new();
-    for key in keys {
-        match verify_file(key, &signature, incoming) {
-            Ok(()) => {
-                return Ok(EvidenceState::Verified(format!(
-                    "minisign signature verified (trusted comment: {})",
-                    signature.trusted_comment()
-                )));
-            }
-            Err(SignatureError::Io(e)) => return Err(Rejection::Io(e)),
-            Err(SignatureError::Invalid(e)) => reasons.push(e),
-        }
+    match verify_signature(&text, keys, || File::open(&incoming.path)) {
+        Ok(trusted_comment) => Ok(EvidenceState::Verified(format!(
+            "minisign signature verified (trusted comment: {trusted_comment})"
+        ))),
+        Err(SignatureError::Io(e)) => Err(Rejection::Io(e)),
+        Err(e) => Err(Rejection::Evidence(e.to_string())),
     }
-    reasons.dedup();
-    Err(Rejection::Evidence(format!(
-        "the minisign signature does not verify with any configured public key ({})",
-        reasons.join("; ")
-    )))
 }
 
-/// Why a signature did not verify with one key.
-enum SignatureError {
-    /// The archived copy could not be read.
+/// Why a minisign signature does not verify a file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SignatureError {
+    /// The text is no minisign signature.
+    #[error("the .minisig file is not a minisign signature: {0}")]
+    Malformed(String),
+    /// The signed file could not be read.
+    #[error("the file it signs could not be read: {0}")]
     Io(io::Error),
-    /// The signature is not by this key, or not over these bytes.
+    /// Made with none of the keys, or not over these bytes; the text says why, for each key.
+    #[error("the minisign signature does not verify with any configured public key ({0})")]
     Invalid(String),
 }
 
-/// Streams the package file through a verifier for `key`. Only prehashed signatures (the
-/// minisign default) can be streamed; legacy ones are refused rather than read whole.
-fn verify_file(
-    key: &PublicKey,
-    signature: &Signature,
-    incoming: &Incoming,
-) -> Result<(), SignatureError> {
+/// Verifies the minisign signature `text` over the file `open` opens, with any of `keys`: its
+/// trusted comment when one of them verifies it. The file is opened only when the signature
+/// may be made with one of the keys, and read once, in chunks, through a verifier for each
+/// such key (at most what the reader `open` gives yields: a caller bounds it there). Only
+/// prehashed signatures (the minisign default) can be streamed; legacy ones are refused
+/// rather than read whole.
+pub(crate) fn verify_signature<R: io::Read>(
+    text: &str,
+    keys: &[PublicKey],
+    open: impl FnOnce() -> io::Result<R>,
+) -> Result<String, SignatureError> {
     use minisign_verify::Error as E;
-    let mut verifier = key.verify_stream(signature).map_err(|e| match e {
-        E::UnexpectedKeyId => SignatureError::Invalid("made with another key".to_owned()),
-        E::UnsupportedLegacyMode => {
-            SignatureError::Invalid("legacy (not prehashed) signatures are not accepted".to_owned())
+    let signature =
+        Signature::decode(text).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let mut reasons = Vec::new();
+    let mut verifiers = Vec::new();
+    for key in keys {
+        match key.verify_stream(&signature) {
+            Ok(verifier) => verifiers.push(verifier),
+            Err(E::UnexpectedKeyId) => reasons.push("made with another key".to_owned()),
+            Err(E::UnsupportedLegacyMode) => {
+                reasons.push("legacy (not prehashed) signatures are not accepted".to_owned())
+            }
+            Err(other) => reasons.push(other.to_string()),
         }
-        other => SignatureError::Invalid(other.to_string()),
-    })?;
-    let file = File::open(&incoming.path).map_err(SignatureError::Io)?;
-    hash::stream(file, |chunk| verifier.update(chunk)).map_err(SignatureError::Io)?;
-    verifier
-        .finalize()
-        .map_err(|_| SignatureError::Invalid("signature does not match the package".to_owned()))
+    }
+    if !verifiers.is_empty() {
+        let file = open().map_err(SignatureError::Io)?;
+        hash::stream(file, |chunk| {
+            for verifier in &mut verifiers {
+                verifier.update(chunk);
+            }
+        })
+        .map_err(SignatureError::Io)?;
+        if verifiers.iter_mut().any(|v| v.finalize().is_ok()) {
+            return Ok(signature.trusted_comment().to_owned());
+        }
+        reasons.push("signature does not match the package".to_owned());
+    }
+    if keys.is_empty() {
+        reasons.push("no public key is configured".to_owned());
+    }
+    reasons.dedup();
+    Err(SignatureError::Invalid(reasons.join("; ")))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub(crate) use corte::{
 };
 pub(crate) use evidence::{
     Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, evidence_text,
-    sidecar_digest, sidecar_single_entry, sum_line,
+    sidecar_digest, sidecar_single_entry, sum_line, verify_signature,
 };
 pub(crate) use name::{
     EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence,

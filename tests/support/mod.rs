@@ -1064,6 +1064,18 @@ pub fn of_kind(history: &serde_json::Value, kind: &str) -> Vec<serde_json::Value
 /// Waits for `n` `verified` events, and asserts that the package `bytes` is among them,
 /// verified against its `.sha256` sidecar.
 pub fn assert_verified_with_sidecar(server: &Server, n: usize, bytes: &[u8]) {
+    assert_verified_with(server, n, bytes, "sidecar");
+}
+
+/// Waits for `n` `verified` events, and asserts that the package `bytes` is among them,
+/// verified against its `.minisig` signature.
+pub fn assert_verified_with_signature(server: &Server, n: usize, bytes: &[u8]) {
+    assert_verified_with(server, n, bytes, "signature");
+}
+
+/// Waits for `n` `verified` events, and asserts that the package `bytes` is among them,
+/// verified against its evidence of `kind` (`sidecar`, `signature`).
+fn assert_verified_with(server: &Server, n: usize, bytes: &[u8], kind: &str) {
     let verified = wait_events(server, "verified", n);
     let sha = sha256_hex(bytes);
     let found = verified
@@ -1073,9 +1085,26 @@ pub fn assert_verified_with_sidecar(server: &Server, n: usize, bytes: &[u8]) {
     assert!(
         found["detail"]
             .to_string()
-            .contains("\"sidecar\":{\"verified\""),
+            .contains(&format!("\"{kind}\":{{\"verified\"")),
         "{found}"
     );
+}
+
+/// A minisign key pair made by `difusor keygen` in `dir`: the public key file (for
+/// `--minisign-keys`) and the secret key, to sign with [`minisign_signature`].
+pub fn minisign_keys(dir: &Path) -> (PathBuf, minisign::SecretKey) {
+    run_ok(difusor().args(["keygen", "--dir"]).arg(dir));
+    let secret = std::fs::read(dir.join("difusor.key")).unwrap();
+    let secret = minisign::SecretKey::from_bytes(&secret).unwrap();
+    (dir.join("difusor.pub"), secret)
+}
+
+/// The `.minisig` text of `bytes` signed with `key`, as an institute signs its package `name`.
+pub fn minisign_signature(key: &minisign::SecretKey, name: &str, bytes: &[u8]) -> String {
+    let trusted = format!("file:{name}");
+    minisign::sign(None, key, bytes, Some(&trusted), None)
+        .unwrap()
+        .into_string()
 }
 
 /// Waits until the journal holds at least `n` events of `kind` and returns them, or panics

@@ -5,10 +5,11 @@
 //! handed to the publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
 //! channel `sftp`) when the file is closed, or, for a hidden name (`.name.part`), once the
 //! client renames it to its final name. A `<name>.sha256` or `<name>.minisig` uploaded in the
-//! same session before the package goes with it as evidence. A `.sha256` uploaded after its
-//! package, giving the digest of the package last taken under its name, is journaled as that
-//! package's evidence come late (`evidence-late`, [`crate::intake`]'s `late`); any other is
-//! kept for the next upload of its name in the session.
+//! same session before the package goes with it as evidence. Evidence uploaded after its
+//! package that matches the package last taken under its name (a `.sha256` giving its digest,
+//! a `.minisig` that verifies it with a configured key, checked off the async threads) is
+//! journaled as that package's evidence come late (`evidence-late`, [`crate::intake`]'s
+//! `late`); any other is kept for the next upload of its name in the session.
 //!
 //! # Guarantees
 //! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
@@ -331,13 +332,21 @@ impl SftpHandler {
                     &std::io::Error::other("its upload could not be read back"),
                 ));
             };
-            // A sidecar sent after its package (by `mput`, in name order) that gives the
-            // digest of the package taken under its name is that package's, come late.
-            if let Some(late) = name
-                .strip_suffix(".sha256")
-                .and_then(PackageName::new)
-                .and_then(|package| self.shared.taken.late(&package, &file))
-            {
+            // Evidence sent after its package (by `mput`, in name order) that matches the
+            // package taken under its name is that package's, come late.
+            let (shared, evidence, file_name) = (self.shared.clone(), file.clone(), name.clone());
+            // A signature is checked by reading the archived package: off the async threads.
+            let late = tokio::task::spawn_blocking(move || {
+                let check = &shared.server.late_signatures;
+                shared.taken.late_evidence(&file_name, &evidence, check)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                // Kept for the next upload of its name, as evidence that does not match.
+                tracing::error!(%name, error = %e, "checking evidence put after its package failed");
+                None
+            });
+            if let Some(late) = late {
                 late.record(
                     &self.shared.server.journal,
                     Channel::Sftp,
@@ -345,9 +354,12 @@ impl SftpHandler {
                 );
                 return Ok(ok_status(
                     id,
-                    "evidence recorded: it gives the digest of the package sent before it under \
-                     its name, which was taken without it; send evidence before its package to \
-                     have it checked first",
+                    &format!(
+                        "evidence recorded: it {} the package sent before it under its name, \
+                         which was taken without it; send evidence before its package to have \
+                         it checked first",
+                        late.says()
+                    ),
                 ));
             }
             if self.evidence.len() >= MAX_PENDING {

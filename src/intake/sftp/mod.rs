@@ -56,7 +56,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::Channel;
 use super::ban::Bans;
-use super::late::Taken;
+use super::late::{SignatureCheck, Taken};
 use super::startups::{Startup, Startups, YIELD_AFTER};
 use crate::http::accept::AcceptFailures;
 use crate::http::refusals::Throttle;
@@ -73,6 +73,8 @@ pub(crate) struct SftpServer {
     pub(crate) tmp_dir: PathBuf,
     /// Largest file accepted.
     pub(crate) max_package_bytes: u64,
+    /// What a signature put after its package is checked with.
+    pub(crate) late_signatures: SignatureCheck,
     /// The way to the publisher.
     pub(crate) publisher: PublisherHandle,
     /// The journal.
@@ -116,7 +118,7 @@ struct Shared {
     sessions: Arc<Semaphore>,
     bans: Bans,
     /// The packages sessions handed over lately (before this start too, as the journal
-    /// tells), for a sidecar sent after its package.
+    /// tells), for evidence sent after its package.
     taken: Taken,
 }
 
