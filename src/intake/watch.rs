@@ -44,9 +44,9 @@
 //!   it was read is not removed with it, unread. A `.sha256` that gives the digest of the
 //!   package taken last under its name, or a `.minisig` that verifies that package with a
 //!   configured key, with no package beside it, is journaled (`evidence-late`) and leaves the
-//!   folder; any other evidence stays for its package. A
-//!   file this machine failed to take (a full or read-only disk, a journal error: the
-//!   publisher's `failed`) stays as it is, never set aside, and is retried when it changes (its size, modification or status change
+//!   folder; any other evidence stays for its package. A file this machine failed to take
+//!   (a full or read-only disk, a journal error: the publisher's `failed`) stays as it is,
+//!   never set aside, and is retried when it changes (its size, modification or status change
 //!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
 //!   no event shortens the wait. One this server cannot open is journaled once for each
 //!   change of it, not at every try, and `/status` stops saying the intake fails once it is
