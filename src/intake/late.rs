@@ -274,9 +274,11 @@ impl Late {
                 );
                 detail["sidecar"] = json!(self.text);
                 detail["note"] = json!(format!(
-                    "{evidence} came after {package} was taken (without it), and gives its \
-                     digest: the package was not checked against it before it was published \
-                     or archived; send the sidecar before its package to have it checked first"
+                    "{evidence} came after {package} was taken, and gives its digest: this \
+                     copy was not read with the package (the package's `verified` entry says \
+                     what it was checked against before it was published or archived), and it \
+                     is kept in this entry, not in the archive; send the sidecar before its \
+                     package to have it checked first"
                 ));
                 detail["evidence"] = json!(evidence);
             }
@@ -290,9 +292,10 @@ impl Late {
                 detail["trusted_comment"] = json!(trusted_comment);
                 detail["note"] = json!(format!(
                     "{evidence} came after {package} was taken, and is a valid signature of \
-                     it by a configured key: the package was not checked against it before \
-                     it was published or archived, and it is kept in this entry, not in the archive; \
-                     send the signature before its package to have it checked first"
+                     it by a configured key: this copy was not read with the package (the \
+                     package's `verified` entry says what it was checked against before it \
+                     was published or archived), and it is kept in this entry, not in the \
+                     archive; send the signature before its package to have it checked first"
                 ));
                 detail["evidence"] = json!(evidence);
             }

@@ -356,8 +356,8 @@ impl SftpHandler {
                     id,
                     &format!(
                         "evidence recorded: it {} the package sent before it under its name, \
-                         which was taken without it; send evidence before its package to have \
-                         it checked first",
+                         which was taken before it came; send evidence before its package to \
+                         have it checked first",
                         late.says()
                     ),
                 ));
