@@ -2,7 +2,8 @@
 //! serving the package's files unpacked (gzipped, with and without the main.json header, a
 //! byte changed, an older corte, before 20:00), Varnish in front of difusor, a closed port,
 //! the simulator's site laid corte over corte, and watch mode with its observation log while
-//! a target stops answering and comes back.
+//! a target stops answering and comes back; hand-made servers for what nginx will not do
+//! (content codings stacked or mislabelled, redirects before the start).
 
 use std::io::{BufRead, Write as _};
 use std::net::TcpListener;
@@ -1760,5 +1761,139 @@ fn an_observation_log_that_is_not_a_regular_file_is_refused_at_once() {
             "{}",
             watched.stderr
         );
+    }
+}
+
+/// A web server on loopback with the files of the site package `package` unpacked: each
+/// request is answered with what `answer` makes of its path (without the leading `/`) and of
+/// the file there (`None`: there is none); its address.
+fn answering_server(
+    dir: &Path,
+    package: &[u8],
+    answer: impl Fn(&str, Option<Vec<u8>>) -> Vec<u8> + Send + Sync + 'static,
+) -> String {
+    let root = unpacked(dir, package);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (root, answer) = (root.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let Some(head) = read_head(&mut stream) else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.trim_start_matches('/');
+                let file = (!path.contains(".."))
+                    .then(|| std::fs::read(root.join(path)).ok())
+                    .flatten();
+                let _ = stream.write_all(&answer(path, file));
+            });
+        }
+    });
+    url
+}
+
+/// `bytes` gzipped.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A 200 answer as difusor gives it for corte [`LATEST`], with the header lines `extra`
+/// (each ending in CRLF) and `body`.
+fn ok_with(extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\nX-PREP-Corte: {LATEST}\r\n\
+         Cache-Control: {MAIN_CACHE_CONTROL}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A 404 answer with no body.
+fn not_found() -> Vec<u8> {
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+}
+
+#[test]
+fn a_body_gzipped_once_but_labelled_gzip_twice_is_never_equal_and_one_gzipped_twice_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    // Every file gzipped once, its answer naming gzip in two Content-Encoding fields: a
+    // browser undoes both, fails on the second, and shows no file.
+    let mislabelled = answering_server(dir.path(), &bytes, |_, file| match file {
+        Some(file) => ok_with(
+            "Content-Encoding: gzip\r\nContent-Encoding: gzip\r\n",
+            &gzipped(&file),
+        ),
+        None => not_found(),
+    });
+    let report = check_json(&[&mislabelled, "--package", package.to_str().unwrap()], 2);
+    all_files(&report, "error");
+    for path in SITE_FILES {
+        let error = file(&report, path)["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("the gzip, gzip body does not decode"),
+            "{path}: {report:#}"
+        );
+    }
+    // Gzipped twice and labelled so in one field: undone twice, every file equal.
+    let stacked = answering_server(dir.path(), &bytes, |_, file| match file {
+        Some(file) => ok_with(
+            "Content-Encoding: gzip, gzip\r\n",
+            &gzipped(&gzipped(&file)),
+        ),
+        None => not_found(),
+    });
+    let report = check_json(&[&stacked, "--package", package.to_str().unwrap()], 0);
+    passes(&report, &stacked, "header");
+    for path in SITE_FILES {
+        assert_eq!(file(&report, path)["encoding"], "gzip, gzip", "{report:#}");
+    }
+}
+
+#[test]
+fn before_the_start_a_redirect_is_followed_to_the_leak_it_leads_to_and_a_loop_is_no_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let package = package.to_str().unwrap();
+    // The site sends every address to another server that serves the package's files: a
+    // visitor's browser follows and shows the results before the start.
+    let elsewhere = site_server(dir.path(), &bytes, LATEST, Duration::ZERO);
+    let redirecting = answering_server(dir.path(), &bytes, move |path, _| {
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {elsewhere}{path}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_bytes()
+    });
+    let args = [redirecting.as_str(), "--package", package, "--embargo"];
+    let report = check_json(&args, 1);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    all_files(&report, "leak");
+    let human = check(&args);
+    human.expect_exit(1);
+    human.verdict_is("fuga");
+    // Every address redirecting to itself: followed to the limit, then no answer; never a
+    // pass, never a hang.
+    let looping = answering_server(dir.path(), &bytes, |path, _| {
+        format!(
+            "HTTP/1.1 301 Moved Permanently\r\nLocation: /{path}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_bytes()
+    });
+    let report = check_json(&[&looping, "--package", package, "--embargo"], 2);
+    all_files(&report, "error");
+    for path in SITE_FILES {
+        let error = file(&report, path)["error"].as_str().unwrap_or_default();
+        assert!(error.contains("too many redirects"), "{path}: {report:#}");
     }
 }

@@ -163,7 +163,10 @@ pub(crate) async fn run(config: &Config, options: &Options) -> Result<u8> {
     let client_tls = ClientTls::from_config(config)?;
     let timeout = positive("--timeout", options.timeout)?;
     let tls = pull::tls_config(&client_tls)?;
-    let fetcher = Fetcher::new(tls.clone(), timeout).context("cannot set up the HTTP client")?;
+    // Before the start a redirect is followed as a visitor's browser follows it: the address
+    // it leads to may serve the package, and a redirect alone proves nothing withheld.
+    let fetcher = Fetcher::new(tls.clone(), timeout, options.embargo)
+        .context("cannot set up the HTTP client")?;
     let source = match (&options.package, &options.packages, &options.package_url) {
         (Some(file), _, _) => Source::File(file.clone()),
         (_, Some(dir), _) => Source::Folder(dir.clone()),

@@ -89,8 +89,8 @@ pub(super) struct FileReport {
     pub(super) result: Outcome,
     /// How long the answer took.
     pub(super) millis: Option<u64>,
-    /// The content coding of the answer.
-    pub(super) encoding: Option<&'static str>,
+    /// The content codings of the answer, in the order applied (`gzip`, `gzip, br`).
+    pub(super) encoding: Option<String>,
     /// SHA-256 of the package's file.
     pub(super) expected_sha256: String,
     /// SHA-256 of what was served (`None` when nothing was, or it was longer than read).
@@ -383,7 +383,7 @@ impl Report {
                     f.status.map_or("-".to_owned(), |s| s.to_string()),
                     word(f.result).to_owned(),
                     f.millis.map_or("-".to_owned(), |m| m.to_string()),
-                    f.encoding.unwrap_or("-").to_owned(),
+                    f.encoding.clone().unwrap_or_else(|| "-".to_owned()),
                     detail(f),
                 ]);
             }

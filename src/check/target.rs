@@ -6,6 +6,9 @@
 //!   `main.json` is asked first and once.
 //! - A file is `equal` only when the server answered 200 with exactly the package's bytes
 //!   once decoded; under `--embargo` such a file is a `leak`, and every other answer passes.
+//!   Under `--embargo` redirects are followed as a visitor's browser follows them, and the
+//!   answer at their end is the one judged: a redirect proves nothing withheld, and one that
+//!   leads to the package's bytes is a leak.
 //! - Addresses are built by segments from the package's member paths (each percent-encoded),
 //!   so a member name cannot point a request outside the site's address.
 //! - Given a deadline, the check ends by it whatever the server does: a request not answered
@@ -386,7 +389,7 @@ fn judge(file: &File, answer: &Result<Answer, String>, embargo: bool) -> FileRep
     };
     report.status = Some(answer.status);
     report.millis = Some(answer.millis);
-    report.encoding = answer.encoding;
+    report.encoding = answer.encoding.clone();
     report.served_sha256 = answer.complete.then(|| Sha256::of(&answer.body).to_hex());
     let same = answer.complete && answer.body == file.bytes;
     report.result = match (answer.status == 200, same, embargo) {
