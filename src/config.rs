@@ -472,8 +472,8 @@ settings! {
     /// Most bytes one SFTP session may upload in all (each file is also held to
     /// `max_package_bytes`).
     sftp_max_session_bytes: ByteSize = ByteSize::gib(16);
-    /// An SFTP session quiet this long, or whose client takes none of its replies this long,
-    /// is closed (`5m`).
+    /// An SFTP session quiet this long, or whose client sends no SFTP request (keep-alives do
+    /// not count) or takes none of its replies this long, is closed (`5m`).
     sftp_idle_timeout: String = "5m".to_owned();
     /// Longest time a file may stay open for writing over SFTP, from its open to its close
     /// (`30m`): past it the session is cut and the file discarded, so a client that sends a

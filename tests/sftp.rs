@@ -932,6 +932,107 @@ fn a_login_past_the_session_limit_is_told_to_come_back() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// OpenSSH's `ssh` or `sftp` with the institute's key, sending a keep-alive every second
+/// (`ServerAliveInterval=1`) and asking for nothing more than `args` do; returns once it has
+/// logged in, its input held open.
+fn kept_alive(s: &Sftp, program: &str, port_flag: &str, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(program)
+        .args([
+            "-v",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ServerAliveInterval=1",
+            "-i",
+        ])
+        .arg(&s.key)
+        .args([port_flag, &s.port.to_string()])
+        .args(args)
+        .arg("instituto@127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(program);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("Authenticated to") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{program} did not log in"));
+    child
+}
+
+/// Clients left open that ask for nothing but send SSH keep-alives (OpenSSH's
+/// `ServerAliveInterval`: an `sftp` prompt, an `ssh -N`) are never silent, yet hold their
+/// sessions' places. Each is cut after `sftp_idle_timeout` without an SFTP request, journaled
+/// with why, and the institute's upload gets in.
+#[test]
+fn clients_kept_alive_without_sftp_requests_are_cut_and_free_their_places() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(
+        tmp.path(),
+        &["--sftp-max-sessions", "2", "--sftp-idle-timeout", "3s"],
+    );
+    let mut prompt = kept_alive(&s, "sftp", "-P", &[]);
+    let mut tunnel = kept_alive(&s, "ssh", "-p", &["-N"]);
+    let out = s.batch("ls\n");
+    assert!(
+        text(&out).contains("too many SFTP sessions"),
+        "both places are held: {}",
+        text(&out)
+    );
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let out = s.batch(&format!("put {}\n", pkg.display()));
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no place was freed in 30 s; the last upload got: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    s.server.wait_corte("20240602_2000");
+    let cut = "cut: the client sent no SFTP request for 3s (sftp_idle_timeout)";
+    // Both held places, logged in with the key, and both are journaled as cut, with why.
+    sessions_when(&s.server, |sessions| {
+        sessions
+            .iter()
+            .filter(|e| {
+                e["detail"]["authenticated"] == true
+                    && e["detail"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains(cut))
+            })
+            .count()
+            == 2
+    });
+    for child in [&mut prompt, &mut tunnel] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 #[test]
 fn an_upload_this_server_fails_to_keep_is_a_server_error_not_a_rejection() {
     let tmp = tempfile::tempdir().unwrap();

@@ -21,9 +21,12 @@
 //! - A connection is cut when it has not finished the SSH handshake within
 //!   `sftp_handshake_timeout`, or logged in within `sftp_login_grace_time`, of connecting,
 //!   and when its client has taken none of the server's replies for `sftp_idle_timeout`
-//!   ([`stall`]), or when a file has stayed open for writing for `sftp_upload_timeout`
-//!   (however slowly its client keeps writing); whatever the session is doing, its socket is
-//!   shut down. The session entry says why, and names the upload discarded.
+//!   ([`stall`]), or, once logged in, has sent no SFTP request for `sftp_idle_timeout`
+//!   (SSH keep-alives, which OpenSSH's `ServerAliveInterval` sends, and other messages do not
+//!   count: a client left open holds no place for good), or when a file has stayed open for
+//!   writing for `sftp_upload_timeout` (however slowly its client keeps writing); whatever the
+//!   session is doing, its socket is shut down. The session entry says why, and names the
+//!   upload discarded.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
@@ -231,7 +234,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let stats = Arc::new(Mutex::new(SessionStats::default()));
     let (phase_tx, mut phase) = watch::channel(Phase::Handshake);
-    let replies = Arc::new(stall::Replies::default());
+    let traffic = Arc::new(stall::Traffic::default());
     // Held by the `sftp` subsystem while it runs: closed once it has ended.
     let (subsystem, mut subsystem_ended) = watch::channel(());
     let handler = SshHandler::new(
@@ -239,7 +242,7 @@ async fn connection(
         shared.clone(),
         stats.clone(),
         phase_tx,
-        replies.clone(),
+        traffic.clone(),
         subsystem,
     );
     let mut run = Box::pin(async {
@@ -264,7 +267,10 @@ async fn connection(
                             s.handshake_done();
                         }
                     }
-                    Phase::LoggedIn => startup = None,
+                    Phase::LoggedIn => {
+                        startup = None;
+                        traffic.logged_in();
+                    }
                     Phase::Handshake => {}
                 },
             },
@@ -282,17 +288,25 @@ async fn connection(
                     humantime(settings.login_grace_time)
                 )).await;
             }
-            () = stall::waited(&replies, settings.idle_timeout) => {
+            () = stall::waited(&traffic, settings.idle_timeout) => {
                 // The subsystem stops first, so the session waits no more to hand it requests.
-                replies.end();
+                traffic.end();
                 break cut_off(&cutter, &mut run, format!(
                     "cut: the client took none of this server's replies for {} \
                      (sftp_idle_timeout)",
                     humantime(settings.idle_timeout)
                 )).await;
             }
+            () = stall::quiet(&traffic, settings.idle_timeout) => {
+                traffic.end();
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: the client sent no SFTP request for {} (sftp_idle_timeout); \
+                     keep-alive messages do not count",
+                    humantime(settings.idle_timeout)
+                )).await;
+            }
             name = session::upload_overdue(&stats, settings.upload_timeout) => {
-                replies.end();
+                traffic.end();
                 break cut_off(&cutter, &mut run, format!(
                     "cut: {name} was still open for writing {} after it was opened \
                      (sftp_upload_timeout); nothing of it is kept",
@@ -311,7 +325,7 @@ async fn connection(
     drop(startup);
     // The session is over: its subsystem sees the channel end, and notes what it left.
     drop(run);
-    replies.end();
+    traffic.end();
     let _ = tokio::time::timeout(SUBSYSTEM_END_WAIT, subsystem_ended.changed()).await;
     let stats = with_stats(&stats, |s| s.clone());
     journal_session(&shared.server.journal, peer, &stats, cut.as_ref());

@@ -7,7 +7,8 @@
 //!   command, another subsystem or an extra channel is noted in the session's journal entry.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
 //!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
-//!   silence. Failed attempts are counted for the listener's bans.
+//!   silence (the listener also cuts it after as long without an SFTP request, whatever else
+//!   the client sends). Failed attempts are counted for the listener's bans.
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
 //!   a session opens channels only once it holds a place: at most two, and one `sftp`
 //!   subsystem.
@@ -34,7 +35,7 @@ use tokio::task::JoinHandle;
 use super::SftpSettings;
 use super::folder::SftpHandler;
 use super::session::{SessionStats, refused, with_stats};
-use super::stall::{Replies, Watched};
+use super::stall::{Traffic, Watched};
 use super::{Phase, Shared};
 
 /// Reads the host key at `path`, or makes an Ed25519 one there (mode 0600) if it is missing.
@@ -105,22 +106,23 @@ pub(super) struct SshHandler {
     phase: watch::Sender<Phase>,
     /// The place of a logged-in session, held to the end.
     session: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Where the `sftp` subsystem's stream notes replies the client does not take.
-    replies: Arc<Replies>,
+    /// Where the `sftp` subsystem's stream notes replies the client does not take, and the
+    /// requests it sends.
+    traffic: Arc<Traffic>,
     /// Handed to the `sftp` subsystem, which holds it while it runs.
     subsystem: Option<watch::Sender<()>>,
 }
 
 impl SshHandler {
     /// The handler of a new connection from `peer`, which tells `phase` how far it got; its
-    /// `sftp` subsystem notes in `replies` the replies its client does not take, and holds
-    /// `subsystem` while it runs.
+    /// `sftp` subsystem notes in `traffic` the replies its client does not take and the
+    /// requests it sends, and holds `subsystem` while it runs.
     pub(super) fn new(
         peer: SocketAddr,
         shared: Arc<Shared>,
         stats: Arc<Mutex<SessionStats>>,
         phase: watch::Sender<Phase>,
-        replies: Arc<Replies>,
+        traffic: Arc<Traffic>,
         subsystem: watch::Sender<()>,
     ) -> Self {
         Self {
@@ -131,7 +133,7 @@ impl SshHandler {
             sftp_started: false,
             phase,
             session: None,
-            replies,
+            traffic,
             subsystem: Some(subsystem),
         }
     }
@@ -329,7 +331,7 @@ impl russh::server::Handler for SshHandler {
             self.stats.clone(),
             self.subsystem.take(),
         );
-        let stream = Watched::new(channel.into_stream(), self.replies.clone());
+        let stream = Watched::new(channel.into_stream(), self.traffic.clone());
         russh_sftp::server::run(stream, sftp).await;
         Ok(())
     }
