@@ -1334,6 +1334,34 @@ fn a_client_that_takes_no_replies_is_cut_and_frees_its_place() {
     let _ = client.wait();
 }
 
+/// A client that sends a request said to be longer than the server takes (here, a megabyte of
+/// `0xff` after its INIT: a length of 4 GiB, then more of them) has broken the protocol: it is
+/// cut at once and journaled with why, the rest is never read as requests, and the log gets
+/// no line for every four bytes it sent.
+#[test]
+fn a_client_that_breaks_the_sftp_framing_is_cut_and_costs_the_log_no_flood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let mut requests = raw::init();
+    requests.extend(raw::open_write(1, "PREP_20240602_2000.zip"));
+    requests.extend(std::iter::repeat_n(0xff, 1 << 20));
+    let mut client = s.raw_session(requests, Vec::new(), true);
+    let _ = client.wait();
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let log = s.server.log();
+    let flood = log.matches("packet length limit exceeded").count();
+    assert_eq!(flood, 0, "{flood} log lines for one client's bytes");
+    let detail = &sessions[0]["detail"];
+    assert_eq!(
+        detail["error"],
+        "cut: the client broke the SFTP protocol (a request said to be 4294967295 bytes \
+         long, over the 262144 bytes this server takes)",
+        "{detail:#}"
+    );
+    assert_eq!(detail["unfinished"][0]["name"], "PREP_20240602_2000.zip");
+    assert!(events(&s.server, "received").is_empty());
+}
+
 /// A session that ends with an upload still open, or closed under a hidden name and never
 /// renamed, hands neither over, keeps nothing of them, and names both in its journal entry
 /// with the bytes received.

@@ -24,9 +24,11 @@
 //!   ([`stall`]), or, once logged in, has sent no SFTP request for `sftp_idle_timeout`
 //!   (SSH keep-alives, which OpenSSH's `ServerAliveInterval` sends, and other messages do not
 //!   count: a client left open holds no place for good), or when a file has stayed open for
-//!   writing for `sftp_upload_timeout` (however slowly its client keeps writing); whatever the
-//!   session is doing, its socket is shut down. The session entry says why, and names the
-//!   upload discarded.
+//!   writing for `sftp_upload_timeout` (however slowly its client keeps writing), or at once
+//!   when its client sends a request said to be longer than the SFTP server takes (256 KiB):
+//!   nothing from there on is read as a request, and it costs the log one line, not one for
+//!   every four bytes the client sends. Whatever the session is doing, its socket is shut
+//!   down. The session entry says why, and names the upload discarded.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
@@ -303,6 +305,12 @@ async fn connection(
                     "cut: the client sent no SFTP request for {} (sftp_idle_timeout); \
                      keep-alive messages do not count",
                     humantime(settings.idle_timeout)
+                )).await;
+            }
+            why = stall::broken(&traffic) => {
+                traffic.end();
+                break cut_off(&cutter, &mut run, format!(
+                    "cut: the client broke the SFTP protocol ({why})"
                 )).await;
             }
             name = session::upload_overdue(&stats, settings.upload_timeout) => {

@@ -331,8 +331,13 @@ impl russh::server::Handler for SshHandler {
             self.stats.clone(),
             self.subsystem.take(),
         );
-        let stream = Watched::new(channel.into_stream(), self.traffic.clone());
-        russh_sftp::server::run(stream, sftp).await;
+        let config = russh_sftp::server::Config::default();
+        let stream = Watched::new(
+            channel.into_stream(),
+            self.traffic.clone(),
+            config.max_client_packet_len,
+        );
+        russh_sftp::server::run_with_config(stream, sftp, config).await;
         Ok(())
     }
 }

@@ -17,6 +17,13 @@
 //! works on a request (a package being handed over). The listener cuts the connection once
 //! that is `sftp_idle_timeout` ([`quiet`]), whatever else the client sends meanwhile.
 //!
+//! A request said to be longer than the subsystem takes breaks the protocol: the subsystem
+//! would log it, skip its length alone and read what follows as the next request, logging a
+//! line for every four bytes the client sends, at the speed it sends them. [`Watched`]
+//! follows the requests' lengths as they come: what arrives with such a length is never
+//! handed on, the subsystem finds the end of its input instead, and the listener cuts the
+//! connection ([`broken`]), saying why.
+//!
 //! A reply waiting for room in the channel's window waits even after the connection has
 //! gone: the listener ends the stream's writes ([`Traffic::end`]), so the subsystem goes
 //! through the requests it was sent (their replies go nowhere), reaches the end of its
@@ -32,10 +39,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// Since when a reply of the server has been waiting for the client to take it, since when the
-/// session has waited for its client's next request, and whether the connection has ended.
+/// session has waited for its client's next request, whether the client broke the protocol,
+/// and whether the connection has ended.
 #[derive(Debug, Default)]
 pub(super) struct Traffic {
     state: Mutex<State>,
+    /// Told when the client broke the protocol.
+    broke: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +54,8 @@ struct State {
     /// Since when the session has waited for its client's next SFTP request (none before it
     /// logged in, nor while a request is read or worked on).
     quiet_since: Option<Instant>,
+    /// How the client broke the protocol, if it did.
+    broken: Option<String>,
     /// The waiting writer's, woken when the connection ends.
     waker: Option<Waker>,
     ended: bool,
@@ -73,6 +85,14 @@ impl Traffic {
         self.with(|s| {
             s.quiet_since.get_or_insert_with(Instant::now);
         });
+    }
+
+    /// The client broke the protocol, as `why` says: the listener cuts the connection.
+    fn broke(&self, why: String) {
+        self.with(|s| {
+            s.broken.get_or_insert(why);
+        });
+        self.broke.notify_one();
     }
 
     fn ended(&self) -> bool {
@@ -125,6 +145,17 @@ pub(super) async fn quiet(traffic: &Traffic, limit: Duration) {
     lasted(traffic, limit, |s| s.quiet_since).await;
 }
 
+/// Resolves once the client has broken the protocol, with how.
+pub(super) async fn broken(traffic: &Traffic) -> String {
+    loop {
+        if let Some(why) = traffic.with(|s| s.broken.clone()) {
+            return why;
+        }
+        // Told since it looked, or once it is told.
+        traffic.broke.notified().await;
+    }
+}
+
 /// Resolves once the wait `since` tells has lasted `limit`.
 async fn lasted(traffic: &Traffic, limit: Duration, since: impl Fn(&State) -> Option<Instant>) {
     loop {
@@ -136,16 +167,64 @@ async fn lasted(traffic: &Traffic, limit: Duration, since: impl Fn(&State) -> Op
     }
 }
 
+/// How the client's requests run in the stream, each a 4-byte length and as many bytes.
+#[derive(Debug, Default)]
+struct Framing {
+    /// The length being read, and how many of its bytes have come.
+    length: u32,
+    length_bytes: u8,
+    /// Bytes of the current request still to come.
+    remaining: usize,
+}
+
+impl Framing {
+    /// Follows `bytes`: the length of a request longer than `max`, if one is in them.
+    fn follow(&mut self, mut bytes: &[u8], max: u32) -> Option<u32> {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(bytes.len());
+                self.remaining -= n;
+                bytes = bytes.get(n..).unwrap_or_default();
+            } else if let Some((&byte, rest)) = bytes.split_first() {
+                bytes = rest;
+                self.length = (self.length << 8) | u32::from(byte);
+                self.length_bytes += 1;
+                if self.length_bytes == 4 {
+                    let length = std::mem::take(&mut self.length);
+                    self.length_bytes = 0;
+                    if length > max {
+                        return Some(length);
+                    }
+                    self.remaining = usize::try_from(length).unwrap_or(usize::MAX);
+                }
+            }
+        }
+        None
+    }
+}
+
 /// A stream whose writes say to [`Traffic`] whether they wait, and its reads whether
-/// requests come.
+/// requests come, and whether they break the protocol.
 pub(super) struct Watched<S> {
     inner: S,
     traffic: Arc<Traffic>,
+    /// The longest request the subsystem takes.
+    max_request: u32,
+    framing: Framing,
+    /// Set once a request too long came: the input ends there.
+    broken: bool,
 }
 
 impl<S> Watched<S> {
-    pub(super) fn new(inner: S, traffic: Arc<Traffic>) -> Self {
-        Self { inner, traffic }
+    /// `inner`, for a subsystem taking requests of at most `max_request` bytes.
+    pub(super) fn new(inner: S, traffic: Arc<Traffic>, max_request: u32) -> Self {
+        Self {
+            inner,
+            traffic,
+            max_request,
+            framing: Framing::default(),
+            broken: false,
+        }
     }
 }
 
@@ -156,8 +235,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.broken {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let came = buf.filled().get(before..).unwrap_or_default();
+        if let Some(length) = this.framing.follow(came, this.max_request) {
+            // Nothing that came with it is handed on: the subsystem's input ends here.
+            buf.set_filled(before);
+            this.broken = true;
+            this.traffic.broke(format!(
+                "a request said to be {length} bytes long, over the {} bytes this server takes",
+                this.max_request
+            ));
+            return Poll::Ready(Ok(()));
+        }
         this.traffic.note_read(&polled, buf.filled().len() > before);
         polled
     }
@@ -188,5 +281,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths are followed however the stream is cut into reads.
+    #[test]
+    fn a_request_too_long_is_found_wherever_the_reads_split_it() {
+        let mut stream = Vec::new();
+        for body in [&[1u8, 0, 0, 0, 3][..], &[7; 300]] {
+            stream.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+            stream.extend_from_slice(body);
+        }
+        stream.extend_from_slice(&1001u32.to_be_bytes());
+        for split in 1..stream.len() {
+            let mut framing = Framing::default();
+            let found: Vec<_> = stream
+                .chunks(split)
+                .filter_map(|chunk| framing.follow(chunk, 1000))
+                .collect();
+            assert_eq!(found, [1001], "reads of {split} bytes");
+        }
     }
 }
