@@ -1012,38 +1012,22 @@ fn watch_stops_with_0_on_ctrl_c_while_a_period_waits_on_a_silent_server() {
 /// for corte `corte` (`X-PREP-Corte` on every answer, `Cache-Control` of `main.json`), each
 /// answer `delay` after its request; its address.
 fn site_server(dir: &Path, package: &[u8], corte: &str, delay: Duration) -> String {
-    let root = unpacked(dir, package);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
     let corte = corte.to_owned();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let (root, corte) = (root.clone(), corte.clone());
-            std::thread::spawn(move || {
-                let Some(head) = read_head(&mut stream) else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&head);
-                let path = head.split_whitespace().nth(1).unwrap_or("/");
-                let path = path.trim_start_matches('/');
-                std::thread::sleep(delay);
-                let body = (!path.contains("..")).then(|| std::fs::read(root.join(path)).ok());
-                let (status, body) = match body.flatten() {
-                    Some(bytes) => ("200 OK", bytes),
-                    None => ("404 Not Found", Vec::new()),
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-PREP-Corte: {corte}\r\n\
-                     Cache-Control: {MAIN_CACHE_CONTROL}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            });
-        }
-    });
-    url
+    answering_server(dir, package, move |_, file| {
+        std::thread::sleep(delay);
+        let (status, body) = match file {
+            Some(bytes) => ("200 OK", bytes),
+            None => ("404 Not Found", Vec::new()),
+        };
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-PREP-Corte: {corte}\r\n\
+             Cache-Control: {MAIN_CACHE_CONTROL}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        answer
+    })
 }
 
 /// The time a watch line begins with.
