@@ -751,7 +751,43 @@ fn a_latest_alias_is_pulled_under_the_name_its_sidecar_gives_with_that_corte_tim
 }
 
 #[test]
-fn an_index_whose_service_stalls_is_left_at_the_first_stall_not_once_per_package() {
+fn an_index_whose_service_stalls_is_left_at_the_second_stall_not_once_per_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let names = [
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+        "20270606_2030_PREP_SITIO_CAMP.zip",
+    ];
+    for (i, p) in names.iter().enumerate() {
+        let stamp = &p[..13];
+        institute.publish("/prep/", p, &package(stamp, i as u8 + 1));
+        institute.trick(&format!("/prep/{p}"), Some(Trick::Stall));
+    }
+    let url = institute.url("/prep/");
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &url, &["--pull-stall-timeout", "500ms"]),
+    );
+    // Two polls, each left at its second package in a row the service does not deliver.
+    institute.wait_seen(&format!("/prep/{}", names[0]), 2);
+    institute.wait_seen(&format!("/prep/{}", names[1]), 2);
+    assert!(
+        institute.seen(&format!("/prep/{}", names[2])).is_empty(),
+        "a poll went on past two stalls in a row"
+    );
+    assert_eq!(wait_events(&server, "pull-error", 1).len(), 1);
+
+    // Once it answers again, all come, in order.
+    for p in names {
+        institute.trick(&format!("/prep/{p}"), None);
+    }
+    server.wait_corte("20270606_2030");
+    assert_eq!(events(&server, "received").len(), 3);
+}
+
+#[test]
+fn one_package_whose_download_always_stalls_holds_back_none_listed_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let institute = Institute::start(dir.path(), &pki(), false);
     let (p1, p2) = (
@@ -760,22 +796,25 @@ fn an_index_whose_service_stalls_is_left_at_the_first_stall_not_once_per_package
     );
     institute.publish("/prep/", p1, &package("20270606_2000", 1));
     institute.publish("/prep/", p2, &package("20270606_2015", 2));
-    for p in [p1, p2] {
-        institute.trick(&format!("/prep/{p}"), Some(Trick::Stall));
-    }
+    institute.trick(&format!("/prep/{p1}"), Some(Trick::Stall));
     let url = institute.url("/prep/");
     let server = start_puller(
         &dir.path().join("data"),
         &pull_args(&institute, &url, &["--pull-stall-timeout", "500ms"]),
     );
+    // The package after the broken one goes live, and the broken one is journaled.
+    server.wait_corte("20270606_2015");
+    let errors = wait_events(&server, "pull-error", 1);
+    assert!(
+        errors[0].to_string().contains(p1),
+        "the pull-error names another package: {}",
+        errors[0]
+    );
+    // It is tried again at the next poll, and taken once it is delivered.
     institute.wait_seen(&format!("/prep/{p1}"), 2);
-    assert!(institute.seen(&format!("/prep/{p2}")).is_empty());
-    assert_eq!(wait_events(&server, "pull-error", 1).len(), 1);
-
-    // Once it answers again, both come, in order.
-    for p in [p1, p2] {
-        institute.trick(&format!("/prep/{p}"), None);
-    }
+    institute.trick(&format!("/prep/{p1}"), None);
+    wait_events(&server, "pull-recovered", 1);
+    assert_eq!(events(&server, "received").len(), 2);
     server.wait_corte("20270606_2015");
 }
 

@@ -25,9 +25,11 @@
 //!   fresh sidecar, and nothing is remembered until they agree.
 //! - One this machine failed to take (a full disk, a journal error; the publisher's
 //!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
-//! - In an index, a package that fails for itself (too large, never matching its sidecar) does
-//!   not hold back the ones after it; a service that stops answering ends the poll at once.
-//!   An index is remembered (its validators kept) only once all it lists is in.
+//! - In an index, a package that fails for itself (too large, never matching its sidecar, a
+//!   download that alone breaks or stalls) does not hold back the ones after it: it is fetched
+//!   again at the next poll. A service that stops answering ends the poll at the
+//!   [`TRANSPORT_FAILURES_IN_A_ROW`]th package in a row it does not deliver, never once per
+//!   package. An index is remembered (its validators kept) only once all it lists is in.
 
 use std::collections::HashSet;
 
@@ -49,6 +51,11 @@ use crate::publisher::Outcome;
 /// Downloads of one package in one poll while its bytes and its sidecar disagree.
 pub(super) const ATTEMPTS: usize = 3;
 
+/// Packages of an index in a row that the service does not deliver (no answer, a broken or
+/// stalled transfer) before a poll ends: one is that package's own trouble, the next one too
+/// is the service's.
+pub(super) const TRANSPORT_FAILURES_IN_A_ROW: usize = 2;
+
 impl Puller {
     /// Fetches every package of an index not taken before.
     pub(super) async fn poll_index(&self, source: &mut Source) -> Result<(), PullError> {
@@ -69,20 +76,22 @@ impl Puller {
             .filter(|e| source.taken.get(&e.name) != Some(*e))
             .collect();
         let mut first_error = None;
+        let mut undelivered = 0;
         for entry in fresh {
             let Some(target) = target(&source.url, entry, &names) else {
                 continue;
             };
             match self.take(&target, None, &mut source.handed).await {
                 Ok(_) => {
+                    undelivered = 0;
                     source.taken.insert(entry.name.clone(), entry.clone());
                 }
                 Err(e) => {
                     tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
                     // A service that stopped answering would fail the rest as slowly.
-                    let stop = e.is_transport();
+                    undelivered = if e.is_transport() { undelivered + 1 } else { 0 };
                     first_error.get_or_insert(e);
-                    if stop {
+                    if undelivered == TRANSPORT_FAILURES_IN_A_ROW {
                         break;
                     }
                 }
