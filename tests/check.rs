@@ -1610,6 +1610,61 @@ fn header_values_with_control_or_bidi_characters_reach_the_json_escaped() {
 }
 
 #[test]
+fn a_header_value_hundreds_of_kilobytes_long_is_judged_whole_and_shown_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    // 300 KB in X-Frame-Options, and a Cache-Control right for its first 200 characters.
+    let long = "A".repeat(300_000);
+    let url = answering_server(dir.path(), &bytes, move |_, file| match file {
+        Some(file) => {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\nX-Frame-Options: {long}\r\nContent-Length: {}\r\n\
+                 X-PREP-Corte: {LATEST}\r\nCache-Control: {MAIN_CACHE_CONTROL}{}\r\n\
+                 Connection: close\r\n\r\n",
+                file.len(),
+                "x".repeat(200)
+            )
+            .into_bytes();
+            answer.extend_from_slice(&file);
+            answer
+        }
+        None => not_found(),
+    });
+    let targets = targets_file(dir.path(), &url, "headers = [\"X-Frame-Options: DENY\"]\n");
+    let args = [
+        "--targets",
+        targets.to_str().unwrap(),
+        "--package",
+        package.to_str().unwrap(),
+    ];
+    let checked = check(&[&args[..], &["--json"]].concat());
+    checked.expect_exit(1);
+    assert!(
+        checked.stdout.len() < 50_000,
+        "a {} byte report for a 300 KB header",
+        checked.stdout.len()
+    );
+    let report = checked.report();
+    let served = report["headers"][0]["served"].as_str().unwrap_or_default();
+    assert_eq!(report["headers"][0]["ok"], false, "{report:#}");
+    assert_eq!(
+        served,
+        format!("{}… (300000 bytes en total)", "A".repeat(200)),
+        "{report:#}"
+    );
+    // Judged whole: a value that begins right is no pass.
+    assert_eq!(report["main_cache_control"]["ok"], false, "{report:#}");
+    let table = check(&args);
+    table.expect_exit(1);
+    assert!(table.stdout.len() < 50_000, "{}", table.stdout.len());
+    assert!(
+        table.stdout.contains("(300000 bytes en total)"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
 fn an_https_package_address_redirected_to_http_is_refused() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir().unwrap();

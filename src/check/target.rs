@@ -14,6 +14,9 @@
 //! - Given a deadline, the check ends by it whatever the server does: a request not answered
 //!   by then is abandoned, none is started after it, and each file left without an answer is
 //!   an error, with a finding that says the check did not end in time.
+//! - A served header value is judged whole and shown at most [`MAX_SHOWN_HEADER_CHARS`]
+//!   characters long, its control and bidirectional characters escaped: what a server sends
+//!   cannot swell a report or the observation log's rows.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -234,7 +237,7 @@ impl Checker {
                 CacheControl {
                     path: self.main_path.clone(),
                     ok: served.as_deref() == Some(MAIN_CACHE_CONTROL),
-                    served,
+                    served: served.map(shortened),
                 }
             });
         }
@@ -249,7 +252,7 @@ impl Checker {
                     ok: served.is_some()
                         && (rule.value.is_none() || rule.value.as_deref() == served.as_deref()),
                     expected: rule.value.clone(),
-                    served,
+                    served: served.map(shortened),
                 }
             })
             .collect();
@@ -435,6 +438,19 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| PeerText(String::from_utf8_lossy(v.as_bytes()).trim()).to_string())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Most characters of a served header value a report shows: a server may send hundreds of
+/// kilobytes in one, and `--watch` writes its findings into a log row every period.
+const MAX_SHOWN_HEADER_CHARS: usize = 200;
+
+/// `value` as a report shows it: whole up to [`MAX_SHOWN_HEADER_CHARS`] characters, cut there
+/// otherwise, saying how long it was. It is judged whole before it is cut.
+fn shortened(value: String) -> String {
+    match value.char_indices().nth(MAX_SHOWN_HEADER_CHARS) {
+        None => value,
+        Some((at, _)) => format!("{}… ({} bytes en total)", &value[..at], value.len()),
+    }
 }
 
 /// How people write an HTTP version: `HTTP/1.1`, `HTTP/2`.

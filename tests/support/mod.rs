@@ -56,7 +56,8 @@ pub fn ingest_without_server_under(limits: ProcessLimits, pkg: &Path, data: &Pat
         .unwrap()
 }
 
-/// Runs `cmd` and returns its output if it ends within `within`; kills it otherwise.
+/// Runs `cmd` and returns its output if it ends within `within`; kills it otherwise. Its
+/// output is read while it runs, so a command that writes more than a pipe holds ends.
 pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -64,10 +65,25 @@ pub fn output_within(cmd: &mut Command, within: Duration) -> Option<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(Output {
+                status,
+                stdout: stdout.join().unwrap(),
+                stderr: stderr.join().unwrap(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
