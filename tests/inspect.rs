@@ -386,8 +386,20 @@ fn inspect_json(path: &std::path::Path, extra: &[&str]) -> (Option<i32>, serde_j
 /// The one election of a derived file's report, after checking that every known definition
 /// together explains it (exit status 0) and that `institute`'s own definitions do.
 fn derived_election(name: &str, institute: &str) -> serde_json::Value {
-    let path = derived_fixture(name);
-    let (code, v) = inspect_json(&path, &[]);
+    election_explained_by(&derived_fixture(name), institute)
+}
+
+/// A cut of real rows kept with these tests (`tests/fixtures/PROVENANCE.md`).
+fn cut_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// [`derived_election`] of the file at `path`.
+fn election_explained_by(path: &std::path::Path, institute: &str) -> serde_json::Value {
+    let name = path.display();
+    let (code, v) = inspect_json(path, &[]);
     assert_eq!(code, Some(0), "{name}: {v:#}");
     let e = v["elections"][0].clone();
     assert_eq!(e["consistent"], true);
@@ -399,7 +411,7 @@ fn derived_election(name: &str, institute: &str) -> serde_json::Value {
         "{name}: {:#}",
         e["definitions"]
     );
-    let (code, pinned) = inspect_json(&path, &["--reglas", institute]);
+    let (code, pinned) = inspect_json(path, &["--reglas", institute]);
     assert_eq!(code, Some(0), "{name} --reglas {institute}: {pinned:#}");
     assert_eq!(pinned["elections"][0]["definitions"]["pinned"], institute);
     e
@@ -507,6 +519,30 @@ fn puebla_2018_a_dash_is_an_acta_not_yet_captured() {
     let path = derived_fixture("iee_pue2018_dash_means_not_captured.csv");
     let text = inconsistent_under(&path, "ine-2019");
     assert!(text.contains("ACTAS_FUERA_CATALOGO"), "{text}");
+}
+
+/// IEE Puebla 2018 writes the observation of an acta whose fields are all empty `Todos los
+/// campos vacio` (singular, no accent; INE writes `Todos los campos vacíos`), and counts it
+/// among the inconsistencies: in its real files at the corte of 02/07/2018 20:00 (GitHub
+/// `JuveCampos/Proyecto_Puebla`, `DatosPREP/`), PORCENTAJE_ACTAS_INCONSISTENCIAS is the actas
+/// illegible, over the lista nominal or all empty, over the catalogue: 305 of 7,547 in AYUN
+/// and DIP_LOC (4.0413), 308 of 7,548 in GOB (4.0805). The cut is AYUN's.
+#[test]
+fn puebla_2018_todos_los_campos_vacio_is_an_inconsistency() {
+    let path = cut_fixture("iee_pue2018_todos_los_campos_vacio.csv");
+    let e = election_explained_by(&path, "iee-puebla-2018");
+    let incons = field(&e, "PORCENTAJE_ACTAS_INCONSISTENCIAS");
+    assert_eq!(
+        (&incons["recomputed"], &incons["variant"]),
+        (&"33.3333".into(), &"dash-not-captured".into()),
+        "{incons:#}"
+    );
+    let observations = e["by_observation"].as_array().unwrap();
+    let vacio = observations
+        .iter()
+        .find(|o| o["observation"] == "Todos los campos vacio")
+        .unwrap_or_else(|| panic!("{observations:#?}"));
+    assert_eq!(vacio["inconsistency"], true, "{vacio:#}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The `OBSERVACIONES` cell of an acta: what it reports, whatever way the institute wrote it.
 //!
 //! Seen in real files: one phrase (`ALGÚN CAMPO ILEGIBLE O SIN DATO`, `SIN ACTA POR PAQUETE NO
-//! ENTREGADO`, `FUERA DE CATÁLOGO`), a Python list (`['Ilegible', 'Sin dato']`, INE 2023), a
+//! ENTREGADO`, `FUERA DE CATÁLOGO`, `Todos los campos vacio`), a Python list (`['Ilegible', 'Sin dato']`, INE 2023), a
 //! comma-joined list (`Sin dato,Ilegible`), a code after the phrase (`Sin Acta(3)`), and `-` or
 //! `--` for none. Each item is read for what it reports; the summary's definitions
 //! ([`super::definitions`]) decide which reports count.
@@ -45,7 +45,9 @@ impl std::ops::BitOr for Flags {
 }
 
 /// Words that report an inconsistency of the acta's figures (upper case, no accents).
-const INCONSISTENCY_WORDS: &[&str] = &["ILEGIBLE", "SIN DATO", "EXCEDE", "CAMPOS VACIOS"];
+/// `CAMPOS VACIO` is also how IEE Puebla 2018 writes it (`Todos los campos vacio`), where INE
+/// writes `Todos los campos vacíos`.
+const INCONSISTENCY_WORDS: &[&str] = &["ILEGIBLE", "SIN DATO", "EXCEDE", "CAMPOS VACIO"];
 
 /// Items that mean "nothing observed".
 const NONE: &[&str] = &["", "-", "--", "N/A"];
@@ -92,6 +94,7 @@ mod tests {
             ("TODO ILEGIBLE O SIN DATO", inconsistent),
             ("EXCEDE LISTA NOMINAL", inconsistent),
             ("['Todos los campos vacíos']", inconsistent),
+            ("Todos los campos vacio", inconsistent),
             ("['Ilegible', 'Sin dato']", inconsistent),
             ("Sin dato,Ilegible", inconsistent),
             ("['Identificación forzada', 'Ilegible']", inconsistent),
