@@ -545,6 +545,31 @@ fn puebla_2018_todos_los_campos_vacio_is_an_inconsistency() {
     assert_eq!(vacio["inconsistency"], true, "{vacio:#}");
 }
 
+/// IEE Puebla 2018 leaves out of ACTAS_NO_CONTABILIZADAS an acta captured with CONTABILIZADA
+/// `0` but no observation (its party cells still empty): in its real files at 02/07/2018
+/// 20:00 (GitHub `JuveCampos/Proyecto_Puebla`, `DatosPREP/`) the field is the rows with `0`
+/// less exactly those (AYUN 1,277 less 1, DIP_LOC 1,201 less 2, GOB 1,175 less 1), while
+/// ACTAS_CAPTURADAS still counts them. The cut is AYUN's: a counted acta, one `Sin Acta` and
+/// one `0` without observation.
+#[test]
+fn puebla_2018_an_acta_not_counted_without_observation_is_not_in_actas_no_contabilizadas() {
+    let path = cut_fixture("iee_pue2018_zero_without_observation.csv");
+    let e = election_explained_by(&path, "iee-puebla-2018");
+    let not_counted = field(&e, "ACTAS_NO_CONTABILIZADAS");
+    assert_eq!(
+        (&not_counted["recomputed"], &not_counted["variant"]),
+        (&"1".into(), &"not-counted-observed".into()),
+        "{not_counted:#}"
+    );
+    assert_eq!(field(&e, "ACTAS_CAPTURADAS")["recomputed"], "3");
+    // Every other institute counts it among the actas not counted.
+    let text = inconsistent_under(&path, "ine-2019");
+    assert!(
+        text.contains("ACTAS_NO_CONTABILIZADAS declared \"1\", recomputed 2"),
+        "{text}"
+    );
+}
+
 #[test]
 fn queretaro_2018_sin_acta_rows_are_captured_and_inconsistent() {
     let e = derived_election("ieeq2018_sin_acta_empty_contabilizada.csv", "ieeq-2018");

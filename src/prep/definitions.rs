@@ -24,7 +24,8 @@
 //!   votes) is not counted when combinations are ranked, and between equals a combination an
 //!   institute is known to use wins.
 //! - Rules that only apply to some files (the RP actas of diputaciones, the juntas' zero) are
-//!   tried only on those; a dimension with nothing to act on (no `-` rows) names no rule.
+//!   tried only on those; a dimension with nothing to act on (no `-` rows, no acta with `0`
+//!   and no observation) names no rule.
 //! - Nothing here reads the rows: every rule works on the tally, so checking every definition
 //!   costs no more per row than checking one.
 
@@ -57,11 +58,13 @@ pub(crate) enum Dimension {
     TotalWithoutSpecials,
     /// How the four percentages are brought to four decimals.
     Percentages,
+    /// Which actas `ACTAS_NO_CONTABILIZADAS` counts.
+    NotCounted,
 }
 
 impl Dimension {
     /// How many dimensions there are.
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
 
     /// Every dimension, in the order combinations are written.
     pub(crate) const ALL: [Dimension; Dimension::COUNT] = [
@@ -74,6 +77,7 @@ impl Dimension {
         Dimension::TotalWithSpecials,
         Dimension::TotalWithoutSpecials,
         Dimension::Percentages,
+        Dimension::NotCounted,
     ];
 
     /// Its position in [`Dimension::ALL`].
@@ -123,6 +127,10 @@ pub(crate) enum RuleId {
     PercentTruncated,
     /// Percentages truncated, or one ten-thousandth below.
     PercentOneBelow,
+    /// Not counted: every acta captured with `0`.
+    NotCountedAll,
+    /// Not counted: only actas captured with `0` and an observation.
+    NotCountedObserved,
 }
 
 /// One way of defining a summary field, as seen in real files.
@@ -329,6 +337,24 @@ pub(crate) const RULES: &[Rule] = &[
                and the counts and vote totals beside it are still checked exactly",
         seen_in: &["IEEPCO Oaxaca 2022"],
     },
+    Rule {
+        id: RuleId::NotCountedAll,
+        name: "not-counted-all",
+        dimension: Dimension::NotCounted,
+        standard: true,
+        says: "ACTAS_NO_CONTABILIZADAS is every catalogue acta with CONTABILIZADA 0",
+        seen_in: &["FORMATS.md's definition"],
+    },
+    Rule {
+        id: RuleId::NotCountedObserved,
+        name: "not-counted-observed",
+        dimension: Dimension::NotCounted,
+        standard: false,
+        says: "ACTAS_NO_CONTABILIZADAS is the catalogue actas with CONTABILIZADA 0 and an \
+               observation; one with 0 and none (captured, its votes not yet) is captured, \
+               neither counted nor in ACTAS_NO_CONTABILIZADAS",
+        seen_in: &["IEE Puebla 2018"],
+    },
 ];
 
 impl RuleId {
@@ -400,6 +426,7 @@ pub(crate) const REGLAS: &[Reglas] = &[
         rules: &[
             RuleId::DashNotCaptured,
             RuleId::ParticipationWithoutSpecials,
+            RuleId::NotCountedObserved,
         ],
     },
     Reglas {
@@ -456,7 +483,7 @@ const DEPENDS_ON: [&[Dimension]; 13] = {
             Rp,
             Percentages,
         ],
-        &[],
+        &[NotCounted],
         &[],
         &[TotalWithSpecials],
         &[TotalWithoutSpecials],
@@ -739,6 +766,9 @@ fn candidates(
         Dimension::EmptyObserved => t.rows(Status::Empty, |f| not_out(f) && f.has(Flags::ANY)) > 0,
         Dimension::Rp => ctx.election == Election::Diputaciones && t.single_row_specials > 0,
         Dimension::TotalWithoutSpecials => ctx.election == Election::Juntas,
+        Dimension::NotCounted => {
+            t.rows(Status::NotCounted, |f| not_out(f) && !f.has(Flags::ANY)) > 0
+        }
         Dimension::Catalogue
         | Dimension::Inconsistencies
         | Dimension::Participation
@@ -781,7 +811,8 @@ fn combinations(candidates: &[Vec<RuleId>; Dimension::COUNT]) -> Vec<Combination
     out
 }
 
-/// What the rows are under one reading of `-` and of an empty `CONTABILIZADA`.
+/// What the rows are under one reading of `-`, of an empty `CONTABILIZADA` and of a `0`
+/// without an observation.
 struct Reading {
     /// Rows out of the catalogue.
     out: u64,
@@ -793,10 +824,13 @@ struct Reading {
     not_counted: u64,
     /// Captured by [`RuleId::EmptyObservedCaptured`]: neither counted nor not counted.
     captured_otherwise: u64,
+    /// Captured with `0` and no observation, by [`RuleId::NotCountedObserved`]: neither
+    /// counted nor not counted.
+    unobserved_zero: u64,
 }
 
 impl Reading {
-    fn new(t: &Tally, dash: RuleId, empty: RuleId) -> Self {
+    fn new(t: &Tally, dash: RuleId, empty: RuleId, zero: RuleId) -> Self {
         let observed_out = |f: Flags| f.has(Flags::OUT_OF_CATALOGUE);
         let not_out = |f: Flags| !observed_out(f);
         let all: u64 = Status::ALL.iter().map(|s| t.rows(*s, |_| true)).sum();
@@ -816,17 +850,24 @@ impl Reading {
         } else {
             0
         };
+        let not_counted = t.rows(Status::NotCounted, not_out);
+        let unobserved_zero = if zero == RuleId::NotCountedObserved {
+            t.rows(Status::NotCounted, |f| not_out(f) && !f.has(Flags::ANY))
+        } else {
+            0
+        };
         Self {
             out,
             catalogue: all - out,
             counted: t.rows(Status::Counted, not_out),
-            not_counted: t.rows(Status::NotCounted, not_out),
+            not_counted: not_counted - unobserved_zero,
             captured_otherwise,
+            unobserved_zero,
         }
     }
 
     fn captured(&self) -> u64 {
-        self.counted + self.not_counted + self.captured_otherwise
+        self.counted + self.not_counted + self.captured_otherwise + self.unobserved_zero
     }
 
     /// Catalogue actas with an observation reporting `flags`, among the statuses `statuses`.
@@ -842,7 +883,12 @@ impl Reading {
 fn evaluate(ctx: &Context<'_>, c: &Combination) -> Option<Evaluation> {
     let t = ctx.tally;
     let rule = |d: Dimension| c[d.index()];
-    let r = Reading::new(t, rule(Dimension::Dash), rule(Dimension::EmptyObserved));
+    let r = Reading::new(
+        t,
+        rule(Dimension::Dash),
+        rule(Dimension::EmptyObserved),
+        rule(Dimension::NotCounted),
+    );
     let mut catalogue_statuses = vec![Status::Counted, Status::NotCounted, Status::Empty];
     catalogue_statuses.push(Status::Other);
     if rule(Dimension::Dash) == RuleId::DashNotCaptured {
