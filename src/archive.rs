@@ -18,6 +18,12 @@
 //! - The name is the SHA-256 of the bytes, computed while copying (or, for
 //!   [`Archive::adopt_file`], by the writer that wrote every byte, in order); storing the same
 //!   bytes twice keeps one copy.
+//! - A copy ([`Archive::store_file`]) claims its whole size from the space kept free on the
+//!   disk (`min_free_space`, [`crate::store::space`]) before anything is written, and a
+//!   source that grows meanwhile is not taken: a copy that would leave less than the reserve
+//!   is refused ([`ArchiveError::Short`]), nothing stored, and the journal and the logs keep
+//!   their room. A file linked into place ([`Archive::adopt_file`]) takes no new space: its
+//!   room was claimed while it was written (across disks it is copied, and claims as above).
 //! - `<root>/<aa>/` holds only packages that verified, and nothing there is ever deleted or
 //!   overwritten: the live site is rebuilt from it alone.
 //! - The evidence beside a verified package is the evidence it was verified with, or none if
@@ -35,6 +41,7 @@ use crate::hash::{Hashed, Sha256};
 use crate::intake::{evidence_path, open_regular};
 use crate::package::{EVIDENCE_EXTENSIONS, EvidenceFile};
 use crate::site::ArchivedFile;
+use crate::store::space::{Short, Space};
 
 /// Packages received and not yet verified.
 const PENDING: &str = "pendientes";
@@ -59,10 +66,19 @@ pub(crate) enum ArchiveError {
     /// The source file is larger than allowed; nothing was stored.
     #[error("the file is {size} bytes, over the limit of {limit} bytes (max_package_bytes)")]
     TooLarge {
-        /// Bytes read before stopping.
+        /// Its size.
         size: u64,
         /// The limit.
         limit: u64,
+    },
+    /// A copy would leave less free space than `min_free_space`; nothing was stored.
+    #[error(transparent)]
+    Short(#[from] Short),
+    /// The source grew while it was being copied: it was not complete yet.
+    #[error("{} grew while it was being copied into the archive; it is taken once it stays as it is", .path.display())]
+    Grew {
+        /// The source.
+        path: PathBuf,
     },
     /// An archived file no longer has the digest it is stored under.
     #[error("archived file {path} is damaged: its SHA-256 is now {actual}")]
@@ -106,16 +122,20 @@ pub(crate) struct Expired {
 #[derive(Debug, Clone)]
 pub(crate) struct Archive {
     root: PathBuf,
+    /// The free space its copies leave on the disk.
+    space: Space,
 }
 
 impl Archive {
-    /// Opens (creating if needed) the archive under `root`.
-    pub(crate) fn open(root: &Path) -> Result<Self, ArchiveError> {
+    /// Opens (creating if needed) the archive under `root`, whose copies claim their room
+    /// from `space`.
+    pub(crate) fn open(root: &Path, space: Space) -> Result<Self, ArchiveError> {
         for dir in [TMP, PENDING, REJECTED] {
             fs::create_dir_all(root.join(dir)).map_err(io_err("create", root))?;
         }
         Ok(Self {
             root: root.to_owned(),
+            space,
         })
     }
 
@@ -172,17 +192,23 @@ impl Archive {
     pub(crate) fn store_file(&self, src: &Path, limit: u64) -> Result<Stored, ArchiveError> {
         // The source may lie in the intake folder: never through a link, never a FIFO.
         let input = crate::intake::open_regular(src).map_err(io_err("open", src))?;
+        let len = input.metadata().map_err(io_err("open", src))?.len();
+        if len > limit {
+            return Err(ArchiveError::TooLarge { size: len, limit });
+        }
+        // Its room on the disk, claimed whole before anything is written; given back once
+        // the copy is on the disk, or was removed.
+        let _room = self.space.claim(len)?;
         let tmp_dir = self.root.join(TMP);
         let mut tmp =
             tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
         let (sha256, size) = {
             let mut hashing = HashingWriter::new(tmp.as_file_mut());
-            let copied = io::copy(&mut input.take(limit.saturating_add(1)), &mut hashing)
+            let copied = io::copy(&mut input.take(len.saturating_add(1)), &mut hashing)
                 .map_err(io_err("copy", src))?;
-            if copied > limit {
-                return Err(ArchiveError::TooLarge {
-                    size: copied,
-                    limit,
+            if copied > len {
+                return Err(ArchiveError::Grew {
+                    path: src.to_owned(),
                 });
             }
             hashing.finish()
@@ -519,10 +545,16 @@ impl<W: Write> Write for HashingWriter<W> {
 mod tests {
     use super::*;
 
+    /// The archive under `root`, with no space kept free.
+    fn open(root: &Path) -> Archive {
+        let reserve = crate::store::space::tests::reserve_at(root, 0);
+        Archive::open(root, reserve.archive()).unwrap()
+    }
+
     #[test]
     fn stores_under_the_digest_once_and_checks_it() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let src = dir.path().join("p.zip");
         fs::write(&src, b"package bytes").unwrap();
         let a = archive.store_file(&src, 1000).unwrap();
@@ -570,7 +602,7 @@ mod tests {
     fn adopts_a_hashed_file_without_copying_it_and_once() {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let (src, hashed) = written(dir.path(), b"package bytes");
         let a = archive.adopt_file(&src, hashed, 1000).unwrap();
         assert_eq!((a.sha256, a.size), (hashed.sha256, 13));
@@ -614,7 +646,7 @@ mod tests {
             return;
         }
         let other = tempfile::tempdir_in(shm).unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let (src, hashed) = written(other.path(), b"package bytes");
         let a = archive.adopt_file(&src, hashed, 1000).unwrap();
         assert_eq!(a.sha256, hashed.sha256);
@@ -628,7 +660,7 @@ mod tests {
     #[test]
     fn refuses_files_over_the_limit_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let src = dir.path().join("big");
         fs::write(&src, vec![0u8; 100]).unwrap();
         assert!(matches!(
@@ -641,7 +673,7 @@ mod tests {
     #[test]
     fn rejected_packages_are_kept_apart_until_their_retention_runs_out() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let src = dir.path().join("p.zip");
         fs::write(&src, b"not a package").unwrap();
         let stored = archive.store_file(&src, 1000).unwrap();
@@ -679,7 +711,7 @@ mod tests {
     #[test]
     fn a_verified_copy_keeps_only_the_evidence_it_was_verified_with() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let src = dir.path().join("p.zip");
         fs::write(&src, b"package bytes").unwrap();
         let first = archive.store_file(&src, 1000).unwrap();
@@ -722,7 +754,7 @@ mod tests {
     #[test]
     fn stray_evidence_is_set_aside_beside_a_rejected_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let archive = open(&dir.path().join("archivo"));
         let src = dir.path().join("p.zip");
         fs::write(&src, b"package bytes").unwrap();
         let stored = archive.store_file(&src, 1000).unwrap();
@@ -744,7 +776,7 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(dir.path()).unwrap();
+        let archive = open(dir.path());
         let src = dir.path().join("p");
         fs::write(&src, b"abc").unwrap();
         let stored = archive.store_file(&src, 10).unwrap();

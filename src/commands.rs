@@ -125,11 +125,7 @@ enum Writer {
 async fn writer(config: &Config) -> Result<Writer> {
     let busy = match store::lock(&config.data_dir)? {
         Ok(lock) => {
-            return Ok(Writer::Here(Store::open(
-                &config.data_dir,
-                &config.watch_dir,
-                lock,
-            )?));
+            return Ok(Writer::Here(Store::open(config, lock)?));
         }
         Err(busy) => busy,
     };

@@ -431,6 +431,13 @@ settings! {
     /// is removed; the removal is journaled, and the journal keeps its SHA-256 and the reason
     /// for ever. Empty: kept for ever.
     rejected_retention: String = "30d".to_owned();
+    /// Space left free on the disks of `data_dir` (the archive, the journal, uploads in
+    /// progress), `watch_dir` and `log_dir`: an SFTP upload, a pull download, an admin upload
+    /// or a package copied into the archive that would leave less is refused, as this
+    /// server's fault (`/status` `free_space`), so that the journal and the access log always
+    /// have room. 512 MiB is about an hour of access log at 1,000 requests a second, with the
+    /// journal's few KiB per package besides. 0: none kept.
+    min_free_space: ByteSize = ByteSize::mib(512);
     /// Longest member path, in bytes.
     max_name_len: u64 = 1024;
     /// A file written in place in the intake folder is taken once its writer has closed it

@@ -45,6 +45,21 @@ struct UrlLabels {
     url: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiskLabels {
+    folder: String,
+}
+
+/// One disk of the data folder's folders at scrape time.
+pub(crate) struct DiskSnapshot {
+    /// The first of its folders.
+    pub(crate) folder: String,
+    /// Bytes free for difusor's user, if they can be read.
+    pub(crate) free_bytes: Option<u64>,
+    /// Whether received bytes are refused there for the space kept free.
+    pub(crate) reserve_reached: bool,
+}
+
 /// One pulled URL at scrape time.
 pub(crate) struct PullSnapshot {
     /// The URL.
@@ -168,6 +183,10 @@ pub(crate) struct Snapshot {
     pub(crate) intake_failures: u64,
     /// Each pulled URL.
     pub(crate) pull: Vec<PullSnapshot>,
+    /// `min_free_space`, in bytes.
+    pub(crate) min_free_bytes: u64,
+    /// Each disk of the data folder's folders.
+    pub(crate) disks: Vec<DiskSnapshot>,
     /// The clock check.
     pub(crate) clock: ClockSnapshot,
     /// Syslog messages sent and dropped, when `syslog` is set.
@@ -194,6 +213,9 @@ pub(crate) struct Metrics {
     intake_failures: Gauge,
     pull_failures: Family<UrlLabels, Gauge>,
     pull_packages: Family<UrlLabels, Gauge>,
+    min_free: Gauge,
+    free_bytes: Family<DiskLabels, Gauge>,
+    reserve_reached: Family<DiskLabels, Gauge>,
     clock: ClockGauges,
     /// Registered by [`Metrics::with_acme`] only, so that servers without ACME show none.
     acme: Option<AcmeGauges>,
@@ -248,6 +270,26 @@ impl Metrics {
             "pull_packages",
             "Packages each pulled URL handed over since the start",
             pull_packages.clone(),
+        );
+        let min_free = Gauge::default();
+        let free_bytes = Family::<DiskLabels, Gauge>::default();
+        let reserve_reached = Family::<DiskLabels, Gauge>::default();
+        registry.register(
+            "min_free_space_bytes",
+            "Space received bytes leave free on each disk of the data folder (`min_free_space`)",
+            min_free.clone(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free for difusor's user on the disk of each folder it writes (by the first \
+             folder on that disk); -1 when it cannot be read",
+            free_bytes.clone(),
+        );
+        registry.register(
+            "disk_reserve_reached",
+            "1 while received packages are refused on that disk so that `min_free_space` stays \
+             free",
+            reserve_reached.clone(),
         );
         registry.register(
             "http_requests",
@@ -323,6 +365,9 @@ impl Metrics {
             intake_failures,
             pull_failures,
             pull_packages,
+            min_free,
+            free_bytes,
+            reserve_reached,
             acme: None,
             traffic: Traffic::default(),
         }
@@ -393,6 +438,18 @@ impl Metrics {
             self.pull_packages
                 .get_or_create(&labels)
                 .set(gauge(p.handed_over));
+        }
+        self.min_free.set(gauge(snapshot.min_free_bytes));
+        for d in &snapshot.disks {
+            let labels = DiskLabels {
+                folder: d.folder.clone(),
+            };
+            self.free_bytes
+                .get_or_create(&labels)
+                .set(d.free_bytes.map_or(-1, gauge));
+            self.reserve_reached
+                .get_or_create(&labels)
+                .set(i64::from(d.reserve_reached));
         }
         self.clock.set(&snapshot.clock, snapshot.syslog);
         if let (Some(gauges), Some(acme)) = (&self.acme, &snapshot.acme) {
@@ -496,6 +553,12 @@ mod tests {
                 failures: 4,
                 handed_over: 12,
             }],
+            min_free_bytes: 512 << 20,
+            disks: vec![DiskSnapshot {
+                folder: "/var/lib/difusor".to_owned(),
+                free_bytes: Some(1 << 30),
+                reserve_reached: false,
+            }],
             clock: ClockSnapshot {
                 offset_seconds: Some(-0.25),
                 checked_at: Some(1_717_380_960),
@@ -534,6 +597,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("difusor_site_bytes 4096"), "{text}");
+        assert!(
+            text.contains("difusor_min_free_space_bytes 536870912"),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_disk_free_bytes{folder=\"/var/lib/difusor\"} 1073741824"),
+            "{text}"
+        );
+        assert!(
+            text.contains("difusor_disk_reserve_reached{folder=\"/var/lib/difusor\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "difusor_pull_consecutive_failures{url=\"https://prep.instituto.mx/paquetes/\"} 4"

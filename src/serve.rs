@@ -117,7 +117,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
             .to_owned(),
         ..busy
     })?;
-    let store = Store::open(&config.data_dir, &config.watch_dir, lock)?;
+    let store = Store::open(config, lock)?;
     let syslog = match &sections.syslog {
         Some(settings) => {
             let syslog = Syslog::start(settings, Arc::downgrade(&store.journal))
@@ -270,6 +270,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         Some(settings) => Some(Arc::new(Puller::new(
             settings.clone(),
             store.layout.tmp(),
+            store.reserve.uploads(),
             sections.package.limits.max_package_bytes,
             to_publisher.clone(),
             store.journal.clone(),
@@ -336,6 +337,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         // The address bound, not the one asked for: with port 0 the kernel picks the port.
         guard: admin::RequestGuard::new(admin_listener.local_addr()?, &sections.admin_hosts),
         tmp_dir: store.layout.tmp(),
+        reserve: store.reserve.clone(),
         max_package_bytes: sections.package.limits.max_package_bytes,
         uploads: tokio::sync::Semaphore::new(admin::MAX_UPLOADS),
         body_timeout: sections.http.send_timeout,
@@ -505,6 +507,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         let server = SftpServer {
             settings: settings.clone(),
             tmp_dir: store.layout.tmp(),
+            space: store.reserve.uploads(),
             max_package_bytes: sections.package.limits.max_package_bytes,
             late_signatures,
             publisher: to_publisher.clone(),

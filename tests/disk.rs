@@ -27,14 +27,14 @@ fn serving_a_first_corte(data: &Path, args: &[&str]) -> Server {
 }
 
 /// Something mounted on `point`, unmounted when dropped, whether the test passed or not.
-struct Mounted {
+pub(crate) struct Mounted {
     point: PathBuf,
 }
 
 impl Mounted {
     /// `mount <args> <point>`; `None` where this process may not mount (not root), the test
     /// then being skipped with a note, except in CI, which runs it as root.
-    fn new(args: &[&str], point: &Path) -> Option<Mounted> {
+    pub(crate) fn new(args: &[&str], point: &Path) -> Option<Mounted> {
         let out = Command::new("mount").args(args).arg(point).output();
         match out {
             Ok(o) if o.status.success() => Some(Mounted {
@@ -155,7 +155,12 @@ fn a_full_disk_is_said_on_status_the_live_corte_stays_and_the_package_is_taken_o
         return;
     };
     let data = fs.path();
-    let server = serving_a_first_corte(&data, &["--health-listen", "127.0.0.1:0"]);
+    // No space kept free (`min_free_space`, larger than this disk by default): here the disk
+    // itself refuses.
+    let server = serving_a_first_corte(
+        &data,
+        &["--health-listen", "127.0.0.1:0", "--min-free-space", "0"],
+    );
 
     // A package larger than what is left once it is in the intake folder: its archived copy
     // does not fit.
@@ -481,4 +486,50 @@ fn access_log_lines_a_full_disk_refuses_are_held_and_written_once_it_is_freed() 
         server.log()
     );
     assert!(warned(&server, "cannot write the access log"), "journaled");
+}
+
+/// A package dropped into the intake folder, or given to `difusor ingest`, whose copy into
+/// the archive would take the space kept free (`min_free_space`, here larger than any disk)
+/// is not taken, as this server's fault: journaled as an `intake-error` that names the
+/// setting, said on `/status`, nothing published, the live corte and the file left as they
+/// are; once the reserve is lowered it is taken without anyone touching it.
+#[test]
+fn a_package_whose_copy_would_take_the_space_kept_free_is_not_taken_and_the_live_corte_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = serving_a_first_corte(&data, &[]);
+    server
+        .extra
+        .extend(["--min-free-space".into(), "1000TiB".into()]);
+    server.restart();
+
+    let name = "20240602_2110_PREP_SITIO.zip";
+    let bytes = site_package("20240602_2110", &[]);
+    drop_file(&server.entrada(), name, &bytes);
+    let failing = wait_failing(&server);
+    assert_eq!(failing["name"], name, "{failing}");
+    assert_eq!(failing["channel"], "watch", "{failing}");
+    let errors = wait_events(&server, "intake-error", 1);
+    let detail = &errors[0]["detail"];
+    assert_eq!(detail["fault"], "ours", "{detail}");
+    assert!(
+        detail["error"].as_str().unwrap().contains("min_free_space"),
+        "{detail}"
+    );
+    let late = dir.path().join("20240602_2120_PREP_SITIO.zip");
+    std::fs::write(&late, site_package("20240602_2120", &[])).unwrap();
+    assert_failed_on_our_side(&server.run(&["ingest", late.to_str().unwrap()]));
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+    assert_eq!(std::fs::read(server.entrada().join(name)).unwrap(), bytes);
+    assert!(events(&server, "rejected").is_empty());
+    assert_eq!(events(&server, "received").len(), 1);
+    assert_eq!(server.status()["free_space"]["reserve_reached"], true);
+
+    // The reserve lowered (space freed, in effect): taken as it lies.
+    server.extra.truncate(server.extra.len() - 2);
+    server.restart();
+    server.wait_corte("20240602_2110");
+    assert!(server.status()["intake_failing"].is_null());
+    assert_eq!(server.status()["free_space"]["reserve_reached"], false);
+    assert_evidence_of_every_publication(&server);
 }

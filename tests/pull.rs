@@ -1027,3 +1027,45 @@ fn an_https_address_redirected_to_plain_http_is_not_followed_even_beside_a_plain
     assert_eq!(error["detail"]["fault"], "sender", "{error}");
     assert_eq!(server.live_corte(), None);
 }
+
+#[test]
+fn a_download_that_would_take_the_space_kept_free_is_stopped_journaled_and_fetched_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    institute.publish(
+        "/prep/",
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        &package("20270606_2000", 8),
+    );
+    let url = institute.url("/prep/");
+    let data = dir.path().join("data");
+    let mut server = start_puller(&data, &pull_args(&institute, &url, &[]));
+    server.wait_corte("20270606_2000");
+
+    // A reserve larger than any disk: the next package is not downloaded, as this server's
+    // fault, and the live corte stays.
+    server
+        .extra
+        .extend(["--min-free-space".into(), "1000TiB".into()]);
+    server.restart();
+    institute.publish(
+        "/prep/",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+        &package("20270606_2015", 9),
+    );
+    let errors = wait_events(&server, "pull-error", 1);
+    let detail = &errors[0]["detail"];
+    assert_eq!(detail["fault"], "ours", "{detail}");
+    assert!(
+        detail["error"].as_str().unwrap().contains("min_free_space"),
+        "{detail}"
+    );
+    assert_eq!(events(&server, "received").len(), 1);
+    assert!(leftovers(&data).is_empty());
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2000"));
+
+    // Without it, the next poll takes it.
+    server.extra.truncate(server.extra.len() - 2);
+    server.restart();
+    server.wait_corte("20270606_2015");
+}

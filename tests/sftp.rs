@@ -1831,3 +1831,150 @@ fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upl
     assert_verified_with_signature(&s.server, 4, &right);
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }
+
+/// The space kept free on the data folder's disk (`min_free_space`) is never taken by an
+/// upload: with a reserve larger than any disk, a `put` fails at its first write, the client
+/// is refused, the session's entry says why in plain words, nothing of the upload is kept and
+/// the live corte stays; `/status` and the metrics say the reserve is reached, and the log
+/// says it once, not once per write.
+#[test]
+fn an_upload_that_would_take_the_space_kept_free_is_refused_and_the_live_corte_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start(tmp.path(), &[]);
+    let first = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    s.put_until_live(&first, "20240602_2000");
+
+    s.server
+        .extra
+        .extend(["--min-free-space".into(), "1000TiB".into()]);
+    s.server.restart();
+    let next = s.local(
+        "PREP_20240602_2015.zip",
+        &site_package(
+            "20240602_2015",
+            &[("datos/ruido.bin", &corpus::noise(1 << 20))],
+        ),
+    );
+    for _ in 0..2 {
+        let out = s.batch(&format!("put {}\n", next.display()));
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("Failure"), "{}", text(&out));
+    }
+    let refusals = refusals_with(&s.server, "short of disk space");
+    assert!(
+        refusals.contains("nothing of PREP_20240602_2015.zip is kept")
+            && refusals.contains("min_free_space"),
+        "{refusals}"
+    );
+    assert_eq!(s.server.live_corte().as_deref(), Some("20240602_2000"));
+    assert_eq!(events(&s.server, "received").len(), 1);
+    assert!(events(&s.server, "rejected").is_empty());
+    let uploads: Vec<String> = tree(&s.server.data.join("tmp"));
+    assert!(uploads.is_empty(), "left in tmp/: {uploads:?}");
+
+    let space = &s.server.status()["free_space"];
+    assert_eq!(space["reserve_reached"], true, "{space}");
+    assert_eq!(space["min_free_bytes"], 1000u64 << 40, "{space}");
+    assert!(
+        space["disks"][0]["free_bytes"].as_u64().unwrap() > 0,
+        "{space}"
+    );
+    let metrics = curl(&s.server.admin("/metrics"), &[]).text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("difusor_disk_reserve_reached{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let log = s.server.log();
+    assert_eq!(
+        log.matches("the disk is down to the space kept free")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+/// Bytes free for an unprivileged user on the file system of `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let s = rustix::fs::statvfs(path).unwrap();
+    s.f_bavail * s.f_frsize
+}
+
+/// Two sessions uploading at once more than the disk holds beyond the space kept free: each
+/// write is checked against the free space less what the other's writes under way will take,
+/// so together they never take the disk under the reserve; at least one is refused, and the
+/// journal still works afterwards: a package goes live.
+#[test]
+fn uploads_of_two_sessions_together_never_take_the_space_kept_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // A 64 MiB disk for the data folder (unmounted when the test ends, however it ends).
+    let Some(_disk) = crate::disk::Mounted::new(&["-t", "tmpfs", "-o", "size=64m", "tmpfs"], &data)
+    else {
+        return;
+    };
+    const RESERVE: u64 = 16 << 20;
+    let s = start(tmp.path(), &["--min-free-space", "16MiB"]);
+    let big: Vec<PathBuf> = ["20240602_2015", "20240602_2030"]
+        .iter()
+        .map(|corte| {
+            s.local(
+                &format!("PREP_{corte}.zip"),
+                &site_package(corte, &[("datos/ruido.bin", &corpus::noise(40 << 20))]),
+            )
+        })
+        .collect();
+    assert!(
+        free_bytes(&data) > RESERVE + (40 << 20),
+        "one upload fits, not two"
+    );
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (outs, lowest) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut lowest = u64::MAX;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                lowest = lowest.min(free_bytes(&data));
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            lowest
+        });
+        let uploads: Vec<_> = big
+            .iter()
+            .map(|pkg| scope.spawn(|| s.batch(&format!("put {}\n", pkg.display()))))
+            .collect();
+        let outs: Vec<Output> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (outs, sampler.join().unwrap())
+    });
+    let refused = outs.iter().filter(|o| !o.status.success()).count();
+    assert!(
+        refused >= 1,
+        "two uploads of 40 MiB went through on a 64 MiB disk keeping 16 MiB: {}",
+        outs.iter().map(text).collect::<String>()
+    );
+    assert!(
+        lowest >= RESERVE,
+        "the free space went down to {lowest} bytes, under the {RESERVE} kept free"
+    );
+    let refusals = refusals_with(&s.server, "short of disk space");
+    assert!(refusals.contains("min_free_space"), "{refusals}");
+
+    // The journal and the archive still work: a package goes live.
+    let small = s.local(
+        "PREP_20240602_2045.zip",
+        &site_package("20240602_2045", &[]),
+    );
+    s.put_until_live(&small, "20240602_2045");
+    assert!(events(&s.server, "rejected").is_empty());
+    eprintln!(
+        "uploads refused: {refused} of 2; lowest free space seen: {lowest} bytes (reserve \
+         {RESERVE}); free now: {}",
+        free_bytes(&data)
+    );
+}

@@ -10,8 +10,9 @@
 //! - `GET /status`: JSON with the live corte (id, time, package, live time, lag), the counts
 //!   of received, rejected, published, inconsistent, held and set-aside packages, the
 //!   packages waiting for an operator (`waiting`), the bytes the live site holds in memory
-//!   (`memory`), the gate, and the public connections (open, the cap, evicted and refused at
-//!   the caps);
+//!   (`memory`), the free space on the data folder's disks and whether received bytes are
+//!   refused for the space kept free (`free_space`), the gate, and the public connections
+//!   (open, the cap, evicted and refused at the caps);
 //! - `GET /health`: 200 while every part of the server runs, 503 with the reason once one
 //!   stopped (the publisher thread): the server then exits non-zero in a few seconds, for its
 //!   service manager to start it again; `/status` says the same (`healthy`, `publisher`);
@@ -49,10 +50,11 @@
 //!   past that the oldest idle one gives way, so sockets opened and left silent cannot keep
 //!   an operator out. At most [`MAX_UPLOADS`] packages are received at once, whatever the
 //!   connections and HTTP/2 streams: one more gets 503 with `Retry-After`, journaled.
-//! - An uploaded body is written to the data folder's `tmp/`, never past
-//!   `max_package_bytes` (one larger is the outcome `rejected` with 413, journaled as the
-//!   publisher journals any rejection, nothing of it kept), and removed once the publisher has
-//!   archived it. An upload that will not be kept (over the limit, or not writable here) is
+//! - An uploaded body is written to the data folder's `tmp/`, never into the space kept
+//!   free on its disk (`min_free_space`: refused as an upload this server cannot write), and
+//!   never past `max_package_bytes` (one larger is the outcome `rejected` with 413, journaled
+//!   as the publisher journals any rejection, nothing of it kept), and removed once the
+//!   publisher has archived it. An upload that will not be kept (over the limit, or not writable here) is
 //!   read to its end and dropped, for at most [`DISCARD_TIME`], before it is answered, so
 //!   that its sender reads the answer rather than a reset connection. A body (package or
 //!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
@@ -84,10 +86,12 @@ use crate::http::limits::Limits;
 use crate::http::{BoxedBody, full, json_response};
 use crate::intake::{Channel, Received};
 use crate::journal::{EventKind, Journal};
-use crate::metrics::{AcmeSnapshot, ClockSnapshot, Metrics, PullSnapshot, Snapshot};
+use crate::metrics::{AcmeSnapshot, ClockSnapshot, DiskSnapshot, Metrics, PullSnapshot, Snapshot};
 use crate::package::{EvidenceFile, MAX_EVIDENCE_BYTES, PackageName};
 use crate::publisher::{Fault, Outcome, PublisherHandle, Stopped};
 use crate::site::Live;
+use crate::store::Reserve;
+use crate::store::space::Space;
 
 /// Most connections the admin listener keeps open.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
@@ -111,6 +115,9 @@ pub(crate) struct Admin {
     pub(crate) guard: RequestGuard,
     /// Where uploads are written first.
     pub(crate) tmp_dir: PathBuf,
+    /// The space kept free on the data folder's disks (`min_free_space`): uploads claim their
+    /// room from it, and `/status` shows it.
+    pub(crate) reserve: Reserve,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
     /// One permit per upload being received ([`MAX_UPLOADS`]).
@@ -504,6 +511,17 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
         access_log_lost: state.access_log_lost_lines,
         publisher_up: state.publisher.running,
         intake_failures: state.intake_failing.as_ref().map_or(0, |f| f.failures),
+        min_free_bytes: state.free_space.min_free_bytes,
+        disks: state
+            .free_space
+            .disks
+            .iter()
+            .map(|d| DiskSnapshot {
+                folder: d.folders.first().cloned().unwrap_or_default(),
+                free_bytes: d.free_bytes,
+                reserve_reached: d.reserve_reached,
+            })
+            .collect(),
         clock: ClockSnapshot {
             offset_seconds: state.clock.offset_seconds,
             checked_at: state
@@ -666,7 +684,16 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
             return upload_failed(admin, &name, error);
         }
     };
-    match receive_body(&mut body, &tmp, admin.max_package_bytes, admin.body_timeout).await {
+    let space = admin.reserve.uploads();
+    match receive_body(
+        &mut body,
+        &tmp,
+        admin.max_package_bytes,
+        &space,
+        admin.body_timeout,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(Unreceived::Refused(resp)) => return resp,
         Err(Unreceived::Unwritten(e)) => {
@@ -710,12 +737,14 @@ enum Unreceived {
     Silent,
 }
 
-/// Streams a request body into `path`, refusing more than `limit` bytes and giving up when
-/// nothing arrives for `timeout`.
+/// Streams a request body into `path`, refusing more than `limit` bytes or what would take
+/// the disk under the space kept free (each part claims its room from `space`), and giving
+/// up when nothing arrives for `timeout`.
 async fn receive_body(
     body: &mut Incoming,
     path: &std::path::Path,
     limit: u64,
+    space: &Space,
     timeout: Duration,
 ) -> Result<(), Unreceived> {
     let internal = Unreceived::Unwritten;
@@ -736,7 +765,11 @@ async fn receive_body(
             if written > limit {
                 return Err(Unreceived::TooLarge);
             }
+            let room = space.claim(data.len() as u64).map_err(|short| {
+                Unreceived::Unwritten(std::io::Error::new(std::io::ErrorKind::StorageFull, short))
+            })?;
             file.write_all(&data).await.map_err(internal)?;
+            drop(room);
         }
     }
     file.flush().await.map_err(internal)?;

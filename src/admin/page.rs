@@ -3,8 +3,9 @@
 //!
 //! It shows first what must not be missed: a closed gate, an institute's notice, an open
 //! gate with no `publish_start` (results public as soon as they arrive), a clock off by more
-//! than `clock_max_offset`, a syslog collector that fails, a pulled URL that fails, or a
-//! package held or set aside for an operator; then the live corte and its lag, the counts and
+//! than `clock_max_offset`, a syslog collector that fails, a pulled URL that fails, a disk
+//! down to the space kept free (`min_free_space`), or a package held or set aside for an
+//! operator; then the live corte and its lag, the counts and
 //! the memory the site holds, the clock, each pulled URL, the traffic of the last hour as
 //! an SVG bar chart, and the history of cortes.
 
@@ -238,6 +239,23 @@ fn banners(state: &Status) -> Vec<(Banner, String)> {
             ),
         ));
     }
+    let space = &state.free_space;
+    for disk in space.disks.iter().filter(|d| d.reserve_reached) {
+        out.push((
+            Banner::Alert,
+            format!(
+                "The disk of {} is down to the {} bytes kept free (min_free_space; {} bytes \
+                 free now): received packages are refused there so that the journal and the \
+                 access log keep their room. Free space on it (or add some); the intake folder \
+                 and pulls take theirs again by themselves, SFTP and admin uploads must be sent \
+                 again.",
+                disk.folders.join(", "),
+                space.min_free_bytes,
+                disk.free_bytes
+                    .map_or_else(|| "unknown".to_owned(), |b| b.to_string()),
+            ),
+        ));
+    }
     if let Some(f) = &state.intake_failing {
         out.push((
             Banner::Alert,
@@ -346,6 +364,7 @@ mod tests {
     use crate::admin::status::{GateStatus, Memory, PublisherStatus};
     use crate::clock::ClockStatus;
     use crate::journal::{Counts, Waiting};
+    use crate::store::space::{DiskSpace, FreeSpace};
 
     /// A server with nothing live, its gate open without a `publish_start`.
     fn state() -> Status {
@@ -363,6 +382,17 @@ mod tests {
             memory: Memory {
                 site_bytes: 0,
                 max_site_bytes: 1,
+            },
+            free_space: FreeSpace {
+                min_free_bytes: 512,
+                reserve_reached: false,
+                disks: vec![DiskSpace {
+                    folders: vec!["/var/lib/difusor".to_owned()],
+                    free_bytes: Some(4096),
+                    pending_bytes: 0,
+                    reserve_reached: false,
+                    error: None,
+                }],
             },
             gate: GateStatus {
                 open: true,
@@ -415,6 +445,13 @@ mod tests {
             corte: Some("20280606_2035".to_owned()),
             reason: "ahead of the clock".to_owned(),
         });
+        let mut full = self::state();
+        full.free_space.reserve_reached = true;
+        full.free_space.disks[0].reserve_reached = true;
+        assert!(render(&full, &[], &traffic).contains(
+            "class=\"alert\">The disk of /var/lib/difusor is down to the 512 bytes kept free"
+        ));
+        assert!(!html.contains("kept free"));
         assert!(render(&held, &[], &traffic).contains(
             "class=\"alert\">Package 20280606_2035_PREP.zip (corte 20280606_2035, SHA-256 ab12) \
              is held, not published: ahead of the clock"

@@ -13,6 +13,7 @@ use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
 use crate::publisher::{Behind, Failing};
+use crate::store::space::FreeSpace;
 use crate::syslog::SyslogStatus;
 
 /// What `/status` answers.
@@ -36,6 +37,10 @@ pub(crate) struct Status {
     pub(crate) live_behind: Option<Behind>,
     /// What the live site holds in memory.
     pub(crate) memory: Memory,
+    /// Free space on the disks of the data folder, the archive, the uploads in progress, the
+    /// intake folder and the access logs, and whether received bytes are being refused so
+    /// that `min_free_space` stays free (`reserve_reached`).
+    pub(crate) free_space: FreeSpace,
     /// The publication gate.
     pub(crate) gate: GateStatus,
     /// When this server started.
@@ -174,6 +179,7 @@ impl Status {
                 site_bytes: site.memory_bytes(),
                 max_site_bytes: admin.max_site_bytes,
             },
+            free_space: admin.reserve.look(),
             gate: GateStatus {
                 open: admin.gate.is_open(),
                 publish_start: admin.publish_start.map(|t| t.to_string()),

@@ -356,7 +356,9 @@ mod tests {
     #[test]
     fn only_a_signature_of_the_archived_package_last_taken_by_a_configured_key_is_late() {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join("archivo")).unwrap();
+        let root = dir.path().join("archivo");
+        let reserve = crate::store::space::tests::reserve_at(&root, 0);
+        let archive = Archive::open(&root, reserve.archive()).unwrap();
         let one = b"package one".as_slice();
         let source = dir.path().join("one.zip");
         std::fs::write(&source, one).unwrap();

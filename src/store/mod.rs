@@ -1,4 +1,6 @@
-//! The data folder: its layout ([`layout`]), and the lock that gives it one writer.
+//! The data folder: its layout ([`layout`]), the lock that gives it one writer, and the space
+//! kept free on its disks ([`space`], `min_free_space`), which every write of received bytes
+//! claims its room from.
 //!
 //! Every name at the top of the data folder is spelled in [`layout`] and nowhere else:
 //! - `archivo/`: the archive, whose own folders inside it ([`crate::archive`] spells them:
@@ -30,11 +32,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::archive::Archive;
+use crate::config::Config;
 use crate::journal::Journal;
 
 pub(crate) mod layout;
+pub(crate) mod space;
 
 pub(crate) use layout::Layout;
+pub(crate) use space::Reserve;
 
 /// The data folder is held by another process.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +137,9 @@ pub(crate) fn lock(data_dir: &Path) -> Result<std::result::Result<Lock, Busy>> {
 pub(crate) struct Store {
     /// The archive.
     pub(crate) archive: Archive,
+    /// The space kept free on the folders' disks (`min_free_space`), which the archive's
+    /// copies and every channel's uploads in progress leave whole.
+    pub(crate) reserve: Reserve,
     /// The journal.
     pub(crate) journal: Arc<Journal>,
     /// The data folder's places.
@@ -140,11 +148,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Creates the data folder's layout if needed (and `watch_dir`) and opens the archive
-    /// and the journal; `lock` proves this process is the folder's only writer.
-    pub(crate) fn open(data_dir: &Path, watch_dir: &Path, lock: Lock) -> Result<Self> {
-        let layout = Layout::new(data_dir);
-        for dir in [layout.tmp(), watch_dir.to_owned()] {
+    /// Creates the data folder's layout if needed (and `watch_dir` and `log_dir`), opens the
+    /// archive and the journal, and the reserve on their disks; `lock` proves this process is
+    /// the folder's only writer.
+    pub(crate) fn open(config: &Config, lock: Lock) -> Result<Self> {
+        let layout = Layout::new(&config.data_dir);
+        for dir in [
+            layout.tmp(),
+            layout.archive(),
+            config.watch_dir.clone(),
+            config.log_dir.clone(),
+        ] {
             std::fs::create_dir_all(&dir).with_context(|| {
                 format!(
                     "cannot create the folder {}; check its permissions",
@@ -152,12 +166,23 @@ impl Store {
                 )
             })?;
         }
-        let archive = Archive::open(&layout.archive())?;
+        let reserve = Reserve::new(
+            config.settings.min_free_space.as_u64(),
+            &space::Folders {
+                data: &config.data_dir,
+                archive: &layout.archive(),
+                uploads: &layout.tmp(),
+                intake: &config.watch_dir,
+                logs: &config.log_dir,
+            },
+        )?;
+        let archive = Archive::open(&layout.archive(), reserve.archive())?;
         let journal_path = layout.journal();
         let journal = Journal::open(&journal_path)
             .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
         Ok(Self {
             archive,
+            reserve,
             journal: Arc::new(journal),
             layout,
             _lock: lock,

@@ -11,7 +11,10 @@
 //!
 //! # Guarantees
 //! - A download goes to a temporary file in `<data_dir>/tmp`; it is refused beyond
-//!   `max_package_bytes` ([`super::client`] reads every body to its limit). Evidence files
+//!   `max_package_bytes` ([`super::client`] reads every body to its limit), and stopped, the
+//!   file removed, at the chunk that would leave less free space on the disk than
+//!   `min_free_space` ([`crate::store::space`]): this machine's fault, journaled as a
+//!   `pull-error` like the others, and fetched again at a later poll. Evidence files
 //!   have their own small limit: one past it is not read further, and its package is handed
 //!   over with it known by its size, to be refused for it, as from every channel.
 //! - A package whose bytes do not match its `.sha256` is fetched again with a fresh sidecar (it
@@ -312,6 +315,9 @@ impl Puller {
         let mut hasher = sha2::Sha256::new();
         while let Some(chunk) = body.chunk().await? {
             hasher.update(&chunk);
+            // Given back once the chunk is on the file: a download never takes the disk under
+            // the space kept free, whatever else is written beside it.
+            let _room = self.space.claim(chunk.len() as u64)?;
             file.write_all(&chunk).await.map_err(io)?;
         }
         file.flush().await.map_err(io)?;

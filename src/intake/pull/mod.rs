@@ -50,6 +50,7 @@ use tokio::sync::watch;
 use crate::hash::Sha256;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};
+use crate::store::space::{Short, Space};
 use client::{Client, Validators};
 use fetch::ATTEMPTS;
 use follow::State;
@@ -139,6 +140,9 @@ pub(crate) enum PullError {
         /// What the sidecar said.
         expected: Sha256,
     },
+    /// Writing more of the download would leave less free space than `min_free_space`.
+    #[error("not downloaded further: {0}")]
+    Short(#[from] Short),
     /// This machine could not keep the download.
     #[error("cannot write the download into {dir}: {source}")]
     Io {
@@ -213,7 +217,9 @@ impl PullError {
     fn fault(&self) -> Fault {
         match self {
             Self::Request { .. } => Fault::Transport,
-            Self::Io { .. } | Self::NotTaken { .. } | Self::Apply { .. } => Fault::Ours,
+            Self::Io { .. } | Self::Short(_) | Self::NotTaken { .. } | Self::Apply { .. } => {
+                Fault::Ours
+            }
             _ => Fault::Sender,
         }
     }
@@ -225,6 +231,8 @@ pub(crate) struct Puller {
     board: Arc<Board>,
     settings: PullSettings,
     tmp_dir: PathBuf,
+    /// The room downloads claim there, within the space kept free (`min_free_space`).
+    space: Space,
     max_package_bytes: u64,
     publisher: PublisherHandle,
     journal: Arc<Journal>,
@@ -234,11 +242,12 @@ pub(crate) struct Puller {
 
 impl Puller {
     /// Builds the HTTPS client (reading the token, client certificate and authorities the
-    /// settings name) for pulls into the publisher's queue; a replica's primary state is
-    /// applied through `replica`.
+    /// settings name) for pulls into `tmp_dir` (claiming their room from `space`) and the
+    /// publisher's queue; a replica's primary state is applied through `replica`.
     pub(crate) fn new(
         settings: PullSettings,
         tmp_dir: PathBuf,
+        space: Space,
         max_package_bytes: u64,
         publisher: PublisherHandle,
         journal: Arc<Journal>,
@@ -259,6 +268,7 @@ impl Puller {
             client: Client::new(&settings)?,
             board: Arc::new(Board::default()),
             tmp_dir,
+            space,
             max_package_bytes,
             replica: settings.state.is_some().then_some(replica),
             settings,

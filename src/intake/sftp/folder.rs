@@ -24,6 +24,13 @@
 //!   write is charged to the session for the bytes it sends or for how far it grows its
 //!   file, whichever is more, so a write far past the end (a hole) costs what it will take
 //!   on disk.
+//! - A write whose charge would leave less free space on the disk than `min_free_space`
+//!   fails likewise, with a refusal the client is told and the session's entry names; the
+//!   partial file is discarded. Each write is checked against the free space less what every
+//!   write still on its way to the disk will take, its own included
+//!   ([`crate::store::space`]), so uploads of all sessions together (up to
+//!   `sftp_max_sessions` × `sftp_max_session_bytes`) cannot take the disk under the reserve
+//!   either: the journal and the access log keep their room.
 //! - An upload the session ends without finishing (still open, or closed under a hidden name
 //!   and never renamed) is discarded, never handed over, and named in the session's entry
 //!   (`unfinished`) with the bytes received.
@@ -526,8 +533,27 @@ impl russh_sftp::server::Handler for SftpHandler {
             self.drop_handle(&handle); // drops the partial file
             return Err(self.refuse("write", deny(StatusCode::Failure, message)));
         }
+        // Its room on the disk, counted from the free space less what every session's writes
+        // under way will take: what all sessions send together cannot pass the reserve.
+        let space = match self.shared.server.space.claim(charge) {
+            Ok(space) => space,
+            Err(short) => {
+                // The client is told in plain words; the session's entry and the log say
+                // what is free where.
+                let message = format!(
+                    "refused: the server is short of disk space and keeps what is left for its \
+                     records; nothing of {name} is kept; send it again later"
+                );
+                tracing::warn!(request = "write", %message, %short, "SFTP request refused");
+                with_stats(&self.stats, |s| {
+                    s.refusal(format!("write: {message} ({short})"))
+                });
+                self.drop_handle(&handle); // drops the partial file
+                return Err(deny(StatusCode::Failure, message));
+            }
+        };
         // The disk may be slow: written off the async threads, by the upload's writer.
-        if let Err(e) = upload.write(offset, data).await {
+        if let Err(e) = upload.write(offset, data, space).await {
             let name = name.clone();
             self.drop_handle(&handle);
             return Err(self.cannot_store(&name, &e));

@@ -67,6 +67,7 @@ use crate::http::accept::AcceptFailures;
 use crate::http::refusals::Throttle;
 use crate::journal::Journal;
 use crate::publisher::{Fault, PublisherHandle};
+use crate::store::space::Space;
 use policy::{SshHandler, authorized_keys, ssh_config};
 use session::{SessionStats, journal_session, refused, refused_before_handshake, with_stats};
 
@@ -76,6 +77,8 @@ pub(crate) struct SftpServer {
     pub(crate) settings: SftpSettings,
     /// Where uploads in progress are written.
     pub(crate) tmp_dir: PathBuf,
+    /// The room they claim there, within the space kept free (`min_free_space`).
+    pub(crate) space: Space,
     /// Largest file accepted.
     pub(crate) max_package_bytes: u64,
     /// What a signature put after its package is checked with.

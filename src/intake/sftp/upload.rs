@@ -15,6 +15,9 @@
 //!   file itself.
 //! - A write the disk refuses fails the upload: the error is reported at the next write or at
 //!   the close, never lost, and the file is never handed over.
+//! - Each write holds the room it claimed on the disk ([`crate::store::space`]) until it is
+//!   on the file, or dropped unwritten: bytes queued here count against the reserve as
+//!   surely as bytes on the disk.
 //! - The writes of one session waiting for the disk hold at most [`QUEUED_BYTES`] in all
 //!   uploads together (and at most [`QUEUED_WRITES`] writes per upload); a client faster than
 //!   the disk waits.
@@ -30,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::hash::{Hashed, Sha256};
+use crate::store::space::Claim;
 
 /// Bytes of one session's writes that may wait for the disk, in all its uploads together.
 /// Larger than any SFTP write (russh-sftp takes packets of at most 256 KiB).
@@ -44,11 +48,13 @@ pub(super) fn queue_room() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(QUEUED_BYTES))
 }
 
-/// One client write, holding its room in the session's queue until it is on the file.
+/// One client write, holding its room in the session's queue and its room on the disk
+/// until it is on the file.
 struct Chunk {
     offset: u64,
     data: Vec<u8>,
-    _room: OwnedSemaphorePermit,
+    room: OwnedSemaphorePermit,
+    space: Claim,
 }
 
 /// An upload still open for writing.
@@ -98,9 +104,15 @@ impl Upload {
         self.len
     }
 
-    /// Queues `data` to be written at `offset`. An error is the disk's, from this write or
-    /// one before it: the upload cannot go on.
-    pub(super) async fn write(&mut self, offset: u64, data: Vec<u8>) -> io::Result<()> {
+    /// Queues `data` to be written at `offset`, with its room on the disk (`space`), given
+    /// back once it is on the file. An error is the disk's, from this write or one before it:
+    /// the upload cannot go on.
+    pub(super) async fn write(
+        &mut self,
+        offset: u64,
+        data: Vec<u8>,
+        space: Claim,
+    ) -> io::Result<()> {
         let end = offset.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
         let bytes = u32::try_from(data.len().min(QUEUED_BYTES)).unwrap_or(u32::MAX);
         let room = self
@@ -112,7 +124,8 @@ impl Upload {
         let chunk = Chunk {
             offset,
             data,
-            _room: room,
+            room,
+            space,
         };
         if self.chunks.send(chunk).await.is_err() {
             // The writer stopped: it failed, and says why when joined.
@@ -177,10 +190,18 @@ impl Disk {
         }))
     }
 
-    /// Writes `chunks` in order (each freeing its room in the queue once written).
+    /// Writes `chunks` in order, each giving back its room in the queue and on the disk once
+    /// written (or, after a failure, once dropped unwritten).
     fn write(&mut self, chunks: Vec<Chunk>) -> io::Result<()> {
-        for Chunk { offset, data, .. } in chunks {
+        for Chunk {
+            offset,
+            data,
+            room,
+            space,
+        } in chunks
+        {
             self.file.write_all_at(&data, offset)?;
+            drop((room, space));
             if offset == self.end
                 && let Some(hasher) = self.hasher.as_mut()
             {
@@ -209,9 +230,11 @@ mod tests {
         let (file, tmp) = tempfile::NamedTempFile::new_in(dir.path())
             .unwrap()
             .into_parts();
+        let space = crate::store::space::tests::reserve_at(dir.path(), 0).uploads();
         let mut upload = Upload::start(file, tmp, queue_room());
         for (offset, data) in writes {
-            upload.write(*offset, data.to_vec()).await.unwrap();
+            let claim = space.claim(data.len() as u64).unwrap();
+            upload.write(*offset, data.to_vec(), claim).await.unwrap();
         }
         let closed = upload.close().await.unwrap();
         let bytes = std::fs::read(&closed.tmp).unwrap();
