@@ -1414,6 +1414,59 @@ fn uploads_a_session_leaves_unfinished_are_discarded_and_journaled() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// Every upload a session received is accounted for: a rename onto the hidden name of another
+/// upload waiting for its name is refused (SFTP's rename does not replace, as OpenSSH's server
+/// refuses it), and an upload sent again under its hidden name, or removed, names the one it
+/// replaced in the session's entry, each with its bytes.
+#[test]
+fn no_upload_waiting_for_its_name_is_lost_without_a_word() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let a = s.local("a.zip", &[5; 300]);
+    let b = s.local("b.zip", &[6; 200]);
+    let c = s.local("c.zip", &[7; 100]);
+    let d = s.local("d.zip", &[8; 50]);
+    let out = s.batch(&format!(
+        "put {} .PREP_A.zip.part\nput {} .PREP_B.zip.part\n\
+         -rename .PREP_B.zip.part .PREP_A.zip.part\nput {} .PREP_B.zip.part\n\
+         put {} .PREP_D.zip.part\nrm .PREP_D.zip.part\n",
+        a.display(),
+        b.display(),
+        c.display(),
+        d.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    let refused = detail["refusals"].as_array().unwrap().iter().any(|r| {
+        r.as_str()
+            .unwrap()
+            .contains("\".PREP_A.zip.part\" already names an upload")
+    });
+    assert!(refused, "{detail:#}");
+    let mut unfinished: Vec<(String, u64)> = detail["unfinished"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    unfinished.sort();
+    let mut expected = vec![
+        (".PREP_A.zip.part".to_owned(), 300),
+        (".PREP_B.zip.part".to_owned(), 200),
+        (".PREP_B.zip.part".to_owned(), 100),
+        (".PREP_D.zip.part".to_owned(), 50),
+    ];
+    expected.sort();
+    assert_eq!(unfinished, expected, "{detail:#}");
+    assert_eq!(detail["unfinished_count"], 4, "{detail:#}");
+}
+
 /// Opens `name` over SFTP and writes one byte every `every`, each waited for, for at most
 /// `until`: the error that ended the upload, if the server ended it.
 fn drip_upload(

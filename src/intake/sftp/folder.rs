@@ -31,9 +31,12 @@
 //!   ([`crate::store::space`]), so uploads of all sessions together (up to
 //!   `sftp_max_sessions` × `sftp_max_session_bytes`) cannot take the disk under the reserve
 //!   either: the journal and the access log keep their room.
-//! - An upload the session ends without finishing (still open, or closed under a hidden name
-//!   and never renamed) is discarded, never handed over, and named in the session's entry
-//!   (`unfinished`) with the bytes received.
+//! - Every upload the session received is in its entry: handed over (`files`), refused by a
+//!   limit (`refusals`), or discarded unfinished (`unfinished`, with the bytes received and
+//!   why): still open or closed under a hidden name and never renamed when the session ended,
+//!   replaced by a later upload under its hidden name, or removed by the client. A rename
+//!   onto the name of another upload waiting for its name is refused, as SFTP's rename
+//!   (version 3, the only one offered) refuses a name that exists.
 //! - An upload this server cannot write (a full or read-only disk) fails at the open, write
 //!   or close where it happens, as this server's fault: journaled as an `intake-error` and
 //!   said on `/status` (`intake_failing`), never taken for the package's fault.
@@ -134,15 +137,18 @@ impl Drop for SftpHandler {
                 "closed under a hidden name and never renamed to its final name",
             )
         });
-        let unfinished: Vec<_> = open.chain(waiting).collect();
-        if unfinished.is_empty() {
-            return;
+        for (name, bytes, why) in open.chain(waiting) {
+            self.left_unfinished(name, bytes, why);
         }
+    }
+}
+
+impl SftpHandler {
+    /// Notes an upload of `bytes` discarded unfinished, and why, in the session's entry.
+    fn left_unfinished(&self, name: &str, bytes: u64, why: &str) {
+        tracing::warn!(%name, bytes, why, "an SFTP upload was left unfinished and discarded");
         with_stats(&self.stats, |s| {
-            for (name, bytes, why) in unfinished {
-                tracing::warn!(%name, bytes, why, "an SFTP upload was left unfinished and discarded");
-                s.unfinished(json!({"name": name, "bytes": bytes, "why": why}));
-            }
+            s.unfinished(json!({"name": name, "bytes": bytes, "why": why}));
         });
     }
 }
@@ -577,11 +583,23 @@ impl russh_sftp::server::Handler for SftpHandler {
                             "close",
                             deny(
                                 StatusCode::Failure,
-                                "refused: too many uploads wait for a rename",
+                                format!(
+                                    "refused: too many uploads wait for a rename; nothing of \
+                                     {name} is kept"
+                                ),
                             ),
                         ));
                     }
-                    self.pending.insert(name, upload);
+                    // Uploaded again under its hidden name (opened for writing, truncated, as
+                    // a file is): the earlier one is replaced, and named in the entry.
+                    if let Some(earlier) = self.pending.insert(name.clone(), upload) {
+                        self.left_unfinished(
+                            &name,
+                            earlier.len,
+                            "replaced by a later upload under the same hidden name before it \
+                             was renamed",
+                        );
+                    }
                     return Ok(ok_status(
                         id,
                         "kept; rename it to its final name to deliver it",
@@ -601,6 +619,21 @@ impl russh_sftp::server::Handler for SftpHandler {
     ) -> Result<Status, Self::Error> {
         let old = self.resolve_file("rename", &oldpath)?;
         let new = self.resolve_file("rename", &newpath)?;
+        // SFTP's rename (version 3, the only one offered: no `posix-rename@openssh.com`)
+        // refuses a name that exists, as OpenSSH's server does; replacing an upload waiting
+        // for its name would discard it.
+        if self.pending.contains_key(&new) {
+            return Err(self.refuse(
+                "rename",
+                deny(
+                    StatusCode::Failure,
+                    format!(
+                        "refused: {new:?} already names an upload of this session waiting for \
+                         its name; rename it first, or remove it"
+                    ),
+                ),
+            ));
+        }
         let Some(upload) = self.pending.remove(&old) else {
             return Err(self.refuse(
                 "rename",
@@ -632,7 +665,12 @@ impl russh_sftp::server::Handler for SftpHandler {
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
         let name = self.resolve_file("remove", &filename)?;
-        if self.pending.remove(&name).is_some() {
+        if let Some(upload) = self.pending.remove(&name) {
+            self.left_unfinished(
+                &name,
+                upload.len,
+                "removed by the client before it was renamed",
+            );
             return Ok(ok_status(id, "Ok"));
         }
         Err(self.refuse(
