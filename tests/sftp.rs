@@ -1533,6 +1533,44 @@ fn an_upload_dripped_a_byte_at_a_time_is_cut_at_the_upload_timeout() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// A session cut for its upload timeout works on none of the requests its client had sent by
+/// then: a client that pipelines a whole package, then more requests than its unread replies
+/// leave room for, then the close, has its upload discarded at the cut as the entry says,
+/// never handed over when the server reaches the close; and the requests left cost the log
+/// no line each.
+#[test]
+fn a_cut_session_hands_over_nothing_its_client_sent_before_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-upload-timeout", "2s"]);
+    let pkg = site_package("20240602_2000", &[]);
+    let mut requests = raw::init();
+    requests.extend(raw::open_write(1, "PREP_20240602_2000.zip"));
+    requests.extend(raw::write(2, "1", 0, &pkg));
+    // More replies than the client's window and the pipe nobody reads can hold: the server
+    // waits to reply while the rest, and the close, wait for it.
+    for id in 0..60_000 {
+        requests.extend(raw::realpath(id, "/"));
+    }
+    let then = vec![raw::close(3, "1")];
+    let mut client = s.raw_session(requests, then, false);
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    let error = detail["error"].as_str().unwrap_or_default();
+    assert!(error.contains("(sftp_upload_timeout)"), "{detail:#}");
+    assert_eq!(detail["file_count"], 0, "{detail:#}");
+    assert_eq!(detail["unfinished"][0]["name"], "PREP_20240602_2000.zip");
+    // Nothing was handed over after the cut, however long it is waited for.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(events(&s.server, "received").is_empty());
+    let lines = s.server.log().matches("russh_sftp").count();
+    assert_eq!(
+        lines, 0,
+        "{lines} log lines for the requests left at the cut"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 /// A `.sha256` larger than any evidence may be, uploaded before its package, has the package
 /// refused for it, named and journaled, as the intake folder and `ingest` refuse it: it is
 /// not the evidence upload alone that fails, leaving the package to go without it.

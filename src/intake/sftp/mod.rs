@@ -27,8 +27,10 @@
 //!   writing for `sftp_upload_timeout` (however slowly its client keeps writing), or at once
 //!   when its client sends a request said to be longer than the SFTP server takes (256 KiB):
 //!   nothing from there on is read as a request, and it costs the log one line, not one for
-//!   every four bytes the client sends. Whatever the session is doing, its socket is shut
-//!   down. The session entry says why, and names the upload discarded.
+//!   every four bytes the client sends. Whatever the session is doing, its socket is
+//!   shut down, and its `sftp` subsystem works on none of the requests still waiting (sent
+//!   before the cut: a close or a rename hands nothing over, a write writes nothing). The
+//!   session entry says why, and names the upload discarded.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
@@ -281,51 +283,46 @@ async fn connection(
             },
             _ = tokio::time::sleep_until(started + settings.handshake_timeout),
                 if now == Phase::Handshake => {
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: the SSH handshake was not finished within {} (sftp_handshake_timeout)",
                     humantime(settings.handshake_timeout)
                 )).await;
             }
             _ = tokio::time::sleep_until(started + settings.login_grace_time),
                 if now != Phase::LoggedIn => {
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: not logged in within {} (sftp_login_grace_time)",
                     humantime(settings.login_grace_time)
                 )).await;
             }
             () = stall::waited(&traffic, settings.idle_timeout) => {
-                // The subsystem stops first, so the session waits no more to hand it requests.
-                traffic.end();
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: the client took none of this server's replies for {} \
                      (sftp_idle_timeout)",
                     humantime(settings.idle_timeout)
                 )).await;
             }
             () = stall::quiet(&traffic, settings.idle_timeout) => {
-                traffic.end();
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: the client sent no SFTP request for {} (sftp_idle_timeout); \
                      keep-alive messages do not count",
                     humantime(settings.idle_timeout)
                 )).await;
             }
             why = stall::broken(&traffic) => {
-                traffic.end();
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: the client broke the SFTP protocol ({why})"
                 )).await;
             }
             name = session::upload_overdue(&stats, settings.upload_timeout) => {
-                traffic.end();
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: {name} was still open for writing {} after it was opened \
                      (sftp_upload_timeout); nothing of it is kept",
                     humantime(settings.upload_timeout)
                 )).await;
             }
             () = told_to_give_way(&mut startup) => {
-                break cut_off(&cutter, &mut run, format!(
+                break cut_off(&cutter, &traffic, &mut run, format!(
                     "cut: still in the SSH handshake after {}, when every place for \
                      connections logging in was taken (sftp_max_startups)",
                     humantime(YIELD_AFTER)
@@ -372,14 +369,17 @@ async fn told_to_give_way(startup: &mut Option<Startup>) {
     }
 }
 
-/// Cuts a connection's socket (whatever the SSH session is doing, its reads end and its
-/// writes fail), lets the session wind down, and returns `reason`.
+/// Cuts a connection: its `sftp` subsystem first (it works on none of the requests its client
+/// sent, and waits no more to reply), then its socket (whatever the SSH session is doing, its
+/// reads end and its writes fail); lets the session wind down, and returns `reason`.
 async fn cut_off<F: std::future::Future + Unpin>(
     socket: &std::net::TcpStream,
+    traffic: &stall::Traffic,
     session: &mut F,
     reason: String,
 ) -> Option<(String, Fault)> {
     tracing::warn!(reason, "SFTP connection cut");
+    traffic.cut();
     let _ = socket.shutdown(std::net::Shutdown::Both);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session).await;
     Some((reason, Fault::Sender))

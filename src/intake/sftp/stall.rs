@@ -26,8 +26,11 @@
 //!
 //! A reply waiting for room in the channel's window waits even after the connection has
 //! gone: the listener ends the stream's writes ([`Traffic::end`]), so the subsystem goes
-//! through the requests it was sent (their replies go nowhere), reaches the end of its
-//! input and stops, discarding what it holds.
+//! through the requests it was sent (their replies go nowhere, and cost the log nothing),
+//! reaches the end of its input and stops, discarding what it holds. When the listener cuts
+//! the connection ([`Traffic::cut`]), the subsystem's input ends at once instead: it works on
+//! none of the requests its client sent before the cut and that still wait (a write, a close,
+//! a rename), and hands nothing more over.
 
 use std::io;
 use std::pin::Pin;
@@ -59,6 +62,8 @@ struct State {
     /// The waiting writer's, woken when the connection ends.
     waker: Option<Waker>,
     ended: bool,
+    /// Set once the listener cut the connection: the subsystem's input ends there.
+    cut: bool,
 }
 
 impl Traffic {
@@ -69,7 +74,8 @@ impl Traffic {
         }
     }
 
-    /// The connection has ended: the stream's writes fail from now on, a waiting one too.
+    /// The connection has ended: the stream's writes go nowhere from now on, a waiting one
+    /// too.
     pub(super) fn end(&self) {
         let waker = self.with(|s| {
             s.ended = true;
@@ -78,6 +84,13 @@ impl Traffic {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// The listener cut the connection: the stream's writes go nowhere, and its reads find the end
+    /// of the client's requests, those already sent too, so that nothing more is worked on.
+    pub(super) fn cut(&self) {
+        self.with(|s| s.cut = true);
+        self.end();
     }
 
     /// The client has logged in: from now on the session waits for its SFTP requests.
@@ -99,6 +112,10 @@ impl Traffic {
         self.with(|s| s.ended)
     }
 
+    fn was_cut(&self) -> bool {
+        self.with(|s| s.cut)
+    }
+
     /// Notes a read of the stream as polled, `got` telling whether it gave bytes: bytes of a
     /// request end the session's wait for it; a read that waits, or finds the end of the
     /// client's requests, starts the wait unless it runs already.
@@ -113,15 +130,20 @@ impl Traffic {
     }
 
     /// Notes a write or flush as polled; a pending one that the connection's end overtook
-    /// fails.
-    fn note<T>(&self, polled: Poll<io::Result<T>>, cx: &Context<'_>) -> Poll<io::Result<T>> {
+    /// is done with, as `gone` says: the reply goes nowhere.
+    fn note<T>(
+        &self,
+        polled: Poll<io::Result<T>>,
+        cx: &Context<'_>,
+        gone: impl FnOnce() -> T,
+    ) -> Poll<io::Result<T>> {
         self.with(|s| {
             if polled.is_ready() {
                 s.waiting_since = None;
                 s.waker = None;
                 polled
             } else if s.ended {
-                Poll::Ready(Err(ended()))
+                Poll::Ready(Ok(gone()))
             } else {
                 s.waiting_since.get_or_insert_with(Instant::now);
                 s.waker = Some(cx.waker().clone());
@@ -129,10 +151,6 @@ impl Traffic {
             }
         })
     }
-}
-
-fn ended() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the SFTP connection has ended")
 }
 
 /// Resolves once a reply has waited `limit` for the client to take it.
@@ -235,7 +253,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.broken {
+        if this.broken || this.traffic.was_cut() {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -263,20 +281,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // Nobody is left to reply to: the reply goes nowhere, and costs no error (which the
+        // subsystem would log, for every request left).
         if this.traffic.ended() {
-            return Poll::Ready(Err(ended()));
+            return Poll::Ready(Ok(buf.len()));
         }
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.traffic.note(polled, cx)
+        this.traffic.note(polled, cx, || buf.len())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.traffic.ended() {
-            return Poll::Ready(Err(ended()));
+            return Poll::Ready(Ok(()));
         }
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.traffic.note(polled, cx)
+        this.traffic.note(polled, cx, || ())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
