@@ -77,17 +77,19 @@ pub fn main() -> ExitCode {
 /// Logs go to stderr; when stderr is the journal's stream (systemd's `JOURNAL_STREAM` names
 /// its device and inode), to journald natively instead, with the fields of each event as
 /// journal fields (`journalctl -o verbose`). `RUST_LOG` filters either (default `info`);
-/// rustls is held to errors ([`TLS_LIBRARY_LOG`]) unless `RUST_LOG` names it.
+/// rustls is held to errors ([`TLS_LIBRARY_LOG`]) and russh to nothing ([`SSH_LIBRARY_LOG`])
+/// unless `RUST_LOG` names them.
 fn logging() {
     use tracing_subscriber::prelude::*;
     let filter = || {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let names_rustls = std::env::var("RUST_LOG").is_ok_and(|spec| spec.contains("rustls"));
-        match TLS_LIBRARY_LOG.parse() {
-            Ok(directive) if !names_rustls => filter.add_directive(directive),
-            _ => filter,
-        }
+        let spec = std::env::var("RUST_LOG").unwrap_or_default();
+        [("rustls", TLS_LIBRARY_LOG), ("russh", SSH_LIBRARY_LOG)]
+            .into_iter()
+            .filter(|(library, _)| !spec.contains(library))
+            .filter_map(|(_, held)| held.parse().ok())
+            .fold(filter, |filter, directive| filter.add_directive(directive))
     };
     let journald = stderr_is_journal().then(tracing_journald::layer);
     match journald {
@@ -113,6 +115,13 @@ fn logging() {
 /// journald's rate limit, which then drops difusor's own lines. Refused handshakes are
 /// journaled with their reason under a bound instead (`http::refusals`).
 const TLS_LIBRARY_LOG: &str = "rustls=error";
+
+/// The log of russh (and russh-sftp): nothing. It logs what a logged-in SSH client sent that it
+/// refuses by itself (a channel request it does not know, such as the `break` OpenSSH's `~B`
+/// sends; an answer to no request; a pty mode it does not know), a line for each message, at
+/// whatever rate the client sends them; its other lines come with an error that ends the
+/// connection, which the SFTP session's journal entry holds (`intake::sftp`).
+const SSH_LIBRARY_LOG: &str = "russh=off";
 
 /// Whether stderr is the journal's stream: `JOURNAL_STREAM` is `<device>:<inode>` of it.
 fn stderr_is_journal() -> bool {

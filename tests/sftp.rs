@@ -1362,6 +1362,123 @@ fn a_client_that_breaks_the_sftp_framing_is_cut_and_costs_the_log_no_flood() {
     assert!(events(&s.server, "received").is_empty());
 }
 
+/// A logged-in client that keeps asking for what this server refuses (here OpenSSH's
+/// `ssh -S`, asking its ControlMaster's one connection for a command again and again) is cut
+/// after a few, with why in its entry, and costs the log a few lines, not one a request.
+#[test]
+fn a_client_that_keeps_asking_for_refused_requests_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let port = s.port.to_string();
+    let ctl = tmp.path().join("ctl");
+    let mut master = Command::new("ssh");
+    ssh_options(&mut master, &s.key);
+    let mut master = master
+        .args(["-M", "-S", ctl.to_str().unwrap(), "-N", "-p", &port])
+        .arg("instituto@127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ctl.exists() {
+        assert!(std::time::Instant::now() < deadline, "no ControlMaster");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut asked = 0;
+    while asked < 40 && master.try_wait().unwrap().is_none() {
+        let out = Command::new("ssh")
+            .args([
+                "-S",
+                ctl.to_str().unwrap(),
+                "-o",
+                "ControlMaster=no",
+                "-p",
+                &port,
+            ])
+            .args(["instituto@127.0.0.1", "cat /etc/passwd"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh");
+        assert!(!out.status.success(), "{}", text(&out));
+        asked += 1;
+    }
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    assert_eq!(
+        detail["error"],
+        "cut: the client sent 8 requests this server refuses (a shell, a command, another \
+         subsystem or channel); an SFTP client sends none",
+        "{detail:#}"
+    );
+    assert!(asked < 40, "{asked} commands asked and still connected");
+    assert!(
+        detail["refusals"]
+            .to_string()
+            .contains("exec \\\"cat /etc/passwd\\\""),
+        "{detail:#}"
+    );
+    let _ = master.kill();
+    let _ = master.wait();
+}
+
+/// What the SSH library refuses by itself costs the log nothing: OpenSSH's `ssh -tt` sends a
+/// `break` request for every `~B` typed at the start of a line, two thousand here, each of
+/// which it would log.
+#[test]
+fn requests_the_ssh_library_refuses_cost_the_log_nothing() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let mut ssh = Command::new("ssh");
+    ssh_options(&mut ssh, &s.key);
+    let mut client = ssh
+        .args(["-tt", "-p", &s.port.to_string(), "instituto@127.0.0.1"])
+        .args(["-s", "sftp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    let mut stdin = client.stdin.take().unwrap();
+    let _ = stdin.write_all(&b"~B\n".repeat(2000));
+    // The line ends are no SFTP request: the session is cut for them (if its client has not
+    // left on the server's answer to a break), after the breaks.
+    sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let lines = s.server.log().matches("unknown channel request").count();
+    assert_eq!(lines, 0, "{lines} log lines for one client's requests");
+    drop(stdin);
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+/// A client that pipelines SFTP requests this server refuses (a path out of its folder, ten
+/// thousand times) has each refused and counted in its entry, and costs the log a few lines,
+/// not one a request.
+#[test]
+fn refused_sftp_requests_are_counted_and_cost_the_log_no_flood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let mut requests = raw::init();
+    for id in 0..10_000 {
+        requests.extend(raw::realpath(id, "/../etc"));
+    }
+    let mut client = s.raw_session(requests, Vec::new(), true);
+    // The replies are read, so that the client can end.
+    let mut replies = client.stdout.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut replies, &mut std::io::sink()));
+    let _ = client.wait();
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    assert_eq!(detail["refusal_count"], 10_000, "{detail:#}");
+    assert_eq!(detail["refusals"].as_array().unwrap().len(), 32);
+    let lines = s.server.log().matches("SFTP request refused").count();
+    assert!(
+        lines <= 32,
+        "{lines} log lines for one client's refused requests"
+    );
+}
+
 /// A session that ends with an upload still open, or closed under a hidden name and never
 /// renamed, hands neither over, keeps nothing of them, and names both in its journal entry
 /// with the bytes received.

@@ -52,7 +52,7 @@ use russh_sftp::server::StatusReply;
 use serde_json::json;
 
 use super::Shared;
-use super::session::{SessionStats, with_stats};
+use super::session::{SessionStats, note_refusal, with_stats};
 use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
@@ -285,8 +285,7 @@ impl SftpHandler {
     /// Notes a refusal in the session's journal entry and returns it for the client.
     fn refuse(&self, what: &str, reply: StatusReply) -> StatusReply {
         let message = reply.error_message.clone().unwrap_or_default();
-        tracing::warn!(request = what, %message, "SFTP request refused");
-        with_stats(&self.stats, |s| s.refusal(format!("{what}: {message}")));
+        note_refusal(&self.stats, format!("{what}: {message}"));
         reply
     }
 
@@ -550,10 +549,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                     "refused: the server is short of disk space and keeps what is left for its \
                      records; nothing of {name} is kept; send it again later"
                 );
-                tracing::warn!(request = "write", %message, %short, "SFTP request refused");
-                with_stats(&self.stats, |s| {
-                    s.refusal(format!("write: {message} ({short})"))
-                });
+                note_refusal(&self.stats, format!("write: {message} ({short})"));
                 self.drop_handle(&handle); // drops the partial file
                 return Err(deny(StatusCode::Failure, message));
             }

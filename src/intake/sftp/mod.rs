@@ -27,7 +27,8 @@
 //!   writing for `sftp_upload_timeout` (however slowly its client keeps writing), or at once
 //!   when its client sends a request said to be longer than the SFTP server takes (256 KiB):
 //!   nothing from there on is read as a request, and it costs the log one line, not one for
-//!   every four bytes the client sends. Whatever the session is doing, its socket is
+//!   every four bytes the client sends; or after [`policy`]'s few requests it refuses (a
+//!   shell, a command…) from a logged-in client. Whatever the session is doing, its socket is
 //!   shut down, and its `sftp` subsystem works on none of the requests still waiting (sent
 //!   before the cut: a close or a rename hands nothing over, a write writes nothing). The
 //!   session entry says why, and names the upload discarded.
@@ -310,9 +311,7 @@ async fn connection(
                 )).await;
             }
             why = stall::broken(&traffic) => {
-                break cut_off(&cutter, &traffic, &mut run, format!(
-                    "cut: the client broke the SFTP protocol ({why})"
-                )).await;
+                break cut_off(&cutter, &traffic, &mut run, format!("cut: {why}")).await;
             }
             name = session::upload_overdue(&stats, settings.upload_timeout) => {
                 break cut_off(&cutter, &traffic, &mut run, format!(

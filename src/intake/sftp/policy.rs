@@ -4,7 +4,12 @@
 //! # Guarantees
 //! - Public keys only, from `sftp_authorized_keys`; no password, keyboard-interactive, shell,
 //!   exec, pty, forwarding, agent or subsystem other than `sftp`. A password, a shell, a
-//!   command, another subsystem or an extra channel is noted in the session's journal entry.
+//!   command, another subsystem or an extra channel is noted in the session's journal entry;
+//!   a logged-in client asking for [`MAX_REFUSED_REQUESTS`] of them (no SFTP client asks for
+//!   any) is cut, and its entry says why, so that it cannot cost the journal and the log a
+//!   refusal for every request it sends. What the SSH library refuses by itself (forwarding,
+//!   `env`, a pty, requests it does not know) costs neither: its log is held to nothing
+//!   (`crate`'s logging) unless `RUST_LOG` names it.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
 //!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
 //!   silence (the listener also cuts it after as long without an SFTP request, whatever else
@@ -34,7 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::SftpSettings;
 use super::folder::SftpHandler;
-use super::session::{SessionStats, refused, with_stats};
+use super::session::{SessionStats, note_refusal, refused, with_stats};
 use super::stall::{Traffic, Watched};
 use super::{Phase, Shared};
 
@@ -111,7 +116,14 @@ pub(super) struct SshHandler {
     traffic: Arc<Traffic>,
     /// Handed to the `sftp` subsystem, which holds it while it runs.
     subsystem: Option<watch::Sender<()>>,
+    /// Requests of the logged-in client refused so far.
+    refused: u32,
 }
+
+/// Refused requests of a logged-in client (a shell, a command, another subsystem or channel)
+/// after which its connection is cut: no SFTP client sends any, and each costs the journal
+/// and the log.
+const MAX_REFUSED_REQUESTS: u32 = 8;
 
 impl SshHandler {
     /// The handler of a new connection from `peer`, which tells `phase` how far it got; its
@@ -135,12 +147,22 @@ impl SshHandler {
             session: None,
             traffic,
             subsystem: Some(subsystem),
+            refused: 0,
         }
     }
 
-    fn refuse(&self, what: String) {
-        tracing::warn!(refusal = %what, "SFTP request refused");
-        with_stats(&self.stats, |s| s.refusal(what));
+    /// Refuses a request of the logged-in client (a shell, a command, another subsystem or
+    /// channel), noted in the session's entry; past [`MAX_REFUSED_REQUESTS`], the listener
+    /// cuts the connection.
+    fn refuse(&mut self, what: String) {
+        note_refusal(&self.stats, what);
+        self.refused += 1;
+        if self.refused == MAX_REFUSED_REQUESTS {
+            self.traffic.broke(format!(
+                "the client sent {MAX_REFUSED_REQUESTS} requests this server refuses (a shell, \
+                 a command, another subsystem or channel); an SFTP client sends none"
+            ));
+        }
     }
 }
 
@@ -215,7 +237,11 @@ impl russh::server::Handler for SshHandler {
 
     async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
         with_stats(&self.stats, |s| s.failed_auth += 1);
-        self.refuse("password authentication (only public keys are accepted)".to_owned());
+        // Counted among the login attempts, not among a logged-in client's refused requests.
+        note_refusal(
+            &self.stats,
+            "password authentication (only public keys are accepted)".to_owned(),
+        );
         Ok(Auth::reject())
     }
 
@@ -389,8 +415,7 @@ impl Held {
                     noted = true;
                     let what = "data on a session channel before the sftp subsystem was asked \
                                 for (set aside)";
-                    tracing::warn!(refusal = what, "SFTP request refused");
-                    with_stats(&stats, |s| s.refusal(what.to_owned()));
+                    note_refusal(&stats, what.to_owned());
                 }
                 matches!(msg, ChannelMsg::RequestSubsystem { .. })
             };

@@ -9,7 +9,9 @@
 //!   saying how many were left out (`not_journaled`).
 //! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
 //!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
-//!   counts are always exact.
+//!   counts are always exact. Refusals are logged only while they are listed, so a client
+//!   sending refused requests as fast as it can costs the log [`MAX_LISTED_REFUSALS`] lines and
+//!   one saying the rest are only counted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,11 +110,17 @@ pub(super) struct SessionStats {
 }
 
 impl SessionStats {
-    /// Notes a refused request.
-    pub(super) fn refusal(&mut self, what: String) {
+    /// Notes a refused request, and logs it while the entry lists it.
+    fn refusal(&mut self, what: String) {
         self.refusal_count += 1;
         if self.refusals.len() < MAX_LISTED_REFUSALS {
+            tracing::warn!(refusal = %what, "SFTP request refused");
             self.refusals.push(what);
+        } else if self.refusal_count == MAX_LISTED_REFUSALS as u64 + 1 {
+            tracing::warn!(
+                "this SFTP session's further refused requests are counted in its journal entry, \
+                 not logged"
+            );
         }
     }
 
@@ -155,6 +163,13 @@ pub(super) async fn upload_overdue(stats: &Mutex<SessionStats>, limit: Duration)
             None => tokio::time::sleep(limit.min(Duration::from_secs(1))).await,
         }
     }
+}
+
+/// Notes a refused request, `what` saying which and why, in the session's entry, and logs it
+/// while the entry lists it: a client sending refused requests as fast as it can costs the log
+/// at most [`MAX_LISTED_REFUSALS`] lines and one more.
+pub(super) fn note_refusal(stats: &Mutex<SessionStats>, what: String) {
+    with_stats(stats, |s| s.refusal(what));
 }
 
 /// Runs `f` on a session's stats (still kept if a holder of the lock panicked).

@@ -100,8 +100,9 @@ impl Traffic {
         });
     }
 
-    /// The client broke the protocol, as `why` says: the listener cuts the connection.
-    fn broke(&self, why: String) {
+    /// The client sent what no client of this server sends, as `why` says: the listener cuts
+    /// the connection.
+    pub(super) fn broke(&self, why: String) {
         self.with(|s| {
             s.broken.get_or_insert(why);
         });
@@ -163,7 +164,7 @@ pub(super) async fn quiet(traffic: &Traffic, limit: Duration) {
     lasted(traffic, limit, |s| s.quiet_since).await;
 }
 
-/// Resolves once the client has broken the protocol, with how.
+/// Resolves once the client has sent what no client of this server sends, with what.
 pub(super) async fn broken(traffic: &Traffic) -> String {
     loop {
         if let Some(why) = traffic.with(|s| s.broken.clone()) {
@@ -264,7 +265,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             buf.set_filled(before);
             this.broken = true;
             this.traffic.broke(format!(
-                "a request said to be {length} bytes long, over the {} bytes this server takes",
+                "the client broke the SFTP protocol (a request said to be {length} bytes long, \
+                 over the {} bytes this server takes)",
                 this.max_request
             ));
             return Poll::Ready(Ok(()));
