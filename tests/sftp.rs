@@ -1587,6 +1587,35 @@ fn no_upload_waiting_for_its_name_is_lost_without_a_word() {
     assert_eq!(detail["unfinished_count"], 4, "{detail:#}");
 }
 
+/// A client uploading a file under a hidden name and removing it, again and again, has every
+/// one counted in its entry and costs the log a bounded number of lines, not one an upload.
+#[test]
+fn uploads_removed_again_and_again_are_counted_and_cost_the_log_no_flood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let a = s.local("a.zip", &[5; 10]);
+    let times = 600;
+    let batch = format!(
+        "put {} .PREP_A.zip.part\nrm .PREP_A.zip.part\n",
+        a.display()
+    )
+    .repeat(times);
+    let out = s.batch(&batch);
+    assert!(out.status.success(), "{}", text(&out));
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    assert_eq!(detail["unfinished_count"], times, "{detail:#}");
+    let lines = s
+        .server
+        .log()
+        .matches("left unfinished and discarded")
+        .count();
+    assert!(
+        lines <= 256,
+        "{lines} log lines for one client's {times} uploads removed"
+    );
+}
+
 /// Opens `name` over SFTP and writes one byte every `every`, each waited for, for at most
 /// `until`: the error that ended the upload, if the server ended it.
 fn drip_upload(

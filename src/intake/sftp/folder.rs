@@ -146,10 +146,7 @@ impl Drop for SftpHandler {
 impl SftpHandler {
     /// Notes an upload of `bytes` discarded unfinished, and why, in the session's entry.
     fn left_unfinished(&self, name: &str, bytes: u64, why: &str) {
-        tracing::warn!(%name, bytes, why, "an SFTP upload was left unfinished and discarded");
-        with_stats(&self.stats, |s| {
-            s.unfinished(json!({"name": name, "bytes": bytes, "why": why}));
-        });
+        with_stats(&self.stats, |s| s.unfinished(name, bytes, why));
     }
 }
 

@@ -9,9 +9,10 @@
 //!   saying how many were left out (`not_journaled`).
 //! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
 //!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
-//!   counts are always exact. Refusals are logged only while they are listed, so a client
-//!   sending refused requests as fast as it can costs the log [`MAX_LISTED_REFUSALS`] lines and
-//!   one saying the rest are only counted.
+//!   counts are always exact. Refusals and unfinished uploads are logged only while they are
+//!   listed, so a client sending refused requests, or uploading and removing a file, as fast
+//!   as it can costs the log [`MAX_LISTED_REFUSALS`] (or [`MAX_LISTED_FILES`]) lines and one
+//!   saying the rest are only counted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -124,11 +125,19 @@ impl SessionStats {
         }
     }
 
-    /// Notes an upload the session left unfinished, discarded.
-    pub(super) fn unfinished(&mut self, entry: serde_json::Value) {
+    /// Notes an upload of `bytes` the session left unfinished, discarded, and why; logs it
+    /// while the entry lists it.
+    pub(super) fn unfinished(&mut self, name: &str, bytes: u64, why: &str) {
         self.unfinished_count += 1;
         if self.unfinished.len() < MAX_LISTED_FILES {
-            self.unfinished.push(entry);
+            tracing::warn!(%name, bytes, why, "an SFTP upload was left unfinished and discarded");
+            self.unfinished
+                .push(json!({"name": name, "bytes": bytes, "why": why}));
+        } else if self.unfinished_count == MAX_LISTED_FILES as u64 + 1 {
+            tracing::warn!(
+                "this SFTP session's further unfinished uploads are counted in its journal \
+                 entry, not logged"
+            );
         }
     }
 
