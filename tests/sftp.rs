@@ -1915,6 +1915,47 @@ fn sftp_out_of_descriptors_is_said_once_and_its_end_too() {
     );
 }
 
+/// Waits for the one `evidence-late` entry, checks it names `pkg`, came over SFTP from this
+/// machine and matches, and returns its detail.
+fn late_evidence_from_sftp(server: &Server, pkg: &[u8]) -> serde_json::Value {
+    let late = wait_events(server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(pkg), "{late:#?}");
+    let detail = late[0]["detail"].clone();
+    assert_eq!(detail["channel"], "sftp", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert!(
+        detail["origin"]
+            .as_str()
+            .is_some_and(|o| o.contains("127.0.0.1")),
+        "{detail}"
+    );
+    detail
+}
+
+/// In one session: a package `name` that `evidence` is not for (one file of it says
+/// `other`), then `evidence` as `<name><suffix>`, then `right`, the package it is for.
+fn put_evidence_before_its_package(
+    s: &Sftp,
+    name: &str,
+    suffix: &str,
+    evidence: &[u8],
+    right: &[u8],
+    other: &str,
+) {
+    let wrong = site_package("20240602_2000", &[("malo.txt", other.as_bytes())]);
+    let wrong_local = s.local(name, &wrong);
+    let right_local = s.local(name, right);
+    let evidence_local = right_local.with_file_name(format!("{name}{suffix}"));
+    std::fs::write(&evidence_local, evidence).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\nput {}\n",
+        wrong_local.display(),
+        evidence_local.display(),
+        right_local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// `mput` sends `X.zip` before `X.zip.sha256`: the package is taken when it is closed,
 /// without its sidecar (`if-present`). The sidecar that follows and gives its digest is
 /// journaled as that package's evidence, come late, with the client it came from; one that
@@ -1935,32 +1976,12 @@ fn a_sidecar_put_after_its_package_is_journaled_as_its_evidence_come_late() {
     ));
     assert!(out.status.success(), "{}", text(&out));
     s.server.wait_corte("20240602_2000");
-    let late = wait_events(&s.server, "evidence-late", 1);
-    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
-    let detail = &late[0]["detail"];
-    assert_eq!(detail["channel"], "sftp", "{detail}");
-    assert_eq!(detail["matches"], true, "{detail}");
-    assert!(
-        detail["origin"]
-            .as_str()
-            .is_some_and(|o| o.contains("127.0.0.1")),
-        "{detail}"
-    );
+    late_evidence_from_sftp(&s.server, &pkg);
 
     // Package, then a sidecar that is not its own, then the package it is for.
-    let wrong = site_package("20240602_2000", &[("malo.txt", b"primero")]);
     let right = site_package("20240602_2000", &[("bueno.txt", b"segundo")]);
-    let wrong_local = s.local(name, &wrong);
-    let right_local = s.local(name, &right);
-    let right_sidecar = right_local.with_file_name(format!("{name}.sha256"));
-    std::fs::write(&right_sidecar, corpus::sum_line(&right, name)).unwrap();
-    let out = s.batch(&format!(
-        "put {}\nput {}\nput {}\n",
-        wrong_local.display(),
-        right_sidecar.display(),
-        right_local.display()
-    ));
-    assert!(out.status.success(), "{}", text(&out));
+    let sidecar = corpus::sum_line(&right, name);
+    put_evidence_before_its_package(&s, name, ".sha256", sidecar.as_bytes(), &right, "primero");
     assert_verified_with_sidecar(&s.server, 3, &right);
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }
@@ -2037,37 +2058,24 @@ fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upl
         corrected_local.display()
     ));
     assert!(out.status.success(), "{}", text(&out));
-    let late = wait_events(&s.server, "evidence-late", 1);
-    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
-    let detail = &late[0]["detail"];
-    assert_eq!(detail["channel"], "sftp", "{detail}");
-    assert_eq!(detail["matches"], true, "{detail}");
+    let detail = late_evidence_from_sftp(&s.server, &pkg);
     assert_eq!(detail["evidence"], minisig.as_str(), "{detail}");
     assert_eq!(detail["signature"], signature.as_str(), "{detail}");
-    assert!(
-        detail["origin"]
-            .as_str()
-            .is_some_and(|o| o.contains("127.0.0.1")),
-        "{detail}"
-    );
     s.server.wait_published(2);
     let rejected = events(&s.server, "rejected");
     assert!(rejected.is_empty(), "{rejected:#?}");
 
     // Package, then a signature that is not its own, then the package it is for.
-    let wrong = site_package("20240602_2000", &[("malo.txt", b"tercero")]);
     let right = site_package("20240602_2000", &[("bueno.txt", b"cuarto")]);
-    let wrong_local = s.local(name, &wrong);
-    let right_local = s.local(name, &right);
-    let right_signature = right_local.with_file_name(&minisig);
-    std::fs::write(&right_signature, minisign_signature(&secret, name, &right)).unwrap();
-    let out = s.batch(&format!(
-        "put {}\nput {}\nput {}\n",
-        wrong_local.display(),
-        right_signature.display(),
-        right_local.display()
-    ));
-    assert!(out.status.success(), "{}", text(&out));
+    let signature = minisign_signature(&secret, name, &right);
+    put_evidence_before_its_package(
+        &s,
+        name,
+        ".minisig",
+        signature.as_bytes(),
+        &right,
+        "tercero",
+    );
     assert_verified_with_signature(&s.server, 4, &right);
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }
