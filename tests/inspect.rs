@@ -570,6 +570,64 @@ fn puebla_2018_an_acta_not_counted_without_observation_is_not_in_actas_no_contab
     );
 }
 
+/// INE 2019's extraordinary AYUN of Puebla names nine coalitions twice in its column header
+/// (`C_PRD_MC_CPP` in columns 28 and 36, `C_PT_MORENA` in 49 and 55, …: each municipality's
+/// alliance has its own), in its real file at the corte of 03/06/2019 09:15 (GitHub
+/// `JuveCampos/Proyecto_Puebla`, `Extraordinaria 2019 Puebla/`). Each column's votes are its
+/// own, and the report tells them apart by their column number: in the text where the name is
+/// repeated, and in `--json` by every vote column's `position`, its `column` still the name
+/// as written. The cut holds four of its rows, from three municipalities.
+#[test]
+fn ine_2019_coalitions_named_twice_are_told_apart_by_their_column() {
+    let path = cut_fixture("ine2019_pue_ayun_coalitions_named_twice.csv");
+    let out = inspect(&[path.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let row = |label: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("│ {label} ")))
+            .map(|l| l.split('┆').map(str::trim).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row {label} in {text}"))
+    };
+    for (label, votes) in [
+        ("C_PRD_MC_CPP (column 28)", "13"),
+        ("C_PRD_MC_CPP (column 36)", "2"),
+        ("C_PT_MORENA (column 49)", "6"),
+        ("C_PT_MORENA (column 55)", "18"),
+        ("C_PAN_CPP (column 39)", "1"),
+        ("C_PAN_CPP (column 58)", "3"),
+    ] {
+        assert_eq!(row(label)[2], votes, "{label}");
+    }
+    // A name the header does not repeat is shown as written.
+    assert_eq!(row("C_PAN_PRD_MC_CPP")[1], "coalition");
+    assert!(!text.contains("PRI (column"), "{text}");
+
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, Some(0));
+    let votes = v["elections"][0]["votes"].as_array().unwrap();
+    let at = |position: u64| {
+        votes
+            .iter()
+            .find(|c| c["position"] == position)
+            .unwrap_or_else(|| panic!("no column {position} in {votes:#?}"))
+    };
+    for (position, column, total) in [
+        (28, "C_PRD_MC_CPP", 13),
+        (36, "C_PRD_MC_CPP", 2),
+        (49, "C_PT_MORENA", 6),
+        (55, "C_PT_MORENA", 18),
+    ] {
+        let c = at(position);
+        assert_eq!(
+            (&c["column"], &c["votes"]),
+            (&column.into(), &total.into()),
+            "{c:#}"
+        );
+    }
+    assert_eq!(at(17)["column"], "PAN");
+}
+
 #[test]
 fn queretaro_2018_sin_acta_rows_are_captured_and_inconsistent() {
     let e = derived_election("ieeq2018_sin_acta_empty_contabilizada.csv", "ieeq-2018");

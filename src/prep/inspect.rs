@@ -86,6 +86,12 @@ pub(crate) struct UnreadCorte {
 pub(crate) struct VoteTotal {
     /// The column's name.
     pub(crate) column: String,
+    /// Its column number in the column header, from 1: what tells apart two columns of votes
+    /// with the same name.
+    pub(crate) position: usize,
+    /// Whether another column of votes has the same name.
+    #[serde(skip)]
+    pub(crate) repeated: bool,
     /// Party, coalition, independent, not registered or null.
     pub(crate) kind: VoteKind,
     /// Sum over counted actas.
@@ -517,7 +523,7 @@ impl State {
                             quoted(row.cell(col.index))
                         )
                     };
-                    self.anomaly(line, clave, Some(&col.name), what);
+                    self.anomaly(line, clave, Some(col.label().as_ref()), what);
                 }
             }
         }
@@ -694,6 +700,8 @@ impl State {
             .zip(&self.votes)
             .map(|(col, (votes, missing))| VoteTotal {
                 column: col.name.clone(),
+                position: col.index + 1,
+                repeated: col.repeated,
                 kind: col.kind,
                 votes: *votes,
                 missing: *missing,

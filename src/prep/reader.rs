@@ -11,6 +11,8 @@
 //! - A column is found by its name under any of its spellings, never by its
 //!   position, except the party and coalition columns: every column between the acta's own
 //!   figures (`TOTAL_VOTOS_SACADOS`, …) and `NO_REGISTRADOS` (or `NO_REGISTRADAS`) is one.
+//!   Two of them may have the same name (INE 2019): each is its own column, and where its
+//!   name is repeated it is named with its column number ([`VoteColumn::label`]).
 //! - The column header is the line with `CLAVE_CASILLA` or `CLAVE_ACTA`, or, in the layouts
 //!   of 2015–2017 that have no key column (INE 2015, IEC Coahuila and IEEM 2017), the line with
 //!   `SECCION`, `TIPO_CASILLA` and `CONTABILIZADA`.
@@ -41,6 +43,7 @@
 //!   2021 writes its summary with `|` before rows of `,`), which is then the summary's.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -284,6 +287,28 @@ pub(crate) struct VoteColumn {
     pub(crate) index: usize,
     /// What it counts.
     pub(crate) kind: VoteKind,
+    /// Whether another column of votes has the same name (INE 2019's extraordinary AYUN
+    /// names nine coalitions twice, one for each municipality's alliance): it is then told
+    /// apart by its position.
+    pub(crate) repeated: bool,
+}
+
+impl VoteColumn {
+    /// How a report names it: [`vote_label`].
+    pub(crate) fn label(&self) -> Cow<'_, str> {
+        vote_label(&self.name, self.index + 1, self.repeated)
+    }
+}
+
+/// How a report names the column of votes numbered `column` (from 1) in the column header:
+/// its name, and where another column of votes has the same name, its number too
+/// (`C_PRD_MC_CPP (column 28)`).
+pub(crate) fn vote_label(name: &str, column: usize, repeated: bool) -> Cow<'_, str> {
+    if repeated {
+        Cow::Owned(format!("{name} (column {column})"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// Where each needed column is.
@@ -865,18 +890,28 @@ impl Columns {
                 name: (*name).to_owned(),
                 index: figures + 1 + i,
                 kind: vote_kind(name, &parties),
+                repeated: false,
             })
             .collect();
         votes.push(VoteColumn {
             name: names.get(no_registrados).cloned().unwrap_or_default(),
             index: no_registrados,
             kind: VoteKind::NotRegistered,
+            repeated: false,
         });
         votes.push(VoteColumn {
             name: "NULOS".to_owned(),
             index: nulos,
             kind: VoteKind::Null,
+            repeated: false,
         });
+        let mut times: HashMap<String, usize> = HashMap::new();
+        for v in &votes {
+            *times.entry(v.name.clone()).or_default() += 1;
+        }
+        for v in &mut votes {
+            v.repeated = times.get(&v.name).is_some_and(|n| *n > 1);
+        }
         let dates = names
             .iter()
             .enumerate()

@@ -6,6 +6,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::definitions::{Definitions, REGLAS, reglas};
 use super::inspect::FileReport;
+use super::reader::vote_label;
 use super::{CorteReport, Report};
 
 /// How many anomalies are listed per election; the rest are counted.
@@ -239,7 +240,7 @@ fn election(out: &mut String, e: &FileReport) {
             .and_then(|k| k.as_str().map(str::to_owned))
             .unwrap_or_default();
         t.add_row([
-            v.column.clone(),
+            vote_label(&v.column, v.position, v.repeated).into_owned(),
             kind,
             v.votes.to_string(),
             v.missing.to_string(),
