@@ -1369,51 +1369,14 @@ fn a_client_that_breaks_the_sftp_framing_is_cut_and_costs_the_log_no_flood() {
 fn a_client_that_keeps_asking_for_refused_requests_is_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(tmp.path(), &[]);
-    let port = s.port.to_string();
-    let ctl = tmp.path().join("ctl");
-    let mut master = Command::new("ssh");
-    ssh_options(&mut master, &s.key);
-    let mut master = master
-        .args(["-M", "-S", ctl.to_str().unwrap(), "-N", "-p", &port])
-        .arg("instituto@127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ssh");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !ctl.exists() {
-        assert!(std::time::Instant::now() < deadline, "no ControlMaster");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let mut asked = 0;
-    while asked < 40 && master.try_wait().unwrap().is_none() {
-        let out = Command::new("ssh")
-            .args([
-                "-S",
-                ctl.to_str().unwrap(),
-                "-o",
-                "ControlMaster=no",
-                "-p",
-                &port,
-            ])
+    let (mut master, asked) = ask_master_until_cut(&s, |mux| {
+        let out = mux
             .args(["instituto@127.0.0.1", "cat /etc/passwd"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("ssh");
+            .output();
+        let out = out.expect("ssh");
         assert!(!out.status.success(), "{}", text(&out));
-        asked += 1;
-    }
-    // The ControlMaster's session; once it is cut, an `ssh -S` that finds no master falls
-    // back to a connection of its own, which has no key and logs in to nothing.
-    let logged_in = |e: &serde_json::Value| e["detail"]["authenticated"] == true;
-    let sessions = sessions_when(&s.server, |sessions| sessions.iter().any(logged_in));
-    let detail = &sessions.iter().find(|e| logged_in(e)).unwrap()["detail"];
-    assert_eq!(
-        detail["error"],
-        "cut: the client sent 8 requests this server refuses (a shell, a command, another \
-         subsystem or channel); an SFTP client sends none",
-        "{detail:#}"
-    );
+    });
+    let detail = cut_master_session(&s.server);
     assert!(asked < 40, "{asked} commands asked and still connected");
     assert!(
         detail["refusals"]
@@ -1423,6 +1386,151 @@ fn a_client_that_keeps_asking_for_refused_requests_is_cut() {
     );
     let _ = master.kill();
     let _ = master.wait();
+}
+
+/// What a logged-in client asks for that the SSH library would refuse by itself counts all
+/// the same: OpenSSH's `ssh -S`, asking its ControlMaster's one connection again and again to
+/// forward a port from the server (`-O forward -R`) and to reach one through it (`-W`), is
+/// cut after a few, each named in its entry.
+#[test]
+fn a_client_that_keeps_asking_for_forwarding_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let mut turn = 0;
+    let (mut master, asked) = ask_master_until_cut(&s, |mux| {
+        turn += 1;
+        let mux = if turn % 2 == 0 {
+            mux.args(["-O", "forward", "-R", "0:127.0.0.1:9"])
+        } else {
+            mux.args(["-W", "127.0.0.1:9"])
+        };
+        let out = mux.arg("instituto@127.0.0.1").output().expect("ssh");
+        assert!(!out.status.success(), "{}", text(&out));
+    });
+    assert!(asked < 40, "{asked} forwardings asked and still connected");
+    let detail = cut_master_session(&s.server);
+    let refusals = detail["refusals"].to_string();
+    assert!(
+        refusals.contains("forwarding of port 0 on the server")
+            && refusals.contains("forwarding to 127.0.0.1:9"),
+        "{detail:#}"
+    );
+    let _ = master.kill();
+    let _ = master.wait();
+}
+
+/// The environment OpenSSH sends (`SendEnv`) is ignored: a desktop's dozen `LC_*` variables
+/// cost an upload nothing. A client sending more than any environment holds (a hundred
+/// variables here, as many as it likes with a client of its own) is cut like one asking for
+/// what is refused, each past the first 64 named in its entry.
+#[test]
+fn a_client_sending_its_environment_without_end_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let batch = s.dir.join("batch-put");
+    std::fs::write(&batch, format!("put {}\n", pkg.display())).unwrap();
+    let mut desktop = Command::new("sftp");
+    ssh_options(&mut desktop, &s.key);
+    for name in ["LANG", "LC_ADDRESS", "LC_IDENTIFICATION", "LC_MEASUREMENT"]
+        .into_iter()
+        .chain(["LC_MONETARY", "LC_NAME", "LC_NUMERIC", "LC_PAPER"])
+        .chain(["LC_TELEPHONE", "LC_TIME", "LC_CTYPE", "LC_COLLATE"])
+    {
+        desktop.env(name, "es_MX.UTF-8");
+    }
+    let out = desktop
+        .args(["-o", "SendEnv=LANG LC_*", "-b"])
+        .arg(&batch)
+        .args(["-P", &s.port.to_string(), "instituto@127.0.0.1"])
+        .output()
+        .expect("sftp");
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    assert_eq!(sessions[0]["detail"]["refusal_count"], 0, "{sessions:#?}");
+
+    let mut flood = Command::new("ssh");
+    ssh_options(&mut flood, &s.key);
+    for i in 0..100 {
+        flood.env(format!("FLOOD_{i:03}"), "x");
+    }
+    let out = flood
+        .args(["-o", "SendEnv=FLOOD_*", "-p", &s.port.to_string()])
+        .args(["instituto@127.0.0.1", "-s", "sftp"])
+        .output()
+        .expect("ssh");
+    let sessions = sessions_when(&s.server, |sessions| sessions.len() >= 2);
+    let flooded = sessions.iter().find(|e| e["detail"]["file_count"] == 0);
+    let detail = &flooded.unwrap()["detail"];
+    assert_eq!(
+        detail["error"],
+        "cut: the client sent 8 requests this server refuses (a shell, a command, forwarding, \
+         another subsystem or channel…); an SFTP client sends none",
+        "{detail:#}\n{}",
+        text(&out)
+    );
+    assert!(
+        detail["refusals"]
+            .to_string()
+            .contains("environment variable \\\"FLOOD_"),
+        "{detail:#}"
+    );
+}
+
+/// Starts OpenSSH's `ssh` as a ControlMaster logged in with the institute's key, then runs
+/// `ask` with an `ssh -S` command through it (no key of its own, options and port set) until
+/// the master has gone or `ask` has run 40 times; returns the master and how many ran.
+fn ask_master_until_cut(
+    s: &Sftp,
+    mut ask: impl FnMut(&mut Command),
+) -> (std::process::Child, usize) {
+    let port = s.port.to_string();
+    let ctl = s.dir.join(format!("ctl-{}", unique()));
+    let mut master = Command::new("ssh");
+    ssh_options(&mut master, &s.key);
+    let master = master
+        .args(["-M", "-S", ctl.to_str().unwrap(), "-N", "-p", &port])
+        .arg("instituto@127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    let mut master = master;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ctl.exists() {
+        assert!(std::time::Instant::now() < deadline, "no ControlMaster");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut asked = 0;
+    while asked < 40 && master.try_wait().unwrap().is_none() {
+        let mut mux = Command::new("ssh");
+        mux.args(["-S", ctl.to_str().unwrap(), "-o", "ControlMaster=no"])
+            .args(["-o", "BatchMode=yes", "-p", &port])
+            .stdin(Stdio::null());
+        ask(&mut mux);
+        asked += 1;
+    }
+    (master, asked)
+}
+
+/// The entry of the ControlMaster's session, once journaled, checked to be cut for the
+/// requests refused. Once the master is cut, an `ssh -S` that finds no master falls back to a
+/// connection of its own, which has no key and logs in to nothing: it is not this entry.
+fn cut_master_session(server: &Server) -> serde_json::Value {
+    let logged_in = |e: &serde_json::Value| e["detail"]["authenticated"] == true;
+    let sessions = sessions_when(server, |sessions| sessions.iter().any(logged_in));
+    let detail = sessions.iter().find(|e| logged_in(e)).unwrap()["detail"].clone();
+    assert_eq!(
+        detail["error"],
+        "cut: the client sent 8 requests this server refuses (a shell, a command, forwarding, \
+         another subsystem or channel…); an SFTP client sends none",
+        "{detail:#}"
+    );
+    detail
 }
 
 /// What the SSH library refuses by itself costs the log nothing: OpenSSH's `ssh -tt` sends a
@@ -1749,9 +1857,9 @@ fn a_sidecar_too_large_to_be_evidence_refuses_its_package_over_sftp() {
 }
 
 /// A client that opens a session channel and sends on it before asking for the `sftp`
-/// subsystem (no OpenSSH client does: data, `env` and `window-change` requests, hundreds of
-/// each) has it read and set aside: the server goes on reading the connection, sees it end,
-/// journals the session with the refusal, and its place is free again.
+/// subsystem (no OpenSSH client does: hundreds of data messages, and `env` requests) has it
+/// read and set aside: the server goes on reading the connection, sees it end, journals the
+/// session with the refusal, and its place is free again.
 #[test]
 fn a_channel_sent_to_before_its_subsystem_cannot_hold_a_place() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1759,10 +1867,11 @@ fn a_channel_sent_to_before_its_subsystem_cannot_hold_a_place() {
     current_thread().block_on(async {
         let ssh = ssh_login(&s).await;
         let channel = ssh.channel_open_session().await.unwrap();
-        for _ in 0..300 {
+        for i in 0..300 {
             channel.data_bytes(&b"PK"[..]).await.unwrap();
-            channel.set_env(false, "LANG", "C").await.unwrap();
-            channel.window_change(80, 24, 0, 0).await.unwrap();
+            if i < 40 {
+                channel.set_env(false, "LANG", "C").await.unwrap();
+            }
         }
         // Answered: the session still reads what its client sends.
         let second = tokio::time::timeout(

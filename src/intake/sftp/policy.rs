@@ -3,13 +3,17 @@
 //!
 //! # Guarantees
 //! - Public keys only, from `sftp_authorized_keys`; no password, keyboard-interactive, shell,
-//!   exec, pty, forwarding, agent or subsystem other than `sftp`. A password, a shell, a
-//!   command, another subsystem or an extra channel is noted in the session's journal entry;
-//!   a logged-in client asking for [`MAX_REFUSED_REQUESTS`] of them (no SFTP client asks for
-//!   any) is cut, and its entry says why, so that it cannot cost the journal and the log a
-//!   refusal for every request it sends. What the SSH library refuses by itself (forwarding,
-//!   `env`, a pty, requests it does not know) costs neither: its log is held to nothing
-//!   (`crate`'s logging) unless `RUST_LOG` names it.
+//!   exec, pty, forwarding, agent or subsystem other than `sftp`. A password, and every
+//!   request of a logged-in client this server refuses (a shell, a command, a pty, port,
+//!   socket, X11 or agent forwarding both ways, a signal or window change, another subsystem
+//!   or an extra channel) is noted in the session's journal entry; a logged-in client asking
+//!   for [`MAX_REFUSED_REQUESTS`] of them (no SFTP client asks for any) is cut, and its entry
+//!   says why, so that it cannot cost the journal and the log a refusal for every request it
+//!   sends, nor ask for them without end. `env` requests (OpenSSH's `SendEnv`) are ignored;
+//!   past [`MAX_ENV_REQUESTS`] of a connection, each is one of those refusals. What the SSH
+//!   library answers by itself without asking this handler (requests and channel types it
+//!   does not know, such as a `break` or a keep-alive) keeps nothing and costs a reply each;
+//!   its log is held to nothing (`crate`'s logging) unless `RUST_LOG` names it.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
 //!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
 //!   silence (the listener also cuts it after as long without an SFTP request, whatever else
@@ -118,12 +122,20 @@ pub(super) struct SshHandler {
     subsystem: Option<watch::Sender<()>>,
     /// Requests of the logged-in client refused so far.
     refused: u32,
+    /// Environment variables the client sent so far (`env` requests).
+    env: u32,
 }
 
-/// Refused requests of a logged-in client (a shell, a command, another subsystem or channel)
-/// after which its connection is cut: no SFTP client sends any, and each costs the journal
-/// and the log.
+/// Refused requests of a logged-in client (a shell, a command, forwarding, another subsystem
+/// or channel…) after which its connection is cut: no SFTP client sends any, and each costs
+/// the journal and the log.
 const MAX_REFUSED_REQUESTS: u32 = 8;
+
+/// Environment variables (`env` requests) a connection may send, ignored, before each counts
+/// as a refused request: OpenSSH sends those its `SendEnv` names (Debian's sends `LANG` and
+/// `LC_*`, a dozen on a desktop set to a region) before every subsystem request, and a
+/// connection has at most two session channels.
+const MAX_ENV_REQUESTS: u32 = 64;
 
 impl SshHandler {
     /// The handler of a new connection from `peer`, which tells `phase` how far it got; its
@@ -148,22 +160,41 @@ impl SshHandler {
             traffic,
             subsystem: Some(subsystem),
             refused: 0,
+            env: 0,
         }
     }
 
-    /// Refuses a request of the logged-in client (a shell, a command, another subsystem or
-    /// channel), noted in the session's entry; past [`MAX_REFUSED_REQUESTS`], the listener
-    /// cuts the connection.
+    /// Refuses a request of the logged-in client (a shell, a command, forwarding, another
+    /// subsystem or channel…), noted in the session's entry; past [`MAX_REFUSED_REQUESTS`],
+    /// the listener cuts the connection.
     fn refuse(&mut self, what: String) {
         note_refusal(&self.stats, what);
         self.refused += 1;
         if self.refused == MAX_REFUSED_REQUESTS {
             self.traffic.broke(format!(
                 "the client sent {MAX_REFUSED_REQUESTS} requests this server refuses (a shell, \
-                 a command, another subsystem or channel); an SFTP client sends none"
+                 a command, forwarding, another subsystem or channel…); an SFTP client sends none"
             ));
         }
     }
+
+    /// Refuses a request on `channel` that wants no more than a failure in reply (a pty,
+    /// X11 or agent forwarding…), counted as [`Self::refuse`] does; the channel stays open.
+    fn fail(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+        what: String,
+    ) -> Result<(), anyhow::Error> {
+        self.refuse(what);
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+}
+
+/// A client-given host name or path cut to 64 characters, for the journal.
+fn short(name: &str) -> String {
+    name.chars().take(64).collect()
 }
 
 impl russh::server::Handler for SshHandler {
@@ -316,8 +347,180 @@ impl russh::server::Handler for SshHandler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.fail(channel, session, "a pty".to_owned())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.fail(channel, session, "X11 forwarding".to_owned())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.refuse("agent forwarding".to_owned());
+        Ok(false)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.env = self.env.saturating_add(1);
+        if self.env > MAX_ENV_REQUESTS {
+            let name = short(variable_name);
+            return self.fail(
+                channel,
+                session,
+                format!("environment variable {name:?}, past {MAX_ENV_REQUESTS}"),
+            );
+        }
+        // Ignored; a reply, if one is wanted, says it was not set.
         session.channel_failure(channel)?;
         Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        _channel: ChannelId,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // No pty is ever given: no window changes.
+        self.refuse("a window-change without a pty".to_owned());
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        _channel: ChannelId,
+        signal: russh::Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let name = match signal {
+            russh::Sig::Custom(name) => short(&name),
+            known => format!("{known:?}"),
+        };
+        self.refuse(format!("signal {name:?}"));
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let address = short(address);
+        self.refuse(format!(
+            "forwarding of port {port} on the server ({address:?}) to the client"
+        ));
+        Ok(false)
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let address = short(address);
+        self.refuse(format!("end of a forwarding of port {port} ({address:?})"));
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let path = short(socket_path);
+        self.refuse(format!(
+            "forwarding of a socket on the server ({path:?}) to the client"
+        ));
+        Ok(false)
+    }
+
+    async fn cancel_streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let path = short(socket_path);
+        self.refuse(format!("end of a forwarding of a socket ({path:?})"));
+        Ok(false)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        _reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let host = short(host_to_connect);
+        self.refuse(format!(
+            "forwarding to {host}:{port_to_connect} (a direct-tcpip channel)"
+        ));
+        Ok(()) // dropping the reply refuses the channel
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        _reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let path = short(socket_path);
+        self.refuse(format!(
+            "forwarding to the socket {path:?} (a direct-streamlocal channel)"
+        ));
+        Ok(()) // dropping the reply refuses the channel
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        _reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("a forwarded-tcpip channel, for no forwarding asked".to_owned());
+        Ok(()) // dropping the reply refuses the channel
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        _reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("an X11 channel".to_owned());
+        Ok(()) // dropping the reply refuses the channel
     }
 
     async fn subsystem_request(
