@@ -35,7 +35,11 @@
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
-//!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished.
+//!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished. A connection
+//!   from an allowed address that ends neither logged in nor refused a login attempt (a port
+//!   probe, a connection closed or cut in the handshake, a client that sends nothing) is
+//!   journaled and logged within the bounds of [`Throttle`] as well: it is no strike towards
+//!   a ban, so nothing else bounds how often it comes.
 //! - An address whose connections end without logging in, after failed attempts,
 //!   `sftp_ban_after` times within `sftp_ban_time` is dropped before the handshake for
 //!   `sftp_ban_time` ([`super::ban`]); a connection that logs in in the end is no strike. The
@@ -131,6 +135,9 @@ struct Shared {
     /// The packages sessions handed over lately (before this start too, as the journal
     /// tells), for evidence sent after its package.
     taken: Taken,
+    /// Which connections that ended neither logged in nor refused a login attempt are
+    /// journaled.
+    never_tried: Throttle,
 }
 
 /// Accepts SFTP sessions until `shutdown`.
@@ -161,6 +168,7 @@ pub(crate) async fn serve(
         keys,
         server,
         taken,
+        never_tried: Throttle::default(),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -330,12 +338,26 @@ async fn connection(
         }
     };
     drop(startup);
+    if let Some((reason, Fault::Sender)) = &cut {
+        if with_stats(&stats, |s| s.tried_to_log_in()) {
+            tracing::warn!(%peer, reason, "SFTP connection cut");
+        } else {
+            // Logged with its journal entry, if it has one.
+            tracing::debug!(%peer, reason, "SFTP connection cut");
+        }
+    }
     // The session is over: its subsystem sees the channel end, and notes what it left.
     drop(run);
     traffic.end();
     let _ = tokio::time::timeout(SUBSYSTEM_END_WAIT, subsystem_ended.changed()).await;
     let stats = with_stats(&stats, |s| s.clone());
-    journal_session(&shared.server.journal, peer, &stats, cut.as_ref());
+    journal_session(
+        &shared.server.journal,
+        &shared.never_tried,
+        peer,
+        &stats,
+        cut.as_ref(),
+    );
     let ip = peer.ip().to_canonical();
     if stats.fingerprint.is_some() {
         shared.bans.clear(ip);
@@ -370,14 +392,14 @@ async fn told_to_give_way(startup: &mut Option<Startup>) {
 
 /// Cuts a connection: its `sftp` subsystem first (it works on none of the requests its client
 /// sent, and waits no more to reply), then its socket (whatever the SSH session is doing, its
-/// reads end and its writes fail); lets the session wind down, and returns `reason`.
+/// reads end and its writes fail); lets the session wind down, and returns `reason`, the
+/// sender's fault.
 async fn cut_off<F: std::future::Future + Unpin>(
     socket: &std::net::TcpStream,
     traffic: &stall::Traffic,
     session: &mut F,
     reason: String,
 ) -> Option<(String, Fault)> {
-    tracing::warn!(reason, "SFTP connection cut");
     traffic.cut();
     let _ = socket.shutdown(std::net::Shutdown::Both);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session).await;

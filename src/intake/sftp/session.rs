@@ -6,7 +6,9 @@
 //!   early, if it did).
 //! - A connection dropped before authentication is journaled as `sftp-refused`, with why;
 //!   one dropped before its handshake only within the bounds of [`Throttle`], the next entry
-//!   saying how many were left out (`not_journaled`).
+//!   saying how many were left out (`not_journaled`). So is the `sftp-session` entry of a
+//!   connection that ended neither logged in nor refused a login attempt (a key or a
+//!   password), whatever ended it; its log lines too.
 //! - An entry's size is bounded whatever the client does: at most [`MAX_LISTED_FILES`] files
 //!   (and as many unfinished uploads) and [`MAX_LISTED_REFUSALS`] refusals are listed; their
 //!   counts are always exact. Refusals and unfinished uploads are logged only while they are
@@ -65,14 +67,29 @@ fn post_refused(journal: &Journal, peer: SocketAddr, reason: &str, not_journaled
     journal.post(EventKind::SftpRefused, None, detail);
 }
 
-/// Journals a session's end; `ended` is why it ended early, and whose fault that was.
+/// Journals a session's end; `ended` is why it ended early, and whose fault that was. A
+/// connection that neither logged in nor was refused a login attempt is journaled and logged
+/// within `never_tried`'s bounds only (at `debug` otherwise): anyone at an allowed address may
+/// open such connections as fast as it likes, and none counts towards a ban.
 pub(super) fn journal_session(
     journal: &Journal,
+    never_tried: &Throttle,
     peer: SocketAddr,
     stats: &SessionStats,
     ended: Option<&(String, Fault)>,
 ) {
-    let detail = json!({
+    let error = ended.map(|(error, _)| error.as_str());
+    let not_journaled = if stats.tried_to_log_in() {
+        tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
+        0
+    } else if let Some(skipped) = never_tried.admit(peer.ip()) {
+        tracing::warn!(%peer, error, "SFTP connection ended without logging in; more from this address within a minute are logged at debug only");
+        skipped
+    } else {
+        tracing::debug!(%peer, error, "SFTP connection ended without logging in");
+        return;
+    };
+    let mut detail = json!({
         "address": peer.to_string(),
         "user": stats.user,
         "fingerprint": stats.fingerprint,
@@ -85,10 +102,12 @@ pub(super) fn journal_session(
         "unfinished_count": stats.unfinished_count,
         "refusals": stats.refusals,
         "refusal_count": stats.refusal_count,
-        "error": ended.map(|(error, _)| error),
+        "error": error,
         "fault": ended.map(|(_, fault)| fault),
     });
-    tracing::info!(%peer, files = stats.file_count, bytes = stats.bytes, "SFTP session ended");
+    if not_journaled > 0 {
+        detail["not_journaled"] = not_journaled.into();
+    }
     journal.post(EventKind::SftpSession, None, detail);
 }
 
@@ -111,6 +130,13 @@ pub(super) struct SessionStats {
 }
 
 impl SessionStats {
+    /// Whether the client logged in or was refused an attempt to (a key or a password): a
+    /// connection that was is journaled whatever its address did before, and one refused is
+    /// a strike towards a ban.
+    pub(super) fn tried_to_log_in(&self) -> bool {
+        self.fingerprint.is_some() || self.failed_auth > 0
+    }
+
     /// Notes a refused request, and logs it while the entry lists it.
     fn refusal(&mut self, what: String) {
         self.refusal_count += 1;
