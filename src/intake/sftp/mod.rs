@@ -28,10 +28,10 @@
 //!   when its client sends a request said to be longer than the SFTP server takes (256 KiB):
 //!   nothing from there on is read as a request, and it costs the log one line, not one for
 //!   every four bytes the client sends; or after [`policy`]'s few requests it refuses (a
-//!   shell, a command, forwarding…) from a logged-in client. Whatever the session is doing, its socket is
-//!   shut down, and its `sftp` subsystem works on none of the requests still waiting (sent
-//!   before the cut: a close or a rename hands nothing over, a write writes nothing). The
-//!   session entry says why, and names the upload discarded.
+//!   shell, a command, forwarding…) from a logged-in client. Whatever the session is doing,
+//!   its socket is shut down, and its `sftp` subsystem works on none of the requests still
+//!   waiting (sent before the cut: a close or a rename hands nothing over, a write writes
+//!   nothing). The session entry says why, and names the upload discarded.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
