@@ -476,8 +476,8 @@ settings! {
     /// An SFTP connection that has not logged in this long after connecting is cut
     /// (OpenSSH's `LoginGraceTime`, `1m`).
     sftp_login_grace_time: String = "1m".to_owned();
-    /// Most bytes one SFTP session may upload in all (each file is also held to
-    /// `max_package_bytes`).
+    /// Most bytes one SFTP session (one connection, every `sftp` run on it together) may
+    /// upload in all (each file is also held to `max_package_bytes`).
     sftp_max_session_bytes: ByteSize = ByteSize::gib(16);
     /// An SFTP session quiet this long, or whose client sends no SFTP request (keep-alives do
     /// not count) or takes none of its replies this long, is closed (`5m`).

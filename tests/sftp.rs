@@ -2372,3 +2372,153 @@ fn uploads_of_two_sessions_together_never_take_the_space_kept_free() {
         free_bytes(&data)
     );
 }
+
+/// An upload script run every few minutes through OpenSSH's `ControlMaster auto` and
+/// `ControlPersist` (a common `~/.ssh/config`) asks the one connection the first run left open
+/// for an `sftp` subsystem at each run: each is taken once the one before has ended, with the
+/// dozen variables a desktop sends each time (`SendEnv`), and nothing is refused or cut. The
+/// connection's one entry names every upload of every run, the one left under a hidden name
+/// too; an `sftp` asking for a subsystem while another is open through the same connection is
+/// still refused.
+#[test]
+fn an_upload_script_reusing_its_controlmaster_runs_one_sftp_after_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let ctl = s.dir.join("ctl-persist");
+    let port = s.port.to_string();
+    let sftp = |batch: &str| {
+        let file = s.dir.join(format!("batch-{}", unique()));
+        std::fs::write(&file, batch).unwrap();
+        let mut cmd = Command::new("sftp");
+        ssh_options(&mut cmd, &s.key);
+        for name in ["LANG", "LC_ADDRESS", "LC_IDENTIFICATION", "LC_MEASUREMENT"]
+            .into_iter()
+            .chain(["LC_MONETARY", "LC_NAME", "LC_NUMERIC", "LC_PAPER"])
+            .chain(["LC_TELEPHONE", "LC_TIME", "LC_CTYPE", "LC_COLLATE"])
+        {
+            cmd.env(name, "es_MX.UTF-8");
+        }
+        cmd.args(["-o", "ControlMaster=auto", "-o", "ControlPersist=10m"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", ctl.display()))
+            .args(["-o", "SendEnv=LANG LC_*", "-P", &port])
+            .arg("-b")
+            .arg(&file)
+            .arg("instituto@127.0.0.1");
+        cmd
+    };
+    let cortes: Vec<String> = (0..10)
+        .map(|i| format!("20240602_{}{:02}", 20 + i / 4, (i % 4) * 15))
+        .collect();
+    for (i, corte) in cortes.iter().enumerate() {
+        let pkg = s.local(&format!("PREP_{corte}.zip"), &site_package(corte, &[]));
+        let mut batch = format!("put {}\n", pkg.display());
+        if i == 4 {
+            batch.push_str(&format!("put {} .PREP_{corte}.zip.part\n", pkg.display()));
+        }
+        let out = sftp(&batch).output().expect("sftp");
+        assert!(out.status.success(), "run {i}: {}", text(&out));
+        s.server.wait_corte(corte);
+    }
+    assert!(ctl.exists(), "the first run left no ControlMaster");
+
+    // While one `sftp` runs through the connection, another is refused a second channel
+    // (OpenSSH then opens a connection of its own, where the upload lands).
+    let mut open = {
+        let mut cmd = Command::new("sftp");
+        ssh_options(&mut cmd, &s.key);
+        cmd.arg("-o")
+            .arg(format!("ControlPath={}", ctl.display()))
+            .args(["-o", "ControlMaster=no", "-P", &port, "instituto@127.0.0.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sftp")
+    };
+    {
+        use std::io::{BufRead, Write};
+        let mut stdin = open.stdin.take().unwrap();
+        writeln!(stdin, "pwd").unwrap();
+        // Once it answers, its subsystem runs.
+        let answered = std::io::BufReader::new(open.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Remote working directory"));
+        assert!(answered, "the open sftp did not answer");
+        let corte = "20240602_2300";
+        let pkg = s.local(&format!("PREP_{corte}.zip"), &site_package(corte, &[]));
+        let out = sftp(&format!("put {}\n", pkg.display()))
+            .output()
+            .expect("sftp");
+        assert!(out.status.success(), "{}", text(&out));
+        s.server.wait_corte(corte);
+        drop(stdin);
+    }
+    let _ = open.wait();
+    let mut exit = Command::new("ssh");
+    exit.arg("-S")
+        .arg(&ctl)
+        .args(["-O", "exit", "-p", &port, "instituto@127.0.0.1"]);
+    let out = exit.output().expect("ssh");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let master = |e: &serde_json::Value| e["detail"]["file_count"].as_u64() >= Some(10);
+    let sessions = sessions_when(&s.server, |sessions| {
+        sessions.iter().any(master) && sessions.len() >= 2
+    });
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    let detail = &sessions.iter().find(|e| master(e)).unwrap()["detail"];
+    assert_eq!(detail["error"], serde_json::Value::Null, "{detail:#}");
+    assert_eq!(detail["file_count"], 10, "{detail:#}");
+    assert_eq!(detail["refusal_count"], 1, "{detail:#}");
+    assert!(
+        detail["refusals"]
+            .to_string()
+            .contains("a further session channel"),
+        "{detail:#}"
+    );
+    assert_eq!(detail["unfinished_count"], 1, "{detail:#}");
+    assert_eq!(
+        detail["unfinished"][0]["name"],
+        format!(".PREP_{}.zip.part", cortes[4])
+    );
+}
+
+/// A connection an upload script's `ControlPersist` keeps open between runs is held to
+/// `sftp_idle_timeout` as any other: once its `sftp` has ended, it is cut after as long
+/// without an SFTP request, and its entry names its upload and why it ended.
+#[test]
+fn a_controlmaster_kept_open_between_sftp_runs_is_cut_when_idle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--sftp-idle-timeout", "2s"]);
+    let ctl = s.dir.join("ctl-idle");
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let controlpath = format!("ControlPath={}", ctl.display());
+    let out = s.batch_with(
+        &format!("put {}\n", pkg.display()),
+        &s.key,
+        &[
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=10m",
+            "-o",
+            &controlpath,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2000");
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    assert_eq!(
+        detail["error"],
+        "cut: the client sent no SFTP request for 2s (sftp_idle_timeout); keep-alive messages \
+         do not count",
+        "{detail:#}"
+    );
+    assert_eq!(detail["file_count"], 1, "{detail:#}");
+}

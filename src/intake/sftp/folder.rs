@@ -1,8 +1,13 @@
 //! The virtual intake folder of one SFTP session: the `sftp` subsystem's handler.
 //!
 //! A client sees one folder, `/`, holding only the files this session uploaded and has not
-//! yet handed over. Uploads are written to a hidden temporary file in `<data_dir>/tmp` and
-//! handed to the publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
+//! yet handed over. A connection that runs one subsystem after another (OpenSSH's
+//! `ControlMaster`) gets a folder of its own for each, as if each came on a connection of its
+//! own (what one left waiting for its name or its package is discarded when it ends), but its
+//! bytes count towards one `sftp_max_session_bytes` and its uploads are in one entry.
+//!
+//! Uploads are written to a hidden temporary file in `<data_dir>/tmp` and handed to the
+//! publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
 //! channel `sftp`) when the file is closed, or, for a hidden name (`.name.part`), once the
 //! client renames it to its final name. A `<name>.sha256` or `<name>.minisig` uploaded in the
 //! same session before the package goes with it as evidence. Evidence uploaded after its
@@ -19,11 +24,11 @@
 //!   or rename can reach outside the intake, and no symlink or folder is made.
 //! - Nothing can be read back (files open only for writing), and nothing handed over can be
 //!   deleted or renamed; a session may remove only its own upload still in progress.
-//! - A file over `max_package_bytes`, or a session over `sftp_max_session_bytes`, fails at
-//!   the write that passes the limit; the partial file is discarded, never handed over. A
-//!   write is charged to the session for the bytes it sends or for how far it grows its
-//!   file, whichever is more, so a write far past the end (a hole) costs what it will take
-//!   on disk.
+//! - A file over `max_package_bytes`, or a session (every subsystem of its connection) over
+//!   `sftp_max_session_bytes`, fails at the write that passes the limit; the partial file
+//!   is discarded, never handed over. A write is charged to the session for the bytes it
+//!   sends or for how far it grows its file, whichever is more, so a write far past the end
+//!   (a hole) costs what it will take on disk.
 //! - A write whose charge would leave less free space on the disk than `min_free_space`
 //!   fails likewise, with a refusal the client is told and the session's entry names; the
 //!   partial file is discarded. Each write is checked against the free space less what every
@@ -85,13 +90,12 @@ pub(super) struct SftpHandler {
     pending: HashMap<String, Closed>,
     /// Text of `.sha256` / `.minisig` files uploaded this session, by their name.
     evidence: HashMap<String, EvidenceFile>,
-    session_bytes: u64,
     /// Room for this session's writes waiting for the disk.
     queue_room: Arc<tokio::sync::Semaphore>,
     initialized: bool,
     /// Held while this subsystem runs: the listener waits for it to go before it journals
-    /// the session.
-    _running: Option<tokio::sync::watch::Sender<()>>,
+    /// the session, and the connection takes no other subsystem until it has gone.
+    _running: tokio::sync::watch::Sender<()>,
 }
 
 impl SftpHandler {
@@ -101,7 +105,7 @@ impl SftpHandler {
         origin: String,
         shared: Arc<Shared>,
         stats: Arc<Mutex<SessionStats>>,
-        running: Option<tokio::sync::watch::Sender<()>>,
+        running: tokio::sync::watch::Sender<()>,
     ) -> Self {
         Self {
             origin,
@@ -111,7 +115,6 @@ impl SftpHandler {
             next_handle: 0,
             pending: HashMap::new(),
             evidence: HashMap::new(),
-            session_bytes: 0,
             queue_room: queue_room(),
             initialized: false,
             _running: running,
@@ -120,8 +123,15 @@ impl SftpHandler {
 }
 
 impl Drop for SftpHandler {
-    /// The session ended: what it left unfinished is discarded, and named in its entry.
+    /// The subsystem ended: what it left unfinished is discarded, and named in the session's
+    /// entry; its files open for writing no longer count towards `sftp_upload_timeout` (the
+    /// connection may run another subsystem).
     fn drop(&mut self) {
+        with_stats(&self.stats, |s| {
+            for handle in self.handles.keys() {
+                s.open_uploads.remove(handle);
+            }
+        });
         let open = self.handles.values().filter_map(|h| match h {
             OpenHandle::File { name, upload } => Some((
                 name,
@@ -523,7 +533,7 @@ impl russh_sftp::server::Handler for SftpHandler {
                 "refused: {name} is larger than the limit of {limit} bytes (max_package_bytes); \
                  nothing of it is kept"
             ))
-        } else if self.session_bytes.saturating_add(charge) > session_limit {
+        } else if with_stats(&self.stats, |s| s.charged).saturating_add(charge) > session_limit {
             Some(format!(
                 "refused: this session passed its limit of {session_limit} bytes \
                  (sftp_max_session_bytes); nothing of {name} is kept"
@@ -557,8 +567,10 @@ impl russh_sftp::server::Handler for SftpHandler {
             self.drop_handle(&handle);
             return Err(self.cannot_store(&name, &e));
         }
-        self.session_bytes += charge;
-        with_stats(&self.stats, |s| s.bytes += len);
+        with_stats(&self.stats, |s| {
+            s.charged += charge;
+            s.bytes += len;
+        });
         Ok(ok_status(id, "Ok"))
     }
 

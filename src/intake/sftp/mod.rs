@@ -34,8 +34,14 @@
 //!   nothing). The session entry says why, and names the upload discarded.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
+//! - A connection runs its `sftp` subsystems one after another ([`policy`]; OpenSSH's
+//!   `ControlMaster` asks for one at every `sftp` run), and every limit above holds for the
+//!   connection as a whole: its time limits run on from one subsystem to the next (a
+//!   connection kept open between runs is cut after `sftp_idle_timeout` without a request),
+//!   and a cut stops the subsystem running.
 //! - A session is journaled once its `sftp` subsystem has ended too (waited for at most
-//!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished. A connection
+//!   [`SUBSYSTEM_END_WAIT`]), so its entry names the uploads it left unfinished, of every
+//!   subsystem the connection ran: one entry a connection. A connection
 //!   from an allowed address that ends neither logged in nor refused a login attempt (a port
 //!   probe, a connection closed or cut in the handshake, a client that sends nothing) is
 //!   journaled and logged within the bounds of [`Throttle`] as well: it is no strike towards

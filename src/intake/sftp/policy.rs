@@ -10,17 +10,23 @@
 //!   for [`MAX_REFUSED_REQUESTS`] of them (no SFTP client asks for any) is cut, and its entry
 //!   says why, so that it cannot cost the journal and the log a refusal for every request it
 //!   sends, nor ask for them without end. `env` requests (OpenSSH's `SendEnv`) are ignored;
-//!   past [`MAX_ENV_REQUESTS`] of a connection, each is one of those refusals. What the SSH
-//!   library answers by itself without asking this handler (requests and channel types it
-//!   does not know, such as a `break` or a keep-alive) keeps nothing and costs a reply each;
-//!   its log is held to nothing (`crate`'s logging) unless `RUST_LOG` names it.
+//!   past [`MAX_ENV_REQUESTS`] before one `sftp` subsystem, each is one of those refusals.
+//!   What the SSH library answers by itself without asking this handler (requests and
+//!   channel types it does not know, such as a `break` or a keep-alive) keeps nothing and
+//!   costs a reply each; its log is held to nothing (`crate`'s logging) unless `RUST_LOG`
+//!   names it.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
 //!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
 //!   silence (the listener also cuts it after as long without an SFTP request, whatever else
 //!   the client sends). Failed attempts are counted for the listener's bans.
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
-//!   a session opens channels only once it holds a place: at most two, and one `sftp`
-//!   subsystem.
+//!   a session opens channels only once it holds a place: at most two at once, and one `sftp`
+//!   subsystem at a time. Another is taken once the one before has ended (its client closed
+//!   its channel), as OpenSSH's `ControlMaster` asks the connection it keeps open
+//!   (`ControlPersist`) for one at every `sftp` run; a channel opened, or a subsystem asked
+//!   for, while one runs is refused as above. The connection's limits hold for all its
+//!   subsystems together (the listener's time limits, the refused requests, the session's
+//!   bytes), and its one entry names the uploads of each.
 //! - Nothing a client sends on a channel can stop the session from reading its connection: a
 //!   channel not yet given to the `sftp` subsystem is read all the while ([`Held`]), and what
 //!   is sent on it before the subsystem is asked for (data, `env`, `window-change`…) is set
@@ -110,7 +116,6 @@ pub(super) struct SshHandler {
     stats: Arc<Mutex<SessionStats>>,
     /// Session channels opened and not yet given to the `sftp` subsystem (or refused).
     channels: HashMap<ChannelId, Held>,
-    sftp_started: bool,
     /// Tells the connection's task how far the connection got.
     phase: watch::Sender<Phase>,
     /// The place of a logged-in session, held to the end.
@@ -118,11 +123,13 @@ pub(super) struct SshHandler {
     /// Where the `sftp` subsystem's stream notes replies the client does not take, and the
     /// requests it sends.
     traffic: Arc<Traffic>,
-    /// Handed to the `sftp` subsystem, which holds it while it runs.
-    subsystem: Option<watch::Sender<()>>,
+    /// A copy is handed to each `sftp` subsystem, which holds it while it runs: one runs
+    /// while there is more than this one.
+    subsystem: watch::Sender<()>,
     /// Requests of the logged-in client refused so far.
     refused: u32,
-    /// Environment variables the client sent so far (`env` requests).
+    /// Environment variables the client sent since its last `sftp` subsystem began (`env`
+    /// requests).
     env: u32,
 }
 
@@ -131,16 +138,16 @@ pub(super) struct SshHandler {
 /// the journal and the log.
 const MAX_REFUSED_REQUESTS: u32 = 8;
 
-/// Environment variables (`env` requests) a connection may send, ignored, before each counts
-/// as a refused request: OpenSSH sends those its `SendEnv` names (Debian's sends `LANG` and
-/// `LC_*`, a dozen on a desktop set to a region) before every subsystem request, and a
-/// connection has at most two session channels.
+/// Environment variables (`env` requests) a connection may send before each `sftp` subsystem,
+/// ignored, before each counts as a refused request: OpenSSH sends those its `SendEnv` names
+/// (Debian's sends `LANG` and `LC_*`, a dozen on a desktop set to a region) before every
+/// subsystem request, and a connection has at most two session channels at once.
 const MAX_ENV_REQUESTS: u32 = 64;
 
 impl SshHandler {
     /// The handler of a new connection from `peer`, which tells `phase` how far it got; its
     /// `sftp` subsystem notes in `traffic` the replies its client does not take and the
-    /// requests it sends, and holds `subsystem` while it runs.
+    /// requests it sends, and each holds a copy of `subsystem` while it runs.
     pub(super) fn new(
         peer: SocketAddr,
         shared: Arc<Shared>,
@@ -154,14 +161,19 @@ impl SshHandler {
             shared,
             stats,
             channels: HashMap::new(),
-            sftp_started: false,
             phase,
             session: None,
             traffic,
-            subsystem: Some(subsystem),
+            subsystem,
             refused: 0,
             env: 0,
         }
+    }
+
+    /// Whether an `sftp` subsystem of this connection is running (it ends when its client
+    /// closes its channel, or the connection ends).
+    fn sftp_running(&self) -> bool {
+        self.subsystem.sender_count() > 1
     }
 
     /// Refuses a request of the logged-in client (a shell, a command, forwarding, another
@@ -286,7 +298,9 @@ impl russh::server::Handler for SshHandler {
             self.refuse("a session channel without a place (sftp_max_sessions)".to_owned());
             return Ok(()); // dropping the reply refuses the channel
         }
-        if self.channels.len() >= 2 || self.sftp_started {
+        // One `sftp` subsystem after another (OpenSSH's `ControlMaster` asks the connection it
+        // keeps open for one at every `sftp` run), never two at once.
+        if self.channels.len() >= 2 || self.sftp_running() {
             self.refuse("a further session channel".to_owned());
             return Ok(()); // dropping the reply refuses the channel
         }
@@ -529,7 +543,7 @@ impl russh::server::Handler for SshHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if name != "sftp" || self.sftp_started {
+        if name != "sftp" || self.sftp_running() {
             let name: String = name.chars().take(64).collect();
             self.refuse(format!("subsystem {name:?}"));
             return self.deny(
@@ -546,7 +560,7 @@ impl russh::server::Handler for SshHandler {
             session.channel_failure(channel_id)?;
             return Ok(());
         };
-        self.sftp_started = true;
+        self.env = 0;
         session.channel_success(channel_id)?;
         let fingerprint = with_stats(&self.stats, |s| s.fingerprint.clone());
         let origin = format!(
@@ -558,7 +572,7 @@ impl russh::server::Handler for SshHandler {
             origin,
             self.shared.clone(),
             self.stats.clone(),
-            self.subsystem.take(),
+            self.subsystem.clone(),
         );
         let config = russh_sftp::server::Config::default();
         let stream = Watched::new(

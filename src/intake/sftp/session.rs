@@ -120,6 +120,9 @@ pub(super) struct SessionStats {
     files: Vec<serde_json::Value>,
     file_count: u64,
     pub(super) bytes: u64,
+    /// What the connection's writes were charged, all its `sftp` subsystems together
+    /// (`sftp_max_session_bytes`; not journaled).
+    pub(super) charged: u64,
     unfinished: Vec<serde_json::Value>,
     unfinished_count: u64,
     refusals: Vec<String>,
