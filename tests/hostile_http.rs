@@ -1248,3 +1248,81 @@ fn an_http2_client_flooding_pings_or_settings_without_a_request_is_cut_after_the
         200
     );
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// An HTTP/2 client that grants every window and never reads its socket: each archived
+/// download it asks for holds in the server only the rest of the chunk being sent, the next
+/// and one read ahead, not the 400 KiB an HTTP/2 stream takes in by default nor a read
+/// buffer kept with the file, so the archived files that may be sent at once hold a
+/// bounded amount of memory until `send_timeout` cuts them.
+#[test]
+fn http2_downloads_a_client_never_reads_hold_a_few_frames_each() {
+    // 4,096 descriptors or more: at least 256 archived files may be sent at once.
+    open_files_at_least(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let noise = corpus::noise(4 * 1024 * 1024);
+    let inner = zip_bytes(&[
+        (
+            "CAMP_GOB_2021.csv",
+            b"GUBERNATURA\n01/06/2021 19:22 (UTC-5)\n".as_slice(),
+        ),
+        ("relleno.bin", noise.as_slice()),
+    ]);
+    let package = zip_bytes(&[("20210601_1922_PREP_GOB_CAMP.zip", inner.as_slice())]);
+    drop_file(&server.entrada(), "20210601_1922_PREP_CAMP.zip", &package);
+    server.wait_corte("20210601_1922");
+    let zip = "/datos/20210601_1922_PREP_CAMP.zip";
+    assert!(curl(&server.url(zip), &[]).body == package);
+    let pid = server.pid().unwrap();
+    let before = rss_kib(pid);
+    // Two connections of 100 streams each for the 4 MiB zip, every window wide open.
+    const STREAMS: u64 = 200;
+    let greedy: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+            hello.extend(h2_frame(
+                0x8,
+                0,
+                0,
+                &(0x7fff_ffff_u32 - 65_535).to_be_bytes(),
+            ));
+            for i in 0..u32::try_from(STREAMS / 2).unwrap() {
+                hello.extend(h2_frame(0x1, 0x4 | 0x1, 2 * i + 1, &h2_get(zip)));
+            }
+            s.write_all(&hello).unwrap();
+            s
+        })
+        .collect();
+    let mut held = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        held = held.max(rss_kib(pid).saturating_sub(before));
+    }
+    let per_stream = held / STREAMS;
+    // 144 KiB of the file at most (src/http/mod.rs, `ARCHIVE_CHUNK`) and what a stream
+    // costs; h2's default send buffer alone would add 400 KiB.
+    assert!(
+        per_stream < 192,
+        "{per_stream} KiB held per download not taken ({held} KiB for {STREAMS})"
+    );
+    let other = curl(
+        &server.url("/datos/"),
+        &["--interface", "127.0.0.2", "--http2-prior-knowledge"],
+    );
+    assert_eq!(other.status, 200, "another visitor is served meanwhile");
+    drop(greedy);
+    server.wait_status("the slots back", |s| open_connections(s) == 0);
+}

@@ -31,7 +31,10 @@
 //! - At most [`limits::archive_files`] archived files (the `/datos/` downloads) are open at
 //!   once to be sent; one more asked for meanwhile gets 503 with `Retry-After`, so HTTP/2
 //!   clients asking for a hundred on each connection never take the descriptors the rest of
-//!   the server needs.
+//!   the server needs. One that its client stops taking holds at most 144 KiB of the file in
+//!   memory until `send_timeout` ([`ARCHIVE_CHUNK`]): an HTTP/2 stream takes in one frame
+//!   ([`SEND_BUFFER`]), not h2's default 400 KiB, and nothing stays with the file between
+//!   two reads ([`next_chunk`]).
 //! - On listeners with caps, a request in flight beside its connection's first (HTTP/2
 //!   streams at once) past [`limits::Concurrency`] gets 503 with `Retry-After` and no body,
 //!   journaled with the protocol refusals: a client that opens a hundred streams on each
@@ -226,6 +229,7 @@ pub(crate) async fn serve<H, F>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
+        .max_send_buf_size(SEND_BUFFER)
         .max_header_list_size(u32::try_from(rules.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(rules.header_timeout);
@@ -884,27 +888,64 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
         },
         Body::Archived { file, failing } => {
             use futures_util::StreamExt as _;
-            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            use std::io::Seek as _;
             let permit = limits::archive_files()
                 .try_acquire()
                 .map_err(|_| Unreadable::Busy)?;
-            let (archived, len) = (file.clone(), entry.len);
-            let opened = tokio::task::spawn_blocking(move || unchanged(&archived, len))
-                .await
-                .map_err(std::io::Error::other)??;
+            let (archived, whole) = (file.clone(), entry.len);
+            let opened = tokio::task::spawn_blocking(move || {
+                let mut opened = unchanged(&archived, whole)?;
+                opened.seek(std::io::SeekFrom::Start(start))?;
+                Ok::<_, std::io::Error>(opened)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
             if failing.load(Ordering::Relaxed) && failing.swap(false, Ordering::Relaxed) {
                 tracing::warn!(path = %file.path.display(), "the archived package that could not be sent is the verified file again, and sent");
             }
-            let mut file = tokio::fs::File::from_std(opened);
-            file.seek(std::io::SeekFrom::Start(start)).await?;
-            let frames =
-                ReaderStream::with_capacity(file.take(len), ARCHIVE_CHUNK).map(move |chunk| {
-                    let _held = &permit;
-                    chunk.map(Frame::data)
-                });
+            let frames = futures_util::stream::try_unfold((opened, len), |(file, left)| {
+                next_chunk(file, left)
+            })
+            .map(move |frame| {
+                let _held = &permit;
+                frame
+            });
             Ok(BodyExt::boxed(StreamBody::new(frames)))
         }
     }
+}
+
+/// The next frame of an archived file being sent: at most [`ARCHIVE_CHUNK`] of the `left`
+/// bytes still to send, read on a blocking thread straight into the frame, so that nothing
+/// stays with the file between two reads (tokio's `File` keeps a buffer of a read's size for
+/// as long as it is open, a chunk more for every download a client stops taking). `None`
+/// once `left` is sent; an error if the file ends before.
+async fn next_chunk(
+    file: std::fs::File,
+    left: u64,
+) -> std::io::Result<Option<(Frame<Bytes>, (std::fs::File, u64))>> {
+    use std::io::Read as _;
+    if left == 0 {
+        return Ok(None);
+    }
+    let want = usize::try_from(left).map_or(ARCHIVE_CHUNK, |left| left.min(ARCHIVE_CHUNK));
+    let (file, mut chunk) = tokio::task::spawn_blocking(move || {
+        let mut chunk = vec![0; want];
+        let n = (&file).read(&mut chunk)?;
+        chunk.truncate(n);
+        Ok::<_, std::io::Error>((file, chunk))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    if chunk.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the archived package ended before the length that was verified",
+        ));
+    }
+    chunk.shrink_to_fit();
+    let left = left - u64::try_from(chunk.len()).unwrap_or(left);
+    Ok(Some((Frame::data(Bytes::from(chunk)), (file, left))))
 }
 
 /// Logs why `entry`'s body could not be sent: an archived file changed or gone is said at
@@ -947,9 +988,17 @@ fn unchanged(archived: &ArchivedFile, len: u64) -> std::io::Result<std::fs::File
     Ok(file)
 }
 
-/// Largest chunk of an archived file read at once to be sent: with at most
-/// [`limits::archive_files`] being sent, the chunks a stalled client's response holds come
-/// to at most 256 MiB in all.
+/// Most bytes of response body an HTTP/2 stream takes in to send while its client takes
+/// none (h2's send buffer, 400 KiB a stream by hyper's default): one frame at the most
+/// common frame size. A body's next frame is taken only once less than this is left to
+/// send.
+const SEND_BUFFER: usize = 16 * 1024;
+
+/// Largest chunk of an archived file read at once to be sent. A download its client stops
+/// taking holds at most the rest of the chunk being sent (under [`SEND_BUFFER`] over HTTP/2,
+/// hyper's write buffer over HTTP/1.1), the next, and one more read ahead (hyper reads a
+/// body's next frame before it waits for room for it): 144 KiB, 576 MiB in all with
+/// [`limits::archive_files`] at its most.
 const ARCHIVE_CHUNK: usize = 64 * 1024;
 
 /// Largest frame of a body served from memory. A larger file goes out in frames of this
