@@ -1,6 +1,7 @@
 //! The public listener under hostile and crowded visitors, with real sockets and curl: silent
 //! connections, connection caps filled by them, clients that stop reading, HTTP/2 clients
-//! that break the protocol (rapid reset, endless CONTINUATION) or ask for nothing but flood
+//! that break the protocol (rapid reset, MadeYouReset, endless CONTINUATION) or ask for
+//! nothing but flood
 //! PING and SETTINGS frames, HTTP/1.1 requests without exactly one valid `Host`, requests
 //! smuggled in a body, HEAD and CONNECT on every generated page over HTTP/1.1 and HTTP/2,
 //! and a carrier NAT's crowd behind one address.
@@ -612,19 +613,29 @@ fn h2_goaway_after(s: &mut TcpStream, frames: impl Iterator<Item = Vec<u8>>) -> 
             Ok(n) => got.extend_from_slice(&chunk[..n]),
         }
     }
-    let mut code = None;
+    h2_goaway_and_resets(&got).0
+}
+
+/// Of the frames a server sent (`got`): the error code of its GOAWAY, if any, and how many
+/// RST_STREAM frames it sent.
+fn h2_goaway_and_resets(got: &[u8]) -> (Option<u32>, usize) {
+    let (mut code, mut resets) = (None, 0);
     let mut at = 0;
     while at + 9 <= got.len() {
         let len =
             usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
-        if got[at + 3] == 0x7 && at + 17 <= got.len() {
-            code = Some(u32::from_be_bytes(
-                got[at + 13..at + 17].try_into().unwrap(),
-            ));
+        match got[at + 3] {
+            0x7 if at + 17 <= got.len() => {
+                code = Some(u32::from_be_bytes(
+                    got[at + 13..at + 17].try_into().unwrap(),
+                ));
+            }
+            0x3 => resets += 1,
+            _ => {}
         }
         at += 9 + len;
     }
-    code
+    (code, resets)
 }
 
 /// The journal's `http-protocol` warnings, once the first is there.
@@ -671,6 +682,106 @@ fn an_http2_client_resetting_every_stream_it_opens_is_cut_and_journaled() {
     let r = curl(&server.url("/a.txt"), &["--http2-prior-knowledge"]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hola"[..]));
     server.wait_status("the slot back", |s| open_connections(s) == 0);
+}
+
+/// The HTTP/2 "MadeYouReset" attack (CVE-2025-8671): streams the client makes the *server*
+/// reset, by a request it must refuse (no `:path`) or a DATA frame past the `content-length`
+/// its request announced, thousands a connection, over cleartext HTTP/2 and over TLS. The
+/// server resets at most 1,024 streams of a connection (hyper's
+/// `max_local_error_reset_streams`), then sends a GOAWAY (ENHANCE_YOUR_CALM, or another
+/// error) and closes; the refusal is journaled once, and others are served.
+#[test]
+fn an_http2_client_making_the_server_reset_its_streams_is_cut_and_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_https(&dir.path().join("d"), &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[("a.txt", b"hola")]),
+    );
+    server.wait_corte("20240602_2000");
+    let mut without_path = vec![0x82, 0x86, 0x41, 9];
+    without_path.extend_from_slice(b"localhost");
+    let mut announced = h2_get("/a.txt");
+    announced.extend(h2_literal("content-length", "0"));
+    let flood = |streams: u32, frames: &dyn Fn(u32) -> Vec<u8>| {
+        let mut all = h2_preface();
+        for i in 0..streams {
+            all.extend(frames(2 * i + 1));
+        }
+        all
+    };
+    let refused = |stream| h2_frame(0x1, 0x4 | 0x1, stream, &without_path);
+    let no_path = flood(5_000, &refused);
+    let past_length = flood(5_000, &|stream| {
+        let mut f = h2_frame(0x1, 0x4, stream, &announced);
+        f.extend(h2_frame(0x0, 0x1, stream, b"x"));
+        f
+    });
+    // A request the server must refuse never reaches hyper's dispatch: past 1,024 resets the
+    // GOAWAY says ENHANCE_YOUR_CALM. A DATA frame past its request's length may come after
+    // the request was answered (its stream closed), which ends the connection as a
+    // PROTOCOL_ERROR instead: either way it is cut, with an error.
+    let cut = |what: &str, got: &[u8]| {
+        let (code, resets) = h2_goaway_and_resets(got);
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{what}: GOAWAY with an error: {code:?}"
+        );
+        assert!(resets <= 1_024, "{what}: {resets} streams reset");
+        code
+    };
+    let in_clear = [
+        ("no :path", &no_path, Some(0xb)),
+        ("DATA past content-length", &past_length, None),
+    ];
+    for (what, frames, expected) in in_clear {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let _ = s.write_all(frames);
+        let got = read_to_close(&mut s, Duration::from_secs(10)).expect("closed by the server");
+        let code = cut(what, &got);
+        if expected.is_some() {
+            assert_eq!(code, expected, "{what}: GOAWAY with ENHANCE_YOUR_CALM");
+        }
+    }
+    // Over TLS, HTTP/2 by ALPN: one stream past the limit, so that the server has read all
+    // that was sent when it closes (a close with bytes unread resets the connection, and
+    // openssl may then end before it prints what it received).
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.tls_port()))
+        .arg("-CAfile")
+        .arg(server.self_signed_cert())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let _ = stdin.write_all(&flood(1_025, &refused));
+    let _ = stdin.flush();
+    let mut got = Vec::new();
+    client.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    drop(stdin);
+    let _ = client.wait();
+    assert_eq!(
+        cut("over TLS", &got),
+        Some(0xb),
+        "over TLS: ENHANCE_YOUR_CALM"
+    );
+
+    let journaled = journaled_protocol_refusals(&server);
+    assert_eq!(
+        journaled.len(),
+        1,
+        "once a minute per address: {journaled:?}"
+    );
+    assert_eq!(journaled[0]["protocol"], "HTTP/2");
+    let error = journaled[0]["error"].as_str().unwrap();
+    assert!(error.contains("ENHANCE_YOUR_CALM"), "{error}");
+    let r = curl(&server.url("/a.txt"), &["--http2-prior-knowledge"]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hola"[..]));
+    server.wait_status("the slots back", |s| open_connections(s) == 0);
 }
 
 /// A request head that never ends: HEADERS without END_HEADERS, then CONTINUATION frames of

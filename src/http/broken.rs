@@ -3,8 +3,9 @@
 //!
 //! hyper and h2 already answer a client that breaks the protocol: a malformed or oversized
 //! HTTP/1.1 request head gets its 400 or 431 and the connection is closed; an HTTP/2 client
-//! that floods the server with reset streams, endless CONTINUATION frames, empty frames or a
-//! header list past the limit gets a GOAWAY and is closed. Neither reaches the handler, so
+//! that floods the server with reset streams (its own, or streams it makes the server reset:
+//! past 1,024 a connection, hyper's `max_local_error_reset_streams`), endless CONTINUATION
+//! frames, empty frames or a header list past the limit gets a GOAWAY and is closed. Neither reaches the handler, so
 //! neither is in the access log; the connection's error is all that is left of it.
 //! [`broken`] reads that error.
 //!
