@@ -48,7 +48,15 @@
 //!   keys every file alike whatever the corte; `If-None-Match` gets a 304 with those headers
 //!   and no body.
 //! - Everything else (the gate's pages, errors, redirects, 416) carries `Cache-Control:
-//!   no-store`: a cache never keeps it past the change that ends it.
+//!   no-store`: a cache never keeps it past the change that ends it. The one exception is
+//!   what hyper answers by itself, before any handler, to an HTTP/1.1 request head it cannot
+//!   read: a bare 400, 431 (a head past `max_header_bytes`) or 414 (a target past 64 KiB),
+//!   with only `Date`, `Content-Length: 0` and `Connection: close`. hyper 1 builds that head
+//!   with no fields and offers no hook to add any ([`broken`] journals these refusals);
+//!   adding them here would take parsing every request head again before hyper, or
+//!   rewriting its output, where that head can share a write with the end of the answer
+//!   before it. 400 and 431 are not heuristically cacheable (RFC 9111 §4.2.2), and 414 is
+//!   sent only with `max_header_bytes` above 64 KiB.
 //! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
 pub(crate) mod accept;
