@@ -4,7 +4,8 @@
 # on this machine in the same run:
 #   - wrk, HTTP/1.1 keep-alive, Accept-Encoding: gzip, br, /json/main.json and /index.html,
 #     64 and 256 connections;
-#   - h2load, HTTP/2 over TLS, /json/main.json, 64 connections x 10 streams;
+#   - h2load, HTTP/2 over TLS, /json/main.json, 64 connections x 10 streams, and a 1.4 MB
+#     results CSV without compression, 16 connections x 4 streams;
 #   - new visitors: h2load over TLS in rounds of 64 new connections, each a full handshake
 #     (no resumption), two requests (/index.html, /json/main.json) and a close;
 #   - many idle visitors: 10,000 keep-alive connections from 40 addresses, each re-reading
@@ -129,10 +130,10 @@ run_wrk() { # url connections
 p99_of_log() { # h2load --log-file lines: start, status, microseconds
   awk '{print $3}' "$1" | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", a[i]/1000}'
 }
-run_h2load() { # url
-  local log=$work/h2load.log
+run_h2load() { # url [connections] [streams each] [Accept-Encoding, empty for none]
+  local log=$work/h2load.log c=${2:-64} m=${3:-10} ae=${4-gzip, br}
   rm -f "$log"
-  h2load -D "$secs" -c 64 -m 10 -t 2 --log-file="$log" -H 'Accept-Encoding: gzip, br' "$1" >"$work/h2load.out" 2>&1 || true
+  h2load -D "$secs" -c "$c" -m "$m" -t 2 --log-file="$log" ${ae:+-H "Accept-Encoding: $ae"} "$1" >"$work/h2load.out" 2>&1 || true
   local n; n=$(awk '/^requests:/ {print $8}' "$work/h2load.out")
   echo "${n:-0} $secs $(p99_of_log "$log")"
 }
@@ -183,6 +184,9 @@ for path in /json/main.json /index.html; do
 done
 row "h2load HTTP/2+TLS /json/main.json c=64 m=10" "$(measure "$dpid" run_h2load "https://127.0.0.1:$d_https/json/main.json")" \
   "$(measure "$npid" run_h2load "https://127.0.0.1:$n_https/json/main.json")"
+csv=/datos/ENT_GUB_2024.csv # 1.4 MB, sent as it is (no Accept-Encoding): frames under flow control
+row "h2load HTTP/2+TLS $csv c=16 m=4" "$(measure "$dpid" run_h2load "https://127.0.0.1:$d_https$csv" 16 4 "")" \
+  "$(measure "$npid" run_h2load "https://127.0.0.1:$n_https$csv" 16 4 "")"
 row "new TLS visitors (handshakes/s, 2 requests)" "$(measure "$dpid" run_new_visitors "https://127.0.0.1:$d_https")" \
   "$(measure "$npid" run_new_visitors "https://127.0.0.1:$n_https")"
 

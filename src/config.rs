@@ -423,7 +423,8 @@ settings! {
     /// Most bytes the live site may hold in memory: its files and their compressed variants.
     /// A package that would take the site past it is refused whole. A national site package
     /// takes about 250 MiB with its variants; the newest data package's unpacked files are
-    /// held too. Plan for this plus `max_unpacked_bytes` plus 256 MiB of memory.
+    /// held too. Plan for this plus `max_unpacked_bytes` plus 256 MiB of memory, and 144 KiB
+    /// more for each `/datos/` download its client stops taking.
     max_site_bytes: ByteSize = ByteSize::gib(1);
     /// Deepest nesting of archives (2: a zip of zips).
     max_depth: u32 = 2;
