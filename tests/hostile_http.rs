@@ -364,16 +364,7 @@ fn an_http2_client_over_tls_that_stops_reading_is_cut_after_the_send_timeout() {
     // HTTP/2 over TLS by ALPN; its output is never read, so once the pipe is full it stops
     // reading the socket: the server's writes (held back and sent together over HTTP/2)
     // block with the file unsent.
-    let mut client = std::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
-        .arg(format!("127.0.0.1:{}", server.tls_port()))
-        .arg("-CAfile")
-        .arg(server.self_signed_cert())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = h2_over_tls(&server);
     // The preface, windows open wide (so that only the socket holds the server back), and
     // GET /grande.bin over https.
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -423,6 +414,22 @@ fn an_http2_client_over_tls_that_stops_reading_is_cut_after_the_send_timeout() {
         data > 0 && data < BIG,
         "part of the file arrived: {data} bytes"
     );
+}
+
+/// OpenSSL's `s_client` connected to `server`'s TLS port with HTTP/2 by ALPN: what the test
+/// writes to its stdin goes to the server as HTTP/2 frames, and its stdout gives what the
+/// server sent.
+fn h2_over_tls(server: &Server) -> std::process::Child {
+    std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.tls_port()))
+        .arg("-CAfile")
+        .arg(server.self_signed_cert())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// One HTTP/2 frame: type, flags, stream and payload.
@@ -747,16 +754,7 @@ fn an_http2_client_making_the_server_reset_its_streams_is_cut_and_journaled() {
     // Over TLS, HTTP/2 by ALPN: one stream past the limit, so that the server has read all
     // that was sent when it closes (a close with bytes unread resets the connection, and
     // openssl may then end before it prints what it received).
-    let mut client = std::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
-        .arg(format!("127.0.0.1:{}", server.tls_port()))
-        .arg("-CAfile")
-        .arg(server.self_signed_cert())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = h2_over_tls(&server);
     let mut stdin = client.stdin.take().unwrap();
     let _ = stdin.write_all(&flood(1_025, &refused));
     let _ = stdin.flush();
