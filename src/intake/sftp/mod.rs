@@ -31,7 +31,8 @@
 //!   shell, a command, forwarding…) from a logged-in client. Whatever the session is doing,
 //!   its socket is shut down, and its `sftp` subsystem works on none of the requests still
 //!   waiting (sent before the cut: a close or a rename hands nothing over, a write writes
-//!   nothing). The session entry says why, and names the upload discarded.
+//!   nothing). The session entry says why, and names the upload discarded; a client that
+//!   broke the protocol is journaled as cut for it even when its connection ended first.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A connection runs its `sftp` subsystems one after another ([`policy`]; OpenSSH's
@@ -279,8 +280,16 @@ async fn connection(
     let cut = loop {
         let now = *phase.borrow();
         tokio::select! {
-            // The connection broke, or the client broke the protocol: the transport's fault.
-            ended = &mut run => break ended.err().map(|e| (format!("{e:#}"), Fault::Transport)),
+            // The connection ended. If the client broke the protocol before (its end and the
+            // break may be seen at once, and `select!` takes either), that is why; else a
+            // connection that broke is the transport's fault.
+            ended = &mut run => break match stall::broken_now(&traffic) {
+                Some(why) => {
+                    traffic.cut();
+                    Some((format!("cut: {why}"), Fault::Sender))
+                }
+                None => ended.err().map(|e| (format!("{e:#}"), Fault::Transport)),
+            },
             changed = phase.changed(), if phase_open => match changed {
                 Err(_) => phase_open = false,
                 Ok(()) => match *phase.borrow() {

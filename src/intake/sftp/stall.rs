@@ -164,10 +164,15 @@ pub(super) async fn quiet(traffic: &Traffic, limit: Duration) {
     lasted(traffic, limit, |s| s.quiet_since).await;
 }
 
+/// How the client broke the protocol, if it has: what [`broken`] resolves with.
+pub(super) fn broken_now(traffic: &Traffic) -> Option<String> {
+    traffic.with(|s| s.broken.clone())
+}
+
 /// Resolves once the client has sent what no client of this server sends, with what.
 pub(super) async fn broken(traffic: &Traffic) -> String {
     loop {
-        if let Some(why) = traffic.with(|s| s.broken.clone()) {
+        if let Some(why) = broken_now(traffic) {
             return why;
         }
         // Told since it looked, or once it is told.
