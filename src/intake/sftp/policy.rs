@@ -52,6 +52,7 @@ use super::folder::SftpHandler;
 use super::session::{SessionStats, note_refusal, refused, with_stats};
 use super::stall::{Traffic, Watched};
 use super::{Phase, Shared};
+use crate::peer_text::PeerText;
 
 /// Reads the host key at `path`, or makes an Ed25519 one there (mode 0600) if it is missing.
 pub(crate) fn ensure_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
@@ -204,7 +205,8 @@ impl SshHandler {
     }
 }
 
-/// A client-given host name or path cut to 64 characters, for the journal.
+/// A client-given name (a user, a host, a path, a subsystem) cut to 64 characters, for the
+/// journal; shown with `{:?}` or [`PeerText`], so that its control characters are visible.
 fn short(name: &str) -> String {
     name.chars().take(64).collect()
 }
@@ -241,7 +243,7 @@ impl russh::server::Handler for SshHandler {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         with_stats(&self.stats, |s| {
             if known {
-                s.user = Some(user.chars().take(64).collect());
+                s.user = Some(short(user));
                 s.fingerprint = Some(fingerprint);
             } else {
                 s.failed_auth += 1;
@@ -492,7 +494,8 @@ impl russh::server::Handler for SshHandler {
     ) -> Result<(), Self::Error> {
         let host = short(host_to_connect);
         self.refuse(format!(
-            "forwarding to {host}:{port_to_connect} (a direct-tcpip channel)"
+            "forwarding to {}:{port_to_connect} (a direct-tcpip channel)",
+            PeerText(&host)
         ));
         Ok(()) // dropping the reply refuses the channel
     }
@@ -544,7 +547,7 @@ impl russh::server::Handler for SshHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if name != "sftp" || self.sftp_running() {
-            let name: String = name.chars().take(64).collect();
+            let name = short(name);
             self.refuse(format!("subsystem {name:?}"));
             return self.deny(
                 channel_id,
