@@ -787,71 +787,92 @@ fn silent_connections_keep_no_one_out_and_are_cut_after_the_handshake_time() {
     );
 }
 
+/// A client that has offered a key the server accepts and then sends nothing: its key has a
+/// passphrase, which it waits for from an askpass program that takes its time.
+struct WaitingForPassphrase {
+    client: std::process::Child,
+    askpass_pid: PathBuf,
+}
+
+impl WaitingForPassphrase {
+    /// Makes the key in `tmp`, authorizes it to a server started with `extra` and connects.
+    fn start(tmp: &Path, extra: &[&str]) -> (Sftp, Self) {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = tmp.join("con_frase");
+        run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "frase-secreta", "-f"])
+                .arg(&locked),
+        );
+        let s = start_with_keys(tmp, &[&locked.with_extension("pub")], extra);
+        let askpass = tmp.join("askpass");
+        let askpass_pid = tmp.join("askpass.pid");
+        std::fs::write(
+            &askpass,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+                askpass_pid.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let client = Command::new("ssh")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
+            .arg(&locked)
+            .args([
+                "-p",
+                &s.port.to_string(),
+                "instituto@127.0.0.1",
+                "-s",
+                "sftp",
+            ])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (
+            s,
+            Self {
+                client,
+                askpass_pid,
+            },
+        )
+    }
+}
+
+impl Drop for WaitingForPassphrase {
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+        if let Ok(pid) = std::fs::read_to_string(&self.askpass_pid) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
 #[test]
 fn a_connection_that_does_not_log_in_in_time_is_cut() {
-    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    // A key with a passphrase: the server accepts the key, then the client waits for its
-    // passphrase from an askpass program that takes its time.
-    let locked = tmp.path().join("con_frase");
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "frase-secreta", "-f"])
-            .arg(&locked),
-    );
-    let s = start_with_keys(
-        tmp.path(),
-        &[&locked.with_extension("pub")],
-        &["--sftp-login-grace-time", "2s"],
-    );
-    let askpass = tmp.path().join("askpass");
-    let askpass_pid = tmp.path().join("askpass.pid");
-    std::fs::write(
-        &askpass,
-        format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
-            askpass_pid.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
     let started = std::time::Instant::now();
-    let mut client = Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-        ])
-        .arg(&locked)
-        .args([
-            "-p",
-            &s.port.to_string(),
-            "instituto@127.0.0.1",
-            "-s",
-            "sftp",
-        ])
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (s, client) = WaitingForPassphrase::start(tmp.path(), &["--sftp-login-grace-time", "2s"]);
     // The server cuts and journals it while the client still waits for its passphrase.
     let sessions = sessions_when(&s.server, |s| !s.is_empty());
     let cut_after = started.elapsed();
-    let _ = client.kill();
-    let _ = client.wait();
-    if let Ok(pid) = std::fs::read_to_string(&askpass_pid) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
+    drop(client);
     let error = sessions[0]["detail"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("sftp_login_grace_time"), "{sessions:#?}");
     assert_eq!(sessions[0]["detail"]["authenticated"], false);
@@ -859,6 +880,28 @@ fn a_connection_that_does_not_log_in_in_time_is_cut() {
         cut_after < std::time::Duration::from_secs(10),
         "cut after {cut_after:?}"
     );
+}
+
+/// A connection silent both ways while it logs in, when `sftp_login_grace_time` is longer
+/// than `sftp_idle_timeout`, is cut for its silence, and its entry says so in the words of
+/// every other cut: it is the client's doing, not a connection that broke.
+#[test]
+fn a_connection_silent_while_it_logs_in_is_cut_for_its_silence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, client) = WaitingForPassphrase::start(
+        tmp.path(),
+        &["--sftp-login-grace-time", "1m", "--sftp-idle-timeout", "2s"],
+    );
+    let sessions = sessions_when(&s.server, |s| !s.is_empty());
+    drop(client);
+    let detail = &sessions[0]["detail"];
+    assert_eq!(
+        detail["error"],
+        "cut: nothing came or went on the connection for over 2s (sftp_idle_timeout)",
+        "{detail:#}"
+    );
+    assert_eq!(detail["fault"], "sender", "{detail:#}");
+    assert_eq!(detail["authenticated"], false, "{detail:#}");
 }
 
 #[test]

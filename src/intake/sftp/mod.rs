@@ -33,6 +33,11 @@
 //!   waiting (sent before the cut: a close or a rename hands nothing over, a write writes
 //!   nothing). The session entry says why, and names the upload discarded; a client that
 //!   broke the protocol is journaled as cut for it even when its connection ended first.
+//!   A client silent both ways while it logs in (when `sftp_login_grace_time` is longer
+//!   than `sftp_idle_timeout`) is cut by the SSH library's silence timer, after
+//!   `sftp_idle_timeout` and [`policy::SILENCE_BACKSTOP`] more, and journaled as cut for its
+//!   silence, in these words, not as a connection that broke. That timer never comes before
+//!   the listener's, so a cut the listener makes is never taken for it.
 //! - Out of descriptors, connections wait in the kernel's queue: the run of failed accepts
 //!   is logged when it begins, once a minute and when it ends ([`AcceptFailures`]).
 //! - A connection runs its `sftp` subsystems one after another ([`policy`]; OpenSSH's
@@ -288,7 +293,18 @@ async fn connection(
                     traffic.cut();
                     Some((format!("cut: {why}"), Fault::Sender))
                 }
-                None => ended.err().map(|e| (format!("{e:#}"), Fault::Transport)),
+                None => ended.err().map(|e| {
+                    if silent(&e) {
+                        traffic.cut();
+                        (format!(
+                            "cut: nothing came or went on the connection for over {} \
+                             (sftp_idle_timeout)",
+                            humantime(settings.idle_timeout)
+                        ), Fault::Sender)
+                    } else {
+                        (format!("{e:#}"), Fault::Transport)
+                    }
+                }),
             },
             changed = phase.changed(), if phase_open => match changed {
                 Err(_) => phase_open = false,
@@ -403,6 +419,17 @@ async fn told_to_give_way(startup: &mut Option<Startup>) {
         // Logged in, or the places went with the server: never.
         std::future::pending::<()>().await;
     }
+}
+
+/// Whether the SSH session ended with `error` because its connection was silent both ways for
+/// `sftp_idle_timeout` and [`policy::SILENCE_BACKSTOP`] more: a client logging in, when
+/// `sftp_login_grace_time` is longer than that (once logged in, the listener's own limits cut
+/// first, saying which).
+fn silent(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<russh::Error>(),
+        Some(russh::Error::InactivityTimeout)
+    )
 }
 
 /// Cuts a connection: its `sftp` subsystem first (it works on none of the requests its client

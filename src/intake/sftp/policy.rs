@@ -16,9 +16,10 @@
 //!   costs a reply each; its log is held to nothing (`crate`'s logging) unless `RUST_LOG`
 //!   names it.
 //! - A connection is cut after `sftp_max_auth_attempts` failed attempts (each key offered and
-//!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` of
-//!   silence (the listener also cuts it after as long without an SFTP request, whatever else
-//!   the client sends). Failed attempts are counted for the listener's bans.
+//!   refused is one; OpenSSH's first `none` probe is not), and after `sftp_idle_timeout` and
+//!   [`SILENCE_BACKSTOP`] more of silence both ways: the listener's own limits, which say
+//!   why they cut, come first (after `sftp_idle_timeout` without an SFTP request, whatever
+//!   else the client sends). Failed attempts are counted for the listener's bans.
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
 //!   a session opens channels only once it holds a place: at most two at once, and one `sftp`
 //!   subsystem at a time. Another is taken once the one before has ended (its client closed
@@ -95,13 +96,18 @@ pub(super) fn authorized_keys(path: &Path) -> anyhow::Result<Vec<PublicKey>> {
         .collect())
 }
 
+/// How much longer than `sftp_idle_timeout` the SSH library's own silence timer waits: the
+/// listener's time limits, which say why they cut, come first; the library's is the backstop
+/// for a connection silent both ways (its cut is said in the listener's words too).
+pub(super) const SILENCE_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The russh server's configuration: `host_key`, public keys only, the settings' attempt and
 /// silence limits.
 pub(super) fn ssh_config(settings: &SftpSettings, host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         keys: vec![host_key],
-        inactivity_timeout: Some(settings.idle_timeout),
+        inactivity_timeout: Some(settings.idle_timeout.saturating_add(SILENCE_BACKSTOP)),
         // russh counts the `none` probe OpenSSH clients send first; OpenSSH does not.
         max_auth_attempts: settings.max_auth_attempts.saturating_add(1),
         auth_rejection_time: std::time::Duration::from_millis(300),
