@@ -26,6 +26,9 @@ enum Trick {
     Stall,
     /// Every GET gets a `302 Found` to this address.
     Redirect(String),
+    /// Every answer carries validators of its own (a new `ETag`, and in an index new
+    /// `mtime`s), as two servers behind one address that disagree on them: never a 304.
+    Restamp,
 }
 
 /// One request as the institute's server saw it.
@@ -46,6 +49,8 @@ struct State {
     seen: Vec<Seen>,
     /// `Authorization` value required, if any.
     token: Option<String>,
+    /// Answers given with [`Trick::Restamp`].
+    restamped: u64,
 }
 
 /// The institute's HTTPS server.
@@ -273,6 +278,18 @@ fn answer(
     if let Some(Trick::Redirect(to)) = s.tricks.get(path) {
         return (302, vec![("Location".to_owned(), to.clone())], vec![], None);
     }
+    let stamp = match s.tricks.get(path) {
+        Some(Trick::Restamp) => {
+            s.restamped += 1;
+            s.restamped
+        }
+        _ => 0,
+    };
+    let mtime = format!(
+        "Sun, 06 Jun 2027 20:{:02}:{:02} GMT",
+        stamp / 60 % 60,
+        stamp % 60
+    );
     let (body, content_type) = if path.ends_with('/') {
         // nginx's `autoindex_format json`.
         let entries: Vec<serde_json::Value> = s
@@ -282,7 +299,7 @@ fn answer(
                 let name = p.strip_prefix(path)?;
                 (!name.contains('/')).then(|| {
                     serde_json::json!({"name": name, "type": "file",
-                        "mtime": "Sun, 06 Jun 2027 20:00:00 GMT", "size": b.len()})
+                        "mtime": mtime, "size": b.len()})
                 })
             })
             .collect();
@@ -296,7 +313,10 @@ fn answer(
             None => return (404, vec![], b"no".to_vec(), None),
         }
     };
-    let etag = format!("\"{}\"", sha256_hex(&body));
+    let etag = match stamp {
+        0 => format!("\"{}\"", sha256_hex(&body)),
+        n => format!("\"{}-{n}\"", sha256_hex(&body)),
+    };
     let mut headers = vec![
         ("ETag".to_owned(), etag.clone()),
         ("Content-Type".to_owned(), content_type),
@@ -865,6 +885,50 @@ fn a_latest_address_changed_before_its_sidecar_is_not_skipped_for_the_package_it
     server.wait_corte("20270606_2015");
     assert_eq!(events(&server, "received").len(), 2);
     assert!(events(&server, "rejected").is_empty());
+}
+
+/// A service that never answers 304 (two servers behind one address that disagree on the
+/// `ETag`, an index whose times change at every look): what it serves is downloaded again,
+/// but the same bytes are never handed over again, so the journal does not grow at every poll.
+#[test]
+fn bytes_served_again_under_new_validators_are_not_taken_again_at_every_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let (p1, p2) = (
+        "20270606_2000_PREP_SITIO_CAMP.zip",
+        "20270606_2015_PREP_SITIO_CAMP.zip",
+    );
+    // A "latest" address, with its sidecar, and an index listing a package without one.
+    let latest = format!("/prep/ultimo/{p1}");
+    institute.publish("/prep/ultimo/", p1, &package("20270606_2000", 1));
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert(format!("/indice/{p2}"), package("20270606_2015", 2));
+    institute.trick(&latest, Some(Trick::Restamp));
+    institute.trick("/indice/", Some(Trick::Restamp));
+    let index = institute.url("/indice/");
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &institute.url(&latest), &["--pull-url", &index]),
+    );
+    server.wait_corte("20270606_2015");
+    wait_events(&server, "received", 2);
+
+    // Many polls of both later, each package was taken once.
+    let seen = |path: &str| institute.seen(path).len();
+    let (before_latest, before_index) = (seen(&latest), seen("/indice/"));
+    institute.wait_seen(&latest, before_latest + 10);
+    institute.wait_seen("/indice/", before_index + 10);
+    assert!(seen(&format!("/indice/{p2}")) > 2, "not downloaded again");
+    let received = events(&server, "received");
+    let names: Vec<&str> = received.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "taken again at later polls: {names:?}");
+    assert!(events(&server, "duplicate").is_empty());
+    assert!(events(&server, "pull-error").is_empty());
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2015"));
 }
 
 #[test]

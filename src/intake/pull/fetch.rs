@@ -26,6 +26,11 @@
 //!   sidecar), or a "latest" address whose answer changed while its sidecar still names the
 //!   package before (the two are not replaced at once), is downloaded and checked against a
 //!   fresh sidecar, and nothing is remembered until they agree.
+//! - Bytes downloaded that the journal holds as decided under the same name are not handed
+//!   over again. A service that never answers 304 (an `ETag` that differs at every answer, as
+//!   from two servers behind one address that disagree on it, an index whose times keep
+//!   changing, no validators at all) costs a download at every poll, never a journal entry,
+//!   an archive write or a verification.
 //! - One this machine failed to take (a full disk, a journal error; the publisher's
 //!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
 //! - In an index, a package that fails for itself (too large, never matching its sidecar, a
@@ -138,8 +143,8 @@ impl Puller {
 
     /// Downloads a package until its bytes match its sidecar, and hands it to the publisher;
     /// `first` is an answer for the package already in hand; `handed` counts hand-overs.
-    /// Returns the validators of the answer whose bytes were taken (none when they were not
-    /// downloaded, being held already).
+    /// Returns the validators of the answer whose bytes were taken or found held already
+    /// (none when they were not downloaded, their sidecar naming bytes held already).
     async fn take(
         &self,
         target: &Target,
@@ -192,6 +197,13 @@ impl Puller {
                 }
                 _ => sidecar,
             };
+            // The same bytes under the same name again (a service that never answers 304:
+            // new validators at every answer, an index whose times keep changing): already
+            // taken, and handing them over would only journal them again at every poll.
+            if self.holds(download.sha256, &name).await {
+                tracing::debug!(package = %name, "pull: downloaded again, already received");
+                return Ok(validators);
+            }
             let signature = self.evidence(target.signature.as_ref()).await?;
             self.hand_over(target, name, download, sidecar, signature)
                 .await?;
