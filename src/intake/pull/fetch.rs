@@ -37,7 +37,9 @@
 //!   download that alone breaks or stalls) does not hold back the ones after it: it is fetched
 //!   again at the next poll. A service that stops answering ends the poll at the
 //!   [`TRANSPORT_FAILURES_IN_A_ROW`]th package in a row it does not deliver, never once per
-//!   package. An index is remembered (its validators kept) only once all it lists is in.
+//!   package. The packages that failed at a poll are tried after the others at the next, so
+//!   that packages that never come, ending every poll before the rest, hold back none listed
+//!   after them. An index is remembered (its validators kept) only once all it lists is in.
 
 use std::collections::HashSet;
 
@@ -79,10 +81,14 @@ impl Puller {
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
         // What the index no longer lists is forgotten: memory follows the index's limits.
         source.taken.retain(|name, _| names.contains(name.as_str()));
-        let fresh: Vec<&Listed> = packages(&listing, self.order(source.order))
+        let mut fresh: Vec<&Listed> = packages(&listing, self.order(source.order))
             .into_iter()
             .filter(|e| source.taken.get(&e.name) != Some(*e))
             .collect();
+        // Those that failed at the last poll go last: two that never come, ending every poll
+        // before the rest, would hold back all listed after them for ever.
+        fresh.sort_by_key(|e| source.failed.contains(&e.name));
+        source.failed.clear();
         let mut first_error = None;
         let mut undelivered = 0;
         for entry in fresh {
@@ -96,6 +102,7 @@ impl Puller {
                 }
                 Err(e) => {
                     tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
+                    source.failed.insert(entry.name.clone());
                     // A service that stopped answering would fail the rest as slowly.
                     undelivered = if e.is_transport() { undelivered + 1 } else { 0 };
                     first_error.get_or_insert(e);

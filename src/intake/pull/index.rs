@@ -11,7 +11,8 @@
 //! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries.
 //! - Every package it lists is fetched in name order (names start with the corte time, so
 //!   that is the order of cortes), or, from a primary's feed, in the order listed; with
-//!   `<name>.sha256` and `<name>.minisig` when the index lists them. Evidence files are never
+//!   `<name>.sha256` and `<name>.minisig` when the index lists them (those that failed at the
+//!   poll before are tried after the others: [`super::fetch`]). Evidence files are never
 //!   fetched as packages.
 
 use std::collections::HashSet;

@@ -37,7 +37,7 @@ pub(crate) use follow::Replica;
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -419,6 +419,8 @@ struct Source {
     validators: Validators,
     /// Index entries handed over (or found already received), as listed then.
     taken: HashMap<String, Listed>,
+    /// Index entries that failed at the last poll: tried after the others at the next.
+    failed: HashSet<String>,
     /// Packages handed to the publisher since the start.
     handed: u64,
     /// For a primary's state: the last one read, once one was.
@@ -432,6 +434,7 @@ impl Source {
             order,
             validators: Validators::default(),
             taken: HashMap::new(),
+            failed: HashSet::new(),
             handed: 0,
             state: None,
         }
