@@ -339,7 +339,7 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
         tmp_dir: store.layout.tmp(),
         reserve: store.reserve.clone(),
         max_package_bytes: sections.package.limits.max_package_bytes,
-        uploads: tokio::sync::Semaphore::new(admin::MAX_UPLOADS),
+        uploads: Arc::new(tokio::sync::Semaphore::new(admin::MAX_UPLOADS)),
         body_timeout: sections.http.send_timeout,
         max_site_bytes: sections.site.max_bytes,
         gate: gate.clone(),

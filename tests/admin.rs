@@ -584,3 +584,59 @@ fn a_token_file_others_can_read_is_warned_about_and_a_fifo_refused() {
         "waited on the FIFO"
     );
 }
+
+/// A package received whole is decided on even when its sender stops waiting for the answer
+/// (closes its connection while the publisher is busy with another package): it is published,
+/// and no fault of this server's is journaled for it.
+#[test]
+fn a_package_whose_sender_stops_waiting_is_published_all_the_same() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    // The publisher is held on the first package: the journal, where its arrival is written
+    // first, is locked by someone else (for less than the journal's 10 s wait).
+    let holder = rusqlite::Connection::open(data.join("bitacora.sqlite")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let first = tmp.path().join("PREP_20240602_2000.zip");
+    std::fs::write(&first, site_package("20240602_2000", &[])).unwrap();
+    let first_sent = {
+        let url = server.admin("/ingest");
+        let body = format!("@{}", first.display());
+        std::thread::spawn(move || {
+            curl(
+                &url,
+                &[
+                    "-H",
+                    "Content-Type: application/octet-stream",
+                    "-H",
+                    "X-Difusor-Name: PREP_20240602_2000.zip",
+                    "--data-binary",
+                    &body,
+                ],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let second = site_package("20240602_2015", &[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.admin_port)).unwrap();
+    write!(
+        s,
+        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/octet-stream\r\n\
+         X-Difusor-Name: PREP_20240602_2015.zip\r\nContent-Length: {}\r\n\r\n",
+        server.admin_port,
+        second.len()
+    )
+    .unwrap();
+    s.write_all(&second).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The sender gives up while its package waits behind the first one.
+    drop(s);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(holder);
+    let r = first_sent.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.wait_corte("20240602_2015");
+    let faults = events(&server, "intake-error");
+    assert!(faults.is_empty(), "{faults:?}");
+}

@@ -54,7 +54,11 @@
 //!   free on its disk (`min_free_space`: refused as an upload this server cannot write), and
 //!   never past `max_package_bytes` (one larger is the outcome `rejected` with 413, journaled
 //!   as the publisher journals any rejection, nothing of it kept), and removed once the
-//!   publisher has archived it. An upload that will not be kept (over the limit, or not writable here) is
+//!   publisher has archived it. A package received whole is decided on (archived, journaled,
+//!   published or refused) even when its sender stops waiting for the answer and closes its
+//!   connection: its temporary file, and its place among the [`MAX_UPLOADS`], are kept until
+//!   the publisher has decided, so a sender that gives up never turns it into a fault of
+//!   this server's. An upload that will not be kept (over the limit, or not writable here) is
 //!   read to its end and dropped, for at most [`DISCARD_TIME`], before it is answered, so
 //!   that its sender reads the answer rather than a reset connection. A body (package or
 //!   notice) that sends nothing for `send_timeout` is answered 408, its connection closed
@@ -120,8 +124,8 @@ pub(crate) struct Admin {
     pub(crate) reserve: Reserve,
     /// Largest upload accepted.
     pub(crate) max_package_bytes: u64,
-    /// One permit per upload being received ([`MAX_UPLOADS`]).
-    pub(crate) uploads: tokio::sync::Semaphore,
+    /// One permit per upload being received or waiting for the publisher ([`MAX_UPLOADS`]).
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
     /// Longest an upload's body may send nothing (`send_timeout`).
     pub(crate) body_timeout: Duration,
     /// Most bytes the live site may hold in memory.
@@ -664,7 +668,7 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
     let signature = evidence("x-difusor-signature");
     let force = decoded("x-difusor-force").is_some_and(|v| v == "1");
     // Held until the publisher has decided and the temporary file is gone.
-    let Ok(_upload) = admin.uploads.try_acquire() else {
+    let Ok(upload) = admin.uploads.clone().try_acquire_owned() else {
         let reason = format!(
             "refused: {MAX_UPLOADS} packages are being received already; send it again when \
              one of them is done"
@@ -716,13 +720,22 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
         signature,
         received_at,
     };
-    let outcome = if force {
-        admin.publisher.force(received).await
-    } else {
-        admin.publisher.ingest(received).await
-    };
-    drop(tmp); // archived by now (or refused): our temporary copy goes
-    outcome_response(outcome)
+    // Handed over by a task of its own: a sender that stops waiting for the answer (closes
+    // its connection) drops this request, and the temporary file must outlive it until the
+    // publisher has archived it, with the upload's place among the MAX_UPLOADS.
+    let publisher = admin.publisher.clone();
+    let decided = tokio::spawn(async move {
+        let outcome = if force {
+            publisher.force(received).await
+        } else {
+            publisher.ingest(received).await
+        };
+        drop(tmp); // archived by now (or refused): our temporary copy goes
+        drop(upload);
+        outcome
+    });
+    // A task that did not end is a server stopping: the publisher's answer cannot come.
+    outcome_response(decided.await.unwrap_or(Err(Stopped)))
 }
 
 /// Why an upload's body was not received whole.
