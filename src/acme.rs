@@ -23,7 +23,9 @@
 //!   least [`FIRST_RETRY`], however short its lifetime.
 //! - A certificate issued is served only if it names every one of `acme_domains`, matches
 //!   the key we asked it for, and is valid now (expired or not yet valid: a failure, the old
-//!   certificate stays).
+//!   certificate stays). The chain the ACME server sends may hold certificates only: one that
+//!   carries anything else (a private key of the server's, with which its certificate would
+//!   be served instead of ours) is a failure, and nothing of it is kept.
 //! - Everything the ACME server sends is bounded: [`MAX_RESPONSE_BYTES`] per answer, request
 //!   timeouts, [`ATTEMPT_TIMEOUT`] for a whole order; tokens are checked before they are
 //!   answered.
@@ -355,6 +357,25 @@ fn parse_kept(pem: &[u8]) -> Result<Kept, AcmeError> {
         key: Arc::new(key),
         info,
     })
+}
+
+/// `Ok` if the chain the ACME server issued holds certificates only. The key the certificate
+/// is served with is found in the same text once ours is appended: a key in the chain would
+/// be taken first, and a server holding that key could impersonate this one with a
+/// certificate difusor believes its own.
+fn only_certificates(chain: &str) -> Result<(), AcmeError> {
+    use rustls_pki_types::pem::SectionKind;
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(chain.as_bytes()) {
+        let (kind, _) = section
+            .map_err(|e| AcmeError::Certificate(format!("the chain issued cannot be read: {e}")))?;
+        if kind != SectionKind::Certificate {
+            return Err(AcmeError::Certificate(format!(
+                "the chain issued holds a PEM block of kind {kind:?} besides certificates (a \
+                 private key sent by the ACME server is never served); refused"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The certificate answering TLS-ALPN-01 for `name` (RFC 8737): self-signed, naming it, with
@@ -880,6 +901,7 @@ impl Acme {
         let csr = params.serialize_request(&key)?;
         order.finalize_csr(csr.der()).await?;
         let chain = order.poll_certificate(&retries).await?;
+        only_certificates(&chain)?;
         let mut pem = chain;
         if !pem.ends_with('\n') {
             pem.push('\n');

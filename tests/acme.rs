@@ -2,7 +2,8 @@
 //! TLS-ALPN-01 and by HTTP-01 (before the gate opens), renewed in place under an open
 //! connection, kept across a restart, and a failed renewal journaled and shown with the old
 //! certificate still served; a certificate that arrives expired is refused and not ordered
-//! again at once.
+//! again at once; and, against an ACME server of the test's own making, a chain that carries
+//! the server's own private key is refused.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -479,4 +480,133 @@ fn acme_settings_that_cannot_work_stop_the_start() {
         "dns-01",
     ]);
     assert!(challenge.contains("acme-challenge"), "{challenge}");
+}
+
+/// An ACME server of its own making: it validates every order at once, and for the
+/// certificate sends `chain` (whatever the request asked), as a hostile or broken CA would.
+/// Its directory URL.
+fn lying_acme_server(chain: String) -> String {
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let order = |status: &str| {
+        format!(
+            r#"{{"status":"{status}","identifiers":[{{"type":"dns","value":"{NAME}"}}],
+                "authorizations":["{base}/authz"],"finalize":"{base}/finalize",
+                "certificate":"{base}/cert"}}"#
+        )
+    };
+    let (ready, valid) = (order("ready"), order("valid"));
+    let directory = format!(
+        r#"{{"newNonce":"{base}/nonce","newAccount":"{base}/account","newOrder":"{base}/order"}}"#
+    );
+    let authz = format!(
+        r#"{{"status":"valid","identifier":{{"type":"dns","value":"{NAME}"}},"challenges":[]}}"#
+    );
+    let url = format!("{base}/directory");
+    std::thread::spawn(move || {
+        let mut finalized = false;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let _ = stream.read_exact(&mut vec![0; length]);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, extra, body) = match path.as_str() {
+                "/directory" => ("200 OK", String::new(), directory.clone()),
+                "/nonce" => ("200 OK", String::new(), String::new()),
+                "/account" => (
+                    "201 Created",
+                    format!("Location: {base}/account/1\r\n"),
+                    r#"{"status":"valid"}"#.to_owned(),
+                ),
+                "/order" => {
+                    finalized = false;
+                    (
+                        "201 Created",
+                        format!("Location: {base}/order/1\r\n"),
+                        ready.clone(),
+                    )
+                }
+                "/order/1" if finalized => ("200 OK", String::new(), valid.clone()),
+                "/order/1" => ("200 OK", String::new(), ready.clone()),
+                "/authz" => ("200 OK", String::new(), authz.clone()),
+                "/finalize" => {
+                    finalized = true;
+                    ("200 OK", String::new(), valid.clone())
+                }
+                "/cert" => ("200 OK", String::new(), chain.clone()),
+                _ => ("404 Not Found", String::new(), String::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nReplay-Nonce: n{}\r\n{extra}Content-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                fastrand::u64(..),
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A certificate whose chain, as the ACME server sends it, carries a private key (the
+/// server's own, with the certificate it matches) is refused: difusor serves only the key it
+/// made and asked a certificate for, never one that the ACME server (or anyone who read its
+/// answer) holds.
+#[test]
+fn a_chain_that_carries_the_acme_servers_own_key_is_refused() {
+    let theirs = rcgen::generate_simple_self_signed(vec![NAME.to_owned()]).unwrap();
+    let serial = serial_of(theirs.cert.der());
+    let chain = format!(
+        "{}{}",
+        theirs.cert.pem(),
+        theirs.signing_key.serialize_pem()
+    );
+    let directory = lying_acme_server(chain);
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ReservedPort::hold();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            &tls.addr(),
+            "--acme-domains",
+            NAME,
+            "--acme-directory",
+            &directory,
+        ],
+    );
+    let mut status = server.status();
+    wait_until("the order's end", Duration::from_secs(60), || {
+        status = server.status();
+        status["acme"]["consecutive_failures"] != 0 || !status["acme"]["certificate"].is_null()
+    });
+    assert_ne!(
+        status["acme"]["certificate"]["serial"].as_str(),
+        Some(serial.as_str()),
+        "the ACME server's key is served: {status:#}"
+    );
+    assert!(status["acme"]["certificate"].is_null(), "{status:#}");
+    let why = status["acme"]["last_error"].as_str().unwrap();
+    assert!(why.contains("besides certificates"), "{why}");
+    assert!(!dir.path().join("d/acme/certificate.pem").exists());
+    let r = curl(
+        &format!("https://{NAME}:{}/", tls.port),
+        &["-k", "--resolve", &format!("{NAME}:{}:127.0.0.1", tls.port)],
+    );
+    assert!(!r.complete && r.status == 0, "no certificate is served");
 }
