@@ -7,14 +7,14 @@ use std::process::{Command, Output, Stdio};
 use crate::support::*;
 
 /// A server with SFTP on a port of its choosing, and a key pair allowed to upload.
-struct Sftp {
-    server: Server,
-    port: u16,
-    key: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Sftp {
+    pub(crate) server: Server,
+    pub(crate) port: u16,
+    pub(crate) key: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
-fn start(tmp: &Path, extra: &[&str]) -> Sftp {
+pub(crate) fn start(tmp: &Path, extra: &[&str]) -> Sftp {
     start_with_keys(tmp, &[], extra)
 }
 
@@ -81,14 +81,14 @@ impl Sftp {
     }
 
     /// Uploads `pkg` with OpenSSH's `sftp` and waits for `corte` to go live.
-    fn put_until_live(&self, pkg: &Path, corte: &str) {
+    pub(crate) fn put_until_live(&self, pkg: &Path, corte: &str) {
         let out = self.batch(&format!("put {}\n", pkg.display()));
         assert!(out.status.success(), "{}", text(&out));
         self.server.wait_corte(corte);
     }
 
     /// A local file with `bytes`, for uploading.
-    fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+    pub(crate) fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let dir = self.dir.join(format!("local-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(name);
@@ -96,7 +96,7 @@ impl Sftp {
         p
     }
 
-    fn ssh(&self, key: &Path, extra: &[&str], remote: &[&str]) -> Output {
+    pub(crate) fn ssh(&self, key: &Path, extra: &[&str], remote: &[&str]) -> Output {
         let mut cmd = Command::new("ssh");
         ssh_options(&mut cmd, key);
         cmd.args(extra)
@@ -110,7 +110,7 @@ impl Sftp {
 
 /// The journal's `sftp-session` events once `cond` holds on them (a session is journaled
 /// just after its client has gone), or a panic after 20 s.
-fn sessions_when(
+pub(crate) fn sessions_when(
     server: &Server,
     cond: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
@@ -139,7 +139,7 @@ fn refusals_with(server: &Server, what: &str) -> String {
     all(&sessions_when(server, |s| all(s).contains(what)))
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -1140,7 +1140,7 @@ fn an_upload_this_server_cannot_write_is_journaled_and_said_on_status() {
 }
 
 /// Accepts any host key: the raw client below talks only to the server of its test.
-struct AnyHost;
+pub(crate) struct AnyHost;
 
 impl russh::client::Handler for AnyHost {
     type Error = russh::Error;
@@ -1154,7 +1154,7 @@ impl russh::client::Handler for AnyHost {
 }
 
 /// A runtime on the test's own thread, for the russh client.
-fn current_thread() -> tokio::runtime::Runtime {
+pub(crate) fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1162,7 +1162,7 @@ fn current_thread() -> tokio::runtime::Runtime {
 }
 
 /// An SSH connection logged in with the institute's key, by russh's client.
-async fn ssh_login(s: &Sftp) -> russh::client::Handle<AnyHost> {
+pub(crate) async fn ssh_login(s: &Sftp) -> russh::client::Handle<AnyHost> {
     let key = russh::keys::load_secret_key(&s.key, None).unwrap();
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut ssh = russh::client::connect(config, ("127.0.0.1", s.port), AnyHost)

@@ -19,6 +19,7 @@ mod data_folder;
 mod disk;
 mod faults;
 mod hostile_http;
+mod hostile_sftp;
 mod hostile_site;
 mod inspect;
 mod limits;
