@@ -244,3 +244,37 @@ fn a_client_asking_for_key_exchanges_without_end_is_cut_at_the_time_limits() {
         "{sessions:#?}"
     );
 }
+
+/// A session channel its client closes before asking for a subsystem frees its place: a
+/// connection closing three such channels, one after another, still gets a channel for
+/// its `sftp` subsystem, and uploads through it, with no refusal in its entry.
+#[test]
+fn channels_closed_before_their_subsystem_free_their_places() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = site_package("20240602_2000", &[]);
+    current_thread().block_on(async {
+        let ssh = ssh_login(&s).await;
+        for _ in 0..3 {
+            let channel = ssh.channel_open_session().await.unwrap();
+            channel.close().await.unwrap();
+            // The server reads the connection in order: the close comes before the next open.
+        }
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
+            .await
+            .unwrap();
+        let mut file = sftp.create("PREP_20240602_2000.zip").await.unwrap();
+        file.write_all(&pkg).await.unwrap();
+        file.shutdown().await.unwrap();
+        sftp.close().await.unwrap();
+        ssh.disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .unwrap();
+    });
+    s.server.wait_corte("20240602_2000");
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    assert_eq!(sessions[0]["detail"]["refusal_count"], 0, "{sessions:#?}");
+}

@@ -29,7 +29,8 @@
 //!   why they cut, come first (after `sftp_idle_timeout` without an SFTP request, whatever
 //!   else the client sends). Failed attempts are counted for the listener's bans.
 //! - A login past `sftp_max_sessions` is refused (journaled, `sftp-refused`) and disconnected;
-//!   a session opens channels only once it holds a place: at most two at once, and one `sftp`
+//!   a session opens channels only once it holds a place: at most two open at once (one its
+//!   client closed before asking for a subsystem no longer counts), and one `sftp`
 //!   subsystem at a time. Another is taken once the one before has ended (its client closed
 //!   its channel), as OpenSSH's `ControlMaster` asks the connection it keeps open
 //!   (`ControlPersist`) for one at every `sftp` run; a channel opened, or a subsystem asked
@@ -342,6 +343,16 @@ impl russh::server::Handler for SshHandler {
         self.channels
             .insert(channel.id(), Held::read(channel, self.stats.clone()));
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // One closed before its subsystem was asked for no longer counts among the two.
+        self.channels.remove(&channel);
         Ok(())
     }
 
