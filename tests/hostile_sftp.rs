@@ -1,11 +1,14 @@
 //! The embedded SFTP server under hostile SSH clients: what OpenSSH's clients cannot be made
 //! to send, sent with russh's client (a forwarding to a host named with control characters,
-//! a subsystem named likewise, channel opens all at once, key exchanges again and again), and
-//! the key exchanges OpenSSH's `ssh` can be told to insist on.
+//! a subsystem named likewise, channel opens all at once or closed before their subsystem,
+//! key exchanges again and again, SFTP requests no OpenSSH client sends), and the key
+//! exchanges OpenSSH's `ssh` can be told to insist on.
 
 use std::time::{Duration, Instant};
 
-use crate::sftp::{AnyHost, Sftp, current_thread, sessions_when, ssh_login, start, text};
+use crate::sftp::{
+    AnyHost, Sftp, current_thread, sessions_when, sftp_session, ssh_login, start, text,
+};
 use crate::support::*;
 
 /// The CPU time the server's process has used so far, user and system, from `/proc`.
@@ -277,4 +280,47 @@ fn channels_closed_before_their_subsystem_free_their_places() {
     s.server.wait_corte("20240602_2000");
     let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
     assert_eq!(sessions[0]["detail"]["refusal_count"], 0, "{sessions:#?}");
+}
+
+/// SFTP requests no OpenSSH client sends: a session holds at most 16 files open at once, the
+/// 17th refused with why; a file open for writing cannot be read; a package handed over
+/// cannot be opened for reading, removed, nor have a link or a folder made beside it; nothing
+/// more is received. (This held before it was tested.)
+#[test]
+fn sftp_requests_no_openssh_client_sends_are_refused_and_bounded() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let pkg = s.local(
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    s.put_until_live(&pkg, "20240602_2000");
+    current_thread().block_on(async {
+        let (_ssh, sftp) = sftp_session(&s).await;
+        let mut open = Vec::new();
+        for i in 0..16 {
+            open.push(sftp.create(format!(".upload-{i}.part")).await.unwrap());
+        }
+        let refused = sftp.create(".upload-16.part").await.err();
+        let refused = refused.expect("a 17th file opened").to_string();
+        assert!(
+            refused.contains("at most 16 files open at once"),
+            "{refused}"
+        );
+        let mut buf = [0u8; 16];
+        let read = open[0].read(&mut buf).await;
+        assert!(read.is_err(), "read from a file open for writing: {read:?}");
+        let name = "PREP_20240602_2000.zip";
+        assert!(sftp.open(name).await.is_err(), "opened {name} to read");
+        assert!(sftp.remove_file(name).await.is_err(), "removed {name}");
+        assert!(sftp.symlink("/link", name).await.is_err(), "linked");
+        assert!(sftp.create_dir("/sub").await.is_err(), "made a folder");
+    });
+    let sessions = sessions_when(&s.server, |sessions| sessions.len() >= 2);
+    let hostile = sessions.iter().find(|e| e["detail"]["file_count"] == 0);
+    let detail = &hostile.expect("the hostile session's entry")["detail"];
+    assert_eq!(detail["refusal_count"], 5, "{detail:#}");
+    assert_eq!(detail["unfinished_count"], 16, "{detail:#}");
+    assert_eq!(events(&s.server, "received").len(), 1);
 }

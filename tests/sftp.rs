@@ -1176,7 +1176,7 @@ pub(crate) async fn ssh_login(s: &Sftp) -> russh::client::Handle<AnyHost> {
 
 /// An SFTP session of the institute's key with russh's client, which lets a test do what
 /// OpenSSH's `sftp` cannot; with its SSH connection, to be kept while the session is used.
-async fn sftp_session(
+pub(crate) async fn sftp_session(
     s: &Sftp,
 ) -> (
     russh::client::Handle<AnyHost>,
