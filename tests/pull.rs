@@ -770,18 +770,28 @@ fn a_latest_alias_is_pulled_under_the_name_its_sidecar_gives_with_that_corte_tim
     assert!(events(&server, "rejected").is_empty());
 }
 
+/// Three cortes' site packages, in the order of their times.
+const THREE: [&str; 3] = [
+    "20270606_2000_PREP_SITIO_CAMP.zip",
+    "20270606_2015_PREP_SITIO_CAMP.zip",
+    "20270606_2030_PREP_SITIO_CAMP.zip",
+];
+
+/// Publishes `names` in the index `/prep/`, each a site package of the corte its name starts
+/// with.
+fn publish_all(institute: &Institute, names: &[&str]) {
+    for (i, p) in names.iter().enumerate() {
+        institute.publish("/prep/", p, &package(&p[..13], i as u8 + 1));
+    }
+}
+
 #[test]
 fn an_index_whose_service_stalls_is_left_at_the_second_stall_not_once_per_package() {
     let dir = tempfile::tempdir().unwrap();
     let institute = Institute::start(dir.path(), &pki(), false);
-    let names = [
-        "20270606_2000_PREP_SITIO_CAMP.zip",
-        "20270606_2015_PREP_SITIO_CAMP.zip",
-        "20270606_2030_PREP_SITIO_CAMP.zip",
-    ];
-    for (i, p) in names.iter().enumerate() {
-        let stamp = &p[..13];
-        institute.publish("/prep/", p, &package(stamp, i as u8 + 1));
+    let names = THREE;
+    publish_all(&institute, &names);
+    for p in names {
         institute.trick(&format!("/prep/{p}"), Some(Trick::Stall));
     }
     let url = institute.url("/prep/");
@@ -824,14 +834,8 @@ fn an_index_whose_service_stalls_is_left_at_the_second_stall_not_once_per_packag
 fn two_packages_whose_downloads_never_come_hold_back_none_listed_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let institute = Institute::start(dir.path(), &pki(), false);
-    let names = [
-        "20270606_2000_PREP_SITIO_CAMP.zip",
-        "20270606_2015_PREP_SITIO_CAMP.zip",
-        "20270606_2030_PREP_SITIO_CAMP.zip",
-    ];
-    for (i, p) in names.iter().enumerate() {
-        institute.publish("/prep/", p, &package(&p[..13], i as u8 + 1));
-    }
+    let names = THREE;
+    publish_all(&institute, &names);
     for p in &names[..2] {
         institute.trick(&format!("/prep/{p}"), Some(Trick::Stall));
     }
@@ -1175,4 +1179,46 @@ fn a_download_that_would_take_the_space_kept_free_is_stopped_journaled_and_fetch
     server.extra.truncate(server.extra.len() - 2);
     server.restart();
     server.wait_corte("20270606_2015");
+}
+
+/// A careless or hostile service whose address redirects to what is no web address at all
+/// (`file:` on this machine, `ftp:`): not followed, and journaled as the service's fault
+/// saying where it pointed, not only its status.
+#[test]
+fn a_redirect_to_no_web_address_is_not_followed_and_says_where_it_pointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start_plain(dir.path(), &pki());
+    let targets = ["file:///etc/passwd", "ftp://prep.example/ultimo.zip"];
+    let urls: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, to)| {
+            let path = format!("/prep/ultimo-{i}.zip");
+            institute.trick(&path, Some(Trick::Redirect((*to).to_owned())));
+            institute.url(&path)
+        })
+        .collect();
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &urls[0], &["--pull-url", &urls[1]]),
+    );
+    let errors = wait_events(&server, "pull-error", targets.len());
+    for to in targets {
+        let error = errors
+            .iter()
+            .find(|e| {
+                e["detail"]["error"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(to))
+            })
+            .unwrap_or_else(|| panic!("no pull-error says it pointed to {to}: {errors:#?}"));
+        assert!(
+            error["detail"]["error"]
+                .as_str()
+                .is_some_and(|t| t.contains("not an http:// or https:// address")),
+            "{error}"
+        );
+        assert_eq!(error["detail"]["fault"], "sender", "{error}");
+    }
+    assert_eq!(server.live_corte(), None);
 }

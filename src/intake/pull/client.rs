@@ -12,7 +12,8 @@
 //!   control characters made visible ([`transport_reason`]).
 //! - Redirects from the institute's addresses are followed ([`MAX_REDIRECTS`] at most), never
 //!   from an `https://` address to one that is not (whatever other `pull_url`s are plain
-//!   http): such a redirect is a failed poll by the service's fault, saying where it pointed.
+//!   http), nor to one that is not http at all (`file:`, `ftp:`): such a redirect is a failed
+//!   poll by the service's fault, saying where it pointed.
 //!   A replica's primary is not followed anywhere: its redirect is a failed poll.
 //! - The bearer token goes only to the servers `pull_url` and `replica_of` name (the same
 //!   scheme, host and port): never to a server a redirect leads to, neither with the redirect
@@ -146,18 +147,20 @@ impl Client {
             StatusCode::NOT_MODIFIED if validators.any() => Ok(None),
             status if primary && status.is_redirection() => Err(PullError::Redirect {
                 url: url.clone(),
-                to: response
-                    .headers()
-                    .get(header::LOCATION)
-                    .map(|l| {
-                        let shown: String = String::from_utf8_lossy(l.as_bytes())
-                            .chars()
-                            .take(256)
-                            .collect();
-                        PeerText(shown).to_string()
-                    })
+                to: location(&response)
                     .unwrap_or_else(|| format!("nowhere ({status}, no Location)")),
             }),
+            // A redirect of the institute's the client did not follow: it names no address
+            // the client can ask (`file:`, `ftp:`, no `Location` at all).
+            status if status.is_redirection() && status != StatusCode::NOT_MODIFIED => {
+                Err(PullError::BadRedirect {
+                    url: url.clone(),
+                    why: match location(&response) {
+                        Some(to) => not_web(&to),
+                        None => format!("it answered {status} with no Location"),
+                    },
+                })
+            }
             status => {
                 // reqwest drops the token on a redirect to another server.
                 let withheld = self.token.is_some()
@@ -172,14 +175,33 @@ impl Client {
     }
 }
 
+/// Where a redirect points, as its `Location` says: at most 256 characters of it, its control
+/// characters made visible.
+fn location(response: &reqwest::Response) -> Option<String> {
+    response.headers().get(header::LOCATION).map(|l| {
+        let shown: String = String::from_utf8_lossy(l.as_bytes())
+            .chars()
+            .take(256)
+            .collect();
+        PeerText(shown).to_string()
+    })
+}
+
+/// Why a redirect to `to`, not a web address, is not followed.
+fn not_web(to: &str) -> String {
+    format!("it redirects to {to}, which is not an http:// or https:// address")
+}
+
 /// How the institute's addresses are followed: [`MAX_REDIRECTS`] at most, and from an
 /// `https://` address only to `https://` ones, whether or not the client is `https_only`
 /// (it is not when some `pull_url` is plain http).
 fn institute_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");
-        if from_https && attempt.url().scheme() != "https" {
-            let to = PeerText(attempt.url().as_str()).to_string();
+        let to = PeerText(attempt.url().as_str()).to_string();
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            attempt.error(not_web(&to))
+        } else if from_https && attempt.url().scheme() != "https" {
             attempt.error(format!(
                 "it redirects to {to}, which is not https: an https:// address is followed \
                  only to https:// ones, so that nothing of it travels in the clear"

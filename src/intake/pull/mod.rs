@@ -95,7 +95,7 @@ pub(crate) enum PullError {
         to: String,
     },
     /// A redirect of the institute's not followed: from an `https://` address to one that is
-    /// not, or one too many.
+    /// not, to no http address at all, or one too many.
     #[error("{url}: the redirect was not followed: {why}")]
     BadRedirect {
         /// What was asked for.
