@@ -15,7 +15,8 @@
 //!   mode, version, origin, a kiss-of-death; or times that make a round trip below zero,
 //!   which would otherwise win as the shortest), is an error on the status page, nothing
 //!   more.
-//!   A missing `timedatectl` is "unknown".
+//!   A missing `timedatectl` is "unknown". It is not given the service manager's socket
+//!   (`NOTIFY_SOCKET`, the watchdog's variables): systemd's tools tell it their own end.
 //! - When the offset goes past `clock_max_offset`, that is logged loudly and journaled once
 //!   (`warning`, check `clock`, with the offset). When no server answers, that is logged and
 //!   journaled once until one answers again (`warning`, check `clock`, with each server's
@@ -45,6 +46,9 @@ use crate::peer_text::PeerText;
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for `timedatectl`.
 pub(crate) const TIMEDATECTL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The environment by which a service manager addresses the server alone (`sd_notify(3)`):
+/// removed from `timedatectl`'s, which would otherwise notify in the server's name.
+const MANAGER_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 /// The NTP port, when a server is given without one.
 const NTP_PORT: u16 = 123;
 /// Longest error text kept from a server's answer.
@@ -512,9 +516,14 @@ async fn ask(server: &NtpServer) -> Answer {
 }
 
 /// systemd's view of the clock: `timedatectl show -p NTPSynchronized --value`, `None` when
-/// it cannot be had within [`TIMEDATECTL_TIMEOUT`].
+/// it cannot be had within [`TIMEDATECTL_TIMEOUT`]. It is not told the service manager's
+/// socket ([`MANAGER_ENV`]): it would tell it its own end as the server's.
 async fn ntp_synchronized() -> Option<bool> {
-    let run = tokio::process::Command::new("timedatectl")
+    let mut command = tokio::process::Command::new("timedatectl");
+    for name in MANAGER_ENV {
+        command.env_remove(name);
+    }
+    let run = command
         .args(["show", "-p", "NTPSynchronized", "--value"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -1,9 +1,9 @@
 //! difusor as a system service: the notifications a real `NOTIFY_SOCKET` listener receives
 //! (`READY=1` only once the rebuilt corte is served, the watchdog, `RELOADING=1` and
-//! `READY=1` on SIGHUP, `STOPPING=1` on SIGTERM), the configuration read again on SIGHUP
-//! (a changed token named, a huge file or a FIFO in its place refused),
-//! the manual pages and completions of `difusor generate` as `man` and bash read them, and
-//! the unit of `packaging/` as `systemd-analyze` judges it.
+//! `READY=1` on SIGHUP, `STOPPING=1` on SIGTERM; the programs it runs not told the socket),
+//! the configuration read again on SIGHUP (a changed token named, a huge file or a FIFO in
+//! its place refused), the manual pages and completions of `difusor generate` as `man` and
+//! bash read them, and the unit of `packaging/` as `systemd-analyze` judges it.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -177,6 +177,59 @@ fn a_service_manager_is_told_ready_reloading_and_stopping() {
         .wait_exit(Duration::from_secs(60))
         .expect("the server stops");
     assert!(status.success(), "{status}; log: {}", server.log());
+}
+
+/// The programs the server runs are not told the service manager's socket: systemd's tools
+/// (`timedatectl`, run at start for the clock's status) tell it their own `ERRNO=` and
+/// `EXIT_STATUS=` as they end, which would reach the manager as the server's. A stand-in
+/// `timedatectl` on the `PATH` writes down the environment it was given.
+#[test]
+fn no_program_the_server_runs_is_told_the_service_managers_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let seen = tmp.path().join("timedatectl.env");
+    let fake = bin.join("timedatectl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nenv > {seen}.tmp && mv {seen}.tmp {seen}\necho yes\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let notify = Notifications::bind(tmp.path());
+    let mut server = Server::launch_with_env(
+        &tmp.path().join("data"),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+            ("PATH", &path),
+        ],
+    );
+    notify.until("READY=1", Duration::from_secs(60));
+    server.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "timedatectl was never run; log: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(&format!("{name}="))),
+            "timedatectl was given {name}: {env}"
+        );
+    }
 }
 
 /// The journal's `warning` events that `matches`, once there is one (up to 30 s).

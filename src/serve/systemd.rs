@@ -8,6 +8,10 @@
 //! - The watchdog is fed only while the publisher is alive: a server whose publisher died
 //!   stops feeding it, so that the service manager restarts it even if its own stop hangs.
 //! - A notification that cannot be sent is logged, never an error of the server.
+//! - No child process speaks for the server: the variables by which the service manager
+//!   addresses it are never passed on to the one program it runs, the clock check's
+//!   `timedatectl` ([`crate::clock`]; systemd's tools tell `NOTIFY_SOCKET` their `ERRNO=` and
+//!   `EXIT_STATUS=` as they end).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
