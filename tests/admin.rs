@@ -629,8 +629,23 @@ fn a_package_whose_sender_stops_waiting_is_published_all_the_same() {
     )
     .unwrap();
     s.write_all(&second).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    // The sender gives up while its package waits behind the first one.
+    // Once the server holds it whole (its temporary file; the first package's may be as
+    // long), the sender gives up while its package waits behind the first one.
+    let as_long = |len: u64| usize::from(len == second.len() as u64);
+    let whole = as_long(std::fs::metadata(&first).unwrap().len()) + 1;
+    let received_whole = || {
+        std::fs::read_dir(data.join("tmp")).is_ok_and(|dir| {
+            dir.flatten()
+                .filter(|e| e.metadata().is_ok_and(|m| m.len() == second.len() as u64))
+                .count()
+                == whole
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !received_whole() {
+        assert!(std::time::Instant::now() < deadline, "never received whole");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(s);
     std::thread::sleep(Duration::from_millis(500));
     drop(holder);
