@@ -1360,13 +1360,7 @@ fn an_http2_client_flooding_pings_or_settings_without_a_request_is_cut_after_the
 
 /// The resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
+    status_kib(pid, "VmRSS").expect("the server's VmRSS")
 }
 
 /// An HTTP/2 client that grants every window and never reads its socket: each archived

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::sftp::{
-    AnyHost, Sftp, current_thread, sessions_when, sftp_session, ssh_login, start, text,
+    AnyHost, current_thread, refusals_with, sessions_when, sftp_session, ssh_login, start, text,
 };
 use crate::support::*;
 
@@ -27,26 +27,6 @@ fn cpu_time(server: &Server) -> Duration {
         .parse()
         .unwrap();
     Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// Every refusal listed in the journal's `sftp-session` entries, once one contains `what`.
-fn refusals_with(s: &Sftp, what: &str) -> Vec<String> {
-    let all = |sessions: &[serde_json::Value]| -> Vec<String> {
-        sessions
-            .iter()
-            .flat_map(|e| {
-                e["detail"]["refusals"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|r| r.as_str().map(str::to_owned))
-            .collect()
-    };
-    let sessions = sessions_when(&s.server, |sessions| {
-        all(sessions).iter().any(|r| r.contains(what))
-    });
-    all(&sessions)
 }
 
 /// A finite-field Diffie-Hellman key exchange costs the server (the SSH library's big
@@ -125,7 +105,7 @@ fn a_forwarding_to_a_host_named_with_control_characters_is_shown_escaped() {
             .unwrap();
     });
     let shown = "forwarding to evil\\u{d}\\u{a}forged line\\u{1b}[2J\\u{202e}moc.elpmaxe:9";
-    let refusals = refusals_with(&s, "forwarding to");
+    let refusals = refusals_with(&s.server, "forwarding to");
     assert!(refusals.iter().any(|r| r.contains(shown)), "{refusals:#?}");
     let log = s.server.log();
     let line = log.lines().find(|l| l.contains("forwarding to evil"));
@@ -160,7 +140,7 @@ fn a_subsystem_named_with_control_characters_is_refused_and_shown_escaped() {
         assert!(refused, "the subsystem was not refused");
     });
     let shown = r#"subsystem "sftp\nforged line\u{1b}]0;title\u{7}\u{202e}""#;
-    let refusals = refusals_with(&s, "subsystem");
+    let refusals = refusals_with(&s.server, "subsystem");
     assert!(refusals.iter().any(|r| r == shown), "{refusals:#?}");
     let log = s.server.log();
     assert!(log.contains(shown), "{log}");
@@ -182,7 +162,7 @@ fn channel_opens_all_at_once_get_two_channels_and_the_connection_cut() {
         opened.iter().filter(|o| o.is_ok()).count()
     });
     assert!(opened <= 2, "{opened} channels opened");
-    let refusals = refusals_with(&s, "a further session channel");
+    let refusals = refusals_with(&s.server, "a further session channel");
     assert!(refusals.len() >= 8, "{refusals:#?}");
     let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
     assert_eq!(

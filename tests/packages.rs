@@ -30,14 +30,7 @@ fn rejection(server: &Server, name: &str) -> String {
 
 /// `VmSize` of a running process, in bytes.
 fn address_space(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kib * 1024
+    status_kib(pid, "VmSize").expect("the server's VmSize") * 1024
 }
 
 /// A site package of `members` files of 64 MiB each, compressing as real CSVs do (under

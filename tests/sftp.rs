@@ -128,15 +128,24 @@ pub(crate) fn sessions_when(
     }
 }
 
-/// Every refusal journaled so far, once one contains `what`.
-fn refusals_with(server: &Server, what: &str) -> String {
-    let all = |sessions: &[serde_json::Value]| {
+/// Every refusal listed in the journal's `sftp-session` entries so far, each as its entry
+/// gives it, once one contains `what`.
+pub(crate) fn refusals_with(server: &Server, what: &str) -> Vec<String> {
+    let all = |sessions: &[serde_json::Value]| -> Vec<String> {
         sessions
             .iter()
-            .map(|e| e["detail"]["refusals"].to_string())
-            .collect::<String>()
+            .flat_map(|e| {
+                e["detail"]["refusals"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
     };
-    all(&sessions_when(server, |s| all(s).contains(what)))
+    all(&sessions_when(server, |s| {
+        all(s).iter().any(|r| r.contains(what))
+    }))
 }
 
 pub(crate) fn text(out: &Output) -> String {
@@ -375,7 +384,7 @@ fn no_shell_no_exec_no_other_subsystem() {
     let out = s.ssh(&s.key, &["-T"], &[]);
     assert!(!out.status.success(), "{}", text(&out));
     refusals_with(&s.server, "exec");
-    let refusals = refusals_with(&s.server, "netconf");
+    let refusals = refusals_with(&s.server, "netconf").join("\n");
     assert!(
         refusals.contains("exec") && refusals.contains("netconf"),
         "{refusals}"
@@ -472,7 +481,7 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
             "{command}: expected {client:?} in {}",
             text(&out)
         );
-        let refusals = refusals_with(&s.server, journal);
+        let refusals = refusals_with(&s.server, journal).join("\n");
         assert!(
             refusals.contains(journal),
             "{command}: expected {journal:?} in {refusals}"
@@ -499,7 +508,7 @@ fn escapes_reads_deletes_and_oversize_uploads_fail_and_change_nothing() {
         .collect();
     assert_eq!(before, after, "the data folder changed");
     assert!(!Path::new("/etc/PREP_20240602_2015.zip").exists());
-    let refusals = refusals_with(&s.server, "larger than the limit");
+    let refusals = refusals_with(&s.server, "larger than the limit").join("\n");
     assert!(
         refusals.contains("symlink") && refusals.contains("larger than the limit"),
         "{refusals}"
@@ -1217,7 +1226,7 @@ fn a_write_far_past_the_end_is_charged_for_the_file_it_grows_not_the_bytes_sent(
     // One byte sent 200 MiB into the file: refused, as 200 MiB written would be.
     let written = sparse_upload(&s, "20240602_2000_PREP.zip", 200 << 20);
     assert!(written.is_err(), "a 200 MiB hole was accepted");
-    let refusals = refusals_with(&s.server, "sftp_max_session_bytes");
+    let refusals = refusals_with(&s.server, "sftp_max_session_bytes").join("\n");
     assert!(refusals.contains("20240602_2000_PREP.zip"), "{refusals}");
     // Nothing of it kept, rejected or set aside.
     let after: Vec<String> = tree(&data)
@@ -1929,7 +1938,7 @@ fn a_channel_sent_to_before_its_subsystem_cannot_hold_a_place() {
             .await
             .unwrap();
     });
-    let refusals = refusals_with(&s.server, "before the sftp subsystem");
+    let refusals = refusals_with(&s.server, "before the sftp subsystem").join("\n");
     assert!(refusals.contains("data"), "{refusals}");
     // The place is free: an upload goes through.
     let pkg = s.local(
@@ -2313,7 +2322,7 @@ fn an_upload_that_would_take_the_space_kept_free_is_refused_and_the_live_corte_s
         assert!(!out.status.success(), "{}", text(&out));
         assert!(text(&out).contains("Failure"), "{}", text(&out));
     }
-    let refusals = refusals_with(&s.server, "short of disk space");
+    let refusals = refusals_with(&s.server, "short of disk space").join("\n");
     assert!(
         refusals.contains("nothing of PREP_20240602_2015.zip is kept")
             && refusals.contains("min_free_space"),
@@ -2412,7 +2421,7 @@ fn uploads_of_two_sessions_together_never_take_the_space_kept_free() {
         lowest >= RESERVE,
         "the free space went down to {lowest} bytes, under the {RESERVE} kept free"
     );
-    let refusals = refusals_with(&s.server, "short of disk space");
+    let refusals = refusals_with(&s.server, "short of disk space").join("\n");
     assert!(refusals.contains("min_free_space"), "{refusals}");
 
     // The journal and the archive still work: a package goes live.

@@ -1459,15 +1459,21 @@ pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The most memory process `pid` has held (VmHWM, peak resident set), in KiB; `None` once it
-/// is gone.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// The memory figure `field` (`VmRSS`, `VmHWM`, `VmSize`…) of process `pid`, in KiB, from
+/// `/proc/<pid>/status`; `None` once it is gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// The most memory process `pid` has held (VmHWM, peak resident set), in KiB; `None` once it
+/// is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
 }
 
 /// Runs `command` to its end, its output piped, sampling its peak resident memory every
