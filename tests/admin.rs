@@ -655,3 +655,66 @@ fn a_package_whose_sender_stops_waiting_is_published_all_the_same() {
     let faults = events(&server, "intake-error");
     assert!(faults.is_empty(), "{faults:?}");
 }
+
+/// What an operator's `rollback` names is a corte id, a publication number or a SHA-256
+/// prefix: other text (a paste gone wrong, terminal escapes, a whole page) is refused before
+/// anything is looked up, and the journal keeps at most 64 of its characters with every
+/// control and bidirectional character made visible, so that neither the journal nor the
+/// syslog lines made from it carry what would move an operator's terminal.
+#[test]
+fn rollback_text_that_names_no_corte_is_refused_and_kept_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2015.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    server.wait_corte("20240602_2015");
+
+    // ESC ] 0 ; … BEL retitles a terminal; U+202E reverses what follows; then 5,000 more.
+    let hostile = format!("%1B%5D0%3Bpwned%07%E2%80%AE{}", "A".repeat(5000));
+    let r = admin(
+        &server,
+        &format!("/rollback?corte={hostile}"),
+        &["-X", "POST"],
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("is not a corte id"), "{}", r.text());
+    let out = server.run(&["rollback", "20240602_2015\n\u{1b}[2J"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is not a corte id"),
+        "{out:?}"
+    );
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2015"));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let refused: Vec<_> = events(&server, "warning")
+            .into_iter()
+            .filter(|w| w["detail"]["check"] == "rollback")
+            .collect();
+        if refused.len() >= 2 || Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for entry in &refused {
+        for field in ["corte", "warning"] {
+            let text = entry["detail"][field].as_str().unwrap_or_default();
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{field} carries control or bidirectional characters: {text:?}"
+            );
+            assert!(!text.contains(&"A".repeat(65)), "{field} kept it all");
+        }
+    }
+    assert!(
+        refused.iter().any(|w| w["detail"]["corte"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("\\u{1b}]0;pwned\\u{7}\\u{202e}AAA"))),
+        "{refused:?}"
+    );
+}

@@ -1,7 +1,31 @@
 //! Publishing again what an operator names: the site of an earlier corte, or a package held,
 //! set aside or older, always from the verified archive and always journaled.
+//!
+//! The operator's text is looked up only when it is written as a corte id, a publication
+//! number or a SHA-256 prefix; the journal keeps at most [`SHOWN_CHARS`] of any text it
+//! refuses, with its control and bidirectional characters made visible.
 
 use super::*;
+use crate::package::is_corte_id;
+use crate::peer_text::PeerText;
+
+/// The most characters of an operator's rollback text the journal keeps.
+const SHOWN_CHARS: usize = 64;
+
+/// Whether `text` is written as what a rollback names: a corte id, a publication number or
+/// a SHA-256 prefix of 8 to 64 hex digits.
+fn names_a_corte(text: &str) -> bool {
+    let all = |f: fn(&u8) -> bool| !text.is_empty() && text.bytes().all(|b| f(&b));
+    is_corte_id(text)
+        || (text.len() <= 19 && all(u8::is_ascii_digit))
+        || ((8..=64).contains(&text.len()) && all(u8::is_ascii_hexdigit))
+}
+
+/// `text` as the journal keeps it: clipped, control characters visible.
+fn shown(text: &str) -> String {
+    let clipped: String = text.chars().take(SHOWN_CHARS).collect();
+    PeerText(clipped).to_string()
+}
 
 impl Publisher {
     /// Publishes again the site as it was at corte `corte` (a corte id, a publication number,
@@ -9,15 +33,31 @@ impl Publisher {
     /// [`Outcome::Rejected`], nothing changed, and journaled (`warning`, check `rollback`),
     /// when `corte` names nothing this server has (`sha256` is then `None`) or when the
     /// package it names would take the site past `max_site_bytes` (`sha256` is the package's).
+    ///
+    /// Text that is written as none of these is refused before anything is looked up; the
+    /// journal keeps at most [`SHOWN_CHARS`] of it, its control and
+    /// bidirectional characters made visible ([`PeerText`]).
     pub(crate) fn rollback(&self, corte: &str) -> Outcome {
-        match self.rollback_inner(corte) {
+        let outcome = if names_a_corte(corte) {
+            self.rollback_inner(corte)
+        } else {
+            Ok(Outcome::Rejected {
+                reason: "it is not a corte id (YYYYMMDD_HHMM), a publication number or a \
+                         SHA-256 prefix of 8 to 64 hex digits; nothing changed. `difusor \
+                         history` lists the cortes published, by corte id, number and package"
+                    .to_owned(),
+                sha256: None,
+            })
+        };
+        match outcome {
             Ok(outcome) => {
                 if let Outcome::Rejected { reason, sha256 } = &outcome {
+                    let corte = shown(corte);
                     self.event(
                         EventKind::Warning,
                         None,
                         json!({
-                            "warning": format!("rollback to {corte:?} refused: {reason}"),
+                            "warning": format!("rollback to \"{corte}\" refused: {reason}"),
                             "check": "rollback", "corte": corte, "sha256": sha256,
                         }),
                     );
