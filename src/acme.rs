@@ -11,6 +11,9 @@
 //! - At start a kept certificate that has not expired is served at once, with no ACME round
 //!   trip; without one the server starts (plain HTTP serves) and the certificate is obtained
 //!   in the background, HTTPS handshakes failing cleanly meanwhile.
+//! - The account is kept for its directory and used for every order; one the ACME server
+//!   answers it does not know ([`ACCOUNT_FORGOTTEN`]) is replaced by a new account, kept in
+//!   its place and journaled (`warning`, check `acme-account`), and the order placed again.
 //! - Files are written durably (temporary name, fsync, rename, fsync of the folder), private
 //!   keys readable by their owner only (mode 0600, folder 0700).
 //! - Renewal is checked at start and at least hourly: the certificate is renewed when less
@@ -56,6 +59,7 @@ use crate::config::{
 use crate::http::challenge::{AcmeAnswers, ChallengeError};
 use crate::http::tls;
 use crate::journal::{EventKind, Journal};
+use crate::peer_text::PeerText;
 use crate::store::layout::Layout;
 
 /// The first wait after a failed attempt; it doubles up to [`MAX_RETRY`].
@@ -72,6 +76,8 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 const MAX_DOMAINS: usize = 100;
 /// The account's file in the ACME folder.
 const ACCOUNT_FILE: &str = "account.json";
+/// The problem an ACME server answers for an account it does not know (RFC 8555, 6.7).
+const ACCOUNT_FORGOTTEN: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 /// The certificate's file (chain, then key) in the ACME folder.
 const CERTIFICATE_FILE: &str = "certificate.pem";
 
@@ -795,18 +801,31 @@ impl Acme {
         }
     }
 
-    /// The account: the kept one for this directory, or a new one (then kept).
-    async fn account(&self) -> Result<Account, AcmeError> {
+    /// A builder of accounts speaking through this server's HTTP client.
+    fn builder(&self) -> instant_acme::AccountBuilder {
+        Account::builder_with_http(Box::new(Http(self.http.clone())))
+    }
+
+    /// The account kept for this directory, if there is one.
+    async fn kept_account(&self) -> Result<Option<Account>, AcmeError> {
         let path = self.dir.join(ACCOUNT_FILE);
-        let builder = || Account::builder_with_http(Box::new(Http(self.http.clone())));
         if let Ok(text) = tokio::fs::read(&path).await
             && let Ok(kept) = serde_json::from_slice::<KeptAccount>(&text)
             && kept.directory == self.settings.directory
         {
-            return Ok(builder().from_credentials(kept.credentials).await?);
+            return Ok(Some(
+                self.builder().from_credentials(kept.credentials).await?,
+            ));
         }
+        Ok(None)
+    }
+
+    /// A new account, kept in place of any other.
+    async fn new_account(&self) -> Result<Account, AcmeError> {
+        let path = self.dir.join(ACCOUNT_FILE);
         let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
-        let (account, credentials) = builder()
+        let (account, credentials) = self
+            .builder()
             .create(
                 &NewAccount {
                     contact: &contact,
@@ -829,16 +848,43 @@ impl Acme {
         Ok(account)
     }
 
-    /// One order, from account to a certificate kept on disk.
+    /// One order, from account to a certificate kept on disk. An order the ACME server
+    /// refuses because it no longer knows the kept account ([`ACCOUNT_FORGOTTEN`]: a
+    /// directory reset, an account removed) is placed again once, with a new account.
     async fn obtain(&self) -> Result<Kept, AcmeError> {
-        let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings
             .domains
             .iter()
             .map(|d| Identifier::Dns(d.clone()))
             .collect();
-        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let new_order = NewOrder::new(&identifiers);
+        let mut order = match self.kept_account().await? {
+            None => self.new_account().await?.new_order(&new_order).await?,
+            Some(kept) => match kept.new_order(&new_order).await {
+                Err(instant_acme::Error::Api(problem))
+                    if problem.r#type.as_deref() == Some(ACCOUNT_FORGOTTEN) =>
+                {
+                    let detail = problem.detail.unwrap_or_default();
+                    tracing::warn!(%detail, "the ACME server no longer knows the account kept in acme/account.json; a new one is created");
+                    self.journal.post(
+                        EventKind::Warning,
+                        None,
+                        json!({
+                            "warning": format!(
+                                "the ACME server {} no longer knows the account kept in \
+                                 acme/account.json ({}); a new account was created and kept \
+                                 in its place",
+                                self.settings.directory, PeerText(&detail)
+                            ),
+                            "check": "acme-account",
+                        }),
+                    );
+                    self.new_account().await?.new_order(&new_order).await?
+                }
+                other => other?,
+            },
+        };
         let mut installed = Installed {
             answers: &self.answers,
             alpn: Vec::new(),

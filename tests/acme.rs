@@ -334,6 +334,66 @@ fn http_01_is_answered_before_the_publication_gate_opens() {
     assert!(!log.contains("ACME TLS-ALPN-01"), "{log}");
 }
 
+/// An ACME server that no longer knows the account kept in `acme/account.json` (its
+/// database reset, the account removed) answers `accountDoesNotExist` to every order: the
+/// server creates a new account, keeps it in place of the old, says so in the journal and
+/// obtains its certificate, instead of failing every order until an operator steps in.
+#[test]
+fn an_account_the_acme_server_forgot_is_replaced_by_a_new_one() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ReservedPort::hold();
+    let unused_http = ReservedPort::hold();
+    let pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 3600);
+    let root = pebble.root();
+    let flags = acme_flags(&pebble, &tls, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &flags);
+    wait_events(&server, "acme-certificate", 1);
+    server.stop();
+
+    // The kept account becomes one Pebble never had, and the certificate is gone: the next
+    // start orders one with that account.
+    let account = data.join("acme/account.json");
+    let mut kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&account).unwrap()).unwrap();
+    let id = kept["credentials"]["id"].as_str().unwrap().to_owned();
+    let (base, _) = id.rsplit_once('/').unwrap();
+    let forgotten = format!("{base}/0000000000000000");
+    kept["credentials"]["id"] = forgotten.clone().into();
+    std::fs::write(&account, serde_json::to_vec(&kept).unwrap()).unwrap();
+    std::fs::remove_file(data.join("acme/certificate.pem")).unwrap();
+
+    server.launch();
+    server.wait_ready();
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    wait_until("the ACME certificate", Duration::from_secs(60), || {
+        https(tls.port, "/json/main.json", &root).status == 200
+    });
+    let warnings: Vec<_> = events(&server, "warning")
+        .into_iter()
+        .filter(|w| w["detail"]["check"] == "acme-account")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let said = warnings[0]["detail"]["warning"].as_str().unwrap();
+    assert!(
+        said.contains("no longer knows the account") && said.contains(&pebble.directory),
+        "{said}"
+    );
+    let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&account).unwrap()).unwrap();
+    let id = now["credentials"]["id"].as_str().unwrap();
+    assert!(id != forgotten && id.starts_with(base), "{id}");
+    assert_eq!(server.status()["acme"]["consecutive_failures"], 0);
+}
+
 /// An ACME server issuing certificates that have expired by the time they arrive (Pebble
 /// with a lifetime of one second: its end is its start): each is refused as a failure, never
 /// served, and the server backs off instead of ordering the next one at once.
