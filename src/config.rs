@@ -327,7 +327,8 @@ settings! {
     /// response gets no flow-control window, is closed. Each write that goes through starts
     /// the wait again, so a slow download that keeps moving is never cut.
     send_timeout: String = "60s".to_owned();
-    /// Largest request head (request line and headers).
+    /// Largest request head (request line and headers), from 8 KiB to 64 KiB: every open
+    /// connection may hold one this large.
     max_header_bytes: ByteSize = ByteSize::kib(16);
     /// Longest request target (path and query), in bytes; longer gets 414.
     max_uri_bytes: u64 = 8192;

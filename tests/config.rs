@@ -225,8 +225,10 @@ fn an_access_log_that_cannot_be_written_stops_the_start() {
 
 /// Mistakes a start must refuse before it serves anything, each naming its settings: one
 /// address for two listeners, a local `publish_start` that a daylight-saving change skips or
-/// repeats (it would move the embargo by an hour in silence), and a `max_header_bytes` below
-/// what HTTP/1 can be held to (HTTP/2 would refuse every browser).
+/// repeats (it would move the embargo by an hour in silence), a `max_header_bytes` below
+/// what HTTP/1 can be held to (HTTP/2 would refuse every browser), and one above 64 KiB (every
+/// open connection may hold a head that large: a typo would let a few hundred connections of
+/// one visitor take gigabytes).
 #[test]
 fn settings_a_server_could_not_keep_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -295,6 +297,18 @@ fn settings_a_server_could_not_keep_are_refused_at_start() {
                 "127.0.0.1:0",
             ],
             "setting `max_header_bytes`",
+        ),
+        (
+            // 16 MiB for 16 KiB: every connection could hold a head that large.
+            &[
+                "--max-header-bytes",
+                "16MiB",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            "setting `max_header_bytes`: 16.0 MiB is more than 64 KiB",
         ),
     ];
     for (args, expected) in cases {

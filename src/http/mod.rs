@@ -25,7 +25,9 @@
 //! - No HEAD response carries a body, on HTTP/1.1 or HTTP/2, and its `Content-Length` is
 //!   what GET would send ([`conn::finish`]).
 //! - Connections are held to `header_timeout` and `send_timeout` ([`conn`]) and, on the
-//!   public listeners, to the caps of [`limits`].
+//!   public listeners, to the caps of [`limits`]. A request head is held to
+//!   `max_header_bytes`, which is at most 64 KiB ([`HttpSettings::from_config`]): every open
+//!   connection may hold one that large, so the caps on connections bound that memory too.
 //! - Conditional and range requests are decided by [`conditional`] from the entry's
 //!   validators alone.
 //! - At most [`limits::archive_files`] archived files (the `/datos/` downloads) are open at
@@ -55,8 +57,8 @@
 //!   with no fields and offers no hook to add any ([`broken`] journals these refusals);
 //!   adding them here would take parsing every request head again before hyper, or
 //!   rewriting its output, where that head can share a write with the end of the answer
-//!   before it. 400 and 431 are not heuristically cacheable (RFC 9111 §4.2.2), and 414 is
-//!   sent only with `max_header_bytes` above 64 KiB.
+//!   before it. 400 and 431 are not heuristically cacheable (RFC 9111 §4.2.2), and 414 needs
+//!   a head of more than 64 KiB, the most `max_header_bytes` takes.
 //! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
 
 pub(crate) mod accept;
@@ -428,6 +430,12 @@ const MAX_WORKERS: u64 = 1024;
 /// this size whatever the setting, and a browser's head with its cookies can come near it.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 
+/// The most `max_header_bytes` taken: every open connection may hold a request head this
+/// large until it ends (HTTP/2, one on each of its streams), so a typo (16 MiB for 16 KiB)
+/// would let one address's connections take gigabytes. Four times the default is far more
+/// than a browser's head with its cookies, and a CDN's fields added to it.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 impl HttpSettings {
     /// Every HTTP setting, validated; the first invalid one is the error.
     pub(crate) fn from_config(config: &Config) -> Result<Self, Invalid> {
@@ -459,6 +467,17 @@ impl HttpSettings {
                 format!(
                     "{} is less than 8 KiB, the least taken (a browser's request head with its \
                      cookies); 16 KiB is a good value",
+                    s.max_header_bytes
+                ),
+            ));
+        }
+        if max_header_bytes > MAX_HEADER_BYTES {
+            // Held by every connection that sends one: the caps count connections, not bytes.
+            return Err(Invalid::new(
+                "max_header_bytes",
+                format!(
+                    "{} is more than 64 KiB, the most taken: every open connection may hold a \
+                     request head this large in memory; 16 KiB is a good value",
                     s.max_header_bytes
                 ),
             ));
