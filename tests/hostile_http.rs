@@ -814,6 +814,72 @@ fn an_http2_request_head_continued_without_end_is_cut_and_journaled() {
     );
 }
 
+/// An HTTP/2 request head past `max_header_bytes` is answered by h2 itself, on its stream
+/// alone: `:status` 431 and no other field (not even `Date`), no GOAWAY, and the connection
+/// goes on serving its next request. The README says so, not that the connection is cut.
+#[test]
+fn an_http2_request_head_past_the_limit_gets_a_bare_431_on_its_stream_alone() {
+    let (_dir, server) = serving(&["--max-header-bytes", "8KiB"], &[("a.txt", b"hola")]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // 100 fields of 9 + 100 bytes: 14 KB as HTTP/2 counts a header list, in one frame.
+    let mut oversized = h2_get("/a.txt");
+    for _ in 0..100 {
+        oversized.extend(h2_literal("x-relleno", &"r".repeat(100)));
+    }
+    let mut hello = h2_preface();
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 1, &oversized));
+    hello.extend(h2_frame(0x1, 0x4 | 0x1, 3, &h2_get("/a.txt")));
+    s.write_all(&hello).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Each stream's header block and body, until stream 3 has ended.
+    let (mut blocks, mut bodies) = (
+        std::collections::HashMap::<u32, Vec<u8>>::new(),
+        std::collections::HashMap::<u32, Vec<u8>>::new(),
+    );
+    let (mut got, mut at, mut goaway) = (Vec::new(), 0, None);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut ended = false;
+    while !ended {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {blocks:?} {goaway:?}");
+        got.extend_from_slice(&chunk[..n]);
+        while at + 9 <= got.len() {
+            let len = usize::from(got[at]) << 16
+                | usize::from(got[at + 1]) << 8
+                | usize::from(got[at + 2]);
+            if at + 9 + len > got.len() {
+                break;
+            }
+            let (kind, flags) = (got[at + 3], got[at + 4]);
+            let stream = u32::from_be_bytes(got[at + 5..at + 9].try_into().unwrap()) & !(1 << 31);
+            let payload = &got[at + 9..at + 9 + len];
+            match kind {
+                0x1 => blocks.entry(stream).or_default().extend_from_slice(payload),
+                0x0 => bodies.entry(stream).or_default().extend_from_slice(payload),
+                0x7 => goaway = Some(payload.to_vec()),
+                _ => {}
+            }
+            ended |= stream == 3 && flags & 0x1 != 0;
+            at += 9 + len;
+        }
+    }
+    // `:status: 431` and nothing else: the name indexed (`:status` is 8 in HPACK's static
+    // table), the value a literal (431 is not in it), Huffman-coded in 3 bytes.
+    assert_eq!(
+        blocks.get(&1).map(Vec::as_slice),
+        Some([0x48, 0x83, 0x69, 0x90, 0xff].as_slice()),
+        "{blocks:?}"
+    );
+    assert!(!bodies.contains_key(&1), "{bodies:?}");
+    assert_eq!(
+        blocks[&3].first(),
+        Some(&0x88),
+        "200 on the same connection"
+    );
+    assert_eq!(bodies.get(&3).map(Vec::as_slice), Some(b"hola".as_slice()));
+    assert_eq!(goaway, None);
+}
+
 /// GET and HEAD of `path` over `protocol` (curl flags): HEAD gets the same status and
 /// `Content-Length` as GET's body, and no body.
 fn head_matches_get(server: &Server, path: &str, protocol: &[&str], status: u16) {

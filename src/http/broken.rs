@@ -5,9 +5,12 @@
 //! HTTP/1.1 request head gets its 400 or 431 and the connection is closed; an HTTP/2 client
 //! that floods the server with reset streams (its own, or streams it makes the server reset:
 //! past 1,024 a connection, hyper's `max_local_error_reset_streams`), endless CONTINUATION
-//! frames, empty frames or a header list past the limit gets a GOAWAY and is closed. Neither reaches the handler, so
+//! frames or empty frames gets a GOAWAY and is closed. Neither reaches the handler, so
 //! neither is in the access log; the connection's error is all that is left of it.
 //! [`broken`] reads that error.
+//!
+//! An HTTP/2 request whose header list is past the limit ends no connection: h2 answers it
+//! on its stream alone (a bare 431) and goes on, so no error is left of it to read here.
 //!
 //! # Guarantees
 //! - Only what the client sent counts: an HTTP/1.1 parse error, or an HTTP/2 connection error

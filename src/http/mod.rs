@@ -58,8 +58,11 @@
 //!   adding them here would take parsing every request head again before hyper, or
 //!   rewriting its output, where that head can share a write with the end of the answer
 //!   before it. 400 and 431 are not heuristically cacheable (RFC 9111 §4.2.2), and 414 needs
-//!   a head of more than 64 KiB, the most `max_header_bytes` takes.
-//! - `Date` is on every response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never is.
+//!   a head of more than 64 KiB, the most `max_header_bytes` takes. Over HTTP/2, h2 answers
+//!   a request whose header list is past `max_header_bytes` by itself, on its stream alone,
+//!   with a 431 that carries no field at all.
+//! - `Date` is on every other response (hyper adds it, on HTTP/1.1 and HTTP/2); `Age` never
+//!   is.
 
 pub(crate) mod accept;
 pub(crate) mod access_log;
