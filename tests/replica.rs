@@ -830,6 +830,49 @@ fn a_replica_moves_on_from_a_rollback_to_a_corte_it_took_before_the_state_said_s
     assert_no_refused_rollback(&replica);
 }
 
+/// A corte held on both nodes (its time ahead of their clocks) that the primary's operator
+/// publishes with `ingest --force` (as the `held` entry says to) goes live on the replica
+/// too, from the replica's own archive: held there, it would never go live by itself, and
+/// the replica would be behind its primary, out of the load balancer, for good.
+#[test]
+fn a_held_corte_its_primary_published_with_force_goes_live_on_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let margin = ["--corte-future-margin", "5m"];
+    let primary = files.primary(&dir.path().join("primario"), &margin);
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&primary.entrada(), "20240602_2000_PREP.zip", &first);
+    primary.wait_corte("20240602_2000");
+    let mut extra = vec!["--health-listen", "127.0.0.1:0"];
+    extra.extend_from_slice(&margin);
+    let replica = files.replica(&dir.path().join("replica"), &primary, &files.token, &extra);
+    replica.wait_corte("20240602_2000");
+    let health = health_url(&replica);
+    assert_eq!(curl(&health, &[]).status, 200);
+
+    let ahead = site_package("20990101_0000", &[]);
+    let path = dir.path().join("20990101_0000_PREP.zip");
+    std::fs::write(&path, &ahead).unwrap();
+    drop_file(&primary.entrada(), "20990101_0000_PREP.zip", &ahead);
+    wait_events(&primary, "held", 1);
+    let held = wait_events(&replica, "held", 1);
+    assert_eq!(held[0]["detail"]["corte"], "20990101_0000", "{held:?}");
+    assert_success(&primary.run(&["ingest", "--force", path.to_str().unwrap()]));
+    primary.wait_corte("20990101_0000");
+
+    replica.wait_corte("20990101_0000");
+    let r = curl(&replica.url("/json/main.json"), &[]);
+    assert_eq!(r.text(), r#"{"corte":"20990101_0000"}"#);
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let published = events(&replica, "rollback");
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0]["detail"]["corte"], "20990101_0000");
+    assert_eq!(published[0]["package"], sha256_hex(&ahead), "{published:?}");
+    assert_no_refused_rollback(&replica);
+    assert!(events(&replica, "pull-error").is_empty());
+}
+
 #[test]
 fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
     let dir = tempfile::tempdir().unwrap();
@@ -1121,8 +1164,9 @@ fn a_rollback_that_goes_live_here_under_another_id_is_published_once_and_said() 
     std::thread::sleep(Duration::from_millis(1100));
 
     // The primary asks for that corte: it goes live here under the second it is published.
-    let rolled = serde_json::json!({"live": {"corte": asked}, "notice": null,
-                                    "rollback": {"seq": 2, "corte": asked}});
+    let sha256 = sha256_hex(&site_package("sin fecha", &[]));
+    let rolled = serde_json::json!({"live": {"corte": asked, "sha256": sha256},
+                                    "notice": null, "rollback": {"seq": 2, "corte": asked}});
     primary.set_state(rolled.to_string().as_bytes());
     let errors = wait_events(&replica, "pull-error", 1);
     let error = errors[0]["detail"]["error"].as_str().unwrap();

@@ -9,7 +9,8 @@
 //!   node serves that corte too, through its own publisher (from its own verified archive,
 //!   journaled as any rollback);
 //! - **the live corte**: announced to the node's [`Health`], so the load balancer sends no
-//!   visitor to a replica that is not in step.
+//!   visitor to a replica that is not in step; and published here when its package is one
+//!   this node holds (`held`), as the primary published it all the same.
 //!
 //! # Guarantees
 //! - What the last state said is applied again before each poll and after each corte made
@@ -20,6 +21,12 @@
 //!   rollback was made live over here that is the primary's live corte (its new corte,
 //!   arrived here before the state that said so) is published again here, from this node's
 //!   archive. Any other corte goes live here as it is pulled.
+//! - A corte held here (its corte time implausible here) that the primary serves, published
+//!   there by its operator (`difusor ingest --force`) or not held there, is published here
+//!   from this node's archive, as an operator's rollback here would, once the state names
+//!   its package (by SHA-256) live: held, it would never go live here by itself, and this
+//!   node would stay behind its primary, out of the load balancer, for good. A package not
+//!   here yet, or taken otherwise here (published, older, set aside), changes nothing.
 //! - Only the notice, a rollback to a corte this node verified itself, and the announced
 //!   corte are taken from the primary: no package, no byte of results. A state larger than
 //!   [`MAX_STATE_BYTES`] or not in the feed's form is a failed poll, journaled once per run
@@ -45,9 +52,10 @@ use serde_json::json;
 
 use super::client::{Validators, read_small};
 use super::{PullError, Puller, Source};
+use crate::hash::Sha256;
 use crate::http::gate::{Gate, MAX_NOTICE_BYTES};
 use crate::http::health::Health;
-use crate::journal::{EventKind, Journal};
+use crate::journal::{EventKind, Journal, PackageState};
 use crate::package::is_corte_id;
 use crate::peer_text::PeerText;
 use crate::publisher::{Outcome, PublisherHandle};
@@ -100,10 +108,18 @@ pub(super) struct State {
     rollback: Option<Rollback>,
 }
 
-/// The primary's live corte.
+/// The primary's live corte, and the package it was last built from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 struct LiveCorte {
     corte: String,
+    #[serde(deserialize_with = "digest")]
+    sha256: Sha256,
+}
+
+/// A SHA-256 written as 64 hexadecimal digits.
+fn digest<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Sha256, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 /// An operator's rollback at the primary: its publication number there and its corte.
@@ -198,7 +214,7 @@ impl Replica {
     pub(super) async fn apply(
         &self,
         state: &State,
-        journal: &Journal,
+        journal: &Arc<Journal>,
         publisher: &PublisherHandle,
     ) -> Result<(), PullError> {
         self.health
@@ -208,7 +224,11 @@ impl Replica {
             Some(rollback) => self.roll_back(rollback, publisher).await,
             None => {
                 let primary = state.live.as_ref().map(|l| l.corte.as_str());
-                self.roll_forward(primary, publisher).await
+                self.roll_forward(primary, publisher).await?;
+                match &state.live {
+                    Some(live) => self.release(live, journal, publisher).await,
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -315,6 +335,73 @@ impl Replica {
         }
     }
 
+    /// Publishes the primary's live package here when this node holds it (`held`: its corte
+    /// time implausible here) and serves another corte: the primary published it all the same
+    /// (its operator's `difusor ingest --force`, or it was not held there), and held here it
+    /// would never go live, leaving this node behind its primary for good. Only a package
+    /// this node verified and holds is published, from its own archive, as an operator's
+    /// rollback here would; one not here yet, or taken otherwise here (published, older, set
+    /// aside), changes nothing.
+    async fn release(
+        &self,
+        primary: &LiveCorte,
+        journal: &Arc<Journal>,
+        publisher: &PublisherHandle,
+    ) -> Result<(), PullError> {
+        if self
+            .live
+            .load()
+            .corte()
+            .is_some_and(|c| c.id == primary.corte)
+        {
+            return Ok(());
+        }
+        let (journal, sha256) = (journal.clone(), primary.sha256);
+        let held = tokio::task::spawn_blocking(move || journal.package(sha256))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|error| PullError::Apply {
+                what: "live corte",
+                error,
+            })?
+            .is_some_and(|(_, _, state)| state == PackageState::Held);
+        if !held {
+            return Ok(());
+        }
+        let (publisher, wanted) = (publisher.clone(), sha256.to_hex());
+        // On a task of its own, as a rollback: the corte it makes live wakes the follower.
+        let outcome = tokio::spawn(async move { publisher.rollback(wanted).await })
+            .await
+            .map_err(|e| e.to_string());
+        let corte = &primary.corte;
+        match outcome {
+            Ok(Ok(Outcome::Published { corte: here, .. })) => {
+                tracing::warn!(
+                    %corte, %here,
+                    "a corte held here, published by the primary, published here too"
+                );
+                Ok(())
+            }
+            Ok(Ok(other)) => Err(PullError::Apply {
+                what: "live corte",
+                error: format!(
+                    "the primary serves corte {corte}, whose package {sha256} is held here and \
+                     could not be published: {}",
+                    serde_json::to_string(&other).unwrap_or_default()
+                ),
+            }),
+            Ok(Err(stopped)) => Err(PullError::Apply {
+                what: "live corte",
+                error: stopped.to_string(),
+            }),
+            Err(error) => Err(PullError::Apply {
+                what: "live corte",
+                error,
+            }),
+        }
+    }
+
     /// Once the primary's state names no rollback, replaces the corte a rollback of its made
     /// live here (if it still is) with the primary's live corte, when that is one the
     /// rollback was made live over here: the primary's new corte reached this node while the
@@ -397,14 +484,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    const DIGEST: &str = "9a559a559a559a559a559a559a559a559a559a559a559a559a559a559a559a55";
+
     #[test]
     fn the_feeds_state_is_read_and_anything_else_refused() {
         let state = State::parse(
-            br#"{"live": {"corte": "20240602_2130", "package": "x.zip", "sha256": "ab"},
-                 "notice": "Aviso", "rollback": {"seq": 7, "corte": "20240602_2100"}}"#,
+            format!(
+                r#"{{"live": {{"corte": "20240602_2130", "package": "x.zip", "sha256": "{DIGEST}"}},
+                 "notice": "Aviso", "rollback": {{"seq": 7, "corte": "20240602_2100"}}}}"#
+            )
+            .as_bytes(),
         )
         .unwrap();
-        assert_eq!(state.live.unwrap().corte, "20240602_2130");
+        let live = state.live.unwrap();
+        assert_eq!(live.corte, "20240602_2130");
+        assert_eq!(live.sha256.to_hex(), DIGEST);
         assert_eq!(state.notice.as_deref(), Some("Aviso"));
         assert_eq!(state.rollback.unwrap().corte, "20240602_2100");
         let empty = State::parse(br#"{"live": null, "notice": null, "rollback": null}"#).unwrap();
@@ -432,16 +526,25 @@ mod tests {
                 json!({"live": null, "notice": null, "rollback": {"seq": 1, "corte": other}});
             let why = State::parse(state.to_string().as_bytes()).unwrap_err();
             assert!(why.contains("is not a corte id"), "{why}");
-            let state = json!({"live": {"corte": other}, "notice": null, "rollback": null});
-            assert!(State::parse(state.to_string().as_bytes()).is_err());
+            let state = json!({"live": {"corte": other, "sha256": DIGEST}, "notice": null,
+                               "rollback": null});
+            let why = State::parse(state.to_string().as_bytes()).unwrap_err();
+            assert!(why.contains("is not a corte id"), "{why}");
         }
         // A notice longer than any a primary puts in force.
         let notice = |n: usize| json!({"live": null, "notice": "A".repeat(n), "rollback": null});
         assert!(State::parse(notice(MAX_NOTICE_BYTES).to_string().as_bytes()).is_ok());
         let why = State::parse(notice(MAX_NOTICE_BYTES + 1).to_string().as_bytes()).unwrap_err();
         assert!(why.contains("over the limit"), "{why}");
-        let seconds =
-            br#"{"live": {"corte": "20240602_200030"}, "notice": null, "rollback": null}"#;
-        assert!(State::parse(seconds).is_ok());
+        let live = |corte: &str, sha256: &str| {
+            json!({"live": {"corte": corte, "sha256": sha256}, "notice": null, "rollback": null})
+                .to_string()
+        };
+        assert!(State::parse(live("20240602_200030", DIGEST).as_bytes()).is_ok());
+        // The live package named by anything but its digest.
+        for other in ["ab", "../20240602_2000_PREP.zip", &DIGEST.replace('9', "g")] {
+            let why = State::parse(live("20240602_2000", other).as_bytes()).unwrap_err();
+            assert!(why.contains("not a SHA-256 digest"), "{why}");
+        }
     }
 }
