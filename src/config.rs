@@ -264,8 +264,8 @@ settings! {
     /// token (mutual TLS).
     feed_client_ca: PathBuf = PathBuf::new();
     /// How long the feed holds a request whose `If-None-Match` still matches before it
-    /// answers 304 (long-poll); a change is answered at once. Keep it under the replicas'
-    /// `pull_stall_timeout`.
+    /// answers 304 (long-poll); a change is answered at once. A replica's request is held
+    /// no longer than it says it waits (two thirds of its `pull_stall_timeout`).
     feed_hold: String = "20s".to_owned();
     /// Host names the admin listener answers to besides its own address (and `localhost`
     /// on loopback), e.g. the name of a proxy in front of it. Requests naming any other

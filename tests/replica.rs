@@ -873,6 +873,50 @@ fn a_held_corte_its_primary_published_with_force_goes_live_on_the_replica() {
     assert!(events(&replica, "pull-error").is_empty());
 }
 
+/// A primary that would hold a request longer than its replica waits for a byte
+/// (`feed_hold` over the replica's `pull_stall_timeout`) holds it only as long as the
+/// replica says it waits (`Prefer: wait`): a quiet spell costs the replica no failed poll,
+/// and so no back-off that would keep a new corte from it for minutes while it reports
+/// itself healthy.
+#[test]
+fn a_primary_holding_longer_than_its_replica_waits_holds_only_as_long_as_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let primary = files.primary(&dir.path().join("primario"), &["--feed-hold", "30s"]);
+    drop_file(
+        &primary.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    primary.wait_corte("20240602_2000");
+    let replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &["--pull-stall-timeout", "3s"],
+    );
+    replica.wait_corte("20240602_2000");
+    // A quiet spell longer than the replica waits for a byte.
+    std::thread::sleep(Duration::from_secs(7));
+    let since = Instant::now();
+    drop_file(
+        &primary.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    primary.wait_corte("20240602_2015");
+    while replica.live_corte().as_deref() != Some("20240602_2015") {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the replica did not take the new corte within 5 s: {:#}",
+            replica.status()["pull"]
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let errors = events(&replica, "pull-error");
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 #[test]
 fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,10 @@
 //! - `/packages/` and `/state` carry a strong ETag. A request whose `If-None-Match` names
 //!   the current one is held until what it names changes (the publisher tells of every
 //!   decision, the gate of every notice change: nothing here polls) or `feed_hold` passes
-//!   (304), or the server stops (304 at once, so a stop never waits for a hold).
+//!   (304), or the server stops (304 at once, so a stop never waits for a hold). A request
+//!   saying how long its client waits (`Prefer: wait=<seconds>`, RFC 7240 §4.3, as replicas
+//!   send) is held no longer than that: a `feed_hold` longer than a replica's
+//!   `pull_stall_timeout` never makes its quiet polls time out.
 //!   `If-None-Match: *` matches every version, so no change could end its hold: it is
 //!   answered 304 at once (RFC 9110 §13.1.2), never held.
 //! - At most [`MAX_CONNECTIONS`] connections are open, [`MAX_PER_ADDRESS`] from one address
@@ -52,7 +55,7 @@ use crate::hash::Sha256;
 use crate::http::conditional::{none_match, none_match_any};
 use crate::http::gate::Gate;
 use crate::http::refusals::Refusals;
-use crate::http::{BoxedBody, CertifiedClient, bearer_is, file_body, full, json_response};
+use crate::http::{BoxedBody, CertifiedClient, PREFER, bearer_is, file_body, full, json_response};
 use crate::journal::{Journal, JournalError, Lineage};
 use crate::site::Live;
 use listing::{Listed, Listing};
@@ -236,7 +239,7 @@ impl Feed {
         decided.borrow_and_update();
         let mut notices = self.gate.notice_changes();
         let mut stop = self.stop.clone();
-        let until = tokio::time::Instant::now() + self.hold;
+        let until = tokio::time::Instant::now() + self.hold.min(preferred_wait(headers));
         let any = none_match_any(headers);
         loop {
             let (body, etag) = render().await?;
@@ -353,6 +356,25 @@ pub(crate) async fn handle(
     })
 }
 
+/// How long the client says it waits for an answer: `wait=<seconds>` in its `Prefer` headers
+/// (RFC 7240 §4.3; the shortest when several are given), or for ever.
+fn preferred_wait(headers: &HeaderMap) -> Duration {
+    headers
+        .get_all(PREFER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|preference| {
+            let (name, value) = preference.split(';').next()?.split_once('=')?;
+            let value = value.trim().trim_matches('"');
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            (name.trim().eq_ignore_ascii_case("wait") && digits)
+                .then(|| value.parse::<u64>().unwrap_or(u64::MAX))
+        })
+        .min()
+        .map_or(Duration::MAX, Duration::from_secs)
+}
+
 /// The strong ETag of `body`: the first 128 bits of its SHA-256.
 fn etag_of(body: &[u8]) -> HeaderValue {
     let hex = Sha256::of(body).to_hex();
@@ -385,4 +407,35 @@ fn not_modified(etag: HeaderValue) -> Response<BoxedBody> {
 /// An error as `{"error": …}`.
 fn error(status: StatusCode, text: &str) -> Response<BoxedBody> {
     json_response(status, &json!({ "error": text }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preferred_wait_is_read_from_any_prefer_header() {
+        let wait = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(PREFER, HeaderValue::from_str(v).unwrap());
+            }
+            preferred_wait(&headers)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(wait(&["wait=20"]), s(20));
+        assert_eq!(wait(&["respond-async, WAIT = \"7\"; x=1"]), s(7));
+        assert_eq!(wait(&["wait=30", "wait=5"]), s(5));
+        assert_eq!(wait(&["wait=0"]), s(0));
+        assert_eq!(wait(&["wait=99999999999999999999999"]), s(u64::MAX));
+        for none in [
+            &[][..],
+            &["wait="],
+            &["wait=-1"],
+            &["wait=1.5"],
+            &["return=minimal"],
+        ] {
+            assert_eq!(wait(none), Duration::MAX, "{none:?}");
+        }
+    }
 }

@@ -164,6 +164,9 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
+/// The `Prefer` header (RFC 7240): a replica's `wait=<seconds>` to its primary's feed.
+pub(crate) const PREFER: header::HeaderName = header::HeaderName::from_static("prefer");
+
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time so
 /// that the time of a refusal tells nothing of the token. The scheme is matched whatever its
 /// case (`bearer`, `BEARER`: RFC 9110 §11.1), followed by one or more spaces.

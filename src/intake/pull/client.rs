@@ -20,6 +20,9 @@
 //!   nor with the evidence and downloads asked at the address it ended at. A 401 or 403 from
 //!   such a server says so. Nor over plain http past this machine: such a `pull_url` beside
 //!   a token stops the server at start ([`super::settings`]).
+//! - A conditional request to a replica's primary says how long this client waits for its
+//!   answer (`Prefer: wait=<seconds>`, two thirds of `pull_stall_timeout`): the feed holds it
+//!   no longer, whatever its `feed_hold`, so a quiet spell is never a failed poll.
 //! - Every body is read to a limit: refused by its `Content-Length` before the first byte,
 //!   and by count while reading. A request is abandoned after `pull_timeout` in all or
 //!   `pull_stall_timeout` without a byte.
@@ -37,6 +40,7 @@ use url::Origin;
 use super::PullError;
 use super::PullSettings;
 use super::settings::ClientTls;
+use crate::http::PREFER;
 use crate::http::tls::{read_certificates, read_private_key};
 use crate::peer_text::PeerText;
 
@@ -58,6 +62,18 @@ pub(super) struct Client {
     token: Option<HeaderValue>,
     /// The servers the token is sent to: those of `pull_url` and `replica_of`.
     token_origins: Vec<Origin>,
+    /// `wait=<seconds>` (RFC 7240 §4.3), sent as `Prefer` with a conditional request to the
+    /// primary: how long it may hold it ([`held_for`]).
+    wait: HeaderValue,
+}
+
+/// How long a primary may hold a conditional request before it answers, as this client waits
+/// for an answer: two thirds of `pull_stall_timeout` (and of `pull_timeout`), in whole
+/// seconds, so that a hold ends well before the client gives up on it (20 s by default, the
+/// feed's own `feed_hold`).
+fn held_for(settings: &PullSettings) -> Duration {
+    let waits = settings.stall_timeout.min(settings.timeout);
+    Duration::from_secs((waits * 2 / 3).as_secs())
 }
 
 impl Client {
@@ -100,6 +116,8 @@ impl Client {
                 .chain(&settings.state)
                 .map(Url::origin)
                 .collect(),
+            wait: HeaderValue::from_str(&format!("wait={}", held_for(settings).as_secs()))
+                .context("cannot write the `Prefer` header")?,
         })
     }
 
@@ -137,6 +155,11 @@ impl Client {
         }
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag.clone());
+            // The primary holds such a request until something changes (long-poll): not
+            // longer than this client waits for its answer, whatever its `feed_hold`.
+            if primary {
+                request = request.header(PREFER, self.wait.clone());
+            }
         }
         if let Some(date) = &validators.last_modified {
             request = request.header(header::IF_MODIFIED_SINCE, date.clone());
