@@ -456,6 +456,60 @@ fn a_tar_cut_at_a_member_boundary_is_refused_and_so_are_cut_zips_and_tar_gz() {
     }
 }
 
+/// The real data package's inner zips as a tar, named as the institute names its zip, with a
+/// zip of other results appended: the tar is what would be checked and published under
+/// `/datos/`, the zip what every visitor's unzip opens from the package served beside it. It
+/// is refused; the same tar padded with zeros, as `tar` writes it, is published.
+#[test]
+fn a_tar_with_a_zip_appended_is_refused_not_published_as_the_tar() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&real)).unwrap();
+    let inner: Vec<(String, Vec<u8>)> = (0..archive.len())
+        .map(|i| {
+            let mut member = archive.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            member.read_to_end(&mut bytes).unwrap();
+            (member.name().unwrap().into_owned(), bytes)
+        })
+        .collect();
+    let entries: Vec<(&[u8], corpus::TarKind<'_>)> = inner
+        .iter()
+        .map(|(n, b)| (n.as_bytes(), corpus::TarKind::File(b)))
+        .collect();
+    let tar = corpus::tar_of(&entries);
+    let other = zip_bytes(&[("CAMP_GOB_2021.csv", b"GUBERNATURA\notros resultados\n")]);
+    let mut both = tar.clone();
+    both.extend(zip_bytes(&[("20210601_1852_PREP_GOB_CAMP.zip", &other)]));
+    // What a zip reader finds in it: the appended zip alone.
+    let mut seen = zip::ZipArchive::new(std::io::Cursor::new(&both)).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen.by_index(0).unwrap().name().unwrap(),
+        "20210601_1852_PREP_GOB_CAMP.zip"
+    );
+
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &both);
+    let why = rejection(&server, "20210601_1852_PREP_CAMP.zip");
+    assert!(
+        why.contains("bytes other than zeros follow the tar archive's end-of-archive marker"),
+        "{why}"
+    );
+    assert!(why.contains(&format!("from byte {}", tar.len())), "{why}");
+    assert_eq!(server.live_corte(), None);
+    let served = curl(&server.url("/datos/20210601_1852_PREP_CAMP.zip"), &[]);
+    assert_ne!(served.status, 200);
+
+    let mut padded = tar;
+    padded.resize(padded.len().next_multiple_of(10 * 1024) + 10 * 1024, 0);
+    drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.tar", &padded);
+    server.wait_corte("20210601_1852");
+    let served = curl(&server.url("/datos/20210601_1852_PREP_CAMP.tar"), &[]);
+    assert!(served.status == 200 && served.body == padded);
+}
+
 #[test]
 fn a_sidecar_or_member_list_that_names_a_file_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();

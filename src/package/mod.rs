@@ -26,7 +26,9 @@
 //! entry, overlapping entries, entries missing from the directory), or that holds a member
 //! marked as a folder but named as a file and holding bytes, is refused as ambiguous, and so
 //! is a tar member whose pax header and GNU long name give two names;
-//! a tar without its end-of-archive marker is refused as incomplete. A sidecar or member list
+//! a tar without its end-of-archive marker is refused as incomplete, and one followed by
+//! anything but zero padding (a zip appended to a tar, which zip readers open instead) as
+//! ambiguous. A sidecar or member list
 //! that names the same file twice is refused as ambiguous too.
 //!
 //! Everything is read into memory, bounded by those limits: a verified package is immutable
@@ -270,7 +272,7 @@ pub(crate) enum Rejection {
         second: String,
     },
     /// An archive that reads differently depending on how it is read: a zip whose local
-    /// headers disagree with its central directory.
+    /// headers disagree with its central directory, a tar followed by more than zeros.
     #[error("ambiguous archive: {0}")]
     Ambiguous(String),
     /// A limit of [`Limits`] was passed.

@@ -616,6 +616,14 @@ fn damage(c: &mut Corpus<'_>) {
     let tar = tar_of(&entries);
     c.add("tar", &tar[..10 * 1024], "end-of-archive marker");
     c.add("tar.gz", &gzip(&tar[..10 * 1024]), "end-of-archive marker");
+    // A tar with a zip appended: every zip reader opens the zip, which no check saw.
+    let mut tar_and_zip = tar_of(&[(b"index.html", TarKind::File(b"<p>tar</p>"))]);
+    tar_and_zip.extend(zip_of(&[("index.html", b"<p>zip</p>")]));
+    c.add(
+        "zip",
+        &tar_and_zip,
+        "bytes other than zeros follow the tar archive's end-of-archive marker",
+    );
 
     let tar_gz = gzip(&tar_of(&[(b"CAMP_GOB_2021.csv", TarKind::File(&text))]));
     c.add(

@@ -7,7 +7,10 @@
 //! links, devices, FIFOs and sparse files (GNU `S` entries, and regular entries whose pax
 //! header carries `GNU.sparse.*` keys, whose data is a map of pieces) are refused. A tar must
 //! end with its end-of-archive marker, so one cut short at a member boundary is refused as
-//! incomplete, not read as whole.
+//! incomplete, not read as whole; and nothing but zeros (the padding `tar` writes to its
+//! record size) may follow that marker, in a plain tar as in a tar.gz stream: bytes there
+//! are no part of the tar, yet other programs read them (every zip reader opens a zip
+//! appended to a tar), so such a file is refused as ambiguous.
 //!
 //! # Guarantees
 //! - The headers read before a member (pax extended headers, GNU long names, which the tar
@@ -40,13 +43,12 @@ impl Walk<'_> {
     pub(super) fn tar<R: Read>(&mut self, reader: R) -> Result<Vec<Member>, Rejection> {
         let stream = CountingReader::new(reader, self.budget.tar_stream_cap());
         let counter = stream.counter();
-        let (files, _) = self.tar_entries(stream, &counter, Stream::Plain)?;
-        Ok(files)
+        self.tar_entries(stream, &counter, Stream::Plain)
     }
 
-    /// Reads a gzip-compressed tar archive of `compressed` bytes; the whole stream, trailing
-    /// bytes included, is inflated so its checksum is verified, and held to `max_ratio` as it
-    /// inflates.
+    /// Reads a gzip-compressed tar archive of `compressed` bytes; the whole stream, what
+    /// follows the tar included, is inflated so its checksum is verified, and held to
+    /// `max_ratio` as it inflates.
     pub(super) fn tar_gz(&mut self, file: File, compressed: u64) -> Result<Vec<Member>, Rejection> {
         let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
         let cap = self
@@ -63,11 +65,7 @@ impl Walk<'_> {
                 "the gzip stream does not hold a tar archive (no ustar magic)".to_owned(),
             ));
         }
-        let (files, mut rest) =
-            self.tar_entries(Cursor::new(first).chain(stream), &counter, kind)?;
-        io::copy(&mut rest, &mut io::sink())
-            .map_err(|e| self.tar_error(&counter, kind, "gzip stream", &e))?;
-        Ok(files)
+        self.tar_entries(Cursor::new(first).chain(stream), &counter, kind)
     }
 
     /// Explains an error met while reading a tar stream: a limit of its reader, or a damaged
@@ -107,14 +105,14 @@ impl Walk<'_> {
         }
     }
 
-    /// Walks the entries of a tar stream; returns the files and the stream, positioned after
-    /// the archive's end.
+    /// Walks the entries of a tar stream, then reads what follows its end-of-archive marker
+    /// to the end of the stream: zero padding only ([`past_the_end`]).
     fn tar_entries<R: Read>(
         &mut self,
         stream: R,
         counter: &Counter,
         kind: Stream,
-    ) -> Result<(Vec<Member>, R), Rejection> {
+    ) -> Result<Vec<Member>, Rejection> {
         let mut archive = ::tar::Archive::new(stream);
         let mut files = Vec::new();
         let mut entries = archive
@@ -183,7 +181,41 @@ impl Walk<'_> {
                     .to_owned(),
             ));
         }
-        Ok((files, archive.into_inner()))
+        let what = match kind {
+            Stream::Plain => "tar",
+            Stream::Gzip { .. } => "gzip stream",
+        };
+        let past = past_the_end(archive.into_inner(), counter)
+            .map_err(|e| self.tar_error(counter, kind, what, &e))?;
+        if let Some(at) = past {
+            return Err(Rejection::Ambiguous(format!(
+                "bytes other than zeros follow the tar archive's end-of-archive marker (from \
+                 byte {at} of the tar stream): they are no part of the tar, yet other programs \
+                 read them (a zip appended to a tar is the archive every zip reader opens); a \
+                 package is one archive"
+            )));
+        }
+        Ok(files)
+    }
+}
+
+/// Reads `rest`, a tar stream after its end-of-archive marker, to its end, and returns where
+/// the first byte that is not zero is in the stream ([`Counter::get`] counts its bytes), if
+/// one is: `tar` pads an archive with zeros to its record size, and nothing else belongs
+/// there. Stops at that byte.
+fn past_the_end(mut rest: impl Read, counter: &Counter) -> io::Result<Option<u64>> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match rest.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = chunk.get(..n).and_then(|c| c.iter().position(|&b| b != 0)) {
+            let start = counter.get().saturating_sub(n as u64);
+            return Ok(Some(start.saturating_add(i as u64)));
+        }
     }
 }
 
@@ -252,6 +284,7 @@ fn tar_kind(entry_type: ::tar::EntryType, name: &str) -> Result<EntryKind, Rejec
 #[cfg(test)]
 mod tests {
     use super::super::tests::{limit, not_an_archive, not_regular, open_bytes, paths};
+    use crate::package::Rejection;
     use crate::package::corpus::{TarKind, gzip, tar_of};
 
     #[test]
@@ -305,6 +338,31 @@ mod tests {
         ] {
             let tar = tar_of(&[(b"index.html", TarKind::File(b"x")), (b"other", kind)]);
             assert_eq!(not_regular(open_bytes(&tar)), expected);
+        }
+    }
+
+    #[test]
+    fn only_zero_padding_may_follow_a_tars_end_of_archive_marker() {
+        let tar = tar_of(&[(b"index.html", TarKind::File(b"<p>tar</p>"))]);
+        let zip = crate::package::corpus::zip_of(&[("index.html", b"<p>zip</p>".as_slice())]);
+        for tail in [zip.as_slice(), b"x", &[0, 0, 0, 1]] {
+            let mut bytes = tar.clone();
+            bytes.extend_from_slice(tail);
+            let at = tar.len() + tail.iter().position(|&b| b != 0).unwrap();
+            for bytes in [bytes.clone(), gzip(&bytes)] {
+                match open_bytes(&bytes) {
+                    Err(Rejection::Ambiguous(why)) => {
+                        assert!(why.contains(&format!("from byte {at} ")), "{why}");
+                    }
+                    other => panic!("expected ambiguous, got {:?}", other.map(|o| o.files)),
+                }
+            }
+        }
+        // `tar` pads to its record size (10 KiB) with zeros: read as the archive it is.
+        let mut padded = tar.clone();
+        padded.resize(tar.len() + 20 * 1024, 0);
+        for bytes in [padded.clone(), gzip(&padded)] {
+            assert_eq!(paths(&open_bytes(&bytes).unwrap().files), ["index.html"]);
         }
     }
 
