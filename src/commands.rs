@@ -7,6 +7,7 @@
 //! admin listener; when that listener does not answer, they stop with a message saying so
 //! ([`Busy`], exit status 4), and never work on the folder beside the server.
 
+use std::io::Read as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -392,6 +393,8 @@ async fn send(
 /// read, or an unknown `reglas`, is an error (exit status 2); so is a results CSV that cannot
 /// be read, after the report on every other one (with `json`, the report names it), and so
 /// is an input in which no results CSV is read at all: nothing checked is no success.
+/// `path` is opened once, so a CSV may come through a pipe (`/dev/stdin`); a package may not
+/// ([`crate::intake::open_package`] says so).
 pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u8> {
     let reglas = match reglas.filter(|r| !r.is_empty()) {
         Some(name) => Some(prep::reglas(name).ok_or_else(|| {
@@ -419,10 +422,11 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
         bar.finish_and_clear();
         report
     } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // The same file, from its first byte: a pipe (`/dev/stdin`, `<(unzip -p …)`) gives
+        // its bytes once, and opening it again would read it without those of the magic.
+        let csv = std::io::Cursor::new(magic).chain(file);
         let bar = progress_bar(size);
-        let report = prep::inspect_file(&input, file, reglas, &mut |done| bar.set_position(done));
+        let report = prep::inspect_file(&input, csv, reglas, &mut |done| bar.set_position(done));
         bar.finish_and_clear();
         // A CSV that cannot be read is reported as one: `--json` still gets its report.
         report.unwrap_or_else(|e| prep::Report::new(&input, Vec::new(), vec![e], Vec::new()))

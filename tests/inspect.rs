@@ -89,6 +89,48 @@ fn campeche_with(from: &str, to: &str) -> Vec<u8> {
     zip_bytes(&refs)
 }
 
+/// `difusor inspect /dev/stdin` with `bytes` written into its stdin, a pipe.
+fn inspect_piped(bytes: &[u8]) -> Output {
+    let mut child = difusor()
+        .args(["inspect", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = bytes.to_vec();
+    // A refusal closes the pipe before all is written: that write fails, as it should.
+    let writer = std::thread::spawn(move || drop(stdin.write_all(&bytes)));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// A CSV through a pipe (`unzip -p … | difusor inspect /dev/stdin`) is read once, whole, and
+/// reported as from a file; a package through one, which cannot be opened from a pipe, is
+/// refused saying so, not blamed on its bytes.
+#[test]
+fn a_csv_through_a_pipe_is_inspected_whole_and_a_package_through_one_is_refused_saying_so() {
+    let csv = std::fs::read(real_fixture(SONORA)).unwrap();
+    let out = inspect_piped(&csv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let text = stdout(&out);
+    assert!(text.contains("3772 actas · UTF-8 with BOM"), "{text}");
+    assert!(text.contains("CONSISTENT"), "{text}");
+
+    let package = std::fs::read(real_fixture(CAMPECHE)).unwrap();
+    let out = inspect_piped(&package);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/stdin is a FIFO (named pipe), not a file")
+            && err.contains("save it to a file first"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_real_package_and_csv_are_consistent() {
     let out = inspect(&[real_fixture(CAMPECHE).to_str().unwrap()]);

@@ -8,7 +8,8 @@
 //! A package's evidence lies beside it as `<package>.sha256` and `<package>.minisig`, in the
 //! intake folder as in the archive: [`evidence_path`] names it for both. A package file an
 //! operator names on the command line (`inspect`, `check`) is opened and verified by
-//! [`open_package`], with the evidence beside it when present.
+//! [`open_package`], with the evidence beside it when present; one that is no file (a pipe
+//! such as `/dev/stdin` or `<(curl …)`, a device) is refused saying so, never read.
 //!
 //! # Guarantees
 //! - A link is never followed (`O_NOFOLLOW`): opening one fails, naming it a link.
@@ -115,11 +116,21 @@ pub(crate) fn open_package(
 ) -> anyhow::Result<VerifiedPackage> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // A file too large to be a package is refused before it is read for its digest.
-    let len = file
+    let meta = file
         .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    // A package is read twice (for its digest, then opened), and a zip from its end: a pipe
+    // gives its bytes once, and a device may never end.
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{} is {}, not a file: a package is opened from a file, which can be read more \
+             than once (a zip's directory is at its end); save it to a file first",
+            path.display(),
+            describe(meta.file_type())
+        );
+    }
+    // A file too large to be a package is refused before it is read for its digest.
+    let len = meta.len();
     let limit = settings.limits.max_package_bytes;
     if len > limit {
         anyhow::bail!(
