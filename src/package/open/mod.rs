@@ -4,8 +4,8 @@
 //! every rule of the parent module's "What it never unpacks": safe names, regular files and
 //! directories only, no two names equal but for case or Unicode normalisation, a zip whose
 //! local headers agree with its central directory, a tar that ends with its end-of-archive
-//! marker and nothing after it but zero padding, and every [`Limits`] value measured on the bytes actually inflated, as they are
-//! inflated, so a bomb is stopped after a few megabytes. Nothing here trusts a size, a type or
+//! marker and nothing after it but zero padding, and every [`Limits`] value measured on the
+//! bytes actually inflated, as they are inflated, so a bomb is stopped after a few megabytes. Nothing here trusts a size, a type or
 //! a count that the archive declares; archive bytes can make it return a [`Rejection`], never
 //! panic.
 //!
