@@ -1222,3 +1222,68 @@ fn a_redirect_to_no_web_address_is_not_followed_and_says_where_it_pointed() {
     }
     assert_eq!(server.live_corte(), None);
 }
+
+/// A package of an index that never matches its `.sha256` (the institute's mistake) waits a
+/// time of its own before it is fetched again, doubling; the index is still read every
+/// `pull_interval`, so a corte listed after it goes live at once, not once the back-off of a
+/// failing URL has run out. Its sidecar mended, it is taken at its next look.
+#[test]
+fn a_package_that_fails_for_itself_delays_no_corte_listed_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let bad = "20270606_2000_PREP_SITIO_CAMP.zip";
+    let bytes = package("20270606_2000", 1);
+    institute.publish("/prep/", bad, &bytes);
+    let wrong = corpus::sum_line(&package("20270606_2000", 2), bad);
+    let sidecar = format!("/prep/{bad}.sha256");
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert(sidecar.clone(), wrong.into_bytes());
+    let url = institute.url("/prep/");
+    let data = dir.path().join("data");
+    let mut args = pull_args(&institute, &url, &[]);
+    let at = args.iter().position(|a| a == "--pull-max-backoff").unwrap();
+    args[at + 1] = "30s".to_owned();
+    let server = start_puller(&data, &args);
+    let errors = wait_events(&server, "pull-error", 1);
+    assert!(
+        errors[0].to_string().contains("never matched"),
+        "{errors:?}"
+    );
+
+    // Eight seconds of it: a failing URL's back-off would have reached 6.4 s by then.
+    let index_before = institute.seen("/prep/").len();
+    std::thread::sleep(Duration::from_secs(8));
+    let index_reads = institute.seen("/prep/").len() - index_before;
+    let downloads = institute.seen(&format!("/prep/{bad}")).len();
+    assert!(
+        index_reads >= 15,
+        "the index was read {index_reads} times in 8 s at a pull_interval of 200 ms"
+    );
+    // Waits of 0.4, 0.8, 1.6, 3.2 and 6.4 s: at most 6 looks of 3 downloads each.
+    assert!(downloads <= 18, "{bad} downloaded {downloads} times in 8 s");
+
+    institute.publish(
+        "/prep/",
+        "20270606_2030_PREP_SITIO_CAMP.zip",
+        &package("20270606_2030", 3),
+    );
+    let listed = Instant::now();
+    server.wait_corte("20270606_2030");
+    assert!(
+        listed.elapsed() < Duration::from_secs(5),
+        "the corte listed after it went live {:?} after it was listed",
+        listed.elapsed()
+    );
+    assert!(events(&server, "pull-recovered").is_empty());
+
+    // The institute mends the sidecar: taken at its next look, as the older corte it is, and
+    // the URL works again.
+    institute.publish("/prep/", bad, &bytes);
+    wait_events(&server, "pull-recovered", 1);
+    assert_eq!(events(&server, "received").len(), 2);
+    assert_eq!(events(&server, "pull-error").len(), 1);
+}

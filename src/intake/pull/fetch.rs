@@ -34,14 +34,19 @@
 //! - One this machine failed to take (a full disk, a journal error; the publisher's
 //!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
 //! - In an index, a package that fails for itself (too large, never matching its sidecar, a
-//!   download that alone breaks or stalls) does not hold back the ones after it: it is fetched
-//!   again at the next poll. A service that stops answering ends the poll at the
+//!   download that alone breaks or stalls) does not hold back the ones after it. One whose
+//!   failure is the institute's (not the transfer's, not this machine's) is fetched again
+//!   after a wait of its own, doubling from `pull_interval` to `pull_max_backoff`, or at
+//!   once when the index lists it or its evidence changed; meanwhile the index is read every
+//!   `pull_interval` ([`super::Puller::run`]), so it delays no corte listed after it. Any
+//!   other is fetched again at the next poll. A service that stops answering ends the poll at the
 //!   [`TRANSPORT_FAILURES_IN_A_ROW`]th package in a row it does not deliver, never once per
 //!   package. The packages that failed at a poll are tried after the others at the next, so
 //!   that packages that never come, ending every poll before the rest, hold back none listed
 //!   after them. An index is remembered (its validators kept) only once all it lists is in.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use reqwest::{Response, StatusCode, Url};
@@ -50,13 +55,13 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::client::{Body, Validators, read_small};
 use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index, target};
-use super::{PullError, Puller, Source};
+use super::{Failed, PullError, Puller, Source, backoff};
 use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
 use crate::package::{
     EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry,
 };
-use crate::publisher::Outcome;
+use crate::publisher::{Fault, Outcome};
 
 /// Downloads of one package in one poll while its bytes and its sidecar disagree.
 pub(super) const ATTEMPTS: usize = 3;
@@ -81,15 +86,41 @@ impl Puller {
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
         // What the index no longer lists is forgotten: memory follows the index's limits.
         source.taken.retain(|name, _| names.contains(name.as_str()));
+        source
+            .failed
+            .retain(|name, _| names.contains(name.as_str()));
+        let by_name: HashMap<&str, &Listed> =
+            listing.iter().map(|e| (e.name.as_str(), e)).collect();
+        // A package with its evidence as listed now: a change to any is a change to it.
+        let as_listed = |e: &Listed| -> Vec<Listed> {
+            ["", ".sha256", ".minisig"]
+                .iter()
+                .filter_map(|suffix| by_name.get(format!("{}{suffix}", e.name).as_str()))
+                .map(|&l| l.clone())
+                .collect()
+        };
+        let now = Instant::now();
+        let mut waiting = None;
         let mut fresh: Vec<&Listed> = packages(&listing, self.order(source.order))
             .into_iter()
             .filter(|e| source.taken.get(&e.name) != Some(*e))
+            .filter(|e| match source.failed.get(&e.name) {
+                Some(f) if f.retry_at > now && f.listed == as_listed(e) => {
+                    waiting.get_or_insert_with(|| PullError::Waiting {
+                        name: e.name.clone(),
+                        error: f.error.clone(),
+                        retry_in: f.retry_at.duration_since(now).as_secs().max(1),
+                    });
+                    false
+                }
+                _ => true,
+            })
             .collect();
-        // Those that failed at the last poll go last: two that never come, ending every poll
-        // before the rest, would hold back all listed after them for ever.
-        fresh.sort_by_key(|e| source.failed.contains(&e.name));
-        source.failed.clear();
+        // Those that failed before go last: two that never come, ending every poll before
+        // the rest, would hold back all listed after them for ever.
+        fresh.sort_by_key(|e| source.failed.contains_key(&e.name));
         let mut first_error = None;
+        let mut own_failures_only = true;
         let mut undelivered = 0;
         for entry in fresh {
             let Some(target) = target(&source.url, entry, &names) else {
@@ -98,11 +129,13 @@ impl Puller {
             match self.take(&target, None, &mut source.handed).await {
                 Ok(_) => {
                     undelivered = 0;
+                    source.failed.remove(&entry.name);
                     source.taken.insert(entry.name.clone(), entry.clone());
                 }
                 Err(e) => {
                     tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
-                    source.failed.insert(entry.name.clone());
+                    self.failed(source, as_listed(entry), &e, now);
+                    own_failures_only &= e.fault() == Fault::Sender;
                     // A service that stopped answering would fail the rest as slowly.
                     undelivered = if e.is_transport() { undelivered + 1 } else { 0 };
                     first_error.get_or_insert(e);
@@ -112,7 +145,8 @@ impl Puller {
                 }
             }
         }
-        match first_error {
+        source.own_failures_only = own_failures_only;
+        match first_error.or(waiting) {
             // The index is remembered only once all it lists is in: a 304 must not hide a
             // package still to fetch.
             None => {
@@ -121,6 +155,36 @@ impl Puller {
             }
             Some(e) => Err(e),
         }
+    }
+
+    /// Notes that a package, `listed` with its evidence as the index lists them (the package
+    /// first), was not taken for `error`. One that failed for itself (the institute's fault:
+    /// never matching its sidecar, too large, refused by its server) is not fetched again
+    /// before a wait that doubles, as a failing URL's does, from `pull_interval` to
+    /// `pull_max_backoff`, unless the index lists it or its evidence changed; any other (its
+    /// transfer broke, this machine failed) is fetched again at the next poll.
+    fn failed(&self, source: &mut Source, listed: Vec<Listed>, error: &PullError, now: Instant) {
+        let Some(name) = listed.first().map(|e| e.name.clone()) else {
+            return;
+        };
+        let failures = match source.failed.get(&name) {
+            Some(f) if f.listed == listed => f.failures + 1,
+            _ => 1,
+        };
+        let retry_at = if error.fault() == Fault::Sender {
+            now + backoff(self.settings.interval, self.settings.max_backoff, failures)
+        } else {
+            now
+        };
+        source.failed.insert(
+            name,
+            Failed {
+                listed,
+                failures,
+                retry_at,
+                error: error.to_string(),
+            },
+        );
     }
 
     /// Fetches a single-package address if it changed.

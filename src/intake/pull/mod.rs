@@ -20,7 +20,9 @@
 //!
 //! # Guarantees
 //! - A URL that fails (the feed too) is polled again after a wait that doubles from
-//!   `pull_interval` up to `pull_max_backoff`. The journal gets one `pull-error` when a URL
+//!   `pull_interval` up to `pull_max_backoff`, except an index whose poll failed only for
+//!   packages that fail for themselves: they wait their own time ([`fetch`]), and the index
+//!   is polled again at `pull_interval`. The journal gets one `pull-error` when a URL
 //!   starts failing and one `pull-recovered` when it works again, never one entry per
 //!   attempt.
 //! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
@@ -37,7 +39,7 @@ pub(crate) use follow::Replica;
 pub(crate) use index::{MAX_INDEX_BYTES, last_segment, latest};
 pub(crate) use settings::{ClientTls, PullSettings};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -190,6 +192,19 @@ pub(crate) enum PullError {
         /// Why.
         error: String,
     },
+    /// A package of an index that failed for itself at an earlier poll, waiting its own time
+    /// before it is fetched again.
+    #[error(
+        "{name}: {error}; fetched again in {retry_in}s, or at once when the index lists it changed"
+    )]
+    Waiting {
+        /// The package.
+        name: String,
+        /// What its last failure said.
+        error: String,
+        /// Seconds left before it is fetched again.
+        retry_in: u64,
+    },
     /// The publisher could not take it (this machine's fault); it is fetched again.
     #[error("{name}: not taken: {error}")]
     NotTaken {
@@ -319,6 +334,9 @@ impl Puller {
             let error = result.err().map(|e| (e.to_string(), e.fault()));
             let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
                 Some(_) if waits => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                // Packages that fail for themselves wait their own time; the index is read
+                // again as usual, so that a new corte listed after them comes in time.
+                Some(_) if source.own_failures_only && !follow => self.settings.interval,
                 Some(backoff) => backoff,
                 None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
                 None => self.settings.interval,
@@ -419,8 +437,12 @@ struct Source {
     validators: Validators,
     /// Index entries handed over (or found already received), as listed then.
     taken: HashMap<String, Listed>,
-    /// Index entries that failed at the last poll: tried after the others at the next.
-    failed: HashSet<String>,
+    /// Index entries not taken, by name: tried after the others, and those that failed for
+    /// themselves not before their own wait has passed.
+    failed: HashMap<String, Failed>,
+    /// Whether the last poll failed only for packages of an index that fail for themselves:
+    /// the index was read, and the next poll comes at `pull_interval`, not after a back-off.
+    own_failures_only: bool,
     /// Packages handed to the publisher since the start.
     handed: u64,
     /// For a primary's state: the last one read, once one was.
@@ -434,11 +456,25 @@ impl Source {
             order,
             validators: Validators::default(),
             taken: HashMap::new(),
-            failed: HashSet::new(),
+            failed: HashMap::new(),
+            own_failures_only: false,
             handed: 0,
             state: None,
         }
     }
+}
+
+/// An index entry not taken: as it was listed then, and when it is to be fetched again.
+struct Failed {
+    /// The package and its evidence as listed when it failed (the package first): any of
+    /// them listed otherwise (size, time), it is fetched at once.
+    listed: Vec<Listed>,
+    /// Failures in a row as listed so.
+    failures: u64,
+    /// Not fetched again before.
+    retry_at: Instant,
+    /// What its last failure said.
+    error: String,
 }
 
 /// Waits for the next corte made live, when there is a receiver; for ever otherwise.
