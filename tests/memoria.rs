@@ -1967,3 +1967,45 @@ fn a_rotated_log_cut_short_or_damaged_is_named_and_its_lines_before_the_damage_c
         );
     }
 }
+
+#[test]
+fn a_client_naming_a_new_referring_site_with_every_request_costs_no_more_than_the_sites_kept() {
+    // 500,000 requests of one person, each naming a referring site of its own (a host of 240
+    // bytes), then the same requests all naming one: the sites table keeps its first 100,000
+    // names and counts the rest under one, so the other 400,000 cost nothing (before, about
+    // 500 bytes each: 240 MiB here).
+    let n = 500_000;
+    let lines = |host: &dyn Fn(usize) -> String| -> String {
+        let mut text = String::with_capacity(n * 450);
+        for i in 0..n {
+            text.push_str(&format!(
+                "203.0.113.7 - - [02/Jun/2024:{}:{:02}:{:02} -0600] \"GET / HTTP/1.1\" 200 100 \
+                 \"http://{}/\" \"{WINDOWS}\"\n",
+                21 + i * 2 / n,
+                i * 120 / n % 60,
+                i % 60,
+                host(i)
+            ));
+        }
+        text
+    };
+    let pad = "x".repeat(220);
+    let (one, one_peak) = night_peak(lines(&|_| format!("{pad}.example")));
+    let (many, many_peak) = night_peak(lines(&|i| format!("{i:09}{pad}.example")));
+    assert_eq!(one["totals"]["hits"], n);
+    assert_eq!(many["totals"]["hits"], n);
+    assert_eq!(many["totals"]["visits"], 1);
+    assert_eq!(
+        many["referrers"][0]["name"],
+        "000000000".to_owned() + &pad + ".example"
+    );
+    assert!(
+        one_peak > 0 && many_peak > 0,
+        "{one_peak} KiB, {many_peak} KiB"
+    );
+    // The 100,000 sites kept: about 500 bytes each, 48 MiB, hash table growth included.
+    assert!(
+        many_peak < one_peak + 96 * 1024,
+        "{many_peak} KiB with {n} distinct referring sites, {one_peak} KiB with one"
+    );
+}

@@ -14,8 +14,10 @@
 //! - Memory is one entry per distinct visitor (a 128-bit key and 56 bytes of state, whatever
 //!   the length of its user agent), plus one duration per visit, plus one entry per distinct
 //!   reading of a person's user agent (browser, system, device class; at most
-//!   [`MAX_NAMES`], the rest counted under one "other" reading). A user agent's text is not
-//!   kept: a visitor is known by a SHA-256 of its address and agent.
+//!   [`MAX_NAMES`], the rest counted under one "other" reading), plus one entry per distinct
+//!   referring host (at most [`MAX_NAMES`] likewise, the rest counted under one "other"
+//!   host). A user agent's text is not kept: a visitor is known by a SHA-256 of its address
+//!   and agent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -232,18 +234,7 @@ impl Visitors {
         let hosts: Vec<(u32, Origin)> = block
             .hosts
             .iter()
-            .map(|(host, origin)| {
-                let id = match self.hosts.get(host) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.host_visits.len() as u32;
-                        self.host_visits.push((host.clone(), 0));
-                        self.hosts.insert(host.clone(), id);
-                        id
-                    }
-                };
-                (id, *origin)
-            })
+            .map(|(host, origin)| (self.host_id(host), *origin))
             .collect();
         for hit in &block.hits {
             let Some(&agent) = ids.get(hit.agent as usize) else {
@@ -252,6 +243,26 @@ impl Visitors {
             let host = hit.host.and_then(|h| hosts.get(h as usize)).copied();
             self.one(hit, agent, host);
         }
+    }
+
+    /// The id of a referring host in [`Self::host_visits`], the "other" name's once there
+    /// are [`MAX_NAMES`] (a client can name a new host with every request).
+    fn host_id(&mut self, host: &str) -> u32 {
+        if let Some(&id) = self.hosts.get(host) {
+            return id;
+        }
+        let name: Box<str> = if self.host_visits.len() < MAX_NAMES {
+            host.into()
+        } else {
+            OTHER_NAMES.into()
+        };
+        if let Some(&id) = self.hosts.get(&name) {
+            return id;
+        }
+        let id = self.host_visits.len() as u32;
+        self.host_visits.push((name.clone(), 0));
+        self.hosts.insert(name, id);
+        id
     }
 
     /// The id of a reading: [`BOT`] for a bot's, one id per distinct person's reading, the
