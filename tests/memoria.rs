@@ -2009,3 +2009,67 @@ fn a_client_naming_a_new_referring_site_with_every_request_costs_no_more_than_th
         "{many_peak} KiB with {n} distinct referring sites, {one_peak} KiB with one"
     );
 }
+
+#[test]
+fn a_formula_after_a_semicolon_in_a_logged_text_starts_no_cell_of_the_data_files() {
+    // A spreadsheet where `;` is the list separator (Excel in most Spanish-speaking locales,
+    // LibreOffice's usual import) splits a line at every `;` outside quotes. A Referer host
+    // or a path may hold one; what follows must not become a cell of its own, a formula.
+    let hostile = [
+        ("/", "http://evil.example;=hyperlink(char(104)&char(116))/"),
+        ("/=1+1;=2+2/", "http://x;+3+3;-4+4;@sum(1)/"),
+    ];
+    let log: String = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, (path, referer))| {
+            format!(
+                "203.0.113.{i} - - [02/Jun/2024:21:00:0{i} -0600] \"GET {path} HTTP/1.1\" 200 \
+                 100 \"{referer}\" \"{WINDOWS}\"\n"
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+    std::fs::write(data.join("bitacoras").join("access.log"), log).unwrap();
+    let out = dir.path().join("memoria");
+    assert_success(&memoria(&data, &out, &PERIOD));
+    let m = report(&out);
+    assert_eq!(m["referrers"].as_array().unwrap().len(), 2, "{m:#}");
+    assert_eq!(m["top_pages"].as_array().unwrap().len(), 2, "{m:#}");
+
+    let cells = |name: &str, separator: u8| -> Vec<String> {
+        let bytes = std::fs::read(out.join("datos").join(name)).unwrap();
+        csv::ReaderBuilder::new()
+            .delimiter(separator)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[..])
+            .records()
+            .flat_map(|r| r.unwrap().iter().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut files = 0;
+    for entry in std::fs::read_dir(out.join("datos")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        files += 1;
+        for separator in [b',', b';'] {
+            for cell in cells(&name, separator) {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{name} split at {:?} has the cell {cell:?}",
+                    separator as char
+                );
+            }
+        }
+    }
+    assert!(files > 10, "{files} data files");
+    // Split at commas, as written, the texts are whole.
+    let sites = cells("sitios.csv", b',');
+    assert!(
+        sites.contains(&"evil.example;=hyperlink(char(104)&char(116))".to_owned()),
+        "{sites:?}"
+    );
+    assert!(cells("paginas.csv", b',').contains(&"/=1+1;=2+2/".to_owned()));
+}

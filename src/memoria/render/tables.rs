@@ -7,8 +7,11 @@
 //! - Instants in RFC 3339 with the offset of the period's time zone (`2024-06-02T20:15:00-06:00`);
 //!   plain numbers (no thousands separators), a decimal point.
 //! - A text from the logs that a spreadsheet would take for a formula (it begins with `=`,
-//!   `+`, `-`, `@`, a tab or a carriage return) is written with a `'` before it, so opening
-//!   a file cannot run anything.
+//!   `+`, `-`, `@`, a tab or a carriage return) is written with a `'` before it, and every
+//!   field that is not a number is written between quotes, so a spreadsheet that splits
+//!   at `;` too (Excel where `;` is the list separator, LibreOffice's usual import) cannot
+//!   start a cell inside a text either (`evil.example;=HYPERLINK(…)`): opening a file cannot
+//!   run anything.
 
 use jiff::tz::TimeZone;
 
@@ -68,7 +71,9 @@ pub(crate) fn tables(m: &Memoria) -> Vec<(&'static str, Vec<u8>)> {
 
 /// One CSV file: the header, then the rows.
 fn csv<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> Vec<u8> {
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::NonNumeric)
+        .from_writer(Vec::new());
     // Writing to memory cannot fail, and every record has the header's length (`N`).
     out.write_record(header)
         .expect("a record written to memory");
@@ -241,32 +246,34 @@ mod tests {
         assert_eq!(
             lines.next(),
             Some(
-                "inicio,solicitudes,páginas_vistas,visitantes,errores_5xx,respuestas_429,p50_ms,p99_ms"
+                r#""inicio","solicitudes","páginas_vistas","visitantes","errores_5xx","respuestas_429","p50_ms","p99_ms""#
             )
         );
         assert!(
             lines
                 .next()
                 .unwrap()
-                .starts_with("2024-06-02T19:00:00-06:00,600,200,120,7,3,2.000,40.000")
+                .starts_with(r#""2024-06-02T19:00:00-06:00",600,200,120,7,3,2.000,40.000"#)
         );
         assert_eq!(minutes.lines().count(), 481);
         let cortes = file(&files, "cortes.csv");
-        assert!(cortes.starts_with("orden,corte,hora_del_corte,tipo,operación,"));
-        assert!(cortes.contains(",75.200,23000,sí\n"), "{cortes}");
+        assert!(cortes.starts_with(r#""orden","corte","hora_del_corte","tipo","operación","#));
+        assert!(cortes.contains(",75.200,23000,\"sí\"\n"), "{cortes}");
         let pages = file(&files, "paginas.csv");
         assert!(
-            pages.contains("\n/<script>alert(1)</script>,3\n"),
+            pages.contains("\n\"/<script>alert(1)</script>\",3\n"),
             "{pages}"
         );
         let bots = file(&files, "bots.csv");
         assert!(
-            bots.contains("\n'=cmd|' /C calc'!A0,21\n"),
+            bots.contains("\n\"'=cmd|' /C calc'!A0\",21\n"),
             "a formula made inert: {bots}"
         );
         let incidents = file(&files, "incidentes.csv");
         assert!(
-            incidents.contains("2024-06-02T21:10:00-06:00,2024-06-02T21:12:00-06:00,errores-5xx,")
+            incidents.contains(
+                r#""2024-06-02T21:10:00-06:00","2024-06-02T21:12:00-06:00","errores-5xx","#
+            )
         );
     }
 
