@@ -133,6 +133,20 @@ fn acme_flags(pebble: &Pebble, tls: &ReservedPort, extra: &[&str]) -> Vec<String
     flags
 }
 
+/// Pebble in `dir`, issuing certificates valid `validity_seconds` that it validates by
+/// TLS-ALPN-01 on the port returned (for `--tls-listen`).
+fn pebble_for_tls_alpn(dir: &Path, validity_seconds: u64) -> (Pebble, ReservedPort) {
+    let tls = ReservedPort::hold();
+    let unused_http = ReservedPort::hold();
+    let pebble = Pebble::start(
+        &dir.join("pebble"),
+        unused_http.port,
+        tls.port,
+        validity_seconds,
+    );
+    (pebble, tls)
+}
+
 /// Waits up to `within` until `cond` holds, or panics naming `what`.
 fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -156,10 +170,8 @@ fn tls_alpn_01_obtains_renews_in_place_keeps_across_a_restart_and_survives_a_fai
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tls = ReservedPort::hold();
-    let unused_http = ReservedPort::hold();
     // Certificates live 90 s; renewed when less than 60 s is left, so 30 s after issue.
-    let mut pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 90);
+    let (mut pebble, tls) = pebble_for_tls_alpn(dir.path(), 90);
     let root = pebble.root();
     let flags = acme_flags(&pebble, &tls, &["--acme-renew-before", "60s"]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -344,9 +356,7 @@ fn an_account_the_acme_server_forgot_is_replaced_by_a_new_one() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tls = ReservedPort::hold();
-    let unused_http = ReservedPort::hold();
-    let pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 3600);
+    let (pebble, tls) = pebble_for_tls_alpn(dir.path(), 3600);
     let root = pebble.root();
     let flags = acme_flags(&pebble, &tls, &[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -403,9 +413,7 @@ fn a_certificate_that_arrives_expired_is_refused_and_not_ordered_again_at_once()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tls = ReservedPort::hold();
-    let unused_http = ReservedPort::hold();
-    let pebble = Pebble::start(&dir.path().join("pebble"), unused_http.port, tls.port, 1);
+    let (pebble, tls) = pebble_for_tls_alpn(dir.path(), 1);
     let flags = acme_flags(&pebble, &tls, &[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start(&dir.path().join("d"), &flags);

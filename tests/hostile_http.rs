@@ -192,22 +192,15 @@ fn h2_heads_without_window(server: &Server, path: &str, streams: u32) -> (usize,
             "closed after {ended} ended and {waiting} waiting answers"
         );
         got.extend_from_slice(&chunk[..n]);
-        while at + 9 <= got.len() {
-            let len = usize::from(got[at]) << 16
-                | usize::from(got[at + 1]) << 8
-                | usize::from(got[at + 2]);
-            if at + 9 + len > got.len() {
-                break;
+        let (frames, used) = h2_frames(&got[at..]);
+        for f in frames.iter().filter(|f| f.kind == 0x1) {
+            if f.flags & 0x1 != 0 {
+                ended += 1;
+            } else {
+                waiting += 1;
             }
-            if got[at + 3] == 0x1 {
-                if got[at + 4] & 0x1 != 0 {
-                    ended += 1;
-                } else {
-                    waiting += 1;
-                }
-            }
-            at += 9 + len;
         }
+        at += used;
     }
     (ended, waiting, s)
 }
@@ -467,17 +460,19 @@ fn h2_closed_without_window(server: &Server, path: &str) -> Option<Duration> {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(_) => {}
         }
-        while got.len() >= 9 {
-            let len = usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
-            if got.len() < 9 + len {
-                break;
-            }
-            let frame: Vec<u8> = got.drain(..9 + len).collect();
-            match (frame[3], frame[4] & 1) {
-                (0x4, 0) => s.write_all(&h2_frame(0x4, 1, 0, &[])).unwrap(),
-                (0x6, 0) => s.write_all(&h2_frame(0x6, 1, 0, &frame[9..])).unwrap(),
-                _ => {}
-            }
+        // SETTINGS and PING acknowledged, as a live client does.
+        let (frames, used) = h2_frames(&got);
+        let acks: Vec<Vec<u8>> = frames
+            .iter()
+            .filter_map(|f| match (f.kind, f.flags & 1) {
+                (0x4, 0) => Some(h2_frame(0x4, 1, 0, &[])),
+                (0x6, 0) => Some(h2_frame(0x6, 1, 0, f.payload)),
+                _ => None,
+            })
+            .collect();
+        got.drain(..used);
+        for ack in acks {
+            s.write_all(&ack).unwrap();
         }
         let _ = s.write_all(&h2_frame(0x6, 0, 0, &[7; 8]));
     }
@@ -587,15 +582,13 @@ fn h2_status_of(server: &Server, block: &[u8]) -> u8 {
     let mut got = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let mut at = 0;
-        while at + 9 <= got.len() {
-            let len = usize::from(got[at]) << 16
-                | usize::from(got[at + 1]) << 8
-                | usize::from(got[at + 2]);
-            if got[at + 3] == 0x1 && at + 10 <= got.len() {
-                return got[at + 9];
-            }
-            at += 9 + len;
+        let (frames, _) = h2_frames(&got);
+        if let Some(&first) = frames
+            .iter()
+            .find(|f| f.kind == 0x1)
+            .and_then(|f| f.payload.first())
+        {
+            return first;
         }
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "closed without an answer for {block:?}");
@@ -627,22 +620,44 @@ fn h2_goaway_after(s: &mut TcpStream, frames: impl Iterator<Item = Vec<u8>>) -> 
 /// RST_STREAM frames it sent.
 fn h2_goaway_and_resets(got: &[u8]) -> (Option<u32>, usize) {
     let (mut code, mut resets) = (None, 0);
-    let mut at = 0;
-    while at + 9 <= got.len() {
-        let len =
-            usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
-        match got[at + 3] {
-            0x7 if at + 17 <= got.len() => {
-                code = Some(u32::from_be_bytes(
-                    got[at + 13..at + 17].try_into().unwrap(),
-                ));
+    for f in h2_frames(got).0 {
+        match f.kind {
+            0x7 if f.payload.len() >= 8 => {
+                code = Some(u32::from_be_bytes(f.payload[4..8].try_into().unwrap()));
             }
             0x3 => resets += 1,
             _ => {}
         }
-        at += 9 + len;
     }
     (code, resets)
+}
+
+/// One HTTP/2 frame a server sent.
+struct H2Frame<'a> {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: &'a [u8],
+}
+
+/// The whole frames at the start of `got`, and how many of its bytes they take.
+fn h2_frames(got: &[u8]) -> (Vec<H2Frame<'_>>, usize) {
+    let (mut frames, mut at) = (Vec::new(), 0);
+    while at + 9 <= got.len() {
+        let len =
+            usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+        if at + 9 + len > got.len() {
+            break;
+        }
+        frames.push(H2Frame {
+            kind: got[at + 3],
+            flags: got[at + 4],
+            stream: u32::from_be_bytes(got[at + 5..at + 9].try_into().unwrap()) & !(1 << 31),
+            payload: &got[at + 9..at + 9 + len],
+        });
+        at += 9 + len;
+    }
+    (frames, at)
 }
 
 /// The journal's `http-protocol` warnings, once the first is there.
@@ -843,25 +858,23 @@ fn an_http2_request_head_past_the_limit_gets_a_bare_431_on_its_stream_alone() {
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "closed: {blocks:?} {goaway:?}");
         got.extend_from_slice(&chunk[..n]);
-        while at + 9 <= got.len() {
-            let len = usize::from(got[at]) << 16
-                | usize::from(got[at + 1]) << 8
-                | usize::from(got[at + 2]);
-            if at + 9 + len > got.len() {
-                break;
-            }
-            let (kind, flags) = (got[at + 3], got[at + 4]);
-            let stream = u32::from_be_bytes(got[at + 5..at + 9].try_into().unwrap()) & !(1 << 31);
-            let payload = &got[at + 9..at + 9 + len];
-            match kind {
-                0x1 => blocks.entry(stream).or_default().extend_from_slice(payload),
-                0x0 => bodies.entry(stream).or_default().extend_from_slice(payload),
-                0x7 => goaway = Some(payload.to_vec()),
+        let (frames, used) = h2_frames(&got[at..]);
+        for f in frames {
+            match f.kind {
+                0x1 => blocks
+                    .entry(f.stream)
+                    .or_default()
+                    .extend_from_slice(f.payload),
+                0x0 => bodies
+                    .entry(f.stream)
+                    .or_default()
+                    .extend_from_slice(f.payload),
+                0x7 => goaway = Some(f.payload.to_vec()),
                 _ => {}
             }
-            ended |= stream == 3 && flags & 0x1 != 0;
-            at += 9 + len;
+            ended |= f.stream == 3 && f.flags & 0x1 != 0;
         }
+        at += used;
     }
     // `:status: 431` and nothing else: the name indexed (`:status` is 8 in HPACK's static
     // table), the value a literal (431 is not in it), Huffman-coded in 3 bytes.

@@ -1841,6 +1841,28 @@ fn an_out_folder_that_is_a_symbolic_link_is_refused_before_reading() {
     assert!(!dir.path().join("nada").exists());
 }
 
+/// `n` requests for `/` from one address between 21:00 and 23:00 of 2 June 2024, the `i`th
+/// naming `referer(i)` and `agent(i)`, as access log lines.
+fn one_address_night(
+    n: usize,
+    referer: &dyn Fn(usize) -> String,
+    agent: &dyn Fn(usize) -> String,
+) -> String {
+    let mut text = String::with_capacity(n * 600);
+    for i in 0..n {
+        text.push_str(&format!(
+            "203.0.113.7 - - [02/Jun/2024:{}:{:02}:{:02} -0600] \"GET / HTTP/1.1\" 200 100 \
+             \"{}\" \"{}\"\n",
+            21 + i * 2 / n,
+            i * 120 / n % 60,
+            i % 60,
+            referer(i),
+            agent(i)
+        ));
+    }
+    text
+}
+
 #[test]
 fn a_client_sending_a_new_user_agent_with_every_request_costs_a_few_hundred_bytes_each() {
     // 200,000 requests of people from one address, each with its own user agent of about 500
@@ -1848,20 +1870,7 @@ fn a_client_sending_a_new_user_agent_with_every_request_costs_a_few_hundred_byte
     // distinct agent is a visitor of its own, and costs the report its visitor's entry, not
     // its text (before, about 1,100 bytes each: 210 MiB here).
     let n = 200_000;
-    let lines = |agent: &dyn Fn(usize) -> String| -> String {
-        let mut text = String::with_capacity(n * 600);
-        for i in 0..n {
-            text.push_str(&format!(
-                "203.0.113.7 - - [02/Jun/2024:{}:{:02}:{:02} -0600] \"GET / HTTP/1.1\" 200 100 \
-                 \"-\" \"{}\"\n",
-                21 + i * 2 / n,
-                i * 120 / n % 60,
-                i % 60,
-                agent(i)
-            ));
-        }
-        text
-    };
+    let lines = |agent: &dyn Fn(usize) -> String| one_address_night(n, &|_| "-".to_owned(), agent);
     let pad = "x".repeat(440);
     let (one, one_peak) = night_peak(lines(&|_| WINDOWS.to_owned()));
     let (many, many_peak) = night_peak(lines(&|i| {
@@ -1975,19 +1984,10 @@ fn a_client_naming_a_new_referring_site_with_every_request_costs_no_more_than_th
     // names and counts the rest under one, so the other 400,000 cost nothing (before, about
     // 500 bytes each: 240 MiB here).
     let n = 500_000;
-    let lines = |host: &dyn Fn(usize) -> String| -> String {
-        let mut text = String::with_capacity(n * 450);
-        for i in 0..n {
-            text.push_str(&format!(
-                "203.0.113.7 - - [02/Jun/2024:{}:{:02}:{:02} -0600] \"GET / HTTP/1.1\" 200 100 \
-                 \"http://{}/\" \"{WINDOWS}\"\n",
-                21 + i * 2 / n,
-                i * 120 / n % 60,
-                i % 60,
-                host(i)
-            ));
-        }
-        text
+    let lines = |host: &dyn Fn(usize) -> String| {
+        one_address_night(n, &|i| format!("http://{}/", host(i)), &|_| {
+            WINDOWS.to_owned()
+        })
     };
     let pad = "x".repeat(220);
     let (one, one_peak) = night_peak(lines(&|_| format!("{pad}.example")));
