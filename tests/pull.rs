@@ -1265,6 +1265,15 @@ fn a_package_that_fails_for_itself_delays_no_corte_listed_after_it() {
     );
     // Waits of 0.4, 0.8, 1.6, 3.2 and 6.4 s: at most 6 looks of 3 downloads each.
     assert!(downloads <= 18, "{bad} downloaded {downloads} times in 8 s");
+    // Operators see why, naming the package once, and when it is fetched again.
+    let status = server.wait_status("the package's wait on /status", |s| {
+        s["pull"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fetched again in"))
+    });
+    let said = status["pull"][0]["last_error"].as_str().unwrap();
+    assert_eq!(said.matches(bad).count(), 1, "{said}");
+    assert!(said.contains("never matched its .sha256"), "{said}");
 
     institute.publish(
         "/prep/",

@@ -107,7 +107,6 @@ impl Puller {
             .filter(|e| match source.failed.get(&e.name) {
                 Some(f) if f.retry_at > now && f.listed == as_listed(e) => {
                     waiting.get_or_insert_with(|| PullError::Waiting {
-                        name: e.name.clone(),
                         error: f.error.clone(),
                         retry_in: f.retry_at.duration_since(now).as_secs().max(1),
                     });

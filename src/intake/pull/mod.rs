@@ -195,12 +195,11 @@ pub(crate) enum PullError {
     /// A package of an index that failed for itself at an earlier poll, waiting its own time
     /// before it is fetched again.
     #[error(
-        "{name}: {error}; fetched again in {retry_in}s, or at once when the index lists it changed"
+        "{error}; fetched again in {retry_in}s, or at once when the index lists it or its \
+         evidence changed"
     )]
     Waiting {
-        /// The package.
-        name: String,
-        /// What its last failure said.
+        /// What its last failure said (which names it).
         error: String,
         /// Seconds left before it is fetched again.
         retry_in: u64,
