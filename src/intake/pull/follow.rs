@@ -356,15 +356,15 @@ impl Replica {
         {
             return Ok(());
         }
+        let failed = |error: String| PullError::Apply {
+            what: "live corte",
+            error,
+        };
         let (journal, sha256) = (journal.clone(), primary.sha256);
         let held = tokio::task::spawn_blocking(move || journal.package(sha256))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|error| PullError::Apply {
-                what: "live corte",
-                error,
-            })?
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?
             .is_some_and(|(_, _, state)| state == PackageState::Held);
         if !held {
             return Ok(());
@@ -373,32 +373,22 @@ impl Replica {
         // On a task of its own, as a rollback: the corte it makes live wakes the follower.
         let outcome = tokio::spawn(async move { publisher.rollback(wanted).await })
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| failed(e.to_string()))?;
         let corte = &primary.corte;
         match outcome {
-            Ok(Ok(Outcome::Published { corte: here, .. })) => {
+            Ok(Outcome::Published { corte: here, .. }) => {
                 tracing::warn!(
                     %corte, %here,
                     "a corte held here, published by the primary, published here too"
                 );
                 Ok(())
             }
-            Ok(Ok(other)) => Err(PullError::Apply {
-                what: "live corte",
-                error: format!(
-                    "the primary serves corte {corte}, whose package {sha256} is held here and \
-                     could not be published: {}",
-                    serde_json::to_string(&other).unwrap_or_default()
-                ),
-            }),
-            Ok(Err(stopped)) => Err(PullError::Apply {
-                what: "live corte",
-                error: stopped.to_string(),
-            }),
-            Err(error) => Err(PullError::Apply {
-                what: "live corte",
-                error,
-            }),
+            Ok(other) => Err(failed(format!(
+                "the primary serves corte {corte}, whose package {sha256} is held here and \
+                 could not be published: {}",
+                serde_json::to_string(&other).unwrap_or_default()
+            ))),
+            Err(stopped) => Err(failed(stopped.to_string())),
         }
     }
 
