@@ -1296,3 +1296,42 @@ fn a_package_that_fails_for_itself_delays_no_corte_listed_after_it() {
     assert_eq!(events(&server, "received").len(), 2);
     assert_eq!(events(&server, "pull-error").len(), 1);
 }
+
+/// Once an index's service itself fails (here, a redirect to no web address), its polls back
+/// off again, even right after polls that failed only for a package of its own: the index's
+/// own failure is never taken for the package's.
+#[test]
+fn an_index_that_fails_itself_after_a_package_failed_backs_off_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let bad = "20270606_2000_PREP_SITIO_CAMP.zip";
+    institute.publish("/prep/", bad, &package("20270606_2000", 1));
+    let wrong = corpus::sum_line(&package("20270606_2000", 2), bad);
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert(format!("/prep/{bad}.sha256"), wrong.into_bytes());
+    let url = institute.url("/prep/");
+    let mut args = pull_args(&institute, &url, &[]);
+    let at = args.iter().position(|a| a == "--pull-max-backoff").unwrap();
+    args[at + 1] = "30s".to_owned();
+    let server = start_puller(&dir.path().join("data"), &args);
+    wait_events(&server, "pull-error", 1);
+    institute.wait_seen("/prep/", 5);
+
+    institute.trick(
+        "/prep/",
+        Some(Trick::Redirect("file:///etc/passwd".to_owned())),
+    );
+    // Whatever poll is under way ends; from then on, waits of 0.4 s and more, doubling.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = institute.seen("/prep/").len();
+    std::thread::sleep(Duration::from_secs(3));
+    let polls = institute.seen("/prep/").len() - before;
+    assert!(
+        polls <= 4,
+        "the failing index was asked {polls} times in 3 s at a pull_interval of 200 ms"
+    );
+}

@@ -74,6 +74,8 @@ pub(super) const TRANSPORT_FAILURES_IN_A_ROW: usize = 2;
 impl Puller {
     /// Fetches every package of an index not taken before.
     pub(super) async fn poll_index(&self, source: &mut Source) -> Result<(), PullError> {
+        // Until the index is read and its packages looked at, a failure is the service's.
+        source.own_failures_only = false;
         let Some(response) = self.client.get(&source.url, &source.validators).await? else {
             return Ok(());
         };
