@@ -24,6 +24,10 @@
 //!   collector when it is back. A collector
 //!   that stops reading is said so in plain words, not as the socket's "Resource temporarily
 //!   unavailable".
+//! - A TCP collector that closed its connection (one restarting) is connected to again
+//!   before the next message ([`Conn::closed_by_peer`]), so that message is not written into
+//!   the closed connection, lost and counted as sent. What a collector took and had not read
+//!   when it went down is lost: TCP syslog has no acknowledgement.
 //! - A `unix:` path that names a regular file or a folder is refused at the start of
 //!   `serve` ([`Target::check`]); one that does not exist yet is a collector that is down.
 //! - A message is at most [`MAX_MESSAGE_BYTES`]: a longer detail is replaced by a JSON
@@ -56,6 +60,8 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Largest message sent, in bytes.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 8192;
+/// Most bytes a TCP collector's talk is read and dropped before each message.
+const PEER_BYTES_DROPPED: usize = 64 * 1024;
 /// The structured data's SD-ID.
 const SD_ID: &str = "difusor@32473";
 
@@ -375,6 +381,31 @@ impl Conn {
         }
     }
 
+    /// Whether the collector has closed (or reset) this TCP connection. Written into such a
+    /// connection, a message is taken by this side's socket and lost, the failure showing
+    /// only at the write after it: looked at before each message, a collector that restarted
+    /// is connected to again, and the message reaches it. What the collector sends (nothing,
+    /// by RFC 6587) is read and dropped, [`PEER_BYTES_DROPPED`] at most each time.
+    fn closed_by_peer(&self) -> bool {
+        use std::io::Read as _;
+        let Self::Tcp(s) = self else { return false };
+        if s.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut buf = [0u8; 512];
+        let mut left = PEER_BYTES_DROPPED;
+        let closed = loop {
+            match (&*s).read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) if n < left => left -= n,
+                Ok(_) => break false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        };
+        closed || s.set_nonblocking(false).is_err()
+    }
+
     /// Sends one message, framed for its transport.
     fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
         match self {
@@ -403,6 +434,10 @@ fn send_loop(
     while let Ok(event) = queue.recv() {
         let message = format(context, &event);
         loop {
+            if conn.as_ref().is_some_and(Conn::closed_by_peer) {
+                tracing::debug!(collector = %target, "the syslog collector closed the connection; connecting again");
+                conn = None;
+            }
             if conn.is_none() {
                 match Conn::open(target) {
                     Ok(c) => conn = Some(c),

@@ -3,7 +3,8 @@
 //! RFC 5424 messages (version 1, PRI = facility × 8 + severity, APP-NAME, PROCID, MSGID, the
 //! package and corte as structured data, the detail as JSON); a collector that does not
 //! listen stops nothing, and is reached once it listens; one that stops reading holds up no
-//! corte and is said in plain words; a `unix:` path that is no socket is refused at start.
+//! corte and is said in plain words; one that restarts misses no event; a `unix:` path that
+//! is no socket is refused at start.
 
 use std::time::Duration;
 
@@ -317,4 +318,83 @@ fn a_failing_collector_is_journaled_once_and_the_warning_reaches_it_when_back() 
     assert_eq!(sent.json()["check"], "syslog", "{sent:?}");
     server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
     assert_eq!(syslog_warnings(&server).len(), 1);
+}
+
+/// Reads octet-counted frames from `stream` until one whose MSGID is `msgid` has come, then
+/// for `linger` more; the messages read.
+fn read_frames(stream: &mut std::net::TcpStream, msgid: &str, linger: Duration) -> Vec<String> {
+    use std::io::Read as _;
+    let mut messages: Vec<String> = Vec::new();
+    let mut buf = Vec::new();
+    let mut until = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = false;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while std::time::Instant::now() < until {
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+        while let Some(space) = buf.iter().position(|&b| b == b' ') {
+            let n: usize = std::str::from_utf8(&buf[..space]).unwrap().parse().unwrap();
+            if buf.len() < space + 1 + n {
+                break;
+            }
+            let message = String::from_utf8_lossy(&buf[space + 1..space + 1 + n]).into_owned();
+            buf.drain(..space + 1 + n);
+            if !seen && Rfc5424::parse(&message).is_some_and(|m| m.msgid == msgid) {
+                seen = true;
+                until = std::time::Instant::now() + linger;
+            }
+            messages.push(message);
+        }
+    }
+    assert!(seen, "no `{msgid}` message: {messages:?}");
+    messages
+}
+
+/// A collector that restarts (it closes its connection and listens again, as one does when
+/// its logs are rotated) misses no event: the first one after it closed is not written into
+/// the closed connection, where it would be lost and yet counted as sent.
+#[test]
+fn a_collector_that_restarts_misses_no_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = ReservedPort::hold();
+    let listener = std::net::TcpListener::bind(port.addr()).unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--syslog", &format!("tcp://{}", port.addr())],
+    );
+    let (mut first, _) = listener.accept().unwrap();
+    let before = read_frames(&mut first, "start", Duration::from_secs(1));
+    // The collector stops, having read all it was sent, and starts again.
+    drop(first);
+    drop(listener);
+    std::thread::sleep(Duration::from_millis(200));
+    let collector = SyslogReceiver::tcp_on(std::net::TcpListener::bind(port.addr()).unwrap());
+
+    let package = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), "PREP_20240602_2000.zip", &package);
+    server.wait_corte("20240602_2000");
+    collector.wait_for("published");
+    let after: Vec<Rfc5424> = collector
+        .messages()
+        .iter()
+        .filter_map(|m| Rfc5424::parse(m))
+        .collect();
+    let received = after.iter().find(|m| m.msgid == "received");
+    assert_eq!(
+        received.and_then(|m| m.param(SD_ID, "name")),
+        Some("PREP_20240602_2000.zip"),
+        "before the restart: {before:?}; after it: {:?}",
+        after.iter().map(|m| &m.msgid).collect::<Vec<_>>()
+    );
+    // Counted as sent: what the collector got, no more.
+    let status = server.wait_status("syslog counted", |s| {
+        s["syslog"]["sent"].as_u64() == Some((before.len() + collector.messages().len()) as u64)
+    });
+    assert!(status["syslog"]["failing_since"].is_null(), "{status:#}");
 }
