@@ -23,7 +23,10 @@
 //!   syslog's copy has a gap; the warning itself waits in the queue and reaches the
 //!   collector when it is back. A collector
 //!   that stops reading is said so in plain words, not as the socket's "Resource temporarily
-//!   unavailable".
+//!   unavailable". A UDP collector that refused messages ("port unreachable", which the
+//!   system reports only at the send after the message refused) is taken to be back once a
+//!   message went out with no refusal of the one before it reported, not at the first send
+//!   that seems to work: so it is journaled as failing once, not again with every message.
 //! - A TCP collector that closed its connection (one restarting) is connected to again
 //!   before the next message ([`Conn::closed_by_peer`]), so that message is not written into
 //!   the closed connection, lost and counted as sent. What a collector took and had not read
@@ -335,7 +338,9 @@ impl Syslog {
 /// An open way to the collector.
 enum Conn {
     Unix(UnixDatagram),
-    Udp(UdpSocket),
+    /// A UDP socket, and whether a message went out on it already: a collector's refusal
+    /// ("port unreachable") is reported only at the send after the message it refused.
+    Udp(UdpSocket, bool),
     Tcp(TcpStream),
 }
 
@@ -358,7 +363,7 @@ impl Conn {
                         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                     };
                     match UdpSocket::bind(local).and_then(|s| s.connect(a).map(|()| s)) {
-                        Ok(s) => return Ok(Self::Udp(s)),
+                        Ok(s) => return Ok(Self::Udp(s, false)),
                         Err(e) => last = Some(e),
                     }
                 }
@@ -406,15 +411,20 @@ impl Conn {
         closed || s.set_nonblocking(false).is_err()
     }
 
-    /// Sends one message, framed for its transport.
-    fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+    /// Sends one message, framed for its transport; whether the collector is known to take
+    /// messages: over UDP, not before a second message went out on the socket with no
+    /// refusal of the first reported.
+    fn send(&mut self, message: &[u8]) -> std::io::Result<bool> {
         match self {
-            Self::Unix(s) => s.send(message).map(drop),
-            Self::Udp(s) => s.send(message).map(drop),
+            Self::Unix(s) => s.send(message).map(|_| true),
+            Self::Udp(s, carried) => {
+                s.send(message)?;
+                Ok(std::mem::replace(carried, true))
+            }
             Self::Tcp(s) => {
                 let mut framed = format!("{} ", message.len()).into_bytes();
                 framed.extend_from_slice(message);
-                s.write_all(&framed)
+                s.write_all(&framed).map(|()| true)
             }
         }
     }
@@ -451,12 +461,17 @@ fn send_loop(
             }
             let Some(c) = conn.as_mut() else { continue };
             match c.send(message.as_bytes()) {
-                Ok(()) => {
+                Ok(taken) => {
                     shared.sent.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_secs(1);
-                    let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some((since, _)) = failing.take() {
-                        tracing::info!(collector = %target, %since, "the syslog collector takes messages again");
+                    // A UDP collector that refuses says so only at the next message: until
+                    // then, one that failed is not taken to be back (nor journaled as failing
+                    // again with every message, each warning another message).
+                    if taken {
+                        let mut failing = shared.failing.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some((since, _)) = failing.take() {
+                            tracing::info!(collector = %target, %since, "the syslog collector takes messages again");
+                        }
                     }
                     break;
                 }

@@ -3,8 +3,8 @@
 //! RFC 5424 messages (version 1, PRI = facility × 8 + severity, APP-NAME, PROCID, MSGID, the
 //! package and corte as structured data, the detail as JSON); a collector that does not
 //! listen stops nothing, and is reached once it listens; one that stops reading holds up no
-//! corte and is said in plain words; one that restarts misses no event; a `unix:` path that
-//! is no socket is refused at start.
+//! corte and is said in plain words; one that restarts misses no event; a UDP one that
+//! refuses is journaled once; a `unix:` path that is no socket is refused at start.
 
 use std::time::Duration;
 
@@ -397,4 +397,43 @@ fn a_collector_that_restarts_misses_no_event() {
         s["syslog"]["sent"].as_u64() == Some((before.len() + collector.messages().len()) as u64)
     });
     assert!(status["syslog"]["failing_since"].is_null(), "{status:#}");
+}
+
+/// A UDP collector whose port is closed (its host answers "port unreachable" to each
+/// message, reported at the next one's sending) is journaled once as failing, not again with
+/// each message, nor does the warning about it, sent in its turn, make another; once it
+/// listens, it is taken to be back.
+#[test]
+fn a_udp_collector_that_refuses_is_journaled_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A UDP port nothing listens on: each datagram is answered "port unreachable".
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    let target = format!("udp://{addr}");
+    drop(closed);
+    let server = Server::start(&tmp.path().join("data"), &["--syslog", &target]);
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2000.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    server.wait_corte("20240602_2000");
+    std::thread::sleep(Duration::from_secs(8));
+    let journaled = syslog_warnings(&server);
+    assert_eq!(journaled.len(), 1, "{journaled:#?}");
+    let status = server.status();
+    assert!(status["syslog"]["failing_since"].is_string(), "{status:#}");
+
+    let collector = SyslogReceiver::udp_on(std::net::UdpSocket::bind(addr).unwrap());
+    drop_file(
+        &server.entrada(),
+        "PREP_20240602_2015.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    assert_eq!(
+        collector.wait_for("published").param(SD_ID, "corte"),
+        Some("20240602_2015")
+    );
+    server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
+    assert_eq!(syslog_warnings(&server).len(), 1);
 }

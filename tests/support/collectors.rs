@@ -134,7 +134,11 @@ pub struct SyslogReceiver {
 impl SyslogReceiver {
     /// A collector on a UDP port of 127.0.0.1: one datagram, one message.
     pub fn udp() -> SyslogReceiver {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::udp_on(UdpSocket::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// The same on `socket`.
+    pub fn udp_on(socket: UdpSocket) -> SyslogReceiver {
         let target = format!("udp://{}", socket.local_addr().unwrap());
         Self::datagrams(target, move |buf| socket.recv(buf))
     }
