@@ -30,7 +30,10 @@
 //! - A TCP collector that closed its connection (one restarting) is connected to again
 //!   before the next message ([`Conn::closed_by_peer`]), so that message is not written into
 //!   the closed connection, lost and counted as sent. What a collector took and had not read
-//!   when it went down is lost: TCP syslog has no acknowledgement.
+//!   when it went down is lost: TCP syslog has no acknowledgement. One whose machine went
+//!   away without closing it (powered off, its network cut) is given up once what it was
+//!   sent stays unacknowledged for [`UNACKED_TIMEOUT`], and is then a collector that is
+//!   down; what was sent into the connection in that time is lost.
 //! - A `unix:` path that names a regular file or a folder is refused at the start of
 //!   `serve` ([`Target::check`]); one that does not exist yet is a collector that is down.
 //! - A message is at most [`MAX_MESSAGE_BYTES`]: a longer detail is replaced by a JSON
@@ -59,6 +62,11 @@ pub(crate) const QUEUE: usize = 4096;
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for one message to be taken by the collector's socket.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a TCP collector's machine may leave what it was sent unacknowledged before the
+/// connection is given up (`TCP_USER_TIMEOUT`): one that went away without a word (powered
+/// off, its network cut) is otherwise found only after the system's quarter of an hour of
+/// retransmissions, every message meanwhile taken into the connection and lost.
+pub(crate) const UNACKED_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait before trying a collector that failed again.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Largest message sent, in bytes.
@@ -376,6 +384,10 @@ impl Conn {
                         Ok(s) => {
                             s.set_write_timeout(Some(WRITE_TIMEOUT))?;
                             s.set_nodelay(true)?;
+                            rustix::net::sockopt::set_tcp_user_timeout(
+                                &s,
+                                u32::try_from(UNACKED_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
+                            )?;
                             return Ok(Self::Tcp(s));
                         }
                         Err(e) => last = Some(e),

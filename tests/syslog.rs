@@ -3,8 +3,8 @@
 //! RFC 5424 messages (version 1, PRI = facility × 8 + severity, APP-NAME, PROCID, MSGID, the
 //! package and corte as structured data, the detail as JSON); a collector that does not
 //! listen stops nothing, and is reached once it listens; one that stops reading holds up no
-//! corte and is said in plain words; one that restarts misses no event; a UDP one that
-//! refuses is journaled once; a `unix:` path that is no socket is refused at start.
+//! corte and is said in plain words; one that restarts misses no event; one whose machine
+//! vanishes is found failing within seconds; a UDP one that refuses is journaled once; a `unix:` path that is no socket is refused at start.
 
 use std::time::Duration;
 
@@ -436,4 +436,81 @@ fn a_udp_collector_that_refuses_is_journaled_once() {
     );
     server.wait_status("syslog working", |s| s["syslog"]["failing_since"].is_null());
     assert_eq!(syslog_warnings(&server).len(), 1);
+}
+
+/// Packets to and from a TCP port of loopback dropped (nftables) while it lives: a collector
+/// whose machine went away without a word, as one powered off does.
+struct Blackhole(String);
+
+impl Blackhole {
+    fn port(port: u16) -> Blackhole {
+        let table = format!("difusor_blackhole_{port}");
+        for rule in [
+            format!("add table inet {table}"),
+            format!(
+                "add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}"
+            ),
+            format!("add rule inet {table} input tcp dport {port} drop"),
+            format!("add rule inet {table} input tcp sport {port} drop"),
+        ] {
+            let out = std::process::Command::new("nft")
+                .arg(&rule)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "nft {rule}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Blackhole(table)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .output();
+    }
+}
+
+/// A TCP collector whose machine goes away without closing the connection (powered off, its
+/// network cut) is found failing within seconds, not after the system's quarter of an hour
+/// of retransmissions, all the while taking messages into the connection to lose them.
+#[test]
+fn a_collector_that_vanishes_is_found_failing_within_seconds() {
+    if !installed(&["nft", "--version"], "nftables") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = SyslogReceiver::tcp();
+    let server = serve_to(&collector, &tmp.path().join("data"));
+    collector.wait_for("start");
+    let port: u16 = collector
+        .target
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _gone = Blackhole::port(port);
+    let started = std::time::Instant::now();
+    for corte in ["20240602_2000", "20240602_2015", "20240602_2030"] {
+        drop_file(
+            &server.entrada(),
+            &format!("PREP_{corte}.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+        std::thread::sleep(Duration::from_secs(8));
+    }
+    let status = server.wait_status("syslog failing", |s| {
+        s["syslog"]["failing_since"].is_string()
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "found failing {:?} after it went away: {status:#}",
+        started.elapsed()
+    );
 }
