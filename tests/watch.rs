@@ -1090,3 +1090,49 @@ fn a_sidecar_written_while_its_package_is_taken_is_not_removed_unread() {
     assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
     assert_eq!(late[0]["detail"]["sidecar"], sum.as_str());
 }
+
+/// The intake folder made unreadable to the server while it serves (an `rsync -a dir/` that
+/// gives it the mode of the institute's own folder, a `chmod`): nothing can be taken from it,
+/// and that is said once, not left for the operator to find out from a corte that never
+/// comes. Readable again, what was dropped meanwhile is taken.
+#[test]
+fn an_intake_folder_the_server_cannot_read_is_said_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_bound_by_permissions(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let mode = |m| std::fs::set_permissions(&entrada, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o000);
+    drop_file(
+        &entrada,
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    let errors = wait_events(&server, "intake-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot be read by this server")
+            && error.contains("let this server's user read it"),
+        "{errors:#?}"
+    );
+    // Many rescans (one a second) later, still said once.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(events(&server, "intake-error").len(), 1);
+    assert_eq!(server.status()["counts"]["received"], 0);
+
+    mode(0o755);
+    server.wait_corte("20240602_2000");
+    assert_eq!(events(&server, "intake-error").len(), 1);
+
+    // Listed but not searched: no file in it can be looked at, so neither can be taken.
+    mode(0o600);
+    drop_file(
+        &entrada,
+        "20240602_2015_PREP.zip",
+        &site_package("20240602_2015", &[]),
+    );
+    wait_events(&server, "intake-error", 2);
+    mode(0o755);
+    server.wait_corte("20240602_2015");
+    assert_eq!(events(&server, "intake-error").len(), 2);
+}

@@ -34,7 +34,10 @@
 //! inotify reports changes; a rescan every second is the safety net for missed events. At
 //! most [`EVENT_QUEUE`] events wait to be looked at: past that they are dropped and the folder
 //! is rescanned, as after the kernel's own queue overflowed. The rescan also notices the folder
-//! removed (journaled once, `intake-error`) or replaced, and watches the new one.
+//! removed (journaled once, `intake-error`) or replaced, and watches the new one; and a folder
+//! this server cannot list or look files up in (its permissions changed, say by an
+//! `rsync -a dir/` that gives it the mode of the sender's folder; no open file left), from
+//! which nothing can be taken: journaled once (`intake-error`) until it can be read again.
 //!
 //! # Guarantees
 //! - A half-written file is never taken by this channel's rules above.
@@ -336,6 +339,8 @@ struct Folder<'a> {
     /// Evidence with no package beside it that was looked at and left (it matches no package
     /// taken): not read again while it stays as it was.
     evidence_left: HashMap<PathBuf, FileId>,
+    /// Whether the folder could not be listed at the last scan (and that was said).
+    unreadable: bool,
 }
 
 /// Watches the folder until `shutdown`, handing complete packages to the publisher in turn.
@@ -388,6 +393,7 @@ pub(crate) async fn watch_folder(
         opened: HashMap::new(),
         taken: Taken::from_journal(&journal, Channel::Watch),
         evidence_left: HashMap::new(),
+        unreadable: false,
     };
     folder.rescan();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -628,13 +634,19 @@ impl Folder<'_> {
     /// first, so they are taken in the order of their names (their cortes'), not in the
     /// order the directory lists them.
     fn rescan(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.rules.dir) else {
-            return;
+        // Listed as `<folder>/.`, which needs leave to look files up in it as well as to list
+        // it: a folder that can be listed but not searched is one nothing can be taken from.
+        let entries = match std::fs::read_dir(self.rules.dir.join(".")) {
+            Ok(entries) => entries,
+            Err(e) => return self.cannot_read(&e),
         };
+        if std::mem::take(&mut self.unreadable) {
+            tracing::info!(dir = %self.rules.dir.display(), "the intake folder can be read again");
+        }
         let now = Instant::now();
         let mut still_stuck = HashSet::new();
         for entry in entries.flatten() {
-            let path = entry.path();
+            let path = self.rules.dir.join(entry.file_name());
             if self.pending.contains_key(&path) {
                 continue;
             }
@@ -679,6 +691,30 @@ impl Folder<'_> {
         self.left.retain(|path, id| {
             std::fs::symlink_metadata(path).is_ok_and(|m| FileId::of(&m) == *id)
         });
+    }
+
+    /// The folder could not be listed (its permissions keep this server's user out, or the
+    /// server is out of open files): nothing in it can be taken, said once (`intake-error`)
+    /// until it can be listed again. A folder gone or replaced by what is no folder is said
+    /// by [`WatchedFolder::renew`].
+    fn cannot_read(&mut self, error: &std::io::Error) {
+        use std::io::ErrorKind::{NotADirectory, NotFound};
+        if self.unreadable || matches!(error.kind(), NotFound | NotADirectory) {
+            return;
+        }
+        self.unreadable = true;
+        let error = format!(
+            "the intake folder {} cannot be read by this server ({error}): nothing is taken \
+             from it until it can; {}",
+            self.rules.dir.display(),
+            open_hint(error)
+        );
+        tracing::error!(error);
+        self.journal.post(
+            journal::EventKind::IntakeError,
+            None,
+            json!({"channel": Channel::Watch, "error": error, "fault": Fault::Ours}),
+        );
     }
 
     /// Looks at evidence found by a scan: evidence with no package beside it, complete
