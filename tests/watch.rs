@@ -1136,3 +1136,41 @@ fn an_intake_folder_the_server_cannot_read_is_said_once() {
     server.wait_corte("20240602_2015");
     assert_eq!(events(&server, "intake-error").len(), 2);
 }
+
+/// A sidecar sent with its package that this server cannot open (made under a umask of 077
+/// and uploaded keeping its mode) is not taken for absent: the package is not published
+/// unchecked by it, but stays, said once, until the sidecar can be read, and is then checked
+/// against it.
+#[test]
+fn a_package_whose_sidecar_cannot_be_opened_is_not_taken_without_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_bound_by_permissions(&tmp.path().join("data"), &[]);
+    let entrada = server.entrada();
+    let name = "20240602_2000_PREP.zip";
+    // It gives the digest of other bytes: read, it refuses the package.
+    let sidecar = entrada.join(format!("{name}.sha256"));
+    std::fs::write(&sidecar, corpus::sum_line(b"otro paquete", name)).unwrap();
+    let mode = |m| std::fs::set_permissions(&sidecar, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o000);
+    drop_file(&entrada, name, &site_package("20240602_2000", &[]));
+
+    let errors = wait_events(&server, "intake-error", 1);
+    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "{name}.sha256 in the intake folder cannot be opened"
+        )),
+        "{errors:#?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(server.status()["counts"]["received"], 0);
+    assert_eq!(server.live_corte(), None);
+    assert_eq!(intake_errors(&server, name).len(), 1);
+
+    // Readable, it is read with its package, which it refuses.
+    mode(0o644);
+    let rejected = wait_events(&server, "rejected", 1);
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(server.live_corte(), None);
+}

@@ -18,7 +18,8 @@
 //!   refused before a byte is read.
 //! - Evidence is read as it was sent, to at most [`MAX_EVIDENCE_BYTES`]: a larger file is
 //!   known by its size only ([`EvidenceFile::TooLarge`]) and refused for it, never read in
-//!   part; a file that is there is never taken for absent.
+//!   part nor taken for absent. One that cannot be opened (its permissions) is `None` to
+//!   [`read_evidence`]; the intake folder tells it apart ([`super::watch`]).
 
 use std::fs::{File, FileType};
 use std::io::{self, Read};
@@ -92,7 +93,8 @@ pub(crate) fn evidence_path(package: &Path, ext: &str) -> PathBuf {
 }
 
 /// Reads an evidence file (a regular file only) as it was sent, or only its size when it is
-/// larger than [`MAX_EVIDENCE_BYTES`]; `None` when it is absent or not a regular file.
+/// larger than [`MAX_EVIDENCE_BYTES`]; `None` when it is absent, not a regular file, or
+/// cannot be opened or read.
 pub(crate) fn read_evidence(path: &Path) -> Option<EvidenceFile> {
     let file = open_regular(path).ok()?;
     let len = file.metadata().ok()?.len();

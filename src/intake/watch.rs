@@ -53,7 +53,9 @@
 //!   time), after a wait that doubles from two seconds up to a minute, and at the next start;
 //!   no event shortens the wait. One this server cannot open is journaled once for each
 //!   change of it, not at every try, and `/status` stops saying the intake fails once it is
-//!   gone; one refused for its size is renamed to
+//!   gone; so is one whose `.sha256` or `.minisig` lies beside it, a regular file, but
+//!   cannot be opened: evidence that is there is never taken for absent, and its package is
+//!   not taken without it; one refused for its size is renamed to
 //!   `.rechazado.<name>` and stays. One decided on that cannot be removed or set aside
 //!   afterwards (the folder's owner does not let this server remove files, an immutable file)
 //!   stays, journaled once (`intake-error`), and is not taken again until it changes or the
@@ -917,22 +919,24 @@ async fn take(
         Ok(_) => {}
         // Gone, or replaced by what is not a regular file, while it waited its turn: not
         // taken, and no failure; the next scan sees to what is there now.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
-            ) =>
-        {
+        Err(e) if gone(&e) => {
             tracing::debug!(%name, error = %e, "gone from the intake folder before its turn; skipped");
             return;
         }
-        Err(e) => return cannot_open(path, &name, &e, publisher, journal, failed),
+        Err(e) => return cannot_open(path, path, &name, &e, publisher, journal, failed),
     }
     let meta = std::fs::symlink_metadata(path).ok();
     let sidecar_path = evidence_path(path, "sha256");
     let signature_path = evidence_path(path, "minisig");
-    let (sidecar, sidecar_read) = read_evidence_once(&sidecar_path);
-    let (signature, signature_read) = read_evidence_once(&signature_path);
+    let read = |p: &Path| read_evidence_once(p).map_err(|e| (p.to_owned(), e));
+    let ((sidecar, sidecar_read), (signature, signature_read)) =
+        match read(&sidecar_path).and_then(|s| Ok((s, read(&signature_path)?))) {
+            Ok(both) => both,
+            // Evidence that is there is never taken for absent: its package waits for it.
+            Err((unopened, e)) => {
+                return cannot_open(path, &unopened, &name, &e, publisher, journal, failed);
+            }
+        };
     let received = Received {
         hashed: None,
         name: name.clone(),
@@ -1019,23 +1023,45 @@ async fn take(
     }
 }
 
+/// Whether opening a file of the folder failed because there is no regular file there (any
+/// more): gone, or replaced by a link, FIFO, socket, device or folder.
+fn gone(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+    )
+}
+
 /// Reads the evidence file at `path` ([`read_evidence`]), with which file was read: `None`
 /// when there was none, or it changed while it was read (then it is not known which was).
-fn read_evidence_once(path: &Path) -> (Option<package::EvidenceFile>, Option<FileId>) {
-    let before = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
+/// A regular file there that cannot be opened (its permissions keep this server's user out,
+/// no open file left) is an error, never taken for absent.
+fn read_evidence_once(
+    path: &Path,
+) -> std::io::Result<(Option<package::EvidenceFile>, Option<FileId>)> {
+    let before = std::fs::symlink_metadata(path).ok();
+    if before.as_ref().is_some_and(std::fs::Metadata::is_file)
+        && let Err(e) = open_regular(path)
+        && !gone(&e)
+    {
+        return Err(e);
+    }
+    let before = before.map(|m| FileId::of(&m));
     let evidence = read_evidence(path);
     let after = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
     let read = before.filter(|_| evidence.is_some() && before == after);
-    (evidence, read)
+    Ok((evidence, read))
 }
 
-/// A complete file this server cannot open (its permissions keep this server's user out, or
-/// the server is out of open files): it stays as it is and is tried again after a wait that
-/// doubles up to a minute, or when it changes. Said on `/status` (`intake_failing`) at every
-/// try, journaled (`intake-error`) once for each change of the file, with what to do about
-/// its cause ([`open_hint`]): the same failure a minute later says nothing new.
+/// A complete file this server cannot open, `unopened`: the package at `path` itself or its
+/// evidence (its permissions keep this server's user out, or the server is out of open
+/// files). The package stays as it is and is tried again after a wait that doubles up to a
+/// minute, or when it changes. Said on `/status` (`intake_failing`) at every try, journaled
+/// (`intake-error`) once for each change of the package, with what to do about its cause
+/// ([`open_hint`]): the same failure a minute later says nothing new.
 fn cannot_open(
     path: &Path,
+    unopened: &Path,
     name: &PackageName,
     error: &std::io::Error,
     publisher: &PublisherHandle,
@@ -1050,11 +1076,21 @@ fn cannot_open(
     let said = previous.is_some_and(|r| r.id == id);
     let retry = Retry::after(previous, id);
     failed.insert(path.to_owned(), retry);
-    let error = format!(
-        "{name} in the intake folder cannot be opened by this server ({error}): it stays in \
-         the folder and is tried again when it changes, and at least once a minute; {}",
-        open_hint(error)
-    );
+    let error = if unopened == path {
+        format!(
+            "{name} in the intake folder cannot be opened by this server ({error}): it stays \
+             in the folder and is tried again when it changes, and at least once a minute; {}",
+            open_hint(error)
+        )
+    } else {
+        let evidence = unopened.file_name().unwrap_or_default().to_string_lossy();
+        format!(
+            "{evidence} in the intake folder cannot be opened by this server ({error}): {name} \
+             is not taken without it and stays in the folder, tried again when it changes, and \
+             at least once a minute; {}",
+            open_hint(error)
+        )
+    };
     publisher.faults().failed(name, Channel::Watch, &error);
     if said {
         tracing::debug!(%name, "still cannot open a file in the intake folder");
