@@ -1936,3 +1936,52 @@ fn before_the_start_a_redirect_is_followed_to_the_leak_it_leads_to_and_a_loop_is
         assert!(error.contains("too many redirects"), "{path}: {report:#}");
     }
 }
+
+#[test]
+fn before_the_start_the_packages_bytes_under_an_error_status_are_a_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let (package, bytes) = package_file(dir.path(), LATEST);
+    let package = package.to_str().unwrap();
+    // The gate answers 403, but with the file asked for as its error page (a CDN's custom
+    // error answer): a browser shows the body of a 403, and the site's script reads it as it
+    // reads any answer. The results are out before the start.
+    let gated = answering_server(dir.path(), &bytes, |_, file| {
+        let body = file.unwrap_or_default();
+        let mut out = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    let args = [gated.as_str(), "--package", package, "--embargo"];
+    let report = check_json(&args, 1);
+    assert_eq!(report["result"], "fail", "{report:#}");
+    all_files(&report, "leak");
+    for path in SITE_FILES {
+        assert_eq!(file(&report, path)["status"], 403, "{path}: {report:#}");
+    }
+    let human = check(&args);
+    human.expect_exit(1);
+    human.verdict_is("fuga");
+
+    // An empty file of the package tells nothing: an empty 404 in its place is no leak.
+    let with_empty = site_package(LATEST, &[("css/vacio.css", b"")]);
+    let path = dir.path().join(format!("{LATEST}_VACIO.zip"));
+    std::fs::write(&path, &with_empty).unwrap();
+    let closed = answering_server(dir.path(), &with_empty, |_, _| not_found());
+    let report = check_json(
+        &[&closed, "--package", path.to_str().unwrap(), "--embargo"],
+        0,
+    );
+    assert_eq!(
+        results(&report),
+        [
+            ("css/vacio.css".to_owned(), "withheld".to_owned()),
+            ("index.html".to_owned(), "withheld".to_owned()),
+            ("json/main.json".to_owned(), "withheld".to_owned()),
+        ],
+        "{report:#}"
+    );
+}

@@ -70,7 +70,7 @@ pub(super) enum Outcome {
     Different,
     /// Not served (404, 410, or any answer but 200).
     Missing,
-    /// Served byte for byte before the start (`--embargo`).
+    /// Served byte for byte before the start (`--embargo`), under any status.
     Leak,
     /// Not served before the start, as it must be (`--embargo`).
     Withheld,

@@ -5,7 +5,9 @@
 //! - Polite: at most `concurrency` requests at once to a server, each within the timeout;
 //!   `main.json` is asked first and once.
 //! - A file is `equal` only when the server answered 200 with exactly the package's bytes
-//!   once decoded; under `--embargo` such a file is a `leak`, and every other answer passes.
+//!   once decoded. Under `--embargo` an answer with exactly those bytes is a `leak` whatever
+//!   its status (a browser shows a 403's or a 404's body as a 200's; an empty file only in a
+//!   200), and every other answer passes.
 //!   Under `--embargo` redirects are followed as a visitor's browser follows them, and the
 //!   answer at their end is the one judged: a redirect proves nothing withheld, and one that
 //!   leads to the package's bytes is a leak.
@@ -395,14 +397,18 @@ fn judge(file: &File, answer: &Result<Answer, String>, embargo: bool) -> FileRep
     report.encoding = answer.encoding.clone();
     report.served_sha256 = answer.complete.then(|| Sha256::of(&answer.body).to_hex());
     let same = answer.complete && answer.body == file.bytes;
-    report.result = match (answer.status == 200, same, embargo) {
+    let ok = answer.status == 200;
+    report.result = match (ok, same, embargo) {
         (true, true, false) => Outcome::Equal,
         (true, false, false) => {
             report.first_difference = Some(first_difference(&file.bytes, &answer.body));
             Outcome::Different
         }
         (false, _, false) => Outcome::Missing,
-        (true, true, true) => Outcome::Leak,
+        // A browser shows the body of a 403 or a 404 as it shows a 200's, and a page's
+        // script reads it alike: the file's bytes under any status are out. An empty file
+        // tells nothing, and an empty refusal is not taken for it.
+        (_, true, true) if ok || !file.bytes.is_empty() => Outcome::Leak,
         (_, _, true) => Outcome::Withheld,
     };
     report
