@@ -1606,6 +1606,76 @@ fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
 }
 
 #[test]
+fn a_row_torn_inside_its_quoted_detail_leaves_the_periods_watched_after_it_their_own_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = dir.path().join("20240602_2000_PREP.zip");
+    std::fs::write(&package, site_package("20240602_2000", &[])).unwrap();
+    let log = dir.path().join("observaciones.csv");
+    // A watch stopped while it wrote a row (a crash, a full disk): the row ends inside its
+    // detail, a field between quotes (it holds a comma), with no line end.
+    let torn_at = (Timestamp::now() - 10.minutes()).to_string();
+    std::fs::write(
+        &log,
+        format!(
+            "time,target,url,result,expected_corte,served_corte,files,equal,different,missing,\
+             errors,slowest_millis,lag_seconds,consecutive_failures,event,detail\n\
+             {torn_at},otro,http://otro.example/,fail,20240602_2000,20240602_2000,2,1,1,0,0,\
+             12,,1,,\"json/main.json: lo servido difiere del paquete desde el byte 12 (SHA-256 \
+             servido 0a1b"
+        ),
+    )
+    .unwrap();
+    // Started again, it watches a site that is down: three failed periods, appended.
+    let closed = ReservedPort::hold();
+    let down = format!("http://{}/", closed.addr());
+    assert_eq!(watch_once(&package, "sitio", &down, 3, &log), Some(2));
+    let now = Timestamp::now();
+    let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
+    let out = dir.path().join("memoria");
+    let data = dir.path().join("d");
+    std::fs::create_dir(&data).unwrap();
+    let made = memoria(
+        &data,
+        &out,
+        &[
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--check-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_success(&made);
+    let m = report(&out);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let down_incidents: Vec<&Value> = m["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "verificación-externa")
+        .filter(|i| {
+            i["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("de sitio ({down}) falló"))
+        })
+        .collect();
+    assert_eq!(down_incidents.len(), 1, "{:#}\n{log_text}", m["incidents"]);
+    let text = down_incidents[0]["text"].as_str().unwrap();
+    assert!(text.contains("3 periodos"), "{text}\n{log_text}");
+    assert_eq!(
+        down_incidents[0]["evidence"]
+            .as_str()
+            .unwrap()
+            .split(" (")
+            .next(),
+        Some("observaciones.csv, líneas 3 a 5"),
+        "{log_text}"
+    );
+}
+
+#[test]
 fn a_host_named_by_the_client_never_reaches_the_report_as_a_page() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");

@@ -10,7 +10,9 @@
 //!
 //! # Guarantees
 //! - Appended, never rewritten: the header is written only to a new or empty file; each row
-//!   is written whole, then fsynced, so a crash loses at most the row being written.
+//!   is written whole, then fsynced, so a crash loses at most the row being written. A row
+//!   left torn at the end of the file (a crash, a full disk) is ended, its field between
+//!   quotes closed, before the next row is appended, so the rows after it read as their own.
 //! - Reading is bounded ([`MAX_ROWS`]) and tolerant of a torn last line; a row that does not
 //!   read is skipped and counted, never guessed.
 
@@ -73,6 +75,7 @@ impl Log {
         }
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)
@@ -88,6 +91,9 @@ impl Log {
             file.write_all(&header.into_inner().context("cannot write the log header")?)
                 .and_then(|()| file.sync_data())
                 .with_context(|| format!("cannot write {}", path.display()))?;
+        } else {
+            end_torn_row(&mut file)
+                .with_context(|| format!("cannot end the last row of {}", path.display()))?;
         }
         Ok(Self { file })
     }
@@ -122,6 +128,45 @@ impl Log {
             .and_then(|()| self.file.sync_data())
             .context("cannot write the observation log")
     }
+}
+
+/// Bytes of a log read at a time when looking for the start of its last line.
+const TAIL_CHUNK: usize = 64 * 1024;
+
+/// Ends the row a crash or a full disk left torn at the end of `file` (its last byte no line
+/// end), closing the field between quotes it was cut in, so that the rows appended after it
+/// are read as rows of their own, not as the rest of its field. A row of the log is one line
+/// (what it quotes is written with its line ends escaped) and every quote of it is in a field
+/// between quotes, so an odd number of quotes on the last line means it ends in one.
+fn end_torn_row(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut end = file.seek(SeekFrom::End(0))?;
+    let mut chunk = vec![0u8; TAIL_CHUNK];
+    let mut quotes = 0usize;
+    let mut last = true;
+    while end > 0 {
+        let n = usize::try_from(end).map_or(TAIL_CHUNK, |end| end.min(TAIL_CHUNK));
+        let start = end - n as u64;
+        file.seek(SeekFrom::Start(start))?;
+        let part = &mut chunk[..n];
+        file.read_exact(part)?;
+        if last && part.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        last = false;
+        let line_start = part
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        quotes += part[line_start..].iter().filter(|&&b| b == b'"').count();
+        if line_start > 0 {
+            break;
+        }
+        end = start;
+    }
+    let ending: &[u8] = if quotes % 2 == 1 { b"\"\n" } else { b"\n" };
+    // Opened to append: written at the end, wherever the reads left the position.
+    file.write_all(ending).and_then(|()| file.sync_data())
 }
 
 /// One row of an observation log, as read back.
@@ -196,4 +241,38 @@ pub(crate) fn read(path: &Path, file: std::fs::File) -> Result<(Vec<Observation>
         });
     }
     Ok((observations, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_row_is_ended_closing_the_quoted_field_it_was_cut_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
+        // A last line longer than one read of the tail, its opening quote three reads back.
+        let long = format!("a,b\n1,\"{}", "x".repeat(3 * TAIL_CHUNK));
+        let long_ended = format!("{long}\"\n");
+        for (torn, ended) in [
+            (long.as_str(), long_ended.as_str()),
+            ("a,b\n1,2\n", "a,b\n1,2\n"),
+            ("a,b\n1,2", "a,b\n1,2\n"),
+            ("a,b\n1,\"x, y", "a,b\n1,\"x, y\"\n"),
+            // Cut after an escaped quote: still in the field; after its closing quote: not.
+            ("a,b\n1,\"x \"\"y\"\"", "a,b\n1,\"x \"\"y\"\"\"\n"),
+            ("a,b\n1,\"x \"\"y\"", "a,b\n1,\"x \"\"y\"\n"),
+            ("1,\"x", "1,\"x\"\n"),
+        ] {
+            std::fs::write(&path, torn).unwrap();
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            end_torn_row(&mut file).unwrap();
+            let shown: String = torn.chars().take(40).collect();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), ended, "{shown:?}…");
+        }
+    }
 }
