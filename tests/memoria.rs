@@ -1543,6 +1543,37 @@ fn watch_once(package: &Path, name: &str, url: &str, periods: u32, log: &Path) -
     out.status.code()
 }
 
+/// The report of `difusor memoria` over the hour either side of now, with the observation
+/// log `log` of `difusor check --watch`.
+fn memoria_of_check_log(data: &Path, out: &Path, log: &Path) -> Value {
+    let now = Timestamp::now();
+    let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
+    let made = memoria(
+        data,
+        out,
+        &[
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--check-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_success(&made);
+    report(out)
+}
+
+/// The incidents of a report that come from the external checks' observation log.
+fn external_check_incidents(m: &Value) -> Vec<&Value> {
+    m["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "verificación-externa")
+        .collect()
+}
+
 #[test]
 fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
     let (dir, server) = serving(&[], &[]);
@@ -1565,30 +1596,8 @@ fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
          errors,slowest_millis,lag_seconds,consecutive_failures,event,detail"
     );
     assert_eq!(lines.len(), 4, "{text}");
-    let now = Timestamp::now();
-    let from = (now - 1.hour()).to_string();
-    let to = (now + 1.hour()).to_string();
-    let out = dir.path().join("memoria");
-    let made = memoria(
-        &server.data,
-        &out,
-        &[
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--check-log",
-            log.to_str().unwrap(),
-        ],
-    );
-    assert_success(&made);
-    let m = report(&out);
-    let incidents: Vec<&Value> = m["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "verificación-externa")
-        .collect();
+    let m = memoria_of_check_log(&server.data, &dir.path().join("memoria"), &log);
+    let incidents = external_check_incidents(&m);
     assert_eq!(incidents.len(), 1, "{:#}", m["incidents"]);
     let text = incidents[0]["text"].as_str().unwrap();
     assert!(
@@ -1629,31 +1638,12 @@ fn a_row_torn_inside_its_quoted_detail_leaves_the_periods_watched_after_it_their
     let closed = ReservedPort::hold();
     let down = format!("http://{}/", closed.addr());
     assert_eq!(watch_once(&package, "sitio", &down, 3, &log), Some(2));
-    let now = Timestamp::now();
-    let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
-    let out = dir.path().join("memoria");
     let data = dir.path().join("d");
     std::fs::create_dir(&data).unwrap();
-    let made = memoria(
-        &data,
-        &out,
-        &[
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--check-log",
-            log.to_str().unwrap(),
-        ],
-    );
-    assert_success(&made);
-    let m = report(&out);
+    let m = memoria_of_check_log(&data, &dir.path().join("memoria"), &log);
     let log_text = std::fs::read_to_string(&log).unwrap();
-    let down_incidents: Vec<&Value> = m["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "verificación-externa")
+    let down_incidents: Vec<&Value> = external_check_incidents(&m)
+        .into_iter()
         .filter(|i| {
             i["text"]
                 .as_str()
