@@ -27,8 +27,12 @@
 //!   redirect is followed, no proxy used, the answer's body is never read. Each cache is
 //!   followed on its own, so one that does not answer delays none of the others.
 //! - A cache that fails (no answer in time, a refused connection, a status other than 2xx)
-//!   is logged and journaled as a `warning` (check `purge`) when it starts failing, not at
-//!   every purge; `purge-recovered` once it takes a purge again.
+//!   is tried again, without waiting for the next change, after [`RETRY_FIRST`], then twice
+//!   as long after each failure up to [`RETRY_MAX`], until it takes a purge: a cache that was
+//!   restarting or overloaded drops the previous corte's files within that wait of coming
+//!   back, not only at the next corte. It is logged and journaled as a `warning` (check
+//!   `purge`) when it starts failing, not at every try; `purge-recovered` (with the number
+//!   of failed tries) once it takes a purge again.
 
 use std::time::Duration;
 
@@ -46,6 +50,11 @@ use crate::journal::{EventKind, Journal};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a purge request may take, start to end.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
+/// Wait before a cache whose purge failed is tried again; doubled at each failure, up to
+/// [`RETRY_MAX`].
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries of a cache whose purges fail.
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 /// The header naming what to drop, and its value: every path.
 const BAN_URL: (&str, &str) = ("x-ban-url", ".");
 
@@ -174,10 +183,19 @@ impl Purger {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut failing = None;
+        // After a failed purge: how long until it is tried again.
+        let mut retry: Option<Duration> = None;
         loop {
+            let wait_retry = async {
+                match retry {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => std::future::pending().await,
+                }
+            };
             let why = tokio::select! {
                 Ok(()) = swaps.changed() => "a new corte is live",
                 Ok(()) = notices.changed() => "the notice changed",
+                () = wait_retry => "its last purge failed",
                 _ = stop.changed() => return,
             };
             // What changes while this purge is under way makes the next one.
@@ -187,6 +205,10 @@ impl Purger {
             let answer = tokio::select! {
                 answer = self.purge(url) => answer,
                 _ = stop.changed() => return,
+            };
+            retry = match answer {
+                Ok(()) => None,
+                Err(_) => Some(retry.map_or(RETRY_FIRST, |after| (after * 2).min(RETRY_MAX))),
             };
             count(&self.journal, url, &mut failing, answer);
         }

@@ -370,6 +370,39 @@ fn caches_are_purged_after_each_corte_and_notice_change() {
 }
 
 #[test]
+fn a_cache_that_failed_the_purge_is_purged_again_once_it_answers_without_a_new_corte() {
+    let cache = Recorder::start(503);
+    let (_dir, server) = serving(&["--purge-url", &cache.url()], &[]);
+    cache.wait_heads(1);
+    let failing = wait_events(&server, "warning", 1);
+    assert_eq!(failing[0]["detail"]["check"], "purge", "{failing:?}");
+
+    // Back (restarted): the purge reaches it with no new corte and no notice change.
+    cache.set_status(200);
+    let back = Instant::now();
+    let recovered = wait_events(&server, "purge-recovered", 1);
+    let took = back.elapsed();
+    eprintln!("purged {took:?} after the cache came back");
+    assert_eq!(recovered[0]["detail"]["url"], cache.url());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(cache.heads().iter().all(|h| h.starts_with("BAN / ")));
+    // Journaled once when it started failing, however many times it was tried.
+    let warnings: Vec<_> = events(&server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "purge")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // Then no more retries: it took one.
+    let asked = cache.heads().len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        cache.heads().len(),
+        asked,
+        "purged again with nothing changed"
+    );
+}
+
+#[test]
 fn purge_method_can_be_purge() {
     let cache = Recorder::start(200);
     let (_dir, _server) = serving(
