@@ -379,8 +379,13 @@ settings! {
     /// everything after each new corte goes live and after each notice change. Empty: none.
     purge_url: Vec<String> = Vec::new();
     /// The purge request's method: BAN (Varnish's bans) or PURGE. Either goes to `/` with
-    /// `X-Ban-Url: .`, a regular expression that matches every path.
+    /// `X-Ban-Url: .`, a regular expression that matches every path, and `X-Ban-Host`.
     purge_method: PurgeMethod = PurgeMethod::Ban;
+    /// The public site's host names (or addresses) as visitors' requests name them, e.g.
+    /// `prep.example.mx`; repeat for several. A purge drops only the stored files of these
+    /// hosts (`X-Ban-Host`), never the other sites the same cache holds. Empty: the names of
+    /// `acme_domains`; one of the two is needed with `purge_url`.
+    purge_host: Vec<String> = Vec::new();
     /// Regular expression finding the corte time in a package name, with named groups
     /// Y, m, d, H, M and optionally S.
     corte_pattern: String = DEFAULT_NAME_PATTERN.to_owned();

@@ -4,13 +4,26 @@
 //! once the origin has changed.
 //!
 //! The request is `<purge_method> /` (`BAN` by default, or `PURGE`) with the header
-//! `X-Ban-Url: .`, a regular expression over paths that matches every path. A Varnish VCL
-//! takes it in one line of `vcl_recv` (after checking the client is allowed):
+//! `X-Ban-Url: .`, a regular expression over paths that matches every path, and
+//! `X-Ban-Host`, one over `Host` headers that matches only the public site's names
+//! (`purge_host`, or `acme_domains`), in any case, with or without a port: e.g.
+//! `(?i)^(prep\.example\.mx|www\.prep\.example\.mx)\.?(:[0-9]+)?$`. A cache in front of
+//! other sites as well (a newspaper's Varnish) keeps theirs. A Varnish VCL keeps each stored
+//! object's host and path (for the ban lurker) and bans on both (after checking the client
+//! is allowed):
 //!
 //! ```vcl
-//! if (req.method == "BAN" || req.method == "PURGE") {
-//!     ban("req.url ~ " + req.http.X-Ban-Url);
-//!     return (synth(200, "Banned"));
+//! sub vcl_recv {
+//!     if (req.method == "BAN" || req.method == "PURGE") {
+//!         if (!req.http.X-Ban-Host) { return (synth(400)); }
+//!         ban("obj.http.X-Host ~ " + req.http.X-Ban-Host
+//!             + " && obj.http.X-Url ~ " + req.http.X-Ban-Url);
+//!         return (synth(200, "Banned"));
+//!     }
+//! }
+//! sub vcl_backend_response {
+//!     set beresp.http.X-Host = bereq.http.host;
+//!     set beresp.http.X-Url = bereq.url;
 //! }
 //! ```
 //!
@@ -18,6 +31,9 @@
 //! 304 each.
 //!
 //! # Guarantees
+//! - A purge names the public site's hosts (`X-Ban-Host`, from `purge_host` or
+//!   `acme_domains`; `purge_url` without either is refused at start), so that a cache
+//!   applying it as documented drops this site's files and no other site's.
 //! - Nobody waits on a cache: the purge runs in the background, told of changes by the
 //!   live site ([`crate::site::Live::swaps`]) and the gate
 //!   ([`crate::http::gate::Gate::notice_changes`]); neither the
@@ -57,6 +73,10 @@ pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 /// The header naming what to drop, and its value: every path.
 const BAN_URL: (&str, &str) = ("x-ban-url", ".");
+/// The header naming whose files to drop: a regular expression over `Host` headers.
+const BAN_HOST: &str = "x-ban-host";
+/// Most names in `purge_host`.
+const MAX_HOSTS: usize = 32;
 
 /// The purge's settings.
 #[derive(Debug, Clone)]
@@ -65,6 +85,8 @@ pub(crate) struct PurgeSettings {
     pub(crate) urls: Vec<Url>,
     /// The method (`purge_method`).
     pub(crate) method: PurgeMethod,
+    /// The public site's hosts (`purge_host`, or `acme_domains`), lowercase.
+    pub(crate) hosts: Vec<String>,
 }
 
 impl PurgeSettings {
@@ -79,10 +101,78 @@ impl PurgeSettings {
             .iter()
             .map(|u| purge_url(u))
             .collect::<Result<Vec<_>, _>>()?;
+        let (setting, names) = if s.purge_host.is_empty() {
+            ("acme_domains", &s.acme_domains)
+        } else {
+            ("purge_host", &s.purge_host)
+        };
+        if names.is_empty() {
+            return Err(Invalid::new(
+                "purge_host",
+                "`purge_url` needs the public site's host names, so that a purge drops only \
+                 this site's files and not those of the other sites the cache holds; set \
+                 `purge_host`, e.g. prep.example.mx (or `acme_domains`)",
+            ));
+        }
+        if names.len() > MAX_HOSTS {
+            return Err(Invalid::new(
+                setting,
+                format!("at most {MAX_HOSTS} names, for the purge's X-Ban-Host"),
+            ));
+        }
+        let mut hosts = Vec::new();
+        for name in names {
+            let host = purge_host(name).ok_or_else(|| {
+                Invalid::new(
+                    setting,
+                    format!(
+                        "{name:?} is not a host name or address; write a name of the public \
+                         site as visitors' requests give it, e.g. prep.example.mx (no scheme, \
+                         port or path)"
+                    ),
+                )
+            })?;
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
         Ok(Some(Self {
             urls,
             method: s.purge_method,
+            hosts,
         }))
+    }
+
+    /// `X-Ban-Host`: a regular expression matching a `Host` header that names one of the
+    /// hosts, in any case, with or without a final dot and a port.
+    fn ban_host(&self) -> String {
+        let names: Vec<String> = self.hosts.iter().map(|h| regex::escape(h)).collect();
+        format!("(?i)^({})\\.?(:[0-9]+)?$", names.join("|"))
+    }
+}
+
+/// One of `purge_host`: a host name or an IP address, lowercase, without a final dot.
+fn purge_host(name: &str) -> Option<String> {
+    let host = reqwest::Url::parse(&format!("http://{}/", name.trim().trim_end_matches('.')))
+        .ok()
+        .filter(|u| {
+            u.port().is_none()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+        })
+        .and_then(|u| u.host().map(|h| h.to_owned()))?;
+    match &host {
+        url::Host::Domain(d)
+            if d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+        {
+            None
+        }
+        _ => Some(host.to_string()),
     }
 }
 
@@ -124,6 +214,8 @@ pub(crate) struct Purger {
     client: reqwest::Client,
     method: Method,
     caches: Vec<Url>,
+    /// `X-Ban-Host`'s value.
+    ban_host: String,
     journal: std::sync::Arc<Journal>,
 }
 
@@ -154,6 +246,7 @@ impl Purger {
             method: Method::from_bytes(settings.method.as_str().as_bytes())
                 .context("setting `purge_method`")?,
             caches: settings.urls.clone(),
+            ban_host: settings.ban_host(),
             journal,
         })
     }
@@ -220,6 +313,7 @@ impl Purger {
             .client
             .request(self.method.clone(), url.clone())
             .header(BAN_URL.0, BAN_URL.1)
+            .header(BAN_HOST, &self.ban_host)
             .send()
             .await
             .map_err(|e| transport_reason(&e, "no answer in time"))?;
@@ -281,6 +375,53 @@ mod tests {
         ] {
             let err = purge_url(bad).unwrap_err().to_string();
             assert!(err.starts_with("setting `purge_url`: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_purge_host_is_a_name_or_an_address_and_x_ban_host_matches_only_its_hosts() {
+        assert_eq!(
+            purge_host("PREP.example.mx.").as_deref(),
+            Some("prep.example.mx")
+        );
+        assert_eq!(purge_host("10.0.0.5").as_deref(), Some("10.0.0.5"));
+        assert_eq!(purge_host("[::1]").as_deref(), Some("[::1]"));
+        for bad in [
+            "",
+            "*.example.mx",
+            "prep.example.mx:443",
+            "https://prep.example.mx/",
+            "prep.example.mx/prep",
+            "prep.example.mx?x",
+            "user@prep.example.mx",
+            "prep example",
+        ] {
+            assert_eq!(purge_host(bad), None, "{bad:?}");
+        }
+        let settings = PurgeSettings {
+            urls: Vec::new(),
+            method: PurgeMethod::Ban,
+            hosts: vec![
+                "prep.example.mx".to_owned(),
+                "www.prep.example.mx".to_owned(),
+            ],
+        };
+        let ban_host = regex::Regex::new(&settings.ban_host()).unwrap();
+        for host in [
+            "prep.example.mx",
+            "PREP.Example.MX",
+            "www.prep.example.mx:8080",
+            "prep.example.mx.",
+        ] {
+            assert!(ban_host.is_match(host), "{host}");
+        }
+        for host in [
+            "example.mx",
+            "prepXexample.mx",
+            "prep.example.mx.evil",
+            "x.prep.example.mx",
+        ] {
+            assert!(!ban_host.is_match(host), "{host}");
         }
     }
 }

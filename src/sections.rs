@@ -165,6 +165,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("setting `sftp_allow`: "), "{err}");
+        // A purge names the public site's hosts: `purge_host`, or else `acme_domains`.
+        let purge = |extra: &[(&str, Vec<&str>)]| {
+            let mut t = toml::Table::new();
+            t.insert(
+                "purge_url".into(),
+                toml::Value::from(vec!["http://10.0.0.5:6081/"]),
+            );
+            for (setting, value) in extra {
+                t.insert((*setting).into(), toml::Value::from(value.clone()));
+            }
+            if t.contains_key("acme_domains") {
+                t.insert("tls_listen".into(), toml::Value::from(vec!["127.0.0.1:0"]));
+            }
+            with(Settings::deserialize(t).unwrap())
+        };
+        for extra in [vec![], vec![("purge_host", vec!["prep.example.mx:443"])]] {
+            let err = purge(&extra).unwrap_err().to_string();
+            assert!(err.starts_with("setting `purge_host`: "), "{err}");
+        }
+        let hosts = |extra: &[(&str, Vec<&str>)]| purge(extra).unwrap().purge.unwrap().hosts;
+        assert_eq!(
+            hosts(&[("acme_domains", vec!["prep.example.mx"])]),
+            ["prep.example.mx"]
+        );
+        assert_eq!(
+            hosts(&[
+                ("acme_domains", vec!["prep.example.mx"]),
+                ("purge_host", vec!["PREP.example.mx", "10.0.0.80"])
+            ]),
+            ["prep.example.mx", "10.0.0.80"]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::webservers::{Varnish, varnish_installed};
 use crate::support::*;
 
 /// What every public response carries for caches: `Date`, and never `Age`.
@@ -289,6 +290,8 @@ fn caches_are_purged_after_each_corte_and_notice_change() {
             &refusing.url(),
             "--purge-url",
             &silent.url(),
+            "--purge-host",
+            "prep.example.mx",
         ],
     );
     let purge_warnings = || -> Vec<serde_json::Value> {
@@ -372,7 +375,15 @@ fn caches_are_purged_after_each_corte_and_notice_change() {
 #[test]
 fn a_cache_that_failed_the_purge_is_purged_again_once_it_answers_without_a_new_corte() {
     let cache = Recorder::start(503);
-    let (_dir, server) = serving(&["--purge-url", &cache.url()], &[]);
+    let (_dir, server) = serving(
+        &[
+            "--purge-url",
+            &cache.url(),
+            "--purge-host",
+            "prep.example.mx",
+        ],
+        &[],
+    );
     cache.wait_heads(1);
     let failing = wait_events(&server, "warning", 1);
     assert_eq!(failing[0]["detail"]["check"], "purge", "{failing:?}");
@@ -402,11 +413,141 @@ fn a_cache_that_failed_the_purge_is_purged_again_once_it_answers_without_a_new_c
     );
 }
 
+/// The VCL of README.md's "Purge." paragraph, exactly as documented, with its ACL naming
+/// loopback, after a backend at `127.0.0.1:<port>`.
+fn readme_purge_vcl(port: u16) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let purge = &readme[readme.find("\nPurge. ").expect("README's Purge paragraph")..];
+    let start = purge
+        .find("```vcl\n")
+        .expect("a VCL example in README's Purge paragraph")
+        + 7;
+    let vcl = &purge[start..start + purge[start..].find("```").unwrap()];
+    let nodes = r#"acl difusores { "10.0.0.11"; "10.0.0.12"; }"#;
+    assert!(
+        vcl.contains(nodes),
+        "README's VCL no longer holds {nodes:?}: {vcl}"
+    );
+    format!(
+        "vcl 4.1;\nbackend difusor {{ .host = \"127.0.0.1\"; .port = \"{port}\"; }}\n{}",
+        vcl.replace(nodes, r#"acl difusores { "127.0.0.1"; }"#)
+    )
+}
+
+#[test]
+fn a_purge_drops_only_this_sites_files_from_a_cache_that_holds_other_sites() {
+    if !varnish_installed() {
+        return;
+    }
+    let origin = ReservedPort::hold();
+    let varnish = Varnish::with_vcl(&readme_purge_vcl(origin.port));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(
+        &dir.path().join("d"),
+        origin.port,
+        &[
+            "--purge-url",
+            &varnish.url(),
+            "--purge-host",
+            "prep.example.mx",
+        ],
+    );
+    let bans = || {
+        varnish
+            .admin(&["ban.list"])
+            .lines()
+            .filter(|l| l.contains(" ~ "))
+            .count()
+    };
+    drop_file(
+        &server.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package(
+            "20240602_2000",
+            &[("css/estilo.css", b"body { color: #333; }")],
+        ),
+    );
+    server.wait_corte("20240602_2000");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bans() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            varnish.admin(&["ban.list"])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Varnish found the origin refusing connections before it started: it tries again
+    // after a while.
+    while curl(&format!("{}json/main.json", varnish.url()), &[]).status != 200 {
+        assert!(Instant::now() < deadline, "Varnish never reached difusor");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The same cache holds this site's file and another site's (here from the same
+    // backend): both stored (`public, max-age=60`), the second request of each a hit.
+    let css = format!("{}css/estilo.css", varnish.url());
+    let get = |host: &str| curl(&css, &["-H", &format!("Host: {host}")]);
+    let hit = |r: &Response| r.header("x-varnish").map(|v| v.split_whitespace().count()) == Some(2);
+    for host in ["prep.example.mx", "www.periodico.example.mx"] {
+        let first = get(host);
+        assert_eq!(
+            first.status,
+            200,
+            "{host}: {:?} {}",
+            first.headers,
+            first.text()
+        );
+        let again = get(host);
+        assert!(hit(&again), "{host} not stored: {:?}", again.headers);
+    }
+
+    // A new corte: this site's file is fetched again, the other site's stays stored.
+    drop_file(
+        &server.entrada(),
+        "20240602_2015_PREP.zip",
+        &site_package(
+            "20240602_2015",
+            &[("css/estilo.css", b"body { color: #000; }")],
+        ),
+    );
+    server.wait_corte("20240602_2015");
+    loop {
+        let ours = get("PREP.example.mx:80");
+        if ours.text() == "body { color: #000; }" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "this site's file still stored after the purge: {:?}; {}",
+            ours.headers,
+            varnish.admin(&["ban.list"])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = get("www.periodico.example.mx");
+    assert!(
+        hit(&other),
+        "the other site's file was dropped by the purge: {:?}",
+        other.headers
+    );
+    assert_eq!(other.text(), "body { color: #333; }");
+}
+
 #[test]
 fn purge_method_can_be_purge() {
     let cache = Recorder::start(200);
     let (_dir, _server) = serving(
-        &["--purge-url", &cache.url(), "--purge-method", "PURGE"],
+        &[
+            "--purge-url",
+            &cache.url(),
+            "--purge-method",
+            "PURGE",
+            "--purge-host",
+            "prep.example.mx",
+        ],
         &[],
     );
     let heads = cache.wait_heads(1);

@@ -21,10 +21,12 @@ vcl 4.1;
 #   `stale-if-error` allows (the `stale_if_error` setting), and `json/main.json` gets a 503
 #   that is not stored either;
 # - `BAN` or `PURGE` from a node (its `purge_url` and `purge_method`: `BAN /` with
-#   `X-Ban-Url: .` after each corte and each notice change) removes every stored file whose
-#   path matches the regular expression in `X-Ban-Url`; without that header, `BAN` removes
-#   the paths that begin with the request's path and `PURGE` the one path it names. Only
-#   the nodes may send either.
+#   `X-Ban-Url: .` and `X-Ban-Host` after each corte and each notice change) removes every
+#   stored file whose path matches the regular expression in `X-Ban-Url` and whose host
+#   matches the one in `X-Ban-Host` (the nodes' `purge_host`): the other sites this Varnish
+#   may hold are left alone. Without `X-Ban-Url`, `BAN` removes the paths of the request's
+#   host that begin with the request's path and `PURGE` the one path it names. Only the
+#   nodes may send either.
 
 import std;
 
@@ -62,9 +64,12 @@ sub vcl_recv {
             return (purge);
         }
         if (req.http.X-Ban-Url) {
-            ban("obj.http.X-Url ~ " + req.http.X-Ban-Url);
+            if (!req.http.X-Ban-Host) {
+                return (synth(400, "X-Ban-Host missing"));
+            }
+            ban("obj.http.X-Host ~ " + req.http.X-Ban-Host + " && obj.http.X-Url ~ " + req.http.X-Ban-Url);
         } else {
-            ban("obj.http.X-Url ~ ^" + req.url);
+            ban("obj.http.X-Host == " + req.http.host + " && obj.http.X-Url ~ ^" + req.url);
         }
         return (synth(200, "Banned"));
     }
@@ -96,7 +101,8 @@ sub vcl_recv {
 }
 
 sub vcl_backend_response {
-    # The path, for bans the ban lurker can apply in the background.
+    # The host and the path, for bans the ban lurker can apply in the background.
+    set beresp.http.X-Host = bereq.http.host;
     set beresp.http.X-Url = bereq.url;
     if (bereq.uncacheable) {
         return (deliver);
@@ -157,5 +163,6 @@ sub vcl_synth {
 }
 
 sub vcl_deliver {
+    unset resp.http.X-Host;
     unset resp.http.X-Url;
 }
