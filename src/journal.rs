@@ -82,13 +82,16 @@ pub(crate) enum EventKind {
     Archived,
     /// A package passed every check; the detail says which evidence it had.
     Verified,
-    /// Evidence came after its package was taken and matches it: a `.sha256` sidecar that
-    /// gives its digest, or a `.minisig` signature that verifies it with a configured key. Its
-    /// text, and when the package was taken. The package is not checked or changed again.
+    /// Evidence came after its package was taken, alone or with its bytes again (a
+    /// duplicate, `"duplicate": true`), and matches it: a `.sha256` sidecar that gives its
+    /// digest, or a `.minisig` signature that verifies it with a configured key. Its text,
+    /// and when the package was taken. The package is not checked or changed again.
     EvidenceLate,
     /// A corte went live.
     Published,
-    /// A package already published arrived again.
+    /// A package already published (or archived as older) arrived again; what became of
+    /// each evidence file that came with it (`"evidence"`: kept already, journaled as
+    /// `evidence-late`, or, with its text, why it does not match).
     Duplicate,
     /// A package older than the live corte was archived and not published.
     Older,

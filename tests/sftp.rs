@@ -2291,6 +2291,59 @@ fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upl
     assert_eq!(events(&s.server, "evidence-late").len(), 1);
 }
 
+/// The institute sends over SFTP, signature and sidecar first, a corte it had left in the
+/// intake folder without them: the same bytes are a duplicate, nothing live changes, and the
+/// evidence is not dropped with them. The signature verifies them: it is journaled as their
+/// evidence (`evidence-late`, whole, with the client). The sidecar gives another digest: it
+/// is journaled whole, as not matching, on the `duplicate` entry.
+#[test]
+fn evidence_put_with_a_package_already_published_is_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let s = start(
+        tmp.path(),
+        &[
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let name = "PREP_20240602_2000.zip";
+    let minisig = format!("{name}.minisig");
+    let pkg = site_package("20240602_2000", &[]);
+    drop_file(&s.server.entrada(), name, &pkg);
+    s.server.wait_corte("20240602_2000");
+
+    let local = s.local(name, &pkg);
+    let signature = minisign_signature(&secret, name, &pkg);
+    let signature_local = local.with_file_name(&minisig);
+    std::fs::write(&signature_local, &signature).unwrap();
+    let wrong = corpus::sum_line(b"otros bytes", name);
+    let sidecar_local = local.with_file_name(format!("{name}.sha256"));
+    std::fs::write(&sidecar_local, &wrong).unwrap();
+    let out = s.batch(&format!(
+        "put {}\nput {}\nput {}\n",
+        signature_local.display(),
+        sidecar_local.display(),
+        local.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let detail = late_evidence_from_sftp(&s.server, &pkg);
+    assert_eq!(detail["evidence"], minisig.as_str(), "{detail}");
+    assert_eq!(detail["signature"], signature.as_str(), "{detail}");
+    assert_eq!(detail["duplicate"], true, "{detail}");
+    let duplicate = wait_events(&s.server, "duplicate", 1);
+    let said = &duplicate[0]["detail"]["evidence"];
+    let sidecar = (said.as_array().into_iter().flatten())
+        .find(|e| e["evidence"] == format!("{name}.sha256"))
+        .unwrap_or_else(|| panic!("{duplicate:#?}"));
+    assert_eq!(sidecar["matches"], false, "{sidecar}");
+    assert_eq!(sidecar["sidecar"], wrong.as_str(), "{sidecar}");
+    assert_eq!(s.server.status()["counts"]["published"], 1);
+    assert!(events(&s.server, "rejected").is_empty());
+}
+
 /// The space kept free on the data folder's disk (`min_free_space`) is never taken by an
 /// upload: with a reserve larger than any disk, a `put` fails at its first write, the client
 /// is refused, the session's entry says why in plain words, nothing of the upload is kept and

@@ -1066,6 +1066,66 @@ fn a_signature_sent_after_its_package_is_journaled_and_not_read_with_the_next_up
     assert!(events(&server, "rejected").is_empty());
 }
 
+/// The institute sends a corte again because its first upload lacked the signature: the same
+/// bytes, now with a `.minisig` beside them. The package is a duplicate and nothing live
+/// changes, but the evidence that came with it is not dropped with it: a signature that
+/// verifies it is journaled as its evidence (`evidence-late`, whole), and a sidecar that gives
+/// another digest is journaled, whole and as not matching, on the `duplicate` entry.
+#[test]
+fn evidence_sent_again_with_a_package_already_published_is_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--settle",
+            "1s",
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let entrada = server.entrada();
+    let name = "PREP_20240602_2000.zip";
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&entrada, name, &first);
+    server.wait_corte("20240602_2000");
+
+    let signature = minisign_signature(&secret, name, &first);
+    drop_file(&entrada, &format!("{name}.minisig"), signature.as_bytes());
+    drop_file(&entrada, name, &first);
+    let duplicate = wait_events(&server, "duplicate", 1);
+    assert_eq!(
+        duplicate[0]["package"],
+        sha256_hex(&first),
+        "{duplicate:#?}"
+    );
+    let late = wait_events(&server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&first), "{late:#?}");
+    let detail = &late[0]["detail"];
+    assert_eq!(detail["channel"], "watch", "{detail}");
+    assert_eq!(detail["matches"], true, "{detail}");
+    assert_eq!(detail["signature"], signature.as_str(), "{detail}");
+    assert_eq!(detail["evidence"], format!("{name}.minisig"), "{detail}");
+
+    // Sent once more with a sidecar that gives another digest: said on the duplicate entry,
+    // whole, and never taken for the package's evidence.
+    let wrong = corpus::sum_line(b"otros bytes", name);
+    drop_file(&entrada, &format!("{name}.sha256"), wrong.as_bytes());
+    drop_file(&entrada, name, &first);
+    let duplicate = wait_events(&server, "duplicate", 2);
+    let sidecar = (duplicate.iter())
+        .flat_map(|d| d["detail"]["evidence"].as_array().into_iter().flatten())
+        .find(|e| e["evidence"] == format!("{name}.sha256"))
+        .unwrap_or_else(|| panic!("{duplicate:#?}"));
+    assert_eq!(sidecar["matches"], false, "{sidecar}");
+    assert_eq!(sidecar["sidecar"], wrong.as_str(), "{sidecar}");
+    assert_eq!(events(&server, "evidence-late").len(), 1);
+    assert_eq!(server.status()["counts"]["published"], 1);
+    assert!(events(&server, "rejected").is_empty());
+}
+
 /// A sidecar written while its package is being taken (after the package was read, with no
 /// evidence beside it) is not removed with the package, unread: it stays, and is journaled
 /// as the package's evidence come late.

@@ -21,13 +21,11 @@
 //! upload of its name, as before: it may be the evidence of a corrected package sent
 //! evidence first.
 //!
-//! A signature come late is not kept in the archive beside its package: the evidence beside
-//! a verified package is what it was verified with ([`crate::archive`]), as the journal's
-//! `verified` entry says, and this signature was not. Kept there, it would be checked again
-//! at every start with the keys of that day (a key retired since would fail it, and it would
-//! be set aside with a warning that it came from another delivery), and it would be served
-//! to replicas beside the package as if the package had been checked with it. The journal's
-//! `evidence-late` entry is its record.
+//! The check and the `evidence-late` entry are the publisher's ([`crate::publisher`]'s
+//! `late`), which checks the same way the evidence that comes with a package already taken
+//! (a duplicate). A signature come late is not kept in the archive beside its package: the
+//! evidence beside a verified package is what it was verified with ([`crate::archive`]); the
+//! journal's `evidence-late` entry is its record.
 //!
 //! With no `minisign_keys` nothing can verify a signature: one that comes late stays. That is
 //! harmless: with no key a signature is only `unchecked` with the next upload of its name, and
@@ -52,7 +50,6 @@
 //!   it takes packages all the same.
 
 use std::collections::VecDeque;
-use std::io::{self, Read};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
@@ -60,12 +57,11 @@ use minisign_verify::PublicKey;
 use serde_json::json;
 
 use super::Channel;
-use super::file::open_regular;
 use crate::archive::Archive;
 use crate::hash::Sha256;
-use crate::journal::{EventKind, Journal};
-use crate::package::{EvidenceFile, PackageName, sidecar_digest, verify_signature};
-use crate::publisher::Outcome;
+use crate::journal::Journal;
+use crate::package::{EvidenceFile, PackageName};
+use crate::publisher::{Late, Outcome};
 
 /// How many packages taken are remembered, the latest of each name.
 const KEPT: usize = 256;
@@ -88,25 +84,6 @@ pub(crate) struct SignatureCheck {
     pub(crate) archive: Archive,
     /// The most bytes of the package that are read.
     pub(crate) max_bytes: u64,
-}
-
-/// Evidence that matches the package taken under its name before it came.
-#[derive(Debug)]
-pub(crate) struct Late {
-    package: PackageName,
-    sha256: Sha256,
-    taken_at: Timestamp,
-    text: String,
-    kind: LateKind,
-}
-
-/// Which evidence came late.
-#[derive(Debug)]
-enum LateKind {
-    /// A `.sha256` sidecar giving the package's digest.
-    Sidecar,
-    /// A `.minisig` signature that verifies the package; its trusted comment.
-    Signature(String),
 }
 
 impl Taken {
@@ -195,16 +172,7 @@ impl Taken {
     /// Whether `sidecar`, the `.sha256` of `package`, gives the digest of the package last
     /// taken under that name: then it is that package's evidence, come late.
     fn late(&self, package: &PackageName, sidecar: &EvidenceFile) -> Option<Late> {
-        let text = sidecar.text()?;
-        let digest = sidecar_digest(&text, package.as_str()).ok()?;
-        let (sha256, taken_at) = self.last(package)?;
-        (sha256 == digest).then(|| Late {
-            package: package.clone(),
-            sha256,
-            taken_at,
-            text,
-            kind: LateKind::Sidecar,
-        })
+        Late::sidecar(package, self.last(package)?, sidecar).ok()
     }
 
     /// Whether `signature`, the `.minisig` of `package`, verifies with one of `check`'s keys
@@ -220,97 +188,23 @@ impl Taken {
         if check.keys.is_empty() {
             return None;
         }
-        let text = signature.text()?;
-        let (sha256, taken_at) = self.last(package)?;
-        let path = check.archive.locate(sha256)?;
-        let open = || -> io::Result<io::Take<std::fs::File>> {
-            let file = open_regular(&path)?;
-            if file.metadata()?.len() > check.max_bytes {
-                return Err(io::Error::other(
-                    "the archived package is larger than max_package_bytes",
-                ));
-            }
-            Ok(file.take(check.max_bytes))
-        };
-        match verify_signature(&text, &check.keys, open) {
-            Ok(trusted_comment) => Some(Late {
-                package: package.clone(),
-                sha256,
-                taken_at,
-                text,
-                kind: LateKind::Signature(trusted_comment),
-            }),
-            Err(e) => {
-                tracing::debug!(%package, error = %e, "a signature with no package beside it does not verify the package taken last under its name; it stays");
+        let taken = self.last(package)?;
+        let path = check.archive.locate(taken.0)?;
+        let archived = (path.as_path(), check.max_bytes);
+        match Late::signature(package, taken, signature, &check.keys, archived) {
+            Ok(late) => Some(late),
+            Err(reason) => {
+                tracing::debug!(%package, %reason, "a signature with no package beside it does not verify the package taken last under its name; it stays");
                 None
             }
         }
     }
 }
 
-impl Late {
-    /// What the evidence says of its package, for its sender: `gives the digest of`.
-    pub(crate) fn says(&self) -> &'static str {
-        match self.kind {
-            LateKind::Sidecar => "gives the digest of",
-            LateKind::Signature(_) => "is a valid signature of",
-        }
-    }
-
-    /// Journals the evidence come late (`evidence-late`), as it was sent, for the package it
-    /// matches; `origin` names the SFTP client when known.
-    pub(crate) fn record(&self, journal: &Journal, channel: Channel, origin: Option<&str>) {
-        let package = &self.package;
-        let mut detail = json!({
-            "channel": channel, "origin": origin, "matches": true,
-            "taken_at": self.taken_at.to_string(),
-        });
-        match &self.kind {
-            LateKind::Sidecar => {
-                let evidence = format!("{package}.sha256");
-                tracing::info!(
-                    %package,
-                    "a sidecar came after its package was taken; it gives the package's digest"
-                );
-                detail["sidecar"] = json!(self.text);
-                detail["note"] = json!(format!(
-                    "{evidence} came after {package} was taken, and gives its digest: this \
-                     copy was not read with the package (the package's `verified` entry says \
-                     what it was checked against before it was published or archived), and it \
-                     is kept in this entry, not in the archive; send the sidecar before its \
-                     package to have it checked first"
-                ));
-                detail["evidence"] = json!(evidence);
-            }
-            LateKind::Signature(trusted_comment) => {
-                let evidence = format!("{package}.minisig");
-                tracing::info!(
-                    %package,
-                    "a signature came after its package was taken; it verifies the package"
-                );
-                detail["signature"] = json!(self.text);
-                detail["trusted_comment"] = json!(trusted_comment);
-                detail["note"] = json!(format!(
-                    "{evidence} came after {package} was taken, and is a valid signature of \
-                     it by a configured key: this copy was not read with the package (the \
-                     package's `verified` entry says what it was checked against before it \
-                     was published or archived), and it is kept in this entry, not in the \
-                     archive; send the signature before its package to have it checked first"
-                ));
-                detail["evidence"] = json!(evidence);
-            }
-        }
-        let _ = journal.record(
-            EventKind::EvidenceLate,
-            Some((self.sha256, package.as_str())),
-            detail,
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::EventKind;
 
     fn published(bytes: &[u8]) -> Outcome {
         Outcome::Published {

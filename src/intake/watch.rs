@@ -42,7 +42,9 @@
 //! # Guarantees
 //! - A half-written file is never taken by this channel's rules above.
 //! - Each file is handed over once. After the publisher has archived it, it and the evidence
-//!   read with it leave the folder (the archive holds them), unless another file was put
+//!   read with it leave the folder (the archive holds them; evidence that came with bytes
+//!   already taken, a duplicate, is in the journal instead, checked against them: see
+//!   [`crate::publisher`]'s `late`), unless another file was put
 //!   under its name meanwhile: that one stays and is taken in turn. Evidence written after
 //!   it was read is not removed with it, unread. A `.sha256` that gives the digest of the
 //!   package taken last under its name, or a `.minisig` that verifies that package with a

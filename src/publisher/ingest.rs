@@ -80,7 +80,8 @@ impl Publisher {
         }
         // Kept as the sender sent it, in place of what an earlier delivery of the same bytes
         // left: what the package is verified with. One too large to be read is not kept, and
-        // refuses the package when it is verified.
+        // refuses the package when it is verified. Bytes that verified before keep the
+        // evidence they were verified with: a duplicate's is journaled ([`late`]).
         for (ext, file) in [("sha256", &r.sidecar), ("minisig", &r.signature)] {
             let bytes = file.as_ref().and_then(EvidenceFile::bytes);
             if let Err(e) = self.archive.store_evidence(&stored, ext, bytes) {
@@ -112,11 +113,13 @@ impl Publisher {
             previous,
             Some(PackageState::Published | PackageState::Older)
         ) {
+            // Not verified again, but what came with it is checked and said, never dropped.
+            let evidence = self.duplicate_evidence(&job);
             self.event(
                 EventKind::Duplicate,
                 pkg_ref,
                 json!({
-                    "channel": r.channel, "previous_outcome": previous,
+                    "channel": r.channel, "previous_outcome": previous, "evidence": evidence,
                 }),
             );
             return Outcome::Duplicate {

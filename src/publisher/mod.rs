@@ -57,6 +57,11 @@
 //! an interrupted attempt. While such failures go on, [`OurFaults`] says so (`/status`
 //! `intake_failing`): in memory, since the journal may be what fails.
 //!
+//! # Evidence for a package already taken
+//! Bytes already published or archived as older that arrive again (a duplicate) are not
+//! verified or published again, but the evidence that comes with them is never dropped: it
+//! is checked against them and journaled ([`late`]), never put in the archive.
+//!
 //! # Memory
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
 //! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.
@@ -69,8 +74,11 @@
 //! contradicts a summary. Site packages are not inspected.
 
 mod ingest;
+mod late;
 mod rebuild;
 mod rollback;
+
+pub(crate) use late::Late;
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;

@@ -10,7 +10,9 @@
 //! publisher ([`PublisherHandle::ingest`](crate::publisher::PublisherHandle::ingest),
 //! channel `sftp`) when the file is closed, or, for a hidden name (`.name.part`), once the
 //! client renames it to its final name. A `<name>.sha256` or `<name>.minisig` uploaded in the
-//! same session before the package goes with it as evidence. Evidence uploaded after its
+//! same session before the package goes with it as evidence (with bytes already taken, a
+//! duplicate, it is checked against them and journaled, never dropped:
+//! [`crate::publisher`]'s `late`). Evidence uploaded after its
 //! package that matches the package last taken under its name (a `.sha256` giving its digest,
 //! a `.minisig` that verifies it with a configured key, checked off the async threads) is
 //! journaled as that package's evidence come late (`evidence-late`, [`crate::intake`]'s
