@@ -32,9 +32,9 @@
 //!   this one has none of that kind), and it moves with that copy. A rejected delivery's
 //!   evidence stays with the rejected copy (the last rejected delivery's, when the same bytes
 //!   were rejected more than once) and never joins a verified package. Evidence that comes
-//!   with bytes that verified before (a duplicate) is not written beside them: the publisher
-//!   checks it and journals it (`evidence-late` when it matches, on the `duplicate` entry
-//!   otherwise).
+//!   with bytes that verified before (a duplicate, a held package sent again) is not written
+//!   beside them: the publisher checks it and journals it (`evidence-late` when it matches,
+//!   on the `duplicate` entry or in a warning otherwise).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

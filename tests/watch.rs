@@ -1234,3 +1234,63 @@ fn a_package_whose_sidecar_cannot_be_opened_is_not_taken_without_it() {
     assert_eq!(rejected.len(), 1, "{rejected:#?}");
     assert_eq!(server.live_corte(), None);
 }
+
+/// A held package (its corte ahead of the clock: verified, archived, waiting for an operator)
+/// sent again with evidence: it keeps the evidence it was verified with and stays held. A
+/// signature that verifies it is journaled as its evidence (`evidence-late`, whole), not
+/// lost; a sidecar that gives another digest is journaled, whole, as a warning, and does not
+/// turn the held package into a rejected one.
+#[test]
+fn evidence_sent_again_with_a_held_package_is_journaled_and_does_not_reject_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let data = tmp.path().join("data");
+    let server = Server::start(
+        &data,
+        &[
+            "--corte-future-margin",
+            "5m",
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let entrada = server.entrada();
+    let name = "PREP_20990602_2000.zip";
+    let pkg = site_package("20990602_2000", &[]);
+    drop_file(&entrada, name, &pkg);
+    wait_events(&server, "held", 1);
+
+    let signature = minisign_signature(&secret, name, &pkg);
+    drop_file(&entrada, &format!("{name}.minisig"), signature.as_bytes());
+    drop_file(&entrada, name, &pkg);
+    wait_events(&server, "held", 2);
+    let late = wait_events(&server, "evidence-late", 1);
+    assert_eq!(late[0]["package"], sha256_hex(&pkg), "{late:#?}");
+    assert_eq!(
+        late[0]["detail"]["signature"],
+        signature.as_str(),
+        "{late:#?}"
+    );
+    let verified = events(&server, "verified");
+    assert!(
+        (verified.iter()).all(|v| v["detail"]["evidence"]["signature"] == "absent"),
+        "verified with a signature the archive does not keep: {verified:#?}"
+    );
+
+    let wrong = corpus::sum_line(b"otros bytes", name);
+    drop_file(&entrada, &format!("{name}.sha256"), wrong.as_bytes());
+    drop_file(&entrada, name, &pkg);
+    wait_events(&server, "held", 3);
+    assert!(events(&server, "rejected").is_empty());
+    let warnings = events(&server, "warning");
+    let said = (warnings.iter())
+        .filter_map(|w| w["detail"]["evidence"].as_array())
+        .flatten()
+        .find(|e| e["evidence"] == format!("{name}.sha256"))
+        .unwrap_or_else(|| panic!("{warnings:#?}"));
+    assert_eq!(said["matches"], false, "{said}");
+    assert_eq!(said["sidecar"], wrong.as_str(), "{said}");
+    assert_eq!(server.status()["counts"]["held"], 1);
+}

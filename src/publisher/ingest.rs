@@ -160,13 +160,23 @@ impl Publisher {
             return self.set_aside(&job, attempts - 1);
         }
 
+        // Bytes that verified before (held) are verified again with the evidence the archive
+        // keeps beside them, what they were verified with; what came with this delivery is
+        // checked against them and journaled, never taken in its place.
+        let (sidecar, signature) = if job.stored.path == self.archive.path_of(sha) {
+            self.evidence_again(&job);
+            let archived = |ext| self.archive.read_evidence(&job.stored.path, ext);
+            (archived("sha256"), archived("minisig"))
+        } else {
+            (r.sidecar.clone(), r.signature.clone())
+        };
         let incoming = Incoming {
             name: r.name.to_string(),
             path: job.stored.path.clone(),
             sha256: sha,
             size: job.stored.size,
-            sidecar: r.sidecar.clone(),
-            signature: r.signature.clone(),
+            sidecar,
+            signature,
         };
         let pkg = match package::verify(&incoming, &self.package.evidence, &self.package.limits) {
             Ok(pkg) => pkg,

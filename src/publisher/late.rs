@@ -5,8 +5,10 @@
 //! order; [`crate::intake`]'s channels find it and say which package it may be for), or with
 //! a delivery of bytes already published or archived as older (the institute sends a corte
 //! again because its first upload lacked its signature, or over a second channel): a
-//! duplicate, which is not verified or published again ([`Publisher::duplicate_evidence`]).
-//! Either way the package is not changed, published again or rejected for it.
+//! duplicate, which is not verified or published again ([`Publisher::duplicate_evidence`]),
+//! or a held package sent again, which is verified again with the evidence the archive keeps
+//! beside it ([`Publisher::evidence_again`]). Either way the package is not changed, published
+//! again or rejected for it.
 //!
 //! Evidence that matches (a sidecar that gives the package's digest, a signature that
 //! verifies, with one of `minisign_keys`, the package's bytes as the archive keeps them) is
@@ -23,8 +25,9 @@
 //!   keeps beside the package, byte for byte, is named on the `duplicate` entry; evidence
 //!   that matches is journaled `evidence-late`; any other (a digest of other bytes, a
 //!   signature that does not verify, one that no key can check, a file too large to read) is
-//!   journaled whole on the `duplicate` entry with `"matches": false` or `null` and why. None
-//!   of it replaces what the archive keeps, and nothing live changes.
+//!   journaled whole on the `duplicate` entry with `"matches": false` or `null` and why (for
+//!   a held package sent again, in a `warning`, `"check": "evidence"`). None of it replaces
+//!   what the archive keeps or what a package is verified with, and nothing live changes.
 //! - Checking a signature reads the archived package once, opened as a regular file (never
 //!   through a link), only when the signature names a configured key, and never more than
 //!   `max_package_bytes` of it.
@@ -238,5 +241,24 @@ impl Publisher {
             }
         }
         said
+    }
+
+    /// Checks the evidence that came with `job`, a delivery of bytes that verified before but
+    /// are not a duplicate (held: they are taken again, with the evidence the archive keeps),
+    /// as [`Publisher::duplicate_evidence`] does; what does not match is journaled whole as a
+    /// warning (`"check": "evidence"`).
+    pub(super) fn evidence_again(&self, job: &Job<'_>) {
+        let said = self.duplicate_evidence(job);
+        if said.iter().all(|e| e["matches"] == true) {
+            return;
+        }
+        let warning = "evidence sent with a package that verified before does not match it, \
+                       or cannot be checked: the package keeps the evidence it was verified \
+                       with";
+        self.warn(
+            job.pkg_ref(),
+            warning,
+            json!({"check": "evidence", "channel": job.received.channel, "evidence": said}),
+        );
     }
 }

@@ -60,7 +60,9 @@
 //! # Evidence for a package already taken
 //! Bytes already published or archived as older that arrive again (a duplicate) are not
 //! verified or published again, but the evidence that comes with them is never dropped: it
-//! is checked against them and journaled ([`late`]), never put in the archive.
+//! is checked against them and journaled ([`late`]), never put in the archive. A held
+//! package sent again is taken again, verified with the evidence the archive keeps beside
+//! it; the evidence sent with it is checked and journaled the same way, and never rejects it.
 //!
 //! # Memory
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
