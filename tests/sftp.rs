@@ -2233,6 +2233,22 @@ fn a_sidecar_put_after_a_crash_is_journaled_as_the_evidence_of_the_package_taken
     assert!(rejected.is_empty(), "{rejected:#?}");
 }
 
+/// [`start`] with one key that verifies signatures when they come (`evidence_signature =
+/// "if-present"`), and its secret key.
+fn start_checking_signatures_if_present(tmp: &Path) -> (Sftp, minisign::SecretKey) {
+    let (public, secret) = minisign_keys(&tmp.join("keys"));
+    let s = start(
+        tmp,
+        &[
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    (s, secret)
+}
+
 /// `mput` sends `X.zip` before `X.zip.minisig`: the package is taken when it is closed,
 /// without its signature (`evidence_signature = "if-present"`). The signature that follows
 /// and verifies it with a configured key is journaled as that package's evidence, come late,
@@ -2243,16 +2259,7 @@ fn a_sidecar_put_after_a_crash_is_journaled_as_the_evidence_of_the_package_taken
 #[test]
 fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upload() {
     let tmp = tempfile::tempdir().unwrap();
-    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
-    let s = start(
-        tmp.path(),
-        &[
-            "--evidence-signature",
-            "if-present",
-            "--minisign-keys",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (s, secret) = start_checking_signatures_if_present(tmp.path());
     let name = "PREP_20240602_2000.zip";
     let minisig = format!("{name}.minisig");
     let pkg = site_package("20240602_2000", &[]);
@@ -2299,16 +2306,7 @@ fn a_signature_put_after_its_package_is_journaled_and_not_read_with_the_next_upl
 #[test]
 fn evidence_put_with_a_package_already_published_is_journaled() {
     let tmp = tempfile::tempdir().unwrap();
-    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
-    let s = start(
-        tmp.path(),
-        &[
-            "--evidence-signature",
-            "if-present",
-            "--minisign-keys",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (s, secret) = start_checking_signatures_if_present(tmp.path());
     let name = "PREP_20240602_2000.zip";
     let minisig = format!("{name}.minisig");
     let pkg = site_package("20240602_2000", &[]);

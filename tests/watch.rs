@@ -988,6 +988,31 @@ fn assert_late_evidence_taken(
     }
 }
 
+/// The name of the corte [`signed_if_present_with_a_corte`] publishes.
+const FIRST_NAME: &str = "PREP_20240602_2000.zip";
+
+/// A server in `tmp` that checks signatures when they come (`evidence_signature =
+/// "if-present"`, one key, a settle of 1 s), with the secret key, once it published
+/// [`FIRST_NAME`], unsigned: the package returned.
+fn signed_if_present_with_a_corte(tmp: &std::path::Path) -> (Server, minisign::SecretKey, Vec<u8>) {
+    let (public, secret) = minisign_keys(&tmp.join("keys"));
+    let server = Server::start(
+        &tmp.join("data"),
+        &[
+            "--settle",
+            "1s",
+            "--evidence-signature",
+            "if-present",
+            "--minisign-keys",
+            public.to_str().unwrap(),
+        ],
+    );
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&server.entrada(), FIRST_NAME, &first);
+    server.wait_corte("20240602_2000");
+    (server, secret, first)
+}
+
 /// rsync and `mput` send `X.zip` before `X.zip.minisig`: under `evidence_signature =
 /// "if-present"` the package is taken at once, without it. The signature that comes after
 /// and verifies the package with a configured key is journaled as that package's evidence,
@@ -998,25 +1023,11 @@ fn assert_late_evidence_taken(
 #[test]
 fn a_signature_sent_after_its_package_is_journaled_and_not_read_with_the_next_upload() {
     let tmp = tempfile::tempdir().unwrap();
-    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
+    let (server, secret, first) = signed_if_present_with_a_corte(tmp.path());
     let (_, other_secret) = minisign_keys(&tmp.path().join("other-keys"));
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &[
-            "--settle",
-            "1s",
-            "--evidence-signature",
-            "if-present",
-            "--minisign-keys",
-            public.to_str().unwrap(),
-        ],
-    );
     let entrada = server.entrada();
-    let name = "PREP_20240602_2000.zip";
+    let name = FIRST_NAME;
     let minisig = format!("{name}.minisig");
-    let first = site_package("20240602_2000", &[]);
-    drop_file(&entrada, name, &first);
-    server.wait_corte("20240602_2000");
     let signature = minisign_signature(&secret, name, &first);
     drop_file(&entrada, &minisig, signature.as_bytes());
 
@@ -1074,23 +1085,9 @@ fn a_signature_sent_after_its_package_is_journaled_and_not_read_with_the_next_up
 #[test]
 fn evidence_sent_again_with_a_package_already_published_is_journaled() {
     let tmp = tempfile::tempdir().unwrap();
-    let (public, secret) = minisign_keys(&tmp.path().join("keys"));
-    let server = Server::start(
-        &tmp.path().join("data"),
-        &[
-            "--settle",
-            "1s",
-            "--evidence-signature",
-            "if-present",
-            "--minisign-keys",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (server, secret, first) = signed_if_present_with_a_corte(tmp.path());
     let entrada = server.entrada();
-    let name = "PREP_20240602_2000.zip";
-    let first = site_package("20240602_2000", &[]);
-    drop_file(&entrada, name, &first);
-    server.wait_corte("20240602_2000");
+    let name = FIRST_NAME;
 
     let signature = minisign_signature(&secret, name, &first);
     drop_file(&entrada, &format!("{name}.minisig"), signature.as_bytes());
