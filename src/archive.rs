@@ -299,9 +299,11 @@ impl Archive {
     }
 
     /// Reads evidence of kind `ext` stored beside the package at `package`, if any, as it
-    /// was sent.
+    /// was sent; `None` too when it cannot be read.
     pub(crate) fn read_evidence(&self, package: &Path, ext: &str) -> Option<EvidenceFile> {
         crate::intake::read_evidence(&evidence_path(package, ext))
+            .ok()
+            .flatten()
     }
 
     /// Moves a package that verified, with its evidence, to where verified packages are kept

@@ -160,7 +160,11 @@ pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Resu
     // The operator's own files: a link given here is followed on purpose (the intake
     // folder never follows one).
     let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    let with = |ext: &str| read_evidence(&followed(&evidence_path(file, ext)));
+    let with = |ext: &str| {
+        read_evidence(&followed(&evidence_path(file, ext)))
+            .ok()
+            .flatten()
+    };
     let (sidecar, signature) = (with("sha256"), with("minisig"));
     let config = &sections.config;
     let store = match writer(config).await? {

@@ -18,8 +18,8 @@
 //!   refused before a byte is read.
 //! - Evidence is read as it was sent, to at most [`MAX_EVIDENCE_BYTES`]: a larger file is
 //!   known by its size only ([`EvidenceFile::TooLarge`]) and refused for it, never read in
-//!   part nor taken for absent. One that cannot be opened (its permissions) is `None` to
-//!   [`read_evidence`]; the intake folder tells it apart ([`super::watch`]).
+//!   part nor taken for absent: one that cannot be opened or read (its permissions) is an
+//!   error of [`read_evidence`], not `None`.
 
 use std::fs::{File, FileType};
 use std::io::{self, Read};
@@ -93,20 +93,32 @@ pub(crate) fn evidence_path(package: &Path, ext: &str) -> PathBuf {
 }
 
 /// Reads an evidence file (a regular file only) as it was sent, or only its size when it is
-/// larger than [`MAX_EVIDENCE_BYTES`]; `None` when it is absent, not a regular file, or
-/// cannot be opened or read.
-pub(crate) fn read_evidence(path: &Path) -> Option<EvidenceFile> {
-    let file = open_regular(path).ok()?;
-    let len = file.metadata().ok()?.len();
+/// larger than [`MAX_EVIDENCE_BYTES`]; `None` when there is none: absent, or not a regular
+/// file ([`gone`]). A regular file that cannot be opened or read (its permissions keep this
+/// user out, no open file left) is an error, never taken for absent.
+pub(crate) fn read_evidence(path: &Path) -> io::Result<Option<EvidenceFile>> {
+    let file = match open_regular(path) {
+        Ok(file) => file,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
     let mut bytes = Vec::new();
     // One byte more than evidence may hold tells a file grown since its size was read.
-    file.take(MAX_EVIDENCE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    Some(match EvidenceFile::of_bytes(bytes) {
+    file.take(MAX_EVIDENCE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(Some(match EvidenceFile::of_bytes(bytes) {
         EvidenceFile::TooLarge(read) => EvidenceFile::TooLarge(len.max(read)),
         sent => sent,
-    })
+    }))
+}
+
+/// Whether opening a file failed because there is no regular file there (any more): gone,
+/// or replaced by a link, FIFO, socket, device or folder ([`open_regular`]).
+pub(crate) fn gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+    )
 }
 
 /// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
@@ -147,8 +159,10 @@ pub(crate) fn open_package(
         path: path.to_owned(),
         sha256,
         size,
-        sidecar: read_evidence(&evidence_path(path, "sha256")),
-        signature: read_evidence(&evidence_path(path, "minisig")),
+        sidecar: read_evidence(&evidence_path(path, "sha256")).ok().flatten(),
+        signature: read_evidence(&evidence_path(path, "minisig"))
+            .ok()
+            .flatten(),
     };
     let policy = EvidencePolicy {
         sidecar: Policy::IfPresent,
@@ -175,7 +189,7 @@ mod tests {
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
 
         assert_eq!(
-            read_evidence(&secret),
+            read_evidence(&secret).unwrap(),
             Some(EvidenceFile::Sent(b"secret".to_vec()))
         );
         let err = open_regular(&link).unwrap_err().to_string();
@@ -185,7 +199,7 @@ mod tests {
         assert!(err.contains("FIFO"), "{err}");
         let err = open_regular(dir.path()).unwrap_err().to_string();
         assert!(err.contains("a folder"), "{err}");
-        assert_eq!(read_evidence(&link), None);
-        assert_eq!(read_evidence(&fifo), None);
+        assert_eq!(read_evidence(&link).unwrap(), None);
+        assert_eq!(read_evidence(&fifo).unwrap(), None);
     }
 }

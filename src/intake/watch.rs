@@ -93,7 +93,7 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::file::{describe, evidence_path, open_regular, read_evidence};
+use super::file::{describe, evidence_path, gone, open_regular, read_evidence};
 use super::late::{SignatureCheck, Taken};
 use super::opens::{Change, Opens};
 use super::{Channel, Received};
@@ -739,7 +739,7 @@ impl Folder<'_> {
             return;
         }
         let late = (path.file_name().and_then(|n| n.to_str()))
-            .zip(read_evidence(path))
+            .zip(read_evidence(path).ok().flatten())
             .and_then(|(name, evidence)| {
                 (self.taken).late_evidence(name, &evidence, &self.rules.late_signatures)
             });
@@ -897,6 +897,8 @@ fn sidecar_after(path: &Path, package_modified: Option<SystemTime>) -> bool {
         .is_some_and(|t| t >= package_modified);
     written_after
         && read_evidence(&sidecar)
+            .ok()
+            .flatten()
             .and_then(|file| file.text())
             .is_some_and(|text| {
                 text.split_whitespace()
@@ -1025,15 +1027,6 @@ async fn take(
     }
 }
 
-/// Whether opening a file of the folder failed because there is no regular file there (any
-/// more): gone, or replaced by a link, FIFO, socket, device or folder.
-fn gone(error: &std::io::Error) -> bool {
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
-    )
-}
-
 /// Reads the evidence file at `path` ([`read_evidence`]), with which file was read: `None`
 /// when there was none, or it changed while it was read (then it is not known which was).
 /// A regular file there that cannot be opened (its permissions keep this server's user out,
@@ -1041,15 +1034,8 @@ fn gone(error: &std::io::Error) -> bool {
 fn read_evidence_once(
     path: &Path,
 ) -> std::io::Result<(Option<package::EvidenceFile>, Option<FileId>)> {
-    let before = std::fs::symlink_metadata(path).ok();
-    if before.as_ref().is_some_and(std::fs::Metadata::is_file)
-        && let Err(e) = open_regular(path)
-        && !gone(&e)
-    {
-        return Err(e);
-    }
-    let before = before.map(|m| FileId::of(&m));
-    let evidence = read_evidence(path);
+    let before = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
+    let evidence = read_evidence(path)?;
     let after = std::fs::symlink_metadata(path).ok().map(|m| FileId::of(&m));
     let read = before.filter(|_| evidence.is_some() && before == after);
     Ok((evidence, read))

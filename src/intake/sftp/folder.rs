@@ -347,7 +347,7 @@ impl SftpHandler {
         if is_evidence(&name) {
             // One larger than evidence may be is kept by its size only, not read: its package
             // is refused for it, named and journaled, as from the intake folder.
-            let Some(file) = read_evidence(&upload.tmp) else {
+            let Ok(Some(file)) = read_evidence(&upload.tmp) else {
                 return Err(self.cannot_store(
                     &name,
                     &std::io::Error::other("its upload could not be read back"),
