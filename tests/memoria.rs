@@ -2133,3 +2133,96 @@ fn a_formula_after_a_semicolon_in_a_logged_text_starts_no_cell_of_the_data_files
     );
     assert!(cells("paginas.csv", b',').contains(&"/=1+1;=2+2/".to_owned()));
 }
+
+#[test]
+fn a_row_of_any_length_in_an_observation_log_costs_the_report_no_more_than_a_short_one() {
+    // An observation log damaged or not written by `difusor check` (a row of 300 MB on one
+    // line, between quotes), then three failed periods. A log with the same failed periods
+    // and no such row gives the measure.
+    let dir = tempfile::tempdir().unwrap();
+    let header = "time,target,url,result,expected_corte,served_corte,files,equal,different,\
+                  missing,errors,slowest_millis,lag_seconds,consecutive_failures,event,detail\n";
+    let failed: String = (1..=3)
+        .map(|i| {
+            let at = Timestamp::now() - (10 - i).minutes();
+            format!(
+                "{at},sitio,http://sitio.example/,fail,20240602_2000,,0,0,0,0,1,,,{i},,\
+                 sin respuesta\n"
+            )
+        })
+        .collect();
+    let short = dir.path().join("corta.csv");
+    std::fs::write(&short, format!("{header}{failed}")).unwrap();
+    let long = dir.path().join("larga.csv");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&long).unwrap());
+        let at = Timestamp::now() - 20.minutes();
+        write!(
+            file,
+            "{header}{at},otro,http://otro.example/,ok,,,0,0,0,0,0,,,0,,\""
+        )
+        .unwrap();
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..300 {
+            file.write_all(&block).unwrap();
+        }
+        write!(file, "\"\n{failed}").unwrap();
+        file.flush().unwrap();
+    }
+    let data = dir.path().join("d");
+    std::fs::create_dir(&data).unwrap();
+    let now = Timestamp::now();
+    let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
+    let run = |log: &Path, out: &str| {
+        let args = [
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--check-log",
+            log.to_str().unwrap(),
+        ];
+        let (made, peak) = memoria_peak(&data, &dir.path().join(out), &args);
+        assert_success(&made);
+        (
+            report(&dir.path().join(out)),
+            String::from_utf8_lossy(&made.stderr).into_owned(),
+            peak,
+        )
+    };
+    let (short_report, _, short_peak) = run(&short, "corta");
+    let (long_report, said, long_peak) = run(&long, "larga");
+    assert!(
+        short_peak > 0 && long_peak > 0,
+        "{short_peak} KiB, {long_peak} KiB"
+    );
+    assert!(
+        long_peak < short_peak + 64 * 1024,
+        "{long_peak} KiB with a row of 300 MB, {short_peak} KiB without it"
+    );
+    assert!(said.contains("1 rows could not be read"), "{said}");
+    // The rows after the long one keep their own line numbers.
+    for (m, lines) in [
+        (&short_report, "corta.csv, líneas 2 a 4"),
+        (&long_report, "larga.csv, líneas 3 a 5"),
+    ] {
+        let incidents = external_check_incidents(m);
+        assert_eq!(incidents.len(), 1, "{:#}", m["incidents"]);
+        assert!(
+            incidents[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("3 periodos"),
+            "{:#}",
+            incidents[0]
+        );
+        assert_eq!(
+            incidents[0]["evidence"]
+                .as_str()
+                .unwrap()
+                .split(" (")
+                .next(),
+            Some(lines)
+        );
+    }
+}

@@ -13,8 +13,9 @@
 //!   is written whole, then fsynced, so a crash loses at most the row being written. A row
 //!   left torn at the end of the file (a crash, a full disk) is ended, its field between
 //!   quotes closed, before the next row is appended, so the rows after it read as their own.
-//! - Reading is bounded ([`MAX_ROWS`]) and tolerant of a torn last line; a row that does not
-//!   read is skipped and counted, never guessed.
+//! - Reading is bounded ([`MAX_ROWS`] rows, each at most [`MAX_ROW_BYTES`] held, whatever
+//!   the file holds) and tolerant of a torn last line; a row that does not read, or is
+//!   longer than any row the log is written with, is skipped and counted, never guessed.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -48,6 +49,11 @@ pub(crate) const COLUMNS: [&str; 16] = [
 
 /// Most rows read from one log.
 const MAX_ROWS: usize = 2_000_000;
+
+/// Longest row read from a log, its line end included. A row is written as one line; its
+/// longest field, `detail`, holds one finding per kind of difference, each capped, so a row
+/// of the log stays far below this.
+const MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
 
 /// The observation log: CSV, appended, each row fsynced.
 pub(super) struct Log {
@@ -198,11 +204,14 @@ impl Observation {
 /// The observations of the log at `path` (opened as `file`), and how many rows could not be
 /// read.
 pub(crate) fn read(path: &Path, file: std::fs::File) -> Result<(Vec<Observation>, u64)> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(Lines::new(std::io::BufReader::new(file)));
     let headers = reader
         .headers()
         .with_context(|| format!("cannot read the observation log {}", path.display()))?
         .clone();
+    reader.get_mut().failed(path)?;
     let column = |name: &str| headers.iter().position(|h| h == name);
     let (Some(time), Some(target), Some(url), Some(result), Some(event), Some(detail)) = (
         column("time"),
@@ -240,7 +249,97 @@ pub(crate) fn read(path: &Path, file: std::fs::File) -> Result<(Vec<Observation>
             detail: field(detail),
         });
     }
+    reader.get_mut().failed(path)?;
     Ok((observations, skipped))
+}
+
+/// What is given in place of a line too long to be a row: one empty field.
+const TOO_LONG: &[u8] = b"\"\"\n";
+
+/// The lines of a log, each held whole before the CSV reader sees it. A line longer than
+/// [`MAX_ROW_BYTES`] is read to its end without being held and given as [`TOO_LONG`] instead:
+/// a row that reads as no observation (so it is counted as one that could not be read, and
+/// a header line that long is no header) and keeps the line numbers of the rows after it.
+struct Lines<R> {
+    inner: R,
+    /// The line being given, and how much of it has been.
+    line: Vec<u8>,
+    given: usize,
+    /// The read error that ended the lines: the CSV reader would take it for a bad row.
+    error: Option<std::io::Error>,
+}
+
+impl<R: std::io::BufRead> Lines<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            line: Vec::new(),
+            given: 0,
+            error: None,
+        }
+    }
+
+    /// Holds the next line, or an empty one when the log has no more.
+    fn next_line(&mut self) -> std::io::Result<()> {
+        use std::io::{BufRead as _, Read as _};
+        self.line.clear();
+        self.given = 0;
+        let cap = MAX_ROW_BYTES as u64 + 1;
+        (&mut self.inner)
+            .take(cap)
+            .read_until(b'\n', &mut self.line)?;
+        if self.line.len() > MAX_ROW_BYTES {
+            self.skip_to_line_end()?;
+            self.line.clear();
+            self.line.extend_from_slice(TOO_LONG);
+        }
+        Ok(())
+    }
+
+    /// The read error that ended the lines early, if one did.
+    fn failed(&mut self, path: &Path) -> Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e)
+                .with_context(|| format!("cannot read the observation log {}", path.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads past the rest of the current line, holding none of it.
+    fn skip_to_line_end(&mut self) -> std::io::Result<()> {
+        loop {
+            let buffered = self.inner.fill_buf()?;
+            if buffered.is_empty() {
+                return Ok(());
+            }
+            match memchr::memchr(b'\n', buffered) {
+                Some(at) => {
+                    self.inner.consume(at + 1);
+                    return Ok(());
+                }
+                None => {
+                    let n = buffered.len();
+                    self.inner.consume(n);
+                }
+            }
+        }
+    }
+}
+
+impl<R: std::io::BufRead> std::io::Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.given == self.line.len()
+            && let Err(e) = self.next_line()
+        {
+            self.error = Some(e);
+            return Ok(0);
+        }
+        let rest = &self.line[self.given..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.given += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
