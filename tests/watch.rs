@@ -1123,6 +1123,47 @@ fn evidence_sent_again_with_a_package_already_published_is_journaled() {
     assert!(events(&server, "rejected").is_empty());
 }
 
+/// A signature sent with a package already published, to a server with no `minisign_keys`:
+/// nothing can check it, so it is neither evidence come late nor a mismatch; the duplicate
+/// entry keeps it whole with `"matches": null` and says why.
+#[test]
+fn a_signature_sent_again_where_no_key_can_check_it_is_kept_whole_on_the_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--settle", "1s"]);
+    let entrada = server.entrada();
+    let name = FIRST_NAME;
+    let first = site_package("20240602_2000", &[]);
+    drop_file(&entrada, name, &first);
+    server.wait_corte("20240602_2000");
+    let (_, secret) = minisign_keys(&tmp.path().join("keys"));
+    let signature = minisign_signature(&secret, name, &first);
+    drop_file(&entrada, &format!("{name}.minisig"), signature.as_bytes());
+    drop_file(&entrada, name, &first);
+    let duplicate = wait_events(&server, "duplicate", 1);
+    let said = &duplicate[0]["detail"]["evidence"][0];
+    assert_eq!(
+        said["evidence"],
+        format!("{name}.minisig"),
+        "{duplicate:#?}"
+    );
+    // Present and null: not left out.
+    assert_eq!(
+        said.get("matches"),
+        Some(&serde_json::Value::Null),
+        "{said}"
+    );
+    assert_eq!(said["signature"], signature.as_str(), "{said}");
+    assert!(
+        said["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("minisign_keys")),
+        "{said}"
+    );
+    assert!(events(&server, "evidence-late").is_empty());
+    assert_eq!(server.status()["counts"]["published"], 1);
+    assert!(events(&server, "rejected").is_empty());
+}
+
 /// A sidecar written while its package is being taken (after the package was read, with no
 /// evidence beside it) is not removed with the package, unread: it stays, and is journaled
 /// as the package's evidence come late.
