@@ -2226,3 +2226,97 @@ fn a_row_of_any_length_in_an_observation_log_costs_the_report_no_more_than_a_sho
         );
     }
 }
+
+#[test]
+fn a_page_is_counted_under_the_path_the_server_served_however_the_client_spelled_it() {
+    // The server reads `//`, `/./` and `%6C` as it reads `/` and `l`, and answers the same
+    // document: the report counts it once, under the path it names, and each spelling is
+    // a view of that page (a raw `/index.htm%6C` matches no page glob). A name decoded to
+    // text outside ASCII is shown with its bytes percent-encoded again, so no control or
+    // direction character the client encoded reaches the report.
+    let paths = [
+        "/",
+        "//",
+        "/./",
+        "/index.htm%6C",
+        "/index.html",
+        "/datos/a.zip",
+        "//datos/./a.zip",
+        "/datos/%61.zip",
+        "/%E2%80%AEgpj.html",
+    ];
+    let log: String = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            combined(
+                &format!("203.0.113.{i}"),
+                t(2, 21, 0, i as i8),
+                path,
+                WINDOWS,
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(data.join("bitacoras")).unwrap();
+    std::fs::write(data.join("bitacoras").join("access.log"), log).unwrap();
+    let out = dir.path().join("memoria");
+    assert_success(&memoria(&data, &out, &PERIOD));
+    let m = report(&out);
+    assert_eq!(
+        m["top_pages"],
+        json!([
+            { "name": "/", "count": 3 },
+            { "name": "/index.html", "count": 2 },
+            { "name": "/%E2%80%AEgpj.html", "count": 1 },
+        ]),
+        "{m:#}"
+    );
+    assert_eq!(m["totals"]["pages"], 6);
+    assert_eq!(
+        m["top_downloads"],
+        json!([{ "name": "/datos/a.zip", "count": 3 }])
+    );
+}
+
+#[test]
+fn a_client_spelling_one_page_a_new_way_with_every_request_costs_the_report_nothing() {
+    // 100,000 requests for `/`, each spelled its own way in a kilobyte (`//`, `/./`: the
+    // server answers the page for every one), then the same requests spelled `/`: one page
+    // either way, and no kilobyte of a spelling kept (before, each was a name of the pages
+    // table of every worker that read it: some 200 MiB here).
+    let n: usize = 100_000;
+    let spelled = |i: usize| -> String {
+        let mut path = String::from("/");
+        for bit in 0..17 {
+            path.push_str(if i >> bit & 1 == 1 { "./" } else { "/" });
+        }
+        path.push_str(&"./".repeat(480));
+        path
+    };
+    let lines = |path: &dyn Fn(usize) -> String| -> String {
+        (0..n)
+            .map(|i| {
+                let at = t(2, 21, 0, 0) + ((i * 7200 / n) as i64).seconds();
+                combined("203.0.113.7", at, &path(i), WINDOWS)
+            })
+            .collect()
+    };
+    let (one, one_peak) = night_peak(lines(&|_| "/".to_owned()));
+    let (many, many_peak) = night_peak(lines(&spelled));
+    assert!(
+        one_peak > 0 && many_peak > 0,
+        "{one_peak} KiB, {many_peak} KiB"
+    );
+    assert!(
+        many_peak < one_peak + 32 * 1024,
+        "{many_peak} KiB with {n} spellings of /, {one_peak} KiB with one"
+    );
+    for m in [&one, &many] {
+        assert_eq!(m["totals"]["pages"], n);
+        let pages = m["top_pages"].as_array().unwrap();
+        assert_eq!(pages.len(), 1, "{} names", pages.len());
+        assert_eq!(pages[0], json!({ "name": "/", "count": n }));
+    }
+}

@@ -515,7 +515,10 @@ fn methods(req: &Request<'_>, timed: bool) -> Vec<Method> {
             format!(
                 "Una página es una solicitud GET de una persona, con respuesta 2xx o 3xx, de \
                  una ruta (sin la cadena de consulta) que coincide con alguno de estos \
-                 patrones: {}.",
+                 patrones: {}. Cada ruta se cuenta como la leyó el servidor: las barras \
+                 repetidas y los segmentos «.» se reducen y la codificación por ciento se \
+                 decodifica, así que //index.htm%6C es una vista de /index.html (una ruta \
+                 con caracteres fuera de ASCII se muestra con ellos codificados).",
                 o.paginas.join(", ")
             ),
         ),

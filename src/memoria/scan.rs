@@ -13,6 +13,9 @@
 //!   is bounded too, whatever the server let it send: a user agent is read to 512 bytes, a
 //!   referring host to 253, the name a bot gives itself to 64 characters. No user agent's text
 //!   outlives its block: a visitor is known by a 128-bit fingerprint of its address and agent.
+//! - A page or a download is counted under the path the server read (`//`, `.` segments and
+//!   percent-encoding resolved, as [`crate::http::normalise`] does), not as the client spelled
+//!   it: one document is one name, however many spellings a client makes up.
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
@@ -596,7 +599,7 @@ struct Seen<'b> {
     agents: HashMap<&'b [u8], (u32, [u8; 16]), RandomState>,
     referers: HashMap<&'b [u8], Option<u32>, RandomState>,
     hosts: HashMap<String, u32, RandomState>,
-    pages: HashMap<&'b [u8], bool, RandomState>,
+    paths: HashMap<&'b [u8], Served, RandomState>,
 }
 
 /// Parses one block: the additive counts go to `tally`, the requests to the returned block.
@@ -664,8 +667,20 @@ fn parse_block(
             continue;
         };
         let bot = agent.bot.is_some();
-        let page = !bot && is_page(&line, rules.pages, &mut seen.pages);
-        count(tally, &mut run, &line, &when, page, agent, rules.details);
+        // What a person was sent (2xx, 3xx): the path as the server resolved it.
+        let sent = (!bot && (200..400).contains(&line.status))
+            .then(|| served(line.path, rules.pages, &mut seen.paths));
+        let page = line.method == b"GET" && sent.is_some_and(|s| s.page);
+        count(
+            tally,
+            &mut run,
+            &line,
+            &when,
+            sent,
+            page,
+            agent,
+            rules.details,
+        );
         let host = line.referer.and_then(|r| {
             *seen.referers.entry(r).or_insert_with(|| {
                 agents::referrer_host(r).map(|h| {
@@ -759,12 +774,14 @@ impl Run {
     }
 }
 
-/// Adds one request's additive counts.
+/// Adds one request's additive counts; `served` is what a person was sent, when it was.
+#[allow(clippy::too_many_arguments)]
 fn count(
     tally: &mut Tally,
     run: &mut Run,
     line: &Line<'_>,
     when: &When,
+    served: Option<&Served>,
     page: bool,
     agent: &Agent,
     details: bool,
@@ -803,12 +820,12 @@ fn count(
     }
     if let Some(name) = &agent.bot {
         tally.bots.add(name.as_bytes(), 1);
-    } else if (200..400).contains(&line.status) {
+    } else if let Some(served) = served {
         if page {
-            tally.page_paths.add(line.path, 1);
+            tally.page_paths.add(&served.name, 1);
         }
-        if line.path.starts_with(b"/datos/") {
-            tally.downloads.add(line.path, 1);
+        if served.name.starts_with(b"/datos/") {
+            tally.downloads.add(&served.name, 1);
         }
     }
     let minute = run.minute(tally, when.minute);
@@ -871,18 +888,46 @@ impl Status {
     }
 }
 
-/// Whether a request by a person is a page view: a GET of an HTML document that succeeded.
-/// `known` remembers each path's answer for the block.
-fn is_page<'b>(
-    line: &Line<'b>,
+/// The bytes a served path's name percent-encodes again once decoded: controls, `%` and
+/// everything outside ASCII, so the name is ASCII, one per path, and holds no direction mark.
+const NAME_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// A requested path as the server resolved it.
+struct Served {
+    /// The path the report counts it under: the server's reading of it (`//`, `.` segments
+    /// collapsed, percent-encoding decoded; see [`crate::http::normalise`]) with
+    /// [`NAME_ENCODED`] encoded again, or the path as logged when the server could not read
+    /// it (another server's log).
+    name: Box<[u8]>,
+    /// Whether that path is a page (it matches the page globs).
+    page: bool,
+}
+
+/// What `path` was served as; `known` remembers each path's answer for the block, so a
+/// spelling the client makes up costs a block, not the report.
+fn served<'s, 'b>(
+    path: &'b [u8],
     pages: &GlobSet,
-    known: &mut HashMap<&'b [u8], bool, RandomState>,
-) -> bool {
-    line.method == b"GET"
-        && (200..400).contains(&line.status)
-        && *known
-            .entry(line.path)
-            .or_insert_with(|| std::str::from_utf8(line.path).is_ok_and(|p| pages.is_match(p)))
+    known: &'s mut HashMap<&'b [u8], Served, RandomState>,
+) -> &'s Served {
+    known.entry(path).or_insert_with(|| {
+        match std::str::from_utf8(path)
+            .ok()
+            .and_then(crate::http::normalise)
+        {
+            Some(resolved) => Served {
+                page: pages.is_match(&resolved),
+                name: percent_encoding::utf8_percent_encode(&resolved, NAME_ENCODED)
+                    .to_string()
+                    .into_bytes()
+                    .into(),
+            },
+            None => Served {
+                page: std::str::from_utf8(path).is_ok_and(|p| pages.is_match(p)),
+                name: path.into(),
+            },
+        }
+    })
 }
 
 /// The first 128 bits of a SHA-256 of `parts`, each preceded by its length: what a user agent
