@@ -2320,3 +2320,71 @@ fn a_client_spelling_one_page_a_new_way_with_every_request_costs_the_report_noth
         assert_eq!(pages[0], json!({ "name": "/", "count": n }));
     }
 }
+
+#[test]
+fn the_current_log_delivered_is_the_one_counted_while_a_live_server_writes_it() {
+    // The memoria runs beside a live server, whose access.log grows as it is read. The copy
+    // in bitacoras/ must be the bytes the figures were counted from, with the hash and size
+    // the report gives for it: anyone checking it against "Fuentes" finds the same file.
+    let line = |i: usize| {
+        combined(
+            &format!("198.51.100.{}", i % 200),
+            t(2, 21, 0, 0) + ((i % 3600) as i64).seconds(),
+            "/",
+            WINDOWS,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("access.log");
+    std::fs::write(&log, (0..300_000).map(line).collect::<String>()).unwrap();
+    let out = dir.path().join("memoria");
+    let child = memoria_command(&data, &out, &PERIOD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let appended = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                file.write_all(line(n).as_bytes()).unwrap();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            n
+        });
+        let output = child.wait_with_output().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_success(&output);
+        writer.join().unwrap()
+    });
+    assert!(appended > 0, "the server wrote while the report was made");
+    let m = report(&out);
+    let source = m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "access.log")
+        .unwrap()
+        .clone();
+    let copy = gunzip(&std::fs::read(out.join("bitacoras/access.log.gz")).unwrap());
+    let copied_lines = copy.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(
+        (copy.len(), copied_lines),
+        (
+            source["bytes"].as_u64().unwrap() as usize,
+            source["lines"].as_u64().unwrap() as usize
+        ),
+        "bitacoras/access.log.gz against what the report read ({appended} lines appended)"
+    );
+    assert_eq!(sha256_hex(&copy), source["sha256"], "{source}");
+    assert_eq!(
+        m["totals"]["hits"], copied_lines,
+        "every line copied is counted"
+    );
+}

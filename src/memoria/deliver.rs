@@ -10,7 +10,9 @@
 //! - Every file is written to a temporary name, fsynced and renamed; the folders are fsynced.
 //! - `bitacoras/` holds each access log of the period with the bytes the server wrote: a
 //!   rotated `.gz` is copied as it is, a plain log is gzipped (no name, no time in the gzip
-//!   header, so the same log gives the same bytes).
+//!   header, so the same log gives the same bytes). A log the server is still writing is
+//!   copied to the size the report read it to, so the copy is the file its figures and its
+//!   hash are of.
 //! - `SHA256SUMS` (the `sha256sum` format) lists every other file of the folder, sorted.
 
 use std::io::Write as _;
@@ -168,8 +170,12 @@ fn copy_log(log: &Input, dir: &Path) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .context("an access log without a file name")?;
-    let mut from = std::fs::File::open(&log.path)
-        .with_context(|| format!("cannot read {}", log.path.display()))?;
+    // The bytes the figures were counted from, however much a live server wrote since.
+    let mut from = std::io::Read::take(
+        std::fs::File::open(&log.path)
+            .with_context(|| format!("cannot read {}", log.path.display()))?,
+        log.len,
+    );
     if log.gzip {
         return durable_with(&dir.join(&name), |file| {
             std::io::copy(&mut from, file).map(drop)

@@ -87,11 +87,7 @@ pub(crate) fn compute(req: &Request<'_>) -> Result<Memoria> {
 
 /// Scans `inputs` with a progress bar.
 fn read(inputs: &[Input], rules: &Rules<'_>, what: &'static str) -> Result<Scanned> {
-    let total: u64 = inputs
-        .iter()
-        .filter_map(|i| std::fs::metadata(&i.path).ok())
-        .map(|m| m.len())
-        .sum();
+    let total: u64 = inputs.iter().map(|i| i.len).sum();
     let progress = ProgressBar::new(total).with_message(what);
     progress.set_style(
         ProgressStyle::with_template(

@@ -17,6 +17,9 @@
 //!   percent-encoding resolved, as [`crate::http::normalise`] does), not as the client spelled
 //!   it: one document is one name, however many spellings a client makes up.
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
+//! - A file is read to the size it had when the report began ([`Input::len`]): what a live
+//!   server writes meanwhile is not read, so the figures, the hash and the copy delivered
+//!   are of the same bytes.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
 //! - A gzip log that is cut short or damaged (a rotation interrupted by a full disk or a
@@ -60,6 +63,9 @@ pub(crate) struct Input {
     pub(crate) path: PathBuf,
     /// Whether it is gzip.
     pub(crate) gzip: bool,
+    /// Its size when the report began: only these bytes are read and copied, so a log the
+    /// server is still writing is counted and delivered as one and the same file.
+    pub(crate) len: u64,
 }
 
 /// What a file was, as read.
@@ -380,7 +386,7 @@ fn read_all(
         let file = std::fs::File::open(&input.path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.path.display())))?;
         let mut raw = Hashing {
-            inner: file,
+            inner: file.take(input.len),
             hash: Sha256::new(),
             bytes: 0,
             failed: false,

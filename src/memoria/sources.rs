@@ -8,6 +8,8 @@
 //! - Files are read in time order (days and their parts, then the current `access.log`), so
 //!   visits that cross midnight are followed across the rotation.
 //! - Only regular files are taken, never through a symbolic link.
+//! - Each file's size is taken when it is listed: the report reads and copies that much of
+//!   it, whatever a live server appends afterwards.
 //! - A file the operator names (`--base`, `--notas`, `--check-log`) is read only if it is a
 //!   regular file, checked on the opened descriptor, which is opened without blocking: a
 //!   FIFO or a folder is refused at once, naming what it is.
@@ -48,10 +50,17 @@ pub(crate) fn logs_of_period(
         let Some(name) = name.to_str() else {
             continue;
         };
+        let len = || -> Result<u64> {
+            Ok(entry
+                .metadata()
+                .with_context(|| format!("cannot read {}", entry.path().display()))?
+                .len())
+        };
         if name == "access.log" {
             current = Some(Input {
                 path: entry.path(),
                 gzip: false,
+                len: len()?,
             });
             continue;
         }
@@ -69,6 +78,7 @@ pub(crate) fn logs_of_period(
         let input = Input {
             path: entry.path(),
             gzip,
+            len: len()?,
         };
         match days.get(&(date, part)) {
             Some(seen) if seen.gzip => {}
@@ -108,12 +118,17 @@ pub(crate) fn named_logs(paths: &[PathBuf]) -> Result<Vec<Input>> {
         .iter()
         .map(|path| {
             let mut file = open_named(path, "the usual log")?;
+            let len = file
+                .metadata()
+                .with_context(|| format!("cannot read the usual log {}", path.display()))?
+                .len();
             let mut magic = [0u8; 2];
             let gzip =
                 std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == [0x1f, 0x8b];
             Ok(Input {
                 path: path.clone(),
                 gzip,
+                len,
             })
         })
         .collect()
