@@ -2,8 +2,8 @@
 //! obtained, kept in the data folder and renewed without a restart.
 //!
 //! The account key and the certificate live in `<data_dir>/acme/` (`account.json`, and
-//! `certificate.pem`: the chain and its private key in one file, so that both change in one
-//! rename). The certificate is proved with TLS-ALPN-01 on the HTTPS listener or HTTP-01 on the
+//! `certificate.pem`: a first line naming the directory that issued it, then the chain and its
+//! private key, in one file so that all three change in one rename). The certificate is proved with TLS-ALPN-01 on the HTTPS listener or HTTP-01 on the
 //! plain one ([`crate::http::challenge`] answers both); the HTTP client is reqwest with
 //! rustls, trusting the public web's authorities or `acme_directory_ca`.
 //!
@@ -11,6 +11,11 @@
 //! - At start a kept certificate that has not expired is served at once, with no ACME round
 //!   trip; without one the server starts (plain HTTP serves) and the certificate is obtained
 //!   in the background, HTTPS handshakes failing cleanly meanwhile.
+//! - A kept certificate issued by another directory than `acme_directory` (Let's Encrypt's
+//!   staging server, tried first) is served only until one of `acme_directory` arrives, which
+//!   is ordered at once, not at the kept one's renewal date. A certificate kept without the
+//!   line naming its directory is taken as issued by the directory of the kept account, and
+//!   as issued elsewhere when there is no account either.
 //! - The account is kept for its directory and used for every order; one the ACME server
 //!   answers it does not know ([`ACCOUNT_FORGOTTEN`]) is replaced by a new account, kept in
 //!   its place and journaled (`warning`, check `acme-account`), and the order placed again.
@@ -78,8 +83,12 @@ const MAX_DOMAINS: usize = 100;
 const ACCOUNT_FILE: &str = "account.json";
 /// The problem an ACME server answers for an account it does not know (RFC 8555, 6.7).
 const ACCOUNT_FORGOTTEN: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
-/// The certificate's file (chain, then key) in the ACME folder.
+/// The certificate's file (the line naming its directory, the chain, then the key) in the
+/// ACME folder.
 const CERTIFICATE_FILE: &str = "certificate.pem";
+/// How the first line of [`CERTIFICATE_FILE`] begins, before the directory's URL (text
+/// outside PEM blocks, which PEM readers pass over).
+const DIRECTORY_LINE: &str = "ACME directory: ";
 
 /// The ACME settings, validated.
 #[derive(Debug, Clone)]
@@ -285,6 +294,8 @@ struct CertInfo {
     names: Vec<String>,
     not_before: Timestamp,
     not_after: Timestamp,
+    /// The directory that issued it, when known.
+    directory: Option<String>,
 }
 
 impl CertInfo {
@@ -328,7 +339,8 @@ impl CertInfo {
     }
 }
 
-/// Reads a chain and key (PEM, in one text) into a certificate ready to serve.
+/// Reads a chain and key (PEM, in one text, after the line naming the directory that issued
+/// them, if any) into a certificate ready to serve.
 fn parse_kept(pem: &[u8]) -> Result<Kept, AcmeError> {
     let bad = |why: String| AcmeError::Certificate(why);
     let chain = CertificateDer::pem_slice_iter(pem)
@@ -355,6 +367,11 @@ fn parse_kept(pem: &[u8]) -> Result<Kept, AcmeError> {
         names,
         not_before: time(cert.validity().not_before)?,
         not_after: time(cert.validity().not_after)?,
+        directory: pem
+            .split(|&b| b == b'\n')
+            .next()
+            .and_then(|line| line.strip_prefix(DIRECTORY_LINE.as_bytes()))
+            .map(|url| String::from_utf8_lossy(url).trim().to_owned()),
     };
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)?;
     let key = CertifiedKey::new(chain, signing);
@@ -564,6 +581,8 @@ pub(crate) struct CertificateStatus {
     pub(crate) not_after_unix: i64,
     /// Seconds left until it expires (negative once expired).
     pub(crate) seconds_left: i64,
+    /// The ACME directory that issued it, when known.
+    pub(crate) directory: Option<String>,
 }
 
 /// What the renewal task knows, for the admin listener.
@@ -605,6 +624,7 @@ impl Board {
                 not_after: c.not_after.to_string(),
                 not_after_unix: c.not_after.as_second(),
                 seconds_left: c.not_after.as_second() - now.as_second(),
+                directory: c.directory.clone(),
             }),
             renew_at: s.renew_at.map(|t| t.to_string()),
             next_attempt_at: s.next_attempt.map(|t| t.to_string()),
@@ -649,12 +669,24 @@ impl Acme {
         let path = acme.dir.join(CERTIFICATE_FILE);
         match std::fs::read(&path) {
             Ok(pem) => match parse_kept(&pem) {
-                Ok(kept) if kept.info.not_after > Timestamp::now() => {
+                Ok(mut kept) if kept.info.not_after > Timestamp::now() => {
+                    if kept.info.directory.is_none() {
+                        // Kept before its directory was written with it.
+                        kept.info.directory = acme.read_account().map(|a| a.directory);
+                    }
                     tracing::info!(
                         serial = %kept.info.serial,
                         not_after = %kept.info.not_after,
                         "serving the certificate kept from an earlier ACME order"
                     );
+                    if kept.info.directory.as_deref() != Some(settings.directory.as_str()) {
+                        tracing::warn!(
+                            issued_by = kept.info.directory.as_deref().unwrap_or("unknown"),
+                            directory = %settings.directory,
+                            "the kept ACME certificate was not issued by `acme_directory`: it \
+                             is served until that directory issues one, ordered now"
+                        );
+                    }
                     acme.install(kept);
                 }
                 Ok(kept) => tracing::warn!(
@@ -698,12 +730,17 @@ impl Acme {
         });
     }
 
-    /// When the certificate served is to be renewed; `now` if there is none, or if it lacks
-    /// a name of `acme_domains`.
+    /// When the certificate served is to be renewed; `now` if there is none, if it lacks a
+    /// name of `acme_domains`, or if another directory than `acme_directory` issued it.
     fn renew_at(&self, now: Timestamp) -> Timestamp {
         let state = self.board.state.lock().unwrap_or_else(|p| p.into_inner());
         match &state.certificate {
-            Some(c) if c.covers(&self.settings.domains) => c.renew_at(self.settings.renew_before),
+            Some(c)
+                if c.covers(&self.settings.domains)
+                    && c.directory.as_deref() == Some(self.settings.directory.as_str()) =>
+            {
+                c.renew_at(self.settings.renew_before)
+            }
             _ => now,
         }
     }
@@ -806,11 +843,15 @@ impl Acme {
         Account::builder_with_http(Box::new(Http(self.http.clone())))
     }
 
+    /// The account kept in the ACME folder, whichever its directory, if one can be read.
+    fn read_account(&self) -> Option<KeptAccount> {
+        let text = std::fs::read(self.dir.join(ACCOUNT_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     /// The account kept for this directory, if there is one.
     async fn kept_account(&self) -> Result<Option<Account>, AcmeError> {
-        let path = self.dir.join(ACCOUNT_FILE);
-        if let Ok(text) = tokio::fs::read(&path).await
-            && let Ok(kept) = serde_json::from_slice::<KeptAccount>(&text)
+        if let Some(kept) = self.read_account()
             && kept.directory == self.settings.directory
         {
             return Ok(Some(
@@ -948,7 +989,7 @@ impl Acme {
         order.finalize_csr(csr.der()).await?;
         let chain = order.poll_certificate(&retries).await?;
         only_certificates(&chain)?;
-        let mut pem = chain;
+        let mut pem = format!("{DIRECTORY_LINE}{}\n{chain}", self.settings.directory);
         if !pem.ends_with('\n') {
             pem.push('\n');
         }
@@ -1015,6 +1056,7 @@ mod tests {
             names: vec!["a.mx".into()],
             not_before: start,
             not_after: start + jiff::SignedDuration::from_hours(90 * 24),
+            directory: None,
         };
         let day = Duration::from_secs(86_400);
         assert_eq!(

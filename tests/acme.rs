@@ -2,8 +2,9 @@
 //! TLS-ALPN-01 and by HTTP-01 (before the gate opens), renewed in place under an open
 //! connection, kept across a restart, and a failed renewal journaled and shown with the old
 //! certificate still served; a certificate that arrives expired is refused and not ordered
-//! again at once; and, against an ACME server of the test's own making, a chain that carries
-//! the server's own private key is refused.
+//! again at once; a certificate kept from another directory (staging) is replaced at once
+//! once `acme_directory` changes; and, against an ACME server of the test's own making, a
+//! chain that carries the server's own private key is refused.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -279,6 +280,60 @@ fn tls_alpn_01_obtains_renews_in_place_keeps_across_a_restart_and_survives_a_fai
     assert!(page.contains("ACME: no certificate obtained"), "{page}");
     assert_eq!(served_serial(tls.port, &root), renewed);
     assert_eq!(https(tls.port, "/json/main.json", &root).status, 200);
+}
+
+/// The setup tried first against one directory (Let's Encrypt's staging server, as the
+/// README advises) and then pointed at another: the certificate kept from the first, trusted
+/// by no browser, is served only until the directory now configured issues one, ordered at
+/// once rather than at the kept certificate's renewal date two months later.
+#[test]
+fn a_certificate_kept_from_another_directory_is_replaced_at_once() {
+    if !pebble_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Both directories issue certificates valid 90 days, as Let's Encrypt's are.
+    let days_90 = 90 * 86_400;
+    let (mut staging, tls) = pebble_for_tls_alpn(dir.path(), days_90);
+    let staging_root = staging.root();
+    let flags = acme_flags(&staging, &tls, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut server = Server::start(&dir.path().join("d"), &flags);
+    wait_until("the staging certificate", Duration::from_secs(60), || {
+        https(tls.port, "/", &staging_root).status != 0
+    });
+    let from_staging = served_serial(tls.port, &staging_root);
+    staging.stop();
+
+    let unused_http = ReservedPort::hold();
+    let production = Pebble::start(
+        &dir.path().join("production"),
+        unused_http.port,
+        tls.port,
+        days_90,
+    );
+    let production_root = production.root();
+    server.extra = acme_flags(&production, &tls, &[]);
+    server.restart();
+    wait_until(
+        "a certificate of the directory now configured",
+        Duration::from_secs(60),
+        || https(tls.port, "/", &production_root).status != 0,
+    );
+    let status = server.status();
+    let certificate = &status["acme"]["certificate"];
+    assert_ne!(certificate["serial"], from_staging.as_str(), "{status:#}");
+    assert_eq!(
+        certificate["directory"],
+        production.directory.as_str(),
+        "{status:#}"
+    );
+    assert_eq!(status["acme"]["consecutive_failures"], 0, "{status:#}");
+    let kept = std::fs::read_to_string(dir.path().join("d/acme/certificate.pem")).unwrap();
+    assert!(
+        kept.starts_with(&format!("ACME directory: {}\n", production.directory)),
+        "{kept}"
+    );
 }
 
 /// The journal's `warning` events of check `acme`, waited for up to 60 s.
