@@ -36,7 +36,9 @@
 //!   be served instead of ours) is a failure, and nothing of it is kept.
 //! - Everything the ACME server sends is bounded: [`MAX_RESPONSE_BYTES`] per answer, request
 //!   timeouts, [`ATTEMPT_TIMEOUT`] for a whole order; tokens are checked before they are
-//!   answered.
+//!   answered. Its words in an error (a problem document's detail, what a JSON reader
+//!   quotes) reach the log, the journal and the status page with their control characters
+//!   made visible, at most [`SHOWN_CHARS`] characters of each.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -64,7 +66,7 @@ use crate::config::{
 use crate::http::challenge::{AcmeAnswers, ChallengeError};
 use crate::http::tls;
 use crate::journal::{EventKind, Journal};
-use crate::peer_text::PeerText;
+use crate::peer_text::clipped;
 use crate::store::layout::Layout;
 
 /// The first wait after a failed attempt; it doubles up to [`MAX_RETRY`].
@@ -79,6 +81,9 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Most names in `acme_domains` (Let's Encrypt's limit per certificate).
 const MAX_DOMAINS: usize = 100;
+/// The most characters of each error (and of each cause under it) shown: they may quote the
+/// ACME server, which may answer up to [`MAX_RESPONSE_BYTES`].
+const SHOWN_CHARS: usize = 512;
 /// The account's file in the ACME folder.
 const ACCOUNT_FILE: &str = "account.json";
 /// The problem an ACME server answers for an account it does not know (RFC 8555, 6.7).
@@ -223,15 +228,19 @@ fn dns_name(text: &str) -> Result<String, &'static str> {
 }
 
 /// `e` and every error under it, `: `-separated, each once (an error that shows its source
-/// in its own message is not repeated).
+/// in its own message is not repeated), each [`clipped`] to [`SHOWN_CHARS`]: any may quote
+/// the ACME server.
 fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+    let first = e.to_string();
+    let mut text = clipped(&first, SHOWN_CHARS);
+    let mut said = vec![first];
     let mut cause = e.source();
     while let Some(c) = cause {
         let more = c.to_string();
-        if !text.contains(&more) {
+        if !said.iter().any(|s| s.contains(&more)) {
             text.push_str(": ");
-            text.push_str(&more);
+            text.push_str(&clipped(&more, SHOWN_CHARS));
+            said.push(more);
         }
         cause = c.source();
     }
@@ -906,7 +915,7 @@ impl Acme {
                 Err(instant_acme::Error::Api(problem))
                     if problem.r#type.as_deref() == Some(ACCOUNT_FORGOTTEN) =>
                 {
-                    let detail = problem.detail.unwrap_or_default();
+                    let detail = clipped(problem.detail.unwrap_or_default(), SHOWN_CHARS);
                     tracing::warn!(%detail, "the ACME server no longer knows the account kept in acme/account.json; a new one is created");
                     self.journal.post(
                         EventKind::Warning,
@@ -916,7 +925,7 @@ impl Acme {
                                 "the ACME server {} no longer knows the account kept in \
                                  acme/account.json ({}); a new account was created and kept \
                                  in its place",
-                                self.settings.directory, PeerText(&detail)
+                                self.settings.directory, detail
                             ),
                             "check": "acme-account",
                         }),
@@ -975,7 +984,7 @@ impl Acme {
                 .state()
                 .error
                 .as_ref()
-                .map(|p| format!(": {p}"))
+                .map(|p| format!(": {}", clipped(p, SHOWN_CHARS)))
                 .unwrap_or_default();
             return Err(AcmeError::Refused(format!(
                 "the ACME server did not validate the order ({status:?}){detail}; check that \

@@ -8,6 +8,8 @@
 //!   every bidirectional formatting character as `\u{…}`, the way Rust's `escape_debug` writes
 //!   them, and every other character as it is. What it writes cannot move a terminal's
 //!   cursor, change its state or title, break a line, or reorder the text that follows.
+//! - [`clipped`] writes the same, cut after a number of characters, saying how long the
+//!   peer's text was: a peer that answers a megabyte is shown in a line.
 
 use std::fmt::{self, Write as _};
 
@@ -24,6 +26,20 @@ impl<T: fmt::Display> fmt::Display for PeerText<T> {
         } else {
             write!(out, "{}", self.0)
         }
+    }
+}
+
+/// `text` as [`PeerText`] writes it, cut after `max_chars` characters of the peer's with `…`
+/// and how many bytes the peer's text had in all.
+pub(crate) fn clipped(text: impl fmt::Display, max_chars: usize) -> String {
+    let text = text.to_string();
+    match text.char_indices().nth(max_chars) {
+        None => PeerText(&text).to_string(),
+        Some((at, _)) => format!(
+            "{}… ({} bytes in all)",
+            PeerText(text.get(..at).unwrap_or_default()),
+            text.len()
+        ),
     }
 }
 
@@ -71,5 +87,11 @@ mod tests {
         );
         let e = anyhow::anyhow!("b\u{1b}").context("a");
         assert_eq!(format!("{:#}", PeerText(&e)), "a: b\\u{1b}");
+    }
+
+    #[test]
+    fn clipped_text_is_cut_after_its_characters_and_says_how_long_it_was() {
+        assert_eq!(clipped("é\u{1b}b", 3), "é\\u{1b}b");
+        assert_eq!(clipped("é\u{1b}bcd", 3), "é\\u{1b}b… (6 bytes in all)");
     }
 }

@@ -4,7 +4,8 @@
 //! certificate still served; a certificate that arrives expired is refused and not ordered
 //! again at once; a certificate kept from another directory (staging) is replaced at once
 //! once `acme_directory` changes; and, against an ACME server of the test's own making, a
-//! chain that carries the server's own private key is refused.
+//! chain that carries the server's own private key is refused and a problem document a
+//! megabyte long, full of terminal escapes, is shown clipped and escaped.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -606,9 +607,10 @@ fn acme_settings_that_cannot_work_stop_the_start() {
 }
 
 /// An ACME server of its own making: it validates every order at once, and for the
-/// certificate sends `chain` (whatever the request asked), as a hostile or broken CA would.
+/// certificate sends `chain` (whatever the request asked), as a hostile or broken CA would;
+/// or, given `order_problem`, answers every new order with that problem document (400).
 /// Its directory URL.
-fn lying_acme_server(chain: String) -> String {
+fn lying_acme_server(chain: String, order_problem: Option<String>) -> String {
     use std::net::TcpListener;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -649,6 +651,11 @@ fn lying_acme_server(chain: String) -> String {
             let _ = stream.read_exact(&mut vec![0; length]);
             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
             let (status, extra, body) = match path.as_str() {
+                "/order" if order_problem.is_some() => (
+                    "400 Bad Request",
+                    "Content-Type: application/problem+json\r\n".to_owned(),
+                    order_problem.clone().unwrap_or_default(),
+                ),
                 "/directory" => ("200 OK", String::new(), directory.clone()),
                 "/nonce" => ("200 OK", String::new(), String::new()),
                 "/account" => (
@@ -699,7 +706,7 @@ fn a_chain_that_carries_the_acme_servers_own_key_is_refused() {
         theirs.cert.pem(),
         theirs.signing_key.serialize_pem()
     );
-    let directory = lying_acme_server(chain);
+    let directory = lying_acme_server(chain, None);
     let dir = tempfile::tempdir().unwrap();
     let tls = ReservedPort::hold();
     let server = Server::start(
@@ -732,4 +739,65 @@ fn a_chain_that_carries_the_acme_servers_own_key_is_refused() {
         &["-k", "--resolve", &format!("{NAME}:{}:127.0.0.1", tls.port)],
     );
     assert!(!r.complete && r.status == 0, "no certificate is served");
+}
+
+/// An ACME server that answers an order with a problem document a megabyte long, its detail
+/// full of terminal escapes (a window title, a screen clear, line breaks): the failure is
+/// journaled, logged and shown with the escapes made visible and the detail cut short, the
+/// start of what it said kept.
+#[test]
+fn a_huge_problem_with_terminal_escapes_from_the_acme_server_is_shown_clipped_and_escaped() {
+    let hostile = format!(
+        "too many orders\u{1b}]0;PWNED\u{7}\u{1b}[2J\r\nFAKE LOG LINE {}",
+        "x".repeat(900_000)
+    );
+    let problem = serde_json::json!({
+        "type": "urn:ietf:params:acme:error:rateLimited",
+        "detail": hostile,
+    });
+    let directory = lying_acme_server(String::new(), Some(problem.to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ReservedPort::hold();
+    let server = Server::start(
+        &dir.path().join("d"),
+        &[
+            "--tls-listen",
+            &tls.addr(),
+            "--acme-domains",
+            NAME,
+            "--acme-directory",
+            &directory,
+        ],
+    );
+    let warnings = wait_until_acme_warning(&server);
+    let shown = [
+        warnings[0]["detail"]["error"].as_str().unwrap().to_owned(),
+        warnings[0]["detail"]["warning"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        server.status()["acme"]["last_error"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    for text in &shown {
+        assert!(text.contains("too many orders"), "{text:.300}");
+        assert!(
+            text.contains("\\u{1b}]0;PWNED\\u{7}"),
+            "the escape is made visible: {text:.300}"
+        );
+        assert!(
+            !text.chars().any(char::is_control),
+            "no control character: {text:.300}"
+        );
+        assert!(text.len() < 4096, "{} bytes: {text:.300}", text.len());
+    }
+    let log = server.log();
+    assert!(!log.contains("\u{1b}]0;PWNED"), "the log holds the escape");
+    assert!(
+        log.len() < 500_000,
+        "the log holds the detail: {} bytes",
+        log.len()
+    );
 }
