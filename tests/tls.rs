@@ -1,5 +1,5 @@
 //! HTTPS with a real client: HTTP/2 by ALPN, HSTS on HTTPS only, and a certificate renewed
-//! without a restart (an expired one refused).
+//! without a restart (an expired one refused, a chain in the wrong order named as such).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -181,6 +181,43 @@ fn https_without_a_certificate_is_refused_plainly() {
         String::from_utf8_lossy(&out.stderr).contains("bad.pem"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A chain whose authority comes before the server's own certificate (the order of the
+/// files an authority sends, pasted as they came) is refused at start saying that the order
+/// is wrong, not that the key does not belong to the certificate.
+#[test]
+fn a_chain_in_the_wrong_order_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let (chain, key) = (dir.path().join("chain.pem"), dir.path().join("key.pem"));
+    std::fs::write(&chain, format!("{}{}", pki.ca_pem, pki.server_pem.0)).unwrap();
+    std::fs::write(&key, &pki.server_pem.1).unwrap();
+    let out = output_within(
+        difusor()
+            .args([
+                "serve",
+                "--data-dir",
+                dir.path().join("d").to_str().unwrap(),
+            ])
+            .args([
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--tls-cert", chain.to_str().unwrap()])
+            .args(["--tls-key", key.to_str().unwrap()]),
+        Duration::from_secs(20),
+    )
+    .expect("refused at once");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("chain.pem"), "{stderr}");
+    assert!(
+        stderr.contains("wrong order") && stderr.contains("certificate 2 of the file"),
+        "{stderr}"
     );
 }
 

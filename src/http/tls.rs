@@ -21,7 +21,8 @@
 //!   ([`ticketer`], keys rotated by rustls every six hours, never written anywhere), so a
 //!   certificate reload does not end resumption.
 //! - A key that does not match the certificate is refused when loading, not at the first
-//!   handshake.
+//!   handshake; when it matches another certificate of the file than the first (a chain in
+//!   the wrong order), the refusal says so.
 //! - A reload refuses a certificate that has expired or is not yet valid: the old pair stays
 //!   (at start such a pair is served, so that plain HTTP and the rest still start).
 
@@ -101,7 +102,12 @@ impl Tls {
         };
         *files.stamp.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
         Ok(Arc::new(Self {
-            config: ArcSwap::from_pointee(server_config(read_certificates(cert)?, key, client_ca)?),
+            config: ArcSwap::from_pointee(server_config(
+                cert,
+                read_certificates(cert)?,
+                key,
+                client_ca,
+            )?),
             files: Some(files),
         }))
     }
@@ -150,7 +156,7 @@ impl Tls {
         drop(stamp);
         let chain = read_certificates(&files.cert)?;
         valid_now(&files.cert, &chain, SystemTime::now())?;
-        let config = server_config(chain, &files.key, files.client_ca.as_deref())?;
+        let config = server_config(&files.cert, chain, &files.key, files.client_ca.as_deref())?;
         self.config.store(Arc::new(config));
         Ok(true)
     }
@@ -232,9 +238,10 @@ fn valid_now(path: &Path, chain: &[CertificateDer<'_>], now: SystemTime) -> Resu
     Ok(())
 }
 
-/// A rustls server configuration for the pair, offering HTTP/2 and HTTP/1.1, checking the
-/// certificates clients present against `client_ca` when given.
+/// A rustls server configuration for the pair (`chain` read from `cert`), offering HTTP/2 and
+/// HTTP/1.1, checking the certificates clients present against `client_ca` when given.
 fn server_config(
+    cert: &Path,
     chain: Vec<CertificateDer<'static>>,
     key: &Path,
     client_ca: Option<&Path>,
@@ -254,17 +261,46 @@ fn server_config(
             for ca in read_certificates(path)? {
                 roots.add(ca).map_err(|e| refused(e.to_string()))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| refused(e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| refused(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key_der)?;
+    let mut config = match builder.with_single_cert(chain.clone(), key_der.clone_key()) {
+        Ok(config) => config,
+        Err(e) => return Err(out_of_order(cert, &chain, key_der, &provider).unwrap_or(e.into())),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = ticketer()?;
     Ok(config)
+}
+
+/// The refusal of a chain whose first certificate is not that of `key` but another is (the
+/// authorities before the server's own certificate); `None` when none is `key`'s.
+fn out_of_order(
+    cert: &Path,
+    chain: &[CertificateDer<'static>],
+    key: PrivateKeyDer<'static>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Option<TlsError> {
+    let signer = provider.key_provider.load_private_key(key).ok()?;
+    let at = chain.iter().skip(1).position(|c| {
+        rustls::sign::CertifiedKey::new(vec![c.clone()], signer.clone())
+            .keys_match()
+            .is_ok()
+    })?;
+    Some(TlsError::Pem {
+        path: cert.to_owned(),
+        why: format!(
+            "the key is that of certificate {} of the file, not of the first: the chain is in \
+             the wrong order; put the server's own certificate first, then the authorities \
+             that signed it",
+            at + 2
+        ),
+    })
 }
 
 /// The process's session ticketer, made on first use and shared by every configuration.
