@@ -269,11 +269,9 @@ pub(crate) async fn run(sections: Sections, source: Source) -> Result<()> {
     let puller = match &sections.pull {
         Some(settings) => Some(Arc::new(Puller::new(
             settings.clone(),
-            store.layout.tmp(),
-            store.reserve.uploads(),
+            &store,
             sections.package.limits.max_package_bytes,
             to_publisher.clone(),
-            store.journal.clone(),
             Replica::new(gate.clone(), health.clone(), live.clone()),
         )?)),
         None => None,

@@ -296,10 +296,13 @@ fn a_replica_starting_empty_takes_the_live_corte_first_and_the_history_after() {
     assert_eq!(main(&replica).body, main(&primary).body);
 }
 
+/// What a lying primary serves: its bytes by path, changed as the test goes on.
+type Served = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>;
+
 /// A primary that lies, over plain HTTP on loopback: it answers each path of `files` with
 /// its bytes, any other with 404, one request per connection. It runs until the test
 /// process ends.
-fn fake_primary(files: BTreeMap<String, Vec<u8>>) -> SocketAddr {
+fn fake_primary(files: Served) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -315,16 +318,16 @@ fn fake_primary(files: BTreeMap<String, Vec<u8>>) -> SocketAddr {
             }
             let head = String::from_utf8_lossy(&head).into_owned();
             let path = head.split(' ').nth(1).unwrap_or_default();
-            let (status, body) = match files.get(path) {
-                Some(body) => ("200 OK", body.as_slice()),
-                None => ("404 Not Found", &b""[..]),
+            let (status, body) = match files.lock().unwrap().get(path) {
+                Some(body) => ("200 OK", body.clone()),
+                None => ("404 Not Found", Vec::new()),
             };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = stream.write_all(body);
+            let _ = stream.write_all(&body);
         }
     });
     addr
@@ -397,7 +400,7 @@ fn a_replica_refuses_a_package_its_primary_changed_even_with_a_matching_sidecar(
         "/packages/".to_owned(),
         serde_json::to_vec(&listing).unwrap(),
     );
-    let fake = fake_primary(files);
+    let fake = fake_primary(Served::new(files.into()));
 
     let public = keys.join("difusor.pub").display().to_string();
     let replica = Server::start(
@@ -429,6 +432,98 @@ fn a_replica_refuses_a_package_its_primary_changed_even_with_a_matching_sidecar(
     assert_eq!(published.len(), 1, "{published:#?}");
     let main = curl(&replica.url("/json/main.json"), &[]);
     assert!(!main.text().contains("resultados falsos"));
+}
+
+/// `files` (each name with its bytes) as a lying primary serves them under `/packages/`, with
+/// their listing in the feed's form, each listed with the time `mtime`.
+fn served_as_feed(files: &[(String, Vec<u8>)], mtime: &str) -> BTreeMap<String, Vec<u8>> {
+    let listing: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, body)| {
+            serde_json::json!({
+                "name": name, "type": "file", "size": body.len(),
+                "mtime": mtime,
+            })
+        })
+        .collect();
+    let mut served: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(name, body)| (format!("/packages/{name}"), body.clone()))
+        .collect();
+    served.insert(
+        "/packages/".to_owned(),
+        serde_json::to_vec(&listing).unwrap(),
+    );
+    served
+}
+
+#[test]
+fn a_package_refused_for_evidence_changed_on_the_way_is_taken_once_the_primary_serves_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("llaves");
+    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
+    let delivered = dir.path().join("entregados");
+    std::fs::create_dir_all(&delivered).unwrap();
+    let key = keys.join("difusor.key").display().to_string();
+    simulate(
+        &delivered,
+        "2027-06-06",
+        1,
+        "0s",
+        "0s",
+        &["--sign-key", &key],
+    );
+    let name = "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip";
+    let read = |name: &str| std::fs::read(delivered.join(name)).unwrap();
+    let bytes = read(name);
+    let signature = read(&format!("{name}.minisig"));
+    // What a man in the middle (or a primary serving another package's evidence for a
+    // moment) sends: the right bytes and sidecar, a signature whose trusted comment changed.
+    let changed = String::from_utf8(signature.clone())
+        .unwrap()
+        .replace("trusted comment: ", "trusted comment: cambiado ")
+        .into_bytes();
+    let feed = |signature: Vec<u8>, mtime: &str| {
+        served_as_feed(
+            &[
+                (name.to_owned(), bytes.clone()),
+                (
+                    format!("{name}.sha256"),
+                    format!("{}  {name}\n", sha256_hex(&bytes)).into_bytes(),
+                ),
+                (format!("{name}.minisig"), signature),
+            ],
+            mtime,
+        )
+    };
+    let served = Served::new(feed(changed.clone(), "Sun, 06 Jun 2027 20:00:00 GMT").into());
+    let fake = fake_primary(served.clone());
+
+    let public = keys.join("difusor.pub").display().to_string();
+    let replica = Server::start(
+        &dir.path().join("replica"),
+        &[
+            "--replica-of",
+            &format!("http://{fake}/"),
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    );
+    let rejected = wait_events(&replica, "rejected", 1);
+    let reason = rejected[0]["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("signature"), "{rejected:#?}");
+    // Listed again at another time, with the same evidence: looked at, not handed over again.
+    *served.lock().unwrap() = feed(changed, "Sun, 06 Jun 2027 20:05:00 GMT");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events(&replica, "rejected").len(), 1);
+
+    // The primary's own signature now: the same bytes are taken with it, and published.
+    *served.lock().unwrap() = feed(signature, "Sun, 06 Jun 2027 20:05:00 GMT");
+    wait_events(&replica, "published", 1);
+    assert_eq!(replica.live_corte().as_deref(), Some("20270606_2000"));
+    assert_eq!(events(&replica, "rejected").len(), 1);
 }
 
 /// A request for `path` of `primary`'s feed naming `etag`, in a thread: its answer and how

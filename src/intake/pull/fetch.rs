@@ -21,13 +21,17 @@
 //!   may have been replaced while it was being downloaded); one that never matches is not handed
 //!   over, and the attempt fails. A torn download never reaches the publisher.
 //! - A package of an index whose sidecar names a digest the journal holds as decided, under
-//!   that same name, is not downloaded again. A sidecar is never taken for the bytes
+//!   that same name, is not downloaded again; one it holds as rejected, only when its sidecar
+//!   and signature are those the rejected copy keeps beside it (the last rejected
+//!   delivery's): a package refused for what came with it (a signature or sidecar changed on
+//!   the way, by a man in the middle or a primary in the middle of a change) is taken again
+//!   with other evidence, and verified again. A sidecar is never taken for the bytes
 //!   otherwise: a new name whose sidecar names a package already received (a copied
 //!   sidecar), or a "latest" address whose answer changed while its sidecar still names the
 //!   package before (the two are not replaced at once), is downloaded and checked against a
 //!   fresh sidecar, and nothing is remembered until they agree.
-//! - Bytes downloaded that the journal holds as decided under the same name are not handed
-//!   over again. A service that never answers 304 (an `ETag` that differs at every answer, as
+//! - Bytes downloaded that the journal holds as decided under the same name (rejected ones:
+//!   with the same evidence) are not handed over again. A service that never answers 304 (an `ETag` that differs at every answer, as
 //!   from two servers behind one address that disagree on it, an index whose times keep
 //!   changing, no validators at all) costs a download at every poll, never a journal entry,
 //!   an archive write or a verification.
@@ -58,8 +62,10 @@ use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index,
 use super::{Failed, PullError, Puller, Source, backoff};
 use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
+use crate::journal::PackageState;
 use crate::package::{
-    EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest, sidecar_single_entry,
+    EVIDENCE_EXTENSIONS, EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest,
+    sidecar_single_entry,
 };
 use crate::publisher::{Fault, Outcome};
 
@@ -105,7 +111,7 @@ impl Puller {
         let mut waiting = None;
         let mut fresh: Vec<&Listed> = packages(&listing, self.order(source.order))
             .into_iter()
-            .filter(|e| source.taken.get(&e.name) != Some(*e))
+            .filter(|e| source.taken.get(&e.name) != Some(&as_listed(e)))
             .filter(|e| match source.failed.get(&e.name) {
                 Some(f) if f.retry_at > now && f.listed == as_listed(e) => {
                     waiting.get_or_insert_with(|| PullError::Waiting {
@@ -131,7 +137,7 @@ impl Puller {
                 Ok(_) => {
                     undelivered = 0;
                     source.failed.remove(&entry.name);
-                    source.taken.insert(entry.name.clone(), entry.clone());
+                    source.taken.insert(entry.name.clone(), as_listed(entry));
                 }
                 Err(e) => {
                     tracing::warn!(package = %entry.name, error = %e, "pull: not taken");
@@ -236,7 +242,7 @@ impl Puller {
                 target.named_digest(sidecar.as_ref().and_then(EvidenceFile::text).as_deref());
             if let Some(digest) = expected
                 && !changed
-                && self.holds(digest, &name).await
+                && self.holds(target, digest, &name, sidecar.as_ref()).await?
             {
                 tracing::debug!(package = %name, "pull: already received");
                 return Ok(Validators::default());
@@ -272,7 +278,10 @@ impl Puller {
             // The same bytes under the same name again (a service that never answers 304:
             // new validators at every answer, an index whose times keep changing): already
             // taken, and handing them over would only journal them again at every poll.
-            if self.holds(download.sha256, &name).await {
+            if self
+                .holds(target, download.sha256, &name, sidecar.as_ref())
+                .await?
+            {
                 tracing::debug!(package = %name, "pull: downloaded again, already received");
                 return Ok(validators);
             }
@@ -289,18 +298,47 @@ impl Puller {
     }
 
     /// Whether the journal holds `digest` as decided under this same `name`, so that a
-    /// package whose sidecar names it need not be downloaded. Read off the async threads; a
-    /// journal that cannot answer means "no", and the package is fetched. One this machine
-    /// failed to take is fetched again.
-    async fn holds(&self, digest: Sha256, name: &PackageName) -> bool {
-        let journal = self.journal.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || journal.package(digest))
+    /// package whose sidecar names it need not be downloaded, nor its download handed over:
+    /// when it was rejected, only with the same evidence, `sidecar` and the signature of
+    /// `target`, as the rejected copy keeps beside it. A package rejected for what came with
+    /// it (a signature or sidecar changed on the way) is taken again with other evidence,
+    /// and verified again. Read off the async threads; a journal that cannot answer means
+    /// "no", and the package is fetched. One this machine failed to take is fetched again.
+    async fn holds(
+        &self,
+        target: &Target,
+        digest: Sha256,
+        name: &PackageName,
+        sidecar: Option<&EvidenceFile>,
+    ) -> Result<bool, PullError> {
+        let (journal, name) = (self.journal.clone(), name.to_string());
+        let state = tokio::task::spawn_blocking(move || journal.package(digest))
             .await
             .ok()
             .and_then(Result::ok)
             .flatten()
-            .is_some_and(|(known, _, state)| known == name && state.is_decided())
+            .filter(|(known, _, state)| *known == name && state.is_decided())
+            .map(|(_, _, state)| state);
+        match state {
+            None => Ok(false),
+            Some(PackageState::Rejected) => {
+                let signature = self.evidence(target.signature.as_ref()).await?;
+                let sent = [sidecar, signature.as_ref()].map(|e| e.and_then(EvidenceFile::bytes));
+                let archive = self.archive.clone();
+                let kept = tokio::task::spawn_blocking(move || {
+                    let path = archive.rejected_path(digest);
+                    EVIDENCE_EXTENSIONS.map(|ext| archive.read_evidence(&path, ext))
+                })
+                .await
+                .ok();
+                Ok(kept.is_some_and(|kept| {
+                    let kept =
+                        [&kept[0], &kept[1]].map(|e| e.as_ref().and_then(EvidenceFile::bytes));
+                    kept == sent
+                }))
+            }
+            Some(_) => Ok(true),
+        }
     }
 
     /// Gives a download to the publisher and waits for what became of it.

@@ -4,7 +4,7 @@
 //! Each URL is polled every `pull_interval` by its own task:
 //! - a URL ending in `/` is an **index** ([`index`]): every package it lists is fetched once,
 //!   in name order, with its evidence when the index lists it. A listed package whose size or
-//!   time changes is looked at again.
+//!   time, or its evidence's, changes is looked at again.
 //! - a replica's primary feed (`<replica_of>packages/`) is an index taken in the order it
 //!   lists (the primary's live corte first), asked again as soon as it answers: the feed
 //!   holds a request until its listing changes (long-poll), so a new package arrives at once.
@@ -49,9 +49,11 @@ use reqwest::{StatusCode, Url};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::archive::Archive;
 use crate::hash::Sha256;
 use crate::journal::{EventKind, Journal};
 use crate::publisher::{Fault, PublisherHandle};
+use crate::store::Store;
 use crate::store::space::{Short, Space};
 use client::{Client, Validators};
 use fetch::ATTEMPTS;
@@ -250,21 +252,23 @@ pub(crate) struct Puller {
     max_package_bytes: u64,
     publisher: PublisherHandle,
     journal: Arc<Journal>,
+    /// Where a rejected package's evidence is kept, to tell whether a package is sent again
+    /// with other evidence.
+    archive: Archive,
     /// What a replica applies of its primary's state (with `replica_of`).
     replica: Option<Replica>,
 }
 
 impl Puller {
     /// Builds the HTTPS client (reading the token, client certificate and authorities the
-    /// settings name) for pulls into `tmp_dir` (claiming their room from `space`) and the
-    /// publisher's queue; a replica's primary state is applied through `replica`.
+    /// settings name) for pulls into the temporary folder of `store` (claiming their room
+    /// from its reserve) and the publisher's queue; a replica's primary state is applied
+    /// through `replica`.
     pub(crate) fn new(
         settings: PullSettings,
-        tmp_dir: PathBuf,
-        space: Space,
+        store: &Store,
         max_package_bytes: u64,
         publisher: PublisherHandle,
-        journal: Arc<Journal>,
         replica: Replica,
     ) -> anyhow::Result<Self> {
         if settings
@@ -281,13 +285,14 @@ impl Puller {
         Ok(Self {
             client: Client::new(&settings)?,
             board: Arc::new(Board::default()),
-            tmp_dir,
-            space,
+            tmp_dir: store.layout.tmp(),
+            space: store.reserve.uploads(),
             max_package_bytes,
             replica: settings.state.is_some().then_some(replica),
             settings,
             publisher,
-            journal,
+            journal: store.journal.clone(),
+            archive: store.archive.clone(),
         })
     }
 
@@ -434,8 +439,9 @@ struct Source {
     order: Order,
     /// Validators of the last complete look.
     validators: Validators,
-    /// Index entries handed over (or found already received), as listed then.
-    taken: HashMap<String, Listed>,
+    /// Index entries handed over (or found already received), with their evidence as listed
+    /// then (the package first): any of them listed otherwise, the package is looked at again.
+    taken: HashMap<String, Vec<Listed>>,
     /// Index entries not taken, by name: tried after the others, and those that failed for
     /// themselves not before their own wait has passed.
     failed: HashMap<String, Failed>,
