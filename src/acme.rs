@@ -3,9 +3,10 @@
 //!
 //! The account key and the certificate live in `<data_dir>/acme/` (`account.json`, and
 //! `certificate.pem`: a first line naming the directory that issued it, then the chain and its
-//! private key, in one file so that all three change in one rename). The certificate is proved with TLS-ALPN-01 on the HTTPS listener or HTTP-01 on the
-//! plain one ([`crate::http::challenge`] answers both); the HTTP client is reqwest with
-//! rustls, trusting the public web's authorities or `acme_directory_ca`.
+//! private key, in one file so that all three change in one rename). The certificate is
+//! proved with TLS-ALPN-01 on the HTTPS listener or HTTP-01 on the plain one
+//! ([`crate::http::challenge`] answers both); the HTTP client is reqwest with rustls,
+//! trusting the public web's authorities or `acme_directory_ca`.
 //!
 //! # Guarantees
 //! - At start a kept certificate that has not expired is served at once, with no ACME round

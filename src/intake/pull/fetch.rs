@@ -31,10 +31,10 @@
 //!   package before (the two are not replaced at once), is downloaded and checked against a
 //!   fresh sidecar, and nothing is remembered until they agree.
 //! - Bytes downloaded that the journal holds as decided under the same name (rejected ones:
-//!   with the same evidence) are not handed over again. A service that never answers 304 (an `ETag` that differs at every answer, as
-//!   from two servers behind one address that disagree on it, an index whose times keep
-//!   changing, no validators at all) costs a download at every poll, never a journal entry,
-//!   an archive write or a verification.
+//!   with the same evidence) are not handed over again. A service that never answers 304
+//!   (an `ETag` that differs at every answer, as from two servers behind one address that
+//!   disagree on it, an index whose times keep changing, no validators at all) costs a
+//!   download at every poll, never a journal entry, an archive write or a verification.
 //! - One this machine failed to take (a full disk, a journal error; the publisher's
 //!   `failed`) is not taken: it is fetched again at the next poll, and after a restart.
 //! - In an index, a package that fails for itself (too large, never matching its sidecar, a
