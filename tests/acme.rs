@@ -697,6 +697,24 @@ fn lying_acme_server(chain: String, order_problem: Option<String>) -> String {
 /// server's own, with the certificate it matches) is refused: difusor serves only the key it
 /// made and asked a certificate for, never one that the ACME server (or anyone who read its
 /// answer) holds.
+/// A server in `dir` with an HTTPS listener whose certificate for [`NAME`] is ordered from
+/// the ACME `directory`, and that listener's port.
+fn with_acme_directory(dir: &Path, directory: &str) -> (Server, ReservedPort) {
+    let tls = ReservedPort::hold();
+    let server = Server::start(
+        &dir.join("d"),
+        &[
+            "--tls-listen",
+            &tls.addr(),
+            "--acme-domains",
+            NAME,
+            "--acme-directory",
+            directory,
+        ],
+    );
+    (server, tls)
+}
+
 #[test]
 fn a_chain_that_carries_the_acme_servers_own_key_is_refused() {
     let theirs = rcgen::generate_simple_self_signed(vec![NAME.to_owned()]).unwrap();
@@ -708,18 +726,7 @@ fn a_chain_that_carries_the_acme_servers_own_key_is_refused() {
     );
     let directory = lying_acme_server(chain, None);
     let dir = tempfile::tempdir().unwrap();
-    let tls = ReservedPort::hold();
-    let server = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--tls-listen",
-            &tls.addr(),
-            "--acme-domains",
-            NAME,
-            "--acme-directory",
-            &directory,
-        ],
-    );
+    let (server, tls) = with_acme_directory(dir.path(), &directory);
     let mut status = server.status();
     wait_until("the order's end", Duration::from_secs(60), || {
         status = server.status();
@@ -757,18 +764,7 @@ fn a_huge_problem_with_terminal_escapes_from_the_acme_server_is_shown_clipped_an
     });
     let directory = lying_acme_server(String::new(), Some(problem.to_string()));
     let dir = tempfile::tempdir().unwrap();
-    let tls = ReservedPort::hold();
-    let server = Server::start(
-        &dir.path().join("d"),
-        &[
-            "--tls-listen",
-            &tls.addr(),
-            "--acme-domains",
-            NAME,
-            "--acme-directory",
-            &directory,
-        ],
-    );
+    let (server, _tls) = with_acme_directory(dir.path(), &directory);
     let warnings = wait_until_acme_warning(&server);
     let shown = [
         warnings[0]["detail"]["error"].as_str().unwrap().to_owned(),

@@ -2257,13 +2257,7 @@ fn a_page_is_counted_under_the_path_the_server_served_however_the_client_spelled
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    std::fs::create_dir_all(data.join("bitacoras")).unwrap();
-    std::fs::write(data.join("bitacoras").join("access.log"), log).unwrap();
-    let out = dir.path().join("memoria");
-    assert_success(&memoria(&data, &out, &PERIOD));
-    let m = report(&out);
+    let (m, _) = night_peak(log);
     assert_eq!(
         m["top_pages"],
         json!([
