@@ -526,6 +526,62 @@ fn a_package_refused_for_evidence_changed_on_the_way_is_taken_once_the_primary_s
     assert_eq!(events(&replica, "rejected").len(), 1);
 }
 
+/// A primary reused across drills and the night lists its live corte first, then a history of
+/// thousands of packages (each with its `.sha256` and `.minisig`): 25 001 entries, more than a
+/// replica reads of an index. The replica takes the first entries it can instead of failing
+/// every poll, says so once, and publishes the live corte.
+#[test]
+fn a_replica_of_a_primary_listing_more_than_it_reads_still_publishes_the_live_corte() {
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = dir.path().join("entregados");
+    std::fs::create_dir_all(&delivered).unwrap();
+    simulate(&delivered, "2027-06-06", 1, "0s", "0s", &[]);
+    let name = "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip";
+    let bytes = std::fs::read(delivered.join(name)).unwrap();
+    let mut files = vec![
+        (
+            format!("{name}.sha256"),
+            format!("{}  {name}\n", sha256_hex(&bytes)).into_bytes(),
+        ),
+        (name.to_owned(), bytes),
+    ];
+    files.reverse();
+    // The drills' packages, listed after the live corte in the order they arrived.
+    for i in 0..8_333 {
+        let old = format!(
+            "20270530_{:02}{:02}_PREP_SITIO_COMPLETO_CAMP.zip",
+            i / 60 % 24,
+            i % 60
+        );
+        let old = format!("{}_{i}.zip", old.trim_end_matches(".zip"));
+        for suffix in ["", ".sha256", ".minisig"] {
+            files.push((format!("{old}{suffix}"), Vec::new()));
+        }
+    }
+    let mut served = served_as_feed(&files, "Sun, 06 Jun 2027 20:00:00 GMT");
+    let listing: Vec<serde_json::Value> = serde_json::from_slice(&served["/packages/"]).unwrap();
+    assert_eq!(listing.len(), 25_001);
+    // The history is not served any more (nothing of it is needed to serve the live corte).
+    served.retain(|path, _| path == "/packages/" || path.contains(name));
+    let fake = fake_primary(Served::new(served.into()));
+
+    let replica = Server::start(
+        &dir.path().join("replica"),
+        &["--replica-of", &format!("http://{fake}/")],
+    );
+    wait_events(&replica, "published", 1);
+    assert_eq!(replica.live_corte().as_deref(), Some("20270606_2000"));
+    let cut: Vec<serde_json::Value> = events(&replica, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "feed-listing-cut")
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:#?}");
+    assert_eq!(cut[0]["detail"]["listed"], 25_001);
+    // The first 20 000 entries, without the last package, which the cut could have parted
+    // from its evidence.
+    assert_eq!(cut[0]["detail"]["kept"], 19_997);
+}
+
 /// A request for `path` of `primary`'s feed naming `etag`, in a thread: its answer and how
 /// long it took.
 fn held_request(
@@ -1491,18 +1547,24 @@ fn history_shows_a_primarys_notice_with_its_control_and_bidi_characters_made_vis
 }
 
 #[test]
-fn a_listing_of_a_million_tiny_entries_is_refused_without_holding_them() {
+fn a_listing_of_a_million_tiny_entries_is_cut_without_holding_them() {
     let dir = tempfile::tempdir().unwrap();
     let (primary, replica) = idle_replica(dir.path());
     let before = replica.peak_rss_kib();
     // Within the 4 MiB an index may take, but a million entries: far past the 20 000 read.
     let entries = vec!["\"a\""; 1_000_000].join(",");
     primary.set_listing(format!("[{entries}]").as_bytes());
-    let errors = wait_events(&replica, "pull-error", 1);
-    let error = errors[0]["detail"]["error"].as_str().unwrap();
+    // The first says the token file can be read by others.
+    let warnings = wait_events(&replica, "warning", 2);
+    let warning = warnings
+        .iter()
+        .map(|w| &w["detail"])
+        .find(|w| w["check"] == "feed-listing-cut")
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    let text = warning["warning"].as_str().unwrap();
     assert!(
-        error.contains("/packages/") && error.contains("more than 20000 entries"),
-        "{errors:?}"
+        text.contains("/packages/") && text.contains("lists 1000000 entries"),
+        "{warnings:?}"
     );
     let grew = replica.peak_rss_kib().saturating_sub(before);
     assert!(

@@ -1,8 +1,14 @@
-//! What the feed lists under `/packages/`: every package this node took, with its evidence,
-//! in the order a replica should take them, and the one way from a listed name to what is
-//! served for it.
+//! What the feed lists under `/packages/`: the packages this node took that a replica needs
+//! (the live corte's and the newest others), with their evidence, in the order a replica
+//! should take them, and the one way from a listed name to what is served for it.
 //!
 //! # Guarantees
+//! - At most [`MAX_LISTED`] packages are listed: every package the live site was built from,
+//!   then the newest others. A node reused across drills and the night, or one that took a
+//!   corte every second, never lists more than a replica reads of an index
+//!   ([`crate::intake::pull::MAX_INDEX_BYTES`] and 20 000 entries): its replicas go on
+//!   following it. A replica needs the live corte to serve and the recent ones to follow a
+//!   rollback; an older package drops out of the listing, never out of any node's archive.
 //! - Only packages the journal holds as published, older or held are listed: verified and
 //!   in the verified archive, under their SHA-256. A name that was taken twice (two packages
 //!   under one name) is listed once, for the later package.
@@ -31,6 +37,13 @@ use crate::journal::{Build, Journal, Taken, lineage};
 use crate::package::{
     PackageKind, PackageName, evidence_text, is_evidence, sidecar_digest, sum_line,
 };
+
+/// Most packages listed, the live corte's included (unless they alone are more). Each is
+/// listed with at most two evidence files, each entry under 1 KiB (a name is at most 255
+/// bytes), so the listing stays under 3 000 entries and 3 MiB, within what a replica reads;
+/// and a thousand packages are several nights of cortes, so a rollback an operator asks for
+/// finds its corte on every replica.
+pub(super) const MAX_LISTED: usize = 1_000;
 
 /// The listing at one moment, with what each listed name serves.
 pub(super) struct Listing {
@@ -70,12 +83,9 @@ impl Listing {
     ) -> Result<Self, FeedError> {
         let taken = journal.taken()?;
         let first = live_packages(journal, live)?;
-        let (live_ones, rest): (Vec<&Taken>, Vec<&Taken>) = latest_by_name(&taken)
-            .into_iter()
-            .partition(|t| first.contains(&t.sha256));
         let mut entries = Vec::new();
         let mut files = HashMap::new();
-        for t in live_ones.into_iter().chain(rest) {
+        for t in listed(&taken, &first) {
             let mtime = DateTimePrinter::new()
                 .timestamp_to_rfc9110_string(&t.first_received)
                 .unwrap_or_default();
@@ -145,6 +155,19 @@ fn latest_by_name(taken: &[Taken]) -> Vec<&Taken> {
         .collect()
 }
 
+/// The packages of `taken` that are listed, in order: those of `live` (the live site's) first,
+/// then the newest others, [`MAX_LISTED`] in all; each part in arrival order.
+fn listed<'a>(taken: &'a [Taken], live: &HashSet<Sha256>) -> Vec<&'a Taken> {
+    let (mut listed, rest): (Vec<&Taken>, Vec<&Taken>) = latest_by_name(taken)
+        .into_iter()
+        .partition(|t| live.contains(&t.sha256));
+    let older = rest
+        .len()
+        .saturating_sub(MAX_LISTED.saturating_sub(listed.len()));
+    listed.extend(rest.into_iter().skip(older));
+    listed
+}
+
 /// The packages the site of publication `live` was built from: its latest complete site
 /// package (a site package that replaced the whole site) and every package after it.
 fn live_packages(journal: &Journal, live: Option<i64>) -> Result<HashSet<Sha256>, FeedError> {
@@ -187,5 +210,33 @@ mod tests {
             .map(|t| (t.name.as_str(), t.size))
             .collect();
         assert_eq!(listed, [("b.zip", 2), ("a.zip", 3)]);
+    }
+
+    #[test]
+    fn the_live_packages_and_the_newest_others_are_listed_up_to_the_limit() {
+        let all: Vec<Taken> = (0..MAX_LISTED + 500)
+            .map(|i| Taken {
+                sha256: Sha256::of(&i.to_be_bytes()),
+                name: format!("{i:05}.zip"),
+                size: 1,
+                first_received: jiff::Timestamp::from_second(i as i64).unwrap(),
+            })
+            .collect();
+        // The live site's packages: an old complete one and the one after it.
+        let live: HashSet<Sha256> = [all[3].sha256, all[4].sha256].into();
+        let names: Vec<&str> = listed(&all, &live)
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names.len(), MAX_LISTED);
+        assert_eq!(names[..3], ["00003.zip", "00004.zip", "00502.zip"]);
+        assert_eq!(names.last(), Some(&"01499.zip"));
+        // Fewer than the limit: all of them, the live ones first.
+        let names: Vec<&str> = listed(&all[..10], &live)
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 10);
+        assert_eq!(names[..3], ["00003.zip", "00004.zip", "00000.zip"]);
     }
 }

@@ -3,10 +3,11 @@
 //! balancer serves the same cortes.
 //!
 //! Routes (GET, and HEAD):
-//! - `/packages/`: every package this node took, with its evidence, as nginx's
-//!   `autoindex_format json` listing, the live corte's packages first ([`listing`]); a
-//!   replica's pull reads it as any index and verifies each package as if it came from the
-//!   institute;
+//! - `/packages/`: the packages this node took that a replica needs, with their evidence, as
+//!   nginx's `autoindex_format json` listing: the live corte's packages first, then the
+//!   newest others, [`listing::MAX_LISTED`] in all, so the listing stays within what a
+//!   replica reads however many packages this node took ([`listing`]); a replica's pull
+//!   reads it as any index and verifies each package as if it came from the institute;
 //! - `/packages/<name>`, `/packages/<name>.sha256`, `/packages/<name>.minisig`: a package's
 //!   bytes from the verified archive under the name it was taken under, its sidecar (the one
 //!   it was taken with, or its digest's `sha256sum` line), its signature exactly as received;

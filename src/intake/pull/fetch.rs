@@ -54,15 +54,18 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use reqwest::{Response, StatusCode, Url};
+use serde_json::json;
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::client::{Body, Validators, read_small};
-use super::index::{Listed, MAX_INDEX_BYTES, last_segment, packages, parse_index, target};
+use super::index::{
+    Listed, MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, Order, last_segment, packages, parse_index, target,
+};
 use super::{Failed, PullError, Puller, Source, backoff};
 use crate::hash::{Hashed, Sha256};
 use crate::intake::{Channel, Received};
-use crate::journal::PackageState;
+use crate::journal::{EventKind, PackageState};
 use crate::package::{
     EVIDENCE_EXTENSIONS, EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest,
     sidecar_single_entry,
@@ -87,10 +90,15 @@ impl Puller {
         };
         let validators = Validators::of(response.headers());
         let body = read_small(response, &source.url, MAX_INDEX_BYTES, "index").await?;
-        let listing = parse_index(&body).map_err(|why| PullError::Index {
-            url: source.url.clone(),
-            why,
-        })?;
+        // A primary's feed listing more than can be read is cut, not refused: its replicas
+        // go on serving its live corte, listed first.
+        let index =
+            parse_index(&body, source.order == Order::Listed).map_err(|why| PullError::Index {
+                url: source.url.clone(),
+                why,
+            })?;
+        self.cut(source, index.cut, index.listing.len());
+        let listing = index.listing;
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
         // What the index no longer lists is forgotten: memory follows the index's limits.
         source.taken.retain(|name, _| names.contains(name.as_str()));
@@ -162,6 +170,36 @@ impl Puller {
             }
             Some(e) => Err(e),
         }
+    }
+
+    /// Says once, when a primary's feed starts listing more than can be read (`cut`: how
+    /// many entries it lists), that only its first `kept` files are taken: a `warning` in the
+    /// journal (`"check": "feed-listing-cut"`) and the log. Said again only after a listing
+    /// that was read whole.
+    fn cut(&self, source: &mut Source, cut: Option<usize>, kept: usize) {
+        let was = std::mem::replace(&mut source.cut, cut.is_some());
+        let Some(listed) = cut.filter(|_| !was) else {
+            return;
+        };
+        let url = source.url.as_str();
+        tracing::warn!(
+            url,
+            listed,
+            kept,
+            "the primary's feed lists more entries than a replica reads; only the first are taken"
+        );
+        let message = format!(
+            "the primary's feed {url} lists {listed} entries, more than the \
+             {MAX_INDEX_ENTRIES} a replica reads: only its first {kept} files are taken (its \
+             live corte's first), the rest are left out while it lists so many; nothing \
+             taken before is removed. Upgrade the primary: its feed lists at most the newest \
+             packages"
+        );
+        self.note(
+            EventKind::Warning,
+            json!({"check": "feed-listing-cut", "warning": message, "url": url,
+                   "listed": listed, "kept": kept}),
+        );
     }
 
     /// Notes that a package, `listed` with its evidence as the index lists them (the package

@@ -8,7 +8,12 @@
 //! # Guarantees
 //! - Index entries are names, never paths: a name with `/`, `\`, a control character or a
 //!   leading dot is ignored, so every fetched address is a direct child of the index.
-//! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries.
+//! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries. An
+//!   institute's index listing more entries is refused whole. A primary's feed listing more
+//!   (one that lists every package it ever took, as feeds before the limit of
+//!   [`crate::feed`] did) is cut instead: its first entries are taken, the live corte's
+//!   packages first as a feed lists them, without the package the cut may have parted from
+//!   its evidence; the rest are skipped, never held, and the cut is said ([`Index::cut`]).
 //! - Every package it lists is fetched in name order (names start with the corte time, so
 //!   that is the order of cortes), or, from a primary's feed, in the order listed; with
 //!   `<name>.sha256` and `<name>.minisig` when the index lists them (those that failed at the
@@ -28,7 +33,7 @@ use crate::peer_text::PeerText;
 pub(crate) const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most entries read from an index.
-const MAX_INDEX_ENTRIES: usize = 20_000;
+pub(super) const MAX_INDEX_ENTRIES: usize = 20_000;
 
 /// Characters escaped when a listed name becomes the last segment of a URL.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -85,50 +90,74 @@ enum JsonEntry {
 /// What a JSON index's array is cut short with, past [`MAX_INDEX_ENTRIES`] entries.
 const TOO_MANY: &str = "too many entries";
 
-/// A JSON index's entries, read one by one and refused past [`MAX_INDEX_ENTRIES`]: a listing
-/// of millions of tiny entries is never held whole (an entry takes far more memory than its
-/// few bytes of JSON).
-struct Bounded(Vec<JsonEntry>);
+/// How many entries of a JSON index are read: at most [`MAX_INDEX_ENTRIES`], the array
+/// refused past them, or, with `cut`, the rest skipped one by one and counted. A listing of
+/// millions of tiny entries is never held whole (an entry takes far more memory than its few
+/// bytes of JSON).
+struct Bounded {
+    cut: bool,
+}
 
-impl<'de> serde::Deserialize<'de> for Bounded {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> serde::de::Visitor<'de> for Entries {
-            type Value = Bounded;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array of entries")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Bounded, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<JsonEntry>()? {
-                    if items.len() == MAX_INDEX_ENTRIES {
-                        return Err(serde::de::Error::custom(TOO_MANY));
-                    }
-                    items.push(item);
-                }
-                Ok(Bounded(items))
-            }
-        }
-        deserializer.deserialize_seq(Entries)
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded {
+    type Value = (Vec<JsonEntry>, usize);
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
     }
 }
 
-/// The files an index lists, valid names only.
-pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
+impl<'de> serde::de::Visitor<'de> for Bounded {
+    type Value = (Vec<JsonEntry>, usize);
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while items.len() < MAX_INDEX_ENTRIES {
+            match seq.next_element::<JsonEntry>()? {
+                Some(item) => items.push(item),
+                None => return Ok((items, 0)),
+            }
+        }
+        let mut skipped = 0;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            if !self.cut {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            skipped += 1;
+        }
+        Ok((items, skipped))
+    }
+}
+
+/// An index as read: the files it lists (valid names only), and what was cut from it.
+pub(super) struct Index {
+    /// The files taken from it, in the order listed.
+    pub(super) listing: Vec<Listed>,
+    /// When it listed more than [`MAX_INDEX_ENTRIES`] entries and was cut: how many it
+    /// listed.
+    pub(super) cut: Option<usize>,
+}
+
+/// The files an index lists, valid names only: refused past [`MAX_INDEX_ENTRIES`] entries,
+/// or, with `cut` (a primary's feed), cut there: its first entries are taken, without the
+/// last package taken, which may have been parted from its evidence.
+pub(super) fn parse_index(body: &[u8], cut: bool) -> Result<Index, String> {
     let text = std::str::from_utf8(body).map_err(|_| "it is not UTF-8 text".to_owned())?;
     let text = text.trim_start_matches('\u{feff}').trim_start();
-    let entries: Vec<Listed> = if text.starts_with('[') {
-        let items = match serde_json::from_str::<Bounded>(text) {
-            Ok(Bounded(items)) => items,
-            Err(e) if e.to_string().starts_with(TOO_MANY) => {
-                return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
-            }
+    let too_many = || format!("more than {MAX_INDEX_ENTRIES} entries");
+    let (mut entries, skipped): (Vec<Listed>, usize) = if text.starts_with('[') {
+        let mut json = serde_json::Deserializer::from_str(text);
+        let read = serde::de::DeserializeSeed::deserialize(Bounded { cut }, &mut json)
+            .and_then(|read| json.end().map(|()| read));
+        let (items, skipped) = match read {
+            Ok(read) => read,
+            Err(e) if e.to_string().starts_with(TOO_MANY) => return Err(too_many()),
             Err(e) => return Err(format!("invalid JSON: {}", PeerText(e))),
         };
-        items
+        let entries = items
             .into_iter()
             .filter_map(|item| match item {
                 JsonEntry::Name(name) => Some(Listed {
@@ -143,7 +172,8 @@ pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
                     mtime,
                 } => (kind.is_none_or(|k| k == "file")).then_some(Listed { name, size, mtime }),
             })
-            .collect()
+            .collect();
+        (entries, skipped)
     } else if text.starts_with('<') {
         return Err(
             "it is HTML; serve it as JSON (nginx: `autoindex_format json;`) or as \
@@ -151,28 +181,41 @@ pub(super) fn parse_index(body: &[u8]) -> Result<Vec<Listed>, String> {
                 .to_owned(),
         );
     } else {
-        let lines: Vec<&str> = text
+        let mut lines = text
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .take(MAX_INDEX_ENTRIES + 1)
-            .collect();
-        if lines.len() > MAX_INDEX_ENTRIES {
-            return Err(format!("more than {MAX_INDEX_ENTRIES} entries"));
-        }
-        lines
-            .into_iter()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let entries = lines
+            .by_ref()
+            .take(MAX_INDEX_ENTRIES)
             .map(|name| Listed {
                 name: name.to_owned(),
                 size: None,
                 mtime: None,
             })
-            .collect()
+            .collect();
+        let skipped = if cut {
+            lines.count()
+        } else {
+            lines.next().map_or(0, |_| 1)
+        };
+        if skipped > 0 && !cut {
+            return Err(too_many());
+        }
+        (entries, skipped)
     };
-    Ok(entries
-        .into_iter()
-        .filter(|e| PackageName::new(&e.name).is_some())
-        .collect())
+    if skipped > 0
+        && let Some(last) = entries.iter().rposition(|e| !is_evidence(&e.name))
+    {
+        entries.truncate(last);
+    }
+    Ok(Index {
+        listing: entries
+            .into_iter()
+            .filter(|e| PackageName::new(&e.name).is_some())
+            .collect(),
+        cut: (skipped > 0).then(|| MAX_INDEX_ENTRIES + skipped),
+    })
 }
 
 /// A relative reference to the file `name` beside the index: one escaped segment, led by
@@ -220,7 +263,7 @@ pub(super) fn target(index: &Url, entry: &Listed, names: &HashSet<&str>) -> Opti
 /// The name and address of the last package the index at `index` (whose body is `body`)
 /// lists in name order, the latest corte; `None` when it lists no package.
 pub(crate) fn latest(index: &Url, body: &[u8]) -> Result<Option<(PackageName, Url)>, String> {
-    let listing = parse_index(body)?;
+    let listing = parse_index(body, false)?.listing;
     let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
     Ok(packages(&listing, Order::Name)
         .last()
@@ -237,43 +280,82 @@ mod tests {
         let nginx = br#"[{"name":"sub","type":"directory","mtime":"x"},
             {"name":"20270606_2000_PREP_CAMP.zip","type":"file","mtime":"Sun, 06 Jun 2027 20:00:00 GMT","size":10},
             {"name":"../etc/passwd","type":"file"},{"name":".oculto","type":"file"}]"#;
-        let listed = parse_index(nginx).unwrap();
+        let listed = parse_index(nginx, false).unwrap().listing;
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].name, "20270606_2000_PREP_CAMP.zip");
         assert_eq!(listed[0].size, Some(10));
-        let names = parse_index(br#"["a.zip", "a.zip.sha256", "b/c.zip"]"#).unwrap();
+        let names = parse_index(br#"["a.zip", "a.zip.sha256", "b/c.zip"]"#, false)
+            .unwrap()
+            .listing;
         let names: Vec<&str> = names.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["a.zip", "a.zip.sha256"]);
-        let text = parse_index(b"\xef\xbb\xbf# paquetes\na.zip\r\n\n..\nb.zip\n").unwrap();
+        let text = parse_index(b"\xef\xbb\xbf# paquetes\na.zip\r\n\n..\nb.zip\n", false)
+            .unwrap()
+            .listing;
         let text: Vec<&str> = text.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(text, ["a.zip", "b.zip"]);
         assert!(
-            parse_index(b"<html><a href=\"a.zip\">")
-                .unwrap_err()
+            parse_index(b"<html><a href=\"a.zip\">", false)
+                .err()
+                .unwrap()
                 .contains("HTML")
         );
-        assert!(parse_index(b"[{\"nombre\": 1}]").is_err());
+        assert!(parse_index(b"[{\"nombre\": 1}]", false).is_err());
         // Entries past the limit, however small, in either form.
         let many = |n: usize, each: &str, sep: &str| vec![each; n].join(sep);
         let json = format!("[{}]", many(MAX_INDEX_ENTRIES, "\"a\"", ","));
         assert_eq!(
-            parse_index(json.as_bytes()).unwrap().len(),
+            parse_index(json.as_bytes(), false).unwrap().listing.len(),
             MAX_INDEX_ENTRIES
         );
         let json = format!("[{}]", many(MAX_INDEX_ENTRIES + 1, "\"a\"", ","));
-        let why = parse_index(json.as_bytes()).unwrap_err();
+        let why = parse_index(json.as_bytes(), false).err().unwrap();
         assert_eq!(why, format!("more than {MAX_INDEX_ENTRIES} entries"));
         let text = many(MAX_INDEX_ENTRIES + 1, "a", "\n");
-        let why = parse_index(text.as_bytes()).unwrap_err();
+        let why = parse_index(text.as_bytes(), false).err().unwrap();
         assert_eq!(why, format!("more than {MAX_INDEX_ENTRIES} entries"));
-        assert!(parse_index(&[0xff, 0xfe]).is_err());
+        assert!(parse_index(&[0xff, 0xfe], false).is_err());
+    }
+
+    #[test]
+    fn a_feed_listing_past_the_limit_is_cut_after_its_first_whole_packages() {
+        // Package, sidecar, signature, as a feed lists them: the cut parts the last one.
+        let feed: Vec<String> = (0..MAX_INDEX_ENTRIES / 3 + 100)
+            .flat_map(|i| {
+                let name = format!("{i:05}.zip");
+                [format!("{name}.sha256"), format!("{name}.minisig"), name]
+                    .map(|n| format!("{{\"name\":\"{n}\",\"type\":\"file\"}}"))
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let json = format!("[{}]", feed.join(","));
+        let index = parse_index(json.as_bytes(), true).unwrap();
+        assert_eq!(index.cut, Some(feed.len()));
+        let kept = MAX_INDEX_ENTRIES / 3;
+        assert_eq!(index.listing.len(), kept * 3);
+        let last = index.listing.last().unwrap();
+        assert_eq!(last.name, format!("{:05}.zip.sha256", kept - 1));
+        let text: Vec<String> = (0..MAX_INDEX_ENTRIES + 5)
+            .map(|i| format!("{i:05}.zip"))
+            .collect();
+        let index = parse_index(text.join("\n").as_bytes(), true).unwrap();
+        assert_eq!(index.cut, Some(MAX_INDEX_ENTRIES + 5));
+        assert_eq!(index.listing.len(), MAX_INDEX_ENTRIES - 1);
+        // Within the limit: nothing cut.
+        let index = parse_index(br#"["a.zip", "a.zip.sha256"]"#, true).unwrap();
+        assert_eq!((index.listing.len(), index.cut), (2, None));
     }
 
     #[test]
     fn packages_are_taken_by_name_or_as_listed() {
-        let listing =
-            parse_index(br#"["b.zip", "b.zip.sha256", "a.zip", "c.zip", "a.zip.minisig"]"#)
-                .unwrap();
+        let listing = parse_index(
+            br#"["b.zip", "b.zip.sha256", "a.zip", "c.zip", "a.zip.minisig"]"#,
+            false,
+        )
+        .unwrap()
+        .listing;
         let names = |order| -> Vec<&str> {
             packages(&listing, order)
                 .iter()

@@ -8,7 +8,9 @@
 //! - a replica's primary feed (`<replica_of>packages/`) is an index taken in the order it
 //!   lists (the primary's live corte first), asked again as soon as it answers: the feed
 //!   holds a request until its listing changes (long-poll), so a new package arrives at once.
-//!   Polls start at least [`FOLLOW_GAP`] apart.
+//!   Polls start at least [`FOLLOW_GAP`] apart. A feed listing more entries than an index may
+//!   hold is cut rather than refused ([`index`]): its first entries, the live corte's, are
+//!   still taken, and the cut is journaled once (`warning`, `"check": "feed-listing-cut"`).
 //! - a replica's primary state (`<replica_of>state`) is long-polled the same way, and the
 //!   notice, rollbacks and live corte it announces are applied here ([`follow`]).
 //! - any other URL is **one package that changes** (a "latest" address), fetched when it
@@ -450,6 +452,8 @@ struct Source {
     own_failures_only: bool,
     /// Packages handed to the publisher since the start.
     handed: u64,
+    /// Whether its last listing was cut (a primary's feed listing more than is read).
+    cut: bool,
     /// For a primary's state: the last one read, once one was.
     state: Option<Option<State>>,
 }
@@ -464,6 +468,7 @@ impl Source {
             failed: HashMap::new(),
             own_failures_only: false,
             handed: 0,
+            cut: false,
             state: None,
         }
     }
