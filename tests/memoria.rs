@@ -1543,25 +1543,38 @@ fn watch_once(package: &Path, name: &str, url: &str, periods: u32, log: &Path) -
     out.status.code()
 }
 
-/// The report of `difusor memoria` over the hour either side of now, with the observation
-/// log `log` of `difusor check --watch`.
-fn memoria_of_check_log(data: &Path, out: &Path, log: &Path) -> Value {
+/// The arguments of `difusor memoria` over the hour either side of now, with the
+/// observation log `log` of `difusor check --watch`.
+fn check_log_args(log: &Path) -> Vec<String> {
     let now = Timestamp::now();
     let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
+    let log = log.to_str().unwrap().to_owned();
+    [
+        "--from".into(),
+        from,
+        "--to".into(),
+        to,
+        "--check-log".into(),
+        log,
+    ]
+    .into()
+}
+
+/// The report of `difusor memoria` with [`check_log_args`].
+fn memoria_of_check_log(data: &Path, out: &Path, log: &Path) -> Value {
+    let args = check_log_args(log);
     let made = memoria(
         data,
         out,
-        &[
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--check-log",
-            log.to_str().unwrap(),
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert_success(&made);
     report(out)
+}
+
+/// The log and lines an incident cites as its evidence, without what follows them.
+fn evidence_lines(incident: &Value) -> Option<&str> {
+    incident["evidence"].as_str().unwrap().split(" (").next()
 }
 
 /// The incidents of a report that come from the external checks' observation log.
@@ -1605,11 +1618,7 @@ fn the_external_checks_failed_periods_become_incidents_with_their_log_lines() {
         "{text}"
     );
     assert_eq!(
-        incidents[0]["evidence"]
-            .as_str()
-            .unwrap()
-            .split(" (")
-            .next(),
+        evidence_lines(incidents[0]),
         Some("observaciones.csv, líneas 2 a 3")
     );
 }
@@ -1655,11 +1664,7 @@ fn a_row_torn_inside_its_quoted_detail_leaves_the_periods_watched_after_it_their
     let text = down_incidents[0]["text"].as_str().unwrap();
     assert!(text.contains("3 periodos"), "{text}\n{log_text}");
     assert_eq!(
-        down_incidents[0]["evidence"]
-            .as_str()
-            .unwrap()
-            .split(" (")
-            .next(),
+        evidence_lines(down_incidents[0]),
         Some("observaciones.csv, líneas 3 a 5"),
         "{log_text}"
     );
@@ -2171,17 +2176,9 @@ fn a_row_of_any_length_in_an_observation_log_costs_the_report_no_more_than_a_sho
     }
     let data = dir.path().join("d");
     std::fs::create_dir(&data).unwrap();
-    let now = Timestamp::now();
-    let (from, to) = ((now - 1.hour()).to_string(), (now + 1.hour()).to_string());
     let run = |log: &Path, out: &str| {
-        let args = [
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--check-log",
-            log.to_str().unwrap(),
-        ];
+        let args = check_log_args(log);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (made, peak) = memoria_peak(&data, &dir.path().join(out), &args);
         assert_success(&made);
         (
@@ -2215,14 +2212,7 @@ fn a_row_of_any_length_in_an_observation_log_costs_the_report_no_more_than_a_sho
             "{:#}",
             incidents[0]
         );
-        assert_eq!(
-            incidents[0]["evidence"]
-                .as_str()
-                .unwrap()
-                .split(" (")
-                .next(),
-            Some(lines)
-        );
+        assert_eq!(evidence_lines(incidents[0]), Some(lines));
     }
 }
 

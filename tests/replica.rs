@@ -116,6 +116,42 @@ fn simulate(out: &Path, fecha: &str, cortes: u32, every: &str, desde: &str, extr
     );
 }
 
+/// A new key pair in `dir/llaves` and `cortes` cortes of 2027-06-06 simulated and signed
+/// with it into `dir/entregados`: the two folders.
+fn signed_simulation(dir: &Path, cortes: u32) -> (PathBuf, PathBuf) {
+    let keys = dir.join("llaves");
+    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
+    let delivered = dir.join("entregados");
+    std::fs::create_dir_all(&delivered).unwrap();
+    let key = keys.join("difusor.key").display().to_string();
+    simulate(
+        &delivered,
+        "2027-06-06",
+        cortes,
+        "0s",
+        "0s",
+        &["--sign-key", &key],
+    );
+    (keys, delivered)
+}
+
+/// A replica in `data` of the primary at `primary` that requires every package signed by
+/// the key in `keys` (made by [`signed_simulation`]).
+fn replica_requiring_signatures(data: &Path, primary: std::net::SocketAddr, keys: &Path) -> Server {
+    let public = keys.join("difusor.pub").display().to_string();
+    Server::start(
+        data,
+        &[
+            "--replica-of",
+            &format!("http://{primary}/"),
+            "--evidence-signature",
+            "required",
+            "--minisign-keys",
+            &public,
+        ],
+    )
+}
+
 /// The packages `difusor simulate` delivered into `dir`, in the order it made them: by corte,
 /// the site package first.
 fn packages_in(dir: &Path) -> Vec<PathBuf> {
@@ -361,19 +397,7 @@ fn tampered(zip: &[u8]) -> Vec<u8> {
 #[test]
 fn a_replica_refuses_a_package_its_primary_changed_even_with_a_matching_sidecar() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("llaves");
-    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
-    let delivered = dir.path().join("entregados");
-    std::fs::create_dir_all(&delivered).unwrap();
-    let key = keys.join("difusor.key").display().to_string();
-    simulate(
-        &delivered,
-        "2027-06-06",
-        2,
-        "0s",
-        "0s",
-        &["--sign-key", &key],
-    );
+    let (keys, delivered) = signed_simulation(dir.path(), 2);
     let good = "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip";
     let bad = "20270606_2015_PREP_SITIO_CAMP.zip";
     let read = |name: &str| std::fs::read(delivered.join(name)).unwrap();
@@ -402,18 +426,7 @@ fn a_replica_refuses_a_package_its_primary_changed_even_with_a_matching_sidecar(
     );
     let fake = fake_primary(Served::new(files.into()));
 
-    let public = keys.join("difusor.pub").display().to_string();
-    let replica = Server::start(
-        &dir.path().join("replica"),
-        &[
-            "--replica-of",
-            &format!("http://{fake}/"),
-            "--evidence-signature",
-            "required",
-            "--minisign-keys",
-            &public,
-        ],
-    );
+    let replica = replica_requiring_signatures(&dir.path().join("replica"), fake, &keys);
     let rejected = wait_events(&replica, "rejected", 1);
     assert_eq!(rejected[0]["name"], bad, "{rejected:#?}");
     assert_eq!(rejected[0]["detail"]["fault"], "sender");
@@ -460,19 +473,7 @@ fn served_as_feed(files: &[(String, Vec<u8>)], mtime: &str) -> BTreeMap<String, 
 #[test]
 fn a_package_refused_for_evidence_changed_on_the_way_is_taken_once_the_primary_serves_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("llaves");
-    run_ok(difusor().args(["keygen", "--dir"]).arg(&keys));
-    let delivered = dir.path().join("entregados");
-    std::fs::create_dir_all(&delivered).unwrap();
-    let key = keys.join("difusor.key").display().to_string();
-    simulate(
-        &delivered,
-        "2027-06-06",
-        1,
-        "0s",
-        "0s",
-        &["--sign-key", &key],
-    );
+    let (keys, delivered) = signed_simulation(dir.path(), 1);
     let name = "20270606_2000_PREP_SITIO_COMPLETO_CAMP.zip";
     let read = |name: &str| std::fs::read(delivered.join(name)).unwrap();
     let bytes = read(name);
@@ -499,18 +500,7 @@ fn a_package_refused_for_evidence_changed_on_the_way_is_taken_once_the_primary_s
     let served = Served::new(feed(changed.clone(), "Sun, 06 Jun 2027 20:00:00 GMT").into());
     let fake = fake_primary(served.clone());
 
-    let public = keys.join("difusor.pub").display().to_string();
-    let replica = Server::start(
-        &dir.path().join("replica"),
-        &[
-            "--replica-of",
-            &format!("http://{fake}/"),
-            "--evidence-signature",
-            "required",
-            "--minisign-keys",
-            &public,
-        ],
-    );
+    let replica = replica_requiring_signatures(&dir.path().join("replica"), fake, &keys);
     let rejected = wait_events(&replica, "rejected", 1);
     let reason = rejected[0]["detail"]["reason"].as_str().unwrap();
     assert!(reason.contains("signature"), "{rejected:#?}");
