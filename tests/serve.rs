@@ -64,6 +64,51 @@ fn validators_answer_304() {
 }
 
 #[test]
+fn preconditions_naming_another_copy_answer_412() {
+    let (_dir, server, css) = started();
+    let url = server.url("/css/prep.css");
+    let first = curl(&url, &[]);
+    let etag = first.header("etag").unwrap().to_owned();
+    let last_modified = first.header("last-modified").unwrap().to_owned();
+    let ok = |headers: &[&str]| {
+        let args: Vec<&str> = headers.iter().flat_map(|h| ["-H", *h]).collect();
+        curl(&url, &args)
+    };
+    // A download resumed under the copy it began with: the rest of that copy.
+    let r = ok(&["Range: bytes=100-", &format!("If-Match: {etag}")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, css[100..]);
+    assert_eq!(ok(&["If-Match: *"]).status, 200);
+    assert_eq!(
+        ok(&[&format!("If-Unmodified-Since: {last_modified}")]).status,
+        200
+    );
+    // Under another copy: never its bytes spliced with this one's.
+    for stale in [
+        "If-Match: \"otro\"".to_owned(),
+        format!("If-Match: W/{etag}"),
+        "If-Unmodified-Since: Sun, 02 Jun 2024 19:00:00 GMT".to_owned(),
+    ] {
+        let r = ok(&["Range: bytes=100-", &stale]);
+        assert_eq!(r.status, 412, "{stale}");
+        assert!(
+            r.body.starts_with(b"<!DOCTYPE"),
+            "{stale}: the page, no byte of the file"
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{stale}");
+        assert_eq!(curl(&url, &["-I", "-H", &stale]).status, 412, "{stale}");
+    }
+    // If-Match is asked before If-Unmodified-Since and If-None-Match.
+    let r = ok(&[
+        &format!("If-Match: {etag}"),
+        "If-Unmodified-Since: Sun, 02 Jun 2024 19:00:00 GMT",
+    ]);
+    assert_eq!(r.status, 200);
+    let r = ok(&["If-Match: \"otro\"", &format!("If-None-Match: {etag}")]);
+    assert_eq!(r.status, 412);
+}
+
+#[test]
 fn ranges_from_memory_and_from_the_archive() {
     let (_dir, server, css) = started();
     let r = curl(

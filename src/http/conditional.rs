@@ -4,6 +4,12 @@
 //! send. It never looks at the body, so the decision costs the same for any file size.
 //!
 //! # Guarantees
+//! - `If-Match` (strong comparison, or `*`) and, without it, `If-Unmodified-Since` are
+//!   evaluated first, as the RFC orders (§13.2.2): one that fails gives 412 for GET and
+//!   HEAD, never the bytes of another copy (a download resumed with `Range` and `If-Match`
+//!   naming the copy it began is never spliced with the next corte's). An
+//!   `If-Unmodified-Since` date holds for an entry so dated only if no other bytes were
+//!   served under it.
 //! - `If-None-Match` takes precedence over `If-Modified-Since`, as the RFC orders; a match
 //!   gives 304 for GET and HEAD.
 //! - A date names a copy only if no other bytes were served under it
@@ -29,6 +35,8 @@ pub(crate) enum Plan {
     Partial(RangeInclusive<u64>),
     /// 416: the range lies past the end.
     Unsatisfiable,
+    /// 412: `If-Match` or `If-Unmodified-Since` names another copy.
+    PreconditionFailed,
 }
 
 /// The validators of one entry.
@@ -45,12 +53,25 @@ pub(crate) struct Validators<'a> {
 
 /// Decides what a GET (`ranges` true) or HEAD gets for an entry.
 pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Plan {
+    let unchanged = |since: SystemTime| v.modified < since || v.modified == since && !v.date_shared;
+    if headers.contains_key(header::IF_MATCH) {
+        // `*` names any current copy; a tag names this one only by strong comparison (a
+        // field that is not text names no tag of ours).
+        let im = text(headers, header::IF_MATCH).unwrap_or_default();
+        if !(names_any(im) || etag_list_matches(im, v.etag, true)) {
+            return Plan::PreconditionFailed;
+        }
+    } else if let Some(since) = text(headers, header::IF_UNMODIFIED_SINCE).and_then(date)
+        && !unchanged(since)
+    {
+        return Plan::PreconditionFailed;
+    }
     if let Some(inm) = text(headers, header::IF_NONE_MATCH) {
         if etag_list_matches(inm, v.etag, false) {
             return Plan::NotModified;
         }
     } else if let Some(since) = text(headers, header::IF_MODIFIED_SINCE).and_then(date)
-        && (v.modified < since || v.modified == since && !v.date_shared)
+        && unchanged(since)
     {
         return Plan::NotModified;
     }
@@ -92,8 +113,12 @@ pub(crate) fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 /// Whether the request's `If-None-Match` is `*` (or a list holding it): any current
 /// representation matches, whatever its tag.
 pub(crate) fn none_match_any(headers: &HeaderMap) -> bool {
-    text(headers, header::IF_NONE_MATCH)
-        .is_some_and(|list| list.split(',').any(|t| t.trim() == "*"))
+    text(headers, header::IF_NONE_MATCH).is_some_and(names_any)
+}
+
+/// Whether a list of entity tags holds `*`.
+fn names_any(list: &str) -> bool {
+    list.split(',').any(|t| t.trim() == "*")
 }
 
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -205,6 +230,33 @@ mod tests {
                 ("if-modified-since", &later)
             ]),
             Plan::Full
+        );
+    }
+
+    #[test]
+    fn a_precondition_naming_another_copy_fails() {
+        let at = |secs| httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let failed = Plan::PreconditionFailed;
+        assert_eq!(check(&[("if-match", "\"x\", \"abc\"")]), Plan::Full);
+        assert_eq!(check(&[("if-match", "*")]), Plan::Full);
+        assert_eq!(check(&[("if-match", "W/\"abc\"")]), failed);
+        assert_eq!(check(&[("if-match", "\"x\"")]), failed);
+        let same = at(MODIFIED);
+        assert_eq!(check(&[("if-unmodified-since", &same)]), Plan::Full);
+        assert_eq!(check_dated(&[("if-unmodified-since", &same)], true), failed);
+        assert_eq!(check(&[("if-unmodified-since", &at(MODIFIED - 1))]), failed);
+        // If-Match is asked first, and instead of If-Unmodified-Since.
+        assert_eq!(
+            check(&[("if-match", "\"abc\""), ("if-unmodified-since", &at(1))]),
+            Plan::Full
+        );
+        assert_eq!(
+            check(&[("if-match", "\"x\""), ("if-none-match", "\"abc\"")]),
+            failed
+        );
+        assert_eq!(
+            check(&[("range", "bytes=0-9"), ("if-match", "\"x\"")]),
+            failed
         );
     }
 

@@ -838,6 +838,13 @@ async fn respond(
             }
             return res;
         }
+        Plan::PreconditionFailed => {
+            return page(
+                StatusCode::PRECONDITION_FAILED,
+                "El archivo cambió",
+                "El archivo ya no es la versión que indica la solicitud. Vuelva a descargarlo completo.",
+            );
+        }
     };
     let body = match (&range, chosen) {
         (Some(_), Some((variant, _))) if !head => memory_body(variant.bytes.clone()),
