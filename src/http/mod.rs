@@ -842,7 +842,8 @@ async fn respond(
             return page(
                 StatusCode::PRECONDITION_FAILED,
                 "El archivo cambió",
-                "El archivo ya no es la versión que indica la solicitud. Vuelva a descargarlo completo.",
+                "El archivo ya no es la versión que indica la solicitud. Vuelva a descargarlo \
+                 completo.",
             );
         }
     };
