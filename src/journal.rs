@@ -66,6 +66,27 @@ pub(crate) enum JournalError {
 
 type Result<T> = std::result::Result<T, JournalError>;
 
+impl JournalError {
+    /// What an operator can do about a journal this process cannot write, when SQLite says
+    /// why.
+    pub(crate) fn hint(&self) -> Option<&'static str> {
+        let Self::Sql(e) = self else { return None };
+        match e.sqlite_error_code()? {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => Some(
+                "another process holds it (an sqlite3 shell left open on it, a program copying \
+                 it): end that process and start again",
+            ),
+            rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::PermissionDenied
+            | rusqlite::ErrorCode::CannotOpen => Some(
+                "this process may not write it: check its owner and mode, and those of its \
+                 folder and of the -wal and -shm files beside it",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// What kind of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -633,6 +654,17 @@ impl Journal {
             queued: Arc::new(AtomicUsize::new(0)),
             lost: Arc::new(AtomicU64::new(0)),
             following: Following::default(),
+        })
+    }
+
+    /// Proves that the writer can write: takes the write lock, waiting as long as every write
+    /// does, and writes a change that it rolls back. A journal locked by another process, or
+    /// one this process may only read, fails here, before anything depends on it.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Dropped, the transaction is rolled back: nothing stays.
+            Ok(tx.execute_batch("CREATE TABLE writable (x)")?)
         })
     }
 

@@ -107,3 +107,72 @@ fn a_command_that_cannot_reach_the_server_holding_the_folder_stops_and_writes_no
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "published", "{v}");
 }
+
+#[test]
+fn a_journal_this_server_cannot_write_stops_the_start_naming_it_before_any_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut first = Server::start(&data, &[]);
+    drop_file(
+        &first.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    first.wait_corte("20240602_2100");
+    first.stop();
+    let journal = data.join("bitacora.sqlite");
+    let serve = |limits: ProcessLimits| {
+        let mut command = limits.command();
+        command.args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--publish-start",
+            "",
+        ]);
+        let out = output_within(&mut command, Duration::from_secs(60))
+            .expect("the server stops by itself");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let said = |stderr: &str, hint: &str| {
+        stderr.contains(&format!(
+            "cannot open the journal {} for writing",
+            journal.display()
+        )) && stderr.contains(hint)
+            && !stderr.contains("serving the public site")
+    };
+
+    // An operator's sqlite3 left a write transaction open on it.
+    let holder = rusqlite::Connection::open(&journal).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (code, stderr) = serve(ProcessLimits::default());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(said(&stderr, "another process holds it"), "{stderr}");
+    drop(holder);
+
+    // The journal made read-only (restored by another user, say).
+    let mut mode = std::fs::metadata(&journal).unwrap().permissions();
+    mode.set_readonly(true);
+    std::fs::set_permissions(&journal, mode.clone()).unwrap();
+    let (code, stderr) = serve(ProcessLimits {
+        bound_by_permissions: true,
+        ..ProcessLimits::default()
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(said(&stderr, "check its owner and mode"), "{stderr}");
+    #[allow(clippy::permissions_set_readonly_false)]
+    mode.set_readonly(false);
+    std::fs::set_permissions(&journal, mode).unwrap();
+
+    // Nothing was lost: the corte is served again.
+    first.launch();
+    first.wait_ready();
+    assert_eq!(first.live_corte().as_deref(), Some("20240602_2100"));
+}

@@ -21,6 +21,9 @@
 //! - The lock never waits: a folder held by another process is [`Busy`], with the holder's
 //!   process id when it wrote one. The id is written into the file after the lock is taken,
 //!   for operators' messages only; the lock itself is the kernel's.
+//! - A [`Store`] opens only on a journal it can write: one locked by another process (an
+//!   `sqlite3` shell left in a transaction) or that this process may only read stops the
+//!   opening with an error naming the file and what to do, before a server binds anything.
 //! - Reading (the journal for `history`, reports) needs no lock: SQLite's WAL lets readers
 //!   in beside the writer.
 
@@ -179,7 +182,14 @@ impl Store {
         let archive = Archive::open(&layout.archive(), reserve.archive())?;
         let journal_path = layout.journal();
         let journal = Journal::open(&journal_path)
-            .with_context(|| format!("cannot open the journal {}", journal_path.display()))?;
+            .and_then(|journal| journal.check_writable().map(|()| journal))
+            .map_err(|e| {
+                let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+                anyhow::Error::new(e).context(format!(
+                    "cannot open the journal {} for writing{hint}",
+                    journal_path.display()
+                ))
+            })?;
         Ok(Self {
             archive,
             reserve,
