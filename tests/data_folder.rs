@@ -2,9 +2,28 @@
 //! write while a server holds it asks that server, or stops when it cannot be reached; with
 //! no server, the command works on the folder itself.
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::support::*;
+
+/// `command` (a `difusor`) run as `serve` on the data folder `data`, expected to stop by
+/// itself within a minute: its output.
+fn serve_until_it_stops(mut command: Command, data: &Path) -> Output {
+    command.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--publish-start",
+        "",
+    ]);
+    output_within(&mut command, Duration::from_secs(60)).expect("the server stops by itself")
+}
 
 #[test]
 fn a_second_server_on_the_same_data_folder_stops_at_start_and_the_first_keeps_serving() {
@@ -13,21 +32,7 @@ fn a_second_server_on_the_same_data_folder_stops_at_start_and_the_first_keeps_se
     let first = Server::start(&data, &[]);
     let pid = first.pid().unwrap();
 
-    let out = output_within(
-        difusor().args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--publish-start",
-            "",
-        ]),
-        Duration::from_secs(30),
-    )
-    .expect("the second server stops by itself");
+    let out = serve_until_it_stops(difusor(), &data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -122,20 +127,7 @@ fn a_journal_this_server_cannot_write_stops_the_start_naming_it_before_any_liste
     first.stop();
     let journal = data.join("bitacora.sqlite");
     let serve = |limits: ProcessLimits| {
-        let mut command = limits.command();
-        command.args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--publish-start",
-            "",
-        ]);
-        let out = output_within(&mut command, Duration::from_secs(60))
-            .expect("the server stops by itself");
+        let out = serve_until_it_stops(limits.command(), &data);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
