@@ -303,7 +303,8 @@ pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> 
             path.display()
         );
     }
-    let journal = Journal::open(&path)?;
+    // Read only: a copy on read-only media, or beside the server that writes it.
+    let journal = Journal::open_read_only(&path)?;
     let pubs = journal.publications()?;
     let evs = journal.events(events)?;
     if json {

@@ -8,6 +8,19 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// A server on `data` that published corte 20240602_2100 and was then stopped.
+fn stopped_with_a_corte(data: &Path) -> Server {
+    let mut server = Server::start(data, &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    server.wait_corte("20240602_2100");
+    server.stop();
+    server
+}
+
 /// `command` (a `difusor`) run as `serve` on the data folder `data`, expected to stop by
 /// itself within a minute: its output.
 fn serve_until_it_stops(mut command: Command, data: &Path) -> Output {
@@ -117,14 +130,7 @@ fn a_command_that_cannot_reach_the_server_holding_the_folder_stops_and_writes_no
 fn a_journal_this_server_cannot_write_stops_the_start_naming_it_before_any_listener() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let mut first = Server::start(&data, &[]);
-    drop_file(
-        &first.entrada(),
-        "20240602_2100_PREP_SITIO.zip",
-        &site_package("20240602_2100", &[]),
-    );
-    first.wait_corte("20240602_2100");
-    first.stop();
+    let mut first = stopped_with_a_corte(&data);
     let journal = data.join("bitacora.sqlite");
     let serve = |limits: ProcessLimits| {
         let out = serve_until_it_stops(limits.command(), &data);
@@ -167,4 +173,53 @@ fn a_journal_this_server_cannot_write_stops_the_start_naming_it_before_any_liste
     first.launch();
     first.wait_ready();
     assert_eq!(first.live_corte().as_deref(), Some("20240602_2100"));
+}
+
+#[test]
+fn history_reads_a_read_only_copy_of_a_data_folder_and_writes_nothing_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    stopped_with_a_corte(&data);
+    // An auditor's copy, on read-only media or under another owner.
+    let copy = dir.path().join("copia");
+    let run = |program: &str, args: &[&str]| {
+        let status = Command::new(program).args(args).status().unwrap();
+        assert!(status.success(), "{program} {args:?}");
+    };
+    run(
+        "cp",
+        &["-a", data.to_str().unwrap(), copy.to_str().unwrap()],
+    );
+    run("chmod", &["-R", "a-w", copy.to_str().unwrap()]);
+    let files = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files(&copy);
+    let limits = ProcessLimits {
+        bound_by_permissions: true,
+        ..ProcessLimits::default()
+    };
+    let out = limits
+        .command()
+        .args(["history", "--json", "--data-dir"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    run("chmod", &["-R", "u+w", copy.to_str().unwrap()]);
+    assert_success(&out);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        history["cortes"][0]["corte_id"], "20240602_2100",
+        "{history:#}"
+    );
+    assert_eq!(
+        files(&copy),
+        before,
+        "nothing is created beside the journal"
+    );
 }
