@@ -114,6 +114,42 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     );
 }
 
+/// A renewed pair copied in with the modification times of the files it replaces (`cp -p`,
+/// `rsync -a` or `touch -r` from a copy made the same moment) and renamed into place is still
+/// noticed without a SIGHUP.
+#[test]
+fn a_renewed_pair_renamed_into_place_with_the_old_files_times_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    self_signed_pair(&first);
+    self_signed_pair(&second);
+    let (server, live_cert, live_key) = https_server(dir.path(), &first);
+    let url = format!("https://localhost:{}/json/main.json", server.tls_port());
+    assert_eq!(https(&url, &first.join("tls/cert.pem")).0, 200);
+
+    for (new, live) in [("key.pem", &live_key), ("cert.pem", &live_cert)] {
+        let staged = dir.path().join(format!("{new}.new"));
+        std::fs::copy(second.join("tls").join(new), &staged).unwrap();
+        let old = std::fs::metadata(live).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&staged)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::rename(&staged, live).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while https(&url, &second.join("tls/cert.pem")).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed pair was not picked up: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A renewal that puts an expired certificate in place (the old one copied back by mistake,
 /// say) is refused: journaled with the reason, and the valid certificate stays in service.
 #[test]

@@ -2,7 +2,7 @@
 //! certificate that can be renewed without a restart.
 //!
 //! The certificate chain and key are PEM files (`tls_cert`, `tls_key`). [`Tls::reload`]
-//! reads them again, on SIGHUP or when their modification times change; a new handshake
+//! reads them again, on SIGHUP or when either file changes ([`Stamp`]); a new handshake
 //! uses the new pair, connections already open keep theirs, and a pair that does not load is
 //! refused with the old one kept.
 //!
@@ -78,7 +78,36 @@ struct Files {
     key: PathBuf,
     /// The authority client certificates are checked against, if the listener asks for one.
     client_ca: Option<PathBuf>,
-    stamp: Mutex<Vec<Option<SystemTime>>>,
+    stamp: Mutex<Vec<Option<Stamp>>>,
+}
+
+/// What tells one version of a file from another: which file the path names (device and
+/// inode, so a new file renamed into place counts even when it was given the old one's
+/// modification time, as `cp -p`, `rsync -a` or `touch -r` do) and when it was last written
+/// or had its inode changed (nanosecond times the writer cannot set back), and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of the file at `path` as it is now (following a symbolic link, as the
+    /// reload reads it), or `None` if it cannot be looked at.
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 impl Tls {
@@ -163,13 +192,12 @@ impl Tls {
 }
 
 impl Files {
-    /// The modification times of its files.
-    fn stamps(&self) -> Vec<Option<SystemTime>> {
-        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    /// The stamps of its files.
+    fn stamps(&self) -> Vec<Option<Stamp>> {
         [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
-            .map(|p| m(p))
+            .map(|p| Stamp::of(p))
             .collect()
     }
 }
