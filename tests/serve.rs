@@ -106,6 +106,11 @@ fn preconditions_naming_another_copy_answer_412() {
     assert_eq!(r.status, 200);
     let r = ok(&["If-Match: \"otro\"", &format!("If-None-Match: {etag}")]);
     assert_eq!(r.status, 412);
+    // A list sent on several lines is one list (RFC 9110 §5.3): a tag on any line counts.
+    let r = ok(&["If-Match: \"otro\"", &format!("If-Match: {etag}")]);
+    assert_eq!(r.status, 200, "If-Match on two lines");
+    let r = ok(&["If-None-Match: \"otro\"", &format!("If-None-Match: {etag}")]);
+    assert_eq!(r.status, 304, "If-None-Match on two lines");
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //! - A date names a copy only if no other bytes were served under it
 //!   ([`Validators::date_shared`]): `If-Modified-Since` gives 304 for an entry so dated only
 //!   when the client's date is later, and an `If-Range` date never matches it.
+//! - `If-Match` and `If-None-Match` sent on several lines are read as one list, as the RFC
+//!   combines them (§5.3): a tag on any line counts.
 //! - Only a single byte range is served (206); several ranges, a malformed header or an
 //!   `If-Range` that does not match the entry's strong ETag or exact date get the whole file
 //!   (200), which the RFC allows. A range wholly past the end gets 416.
@@ -57,8 +59,8 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
     if headers.contains_key(header::IF_MATCH) {
         // `*` names any current copy; a tag names this one only by strong comparison (a
         // field that is not text names no tag of ours).
-        let im = text(headers, header::IF_MATCH).unwrap_or_default();
-        if !(names_any(im) || etag_list_matches(im, v.etag, true)) {
+        let im = || tags(headers, header::IF_MATCH);
+        if !(im().any(|t| t == "*") || tags_match(im(), v.etag, true)) {
             return Plan::PreconditionFailed;
         }
     } else if let Some(since) = text(headers, header::IF_UNMODIFIED_SINCE).and_then(date)
@@ -66,8 +68,8 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
     {
         return Plan::PreconditionFailed;
     }
-    if let Some(inm) = text(headers, header::IF_NONE_MATCH) {
-        if etag_list_matches(inm, v.etag, false) {
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        if none_match(headers, v.etag) {
             return Plan::NotModified;
         }
     } else if let Some(since) = text(headers, header::IF_MODIFIED_SINCE).and_then(date)
@@ -83,7 +85,7 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
     };
     if let Some(if_range) = text(headers, header::IF_RANGE) {
         let current = if if_range.starts_with('"') || if_range.starts_with("W/") {
-            etag_list_matches(if_range, v.etag, true)
+            tags_match(if_range.split(',').map(str::trim), v.etag, true)
         } else {
             !v.date_shared && date(if_range) == Some(v.modified)
         };
@@ -107,18 +109,23 @@ pub(crate) fn plan(headers: &HeaderMap, v: &Validators<'_>, ranges: bool) -> Pla
 /// Whether the request's `If-None-Match` names `etag` (weak comparison, or `*`): the
 /// client's copy is current.
 pub(crate) fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    text(headers, header::IF_NONE_MATCH).is_some_and(|list| etag_list_matches(list, etag, false))
+    tags_match(tags(headers, header::IF_NONE_MATCH), etag, false)
 }
 
 /// Whether the request's `If-None-Match` is `*` (or a list holding it): any current
 /// representation matches, whatever its tag.
 pub(crate) fn none_match_any(headers: &HeaderMap) -> bool {
-    text(headers, header::IF_NONE_MATCH).is_some_and(names_any)
+    tags(headers, header::IF_NONE_MATCH).any(|t| t == "*")
 }
 
-/// Whether a list of entity tags holds `*`.
-fn names_any(list: &str) -> bool {
-    list.split(',').any(|t| t.trim() == "*")
+/// The entity tags (or `*`) of a list-valued field, over all its lines; a line that is not
+/// text names none.
+fn tags(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|v| v.to_str().unwrap_or_default().split(','))
+        .map(str::trim)
 }
 
 fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -132,11 +139,15 @@ fn date(text: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(text).ok()
 }
 
-/// Whether a comma-separated list of entity tags (or `*`) matches `etag`; weak comparison
-/// ignores `W/` prefixes, strong comparison refuses weak tags.
-fn etag_list_matches(list: &str, etag: &HeaderValue, strong: bool) -> bool {
+/// Whether entity tags (or `*`) match `etag`; weak comparison ignores `W/` prefixes and
+/// takes `*`, strong comparison refuses weak tags and `*`.
+fn tags_match<'t>(
+    mut tags: impl Iterator<Item = &'t str>,
+    etag: &HeaderValue,
+    strong: bool,
+) -> bool {
     let ours = etag.as_bytes();
-    list.split(',').map(str::trim).any(|tag| {
+    tags.any(|tag| {
         if tag == "*" {
             return !strong;
         }
@@ -156,7 +167,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
-            h.insert(
+            h.append(
                 header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
                 HeaderValue::from_str(v).unwrap(),
             );
@@ -258,6 +269,18 @@ mod tests {
             check(&[("range", "bytes=0-9"), ("if-match", "\"x\"")]),
             failed
         );
+    }
+
+    #[test]
+    fn a_list_field_sent_on_several_lines_is_one_list() {
+        let im = [("if-match", "\"x\""), ("if-match", "\"abc\"")];
+        assert_eq!(check(&im), Plan::Full);
+        let im = [("if-match", "\"x\""), ("if-match", "*")];
+        assert_eq!(check(&im), Plan::Full);
+        let inm = [("if-none-match", "\"x\""), ("if-none-match", "W/\"abc\"")];
+        assert_eq!(check(&inm), Plan::NotModified);
+        let inm = [("if-none-match", "\"x\""), ("if-none-match", "\"y\"")];
+        assert_eq!(check(&inm), Plan::Full);
     }
 
     #[test]
