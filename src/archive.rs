@@ -188,6 +188,31 @@ impl Archive {
         Ok(found)
     }
 
+    /// The packages kept among the verified ones (`<root>/<aa>/`), found by their names
+    /// alone: one listing of the root and of each two-digit folder, no file opened or hashed.
+    pub(crate) fn verified(&self) -> Result<Vec<Sha256>, ArchiveError> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.root)
+            .map_err(io_err("list", &self.root))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            let is_prefix = name
+                .to_str()
+                .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !is_prefix {
+                continue;
+            }
+            let dir = entry.path();
+            for file in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
+                if let Some(sha) = file.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    found.push(sha);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Copies `src` into the archive, hashing while copying, and returns where it is: the
     /// verified copy if those bytes verified before, else a pending copy until
     /// [`Archive::accept`] or [`Archive::reject`]. Refuses, storing nothing, a file over

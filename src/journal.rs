@@ -5,8 +5,9 @@
 //!   published with lag, duplicate, older, rollback, start, stop, intake errors);
 //! - `packages`: each package once, by SHA-256, with its last outcome (`processing` while the
 //!   publisher works on it, so a start finds what a crash interrupted; `failed` when this
-//!   machine could not finish it, so that it is taken again when delivered again) and how
-//!   many times in a row its processing began;
+//!   machine could not finish it, so that it is taken again when delivered again;
+//!   `unjournaled` when a start found it verified in the archive and not here, this journal
+//!   having lost its rows) and how many times in a row its processing began;
 //! - `publications`: each corte that went live, in order, with what it was built on. The live
 //!   site is rebuilt from this table and the archive at start.
 //!
@@ -217,10 +218,14 @@ pub(crate) enum PackageState {
     Rejected,
     /// Set aside after interrupted attempts.
     SetAside,
+    /// Found verified in the archive at a start, unknown to the journal, which had lost
+    /// its rows ([`Journal::note_unjournaled`]): not published, not decided, taken again
+    /// when delivered again.
+    Unjournaled,
 }
 
 impl PackageState {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Received,
         Self::Processing,
         Self::Failed,
@@ -229,6 +234,7 @@ impl PackageState {
         Self::Held,
         Self::Rejected,
         Self::SetAside,
+        Self::Unjournaled,
     ];
 
     /// How the journal writes it.
@@ -242,6 +248,7 @@ impl PackageState {
             Self::Held => "held",
             Self::Rejected => "rejected",
             Self::SetAside => "set-aside",
+            Self::Unjournaled => "unjournaled",
         }
     }
 
@@ -428,6 +435,19 @@ pub(crate) struct Taken {
     pub(crate) first_received: Timestamp,
 }
 
+/// A verified package found in the archive that the journal did not know.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Unjournaled {
+    /// Its SHA-256.
+    pub(crate) sha256: Sha256,
+    /// Its name, as the `.sha256` file kept beside it gives it; empty when none does.
+    pub(crate) name: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// When it was archived (its archived copy's modification time).
+    pub(crate) archived_at: Timestamp,
+}
+
 /// A delivery a channel handed over whose package was taken (published, already there,
 /// older, held), as the journal's events tell it: what the channel noted then.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,6 +475,9 @@ pub(crate) struct Counts {
     pub(crate) held: i64,
     /// Packages set aside for an operator now.
     pub(crate) set_aside: i64,
+    /// Verified packages a start found in the archive that the journal did not know, not
+    /// delivered again since.
+    pub(crate) unjournaled: i64,
 }
 
 /// A package waiting for an operator: held for its corte time, or set aside.
@@ -1040,6 +1063,49 @@ impl Journal {
             .collect())
     }
 
+    /// The SHA-256 of every package the journal knows, whatever became of it.
+    pub(crate) fn known_packages(&self) -> Result<HashSet<Sha256>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT sha256 FROM packages")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows
+            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .collect())
+    }
+
+    /// Notes verified packages found in the archive that the journal did not know, each as
+    /// [`PackageState::Unjournaled`] under its name (empty when unknown), size and when it
+    /// was archived, with one `warning` event whose detail is `warning`: all in one fsynced
+    /// transaction. A package the journal knows meanwhile is left as it is.
+    pub(crate) fn note_unjournaled(
+        &self,
+        found: Vec<Unjournaled>,
+        warning: serde_json::Value,
+    ) -> Result<()> {
+        let following = self.following.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            for p in &found {
+                tx.execute(
+                    "INSERT OR IGNORE INTO packages (sha256, name, size, first_received, outcome)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        p.sha256.to_hex(),
+                        p.name,
+                        i64::try_from(p.size).unwrap_or(i64::MAX),
+                        p.archived_at.to_string(),
+                        PackageState::Unjournaled
+                    ],
+                )?;
+            }
+            let at = Timestamp::now();
+            insert_event(&tx, at, EventKind::Warning, None, &warning)?;
+            tx.commit()?;
+            tell(&following, at, EventKind::Warning, None, &warning);
+            Ok(())
+        })
+    }
+
     /// The packages held or set aside now, waiting for an operator, oldest first.
     pub(crate) fn waiting(&self) -> Result<Vec<Waiting>> {
         let conn = self.conn();
@@ -1257,6 +1323,11 @@ impl Journal {
             )?,
             set_aside: conn.query_row(
                 "SELECT count(*) FROM packages WHERE outcome = 'set-aside'",
+                [],
+                |r| r.get(0),
+            )?,
+            unjournaled: conn.query_row(
+                "SELECT count(*) FROM packages WHERE outcome = 'unjournaled'",
                 [],
                 |r| r.get(0),
             )?,

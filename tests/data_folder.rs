@@ -1,6 +1,9 @@
 //! One writer per data folder: a second server on it stops at start; a command that would
 //! write while a server holds it asks that server, or stops when it cannot be reached; with
 //! no server, the command works on the folder itself.
+//!
+//! A journal behind its archive (its last rows lost with its -wal file) is found at start and
+//! said, and nothing is guessed from the archive.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -222,4 +225,81 @@ fn history_reads_a_read_only_copy_of_a_data_folder_and_writes_nothing_there() {
         before,
         "nothing is created beside the journal"
     );
+}
+
+#[test]
+fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &[]);
+    let first = site_package("20240602_2100", &[]);
+    let last = site_package("20240602_2200", &[]);
+    drop_file(&server.entrada(), "20240602_2100_PREP_SITIO.zip", &first);
+    server.wait_corte("20240602_2100");
+    drop_file(&server.entrada(), "20240602_2200_PREP_SITIO.zip", &last);
+    server.wait_corte("20240602_2200");
+    // A crash, then an operator "cleaning up": the rows written since the journal's last
+    // checkpoint were only in its -wal file.
+    server.kill();
+    for file in ["bitacora.sqlite-wal", "bitacora.sqlite-shm"] {
+        let _ = std::fs::remove_file(data.join(file));
+    }
+    server.launch();
+    server.wait_ready();
+
+    // Said: on /status, in the journal and the log, naming the packages and what to do.
+    let status = server.status();
+    assert_eq!(status["counts"]["unjournaled"], 2, "{status:#}");
+    let warnings: Vec<_> = events(&server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "unjournaled")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert_eq!(detail["package_count"], 2, "{detail:#}");
+    for bytes in [&first, &last] {
+        let sha = sha256_hex(bytes);
+        assert!(
+            detail["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().contains(&sha)),
+            "{sha} named: {detail:#}"
+        );
+    }
+    let text = detail["warning"].as_str().unwrap();
+    assert!(
+        text.contains("not in the journal") && text.contains("restore"),
+        "{text}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("verified package(s) in the archive are not in the journal"),
+        "{}",
+        server.log()
+    );
+    // Nothing guessed: no corte the journal does not know is published, nothing removed.
+    assert!(status["live"]["corte"].is_null(), "{status:#}");
+    assert!(events(&server, "published").is_empty());
+    for bytes in [&first, &last] {
+        let sha = sha256_hex(bytes);
+        assert!(data.join("archivo").join(&sha[..2]).join(&sha).is_file());
+    }
+
+    // Delivered again, the latest corte is taken as any package and goes live.
+    drop_file(&server.entrada(), "20240602_2200_PREP_SITIO.zip", &last);
+    server.wait_corte("20240602_2200");
+    assert_eq!(server.status()["counts"]["unjournaled"], 1);
+    // Said once: the next start knows them.
+    server.stop();
+    server.launch();
+    server.wait_ready();
+    let warnings = events(&server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "unjournaled")
+        .count();
+    assert_eq!(warnings, 1);
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2200"));
 }

@@ -239,6 +239,18 @@ fn banners(state: &Status) -> Vec<(Banner, String)> {
             ),
         ));
     }
+    if state.counts.unjournaled > 0 {
+        out.push((
+            Banner::Alert,
+            format!(
+                "{} verified package(s) in the archive were not in the journal at start: it had \
+                 lost its last rows (a bitacora.sqlite-wal file removed, an older copy restored), \
+                 and the live corte may be older than the one served before. The journal's \
+                 `unjournaled` warning names them and what to do.",
+                state.counts.unjournaled,
+            ),
+        ));
+    }
     let space = &state.free_space;
     for disk in space.disks.iter().filter(|d| d.reserve_reached) {
         out.push((

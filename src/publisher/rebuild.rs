@@ -3,8 +3,29 @@
 //! away pending copies, and rebuild the live site from the journal's publications and the
 //! verified packages, each reverified (evidence beside a package that the journal says it was
 //! verified without is set aside then, and journaled).
+//!
+//! # A journal behind its archive
+//! A journal can lose its last rows while the archive keeps the packages they spoke of: its
+//! `bitacora.sqlite-wal` file removed after a crash (the rows written since the last
+//! checkpoint were only there), a backup restored without it, an older journal restored
+//! beside a newer archive. The rebuild finds every verified package (`archivo/<aa>/`) the
+//! journal does not know, by one listing of the archive and one query, and:
+//! - says so: one journal `warning` (`"check": "unjournaled"`, the packages named, at most
+//!   [`MAX_UNJOURNALED_NAMED`], and counted) and one log line, each saying what to do;
+//! - journals each as `unjournaled` (its name from the `.sha256` file beside it, when that
+//!   names it; its size; when it was archived), so that `/status` counts it and the warning is
+//!   said once: the next start knows it. It is not decided: delivered again, it is taken as
+//!   any package, verified and published if its corte is the newest;
+//! - guesses nothing: none of them is published, moved or removed, and the live corte is the
+//!   last the journal knows (which may be older than the one served before the rows were
+//!   lost; the warning says which). Which of them went live, on what, in what order, only the
+//!   lost rows said.
 
 use super::*;
+use crate::journal::Unjournaled;
+
+/// Most packages the journal does not know named in the start's warning about them.
+const MAX_UNJOURNALED_NAMED: usize = 20;
 
 impl Publisher {
     /// Takes again, from the archive, the packages whose processing a crash interrupted
@@ -143,6 +164,7 @@ impl Publisher {
     /// new corte goes live.
     pub(crate) fn rebuild(&self) -> anyhow::Result<usize> {
         let pubs = self.journal.publications()?;
+        self.find_unjournaled(pubs.last().map(|p| p.corte_id.as_str()));
         // The last publication and why it could not be rebuilt, and how many could not.
         let mut behind: Option<(String, String)> = None;
         let mut not_rebuilt = 0;
@@ -186,6 +208,97 @@ impl Publisher {
         }
         self.faults.set_behind(fell_back(behind, None, not_rebuilt));
         Ok(0)
+    }
+
+    /// Finds the verified packages in the archive that the journal does not know (it lost
+    /// its last rows: its `-wal` file removed after a crash, an older copy restored), and
+    /// says so: journaled as [`PackageState::Unjournaled`] with one `warning` (check
+    /// `unjournaled`) naming them and what to do, and logged. None is published, moved or
+    /// removed; the live corte stays the last the journal knows, `last_corte`. One listing
+    /// of the archive and one query; only the packages found are looked at (their `.sha256`
+    /// file, for their name).
+    fn find_unjournaled(&self, last_corte: Option<&str>) {
+        let found = self.journal.known_packages().map(|known| {
+            self.archive.verified().map(|verified| {
+                verified
+                    .into_iter()
+                    .filter(|sha| !known.contains(sha))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let mut unknown = match found {
+            Ok(Ok(unknown)) if !unknown.is_empty() => unknown,
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot list the archive's verified packages");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the journal's packages");
+                return;
+            }
+        };
+        unknown.sort();
+        let found: Vec<Unjournaled> = unknown
+            .into_iter()
+            .map(|sha| {
+                let archived = self.archive.archived_file(sha).ok();
+                Unjournaled {
+                    sha256: sha,
+                    name: self.archived_name(sha).unwrap_or_default(),
+                    size: std::fs::metadata(self.archive.path_of(sha)).map_or(0, |m| m.len()),
+                    archived_at: archived
+                        .and_then(|f| Timestamp::try_from(f.modified).ok())
+                        .unwrap_or(Timestamp::UNIX_EPOCH),
+                }
+            })
+            .collect();
+        let named: Vec<String> = found
+            .iter()
+            .take(MAX_UNJOURNALED_NAMED)
+            .map(|p| match p.name.as_str() {
+                "" => p.sha256.to_hex(),
+                name => format!("{name} ({})", p.sha256),
+            })
+            .collect();
+        let more = match found.len() - named.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let live = last_corte.map_or_else(
+            || "none: it knows no corte".to_owned(),
+            |c| format!("corte {c}"),
+        );
+        let warning = format!(
+            "{} verified package(s) in the archive are not in the journal: it lost its last \
+             rows (its bitacora.sqlite-wal file removed after a crash, or an older copy \
+             restored). They are journaled as `unjournaled`; none is published or removed. The \
+             live corte is the last one the journal knows ({live}), and may be older than the \
+             one served before. If the journal and its -wal file are in a backup, stop the server \
+             and restore both; else have the latest corte delivered again (or `difusor ingest \
+             --force` it): it is taken again and published if it is the newest. Packages: {}{more}",
+            found.len(),
+            named.join(", "),
+        );
+        tracing::warn!(packages = found.len(), "{warning}");
+        let detail = json!({
+            "warning": warning, "check": "unjournaled", "packages": named,
+            "package_count": found.len(), "live": last_corte,
+        });
+        if let Err(e) = self.journal.note_unjournaled(found, detail) {
+            tracing::error!(error = %e, "could not write to the journal");
+        }
+    }
+
+    /// The name the `.sha256` file beside the verified package `sha` gives it, if it is one
+    /// `sha256sum` line for these bytes under a valid package name.
+    fn archived_name(&self, sha: Sha256) -> Option<String> {
+        let text = self
+            .archive
+            .read_evidence(&self.archive.path_of(sha), "sha256")?
+            .text()?;
+        let (digest, name) = package::sidecar_single_entry(&text)?;
+        (digest == sha && PackageName::new(&name).is_some()).then_some(name)
     }
 
     /// The site as it was when publication `seq` went live, no file's `Last-Modified`
