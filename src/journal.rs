@@ -83,6 +83,14 @@ impl JournalError {
                 "this process may not write it: check its owner and mode, and those of its \
                  folder and of the -wal and -shm files beside it",
             ),
+            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => Some(
+                "it is damaged: not a whole SQLite database (overwritten, or cut short). Move \
+                 it and the -wal and -shm files beside it out of the data folder, keep them \
+                 for the record, and restore the journal from a backup; the archive (archivo/) \
+                 is intact, and the start journals the verified packages the restored journal \
+                 does not know (`unjournaled`). With no backup, the start without it makes a \
+                 new journal, and the archive's packages are journaled that way",
+            ),
             _ => None,
         }
     }

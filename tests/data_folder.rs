@@ -3,7 +3,8 @@
 //! no server, the command works on the folder itself.
 //!
 //! A journal behind its archive (its last rows lost with its -wal file) is found at start and
-//! said, and nothing is guessed from the archive.
+//! said, and nothing is guessed from the archive; a damaged one stops the start saying to
+//! restore it.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -302,4 +303,46 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
         .count();
     assert_eq!(warnings, 1);
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2200"));
+}
+
+#[test]
+fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut first = stopped_with_a_corte(&data);
+    let journal = data.join("bitacora.sqlite");
+    let whole = std::fs::read(&journal).unwrap();
+    assert!(whole.len() > 4096, "{} bytes", whole.len());
+
+    for (damage, bytes) in [
+        (
+            "overwritten",
+            b"these are not the journal's bytes\n".repeat(200),
+        ),
+        ("cut short", whole[..4096].to_vec()),
+    ] {
+        std::fs::write(&journal, &bytes).unwrap();
+        let out = serve_until_it_stops(difusor(), &data);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{damage}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot open the journal {}", journal.display()))
+                && stderr.contains("it is damaged")
+                && stderr.contains("restore the journal from a backup")
+                && stderr.contains("the archive (archivo/) is intact")
+                && !stderr.contains("serving the public site"),
+            "{damage}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "{damage}: left as it was"
+        );
+    }
+
+    // Restored, the corte is served again.
+    std::fs::write(&journal, &whole).unwrap();
+    first.launch();
+    first.wait_ready();
+    assert_eq!(first.live_corte().as_deref(), Some("20240602_2100"));
 }

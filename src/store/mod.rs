@@ -24,6 +24,8 @@
 //! - A [`Store`] opens only on a journal it can write: one locked by another process (an
 //!   `sqlite3` shell left in a transaction) or that this process may only read stops the
 //!   opening with an error naming the file and what to do, before a server binds anything.
+//!   So does a journal that is not a whole SQLite database (overwritten, cut short): the
+//!   error says to restore it from a backup, the archive being intact.
 //! - Reading (the journal for `history`, reports) needs no lock: SQLite's WAL lets readers
 //!   in beside the writer.
 
