@@ -2370,3 +2370,136 @@ fn the_current_log_delivered_is_the_one_counted_while_a_live_server_writes_it() 
         "every line copied is counted"
     );
 }
+
+#[test]
+fn a_log_rotated_while_the_report_reads_is_counted_and_delivered_as_it_was_listed() {
+    // The server rotates access.log while the memoria reads the logs before it: renamed to
+    // the day's name, a new access.log in its place, gzipped, the plain one removed. The
+    // report counts and delivers the file it listed as access.log, not the new one.
+    let line = |i: usize, day: i8, h: i8| {
+        combined(
+            &format!("198.51.100.{}", i % 200),
+            t(day, h, 0, 0) + ((i % 3600) as i64).seconds(),
+            "/",
+            WINDOWS,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Long enough to read that the rotation happens before access.log is reached.
+    let earlier = 300_000;
+    std::fs::write(
+        logs.join("access-2024-06-02.log"),
+        (0..earlier).map(|i| line(i, 2, 21)).collect::<String>(),
+    )
+    .unwrap();
+    let listed: String = (0..1_000).map(|i| line(i, 3, 0)).collect();
+    let log = logs.join("access.log");
+    std::fs::write(&log, &listed).unwrap();
+    let out = dir.path().join("memoria");
+    let child = memoria_command(&data, &out, &PERIOD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The report's folder is begun once the logs are listed.
+    let begun = std::time::Instant::now();
+    while !std::fs::read_dir(dir.path()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".memoria-")
+    }) {
+        assert!(begun.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let rotated = logs.join("access-2024-06-03.log");
+    std::fs::rename(&log, &rotated).unwrap();
+    std::fs::write(&log, (0..10).map(|i| line(i, 3, 1)).collect::<String>()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
+    std::fs::write(logs.join("access-2024-06-03.log.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    let m = report(&out);
+    let source = m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "access.log")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            source["bytes"].as_u64(),
+            source["lines"].as_u64(),
+            source["sha256"].as_str()
+        ),
+        (
+            Some(listed.len() as u64),
+            Some(1_000),
+            Some(sha256_hex(listed.as_bytes()).as_str())
+        ),
+        "Fuentes gives the access.log that was listed"
+    );
+    let copy = gunzip(&std::fs::read(out.join("bitacoras/access.log.gz")).unwrap());
+    assert!(
+        copy == listed.as_bytes(),
+        "bitacoras/access.log.gz is the access.log listed ({} bytes), not {} bytes",
+        listed.len(),
+        copy.len()
+    );
+    assert_eq!(m["totals"]["hits"], earlier + 1_000);
+}
+
+#[test]
+fn the_logs_held_open_stay_within_the_open_file_limit() {
+    // Every log of the period is held open from its listing: a day a clock set back over
+    // and over split into a hundred logs needs a hundred descriptors. Within the limit they
+    // are all read; past it the command says so before reading any.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let logs = data.join("bitacoras");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = combined("198.51.100.7", t(2, 21, 0, 0), "/", WINDOWS);
+    std::fs::write(logs.join("access-2024-06-02.log"), &line).unwrap();
+    for part in 2..=100 {
+        std::fs::write(logs.join(format!("access-2024-06-02.{part}.log")), &line).unwrap();
+    }
+    std::fs::write(logs.join("access.log"), &line).unwrap();
+    let run = |open_files: u64, out: &Path| {
+        ProcessLimits {
+            open_files: Some(open_files),
+            ..ProcessLimits::default()
+        }
+        .command()
+        .arg("memoria")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(out)
+        .args(PERIOD)
+        .output()
+        .unwrap()
+    };
+    let out = dir.path().join("m1");
+    let refused = run(128, &out);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the period has 101 access logs") && said.contains("64 files"),
+        "{said}"
+    );
+    assert!(!out.exists());
+    let out = dir.path().join("m2");
+    assert_success(&run(256, &out));
+    let m = report(&out);
+    assert_eq!(m["totals"]["hits"], 101);
+    assert_eq!(
+        std::fs::read_dir(out.join("bitacoras")).unwrap().count(),
+        101
+    );
+}

@@ -170,9 +170,9 @@ fn archive_budget(limit: u64, connections: usize) -> usize {
         .clamp(1, MAX_ARCHIVE_FILES)
 }
 
-/// `settings` with `max_connections` lowered to what the open-file limit allows, after
-/// raising that limit to its hard limit where the system allows it. Both are logged.
-pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
+/// Raises this process's open-file limit to its hard limit where the system allows it (a
+/// refusal is logged); the limit it had before.
+pub(crate) fn raise_open_file_limit() -> rustix::process::Rlimit {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let before = getrlimit(Resource::Nofile);
     if before.current != before.maximum
@@ -186,6 +186,14 @@ pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
     {
         tracing::warn!(error = %e, "cannot raise the open-file limit to its hard limit");
     }
+    before
+}
+
+/// `settings` with `max_connections` lowered to what the open-file limit allows, after
+/// raising that limit to its hard limit where the system allows it. Both are logged.
+pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
+    use rustix::process::{Resource, getrlimit};
+    let before = raise_open_file_limit();
     let Some(limit) = getrlimit(Resource::Nofile).current else {
         tracing::info!(
             max_connections = settings.max_connections,

@@ -10,9 +10,10 @@
 //! - Every file is written to a temporary name, fsynced and renamed; the folders are fsynced.
 //! - `bitacoras/` holds each access log of the period with the bytes the server wrote: a
 //!   rotated `.gz` is copied as it is, a plain log is gzipped (no name, no time in the gzip
-//!   header, so the same log gives the same bytes). A log the server is still writing is
-//!   copied to the size the report read it to, so the copy is the file its figures and its
-//!   hash are of.
+//!   header, so the same log gives the same bytes). Each is copied from the descriptor the
+//!   report reads it through, opened when it was listed, to the size the report read it to:
+//!   a log the server is still writing, or rotated meanwhile, is copied as the file its
+//!   figures and its hash are of.
 //! - `SHA256SUMS` (the `sha256sum` format) lists every other file of the folder, sorted.
 
 use std::io::Write as _;
@@ -170,12 +171,9 @@ fn copy_log(log: &Input, dir: &Path) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .context("an access log without a file name")?;
-    // The bytes the figures were counted from, however much a live server wrote since.
-    let mut from = std::io::Read::take(
-        std::fs::File::open(&log.path)
-            .with_context(|| format!("cannot read {}", log.path.display()))?,
-        log.len,
-    );
+    // The bytes the figures were counted from, however much a live server wrote since and
+    // whatever a rotation did to the name.
+    let mut from = log.bytes();
     if log.gzip {
         return durable_with(&dir.join(&name), |file| {
             std::io::copy(&mut from, file).map(drop)

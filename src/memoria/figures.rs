@@ -175,7 +175,7 @@ fn baseline(
     };
     let o = req.options;
     if !o.base.is_empty() {
-        let inputs = super::sources::named_logs(&o.base)?;
+        let inputs = super::sources::named_logs(&o.base, req.inputs.len())?;
         let rules = Rules {
             period: None,
             timezone: req.timezone.clone(),

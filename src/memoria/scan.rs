@@ -17,9 +17,11 @@
 //!   percent-encoding resolved, as [`crate::http::normalise`] does), not as the client spelled
 //!   it: one document is one name, however many spellings a client makes up.
 //! - A line longer than [`BLOCK`] is counted as malformed and skipped, never buffered whole.
-//! - A file is read to the size it had when the report began ([`Input::len`]): what a live
-//!   server writes meanwhile is not read, so the figures, the hash and the copy delivered
-//!   are of the same bytes.
+//! - A file is read through the descriptor opened when it was listed ([`Input::file`]), to
+//!   the size it had then ([`Input::len`]): what a live server writes meanwhile is not read,
+//!   and a rotation that renames, gzips or removes it, or puts a new file at its name,
+//!   changes nothing of what is read, so the figures, the hash and the copy delivered are of
+//!   the same bytes.
 //! - Lines are never dropped silently: every line is a request counted in the period, a
 //!   request outside it, or malformed.
 //! - A gzip log that is cut short or damaged (a rotation interrupted by a full disk or a
@@ -56,16 +58,52 @@ const MAX_AGENT_CACHE: usize = 50_000;
 /// Longest response time a histogram records, in milliseconds (an hour).
 const MAX_MS: u64 = 3_600_000;
 
-/// A log file to read.
-#[derive(Debug, Clone)]
+/// A log file to read, held open from when it was listed.
+#[derive(Debug)]
 pub(crate) struct Input {
-    /// Where it is.
+    /// Where it was when listed: its name in the report.
     pub(crate) path: PathBuf,
+    /// The file itself, opened when it was listed: it is read and copied through this
+    /// descriptor, never opened again by name.
+    pub(crate) file: std::fs::File,
     /// Whether it is gzip.
     pub(crate) gzip: bool,
     /// Its size when the report began: only these bytes are read and copied, so a log the
     /// server is still writing is counted and delivered as one and the same file.
     pub(crate) len: u64,
+}
+
+impl Input {
+    /// Its first [`Input::len`] bytes, read by position: the scan and the copy each read it
+    /// whole at once through the one descriptor.
+    pub(crate) fn bytes(&self) -> Held<'_> {
+        Held {
+            file: &self.file,
+            at: 0,
+            end: self.len,
+        }
+    }
+}
+
+/// A reader of a held file's bytes up to a size ([`Input::bytes`]).
+pub(crate) struct Held<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Held<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let left = usize::try_from(self.end.saturating_sub(self.at)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// What a file was, as read.
@@ -383,10 +421,8 @@ fn read_all(
     let mut files = Vec::with_capacity(inputs.len());
     let mut skipped_total = 0;
     for (index, input) in inputs.iter().enumerate() {
-        let file = std::fs::File::open(&input.path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.path.display())))?;
         let mut raw = Hashing {
-            inner: file.take(input.len),
+            inner: input.bytes(),
             hash: Sha256::new(),
             bytes: 0,
             failed: false,

@@ -8,8 +8,14 @@
 //! - Files are read in time order (days and their parts, then the current `access.log`), so
 //!   visits that cross midnight are followed across the rotation.
 //! - Only regular files are taken, never through a symbolic link.
-//! - Each file's size is taken when it is listed: the report reads and copies that much of
-//!   it, whatever a live server appends afterwards.
+//! - Each file is opened when it is listed and held open, and its size taken then: the
+//!   report reads and copies that much of it through that descriptor, whatever a live server
+//!   appends afterwards and whatever a rotation does to its name (renamed, gzipped and
+//!   removed, a new `access.log` in its place). A rotated log found plain but gzipped and
+//!   removed before it could be opened is taken as its gzip.
+//! - The logs held open (the period's and `--base`'s) stay within the open-file limit
+//!   (raised to its hard limit), less [`DESCRIPTORS_KEPT_FREE`]: more logs than that (a day
+//!   has at most 999) are refused before any is read, saying how many and what the limit is.
 //! - A file the operator names (`--base`, `--notas`, `--check-log`) is read only if it is a
 //!   regular file, checked on the opened descriptor, which is opened without blocking: a
 //!   FIFO or a folder is refused at once, naming what it is.
@@ -17,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -25,9 +31,13 @@ use jiff::tz::TimeZone;
 use super::scan::Input;
 use crate::http::access_log::Rotated;
 
+/// Descriptors left free beside the logs held open: the journal, the report's files, the
+/// standard streams.
+const DESCRIPTORS_KEPT_FREE: u64 = 64;
+
 /// The logs in `dir` that may hold requests of `[from, to)`: the days of the period and the
 /// day on each side (a line is written when its response ends, and a rotation happens at
-/// the first write after midnight), and `access.log`.
+/// the first write after midnight), and `access.log`. Each is opened now and held open.
 pub(crate) fn logs_of_period(
     dir: &Path,
     from: Timestamp,
@@ -39,7 +49,7 @@ pub(crate) fn logs_of_period(
     }
     let first = from.to_zoned_datetime(tz.clone()).date().yesterday()?;
     let last = to.to_zoned_datetime(tz.clone()).date().tomorrow()?;
-    let mut days: BTreeMap<(Date, u32), Input> = BTreeMap::new();
+    let mut days: BTreeMap<(Date, u32), (PathBuf, bool)> = BTreeMap::new();
     let mut current = None;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
@@ -50,18 +60,8 @@ pub(crate) fn logs_of_period(
         let Some(name) = name.to_str() else {
             continue;
         };
-        let len = || -> Result<u64> {
-            Ok(entry
-                .metadata()
-                .with_context(|| format!("cannot read {}", entry.path().display()))?
-                .len())
-        };
         if name == "access.log" {
-            current = Some(Input {
-                path: entry.path(),
-                gzip: false,
-                len: len()?,
-            });
+            current = Some(entry.path());
             continue;
         }
         let Some(Rotated {
@@ -75,19 +75,82 @@ pub(crate) fn logs_of_period(
         if date < first || date > last {
             continue;
         }
-        let input = Input {
-            path: entry.path(),
-            gzip,
-            len: len()?,
-        };
         match days.get(&(date, part)) {
-            Some(seen) if seen.gzip => {}
+            Some((_, true)) => {}
             _ => {
-                days.insert((date, part), input);
+                days.insert((date, part), (entry.path(), gzip));
             }
         }
     }
-    Ok(days.into_values().chain(current).collect())
+    let listed = days.len() + usize::from(current.is_some());
+    let budget = descriptors_for_logs();
+    if listed as u64 > budget {
+        bail!(
+            "the period has {listed} access logs in {}, more than the {budget} files this \
+             command may hold open (the open-file limit, `ulimit -n`, less \
+             {DESCRIPTORS_KEPT_FREE}); raise the limit or give a shorter --from/--to",
+            dir.display()
+        );
+    }
+    let mut inputs = Vec::with_capacity(listed);
+    for (path, gzip) in days.into_values() {
+        // A rotated log found plain may have been gzipped and removed since it was listed.
+        let held = match open_log(&path, gzip)? {
+            None if !gzip => open_log(&gzip_of(&path), true)?,
+            held => held,
+        };
+        inputs.extend(held);
+    }
+    if let Some(path) = current {
+        inputs.extend(open_log(&path, false)?);
+    }
+    Ok(inputs)
+}
+
+/// Opens an access log to hold it: `None` when it is no longer there (a rotation renamed or
+/// removed it since it was listed).
+fn open_log(path: &Path, gzip: bool) -> Result<Option<Input>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    // Something other than a file was put at the name since it was listed.
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Input {
+        path: path.to_owned(),
+        gzip,
+        len: meta.len(),
+        file,
+    }))
+}
+
+/// `access-D.log.gz` for `access-D.log`.
+fn gzip_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    PathBuf::from(name)
+}
+
+/// How many logs this command may hold open: its open-file limit, raised to the hard limit,
+/// less [`DESCRIPTORS_KEPT_FREE`].
+fn descriptors_for_logs() -> u64 {
+    crate::http::limits::raise_open_file_limit();
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(u64::MAX, |limit| {
+            limit.saturating_sub(DESCRIPTORS_KEPT_FREE)
+        })
 }
 
 /// Opens a file the operator named (`what` says which, for messages): a link is followed,
@@ -112,8 +175,18 @@ pub(crate) fn open_named(path: &Path, what: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The portal's usual logs named by the operator: each a regular file, gzip by its magic.
-pub(crate) fn named_logs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+/// The portal's usual logs named by the operator: each a regular file, gzip by its magic,
+/// held open beside the `held` logs already open, within the open-file limit.
+pub(crate) fn named_logs(paths: &[PathBuf], held: usize) -> Result<Vec<Input>> {
+    let budget = descriptors_for_logs().saturating_sub(held as u64);
+    if paths.len() as u64 > budget {
+        bail!(
+            "--base names {} logs, more than the {budget} files this command may still hold \
+             open beside the period's {held} (the open-file limit, `ulimit -n`, less \
+             {DESCRIPTORS_KEPT_FREE}); raise the limit or join the usual logs into fewer files",
+            paths.len()
+        );
+    }
     paths
         .iter()
         .map(|path| {
@@ -129,6 +202,7 @@ pub(crate) fn named_logs(paths: &[PathBuf]) -> Result<Vec<Input>> {
                 path: path.clone(),
                 gzip,
                 len,
+                file,
             })
         })
         .collect()
