@@ -144,7 +144,8 @@ pub(crate) enum Cmd {
         self_signed: bool,
     },
     /// Hand a package to the server that holds the data folder, or process it here if none
-    /// runs. Its `<FILE>.sha256` and `<FILE>.minisig` are sent with it when present.
+    /// runs. Its `<FILE>.sha256` and `<FILE>.minisig` are sent with it when present; one that
+    /// is there but cannot be read stops it (exit status 2), and nothing is ingested.
     /// Exit status: 0 published, duplicate or archived as older; 1 rejected; 2 failed on this
     /// server's side (send it again once repaired) or another error; 3 held for an operator
     /// (its corte time is far from the publication window or ahead of the clock); 4 a server

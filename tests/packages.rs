@@ -1080,3 +1080,65 @@ fn a_sidecar_a_package_was_never_verified_with_is_set_aside_at_start_not_fallen_
     let sidecar = feed(&server, &format!("/packages/{name}.sha256"));
     assert!(sidecar.text().starts_with(&sha), "{}", sidecar.text());
 }
+
+#[test]
+fn ingest_refuses_a_package_whose_evidence_is_there_but_cannot_be_read() {
+    // A sidecar or signature beside the package that cannot be read (a folder of its name,
+    // a file its permissions keep the command's user out of) is not absent evidence: the
+    // command stops naming it and why, and nothing is archived.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let name = "20240602_2000_PREP.zip";
+    let pkg = dir.path().join(name);
+    std::fs::write(&pkg, site_package("20240602_2000", &[("a.json", b"{}")])).unwrap();
+    let archived = || {
+        std::fs::read_dir(data.join("archivo")).map_or(0, |dirs| {
+            dirs.map(|d| std::fs::read_dir(d.unwrap().path()).map_or(0, |f| f.count()))
+                .sum::<usize>()
+        })
+    };
+    let refused = |limits: ProcessLimits, evidence: &Path, why: &str| {
+        let out = ingest_without_server_under(limits, &pkg, &data);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {said}", evidence.display());
+        assert!(
+            said.contains(&evidence.display().to_string()) && said.contains(why),
+            "names {} and {why}: {said}",
+            evidence.display()
+        );
+        assert_eq!(archived(), 0, "nothing archived: {said}");
+    };
+    for ext in ["sha256", "minisig"] {
+        let evidence = dir.path().join(format!("{name}.{ext}"));
+        std::fs::create_dir(&evidence).unwrap();
+        refused(ProcessLimits::default(), &evidence, "a folder");
+        std::fs::remove_dir(&evidence).unwrap();
+    }
+    let sidecar = dir.path().join(format!("{name}.sha256"));
+    std::fs::write(
+        &sidecar,
+        format!("{}  {name}\n", sha256_hex(&std::fs::read(&pkg).unwrap())),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sidecar,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let bound = ProcessLimits {
+        bound_by_permissions: true,
+        ..ProcessLimits::default()
+    };
+    refused(bound, &sidecar, "denied");
+    // Readable, it is taken with its package.
+    std::fs::set_permissions(
+        &sidecar,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = ingest_without_server_under(bound, &pkg, &data);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "published", "{v}");
+    assert!(archived() > 0);
+}
