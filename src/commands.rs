@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 
 use crate::config::{self, Config, Settings};
 use crate::http::{BoxedBody, file_body, full};
+use crate::intake::operator_evidence;
 use crate::intake::{Channel, Received};
-use crate::intake::{evidence_path, read_evidence};
 use crate::journal::{EventKind, Journal};
 use crate::package::{self, EvidenceFile, PackageName, PackageSettings};
 use crate::prep;
@@ -160,8 +160,11 @@ pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Resu
     // The operator's own files: a link given here is followed on purpose (the intake
     // folder never follows one).
     let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    let sidecar = operator_evidence(file, "sha256", "sidecar")?;
-    let signature = operator_evidence(file, "minisig", "signature")?;
+    let evidence = |ext, what| operator_evidence(file, ext, what).context("nothing was ingested");
+    let (sidecar, signature) = (
+        evidence("sha256", "sidecar")?,
+        evidence("minisig", "signature")?,
+    );
     let config = &sections.config;
     let store = match writer(config).await? {
         Writer::Here(store) => store,
@@ -185,40 +188,6 @@ pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Resu
     } else {
         publisher.handle(received)
     })
-}
-
-/// The evidence (`ext`: `sha256`, `minisig`; `what` names it for messages) beside a package
-/// file the operator names, a link followed: `None` when nothing is at its name. Something
-/// there that cannot be read as evidence (a folder, a FIFO, a link leading nowhere, a file
-/// its permissions keep this user out of, an I/O error) is an error naming it and why:
-/// evidence that is there is never taken for absent, so nothing is ingested without it.
-fn operator_evidence(package: &Path, ext: &str, what: &str) -> Result<Option<EvidenceFile>> {
-    let path = evidence_path(package, ext);
-    if let Err(e) = std::fs::symlink_metadata(&path)
-        && e.kind() == std::io::ErrorKind::NotFound
-    {
-        return Ok(None);
-    }
-    let refused = |why: String| {
-        anyhow!(
-            "the {what} {} is there but cannot be read: {why}; nothing was ingested. Make it \
-             a file this user can read, or remove it to ingest {} without it",
-            path.display(),
-            package.display()
-        )
-    };
-    let followed = std::fs::canonicalize(&path).map_err(|e| refused(e.to_string()))?;
-    match read_evidence(&followed) {
-        Ok(Some(evidence)) => Ok(Some(evidence)),
-        Ok(None) => Err(refused(match std::fs::metadata(&followed) {
-            Ok(meta) => format!(
-                "it is {}, not a regular file",
-                crate::intake::describe(meta.file_type())
-            ),
-            Err(e) => e.to_string(),
-        })),
-        Err(e) => Err(refused(e.to_string())),
-    }
 }
 
 /// Uploads `file` to the server's admin listener and returns what became of it.

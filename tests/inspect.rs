@@ -226,6 +226,45 @@ fn one_removed_row_exits_1_and_names_the_fields() {
     }
 }
 
+/// The evidence beside a package named on the command line is read as the operator gave it:
+/// through a link, and never taken for absent when it is there but cannot be read.
+#[test]
+fn evidence_beside_a_package_is_checked_through_a_link_and_never_taken_for_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(real_fixture(CAMPECHE)).unwrap();
+    let pkg = write(dir.path(), CAMPECHE, &bytes);
+    let sidecar = dir.path().join(format!("{CAMPECHE}.sha256"));
+    let kept = |name: &str, digest: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{digest}  {CAMPECHE}\n")).unwrap();
+        let _ = std::fs::remove_file(&sidecar);
+        std::os::unix::fs::symlink(&path, &sidecar).unwrap();
+    };
+    // A linked sidecar naming other bytes: the package is not taken for them.
+    kept("otro.sha256", &"0".repeat(64));
+    let out = inspect(&[&pkg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("cannot open") && err.contains(CAMPECHE),
+        "{err}"
+    );
+    // Linked and true: inspected.
+    kept("bueno.sha256", &sha256_hex(&bytes));
+    let out = inspect(&[&pkg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // There but no file: refused naming it, not inspected as if it had no evidence.
+    std::fs::remove_file(&sidecar).unwrap();
+    std::fs::create_dir(&sidecar).unwrap();
+    let out = inspect(&[&pkg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", stdout(&out));
+    assert!(
+        err.contains(&sidecar.display().to_string()) && err.contains("a folder"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unreadable_input_exits_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();

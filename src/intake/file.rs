@@ -8,8 +8,9 @@
 //! A package's evidence lies beside it as `<package>.sha256` and `<package>.minisig`, in the
 //! intake folder as in the archive: [`evidence_path`] names it for both. A package file an
 //! operator names on the command line (`inspect`, `check`) is opened and verified by
-//! [`open_package`], with the evidence beside it when present; one that is no file (a pipe
-//! such as `/dev/stdin` or `<(curl …)`, a device) is refused saying so, never read.
+//! [`open_package`], with the evidence beside it when present ([`operator_evidence`]: there
+//! but unreadable is refused, never taken for absent); one that is no file (a pipe such as
+//! `/dev/stdin` or `<(curl …)`, a device) is refused saying so, never read.
 //!
 //! # Guarantees
 //! - A link is never followed (`O_NOFOLLOW`): opening one fails, naming it a link.
@@ -121,6 +122,42 @@ pub(crate) fn gone(error: &io::Error) -> bool {
     )
 }
 
+/// The evidence (`ext`: `sha256`, `minisig`; `what` names it for messages) beside a package
+/// file an operator names on the command line (`ingest`, `inspect`, `check`), a link
+/// followed: `None` when nothing is at its name. Something there that cannot be read as
+/// evidence (a folder, a FIFO, a link leading nowhere, a file its permissions keep this user
+/// out of, an I/O error) is an error naming it and why: evidence that is there is never
+/// taken for absent, so no package is taken or judged without it.
+pub(crate) fn operator_evidence(
+    package: &Path,
+    ext: &str,
+    what: &str,
+) -> anyhow::Result<Option<EvidenceFile>> {
+    let path = evidence_path(package, ext);
+    if let Err(e) = std::fs::symlink_metadata(&path)
+        && e.kind() == io::ErrorKind::NotFound
+    {
+        return Ok(None);
+    }
+    let refused = |why: String| {
+        anyhow::anyhow!(
+            "the {what} {} is there but cannot be read: {why}. Make it a file this user can \
+             read, or remove it to go on with {} without it",
+            path.display(),
+            package.display()
+        )
+    };
+    let followed = std::fs::canonicalize(&path).map_err(|e| refused(e.to_string()))?;
+    match read_evidence(&followed) {
+        Ok(Some(evidence)) => Ok(Some(evidence)),
+        Ok(None) => Err(refused(match std::fs::metadata(&followed) {
+            Ok(meta) => format!("it is {}, not a regular file", describe(meta.file_type())),
+            Err(e) => e.to_string(),
+        })),
+        Err(e) => Err(refused(e.to_string())),
+    }
+}
+
 /// Opens a package file by `settings`' limits, checking whatever evidence lies beside it
 /// (`<file>.sha256`, `<file>.minisig`) and requiring none: the operator vouches for a file
 /// named on the command line.
@@ -159,10 +196,8 @@ pub(crate) fn open_package(
         path: path.to_owned(),
         sha256,
         size,
-        sidecar: read_evidence(&evidence_path(path, "sha256")).ok().flatten(),
-        signature: read_evidence(&evidence_path(path, "minisig"))
-            .ok()
-            .flatten(),
+        sidecar: operator_evidence(path, "sha256", "sidecar")?,
+        signature: operator_evidence(path, "minisig", "signature")?,
     };
     let policy = EvidencePolicy {
         sidecar: Policy::IfPresent,

@@ -20,7 +20,9 @@ pub(crate) mod sftp;
 mod startups;
 mod watch;
 
-pub(crate) use file::{describe, evidence_path, open_package, open_regular, read_evidence};
+pub(crate) use file::{
+    describe, evidence_path, open_package, open_regular, operator_evidence, read_evidence,
+};
 pub(crate) use late::SignatureCheck;
 pub(crate) use watch::{WatchRules, watch_folder};
 
