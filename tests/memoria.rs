@@ -2303,19 +2303,43 @@ fn a_client_spelling_one_page_a_new_way_with_every_request_costs_the_report_noth
     }
 }
 
+/// The `i`-th of a crowd of Windows visitors reading `/` within the hour from June `day`,
+/// `h`:00.
+fn crowd_line(i: usize, day: i8, h: i8) -> String {
+    combined(
+        &format!("198.51.100.{}", i % 200),
+        t(day, h, 0, 0) + ((i % 3600) as i64).seconds(),
+        "/",
+        WINDOWS,
+    )
+}
+
+/// A memoria of [`PERIOD`] over `data` into `out` begun, its output kept.
+fn memoria_begun(data: &Path, out: &Path) -> std::process::Child {
+    memoria_command(data, out, &PERIOD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What the report `m` says under "Fuentes" of the log `name`.
+fn source_named(m: &serde_json::Value, name: &str) -> serde_json::Value {
+    m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not among the sources: {m:#}"))
+        .clone()
+}
+
 #[test]
 fn the_current_log_delivered_is_the_one_counted_while_a_live_server_writes_it() {
     // The memoria runs beside a live server, whose access.log grows as it is read. The copy
     // in bitacoras/ must be the bytes the figures were counted from, with the hash and size
     // the report gives for it: anyone checking it against "Fuentes" finds the same file.
-    let line = |i: usize| {
-        combined(
-            &format!("198.51.100.{}", i % 200),
-            t(2, 21, 0, 0) + ((i % 3600) as i64).seconds(),
-            "/",
-            WINDOWS,
-        )
-    };
+    let line = |i: usize| crowd_line(i, 2, 21);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let logs = data.join("bitacoras");
@@ -2323,11 +2347,7 @@ fn the_current_log_delivered_is_the_one_counted_while_a_live_server_writes_it() 
     let log = logs.join("access.log");
     std::fs::write(&log, (0..300_000).map(line).collect::<String>()).unwrap();
     let out = dir.path().join("memoria");
-    let child = memoria_command(&data, &out, &PERIOD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = memoria_begun(&data, &out);
     let done = std::sync::atomic::AtomicBool::new(false);
     let appended = std::thread::scope(|s| {
         let writer = s.spawn(|| {
@@ -2347,13 +2367,7 @@ fn the_current_log_delivered_is_the_one_counted_while_a_live_server_writes_it() 
     });
     assert!(appended > 0, "the server wrote while the report was made");
     let m = report(&out);
-    let source = m["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "access.log")
-        .unwrap()
-        .clone();
+    let source = source_named(&m, "access.log");
     let copy = gunzip(&std::fs::read(out.join("bitacoras/access.log.gz")).unwrap());
     let copied_lines = copy.iter().filter(|&&b| b == b'\n').count();
     assert_eq!(
@@ -2376,14 +2390,6 @@ fn a_log_rotated_while_the_report_reads_is_counted_and_delivered_as_it_was_liste
     // The server rotates access.log while the memoria reads the logs before it: renamed to
     // the day's name, a new access.log in its place, gzipped, the plain one removed. The
     // report counts and delivers the file it listed as access.log, not the new one.
-    let line = |i: usize, day: i8, h: i8| {
-        combined(
-            &format!("198.51.100.{}", i % 200),
-            t(day, h, 0, 0) + ((i % 3600) as i64).seconds(),
-            "/",
-            WINDOWS,
-        )
-    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let logs = data.join("bitacoras");
@@ -2392,18 +2398,16 @@ fn a_log_rotated_while_the_report_reads_is_counted_and_delivered_as_it_was_liste
     let earlier = 300_000;
     std::fs::write(
         logs.join("access-2024-06-02.log"),
-        (0..earlier).map(|i| line(i, 2, 21)).collect::<String>(),
+        (0..earlier)
+            .map(|i| crowd_line(i, 2, 21))
+            .collect::<String>(),
     )
     .unwrap();
-    let listed: String = (0..1_000).map(|i| line(i, 3, 0)).collect();
+    let listed: String = (0..1_000).map(|i| crowd_line(i, 3, 0)).collect();
     let log = logs.join("access.log");
     std::fs::write(&log, &listed).unwrap();
     let out = dir.path().join("memoria");
-    let child = memoria_command(&data, &out, &PERIOD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = memoria_begun(&data, &out);
     // The report's folder is begun once the logs are listed.
     let begun = std::time::Instant::now();
     while !std::fs::read_dir(dir.path()).unwrap().any(|e| {
@@ -2417,7 +2421,11 @@ fn a_log_rotated_while_the_report_reads_is_counted_and_delivered_as_it_was_liste
     }
     let rotated = logs.join("access-2024-06-03.log");
     std::fs::rename(&log, &rotated).unwrap();
-    std::fs::write(&log, (0..10).map(|i| line(i, 3, 1)).collect::<String>()).unwrap();
+    std::fs::write(
+        &log,
+        (0..10).map(|i| crowd_line(i, 3, 1)).collect::<String>(),
+    )
+    .unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
     std::fs::write(logs.join("access-2024-06-03.log.gz"), gz.finish().unwrap()).unwrap();
@@ -2425,13 +2433,7 @@ fn a_log_rotated_while_the_report_reads_is_counted_and_delivered_as_it_was_liste
     let output = child.wait_with_output().unwrap();
     assert_success(&output);
     let m = report(&out);
-    let source = m["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "access.log")
-        .unwrap()
-        .clone();
+    let source = source_named(&m, "access.log");
     assert_eq!(
         (
             source["bytes"].as_u64(),

@@ -57,13 +57,32 @@ fn https_server(dir: &Path, pair: &Path) -> (Server, PathBuf, PathBuf) {
     (server, live_cert, live_key)
 }
 
+/// Two pairs under `dir` (`a/`, `b/`), and an [`https_server`] serving a copy of the first.
+fn two_pairs_first_served(dir: &Path) -> (Server, PathBuf, PathBuf, PathBuf, PathBuf) {
+    let (first, second) = (dir.join("a"), dir.join("b"));
+    self_signed_pair(&first);
+    self_signed_pair(&second);
+    let (server, live_cert, live_key) = https_server(dir, &first);
+    (server, first, second, live_cert, live_key)
+}
+
+/// Waits up to 20 s for the server at `url` to present a certificate `ca` trusts.
+fn wait_certificate(url: &str, ca: &Path, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while https(url, ca).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed pair was not picked up: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
-    self_signed_pair(&first);
-    self_signed_pair(&second);
-    let (server, live_cert, live_key) = https_server(dir.path(), &first);
+    let (server, first, second, live_cert, live_key) = two_pairs_first_served(dir.path());
 
     let url = format!("https://localhost:{}/json/main.json", server.tls_port());
     assert_eq!(
@@ -99,14 +118,7 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     // Renewal: new files in place are picked up without a restart.
     std::fs::copy(second.join("tls/key.pem"), &live_key).unwrap();
     std::fs::copy(second.join("tls/cert.pem"), &live_cert).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while https(&url, &second.join("tls/cert.pem")).0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not picked up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_certificate(&url, &second.join("tls/cert.pem"), &server);
     assert_eq!(
         https(&url, &first.join("tls/cert.pem")).0,
         0,
@@ -120,10 +132,7 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
 #[test]
 fn a_renewed_pair_renamed_into_place_with_the_old_files_times_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
-    self_signed_pair(&first);
-    self_signed_pair(&second);
-    let (server, live_cert, live_key) = https_server(dir.path(), &first);
+    let (server, first, second, live_cert, live_key) = two_pairs_first_served(dir.path());
     let url = format!("https://localhost:{}/json/main.json", server.tls_port());
     assert_eq!(https(&url, &first.join("tls/cert.pem")).0, 200);
 
@@ -139,15 +148,7 @@ fn a_renewed_pair_renamed_into_place_with_the_old_files_times_is_picked_up() {
             .unwrap();
         std::fs::rename(&staged, live).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while https(&url, &second.join("tls/cert.pem")).0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the renewed pair was not picked up: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_certificate(&url, &second.join("tls/cert.pem"), &server);
 }
 
 /// A renewal that puts an expired certificate in place (the old one copied back by mistake,
