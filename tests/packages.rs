@@ -1142,3 +1142,56 @@ fn ingest_refuses_a_package_whose_evidence_is_there_but_cannot_be_read() {
     assert_eq!(v["outcome"], "published", "{v}");
     assert!(archived() > 0);
 }
+
+#[test]
+fn a_package_naming_a_live_file_with_other_letter_case_or_normalisation_is_refused_not_laid_beside_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let nfc = "json/a\u{f1}o.json";
+    let first = site_package("20240602_2000", &[(nfc, b"2000")]);
+    drop_file(&server.entrada(), "20240602_2000_PREP.zip", &first);
+    server.wait_corte("20240602_2000");
+
+    // Each would leave the path visitors ask for with the 20:00 bytes, under a 20:15 corte.
+    let cases: [(&str, &str, &str); 4] = [
+        ("20240602_2015_PREP.zip", "INDEX.HTML", "\"/index.html\""),
+        (
+            "20240602_2016_PREP.zip",
+            "JSON/main.json",
+            "\"/json/main.json\"",
+        ),
+        ("20240602_2017_PREP.zip", "json/an\u{303}o.json", nfc),
+        (
+            "20240602_2018_PREP.zip",
+            "json/main.json/x",
+            "\"/json/main.json\"",
+        ),
+    ];
+    for (name, member, live) in cases {
+        drop_file(&server.entrada(), name, &zip_bytes(&[(member, b"2015")]));
+        let why = rejection(&server, name);
+        assert!(
+            why.contains(&format!("{:?}", format!("/{member}"))) && why.contains(live),
+            "{name}: {why}"
+        );
+        assert!(why.contains("the live corte stays"), "{why}");
+    }
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2000"));
+    assert_eq!(
+        curl(&server.url("/"), &[]).text(),
+        "<html><body>Corte 20240602_2000</body></html>"
+    );
+    assert_eq!(curl(&server.url("/INDEX.HTML"), &[]).status, 404);
+
+    // With the live corte's names it is laid over; as a whole site, it replaces it.
+    let same = zip_bytes(&[("index.html", b"2030".as_slice()), (nfc, b"2030")]);
+    drop_file(&server.entrada(), "20240602_2030_PREP.zip", &same);
+    server.wait_corte("20240602_2030");
+    assert_eq!(curl(&server.url("/"), &[]).text(), "2030");
+    let whole = zip_bytes(&[("INDEX.HTML", b"2045".as_slice())]);
+    drop_file(&server.entrada(), "20240602_2045_PREP_COMPLETO.zip", &whole);
+    server.wait_corte("20240602_2045");
+    assert_eq!(curl(&server.url("/INDEX.HTML"), &[]).text(), "2045");
+    assert_eq!(curl(&server.url("/index.html"), &[]).status, 404);
+}

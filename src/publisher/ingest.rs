@@ -250,7 +250,7 @@ impl Publisher {
 
         match self.publish(&pkg, &corte, r.received_at) {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(too_big)) => self.reject(&job, too_big),
+            Ok(Err(refused)) => self.reject(&job, refused),
             Err(e) => self.fail(&job, e.context("recording the publication")),
         }
     }
@@ -478,8 +478,10 @@ impl Publisher {
     }
 
     /// Builds the site of `pkg` over the live one, keeps the package among the verified
-    /// ones, journals the corte, and swaps it in. `Ok(Err(reason))` when the site would hold
-    /// more than `max_site_bytes`: nothing changed.
+    /// ones, journals the corte, and swaps it in. `Ok(Err(reason))` when a file of the package
+    /// would sit beside a path of the live site that is the same but for letter case or
+    /// Unicode normalisation ([`Site::collision_with`]), or the site would hold more than
+    /// `max_site_bytes`: nothing changed.
     pub(super) fn publish(
         &self,
         pkg: &VerifiedPackage,
@@ -492,6 +494,19 @@ impl Publisher {
                 || self.site.mode == SiteMode::Replace
                 || (!self.site.complete_marker.is_empty()
                     && pkg.name().contains(&self.site.complete_marker)));
+        if let Some((new, old)) = live.collision_with(pkg, replace) {
+            let complete = match self.site.complete_marker.as_str() {
+                "" => String::new(),
+                marker => format!(", or send it as a whole site ({marker:?} in its name)"),
+            };
+            return Ok(Err(format!(
+                "file {new:?} of this package would be served beside {old:?} of the live \
+                 corte: the same name but for letter case or Unicode normalisation, or a file \
+                 where the other is a folder. Laid over the previous files, the path visitors \
+                 ask for would keep the previous corte's bytes. Send it with the live corte's \
+                 names{complete}; the live corte stays"
+            )));
+        }
         let corte_id = corte.id();
         let archived = self
             .archive

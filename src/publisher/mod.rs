@@ -64,6 +64,11 @@
 //! package sent again is taken again, verified with the evidence the archive keeps beside
 //! it; the evidence sent with it is checked and journaled the same way, and never rejects it.
 //!
+//! # Names laid over the live corte
+//! A site package with a file that would be served beside a live path the same but for
+//! letter case or Unicode normalisation, or a file where the live site has a folder
+//! ([`Site::collision_with`]), is refused whole; the live corte stays.
+//!
 //! # Memory
 //! A package whose site would hold more than `max_site_bytes` (files and compressed
 //! variants, [`Site::memory_bytes`]) is refused whole; the live corte stays.

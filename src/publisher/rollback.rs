@@ -32,7 +32,9 @@ impl Publisher {
     /// or a package SHA-256 prefix of at least 8 digits). The operator's request is refused,
     /// [`Outcome::Rejected`], nothing changed, and journaled (`warning`, check `rollback`),
     /// when `corte` names nothing this server has (`sha256` is then `None`) or when the
-    /// package it names would take the site past `max_site_bytes` (`sha256` is the package's).
+    /// package it names would take the site past `max_site_bytes` or collide with a live path
+    /// ([`Site::collision_with`](crate::site::Site::collision_with); `sha256` is the
+    /// package's).
     ///
     /// Text that is written as none of these is refused before anything is looked up; the
     /// journal keeps at most [`SHOWN_CHARS`] of it, its control and
@@ -130,9 +132,9 @@ impl Publisher {
         let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
         let outcome = match self.publish(&pkg, &corte, Timestamp::now())? {
             Ok(outcome) => outcome,
-            Err(too_big) => {
+            Err(refused) => {
                 return Ok(Outcome::Rejected {
-                    reason: too_big,
+                    reason: refused,
                     sha256: Some(sha.to_hex()),
                 });
             }

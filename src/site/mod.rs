@@ -15,6 +15,11 @@
 //!   a name has one row, the package its link serves (one sent again under its name, other
 //!   bytes, takes the earlier one's row).
 //! - Building a site never modifies the previous one: overlays share unchanged entries.
+//! - [`Site::collision_with`] finds the file of a site package that, laid over this site,
+//!   would sit beside a path the same but for letter case or Unicode normalisation (or a
+//!   file where there is a folder), so that the publisher can refuse it: two such paths
+//!   are one file where the institute unpacks its cortes, and visitors would keep the
+//!   previous corte's bytes at the one they ask for.
 //! - Everything a response needs besides the body (ETag, type, `Cache-Control`,
 //!   `Last-Modified`) is computed here, once per file, never per request.
 //! - A file's `Last-Modified` is when the package that wrote it was received, or the last
@@ -36,7 +41,7 @@ pub(crate) use cache::CachePolicy;
 pub(crate) use compress::{Compressor, Job, Variant, Variants};
 pub(crate) use live::{Live, Swap, live};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -49,7 +54,7 @@ use maud::{DOCTYPE, html};
 
 use crate::config::{Config, Invalid, SiteMode, positive};
 use crate::hash::Sha256;
-use crate::package::{CorteSource, Member, PackageKind, VerifiedPackage};
+use crate::package::{self, CorteSource, Member, PackageKind, VerifiedPackage};
 use compress::compressible;
 
 /// How packages make sites, from the settings.
@@ -444,6 +449,59 @@ impl Site {
             .collect()
     }
 
+    /// The first file of the site package `pkg` whose path, laid over this site (`replace`:
+    /// over its downloads only), would sit beside a path of this site that is the same but
+    /// for letter case or Unicode normalisation, or where this site has a folder, or under a
+    /// path where this site has a file: `(the package's path, this site's path)`.
+    ///
+    /// Served together, both paths would answer, and the one visitors ask for would keep the
+    /// previous corte's bytes: what unpacking the package over the previous files (the calls'
+    /// "overwrite") does on a case-insensitive or normalising file system is not what the site
+    /// would be. The same rule as between the members of one package
+    /// ([`package::comparable_path`]).
+    pub(crate) fn collision_with(
+        &self,
+        pkg: &VerifiedPackage,
+        replace: bool,
+    ) -> Option<(String, String)> {
+        if pkg.kind() != PackageKind::Site {
+            return None;
+        }
+        let new: Vec<String> = pkg
+            .files()
+            .iter()
+            .map(|m| format!("/{}", m.path))
+            .filter(|path| !self.is_download(path))
+            .collect();
+        let replaced: HashSet<&str> = new.iter().map(String::as_str).collect();
+        // Comparable form → (path as this site has it, whether it is a folder).
+        let mut kept: HashMap<String, (&str, bool)> = HashMap::new();
+        for path in self.files.keys().map(String::as_str) {
+            if replaced.contains(path) || (replace && !self.is_download(path)) {
+                continue;
+            }
+            kept.insert(package::comparable_path(path), (path, false));
+            for dir in folders(path) {
+                kept.insert(package::comparable_path(dir), (dir, true));
+            }
+        }
+        for path in &new {
+            if let Some(&(old, is_dir)) = kept.get(&package::comparable_path(path))
+                && (is_dir || old != path)
+            {
+                return Some((path.clone(), old.to_owned()));
+            }
+            for dir in folders(path) {
+                if let Some(&(old, is_dir)) = kept.get(&package::comparable_path(dir))
+                    && (!is_dir || old != dir)
+                {
+                    return Some((path.clone(), old.to_owned()));
+                }
+            }
+        }
+        None
+    }
+
     fn insert(&mut self, path: &str, member: &Member, package: &HeaderValue, modified: SystemTime) {
         let etag = etag_of(member.sha256);
         let content_type = content_type(path, &member.bytes);
@@ -619,6 +677,13 @@ fn header_of(sha: Sha256) -> HeaderValue {
 fn etag_of(sha: Sha256) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", sha.to_hex()))
         .unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// The folders a site path (`/a/b/c.json`) is in, the root left out: `/a`, `/a/b`.
+fn folders(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .skip(1)
+        .filter_map(|(at, _)| path.get(..at))
 }
 
 /// A package name without its archive extension.

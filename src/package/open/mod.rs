@@ -33,6 +33,7 @@ use super::{Limits, Member, PackageKind, Rejection};
 pub(crate) use format::{Format, read_magic};
 use limits::{Budget, Sizes, check_package_size};
 use names::Names;
+pub(crate) use names::comparable as comparable_path;
 
 /// An archive that passed every check of this module.
 #[derive(Debug)]

@@ -94,7 +94,7 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// The form two names are compared in: Unicode NFC, then lowercase. `año` written with a
 /// combining tilde (NFD, as macOS writes it) and with `ñ` (NFC) are one name.
-fn comparable(path: &str) -> String {
+pub(crate) fn comparable(path: &str) -> String {
     path.nfc().collect::<String>().to_lowercase()
 }
 
