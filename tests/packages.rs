@@ -510,6 +510,52 @@ fn a_tar_with_a_zip_appended_is_refused_not_published_as_the_tar() {
     assert!(served.status == 200 && served.body == padded);
 }
 
+/// A tar.gz as bsdtar (the tar of macOS and Windows) writes it to a pipe, its gzip stream
+/// padded with zeros to a 10 KiB block, is published, as `gzip -d` and `tar xzf` read it; one
+/// whose gzip stream is followed by other bytes (a zip) is refused as two archives in one
+/// file, saying where, not as a gzip header that cannot be read.
+#[test]
+fn a_tar_gz_padded_with_zeros_is_published_and_one_followed_by_a_zip_refused_as_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &[]);
+    let tar = corpus::tar_of(&[
+        (b"index.html", corpus::TarKind::File(b"<h1>PREP 20:00</h1>")),
+        (b"json/main.json", corpus::TarKind::File(b"{}")),
+    ]);
+    let gz = corpus::gzip(&tar);
+
+    let mut with_zip = gz.clone();
+    with_zip.extend(zip_bytes(&[("index.html", b"<h1>otro</h1>".as_slice())]));
+    drop_file(&server.entrada(), "20240602_1945_PREP.tar.gz", &with_zip);
+    let why = rejection(&server, "20240602_1945_PREP.tar.gz");
+    assert!(
+        why.starts_with("ambiguous archive")
+            && why.contains(&format!(
+                "neither gzip nor zero padding follow the gzip stream (from byte {} of the file)",
+                gz.len()
+            )),
+        "{why}"
+    );
+    assert_eq!(server.live_corte(), None);
+
+    let mut padded = gz;
+    padded.resize(padded.len().next_multiple_of(10 * 1024), 0);
+    drop_file(&server.entrada(), "20240602_2000_PREP.tar.gz", &padded);
+    server.wait_corte("20240602_2000");
+    assert_eq!(curl(&server.url("/"), &[]).text(), "<h1>PREP 20:00</h1>");
+
+    // Two gzip members, then the padding: one stream, as `gzip -d` reads it.
+    let index = b"<h1>PREP 20:15</h1>";
+    let tar = corpus::tar_of(&[(b"index.html", corpus::TarKind::File(index))]);
+    let (head, tail) = tar.split_at(700);
+    let mut members = corpus::gzip(head);
+    members.extend(corpus::gzip(tail));
+    members.resize(members.len().next_multiple_of(10 * 1024), 0);
+    drop_file(&server.entrada(), "20240602_2015_PREP.tar.gz", &members);
+    server.wait_corte("20240602_2015");
+    assert_eq!(curl(&server.url("/"), &[]).body, index);
+}
+
 #[test]
 fn a_sidecar_or_member_list_that_names_a_file_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();

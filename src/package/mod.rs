@@ -28,8 +28,8 @@
 //! is a tar member whose pax header and GNU long name give two names;
 //! a tar without its end-of-archive marker is refused as incomplete, and one followed by
 //! anything but zero padding (a zip appended to a tar, which zip readers open instead) as
-//! ambiguous. A sidecar or member list that names the same file twice is refused as
-//! ambiguous too.
+//! ambiguous, and so is a tar.gz whose gzip stream is followed by anything but zeros. A
+//! sidecar or member list that names the same file twice is refused as ambiguous too.
 //!
 //! Everything is read into memory, bounded by those limits: a verified package is immutable
 //! bytes, ready to become part of a site.

@@ -10,7 +10,10 @@
 //! incomplete, not read as whole; and nothing but zeros (the padding `tar` writes to its
 //! record size) may follow that marker, in a plain tar as in a tar.gz stream: bytes there
 //! are no part of the tar, yet other programs read them (every zip reader opens a zip
-//! appended to a tar), so such a file is refused as ambiguous.
+//! appended to a tar), so such a file is refused as ambiguous. A tar.gz file is read as
+//! `gzip -d` reads it: its gzip members one after the other, then zeros only (bsdtar, the
+//! tar of macOS and Windows, pads what it writes to a pipe with zeros to its 10 KiB block);
+//! any other byte after its last member is refused as ambiguous too, saying where it is.
 //!
 //! # Guarantees
 //! - The headers read before a member (pax extended headers, GNU long names, which the tar
@@ -21,7 +24,9 @@
 //!   size, not once it has been inflated to its end.
 
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
+
+use flate2::bufread::GzDecoder;
 
 use super::super::{Member, Rejection};
 use super::format::{has_ustar_magic, read_magic};
@@ -50,7 +55,7 @@ impl Walk<'_> {
     /// follows the tar included, is inflated so its checksum is verified, and held to
     /// `max_ratio` as it inflates.
     pub(super) fn tar_gz(&mut self, file: File, compressed: u64) -> Result<Vec<Member>, Rejection> {
-        let gz = flate2::read::MultiGzDecoder::new(BufReader::new(file));
+        let gz = GzipMembers::new(BufReader::new(file));
         let cap = self
             .budget
             .tar_stream_cap()
@@ -185,8 +190,17 @@ impl Walk<'_> {
             Stream::Plain => "tar",
             Stream::Gzip { .. } => "gzip stream",
         };
-        let past = past_the_end(archive.into_inner(), counter)
-            .map_err(|e| self.tar_error(counter, kind, what, &e))?;
+        let past = past_the_end(archive.into_inner(), counter).map_err(|e| {
+            match e.get_ref().and_then(|e| e.downcast_ref::<NotGzip>()) {
+                Some(NotGzip(at)) => Rejection::Ambiguous(format!(
+                    "bytes that are neither gzip nor zero padding follow the gzip stream (from \
+                     byte {at} of the file): they are no part of the tar.gz, yet other programs \
+                     read them (a zip appended to a tar.gz is the archive every zip reader \
+                     opens); a package is one archive"
+                )),
+                None => self.tar_error(counter, kind, what, &e),
+            }
+        })?;
         if let Some(at) = past {
             return Err(Rejection::Ambiguous(format!(
                 "bytes other than zeros follow the tar archive's end-of-archive marker (from \
@@ -215,6 +229,83 @@ fn past_the_end(mut rest: impl Read, counter: &Counter) -> io::Result<Option<u64
         if let Some(i) = chunk.get(..n).and_then(|c| c.iter().position(|&b| b != 0)) {
             let start = counter.get().saturating_sub(n as u64);
             return Ok(Some(start.saturating_add(i as u64)));
+        }
+    }
+}
+
+/// The inflated bytes of a gzip file, its members one after the other as `gzip -d` reads
+/// them; zeros after the last member are padding, as `gzip -d` takes them (bsdtar, the tar
+/// of macOS and Windows, pads what it writes to a pipe with zeros to its 10 KiB block), and
+/// any other byte there ends the stream with a [`NotGzip`] error.
+struct GzipMembers<R> {
+    /// The member being inflated; `None` once the stream has ended, or failed.
+    member: Option<GzDecoder<R>>,
+}
+
+/// What follows the last gzip member of a file, from this byte of it, is neither another
+/// member nor zeros.
+#[derive(Debug)]
+struct NotGzip(u64);
+
+impl std::fmt::Display for NotGzip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bytes that are not gzip from byte {}", self.0)
+    }
+}
+
+impl std::error::Error for NotGzip {}
+
+impl<R: BufRead + Seek> GzipMembers<R> {
+    /// The members of the gzip file `file`, from its start.
+    fn new(file: R) -> Self {
+        Self {
+            member: Some(GzDecoder::new(file)),
+        }
+    }
+
+    /// After a member has ended: the next one, or `None` at the end of the file, past zeros
+    /// only.
+    fn next_member(mut file: R) -> io::Result<Option<GzDecoder<R>>> {
+        let at = file.stream_position()?;
+        let mut head = Vec::with_capacity(2);
+        file.by_ref().take(2).read_to_end(&mut head)?;
+        if head == [0x1f, 0x8b] {
+            file.seek_relative(-2)?;
+            return Ok(Some(GzDecoder::new(file)));
+        }
+        file.seek_relative(-(head.len() as i64))?;
+        let mut zeros = 0u64;
+        loop {
+            let chunk = file.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                let offset = at.saturating_add(zeros).saturating_add(i as u64);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, NotGzip(offset)));
+            }
+            let len = chunk.len();
+            file.consume(len);
+            zeros = zeros.saturating_add(len as u64);
+        }
+    }
+}
+
+impl<R: BufRead + Seek> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let ended = self.member.take().map(GzDecoder::into_inner);
+            self.member = match ended {
+                Some(file) => Self::next_member(file)?,
+                None => None,
+            };
         }
     }
 }
