@@ -93,8 +93,12 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 }
 
 /// The form two names are compared in: Unicode NFC, then lowercase. `año` written with a
-/// combining tilde (NFD, as macOS writes it) and with `ñ` (NFC) are one name.
+/// combining tilde (NFD, as macOS writes it) and with `ñ` (NFC) are one name. An ASCII name
+/// (nearly every one a site has) is its own NFC form, so it is only lowercased.
 pub(crate) fn comparable(path: &str) -> String {
+    if path.is_ascii() {
+        return path.to_ascii_lowercase();
+    }
     path.nfc().collect::<String>().to_lowercase()
 }
 
