@@ -276,7 +276,8 @@ settings! {
     /// with the reason otherwise. Keep them on a private network. Empty: off.
     health_listen: Vec<String> = Vec::new();
     /// How long a replica may be behind the corte its feed announced before its health turns
-    /// 503 (`5s`).
+    /// 503, and how long a replica started while its primary does not answer waits before it
+    /// serves its own corte, healthy (`5s`).
     health_max_lag: String = "5s".to_owned();
     /// On SIGTERM or SIGINT with `health_listen` set: how long the health answers 503
     /// `draining` while the public listeners go on serving, so that the load balancer moves

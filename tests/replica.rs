@@ -1120,6 +1120,144 @@ fn a_replica_gets_no_visitors_before_it_has_caught_up_with_its_primary() {
     eprintln!("seen catching up: {seen_behind}");
 }
 
+/// A replica restarted while its primary is down (a power blip, a rolling upgrade, the OOM
+/// killer) has a verified live corte on disk and nobody to be behind: its health check says
+/// `catching up` only until its primary has not answered for `health_max_lag`, then 200 on
+/// its own corte, saying so in the check's body and `/status`, journaled once. Otherwise every
+/// replica would stay out of the load balancer for good, and every visitor get an error. Once
+/// the primary is back with a newer corte, the usual rules hold: the replica has
+/// `health_max_lag` to take it, is `behind its primary` past that, and healthy on the new one.
+#[test]
+fn a_replica_restarted_while_its_primary_is_down_serves_its_own_corte_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::write(dir.path());
+    let mut primary = files.primary(&dir.path().join("primario"), &[]);
+    drop_file(
+        &primary.entrada(),
+        "20240602_2000_PREP.zip",
+        &site_package("20240602_2000", &[]),
+    );
+    primary.wait_corte("20240602_2000");
+    let max_lag = Duration::from_secs(2);
+    // A fixed port, so that the check's address is the same after the restart.
+    let port = ReservedPort::hold();
+    let mut replica = files.replica(
+        &dir.path().join("replica"),
+        &primary,
+        &files.token,
+        &[
+            "--health-listen",
+            &port.addr(),
+            "--health-max-lag",
+            "2s",
+            "--pull-interval",
+            "200ms",
+            "--pull-max-backoff",
+            "1s",
+        ],
+    );
+    replica.wait_corte("20240602_2000");
+    let health = format!("http://{}/health", port.addr());
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    primary.stop();
+    let restarted = Instant::now();
+    replica.restart();
+    let r = curl(&health, &[]);
+    assert_eq!(r.status, 503, "not before its primary had time to answer");
+    assert!(r.text().contains("catching up"), "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = curl(&health, &[]);
+        if r.status == 200 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "out of the load balancer for good, though it serves corte 20240602_2000 and its \
+             primary cannot say otherwise: {} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        restarted.elapsed() >= max_lag,
+        "healthy before health_max_lag"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["corte"], "20240602_2000", "{body:#}");
+    assert!(body["primary_unreachable_since"].is_string(), "{body:#}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|t| t.contains("its primary has not answered since")),
+        "{body:#}"
+    );
+    assert_eq!(curl(&replica.url("/"), &[]).status, 200);
+    let status = replica.status();
+    assert_eq!(status["primary"]["on_its_own"], true, "{status:#}");
+    assert_eq!(
+        status["primary"]["unreachable_since"],
+        body["primary_unreachable_since"]
+    );
+    // Polls go on failing; the journal says it once.
+    std::thread::sleep(Duration::from_secs(2));
+    let said: Vec<serde_json::Value> = events(&replica, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "primary-unreachable")
+        .collect();
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert_eq!(said[0]["detail"]["corte"], "20240602_2000");
+
+    // The primary comes back with a newer, large corte: the replica is 200 on its old corte
+    // for at most health_max_lag of hearing of it, then 503 `behind` until it serves it.
+    let large = corpus::noise(24 * 1024 * 1024);
+    let big = site_package("20240602_2015", &[("grande.bin", &large)]);
+    let back = Instant::now();
+    primary.restart();
+    drop_file(&primary.entrada(), "20240602_2015_PREP.zip", &big);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut behind = None;
+    loop {
+        let r = curl(&health, &[]);
+        if r.status == 200 && r.text().contains("20240602_2015") {
+            break;
+        }
+        if r.status == 503 {
+            assert!(r.text().contains("behind its primary"), "{}", r.text());
+            behind.get_or_insert_with(|| back.elapsed());
+        } else {
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(
+                behind.is_none(),
+                "healthy again on the old corte: {}",
+                r.text()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never took the new corte: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(after) = behind {
+        assert!(
+            after >= max_lag,
+            "behind after {after:?}, within health_max_lag"
+        );
+    }
+    eprintln!("behind its primary after {behind:?}");
+    let status = replica.status();
+    assert_eq!(status["primary"]["on_its_own"], false, "{status:#}");
+    assert!(
+        status["primary"]["unreachable_since"].is_null(),
+        "{status:#}"
+    );
+}
+
 #[test]
 fn silent_connections_to_the_feed_are_capped_and_the_token_still_gets_in() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,8 +11,9 @@
 //!   of received, rejected, published, inconsistent, held and set-aside packages, the
 //!   packages waiting for an operator (`waiting`), the bytes the live site holds in memory
 //!   (`memory`), the free space on the data folder's disks and whether received bytes are
-//!   refused for the space kept free (`free_space`), the gate, and the public connections
-//!   (open, the cap, evicted and refused at the caps);
+//!   refused for the space kept free (`free_space`), the gate, the public connections
+//!   (open, the cap, evicted and refused at the caps) and, on a replica, since when its
+//!   primary has not answered and whether it serves its own corte for it (`primary`);
 //! - `GET /health`: 200 while every part of the server runs, 503 with the reason once one
 //!   stopped (the publisher thread): the server then exits non-zero in a few seconds, for its
 //!   service manager to start it again; `/status` says the same (`healthy`, `publisher`);

@@ -421,6 +421,7 @@ mod tests {
             connections_evicted: 0,
             connections_refused: 0,
             pull: None,
+            primary: None,
             clock: ClockStatus {
                 checked: false,
                 offset_seconds: None,

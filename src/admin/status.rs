@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::Admin;
 use crate::acme::AcmeStatus;
 use crate::clock::ClockStatus;
+use crate::http::health::PrimaryReach;
 use crate::intake::pull::UrlState;
 use crate::journal::{Counts, Waiting};
 use crate::package::CorteSource;
@@ -59,6 +60,11 @@ pub(crate) struct Status {
     pub(crate) connections_refused: u64,
     /// Each pulled URL, when `pull_url` or `replica_of` is set.
     pub(crate) pull: Option<Vec<UrlState>>,
+    /// On a replica (`replica_of`): since when its primary's state has had no answer at all
+    /// (`unreachable_since`, `null` while it answers), and whether this node serves its own
+    /// corte for it, healthy, not having read its primary's state since it started
+    /// (`on_its_own`).
+    pub(crate) primary: Option<PrimaryReach>,
     /// This machine's clock against `ntp_servers` and systemd's view of it.
     pub(crate) clock: ClockStatus,
     /// Journal events sent to syslog, when `syslog` is set.
@@ -197,6 +203,7 @@ impl Status {
             connections_evicted: evicted,
             connections_refused: refused,
             pull: admin.pull.as_ref().map(|b| b.snapshot()),
+            primary: admin.health.primary(),
             clock: admin.clock.status(),
             syslog: admin.syslog.as_ref().map(|s| s.status()),
             acme: admin.acme.as_ref().map(|b| b.snapshot()),

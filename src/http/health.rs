@@ -11,7 +11,9 @@
 //! for a private network, answering `GET` and `HEAD /health`:
 //! - 200 `{"serving": true, "corte": "<id>"}` when a corte is live, the publisher runs, the
 //!   node is not draining and, on a replica, it serves the corte its primary announced (it
-//!   has since it started, and is not behind a newer one for more than `health_max_lag`);
+//!   has since it started, and is not behind a newer one for more than `health_max_lag`), or
+//!   its own corte while its primary cannot be reached (the body then also carries
+//!   `primary_unreachable_since` and a `reason` saying so);
 //! - 503 `{"serving": false, "reason": "<plain words>"}` otherwise (`draining` once the
 //!   server was asked to stop).
 //!
@@ -28,6 +30,14 @@
 //! - A replica that started (or restarted) behind its primary gets no visitor before it has
 //!   caught up once: the load balancer never sends a visitor to a corte older than the one
 //!   the other nodes serve, except within `health_max_lag` of a new corte.
+//! - Only being behind the primary's word takes a replica out: one that started with a live
+//!   corte of its own and whose primary gives no answer at all to its polls (a refused
+//!   connection, a timeout, a TLS failure; an error page is an answer) serves that corte,
+//!   healthy, once the primary has not answered for `health_max_lag` since its first
+//!   unanswered poll and again at the end of that time. Without this, a primary down while
+//!   its replicas restart would take every node out. Once the primary answers, the usual
+//!   rules apply, the node counting as in step: `health_max_lag` to take a newer corte, then
+//!   503 `behind its primary` until it does. A replica with no corte stays 503.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use jiff::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,8 +112,49 @@ pub(crate) struct Health {
     max_lag: Duration,
     /// The corte the primary serves, as its feed last said, and since when this node knows.
     announced: Mutex<Option<(String, Instant)>>,
-    /// Whether this node has served its primary's corte since it started.
+    /// Whether this node has been in step since it started: it served its primary's corte,
+    /// or its own while its primary could not be reached.
     caught_up: AtomicBool,
+    /// Since when the primary's state has had no answer at all, while it has none.
+    unreachable: Mutex<Option<Unreachable>>,
+}
+
+/// A primary whose state gets no answer at all: refused connections, timeouts, TLS failures.
+/// A primary that answers, even with an error, is reachable.
+#[derive(Debug, Clone, Copy)]
+struct Unreachable {
+    /// When the first poll without an answer ended, for operators.
+    since: Timestamp,
+    /// The same, to measure against `max_lag`.
+    at: Instant,
+    /// Whether this node serves its own corte meanwhile: it had not read its primary's state
+    /// since it started, and the primary went on not answering for `max_lag`.
+    on_its_own: bool,
+}
+
+/// What a poll of the primary's state that got no answer means for this node.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unanswered {
+    /// Nothing changes: this node is in step with the primary's last word, already serves
+    /// its own corte, or has none to serve.
+    Nothing,
+    /// It may serve its own corte if the primary still does not answer after this long.
+    AskAgainIn(Duration),
+    /// It serves its own corte from now on: its primary has not answered since `since`.
+    OnItsOwn {
+        /// When the first poll without an answer ended.
+        since: Timestamp,
+    },
+}
+
+/// How the primary answers, for operators (`/status`, the health check's body).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct PrimaryReach {
+    /// Since when its state has had no answer at all, while it has none.
+    pub(crate) unreachable_since: Option<String>,
+    /// Whether this node serves its own corte without having read its primary's state since
+    /// it started, the primary unreachable for `health_max_lag`.
+    pub(crate) on_its_own: bool,
 }
 
 impl Health {
@@ -118,6 +170,7 @@ impl Health {
 
     /// Records the corte the primary serves (`None`: none yet), as its feed says now.
     pub(crate) fn announce(&self, corte: Option<&str>) {
+        self.answered();
         self.heard.store(true, Ordering::Relaxed);
         let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
         if announced.as_ref().map(|(c, _)| c.as_str()) != corte {
@@ -128,9 +181,18 @@ impl Health {
     /// Why this node, serving `live`, is not in step with its primary, if it is not.
     fn behind(&self, live: &str) -> Option<String> {
         if self.replica && !self.heard.load(Ordering::Relaxed) {
-            return Some(format!(
-                "catching up: serving corte {live}, its primary's state not read yet"
-            ));
+            let unreachable = *self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+            return match unreachable {
+                Some(u) if u.on_its_own => None,
+                Some(u) => Some(format!(
+                    "catching up: serving corte {live}, its primary's state not read yet (no \
+                     answer since {})",
+                    u.since
+                )),
+                None => Some(format!(
+                    "catching up: serving corte {live}, its primary's state not read yet"
+                )),
+            };
         }
         let announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
         let (wanted, since) = announced.as_ref()?;
@@ -152,6 +214,59 @@ impl Health {
         } else {
             None
         }
+    }
+
+    /// Records that the primary answered a poll of its state (with its state, or with an
+    /// error): it is reachable, and the usual rules apply again. A node that served its own
+    /// corte meanwhile counts as in step since, so that a newer corte of the primary's gets
+    /// `max_lag` to go live here, as on any node in service.
+    pub(crate) fn answered(&self) {
+        if self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some_and(|u| u.on_its_own)
+        {
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Records that a poll of the primary's state got no answer at all (a refused
+    /// connection, a timeout, a TLS failure), this node `serving` a corte of its own or not.
+    /// A replica that has not read its primary's state since it started serves its own corte
+    /// once its primary has not answered for `max_lag` since the first such poll, asked again
+    /// at the end of that time: being behind the primary's word takes a node out, not a
+    /// primary that says nothing.
+    pub(crate) fn unanswered(&self, serving: bool) -> Unanswered {
+        let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        let u = unreachable.get_or_insert_with(|| Unreachable {
+            since: Timestamp::now(),
+            at: Instant::now(),
+            on_its_own: false,
+        });
+        if !self.replica || self.heard.load(Ordering::Relaxed) || u.on_its_own || !serving {
+            return Unanswered::Nothing;
+        }
+        match self.max_lag.checked_sub(u.at.elapsed()) {
+            Some(left) if !left.is_zero() => Unanswered::AskAgainIn(left),
+            _ => {
+                u.on_its_own = true;
+                Unanswered::OnItsOwn { since: u.since }
+            }
+        }
+    }
+
+    /// How the primary answers, on a replica.
+    pub(crate) fn primary(&self) -> Option<PrimaryReach> {
+        if !self.replica {
+            return None;
+        }
+        let unreachable = *self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        Some(PrimaryReach {
+            unreachable_since: unreachable.map(|u| u.since.to_string()),
+            on_its_own: unreachable.is_some_and(|u| u.on_its_own),
+        })
     }
 
     /// Records that the publisher thread ended unexpectedly, and why.
@@ -228,7 +343,23 @@ fn answer(health: &Health, live: &Live, req: &Request<Incoming>) -> Response<Box
         res
     } else {
         match health.verdict(live) {
-            Ok(corte) => json_response(StatusCode::OK, &json!({"serving": true, "corte": corte})),
+            Ok(corte) => {
+                let mut body = json!({"serving": true, "corte": corte});
+                if let Some(PrimaryReach {
+                    unreachable_since: Some(since),
+                    on_its_own,
+                }) = health.primary()
+                {
+                    body["primary_unreachable_since"] = json!(since);
+                    if on_its_own {
+                        body["reason"] = json!(format!(
+                            "its primary has not answered since {since}: serving its own \
+                             corte {corte} until it does"
+                        ));
+                    }
+                }
+                json_response(StatusCode::OK, &body)
+            }
             Err(reason) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"serving": false, "reason": reason}),
@@ -287,5 +418,53 @@ mod tests {
             "the same announcement keeps its time"
         );
         assert_eq!(health.behind("c"), None);
+    }
+
+    #[test]
+    fn a_replica_whose_primary_never_answered_serves_its_own_corte_after_its_lag() {
+        let lag = Duration::from_millis(50);
+        let health = Health::new(true, lag);
+        assert_eq!(
+            health.unanswered(false),
+            Unanswered::Nothing,
+            "no corte here"
+        );
+        assert!(matches!(health.unanswered(true), Unanswered::AskAgainIn(d) if d <= lag));
+        assert!(health.behind("a").unwrap().contains("no answer since"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(
+            health.unanswered(true),
+            Unanswered::OnItsOwn { .. }
+        ));
+        assert_eq!(health.unanswered(true), Unanswered::Nothing, "said once");
+        assert_eq!(health.behind("a"), None);
+        assert!(health.primary().is_some_and(|p| p.on_its_own));
+        // Back with a newer corte: `lag` to take it, as any node in service.
+        health.announce(Some("b"));
+        assert_eq!(health.behind("a"), None);
+        assert!(
+            health
+                .primary()
+                .is_some_and(|p| p.unreachable_since.is_none())
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            health
+                .behind("a")
+                .unwrap()
+                .starts_with("behind its primary")
+        );
+    }
+
+    #[test]
+    fn a_replica_that_read_its_primarys_state_is_never_on_its_own() {
+        let health = Health::new(true, Duration::ZERO);
+        health.announce(Some("b"));
+        assert_eq!(health.unanswered(true), Unanswered::Nothing);
+        assert!(health.behind("a").unwrap().starts_with("catching up"));
+        // An answer that is an error page is an answer: still catching up.
+        let health = Health::new(true, Duration::ZERO);
+        health.answered();
+        assert!(health.behind("a").unwrap().starts_with("catching up"));
     }
 }

@@ -10,9 +10,18 @@
 //!   journaled as any rollback);
 //! - **the live corte**: announced to the node's [`Health`], so the load balancer sends no
 //!   visitor to a replica that is not in step; and published here when its package is one
-//!   this node holds (`held`), as the primary published it all the same.
+//!   this node holds (`held`), as the primary published it all the same;
+//! - **its silence**: a poll of the state that gets no answer at all (a transport failure) is
+//!   told to the node's [`Health`], which lets a replica that has not read its primary's
+//!   state since it started serve its own corte once its primary has not answered for
+//!   `health_max_lag` ([`Replica::reached`]); any answer, an error page too, is told as one.
 //!
 //! # Guarantees
+//! - A replica going into service on its own corte because its primary does not answer is
+//!   said once per start, as a journal `warning` (`"check": "primary-unreachable"`, with the
+//!   state's `url`, `since` and the `corte`) and a log line; the state is asked again at the
+//!   end of `health_max_lag` after its first unanswered poll, whatever the back-off, so that
+//!   the wait is that long and no longer.
 //! - What the last state said is applied again before each poll and after each corte made
 //!   live here (the follower is woken by the swap): a package that arrives here after the
 //!   primary rolled back cannot leave this node on another corte, and an operator's notice
@@ -47,14 +56,16 @@
 //!   after the back-off, by when the corte may have arrived.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use reqwest::Url;
 use serde_json::json;
 
 use super::client::{Validators, read_small};
 use super::{PullError, Puller, Source};
 use crate::hash::Sha256;
 use crate::http::gate::{Gate, MAX_NOTICE_BYTES};
-use crate::http::health::Health;
+use crate::http::health::{Health, Unanswered};
 use crate::journal::{EventKind, Journal, PackageState};
 use crate::package::is_corte_id;
 use crate::peer_text::PeerText;
@@ -229,6 +240,48 @@ impl Replica {
                     Some(live) => self.release(live, journal, publisher).await,
                     None => Ok(()),
                 }
+            }
+        }
+    }
+
+    /// Tells this node's health whether the primary's state at `url` answered a poll that
+    /// ended with `error`, if any: only a transport failure (no answer at all) leaves the
+    /// primary unreachable. Says once, in the journal (`warning`, `"check":
+    /// "primary-unreachable"`) and the log, when this node goes into service on its own corte
+    /// for it. Returns how soon to ask again, when that decides it.
+    pub(super) async fn reached(
+        &self,
+        url: &Url,
+        error: Option<&PullError>,
+        journal: &Journal,
+    ) -> Option<Duration> {
+        if !error.is_some_and(PullError::is_transport) {
+            self.health.answered();
+            return None;
+        }
+        let corte = self.live.load().corte().map(|c| c.id.clone());
+        match self.health.unanswered(corte.is_some()) {
+            Unanswered::Nothing => None,
+            Unanswered::AskAgainIn(wait) => Some(wait),
+            Unanswered::OnItsOwn { since } => {
+                let corte = corte.unwrap_or_default();
+                tracing::warn!(
+                    %url, %since, %corte,
+                    "the primary does not answer: serving this node's own corte, healthy"
+                );
+                let message = format!(
+                    "its primary has not answered since {since} (no connection, no answer in \
+                     time or a TLS failure) and its state was not read since this server \
+                     started: it serves its own corte {corte} as in step, its health check \
+                     (`health_listen`) answering 200, until the primary answers again"
+                );
+                let detail = json!({"check": "primary-unreachable", "warning": message,
+                                    "url": url.as_str(), "since": since.to_string(),
+                                    "corte": corte});
+                if let Err(e) = journal.record_async(EventKind::Warning, None, detail).await {
+                    tracing::error!(error = %e, "cannot write to the journal");
+                }
+                None
             }
         }
     }

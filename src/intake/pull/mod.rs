@@ -24,7 +24,9 @@
 //! - A URL that fails (the feed too) is polled again after a wait that doubles from
 //!   `pull_interval` up to `pull_max_backoff`, except an index whose poll failed only for
 //!   packages that fail for themselves: they wait their own time ([`fetch`]), and the index
-//!   is polled again at `pull_interval`. The journal gets one `pull-error` when a URL
+//!   is polled again at `pull_interval`, and a replica's primary state that gets no answer
+//!   before the replica read it once, which is asked again at the end of `health_max_lag`
+//!   if that comes sooner ([`follow`]). The journal gets one `pull-error` when a URL
 //!   starts failing and one `pull-recovered` when it works again, never one entry per
 //!   attempt.
 //! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
@@ -331,11 +333,22 @@ impl Puller {
         let mut streak: Option<Streak> = None;
         loop {
             let started = Instant::now();
-            let result = tokio::select! {
-                r = self.poll(&mut source) => r,
-                _ = swapped(swaps.as_mut()) => Ok(()),
+            let polled = tokio::select! {
+                r = self.poll(&mut source) => Some(r),
+                _ = swapped(swaps.as_mut()) => None,
                 _ = shutdown.changed() => return,
             };
+            // Whether the primary's state answered tells this node's health whether its
+            // primary can be reached; a poll cut short by a swap says nothing of it.
+            let sooner = match (&self.replica, &polled) {
+                (Some(replica), Some(result)) if state => {
+                    replica
+                        .reached(&source.url, result.as_ref().err(), &self.journal)
+                        .await
+                }
+                _ => None,
+            };
+            let result = polled.unwrap_or(Ok(()));
             let waits = result.as_ref().is_err_and(PullError::waits_on_peer);
             let error = result.err().map(|e| (e.to_string(), e.fault()));
             let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
@@ -347,6 +360,7 @@ impl Puller {
                 None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
                 None => self.settings.interval,
             };
+            let wait = sooner.map_or(wait, |sooner| wait.min(sooner));
             let error = error.map(|(text, _)| text);
             self.board
                 .update(&source, streak.as_ref(), error.as_deref());
