@@ -572,6 +572,63 @@ fn a_replica_of_a_primary_listing_more_than_it_reads_still_publishes_the_live_co
     assert_eq!(cut[0]["detail"]["kept"], 19_997);
 }
 
+/// A corte going live here wakes the state's follower, cutting its poll short: that says
+/// nothing of the primary, so a state failing all along is one `pull-error`, never a
+/// `pull-recovered` followed by another.
+#[test]
+fn a_corte_going_live_while_the_primarys_state_fails_is_no_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = dir.path().join("entregados");
+    std::fs::create_dir_all(&delivered).unwrap();
+    simulate(&delivered, "2027-06-06", 2, "0s", "0s", &[]);
+    let mut names: Vec<String> = std::fs::read_dir(&delivered)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".zip"))
+        .collect();
+    names.sort();
+    let listed = |names: &[String]| {
+        let files: Vec<(String, Vec<u8>)> = names
+            .iter()
+            .map(|n| (n.clone(), std::fs::read(delivered.join(n)).unwrap()))
+            .collect();
+        served_as_feed(&files, "Sun, 06 Jun 2027 20:00:00 GMT")
+    };
+    // A primary whose feed answers and whose state does not (404).
+    let served = Served::new(listed(&names[..1]).into());
+    let fake = fake_primary(served.clone());
+    let replica = Server::start(
+        &dir.path().join("replica"),
+        &[
+            "--replica-of",
+            &format!("http://{fake}/"),
+            "--pull-interval",
+            "1s",
+            "--pull-max-backoff",
+            "1s",
+        ],
+    );
+    wait_events(&replica, "published", 1);
+    *served.lock().unwrap() = listed(&names);
+    wait_events(&replica, "published", 2);
+    // Past the state's next poll after each swap.
+    std::thread::sleep(Duration::from_secs(3));
+    let state_errors = events(&replica, "pull-error")
+        .into_iter()
+        .filter(|e| {
+            e["detail"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/state"))
+        })
+        .count();
+    assert_eq!(
+        (state_errors, events(&replica, "pull-recovered").len()),
+        (1, 0),
+        "one failing run of the state, no recovery: {:#?}",
+        events(&replica, "pull-recovered")
+    );
+}
+
 /// A request for `path` of `primary`'s feed naming `etag`, in a thread: its answer and how
 /// long it took.
 fn held_request(

@@ -28,7 +28,8 @@
 //!   before the replica read it once, which is asked again at the end of `health_max_lag`
 //!   if that comes sooner ([`follow`]). The journal gets one `pull-error` when a URL
 //!   starts failing and one `pull-recovered` when it works again, never one entry per
-//!   attempt.
+//!   attempt; a poll of a replica's state cut short by a corte going live here (which wakes
+//!   it) is neither, so a state failing all along is never said to have recovered.
 //! - Operators see each URL's state on the admin listener (`/status`, `pull`): last poll,
 //!   last success, packages handed over, and while it fails, since when, how often and why.
 
@@ -348,22 +349,30 @@ impl Puller {
                 }
                 _ => None,
             };
-            let result = polled.unwrap_or(Ok(()));
-            let waits = result.as_ref().is_err_and(PullError::waits_on_peer);
-            let error = result.err().map(|e| (e.to_string(), e.fault()));
-            let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
-                Some(_) if waits => FOLLOW_GAP.saturating_sub(started.elapsed()),
-                // Packages that fail for themselves wait their own time; the index is read
-                // again as usual, so that a new corte listed after them comes in time.
-                Some(_) if source.own_failures_only && !follow => self.settings.interval,
-                Some(backoff) => backoff,
-                None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
-                None => self.settings.interval,
+            let wait = match polled {
+                // A poll cut short by a swap neither failed nor worked: the run of failures
+                // goes on as it was, and the state is asked again at once.
+                None => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                Some(result) => {
+                    let waits = result.as_ref().is_err_and(PullError::waits_on_peer);
+                    let error = result.err().map(|e| (e.to_string(), e.fault()));
+                    let wait = match self.count(&source.url, &mut streak, error.as_ref()) {
+                        Some(_) if waits => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                        // Packages that fail for themselves wait their own time; the index
+                        // is read again as usual, so that a new corte listed after them
+                        // comes in time.
+                        Some(_) if source.own_failures_only && !follow => self.settings.interval,
+                        Some(backoff) => backoff,
+                        None if follow => FOLLOW_GAP.saturating_sub(started.elapsed()),
+                        None => self.settings.interval,
+                    };
+                    let error = error.map(|(text, _)| text);
+                    self.board
+                        .update(&source, streak.as_ref(), error.as_deref());
+                    wait
+                }
             };
             let wait = sooner.map_or(wait, |sooner| wait.min(sooner));
-            let error = error.map(|(text, _)| text);
-            self.board
-                .update(&source, streak.as_ref(), error.as_deref());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
