@@ -178,13 +178,8 @@ impl Archive {
 
     /// The packages received and not yet verified or rejected: what a crash interrupted.
     pub(crate) fn pending(&self) -> Result<Vec<Sha256>, ArchiveError> {
-        let dir = self.root.join(PENDING);
         let mut found = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
-            if let Some(sha) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-                found.push(sha);
-            }
-        }
+        digests_in(&self.root.join(PENDING), &mut found)?;
         Ok(found)
     }
 
@@ -200,14 +195,8 @@ impl Archive {
             let is_prefix = name
                 .to_str()
                 .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !is_prefix {
-                continue;
-            }
-            let dir = entry.path();
-            for file in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
-                if let Some(sha) = file.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    found.push(sha);
-                }
+            if is_prefix {
+                digests_in(&entry.path(), &mut found)?;
             }
         }
         Ok(found)
@@ -501,6 +490,17 @@ impl Archive {
             .map_err(io_err("rename into", dest))?;
         sync_dir(dir)
     }
+}
+
+/// Adds to `found` every package kept in `dir`, by its name (a SHA-256 in hex); other names
+/// (evidence, anything else) are passed over.
+fn digests_in(dir: &Path, found: &mut Vec<Sha256>) -> Result<(), ArchiveError> {
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))?.flatten() {
+        if let Some(sha) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            found.push(sha);
+        }
+    }
+    Ok(())
 }
 
 /// Removes a file; one already gone is fine.

@@ -242,13 +242,14 @@ impl Publisher {
         let found: Vec<Unjournaled> = unknown
             .into_iter()
             .map(|sha| {
-                let archived = self.archive.archived_file(sha).ok();
+                let meta = std::fs::symlink_metadata(self.archive.path_of(sha)).ok();
                 Unjournaled {
                     sha256: sha,
                     name: self.archived_name(sha).unwrap_or_default(),
-                    size: std::fs::metadata(self.archive.path_of(sha)).map_or(0, |m| m.len()),
-                    archived_at: archived
-                        .and_then(|f| Timestamp::try_from(f.modified).ok())
+                    size: meta.as_ref().map_or(0, std::fs::Metadata::len),
+                    archived_at: meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| Timestamp::try_from(t).ok())
                         .unwrap_or(Timestamp::UNIX_EPOCH),
                 }
             })
