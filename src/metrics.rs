@@ -165,8 +165,9 @@ pub(crate) struct Snapshot {
     pub(crate) corte_time: Option<i64>,
     /// Seconds from corte time to going live, of the live corte.
     pub(crate) lag_seconds: Option<f64>,
-    /// Packages received, rejected, published, held and set aside (journal counts).
-    pub(crate) packages: [(&'static str, i64); 5],
+    /// Packages received, rejected, published, held, set aside and unjournaled (journal
+    /// counts).
+    pub(crate) packages: [(&'static str, i64); 6],
     /// Bytes the live site holds in memory.
     pub(crate) site_bytes: u64,
     /// Open public connections.
@@ -318,7 +319,7 @@ impl Metrics {
         );
         registry.register(
             "packages",
-            "Packages received, rejected and published, and held or set aside now",
+            "Packages received, rejected and published, and held, set aside or unjournaled now",
             packages.clone(),
         );
         registry.register(
@@ -540,6 +541,7 @@ mod tests {
                 ("published", 2),
                 ("held", 1),
                 ("set-aside", 0),
+                ("unjournaled", 2),
             ],
             site_bytes: 4096,
             open_connections: 7,
@@ -597,6 +599,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("difusor_site_bytes 4096"), "{text}");
+        assert!(
+            text.contains("difusor_packages{outcome=\"unjournaled\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains("difusor_min_free_space_bytes 536870912"),
             "{text}"

@@ -248,9 +248,15 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
     server.launch();
     server.wait_ready();
 
-    // Said: on /status, in the journal and the log, naming the packages and what to do.
+    // Said: on /status, /metrics, in the journal and the log, naming the packages and what
+    // to do.
     let status = server.status();
     assert_eq!(status["counts"]["unjournaled"], 2, "{status:#}");
+    let metrics = curl(&server.admin("/metrics"), &[]).text();
+    assert!(
+        metrics.contains("difusor_packages{outcome=\"unjournaled\"} 2"),
+        "{metrics}"
+    );
     let warnings: Vec<_> = events(&server, "warning")
         .into_iter()
         .filter(|e| e["detail"]["check"] == "unjournaled")
@@ -293,6 +299,11 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
     drop_file(&server.entrada(), "20240602_2200_PREP_SITIO.zip", &last);
     server.wait_corte("20240602_2200");
     assert_eq!(server.status()["counts"]["unjournaled"], 1);
+    let metrics = curl(&server.admin("/metrics"), &[]).text();
+    assert!(
+        metrics.contains("difusor_packages{outcome=\"unjournaled\"} 1"),
+        "{metrics}"
+    );
     // Said once: the next start knows them.
     server.stop();
     server.launch();

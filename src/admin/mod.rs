@@ -508,6 +508,7 @@ async fn metrics(admin: &Admin) -> Response<BoxedBody> {
             ("published", counts.published),
             ("held", counts.held),
             ("set-aside", counts.set_aside),
+            ("unjournaled", counts.unjournaled),
         ],
         site_bytes: state.memory.site_bytes,
         open_connections: state.open_connections,
