@@ -1071,20 +1071,35 @@ impl Journal {
             .collect())
     }
 
-    /// The SHA-256 of every package the journal knows, whatever became of it.
-    pub(crate) fn known_packages(&self) -> Result<HashSet<Sha256>> {
+    /// Every package the journal knows, whatever became of it: its SHA-256, name and last
+    /// outcome (`None` for one this version does not know, written by a newer one).
+    pub(crate) fn known_packages(&self) -> Result<HashMap<Sha256, (String, Option<PackageState>)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT sha256 FROM packages")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut stmt = conn.prepare("SELECT sha256, name, outcome FROM packages")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
         Ok(rows
-            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .filter_map(|r| {
+                let (sha, name, outcome) = r.ok()?;
+                let outcome = PackageState::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == outcome);
+                Some((sha.parse().ok()?, (name, outcome)))
+            })
             .collect())
     }
 
-    /// Notes verified packages found in the archive that the journal did not know, each as
+    /// Notes verified packages found in the archive that the journal did not know, or knew
+    /// only as [`PackageState::Received`] (never verified), each as
     /// [`PackageState::Unjournaled`] under its name (empty when unknown), size and when it
     /// was archived, with one `warning` event whose detail is `warning`: all in one fsynced
-    /// transaction. A package the journal knows meanwhile is left as it is.
+    /// transaction. A package the journal knows meanwhile under any other outcome is left as
+    /// it is; one it knew as received keeps its name and first arrival.
     pub(crate) fn note_unjournaled(
         &self,
         found: Vec<Unjournaled>,
@@ -1095,8 +1110,10 @@ impl Journal {
             let tx = conn.transaction()?;
             for p in &found {
                 tx.execute(
-                    "INSERT OR IGNORE INTO packages (sha256, name, size, first_received, outcome)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO packages (sha256, name, size, first_received, outcome)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (sha256) DO UPDATE SET outcome = excluded.outcome
+                     WHERE packages.outcome = 'received'",
                     params![
                         p.sha256.to_hex(),
                         p.name,

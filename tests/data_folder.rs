@@ -317,6 +317,71 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
 }
 
 #[test]
+fn a_journal_copied_while_the_live_corte_arrived_does_not_go_back_to_an_older_one_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &[]);
+    drop_file(
+        &server.entrada(),
+        "20240602_2100_PREP_SITIO.zip",
+        &site_package("20240602_2100", &[]),
+    );
+    server.wait_corte("20240602_2100");
+    let name = "20240602_2200_PREP_SITIO.zip";
+    let last = site_package("20240602_2200", &[]);
+    drop_file(&server.entrada(), name, &last);
+    server.wait_corte("20240602_2200");
+    server.stop();
+    // The journal put back as a backup copied it while 20240602_2200 was arriving: its
+    // arrival is there, its verification and publication are not.
+    let sha = sha256_hex(&last);
+    let journal = rusqlite::Connection::open(data.join("bitacora.sqlite")).unwrap();
+    journal
+        .execute(
+            "DELETE FROM events WHERE id > (SELECT min(id) FROM events
+                                           WHERE package = ?1 AND kind = 'received')",
+            [&sha],
+        )
+        .unwrap();
+    journal
+        .execute("DELETE FROM publications WHERE package = ?1", [&sha])
+        .unwrap();
+    journal
+        .execute(
+            "UPDATE packages SET outcome = 'received' WHERE sha256 = ?1",
+            [&sha],
+        )
+        .unwrap();
+    drop(journal);
+    server.launch();
+    server.wait_ready();
+
+    // The journal knows 20240602_2100 as live, and the archive a verified package it knows
+    // only as received: said, with the package named, not published on a guess.
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+    let status = server.status();
+    assert_eq!(status["counts"]["unjournaled"], 1, "{status:#}");
+    let warnings: Vec<_> = events(&server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "unjournaled")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert_eq!(detail["live"], "20240602_2100", "{detail:#}");
+    assert_eq!(
+        detail["packages"][0],
+        format!("{name} ({sha})"),
+        "{detail:#}"
+    );
+    assert!(events(&server, "published").len() == 1);
+
+    // Delivered again, it goes live.
+    drop_file(&server.entrada(), name, &last);
+    server.wait_corte("20240602_2200");
+    assert_eq!(server.status()["counts"]["unjournaled"], 0);
+}
+
+#[test]
 fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");

@@ -9,7 +9,9 @@
 //! `bitacora.sqlite-wal` file removed after a crash (the rows written since the last
 //! checkpoint were only there), a backup restored without it, an older journal restored
 //! beside a newer archive. The rebuild finds every verified package (`archivo/<aa>/`) the
-//! journal does not know, by one listing of the archive and one query, and:
+//! journal does not know, or knows only as received (never verified: the rows that saw it
+//! verified, archived and perhaps published are the ones lost), by one listing of the archive
+//! and one query, and:
 //! - says so: one journal `warning` (`"check": "unjournaled"`, the packages named, at most
 //!   [`MAX_UNJOURNALED_NAMED`], and counted) and one log line, each saying what to do;
 //! - journals each as `unjournaled` (its name from the `.sha256` file beside it, when that
@@ -210,19 +212,28 @@ impl Publisher {
         Ok(0)
     }
 
-    /// Finds the verified packages in the archive that the journal does not know (it lost
-    /// its last rows: its `-wal` file removed after a crash, an older copy restored), and
+    /// Finds the verified packages in the archive that the journal does not know, or knows
+    /// only as received (it lost its last rows: its `-wal` file removed after a crash, an
+    /// older copy restored), and
     /// says so: journaled as [`PackageState::Unjournaled`] with one `warning` (check
     /// `unjournaled`) naming them and what to do, and logged. None is published, moved or
     /// removed; the live corte stays the last the journal knows, `last_corte`. One listing
     /// of the archive and one query; only the packages found are looked at (their `.sha256`
     /// file, for their name).
     fn find_unjournaled(&self, last_corte: Option<&str>) {
+        // A package the journal knows only as received was never verified there: the rows
+        // that saw it verified, archived and perhaps published are the ones lost.
         let found = self.journal.known_packages().map(|known| {
             self.archive.verified().map(|verified| {
                 verified
                     .into_iter()
-                    .filter(|sha| !known.contains(sha))
+                    .filter_map(|sha| match known.get(&sha) {
+                        None => Some((sha, None)),
+                        Some((name, Some(PackageState::Received))) => {
+                            Some((sha, Some(name.clone())))
+                        }
+                        Some(_) => None,
+                    })
                     .collect::<Vec<_>>()
             })
         });
@@ -241,11 +252,13 @@ impl Publisher {
         unknown.sort();
         let found: Vec<Unjournaled> = unknown
             .into_iter()
-            .map(|sha| {
+            .map(|(sha, journaled_name)| {
                 let meta = std::fs::symlink_metadata(self.archive.path_of(sha)).ok();
                 Unjournaled {
                     sha256: sha,
-                    name: self.archived_name(sha).unwrap_or_default(),
+                    name: journaled_name
+                        .or_else(|| self.archived_name(sha))
+                        .unwrap_or_default(),
                     size: meta.as_ref().map_or(0, std::fs::Metadata::len),
                     archived_at: meta
                         .and_then(|m| m.modified().ok())
@@ -271,13 +284,14 @@ impl Publisher {
             |c| format!("corte {c}"),
         );
         let warning = format!(
-            "{} verified package(s) in the archive are not in the journal: it lost its last \
-             rows (its bitacora.sqlite-wal file removed after a crash, or an older copy \
-             restored). They are journaled as `unjournaled`; none is published or removed. The \
-             live corte is the last one the journal knows ({live}), and may be older than the \
-             one served before. If the journal and its -wal file are in a backup, stop the server \
-             and restore both; else have the latest corte delivered again (or `difusor ingest \
-             --force` it): it is taken again and published if it is the newest. Packages: {}{more}",
+            "{} verified package(s) in the archive are not in the journal (or only as received, \
+             never verified there): it lost its last rows (its bitacora.sqlite-wal file removed \
+             after a crash, or an older copy restored). They are journaled as `unjournaled`; \
+             none is published or removed. The live corte is the last one the journal knows \
+             ({live}), and may be older than the one served before. If the journal and its -wal \
+             file are in a backup, stop the server and restore both; else have the latest corte \
+             delivered again (or `difusor ingest --force` it): it is taken again and published \
+             if it is the newest. Packages: {}{more}",
             found.len(),
             named.join(", "),
         );
