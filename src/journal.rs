@@ -30,12 +30,17 @@
 //!   written every event posted before it. A [`Journal`] dropped writes what is queued first.
 //! - Once written, every event is handed to the journal's follower, if one was set
 //!   ([`Journal::follow`]: syslog), on the writer thread, in the order written.
+//! - A write whose caller waits fails, and changes nothing, while the journal's file is not
+//!   the one this process opened (removed, moved away, or another file put in its place
+//!   while it runs): what it wrote would go where no start reads it. It writes again once
+//!   that file is put back. Posted events go on into the file opened.
 //! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread::JoinHandle;
@@ -63,6 +68,10 @@ pub(crate) enum JournalError {
     /// The writer thread could not start, or has stopped.
     #[error("journal: the writer thread is not running")]
     Stopped,
+    /// The journal's file is not the one this process opened: removed, moved away or
+    /// replaced while it runs ([`Journal`]'s guarantees).
+    #[error("journal: {0}")]
+    Moved(String),
 }
 
 type Result<T> = std::result::Result<T, JournalError>;
@@ -556,6 +565,14 @@ pub(crate) struct Journal {
     lost: Arc<AtomicU64>,
     /// Told of every event written.
     following: Following,
+    /// The file this process opened for writing, and where.
+    place: Option<Place>,
+}
+
+/// Where the journal's file is, and which file (device and inode) was opened there.
+struct Place {
+    path: PathBuf,
+    id: (u64, u64),
 }
 
 /// Work for the writer thread.
@@ -623,6 +640,10 @@ impl Journal {
             )?;
         }
         let reader = connect(path)?;
+        let place = std::fs::metadata(path).ok().map(|m| Place {
+            path: path.to_owned(),
+            id: (m.dev(), m.ino()),
+        });
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let lost = Arc::new(AtomicU64::new(0));
@@ -644,6 +665,7 @@ impl Journal {
             queued,
             lost,
             following,
+            place,
         })
     }
 
@@ -685,6 +707,7 @@ impl Journal {
             queued: Arc::new(AtomicUsize::new(0)),
             lost: Arc::new(AtomicU64::new(0)),
             following: Following::default(),
+            place: None,
         })
     }
 
@@ -711,6 +734,31 @@ impl Journal {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Fails when the journal's file is no longer at its path (removed, moved away) or
+    /// another file is there (a copy restored over it): what this process writes would go
+    /// to a file the next start does not read. One `stat`; a path that cannot be looked at
+    /// is left for SQLite to say.
+    fn in_place(&self) -> Result<()> {
+        let Some(place) = &self.place else {
+            return Ok(());
+        };
+        let what = match std::fs::metadata(&place.path) {
+            Ok(m) if (m.dev(), m.ino()) == place.id => return Ok(()),
+            Ok(_) => "another file is in its place (a copy restored over it)",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "it is no longer there (removed, or moved away)"
+            }
+            Err(_) => return Ok(()),
+        };
+        Err(JournalError::Moved(format!(
+            "{} is not the file this server opened: {what}. Nothing is taken while it is not, \
+             since a start reads the file at that path: put the file this server opened back \
+             there (mv) and packages are taken again at once; a restart reads whatever is \
+             there",
+            place.path.display()
+        )))
+    }
+
     fn send(&self, job: Job) -> Result<()> {
         self.writer
             .as_ref()
@@ -723,6 +771,7 @@ impl Journal {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.in_place()?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Job::Work(Box::new(move |conn| {
             let _ = tx.send(work(conn));
@@ -755,6 +804,7 @@ impl Journal {
         package: Option<(Sha256, &str)>,
         detail: serde_json::Value,
     ) -> Result<()> {
+        self.in_place()?;
         let (at, package) = (Timestamp::now(), owned(package));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let following = self.following.clone();

@@ -1,5 +1,5 @@
-//! The data folder under stress: a full disk, a journal another process holds locked, a
-//! read-only view of the folder. The live corte is served throughout, nothing is published
+//! The data folder under stress: a full disk, a journal another process holds locked or moves
+//! away, a read-only view of the folder. The live corte is served throughout, nothing is published
 //! without its journal entries, `/status` says plainly that packages are not being taken and
 //! why (the journal may be what fails), the packages stay where they came from, and they are
 //! taken without an operator's action once the fault is repaired.
@@ -531,5 +531,57 @@ fn a_package_whose_copy_would_take_the_space_kept_free_is_not_taken_and_the_live
     server.wait_corte("20240602_2110");
     assert!(server.status()["intake_failing"].is_null());
     assert_eq!(server.status()["free_space"]["reserve_reached"], false);
+    assert_evidence_of_every_publication(&server);
+}
+
+#[test]
+fn a_journal_moved_or_replaced_while_serving_stops_intake_until_it_is_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let server = serving_a_first_corte(&data, &[]);
+    let journal = data.join("bitacora.sqlite");
+    let aside = data.join("bitacora.sqlite.aparte");
+    let failing_with = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = server.status();
+            let error = s["intake_failing"]["error"].as_str().unwrap_or_default();
+            if error.contains(what) {
+                return s["intake_failing"].clone();
+            }
+            assert!(
+                s["live"]["corte"] == "20240602_2100",
+                "published while the journal is not where a start reads it: {s:#}"
+            );
+            assert!(Instant::now() < deadline, "{what} not said: {s:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Moved away (as `rm` would leave it, or a `mv` to make room for a backup).
+    std::fs::rename(&journal, &aside).unwrap();
+    let name = "20240602_2110_PREP_SITIO.zip";
+    drop_file(&server.entrada(), name, &site_package("20240602_2110", &[]));
+    let failing = failing_with("is not the file this server opened");
+    assert!(
+        failing["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer there"),
+        "{failing}"
+    );
+    assert_eq!(failing["name"], name, "{failing}");
+    // A copy put in its place (a backup restored over it) is not the file either.
+    std::fs::copy(&aside, &journal).unwrap();
+    failing_with("another file is in its place");
+    assert!(server.entrada().join(name).exists());
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+
+    // Put back: taken without a restart, with its journal entries where a start reads them.
+    std::fs::rename(&aside, &journal).unwrap();
+    server.wait_corte("20240602_2110");
+    assert!(server.status()["intake_failing"].is_null());
+    assert!(!server.entrada().join(name).exists());
+    assert!(events(&server, "rejected").is_empty());
     assert_evidence_of_every_publication(&server);
 }
