@@ -126,6 +126,41 @@ fn https_serves_http2_with_hsts_and_renews_its_certificate() {
     );
 }
 
+/// An HTTP/1.0 client over HTTPS offers `http/1.0` alone by ALPN (`curl --http1.0`, what a
+/// monitoring probe may run): it is served as over plain HTTP, not refused in the handshake
+/// with `no_application_protocol`.
+#[test]
+fn an_http1_0_client_offering_only_http1_0_by_alpn_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = dir.path().join("a");
+    self_signed_pair(&pair);
+    let (server, _, _) = https_server(dir.path(), &pair);
+    let url = format!("https://localhost:{}/json/main.json", server.tls_port());
+    let ca = pair.join("tls/cert.pem");
+    let out = Command::new("curl")
+        .args(["-sv", "--max-time", "10", "--http1.0", "--cacert"])
+        .arg(&ca)
+        .args(["-w", "\n%{http_code}", &url])
+        .output()
+        .unwrap();
+    let (body, verbose) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        verbose
+            .lines()
+            .any(|l| l.contains("ALPN") && l.contains("http/1.0")),
+        "curl offered no http/1.0 by ALPN: {verbose}"
+    );
+    assert_eq!(
+        body, "{\"corte\":\"20240602_2000\"}\n200",
+        "curl said: {verbose}"
+    );
+    assert!(verbose.contains("< HTTP/1.0 200"), "{verbose}");
+    assert!(handshake_refusals(&server).is_empty(), "{}", server.log());
+}
+
 /// A renewed pair copied in with the modification times of the files it replaces (`cp -p`,
 /// `rsync -a` or `touch -r` from a copy made the same moment) and renamed into place is still
 /// noticed without a SIGHUP.

@@ -1,5 +1,5 @@
-//! TLS for the public listeners (R4.1): rustls, HTTP/2 or HTTP/1.1 chosen by ALPN, and a
-//! certificate that can be renewed without a restart.
+//! TLS for the public listeners (R4.1): rustls, HTTP/2 or HTTP/1.1 (or 1.0) chosen by ALPN
+//! ([`HTTP_ALPN`]), and a certificate that can be renewed without a restart.
 //!
 //! The certificate chain and key are PEM files (`tls_cert`, `tls_key`). [`Tls::reload`]
 //! reads them again, on SIGHUP or when either file changes ([`Stamp`]); a new handshake
@@ -36,6 +36,13 @@ use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+/// The protocols offered by ALPN, in the server's order of preference: HTTP/2, then
+/// HTTP/1.1, and `http/1.0`, which an HTTP/1.0 client offers alone (`curl --http1.0`): with
+/// no protocol in common the handshake would fail (`no_application_protocol`), where nginx
+/// serves it. All but `h2` are served by the same HTTP/1 connection, which answers each
+/// request in its own version.
+const HTTP_ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// Why a certificate and key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +158,10 @@ impl Tls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver);
-        config.alpn_protocols = vec![
-            b"h2".to_vec(),
-            b"http/1.1".to_vec(),
-            super::challenge::ACME_TLS_ALPN.to_vec(),
-        ];
+        config.alpn_protocols = HTTP_ALPN.iter().map(|p| p.to_vec()).collect();
+        config
+            .alpn_protocols
+            .push(super::challenge::ACME_TLS_ALPN.to_vec());
         config.ticketer = ticketer()?;
         Ok(Arc::new(Self {
             files: None,
@@ -301,7 +307,7 @@ fn server_config(
         Ok(config) => config,
         Err(e) => return Err(out_of_order(cert, &chain, key_der, &provider).unwrap_or(e.into())),
     };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = HTTP_ALPN.iter().map(|p| p.to_vec()).collect();
     config.ticketer = ticketer()?;
     Ok(config)
 }
