@@ -121,36 +121,43 @@ fn a_crowded_address_gives_its_oldest_idle_connection_to_a_newcomer() {
 #[test]
 fn http2_streams_asking_for_archived_files_cannot_take_every_descriptor() {
     let dir = tempfile::tempdir().unwrap();
-    // 1,200 descriptors: 300 kept from the public listener, 75 of them for archived files.
+    // 1,200 descriptors: 300 kept from the public listener, 75 of them for archived files,
+    // 4 of those for each address.
     let server = Server::start_with_open_files(&dir.path().join("d"), &[], Some(1200));
     let real = std::fs::read(real_fixture("20210601_1852_PREP_CAMP.zip")).unwrap();
     drop_file(&server.entrada(), "20210601_1852_PREP_CAMP.zip", &real);
     server.wait_corte("20210601_1852");
     let zip = "/datos/20210601_1852_PREP_CAMP.zip";
-    // Twelve connections with an initial window of 0, each opening 100 streams for the zip.
-    let greedy: Vec<TcpStream> = (0..12)
-        .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-            hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
-            for stream in (1..200).step_by(2) {
-                hello.extend(h2_frame(0x1, 0x4 | 0x1, stream, &h2_get(zip)));
-            }
-            s.write_all(&hello).unwrap();
-            s
-        })
+    // One address: three connections with an initial window of 0, each opening 100 streams
+    // for the zip, as a client reconnecting each time `send_timeout` cuts it would.
+    let mut greedy: Vec<TcpStream> = (0..3)
+        .map(|_| h2_zero_window_downloads("127.0.0.1", server.port, zip, 100))
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let status = curl(&server.admin("/status"), &[]);
     assert_eq!(status.status, 200, "the admin listener must still answer");
     assert_eq!(curl(&server.url("/datos/"), &[]).status, 200);
     let busy = curl(&server.url(zip), &[]);
+    assert_eq!(busy.status, 503, "that address is sent all it may be");
+    assert_eq!(busy.header("retry-after"), Some("5"));
+    assert_eq!(busy.header("cache-control"), Some("no-store"));
+    let other = curl(&server.url(zip), &["--interface", "127.0.0.2"]);
+    assert_eq!(
+        other.status, 200,
+        "one address holding downloads it never takes leaves another visitor theirs"
+    );
+    assert!(other.body == real);
+    // Nineteen more addresses, 4 each: every archived file allowed is being sent.
+    greedy.extend(
+        (3..22).map(|i| h2_zero_window_downloads(&format!("127.0.0.{i}"), server.port, zip, 10)),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = curl(&server.url(zip), &["--interface", "127.0.0.30"]);
     assert_eq!(
         busy.status, 503,
         "every archived file allowed is being sent"
     );
-    assert_eq!(busy.header("retry-after"), Some("5"));
-    assert_eq!(busy.header("cache-control"), Some("no-store"));
+    assert_eq!(curl(&server.admin("/status"), &[]).status, 200);
     // Once those clients leave, the downloads are served again.
     drop(greedy);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -167,6 +174,19 @@ fn http2_streams_asking_for_archived_files_cannot_take_every_descriptor() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A cleartext HTTP/2 connection from the loopback address `source` granting an initial
+/// window of 0 and asking for `path` on `streams` streams at once, left open unread.
+fn h2_zero_window_downloads(source: &str, port: u16, path: &str, streams: u32) -> TcpStream {
+    let mut s = connect_from(source, port);
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    for i in 0..streams {
+        hello.extend(h2_frame(0x1, 0x4 | 0x1, 2 * i + 1, &h2_get(path)));
+    }
+    s.write_all(&hello).unwrap();
+    s
 }
 
 /// Opens a cleartext HTTP/2 connection granting an initial window of 0, asks for `path` on
@@ -1468,11 +1488,12 @@ fn http2_downloads_a_client_never_reads_hold_a_few_frames_each() {
     assert!(curl(&server.url(zip), &[]).body == package);
     let pid = server.pid().unwrap();
     let before = rss_kib(pid);
-    // Two connections of 100 streams each for the 4 MiB zip, every window wide open.
+    // Twenty addresses, each a connection of 10 streams for the 4 MiB zip (within an
+    // address's share of the archived files), every window wide open.
     const STREAMS: u64 = 200;
-    let greedy: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let greedy: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut s = connect_from(&format!("127.0.0.{}", 10 + i), server.port);
             let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
             hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
             hello.extend(h2_frame(
@@ -1481,7 +1502,7 @@ fn http2_downloads_a_client_never_reads_hold_a_few_frames_each() {
                 0,
                 &(0x7fff_ffff_u32 - 65_535).to_be_bytes(),
             ));
-            for i in 0..u32::try_from(STREAMS / 2).unwrap() {
+            for i in 0..u32::try_from(STREAMS / 20).unwrap() {
                 hello.extend(h2_frame(0x1, 0x4 | 0x1, 2 * i + 1, &h2_get(zip)));
             }
             s.write_all(&hello).unwrap();

@@ -40,6 +40,10 @@
 //!   `send_timeout`) are bounded by the connection caps, as one request per HTTP/1.1
 //!   connection is. A connection's first request in flight is never counted, so HTTP/1.1 and
 //!   one request at a time over HTTP/2 touch none of these counts.
+//! - At most [`archive_files`] archived files (the `/datos/` downloads) are sent at once, and
+//!   at most a sixteenth of them (at least [`MIN_ARCHIVE_SHARE`]) to one address, counted
+//!   as the client [`Limits::client`] names ([`ArchiveFiles`]): a client holding downloads
+//!   it never takes leaves the others theirs.
 //! - `X-Forwarded-For` is read only from a peer inside `trusted_proxies`, and then the
 //!   client is the nearest address in the chain that is not itself a trusted proxy, read
 //!   from the right and never past an entry that names no address ([`Limits::client`]).
@@ -145,14 +149,98 @@ fn descriptor_reserve(limit: u64) -> u64 {
 /// for 100 at once on every connection it holds; without this bound a few connections that
 /// take nothing would use every descriptor the admin listener, the journal and the archive
 /// need. One for the process: descriptors are the process's, whatever listener sends.
-pub(crate) fn archive_files() -> &'static Semaphore {
+pub(crate) fn archive_files() -> &'static ArchiveFiles {
     ARCHIVE_FILES.get_or_init(|| {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        Semaphore::new(limit.map_or(MAX_ARCHIVE_FILES, |limit| archive_budget(limit, usize::MAX)))
+        ArchiveFiles::new(
+            limit.map_or(MAX_ARCHIVE_FILES, |limit| archive_budget(limit, usize::MAX)),
+        )
     })
 }
 
-static ARCHIVE_FILES: OnceLock<Semaphore> = OnceLock::new();
+static ARCHIVE_FILES: OnceLock<ArchiveFiles> = OnceLock::new();
+
+/// The archived files being sent ([`archive_files`]): all of them, and each address's. One
+/// address (an IPv6 /64) sends at most a share of them, [`ArchiveFiles::share`], so that a
+/// client asking for hundreds it never takes (an HTTP/2 stream given no window, a connection
+/// that stops reading) until `send_timeout` cuts it, and again, leaves every other visitor
+/// their downloads.
+pub(crate) struct ArchiveFiles {
+    files: Semaphore,
+    /// Most archived files sent at once, all addresses together.
+    budget: usize,
+    /// Most archived files sent at once to one address.
+    share: usize,
+    /// How many each address is being sent; only addresses being sent one are here, so at
+    /// most as many as there are permits.
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The divisor of an address's share of [`archive_files`]: a sixteenth, at least
+/// [`MIN_ARCHIVE_SHARE`] (all of them when there are fewer).
+const ARCHIVE_SHARE_DIVISOR: usize = 16;
+
+/// Fewest archived files one address may be sent at once, when the budget allows it: a
+/// browser downloading a few packages at once is never refused.
+const MIN_ARCHIVE_SHARE: usize = 4;
+
+impl ArchiveFiles {
+    fn new(budget: usize) -> Self {
+        Self {
+            files: Semaphore::new(budget),
+            budget,
+            share: (budget / ARCHIVE_SHARE_DIVISOR)
+                .max(MIN_ARCHIVE_SHARE)
+                .min(budget),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A permit to send one archived file to `client` (counted under [`address_of`]), or
+    /// `None` when that address is already sent its share or every file allowed is being
+    /// sent.
+    pub(crate) fn try_acquire(&'static self, client: IpAddr) -> Option<ArchivePermit> {
+        let address = address_of(client);
+        let mut held = self.lock();
+        let sent = held.get(&address).copied().unwrap_or(0);
+        if sent >= self.share {
+            return None;
+        }
+        let file = self.files.try_acquire().ok()?;
+        held.insert(address, sent + 1);
+        Some(ArchivePermit {
+            _file: file,
+            address,
+            owner: self,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One archived file being sent ([`ArchiveFiles::try_acquire`]): given back, to the whole
+/// and to its address's share, when dropped.
+pub(crate) struct ArchivePermit {
+    _file: tokio::sync::SemaphorePermit<'static>,
+    address: IpAddr,
+    owner: &'static ArchiveFiles,
+}
+
+impl Drop for ArchivePermit {
+    fn drop(&mut self) {
+        let mut held = self.owner.lock();
+        if let Some(sent) = held.get_mut(&self.address) {
+            *sent = sent.saturating_sub(1);
+            if *sent == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
+}
 
 /// Most archived files sent at once, whatever the open-file limit ([`archive_files`]).
 const MAX_ARCHIVE_FILES: usize = 4_096;
@@ -220,10 +308,10 @@ pub(crate) fn within_descriptors(mut settings: LimitSettings) -> LimitSettings {
         settings.max_connections = public;
     }
     let files = ARCHIVE_FILES
-        .get_or_init(|| Semaphore::new(archive_budget(limit, settings.max_connections)))
-        .available_permits();
+        .get_or_init(|| ArchiveFiles::new(archive_budget(limit, settings.max_connections)));
     tracing::info!(
-        archived_files = files,
+        archived_files = files.budget,
+        per_address = files.share,
         "archived files sent at once, at most"
     );
     settings
@@ -633,6 +721,40 @@ mod tests {
         assert_eq!(archive_budget(1_024, 768), 64);
         assert_eq!(archive_budget(3, 3), 1, "never none");
         assert_eq!(archive_budget(u64::MAX, 10), MAX_ARCHIVE_FILES);
+    }
+
+    #[test]
+    fn one_address_is_sent_at_most_its_share_of_the_archived_files() {
+        assert_eq!(ArchiveFiles::new(MAX_ARCHIVE_FILES).share, 256);
+        assert_eq!(ArchiveFiles::new(75).share, MIN_ARCHIVE_SHARE);
+        assert_eq!(ArchiveFiles::new(2).share, 2, "never more than the whole");
+        let files: &'static ArchiveFiles = Box::leak(Box::new(ArchiveFiles::new(6)));
+        let one: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let other: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut held: Vec<ArchivePermit> =
+            (0..4).map(|_| files.try_acquire(one).unwrap()).collect();
+        assert!(
+            files.try_acquire(same_64).is_none(),
+            "the /64's share is taken"
+        );
+        held.push(files.try_acquire(other).unwrap());
+        held.push(files.try_acquire(other).unwrap());
+        assert!(
+            files.try_acquire("192.0.2.8".parse().unwrap()).is_none(),
+            "all are taken"
+        );
+        held.remove(0);
+        let back = files
+            .try_acquire(same_64)
+            .expect("one given back to the /64");
+        assert!(files.try_acquire(other).is_none(), "all are taken again");
+        drop((back, held));
+        assert!(
+            files.lock().is_empty(),
+            "addresses sent nothing are forgotten"
+        );
+        assert_eq!(files.files.available_permits(), 6);
     }
 
     #[test]

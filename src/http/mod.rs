@@ -33,7 +33,8 @@
 //! - At most [`limits::archive_files`] archived files (the `/datos/` downloads) are open at
 //!   once to be sent; one more asked for meanwhile gets 503 with `Retry-After`, so HTTP/2
 //!   clients asking for a hundred on each connection never take the descriptors the rest of
-//!   the server needs. One that its client stops taking holds at most 144 KiB of the file in
+//!   the server needs; one address is sent at most its share of them
+//!   ([`limits::ArchiveFiles`]), so one client never takes every visitor's downloads. One that its client stops taking holds at most 144 KiB of the file in
 //!   memory until `send_timeout` ([`ARCHIVE_CHUNK`]): an HTTP/2 stream takes in one frame
 //!   ([`SEND_BUFFER`]), not h2's default 400 KiB, and nothing stays with the file between
 //!   two reads ([`next_chunk`]).
@@ -81,7 +82,7 @@ pub(crate) mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -575,7 +576,7 @@ pub(crate) async fn handle(
                 "La dirección solicitada excede el tamaño permitido.",
             )
         }
-        Ok(()) => route(&public, https, &req).await,
+        Ok(()) => route(&public, https, &req, client).await,
     };
     let h = res.headers_mut();
     if req.version() < Version::HTTP_2 && has_body(&req) {
@@ -656,7 +657,12 @@ fn body_bytes(res: &Response<BoxedBody>) -> u64 {
         .unwrap_or(0)
 }
 
-async fn route(public: &Public, https: bool, req: &Request<Incoming>) -> Response<BoxedBody> {
+async fn route(
+    public: &Public,
+    https: bool,
+    req: &Request<Incoming>,
+    client: IpAddr,
+) -> Response<BoxedBody> {
     if !host_is_valid(req) {
         return page(
             StatusCode::BAD_REQUEST,
@@ -704,18 +710,20 @@ async fn route(public: &Public, https: bool, req: &Request<Incoming>) -> Respons
             "Las consultas a este sitio no llevan contenido.",
         );
     }
-    from_site(&public.live, req.uri().path(), "", req, head).await
+    from_site(&public.live, req.uri().path(), "", req, head, client).await
 }
 
 /// Answers a GET (or HEAD) for `raw_path` from the live site, without asking the gate: the
 /// public route once the gate has let the request through, and the operators' preview on the
-/// admin listener (whose paths carry `prefix`).
+/// admin listener (whose paths carry `prefix`). An archived file is sent within `client`'s
+/// share ([`limits::ArchiveFiles`]).
 pub(crate) async fn from_site(
     live: &Live,
     raw_path: &str,
     prefix: &str,
     req: &Request<Incoming>,
     head: bool,
+    client: IpAddr,
 ) -> Response<BoxedBody> {
     let Some(path) = normalise(raw_path) else {
         return page(
@@ -749,7 +757,7 @@ pub(crate) async fn from_site(
             "La página solicitada no existe en este sitio.",
         );
     };
-    respond(&site, entry, req, head).await
+    respond(&site, entry, req, head, client).await
 }
 
 /// The bytes a `Location` path percent-encodes: all but letters, digits, `/` and RFC 3986's
@@ -807,6 +815,7 @@ async fn respond(
     entry: &Arc<Entry>,
     req: &Request<Incoming>,
     head: bool,
+    client: IpAddr,
 ) -> Response<BoxedBody> {
     // Ranges are served from the file as it is; otherwise the client may get a variant.
     let chosen = match &entry.variants {
@@ -849,27 +858,29 @@ async fn respond(
     };
     let body = match (&range, chosen) {
         (Some(_), Some((variant, _))) if !head => memory_body(variant.bytes.clone()),
-        (Some(r), None) if !head && entry.len > 0 => match body_of(entry, r.clone()).await {
-            Ok(body) => body,
-            Err(Unreadable::Busy) => {
-                let mut res = page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Descargas ocupadas",
-                    "Se están enviando demasiadas descargas en este momento. Intente de nuevo en unos segundos.",
-                );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(ARCHIVE_BUSY_RETRY));
-                return res;
+        (Some(r), None) if !head && entry.len > 0 => {
+            match body_of(entry, r.clone(), client).await {
+                Ok(body) => body,
+                Err(Unreadable::Busy) => {
+                    let mut res = page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Descargas ocupadas",
+                        "Se están enviando demasiadas descargas en este momento. Intente de nuevo en unos segundos.",
+                    );
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(ARCHIVE_BUSY_RETRY));
+                    return res;
+                }
+                Err(Unreadable::Io(e)) => {
+                    unreadable(entry, &e);
+                    return page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Error interno",
+                        "El archivo no está disponible en este momento.",
+                    );
+                }
             }
-            Err(Unreadable::Io(e)) => {
-                unreadable(entry, &e);
-                return page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Error interno",
-                    "El archivo no está disponible en este momento.",
-                );
-            }
-        },
+        }
         _ => full(Bytes::new()),
     };
     let mut res = Response::new(body);
@@ -919,8 +930,13 @@ enum Unreadable {
 }
 
 /// The bytes `range` (inclusive, within the entry) of an entry's body. An archived file is
-/// opened only with a permit of [`limits::archive_files`], kept by the body.
-async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody, Unreadable> {
+/// opened only with a permit of [`limits::archive_files`] within `client`'s share, kept by
+/// the body.
+async fn body_of(
+    entry: &Entry,
+    range: RangeInclusive<u64>,
+    client: IpAddr,
+) -> Result<BoxedBody, Unreadable> {
     let (start, len) = (*range.start(), range.end() - range.start() + 1);
     match &entry.body {
         Body::Memory(bytes) => match (usize::try_from(start), usize::try_from(start + len)) {
@@ -931,8 +947,8 @@ async fn body_of(entry: &Entry, range: RangeInclusive<u64>) -> Result<BoxedBody,
             use futures_util::StreamExt as _;
             use std::io::Seek as _;
             let permit = limits::archive_files()
-                .try_acquire()
-                .map_err(|_| Unreadable::Busy)?;
+                .try_acquire(client)
+                .ok_or(Unreadable::Busy)?;
             let (archived, whole) = (file.clone(), entry.len);
             let opened = tokio::task::spawn_blocking(move || {
                 let mut opened = unchanged(&archived, whole)?;
