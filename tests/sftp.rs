@@ -1696,6 +1696,36 @@ fn uploads_a_session_leaves_unfinished_are_discarded_and_journaled() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// An upload cut short under its hidden name and resumed in the same session with OpenSSH's
+/// `reput` goes on from where it stopped: the package renamed to its final name is the whole
+/// file, byte for byte, and goes live, never a file whose first bytes are zeros refused as
+/// not an archive.
+#[test]
+fn an_upload_resumed_with_reput_goes_on_from_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let bytes = site_package("20240602_2000", &[("pad.bin", &[7u8; 4096])]);
+    let pkg = s.local("PREP_20240602_2000.zip", &bytes);
+    let half = s.local("half.zip", &bytes[..bytes.len() / 2]);
+    let out = s.batch(&format!(
+        "put {} .PREP_20240602_2000.zip.part
+reput {} .PREP_20240602_2000.zip.part
+\
+         rename .PREP_20240602_2000.zip.part PREP_20240602_2000.zip
+",
+        half.display(),
+        pkg.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let sessions = sessions_when(&s.server, |sessions| !sessions.is_empty());
+    let detail = &sessions[0]["detail"];
+    let outcome = &detail["files"][0]["outcome"];
+    assert_eq!(outcome["outcome"], "published", "{detail:#}");
+    assert_eq!(outcome["sha256"], sha256_hex(&bytes), "{detail:#}");
+    assert_eq!(detail["unfinished_count"], 0, "{detail:#}");
+    s.server.wait_corte("20240602_2000");
+}
+
 /// Every upload a session received is accounted for: a rename onto the hidden name of another
 /// upload waiting for its name is refused (SFTP's rename does not replace, as OpenSSH's server
 /// refuses it), and an upload sent again under its hidden name, or removed, names the one it

@@ -38,6 +38,11 @@
 //!   ([`crate::store::space`]), so uploads of all sessions together (up to
 //!   `sftp_max_sessions` × `sftp_max_session_bytes`) cannot take the disk under the reserve
 //!   either: the journal and the access log keep their room.
+//! - An upload waiting for its name, opened again to append or to write without truncating
+//!   (OpenSSH's `reput` after a `put` cut short in the same session), goes on from its end,
+//!   as a file would: never a new file whose first bytes are a hole of zeros. Opened to
+//!   append with nothing of the session's to go on from (an upload is not kept past its
+//!   session), it is refused, saying so: the client sends it whole.
 //! - Every upload the session received is in its entry: handed over (`files`), refused by a
 //!   limit (`refusals`), or discarded unfinished (`unfinished`, with the bytes received and
 //!   why): still open or closed under a hidden name and never renamed when the session ended,
@@ -311,7 +316,8 @@ impl SftpHandler {
         }
     }
 
-    fn new_handle(&mut self, handle: OpenHandle) -> Result<String, StatusReply> {
+    /// Whether the session may open one more handle.
+    fn room_for_handle(&self) -> Result<(), StatusReply> {
         if self.handles.len() >= MAX_OPEN_HANDLES {
             return Err(self.refuse(
                 "open",
@@ -321,6 +327,11 @@ impl SftpHandler {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn new_handle(&mut self, handle: OpenHandle) -> Result<String, StatusReply> {
+        self.room_for_handle()?;
         self.next_handle += 1;
         let id = self.next_handle.to_string();
         if let OpenHandle::File { name, .. } = &handle {
@@ -500,15 +511,42 @@ impl russh_sftp::server::Handler for SftpHandler {
                 ),
             ));
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".sftp-")
-            .tempfile_in(&self.shared.server.tmp_dir)
-            .map_err(|e| self.cannot_store(&name, &e))?;
-        let (file, tmp) = tmp.into_parts();
-        let handle = self.new_handle(OpenHandle::File {
-            name,
-            upload: Upload::start(file, tmp, self.queue_room.clone()),
-        })?;
+        self.room_for_handle()?;
+        // Opened to append, or to write without truncating, an upload of this session waiting
+        // for its name goes on from where it is (OpenSSH's `reput`, `put -a`), as a file
+        // would; a new file in its place would keep the client's bytes past a hole of zeros.
+        let appends = pflags.contains(OpenFlags::APPEND);
+        let earlier = if appends || !pflags.contains(OpenFlags::TRUNCATE) {
+            self.pending.remove(&name)
+        } else {
+            None
+        };
+        let upload = match earlier {
+            Some(earlier) => Upload::resume(earlier, self.queue_room.clone(), appends)
+                .map_err(|e| self.cannot_store(&name, &e))?,
+            None if appends => {
+                return Err(self.refuse(
+                    "open",
+                    deny(
+                        StatusCode::NoSuchFile,
+                        format!(
+                            "refused: nothing of {name:?} is here to go on from (an upload is \
+                             kept only under a hidden name, until it is renamed or its session \
+                             ends); send it whole"
+                        ),
+                    ),
+                ));
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(".sftp-")
+                    .tempfile_in(&self.shared.server.tmp_dir)
+                    .map_err(|e| self.cannot_store(&name, &e))?;
+                let (file, tmp) = tmp.into_parts();
+                Upload::start(file, tmp, self.queue_room.clone())
+            }
+        };
+        let handle = self.new_handle(OpenHandle::File { name, upload })?;
         Ok(Handle { id, handle })
     }
 
@@ -522,10 +560,11 @@ impl russh_sftp::server::Handler for SftpHandler {
         let limit = self.shared.server.max_package_bytes;
         let session_limit = self.shared.server.settings.max_session_bytes;
         let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        let end = offset.saturating_add(len);
         let Some(OpenHandle::File { name, upload }) = self.handles.get_mut(&handle) else {
             return Err(deny(StatusCode::Failure, "no such open file"));
         };
+        let offset = upload.offset_of(offset);
+        let end = offset.saturating_add(len);
         // The session pays for what a write sends, or for how far it grows the file if that
         // is more: a write far past the end leaves a hole that the archive's copy fills with
         // zeros on disk, so a few bytes sent must not buy hundreds of megabytes stored.

@@ -66,6 +66,8 @@ pub(super) struct Upload {
     chunks: mpsc::Sender<Chunk>,
     /// The writer, until it is joined (once it stopped or the upload closed).
     writer: Option<JoinHandle<io::Result<Option<Hashed>>>>,
+    /// Whether every write goes at the end, whatever its offset (SFTP's `APPEND`).
+    appends: bool,
 }
 
 /// A closed upload, complete on disk (not yet fsynced: the archive does that when it takes
@@ -83,25 +85,52 @@ impl Upload {
     /// Starts the writer of `file`, the open temporary file at `tmp`; its writes wait in the
     /// session's `room` (from [`queue_room`]).
     pub(super) fn start(file: File, tmp: TempPath, room: Arc<Semaphore>) -> Self {
-        let (chunks, queue) = mpsc::channel(QUEUED_WRITES);
         let disk = Disk {
             file,
             hasher: Some(sha2::Sha256::new()),
             end: 0,
             flushed: 0,
         };
+        Self::run(disk, tmp, room, false)
+    }
+
+    /// Opens `closed` for writing again, to go on from its end (a resumed upload: OpenSSH's
+    /// `reput`), its writes at the end whatever their offset when `appends`. The archive
+    /// hashes such a file itself.
+    pub(super) fn resume(closed: Closed, room: Arc<Semaphore>, appends: bool) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(&closed.tmp)?;
+        let disk = Disk {
+            file,
+            hasher: None,
+            end: closed.len,
+            flushed: 0,
+        };
+        let mut upload = Self::run(disk, closed.tmp, room, appends);
+        upload.len = closed.len;
+        Ok(upload)
+    }
+
+    fn run(disk: Disk, tmp: TempPath, room: Arc<Semaphore>, appends: bool) -> Self {
+        let (chunks, queue) = mpsc::channel(QUEUED_WRITES);
         Self {
             tmp,
             len: 0,
             room,
             chunks,
             writer: Some(tokio::spawn(disk.take(queue))),
+            appends,
         }
     }
 
     /// Bytes written so far.
     pub(super) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Where a write the client sent for `offset` goes: at the end, for an upload opened to
+    /// append.
+    pub(super) fn offset_of(&self, offset: u64) -> u64 {
+        if self.appends { self.len } else { offset }
     }
 
     /// Queues `data` to be written at `offset`, with its room on the disk (`space`), given
