@@ -290,8 +290,8 @@ fn answer(
         stamp / 60 % 60,
         stamp % 60
     );
-    let (body, content_type) = if path.ends_with('/') {
-        // nginx's `autoindex_format json`.
+    let (body, content_type) = if path.ends_with('/') && !s.files.contains_key(path) {
+        // nginx's `autoindex_format json`, unless an index of its own is put there.
         let entries: Vec<serde_json::Value> = s
             .files
             .iter()
@@ -1334,4 +1334,52 @@ fn an_index_that_fails_itself_after_a_package_failed_backs_off_again() {
         polls <= 4,
         "the failing index was asked {polls} times in 3 s at a pull_interval of 200 ms"
     );
+}
+
+/// An index listing paths and addresses instead of names (`../…`, `/…`, another server's
+/// `https://…`), as an institute might write one by hand, fetches none of them, says so once
+/// in the journal with the entries named, and still takes the names it lists. A hidden name
+/// (an upload in progress) costs no word.
+#[test]
+fn index_entries_that_are_no_file_name_are_not_fetched_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let institute = Institute::start(dir.path(), &pki(), false);
+    let good = "20270606_2000_PREP_SITIO_CAMP.zip";
+    let other = "20270606_2015_PREP_SITIO_CAMP.zip";
+    institute.publish("/prep/", good, &package("20270606_2000", 1));
+    institute.publish("/", other, &package("20270606_2015", 2));
+    let listed = [
+        format!("../{other}"),
+        format!("/{other}"),
+        format!("https://otro.example/{other}"),
+        format!(".{other}.part"),
+        good.to_owned(),
+    ];
+    institute
+        .state
+        .lock()
+        .unwrap()
+        .files
+        .insert("/prep/".to_owned(), serde_json::to_vec(&listed).unwrap());
+    let server = start_puller(
+        &dir.path().join("data"),
+        &pull_args(&institute, &institute.url("/prep/"), &[]),
+    );
+    server.wait_corte("20270606_2000");
+    // Several polls more: the index, unchanged, is not said again.
+    institute.wait_seen("/prep/", 6);
+    let warnings: Vec<serde_json::Value> = events(&server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == "index-entries-ignored")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let detail = &warnings[0]["detail"];
+    assert_eq!(detail["count"], 3, "{detail:#}");
+    let message = detail["warning"].as_str().unwrap();
+    for entry in &listed[..3] {
+        assert!(message.contains(entry.as_str()), "{entry} in {message}");
+    }
+    assert!(!message.contains(".part"), "{message}");
+    assert!(institute.seen(&format!("/{other}")).is_empty());
+    assert_eq!(server.live_corte().as_deref(), Some("20270606_2000"));
 }

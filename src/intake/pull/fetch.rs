@@ -70,7 +70,11 @@ use crate::package::{
     EVIDENCE_EXTENSIONS, EvidenceFile, MAX_EVIDENCE_BYTES, PackageName, sidecar_digest,
     sidecar_single_entry,
 };
+use crate::peer_text::clipped;
 use crate::publisher::{Fault, Outcome};
+
+/// Entries an index lists that are no file name, named in the journal when it says so.
+const IGNORED_SHOWN: usize = 5;
 
 /// Downloads of one package in one poll while its bytes and its sidecar disagree.
 pub(super) const ATTEMPTS: usize = 3;
@@ -98,6 +102,7 @@ impl Puller {
                 why,
             })?;
         self.cut(source, index.cut, index.listing.len());
+        self.ignored(source, index.ignored);
         let listing = index.listing;
         let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
         // What the index no longer lists is forgotten: memory follows the index's limits.
@@ -199,6 +204,40 @@ impl Puller {
             EventKind::Warning,
             json!({"check": "feed-listing-cut", "warning": message, "url": url,
                    "listed": listed, "kept": kept}),
+        );
+    }
+
+    /// Says, when they change, which entries of the index are not fetched for being no file
+    /// name beside it (`ignored`: a path, `..`, an address on another server): a `warning`
+    /// in the journal (`"check": "index-entries-ignored"`) and the log, naming the first few.
+    /// An index read again unchanged (a service that never answers 304) costs nothing more.
+    fn ignored(&self, source: &mut Source, ignored: Vec<String>) {
+        if ignored == source.ignored {
+            return;
+        }
+        source.ignored = ignored;
+        let count = source.ignored.len();
+        if count == 0 {
+            return;
+        }
+        let shown: Vec<String> = source
+            .ignored
+            .iter()
+            .take(IGNORED_SHOWN)
+            .map(|name| clipped(name, 200))
+            .collect();
+        let url = source.url.as_str();
+        tracing::warn!(url, count, first = ?shown, "index entries that are no file name are not fetched");
+        let message = format!(
+            "the index {url} lists {count} entries that are no file name beside it (a path, \
+             `..`, an address on another server), not fetched: {}; an index lists bare names \
+             (`PREP_….zip`), and each is fetched from beside the index",
+            shown.join(", ")
+        );
+        self.note(
+            EventKind::Warning,
+            json!({"check": "index-entries-ignored", "warning": message, "url": url,
+                   "count": count, "entries": shown}),
         );
     }
 

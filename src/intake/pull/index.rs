@@ -7,7 +7,9 @@
 //!
 //! # Guarantees
 //! - Index entries are names, never paths: a name with `/`, `\`, a control character or a
-//!   leading dot is ignored, so every fetched address is a direct child of the index.
+//!   leading dot is ignored, so every fetched address is a direct child of the index. Those
+//!   ignored other than hidden names (a path, `..`, an address on another server) are named
+//!   ([`Index::ignored`]), for the journal to say why they are not fetched.
 //! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries. An
 //!   institute's index listing more entries is refused whole. A primary's feed listing more
 //!   (one that lists every package it ever took, as feeds before the limit of
@@ -139,6 +141,16 @@ pub(super) struct Index {
     /// When it listed more than [`MAX_INDEX_ENTRIES`] entries and was cut: how many it
     /// listed.
     pub(super) cut: Option<usize>,
+    /// The files it lists that are no file name beside it (a path, `..`, an address on
+    /// another server), as listed: never fetched. Hidden names (an upload in progress) are
+    /// not among them.
+    pub(super) ignored: Vec<String>,
+}
+
+/// Whether an entry the index lists, no valid file name, is worth a word: not a hidden name
+/// (`.name.part`, an upload in progress beside the index), which is left out in silence.
+fn said_when_ignored(name: &str) -> bool {
+    !name.starts_with('.') || name.contains(['/', '\\']) || name == ".."
 }
 
 /// The files an index lists, valid names only: refused past [`MAX_INDEX_ENTRIES`] entries,
@@ -209,12 +221,17 @@ pub(super) fn parse_index(body: &[u8], cut: bool) -> Result<Index, String> {
     {
         entries.truncate(last);
     }
+    let (listing, refused): (Vec<Listed>, Vec<Listed>) = entries
+        .into_iter()
+        .partition(|e| PackageName::new(&e.name).is_some());
     Ok(Index {
-        listing: entries
-            .into_iter()
-            .filter(|e| PackageName::new(&e.name).is_some())
-            .collect(),
+        listing,
         cut: (skipped > 0).then(|| MAX_INDEX_ENTRIES + skipped),
+        ignored: refused
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|name| said_when_ignored(name))
+            .collect(),
     })
 }
 

@@ -477,6 +477,8 @@ struct Source {
     handed: u64,
     /// Whether its last listing was cut (a primary's feed listing more than is read).
     cut: bool,
+    /// The entries of its index last said to be ignored ([`index::Index::ignored`]).
+    ignored: Vec<String>,
     /// For a primary's state: the last one read, once one was.
     state: Option<Option<State>>,
 }
@@ -492,6 +494,7 @@ impl Source {
             own_failures_only: false,
             handed: 0,
             cut: false,
+            ignored: Vec::new(),
             state: None,
         }
     }
