@@ -34,8 +34,9 @@
 //!   once to be sent; one more asked for meanwhile gets 503 with `Retry-After`, so HTTP/2
 //!   clients asking for a hundred on each connection never take the descriptors the rest of
 //!   the server needs; one address is sent at most its share of them
-//!   ([`limits::ArchiveFiles`]), so one client never takes every visitor's downloads. One that its client stops taking holds at most 144 KiB of the file in
-//!   memory until `send_timeout` ([`ARCHIVE_CHUNK`]): an HTTP/2 stream takes in one frame
+//!   ([`limits::ArchiveFiles`]), so one client never takes every visitor's downloads. One
+//!   that its client stops taking holds at most 144 KiB of the file in memory until
+//!   `send_timeout` ([`ARCHIVE_CHUNK`]): an HTTP/2 stream takes in one frame
 //!   ([`SEND_BUFFER`]), not h2's default 400 KiB, and nothing stays with the file between
 //!   two reads ([`next_chunk`]).
 //! - On listeners with caps, a request in flight beside its connection's first (HTTP/2

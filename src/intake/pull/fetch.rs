@@ -227,7 +227,12 @@ impl Puller {
             .map(|name| clipped(name, 200))
             .collect();
         let url = source.url.as_str();
-        tracing::warn!(url, count, first = ?shown, "index entries that are no file name are not fetched");
+        tracing::warn!(
+            url,
+            count,
+            first = ?shown,
+            "index entries that are no file name are not fetched"
+        );
         let message = format!(
             "the index {url} lists {count} entries that are no file name beside it (a path, \
              `..`, an address on another server), not fetched: {}; an index lists bare names \
