@@ -1126,13 +1126,7 @@ impl Journal {
     pub(crate) fn known_packages(&self) -> Result<HashMap<Sha256, (String, Option<PackageState>)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT sha256, name, outcome FROM packages")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], |r| <(String, String, String)>::try_from(r))?;
         Ok(rows
             .filter_map(|r| {
                 let (sha, name, outcome) = r.ok()?;
@@ -1310,13 +1304,7 @@ impl Journal {
              WHERE e.kind IN ('older', 'held', 'set-aside') AND p.outcome = e.kind
              ORDER BY e.id DESC",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], |r| <(String, String, String)>::try_from(r))?;
         let wanted_lower = wanted.to_ascii_lowercase();
         for row in rows {
             let (package, name, detail) = row?;
