@@ -604,6 +604,25 @@ fn damage(c: &mut Corpus<'_>) {
         b"this is a text file, not a zip\n",
         "not a readable archive",
     );
+    // What a sender delivers by mistake under a package's name is named.
+    c.add("zip", b"", "it is an empty file (0 bytes)");
+    let page = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n";
+    c.add("zip", page, "it is an HTML page");
+    c.add(
+        "zip",
+        b"Rar!\x1a\x07\x01\x00\x33\x92\xb5\xe5",
+        "it is a RAR archive",
+    );
+    c.add(
+        "zip",
+        b"7z\xbc\xaf\x27\x1c\x00\x04",
+        "it is a 7-Zip (.7z) archive",
+    );
+    c.add(
+        "tar.gz",
+        b"\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46",
+        "it is an xz stream",
+    );
 
     // A tar cut at a member boundary: every member whole, the end-of-archive marker missing.
     let members: Vec<(Vec<u8>, &[u8])> = (0..20)

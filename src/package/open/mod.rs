@@ -67,7 +67,13 @@ pub(super) fn open(path: &Path, size: u64, limits: &Limits) -> Result<Opened, Re
         Some(Format::TarGz) => walk.tar_gz(file, actual)?,
         None => {
             return Err(Rejection::NotAnArchive(
-                "not a zip, tar or tar.gz file (no known magic number)".to_owned(),
+                match format::mistaken_for_a_package(&magic) {
+                    Some(what) => format!(
+                        "not a zip, tar or tar.gz file: it is {what}; a package is sent as \
+                         zip, tar or tar.gz"
+                    ),
+                    None => "not a zip, tar or tar.gz file (no known magic number)".to_owned(),
+                },
             ));
         }
     };
