@@ -394,7 +394,8 @@ async fn send(
 /// Inspects a package, an inner zip or a CSV by every known definition of the summary, or
 /// those of the institute `reglas` names, prints the report, and returns the exit status: 0
 /// consistent, 1 a declared summary field is given by no definition. A file that cannot be
-/// read, or an unknown `reglas`, is an error (exit status 2); so is a results CSV that cannot
+/// read, one that is something sent by mistake (another archive format, a PDF, an HTML page:
+/// named), or an unknown `reglas`, is an error (exit status 2); so is a results CSV that cannot
 /// be read, after the report on every other one (with `json`, the report names it), and so
 /// is an input in which no results CSV is read at all: nothing checked is no success.
 /// `path` is opened once, so a CSV may come through a pipe (`/dev/stdin`); a package may not
@@ -415,6 +416,14 @@ pub(crate) fn inspect(path: &Path, json: bool, reglas: Option<&str>) -> Result<u
     let magic = package::read_magic(&mut file)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let input = path.display().to_string();
+    // Something sent by mistake (another archive format, a PDF, an HTML page) is named; an
+    // empty file is left for the CSV reader, which says so in its words.
+    if let Some(what) = package::mistaken_for_a_package(&magic).filter(|_| !magic.is_empty()) {
+        bail!(
+            "{input}: neither a PREP results CSV nor a package (zip, tar or tar.gz): it is \
+             {what}"
+        );
+    }
     let report = if package::Format::sniff(&magic).is_some() {
         let defaults = PackageSettings::from_config(&Config::from_settings(Settings::default())?)?;
         let pkg = crate::intake::open_package(path, &defaults)?;

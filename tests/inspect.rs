@@ -302,6 +302,24 @@ fn unreadable_input_exits_2_with_a_reason() {
 
     let out = inspect(&[dir.path().join("missing.csv").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+
+    // What is sent by mistake is named: a RAR under a zip's name, an error page under a CSV's.
+    let rar = write(
+        dir.path(),
+        "20210601_1852_PREP_CAMP.zip",
+        b"Rar!\x1a\x07\x01\x00\x33\x92\xb5\xe5\x0a\x01\x05",
+    );
+    let page = write(
+        dir.path(),
+        "CAMP_GOB_2021.csv",
+        b"<!DOCTYPE html>\n<html><title>404 Not Found</title></html>\n",
+    );
+    for (file, what) in [(&rar, "it is a RAR archive"), (&page, "it is an HTML page")] {
+        let out = inspect(&[file]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file.as_str()) && err.contains(what), "{err}");
+    }
 }
 
 #[test]

@@ -56,7 +56,7 @@ pub(crate) use evidence::{
 pub(crate) use name::{
     EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence,
 };
-pub(crate) use open::{Format, comparable_path, read_magic};
+pub(crate) use open::{Format, comparable_path, mistaken_for_a_package, read_magic};
 
 /// Hard limits on what one package may contain. Every one is checked against real bytes.
 #[derive(Debug, Clone)]

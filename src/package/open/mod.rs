@@ -30,7 +30,7 @@ use std::path::Path;
 
 use super::{Limits, Member, PackageKind, Rejection};
 
-pub(crate) use format::{Format, read_magic};
+pub(crate) use format::{Format, mistaken_for_a_package, read_magic};
 use limits::{Budget, Sizes, check_package_size};
 use names::Names;
 pub(crate) use names::comparable as comparable_path;
