@@ -444,10 +444,7 @@ fn an_account_the_acme_server_forgot_is_replaced_by_a_new_one() {
     wait_until("the ACME certificate", Duration::from_secs(60), || {
         https(tls.port, "/json/main.json", &root).status == 200
     });
-    let warnings: Vec<_> = events(&server, "warning")
-        .into_iter()
-        .filter(|w| w["detail"]["check"] == "acme-account")
-        .collect();
+    let warnings = warnings_of(&server, "acme-account");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let said = warnings[0]["detail"]["warning"].as_str().unwrap();
     assert!(

@@ -691,10 +691,7 @@ fn rollback_text_that_names_no_corte_is_refused_and_kept_harmless() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
-        let refused: Vec<_> = events(&server, "warning")
-            .into_iter()
-            .filter(|w| w["detail"]["check"] == "rollback")
-            .collect();
+        let refused = warnings_of(&server, "rollback");
         if refused.len() >= 2 || Instant::now() > deadline {
             break refused;
         }

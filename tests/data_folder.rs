@@ -257,10 +257,7 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
         metrics.contains("difusor_packages{outcome=\"unjournaled\"} 2"),
         "{metrics}"
     );
-    let warnings: Vec<_> = events(&server, "warning")
-        .into_iter()
-        .filter(|e| e["detail"]["check"] == "unjournaled")
-        .collect();
+    let warnings = warnings_of(&server, "unjournaled");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     let detail = &warnings[0]["detail"];
     assert_eq!(detail["package_count"], 2, "{detail:#}");
@@ -308,10 +305,7 @@ fn a_journal_that_lost_its_last_rows_is_told_by_the_archive_and_nothing_is_guess
     server.stop();
     server.launch();
     server.wait_ready();
-    let warnings = events(&server, "warning")
-        .into_iter()
-        .filter(|e| e["detail"]["check"] == "unjournaled")
-        .count();
+    let warnings = warnings_of(&server, "unjournaled").len();
     assert_eq!(warnings, 1);
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2200"));
 }
@@ -361,10 +355,7 @@ fn a_journal_copied_while_the_live_corte_arrived_does_not_go_back_to_an_older_on
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
     let status = server.status();
     assert_eq!(status["counts"]["unjournaled"], 1, "{status:#}");
-    let warnings: Vec<_> = events(&server, "warning")
-        .into_iter()
-        .filter(|e| e["detail"]["check"] == "unjournaled")
-        .collect();
+    let warnings = warnings_of(&server, "unjournaled");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     let detail = &warnings[0]["detail"];
     assert_eq!(detail["live"], "20240602_2100", "{detail:#}");

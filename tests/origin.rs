@@ -294,12 +294,7 @@ fn caches_are_purged_after_each_corte_and_notice_change() {
             "prep.example.mx",
         ],
     );
-    let purge_warnings = || -> Vec<serde_json::Value> {
-        events(&server, "warning")
-            .into_iter()
-            .filter(|e| e["detail"]["check"] == "purge")
-            .collect()
-    };
+    let purge_warnings = || warnings_of(&server, "purge");
 
     drop_file(
         &server.entrada(),
@@ -398,10 +393,7 @@ fn a_cache_that_failed_the_purge_is_purged_again_once_it_answers_without_a_new_c
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(cache.heads().iter().all(|h| h.starts_with("BAN / ")));
     // Journaled once when it started failing, however many times it was tried.
-    let warnings: Vec<_> = events(&server, "warning")
-        .into_iter()
-        .filter(|e| e["detail"]["check"] == "purge")
-        .collect();
+    let warnings = warnings_of(&server, "purge");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     // Then no more retries: it took one.
     let asked = cache.heads().len();

@@ -1368,10 +1368,7 @@ fn index_entries_that_are_no_file_name_are_not_fetched_and_said_once() {
     server.wait_corte("20270606_2000");
     // Several polls more: the index, unchanged, is not said again.
     institute.wait_seen("/prep/", 6);
-    let warnings: Vec<serde_json::Value> = events(&server, "warning")
-        .into_iter()
-        .filter(|e| e["detail"]["check"] == "index-entries-ignored")
-        .collect();
+    let warnings = warnings_of(&server, "index-entries-ignored");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     let detail = &warnings[0]["detail"];
     assert_eq!(detail["count"], 3, "{detail:#}");

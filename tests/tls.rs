@@ -357,12 +357,7 @@ fn refused_handshakes_are_journaled_once_a_minute_per_address() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_https(&dir.path().join("d"), &[]);
     let port = server.tls_port();
-    let refusals = || {
-        events(&server, "warning")
-            .into_iter()
-            .filter(|w| w["detail"]["check"] == "tls-handshake")
-            .collect::<Vec<_>>()
-    };
+    let refusals = || warnings_of(&server, "tls-handshake");
     // Connected and closed without a word, as port scanners and TCP checks do.
     drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
     // Plain HTTP to the HTTPS port, three times, then a client that offers only TLS 1.1.
@@ -411,12 +406,7 @@ fn refused_handshakes_from_many_addresses_are_journaled_at_most_sixty_a_minute()
         let r = curl(&url, &["--interface", &from]);
         assert_ne!(r.status, 200, "{from}");
     }
-    let refusals = || {
-        events(&server, "warning")
-            .into_iter()
-            .filter(|w| w["detail"]["check"] == "tls-handshake")
-            .count()
-    };
+    let refusals = || warnings_of(&server, "tls-handshake").len();
     let deadline = Instant::now() + Duration::from_secs(10);
     while refusals() < 60 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -1033,6 +1033,14 @@ pub fn events(server: &Server, kind: &str) -> Vec<serde_json::Value> {
     of_kind(&serde_json::from_slice(&out.stdout).unwrap(), kind)
 }
 
+/// The journal's `warning` events whose `check` is `check`.
+pub fn warnings_of(server: &Server, check: &str) -> Vec<serde_json::Value> {
+    events(server, "warning")
+        .into_iter()
+        .filter(|e| e["detail"]["check"] == check)
+        .collect()
+}
+
 /// The soft open-file limit of the running process `pid`, and a way to set it (any process
 /// may move it below its hard limit): what a server out of descriptors is tested with.
 pub fn open_files_limit(pid: u32) -> (usize, impl Fn(usize)) {
