@@ -125,6 +125,41 @@ fn hostile_request_paths_are_refused() {
     assert!(r.text().contains("No encontrado"));
 }
 
+/// A file's path followed by `/` or `/.` names no file, as nginx answers it: the page is
+/// never served at an address whose relative links resolve against the wrong folder, nor
+/// cached under a second one. A folder's finds its index.
+#[test]
+fn a_file_path_followed_by_a_slash_or_a_dot_segment_is_not_found() {
+    let (_dir, server) = serving(&[], &[("mapa/index.html", b"<p>mapa</p>")]);
+    for path in [
+        "/index.html/.",
+        "/index.html/",
+        "/json/main.json/.",
+        "/json/main.json/",
+        "/json/main.json/%2e",
+        "/json/main.json/./",
+        "/json/./main.json/.",
+    ] {
+        let r = curl(&server.url(path), &["--path-as-is"]);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+    }
+    for (path, body) in [
+        ("/index.html", "Corte 20240602_2000"),
+        ("/.", "Corte 20240602_2000"),
+        ("/json/./main.json", "20240602_2000"),
+        ("/mapa/.", "<p>mapa</p>"),
+        ("/mapa/./", "<p>mapa</p>"),
+    ] {
+        let r = curl(&server.url(path), &["--path-as-is"]);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.text().contains(body), "{path}: {}", r.text());
+    }
+    let r = curl(&server.url("/mapa"), &[]);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/mapa/"));
+}
+
 #[test]
 fn before_publish_start_no_result_leaves() {
     let dir = tempfile::tempdir().unwrap();

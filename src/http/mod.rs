@@ -7,7 +7,9 @@
 //! # Guarantees
 //! - The request path is percent-decoded and normalised before lookup; a path that is not
 //!   UTF-8, holds a NUL or a backslash, or has a `..` segment is answered 400 and never
-//!   looked up.
+//!   looked up. A file's path followed by `/` or `/.` (`/index.html/.`, `/json/main.json/`)
+//!   is 404, as nginx answers it: a page is served at its own address only, so its relative
+//!   links resolve and a cache keeps one copy. A folder's (`/datos/.`) finds its index.
 //! - Only GET and HEAD are served (and OPTIONS answered); every other method (CONNECT
 //!   included) gets 405 with `Allow`, whatever the gate says, and a request that announces
 //!   a body (`Transfer-Encoding`, or a `Content-Length` other than zero) gets 413. Neither
@@ -1162,7 +1164,10 @@ pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response<Boxe
 }
 
 /// Percent-decodes and normalises a request path: `//` and `.` segments collapse; `..`,
-/// backslashes, NUL and invalid UTF-8 make it unusable (`None`). A trailing `/` is kept.
+/// backslashes, NUL and invalid UTF-8 make it unusable (`None`). A trailing `/` is kept, and
+/// a trailing `.` segment is one (`/index.html/.` is `/index.html/`, as nginx reads it): a
+/// file followed by either names no file, so it is never served at an address whose relative
+/// links would resolve against the wrong folder, nor cached under a second one.
 pub(crate) fn normalise(raw: &str) -> Option<String> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
@@ -1178,7 +1183,7 @@ pub(crate) fn normalise(raw: &str) -> Option<String> {
         out.push('/');
         out.push_str(segment);
     }
-    if decoded.ends_with('/') || out.is_empty() {
+    if decoded.ends_with('/') || decoded.ends_with("/.") || out.is_empty() {
         out.push('/');
     }
     Some(out)
@@ -1193,6 +1198,10 @@ mod tests {
         assert_eq!(normalise("/").as_deref(), Some("/"));
         assert_eq!(normalise("/a//b/./c").as_deref(), Some("/a/b/c"));
         assert_eq!(normalise("/datos/").as_deref(), Some("/datos/"));
+        assert_eq!(normalise("/datos/.").as_deref(), Some("/datos/"));
+        assert_eq!(normalise("/index.html/.").as_deref(), Some("/index.html/"));
+        assert_eq!(normalise("/a/%2e").as_deref(), Some("/a/"));
+        assert_eq!(normalise("/a.json").as_deref(), Some("/a.json"));
         assert_eq!(normalise("/a%20b.csv").as_deref(), Some("/a b.csv"));
         assert_eq!(normalise("/a/../etc/passwd"), None);
         assert_eq!(normalise("/%2e%2e/x"), None);
