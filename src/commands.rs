@@ -151,12 +151,18 @@ async fn writer(config: &Config) -> Result<Writer> {
 /// corte time would hold it, or that was set aside, is published all the same (it is
 /// verified all the same).
 pub(crate) async fn ingest(sections: Sections, file: &Path, force: bool) -> Result<Outcome> {
-    let name = PackageName::of_path(file).ok_or_else(|| {
-        anyhow!(
-            "{} is not a usable package file name (hidden, empty or odd characters)",
-            file.display()
-        )
-    })?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} names no file, or one not valid UTF-8", file.display()))
+        .and_then(|n| {
+            PackageName::parse(n).map_err(|e| {
+                anyhow!(
+                    "{} is not a usable package file name: the name {e}",
+                    file.display()
+                )
+            })
+        })?;
     // The operator's own files: a link given here is followed on purpose (the intake
     // folder never follows one).
     let followed = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());

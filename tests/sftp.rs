@@ -945,6 +945,58 @@ fn names_with_control_or_reordering_characters_are_refused_over_sftp() {
     assert_eq!(s.server.live_corte(), None);
 }
 
+/// The watched folder's rule on names, over SFTP: a name ending in a dot or a space, or too
+/// long for its evidence's name to be a file name, is refused at the open, saying why in the
+/// session's entry; the longest name with room for its evidence is taken with its sidecar.
+#[test]
+fn names_a_sender_cannot_reproduce_or_without_room_for_evidence_are_refused_over_sftp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &["--evidence-sidecar", "required"]);
+    let pkg = s.local("paquete.zip", &site_package("20240602_2100", &[]));
+    let long_name = |corte: &str, n: usize| {
+        let head = format!("{corte}_PREP_SITIO_");
+        format!("{head}{}.zip", "x".repeat(n - head.len() - ".zip".len()))
+    };
+    let too_long = long_name("20240602_2130", 248);
+    for name in [
+        "20240602_2100_PREP_SITIO.zip.",
+        "20240602_2115_PREP_SITIO.zip ",
+        &too_long,
+        &format!("{too_long}.sha256"),
+    ] {
+        let out = s.batch(&format!("put {} \"{name}\"\n", pkg.display()));
+        assert!(!out.status.success(), "{name:?}: {}", text(&out));
+    }
+    // Each session is journaled once its client has gone.
+    let refused = |sessions: &[serde_json::Value], needle: &str| {
+        sessions
+            .iter()
+            .filter(|e| e["detail"]["refusals"].to_string().contains(needle))
+            .count()
+    };
+    sessions_when(&s.server, |sessions| {
+        refused(sessions, "ends in a dot or a space") == 2
+            && refused(sessions, "248 bytes long") == 2
+            && refused(sessions, ".minisig") == 2
+    });
+    assert_eq!(s.server.status()["counts"]["received"], 0);
+
+    let longest = long_name("20240602_2145", 247);
+    let good = site_package("20240602_2145", &[]);
+    let pkg = s.local("paquete.zip", &good);
+    let sidecar = s.local(
+        "paquete.zip.sha256",
+        format!("{}  {longest}\n", sha256_hex(&good)).as_bytes(),
+    );
+    let out = s.batch(&format!(
+        "put {} \"{longest}.sha256\"\nput {} \"{longest}\"\n",
+        sidecar.display(),
+        pkg.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    s.server.wait_corte("20240602_2145");
+}
+
 #[test]
 fn a_login_past_the_session_limit_is_told_to_come_back() {
     use std::io::{Read, Write};

@@ -345,6 +345,76 @@ fn names_with_control_characters_are_refused_once_and_set_aside() {
     assert_eq!(server.status()["counts"]["received"], 0);
 }
 
+/// A name `n` bytes long for corte `corte`, padded before its `.zip`.
+fn long_name(corte: &str, n: usize) -> String {
+    let head = format!("{corte}_PREP_SITIO_");
+    format!("{head}{}.zip", "x".repeat(n - head.len() - ".zip".len()))
+}
+
+/// A name ending in a dot or a space (which Windows and many tools drop, so the package
+/// would be kept under a name its sender cannot write back), or too long for its evidence's
+/// name (`<name>.minisig`) to be a file name, is refused at once saying why, not taken or
+/// left waiting for a sidecar that cannot be written. The longest name that leaves room for
+/// its evidence is taken with it.
+#[test]
+fn names_a_sender_cannot_reproduce_or_without_room_for_evidence_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--evidence-sidecar", "required"],
+    );
+    let entrada = server.entrada();
+    let pkg = site_package("20240602_2100", &[]);
+    let too_long = long_name("20240602_2130", 248);
+    for name in [
+        "20240602_2100_PREP_SITIO.zip.",
+        "20240602_2115_PREP_SITIO.zip ",
+        &too_long,
+    ] {
+        std::fs::write(entrada.join(name), &pkg).unwrap();
+    }
+    let refusals = folder_refusals(&server, 3);
+    let reason = |name: &str| {
+        let e = refusals.iter().find(|e| e["detail"]["name"] == name);
+        let e = e.unwrap_or_else(|| panic!("{name:?} not refused: {refusals:#?}"));
+        e["detail"]["reason"].as_str().unwrap().to_owned()
+    };
+    for name in [
+        "20240602_2100_PREP_SITIO.zip.",
+        "20240602_2115_PREP_SITIO.zip ",
+    ] {
+        let why = reason(name);
+        assert!(why.contains("ends in a dot or a space"), "{why}");
+        assert!(entrada.join(format!(".rechazado.{name}")).exists());
+    }
+    let why = reason(&too_long);
+    assert!(
+        why.contains("248 bytes") && why.contains("at most 247") && why.contains(".minisig"),
+        "{why}"
+    );
+    assert!(!entrada.join(&too_long).exists(), "set aside");
+
+    let longest = long_name("20240602_2145", 247);
+    let good = site_package("20240602_2145", &[]);
+    std::fs::write(
+        entrada.join(format!("{longest}.sha256")),
+        format!("{}  {longest}\n", sha256_hex(&good)),
+    )
+    .unwrap();
+    std::fs::write(entrada.join(&longest), &good).unwrap();
+    server.wait_corte("20240602_2145");
+    assert_eq!(server.status()["counts"]["received"], 1);
+
+    // `difusor ingest` says the same.
+    let own = tmp.path().join("20240602_2200_PREP_SITIO.zip ");
+    std::fs::write(&own, site_package("20240602_2200", &[])).unwrap();
+    let out = server.run(&["ingest", own.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("ends in a dot or a space"), "{said}");
+    assert_eq!(server.status()["counts"]["received"], 1);
+}
+
 #[test]
 fn an_upload_written_in_place_is_not_taken_while_its_writer_pauses() {
     use std::io::Write;

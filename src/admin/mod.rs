@@ -22,7 +22,8 @@
 //!   for one larger than evidence may be, its size in `X-Difusor-Sidecar-Too-Large` /
 //!   `X-Difusor-Signature-Too-Large` (the package is then refused for it), and
 //!   `X-Difusor-Force: 1` to publish it past a hold; answers the outcome once the publisher
-//!   has decided;
+//!   has decided, or 400 saying why for a name no channel takes
+//!   ([`crate::package::PackageName::parse`]);
 //! - `POST /rollback?corte=<id>`: publish an earlier corte again; 404 with the outcome
 //!   `rejected` when no corte or archived package has that name, 409 when the package it names
 //!   would take the site past `max_site_bytes`;
@@ -646,13 +647,21 @@ async fn ingest(admin: &Admin, req: Request<Incoming>) -> Response<BoxedBody> {
                     .into_owned()
             })
     };
-    let Some(name) =
-        decoded("x-difusor-name").and_then(|n| PackageName::of_path(std::path::Path::new(&n)))
-    else {
+    let Some(named) = decoded("x-difusor-name").and_then(|n| {
+        let bare = std::path::Path::new(&n).file_name()?.to_str()?;
+        Some(PackageName::parse(bare))
+    }) else {
         return json_response(
             StatusCode::BAD_REQUEST,
             &json!({"error": "X-Difusor-Name must give the package's file name (no folders, not hidden)"}),
         );
+    };
+    let name = match named {
+        Ok(name) => name,
+        Err(e) => {
+            let error = format!("X-Difusor-Name is no package's file name: the name {e}");
+            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": error }));
+        }
     };
     // The evidence's bytes as sent, or the size of one too large to be sent.
     let evidence = |name: &str| {

@@ -27,8 +27,11 @@
 //! Anything else is refused once it has been unchanged for `settle` (so the tool that made it
 //! has finished with it), journaled once (`rejected`, channel `watch`, with the
 //! reason) and set aside as `.rechazado.<name>`: a symbolic link (the link itself is moved,
-//! its target is never read or copied), a FIFO, socket or device, and a name holding control
-//! characters (a newline, a tab…) or not valid UTF-8. Nothing in the folder is read except
+//! its target is never read or copied), a FIFO, socket or device, and a name no channel takes
+//! ([`package::check_file_name`], saying why): holding control characters (a newline, a
+//! tab…), ending in a dot or a space, too long for its evidence's name to fit in a file name
+//! (past [`PackageName::MAX_LEN`] bytes, so never left waiting for a sidecar that cannot be
+//! written), or not valid UTF-8. Nothing in the folder is read except
 //! through [`super::file::open_regular`], which follows no link and never blocks.
 //!
 //! inotify reports changes; a rescan every second is the safety net for missed events. At
@@ -120,8 +123,6 @@ pub(crate) struct WatchRules {
 
 /// Prefix of the hidden name a refused file is set aside under.
 const ASIDE_PREFIX: &str = ".rechazado.";
-/// Longest file name on the file systems difusor runs on (`NAME_MAX`).
-const MAX_NAME_BYTES: usize = 255;
 /// The first wait before a file this machine failed to take is tried again.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// The longest wait between tries of a file this machine keeps failing to take.
@@ -280,14 +281,13 @@ fn classify(path: &Path) -> Entry {
     if kind.is_dir() {
         return Entry::Folder(meta);
     }
-    if PackageName::of_path(path).is_none() {
+    let Some(text) = name.to_str() else {
         return Entry::Refused(
-            "its name holds control characters (such as a newline or a tab), characters that \
-             reorder text (a right-to-left override) or take no room (a zero-width space) or a \
-             backslash, or is not valid UTF-8; \
-             send it again under a plain name"
-                .to_owned(),
+            "its name is not valid UTF-8; send it again under a plain name".to_owned(),
         );
+    };
+    if let Err(e) = package::check_file_name(text) {
+        return Entry::Refused(format!("its name {e}; send it again under another name"));
     }
     if kind.is_symlink() {
         let target: String = std::fs::read_link(path)
@@ -867,7 +867,7 @@ fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
         } else {
             format!(".{n}")
         };
-        let room = MAX_NAME_BYTES.saturating_sub(ASIDE_PREFIX.len() + suffix.len());
+        let room = package::FILE_NAME_MAX.saturating_sub(ASIDE_PREFIX.len() + suffix.len());
         let mut aside = ASIDE_PREFIX.as_bytes().to_vec();
         aside.extend_from_slice(name.get(..room).unwrap_or(name));
         aside.extend_from_slice(suffix.as_bytes());

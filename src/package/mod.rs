@@ -54,7 +54,8 @@ pub(crate) use evidence::{
     sidecar_digest, sidecar_single_entry, sum_line, verify_signature,
 };
 pub(crate) use name::{
-    EVIDENCE_EXTENSIONS, MAX_EVIDENCE_BYTES, PackageName, disguises, is_evidence,
+    EVIDENCE_EXTENSIONS, FILE_NAME_MAX, MAX_EVIDENCE_BYTES, PackageName, check_file_name,
+    disguises, is_evidence,
 };
 pub(crate) use open::{Format, comparable_path, mistaken_for_a_package, read_magic};
 

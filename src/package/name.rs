@@ -2,12 +2,19 @@
 //! listed under `/datos/` and answered to its sender.
 //!
 //! A [`PackageName`] is a bare file name (no folders) that is not empty, not hidden (no
-//! leading `.`: temporary and evidence names of the intake channels), at most
-//! [`PackageName::MAX_LEN`] bytes and free of path separators and of what disguises a name
-//! when it is shown ([`disguises`]): control characters, the characters that reorder
-//! displayed text (a right-to-left override would show `\u{202e}piz.exe` as `exe.zip` in the
-//! journal, on the status page and under `/datos/`) and those that take no room.
-//! Every channel makes one the same way, so a name refused on one is refused on all.
+//! leading `.`: temporary and evidence names of the intake channels), free of path
+//! separators and of what disguises a name when it is shown ([`disguises`]): control
+//! characters, the characters that reorder displayed text (a right-to-left override would
+//! show `\u{202e}piz.exe` as `exe.zip` in the journal, on the status page and under
+//! `/datos/`) and those that take no room. It does not end in a dot or white space, which
+//! Windows and many tools (archivers, sync clients) drop from a file name: the package would
+//! be archived, listed and served under a name its sender cannot write back, and which its
+//! `.sha256` may not give. It is at most [`PackageName::MAX_LEN`] bytes, so that the names of
+//! its evidence fit in the [`FILE_NAME_MAX`] bytes of a file name: a longer one could never
+//! have a sidecar, and would wait for one in vain.
+//! Every channel makes one the same way ([`PackageName::parse`], [`check_file_name`] for a
+//! package or its evidence), so a name refused on one is refused on all, saying why
+//! ([`NameError`]).
 //!
 //! A package's evidence travels beside it as `<name>.sha256` and `<name>.minisig`
 //! ([`EVIDENCE_EXTENSIONS`], [`is_evidence`]), read to at most [`MAX_EVIDENCE_BYTES`] by every
@@ -36,6 +43,48 @@ pub(crate) fn disguises(c: char) -> bool {
     is_control_or_bidi(c) || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
 }
 
+/// The longest file name, in bytes (the common file system limit).
+pub(crate) const FILE_NAME_MAX: usize = 255;
+
+/// Why a name is no package's (or evidence's) name; each says it in words, as a clause that
+/// follows "its name" or "the name".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NameError {
+    #[error("is empty")]
+    Empty,
+    #[error("starts with a dot (hidden names are kept for temporary and evidence files)")]
+    Hidden,
+    #[error("holds a folder separator (`/` or a backslash)")]
+    Separator,
+    #[error(
+        "holds control characters (such as a newline or a tab), characters that reorder text \
+         (a right-to-left override) or take no room (a zero-width space)"
+    )]
+    Disguised,
+    #[error(
+        "ends in a dot or a space, which Windows and many tools drop from a file name: the \
+         package would be kept and served under a name its sender cannot write back"
+    )]
+    Trailing,
+    #[error(
+        "is {0} bytes long; a package's name is at most {max} bytes, so that its evidence \
+         (`<name>.sha256`, `<name>.minisig`) fits in the {FILE_NAME_MAX} bytes of a file name",
+        max = PackageName::MAX_LEN
+    )]
+    TooLong(usize),
+}
+
+/// Checks a file name a channel receives: a package's ([`PackageName::parse`]) or, for an
+/// evidence name ([`is_evidence`]), its package's, so that evidence is taken under exactly
+/// the names its package may have.
+pub(crate) fn check_file_name(name: &str) -> Result<(), NameError> {
+    let package = EVIDENCE_EXTENSIONS
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext)?.strip_suffix('.'))
+        .unwrap_or(name);
+    PackageName::parse(package).map(drop)
+}
+
 /// Whether a file name is one of a package's evidence files rather than a package.
 pub(crate) fn is_evidence(name: impl AsRef<[u8]>) -> bool {
     let name = name.as_ref();
@@ -51,16 +100,36 @@ pub(crate) fn is_evidence(name: impl AsRef<[u8]>) -> bool {
 pub(crate) struct PackageName(String);
 
 impl PackageName {
-    /// The longest name, in bytes (the common file system limit).
-    pub(crate) const MAX_LEN: usize = 255;
+    /// The longest name, in bytes: a file name's, less its longest evidence extension
+    /// (`.minisig`).
+    pub(crate) const MAX_LEN: usize = FILE_NAME_MAX - ".minisig".len();
 
     /// `name`, if it is a valid bare name.
     pub(crate) fn new(name: &str) -> Option<Self> {
-        let ok = !name.is_empty()
-            && !name.starts_with('.')
-            && name.len() <= Self::MAX_LEN
-            && !name.chars().any(|c| disguises(c) || c == '/' || c == '\\');
-        ok.then(|| Self(name.to_owned()))
+        Self::parse(name).ok()
+    }
+
+    /// `name` if it is a valid bare name, else why not.
+    pub(crate) fn parse(name: &str) -> Result<Self, NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.starts_with('.') {
+            return Err(NameError::Hidden);
+        }
+        if name.contains(['/', '\\']) {
+            return Err(NameError::Separator);
+        }
+        if name.chars().any(disguises) {
+            return Err(NameError::Disguised);
+        }
+        if name.ends_with(|c: char| c == '.' || c.is_whitespace()) {
+            return Err(NameError::Trailing);
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong(name.len()));
+        }
+        Ok(Self(name.to_owned()))
     }
 
     /// The final component of `path`, if it is a valid name.
@@ -98,7 +167,8 @@ mod tests {
             "CAMP_GOB_2021_06_07_0630.zip",
             "a",
             "ñandú.tar.gz",
-            &"x".repeat(255),
+            "20240602_2100_PREP_SITIO.zip.1",
+            &"x".repeat(247),
         ] {
             assert_eq!(
                 PackageName::new(good).map(|n| n.to_string()).as_deref(),
@@ -115,16 +185,48 @@ mod tests {
             "a\0b",
             "20240602_2000_PREP\u{202e}piz.exe.zip",
             "a\u{2066}b.zip",
-            &"x".repeat(256),
+            "20240602_2100_PREP_SITIO.zip.",
+            "20240602_2100_PREP_SITIO.zip ",
+            "20240602_2100_PREP_SITIO.zip\u{a0}",
+            "20240602_2100_PREP_SITIO.zip\u{3000}",
+            &"x".repeat(248),
         ] {
             assert!(PackageName::new(bad).is_none(), "{bad:?}");
         }
+        assert_eq!(
+            PackageName::parse(&"x".repeat(248)),
+            Err(NameError::TooLong(248))
+        );
+        assert_eq!(PackageName::parse("P.zip. "), Err(NameError::Trailing));
         assert_eq!(
             PackageName::of_path(Path::new("/srv/entrada/P_2024.zip")).map(|n| n.to_string()),
             Some("P_2024.zip".to_owned())
         );
         assert!(PackageName::of_path(Path::new("/srv/entrada/.P_2024.zip")).is_none());
         assert!(PackageName::of_path(Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn evidence_is_checked_under_its_package_name() {
+        let longest = "x".repeat(PackageName::MAX_LEN);
+        for good in [
+            "P.zip",
+            "P.zip.sha256",
+            "P.zip.minisig",
+            &longest,
+            &format!("{longest}.minisig"),
+        ] {
+            assert_eq!(check_file_name(good), Ok(()), "{good}");
+        }
+        let long = "x".repeat(PackageName::MAX_LEN + 1);
+        for (bad, why) in [
+            ("P.zip..sha256", NameError::Trailing),
+            ("P.zip .minisig", NameError::Trailing),
+            (".sha256", NameError::Empty),
+            (&format!("{long}.sha256"), NameError::TooLong(long.len())),
+        ] {
+            assert_eq!(check_file_name(bad), Err(why), "{bad}");
+        }
     }
 
     #[test]

@@ -235,7 +235,8 @@ impl Puller {
         );
         let message = format!(
             "the index {url} lists {count} entries that are no file name beside it (a path, \
-             `..`, an address on another server), not fetched: {}; an index lists bare names \
+             `..`, an address on another server, a name ending in a dot or a space or too long \
+             to leave room for its evidence's), not fetched: {}; an index lists bare names \
              (`PREP_….zip`), and each is fetched from beside the index",
             shown.join(", ")
         );

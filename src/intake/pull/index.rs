@@ -7,8 +7,10 @@
 //!
 //! # Guarantees
 //! - Index entries are names, never paths: a name with `/`, `\`, a control character or a
-//!   leading dot is ignored, so every fetched address is a direct child of the index. Those
-//!   ignored other than hidden names (a path, `..`, an address on another server) are named
+//!   leading dot is ignored, so every fetched address is a direct child of the index; so is
+//!   a name no channel takes ([`crate::package::check_file_name`]: ending in a dot or a
+//!   space, too long for its evidence's name to fit in a file name). Those ignored other
+//!   than hidden names (a path, `..`, an address on another server, such a name) are named
 //!   ([`Index::ignored`]), for the journal to say why they are not fetched.
 //! - An index is read to at most [`MAX_INDEX_BYTES`] and [`MAX_INDEX_ENTRIES`] entries. An
 //!   institute's index listing more entries is refused whole. A primary's feed listing more
@@ -28,7 +30,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 use reqwest::Url;
 
 use super::fetch::Target;
-use crate::package::{PackageName, is_evidence};
+use crate::package::{PackageName, check_file_name, is_evidence};
 use crate::peer_text::PeerText;
 
 /// Largest index read.
@@ -223,7 +225,7 @@ pub(super) fn parse_index(body: &[u8], cut: bool) -> Result<Index, String> {
     }
     let (listing, refused): (Vec<Listed>, Vec<Listed>) = entries
         .into_iter()
-        .partition(|e| PackageName::new(&e.name).is_some());
+        .partition(|e| check_file_name(&e.name).is_ok());
     Ok(Index {
         listing,
         cut: (skipped > 0).then(|| MAX_INDEX_ENTRIES + skipped),

@@ -21,9 +21,11 @@
 //! # Guarantees
 //! - Every client path is normalised before use: `..`, sub-folders (hence any absolute path
 //!   other than `/<name>`), names with control characters (a newline, a tab), hidden evidence
-//!   names and names the publisher would refuse are refused with a message, journaled with
-//!   the session. Nothing on disk is ever named by the client: no path, symlink
-//!   or rename can reach outside the intake, and no symlink or folder is made.
+//!   names and names no channel takes (ending in a dot or a space, or too long for the
+//!   package's evidence names to fit: [`check_file_name`]) are refused at the open or rename
+//!   with a message saying why, journaled with the session. Nothing on disk is ever named by
+//!   the client: no path, symlink or rename can reach outside the intake, and no symlink or
+//!   folder is made.
 //! - Nothing can be read back (files open only for writing), and nothing handed over can be
 //!   deleted or renamed; a session may remove only its own upload still in progress.
 //! - A file over `max_package_bytes`, or a session (every subsystem of its connection) over
@@ -69,7 +71,9 @@ use super::upload::{Closed, Upload, queue_room};
 use crate::intake::file::read_evidence;
 use crate::intake::{Channel, Received};
 use crate::journal::EventKind;
-use crate::package::{EvidenceFile, PackageName, disguises, is_evidence};
+use crate::package::{
+    EvidenceFile, FILE_NAME_MAX, PackageName, check_file_name, disguises, is_evidence,
+};
 use crate::publisher::{Fault, Outcome};
 
 /// Most files one session may hold open at once.
@@ -221,13 +225,10 @@ fn resolve(path: &str) -> Result<Target, StatusReply> {
     }
     match parts.as_slice() {
         [] => Ok(Target::Root),
-        [name] if name.len() <= PackageName::MAX_LEN => Ok(Target::File((*name).to_owned())),
+        [name] if name.len() <= FILE_NAME_MAX => Ok(Target::File((*name).to_owned())),
         [_] => Err(deny(
             StatusCode::PermissionDenied,
-            format!(
-                "refused: names are limited to {} bytes",
-                PackageName::MAX_LEN
-            ),
+            format!("refused: names are limited to {FILE_NAME_MAX} bytes"),
         )),
         _ => Err(deny(
             StatusCode::PermissionDenied,
@@ -239,14 +240,17 @@ fn resolve(path: &str) -> Result<Target, StatusReply> {
     }
 }
 
-/// Whether a client may name an upload `name`: a hidden name (`.name.part`, renamed to its
-/// final name later) that is not an evidence name, or a name the publisher takes as a file
-/// name (a package, or its evidence).
-fn is_upload_name(name: &str) -> bool {
+/// Whether a client may name an upload `name`, else why not: a hidden name (`.name.part`,
+/// renamed to its final name later) that is not an evidence name, or a name every channel
+/// takes as a file name (a package, or its evidence: [`check_file_name`]).
+fn upload_name(name: &str) -> Result<(), String> {
     if name.starts_with('.') {
-        !is_evidence(name)
+        if is_evidence(name) {
+            return Err("evidence is named after its package, never hidden".to_owned());
+        }
+        Ok(())
     } else {
-        PackageName::new(name).is_some()
+        check_file_name(name).map_err(|e| format!("the name {e}"))
     }
 }
 
@@ -502,12 +506,12 @@ impl russh_sftp::server::Handler for SftpHandler {
                 ),
             ));
         }
-        if !is_upload_name(&name) {
+        if let Err(why) = upload_name(&name) {
             return Err(self.refuse(
                 "open",
                 deny(
                     StatusCode::PermissionDenied,
-                    format!("refused: {name:?} is not a name the intake takes"),
+                    format!("refused: {name:?} is not a name the intake takes: {why}"),
                 ),
             ));
         }
@@ -692,13 +696,13 @@ impl russh_sftp::server::Handler for SftpHandler {
                 ),
             ));
         };
-        if !is_upload_name(&new) {
+        if let Err(why) = upload_name(&new) {
             self.pending.insert(old, upload);
             return Err(self.refuse(
                 "rename",
                 deny(
                     StatusCode::PermissionDenied,
-                    format!("refused: {new:?} is not a name the intake takes"),
+                    format!("refused: {new:?} is not a name the intake takes: {why}"),
                 ),
             ));
         }
