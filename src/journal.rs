@@ -34,6 +34,13 @@
 //!   the one this process opened (removed, moved away, or another file put in its place
 //!   while it runs): what it wrote would go where no start reads it. It writes again once
 //!   that file is put back. Posted events go on into the file opened.
+//! - A write whose caller waits returns once its rows are where a start reads them, even when
+//!   the journal's `-wal` file was removed (or another file put in its place) while it runs:
+//!   SQLite would go on writing into the file it opened, no longer at that path, lost at a
+//!   crash. Then its rows are copied into the journal's file (a checkpoint, fsynced), the
+//!   connections are opened again, which makes a new `-wal` file, and a `warning`
+//!   (`"check": "journal-wal"`) says so ([`Writer::keep_wal`]). The same is done after each
+//!   batch of posted events. A write fails when that copy cannot be made.
 //! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
@@ -72,6 +79,10 @@ pub(crate) enum JournalError {
     /// replaced while it runs ([`Journal`]'s guarantees).
     #[error("journal: {0}")]
     Moved(String),
+    /// The journal's `-wal` file was removed or replaced while it runs, and the rows it held
+    /// could not be copied into the journal's file ([`Writer::keep_wal`]).
+    #[error("journal: {0}")]
+    Wal(String),
 }
 
 type Result<T> = std::result::Result<T, JournalError>;
@@ -553,8 +564,8 @@ fn tell(
 
 /// The journal database.
 pub(crate) struct Journal {
-    /// The connection reads use.
-    reader: Mutex<Connection>,
+    /// The connection reads use (the writer thread opens it again with its own: [`Writer`]).
+    reader: Arc<Mutex<Connection>>,
     /// The writer thread's queue; `None` once dropped.
     writer: Option<mpsc::Sender<Job>>,
     /// The writer thread, joined when the journal is dropped.
@@ -570,9 +581,135 @@ pub(crate) struct Journal {
 }
 
 /// Where the journal's file is, and which file (device and inode) was opened there.
+#[derive(Clone)]
 struct Place {
     path: PathBuf,
     id: (u64, u64),
+}
+
+/// The writer thread's connection, and what it takes to keep what it writes where a start
+/// reads it.
+struct Writer {
+    /// The connection every write goes through.
+    conn: Connection,
+    /// The connection reads use: the two are opened again together.
+    reader: Arc<Mutex<Connection>>,
+    /// The journal's file, as [`Journal::in_place`] knows it; `None` when it could not be
+    /// looked at.
+    place: Option<Place>,
+    /// Whether the journal is in WAL mode (it always is, but on a file system where SQLite
+    /// cannot make it so).
+    wal_mode: bool,
+    /// The `-wal` file the connections opened beside the journal (device and inode), once
+    /// seen.
+    wal: Option<(u64, u64)>,
+}
+
+impl Writer {
+    fn new(conn: Connection, reader: Arc<Mutex<Connection>>, place: Option<Place>) -> Result<Self> {
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        let mut writer = Self {
+            conn,
+            reader,
+            place,
+            wal_mode: mode.eq_ignore_ascii_case("wal"),
+            wal: None,
+        };
+        writer.wal = writer.wal_at_path().flatten();
+        Ok(writer)
+    }
+
+    /// The `-wal` file at the journal's path now: `Some(None)` when there is none, `None`
+    /// when it cannot be told (no place, or a path that cannot be looked at).
+    fn wal_at_path(&self) -> Option<Option<(u64, u64)>> {
+        let mut wal = self.place.as_ref()?.path.as_os_str().to_owned();
+        wal.push("-wal");
+        match std::fs::metadata(&wal) {
+            Ok(m) => Some(Some((m.dev(), m.ino()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+            Err(_) => None,
+        }
+    }
+
+    /// Keeps what was just written where a start reads it. In WAL mode SQLite writes every
+    /// commit into the `-wal` file beside the journal, and copies it into the journal's file
+    /// only now and then (a checkpoint) and when the last connection closes. When that file
+    /// was removed (or another put in its place) while the connections hold it open, they go
+    /// on writing into a file no longer at that path: a clean stop still copies it, but a
+    /// crash loses every row written since. Then its rows are copied into the journal's file
+    /// now (`wal_checkpoint(TRUNCATE)`, fsynced), both connections are opened again, which
+    /// makes a new `-wal` file at the path, and a `warning` says so. One `stat` when nothing
+    /// is wrong. Fails, and opens nothing again, when the copy cannot be made (another
+    /// process holds a read open for longer than the journal's wait).
+    fn keep_wal(&mut self, following: &Following) -> Result<()> {
+        if !self.wal_mode {
+            return Ok(());
+        }
+        let Some(now) = self.wal_at_path() else {
+            return Ok(());
+        };
+        match (self.wal, now) {
+            (Some(was), Some(id)) if was == id => return Ok(()),
+            (None, Some(id)) => {
+                self.wal = Some(id);
+                return Ok(());
+            }
+            // None seen yet: nothing was written into one that could be lost.
+            (None, None) => return Ok(()),
+            _ => {}
+        }
+        let Some(place) = self.place.clone() else {
+            return Ok(());
+        };
+        let what = match now {
+            Some(_) => "another file was put in its place",
+            None => "it was removed",
+        };
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        // (busy, frames in the WAL, frames copied): busy when a reader kept it from finishing.
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(JournalError::Wal(format!(
+                "{}-wal is not the file this server writes ({what}), and the rows it holds \
+                 could not be copied into {}: another process keeps a read open on the \
+                 journal (an sqlite3 shell left open on it). End that process; until then a \
+                 crash would lose them",
+                place.path.display(),
+                place.path.display()
+            )));
+        }
+        let in_place = std::fs::metadata(&place.path).is_ok_and(|m| (m.dev(), m.ino()) == place.id);
+        if !in_place {
+            // The journal's own file is gone from its path: opening it again would open
+            // another one. Its rows are in the file opened; [`Journal::in_place`] says the rest.
+            return Ok(());
+        }
+        // Opened before the old ones close: a failure leaves those, which still write.
+        let (conn, read) = (connect(&place.path)?, connect(&place.path)?);
+        drop(std::mem::replace(&mut *reader, read));
+        drop(reader);
+        drop(std::mem::replace(&mut self.conn, conn));
+        self.wal = self.wal_at_path().flatten();
+        let warning = format!(
+            "{}-wal, where the journal keeps its latest rows until SQLite copies them into {}, \
+             is not the file this server opened: {what} while the server ran. Its rows were \
+             copied into the journal now and a new -wal file made, so nothing is lost. While \
+             the server runs the -wal and -shm files beside the journal are part of it: leave \
+             them alone (a backup copies all three, or uses sqlite3's .backup)",
+            place.path.display(),
+            place.path.display()
+        );
+        tracing::warn!("{warning}");
+        let (at, detail) = (
+            Timestamp::now(),
+            serde_json::json!({ "warning": warning, "check": "journal-wal" }),
+        );
+        insert_event(&self.conn, at, EventKind::Warning, None, &detail)?;
+        tell(following, at, EventKind::Warning, None, &detail);
+        Ok(())
+    }
 }
 
 /// Work for the writer thread.
@@ -580,7 +717,7 @@ enum Job {
     /// An event posted by a caller that does not wait.
     Event(Posted),
     /// Work whose caller waits for its result.
-    Work(Box<dyn FnOnce(&mut Connection) + Send>),
+    Work(Box<dyn FnOnce(&mut Writer) + Send>),
 }
 
 /// An event posted, with the time it was posted.
@@ -639,11 +776,12 @@ impl Journal {
                 "ALTER TABLE packages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
             )?;
         }
-        let reader = connect(path)?;
+        let reader = Arc::new(Mutex::new(connect(path)?));
         let place = std::fs::metadata(path).ok().map(|m| Place {
             path: path.to_owned(),
             id: (m.dev(), m.ino()),
         });
+        let writer = Writer::new(conn, reader.clone(), place.clone())?;
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let lost = Arc::new(AtomicU64::new(0));
@@ -652,14 +790,14 @@ impl Journal {
             .name("journal".into())
             .spawn({
                 let (queued, lost, following) = (queued.clone(), lost.clone(), following.clone());
-                move || write_loop(conn, &rx, &queued, &lost, &following)
+                move || write_loop(writer, &rx, &queued, &lost, &following)
             })
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot start the journal's writer thread");
                 JournalError::Stopped
             })?;
         Ok(Self {
-            reader: Mutex::new(reader),
+            reader,
             writer: Some(tx),
             thread: Some(thread),
             queued,
@@ -701,7 +839,7 @@ impl Journal {
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self {
-            reader: Mutex::new(conn),
+            reader: Arc::new(Mutex::new(conn)),
             writer: None,
             thread: None,
             queued: Arc::new(AtomicUsize::new(0)),
@@ -772,9 +910,11 @@ impl Journal {
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.in_place()?;
+        let following = self.following.clone();
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Job::Work(Box::new(move |conn| {
-            let _ = tx.send(work(conn));
+        self.send(Job::Work(Box::new(move |w: &mut Writer| {
+            let written = work(&mut w.conn).and_then(|t| w.keep_wal(&following).map(|()| t));
+            let _ = tx.send(written);
         })))?;
         rx.recv().map_err(|_| JournalError::Stopped)?
     }
@@ -808,12 +948,12 @@ impl Journal {
         let (at, package) = (Timestamp::now(), owned(package));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let following = self.following.clone();
-        self.send(Job::Work(Box::new(move |conn| {
-            let written = insert_event(conn, at, kind, package.as_ref(), &detail);
+        self.send(Job::Work(Box::new(move |w: &mut Writer| {
+            let written = insert_event(&w.conn, at, kind, package.as_ref(), &detail);
             if written.is_ok() {
                 tell(&following, at, kind, package.as_ref(), &detail);
             }
-            let _ = tx.send(written);
+            let _ = tx.send(written.and_then(|()| w.keep_wal(&following)));
         })))?;
         rx.await.map_err(|_| JournalError::Stopped)?
     }
@@ -1414,7 +1554,6 @@ impl Drop for Journal {
     }
 }
 
-/// A connection to the journal at `path`: WAL, every commit fsynced.
 /// One row of `events`.
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let at: String = r.get(1)?;
@@ -1429,6 +1568,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
+/// A connection to the journal at `path`: WAL, every commit fsynced.
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -1444,7 +1584,7 @@ fn owned(package: Option<(Sha256, &str)>) -> Option<(Sha256, String)> {
 /// The writer thread: work in the order it came, posted events in batches of one
 /// transaction each, until every [`Journal`] handle is gone.
 fn write_loop(
-    mut conn: Connection,
+    mut w: Writer,
     jobs: &mpsc::Receiver<Job>,
     queued: &AtomicUsize,
     lost: &AtomicU64,
@@ -1454,7 +1594,7 @@ fn write_loop(
     let mut next = None;
     while let Some(job) = next.take().or_else(|| jobs.recv().ok()) {
         match job {
-            Job::Work(work) => work(&mut conn),
+            Job::Work(work) => work(&mut w),
             Job::Event(first) => {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -1468,10 +1608,13 @@ fn write_loop(
                     }
                 }
                 queued.fetch_sub(batch.len(), Ordering::Relaxed);
-                match insert_batch(&mut conn, &batch) {
+                match insert_batch(&mut w.conn, &batch) {
                     Ok(()) => {
                         for e in &batch {
                             tell(following, e.at, e.kind, e.package.as_ref(), &e.detail);
+                        }
+                        if let Err(e) = w.keep_wal(following) {
+                            tracing::error!(error = %e, "the journal's latest rows are at risk");
                         }
                     }
                     Err(e) => {
@@ -1488,7 +1631,7 @@ fn write_loop(
             );
             tracing::error!("{warning}");
             let (at, detail) = (Timestamp::now(), serde_json::json!({ "warning": warning }));
-            if insert_event(&conn, at, EventKind::Warning, None, &detail).is_ok() {
+            if insert_event(&w.conn, at, EventKind::Warning, None, &detail).is_ok() {
                 tell(following, at, EventKind::Warning, None, &detail);
             }
             reported_lost = now_lost;

@@ -1,8 +1,9 @@
 //! The data folder under stress: a full disk, a journal another process holds locked or moves
-//! away, a read-only view of the folder. The live corte is served throughout, nothing is published
-//! without its journal entries, `/status` says plainly that packages are not being taken and
-//! why (the journal may be what fails), the packages stay where they came from, and they are
-//! taken without an operator's action once the fault is repaired.
+//! away, its -wal file removed, a read-only view of the folder. The live corte is served
+//! throughout, nothing is published without its journal entries, `/status` says plainly that
+//! packages are not being taken and why (the journal may be what fails), the packages stay
+//! where they came from, and they are taken without an operator's action once the fault is
+//! repaired; the rows of a removed -wal file are kept, and a crash then loses none.
 //!
 //! The disk tests mount a small tmpfs (root only: elsewhere they are skipped with a note,
 //! except in CI); it is unmounted when the test ends, whether it passed or not.
@@ -584,4 +585,43 @@ fn a_journal_moved_or_replaced_while_serving_stops_intake_until_it_is_put_back()
     assert!(!server.entrada().join(name).exists());
     assert!(events(&server, "rejected").is_empty());
     assert_evidence_of_every_publication(&server);
+}
+
+#[test]
+fn a_journal_wal_file_removed_while_serving_loses_nothing_when_the_server_then_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = serving_a_first_corte(&data, &[]);
+    let wal = data.join("bitacora.sqlite-wal");
+    assert!(wal.exists(), "the journal runs in WAL mode");
+
+    // Removed while it runs ("cleaning up", a backup script), then a package taken.
+    std::fs::remove_file(&wal).unwrap();
+    drop_file(
+        &server.entrada(),
+        "20240602_2110_PREP_SITIO.zip",
+        &site_package("20240602_2110", &[]),
+    );
+    server.wait_corte("20240602_2110");
+    let remade = wal.exists();
+
+    // A crash (kill -9, a power cut): the start knows both packages and serves the last.
+    server.restart();
+    assert!(
+        warnings_of(&server, "unjournaled").is_empty(),
+        "rows lost with the removed -wal file: {}",
+        server.log()
+    );
+    let status = server.status();
+    assert_eq!(status["live"]["corte"], "20240602_2110", "{status:#}");
+    assert_eq!(status["counts"]["published"], 2, "{status:#}");
+    assert_eq!(status["counts"]["unjournaled"], 0, "{status:#}");
+    assert!(remade, "a new -wal file is made at its path");
+    let said = warnings_of(&server, "journal-wal");
+    assert_eq!(said.len(), 1, "said once: {said:#?}");
+    let warning = said[0]["detail"]["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("bitacora.sqlite-wal") && warning.contains("nothing is lost"),
+        "{warning}"
+    );
 }
