@@ -388,23 +388,7 @@ fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
         ),
         ("cut short", whole[..4096].to_vec()),
     ] {
-        std::fs::write(&journal, &bytes).unwrap();
-        let out = serve_until_it_stops(difusor(), &data);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{damage}: {stderr}");
-        assert!(
-            stderr.contains(&format!("cannot open the journal {}", journal.display()))
-                && stderr.contains("it is damaged")
-                && stderr.contains("restore the journal from a backup")
-                && stderr.contains("the archive (archivo/) is intact")
-                && !stderr.contains("serving the public site"),
-            "{damage}: {stderr}"
-        );
-        assert_eq!(
-            std::fs::read(&journal).unwrap(),
-            bytes,
-            "{damage}: left as it was"
-        );
+        refused_as_damaged(&data, damage, &bytes);
     }
 
     // Restored, the corte is served again.
@@ -471,23 +455,7 @@ fn a_journal_with_a_damaged_page_stops_the_start_naming_it_instead_of_serving_wi
         ("a page of events", with_page_overwritten(root("events"))),
         ("cut short", whole[..whole.len() / 2].to_vec()),
     ] {
-        std::fs::write(&journal, &bytes).unwrap();
-        let out = serve_until_it_stops(difusor(), &data);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{damage}: {stderr}");
-        assert!(
-            stderr.contains(&format!("cannot open the journal {}", journal.display()))
-                && stderr.contains("it is damaged")
-                && stderr.contains("restore the journal from a backup")
-                && stderr.contains("the archive (archivo/) is intact")
-                && !stderr.contains("serving the public site"),
-            "{damage}: {stderr}"
-        );
-        assert_eq!(
-            std::fs::read(&journal).unwrap(),
-            bytes,
-            "{damage}: left as it was"
-        );
+        refused_as_damaged(&data, damage, &bytes);
     }
 
     // Restored, the last corte is served again.
@@ -496,4 +464,28 @@ fn a_journal_with_a_damaged_page_stops_the_start_naming_it_instead_of_serving_wi
     server.wait_ready();
     assert_eq!(server.live_corte().as_deref(), Some("20240602_2120"));
     assert_eq!(server.status()["counts"]["unjournaled"], 0);
+}
+
+/// Writes `bytes` as the journal of the data folder `data` and starts a server on it: the
+/// start stops with exit status 2, naming the journal, saying it is `damage`d and how to
+/// restore it, before serving, and leaves the file as it was.
+fn refused_as_damaged(data: &Path, damage: &str, bytes: &[u8]) {
+    let journal = data.join("bitacora.sqlite");
+    std::fs::write(&journal, bytes).unwrap();
+    let out = serve_until_it_stops(difusor(), data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{damage}: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot open the journal {}", journal.display()))
+            && stderr.contains("it is damaged")
+            && stderr.contains("restore the journal from a backup")
+            && stderr.contains("the archive (archivo/) is intact")
+            && !stderr.contains("serving the public site"),
+        "{damage}: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        bytes,
+        "{damage}: left as it was"
+    );
 }
