@@ -309,9 +309,9 @@ pub(crate) fn history(config: &Config, json: bool, events: usize) -> Result<()> 
         );
     }
     // Read only: a copy on read-only media, or beside the server that writes it.
-    let journal = Journal::open_read_only(&path)?;
-    let pubs = journal.publications()?;
-    let evs = journal.events(events)?;
+    let (pubs, evs) = Journal::open_read_only(&path)
+        .and_then(|journal| Ok((journal.publications()?, journal.events(events)?)))
+        .map_err(|e| e.explained(format!("cannot read the journal {}", path.display())))?;
     if json {
         println!(
             "{}",

@@ -44,7 +44,9 @@
 //! - [`Journal::open`] refuses a damaged journal ([`JournalError::Damaged`]: SQLite's
 //!   `quick_check` finds a page overwritten, or the file cut short), so that a start never
 //!   serves with a journal some of whose rows cannot be read, nor finds the damage only when
-//!   a later write reaches it.
+//!   a later write reaches it. [`Journal::open_read_only`] refuses it the same way, so that
+//!   `history` and `memoria` never give cortes and events read from a damaged journal as
+//!   whole, nor stop midway with no more than "database disk image is malformed".
 //! - Posting never blocks: at most [`MAX_QUEUED_EVENTS`] posted events wait; past that one is
 //!   counted as lost, and the writer journals how many were lost (`warning`) once it catches
 //!   up.
@@ -87,7 +89,8 @@ pub(crate) enum JournalError {
     /// could not be copied into the journal's file ([`Writer::keep_wal`]).
     #[error("journal: {0}")]
     Wal(String),
-    /// SQLite's check of the journal at start finds it damaged: what it found.
+    /// SQLite's check of the journal when it is opened (to write at start, or to read for
+    /// `history` and `memoria`) finds it damaged: what it found.
     #[error("journal: SQLite's check of it finds pages that are not as SQLite wrote them: {0}")]
     Damaged(String),
 }
@@ -111,14 +114,24 @@ impl JournalError {
             rusqlite::ErrorCode::ReadOnly
             | rusqlite::ErrorCode::PermissionDenied
             | rusqlite::ErrorCode::CannotOpen => Some(
-                "this process may not write it: check its owner and mode, and those of its \
-                 folder and of the -wal and -shm files beside it",
+                "this process may not open it as it needs to (to write it, or to read it): \
+                 check its owner and mode, and those of its folder and of the -wal and -shm \
+                 files beside it",
             ),
             rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => {
                 Some(DAMAGED)
             }
             _ => None,
         }
+    }
+
+    /// This failure as an operator reads it: what could not be done (`doing`, naming the
+    /// journal's file), what to do about it when that is known ([`JournalError::hint`]), then
+    /// what failed. The one wording of a journal's failure for `serve`, `history` and
+    /// `memoria`.
+    pub(crate) fn explained(self, doing: String) -> anyhow::Error {
+        let hint = self.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+        anyhow::Error::new(self).context(format!("{doing}{hint}"))
     }
 }
 
@@ -827,7 +840,10 @@ impl Journal {
 
     /// Opens the journal at `path` for reading only (a report, on a stopped server's folder or
     /// a copy of it): nothing is created or written, and every write fails with
-    /// [`JournalError::Stopped`].
+    /// [`JournalError::Stopped`]. A damaged journal is refused as [`Journal::open`] refuses it
+    /// ([`JournalError::Damaged`]): else a read that reaches a damaged page fails with no more
+    /// than "database disk image is malformed", and a read that does not reach it gives a
+    /// report that looks whole.
     ///
     /// SQLite creates a WAL database's `-wal` and `-shm` files beside it when a read-only
     /// connection finds them missing, as they are after a clean stop. Then no server writes
@@ -856,6 +872,7 @@ impl Journal {
             None => Connection::open_with_flags(path, flags)?,
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        check_whole(&conn)?;
         Ok(Self {
             reader: Arc::new(Mutex::new(conn)),
             writer: None,
@@ -1588,7 +1605,9 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 /// Fails when the journal is damaged (a page overwritten, or missing from a file cut short),
 /// naming what SQLite's check found: else SQLite finds it only when a read or a write reaches
-/// that page, long after the start, and a table it cannot read looks empty to some reads.
+/// that page, long after the start or midway through a report, and a table it cannot read
+/// looks empty to some reads. Run by every open, to write ([`Journal::open`]) or to read
+/// ([`Journal::open_read_only`]).
 /// `PRAGMA quick_check` reads every page once: about 50 ms for a journal of 10,000 packages
 /// (21 MB: 50,000 events, 10,000 publications), its pages in the page cache.
 fn check_whole(conn: &Connection) -> Result<()> {

@@ -413,46 +413,23 @@ fn a_journal_with_a_damaged_page_stops_the_start_naming_it_instead_of_serving_wi
     }
     server.stop();
     let journal = data.join("bitacora.sqlite");
-    let (page_size, roots) = {
-        let db = rusqlite::Connection::open(&journal).unwrap();
-        let page_size: u32 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-        let roots: Vec<(String, u32)> = db
-            .prepare("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        (page_size, roots)
-    };
     let whole = std::fs::read(&journal).unwrap();
-    let root = |name: &str| {
-        roots
-            .iter()
-            .find(|(n, _)| n.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in {roots:?}"))
-            .1
-    };
-    // 256 bytes of a page overwritten, past its header: a bad sector, a stray write.
-    let with_page_overwritten = |page: u32| {
-        let mut bytes = whole.clone();
-        let at = (page as usize - 1) * page_size as usize + 8;
-        bytes[at..at + 256].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef].repeat(64));
-        bytes
-    };
 
     for (damage, bytes) in [
         // Without a check at start: served, every package's outcome unreadable.
         (
             "a page of packages",
-            with_page_overwritten(root("packages")),
+            with_root_page_overwritten(&journal, "packages"),
         ),
         // Without a check at start: served, until a write reaches that page.
         (
             "a page of an index",
-            with_page_overwritten(root("sqlite_autoindex")),
+            with_root_page_overwritten(&journal, "sqlite_autoindex"),
         ),
-        ("a page of events", with_page_overwritten(root("events"))),
+        (
+            "a page of events",
+            with_root_page_overwritten(&journal, "events"),
+        ),
         ("cut short", whole[..whole.len() / 2].to_vec()),
     ] {
         refused_as_damaged(&data, damage, &bytes);
@@ -487,5 +464,116 @@ fn refused_as_damaged(data: &Path, damage: &str, bytes: &[u8]) {
         std::fs::read(&journal).unwrap(),
         bytes,
         "{damage}: left as it was"
+    );
+}
+
+/// The bytes of the journal `journal` with 256 bytes of the root page of the first table or
+/// index whose name begins with `name` (found through `sqlite_master`) overwritten past its
+/// header: a bad sector, a stray write.
+fn with_root_page_overwritten(journal: &Path, name: &str) -> Vec<u8> {
+    let (page_size, root) = {
+        let db = rusqlite::Connection::open(journal).unwrap();
+        let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let root: i64 = db
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE rootpage > 0 AND name LIKE ?1 || '%' \
+                 ORDER BY name LIMIT 1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("{name} in sqlite_master: {e}"));
+        (page_size as usize, root as usize)
+    };
+    let mut bytes = std::fs::read(journal).unwrap();
+    let at = (root - 1) * page_size + 8;
+    bytes[at..at + 256].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef].repeat(64));
+    bytes
+}
+
+#[test]
+fn a_journal_with_a_damaged_page_stops_history_and_memoria_naming_it_instead_of_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let from = jiff::Timestamp::now();
+    let mut server = Server::start(&data, &[]);
+    for corte in ["20240602_2100", "20240602_2110", "20240602_2120"] {
+        drop_file(
+            &server.entrada(),
+            &format!("{corte}_PREP_SITIO.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+    }
+    server.stop();
+    let period = [
+        "--from".to_owned(),
+        from.to_string(),
+        "--to".to_owned(),
+        (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string(),
+    ];
+    let journal = data.join("bitacora.sqlite");
+    let whole = std::fs::read(&journal).unwrap();
+    let history = || {
+        difusor()
+            .args(["history", "--json", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+
+    // Without a check at open: with a page of packages, both read the journal as if whole
+    // (neither reads that table); with a page of events or publications, both stop with no
+    // more than "database disk image is malformed".
+    for table in ["packages", "events", "publications"] {
+        let bytes = with_root_page_overwritten(&journal, table);
+        std::fs::write(&journal, &bytes).unwrap();
+        let out = dir.path().join(format!("memoria-{table}"));
+        let memoria = difusor()
+            .arg("memoria")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(&period)
+            .output()
+            .unwrap();
+        for (command, run) in [("history", history()), ("memoria", memoria)] {
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(
+                run.status.code(),
+                Some(2),
+                "{command}, a page of {table}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("cannot read the journal {}", journal.display()))
+                    && stderr.contains("SQLite's check of it finds pages")
+                    && stderr.contains("it is damaged")
+                    && stderr.contains("restore the journal from a backup"),
+                "{command}, a page of {table}: {stderr}"
+            );
+        }
+        assert!(!out.exists(), "a page of {table}: no report");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".memoria-"))
+            .collect();
+        assert!(left.is_empty(), "a page of {table}: {left:?} left behind");
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            bytes,
+            "a page of {table}: left as it was"
+        );
+        std::fs::write(&journal, &whole).unwrap();
+    }
+
+    // Restored, it is read whole.
+    let restored = history();
+    assert_success(&restored);
+    let restored: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(
+        restored["cortes"].as_array().map(Vec::len),
+        Some(3),
+        "{restored:#}"
     );
 }

@@ -9,6 +9,9 @@
 //! # Guarantees
 //! - Read only: the data folder is never written (the journal is opened read-only), so it
 //!   runs beside a live server or on a copy of a data folder on another machine.
+//! - A damaged journal stops it before anything is written, naming the file, what SQLite's
+//!   check found and what to do ([`Journal::open_read_only`]): never a report that looks
+//!   whole with rows of the journal that could not be read.
 //! - The same input gives the same bytes, apart from the one generated-at line (and the PDF,
 //!   whose maker stamps its own date).
 //! - The folder appears whole or not at all (written beside it, renamed when complete); every
@@ -101,9 +104,14 @@ pub(crate) fn run(config: &Config, options: &Options) -> Result<()> {
     let (from, to) = period(config, options)?;
     let journal_path = Layout::new(&config.data_dir).journal();
     let (publications, events) = if journal_path.exists() {
-        let journal = Journal::open_read_only(&journal_path)
-            .with_context(|| format!("cannot read the journal {}", journal_path.display()))?;
-        (journal.publications()?, journal.events_between(from, to)?)
+        Journal::open_read_only(&journal_path)
+            .and_then(|journal| Ok((journal.publications()?, journal.events_between(from, to)?)))
+            .map_err(|e| {
+                e.explained(format!(
+                    "cannot read the journal {}",
+                    journal_path.display()
+                ))
+            })?
     } else {
         eprintln!(
             "warning: no journal at {}: the report has no cortes and no incidents from the \

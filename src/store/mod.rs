@@ -186,9 +186,8 @@ impl Store {
         let journal = Journal::open(&journal_path)
             .and_then(|journal| journal.check_writable().map(|()| journal))
             .map_err(|e| {
-                let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-                anyhow::Error::new(e).context(format!(
-                    "cannot open the journal {} for writing{hint}",
+                e.explained(format!(
+                    "cannot open the journal {} for writing",
                     journal_path.display()
                 ))
             })?;
