@@ -278,7 +278,7 @@ pub(crate) enum PackageState {
     SetAside,
     /// Found verified in the archive at a start, unknown to the journal, which had lost
     /// its rows ([`Journal::note_unjournaled`]): not published, not decided, taken again
-    /// when delivered again.
+    /// when delivered again, or published when an operator's rollback names it.
     Unjournaled,
 }
 
@@ -1493,6 +1493,26 @@ impl Journal {
             }
         }
         Ok(None)
+    }
+
+    /// The packages journaled as [`PackageState::Unjournaled`] and not decided since (a start
+    /// found them verified in the archive and unknown here), each with its name (empty when
+    /// unknown), oldest first.
+    pub(crate) fn unjournaled_packages(&self) -> Result<Vec<(Sha256, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT sha256, name FROM packages WHERE outcome = 'unjournaled'
+             ORDER BY first_received, sha256",
+        )?;
+        let rows = stmt.query_map([], |r| <(String, String)>::try_from(r))?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (sha, name) = row?;
+            if let Ok(sha) = sha.parse() {
+                found.push((sha, name));
+            }
+        }
+        Ok(found)
     }
 
     /// The newest `limit` events, newest first.

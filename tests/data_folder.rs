@@ -372,6 +372,101 @@ fn a_journal_copied_while_the_live_corte_arrived_does_not_go_back_to_an_older_on
     assert_eq!(server.status()["counts"]["unjournaled"], 0);
 }
 
+/// The outcome the journal in the data folder `data` gives the package `sha`.
+fn outcome_of(data: &Path, sha: &str) -> String {
+    rusqlite::Connection::open(data.join("bitacora.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT outcome FROM packages WHERE sha256 = ?1",
+            [sha],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn an_unjournaled_package_is_put_live_again_by_a_rollback_naming_it_never_on_a_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = Server::start(&data, &[]);
+    let name = "20240602_2200_PREP_SITIO.zip";
+    let first = site_package("20240602_2100", &[]);
+    // The institute's 22:00 corte, then the same corte corrected, under the same name.
+    let wrong = site_package("20240602_2200", &[("nota.txt", b"primera entrega")]);
+    let last = site_package("20240602_2200", &[("nota.txt", b"entrega corregida")]);
+    // Each with its `.sha256` file, which the archive keeps beside it with its name.
+    let deliver = |name: &str, bytes: &[u8], published: i64| {
+        let sum = corpus::sum_line(bytes, name);
+        drop_file(&server.entrada(), &format!("{name}.sha256"), sum.as_bytes());
+        drop_file(&server.entrada(), name, bytes);
+        server.wait_published(published);
+    };
+    deliver("20240602_2100_PREP_SITIO.zip", &first, 1);
+    deliver(name, &wrong, 2);
+    deliver(name, &last, 3);
+    assert_eq!(
+        curl(&server.url("/nota.txt"), &[]).text(),
+        "entrega corregida"
+    );
+    let paths = ["/", "/json/main.json", "/nota.txt"];
+    let served: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| curl(&server.url(p), &[]).body)
+        .collect();
+    server.kill();
+    for file in ["bitacora.sqlite-wal", "bitacora.sqlite-shm"] {
+        let _ = std::fs::remove_file(data.join(file));
+    }
+    server.launch();
+    server.wait_ready();
+    assert_eq!(server.status()["counts"]["unjournaled"], 3);
+    let warnings = warnings_of(&server, "unjournaled");
+    let text = warnings[0]["detail"]["warning"].as_str().unwrap();
+    assert!(text.contains("difusor rollback"), "{text}");
+
+    // The corte id names two packages: refused naming both, nothing published on a guess.
+    let out = server.run(&["rollback", "20240602_2200"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for bytes in [&wrong, &last] {
+        assert!(stdout.contains(&sha256_hex(bytes)), "{stdout}");
+    }
+    assert!(server.live_corte().is_none());
+
+    // Named by its SHA-256, the corrected one is verified again and goes live, byte for byte.
+    let sha = sha256_hex(&last);
+    let out = server.run(&["rollback", &sha[..12]]);
+    assert_success(&out);
+    server.wait_corte("20240602_2200");
+    let now: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| curl(&server.url(p), &[]).body)
+        .collect();
+    assert_eq!(now, served);
+    let status = server.status();
+    assert_eq!(status["counts"]["unjournaled"], 2, "{status:#}");
+    assert_eq!(outcome_of(&data, &sha), "published");
+
+    // By its corte id when only one package has it, here through the admin listener.
+    let r = curl(
+        &server.admin("/rollback?corte=20240602_2100"),
+        &["-X", "POST"],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.wait_corte("20240602_2100");
+    assert_eq!(
+        curl(&server.url("/json/main.json"), &[]).text(),
+        r#"{"corte":"20240602_2100"}"#
+    );
+    assert_eq!(server.status()["counts"]["unjournaled"], 1);
+    assert_eq!(outcome_of(&data, &sha256_hex(&first)), "published");
+
+    // The journal keeps it: the next start serves the same corte, warns of nothing new.
+    server.restart();
+    assert_eq!(server.live_corte().as_deref(), Some("20240602_2100"));
+    assert_eq!(warnings_of(&server, "unjournaled").len(), 1);
+}
+
 #[test]
 fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
     let dir = tempfile::tempdir().unwrap();

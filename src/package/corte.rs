@@ -277,6 +277,19 @@ pub(crate) fn corte_time(
     })
 }
 
+/// The corte id the name pattern finds in the package name `name` (the one [`corte_time`]
+/// gives a package of that name), or `None` when it finds none.
+pub(crate) fn corte_id_of_name(name: &str, rules: &CorteRules) -> Option<String> {
+    let time = from_name(name, rules).ok().flatten()?;
+    Some(
+        CorteTime {
+            time,
+            source: CorteSource::Name,
+        }
+        .id(),
+    )
+}
+
 /// The time the name pattern finds in `name`, read as local time in the rules' zone: `None`
 /// when the pattern does not match, an error when it matches a time that does not exist.
 fn from_name(name: &str, rules: &CorteRules) -> Result<Option<ZonedDateTime>, ImpossibleCorte> {

@@ -47,7 +47,8 @@ use crate::config::{Config, Invalid, positive, positive_count};
 use crate::hash::Sha256;
 
 pub(crate) use corte::{
-    CorteRules, CorteSource, CorteTime, corte_cell, corte_line, corte_time, is_corte_id,
+    CorteRules, CorteSource, CorteTime, corte_cell, corte_id_of_name, corte_line, corte_time,
+    is_corte_id,
 };
 pub(crate) use evidence::{
     Evidence, EvidenceFile, EvidencePolicy, Policy, check as check_evidence, evidence_text,

@@ -17,7 +17,9 @@
 //! - journals each as `unjournaled` (its name from the `.sha256` file beside it, when that
 //!   names it; its size; when it was archived), so that `/status` counts it and the warning is
 //!   said once: the next start knows it. It is not decided: delivered again, it is taken as
-//!   any package, verified and published if its corte is the newest;
+//!   any package, verified and published if its corte is the newest; named by an operator's
+//!   rollback (its corte id as its name gives it, or a SHA-256 prefix), it is verified again
+//!   from the archive and published, as a package held or older is ([`super::rollback`]);
 //! - guesses nothing: none of them is published, moved or removed, and the live corte is the
 //!   last the journal knows (which may be older than the one served before the rows were
 //!   lost; the warning says which). Which of them went live, on what, in what order, only the
@@ -289,9 +291,11 @@ impl Publisher {
              after a crash, or an older copy restored). They are journaled as `unjournaled`; \
              none is published or removed. The live corte is the last one the journal knows \
              ({live}), and may be older than the one served before. If the journal and its -wal \
-             file are in a backup, stop the server and restore both; else have the latest corte \
-             delivered again (or `difusor ingest --force` it): it is taken again and published \
-             if it is the newest. Packages: {}{more}",
+             file are in a backup, stop the server and restore both; else put the latest corte \
+             live with `difusor rollback <corte>` (its corte id, or its SHA-256 when several \
+             packages have it): it is verified again from the archive and published, without \
+             being delivered again (or have it delivered again, or `difusor ingest --force` \
+             it). Packages: {}{more}",
             found.len(),
             named.join(", "),
         );

@@ -1,5 +1,11 @@
 //! Publishing again what an operator names: the site of an earlier corte, or a package held,
-//! set aside or older, always from the verified archive and always journaled.
+//! set aside, older, or unjournaled (found verified in the archive at a start, unknown to a
+//! journal that lost its last rows), always from the verified archive and always journaled.
+//!
+//! What it names is looked for, in this order, among the cortes published, the packages
+//! archived without being published, and the unjournaled packages; among these last, a corte
+//! id that several have is refused naming them all (nothing is published on a guess), and one
+//! whose name the archive does not know is refused (its corte id and name are unknown).
 //!
 //! The operator's text is looked up only when it is written as a corte id, a publication
 //! number or a SHA-256 prefix; the journal keeps at most [`SHOWN_CHARS`] of any text it
@@ -11,6 +17,9 @@ use crate::peer_text::PeerText;
 
 /// The most characters of an operator's rollback text the journal keeps.
 const SHOWN_CHARS: usize = 64;
+
+/// Most packages a refused rollback names when its text matches several.
+const MAX_NAMED: usize = 10;
 
 /// Whether `text` is written as what a rollback names: a corte id, a publication number or
 /// a SHA-256 prefix of 8 to 64 hex digits.
@@ -113,20 +122,29 @@ impl Publisher {
     }
 
     /// Publishes a package that was archived without being published (older than the live
-    /// corte, held, or set aside), laid over the live site, because an operator asked for it
-    /// by corte id or SHA-256 prefix.
+    /// corte, held, set aside, or found unjournaled at a start), laid over the live site,
+    /// because an operator asked for it by corte id or SHA-256 prefix. It is verified again
+    /// from the archive first, as any package a rollback takes from there.
     fn publish_older(&self, wanted: &str) -> anyhow::Result<Outcome> {
-        let Some((sha, name)) = self.journal.unpublished_package(wanted)? else {
-            // The operator named something this server never had: a refusal, not a fault.
-            return Ok(Outcome::Rejected {
-                reason: format!(
-                    "no corte {wanted:?} was published here, and no package archived without \
-                     being published (older, held or set aside) matches it; nothing changed. \
-                     `difusor history` lists the cortes published, by corte id, number and \
-                     package"
+        let (sha, name, reason) = match self.journal.unpublished_package(wanted)? {
+            Some((sha, name)) => (
+                sha,
+                name,
+                "an operator published a package that had not been published",
+            ),
+            None => match self.unjournaled_named(wanted)? {
+                Ok((sha, name)) => (
+                    sha,
+                    name,
+                    "an operator published a package the journal had lost (unjournaled)",
                 ),
-                sha256: None,
-            });
+                Err(reason) => {
+                    return Ok(Outcome::Rejected {
+                        reason,
+                        sha256: None,
+                    });
+                }
+            },
         };
         let pkg = self.reverify(sha, &name)?;
         let corte = package::corte_time(&pkg, &self.package.corte, Timestamp::now())?;
@@ -142,9 +160,58 @@ impl Publisher {
         self.event(
             EventKind::Rollback,
             Some((sha, &name)),
-            json!({"corte": corte.id(), "reason": "an operator published a package that had not been published"}),
+            json!({"corte": corte.id(), "reason": reason}),
         );
         tracing::warn!(corte = %corte.id(), "unpublished package published by an operator");
         Ok(outcome)
+    }
+
+    /// The one package journaled as unjournaled (found verified in the archive at a start,
+    /// unknown to the journal) whose SHA-256 starts with `wanted` (at least 8 digits), or
+    /// whose name gives the corte id `wanted`. `Err` is the refusal: none matches, several
+    /// do (named: nothing is published on a guess), or its name is not known.
+    fn unjournaled_named(&self, wanted: &str) -> anyhow::Result<Result<(Sha256, String), String>> {
+        let wanted_lower = wanted.to_ascii_lowercase();
+        let rules = &self.package.corte;
+        let found: Vec<(Sha256, String)> = self
+            .journal
+            .unjournaled_packages()?
+            .into_iter()
+            .filter(|(sha, name)| {
+                (wanted.len() >= 8 && sha.to_hex().starts_with(&wanted_lower))
+                    || package::corte_id_of_name(name, rules).as_deref() == Some(wanted)
+            })
+            .collect();
+        Ok(match found.as_slice() {
+            [] => Err(format!(
+                "no corte {wanted:?} was published here, and no package archived without \
+                 being published (older, held, set aside or unjournaled) matches it; nothing \
+                 changed. `difusor history` lists the cortes published, by corte id, number \
+                 and package"
+            )),
+            [(sha, name)] if name.is_empty() => Err(format!(
+                "the unjournaled package {sha} has no name the archive knows (no .sha256 file \
+                 beside it that names it); nothing changed. Deliver it again under its name, \
+                 or `difusor ingest --force` it"
+            )),
+            [one] => Ok(one.clone()),
+            several => {
+                let named: Vec<String> = several
+                    .iter()
+                    .take(MAX_NAMED)
+                    .map(|(sha, name)| format!("{name} ({sha})"))
+                    .collect();
+                let more = match several.len() - named.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                Err(format!(
+                    "{} unjournaled packages match {wanted:?}: {}{more}; nothing changed. Name \
+                     the one to publish by its SHA-256 (at least 8 digits)",
+                    several.len(),
+                    named.join(", "),
+                ))
+            }
+        })
     }
 }
