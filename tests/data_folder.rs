@@ -497,16 +497,7 @@ fn a_damaged_journal_stops_the_start_saying_to_restore_it_from_a_backup() {
 fn a_journal_with_a_damaged_page_stops_the_start_naming_it_instead_of_serving_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let mut server = Server::start(&data, &[]);
-    for corte in ["20240602_2100", "20240602_2110", "20240602_2120"] {
-        drop_file(
-            &server.entrada(),
-            &format!("{corte}_PREP_SITIO.zip"),
-            &site_package(corte, &[]),
-        );
-        server.wait_corte(corte);
-    }
-    server.stop();
+    let mut server = stopped_with_three_cortes(&data);
     let journal = data.join("bitacora.sqlite");
     let whole = std::fs::read(&journal).unwrap();
 
@@ -590,16 +581,7 @@ fn a_journal_with_a_damaged_page_stops_history_and_memoria_naming_it_instead_of_
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let from = jiff::Timestamp::now();
-    let mut server = Server::start(&data, &[]);
-    for corte in ["20240602_2100", "20240602_2110", "20240602_2120"] {
-        drop_file(
-            &server.entrada(),
-            &format!("{corte}_PREP_SITIO.zip"),
-            &site_package(corte, &[]),
-        );
-        server.wait_corte(corte);
-    }
-    server.stop();
+    let _server = stopped_with_three_cortes(&data);
     let period = [
         "--from".to_owned(),
         from.to_string(),
@@ -671,4 +653,19 @@ fn a_journal_with_a_damaged_page_stops_history_and_memoria_naming_it_instead_of_
         Some(3),
         "{restored:#}"
     );
+}
+
+/// A server on the data folder `data` that published cortes 2100, 2110 and 2120, stopped.
+fn stopped_with_three_cortes(data: &Path) -> Server {
+    let mut server = Server::start(data, &[]);
+    for corte in ["20240602_2100", "20240602_2110", "20240602_2120"] {
+        drop_file(
+            &server.entrada(),
+            &format!("{corte}_PREP_SITIO.zip"),
+            &site_package(corte, &[]),
+        );
+        server.wait_corte(corte);
+    }
+    server.stop();
+    server
 }
